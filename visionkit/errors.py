@@ -1,0 +1,63 @@
+"""Typed errors. Each carries what went wrong, where, and what was expected.
+
+The CLI prints these without a traceback and exits non-zero (2 for configuration errors,
+1 otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class VisionkitError(Exception):
+    """Base class of every error visionkit raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(VisionkitError):
+    """An invalid configuration: one line per problem, each naming the full key path."""
+
+    exit_code = 2
+
+    def __init__(self, problems: Sequence[str] | str, source: str | None = None) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"invalid configuration{where}:\n{lines}")
+
+
+class DataError(VisionkitError):
+    """A dataset problem; ``problems`` lists every offender (the first 10 shown, then a count)."""
+
+    def __init__(self, message: str, problems: Sequence[str] = (), max_shown: int = 10) -> None:
+        self.message = message
+        self.problems = list(problems)
+        shown = "".join(f"\n  {p}" for p in self.problems[:max_shown])
+        more = len(self.problems) - max_shown
+        if more > 0:
+            shown += f"\n  ... and {more} more"
+        super().__init__(message + shown)
+
+
+class AnnotationError(DataError):
+    """An annotation file that is malformed or inconsistent (ids, categories, sizes)."""
+
+
+class ImageDecodeError(DataError):
+    """An image that cannot be read; names the file and the reason."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot read image {self.path}: {reason}")
+
+
+class CheckpointError(VisionkitError):
+    """A checkpoint that cannot be loaded (missing, truncated, unsafe, wrong format)."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot load checkpoint {self.path}: {reason}")
