@@ -1,0 +1,33 @@
+"""visionkit: one shared backbone, interchangeable heads, trained jointly.
+
+Public API::
+
+    visionkit.create_backbone(name, pretrained=False, out_indices=None, **kwargs)
+    visionkit.list_backbones(pattern=None)
+    visionkit.list_heads(pattern=None)
+    visionkit.create_model(config)          # untrained model from a config path or mapping
+    visionkit.load(checkpoint_path)         # trained model from a checkpoint alone
+    visionkit.load_config(path, overrides)  # validated config
+
+The library API never imports Lightning.
+"""
+
+from visionkit.backbones import create_backbone, list_backbones
+from visionkit.config import Config, load_config
+from visionkit.data import coco, folder  # noqa: F401  (registers the dataset formats)
+from visionkit.factory import create_model, load
+from visionkit.heads import list_heads
+from visionkit.model import VisionModel
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "VisionModel",
+    "create_backbone",
+    "create_model",
+    "list_backbones",
+    "list_heads",
+    "load",
+    "load_config",
+]

@@ -1,0 +1,44 @@
+"""Shared fixtures: small shapes datasets generated once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
+
+
+@pytest.fixture(scope="session")
+def shapes_root(tmp_path_factory):
+    """A tiny shapes dataset: ``train`` (48 images) and ``val`` (24 images), 64×64 pixels."""
+    from visionkit.data.synthetic import make_shapes
+
+    root = tmp_path_factory.mktemp("shapes")
+    make_shapes(root / "train", num_images=48, size=64, seed=0)
+    make_shapes(root / "val", num_images=24, size=64, seed=1)
+    return root
+
+
+@pytest.fixture()
+def tiny_config(shapes_root, tmp_path):
+    """A classification config on the tiny shapes data with the built-in CNN."""
+    return {
+        "name": "tiny",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {
+            "backbone": {"name": "simple_cnn"},
+            "heads": {"cls": {"name": "linear", "num_classes": None}},
+        },
+        "data": {
+            "train": {"format": "coco", "root": str(shapes_root / "train"), "class_field": "background"},
+            "val": {"format": "coco", "root": str(shapes_root / "val"), "class_field": "background"},
+            "image_size": 64,
+            "batch_size": 16,
+            "num_workers": 0,
+        },
+        "optimizer": {"name": "adamw", "lr": 0.003},
+        "scheduler": {"name": "cosine"},
+        "trainer": {"max_epochs": 2, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
+                    "log_every_n_steps": 1},
+    }

@@ -1,0 +1,162 @@
+"""Config loading: base merging, overrides, validation errors with full key paths."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from visionkit.config import apply_overrides, deep_merge, load_config
+from visionkit.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MINIMAL = {
+    "model": {"backbone": {"name": "simple_cnn"}, "heads": {"cls": {"name": "linear", "num_classes": 3}}},
+}
+
+
+def write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def problems_of(source, overrides=()) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(source, overrides)
+    return info.value.problems
+
+
+def test_defaults_are_filled_from_schemas_and_builders():
+    cfg = load_config(MINIMAL)
+    assert cfg.trainer.max_epochs == 10
+    assert cfg.model.heads["cls"] == {
+        "name": "linear", "num_classes": 3, "dropout": 0.0, "level": -1,
+        "label_smoothing": 0.0, "loss_weight": 1.0,
+    }
+
+
+def test_misspelt_key_names_full_path_and_nearest_key():
+    bad = {"model": {"backbone": {"nmae": "resnet18"}, "heads": MINIMAL["model"]["heads"]}}
+    assert problems_of(bad) == ["model.backbone.nmae: unknown key; did you mean 'name'?"]
+
+
+def test_misspelt_key_in_head_arguments_uses_builder_signature():
+    bad = {"model": {"backbone": {"name": "simple_cnn"},
+                     "heads": {"cls": {"name": "linear", "num_classes": 3, "dropuot": 0.1}}}}
+    assert problems_of(bad) == ["model.heads.cls.dropuot: unknown key; did you mean 'dropout'?"]
+
+
+def test_wrong_type_names_key_expected_type_and_value():
+    (line,) = problems_of(MINIMAL, ["trainer.max_epochs=ten"])
+    assert line.startswith("trainer.max_epochs: expected a valid integer")
+    assert "'ten'" in line
+
+
+def test_every_problem_is_reported_at_once():
+    problems = problems_of(MINIMAL, ["trainer.max_epoch=3", "optimizer.lr=-1", "data.batch_size=0"])
+    assert len(problems) == 3
+    assert any(p.startswith("trainer.max_epoch: unknown key; did you mean 'max_epochs'?") for p in problems)
+    assert any(p.startswith("optimizer.lr:") for p in problems)
+    assert any(p.startswith("data.batch_size:") for p in problems)
+
+
+def test_unknown_head_name_suggests_registered_names():
+    (line,) = problems_of({"model": {"heads": {"cls": {"name": "linaer"}}}})
+    assert line.startswith("model.heads.cls.name: unknown head 'linaer'; did you mean 'linear'")
+
+
+def test_unknown_dataset_format_and_missing_required_argument():
+    problems = problems_of({**MINIMAL, "data": {"train": {"format": "cocoo"}, "val": {"format": "coco"}}})
+    assert any(p.startswith("data.train.format: unknown dataset 'cocoo'; did you mean 'coco'") for p in problems)
+    assert "data.val.root: required key is missing" in problems
+
+
+def test_base_is_merged_beneath_and_overrides_on_top(tmp_path):
+    write(tmp_path / "base.yaml", {**MINIMAL, "trainer": {"max_epochs": 7, "precision": "bf16-mixed"}})
+    write(tmp_path / "child.yaml", {"base": "base.yaml", "trainer": {"max_epochs": 9}})
+    cfg = load_config(tmp_path / "child.yaml", ["model.backbone.name=resnet34", "data.batch_size=4"])
+    assert cfg.trainer.max_epochs == 9
+    assert cfg.trainer.precision == "bf16-mixed"
+    assert cfg.model.backbone.name == "resnet34"
+    assert cfg.data.batch_size == 4
+
+
+def test_base_list_merges_in_order(tmp_path):
+    write(tmp_path / "a.yaml", {**MINIMAL, "seed": 1, "name": "a"})
+    write(tmp_path / "b.yaml", {"seed": 2})
+    write(tmp_path / "c.yaml", {"base": ["a.yaml", "b.yaml"]})
+    cfg = load_config(tmp_path / "c.yaml")
+    assert (cfg.seed, cfg.name) == (2, "a")
+
+
+def test_only_one_level_of_base(tmp_path):
+    write(tmp_path / "a.yaml", MINIMAL)
+    write(tmp_path / "b.yaml", {"base": "a.yaml"})
+    write(tmp_path / "c.yaml", {"base": "b.yaml"})
+    (line,) = problems_of(tmp_path / "c.yaml")
+    assert "only one level of base" in line
+
+
+def test_override_values_are_yaml_typed():
+    data = apply_overrides({}, ["a.b=3", "a.c=0.5", "a.d=null", "a.e=[1, 2]", "a.f=text"])
+    assert data == {"a": {"b": 3, "c": 0.5, "d": None, "e": [1, 2], "f": "text"}}
+
+
+def test_malformed_override_is_a_config_error():
+    with pytest.raises(ConfigError, match="key.path=value"):
+        apply_overrides({}, ["trainer.max_epochs"])
+
+
+def test_deep_merge_replaces_non_mappings():
+    assert deep_merge({"a": {"b": 1, "c": [1]}}, {"a": {"c": [2]}}) == {"a": {"b": 1, "c": [2]}}
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_yaml_tags_that_would_run_code_are_refused(tmp_path):
+    (tmp_path / "evil.yaml").write_text("model: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "evil.yaml")
+
+
+@pytest.mark.parametrize("config", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml")
+                                          if p.parent.name != "base"))
+def test_shipped_configs_validate(config):
+    overrides = []
+    if "folder" in config:
+        overrides = ["data.train.root=x", "data.val.root=y"]
+    load_config(ROOT / config, overrides)
+
+
+def test_cli_exits_2_with_key_path_on_unknown_key(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train.py"), "--config", str(ROOT / "configs" / "quickstart.yaml"),
+         "model.backbone.nmae=resnet18"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "model.backbone.nmae: unknown key; did you mean 'name'?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_print_config_shows_resolved_values():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train.py"), "--config", str(ROOT / "configs" / "quickstart.yaml"),
+         "--print-config", "trainer.max_epochs=2"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    printed = yaml.safe_load(result.stdout)
+    assert printed["trainer"]["max_epochs"] == 2
+    assert printed["data"]["train"]["class_field"] == "background"
+    assert printed["model"]["heads"]["cls"]["loss_weight"] == 1.0

@@ -1,0 +1,430 @@
+"""Configuration: YAML files with one ``base:`` level, dotted overrides, and validation.
+
+A config is read with ``yaml.safe_load``; ``base:`` (a path or a list of paths, relative to the
+file) is deep-merged beneath it; ``key.path=value`` overrides from the command line are applied
+on top (values parsed as YAML, so ``trainer.max_epochs=3`` is an int). The whole tree is then
+validated before anything is built: fixed sections against typed schemas, and registered
+components (heads, necks, datasets) against the signature of their builder function. Every
+problem is reported with its full key path::
+
+    model.backbone.nmae: unknown key; did you mean 'name'?
+    trainer.max_epochs: expected a valid integer, got 'ten'
+
+Configs name registered components only; they never import or run code.
+
+>>> cfg = load_config({"model": {"backbone": {"name": "simple_cnn"},
+...                              "heads": {"cls": {"name": "linear", "num_classes": 4}}}})
+>>> cfg.model.heads["cls"]["dropout"]
+0.0
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import os
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from visionkit.errors import ConfigError
+from visionkit.registry import DATASETS, HEADS, NECKS, Registry, UnknownNameError
+
+# Builder arguments the model factory supplies itself; a config never sets them.
+INJECTED_ARGS = {"in_channels", "strides", "class_names"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class BackboneConfig(_Section):
+    """``model.backbone``: a registered backbone name and its arguments."""
+
+    name: str = "resnet18"
+    pretrained: bool | str = False
+    out_indices: list[int] | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(_Section):
+    """``model``: one backbone, an optional neck, and named heads."""
+
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    neck: dict[str, Any] | None = None
+    heads: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class SyntheticConfig(_Section):
+    """``data.<split>.synthetic``: generate the shapes dataset at ``root`` when it is absent."""
+
+    num_images: int = Field(200, gt=0)
+    size: int = Field(128, ge=32)
+    seed: int = 0
+    min_shapes: int = Field(1, ge=0)
+    max_shapes: int = Field(4, ge=0)
+
+
+class TransformsConfig(_Section):
+    """``data.transforms``: albumentations transforms as ``{name: Resize, height: 128, ...}``."""
+
+    train: list[dict[str, Any]] | None = None
+    val: list[dict[str, Any]] | None = None
+
+
+class DataConfig(_Section):
+    """``data``: datasets per split and how they are loaded."""
+
+    train: dict[str, Any] | None = None
+    val: dict[str, Any] | None = None
+    image_size: int | tuple[int, int] = 128
+    batch_size: int = Field(32, gt=0)
+    val_batch_size: int | None = Field(None, gt=0)
+    num_workers: int = Field(2, ge=0)
+    pin_memory: bool = False
+    transforms: TransformsConfig = Field(default_factory=TransformsConfig)
+
+
+class OptimizerConfig(_Section):
+    """``optimizer``."""
+
+    name: Literal["sgd", "adamw", "adam"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0)
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class SchedulerConfig(_Section):
+    """``scheduler``: learning-rate schedule, stepped every optimiser step."""
+
+    name: Literal["cosine", "step", "constant"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)
+    warmup_start_factor: float = Field(0.1, gt=0, le=1)
+    min_lr_factor: float = Field(0.0, ge=0, le=1)
+    step_epochs: list[int] = Field(default_factory=list)
+    gamma: float = Field(0.1, gt=0)
+
+
+class TrainerConfig(_Section):
+    """``trainer``: passed through to ``lightning.Trainer``."""
+
+    max_epochs: int = Field(10, gt=0)
+    accelerator: str = "auto"
+    devices: int | str | list[int] = "auto"
+    num_nodes: int = Field(1, gt=0)
+    strategy: str = "auto"
+    precision: str = "32-true"
+    gradient_clip_val: float | None = None
+    accumulate_grad_batches: int = Field(1, gt=0)
+    log_every_n_steps: int = Field(10, gt=0)
+    check_val_every_n_epoch: int = Field(1, gt=0)
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+    deterministic: bool = False
+    enable_progress_bar: bool = True
+
+
+class Config(_Section):
+    """The whole, validated configuration."""
+
+    name: str = "run"
+    seed: int = 0
+    output_dir: str = "runs"
+    monitor: str | None = None
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain types (what is saved to the run folder and checkpoints)."""
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read one YAML mapping with ``yaml.safe_load``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read config file: {err.strerror or err}", str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"not valid YAML: {err}", str(path)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}", str(path))
+    return data
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` onto ``base``: mappings merge key by key, anything else replaces."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a config file and merge its ``base:`` file(s) beneath it (one level only)."""
+    path = Path(path)
+    data = read_yaml(path)
+    bases = data.pop("base", None)
+    if bases is None:
+        return data
+    if isinstance(bases, (str, os.PathLike)):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError("base: expected a path or a list of paths", str(path))
+    merged: dict[str, Any] = {}
+    for base in bases:
+        base_path = (path.parent / base).resolve()
+        base_data = read_yaml(base_path)
+        if "base" in base_data:
+            raise ConfigError(
+                f"base: {base_path} has a 'base:' of its own; only one level of base is allowed",
+                str(path),
+            )
+        merged = deep_merge(merged, base_data)
+    return deep_merge(merged, data)
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides; values are parsed as YAML (``3`` → int, ``null`` → None)."""
+    out = copy.deepcopy(data)
+    problems = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            problems.append(f"{item!r}: expected an override of the form key.path=value")
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                if part in node and node[part] is not None:
+                    problems.append(
+                        f"{'.'.join(parts[: i + 1])}: is not a mapping, cannot set {key!r}"
+                    )
+                    break
+                node[part] = {}
+            node = node[part]
+        else:
+            node[parts[-1]] = value
+    if problems:
+        raise ConfigError(problems, "command-line overrides")
+    return out
+
+
+def load_config(
+    source: str | os.PathLike | Mapping[str, Any] | Config, overrides: Sequence[str] = ()
+) -> Config:
+    """Read, merge, override and validate a config.
+
+    Args:
+        source: a YAML path, a mapping, or an already validated :class:`Config`.
+        overrides: ``key.path=value`` strings applied after ``base:`` merging.
+
+    Raises:
+        ConfigError: listing every problem with its full key path.
+    """
+    if isinstance(source, Config):
+        if not overrides:
+            return source
+        source = source.to_dict()
+    if isinstance(source, Mapping):
+        data = copy.deepcopy(dict(source))
+        data.pop("base", None)
+        origin = None
+    else:
+        data = resolve_file(source)
+        origin = str(source)
+    data = apply_overrides(data, overrides)
+    return validate_config(data, origin)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_config(data: Mapping[str, Any], source: str | None = None) -> Config:
+    """Validate a merged config tree; raise one :class:`ConfigError` listing every problem."""
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, Config), source) from None
+    problems: list[str] = []
+    heads = {}
+    for head_name, spec in cfg.model.heads.items():
+        heads[head_name] = _validate_component(
+            HEADS, spec, f"model.heads.{head_name}", problems, extra={"loss_weight": (float, 1.0)}
+        )
+    if not cfg.model.heads:
+        problems.append("model.heads: at least one head is required")
+    neck = None
+    if cfg.model.neck is not None:
+        neck = _validate_component(NECKS, cfg.model.neck, "model.neck", problems)
+    splits = {}
+    for split in ("train", "val"):
+        spec = getattr(cfg.data, split)
+        if spec is not None:
+            splits[split] = _validate_component(
+                DATASETS,
+                spec,
+                f"data.{split}",
+                problems,
+                key="format",
+                extra={"synthetic": (SyntheticConfig | None, None)},
+            )
+    if problems:
+        raise ConfigError(problems, source)
+    cfg.model.heads = heads
+    cfg.model.neck = neck
+    cfg.data.train = splits.get("train")
+    cfg.data.val = splits.get("val")
+    return cfg
+
+
+def builder_schema(
+    registry: Registry, name: str, extra: Mapping[str, tuple[Any, Any]] | None = None
+) -> type[BaseModel]:
+    """A pydantic model of the arguments a registered builder accepts from a config."""
+    builder = registry.get(name)
+    fields: dict[str, Any] = {}
+    hints = typing.get_type_hints(builder)
+    for param in inspect.signature(builder).parameters.values():
+        if param.name in INJECTED_ARGS or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            continue
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, default)
+    for key, (annotation, default) in (extra or {}).items():
+        fields.setdefault(key, (annotation, default))
+    return create_model(
+        f"{registry.kind}_{name}", __config__=ConfigDict(extra="forbid"), **fields
+    )
+
+
+def _validate_component(
+    registry: Registry,
+    spec: Mapping[str, Any],
+    path: str,
+    problems: list[str],
+    key: str = "name",
+    extra: Mapping[str, tuple[Any, Any]] | None = None,
+) -> dict[str, Any]:
+    if not isinstance(spec, Mapping):
+        problems.append(f"{path}: expected a mapping, got {type(spec).__name__}")
+        return {}
+    name = spec.get(key)
+    if not isinstance(name, str):
+        problems.append(f"{path}.{key}: required; the registered {registry.kind} to build")
+        return dict(spec)
+    try:
+        schema = builder_schema(registry, name, extra)
+    except UnknownNameError as err:
+        problems.append(f"{path}.{key}: {err}")
+        return dict(spec)
+    args = {k: v for k, v in spec.items() if k != key}
+    try:
+        validated = schema.model_validate(args)
+    except ValidationError as err:
+        problems.extend(f"{path}.{line}" for line in _format_errors(err, schema))
+        return dict(spec)
+    return {key: name, **validated.model_dump(mode="json")}
+
+
+def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        # Unions report one error per member type; keep the path free of the type names.
+        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in _TYPE_TAGS)))
+        path = ".".join(str(p) for p in loc)
+        if e["type"] == "extra_forbidden":
+            valid = _fields_at(root, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            if not close and valid:
+                hint = f"; valid keys: {', '.join(sorted(valid))}"
+            lines.append(f"{path}: unknown key{hint}")
+        elif e["type"] == "missing":
+            lines.append(f"{path}: required key is missing")
+        else:
+            msg = e["msg"].replace("Input should be", "expected")
+            lines.append(f"{path}: {msg}, got {e.get('input')!r}")
+    # A union yields one line per member; keep the first per path.
+    seen, unique = set(), []
+    for line in lines:
+        head = line.split(":", 1)[0]
+        if head not in seen:
+            seen.add(head)
+            unique.append(line)
+    return unique
+
+
+_TYPE_TAGS = {"int", "str", "float", "bool", "list", "dict", "tuple", "none", "function-after"}
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+    """Names of the valid keys at ``loc`` inside ``model``, for 'did you mean' hints."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if part not in current.model_fields:
+                return []
+            current = current.model_fields[part].annotation
+        elif typing.get_origin(current) is dict:
+            current = typing.get_args(current)[1]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X | None`` → ``X``."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def to_yaml(cfg: Config | Mapping[str, Any]) -> str:
+    """The config as YAML text, keys in schema order."""
+    data = cfg.to_dict() if isinstance(cfg, Config) else dict(cfg)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(to_yaml(cfg), encoding="utf-8")
+
+
+ConfigLike = Union[str, os.PathLike, Mapping[str, Any], Config]
+Builder = Callable[..., Any]

@@ -1,0 +1,145 @@
+"""``train`` and ``evaluate``: what ``visionkit train`` / ``visionkit eval`` run.
+
+>>> from visionkit.engine.runner import train
+>>> run_dir, metrics = train("configs/quickstart.yaml", ["trainer.max_epochs=1"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from visionkit.config import Config, ConfigLike, load_config, save_config
+from visionkit.data.datamodule import VisionDataModule, build_datasets, label_names_of
+from visionkit.engine.callbacks import RunFolderCallback
+from visionkit.engine.checkpoint import SafeCheckpointIO
+from visionkit.engine.system import VisionSystem
+from visionkit.errors import ConfigError
+from visionkit.factory import create_model, load
+
+logger = logging.getLogger(__name__)
+
+
+def monitor_of(system: VisionSystem, cfg: Config) -> tuple[str, str]:
+    """The metric that picks ``best.ckpt`` and its mode: ``cfg.monitor`` when set, else the
+    first head's main metric (``<head>/top1``, ...), else ``val/loss``."""
+    if cfg.monitor:
+        return cfg.monitor, "min" if "loss" in cfg.monitor else "max"
+    for name, head in system.model.heads.items():
+        if head.task == "classification":
+            return f"{name}/top1", "max"
+    return "val/loss", "min"
+
+
+def make_trainer(cfg: Config, run_dir: Path, callbacks: Sequence[L.Callback] = (), **overrides: Any) -> L.Trainer:
+    """A ``lightning.Trainer`` from the ``trainer`` section, with safe checkpoint I/O."""
+    t = cfg.trainer.model_dump()
+    args = {k: v for k, v in t.items() if v is not None}
+    args.update(overrides)
+    return L.Trainer(
+        default_root_dir=str(run_dir),
+        plugins=[SafeCheckpointIO()],
+        callbacks=list(callbacks),
+        **args,
+    )
+
+
+def train(
+    config: ConfigLike,
+    overrides: Sequence[str] = (),
+    output_dir: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+) -> tuple[Path, dict[str, float]]:
+    """Train from a config; returns the run folder and the final validation metrics.
+
+    The run folder gets ``config.yaml`` (resolved), ``checkpoints/{best,last}.ckpt``,
+    ``metrics.csv`` (per epoch), ``metrics.json`` (validation metrics of ``best.ckpt``),
+    ``plots/curves.png`` and ``logs/`` (per-step CSV log).
+    """
+    cfg = load_config(config, overrides)
+    if cfg.data.train is None:
+        raise ConfigError("data.train: required for training")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    run_dir = Path(output_dir) if output_dir else Path(cfg.output_dir) / cfg.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    datasets = build_datasets(cfg.data)
+    label_names = label_names_of(datasets)
+    extra = {"category_ids": list(getattr(datasets["train"], "category_ids", []) or [])}
+    model = create_model(cfg, label_names=label_names, extra_meta=extra)
+    cfg = load_config(model.meta["config"])
+    save_config(cfg, run_dir / "config.yaml")
+
+    datamodule = VisionDataModule(cfg.data, datasets, model.backbone.mean, model.backbone.std)
+    system = VisionSystem(model, cfg.optimizer, cfg.scheduler)
+    monitor, mode = monitor_of(system, cfg)
+    has_val = "val" in datasets
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor=monitor if has_val else None,
+        mode=mode,
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
+    trainer = make_trainer(
+        cfg,
+        run_dir,
+        callbacks=[checkpoint, RunFolderCallback(run_dir)],
+        logger=CSVLogger(save_dir=str(run_dir), name="", version="logs"),
+        **({} if has_val else {"limit_val_batches": 0}),
+    )
+    trainer.fit(system, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+
+    metrics: dict[str, float] = {}
+    best = checkpoint.best_model_path or checkpoint.last_model_path
+    if has_val and best:
+        results = trainer.validate(system, datamodule=datamodule, ckpt_path=best, verbose=False)
+        metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+        metrics.update(system.last_metrics)
+        if trainer.is_global_zero:
+            (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return run_dir, metrics
+
+
+EVAL_OVERRIDE_SECTIONS = ("data.", "trainer.")
+
+
+def evaluate(checkpoint: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, float]:
+    """Evaluate a checkpoint on the validation data of its own config.
+
+    ``overrides`` may change the ``data`` and ``trainer`` sections only
+    (e.g. ``data.val.root=/other/data``, ``trainer.devices=2``).
+    """
+    bad = [o for o in overrides if not o.startswith(EVAL_OVERRIDE_SECTIONS)]
+    if bad:
+        raise ConfigError([f"{o!r}: eval accepts data.* and trainer.* overrides only" for o in bad])
+    model = load(checkpoint)
+    cfg = load_config(model.meta["config"], overrides)
+    if cfg.data.val is None:
+        raise ConfigError("data.val: required for evaluation")
+    label_names = model.meta.get("label_names") or {}
+    datasets = {"val": _build_val(cfg, label_names)}
+    datamodule = VisionDataModule(cfg.data, datasets, model.backbone.mean, model.backbone.std)
+    system = VisionSystem(model, cfg.optimizer, cfg.scheduler)
+    trainer = make_trainer(cfg, Path(cfg.output_dir) / cfg.name, logger=False)
+    results = trainer.validate(system, datamodule=datamodule, verbose=False)
+    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    metrics.update(system.last_metrics)
+    return metrics
+
+
+def _build_val(cfg: Config, label_names: dict[str, list[str]]) -> Any:
+    from visionkit.data.datamodule import build_dataset
+
+    return build_dataset(cfg.data.val, label_names)

@@ -1,0 +1,117 @@
+"""The Lightning "system": a :class:`VisionModel` plus optimisation, evaluation and logging.
+
+The model is a plain ``nn.Module`` passed in (Lightning's "Systems vs Models"); this module is
+the only one that knows about Lightning's training loop. Precision, devices, distribution,
+checkpointing and accumulation are the ``Trainer``'s.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from visionkit.config import OptimizerConfig, SchedulerConfig
+from visionkit.evaluation import build_evaluator
+from visionkit.model import VisionModel
+
+
+class VisionSystem(L.LightningModule):
+    """Trains and evaluates any :class:`VisionModel`.
+
+    Logs ``train/loss`` and ``train/<head>/<term>`` per step, ``val/loss`` and the evaluators'
+    flat metrics (``cls/top1``, ...) per validation epoch.
+    """
+
+    def __init__(
+        self,
+        model: VisionModel,
+        optimizer: OptimizerConfig | None = None,
+        scheduler: SchedulerConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.optimizer_cfg = optimizer or OptimizerConfig()
+        self.scheduler_cfg = scheduler or SchedulerConfig()
+        evaluators = {name: build_evaluator(name, head) for name, head in model.heads.items()}
+        self.evaluators = nn.ModuleDict({k: v for k, v in evaluators.items() if v is not None})
+        self.last_metrics: dict[str, float] = {}
+
+    def forward(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        return self.model(images)
+
+    def _step(self, batch: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        outputs = self.model(batch["images"])
+        return outputs, self.model.loss(outputs, batch)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        _, losses = self._step(batch)
+        size = len(batch["images"])
+        self.log("train/loss", losses["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=size)
+        terms = {f"train/{k}": v for k, v in losses.items() if k != "loss"}
+        self.log_dict(terms, on_step=True, on_epoch=False, batch_size=size)
+        return losses["loss"]
+
+    def on_validation_epoch_start(self) -> None:
+        for evaluator in self.evaluators.values():
+            evaluator.reset()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        outputs, losses = self._step(batch)
+        self.log("val/loss", losses["loss"], on_epoch=True, sync_dist=True, batch_size=len(batch["images"]))
+        sizes = [tuple(s) for s in batch["image_sizes"].tolist()]
+        predictions = self.model.postprocess(outputs, sizes)
+        for name, evaluator in self.evaluators.items():
+            evaluator.process(batch, [p[name] for p in predictions])
+
+    def on_validation_epoch_end(self) -> None:
+        metrics: dict[str, float] = {}
+        for evaluator in self.evaluators.values():
+            metrics.update(evaluator.evaluate())
+        self.last_metrics = metrics
+        if metrics:
+            self.log_dict(metrics, prog_bar=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        cfg = self.optimizer_cfg
+        decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim > 1]
+        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim <= 1]
+        groups = [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        if cfg.name == "sgd":
+            optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+        elif cfg.name == "adam":
+            optimizer = torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        per_epoch = max(1, math.ceil(total / max(1, self.trainer.max_epochs or 1)))
+        factor = lr_factor_fn(self.scheduler_cfg, total_steps=total, steps_per_epoch=per_epoch)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["visionkit"] = self.model.meta
+
+
+def lr_factor_fn(cfg: SchedulerConfig, total_steps: int, steps_per_epoch: int):
+    """The learning-rate multiplier at each optimiser step: linear warm-up, then the schedule."""
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return cfg.warmup_start_factor + (1 - cfg.warmup_start_factor) * step / warmup
+        if cfg.name == "cosine":
+            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+            return cfg.min_lr_factor + (1 - cfg.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+        if cfg.name == "step":
+            epoch = step // steps_per_epoch
+            return cfg.gamma ** sum(epoch >= e for e in cfg.step_epochs)
+        return 1.0
+
+    return factor

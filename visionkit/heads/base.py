@@ -1,0 +1,44 @@
+"""The head contract, written down once.
+
+A head is a plain ``nn.Module``; this ``Protocol`` only documents what the model, the system
+and the evaluators rely on. No base class is required.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, Protocol
+
+from torch import Tensor
+
+
+class Head(Protocol):
+    """What every head provides.
+
+    Class attributes:
+        task: what it predicts (``"classification"``, ``"detection"``, ...); picks the evaluator.
+        label_key: which label family of a dataset it learns from (``"class"`` for image-level
+            classes, ``"instances"`` for box/mask categories); its ``num_classes`` defaults to
+            the size of that family.
+        reads: ``"backbone"`` or ``"neck"``: which feature list ``forward`` receives.
+    """
+
+    task: ClassVar[str]
+    label_key: ClassVar[str]
+    reads: ClassVar[Literal["backbone", "neck"]]
+    num_classes: int
+
+    def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
+        """Raw outputs; identical in train and eval mode."""
+        ...
+
+    def loss(self, outputs: dict[str, Tensor], targets: dict[str, Any]) -> dict[str, Tensor]:
+        """Named loss terms. Only images that carry this head's label count; the result is
+        finite and connected to every parameter even when no image in the batch does."""
+        ...
+
+    def postprocess(
+        self, outputs: dict[str, Tensor], image_sizes: list[tuple[int, int]]
+    ) -> list[dict[str, Any]]:
+        """Decoded predictions, one dict per image; ``image_sizes`` are (H, W) of each image
+        inside the batch tensor (before padding)."""
+        ...
