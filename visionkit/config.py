@@ -121,7 +121,7 @@ class TrainerConfig(_Section):
     devices: int | str | list[int] = "auto"
     num_nodes: int = Field(1, gt=0)
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: str = "auto"
     gradient_clip_val: float | None = None
     accumulate_grad_batches: int = Field(1, gt=0)
     log_every_n_steps: int = Field(10, gt=0)

@@ -115,7 +115,9 @@ class FeatureBackbone(nn.Module):
         return f"name={self.name!r}, out_channels={self.out_channels}, strides={self.strides}"
 
 
-def to_rgb_stats(values: Sequence[float] | None, default: tuple[float, float, float]) -> tuple[float, float, float]:
+def to_rgb_stats(
+    values: Sequence[float] | None, default: tuple[float, float, float]
+) -> tuple[float, float, float]:
     """Three floats from a pretrained config entry (grayscale ``(m,)`` is repeated)."""
     if not values:
         return default

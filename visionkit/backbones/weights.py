@@ -50,6 +50,9 @@ class WeightsNotCachedError(CheckpointError):
 class LoadReport:
     """What happened when a state dict was loaded into a backbone.
 
+    All names are as the checkpoint spells them (e.g. ``layer1.0.conv1.weight``, without the
+    ``body.`` prefix of a wrapped library model).
+
     Attributes:
         source: Where the weights came from (a file path, or a description).
         loaded: Names of parameters/buffers that received a value.
@@ -136,7 +139,10 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_into(
-    module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str, prefixes: tuple[str, ...] = ("",)
+    module: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    source: str,
+    prefixes: tuple[str, ...] = ("",),
 ) -> LoadReport:
     """Load ``state_dict`` into ``module`` non-strictly and log what did not match.
 
@@ -162,10 +168,12 @@ def load_into(
         if key not in own:
             report.unexpected.append(key[len(prefix) :])
         elif own[key].shape != value.shape:
-            report.mismatched.append((key[len(prefix) :], tuple(value.shape), tuple(own[key].shape)))
+            report.mismatched.append(
+                (key[len(prefix) :], tuple(value.shape), tuple(own[key].shape))
+            )
         else:
             to_load[key] = value
-    report.missing = [k for k in own if k not in renamed]
+    report.missing = [k.removeprefix(prefix) for k in own if k not in renamed]
     if not to_load:
         raise CheckpointError(
             source,
@@ -173,12 +181,14 @@ def load_into(
             f"(checkpoint: {list(state_dict)[:3]}..., backbone: {list(own)[:3]}...)",
         )
     module.load_state_dict(to_load, strict=False)
-    report.loaded = list(to_load)
+    report.loaded = [k.removeprefix(prefix) for k in to_load]
     logger.log(logging.INFO if report.ok else logging.WARNING, "%s", report.summary())
     return report
 
 
-def load_file_into(module: nn.Module, path: str | os.PathLike[str], prefixes: tuple[str, ...] = ("",)) -> LoadReport:
+def load_file_into(
+    module: nn.Module, path: str | os.PathLike[str], prefixes: tuple[str, ...] = ("",)
+) -> LoadReport:
     """:func:`read_state_dict` then :func:`load_into`; the report is attached as ``load_report``."""
     report = load_into(module, read_state_dict(path), str(path), prefixes)
     module.load_report = report
@@ -195,7 +205,9 @@ def hf_cached_file(repo_id: str, filenames: list[str]) -> Path | None:
 
     repo, _, revision = repo_id.partition("@")
     for filename in filenames:
-        found = try_to_load_from_cache(repo, filename, cache_dir=hf_cache_dir(), revision=revision or None)
+        found = try_to_load_from_cache(
+            repo, filename, cache_dir=hf_cache_dir(), revision=revision or None
+        )
         if isinstance(found, str) and os.path.isfile(found):
             return Path(found)
     return None

@@ -28,7 +28,7 @@ class RunFolderCallback(L.Callback):
         if trainer.optimizers:
             row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         for key, value in sorted(trainer.callback_metrics.items()):
-            if key.endswith("_step") or "/" not in key:
+            if key.endswith("_step") or "/" not in key or f"{key}_epoch" in trainer.callback_metrics:
                 continue
             row[key] = float(value)
         self.rows.append(row)

@@ -21,6 +21,7 @@ from visionkit.config import Config, ConfigLike, load_config, save_config
 from visionkit.data.datamodule import VisionDataModule, build_datasets, label_names_of
 from visionkit.engine.callbacks import RunFolderCallback
 from visionkit.engine.checkpoint import SafeCheckpointIO
+from visionkit.engine.precision import resolve_precision
 from visionkit.engine.system import VisionSystem
 from visionkit.errors import ConfigError
 from visionkit.factory import create_model, load
@@ -43,6 +44,7 @@ def make_trainer(cfg: Config, run_dir: Path, callbacks: Sequence[L.Callback] = (
     """A ``lightning.Trainer`` from the ``trainer`` section, with safe checkpoint I/O."""
     t = cfg.trainer.model_dump()
     args = {k: v for k, v in t.items() if v is not None}
+    args["precision"] = resolve_precision(args["precision"], args["accelerator"])
     args.update(overrides)
     return L.Trainer(
         default_root_dir=str(run_dir),

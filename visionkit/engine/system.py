@@ -52,7 +52,7 @@ class VisionSystem(L.LightningModule):
         size = len(batch["images"])
         self.log("train/loss", losses["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=size)
         terms = {f"train/{k}": v for k, v in losses.items() if k != "loss"}
-        self.log_dict(terms, on_step=True, on_epoch=False, batch_size=size)
+        self.log_dict(terms, on_step=True, on_epoch=True, batch_size=size)
         return losses["loss"]
 
     def on_validation_epoch_start(self) -> None:

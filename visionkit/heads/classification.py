@@ -120,7 +120,7 @@ def linear(
 def mlp(
     in_channels: list[int],
     num_classes: int | None = None,
-    hidden_dims: list[int] = (512,),  # type: ignore[assignment]
+    hidden_dims: tuple[int, ...] = (512,),
     dropout: float = 0.2,
     level: int = -1,
     label_smoothing: float = 0.0,
