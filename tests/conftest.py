@@ -31,14 +31,27 @@ def tiny_config(shapes_root, tmp_path):
             "heads": {"cls": {"name": "linear", "num_classes": None}},
         },
         "data": {
-            "train": {"format": "coco", "root": str(shapes_root / "train"), "class_field": "background"},
-            "val": {"format": "coco", "root": str(shapes_root / "val"), "class_field": "background"},
+            "train": {
+                "format": "coco",
+                "root": str(shapes_root / "train"),
+                "class_field": "background",
+            },
+            "val": {
+                "format": "coco",
+                "root": str(shapes_root / "val"),
+                "class_field": "background",
+            },
             "image_size": 64,
             "batch_size": 16,
             "num_workers": 0,
         },
         "optimizer": {"name": "adamw", "lr": 0.003},
         "scheduler": {"name": "cosine"},
-        "trainer": {"max_epochs": 2, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
-                    "log_every_n_steps": 1},
+        "trainer": {
+            "max_epochs": 2,
+            "accelerator": "cpu",
+            "devices": 1,
+            "enable_progress_bar": False,
+            "log_every_n_steps": 1,
+        },
     }

@@ -15,7 +15,10 @@ from visionkit.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[1]
 
 MINIMAL = {
-    "model": {"backbone": {"name": "simple_cnn"}, "heads": {"cls": {"name": "linear", "num_classes": 3}}},
+    "model": {
+        "backbone": {"name": "simple_cnn"},
+        "heads": {"cls": {"name": "linear", "num_classes": 3}},
+    },
 }
 
 
@@ -34,8 +37,12 @@ def test_defaults_are_filled_from_schemas_and_builders():
     cfg = load_config(MINIMAL)
     assert cfg.trainer.max_epochs == 10
     assert cfg.model.heads["cls"] == {
-        "name": "linear", "num_classes": 3, "dropout": 0.0, "level": -1,
-        "label_smoothing": 0.0, "loss_weight": 1.0,
+        "name": "linear",
+        "num_classes": 3,
+        "dropout": 0.0,
+        "level": -1,
+        "label_smoothing": 0.0,
+        "loss_weight": 1.0,
     }
 
 
@@ -45,8 +52,12 @@ def test_misspelt_key_names_full_path_and_nearest_key():
 
 
 def test_misspelt_key_in_head_arguments_uses_builder_signature():
-    bad = {"model": {"backbone": {"name": "simple_cnn"},
-                     "heads": {"cls": {"name": "linear", "num_classes": 3, "dropuot": 0.1}}}}
+    bad = {
+        "model": {
+            "backbone": {"name": "simple_cnn"},
+            "heads": {"cls": {"name": "linear", "num_classes": 3, "dropuot": 0.1}},
+        }
+    }
     assert problems_of(bad) == ["model.heads.cls.dropuot: unknown key; did you mean 'dropout'?"]
 
 
@@ -59,7 +70,9 @@ def test_wrong_type_names_key_expected_type_and_value():
 def test_every_problem_is_reported_at_once():
     problems = problems_of(MINIMAL, ["trainer.max_epoch=3", "optimizer.lr=-1", "data.batch_size=0"])
     assert len(problems) == 3
-    assert any(p.startswith("trainer.max_epoch: unknown key; did you mean 'max_epochs'?") for p in problems)
+    assert any(
+        p.startswith("trainer.max_epoch: unknown key; did you mean 'max_epochs'?") for p in problems
+    )
     assert any(p.startswith("optimizer.lr:") for p in problems)
     assert any(p.startswith("data.batch_size:") for p in problems)
 
@@ -70,15 +83,24 @@ def test_unknown_head_name_suggests_registered_names():
 
 
 def test_unknown_dataset_format_and_missing_required_argument():
-    problems = problems_of({**MINIMAL, "data": {"train": {"format": "cocoo"}, "val": {"format": "coco"}}})
-    assert any(p.startswith("data.train.format: unknown dataset 'cocoo'; did you mean 'coco'") for p in problems)
+    problems = problems_of(
+        {**MINIMAL, "data": {"train": {"format": "cocoo"}, "val": {"format": "coco"}}}
+    )
+    assert any(
+        p.startswith("data.train.format: unknown dataset 'cocoo'; did you mean 'coco'")
+        for p in problems
+    )
     assert "data.val.root: required key is missing" in problems
 
 
 def test_base_is_merged_beneath_and_overrides_on_top(tmp_path):
-    write(tmp_path / "base.yaml", {**MINIMAL, "trainer": {"max_epochs": 7, "precision": "bf16-mixed"}})
+    write(
+        tmp_path / "base.yaml", {**MINIMAL, "trainer": {"max_epochs": 7, "precision": "bf16-mixed"}}
+    )
     write(tmp_path / "child.yaml", {"base": "base.yaml", "trainer": {"max_epochs": 9}})
-    cfg = load_config(tmp_path / "child.yaml", ["model.backbone.name=resnet34", "data.batch_size=4"])
+    cfg = load_config(
+        tmp_path / "child.yaml", ["model.backbone.name=resnet34", "data.batch_size=4"]
+    )
     assert cfg.trainer.max_epochs == 9
     assert cfg.trainer.precision == "bf16-mixed"
     assert cfg.model.backbone.name == "resnet34"
@@ -129,8 +151,14 @@ def test_yaml_tags_that_would_run_code_are_refused(tmp_path):
         load_config(tmp_path / "evil.yaml")
 
 
-@pytest.mark.parametrize("config", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml")
-                                          if p.parent.name != "base"))
+@pytest.mark.parametrize(
+    "config",
+    sorted(
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "configs").rglob("*.yaml")
+        if p.parent.name != "base"
+    ),
+)
 def test_shipped_configs_validate(config):
     overrides = []
     if "folder" in config:
@@ -140,9 +168,16 @@ def test_shipped_configs_validate(config):
 
 def test_cli_exits_2_with_key_path_on_unknown_key(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "train.py"), "--config", str(ROOT / "configs" / "quickstart.yaml"),
-         "model.backbone.nmae=resnet18"],
-        capture_output=True, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "tools" / "train.py"),
+            "--config",
+            str(ROOT / "configs" / "quickstart.yaml"),
+            "model.backbone.nmae=resnet18",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert result.returncode == 2
     assert "model.backbone.nmae: unknown key; did you mean 'name'?" in result.stderr
@@ -151,9 +186,17 @@ def test_cli_exits_2_with_key_path_on_unknown_key(tmp_path):
 
 def test_cli_print_config_shows_resolved_values():
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "train.py"), "--config", str(ROOT / "configs" / "quickstart.yaml"),
-         "--print-config", "trainer.max_epochs=2"],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "tools" / "train.py"),
+            "--config",
+            str(ROOT / "configs" / "quickstart.yaml"),
+            "--print-config",
+            "trainer.max_epochs=2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     printed = yaml.safe_load(result.stdout)

@@ -22,12 +22,18 @@ def test_train_reload_predict_and_eval(tiny_config, shapes_root, tmp_path):
     run_dir, metrics = train(tiny_config, ["trainer.max_epochs=3"])
 
     # run folder contract
-    for rel in ["config.yaml", "checkpoints/best.ckpt", "checkpoints/last.ckpt", "metrics.csv",
-                "metrics.json", "plots/curves.png"]:
+    for rel in [
+        "config.yaml",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "metrics.csv",
+        "metrics.json",
+        "plots/curves.png",
+    ]:
         assert (run_dir / rel).is_file(), rel
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["model"]["heads"]["cls"]["num_classes"] == 4  # resolved from the data
-    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    rows = list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     losses = [float(r["train/loss_epoch"]) for r in rows]
     assert losses[-1] < losses[0], losses
@@ -52,9 +58,16 @@ def test_train_reload_predict_and_eval(tiny_config, shapes_root, tmp_path):
 def test_eval_cli_prints_metrics_json_on_the_last_line(tiny_config, tmp_path):
     run_dir, metrics = train(tiny_config, ["trainer.max_epochs=1", "trainer.limit_train_batches=2"])
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "eval.py"), "--checkpoint",
-         str(run_dir / "checkpoints" / "best.ckpt"), "data.num_workers=0"],
-        capture_output=True, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "tools" / "eval.py"),
+            "--checkpoint",
+            str(run_dir / "checkpoints" / "best.ckpt"),
+            "data.num_workers=0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     printed = json.loads(result.stdout.strip().splitlines()[-1])

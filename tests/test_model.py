@@ -11,8 +11,12 @@ from visionkit.errors import CheckpointError, ConfigError
 from visionkit.heads.classification import linear, mlp
 from visionkit.model import VisionModel
 
-CONFIG = {"model": {"backbone": {"name": "simple_cnn"},
-                    "heads": {"cls": {"name": "linear", "num_classes": 3}}}}
+CONFIG = {
+    "model": {
+        "backbone": {"name": "simple_cnn"},
+        "heads": {"cls": {"name": "linear", "num_classes": 3}},
+    }
+}
 
 
 def test_create_model_from_mapping_builds_the_configured_heads():
@@ -50,7 +54,10 @@ def test_classification_loss_counts_only_labelled_images_and_touches_all_paramet
 
 def test_model_loss_is_the_weighted_sum_of_head_losses():
     backbone = visionkit.create_backbone("simple_cnn")
-    heads = {"a": linear(backbone.out_channels, num_classes=3), "b": linear(backbone.out_channels, num_classes=2)}
+    heads = {
+        "a": linear(backbone.out_channels, num_classes=3),
+        "b": linear(backbone.out_channels, num_classes=2),
+    }
     model = VisionModel(backbone, heads, loss_weights={"a": 2.0, "b": 0.5})
     out = model(torch.rand(2, 3, 32, 32))
     losses = model.loss(out, {"class": torch.tensor([1, 0])})

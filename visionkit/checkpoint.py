@@ -50,7 +50,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
-            path, f"refused: it holds objects other than tensors and plain types ({err})".split("\n")[0]
+            path,
+            f"refused: it holds objects other than tensors and plain types ({err})".split("\n")[0],
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(path, f"truncated or corrupt ({err})".split("\n")[0]) from None

@@ -28,7 +28,9 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     from visionkit.engine.runner import train
 
-    run_dir, metrics = train(args.config, args.overrides, output_dir=args.output_dir, resume=args.resume)
+    run_dir, metrics = train(
+        args.config, args.overrides, output_dir=args.output_dir, resume=args.resume
+    )
     print(f"run folder: {run_dir}")
     print(json.dumps(metrics, sort_keys=True))
     return 0
@@ -47,8 +49,13 @@ def _make_shapes(args: argparse.Namespace) -> int:
 
     try:
         path = make_shapes(
-            args.out, num_images=args.num_images, size=args.size, seed=args.seed,
-            min_shapes=args.min_shapes, max_shapes=args.max_shapes, progress=True,
+            args.out,
+            num_images=args.num_images,
+            size=args.size,
+            seed=args.seed,
+            min_shapes=args.min_shapes,
+            max_shapes=args.max_shapes,
+            progress=True,
         )
     except ValueError as err:
         print(f"error: make-shapes: {err}", file=sys.stderr)
@@ -64,32 +71,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model from a YAML config",
-                       description="Train from a YAML config; writes a run folder "
-                       "(config.yaml, checkpoints/{best,last}.ckpt, metrics.csv, metrics.json, plots/).")
+    p = sub.add_parser(
+        "train",
+        help="train a model from a YAML config",
+        description="Train from a YAML config; writes a run folder "
+        "(config.yaml, checkpoints/{best,last}.ckpt, metrics.csv, metrics.json, plots/).",
+    )
     p.add_argument("--config", required=True, help="path to the YAML config")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
     p.add_argument("--output-dir", help="run folder (default: <output_dir>/<name> from the config)")
     p.add_argument("--resume", metavar="CKPT", help="continue the run saved in this checkpoint")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the resolved, validated config and exit")
+    p.add_argument(
+        "--print-config", action="store_true", help="print the resolved, validated config and exit"
+    )
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint on its validation data",
-                       description="Evaluate a checkpoint on the validation data of its own config; "
-                       "prints the metrics as one JSON object on the last line of stdout.")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint on its validation data",
+        description="Evaluate a checkpoint on the validation data of its own config; "
+        "prints the metrics as one JSON object on the last line of stdout.",
+    )
     p.add_argument("--checkpoint", required=True, help="path to a .ckpt written by train")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="overrides of the data.* and trainer.* sections, e.g. data.val.root=DIR")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="overrides of the data.* and trainer.* sections, e.g. data.val.root=DIR",
+    )
     p.set_defaults(func=_eval)
 
-    p = sub.add_parser("make-shapes", help="write the synthetic shapes dataset (COCO format)",
-                       description="Write a deterministic synthetic dataset: OUT/images/*.png and "
-                       "OUT/annotations.json (boxes, masks, and an image-level 'background' class).")
+    p = sub.add_parser(
+        "make-shapes",
+        help="write the synthetic shapes dataset (COCO format)",
+        description="Write a deterministic synthetic dataset: OUT/images/*.png and "
+        "OUT/annotations.json (boxes, masks, and an image-level 'background' class).",
+    )
     p.add_argument("out", help="output folder")
     p.add_argument("--num-images", type=int, default=200, help="number of images (default 200)")
     p.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default 0)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="random seed; same seed, same files (default 0)"
+    )
     p.add_argument("--min-shapes", type=int, default=1, help="fewest shapes per image (default 1)")
     p.add_argument("--max-shapes", type=int, default=4, help="most shapes per image (default 4)")
     p.set_defaults(func=_make_shapes)

@@ -26,7 +26,7 @@ import inspect
 import os
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -167,7 +167,9 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}", str(path))
+        raise ConfigError(
+            f"expected a mapping at the top level, got {type(data).__name__}", str(path)
+        )
     return data
 
 
@@ -320,9 +322,7 @@ def builder_schema(
         fields[param.name] = (annotation, default)
     for key, (annotation, default) in (extra or {}).items():
         fields.setdefault(key, (annotation, default))
-    return create_model(
-        f"{registry.kind}_{name}", __config__=ConfigDict(extra="forbid"), **fields
-    )
+    return create_model(f"{registry.kind}_{name}", __config__=ConfigDict(extra="forbid"), **fields)
 
 
 def _validate_component(
@@ -426,5 +426,4 @@ def save_config(cfg: Config, path: str | os.PathLike) -> None:
     Path(path).write_text(to_yaml(cfg), encoding="utf-8")
 
 
-ConfigLike = Union[str, os.PathLike, Mapping[str, Any], Config]
-Builder = Callable[..., Any]
+ConfigLike = str | os.PathLike | Mapping[str, Any] | Config

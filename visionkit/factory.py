@@ -30,11 +30,15 @@ CHECKPOINT_FORMAT_VERSION = 1
 class EvalPreprocess:
     """The evaluation pipeline as a callable on one ``H×W×3 uint8`` RGB image."""
 
-    def __init__(self, steps: Sequence[Mapping[str, Any]], mean: Sequence[float], std: Sequence[float]):
+    def __init__(
+        self, steps: Sequence[Mapping[str, Any]], mean: Sequence[float], std: Sequence[float]
+    ):
         self.pipeline = build_pipeline(steps, mean, std, where="data.transforms.val")
 
     def __call__(self, image: np.ndarray) -> dict[str, Any]:
-        return apply_pipeline(self.pipeline, {"image": image, "image_id": 0, "orig_size": image.shape[:2]})
+        return apply_pipeline(
+            self.pipeline, {"image": image, "image_id": 0, "orig_size": image.shape[:2]}
+        )
 
 
 def head_class(name: str) -> type:
@@ -84,13 +88,17 @@ def create_model(
     """
     cfg = resolve_num_classes(load_config(config), label_names)
     b = cfg.model.backbone
-    backbone = create_backbone(b.name, pretrained=b.pretrained, out_indices=b.out_indices, **b.kwargs)
+    backbone = create_backbone(
+        b.name, pretrained=b.pretrained, out_indices=b.out_indices, **b.kwargs
+    )
     neck = None
     if cfg.model.neck is not None:
         args = {k: v for k, v in cfg.model.neck.items() if k != "name"}
         neck = NECKS.build(
-            cfg.model.neck["name"], in_channels=list(backbone.out_channels),
-            strides=list(backbone.strides), **args,
+            cfg.model.neck["name"],
+            in_channels=list(backbone.out_channels),
+            strides=list(backbone.strides),
+            **args,
         )
     heads, weights = {}, {}
     for head_name, spec in cfg.model.heads.items():
@@ -101,7 +109,9 @@ def create_model(
             raise ConfigError(f"model.heads.{head_name}: head {spec['name']!r} needs a model.neck")
         params = inspect.signature(builder).parameters
         if "class_names" in params and label_names:
-            args["class_names"] = list(label_names.get(head_class(spec["name"]).label_key) or []) or None
+            args["class_names"] = (
+                list(label_names.get(head_class(spec["name"]).label_key) or []) or None
+            )
         if "strides" in params:
             args["strides"] = list(source.strides)
         heads[head_name] = builder(in_channels=list(source.out_channels), **args)
@@ -114,8 +124,12 @@ def create_model(
         **copy.deepcopy(dict(extra_meta or {})),
     }
     return VisionModel(
-        backbone, heads, neck=neck, loss_weights=weights,
-        preprocess=EvalPreprocess(steps, backbone.mean, backbone.std), meta=meta,
+        backbone,
+        heads,
+        neck=neck,
+        loss_weights=weights,
+        preprocess=EvalPreprocess(steps, backbone.mean, backbone.std),
+        meta=meta,
     )
 
 
@@ -141,10 +155,12 @@ def load(path: str | os.PathLike, map_location: str = "cpu") -> VisionModel:
     model = create_model(config, label_names=meta.get("label_names"), extra_meta=extra)
     state = ckpt.get("state_dict", {})
     prefix = "model."
-    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:
-        raise CheckpointError(path, f"weights do not match the model its config builds: {err}") from None
+        raise CheckpointError(
+            path, f"weights do not match the model its config builds: {err}"
+        ) from None
     model.eval()
     return model

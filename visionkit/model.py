@@ -91,8 +91,12 @@ class VisionModel(nn.Module):
         self, outputs: Mapping[str, dict[str, Tensor]], image_sizes: Sequence[tuple[int, int]]
     ) -> list[dict[str, Any]]:
         """Decoded predictions: one dict per image, keyed by head name."""
-        per_head = {name: head.postprocess(outputs[name], image_sizes) for name, head in self.heads.items()}
-        return [{name: preds[i] for name, preds in per_head.items()} for i in range(len(image_sizes))]
+        per_head = {
+            name: head.postprocess(outputs[name], image_sizes) for name, head in self.heads.items()
+        }
+        return [
+            {name: preds[i] for name, preds in per_head.items()} for i in range(len(image_sizes))
+        ]
 
     @torch.inference_mode()
     def predict(self, images: Sequence[np.ndarray] | Tensor, batch_size: int = 16) -> Predictions:
@@ -123,10 +127,15 @@ class VisionModel(nn.Module):
                 raise RuntimeError("this model has no preprocess pipeline; pass normalised tensors")
             results: Predictions = []
             for start in range(0, len(images), batch_size):
-                chunk = [self.preprocess(_as_rgb_uint8(img)) for img in images[start : start + batch_size]]
+                chunk = [
+                    self.preprocess(_as_rgb_uint8(img))
+                    for img in images[start : start + batch_size]
+                ]
                 batch = collate(chunk)
                 outputs = self(batch["images"].to(device))
-                results += self.postprocess(outputs, [tuple(s) for s in batch["image_sizes"].tolist()])
+                results += self.postprocess(
+                    outputs, [tuple(s) for s in batch["image_sizes"].tolist()]
+                )
             return results
         finally:
             self.train(was_training)

@@ -36,7 +36,9 @@ class Registry:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._builders: dict[str, Callable[..., Any]] = {}
-        self._providers: list[tuple[Callable[[], list[str]], Callable[[str], Callable[..., Any] | None]]] = []
+        self._providers: list[
+            tuple[Callable[[], list[str]], Callable[[str], Callable[..., Any] | None]]
+        ] = []
 
     def register(self, fn: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
         """Register ``fn`` under ``name`` (default: the function's own name).

@@ -28,7 +28,11 @@ class RunFolderCallback(L.Callback):
         if trainer.optimizers:
             row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         for key, value in sorted(trainer.callback_metrics.items()):
-            if key.endswith("_step") or "/" not in key or f"{key}_epoch" in trainer.callback_metrics:
+            if (
+                key.endswith("_step")
+                or "/" not in key
+                or f"{key}_epoch" in trainer.callback_metrics
+            ):
                 continue
             row[key] = float(value)
         self.rows.append(row)
@@ -61,13 +65,17 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
     keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("epoch", "step")]
     losses = [k for k in keys if "loss" in k and k.count("/") <= 1]
     metrics = [k for k in keys if "loss" not in k and k != "lr"]
-    panels = [("loss", losses)] + ([("metrics", metrics)] if metrics else []) + [("learning rate", ["lr"])]
+    panels = (
+        [("loss", losses)]
+        + ([("metrics", metrics)] if metrics else [])
+        + [("learning rate", ["lr"])]
+    )
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-    for ax, (title, names) in zip(axes[0], panels):
+    for ax, (title, names) in zip(axes[0], panels, strict=False):
         for name in names:
             points = [(r["epoch"], r[name]) for r in rows if name in r and math.isfinite(r[name])]
             if points:
-                xs, ys = zip(*points)
+                xs, ys = zip(*points, strict=False)
                 ax.plot(xs, ys, marker="o", label=name)
         ax.set_title(title)
         ax.set_xlabel("epoch")

@@ -40,7 +40,9 @@ def monitor_of(system: VisionSystem, cfg: Config) -> tuple[str, str]:
     return "val/loss", "min"
 
 
-def make_trainer(cfg: Config, run_dir: Path, callbacks: Sequence[L.Callback] = (), **overrides: Any) -> L.Trainer:
+def make_trainer(
+    cfg: Config, run_dir: Path, callbacks: Sequence[L.Callback] = (), **overrides: Any
+) -> L.Trainer:
     """A ``lightning.Trainer`` from the ``trainer`` section, with safe checkpoint I/O."""
     t = cfg.trainer.model_dump()
     args = {k: v for k, v in t.items() if v is not None}
@@ -110,7 +112,9 @@ def train(
         metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
         metrics.update(system.last_metrics)
         if trainer.is_global_zero:
-            (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+            (run_dir / "metrics.json").write_text(
+                json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+            )
     return run_dir, metrics
 
 

@@ -50,7 +50,14 @@ class VisionSystem(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         _, losses = self._step(batch)
         size = len(batch["images"])
-        self.log("train/loss", losses["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=size)
+        self.log(
+            "train/loss",
+            losses["loss"],
+            prog_bar=True,
+            on_step=True,
+            on_epoch=True,
+            batch_size=size,
+        )
         terms = {f"train/{k}": v for k, v in losses.items() if k != "loss"}
         self.log_dict(terms, on_step=True, on_epoch=True, batch_size=size)
         return losses["loss"]
@@ -61,7 +68,13 @@ class VisionSystem(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         outputs, losses = self._step(batch)
-        self.log("val/loss", losses["loss"], on_epoch=True, sync_dist=True, batch_size=len(batch["images"]))
+        self.log(
+            "val/loss",
+            losses["loss"],
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=len(batch["images"]),
+        )
         sizes = [tuple(s) for s in batch["image_sizes"].tolist()]
         predictions = self.model.postprocess(outputs, sizes)
         for name, evaluator in self.evaluators.items():
@@ -84,7 +97,9 @@ class VisionSystem(L.LightningModule):
             {"params": no_decay, "weight_decay": 0.0},
         ]
         if cfg.name == "sgd":
-            optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+            optimizer = torch.optim.SGD(
+                groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov
+            )
         elif cfg.name == "adam":
             optimizer = torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
         else:
@@ -93,7 +108,10 @@ class VisionSystem(L.LightningModule):
         per_epoch = max(1, math.ceil(total / max(1, self.trainer.max_epochs or 1)))
         factor = lr_factor_fn(self.scheduler_cfg, total_steps=total, steps_per_epoch=per_epoch)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["visionkit"] = self.model.meta
@@ -108,7 +126,9 @@ def lr_factor_fn(cfg: SchedulerConfig, total_steps: int, steps_per_epoch: int):
             return cfg.warmup_start_factor + (1 - cfg.warmup_start_factor) * step / warmup
         if cfg.name == "cosine":
             progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-            return cfg.min_lr_factor + (1 - cfg.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+            return cfg.min_lr_factor + (1 - cfg.min_lr_factor) * 0.5 * (
+                1 + math.cos(math.pi * progress)
+            )
         if cfg.name == "step":
             epoch = step // steps_per_epoch
             return cfg.gamma ** sum(epoch >= e for e in cfg.step_epochs)

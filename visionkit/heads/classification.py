@@ -92,7 +92,7 @@ class ClassificationHead(nn.Module):
                 "name": self.class_names[label] if self.class_names else None,
                 "scores": p,
             }
-            for label, p in zip(labels, probs)
+            for label, p in zip(labels, probs, strict=False)
         ]
 
 
@@ -111,8 +111,12 @@ def linear(
 ) -> ClassificationHead:
     """Global pool → dropout → linear."""
     return _create_classifier(
-        in_channels, level, num_classes=num_classes, dropout=dropout,
-        label_smoothing=label_smoothing, class_names=class_names,
+        in_channels,
+        level,
+        num_classes=num_classes,
+        dropout=dropout,
+        label_smoothing=label_smoothing,
+        class_names=class_names,
     )
 
 
@@ -128,6 +132,11 @@ def mlp(
 ) -> ClassificationHead:
     """Global pool → (dropout → linear → ReLU) per hidden width → dropout → linear."""
     return _create_classifier(
-        in_channels, level, num_classes=num_classes, hidden_dims=hidden_dims, dropout=dropout,
-        label_smoothing=label_smoothing, class_names=class_names,
+        in_channels,
+        level,
+        num_classes=num_classes,
+        hidden_dims=hidden_dims,
+        dropout=dropout,
+        label_smoothing=label_smoothing,
+        class_names=class_names,
     )
