@@ -7,7 +7,6 @@ traceback) and exits non-zero: 2 for configuration errors, 1 for other problems.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -26,21 +25,21 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(to_yaml(load_config(args.config, args.overrides)), end="")
         return 0
-    from visionkit.engine.runner import train
+    from visionkit.engine.runner import metrics_json, train
 
     run_dir, metrics = train(
         args.config, args.overrides, output_dir=args.output_dir, resume=args.resume
     )
     print(f"run folder: {run_dir}")
-    print(json.dumps(metrics, sort_keys=True))
+    print(metrics_json(metrics))
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from visionkit.engine.runner import evaluate
+    from visionkit.engine.runner import evaluate, metrics_json
 
-    metrics = evaluate(args.checkpoint, args.overrides)
-    print(json.dumps(metrics, sort_keys=True))
+    metrics = evaluate(args.checkpoint, args.overrides, save_predictions=args.save_predictions)
+    print(metrics_json(metrics))
     return 0
 
 
@@ -93,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         "prints the metrics as one JSON object on the last line of stdout.",
     )
     p.add_argument("--checkpoint", required=True, help="path to a .ckpt written by train")
+    p.add_argument(
+        "--save-predictions",
+        metavar="JSON",
+        help="write the COCO results file that was evaluated (detection heads)",
+    )
     p.add_argument(
         "overrides",
         nargs="*",

@@ -88,11 +88,23 @@ class VisionModel(nn.Module):
         return losses
 
     def postprocess(
-        self, outputs: Mapping[str, dict[str, Tensor]], image_sizes: Sequence[tuple[int, int]]
+        self,
+        outputs: Mapping[str, dict[str, Tensor]],
+        image_sizes: Sequence[tuple[int, int]],
+        orig_sizes: Sequence[tuple[int, int]] | None = None,
     ) -> list[dict[str, Any]]:
-        """Decoded predictions: one dict per image, keyed by head name."""
+        """Decoded predictions: one dict per image, keyed by head name.
+
+        Args:
+            outputs: raw outputs of :meth:`forward`.
+            image_sizes: (H, W) of each image inside the batch tensor (before padding).
+            orig_sizes: (H, W) of the original images; boxes and masks are mapped back to them
+                (the evaluation pipeline must be a resize, optionally padded at the
+                bottom/right). ``None`` keeps the batch tensor's frame.
+        """
         per_head = {
-            name: head.postprocess(outputs[name], image_sizes) for name, head in self.heads.items()
+            name: head.postprocess(outputs[name], image_sizes, orig_sizes)
+            for name, head in self.heads.items()
         }
         return [
             {name: preds[i] for name, preds in per_head.items()} for i in range(len(image_sizes))
@@ -120,7 +132,7 @@ class VisionModel(nn.Module):
         try:
             if isinstance(images, Tensor) and images.is_floating_point():
                 sizes = [tuple(images.shape[-2:])] * len(images)
-                return self.postprocess(self(images.to(device)), sizes)
+                return self.postprocess(self(images.to(device)), sizes, sizes)
             if isinstance(images, Tensor):
                 images = [img.permute(1, 2, 0).cpu().numpy() for img in images]
             if self.preprocess is None:
@@ -134,7 +146,9 @@ class VisionModel(nn.Module):
                 batch = collate(chunk)
                 outputs = self(batch["images"].to(device))
                 results += self.postprocess(
-                    outputs, [tuple(s) for s in batch["image_sizes"].tolist()]
+                    outputs,
+                    [tuple(s) for s in batch["image_sizes"].tolist()],
+                    [tuple(s) for s in batch["orig_sizes"].tolist()],
                 )
             return results
         finally:

@@ -34,9 +34,10 @@ def monitor_of(system: VisionSystem, cfg: Config) -> tuple[str, str]:
     first head's main metric (``<head>/top1``, ...), else ``val/loss``."""
     if cfg.monitor:
         return cfg.monitor, "min" if "loss" in cfg.monitor else "max"
+    main_metric = {"classification": "top1", "detection": "mAP"}
     for name, head in system.model.heads.items():
-        if head.task == "classification":
-            return f"{name}/top1", "max"
+        if head.task in main_metric and name in system.evaluators:
+            return f"{name}/{main_metric[head.task]}", "max"
     return "val/loss", "min"
 
 
@@ -83,7 +84,7 @@ def train(
     save_config(cfg, run_dir / "config.yaml")
 
     datamodule = VisionDataModule(cfg.data, datasets, model.backbone.mean, model.backbone.std)
-    system = VisionSystem(model, cfg.optimizer, cfg.scheduler)
+    system = VisionSystem(model, cfg.optimizer, cfg.scheduler, val_dataset=datasets.get("val"))
     monitor, mode = monitor_of(system, cfg)
     has_val = "val" in datasets
     checkpoint = ModelCheckpoint(
@@ -121,11 +122,25 @@ def train(
 EVAL_OVERRIDE_SECTIONS = ("data.", "trainer.")
 
 
-def evaluate(checkpoint: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, float]:
+def metrics_json(metrics: dict[str, float], indent: int | None = None) -> str:
+    """Metrics as JSON; ``nan`` (COCO's "no such objects") is written as ``null``."""
+    clean = {k: (None if v != v else v) for k, v in metrics.items()}
+    return json.dumps(clean, indent=indent, sort_keys=True)
+
+
+def evaluate(
+    checkpoint: str | os.PathLike,
+    overrides: Sequence[str] = (),
+    save_predictions: str | os.PathLike | None = None,
+) -> dict[str, float]:
     """Evaluate a checkpoint on the validation data of its own config.
 
-    ``overrides`` may change the ``data`` and ``trainer`` sections only
-    (e.g. ``data.val.root=/other/data``, ``trainer.devices=2``).
+    Args:
+        checkpoint: a checkpoint written by :func:`train`.
+        overrides: changes to the ``data`` and ``trainer`` sections only
+            (e.g. ``data.val.root=/other/data``, ``trainer.devices=2``).
+        save_predictions: write the exact COCO results list that was evaluated to this json
+            (one detection head; with several, the head name is added before the suffix).
     """
     bad = [o for o in overrides if not o.startswith(EVAL_OVERRIDE_SECTIONS)]
     if bad:
@@ -137,12 +152,24 @@ def evaluate(checkpoint: str | os.PathLike, overrides: Sequence[str] = ()) -> di
     label_names = model.meta.get("label_names") or {}
     datasets = {"val": _build_val(cfg, label_names)}
     datamodule = VisionDataModule(cfg.data, datasets, model.backbone.mean, model.backbone.std)
-    system = VisionSystem(model, cfg.optimizer, cfg.scheduler)
+    system = VisionSystem(model, cfg.optimizer, cfg.scheduler, val_dataset=datasets["val"])
     trainer = make_trainer(cfg, Path(cfg.output_dir) / cfg.name, logger=False)
     results = trainer.validate(system, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     metrics.update(system.last_metrics)
+    if save_predictions is not None and trainer.is_global_zero:
+        _save_predictions(system, Path(save_predictions))
     return metrics
+
+
+def _save_predictions(system: VisionSystem, path: Path) -> None:
+    coco = {n: e for n, e in system.evaluators.items() if hasattr(e, "results")}
+    if not coco:
+        raise ConfigError("--save-predictions: the model has no head evaluated with COCO results")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for name, evaluator in coco.items():
+        target = path if len(coco) == 1 else path.with_name(f"{path.stem}_{name}{path.suffix}")
+        target.write_text(json.dumps(evaluator.results))
 
 
 def _build_val(cfg: Config, label_names: dict[str, list[str]]) -> Any:

@@ -23,7 +23,13 @@ class VisionSystem(L.LightningModule):
     """Trains and evaluates any :class:`VisionModel`.
 
     Logs ``train/loss`` and ``train/<head>/<term>`` per step, ``val/loss`` and the evaluators'
-    flat metrics (``cls/top1``, ...) per validation epoch.
+    flat metrics (``cls/top1``, ``det/mAP``, ...) per validation epoch.
+
+    Args:
+        model: the model to train.
+        optimizer, scheduler: their config sections.
+        val_dataset: the validation dataset; evaluators that score against its files (COCO)
+            need it.
     """
 
     def __init__(
@@ -31,12 +37,17 @@ class VisionSystem(L.LightningModule):
         model: VisionModel,
         optimizer: OptimizerConfig | None = None,
         scheduler: SchedulerConfig | None = None,
+        val_dataset: Any = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.optimizer_cfg = optimizer or OptimizerConfig()
         self.scheduler_cfg = scheduler or SchedulerConfig()
-        evaluators = {name: build_evaluator(name, head) for name, head in model.heads.items()}
+        category_ids = model.meta.get("category_ids") or None
+        evaluators = {
+            name: build_evaluator(name, head, val_dataset, category_ids)
+            for name, head in model.heads.items()
+        }
         self.evaluators = nn.ModuleDict({k: v for k, v in evaluators.items() if v is not None})
         self.last_metrics: dict[str, float] = {}
 
@@ -76,7 +87,8 @@ class VisionSystem(L.LightningModule):
             batch_size=len(batch["images"]),
         )
         sizes = [tuple(s) for s in batch["image_sizes"].tolist()]
-        predictions = self.model.postprocess(outputs, sizes)
+        orig_sizes = [tuple(s) for s in batch["orig_sizes"].tolist()]
+        predictions = self.model.postprocess(outputs, sizes, orig_sizes)
         for name, evaluator in self.evaluators.items():
             evaluator.process(batch, [p[name] for p in predictions])
 
@@ -85,8 +97,9 @@ class VisionSystem(L.LightningModule):
         for evaluator in self.evaluators.values():
             metrics.update(evaluator.evaluate())
         self.last_metrics = metrics
-        if metrics:
-            self.log_dict(metrics, prog_bar=True)
+        for key, value in metrics.items():
+            if value == value:  # NaN means "no such objects" (COCO -1): not logged
+                self.log(key, value, prog_bar=key.endswith(("/top1", "/mAP")))
 
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.optimizer_cfg

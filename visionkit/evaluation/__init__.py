@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from torch import nn
 
 from visionkit.evaluation.classification import ClassificationEvaluator
+from visionkit.evaluation.coco import CocoEvaluator
 
 
-def build_evaluator(head_name: str, head: nn.Module) -> nn.Module | None:
-    """The evaluator for a head, chosen by its ``task``; ``None`` for a task without one."""
+def build_evaluator(
+    head_name: str,
+    head: nn.Module,
+    dataset: Any = None,
+    category_ids: Sequence[int] | None = None,
+) -> nn.Module | None:
+    """The evaluator for a head, chosen by its ``task``; ``None`` when there is nothing to
+    evaluate against (e.g. a detection head without a COCO-format validation set).
+
+    Args:
+        head_name: the head's name in the model (prefix of the metric keys).
+        head: the head module.
+        dataset: the validation dataset (COCO evaluation needs its ``ann_path``).
+        category_ids: the model's label → category id mapping (default: the dataset's).
+    """
     if head.task == "classification":
         return ClassificationEvaluator(head_name, head.num_classes)
+    if head.task == "detection" and getattr(dataset, "ann_path", None) is not None:
+        ids = list(category_ids or dataset.category_ids)
+        return CocoEvaluator(head_name, dataset.ann_path, ids)
     return None
 
 
-__all__ = ["ClassificationEvaluator", "build_evaluator"]
+__all__ = ["ClassificationEvaluator", "CocoEvaluator", "build_evaluator"]

@@ -37,8 +37,12 @@ class Head(Protocol):
         ...
 
     def postprocess(
-        self, outputs: dict[str, Tensor], image_sizes: list[tuple[int, int]]
+        self,
+        outputs: dict[str, Tensor],
+        image_sizes: list[tuple[int, int]],
+        orig_sizes: list[tuple[int, int]] | None = None,
     ) -> list[dict[str, Any]]:
-        """Decoded predictions, one dict per image; ``image_sizes`` are (H, W) of each image
-        inside the batch tensor (before padding)."""
+        """Decoded predictions, one dict per image. ``image_sizes`` are (H, W) of each image
+        inside the batch tensor (before padding); when ``orig_sizes`` is given, boxes and masks
+        are rescaled to those original sizes."""
         ...

@@ -81,7 +81,10 @@ class ClassificationHead(nn.Module):
         return {"ce": loss}
 
     def postprocess(
-        self, outputs: dict[str, Tensor], image_sizes: list[tuple[int, int]] | None = None
+        self,
+        outputs: dict[str, Tensor],
+        image_sizes: list[tuple[int, int]] | None = None,
+        orig_sizes: list[tuple[int, int]] | None = None,
     ) -> list[dict[str, Any]]:
         """Per image: ``label`` (int), ``name`` (str or None), ``scores`` (probabilities [C])."""
         probs = outputs["logits"].float().softmax(dim=1)
