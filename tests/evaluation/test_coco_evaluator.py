@@ -21,7 +21,7 @@ def noisy_predictions(gt_path, category_ids, seed=0):
     """Per image, the ground-truth boxes jittered, with random scores, some labels wrong, and
     some false positives — as xyxy tensors with contiguous labels."""
     rng = np.random.default_rng(seed)
-    data = json.loads(open(gt_path).read())
+    data = json.loads(gt_path.read_text())
     cat_to_label = {c: i for i, c in enumerate(category_ids)}
     per_image = {img["id"]: [] for img in data["images"]}
     for ann in data["annotations"]:
