@@ -43,6 +43,20 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from visionkit.predict import predict_files
+
+    path = predict_files(
+        args.checkpoint,
+        args.input,
+        args.output_dir,
+        batch_size=args.batch_size,
+        draw=not args.no_draw,
+    )
+    print(f"wrote {path}")
+    return 0
+
+
 def _make_shapes(args: argparse.Namespace) -> int:
     from visionkit.data.synthetic import make_shapes
 
@@ -104,6 +118,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="overrides of the data.* and trainer.* sections, e.g. data.val.root=DIR",
     )
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser(
+        "predict",
+        help="predict on images; write drawn images and predictions.json",
+        description="Predict on image files, folders (recursively) and glob patterns. Writes "
+        "<stem>_pred.png with the predictions drawn, and predictions.json (boxes in COCO xywh "
+        "with the training file's category ids; class name and score for classifiers).",
+    )
+    p.add_argument("--checkpoint", required=True, help="path to a .ckpt written by train")
+    p.add_argument(
+        "--input",
+        required=True,
+        nargs="+",
+        metavar="PATH",
+        help="image files, folders or glob patterns (quote globs)",
+    )
+    p.add_argument("--output-dir", required=True, help="folder for the drawn images and json")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--no-draw", action="store_true", help="write predictions.json only")
+    p.set_defaults(func=_predict)
 
     p = sub.add_parser(
         "make-shapes",
