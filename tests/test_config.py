@@ -203,3 +203,31 @@ def test_cli_print_config_shows_resolved_values():
     assert printed["trainer"]["max_epochs"] == 2
     assert printed["data"]["train"]["class_field"] == "background"
     assert printed["model"]["heads"]["cls"]["loss_weight"] == 1.0
+
+
+def test_unknown_backbone_is_a_config_error_with_suggestions():
+    bad = {"model": {"backbone": {"name": "resnet19"}, "heads": MINIMAL["model"]["heads"]}}
+    (line,) = problems_of(bad)
+    assert line.startswith("model.backbone.name: unknown backbone 'resnet19'; did you mean")
+    assert "'resnet18'" in line
+
+
+def test_section_and_component_errors_are_reported_together():
+    problems = problems_of(MINIMAL, ["trainer.max_epochs=ten", "model.heads.cls.dropuot=0.1"])
+    assert len(problems) == 2
+    assert any(p.startswith("trainer.max_epochs:") for p in problems)
+    assert "model.heads.cls.dropuot: unknown key; did you mean 'dropout'?" in problems
+
+
+def test_dataset_class_names_can_be_set_and_precision_accepts_numbers():
+    cfg = load_config(
+        MINIMAL,
+        [
+            "data.val.format=folder",
+            "data.val.root=x",
+            "data.val.class_names=[a, b]",
+            "trainer.precision=32",
+        ],
+    )
+    assert cfg.data.val["class_names"] == ["a", "b"]
+    assert cfg.trainer.precision == "32"

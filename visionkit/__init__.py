@@ -5,6 +5,7 @@ Public API::
     visionkit.create_backbone(name, pretrained=False, out_indices=None, **kwargs)
     visionkit.list_backbones(pattern=None)
     visionkit.list_heads(pattern=None)
+    visionkit.list_necks(pattern=None)
     visionkit.create_model(config)          # untrained model from a config path or mapping
     visionkit.load(checkpoint_path)         # trained model from a checkpoint alone
     visionkit.load_config(path, overrides)  # validated config
@@ -17,6 +18,7 @@ from visionkit.config import Config, load_config
 from visionkit.data import coco, folder  # noqa: F401  (registers the dataset formats)
 from visionkit.factory import create_model, load
 from visionkit.heads import list_heads
+from visionkit.necks import list_necks
 from visionkit.model import VisionModel
 
 __version__ = "0.1.0"
@@ -28,6 +30,7 @@ __all__ = [
     "create_model",
     "list_backbones",
     "list_heads",
+    "list_necks",
     "load",
     "load_config",
 ]

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from visionkit.errors import VisionkitError
+from visionkit.registry import UnknownNameError
 
 OVERRIDES_HELP = (
     "dotted config overrides, e.g. trainer.max_epochs=3 model.backbone.name=resnet34 "
@@ -157,15 +158,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_to_stderr() -> None:
+    """INFO messages of visionkit's own loggers on stderr (Lightning has its own handler)."""
+    logger = logging.getLogger("visionkit")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``visionkit`` command (and of ``tools/*.py``)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _log_to_stderr()
     try:
         return args.func(args)
     except VisionkitError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+    except UnknownNameError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

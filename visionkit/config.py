@@ -26,15 +26,15 @@ import inspect
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from visionkit.errors import ConfigError
-from visionkit.registry import DATASETS, HEADS, NECKS, Registry, UnknownNameError
+from visionkit.registry import BACKBONES, DATASETS, HEADS, NECKS, Registry, UnknownNameError
 
 # Builder arguments the model factory supplies itself; a config never sets them.
 INJECTED_ARGS = {"in_channels", "strides", "class_names"}
@@ -121,7 +121,7 @@ class TrainerConfig(_Section):
     devices: int | str | list[int] = "auto"
     num_nodes: int = Field(1, gt=0)
     strategy: str = "auto"
-    precision: str = "auto"
+    precision: str = "auto"  # auto | 32-true | bf16-mixed | 16-mixed | ... (32, 16 also accepted)
     gradient_clip_val: float | None = None
     accumulate_grad_batches: int = Field(1, gt=0)
     log_every_n_steps: int = Field(10, gt=0)
@@ -130,6 +130,12 @@ class TrainerConfig(_Section):
     limit_val_batches: int | float | None = None
     deterministic: bool = False
     enable_progress_bar: bool = True
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        """Lightning accepts ``32`` and ``16`` as well as strings; keep one type."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class Config(_Section):
@@ -270,35 +276,51 @@ def load_config(
 
 
 def validate_config(data: Mapping[str, Any], source: str | None = None) -> Config:
-    """Validate a merged config tree; raise one :class:`ConfigError` listing every problem."""
+    """Validate a merged config tree; raise one :class:`ConfigError` listing every problem.
+
+    Fixed sections and registered components are checked independently, so a mistake in one
+    does not hide mistakes in the other.
+    """
+    problems: list[str] = []
+    cfg = None
     try:
         cfg = Config.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, Config), source) from None
-    problems: list[str] = []
-    heads = {}
-    for head_name, spec in cfg.model.heads.items():
-        heads[head_name] = _validate_component(
-            HEADS, spec, f"model.heads.{head_name}", problems, extra={"loss_weight": (float, 1.0)}
+        problems += _format_errors(err, Config)
+    model = data.get("model") if isinstance(data.get("model"), Mapping) else {}
+    raw_data = data.get("data") if isinstance(data.get("data"), Mapping) else {}
+    heads_spec = model.get("heads") if isinstance(model.get("heads"), Mapping) else {}
+    heads = {
+        name: _validate_component(
+            HEADS, spec, f"model.heads.{name}", problems, extra={"loss_weight": (float, 1.0)}
         )
-    if not cfg.model.heads:
+        for name, spec in heads_spec.items()
+    }
+    if not heads_spec:
         problems.append("model.heads: at least one head is required")
+    backbone = model.get("backbone") if isinstance(model.get("backbone"), Mapping) else {}
+    backbone_name = backbone.get("name", BackboneConfig().name)
+    if isinstance(backbone_name, str):
+        try:
+            BACKBONES.get(backbone_name)
+        except UnknownNameError as err:
+            problems.append(f"model.backbone.name: {err}")
     neck = None
-    if cfg.model.neck is not None:
-        neck = _validate_component(NECKS, cfg.model.neck, "model.neck", problems)
+    if model.get("neck") is not None:
+        neck = _validate_component(NECKS, model["neck"], "model.neck", problems)
     splits = {}
     for split in ("train", "val"):
-        spec = getattr(cfg.data, split)
-        if spec is not None:
+        if raw_data.get(split) is not None:
             splits[split] = _validate_component(
                 DATASETS,
-                spec,
+                raw_data[split],
                 f"data.{split}",
                 problems,
                 key="format",
                 extra={"synthetic": (SyntheticConfig | None, None)},
+                injected=(),
             )
-    if problems:
+    if problems or cfg is None:
         raise ConfigError(problems, source)
     cfg.model.heads = heads
     cfg.model.neck = neck
@@ -308,14 +330,18 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
 
 
 def builder_schema(
-    registry: Registry, name: str, extra: Mapping[str, tuple[Any, Any]] | None = None
+    registry: Registry,
+    name: str,
+    extra: Mapping[str, tuple[Any, Any]] | None = None,
+    injected: Collection[str] = INJECTED_ARGS,
 ) -> type[BaseModel]:
-    """A pydantic model of the arguments a registered builder accepts from a config."""
+    """A pydantic model of the arguments a registered builder accepts from a config
+    (all its parameters except the ``injected`` ones the factory supplies)."""
     builder = registry.get(name)
     fields: dict[str, Any] = {}
     hints = typing.get_type_hints(builder)
     for param in inspect.signature(builder).parameters.values():
-        if param.name in INJECTED_ARGS or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+        if param.name in injected or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
             continue
         annotation = hints.get(param.name, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
@@ -332,6 +358,7 @@ def _validate_component(
     problems: list[str],
     key: str = "name",
     extra: Mapping[str, tuple[Any, Any]] | None = None,
+    injected: Collection[str] = INJECTED_ARGS,
 ) -> dict[str, Any]:
     if not isinstance(spec, Mapping):
         problems.append(f"{path}: expected a mapping, got {type(spec).__name__}")
@@ -341,7 +368,7 @@ def _validate_component(
         problems.append(f"{path}.{key}: required; the registered {registry.kind} to build")
         return dict(spec)
     try:
-        schema = builder_schema(registry, name, extra)
+        schema = builder_schema(registry, name, extra, injected)
     except UnknownNameError as err:
         problems.append(f"{path}.{key}: {err}")
         return dict(spec)

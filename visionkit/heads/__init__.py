@@ -1,8 +1,9 @@
 """Heads. Each module registers its builders in ``HEADS``; the import list is explicit."""
 
-from visionkit.heads import classification
+from visionkit.heads import classification, fcos
 from visionkit.heads.base import Head
 from visionkit.heads.classification import ClassificationHead
+from visionkit.heads.fcos import FCOSHead
 from visionkit.registry import HEADS
 
 
@@ -11,4 +12,4 @@ def list_heads(pattern: str | None = None) -> list[str]:
     return HEADS.names(pattern)
 
 
-__all__ = ["Head", "ClassificationHead", "classification", "list_heads"]
+__all__ = ["ClassificationHead", "FCOSHead", "Head", "classification", "fcos", "list_heads"]

@@ -1,0 +1,77 @@
+"""Detection end to end: simple_cnn → FPN → FCOS on tiny shapes data; COCO metrics from the
+evaluator equal pycocotools on the saved predictions; reload and predict boxes."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+import visionkit
+from visionkit.data.io import read_image
+from visionkit.engine.runner import evaluate, train
+from visionkit.evaluation.coco import SUMMARY_KEYS
+
+
+def detection_config(shapes_root, tmp_path):
+    return {
+        "name": "det",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {
+            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+            "neck": {"name": "fpn", "out_channels": 32, "min_level": 3, "max_level": 5},
+            "heads": {"det": {"name": "fcos", "num_convs": 1}},
+        },
+        "data": {
+            "train": {"format": "coco", "root": str(shapes_root / "train")},
+            "val": {"format": "coco", "root": str(shapes_root / "val")},
+            "image_size": 64,
+            "batch_size": 8,
+            "num_workers": 0,
+        },
+        "optimizer": {"name": "adamw", "lr": 0.003},
+        "trainer": {
+            "max_epochs": 3,
+            "accelerator": "cpu",
+            "enable_progress_bar": False,
+            "log_every_n_steps": 1,
+        },
+    }
+
+
+def test_detection_trains_evaluates_like_pycocotools_and_predicts(shapes_root, tmp_path):
+    run_dir, metrics = train(detection_config(shapes_root, tmp_path))
+    assert {f"det/{k}" for k in ("mAP", "mAP50", "mAP75", "AR100")} <= set(metrics)
+    rows = list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
+    epoch_losses = [float(r["train/loss_epoch"]) for r in rows]
+    assert epoch_losses[-1] < epoch_losses[0], epoch_losses
+
+    preds_path = tmp_path / "preds.json"
+    again = evaluate(run_dir / "checkpoints" / "best.ckpt", save_predictions=preds_path)
+    results = json.loads(preds_path.read_text())
+    assert results and {"image_id", "category_id", "bbox", "score"} <= set(results[0])
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(shapes_root / "val" / "annotations.json"))
+        ev = COCOeval(gt, gt.loadRes(str(preds_path)), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    for key, value in zip(SUMMARY_KEYS, ev.stats, strict=True):
+        ours = again[f"det/{key}"]
+        assert (math.isnan(ours) and value < 0) or abs(ours - value) <= 1e-9, key
+
+    model = visionkit.load(run_dir / "checkpoints" / "best.ckpt")
+    image = read_image(shapes_root / "val" / "images" / "000001.png")
+    (pred,) = model.predict([image])
+    det = pred["det"]
+    assert det["boxes"].shape[1] == 4 and len(det["boxes"]) == len(det["scores"]) == len(
+        det["labels"]
+    )
+    if len(det["boxes"]):
+        assert set(det["names"]) <= {"circle", "square", "triangle"}
+        assert (det["boxes"][:, 2:] <= 64.0001).all()
