@@ -18,8 +18,8 @@ from visionkit.config import Config, load_config
 from visionkit.data import coco, folder  # noqa: F401  (registers the dataset formats)
 from visionkit.factory import create_model, load
 from visionkit.heads import list_heads
-from visionkit.necks import list_necks
 from visionkit.model import VisionModel
+from visionkit.necks import list_necks
 
 __version__ = "0.1.0"
 
