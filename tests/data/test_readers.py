@@ -1,0 +1,135 @@
+"""COCO and ImageFolder readers, the pipeline and the collate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from visionkit.data.coco import CocoDataset
+from visionkit.data.folder import ImageFolderDataset
+from visionkit.data.transforms import apply_pipeline, build_pipeline, collate
+from visionkit.errors import AnnotationError, ConfigError, DataError
+
+
+def write_coco(root, images, annotations, categories, **extra):
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "images").mkdir(exist_ok=True)
+    for img in images:
+        Image.new("RGB", (img["width"], img["height"]), (10, 20, 30)).save(root / img["file_name"])
+    data = {"images": images, "annotations": annotations, "categories": categories, **extra}
+    (root / "annotations.json").write_text(json.dumps(data))
+    return root
+
+
+def test_shapes_coco_reader_yields_sample_contract(shapes_root):
+    ds = CocoDataset(shapes_root / "train", class_field="background")
+    assert len(ds) == 48
+    assert ds.label_names["class"] == ["plain", "gradient", "noise", "stripes"]
+    assert ds.label_names["instances"] == ["circle", "square", "triangle"]
+    sample = ds[0]
+    assert sample["image"].shape == (64, 64, 3) and sample["image"].dtype == np.uint8
+    assert sample["image_id"] == ds.images[0]["id"]
+    assert sample["boxes"].dtype == np.float32 and sample["boxes"].shape[1] == 4
+    assert (sample["boxes"][:, 2:] > sample["boxes"][:, :2]).all()
+    assert 0 <= sample["class"] < 4
+
+
+def test_non_contiguous_category_ids_map_to_contiguous_labels(tmp_path):
+    images = [{"id": 5, "file_name": "images/a.png", "width": 40, "height": 30}]
+    anns = [
+        {"id": 1, "image_id": 5, "category_id": 42, "bbox": [1, 2, 10, 5], "area": 50, "iscrowd": 0},
+        {"id": 2, "image_id": 5, "category_id": 3, "bbox": [0, 0, 4, 4], "area": 16, "iscrowd": 0},
+        {"id": 3, "image_id": 5, "category_id": 7, "bbox": [0, 0, 4, 4], "area": 16, "iscrowd": 1},
+        {"id": 4, "image_id": 5, "category_id": 7, "bbox": [35, 25, 20, 20], "area": 400, "iscrowd": 0},
+    ]
+    cats = [{"id": 42, "name": "c"}, {"id": 3, "name": "a"}, {"id": 7, "name": "b"}]
+    ds = CocoDataset(write_coco(tmp_path, images, anns, cats))
+    assert ds.category_ids == [3, 7, 42]
+    assert ds.label_names["instances"] == ["a", "b", "c"]
+    sample = ds[0]
+    assert sample["image_id"] == 5
+    # the crowd box is excluded from training targets; the last box is clipped to the image
+    np.testing.assert_allclose(sample["boxes"], [[1, 2, 11, 7], [0, 0, 4, 4], [35, 25, 40, 30]])
+    assert sample["labels"].tolist() == [2, 0, 1]
+
+
+def test_unknown_category_and_duplicate_ids_are_reported(tmp_path):
+    images = [{"id": 1, "file_name": "images/a.png", "width": 8, "height": 8},
+              {"id": 1, "file_name": "images/b.png", "width": 8, "height": 8}]
+    with pytest.raises(AnnotationError, match="duplicate image ids: \\[1\\]"):
+        CocoDataset(write_coco(tmp_path / "dup", images, [], [{"id": 1, "name": "x"}]))
+    anns = [{"id": 9, "image_id": 1, "category_id": 77, "bbox": [0, 0, 2, 2]}]
+    with pytest.raises(AnnotationError, match="annotation id 9: category_id 77"):
+        CocoDataset(write_coco(tmp_path / "cat", images[:1], anns, [{"id": 1, "name": "x"}]))
+
+
+def test_missing_images_are_listed_together(tmp_path):
+    images = [{"id": i, "file_name": f"images/{i}.png", "width": 8, "height": 8} for i in range(3)]
+    root = write_coco(tmp_path, images, [], [])
+    (root / "images" / "0.png").unlink()
+    (root / "images" / "2.png").unlink()
+    with pytest.raises(DataError, match="2 of 3 image files") as info:
+        CocoDataset(root)
+    assert len(info.value.problems) == 2
+
+
+def test_paths_escaping_the_root_are_refused(tmp_path):
+    images = [{"id": 1, "file_name": "images/a.png", "width": 8, "height": 8}]
+    root = write_coco(tmp_path / "ds", images, [], [])
+    data = json.loads((root / "annotations.json").read_text())
+    data["images"][0]["file_name"] = "../outside.png"
+    (root / "annotations.json").write_text(json.dumps(data))
+    with pytest.raises(AnnotationError, match="outside the dataset root"):
+        CocoDataset(root)
+
+
+def test_image_folder_reads_classes_and_converts_modes(tmp_path):
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "dog").mkdir()
+    Image.new("L", (20, 10), 200).save(tmp_path / "cat" / "gray.png")
+    Image.new("RGBA", (12, 12), (255, 0, 0, 128)).save(tmp_path / "dog" / "rgba.png")
+    ds = ImageFolderDataset(tmp_path)
+    assert ds.label_names == {"class": ["cat", "dog"]}
+    assert [ds[i]["class"] for i in range(2)] == [0, 1]
+    assert ds[0]["image"].shape == (10, 20, 3) and ds[1]["image"].shape == (12, 12, 3)
+    with pytest.raises(DataError, match="class folders not in the given class_names"):
+        ImageFolderDataset(tmp_path, class_names=["cat"])
+
+
+def test_empty_image_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "a").mkdir()
+    with pytest.raises(DataError, match="no images found"):
+        ImageFolderDataset(tmp_path)
+
+
+def test_pipeline_keeps_boxes_and_labels_together_and_crop_may_empty_them():
+    pipe = build_pipeline([{"name": "Crop", "x_min": 0, "y_min": 0, "x_max": 20, "y_max": 20}],
+                          (0.5,) * 3, (0.5,) * 3)
+    sample = {"image": np.zeros((40, 40, 3), np.uint8), "image_id": 3, "orig_size": (40, 40),
+              "boxes": np.array([[2, 2, 10, 10], [25, 25, 35, 35]], np.float32),
+              "labels": np.array([4, 7])}
+    out = apply_pipeline(pipe, sample)
+    assert out["boxes"].tolist() == [[2, 2, 10, 10]] and out["labels"].tolist() == [4]
+    sample["boxes"] = sample["boxes"][1:]
+    sample["labels"] = sample["labels"][1:]
+    out = apply_pipeline(pipe, sample)
+    assert out["boxes"].shape == (0, 4) and out["labels"].shape == (0,)
+
+
+def test_unknown_augmentation_parameter_fails_at_build():
+    with pytest.raises(ConfigError, match="'scal' are not valid for transform RandomResizedCrop"):
+        build_pipeline([{"name": "RandomResizedCrop", "size": [8, 8], "scal": [0.5, 1]}], (0,) * 3, (1,) * 3)
+
+
+def test_collate_pads_and_marks_missing_labels():
+    a = {"image": torch.ones(3, 30, 40), "image_id": 1, "orig_size": (30, 40), "image_size": (30, 40), "class": 2}
+    b = {"image": torch.ones(3, 20, 20), "image_id": 2, "orig_size": (20, 20), "image_size": (20, 20)}
+    batch = collate([a, b])
+    assert batch["images"].shape == (2, 3, 32, 64)
+    assert batch["images"][1, :, 20:, :].abs().sum() == 0
+    assert batch["class"].tolist() == [2, -1]
+    assert batch["image_sizes"].tolist() == [[30, 40], [20, 20]]

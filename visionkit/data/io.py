@@ -1,0 +1,259 @@
+"""The one image decoder of visionkit.
+
+Every reader, tool and check in the package decodes images through :func:`read_image`, so
+every image reaches the pipeline the same way: ``H x W x 3`` ``uint8`` RGB, C-contiguous and
+writable, with the EXIF orientation applied. Anything that cannot be read raises
+:class:`~visionkit.errors.ImageDecodeError` naming the file and the reason.
+
+Conversions (explicit, one rule per pixel mode):
+
+* ``RGB`` is returned as stored; ``RGBX``, ``CMYK``, ``YCbCr``, ``HSV`` and ``P`` (palette)
+  through Pillow's conversion to RGB. ICC profiles are not applied.
+* ``1`` (bilevel) becomes 0 / 255, ``L`` (grey) is copied to the three channels.
+* **Transparency is composited on black**: ``RGBA``, ``LA``, ``PA``, ``P`` with a
+  transparent palette entry, and ``L`` / ``RGB`` with a ``tRNS`` colour key all become
+  ``rgb * alpha / 255`` (rounded). A fully transparent pixel is always ``(0, 0, 0)``,
+  whatever colour happens to be stored under it, so hidden data never leaks into training.
+* 16-bit grey (``I;16``, ``I;16L``, ``I;16B``, ``I;16N``) is rescaled proportionally,
+  ``round(v * 255 / 65535)``: 65535 -> 255, 32768 -> 128, never clipped at 255.
+* ``I`` (32-bit signed integer; Pillow opens some 16-bit PNG/TIFF files this way) is treated
+  as 16-bit: values are clipped to ``[0, 65535]`` and then rescaled as above. The mapping
+  is fixed rather than per-image, so the same value always gives the same grey.
+* ``F`` (32-bit float) is read as intensity in ``[0, 1]``: ``round(v * 255)``, values
+  outside the range clipped, NaN -> 0.
+* 16-bit colour PNGs are reduced to 8 bits by Pillow itself when it opens them (high byte).
+* Any other mode (``LAB``, ``La``, ``RGBa``, ...) raises ``ImageDecodeError``.
+
+Robustness (see ``RELIABILITY.md``):
+
+* Files are opened with Python's ``open`` (non-ASCII paths work) and only the formats in
+  :data:`SUPPORTED_FORMATS` are tried, so Pillow plugins that run external programs (EPS
+  through Ghostscript) are never reached.
+* Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) stays on, and is
+  stricter here: an image over the limit is rejected from its header, before any pixel is
+  decoded (Pillow itself only warns between 1x and 2x the limit, and still emits that
+  ``DecompressionBombWarning`` before the error here; warning filters are left alone because
+  they are process-global). Setting the limit to ``None`` switches the check off, as in Pillow.
+* ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is never touched (it must stay ``False``): the
+  pixels are decoded inside the error handling, so a truncated file raises here rather than
+  yielding a half-grey image.
+* For multi-frame files (GIF, TIFF, MPO) the first frame is read.
+* An EXIF block that cannot be parsed is ignored (orientation 1) rather than rejected.
+
+>>> import tempfile, pathlib
+>>> from PIL import Image
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "grey.png"
+>>> Image.new("L", (4, 2), 7).save(path)
+>>> image = read_image(path)
+>>> image.shape, image.dtype, image[0, 0].tolist()
+((2, 4, 3), dtype('uint8'), [7, 7, 7])
+>>> read_image_size(path)
+(2, 4)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import IO
+
+import numpy as np
+from PIL import ExifTags, Image, UnidentifiedImageError
+
+from visionkit.errors import ImageDecodeError
+
+__all__ = ["SUPPORTED_FORMATS", "read_image", "read_image_size"]
+
+#: Pillow formats the decoder will open, tried in this order (those the installed Pillow
+#: lacks are skipped). TGA goes last because it has no magic number.
+SUPPORTED_FORMATS: tuple[str, ...] = (
+    "JPEG",
+    "MPO",
+    "PNG",
+    "BMP",
+    "GIF",
+    "TIFF",
+    "WEBP",
+    "AVIF",
+    "JPEG2000",
+    "PPM",
+    "TGA",
+)
+
+_GREY_16 = ("I;16", "I;16L", "I;16B", "I;16N")
+_VIA_PILLOW_RGB = ("RGBX", "CMYK", "YCbCr", "HSV", "P")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "P", "L", "RGB")
+_SUPPORTED_MODES = ("RGB", "1", "L", "LA", "PA", "RGBA", "I", "F", *_GREY_16, *_VIA_PILLOW_RGB)
+
+# EXIF orientation -> how to turn the stored pixels upright (same table as
+# PIL.ImageOps.exif_transpose, done on numpy views so no extra copy is made).
+_ORIENTED = {
+    2: lambda a: a[:, ::-1],  # FLIP_LEFT_RIGHT
+    3: lambda a: a[::-1, ::-1],  # ROTATE_180
+    4: lambda a: a[::-1],  # FLIP_TOP_BOTTOM
+    5: lambda a: a.swapaxes(0, 1),  # TRANSPOSE
+    6: lambda a: a[::-1].swapaxes(0, 1),  # ROTATE_270 (90 degrees clockwise)
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),  # TRANSVERSE
+    8: lambda a: a[:, ::-1].swapaxes(0, 1),  # ROTATE_90 (90 degrees counter-clockwise)
+}
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode an image file to RGB, upright, with every pixel mode converted explicitly.
+
+    Args:
+        path: the image file. Read through Python's file API, so any path the OS accepts
+            works, non-ASCII included.
+
+    Returns:
+        A new, writable, C-contiguous ``uint8`` array ``[H, W, 3]`` in RGB order, with the
+        EXIF orientation applied (so ``H, W`` are those of the upright image, as given by
+        :func:`read_image_size`). See the module docstring for the conversion of each mode;
+        in short: alpha is composited on black, 16-bit is rescaled (65535 -> 255).
+
+    Raises:
+        ImageDecodeError: the file is missing, not an image of a supported format, corrupt or
+            truncated, over ``PIL.Image.MAX_IMAGE_PIXELS`` pixels, or of an unsupported mode.
+    """
+    name = os.fspath(path)
+    with _open_file(name) as fp:
+        im = _open_image(fp, name)
+        orientation = _orientation(im)
+        try:
+            im.load()
+        except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, ...
+            raise ImageDecodeError(name, f"corrupt or truncated image data ({_describe(e)})") from e
+        array = _to_rgb(im, name)
+    array = _ORIENTED[orientation](array) if orientation in _ORIENTED else array
+    if not (array.flags.writeable and array.flags.c_contiguous):
+        array = array.copy(order="C")
+    return array
+
+
+def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """Size ``(H, W)`` of the upright image, read from the header without decoding pixels.
+
+    EXIF orientations 5-8 swap the stored width and height, exactly as :func:`read_image`
+    does. The same format and decompression-bomb checks apply; truncated pixel data is *not*
+    detected here (only :func:`read_image` decodes the pixels).
+
+    Args:
+        path: the image file.
+
+    Returns:
+        ``(height, width)`` in pixels.
+
+    Raises:
+        ImageDecodeError: the file is missing, not an image of a supported format, or over
+            ``PIL.Image.MAX_IMAGE_PIXELS`` pixels.
+    """
+    name = os.fspath(path)
+    with _open_file(name) as fp:
+        im = _open_image(fp, name)
+        width, height = im.size
+        if _orientation(im) in (5, 6, 7, 8):
+            width, height = height, width
+    return height, width
+
+
+def _open_file(name: str) -> IO[bytes]:
+    try:
+        return open(name, "rb")  # noqa: SIM115 - closed by the caller's `with`
+    except FileNotFoundError as e:
+        raise ImageDecodeError(name, "file not found") from e
+    except IsADirectoryError as e:
+        raise ImageDecodeError(name, "is a directory, not a file") from e
+    except PermissionError as e:
+        raise ImageDecodeError(name, "permission denied") from e
+    except OSError as e:
+        raise ImageDecodeError(name, f"cannot open file ({_describe(e)})") from e
+
+
+@functools.cache
+def _formats() -> tuple[str, ...]:
+    Image.init()
+    return tuple(f for f in SUPPORTED_FORMATS if f in Image.OPEN)
+
+
+def _open_image(fp: IO[bytes], name: str) -> Image.Image:
+    """Identify the image and read its header; reject decompression bombs before decoding."""
+    try:
+        im = Image.open(fp, formats=_formats())
+    except UnidentifiedImageError as e:
+        reason = f"not an image in a supported format ({', '.join(_formats())})"
+        raise ImageDecodeError(name, reason) from e
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        # The warning arrives here as an exception only when warnings are set to error.
+        raise ImageDecodeError(name, f"rejected as a possible decompression bomb: {e}") from e
+    except Exception as e:
+        raise ImageDecodeError(name, f"unreadable image header ({_describe(e)})") from e
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = im.size
+    if limit is not None and width * height > limit:
+        raise ImageDecodeError(
+            name,
+            f"rejected as a possible decompression bomb: {width}x{height} = {width * height} "
+            f"pixels exceeds the limit of {limit} (PIL.Image.MAX_IMAGE_PIXELS)",
+        )
+    return im
+
+
+def _orientation(im: Image.Image) -> int:
+    """EXIF orientation (1-8) from the header, without decoding pixels.
+
+    ``Image.Image.getexif`` is called on the base class on purpose: ``PngImageFile.getexif``
+    decodes the whole image to look for an ``eXIf`` chunk after the pixel data. Browsers ignore
+    such late chunks too, and both public functions use this one helper, so they always agree.
+    """
+    try:
+        value = Image.Image.getexif(im).get(ExifTags.Base.Orientation, 1)
+    except Exception:  # a malformed EXIF block: keep the pixels as stored
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _to_rgb(im: Image.Image, name: str) -> np.ndarray:
+    """Convert a loaded image to ``[H, W, 3]`` uint8 RGB (possibly a read-only array)."""
+    mode = im.mode
+    if mode in _GREY_16 or mode == "I":
+        values = np.asarray(im)
+        if mode == "I":
+            values = np.clip(values, 0, 65535)
+        # round(v * 255 / 65535) == round(v / 257); uint32 avoids overflow of v + 128.
+        grey = ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        return _grey_to_rgb(grey)
+    if mode == "F":
+        values = np.nan_to_num(np.asarray(im), nan=0.0, posinf=1.0, neginf=0.0)
+        grey = np.rint(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+        return _grey_to_rgb(grey)
+    if mode in _ALPHA_MODES and im.has_transparency_data:
+        rgba = np.asarray(im if mode == "RGBA" else im.convert("RGBA"))
+        return _composite_on_black(rgba)
+    if mode == "RGB":
+        return np.asarray(im)
+    if mode in ("1", "L"):
+        return _grey_to_rgb(np.asarray(im.convert("L") if mode == "1" else im))
+    if mode in _VIA_PILLOW_RGB:
+        return np.asarray(im.convert("RGB"))
+    raise ImageDecodeError(
+        name, f"unsupported pixel mode {mode!r} (supported: {', '.join(_SUPPORTED_MODES)})"
+    )
+
+
+def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
+    """``[H, W]`` uint8 -> new ``[H, W, 3]`` uint8 with the grey value in every channel."""
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def _composite_on_black(rgba: np.ndarray) -> np.ndarray:
+    """``[H, W, 4]`` uint8 straight alpha -> ``[H, W, 3]`` uint8 ``rgb * a / 255``, rounded."""
+    rgb = rgba[:, :, :3].astype(np.uint16)
+    rgb *= rgba[:, :, 3:]
+    rgb += 127  # at most 255 * 255 + 127 = 65152: fits uint16
+    rgb //= 255
+    return rgb.astype(np.uint8)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,144 @@
+"""Albumentations pipelines declared in the config, and the batch collate.
+
+A pipeline is a list of albumentations transforms written as dicts::
+
+    - {name: RandomResizedCrop, size: [128, 128], scale: [0.5, 1.0]}
+    - {name: HorizontalFlip, p: 0.5}
+
+Each is built with ``strict=True``, so an unknown parameter fails at build time naming it.
+Normalisation (mean/std of the backbone's pretrained config) and the tensor conversion are
+appended by :func:`build_pipeline`; boxes travel as ``pascal_voc`` (absolute xyxy) with their
+labels and an instance index, so a box dropped by a transform takes its label with it.
+
+>>> pipe = build_pipeline([{"name": "Resize", "height": 32, "width": 32}], (0.5,) * 3, (0.5,) * 3)
+>>> import numpy as np
+>>> out = apply_pipeline(pipe, {"image": np.zeros((40, 60, 3), np.uint8), "image_id": 1,
+...                             "orig_size": (40, 60)})
+>>> tuple(out["image"].shape)
+(3, 32, 32)
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import albumentations as A
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+
+from visionkit.data.base import Sample
+from visionkit.errors import ConfigError
+
+IGNORE_CLASS = -1
+
+
+def default_transforms(image_size: int | Sequence[int], train: bool) -> list[dict[str, Any]]:
+    """Resize to ``image_size`` (and a horizontal flip when training)."""
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    steps: list[dict[str, Any]] = [{"name": "Resize", "height": h, "width": w}]
+    if train:
+        steps.append({"name": "HorizontalFlip", "p": 0.5})
+    return steps
+
+
+def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> A.BasicTransform:
+    """One albumentations transform from ``{name: ..., **params}``; errors name the key."""
+    params = dict(spec)
+    name = params.pop("name", None)
+    cls = getattr(A, name, None) if isinstance(name, str) else None
+    if not (inspect.isclass(cls) and issubclass(cls, A.BasicTransform)):
+        import difflib
+
+        close = difflib.get_close_matches(str(name), [n for n in dir(A) if n[:1].isupper()], n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ConfigError(f"{where}.name: unknown albumentations transform {name!r}{hint}")
+    try:
+        return cls(**params, strict=True)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where} ({name}): {err}") from None
+
+
+def build_pipeline(
+    steps: Sequence[Mapping[str, Any]],
+    mean: Sequence[float],
+    std: Sequence[float],
+    where: str = "data.transforms",
+) -> A.Compose:
+    """Compose ``steps`` + normalisation + tensor conversion, box-aware."""
+    transforms = [build_transform(s, f"{where}[{i}]") for i, s in enumerate(steps)]
+    transforms += [A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()]
+    bbox_params = A.BboxParams(
+        format="pascal_voc", label_fields=["labels", "instance_ids"], clip=True, min_area=1.0
+    )
+    return A.Compose(transforms, bbox_params=bbox_params)
+
+
+def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
+    """Run ``pipeline`` on a Sample; returns the Sample with tensors in place of arrays.
+
+    Output keys: ``image`` float ``[3, H, W]``, ``image_id``, ``orig_size``, ``image_size``,
+    and, when present in the input, ``class``, ``boxes`` (float32 ``[N, 4]`` xyxy in the
+    transformed image) and ``labels`` (int64 ``[N]``).
+    """
+    has_boxes = "boxes" in sample
+    boxes = np.asarray(sample.get("boxes", np.zeros((0, 4))), dtype=np.float32).reshape(-1, 4)
+    labels = np.asarray(sample.get("labels", np.zeros(0)), dtype=np.int64)
+    out = pipeline(
+        image=sample["image"],
+        bboxes=boxes,
+        labels=labels,
+        instance_ids=np.arange(len(boxes)),
+    )
+    image = out["image"]
+    result: Sample = {
+        "image": image,
+        "image_id": sample["image_id"],
+        "orig_size": tuple(int(s) for s in sample["orig_size"]),
+        "image_size": (int(image.shape[-2]), int(image.shape[-1])),
+    }
+    if "class" in sample:
+        result["class"] = int(sample["class"])
+    if has_boxes:
+        result["boxes"] = torch.as_tensor(np.asarray(out["bboxes"], np.float32).reshape(-1, 4))
+        result["labels"] = torch.as_tensor(np.asarray(out["labels"], np.int64).reshape(-1))
+    return result
+
+
+def collate(samples: Sequence[Sample], size_divisor: int = 32) -> dict[str, Any]:
+    """Stack transformed Samples into a batch, padding images to a common size.
+
+    Returns ``images`` float ``[B, 3, H, W]`` (H, W rounded up to ``size_divisor``),
+    ``image_ids`` int64 ``[B]``, ``orig_sizes`` and ``image_sizes`` int64 ``[B, 2]``, ``class``
+    int64 ``[B]`` (``-1`` where an image has no class label; absent if none has), and
+    ``boxes`` / ``labels`` as per-image lists with ``has_boxes`` bool ``[B]`` when any has.
+    """
+    heights = [s["image"].shape[-2] for s in samples]
+    widths = [s["image"].shape[-1] for s in samples]
+    h = math.ceil(max(heights) / size_divisor) * size_divisor
+    w = math.ceil(max(widths) / size_divisor) * size_divisor
+    first = samples[0]["image"]
+    if all(x == h for x in heights) and all(x == w for x in widths):
+        images = torch.stack([s["image"] for s in samples])
+    else:
+        images = first.new_zeros((len(samples), first.shape[0], h, w))
+        for i, s in enumerate(samples):
+            images[i, :, : s["image"].shape[-2], : s["image"].shape[-1]] = s["image"]
+    batch: dict[str, Any] = {
+        "images": images,
+        "image_ids": torch.tensor([s["image_id"] for s in samples], dtype=torch.long),
+        "orig_sizes": torch.tensor([s["orig_size"] for s in samples], dtype=torch.long),
+        "image_sizes": torch.tensor([s["image_size"] for s in samples], dtype=torch.long),
+    }
+    if any("class" in s for s in samples):
+        batch["class"] = torch.tensor(
+            [s.get("class", IGNORE_CLASS) for s in samples], dtype=torch.long
+        )
+    if any("boxes" in s for s in samples):
+        batch["has_boxes"] = torch.tensor([("boxes" in s) for s in samples])
+        batch["boxes"] = [s.get("boxes", torch.zeros(0, 4)) for s in samples]
+        batch["labels"] = [s.get("labels", torch.zeros(0, dtype=torch.long)) for s in samples]
+    return batch
