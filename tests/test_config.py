@@ -82,15 +82,21 @@ def test_unknown_head_name_suggests_registered_names():
     assert line.startswith("model.heads.cls.name: unknown head 'linaer'; did you mean 'linear'")
 
 
-def test_unknown_dataset_format_and_missing_required_argument():
+def test_unknown_dataset_format_and_wrong_dataset_argument():
     problems = problems_of(
-        {**MINIMAL, "data": {"train": {"format": "cocoo"}, "val": {"format": "coco"}}}
+        {
+            **MINIMAL,
+            "data": {
+                "train": {"format": "cocoo"},
+                "val": {"format": "coco", "annotation": "a.json"},
+            },
+        }
     )
     assert any(
         p.startswith("data.train.format: unknown dataset 'cocoo'; did you mean 'coco'")
         for p in problems
     )
-    assert "data.val.root: required key is missing" in problems
+    assert "data.val.annotation: unknown key; did you mean 'annotations'?" in problems
 
 
 def test_base_is_merged_beneath_and_overrides_on_top(tmp_path):
@@ -231,3 +237,26 @@ def test_dataset_class_names_can_be_set_and_precision_accepts_numbers():
     )
     assert cfg.data.val["class_names"] == ["a", "b"]
     assert cfg.trainer.precision == "32"
+
+
+@pytest.mark.parametrize(
+    "config",
+    sorted(
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "configs").rglob("*.yaml")
+        if p.parent.name != "base"
+    ),
+)
+def test_shipped_configs_build_an_untrained_model(config):
+    import visionkit
+
+    label_names = {"class": ["a", "b"]} if "folder" in config else None
+    model = visionkit.create_model(ROOT / config, label_names=label_names)
+    assert model.heads
+
+
+def test_a_recipe_without_its_dataset_path_says_which_key_to_set(tmp_path):
+    from visionkit.engine.runner import train
+
+    with pytest.raises(ConfigError, match=r"data.train.root: not set; give the dataset folder"):
+        train(ROOT / "configs" / "classify_folder.yaml", output_dir=tmp_path)

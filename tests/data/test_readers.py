@@ -41,10 +41,24 @@ def test_shapes_coco_reader_yields_sample_contract(shapes_root):
 def test_non_contiguous_category_ids_map_to_contiguous_labels(tmp_path):
     images = [{"id": 5, "file_name": "images/a.png", "width": 40, "height": 30}]
     anns = [
-        {"id": 1, "image_id": 5, "category_id": 42, "bbox": [1, 2, 10, 5], "area": 50, "iscrowd": 0},
+        {
+            "id": 1,
+            "image_id": 5,
+            "category_id": 42,
+            "bbox": [1, 2, 10, 5],
+            "area": 50,
+            "iscrowd": 0,
+        },
         {"id": 2, "image_id": 5, "category_id": 3, "bbox": [0, 0, 4, 4], "area": 16, "iscrowd": 0},
         {"id": 3, "image_id": 5, "category_id": 7, "bbox": [0, 0, 4, 4], "area": 16, "iscrowd": 1},
-        {"id": 4, "image_id": 5, "category_id": 7, "bbox": [35, 25, 20, 20], "area": 400, "iscrowd": 0},
+        {
+            "id": 4,
+            "image_id": 5,
+            "category_id": 7,
+            "bbox": [35, 25, 20, 20],
+            "area": 400,
+            "iscrowd": 0,
+        },
     ]
     cats = [{"id": 42, "name": "c"}, {"id": 3, "name": "a"}, {"id": 7, "name": "b"}]
     ds = CocoDataset(write_coco(tmp_path, images, anns, cats))
@@ -58,8 +72,10 @@ def test_non_contiguous_category_ids_map_to_contiguous_labels(tmp_path):
 
 
 def test_unknown_category_and_duplicate_ids_are_reported(tmp_path):
-    images = [{"id": 1, "file_name": "images/a.png", "width": 8, "height": 8},
-              {"id": 1, "file_name": "images/b.png", "width": 8, "height": 8}]
+    images = [
+        {"id": 1, "file_name": "images/a.png", "width": 8, "height": 8},
+        {"id": 1, "file_name": "images/b.png", "width": 8, "height": 8},
+    ]
     with pytest.raises(AnnotationError, match="duplicate image ids: \\[1\\]"):
         CocoDataset(write_coco(tmp_path / "dup", images, [], [{"id": 1, "name": "x"}]))
     anns = [{"id": 9, "image_id": 1, "category_id": 77, "bbox": [0, 0, 2, 2]}]
@@ -107,11 +123,16 @@ def test_empty_image_folder_is_a_clear_error(tmp_path):
 
 
 def test_pipeline_keeps_boxes_and_labels_together_and_crop_may_empty_them():
-    pipe = build_pipeline([{"name": "Crop", "x_min": 0, "y_min": 0, "x_max": 20, "y_max": 20}],
-                          (0.5,) * 3, (0.5,) * 3)
-    sample = {"image": np.zeros((40, 40, 3), np.uint8), "image_id": 3, "orig_size": (40, 40),
-              "boxes": np.array([[2, 2, 10, 10], [25, 25, 35, 35]], np.float32),
-              "labels": np.array([4, 7])}
+    pipe = build_pipeline(
+        [{"name": "Crop", "x_min": 0, "y_min": 0, "x_max": 20, "y_max": 20}], (0.5,) * 3, (0.5,) * 3
+    )
+    sample = {
+        "image": np.zeros((40, 40, 3), np.uint8),
+        "image_id": 3,
+        "orig_size": (40, 40),
+        "boxes": np.array([[2, 2, 10, 10], [25, 25, 35, 35]], np.float32),
+        "labels": np.array([4, 7]),
+    }
     out = apply_pipeline(pipe, sample)
     assert out["boxes"].tolist() == [[2, 2, 10, 10]] and out["labels"].tolist() == [4]
     sample["boxes"] = sample["boxes"][1:]
@@ -122,12 +143,25 @@ def test_pipeline_keeps_boxes_and_labels_together_and_crop_may_empty_them():
 
 def test_unknown_augmentation_parameter_fails_at_build():
     with pytest.raises(ConfigError, match="'scal' are not valid for transform RandomResizedCrop"):
-        build_pipeline([{"name": "RandomResizedCrop", "size": [8, 8], "scal": [0.5, 1]}], (0,) * 3, (1,) * 3)
+        build_pipeline(
+            [{"name": "RandomResizedCrop", "size": [8, 8], "scal": [0.5, 1]}], (0,) * 3, (1,) * 3
+        )
 
 
 def test_collate_pads_and_marks_missing_labels():
-    a = {"image": torch.ones(3, 30, 40), "image_id": 1, "orig_size": (30, 40), "image_size": (30, 40), "class": 2}
-    b = {"image": torch.ones(3, 20, 20), "image_id": 2, "orig_size": (20, 20), "image_size": (20, 20)}
+    a = {
+        "image": torch.ones(3, 30, 40),
+        "image_id": 1,
+        "orig_size": (30, 40),
+        "image_size": (30, 40),
+        "class": 2,
+    }
+    b = {
+        "image": torch.ones(3, 20, 20),
+        "image_id": 2,
+        "orig_size": (20, 20),
+        "image_size": (20, 20),
+    }
     batch = collate([a, b])
     assert batch["images"].shape == (2, 3, 32, 64)
     assert batch["images"][1, :, 20:, :].abs().sum() == 0

@@ -39,7 +39,9 @@ def check_files_exist(paths: list[Path], what: str) -> None:
     """Raise one :class:`DataError` listing every missing file."""
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        raise DataError(f"{len(missing)} of {len(paths)} image files of {what} are missing:", missing)
+        raise DataError(
+            f"{len(missing)} of {len(paths)} image files of {what} are missing:", missing
+        )
 
 
 def dataset_root(root: str | os.PathLike) -> Path:

@@ -113,19 +113,24 @@ class CocoDataset:
         unknown_cat, orphans = [], []
         for ann in annotations:
             if ann.get("category_id") not in self.cat_to_label:
-                unknown_cat.append(f"annotation id {ann.get('id')}: category_id {ann.get('category_id')}")
+                unknown_cat.append(
+                    f"annotation id {ann.get('id')}: category_id {ann.get('category_id')}"
+                )
             elif ann.get("image_id") not in index:
                 orphans.append(ann.get("id"))
             elif not ann.get("iscrowd", 0):
                 per_image[index[ann["image_id"]]].append(ann)
         if unknown_cat:
             raise AnnotationError(
-                f"{self.ann_path}: category ids not in 'categories' {self.category_ids}:", unknown_cat
+                f"{self.ann_path}: category ids not in 'categories' {self.category_ids}:",
+                unknown_cat,
             )
         if orphans:
             logger.warning(
                 "%s: %d annotations refer to images that do not exist (first ids: %s)",
-                self.ann_path, len(orphans), orphans[:10],
+                self.ann_path,
+                len(orphans),
+                orphans[:10],
             )
         targets, dropped = [], 0
         for i, img in enumerate(self.images):
@@ -139,14 +144,16 @@ class CocoDataset:
             labels = np.array([self.cat_to_label[a["category_id"]] for a in anns], dtype=np.int64)
             targets.append({"boxes": boxes[keep], "labels": labels[keep]})
         if dropped:
-            logger.warning("%s: dropped %d boxes of zero area after clipping", self.ann_path, dropped)
+            logger.warning(
+                "%s: dropped %d boxes of zero area after clipping", self.ann_path, dropped
+            )
         return targets
 
     def _read_classes(
         self, data: dict[str, Any], field: str, class_names: Sequence[str] | None
     ) -> list[int]:
         values = [img.get(field) for img in self.images]
-        missing = [img["id"] for img, v in zip(self.images, values) if v is None]
+        missing = [img["id"] for img, v in zip(self.images, values, strict=False) if v is None]
         if missing:
             raise AnnotationError(
                 f"{self.ann_path}: {len(missing)} images have no {field!r} field (image ids):",
@@ -157,7 +164,7 @@ class CocoDataset:
             names = sorted({str(v) for v in values})
         lookup = {name: i for i, name in enumerate(names)}
         classes, bad = [], []
-        for img, value in zip(self.images, values):
+        for img, value in zip(self.images, values, strict=False):
             if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
                 classes.append(value)
             elif str(value) in lookup:
@@ -165,9 +172,7 @@ class CocoDataset:
             else:
                 bad.append(f"image id {img['id']}: {field}={value!r}")
         if bad:
-            raise AnnotationError(
-                f"{self.ann_path}: image-level classes not in {names}:", bad
-            )
+            raise AnnotationError(f"{self.ann_path}: image-level classes not in {names}:", bad)
         self.label_names["class"] = names
         return classes
 
@@ -202,13 +207,15 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise AnnotationError(f"annotation file {path} is not valid JSON: {err}") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise AnnotationError(f"annotation file {path}: expected a COCO object with an 'images' list")
+        raise AnnotationError(
+            f"annotation file {path}: expected a COCO object with an 'images' list"
+        )
     return data
 
 
 @DATASETS.register
 def coco(
-    root: str,
+    root: str | None = None,
     annotations: str | None = None,
     class_field: str | None = None,
     class_names: list[str] | None = None,

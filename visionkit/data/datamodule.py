@@ -15,13 +15,17 @@ from torch.utils.data import DataLoader, Dataset
 
 from visionkit.config import DataConfig
 from visionkit.data.transforms import apply_pipeline, build_pipeline, collate, default_transforms
-from visionkit.errors import DataError, VisionkitError
+from visionkit.errors import ConfigError, DataError, VisionkitError
 from visionkit.registry import DATASETS
 
 logger = logging.getLogger(__name__)
 
 
-def build_dataset(spec: Mapping[str, Any], label_names: Mapping[str, Sequence[str]] | None = None):
+def build_dataset(
+    spec: Mapping[str, Any],
+    label_names: Mapping[str, Sequence[str]] | None = None,
+    where: str = "data",
+):
     """Build one dataset from its validated config (``{format: coco, root: ..., ...}``).
 
     When the spec has ``synthetic:`` and its root holds no data yet, the shapes dataset is
@@ -29,6 +33,8 @@ def build_dataset(spec: Mapping[str, Any], label_names: Mapping[str, Sequence[st
     validation set whose config does not set one.
     """
     args = {k: v for k, v in spec.items() if k not in ("format", "synthetic")}
+    if args.get("root") is None:
+        raise ConfigError(f"{where}.root: not set; give the dataset folder, e.g. {where}.root=PATH")
     synthetic = spec.get("synthetic")
     if synthetic and _needs_generation(Path(args["root"]), synthetic):
         from visionkit.data.synthetic import make_shapes
@@ -67,10 +73,10 @@ def build_datasets(cfg: DataConfig) -> dict[str, Any]:
     set's class order."""
     datasets: dict[str, Any] = {}
     if cfg.train is not None:
-        datasets["train"] = build_dataset(cfg.train)
+        datasets["train"] = build_dataset(cfg.train, where="data.train")
     if cfg.val is not None:
         names = getattr(datasets.get("train"), "label_names", None)
-        datasets["val"] = build_dataset(cfg.val, names)
+        datasets["val"] = build_dataset(cfg.val, names, where="data.val")
     return datasets
 
 
@@ -139,7 +145,11 @@ class VisionDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
             raise DataError(f"no data.{split} dataset is configured")
-        batch_size = self.cfg.batch_size if split == "train" else (self.cfg.val_batch_size or self.cfg.batch_size)
+        batch_size = (
+            self.cfg.batch_size
+            if split == "train"
+            else (self.cfg.val_batch_size or self.cfg.batch_size)
+        )
         workers = self.cfg.num_workers
         return DataLoader(
             TransformedDataset(self.datasets[split], self.pipelines[split]),

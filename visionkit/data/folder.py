@@ -32,7 +32,9 @@ class ImageFolderDataset:
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
     ) -> None:
         self.root = dataset_root(root)
-        found = sorted(d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        found = sorted(
+            d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")
+        )
         names = list(class_names) if class_names is not None else found
         unknown = sorted(set(found) - set(names))
         if unknown:
@@ -70,6 +72,6 @@ class ImageFolderDataset:
 
 
 @DATASETS.register
-def folder(root: str, class_names: list[str] | None = None) -> ImageFolderDataset:
+def folder(root: str | None = None, class_names: list[str] | None = None) -> ImageFolderDataset:
     """ImageFolder layout (``root/<class>/<image>``)."""
     return ImageFolderDataset(root, class_names=class_names)

@@ -175,4 +175,4 @@ def _save_predictions(system: VisionSystem, path: Path) -> None:
 def _build_val(cfg: Config, label_names: dict[str, list[str]]) -> Any:
     from visionkit.data.datamodule import build_dataset
 
-    return build_dataset(cfg.data.val, label_names)
+    return build_dataset(cfg.data.val, label_names, where="data.val")
