@@ -260,3 +260,17 @@ def test_a_recipe_without_its_dataset_path_says_which_key_to_set(tmp_path):
 
     with pytest.raises(ConfigError, match=r"data.train.root: not set; give the dataset folder"):
         train(ROOT / "configs" / "classify_folder.yaml", output_dir=tmp_path)
+
+
+def test_augmentation_mistakes_are_config_errors_with_their_index():
+    problems = problems_of(
+        MINIMAL,
+        [
+            "data.transforms.train=[{name: HorizontalFlp}, {name: Resize, height: 3, widht: 3}, {name: HorizontalFlip, p: 2}]"
+        ],
+    )
+    assert problems == [
+        "data.transforms.train[0].name: unknown albumentations transform 'HorizontalFlp'; did you mean 'HorizontalFlip'?",
+        "data.transforms.train[1].widht: unknown parameter of Resize; did you mean 'width'?",
+        "data.transforms.train[2].p: Input should be less than or equal to 1",
+    ]

@@ -320,6 +320,7 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
                 extra={"synthetic": (SyntheticConfig | None, None)},
                 injected=(),
             )
+    problems += _transform_problems(raw_data.get("transforms"))
     if problems or cfg is None:
         raise ConfigError(problems, source)
     cfg.model.heads = heads
@@ -327,6 +328,24 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     cfg.data.train = splits.get("train")
     cfg.data.val = splits.get("val")
     return cfg
+
+
+def _transform_problems(transforms: Any) -> list[str]:
+    """Build every albumentations transform of ``data.transforms`` once, so that a wrong name
+    or parameter is reported with the rest of the config, before any data is touched."""
+    from visionkit.data.transforms import build_transform
+
+    problems = []
+    for split in ("train", "val"):
+        steps = transforms.get(split) if isinstance(transforms, Mapping) else None
+        for i, step in enumerate(steps if isinstance(steps, list) else []):
+            if not isinstance(step, Mapping):
+                continue  # the schema reports it
+            try:
+                build_transform(step, f"data.transforms.{split}[{i}]")
+            except ConfigError as err:
+                problems += err.problems
+    return problems
 
 
 def builder_schema(

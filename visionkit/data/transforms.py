@@ -20,6 +20,7 @@ labels and an instance index, so a box dropped by a transform takes its label wi
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ from typing import Any
 
 import albumentations as A
 import numpy as np
+import pydantic
 import torch
 from albumentations.pytorch import ToTensorV2
 
@@ -51,14 +53,36 @@ def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> A.Bas
     name = params.pop("name", None)
     cls = getattr(A, name, None) if isinstance(name, str) else None
     if not (inspect.isclass(cls) and issubclass(cls, A.BasicTransform)):
-        import difflib
-
-        close = difflib.get_close_matches(str(name), [n for n in dir(A) if n[:1].isupper()], n=3)
+        names = [n for n in dir(A) if n[:1].isupper()]
+        close = difflib.get_close_matches(str(name), names, n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ConfigError(f"{where}.name: unknown albumentations transform {name!r}{hint}")
+    signature = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
+        valid = [p for p in signature if p not in ("self", "strict")]
+        unknown = [k for k in params if k not in valid]
+        if unknown:
+            raise ConfigError(
+                [
+                    f"{where}.{key}: unknown parameter of {name}"
+                    + (
+                        f"; did you mean {close[0]!r}?"
+                        if (close := difflib.get_close_matches(key, valid, n=1))
+                        else ""
+                    )
+                    for key in unknown
+                ]
+            )
     try:
         return cls(**params, strict=True)
     except (TypeError, ValueError) as err:
+        cause = (
+            err if isinstance(err, pydantic.ValidationError) else err.__cause__ or err.__context__
+        )
+        if isinstance(cause, pydantic.ValidationError):
+            raise ConfigError(
+                [f"{where}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in cause.errors()]
+            ) from None
         raise ConfigError(f"{where} ({name}): {err}") from None
 
 
