@@ -232,3 +232,33 @@ def topk_per_level(scores: Tensor, levels: Sequence[slice], k: int) -> tuple[Ten
         top_scores.append(best)
         top_index.append(index + level.start * num_classes)
     return torch.cat(top_scores, dim=1), torch.cat(top_index, dim=1)
+
+
+def create_pyramid_head(
+    cls: type[nn.Module],
+    name: str,
+    in_channels: list[int],
+    strides: list[int],
+    num_classes: int | None,
+    class_names: list[str] | None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Shared body of the detection head builders: check that the levels share one channel
+    count (the towers are shared across levels), take ``num_classes`` from ``class_names``
+    when unset, and build ``cls``."""
+    if len(set(in_channels)) != 1 or len(in_channels) != len(strides):
+        raise ValueError(
+            f"{name}: shares its towers across levels, so it needs one channel count per level, "
+            f"all equal (e.g. an FPN neck); got in_channels {in_channels}, strides {strides}"
+        )
+    if num_classes is None:
+        if not class_names:
+            raise ValueError(f"{name}: set num_classes (or class_names)")
+        num_classes = len(class_names)
+    return cls(
+        in_channels=in_channels[0],
+        num_classes=num_classes,
+        strides=strides,
+        class_names=class_names,
+        **kwargs,
+    )

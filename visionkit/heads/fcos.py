@@ -38,6 +38,7 @@ from visionkit.heads.detection_utils import (
     Sizes,
     as_sizes,
     conv_tower,
+    create_pyramid_head,
     flatten_levels,
     focal_loss,
     grid_points,
@@ -370,27 +371,4 @@ def fcos(
     class_names: list[str] | None = None,
 ) -> FCOSHead:
     """FCOS on a neck's levels (all of ``in_channels`` equal, e.g. an FPN's)."""
-    if len(set(in_channels)) != 1 or len(in_channels) != len(strides):
-        raise ValueError(
-            f"fcos: shares its towers across levels, so it needs one channel count per level, "
-            f"all equal (e.g. an FPN neck); got in_channels {in_channels}, strides {strides}"
-        )
-    if num_classes is None:
-        if not class_names:
-            raise ValueError("fcos: set num_classes (or class_names)")
-        num_classes = len(class_names)
-    return FCOSHead(
-        in_channels=in_channels[0],
-        num_classes=num_classes,
-        strides=strides,
-        num_convs=num_convs,
-        width=width,
-        norm=norm,
-        prior_prob=prior_prob,
-        center_sampling_radius=center_sampling_radius,
-        score_thresh=score_thresh,
-        nms_thresh=nms_thresh,
-        topk_candidates=topk_candidates,
-        detections_per_img=detections_per_img,
-        class_names=class_names,
-    )
+    return create_pyramid_head(FCOSHead, "fcos", **locals())

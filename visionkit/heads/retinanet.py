@@ -24,6 +24,7 @@ from visionkit.heads.detection_utils import (
     Sizes,
     as_sizes,
     conv_tower,
+    create_pyramid_head,
     flatten_levels,
     focal_loss,
     grid_points,
@@ -366,33 +367,4 @@ def retinanet(
     class_names: list[str] | None = None,
 ) -> RetinaNetHead:
     """RetinaNet on a neck's levels (all of ``in_channels`` equal, e.g. an FPN's)."""
-    if len(set(in_channels)) != 1 or len(in_channels) != len(strides):
-        raise ValueError(
-            f"retinanet: shares its towers across levels, so it needs one channel count per level,"
-            f" all equal (e.g. an FPN neck); got in_channels {in_channels}, strides {strides}"
-        )
-    if num_classes is None:
-        if not class_names:
-            raise ValueError("retinanet: set num_classes (or class_names)")
-        num_classes = len(class_names)
-    return RetinaNetHead(
-        in_channels=in_channels[0],
-        num_classes=num_classes,
-        strides=strides,
-        num_convs=num_convs,
-        width=width,
-        norm=norm,
-        anchor_sizes_per_stride=anchor_sizes_per_stride,
-        scales=scales,
-        aspect_ratios=aspect_ratios,
-        fg_iou_thresh=fg_iou_thresh,
-        bg_iou_thresh=bg_iou_thresh,
-        allow_low_quality_matches=allow_low_quality_matches,
-        box_loss=box_loss,
-        prior_prob=prior_prob,
-        score_thresh=score_thresh,
-        nms_thresh=nms_thresh,
-        topk_candidates=topk_candidates,
-        detections_per_img=detections_per_img,
-        class_names=class_names,
-    )
+    return create_pyramid_head(RetinaNetHead, "retinanet", **locals())
