@@ -262,3 +262,21 @@ def create_pyramid_head(
         class_names=class_names,
         **kwargs,
     )
+
+
+def check_head_args(
+    name: str,
+    num_classes: int,
+    class_names: Sequence[str] | None,
+    strides: Sequence[int],
+    prior_prob: float,
+) -> None:
+    """The argument checks every detection head's constructor shares; errors name the head."""
+    if num_classes < 1:
+        raise ValueError(f"{name}: num_classes must be >= 1, got {num_classes}")
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"{name}: {len(class_names)} class_names for {num_classes} classes")
+    if list(strides) != sorted(set(strides)):
+        raise ValueError(f"{name}: strides must increase, got {list(strides)}")
+    if not 0 < prior_prob < 1:
+        raise ValueError(f"{name}: prior_prob must lie in (0, 1), got {prior_prob}")

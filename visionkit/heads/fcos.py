@@ -37,6 +37,7 @@ from torchvision.ops import generalized_box_iou_loss
 from visionkit.heads.detection_utils import (
     Sizes,
     as_sizes,
+    check_head_args,
     conv_tower,
     create_pyramid_head,
     flatten_levels,
@@ -175,14 +176,7 @@ class FCOSHead(nn.Module):
         focal_gamma: float = 2.0,
     ) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"fcos: num_classes must be >= 1, got {num_classes}")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"fcos: {len(class_names)} class_names for {num_classes} classes")
-        if list(strides) != sorted(set(strides)):
-            raise ValueError(f"fcos: strides must increase, got {list(strides)}")
-        if not 0 < prior_prob < 1:
-            raise ValueError(f"fcos: prior_prob must lie in (0, 1), got {prior_prob}")
+        check_head_args("fcos", num_classes, class_names, strides, prior_prob)
         width = width or in_channels
         self.num_classes = num_classes
         self.strides = [int(s) for s in strides]

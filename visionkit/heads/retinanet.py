@@ -23,6 +23,7 @@ from torchvision.ops import box_convert, box_iou, generalized_box_iou_loss
 from visionkit.heads.detection_utils import (
     Sizes,
     as_sizes,
+    check_head_args,
     conv_tower,
     create_pyramid_head,
     flatten_levels,
@@ -167,14 +168,7 @@ class RetinaNetHead(nn.Module):
         focal_gamma: float = 2.0,
     ) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"retinanet: num_classes must be >= 1, got {num_classes}")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"retinanet: {len(class_names)} class_names for {num_classes} classes")
-        if list(strides) != sorted(set(strides)):
-            raise ValueError(f"retinanet: strides must increase, got {list(strides)}")
-        if not 0 < prior_prob < 1:
-            raise ValueError(f"retinanet: prior_prob must lie in (0, 1), got {prior_prob}")
+        check_head_args("retinanet", num_classes, class_names, strides, prior_prob)
         if not 0 <= bg_iou_thresh <= fg_iou_thresh <= 1:
             raise ValueError(
                 f"retinanet: need 0 <= bg_iou_thresh <= fg_iou_thresh <= 1, got "
