@@ -33,12 +33,12 @@ def tiny_config(shapes_root, tmp_path):
         "data": {
             "train": {
                 "format": "coco",
-                "root": str(shapes_root / "train"),
+                "images": str(shapes_root / "train"),
                 "class_field": "background",
             },
             "val": {
                 "format": "coco",
-                "root": str(shapes_root / "val"),
+                "images": str(shapes_root / "val"),
                 "class_field": "background",
             },
             "image_size": 64,

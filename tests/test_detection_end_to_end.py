@@ -28,8 +28,8 @@ def detection_config(shapes_root, tmp_path):
             "heads": {"det": {"name": "fcos", "num_convs": 1}},
         },
         "data": {
-            "train": {"format": "coco", "root": str(shapes_root / "train")},
-            "val": {"format": "coco", "root": str(shapes_root / "val")},
+            "train": {"format": "coco", "images": str(shapes_root / "train")},
+            "val": {"format": "coco", "images": str(shapes_root / "val")},
             "image_size": 64,
             "batch_size": 8,
             "num_workers": 0,

@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="overrides of the data.* and trainer.* sections, e.g. data.val.root=DIR",
+        help="overrides of the data.* and trainer.* sections, e.g. data.val.images=DIR",
     )
     p.set_defaults(func=_eval)
 

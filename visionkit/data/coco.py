@@ -34,11 +34,12 @@ logger = logging.getLogger(__name__)
 
 
 class CocoDataset:
-    """A COCO json file plus the images it names, resolved under ``root``.
+    """A COCO json file plus the images it names, resolved under ``images``.
 
     Args:
-        root: dataset root; ``file_name`` entries are resolved under it and may not escape it.
-        annotations: the json file (default ``root/annotations.json``).
+        images: the image folder; ``file_name`` entries are resolved under it and may not
+            escape it.
+        annotations: the json file (default ``images/annotations.json``).
         class_field: per-image field holding the image-level class, or ``None``.
         class_names: image-level class order to use (default: from the file).
         instances: whether samples carry ``boxes`` and ``labels``.
@@ -46,13 +47,13 @@ class CocoDataset:
 
     def __init__(
         self,
-        root: str | os.PathLike,
+        images: str | os.PathLike,
         annotations: str | os.PathLike | None = None,
         class_field: str | None = None,
         class_names: Sequence[str] | None = None,
         instances: bool = True,
     ) -> None:
-        self.root = dataset_root(root)
+        self.root = dataset_root(images)
         self.ann_path = Path(annotations) if annotations else self.root / "annotations.json"
         data = _read_json(self.ann_path)
         self.images: list[dict[str, Any]] = data["images"]
@@ -215,11 +216,12 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 @DATASETS.register
 def coco(
-    root: str | None = None,
+    images: str | None = None,
     annotations: str | None = None,
     class_field: str | None = None,
     class_names: list[str] | None = None,
     instances: bool = True,
 ) -> CocoDataset:
-    """COCO json (``annotations``, default ``root/annotations.json``) with images under ``root``."""
-    return CocoDataset(root, annotations, class_field, class_names, instances)
+    """COCO json (``annotations``, default ``images/annotations.json``) with the image files
+    under ``images``."""
+    return CocoDataset(images, annotations, class_field, class_names, instances)

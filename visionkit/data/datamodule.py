@@ -26,24 +26,28 @@ def build_dataset(
     label_names: Mapping[str, Sequence[str]] | None = None,
     where: str = "data",
 ):
-    """Build one dataset from its validated config (``{format: coco, root: ..., ...}``).
+    """Build one dataset from its validated config (``{format: coco, images: ..., ...}``).
 
-    When the spec has ``synthetic:`` and its root holds no data yet, the shapes dataset is
-    generated there first. ``label_names`` (from the training set) fix the class order of a
-    validation set whose config does not set one.
+    Every format names its folder in its first parameter (``images`` for COCO, ``root`` for
+    the folder layouts). When the spec has ``synthetic:`` and that folder holds no data yet,
+    the shapes dataset is generated there first. ``label_names`` (from the training set) fix
+    the class order of a validation set whose config does not set one.
     """
     args = {k: v for k, v in spec.items() if k not in ("format", "synthetic")}
-    if args.get("root") is None:
-        raise ConfigError(f"{where}.root: not set; give the dataset folder, e.g. {where}.root=PATH")
+    builder = DATASETS.get(spec["format"])
+    params = inspect.signature(builder).parameters
+    location = next(iter(params))
+    if args.get(location) is None:
+        raise ConfigError(
+            f"{where}.{location}: not set; give the dataset folder, e.g. {where}.{location}=PATH"
+        )
     synthetic = spec.get("synthetic")
-    if synthetic and _needs_generation(Path(args["root"]), synthetic):
+    if synthetic and _needs_generation(Path(args[location]), synthetic):
         from visionkit.data.synthetic import make_shapes
 
-        logger.info("generating the shapes dataset in %s", args["root"])
-        make_shapes(args["root"], **synthetic, progress=True)
-    builder = DATASETS.get(spec["format"])
+        logger.info("generating the shapes dataset in %s", args[location])
+        make_shapes(args[location], **synthetic, progress=True)
     if label_names and "class" in label_names and args.get("class_names") is None:
-        params = inspect.signature(builder).parameters
         wants_classes = "class_field" not in params or args.get("class_field") is not None
         if "class_names" in params and wants_classes:
             args["class_names"] = list(label_names["class"])

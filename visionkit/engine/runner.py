@@ -138,7 +138,7 @@ def evaluate(
     Args:
         checkpoint: a checkpoint written by :func:`train`.
         overrides: changes to the ``data`` and ``trainer`` sections only
-            (e.g. ``data.val.root=/other/data``, ``trainer.devices=2``).
+            (e.g. ``data.val.images=/other/data``, ``trainer.devices=2``).
         save_predictions: write the exact COCO results list that was evaluated to this json
             (one detection head; with several, the head name is added before the suffix).
     """

@@ -141,6 +141,50 @@ def rescale_boxes(boxes: Tensor, image_size: Sequence[int], orig_size: Sequence[
     return boxes * ratio
 
 
+def keep_detections(
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    image_size: Sequence[int],
+    nms_thresh: float,
+    detections_per_img: int,
+) -> Tensor:
+    """Indices of the candidates :func:`select_detections` keeps, best first: boxes clipped
+    to ``image_size`` (H, W) that are not empty, survive the class-wise NMS, and are among the
+    best ``detections_per_img``.
+
+    Args:
+        boxes: float ``[N, 4]`` xyxy candidates in the batch tensor's pixels.
+        scores: ``[N]``.
+        labels: int64 ``[N]``.
+
+    Returns:
+        int64 ``[K]`` indices into the candidates, by descending score.
+    """
+    boxes = clip_boxes_to_image(boxes, tuple(image_size))
+    keep = remove_small_boxes(boxes, min_size=1e-2)
+    best = batched_nms(boxes[keep], scores[keep], labels[keep], nms_thresh)[:detections_per_img]
+    return keep[best]
+
+
+def format_detections(
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    image_size: Sequence[int],
+    orig_size: Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The prediction dict of kept detections: boxes clipped to ``image_size`` (H, W), then
+    rescaled to ``orig_size`` when given; ``names`` from ``class_names``."""
+    boxes = clip_boxes_to_image(boxes, tuple(image_size))
+    if orig_size is not None:
+        boxes = rescale_boxes(boxes, image_size, orig_size)
+    labels = labels.long()
+    names = [class_names[i] for i in labels.tolist()] if class_names else None
+    return {"boxes": boxes, "scores": scores, "labels": labels, "names": names}
+
+
 def select_detections(
     boxes: Tensor,
     scores: Tensor,
@@ -151,7 +195,8 @@ def select_detections(
     orig_size: Sequence[int] | None = None,
     class_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Clip, drop empty boxes, class-wise NMS, keep the best ``detections_per_img``.
+    """Clip, drop empty boxes, class-wise NMS, keep the best ``detections_per_img``
+    (:func:`keep_detections`, then :func:`format_detections`).
 
     Args:
         boxes: float ``[N, 4]`` xyxy candidates in the batch tensor's pixels.
@@ -165,15 +210,10 @@ def select_detections(
         ``{"boxes": [K, 4], "scores": [K] (descending), "labels": int64 [K],
         "names": list[str] or None}``.
     """
-    boxes = clip_boxes_to_image(boxes, tuple(image_size))
-    keep = remove_small_boxes(boxes, min_size=1e-2)
-    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-    keep = batched_nms(boxes, scores, labels, nms_thresh)[:detections_per_img]
-    boxes, scores, labels = boxes[keep], scores[keep], labels[keep].long()
-    if orig_size is not None:
-        boxes = rescale_boxes(boxes, image_size, orig_size)
-    names = [class_names[i] for i in labels.tolist()] if class_names else None
-    return {"boxes": boxes, "scores": scores, "labels": labels, "names": names}
+    keep = keep_detections(boxes, scores, labels, image_size, nms_thresh, detections_per_img)
+    return format_detections(
+        boxes[keep], scores[keep], labels[keep], image_size, orig_size, class_names
+    )
 
 
 def conv_tower(in_channels: int, width: int, num_convs: int, norm: str = "group") -> nn.Sequential:

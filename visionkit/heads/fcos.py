@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -35,6 +36,7 @@ from torch import Tensor, nn
 from torchvision.ops import generalized_box_iou_loss
 
 from visionkit.heads.detection_utils import (
+    DetectionTargets,
     Sizes,
     as_sizes,
     check_head_args,
@@ -42,9 +44,10 @@ from visionkit.heads.detection_utils import (
     create_pyramid_head,
     flatten_levels,
     focal_loss,
+    format_detections,
     grid_points,
+    keep_detections,
     level_slices,
-    select_detections,
     topk_per_level,
     unpack_targets,
     zero_loss,
@@ -61,15 +64,14 @@ def fcos_scale_ranges(strides: Sequence[int], factor: float = 8.0) -> Tensor:
     return torch.tensor([[0.0, *bounds], [*bounds, math.inf]], dtype=torch.float32).T
 
 
-def assign_fcos_targets(
+def match_fcos_points(
     points: Tensor,
     point_ranges: Tensor,
     point_strides: Tensor,
     boxes: Tensor,
-    labels: Tensor,
     center_sampling_radius: float = 1.5,
 ) -> tuple[Tensor, Tensor]:
-    """FCOS target assignment for one image, vectorised over points × boxes.
+    """FCOS point-to-box matching for one image, vectorised over points × boxes.
 
     A point is a candidate for a box when (1) it lies strictly inside the box — or, with
     ``center_sampling_radius > 0``, strictly inside the square of half-side
@@ -82,16 +84,17 @@ def assign_fcos_targets(
         point_ranges: ``[P, 2]`` size range ``[lo, hi]`` of each point's level.
         point_strides: ``[P]`` stride of each point's level.
         boxes: ``[M, 4]`` xyxy ground-truth boxes.
-        labels: ``[M]`` int64 classes.
         center_sampling_radius: in units of the point's stride; ``<= 0`` disables.
 
     Returns:
-        ``labels`` int64 ``[P]`` (``-1`` for background) and ``ltrb`` float ``[P, 4]``, the
-        distances from each point to the sides of its box (meaningless for background).
+        ``matched`` int64 ``[P]``, the index into ``boxes`` of each point's box (``-1`` for
+        background), and ``ltrb`` float ``[P, 4]``, the distances from each point to the sides
+        of its box (meaningless for background).
     """
     num_points = points.shape[0]
     if boxes.numel() == 0:
-        return labels.new_full((num_points,), -1), points.new_zeros(num_points, 4)
+        background = torch.full((num_points,), -1, dtype=torch.long, device=points.device)
+        return background, points.new_zeros(num_points, 4)
     x, y = points[:, 0, None], points[:, 1, None]  # [P, 1]
     x1, y1, x2, y2 = boxes.unbind(dim=1)  # [M] each
     ltrb = torch.stack([x - x1, y - y1, x2 - x, y2 - y], dim=2)  # [P, M, 4]
@@ -111,10 +114,60 @@ def assign_fcos_targets(
     areas = (x2 - x1) * (y2 - y1)  # [M]
     cost = torch.where(inside & in_range, areas[None, :], torch.full_like(largest, math.inf))
     best_cost, best = cost.min(dim=1)  # [P]
-    positive = torch.isfinite(best_cost)
-    out_labels = torch.where(positive, labels[best], labels.new_full((), -1))
+    matched = torch.where(torch.isfinite(best_cost), best, best.new_full((), -1))
     out_ltrb = ltrb[torch.arange(num_points, device=points.device), best]  # [P, 4]
-    return out_labels, out_ltrb
+    return matched, out_ltrb
+
+
+def assign_fcos_targets(
+    points: Tensor,
+    point_ranges: Tensor,
+    point_strides: Tensor,
+    boxes: Tensor,
+    labels: Tensor,
+    center_sampling_radius: float = 1.5,
+) -> tuple[Tensor, Tensor]:
+    """FCOS target assignment for one image: :func:`match_fcos_points`, with the matched
+    box's class per point.
+
+    Args:
+        points, point_ranges, point_strides, boxes, center_sampling_radius: as for
+            :func:`match_fcos_points`.
+        labels: ``[M]`` int64 classes of ``boxes``.
+
+    Returns:
+        ``labels`` int64 ``[P]`` (``-1`` for background) and ``ltrb`` float ``[P, 4]``, the
+        distances from each point to the sides of its box (meaningless for background).
+    """
+    matched, ltrb = match_fcos_points(
+        points, point_ranges, point_strides, boxes, center_sampling_radius
+    )
+    return _labels_of(matched, labels), ltrb
+
+
+def _labels_of(matched: Tensor, labels: Tensor) -> Tensor:
+    """The class of each point's matched box, ``-1`` where ``matched`` is ``-1``."""
+    if labels.numel() == 0:
+        return torch.full_like(matched, -1)
+    return torch.where(matched >= 0, labels[matched.clamp(min=0)], matched.new_full((), -1))
+
+
+@dataclass
+class FCOSTargets:
+    """Per-point training targets of a batch (see :meth:`FCOSHead.assign_batch`).
+
+    Attributes:
+        labels: int64 ``[B, P]``, class of each point, ``-1`` for background and for every
+            point of an image without box labels.
+        ltrb: float ``[B, P, 4]`` distances to the matched box's sides (a valid dummy box
+            ``stride`` on each side where the point is background).
+        matched: int64 ``[B, P]``, index into ``boxes[i]`` of each point's box, ``-1`` where
+            ``labels`` is ``-1``.
+    """
+
+    labels: Tensor
+    ltrb: Tensor
+    matched: Tensor
 
 
 def centerness_targets(ltrb: Tensor) -> Tensor:
@@ -208,38 +261,69 @@ class FCOSHead(nn.Module):
             ``[P, 2]`` (x, y in pixels) and ``point_strides`` fp32 ``[P]``, where
             ``P = sum_l H_l * W_l`` in level, then row-major order.
         """
+        return self.forward_with_box_features(features)[0]
+
+    def forward_with_box_features(
+        self, features: list[Tensor]
+    ) -> tuple[dict[str, Tensor], list[Tensor]]:
+        """:meth:`forward`'s outputs, and the box tower's output on each level
+        (``[B, width, H_l, W_l]``), for subclasses that predict more per point."""
         if len(features) != len(self.strides):
             raise ValueError(
                 f"fcos: got {len(features)} feature maps, built for strides {self.strides}"
             )
-        cls_maps, reg_maps, ctr_maps = [], [], []
+        cls_maps, reg_maps, ctr_maps, box_feats = [], [], [], []
         for level, x in enumerate(features):
             cls_feat, box_feat = self.cls_tower(x), self.bbox_tower(x)
             cls_maps.append(self.cls_logits(cls_feat))  # [B, C, H, W]
             log_dist = self.bbox_pred(box_feat).float() * self.scales[level]  # [B, 4, H, W]
             reg_maps.append(log_dist.clamp(max=MAX_LOG_DISTANCE).exp() * self.strides[level])
             ctr_maps.append(self.centerness(box_feat))  # [B, 1, H, W]
+            box_feats.append(box_feat)
         points, point_strides = grid_points(
             [f.shape[-2:] for f in features], self.strides, features[0].device
         )
-        return {
+        outputs = {
             "cls_logits": flatten_levels(cls_maps),  # [B, P, C]
             "bbox_regression": flatten_levels(reg_maps),  # [B, P, 4]
             "centerness": flatten_levels(ctr_maps).squeeze(2),  # [B, P]
             "points": points,  # [P, 2]
             "point_strides": point_strides,  # [P]
         }
+        return outputs, box_feats
+
+    @torch.no_grad()
+    def match(self, points: Tensor, point_strides: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+        """:func:`match_fcos_points` with this head's level ranges and centre sampling."""
+        level = torch.searchsorted(point_strides.new_tensor(self.strides), point_strides)
+        ranges = self.scale_ranges.to(points.device)[level]  # [P, 2]
+        return match_fcos_points(points, ranges, point_strides, boxes, self.center_sampling_radius)
 
     @torch.no_grad()
     def assign(
         self, points: Tensor, point_strides: Tensor, boxes: Tensor, labels: Tensor
     ) -> tuple[Tensor, Tensor]:
         """:func:`assign_fcos_targets` with this head's level ranges and centre sampling."""
-        level = torch.searchsorted(point_strides.new_tensor(self.strides), point_strides)
-        ranges = self.scale_ranges.to(points.device)[level]  # [P, 2]
-        return assign_fcos_targets(
-            points, ranges, point_strides, boxes, labels, self.center_sampling_radius
-        )
+        matched, ltrb = self.match(points, point_strides, boxes)
+        return _labels_of(matched, labels), ltrb
+
+    @torch.no_grad()
+    def assign_batch(
+        self, points: Tensor, point_strides: Tensor, targets: DetectionTargets
+    ) -> FCOSTargets:
+        """Per-point targets of every image (points × boxes vectorised within an image);
+        images with ``valid`` False are all background."""
+        batch_size, num_points = len(targets.boxes), points.shape[0]
+        matched = torch.full((batch_size, num_points), -1, dtype=torch.long, device=points.device)
+        labels = matched.clone()
+        ltrb = point_strides[None, :, None].expand(batch_size, -1, 4).clone()  # dummy: valid box
+        for i, valid in enumerate(targets.valid.tolist()):
+            if valid and len(targets.boxes[i]):
+                match, dist = self.match(points, point_strides, targets.boxes[i])
+                matched[i] = match
+                labels[i] = _labels_of(match, targets.labels[i])
+                ltrb[i] = torch.where((match >= 0)[:, None], dist, ltrb[i])
+        return FCOSTargets(labels=labels, ltrb=ltrb, matched=matched)
 
     def loss(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Any]) -> dict[str, Tensor]:
         """Focal loss (``cls``), GIoU loss (``box``) and centerness BCE (``ctr``), in fp32.
@@ -255,32 +339,34 @@ class FCOSHead(nn.Module):
             return self._loss(outputs, targets)
 
     def _loss(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Any]) -> dict[str, Tensor]:
+        unpacked = unpack_targets(targets, outputs["cls_logits"].shape[0], outputs["points"].device)
+        if unpacked is None:
+            return self._zero_detection_losses(outputs)
+        assigned = self.assign_batch(
+            outputs["points"].float(), outputs["point_strides"].float(), unpacked
+        )
+        return self._detection_losses(outputs, unpacked, assigned)
+
+    @staticmethod
+    def _zero_detection_losses(outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return {
+            "cls": zero_loss(outputs["cls_logits"]),
+            "box": zero_loss(outputs["bbox_regression"]),
+            "ctr": zero_loss(outputs["centerness"]),
+        }
+
+    def _detection_losses(
+        self, outputs: Mapping[str, Tensor], targets: DetectionTargets, assigned: FCOSTargets
+    ) -> dict[str, Tensor]:
         cls_logits = outputs["cls_logits"].float()  # [B, P, C]
         regression = outputs["bbox_regression"].float()  # [B, P, 4]
         centerness = outputs["centerness"].float()  # [B, P]
-        points, point_strides = outputs["points"].float(), outputs["point_strides"].float()
-        batch_size, num_points, _ = cls_logits.shape
-        unpacked = unpack_targets(targets, batch_size, cls_logits.device)
-        if unpacked is None:
-            return {
-                "cls": zero_loss(cls_logits),
-                "box": zero_loss(regression),
-                "ctr": zero_loss(centerness),
-            }
-        labels = cls_logits.new_full((batch_size, num_points), -1, dtype=torch.long)
-        ltrb = point_strides[None, :, None].expand(batch_size, -1, 4).clone()  # dummy: valid box
-        for i, valid in enumerate(unpacked.valid.tolist()):  # points × boxes vectorised inside
-            if valid and len(unpacked.boxes[i]):
-                lab, dist = self.assign(
-                    points, point_strides, unpacked.boxes[i], unpacked.labels[i]
-                )
-                labels[i] = lab
-                ltrb[i] = torch.where((lab >= 0)[:, None], dist, ltrb[i])
+        labels, ltrb = assigned.labels, assigned.ltrb
         positive = labels >= 0  # [B, P]; only in valid images
         num_pos = positive.sum().clamp(min=1).float()
 
         cls_loss = focal_loss(
-            cls_logits, labels, unpacked.valid, num_pos, self.focal_alpha, self.focal_gamma
+            cls_logits, labels, targets.valid, num_pos, self.focal_alpha, self.focal_gamma
         )
 
         ctr_target = centerness_targets(ltrb)  # [B, P]
@@ -313,6 +399,17 @@ class FCOSHead(nn.Module):
             Per image ``{"boxes": [K, 4] xyxy, "scores": [K] (descending), "labels": int64
             [K], "names": list[str] or None}``.
         """
+        return [pred for pred, _ in self.detect(outputs, image_sizes, orig_sizes)]
+
+    @torch.no_grad()
+    def detect(
+        self,
+        outputs: Mapping[str, Tensor],
+        image_sizes: Sizes,
+        orig_sizes: Sizes | None = None,
+    ) -> list[tuple[dict[str, Any], Tensor]]:
+        """:meth:`postprocess`'s predictions, each with the int64 index ``[K]`` of the point
+        that produced each detection (for subclasses that decode more per point)."""
         cls_logits = outputs["cls_logits"]
         with torch.autocast(device_type=cls_logits.device.type, enabled=False):
             scores = (
@@ -333,18 +430,18 @@ class FCOSHead(nn.Module):
                 point, label = index // num_classes, index % num_classes
                 dist = regression[i, point]  # [N, 4]
                 boxes = torch.cat([points[point] - dist[:, :2], points[point] + dist[:, 2:]], 1)
-                results.append(
-                    select_detections(
-                        boxes,
-                        score,
-                        label,
-                        sizes[i],
-                        self.nms_thresh,
-                        self.detections_per_img,
-                        originals[i] if originals else None,
-                        self.class_names,
-                    )
+                kept = keep_detections(
+                    boxes, score, label, sizes[i], self.nms_thresh, self.detections_per_img
                 )
+                prediction = format_detections(
+                    boxes[kept],
+                    score[kept],
+                    label[kept],
+                    sizes[i],
+                    originals[i] if originals else None,
+                    self.class_names,
+                )
+                results.append((prediction, point[kept]))
         return results
 
 
