@@ -46,6 +46,21 @@ def head_class(name: str) -> type:
     return typing.get_type_hints(HEADS.get(name))["return"]
 
 
+# Targets a dataset decodes only when a head learns from them (they cost decode time).
+TARGETS_OF_HEAD = {"instance": ("masks",), "semantic": ("semantic",)}
+
+
+def targets_needed(cfg: Config) -> list[str]:
+    """The optional sample targets (``"masks"``, ``"semantic"``) the model's heads learn from."""
+    needs: list[str] = []
+    for spec in cfg.model.heads.values():
+        cls = head_class(spec["name"])
+        for target in TARGETS_OF_HEAD.get(cls.task, ()) + TARGETS_OF_HEAD.get(cls.label_key, ()):
+            if target not in needs:
+                needs.append(target)
+    return needs
+
+
 def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | None) -> Config:
     """Fill each head's ``num_classes`` from the data's label names where the config leaves it
     unset; raise when the two disagree or neither says."""

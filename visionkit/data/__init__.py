@@ -3,6 +3,6 @@
 Reader modules register their formats in ``DATASETS`` when imported; the list is explicit.
 """
 
-from visionkit.data import coco, folder
+from visionkit.data import coco, folder, mask_folder
 
-__all__ = ["coco", "folder"]
+__all__ = ["coco", "folder", "mask_folder"]

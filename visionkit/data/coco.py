@@ -1,8 +1,15 @@
-"""COCO-format datasets: boxes and labels through an explicit category mapping, and an
-optional image-level class field.
+"""COCO-format datasets: boxes and labels through an explicit category mapping, instance
+masks and semantic label maps from the annotations' ``segmentation``, and an optional
+image-level class field.
 
 Category ids of the file (any integers, e.g. 3, 7, 42) map to contiguous labels ``0..C-1`` in
 ascending id order; ``category_ids[label]`` maps back. That list is stored in every checkpoint.
+
+Semantic label maps (``semantic=True``) use the family ``"semantic"``: ``background`` is
+``0`` and category label ``k`` is ``k + 1``. Where objects overlap, the smaller object (by
+mask area) is painted last and wins, so a small object in front of a large one stays visible;
+``iscrowd`` regions are painted ``ignore_index`` (not counted by the loss or the metrics).
+Instance masks (``masks=True``) are ``uint8 [N, H, W]``, one per box, in the same order.
 
 The image-level class (for classification) is read from a per-image field named by
 ``class_field`` (e.g. ``"background"`` in the shapes dataset). Its class order is the
@@ -43,6 +50,10 @@ class CocoDataset:
         class_field: per-image field holding the image-level class, or ``None``.
         class_names: image-level class order to use (default: from the file).
         instances: whether samples carry ``boxes`` and ``labels``.
+        masks: whether samples carry instance ``masks`` (needs ``segmentation`` on every
+            annotation; polygons or RLE).
+        semantic: whether samples carry a ``semantic`` label map.
+        ignore_index: the ``semantic`` value of ``iscrowd`` regions.
     """
 
     def __init__(
@@ -52,6 +63,9 @@ class CocoDataset:
         class_field: str | None = None,
         class_names: Sequence[str] | None = None,
         instances: bool = True,
+        masks: bool = False,
+        semantic: bool = False,
+        ignore_index: int = 255,
     ) -> None:
         self.root = dataset_root(images)
         self.ann_path = Path(annotations) if annotations else self.root / "annotations.json"
@@ -59,6 +73,9 @@ class CocoDataset:
         self.images: list[dict[str, Any]] = data["images"]
         self.class_field = class_field
         self.instances = instances
+        self.masks = masks
+        self.semantic = semantic
+        self.ignore_index = int(ignore_index)
 
         categories = sorted(data.get("categories", []), key=lambda c: c["id"])
         self.category_ids = [int(c["id"]) for c in categories]
@@ -66,10 +83,15 @@ class CocoDataset:
         self.label_names: dict[str, list[str]] = {
             "instances": [str(c.get("name", c["id"])) for c in categories]
         }
+        if semantic:
+            self.label_names["semantic"] = ["background", *self.label_names["instances"]]
         self._check_ids(data)
         self.paths = self._resolve_paths()
         check_files_exist(self.paths, str(self.ann_path))
         self.targets = self._index_annotations(data.get("annotations", []))
+        self.index_of_id = {int(img["id"]): i for i, img in enumerate(self.images)}
+        if masks or semantic:
+            self._check_segmentations()
         if class_field is not None:
             self.classes = self._read_classes(data, class_field, class_names)
 
@@ -111,6 +133,7 @@ class CocoDataset:
     def _index_annotations(self, annotations: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
         index = {img["id"]: i for i, img in enumerate(self.images)}
         per_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        crowds: dict[int, list[dict[str, Any]]] = defaultdict(list)
         unknown_cat, orphans = [], []
         for ann in annotations:
             if ann.get("category_id") not in self.cat_to_label:
@@ -119,7 +142,9 @@ class CocoDataset:
                 )
             elif ann.get("image_id") not in index:
                 orphans.append(ann.get("id"))
-            elif not ann.get("iscrowd", 0):
+            elif ann.get("iscrowd", 0):
+                crowds[index[ann["image_id"]]].append(ann)
+            else:
                 per_image[index[ann["image_id"]]].append(ann)
         if unknown_cat:
             raise AnnotationError(
@@ -143,7 +168,16 @@ class CocoDataset:
             keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
             dropped += int((~keep).sum())
             labels = np.array([self.cat_to_label[a["category_id"]] for a in anns], dtype=np.int64)
-            targets.append({"boxes": boxes[keep], "labels": labels[keep]})
+            targets.append(
+                {
+                    "boxes": boxes[keep],
+                    "labels": labels[keep],
+                    "segmentations": [
+                        a.get("segmentation") for a, k in zip(anns, keep, strict=True) if k
+                    ],
+                    "crowd_segmentations": [a.get("segmentation") for a in crowds.get(i, [])],
+                }
+            )
         if dropped:
             logger.warning(
                 "%s: dropped %d boxes of zero area after clipping", self.ann_path, dropped
@@ -177,6 +211,47 @@ class CocoDataset:
         self.label_names["class"] = names
         return classes
 
+    def _check_segmentations(self) -> None:
+        """Every kept annotation has a usable ``segmentation`` of its image's size."""
+        problems = []
+        for img, target in zip(self.images, self.targets, strict=True):
+            for seg in target["segmentations"] + target["crowd_segmentations"]:
+                problem = _segmentation_problem(seg, img["height"], img["width"])
+                if problem:
+                    problems.append(f"image id {img['id']} ({img['file_name']}): {problem}")
+        if problems:
+            raise AnnotationError(
+                f"{self.ann_path}: annotations without a usable segmentation (needed for masks):",
+                problems,
+            )
+
+    def instance_masks(self, index: int) -> np.ndarray:
+        """``uint8 [N, H, W]`` masks of sample ``index``'s boxes, at the original size."""
+        img, target = self.images[index], self.targets[index]
+        h, w = int(img["height"]), int(img["width"])
+        if not target["segmentations"]:
+            return np.zeros((0, h, w), np.uint8)
+        return np.stack([decode_segmentation(s, h, w) for s in target["segmentations"]])
+
+    def semantic_mask(self, index: int) -> np.ndarray:
+        """``uint8 [H, W]`` label map of sample ``index`` at the original size (see the module
+        docstring for the overlap rule)."""
+        img, target = self.images[index], self.targets[index]
+        h, w = int(img["height"]), int(img["width"])
+        out = np.zeros((h, w), np.uint8)
+        masks = [decode_segmentation(s, h, w) for s in target["segmentations"]]
+        order = sorted(range(len(masks)), key=lambda j: -int(masks[j].sum()))
+        for j in order:
+            out[masks[j] > 0] = int(target["labels"][j]) + 1
+        for seg in target["crowd_segmentations"]:
+            out[decode_segmentation(seg, h, w) > 0] = self.ignore_index
+        return out
+
+    def load_semantic(self, image_id: int) -> np.ndarray:
+        """The semantic label map of the image with this id, at its original size (what the
+        semantic evaluator scores against)."""
+        return self.semantic_mask(self.index_of_id[int(image_id)])
+
     # ------------------------------------------------------------------ access
 
     def __len__(self) -> int:
@@ -194,9 +269,54 @@ class CocoDataset:
         if self.instances:
             sample["boxes"] = self.targets[index]["boxes"].copy()
             sample["labels"] = self.targets[index]["labels"].copy()
+        if self.masks:
+            sample["masks"] = self.instance_masks(index)
+        if self.semantic:
+            sample["semantic"] = self.semantic_mask(index)
+        if (self.masks or self.semantic) and image.shape[:2] != (info["height"], info["width"]):
+            raise AnnotationError(
+                f"{self.paths[index]} (image id {info['id']}): the image is "
+                f"{image.shape[0]}x{image.shape[1]} but the annotation file says "
+                f"{info['height']}x{info['width']} (height x width); its masks cannot be aligned"
+            )
         if self.class_field is not None:
             sample["class"] = self.classes[index]
         return sample
+
+
+def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """A COCO ``segmentation`` (polygons, RLE or uncompressed RLE) as a ``uint8 [H, W]`` mask."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(segmentation, list):
+        rles = mask_utils.frPyObjects(segmentation, height, width)
+        rle = mask_utils.merge(rles)
+    elif isinstance(segmentation.get("counts"), list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        counts = segmentation["counts"]
+        rle = {
+            "size": segmentation["size"],
+            "counts": counts.encode() if isinstance(counts, str) else counts,
+        }
+    return mask_utils.decode(rle).astype(np.uint8)
+
+
+def _segmentation_problem(segmentation: Any, height: int, width: int) -> str | None:
+    """Why ``segmentation`` cannot be decoded for an image of this size, or ``None``."""
+    if segmentation is None or segmentation == []:
+        return "no segmentation"
+    if isinstance(segmentation, list):
+        bad = [p for p in segmentation if not isinstance(p, list) or len(p) < 6 or len(p) % 2]
+        if bad:
+            return "polygon with fewer than 3 points or an odd number of coordinates"
+        return None
+    if not isinstance(segmentation, dict) or "counts" not in segmentation:
+        return f"segmentation is neither polygons nor RLE: {str(segmentation)[:60]}"
+    size = list(segmentation.get("size", []))
+    if size != [height, width]:
+        return f"RLE size {size} differs from the image size [{height}, {width}]"
+    return None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -221,7 +341,12 @@ def coco(
     class_field: str | None = None,
     class_names: list[str] | None = None,
     instances: bool = True,
+    masks: bool = False,
+    semantic: bool = False,
+    ignore_index: int = 255,
 ) -> CocoDataset:
     """COCO json (``annotations``, default ``images/annotations.json``) with the image files
     under ``images``."""
-    return CocoDataset(images, annotations, class_field, class_names, instances)
+    return CocoDataset(
+        images, annotations, class_field, class_names, instances, masks, semantic, ignore_index
+    )

@@ -25,13 +25,16 @@ def build_dataset(
     spec: Mapping[str, Any],
     label_names: Mapping[str, Sequence[str]] | None = None,
     where: str = "data",
+    needs: Sequence[str] = (),
 ):
     """Build one dataset from its validated config (``{format: coco, images: ..., ...}``).
 
     Every format names its folder in its first parameter (``images`` for COCO, ``root`` for
     the folder layouts). When the spec has ``synthetic:`` and that folder holds no data yet,
     the shapes dataset is generated there first. ``label_names`` (from the training set) fix
-    the class order of a validation set whose config does not set one.
+    the class order of a validation set whose config does not set one. ``needs`` names the
+    targets the model's heads learn from (``"masks"``, ``"semantic"``); they are switched on
+    for readers that take them, unless the entry sets them itself.
     """
     args = {k: v for k, v in spec.items() if k not in ("format", "synthetic")}
     builder = DATASETS.get(spec["format"])
@@ -47,6 +50,9 @@ def build_dataset(
 
         logger.info("generating the shapes dataset in %s", args[location])
         make_shapes(args[location], **synthetic, progress=True)
+    for target in needs:
+        if target in params and target not in args:
+            args[target] = True
     if label_names and "class" in label_names and args.get("class_names") is None:
         wants_classes = "class_field" not in params or args.get("class_field") is not None
         if "class_names" in params and wants_classes:
@@ -72,15 +78,15 @@ def _needs_generation(root: Path, params: Mapping[str, Any]) -> bool:
     return any(info.get(key) != value for key, value in params.items())
 
 
-def build_datasets(cfg: DataConfig) -> dict[str, Any]:
+def build_datasets(cfg: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any]:
     """The configured splits (``train``, ``val``), the validation set sharing the training
-    set's class order."""
+    set's class order; ``needs`` as in :func:`build_dataset`."""
     datasets: dict[str, Any] = {}
     if cfg.train is not None:
-        datasets["train"] = build_dataset(cfg.train, where="data.train")
+        datasets["train"] = build_dataset(cfg.train, where="data.train", needs=needs)
     if cfg.val is not None:
         names = getattr(datasets.get("train"), "label_names", None)
-        datasets["val"] = build_dataset(cfg.val, names, where="data.val")
+        datasets["val"] = build_dataset(cfg.val, names, where="data.val", needs=needs)
     return datasets
 
 

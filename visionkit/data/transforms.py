@@ -8,7 +8,9 @@ A pipeline is a list of albumentations transforms written as dicts::
 Each is built with ``strict=True``, so an unknown parameter fails at build time naming it.
 Normalisation (mean/std of the backbone's pretrained config) and the tensor conversion are
 appended by :func:`build_pipeline`; boxes travel as ``pascal_voc`` (absolute xyxy) with their
-labels and an instance index, so a box dropped by a transform takes its label with it.
+labels and an instance index, so a box dropped by a transform takes its label (and its
+instance mask) with it. Instance ``masks`` and the ``semantic`` label map go through the same
+geometric transforms as the image (albumentations resizes masks with nearest-neighbour).
 
 >>> pipe = build_pipeline([{"name": "Resize", "height": 32, "width": 32}], (0.5,) * 3, (0.5,) * 3)
 >>> import numpy as np
@@ -36,6 +38,7 @@ from visionkit.data.base import Sample
 from visionkit.errors import ConfigError
 
 IGNORE_CLASS = -1
+IGNORE_PIXEL = 255  # semantic label of pixels that carry no label (padding, crowds, unlabeled)
 
 
 def default_transforms(image_size: int | Sequence[int], train: bool) -> list[dict[str, Any]]:
@@ -106,29 +109,48 @@ def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
 
     Output keys: ``image`` float ``[3, H, W]``, ``image_id``, ``orig_size``, ``image_size``,
     and, when present in the input, ``class``, ``boxes`` (float32 ``[N, 4]`` xyxy in the
-    transformed image) and ``labels`` (int64 ``[N]``).
+    transformed image), ``labels`` (int64 ``[N]``), ``masks`` (uint8 ``[N, H, W]``, one per
+    kept box) and ``semantic`` (int64 ``[H, W]``).
     """
     has_boxes = "boxes" in sample
     boxes = np.asarray(sample.get("boxes", np.zeros((0, 4))), dtype=np.float32).reshape(-1, 4)
     labels = np.asarray(sample.get("labels", np.zeros(0)), dtype=np.int64)
-    out = pipeline(
-        image=sample["image"],
-        bboxes=boxes,
-        labels=labels,
-        instance_ids=np.arange(len(boxes)),
-    )
+    inputs: dict[str, Any] = {
+        "image": sample["image"],
+        "bboxes": boxes,
+        "labels": labels,
+        "instance_ids": np.arange(len(boxes)),
+    }
+    masks = sample.get("masks")
+    if masks is not None and len(masks):
+        if len(masks) != len(boxes):
+            raise ValueError(f"{len(masks)} instance masks for {len(boxes)} boxes")
+        inputs["masks"] = np.asarray(masks, dtype=np.uint8)
+    if sample.get("semantic") is not None:
+        inputs["mask"] = np.asarray(sample["semantic"], dtype=np.uint8)
+    out = pipeline(**inputs)
     image = out["image"]
+    size = (int(image.shape[-2]), int(image.shape[-1]))
     result: Sample = {
         "image": image,
         "image_id": sample["image_id"],
         "orig_size": tuple(int(s) for s in sample["orig_size"]),
-        "image_size": (int(image.shape[-2]), int(image.shape[-1])),
+        "image_size": size,
     }
     if "class" in sample:
         result["class"] = int(sample["class"])
     if has_boxes:
         result["boxes"] = torch.as_tensor(np.asarray(out["bboxes"], np.float32).reshape(-1, 4))
         result["labels"] = torch.as_tensor(np.asarray(out["labels"], np.int64).reshape(-1))
+    if masks is not None:
+        kept = np.asarray(out["instance_ids"], np.int64).reshape(-1)
+        if len(kept):
+            stacked = torch.stack([torch.as_tensor(np.asarray(m)) for m in out["masks"]])
+            result["masks"] = stacked[torch.as_tensor(kept)].to(torch.uint8)
+        else:
+            result["masks"] = torch.zeros((0, *size), dtype=torch.uint8)
+    if "mask" in inputs:
+        result["semantic"] = torch.as_tensor(np.asarray(out["mask"])).long()
     return result
 
 
@@ -138,7 +160,10 @@ def collate(samples: Sequence[Sample], size_divisor: int = 32) -> dict[str, Any]
     Returns ``images`` float ``[B, 3, H, W]`` (H, W rounded up to ``size_divisor``),
     ``image_ids`` int64 ``[B]``, ``orig_sizes`` and ``image_sizes`` int64 ``[B, 2]``, ``class``
     int64 ``[B]`` (``-1`` where an image has no class label; absent if none has), and
-    ``boxes`` / ``labels`` as per-image lists with ``has_boxes`` bool ``[B]`` when any has.
+    ``boxes`` / ``labels`` as per-image lists with ``has_boxes`` bool ``[B]`` when any has,
+    ``masks`` as a per-image list of uint8 ``[N, H, W]`` padded to the batch size with
+    ``has_masks`` bool ``[B]``, and ``semantic`` int64 ``[B, H, W]`` (padding and images
+    without a label map are :data:`IGNORE_PIXEL`) with ``has_semantic`` bool ``[B]``.
     """
     heights = [s["image"].shape[-2] for s in samples]
     widths = [s["image"].shape[-1] for s in samples]
@@ -165,4 +190,25 @@ def collate(samples: Sequence[Sample], size_divisor: int = 32) -> dict[str, Any]
         batch["has_boxes"] = torch.tensor([("boxes" in s) for s in samples])
         batch["boxes"] = [s.get("boxes", torch.zeros(0, 4)) for s in samples]
         batch["labels"] = [s.get("labels", torch.zeros(0, dtype=torch.long)) for s in samples]
+    if any("masks" in s for s in samples):
+        batch["has_masks"] = torch.tensor([("masks" in s) for s in samples])
+        batch["masks"] = [
+            _pad_masks(s.get("masks"), len(s.get("labels", ())), h, w) for s in samples
+        ]
+    if any("semantic" in s for s in samples):
+        semantic = torch.full((len(samples), h, w), IGNORE_PIXEL, dtype=torch.long)
+        for i, s in enumerate(samples):
+            if "semantic" in s:
+                sh, sw = s["semantic"].shape
+                semantic[i, :sh, :sw] = s["semantic"]
+        batch["semantic"] = semantic
+        batch["has_semantic"] = torch.tensor([("semantic" in s) for s in samples])
     return batch
+
+
+def _pad_masks(masks: torch.Tensor | None, count: int, h: int, w: int) -> torch.Tensor:
+    """Instance masks ``[N, h', w']`` zero-padded to ``[N, h, w]`` (zeros when absent)."""
+    out = torch.zeros((count if masks is None else len(masks), h, w), dtype=torch.uint8)
+    if masks is not None and len(masks):
+        out[:, : masks.shape[-2], : masks.shape[-1]] = masks
+    return out

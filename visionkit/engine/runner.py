@@ -24,7 +24,7 @@ from visionkit.engine.checkpoint import SafeCheckpointIO
 from visionkit.engine.precision import resolve_precision
 from visionkit.engine.system import VisionSystem
 from visionkit.errors import ConfigError
-from visionkit.factory import create_model, load
+from visionkit.factory import create_model, load, targets_needed
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,12 @@ def monitor_of(system: VisionSystem, cfg: Config) -> tuple[str, str]:
     first head's main metric (``<head>/top1``, ...), else ``val/loss``."""
     if cfg.monitor:
         return cfg.monitor, "min" if "loss" in cfg.monitor else "max"
-    main_metric = {"classification": "top1", "detection": "mAP"}
+    main_metric = {
+        "classification": "top1",
+        "detection": "mAP",
+        "instance": "mask_mAP",
+        "semantic": "mIoU",
+    }
     for name, head in system.model.heads.items():
         if head.task in main_metric and name in system.evaluators:
             return f"{name}/{main_metric[head.task]}", "max"
@@ -76,7 +81,7 @@ def train(
     run_dir = Path(output_dir) if output_dir else Path(cfg.output_dir) / cfg.name
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    datasets = build_datasets(cfg.data)
+    datasets = build_datasets(cfg.data, needs=targets_needed(cfg))
     label_names = label_names_of(datasets)
     extra = {"category_ids": list(getattr(datasets["train"], "category_ids", []) or [])}
     model = create_model(cfg, label_names=label_names, extra_meta=extra)
@@ -175,4 +180,4 @@ def _save_predictions(system: VisionSystem, path: Path) -> None:
 def _build_val(cfg: Config, label_names: dict[str, list[str]]) -> Any:
     from visionkit.data.datamodule import build_dataset
 
-    return build_dataset(cfg.data.val, label_names, where="data.val")
+    return build_dataset(cfg.data.val, label_names, where="data.val", needs=targets_needed(cfg))

@@ -99,7 +99,7 @@ class VisionSystem(L.LightningModule):
         self.last_metrics = metrics
         for key, value in metrics.items():
             if value == value:  # NaN means "no such objects" (COCO -1): not logged
-                self.log(key, value, prog_bar=key.endswith(("/top1", "/mAP")))
+                self.log(key, value, prog_bar=key.endswith(("/top1", "/mAP", "/mask_mAP", "/mIoU")))
 
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.optimizer_cfg

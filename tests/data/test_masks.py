@@ -1,0 +1,298 @@
+"""Instance masks and semantic label maps: readers, alignment through transforms, collate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from visionkit.data.coco import CocoDataset, decode_segmentation
+from visionkit.data.datamodule import build_dataset
+from visionkit.data.mask_folder import MaskFolderDataset, write_mask_png
+from visionkit.data.transforms import IGNORE_PIXEL, apply_pipeline, build_pipeline, collate
+from visionkit.errors import AnnotationError, DataError
+
+CATEGORIES = [{"id": 3, "name": "circle"}, {"id": 7, "name": "square"}]
+
+
+def rle(mask: np.ndarray) -> dict:
+    out = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": out["size"], "counts": out["counts"].decode()}
+
+
+def write_dataset(root, annotations, size=(40, 60), pixels=None):
+    h, w = size
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    image = pixels if pixels is not None else np.zeros((h, w, 3), np.uint8)
+    Image.fromarray(image).save(root / "images" / "a.png")
+    data = {
+        "images": [{"id": 5, "file_name": "images/a.png", "width": w, "height": h}],
+        "annotations": annotations,
+        "categories": CATEGORIES,
+    }
+    (root / "annotations.json").write_text(json.dumps(data))
+    return root
+
+
+def ann(i, category, mask, crowd=0):
+    ys, xs = np.nonzero(mask)
+    bbox = [
+        float(xs.min()),
+        float(ys.min()),
+        float(xs.max() + 1 - xs.min()),
+        float(ys.max() + 1 - ys.min()),
+    ]
+    return {
+        "id": i,
+        "image_id": 5,
+        "category_id": category,
+        "bbox": bbox,
+        "iscrowd": crowd,
+        "segmentation": rle(mask),
+        "area": float(mask.sum()),
+    }
+
+
+def test_semantic_map_smaller_object_wins_and_crowds_are_ignored(tmp_path):
+    big = np.zeros((40, 60), bool)
+    big[5:35, 5:45] = True
+    small = np.zeros((40, 60), bool)
+    small[10:20, 10:20] = True
+    crowd = np.zeros((40, 60), bool)
+    crowd[30:40, 50:60] = True
+    # the small object is listed first: painting order is by area, not file order
+    root = write_dataset(tmp_path, [ann(1, 7, small), ann(2, 3, big), ann(3, 3, crowd, crowd=1)])
+    ds = CocoDataset(root, masks=True, semantic=True)
+    assert ds.label_names["semantic"] == ["background", "circle", "square"]
+    sample = ds[0]
+    semantic = sample["semantic"]
+    assert semantic.dtype == np.uint8 and semantic.shape == (40, 60)
+    assert semantic[15, 15] == 2  # square (id 7 → label 1 → semantic 2), on top of the circle
+    assert semantic[30, 30] == 1  # circle
+    assert semantic[2, 2] == 0
+    assert semantic[35, 55] == IGNORE_PIXEL  # crowd
+    assert sample["masks"].shape == (2, 40, 60)  # crowds are not instances
+    assert (sample["masks"][0] == small).all() and (sample["masks"][1] == big).all()
+    assert (ds.load_semantic(5) == semantic).all()
+
+
+def test_polygon_and_uncompressed_rle_segmentations_decode():
+    polygon = [[10.0, 10.0, 30.0, 10.0, 30.0, 20.0, 10.0, 20.0]]
+    mask = decode_segmentation(polygon, 40, 60)
+    assert mask.dtype == np.uint8 and 180 <= mask.sum() <= 231
+    assert mask[15, 20] == 1 and mask[5, 5] == 0
+    full = np.zeros((40, 60), np.uint8)
+    full[0:4, 0:2] = 1  # column-major runs: 4 ones, 36 zeros, 4 ones, rest zeros
+    uncompressed = {"size": [40, 60], "counts": [0, 4, 36, 4, 40 * 60 - 44]}
+    assert (decode_segmentation(uncompressed, 40, 60) == full).all()
+
+
+def test_bad_segmentations_are_reported_together_at_construction(tmp_path):
+    good = np.zeros((40, 60), bool)
+    good[5:10, 5:10] = True
+    wrong_size = ann(2, 3, good)
+    wrong_size["segmentation"] = rle(np.zeros((20, 20), bool))
+    bad_polygon = ann(3, 3, good)
+    bad_polygon["segmentation"] = [[1.0, 2.0, 3.0, 4.0]]
+    missing = ann(4, 3, good)
+    del missing["segmentation"]
+    root = write_dataset(tmp_path, [ann(1, 3, good), wrong_size, bad_polygon, missing])
+    CocoDataset(root)  # boxes only: segmentations are not needed
+    with pytest.raises(AnnotationError) as info:
+        CocoDataset(root, masks=True)
+    text = str(info.value)
+    assert "RLE size [20, 20] differs from the image size [40, 60]" in text
+    assert "fewer than 3 points" in text
+    assert "no segmentation" in text
+
+
+def test_image_of_another_size_than_its_annotation_is_refused_when_masks_are_read(tmp_path):
+    good = np.zeros((40, 60), bool)
+    good[5:10, 5:10] = True
+    root = write_dataset(tmp_path, [ann(1, 3, good)], pixels=np.zeros((41, 60, 3), np.uint8))
+    ds = CocoDataset(root, semantic=True)
+    with pytest.raises(AnnotationError, match="image is 41x60 but the annotation file says 40x60"):
+        ds[0]
+
+
+def coded_sample(seed: int = 0):
+    """An image whose red channel encodes the semantic label and green the instance index, so
+    alignment can be checked pixel by pixel after any geometric transform."""
+    rng = np.random.default_rng(seed)
+    h, w = 48, 64
+    semantic = np.zeros((h, w), np.uint8)
+    masks = []
+    boxes = []
+    for k, (y, x, s) in enumerate([(4, 6, 14), (20, 30, 18), (30, 2, 10)]):
+        m = np.zeros((h, w), np.uint8)
+        m[y : y + s, x : x + s + k] = 1
+        masks.append(m)
+        boxes.append([x, y, x + s + k, y + s])
+        semantic[m > 0] = k + 1
+    image = np.zeros((h, w, 3), np.uint8)
+    image[..., 0] = semantic * 40
+    for k, m in enumerate(masks):
+        image[..., 1][m > 0] = (k + 1) * 40
+    image[..., 2] = rng.integers(0, 255, (h, w))
+    return {
+        "image": image,
+        "image_id": 1,
+        "orig_size": (h, w),
+        "boxes": np.array(boxes, np.float32),
+        "labels": np.array([0, 1, 2]),
+        "masks": np.stack(masks),
+        "semantic": semantic,
+    }
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [{"name": "HorizontalFlip", "p": 1.0}],
+        [{"name": "VerticalFlip", "p": 1.0}, {"name": "Transpose", "p": 1.0}],
+        [{"name": "RandomCrop", "height": 32, "width": 40}],
+        [{"name": "Resize", "height": 96, "width": 80, "interpolation": 0}],
+        [
+            {
+                "name": "RandomResizedCrop",
+                "size": [40, 40],
+                "scale": [0.3, 1.0],
+                "interpolation": 0,
+            },
+            {"name": "HorizontalFlip", "p": 0.5},
+        ],
+    ],
+)
+def test_masks_stay_aligned_with_the_image_through_transforms(steps):
+    pipe = build_pipeline(steps, (0.0,) * 3, (1 / 255,) * 3)  # keeps pixel values in 0..255
+    for seed in range(4):
+        out = apply_pipeline(pipe, coded_sample(seed))
+        image = out["image"].round().long()
+        assert (image[0] == out["semantic"] * 40).all()
+        assert out["masks"].shape[0] == len(out["boxes"]) == len(out["labels"])
+        for mask, label in zip(out["masks"], out["labels"], strict=True):
+            instance = image[1] == (int(label) + 1) * 40
+            assert (mask.bool() == instance).all()
+
+
+def test_a_crop_that_drops_a_box_drops_its_mask():
+    pipe = build_pipeline(
+        [{"name": "Crop", "x_min": 0, "y_min": 0, "x_max": 25, "y_max": 22}],
+        (0.0,) * 3,
+        (1 / 255,) * 3,
+    )
+    out = apply_pipeline(pipe, coded_sample())
+    assert out["labels"].tolist() == [0]
+    assert out["masks"].shape == (1, 22, 25)
+    empty = apply_pipeline(
+        build_pipeline(
+            [{"name": "Crop", "x_min": 50, "y_min": 0, "x_max": 64, "y_max": 10}],
+            (0.0,) * 3,
+            (1.0,) * 3,
+        ),
+        coded_sample(),
+    )
+    assert empty["boxes"].shape == (0, 4) and empty["masks"].shape == (0, 10, 14)
+
+
+def test_collate_pads_masks_with_zeros_and_semantic_with_ignore():
+    pipe = build_pipeline([], (0.0,) * 3, (1.0,) * 3)
+    a = apply_pipeline(pipe, coded_sample())
+    b = apply_pipeline(
+        pipe,
+        {
+            **coded_sample(),
+            "image": np.zeros((20, 30, 3), np.uint8),
+            "boxes": np.zeros((0, 4)),
+            "labels": np.zeros(0),
+            "masks": np.zeros((0, 20, 30)),
+            "semantic": np.ones((20, 30), np.uint8),
+        },
+    )
+    plain = {k: v for k, v in a.items() if k not in ("masks", "semantic")}
+    batch = collate([a, b, plain])
+    assert batch["images"].shape == (3, 3, 64, 64)
+    assert batch["semantic"].shape == (3, 64, 64) and batch["semantic"].dtype == torch.long
+    assert batch["has_semantic"].tolist() == [True, True, False]
+    assert (batch["semantic"][0, :48, :64] == a["semantic"]).all()
+    assert (batch["semantic"][0, 48:] == IGNORE_PIXEL).all()
+    assert (batch["semantic"][1, :20, :30] == 1).all() and (
+        batch["semantic"][1, 20:] == IGNORE_PIXEL
+    ).all()
+    assert (batch["semantic"][2] == IGNORE_PIXEL).all()
+    assert batch["has_masks"].tolist() == [True, True, False]
+    assert [tuple(m.shape) for m in batch["masks"]] == [(3, 64, 64), (0, 64, 64), (3, 64, 64)]
+    assert (batch["masks"][0][:, :48, :64] == a["masks"]).all() and not batch["masks"][0][
+        :, 48:
+    ].any()
+    assert not batch["masks"][2].any()
+
+
+def test_build_dataset_switches_on_the_targets_the_heads_need(shapes_root):
+    spec = {"format": "coco", "images": str(shapes_root / "val")}
+    plain = build_dataset(spec)[0]
+    assert "masks" not in plain and "semantic" not in plain
+    sample = build_dataset(spec, needs=["masks", "semantic"])[0]
+    assert sample["masks"].shape[0] == len(sample["boxes"])
+    assert sample["semantic"].shape == sample["image"].shape[:2]
+    explicit = build_dataset({**spec, "semantic": False}, needs=["semantic"])[0]
+    assert "semantic" not in explicit
+
+
+def write_mask_folder(root, palette=True, names=("background", "cat", "dog")):
+    for i in range(3):
+        mask = np.zeros((20, 30), np.uint8)
+        mask[5:15, 5 + i : 15 + i] = 1 + i % 2
+        mask[0, :] = 255
+        Image.fromarray(np.full((20, 30, 3), 40 * i, np.uint8)).save(root / "images" / f"{i}.jpg")
+        write_mask_png(root / "masks" / f"{i}.png", mask, palette=palette)
+    if names:
+        (root / "classes.txt").write_text("\n".join(names) + "\n")
+
+
+@pytest.fixture()
+def mask_root(tmp_path):
+    (tmp_path / "images").mkdir()
+    write_mask_folder(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("palette", [True, False])
+def test_mask_folder_reads_palette_and_grey_label_pngs(tmp_path, palette):
+    (tmp_path / "images").mkdir()
+    write_mask_folder(tmp_path, palette=palette)
+    with Image.open(tmp_path / "masks" / "0.png") as pil:
+        assert pil.mode == ("P" if palette else "L")
+    ds = MaskFolderDataset(tmp_path)
+    assert len(ds) == 3 and ds.label_names == {"semantic": ["background", "cat", "dog"]}
+    sample = ds[1]
+    assert sample["semantic"].shape == sample["image"].shape[:2] == (20, 30)
+    assert sample["semantic"][10, 10] == 2 and sample["semantic"][0, 0] == 255
+    assert (ds.load_semantic(sample["image_id"]) == sample["semantic"]).all()
+    assert build_dataset({"format": "mask_folder", "root": str(tmp_path)})[0]["semantic"].shape == (
+        20,
+        30,
+    )
+
+
+def test_mask_folder_reports_missing_names_masks_bad_values_and_sizes(mask_root):
+    (mask_root / "classes.txt").unlink()
+    with pytest.raises(DataError, match="classes.txt"):
+        MaskFolderDataset(mask_root)
+    ds = MaskFolderDataset(mask_root, class_names=["background", "cat"])
+    with pytest.raises(AnnotationError, match=r"label values \[2\] are not classes 0..1"):
+        ds[1]
+    (mask_root / "masks" / "2.png").unlink()
+    with pytest.raises(AnnotationError, match="images without a label PNG") as info:
+        MaskFolderDataset(mask_root, class_names=["background", "cat", "dog"])
+    assert "2.png" in str(info.value)
+    write_mask_png(mask_root / "masks" / "2.png", np.zeros((21, 30), np.uint8))
+    with pytest.raises(AnnotationError, match="label PNG is 21x30 but its image 2.jpg is 20x30"):
+        MaskFolderDataset(mask_root, class_names=["background", "cat", "dog"])[2]
+    Image.new("RGB", (30, 20)).save(mask_root / "masks" / "2.png")
+    with pytest.raises(AnnotationError, match="mode RGB"):
+        MaskFolderDataset(mask_root, class_names=["background", "cat", "dog"])[2]
