@@ -341,12 +341,20 @@ def coco(
     class_field: str | None = None,
     class_names: list[str] | None = None,
     instances: bool = True,
-    masks: bool = False,
-    semantic: bool = False,
+    masks: bool | None = None,
+    semantic: bool | None = None,
     ignore_index: int = 255,
 ) -> CocoDataset:
     """COCO json (``annotations``, default ``images/annotations.json``) with the image files
-    under ``images``."""
+    under ``images``. ``masks`` / ``semantic``: ``null`` reads them when a head learns from
+    them."""
     return CocoDataset(
-        images, annotations, class_field, class_names, instances, masks, semantic, ignore_index
+        images,
+        annotations,
+        class_field,
+        class_names,
+        instances,
+        bool(masks),
+        bool(semantic),
+        ignore_index,
     )

@@ -33,8 +33,8 @@ def build_dataset(
     the folder layouts). When the spec has ``synthetic:`` and that folder holds no data yet,
     the shapes dataset is generated there first. ``label_names`` (from the training set) fix
     the class order of a validation set whose config does not set one. ``needs`` names the
-    targets the model's heads learn from (``"masks"``, ``"semantic"``); they are switched on
-    for readers that take them, unless the entry sets them itself.
+    targets the model's heads learn from (``"masks"``, ``"semantic"``); a reader parameter of
+    that name left ``None`` ("when needed") is switched on.
     """
     args = {k: v for k, v in spec.items() if k not in ("format", "synthetic")}
     builder = DATASETS.get(spec["format"])
@@ -51,7 +51,7 @@ def build_dataset(
         logger.info("generating the shapes dataset in %s", args[location])
         make_shapes(args[location], **synthetic, progress=True)
     for target in needs:
-        if target in params and target not in args:
+        if target in params and args.get(target) is None:
             args[target] = True
     if label_names and "class" in label_names and args.get("class_names") is None:
         wants_classes = "class_field" not in params or args.get("class_field") is not None

@@ -9,6 +9,7 @@ from torch import nn
 
 from visionkit.evaluation.classification import ClassificationEvaluator
 from visionkit.evaluation.coco import CocoEvaluator
+from visionkit.evaluation.semantic import SemanticEvaluator
 
 
 def build_evaluator(
@@ -23,15 +24,25 @@ def build_evaluator(
     Args:
         head_name: the head's name in the model (prefix of the metric keys).
         head: the head module.
-        dataset: the validation dataset (COCO evaluation needs its ``ann_path``).
+        dataset: the validation dataset (COCO evaluation needs its ``ann_path``; semantic
+            evaluation its ``load_semantic(image_id)``, the label map at the original size).
         category_ids: the model's label → category id mapping (default: the dataset's).
     """
     if head.task == "classification":
         return ClassificationEvaluator(head_name, head.num_classes)
-    if head.task == "detection" and getattr(dataset, "ann_path", None) is not None:
+    if head.task in ("detection", "instance") and getattr(dataset, "ann_path", None) is not None:
         ids = list(category_ids or dataset.category_ids)
-        return CocoEvaluator(head_name, dataset.ann_path, ids)
+        iou_types = ("bbox", "segm") if head.task == "instance" else ("bbox",)
+        return CocoEvaluator(head_name, dataset.ann_path, ids, iou_types=iou_types)
+    if head.task == "semantic" and hasattr(dataset, "load_semantic"):
+        return SemanticEvaluator(
+            head_name,
+            head.num_classes,
+            getattr(head, "class_names", None),
+            dataset,
+            ignore_index=getattr(head, "ignore_index", 255),
+        )
     return None
 
 
-__all__ = ["ClassificationEvaluator", "CocoEvaluator", "build_evaluator"]
+__all__ = ["ClassificationEvaluator", "CocoEvaluator", "SemanticEvaluator", "build_evaluator"]
