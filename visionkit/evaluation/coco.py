@@ -1,9 +1,15 @@
-"""COCO box evaluation through pycocotools ``COCOeval``.
+"""COCO box and mask evaluation through pycocotools ``COCOeval``.
 
-Predictions (original-image xyxy boxes, contiguous labels) become a COCO results list
-(``image_id``, ``category_id`` of the file, ``bbox`` xywh, ``score``), gathered from every
-process, and are scored against the dataset's own annotation file — so running pycocotools by
-hand on :attr:`CocoEvaluator.results` gives the same numbers.
+Predictions (original-image xyxy boxes, contiguous labels, optionally bool masks) become a
+COCO results list (``image_id``, ``category_id`` of the file, ``bbox`` xywh, ``score``, and
+with ``"segm"`` a compressed-RLE ``segmentation`` whose ``counts`` is a ``str``), gathered from
+every process, and are scored against the dataset's own annotation file — so running
+pycocotools by hand on :attr:`CocoEvaluator.results` gives the same numbers.
+
+Masks are scored as the COCO ``segm`` result format (and detectron2) has it: without the
+``bbox`` key, so that a detection's area — which decides the small / medium / large ranges —
+is its mask's, not its box's (``COCO.loadRes`` takes the box area whenever ``bbox`` is
+present). By hand: ``gt.loadRes(segm_results(results))`` with ``iouType="segm"``.
 
 >>> ev = CocoEvaluator("det", "data/shapes/val/annotations.json", [1, 2, 3])  # doctest: +SKIP
 """
@@ -14,8 +20,10 @@ import contextlib
 import io
 import math
 import os
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch.distributed as dist
 from torch import nn
 
@@ -26,6 +34,7 @@ SUMMARY_KEYS = (
     "mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large",
     "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large",
 )  # fmt: skip
+IOU_TYPES = {"bbox": "", "segm": "mask_"}  # COCOeval iouType -> prefix of its metric names
 
 
 def load_coco_gt(annotations: str | os.PathLike) -> Any:
@@ -36,15 +45,36 @@ def load_coco_gt(annotations: str | os.PathLike) -> Any:
         return COCO(str(annotations))
 
 
+def encode_masks(masks: Any) -> list[dict[str, Any]]:
+    """Bool / 0-1 masks ``[N, H, W]`` (tensor or array) as compressed RLEs ``{"size": [H, W],
+    "counts": str}`` (JSON-serialisable; ``pycocotools.mask.decode`` reads them back)."""
+    from pycocotools import mask as mask_utils
+
+    if hasattr(masks, "detach"):
+        masks = masks.detach().cpu().numpy()
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be [N, H, W], got shape {masks.shape}")
+    if len(masks) == 0:
+        return []
+    rles = mask_utils.encode(np.asfortranarray(masks.astype(np.uint8).transpose(1, 2, 0)))
+    return [{"size": [int(x) for x in r["size"]], "counts": r["counts"].decode()} for r in rles]
+
+
 def to_coco_results(
-    image_id: int, prediction: dict[str, Any], category_ids: list[int]
+    image_id: int,
+    prediction: dict[str, Any],
+    category_ids: list[int],
+    masks: bool = False,
 ) -> list[dict[str, Any]]:
-    """One image's ``{"boxes", "scores", "labels"}`` as COCO result dicts (bbox in xywh)."""
+    """One image's ``{"boxes", "scores", "labels"}`` as COCO result dicts (bbox in xywh);
+    with ``masks``, also its ``"masks"`` (bool ``[K, H0, W0]`` at the original image size) as
+    RLE ``segmentation``."""
     boxes = prediction["boxes"].detach().float().cpu().numpy().reshape(-1, 4)
     scores = prediction["scores"].detach().float().cpu().numpy().reshape(-1)
     labels = prediction["labels"].detach().cpu().numpy().reshape(-1)
     wh = boxes[:, 2:] - boxes[:, :2]
-    return [
+    results = [
         {
             "image_id": int(image_id),
             "category_id": int(category_ids[int(label)]),
@@ -53,15 +83,40 @@ def to_coco_results(
         }
         for i, label in enumerate(labels)
     ]
+    if masks:
+        if prediction.get("masks") is None:
+            raise ValueError(
+                f"image {image_id}: segm evaluation needs predictions with 'masks' (bool "
+                "[K, H, W]); this head predicts none"
+            )
+        rles = encode_masks(prediction["masks"])
+        if len(rles) != len(results):
+            raise ValueError(f"image {image_id}: {len(rles)} masks for {len(results)} boxes")
+        for result, rle in zip(results, rles, strict=True):
+            result["segmentation"] = rle
+    return results
+
+
+def segm_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The results in the COCO ``segm`` format: copies without ``bbox``, so ``loadRes``
+    computes each detection's area from its mask."""
+    return [{k: v for k, v in r.items() if k != "bbox"} for r in results]
 
 
 def coco_evaluate(
-    gt: Any, results: list[dict[str, Any]], image_ids: list[int] | None = None
+    gt: Any,
+    results: list[dict[str, Any]],
+    image_ids: list[int] | None = None,
+    iou_type: str = "bbox",
 ) -> dict[str, float]:
-    """Run ``COCOeval(iouType="bbox")``; returns the 12 summary numbers (``nan`` where COCO
-    reports -1, e.g. no small objects). No results at all gives zeros, not a crash."""
+    """Run ``COCOeval(iouType=iou_type)`` (``"bbox"`` or ``"segm"``); returns the 12 summary
+    numbers (``nan`` where COCO reports -1, e.g. no small objects). No results at all gives
+    zeros, not a crash. ``"segm"`` scores :func:`segm_results` of ``results``; ``results``
+    itself is never modified."""
     from pycocotools.cocoeval import COCOeval
 
+    if iou_type not in IOU_TYPES:
+        raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
     known_images = set(gt.getImgIds())
     known_cats = set(gt.getCatIds())
     bad = [
@@ -71,11 +126,16 @@ def coco_evaluate(
     ]
     if bad:
         raise DataError("predictions refer to images or categories not in the ground truth:", bad)
+    if iou_type == "segm":
+        bad = _mask_problems(gt, results)
+        if bad:
+            raise DataError("mask predictions must have their image's size (H, W):", bad)
     if not results:
         return {k: 0.0 for k in SUMMARY_KEYS}
+    scored = segm_results(results) if iou_type == "segm" else [dict(r) for r in results]
     with contextlib.redirect_stdout(io.StringIO()):
-        dt = gt.loadRes(results)
-        ev = COCOeval(gt, dt, iouType="bbox")
+        dt = gt.loadRes(scored)
+        ev = COCOeval(gt, dt, iouType=iou_type)
         if image_ids is not None:
             ev.params.imgIds = sorted(set(image_ids))
         ev.evaluate()
@@ -86,20 +146,47 @@ def coco_evaluate(
     }
 
 
+def _mask_problems(gt: Any, results: list[dict[str, Any]]) -> list[str]:
+    """Results without a ``segmentation`` or whose mask size is not their image's."""
+    problems = []
+    for r in results:
+        image = gt.imgs[r["image_id"]]
+        expected = [image["height"], image["width"]]
+        if "segmentation" not in r:
+            problems.append(f"image_id {r['image_id']}: no segmentation")
+        elif list(r["segmentation"]["size"]) != expected:
+            size = list(r["segmentation"]["size"])
+            problems.append(f"image_id {r['image_id']}: mask size {size}, image size {expected}")
+    return problems
+
+
 class CocoEvaluator(nn.Module):
-    """``reset / process / evaluate`` for a detection head against a COCO json.
+    """``reset / process / evaluate`` for a detection or instance head against a COCO json.
 
     Args:
-        head: the head's name; metric keys are ``"<head>/mAP"``, ``"<head>/mAP50"``, ...
+        head: the head's name; metric keys are ``"<head>/mAP"``, ``"<head>/mAP50"``, ... for
+            boxes and ``"<head>/mask_mAP"``, ``"<head>/mask_mAP50"``, ... for masks.
         annotations: the ground-truth COCO json of the evaluated split.
         category_ids: ``category_ids[label]`` is the file's category id of contiguous ``label``.
+        iou_types: what to score, of ``"bbox"`` and ``"segm"``; ``"segm"`` needs predictions
+            with ``"masks"`` (bool ``[K, H0, W0]`` at the original image size).
     """
 
-    def __init__(self, head: str, annotations: str | os.PathLike, category_ids: list[int]) -> None:
+    def __init__(
+        self,
+        head: str,
+        annotations: str | os.PathLike,
+        category_ids: list[int],
+        iou_types: Sequence[str] = ("bbox",),
+    ) -> None:
         super().__init__()
+        iou_types = tuple(iou_types)
+        if not iou_types or any(t not in IOU_TYPES for t in iou_types):
+            raise ValueError(f"iou_types must be some of {sorted(IOU_TYPES)}, got {iou_types}")
         self.head = head
         self.annotations = str(annotations)
         self.category_ids = list(category_ids)
+        self.iou_types = tuple(dict.fromkeys(iou_types))
         self.results: list[dict[str, Any]] = []
         self.image_ids: list[int] = []
         self._gt = None
@@ -111,9 +198,10 @@ class CocoEvaluator(nn.Module):
     def process(self, batch: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
         """``predictions``: this head's per-image dicts in original image coordinates."""
         ids = batch["image_ids"].tolist()
+        masks = "segm" in self.iou_types
         for image_id, prediction in zip(ids, predictions, strict=True):
             self.image_ids.append(int(image_id))
-            self.results += to_coco_results(image_id, prediction, self.category_ids)
+            self.results += to_coco_results(image_id, prediction, self.category_ids, masks)
 
     def gather(self) -> tuple[list[dict[str, Any]], list[int]]:
         """Results and image ids from every process (all of them on every rank).
@@ -139,5 +227,8 @@ class CocoEvaluator(nn.Module):
         self.results = results
         if self._gt is None:
             self._gt = load_coco_gt(self.annotations)
-        stats = coco_evaluate(self._gt, results, image_ids)
-        return {f"{self.head}/{k}": v for k, v in stats.items()}
+        metrics = {}
+        for iou_type in self.iou_types:
+            stats = coco_evaluate(self._gt, results, image_ids, iou_type)
+            metrics.update({f"{self.head}/{IOU_TYPES[iou_type]}{k}": v for k, v in stats.items()})
+        return metrics

@@ -1,10 +1,12 @@
 """Heads. Each module registers its builders in ``HEADS``; the import list is explicit."""
 
-from visionkit.heads import classification, fcos, retinanet
+from visionkit.heads import classification, fcos, fcos_mask, retinanet, semantic
 from visionkit.heads.base import Head
 from visionkit.heads.classification import ClassificationHead
 from visionkit.heads.fcos import FCOSHead
+from visionkit.heads.fcos_mask import FCOSMaskHead
 from visionkit.heads.retinanet import RetinaNetHead
+from visionkit.heads.semantic import DeepLabV3PlusHead, SemanticFPNHead
 from visionkit.registry import HEADS
 
 
@@ -15,11 +17,16 @@ def list_heads(pattern: str | None = None) -> list[str]:
 
 __all__ = [
     "ClassificationHead",
+    "DeepLabV3PlusHead",
     "FCOSHead",
+    "FCOSMaskHead",
     "Head",
     "RetinaNetHead",
+    "SemanticFPNHead",
     "classification",
     "fcos",
+    "fcos_mask",
     "list_heads",
     "retinanet",
+    "semantic",
 ]
