@@ -251,7 +251,11 @@ def test_shipped_configs_build_an_untrained_model(config):
     import visionkit
 
     needs_data = "folder" in config or config.startswith("configs/coco")  # num_classes: null
-    label_names = {"class": ["a", "b"], "instances": ["x", "y", "z"]} if needs_data else None
+    label_names = (
+        {"class": ["a", "b"], "instances": ["x", "y", "z"], "semantic": ["bg", "x", "y", "z"]}
+        if needs_data
+        else None
+    )
     model = visionkit.create_model(ROOT / config, label_names=label_names)
     assert model.heads
 

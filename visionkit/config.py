@@ -28,7 +28,7 @@ import types
 import typing
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
@@ -53,12 +53,23 @@ class BackboneConfig(_Section):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
+class LossBalancingConfig(_Section):
+    """``model.loss_balancing``: how the heads' losses are combined into the total."""
+
+    name: Literal["fixed", "uncertainty", "magnitude"] = "fixed"
+    momentum: float = Field(0.99, ge=0, lt=1)  # magnitude only
+
+
 class ModelConfig(_Section):
-    """``model``: one backbone, an optional neck, and named heads."""
+    """``model``: one backbone, an optional neck, and named heads; optionally initialised from
+    a checkpoint (``init_from``) with some modules frozen (``freeze``)."""
 
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     neck: dict[str, Any] | None = None
     heads: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    loss_balancing: LossBalancingConfig = Field(default_factory=LossBalancingConfig)
+    init_from: str | None = None
+    freeze: list[str] = Field(default_factory=list)
 
 
 class SyntheticConfig(_Section):
@@ -79,7 +90,10 @@ class TransformsConfig(_Section):
 
 
 class DataConfig(_Section):
-    """``data``: datasets per split and how they are loaded."""
+    """``data``: datasets per split and how they are loaded. A split is one dataset
+    (``{format: coco, ...}``) or several named ones (``{shapes: {format: coco, ...},
+    pets: {format: folder, ..., weight: 0.5}}``): mixed by ``weight`` for training, each
+    evaluated on its own for validation."""
 
     train: dict[str, Any] | None = None
     val: dict[str, Any] | None = None
@@ -91,8 +105,15 @@ class DataConfig(_Section):
     transforms: TransformsConfig = Field(default_factory=TransformsConfig)
 
 
+class ParamGroupConfig(_Section):
+    """``optimizer.param_groups.<module prefix>``."""
+
+    lr_mult: float = Field(1.0, ge=0)
+
+
 class OptimizerConfig(_Section):
-    """``optimizer``."""
+    """``optimizer``; ``param_groups`` maps module prefixes of the model (``backbone``,
+    ``heads.det``, ...) to learning-rate multipliers, the longest matching prefix winning."""
 
     name: Literal["sgd", "adamw", "adam"] = "adamw"
     lr: float = Field(1e-3, gt=0)
@@ -100,6 +121,7 @@ class OptimizerConfig(_Section):
     momentum: float = Field(0.9, ge=0)
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
+    param_groups: dict[str, ParamGroupConfig] = Field(default_factory=dict)
 
 
 class SchedulerConfig(_Section):
@@ -311,15 +333,7 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     splits = {}
     for split in ("train", "val"):
         if raw_data.get(split) is not None:
-            splits[split] = _validate_component(
-                DATASETS,
-                raw_data[split],
-                f"data.{split}",
-                problems,
-                key="format",
-                extra={"synthetic": (SyntheticConfig | None, None)},
-                injected=(),
-            )
+            splits[split] = _validate_datasets(raw_data[split], f"data.{split}", problems)
     problems += _transform_problems(raw_data.get("transforms"))
     if problems or cfg is None:
         raise ConfigError(problems, source)
@@ -346,6 +360,28 @@ def _transform_problems(transforms: Any) -> list[str]:
             except ConfigError as err:
                 problems += err.problems
     return problems
+
+
+def is_dataset_mix(spec: Any) -> bool:
+    """True for ``data.<split>`` given as named datasets (``{pets: {format: ...}, ...}``)
+    rather than one dataset (``{format: ..., ...}``)."""
+    return isinstance(spec, Mapping) and "format" not in spec and bool(spec)
+
+
+def _validate_datasets(spec: Any, path: str, problems: list[str]) -> dict[str, Any]:
+    """One dataset entry, or named entries each with an optional sampling ``weight``."""
+    extra: dict[str, tuple[Any, Any]] = {"synthetic": (SyntheticConfig | None, None)}
+    if not is_dataset_mix(spec):
+        return _validate_component(
+            DATASETS, spec, path, problems, key="format", extra=extra, injected=()
+        )
+    weighted = {**extra, "weight": (Annotated[float, Field(gt=0)], 1.0)}
+    return {
+        name: _validate_component(
+            DATASETS, entry, f"{path}.{name}", problems, key="format", extra=weighted, injected=()
+        )
+        for name, entry in spec.items()
+    }
 
 
 def builder_schema(

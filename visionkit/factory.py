@@ -93,7 +93,13 @@ def create_model(
     label_names: Mapping[str, Sequence[str]] | None = None,
     extra_meta: Mapping[str, Any] | None = None,
 ) -> VisionModel:
-    """Build an untrained :class:`VisionModel` from a config path, mapping or :class:`Config`.
+    """Build a :class:`VisionModel` from a config path, mapping or :class:`Config`; untrained
+    unless ``model.init_from`` is set.
+
+    ``model.init_from`` loads the matching tensors of a checkpoint
+    (:func:`visionkit.transfer.load_matching`; its report is ``model.transfer_report``), then
+    ``model.freeze`` freezes the named modules. Their names and those of
+    ``optimizer.param_groups`` are checked against the built model here.
 
     Args:
         config: the configuration (validated here).
@@ -138,14 +144,38 @@ def create_model(
         "label_names": {k: list(v) for k, v in (label_names or {}).items()},
         **copy.deepcopy(dict(extra_meta or {})),
     }
-    return VisionModel(
+    model = VisionModel(
         backbone,
         heads,
         neck=neck,
         loss_weights=weights,
         preprocess=EvalPreprocess(steps, backbone.mean, backbone.std),
         meta=meta,
+        loss_balancing=cfg.model.loss_balancing.name,
+        balancing_momentum=cfg.model.loss_balancing.momentum,
     )
+    problems = prefix_problems(model, cfg.model.freeze, "model.freeze")
+    problems += prefix_problems(model, list(cfg.optimizer.param_groups), "optimizer.param_groups")
+    if problems:
+        raise ConfigError(problems)
+    if cfg.model.init_from:
+        from visionkit.transfer import load_matching
+
+        model.transfer_report = load_matching(model, cfg.model.init_from)
+    if cfg.model.freeze:
+        model.freeze(cfg.model.freeze)
+    return model
+
+
+def prefix_problems(model: VisionModel, prefixes: Sequence[str], key: str) -> list[str]:
+    """One line per entry of ``prefixes`` (under config ``key``) that names no module of
+    ``model``, listing the valid top-level prefixes."""
+    valid = ", ".join(model.module_prefixes())
+    return [
+        f"{key}: {prefix!r} is not a module of the model; valid prefixes: {valid} "
+        "(or a module below them, e.g. backbone.<child>)"
+        for prefix in model.unknown_prefixes(prefixes)
+    ]
 
 
 def load(path: str | os.PathLike, map_location: str = "cpu") -> VisionModel:
@@ -166,6 +196,7 @@ def load(path: str | os.PathLike, map_location: str = "cpu") -> VisionModel:
         )
     config = copy.deepcopy(meta["config"])
     config["model"]["backbone"]["pretrained"] = False  # the checkpoint has the weights
+    config["model"]["init_from"] = None
     extra = {k: v for k, v in meta.items() if k not in ("config", "label_names", "format_version")}
     model = create_model(config, label_names=meta.get("label_names"), extra_meta=extra)
     state = ckpt.get("state_dict", {})

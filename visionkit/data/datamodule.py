@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from visionkit.config import DataConfig
+from visionkit.config import DataConfig, is_dataset_mix
 from visionkit.data.transforms import apply_pipeline, build_pipeline, collate, default_transforms
 from visionkit.errors import ConfigError, DataError, VisionkitError
 from visionkit.registry import DATASETS
@@ -36,7 +36,7 @@ def build_dataset(
     targets the model's heads learn from (``"masks"``, ``"semantic"``); a reader parameter of
     that name left ``None`` ("when needed") is switched on.
     """
-    args = {k: v for k, v in spec.items() if k not in ("format", "synthetic")}
+    args = {k: v for k, v in spec.items() if k not in ("format", "synthetic", "weight")}
     builder = DATASETS.get(spec["format"])
     params = inspect.signature(builder).parameters
     location = next(iter(params))
@@ -78,22 +78,122 @@ def _needs_generation(root: Path, params: Mapping[str, Any]) -> bool:
     return any(info.get(key) != value for key, value in params.items())
 
 
+class MixedDataset(Dataset):
+    """Several named datasets read as one, for training on mixed data.
+
+    Each part keeps its own labels: an image from a classification folder carries ``class``
+    only, one from a COCO file ``boxes`` only, and each head learns from the images that carry
+    its labels. Label families that several parts carry must name the same classes.
+
+    Args:
+        parts: name → dataset.
+        weights: name → sampling weight; an epoch draws ``len(self)`` samples with part ``d``
+            drawn in proportion to ``weights[d]`` (see :meth:`sample_weights`).
+    """
+
+    def __init__(self, parts: Mapping[str, Any], weights: Mapping[str, float]) -> None:
+        self.parts = dict(parts)
+        self.weights = {name: float(weights.get(name, 1.0)) for name in self.parts}
+        self.offsets: list[int] = []
+        total = 0
+        for dataset in self.parts.values():
+            self.offsets.append(total)
+            total += len(dataset)
+        self.total = total
+        self.label_names = merge_label_names(self.parts)
+        with_ids = [d for d in self.parts.values() if getattr(d, "category_ids", None)]
+        self.category_ids = list(with_ids[0].category_ids) if with_ids else []
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        for offset, dataset in zip(
+            reversed(self.offsets), reversed(self.parts.values()), strict=True
+        ):
+            if index >= offset:
+                return dataset[index - offset]
+        raise IndexError(index)
+
+    def sample_weights(self) -> list[float]:
+        """Per-sample probabilities: part ``d``'s weight spread over its samples."""
+        out: list[float] = []
+        for name, dataset in self.parts.items():
+            out += [self.weights[name] / max(1, len(dataset))] * len(dataset)
+        return out
+
+
+def merge_label_names(parts: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The union of the parts' label families; a family carried by several parts must have
+    the same class list in each (else :class:`DataError` naming both)."""
+    merged: dict[str, list[str]] = {}
+    source: dict[str, str] = {}
+    problems = []
+    for name, dataset in parts.items():
+        for family, names in getattr(dataset, "label_names", {}).items():
+            if family not in merged:
+                merged[family], source[family] = list(names), name
+            elif list(names) != merged[family]:
+                problems.append(
+                    f"{family!r} classes differ: {source[family]} has {merged[family]}, "
+                    f"{name} has {list(names)}"
+                )
+    if problems:
+        raise DataError("the mixed datasets disagree on their classes:", problems)
+    return merged
+
+
+def build_split(
+    spec: Mapping[str, Any],
+    label_names: Mapping[str, Sequence[str]] | None,
+    where: str,
+    needs: Sequence[str],
+) -> Any:
+    """One dataset, or a name → dataset dict for a mix."""
+    if not is_dataset_mix(spec):
+        return build_dataset(spec, label_names, where=where, needs=needs)
+    return {
+        name: build_dataset(entry, label_names, where=f"{where}.{name}", needs=needs)
+        for name, entry in spec.items()
+    }
+
+
 def build_datasets(cfg: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any]:
-    """The configured splits (``train``, ``val``), the validation set sharing the training
-    set's class order; ``needs`` as in :func:`build_dataset`."""
+    """The configured splits. ``train`` is one dataset (a :class:`MixedDataset` when several
+    are named); ``val`` is one dataset or a name → dataset dict, sharing the training set's
+    class order. ``needs`` as in :func:`build_dataset`."""
     datasets: dict[str, Any] = {}
     if cfg.train is not None:
-        datasets["train"] = build_dataset(cfg.train, where="data.train", needs=needs)
+        train = build_split(cfg.train, None, "data.train", needs)
+        if isinstance(train, dict):
+            weights = {name: entry.get("weight", 1.0) for name, entry in cfg.train.items()}
+            train = MixedDataset(train, weights)
+        datasets["train"] = train
     if cfg.val is not None:
         names = getattr(datasets.get("train"), "label_names", None)
-        datasets["val"] = build_dataset(cfg.val, names, where="data.val", needs=needs)
+        datasets["val"] = build_split(cfg.val, names, "data.val", needs)
     return datasets
 
 
 def label_names_of(datasets: Mapping[str, Any]) -> dict[str, list[str]]:
-    """The label names of the training set (else the validation set)."""
-    ds = datasets.get("train") or datasets.get("val")
-    return {k: list(v) for k, v in getattr(ds, "label_names", {}).items()}
+    """The label names of the training set (else of the validation sets, merged)."""
+    if datasets.get("train") is not None:
+        return {k: list(v) for k, v in getattr(datasets["train"], "label_names", {}).items()}
+    return merge_label_names(val_sets(datasets.get("val")))
+
+
+def carries_labels(dataset: Any, label_key: str) -> bool:
+    """Whether ``dataset`` carries the label family ``label_key`` (readers without
+    ``label_names`` are assumed to)."""
+    names = getattr(dataset, "label_names", None)
+    return names is None or label_key in names
+
+
+def val_sets(val: Any) -> dict[str, Any]:
+    """The validation split as a name → dataset dict (``{"val": dataset}`` for one)."""
+    if val is None:
+        return {}
+    return dict(val) if isinstance(val, dict) else {"val": val}
 
 
 class TransformedDataset(Dataset):
@@ -152,19 +252,22 @@ class VisionDataModule(L.LightningDataModule):
             "val": build_pipeline(val_steps, mean, std, "data.transforms.val"),
         }
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if split not in self.datasets:
-            raise DataError(f"no data.{split} dataset is configured")
+    def _loader(self, dataset: Any, split: str) -> DataLoader:
+        train = split == "train"
         batch_size = (
-            self.cfg.batch_size
-            if split == "train"
-            else (self.cfg.val_batch_size or self.cfg.batch_size)
+            self.cfg.batch_size if train else (self.cfg.val_batch_size or self.cfg.batch_size)
         )
+        sampler = None
+        if train and isinstance(dataset, MixedDataset):
+            sampler = WeightedRandomSampler(
+                dataset.sample_weights(), num_samples=len(dataset), replacement=True
+            )
         workers = self.cfg.num_workers
         return DataLoader(
-            TransformedDataset(self.datasets[split], self.pipelines[split]),
+            TransformedDataset(dataset, self.pipelines[split]),
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             num_workers=workers,
             collate_fn=partial(collate),
             pin_memory=self.cfg.pin_memory,
@@ -173,7 +276,14 @@ class VisionDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        if "train" not in self.datasets:
+            raise DataError("no data.train dataset is configured")
+        return self._loader(self.datasets["train"], "train")
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """One loader per validation set (a list when several are named)."""
+        sets = val_sets(self.datasets.get("val"))
+        if not sets:
+            raise DataError("no data.val dataset is configured")
+        loaders = [self._loader(dataset, "val") for dataset in sets.values()]
+        return loaders if len(loaders) > 1 else loaders[0]

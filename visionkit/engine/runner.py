@@ -178,6 +178,6 @@ def _save_predictions(system: VisionSystem, path: Path) -> None:
 
 
 def _build_val(cfg: Config, label_names: dict[str, list[str]]) -> Any:
-    from visionkit.data.datamodule import build_dataset
+    from visionkit.data.datamodule import build_split
 
-    return build_dataset(cfg.data.val, label_names, where="data.val", needs=targets_needed(cfg))
+    return build_split(cfg.data.val, label_names, "data.val", targets_needed(cfg))

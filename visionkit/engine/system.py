@@ -15,7 +15,10 @@ import torch
 from torch import nn
 
 from visionkit.config import OptimizerConfig, SchedulerConfig
+from visionkit.data.datamodule import carries_labels, val_sets
+from visionkit.errors import ConfigError
 from visionkit.evaluation import build_evaluator
+from visionkit.factory import prefix_problems
 from visionkit.model import VisionModel
 
 
@@ -28,8 +31,9 @@ class VisionSystem(L.LightningModule):
     Args:
         model: the model to train.
         optimizer, scheduler: their config sections.
-        val_dataset: the validation dataset; evaluators that score against its files (COCO)
-            need it.
+        val_dataset: the validation dataset, or a name → dataset dict of several. Each head is
+            evaluated on the sets that carry its labels; its metric keys are
+            ``<head>/<metric>`` when one set does, ``<head>/<set>/<metric>`` when several do.
     """
 
     def __init__(
@@ -43,12 +47,27 @@ class VisionSystem(L.LightningModule):
         self.model = model
         self.optimizer_cfg = optimizer or OptimizerConfig()
         self.scheduler_cfg = scheduler or SchedulerConfig()
-        category_ids = model.meta.get("category_ids") or None
-        evaluators = {
-            name: build_evaluator(name, head, val_dataset, category_ids)
-            for name, head in model.heads.items()
-        }
-        self.evaluators = nn.ModuleDict({k: v for k, v in evaluators.items() if v is not None})
+        self.evaluators = nn.ModuleDict()
+        self.evaluators_of_set: list[list[tuple[str, str]]] = []  # per val loader: (head, key)
+        sets = val_sets(val_dataset)
+        for name, head in model.heads.items():
+            carrying = [s for s, ds in sets.items() if carries_labels(ds, head.label_key)]
+            for set_name in carrying:
+                prefix = name if len(carrying) == 1 else f"{name}/{set_name}"
+                evaluator = build_evaluator(
+                    prefix, head, sets[set_name], model.meta.get("category_ids") or None
+                )
+                if evaluator is not None:
+                    self.evaluators[prefix.replace("/", "@")] = evaluator
+        for set_name in sets:
+            self.evaluators_of_set.append(
+                [
+                    (name, key)
+                    for name, head in model.heads.items()
+                    for key in (name, f"{name}@{set_name}")
+                    if key in self.evaluators and carries_labels(sets[set_name], head.label_key)
+                ]
+            )
         self.last_metrics: dict[str, float] = {}
 
     def forward(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
@@ -71,13 +90,21 @@ class VisionSystem(L.LightningModule):
         )
         terms = {f"train/{k}": v for k, v in losses.items() if k != "loss"}
         self.log_dict(terms, on_step=True, on_epoch=True, batch_size=size)
+        if self.trainer.optimizers:  # train/lr (ungrouped parameters), train/lr_<prefix>
+            lrs: dict[str, float] = {}
+            for group in self.trainer.optimizers[0].param_groups:
+                key = f"train/lr_{group['name']}" if group.get("name") else "train/lr"
+                lrs.setdefault(key, group["lr"])
+            self.log_dict(lrs, on_step=True, on_epoch=False, batch_size=size)
         return losses["loss"]
 
     def on_validation_epoch_start(self) -> None:
         for evaluator in self.evaluators.values():
             evaluator.reset()
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         outputs, losses = self._step(batch)
         self.log(
             "val/loss",
@@ -89,8 +116,8 @@ class VisionSystem(L.LightningModule):
         sizes = [tuple(s) for s in batch["image_sizes"].tolist()]
         orig_sizes = [tuple(s) for s in batch["orig_sizes"].tolist()]
         predictions = self.model.postprocess(outputs, sizes, orig_sizes)
-        for name, evaluator in self.evaluators.items():
-            evaluator.process(batch, [p[name] for p in predictions])
+        for name, key in self.evaluators_of_set[dataloader_idx]:
+            self.evaluators[key].process(batch, [p[name] for p in predictions])
 
     def on_validation_epoch_end(self) -> None:
         metrics: dict[str, float] = {}
@@ -103,12 +130,7 @@ class VisionSystem(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.optimizer_cfg
-        decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim > 1]
-        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim <= 1]
-        groups = [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+        groups = optimizer_param_groups(self.model, cfg)
         if cfg.name == "sgd":
             optimizer = torch.optim.SGD(
                 groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov
@@ -128,6 +150,49 @@ class VisionSystem(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["visionkit"] = self.model.meta
+
+
+def optimizer_param_groups(model: VisionModel, cfg: OptimizerConfig) -> list[dict[str, Any]]:
+    """The optimiser's parameter groups.
+
+    Each parameter goes to the ``cfg.param_groups`` entry whose module prefix (``backbone``,
+    ``heads.det``, ...) is the longest that contains it, or to the ungrouped rest (``name``
+    ``""``, listed first); each of those is split into weights with more than one dimension
+    (``weight_decay``) and the others (biases, norms, loss-balancing log-variances: no decay).
+    Frozen parameters (``requires_grad=False``) are left out; empty groups are dropped. Every
+    group carries ``name``, ``lr_mult`` and ``lr = cfg.lr × lr_mult``.
+
+    Raises:
+        ConfigError: a prefix names no module of ``model``, or every parameter is frozen.
+    """
+    problems = prefix_problems(model, list(cfg.param_groups), "optimizer.param_groups")
+    if problems:
+        raise ConfigError(problems)
+    longest_first = sorted(cfg.param_groups, key=len, reverse=True)
+    buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        group = next((p for p in longest_first if name.startswith(f"{p}.")), "")
+        decay = param.ndim > 1 and not name.startswith("loss_balancer.")
+        buckets.setdefault((group, decay), []).append(param)
+    if not buckets:
+        raise ConfigError("model.freeze: every parameter of the model is frozen; nothing to train")
+    groups = []
+    for group in ["", *cfg.param_groups]:
+        mult = cfg.param_groups[group].lr_mult if group else 1.0
+        for decay in (True, False):
+            if (group, decay) in buckets:
+                groups.append(
+                    {
+                        "params": buckets[(group, decay)],
+                        "name": group,
+                        "lr_mult": mult,
+                        "lr": cfg.lr * mult,
+                        "weight_decay": cfg.weight_decay if decay else 0.0,
+                    }
+                )
+    return groups
 
 
 def lr_factor_fn(cfg: SchedulerConfig, total_steps: int, steps_per_epoch: int):
