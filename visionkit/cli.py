@@ -1,4 +1,4 @@
-"""The ``visionkit`` command: ``train``, ``eval``, ``make-shapes``.
+"""The ``visionkit`` command: ``train``, ``eval``, ``predict``, ``make-shapes``, ``benchmark``.
 
 Every subcommand prints a :class:`~visionkit.errors.VisionkitError` as a plain message (no
 traceback) and exits non-zero: 2 for configuration errors, 1 for other problems.
@@ -78,6 +78,28 @@ def _make_shapes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmark(args: argparse.Namespace) -> int:
+    from visionkit.benchmark import Options, run_command
+
+    options = Options(
+        recipes=args.recipes,
+        precision=args.precision,
+        threads=args.threads,
+        quick=args.quick,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        infer_batch_sizes=args.infer_batch_sizes,
+        warmup=args.warmup,
+        reps=args.reps,
+        output_json=args.output_json,
+        markdown=args.markdown,
+        markdown_variant=args.markdown_variant,
+        check_floors=args.check_floors,
+        from_json=args.from_json,
+    )
+    return run_command(options, log=lambda line: print(line, flush=True))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="visionkit",
@@ -155,6 +177,79 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-shapes", type=int, default=1, help="fewest shapes per image (default 1)")
     p.add_argument("--max-shapes", type=int, default=4, help="most shapes per image (default 4)")
     p.set_defaults(func=_make_shapes)
+
+    p = sub.add_parser(
+        "benchmark",
+        help="speed of the detection recipes against torchvision, measured in the same run",
+        description="Train images/s, inference ms/image and peak memory of each recipe's model "
+        "(untrained) beside torchvision's equivalent, on the same synthetic images, size and "
+        "precision; each figure the median of --reps timed repetitions after --warmup, the two "
+        "models alternating. Writes JSON and a Markdown table; --check-floors exits 1 when a "
+        "ratio ours/torchvision falls below the floor recorded in a file.",
+    )
+    p.add_argument(
+        "--recipes",
+        nargs="+",
+        default=["fcos_r18", "retinanet_r18"],
+        metavar="RECIPE",
+        help="recipe YAML paths or names of shipped recipes (default: fcos_r18 retinanet_r18)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "auto"],
+        default="auto",
+        help="fp32, bf16 (CPU autocast, both models alike), or auto: bf16 on CPUs with "
+        "AVX-512 BF16/AMX, else fp32 (default auto)",
+    )
+    p.add_argument("--threads", type=int, help="torch threads (default: torch.get_num_threads())")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="regression-guard mode (about 20 s on a quiet 2-core CPU): 128 px, batch 4, "
+        "inference at batch 1 and 4, 1 warm-up, 5 repetitions (explicit options still win)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        nargs="+",
+        metavar="PX",
+        help="input size: one side, or H W (default: each recipe's data.image_size)",
+    )
+    p.add_argument("--batch-size", type=int, help="training batch (default 8)")
+    p.add_argument(
+        "--infer-batch-sizes",
+        type=int,
+        nargs="+",
+        metavar="B",
+        help="batches for inference latency (default 1 8)",
+    )
+    p.add_argument("--warmup", type=int, help="untimed repetitions before each series (default 2)")
+    p.add_argument("--reps", type=int, help="timed repetitions; figures are medians (default 5)")
+    p.add_argument("--output-json", metavar="FILE", help="write every figure and machine info")
+    p.add_argument(
+        "--markdown",
+        metavar="FILE",
+        help="(re)write the table between <!-- benchmark:detection:start/end --> markers of "
+        "FILE (e.g. docs/benchmarks.md), appending them when absent; the rest is kept",
+    )
+    p.add_argument(
+        "--markdown-variant",
+        metavar="NAME",
+        help="use markers benchmark:detection-NAME instead, e.g. fp32, to keep several tables",
+    )
+    p.add_argument(
+        "--check-floors",
+        metavar="FILE",
+        help="exit 1 when a ratio ours/torchvision is below its floor in FILE "
+        "(e.g. benchmarks/floors.json)",
+    )
+    p.add_argument(
+        "--from-json",
+        metavar="FILE",
+        help="measure nothing: read results written by --output-json (to rewrite the table or "
+        "check floors)",
+    )
+    p.set_defaults(func=_benchmark)
     return parser
 
 

@@ -1,0 +1,322 @@
+"""``visionkit benchmark``: timing helpers, the Markdown section writer, the floors check, and
+one real run at a tiny size through the command-line entry point."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from visionkit import benchmark as bench
+from visionkit.cli import main
+
+
+class FakeClock:
+    """A clock that advances by the next duration each time a call starts."""
+
+    def __init__(self, durations):
+        self.durations = list(durations)
+        self.now = 0.0
+        self.started = False
+
+    def __call__(self) -> float:
+        if self.started:  # the end of a call
+            self.now += self.durations.pop(0)
+        self.started = not self.started
+        return self.now
+
+
+def test_time_alternating_records_each_call_and_median_picks_the_middle():
+    calls = []
+    fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    # rounds: (a=3, b=10), (a=1, b=30), (a=2, b=20)
+    times = bench.time_alternating(fns, reps=3, clock=FakeClock([3, 10, 1, 30, 2, 20]))
+    assert calls == ["a", "b"] * 3
+    assert times == {"a": [3.0, 1.0, 2.0], "b": [10.0, 30.0, 20.0]}
+    assert bench.median(times["a"]) == 2.0
+    assert bench.median(times["b"]) == 20.0
+    assert bench.median([4.0, 1.0, 3.0, 2.0]) == 2.5
+    with pytest.raises(ValueError):
+        bench.median([])
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    # A burst of load in round 2 slows both; the per-round ratio stays 2.
+    ours, base = [1.0, 5.0, 1.1], [2.0, 10.0, 2.2]
+    assert bench.paired_ratio(base, ours) == pytest.approx(2.0)
+    assert bench.paired_ratio([1.0, 4.0, 9.0], [1.0, 1.0, 1.0]) == 4.0
+    with pytest.raises(ValueError):
+        bench.paired_ratio([1.0], [1.0, 2.0])
+
+
+DOC = """# Benchmarks
+
+Intro text.
+
+<!-- benchmark:detection:start -->
+old table
+<!-- benchmark:detection:end -->
+
+## Later section
+
+kept as is
+"""
+
+
+def test_markdown_writer_replaces_only_its_section(tmp_path):
+    path = tmp_path / "benchmarks.md"
+    path.write_text(DOC, encoding="utf-8")
+    bench.write_markdown_section(path, "detection", "| new | table |\n")
+    text = path.read_text(encoding="utf-8")
+    assert text == DOC.replace("old table", "| new | table |")
+    # a second section is appended, and the first stays as it was
+    bench.write_markdown_section(path, "detection-fp32", "fp32 table")
+    again = path.read_text(encoding="utf-8")
+    assert again.startswith(text.rstrip("\n"))
+    assert again.endswith(
+        "\n\n<!-- benchmark:detection-fp32:start -->\nfp32 table\n"
+        "<!-- benchmark:detection-fp32:end -->\n"
+    )
+    bench.write_markdown_section(path, "detection-fp32", "fp32 v2")
+    assert path.read_text(encoding="utf-8") == again.replace("fp32 table", "fp32 v2")
+
+
+def test_markdown_writer_creates_the_file_and_rejects_unbalanced_markers(tmp_path):
+    path = tmp_path / "new.md"
+    bench.write_markdown_section(path, "detection", "table")
+    assert path.read_text(encoding="utf-8") == (
+        "<!-- benchmark:detection:start -->\ntable\n<!-- benchmark:detection:end -->\n"
+    )
+    broken = tmp_path / "broken.md"
+    broken.write_text("<!-- benchmark:detection:start -->\nno end\n", encoding="utf-8")
+    with pytest.raises(bench.ConfigError, match="unbalanced"):
+        bench.write_markdown_section(broken, "detection", "table")
+
+
+def _model_entry(label: str, step_s: float, ms: float) -> dict:
+    return {
+        "model": label,
+        "params": 1_000_000,
+        "train_step_s": [step_s] * 3,
+        "train_images_per_s": 8 / step_s,
+        "infer_s": {"1": [ms / 1000] * 3, "8": [8 * ms / 1000] * 3},
+        "infer_ms_per_image": {"1": ms, "8": ms},
+        "peak_rss_train_mib": 900.0,
+        "rss_start_train_mib": 800.0,
+        "peak_rss_infer_mib": 850.0,
+        "rss_start_infer_mib": 840.0,
+        "outputs_per_image": 10.0,
+    }
+
+
+def fake_results(train_ratio: float) -> dict:
+    """A complete results dict (as --output-json writes) with a chosen training ratio."""
+    base = _model_entry("torchvision FCOS", 1.0, 40.0)
+    ours = _model_entry("visionkit", 1.0 / train_ratio, 20.0)
+    settings = bench.Settings(precision="bf16", threads=2)
+    return {
+        "schema": bench.RESULTS_SCHEMA,
+        "machine": bench.machine_info(settings),
+        "settings": bench.asdict(settings),
+        "command": bench.command_line(["fcos_r18"], settings),
+        "sections": {
+            "detection": [
+                {
+                    "case": "fcos_r18",
+                    "recipe": "configs/shapes/fcos_r18.yaml",
+                    "image_size": [256, 256],
+                    "ours": ours,
+                    "baseline": base,
+                    "ratios": {
+                        "train_images_per_s": train_ratio,
+                        "infer_ms_per_image_b1": 0.5,
+                        "infer_ms_per_image_b8": 0.5,
+                    },
+                }
+            ]
+        },
+    }
+
+
+@pytest.fixture()
+def floors_file(tmp_path):
+    path = tmp_path / "floors.json"
+    floors = {
+        "detection/fcos_r18": {"train_images_per_s": 1.2},
+        "detection/retinanet_r18": {"train_images_per_s": 1.2},
+    }
+    path.write_text(json.dumps({"floors": floors}), encoding="utf-8")
+    return path
+
+
+def test_check_floors_exits_1_below_the_floor_and_0_above(tmp_path, floors_file, capsys):
+    low, high = tmp_path / "low.json", tmp_path / "high.json"
+    bench.write_json(low, fake_results(train_ratio=1.1))
+    bench.write_json(high, fake_results(train_ratio=1.3))
+
+    assert main(["benchmark", "--from-json", str(low), "--check-floors", str(floors_file)]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out
+    assert (
+        "detection/fcos_r18: train_images_per_s ours/baseline = 1.10, below the floor 1.20" in out
+    )
+    assert "detection/retinanet_r18: not measured in this run" in out
+
+    assert main(["benchmark", "--from-json", str(high), "--check-floors", str(floors_file)]) == 0
+    out = capsys.readouterr().out
+    assert "all met" in out and "FAILED" not in out
+
+
+def test_check_floors_function_and_bad_floor_files(tmp_path):
+    results = fake_results(train_ratio=0.9)
+    failures, notes = bench.check_floors(
+        results, {"detection/fcos_r18": {"train_images_per_s": 1.0}}
+    )
+    assert len(failures) == 1 and not notes
+    assert bench.check_floors(results, {"detection/fcos_r18": {"train_images_per_s": 0.8}}) == (
+        [],
+        [],
+    )
+    missing = copy.deepcopy(results)
+    del missing["sections"]["detection"][0]["ratios"]["train_images_per_s"]
+    failures, _ = bench.check_floors(missing, {"detection/fcos_r18": {"train_images_per_s": 1}})
+    assert failures == ["detection/fcos_r18: ratio train_images_per_s missing from the results"]
+
+    # a floor on a lower-is-better ratio (ms/image) or a non-number is a config error
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps({"floors": {"detection/fcos_r18": {"infer_ms_per_image_b1": 0.5}}}),
+        encoding="utf-8",
+    )
+    with pytest.raises(bench.ConfigError, match="larger is better"):
+        bench.read_floors(bad)
+    bad.write_text(json.dumps({"detection/fcos_r18": 1.0}), encoding="utf-8")
+    with pytest.raises(bench.ConfigError, match="expected"):
+        bench.read_floors(bad)
+
+
+def test_from_json_rewrites_the_markdown_table(tmp_path):
+    results = tmp_path / "results.json"
+    bench.write_json(results, fake_results(train_ratio=2.0))
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(DOC, encoding="utf-8")
+    assert main(["benchmark", "--from-json", str(results), "--markdown", str(doc)]) == 0
+    text = doc.read_text(encoding="utf-8")
+    assert text.startswith("# Benchmarks\n\nIntro text.\n\n<!-- benchmark:detection:start -->\n")
+    assert text.endswith("<!-- benchmark:detection:end -->\n\n## Later section\n\nkept as is\n")
+    assert "old table" not in text
+    assert "| fcos_r18 | visionkit | 1.0 | 16.0 | 20.0 | 20.0 | 10 | 900 (+100) / 850 (+10) |" in (
+        text
+    )
+    assert "**2.00×**" in text and "**0.50×**" in text
+
+
+def test_settings_quick_defaults_and_explicit_options():
+    quick = bench.settings_from_options(bench.Options(quick=True, precision="fp32", reps=2))
+    assert quick.image_size == (128, 128) and quick.batch_size == 4
+    assert quick.infer_batch_sizes == (1, 4)
+    assert quick.reps == 2  # explicit beats --quick
+    full = bench.settings_from_options(bench.Options(precision="bf16", image_size=[96]))
+    assert full.image_size == (96, 96) and full.batch_size == 8 and full.reps == 5
+    assert bench.resolve_precision_name("auto") in ("fp32", "bf16")
+    with pytest.raises(bench.ConfigError):
+        bench.settings_from_options(bench.Options(precision="fp32", warmup=0))
+    with pytest.raises(bench.ConfigError, match="image-size"):
+        bench.settings_from_options(bench.Options(precision="fp32", image_size=[64, 64, 64]))
+
+
+def test_unknown_recipe_is_a_config_error(capsys):
+    assert main(["benchmark", "--recipes", "no_such_recipe", "--reps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_recipe" in err and "fcos_r18" in err
+
+
+def test_classification_recipe_has_no_detection_case():
+    with pytest.raises(bench.ConfigError, match="no benchmark case"):
+        bench.case_for_recipe("classify_r18", bench.Settings())
+
+
+def test_smoke_run_through_the_cli_writes_json_and_markdown(tmp_path, capsys):
+    out, doc = tmp_path / "bench.json", tmp_path / "bench.md"
+    argv = [
+        "benchmark",
+        "--recipes",
+        "fcos_r18",
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+        "--image-size",
+        "64",
+        "--batch-size",
+        "2",
+        "--infer-batch-sizes",
+        "1",
+        "2",
+        "--warmup",
+        "1",
+        "--reps",
+        "1",
+        "--output-json",
+        str(out),
+        "--markdown",
+        str(doc),
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("train   batch 2") == 2  # one progress line per measurement
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert results["schema"] == bench.RESULTS_SCHEMA
+    machine = results["machine"]
+    for key in ("cpu", "cpu_count", "torch", "torchvision", "timm", "threads", "date"):
+        assert machine[key]
+    assert machine["threads"] == 1 and machine["precision"] == "fp32"
+    assert results["settings"]["image_size"] == [64, 64]
+    entries = results["sections"]["detection"]
+    assert [e["case"] for e in entries] == ["fcos_r18"]
+    for entry in entries:
+        assert entry["image_size"] == [64, 64] and entry["num_classes"] == 3
+        assert "torchvision" in entry["baseline"]["model"]
+        for which in ("ours", "baseline"):
+            r = entry[which]
+            assert r["params"] > 1_000_000
+            assert len(r["train_step_s"]) == 1 and r["train_step_s"][0] > 0
+            assert r["train_images_per_s"] == pytest.approx(2 / r["train_step_s"][0])
+            assert set(r["infer_ms_per_image"]) == {"1", "2"}
+            assert all(v > 0 for v in r["infer_ms_per_image"].values())
+            assert r["peak_rss_train_mib"] > 0 and r["peak_rss_infer_mib"] > 0
+            assert r["outputs_per_image"] >= 0
+        assert set(entry["ratios"]) == {
+            "train_images_per_s",
+            "infer_ms_per_image_b1",
+            "infer_ms_per_image_b2",
+        }
+        assert all(v > 0 for v in entry["ratios"].values())
+    text = doc.read_text(encoding="utf-8")
+    assert text.startswith("<!-- benchmark:detection:start -->")
+    assert "| fcos_r18 |" in text and "ms/image b2" in text
+
+
+def test_retinanet_case_builds_torchvision_retinanet_at_the_same_size():
+    from torchvision.models.detection import RetinaNet
+
+    case = bench.case_for_recipe("retinanet_r18", bench.Settings(image_size=(96, 128)))
+    baseline = case.build_baseline()
+    assert isinstance(baseline, RetinaNet)
+    assert baseline.head.classification_head.num_classes == 3  # no background channel
+    assert baseline.transform.min_size == (96,) and baseline.transform.max_size == 128
+    with pytest.raises(RuntimeError, match="build_ours"):
+        case.make_batch("ours", 2)
+    backbone = case.build_ours().backbone
+    ours = case.make_batch("ours", 2)
+    theirs = case.make_batch("baseline", 2)
+    assert ours["images"].shape == (2, 3, 96, 128)
+    assert len(theirs["images"]) == 2 and theirs["images"][0].shape == (3, 96, 128)
+    # the same pixels and targets, normalised for ours only
+    mean = torch.tensor(backbone.mean).view(3, 1, 1)
+    std = torch.tensor(backbone.std).view(3, 1, 1)
+    torch.testing.assert_close(ours["images"][1] * std + mean, theirs["images"][1])
+    torch.testing.assert_close(ours["boxes"][1], theirs["targets"][1]["boxes"])
+    assert (ours["boxes"][0][:, 2:] <= torch.tensor([128.0, 96.0])).all()
