@@ -320,3 +320,174 @@ def test_retinanet_case_builds_torchvision_retinanet_at_the_same_size():
     torch.testing.assert_close(ours["images"][1] * std + mean, theirs["images"][1])
     torch.testing.assert_close(ours["boxes"][1], theirs["targets"][1]["boxes"])
     assert (ours["boxes"][0][:, 2:] <= torch.tensor([128.0, 96.0])).all()
+
+
+# --------------------------------------------------------------------------- segmentation
+
+
+def test_segmentation_smoke_run_through_the_cli_writes_its_own_section(tmp_path, capsys):
+    out, doc = tmp_path / "seg.json", tmp_path / "benchmarks.md"
+    doc.write_text(DOC, encoding="utf-8")
+    argv = [
+        "benchmark",
+        "--recipes",
+        "semseg_fpn_r18",
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+        "--image-size",
+        "64",
+        "--batch-size",
+        "2",
+        "--infer-batch-sizes",
+        "1",
+        "2",
+        "--warmup",
+        "1",
+        "--reps",
+        "1",
+        "--output-json",
+        str(out),
+        "--markdown",
+        str(doc),
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("[segmentation/semseg_fpn_r18]") >= 6  # train + 2 infer, each model
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert results["schema"] == bench.RESULTS_SCHEMA
+    assert list(results["sections"]) == ["segmentation"]
+    assert "--recipes semseg_fpn_r18" in results["command"]
+    (entry,) = results["sections"]["segmentation"]
+    assert entry["case"] == "semseg_fpn_r18"
+    assert entry["recipe"].endswith("semseg_fpn_r18.yaml")
+    assert entry["image_size"] == [64, 64] and entry["num_classes"] == 4
+    assert entry["ours"]["model"].startswith("visionkit: resnet18, fpn 96 P3-P5, semantic_fpn")
+    assert "deeplabv3" in entry["baseline"]["model"].lower()
+    assert "mobilenet_v3_large" in entry["baseline"]["model"]
+    for which in ("ours", "baseline"):
+        r = entry[which]
+        assert r["params"] > 1_000_000
+        assert len(r["train_step_s"]) == 1 and r["train_step_s"][0] > 0
+        assert r["train_images_per_s"] == pytest.approx(2 / r["train_step_s"][0])
+        assert set(r["infer_ms_per_image"]) == set(r["infer_s"]) == {"1", "2"}
+        assert all(v > 0 for v in r["infer_ms_per_image"].values())
+        assert r["peak_rss_train_mib"] > 0 and r["peak_rss_infer_mib"] > 0
+        assert r["outputs_per_image"] is None
+    for ratios in (entry["ratios"], entry["ratios_of_medians"]):
+        assert set(ratios) == {
+            "train_images_per_s",
+            "infer_ms_per_image_b1",
+            "infer_ms_per_image_b2",
+        }
+        assert all(v > 0 for v in ratios.values())
+
+    # The detection section is left exactly as it was; ours is appended with its own markers.
+    text = doc.read_text(encoding="utf-8")
+    assert text.startswith(DOC.rstrip("\n") + "\n\n<!-- benchmark:segmentation:start -->\n")
+    assert text.endswith("<!-- benchmark:segmentation:end -->\n")
+    assert "old table" in text and "benchmark:detection-" not in text
+    seg = text[text.index("<!-- benchmark:segmentation:start -->") :]
+    assert "| semseg_fpn_r18 | visionkit: resnet18" in seg and "ms/image b2" in seg
+    assert "detections/image" not in seg and "**ours / torchvision**" in seg
+
+    # The fp32 variant goes between benchmark:segmentation-fp32 markers; the rest is kept.
+    assert (
+        main(
+            [
+                "benchmark",
+                "--from-json",
+                str(out),
+                "--markdown",
+                str(doc),
+                "--markdown-variant",
+                "fp32",
+            ]
+        )
+        == 0
+    )
+    again = doc.read_text(encoding="utf-8")
+    assert again.startswith(text)
+    assert again[len(text) :].startswith("\n<!-- benchmark:segmentation-fp32:start -->\n")
+    assert again.endswith("<!-- benchmark:segmentation-fp32:end -->\n")
+
+
+def test_segmentation_case_feeds_both_models_the_same_pixels_and_labels():
+    from torchvision.models.segmentation import DeepLabV3
+
+    case = bench.case_for_recipe(
+        "semseg_fpn_r18", bench.Settings(image_size=(64, 96), batch_size=2)
+    )
+    assert isinstance(case, bench.SegmentationCase) and case.section == "segmentation"
+    baseline = case.build_baseline()
+    assert isinstance(baseline, DeepLabV3) and baseline.aux_classifier is None
+    assert baseline.classifier[-1].out_channels == 4
+    with pytest.raises(RuntimeError, match="build_ours"):
+        case.make_batch("ours", 2)
+    ours_model = case.build_ours()
+    ours, theirs = case.make_batch("ours", 2), case.make_batch("baseline", 2)
+    assert ours["images"].shape == theirs["images"].shape == (2, 3, 64, 96)
+    backbone = ours_model.backbone
+    mean, std = torch.tensor(backbone.mean).view(3, 1, 1), torch.tensor(backbone.std).view(3, 1, 1)
+    tv_mean = torch.tensor(bench.IMAGENET_MEAN).view(3, 1, 1)
+    tv_std = torch.tensor(bench.IMAGENET_STD).view(3, 1, 1)
+    torch.testing.assert_close(
+        ours["images"][1] * std + mean, theirs["images"][1] * tv_std + tv_mean
+    )
+    assert ours["semantic"].shape == (2, 64, 96) and ours["semantic"].dtype == torch.int64
+    assert torch.equal(ours["semantic"], theirs["target"])
+    assert ours["has_semantic"].tolist() == [True, True]
+    assert set(ours["semantic"].unique().tolist()) == {0, 1, 2, 3}
+
+    for which, model, batch in (("ours", ours_model, ours), ("baseline", baseline, theirs)):
+        model.train()
+        loss = case.train_loss(which, model, batch)
+        assert loss.dim() == 0 and torch.isfinite(loss) and loss.item() > 0
+        model.eval()
+        with torch.inference_mode():
+            maps = case.infer(which, model, batch)
+        assert len(maps) == 2
+        for label_map in maps:
+            assert label_map.shape == (64, 96) and label_map.dtype == torch.int64
+            assert int(label_map.min()) >= 0 and int(label_map.max()) < 4
+
+
+def test_semantic_recipe_given_by_path_and_defaults(tmp_path):
+    recipe = tmp_path / "my_deeplab.yaml"
+    recipe.write_text(
+        "model:\n"
+        "  backbone: {name: resnet18, out_indices: [1, 2, 3, 4]}\n"
+        "  heads:\n"
+        "    sem: {name: deeplabv3plus, channels: 32, num_classes: 3}\n"
+        "data: {image_size: 96}\n"
+        "optimizer: {name: sgd, lr: 0.01, momentum: 0.9}\n",
+        encoding="utf-8",
+    )
+    case = bench.case_for_recipe(str(recipe), bench.Settings(image_size=(64, 64), batch_size=2))
+    assert isinstance(case, bench.SegmentationCase)
+    assert case.name == "my_deeplab" and case.num_classes == 3
+    assert case.labels["ours"] == "visionkit: resnet18, deeplabv3plus 32 ch"
+    model = case.build_ours()
+    assert isinstance(case.make_optimizer(model), torch.optim.SGD)  # the recipe's optimiser
+    batch = case.make_batch("ours", 2)
+    assert case.train_loss("ours", model.train(), batch).dim() == 0
+    with torch.inference_mode():
+        assert [m.shape for m in case.infer("ours", model.eval(), batch)] == [(64, 64)] * 2
+    # without a size the recipe's data.image_size is used
+    assert bench.case_for_recipe(str(recipe), bench.Settings()).image_size == (96, 96)
+
+    # num_classes from classes.txt at train time cannot be benchmarked; batch 1 cannot train
+    # torchvision's ASPP (BatchNorm of a pooled 1x1 map)
+    with pytest.raises(bench.ConfigError, match="num_classes"):
+        bench.case_for_recipe("configs/mask_folder/deeplabv3plus_r50.yaml", bench.Settings())
+    with pytest.raises(bench.ConfigError, match="batch >= 2"):
+        bench.case_for_recipe("semseg_fpn_r18", bench.Settings(batch_size=1))
+    # a semantic head beside another head is not a segmentation case
+    with pytest.raises(bench.ConfigError, match="no benchmark case"):
+        bench.case_for_recipe("multitask_r18", bench.Settings())
+
+    assert "semseg_fpn_r18" in bench.DEFAULT_RECIPES
+    sections = {bench.case_for_recipe(r, bench.Settings()).section for r in bench.DEFAULT_RECIPES}
+    assert sections == {"detection", "segmentation"}
+    assert sections <= set(bench.TABLES)

@@ -15,9 +15,11 @@ and each ratio ours / baseline is the median over rounds of the ratio within a r
 from other processes on a shared machine falls on both alike. The ratios are the figures to
 read, not the absolute speeds.
 
-A new comparison (segmentation against ``deeplabv3_mobilenet_v3_large``, classification
-against a timm model, ...) is one more :class:`BenchmarkCase` subclass and one entry in
-:data:`CASES`; measurements that are not model-against-model (data pipeline, COCO evaluation,
+Cases: :class:`DetectionCase` (FCOS / RetinaNet recipes against torchvision's FCOS /
+RetinaNet with a ResNet-18 FPN) and :class:`SegmentationCase` (semantic recipes against
+torchvision's ``deeplabv3_mobilenet_v3_large``). A new comparison (classification against a
+timm model, ...) is one more :class:`BenchmarkCase` subclass and one entry in :data:`CASES`;
+measurements that are not model-against-model (data pipeline, COCO evaluation,
 matmul peak) are further sections of the same results dict, each rendered by its own table
 function.
 
@@ -54,7 +56,7 @@ from visionkit.errors import ConfigError
 RESULTS_SCHEMA = 1
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPE_DIR = REPO_ROOT / "configs" / "shapes"
-DEFAULT_RECIPES = ("fcos_r18", "retinanet_r18")
+DEFAULT_RECIPES = ("fcos_r18", "retinanet_r18", "semseg_fpn_r18")
 # Ratios ours / baseline where larger is better; only these can carry a floor.
 HIGHER_IS_BETTER = ("train_images_per_s",)
 
@@ -428,8 +430,148 @@ class DetectionCase(BenchmarkCase):
         return sum(counts) / max(1, len(counts))
 
 
+# The normalisation torchvision's segmentation weights were trained with (its models take
+# normalised tensors, unlike its detectors, which normalise inside).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class SegmentationCase(BenchmarkCase):
+    """A semantic-segmentation recipe (one ``semantic_fpn`` or ``deeplabv3plus`` head) against
+    torchvision's ``deeplabv3_mobilenet_v3_large``.
+
+    The baseline is ``deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None,
+    num_classes=C, aux_loss=False)``: nothing is downloaded. It is a dilated MobileNetV3-Large
+    (output stride 16, 960 channels) → torchvision's ``DeepLabHead`` (ASPP with rates 12/24/36
+    and 256 channels, BatchNorm, dropout, a 3x3 conv and a 1x1 classifier), logits upsampled
+    bilinearly to the input size inside ``forward``.
+
+    Both models see the same images (``[B, 3, H, W]`` uniform in ``0..1``, the same seed), each
+    normalised once outside the timed region: ours by its backbone's mean/std, torchvision's by
+    the ImageNet mean/std its weights use (its segmentation models take normalised tensors).
+    Training targets are the same random label map ``[B, H, W]`` in ``0..C-1``: ours gets it as
+    ``{"semantic", "has_semantic"}`` through ``model.loss`` (the recipe's loss: cross-entropy,
+    plus dice when the recipe sets ``dice_weight``), torchvision's
+    ``F.cross_entropy(out["out"], target, ignore_index=255)``; both use the recipe's
+    optimiser. Inference returns an argmax label map at the input size for each image: ours
+    through ``model.postprocess(outputs, sizes, sizes)``, torchvision's
+    ``model(images)["out"].argmax(1)``.
+    """
+
+    section: ClassVar[str] = "segmentation"
+    HEADS: ClassVar[tuple[str, ...]] = ("semantic_fpn", "deeplabv3plus")
+
+    def __init__(self, name: str, settings: Settings, config: Config, recipe: str) -> None:
+        super().__init__(name, settings)
+        self.config = config
+        self.recipe = recipe
+        heads = {key: spec["name"] for key, spec in config.model.heads.items()}
+        (self.head_name, head), *others = config.model.heads.items()
+        if others or head["name"] not in self.HEADS:
+            raise ConfigError(
+                f"{recipe}: the segmentation benchmark needs exactly one "
+                f"{' or '.join(self.HEADS)} head, got {heads}"
+            )
+        if head.get("num_classes") is None:
+            raise ConfigError(
+                f"{recipe}: model.heads.{self.head_name}.num_classes must be set to benchmark it"
+            )
+        if settings.batch_size < 2:
+            raise ConfigError(
+                f"{recipe}: the segmentation benchmark trains at batch >= 2 (torchvision's ASPP "
+                f"batch-normalises a pooled 1x1 map), got --batch-size {settings.batch_size}"
+            )
+        self.kind = head["name"]
+        self._mean = self._std = None  # the backbone's normalisation, set by build_ours
+        self.num_classes = int(head["num_classes"])
+        self.image_size = settings.image_size or recipe_image_size(config)
+        neck = config.model.neck or {}
+        parts = [config.model.backbone.name]
+        if neck:
+            parts.append(
+                f"{neck.get('name', '')} {neck.get('out_channels', '')} "
+                f"P{neck.get('min_level')}-P{neck.get('max_level')}"
+            )
+        parts.append(f"{self.kind} {head.get('channels', 128)} ch")
+        self.labels = {
+            "ours": "visionkit: " + ", ".join(parts),
+            "baseline": "torchvision DeepLabV3: mobilenet_v3_large (dilated, stride 16), "
+            "ASPP 256 ch",
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe,
+            "image_size": list(self.image_size),
+            "num_classes": self.num_classes,
+        }
+
+    def build_ours(self) -> nn.Module:
+        from visionkit.factory import create_model
+
+        model = create_model(self.config)
+        backbone = model.backbone
+        self._mean = torch.tensor(backbone.mean).view(1, 3, 1, 1)
+        self._std = torch.tensor(backbone.std).view(1, 3, 1, 1)
+        return model
+
+    def build_baseline(self) -> nn.Module:
+        from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
+
+        return deeplabv3_mobilenet_v3_large(
+            weights=None, weights_backbone=None, num_classes=self.num_classes, aux_loss=False
+        )
+
+    def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        return build_optimizer(self.config.optimizer, model)
+
+    def synthetic(self, batch_size: int) -> tuple[Tensor, Tensor]:
+        """Images ``[B, 3, H, W]`` uniform in ``0..1`` and a label map ``[B, H, W]`` (int64)
+        uniform in ``0..C-1``."""
+        gen = torch.Generator().manual_seed(self.settings.seed)
+        height, width = self.image_size
+        images = torch.rand(batch_size, 3, height, width, generator=gen)
+        labels = torch.randint(0, self.num_classes, (batch_size, height, width), generator=gen)
+        return images, labels
+
+    def make_batch(self, which: str, batch_size: int) -> Any:
+        images, labels = self.synthetic(batch_size)
+        if which == "ours":
+            if self._mean is None:
+                raise RuntimeError("build_ours() first: its backbone gives the normalisation")
+            return {
+                "images": (images - self._mean) / self._std,
+                "semantic": labels,
+                "has_semantic": torch.ones(batch_size, dtype=torch.bool),
+            }
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        return {"images": (images - mean) / std, "target": labels}
+
+    def train_loss(self, which: str, model: nn.Module, batch: Any) -> Tensor:
+        if which == "ours":
+            return model.loss(model(batch["images"]), batch)["loss"]
+        import torch.nn.functional as F
+
+        return F.cross_entropy(model(batch["images"])["out"], batch["target"], ignore_index=255)
+
+    def infer(self, which: str, model: nn.Module, batch: Any) -> Any:
+        images = batch["images"]
+        if which == "ours":
+            sizes = [tuple(images.shape[-2:])] * len(images)
+            return [
+                p[self.head_name]["mask"] for p in model.postprocess(model(images), sizes, sizes)
+            ]
+        return model(images)["out"].argmax(1)
+
+
 # Recipe head name → case class.
-CASES: dict[str, type[BenchmarkCase]] = {"fcos": DetectionCase, "retinanet": DetectionCase}
+CASES: dict[str, type[BenchmarkCase]] = {
+    "fcos": DetectionCase,
+    "retinanet": DetectionCase,
+    "semantic_fpn": SegmentationCase,
+    "deeplabv3plus": SegmentationCase,
+}
 
 
 def resolve_recipe(recipe: str) -> Path:
@@ -780,13 +922,17 @@ def _load_text(machine: Mapping[str, Any]) -> str:
     return f", 1-min load average {start[0]:.1f} at the start and {end[0]:.1f} at the end"
 
 
-def detection_table(results: Mapping[str, Any]) -> str:
-    """The Markdown of the ``detection`` section: settings line, then one block of three
-    rows (ours, baseline, ratio) per case."""
+def comparison_table(
+    results: Mapping[str, Any], section: str, outputs_header: str | None = None
+) -> str:
+    """The Markdown of one model-against-model section: settings line, then one block of
+    three rows (ours, baseline, ratio) per case; a column of ``outputs_per_image`` headed
+    ``outputs_header`` when given."""
     s, m = results["settings"], results["machine"]
     batches = s["infer_batch_sizes"]
-    entries = results["sections"].get("detection", [])
+    entries = results["sections"].get(section, [])
     sizes = sorted({"×".join(str(v) for v in e["image_size"]) for e in entries})
+    extra = f" {outputs_header} |" if outputs_header else ""
     lines = [
         f"Measured {m['date']} on {m['cpu']} ({m['cpus_usable']} usable cores, "
         f"{m['threads']} torch threads{_load_text(m)}), torch {m['torch']}, torchvision {m['torchvision']}, "
@@ -797,31 +943,48 @@ def detection_table(results: Mapping[str, Any]) -> str:
         "",
         "| recipe | model | params (M) | train images/s | "
         + " | ".join(f"ms/image b{b}" for b in batches)
-        + " | detections/image | peak RSS train / infer, MiB (+ over phase start) |",
-        "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in batches) + " | ---: | ---: |",
+        + f" |{extra} peak RSS train / infer, MiB (+ over phase start) |",
+        "| --- | --- | ---: | ---: | "
+        + " | ".join("---:" for _ in batches)
+        + (" | ---:" if outputs_header else "")
+        + " | ---: |",
     ]
     for e in entries:
         for which, first in (("ours", f" {e['case']} "), ("baseline", " ")):
             r = e[which]
             per_image = r.get("outputs_per_image")
+            cell = "" if per_image is None else f"{per_image:.0f}"
             lines.append(
                 f"|{first}| {r['model']} | {r['params'] / 1e6:.1f} | "
                 f"{_n(r['train_images_per_s'])} | "
                 + " | ".join(_n(r["infer_ms_per_image"][str(b)]) for b in batches)
-                + f" | {'' if per_image is None else f'{per_image:.0f}'} | "
-                f"{_rss(r, 'train')} / {_rss(r, 'infer')} |"
+                + (f" | {cell}" if outputs_header else "")
+                + f" | {_rss(r, 'train')} / {_rss(r, 'infer')} |"
             )
         ratios = e["ratios"]
         lines.append(
             f"| | **ours / torchvision** | | **{ratios['train_images_per_s']:.2f}×** | "
             + " | ".join(f"**{ratios[f'infer_ms_per_image_b{b}']:.2f}×**" for b in batches)
-            + " | | |"
+            + (" | | |" if outputs_header else " | |")
         )
     return "\n".join(lines)
 
 
+def detection_table(results: Mapping[str, Any]) -> str:
+    """The Markdown of the ``detection`` section (with a detections/image column)."""
+    return comparison_table(results, "detection", "detections/image")
+
+
+def segmentation_table(results: Mapping[str, Any]) -> str:
+    """The Markdown of the ``segmentation`` section."""
+    return comparison_table(results, "segmentation")
+
+
 # One table function per section.
-TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {"detection": detection_table}
+TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "detection": detection_table,
+    "segmentation": segmentation_table,
+}
 
 
 def write_json(path: str | os.PathLike, results: Mapping[str, Any]) -> None:
