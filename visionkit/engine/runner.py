@@ -30,19 +30,17 @@ logger = logging.getLogger(__name__)
 
 
 def monitor_of(system: VisionSystem, cfg: Config) -> tuple[str, str]:
-    """The metric that picks ``best.ckpt`` and its mode: ``cfg.monitor`` when set, else the
-    first head's main metric (``<head>/top1``, ...), else ``val/loss``."""
+    """The metric that picks ``best.ckpt`` and its mode: ``cfg.monitor`` when set; else the
+    evaluated head's main metric (``<head>/top1``, ``<head>/mAP``, ``<head>/mIoU``,
+    ``<head>/mask_mAP``); with several evaluated heads ``val/score``, the mean of their main
+    metrics; else ``val/loss``."""
     if cfg.monitor:
         return cfg.monitor, "min" if "loss" in cfg.monitor else "max"
-    main_metric = {
-        "classification": "top1",
-        "detection": "mAP",
-        "instance": "mask_mAP",
-        "semantic": "mIoU",
-    }
-    for name, head in system.model.heads.items():
-        if head.task in main_metric and name in system.evaluators:
-            return f"{name}/{main_metric[head.task]}", "max"
+    headline = system.headline_metrics()
+    if len(headline) > 1:
+        return "val/score", "max"
+    if headline:
+        return headline[0], "max"
     return "val/loss", "min"
 
 

@@ -21,6 +21,15 @@ from visionkit.evaluation import build_evaluator
 from visionkit.factory import prefix_problems
 from visionkit.model import VisionModel
 
+# The metric that sums up each kind of head; with several heads, ``val/score`` is their mean.
+MAIN_METRIC = {
+    "classification": "top1",
+    "detection": "mAP",
+    "instance": "mask_mAP",
+    "semantic": "mIoU",
+}
+PROGRESS_BAR_SUFFIXES = ("/top1", "/mAP", "/mask_mAP", "/mIoU", "val/score")
+
 
 class VisionSystem(L.LightningModule):
     """Trains and evaluates any :class:`VisionModel`.
@@ -119,14 +128,25 @@ class VisionSystem(L.LightningModule):
         for name, key in self.evaluators_of_set[dataloader_idx]:
             self.evaluators[key].process(batch, [p[name] for p in predictions])
 
+    def headline_metrics(self) -> list[str]:
+        """The main metric of each evaluated head (``cls/top1``, ``det/mAP``, ...)."""
+        return [
+            f"{key.replace('@', '/')}/{MAIN_METRIC[self.model.heads[key.split('@')[0]].task]}"
+            for key in self.evaluators
+            if self.model.heads[key.split("@")[0]].task in MAIN_METRIC
+        ]
+
     def on_validation_epoch_end(self) -> None:
         metrics: dict[str, float] = {}
         for evaluator in self.evaluators.values():
             metrics.update(evaluator.evaluate())
+        headline = [metrics[k] for k in self.headline_metrics() if metrics.get(k) == metrics.get(k)]
+        if len(self.headline_metrics()) > 1 and headline:
+            metrics["val/score"] = sum(headline) / len(headline)
         self.last_metrics = metrics
         for key, value in metrics.items():
             if value == value:  # NaN means "no such objects" (COCO -1): not logged
-                self.log(key, value, prog_bar=key.endswith(("/top1", "/mAP", "/mask_mAP", "/mIoU")))
+                self.log(key, value, prog_bar=key.endswith(PROGRESS_BAR_SUFFIXES))
 
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.optimizer_cfg
