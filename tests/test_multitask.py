@@ -177,6 +177,8 @@ def test_three_heads_train_on_mixed_data_each_evaluated_on_its_own_set(shapes_ro
     }
     run_dir, metrics = train(config)
     assert {"cls/top1", "det/mAP", "seg/mIoU"} <= set(metrics)
+    mean = (metrics["cls/top1"] + metrics["det/mAP"] + metrics["seg/mIoU"]) / 3
+    assert abs(metrics["val/score"] - mean) < 1e-6  # best.ckpt is picked by this mean
     assert not any(k.startswith(("cls/shapes", "det/pets")) for k in metrics)
     rows = list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
     losses = [float(r["train/loss_epoch"]) for r in rows]
