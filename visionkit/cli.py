@@ -253,15 +253,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each message (so a ``main()`` called
+    in-process, e.g. under pytest's capture, never writes to a stream closed since)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # the base class sets it in __init__; ignored
+        pass
+
+
 def _log_to_stderr() -> None:
-    """INFO messages of visionkit's own loggers on stderr (Lightning has its own handler)."""
+    """INFO messages of visionkit's own loggers on stderr (Lightning has its own handler).
+    Records still propagate, so handlers the caller installed (or pytest's) see them too."""
     logger = logging.getLogger("visionkit")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-        logger.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
