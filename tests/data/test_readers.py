@@ -142,7 +142,9 @@ def test_pipeline_keeps_boxes_and_labels_together_and_crop_may_empty_them():
 
 
 def test_unknown_augmentation_parameter_fails_at_build():
-    with pytest.raises(ConfigError, match="scal: unknown parameter of RandomResizedCrop; did you mean 'scale'"):
+    with pytest.raises(
+        ConfigError, match="scal: unknown parameter of RandomResizedCrop; did you mean 'scale'"
+    ):
         build_pipeline(
             [{"name": "RandomResizedCrop", "size": [8, 8], "scal": [0.5, 1]}], (0,) * 3, (1,) * 3
         )
