@@ -483,11 +483,76 @@ def test_semantic_recipe_given_by_path_and_defaults(tmp_path):
         bench.case_for_recipe("configs/mask_folder/deeplabv3plus_r50.yaml", bench.Settings())
     with pytest.raises(bench.ConfigError, match="batch >= 2"):
         bench.case_for_recipe("semseg_fpn_r18", bench.Settings(batch_size=1))
-    # a semantic head beside another head is not a segmentation case
-    with pytest.raises(bench.ConfigError, match="no benchmark case"):
-        bench.case_for_recipe("multitask_r18", bench.Settings())
+    # a semantic head beside other heads is a multi-task case, not a segmentation case
+    assert isinstance(bench.case_for_recipe("multitask_r18", bench.Settings()), bench.MultitaskCase)
 
     assert "semseg_fpn_r18" in bench.DEFAULT_RECIPES
     sections = {bench.case_for_recipe(r, bench.Settings()).section for r in bench.DEFAULT_RECIPES}
     assert sections == {"detection", "segmentation"}
     assert sections <= set(bench.TABLES)
+
+
+# --------------------------------------------------------------------------- multi-task
+
+
+def test_multitask_baseline_is_one_single_head_model_per_head_of_the_recipe():
+    case = bench.case_for_recipe("multitask_r18", bench.Settings(image_size=(64, 64)))
+    assert case.section == "multitask" and case.image_size == (64, 64)
+    assert case.tasks == {"cls": "classification", "det": "detection", "seg": "semantic"}
+    ours, baseline = case.build_ours(), case.build_baseline()
+    assert list(ours.heads) == ["cls", "det", "seg"] and ours.neck is not None
+    assert list(baseline) == ["cls", "det", "seg"]
+    for head, single in baseline.items():
+        assert list(single.heads) == [head]
+        # the linear classifier reads the backbone: no neck; the others keep the recipe's FPN
+        assert (single.neck is None) == (head == "cls")
+        assert bench._count_params(single.backbone) == bench._count_params(ours.backbone)
+    assert bench._count_params(baseline["det"].neck) == bench._count_params(ours.neck)
+    # every model gets the same batch, with labels for every head
+    batch = case.make_batch("baseline", 2)
+    assert batch["images"].shape == (2, 3, 64, 64)
+    assert batch["class"].shape == (2,) and len(batch["boxes"]) == 2
+    assert batch["semantic"].shape == (2, 64, 64)
+    torch.testing.assert_close(case.make_batch("ours", 2)["images"], batch["images"])
+    with pytest.raises(bench.ConfigError, match="two or more heads"):
+        bench.MultitaskCase("x", bench.Settings(), case.single_task_config("det"), "x.yaml")
+
+
+def test_multitask_smoke_run_through_the_cli_writes_its_own_section(tmp_path, capsys):
+    out, doc = tmp_path / "mt.json", tmp_path / "benchmarks.md"
+    doc.write_text(DOC, encoding="utf-8")
+    argv = ["benchmark", "--recipes", "multitask_r18", "--precision", "fp32", "--threads", "1"]
+    argv += ["--image-size", "64", "--batch-size", "2", "--infer-batch-sizes", "1", "2"]
+    argv += ["--warmup", "1", "--reps", "1", "--output-json", str(out), "--markdown", str(doc)]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("[multitask/multitask_r18]") >= 6
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert list(results["sections"]) == ["multitask"]
+    (entry,) = results["sections"]["multitask"]
+    assert entry["case"] == "multitask_r18" and entry["image_size"] == [64, 64]
+    assert entry["heads"] == {"cls": "linear", "det": "fcos", "seg": "semantic_fpn"}
+    assert entry["num_classes"] == {"cls": 4, "det": 3, "seg": 4}
+    ours, base = entry["ours"], entry["baseline"]
+    assert ours["model"].startswith("visionkit multi-task: resnet18")
+    assert base["model"].startswith("3 single-task models in sequence")
+    # three backbones against one
+    assert 2.5 * ours["params"] < base["params"] < 3.5 * ours["params"]
+    for r in (ours, base):
+        assert len(r["train_step_s"]) == 1 and r["train_step_s"][0] > 0
+        assert r["train_images_per_s"] == pytest.approx(2 / r["train_step_s"][0])
+        assert set(r["infer_s"]) == set(r["infer_ms_per_image"]) == {"1", "2"}
+        assert all(v > 0 for v in r["infer_ms_per_image"].values())
+    ratios = entry["ratios"]
+    assert set(ratios) == {"train_images_per_s", "infer_ms_per_image_b1", "infer_ms_per_image_b2"}
+    for b in ("1", "2"):
+        assert ratios[f"infer_ms_per_image_b{b}"] == pytest.approx(
+            ours["infer_s"][b][0] / base["infer_s"][b][0]
+        )
+
+    text = doc.read_text(encoding="utf-8")
+    assert text.startswith(DOC.rstrip("\n") + "\n\n<!-- benchmark:multitask:start -->\n")
+    assert text.endswith("<!-- benchmark:multitask:end -->\n")
+    section = text[text.index("<!-- benchmark:multitask:start -->") :]
+    assert "| multitask_r18 | visionkit multi-task" in section
+    assert "**multi-task / single-task**" in section and "torchvision**" not in section
+    assert "inference target ≤ 0.50×" in section and "b2 " in section
