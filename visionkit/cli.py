@@ -146,8 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="predict on images; write drawn images and predictions.json",
         description="Predict on image files, folders (recursively) and glob patterns. Writes "
-        "<stem>_pred.png with the predictions drawn, and predictions.json (boxes in COCO xywh "
-        "with the training file's category ids; class name and score for classifiers).",
+        "<stem>_pred.png with the predictions drawn (boxes, masks, a legend of semantic "
+        "classes), predictions.json (boxes and instance masks as a COCO results list: xywh, "
+        "the training file's category ids, RLE segmentation), images.json (one entry per "
+        "image id: file, size, class name and score of classifiers) and <stem>_<head>.png "
+        "(the label map of each semantic head).",
     )
     p.add_argument("--checkpoint", required=True, help="path to a .ckpt written by train")
     p.add_argument(
@@ -159,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output-dir", required=True, help="folder for the drawn images and json")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    p.add_argument("--no-draw", action="store_true", help="write predictions.json only")
+    p.add_argument(
+        "--no-draw", action="store_true", help="write the json files and label maps only"
+    )
     p.set_defaults(func=_predict)
 
     p = sub.add_parser(
