@@ -295,7 +295,48 @@ def recipe_image_size(cfg: Config) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
-class DetectionCase(BenchmarkCase):
+class RecipeCase(BenchmarkCase):
+    """A case whose "ours" is a shipped recipe's model, built untrained by
+    :func:`visionkit.create_model`; its inputs are normalised by that model's backbone."""
+
+    def __init__(self, name: str, settings: Settings, config: Config, recipe: str) -> None:
+        super().__init__(name, settings)
+        self.config = config
+        self.recipe = recipe
+        self.image_size = settings.image_size or recipe_image_size(config)
+        self._mean = self._std = None  # the backbone's normalisation, set by build_ours
+
+    def build_ours(self) -> nn.Module:
+        from visionkit.factory import create_model
+
+        model = create_model(self.config)
+        self._mean = torch.tensor(model.backbone.mean).view(1, 3, 1, 1)
+        self._std = torch.tensor(model.backbone.std).view(1, 3, 1, 1)
+        return model
+
+    def normalise(self, images: Tensor) -> Tensor:
+        """``images`` in ``0..1`` normalised as our model's data pipeline does."""
+        if self._mean is None:
+            raise RuntimeError("build_ours() first: its backbone gives the normalisation")
+        return (images - self._mean) / self._std
+
+
+def single_head(config: Config, recipe: str, allowed: Sequence[str], what: str):
+    """The one head of a single-task recipe, ``(key, spec)``; its kind must be in ``allowed``
+    and its ``num_classes`` set."""
+    heads = {key: spec["name"] for key, spec in config.model.heads.items()}
+    (key, head), *others = config.model.heads.items()
+    if others or head["name"] not in allowed:
+        raise ConfigError(
+            f"{recipe}: the {what} benchmark needs exactly one {' or '.join(allowed)} head, "
+            f"got {heads}"
+        )
+    if head.get("num_classes") is None:
+        raise ConfigError(f"{recipe}: model.heads.{key}.num_classes must be set to benchmark it")
+    return key, head
+
+
+class DetectionCase(RecipeCase):
     """A detection recipe against torchvision's FCOS or RetinaNet with a ResNet-18 FPN.
 
     The baseline is built as ``torchvision.models.detection.fcos_resnet50_fpn`` /
@@ -316,24 +357,10 @@ class DetectionCase(BenchmarkCase):
     section: ClassVar[str] = "detection"
 
     def __init__(self, name: str, settings: Settings, config: Config, recipe: str) -> None:
-        super().__init__(name, settings)
-        self.config = config
-        self.recipe = recipe
-        heads = {key: spec["name"] for key, spec in config.model.heads.items()}
-        (self.head_name, head), *others = config.model.heads.items()
-        if others or head["name"] not in ("fcos", "retinanet"):
-            raise ConfigError(
-                f"{recipe}: the detection benchmark needs exactly one fcos or retinanet head, "
-                f"got {heads}"
-            )
-        if head.get("num_classes") is None:
-            raise ConfigError(
-                f"{recipe}: model.heads.{self.head_name}.num_classes must be set to benchmark it"
-            )
+        super().__init__(name, settings, config, recipe)
+        self.head_name, head = single_head(config, recipe, ("fcos", "retinanet"), "detection")
         self.kind = head["name"]
-        self._mean = self._std = None  # the backbone's normalisation, set by build_ours
         self.num_classes = int(head["num_classes"])
-        self.image_size = settings.image_size or recipe_image_size(config)
         neck = config.model.neck or {}
         levels = f"P{neck.get('min_level')}-P{neck.get('max_level')}" if neck else "no neck"
         baseline = "FCOS" if self.kind == "fcos" else "RetinaNet"
@@ -351,15 +378,6 @@ class DetectionCase(BenchmarkCase):
             "num_classes": self.num_classes,
             "boxes_per_image": self.settings.boxes_per_image,
         }
-
-    def build_ours(self) -> nn.Module:
-        from visionkit.factory import create_model
-
-        model = create_model(self.config)
-        backbone = model.backbone
-        self._mean = torch.tensor(backbone.mean).view(1, 3, 1, 1)
-        self._std = torch.tensor(backbone.std).view(1, 3, 1, 1)
-        return model
 
     def build_baseline(self) -> nn.Module:
         from torchvision.models.detection import FCOS, RetinaNet
@@ -404,9 +422,7 @@ class DetectionCase(BenchmarkCase):
     def make_batch(self, which: str, batch_size: int) -> Any:
         images, boxes, labels = self.synthetic(batch_size)
         if which == "ours":
-            if self._mean is None:
-                raise RuntimeError("build_ours() first: its backbone gives the normalisation")
-            return {"images": (images - self._mean) / self._std, "boxes": boxes, "labels": labels}
+            return {"images": self.normalise(images), "boxes": boxes, "labels": labels}
         targets = [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels, strict=True)]
         return {"images": list(images), "targets": targets}
 
@@ -436,7 +452,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class SegmentationCase(BenchmarkCase):
+class SegmentationCase(RecipeCase):
     """A semantic-segmentation recipe (one ``semantic_fpn`` or ``deeplabv3plus`` head) against
     torchvision's ``deeplabv3_mobilenet_v3_large``.
 
@@ -462,29 +478,15 @@ class SegmentationCase(BenchmarkCase):
     HEADS: ClassVar[tuple[str, ...]] = ("semantic_fpn", "deeplabv3plus")
 
     def __init__(self, name: str, settings: Settings, config: Config, recipe: str) -> None:
-        super().__init__(name, settings)
-        self.config = config
-        self.recipe = recipe
-        heads = {key: spec["name"] for key, spec in config.model.heads.items()}
-        (self.head_name, head), *others = config.model.heads.items()
-        if others or head["name"] not in self.HEADS:
-            raise ConfigError(
-                f"{recipe}: the segmentation benchmark needs exactly one "
-                f"{' or '.join(self.HEADS)} head, got {heads}"
-            )
-        if head.get("num_classes") is None:
-            raise ConfigError(
-                f"{recipe}: model.heads.{self.head_name}.num_classes must be set to benchmark it"
-            )
+        super().__init__(name, settings, config, recipe)
+        self.head_name, head = single_head(config, recipe, self.HEADS, "segmentation")
         if settings.batch_size < 2:
             raise ConfigError(
                 f"{recipe}: the segmentation benchmark trains at batch >= 2 (torchvision's ASPP "
                 f"batch-normalises a pooled 1x1 map), got --batch-size {settings.batch_size}"
             )
         self.kind = head["name"]
-        self._mean = self._std = None  # the backbone's normalisation, set by build_ours
         self.num_classes = int(head["num_classes"])
-        self.image_size = settings.image_size or recipe_image_size(config)
         neck = config.model.neck or {}
         parts = [config.model.backbone.name]
         if neck:
@@ -505,15 +507,6 @@ class SegmentationCase(BenchmarkCase):
             "image_size": list(self.image_size),
             "num_classes": self.num_classes,
         }
-
-    def build_ours(self) -> nn.Module:
-        from visionkit.factory import create_model
-
-        model = create_model(self.config)
-        backbone = model.backbone
-        self._mean = torch.tensor(backbone.mean).view(1, 3, 1, 1)
-        self._std = torch.tensor(backbone.std).view(1, 3, 1, 1)
-        return model
 
     def build_baseline(self) -> nn.Module:
         from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
@@ -537,10 +530,8 @@ class SegmentationCase(BenchmarkCase):
     def make_batch(self, which: str, batch_size: int) -> Any:
         images, labels = self.synthetic(batch_size)
         if which == "ours":
-            if self._mean is None:
-                raise RuntimeError("build_ours() first: its backbone gives the normalisation")
             return {
-                "images": (images - self._mean) / self._std,
+                "images": self.normalise(images),
                 "semantic": labels,
                 "has_semantic": torch.ones(batch_size, dtype=torch.bool),
             }
@@ -565,7 +556,7 @@ class SegmentationCase(BenchmarkCase):
         return model(images)["out"].argmax(1)
 
 
-class MultitaskCase(BenchmarkCase):
+class MultitaskCase(RecipeCase):
     """A recipe with several heads against its single-task models run one after another
     (issue #5: the multi-task model's inference should cost at most 50 % of theirs).
 
@@ -595,9 +586,7 @@ class MultitaskCase(BenchmarkCase):
     def __init__(self, name: str, settings: Settings, config: Config, recipe: str) -> None:
         from visionkit.factory import head_class
 
-        super().__init__(name, settings)
-        self.config = config
-        self.recipe = recipe
+        super().__init__(name, settings, config, recipe)
         heads = config.model.heads
         self.tasks = {key: head_class(spec["name"]).task for key, spec in heads.items()}
         unsupported = {k: heads[k]["name"] for k, t in self.tasks.items() if t not in self.TASKS}
@@ -613,8 +602,6 @@ class MultitaskCase(BenchmarkCase):
                 "to benchmark them"
             )
         self.num_classes = {key: int(spec["num_classes"]) for key, spec in heads.items()}
-        self.image_size = settings.image_size or recipe_image_size(config)
-        self._mean = self._std = None  # the backbone's normalisation, set by build_ours
         names = ", ".join(f"{key} {spec['name']}" for key, spec in heads.items())
         neck = config.model.neck or {}
         trunk = config.model.backbone.name + (
@@ -658,14 +645,6 @@ class MultitaskCase(BenchmarkCase):
             "heads": {k: s["name"] for k, s in self.config.model.heads.items()},
         }
 
-    def build_ours(self) -> nn.Module:
-        from visionkit.factory import create_model
-
-        model = create_model(self.config)
-        self._mean = torch.tensor(model.backbone.mean).view(1, 3, 1, 1)
-        self._std = torch.tensor(model.backbone.std).view(1, 3, 1, 1)
-        return model
-
     def build_baseline(self) -> nn.Module:
         from visionkit.factory import create_model
 
@@ -678,12 +657,10 @@ class MultitaskCase(BenchmarkCase):
 
     def make_batch(self, which: str, batch_size: int) -> Any:
         """The same normalised images and labels of every task for ours and the baseline."""
-        if self._mean is None:
-            raise RuntimeError("build_ours() first: its backbone gives the normalisation")
         gen = torch.Generator().manual_seed(self.settings.seed)
         height, width = self.image_size
         images = torch.rand(batch_size, 3, height, width, generator=gen)
-        batch: dict[str, Any] = {"images": (images - self._mean) / self._std}
+        batch: dict[str, Any] = {"images": self.normalise(images)}
         n = self.settings.boxes_per_image
         scale = torch.tensor([width, height], dtype=torch.float32)
         for head, task in self.tasks.items():
