@@ -55,3 +55,37 @@ def tiny_config(shapes_root, tmp_path):
             "log_every_n_steps": 1,
         },
     }
+
+
+@pytest.fixture()
+def pyramid_config(shapes_root, tmp_path):
+    """A factory of tiny ``simple_cnn`` → FPN configs on the tiny shapes data:
+    ``pyramid_config(name, heads, **data)`` (``data`` replaces entries of the data section)."""
+
+    def make(name, heads, **data):
+        return {
+            "name": name,
+            "output_dir": str(tmp_path / "runs"),
+            "model": {
+                "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+                "neck": {"name": "fpn", "out_channels": 32, "min_level": 3, "max_level": 5},
+                "heads": heads,
+            },
+            "data": {
+                "train": {"format": "coco", "images": str(shapes_root / "train")},
+                "val": {"format": "coco", "images": str(shapes_root / "val")},
+                "image_size": 64,
+                "batch_size": 8,
+                "num_workers": 0,
+                **data,
+            },
+            "optimizer": {"name": "adamw", "lr": 0.003},
+            "trainer": {
+                "max_epochs": 3,
+                "accelerator": "cpu",
+                "enable_progress_bar": False,
+                "log_every_n_steps": 1,
+            },
+        }
+
+    return make

@@ -18,34 +18,10 @@ from visionkit.engine.runner import evaluate, train
 from visionkit.evaluation.coco import SUMMARY_KEYS
 
 
-def detection_config(shapes_root, tmp_path):
-    return {
-        "name": "det",
-        "output_dir": str(tmp_path / "runs"),
-        "model": {
-            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
-            "neck": {"name": "fpn", "out_channels": 32, "min_level": 3, "max_level": 5},
-            "heads": {"det": {"name": "fcos", "num_convs": 1}},
-        },
-        "data": {
-            "train": {"format": "coco", "images": str(shapes_root / "train")},
-            "val": {"format": "coco", "images": str(shapes_root / "val")},
-            "image_size": 64,
-            "batch_size": 8,
-            "num_workers": 0,
-        },
-        "optimizer": {"name": "adamw", "lr": 0.003},
-        "trainer": {
-            "max_epochs": 3,
-            "accelerator": "cpu",
-            "enable_progress_bar": False,
-            "log_every_n_steps": 1,
-        },
-    }
-
-
-def test_detection_trains_evaluates_like_pycocotools_and_predicts(shapes_root, tmp_path):
-    run_dir, metrics = train(detection_config(shapes_root, tmp_path))
+def test_detection_trains_evaluates_like_pycocotools_and_predicts(
+    shapes_root, tmp_path, pyramid_config
+):
+    run_dir, metrics = train(pyramid_config("det", {"det": {"name": "fcos", "num_convs": 1}}))
     assert {f"det/{k}" for k in ("mAP", "mAP50", "mAP75", "AR100")} <= set(metrics)
     rows = list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
     epoch_losses = [float(r["train/loss_epoch"]) for r in rows]

@@ -143,38 +143,23 @@ def test_mixed_dataset_merges_labels_and_samples_by_weight(shapes_root, tmp_path
         )
 
 
-def test_three_heads_train_on_mixed_data_each_evaluated_on_its_own_set(shapes_root, tmp_path):
+def test_three_heads_train_on_mixed_data_each_evaluated_on_its_own_set(
+    shapes_root, tmp_path, pyramid_config
+):
     make_class_folder(tmp_path / "cls_train", shapes_root, "train")
     make_class_folder(tmp_path / "cls_val", shapes_root, "val")
-    config = {
-        "name": "multi",
-        "output_dir": str(tmp_path / "runs"),
-        "model": {
-            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
-            "neck": {"name": "fpn", "out_channels": 32, "min_level": 3, "max_level": 5},
-            "heads": HEADS,
+    config = pyramid_config(
+        "multi",
+        HEADS,
+        train={
+            "pets": {"format": "folder", "root": str(tmp_path / "cls_train"), "weight": 1},
+            "shapes": {"format": "coco", "images": str(shapes_root / "train"), "weight": 2},
         },
-        "data": {
-            "train": {
-                "pets": {"format": "folder", "root": str(tmp_path / "cls_train"), "weight": 1},
-                "shapes": {"format": "coco", "images": str(shapes_root / "train"), "weight": 2},
-            },
-            "val": {
-                "pets": {"format": "folder", "root": str(tmp_path / "cls_val")},
-                "shapes": {"format": "coco", "images": str(shapes_root / "val")},
-            },
-            "image_size": 64,
-            "batch_size": 8,
-            "num_workers": 0,
+        val={
+            "pets": {"format": "folder", "root": str(tmp_path / "cls_val")},
+            "shapes": {"format": "coco", "images": str(shapes_root / "val")},
         },
-        "optimizer": {"name": "adamw", "lr": 0.003},
-        "trainer": {
-            "max_epochs": 3,
-            "accelerator": "cpu",
-            "enable_progress_bar": False,
-            "log_every_n_steps": 1,
-        },  # fmt: skip
-    }
+    )
     run_dir, metrics = train(config)
     assert {"cls/top1", "det/mAP", "seg/mIoU"} <= set(metrics)
     mean = (metrics["cls/top1"] + metrics["det/mAP"] + metrics["seg/mIoU"]) / 3

@@ -22,35 +22,6 @@ from visionkit.evaluation.coco import SUMMARY_KEYS
 from visionkit.predict import predict_files
 
 
-def segmentation_config(shapes_root, tmp_path):
-    return {
-        "name": "seg",
-        "output_dir": str(tmp_path / "runs"),
-        "model": {
-            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
-            "neck": {"name": "fpn", "out_channels": 32, "min_level": 3, "max_level": 5},
-            "heads": {
-                "seg": {"name": "semantic_fpn", "channels": 32},
-                "inst": {"name": "fcos_mask", "num_convs": 1},
-            },
-        },
-        "data": {
-            "train": {"format": "coco", "images": str(shapes_root / "train")},
-            "val": {"format": "coco", "images": str(shapes_root / "val")},
-            "image_size": 64,
-            "batch_size": 8,
-            "num_workers": 0,
-        },
-        "optimizer": {"name": "adamw", "lr": 0.003},
-        "trainer": {
-            "max_epochs": 3,
-            "accelerator": "cpu",
-            "enable_progress_bar": False,
-            "log_every_n_steps": 1,
-        },
-    }
-
-
 def coco_stats(gt_path, results_path, iou_type):
     results = json.loads(results_path.read_text())
     if iou_type == "segm":  # as detectron2 does: mask areas from the masks, not the boxes
@@ -64,8 +35,14 @@ def coco_stats(gt_path, results_path, iou_type):
     return ev.stats
 
 
-def test_semantic_and_instance_heads_train_evaluate_and_predict(shapes_root, tmp_path):
-    run_dir, metrics = train(segmentation_config(shapes_root, tmp_path))
+def test_semantic_and_instance_heads_train_evaluate_and_predict(
+    shapes_root, tmp_path, pyramid_config
+):
+    heads = {
+        "seg": {"name": "semantic_fpn", "channels": 32},
+        "inst": {"name": "fcos_mask", "num_convs": 1},
+    }
+    run_dir, metrics = train(pyramid_config("seg", heads))
     names = ["background", "circle", "square", "triangle"]
     assert {"seg/mIoU", "seg/pixel_acc"} | {f"seg/IoU_{n}" for n in names} <= set(metrics)
     assert {"inst/mAP", "inst/mask_mAP", "inst/mask_mAP50"} <= set(metrics)
