@@ -7,12 +7,18 @@ traceback) and exits non-zero: 2 for configuration errors, 1 for other problems.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 from visionkit.errors import VisionkitError
 from visionkit.registry import UnknownNameError
+
+# Subcommands that live in their own module ``visionkit.commands.<name>``; each module defines
+# ``add_parser(subparsers)``, which adds the subcommand and sets ``func`` on it.
+COMMAND_MODULES: list[str] = []
 
 OVERRIDES_HELP = (
     "dotted config overrides, e.g. trainer.max_epochs=3 model.backbone.name=resnet34 "
@@ -104,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="visionkit",
         description="Multi-task computer vision: one backbone, interchangeable heads.",
+        epilog="example: visionkit train --config configs/quickstart.yaml trainer.max_epochs=1\n"
+        "run 'visionkit COMMAND --help' for the options of each command",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the Python traceback as well as the message when a command fails",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -257,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
         "check floors)",
     )
     p.set_defaults(func=_benchmark)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(f"visionkit.commands.{module_name}").add_parser(sub)
     return parser
 
 
@@ -290,12 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _log_to_stderr()
     try:
         return args.func(args)
-    except VisionkitError as err:
+    except (VisionkitError, UnknownNameError) as err:
+        if args.debug:
+            traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    except UnknownNameError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return getattr(err, "exit_code", 2)
 
 
 if __name__ == "__main__":
