@@ -61,3 +61,33 @@ class CheckpointError(VisionkitError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"cannot load checkpoint {self.path}: {reason}")
+
+
+class TrainingInterrupted(VisionkitError):
+    """The run received SIGTERM; a checkpoint was saved and the run can be resumed."""
+
+    exit_code = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
+
+    def __init__(self, checkpoint: object, epoch: int, step: int) -> None:
+        self.checkpoint = str(checkpoint)
+        self.epoch = epoch
+        self.step = step
+        super().__init__(
+            f"interrupted by SIGTERM at epoch {epoch}, step {step}; saved {self.checkpoint}. "
+            f"Continue with: visionkit train --config ... --resume {self.checkpoint}"
+        )
+
+
+class NonFiniteLossError(VisionkitError):
+    """The training loss became NaN or infinite; names the step and each head's loss."""
+
+    def __init__(self, step: int, epoch: int, losses: dict[str, float]) -> None:
+        self.step = step
+        self.epoch = epoch
+        self.losses = dict(losses)
+        terms = ", ".join(f"{k}={v:.6g}" for k, v in self.losses.items())
+        super().__init__(
+            f"the training loss is not finite at step {step} (epoch {epoch}): {terms}. "
+            "Lower optimizer.lr, set trainer.gradient_clip_val, check the data "
+            "(visionkit check-data), or set trainer.on_nonfinite_loss=skip to skip such batches"
+        )
