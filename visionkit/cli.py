@@ -18,7 +18,7 @@ from visionkit.registry import UnknownNameError
 
 # Subcommands that live in their own module ``visionkit.commands.<name>``; each module defines
 # ``add_parser(subparsers)``, which adds the subcommand and sets ``func`` on it.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["list"]
 
 OVERRIDES_HELP = (
     "dotted config overrides, e.g. trainer.max_epochs=3 model.backbone.name=resnet34 "
@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a model from a YAML config",
         description="Train from a YAML config; writes a run folder "
         "(config.yaml, checkpoints/{best,last}.ckpt, metrics.csv, metrics.json, plots/).",
+        epilog="example: visionkit train --config configs/quickstart.yaml trainer.max_epochs=3",
     )
     p.add_argument("--config", required=True, help="path to the YAML config")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate a checkpoint on its validation data",
         description="Evaluate a checkpoint on the validation data of its own config; "
         "prints the metrics as one JSON object on the last line of stdout.",
+        epilog="example: visionkit eval --checkpoint runs/quickstart/checkpoints/best.ckpt",
     )
     p.add_argument("--checkpoint", required=True, help="path to a .ckpt written by train")
     p.add_argument(
@@ -165,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the training file's category ids, RLE segmentation), images.json (one entry per "
         "image id: file, size, class name and score of classifiers) and <stem>_<head>.png "
         "(the label map of each semantic head).",
+        epilog="example: visionkit predict --checkpoint runs/quickstart/checkpoints/best.ckpt "
+        "--input photos/ 'more/*.png' --output-dir preds/",
     )
     p.add_argument("--checkpoint", required=True, help="path to a .ckpt written by train")
     p.add_argument(
@@ -186,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the synthetic shapes dataset (COCO format)",
         description="Write a deterministic synthetic dataset: OUT/images/*.png and "
         "OUT/annotations.json (boxes, masks, and an image-level 'background' class).",
+        epilog="example: visionkit make-shapes data/my_shapes --num-images 500 --size 128",
     )
     p.add_argument("out", help="output folder")
     p.add_argument("--num-images", type=int, default=200, help="number of images (default 200)")
@@ -206,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         "models alternating. Writes JSON and a Markdown table; --check-floors exits 1 when a "
         "ratio ours/torchvision falls below the floor recorded in a file. A multi-task recipe is "
         "compared with its heads as single-task models run one after another.",
+        epilog="example: visionkit benchmark --quick --recipes fcos_r18",
     )
     p.add_argument(
         "--recipes",
