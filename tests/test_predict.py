@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import visionkit
+from visionkit.data.io import read_image
 from visionkit.errors import DataError
 from visionkit.predict import draw_predictions, expand_inputs, predict_files
 
@@ -127,3 +128,114 @@ def test_draw_predictions_fills_masks_and_adds_a_semantic_legend():
     assert drawn.shape == image.shape
     assert drawn[10, 50].any()  # mask row 10 filled across the image
     assert not drawn[30, 50].any()
+
+
+def write_video(path, frames: int = 7, size=(48, 64), fps: float = 10.0):
+    """A small mp4 of a red square (RGB) moving right; returns the RGB frames written."""
+    import cv2
+
+    h, w = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    written = []
+    for i in range(frames):
+        rgb = np.full((h, w, 3), 40, np.uint8)
+        rgb[10:30, 4 + 5 * i : 24 + 5 * i] = (230, 20, 20)
+        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        written.append(rgb)
+    writer.release()
+    return written
+
+
+def multi_head_model():
+    torch.manual_seed(0)
+    config = {
+        "model": {
+            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+            "neck": {"name": "fpn", "out_channels": 16, "min_level": 3, "max_level": 5},
+            "heads": {
+                "cls": {"name": "linear", "num_classes": 2},
+                "det": {"name": "fcos", "num_classes": 2, "num_convs": 1},
+                "seg": {"name": "semantic_fpn", "channels": 16, "num_classes": 3},
+            },
+        },
+        "data": {"image_size": 64},
+    }
+    names = {"class": ["day", "night"], "instances": ["a", "b"], "semantic": ["bg", "a", "b"]}
+    model = visionkit.create_model(config, label_names=names)
+    model.heads["det"].score_thresh = 0.0  # untrained: keep some detections to write
+    model.heads["det"].detections_per_img = 3
+    return model
+
+
+def test_read_video_gives_rgb_frames_and_skips_by_every(tmp_path):
+    from visionkit.predict import read_video, video_frames
+
+    written = write_video(tmp_path / "clip.mp4")
+    frames = list(read_video(tmp_path / "clip.mp4", every=3))
+    assert [i for i, _ in frames] == [0, 3, 6]
+    assert video_frames(tmp_path / "clip.mp4", every=3) == 3
+    for index, frame in frames:
+        assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8
+        red = frame[20, 14 + 5 * index]  # inside the square: red in RGB order
+        assert red[0] > 180 and red[2] < 80
+        assert np.abs(frame.astype(int) - written[index]).mean() < 8  # lossy codec
+    with pytest.raises(DataError, match="cannot read video"):
+        list(read_video(tmp_path / "missing.mp4"))
+
+
+def test_predict_files_on_a_video_and_an_image_writes_frames_ids_and_a_drawn_video(
+    shapes_root, tmp_path
+):
+    import cv2
+
+    (tmp_path / "in").mkdir()
+    write_video(tmp_path / "in" / "clip.mp4")
+    image = shapes_root / "val" / "images" / "000001.png"
+    out = tmp_path / "out"
+    target = predict_files(
+        multi_head_model(), [image, tmp_path / "in"], out, batch_size=3, every=2, progress=False
+    )
+    records = json.loads((out / "images.json").read_text())
+    assert [r["id"] for r in records] == [1, 2, 3, 4, 5]
+    assert "frame" not in records[0] and records[0]["file_name"] == str(image)
+    assert [r["frame"] for r in records[1:]] == [0, 2, 4, 6]
+    assert all(r["file_name"].endswith("clip.mp4") for r in records[1:])
+    assert all((r["height"], r["width"]) == (48, 64) for r in records[1:])
+    assert records[2]["cls"]["name"] in ("day", "night")
+    assert records[2]["seg"] == {"label_png": "clip_000002_seg.png"}
+    assert (out / "clip_000002_seg.png").is_file() and (out / "000001_seg.png").is_file()
+
+    results = json.loads(target.read_text())
+    by_image = {}
+    for entry in results:
+        by_image.setdefault(entry["image_id"], []).append(entry)
+    assert sorted(by_image) == [1, 2, 3, 4, 5]
+    assert all("frame" not in e for e in by_image[1])
+    assert {e["frame"] for e in by_image[3]} == {2}
+
+    assert (out / "000001_pred.png").is_file()
+    capture = cv2.VideoCapture(str(out / "clip_pred.mp4"))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 4
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(5.0)  # 10 fps, every 2nd frame
+    ok, frame = capture.read()
+    capture.release()
+    assert ok and frame.shape[1] == 64 and frame.shape[0] > 48  # the legend of both classes
+
+
+def test_predict_files_with_flip_tta_writes_the_merged_predictions(shapes_root, tmp_path):
+    from visionkit.tta import predict_hflip
+
+    model = multi_head_model()
+    image_path = shapes_root / "val" / "images" / "000002.png"
+    predict_files(model, [image_path], tmp_path, tta="flip", draw=False, progress=False)
+    record = json.loads((tmp_path / "images.json").read_text())[0]
+    (expected,) = predict_hflip(model, [read_image(image_path)])
+    assert record["cls"]["score"] == pytest.approx(
+        float(expected["cls"]["scores"][expected["cls"]["label"]]), abs=1e-5
+    )
+    entries = json.loads((tmp_path / "predictions.json").read_text())
+    assert [e["score"] for e in entries] == pytest.approx(
+        [round(float(s), 5) for s in expected["det"]["scores"]]
+    )
+    with pytest.raises(ValueError, match="unknown test-time augmentation"):
+        predict_files(model, [image_path], tmp_path, tta="rot90", progress=False)
