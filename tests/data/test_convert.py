@@ -1,0 +1,434 @@
+"""VOC and YOLO to COCO: exact boxes, difficult objects, defaults, polygons, negatives, every
+error in one report, the source left untouched, and the result read back, trained on and
+converted from the command line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from visionkit.cli import main
+from visionkit.convert import convert, to_coco
+from visionkit.data.coco import CocoDataset
+from visionkit.errors import AnnotationError, DataError
+
+# ---------------------------------------------------------------------------------- builders
+
+
+def voc_object(name, box, difficult=None, truncated=None, pose=None):
+    tags = "".join(
+        f"<{k}>{v}</{k}>"
+        for k, v in (("pose", pose), ("truncated", truncated), ("difficult", difficult))
+        if v is not None
+    )
+    xmin, ymin, xmax, ymax = box
+    return (
+        f"<object><name>{name}</name>{tags}<bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
+        f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>"
+    )
+
+
+def voc_xml(objects, filename=None, size=None):
+    head = f"<filename>{filename}</filename>" if filename else ""
+    if size:
+        head += f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>"
+    return f"<annotation><folder>VOC</folder>{head}{''.join(objects)}</annotation>"
+
+
+def make_voc(root: Path, entries: dict[str, tuple[tuple[int, int], str]], ext=".jpg") -> Path:
+    """``entries``: id -> ((width, height) of the image, xml text)."""
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    for image_id, ((w, h), xml) in entries.items():
+        Image.new("RGB", (w, h), (40, 80, 120)).save(root / "JPEGImages" / f"{image_id}{ext}")
+        (root / "Annotations" / f"{image_id}.xml").write_text(xml)
+    return root
+
+
+def make_yolo(root: Path, images: dict[str, tuple[int, int]], labels: dict[str, str], **names):
+    """``images``: path under images/ -> (w, h); ``labels``: path under labels/ -> text;
+    ``names``: file name -> content (classes.txt, data.yaml)."""
+    for rel, (w, h) in images.items():
+        path = root / "images" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (w, h), (200, 100, 50)).save(path)
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    for rel, text in labels.items():
+        path = root / "labels" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for name, text in names.items():
+        (root / name.replace("_", ".")).write_text(text)
+    return root
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def anns_of(coco, image_id):
+    return [a for a in coco["annotations"] if a["image_id"] == image_id]
+
+
+# ---------------------------------------------------------------------------------- VOC
+
+
+def test_voc_boxes_follow_the_one_based_inclusive_convention(tmp_path):
+    src = make_voc(
+        tmp_path / "voc",
+        {
+            "000001": (
+                (64, 48),
+                voc_xml(
+                    [
+                        voc_object("dog", (11, 6, 30, 25), 0, 0, "Left"),
+                        voc_object("cat", (1, 1, 64, 48)),
+                    ],
+                    "000001.jpg",
+                    (64, 48),
+                ),
+            ),
+            "000002": ((40, 32), voc_xml([], "000002.jpg", (40, 32))),
+        },
+    )
+    coco, skipped = to_coco(src, "voc")
+    assert skipped == []
+    assert coco["categories"] == [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
+    assert [(i["id"], i["file_name"], i["width"], i["height"]) for i in coco["images"]] == [
+        (1, "JPEGImages/000001.jpg", 64, 48),
+        (2, "JPEGImages/000002.jpg", 40, 32),
+    ]
+    dog, cat = anns_of(coco, 1)
+    assert dog["bbox"] == [10, 5, 20, 20] and dog["area"] == 400 and dog["category_id"] == 2
+    assert (dog["iscrowd"], dog["difficult"], dog["truncated"], dog["pose"]) == (0, 0, 0, "Left")
+    assert cat["bbox"] == [0, 0, 64, 48] and cat["area"] == 64 * 48 and cat["category_id"] == 1
+    assert anns_of(coco, 2) == []
+
+
+def test_voc_difficult_is_crowd_and_missing_tags_get_defaults(tmp_path):
+    src = make_voc(
+        tmp_path / "voc",
+        {
+            # no <filename>, no <size>: the png with this stem, its size from the header
+            "a": (
+                (48, 40),
+                voc_xml(
+                    [
+                        voc_object("cat", (5, 5, 14, 24), difficult=1),
+                        voc_object("cat", (41, 31, 60, 50)),  # clipped to the image
+                        voc_object("cat", (100, 100, 120, 120)),  # outside: skipped
+                    ]
+                ),
+            )
+        },
+        ext=".png",
+    )
+    coco, skipped = to_coco(src, "voc")
+    assert coco["images"] == [{"id": 1, "file_name": "JPEGImages/a.png", "width": 48, "height": 40}]
+    hard, clipped = coco["annotations"]
+    assert hard["iscrowd"] == 1 and hard["difficult"] == 1 and hard["bbox"] == [4, 4, 10, 20]
+    assert (clipped["iscrowd"], clipped["difficult"], clipped["truncated"]) == (0, 0, 0)
+    assert clipped["pose"] == "Unspecified"
+    assert clipped["bbox"] == [40, 30, 8, 10]
+    assert len(skipped) == 1 and "Annotations/a.xml object 3" in skipped[0]
+
+
+def test_voc_split_file_and_classes_file_set_images_and_category_order(tmp_path):
+    xml = voc_xml([voc_object("dog", (1, 1, 10, 10))], size=(32, 32))
+    src = make_voc(tmp_path / "voc", {"x1": ((32, 32), xml), "x2": ((32, 32), xml)})
+    (src / "ImageSets" / "Main").mkdir(parents=True)
+    (src / "ImageSets" / "Main" / "val.txt").write_text("x2\n\n")
+    names = tmp_path / "names.txt"
+    names.write_text("bird\ndog\n")
+    coco, _ = to_coco(src, "voc", split="val", classes=names)
+    assert [i["file_name"] for i in coco["images"]] == ["JPEGImages/x2.jpg"]
+    assert [c["name"] for c in coco["categories"]] == ["bird", "dog"]
+    assert coco["annotations"][0]["category_id"] == 2
+    with pytest.raises(
+        DataError, match=r"split file .*test.txt does not exist \(splits there: \['val'\]\)"
+    ):
+        to_coco(src, "voc", split="test")
+
+
+def test_voc_problems_are_reported_together(tmp_path):
+    src = make_voc(
+        tmp_path / "voc",
+        {
+            "ok": ((32, 32), voc_xml([voc_object("dog", (1, 1, 5, 5))], size=(32, 32))),
+            "bad_xml": ((32, 32), "<annotation><object></annotation>"),
+            "bad_class": (
+                (32, 32),
+                voc_xml([voc_object("dog", (1, 1, 5, 5)), voc_object("cow", (1, 1, 5, 5))]),
+            ),
+            "bad_box": ((32, 32), voc_xml([voc_object("dog", (20, "x", 10, 5))])),
+            "swapped": ((32, 32), voc_xml([voc_object("dog", (20, 1, 10, 5))])),
+            "bad_flag": ((32, 32), voc_xml([voc_object("dog", (1, 1, 5, 5), difficult="yes")])),
+            "no_image": ((32, 32), voc_xml([], filename="gone.jpg")),
+        },
+    )
+    (src / "JPEGImages" / "no_image.jpg").unlink()
+    names = tmp_path / "names.txt"
+    names.write_text("dog\n")
+    with pytest.raises(AnnotationError) as info:
+        to_coco(src, "voc", classes=names)
+    message = str(info.value)
+    assert "cannot convert the VOC annotations: 6 problems" in message
+    problems = info.value.problems
+    assert any("Annotations/bad_xml.xml: malformed XML" in p for p in problems)
+    assert any(
+        "Annotations/bad_class.xml object 2: unknown class 'cow' (classes: ['dog'])" in p
+        for p in problems
+    )
+    assert "Annotations/bad_box.xml object 1: <bndbox><ymin> is 'x'; expected a number" in problems
+    assert "Annotations/swapped.xml object 1: xmax 10 < xmin 20" in problems
+    assert "Annotations/bad_flag.xml object 1: <difficult> is 'yes'; expected 0 or 1" in problems
+    assert (
+        "Annotations/no_image.xml: image not found (looked for JPEGImages/gone.jpg or "
+        "JPEGImages/no_image.*)" in problems
+    )
+
+
+# ---------------------------------------------------------------------------------- YOLO
+
+
+def test_yolo_boxes_polygons_and_negatives(tmp_path):
+    src = make_yolo(
+        tmp_path / "yolo",
+        {"a.png": (64, 32), "b.png": (48, 48), "c.jpg": (40, 40)},
+        {
+            "a.txt": "0 0.5 0.5 0.25 0.5\n\n1 0.25 0.25 0.75 0.25 0.75 0.75 0.25 0.75\n"
+            "0 1.0004 0.5 0 0.5\n",  # tiny overshoot clipped; zero width: skipped
+            "c.txt": "",
+        },
+        classes_txt="cat\ndog\n",
+    )
+    coco, skipped = to_coco(src, "yolo")
+    assert coco["categories"] == [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
+    assert [(i["file_name"], i["width"], i["height"]) for i in coco["images"]] == [
+        ("images/a.png", 64, 32),
+        ("images/b.png", 48, 48),
+        ("images/c.jpg", 40, 40),
+    ]
+    box, polygon = coco["annotations"]
+    assert box["bbox"] == [24, 8, 16, 16] and box["area"] == 256 and box["category_id"] == 1
+    assert "segmentation" not in box and box["iscrowd"] == 0
+    assert polygon["category_id"] == 2 and polygon["bbox"] == [16, 8, 32, 16]
+    assert polygon["segmentation"] == [[16, 8, 48, 8, 48, 24, 16, 24]] and polygon["area"] == 512
+    assert skipped == ["labels/a.txt line 4: box of zero area"]
+    assert anns_of(coco, 2) == [] and anns_of(coco, 3) == []  # no label file, empty label file
+
+
+def test_yolo_names_from_data_yaml_list_or_dict_and_split_folders(tmp_path):
+    images = {"train/a.png": (32, 32), "val/b.png": (32, 32)}
+    labels = {"train/a.txt": "1 0.5 0.5 0.5 0.5\n", "val/b.txt": "0 0.5 0.5 0.5 0.5\n"}
+    src = make_yolo(tmp_path / "list", images, labels, data_yaml="nc: 2\nnames: [car, bus]\n")
+    coco, _ = to_coco(src, "yolo", split="train")
+    assert [i["file_name"] for i in coco["images"]] == ["images/train/a.png"]
+    assert [c["name"] for c in coco["categories"]] == ["car", "bus"]
+    assert coco["annotations"][0]["category_id"] == 2
+
+    src = make_yolo(tmp_path / "dict", images, labels, data_yaml="names:\n  0: car\n  1: bus\n")
+    coco, _ = to_coco(src, "yolo", split="val")
+    assert [c["name"] for c in coco["categories"]] == ["car", "bus"]
+    assert [i["file_name"] for i in coco["images"]] == ["images/val/b.png"]
+
+    (src / "classes.txt").write_text("car\nbus\n")  # agrees: fine
+    assert to_coco(src, "yolo", split="val").coco["categories"][1]["name"] == "bus"
+    (src / "classes.txt").write_text("bus\ncar\n")
+    with pytest.raises(DataError, match="classes.txt and data.yaml list different classes"):
+        to_coco(src, "yolo", split="val")
+
+    (src / "classes.txt").unlink()
+    (src / "data.yaml").write_text("names:\n  0: car\n  2: bus\n")
+    with pytest.raises(DataError, match=r"indices 0..1 without gaps; got \[0, 2\]"):
+        to_coco(src, "yolo", split="val")
+    (src / "data.yaml").write_text("nc: 3\nnames: [car, bus]\n")
+    with pytest.raises(DataError, match="nc is 3 but 'names' lists 2 classes"):
+        to_coco(src, "yolo", split="val")
+    (src / "data.yaml").unlink()
+    with pytest.raises(DataError, match="no class names; write classes.txt"):
+        to_coco(src, "yolo", split="val")
+
+
+def test_yolo_problems_are_reported_together(tmp_path):
+    src = make_yolo(
+        tmp_path / "yolo",
+        {"a.png": (32, 32), "b.png": (32, 32)},
+        {
+            "a.txt": "0 0.5 0.5 0.2\n"  # 1: four fields
+            "3 0.5 0.5 0.2 0.2\n"  # 2: class out of range
+            "x 0.5 0.5 0.2 0.2\n"  # 3: class not an integer
+            "0 0.5 0.5 0.2 1.2\n"  # 4: box corners outside [0, 1]
+            "1 0.1 0.1 0.5 0.1 0.5 0.5 0.1\n"  # 5: odd polygon
+            "1 0.3 0.3 0.5 0.5\n"  # 6: a box, fine
+            "1 0.1 0.1 0.5 0.1 1.5 0.5\n"  # 7: polygon point outside
+            "0 0.5 nan 0.2 0.2\n",  # 8: not finite
+            "b.txt": "0 0.5 0.5 0.2 0.2 0.3 0.3\n",  # collinear triangle: skipped, no error
+            "orphan.txt": "0 0.5 0.5 0.2 0.2\n",
+            "classes.txt": "not a label file\n",  # LabelImg's names file inside labels/
+        },
+        classes_txt="cat\ndog\n",
+    )
+    with pytest.raises(AnnotationError) as info:
+        to_coco(src, "yolo")
+    assert "cannot convert the YOLO labels: 8 problems" in str(info.value)
+    assert info.value.problems == [
+        "labels/orphan.txt: no image for this label file (images/orphan.*)",
+        "labels/a.txt line 1: 4 fields; expected 5 (class cx cy w h) or a polygon "
+        "(class x1 y1 x2 y2 x3 y3 ...)",
+        "labels/a.txt line 2: class index 3 out of range 0..1 (2 classes)",
+        "labels/a.txt line 3: class index 'x' is not an integer",
+        "labels/a.txt line 4: coordinates outside [0, 1] (normalised): -0.1, 1.1",
+        "labels/a.txt line 5: polygon with an odd number of coordinates (7); expected x y pairs",
+        "labels/a.txt line 7: coordinates outside [0, 1] (normalised): 1.5",
+        "labels/a.txt line 8: 'nan' is not a finite number",
+    ]
+
+
+def test_yolo_unreadable_image_is_reported(tmp_path):
+    src = make_yolo(tmp_path / "yolo", {"a.png": (32, 32)}, {}, classes_txt="a\n")
+    (src / "images" / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(AnnotationError, match="images/broken.jpg: not an image in a supported"):
+        to_coco(src, "yolo")
+
+
+# ---------------------------------------------------------------------------------- writing
+
+
+def small_yolo(root: Path) -> Path:
+    return make_yolo(
+        root,
+        {"a.png": (64, 64), "b.png": (64, 64), "c.png": (64, 64)},
+        {
+            "a.txt": "0 0.5 0.5 0.5 0.5\n1 0.2 0.2 0.6 0.2 0.6 0.6 0.2 0.6\n",
+            "b.txt": "1 0.25 0.75 0.25 0.25\n",
+        },
+        classes_txt="cat\ndog\n",
+    )
+
+
+def test_the_source_is_never_modified_and_existing_files_are_refused(tmp_path):
+    src = small_yolo(tmp_path / "yolo")
+    before = tree_hashes(src)
+    report = convert(src, src / "train.json", "yolo")  # a new file inside SRC is allowed
+    assert report.output == (src / "train.json").resolve()
+    written = tree_hashes(src)
+    assert written.pop("train.json") and written == before
+    with_output = tree_hashes(src)
+
+    with pytest.raises(DataError, match="refusing to overwrite .*inside the source folder"):
+        convert(src, src / "train.json", "yolo", overwrite=True)
+    with pytest.raises(DataError, match="must be a .json file"):
+        convert(src, src / "labels" / "a.txt", "yolo")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(DataError, match="is a folder"):
+        convert(src, tmp_path / "out", "yolo")
+    names = tmp_path / "names.json"
+    names.write_text("cat\ndog\n")  # a one-per-line names file that happens to end in .json
+    with pytest.raises(DataError, match="it is the class names file"):
+        convert(src, names, "yolo", classes=names, overwrite=True)
+    assert names.read_text() == "cat\ndog\n"
+
+    out = tmp_path / "out" / "all.json"
+    out.write_text("{}")
+    with pytest.raises(DataError, match="already exists; pass --overwrite"):
+        convert(src, out, "yolo")
+    assert out.read_text() == "{}"
+    convert(src, out, "yolo", overwrite=True)
+    assert len(json.loads(out.read_text())["images"]) == 3
+    assert tree_hashes(src) == with_output
+    assert not list(tmp_path.rglob(".*.tmp-*"))
+
+
+def test_converted_files_load_with_the_coco_reader(tmp_path):
+    src = small_yolo(tmp_path / "yolo")
+    out = tmp_path / "yolo.json"
+    convert(src, out, "yolo")
+    ds = CocoDataset(src, annotations=out)
+    assert ds.label_names["instances"] == ["cat", "dog"] and ds.category_ids == [1, 2]
+    sample = ds[0]
+    np.testing.assert_allclose(
+        sample["boxes"], [[16, 16, 48, 48], [12.8, 12.8, 38.4, 38.4]], atol=1e-4
+    )
+    assert sample["labels"].tolist() == [0, 1]
+    assert ds[2]["boxes"].shape == (0, 4)  # the negative
+
+    polygons = make_yolo(
+        tmp_path / "polygons",
+        {"p.png": (40, 20)},
+        {"p.txt": "0 0.25 0.25 0.75 0.25 0.75 0.75 0.25 0.75\n"},
+        classes_txt="cat\n",
+    )
+    convert(polygons, tmp_path / "polygons.json", "yolo")
+    mask = CocoDataset(polygons, annotations=tmp_path / "polygons.json", masks=True)[0]["masks"]
+    assert mask.shape == (1, 20, 40)
+    assert mask[0, 5:15, 10:30].all() and mask[0].sum() == 200  # the 20 x 10 rectangle
+
+    objects = [voc_object("dog", (3, 4, 12, 20)), voc_object("dog", (20, 5, 30, 9), difficult=1)]
+    voc = make_voc(tmp_path / "voc", {"1": ((40, 30), voc_xml(objects))})
+    convert(voc, tmp_path / "voc.json", "voc")
+    ds = CocoDataset(voc, annotations=tmp_path / "voc.json")
+    sample = ds[0]
+    assert sample["boxes"].tolist() == [[2, 3, 12, 20]]  # the difficult one is not a target
+    assert sample["image"].shape == (30, 40, 3)
+
+
+def test_cli_convert_prints_a_summary_and_reports_errors(tmp_path, capsys):
+    src = small_yolo(tmp_path / "yolo")
+    out = tmp_path / "coco" / "train.json"
+    assert main(["convert", "--from", "yolo", "--to", "coco", str(src), str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "converted yolo -> coco: 3 images (1 without annotations), 3 annotations" in printed
+    assert "  cat: 1\n  dog: 2\nskipped: 0" in printed
+    assert f"wrote {out.resolve()}" in printed
+    assert json.loads(out.read_text())["info"]["generator"] == "visionkit convert"
+
+    (src / "labels" / "c.txt").write_text("5 0.5 0.5 0.1 0.1\n")
+    assert main(["convert", "--from", "yolo", str(src), str(tmp_path / "x.json")]) == 1
+    err = capsys.readouterr().err
+    assert "labels/c.txt line 1: class index 5 out of range 0..1 (2 classes)" in err
+    assert not (tmp_path / "x.json").exists()
+
+    xml = voc_xml([voc_object("cat", (1, 1, 8, 8), difficult=1)])
+    voc = make_voc(tmp_path / "voc", {"1": ((32, 32), xml)})
+    assert main(["convert", "--from", "voc", str(voc), str(tmp_path / "voc.json")]) == 0
+    assert "1 annotations (1 difficult, written as iscrowd 1)" in capsys.readouterr().out
+
+
+def test_a_detector_trains_on_a_converted_yolo_folder(tmp_path):
+    from visionkit.engine.runner import train
+
+    src = small_yolo(tmp_path / "yolo")
+    out = tmp_path / "train.json"
+    convert(src, out, "yolo")
+    data = {"format": "coco", "images": str(src), "annotations": str(out)}
+    config = {
+        "name": "yolo_det",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {
+            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+            "neck": {"name": "fpn", "out_channels": 16, "min_level": 3, "max_level": 5},
+            "heads": {"det": {"name": "fcos", "num_classes": None, "num_convs": 1}},
+        },
+        "data": {"train": data, "val": data, "image_size": 64, "batch_size": 2, "num_workers": 0},
+        "trainer": {
+            "max_epochs": 1,
+            "limit_train_batches": 2,
+            "limit_val_batches": 1,
+            "accelerator": "cpu",
+            "enable_progress_bar": False,
+            "log_every_n_steps": 1,
+        },
+    }
+    run_dir, metrics = train(config)
+    assert "det/mAP" in metrics
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
