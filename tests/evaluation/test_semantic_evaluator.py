@@ -164,29 +164,6 @@ def test_bad_labels_and_unlabelled_images():
         make_evaluator().process(batch(1, 2), [{"mask": PRED_1}])
 
 
-def test_evaluate_sums_the_matrix_over_processes(monkeypatch):
-    import torch.distributed as dist
-
-    reduced = []
-
-    def fake_all_reduce(tensor, op):
-        reduced.append(op)
-        tensor.mul_(2)  # a second process with the same counts
-
-    monkeypatch.setattr(dist, "is_available", lambda: True)
-    monkeypatch.setattr(dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
-    monkeypatch.setattr(dist, "get_backend", lambda: "gloo")
-    monkeypatch.setattr(dist, "all_reduce", fake_all_reduce)
-    ev = make_evaluator()
-    ev.process(batch(1), [{"mask": PRED_1}])
-    metrics = ev.evaluate()
-    assert reduced == [dist.ReduceOp.SUM]
-    assert ev.global_confusion.tolist() == [[2 * v for v in row] for row in CONF_1]
-    assert ev.confusion.tolist() == CONF_1  # the local counts are left alone
-    assert metrics["seg/pixel_acc"] == pytest.approx(10 / 14)
-
-
 def test_iou_from_confusion():
     iou = iou_from_confusion(torch.tensor(CONF_12))
     torch.testing.assert_close(iou, torch.tensor([5 / 9, 0.5, 0.6, 2 / 3], dtype=torch.float64))

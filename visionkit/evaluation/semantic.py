@@ -2,7 +2,9 @@
 
 Predictions are compared with the dataset's own label maps at the original image size
 (``dataset.load_semantic(image_id)``), so the numbers do not depend on the evaluation
-resizing. The int64 confusion matrix is summed over processes before the metrics are taken.
+resizing. The int64 confusion matrix is summed over processes before the metrics are taken;
+an image evaluated on several processes (a padding ``DistributedSampler`` repeats images to
+even out the ranks) counts once, as in one process.
 
 >>> import numpy as np, torch
 >>> class Labels:  # any dataset with ``load_semantic(image_id) -> [H, W]`` int array
@@ -57,6 +59,9 @@ class SemanticEvaluator(nn.Module):
             prediction), accumulated by :meth:`process`.
         global_confusion: the matrix the last :meth:`evaluate` scored, summed over processes
             (equal to ``confusion`` in one process); ``None`` before it runs. For plots.
+        contributions: per processed image, ``(image_id, flat indices, counts)``: its
+            non-zero entries of ``confusion`` (a few per image), kept so that an image
+            evaluated on several processes can be counted once.
     """
 
     def __init__(
@@ -81,10 +86,12 @@ class SemanticEvaluator(nn.Module):
             "confusion", torch.zeros(num_classes, num_classes, dtype=torch.long), persistent=False
         )
         self.global_confusion: Tensor | None = None
+        self.contributions: list[tuple[int, Tensor, Tensor]] = []
 
     def reset(self) -> None:
         self.confusion.zero_()
         self.global_confusion = None
+        self.contributions = []
 
     @torch.no_grad()
     def process(self, batch: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
@@ -128,11 +135,29 @@ class SemanticEvaluator(nn.Module):
                 )
             counts = torch.bincount(gt * c + pred, minlength=c * c)  # [C * C]
             self.confusion += counts.reshape(c, c)
+            where = counts.nonzero().squeeze(1)  # [K], K <= C * C, a few per image
+            self.contributions.append((image_id, where.cpu(), counts[where].cpu()))
 
     def summed_confusion(self) -> Tensor:
-        """``confusion`` summed over every process (a copy; the local matrix is unchanged)."""
+        """``confusion`` summed over every process (a copy; the local matrix is unchanged).
+
+        An image id processed on several processes counts on the lowest rank that has it
+        only (every process learns the others' image ids first), so the sum equals the
+        matrix of one process that saw each image once.
+        """
         total = self.confusion.clone()
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            parts: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(parts, sorted({i for i, _, _ in self.contributions}))
+            owner: dict[int, int] = {}
+            for rank, ids in enumerate(parts):
+                for image_id in ids:
+                    owner.setdefault(image_id, rank)
+            rank = dist.get_rank()
+            flat = total.view(-1)
+            for image_id, where, counts in self.contributions:
+                if owner[image_id] != rank:  # counted by a lower rank
+                    flat.index_add_(0, where.to(flat.device), -counts.to(flat.device))
             if dist.get_backend() == "nccl" and not total.is_cuda:
                 total = total.cuda()
             dist.all_reduce(total, op=dist.ReduceOp.SUM)
