@@ -7,6 +7,7 @@ The CLI prints these without a traceback and exits non-zero (2 for configuration
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class VisionkitError(Exception):
@@ -29,7 +30,13 @@ class ConfigError(VisionkitError):
 
 
 class DataError(VisionkitError):
-    """A dataset problem; ``problems`` lists every offender (the first 10 shown, then a count)."""
+    """A dataset problem; ``problems`` lists every offender (the first 10 shown, then a count).
+
+    ``report`` is the :class:`visionkit.data.checks.DataReport` the error was made from, when
+    it comes from a dataset check (``None`` otherwise).
+    """
+
+    report: Any = None
 
     def __init__(self, message: str, problems: Sequence[str] = (), max_shown: int = 10) -> None:
         self.message = message
@@ -43,6 +50,23 @@ class DataError(VisionkitError):
 
 class AnnotationError(DataError):
     """An annotation file that is malformed or inconsistent (ids, categories, sizes)."""
+
+
+class SampleError(DataError):
+    """Reading or transforming one sample failed; the message names the sample index, the
+    image id and the file.
+
+    It survives the trip from a ``DataLoader`` worker process: torch re-creates the exception
+    in the main process from one string, ``"Caught SampleError in DataLoader worker process
+    N. Original Traceback ...: <module>.SampleError: <message>"``, which is cut back here to
+    the original message, so no worker traceback reaches the user.
+    """
+
+    def __init__(self, message: str) -> None:
+        marker = f"{type(self).__module__}.{type(self).__qualname__}: "
+        if message.startswith("Caught ") and marker in message:
+            message = message[message.rindex(marker) + len(marker) :].rstrip("\n")
+        super().__init__(message)
 
 
 class ImageDecodeError(DataError):
@@ -91,3 +115,8 @@ class NonFiniteLossError(VisionkitError):
             "Lower optimizer.lr, set trainer.gradient_clip_val, check the data "
             "(visionkit check-data), or set trainer.on_nonfinite_loss=skip to skip such batches"
         )
+
+
+class ExportError(VisionkitError):
+    """An export that failed, or whose exported model disagrees with PyTorch beyond the
+    tolerance (the message names the outputs, input shapes and differences)."""

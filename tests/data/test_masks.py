@@ -91,7 +91,7 @@ def test_polygon_and_uncompressed_rle_segmentations_decode():
     assert (decode_segmentation(uncompressed, 40, 60) == full).all()
 
 
-def test_bad_segmentations_are_reported_together_at_construction(tmp_path):
+def test_bad_segmentations_rle_size_is_an_error_bad_polygons_drop_their_instance(tmp_path):
     good = np.zeros((40, 60), bool)
     good[5:10, 5:10] = True
     wrong_size = ann(2, 3, good)
@@ -101,22 +101,28 @@ def test_bad_segmentations_are_reported_together_at_construction(tmp_path):
     missing = ann(4, 3, good)
     del missing["segmentation"]
     root = write_dataset(tmp_path, [ann(1, 3, good), wrong_size, bad_polygon, missing])
-    CocoDataset(root)  # boxes only: segmentations are not needed
+    assert len(CocoDataset(root)[0]["boxes"]) == 4  # boxes only: segmentations not needed
     with pytest.raises(AnnotationError) as info:
         CocoDataset(root, masks=True)
     text = str(info.value)
+    assert "annotation id 2" in text
     assert "RLE size [20, 20] differs from the image size [40, 60]" in text
-    assert "fewer than 3 points" in text
-    assert "no segmentation" in text
+    # without the wrong-size RLE, the instances without a usable polygon are dropped: box,
+    # label and mask together, each counted in the report
+    root = write_dataset(tmp_path / "b", [ann(1, 3, good), bad_polygon, missing])
+    ds = CocoDataset(root, masks=True)
+    sample = ds[0]
+    assert len(sample["boxes"]) == len(sample["labels"]) == len(sample["masks"]) == 1
+    dropped = [p for p in ds.report.warnings if p.kind == "instance dropped"]
+    assert sorted(p.where.split()[2] for p in dropped) == ["3", "4"]
 
 
-def test_image_of_another_size_than_its_annotation_is_refused_when_masks_are_read(tmp_path):
+def test_image_of_another_size_than_its_annotation_is_refused_at_construction(tmp_path):
     good = np.zeros((40, 60), bool)
     good[5:10, 5:10] = True
     root = write_dataset(tmp_path, [ann(1, 3, good)], pixels=np.zeros((41, 60, 3), np.uint8))
-    ds = CocoDataset(root, semantic=True)
-    with pytest.raises(AnnotationError, match="image is 41x60 but the annotation file says 40x60"):
-        ds[0]
+    with pytest.raises(AnnotationError, match="says 40x60 .height x width., the image is 41x60"):
+        CocoDataset(root, semantic=True)
 
 
 def coded_sample(seed: int = 0):
@@ -287,12 +293,13 @@ def test_mask_folder_reports_missing_names_masks_bad_values_and_sizes(mask_root)
     with pytest.raises(AnnotationError, match=r"label values \[2\] are not classes 0..1"):
         ds[1]
     (mask_root / "masks" / "2.png").unlink()
-    with pytest.raises(AnnotationError, match="images without a label PNG") as info:
+    with pytest.raises(AnnotationError, match="missing label file") as info:
         MaskFolderDataset(mask_root, class_names=["background", "cat", "dog"])
     assert "2.png" in str(info.value)
+    # sizes and modes are read from the headers at construction
     write_mask_png(mask_root / "masks" / "2.png", np.zeros((21, 30), np.uint8))
     with pytest.raises(AnnotationError, match="label PNG is 21x30 but its image 2.jpg is 20x30"):
-        MaskFolderDataset(mask_root, class_names=["background", "cat", "dog"])[2]
+        MaskFolderDataset(mask_root, class_names=["background", "cat", "dog"])
     Image.new("RGB", (30, 20)).save(mask_root / "masks" / "2.png")
     with pytest.raises(AnnotationError, match="mode RGB"):
-        MaskFolderDataset(mask_root, class_names=["background", "cat", "dog"])[2]
+        MaskFolderDataset(mask_root, class_names=["background", "cat", "dog"])

@@ -24,15 +24,24 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from visionkit.data.base import Sample, check_files_exist, dataset_root, resolve_under_root
+from visionkit.data.base import Sample, dataset_root, resolve_under_root
+from visionkit.data.checks import (
+    DataReport,
+    ImageFile,
+    check_image_files,
+    count_classes,
+    policy,
+    read_or_skip,
+)
 from visionkit.data.io import read_image
 from visionkit.errors import AnnotationError
 from visionkit.registry import DATASETS
@@ -43,6 +52,11 @@ logger = logging.getLogger(__name__)
 class CocoDataset:
     """A COCO json file plus the images it names, resolved under ``images``.
 
+    Construction reads every annotation and every image header and checks them all (see
+    :mod:`visionkit.data.checks`); problems that make the dataset unusable raise one
+    :class:`~visionkit.errors.DataError` listing every offender, before a model is built.
+    The report is kept as :attr:`report`.
+
     Args:
         images: the image folder; ``file_name`` entries are resolved under it and may not
             escape it.
@@ -50,10 +64,18 @@ class CocoDataset:
         class_field: per-image field holding the image-level class, or ``None``.
         class_names: image-level class order to use (default: from the file).
         instances: whether samples carry ``boxes`` and ``labels``.
-        masks: whether samples carry instance ``masks`` (needs ``segmentation`` on every
-            annotation; polygons or RLE).
+        masks: whether samples carry instance ``masks`` (from ``segmentation``, polygons or
+            RLE; instances without a usable one are dropped, with a count).
         semantic: whether samples carry a ``semantic`` label map.
         ignore_index: the ``semantic`` value of ``iscrowd`` regions.
+        on_bad_image: ``"error"`` (default): a missing or unreadable image stops
+            construction (and, found only when decoding, training); ``"skip"``: such images
+            are left out at construction, and an image that fails to decode later is replaced
+            by the next one, counted and reported at the end of the epoch.
+        keep_negatives: keep images without any box (default ``True``: they are valid
+            negative samples); ``False`` leaves them out, with a count in the log. Validation
+            sets built from a config always keep them.
+        strict: annotations of images that do not exist are an error instead of a warning.
     """
 
     def __init__(
@@ -66,18 +88,24 @@ class CocoDataset:
         masks: bool = False,
         semantic: bool = False,
         ignore_index: int = 255,
+        on_bad_image: str = "error",
+        keep_negatives: bool = True,
+        strict: bool = False,
     ) -> None:
+        self.on_bad_image = policy(on_bad_image, "on_bad_image", ("error", "skip"))
         self.root = dataset_root(images)
         self.ann_path = Path(annotations) if annotations else self.root / "annotations.json"
         data = _read_json(self.ann_path)
-        self.images: list[dict[str, Any]] = data["images"]
         self.class_field = class_field
         self.instances = instances
         self.masks = masks
         self.semantic = semantic
         self.ignore_index = int(ignore_index)
+        self.report = report = DataReport(str(self.ann_path), "coco")
 
-        categories = sorted(data.get("categories", []), key=lambda c: c["id"])
+        self.images: list[dict[str, Any]] = self._valid_images(data["images"])
+        report.num_images = len(data["images"])
+        categories = self._valid_categories(data.get("categories", []))
         self.category_ids = [int(c["id"]) for c in categories]
         self.cat_to_label = {cid: i for i, cid in enumerate(self.category_ids)}
         self.label_names: dict[str, list[str]] = {
@@ -85,145 +113,344 @@ class CocoDataset:
         }
         if semantic:
             self.label_names["semantic"] = ["background", *self.label_names["instances"]]
-        self._check_ids(data)
+        annotations_list = data.get("annotations") or []
+        self._check_duplicates(data["images"], annotations_list, data.get("categories", []))
         self.paths = self._resolve_paths()
-        check_files_exist(self.paths, str(self.ann_path))
-        self.targets = self._index_annotations(data.get("annotations", []))
-        self.index_of_id = {int(img["id"]): i for i, img in enumerate(self.images)}
+        inside = [i for i, path in enumerate(self.paths) if path is not None]
+        files = [
+            ImageFile(
+                self.paths[i], self._where(i), (self.images[i]["height"], self.images[i]["width"])
+            )
+            for i in inside
+        ]
+        bad_severity = "warning" if self.on_bad_image == "skip" else "error"
+        sizes: list[tuple[int, int] | None] = [None] * len(self.images)
+        for i, size in zip(
+            inside, check_image_files(files, report, bad_image_severity=bad_severity), strict=True
+        ):
+            sizes[i] = size
+        self.targets = self._index_annotations(annotations_list, strict)
         if masks or semantic:
             self._check_segmentations()
         if class_field is not None:
             self.classes = self._read_classes(data, class_field, class_names)
+        keep = self._apply_policies([s is not None for s in sizes], keep_negatives)
+        self._statistics(keep)
+        report.raise_for_errors()
+        self._select(keep)
 
     # ------------------------------------------------------------------ construction checks
 
-    def _check_ids(self, data: dict[str, Any]) -> None:
-        incomplete = [
-            f"image {i} (id {img.get('id')}): missing {', '.join(missing)}"
-            for i, img in enumerate(self.images)
-            if (missing := [k for k in ("id", "file_name", "width", "height") if k not in img])
-        ]
-        if incomplete:
-            raise AnnotationError(f"{self.ann_path}: images without required fields:", incomplete)
-        problems = []
-        for what, items, key in (
-            ("image id", self.images, "id"),
-            ("image file_name", self.images, "file_name"),
-            ("annotation id", data.get("annotations", []), "id"),
-            ("category id", data.get("categories", []), "id"),
-        ):
-            counts = Counter(item.get(key) for item in items)
-            dups = [k for k, n in counts.items() if n > 1]
-            if dups:
-                problems.append(f"duplicate {what}s: {dups[:10]}{' ...' if len(dups) > 10 else ''}")
-        if problems:
-            raise AnnotationError(f"{self.ann_path}: duplicate ids:", problems)
+    def _where(self, index: int) -> str:
+        img = self.images[index]
+        return f"{img['file_name']} (image id {img['id']})"
 
-    def _resolve_paths(self) -> list[Path]:
-        paths, bad = [], []
+    def _valid_images(self, images: list[Any]) -> list[dict[str, Any]]:
+        """The entries with an integer ``id``, a ``file_name`` and positive ``width`` /
+        ``height``; the others are errors."""
+        valid = []
+        for i, img in enumerate(images):
+            if not isinstance(img, dict):
+                self.report.add("missing field", f"images[{i}]", "not an object")
+                continue
+            missing = [k for k in ("id", "file_name", "width", "height") if k not in img]
+            bad = [
+                k
+                for k in ("id", "width", "height")
+                if k in img and (not isinstance(img[k], int) or isinstance(img[k], bool))
+            ]
+            bad += [k for k in ("width", "height") if k not in bad and img.get(k, 1) <= 0]
+            if "file_name" in img and not isinstance(img["file_name"], str):
+                bad.append("file_name")
+            if missing or bad:
+                detail = "; ".join(
+                    ([f"missing {', '.join(missing)}"] if missing else [])
+                    + [
+                        f"{k}={img[k]!r} (expected "
+                        f"{'a path' if k == 'file_name' else 'a positive integer'})"
+                        for k in bad
+                    ]
+                )
+                self.report.add("missing field", f"images[{i}] (id {img.get('id')})", detail)
+                continue
+            valid.append(img)
+        return valid
+
+    def _valid_categories(self, categories: list[Any]) -> list[dict[str, Any]]:
+        valid = []
+        for i, cat in enumerate(categories):
+            if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
+                self.report.add("missing field", f"categories[{i}]", "needs an integer 'id'")
+                continue
+            valid.append(cat)
+        return sorted(valid, key=lambda c: c["id"])
+
+    def _check_duplicates(
+        self, images: list[Any], annotations: list[Any], categories: list[Any]
+    ) -> None:
+        def dicts(items: list[Any]) -> list[dict[str, Any]]:
+            return [x for x in items if isinstance(x, dict)]
+
+        for what, items, key in (
+            ("image id", dicts(images), "id"),
+            ("image file_name", dicts(images), "file_name"),
+            ("annotation id", dicts(annotations), "id"),
+            ("category id", dicts(categories), "id"),
+        ):
+            counts = Counter(item.get(key) for item in items if item.get(key) is not None)
+            for value, n in counts.items():
+                if n > 1:
+                    self.report.add("duplicate id", f"{what} {value!r}", f"appears {n} times")
+
+    def _resolve_paths(self) -> list[Path | None]:
+        paths = []
         for img in self.images:
             try:
                 paths.append(resolve_under_root(self.root, img["file_name"]))
-            except ValueError as err:
-                bad.append(f"image id {img.get('id')}: {err}")
-        if bad:
-            raise AnnotationError(f"{self.ann_path}: image paths outside the dataset root:", bad)
+            except ValueError:
+                self.report.add(
+                    "path outside root",
+                    f"image id {img['id']}: file_name {img['file_name']!r}",
+                    f"resolves outside the dataset root {self.root.resolve()} "
+                    "('..' and absolute paths elsewhere are refused)",
+                )
+                paths.append(None)
         return paths
 
-    def _index_annotations(self, annotations: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
+    def _index_annotations(self, annotations: list[Any], strict: bool) -> list[dict[str, Any]]:
+        report = self.report
         index = {img["id"]: i for i, img in enumerate(self.images)}
         per_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
         crowds: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        unknown_cat, orphans = [], []
         for ann in annotations:
+            if not isinstance(ann, dict):
+                report.add("bad box", f"annotation {str(ann)[:40]}", "not an object")
+                continue
+            where = f"annotation id {ann.get('id')} (image id {ann.get('image_id')})"
             if ann.get("category_id") not in self.cat_to_label:
-                unknown_cat.append(
-                    f"annotation id {ann.get('id')}: category_id {ann.get('category_id')}"
+                report.add(
+                    "unknown category",
+                    where,
+                    f"category_id {ann.get('category_id')!r} is not in categories "
+                    f"{self.category_ids}",
                 )
             elif ann.get("image_id") not in index:
-                orphans.append(ann.get("id"))
+                report.add(
+                    "orphan annotation",
+                    f"annotation id {ann.get('id')}",
+                    f"image_id {ann.get('image_id')!r} is not an image of the file",
+                    severity="error" if strict else "warning",
+                )
+            elif not _is_box(ann.get("bbox")):
+                report.add(
+                    "bad box",
+                    where,
+                    f"bbox {ann.get('bbox')!r}: expected [x, y, width, height], 4 finite numbers",
+                )
             elif ann.get("iscrowd", 0):
                 crowds[index[ann["image_id"]]].append(ann)
             else:
                 per_image[index[ann["image_id"]]].append(ann)
-        if unknown_cat:
-            raise AnnotationError(
-                f"{self.ann_path}: category ids not in 'categories' {self.category_ids}:",
-                unknown_cat,
-            )
-        if orphans:
-            logger.warning(
-                "%s: %d annotations refer to images that do not exist (first ids: %s)",
-                self.ann_path,
-                len(orphans),
-                orphans[:10],
-            )
-        targets, dropped = [], 0
+        targets = []
         for i, img in enumerate(self.images):
             anns = per_image.get(i, [])
-            xywh = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4)
-            boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-            boxes[:, 0::2] = boxes[:, 0::2].clip(0, img["width"])
-            boxes[:, 1::2] = boxes[:, 1::2].clip(0, img["height"])
-            keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-            dropped += int((~keep).sum())
+            boxes = np.zeros((len(anns), 4), np.float32)
+            keep = np.ones(len(anns), bool)
+            for j, ann in enumerate(anns):
+                boxes[j], keep[j] = self._clip_box(ann, img)
             labels = np.array([self.cat_to_label[a["category_id"]] for a in anns], dtype=np.int64)
             targets.append(
                 {
-                    "boxes": boxes[keep],
+                    "boxes": boxes[keep].reshape(-1, 4),
                     "labels": labels[keep],
+                    "ann_ids": [a.get("id") for a, k in zip(anns, keep, strict=True) if k],
                     "segmentations": [
                         a.get("segmentation") for a, k in zip(anns, keep, strict=True) if k
                     ],
                     "crowd_segmentations": [a.get("segmentation") for a in crowds.get(i, [])],
                 }
             )
-        if dropped:
-            logger.warning(
-                "%s: dropped %d boxes of zero area after clipping", self.ann_path, dropped
-            )
         return targets
+
+    def _clip_box(self, ann: dict[str, Any], img: dict[str, Any]) -> tuple[np.ndarray, bool]:
+        """The xyxy box of ``ann`` clipped to its image, and whether it is kept (area > 0).
+        Boxes more than :data:`CLIP_TOLERANCE` pixels outside, and dropped boxes, are
+        recorded as warnings."""
+        x, y, w, h = (float(v) for v in ann["bbox"])
+        width, height = float(img["width"]), float(img["height"])
+        box = np.array([x, y, x + w, y + h], np.float64)
+        clipped = box.copy()
+        clipped[0::2] = clipped[0::2].clip(0, width)
+        clipped[1::2] = clipped[1::2].clip(0, height)
+        where = f"annotation id {ann.get('id')} (image id {img['id']}, {img['file_name']})"
+        if w <= 0 or h <= 0:
+            self.report.add(
+                "box dropped", where, f"bbox {ann['bbox']}: width or height <= 0", "warning"
+            )
+            return clipped.astype(np.float32), False
+        if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+            self.report.add(
+                "box dropped",
+                where,
+                f"bbox {ann['bbox']} lies outside the {img['width']}x{img['height']} image "
+                "(zero area after clipping)",
+                "warning",
+            )
+            return clipped.astype(np.float32), False
+        if np.abs(clipped - box).max() > CLIP_TOLERANCE:
+            self.report.add(
+                "box clipped",
+                where,
+                f"bbox {ann['bbox']} reaches outside the {img['width']}x{img['height']} "
+                "image; clipped to it",
+                "warning",
+            )
+        return clipped.astype(np.float32), True
 
     def _read_classes(
         self, data: dict[str, Any], field: str, class_names: Sequence[str] | None
     ) -> list[int]:
         values = [img.get(field) for img in self.images]
-        missing = [img["id"] for img, v in zip(self.images, values, strict=False) if v is None]
-        if missing:
-            raise AnnotationError(
-                f"{self.ann_path}: {len(missing)} images have no {field!r} field (image ids):",
-                [str(m) for m in missing],
-            )
         names = list(class_names or data.get("image_classes", {}).get(field) or [])
         if not names:
-            names = sorted({str(v) for v in values})
+            names = sorted({str(v) for v in values if v is not None})
         lookup = {name: i for i, name in enumerate(names)}
-        classes, bad = [], []
-        for img, value in zip(self.images, values, strict=False):
+        classes = []
+        for i, value in enumerate(values):
             if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
                 classes.append(value)
-            elif str(value) in lookup:
+            elif value is not None and str(value) in lookup:
                 classes.append(lookup[str(value)])
             else:
-                bad.append(f"image id {img['id']}: {field}={value!r}")
-        if bad:
-            raise AnnotationError(f"{self.ann_path}: image-level classes not in {names}:", bad)
+                detail = (
+                    f"no {field!r} field"
+                    if value is None
+                    else f"{field}={value!r} is not one of {names} (nor an index into it)"
+                )
+                self.report.add("bad class", self._where(i), detail)
+                classes.append(-1)
         self.label_names["class"] = names
         return classes
 
     def _check_segmentations(self) -> None:
-        """Every kept annotation has a usable ``segmentation`` of its image's size."""
-        problems = []
-        for img, target in zip(self.images, self.targets, strict=True):
-            for seg in target["segmentations"] + target["crowd_segmentations"]:
-                problem = _segmentation_problem(seg, img["height"], img["width"])
-                if problem:
-                    problems.append(f"image id {img['id']} ({img['file_name']}): {problem}")
-        if problems:
-            raise AnnotationError(
-                f"{self.ann_path}: annotations without a usable segmentation (needed for masks):",
-                problems,
+        """Instances without a usable ``segmentation`` (none, or only polygons of fewer than
+        3 points / odd length) are dropped with their box and label, with a warning; bad
+        polygons beside good ones are dropped alone. An RLE of another size than its image,
+        or something that is neither polygons nor RLE, is an error."""
+        for i, (img, target) in enumerate(zip(self.images, self.targets, strict=True)):
+            h, w = int(img["height"]), int(img["width"])
+            keep = []
+            for j, seg in enumerate(target["segmentations"]):
+                where = f"annotation id {target['ann_ids'][j]} ({self._where(i)})"
+                fixed = self._usable_segmentation(seg, h, w, where)
+                keep.append(fixed is not None)
+                target["segmentations"][j] = fixed
+            crowd = []
+            for seg in target["crowd_segmentations"]:
+                fixed = self._usable_segmentation(seg, h, w, f"crowd region of {self._where(i)}")
+                if fixed is not None:
+                    crowd.append(fixed)
+            target["crowd_segmentations"] = crowd
+            mask = np.array(keep, bool)
+            target["boxes"] = target["boxes"][mask].reshape(-1, 4)
+            target["labels"] = target["labels"][mask]
+            target["ann_ids"] = [a for a, k in zip(target["ann_ids"], keep, strict=True) if k]
+            target["segmentations"] = [s for s in target["segmentations"] if s is not None]
+
+    def _usable_segmentation(self, seg: Any, height: int, width: int, where: str) -> Any:
+        """``seg`` (bad polygons removed), or ``None`` with a warning when nothing usable is
+        left; errors for RLE of the wrong size and unknown encodings."""
+        if isinstance(seg, list):
+            good = [p for p in seg if _is_polygon(p)]
+            if not good:
+                why = "no segmentation" if not seg else "only polygons of < 3 points / odd length"
+                self.report.add("instance dropped", where, why, "warning")
+                return None
+            if len(good) < len(seg):
+                self.report.add(
+                    "polygon dropped",
+                    where,
+                    f"{len(seg) - len(good)} of {len(seg)} polygons have < 3 points or an odd "
+                    "number of coordinates",
+                    "warning",
+                )
+            return good
+        if seg is None or seg == {}:
+            self.report.add("instance dropped", where, "no segmentation", "warning")
+            return None
+        problem = _segmentation_problem(seg, height, width)
+        if problem:
+            self.report.add("bad segmentation", where, problem)
+            return None
+        return seg
+
+    def _apply_policies(self, readable: list[bool], keep_negatives: bool) -> list[bool]:
+        """Which images stay: readable ones (under ``on_bad_image: skip``), with boxes unless
+        ``keep_negatives``. An empty result is an error with the breakdown."""
+        keep = list(readable) if self.on_bad_image == "skip" else [True] * len(self.images)
+        unreadable = keep.count(False)
+        negatives = 0
+        if self.instances and not keep_negatives:
+            for i, target in enumerate(self.targets):
+                if keep[i] and len(target["boxes"]) == 0:
+                    keep[i] = False
+                    negatives += 1
+            if negatives:
+                self.report.notes.append(
+                    f"left out {negatives} images without boxes (keep_negatives: false)"
+                )
+                logger.info(
+                    "%s: left out %d images without boxes (keep_negatives: false)",
+                    self.ann_path,
+                    negatives,
+                )
+        if unreadable:
+            self.report.notes.append(
+                f"left out {unreadable} missing or unreadable images (on_bad_image: skip)"
             )
+        total = self.report.num_images
+        if not any(keep) and not self.report.errors:
+            parts = [f"{unreadable} missing or unreadable (on_bad_image: skip)"] * bool(unreadable)
+            parts += [f"{negatives} without boxes (keep_negatives: false)"] * bool(negatives)
+            invalid = total - len(self.images)
+            parts += [f"{invalid} invalid entries"] * bool(invalid)
+            breakdown = f": {', '.join(parts)}" if parts else ""
+            self.report.add(
+                "empty dataset",
+                str(self.ann_path),
+                f"0 of {total} images kept{breakdown}" if total else "the file lists no images",
+            )
+        return keep
+
+    def _statistics(self, keep: list[bool]) -> None:
+        report = self.report
+        report.num_kept = sum(keep)
+        if self.instances:
+            labels = []
+            for i, target in enumerate(self.targets):
+                if not keep[i]:
+                    continue
+                n = len(target["boxes"])
+                report.boxes_per_image.append(n)
+                report.num_annotations += n
+                labels += target["labels"].tolist()
+                if n == 0:
+                    report.empty_images.append(self._where(i))
+            report.class_counts["instances"] = count_classes(labels, self.label_names["instances"])
+        if self.class_field is not None:
+            classes = [c for c, k in zip(self.classes, keep, strict=True) if k and c >= 0]
+            report.class_counts["class"] = count_classes(classes, self.label_names["class"])
+
+    def _select(self, keep: list[bool]) -> None:
+        """Keep the images that passed the policies (images, paths, targets and classes
+        together)."""
+        if not all(keep):
+            self.images = [x for x, k in zip(self.images, keep, strict=True) if k]
+            self.paths = [x for x, k in zip(self.paths, keep, strict=True) if k]
+            self.targets = [x for x, k in zip(self.targets, keep, strict=True) if k]
+            if self.class_field is not None:
+                self.classes = [x for x, k in zip(self.classes, keep, strict=True) if k]
+        self.index_of_id = {int(img["id"]): i for i, img in enumerate(self.images)}
 
     def instance_masks(self, index: int) -> np.ndarray:
         """``uint8 [N, H, W]`` masks of sample ``index``'s boxes, at the original size."""
@@ -258,6 +485,9 @@ class CocoDataset:
         return len(self.images)
 
     def __getitem__(self, index: int) -> Sample:
+        return read_or_skip(self._load, index, len(self), self.on_bad_image)
+
+    def _load(self, index: int) -> Sample:
         info = self.images[index]
         image = read_image(self.paths[index])
         sample: Sample = {
@@ -302,6 +532,26 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
     return mask_utils.decode(rle).astype(np.uint8)
 
 
+CLIP_TOLERANCE = 1.0  # pixels a box may reach outside its image before it is reported
+
+
+def _is_box(bbox: Any) -> bool:
+    """A COCO ``[x, y, w, h]`` of 4 finite numbers."""
+    return (
+        isinstance(bbox, (list, tuple))
+        and len(bbox) == 4
+        and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in bbox
+        )
+    )
+
+
+def _is_polygon(polygon: Any) -> bool:
+    """A flat list of at least 3 (x, y) points."""
+    return isinstance(polygon, list) and len(polygon) >= 6 and len(polygon) % 2 == 0
+
+
 def _segmentation_problem(segmentation: Any, height: int, width: int) -> str | None:
     """Why ``segmentation`` cannot be decoded for an image of this size, or ``None``."""
     if segmentation is None or segmentation == []:
@@ -344,10 +594,15 @@ def coco(
     masks: bool | None = None,
     semantic: bool | None = None,
     ignore_index: int = 255,
+    on_bad_image: Literal["error", "skip"] = "error",
+    keep_negatives: bool = True,
+    strict: bool = False,
 ) -> CocoDataset:
     """COCO json (``annotations``, default ``images/annotations.json``) with the image files
     under ``images``. ``masks`` / ``semantic``: ``null`` reads them when a head learns from
-    them."""
+    them. ``on_bad_image`` (``error`` | ``skip``), ``keep_negatives`` (images without boxes;
+    validation sets always keep them) and ``strict`` (annotations of unknown images are an
+    error): see :class:`CocoDataset`."""
     return CocoDataset(
         images,
         annotations,
@@ -357,4 +612,7 @@ def coco(
         bool(masks),
         bool(semantic),
         ignore_index,
+        on_bad_image=on_bad_image,
+        keep_negatives=keep_negatives,
+        strict=strict,
     )

@@ -8,8 +8,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Literal
 
 from visionkit.data.base import IMAGE_EXTENSIONS, Sample, dataset_root
+from visionkit.data.checks import (
+    DataReport,
+    ImageFile,
+    check_image_files,
+    count_classes,
+    policy,
+    read_or_skip,
+    where_of,
+)
 from visionkit.data.io import read_image
 from visionkit.errors import DataError
 from visionkit.registry import DATASETS
@@ -23,6 +33,11 @@ class ImageFolderDataset:
         class_names: the class order to use (e.g. the training set's, for a validation set
             that lacks some classes); default: sorted sub-folder names.
         extensions: file suffixes counted as images (case-insensitive).
+        on_bad_image: ``"error"`` (default) or ``"skip"``; see
+            :class:`visionkit.data.coco.CocoDataset`.
+
+    Construction opens every image and reads its header (:mod:`visionkit.data.checks`); the
+    report is kept as :attr:`report`.
     """
 
     def __init__(
@@ -30,7 +45,9 @@ class ImageFolderDataset:
         root: str | os.PathLike,
         class_names: Sequence[str] | None = None,
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
+        on_bad_image: str = "error",
     ) -> None:
+        self.on_bad_image = policy(on_bad_image, "on_bad_image", ("error", "skip"))
         self.root = dataset_root(root)
         found = sorted(
             d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")
@@ -55,11 +72,35 @@ class ImageFolderDataset:
                 f"{', '.join(exts)}; found {len(found)} class folders)"
             )
         self.label_names = {"class": names}
+        self.report = report = DataReport(str(self.root), "folder")
+        report.num_images = len(self.items)
+        files = [ImageFile(path, where_of(path, self.root)) for path, _ in self.items]
+        severity = "warning" if self.on_bad_image == "skip" else "error"
+        sizes = check_image_files(files, report, bad_image_severity=severity)
+        if self.on_bad_image == "skip":
+            self.items = [item for item, size in zip(self.items, sizes, strict=True) if size]
+            skipped = len(sizes) - len(self.items)
+            if skipped:
+                report.notes.append(
+                    f"left out {skipped} missing or unreadable images (on_bad_image: skip)"
+                )
+            if not self.items and not report.errors:
+                report.add(
+                    "empty dataset",
+                    str(self.root),
+                    f"0 of {len(sizes)} images kept: {skipped} unreadable (on_bad_image: skip)",
+                )
+        report.num_kept = len(self.items)
+        report.class_counts["class"] = count_classes([c for _, c in self.items], names)
+        report.raise_for_errors()
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> Sample:
+        return read_or_skip(self._load, index, len(self), self.on_bad_image)
+
+    def _load(self, index: int) -> Sample:
         path, label = self.items[index]
         image = read_image(path)
         return {
@@ -72,6 +113,10 @@ class ImageFolderDataset:
 
 
 @DATASETS.register
-def folder(root: str | None = None, class_names: list[str] | None = None) -> ImageFolderDataset:
-    """ImageFolder layout (``root/<class>/<image>``)."""
-    return ImageFolderDataset(root, class_names=class_names)
+def folder(
+    root: str | None = None,
+    class_names: list[str] | None = None,
+    on_bad_image: Literal["error", "skip"] = "error",
+) -> ImageFolderDataset:
+    """ImageFolder layout (``root/<class>/<image>``); ``on_bad_image``: ``error`` | ``skip``."""
+    return ImageFolderDataset(root, class_names=class_names, on_bad_image=on_bad_image)

@@ -24,14 +24,26 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
 from visionkit.data.base import IMAGE_EXTENSIONS, Sample, dataset_root
+from visionkit.data.checks import (
+    DataReport,
+    ImageFile,
+    check_image_files,
+    image_check_mode,
+    policy,
+    read_or_skip,
+    where_of,
+)
 from visionkit.data.io import read_image
 from visionkit.errors import AnnotationError, DataError
 from visionkit.registry import DATASETS
+
+MASK_MODES = ("P", "L", "I;16", "I")  # label PNG modes whose values are class indices
 
 
 class MaskFolderDataset:
@@ -43,6 +55,12 @@ class MaskFolderDataset:
         masks: sub-folder of the label PNGs (``<image stem>.png``).
         class_names: names of the labels ``0..C-1`` (default: ``root/classes.txt``).
         ignore_index: label value that marks unlabelled pixels.
+        on_bad_image: ``"error"`` (default) or ``"skip"`` (an image that cannot be read is
+            left out with its mask); see :class:`visionkit.data.coco.CocoDataset`.
+
+    Construction opens every image and every label PNG and reads their headers (size, mode);
+    all problems are reported together (:mod:`visionkit.data.checks`). Label values are
+    checked when a mask is read (and by ``visionkit check-data``, which decodes them all).
     """
 
     def __init__(
@@ -52,7 +70,9 @@ class MaskFolderDataset:
         masks: str = "masks",
         class_names: Sequence[str] | None = None,
         ignore_index: int = 255,
+        on_bad_image: str = "error",
     ) -> None:
+        self.on_bad_image = policy(on_bad_image, "on_bad_image", ("error", "skip"))
         self.root = dataset_root(root)
         self.image_dir = self.root / images
         self.mask_dir = self.root / masks
@@ -73,10 +93,71 @@ class MaskFolderDataset:
         self.mask_paths = [
             self.mask_dir / p.relative_to(self.image_dir).with_suffix(".png") for p in self.paths
         ]
-        missing = [str(m) for m in self.mask_paths if not m.is_file()]
-        if missing:
-            raise AnnotationError(f"{self.mask_dir}: images without a label PNG:", missing)
+        self.report = self._check_files()
         self.index_of_id = {i + 1: i for i in range(len(self.paths))}
+
+    def _check_files(self) -> DataReport:
+        """Every image and label PNG opened (headers); missing, unreadable, mode and size
+        problems all in one report, raised together."""
+        report = DataReport(str(self.root), "mask_folder")
+        report.num_images = len(self.paths)
+        files = [ImageFile(p, where_of(p, self.root)) for p in self.paths]
+        severity = "warning" if self.on_bad_image == "skip" else "error"
+        sizes = check_image_files(files, report, bad_image_severity=severity)
+        report.image_sizes.clear()
+        decode = image_check_mode() == "decode"
+        keep = []
+        for image_path, mask_path, size in zip(self.paths, self.mask_paths, sizes, strict=True):
+            where = where_of(mask_path, self.root)
+            if size is None:
+                keep.append(self.on_bad_image != "skip")
+                continue
+            report.image_sizes[size] += 1
+            keep.append(True)
+            if not mask_path.is_file():
+                report.add("missing label file", where, f"no label PNG for {image_path.name}")
+                continue
+            try:
+                with Image.open(mask_path) as pil:
+                    mode, (w, h) = pil.mode, pil.size
+            except OSError as err:
+                report.add("bad label file", where, f"unreadable label PNG: {err}")
+                continue
+            if mode not in MASK_MODES:
+                report.add(
+                    "bad label file",
+                    where,
+                    f"label PNG in mode {mode}; expected a palette (P) or single-channel (L) "
+                    "image whose values are class indices",
+                )
+            elif (h, w) != size:
+                report.add(
+                    "size mismatch",
+                    where,
+                    f"label PNG is {h}x{w} but its image {image_path.name} is "
+                    f"{size[0]}x{size[1]} (height x width)",
+                )
+            elif decode:
+                try:
+                    self._read_mask_file(mask_path)
+                except AnnotationError as err:
+                    report.add("bad label file", where, str(err).removeprefix(f"{mask_path}: "))
+        if not all(keep):
+            self.paths = [p for p, k in zip(self.paths, keep, strict=True) if k]
+            self.mask_paths = [p for p, k in zip(self.mask_paths, keep, strict=True) if k]
+            report.notes.append(
+                f"left out {keep.count(False)} missing or unreadable images (on_bad_image: skip)"
+            )
+            if not self.paths and not report.errors:
+                report.add(
+                    "empty dataset",
+                    str(self.image_dir),
+                    f"0 of {len(keep)} images kept: {keep.count(False)} unreadable "
+                    "(on_bad_image: skip)",
+                )
+        report.num_kept = len(self.paths)
+        report.raise_for_errors()
+        return report
 
     def _read_class_names(self) -> list[str]:
         path = self.root / "classes.txt"
@@ -93,10 +174,12 @@ class MaskFolderDataset:
 
     def read_mask(self, index: int) -> np.ndarray:
         """The label map of sample ``index``: uint8 ``[H, W]``, values checked."""
-        path = self.mask_paths[index]
+        return self._read_mask_file(self.mask_paths[index])
+
+    def _read_mask_file(self, path: Path) -> np.ndarray:
         try:
             with Image.open(path) as pil:
-                if pil.mode not in ("P", "L", "I;16", "I"):
+                if pil.mode not in MASK_MODES:
                     raise AnnotationError(
                         f"{path}: label PNG in mode {pil.mode}; expected a palette (P) or "
                         "single-channel (L) image whose values are class indices"
@@ -118,6 +201,9 @@ class MaskFolderDataset:
         return self.read_mask(self.index_of_id[int(image_id)])
 
     def __getitem__(self, index: int) -> Sample:
+        return read_or_skip(self._load, index, len(self), self.on_bad_image)
+
+    def _load(self, index: int) -> Sample:
         image = read_image(self.paths[index])
         mask = self.read_mask(index)
         if mask.shape != image.shape[:2]:
@@ -141,9 +227,11 @@ def mask_folder(
     masks: str = "masks",
     class_names: list[str] | None = None,
     ignore_index: int = 255,
+    on_bad_image: Literal["error", "skip"] = "error",
 ) -> MaskFolderDataset:
-    """Images plus label PNGs (``root/images``, ``root/masks``, ``root/classes.txt``)."""
-    return MaskFolderDataset(root, images, masks, class_names, ignore_index)
+    """Images plus label PNGs (``root/images``, ``root/masks``, ``root/classes.txt``);
+    ``on_bad_image``: ``error`` | ``skip``."""
+    return MaskFolderDataset(root, images, masks, class_names, ignore_index, on_bad_image)
 
 
 def write_mask_png(path: str | os.PathLike, mask: np.ndarray, palette: bool = True) -> None:

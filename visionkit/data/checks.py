@@ -1,0 +1,429 @@
+"""Dataset checks: every problem of a dataset and its statistics, in one report.
+
+The readers (``coco``, ``folder``, ``mask_folder``) fill a :class:`DataReport` while they are
+built: every annotation is read, and every image file is opened and its header read (no
+pixel decoding), so a dataset with problems fails *before* the model is built, with one
+error listing all of them. ``visionkit check-data`` builds the same readers and prints the
+same report, by default decoding every image in full as well (which also finds truncated
+files).
+
+Two severities:
+
+* **error** — the dataset cannot be used as it is: a missing or unreadable image file (under
+  ``on_bad_image: error``), duplicate ids, an unknown ``category_id``, a malformed box, an
+  image whose size differs from the one in the annotation file, a path outside the dataset
+  root. The reader raises :class:`~visionkit.errors.DataError` (or
+  :class:`~visionkit.errors.AnnotationError`) carrying the report.
+* **warning** — the reader repairs it and says so: boxes clipped to the image, boxes of zero
+  area dropped, instances with unusable polygons dropped, images skipped under
+  ``on_bad_image: skip``, annotations of images that do not exist.
+
+``check-data`` exits 1 when there is a problem of either severity.
+
+>>> report = DataReport("demo.json")
+>>> report.add("missing file", "images/a.png (image id 3)")
+>>> report.add("box clipped", "annotation id 9", "x2 80.5 > width 80", severity="warning")
+>>> print(report.problem_lines()[0])
+missing file: images/a.png (image id 3)
+>>> len(report.errors), len(report.warnings)
+(1, 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from visionkit.errors import AnnotationError, DataError, ImageDecodeError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ANNOTATION_KINDS",
+    "DataReport",
+    "ImageFile",
+    "Problem",
+    "check_image_files",
+    "image_check_mode",
+    "inspect_samples",
+    "set_image_check_mode",
+]
+
+#: Problem kinds that are faults of the annotation file (raised as ``AnnotationError`` when
+#: they are the only errors); all other kinds concern the image files (``DataError``).
+ANNOTATION_KINDS = frozenset(
+    {
+        "missing field",
+        "duplicate id",
+        "unknown category",
+        "bad box",
+        "bad segmentation",
+        "size mismatch",
+        "path outside root",
+        "orphan annotation",
+        "bad class",
+        "missing label file",
+        "bad label file",
+    }
+)
+
+MAX_SHOWN_PER_KIND = 10
+
+# How the readers check image files: "header" (open, read the header: size, format, pixel
+# limit; the training default) or "decode" (decode every image in full: check-data).
+_MODES = ("header", "decode")
+_mode = "header"
+
+
+def image_check_mode() -> str:
+    """``"header"`` (the default) or ``"decode"``; see :func:`set_image_check_mode`."""
+    return _mode
+
+
+def set_image_check_mode(mode: str) -> str:
+    """Make the readers built from now on check images by ``"header"`` or by full
+    ``"decode"``; returns the previous mode (``check-data`` switches to ``"decode"``)."""
+    global _mode
+    if mode not in _MODES:
+        raise ValueError(f"image check mode must be one of {_MODES}, got {mode!r}")
+    previous, _mode = _mode, mode
+    return previous
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem: its ``kind`` (``"missing file"``, ``"duplicate id"``, ...), ``where``
+    (the file and/or ids at fault), a ``detail`` (what was expected, what was found) and its
+    ``severity`` (``"error"`` or ``"warning"``)."""
+
+    kind: str
+    where: str
+    detail: str = ""
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.detail}" if self.detail else self.where
+
+
+@dataclass
+class DataReport:
+    """Problems and statistics of one dataset.
+
+    Args:
+        source: what was checked (the annotation file, or the dataset folder).
+        format: the reader's format name.
+
+    Attributes:
+        problems: every :class:`Problem` found, in the order found.
+        num_images: images listed by the dataset (before any was skipped).
+        num_kept: images the reader kept (after ``on_bad_image: skip`` / ``keep_negatives``).
+        num_annotations: annotations (boxes, masks) kept.
+        class_counts: label family → class name → count (instances for ``"instances"``,
+            images for ``"class"``).
+        image_sizes: ``(H, W)`` → number of images.
+        boxes_per_image: number of boxes of each image with box labels.
+        empty_images: the images without any box (``file (image id N)``).
+        notes: other lines for the report (e.g. what a policy removed).
+    """
+
+    source: str
+    format: str = ""
+    problems: list[Problem] = field(default_factory=list)
+    num_images: int = 0
+    num_kept: int = 0
+    num_annotations: int = 0
+    class_counts: dict[str, Counter] = field(default_factory=dict)
+    image_sizes: Counter = field(default_factory=Counter)
+    boxes_per_image: list[int] = field(default_factory=list)
+    empty_images: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, where: str, detail: str = "", severity: str = "error") -> None:
+        """Record a problem."""
+        if severity not in ("error", "warning"):
+            raise ValueError(f"severity must be 'error' or 'warning', got {severity!r}")
+        self.problems.append(Problem(kind, where, detail, severity))
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def problem_lines(
+        self, severity: str | None = None, max_per_kind: int = MAX_SHOWN_PER_KIND
+    ) -> list[str]:
+        """``"kind: where: detail"`` lines grouped by kind, at most ``max_per_kind`` of each
+        kind, then ``"... and N more <kind>"``."""
+        groups: dict[str, list[Problem]] = defaultdict(list)
+        for p in self.problems:
+            if severity is None or p.severity == severity:
+                groups[p.kind].append(p)
+        lines = []
+        for kind, items in groups.items():
+            lines += [f"{kind}: {p}" for p in items[:max_per_kind]]
+            if len(items) > max_per_kind:
+                lines.append(f"... and {len(items) - max_per_kind} more {kind}")
+        return lines
+
+    def counts_by_kind(self, severity: str | None = None) -> Counter:
+        return Counter(p.kind for p in self.problems if severity in (None, p.severity))
+
+    def log_warnings(self) -> None:
+        """One log line per kind of repaired problem (what training does about it)."""
+        groups: dict[str, list[Problem]] = defaultdict(list)
+        for p in self.warnings:
+            groups[p.kind].append(p)
+        for kind, items in groups.items():
+            first = "; ".join(str(p) for p in items[:3])
+            more = f" (and {len(items) - 3} more)" if len(items) > 3 else ""
+            logger.warning("%s: %d x %s: %s%s", self.source, len(items), kind, first, more)
+
+    def error(self) -> DataError:
+        """The exception that stops training: every error of the report (up to 10 per kind),
+        an ``AnnotationError`` when all of them are annotation faults. It carries the report
+        as ``.report``."""
+        errors = self.errors
+        counts = ", ".join(f"{kind}: {n}" for kind, n in self.counts_by_kind("error").items())
+        message = f"{self.source}: {len(errors)} problems ({counts}):"
+        kinds = {p.kind for p in errors}
+        cls = AnnotationError if kinds <= ANNOTATION_KINDS else DataError
+        err = cls(message, self.problem_lines("error"), max_shown=10**9)
+        err.report = self
+        return err
+
+    def raise_for_errors(self) -> None:
+        """Raise :meth:`error` when the report has errors; log the warnings otherwise."""
+        if self.errors:
+            raise self.error()
+        self.log_warnings()
+
+    def render(self) -> str:
+        """The human-readable report that ``check-data`` prints."""
+        head = f"{self.format} dataset {self.source}" if self.format else str(self.source)
+        lines = [head]
+        kept = f" ({self.num_kept} kept)" if self.num_kept != self.num_images else ""
+        lines.append(f"  images: {self.num_images}{kept}")
+        if self.boxes_per_image:
+            per = self.boxes_per_image
+            lines.append(
+                f"  boxes: {self.num_annotations} (per image: min {min(per)}, "
+                f"median {statistics.median(per):g}, max {max(per)})"
+            )
+            shown = ", ".join(self.empty_images[:5])
+            more = (
+                f", ... ({len(self.empty_images) - 5} more)" if len(self.empty_images) > 5 else ""
+            )
+            empty = f": {shown}{more}" if self.empty_images else ""
+            lines.append(f"  images without boxes: {len(self.empty_images)}{empty}")
+        if self.image_sizes:
+            common = self.image_sizes.most_common(5)
+            text = ", ".join(f"{h}x{w}: {n}" for (h, w), n in common)
+            if len(self.image_sizes) > 5:
+                text += f", ... ({len(self.image_sizes) - 5} more sizes)"
+            lines.append(f"  image sizes (HxW): {text}")
+        for family, counts in self.class_counts.items():
+            what = "images" if family == "class" else "instances"
+            text = ", ".join(f"{name} {n}" for name, n in counts.items())
+            lines.append(f"  {what} per class ({family}): {text or 'none'}")
+        lines += [f"  {note}" for note in self.notes]
+        if not self.problems:
+            lines.append("  no problems found")
+            return "\n".join(lines)
+        for severity, title in (
+            ("error", "errors (training stops)"),
+            ("warning", "warnings (training repairs these)"),
+        ):
+            found = self.counts_by_kind(severity)
+            if found:
+                lines.append(f"  {title}: {sum(found.values())}")
+                lines += [f"    {line}" for line in self.problem_lines(severity)]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """An image file to check: its ``path``, a ``where`` text naming it in reports (e.g.
+    ``"images/a.png (image id 3)"``) and the size ``(H, W)`` the annotations declare, if
+    any."""
+
+    path: str | os.PathLike
+    where: str
+    declared: tuple[int, int] | None = None
+
+
+def _inspect_one(item: ImageFile, decode: bool) -> tuple[str, str, tuple[int, int] | None]:
+    """``("ok" | "missing file" | "unreadable image", reason, (H, W))``."""
+    from visionkit.data.io import read_image, read_image_size
+
+    try:
+        if decode:
+            shape = read_image(item.path).shape
+            return "ok", "", (int(shape[0]), int(shape[1]))
+        return "ok", "", read_image_size(item.path)
+    except ImageDecodeError as err:
+        kind = "missing file" if err.reason == "file not found" else "unreadable image"
+        return kind, err.reason, None
+
+
+def check_image_files(
+    items: Sequence[ImageFile],
+    report: DataReport,
+    mode: str | None = None,
+    bad_image_severity: str = "error",
+    workers: int | None = None,
+) -> list[tuple[int, int] | None]:
+    """Open every image: missing files, unreadable images (by header, or by full decode with
+    ``mode="decode"``), and sizes that differ from the declared ones go to ``report``.
+
+    Args:
+        items: the files.
+        report: where problems are recorded; ``image_sizes`` counts the readable ones.
+        mode: ``"header"`` or ``"decode"`` (default: :func:`image_check_mode`).
+        bad_image_severity: the severity of missing and unreadable files (``"warning"``
+            under ``on_bad_image: skip``).
+        workers: threads (default: up to 8); Pillow releases the GIL while it decodes.
+
+    Returns:
+        The size ``(H, W)`` of each readable image (EXIF orientation applied), ``None`` for
+        the others. A size mismatch is an error whatever the policy: the annotations of that
+        image cannot be trusted.
+    """
+    decode = (mode or image_check_mode()) == "decode"
+    workers = workers or min(8, os.cpu_count() or 1)
+    if len(items) < 64 or workers == 1:
+        results = [_inspect_one(item, decode) for item in items]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(lambda item: _inspect_one(item, decode), items))
+    sizes: list[tuple[int, int] | None] = []
+    for item, (status, reason, size) in zip(items, results, strict=True):
+        if status != "ok":
+            report.add(status, item.where, reason, severity=bad_image_severity)
+            sizes.append(None)
+            continue
+        assert size is not None
+        if item.declared is not None and tuple(item.declared) != tuple(size):
+            dh, dw = item.declared
+            detail = (
+                f"the annotation file says {dh}x{dw} (height x width), the image is "
+                f"{size[0]}x{size[1]}"
+            )
+            if (dw, dh) == tuple(size):
+                detail += (
+                    " (width and height swapped: the decoder applies the EXIF orientation; "
+                    "the annotations must describe the upright image)"
+                )
+            report.add("size mismatch", item.where, detail)
+        report.image_sizes[size] += 1
+        sizes.append(size)
+    return sizes
+
+
+def inspect_samples(dataset: Any, source: str, format: str = "") -> DataReport:
+    """A report for a reader that does not make one itself: reads every sample (decoding
+    each image) and records failures with the index and file, and the statistics."""
+    report = DataReport(source, format)
+    report.num_images = report.num_kept = len(dataset)
+    names: Mapping[str, Sequence[str]] = getattr(dataset, "label_names", {}) or {}
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for i in range(len(dataset)):
+        try:
+            sample = dataset[i]
+        except ImageDecodeError as err:
+            kind = "missing file" if err.reason == "file not found" else "unreadable image"
+            report.add(kind, f"sample {i} ({err.path})", err.reason)
+            continue
+        except Exception as err:  # a reader's own failure: report it with the sample index
+            report.add("unreadable sample", f"sample {i}", f"{type(err).__name__}: {err}")
+            continue
+        report.image_sizes[tuple(int(s) for s in sample["image"].shape[:2])] += 1
+        if "boxes" in sample:
+            labels = [int(x) for x in sample.get("labels", [])]
+            report.boxes_per_image.append(len(labels))
+            report.num_annotations += len(labels)
+            if not labels:
+                report.empty_images.append(
+                    f"{sample.get('path', i)} (image id {sample['image_id']})"
+                )
+            _count(counts["instances"], labels, names.get("instances"))
+        if "class" in sample:
+            _count(counts["class"], [int(sample["class"])], names.get("class"))
+    report.class_counts = dict(counts)
+    return report
+
+
+def count_classes(labels: Iterable[int], names: Sequence[str] | None) -> Counter:
+    """Label → count, keyed by class name (every class listed, zeros included)."""
+    counter: Counter = Counter({name: 0 for name in names or ()})
+    _count(counter, labels, names)
+    return counter
+
+
+def _count(counter: Counter, labels: Iterable[int], names: Sequence[str] | None) -> None:
+    for label in labels:
+        key = names[label] if names is not None and 0 <= label < len(names) else str(label)
+        counter[key] += 1
+
+
+def where_of(path: str | os.PathLike, root: str | os.PathLike | None, **ids: Any) -> str:
+    """``"images/a.png (image id 3)"``: the path relative to ``root`` and the ids given."""
+    text = os.fspath(path)
+    if root is not None:
+        with contextlib.suppress(ValueError):  # another drive on Windows
+            text = os.path.relpath(text, os.fspath(root))
+    extra = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in ids.items())
+    return f"{text} ({extra})" if extra else text
+
+
+def policy(value: str, where: str, choices: Sequence[str]) -> str:
+    """Validate a string policy argument of a reader."""
+    if value not in choices:
+        from visionkit.errors import ConfigError
+
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+SkipRecord = dict[str, Any]
+
+
+def read_or_skip(
+    load: Callable[[int], dict[str, Any]],
+    index: int,
+    length: int,
+    on_bad_image: str,
+    max_tries: int = 16,
+) -> dict[str, Any]:
+    """``load(index)``; under ``on_bad_image="skip"`` an image that cannot be read is replaced
+    by the next readable sample, and the sample returned carries a ``"skipped"`` list of
+    ``{"index", "path", "reason"}`` records (counted and reported at the end of the epoch by
+    the data module)."""
+    skipped: list[SkipRecord] = []
+    for step in range(min(length, max_tries)):
+        i = (index + step) % length
+        try:
+            sample = load(i)
+        except ImageDecodeError as err:
+            if on_bad_image != "skip":
+                raise
+            skipped.append({"index": i, "path": err.path, "reason": err.reason})
+            logger.warning("on_bad_image: skip: sample %d (%s): %s", i, err.path, err.reason)
+            continue
+        if skipped:
+            sample["skipped"] = skipped
+        return sample
+    raise DataError(
+        f"on_bad_image: skip: {len(skipped)} images in a row could not be read, from sample "
+        f"{index}:",
+        [f"sample {r['index']} ({r['path']}): {r['reason']}" for r in skipped],
+    )
