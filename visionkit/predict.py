@@ -77,7 +77,8 @@ def draw_predictions(
 ) -> np.ndarray:
     """The image (``H×W×3 uint8``) with every head's predictions drawn on it: semantic masks
     and instance masks filled in class colours, boxes with class names and scores, the image
-    class in a frame, and a legend strip below the image for semantic classes (those present;
+    class in a frame (captions without scores where ``scores`` is ``None``, as for ground
+    truth), and a legend strip below the image for semantic classes (those present;
     with ``legend_all`` every named class but the background, so that all the frames of a
     video get the same size)."""
     canvas = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
@@ -102,14 +103,20 @@ def draw_predictions(
                 canvas = draw_segmentation_masks(
                     canvas, result["masks"].cpu().bool(), alpha=0.45, colors=colours
                 )
-            captions = [f"{n} {float(s):.2f}" for n, s in zip(names, result["scores"], strict=True)]
+            scores = result.get("scores")
+            captions = (
+                list(names)
+                if scores is None  # ground truth
+                else [f"{n} {float(s):.2f}" for n, s in zip(names, scores, strict=True)]
+            )
             canvas = draw_bounding_boxes(
                 canvas, result["boxes"].float().cpu(), captions, colors=colours, width=2
             )
         elif "label" in result:
             h, w = canvas.shape[-2:]
             name = result.get("name") or str(result["label"])
-            caption = f"{name} {float(result['scores'][result['label']]):.2f}"
+            scores = result.get("scores")
+            caption = name if scores is None else f"{name} {float(scores[result['label']]):.2f}"
             frame = torch.tensor([[0, 0, w - 1, h - 1]], dtype=torch.float)
             colour = colour_of(result["label"])
             canvas = draw_bounding_boxes(canvas, frame, [caption], colors=[colour], width=2)

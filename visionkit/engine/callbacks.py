@@ -54,7 +54,9 @@ class RunFolderCallback(L.Callback):
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
-    """One panel for the losses, one per metric family, epochs on the x axis."""
+    """Per-epoch panels: the total losses (``train/loss_epoch``, ``val/loss``), each head's
+    training loss (``train/<head>/loss_epoch``, with several heads), the validation metrics,
+    and the learning rates (``lr`` and the per-group ``train/lr_*``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,13 +65,7 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
     if not rows:
         return
     keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("epoch", "step")]
-    losses = [k for k in keys if "loss" in k and k.count("/") <= 1]
-    metrics = [k for k in keys if "loss" not in k and k != "lr"]
-    panels = (
-        [("loss", losses)]
-        + ([("metrics", metrics)] if metrics else [])
-        + [("learning rate", ["lr"])]
-    )
+    panels = curve_panels(keys)
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for ax, (title, names) in zip(axes[0], panels, strict=False):
         for name in names:
@@ -86,3 +82,35 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def curve_panels(keys: list[str]) -> list[tuple[str, list[str]]]:
+    """The panels of :func:`plot_curves` (title, column names) for the columns ``keys``."""
+    losses = [k for k in keys if "loss" in k and k.count("/") <= 1]
+    head_losses = [k for k in keys if k.startswith("train/") and k.endswith("/loss_epoch")]
+    head_losses = [k for k in head_losses if k.count("/") == 2]
+    rates = [k for k in keys if k.startswith("train/lr")] or ["lr"]  # per parameter group
+    metrics = [k for k in keys if "loss" not in k and k != "lr" and not k.startswith("train/")]
+    return (
+        [("loss", losses)]
+        + ([("loss per head (train)", head_losses)] if len(head_losses) > 1 else [])
+        + ([("metrics", metrics)] if metrics else [])
+        + [("learning rate", rates)]
+    )
+
+
+def make_loggers(run_dir: str | Path, tensorboard: bool | None = None) -> list[Any]:
+    """The run's Lightning loggers: a ``CSVLogger`` writing ``<run_dir>/logs/metrics.csv``
+    (per step) always, and a ``TensorBoardLogger`` writing ``<run_dir>/tensorboard/`` when
+    ``tensorboard`` is true, or (``None``) when the ``tensorboard`` package is installed
+    (``pip install visionkit[tensorboard]``)."""
+    import importlib.util
+
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="", version="logs")]
+    if tensorboard is None:
+        tensorboard = importlib.util.find_spec("tensorboard") is not None
+    if tensorboard:
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard"))
+    return loggers

@@ -15,12 +15,12 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 
 from visionkit.config import Config, ConfigLike, load_config, save_config
 from visionkit.data.datamodule import VisionDataModule, build_datasets, label_names_of
-from visionkit.engine.callbacks import RunFolderCallback
+from visionkit.engine.callbacks import RunFolderCallback, make_loggers
 from visionkit.engine.checkpoint import SafeCheckpointIO
+from visionkit.engine.pictures import ValidationPictures
 from visionkit.engine.precision import resolve_precision
 from visionkit.engine.system import VisionSystem
 from visionkit.errors import ConfigError
@@ -103,8 +103,12 @@ def train(
     trainer = make_trainer(
         cfg,
         run_dir,
-        callbacks=[checkpoint, RunFolderCallback(run_dir)],
-        logger=CSVLogger(save_dir=str(run_dir), name="", version="logs"),
+        callbacks=[
+            checkpoint,
+            RunFolderCallback(run_dir),
+            ValidationPictures(run_dir, val_dataset=datasets.get("val")),
+        ],
+        logger=make_loggers(run_dir),
         **({} if has_val else {"limit_val_batches": 0}),
     )
     trainer.fit(system, datamodule=datamodule, ckpt_path=str(resume) if resume else None)

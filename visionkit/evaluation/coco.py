@@ -108,11 +108,14 @@ def coco_evaluate(
     results: list[dict[str, Any]],
     image_ids: list[int] | None = None,
     iou_type: str = "bbox",
+    details: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Run ``COCOeval(iouType=iou_type)`` (``"bbox"`` or ``"segm"``); returns the 12 summary
     numbers (``nan`` where COCO reports -1, e.g. no small objects). No results at all gives
     zeros, not a crash. ``"segm"`` scores :func:`segm_results` of ``results``; ``results``
-    itself is never modified."""
+    itself is never modified. A ``details`` dict receives COCOeval's ``precision`` array
+    (``[T iou, R recall, K category, A area, M max dets]``, ``None`` without results),
+    ``cat_ids`` (the K categories) and ``image_ids`` (the images scored)."""
     from pycocotools.cocoeval import COCOeval
 
     if iou_type not in IOU_TYPES:
@@ -130,6 +133,8 @@ def coco_evaluate(
         bad = _mask_problems(gt, results)
         if bad:
             raise DataError("mask predictions must have their image's size (H, W):", bad)
+    if details is not None:
+        details.update(precision=None, cat_ids=sorted(known_cats), image_ids=image_ids)
     if not results:
         return {k: 0.0 for k in SUMMARY_KEYS}
     scored = segm_results(results) if iou_type == "segm" else [dict(r) for r in results]
@@ -141,6 +146,8 @@ def coco_evaluate(
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
+    if details is not None:
+        details.update(precision=ev.eval["precision"], cat_ids=list(ev.params.catIds))
     return {
         k: (float(v) if v >= 0 else math.nan) for k, v in zip(SUMMARY_KEYS, ev.stats, strict=True)
     }
@@ -189,6 +196,7 @@ class CocoEvaluator(nn.Module):
         self.iou_types = tuple(dict.fromkeys(iou_types))
         self.results: list[dict[str, Any]] = []
         self.image_ids: list[int] = []
+        self.details: dict[str, dict[str, Any]] = {}  # per iou type: see coco_evaluate
         self._gt = None
 
     def reset(self) -> None:
@@ -229,6 +237,44 @@ class CocoEvaluator(nn.Module):
             self._gt = load_coco_gt(self.annotations)
         metrics = {}
         for iou_type in self.iou_types:
-            stats = coco_evaluate(self._gt, results, image_ids, iou_type)
+            self.details[iou_type] = {}
+            stats = coco_evaluate(self._gt, results, image_ids, iou_type, self.details[iou_type])
             metrics.update({f"{self.head}/{IOU_TYPES[iou_type]}{k}": v for k, v in stats.items()})
         return metrics
+
+    def per_class_ap(self, iou_type: str = "bbox") -> list[dict[str, Any]]:
+        """Per category of the ground truth, from the last :meth:`evaluate`: ``category_id``,
+        ``name``, ``instances`` (non-crowd ground-truth objects in the scored images), ``AP``
+        (IoU .50:.95), ``AP50`` and ``AP75``, read from COCOeval's ``precision`` at area "all"
+        and 100 detections per image. ``nan`` where a category has no ground truth (COCO's -1);
+        zeros when nothing was predicted.
+
+        Raises:
+            RuntimeError: :meth:`evaluate` has not run for ``iou_type``.
+        """
+        if iou_type not in self.details:
+            raise RuntimeError(f"{self.head}: no {iou_type!r} evaluation yet; call evaluate()")
+        details = self.details[iou_type]
+        precision = details["precision"]  # [T, R, K, A, M] or None
+        rows = []
+        for k, cat_id in enumerate(details["cat_ids"]):
+            ids = self._gt.getAnnIds(imgIds=details["image_ids"] or [], catIds=[cat_id])
+            count = sum(not a.get("iscrowd", 0) for a in self._gt.loadAnns(ids))
+            row = {
+                "category_id": int(cat_id),
+                "name": self._gt.cats[cat_id].get("name", str(cat_id)),
+                "instances": count,
+            }
+            for key, thresholds in (
+                ("AP", slice(None)),
+                ("AP50", slice(0, 1)),
+                ("AP75", slice(5, 6)),
+            ):
+                if precision is None:
+                    row[key] = 0.0 if count else math.nan
+                    continue
+                values = precision[thresholds, :, k, 0, -1]
+                values = values[values > -1]
+                row[key] = float(values.mean()) if values.size else math.nan
+            rows.append(row)
+        return rows

@@ -1,0 +1,307 @@
+"""Pictures and tables of each validation, written into the run folder.
+
+:class:`ValidationPictures` is a Lightning callback. After **every** validation (not the sanity
+check; on rank 0) it (re)writes:
+
+- ``plots/val_predictions.png``: the first ``num_images`` (8) validation images, each shown
+  with the model's predictions drawn (left) and the ground truth drawn (right), drawn by
+  :func:`visionkit.predict.draw_predictions`. It costs one forward pass over those images.
+- ``plots/confusion_<head>.png`` for each classification head: the confusion matrix over the
+  **whole** validation set, normalised per true class (rows sum to 1), with the class names.
+  It costs nothing extra: a forward hook on the head keeps the logits that validation
+  computes anyway; the counts are summed over processes.
+- ``per_class_ap_<head>.csv`` and ``per_class_ap_<head>.md`` for each detection / instance
+  head with a COCO evaluator: AP, AP50 and AP75 per category (and the mask APs of an
+  instance head), read from the evaluator's COCOeval ``precision`` array
+  (:meth:`~visionkit.evaluation.coco.CocoEvaluator.per_class_ap`).
+
+Since the files are rewritten at each validation, the last one wins: after
+:func:`visionkit.engine.runner.train`, which validates ``best.ckpt`` once more at the end,
+they show the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+from visionkit.data.datamodule import val_sets
+from visionkit.predict import draw_predictions
+
+CLASSIFICATION = "classification"
+BOX_TASKS = ("detection", "instance")
+
+
+class ValidationPictures(L.Callback):
+    """Writes the validation pictures and per-class tables described in this module.
+
+    Args:
+        run_dir: the run folder (pictures go to ``run_dir/plots``).
+        val_dataset: the raw validation dataset (or a name → dataset dict); ``None``: the
+            ``datasets["val"]`` of the trainer's datamodule.
+        num_images: how many validation images the prediction grid shows.
+    """
+
+    def __init__(self, run_dir: str | Path, val_dataset: Any = None, num_images: int = 8) -> None:
+        self.run_dir = Path(run_dir)
+        self.val_dataset = val_dataset
+        self.num_images = num_images
+        self.confusion: dict[str, Tensor] = {}
+        self._logits: dict[str, Tensor] = {}
+        self._hooks: list[Any] = []
+
+    # ---------------------------------------------------------------- confusion matrices
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.confusion = {}
+        self._remove_hooks()
+        for name, head in pl_module.model.heads.items():
+            if getattr(head, "task", None) == CLASSIFICATION:
+                self.confusion[name] = torch.zeros(
+                    head.num_classes, head.num_classes, dtype=torch.long
+                )
+                self._hooks.append(head.register_forward_hook(self._keep_logits(name)))
+
+    def _keep_logits(self, name: str) -> Any:
+        def hook(module: Any, inputs: Any, outputs: dict[str, Tensor]) -> None:
+            self._logits[name] = outputs["logits"].detach()
+
+        return hook
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: dict[str, Any],
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        labels = batch.get("class")
+        for name, logits in self._logits.items():
+            if labels is None or name not in self.confusion:
+                continue
+            truth = torch.as_tensor(labels).reshape(-1).cpu()
+            predicted = logits.float().argmax(1).cpu()
+            keep = truth >= 0  # -1: the image has no class label
+            size = self.confusion[name].shape[0]
+            index = truth[keep] * size + predicted[keep]
+            self.confusion[name] += torch.bincount(index, minlength=size * size).view(size, size)
+        self._logits.clear()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._remove_hooks()
+        if trainer.world_size > 1:
+            for name, counts in self.confusion.items():
+                reduced = trainer.strategy.reduce(counts.to(pl_module.device), reduce_op="sum")
+                self.confusion[name] = reduced.long().cpu()
+
+    def _remove_hooks(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        self._logits.clear()
+
+    # ---------------------------------------------------------------- writing
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        model = pl_module.model
+        plots = self.run_dir / "plots"
+        for name, counts in self.confusion.items():
+            if counts.sum() > 0:
+                names = label_names(model, name)
+                plot_confusion(counts, names, plots / f"confusion_{name}.png", title=name)
+        for key, evaluator in pl_module.evaluators.items():
+            if hasattr(evaluator, "per_class_ap") and evaluator.details:
+                write_ap_tables(evaluator, self.run_dir, key.replace("@", "_"))
+        samples = self._samples(trainer)
+        if samples:
+            write_prediction_grid(model, samples, plots / "val_predictions.png")
+
+    def _samples(self, trainer: L.Trainer) -> list[dict[str, Any]]:
+        """The first ``num_images`` raw validation samples (shared out over several sets)."""
+        val = self.val_dataset
+        if val is None:
+            val = getattr(getattr(trainer, "datamodule", None), "datasets", {}).get("val")
+        sets = [ds for ds in val_sets(val).values() if len(ds)]
+        if not sets:
+            return []
+        per_set = max(1, math.ceil(self.num_images / len(sets)))
+        samples = [ds[i] for ds in sets for i in range(min(per_set, len(ds)))]
+        return samples[: self.num_images]
+
+
+def label_names(model: Any, head_name: str) -> list[str]:
+    """Class names of a head: its ``class_names``, else the model's label family, else
+    ``"0", "1", ...``."""
+    head = model.heads[head_name]
+    names = getattr(head, "class_names", None)
+    if not names:
+        names = (model.meta.get("label_names") or {}).get(getattr(head, "label_key", ""), [])
+    if not names or len(names) != head.num_classes:
+        names = [str(i) for i in range(head.num_classes)]
+    return list(names)
+
+
+def ground_truth(model: Any, sample: dict[str, Any]) -> dict[str, Any]:
+    """A sample's labels in the shape of a prediction, per head (so
+    :func:`~visionkit.predict.draw_predictions` draws them; no scores)."""
+    truth: dict[str, Any] = {}
+    for name, head in model.heads.items():
+        task = getattr(head, "task", None)
+        names = label_names(model, name) if hasattr(head, "num_classes") else None
+        if task == CLASSIFICATION and int(sample.get("class", -1)) >= 0:
+            label = int(sample["class"])
+            truth[name] = {"label": label, "name": names[label] if names else None, "scores": None}
+        elif task in BOX_TASKS and "boxes" in sample:
+            labels = torch.as_tensor(np.asarray(sample["labels"]), dtype=torch.long)
+            entry = {
+                "boxes": torch.as_tensor(np.asarray(sample["boxes"]), dtype=torch.float).reshape(
+                    -1, 4
+                ),
+                "labels": labels,
+                "scores": None,
+                "names": [names[i] for i in labels.tolist()] if names else None,
+            }
+            if task == "instance" and sample.get("masks") is not None:
+                entry["masks"] = torch.as_tensor(np.asarray(sample["masks"])).bool()
+            truth[name] = entry
+        elif task == "semantic" and sample.get("semantic") is not None:
+            semantic = torch.as_tensor(np.asarray(sample["semantic"]), dtype=torch.long)
+            semantic = torch.where(semantic == getattr(head, "ignore_index", 255), 0, semantic)
+            truth[name] = {"mask": semantic, "names": names}
+    return truth
+
+
+def write_prediction_grid(
+    model: Any, samples: list[dict[str, Any]], path: Path, min_score: float = 0.3
+) -> None:
+    """One row per sample: the predictions drawn (left; detections scoring at least
+    ``min_score``), the ground truth drawn (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = [np.asarray(s["image"]) for s in samples]
+    predictions = model.predict(images, batch_size=len(images))
+    fig, axes = plt.subplots(len(samples), 2, figsize=(6, 3 * len(samples)), squeeze=False)
+    for row, (sample, image, prediction) in enumerate(
+        zip(samples, images, predictions, strict=True)
+    ):
+        panels = (
+            ("prediction", draw_predictions(image, confident(prediction, min_score))),
+            ("ground truth", draw_predictions(image, ground_truth(model, sample))),
+        )
+        for ax, (title, picture) in zip(axes[row], panels, strict=True):
+            ax.imshow(picture)
+            ax.set_title(f"{title} (image {sample.get('image_id', row)})", fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def confident(prediction: dict[str, Any], min_score: float) -> dict[str, Any]:
+    """A prediction without the detections scoring below ``min_score``."""
+    out = {}
+    for name, result in prediction.items():
+        if "boxes" in result and result.get("scores") is not None:
+            keep = (result["scores"] >= min_score).nonzero()[:, 0]
+            result = {
+                **result,
+                **{k: result[k][keep] for k in ("boxes", "scores", "labels")},
+                "names": [result["names"][i] for i in keep.tolist()]
+                if result.get("names")
+                else None,
+            }
+            if prediction[name].get("masks") is not None:
+                result["masks"] = prediction[name]["masks"][keep]
+        out[name] = result
+    return out
+
+
+def plot_confusion(counts: Tensor, names: list[str], path: Path, title: str = "") -> None:
+    """The confusion matrix ``counts[true, predicted]`` normalised per true class (row), as a
+    heat map with the class names and the share in each cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = counts.double()
+    totals = counts.sum(1, keepdim=True)
+    shares = torch.where(totals > 0, counts / totals.clamp(min=1), torch.zeros_like(counts))
+    size = len(names)
+    side = max(4.0, 0.55 * size + 2)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(shares.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(size), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(size), names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title} confusion (rows normalised, {int(counts.sum())} images)".strip())
+    if size <= 30:
+        for t in range(size):
+            for p in range(size):
+                value = float(shares[t, p])
+                colour = "white" if value > 0.5 else "black"
+                ax.text(p, t, f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_ap_tables(evaluator: Any, run_dir: Path, name: str) -> None:
+    """``per_class_ap_<name>.csv`` and ``.md``: a COCO evaluator's per-category AP, AP50 and
+    AP75 (and ``mask_AP``, ... for masks), the last row their mean over the categories."""
+    rows: dict[int, dict[str, Any]] = {}
+    for iou_type in evaluator.iou_types:
+        prefix = "" if iou_type == "bbox" else "mask_"
+        for entry in evaluator.per_class_ap(iou_type):
+            row = rows.setdefault(
+                entry["category_id"],
+                {k: entry[k] for k in ("category_id", "name", "instances")},
+            )
+            row.update({f"{prefix}{k}": entry[k] for k in ("AP", "AP50", "AP75")})
+    table = list(rows.values())
+    columns = list(dict.fromkeys(k for row in table for k in row))
+    numbers = [c for c in columns if "AP" in c]
+    mean = {"category_id": "", "name": "mean", "instances": sum(r["instances"] for r in table)}
+    for column in numbers:
+        values = [r[column] for r in table if not math.isnan(r[column])]
+        mean[column] = sum(values) / len(values) if values else math.nan
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / f"per_class_ap_{name}.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows([*table, mean])
+    lines = [
+        f"| {' | '.join(columns)} |",
+        f"| {' | '.join('---' for _ in columns)} |",
+        *(
+            "| "
+            + " | ".join(_cell(row[c]) if c in numbers else str(row[c]) for c in columns)
+            + " |"
+            for row in [*table, mean]
+        ),
+    ]
+    (run_dir / f"per_class_ap_{name}.md").write_text(
+        f"Per-class AP of `{name}` (COCO, area all, 100 detections per image)\n\n"
+        + "\n".join(lines)
+        + "\n",
+        encoding="utf-8",
+    )
+
+
+def _cell(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
