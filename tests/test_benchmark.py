@@ -127,6 +127,7 @@ def fake_results(train_ratio: float) -> dict:
                     "case": "fcos_r18",
                     "recipe": "configs/shapes/fcos_r18.yaml",
                     "image_size": [256, 256],
+                    "batch_size": 8,
                     "ours": ours,
                     "baseline": base,
                     "ratios": {
@@ -218,8 +219,30 @@ def test_settings_quick_defaults_and_explicit_options():
     assert quick.image_size == (128, 128) and quick.batch_size == 4
     assert quick.infer_batch_sizes == (1, 4)
     assert quick.reps == 2  # explicit beats --quick
+    assert quick.measure == ("models",) and quick.peak_sizes == (2048,)
     full = bench.settings_from_options(bench.Options(precision="bf16", image_size=[96]))
-    assert full.image_size == (96, 96) and full.batch_size == 8 and full.reps == 5
+    assert full.image_size == (96, 96) and full.reps == 5
+    assert full.batch_size is None  # each recipe's data.batch_size
+    assert full.measure == ("models", "pipeline", "coco-eval")
+    assert bench.case_for_recipe("classify_r18", full).batch_size == 32
+    assert bench.case_for_recipe("fcos_r18", full).batch_size == 8
+    chosen = bench.settings_from_options(
+        bench.Options(
+            precision="fp32",
+            quick=True,
+            measure=["coco-eval", "models"],
+            coco_eval_size=[10, 2, 5],
+            coco_eval_reps=1,
+            pipeline_workers=0,
+        )
+    )
+    assert chosen.measure == ("coco-eval", "models")
+    assert (chosen.coco_images, chosen.coco_objects, chosen.coco_dets) == (10, 2, 5)
+    assert chosen.coco_reps == 1 and chosen.pipeline_workers == 0
+    with pytest.raises(bench.ConfigError, match="measure"):
+        bench.settings_from_options(bench.Options(precision="fp32", measure=["speed"]))
+    with pytest.raises(bench.ConfigError, match="coco-eval-size"):
+        bench.settings_from_options(bench.Options(precision="fp32", coco_eval_size=[10, 2]))
     assert bench.resolve_precision_name("auto") in ("fp32", "bf16")
     with pytest.raises(bench.ConfigError):
         bench.settings_from_options(bench.Options(precision="fp32", warmup=0))
@@ -233,9 +256,9 @@ def test_unknown_recipe_is_a_config_error(capsys):
     assert "no_such_recipe" in err and "fcos_r18" in err
 
 
-def test_classification_recipe_has_no_detection_case():
+def test_instance_recipe_has_no_case():
     with pytest.raises(bench.ConfigError, match="no benchmark case"):
-        bench.case_for_recipe("classify_r18", bench.Settings())
+        bench.case_for_recipe("instance_r18", bench.Settings())
 
 
 def test_smoke_run_through_the_cli_writes_json_and_markdown(tmp_path, capsys):
@@ -244,6 +267,10 @@ def test_smoke_run_through_the_cli_writes_json_and_markdown(tmp_path, capsys):
         "benchmark",
         "--recipes",
         "fcos_r18",
+        "--measure",
+        "models",
+        "--peak-sizes",
+        "64",
         "--precision",
         "fp32",
         "--threads",
@@ -332,6 +359,10 @@ def test_segmentation_smoke_run_through_the_cli_writes_its_own_section(tmp_path,
         "benchmark",
         "--recipes",
         "semseg_fpn_r18",
+        "--measure",
+        "models",
+        "--peak-sizes",
+        "64",
         "--precision",
         "fp32",
         "--threads",
@@ -357,7 +388,7 @@ def test_segmentation_smoke_run_through_the_cli_writes_its_own_section(tmp_path,
     assert printed.count("[segmentation/semseg_fpn_r18]") >= 6  # train + 2 infer, each model
     results = json.loads(out.read_text(encoding="utf-8"))
     assert results["schema"] == bench.RESULTS_SCHEMA
-    assert list(results["sections"]) == ["segmentation"]
+    assert list(results["sections"]) == ["segmentation", "flops"]
     assert "--recipes semseg_fpn_r18" in results["command"]
     (entry,) = results["sections"]["segmentation"]
     assert entry["case"] == "semseg_fpn_r18"
@@ -386,9 +417,10 @@ def test_segmentation_smoke_run_through_the_cli_writes_its_own_section(tmp_path,
     # The detection section is left exactly as it was; ours is appended with its own markers.
     text = doc.read_text(encoding="utf-8")
     assert text.startswith(DOC.rstrip("\n") + "\n\n<!-- benchmark:segmentation:start -->\n")
-    assert text.endswith("<!-- benchmark:segmentation:end -->\n")
+    assert "<!-- benchmark:segmentation:end -->\n\n<!-- benchmark:flops:start -->" in text
+    assert text.endswith("<!-- benchmark:flops:end -->\n")
     assert "old table" in text and "benchmark:detection-" not in text
-    seg = text[text.index("<!-- benchmark:segmentation:start -->") :]
+    seg = text[text.index("<!-- benchmark:segmentation:start -->") : text.index("flops:start")]
     assert "| semseg_fpn_r18 | visionkit: resnet18" in seg and "ms/image b2" in seg
     assert "detections/image" not in seg and "**ours / torchvision**" in seg
 
@@ -410,7 +442,7 @@ def test_segmentation_smoke_run_through_the_cli_writes_its_own_section(tmp_path,
     again = doc.read_text(encoding="utf-8")
     assert again.startswith(text)
     assert again[len(text) :].startswith("\n<!-- benchmark:segmentation-fp32:start -->\n")
-    assert again.endswith("<!-- benchmark:segmentation-fp32:end -->\n")
+    assert again.endswith("<!-- benchmark:flops-fp32:end -->\n")
 
 
 def test_segmentation_case_feeds_both_models_the_same_pixels_and_labels():
@@ -488,7 +520,7 @@ def test_semantic_recipe_given_by_path_and_defaults(tmp_path):
 
     assert "semseg_fpn_r18" in bench.DEFAULT_RECIPES
     sections = {bench.case_for_recipe(r, bench.Settings()).section for r in bench.DEFAULT_RECIPES}
-    assert sections == {"detection", "segmentation"}
+    assert sections == {"classification", "detection", "segmentation"}
     assert sections <= set(bench.TABLES)
 
 
@@ -506,8 +538,8 @@ def test_multitask_baseline_is_one_single_head_model_per_head_of_the_recipe():
         assert list(single.heads) == [head]
         # the linear classifier reads the backbone: no neck; the others keep the recipe's FPN
         assert (single.neck is None) == (head == "cls")
-        assert bench._count_params(single.backbone) == bench._count_params(ours.backbone)
-    assert bench._count_params(baseline["det"].neck) == bench._count_params(ours.neck)
+        assert bench.count_params(single.backbone) == bench.count_params(ours.backbone)
+    assert bench.count_params(baseline["det"].neck) == bench.count_params(ours.neck)
     # every model gets the same batch, with labels for every head
     batch = case.make_batch("baseline", 2)
     assert batch["images"].shape == (2, 3, 64, 64)
@@ -521,13 +553,14 @@ def test_multitask_baseline_is_one_single_head_model_per_head_of_the_recipe():
 def test_multitask_smoke_run_through_the_cli_writes_its_own_section(tmp_path, capsys):
     out, doc = tmp_path / "mt.json", tmp_path / "benchmarks.md"
     doc.write_text(DOC, encoding="utf-8")
-    argv = ["benchmark", "--recipes", "multitask_r18", "--precision", "fp32", "--threads", "1"]
+    argv = ["benchmark", "--recipes", "multitask_r18", "--measure", "models", "--peak-sizes", "64"]
+    argv += ["--precision", "fp32", "--threads", "1"]
     argv += ["--image-size", "64", "--batch-size", "2", "--infer-batch-sizes", "1", "2"]
     argv += ["--warmup", "1", "--reps", "1", "--output-json", str(out), "--markdown", str(doc)]
     assert main(argv) == 0
     assert capsys.readouterr().out.count("[multitask/multitask_r18]") >= 6
     results = json.loads(out.read_text(encoding="utf-8"))
-    assert list(results["sections"]) == ["multitask"]
+    assert list(results["sections"]) == ["multitask", "flops"]
     (entry,) = results["sections"]["multitask"]
     assert entry["case"] == "multitask_r18" and entry["image_size"] == [64, 64]
     assert entry["heads"] == {"cls": "linear", "det": "fcos", "seg": "semantic_fpn"}
@@ -551,8 +584,208 @@ def test_multitask_smoke_run_through_the_cli_writes_its_own_section(tmp_path, ca
 
     text = doc.read_text(encoding="utf-8")
     assert text.startswith(DOC.rstrip("\n") + "\n\n<!-- benchmark:multitask:start -->\n")
-    assert text.endswith("<!-- benchmark:multitask:end -->\n")
-    section = text[text.index("<!-- benchmark:multitask:start -->") :]
+    assert text.endswith("<!-- benchmark:flops:end -->\n")
+    section = text[text.index("<!-- benchmark:multitask:start -->") : text.index("flops:start")]
     assert "| multitask_r18 | visionkit multi-task" in section
     assert "**multi-task / single-task**" in section and "torchvision**" not in section
     assert "inference target ≤ 0.50×" in section and "b2 " in section
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def test_classification_case_against_timm_feeds_both_models_the_same_batch():
+    import timm
+
+    case = bench.case_for_recipe("classify_r18", bench.Settings(image_size=(32, 32)))
+    assert isinstance(case, bench.ClassificationCase) and case.section == "classification"
+    assert case.batch_size == 32 and case.num_classes == 4
+    baseline = case.build_baseline()
+    assert isinstance(baseline, timm.models.ResNet) and baseline.fc.out_features == 4
+    ours_model = case.build_ours()
+    ours, theirs = case.make_batch("ours", 3), case.make_batch("baseline", 3)
+    torch.testing.assert_close(ours["images"], theirs["images"])
+    assert torch.equal(ours["class"], theirs["class"]) and ours["class"].shape == (3,)
+    # the same architecture: our features_only backbone + linear head has timm's parameters
+    assert bench.count_params(ours_model) == bench.count_params(baseline)
+    for which, model, batch in (("ours", ours_model, ours), ("baseline", baseline, theirs)):
+        loss = case.train_loss(which, model.train(), batch)
+        assert loss.dim() == 0 and torch.isfinite(loss)
+        with torch.inference_mode():
+            predictions = case.infer(which, model.eval(), batch)
+        assert [p["scores"].shape for p in predictions] == [(4,)] * 3
+        assert all(0 <= p["label"] < 4 for p in predictions)
+
+    recipe_dict = case.config.to_dict()
+    recipe_dict["model"]["backbone"]["name"] = "torchvision/resnet18"
+    with pytest.raises(bench.ConfigError, match="not a timm model"):
+        bench.ClassificationCase("x", bench.Settings(), bench.load_config(recipe_dict), "x.yaml")
+
+
+# --------------------------------------------------------------------------- FLOPs and peak
+
+
+def test_flop_count_of_a_linear_layer_is_two_batch_in_out_forward():
+    from visionkit.benchmarks.flops import achieved, count_flops, train_step_flops
+
+    batch, n_in, n_out = 4, 16, 32
+    layer = torch.nn.Linear(n_in, n_out)
+    x = torch.randn(batch, n_in)
+    assert count_flops(lambda: layer(x)) == 2 * batch * n_in * n_out
+    # backward: the weight gradient only (x needs none), then with the input gradient too
+    assert train_step_flops(lambda: layer(x).sum()) == 4 * batch * n_in * n_out
+    x.requires_grad_(True)
+    assert train_step_flops(lambda: layer(x).sum()) == 6 * batch * n_in * n_out
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert count_flops(lambda: layer(x.detach())) == 2 * batch * n_in * n_out
+    done = achieved(4e9, 2.0, peak_flops_per_s=8e9)
+    assert done == {"gflops_per_s": 2.0, "peak_fraction": 0.25}
+    assert achieved(4e9, 2.0, None) == {"gflops_per_s": 2.0}
+
+
+def test_matmul_peak_is_positive_at_both_precisions():
+    from visionkit.benchmarks.peak import matmul_flops, measure_matmul_peak
+
+    assert matmul_flops(10) == 2000
+    lines = []
+    peak = measure_matmul_peak([32, 64], reps=2, log=lines.append)
+    assert peak["sizes"] == [32, 64] and peak["reps"] == 2
+    for precision in ("fp32", "bf16"):
+        result = peak[precision]
+        assert set(result["by_size"]) == {"32", "64"}
+        assert result["best_size"] in (32, 64)
+        for by_size in result["by_size"].values():
+            assert by_size["median_s"] > 0 and by_size["gflops_per_s"] > 0
+            assert len(by_size["times_s"]) == 2
+        assert result["gflops_per_s"] == max(v["gflops_per_s"] for v in result["by_size"].values())
+    assert len(lines) == 2 and lines[1].startswith("[peak] bf16")
+
+
+# --------------------------------------------------------------------------- data pipeline
+
+
+def test_data_pipeline_measures_the_recipes_training_loader(tmp_path):
+    from visionkit.benchmarks.pipeline import measure_pipeline, pipeline_config
+
+    config = bench.load_config("configs/shapes/classify_r18.yaml")
+    cache = {}
+    result = measure_pipeline(
+        config, (32, 32), batch_size=2, num_workers=0, batches=2, warmup=1, reps=2,
+        root=tmp_path, cache=cache, name="classify_r18", log=lambda line: None,
+    )  # fmt: skip
+    assert result["dataset_images"] == (1 + 2) * 2 * 2 and result["batch_size"] == 2
+    assert result["num_workers"] == 0 and result["image_size"] == [32, 32]
+    assert result["transforms"] == ["VerticalFlip", "HorizontalFlip"]
+    assert len(result["rep_images_per_s"]) == 2 and result["images_per_s"] > 0
+    assert result["first_batch_s"] > 0
+    (generated,) = cache.values()
+    assert len(list((generated / "images").glob("*.png"))) == 12
+
+    # the recipe's workers unless given; a training set that is not generated is refused
+    assert pipeline_config(config, generated, (32, 32), 2, None).data.num_workers == 2
+    assert pipeline_config(config, generated, (32, 32), 2, None).data.val is None
+    data = config.to_dict()
+    del data["data"]["train"]["synthetic"]
+    with pytest.raises(bench.ConfigError, match="generated shapes"):
+        pipeline_config(bench.load_config(data), generated, (32, 32), 2, None)
+
+
+# --------------------------------------------------------------------------- COCO evaluation
+
+
+def test_coco_eval_timing_gives_the_stats_of_pycocotools_called_directly(tmp_path):
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from visionkit.benchmarks.coco_eval import STAT_NAMES, measure_coco_eval, synthetic_coco
+
+    gt, results = synthetic_coco(images=6, objects=4, dets=15, seed=3)
+    assert len(gt["annotations"]) == 24 and len(results) == 90
+    gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
+    gt_path.write_text(json.dumps(gt), encoding="utf-8")
+    dt_path.write_text(json.dumps(results), encoding="utf-8")
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(gt_path))
+        evaluator = COCOeval(coco, coco.loadRes(str(dt_path)), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    direct = [float(v) for v in evaluator.stats]
+    assert 0 < direct[0] < 1  # some detections match, not all
+
+    timed = measure_coco_eval(images=6, objects=4, dets=15, reps=2, seed=3, log=lambda s: None)
+    assert [timed["stats"][name] for name in STAT_NAMES] == direct
+    assert timed["backend"].startswith("pycocotools")
+    assert timed["detections"] == 90 and len(timed["eval_times_s"]) == 2
+    for key in ("eval_s", "load_s", "evaluate_s", "accumulate_s", "summarize_s"):
+        assert timed[key] > 0
+    assert timed["eval_s"] == pytest.approx(
+        timed["evaluate_s"] + timed["accumulate_s"] + timed["summarize_s"], rel=0.5
+    )
+
+
+# --------------------------------------------------------------------------- everything at once
+
+
+def test_every_measurement_through_the_cli_writes_json_tables_and_checks_floors(tmp_path, capsys):
+    out, doc, floors = tmp_path / "all.json", tmp_path / "benchmarks.md", tmp_path / "floors.json"
+    argv = ["benchmark", "--recipes", "classify_r18", "--precision", "fp32", "--threads", "1"]
+    argv += ["--measure", "models", "pipeline", "coco-eval", "--image-size", "32"]
+    argv += ["--batch-size", "2", "--infer-batch-sizes", "1", "2", "--warmup", "1", "--reps", "1"]
+    argv += ["--peak-sizes", "64", "--pipeline-batches", "1", "--pipeline-workers", "0"]
+    argv += ["--coco-eval-size", "3", "2", "5", "--coco-eval-reps", "1"]
+    argv += ["--output-json", str(out), "--markdown", str(doc)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "[peak] fp32" in printed and "[pipeline/classify_r18]" in printed
+    assert "[coco-eval]" in printed
+
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert results["schema"] == bench.RESULTS_SCHEMA == 2
+    assert list(results["sections"]) == ["classification", "flops", "pipeline", "coco-eval"]
+    assert "--measure models pipeline coco-eval" in results["command"]
+    assert "--coco-eval-size 3 2 5" in results["command"]
+    (entry,) = results["sections"]["classification"]
+    assert entry["batch_size"] == 2 and entry["image_size"] == [32, 32]
+    peak = results["sections"]["flops"]["peak"]["fp32"]["gflops_per_s"]
+    for which in ("ours", "baseline"):
+        f = entry[which]["flops"]
+        assert f["train_flops"] > 2 * f["infer_flops"]["2"] > 0  # backward counted
+        assert f["infer_flops"]["2"] == pytest.approx(2 * f["infer_flops"]["1"], rel=0.01)
+        step_s = entry[which]["train_step_s"][0]
+        assert f["train_gflops_per_s"] == pytest.approx(f["train_flops"] / step_s / 1e9)
+        assert f["train_peak_fraction"] == pytest.approx(f["train_gflops_per_s"] / peak)
+        assert set(f["infer_peak_fraction"]) == {"1", "2"}
+    # the same network: our backbone wrapper and head do timm's FLOPs
+    assert entry["ours"]["flops"]["train_flops"] == entry["baseline"]["flops"]["train_flops"]
+    (pipe,) = results["sections"]["pipeline"]
+    assert pipe["case"] == "classify_r18" and pipe["num_workers"] == 0
+    assert pipe["model_train_images_per_s"] == entry["ours"]["train_images_per_s"]
+    assert pipe["pipeline_over_model"] == pytest.approx(
+        pipe["images_per_s"] / pipe["model_train_images_per_s"]
+    )
+    coco = results["sections"]["coco-eval"]
+    assert coco["images"] == 3 and coco["detections"] == 15 and len(coco["stats"]) == 12
+
+    text = doc.read_text(encoding="utf-8")
+    for tag in ("classification", "flops", "pipeline", "coco-eval"):
+        assert f"<!-- benchmark:{tag}:start -->" in text and f"<!-- benchmark:{tag}:end -->" in text
+    assert "**ours / timm**" in text and "Training target ≥ 70 % of the fp32 peak" in text
+    assert "| classify_r18 | 0 | 2 | 32 | VerticalFlip, HorizontalFlip + normalise |" in text
+    assert "| pycocotools" in text
+
+    # a floor on the classification ratio: met at 0 (any ratio), failed at 1000
+    ratio = entry["ratios"]["train_images_per_s"]
+    for floor, code in ((0.0, 0), (1000.0, 1)):
+        floors.write_text(
+            json.dumps({"floors": {"classification/classify_r18": {"train_images_per_s": floor}}}),
+            encoding="utf-8",
+        )
+        argv = ["benchmark", "--from-json", str(out), "--check-floors", str(floors)]
+        assert main(argv) == code
+        printed = capsys.readouterr().out
+        assert ("FAILED" in printed) == (code == 1)
+        assert (f"= {ratio:.2f}, below the floor 1000.00" in printed) == (code == 1)

@@ -94,11 +94,17 @@ def _benchmark(args: argparse.Namespace) -> int:
         precision=args.precision,
         threads=args.threads,
         quick=args.quick,
+        measure=args.measure,
         image_size=args.image_size,
         batch_size=args.batch_size,
         infer_batch_sizes=args.infer_batch_sizes,
         warmup=args.warmup,
         reps=args.reps,
+        peak_sizes=args.peak_sizes,
+        pipeline_batches=args.pipeline_batches,
+        pipeline_workers=args.pipeline_workers,
+        coco_eval_size=args.coco_eval_size,
+        coco_eval_reps=args.coco_eval_reps,
         output_json=args.output_json,
         markdown=args.markdown,
         markdown_variant=args.markdown_variant,
@@ -221,13 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "benchmark",
-        help="speed of the shipped recipes against torchvision's equivalents, in the same run",
-        description="Train images/s, inference ms/image and peak memory of each recipe's model "
-        "(untrained) beside torchvision's equivalent, on the same synthetic images, size and "
-        "precision; each figure the median of --reps timed repetitions after --warmup, the two "
-        "models alternating. Writes JSON and a Markdown table; --check-floors exits 1 when a "
-        "ratio ours/torchvision falls below the floor recorded in a file. A multi-task recipe is "
-        "compared with its heads as single-task models run one after another.",
+        help="speed of the shipped recipes against torchvision's / timm's equivalents, in the "
+        "same run; matmul peak, data pipeline and COCO evaluation",
+        description="Train images/s, inference ms/image, FLOP/s (as a fraction of the "
+        "matrix-multiply peak measured in the same run) and peak memory of each recipe's model "
+        "(untrained) beside its equivalent (torchvision FCOS / RetinaNet / DeepLabV3, a timm "
+        "classifier), on the same synthetic images, size and precision; the recipe's training "
+        "data loader alone against the model's training rate; pycocotools evaluation of a "
+        "large synthetic results file. Each figure is the median of --reps timed repetitions "
+        "after --warmup, the two models alternating. Writes JSON and Markdown tables; "
+        "--check-floors exits 1 when a ratio ours/baseline falls below the floor recorded in a "
+        "file. A multi-task recipe is compared with its heads as single-task models run one "
+        "after another.",
         epilog="example: visionkit benchmark --quick --recipes fcos_r18",
     )
     p.add_argument(
@@ -236,7 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="RECIPE",
         help="recipe YAML paths or names of shipped recipes (default: "
-        "fcos_r18 retinanet_r18 semseg_fpn_r18)",
+        "classify_r18 fcos_r18 retinanet_r18 semseg_fpn_r18)",
+    )
+    p.add_argument(
+        "--measure",
+        nargs="+",
+        choices=["models", "pipeline", "coco-eval"],
+        metavar="WHAT",
+        help="what to measure: models (each recipe against its baseline, FLOPs and the matmul "
+        "peak), pipeline (each recipe's training data loader), coco-eval (pycocotools on a "
+        "synthetic results file) (default: all three; --quick: models)",
     )
     p.add_argument(
         "--precision",
@@ -249,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="regression-guard mode (about 20 s on a quiet 2-core CPU): 128 px, batch 4, "
-        "inference at batch 1 and 4, 1 warm-up, 5 repetitions (explicit options still win)",
+        help="regression-guard mode for CI (under a minute on a quiet 2-core CPU): models only, "
+        "128 px, batch 4, inference at batch 1 and 4, 1 warm-up, 5 repetitions, matmul peak "
+        "at 2048 only (explicit options still win)",
     )
     p.add_argument(
         "--image-size",
@@ -259,7 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PX",
         help="input size: one side, or H W (default: each recipe's data.image_size)",
     )
-    p.add_argument("--batch-size", type=int, help="training batch (default 8)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="training batch of the models and the data loader (default: each recipe's "
+        "data.batch_size)",
+    )
     p.add_argument(
         "--infer-batch-sizes",
         type=int,
@@ -269,28 +295,64 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--warmup", type=int, help="untimed repetitions before each series (default 2)")
     p.add_argument("--reps", type=int, help="timed repetitions; figures are medians (default 5)")
+    p.add_argument(
+        "--peak-sizes",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="sides of the square matrix multiplications timed for the fp32 and bf16 peak; "
+        "the peak is the best median (default 2048 3072 4096)",
+    )
+    p.add_argument(
+        "--pipeline-batches",
+        type=int,
+        metavar="N",
+        help="batches per timed repetition of the data pipeline (default 4)",
+    )
+    p.add_argument(
+        "--pipeline-workers",
+        type=int,
+        metavar="N",
+        help="data loader workers (default: each recipe's data.num_workers)",
+    )
+    p.add_argument(
+        "--coco-eval-size",
+        type=int,
+        nargs=3,
+        metavar=("IMAGES", "OBJECTS", "DETS"),
+        help="synthetic COCO evaluation: images, ground-truth objects per image, detections "
+        "per image (default 500 10 100)",
+    )
+    p.add_argument(
+        "--coco-eval-reps",
+        type=int,
+        metavar="N",
+        help="timed repetitions of the COCO evaluation (default 3)",
+    )
     p.add_argument("--output-json", metavar="FILE", help="write every figure and machine info")
     p.add_argument(
         "--markdown",
         metavar="FILE",
-        help="(re)write the table between <!-- benchmark:detection:start/end --> markers of "
-        "FILE (e.g. docs/benchmarks.md), appending them when absent; the rest is kept",
+        help="(re)write each measured section's table between its <!-- benchmark:SECTION:start/"
+        "end --> markers of FILE (e.g. docs/benchmarks.md; sections: classification, "
+        "detection, segmentation, multitask, flops, pipeline, coco-eval), appending them when "
+        "absent; the rest is kept",
     )
     p.add_argument(
         "--markdown-variant",
         metavar="NAME",
-        help="use markers benchmark:detection-NAME instead, e.g. fp32, to keep several tables",
+        help="use markers benchmark:SECTION-NAME instead, e.g. fp32, to keep several tables",
     )
     p.add_argument(
         "--check-floors",
         metavar="FILE",
-        help="exit 1 when a ratio ours/torchvision is below its floor in FILE "
+        help="exit 1 when a ratio ours/baseline is below its floor in FILE "
         "(e.g. benchmarks/floors.json)",
     )
     p.add_argument(
         "--from-json",
         metavar="FILE",
-        help="measure nothing: read results written by --output-json (to rewrite the table or "
+        help="measure nothing: read results written by --output-json (to rewrite the tables or "
         "check floors)",
     )
     p.set_defaults(func=_benchmark)

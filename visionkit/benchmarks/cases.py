@@ -1,0 +1,143 @@
+"""The model-against-model comparison: :class:`BenchmarkCase`, and :class:`RecipeCase`, whose
+"ours" is a shipped recipe's model. The cases themselves live in ``detection.py``,
+``segmentation.py``, ``multitask.py`` and ``classification.py`` beside this file."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from visionkit.benchmarks.harness import Settings
+from visionkit.config import Config, OptimizerConfig
+from visionkit.errors import ConfigError
+
+
+class BenchmarkCase:
+    """One comparison: our model and a baseline, measured on the same inputs.
+
+    A subclass builds the two models and knows how to feed each; the harness
+    (:func:`run_case`) does the timing, the precision (autocast around ``train_loss`` and
+    ``infer``), ``inference_mode``, the optimiser steps and the memory readings.
+    ``which`` is ``"ours"`` or ``"baseline"`` throughout.
+
+    Attributes:
+        section: the results section and Markdown table this case belongs to.
+        name: the case's name (the recipe's file stem).
+        labels: a short description of each model, for the tables.
+    """
+
+    section: ClassVar[str] = ""
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        self.name = name
+        self.settings = settings
+        self.labels = {"ours": "ours", "baseline": "baseline"}
+        self.batch_size = settings.batch_size or 8  # training batch
+
+    def build_ours(self) -> nn.Module:
+        """Our model, untrained."""
+        raise NotImplementedError
+
+    def build_baseline(self) -> nn.Module:
+        """The baseline model, untrained; nothing may be downloaded."""
+        raise NotImplementedError
+
+    def make_batch(self, which: str, batch_size: int) -> Any:
+        """Inputs and targets of ``batch_size`` images for one model; the same ``seed`` gives
+        the same pixels and targets to both models, each in its own input format."""
+        raise NotImplementedError
+
+    def train_loss(self, which: str, model: nn.Module, batch: Any) -> Tensor:
+        """Forward and loss of one training batch: a scalar to back-propagate."""
+        raise NotImplementedError
+
+    def infer(self, which: str, model: nn.Module, batch: Any) -> Any:
+        """Predictions for one batch, post-processing included."""
+        raise NotImplementedError
+
+    def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """The optimiser of a training step (the same kind for both models)."""
+        return torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def outputs_per_image(self, which: str, predictions: Any) -> float | None:
+        """Mean number of predicted objects per image (detections), or None."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """Case facts recorded in the results (sizes, recipe path, ...)."""
+        return {}
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on the CPU when the settings ask for it, else nothing."""
+        if self.settings.precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The recipe's optimiser (name, lr, weight decay, momentum / betas) over ``model``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.name == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+        )
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+
+def recipe_image_size(cfg: Config) -> tuple[int, int]:
+    """``data.image_size`` of a recipe as ``(H, W)``."""
+    size = cfg.data.image_size
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+class RecipeCase(BenchmarkCase):
+    """A case whose "ours" is a shipped recipe's model, built untrained by
+    :func:`visionkit.create_model`; its inputs are normalised by that model's backbone. The
+    image size and training batch are the recipe's unless the settings give them."""
+
+    def __init__(self, name: str, settings: Settings, config: Config, recipe: str) -> None:
+        super().__init__(name, settings)
+        self.config = config
+        self.recipe = recipe
+        self.image_size = settings.image_size or recipe_image_size(config)
+        self.batch_size = settings.batch_size or config.data.batch_size
+        self._mean = self._std = None  # the backbone's normalisation, set by build_ours
+
+    def build_ours(self) -> nn.Module:
+        from visionkit.factory import create_model
+
+        model = create_model(self.config)
+        self._mean = torch.tensor(model.backbone.mean).view(1, 3, 1, 1)
+        self._std = torch.tensor(model.backbone.std).view(1, 3, 1, 1)
+        return model
+
+    def normalise(self, images: Tensor) -> Tensor:
+        """``images`` in ``0..1`` normalised as our model's data pipeline does."""
+        if self._mean is None:
+            raise RuntimeError("build_ours() first: its backbone gives the normalisation")
+        return (images - self._mean) / self._std
+
+
+def single_head(config: Config, recipe: str, allowed: Sequence[str], what: str):
+    """The one head of a single-task recipe, ``(key, spec)``; its kind must be in ``allowed``
+    and its ``num_classes`` set."""
+    heads = {key: spec["name"] for key, spec in config.model.heads.items()}
+    (key, head), *others = config.model.heads.items()
+    if others or head["name"] not in allowed:
+        raise ConfigError(
+            f"{recipe}: the {what} benchmark needs exactly one {' or '.join(allowed)} head, "
+            f"got {heads}"
+        )
+    if head.get("num_classes") is None:
+        raise ConfigError(f"{recipe}: model.heads.{key}.num_classes must be set to benchmark it")
+    return key, head
