@@ -173,6 +173,7 @@ def test_voc_problems_are_reported_together(tmp_path):
             "swapped": ((32, 32), voc_xml([voc_object("dog", (20, 1, 10, 5))])),
             "bad_flag": ((32, 32), voc_xml([voc_object("dog", (1, 1, 5, 5), difficult="yes")])),
             "no_image": ((32, 32), voc_xml([], filename="gone.jpg")),
+            "same_image": ((32, 32), voc_xml([], filename="ok.jpg")),
         },
     )
     (src / "JPEGImages" / "no_image.jpg").unlink()
@@ -181,7 +182,7 @@ def test_voc_problems_are_reported_together(tmp_path):
     with pytest.raises(AnnotationError) as info:
         to_coco(src, "voc", classes=names)
     message = str(info.value)
-    assert "cannot convert the VOC annotations: 6 problems" in message
+    assert "cannot convert the VOC annotations: 7 problems" in message
     problems = info.value.problems
     assert any("Annotations/bad_xml.xml: malformed XML" in p for p in problems)
     assert any(
@@ -194,6 +195,10 @@ def test_voc_problems_are_reported_together(tmp_path):
     assert (
         "Annotations/no_image.xml: image not found (looked for JPEGImages/gone.jpg or "
         "JPEGImages/no_image.*)" in problems
+    )
+    assert (
+        "Annotations/same_image.xml: image JPEGImages/ok.jpg is also the image of "
+        "Annotations/ok.xml" in problems
     )
 
 
@@ -296,6 +301,9 @@ def test_yolo_problems_are_reported_together(tmp_path):
 
 def test_yolo_unreadable_image_is_reported(tmp_path):
     src = make_yolo(tmp_path / "yolo", {"a.png": (32, 32)}, {}, classes_txt="a\n")
+    (src / "images" / "._a.png").write_bytes(b"macOS metadata: ignored, as hidden files are")
+    (src / "labels" / "._a.txt").write_bytes(b"\x00\x05")
+    assert [i["file_name"] for i in to_coco(src, "yolo").coco["images"]] == ["images/a.png"]
     (src / "images" / "broken.jpg").write_bytes(b"not an image")
     with pytest.raises(AnnotationError, match="images/broken.jpg: not an image in a supported"):
         to_coco(src, "yolo")

@@ -87,9 +87,10 @@ def voc_to_coco(
         class_names = sorted(n for n in names if n)
     builder.class_names = list(class_names)
     label_of = {name: i for i, name in enumerate(builder.class_names)}
+    seen: dict[str, str] = {}  # image file_name -> the XML file that named it
     for xml_path, record in parsed:
         if record is not None:
-            _add(builder, root, img_dir, xml_path, record, label_of)
+            _add(builder, root, img_dir, xml_path, record, label_of, seen)
     builder.raise_problems(f"{root}: cannot convert the VOC annotations")
     info: dict[str, Any] = {"format": "voc", "source": str(root), "split": split}
     return Conversion(builder.to_dict(info), builder.skipped)
@@ -199,6 +200,7 @@ def _add(
     xml_path: Path,
     record: dict[str, Any],
     label_of: dict[str, int],
+    seen: dict[str, str],
 ) -> None:
     where = relative_posix(xml_path, root)
     image = _find_image(img_dir, xml_path.stem, record["filename"])
@@ -221,7 +223,12 @@ def _add(
             )
     if unknown:
         return
-    image_id = builder.add_image(relative_posix(image, root), width, height)
+    file_name = relative_posix(image, root)
+    if file_name in seen:
+        builder.problem(where, f"image {file_name} is also the image of {seen[file_name]}")
+        return
+    seen[file_name] = where
+    image_id = builder.add_image(file_name, width, height)
     for j, obj in enumerate(record["objects"], 1):
         xmin, ymin, xmax, ymax = obj["box"]
         x0, y0 = min(max(xmin - 1, 0.0), width), min(max(ymin - 1, 0.0), height)

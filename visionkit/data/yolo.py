@@ -10,7 +10,8 @@ Layout::
 
 Every image under ``images/`` (recursively) is converted; an image without a label file, or
 with an empty one, is a negative (no annotations). A label file without an image is an error.
-A ``classes.txt`` inside ``labels/`` (as LabelImg writes it) is not read as labels.
+A ``classes.txt`` inside ``labels/`` (as LabelImg writes it) is not read as labels. Hidden
+files and folders (names starting with ``.``, such as macOS ``._a.jpg``) are ignored.
 
 Each line of a label file is ``class cx cy w h`` (a box) or ``class x1 y1 x2 y2 x3 y3 ...``
 (a polygon of at least 3 points), all coordinates normalised to ``[0, 1]`` by the upright
@@ -81,7 +82,9 @@ def yolo_to_coco(
     names = list(class_names) if class_names is not None else yolo_class_names(root)
     builder = CocoBuilder(names)
     images = sorted(
-        p for p in img_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        p
+        for p in img_dir.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not _hidden(p, img_dir)
     )
     if not images:
         raise DataError(f"{img_dir} holds no images ({' '.join(IMAGE_EXTENSIONS)})")
@@ -96,7 +99,9 @@ def yolo_to_coco(
             )
         claimed[label] = image
     for label in sorted(lbl_dir.rglob("*.txt")):
-        if label not in claimed and label.relative_to(lbl_dir) != Path("classes.txt"):
+        if _hidden(label, lbl_dir) or label.relative_to(lbl_dir) == Path("classes.txt"):
+            continue
+        if label not in claimed:
             stem = relative_posix(img_dir / label.relative_to(lbl_dir).with_suffix(""), root)
             builder.problem(relative_posix(label, root), f"no image for this label file ({stem}.*)")
     for image in images:
@@ -123,6 +128,11 @@ def yolo_class_names(root: str | os.PathLike) -> list[str]:
                 f"{root}: {first[0]} and {name} list different classes: {first[1]} vs {names}"
             )
     return first[1]
+
+
+def _hidden(path: Path, folder: Path) -> bool:
+    """A file or folder name starting with ``.`` (e.g. macOS ``._a.jpg``) below ``folder``."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
 
 
 def _add_image(builder: CocoBuilder, root: Path, image: Path, label: Path) -> None:
