@@ -1,24 +1,83 @@
-"""The ```python blocks of docs/*.md run as written: in order, one namespace per file, in an
-empty working directory."""
+"""The examples of the docs run as written.
+
+- ```python blocks of docs/*.md run in order, one namespace per file, in an empty working
+  directory.
+- ```bash blocks of docs/*.md and README.md: every line (``\\`` continuations joined, trailing
+  ``# comments`` dropped) that starts with ``visionkit `` or ``python tools/`` runs, in order,
+  one temporary working directory per file holding links to the repository's ``configs/`` and
+  ``tools/`` (so ``runs/`` and ``data/`` a command writes are there for the next one). Other
+  lines (``pip install``, ``rm``, ...) are not run. A command must exit 0.
+- A tag in an HTML comment on the line before a ```bash block changes that:
+
+  ``<!-- test: skip (why) -->``  never run (the block needs data or hardware the tests lack);
+  ``<!-- test: slow (why) -->``  run only when ``VISIONKIT_DOCS_SLOW=1`` (a full training run);
+  ``<!-- test: small: KEY=VALUE ... -->``  append these config overrides to every
+                            ``train`` command of the block (e.g. ``trainer.max_epochs=1
+                            trainer.limit_train_batches=2``): the fast variant that runs by
+                            default; with ``VISIONKIT_DOCS_SLOW=1`` the block runs as written.
+
+  Write blocks so that the small variant stays under ~20 s; docs/extending.md says the same.
+- docs/configs.md equals :func:`visionkit.config_docs.render_config_reference` (regenerate it
+  with ``python tools/gen_config_docs.py``).
+"""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from visionkit.registry import BACKBONES, DATASETS, HEADS, NECKS
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
 BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
+BASH = re.compile(
+    r"(?:^<!--\s*test:\s*(?P<tag>.*?)\s*-->[ \t]*\n)?^```(?:bash|sh|shell)[ \t]*\n(?P<body>.*?)^```[ \t]*$",
+    re.DOTALL | re.MULTILINE,
+)
+SLOW = os.environ.get("VISIONKIT_DOCS_SLOW") == "1"
+TRAIN = ("visionkit train", "python tools/train.py")
 
 
 def python_blocks(path: Path) -> list[str]:
     return BLOCK.findall(path.read_text(encoding="utf-8"))
 
 
+def bash_blocks(path: Path) -> list[tuple[str, list[str]]]:
+    """(tag, runnable command lines) of each ```bash block."""
+    blocks = []
+    for match in BASH.finditer(path.read_text(encoding="utf-8")):
+        text = re.sub(r"\s*\\\n\s*", " ", match["body"])
+        lines = [line.split(" #", 1)[0].strip() for line in text.splitlines()]
+        commands = [line for line in lines if line.startswith(("visionkit ", "python tools/"))]
+        if commands:
+            blocks.append(((match["tag"] or "").strip(), commands))
+    return blocks
+
+
+def command_line(line: str, tag: str) -> list[str] | None:
+    """The argv of one documented command under its block's tag; ``None``: not run now."""
+    kind = tag.split(":")[0].split()[0] if tag else ""  # "skip (why)", "slow (why)"
+    if kind == "skip" or (kind == "slow" and not SLOW):
+        return None
+    argv = shlex.split(line)
+    if tag.startswith("small:") and not SLOW and line.startswith(TRAIN):
+        argv += shlex.split(tag.removeprefix("small:"))
+    elif kind not in ("", "slow", "small"):
+        raise ValueError(f"unknown docs test tag {tag!r}: use skip, slow or small: OVERRIDES")
+    if argv[0] == "visionkit":
+        return [sys.executable, "-m", "visionkit.cli", *argv[1:]]
+    return [sys.executable, *argv[1:]]
+
+
 DOC_FILES = sorted(p for p in DOCS.glob("*.md") if python_blocks(p))
+BASH_FILES = sorted(p for p in [ROOT / "README.md", *DOCS.glob("*.md")] if bash_blocks(p))
 
 
 @pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: p.name)
@@ -33,5 +92,78 @@ def test_python_examples_run(path, tmp_path, monkeypatch):
         exec(code, namespace)
 
 
+@pytest.mark.parametrize("path", BASH_FILES, ids=lambda p: p.name)
+def test_shell_examples_run(path, tmp_path):
+    for name in ("configs", "tools"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    ran = 0
+    for tag, lines in bash_blocks(path):
+        for line in lines:
+            argv = command_line(line, tag)
+            if argv is None:
+                continue
+            done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True)
+            assert done.returncode == 0, (
+                f"{path.name}: `{line}` (tag {tag or 'none'}) exited {done.returncode}:\n"
+                f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+            )
+            ran += 1
+    if not ran:
+        pytest.skip(f"{path.name}: every shell block is tagged slow or skip")
+
+
+def test_tags_are_read_and_small_overrides_apply_to_train_commands(tmp_path):
+    doc = tmp_path / "x.md"
+    doc.write_text(
+        "<!-- test: small: trainer.max_epochs=1 -->\n```bash\n"
+        "python tools/train.py --config c.yaml \\\n    a=1   # comment\n"
+        "visionkit eval --checkpoint x.ckpt\npip install -e .\n```\n\n"
+        "<!-- test: slow -->\n```bash\nvisionkit train --config c.yaml\n```\n"
+    )
+    (small, lines), (slow, slow_lines) = bash_blocks(doc)
+    assert lines == [
+        "python tools/train.py --config c.yaml a=1",
+        "visionkit eval --checkpoint x.ckpt",
+    ]
+    assert small == "small: trainer.max_epochs=1" and slow == "slow"
+    train = command_line(lines[0], small)
+    assert train[1:] == (
+        ["tools/train.py", "--config", "c.yaml", "a=1"] + ([] if SLOW else ["trainer.max_epochs=1"])
+    )
+    assert command_line(lines[1], small)[1:] == [
+        "-m",
+        "visionkit.cli",
+        "eval",
+        "--checkpoint",
+        "x.ckpt",
+    ]
+    assert (command_line(slow_lines[0], slow) is None) is not SLOW
+    assert command_line(lines[0], "skip") is None
+    with pytest.raises(ValueError, match="unknown docs test tag"):
+        command_line(lines[0], "sometimes")
+
+
 def test_docs_have_examples():
     assert DOC_FILES, f"no ```python blocks found in {DOCS}"
+    assert BASH_FILES, f"no runnable ```bash blocks found in {DOCS}"
+
+
+def test_configs_md_is_the_rendered_schema():
+    from visionkit.config_docs import render_config_reference
+
+    text = (DOCS / "configs.md").read_text(encoding="utf-8")
+    assert text == render_config_reference(), (
+        "docs/configs.md is out of date: run python tools/gen_config_docs.py"
+    )
+
+
+def test_every_config_key_has_a_description():
+    from visionkit.config_docs import DESCRIPTIONS, schema_keys
+
+    missing = [key for key in schema_keys() if not DESCRIPTIONS.get(key)]
+    assert not missing, f"add these keys to visionkit/config_docs.py DESCRIPTIONS: {missing}"
