@@ -481,6 +481,10 @@ class CocoDataset:
 
     # ------------------------------------------------------------------ access
 
+    def path_of(self, index: int) -> str:
+        """The image file of sample ``index`` (without reading it)."""
+        return str(self.paths[index])
+
     def __len__(self) -> int:
         return len(self.images)
 

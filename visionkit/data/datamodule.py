@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from visionkit.config import DataConfig, is_dataset_mix
 from visionkit.data.transforms import apply_pipeline, build_pipeline, collate, default_transforms
-from visionkit.errors import ConfigError, DataError, VisionkitError
+from visionkit.errors import ConfigError, DataError, SampleError, VisionkitError
 from visionkit.registry import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,10 @@ def build_dataset(
     for target in needs:
         if target in params and args.get(target) is None:
             args[target] = True
+    if where.startswith("data.val") and "keep_negatives" in params:
+        if args.get("keep_negatives") is False:
+            logger.info("%s.keep_negatives: ignored; validation sets keep every image", where)
+        args["keep_negatives"] = True  # images without boxes count in evaluation
     if label_names and "class" in label_names and args.get("class_names") is None:
         wants_classes = "class_field" not in params or args.get("class_field") is not None
         if "class_names" in params and wants_classes:
@@ -113,6 +117,15 @@ class MixedDataset(Dataset):
         ):
             if index >= offset:
                 return dataset[index - offset]
+        raise IndexError(index)
+
+    def path_of(self, index: int) -> str:
+        """The image file of sample ``index`` (from the part that holds it)."""
+        for offset, dataset in zip(
+            reversed(self.offsets), reversed(self.parts.values()), strict=True
+        ):
+            if index >= offset:
+                return dataset.path_of(index - offset)
         raise IndexError(index)
 
     def sample_weights(self) -> list[float]:
@@ -200,7 +213,9 @@ class TransformedDataset(Dataset):
     """A dataset's Samples run through an albumentations pipeline.
 
     A failure while reading or transforming sample ``i`` is re-raised as a
-    :class:`DataError` naming the index, the image id and the file.
+    :class:`~visionkit.errors.SampleError` naming the index, the image id and the file (it
+    reaches the main process from a loader worker without the worker's traceback). The
+    ``"skipped"`` records of a reader under ``on_bad_image: skip`` travel with the sample.
     """
 
     def __init__(self, dataset: Any, pipeline: Any) -> None:
@@ -213,17 +228,54 @@ class TransformedDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         try:
             sample = self.dataset[index]
-        except VisionkitError:
-            raise
         except Exception as err:
-            raise DataError(f"sample {index}: reading failed: {type(err).__name__}: {err}") from err
+            path = _path_of(self.dataset, index)
+            where = f"sample {index}" + (f" ({path})" if path and path not in str(err) else "")
+            what = "" if isinstance(err, VisionkitError) else f"{type(err).__name__}: "
+            raise SampleError(f"{where}: reading failed: {what}{err}") from err
         try:
-            return apply_pipeline(self.pipeline, sample)
+            out = apply_pipeline(self.pipeline, sample)
         except Exception as err:
-            raise DataError(
+            raise SampleError(
                 f"sample {index} (image id {sample.get('image_id')}, {sample.get('path')}): "
                 f"transform failed: {type(err).__name__}: {err}"
             ) from err
+        if sample.get("skipped"):
+            out["skipped"] = sample["skipped"]
+        return out
+
+
+def _path_of(dataset: Any, index: int) -> str | None:
+    """The image file of sample ``index``, when the reader can say (``path_of``)."""
+    try:
+        return str(dataset.path_of(index))
+    except Exception:  # a reader without path_of, or an index it cannot resolve
+        return None
+
+
+class SkipCountingLoader(DataLoader):
+    """A ``DataLoader`` that takes the ``"skipped"`` records (images a reader replaced under
+    ``on_bad_image: skip``) out of each batch, and logs their count and files when the epoch's
+    iteration ends."""
+
+    def __iter__(self):
+        skipped: list[dict[str, Any]] = []
+        try:
+            for batch in super().__iter__():
+                if isinstance(batch, dict):
+                    skipped += batch.pop("skipped", None) or []
+                yield batch
+        finally:
+            if skipped:
+                files = sorted({str(r["path"]) for r in skipped})
+                logger.warning(
+                    "on_bad_image: skip: %d unreadable images were skipped this epoch "
+                    "(%d files: %s%s)",
+                    len(skipped),
+                    len(files),
+                    ", ".join(files[:10]),
+                    ", ..." if len(files) > 10 else "",
+                )
 
 
 class VisionDataModule(L.LightningDataModule):
@@ -263,7 +315,7 @@ class VisionDataModule(L.LightningDataModule):
                 dataset.sample_weights(), num_samples=len(dataset), replacement=True
             )
         workers = self.cfg.num_workers
-        return DataLoader(
+        return SkipCountingLoader(
             TransformedDataset(dataset, self.pipelines[split]),
             batch_size=batch_size,
             shuffle=train and sampler is None,

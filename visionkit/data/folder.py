@@ -94,6 +94,10 @@ class ImageFolderDataset:
         report.class_counts["class"] = count_classes([c for _, c in self.items], names)
         report.raise_for_errors()
 
+    def path_of(self, index: int) -> str:
+        """The image file of sample ``index`` (without reading it)."""
+        return str(self.items[index][0])
+
     def __len__(self) -> int:
         return len(self.items)
 

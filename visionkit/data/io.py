@@ -178,6 +178,12 @@ def _formats() -> tuple[str, ...]:
 def _open_image(fp: IO[bytes], name: str) -> Image.Image:
     """Identify the image and read its header; reject decompression bombs before decoding."""
     try:
+        empty = os.fstat(fp.fileno()).st_size == 0
+    except (OSError, AttributeError, ValueError):
+        empty = False
+    if empty:
+        raise ImageDecodeError(name, "empty file (0 bytes)")
+    try:
         im = Image.open(fp, formats=_formats())
     except UnidentifiedImageError as e:
         reason = f"not an image in a supported format ({', '.join(_formats())})"

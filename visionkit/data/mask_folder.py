@@ -169,6 +169,10 @@ class MaskFolderDataset:
         names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
         return [n for n in names if n]
 
+    def path_of(self, index: int) -> str:
+        """The image file of sample ``index`` (without reading it)."""
+        return str(self.paths[index])
+
     def __len__(self) -> int:
         return len(self.paths)
 

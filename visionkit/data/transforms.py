@@ -104,8 +104,14 @@ def build_pipeline(
     return A.Compose(transforms, bbox_params=bbox_params)
 
 
-def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
+def apply_pipeline(pipeline: A.Compose, sample: Sample, reseed: bool = True) -> Sample:
     """Run ``pipeline`` on a Sample; returns the Sample with tensors in place of arrays.
+
+    With ``reseed`` (the default), the pipeline's random generators are seeded from torch's
+    generator before each sample. albumentations otherwise seeds itself from OS entropy, so
+    augmentations would differ from run to run; drawn from torch (seeded by ``seed``, per
+    loader worker by Lightning, and saved in checkpoints), they are reproducible and a resumed
+    run continues with the augmentations of an uninterrupted one.
 
     Output keys: ``image`` float ``[3, H, W]``, ``image_id``, ``orig_size``, ``image_size``,
     and, when present in the input, ``class``, ``boxes`` (float32 ``[N, 4]`` xyxy in the
@@ -128,6 +134,8 @@ def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
         inputs["masks"] = np.asarray(masks, dtype=np.uint8)
     if sample.get("semantic") is not None:
         inputs["mask"] = np.asarray(sample["semantic"], dtype=np.uint8)
+    if reseed:
+        pipeline.set_random_seed(int(torch.randint(2**31 - 1, ())))
     out = pipeline(**inputs)
     image = out["image"]
     size = (int(image.shape[-2]), int(image.shape[-1]))
@@ -203,6 +211,9 @@ def collate(samples: Sequence[Sample], size_divisor: int = 32) -> dict[str, Any]
                 semantic[i, :sh, :sw] = s["semantic"]
         batch["semantic"] = semantic
         batch["has_semantic"] = torch.tensor([("semantic" in s) for s in samples])
+    skipped = [record for s in samples for record in s.get("skipped", ())]
+    if skipped:  # images replaced under on_bad_image: skip (counted by the data module)
+        batch["skipped"] = skipped
     return batch
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -29,6 +31,8 @@ from torch import nn
 
 from visionkit.errors import DataError
 
+logger = logging.getLogger(__name__)
+
 # The 12 numbers of COCOeval.summarize(), in order.
 SUMMARY_KEYS = (
     "mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large",
@@ -38,11 +42,73 @@ IOU_TYPES = {"bbox": "", "segm": "mask_"}  # COCOeval iouType -> prefix of its m
 
 
 def load_coco_gt(annotations: str | os.PathLike) -> Any:
-    """A quiet ``pycocotools.coco.COCO`` of the ground-truth file."""
+    """A quiet ``pycocotools.coco.COCO`` of the ground-truth file.
+
+    Annotations without ``iscrowd`` get ``0``, and those without ``area`` get the area of
+    their ``segmentation`` (else of their box, ``w * h``): ``COCOeval`` needs both and would
+    fail with a ``KeyError``. Each fill is counted in one warning. The file is never
+    modified.
+    """
     from pycocotools.coco import COCO
 
+    try:
+        with open(annotations, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read the ground truth {annotations}: {err}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("annotations", []), list):
+        raise DataError(f"{annotations}: expected a COCO object with an 'annotations' list")
+    filled = fill_gt_defaults(data)
+    if any(filled.values()):
+        logger.warning(
+            "%s: %d annotations without 'area' (filled with their segmentation's area, else "
+            "the box's w*h), %d without 'iscrowd' (filled with 0)",
+            annotations,
+            filled["area"],
+            filled["iscrowd"],
+        )
+    gt = COCO()
+    gt.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(annotations))
+        gt.createIndex()
+    return gt
+
+
+def fill_gt_defaults(data: dict[str, Any]) -> dict[str, int]:
+    """Fill ``iscrowd`` (``0``) and ``area`` of a COCO ground-truth dict in place; returns how
+    many of each were filled."""
+    from pycocotools import mask as mask_utils
+
+    sizes = {img.get("id"): (img.get("height"), img.get("width")) for img in data.get("images", [])}
+    filled = {"area": 0, "iscrowd": 0}
+    for ann in data.get("annotations", []):
+        if "iscrowd" not in ann:
+            ann["iscrowd"] = 0
+            filled["iscrowd"] += 1
+        if "area" in ann:
+            continue
+        filled["area"] += 1
+        area = None
+        seg = ann.get("segmentation")
+        h, w = sizes.get(ann.get("image_id"), (None, None))
+        if seg and h and w:
+            try:
+                if isinstance(seg, list):
+                    rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+                elif isinstance(seg.get("counts"), list):
+                    rle = mask_utils.frPyObjects(seg, h, w)
+                else:
+                    counts = seg["counts"]
+                    counts = counts.encode() if isinstance(counts, str) else counts
+                    rle = {"size": seg["size"], "counts": counts}
+                area = float(mask_utils.area(rle))
+            except Exception:  # an unusable segmentation: fall back to the box
+                area = None
+        if area is None:
+            bbox = ann.get("bbox") or [0, 0, 0, 0]
+            area = float(max(bbox[2], 0) * max(bbox[3], 0))
+        ann["area"] = area
+    return filled
 
 
 def encode_masks(masks: Any) -> list[dict[str, Any]]:

@@ -1,0 +1,402 @@
+"""RELIABILITY.md, table "Data": each row through ``visionkit check-data`` and/or
+``visionkit train``, as a user runs them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from tests.reliability.conftest import SIZE, detection_config, make_coco, run, write_image
+from visionkit.data.coco import CocoDataset
+
+
+def check(capsys, root, *pairs, fast=False):
+    return run(
+        ["check-data", "--format", "coco", "--images", root, *pairs] + (["--fast"] if fast else []),
+        capsys,
+    )
+
+
+def train(capsys, tmp_path, train_root, *overrides, val_root=None, **kw):
+    config = detection_config(tmp_path / "config.yaml", train_root, val_root, **kw)
+    return run(["train", "--config", config, "--output-dir", tmp_path / "run", *overrides], capsys)
+
+
+def digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def truncate(path: Path, keep: float = 0.5) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def test_truncated_png_and_jpeg_are_listed_by_check_data(tmp_path, capsys):
+    root = make_coco(tmp_path)
+    truncate(root / "images" / "2.png")
+    write_image(root / "images" / "3.jpg", seed=3, quality=95)
+    truncate(root / "images" / "3.jpg", 0.6)
+    data = json.loads((root / "annotations.json").read_text())
+    data["images"][2]["file_name"] = "images/3.jpg"
+    (root / "annotations.json").write_text(json.dumps(data))
+    code, out, _ = check(capsys, root)
+    assert code == 1
+    assert "unreadable image: images/2.png (image id 2): corrupt or truncated" in out
+    assert "unreadable image: images/3.jpg (image id 3): corrupt or truncated" in out
+    # the fast path (headers only, what training reads first) cannot see truncated pixels
+    code, out, _ = check(capsys, root, fast=True)
+    assert code == 0 and "no problems found" in out
+
+
+def test_truncated_image_stops_training_naming_sample_and_file_from_a_worker(tmp_path, capsys):
+    root = make_coco(tmp_path / "data")
+    truncate(root / "images" / "2.png")
+    code, _, err = train(capsys, tmp_path, root, "data.num_workers=1")
+    assert code == 1
+    assert "error: sample 1" in err and "2.png" in err and "corrupt or truncated" in err
+
+
+def test_on_bad_image_skip_counts_and_reports_skipped_images_at_epoch_end(tmp_path, capsys):
+    root = make_coco(tmp_path / "data")
+    truncate(root / "images" / "2.png")
+    code, out, err = train(
+        capsys,
+        tmp_path,
+        root,
+        "data.train.on_bad_image=skip",
+        "data.batch_size=4",
+    )
+    assert code == 0, err[-2000:]
+    assert "1 unreadable images were skipped this epoch" in err and "2.png" in err
+
+
+def test_on_bad_image_skip_leaves_out_missing_and_unreadable_files_at_construction(tmp_path):
+    root = make_coco(tmp_path)
+    (root / "images" / "1.png").unlink()
+    (root / "images" / "3.png").write_bytes(b"")
+    ds = CocoDataset(root, on_bad_image="skip")
+    assert [img["id"] for img in ds.images] == [2, 4]
+    assert "left out 2 missing or unreadable images (on_bad_image: skip)" in ds.report.notes
+
+
+def test_missing_files_are_all_listed_before_the_model_is_built(tmp_path, capsys):
+    root = make_coco(tmp_path / "data")
+    for i in (1, 3, 4):
+        (root / "images" / f"{i}.png").unlink()
+    code, out, _ = check(capsys, root)
+    assert code == 1
+    for i in (1, 3, 4):
+        assert f"missing file: images/{i}.png (image id {i}): file not found" in out
+    code, _, err = train(capsys, tmp_path, root)
+    assert code == 1
+    assert "3 problems (missing file: 3)" in err
+    assert all(f"images/{i}.png (image id {i})" in err for i in (1, 3, 4))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_grey_palette_rgba_cmyk_and_16_bit_images_train(tmp_path, capsys):
+    root = make_coco(tmp_path / "data", num_images=5)
+    images = root / "images"
+    rgb = np.asarray(Image.open(images / "1.png"))
+    Image.fromarray(rgb).convert("L").save(images / "1.png")
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(images / "2.png")
+    Image.fromarray(rgb).convert("RGBA").save(images / "3.png")
+    Image.fromarray(rgb).convert("CMYK").save(images / "4.jpg")
+    Image.fromarray(np.full((SIZE, SIZE), 32768, np.uint16)).save(images / "5.png")
+    data = json.loads((root / "annotations.json").read_text())
+    data["images"][3]["file_name"] = "images/4.jpg"
+    (root / "annotations.json").write_text(json.dumps(data))
+    code, out, _ = check(capsys, root)
+    assert code == 0, out
+    ds = CocoDataset(root)
+    for i in range(5):
+        image = ds[i]["image"]
+        assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.uint8
+    assert (ds[4]["image"] == 128).all()  # 16-bit 32768 rescaled (round(v * 255 / 65535))
+    code, _, err = train(capsys, tmp_path, root)
+    assert code == 0, err[-2000:]
+
+
+def test_exif_rotated_jpeg_keeps_its_box_on_the_object(tmp_path, capsys):
+    root = make_coco(tmp_path)
+    # stored 48 wide x 32 high, with orientation 6 (rotate 90 degrees clockwise): upright it is
+    # 32 wide x 48 high. The bright block is stored at x 4..12, y 20..28 (bottom-left); upright
+    # it is at x 4..12, y 4..12 (top-left).
+    stored = np.zeros((32, 48, 3), np.uint8)
+    stored[20:28, 4:12] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(root / "images" / "r.jpg", exif=exif, quality=100)
+    data = json.loads((root / "annotations.json").read_text())
+    data["images"].append({"id": 9, "file_name": "images/r.jpg", "width": 32, "height": 48})
+    data["annotations"].append(
+        {"id": 9, "image_id": 9, "category_id": 1, "bbox": [4, 4, 8, 8], "area": 64, "iscrowd": 0}
+    )
+    (root / "annotations.json").write_text(json.dumps(data))
+    code, out, _ = check(capsys, root)
+    assert code == 0, out
+    sample = CocoDataset(root)[4]
+    assert sample["image"].shape == (48, 32, 3)
+    x1, y1, x2, y2 = sample["boxes"][0].astype(int)
+    assert sample["image"][y1:y2, x1:x2].mean() > 200  # the box is on the bright block
+    # annotations made on the stored (un-rotated) pixels are a size mismatch, with a hint
+    data["images"][-1].update(width=48, height=32)
+    (root / "annotations.json").write_text(json.dumps(data))
+    code, out, _ = check(capsys, root)
+    assert code == 1
+    assert "size mismatch: images/r.jpg (image id 9)" in out and "EXIF orientation" in out
+
+
+def test_declared_size_differs_from_the_image(tmp_path, capsys):
+    root = make_coco(tmp_path / "data")
+    write_image(root / "images" / "3.png", size=(SIZE, SIZE + 8))
+    code, out, _ = check(capsys, root)
+    assert code == 1
+    expected = "images/3.png (image id 3): the annotation file says 32x32 (height x width)"
+    assert f"size mismatch: {expected}, the image is 32x40" in out
+    code, _, err = train(capsys, tmp_path, root)
+    assert code == 1 and expected in err
+
+
+def huge_png(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header declares ``width`` x ``height`` (and almost no pixel data)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+    )
+    return path
+
+
+def test_decompression_bomb_is_rejected_from_its_header(tmp_path, capsys):
+    root = make_coco(tmp_path)
+    huge_png(root / "images" / "2.png", 60000, 60000)
+    code, out, _ = check(capsys, root)
+    assert code == 1
+    assert (
+        "unreadable image: images/2.png (image id 2): rejected as a possible decompression bomb"
+        in out
+    )
+
+
+def test_empty_dataset_and_empty_after_filtering_give_the_breakdown(tmp_path, capsys):
+    empty = make_coco(tmp_path / "empty", edit=lambda d: d.update(images=[], annotations=[]))
+    code, out, _ = check(capsys, empty)
+    assert code == 1 and "empty dataset" in out and "the file lists no images" in out
+
+    def no_boxes_for_3_and_4(data):
+        data["annotations"] = [a for a in data["annotations"] if a["image_id"] < 3]
+
+    root = make_coco(tmp_path / "data", edit=no_boxes_for_3_and_4)
+    for i in (1, 2):
+        (root / "images" / f"{i}.png").write_bytes(b"not an image")
+    code, _, err = train(
+        capsys,
+        tmp_path,
+        root,
+        "data.train.on_bad_image=skip",
+        "data.train.keep_negatives=false",
+    )
+    assert code == 1
+    assert (
+        "0 of 4 images kept: 2 missing or unreadable (on_bad_image: skip), "
+        "2 without boxes (keep_negatives: false)" in err
+    )
+
+
+def test_images_without_boxes_are_kept_by_default_and_left_out_with_keep_negatives_false(
+    tmp_path, capsys
+):
+    root = make_coco(tmp_path / "data", 5, edit=lambda d: d["annotations"].pop(0))
+    code, out, _ = check(capsys, root)
+    assert code == 0 and "images without boxes: 1: images/1.png (image id 1)" in out
+    assert len(CocoDataset(root)) == 5
+    code, out, err = train(
+        capsys,
+        tmp_path,
+        root,
+        "data.train.keep_negatives=false",
+        "data.val.keep_negatives=false",
+        val_root=root,
+    )
+    assert code == 0, err[-2000:]
+    assert "left out 1 images without boxes (keep_negatives: false)" in err
+    assert "data.val.keep_negatives: ignored; validation sets keep every image" in err
+
+
+def test_duplicate_image_ids_annotation_ids_and_file_names_are_listed(tmp_path, capsys):
+    def duplicates(data):
+        data["images"][1]["id"] = 1
+        data["images"][3]["file_name"] = "images/3.png"
+        data["annotations"][2]["id"] = 101
+
+    code, out, _ = check(capsys, make_coco(tmp_path, edit=duplicates))
+    assert code == 1
+    assert "duplicate id: image id 1: appears 2 times" in out
+    assert "duplicate id: image file_name 'images/3.png': appears 2 times" in out
+    assert "duplicate id: annotation id 101: appears 2 times" in out
+
+
+def test_annotation_of_a_missing_image_warns_and_is_an_error_when_strict(tmp_path, capsys):
+    def orphan(data):
+        data["annotations"][0]["image_id"] = 77
+
+    root = make_coco(tmp_path / "data", edit=orphan)
+    code, out, _ = check(capsys, root)
+    assert code == 1
+    assert "orphan annotation: annotation id 101: image_id 77 is not an image of the file" in out
+    assert "warnings (training repairs these): 1" in out
+    code, _, err = train(capsys, tmp_path, root)
+    assert code == 0 and "1 x orphan annotation: annotation id 101" in err
+    code, _, err = train(capsys, tmp_path, root, "data.train.strict=true")
+    assert code == 1 and "orphan annotation: annotation id 101" in err
+
+
+def test_unknown_category_id_names_the_annotation_and_the_id(tmp_path, capsys):
+    def unknown(data):
+        data["annotations"][1]["category_id"] = 77
+
+    code, out, _ = check(capsys, make_coco(tmp_path, edit=unknown))
+    assert code == 1
+    assert "unknown category: annotation id 102 (image id 2): category_id 77 is not in" in out
+
+
+def test_a_head_with_fewer_classes_than_the_data_is_a_config_error(tmp_path, capsys):
+    root = make_coco(tmp_path / "data")
+    code, _, err = train(capsys, tmp_path, root, "model.heads.det.num_classes=1")
+    assert code == 2
+    assert "model.heads.det.num_classes: 1, but the data has 2 classes (square, disc)" in err
+
+
+def test_non_contiguous_category_ids_are_stored_and_predictions_mapped_back(tmp_path, capsys):
+    cats = [{"id": 42, "name": "c"}, {"id": 3, "name": "a"}, {"id": 7, "name": "b"}]
+
+    def spread(data):
+        for ann, cid in zip(data["annotations"], [3, 7, 42, 7], strict=True):
+            ann["category_id"] = cid
+
+    root = make_coco(tmp_path / "data", edit=spread, categories=cats)
+    code, _, err = train(capsys, tmp_path, root)
+    assert code == 0, err[-2000:]
+    ckpt_path = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+    assert ckpt["visionkit"]["category_ids"] == [3, 7, 42]
+    assert ckpt["visionkit"]["label_names"]["instances"] == ["a", "b", "c"]
+    code, _, err = run(
+        ["predict", "--checkpoint", ckpt_path, "--input", root / "images", "--output-dir",
+         tmp_path / "pred", "--no-draw"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err[-2000:]
+    predictions = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert {p["category_id"] for p in predictions} <= {3, 7, 42}
+
+
+def test_bad_polygons_drop_their_instance_with_box_and_label(tmp_path, capsys):
+    def bad_polygons(data):
+        data["annotations"][0]["segmentation"] = [[1, 2, 3, 4]]  # 2 points
+        data["annotations"][1]["segmentation"] = [[1, 2, 3, 4, 5, 6, 7]]  # odd length
+        data["annotations"][2]["segmentation"] = []  # empty
+
+    root = make_coco(tmp_path, edit=bad_polygons)
+    code, out, _ = check(capsys, root, "masks=true")
+    assert code == 1
+    for ann_id in (101, 102, 103):
+        assert f"instance dropped: annotation id {ann_id}" in out
+    ds = CocoDataset(root, masks=True)
+    lengths = [
+        (len(s["boxes"]), len(s["labels"]), len(s["masks"])) for s in map(ds.__getitem__, range(4))
+    ]
+    assert lengths == [(0, 0, 0)] * 3 + [(1, 1, 1)]
+
+
+def test_degenerate_and_out_of_image_boxes_are_clipped_or_dropped_with_a_count(tmp_path, capsys):
+    def boxes(data):
+        data["annotations"][0]["bbox"] = [4, 4, 0, 6]  # zero width
+        data["annotations"][1]["bbox"] = [4, 4, -3, 6]  # negative width
+        data["annotations"][2]["bbox"] = [20, 20, 30, 30]  # reaches outside: clipped
+        data["annotations"][3]["bbox"] = [40, 40, 5, 5]  # entirely outside: dropped
+
+    root = make_coco(tmp_path / "data", edit=boxes)
+    before = digest(root)
+    code, out, _ = check(capsys, root)
+    assert code == 1
+    assert out.count("box dropped: annotation id") == 3
+    assert "box clipped: annotation id 103 (image id 3, images/3.png)" in out
+    ds = CocoDataset(root)
+    kept = np.concatenate([ds[i]["boxes"] for i in range(4)])
+    np.testing.assert_allclose(kept, [[20, 20, SIZE, SIZE]])
+    code, _, err = train(capsys, tmp_path, root)
+    assert code == 0, err[-2000:]
+    assert "3 x box dropped" in err and "1 x box clipped" in err
+    assert digest(root) == before  # check-data and training never modify the dataset
+
+
+def test_paths_escaping_the_root_are_refused(tmp_path, capsys):
+    outside = write_image(tmp_path / "outside.png")
+
+    def escape(data):
+        data["images"][0]["file_name"] = "../outside.png"
+        data["images"][1]["file_name"] = str(outside)
+
+    code, out, _ = check(capsys, make_coco(tmp_path / "data", edit=escape))
+    assert code == 1
+    assert "path outside root: image id 1: file_name '../outside.png'" in out
+    assert f"path outside root: image id 2: file_name '{outside}'" in out
+
+
+def test_non_ascii_paths_work(tmp_path, capsys):
+    root = make_coco(tmp_path / "données ü")
+    (root / "images" / "1.png").rename(root / "images" / "ímage 1.png")
+    data = json.loads((root / "annotations.json").read_text())
+    data["images"][0]["file_name"] = "images/ímage 1.png"
+    (root / "annotations.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    code, out, _ = check(capsys, root)
+    assert code == 0, out
+    assert CocoDataset(root)[0]["image"].shape == (SIZE, SIZE, 3)
+
+
+def test_check_data_of_a_config_checks_every_split_and_mix_entry(tmp_path, capsys):
+    good = make_coco(tmp_path / "good")
+    bad = make_coco(tmp_path / "bad")
+    (bad / "images" / "4.png").unlink()
+    config = detection_config(tmp_path / "c.yaml", good, bad)
+    code, out, _ = run(["check-data", "--config", config], capsys)
+    assert code == 1
+    assert "data.train: coco dataset" in out and "no problems found" in out
+    assert "data.val: coco dataset" in out and "missing file: images/4.png (image id 4)" in out
+    code, out, _ = run(["check-data", "--config", config, "--split", "train"], capsys)
+    assert code == 0 and "check-data: no problems found in 1 dataset" in out
+
+
+def test_check_data_reports_counts_sizes_and_other_formats(tmp_path, capsys):
+    code, out, _ = check(capsys, make_coco(tmp_path / "coco"))
+    assert code == 0
+    assert "images: 4" in out and "boxes: 4 (per image: min 1, median 1, max 1)" in out
+    assert "image sizes (HxW): 32x32: 4" in out
+    assert "instances per class (instances): square 2, disc 2" in out
+    for name in ("cat", "dog"):
+        write_image(tmp_path / "folder" / name / "a.png")
+    (tmp_path / "folder" / "dog" / "b.png").write_bytes(b"")
+    code, out, _ = run(["check-data", "--format", "folder", "--root", tmp_path / "folder"], capsys)
+    assert code == 1
+    assert "unreadable image: dog/b.png: empty file (0 bytes)" in out
+    code, _, err = run(["check-data", "--format", "folder", "--images", tmp_path], capsys)
+    assert code == 2 and "--images" in err
