@@ -36,6 +36,7 @@ A new comparison is one more :class:`BenchmarkCase` subclass and one entry in :d
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -209,6 +210,7 @@ def run_benchmark(
     :func:`paired_ratio`); ``ratios_of_medians`` divide the two medians. The pipeline is
     measured for the recipes that have a case, after the models (never at the same time).
     """
+    started = time.perf_counter()
     measure = settings.measure
     cases = [case_for_recipe(r, settings) for r in recipes]  # every recipe checked first
     rss = PeakRSS()
@@ -239,6 +241,8 @@ def run_benchmark(
             )
     info["peak_rss_resettable"] = rss.resettable
     info["load_average_end"] = load_average()
+    info["wall_s"] = round(time.perf_counter() - started, 1)
+    log(f"benchmark: measured in {info['wall_s']:.1f} s")
     return {
         "schema": RESULTS_SCHEMA,
         "machine": info,
