@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        # torch's message suggests weights_only=False; that advice is never passed on.
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if found is None:
+            raise CheckpointError(
+                path, "truncated or corrupt (not a file torch.save wrote)"
+            ) from None
         raise CheckpointError(
             path,
-            f"refused: it holds objects other than tensors and plain types ({err})".split("\n")[0],
+            "refused: it holds objects other than tensors and plain types "
+            f"(a pickled {found.group(1)}), and is never unpickled",
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(path, f"truncated or corrupt ({err})".split("\n")[0]) from None

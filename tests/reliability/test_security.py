@@ -1,0 +1,182 @@
+"""RELIABILITY.md, "Security", and the checkpoint rows of "Training and checkpoints" that
+concern loading: pickle payloads refused at every entry point, safe loading only (lint),
+configs that cannot run code, GPU checkpoints on a CPU-only host, truncated checkpoints."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+import visionkit
+from tests.reliability.conftest import run
+from visionkit.errors import CheckpointError
+
+ROOT = Path(__file__).resolve().parents[2]
+HAS_EXPORT = importlib.util.find_spec("visionkit.commands.export") is not None
+
+
+class Payload:
+    """Unpickling this creates the file ``path`` (what an attacker's checkpoint would do)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def entry_points(ckpt: Path, trained: dict[str, Path], out: Path) -> dict[str, list]:
+    config, images = trained["config"], trained["data"] / "images"
+    points = {
+        "train --resume": ["train", "--config", config, "--output-dir", out / "r", "--resume", ckpt],
+        "model.init_from": ["train", "--config", config, "--output-dir", out / "i",
+                            f"model.init_from={ckpt}"],
+        "eval": ["eval", "--checkpoint", ckpt],
+        "predict": ["predict", "--checkpoint", ckpt, "--input", images, "--output-dir", out / "p"],
+    }  # fmt: skip
+    if HAS_EXPORT:
+        points["export"] = ["export", "--checkpoint", ckpt, "--format", "safetensors",
+                            "--output", out / "e.safetensors"]  # fmt: skip
+    return points
+
+
+def test_a_pickle_payload_is_refused_by_every_entry_point_and_never_runs(trained, tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    ckpt = torch.load(trained["ckpt"], weights_only=True, map_location="cpu")
+    ckpt["extra"] = Payload(marker)
+    evil = tmp_path / "evil.ckpt"
+    torch.save(ckpt, evil)
+    points = entry_points(evil, trained, tmp_path)
+    assert HAS_EXPORT, "visionkit export is not importable: the export entry point is untested"
+    for name, argv in points.items():
+        code, _, err = run(argv, capsys)
+        assert code == 1, name
+        assert f"cannot load checkpoint {evil}: refused" in err, (name, err[-1500:])
+        assert not marker.exists(), name
+    with pytest.raises(CheckpointError, match="refused"):
+        visionkit.load(evil)
+    assert not marker.exists()
+
+
+def test_a_truncated_or_corrupt_checkpoint_is_a_clear_error_naming_the_file(
+    trained, tmp_path, capsys
+):
+    data = trained["ckpt"].read_bytes()
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(data[: len(data) // 2])
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"\x00not a checkpoint" * 100)
+    for bad in (truncated, garbage):
+        for name, argv in entry_points(bad, trained, tmp_path).items():
+            code, _, err = run(argv, capsys)
+            assert code == 1, name
+            assert f"cannot load checkpoint {bad}: truncated or corrupt" in err, (name, err[-1500:])
+        with pytest.raises(CheckpointError, match="truncated or corrupt"):
+            visionkit.load(bad)
+
+
+def test_a_gpu_checkpoint_loads_on_a_cpu_only_host(trained, tmp_path, capsys, monkeypatch):
+    ckpt = torch.load(trained["ckpt"], weights_only=True, map_location="cpu")
+    gpu = tmp_path / "gpu.ckpt"
+    with monkeypatch.context() as m:  # record every storage as a CUDA one, as a GPU run does
+        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save(ckpt, gpu)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="CUDA"):  # what a load without map_location does
+        torch.load(gpu, weights_only=True)
+    model = visionkit.load(gpu)
+    assert next(model.parameters()).device.type == "cpu"
+    code, out, err = run(["eval", "--checkpoint", gpu], capsys)
+    assert code == 0, err[-2000:]
+    code, _, err = run(
+        ["predict", "--checkpoint", gpu, "--input", trained["data"] / "images",
+         "--output-dir", tmp_path / "p", "--no-draw"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err[-2000:]
+
+
+def test_checkpoints_hold_only_tensors_and_plain_types(trained):
+    ckpt = torch.load(trained["ckpt"], weights_only=True, map_location="cpu")
+
+    def walk(obj, where="ckpt"):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                assert isinstance(k, (str, int)), where
+                walk(v, f"{where}[{k!r}]")
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                walk(v, f"{where}[{i}]")
+        else:
+            assert obj is None or isinstance(obj, (torch.Tensor, str, int, float, bool)), where
+
+    walk(ckpt)
+    assert isinstance(ckpt["visionkit"]["config"], dict)
+
+
+def test_a_config_cannot_run_code(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    config = tmp_path / "evil.yaml"
+    config.write_text(f'name: !!python/object/apply:os.system ["touch {marker}"]\n')
+    code, _, err = run(["train", "--config", config], capsys)
+    assert code == 2 and str(config) in err
+    assert not marker.exists()
+
+
+def unsafe_loads(path: Path) -> list[str]:
+    """``torch.load`` without ``weights_only=True``, ``pickle.load(s)``, ``yaml.load`` (and
+    ``yaml.unsafe_load`` / ``full_load``) calls in one source file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        owner = node.func.value
+        name = f"{owner.id}.{node.func.attr}" if isinstance(owner, ast.Name) else None
+        where = f"{path.relative_to(ROOT)}:{node.lineno}: {name}("
+        if name == "torch.load":
+            safe = any(
+                k.arg == "weights_only"
+                and isinstance(k.value, ast.Constant)
+                and k.value.value is True
+                for k in node.keywords
+            )
+            if not safe:
+                found.append(where + " without weights_only=True")
+        elif name in (
+            "pickle.load",
+            "pickle.loads",
+            "yaml.load",
+            "yaml.unsafe_load",
+            "yaml.full_load",
+        ):
+            found.append(where)
+    return found
+
+
+def test_lint_every_load_is_safe():
+    files = sorted((ROOT / "visionkit").rglob("*.py")) + sorted((ROOT / "tools").rglob("*.py"))
+    assert len(files) > 20
+    problems = [p for f in files for p in unsafe_loads(f)]
+    assert not problems, "\n".join(problems)
+
+
+def test_lint_finds_what_it_forbids(tmp_path):
+    sample = ROOT / "tests" / "reliability" / "_lint_sample.py"
+    sample.write_text(
+        "import pickle, torch, yaml\n"
+        "torch.load('a')\n"
+        "torch.load('a', weights_only=False)\n"
+        "torch.load('a', weights_only=True)\n"
+        "pickle.load(open('a', 'rb'))\n"
+        "yaml.load('a')\n"
+        "yaml.safe_load('a')\n"
+    )
+    try:
+        found = unsafe_loads(sample)
+    finally:
+        sample.unlink()
+    assert [f.split(":")[1] for f in found] == ["2", "3", "5", "6"]
