@@ -1,0 +1,67 @@
+"""RELIABILITY.md, table "Augmentation"."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+
+from tests.reliability.conftest import SIZE, detection_config, make_coco, run
+from visionkit.data.transforms import apply_pipeline, build_pipeline
+
+
+def test_a_crop_that_removes_every_box_trains_with_a_finite_loss(tmp_path, capsys):
+    root = make_coco(tmp_path / "data")  # every box is [8, 8, 16, 16]
+    crop = {"name": "Crop", "x_min": 20, "y_min": 20, "x_max": SIZE, "y_max": SIZE}
+    resize = {"name": "Resize", "height": SIZE, "width": SIZE}
+    config = detection_config(
+        tmp_path / "c.yaml", root, data={"transforms": {"train": [crop, resize]}}
+    )
+    code, _, err = run(["train", "--config", config, "--output-dir", tmp_path / "run"], capsys)
+    assert code == 0, err[-2000:]
+    rows = list(csv.DictReader((tmp_path / "run" / "logs" / "metrics.csv").open()))
+    losses = [float(r[k]) for r in rows for k in r if k.startswith("train/loss") and r[k]]
+    assert losses and all(math.isfinite(x) for x in losses)
+    pipe = build_pipeline([crop, resize], (0.5,) * 3, (0.5,) * 3)
+    out = apply_pipeline(pipe, {"image": np.zeros((SIZE, SIZE, 3), np.uint8), "image_id": 1,
+                                "orig_size": (SIZE, SIZE), "boxes": np.array([[8, 8, 16, 16]],
+                                np.float32), "labels": np.array([0])})  # fmt: skip
+    assert tuple(out["boxes"].shape) == (0, 4) and tuple(out["labels"].shape) == (0,)
+
+
+def test_boxes_dropped_by_a_transform_take_their_labels_and_masks_with_them():
+    masks = np.zeros((3, 40, 40), np.uint8)
+    boxes = np.array([[2, 2, 10, 10], [25, 25, 35, 35], [12, 2, 18, 8]], np.float32)
+    for m, (x1, y1, x2, y2) in zip(masks, boxes.astype(int), strict=True):
+        m[y1:y2, x1:x2] = 1
+    pipe = build_pipeline(
+        [{"name": "Crop", "x_min": 0, "y_min": 0, "x_max": 20, "y_max": 20}], (0,) * 3, (1,) * 3
+    )
+    sample = {"image": np.zeros((40, 40, 3), np.uint8), "image_id": 1, "orig_size": (40, 40),
+              "boxes": boxes, "labels": np.array([0, 1, 2]), "masks": masks}  # fmt: skip
+    out = apply_pipeline(pipe, sample)
+    assert out["labels"].tolist() == [0, 2]  # the second box left the crop
+    assert out["masks"].shape == (2, 20, 20)
+    assert out["masks"][1].sum() == 6 * 6  # the third instance's own mask, not the second's
+
+
+def test_box_coordinates_a_hair_outside_are_clamped_without_an_exception():
+    pipe = build_pipeline([{"name": "HorizontalFlip", "p": 1.0}], (0,) * 3, (1,) * 3)
+    sample = {"image": np.zeros((SIZE, SIZE, 3), np.uint8), "image_id": 1,
+              "orig_size": (SIZE, SIZE), "labels": np.array([0]),
+              "boxes": np.array([[-1e-5, 0, SIZE + 1e-4, SIZE + 2e-5]], np.float32)}  # fmt: skip
+    out = apply_pipeline(pipe, sample)
+    assert out["boxes"].min() >= 0 and out["boxes"].max() <= SIZE
+
+
+def test_an_unknown_augmentation_parameter_fails_at_pipeline_build_naming_it(tmp_path, capsys):
+    root = make_coco(tmp_path / "data")
+    typo = {"name": "Resize", "heigth": SIZE, "width": SIZE}
+    config = detection_config(tmp_path / "c.yaml", root, data={"transforms": {"train": [typo]}})
+    code, _, err = run(["train", "--config", config, "--output-dir", tmp_path / "run"], capsys)
+    assert code == 2
+    assert (
+        "data.transforms.train[0].heigth: unknown parameter of Resize; did you mean 'height'?"
+        in err
+    )

@@ -1,0 +1,97 @@
+"""RELIABILITY.md, table "Evaluation", through ``visionkit eval`` where a user meets it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from tests.reliability.conftest import run
+from visionkit.engine.runner import metrics_json
+from visionkit.evaluation.coco import CocoEvaluator
+
+
+def with_score_threshold(trained: dict[str, Path], path: Path, threshold: float) -> Path:
+    """A copy of the trained checkpoint whose detection head keeps scores above
+    ``threshold`` (1.01: it predicts nothing; 0: it predicts every candidate)."""
+    ckpt = torch.load(trained["ckpt"], weights_only=True, map_location="cpu")
+    ckpt["visionkit"]["config"]["model"]["heads"]["det"]["score_thresh"] = threshold
+    torch.save(ckpt, path)
+    return path
+
+
+def edited_gt(trained: dict[str, Path], path: Path, edit) -> Path:
+    data = json.loads((trained["data"] / "annotations.json").read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_no_predictions_at_all_give_ap_zero(trained, tmp_path, capsys):
+    ckpt = with_score_threshold(trained, tmp_path / "silent.ckpt", 1.01)
+    code, out, err = run(["eval", "--checkpoint", ckpt], capsys)
+    assert code == 0, err[-2000:]
+    metrics = json.loads(out.strip().splitlines()[-1])
+    assert metrics["det/mAP"] == 0.0 and metrics["det/mAP50"] == 0.0
+
+
+def test_prediction_for_an_unknown_category_is_a_clear_error(trained, tmp_path, capsys):
+    def renumber(data):  # the val file's categories are not the model's (1, 2)
+        for cat in data["categories"]:
+            cat["id"] += 10
+        for ann in data["annotations"]:
+            ann["category_id"] += 10
+
+    ckpt = with_score_threshold(trained, tmp_path / "eager.ckpt", 0.0)
+    gt = edited_gt(trained, tmp_path / "other_categories.json", renumber)
+    argv = ["eval", "--checkpoint", ckpt, f"data.val.annotations={gt}"]
+    code, _, err = run(argv, capsys)
+    assert code == 1
+    assert "predictions refer to images or categories not in the ground truth" in err
+    assert "category_id 1" in err or "category_id 2" in err
+
+
+def test_ground_truth_without_area_or_iscrowd_gets_logged_defaults(trained, tmp_path, capsys):
+    def strip(data):
+        for ann in data["annotations"]:
+            del ann["area"], ann["iscrowd"]
+
+    gt = edited_gt(trained, tmp_path / "bare.json", strip)
+    code, out, err = run(
+        ["eval", "--checkpoint", trained["ckpt"], f"data.val.annotations={gt}"], capsys
+    )
+    assert code == 0, err[-2000:]
+    assert "4 annotations without 'area'" in err and "4 without 'iscrowd' (filled with 0)" in err
+    full = run(["eval", "--checkpoint", trained["ckpt"]], capsys)[1]
+    # the filled areas are the polygons' (8 x 8 squares): the same numbers as with the file's
+    assert json.loads(out.strip().splitlines()[-1]) == json.loads(full.strip().splitlines()[-1])
+
+
+def test_a_category_without_ground_truth_is_not_averaged_as_minus_one(trained, tmp_path):
+    def ghost(data):
+        data["categories"].append({"id": 3, "name": "ghost"})
+
+    gt = edited_gt(trained, tmp_path / "ghost.json", ghost)
+    data = json.loads(gt.read_text())
+    evaluator = CocoEvaluator("det", gt, [1, 2, 3])
+    for ann in data["annotations"]:  # perfect predictions of the two real categories
+        x, y, w, h = ann["bbox"]
+        evaluator.process(
+            {"image_ids": torch.tensor([ann["image_id"]])},
+            [
+                {
+                    "boxes": torch.tensor([[x, y, x + w, y + h]], dtype=torch.float32),
+                    "scores": torch.tensor([0.9]),
+                    "labels": torch.tensor([ann["category_id"] - 1]),
+                }
+            ],
+        )
+    metrics = evaluator.evaluate()
+    assert metrics["det/mAP"] == 1.0  # (1 + 1 + -1) / 3 would be 0.33
+    assert math.isnan(metrics["det/mAP_large"])  # no large objects: nan, written as null
+    assert json.loads(metrics_json(metrics))["det/mAP_large"] is None
+    if hasattr(evaluator, "per_class_ap"):  # the per-class table reports the ghost as nan
+        rows = {r["name"]: r for r in evaluator.per_class_ap()}
+        assert rows["square"]["AP"] == 1.0 and math.isnan(rows["ghost"]["AP"])
