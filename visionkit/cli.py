@@ -37,8 +37,9 @@ def _train(args: argparse.Namespace) -> int:
     run_dir, metrics = train(
         args.config, args.overrides, output_dir=args.output_dir, resume=args.resume
     )
-    print(f"run folder: {run_dir}")
-    print(metrics_json(metrics))
+    if _is_global_zero():
+        print(f"run folder: {run_dir}")
+        print(metrics_json(metrics))
     return 0
 
 
@@ -46,8 +47,18 @@ def _eval(args: argparse.Namespace) -> int:
     from visionkit.engine.runner import evaluate, metrics_json
 
     metrics = evaluate(args.checkpoint, args.overrides, save_predictions=args.save_predictions)
-    print(metrics_json(metrics))
+    if _is_global_zero():
+        print(metrics_json(metrics))
     return 0
+
+
+def _is_global_zero() -> bool:
+    """Whether this process reports results: rank 0 of a distributed run (every rank runs the
+    command, and Lightning sets the rank when the run starts, or torchrun / SLURM before), or
+    the only process."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def _predict(args: argparse.Namespace) -> int:

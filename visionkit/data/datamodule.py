@@ -5,13 +5,19 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
+import random
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+import numpy as np
+import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_worker_info
 
 from visionkit.config import DataConfig, is_dataset_mix
 from visionkit.data.transforms import apply_pipeline, build_pipeline, collate, default_transforms
@@ -209,6 +215,25 @@ def val_sets(val: Any) -> dict[str, Any]:
     return dict(val) if isinstance(val, dict) else {"val": val}
 
 
+def unpadded_sampler(dataset: Any, rank: int, world_size: int) -> UnrepeatedDistributedSampler:
+    """Rank ``rank`` of ``world_size``'s share of a validation set: indices ``rank, rank +
+    world_size, ...``, in order, no index on two ranks and none repeated (a plain
+    ``DistributedSampler`` pads the last ranks with repeats, which evaluators would count twice).
+
+    Raises:
+        DataError: the set has fewer images than there are processes (a rank with no batch
+            would skip the validation epoch that the others wait in).
+    """
+    if len(dataset) < world_size:
+        raise DataError(
+            f"the validation set has {len(dataset)} images, fewer than the {world_size} "
+            "processes; evaluate on fewer devices (trainer.devices=...)"
+        )
+    return UnrepeatedDistributedSampler(
+        dataset, num_replicas=world_size, rank=rank, shuffle=False, drop_last=False
+    )
+
+
 class TransformedDataset(Dataset):
     """A dataset's Samples run through an albumentations pipeline.
 
@@ -278,8 +303,43 @@ class SkipCountingLoader(DataLoader):
                 )
 
 
+def seed_pipeline(pipeline: Any, *keys: int) -> None:
+    """Give every transform of an albumentations pipeline one shared generator seeded from
+    ``keys`` (e.g. base seed, rank, worker). ``Compose.set_random_seed`` would give each
+    transform its own generator with the *same* seed, so that two flips with ``p=0.5``
+    always agree."""
+    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint64)
+    pipeline.set_random_state(np.random.default_rng(int(state[0])), random.Random(int(state[1])))
+
+
+def base_seed() -> int:
+    """The run's seed (``seed_everything`` sets ``PL_GLOBAL_SEED``), else torch's initial seed
+    of this process."""
+    return int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed()))
+
+
+def _seed_worker(worker_id: int, base: int, rank: int) -> None:
+    """``worker_init_fn`` of the training loader: Lightning's seeding of torch / numpy /
+    random per (rank, worker), and the worker's own augmentation stream."""
+    pl_worker_init_function(worker_id, rank)
+    info = get_worker_info()
+    pipeline = getattr(getattr(info, "dataset", None), "pipeline", None)
+    if pipeline is not None:
+        seed_pipeline(pipeline, base, rank, worker_id + 1)
+
+
 class VisionDataModule(L.LightningDataModule):
     """Owns the datasets and pipelines of one config.
+
+    Under several processes (DDP), Lightning gives the training loader a
+    ``DistributedSampler`` (shuffled with the run's seed, the same on every rank, so the ranks
+    draw disjoint parts of one permutation; a mix's weighted sampler is wrapped the same way).
+    Validation loaders get an :class:`~lightning.pytorch.overrides.distributed.
+    UnrepeatedDistributedSampler` from here instead: rank ``r`` of ``W`` reads images ``r, r + W,
+    ...`` with no padding, so every image is evaluated exactly once and the metrics equal those
+    of one process (the ranks may run one batch more or less). The training augmentations are
+    seeded per rank (and per loader worker) from the run's seed, so the ranks do not draw the
+    same flips.
 
     Args:
         cfg: the ``data`` section.
@@ -310,10 +370,18 @@ class VisionDataModule(L.LightningDataModule):
             self.cfg.batch_size if train else (self.cfg.val_batch_size or self.cfg.batch_size)
         )
         sampler = None
+        rank, world_size = self._rank_and_world_size()
+        worker_init_fn = None
         if train and isinstance(dataset, MixedDataset):
             sampler = WeightedRandomSampler(
                 dataset.sample_weights(), num_samples=len(dataset), replacement=True
             )
+        if train:
+            base = base_seed()
+            seed_pipeline(self.pipelines[split], base, rank, 0)
+            worker_init_fn = partial(_seed_worker, base=base, rank=rank)
+        elif world_size > 1:
+            sampler = unpadded_sampler(dataset, rank, world_size)
         workers = self.cfg.num_workers
         return SkipCountingLoader(
             TransformedDataset(dataset, self.pipelines[split]),
@@ -324,8 +392,19 @@ class VisionDataModule(L.LightningDataModule):
             collate_fn=partial(collate),
             pin_memory=self.cfg.pin_memory,
             persistent_workers=workers > 0,
+            worker_init_fn=worker_init_fn,
             drop_last=False,
         )
+
+    def _rank_and_world_size(self) -> tuple[int, int]:
+        """This process's global rank and the number of processes (``(0, 1)`` outside a
+        distributed run)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return int(trainer.global_rank), int(trainer.world_size)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
 
     def train_dataloader(self) -> DataLoader:
         if "train" not in self.datasets:

@@ -84,7 +84,8 @@ def train(
     extra = {"category_ids": list(getattr(datasets["train"], "category_ids", []) or [])}
     model = create_model(cfg, label_names=label_names, extra_meta=extra)
     cfg = load_config(model.meta["config"])
-    save_config(cfg, run_dir / "config.yaml")
+    if L.pytorch.utilities.rank_zero_only.rank == 0:  # every DDP process runs this
+        save_config(cfg, run_dir / "config.yaml")
 
     datamodule = VisionDataModule(cfg.data, datasets, model.backbone.mean, model.backbone.std)
     system = VisionSystem(model, cfg.optimizer, cfg.scheduler, val_dataset=datasets.get("val"))

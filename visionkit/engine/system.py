@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 
 from visionkit.config import OptimizerConfig, SchedulerConfig
 from visionkit.data.datamodule import carries_labels, val_sets
@@ -78,6 +79,11 @@ class VisionSystem(L.LightningModule):
                 ]
             )
         self.last_metrics: dict[str, float] = {}
+        # val/loss per validation set, as a float (sum, weight) pair that torchmetrics sums over
+        # ranks: Lightning's mean of a logged tensor divides its integer sample count by the
+        # number of ranks, rounding down, which is wrong when ranks see different numbers of
+        # images (as they do with the unpadded validation sampler).
+        self.val_losses = nn.ModuleList(MeanMetric() for _ in range(max(1, len(sets))))
 
     def forward(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         return self.model(images)
@@ -96,9 +102,10 @@ class VisionSystem(L.LightningModule):
             on_step=True,
             on_epoch=True,
             batch_size=size,
+            sync_dist=True,  # averaged over ranks (a few scalars per step)
         )
         terms = {f"train/{k}": v for k, v in losses.items() if k != "loss"}
-        self.log_dict(terms, on_step=True, on_epoch=True, batch_size=size)
+        self.log_dict(terms, on_step=True, on_epoch=True, batch_size=size, sync_dist=True)
         if self.trainer.optimizers:  # train/lr (ungrouped parameters), train/lr_<prefix>
             lrs: dict[str, float] = {}
             for group in self.trainer.optimizers[0].param_groups:
@@ -115,13 +122,10 @@ class VisionSystem(L.LightningModule):
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         outputs, losses = self._step(batch)
-        self.log(
-            "val/loss",
-            losses["loss"],
-            on_epoch=True,
-            sync_dist=True,
-            batch_size=len(batch["images"]),
-        )
+        size = len(batch["images"])
+        val_loss = self.val_losses[dataloader_idx]
+        val_loss.update(losses["loss"].detach().float(), weight=size)
+        self.log("val/loss", val_loss, on_epoch=True, batch_size=size)
         sizes = [tuple(s) for s in batch["image_sizes"].tolist()]
         orig_sizes = [tuple(s) for s in batch["orig_sizes"].tolist()]
         predictions = self.model.postprocess(outputs, sizes, orig_sizes)
@@ -146,7 +150,14 @@ class VisionSystem(L.LightningModule):
         self.last_metrics = metrics
         for key, value in metrics.items():
             if value == value:  # NaN means "no such objects" (COCO -1): not logged
-                self.log(key, value, prog_bar=key.endswith(PROGRESS_BAR_SUFFIXES))
+                # the same on every rank (the evaluators gather); "max" keeps it exact
+                self.log(
+                    key,
+                    value,
+                    prog_bar=key.endswith(PROGRESS_BAR_SUFFIXES),
+                    sync_dist=True,
+                    reduce_fx="max",
+                )
 
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.optimizer_cfg
