@@ -18,7 +18,7 @@ from visionkit.registry import UnknownNameError
 
 # Subcommands that live in their own module ``visionkit.commands.<name>``; each module defines
 # ``add_parser(subparsers)``, which adds the subcommand and sets ``func`` on it.
-COMMAND_MODULES: list[str] = ["list", "convert", "check_data"]
+COMMAND_MODULES: list[str] = ["list", "convert", "check_data", "export"]
 
 OVERRIDES_HELP = (
     "dotted config overrides, e.g. trainer.max_epochs=3 model.backbone.name=resnet34 "

@@ -105,11 +105,12 @@ def grid_points(
     """
     points, point_strides = [], []
     for (h, w), s in zip(sizes, strides, strict=True):
-        ys = (torch.arange(int(h), device=device, dtype=torch.float32) + 0.5) * s
-        xs = (torch.arange(int(w), device=device, dtype=torch.float32) + 0.5) * s
+        # No int(h): sizes stay symbolic under torch.export, so an ONNX graph keeps them dynamic.
+        ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * s
+        xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * s
         y, x = torch.meshgrid(ys, xs, indexing="ij")
         points.append(torch.stack([x.reshape(-1), y.reshape(-1)], dim=1))  # [H*W, 2]
-        point_strides.append(torch.full((int(h) * int(w),), float(s), device=device))
+        point_strides.append(torch.full_like(x.reshape(-1), float(s)))  # [H*W]
     return torch.cat(points), torch.cat(point_strides)
 
 
