@@ -125,18 +125,26 @@ class OptimizerConfig(_Section):
 
 
 class SchedulerConfig(_Section):
-    """``scheduler``: learning-rate schedule, stepped every optimiser step."""
+    """``scheduler``: learning-rate schedule, stepped every optimiser step.
 
-    name: Literal["cosine", "step", "constant"] = "cosine"
+    ``cosine``: linear warm-up over ``warmup_epochs``, then cosine decay to ``min_lr_factor``;
+    ``step``: × ``gamma`` at each epoch of ``step_epochs``; ``onecycle``: cosine rise from
+    ``warmup_start_factor`` to 1 over the first ``pct_start`` of the run, then cosine decay to
+    ``min_lr_factor`` (``warmup_epochs`` is not used); ``constant``."""
+
+    name: Literal["cosine", "step", "onecycle", "constant"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0)
     warmup_start_factor: float = Field(0.1, gt=0, le=1)
     min_lr_factor: float = Field(0.0, ge=0, le=1)
     step_epochs: list[int] = Field(default_factory=list)
     gamma: float = Field(0.1, gt=0)
+    pct_start: float = Field(0.3, gt=0, lt=1)
 
 
 class TrainerConfig(_Section):
-    """``trainer``: passed through to ``lightning.Trainer``."""
+    """``trainer``: passed through to ``lightning.Trainer``, except the keys visionkit handles
+    itself (:data:`VISIONKIT_TRAINER_KEYS`): ``compile``, ``on_nonfinite_loss`` and
+    ``checkpoint_every_n_steps``."""
 
     max_epochs: int = Field(10, gt=0)
     accelerator: str = "auto"
@@ -152,12 +160,40 @@ class TrainerConfig(_Section):
     limit_val_batches: int | float | None = None
     deterministic: bool = False
     enable_progress_bar: bool = True
+    # visionkit's own keys (not Lightning arguments):
+    compile: bool | dict[str, Any] = False  # true, or torch.compile kwargs (mode, backend, ...)
+    on_nonfinite_loss: Literal["error", "skip"] = "error"
+    checkpoint_every_n_steps: int | None = Field(None, gt=0)
 
     @field_validator("precision", mode="before")
     @classmethod
     def _precision_as_text(cls, value: Any) -> Any:
         """Lightning accepts ``32`` and ``16`` as well as strings; keep one type."""
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+# ``trainer`` keys that visionkit handles itself rather than passing to ``lightning.Trainer``.
+VISIONKIT_TRAINER_KEYS = ("compile", "on_nonfinite_loss", "checkpoint_every_n_steps")
+
+
+class EMAConfig(_Section):
+    """``ema``: an exponential moving average of the weights (Lightning's weight averaging),
+    used for validation and saved in checkpoints next to the raw weights. The decay ramps up
+    as ``decay × (1 − exp(−updates / warmup_steps))`` so early averages follow the weights."""
+
+    enabled: bool = False
+    decay: float = Field(0.9998, gt=0, lt=1)
+    warmup_steps: int = Field(2000, ge=0)
+
+
+class EarlyStoppingConfig(_Section):
+    """``early_stopping``: stop when ``monitor`` (default: the metric that picks ``best.ckpt``)
+    has not improved by ``min_delta`` for ``patience`` validations; off while ``patience`` is
+    null."""
+
+    patience: int | None = Field(None, ge=1)
+    monitor: str | None = None
+    min_delta: float = Field(0.0, ge=0)
 
 
 class Config(_Section):
@@ -167,11 +203,14 @@ class Config(_Section):
     seed: int = 0
     output_dir: str = "runs"
     monitor: str | None = None
+    resume: str | None = None  # "auto" (newest loadable checkpoint of the run folder) or a path
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    ema: EMAConfig = Field(default_factory=EMAConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain types (what is saved to the run folder and checkpoints)."""

@@ -36,9 +36,8 @@ class EvalPreprocess:
         self.pipeline = build_pipeline(steps, mean, std, where="data.transforms.val")
 
     def __call__(self, image: np.ndarray) -> dict[str, Any]:
-        return apply_pipeline(
-            self.pipeline, {"image": image, "image_id": 0, "orig_size": image.shape[:2]}
-        )
+        sample = {"image": image, "image_id": 0, "orig_size": image.shape[:2]}
+        return apply_pipeline(self.pipeline, sample, reseed=False)
 
 
 def head_class(name: str) -> type:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -14,16 +15,26 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from visionkit.config import Config, ConfigLike, load_config, save_config
+from visionkit.checkpoint import load_checkpoint
+from visionkit.config import (
+    VISIONKIT_TRAINER_KEYS,
+    Config,
+    ConfigLike,
+    load_config,
+    save_config,
+)
 from visionkit.data.datamodule import VisionDataModule, build_datasets, label_names_of
 from visionkit.engine.callbacks import RunFolderCallback, make_loggers
 from visionkit.engine.checkpoint import SafeCheckpointIO
+from visionkit.engine.ema import EMACallback
 from visionkit.engine.pictures import ValidationPictures
 from visionkit.engine.precision import resolve_precision
+from visionkit.engine.resume import RngStateCallback, SigtermCheckpoint, find_resume_checkpoint
 from visionkit.engine.system import VisionSystem
-from visionkit.errors import ConfigError
+from visionkit.errors import ConfigError, TrainingInterrupted
 from visionkit.factory import create_model, load, targets_needed
 
 logger = logging.getLogger(__name__)
@@ -49,7 +60,7 @@ def make_trainer(
 ) -> L.Trainer:
     """A ``lightning.Trainer`` from the ``trainer`` section, with safe checkpoint I/O."""
     t = cfg.trainer.model_dump()
-    args = {k: v for k, v in t.items() if v is not None}
+    args = {k: v for k, v in t.items() if v is not None and k not in VISIONKIT_TRAINER_KEYS}
     args["precision"] = resolve_precision(args["precision"], args["accelerator"])
     args.update(overrides)
     return L.Trainer(
@@ -78,17 +89,31 @@ def train(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(output_dir) if output_dir else Path(cfg.output_dir) / cfg.name
     run_dir.mkdir(parents=True, exist_ok=True)
+    resume_from = resolve_resume(resume if resume is not None else cfg.resume, run_dir)
 
     datasets = build_datasets(cfg.data, needs=targets_needed(cfg))
     label_names = label_names_of(datasets)
     extra = {"category_ids": list(getattr(datasets["train"], "category_ids", []) or [])}
-    model = create_model(cfg, label_names=label_names, extra_meta=extra)
+    # A resumed run gets its weights from the checkpoint: model.init_from is not read again.
+    build_cfg = cfg.model_copy(deep=True)
+    if resume_from is not None:
+        build_cfg.model.init_from = None
+    model = create_model(build_cfg, label_names=label_names, extra_meta=extra)
+    model.meta["config"]["model"]["init_from"] = cfg.model.init_from
     cfg = load_config(model.meta["config"])
     if L.pytorch.utilities.rank_zero_only.rank == 0:  # every DDP process runs this
         save_config(cfg, run_dir / "config.yaml")
+    if cfg.trainer.compile:
+        compile_model(model, cfg.trainer.compile)
 
     datamodule = VisionDataModule(cfg.data, datasets, model.backbone.mean, model.backbone.std)
-    system = VisionSystem(model, cfg.optimizer, cfg.scheduler, val_dataset=datasets.get("val"))
+    system = VisionSystem(
+        model,
+        cfg.optimizer,
+        cfg.scheduler,
+        val_dataset=datasets.get("val"),
+        on_nonfinite_loss=cfg.trainer.on_nonfinite_loss,
+    )
     monitor, mode = monitor_of(system, cfg)
     has_val = "val" in datasets
     checkpoint = ModelCheckpoint(
@@ -97,25 +122,49 @@ def train(
         monitor=monitor if has_val else None,
         mode=mode,
         save_top_k=1,
-        save_last=True,
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
+    # Lightning's save_last only writes when a top-k checkpoint was written in the same step,
+    # so after the best epoch last.ckpt would stop following the run: keep it on its own.
+    last = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="last",
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    sigterm = SigtermCheckpoint(run_dir / "checkpoints" / "last.ckpt")
+    callbacks: list[L.Callback] = [checkpoint, last, RunFolderCallback(run_dir), RngStateCallback()]
+    callbacks += training_callbacks(cfg, run_dir, monitor, mode, has_val)
+    callbacks.append(ValidationPictures(run_dir, val_dataset=datasets.get("val")))
+    callbacks.append(sigterm)
     trainer = make_trainer(
         cfg,
         run_dir,
-        callbacks=[
-            checkpoint,
-            RunFolderCallback(run_dir),
-            ValidationPictures(run_dir, val_dataset=datasets.get("val")),
-        ],
+        callbacks=callbacks,
         logger=make_loggers(run_dir),
         **({} if has_val else {"limit_val_batches": 0}),
     )
-    trainer.fit(system, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    earlier_steps = step_log_before(run_dir, resume_from)
+    try:
+        trainer.fit(
+            system,
+            datamodule=datamodule,
+            ckpt_path=str(resume_from) if resume_from else None,
+            weights_only=True,
+        )
+    except SIGTERMException:
+        if not sigterm.saved:
+            raise
+        raise TrainingInterrupted(
+            sigterm.path, trainer.current_epoch, trainer.global_step
+        ) from None
+    finally:
+        if earlier_steps and trainer.is_global_zero:
+            prepend_step_log(run_dir, earlier_steps)
 
     metrics: dict[str, float] = {}
-    best = checkpoint.best_model_path or checkpoint.last_model_path
+    best = checkpoint.best_model_path or last.best_model_path
     if has_val and best:
         results = trainer.validate(system, datamodule=datamodule, ckpt_path=best, verbose=False)
         metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
@@ -125,6 +174,100 @@ def train(
                 json.dumps(metrics, indent=2, sort_keys=True) + "\n"
             )
     return run_dir, metrics
+
+
+def resolve_resume(resume: str | os.PathLike | None, run_dir: Path) -> Path | None:
+    """The checkpoint a run continues from: ``None`` (a new run), ``"auto"`` (the newest
+    checkpoint of ``run_dir/checkpoints`` that loads, or a new run when there is none), or a
+    path, which must load."""
+    if resume is None or str(resume) == "":
+        return None
+    if str(resume) == "auto":
+        found = find_resume_checkpoint(run_dir / "checkpoints")
+        if found is None:
+            logger.info("resume: auto: no checkpoint in %s; starting a new run", run_dir)
+        else:
+            logger.info("resume: auto: continuing from %s", found)
+        return found
+    load_checkpoint(resume)  # a clear CheckpointError now, not deep inside Lightning
+    return Path(resume)
+
+
+STEP_LOG = Path("logs") / "metrics.csv"
+
+
+def step_log_before(run_dir: Path, resume_from: Path | None) -> list[dict[str, str]]:
+    """The rows of the per-step log (``logs/metrics.csv``) before the checkpoint a run resumes
+    from. Lightning's CSV logger starts that file afresh; :func:`prepend_step_log` puts these
+    rows back in front, so the log of a resumed run covers every step once."""
+    path = run_dir / STEP_LOG
+    if resume_from is None or not path.is_file():
+        return []
+    step = int(load_checkpoint(resume_from).get("global_step", 0))
+    with open(path, newline="", encoding="utf-8") as f:
+        return [
+            r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) < step
+        ]
+
+
+def prepend_step_log(run_dir: Path, earlier: list[dict[str, str]]) -> None:
+    path = run_dir / STEP_LOG
+    rows: list[dict[str, str]] = []
+    if path.is_file():
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    columns = list(dict.fromkeys(k for r in [*earlier, *rows] for k in r))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows([*earlier, *rows])
+
+
+def training_callbacks(
+    cfg: Config, run_dir: Path, monitor: str, mode: str, has_val: bool
+) -> list[L.Callback]:
+    """The optional callbacks of a config: step checkpoints, EMA, early stopping."""
+    callbacks: list[L.Callback] = []
+    if cfg.trainer.checkpoint_every_n_steps:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename="step",
+                every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
+                save_top_k=1,
+                enable_version_counter=False,
+            )
+        )
+    if cfg.ema.enabled:
+        callbacks.append(EMACallback(cfg.ema.decay, cfg.ema.warmup_steps))
+    stop = cfg.early_stopping
+    if stop.patience is not None:
+        if not has_val and stop.monitor is None:
+            raise ConfigError("early_stopping: needs data.val or early_stopping.monitor")
+        stop_monitor = stop.monitor or monitor
+        stop_mode = ("min" if "loss" in stop_monitor else "max") if stop.monitor else mode
+        callbacks.append(
+            EarlyStopping(
+                monitor=stop_monitor,
+                patience=stop.patience,
+                min_delta=stop.min_delta,
+                mode=stop_mode,
+                check_on_train_epoch_end=not has_val,
+            )
+        )
+    return callbacks
+
+
+def compile_model(model: Any, options: bool | dict[str, Any]) -> None:
+    """``trainer.compile``: ``torch.compile`` the backbone, neck and heads in place
+    (``nn.Module.compile``: parameter names and checkpoints are unchanged)."""
+    kwargs = options if isinstance(options, dict) else {}
+    modules = [model.backbone, *([model.neck] if model.neck is not None else [])]
+    modules += list(model.heads.values())
+    for module in modules:
+        module.compile(**kwargs)
+    logger.info("trainer.compile: torch.compile(%s) on backbone, neck and heads", kwargs or "")
 
 
 EVAL_OVERRIDE_SECTIONS = ("data.", "trainer.")

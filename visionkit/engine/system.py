@@ -7,6 +7,7 @@ checkpointing and accumulation are the ``Trainer``'s.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -17,7 +18,7 @@ from torchmetrics import MeanMetric
 
 from visionkit.config import OptimizerConfig, SchedulerConfig
 from visionkit.data.datamodule import carries_labels, val_sets
-from visionkit.errors import ConfigError
+from visionkit.errors import ConfigError, NonFiniteLossError
 from visionkit.evaluation import build_evaluator
 from visionkit.factory import prefix_problems
 from visionkit.model import VisionModel
@@ -29,6 +30,8 @@ MAIN_METRIC = {
     "instance": "mask_mAP",
     "semantic": "mIoU",
 }
+logger = logging.getLogger(__name__)
+
 PROGRESS_BAR_SUFFIXES = ("/top1", "/mAP", "/mask_mAP", "/mIoU", "val/score")
 
 
@@ -52,9 +55,12 @@ class VisionSystem(L.LightningModule):
         optimizer: OptimizerConfig | None = None,
         scheduler: SchedulerConfig | None = None,
         val_dataset: Any = None,
+        on_nonfinite_loss: str = "error",
     ) -> None:
         super().__init__()
         self.model = model
+        self.on_nonfinite_loss = on_nonfinite_loss
+        self.skipped_batches = 0
         self.optimizer_cfg = optimizer or OptimizerConfig()
         self.scheduler_cfg = scheduler or SchedulerConfig()
         self.evaluators = nn.ModuleDict()
@@ -92,9 +98,11 @@ class VisionSystem(L.LightningModule):
         outputs = self.model(batch["images"])
         return outputs, self.model.loss(outputs, batch)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         _, losses = self._step(batch)
         size = len(batch["images"])
+        if not self._loss_is_finite(losses, batch_idx):
+            return None
         self.log(
             "train/loss",
             losses["loss"],
@@ -113,6 +121,31 @@ class VisionSystem(L.LightningModule):
                 lrs.setdefault(key, group["lr"])
             self.log_dict(lrs, on_step=True, on_epoch=False, batch_size=size)
         return losses["loss"]
+
+    def _loss_is_finite(self, losses: dict[str, torch.Tensor], batch_idx: int) -> bool:
+        """``trainer.on_nonfinite_loss``: ``error`` raises :class:`NonFiniteLossError` naming
+        the step and every loss term; ``skip`` skips the batch on every rank (Lightning makes
+        no optimiser step for a ``None`` loss) and counts it in ``train/skipped_batches``."""
+        finite = bool(torch.isfinite(losses["loss"].detach()).item())
+        if self.trainer is not None and self.trainer.world_size > 1:
+            finite = not self.trainer.strategy.reduce_boolean_decision(not finite, all=False)
+        if finite:
+            return True
+        terms = {k: float(v.detach().float()) for k, v in losses.items()}
+        if self.on_nonfinite_loss == "error":
+            raise NonFiniteLossError(self.global_step, self.current_epoch, terms)
+        self.skipped_batches += 1
+        logger.warning(
+            "skipping batch %d of epoch %d (step %d): the loss is not finite (%s); "
+            "%d skipped so far",
+            batch_idx,
+            self.current_epoch,
+            self.global_step,
+            ", ".join(f"{k}={v:.4g}" for k, v in terms.items()),
+            self.skipped_batches,
+        )
+        self.log("train/skipped_batches", float(self.skipped_batches), on_step=True)
+        return False
 
     def on_validation_epoch_start(self) -> None:
         for evaluator in self.evaluators.values():
@@ -181,6 +214,10 @@ class VisionSystem(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["visionkit"] = self.model.meta
+        checkpoint["visionkit_skipped_batches"] = self.skipped_batches
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.skipped_batches = int(checkpoint.get("visionkit_skipped_batches", 0))
 
 
 def optimizer_param_groups(model: VisionModel, cfg: OptimizerConfig) -> list[dict[str, Any]]:
@@ -231,6 +268,16 @@ def lr_factor_fn(cfg: SchedulerConfig, total_steps: int, steps_per_epoch: int):
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
 
     def factor(step: int) -> float:
+        if cfg.name == "onecycle":
+            rise = max(1, int(round(cfg.pct_start * total_steps)))
+            if step < rise:
+                return cfg.warmup_start_factor + (1 - cfg.warmup_start_factor) * 0.5 * (
+                    1 - math.cos(math.pi * step / rise)
+                )
+            progress = min(1.0, (step - rise) / max(1, total_steps - rise))
+            return cfg.min_lr_factor + (1 - cfg.min_lr_factor) * 0.5 * (
+                1 + math.cos(math.pi * progress)
+            )
         if step < warmup:
             return cfg.warmup_start_factor + (1 - cfg.warmup_start_factor) * step / warmup
         if cfg.name == "cosine":
