@@ -6,7 +6,9 @@
   ``# comments`` dropped) that starts with ``visionkit `` or ``python tools/`` runs, in order,
   one temporary working directory per file holding links to the repository's ``configs/`` and
   ``tools/`` (so ``runs/`` and ``data/`` a command writes are there for the next one). Other
-  lines (``pip install``, ``rm``, ...) are not run. A command must exit 0.
+  lines (``pip install``, ``rm``, ...) are not run. A command must exit 0. Commands run in this
+  process (``visionkit.cli.main``, ``runpy`` for ``tools/*.py``), which saves the start-up of
+  a new interpreter per command.
 - A tag in an HTML comment on the line before a ```bash block changes that:
 
   ``<!-- test: skip (why) -->``  never run (the block needs data or hardware the tests lack);
@@ -23,10 +25,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
+import runpy
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -71,9 +75,28 @@ def command_line(line: str, tag: str) -> list[str] | None:
         argv += shlex.split(tag.removeprefix("small:"))
     elif kind not in ("", "slow", "small"):
         raise ValueError(f"unknown docs test tag {tag!r}: use skip, slow or small: OVERRIDES")
-    if argv[0] == "visionkit":
-        return [sys.executable, "-m", "visionkit.cli", *argv[1:]]
-    return [sys.executable, *argv[1:]]
+    return argv
+
+
+def run_in_process(argv: list[str]) -> tuple[int, str]:
+    """Run ``visionkit ...`` or ``python tools/x.py ...`` here; (exit status, its output)."""
+    from visionkit.cli import main
+
+    output = io.StringIO()
+    old_argv = sys.argv
+    try:
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            if argv[0] == "visionkit":
+                code = main(argv[1:])
+            else:
+                sys.argv = argv[1:]
+                runpy.run_path(argv[1], run_name="__main__")
+                code = 0
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+    finally:
+        sys.argv = old_argv
+    return code, output.getvalue()
 
 
 DOC_FILES = sorted(p for p in DOCS.glob("*.md") if python_blocks(p))
@@ -93,24 +116,19 @@ def test_python_examples_run(path, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("path", BASH_FILES, ids=lambda p: p.name)
-def test_shell_examples_run(path, tmp_path):
+def test_shell_examples_run(path, tmp_path, monkeypatch):
     for name in ("configs", "tools"):
         (tmp_path / name).symlink_to(ROOT / name)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    env.setdefault("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
     ran = 0
     for tag, lines in bash_blocks(path):
         for line in lines:
             argv = command_line(line, tag)
             if argv is None:
                 continue
-            done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True)
-            assert done.returncode == 0, (
-                f"{path.name}: `{line}` (tag {tag or 'none'}) exited {done.returncode}:\n"
-                f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+            code, output = run_in_process(argv)
+            assert code == 0, (
+                f"{path.name}: `{line}` (tag {tag or 'none'}) exited {code}:\n{output[-4000:]}"
             )
             ran += 1
     if not ran:
@@ -132,20 +150,24 @@ def test_tags_are_read_and_small_overrides_apply_to_train_commands(tmp_path):
     ]
     assert small == "small: trainer.max_epochs=1" and slow == "slow"
     train = command_line(lines[0], small)
-    assert train[1:] == (
-        ["tools/train.py", "--config", "c.yaml", "a=1"] + ([] if SLOW else ["trainer.max_epochs=1"])
+    assert train == ["python", "tools/train.py", "--config", "c.yaml", "a=1"] + (
+        [] if SLOW else ["trainer.max_epochs=1"]
     )
-    assert command_line(lines[1], small)[1:] == [
-        "-m",
-        "visionkit.cli",
-        "eval",
-        "--checkpoint",
-        "x.ckpt",
-    ]
+    assert command_line(lines[1], small) == ["visionkit", "eval", "--checkpoint", "x.ckpt"]
     assert (command_line(slow_lines[0], slow) is None) is not SLOW
     assert command_line(lines[0], "skip") is None
     with pytest.raises(ValueError, match="unknown docs test tag"):
         command_line(lines[0], "sometimes")
+
+
+def test_commands_run_in_process_with_their_exit_status(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    code, output = run_in_process(["visionkit", "list", "necks", "nothing*"])
+    assert code == 1 and "0 necks matching 'nothing*'" in output
+    code, output = run_in_process(["python", "tools/gen_config_docs.py", "--check"])
+    assert code == 0 and "up to date" in output
+    code, output = run_in_process(["visionkit", "list", "optimizers"])
+    assert code == 2 and "invalid choice" in output
 
 
 def test_docs_have_examples():

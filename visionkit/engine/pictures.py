@@ -1,11 +1,17 @@
-"""Pictures and tables of each validation, written into the run folder.
+"""Pictures and tables of the validations, written into the run folder.
 
-:class:`ValidationPictures` is a Lightning callback. After **every** validation (not the sanity
-check; on rank 0) it (re)writes:
+:class:`ValidationPictures` is a Lightning callback (rank 0 writes; the sanity check is
+skipped). It writes:
 
-- ``plots/val_predictions.png``: the first ``num_images`` (8) validation images, each shown
-  with the model's predictions drawn (left) and the ground truth drawn (right), drawn by
-  :func:`visionkit.predict.draw_predictions`. It costs one forward pass over those images.
+- ``plots/val_predictions.png``, at the end: the first ``num_images`` (8) validation images,
+  each with the model's predictions drawn (left) and the ground truth drawn (right), by
+  :func:`visionkit.predict.draw_predictions`. It costs a forward pass over those images and
+  the drawing, so it is written by ``trainer.validate`` runs only — ``visionkit train``
+  validates ``best.ckpt`` once more when training ends, so the grid shows the best
+  checkpoint — unless ``grid_during_fit=True`` (after every validation).
+
+After **every** validation it (re)writes:
+
 - ``plots/confusion_<head>.png`` for each classification head: the confusion matrix over the
   **whole** validation set, normalised per true class (rows sum to 1), with the class names.
   It costs nothing extra: a forward hook on the head keeps the logits that validation
@@ -15,9 +21,8 @@ check; on rank 0) it (re)writes:
   instance head), read from the evaluator's COCOeval ``precision`` array
   (:meth:`~visionkit.evaluation.coco.CocoEvaluator.per_class_ap`).
 
-Since the files are rewritten at each validation, the last one wins: after
-:func:`visionkit.engine.runner.train`, which validates ``best.ckpt`` once more at the end,
-they show the best checkpoint.
+The last validation wins: after :func:`visionkit.engine.runner.train`, which validates
+``best.ckpt`` once more at the end, every file shows the best checkpoint.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from visionkit.data.datamodule import val_sets
@@ -47,12 +53,21 @@ class ValidationPictures(L.Callback):
         val_dataset: the raw validation dataset (or a name → dataset dict); ``None``: the
             ``datasets["val"]`` of the trainer's datamodule.
         num_images: how many validation images the prediction grid shows.
+        grid_during_fit: draw the grid after every validation of ``trainer.fit`` too, not only
+            in ``trainer.validate`` runs.
     """
 
-    def __init__(self, run_dir: str | Path, val_dataset: Any = None, num_images: int = 8) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        val_dataset: Any = None,
+        num_images: int = 8,
+        grid_during_fit: bool = False,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.val_dataset = val_dataset
         self.num_images = num_images
+        self.grid_during_fit = grid_during_fit
         self.confusion: dict[str, Tensor] = {}
         self._logits: dict[str, Tensor] = {}
         self._hooks: list[Any] = []
@@ -121,9 +136,10 @@ class ValidationPictures(L.Callback):
         for key, evaluator in pl_module.evaluators.items():
             if hasattr(evaluator, "per_class_ap") and evaluator.details:
                 write_ap_tables(evaluator, self.run_dir, key.replace("@", "_"))
-        samples = self._samples(trainer)
-        if samples:
-            write_prediction_grid(model, samples, plots / "val_predictions.png")
+        if self.grid_during_fit or trainer.state.fn != TrainerFn.FITTING:
+            samples = self._samples(trainer)
+            if samples:
+                write_prediction_grid(model, samples, plots / "val_predictions.png")
 
     def _samples(self, trainer: L.Trainer) -> list[dict[str, Any]]:
         """The first ``num_images`` raw validation samples (shared out over several sets)."""
@@ -181,33 +197,53 @@ def ground_truth(model: Any, sample: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_prediction_grid(
-    model: Any, samples: list[dict[str, Any]], path: Path, min_score: float = 0.3
+    model: Any,
+    samples: list[dict[str, Any]],
+    path: Path,
+    min_score: float = 0.3,
+    min_side: int = 192,
 ) -> None:
-    """One row per sample: the predictions drawn (left; detections scoring at least
-    ``min_score``), the ground truth drawn (right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """A PNG with one row per sample: the predictions drawn (left; detections scoring at least
+    ``min_score``) and the ground truth drawn (right), each under a caption; images whose
+    shorter side is under ``min_side`` pixels are enlarged by a whole factor."""
+    from PIL import Image, ImageDraw
 
     images = [np.asarray(s["image"]) for s in samples]
     predictions = model.predict(images, batch_size=len(images))
-    fig, axes = plt.subplots(len(samples), 2, figsize=(6, 3 * len(samples)), squeeze=False)
-    for row, (sample, image, prediction) in enumerate(
+    caption, gap = 14, 4
+    rows = []
+    for index, (sample, image, prediction) in enumerate(
         zip(samples, images, predictions, strict=True)
     ):
-        panels = (
-            ("prediction", draw_predictions(image, confident(prediction, min_score))),
-            ("ground truth", draw_predictions(image, ground_truth(model, sample))),
-        )
-        for ax, (title, picture) in zip(axes[row], panels, strict=True):
-            ax.imshow(picture)
-            ax.set_title(f"{title} (image {sample.get('image_id', row)})", fontsize=8)
-            ax.axis("off")
-    fig.tight_layout()
+        pair = [
+            draw_predictions(image, confident(prediction, min_score)),
+            draw_predictions(image, ground_truth(model, sample)),
+        ]
+        scale = max(1, -(-min_side // min(image.shape[:2])))  # small images: enlarged
+        pictures = [
+            Image.fromarray(p).resize((p.shape[1] * scale, p.shape[0] * scale), Image.NEAREST)
+            for p in pair
+        ]
+        height = max(p.height for p in pictures) + caption
+        row = Image.new("RGB", (sum(p.width for p in pictures) + gap, height), (255, 255, 255))
+        draw = ImageDraw.Draw(row)
+        x = 0
+        for title, picture in zip(("prediction", "ground truth"), pictures, strict=True):
+            row.paste(picture, (x, caption))
+            draw.text((x + 2, 1), f"{title}, image {sample.get('image_id', index)}", fill=0)
+            x += picture.width + gap
+        rows.append(row)
+    grid = Image.new(
+        "RGB",
+        (max(r.width for r in rows), sum(r.height for r in rows) + gap * (len(rows) - 1)),
+        (255, 255, 255),
+    )
+    y = 0
+    for row in rows:
+        grid.paste(row, (0, y))
+        y += row.height + gap
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    grid.save(path)
 
 
 def confident(prediction: dict[str, Any], min_score: float) -> dict[str, Any]:
