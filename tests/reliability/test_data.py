@@ -422,3 +422,19 @@ def test_predict_on_a_corrupt_image_names_the_file(trained, tmp_path, capsys):
     ]
     code, _, err = run(argv, capsys)
     assert code == 1 and f"cannot read image {bad}: corrupt or truncated" in err
+
+
+def test_a_validation_set_under_skip_is_decoded_at_construction(tmp_path, capsys):
+    root = make_coco(tmp_path / "data")
+    truncate(root / "images" / "2.png")  # only a full decode finds it
+    config = detection_config(tmp_path / "c.yaml", root, root)
+    argv = ["check-data", "--config", config, "--fast", "data.train.on_bad_image=skip",
+            "data.val.on_bad_image=skip"]  # fmt: skip
+    code, out, _ = run(argv, capsys)
+    train_report, val_report = out.split("data.val:")
+    assert "images: 4\n" in train_report and "no problems found" in train_report
+    # each validation image is read exactly once: the truncated one is left out up front
+    # instead of being replaced by (and so evaluated as) another image later
+    assert "images: 4 (3 kept)" in val_report
+    assert "unreadable image: images/2.png (image id 2): corrupt or truncated" in val_report
+    assert code == 1

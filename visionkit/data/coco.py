@@ -254,14 +254,11 @@ class CocoDataset:
         targets = []
         for i, img in enumerate(self.images):
             anns = per_image.get(i, [])
-            boxes = np.zeros((len(anns), 4), np.float32)
-            keep = np.ones(len(anns), bool)
-            for j, ann in enumerate(anns):
-                boxes[j], keep[j] = self._clip_box(ann, img)
+            boxes, keep = self._clip_boxes(anns, img)
             labels = np.array([self.cat_to_label[a["category_id"]] for a in anns], dtype=np.int64)
             targets.append(
                 {
-                    "boxes": boxes[keep].reshape(-1, 4),
+                    "boxes": boxes[keep].astype(np.float32).reshape(-1, 4),
                     "labels": labels[keep],
                     "ann_ids": [a.get("id") for a, k in zip(anns, keep, strict=True) if k],
                     "segmentations": [
@@ -272,40 +269,39 @@ class CocoDataset:
             )
         return targets
 
-    def _clip_box(self, ann: dict[str, Any], img: dict[str, Any]) -> tuple[np.ndarray, bool]:
-        """The xyxy box of ``ann`` clipped to its image, and whether it is kept (area > 0).
-        Boxes more than :data:`CLIP_TOLERANCE` pixels outside, and dropped boxes, are
-        recorded as warnings."""
-        x, y, w, h = (float(v) for v in ann["bbox"])
-        width, height = float(img["width"]), float(img["height"])
-        box = np.array([x, y, x + w, y + h], np.float64)
-        clipped = box.copy()
-        clipped[0::2] = clipped[0::2].clip(0, width)
-        clipped[1::2] = clipped[1::2].clip(0, height)
-        where = f"annotation id {ann.get('id')} (image id {img['id']}, {img['file_name']})"
-        if w <= 0 or h <= 0:
-            self.report.add(
-                "box dropped", where, f"bbox {ann['bbox']}: width or height <= 0", "warning"
-            )
-            return clipped.astype(np.float32), False
-        if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-            self.report.add(
-                "box dropped",
-                where,
-                f"bbox {ann['bbox']} lies outside the {img['width']}x{img['height']} image "
-                "(zero area after clipping)",
-                "warning",
-            )
-            return clipped.astype(np.float32), False
-        if np.abs(clipped - box).max() > CLIP_TOLERANCE:
-            self.report.add(
-                "box clipped",
-                where,
-                f"bbox {ann['bbox']} reaches outside the {img['width']}x{img['height']} "
-                "image; clipped to it",
-                "warning",
-            )
-        return clipped.astype(np.float32), True
+    def _clip_boxes(
+        self, anns: list[dict[str, Any]], img: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The xyxy boxes of ``anns`` clipped to their image (float64 ``[N, 4]``) and which
+        are kept (area > 0). Boxes more than :data:`CLIP_TOLERANCE` pixels outside the image,
+        and dropped boxes, are recorded as warnings."""
+        xywh = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        clipped = boxes.copy()
+        clipped[:, 0::2] = clipped[:, 0::2].clip(0, img["width"])
+        clipped[:, 1::2] = clipped[:, 1::2].clip(0, img["height"])
+        degenerate = (xywh[:, 2] <= 0) | (xywh[:, 3] <= 0)
+        outside = ~degenerate & (
+            (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
+        )
+        keep = ~(degenerate | outside)
+        moved = keep & (np.abs(clipped - boxes).max(axis=1, initial=0) > CLIP_TOLERANCE)
+        size = f"{img['width']}x{img['height']}"
+        for j in np.flatnonzero(degenerate | outside | moved):
+            ann = anns[j]
+            where = f"annotation id {ann.get('id')} (image id {img['id']}, {img['file_name']})"
+            if degenerate[j]:
+                kind, detail = "box dropped", f"bbox {ann['bbox']}: width or height <= 0"
+            elif outside[j]:
+                kind = "box dropped"
+                detail = (
+                    f"bbox {ann['bbox']} lies outside the {size} image (zero area after clipping)"
+                )
+            else:
+                kind = "box clipped"
+                detail = f"bbox {ann['bbox']} reaches outside the {size} image; clipped to it"
+            self.report.add(kind, where, detail, "warning")
+        return clipped, keep
 
     def _read_classes(
         self, data: dict[str, Any], field: str, class_names: Sequence[str] | None

@@ -67,6 +67,17 @@ def build_dataset(
         wants_classes = "class_field" not in params or args.get("class_field") is not None
         if "class_names" in params and wants_classes:
             args["class_names"] = list(label_names["class"])
+    if where.startswith("data.val") and args.get("on_bad_image") == "skip":
+        # A validation image must be read exactly once: under skip, decode every image now
+        # and leave the unreadable ones out, rather than substitute another image later
+        # (which the evaluators would count twice).
+        from visionkit.data.checks import set_image_check_mode
+
+        previous = set_image_check_mode("decode")
+        try:
+            return builder(**args)
+        finally:
+            set_image_check_mode(previous)
     return builder(**args)
 
 
