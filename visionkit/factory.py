@@ -37,7 +37,7 @@ class EvalPreprocess:
 
     def __call__(self, image: np.ndarray) -> dict[str, Any]:
         sample = {"image": image, "image_id": 0, "orig_size": image.shape[:2]}
-        return apply_pipeline(self.pipeline, sample, reseed=False)
+        return apply_pipeline(self.pipeline, sample)
 
 
 def head_class(name: str) -> type:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
 import random
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from visionkit.config import DataConfig, is_dataset_mix
 from visionkit.data.transforms import apply_pipeline, build_pipeline, collate, default_transforms
@@ -252,11 +251,19 @@ class TransformedDataset(Dataset):
     :class:`~visionkit.errors.SampleError` naming the index, the image id and the file (it
     reaches the main process from a loader worker without the worker's traceback). The
     ``"skipped"`` records of a reader under ``on_bad_image: skip`` travel with the sample.
+
+    With ``reseed`` (training), the pipeline's random stream is re-seeded before every sample
+    from torch's generator and ``rank``: torch's generator is seeded by the run's ``seed`` (per
+    loader worker by Lightning) and saved in checkpoints, so augmentations are reproducible,
+    differ between ranks, and a resumed run continues with those of an uninterrupted one.
+    (albumentations alone seeds itself from OS entropy.)
     """
 
-    def __init__(self, dataset: Any, pipeline: Any) -> None:
+    def __init__(self, dataset: Any, pipeline: Any, reseed: bool = False, rank: int = 0) -> None:
         self.dataset = dataset
         self.pipeline = pipeline
+        self.reseed = reseed
+        self.rank = rank
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -269,6 +276,8 @@ class TransformedDataset(Dataset):
             where = f"sample {index}" + (f" ({path})" if path and path not in str(err) else "")
             what = "" if isinstance(err, VisionkitError) else f"{type(err).__name__}: "
             raise SampleError(f"{where}: reading failed: {what}{err}") from err
+        if self.reseed:
+            seed_pipeline(self.pipeline, int(torch.randint(2**62, ())), self.rank)
         try:
             out = apply_pipeline(self.pipeline, sample)
         except Exception as err:
@@ -323,22 +332,6 @@ def seed_pipeline(pipeline: Any, *keys: int) -> None:
     pipeline.set_random_state(np.random.default_rng(int(state[0])), random.Random(int(state[1])))
 
 
-def base_seed() -> int:
-    """The run's seed (``seed_everything`` sets ``PL_GLOBAL_SEED``), else torch's initial seed
-    of this process."""
-    return int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed()))
-
-
-def _seed_worker(worker_id: int, base: int, rank: int) -> None:
-    """``worker_init_fn`` of the training loader: Lightning's seeding of torch / numpy /
-    random per (rank, worker), and the worker's own augmentation stream."""
-    pl_worker_init_function(worker_id, rank)
-    info = get_worker_info()
-    pipeline = getattr(getattr(info, "dataset", None), "pipeline", None)
-    if pipeline is not None:
-        seed_pipeline(pipeline, base, rank, worker_id + 1)
-
-
 class VisionDataModule(L.LightningDataModule):
     """Owns the datasets and pipelines of one config.
 
@@ -387,15 +380,13 @@ class VisionDataModule(L.LightningDataModule):
             sampler = WeightedRandomSampler(
                 dataset.sample_weights(), num_samples=len(dataset), replacement=True
             )
-        if train:
-            base = base_seed()
-            seed_pipeline(self.pipelines[split], base, rank, 0)
-            worker_init_fn = partial(_seed_worker, base=base, rank=rank)
+        if train:  # torch / numpy / random seeded per (rank, worker), as Lightning does
+            worker_init_fn = partial(pl_worker_init_function, rank=rank)
         elif world_size > 1:
             sampler = unpadded_sampler(dataset, rank, world_size)
         workers = self.cfg.num_workers
         return SkipCountingLoader(
-            TransformedDataset(dataset, self.pipelines[split]),
+            TransformedDataset(dataset, self.pipelines[split], reseed=train, rank=rank),
             batch_size=batch_size,
             shuffle=train and sampler is None,
             sampler=sampler,

@@ -104,14 +104,8 @@ def build_pipeline(
     return A.Compose(transforms, bbox_params=bbox_params)
 
 
-def apply_pipeline(pipeline: A.Compose, sample: Sample, reseed: bool = True) -> Sample:
+def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
     """Run ``pipeline`` on a Sample; returns the Sample with tensors in place of arrays.
-
-    With ``reseed`` (the default), the pipeline's random generators are seeded from torch's
-    generator before each sample. albumentations otherwise seeds itself from OS entropy, so
-    augmentations would differ from run to run; drawn from torch (seeded by ``seed``, per
-    loader worker by Lightning, and saved in checkpoints), they are reproducible and a resumed
-    run continues with the augmentations of an uninterrupted one.
 
     Output keys: ``image`` float ``[3, H, W]``, ``image_id``, ``orig_size``, ``image_size``,
     and, when present in the input, ``class``, ``boxes`` (float32 ``[N, 4]`` xyxy in the
@@ -134,8 +128,6 @@ def apply_pipeline(pipeline: A.Compose, sample: Sample, reseed: bool = True) -> 
         inputs["masks"] = np.asarray(masks, dtype=np.uint8)
     if sample.get("semantic") is not None:
         inputs["mask"] = np.asarray(sample["semantic"], dtype=np.uint8)
-    if reseed:
-        pipeline.set_random_seed(int(torch.randint(2**31 - 1, ())))
     out = pipeline(**inputs)
     image = out["image"]
     size = (int(image.shape[-2]), int(image.shape[-1]))
