@@ -79,7 +79,10 @@ def test_unknown_category_and_duplicate_ids_are_reported(tmp_path):
     with pytest.raises(AnnotationError, match="duplicate id: image id 1: appears 2 times"):
         CocoDataset(write_coco(tmp_path / "dup", images, [], [{"id": 1, "name": "x"}]))
     anns = [{"id": 9, "image_id": 1, "category_id": 77, "bbox": [0, 0, 2, 2]}]
-    with pytest.raises(AnnotationError, match=r"annotation id 9 \(image id 1\): category_id 77 is not in categories \[1\]"):
+    with pytest.raises(
+        AnnotationError,
+        match=r"annotation id 9 \(image id 1\): category_id 77 is not in categories \[1\]",
+    ):
         CocoDataset(write_coco(tmp_path / "cat", images[:1], anns, [{"id": 1, "name": "x"}]))
 
 
