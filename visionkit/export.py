@@ -582,6 +582,69 @@ def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, Any]:
         return read_metadata(f.metadata() or {})
 
 
+def _outputs_of(model: VisionModel, size: tuple[int, int]) -> list[OutputPath]:
+    """The paths of the model's raw outputs (one forward pass on zeros)."""
+    with torch.no_grad():
+        return [path for path, _ in flatten_outputs(model(torch.zeros(1, 3, *size)))]
+
+
+def _check_sizes_of(model: VisionModel, image_size: int | Sequence[int] | None):
+    size = image_size or model.meta.get("config", {}).get("data", {}).get("image_size", 128)
+    return check_sizes(size)
+
+
+def verify(
+    checkpoint_or_model: VisionModel | str | os.PathLike,
+    format: str,
+    path: str | os.PathLike,
+    *,
+    image_size: int | Sequence[int] | None = None,
+    atol: float = DEFAULT_ATOL,
+    batch_sizes: Sequence[int] = BATCH_SIZES,
+) -> CheckReport:
+    """Compare an exported file with the model it came from (what :func:`export` runs after
+    writing): the same random inputs at ``batch_sizes`` × two image sizes (see
+    :func:`check_sizes`; the first defaults to the config's ``data.image_size``).
+
+    ONNX runs in onnxruntime (CPU), TorchScript with ``torch.jit.load``; a safetensors file is
+    loaded through ``model.init_from`` into a freshly built model of the same config.
+
+    Raises:
+        ExportError: a shape differs, an output is missing, or an output differs by more than
+            ``atol`` (see :class:`CheckReport`); the message holds the whole table.
+    """
+    if format not in FORMATS:
+        raise ExportError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
+    model = _load_model(checkpoint_or_model)
+    path = Path(path)
+    was_training = model.training
+    model.eval()
+    try:
+        sizes = _check_sizes_of(model, image_size)
+        paths = _outputs_of(model, sizes[0])
+        names = [output_name(p) for p in paths]
+        module = ExportModule(model, paths).eval()
+        if format == "onnx":
+            session = onnx_session(path)
+            graph_outputs = [o.name for o in session.get_outputs()]
+            if graph_outputs != names:
+                raise ExportError(f"{path}: outputs {graph_outputs}, the model has {names}")
+            run = lambda x: session.run(names, {INPUT_NAME: x.numpy()})  # noqa: E731
+            what = f"the ONNX export {path}"
+        elif format == "torchscript":
+            run, _ = read_torchscript(path)
+            what = f"the TorchScript export {path}"
+        else:
+            reloaded = model_from_meta(model.meta, init_from=path.resolve()).eval()
+            run = ExportModule(reloaded, paths).eval()
+            what = f"the model loaded from {path} (model.init_from)"
+        report = compare(module, run, names, sizes, batch_sizes, atol)
+        _raise_if_failed(report, what)
+        return report
+    finally:
+        model.train(was_training)
+
+
 def export(
     checkpoint_or_model: VisionModel | str | os.PathLike,
     format: str,
@@ -593,7 +656,7 @@ def export(
     check: bool = True,
     batch_sizes: Sequence[int] = BATCH_SIZES,
 ) -> ExportReport:
-    """Export a model, then check the file against PyTorch.
+    """Export a model, then check the file against PyTorch (:func:`verify`).
 
     Args:
         checkpoint_or_model: a :class:`VisionModel`, or a checkpoint written by ``visionkit
@@ -610,8 +673,7 @@ def export(
         check: run the comparison (on ``batch_sizes`` × the two image sizes).
 
     Returns:
-        An :class:`ExportReport`; ``report.check.table()`` lists the largest difference of
-        each output.
+        An :class:`ExportReport`; ``report.check.table()`` lists the differences of each output.
 
     Raises:
         ExportError: an unknown format, a failed export, or differences above ``atol``.
@@ -626,34 +688,20 @@ def export(
     was_training = model.training
     model.eval()
     try:
-        size = image_size or model.meta.get("config", {}).get("data", {}).get("image_size", 128)
-        sizes = check_sizes(size)
-        with torch.no_grad():
-            probe = model(torch.zeros(1, 3, *sizes[0]))
-        paths = [path for path, _ in flatten_outputs(probe)]
+        paths = _outputs_of(model, _check_sizes_of(model, image_size)[0])
         names = [output_name(p) for p in paths]
         module = ExportModule(model, paths).eval()
         report = ExportReport(path=output, format=format, output_names=names)
         if format == "onnx":
             _export_onnx(model, module, names, paths, output, opset, report)
-            if check:
-                session = onnx_session(output)
-                run = lambda x: session.run(names, {INPUT_NAME: x.numpy()})  # noqa: E731
-                report.check = compare(module, run, names, sizes, batch_sizes, atol)
-                _raise_if_failed(report.check, f"the ONNX export {output}")
         elif format == "torchscript":
             _export_torchscript(model, module, paths, output, report)
-            if check:
-                traced, _ = read_torchscript(output)
-                report.check = compare(module, traced, names, sizes, batch_sizes, atol)
-                _raise_if_failed(report.check, f"the TorchScript export {output}")
         else:
             _export_safetensors(model, paths, output)
-            if check:
-                reloaded = model_from_meta(model.meta, init_from=output.resolve()).eval()
-                again = ExportModule(reloaded, paths).eval()
-                report.check = compare(module, again, names, sizes, batch_sizes, atol)
-                _raise_if_failed(report.check, f"the model loaded from {output} (init_from)")
+        if check:
+            report.check = verify(
+                model, format, output, image_size=image_size, atol=atol, batch_sizes=batch_sizes
+            )
         return report
     finally:
         model.train(was_training)
