@@ -438,3 +438,16 @@ def test_a_validation_set_under_skip_is_decoded_at_construction(tmp_path, capsys
     assert "images: 4 (3 kept)" in val_report
     assert "unreadable image: images/2.png (image id 2): corrupt or truncated" in val_report
     assert code == 1
+
+
+def test_image_entries_without_required_fields_are_listed(tmp_path, capsys):
+    def broken(data):
+        del data["images"][0]["width"]
+        data["images"][1]["height"] = "32"
+        data["images"][2]["width"] = 32.0  # an integral float is accepted
+
+    code, out, _ = check(capsys, make_coco(tmp_path, edit=broken))
+    assert code == 1
+    assert "bad entry: images[0] (id 1): missing width" in out
+    assert "bad entry: images[1] (id 2): height='32' (expected a positive integer)" in out
+    assert "images[2]" not in out

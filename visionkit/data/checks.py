@@ -60,7 +60,7 @@ __all__ = [
 #: they are the only errors); all other kinds concern the image files (``DataError``).
 ANNOTATION_KINDS = frozenset(
     {
-        "missing field",
+        "bad entry",
         "duplicate id",
         "unknown category",
         "bad box",

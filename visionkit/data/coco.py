@@ -151,8 +151,11 @@ class CocoDataset:
         valid = []
         for i, img in enumerate(images):
             if not isinstance(img, dict):
-                self.report.add("missing field", f"images[{i}]", "not an object")
+                self.report.add("bad entry", f"images[{i}]", "not an object")
                 continue
+            for k in ("width", "height"):  # 640.0 (some tools write floats) is 640
+                if isinstance(img.get(k), float) and img[k].is_integer():
+                    img[k] = int(img[k])
             missing = [k for k in ("id", "file_name", "width", "height") if k not in img]
             bad = [
                 k
@@ -171,7 +174,7 @@ class CocoDataset:
                         for k in bad
                     ]
                 )
-                self.report.add("missing field", f"images[{i}] (id {img.get('id')})", detail)
+                self.report.add("bad entry", f"images[{i}] (id {img.get('id')})", detail)
                 continue
             valid.append(img)
         return valid
@@ -180,7 +183,7 @@ class CocoDataset:
         valid = []
         for i, cat in enumerate(categories):
             if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
-                self.report.add("missing field", f"categories[{i}]", "needs an integer 'id'")
+                self.report.add("bad entry", f"categories[{i}]", "needs an integer 'id'")
                 continue
             valid.append(cat)
         return sorted(valid, key=lambda c: c["id"])
