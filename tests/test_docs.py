@@ -1,26 +1,29 @@
 """The examples of the docs run as written.
 
-- ```python blocks of docs/*.md run in order, one namespace per file, in an empty working
-  directory.
-- ```bash blocks of docs/*.md and README.md: every line (``\\`` continuations joined, trailing
-  ``# comments`` dropped) that starts with ``visionkit `` or ``python tools/`` runs, in order,
-  one temporary working directory per file holding links to the repository's ``configs/`` and
-  ``tools/`` (so ``runs/`` and ``data/`` a command writes are there for the next one). Other
-  lines (``pip install``, ``rm``, ...) are not run. A command must exit 0. Commands run in this
-  process (``visionkit.cli.main``, ``runpy`` for ``tools/*.py``), which saves the start-up of
-  a new interpreter per command.
-- A tag in an HTML comment on the line before a ```bash block changes that:
+Each Markdown file of docs/ (and README.md) is one test: its code blocks run **in document
+order**, in one fresh temporary working directory (holding copies of the repository's
+``configs/`` and ``tools/`` when the file has shell commands), so a command can use what an
+earlier block wrote (``runs/``, ``data/``):
 
-  ``<!-- test: skip (why) -->``  never run (the block needs data or hardware the tests lack);
-  ``<!-- test: slow (why) -->``  run only when ``VISIONKIT_DOCS_SLOW=1`` (a full training run);
-  ``<!-- test: small: KEY=VALUE ... -->``  append these config overrides to every
-                            ``train`` command of the block (e.g. ``trainer.max_epochs=1
-                            trainer.limit_train_batches=2``): the fast variant that runs by
-                            default; with ``VISIONKIT_DOCS_SLOW=1`` the block runs as written.
+- a ```python block runs with ``exec``, one namespace per file (components it registers do
+  not leak into other tests);
+- in a ```bash block, every line (``\\`` continuations joined, trailing ``# comments``
+  dropped) that starts with ``visionkit `` or ``python tools/`` runs in this process
+  (``visionkit.cli.main``; ``runpy`` for ``tools/*.py``: no interpreter start-up per command)
+  and must exit 0; other lines (``pip install``, ``rm``, ``/usr/bin/time ...``) are not run.
 
-  Write blocks so that the small variant stays under ~20 s; docs/extending.md says the same.
-- docs/configs.md equals :func:`visionkit.config_docs.render_config_reference` (regenerate it
-  with ``python tools/gen_config_docs.py``).
+A tag in an HTML comment on the line just before a block changes that:
+
+  ``<!-- test: skip (why) -->``  never run (the block needs your data, a video, a GPU);
+  ``<!-- test: slow (why) -->``  run only when ``VISIONKIT_DOCS_SLOW=1`` (full training runs);
+  ``<!-- test: small: KEY=VALUE ... -->``  (bash) append these config overrides to each
+      ``train`` command of the block (``trainer.max_epochs=1 trainer.limit_train_batches=2``):
+      the fast variant, run by default; with ``VISIONKIT_DOCS_SLOW=1`` the block runs as
+      written.
+
+Keep the default variant of a page under ~20 s of CPU; docs/extending.md says the same.
+docs/configs.md must equal :func:`visionkit.config_docs.render_config_reference`
+(``python tools/gen_config_docs.py`` regenerates it).
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ import os
 import re
 import runpy
 import shlex
+import shutil
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -40,41 +45,61 @@ from visionkit.registry import BACKBONES, DATASETS, HEADS, NECKS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
-BASH = re.compile(
-    r"(?:^<!--\s*test:\s*(?P<tag>.*?)\s*-->[ \t]*\n)?^```(?:bash|sh|shell)[ \t]*\n(?P<body>.*?)^```[ \t]*$",
+BLOCK = re.compile(
+    r"(?:^<!--\s*test:\s*(?P<tag>.*?)\s*-->[ \t]*\n)?"
+    r"^```(?P<lang>python|bash|sh|shell)[ \t]*\n(?P<body>.*?)^```[ \t]*$",
     re.DOTALL | re.MULTILINE,
 )
 SLOW = os.environ.get("VISIONKIT_DOCS_SLOW") == "1"
 TRAIN = ("visionkit train", "python tools/train.py")
+TAGS = ("", "skip", "slow", "small")
 
 
-def python_blocks(path: Path) -> list[str]:
-    return BLOCK.findall(path.read_text(encoding="utf-8"))
+class Block(NamedTuple):
+    kind: str  # "python" or "bash"
+    tag: str  # the text after "test:", or ""
+    code: str  # python source, or the runnable command lines joined by newlines
+    line: int  # 0-based index of the line where its code starts
 
 
-def bash_blocks(path: Path) -> list[tuple[str, list[str]]]:
-    """(tag, runnable command lines) of each ```bash block."""
+def code_blocks(path: Path) -> list[Block]:
+    """The python blocks and the bash blocks with runnable commands of ``path``, in order."""
+    text = path.read_text(encoding="utf-8")
     blocks = []
-    for match in BASH.finditer(path.read_text(encoding="utf-8")):
-        text = re.sub(r"\s*\\\n\s*", " ", match["body"])
-        lines = [line.split(" #", 1)[0].strip() for line in text.splitlines()]
-        commands = [line for line in lines if line.startswith(("visionkit ", "python tools/"))]
+    for match in BLOCK.finditer(text):
+        line = text.count("\n", 0, match.start("body"))
+        tag = (match["tag"] or "").strip()
+        if match["lang"] == "python":
+            blocks.append(Block("python", tag, match["body"], line))
+            continue
+        joined = re.sub(r"\s*\\\n\s*", " ", match["body"])
+        lines = [item.split(" #", 1)[0].strip() for item in joined.splitlines()]
+        commands = [item for item in lines if item.startswith(("visionkit ", "python tools/"))]
         if commands:
-            blocks.append(((match["tag"] or "").strip(), commands))
+            blocks.append(Block("bash", tag, "\n".join(commands), line))
     return blocks
+
+
+def tag_kind(tag: str) -> str:
+    """``skip``, ``slow``, ``small`` or ``""`` from a tag such as ``slow (a full run)``."""
+    kind = tag.split(":")[0].split()[0] if tag else ""
+    if kind not in TAGS:
+        raise ValueError(f"unknown docs test tag {tag!r}: use skip, slow or small: OVERRIDES")
+    return kind
+
+
+def runs_now(tag: str) -> bool:
+    kind = tag_kind(tag)
+    return kind != "skip" and (kind != "slow" or SLOW)
 
 
 def command_line(line: str, tag: str) -> list[str] | None:
     """The argv of one documented command under its block's tag; ``None``: not run now."""
-    kind = tag.split(":")[0].split()[0] if tag else ""  # "skip (why)", "slow (why)"
-    if kind == "skip" or (kind == "slow" and not SLOW):
+    if not runs_now(tag):
         return None
     argv = shlex.split(line)
-    if tag.startswith("small:") and not SLOW and line.startswith(TRAIN):
-        argv += shlex.split(tag.removeprefix("small:"))
-    elif kind not in ("", "slow", "small"):
-        raise ValueError(f"unknown docs test tag {tag!r}: use skip, slow or small: OVERRIDES")
+    if tag_kind(tag) == "small" and not SLOW and line.startswith(TRAIN):
+        argv += shlex.split(tag.split(":", 1)[1])
     return argv
 
 
@@ -99,63 +124,57 @@ def run_in_process(argv: list[str]) -> tuple[int, str]:
     return code, output.getvalue()
 
 
-DOC_FILES = sorted(p for p in DOCS.glob("*.md") if python_blocks(p))
-BASH_FILES = sorted(p for p in [ROOT / "README.md", *DOCS.glob("*.md")] if bash_blocks(p))
+DOC_FILES = sorted(p for p in [ROOT / "README.md", *DOCS.glob("*.md")] if code_blocks(p))
 
 
 @pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: p.name)
-def test_python_examples_run(path, tmp_path, monkeypatch):
+def test_examples_run(path, tmp_path, monkeypatch):
+    blocks = [b for b in code_blocks(path) if runs_now(b.tag)]
+    if not blocks:
+        pytest.skip(f"{path.name}: every block is tagged slow or skip")
+    if any(b.kind == "bash" for b in blocks):  # copies: an example may write into them
+        for name in ("configs", "tools"):
+            shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__*"))
     monkeypatch.chdir(tmp_path)
     # Components registered by an example must not leak into other tests.
     for registry in (BACKBONES, HEADS, NECKS, DATASETS):
         monkeypatch.setattr(registry, "_builders", dict(registry._builders))
     namespace: dict = {"__name__": f"docs_{path.stem}"}
-    for i, block in enumerate(python_blocks(path)):
-        code = compile(block, f"{path.name}[python block {i}]", "exec")
-        exec(code, namespace)
+    for block in blocks:
+        where = f"{path.name}:{block.line + 1}"
+        if block.kind == "python":
+            exec(compile(block.code, f"{where} (python block)", "exec"), namespace)
+            continue
+        for line in block.code.splitlines():
+            code, output = run_in_process(command_line(line, block.tag))
+            assert code == 0, f"{where}: `{line}` exited {code}:\n{output[-4000:]}"
 
 
-@pytest.mark.parametrize("path", BASH_FILES, ids=lambda p: p.name)
-def test_shell_examples_run(path, tmp_path, monkeypatch):
-    for name in ("configs", "tools"):
-        (tmp_path / name).symlink_to(ROOT / name)
-    monkeypatch.chdir(tmp_path)
-    ran = 0
-    for tag, lines in bash_blocks(path):
-        for line in lines:
-            argv = command_line(line, tag)
-            if argv is None:
-                continue
-            code, output = run_in_process(argv)
-            assert code == 0, (
-                f"{path.name}: `{line}` (tag {tag or 'none'}) exited {code}:\n{output[-4000:]}"
-            )
-            ran += 1
-    if not ran:
-        pytest.skip(f"{path.name}: every shell block is tagged slow or skip")
-
-
-def test_tags_are_read_and_small_overrides_apply_to_train_commands(tmp_path):
+def test_blocks_tags_and_small_overrides_are_read(tmp_path):
     doc = tmp_path / "x.md"
     doc.write_text(
         "<!-- test: small: trainer.max_epochs=1 -->\n```bash\n"
         "python tools/train.py --config c.yaml \\\n    a=1   # comment\n"
         "visionkit eval --checkpoint x.ckpt\npip install -e .\n```\n\n"
-        "<!-- test: slow -->\n```bash\nvisionkit train --config c.yaml\n```\n"
+        "```python\nx = 1\n```\n"
+        "<!-- test: slow (a long run) -->\n```bash\nvisionkit train --config c.yaml\n```\n"
+        "```bash\npip install visionkit\n```\n"
     )
-    (small, lines), (slow, slow_lines) = bash_blocks(doc)
+    small, python, slow = code_blocks(doc)
+    assert small.kind == "bash" and small.tag == "small: trainer.max_epochs=1"
+    lines = small.code.splitlines()
     assert lines == [
         "python tools/train.py --config c.yaml a=1",
         "visionkit eval --checkpoint x.ckpt",
     ]
-    assert small == "small: trainer.max_epochs=1" and slow == "slow"
-    train = command_line(lines[0], small)
+    assert python == ("python", "", "x = 1\n", 9)  # its code starts on line 10
+    assert slow.tag == "slow (a long run)" and runs_now(slow.tag) is SLOW
+    train = command_line(lines[0], small.tag)
     assert train == ["python", "tools/train.py", "--config", "c.yaml", "a=1"] + (
         [] if SLOW else ["trainer.max_epochs=1"]
     )
-    assert command_line(lines[1], small) == ["visionkit", "eval", "--checkpoint", "x.ckpt"]
-    assert (command_line(slow_lines[0], slow) is None) is not SLOW
-    assert command_line(lines[0], "skip") is None
+    assert command_line(lines[1], small.tag) == ["visionkit", "eval", "--checkpoint", "x.ckpt"]
+    assert command_line(lines[0], "skip (needs a GPU)") is None
     with pytest.raises(ValueError, match="unknown docs test tag"):
         command_line(lines[0], "sometimes")
 
@@ -170,9 +189,12 @@ def test_commands_run_in_process_with_their_exit_status(monkeypatch):
     assert code == 2 and "invalid choice" in output
 
 
-def test_docs_have_examples():
-    assert DOC_FILES, f"no ```python blocks found in {DOCS}"
-    assert BASH_FILES, f"no runnable ```bash blocks found in {DOCS}"
+def test_docs_have_examples_and_valid_tags():
+    kinds = {b.kind for path in DOC_FILES for b in code_blocks(path)}
+    assert kinds == {"python", "bash"}, f"no runnable examples found in {DOCS}"
+    for path in DOC_FILES:
+        for block in code_blocks(path):
+            tag_kind(block.tag)  # raises on a misspelt tag
 
 
 def test_configs_md_is_the_rendered_schema():
