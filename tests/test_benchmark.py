@@ -789,3 +789,14 @@ def test_every_measurement_through_the_cli_writes_json_tables_and_checks_floors(
         printed = capsys.readouterr().out
         assert ("FAILED" in printed) == (code == 1)
         assert (f"= {ratio:.2f}, below the floor 1000.00" in printed) == (code == 1)
+
+
+def test_the_repository_floors_name_real_cases_and_the_quick_run_checks_them():
+    floors = bench.read_floors(bench.REPO_ROOT / "benchmarks" / "floors.json")
+    for key in floors:
+        section, case = key.split("/")
+        assert bench.case_for_recipe(case, bench.Settings()).section == section
+    quick = bench.settings_from_options(bench.Options(quick=True, precision="bf16"))
+    default = {f"{bench.case_for_recipe(r, quick).section}/{r}" for r in bench.DEFAULT_RECIPES}
+    # every default recipe carries a floor; so CI's --quick run checks each of them
+    assert default <= set(floors)

@@ -210,7 +210,7 @@ def run_benchmark(
     :func:`paired_ratio`); ``ratios_of_medians`` divide the two medians. The pipeline is
     measured for the recipes that have a case, after the models (never at the same time).
     """
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     measure = settings.measure
     cases = [case_for_recipe(r, settings) for r in recipes]  # every recipe checked first
     rss = PeakRSS()
@@ -242,7 +242,14 @@ def run_benchmark(
     info["peak_rss_resettable"] = rss.resettable
     info["load_average_end"] = load_average()
     info["wall_s"] = round(time.perf_counter() - started, 1)
-    log(f"benchmark: measured in {info['wall_s']:.1f} s")
+    # CPU time this process got per second per thread: near 1 when its threads had the cores
+    # to themselves, well below under contention (data loader workers are not counted).
+    cpu_s = time.process_time() - cpu_started
+    info["cpu_share"] = round(cpu_s / max(info["wall_s"], 1e-9) / settings.threads, 2)
+    log(
+        f"benchmark: measured in {info['wall_s']:.1f} s; this process got "
+        f"{info['cpu_share']:.2f} of {settings.threads} threads' CPU time"
+    )
     return {
         "schema": RESULTS_SCHEMA,
         "machine": info,

@@ -53,7 +53,9 @@ def _load_text(machine: Mapping[str, Any]) -> str:
     start, end = machine.get("load_average_start"), machine.get("load_average_end")
     if not start or not end:
         return ""
-    return f", 1-min load average {start[0]:.1f} at the start and {end[0]:.1f} at the end"
+    share = machine.get("cpu_share")
+    got = "" if share is None else f"; the run got {share:.2f} of its threads' CPU time"
+    return f", 1-min load average {start[0]:.1f} at the start and {end[0]:.1f} at the end{got}"
 
 
 def comparison_table(
