@@ -147,6 +147,28 @@ def train(
     )
     earlier_steps = step_log_before(run_dir, resume_from)
     try:
+        metrics = _fit_and_validate_best(
+            trainer, system, datamodule, resume_from, sigterm, (checkpoint, last) if has_val else ()
+        )
+    finally:
+        if earlier_steps and trainer.is_global_zero:
+            prepend_step_log(run_dir, earlier_steps)
+    if metrics and trainer.is_global_zero:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return run_dir, metrics
+
+
+def _fit_and_validate_best(
+    trainer: L.Trainer,
+    system: VisionSystem,
+    datamodule: VisionDataModule,
+    resume_from: Path | None,
+    sigterm: SigtermCheckpoint,
+    pick_from: Sequence[ModelCheckpoint],
+) -> dict[str, float]:
+    """``trainer.fit``, then validation of the first checkpoint written by ``pick_from``
+    (``best.ckpt``, else ``last.ckpt``); its metrics, or none when ``pick_from`` is empty."""
+    try:
         trainer.fit(
             system,
             datamodule=datamodule,
@@ -159,21 +181,15 @@ def train(
         raise TrainingInterrupted(
             sigterm.path, trainer.current_epoch, trainer.global_step
         ) from None
-    finally:
-        if earlier_steps and trainer.is_global_zero:
-            prepend_step_log(run_dir, earlier_steps)
-
-    metrics: dict[str, float] = {}
-    best = checkpoint.best_model_path or last.best_model_path
-    if has_val and best:
-        results = trainer.validate(system, datamodule=datamodule, ckpt_path=best, verbose=False)
-        metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
-        metrics.update(system.last_metrics)
-        if trainer.is_global_zero:
-            (run_dir / "metrics.json").write_text(
-                json.dumps(metrics, indent=2, sort_keys=True) + "\n"
-            )
-    return run_dir, metrics
+    path = next((c.best_model_path for c in pick_from if c.best_model_path), None)
+    if path is None:
+        return {}
+    results = trainer.validate(
+        system, datamodule=datamodule, ckpt_path=path, verbose=False, weights_only=True
+    )
+    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    metrics.update(system.last_metrics)
+    return metrics
 
 
 def resolve_resume(resume: str | os.PathLike | None, run_dir: Path) -> Path | None:
