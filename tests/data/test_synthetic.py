@@ -246,3 +246,24 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         make_shapes(tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_named_annotation_file_turns_generation_off(tmp_path: Path) -> None:
+    """A shapes recipe pointed at the user's own data (``annotations`` given) never generates
+    shapes into their folder: the missing file is reported instead."""
+    from visionkit.data.datamodule import build_dataset
+
+    images = tmp_path / "my_images"
+    images.mkdir()
+    spec = {
+        "format": "coco",
+        "images": str(images),
+        "annotations": str(tmp_path / "train.json"),
+        "synthetic": {"num_images": 4, "size": 32},
+    }
+    with pytest.raises(DataError, match="train.json"):
+        build_dataset(spec)
+    assert list(images.iterdir()) == []
+    # without an annotation file, the same spec generates the shapes there
+    spec.pop("annotations")
+    assert len(build_dataset(spec)) == 4

@@ -35,8 +35,8 @@ def build_dataset(
     """Build one dataset from its validated config (``{format: coco, images: ..., ...}``).
 
     Every format names its folder in its first parameter (``images`` for COCO, ``root`` for
-    the folder layouts). When the spec has ``synthetic:`` and that folder holds no data yet,
-    the shapes dataset is generated there first. ``label_names`` (from the training set) fix
+    the folder layouts). When the spec has ``synthetic:``, names no ``annotations`` file, and
+    that folder holds no data yet, the shapes dataset is generated there first. ``label_names`` (from the training set) fix
     the class order of a validation set whose config does not set one. ``needs`` names the
     targets the model's heads learn from (``"masks"``, ``"semantic"``); a reader parameter of
     that name left ``None`` ("when needed") is switched on.
@@ -50,6 +50,10 @@ def build_dataset(
             f"{where}.{location}: not set; give the dataset folder, e.g. {where}.{location}=PATH"
         )
     synthetic = spec.get("synthetic")
+    if synthetic and args.get("annotations"):
+        # The user named an annotation file: their data, never a place to generate shapes
+        # (a shapes recipe pointed at converted VOC/YOLO data keeps its synthetic: block).
+        synthetic = None
     if synthetic and _needs_generation(Path(args[location]), synthetic):
         from visionkit.data.synthetic import make_shapes
 
