@@ -744,7 +744,7 @@ def test_every_measurement_through_the_cli_writes_json_tables_and_checks_floors(
     assert "[coco-eval]" in printed
 
     results = json.loads(out.read_text(encoding="utf-8"))
-    assert results["schema"] == bench.RESULTS_SCHEMA == 2
+    assert results["schema"] == bench.RESULTS_SCHEMA == 2 and results["complete"] is True
     assert list(results["sections"]) == ["classification", "flops", "pipeline", "coco-eval"]
     assert "--measure models pipeline coco-eval" in results["command"]
     assert "--coco-eval-size 3 2 5" in results["command"]
@@ -800,3 +800,22 @@ def test_the_repository_floors_name_real_cases_and_the_quick_run_checks_them():
     default = {f"{bench.case_for_recipe(r, quick).section}/{r}" for r in bench.DEFAULT_RECIPES}
     # every default recipe carries a floor; so CI's --quick run checks each of them
     assert default <= set(floors)
+
+
+def test_run_benchmark_hands_over_partial_results_after_each_case():
+    settings = bench.Settings(
+        precision="fp32", image_size=(32, 32), batch_size=2, infer_batch_sizes=(1,),
+        warmup=1, reps=1, measure=("models", "coco-eval"), peak_sizes=(32,),
+        coco_images=2, coco_objects=1, coco_dets=2, coco_reps=1,
+    )  # fmt: skip
+    seen = []
+    final = bench.run_benchmark(
+        ["classify_r18"],
+        settings,
+        log=lambda line: None,
+        progress=lambda partial: seen.append(copy.deepcopy(partial)),
+    )
+    assert [list(p["sections"]) for p in seen] == [["classification", "flops"]]
+    assert seen[0]["complete"] is False and final["complete"] is True
+    assert list(final["sections"]) == ["classification", "flops", "coco-eval"]
+    assert final["machine"]["wall_s"] > 0 and final["machine"]["cpu_share"] > 0

@@ -179,7 +179,10 @@ def case_for_recipe(recipe: str, settings: Settings) -> BenchmarkCase:
 
 
 def run_benchmark(
-    recipes: Sequence[str], settings: Settings, log: Callable[[str], None] = print
+    recipes: Sequence[str],
+    settings: Settings,
+    log: Callable[[str], None] = print,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Measure what ``settings.measure`` asks for; the results dict that ``--output-json``
     writes::
@@ -209,12 +212,29 @@ def run_benchmark(
     better for ms/image. ``ratios`` are medians over rounds of the per-round ratio (see
     :func:`paired_ratio`); ``ratios_of_medians`` divide the two medians. The pipeline is
     measured for the recipes that have a case, after the models (never at the same time).
+    ``progress``, when given, receives the results measured so far (``"complete": False``)
+    after each case and each section, so a run stopped part-way leaves them behind.
     """
     started, cpu_started = time.perf_counter(), time.process_time()
     measure = settings.measure
     cases = [case_for_recipe(r, settings) for r in recipes]  # every recipe checked first
     rss = PeakRSS()
     sections: dict[str, Any] = {}
+
+    def results(complete: bool) -> dict[str, Any]:
+        return {
+            "schema": RESULTS_SCHEMA,
+            "complete": complete,
+            "machine": info,
+            "settings": asdict(settings),
+            "command": command_line([c.name for c in cases], settings),
+            "sections": sections,
+        }
+
+    def saved() -> None:
+        if progress is not None:
+            progress(results(complete=False))
+
     with torch_threads(settings.threads):
         info = machine_info(settings)
         log(
@@ -225,11 +245,14 @@ def run_benchmark(
         if "models" in measure:
             peak = measure_matmul_peak(settings.peak_sizes, reps=settings.reps, log=log)
             peak_rate = peak[settings.precision]["gflops_per_s"] * 1e9
+            sections["flops"] = {"peak": peak}
             for case in cases:
                 sections.setdefault(case.section, []).append(run_case(case, log, rss, peak_rate))
-            sections["flops"] = {"peak": peak}
+                sections["flops"] = sections.pop("flops")  # its table after the cases'
+                saved()
         if "pipeline" in measure:
             sections["pipeline"] = measure_pipelines(cases, settings, sections, log)
+            saved()
         if "coco-eval" in measure:
             sections["coco-eval"] = measure_coco_eval(
                 settings.coco_images,
@@ -250,13 +273,7 @@ def run_benchmark(
         f"benchmark: measured in {info['wall_s']:.1f} s; this process got "
         f"{info['cpu_share']:.2f} of {settings.threads} threads' CPU time"
     )
-    return {
-        "schema": RESULTS_SCHEMA,
-        "machine": info,
-        "settings": asdict(settings),
-        "command": command_line([c.name for c in cases], settings),
-        "sections": sections,
-    }
+    return results(complete=True)
 
 
 def measure_pipelines(
@@ -413,7 +430,9 @@ def run_command(options: Options, log: Callable[[str], None] = print) -> int:
     if options.from_json:
         results = read_results(options.from_json)
     else:
-        results = run_benchmark(options.recipes, settings_from_options(options), log)
+        path = options.output_json
+        progress = (lambda partial: write_json(path, partial)) if path else None
+        results = run_benchmark(options.recipes, settings_from_options(options), log, progress)
     if options.output_json:
         write_json(options.output_json, results)
         log(f"wrote {options.output_json}")
