@@ -87,7 +87,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
 def detection_config(
     path: Path, train: Path, val: Path | None = None, data: dict | None = None, **extra: Any
 ) -> Path:
-    """A tiny FCOS config (simple_cnn → FPN, 32 px, two steps, no validation set unless
+    """A tiny FCOS config (simple_cnn → FPN, 32 px, one step, one validation batch, no validation set unless
     ``val`` is given) written to ``path``."""
     config = {
         "name": "rel",
@@ -108,8 +108,8 @@ def detection_config(
         "optimizer": {"name": "adamw", "lr": 0.001},
         "trainer": {
             "max_epochs": 1,
-            "limit_train_batches": 2,
-            "limit_val_batches": 2,
+            "limit_train_batches": 1,
+            "limit_val_batches": 1,
             "accelerator": "cpu",
             "precision": "32-true",
             "devices": 1,

@@ -16,7 +16,7 @@ def test_a_crop_that_removes_every_box_trains_with_a_finite_loss(tmp_path, capsy
     crop = {"name": "Crop", "x_min": 20, "y_min": 20, "x_max": SIZE, "y_max": SIZE}
     resize = {"name": "Resize", "height": SIZE, "width": SIZE}
     config = detection_config(
-        tmp_path / "c.yaml", root, data={"transforms": {"train": [crop, resize]}}
+        tmp_path / "c.yaml", root, root, data={"transforms": {"train": [crop, resize]}}
     )
     code, _, err = run(["train", "--config", config, "--output-dir", tmp_path / "run"], capsys)
     assert code == 0, err[-2000:]

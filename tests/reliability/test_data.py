@@ -63,7 +63,7 @@ def test_truncated_png_and_jpeg_are_listed_by_check_data(tmp_path, capsys):
 def test_truncated_image_stops_training_naming_sample_and_file_from_a_worker(tmp_path, capsys):
     root = make_coco(tmp_path / "data")
     truncate(root / "images" / "2.png")
-    code, _, err = train(capsys, tmp_path, root, "data.num_workers=1")
+    code, _, err = train(capsys, tmp_path, root, "data.num_workers=1", val_root=root)
     assert code == 1
     assert "error: sample 1" in err and "2.png" in err and "corrupt or truncated" in err
 
@@ -76,7 +76,9 @@ def test_on_bad_image_skip_counts_and_reports_skipped_images_at_epoch_end(tmp_pa
         tmp_path,
         root,
         "data.train.on_bad_image=skip",
+        "data.val.on_bad_image=skip",
         "data.batch_size=4",
+        val_root=root,
     )
     assert code == 0, err[-2000:]
     assert "1 unreadable images were skipped this epoch" in err and "2.png" in err
@@ -287,7 +289,7 @@ def test_non_contiguous_category_ids_are_stored_and_predictions_mapped_back(tmp_
             ann["category_id"] = cid
 
     root = make_coco(tmp_path / "data", edit=spread, categories=cats)
-    code, _, err = train(capsys, tmp_path, root)
+    code, _, err = train(capsys, tmp_path, root, val_root=root)
     assert code == 0, err[-2000:]
     ckpt_path = tmp_path / "run" / "checkpoints" / "best.ckpt"
     ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
@@ -337,7 +339,7 @@ def test_degenerate_and_out_of_image_boxes_are_clipped_or_dropped_with_a_count(t
     ds = CocoDataset(root)
     kept = np.concatenate([ds[i]["boxes"] for i in range(4)])
     np.testing.assert_allclose(kept, [[20, 20, SIZE, SIZE]])
-    code, _, err = train(capsys, tmp_path, root)
+    code, _, err = train(capsys, tmp_path, root, val_root=root)
     assert code == 0, err[-2000:]
     assert "3 x box dropped" in err and "1 x box clipped" in err
     assert digest(root) == before  # check-data and training never modify the dataset
