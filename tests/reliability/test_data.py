@@ -453,3 +453,13 @@ def test_image_entries_without_required_fields_are_listed(tmp_path, capsys):
     assert "bad entry: images[0] (id 1): missing width" in out
     assert "bad entry: images[1] (id 2): height='32' (expected a positive integer)" in out
     assert "images[2]" not in out
+
+
+def test_a_folder_symlinked_into_the_dataset_is_followed(tmp_path, capsys):
+    elsewhere = make_coco(tmp_path / "disk")
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "images").symlink_to(elsewhere / "images")
+    (root / "annotations.json").write_text((elsewhere / "annotations.json").read_text())
+    code, out, _ = check(capsys, root)
+    assert code == 0, out

@@ -6,7 +6,9 @@ A dataset returns a *Sample* (before transforms), a dict with:
 - ``image_id``: the dataset's integer id (never derived from a file name);
 - ``orig_size``: ``(H, W)``;
 - any of ``class`` (int), ``boxes`` (float32 ``[N, 4]`` absolute-pixel xyxy), ``labels``
-  (int64 ``[N]``, contiguous ``0..C-1``).
+  (int64 ``[N]``, contiguous ``0..C-1``);
+- under ``on_bad_image: skip``, ``skipped``: the ``{"index", "path", "reason"}`` records of
+  unreadable images this sample replaced (see :func:`visionkit.data.checks.read_or_skip`).
 
 A key that is absent means "this image has no label for that task"; an empty ``[0, 4]`` means
 "labelled, and there is nothing". Every reader also exposes ``label_names``: a dict from label
@@ -27,21 +29,18 @@ Sample = dict[str, Any]
 
 
 def resolve_under_root(root: Path, relative: str) -> Path:
-    """Join ``relative`` to ``root``, refusing paths that escape it (``..``, absolute paths)."""
-    root = root.resolve()
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root):
-        raise ValueError(f"{relative!r} resolves outside the dataset root {root}")
+    """Join ``relative`` to ``root``, refusing paths that escape it: ``..`` components that
+    climb above it and absolute paths elsewhere (``ValueError``).
+
+    The check is on the path as written (normalised, not resolved), so a folder the user
+    symlinked into the dataset (``images -> /mnt/disk/images``) is followed, while an
+    annotation file cannot reach outside the dataset by naming a path.
+    """
+    base = Path(os.path.abspath(root))
+    path = Path(os.path.normpath(base / relative))
+    if not path.is_relative_to(base):
+        raise ValueError(f"{relative!r} resolves outside the dataset root {base}")
     return path
-
-
-def check_files_exist(paths: list[Path], what: str) -> None:
-    """Raise one :class:`DataError` listing every missing file."""
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise DataError(
-            f"{len(missing)} of {len(paths)} image files of {what} are missing:", missing
-        )
 
 
 def dataset_root(root: str | os.PathLike) -> Path:

@@ -214,7 +214,7 @@ class CocoDataset:
                 self.report.add(
                     "path outside root",
                     f"image id {img['id']}: file_name {img['file_name']!r}",
-                    f"resolves outside the dataset root {self.root.resolve()} "
+                    f"resolves outside the dataset root {os.path.abspath(self.root)} "
                     "('..' and absolute paths elsewhere are refused)",
                 )
                 paths.append(None)
