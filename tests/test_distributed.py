@@ -15,13 +15,17 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from torch.utils.data import DistributedSampler
 
+from visionkit.data.datamodule import seed_pipeline, unpadded_sampler
 from visionkit.data.synthetic import make_shapes
+from visionkit.data.transforms import build_pipeline
 from visionkit.engine.runner import evaluate, metrics_json
+from visionkit.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_TRAIN, NUM_VAL, BATCH, EPOCHS, SEED = 16, 9, 2, 2, 0  # NUM_VAL odd: ranks get 5 and 4
@@ -218,3 +222,43 @@ def test_eval_with_two_processes_equals_one_process(ddp_run, tmp_path):
         torch.testing.assert_close(
             torch.tensor([*a["bbox"], a["score"]]), torch.tensor([*b["bbox"], b["score"]])
         )
+
+
+def test_validation_shares_cover_every_image_once():
+    shares = [list(unpadded_sampler(range(NUM_VAL), rank, 2)) for rank in (0, 1)]
+    assert shares == [[0, 2, 4, 6, 8], [1, 3, 5, 7]]  # no padding: rank 1 runs one image less
+    with pytest.raises(DataError, match="fewer than the 3 processes"):
+        unpadded_sampler(range(2), 0, 3)
+
+
+def flips(pipeline, n=48):
+    """Which of n runs flipped an asymmetric image horizontally / vertically."""
+    image = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
+    out = []
+    for _ in range(n):
+        result = pipeline(image=image, bboxes=np.zeros((0, 4)), labels=[], instance_ids=[])
+        flipped = result["image"][0].numpy()
+        plain = (image[..., 0] / 255.0).astype(np.float32)
+        out.append(
+            (
+                bool(np.allclose(flipped, plain[:, ::-1]))
+                or bool(np.allclose(flipped, plain[::-1, ::-1])),
+                bool(np.allclose(flipped, plain[::-1]))
+                or bool(np.allclose(flipped, plain[::-1, ::-1])),
+            )
+        )
+    return out
+
+
+def test_augmentations_are_seeded_per_rank_and_independent_per_transform():
+    steps = [{"name": "HorizontalFlip", "p": 0.5}, {"name": "VerticalFlip", "p": 0.5}]
+
+    def pipeline(*keys):
+        built = build_pipeline(steps, mean=(0, 0, 0), std=(1, 1, 1))
+        seed_pipeline(built, *keys)
+        return built
+
+    rank0 = flips(pipeline(0, 0, 0))
+    assert rank0 == flips(pipeline(0, 0, 0))  # reproducible
+    assert rank0 != flips(pipeline(0, 1, 0))  # another rank draws other flips
+    assert any(h != v for h, v in rank0)  # the two flips are not one coin
