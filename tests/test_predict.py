@@ -10,7 +10,7 @@ import torch
 
 import visionkit
 from visionkit.data.io import read_image
-from visionkit.errors import DataError
+from visionkit.errors import ConfigError, DataError
 from visionkit.predict import draw_predictions, expand_inputs, predict_files
 
 CONFIG = {
@@ -237,5 +237,7 @@ def test_predict_files_with_flip_tta_writes_the_merged_predictions(shapes_root, 
     assert [e["score"] for e in entries] == pytest.approx(
         [round(float(s), 5) for s in expected["det"]["scores"]]
     )
-    with pytest.raises(ValueError, match="unknown test-time augmentation"):
+    with pytest.raises(ConfigError, match="unknown test-time augmentation 'rot90'"):
         predict_files(model, [image_path], tmp_path, tta="rot90", progress=False)
+    with pytest.raises(ConfigError, match="--every: must be at least 1, got 0"):
+        predict_files(model, [image_path], tmp_path, every=0, progress=False)

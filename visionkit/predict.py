@@ -26,7 +26,7 @@ from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from visionkit.data.base import IMAGE_EXTENSIONS
 from visionkit.data.io import read_image
-from visionkit.errors import DataError
+from visionkit.errors import ConfigError, DataError
 from visionkit.model import VisionModel
 from visionkit.tta import TTA_MODES, predict_tta
 
@@ -245,9 +245,11 @@ def predict_files(
     from visionkit.factory import load
 
     if every < 1:
-        raise ValueError(f"every must be at least 1, got {every}")
+        raise ConfigError(f"--every: must be at least 1, got {every}")
     if tta is not None and tta not in TTA_MODES:
-        raise ValueError(f"unknown test-time augmentation {tta!r}; valid: {', '.join(TTA_MODES)}")
+        raise ConfigError(
+            f"--tta: unknown test-time augmentation {tta!r}; valid: {', '.join(TTA_MODES)}"
+        )
     if not isinstance(model, VisionModel):
         model = load(model)
     paths = expand_inputs(inputs)
