@@ -92,6 +92,6 @@ def test_a_category_without_ground_truth_is_not_averaged_as_minus_one(trained, t
     assert metrics["det/mAP"] == 1.0  # (1 + 1 + -1) / 3 would be 0.33
     assert math.isnan(metrics["det/mAP_large"])  # no large objects: nan, written as null
     assert json.loads(metrics_json(metrics))["det/mAP_large"] is None
-    if hasattr(evaluator, "per_class_ap"):  # the per-class table reports the ghost as nan
-        rows = {r["name"]: r for r in evaluator.per_class_ap()}
-        assert rows["square"]["AP"] == 1.0 and math.isnan(rows["ghost"]["AP"])
+    rows = {r["name"]: r for r in evaluator.per_class_ap()}  # the per-class table: nan (null)
+    assert rows["square"]["AP"] == 1.0 and math.isnan(rows["ghost"]["AP"])
+    assert rows["ghost"]["instances"] == 0
