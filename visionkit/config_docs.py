@@ -23,7 +23,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from visionkit.config import INJECTED_ARGS, Config, builder_schema
+from visionkit.config import INJECTED_ARGS, Config, SyntheticConfig, builder_schema
 
 # Key path → description. A new key of the schema needs one (a test checks it).
 DESCRIPTIONS: dict[str, str] = {
@@ -104,6 +104,14 @@ DESCRIPTIONS: dict[str, str] = {
     "trainer.on_nonfinite_loss": "a NaN/inf loss: `error` stops naming the step; `skip` skips "
     "the batch",
     "trainer.checkpoint_every_n_steps": "also write `last.ckpt` every this many steps",
+    "data.<split>.synthetic": "on any dataset entry: generate the shapes dataset into its folder "
+    "(`images` for COCO, `root` for the folder layouts) when that holds no `*.json` yet; a shapes "
+    "dataset generated with other parameters is regenerated, other data is never touched",
+    "data.<split>.synthetic.num_images": "number of images",
+    "data.<split>.synthetic.size": "image side in pixels",
+    "data.<split>.synthetic.seed": "same seed, same files",
+    "data.<split>.synthetic.min_shapes": "fewest shapes per image",
+    "data.<split>.synthetic.max_shapes": "most shapes per image",
     "ema": "exponential moving average of the weights",
     "ema.enabled": "keep and evaluate an EMA of the weights",
     "ema.decay": "EMA decay",
@@ -134,7 +142,7 @@ def render_config_reference() -> str:
     from visionkit.registry import DATASETS, HEADS, NECKS
 
     out = [HEADER]
-    for section, fields in _sections(Config):
+    for section, fields in _all_sections():
         out.append(f"\n## `{section}`\n" if section else "\n## Top level\n")
         if DESCRIPTIONS.get(section):
             out.append(f"\n{DESCRIPTIONS[section][0].upper()}{DESCRIPTIONS[section][1:]}.\n")
@@ -164,8 +172,9 @@ def render_config_reference() -> str:
                 "Every entry also takes "
                 + ", ".join(f"`{k}` (default `{_yaml(v[1])}`)" for k, v in extra.items())
                 + (
-                    ": `synthetic` generates the shapes dataset where the folder is empty, "
-                    "`weight` is the sampling weight in a mix of datasets.\n"
+                    ": `synthetic` generates the shapes dataset where the folder is empty "
+                    "([its keys](#datasplitsynthetic)), `weight` is the sampling weight in a mix "
+                    "of datasets.\n"
                     if key == "format"
                     else ": the head's weight in the total loss.\n"
                 )
@@ -188,7 +197,16 @@ def render_config_reference() -> str:
 
 def schema_keys() -> list[str]:
     """Every key path of the fixed sections (what :data:`DESCRIPTIONS` must describe)."""
-    return [path for _, fields in _sections(Config) for path, _ in fields]
+    return [path for _, fields in _all_sections() for path, _ in fields]
+
+
+def _all_sections() -> list[tuple[str, list[Any]]]:
+    """The sections of :class:`Config`, with ``data.<split>.synthetic`` (a key every dataset
+    entry takes) after ``data``'s own."""
+    sections = list(_sections(Config))
+    synthetic = list(_sections(SyntheticConfig, "data.<split>.synthetic."))
+    at = max(i for i, (name, _) in enumerate(sections) if name.startswith("data")) + 1
+    return sections[:at] + synthetic + sections[at:]
 
 
 def _sections(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, list[Any]]]:
