@@ -352,3 +352,12 @@ def test_compile_trains_and_keeps_parameter_names(tiny_config, tmp_path):
     names = list(load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["state_dict"])
     assert names and not any("_orig_mod" in n for n in names)
     assert visionkit.load(run_dir / "checkpoints" / "last.ckpt") is not None
+
+
+def test_a_run_without_validation_writes_best_and_last_and_resumes(tiny_config, tmp_path):
+    tiny_config["data"].pop("val")
+    run_dir, metrics = train(tiny_config, ["trainer.max_epochs=1"], output_dir=tmp_path / "r")
+    assert metrics == {}
+    assert {p.name for p in (run_dir / "checkpoints").glob("*.ckpt")} == {"best.ckpt", "last.ckpt"}
+    train(tiny_config, ["trainer.max_epochs=2", "resume=auto"], output_dir=run_dir)
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 6

@@ -28,7 +28,7 @@ from visionkit.config import (
 )
 from visionkit.data.datamodule import VisionDataModule, build_datasets, label_names_of
 from visionkit.engine.callbacks import RunFolderCallback, make_loggers
-from visionkit.engine.checkpoint import SafeCheckpointIO
+from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
 from visionkit.engine.ema import EMACallback
 from visionkit.engine.pictures import ValidationPictures
 from visionkit.engine.precision import resolve_precision
@@ -116,7 +116,7 @@ def train(
     )
     monitor, mode = monitor_of(system, cfg)
     has_val = "val" in datasets
-    checkpoint = ModelCheckpoint(
+    checkpoint = NamedCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
         monitor=monitor if has_val else None,
@@ -127,7 +127,7 @@ def train(
     )
     # Lightning's save_last only writes when a top-k checkpoint was written in the same step,
     # so after the best epoch last.ckpt would stop following the run: keep it on its own.
-    last = ModelCheckpoint(
+    last = NamedCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="last",
         save_top_k=1,
@@ -247,7 +247,7 @@ def training_callbacks(
     callbacks: list[L.Callback] = []
     if cfg.trainer.checkpoint_every_n_steps:
         callbacks.append(
-            ModelCheckpoint(
+            NamedCheckpoint(
                 dirpath=run_dir / "checkpoints",
                 filename="step",
                 every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
