@@ -220,6 +220,7 @@ def test_settings_quick_defaults_and_explicit_options():
     assert quick.infer_batch_sizes == (1, 4)
     assert quick.reps == 2  # explicit beats --quick
     assert quick.measure == ("models",) and quick.peak_sizes == (2048,)
+    assert bench.settings_from_options(bench.Options(quick=True, precision="fp32")).reps == 7
     full = bench.settings_from_options(bench.Options(precision="bf16", image_size=[96]))
     assert full.image_size == (96, 96) and full.reps == 5
     assert full.batch_size is None  # each recipe's data.batch_size

@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help="regression-guard mode for CI (under a minute on a quiet 2-core CPU): models only, "
-        "128 px, batch 4, inference at batch 1 and 4, 1 warm-up, 5 repetitions, matmul peak "
+        "128 px, batch 4, inference at batch 1 and 4, 1 warm-up, 7 repetitions, matmul peak "
         "at 2048 only (explicit options still win)",
     )
     p.add_argument(

@@ -111,7 +111,7 @@ QUICK = {
     "batch_size": 4,
     "infer_batch_sizes": (1, 4),
     "warmup": 1,
-    "reps": 5,
+    "reps": 7,  # bursts of load spread the per-round ratios widely: more rounds, steadier median
     "measure": ("models",),
     "peak_sizes": (2048,),
 }
