@@ -137,6 +137,9 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        # PASSIVE: idle OpenMP threads sleep instead of spinning; spinning threads of a
+        # multi-threaded process collapse its speed when other programs share the cores
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
     }
 
 
@@ -218,8 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"| **{args.processes} processes / 1 process** | **{ratio:.2f}×** |")
     print(
         f"\n{started}, {info['cpu']}, {info['usable_cores']} usable cores, torch {info['torch']}, "
-        f"{precision}; 1-min load average {info['load_average']:.1f} at the start, "
-        f"{info['load_average_end']:.1f} at the end"
+        f"{precision}, OMP_WAIT_POLICY={info['OMP_WAIT_POLICY'] or 'unset'}; 1-min load average "
+        f"{info['load_average']:.1f} at the start, {info['load_average_end']:.1f} at the end"
     )
     if args.output_json:
         Path(args.output_json).write_text(json.dumps(report, indent=2) + "\n")
