@@ -162,6 +162,8 @@ def test_unknown_balancing_and_bad_momentum_are_config_errors():
 class _Recorder:
     """Stands in for the Lightning trainer during one ``training_step``."""
 
+    world_size = 1
+
     def __init__(self, optimizer):
         self.optimizers = [optimizer]
 
