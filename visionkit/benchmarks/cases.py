@@ -121,6 +121,13 @@ class RecipeCase(BenchmarkCase):
         self._std = torch.tensor(model.backbone.std).view(1, 3, 1, 1)
         return model
 
+    def describe(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe,
+            "image_size": list(self.image_size),
+            "num_classes": getattr(self, "num_classes", None),
+        }
+
     def normalise(self, images: Tensor) -> Tensor:
         """``images`` in ``0..1`` normalised as our model's data pipeline does."""
         if self._mean is None:

@@ -55,13 +55,6 @@ class ClassificationCase(RecipeCase):
             "baseline": f"timm classifier: create_model({self.timm_name!r})",
         }
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "recipe": self.recipe,
-            "image_size": list(self.image_size),
-            "num_classes": self.num_classes,
-        }
-
     def build_baseline(self) -> nn.Module:
         import timm
 

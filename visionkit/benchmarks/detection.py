@@ -48,12 +48,7 @@ class DetectionCase(RecipeCase):
         }
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "recipe": self.recipe,
-            "image_size": list(self.image_size),
-            "num_classes": self.num_classes,
-            "boxes_per_image": self.settings.boxes_per_image,
-        }
+        return {**super().describe(), "boxes_per_image": self.settings.boxes_per_image}
 
     def build_baseline(self) -> nn.Module:
         from torchvision.models.detection import FCOS, RetinaNet

@@ -95,12 +95,8 @@ class MultitaskCase(RecipeCase):
         return load_config(data)
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "recipe": self.recipe,
-            "image_size": list(self.image_size),
-            "num_classes": self.num_classes,
-            "heads": {k: s["name"] for k, s in self.config.model.heads.items()},
-        }
+        heads = {k: spec["name"] for k, spec in self.config.model.heads.items()}
+        return {**super().describe(), "heads": heads}
 
     def build_baseline(self) -> nn.Module:
         from visionkit.factory import create_model

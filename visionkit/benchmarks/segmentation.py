@@ -65,13 +65,6 @@ class SegmentationCase(RecipeCase):
             "ASPP 256 ch",
         }
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "recipe": self.recipe,
-            "image_size": list(self.image_size),
-            "num_classes": self.num_classes,
-        }
-
     def build_baseline(self) -> nn.Module:
         from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
 
