@@ -81,3 +81,22 @@ def test_list_rejects_an_unknown_kind(capsys):
         main(["list", "optimizers"])
     assert info.value.code == 2
     assert "invalid choice: 'optimizers'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tool", ["train", "eval", "predict", "export", "benchmark"])
+def test_each_tools_wrapper_is_its_visionkit_subcommand(tool):
+    """``python tools/<name>.py --help`` prints the help of ``visionkit <name>``."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, f"tools/{tool}.py", "--help"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: visionkit {tool} ")
