@@ -262,37 +262,19 @@ def test_instance_recipe_has_no_case():
         bench.case_for_recipe("instance_r18", bench.Settings())
 
 
+def tiny_benchmark_argv(recipe: str, out, doc) -> list[str]:
+    """``visionkit benchmark`` on one recipe, as small and short as it goes (models only)."""
+    return [
+        "benchmark", "--recipes", recipe, "--measure", "models", "--peak-sizes", "64",
+        "--precision", "fp32", "--threads", "1", "--image-size", "64", "--batch-size", "2",
+        "--infer-batch-sizes", "1", "2", "--warmup", "1", "--reps", "1",
+        "--output-json", str(out), "--markdown", str(doc),
+    ]  # fmt: skip
+
+
 def test_smoke_run_through_the_cli_writes_json_and_markdown(tmp_path, capsys):
     out, doc = tmp_path / "bench.json", tmp_path / "bench.md"
-    argv = [
-        "benchmark",
-        "--recipes",
-        "fcos_r18",
-        "--measure",
-        "models",
-        "--peak-sizes",
-        "64",
-        "--precision",
-        "fp32",
-        "--threads",
-        "1",
-        "--image-size",
-        "64",
-        "--batch-size",
-        "2",
-        "--infer-batch-sizes",
-        "1",
-        "2",
-        "--warmup",
-        "1",
-        "--reps",
-        "1",
-        "--output-json",
-        str(out),
-        "--markdown",
-        str(doc),
-    ]
-    assert main(argv) == 0
+    assert main(tiny_benchmark_argv("fcos_r18", out, doc)) == 0
     printed = capsys.readouterr().out
     assert printed.count("train   batch 2") == 2  # one progress line per measurement
     results = json.loads(out.read_text(encoding="utf-8"))
@@ -356,35 +338,7 @@ def test_retinanet_case_builds_torchvision_retinanet_at_the_same_size():
 def test_segmentation_smoke_run_through_the_cli_writes_its_own_section(tmp_path, capsys):
     out, doc = tmp_path / "seg.json", tmp_path / "benchmarks.md"
     doc.write_text(DOC, encoding="utf-8")
-    argv = [
-        "benchmark",
-        "--recipes",
-        "semseg_fpn_r18",
-        "--measure",
-        "models",
-        "--peak-sizes",
-        "64",
-        "--precision",
-        "fp32",
-        "--threads",
-        "1",
-        "--image-size",
-        "64",
-        "--batch-size",
-        "2",
-        "--infer-batch-sizes",
-        "1",
-        "2",
-        "--warmup",
-        "1",
-        "--reps",
-        "1",
-        "--output-json",
-        str(out),
-        "--markdown",
-        str(doc),
-    ]
-    assert main(argv) == 0
+    assert main(tiny_benchmark_argv("semseg_fpn_r18", out, doc)) == 0
     printed = capsys.readouterr().out
     assert printed.count("[segmentation/semseg_fpn_r18]") >= 6  # train + 2 infer, each model
     results = json.loads(out.read_text(encoding="utf-8"))
