@@ -85,3 +85,44 @@ def test_classify_folder_recipe_learns_from_path_overrides_only(tmp_path):
     ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
     assert ckpt["visionkit"]["label_names"]["class"] == ["dark", "light"]
     assert ckpt["visionkit"]["config"]["model"]["heads"]["cls"]["num_classes"] == 2
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_channels_last_trains_in_nhwc_and_its_checkpoints_load_as_usual(
+    pyramid_config, channels_last
+):
+    import torch
+
+    import visionkit
+    from visionkit.engine.system import VisionSystem
+
+    heads = {
+        "det": {"name": "fcos", "num_classes": 3, "num_convs": 1},
+        "seg": {"name": "semantic_fpn", "num_classes": 4, "channels": 16},
+    }
+    cfg = pyramid_config("nhwc", heads)
+    cfg["trainer"].update(max_epochs=1, limit_train_batches=2, channels_last=channels_last)
+    model = visionkit.create_model(cfg)
+    system = VisionSystem(model, channels_last=channels_last)
+    conv = next(
+        m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] > 1
+    )
+    nhwc = torch.channels_last
+    assert conv.weight.is_contiguous(memory_format=nhwc) == channels_last
+
+    seen = []
+    conv.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    batch = {"images": torch.randn(2, 3, 64, 64), "semantic": torch.zeros(2, 64, 64).long()}
+    _, losses = system._step(batch)
+    assert torch.isfinite(losses["loss"])
+    assert seen[0].is_contiguous(memory_format=nhwc) == channels_last
+
+    run_dir, _ = train(cfg)  # the runner passes trainer.channels_last on
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    loaded = visionkit.load(checkpoint)  # NCHW weights, equal to the saved ones
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    conv_name = next(n for n, m in model.named_modules() if m is conv) + ".weight"
+    assert state[f"model.{conv_name}"].is_contiguous(memory_format=nhwc) == channels_last
+    for name, value in loaded.state_dict().items():
+        assert value.is_contiguous(), name
+        torch.testing.assert_close(value, state[f"model.{name}"], rtol=0, atol=0)

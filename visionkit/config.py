@@ -143,8 +143,8 @@ class SchedulerConfig(_Section):
 
 class TrainerConfig(_Section):
     """``trainer``: passed through to ``lightning.Trainer``, except the keys visionkit handles
-    itself (:data:`VISIONKIT_TRAINER_KEYS`): ``compile``, ``on_nonfinite_loss`` and
-    ``checkpoint_every_n_steps``."""
+    itself (:data:`VISIONKIT_TRAINER_KEYS`): ``compile``, ``on_nonfinite_loss``,
+    ``checkpoint_every_n_steps`` and ``channels_last``."""
 
     max_epochs: int = Field(10, gt=0)
     accelerator: str = "auto"
@@ -164,6 +164,7 @@ class TrainerConfig(_Section):
     compile: bool | dict[str, Any] = False  # true, or torch.compile kwargs (mode, backend, ...)
     on_nonfinite_loss: Literal["error", "skip"] = "error"
     checkpoint_every_n_steps: int | None = Field(None, gt=0)
+    channels_last: bool = True  # NHWC weights and batches: faster convs and max-pool on CPUs
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -173,7 +174,12 @@ class TrainerConfig(_Section):
 
 
 # ``trainer`` keys that visionkit handles itself rather than passing to ``lightning.Trainer``.
-VISIONKIT_TRAINER_KEYS = ("compile", "on_nonfinite_loss", "checkpoint_every_n_steps")
+VISIONKIT_TRAINER_KEYS = (
+    "compile",
+    "on_nonfinite_loss",
+    "checkpoint_every_n_steps",
+    "channels_last",
+)
 
 
 class EMAConfig(_Section):

@@ -104,6 +104,8 @@ DESCRIPTIONS: dict[str, str] = {
     "trainer.on_nonfinite_loss": "a NaN/inf loss: `error` stops naming the step; `skip` skips "
     "the batch",
     "trainer.checkpoint_every_n_steps": "also write `last.ckpt` every this many steps",
+    "trainer.channels_last": "train and validate with NHWC (`channels_last`) weights and "
+    "batches: faster convolutions and max-pooling on CPUs; checkpoints load either way",
     "data.<split>.synthetic": "on any dataset entry: generate the shapes dataset into its folder "
     "(`images` for COCO, `root` for the folder layouts) when that holds no `*.json` yet; a shapes "
     "dataset generated with other parameters is regenerated, other data is never touched",

@@ -67,6 +67,10 @@ class BenchmarkCase:
         """Mean number of predicted objects per image (detections), or None."""
         return None
 
+    def train_memory_format(self, which: str) -> torch.memory_format:
+        """Memory format of a model's weights and batches while it trains (NCHW here)."""
+        return torch.contiguous_format
+
     def describe(self) -> dict[str, Any]:
         """Case facts recorded in the results (sizes, recipe path, ...)."""
         return {}
@@ -127,6 +131,14 @@ class RecipeCase(BenchmarkCase):
             "image_size": list(self.image_size),
             "num_classes": getattr(self, "num_classes", None),
         }
+
+    def train_memory_format(self, which: str) -> torch.memory_format:
+        """NHWC for ours when the recipe trains that way (``trainer.channels_last``, as
+        :class:`~visionkit.engine.system.VisionSystem` does); the baselines stay NCHW, their
+        libraries' default. Inference runs NCHW for both, like ``model.predict``."""
+        if which == "ours" and self.config.trainer.channels_last:
+            return torch.channels_last
+        return torch.contiguous_format
 
     def normalise(self, images: Tensor) -> Tensor:
         """``images`` in ``0..1`` normalised as our model's data pipeline does."""

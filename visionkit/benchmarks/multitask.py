@@ -98,6 +98,10 @@ class MultitaskCase(RecipeCase):
         heads = {k: spec["name"] for k, spec in self.config.model.heads.items()}
         return {**super().describe(), "heads": heads}
 
+    def train_memory_format(self, which: str) -> torch.memory_format:
+        """Both sides are visionkit models: both train as the recipe says."""
+        return super().train_memory_format("ours")
+
     def build_baseline(self) -> nn.Module:
         from visionkit.factory import create_model
 

@@ -44,8 +44,10 @@ def run_case(
     steps, flops = {}, {}
     for which, model in models.items():
         model.train()
+        memory_format = case.train_memory_format(which)
+        model.to(memory_format=memory_format)
         optimizer = case.make_optimizer(model)
-        batch = case.make_batch(which, case.batch_size)
+        batch = with_memory_format(case.make_batch(which, case.batch_size), memory_format)
 
         def forward_loss(which=which, model=model, batch=batch) -> Tensor:
             with case.autocast():
@@ -80,6 +82,7 @@ def run_case(
     # Inference: eval mode, inference_mode, autocast, post-processing included.
     for which, model in models.items():
         model.eval()
+        model.to(memory_format=torch.contiguous_format)
         entries[which].update(infer_ms_per_image={}, infer_s={}, peak_rss_infer_mib=0.0)
     for b in s.infer_batch_sizes:
         calls = {}
@@ -156,3 +159,11 @@ def run_case(
         "ratios": ratios,
         "ratios_of_medians": of_medians,
     }
+
+
+def with_memory_format(batch: Any, memory_format: torch.memory_format) -> Any:
+    """``batch`` with its ``images`` tensor (a dict's, 4-D) in ``memory_format``."""
+    images = batch.get("images") if isinstance(batch, dict) else None
+    if isinstance(images, Tensor) and images.dim() == 4:
+        return {**batch, "images": images.contiguous(memory_format=memory_format)}
+    return batch

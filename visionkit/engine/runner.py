@@ -113,6 +113,7 @@ def train(
         cfg.scheduler,
         val_dataset=datasets.get("val"),
         on_nonfinite_loss=cfg.trainer.on_nonfinite_loss,
+        channels_last=cfg.trainer.channels_last,
     )
     monitor, mode = monitor_of(system, cfg)
     has_val = "val" in datasets
@@ -319,7 +320,13 @@ def evaluate(
     label_names = model.meta.get("label_names") or {}
     datasets = {"val": _build_val(cfg, label_names)}
     datamodule = VisionDataModule(cfg.data, datasets, model.backbone.mean, model.backbone.std)
-    system = VisionSystem(model, cfg.optimizer, cfg.scheduler, val_dataset=datasets["val"])
+    system = VisionSystem(
+        model,
+        cfg.optimizer,
+        cfg.scheduler,
+        val_dataset=datasets["val"],
+        channels_last=cfg.trainer.channels_last,
+    )
     trainer = make_trainer(cfg, Path(cfg.output_dir) / cfg.name, logger=False)
     results = trainer.validate(system, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
