@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -19,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_train_reload_predict_and_eval(tiny_config, shapes_root, tmp_path):
+    started = time.monotonic()
     run_dir, metrics = train(tiny_config, ["trainer.max_epochs=3"])
+    elapsed = time.monotonic() - started
 
     # run folder contract
     for rel in [
@@ -39,6 +42,9 @@ def test_train_reload_predict_and_eval(tiny_config, shapes_root, tmp_path):
     assert losses[-1] < losses[0], losses
     assert json.loads((run_dir / "metrics.json").read_text())["cls/top1"] == metrics["cls/top1"]
     assert 0.0 <= metrics["cls/top1"] <= 1.0
+    # the training time, split from the 3 validations inside the fit (the run's budget)
+    assert metrics["time/train_s"] > 0 and metrics["time/val_s"] > 0
+    assert metrics["time/train_s"] + metrics["time/val_s"] < elapsed
 
     # checkpoints hold tensors and plain types only
     ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True, map_location="cpu")

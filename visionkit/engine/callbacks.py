@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import csv
+import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
+
+logger = logging.getLogger(__name__)
 
 
 class RunFolderCallback(L.Callback):
@@ -51,6 +55,50 @@ class RunFolderCallback(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rows = list(state_dict.get("rows", []))
+
+
+class TrainingTime(L.Callback):
+    """Wall time of ``trainer.fit`` in this process, split into training and the validation
+    epochs inside it (the sanity check and the final validation of the best checkpoint are
+    outside). ``times()`` gives ``{"time/train_s", "time/val_s"}``, which the runner adds to
+    ``metrics.json``; a resumed run counts its own time only."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.end: float | None = None
+        self.val_s = 0.0
+        self._val_start: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start, self.end, self.val_s = time.monotonic(), None, 0.0
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.start is not None and self.end is None and not trainer.sanity_checking:
+            self._val_start = time.monotonic()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._val_start is not None:
+            self.val_s += time.monotonic() - self._val_start
+            self._val_start = None
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.end = time.monotonic()
+        times = self.times()
+        if times and trainer.is_global_zero:
+            logger.info(
+                "training took %s (and %s of validation)",
+                _minutes(times["time/train_s"]),
+                _minutes(times["time/val_s"]),
+            )
+
+    def times(self) -> dict[str, float]:
+        if self.start is None or self.end is None:
+            return {}
+        return {"time/train_s": self.end - self.start - self.val_s, "time/val_s": self.val_s}
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:04.1f} s"
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:

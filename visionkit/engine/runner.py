@@ -27,7 +27,7 @@ from visionkit.config import (
     save_config,
 )
 from visionkit.data.datamodule import VisionDataModule, build_datasets, label_names_of
-from visionkit.engine.callbacks import RunFolderCallback, make_loggers
+from visionkit.engine.callbacks import RunFolderCallback, TrainingTime, make_loggers
 from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
 from visionkit.engine.ema import EMACallback
 from visionkit.engine.pictures import ValidationPictures
@@ -80,8 +80,9 @@ def train(
     """Train from a config; returns the run folder and the final validation metrics.
 
     The run folder gets ``config.yaml`` (resolved), ``checkpoints/{best,last}.ckpt``,
-    ``metrics.csv`` (per epoch), ``metrics.json`` (validation metrics of ``best.ckpt``),
-    ``plots/curves.png`` and ``logs/`` (per-step CSV log).
+    ``metrics.csv`` (per epoch), ``metrics.json`` (validation metrics of ``best.ckpt``, and
+    ``time/train_s`` / ``time/val_s``: this process's wall time of training steps and of the
+    validations between them), ``plots/curves.png`` and ``logs/`` (per-step CSV log).
     """
     cfg = load_config(config, overrides)
     if cfg.data.train is None:
@@ -135,7 +136,9 @@ def train(
         enable_version_counter=False,
     )
     sigterm = SigtermCheckpoint(run_dir / "checkpoints" / "last.ckpt")
+    timer = TrainingTime()
     callbacks: list[L.Callback] = [checkpoint, last, RunFolderCallback(run_dir), RngStateCallback()]
+    callbacks.append(timer)
     callbacks += training_callbacks(cfg, run_dir, monitor, mode, has_val)
     callbacks.append(ValidationPictures(run_dir, val_dataset=datasets.get("val")))
     callbacks.append(sigterm)
@@ -154,6 +157,8 @@ def train(
     finally:
         if earlier_steps and trainer.is_global_zero:
             prepend_step_log(run_dir, earlier_steps)
+    if metrics:
+        metrics.update(timer.times())
     if metrics and trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return run_dir, metrics
