@@ -279,3 +279,39 @@ def test_augmentation_mistakes_are_config_errors_with_their_index():
         "data.transforms.train[1].widht: unknown parameter of Resize; did you mean 'width'?",
         "data.transforms.train[2].p: Input should be less than or equal to 1",
     ]
+
+
+def test_a_sizing_transform_without_its_size_follows_data_image_size():
+    recipe = ROOT / "configs" / "shapes" / "fcos_r18.yaml"
+    assert yaml.safe_load(recipe.read_text())["data"]["transforms"]["val"] == [{"name": "Resize"}]
+    cfg = load_config(recipe)
+    size = cfg.data.image_size
+    assert cfg.data.transforms.val == [{"name": "Resize", "height": size, "width": size}]
+    # one override moves every Resize of the recipe
+    cfg = load_config(recipe, ["data.image_size=[96,128]"])
+    assert cfg.data.transforms.train[0] == {"name": "Resize", "height": 96, "width": 128}
+    assert cfg.data.transforms.val[0] == {"name": "Resize", "height": 96, "width": 128}
+    # a size given in the step wins; `size`-style transforms are filled too
+    steps = [
+        {"name": "RandomResizedCrop", "scale": [0.5, 1.0]},
+        {"name": "CenterCrop", "height": 40, "width": 40},
+        {"name": "HorizontalFlip"},
+    ]
+    cfg = load_config(
+        {
+            "model": {"heads": {"cls": {"name": "linear", "num_classes": 2}}},
+            "data": {"image_size": 64, "transforms": {"train": steps}},
+        }
+    )
+    assert cfg.data.transforms.train[0]["size"] == [64, 64]
+    assert cfg.data.transforms.train[1] == {"name": "CenterCrop", "height": 40, "width": 40}
+    assert cfg.data.transforms.train[2] == {"name": "HorizontalFlip"}
+
+
+def test_a_bad_image_size_is_reported_without_follow_up_errors_about_the_steps():
+    recipe = ROOT / "configs" / "shapes" / "fcos_r18.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_config(recipe, ["data.image_size=-3"])
+    assert info.value.problems
+    assert all(p.startswith("data.image_size") for p in info.value.problems), info.value.problems
+    assert any("greater than 0" in p for p in info.value.problems)

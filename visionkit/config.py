@@ -31,7 +31,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from visionkit.errors import ConfigError
 from visionkit.registry import BACKBONES, DATASETS, HEADS, NECKS, Registry, UnknownNameError
@@ -97,12 +106,30 @@ class DataConfig(_Section):
 
     train: dict[str, Any] | None = None
     val: dict[str, Any] | None = None
-    image_size: int | tuple[int, int] = 128
+    image_size: PositiveInt | tuple[PositiveInt, PositiveInt] = 128
     batch_size: int = Field(32, gt=0)
     val_batch_size: int | None = Field(None, gt=0)
     num_workers: int = Field(2, ge=0)
     pin_memory: bool = False
     transforms: TransformsConfig = Field(default_factory=TransformsConfig)
+
+    @model_validator(mode="after")
+    def _sizes_from_image_size(self) -> DataConfig:
+        """A sizing transform without its size (``{name: Resize}``) takes ``image_size``."""
+        from visionkit.data.transforms import with_image_size
+
+        for split in ("train", "val"):
+            steps = getattr(self.transforms, split)
+            if steps:
+                setattr(
+                    self.transforms,
+                    split,
+                    [
+                        with_image_size(s, self.image_size) if isinstance(s, Mapping) else s
+                        for s in steps
+                    ],
+                )
+        return self
 
 
 class ParamGroupConfig(_Section):
@@ -379,7 +406,7 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     for split in ("train", "val"):
         if raw_data.get(split) is not None:
             splits[split] = _validate_datasets(raw_data[split], f"data.{split}", problems)
-    problems += _transform_problems(raw_data.get("transforms"))
+    problems += _transform_problems(raw_data.get("transforms"), raw_data.get("image_size"))
     if problems or cfg is None:
         raise ConfigError(problems, source)
     cfg.model.heads = heads
@@ -389,10 +416,16 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     return cfg
 
 
-def _transform_problems(transforms: Any) -> list[str]:
+def _transform_problems(transforms: Any, image_size: Any = None) -> list[str]:
     """Build every albumentations transform of ``data.transforms`` once, so that a wrong name
-    or parameter is reported with the rest of the config, before any data is touched."""
-    from visionkit.data.transforms import build_transform
+    or parameter is reported with the rest of the config, before any data is touched (sizes
+    left out are filled from ``image_size`` first, as :class:`DataConfig` does)."""
+    from visionkit.data.transforms import build_transform, with_image_size
+
+    if image_size is None:
+        image_size = DataConfig.model_fields["image_size"].default
+    elif not _is_size(image_size):
+        image_size = 1  # the schema reports the bad size; no follow-up errors about the steps
 
     problems = []
     for split in ("train", "val"):
@@ -400,11 +433,20 @@ def _transform_problems(transforms: Any) -> list[str]:
         for i, step in enumerate(steps if isinstance(steps, list) else []):
             if not isinstance(step, Mapping):
                 continue  # the schema reports it
+            step = with_image_size(step, image_size)
             try:
                 build_transform(step, f"data.transforms.{split}[{i}]")
             except ConfigError as err:
                 problems += err.problems
     return problems
+
+
+def _is_size(value: Any) -> bool:
+    """``value`` is an image size: a positive int or a pair of them."""
+    ok = lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0  # noqa: E731
+    return ok(value) or (
+        isinstance(value, (list, tuple)) and len(value) == 2 and all(map(ok, value))
+    )
 
 
 def is_dataset_mix(spec: Any) -> bool:

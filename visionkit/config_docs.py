@@ -56,7 +56,8 @@ DESCRIPTIONS: dict[str, str] = {
     "several named ones, each with an optional sampling `weight`",
     "data.val": "validation dataset(s), as `data.train`; each head is evaluated on the sets "
     "that carry its labels",
-    "data.image_size": "side, or `[h, w]`, of the default pipelines (when `transforms.*` is null)",
+    "data.image_size": "side, or `[h, w]`, of the default pipelines (when `transforms.*` is null) "
+    "and of every sizing transform that leaves its size out (`{name: Resize}`)",
     "data.batch_size": "training batch size per device",
     "data.val_batch_size": "validation batch size; `null`: `batch_size`",
     "data.num_workers": "data-loader worker processes",

@@ -50,6 +50,36 @@ def default_transforms(image_size: int | Sequence[int], train: bool) -> list[dic
     return steps
 
 
+def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) -> dict[str, Any]:
+    """``spec`` with the output size of a sizing transform filled in from ``image_size`` when
+    the spec leaves it out: ``height``/``width`` (``Resize``, ``RandomCrop``, ``CenterCrop``,
+    ``RandomSizedBBoxSafeCrop``, ...) or ``size`` (``RandomResizedCrop``, ``RandomSizedCrop``).
+    So ``{name: Resize}`` follows ``data.image_size`` and one override changes both.
+
+    >>> with_image_size({"name": "Resize"}, 160)
+    {'name': 'Resize', 'height': 160, 'width': 160}
+    >>> with_image_size({"name": "RandomResizedCrop", "scale": [0.5, 1.0]}, [96, 128])["size"]
+    [96, 128]
+    >>> with_image_size({"name": "Resize", "height": 64, "width": 64}, 160)["height"]
+    64
+    """
+    out = dict(spec)
+    cls = getattr(A, out.get("name", ""), None) if isinstance(out.get("name"), str) else None
+    if not (inspect.isclass(cls) and issubclass(cls, A.BasicTransform)):
+        return out  # build_transform reports it
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    params = inspect.signature(cls.__init__).parameters
+
+    def required(key: str) -> bool:
+        return key in params and params[key].default is inspect.Parameter.empty
+
+    if required("height") and required("width") and "height" not in out and "width" not in out:
+        out.update(height=int(h), width=int(w))
+    elif required("size") and "size" not in out:
+        out["size"] = [int(h), int(w)]
+    return out
+
+
 def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> A.BasicTransform:
     """One albumentations transform from ``{name: ..., **params}``; errors name the key."""
     params = dict(spec)
