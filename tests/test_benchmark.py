@@ -774,3 +774,248 @@ def test_run_benchmark_hands_over_partial_results_after_each_case():
     assert seen[0]["complete"] is False and final["complete"] is True
     assert list(final["sections"]) == ["classification", "flops", "coco-eval"]
     assert final["machine"]["wall_s"] > 0 and final["machine"]["cpu_share"] > 0
+
+
+# --------------------------------------------------------------------------- baseline at its own
+
+
+def test_each_side_gets_batches_of_its_own_size_and_torchvision_its_min_max_size():
+    from torchvision.models.detection import FCOS
+
+    settings = bench.Settings(image_size=(32, 48), baseline_image_size=(64, 128))
+    case = bench.case_for_recipe("fcos_r18", settings)
+    assert case.size_of("ours") == case.image_size == (32, 48)
+    assert case.size_of("baseline") == (64, 128) and case.sides_differ()
+    baseline = case.build_baseline()
+    assert isinstance(baseline, FCOS)
+    assert baseline.transform.min_size == (64,) and baseline.transform.max_size == 128
+    case.build_ours()
+    ours, theirs = case.make_batch("ours", 2), case.make_batch("baseline", 2)
+    assert ours["images"].shape == (2, 3, 32, 48)
+    assert [tuple(im.shape) for im in theirs["images"]] == [(3, 64, 128)] * 2
+    # the same relative boxes and labels, each scaled to its side's image
+    for i in range(2):
+        relative = ours["boxes"][i] / torch.tensor([48.0, 32.0, 48.0, 32.0])
+        torch.testing.assert_close(
+            theirs["targets"][i]["boxes"] / torch.tensor([128.0, 64.0, 128.0, 64.0]), relative
+        )
+        assert torch.equal(ours["labels"][i], theirs["targets"][i]["labels"])
+        assert (relative[:, :2] >= 0).all() and (relative[:, 2:] <= 1).all()
+    assert not torch.equal(ours["boxes"][0], theirs["targets"][0]["boxes"])  # scaled, not copied
+
+    # without a baseline size both sides have ours, and get the same pixels and boxes
+    same = bench.case_for_recipe("fcos_r18", bench.Settings(image_size=(32, 48)))
+    assert same.size_of("baseline") == (32, 48) and not same.sides_differ()
+    assert same.build_baseline().transform.min_size == (32,)
+    images, boxes, _ = same.synthetic(2, "ours")
+    their_images, their_boxes, _ = same.synthetic(2, "baseline")
+    assert torch.equal(images, their_images) and torch.equal(boxes[1], their_boxes[1])
+    # the recipe's own size for ours (fcos_r18: 160) when only the baseline's is given
+    recipe_size = bench.case_for_recipe("fcos_r18", bench.Settings(baseline_image_size=(256, 256)))
+    assert recipe_size.size_of("ours") == (160, 160)
+    assert recipe_size.size_of("baseline") == (256, 256)
+
+
+def test_segmentation_classification_and_multitask_batches_have_each_sides_size():
+    settings = bench.Settings(image_size=(32, 32), baseline_image_size=(64, 64), batch_size=2)
+    seg = bench.case_for_recipe("semseg_fpn_r18", settings)
+    seg.build_ours()
+    assert seg.make_batch("ours", 2)["images"].shape == (2, 3, 32, 32)
+    theirs = seg.make_batch("baseline", 2)
+    assert theirs["images"].shape == (2, 3, 64, 64) and theirs["target"].shape == (2, 64, 64)
+
+    cls = bench.case_for_recipe("classify_r18", settings)
+    cls.build_ours()
+    ours, theirs = cls.make_batch("ours", 3), cls.make_batch("baseline", 3)
+    assert ours["images"].shape == (3, 3, 32, 32) and theirs["images"].shape == (3, 3, 64, 64)
+    assert torch.equal(ours["class"], theirs["class"])
+
+    multi = bench.case_for_recipe("multitask_r18", settings)
+    multi.build_ours()
+    ours, theirs = multi.make_batch("ours", 2), multi.make_batch("baseline", 2)
+    assert ours["images"].shape == (2, 3, 32, 32) and theirs["images"].shape == (2, 3, 64, 64)
+    assert ours["semantic"].shape == (2, 32, 32) and theirs["semantic"].shape == (2, 64, 64)
+    assert torch.equal(ours["class"], theirs["class"])
+    torch.testing.assert_close(2 * ours["boxes"][1], theirs["boxes"][1])
+
+
+def test_precision_of_and_autocast_follow_each_side():
+    layer, x = torch.nn.Linear(4, 4), torch.randn(2, 4)
+    mixed = bench.case_for_recipe(
+        "classify_r18", bench.Settings(precision="bf16", baseline_precision="fp32")
+    )
+    assert mixed.precision_of("ours") == "bf16" and mixed.precision_of("baseline") == "fp32"
+    assert mixed.sides_differ()
+    with mixed.autocast("ours"):
+        assert layer(x).dtype == torch.bfloat16
+    with mixed.autocast("baseline"):
+        assert layer(x).dtype == torch.float32
+    other_way = bench.case_for_recipe(
+        "classify_r18", bench.Settings(precision="fp32", baseline_precision="bf16")
+    )
+    with other_way.autocast("ours"):
+        assert layer(x).dtype == torch.float32
+    with other_way.autocast("baseline"):
+        assert layer(x).dtype == torch.bfloat16
+    # None: the baseline at ours; the same precision given explicitly is no difference
+    for baseline_precision in (None, "bf16"):
+        settings = bench.Settings(precision="bf16", baseline_precision=baseline_precision)
+        same = bench.case_for_recipe("classify_r18", settings)
+        assert same.precision_of("baseline") == "bf16" and not same.sides_differ()
+        with same.autocast("baseline"):
+            assert layer(x).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="which"):
+        mixed.precision_of("theirs")
+    with pytest.raises(ValueError, match="baseline_precision"):
+        bench.Settings(baseline_precision="fp16")
+    with pytest.raises(ValueError, match="baseline_image_size"):
+        bench.Settings(baseline_image_size=(64,))
+
+
+def test_cli_parses_the_baseline_options_into_settings_and_the_command():
+    from visionkit.cli import build_parser
+
+    argv = ["benchmark", "--precision", "bf16", "--baseline-precision", "fp32"]
+    args = build_parser().parse_args([*argv, "--baseline-image-size", "256"])
+    assert args.baseline_precision == "fp32" and args.baseline_image_size == [256]
+    args = build_parser().parse_args(["benchmark", "--baseline-image-size", "48", "64"])
+    assert args.baseline_image_size == [48, 64] and args.baseline_precision is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["benchmark", "--baseline-precision", "fp16"])
+
+    settings = bench.settings_from_options(
+        bench.Options(
+            precision="bf16", quick=True, baseline_precision="fp32", baseline_image_size=[256]
+        )
+    )
+    assert settings.precision == "bf16" and settings.baseline_precision == "fp32"
+    assert settings.image_size == (128, 128)  # --quick's, for ours only
+    assert settings.baseline_image_size == (256, 256)
+    command = bench.command_line(["fcos_r18"], settings)
+    assert "--precision bf16" in command and "--image-size 128 128" in command
+    assert "--baseline-precision fp32 --baseline-image-size 256 256" in command
+    # neither given: the command is as before, the baseline at ours
+    plain = bench.settings_from_options(bench.Options(precision="fp32", image_size=[96]))
+    assert plain.baseline_precision is None and plain.baseline_image_size is None
+    assert "baseline" not in bench.command_line(["fcos_r18"], plain)
+    auto = bench.settings_from_options(bench.Options(precision="fp32", baseline_precision="auto"))
+    assert auto.baseline_precision in ("fp32", "bf16")
+    with pytest.raises(bench.ConfigError, match="baseline-image-size"):
+        bench.settings_from_options(bench.Options(precision="fp32", baseline_image_size=[16]))
+    with pytest.raises(bench.ConfigError, match="baseline-image-size"):
+        bench.settings_from_options(bench.Options(precision="fp32", baseline_image_size=[1, 2, 3]))
+
+
+def differing_results() -> dict:
+    """``fake_results`` with ours at bf16 and 160 px, the baseline at fp32 and 256 px."""
+    results = fake_results(train_ratio=3.0)
+    results["settings"].update(baseline_precision="fp32", baseline_image_size=[256, 256])
+    entry = results["sections"]["detection"][0]
+    entry["image_size"] = [160, 160]
+    entry["ours"].update(precision="bf16", image_size=[160, 160])
+    entry["baseline"].update(precision="fp32", image_size=[256, 256])
+    return results
+
+
+def test_tables_name_the_baselines_settings_only_when_they_differ():
+    old = fake_results(train_ratio=2.0)  # no per-side fields: results from before them
+    for key in ("baseline_precision", "baseline_image_size"):
+        del old["settings"][key]
+    equal = copy.deepcopy(old)
+    for which in ("ours", "baseline"):
+        equal["sections"]["detection"][0][which].update(precision="bf16", image_size=[256, 256])
+    table = bench.TABLES["detection"](old)
+    assert bench.TABLES["detection"](equal) == table  # equal sides: exactly as before
+    assert "; **bf16**, 256×256 px, training batch 8," in table
+    assert "| | torchvision FCOS | 1.0 |" in table and "px)" not in table and "ours:" not in table
+
+    differing = bench.TABLES["detection"](differing_results())
+    assert (
+        "; ours: **bf16** at 160×160 px; baseline: **fp32** at 256×256 px, training batch 8,"
+        in differing
+    )
+    assert "| | torchvision FCOS (fp32, 256×256 px) | 1.0 |" in differing
+    assert "| fcos_r18 | visionkit (bf16, 160×160 px) | 1.0 |" in differing
+    assert "**3.00×**" in differing
+    # the precision alone differs: the same size on both sides, named in each cell
+    precision_only = differing_results()
+    entry = precision_only["sections"]["detection"][0]
+    entry["image_size"] = entry["ours"]["image_size"] = entry["baseline"]["image_size"] = [64, 64]
+    text = bench.TABLES["detection"](precision_only)
+    assert "ours: **bf16** at 64×64 px; baseline: **fp32** at 64×64 px" in text
+    assert "| | torchvision FCOS (fp32, 64×64 px) |" in text
+
+
+def test_check_floors_refuses_results_or_runs_with_the_baseline_at_other_settings(
+    tmp_path, floors_file, capsys
+):
+    results = tmp_path / "differing.json"
+    bench.write_json(results, differing_results())
+    with pytest.raises(bench.ConfigError, match="equal settings"):
+        bench.check_floors(differing_results(), {"detection/fcos_r18": {"train_images_per_s": 1}})
+    argv = ["benchmark", "--from-json", str(results), "--check-floors", str(floors_file)]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "detection/fcos_r18" in captured.err and "equal settings" in captured.err
+    assert "Traceback" not in captured.err and "all met" not in captured.out
+    # without --check-floors the same file makes its tables
+    assert main(["benchmark", "--from-json", str(results)]) == 0
+    assert "(fp32, 256×256 px)" in capsys.readouterr().out
+
+    # a run is refused before anything is measured
+    argv = ["benchmark", "--recipes", "fcos_r18", "--precision", "bf16", "--reps", "1"]
+    for extra in (["--baseline-precision", "fp32"], ["--baseline-image-size", "256"]):
+        assert main([*argv, *extra, "--check-floors", str(floors_file)]) == 2
+        captured = capsys.readouterr()
+        assert "fcos_r18" in captured.err and "--check-floors" in captured.err
+        assert "[peak]" not in captured.out and "Traceback" not in captured.err
+
+    # results from before the per-side fields still read, tabulate and check
+    old = fake_results(train_ratio=1.3)
+    for key in ("baseline_precision", "baseline_image_size"):
+        del old["settings"][key]
+    old_path = tmp_path / "old.json"
+    bench.write_json(old_path, old)
+    assert (
+        main(["benchmark", "--from-json", str(old_path), "--check-floors", str(floors_file)]) == 0
+    )
+    assert "all met" in capsys.readouterr().out
+
+
+def test_run_with_the_baseline_at_its_own_precision_and_size_records_both(tmp_path, capsys):
+    out, doc = tmp_path / "bb.json", tmp_path / "bb.md"
+    argv = ["benchmark", "--recipes", "fcos_r18", "--measure", "models", "--peak-sizes", "64"]
+    argv += ["--precision", "fp32", "--baseline-precision", "bf16", "--threads", "1"]
+    argv += ["--image-size", "32", "--baseline-image-size", "64", "--batch-size", "2"]
+    argv += ["--infer-batch-sizes", "1", "--warmup", "1", "--reps", "1"]
+    assert main([*argv, "--output-json", str(out), "--markdown", str(doc)]) == 0
+    assert "ours fp32, baseline bf16" in capsys.readouterr().out
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert results["settings"]["baseline_precision"] == "bf16"
+    assert results["settings"]["baseline_image_size"] == [64, 64]
+    assert "--baseline-precision bf16 --baseline-image-size 64 64" in results["command"]
+    (entry,) = results["sections"]["detection"]
+    assert entry["image_size"] == [32, 32]
+    ours, base = entry["ours"], entry["baseline"]
+    assert (ours["precision"], ours["image_size"]) == ("fp32", [32, 32])
+    assert (base["precision"], base["image_size"]) == ("bf16", [64, 64])
+    # each model's FLOP/s against the peak of its own precision
+    peak = results["sections"]["flops"]["peak"]
+    for r, precision in ((ours, "fp32"), (base, "bf16")):
+        f = r["flops"]
+        assert f["train_peak_fraction"] == pytest.approx(
+            f["train_gflops_per_s"] / peak[precision]["gflops_per_s"]
+        )
+        assert f["infer_peak_fraction"]["1"] == pytest.approx(
+            f["infer_gflops_per_s"]["1"] / peak[precision]["gflops_per_s"]
+        )
+    # the baseline's FLOPs are of its 4x larger images (and wider FPN): far above ours
+    assert base["flops"]["infer_flops"]["1"] > 4 * ours["flops"]["infer_flops"]["1"]
+
+    text = doc.read_text(encoding="utf-8")
+    detection = text[: text.index("<!-- benchmark:flops:start -->")]
+    flops = text[text.index("<!-- benchmark:flops:start -->") :]
+    for section in (detection, flops):
+        assert "ours: **fp32** at 32×32 px; baseline: **bf16** at 64×64 px" in section
+        assert "4-conv towers (bf16, 64×64 px) |" in section
+    assert "each model's % of the peak at its own precision" in flops

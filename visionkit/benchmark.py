@@ -3,13 +3,15 @@ run, and of what surrounds training (matrix-multiply peak, data pipeline, COCO e
 
 Each *case* pairs our model (built from a recipe by :func:`visionkit.create_model`, untrained)
 with a baseline built from another library, fed the same synthetic images and targets at the
-same size and precision. For both models the harness measures:
+same size and precision (or, with ``--baseline-precision`` / ``--baseline-image-size``, the
+baseline at its own). For both models the harness measures:
 
 - training images/s: forward + loss + backward + optimiser step at the recipe's batch;
 - inference ms/image at each of ``infer_batch_sizes``: eval mode, ``torch.inference_mode``,
   post-processing (decoding, NMS) included;
 - FLOPs of a training step and of inference (``torch.utils.flop_counter``), and the achieved
-  FLOP/s as a fraction of the matrix-multiply peak measured at the start of the run;
+  FLOP/s as a fraction of the matrix-multiply peak (at the model's precision) measured at the
+  start of the run;
 - peak resident memory (process-wide, see :class:`PeakRSS`) while training and while inferring.
 
 Every figure is the median of ``reps`` timed repetitions after ``warmup`` untimed ones. The
@@ -54,7 +56,13 @@ from visionkit.benchmarks.cases import (
 from visionkit.benchmarks.classification import ClassificationCase
 from visionkit.benchmarks.coco_eval import measure_coco_eval
 from visionkit.benchmarks.detection import DetectionCase
-from visionkit.benchmarks.floors import HIGHER_IS_BETTER, check_floors, read_floors
+from visionkit.benchmarks.floors import (
+    HIGHER_IS_BETTER,
+    check_floors,
+    read_floors,
+    refuse_floors_at_differing_sides,
+    unequal_cases,
+)
 from visionkit.benchmarks.flops import count_flops
 from visionkit.benchmarks.harness import (
     MEASUREMENTS,
@@ -189,9 +197,10 @@ def run_benchmark(
 
         {"schema": 2, "machine": {...}, "settings": {...}, "command": "visionkit benchmark ...",
          "sections": {
-           "detection": [{"case": "fcos_r18", "recipe": ..., "image_size": [H, W],
+           "detection": [{"case": "fcos_r18", "recipe": ..., "image_size": [H, W] (ours),
              "batch_size": 8,
-             "ours": {"model", "params", "train_images_per_s", "train_step_s": [...],
+             "ours": {"model", "params", "precision", "image_size": [H, W],
+                      "train_images_per_s", "train_step_s": [...],
                       "infer_ms_per_image": {"1": ..., "8": ...}, "infer_s": {...},
                       "peak_rss_train_mib", "peak_rss_infer_mib", "rss_start_train_mib",
                       "rss_start_infer_mib", "outputs_per_image",
@@ -209,8 +218,11 @@ def run_benchmark(
            "coco-eval": {"backend", "images", "detections", "eval_s", "stats", ...}}}
 
     Ratios are ours / baseline of each figure: above 1 is better for images/s, below 1 is
-    better for ms/image. ``ratios`` are medians over rounds of the per-round ratio (see
-    :func:`paired_ratio`); ``ratios_of_medians`` divide the two medians. The pipeline is
+    better for ms/image. Each model's ``precision`` and ``image_size`` are its own
+    (``settings.baseline_precision`` / ``baseline_image_size`` for the baseline), and its
+    ``peak_fraction``s are of the peak at its precision. ``ratios`` are medians over rounds
+    of the per-round ratio (see :func:`paired_ratio`); ``ratios_of_medians`` divide the two
+    medians. The pipeline is
     measured for the recipes that have a case, after the models (never at the same time).
     ``progress``, when given, receives the results measured so far (``"complete": False``)
     after each case and each section, so a run stopped part-way leaves them behind.
@@ -237,14 +249,18 @@ def run_benchmark(
 
     with torch_threads(settings.threads):
         info = machine_info(settings)
+        precision = settings.precision
+        if settings.baseline_precision not in (None, precision):
+            precision = f"ours {precision}, baseline {settings.baseline_precision}"
         log(
-            f"benchmark: {', '.join(measure)}; {len(cases)} recipe(s), {settings.precision}, "
+            f"benchmark: {', '.join(measure)}; {len(cases)} recipe(s), {precision}, "
             f"{settings.threads} threads, median of {settings.reps} after {settings.warmup} "
             f"warm-up; CPU {info['cpu']}"
         )
         if "models" in measure:
+            # Both precisions' peaks: each model's FLOP/s is a fraction of its own precision's.
             peak = measure_matmul_peak(settings.peak_sizes, reps=settings.reps, log=log)
-            peak_rate = peak[settings.precision]["gflops_per_s"] * 1e9
+            peak_rate = {p: peak[p]["gflops_per_s"] * 1e9 for p in ("fp32", "bf16")}
             sections["flops"] = {"peak": peak}
             for case in cases:
                 sections.setdefault(case.section, []).append(run_case(case, log, rss, peak_rate))
@@ -335,6 +351,10 @@ def command_line(recipes: Sequence[str], settings: Settings) -> str:
         *s.measure,
         f"--precision {s.precision} --threads {s.threads}",
         f"--image-size {size[0]} {size[1]}" if size else "",
+        f"--baseline-precision {s.baseline_precision}" if s.baseline_precision else "",
+        "--baseline-image-size {} {}".format(*s.baseline_image_size)
+        if s.baseline_image_size
+        else "",
         f"--batch-size {s.batch_size}" if s.batch_size else "",
         "--infer-batch-sizes",
         *(str(b) for b in s.infer_batch_sizes),
@@ -370,6 +390,8 @@ class Options:
     quick: bool = False
     measure: Sequence[str] | None = None
     image_size: Sequence[int] | None = None
+    baseline_precision: str | None = None
+    baseline_image_size: Sequence[int] | None = None
     batch_size: int | None = None
     infer_batch_sizes: Sequence[int] | None = None
     warmup: int | None = None
@@ -389,14 +411,21 @@ class Options:
 def settings_from_options(options: Options) -> Settings:
     """Settings from the options: explicit values first, then ``--quick``'s, then defaults."""
     chosen: dict[str, Any] = dict(QUICK) if options.quick else {}
-    if options.image_size is not None:
-        size = list(options.image_size)
-        if len(size) not in (1, 2) or min(size) < 32:
-            raise ConfigError(
-                f"--image-size: expected one side or H W, each at least 32; got {size}",
-                "benchmark options",
-            )
-        chosen["image_size"] = (size[0], size[-1])
+    for name in ("image_size", "baseline_image_size"):
+        if getattr(options, name) is not None:
+            size = list(getattr(options, name))
+            if len(size) not in (1, 2) or min(size) < 32:
+                raise ConfigError(
+                    f"--{name.replace('_', '-')}: expected one side or H W, each at least 32; "
+                    f"got {size}",
+                    "benchmark options",
+                )
+            chosen[name] = (size[0], size[-1])
+    if options.baseline_precision is not None:
+        try:
+            chosen["baseline_precision"] = resolve_precision_name(options.baseline_precision)
+        except ValueError as err:
+            raise ConfigError(f"--baseline-{err}", "benchmark options") from None
     if options.coco_eval_size is not None:
         if len(options.coco_eval_size) != 3:
             raise ConfigError(
@@ -429,10 +458,17 @@ def run_command(options: Options, log: Callable[[str], None] = print) -> int:
     Markdown tables, check the floors. Returns the exit code: 1 when a floor is not met."""
     if options.from_json:
         results = read_results(options.from_json)
+        if options.check_floors:
+            refuse_floors_at_differing_sides(unequal_cases(results), options.check_floors)
     else:
+        settings = settings_from_options(options)
+        if options.check_floors:  # before measuring anything
+            cases = [case_for_recipe(r, settings) for r in options.recipes]
+            differing = [c.name for c in cases if c.sides_differ()]
+            refuse_floors_at_differing_sides(differing, options.check_floors)
         path = options.output_json
         progress = (lambda partial: write_json(path, partial)) if path else None
-        results = run_benchmark(options.recipes, settings_from_options(options), log, progress)
+        results = run_benchmark(options.recipes, settings, log, progress)
     if options.output_json:
         write_json(options.output_json, results)
         log(f"wrote {options.output_json}")

@@ -107,6 +107,8 @@ def _benchmark(args: argparse.Namespace) -> int:
         quick=args.quick,
         measure=args.measure,
         image_size=args.image_size,
+        baseline_precision=args.baseline_precision,
+        baseline_image_size=args.baseline_image_size,
         batch_size=args.batch_size,
         infer_batch_sizes=args.infer_batch_sizes,
         warmup=args.warmup,
@@ -243,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train images/s, inference ms/image, FLOP/s (as a fraction of the "
         "matrix-multiply peak measured in the same run) and peak memory of each recipe's model "
         "(untrained) beside its equivalent (torchvision FCOS / RetinaNet / DeepLabV3, a timm "
-        "classifier), on the same synthetic images, size and precision; the recipe's training "
+        "classifier), on the same synthetic images, size and precision (or the baseline at its "
+        "own: --baseline-precision, --baseline-image-size); the recipe's training "
         "data loader alone against the model's training rate; pycocotools evaluation of a "
         "large synthetic results file. Each figure is the median of --reps timed repetitions "
         "after --warmup, the two models alternating. Writes JSON and Markdown tables; "
@@ -273,8 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=["fp32", "bf16", "auto"],
         default="auto",
-        help="fp32, bf16 (CPU autocast, both models alike), or auto: bf16 on CPUs with "
-        "AVX-512 BF16/AMX, else fp32 (default auto)",
+        help="fp32, bf16 (CPU autocast), or auto: bf16 on CPUs with AVX-512 BF16/AMX, else "
+        "fp32; of both models unless --baseline-precision is given (default auto)",
+    )
+    p.add_argument(
+        "--baseline-precision",
+        choices=["fp32", "bf16", "auto"],
+        help="the baseline's own precision, to measure it at its defaults against the recipe at "
+        "the recipe's, e.g. --baseline-precision fp32 --baseline-image-size 256 for torchvision "
+        "FCOS at fp32 on 256 px images against fcos_r18 at --precision bf16 and its 160 px "
+        "(default: --precision; not allowed with --check-floors when it differs)",
     )
     p.add_argument("--threads", type=int, help="torch threads (default: torch.get_num_threads())")
     p.add_argument(
@@ -289,7 +300,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         nargs="+",
         metavar="PX",
-        help="input size: one side, or H W (default: each recipe's data.image_size)",
+        help="input size of our model, and of the baseline unless --baseline-image-size is "
+        "given: one side, or H W (default: each recipe's data.image_size)",
+    )
+    p.add_argument(
+        "--baseline-image-size",
+        type=int,
+        nargs="+",
+        metavar="PX",
+        help="the baseline's own input size, one side or H W, e.g. 256 for torchvision FCOS on "
+        "the 256 px shapes images while the recipe sees its data.image_size (default: our "
+        "model's size; not allowed with --check-floors when it differs)",
     )
     p.add_argument(
         "--batch-size",

@@ -21,8 +21,8 @@ class BenchmarkCase:
 
     A subclass builds the two models and knows how to feed each; the harness
     (:func:`run_case`) does the timing, the precision (autocast around ``train_loss`` and
-    ``infer``), ``inference_mode``, the optimiser steps and the memory readings.
-    ``which`` is ``"ours"`` or ``"baseline"`` throughout.
+    ``infer``, each side at :meth:`precision_of`), ``inference_mode``, the optimiser steps and
+    the memory readings. ``which`` is ``"ours"`` or ``"baseline"`` throughout.
 
     Attributes:
         section: the results section and Markdown table this case belongs to.
@@ -75,11 +75,36 @@ class BenchmarkCase:
         """Case facts recorded in the results (sizes, recipe path, ...)."""
         return {}
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on the CPU when the settings ask for it, else nothing."""
-        if self.settings.precision == "bf16":
+    def precision_of(self, which: str) -> str:
+        """``"fp32"`` or ``"bf16"``: the settings' ``precision`` for ours, and for the baseline
+        unless ``baseline_precision`` is given."""
+        _check_side(which)
+        if which == "baseline" and self.settings.baseline_precision is not None:
+            return self.settings.baseline_precision
+        return self.settings.precision
+
+    def size_of(self, which: str) -> tuple[int, int] | None:
+        """The ``(H, W)`` one side's images have; ``None`` for a case without one size."""
+        _check_side(which)
+        return None
+
+    def sides_differ(self) -> bool:
+        """Whether ours and the baseline run at different precisions or image sizes."""
+        return self.precision_of("ours") != self.precision_of("baseline") or self.size_of(
+            "ours"
+        ) != self.size_of("baseline")
+
+    def autocast(self, which: str) -> contextlib.AbstractContextManager:
+        """bf16 autocast on the CPU when ``which`` side runs at bf16 (:meth:`precision_of`),
+        else nothing."""
+        if self.precision_of(which) == "bf16":
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+
+def _check_side(which: str) -> None:
+    if which not in ("ours", "baseline"):
+        raise ValueError(f"which: expected 'ours' or 'baseline', got {which!r}")
 
 
 def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -98,6 +123,30 @@ def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optim
     return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
 
 
+def synthetic_boxes(
+    gen: torch.Generator, batch_size: int, n: int, num_classes: int, size: tuple[int, int]
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Per image ``n`` random xyxy boxes in absolute pixels of an image of ``size`` ``(H, W)``
+    (sides 1/8 to 1/2 of the image) and ``n`` labels in ``0..num_classes-1``, ``[n, 4]`` and
+    ``[n]``. The boxes are drawn relative to the image and then scaled, so one seed gives the
+    same relative boxes (and labels) at every size.
+
+    >>> small = synthetic_boxes(torch.Generator().manual_seed(0), 1, 2, 3, (32, 64))
+    >>> large = synthetic_boxes(torch.Generator().manual_seed(0), 1, 2, 3, (64, 128))
+    >>> torch.allclose(2 * small[0][0], large[0][0]), torch.equal(small[1][0], large[1][0])
+    (True, True)
+    """
+    height, width = size
+    scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+    boxes, labels = [], []
+    for _ in range(batch_size):
+        wh = 0.125 + 0.375 * torch.rand(n, 2, generator=gen)
+        xy = torch.rand(n, 2, generator=gen) * (1 - wh)
+        boxes.append(torch.cat([xy, xy + wh], dim=1) * scale)
+        labels.append(torch.randint(0, num_classes, (n,), generator=gen))
+    return boxes, labels
+
+
 def recipe_image_size(cfg: Config) -> tuple[int, int]:
     """``data.image_size`` of a recipe as ``(H, W)``."""
     size = cfg.data.image_size
@@ -107,13 +156,19 @@ def recipe_image_size(cfg: Config) -> tuple[int, int]:
 class RecipeCase(BenchmarkCase):
     """A case whose "ours" is a shipped recipe's model, built untrained by
     :func:`visionkit.create_model`; its inputs are normalised by that model's backbone. The
-    image size and training batch are the recipe's unless the settings give them."""
+    image size and training batch are the recipe's unless the settings give them.
+
+    Attributes:
+        image_size: our model's ``(H, W)``: ``settings.image_size`` or the recipe's.
+        baseline_image_size: the baseline's: ``settings.baseline_image_size`` or ours.
+    """
 
     def __init__(self, name: str, settings: Settings, config: Config, recipe: str) -> None:
         super().__init__(name, settings)
         self.config = config
         self.recipe = recipe
-        self.image_size = settings.image_size or recipe_image_size(config)
+        self.image_size = tuple(settings.image_size or recipe_image_size(config))
+        self.baseline_image_size = tuple(settings.baseline_image_size or self.image_size)
         self.batch_size = settings.batch_size or config.data.batch_size
         self._mean = self._std = None  # the backbone's normalisation, set by build_ours
 
@@ -124,6 +179,12 @@ class RecipeCase(BenchmarkCase):
         self._mean = torch.tensor(model.backbone.mean).view(1, 3, 1, 1)
         self._std = torch.tensor(model.backbone.std).view(1, 3, 1, 1)
         return model
+
+    def size_of(self, which: str) -> tuple[int, int]:
+        """``(H, W)`` of ``which`` side's images: :attr:`image_size` for ours,
+        :attr:`baseline_image_size` for the baseline."""
+        _check_side(which)
+        return self.baseline_image_size if which == "baseline" else self.image_size
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -24,8 +24,8 @@ class ClassificationCase(RecipeCase):
     backbone wrapper and head cost over timm's model, not a different network. Nothing is
     downloaded.
 
-    Both models get the same images (``[B, 3, H, W]`` uniform in ``0..1``, the same seed)
-    normalised once, outside the timed region, by our backbone's mean/std (timm's pretrained
+    Both models get the same images (``[B, 3, H, W]`` uniform in ``0..1``, the same seed; each
+    side at its own size when ``settings.baseline_image_size`` is given) normalised once, outside the timed region, by our backbone's mean/std (timm's pretrained
     config: the same for both), and in training the same random labels ``[B]`` in
     ``0..C-1``. Ours trains on ``model.loss`` (the head's cross-entropy), the baseline on
     ``F.cross_entropy(logits, labels)``, both with the recipe's optimiser. Inference returns the
@@ -64,11 +64,11 @@ class ClassificationCase(RecipeCase):
         return build_optimizer(self.config.optimizer, model)
 
     def make_batch(self, which: str, batch_size: int) -> Any:
-        """The same normalised images and labels for both models."""
+        """The same normalised images (at ``which`` side's size) and labels for both
+        models."""
         gen = torch.Generator().manual_seed(self.settings.seed)
-        height, width = self.image_size
-        images = torch.rand(batch_size, 3, height, width, generator=gen)
         labels = torch.randint(0, self.num_classes, (batch_size,), generator=gen)
+        images = torch.rand(batch_size, 3, *self.size_of(which), generator=gen)
         return {"images": self.normalise(images), "class": labels}
 
     def train_loss(self, which: str, model: nn.Module, batch: Any) -> Tensor:

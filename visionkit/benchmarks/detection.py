@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from visionkit.benchmarks.cases import RecipeCase, build_optimizer, single_head
+from visionkit.benchmarks.cases import RecipeCase, build_optimizer, single_head, synthetic_boxes
 from visionkit.benchmarks.harness import Settings
 from visionkit.config import Config
 
@@ -28,6 +28,10 @@ class DetectionCase(RecipeCase):
     ``GeneralizedRCNNTransform`` normalises, resizes (``min_size``/``max_size`` set to the
     same size, so the resize keeps the size) and batches them inside the timed region, and
     maps boxes back to the input size in inference.
+
+    With ``settings.baseline_image_size`` each side gets images of its own size (uniform
+    noise from the same seed) and the same relative boxes scaled to it; torchvision's
+    ``min_size``/``max_size`` are then the baseline's size.
     """
 
     section: ClassVar[str] = "detection"
@@ -67,31 +71,28 @@ class DetectionCase(RecipeCase):
         return detector(
             backbone,
             num_classes=self.num_classes,
-            min_size=min(self.image_size),
-            max_size=max(self.image_size),
+            min_size=min(self.size_of("baseline")),
+            max_size=max(self.size_of("baseline")),
         )
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         return build_optimizer(self.config.optimizer, model)
 
-    def synthetic(self, batch_size: int) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """Images ``[B, 3, H, W]`` uniform in ``0..1``; per image ``boxes_per_image`` xyxy
-        boxes (sides 1/8 to 1/2 of the image) and labels in ``0..C-1``."""
+    def synthetic(
+        self, batch_size: int, which: str = "ours"
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Images ``[B, 3, H, W]`` uniform in ``0..1`` at ``which`` side's size; per image
+        ``boxes_per_image`` xyxy boxes in its pixels (sides 1/8 to 1/2 of the image; the same
+        relative boxes at every size, see :func:`synthetic_boxes`) and labels in ``0..C-1``."""
         gen = torch.Generator().manual_seed(self.settings.seed)
-        height, width = self.image_size
-        images = torch.rand(batch_size, 3, height, width, generator=gen)
+        size = self.size_of(which)
         n = self.settings.boxes_per_image
-        scale = torch.tensor([width, height], dtype=torch.float32)
-        boxes, labels = [], []
-        for _ in range(batch_size):
-            wh = (0.125 + 0.375 * torch.rand(n, 2, generator=gen)) * scale
-            xy = torch.rand(n, 2, generator=gen) * (scale - wh)
-            boxes.append(torch.cat([xy, xy + wh], dim=1))
-            labels.append(torch.randint(0, self.num_classes, (n,), generator=gen))
+        boxes, labels = synthetic_boxes(gen, batch_size, n, self.num_classes, size)
+        images = torch.rand(batch_size, 3, *size, generator=gen)
         return images, boxes, labels
 
     def make_batch(self, which: str, batch_size: int) -> Any:
-        images, boxes, labels = self.synthetic(batch_size)
+        images, boxes, labels = self.synthetic(batch_size, which)
         if which == "ours":
             return {"images": self.normalise(images), "boxes": boxes, "labels": labels}
         targets = [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels, strict=True)]

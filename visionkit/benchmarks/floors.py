@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from visionkit.benchmarks.report import sides_differ
 from visionkit.errors import ConfigError
 
 # Ratios ours / baseline where larger is better; only these can carry a floor.
@@ -25,6 +26,29 @@ def case_entries(results: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str,
             for entry in entries:
                 if isinstance(entry, Mapping) and "case" in entry and "ratios" in entry:
                     yield section, entry
+
+
+def unequal_cases(results: Mapping[str, Any]) -> list[str]:
+    """``<section>/<case>`` of every case whose two models ran at different precisions or
+    image sizes (``--baseline-precision`` / ``--baseline-image-size``)."""
+    return [
+        f"{section}/{entry['case']}"
+        for section, entry in case_entries(results)
+        if sides_differ(results, entry)
+    ]
+
+
+def refuse_floors_at_differing_sides(cases: list[str], floors_path: str | os.PathLike) -> None:
+    """Raise a :class:`ConfigError` when ``cases`` (measured with the baseline at another
+    precision or size than ours) is not empty: the floors are ratios at equal settings."""
+    if cases:
+        raise ConfigError(
+            f"--check-floors compares ratios measured with both models at the same precision "
+            f"and image size (the floors are ratios at equal settings), but the baseline of "
+            f"{', '.join(cases)} runs at another precision or size than ours; drop "
+            f"--baseline-precision / --baseline-image-size, or --check-floors",
+            str(floors_path),
+        )
 
 
 def read_floors(path: str | os.PathLike) -> dict[str, dict[str, float]]:
@@ -63,7 +87,12 @@ def check_floors(
     Returns:
         ``(failures, notes)``: one message per ratio below its floor, and one per floor whose
         case was not measured in this run.
+
+    Raises:
+        ConfigError: when a case's baseline ran at another precision or image size than ours
+            (floors are ratios at equal settings).
     """
+    refuse_floors_at_differing_sides(unequal_cases(results), "floors")
     measured = {
         f"{section}/{entry['case']}": entry["ratios"] for section, entry in case_entries(results)
     }

@@ -34,10 +34,18 @@ class Settings:
     """What one benchmark run measures and how.
 
     Attributes:
-        precision: ``"fp32"`` or ``"bf16"`` (autocast on the CPU, for both models alike).
+        precision: ``"fp32"`` or ``"bf16"`` (autocast on the CPU) of our model, and of the
+            baseline unless ``baseline_precision`` is given.
+        baseline_precision: ``"fp32"`` or ``"bf16"`` of the baseline alone; ``None`` takes
+            ``precision``. With ``baseline_image_size`` it measures the baseline at its own
+            defaults against the recipe at the recipe's, e.g. ``"fp32"`` and ``(256, 256)``
+            for torchvision's FCOS against ``fcos_r18`` at bf16 and 160 px.
         threads: torch intra-op threads.
-        image_size: ``(H, W)`` fed to both models; ``None`` takes each recipe's
+        image_size: ``(H, W)`` fed to our model, and to the baseline unless
+            ``baseline_image_size`` is given; ``None`` takes each recipe's
             ``data.image_size``.
+        baseline_image_size: ``(H, W)`` fed to the baseline alone; ``None`` takes our
+            model's size (``image_size``, or the recipe's).
         batch_size: training batch; ``None`` takes each recipe's ``data.batch_size``.
         infer_batch_sizes: batches at which inference latency is measured.
         warmup: untimed repetitions before each timed series (at least 1; peak memory is
@@ -76,10 +84,21 @@ class Settings:
     coco_objects: int = 10
     coco_dets: int = 100
     coco_reps: int = 3
+    baseline_precision: str | None = None
+    baseline_image_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision: expected 'fp32' or 'bf16', got {self.precision!r}")
+        if self.baseline_precision not in (None, "fp32", "bf16"):
+            raise ValueError(
+                f"baseline_precision: expected 'fp32', 'bf16' or None, got "
+                f"{self.baseline_precision!r}"
+            )
+        for name in ("image_size", "baseline_image_size"):
+            size = getattr(self, name)
+            if size is not None and (len(size) != 2 or min(size) < 1):
+                raise ValueError(f"{name}: expected (H, W), each at least 1, got {size!r}")
         counts = (self.warmup, self.reps, self.threads, self.pipeline_batches, self.coco_reps)
         counts += (self.coco_images, self.coco_objects, self.coco_dets)
         if min(counts) < 1 or (self.batch_size is not None and self.batch_size < 1):

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from visionkit.benchmarks.cases import RecipeCase, build_optimizer
+from visionkit.benchmarks.cases import RecipeCase, build_optimizer, synthetic_boxes
 from visionkit.benchmarks.harness import Settings
 from visionkit.config import Config, load_config
 from visionkit.errors import ConfigError
@@ -27,7 +27,9 @@ class MultitaskCase(RecipeCase):
 
     Every model gets the same batch: images ``[B, 3, H, W]`` uniform in ``0..1`` normalised by
     the backbone's mean/std outside the timed region, a class per image, ``boxes_per_image``
-    boxes per image and a label map, all random (the same seed). Training: ours takes one step
+    boxes per image and a label map, all random (the same seed; with
+    ``settings.baseline_image_size`` the baseline's images and label maps have its size, and
+    the same relative boxes are scaled to it). Training: ours takes one step
     of the joint loss (``model.loss(...)["loss"]``, the recipe's loss balancing); the baseline
     one step of each single model in sequence (the sum of the three independent losses, one
     backward and the recipe's optimiser over all three models: per parameter the same update
@@ -113,31 +115,28 @@ class MultitaskCase(RecipeCase):
         return build_optimizer(self.config.optimizer, model)
 
     def make_batch(self, which: str, batch_size: int) -> Any:
-        """The same normalised images and labels of every task for ours and the baseline."""
+        """The same normalised images and labels of every task for ours and the baseline, at
+        ``which`` side's size: the targets that do not depend on the size (classes, relative
+        boxes) are drawn first, so they are the same at every size."""
         gen = torch.Generator().manual_seed(self.settings.seed)
-        height, width = self.image_size
-        images = torch.rand(batch_size, 3, height, width, generator=gen)
-        batch: dict[str, Any] = {"images": self.normalise(images)}
-        n = self.settings.boxes_per_image
-        scale = torch.tensor([width, height], dtype=torch.float32)
+        size = self.size_of(which)
+        batch: dict[str, Any] = {}
         for head, task in self.tasks.items():
             classes = self.num_classes[head]
             if task == "classification":
                 batch["class"] = torch.randint(0, classes, (batch_size,), generator=gen)
             elif task == "detection":
-                boxes, labels = [], []
-                for _ in range(batch_size):
-                    wh = (0.125 + 0.375 * torch.rand(n, 2, generator=gen)) * scale
-                    xy = torch.rand(n, 2, generator=gen) * (scale - wh)
-                    boxes.append(torch.cat([xy, xy + wh], dim=1))
-                    labels.append(torch.randint(0, classes, (n,), generator=gen))
+                n = self.settings.boxes_per_image
+                boxes, labels = synthetic_boxes(gen, batch_size, n, classes, size)
                 batch.update(
                     boxes=boxes, labels=labels, has_boxes=torch.ones(batch_size, dtype=torch.bool)
                 )
-            else:
-                batch["semantic"] = torch.randint(
-                    0, classes, (batch_size, height, width), generator=gen
-                )
+        images = torch.rand(batch_size, 3, *size, generator=gen)
+        batch["images"] = self.normalise(images)
+        for head, task in self.tasks.items():
+            if task == "semantic":
+                classes = self.num_classes[head]
+                batch["semantic"] = torch.randint(0, classes, (batch_size, *size), generator=gen)
                 batch["has_semantic"] = torch.ones(batch_size, dtype=torch.bool)
         return batch
 

@@ -58,6 +58,69 @@ def _load_text(machine: Mapping[str, Any]) -> str:
     return f", 1-min load average {start[0]:.1f} at the start and {end[0]:.1f} at the end{got}"
 
 
+def side_settings(
+    results: Mapping[str, Any], entry: Mapping[str, Any]
+) -> dict[str, tuple[str, tuple[int, ...] | None]]:
+    """``{"ours": (precision, (H, W)), "baseline": (...)}`` of one case's entry: what each
+    model's entry records, else (results written before these were recorded) the run's
+    settings: ``precision``, ``baseline_precision``, the entry's ``image_size``,
+    ``baseline_image_size``."""
+    s = results.get("settings", {})
+    size = entry.get("image_size")
+    defaults = {
+        "ours": (s.get("precision"), size),
+        "baseline": (
+            s.get("baseline_precision") or s.get("precision"),
+            s.get("baseline_image_size") or size,
+        ),
+    }
+    out = {}
+    for which, (precision, default_size) in defaults.items():
+        model = entry.get(which, {})
+        side_size = model.get("image_size", default_size)
+        out[which] = (
+            model.get("precision") or precision,
+            None if side_size is None else tuple(side_size),
+        )
+    return out
+
+
+def sides_differ(results: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
+    """Whether a case's two models ran at different precisions or image sizes."""
+    sides = side_settings(results, entry)
+    return sides["ours"] != sides["baseline"]
+
+
+def _px(size: Any) -> str:
+    return "×".join(str(v) for v in size)
+
+
+def _sides_text(results: Mapping[str, Any], entries: list[Mapping[str, Any]]) -> str | None:
+    """``ours: **bf16** at 160×160 px; baseline: **fp32** at 256×256 px`` when some case's
+    models ran at different settings, else ``None`` (the table then names one precision)."""
+    if not any(sides_differ(results, e) for e in entries):
+        return None
+    parts = []
+    for which in ("ours", "baseline"):
+        sides = [side_settings(results, e)[which] for e in entries]
+        precisions = sorted({p for p, _ in sides if p})
+        sizes = sorted({_px(size) for _, size in sides if size})
+        parts.append(
+            f"{which}: **{', '.join(precisions)}**"
+            + (f" at {', '.join(sizes)} px" if sizes else "")
+        )
+    return "; ".join(parts)
+
+
+def _model_cell(results: Mapping[str, Any], entry: Mapping[str, Any], which: str) -> str:
+    """A model's label, with its precision and size appended when the two sides differ."""
+    label = entry[which]["model"]
+    if not sides_differ(results, entry):
+        return label
+    precision, size = side_settings(results, entry)[which]
+    return f"{label} ({precision}" + (f", {_px(size)} px)" if size else ")")
+
+
 def comparison_table(
     results: Mapping[str, Any],
     section: str,
@@ -66,17 +129,20 @@ def comparison_table(
 ) -> str:
     """The Markdown of one model-against-model section: settings line, then one block of
     three rows (ours, baseline, ratio headed ``ratio_label``) per case; a column of
-    ``outputs_per_image`` headed ``outputs_header`` when given."""
+    ``outputs_per_image`` headed ``outputs_header`` when given. When the two models of a case
+    ran at different precisions or sizes, the settings line gives each side's and each model
+    cell its own."""
     s, m = results["settings"], results["machine"]
     batches = s["infer_batch_sizes"]
     entries = results["sections"].get(section, [])
     sizes = sorted({"×".join(str(v) for v in e["image_size"]) for e in entries})
     train_batches = sorted({str(e.get("batch_size", s["batch_size"])) for e in entries})
     extra = f" {outputs_header} |" if outputs_header else ""
+    sides = _sides_text(results, entries) or f"**{s['precision']}**, {', '.join(sizes)} px"
     lines = [
         f"Measured {m['date']} on {m['cpu']} ({m['cpus_usable']} usable cores, "
         f"{m['threads']} torch threads{_load_text(m)}), torch {m['torch']}, torchvision {m['torchvision']}, "
-        f"timm {m['timm']}; **{s['precision']}**, {', '.join(sizes)} px, training batch "
+        f"timm {m['timm']}; {sides}, training batch "
         f"{', '.join(train_batches)}, each figure the median of {s['reps']} after {s['warmup']} "
         f"warm-up repetitions; ratios are medians of the per-round ratios (the two models "
         f"timed back to back). Command: `{results['command']}`.",
@@ -95,7 +161,7 @@ def comparison_table(
             per_image = r.get("outputs_per_image")
             cell = "" if per_image is None else f"{per_image:.0f}"
             lines.append(
-                f"|{first}| {r['model']} | {r['params'] / 1e6:.1f} | "
+                f"|{first}| {_model_cell(results, e, which)} | {r['params'] / 1e6:.1f} | "
                 f"{_n(r['train_images_per_s'])} | "
                 + " | ".join(_n(r["infer_ms_per_image"][str(b)]) for b in batches)
                 + (f" | {cell}" if outputs_header else "")
@@ -167,10 +233,19 @@ def flops_table(results: Mapping[str, Any]) -> str:
     """The Markdown of the ``flops`` section: the measured matrix-multiply peaks, then for
     each model of each case the FLOPs of a training step and of inference (counted with
     ``FlopCounterMode``), the achieved GFLOP/s (FLOPs / median time) and their fraction of
-    the peak at the run's precision, with the training target of issue #9."""
+    the peak at the model's precision, with the training target of issue #9 (at our
+    precision)."""
     s = results["settings"]
     peak = results["sections"]["flops"]["peak"]
     precision = s["precision"]
+    cases = [
+        e
+        for entries in results["sections"].values()
+        if isinstance(entries, list)
+        for e in entries
+        if "flops" in e.get("ours", {})
+    ]
+    sides = _sides_text(results, cases)
     batches = s["infer_batch_sizes"]
     by_size = "; ".join(
         f"{p} " + ", ".join(f"{n}: {v['gflops_per_s']:.0f}" for n, v in peak[p]["by_size"].items())
@@ -179,7 +254,13 @@ def flops_table(results: Mapping[str, Any]) -> str:
     )
     target = TRAIN_PEAK_TARGETS[precision]
     lines = [
-        f"{_measured(results)}; **{precision}**. Matrix-multiply peak (`torch.mm`, square, "
+        f"{_measured(results)}; "
+        + (
+            f"{sides}; each model's % of the peak at its own precision"
+            if sides
+            else f"**{precision}**"
+        )
+        + ". Matrix-multiply peak (`torch.mm`, square, "
         f"median of {peak['reps']}, GFLOP/s by side: {by_size}): **fp32 "
         f"{peak['fp32']['gflops_per_s']:.0f}**, **bf16 {peak['bf16']['gflops_per_s']:.0f} "
         f"GFLOP/s**. FLOPs counted with `torch.utils.flop_counter.FlopCounterMode` "
@@ -203,7 +284,8 @@ def flops_table(results: Mapping[str, Any]) -> str:
                 f = e[which]["flops"]
                 batch = e.get("batch_size", s["batch_size"])
                 lines.append(
-                    f"|{first}| {e[which]['model']} | {f['train_flops'] / batch / 1e9:.2f} | "
+                    f"|{first}| {_model_cell(results, e, which)} | "
+                    f"{f['train_flops'] / batch / 1e9:.2f} | "
                     f"{_n(f['train_gflops_per_s'])} | {100 * f['train_peak_fraction']:.0f} % | "
                     + " | ".join(
                         f"{_n(f['infer_gflops_per_s'][str(b)])} "
@@ -214,8 +296,9 @@ def flops_table(results: Mapping[str, Any]) -> str:
                 )
             ours = e["ours"]["flops"]["train_peak_fraction"]
             base = e["baseline"]["flops"]["train_peak_fraction"]
+            of = f" of the {side_settings(results, e)['baseline'][0]} peak" if sides else ""
             verdicts.append(
-                f"{e['case']} {100 * ours:.0f} % (baseline {100 * base:.0f} %, "
+                f"{e['case']} {100 * ours:.0f} % (baseline {100 * base:.0f} %{of}, "
                 + ("met" if ours >= target else "not met")
                 + ")"
             )

@@ -4,7 +4,7 @@ rounds, their FLOPs counted and their peak memory read."""
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -24,20 +24,33 @@ def run_case(
     case: BenchmarkCase,
     log: Callable[[str], None] = print,
     rss: PeakRSS | None = None,
-    peak_flops_per_s: float | None = None,
+    peak_flops_per_s: float | Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Measure one case; return its results (see :func:`visionkit.benchmark.run_benchmark`
     for the layout). FLOPs are counted once per model and batch after the warm-up, outside
-    the timed repetitions; with ``peak_flops_per_s`` (the matrix-multiply peak at the run's
-    precision) each achieved FLOP/s is also given as a fraction of it."""
+    the timed repetitions; with ``peak_flops_per_s`` each achieved FLOP/s is also given as a
+    fraction of the matrix-multiply peak: one FLOP/s for both models, or a mapping of
+    precision (``"fp32"``, ``"bf16"``) to FLOP/s, from which each model takes the peak at its
+    own precision (:meth:`~BenchmarkCase.precision_of`)."""
     s = case.settings
     rss = rss or PeakRSS()
     torch.manual_seed(s.seed)
     models = {"ours": case.build_ours(), "baseline": case.build_baseline()}
-    entries: dict[str, dict[str, Any]] = {
-        which: {"model": case.labels[which], "params": count_params(model)}
-        for which, model in models.items()
-    }
+    entries: dict[str, dict[str, Any]] = {}
+    peaks: dict[str, float | None] = {}
+    for which, model in models.items():
+        size = case.size_of(which)
+        entries[which] = {
+            "model": case.labels[which],
+            "params": count_params(model),
+            "precision": case.precision_of(which),
+            "image_size": None if size is None else list(size),
+        }
+        peaks[which] = (
+            peak_flops_per_s.get(case.precision_of(which))
+            if isinstance(peak_flops_per_s, Mapping)
+            else peak_flops_per_s
+        )
     tag = f"[{case.section}/{case.name}]"
 
     # Training: forward + loss under autocast, backward and the optimiser step outside it.
@@ -50,7 +63,7 @@ def run_case(
         batch = with_memory_format(case.make_batch(which, case.batch_size), memory_format)
 
         def forward_loss(which=which, model=model, batch=batch) -> Tensor:
-            with case.autocast():
+            with case.autocast(which):
                 return case.train_loss(which, model, batch)
 
         def step(model=model, optimizer=optimizer, forward_loss=forward_loss) -> None:
@@ -90,7 +103,7 @@ def run_case(
             batch = case.make_batch(which, b)
 
             def call(which=which, model=model, batch=batch) -> Any:
-                with torch.inference_mode(), case.autocast():
+                with torch.inference_mode(), case.autocast(which):
                     return case.infer(which, model, batch)
 
             rss.reset()
@@ -113,7 +126,7 @@ def run_case(
 
     for which, entry in entries.items():
         f = flops[which]
-        train = achieved(f["train_flops"], median(entry["train_step_s"]), peak_flops_per_s)
+        train = achieved(f["train_flops"], median(entry["train_step_s"]), peaks[which])
         f.update(
             train_gflops_per_s=train["gflops_per_s"],
             train_peak_fraction=train.get("peak_fraction"),
@@ -121,7 +134,7 @@ def run_case(
             infer_peak_fraction={},
         )
         for b, count in f["infer_flops"].items():
-            done = achieved(count, median(entry["infer_s"][b]), peak_flops_per_s)
+            done = achieved(count, median(entry["infer_s"][b]), peaks[which])
             f["infer_gflops_per_s"][b] = done["gflops_per_s"]
             f["infer_peak_fraction"][b] = done.get("peak_fraction")
         entry["flops"] = f
@@ -129,7 +142,7 @@ def run_case(
             f"{tag} {which:8s} flops   train {f['train_flops'] / 1e9:.2f} GFLOP/step, "
             f"{f['train_gflops_per_s']:.1f} GFLOP/s"
             + (
-                f" ({100 * f['train_peak_fraction']:.0f} % of peak)"
+                f" ({100 * f['train_peak_fraction']:.0f} % of the {entry['precision']} peak)"
                 if f["train_peak_fraction"] is not None
                 else ""
             )

@@ -26,7 +26,8 @@ class SegmentationCase(RecipeCase):
     and 256 channels, BatchNorm, dropout, a 3x3 conv and a 1x1 classifier), logits upsampled
     bilinearly to the input size inside ``forward``.
 
-    Both models see the same images (``[B, 3, H, W]`` uniform in ``0..1``, the same seed), each
+    Both models see the same images (``[B, 3, H, W]`` uniform in ``0..1``, the same seed; with
+    ``settings.baseline_image_size`` each side's own size, and its own label map), each
     normalised once outside the timed region: ours by its backbone's mean/std, torchvision's by
     the ImageNet mean/std its weights use (its segmentation models take normalised tensors).
     Training targets are the same random label map ``[B, H, W]`` in ``0..C-1``: ours gets it as
@@ -75,17 +76,17 @@ class SegmentationCase(RecipeCase):
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         return build_optimizer(self.config.optimizer, model)
 
-    def synthetic(self, batch_size: int) -> tuple[Tensor, Tensor]:
+    def synthetic(self, batch_size: int, which: str = "ours") -> tuple[Tensor, Tensor]:
         """Images ``[B, 3, H, W]`` uniform in ``0..1`` and a label map ``[B, H, W]`` (int64)
-        uniform in ``0..C-1``."""
+        uniform in ``0..C-1``, at ``which`` side's size."""
         gen = torch.Generator().manual_seed(self.settings.seed)
-        height, width = self.image_size
+        height, width = self.size_of(which)
         images = torch.rand(batch_size, 3, height, width, generator=gen)
         labels = torch.randint(0, self.num_classes, (batch_size, height, width), generator=gen)
         return images, labels
 
     def make_batch(self, which: str, batch_size: int) -> Any:
-        images, labels = self.synthetic(batch_size)
+        images, labels = self.synthetic(batch_size, which)
         if which == "ours":
             return {
                 "images": self.normalise(images),
