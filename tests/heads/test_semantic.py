@@ -299,6 +299,20 @@ def test_postprocess_of_head_outputs(kind):
         assert ((p["mask"] >= 0) & (p["mask"] < NUM_CLASSES)).all()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_postprocess_equals_argmax_with_ties_going_to_the_lower_class(kind):
+    head = make_head(kind)
+    s = head.output_stride
+    logits = torch.randn(
+        1, NUM_CLASSES, 64 // s, 64 // s, generator=torch.Generator().manual_seed(0)
+    )
+    logits[0, :, 0, :] = 1.0  # a tied row: every class equal
+    mask = head.postprocess({"logits": logits}, [(64, 64)])[0]["mask"]
+    full = torch.nn.functional.interpolate(logits, size=(64, 64), mode="bilinear")
+    assert torch.equal(mask, full[0].argmax(dim=0))
+    assert (mask[0] == 0).all()
+
+
 # ---- arguments and registry ------------------------------------------------------------------
 @pytest.mark.parametrize("kind", KINDS)
 def test_argument_errors(kind):
