@@ -49,6 +49,15 @@ def head_class(name: str) -> type:
 TARGETS_OF_HEAD = {"instance": ("masks",), "semantic": ("semantic",)}
 
 
+def boxes_needed(cfg: Config) -> bool:
+    """Whether a head learns from boxes (detection and instance heads). Without one, the
+    data pipeline leaves the readers' boxes out: carrying them through albumentations costs
+    a classifier's loader several times its image work."""
+    return any(
+        head_class(spec["name"]).label_key == "instances" for spec in cfg.model.heads.values()
+    )
+
+
 def targets_needed(cfg: Config) -> list[str]:
     """The optional sample targets (``"masks"``, ``"semantic"``) the model's heads learn from."""
     needs: list[str] = []

@@ -93,7 +93,7 @@ def measure_pipeline(
         "num_workers", "image_size", "dataset_images", "transforms"}``.
     """
     from visionkit.data.datamodule import VisionDataModule, build_datasets, label_names_of
-    from visionkit.factory import create_model, targets_needed
+    from visionkit.factory import boxes_needed, create_model, targets_needed
 
     side = max(image_size)
     num_images = (warmup + reps) * batches * batch_size
@@ -101,7 +101,9 @@ def measure_pipeline(
     cfg = pipeline_config(config, images_dir, (side, side), batch_size, num_workers)
     datasets = build_datasets(cfg.data, needs=targets_needed(cfg))
     backbone = create_model(cfg, label_names=label_names_of(datasets)).backbone
-    module = VisionDataModule(cfg.data, datasets, backbone.mean, backbone.std)
+    module = VisionDataModule(
+        cfg.data, datasets, backbone.mean, backbone.std, boxes=boxes_needed(cfg)
+    )
     loader = module.train_dataloader()
     batches_seen = iter(loader)
 

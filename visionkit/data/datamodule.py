@@ -255,6 +255,8 @@ class TransformedDataset(Dataset):
     :class:`~visionkit.errors.SampleError` naming the index, the image id and the file (it
     reaches the main process from a loader worker without the worker's traceback). The
     ``"skipped"`` records of a reader under ``on_bad_image: skip`` travel with the sample.
+    The Sample keys in ``drop`` (e.g. ``boxes``, ``labels``, ``masks`` for a model without a
+    box head) are left out before the pipeline.
 
     With ``reseed`` (training), the pipeline's random stream is re-seeded before every sample
     from torch's generator and ``rank``: torch's generator is seeded by the run's ``seed`` (per
@@ -263,11 +265,19 @@ class TransformedDataset(Dataset):
     (albumentations alone seeds itself from OS entropy.)
     """
 
-    def __init__(self, dataset: Any, pipeline: Any, reseed: bool = False, rank: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        pipeline: Any,
+        reseed: bool = False,
+        rank: int = 0,
+        drop: Sequence[str] = (),
+    ) -> None:
         self.dataset = dataset
         self.pipeline = pipeline
         self.reseed = reseed
         self.rank = rank
+        self.drop = tuple(drop)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -280,6 +290,8 @@ class TransformedDataset(Dataset):
             where = f"sample {index}" + (f" ({path})" if path and path not in str(err) else "")
             what = "" if isinstance(err, VisionkitError) else f"{type(err).__name__}: "
             raise SampleError(f"{where}: reading failed: {what}{err}") from err
+        if self.drop:
+            sample = {key: value for key, value in sample.items() if key not in self.drop}
         if self.reseed:
             seed_pipeline(self.pipeline, int(torch.randint(2**62, ())), self.rank)
         try:
@@ -353,6 +365,10 @@ class VisionDataModule(L.LightningDataModule):
         cfg: the ``data`` section.
         datasets: already built splits (see :func:`build_datasets`).
         mean, std: normalisation of the backbone (its pretrained config).
+        boxes: whether the model learns from boxes (:func:`visionkit.factory.boxes_needed`);
+            when not, the readers' boxes, their labels and instance masks are left out of
+            the samples before the pipeline (a classifier's loader then runs several times
+            faster).
     """
 
     def __init__(
@@ -361,10 +377,12 @@ class VisionDataModule(L.LightningDataModule):
         datasets: Mapping[str, Any],
         mean: Sequence[float],
         std: Sequence[float],
+        boxes: bool = True,
     ) -> None:
         super().__init__()
         self.cfg = cfg
         self.datasets = dict(datasets)
+        self.drop = () if boxes else ("boxes", "labels", "masks")
         train_steps = cfg.transforms.train or default_transforms(cfg.image_size, train=True)
         val_steps = cfg.transforms.val or default_transforms(cfg.image_size, train=False)
         self.pipelines = {
@@ -390,7 +408,9 @@ class VisionDataModule(L.LightningDataModule):
             sampler = unpadded_sampler(dataset, rank, world_size)
         workers = self.cfg.num_workers
         return SkipCountingLoader(
-            TransformedDataset(dataset, self.pipelines[split], reseed=train, rank=rank),
+            TransformedDataset(
+                dataset, self.pipelines[split], reseed=train, rank=rank, drop=self.drop
+            ),
             batch_size=batch_size,
             shuffle=train and sampler is None,
             sampler=sampler,

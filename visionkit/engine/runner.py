@@ -35,7 +35,7 @@ from visionkit.engine.precision import resolve_precision
 from visionkit.engine.resume import RngStateCallback, SigtermCheckpoint, find_resume_checkpoint
 from visionkit.engine.system import VisionSystem
 from visionkit.errors import ConfigError, TrainingInterrupted
-from visionkit.factory import create_model, load, targets_needed
+from visionkit.factory import boxes_needed, create_model, load, targets_needed
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,9 @@ def train(
     if cfg.trainer.compile:
         compile_model(model, cfg.trainer.compile)
 
-    datamodule = VisionDataModule(cfg.data, datasets, model.backbone.mean, model.backbone.std)
+    datamodule = VisionDataModule(
+        cfg.data, datasets, model.backbone.mean, model.backbone.std, boxes=boxes_needed(cfg)
+    )
     system = VisionSystem(
         model,
         cfg.optimizer,
@@ -324,7 +326,9 @@ def evaluate(
         raise ConfigError("data.val: required for evaluation")
     label_names = model.meta.get("label_names") or {}
     datasets = {"val": _build_val(cfg, label_names)}
-    datamodule = VisionDataModule(cfg.data, datasets, model.backbone.mean, model.backbone.std)
+    datamodule = VisionDataModule(
+        cfg.data, datasets, model.backbone.mean, model.backbone.std, boxes=boxes_needed(cfg)
+    )
     system = VisionSystem(
         model,
         cfg.optimizer,
