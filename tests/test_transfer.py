@@ -241,7 +241,9 @@ def optimizer_of(config: dict):
     model = build(config)
     cfg = load_config(config)
     system = VisionSystem(model, cfg.optimizer, cfg.scheduler)
-    system._trainer = SimpleNamespace(estimated_stepping_batches=10, max_epochs=2)
+    system._trainer = SimpleNamespace(
+        estimated_stepping_batches=10, max_epochs=2, precision="32-true"
+    )
     return model, system.configure_optimizers()
 
 

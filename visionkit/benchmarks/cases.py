@@ -108,19 +108,11 @@ def _check_side(which: str) -> None:
 
 
 def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """The recipe's optimiser (name, lr, weight decay, momentum / betas) over ``model``."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.name == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            nesterov=cfg.nesterov,
-            weight_decay=cfg.weight_decay,
-        )
-    if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    """The recipe's optimiser (name, lr, weight decay, momentum / betas) over ``model``, built
+    as training builds it (:func:`visionkit.engine.optimizers.build_optimizer`: fused)."""
+    from visionkit.engine import optimizers
+
+    return optimizers.build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
 
 
 def synthetic_boxes(

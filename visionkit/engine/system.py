@@ -18,6 +18,7 @@ from torchmetrics import MeanMetric
 
 from visionkit.config import OptimizerConfig, SchedulerConfig
 from visionkit.data.datamodule import carries_labels, val_sets
+from visionkit.engine.optimizers import build_optimizer, is_fused
 from visionkit.errors import ConfigError, NonFiniteLossError
 from visionkit.evaluation import build_evaluator
 from visionkit.factory import prefix_problems
@@ -206,14 +207,9 @@ class VisionSystem(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.optimizer_cfg
         groups = optimizer_param_groups(self.model, cfg)
-        if cfg.name == "sgd":
-            optimizer = torch.optim.SGD(
-                groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov
-            )
-        elif cfg.name == "adam":
-            optimizer = torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
-        else:
-            optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+        # Fused kernels, except under fp16's GradScaler (the optimiser would unscale itself).
+        fused = str(self.trainer.precision) != "16-mixed"
+        optimizer = build_optimizer(cfg, groups, fused=fused)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         per_epoch = max(1, math.ceil(total / max(1, self.trainer.max_epochs or 1)))
         factor = lr_factor_fn(self.scheduler_cfg, total_steps=total, steps_per_epoch=per_epoch)
@@ -222,6 +218,27 @@ class VisionSystem(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Lightning's clipping, or, for a fused optimiser, the same clipping done here:
+        Lightning's mixed-precision plugin refuses to clip for any optimiser that could
+        unscale gradients itself, but ours is only fused where there is no GradScaler
+        (bf16 or fp32), so its gradients are already the true ones."""
+        if not gradient_clip_val or not is_fused(optimizer):
+            super().configure_gradient_clipping(
+                optimizer, gradient_clip_val, gradient_clip_algorithm
+            )
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if gradient_clip_algorithm == "value":  # a str enum in Lightning
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["visionkit"] = self.model.meta
