@@ -313,6 +313,39 @@ def test_postprocess_equals_argmax_with_ties_going_to_the_lower_class(kind):
     assert (mask[0] == 0).all()
 
 
+def test_near_boundary_marks_pixels_within_the_width_of_a_label_change():
+    from visionkit.heads.semantic import near_boundary
+
+    target = torch.zeros(1, 8, 8, dtype=torch.long)
+    target[0, 2:6, 2:6] = 2  # a 4x4 square
+    ring = near_boundary(target, 1)[0]
+    assert ring[0].sum() == 0 and ring[4, 4] == 0  # far outside, the square's centre
+    assert ring[1, 3] == 1 and ring[2, 3] == 1  # just outside and just inside the edge
+    assert near_boundary(target, 2)[0].sum() > ring.sum()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_boundary_weight_counts_outline_errors_more(kind):
+    head = make_head(kind)
+    s = head.output_stride
+    target = torch.zeros(1, *IMAGE_SIZE, dtype=torch.long)
+    target[0, 8:24, 16:32] = 1
+    # logits right inside and outside the square, wrong (class 2) on its outline
+    logits = torch.full((1, NUM_CLASSES, IMAGE_SIZE[0] // s, IMAGE_SIZE[1] // s), -5.0)
+    logits[0, 0] = 5.0
+    logits[0, 1, 8 // s : 24 // s, 16 // s : 32 // s] = 10.0
+    out = {"logits": logits}
+    plain = head.loss(out, {"semantic": target})["ce"]
+    weighted = make_head(kind, boundary_weight=4.0, boundary_width=2).loss(
+        out, {"semantic": target}
+    )["ce"]
+    assert weighted > plain  # the errors sit on the outline, which now weighs 5x
+    with pytest.raises(ValueError, match="boundary_weight"):
+        make_head(kind, boundary_weight=-1.0)
+    with pytest.raises(ValueError, match="boundary_width"):
+        make_head(kind, boundary_width=0)
+
+
 # ---- arguments and registry ------------------------------------------------------------------
 @pytest.mark.parametrize("kind", KINDS)
 def test_argument_errors(kind):
