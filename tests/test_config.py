@@ -208,7 +208,7 @@ def test_cli_print_config_shows_resolved_values():
     printed = yaml.safe_load(result.stdout)
     assert printed["trainer"]["max_epochs"] == 2
     assert printed["data"]["train"]["class_field"] == "background"
-    assert printed["model"]["heads"]["cls"]["loss_weight"] == 0.3  # from the recipe
+    assert printed["model"]["heads"]["cls"]["loss_weight"] == 0.1  # from the recipe
     assert printed["model"]["heads"]["det"]["loss_weight"] == 1.0  # the default, filled in
     assert printed["data"]["transforms"]["val"] == [{"name": "Resize", "height": 128, "width": 128}]
 
