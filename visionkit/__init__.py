@@ -13,13 +13,13 @@ Public API::
 The library API never imports Lightning.
 """
 
-from visionkit.backbones import create_backbone, list_backbones
 from visionkit.config import Config, load_config
-from visionkit.data import coco, folder  # noqa: F401  (registers the dataset formats)
-from visionkit.factory import create_model, load
-from visionkit.heads import list_heads
-from visionkit.model import VisionModel
-from visionkit.necks import list_necks
+from visionkit.data import readers  # noqa: F401  (registers the dataset formats)
+from visionkit.models.backbones import create_backbone, list_backbones
+from visionkit.models.factory import create_model, load
+from visionkit.models.heads import list_heads
+from visionkit.models.model import VisionModel
+from visionkit.models.necks import list_necks
 
 __version__ = "0.1.0"
 

@@ -39,11 +39,11 @@ def build(recipe: str, overrides: Sequence[str], data_dir: Path, total_batch: in
     """The recipe's model, optimiser settings, precision and one collated batch of
     ``total_batch`` shapes images at the recipe's image size."""
     from visionkit.config import load_config
-    from visionkit.data.datamodule import TransformedDataset, build_dataset
     from visionkit.data.synthetic import make_shapes
-    from visionkit.data.transforms import build_pipeline, collate, default_transforms
+    from visionkit.data.transforms import build_pipeline, collate, pipeline_steps
+    from visionkit.engine.datamodule import TransformedDataset, build_dataset
     from visionkit.engine.precision import resolve_precision
-    from visionkit.factory import create_model, targets_needed
+    from visionkit.models.factory import create_model, targets_needed
 
     cfg = load_config(recipe, overrides)
     size = cfg.data.image_size
@@ -52,7 +52,7 @@ def build(recipe: str, overrides: Sequence[str], data_dir: Path, total_batch: in
         make_shapes(data_dir, num_images=total_batch, size=side, seed=0)
     dataset = build_dataset({"format": "coco", "images": str(data_dir)}, needs=targets_needed(cfg))
     model = create_model(cfg, label_names=dataset.label_names)
-    steps = cfg.data.transforms.val or default_transforms(size, train=False)
+    steps = pipeline_steps(cfg.data, train=False)
     pipeline = build_pipeline(steps, model.backbone.mean, model.backbone.std)
     samples = TransformedDataset(dataset, pipeline)
     batch = collate([samples[i] for i in range(total_batch)])

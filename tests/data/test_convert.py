@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from visionkit.cli import main
-from visionkit.convert import convert, to_coco
-from visionkit.data.coco import CocoDataset
+from visionkit.data.convert.to_coco import convert, to_coco
+from visionkit.data.readers.coco import CocoDataset
 from visionkit.errors import AnnotationError, DataError
 
 # ---------------------------------------------------------------------------------- builders

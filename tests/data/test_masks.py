@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from visionkit.data.coco import CocoDataset, decode_segmentation
-from visionkit.data.datamodule import build_dataset
-from visionkit.data.mask_folder import MaskFolderDataset, write_mask_png
+from visionkit.data.readers.coco import CocoDataset, decode_segmentation
+from visionkit.data.readers.mask_folder import MaskFolderDataset, write_mask_png
 from visionkit.data.transforms import IGNORE_PIXEL, apply_pipeline, build_pipeline, collate
+from visionkit.engine.datamodule import build_dataset
 from visionkit.errors import AnnotationError, DataError
 
 CATEGORIES = [{"id": 3, "name": "circle"}, {"id": 7, "name": "square"}]

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from visionkit.data.coco import CocoDataset
-from visionkit.data.folder import ImageFolderDataset
+from visionkit.data.readers.coco import CocoDataset
+from visionkit.data.readers.folder import ImageFolderDataset
 from visionkit.data.transforms import apply_pipeline, build_pipeline, collate
 from visionkit.errors import AnnotationError, ConfigError, DataError
 

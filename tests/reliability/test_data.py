@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from tests.reliability.conftest import SIZE, detection_config, make_coco, run, write_image
-from visionkit.data.coco import CocoDataset
+from visionkit.data.readers.coco import CocoDataset
 
 
 def check(capsys, root, *pairs, fast=False):

@@ -16,7 +16,7 @@ from tests.reliability.conftest import run
 from visionkit.errors import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[2]
-HAS_EXPORT = importlib.util.find_spec("visionkit.commands.export") is not None
+HAS_EXPORT = importlib.util.find_spec("visionkit.cli.export") is not None
 
 
 class Payload:
@@ -52,7 +52,7 @@ def entry_points(ckpt: Path, trained: dict[str, Path], out: Path) -> dict[str, l
 @pytest.mark.parametrize("entry_point", ENTRY_POINTS)
 def test_a_pickle_payload_is_refused_and_never_runs(entry_point, trained, tmp_path, capsys):
     if entry_point == "export" and not HAS_EXPORT:
-        pytest.skip("visionkit.commands.export cannot be imported (visionkit export not present)")
+        pytest.skip("visionkit.cli.export cannot be imported (visionkit export not present)")
     marker = tmp_path / "pwned"
     ckpt = torch.load(trained["ckpt"], weights_only=True, map_location="cpu")
     ckpt["extra"] = Payload(marker)

@@ -165,7 +165,7 @@ class RecipeCase(BenchmarkCase):
         self._mean = self._std = None  # the backbone's normalisation, set by build_ours
 
     def build_ours(self) -> nn.Module:
-        from visionkit.factory import create_model
+        from visionkit.models.factory import create_model
 
         model = create_model(self.config)
         self._mean = torch.tensor(model.backbone.mean).view(1, 3, 1, 1)

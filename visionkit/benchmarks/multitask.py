@@ -43,7 +43,7 @@ class MultitaskCase(RecipeCase):
     TASKS: ClassVar[tuple[str, ...]] = ("classification", "detection", "semantic")
 
     def __init__(self, name: str, settings: Settings, config: Config, recipe: str) -> None:
-        from visionkit.factory import head_class
+        from visionkit.models.factory import head_class
 
         super().__init__(name, settings, config, recipe)
         heads = config.model.heads
@@ -76,7 +76,7 @@ class MultitaskCase(RecipeCase):
         """The recipe with only ``head`` in ``model.heads``; no neck when that head reads the
         backbone; no ``init_from`` (the models are untrained), ``freeze`` and optimiser
         parameter groups restricted to the modules the single model has."""
-        from visionkit.factory import head_class
+        from visionkit.models.factory import head_class
 
         data = self.config.to_dict()
         model = data["model"]
@@ -105,7 +105,7 @@ class MultitaskCase(RecipeCase):
         return super().train_memory_format("ours")
 
     def build_baseline(self) -> nn.Module:
-        from visionkit.factory import create_model
+        from visionkit.models.factory import create_model
 
         return nn.ModuleDict(
             {head: create_model(self.single_task_config(head)) for head in self.tasks}

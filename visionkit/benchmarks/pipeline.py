@@ -1,6 +1,6 @@
 """Data pipeline throughput: the recipe's own training ``DataLoader``, alone.
 
-The loader is the one ``visionkit train`` builds (:class:`~visionkit.data.datamodule.VisionDataModule`:
+The loader is the one ``visionkit train`` builds (:class:`~visionkit.engine.datamodule.VisionDataModule`:
 the dataset reader and its PNG decoder, the recipe's albumentations pipeline with the
 backbone's normalisation, :func:`~visionkit.data.transforms.collate`, the configured
 ``num_workers``), over a shapes dataset generated for the measurement at the size the model
@@ -92,8 +92,8 @@ def measure_pipeline(
         ``{"images_per_s", "rep_images_per_s": [...], "first_batch_s", "batch_size",
         "num_workers", "image_size", "dataset_images", "transforms"}``.
     """
-    from visionkit.data.datamodule import VisionDataModule, build_datasets, label_names_of
-    from visionkit.factory import boxes_needed, create_model, targets_needed
+    from visionkit.engine.datamodule import VisionDataModule, build_datasets, label_names_of
+    from visionkit.models.factory import boxes_needed, create_model, targets_needed
 
     side = max(image_size)
     num_images = (warmup + reps) * batches * batch_size

@@ -34,7 +34,7 @@ import pydantic
 import torch
 from albumentations.pytorch import ToTensorV2
 
-from visionkit.data.base import Sample
+from visionkit.data.batch import Sample
 from visionkit.errors import ConfigError
 
 IGNORE_CLASS = -1
@@ -48,6 +48,23 @@ def default_transforms(image_size: int | Sequence[int], train: bool) -> list[dic
     if train:
         steps.append({"name": "HorizontalFlip", "p": 0.5})
     return steps
+
+
+def pipeline_steps(data: Any, train: bool) -> list[dict[str, Any]]:
+    """The steps of the training (``train=True``) or evaluation pipeline: the configured
+    ``data.transforms.train`` / ``data.transforms.val``, else :func:`default_transforms` at
+    ``data.image_size``. The one rule for training, validation, prediction and export.
+
+    ``data`` is the ``data`` section, as a validated ``DataConfig`` or as its plain dict (the
+    resolved config a checkpoint carries).
+    """
+    if isinstance(data, Mapping):
+        steps = (data.get("transforms") or {}).get("train" if train else "val")
+        image_size = data.get("image_size")
+    else:
+        steps = getattr(data.transforms, "train" if train else "val")
+        image_size = data.image_size
+    return [dict(s) for s in steps] if steps else default_transforms(image_size, train=train)
 
 
 def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) -> dict[str, Any]:

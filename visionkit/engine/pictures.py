@@ -5,7 +5,7 @@ skipped). It writes:
 
 - ``plots/val_predictions.png``, at the end: the first ``num_images`` (8) validation images,
   each with the model's predictions drawn (left) and the ground truth drawn (right), by
-  :func:`visionkit.predict.draw_predictions`. It costs a forward pass over those images and
+  :func:`visionkit.inference.predict.draw_predictions`. It costs a forward pass over those images and
   the drawing, so it is written by ``trainer.validate`` runs only — ``visionkit train``
   validates ``best.ckpt`` once more when training ends, so the grid shows the best
   checkpoint — unless ``grid_during_fit=True`` (after every validation).
@@ -38,8 +38,8 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
-from visionkit.data.datamodule import val_sets
-from visionkit.predict import draw_predictions
+from visionkit.engine.datamodule import val_sets
+from visionkit.inference.predict import draw_predictions
 
 CLASSIFICATION = "classification"
 BOX_TASKS = ("detection", "instance")
@@ -168,7 +168,7 @@ def label_names(model: Any, head_name: str) -> list[str]:
 
 def ground_truth(model: Any, sample: dict[str, Any]) -> dict[str, Any]:
     """A sample's labels in the shape of a prediction, per head (so
-    :func:`~visionkit.predict.draw_predictions` draws them; no scores)."""
+    :func:`~visionkit.inference.predict.draw_predictions` draws them; no scores)."""
     truth: dict[str, Any] = {}
     for name, head in model.heads.items():
         task = getattr(head, "task", None)

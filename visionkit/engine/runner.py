@@ -26,16 +26,16 @@ from visionkit.config import (
     load_config,
     save_config,
 )
-from visionkit.data.datamodule import VisionDataModule, build_datasets, label_names_of
 from visionkit.engine.callbacks import RunFolderCallback, TrainingTime, make_loggers
 from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
+from visionkit.engine.datamodule import VisionDataModule, build_datasets, label_names_of
 from visionkit.engine.ema import EMACallback
 from visionkit.engine.pictures import ValidationPictures
 from visionkit.engine.precision import resolve_precision
 from visionkit.engine.resume import RngStateCallback, SigtermCheckpoint, find_resume_checkpoint
 from visionkit.engine.system import VisionSystem
 from visionkit.errors import ConfigError, TrainingInterrupted
-from visionkit.factory import boxes_needed, create_model, load, targets_needed
+from visionkit.models.factory import boxes_needed, create_model, load, targets_needed
 
 logger = logging.getLogger(__name__)
 
@@ -356,6 +356,6 @@ def _save_predictions(system: VisionSystem, path: Path) -> None:
 
 
 def _build_val(cfg: Config, label_names: dict[str, list[str]]) -> Any:
-    from visionkit.data.datamodule import build_split
+    from visionkit.engine.datamodule import build_split
 
     return build_split(cfg.data.val, label_names, "data.val", targets_needed(cfg))

@@ -17,12 +17,12 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from visionkit.config import OptimizerConfig, SchedulerConfig
-from visionkit.data.datamodule import carries_labels, val_sets
+from visionkit.engine.datamodule import carries_labels, val_sets
 from visionkit.engine.optimizers import build_optimizer, is_fused
 from visionkit.errors import ConfigError, NonFiniteLossError
 from visionkit.evaluation import build_evaluator
-from visionkit.factory import prefix_problems
-from visionkit.model import VisionModel
+from visionkit.models.factory import prefix_problems
+from visionkit.models.model import VisionModel
 
 # The metric that sums up each kind of head; with several heads, ``val/score`` is their mean.
 MAIN_METRIC = {

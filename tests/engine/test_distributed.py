@@ -1,0 +1,264 @@
+"""Real DDP on CPU: ``visionkit train`` with 2 processes (gloo) for a few steps of a detection +
+semantic segmentation model, then ``visionkit eval`` of its checkpoint with 1 and with 2
+processes on an odd number of validation images: the metrics are equal. Every file of the run
+folder and the saved predictions are written by rank 0 only (an audit hook in every process
+records what each rank opens for writing), results are printed once, and a rank whose
+training batch holds no box neither hangs nor trips DDP's unused-parameter check."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch.utils.data import DistributedSampler
+
+from visionkit.data.synthetic import make_shapes
+from visionkit.data.transforms import build_pipeline
+from visionkit.engine.datamodule import seed_pipeline, unpadded_sampler
+from visionkit.engine.runner import evaluate, metrics_json
+from visionkit.errors import DataError
+
+REPO = Path(__file__).resolve().parents[2]
+NUM_TRAIN, NUM_VAL, BATCH, EPOCHS, SEED = 16, 9, 2, 2, 0  # NUM_VAL odd: ranks get 5 and 4
+
+# Loaded by every Python process started with its folder on PYTHONPATH (Lightning's DDP
+# children inherit the environment): appends "rank<TAB>path" for each file under AUDIT_ROOT
+# that the process opens for writing or renames into place.
+SITECUSTOMIZE = """
+import os, sys
+
+def _audit(event, args):
+    root = os.environ.get("AUDIT_ROOT")
+    if not root or event not in ("open", "os.rename", "os.replace"):
+        return
+    if event == "open":
+        path, mode, flags = args
+        writing = any(c in (mode or "") for c in "wax+") or (
+            mode is None and isinstance(flags, int)
+            and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+        )
+    else:
+        path, writing = args[1], True
+    if not writing or not isinstance(path, (str, bytes, os.PathLike)):
+        return
+    path = os.fsdecode(path)
+    if os.path.abspath(path).startswith(root) and not path.endswith(".audit"):
+        rank = os.environ.get("LOCAL_RANK", "0")
+        with open(os.path.join(root, f"{os.getpid()}.audit"), "a") as f:
+            f.write(f"{rank}\\t{os.path.abspath(path)}\\n")
+
+sys.addaudithook(_audit)
+"""
+
+
+def run_cli(args, audit_root, hook_dir, timeout=240):
+    """``python -m visionkit.cli ARGS`` from the repo root; a hang fails by the timeout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(hook_dir), str(REPO), env.get("PYTHONPATH", "")])
+    env["AUDIT_ROOT"] = str(audit_root)
+    for name in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NODE_RANK", "LOCAL_RANK", "RANK"):
+        env.pop(name, None)  # a fresh launch, whatever this process ran before
+    proc = subprocess.run(
+        [sys.executable, "-m", "visionkit.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stdout
+
+
+def writers(audit_root):
+    """``{path relative to audit_root: {ranks that wrote it}}`` from the audit files."""
+    out: dict[str, set[str]] = {}
+    for log in Path(audit_root).glob("*.audit"):
+        for line in log.read_text().splitlines():
+            rank, path = line.split("\t")
+            rel = Path(path).relative_to(audit_root)
+            if not rel.name.startswith("."):  # temp files of atomic writes: their target counts
+                out.setdefault(str(rel), set()).add(rank)
+    return out
+
+
+def rank_batches_without_boxes(annotations):
+    """(epoch, rank, batch) of the training batches that hold no box, as Lightning's
+    DistributedSampler (shuffled, seeded with the run's seed) deals them out."""
+    data = json.loads(Path(annotations).read_text())
+    with_boxes = {a["image_id"] for a in data["annotations"]}
+    empty = [image["id"] not in with_boxes for image in data["images"]]
+    found = []
+    for epoch in range(EPOCHS):
+        for rank in (0, 1):
+            sampler = DistributedSampler(range(NUM_TRAIN), 2, rank, shuffle=True, seed=SEED)
+            sampler.set_epoch(epoch)
+            indices = list(sampler)
+            for b in range(0, len(indices), BATCH):
+                if all(empty[i] for i in indices[b : b + BATCH]):
+                    found.append((epoch, rank, b // BATCH))
+    return found
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    """Train for EPOCHS × 4 steps with 2 processes; returns paths and the train stdout."""
+    root = tmp_path_factory.mktemp("ddp")
+    make_shapes(root / "train", num_images=NUM_TRAIN, size=64, seed=0, min_shapes=0, max_shapes=2)
+    make_shapes(root / "val", num_images=NUM_VAL, size=64, seed=1, min_shapes=0, max_shapes=2)
+    hook_dir = root / "hook"
+    hook_dir.mkdir()
+    (hook_dir / "sitecustomize.py").write_text(textwrap.dedent(SITECUSTOMIZE))
+    config = {
+        "name": "ddp",
+        "seed": SEED,
+        "output_dir": str(root / "runs"),
+        "model": {
+            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+            "neck": {"name": "fpn", "out_channels": 32, "min_level": 3, "max_level": 5},
+            "heads": {
+                "det": {"name": "fcos", "num_convs": 1},
+                "seg": {"name": "semantic_fpn", "channels": 32},
+            },
+        },
+        "data": {
+            "train": {"format": "coco", "images": str(root / "train")},
+            "val": {"format": "coco", "images": str(root / "val")},
+            "image_size": 64,
+            "batch_size": BATCH,
+            "val_batch_size": 1,  # per image: the same numbers whatever shares a batch
+            "num_workers": 0,
+        },
+        "optimizer": {"name": "adamw", "lr": 0.003},
+        "trainer": {
+            "max_epochs": EPOCHS,
+            "accelerator": "cpu",
+            "enable_progress_bar": False,
+            "log_every_n_steps": 1,
+        },
+    }
+    config_path = root / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run_dir = root / "runs" / "ddp"
+    stdout = run_cli(
+        [
+            "train",
+            "--config",
+            str(config_path),
+            "trainer.devices=2",
+            "trainer.strategy=ddp",
+        ],
+        audit_root=run_dir,
+        hook_dir=hook_dir,
+    )
+    return {"root": root, "run_dir": run_dir, "hook_dir": hook_dir, "stdout": stdout}
+
+
+def test_ddp_training_writes_the_run_folder_from_rank_zero_only(ddp_run):
+    run_dir = ddp_run["run_dir"]
+    # the precondition of "a rank's batch has no boxes": it happened in this run
+    assert rank_batches_without_boxes(ddp_run["root"] / "train" / "annotations.json")
+    assert ddp_run["stdout"].count("run folder:") == 1
+    written = writers(run_dir)
+    for name in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "metrics.csv", "metrics.json"):
+        assert name in written, sorted(written)
+    assert all(ranks == {"0"} for ranks in written.values()), written
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + EPOCHS
+    steps = [row.split(",")[1] for row in rows[1:]]
+    # 16 images / 2 ranks / batch 2 = 4 steps per epoch: the ranks shared the epoch
+    assert steps == [str(4 * (e + 1)) for e in range(EPOCHS)], steps
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"det/mAP", "seg/mIoU", "val/loss"} <= set(metrics)
+
+
+def test_eval_with_two_processes_equals_one_process(ddp_run, tmp_path):
+    checkpoint = ddp_run["run_dir"] / "checkpoints" / "best.ckpt"
+    overrides = ["trainer.accelerator=cpu", "trainer.devices=1", "trainer.strategy=auto"]
+    one = evaluate(checkpoint, overrides, save_predictions=tmp_path / "preds1.json")
+    one = json.loads(metrics_json(one))  # nan -> None, as the command prints it
+    preds1 = json.loads((tmp_path / "preds1.json").read_text())
+
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    preds = audit / "preds.json"
+    args = ["eval", "--checkpoint", str(checkpoint), "--save-predictions", str(preds)]
+    args += ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]
+    stdout = run_cli(args, audit_root=audit, hook_dir=ddp_run["hook_dir"])
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, stdout  # printed by rank 0 only
+    assert writers(audit) == {"preds.json": {"0"}}  # the gathered results, written once
+    two, preds2 = json.loads(lines[0]), json.loads(preds.read_text())
+
+    assert {"det/mAP", "det/mAP50", "seg/mIoU", "seg/pixel_acc", "val/loss"} <= set(one)
+    assert one.keys() == two.keys()
+    for key, value in one.items():
+        if value is None:  # nan: COCO's "no such objects"
+            assert two[key] is None, key
+        elif key == "val/loss":  # a mean of per-image losses, summed in another order
+            assert math.isclose(two[key], value, rel_tol=1e-6), (key, value, two[key])
+        else:
+            assert abs(two[key] - value) <= 1e-6, (key, value, two[key])
+    assert one["seg/pixel_acc"] > 0 and one["seg/mIoU"] > 0
+
+    # the gathered predictions are those of one process: every image, each once
+    def key(r):
+        return (r["image_id"], r["category_id"], -r["score"])
+
+    preds1, preds2 = sorted(preds1, key=key), sorted(preds2, key=key)
+    assert {r["image_id"] for r in preds1} == set(range(1, NUM_VAL + 1))
+    assert len(preds1) == len(preds2)
+    for a, b in zip(preds1, preds2, strict=True):
+        assert (a["image_id"], a["category_id"]) == (b["image_id"], b["category_id"])
+        torch.testing.assert_close(
+            torch.tensor([*a["bbox"], a["score"]]), torch.tensor([*b["bbox"], b["score"]])
+        )
+
+
+def test_validation_shares_cover_every_image_once():
+    shares = [list(unpadded_sampler(range(NUM_VAL), rank, 2)) for rank in (0, 1)]
+    assert shares == [[0, 2, 4, 6, 8], [1, 3, 5, 7]]  # no padding: rank 1 runs one image less
+    with pytest.raises(DataError, match="fewer than the 3 processes"):
+        unpadded_sampler(range(2), 0, 3)
+
+
+def flips(pipeline, n=48):
+    """Which of n runs flipped an asymmetric image horizontally / vertically."""
+    image = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
+    out = []
+    for _ in range(n):
+        result = pipeline(image=image, bboxes=np.zeros((0, 4)), labels=[], instance_ids=[])
+        flipped = result["image"][0].numpy()
+        plain = (image[..., 0] / 255.0).astype(np.float32)
+        out.append(
+            (
+                bool(np.allclose(flipped, plain[:, ::-1]))
+                or bool(np.allclose(flipped, plain[::-1, ::-1])),
+                bool(np.allclose(flipped, plain[::-1]))
+                or bool(np.allclose(flipped, plain[::-1, ::-1])),
+            )
+        )
+    return out
+
+
+def test_augmentations_are_seeded_per_rank_and_independent_per_transform():
+    steps = [{"name": "HorizontalFlip", "p": 0.5}, {"name": "VerticalFlip", "p": 0.5}]
+
+    def pipeline(*keys):
+        built = build_pipeline(steps, mean=(0, 0, 0), std=(1, 1, 1))
+        seed_pipeline(built, *keys)
+        return built
+
+    rank0 = flips(pipeline(0, 0, 0))
+    assert rank0 == flips(pipeline(0, 0, 0))  # reproducible
+    assert rank0 != flips(pipeline(0, 1, 0))  # another rank draws other flips
+    assert any(h != v for h, v in rank0)  # the two flips are not one coin

@@ -1,0 +1,190 @@
+"""Validation pictures and tables (visionkit/engine/pictures.py), curves and loggers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import visionkit
+from visionkit.engine.callbacks import curve_panels, make_loggers
+from visionkit.engine.pictures import (
+    ValidationPictures,
+    ground_truth,
+    plot_confusion,
+    write_ap_tables,
+)
+from visionkit.evaluation.coco import CocoEvaluator
+
+
+def test_the_confusion_matrix_counts_the_logits_validation_computes(tmp_path):
+    model = visionkit.create_model(
+        {
+            "model": {
+                "backbone": {"name": "simple_cnn"},
+                "heads": {"cls": {"name": "linear", "num_classes": 3}},
+            }
+        }
+    )
+    callback = ValidationPictures(tmp_path)
+    module = SimpleNamespace(model=model, device=torch.device("cpu"))
+    trainer = SimpleNamespace(world_size=1)
+    callback.on_validation_epoch_start(trainer, module)
+    expected = torch.zeros(3, 3, dtype=torch.long)
+    torch.manual_seed(0)
+    for _ in range(3):
+        images = torch.randn(5, 3, 32, 32)
+        labels = torch.tensor([0, 1, 2, -1, 1])  # -1: no class label, not counted
+        predicted = model(images)["cls"]["logits"].argmax(1)  # the hook sees this forward
+        callback.on_validation_batch_end(trainer, module, None, {"class": labels}, 0)
+        for t, p in zip(labels.tolist(), predicted.tolist(), strict=True):
+            if t >= 0:
+                expected[t, p] += 1
+    callback.on_validation_epoch_end(trainer, module)
+    assert torch.equal(callback.confusion["cls"], expected)
+    assert int(callback.confusion["cls"].sum()) == 12
+    model(torch.randn(1, 3, 32, 32))  # hooks are gone after validation
+    assert not callback._logits
+    plot_confusion(expected, ["a", "b", "c"], tmp_path / "plots" / "confusion_cls.png", "cls")
+    assert (tmp_path / "plots" / "confusion_cls.png").stat().st_size > 0
+
+
+def coco_gt(tmp_path):
+    gt = {
+        "images": [{"id": i, "width": 100, "height": 100, "file_name": f"{i}.png"} for i in (1, 2)],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 10, 30, 30], "area": 900,
+             "iscrowd": 0},
+            {"id": 2, "image_id": 2, "category_id": 7, "bbox": [50, 50, 20, 20], "area": 400,
+             "iscrowd": 0},
+            {"id": 3, "image_id": 2, "category_id": 9, "bbox": [5, 60, 30, 30], "area": 900,
+             "iscrowd": 0},
+        ],
+        "categories": [{"id": 7, "name": "cat"}, {"id": 9, "name": "dog"}, {"id": 11, "name": "owl"}],
+    }  # fmt: skip
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    return path
+
+
+def test_per_class_ap_reads_coco_precision_per_category(tmp_path):
+    evaluator = CocoEvaluator("det", coco_gt(tmp_path), category_ids=[7, 9, 11])
+    with pytest.raises(RuntimeError, match="no 'bbox' evaluation yet"):
+        evaluator.per_class_ap()
+    batch = {"image_ids": torch.tensor([1, 2])}
+    predictions = [
+        {"boxes": torch.tensor([[10.0, 10, 40, 40]]), "scores": torch.tensor([0.9]),
+         "labels": torch.tensor([0])},
+        {"boxes": torch.tensor([[50.0, 50, 70, 70], [60.0, 0, 90, 30]]),
+         "scores": torch.tensor([0.8, 0.7]), "labels": torch.tensor([0, 1])},
+    ]  # fmt: skip
+    evaluator.process(batch, predictions)
+    metrics = evaluator.evaluate()
+    rows = {r["name"]: r for r in evaluator.per_class_ap()}
+    assert rows["cat"]["AP"] == pytest.approx(1.0) and rows["cat"]["instances"] == 2
+    assert rows["dog"]["AP"] == 0.0 and rows["dog"]["AP50"] == 0.0  # predicted in the wrong place
+    assert math.isnan(rows["owl"]["AP"]) and rows["owl"]["instances"] == 0
+    assert metrics["det/mAP"] == pytest.approx((rows["cat"]["AP"] + rows["dog"]["AP"]) / 2)
+
+    write_ap_tables(evaluator, tmp_path, "det")
+    with open(tmp_path / "per_class_ap_det.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [r["name"] for r in table] == ["cat", "dog", "owl", "mean"]
+    assert float(table[-1]["AP"]) == pytest.approx(metrics["det/mAP"])
+    markdown = (tmp_path / "per_class_ap_det.md").read_text()
+    assert "| 7 | cat | 2 | 1.000 | 1.000 | 1.000 |" in markdown
+    assert "| 11 | owl | 0 | n/a | n/a | n/a |" in markdown
+
+
+def test_ground_truth_is_drawn_like_a_prediction_without_scores():
+    model = visionkit.create_model(
+        {
+            "model": {
+                "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+                "neck": {"name": "fpn", "out_channels": 16},
+                "heads": {
+                    "cls": {"name": "linear", "num_classes": 2},
+                    "det": {"name": "fcos", "num_classes": 2, "num_convs": 1},
+                    "seg": {"name": "semantic_fpn", "channels": 16, "num_classes": 3},
+                },
+            }
+        },
+        label_names={
+            "class": ["day", "night"],
+            "instances": ["a", "b"],
+            "semantic": ["bg", "a", "b"],
+        },
+    )
+    semantic = np.zeros((20, 30), np.int64)
+    semantic[0, 0] = 255
+    semantic[5:10, 5:10] = 2
+    sample = {
+        "image": np.zeros((20, 30, 3), np.uint8),
+        "class": 1,
+        "boxes": np.array([[1.0, 2.0, 11.0, 12.0]], np.float32),
+        "labels": np.array([1]),
+        "semantic": semantic,
+    }
+    truth = ground_truth(model, sample)
+    assert truth["cls"] == {"label": 1, "name": "night", "scores": None}
+    assert truth["det"]["boxes"].tolist() == [[1.0, 2.0, 11.0, 12.0]] and truth["det"]["names"] == [
+        "b"
+    ]
+    assert truth["seg"]["mask"][0, 0] == 0 and truth["seg"]["mask"][6, 6] == 2  # ignore → 0
+    from visionkit.inference.predict import draw_predictions
+
+    drawn = draw_predictions(sample["image"], truth)
+    assert drawn[7, 1].any()  # the box's left edge
+    assert drawn.shape[0] > 20  # the semantic legend strip
+
+
+def test_curve_panels_show_each_heads_loss_and_every_learning_rate():
+    keys = ["lr", "train/loss_epoch", "val/loss", "train/cls/loss_epoch", "train/cls/ce_epoch",
+            "train/det/loss_epoch", "train/det/weight_epoch", "train/lr", "train/lr_backbone",
+            "cls/top1", "det/mAP", "val/score"]  # fmt: skip
+    panels = dict(curve_panels(keys))
+    assert panels["loss"] == ["train/loss_epoch", "val/loss"]
+    assert panels["loss per head (train)"] == ["train/cls/loss_epoch", "train/det/loss_epoch"]
+    assert panels["metrics"] == ["cls/top1", "det/mAP", "val/score"]
+    assert panels["learning rate"] == ["train/lr", "train/lr_backbone"]
+    assert "loss per head (train)" not in dict(curve_panels(["train/cls/loss_epoch", "lr"]))
+    assert dict(curve_panels(["lr"]))["learning rate"] == ["lr"]
+
+
+def test_make_loggers_adds_tensorboard_only_when_it_is_installed(tmp_path):
+    import importlib.util
+
+    names = [type(logger).__name__ for logger in make_loggers(tmp_path)]
+    installed = importlib.util.find_spec("tensorboard") is not None
+    assert names == (["CSVLogger", "TensorBoardLogger"] if installed else ["CSVLogger"])
+    assert [type(x).__name__ for x in make_loggers(tmp_path, tensorboard=False)] == ["CSVLogger"]
+
+
+def test_a_training_run_writes_the_pictures_and_tables(pyramid_config):
+    from visionkit.engine.runner import train
+
+    heads = {"cls": {"name": "linear"}, "det": {"name": "fcos", "num_convs": 1}}
+    config = pyramid_config("pictures", heads)
+    config["data"]["train"]["class_field"] = "background"
+    config["data"]["val"]["class_field"] = "background"
+    config["trainer"].update(max_epochs=1, limit_train_batches=2)
+    run_dir, metrics = train(config)
+    plots = run_dir / "plots"
+    assert {p.name for p in plots.iterdir()} >= {
+        "curves.png",
+        "val_predictions.png",
+        "confusion_cls.png",
+    }
+    with open(run_dir / "per_class_ap_det.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [r["name"] for r in table] == ["circle", "square", "triangle", "mean"]
+    assert float(table[-1]["AP"]) == pytest.approx(metrics["det/mAP"], abs=1e-9)
+    from PIL import Image
+
+    grid = Image.open(plots / "val_predictions.png")
+    assert grid.height > grid.width  # 8 rows of (prediction, ground truth)

@@ -1,0 +1,365 @@
+"""Long runs survive interruption: exact resume, resume: auto, SIGTERM, SIGKILL, atomic saves,
+non-finite losses; and the training options that go with them (EMA, early stopping, compile)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+
+import visionkit
+from visionkit.checkpoint import load_checkpoint, save_atomic
+from visionkit.engine import runner
+from visionkit.engine.runner import train
+from visionkit.errors import CheckpointError, NonFiniteLossError
+from visionkit.models.model import VisionModel
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["state_dict"]
+
+
+def step_rows(run_dir: Path, key: str) -> dict[int, float]:
+    """``key`` per optimiser step from the per-step CSV log (``logs/metrics.csv``)."""
+    rows = csv.DictReader((run_dir / "logs" / "metrics.csv").read_text().splitlines())
+    return {int(r["step"]): float(r[key]) for r in rows if r.get(key)}
+
+
+class _StopAfterEpoch(L.Callback):
+    """Sends this process SIGTERM at the end of an epoch, as a cluster preempting the job."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
+    tiny_config, tmp_path, monkeypatch
+):
+    overrides = ["trainer.max_epochs=4", "scheduler.warmup_epochs=1", "seed=3"]
+    straight, _ = train(tiny_config, overrides, output_dir=tmp_path / "straight")
+
+    extra = runner.training_callbacks
+    monkeypatch.setattr(
+        runner,
+        "training_callbacks",
+        lambda *a, **k: [*extra(*a, **k), _StopAfterEpoch(1)],
+    )
+    with pytest.raises(visionkit.errors.TrainingInterrupted) as info:
+        train(tiny_config, overrides, output_dir=tmp_path / "resumed")
+    assert info.value.exit_code == 143
+    assert "--resume" in str(info.value)
+    monkeypatch.setattr(runner, "training_callbacks", extra)
+    resumed_dir = tmp_path / "resumed"
+    assert load_checkpoint(resumed_dir / "checkpoints" / "last.ckpt")["global_step"] == 6
+    train(tiny_config, [*overrides, "resume=auto"], output_dir=resumed_dir)
+
+    a = weights(straight / "checkpoints" / "last.ckpt")
+    b = weights(resumed_dir / "checkpoints" / "last.ckpt")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
+    # the learning rate and the loss at every step equal the uninterrupted run's
+    lr_a, lr_b = step_rows(straight, "train/lr"), step_rows(resumed_dir, "train/lr")
+    assert len(lr_a) == 12 and lr_b == pytest.approx(lr_a, abs=1e-12)
+    loss_a = step_rows(straight, "train/loss_step")
+    loss_b = step_rows(resumed_dir, "train/loss_step")
+    assert loss_b == pytest.approx(loss_a, abs=1e-6)
+
+
+def test_resume_can_raise_the_number_of_epochs(tiny_config, tmp_path):
+    run_dir, _ = train(tiny_config, ["trainer.max_epochs=1"], output_dir=tmp_path / "run")
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert load_checkpoint(ckpt)["global_step"] == 3
+    train(tiny_config, ["trainer.max_epochs=3"], output_dir=run_dir, resume=ckpt)
+    last = load_checkpoint(ckpt)
+    assert (last["epoch"], last["global_step"]) == (2, 9)
+    rows = list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # the callback state came back too
+
+
+def test_resume_auto_skips_a_truncated_checkpoint_and_uses_the_previous_good_one(
+    tiny_config, tmp_path, caplog
+):
+    cfg = ["trainer.max_epochs=2", "trainer.checkpoint_every_n_steps=2"]
+    run_dir, _ = train(tiny_config, cfg, output_dir=tmp_path / "run")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match="last.ckpt.*truncated or corrupt"):
+        load_checkpoint(last)
+    found = runner.find_resume_checkpoint(run_dir / "checkpoints")
+    assert found is not None and found.name != "last.ckpt"
+    fallback_step = load_checkpoint(found)["global_step"]
+
+    with caplog.at_level("WARNING", logger="visionkit"):
+        train(tiny_config, ["trainer.max_epochs=3", "resume=auto"], output_dir=run_dir)
+    assert "skipping" in caplog.text and "last.ckpt" in caplog.text
+    assert fallback_step < 9
+    assert load_checkpoint(last)["global_step"] == 9
+
+
+def test_resume_auto_without_checkpoints_starts_a_new_run(tiny_config, tmp_path):
+    run_dir, _ = train(
+        tiny_config, ["trainer.max_epochs=1", "resume=auto"], output_dir=tmp_path / "new"
+    )
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 3
+
+
+def test_resume_from_a_missing_or_corrupt_file_is_a_clear_error(tiny_config, tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"bad\.ckpt"):
+        train(tiny_config, ["trainer.max_epochs=1"], output_dir=tmp_path / "r", resume=bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        train(tiny_config, [], output_dir=tmp_path / "r", resume=tmp_path / "missing.ckpt")
+
+
+# --------------------------------------------------------------------------- real signals
+
+
+def _write_config(tiny_config, tmp_path: Path, **trainer) -> Path:
+    cfg = dict(tiny_config)
+    cfg["trainer"] = {**cfg["trainer"], **trainer}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _start_training(config: Path, run_dir: Path, *overrides: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "visionkit.cli", "train", "--config", str(config)]
+    cmd += ["--output-dir", str(run_dir), *overrides]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _wait_for_step(proc: subprocess.Popen, path: Path, step: int, timeout: float = 120) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        if path.is_file():
+            try:
+                if load_checkpoint(path)["global_step"] >= step:
+                    return
+            except CheckpointError:
+                pass  # being replaced right now: the rename is atomic, try again
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"{path} did not reach step {step} in {timeout} s")
+
+
+def test_sigkill_mid_run_then_resume_continues_from_the_last_checkpoint(tiny_config, tmp_path):
+    config = _write_config(tiny_config, tmp_path, max_epochs=6, checkpoint_every_n_steps=1)
+    run_dir = tmp_path / "run"
+    step_ckpt = run_dir / "checkpoints" / "step.ckpt"
+    proc = _start_training(config, run_dir)
+    _wait_for_step(proc, step_ckpt, 4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    saved = {p.name: load_checkpoint(p)["global_step"] for p in run_dir.glob("checkpoints/*.ckpt")}
+    assert saved and all(step >= 1 for step in saved.values()), saved  # every file loads
+    resumed_from = max(saved.values())
+
+    # 3 epochs of 3 steps: beyond any step the killed run can have reached before the kill
+    proc = _start_training(config, run_dir, "resume=auto", "trainer.max_epochs=3")
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-3000:]
+    assert "continuing from" in err
+    final = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert resumed_from >= 4 and resumed_from < 9, saved
+    assert final["global_step"] == 9, (saved, final["global_step"])
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_non_zero(tiny_config, tmp_path):
+    config = _write_config(tiny_config, tmp_path, max_epochs=50, checkpoint_every_n_steps=1)
+    run_dir = tmp_path / "run"
+    proc = _start_training(config, run_dir)
+    _wait_for_step(proc, run_dir / "checkpoints" / "step.ckpt", 2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-3000:]
+    assert "interrupted by SIGTERM" in err and "--resume" in err
+    assert "Traceback" not in err
+    last = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert last["global_step"] >= 2
+    model = visionkit.load(run_dir / "checkpoints" / "last.ckpt")  # usable as is
+    assert isinstance(model, VisionModel)
+
+
+# --------------------------------------------------------------------------- atomic saves
+
+
+def test_a_save_that_fails_mid_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    save_atomic({"step": torch.tensor(1)}, path)
+
+    def dies_half_way(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a zip file")
+        raise KeyboardInterrupt  # the process is stopped in the middle of the write
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        save_atomic({"step": torch.tensor(2)}, path)
+    monkeypatch.undo()
+    assert int(load_checkpoint(path)["step"]) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left
+
+
+SAVE_FOREVER = """
+import sys, torch
+from visionkit.checkpoint import save_atomic
+path, i = sys.argv[1], 0
+while True:
+    i += 1
+    save_atomic({"i": torch.tensor(i), "big": torch.full((1_000_000,), float(i))}, path)
+    print(i, flush=True)
+"""
+
+
+def test_sigkill_during_saves_never_leaves_a_corrupt_checkpoint(tmp_path):
+    path = tmp_path / "last.ckpt"
+    for delay in (0.05, 0.13, 0.29):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SAVE_FOREVER, str(path)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        assert proc.stdout is not None
+        proc.stdout.readline()  # one save done: the file exists
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        ckpt = load_checkpoint(path)
+        assert torch.all(ckpt["big"] == float(ckpt["i"]))
+
+
+# --------------------------------------------------------------------------- non-finite loss
+
+
+def _nan_at_step(monkeypatch, bad_steps: set[int]) -> None:
+    original = VisionModel.loss
+    calls = {"n": 0}
+
+    def loss(self, outputs, batch):
+        losses = original(self, outputs, batch)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] in bad_steps:
+                losses = {k: v * float("nan") for k, v in losses.items()}
+        return losses
+
+    monkeypatch.setattr(VisionModel, "loss", loss)
+
+
+def test_a_nan_loss_stops_the_run_naming_the_step_and_each_head_loss(
+    tiny_config, tmp_path, monkeypatch
+):
+    _nan_at_step(monkeypatch, {3})
+    with pytest.raises(NonFiniteLossError) as info:
+        train(tiny_config, ["trainer.max_epochs=2"], output_dir=tmp_path / "run")
+    message = str(info.value)
+    assert "step 2" in message and "cls/loss=nan" in message and "loss=nan" in message
+    assert "on_nonfinite_loss=skip" in message
+
+
+def test_on_nonfinite_loss_skip_skips_and_counts_the_batches(
+    tiny_config, tmp_path, monkeypatch, caplog
+):
+    _nan_at_step(monkeypatch, {2, 5})
+    with caplog.at_level("WARNING", logger="visionkit"):
+        run_dir, _ = train(
+            tiny_config,
+            ["trainer.max_epochs=2", "trainer.on_nonfinite_loss=skip"],
+            output_dir=tmp_path / "run",
+        )
+    assert "2 skipped so far" in caplog.text
+    last = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 6  # Lightning counts the skipped batches' (empty) steps
+    assert last["visionkit_skipped_batches"] == 2
+    assert all(
+        torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point()
+    )
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_ema_weights_are_validated_saved_and_loaded_beside_the_raw_weights(tiny_config, tmp_path):
+    run_dir, metrics = train(
+        tiny_config,
+        ["trainer.max_epochs=2", "ema.enabled=true", "ema.decay=0.9", "ema.warmup_steps=0"],
+        output_dir=tmp_path / "run",
+    )
+    ckpt = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    ema, raw = ckpt["state_dict"], ckpt["current_model_state"]
+    assert ema.keys() == raw.keys()
+    differs = [k for k in ema if ema[k].is_floating_point() and not torch.equal(ema[k], raw[k])]
+    assert differs, "the EMA weights equal the raw weights"
+    assert ckpt["averaging_state"]["n_averaged"] == 6
+    # visionkit.load gives the EMA weights, whose metrics picked best.ckpt
+    model = visionkit.load(run_dir / "checkpoints" / "last.ckpt")
+    name = "backbone.stages.0.0.weight"
+    key = next(k for k in ema if k.endswith(name))
+    torch.testing.assert_close(model.state_dict()[name], ema[key])
+    again = runner.evaluate(run_dir / "checkpoints" / "best.ckpt")
+    assert again["cls/top1"] == pytest.approx(metrics["cls/top1"], abs=1e-6)
+
+
+def test_early_stopping_ends_the_run_and_its_patience_survives_a_resume(tiny_config, tmp_path):
+    # min_delta 10: no validation can improve on the first one, so it stops after 1 + patience
+    cfg = ["trainer.max_epochs=8", "early_stopping.patience=2", "early_stopping.min_delta=10"]
+    run_dir, _ = train(tiny_config, cfg, output_dir=tmp_path / "run")
+    rows = list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
+    assert len(rows) == 3
+    ckpt = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    stopper = next(v for k, v in ckpt["callbacks"].items() if k.startswith("EarlyStopping"))
+    assert stopper["wait_count"] == 2 and stopper["patience"] == 2
+
+
+def test_early_stopping_without_validation_needs_a_monitor(tiny_config, tmp_path):
+    tiny_config["data"].pop("val")
+    with pytest.raises(visionkit.errors.ConfigError, match="early_stopping"):
+        train(tiny_config, ["early_stopping.patience=2"], output_dir=tmp_path / "run")
+
+
+def test_compile_trains_and_keeps_parameter_names(tiny_config, tmp_path):
+    run_dir, _ = train(
+        tiny_config,
+        [
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "trainer.compile={backend: eager}",
+        ],
+        output_dir=tmp_path / "run",
+    )
+    names = list(load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["state_dict"])
+    assert names and not any("_orig_mod" in n for n in names)
+    assert visionkit.load(run_dir / "checkpoints" / "last.ckpt") is not None
+
+
+def test_a_run_without_validation_writes_best_and_last_and_resumes(tiny_config, tmp_path):
+    tiny_config["data"].pop("val")
+    run_dir, metrics = train(tiny_config, ["trainer.max_epochs=1"], output_dir=tmp_path / "r")
+    assert metrics == {}
+    assert {p.name for p in (run_dir / "checkpoints").glob("*.ckpt")} == {"best.ckpt", "last.ckpt"}
+    train(tiny_config, ["trainer.max_epochs=2", "resume=auto"], output_dir=run_dir)
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 6

@@ -1,0 +1,243 @@
+"""`visionkit predict`: inputs, drawn images, predictions.json."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import visionkit
+from visionkit.data.io import read_image
+from visionkit.errors import ConfigError, DataError
+from visionkit.inference.predict import draw_predictions, expand_inputs, predict_files
+
+CONFIG = {
+    "model": {
+        "backbone": {"name": "simple_cnn"},
+        "heads": {"cls": {"name": "linear", "num_classes": 4}},
+    }
+}
+
+
+def test_predict_files_writes_drawn_images_and_json(shapes_root, tmp_path):
+    model = visionkit.create_model(CONFIG, label_names={"class": ["a", "b", "c", "d"]})
+    images = shapes_root / "val" / "images"
+    out = predict_files(
+        model, [images / "000001.png", str(images / "00000[23].png")], tmp_path, progress=False
+    )
+    assert json.loads(out.read_text()) == []  # no box heads: an empty COCO results list
+    records = json.loads((tmp_path / "images.json").read_text())
+    assert [r["file_name"].rsplit("/", 1)[-1] for r in records] == [
+        "000001.png",
+        "000002.png",
+        "000003.png",
+    ]
+    assert [r["id"] for r in records] == [1, 2, 3]
+    assert all((r["height"], r["width"]) == (64, 64) for r in records)
+    assert all(r["cls"]["name"] in "abcd" and 0 <= r["cls"]["score"] <= 1 for r in records)
+    assert sorted(p.name for p in tmp_path.glob("*_pred.png")) == [
+        "000001_pred.png",
+        "000002_pred.png",
+        "000003_pred.png",
+    ]
+
+
+def test_expand_inputs_reads_folders_and_reports_missing_paths(shapes_root, tmp_path):
+    assert len(expand_inputs([shapes_root / "val" / "images"])) == 24
+    with pytest.raises(DataError, match="inputs not found") as info:
+        expand_inputs([tmp_path / "nope.png", shapes_root / "val" / "images" / "000001.png"])
+    assert str(tmp_path / "nope.png") in str(info.value)
+
+
+def test_draw_predictions_draws_boxes_in_their_place():
+    image = np.zeros((40, 60, 3), np.uint8)
+    prediction = {
+        "det": {
+            "boxes": torch.tensor([[10.0, 5.0, 30.0, 25.0]]),
+            "scores": torch.tensor([0.9]),
+            "labels": torch.tensor([1]),
+            "names": ["square"],
+        }
+    }
+    drawn = draw_predictions(image, prediction)
+    assert drawn.shape == image.shape
+    assert drawn[15, 10].any() and drawn[25, 20].any()  # box edges coloured
+    assert not drawn[21, 26].any() and not drawn[35, 50].any()  # inside and outside untouched
+
+
+def test_coco_results_are_loadable_by_pycocotools_with_masks_as_rle(tmp_path):
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+
+    from visionkit.inference.predict import coco_results
+
+    masks = torch.zeros(2, 40, 60, dtype=torch.bool)
+    masks[0, 5:25, 10:30] = True
+    masks[1, 0:10, 40:60] = True
+    prediction = {
+        "inst": {
+            "boxes": torch.tensor([[10.0, 5.0, 30.0, 25.0], [40.0, 0.0, 60.0, 10.0]]),
+            "scores": torch.tensor([0.9, 0.4]),
+            "labels": torch.tensor([1, 0]),
+            "names": ["square", "circle"],
+            "masks": masks,
+        }
+    }
+    entries = coco_results(7, prediction, category_ids=[3, 42])
+    assert [e["category_id"] for e in entries] == [42, 3]
+    assert entries[0]["bbox"] == [10.0, 5.0, 20.0, 20.0]
+    assert entries[0]["head"] == "inst" and entries[0]["name"] == "square"
+    decoded = mask_utils.decode(
+        {**entries[0]["segmentation"], "counts": entries[0]["segmentation"]["counts"].encode()}
+    )
+    assert (decoded.astype(bool) == masks[0].numpy()).all()
+    gt = {
+        "images": [{"id": 7, "width": 60, "height": 40, "file_name": "x.png"}],
+        "annotations": [],
+        "categories": [{"id": 3, "name": "circle"}, {"id": 42, "name": "square"}],
+    }
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps(entries))
+    coco = COCO(str(tmp_path / "gt.json"))
+    loaded = coco.loadRes(str(tmp_path / "dt.json"))
+    assert len(loaded.getAnnIds()) == 2
+
+
+def test_draw_predictions_fills_masks_and_adds_a_semantic_legend():
+    image = np.zeros((40, 60, 3), np.uint8)
+    semantic = torch.zeros(40, 60, dtype=torch.long)
+    semantic[:, 30:] = 2
+    prediction = {"seg": {"mask": semantic, "names": ["background", "circle", "square"]}}
+    drawn = draw_predictions(image, prediction)
+    assert drawn.shape[1] == 60 and drawn.shape[0] > 40  # legend strip below the image
+    assert not drawn[20, 10].any()  # background left alone
+    assert drawn[20, 45].any()  # class 2 filled
+    instance = {
+        "inst": {
+            "boxes": torch.tensor([[2.0, 2.0, 20.0, 20.0]]),
+            "scores": torch.tensor([0.8]),
+            "labels": torch.tensor([0]),
+            "masks": torch.zeros(1, 40, 60, dtype=torch.bool).index_fill_(
+                1, torch.arange(5, 15), True
+            ),
+        }
+    }
+    drawn = draw_predictions(image, instance)
+    assert drawn.shape == image.shape
+    assert drawn[10, 50].any()  # mask row 10 filled across the image
+    assert not drawn[30, 50].any()
+
+
+def write_video(path, frames: int = 7, size=(48, 64), fps: float = 10.0):
+    """A small mp4 of a red square (RGB) moving right; returns the RGB frames written."""
+    import cv2
+
+    h, w = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    written = []
+    for i in range(frames):
+        rgb = np.full((h, w, 3), 40, np.uint8)
+        rgb[10:30, 4 + 5 * i : 24 + 5 * i] = (230, 20, 20)
+        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        written.append(rgb)
+    writer.release()
+    return written
+
+
+def multi_head_model():
+    torch.manual_seed(0)
+    config = {
+        "model": {
+            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+            "neck": {"name": "fpn", "out_channels": 16, "min_level": 3, "max_level": 5},
+            "heads": {
+                "cls": {"name": "linear", "num_classes": 2},
+                "det": {"name": "fcos", "num_classes": 2, "num_convs": 1},
+                "seg": {"name": "semantic_fpn", "channels": 16, "num_classes": 3},
+            },
+        },
+        "data": {"image_size": 64},
+    }
+    names = {"class": ["day", "night"], "instances": ["a", "b"], "semantic": ["bg", "a", "b"]}
+    model = visionkit.create_model(config, label_names=names)
+    model.heads["det"].score_thresh = 0.0  # untrained: keep some detections to write
+    model.heads["det"].detections_per_img = 3
+    return model
+
+
+def test_read_video_gives_rgb_frames_and_skips_by_every(tmp_path):
+    from visionkit.inference.predict import read_video, video_frames
+
+    written = write_video(tmp_path / "clip.mp4")
+    frames = list(read_video(tmp_path / "clip.mp4", every=3))
+    assert [i for i, _ in frames] == [0, 3, 6]
+    assert video_frames(tmp_path / "clip.mp4", every=3) == 3
+    for index, frame in frames:
+        assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8
+        red = frame[20, 14 + 5 * index]  # inside the square: red in RGB order
+        assert red[0] > 180 and red[2] < 80
+        assert np.abs(frame.astype(int) - written[index]).mean() < 8  # lossy codec
+    with pytest.raises(DataError, match="cannot read video"):
+        list(read_video(tmp_path / "missing.mp4"))
+
+
+def test_predict_files_on_a_video_and_an_image_writes_frames_ids_and_a_drawn_video(
+    shapes_root, tmp_path
+):
+    import cv2
+
+    (tmp_path / "in").mkdir()
+    write_video(tmp_path / "in" / "clip.mp4")
+    image = shapes_root / "val" / "images" / "000001.png"
+    out = tmp_path / "out"
+    target = predict_files(
+        multi_head_model(), [image, tmp_path / "in"], out, batch_size=3, every=2, progress=False
+    )
+    records = json.loads((out / "images.json").read_text())
+    assert [r["id"] for r in records] == [1, 2, 3, 4, 5]
+    assert "frame" not in records[0] and records[0]["file_name"] == str(image)
+    assert [r["frame"] for r in records[1:]] == [0, 2, 4, 6]
+    assert all(r["file_name"].endswith("clip.mp4") for r in records[1:])
+    assert all((r["height"], r["width"]) == (48, 64) for r in records[1:])
+    assert records[2]["cls"]["name"] in ("day", "night")
+    assert records[2]["seg"] == {"label_png": "clip_000002_seg.png"}
+    assert (out / "clip_000002_seg.png").is_file() and (out / "000001_seg.png").is_file()
+
+    results = json.loads(target.read_text())
+    by_image = {}
+    for entry in results:
+        by_image.setdefault(entry["image_id"], []).append(entry)
+    assert sorted(by_image) == [1, 2, 3, 4, 5]
+    assert all("frame" not in e for e in by_image[1])
+    assert {e["frame"] for e in by_image[3]} == {2}
+
+    assert (out / "000001_pred.png").is_file()
+    capture = cv2.VideoCapture(str(out / "clip_pred.mp4"))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 4
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(5.0)  # 10 fps, every 2nd frame
+    ok, frame = capture.read()
+    capture.release()
+    assert ok and frame.shape[1] == 64 and frame.shape[0] > 48  # the legend of both classes
+
+
+def test_predict_files_with_flip_tta_writes_the_merged_predictions(shapes_root, tmp_path):
+    from visionkit.inference.tta import predict_hflip
+
+    model = multi_head_model()
+    image_path = shapes_root / "val" / "images" / "000002.png"
+    predict_files(model, [image_path], tmp_path, tta="flip", draw=False, progress=False)
+    record = json.loads((tmp_path / "images.json").read_text())[0]
+    (expected,) = predict_hflip(model, [read_image(image_path)])
+    assert record["cls"]["score"] == pytest.approx(
+        float(expected["cls"]["scores"][expected["cls"]["label"]]), abs=1e-5
+    )
+    entries = json.loads((tmp_path / "predictions.json").read_text())
+    assert [e["score"] for e in entries] == pytest.approx(
+        [round(float(s), 5) for s in expected["det"]["scores"]]
+    )
+    with pytest.raises(ConfigError, match="unknown test-time augmentation 'rot90'"):
+        predict_files(model, [image_path], tmp_path, tta="rot90", progress=False)
+    with pytest.raises(ConfigError, match="--every: must be at least 1, got 0"):
+        predict_files(model, [image_path], tmp_path, every=0, progress=False)

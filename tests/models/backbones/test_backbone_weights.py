@@ -1,0 +1,199 @@
+"""Loading backbone weights: local files, safety, reports, and the offline pretrained caches."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import socket
+import time
+
+import pytest
+import timm
+import torch
+import torchvision
+from safetensors.torch import save_file
+
+from visionkit.errors import CheckpointError
+from visionkit.models.backbones import BackboneError, WeightsNotCachedError, create_backbone
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> pathlib.Path:
+    """Empty caches and no sockets: any download attempt fails loudly instead of hanging."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("TORCH_HOME", str(cache / "torch"))
+    monkeypatch.setenv("HF_HOME", str(cache / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache / "hf" / "hub"))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a backbone tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    return cache
+
+
+@pytest.fixture(scope="module")
+def resnet18_full() -> dict[str, torch.Tensor]:
+    """A full timm resnet18 classification state dict (with fc.*), random init."""
+    torch.manual_seed(1)
+    return {k: v.clone() for k, v in timm.create_model("resnet18").state_dict().items()}
+
+
+def _assert_loaded(backbone: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    own = backbone.body.state_dict()
+    assert set(own) <= set(state)
+    for key, value in own.items():
+        torch.testing.assert_close(value, state[key], msg=key)
+
+
+def test_full_classifier_safetensors_loads_into_backbone(resnet18_full, tmp_path, caplog) -> None:
+    path = tmp_path / "resnet18.safetensors"
+    save_file(resnet18_full, str(path))
+    with caplog.at_level(logging.INFO, logger="visionkit.models.backbones"):
+        backbone = create_backbone("resnet18", pretrained=path)
+    _assert_loaded(backbone, resnet18_full)
+    report = backbone.load_report
+    assert sorted(report.unexpected) == ["fc.bias", "fc.weight"]
+    assert report.missing == [] and report.mismatched == []
+    assert len(report.loaded) == len(backbone.state_dict())
+    assert any(
+        "unexpected (2)" in r.getMessage() and "fc.weight" in r.getMessage() for r in caplog.records
+    )
+
+
+@pytest.mark.parametrize("wrapper", ["state_dict", "model", "state_dict_ema"])
+def test_wrapped_pth_with_module_prefix(resnet18_full, tmp_path, wrapper: str) -> None:
+    path = tmp_path / "resnet18.pth"
+    torch.save({wrapper: {f"module.{k}": v for k, v in resnet18_full.items()}, "epoch": 3}, path)
+    backbone = create_backbone("timm/resnet18", pretrained=str(path))
+    _assert_loaded(backbone, resnet18_full)
+    assert sorted(backbone.load_report.unexpected) == ["fc.bias", "fc.weight"]
+
+
+def test_torchvision_classifier_checkpoint(tmp_path) -> None:
+    torch.manual_seed(2)
+    state = torchvision.models.resnet18().state_dict()
+    path = tmp_path / "tv_resnet18.bin"
+    torch.save(state, path)
+    backbone = create_backbone("torchvision/resnet18", pretrained=path)
+    assert sorted(backbone.load_report.unexpected) == ["fc.bias", "fc.weight"]
+    assert backbone.load_report.missing == []
+    _assert_loaded(backbone, state)
+
+
+def test_backbone_state_dict_round_trip(tmp_path) -> None:
+    for name in ("simple_cnn", "convnext_atto"):
+        torch.manual_seed(3)
+        source = create_backbone(name)
+        path = tmp_path / f"{name}.pt"
+        torch.save(source.state_dict(), path)
+        loaded = create_backbone(name, pretrained=path)
+        assert loaded.load_report.ok and loaded.load_report.unexpected == []
+        for (k, a), b in zip(
+            source.state_dict().items(), loaded.state_dict().values(), strict=True
+        ):
+            torch.testing.assert_close(a, b, msg=k)
+
+
+def test_shape_mismatch_is_reported_not_raised(resnet18_full, tmp_path, caplog) -> None:
+    state = dict(resnet18_full)
+    state["layer1.0.conv1.weight"] = torch.zeros(32, 64, 3, 3)
+    path = tmp_path / "odd.safetensors"
+    save_file(state, str(path))
+    with caplog.at_level(logging.WARNING, logger="visionkit.models.backbones"):
+        backbone = create_backbone("resnet18", pretrained=path)
+    report = backbone.load_report
+    assert report.mismatched == [("layer1.0.conv1.weight", (32, 64, 3, 3), (64, 64, 3, 3))]
+    assert not report.ok
+    assert backbone.body.state_dict()["layer1.0.conv1.weight"].abs().sum() > 0  # kept its init
+    torch.testing.assert_close(backbone.body.state_dict()["conv1.weight"], state["conv1.weight"])
+    assert any("shape mismatch (1)" in r.getMessage() for r in caplog.records)
+
+
+def test_unrelated_checkpoint_is_an_error(tmp_path) -> None:
+    path = tmp_path / "other.safetensors"
+    save_file({"encoder.weight": torch.zeros(3)}, str(path))
+    with pytest.raises(CheckpointError, match="none of its 1 tensor names match"):
+        create_backbone("simple_cnn", pretrained=path)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth", ".bin"])
+def test_corrupted_or_missing_file_names_the_path(tmp_path, suffix: str) -> None:
+    path = tmp_path / f"broken{suffix}"
+    path.write_bytes(b"\x00\x01 definitely not a checkpoint" * 10)
+    with pytest.raises(CheckpointError) as info:
+        create_backbone("simple_cnn", pretrained=path)
+    assert str(path) in str(info.value)
+    missing = tmp_path / f"absent{suffix}"
+    with pytest.raises(CheckpointError, match="no such file") as info:
+        create_backbone("simple_cnn", pretrained=missing)
+    assert str(missing) in str(info.value)
+
+
+class _Payload:
+    """Unpickling this creates a file: the classic malicious-checkpoint pattern."""
+
+    def __init__(self, target: pathlib.Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.target,))
+
+
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"conv.weight": torch.zeros(1)}, "hook": _Payload(marker)}, path)
+    with pytest.raises(CheckpointError, match="evil.pth"):
+        create_backbone("simple_cnn", pretrained=path)
+    assert not marker.exists()
+    # The payload is live: an unsafe load would have created the file.
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("name", ["resnet18", "timm/convnext_atto", "torchvision/resnet18"])
+def test_pretrained_true_without_cache_fails_fast(offline, name: str) -> None:
+    start = time.perf_counter()
+    with pytest.raises(WeightsNotCachedError) as info:
+        create_backbone(name, pretrained=True)
+    assert time.perf_counter() - start < 10
+    message = str(info.value)
+    assert (
+        "not in the local cache" in message
+        and "pretrained='/path/to/weights.safetensors'" in message
+    )
+    assert str(offline) in message  # says where it looked
+    assert "TORCH_FORCE_WEIGHTS_ONLY_LOAD" not in os.environ
+
+
+def test_pretrained_true_reads_the_hf_cache(offline) -> None:
+    torch.manual_seed(4)
+    state = timm.create_model("resnet18").state_dict()
+    repo = timm.models.get_pretrained_cfg("resnet18").hf_hub_id  # e.g. timm/resnet18.a1_in1k
+    commit = "0" * 40
+    root = offline / "hf" / "hub" / f"models--{repo.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    (root / "snapshots" / commit).mkdir(parents=True)
+    save_file(state, str(root / "snapshots" / commit / "model.safetensors"))
+    backbone = create_backbone("resnet18", pretrained=True)
+    _assert_loaded(backbone, state)
+
+
+def test_pretrained_true_for_builtin_without_weights() -> None:
+    with pytest.raises(BackboneError, match="no published pretrained weights"):
+        create_backbone("simple_cnn", pretrained=True)
+
+
+def test_torchvision_cached_file_is_used_and_checked(offline) -> None:
+    url = torchvision.models.get_model_weights("resnet18").DEFAULT.url
+    cached = offline / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"truncated download")
+    with pytest.raises(CheckpointError) as info:  # found in TORCH_HOME, read, and rejected
+        create_backbone("torchvision/resnet18", pretrained=True)
+    assert str(cached) in str(info.value)
+    assert "TORCH_FORCE_WEIGHTS_ONLY_LOAD" not in os.environ

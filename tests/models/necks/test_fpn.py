@@ -1,0 +1,117 @@
+"""FPN neck: declared channels and strides match what it returns, on real backbones."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from visionkit.models.backbones import create_backbone
+from visionkit.models.necks import FPN, list_necks
+from visionkit.models.necks.fpn import fpn
+from visionkit.registry import NECKS
+
+
+@pytest.fixture(scope="module")
+def simple_cnn():
+    torch.manual_seed(0)
+    return create_backbone("simple_cnn")
+
+
+@pytest.fixture(scope="module")
+def resnet18():
+    torch.manual_seed(0)
+    return create_backbone("resnet18")
+
+
+def check_pyramid(neck, backbone, size=(64, 96)):
+    """Run backbone + neck; the outputs match ``neck.out_channels`` / ``neck.strides``."""
+    feats = backbone(torch.rand(2, 3, *size))
+    out = neck(feats)
+    assert len(out) == len(neck.strides) == len(neck.out_channels)
+    expected = size
+    for p, c, s in zip(out, neck.out_channels, neck.strides, strict=True):
+        if s in backbone.strides:
+            expected = tuple(feats[backbone.strides.index(s)].shape[-2:])
+        else:  # an extra level: a stride-2 step from the previous level
+            expected = tuple(math.ceil(x / 2) for x in expected)
+        assert tuple(p.shape) == (2, c, *expected), (s, p.shape)
+        expected = tuple(p.shape[-2:])
+    return out
+
+
+def test_registered():
+    assert "fpn" in list_necks()
+    assert NECKS.get("fpn") is fpn
+
+
+@pytest.mark.parametrize("backbone_name", ["simple_cnn", "resnet18"])
+@pytest.mark.parametrize(
+    ("min_level", "max_level", "extra"),
+    [(3, 5, "conv_from_p"), (3, 7, "conv_from_p"), (3, 7, "conv_from_c"), (2, 6, "maxpool")],
+)
+def test_shapes_strides_channels(request, backbone_name, min_level, max_level, extra):
+    backbone = request.getfixturevalue(backbone_name)
+    neck = fpn(
+        backbone.out_channels,
+        backbone.strides,
+        out_channels=32,
+        min_level=min_level,
+        max_level=max_level,
+        extra_blocks=extra,
+    )
+    assert isinstance(neck, FPN)
+    assert neck.strides == [2**k for k in range(min_level, max_level + 1)]
+    assert neck.out_channels == [32] * (max_level - min_level + 1)
+    check_pyramid(neck, backbone)
+
+
+def test_default_is_p3_p5_128_channels(simple_cnn):
+    neck = NECKS.build("fpn", in_channels=simple_cnn.out_channels, strides=simple_cnn.strides)
+    assert neck.strides == [8, 16, 32] and neck.out_channels == [128] * 3
+    out = check_pyramid(neck, simple_cnn, size=(64, 64))
+    assert [tuple(p.shape[-2:]) for p in out] == [(8, 8), (4, 4), (2, 2)]
+
+
+def test_max_level_below_backbone_top_ignores_coarser_maps(simple_cnn):
+    neck = fpn(simple_cnn.out_channels, simple_cnn.strides, out_channels=16, max_level=4)
+    assert neck.strides == [8, 16]
+    check_pyramid(neck, simple_cnn)
+
+
+def test_every_parameter_gets_a_gradient(simple_cnn):
+    neck = fpn(simple_cnn.out_channels, simple_cnn.strides, out_channels=16, max_level=7)
+    feats = [f.detach() for f in simple_cnn(torch.rand(1, 3, 64, 64))]
+    sum(p.sum() for p in neck(feats)).backward()
+    assert all(p.grad is not None for p in neck.parameters())
+
+
+def test_backbone_with_out_indices(simple_cnn):
+    backbone = create_backbone("simple_cnn", out_indices=(2, 3, 4))
+    neck = fpn(backbone.out_channels, backbone.strides, max_level=7)
+    assert neck.strides == [8, 16, 32, 64, 128]
+    check_pyramid(neck, backbone)
+
+
+def test_error_when_min_level_below_backbone_smallest_stride():
+    backbone = create_backbone("simple_cnn", out_indices=(2, 3, 4))  # strides 8, 16, 32
+    with pytest.raises(ValueError, match=r"strides \[4\]"):
+        fpn(backbone.out_channels, backbone.strides, min_level=2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"in_channels": [8, 16], "strides": [8, 32]}, r"strides \[16\]"),
+        ({"in_channels": [8, 16], "strides": [8, 12]}, "powers of two"),
+        ({"in_channels": [8, 16], "strides": [16, 8]}, "increase"),
+        ({"in_channels": [8], "strides": [8, 16]}, "same length"),
+        ({"in_channels": [8, 16], "strides": [8, 16], "max_level": 2}, "below min_level"),
+        ({"in_channels": [8, 16], "strides": [8, 16], "min_level": 6, "max_level": 7}, "coarser"),
+        ({"in_channels": [8, 16], "strides": [8, 16], "extra_blocks": "p6"}, "extra_blocks"),
+    ],
+)
+def test_invalid_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fpn(**kwargs)

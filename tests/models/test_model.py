@@ -1,0 +1,107 @@
+"""VisionModel, create_model, load, and the classification head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import visionkit
+from visionkit.errors import CheckpointError, ConfigError
+from visionkit.models.heads.classification import linear, mlp
+from visionkit.models.model import VisionModel
+
+CONFIG = {
+    "model": {
+        "backbone": {"name": "simple_cnn"},
+        "heads": {"cls": {"name": "linear", "num_classes": 3}},
+    }
+}
+
+
+def test_create_model_from_mapping_builds_the_configured_heads():
+    model = visionkit.create_model(CONFIG)
+    assert isinstance(model, VisionModel)
+    out = model(torch.rand(2, 3, 64, 64))
+    assert out["cls"]["logits"].shape == (2, 3)
+    assert model.meta["config"]["model"]["heads"]["cls"]["num_classes"] == 3
+
+
+def test_num_classes_comes_from_the_data_and_mismatch_is_an_error():
+    cfg = {"model": {"backbone": {"name": "simple_cnn"}, "heads": {"cls": {"name": "mlp"}}}}
+    model = visionkit.create_model(cfg, label_names={"class": ["a", "b", "c", "d", "e"]})
+    assert model.heads["cls"].num_classes == 5
+    with pytest.raises(ConfigError, match="num_classes: not set"):
+        visionkit.create_model(cfg)
+    with pytest.raises(ConfigError, match="num_classes: 3, but the data has 2 classes"):
+        visionkit.create_model(CONFIG, label_names={"class": ["a", "b"]})
+
+
+def test_classification_loss_counts_only_labelled_images_and_touches_all_parameters():
+    head = mlp([8, 16], num_classes=3, hidden_dims=[4], dropout=0.0)
+    feats = [torch.rand(4, 8, 4, 4), torch.rand(4, 16, 2, 2)]
+    out = head(feats)
+    labels = torch.tensor([0, -1, 2, -1])
+    loss = head.loss(out, {"class": labels})["ce"]
+    expected = torch.nn.functional.cross_entropy(out["logits"][[0, 2]], labels[[0, 2]])
+    torch.testing.assert_close(loss, expected)
+    # no labelled image at all: exactly zero, finite, yet every parameter gets a gradient
+    empty = head.loss(head(feats), {"class": torch.full((4,), -1)})["ce"]
+    assert empty.item() == 0.0
+    empty.backward()
+    assert all(p.grad is not None for p in head.parameters())
+
+
+def test_model_loss_is_the_weighted_sum_of_head_losses():
+    backbone = visionkit.create_backbone("simple_cnn")
+    heads = {
+        "a": linear(backbone.out_channels, num_classes=3),
+        "b": linear(backbone.out_channels, num_classes=2),
+    }
+    model = VisionModel(backbone, heads, loss_weights={"a": 2.0, "b": 0.5})
+    out = model(torch.rand(2, 3, 32, 32))
+    losses = model.loss(out, {"class": torch.tensor([1, 0])})
+    torch.testing.assert_close(losses["loss"], 2.0 * losses["a/loss"] + 0.5 * losses["b/loss"])
+
+
+def test_predict_takes_uint8_images_of_any_size_and_names_classes():
+    model = visionkit.create_model(CONFIG, label_names={"class": ["x", "y", "z"]})
+    images = [np.zeros((50, 70, 3), np.uint8), np.full((130, 20, 3), 255, np.uint8)]
+    preds = model.predict(images)
+    assert len(preds) == 2
+    for p in preds:
+        assert p["cls"]["name"] in {"x", "y", "z"}
+        assert p["cls"]["scores"].shape == (3,)
+        assert abs(float(p["cls"]["scores"].sum()) - 1) < 1e-5
+    batch = torch.zeros(2, 3, 40, 40, dtype=torch.uint8)
+    assert [p["cls"]["label"] for p in model.predict(batch)] == [preds[0]["cls"]["label"]] * 2
+    with pytest.raises(ValueError, match="H×W×3 uint8"):
+        model.predict([np.zeros((10, 10), np.float32)])
+
+
+def test_load_refuses_missing_and_foreign_checkpoints(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        visionkit.load(tmp_path / "nope.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "plain.ckpt")
+    with pytest.raises(CheckpointError, match="not a visionkit checkpoint"):
+        visionkit.load(tmp_path / "plain.ckpt")
+    (tmp_path / "trunc.ckpt").write_bytes(b"PK\x03\x04garbage")
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        visionkit.load(tmp_path / "trunc.ckpt")
+
+
+def test_load_refuses_pickle_payloads_without_running_them(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (marker.touch, ())
+
+    torch.save({"visionkit": Payload()}, tmp_path / "evil.ckpt")
+    with pytest.raises(CheckpointError, match="refused"):
+        visionkit.load(tmp_path / "evil.ckpt")
+    assert not marker.exists()
+
+
+def test_list_heads_lists_the_registered_heads():
+    assert {"linear", "mlp"} <= set(visionkit.list_heads())

@@ -1,0 +1,307 @@
+"""The configuration reference, ``docs/configs.md``, rendered from the schema itself.
+
+Every key of the fixed sections comes from the pydantic models of :mod:`visionkit.config`
+(type, constraints, default) with its description from :data:`DESCRIPTIONS`; every registered
+head, neck and dataset format comes from its builder's signature, as the validator sees it
+(:func:`visionkit.config.builder_schema`). ``tests/test_docs.py`` fails when the file differs
+from :func:`render_config_reference`, and when a key has no description here. Regenerate
+with ``python tools/gen_config_docs.py``.
+
+>>> "| `trainer.max_epochs` | int, > 0 | `10` |" in render_config_reference()
+True
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+import typing
+from collections.abc import Iterator
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from visionkit.config import INJECTED_ARGS, Config, SyntheticConfig, builder_schema
+
+# Key path → description. A new key of the schema needs one (a test checks it).
+DESCRIPTIONS: dict[str, str] = {
+    "name": "run name; the run folder is `<output_dir>/<name>`",
+    "seed": "seeds Python, NumPy and torch (and data-loader workers)",
+    "output_dir": "parent of run folders; `--output-dir` replaces `<output_dir>/<name>`",
+    "monitor": "metric that picks `best.ckpt` (`min` when its name contains `loss`, else "
+    "`max`); `null`: the main metric of the evaluated head(s), `val/score` for several",
+    "resume": "a checkpoint to continue the run from (as `visionkit train --resume`)",
+    "model": "one backbone, an optional neck and named heads",
+    "model.backbone": "the shared backbone",
+    "model.backbone.name": "a name from `visionkit list backbones`",
+    "model.backbone.pretrained": "`false`: random init; `true`: the library's weights from the "
+    "local cache (never downloaded); a path: a local `.safetensors` / `.pth` / `.pt` / `.bin` "
+    "state dict",
+    "model.backbone.out_indices": "feature levels to return (negative allowed); `null`: all",
+    "model.backbone.kwargs": "extra keyword arguments of the backbone builder (for timm "
+    "names, `timm.create_model` arguments); checked when the model is built",
+    "model.neck": "`{name: <registered neck>, ...arguments}` (below), or `null` for none",
+    "model.heads": "head name → `{name: <registered head>, ...arguments}` (below); at least one",
+    "model.loss_balancing": "how the heads' losses make the total",
+    "model.loss_balancing.name": "`fixed`: Σ w·L; `uncertainty`: learnt log-variances "
+    "(Kendall et al.); `magnitude`: each loss divided by its running mean",
+    "model.loss_balancing.momentum": "`magnitude` only: momentum of the running loss means",
+    "model.init_from": "a checkpoint or state dict whose tensors of matching name and shape "
+    "initialise the model",
+    "model.freeze": "module prefixes (`backbone`, `neck`, `heads.<name>`, ...) not trained",
+    "data": "datasets per split and how they are loaded",
+    "data.train": "training dataset `{format: <registered dataset>, ...arguments}` (below), or "
+    "several named ones, each with an optional sampling `weight`",
+    "data.val": "validation dataset(s), as `data.train`; each head is evaluated on the sets "
+    "that carry its labels",
+    "data.image_size": "side, or `[h, w]`, of the default pipelines (when `transforms.*` is null) "
+    "and of every sizing transform that leaves its size out (`{name: Resize}`)",
+    "data.batch_size": "training batch size per device",
+    "data.val_batch_size": "validation batch size; `null`: `batch_size`",
+    "data.num_workers": "data-loader worker processes",
+    "data.pin_memory": "data-loader `pin_memory`",
+    "data.transforms": "albumentations pipelines as `{name: <class>, ...arguments}` lists; "
+    "`Normalize` and the tensor conversion are appended",
+    "data.transforms.train": "training pipeline; `null`: `Resize` to `image_size` + "
+    "`HorizontalFlip(p=0.5)`",
+    "data.transforms.val": "evaluation pipeline (also used by `predict`); `null`: `Resize` to "
+    "`image_size`",
+    "optimizer": "the optimiser",
+    "optimizer.name": "optimiser class",
+    "optimizer.lr": "peak learning rate",
+    "optimizer.weight_decay": "on weights with more than one dimension (not biases and norms)",
+    "optimizer.momentum": "`sgd` only",
+    "optimizer.nesterov": "`sgd` only",
+    "optimizer.betas": "`adam` / `adamw` only",
+    "optimizer.param_groups": "module prefix → `{lr_mult: ...}`; the longest matching prefix wins",
+    "optimizer.param_groups.<prefix>.lr_mult": "the group's learning rate is `lr × lr_mult`",
+    "scheduler": "learning-rate schedule, stepped after every optimiser step",
+    "scheduler.name": "schedule after the warm-up (`onecycle` has its own rise)",
+    "scheduler.warmup_epochs": "linear warm-up length in epochs (fractions allowed)",
+    "scheduler.warmup_start_factor": "the warm-up starts at `lr × warmup_start_factor`",
+    "scheduler.min_lr_factor": "`cosine` / `onecycle`: the rate ends at `lr × min_lr_factor`",
+    "scheduler.step_epochs": "`step`: epochs at which the rate is multiplied by `gamma`",
+    "scheduler.gamma": "`step`: the factor",
+    "scheduler.pct_start": "`onecycle`: share of the steps spent rising to `lr`",
+    "trainer": "passed to `lightning.Trainer` (`null` keys are left out)",
+    "trainer.max_epochs": "epochs",
+    "trainer.accelerator": "`cpu`, `gpu`, `auto`, ...",
+    "trainer.devices": "devices per node",
+    "trainer.num_nodes": "nodes",
+    "trainer.strategy": "e.g. `ddp`",
+    "trainer.precision": "`auto` (bf16 where the hardware has it, else 32) or a Lightning "
+    "precision string: `32-true`, `bf16-mixed`, `16-mixed`, ...",
+    "trainer.gradient_clip_val": "clip gradients to this norm; `null`: no clipping",
+    "trainer.accumulate_grad_batches": "batches per optimiser step",
+    "trainer.log_every_n_steps": "how often per-step values are logged",
+    "trainer.check_val_every_n_epoch": "validate every this many epochs",
+    "trainer.limit_train_batches": "batches (int) or fraction (float) per training epoch",
+    "trainer.limit_val_batches": "the same, for validation",
+    "trainer.deterministic": "deterministic algorithms only",
+    "trainer.enable_progress_bar": "show Lightning's progress bar",
+    "trainer.compile": "`torch.compile` the model: `true`, or its keyword arguments",
+    "trainer.on_nonfinite_loss": "a NaN/inf loss: `error` stops naming the step; `skip` skips "
+    "the batch",
+    "trainer.checkpoint_every_n_steps": "also write `last.ckpt` every this many steps",
+    "trainer.channels_last": "train and validate with NHWC (`channels_last`) weights and "
+    "batches: faster convolutions and max-pooling on CPUs; checkpoints load either way",
+    "data.<split>.synthetic": "on any dataset entry: generate the shapes dataset into its folder "
+    "(`images` for COCO, `root` for the folder layouts) when that holds no `*.json` yet; a shapes "
+    "dataset generated with other parameters is regenerated, other data is never touched",
+    "data.<split>.synthetic.num_images": "number of images",
+    "data.<split>.synthetic.size": "image side in pixels",
+    "data.<split>.synthetic.seed": "same seed, same files",
+    "data.<split>.synthetic.min_shapes": "fewest shapes per image",
+    "data.<split>.synthetic.max_shapes": "most shapes per image",
+    "ema": "exponential moving average of the weights",
+    "ema.enabled": "keep and evaluate an EMA of the weights",
+    "ema.decay": "EMA decay",
+    "ema.warmup_steps": "steps over which the decay ramps up",
+    "early_stopping": "stop when the monitored metric stops improving",
+    "early_stopping.patience": "validations without improvement before stopping; `null`: never",
+    "early_stopping.monitor": "metric to watch; `null`: the run's `monitor`",
+    "early_stopping.min_delta": "smallest change that counts as an improvement",
+}
+
+HEADER = """\
+# Configuration reference
+
+<!-- Generated by `python tools/gen_config_docs.py` from visionkit/config.py and the builders
+of the registered components; tests/test_docs.py fails when it is out of date. Edit the
+schema or visionkit/cli/config_docs.py, not this file. -->
+
+Every key of a visionkit config, its type, default and meaning. How configs are read
+(`base:`, overrides, validation errors) and worked examples are in
+[configuration.md](configuration.md). A key left out takes its default; `null` is YAML's
+`None`.
+"""
+
+
+def render_config_reference() -> str:
+    """The text of ``docs/configs.md``."""
+    import visionkit  # noqa: F401  (registers every built-in component)
+    from visionkit.registry import DATASETS, HEADS, NECKS
+
+    out = [HEADER]
+    for section, fields in _all_sections():
+        out.append(f"\n## `{section}`\n" if section else "\n## Top level\n")
+        if DESCRIPTIONS.get(section):
+            out.append(f"\n{DESCRIPTIONS[section][0].upper()}{DESCRIPTIONS[section][1:]}.\n")
+        out.append("\n| key | type | default | description |\n| --- | --- | --- | --- |\n")
+        for path, field in fields:
+            out.append(
+                f"| `{path}` | {_type(field.annotation, field)} | {_default(field)} | "
+                f"{DESCRIPTIONS.get(path, '')} |\n"
+            )
+    extra_head = {"loss_weight": (float, 1.0)}
+    extra_data = {"synthetic": (dict | None, None), "weight": (float, 1.0)}
+    components = (
+        ("Heads", "model.heads.<head>", "name", HEADS, extra_head, INJECTED_ARGS),
+        ("Necks", "model.neck", "name", NECKS, None, INJECTED_ARGS),
+        ("Dataset formats", "data.train / data.val", "format", DATASETS, extra_data, ()),
+    )
+    for title, where, key, registry, extra, injected in components:
+        out.append(f"\n## {title}\n\n")
+        out.append(
+            f"`{where}` is `{{{key}: <name>, ...arguments}}`; the arguments are the parameters "
+            "of the registered builder, validated against its signature.\n"
+        )
+        if injected:
+            out.append(f"`{'`, `'.join(sorted(injected))}` are supplied by the factory.\n")
+        if extra:
+            out.append(
+                "Every entry also takes "
+                + ", ".join(f"`{k}` (default `{_yaml(v[1])}`)" for k, v in extra.items())
+                + (
+                    ": `synthetic` generates the shapes dataset where the folder is empty "
+                    "([its keys](#datasplitsynthetic)), `weight` is the sampling weight in a mix "
+                    "of datasets.\n"
+                    if key == "format"
+                    else ": the head's weight in the total loss.\n"
+                )
+            )
+        for name in registry.names():
+            builder = registry.get(name)
+            schema = builder_schema(registry, name, injected=injected)
+            summary = (inspect.getdoc(builder) or "").split("\n\n")[0].replace("\n", " ")
+            summary = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", summary).replace("``", "`")
+            out.append(f"\n### `{name}`\n\n{summary}\n\n")
+            fields = list(schema.model_fields.items())
+            if not fields:
+                out.append("No arguments.\n")
+                continue
+            out.append("| argument | type | default |\n| --- | --- | --- |\n")
+            for arg, field in fields:
+                out.append(f"| `{arg}` | {_type(field.annotation, field)} | {_default(field)} |\n")
+    return "".join(out)
+
+
+def schema_keys() -> list[str]:
+    """Every key path of the fixed sections (what :data:`DESCRIPTIONS` must describe)."""
+    return [path for _, fields in _all_sections() for path, _ in fields]
+
+
+def _all_sections() -> list[tuple[str, list[Any]]]:
+    """The sections of :class:`Config`, with ``data.<split>.synthetic`` (a key every dataset
+    entry takes) after ``data``'s own."""
+    sections = list(_sections(Config))
+    synthetic = list(_sections(SyntheticConfig, "data.<split>.synthetic."))
+    at = max(i for i, (name, _) in enumerate(sections) if name.startswith("data")) + 1
+    return sections[:at] + synthetic + sections[at:]
+
+
+def _sections(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, list[Any]]]:
+    """(section path, [(key path, field), ...]) for ``model`` and its nested sections."""
+    rows, nested = [], []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        sub, mapped = _nested_model(field.annotation)
+        if sub is not None and mapped:  # dict[str, Section]: one entry per key
+            rows.append((path, field))
+            nested.append((f"{path}.<prefix>.", sub))
+        elif sub is not None:
+            nested.append((f"{path}.", sub))
+        else:
+            rows.append((path, field))
+    yield prefix.rstrip("."), rows
+    for sub_prefix, sub in nested:
+        yield from _sections(sub, sub_prefix)
+
+
+def _nested_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The section model inside ``annotation`` (``X``, ``X | None`` or ``dict[str, X]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is dict and len(args) == 2:
+        inner, _ = _nested_model(args[1])
+        return inner, inner is not None
+    if origin in (Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        if len(members) == 1:
+            return _nested_model(members[0])
+    return None, False
+
+
+def _type(annotation: Any, field: FieldInfo | None = None) -> str:
+    """A short, readable type: ``int > 0``, ``str or null``, ``list of int``, ``fixed, ...``."""
+    text = _type_name(annotation)
+    bounds = []
+    for item in getattr(field, "metadata", []) or []:
+        for attr, sign in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤")):
+            value = getattr(item, attr, None)
+            if value is not None:
+                bounds.append(f"{sign} {value}")
+    return ", ".join([text, *bounds])
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is Any or annotation is None:
+        return "any"
+    if annotation is type(None):
+        return "null"
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Literal:
+        return ", ".join(f"`{a}`" for a in args)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin in (list, tuple, set) or annotation in (list, tuple):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return "[" + ", ".join(_type_name(a) for a in args) + "]"
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if origin is dict or annotation is dict:
+        return "mapping"
+    if isinstance(annotation, type):
+        if issubclass(annotation, BaseModel):
+            return "mapping"
+        return annotation.__name__
+    return re.sub(r"typing\.", "", str(annotation))
+
+
+def _default(field: FieldInfo) -> str:
+    if field.is_required():
+        return "required"
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        return "(section)"
+    return f"`{_yaml(value)}`"
+
+
+def _yaml(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        value = list(value)
+    if isinstance(value, (list, dict)):
+        import json
+
+        return json.dumps(value)
+    return str(value)

@@ -1,0 +1,87 @@
+"""``visionkit convert --from voc|yolo --to coco SRC DST``: write a COCO json for a VOC or YOLO
+folder (see :mod:`visionkit.data.convert.to_coco`)."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Convert a Pascal VOC or YOLO dataset folder to one COCO json file. SRC is only read; DST is a
+new .json file (an existing file inside SRC is never replaced). file_name entries are relative
+to SRC, so train with data.train.images=SRC data.train.annotations=DST.
+
+VOC:  SRC/Annotations/*.xml, SRC/JPEGImages/, optional SRC/ImageSets/Main/<split>.txt.
+      Boxes: 1-based inclusive [xmin, ymin, xmax, ymax] -> bbox [xmin-1, ymin-1, w, h].
+      difficult objects are kept with iscrowd 1 (ignored by COCO evaluation and training).
+YOLO: SRC/images/ and SRC/labels/ (same relative paths, .txt labels), class names in
+      SRC/classes.txt or SRC/data.yaml; lines "class cx cy w h" (box) or
+      "class x1 y1 x2 y2 x3 y3 ..." (polygon), normalised to [0, 1]; class k -> category id k+1.
+      Images without a label file are kept as negatives.
+"""
+
+EPILOG = """\
+example: visionkit convert --from voc --to coco --split train data/VOC2007 data/voc_train.json
+example: visionkit convert --from yolo --to coco --split val data/my_yolo data/my_yolo_val.json
+example: visionkit convert --from yolo --classes names.txt data/my_yolo out/all.json
+"""
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from visionkit.data.convert.to_coco import convert
+
+    report = convert(
+        args.src,
+        args.dst,
+        args.source_format,
+        args.target_format,
+        split=args.split,
+        classes=args.classes,
+        overwrite=args.overwrite,
+    )
+    print(report.summary())
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``convert`` subcommand."""
+    p = sub.add_parser(
+        "convert",
+        help="convert a Pascal VOC or YOLO folder to a COCO json file",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--from",
+        dest="source_format",
+        required=True,
+        choices=["voc", "yolo"],
+        help="layout of SRC: voc (Annotations/, JPEGImages/) or yolo (images/, labels/)",
+    )
+    p.add_argument(
+        "--to",
+        dest="target_format",
+        default="coco",
+        choices=["coco"],
+        help="output format (default coco)",
+    )
+    p.add_argument("src", metavar="SRC", help="the dataset folder (only read)")
+    p.add_argument("dst", metavar="DST", help="the COCO .json file to write, e.g. SRC/train.json")
+    p.add_argument(
+        "--split",
+        metavar="NAME",
+        help="VOC: the ids in ImageSets/Main/NAME.txt; YOLO: images/NAME and labels/NAME "
+        "(default: every XML file / every image)",
+    )
+    p.add_argument(
+        "--classes",
+        metavar="FILE",
+        help="class names, one per line (or a YAML file with names:), in category order "
+        "(default VOC: sorted names found in the XML; YOLO: SRC/classes.txt or SRC/data.yaml)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace DST if it exists (never a file inside SRC)",
+    )
+    p.set_defaults(func=_convert)

@@ -1,0 +1,121 @@
+"""``visionkit export --checkpoint CKPT --format onnx|torchscript|safetensors --output FILE``:
+export a trained model and check it against PyTorch (see :mod:`visionkit.export`)."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Export a checkpoint written by 'visionkit train' (backbone, neck and every head of the model).
+
+onnx:        one graph; input 'images' float32 [B, 3, H, W], normalised with the backbone's
+             mean/std; B dynamic, H and W any multiple of 32. Outputs are the heads' raw
+             outputs named <head>.<key> (cls.logits, det.cls_logits, det.points, ...).
+             Post-processing is not in the graph: visionkit.inference.onnx_runtime.OnnxPredictor runs
+             the heads' own postprocess on them. The file's metadata (visionkit.*) holds the
+             config, class names, category ids, mean/std and output names.
+torchscript: torch.jit.trace of the same module (metadata in the extra file visionkit.json).
+safetensors: the state dict with the config and class names in its header; loads back with
+             model.init_from=FILE.
+
+After writing, the export and PyTorch (fp32, eval mode) run on the same random inputs at batch
+sizes 1 and 2 and two image sizes; the largest difference of each output is printed (absolute,
+and divided by max(1, |torch|)), and the command fails (exit 1) when the latter exceeds --atol.
+"""
+
+EPILOG = """\
+example: visionkit export --checkpoint runs/quickstart/checkpoints/best.ckpt --format onnx --output quickstart.onnx
+example: visionkit export --checkpoint best.ckpt --format torchscript --output model.pt --image-size 256
+example: visionkit export --checkpoint best.ckpt --format safetensors --output model.safetensors --no-check
+"""
+
+
+def image_size(text: str) -> int | tuple[int, int]:
+    """``"256"`` → 256; ``"480x640"`` → (480, 640)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, e.g. 256 or 480x640, got {text!r}")
+    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+
+
+def _export(args: argparse.Namespace) -> int:
+    from visionkit.export import export
+
+    report = export(
+        args.checkpoint,
+        args.format,
+        args.output,
+        image_size=args.image_size,
+        opset=args.opset,
+        atol=args.atol,
+        check=not args.no_check,
+    )
+    print(f"wrote {report.path}")
+    if report.exporter:
+        dynamic = f"; dynamic axes: {', '.join(report.dynamic)}" if report.dynamic else ""
+        print(f"exporter: {report.exporter}{dynamic}")
+    for note in report.notes:
+        print(f"note: {note}")
+    print(f"outputs: {', '.join(report.output_names)}")
+    if report.check is not None:
+        print(report.check.table())
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``export`` subcommand."""
+    from visionkit.export import DEFAULT_ATOL, DEFAULT_OPSET, FORMATS
+
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX, TorchScript or safetensors, checked against PyTorch",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="CKPT",
+        help="a .ckpt written by train, e.g. runs/quickstart/checkpoints/best.ckpt",
+    )
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="onnx (graph for onnxruntime), torchscript (torch.jit.trace) or safetensors "
+        "(weights + config), e.g. --format onnx",
+    )
+    p.add_argument(
+        "--output", required=True, metavar="FILE", help="the file to write, e.g. model.onnx"
+    )
+    p.add_argument(
+        "--image-size",
+        type=image_size,
+        metavar="N|HxW",
+        help="first image size of the check, rounded up to a multiple of 32 (the second is 32 "
+        "taller and 64 wider); default: the config's data.image_size; e.g. --image-size 480x640",
+    )
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset version (default {DEFAULT_OPSET}), e.g. --opset 20",
+    )
+    p.add_argument(
+        "--atol",
+        type=float,
+        default=DEFAULT_ATOL,
+        help=f"largest difference allowed between the export and PyTorch, as "
+        f"|exported - torch| / max(1, |torch|): absolute for values up to 1 (logits), relative "
+        f"above (box distances in pixels); default {DEFAULT_ATOL:g}, e.g. --atol 1e-3",
+    )
+    p.add_argument(
+        "--no-check",
+        action="store_true",
+        help="write the file without comparing it with PyTorch, e.g. for a quick safetensors copy",
+    )
+    p.set_defaults(func=_export)

@@ -1,0 +1,1 @@
+"""Converters from published annotation layouts (Pascal VOC, YOLO) to COCO json."""

@@ -1,0 +1,155 @@
+"""``visionkit convert``: Pascal VOC or YOLO folders to a COCO json file, written next to the
+data and never over it.
+
+The source folder is only read. The output must be a ``.json`` file; an existing file inside
+the source folder (or the class names file) is never replaced, and an existing file elsewhere
+only with ``overwrite=True``. The file is written atomically (a temporary file in the same
+folder, then a rename). ``file_name`` entries are relative to the source folder, so the result
+is read with ``{format: coco, images: SRC, annotations: DST}``.
+
+>>> report = convert("my_yolo", "my_yolo_train.json", "yolo", split="train")  # doctest: +SKIP
+>>> print(report.summary())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from visionkit.data.batch import dataset_root
+from visionkit.data.convert.coco_builder import Conversion, read_class_names
+from visionkit.data.convert.voc import voc_to_coco
+from visionkit.data.convert.yolo import yolo_to_coco
+from visionkit.errors import DataError
+
+CONVERTERS: dict[str, Callable[..., Conversion]] = {"voc": voc_to_coco, "yolo": yolo_to_coco}
+TARGETS = ("coco",)
+
+
+@dataclass
+class ConvertReport:
+    """What one conversion wrote."""
+
+    output: Path
+    source_format: str
+    images: int
+    negatives: int
+    per_class: dict[str, int]  # annotations per class name, in category order
+    ignored: int  # annotations written with iscrowd 1 (VOC difficult)
+    skipped: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        total = sum(self.per_class.values())
+        lines = [
+            f"converted {self.source_format} -> coco: {self.images} images "
+            f"({self.negatives} without annotations), {total} annotations"
+            + (f" ({self.ignored} difficult, written as iscrowd 1)" if self.ignored else ""),
+            "annotations per class:",
+            *(f"  {name}: {n}" for name, n in self.per_class.items()),
+            f"skipped: {len(self.skipped)}",
+            *(f"  {s}" for s in self.skipped[:10]),
+        ]
+        if len(self.skipped) > 10:
+            lines.append(f"  ... and {len(self.skipped) - 10} more")
+        lines.append(f"wrote {self.output}")
+        return "\n".join(lines)
+
+
+def to_coco(
+    src: str | os.PathLike,
+    source_format: str,
+    split: str | None = None,
+    classes: str | os.PathLike | None = None,
+) -> Conversion:
+    """Convert ``src`` in memory (nothing is written): a COCO object and the skipped objects.
+
+    Args:
+        src: the source folder (VOC: ``Annotations/``, ``JPEGImages/``; YOLO: ``images/``,
+            ``labels/`` and ``classes.txt`` or ``data.yaml``).
+        source_format: ``"voc"`` or ``"yolo"``.
+        split: VOC: ``ImageSets/Main/<split>.txt``; YOLO: ``images/<split>``, ``labels/<split>``.
+        classes: a class names file (one per line, or a YAML file with ``names``), which sets
+            the categories and their order.
+    """
+    if source_format not in CONVERTERS:
+        raise DataError(
+            f"unknown source format {source_format!r}; expected one of {list(CONVERTERS)}"
+        )
+    names = read_class_names(classes) if classes is not None else None
+    return CONVERTERS[source_format](src, split=split, class_names=names)
+
+
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    source_format: str,
+    target_format: str = "coco",
+    split: str | None = None,
+    classes: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> ConvertReport:
+    """Convert the dataset in ``src`` and write COCO json to ``dst``.
+
+    Raises:
+        DataError: a bad destination (not ``.json``, a folder, an existing file inside ``src``
+            or the class names file, an existing file without ``overwrite``) or a bad layout.
+        AnnotationError: every problem of the annotations, in one report.
+    """
+    if target_format not in TARGETS:
+        raise DataError(f"unknown target format {target_format!r}; expected one of {TARGETS}")
+    root = dataset_root(src).resolve()
+    out = _check_destination(root, Path(dst), classes, overwrite)
+    coco, skipped = to_coco(root, source_format, split, classes)
+    coco["info"]["source"] = str(root)
+    _write_json_atomic(out, coco)
+    counts = Counter(a["category_id"] for a in coco["annotations"])
+    with_annotations = {a["image_id"] for a in coco["annotations"]}
+    return ConvertReport(
+        output=out,
+        source_format=source_format,
+        images=len(coco["images"]),
+        negatives=len(coco["images"]) - len(with_annotations),
+        per_class={c["name"]: counts.get(c["id"], 0) for c in coco["categories"]},
+        ignored=sum(1 for a in coco["annotations"] if a["iscrowd"]),
+        skipped=skipped,
+    )
+
+
+def _check_destination(
+    root: Path, dst: Path, classes: str | os.PathLike | None, overwrite: bool
+) -> Path:
+    out = dst.resolve()
+    if out.is_dir():
+        raise DataError(f"destination {dst} is a folder; give the path of a .json file")
+    if out.suffix.lower() != ".json":
+        raise DataError(f"destination {dst} must be a .json file")
+    if not out.exists():
+        return out
+    if out.is_relative_to(root):
+        raise DataError(
+            f"refusing to overwrite {dst}: it is inside the source folder {root}, which convert "
+            "never modifies; write to a new file"
+        )
+    if classes is not None and out == Path(classes).resolve():
+        raise DataError(f"refusing to overwrite {dst}: it is the class names file")
+    if not overwrite:
+        raise DataError(f"{dst} already exists; pass --overwrite to replace it")
+    return out
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

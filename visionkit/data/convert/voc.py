@@ -1,0 +1,271 @@
+"""Pascal VOC XML to COCO.
+
+Layout::
+
+    SRC/
+      Annotations/<id>.xml
+      JPEGImages/<id>.jpg
+      ImageSets/Main/<split>.txt    # optional: one id per line (``split="train"``)
+
+Coordinates. VOC boxes are 1-based and pixel-inclusive: ``xmin = 1`` is the first pixel
+column and ``xmax`` is the last column *inside* the box. visionkit's boxes are continuous
+(0 is the left edge of the first pixel), so a VOC box becomes ``x0 = xmin - 1``,
+``y0 = ymin - 1``, ``x1 = xmax``, ``y1 = ymax``: COCO ``bbox = [xmin - 1, ymin - 1,
+xmax - xmin + 1, ymax - ymin + 1]``, and ``area = w * h``. Boxes are then clipped to the image;
+a box with no area left is skipped (and reported). Fractional coordinates are accepted.
+
+``difficult``. Objects with ``<difficult>1</difficult>`` are kept with ``iscrowd: 1``:
+pycocotools' ``COCOeval`` treats crowd annotations as ignore regions (a detection that matches
+one is neither a true nor a false positive; missing it is no error), and visionkit's COCO
+reader does not train on them. The annotation also keeps ``difficult``, ``truncated`` and
+``pose``.
+
+Missing optional tags get defaults: ``difficult`` 0, ``truncated`` 0, ``pose``
+``"Unspecified"``, ``filename`` ``<xml stem>.<ext>`` (the image in ``JPEGImages`` with that stem),
+``size`` from the image header (upright, as :func:`visionkit.data.io.read_image_size` reads it).
+
+XML is parsed with the standard library (no external entities are fetched; the bundled expat
+refuses entity-expansion bombs).
+
+>>> conversion = voc_to_coco("VOCdevkit/VOC2007", split="trainval")  # doctest: +SKIP
+>>> conversion.coco["categories"][:2]  # doctest: +SKIP
+[{'id': 1, 'name': 'aeroplane'}, {'id': 2, 'name': 'bicycle'}]
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from visionkit.data.batch import IMAGE_EXTENSIONS, dataset_root, resolve_under_root
+from visionkit.data.convert.coco_builder import CocoBuilder, Conversion, relative_posix
+from visionkit.data.io import read_image_size
+from visionkit.errors import DataError, ImageDecodeError
+
+ANNOTATIONS = "Annotations"
+IMAGES = "JPEGImages"
+
+
+def voc_to_coco(
+    root: str | os.PathLike,
+    split: str | None = None,
+    class_names: Sequence[str] | None = None,
+) -> Conversion:
+    """Convert a VOC folder to a COCO object (nothing is written).
+
+    Args:
+        root: the folder holding ``Annotations/`` and ``JPEGImages/``.
+        split: read only the ids listed in ``ImageSets/Main/<split>.txt``.
+        class_names: the categories in order (id ``k + 1`` for ``class_names[k]``); default:
+            the sorted distinct object names of the converted files.
+
+    Returns:
+        The COCO object (``file_name`` relative to ``root``, e.g. ``JPEGImages/000001.jpg``)
+        and the list of skipped objects.
+
+    Raises:
+        DataError: the layout is wrong (missing folders, split file, no XML files).
+        AnnotationError: one error listing every malformed file or object, unknown class and
+            missing image.
+    """
+    root = dataset_root(root)
+    ann_dir, img_dir = root / ANNOTATIONS, root / IMAGES
+    for folder in (ann_dir, img_dir):
+        if not folder.is_dir():
+            raise DataError(
+                f"{folder} does not exist: a VOC folder holds {ANNOTATIONS}/*.xml and "
+                f"{IMAGES}/ (and optionally ImageSets/Main/<split>.txt)"
+            )
+    builder = CocoBuilder([])
+    parsed = [(p, _parse(p, root, builder)) for p in _xml_files(root, split, builder)]
+    if class_names is None:
+        names = {obj["name"] for _, record in parsed if record for obj in record["objects"]}
+        class_names = sorted(n for n in names if n)
+    builder.class_names = list(class_names)
+    label_of = {name: i for i, name in enumerate(builder.class_names)}
+    seen: dict[str, str] = {}  # image file_name -> the XML file that named it
+    for xml_path, record in parsed:
+        if record is not None:
+            _add(builder, root, img_dir, xml_path, record, label_of, seen)
+    builder.raise_problems(f"{root}: cannot convert the VOC annotations")
+    info: dict[str, Any] = {"format": "voc", "source": str(root), "split": split}
+    return Conversion(builder.to_dict(info), builder.skipped)
+
+
+def _xml_files(root: Path, split: str | None, builder: CocoBuilder) -> list[Path]:
+    ann_dir = root / ANNOTATIONS
+    if split is None:
+        files = sorted(ann_dir.glob("*.xml"))
+        if not files:
+            raise DataError(f"{ann_dir} holds no .xml files")
+        return files
+    split_file = root / "ImageSets" / "Main" / f"{split}.txt"
+    if not split_file.is_file():
+        available = sorted(p.stem for p in split_file.parent.glob("*.txt"))
+        raise DataError(
+            f"split file {split_file} does not exist"
+            + (f" (splits there: {available})" if available else "")
+        )
+    ids = [line.split()[0] for line in split_file.read_text("utf-8").splitlines() if line.split()]
+    if not ids:
+        raise DataError(f"split file {split_file} lists no image ids")
+    files = []
+    for image_id in ids:
+        path = ann_dir / f"{image_id}.xml"
+        if path.is_file():
+            files.append(path)
+        else:
+            builder.problem(
+                relative_posix(split_file, root),
+                f"id {image_id!r}: {relative_posix(path, root)} is missing",
+            )
+    return files
+
+
+def _parse(path: Path, root: Path, builder: CocoBuilder) -> dict[str, Any] | None:
+    """The fields of one XML file, or ``None`` (with problems recorded) when it is unusable."""
+    where = relative_posix(path, root)
+    try:
+        tree = ET.parse(path)
+    except ET.ParseError as err:
+        builder.problem(where, f"malformed XML ({err})")
+        return None
+    ann = tree.getroot()
+    if ann.tag != "annotation":
+        builder.problem(where, f"root element is <{ann.tag}>; expected <annotation>")
+        return None
+    count = len(builder.problems)
+    size = {}
+    for key in ("width", "height"):
+        text = (ann.findtext(f"size/{key}") or "").strip()
+        if text:
+            value = _number(text)
+            if value is None or value < 0 or value != int(value):
+                builder.problem(where, f"<size><{key}> is {text!r}; expected a whole number")
+            else:
+                size[key] = int(value)
+    objects = []
+    for j, obj in enumerate(ann.findall("object"), 1):
+        objects.append(_parse_object(obj, f"{where} object {j}", builder))
+    if len(builder.problems) > count:
+        return None
+    return {
+        "filename": (ann.findtext("filename") or "").strip(),
+        "width": size.get("width", 0),
+        "height": size.get("height", 0),
+        "objects": objects,
+    }
+
+
+def _parse_object(obj: ET.Element, where: str, builder: CocoBuilder) -> dict[str, Any]:
+    name = (obj.findtext("name") or "").strip()
+    if not name:
+        builder.problem(where, "no <name>")
+    record: dict[str, Any] = {"name": name, "pose": (obj.findtext("pose") or "").strip()}
+    record["pose"] = record["pose"] or "Unspecified"
+    for flag in ("difficult", "truncated"):
+        text = (obj.findtext(flag) or "").strip()
+        if text in ("", "0", "1"):
+            record[flag] = int(text or 0)
+        else:
+            builder.problem(where, f"<{flag}> is {text!r}; expected 0 or 1")
+    box = obj.find("bndbox")
+    if box is None:
+        builder.problem(where, "no <bndbox>")
+        return record
+    coords = {}
+    for key in ("xmin", "ymin", "xmax", "ymax"):
+        text = (box.findtext(key) or "").strip()
+        value = _number(text)
+        if value is None:
+            builder.problem(where, f"<bndbox><{key}> is {text!r}; expected a number")
+        coords[key] = value
+    if None in coords.values():
+        return record
+    for lo, hi in (("xmin", "xmax"), ("ymin", "ymax")):
+        if coords[hi] < coords[lo]:
+            builder.problem(where, f"{hi} {coords[hi]:g} < {lo} {coords[lo]:g}")
+    record["box"] = [coords["xmin"], coords["ymin"], coords["xmax"], coords["ymax"]]
+    return record
+
+
+def _add(
+    builder: CocoBuilder,
+    root: Path,
+    img_dir: Path,
+    xml_path: Path,
+    record: dict[str, Any],
+    label_of: dict[str, int],
+    seen: dict[str, str],
+) -> None:
+    where = relative_posix(xml_path, root)
+    image = _find_image(img_dir, xml_path.stem, record["filename"])
+    if image is None:
+        looked = f"{IMAGES}/{record['filename']} or " if record["filename"] else ""
+        builder.problem(where, f"image not found (looked for {looked}{IMAGES}/{xml_path.stem}.*)")
+        return
+    width, height = record["width"], record["height"]
+    if not (width and height):
+        try:
+            height, width = read_image_size(image)
+        except ImageDecodeError as err:
+            builder.problem(where, f"no <size> and the image cannot be read: {err.reason}")
+            return
+    unknown = [o["name"] for o in record["objects"] if o["name"] not in label_of]
+    for j, obj in enumerate(record["objects"], 1):
+        if obj["name"] not in label_of:
+            builder.problem(
+                f"{where} object {j}", f"unknown class {obj['name']!r} (classes: {list(label_of)})"
+            )
+    if unknown:
+        return
+    file_name = relative_posix(image, root)
+    if file_name in seen:
+        builder.problem(where, f"image {file_name} is also the image of {seen[file_name]}")
+        return
+    seen[file_name] = where
+    image_id = builder.add_image(file_name, width, height)
+    for j, obj in enumerate(record["objects"], 1):
+        xmin, ymin, xmax, ymax = obj["box"]
+        x0, y0 = min(max(xmin - 1, 0.0), width), min(max(ymin - 1, 0.0), height)
+        x1, y1 = min(max(xmax, 0.0), width), min(max(ymax, 0.0), height)
+        if x1 <= x0 or y1 <= y0:
+            builder.skip(f"{where} object {j}", f"box {obj['box']} lies outside the image")
+            continue
+        builder.add_annotation(
+            image_id,
+            label_of[obj["name"]],
+            [x0, y0, x1 - x0, y1 - y0],
+            iscrowd=obj["difficult"],
+            difficult=obj["difficult"],
+            truncated=obj["truncated"],
+            pose=obj["pose"],
+        )
+
+
+def _find_image(img_dir: Path, stem: str, filename: str) -> Path | None:
+    """``JPEGImages/<filename>`` when it exists (and stays inside), else the one image file of
+    that stem."""
+    if filename:
+        try:
+            path = resolve_under_root(img_dir, filename)
+        except ValueError:
+            path = None
+        if path is not None and path.is_file():
+            return img_dir / os.path.normpath(filename)
+    candidates = sorted(
+        p for p in img_dir.glob(f"{stem}.*") if p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    return candidates[0] if candidates else None
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None

@@ -1,0 +1,241 @@
+"""YOLO txt labels to COCO.
+
+Layout::
+
+    SRC/
+      images/<name>.jpg             # or images/<split>/... with split="<split>"
+      labels/<name>.txt             # same relative path and stem as its image
+      classes.txt                   # one class name per line, or
+      data.yaml                     # names: [a, b] or names: {0: a, 1: b}
+
+Every image under ``images/`` (recursively) is converted; an image without a label file, or
+with an empty one, is a negative (no annotations). A label file without an image is an error.
+A ``classes.txt`` inside ``labels/`` (as LabelImg writes it) is not read as labels. Hidden
+files and folders (names starting with ``.``, such as macOS ``._a.jpg``) are ignored.
+
+Each line of a label file is ``class cx cy w h`` (a box) or ``class x1 y1 x2 y2 x3 y3 ...``
+(a polygon of at least 3 points), all coordinates normalised to ``[0, 1]`` by the upright
+image's width and height. A box becomes COCO ``bbox = [(cx - w/2) W, (cy - h/2) H, w W, h H]``;
+a polygon becomes a ``segmentation`` polygon in pixels, its ``bbox`` the polygon's extent and
+its ``area`` the polygon's area. Class ``k`` gets category id ``k + 1``. Coordinates up to
+``TOLERANCE`` outside ``[0, 1]`` (float round-off) are clipped; larger ones are errors. A box
+or polygon of zero area is skipped (and reported).
+
+>>> conversion = yolo_to_coco("my_yolo", split="train")  # doctest: +SKIP
+>>> conversion.coco["images"][0]["file_name"]  # doctest: +SKIP
+'images/train/0001.jpg'
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from visionkit.data.batch import IMAGE_EXTENSIONS, dataset_root
+from visionkit.data.convert.coco_builder import (
+    CocoBuilder,
+    Conversion,
+    read_class_names,
+    relative_posix,
+)
+from visionkit.data.io import read_image_size
+from visionkit.errors import DataError, ImageDecodeError
+
+#: How far outside ``[0, 1]`` a normalised coordinate may lie and still be clipped silently.
+TOLERANCE = 1e-3
+
+NAME_FILES = ("classes.txt", "data.yaml", "data.yml")
+
+
+def yolo_to_coco(
+    root: str | os.PathLike,
+    split: str | None = None,
+    class_names: Sequence[str] | None = None,
+) -> Conversion:
+    """Convert a YOLO folder to a COCO object (nothing is written).
+
+    Args:
+        root: the folder holding ``images/``, ``labels/`` and the class names.
+        split: convert ``images/<split>`` and ``labels/<split>`` only.
+        class_names: the classes in index order (default: ``root/classes.txt`` or
+            ``root/data.yaml``).
+
+    Returns:
+        The COCO object (``file_name`` relative to ``root``, e.g. ``images/train/a.jpg``) and
+        the list of skipped objects.
+
+    Raises:
+        DataError: the layout is wrong (missing folders, no images, no or conflicting class
+            names).
+        AnnotationError: one error listing every bad line, label file without an image and
+            unreadable image.
+    """
+    root = dataset_root(root)
+    img_dir, lbl_dir = root / "images", root / "labels"
+    if split is not None:
+        img_dir, lbl_dir = img_dir / split, lbl_dir / split
+    for folder in (img_dir, lbl_dir):
+        if not folder.is_dir():
+            raise DataError(
+                f"{folder} does not exist: a YOLO folder holds images/"
+                f"{split + '/' if split else ''} and labels/{split + '/' if split else ''} "
+                "with the same relative paths, and classes.txt or data.yaml"
+            )
+    names = list(class_names) if class_names is not None else yolo_class_names(root)
+    builder = CocoBuilder(names)
+    images = sorted(
+        p
+        for p in img_dir.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not _hidden(p, img_dir)
+    )
+    if not images:
+        raise DataError(f"{img_dir} holds no images ({' '.join(IMAGE_EXTENSIONS)})")
+    label_of_image = {p: lbl_dir / p.relative_to(img_dir).with_suffix(".txt") for p in images}
+    claimed: dict[Path, Path] = {}
+    for image, label in label_of_image.items():
+        if label in claimed:
+            builder.problem(
+                relative_posix(label, root),
+                f"label file of two images: {relative_posix(claimed[label], root)} and "
+                f"{relative_posix(image, root)}",
+            )
+        claimed[label] = image
+    for label in sorted(lbl_dir.rglob("*.txt")):
+        if _hidden(label, lbl_dir) or label.relative_to(lbl_dir) == Path("classes.txt"):
+            continue
+        if label not in claimed:
+            stem = relative_posix(img_dir / label.relative_to(lbl_dir).with_suffix(""), root)
+            builder.problem(relative_posix(label, root), f"no image for this label file ({stem}.*)")
+    for image in images:
+        _add_image(builder, root, image, label_of_image[image])
+    builder.raise_problems(f"{root}: cannot convert the YOLO labels")
+    info: dict[str, Any] = {"format": "yolo", "source": str(root), "split": split}
+    return Conversion(builder.to_dict(info), builder.skipped)
+
+
+def yolo_class_names(root: str | os.PathLike) -> list[str]:
+    """The class names of a YOLO folder: ``classes.txt`` or ``data.yaml`` (``data.yml``).
+    When several exist they must agree."""
+    root = Path(root)
+    found = {name: read_class_names(root / name) for name in NAME_FILES if (root / name).is_file()}
+    if not found:
+        raise DataError(
+            f"{root}: no class names; write classes.txt (one name per line, class 0 first) or "
+            "data.yaml (names: [...]) there, or give a class names file (--classes)"
+        )
+    first, *others = found.items()
+    for name, names in others:
+        if names != first[1]:
+            raise DataError(
+                f"{root}: {first[0]} and {name} list different classes: {first[1]} vs {names}"
+            )
+    return first[1]
+
+
+def _hidden(path: Path, folder: Path) -> bool:
+    """A file or folder name starting with ``.`` (e.g. macOS ``._a.jpg``) below ``folder``."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
+
+
+def _add_image(builder: CocoBuilder, root: Path, image: Path, label: Path) -> None:
+    where = relative_posix(image, root)
+    try:
+        height, width = read_image_size(image)
+    except ImageDecodeError as err:
+        builder.problem(where, err.reason)
+        return
+    lines = _read_lines(builder, root, label)
+    image_id = builder.add_image(where, width, height)
+    for number, line in lines:
+        _add_line(
+            builder, f"{relative_posix(label, root)} line {number}", image_id, line, width, height
+        )
+
+
+def _read_lines(builder: CocoBuilder, root: Path, label: Path) -> list[tuple[int, str]]:
+    if not label.is_file():
+        return []
+    try:
+        text = label.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        builder.problem(relative_posix(label, root), f"cannot be read ({err})")
+        return []
+    return [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _add_line(
+    builder: CocoBuilder, where: str, image_id: int, line: str, width: int, height: int
+) -> None:
+    fields = line.split()
+    if len(fields) < 5:
+        builder.problem(
+            where,
+            f"{len(fields)} fields; expected 5 (class cx cy w h) or a polygon "
+            "(class x1 y1 x2 y2 x3 y3 ...)",
+        )
+        return
+    try:
+        label = int(fields[0])
+    except ValueError:
+        builder.problem(where, f"class index {fields[0]!r} is not an integer")
+        return
+    num_classes = len(builder.class_names)
+    if not 0 <= label < num_classes:
+        builder.problem(
+            where,
+            f"class index {label} out of range 0..{num_classes - 1} ({num_classes} classes)",
+        )
+        return
+    values = []
+    for text in fields[1:]:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            builder.problem(where, f"{text!r} is not a finite number")
+            return
+        values.append(value)
+    if len(values) == 4:
+        cx, cy, w, h = values
+        if w < 0 or h < 0:
+            builder.problem(where, f"negative width or height ({w:g}, {h:g})")
+            return
+        points = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+    elif len(values) % 2:  # 5 or more numbers, even: a polygon of at least 3 points
+        builder.problem(
+            where, f"polygon with an odd number of coordinates ({len(values)}); expected x y pairs"
+        )
+        return
+    else:
+        points = values
+    outside = [v for v in points if not -TOLERANCE <= v <= 1 + TOLERANCE]
+    if outside:
+        shown = ", ".join(f"{v:g}" for v in outside[:4])
+        builder.problem(where, f"coordinates outside [0, 1] (normalised): {shown}")
+        return
+    xs = [min(max(x, 0.0), 1.0) * width for x in points[0::2]]
+    ys = [min(max(y, 0.0), 1.0) * height for y in points[1::2]]
+    x0, y0, x1, y1 = min(xs), min(ys), max(xs), max(ys)
+    if len(values) == 4:
+        if x1 <= x0 or y1 <= y0:
+            builder.skip(where, "box of zero area")
+            return
+        builder.add_annotation(image_id, label, [x0, y0, x1 - x0, y1 - y0])
+        return
+    area = _polygon_area(xs, ys)
+    if area <= 0:
+        builder.skip(where, "polygon of zero area")
+        return
+    polygon = [v for xy in zip(xs, ys, strict=True) for v in xy]
+    builder.add_annotation(image_id, label, [x0, y0, x1 - x0, y1 - y0], [polygon], area)
+
+
+def _polygon_area(xs: list[float], ys: list[float]) -> float:
+    """Shoelace area of a closed polygon."""
+    n = len(xs)
+    twice = sum(xs[i] * ys[(i + 1) % n] - xs[(i + 1) % n] * ys[i] for i in range(n))
+    return abs(twice) / 2

@@ -1,0 +1,621 @@
+"""COCO-format datasets: boxes and labels through an explicit category mapping, instance
+masks and semantic label maps from the annotations' ``segmentation``, and an optional
+image-level class field.
+
+Category ids of the file (any integers, e.g. 3, 7, 42) map to contiguous labels ``0..C-1`` in
+ascending id order; ``category_ids[label]`` maps back. That list is stored in every checkpoint.
+
+Semantic label maps (``semantic=True``) use the family ``"semantic"``: ``background`` is
+``0`` and category label ``k`` is ``k + 1``. Where objects overlap, the smaller object (by
+mask area) is painted last and wins, so a small object in front of a large one stays visible;
+``iscrowd`` regions are painted ``ignore_index`` (not counted by the loss or the metrics).
+Instance masks (``masks=True``) are ``uint8 [N, H, W]``, one per box, in the same order.
+
+The image-level class (for classification) is read from a per-image field named by
+``class_field`` (e.g. ``"background"`` in the shapes dataset). Its class order is the
+top-level ``image_classes[class_field]`` list when the file has one, else the sorted distinct
+values. Values may be names or integer indices into that list.
+
+>>> ds = CocoDataset("data/shapes/train", class_field="background")  # doctest: +SKIP
+>>> ds[0]["boxes"].shape  # float32 [N, 4], absolute-pixel xyxy  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from visionkit.data.batch import Sample, dataset_root, resolve_under_root
+from visionkit.data.checks import (
+    DataReport,
+    ImageFile,
+    check_image_files,
+    count_classes,
+    policy,
+    read_or_skip,
+)
+from visionkit.data.io import read_image
+from visionkit.errors import AnnotationError
+from visionkit.registry import DATASETS
+
+logger = logging.getLogger(__name__)
+
+
+class CocoDataset:
+    """A COCO json file plus the images it names, resolved under ``images``.
+
+    Construction reads every annotation and every image header and checks them all (see
+    :mod:`visionkit.data.checks`); problems that make the dataset unusable raise one
+    :class:`~visionkit.errors.DataError` listing every offender, before a model is built.
+    The report is kept as :attr:`report`.
+
+    Args:
+        images: the image folder; ``file_name`` entries are resolved under it and may not
+            escape it.
+        annotations: the json file (default ``images/annotations.json``).
+        class_field: per-image field holding the image-level class, or ``None``.
+        class_names: image-level class order to use (default: from the file).
+        instances: whether samples carry ``boxes`` and ``labels``.
+        masks: whether samples carry instance ``masks`` (from ``segmentation``, polygons or
+            RLE; instances without a usable one are dropped, with a count).
+        semantic: whether samples carry a ``semantic`` label map.
+        ignore_index: the ``semantic`` value of ``iscrowd`` regions.
+        on_bad_image: ``"error"`` (default): a missing or unreadable image stops
+            construction (and, found only when decoding, training); ``"skip"``: such images
+            are left out at construction, and an image that fails to decode later is replaced
+            by the next one, counted and reported at the end of the epoch.
+        keep_negatives: keep images without any box (default ``True``: they are valid
+            negative samples); ``False`` leaves them out, with a count in the log. Validation
+            sets built from a config always keep them.
+        strict: annotations of images that do not exist are an error instead of a warning.
+    """
+
+    def __init__(
+        self,
+        images: str | os.PathLike,
+        annotations: str | os.PathLike | None = None,
+        class_field: str | None = None,
+        class_names: Sequence[str] | None = None,
+        instances: bool = True,
+        masks: bool = False,
+        semantic: bool = False,
+        ignore_index: int = 255,
+        on_bad_image: str = "error",
+        keep_negatives: bool = True,
+        strict: bool = False,
+    ) -> None:
+        self.on_bad_image = policy(on_bad_image, "on_bad_image", ("error", "skip"))
+        self.root = dataset_root(images)
+        self.ann_path = Path(annotations) if annotations else self.root / "annotations.json"
+        data = _read_json(self.ann_path)
+        self.class_field = class_field
+        self.instances = instances
+        self.masks = masks
+        self.semantic = semantic
+        self.ignore_index = int(ignore_index)
+        self.report = report = DataReport(str(self.ann_path), "coco")
+
+        self.images: list[dict[str, Any]] = self._valid_images(data["images"])
+        report.num_images = len(data["images"])
+        categories = self._valid_categories(data.get("categories", []))
+        self.category_ids = [int(c["id"]) for c in categories]
+        self.cat_to_label = {cid: i for i, cid in enumerate(self.category_ids)}
+        self.label_names: dict[str, list[str]] = {
+            "instances": [str(c.get("name", c["id"])) for c in categories]
+        }
+        if semantic:
+            self.label_names["semantic"] = ["background", *self.label_names["instances"]]
+        annotations_list = data.get("annotations") or []
+        self._check_duplicates(data["images"], annotations_list, data.get("categories", []))
+        self.paths = self._resolve_paths()
+        inside = [i for i, path in enumerate(self.paths) if path is not None]
+        files = [
+            ImageFile(
+                self.paths[i], self._where(i), (self.images[i]["height"], self.images[i]["width"])
+            )
+            for i in inside
+        ]
+        bad_severity = "warning" if self.on_bad_image == "skip" else "error"
+        sizes: list[tuple[int, int] | None] = [None] * len(self.images)
+        for i, size in zip(
+            inside, check_image_files(files, report, bad_image_severity=bad_severity), strict=True
+        ):
+            sizes[i] = size
+        self.targets = self._index_annotations(annotations_list, strict)
+        if masks or semantic:
+            self._check_segmentations()
+        if class_field is not None:
+            self.classes = self._read_classes(data, class_field, class_names)
+        keep = self._apply_policies([s is not None for s in sizes], keep_negatives)
+        self._statistics(keep)
+        report.raise_for_errors()
+        self._select(keep)
+
+    # ------------------------------------------------------------------ construction checks
+
+    def _where(self, index: int) -> str:
+        img = self.images[index]
+        return f"{img['file_name']} (image id {img['id']})"
+
+    def _valid_images(self, images: list[Any]) -> list[dict[str, Any]]:
+        """The entries with an integer ``id``, a ``file_name`` and positive ``width`` /
+        ``height``; the others are errors."""
+        valid = []
+        for i, img in enumerate(images):
+            if not isinstance(img, dict):
+                self.report.add("bad entry", f"images[{i}]", "not an object")
+                continue
+            for k in ("width", "height"):  # 640.0 (some tools write floats) is 640
+                if isinstance(img.get(k), float) and img[k].is_integer():
+                    img[k] = int(img[k])
+            missing = [k for k in ("id", "file_name", "width", "height") if k not in img]
+            bad = [
+                k
+                for k in ("id", "width", "height")
+                if k in img and (not isinstance(img[k], int) or isinstance(img[k], bool))
+            ]
+            bad += [k for k in ("width", "height") if k not in bad and img.get(k, 1) <= 0]
+            if "file_name" in img and not isinstance(img["file_name"], str):
+                bad.append("file_name")
+            if missing or bad:
+                detail = "; ".join(
+                    ([f"missing {', '.join(missing)}"] if missing else [])
+                    + [
+                        f"{k}={img[k]!r} (expected "
+                        f"{'a path' if k == 'file_name' else 'a positive integer'})"
+                        for k in bad
+                    ]
+                )
+                self.report.add("bad entry", f"images[{i}] (id {img.get('id')})", detail)
+                continue
+            valid.append(img)
+        return valid
+
+    def _valid_categories(self, categories: list[Any]) -> list[dict[str, Any]]:
+        valid = []
+        for i, cat in enumerate(categories):
+            if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
+                self.report.add("bad entry", f"categories[{i}]", "needs an integer 'id'")
+                continue
+            valid.append(cat)
+        return sorted(valid, key=lambda c: c["id"])
+
+    def _check_duplicates(
+        self, images: list[Any], annotations: list[Any], categories: list[Any]
+    ) -> None:
+        def dicts(items: list[Any]) -> list[dict[str, Any]]:
+            return [x for x in items if isinstance(x, dict)]
+
+        for what, items, key in (
+            ("image id", dicts(images), "id"),
+            ("image file_name", dicts(images), "file_name"),
+            ("annotation id", dicts(annotations), "id"),
+            ("category id", dicts(categories), "id"),
+        ):
+            counts = Counter(item.get(key) for item in items if item.get(key) is not None)
+            for value, n in counts.items():
+                if n > 1:
+                    self.report.add("duplicate id", f"{what} {value!r}", f"appears {n} times")
+
+    def _resolve_paths(self) -> list[Path | None]:
+        paths = []
+        for img in self.images:
+            try:
+                paths.append(resolve_under_root(self.root, img["file_name"]))
+            except ValueError:
+                self.report.add(
+                    "path outside root",
+                    f"image id {img['id']}: file_name {img['file_name']!r}",
+                    f"resolves outside the dataset root {os.path.abspath(self.root)} "
+                    "('..' and absolute paths elsewhere are refused)",
+                )
+                paths.append(None)
+        return paths
+
+    def _index_annotations(self, annotations: list[Any], strict: bool) -> list[dict[str, Any]]:
+        report = self.report
+        index = {img["id"]: i for i, img in enumerate(self.images)}
+        per_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        crowds: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for ann in annotations:
+            if not isinstance(ann, dict):
+                report.add("bad box", f"annotation {str(ann)[:40]}", "not an object")
+                continue
+            where = f"annotation id {ann.get('id')} (image id {ann.get('image_id')})"
+            if ann.get("category_id") not in self.cat_to_label:
+                report.add(
+                    "unknown category",
+                    where,
+                    f"category_id {ann.get('category_id')!r} is not in categories "
+                    f"{self.category_ids}",
+                )
+            elif ann.get("image_id") not in index:
+                report.add(
+                    "orphan annotation",
+                    f"annotation id {ann.get('id')}",
+                    f"image_id {ann.get('image_id')!r} is not an image of the file",
+                    severity="error" if strict else "warning",
+                )
+            elif not _is_box(ann.get("bbox")):
+                report.add(
+                    "bad box",
+                    where,
+                    f"bbox {ann.get('bbox')!r}: expected [x, y, width, height], 4 finite numbers",
+                )
+            elif ann.get("iscrowd", 0):
+                crowds[index[ann["image_id"]]].append(ann)
+            else:
+                per_image[index[ann["image_id"]]].append(ann)
+        targets = []
+        for i, img in enumerate(self.images):
+            anns = per_image.get(i, [])
+            boxes, keep = self._clip_boxes(anns, img)
+            labels = np.array([self.cat_to_label[a["category_id"]] for a in anns], dtype=np.int64)
+            targets.append(
+                {
+                    "boxes": boxes[keep].astype(np.float32).reshape(-1, 4),
+                    "labels": labels[keep],
+                    "ann_ids": [a.get("id") for a, k in zip(anns, keep, strict=True) if k],
+                    "segmentations": [
+                        a.get("segmentation") for a, k in zip(anns, keep, strict=True) if k
+                    ],
+                    "crowd_segmentations": [a.get("segmentation") for a in crowds.get(i, [])],
+                }
+            )
+        return targets
+
+    def _clip_boxes(
+        self, anns: list[dict[str, Any]], img: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The xyxy boxes of ``anns`` clipped to their image (float64 ``[N, 4]``) and which
+        are kept (area > 0). Boxes more than :data:`CLIP_TOLERANCE` pixels outside the image,
+        and dropped boxes, are recorded as warnings."""
+        xywh = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        clipped = boxes.copy()
+        clipped[:, 0::2] = clipped[:, 0::2].clip(0, img["width"])
+        clipped[:, 1::2] = clipped[:, 1::2].clip(0, img["height"])
+        degenerate = (xywh[:, 2] <= 0) | (xywh[:, 3] <= 0)
+        outside = ~degenerate & (
+            (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
+        )
+        keep = ~(degenerate | outside)
+        moved = keep & (np.abs(clipped - boxes).max(axis=1, initial=0) > CLIP_TOLERANCE)
+        size = f"{img['width']}x{img['height']}"
+        for j in np.flatnonzero(degenerate | outside | moved):
+            ann = anns[j]
+            where = f"annotation id {ann.get('id')} (image id {img['id']}, {img['file_name']})"
+            if degenerate[j]:
+                kind, detail = "box dropped", f"bbox {ann['bbox']}: width or height <= 0"
+            elif outside[j]:
+                kind = "box dropped"
+                detail = (
+                    f"bbox {ann['bbox']} lies outside the {size} image (zero area after clipping)"
+                )
+            else:
+                kind = "box clipped"
+                detail = f"bbox {ann['bbox']} reaches outside the {size} image; clipped to it"
+            self.report.add(kind, where, detail, "warning")
+        return clipped, keep
+
+    def _read_classes(
+        self, data: dict[str, Any], field: str, class_names: Sequence[str] | None
+    ) -> list[int]:
+        values = [img.get(field) for img in self.images]
+        names = list(class_names or data.get("image_classes", {}).get(field) or [])
+        if not names:
+            names = sorted({str(v) for v in values if v is not None})
+        lookup = {name: i for i, name in enumerate(names)}
+        classes = []
+        for i, value in enumerate(values):
+            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+                classes.append(value)
+            elif value is not None and str(value) in lookup:
+                classes.append(lookup[str(value)])
+            else:
+                detail = (
+                    f"no {field!r} field"
+                    if value is None
+                    else f"{field}={value!r} is not one of {names} (nor an index into it)"
+                )
+                self.report.add("bad class", self._where(i), detail)
+                classes.append(-1)
+        self.label_names["class"] = names
+        return classes
+
+    def _check_segmentations(self) -> None:
+        """Instances without a usable ``segmentation`` (none, or only polygons of fewer than
+        3 points / odd length) are dropped with their box and label, with a warning; bad
+        polygons beside good ones are dropped alone. An RLE of another size than its image,
+        or something that is neither polygons nor RLE, is an error."""
+        for i, (img, target) in enumerate(zip(self.images, self.targets, strict=True)):
+            h, w = int(img["height"]), int(img["width"])
+            keep = []
+            for j, seg in enumerate(target["segmentations"]):
+                where = f"annotation id {target['ann_ids'][j]} ({self._where(i)})"
+                fixed = self._usable_segmentation(seg, h, w, where)
+                keep.append(fixed is not None)
+                target["segmentations"][j] = fixed
+            crowd = []
+            for seg in target["crowd_segmentations"]:
+                fixed = self._usable_segmentation(seg, h, w, f"crowd region of {self._where(i)}")
+                if fixed is not None:
+                    crowd.append(fixed)
+            target["crowd_segmentations"] = crowd
+            mask = np.array(keep, bool)
+            target["boxes"] = target["boxes"][mask].reshape(-1, 4)
+            target["labels"] = target["labels"][mask]
+            target["ann_ids"] = [a for a, k in zip(target["ann_ids"], keep, strict=True) if k]
+            target["segmentations"] = [s for s in target["segmentations"] if s is not None]
+
+    def _usable_segmentation(self, seg: Any, height: int, width: int, where: str) -> Any:
+        """``seg`` (bad polygons removed), or ``None`` with a warning when nothing usable is
+        left; errors for RLE of the wrong size and unknown encodings."""
+        if isinstance(seg, list):
+            good = [p for p in seg if _is_polygon(p)]
+            if not good:
+                why = "no segmentation" if not seg else "only polygons of < 3 points / odd length"
+                self.report.add("instance dropped", where, why, "warning")
+                return None
+            if len(good) < len(seg):
+                self.report.add(
+                    "polygon dropped",
+                    where,
+                    f"{len(seg) - len(good)} of {len(seg)} polygons have < 3 points or an odd "
+                    "number of coordinates",
+                    "warning",
+                )
+            return good
+        if seg is None or seg == {}:
+            self.report.add("instance dropped", where, "no segmentation", "warning")
+            return None
+        problem = _segmentation_problem(seg, height, width)
+        if problem:
+            self.report.add("bad segmentation", where, problem)
+            return None
+        return seg
+
+    def _apply_policies(self, readable: list[bool], keep_negatives: bool) -> list[bool]:
+        """Which images stay: readable ones (under ``on_bad_image: skip``), with boxes unless
+        ``keep_negatives``. An empty result is an error with the breakdown."""
+        keep = list(readable) if self.on_bad_image == "skip" else [True] * len(self.images)
+        unreadable = keep.count(False)
+        negatives = 0
+        if self.instances and not keep_negatives:
+            for i, target in enumerate(self.targets):
+                if keep[i] and len(target["boxes"]) == 0:
+                    keep[i] = False
+                    negatives += 1
+            if negatives:
+                self.report.notes.append(
+                    f"left out {negatives} images without boxes (keep_negatives: false)"
+                )
+                logger.info(
+                    "%s: left out %d images without boxes (keep_negatives: false)",
+                    self.ann_path,
+                    negatives,
+                )
+        if unreadable:
+            self.report.notes.append(
+                f"left out {unreadable} missing or unreadable images (on_bad_image: skip)"
+            )
+        total = self.report.num_images
+        if not any(keep) and not self.report.errors:
+            parts = [f"{unreadable} missing or unreadable (on_bad_image: skip)"] * bool(unreadable)
+            parts += [f"{negatives} without boxes (keep_negatives: false)"] * bool(negatives)
+            invalid = total - len(self.images)
+            parts += [f"{invalid} invalid entries"] * bool(invalid)
+            breakdown = f": {', '.join(parts)}" if parts else ""
+            self.report.add(
+                "empty dataset",
+                str(self.ann_path),
+                f"0 of {total} images kept{breakdown}" if total else "the file lists no images",
+            )
+        return keep
+
+    def _statistics(self, keep: list[bool]) -> None:
+        report = self.report
+        report.num_kept = sum(keep)
+        if self.instances:
+            labels = []
+            for i, target in enumerate(self.targets):
+                if not keep[i]:
+                    continue
+                n = len(target["boxes"])
+                report.boxes_per_image.append(n)
+                report.num_annotations += n
+                labels += target["labels"].tolist()
+                if n == 0:
+                    report.empty_images.append(self._where(i))
+            report.class_counts["instances"] = count_classes(labels, self.label_names["instances"])
+        if self.class_field is not None:
+            classes = [c for c, k in zip(self.classes, keep, strict=True) if k and c >= 0]
+            report.class_counts["class"] = count_classes(classes, self.label_names["class"])
+
+    def _select(self, keep: list[bool]) -> None:
+        """Keep the images that passed the policies (images, paths, targets and classes
+        together)."""
+        if not all(keep):
+            self.images = [x for x, k in zip(self.images, keep, strict=True) if k]
+            self.paths = [x for x, k in zip(self.paths, keep, strict=True) if k]
+            self.targets = [x for x, k in zip(self.targets, keep, strict=True) if k]
+            if self.class_field is not None:
+                self.classes = [x for x, k in zip(self.classes, keep, strict=True) if k]
+        self.index_of_id = {int(img["id"]): i for i, img in enumerate(self.images)}
+
+    def instance_masks(self, index: int) -> np.ndarray:
+        """``uint8 [N, H, W]`` masks of sample ``index``'s boxes, at the original size."""
+        img, target = self.images[index], self.targets[index]
+        h, w = int(img["height"]), int(img["width"])
+        if not target["segmentations"]:
+            return np.zeros((0, h, w), np.uint8)
+        return np.stack([decode_segmentation(s, h, w) for s in target["segmentations"]])
+
+    def semantic_mask(self, index: int) -> np.ndarray:
+        """``uint8 [H, W]`` label map of sample ``index`` at the original size (see the module
+        docstring for the overlap rule)."""
+        img, target = self.images[index], self.targets[index]
+        h, w = int(img["height"]), int(img["width"])
+        out = np.zeros((h, w), np.uint8)
+        masks = [decode_segmentation(s, h, w) for s in target["segmentations"]]
+        order = sorted(range(len(masks)), key=lambda j: -int(masks[j].sum()))
+        for j in order:
+            out[masks[j] > 0] = int(target["labels"][j]) + 1
+        for seg in target["crowd_segmentations"]:
+            out[decode_segmentation(seg, h, w) > 0] = self.ignore_index
+        return out
+
+    def load_semantic(self, image_id: int) -> np.ndarray:
+        """The semantic label map of the image with this id, at its original size (what the
+        semantic evaluator scores against)."""
+        return self.semantic_mask(self.index_of_id[int(image_id)])
+
+    # ------------------------------------------------------------------ access
+
+    def path_of(self, index: int) -> str:
+        """The image file of sample ``index`` (without reading it)."""
+        return str(self.paths[index])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Sample:
+        return read_or_skip(self._load, index, len(self), self.on_bad_image)
+
+    def _load(self, index: int) -> Sample:
+        info = self.images[index]
+        image = read_image(self.paths[index])
+        sample: Sample = {
+            "image": image,
+            "image_id": int(info["id"]),
+            "orig_size": image.shape[:2],
+            "path": str(self.paths[index]),
+        }
+        if self.instances:
+            sample["boxes"] = self.targets[index]["boxes"].copy()
+            sample["labels"] = self.targets[index]["labels"].copy()
+        if self.masks:
+            sample["masks"] = self.instance_masks(index)
+        if self.semantic:
+            sample["semantic"] = self.semantic_mask(index)
+        if (self.masks or self.semantic) and image.shape[:2] != (info["height"], info["width"]):
+            raise AnnotationError(
+                f"{self.paths[index]} (image id {info['id']}): the image is "
+                f"{image.shape[0]}x{image.shape[1]} but the annotation file says "
+                f"{info['height']}x{info['width']} (height x width); its masks cannot be aligned"
+            )
+        if self.class_field is not None:
+            sample["class"] = self.classes[index]
+        return sample
+
+
+def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """A COCO ``segmentation`` (polygons, RLE or uncompressed RLE) as a ``uint8 [H, W]`` mask."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(segmentation, list):
+        rles = mask_utils.frPyObjects(segmentation, height, width)
+        rle = mask_utils.merge(rles)
+    elif isinstance(segmentation.get("counts"), list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        counts = segmentation["counts"]
+        rle = {
+            "size": segmentation["size"],
+            "counts": counts.encode() if isinstance(counts, str) else counts,
+        }
+    return mask_utils.decode(rle).astype(np.uint8)
+
+
+CLIP_TOLERANCE = 1.0  # pixels a box may reach outside its image before it is reported
+
+
+def _is_box(bbox: Any) -> bool:
+    """A COCO ``[x, y, w, h]`` of 4 finite numbers."""
+    return (
+        isinstance(bbox, (list, tuple))
+        and len(bbox) == 4
+        and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in bbox
+        )
+    )
+
+
+def _is_polygon(polygon: Any) -> bool:
+    """A flat list of at least 3 (x, y) points."""
+    return isinstance(polygon, list) and len(polygon) >= 6 and len(polygon) % 2 == 0
+
+
+def _segmentation_problem(segmentation: Any, height: int, width: int) -> str | None:
+    """Why ``segmentation`` cannot be decoded for an image of this size, or ``None``."""
+    if segmentation is None or segmentation == []:
+        return "no segmentation"
+    if isinstance(segmentation, list):
+        bad = [p for p in segmentation if not isinstance(p, list) or len(p) < 6 or len(p) % 2]
+        if bad:
+            return "polygon with fewer than 3 points or an odd number of coordinates"
+        return None
+    if not isinstance(segmentation, dict) or "counts" not in segmentation:
+        return f"segmentation is neither polygons nor RLE: {str(segmentation)[:60]}"
+    size = list(segmentation.get("size", []))
+    if size != [height, width]:
+        return f"RLE size {size} differs from the image size [{height}, {width}]"
+    return None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise AnnotationError(f"annotation file {path} does not exist") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise AnnotationError(f"annotation file {path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise AnnotationError(
+            f"annotation file {path}: expected a COCO object with an 'images' list"
+        )
+    return data
+
+
+@DATASETS.register
+def coco(
+    images: str | None = None,
+    annotations: str | None = None,
+    class_field: str | None = None,
+    class_names: list[str] | None = None,
+    instances: bool = True,
+    masks: bool | None = None,
+    semantic: bool | None = None,
+    ignore_index: int = 255,
+    on_bad_image: Literal["error", "skip"] = "error",
+    keep_negatives: bool = True,
+    strict: bool = False,
+) -> CocoDataset:
+    """COCO json (``annotations``, default ``images/annotations.json``) with the image files
+    under ``images``. ``masks`` / ``semantic``: ``null`` reads them when a head learns from
+    them. ``on_bad_image`` (``error`` | ``skip``), ``keep_negatives`` (images without boxes;
+    validation sets always keep them) and ``strict`` (annotations of unknown images are an
+    error): see :class:`CocoDataset`."""
+    return CocoDataset(
+        images,
+        annotations,
+        class_field,
+        class_names,
+        instances,
+        bool(masks),
+        bool(semantic),
+        ignore_index,
+        on_bad_image=on_bad_image,
+        keep_negatives=keep_negatives,
+        strict=strict,
+    )

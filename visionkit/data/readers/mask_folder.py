@@ -1,0 +1,265 @@
+"""Mask-folder layout (Pascal VOC style) for semantic segmentation.
+
+::
+
+    root/
+      images/<name>.jpg|png|...
+      masks/<name>.png          # one label PNG per image, same stem, same size
+      classes.txt               # one class name per line, in label order (optional)
+
+A mask PNG is either a palette ("P") image, whose palette *indices* are the labels (as in VOC,
+whose masks are coloured for viewing but store indices), or a single-channel ("L") image whose
+values are the labels. Label ``k`` is class ``class_names[k]``; ``ignore_index`` (VOC's 255
+object boundaries) is not counted by the loss or the metrics. RGB masks are refused: their
+colours would first have to be mapped to labels.
+
+Class names come from ``class_names`` or, when not given, ``root/classes.txt``.
+
+>>> ds = MaskFolderDataset("data/voc_like", class_names=["background", "cat", "dog"])  # doctest: +SKIP
+>>> ds[0]["semantic"].shape  # uint8 [H, W], same size as ds[0]["image"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from visionkit.data.batch import IMAGE_EXTENSIONS, Sample, dataset_root
+from visionkit.data.checks import (
+    DataReport,
+    ImageFile,
+    check_image_files,
+    image_check_mode,
+    policy,
+    read_or_skip,
+    where_of,
+)
+from visionkit.data.io import read_image
+from visionkit.errors import AnnotationError, DataError
+from visionkit.registry import DATASETS
+
+MASK_MODES = ("P", "L", "I;16", "I")  # label PNG modes whose values are class indices
+
+
+class MaskFolderDataset:
+    """Images and their label PNGs; samples carry ``semantic`` (uint8 ``[H, W]``).
+
+    Args:
+        root: the dataset folder.
+        images: sub-folder of the images.
+        masks: sub-folder of the label PNGs (``<image stem>.png``).
+        class_names: names of the labels ``0..C-1`` (default: ``root/classes.txt``).
+        ignore_index: label value that marks unlabelled pixels.
+        on_bad_image: ``"error"`` (default) or ``"skip"`` (an image that cannot be read is
+            left out with its mask); see :class:`visionkit.data.readers.coco.CocoDataset`.
+
+    Construction opens every image and every label PNG and reads their headers (size, mode);
+    all problems are reported together (:mod:`visionkit.data.checks`). Label values are
+    checked when a mask is read (and by ``visionkit check-data``, which decodes them all).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        images: str = "images",
+        masks: str = "masks",
+        class_names: Sequence[str] | None = None,
+        ignore_index: int = 255,
+        on_bad_image: str = "error",
+    ) -> None:
+        self.on_bad_image = policy(on_bad_image, "on_bad_image", ("error", "skip"))
+        self.root = dataset_root(root)
+        self.image_dir = self.root / images
+        self.mask_dir = self.root / masks
+        self.ignore_index = int(ignore_index)
+        for folder in (self.image_dir, self.mask_dir):
+            if not folder.is_dir():
+                raise DataError(
+                    f"{folder} does not exist: a mask folder holds {images}/ and {masks}/ "
+                    "(see visionkit/data/readers/mask_folder.py)"
+                )
+        names = list(class_names) if class_names else self._read_class_names()
+        self.label_names: dict[str, list[str]] = {"semantic": names}
+        self.paths = sorted(
+            p for p in self.image_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        if not self.paths:
+            raise DataError(f"no images found in {self.image_dir}")
+        self.mask_paths = [
+            self.mask_dir / p.relative_to(self.image_dir).with_suffix(".png") for p in self.paths
+        ]
+        self.report = self._check_files()
+        self.index_of_id = {i + 1: i for i in range(len(self.paths))}
+
+    def _check_files(self) -> DataReport:
+        """Every image and label PNG opened (headers); missing, unreadable, mode and size
+        problems all in one report, raised together."""
+        report = DataReport(str(self.root), "mask_folder")
+        report.num_images = len(self.paths)
+        files = [ImageFile(p, where_of(p, self.root)) for p in self.paths]
+        severity = "warning" if self.on_bad_image == "skip" else "error"
+        sizes = check_image_files(files, report, bad_image_severity=severity)
+        report.image_sizes.clear()
+        decode = image_check_mode() == "decode"
+        keep = []
+        for image_path, mask_path, size in zip(self.paths, self.mask_paths, sizes, strict=True):
+            where = where_of(mask_path, self.root)
+            if size is None:
+                keep.append(self.on_bad_image != "skip")
+                continue
+            report.image_sizes[size] += 1
+            keep.append(True)
+            if not mask_path.is_file():
+                report.add("missing label file", where, f"no label PNG for {image_path.name}")
+                continue
+            try:
+                with Image.open(mask_path) as pil:
+                    mode, (w, h) = pil.mode, pil.size
+            except OSError as err:
+                report.add("bad label file", where, f"unreadable label PNG: {err}")
+                continue
+            if mode not in MASK_MODES:
+                report.add(
+                    "bad label file",
+                    where,
+                    f"label PNG in mode {mode}; expected a palette (P) or single-channel (L) "
+                    "image whose values are class indices",
+                )
+            elif (h, w) != size:
+                report.add(
+                    "size mismatch",
+                    where,
+                    f"label PNG is {h}x{w} but its image {image_path.name} is "
+                    f"{size[0]}x{size[1]} (height x width)",
+                )
+            elif decode:
+                try:
+                    self._read_mask_file(mask_path)
+                except AnnotationError as err:
+                    report.add("bad label file", where, str(err).removeprefix(f"{mask_path}: "))
+        if not all(keep):
+            self.paths = [p for p, k in zip(self.paths, keep, strict=True) if k]
+            self.mask_paths = [p for p, k in zip(self.mask_paths, keep, strict=True) if k]
+            report.notes.append(
+                f"left out {keep.count(False)} missing or unreadable images (on_bad_image: skip)"
+            )
+            if not self.paths and not report.errors:
+                report.add(
+                    "empty dataset",
+                    str(self.image_dir),
+                    f"0 of {len(keep)} images kept: {keep.count(False)} unreadable "
+                    "(on_bad_image: skip)",
+                )
+        report.num_kept = len(self.paths)
+        report.raise_for_errors()
+        return report
+
+    def _read_class_names(self) -> list[str]:
+        path = self.root / "classes.txt"
+        if not path.is_file():
+            raise DataError(
+                f"{self.root}: no class names; write one name per line (label order) in "
+                f"{path}, or set class_names in the dataset config"
+            )
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        return [n for n in names if n]
+
+    def path_of(self, index: int) -> str:
+        """The image file of sample ``index`` (without reading it)."""
+        return str(self.paths[index])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read_mask(self, index: int) -> np.ndarray:
+        """The label map of sample ``index``: uint8 ``[H, W]``, values checked."""
+        return self._read_mask_file(self.mask_paths[index])
+
+    def _read_mask_file(self, path: Path) -> np.ndarray:
+        try:
+            with Image.open(path) as pil:
+                if pil.mode not in MASK_MODES:
+                    raise AnnotationError(
+                        f"{path}: label PNG in mode {pil.mode}; expected a palette (P) or "
+                        "single-channel (L) image whose values are class indices"
+                    )
+                mask = np.asarray(pil)
+        except OSError as err:
+            raise AnnotationError(f"{path}: unreadable label PNG: {err}") from None
+        num_classes = len(self.label_names["semantic"])
+        bad = np.unique(mask[(mask >= num_classes) & (mask != self.ignore_index)])
+        if bad.size:
+            raise AnnotationError(
+                f"{path}: label values {bad.tolist()[:10]} are not classes 0..{num_classes - 1} "
+                f"nor the ignore index {self.ignore_index}"
+            )
+        return mask.astype(np.uint8)
+
+    def load_semantic(self, image_id: int) -> np.ndarray:
+        """The label map of the image with this id (ids are 1-based positions)."""
+        return self.read_mask(self.index_of_id[int(image_id)])
+
+    def __getitem__(self, index: int) -> Sample:
+        return read_or_skip(self._load, index, len(self), self.on_bad_image)
+
+    def _load(self, index: int) -> Sample:
+        image = read_image(self.paths[index])
+        mask = self.read_mask(index)
+        if mask.shape != image.shape[:2]:
+            raise AnnotationError(
+                f"{self.mask_paths[index]}: label PNG is {mask.shape[0]}x{mask.shape[1]} but "
+                f"its image {self.paths[index].name} is {image.shape[0]}x{image.shape[1]}"
+            )
+        return {
+            "image": image,
+            "image_id": index + 1,
+            "orig_size": image.shape[:2],
+            "path": str(self.paths[index]),
+            "semantic": mask,
+        }
+
+
+@DATASETS.register
+def mask_folder(
+    root: str | None = None,
+    images: str = "images",
+    masks: str = "masks",
+    class_names: list[str] | None = None,
+    ignore_index: int = 255,
+    on_bad_image: Literal["error", "skip"] = "error",
+) -> MaskFolderDataset:
+    """Images plus label PNGs (``root/images``, ``root/masks``, ``root/classes.txt``);
+    ``on_bad_image``: ``error`` | ``skip``."""
+    return MaskFolderDataset(root, images, masks, class_names, ignore_index, on_bad_image)
+
+
+def write_mask_png(path: str | os.PathLike, mask: np.ndarray, palette: bool = True) -> None:
+    """Save a label map as a PNG: a palette image (VOC colours) or a plain ``L`` image."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    size = (mask.shape[1], mask.shape[0])
+    image = Image.frombytes("P" if palette else "L", size, mask.tobytes())
+    if palette:
+        image.putpalette(_voc_palette())
+    image.save(path)
+
+
+def _voc_palette() -> list[int]:
+    """The Pascal VOC colour map (256 entries)."""
+    palette = []
+    for label in range(256):
+        r = g = b = 0
+        c = label
+        for shift in range(7, -1, -1):
+            r |= ((c >> 0) & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        palette += [r, g, b]
+    return palette

@@ -1,0 +1,103 @@
+"""Predict with an ONNX export through onnxruntime: same input and output as
+``VisionModel.predict``, without the model's weights in PyTorch.
+
+The graph returns raw head outputs (see :mod:`visionkit.export`). :class:`OnnxPredictor` reads
+the model's metadata, builds the model from its config on the ``meta`` device (no weights, no
+memory: only the evaluation pipeline and the heads' ``postprocess`` are used), preprocesses
+like ``VisionModel.predict`` (the evaluation transforms, normalised with the metadata's
+mean/std, padded to a multiple of 32), runs onnxruntime and hands the outputs to the heads' own
+``postprocess``, so decoding, NMS and mask upsampling are the PyTorch code itself.
+
+>>> predictor = OnnxPredictor("model.onnx")  # doctest: +SKIP
+>>> predictor.predict([image])[0]["det"]["boxes"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from visionkit.errors import ExportError
+from visionkit.export import INPUT_NAME, model_from_meta, onnx_session, read_metadata
+from visionkit.models.model import Predictions, _as_rgb_uint8
+
+
+class OnnxPredictor:
+    """Predictions of an ONNX file written by ``visionkit export --format onnx``.
+
+    Args:
+        path: the ``.onnx`` file.
+
+    Attributes:
+        session: the onnxruntime session (CPU).
+        metadata: the file's ``visionkit.*`` metadata (config, label names, category ids, mean,
+            std, outputs, ...).
+        output_names: the graph's outputs, ``<head>.<key>``.
+        model: the model rebuilt from the metadata's config on the ``meta`` device — no
+            weights; its heads' ``postprocess`` decodes the outputs, so their settings
+            (``score_thresh``, ``detections_per_img``, ``mask_thresh``) can be changed here.
+        preprocess: the evaluation pipeline (transforms of the metadata, then normalisation
+            with its mean/std).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        from visionkit.models.factory import EvalPreprocess
+
+        self.path = str(path)
+        self.session = onnx_session(path)
+        self.metadata = read_metadata(self.session.get_modelmeta().custom_metadata_map)
+        outputs = self.metadata["outputs"]
+        self.output_names = [o["name"] for o in outputs]
+        self._paths = [tuple(o["path"]) for o in outputs]
+        graph_outputs = [o.name for o in self.session.get_outputs()]
+        if graph_outputs != self.output_names:
+            raise ExportError(
+                f"{path}: the graph's outputs {graph_outputs} differ from its metadata's "
+                f"{self.output_names}"
+            )
+        with torch.device("meta"):  # structure only: preprocess and postprocess need no weights
+            self.model = model_from_meta(self.metadata["meta"])
+        self.preprocess = EvalPreprocess(
+            self.metadata["preprocess"], self.metadata["mean"], self.metadata["std"]
+        )
+        self.class_names = self.metadata["label_names"]
+        self.category_ids = self.metadata.get("category_ids") or []
+
+    def run(self, images: np.ndarray) -> dict[str, dict[str, torch.Tensor]]:
+        """Raw outputs per head (as ``VisionModel.forward``) for a normalised float32 batch
+        ``[B, 3, H, W]`` (H, W multiples of 32)."""
+        from visionkit.export import unflatten_outputs
+
+        values = self.session.run(
+            self.output_names, {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)}
+        )
+        return unflatten_outputs(self._paths, [torch.from_numpy(v) for v in values])
+
+    def predict(self, images: Sequence[np.ndarray], batch_size: int = 16) -> Predictions:
+        """Predict on ``H×W×3 uint8`` RGB images of any size.
+
+        Returns:
+            One dict per image, keyed by head name, as ``VisionModel.predict`` (boxes in the
+            original image's pixels, masks at its size, class names).
+        """
+        from visionkit.data.transforms import collate
+
+        results: Predictions = []
+        for start in range(0, len(images), batch_size):
+            chunk = [
+                self.preprocess(_as_rgb_uint8(img)) for img in images[start : start + batch_size]
+            ]
+            batch = collate(chunk)
+            outputs = self.run(batch["images"].numpy())
+            results += self.model.postprocess(
+                outputs,
+                [tuple(s) for s in batch["image_sizes"].tolist()],
+                [tuple(s) for s in batch["orig_sizes"].tolist()],
+            )
+        return results
+
+    def __repr__(self) -> str:
+        return f"OnnxPredictor({self.path!r}, heads={list(self.model.heads)})"

@@ -1,0 +1,413 @@
+"""Predict on image files, folders, globs and videos; draw the predictions; write
+``predictions.json`` (COCO results) and ``images.json`` (image-level results).
+
+Videos (:data:`VIDEO_EXTENSIONS`) are read frame by frame with OpenCV (``cv2.VideoCapture``,
+BGR converted to RGB); every frame, or every ``every``-th, is one image of the output, and the
+drawn frames make ``<stem>_pred.mp4``. Optional horizontal-flip test-time augmentation
+(``tta="flip"``, :mod:`visionkit.inference.tta`).
+
+>>> from visionkit.inference.predict import predict_files
+>>> predict_files("runs/quickstart/checkpoints/best.ckpt", ["photos/"], "out/")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
+from visionkit.data.batch import IMAGE_EXTENSIONS
+from visionkit.data.io import read_image
+from visionkit.errors import ConfigError, DataError
+from visionkit.inference.tta import TTA_MODES, predict_tta
+from visionkit.models.model import VisionModel
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+
+PALETTE = [
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+]  # fmt: skip
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is read as a video (by its extension, :data:`VIDEO_EXTENSIONS`)."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files, folders (their images and videos, recursively, sorted) and glob patterns →
+    paths."""
+    paths: list[Path] = []
+    missing = []
+    known = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+    for item in inputs:
+        text = str(item)
+        path = Path(text)
+        if path.is_dir():
+            paths += sorted(p for p in path.rglob("*") if p.suffix.lower() in known)
+        elif path.is_file():
+            paths.append(path)
+        elif any(c in text for c in "*?["):
+            paths += sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+        else:
+            missing.append(text)
+    if missing:
+        raise DataError("inputs not found:", missing)
+    if not paths:
+        raise DataError(f"no images found in {', '.join(map(str, inputs))}")
+    return paths
+
+
+def colour_of(label: int) -> tuple[int, int, int]:
+    """The drawing colour of a class label (the same in every picture)."""
+    return PALETTE[int(label) % len(PALETTE)]
+
+
+def draw_predictions(
+    image: np.ndarray, prediction: dict[str, Any], legend_all: bool = False
+) -> np.ndarray:
+    """The image (``H×W×3 uint8``) with every head's predictions drawn on it: semantic masks
+    and instance masks filled in class colours, boxes with class names and scores, the image
+    class in a frame (captions without scores where ``scores`` is ``None``, as for ground
+    truth), and a legend strip below the image for semantic classes (those present;
+    with ``legend_all`` every named class but the background, so that all the frames of a
+    video get the same size)."""
+    canvas = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+    legend: dict[str, tuple[int, int, int]] = {}
+    for result in prediction.values():
+        if "mask" in result:  # semantic: label map [H, W], 0 = background
+            mask = result["mask"].cpu()
+            present = [int(c) for c in mask.unique().tolist() if int(c) != 0]
+            names = result.get("names") or [str(c) for c in range(max(present, default=0) + 1)]
+            if present:
+                masks = torch.stack([mask == c for c in present])
+                canvas = draw_segmentation_masks(
+                    canvas, masks, alpha=0.45, colors=[colour_of(c) for c in present]
+                )
+            shown = range(1, len(names)) if legend_all and result.get("names") else present
+            legend.update({names[c]: colour_of(c) for c in shown})
+    for result in prediction.values():
+        if "boxes" in result and len(result["boxes"]):
+            names = result.get("names") or [str(int(label)) for label in result["labels"]]
+            colours = [colour_of(label) for label in result["labels"]]
+            if result.get("masks") is not None and len(result["masks"]):
+                canvas = draw_segmentation_masks(
+                    canvas, result["masks"].cpu().bool(), alpha=0.45, colors=colours
+                )
+            scores = result.get("scores")
+            captions = (
+                list(names)
+                if scores is None  # ground truth
+                else [f"{n} {float(s):.2f}" for n, s in zip(names, scores, strict=True)]
+            )
+            canvas = draw_bounding_boxes(
+                canvas, result["boxes"].float().cpu(), captions, colors=colours, width=2
+            )
+        elif "label" in result:
+            h, w = canvas.shape[-2:]
+            name = result.get("name") or str(result["label"])
+            scores = result.get("scores")
+            caption = name if scores is None else f"{name} {float(scores[result['label']]):.2f}"
+            frame = torch.tensor([[0, 0, w - 1, h - 1]], dtype=torch.float)
+            colour = colour_of(result["label"])
+            canvas = draw_bounding_boxes(canvas, frame, [caption], colors=[colour], width=2)
+    drawn = canvas.permute(1, 2, 0).numpy()
+    return _with_legend(drawn, legend) if legend else drawn
+
+
+def _with_legend(image: np.ndarray, legend: dict[str, tuple[int, int, int]]) -> np.ndarray:
+    """``image`` with a strip below it: a coloured square and the name of each class."""
+    from PIL import Image, ImageDraw
+
+    row = 14
+    strip = Image.new("RGB", (image.shape[1], row * len(legend) + 4), (0, 0, 0))
+    draw = ImageDraw.Draw(strip)
+    for i, (name, colour) in enumerate(legend.items()):
+        y = 2 + i * row
+        draw.rectangle([4, y + 1, 14, y + 11], fill=colour)
+        draw.text((20, y), name, fill=(255, 255, 255))
+    return np.concatenate([image, np.asarray(strip)], axis=0)
+
+
+def coco_results(
+    image_id: int, prediction: dict[str, Any], category_ids: Sequence[int]
+) -> list[dict[str, Any]]:
+    """One image's box (and instance-mask) predictions as COCO results entries: ``image_id``,
+    ``category_id`` of the training file, ``bbox`` in xywh, ``score``, the ``head`` and class
+    ``name``, and ``segmentation`` as RLE when the head predicts masks."""
+    from pycocotools import mask as mask_utils
+
+    entries = []
+    for head, result in prediction.items():
+        if "boxes" not in result:
+            continue
+        boxes = result["boxes"].float().cpu().reshape(-1, 4)
+        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
+        labels = [int(label) for label in result["labels"]]
+        names = result.get("names") or [None] * len(labels)
+        masks = result.get("masks")
+        for i, (box, score, label) in enumerate(zip(xywh, result["scores"], labels, strict=True)):
+            entry = {
+                "image_id": int(image_id),
+                "category_id": int(category_ids[label]) if category_ids else label,
+                "bbox": [round(float(v), 2) for v in box],
+                "score": round(float(score), 5),
+                "head": head,
+                "name": names[i],
+            }
+            if masks is not None:
+                rle = mask_utils.encode(np.asfortranarray(masks[i].cpu().numpy().astype(np.uint8)))
+                entry["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode()}
+            entries.append(entry)
+    return entries
+
+
+def image_record(
+    image_id: int,
+    path: Path,
+    image: np.ndarray,
+    prediction: dict[str, Any],
+    out_dir: Path,
+    frame: int | None = None,
+) -> dict[str, Any]:
+    """One image's entry of ``images.json``: id, file, ``frame`` (a video frame's index in
+    its file), size, and each image-level result (class label, name and score; the file name
+    of a semantic label PNG: ``<stem>_<head>.png``, ``<stem>_<frame>_<head>.png`` for a frame)."""
+    from PIL import Image
+
+    record: dict[str, Any] = {"id": int(image_id), "file_name": str(path)}
+    if frame is not None:
+        record["frame"] = int(frame)
+    record.update({"height": int(image.shape[0]), "width": int(image.shape[1])})
+    stem = path.stem if frame is None else f"{path.stem}_{frame:06d}"
+    for head, result in prediction.items():
+        if "label" in result:
+            record[head] = {
+                "label": int(result["label"]),
+                "name": result.get("name"),
+                "score": round(float(result["scores"][result["label"]]), 5),
+            }
+        elif "mask" in result:
+            png = out_dir / f"{stem}_{head}.png"
+            Image.fromarray(result["mask"].cpu().numpy().astype(np.uint8)).save(png)
+            record[head] = {"label_png": png.name}
+    return record
+
+
+def predict_files(
+    model: VisionModel | str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    batch_size: int = 8,
+    draw: bool = True,
+    progress: bool = True,
+    every: int = 1,
+    tta: str | None = None,
+) -> Path:
+    """Predict on every image and video in ``inputs`` and write, in ``output_dir``:
+
+    - ``predictions.json``: the box and instance-mask predictions as a COCO results list
+      (``image_id``, ``category_id``, ``bbox`` xywh, ``score``, RLE ``segmentation`` for
+      masks, plus ``head``, ``name``, and ``frame`` for video frames), which
+      ``COCO.loadRes`` reads as it is;
+    - ``images.json``: one entry per image or video frame (``id`` — the ``image_id`` above —,
+      ``file_name``, ``frame`` for video frames, ``height``, ``width``) with the image-level
+      results: class label, name and score; the file name of the label PNG of a semantic head;
+    - ``<stem>_<head>.png`` (``<stem>_<frame>_<head>.png`` for a video frame): each semantic
+      head's label map (pixel value = class index);
+    - ``<stem>_pred.png`` per image and ``<stem>_pred.mp4`` per video: the predictions drawn
+      (unless ``draw=False``).
+
+    Args:
+        model: a :class:`VisionModel` or the path of a checkpoint.
+        inputs: image or video files, folders (searched recursively), glob patterns.
+        output_dir: created when missing.
+        batch_size: images (or frames) per forward pass.
+        draw: write the drawn images and videos.
+        progress: show a progress bar (frames of videos count one each).
+        every: of a video, predict on frames ``0, every, 2 * every, ...`` only; the drawn
+            video then plays at ``fps / every``.
+        tta: ``None``, or ``"flip"`` for horizontal-flip test-time augmentation
+            (:mod:`visionkit.inference.tta`).
+
+    Image ids count the images and frames from 1, in the order of the sorted input list.
+    Returns the path of ``predictions.json``.
+    """
+    from visionkit.models.factory import load
+
+    if every < 1:
+        raise ConfigError(f"--every: must be at least 1, got {every}")
+    if tta is not None and tta not in TTA_MODES:
+        raise ConfigError(
+            f"--tta: unknown test-time augmentation {tta!r}; valid: {', '.join(TTA_MODES)}"
+        )
+    if not isinstance(model, VisionModel):
+        model = load(model)
+    paths = expand_inputs(inputs)
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    category_ids = model.meta.get("category_ids") or []
+    results: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    total = sum(video_frames(p, every) if is_video(p) else 1 for p in paths)
+    bar = _progress(total, progress)
+    videos = _VideoWriters(out_dir, every)
+    image_id = 0
+    try:
+        items = iter_images(paths, every)
+        while chunk := list(itertools.islice(items, batch_size)):
+            images = [image for _, _, image in chunk]
+            predictions = predict_tta(model, images, tta, batch_size=len(images))
+            for (path, frame, image), prediction in zip(chunk, predictions, strict=True):
+                image_id += 1
+                entries = coco_results(image_id, prediction, category_ids)
+                if frame is not None:
+                    for entry in entries:
+                        entry["frame"] = frame
+                results += entries
+                records.append(image_record(image_id, path, image, prediction, out_dir, frame))
+                if draw:
+                    drawn = draw_predictions(image, prediction, legend_all=frame is not None)
+                    if frame is None:
+                        from PIL import Image
+
+                        Image.fromarray(drawn).save(out_dir / f"{path.stem}_pred.png")
+                    else:
+                        videos.write(path, drawn)
+            bar.update(len(chunk))
+    finally:
+        videos.close()
+        bar.close()
+    (out_dir / "images.json").write_text(json.dumps(records, indent=1))
+    target = out_dir / "predictions.json"
+    target.write_text(json.dumps(results, indent=1))
+    return target
+
+
+def _cv2() -> Any:
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise DataError(
+            "videos are read with OpenCV: pip install opencv-python-headless (or visionkit[video])"
+        ) from None
+    return cv2
+
+
+def _open_video(path: Path) -> Any:
+    cv2 = _cv2()
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise DataError(f"cannot read video {path} (OpenCV could not open it)")
+    return capture
+
+
+def video_frames(path: str | os.PathLike, every: int = 1) -> int:
+    """How many frames of the video ``path`` are predicted on (as far as its header says)."""
+    capture = _open_video(Path(path))
+    try:
+        count = int(capture.get(_cv2().CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+    return -(-max(count, 0) // every)
+
+
+def video_fps(path: str | os.PathLike) -> float:
+    """Frames per second of the video ``path`` (25 when its header does not say)."""
+    capture = _open_video(Path(path))
+    try:
+        fps = float(capture.get(_cv2().CAP_PROP_FPS))
+    finally:
+        capture.release()
+    return fps if fps > 0 else 25.0
+
+
+def read_video(path: str | os.PathLike, every: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+    """``(frame index, H×W×3 uint8 RGB frame)`` for frames ``0, every, 2 * every, ...``."""
+    cv2 = _cv2()
+    capture = _open_video(Path(path))
+    try:
+        index = 0
+        while True:
+            if index % every == 0:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            elif not capture.grab():  # skipped frames are not decoded
+                break
+            index += 1
+    finally:
+        capture.release()
+
+
+def iter_images(
+    paths: Sequence[Path], every: int = 1
+) -> Iterator[tuple[Path, int | None, np.ndarray]]:
+    """``(path, frame index or None, RGB image)`` for every image file and predicted video
+    frame of ``paths``, in order."""
+    for path in paths:
+        if is_video(path):
+            for index, frame in read_video(path, every):
+                yield path, index, frame
+        else:
+            yield path, None, read_image(path)
+
+
+class _VideoWriters:
+    """``<stem>_pred.mp4`` per video (``cv2.VideoWriter``, mp4v), opened at its first frame;
+    frames of another size than the first are padded or cut at the bottom/right."""
+
+    def __init__(self, out_dir: Path, every: int) -> None:
+        self.out_dir = out_dir
+        self.every = every
+        self.path: Path | None = None
+        self.writer: Any = None
+        self.size: tuple[int, int] = (0, 0)
+
+    def write(self, path: Path, rgb: np.ndarray) -> None:
+        cv2 = _cv2()
+        if path != self.path:
+            self.close()
+            self.path, self.size = path, (rgb.shape[0], rgb.shape[1])
+            target = self.out_dir / f"{path.stem}_pred.mp4"
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+            fps = video_fps(path) / self.every
+            self.writer = cv2.VideoWriter(str(target), fourcc, fps, (self.size[1], self.size[0]))
+            if not self.writer.isOpened():
+                raise DataError(f"cannot write video {target} (OpenCV has no mp4v encoder)")
+        h, w = self.size
+        frame = np.zeros((h, w, 3), np.uint8)
+        frame[: min(h, rgb.shape[0]), : min(w, rgb.shape[1])] = rgb[:h, :w]
+        self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        self.path, self.writer = None, None
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm ships with lightning
+        enabled = False
+    if enabled:
+        return tqdm(total=total, desc="predict", unit="img")
+
+    class _Silent:
+        def update(self, n: int) -> None: ...
+
+        def close(self) -> None: ...
+
+    return _Silent()

@@ -1,0 +1,147 @@
+"""Backbones: one registry of multi-scale feature extractors.
+
+``create_backbone(name)`` builds any registered backbone: the built-in ``simple_cnn``, every
+timm model that supports ``features_only`` (``resnet18`` or ``timm/resnet18``), and the
+torchvision classification CNNs (``torchvision/resnet18``). All of them follow the
+:class:`~visionkit.models.backbones.base.Backbone` contract.
+
+The submodules are imported explicitly below; each registers its names when imported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from visionkit.models.backbones import simple_cnn, timm_backbones, torchvision_backbones
+from visionkit.models.backbones.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Backbone,
+    BackboneError,
+    FeatureBackbone,
+    select_levels,
+)
+from visionkit.models.backbones.weights import (
+    LoadReport,
+    WeightsNotCachedError,
+    load_file_into,
+    read_state_dict,
+)
+from visionkit.registry import BACKBONES, UnknownNameError
+
+
+class UnsupportedBackboneError(UnknownNameError, BackboneError):
+    """A timm/torchvision model that exists but cannot serve as a backbone (says why)."""
+
+
+def create_backbone(
+    name: str,
+    pretrained: bool | str | os.PathLike[str] = False,
+    out_indices: Sequence[int] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build the backbone registered as ``name``.
+
+    Args:
+        name: A name from :func:`list_backbones` (``"resnet18"``, ``"timm/convnext_atto"``,
+            ``"torchvision/mobilenet_v3_large"``, ``"simple_cnn"``); timm names may carry a
+            pretrained tag (``"resnet18.a1_in1k"``).
+        pretrained: ``False`` for random init; ``True`` for the library's pretrained weights
+            from the local cache (never downloaded: a missing file raises
+            :class:`WeightsNotCachedError`); or a path to a local ``.safetensors`` /
+            ``.pth`` / ``.pt`` / ``.bin`` state dict (a full classification checkpoint is
+            fine: the classifier's keys are reported as unexpected). Loading a path attaches
+            a :class:`LoadReport` as ``backbone.load_report`` and logs it on the
+            ``visionkit.models.backbones`` logger.
+        out_indices: Feature levels to return, indexing the levels the model exposes
+            (negative allowed); ``None`` returns them all.
+        **kwargs: Architecture arguments of the builder; ``None`` values are dropped so the
+            builder's defaults apply.
+
+    Returns:
+        An ``nn.Module`` mapping images ``[B, 3, H, W]`` to a list of NCHW feature maps
+        ``[B, out_channels[i], ~H / strides[i], ~W / strides[i]]``, with attributes
+        ``name``, ``out_channels``, ``strides``, ``mean`` and ``std``.
+
+    Raises:
+        UnknownNameError: ``name`` is not registered (the message suggests close names).
+        CheckpointError: A ``pretrained`` file is missing, unreadable, unsafe or unrelated.
+        WeightsNotCachedError: ``pretrained=True`` and the weights are not cached locally.
+
+    Example:
+        >>> import torch
+        >>> from visionkit.models.backbones import create_backbone
+        >>> backbone = create_backbone("simple_cnn", out_indices=(2, 3, 4))
+        >>> backbone.strides, backbone.out_channels
+        ([8, 16, 32], [64, 96, 128])
+        >>> [tuple(f.shape) for f in backbone(torch.zeros(2, 3, 64, 64))]
+        [(2, 64, 8, 8), (2, 96, 4, 4), (2, 128, 2, 2)]
+    """
+    builder = _get_builder(name)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if out_indices is not None:
+        kwargs["out_indices"] = out_indices
+    weights_file = None
+    if isinstance(pretrained, (str, os.PathLike)):
+        weights_file = pretrained
+    elif pretrained:
+        kwargs["pretrained"] = True
+    backbone = builder(**kwargs)
+    if weights_file is not None:
+        prefixes = ("", "body.") if isinstance(backbone, FeatureBackbone) else ("",)
+        load_file_into(backbone, weights_file, prefixes)
+    return backbone
+
+
+def list_backbones(pattern: str | None = None) -> list[str]:
+    """Registered backbone names, sorted; ``pattern`` filters with fnmatch (``"resnet*"``)."""
+    return BACKBONES.names(pattern)
+
+
+def _get_builder(name: str) -> Any:
+    try:
+        return BACKBONES.get(name)
+    except UnknownNameError as e:
+        arch = name.removeprefix(timm_backbones.PREFIX).split(".", 1)[0]
+        reason = None
+        if name.startswith(torchvision_backbones.PREFIX):
+            reason = torchvision_backbones.excluded_reason(
+                name[len(torchvision_backbones.PREFIX) :]
+            )
+        elif arch in _all_timm_names():
+            reason = timm_backbones.excluded_reason(arch)
+        if reason is None:
+            raise
+        raise UnsupportedBackboneError(
+            f"{name!r} cannot be used as a backbone: {reason}. See list_backbones() for the "
+            "models that can."
+        ) from e
+
+
+def _all_timm_names() -> set[str]:
+    import timm
+
+    return set(timm.list_models())
+
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Backbone",
+    "BackboneError",
+    "FeatureBackbone",
+    "LoadReport",
+    "UnsupportedBackboneError",
+    "WeightsNotCachedError",
+    "create_backbone",
+    "list_backbones",
+    "read_state_dict",
+    "select_levels",
+    "simple_cnn",
+    "timm_backbones",
+    "torchvision_backbones",
+]

@@ -1,0 +1,181 @@
+"""Every timm model that works as a multi-scale backbone, via ``features_only=True``.
+
+Each usable model is available under its plain timm name (``resnet18``) and as
+``timm/resnet18``; a pretrained tag may be appended (``resnet18.a1_in1k``) and selects that
+tag's weights and mean/std. The family is served through ``BACKBONES.add_provider``, so
+nothing is registered one name at a time.
+
+Which models are usable was measured, not guessed: every name in ``timm.list_models()`` was
+built with ``features_only=True`` (pretrained=False) and run on 64x64, 128x96 and 256x256
+inputs (timm 1.0.31). Every model builds; the ones below are left out because they break
+the backbone contract, and :data:`EXCLUDED` keeps them as name patterns with the reason:
+
+* features all at one stride (plain ViT / MLP families): the contract needs strictly
+  increasing strides;
+* a fixed input size (absolute position tables, attention biases sized to one grid, window
+  sizes that must divide the feature map, or an internal resize): detection and segmentation
+  feed other sizes.
+
+Models whose timm feature extractor returns NHWC maps (MambaOut) are kept and permuted to
+NCHW by :class:`~visionkit.models.backbones.base.FeatureBackbone`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import Any
+
+import timm
+import torch
+from timm.models import get_pretrained_cfg
+
+from visionkit.models.backbones.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BackboneError,
+    FeatureBackbone,
+    to_rgb_stats,
+)
+from visionkit.models.backbones.weights import (
+    WeightsNotCachedError,
+    hf_cache_dir,
+    hf_cached_file,
+    read_state_dict,
+    torch_hub_file,
+)
+from visionkit.registry import BACKBONES
+
+PREFIX = "timm/"
+
+#: Name patterns (fnmatch) of timm models that are not backbones, by reason.
+EXCLUDED: dict[str, tuple[str, ...]] = {
+    "all features at one stride (non-hierarchical ViT/MLP); strides must increase": (
+        "aimv2*", "beit*", "cait*", "convit*", "convmixer*", "deepseek*", "deit*", "eva*",
+        "flexivit*", "gemma*", "gmixer*", "gmlp*", "mixer*", "naflexvit*", "qwen*", "resmlp*",
+        "samvit*", "sequencer*", "test_vit*", "tnt*", "vit*", "volo*", "xcit*",
+    ),
+    "fixed input size (position/attention tables, window divisibility or internal resize)": (
+        "bat_*", "botnet*", "coat*", "crossvit*", "eca_botnext*", "eca_halonext*",
+        "efficientformer*", "gcvit*", "halo*", "hiera_*", "lambda_resnet26rpt*",
+        "lamhalobotnet*", "levit*", "maxvit*", "maxxvit*", "nest*", "pit_*", "sebotnet*",
+        "sehalonet*", "swin*", "test_coatnet", "test_maxvit", "visformer*",
+    ),
+}  # fmt: skip
+
+
+def excluded_reason(model_name: str) -> str | None:
+    """Why the timm architecture ``model_name`` (no tag) is not a backbone, or ``None``."""
+    for reason, patterns in EXCLUDED.items():
+        if any(fnmatch.fnmatchcase(model_name, p) for p in patterns):
+            return reason
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def timm_backbone_names() -> tuple[str, ...]:
+    """Plain names of the timm models usable as backbones (sorted)."""
+    return tuple(n for n in timm.list_models() if excluded_reason(n) is None)
+
+
+@functools.lru_cache(maxsize=1)
+def _name_set() -> frozenset[str]:
+    return frozenset(timm_backbone_names())
+
+
+def _list_names() -> list[str]:
+    names = timm_backbone_names()
+    return [*names, *(PREFIX + n for n in names)]
+
+
+def _resolve(name: str) -> Any:
+    model_name = name[len(PREFIX) :] if name.startswith(PREFIX) else name
+    if model_name.split(".", 1)[0] not in _name_set():
+        return None
+    return functools.partial(create_timm_backbone, model_name, name=name)
+
+
+def create_timm_backbone(
+    model_name: str,
+    pretrained: bool = False,
+    out_indices: Sequence[int] | None = None,
+    name: str | None = None,
+    **kwargs: Any,
+) -> FeatureBackbone:
+    """Build ``timm.create_model(model_name, features_only=True)`` as a backbone.
+
+    Args:
+        model_name: timm name, optionally with a pretrained tag (``resnet18.a1_in1k``).
+        pretrained: Load timm's pretrained weights from the local cache (never downloads).
+        out_indices: Feature levels to return (default: all levels timm exposes).
+        name: Registry name recorded on the backbone (default: ``model_name``).
+        **kwargs: Passed to ``timm.create_model`` (e.g. ``drop_path_rate``, ``output_stride``).
+
+    Returns:
+        A :class:`FeatureBackbone` whose ``forward`` maps ``[B, 3, H, W]`` to NCHW maps.
+
+    Raises:
+        WeightsNotCachedError: ``pretrained=True`` and the weights are not cached.
+        BackboneError: The model has no published weights, or timm rejects the arguments.
+    """
+    name = name or model_name
+    if pretrained:
+        overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
+        overlay.update(state_dict=_cached_state_dict(model_name, name), source="timm")
+        kwargs["pretrained_cfg_overlay"] = overlay
+    if out_indices is not None:
+        kwargs["out_indices"] = tuple(int(i) for i in out_indices)
+        if len(set(kwargs["out_indices"])) != len(kwargs["out_indices"]) or not out_indices:
+            raise BackboneError(f"out_indices {tuple(out_indices)} must be distinct and non-empty")
+    try:
+        body = timm.create_model(
+            model_name, pretrained=bool(pretrained), features_only=True, **kwargs
+        )
+    except (AssertionError, IndexError) as e:  # timm checks out_indices with assert / indexing
+        raise BackboneError(f"cannot build timm backbone {name!r} with {kwargs}: {e}") from e
+    cfg = getattr(body, "pretrained_cfg", None) or {}
+    fmt = getattr(body, "output_fmt", "NCHW")
+    strides = body.feature_info.reduction()
+    if any(a >= b for a, b in pairwise(strides)):  # e.g. out_indices with mixed signs
+        raise BackboneError(f"timm backbone {name!r} gives strides {strides}, not increasing")
+    return FeatureBackbone(
+        body,
+        name=name,
+        out_channels=body.feature_info.channels(),
+        strides=strides,
+        mean=to_rgb_stats(cfg.get("mean"), IMAGENET_MEAN),
+        std=to_rgb_stats(cfg.get("std"), IMAGENET_STD),
+        channels_last=getattr(fmt, "value", fmt) == "NHWC",
+    )
+
+
+def _cached_state_dict(model_name: str, name: str) -> dict[str, torch.Tensor]:
+    """timm's pretrained weights for ``model_name`` read from the local HF / torch hub cache."""
+    cfg = get_pretrained_cfg(model_name)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
+        raise BackboneError(
+            f"timm publishes no pretrained weights for {name!r}; use pretrained=False"
+        )
+    looked_in = []
+    if cfg.file:
+        return read_state_dict(cfg.file)
+    if cfg.hf_hub_id:
+        filenames = [cfg.hf_hub_filename] if cfg.hf_hub_filename else []
+        filenames += ["model.safetensors", "pytorch_model.bin"]
+        if cfg.hf_hub_filename == "open_clip_pytorch_model.bin":
+            filenames.insert(0, "open_clip_model.safetensors")
+        found = hf_cached_file(cfg.hf_hub_id, filenames)
+        if found is not None:
+            return read_state_dict(found)
+        looked_in.append(f"{hf_cache_dir()} (Hugging Face repo {cfg.hf_hub_id})")
+    if cfg.url:
+        path = torch_hub_file(cfg.url)
+        if path.is_file():
+            return read_state_dict(path)
+        looked_in.append(str(path))
+    raise WeightsNotCachedError(name, " and ".join(looked_in))
+
+
+BACKBONES.add_provider(_list_names, _resolve)

@@ -1,0 +1,253 @@
+"""torchvision classification models as backbones: ``torchvision/<name>``.
+
+torchvision has no ``features_only``, so the feature levels are found from the model graph:
+the model is traced with torch.fx (torchvision's ``NodePathTracer``) and its shapes are
+propagated at two input sizes (256 and 384) on the ``meta`` device, or with fake tensors
+when a model cannot be built on ``meta``; no real computation runs. A node is a feature
+level when
+
+* its output is a 4-D map whose size scales with the input (which rules out adaptive pools
+  and the classifier), at stride ``s = 128 / (H_384 - H_256)`` rounded to a power of two,
+  with ``s >= 2``;
+* it is a *cut* of the graph: nothing computed before it is used after it (so a level is
+  never the middle of a residual block);
+* of the cuts at stride ``s`` before the first node at a larger stride, it sits highest in
+  the module tree relative to that downsampling node, the last such one winning. This picks
+  the end of a stage (``layer1``, ``features.1``) rather than the expansion conv of the next
+  block, which is also a cut when that block has no shortcut.
+
+The nodes are then extracted with ``create_feature_extractor``. Results are cached per
+model name and keyword arguments.
+
+Left out (see :data:`EXCLUDED`): ``vit_*`` (one stride, fixed 224 input), ``swin_*``
+(NHWC stages, window-padded sizes), ``maxvit_t`` (input must be a multiple of 224).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import inspect
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+from torchvision.models.feature_extraction import NodePathTracer, create_feature_extractor
+
+from visionkit.errors import CheckpointError
+from visionkit.models.backbones.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BackboneError,
+    FeatureBackbone,
+    select_levels,
+)
+from visionkit.models.backbones.weights import (
+    WeightsNotCachedError,
+    forced_weights_only,
+    torch_hub_file,
+)
+from visionkit.registry import BACKBONES
+
+PREFIX = "torchvision/"
+
+#: torchvision model name patterns that are not backbones, with the reason.
+EXCLUDED: dict[str, str] = {
+    "vit_*": "all features at one stride and a fixed 224x224 input",
+    "swin_*": "stages are NHWC and sized by window padding",
+    "maxvit_*": "input size must be a multiple of the 224-pixel window grid",
+}
+
+_PROBE_SIZES = (256, 384)
+# Top-level modules that belong to the classifier, never to the features.
+_HEAD_MODULES = frozenset(
+    {"classifier", "fc", "head", "heads", "avgpool", "AuxLogits", "aux1", "aux2"}
+)
+
+
+def excluded_reason(model_name: str) -> str | None:
+    """Why the torchvision model ``model_name`` is not a backbone, or ``None``."""
+    return next((r for p, r in EXCLUDED.items() if fnmatch.fnmatchcase(model_name, p)), None)
+
+
+@functools.lru_cache(maxsize=1)
+def torchvision_backbone_names() -> tuple[str, ...]:
+    """torchvision classification models usable as backbones, without the prefix."""
+    names = torchvision.models.list_models(module=torchvision.models)
+    return tuple(sorted(n for n in names if excluded_reason(n) is None))
+
+
+def _list_names() -> list[str]:
+    return [PREFIX + n for n in torchvision_backbone_names()]
+
+
+def _resolve(name: str) -> Any:
+    if not name.startswith(PREFIX) or name[len(PREFIX) :] not in torchvision_backbone_names():
+        return None
+    return functools.partial(create_torchvision_backbone, name[len(PREFIX) :], name=name)
+
+
+def create_torchvision_backbone(
+    model_name: str,
+    pretrained: bool = False,
+    out_indices: Sequence[int] | None = None,
+    name: str | None = None,
+    **kwargs: Any,
+) -> FeatureBackbone:
+    """Build ``torchvision.models.get_model(model_name)`` as a multi-scale backbone.
+
+    Args:
+        model_name: torchvision model name (``resnet50``, ``mobilenet_v3_large``, ...).
+        pretrained: Load the ``DEFAULT`` weights from torch hub's cache (never downloads).
+        out_indices: Feature levels to return (default: every stride from 2 up).
+        name: Registry name recorded on the backbone.
+        **kwargs: Passed to the torchvision model builder.
+
+    Returns:
+        A :class:`FeatureBackbone` mapping ``[B, 3, H, W]`` to NCHW maps; mean/std are the
+        ImageNet statistics all torchvision classification weights use.
+    """
+    name = name or PREFIX + model_name
+    weights = _cached_weights(model_name, name) if pretrained else None
+    try:
+        with forced_weights_only():
+            model = torchvision.models.get_model(model_name, weights=weights, **kwargs)
+    except Exception as e:  # a corrupt, truncated or unsafe cached file: many error types
+        if weights is None:
+            raise
+        raise CheckpointError(torch_hub_file(weights.url), f"{type(e).__name__}: {e}") from e
+    key = (model_name, repr(sorted(kwargs.items())))
+    if key not in _LEVELS:
+        _LEVELS[key] = _feature_levels(model_name, kwargs, model)
+    levels = _LEVELS[key]
+    picked = [levels[i] for i in select_levels(len(levels), out_indices, name)]
+    body = create_feature_extractor(
+        model, return_nodes={node: node for node, _, _ in picked}, suppress_diff_warning=True
+    )
+    return FeatureBackbone(
+        body,
+        name=name,
+        out_channels=[c for _, _, c in picked],
+        strides=[s for _, s, _ in picked],
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
+
+
+def _cached_weights(model_name: str, name: str) -> Any:
+    """The model's ``DEFAULT`` weights enum, if its file is in torch hub's cache."""
+    try:
+        weights = torchvision.models.get_model_weights(model_name).DEFAULT
+    except (ValueError, AttributeError) as e:
+        raise BackboneError(f"torchvision publishes no weights for {name!r}") from e
+    path = torch_hub_file(weights.url)
+    if not path.is_file():
+        raise WeightsNotCachedError(name, path)
+    return weights
+
+
+def _tracer() -> NodePathTracer:
+    # The same leaf modules / autowrapped modules create_feature_extractor uses by default.
+    ops = [
+        m
+        for _, m in inspect.getmembers(torchvision.ops, inspect.isclass)
+        if issubclass(m, nn.Module)
+    ]
+    return NodePathTracer(autowrap_modules=(math, torchvision.ops), leaf_modules=ops)
+
+
+# (model name, repr of kwargs) -> [(node, stride, channels)]; a probe costs 0.2-2 s.
+_LEVELS: dict[tuple[str, str], list[tuple[str, int, int]]] = {}
+
+
+def _feature_levels(
+    model_name: str, kwargs: dict[str, Any], model: nn.Module
+) -> list[tuple[str, int, int]]:
+    """``[(node_name, stride, channels)]``, one per stride, strides increasing."""
+    try:  # a meta copy costs no memory or time; some builders need real values (regnet)
+        with torch.device("meta"):
+            probe_model = torchvision.models.get_model(model_name, weights=None, **kwargs)
+        fake = False
+    except (NotImplementedError, RuntimeError):
+        probe_model, fake = model, True
+    was_training = probe_model.training
+    tracer = _tracer()
+    graph = tracer.trace(probe_model.eval())
+    gm = torch.fx.GraphModule(probe_model, graph)
+    shapes: list[dict[torch.fx.Node, torch.Size]] = []
+    for size in _PROBE_SIZES:
+        if fake:
+            from torch._subclasses.fake_tensor import FakeTensorMode
+
+            prop = ShapeProp(gm, fake_mode=FakeTensorMode(allow_non_fake_inputs=True))
+            prop.propagate(torch.zeros(1, 3, size, size))
+        else:
+            ShapeProp(gm).propagate(torch.zeros(1, 3, size, size, device="meta"))
+        shapes.append({n: n.meta["tensor_meta"].shape for n in graph.nodes if _is_tensor(n)})
+    probe_model.train(was_training)
+    return _pick_levels(list(graph.nodes), tracer.node_to_qualname, shapes, model_name)
+
+
+def _is_tensor(node: torch.fx.Node) -> bool:
+    meta = node.meta.get("tensor_meta")
+    return meta is not None and hasattr(meta, "shape")
+
+
+def _pick_levels(
+    nodes: list[torch.fx.Node],
+    qualname: dict[torch.fx.Node, str],
+    shapes: list[dict[torch.fx.Node, torch.Size]],
+    model_name: str,
+) -> list[tuple[str, int, int]]:
+    index = {n: i for i, n in enumerate(nodes)}
+    stride: dict[int, int] = {}  # node index -> stride, for scaling 4-D feature maps
+    for i, n in enumerate(nodes):
+        if n not in qualname or qualname[n].split(".")[0] in _HEAD_MODULES:
+            continue
+        small, large = (s.get(n) for s in shapes)
+        if small is None or large is None or len(small) != 4 or large[2] <= small[2]:
+            continue
+        s = (_PROBE_SIZES[1] - _PROBE_SIZES[0]) / (large[2] - small[2])
+        p = 2 ** round(math.log2(s))
+        if p >= 2 and abs(s - p) / p < 0.25:
+            stride[i] = p
+    cuts, live_until = set(), -1
+    for i, n in enumerate(nodes):  # i is a cut if no earlier value is used after it
+        if live_until <= i:
+            cuts.add(i)
+        if n.op not in ("placeholder", "get_attr"):
+            live_until = max([live_until, *(index[u] for u in n.users)])
+    levels = []
+    for s in sorted(set(stride.values())):
+        bigger = [i for i, t in stride.items() if t > s]
+        end = min(bigger) if bigger else len(nodes)
+        cands = [i for i, t in stride.items() if t == s and i in cuts and i < end]
+        if not cands:
+            continue
+        if bigger:
+            down = qualname[nodes[end]].split(".")
+            best = min(
+                cands, key=lambda i: (_common_depth(qualname[nodes[i]].split("."), down), -i)
+            )
+        else:
+            best = cands[-1]
+        levels.append((qualname[nodes[best]], s, int(shapes[0][nodes[best]][1])))
+    if not levels:
+        raise BackboneError(f"found no feature levels in torchvision model {model_name!r}")
+    return levels
+
+
+def _common_depth(a: list[str], b: list[str]) -> int:
+    depth = 0
+    for x, y in zip(a[:-1], b[:-1], strict=False):
+        if x != y:
+            break
+        depth += 1
+    return depth
+
+
+BACKBONES.add_provider(_list_names, _resolve)

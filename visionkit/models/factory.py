@@ -1,0 +1,220 @@
+"""Config → objects, in one visible place: :func:`create_model` and :func:`load`.
+
+>>> model = create_model({"model": {"backbone": {"name": "simple_cnn"},
+...                                 "heads": {"cls": {"name": "linear", "num_classes": 4}}}})
+>>> sorted(model.heads)
+['cls']
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from visionkit.config import Config, ConfigLike, load_config
+from visionkit.data.transforms import apply_pipeline, build_pipeline, pipeline_steps
+from visionkit.errors import CheckpointError, ConfigError
+from visionkit.models.backbones import create_backbone
+from visionkit.models.model import VisionModel
+from visionkit.registry import HEADS, NECKS
+
+CHECKPOINT_FORMAT_VERSION = 1
+
+
+class EvalPreprocess:
+    """The evaluation pipeline as a callable on one ``H×W×3 uint8`` RGB image."""
+
+    def __init__(
+        self, steps: Sequence[Mapping[str, Any]], mean: Sequence[float], std: Sequence[float]
+    ):
+        self.pipeline = build_pipeline(steps, mean, std, where="data.transforms.val")
+
+    def __call__(self, image: np.ndarray) -> dict[str, Any]:
+        sample = {"image": image, "image_id": 0, "orig_size": image.shape[:2]}
+        return apply_pipeline(self.pipeline, sample)
+
+
+def head_class(name: str) -> type:
+    """The class a registered head builder returns (its ``task``, ``label_key``, ``reads``)."""
+    return typing.get_type_hints(HEADS.get(name))["return"]
+
+
+# Targets a dataset decodes only when a head learns from them (they cost decode time).
+TARGETS_OF_HEAD = {"instance": ("masks",), "semantic": ("semantic",)}
+
+
+def boxes_needed(cfg: Config) -> bool:
+    """Whether a head learns from boxes (detection and instance heads). Without one, the
+    data pipeline leaves the readers' boxes out: carrying them through albumentations costs
+    a classifier's loader several times its image work."""
+    return any(
+        head_class(spec["name"]).label_key == "instances" for spec in cfg.model.heads.values()
+    )
+
+
+def targets_needed(cfg: Config) -> list[str]:
+    """The optional sample targets (``"masks"``, ``"semantic"``) the model's heads learn from."""
+    needs: list[str] = []
+    for spec in cfg.model.heads.values():
+        cls = head_class(spec["name"])
+        for target in TARGETS_OF_HEAD.get(cls.task, ()) + TARGETS_OF_HEAD.get(cls.label_key, ()):
+            if target not in needs:
+                needs.append(target)
+    return needs
+
+
+def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | None) -> Config:
+    """Fill each head's ``num_classes`` from the data's label names where the config leaves it
+    unset; raise when the two disagree or neither says."""
+    cfg = cfg.model_copy(deep=True)
+    problems = []
+    for head_name, spec in cfg.model.heads.items():
+        if "num_classes" not in spec:
+            continue
+        names = (label_names or {}).get(head_class(spec["name"]).label_key)
+        if spec["num_classes"] is None:
+            if names is None:
+                problems.append(
+                    f"model.heads.{head_name}.num_classes: not set, and there is no dataset "
+                    "to take it from; set it or configure data.train"
+                )
+            else:
+                spec["num_classes"] = len(names)
+        elif names is not None and spec["num_classes"] != len(names):
+            problems.append(
+                f"model.heads.{head_name}.num_classes: {spec['num_classes']}, but the data has "
+                f"{len(names)} classes ({', '.join(names[:10])})"
+            )
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def create_model(
+    config: ConfigLike,
+    label_names: Mapping[str, Sequence[str]] | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
+) -> VisionModel:
+    """Build a :class:`VisionModel` from a config path, mapping or :class:`Config`; untrained
+    unless ``model.init_from`` is set.
+
+    ``model.init_from`` loads the matching tensors of a checkpoint
+    (:func:`visionkit.models.transfer.load_matching`; its report is ``model.transfer_report``), then
+    ``model.freeze`` freezes the named modules. Their names and those of
+    ``optimizer.param_groups`` are checked against the built model here.
+
+    Args:
+        config: the configuration (validated here).
+        label_names: class names per label family (``{"class": [...], "instances": [...]}``),
+            usually from the training dataset; fills unset ``num_classes``.
+        extra_meta: more plain-type metadata to keep in ``model.meta`` (e.g. category ids).
+    """
+    cfg = resolve_num_classes(load_config(config), label_names)
+    b = cfg.model.backbone
+    backbone = create_backbone(
+        b.name, pretrained=b.pretrained, out_indices=b.out_indices, **b.kwargs
+    )
+    neck = None
+    if cfg.model.neck is not None:
+        args = {k: v for k, v in cfg.model.neck.items() if k != "name"}
+        neck = NECKS.build(
+            cfg.model.neck["name"],
+            in_channels=list(backbone.out_channels),
+            strides=list(backbone.strides),
+            **args,
+        )
+    heads, weights = {}, {}
+    for head_name, spec in cfg.model.heads.items():
+        args = {k: v for k, v in spec.items() if k not in ("name", "loss_weight")}
+        builder = HEADS.get(spec["name"])
+        source = neck if head_class(spec["name"]).reads == "neck" else backbone
+        if source is None:
+            raise ConfigError(f"model.heads.{head_name}: head {spec['name']!r} needs a model.neck")
+        params = inspect.signature(builder).parameters
+        if "class_names" in params and label_names:
+            args["class_names"] = (
+                list(label_names.get(head_class(spec["name"]).label_key) or []) or None
+            )
+        if "strides" in params:
+            args["strides"] = list(source.strides)
+        heads[head_name] = builder(in_channels=list(source.out_channels), **args)
+        weights[head_name] = spec.get("loss_weight", 1.0)
+    steps = pipeline_steps(cfg.data, train=False)
+    meta = {
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "config": cfg.to_dict(),
+        "label_names": {k: list(v) for k, v in (label_names or {}).items()},
+        **copy.deepcopy(dict(extra_meta or {})),
+    }
+    model = VisionModel(
+        backbone,
+        heads,
+        neck=neck,
+        loss_weights=weights,
+        preprocess=EvalPreprocess(steps, backbone.mean, backbone.std),
+        meta=meta,
+        loss_balancing=cfg.model.loss_balancing.name,
+        balancing_momentum=cfg.model.loss_balancing.momentum,
+    )
+    problems = prefix_problems(model, cfg.model.freeze, "model.freeze")
+    problems += prefix_problems(model, list(cfg.optimizer.param_groups), "optimizer.param_groups")
+    if problems:
+        raise ConfigError(problems)
+    if cfg.model.init_from:
+        from visionkit.models.transfer import load_matching
+
+        model.transfer_report = load_matching(model, cfg.model.init_from)
+    if cfg.model.freeze:
+        model.freeze(cfg.model.freeze)
+    return model
+
+
+def prefix_problems(model: VisionModel, prefixes: Sequence[str], key: str) -> list[str]:
+    """One line per entry of ``prefixes`` (under config ``key``) that names no module of
+    ``model``, listing the valid top-level prefixes."""
+    valid = ", ".join(model.module_prefixes())
+    return [
+        f"{key}: {prefix!r} is not a module of the model; valid prefixes: {valid} "
+        "(or a module below them, e.g. backbone.<child>)"
+        for prefix in model.unknown_prefixes(prefixes)
+    ]
+
+
+def load(path: str | os.PathLike, map_location: str = "cpu") -> VisionModel:
+    """Rebuild a trained model from a checkpoint alone (no config file needed).
+
+    The checkpoint is read with ``torch.load(weights_only=True)``; the resolved config, class
+    names and category mapping it carries rebuild the model, then the weights are loaded.
+    """
+    from visionkit.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, map_location=map_location)
+    meta = ckpt.get("visionkit")
+    if not isinstance(meta, dict) or "config" not in meta:
+        raise CheckpointError(path, "not a visionkit checkpoint (no 'visionkit' metadata)")
+    if meta.get("format_version", 0) > CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            path, f"format version {meta['format_version']} is newer than this visionkit supports"
+        )
+    config = copy.deepcopy(meta["config"])
+    config["model"]["backbone"]["pretrained"] = False  # the checkpoint has the weights
+    config["model"]["init_from"] = None
+    extra = {k: v for k, v in meta.items() if k not in ("config", "label_names", "format_version")}
+    model = create_model(config, label_names=meta.get("label_names"), extra_meta=extra)
+    state = ckpt.get("state_dict", {})
+    prefix = "model."
+    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            path, f"weights do not match the model its config builds: {err}"
+        ) from None
+    model.eval()
+    return model

@@ -1,0 +1,465 @@
+"""FCOS: anchor-free one-stage detection on a feature pyramid (Tian et al., 2019).
+
+Every feature-map cell centre is a *point*; a point inside an object (its centre region, with
+centre sampling) at the level whose size range fits the object predicts the class, the four
+distances to the box sides and a centerness score.
+
+Level size ranges: with strides ``s_0 < s_1 < ...``, level ``i`` is responsible for objects
+whose largest distance ``m = max(l, t, r, b)`` from the point satisfies
+``8 * s_{i-1} <= m <= 8 * s_i``, with ``0`` below the first level and ``inf`` above the
+last. On P3–P7 this is FCOS's ``[0, 64], [64, 128], [128, 256], [256, 512], [512, inf]``.
+
+>>> import torch
+>>> head = fcos(in_channels=[32, 32, 32], strides=[8, 16, 32], num_classes=3)
+>>> out = head([torch.rand(2, 32, 8, 8), torch.rand(2, 32, 4, 4), torch.rand(2, 32, 2, 2)])
+>>> out["cls_logits"].shape, out["bbox_regression"].shape, out["points"].shape
+(torch.Size([2, 84, 3]), torch.Size([2, 84, 4]), torch.Size([84, 2]))
+>>> batch = {"boxes": [torch.tensor([[8.0, 8.0, 40.0, 48.0]]), torch.zeros(0, 4)],
+...          "labels": [torch.tensor([1]), torch.zeros(0, dtype=torch.long)],
+...          "has_boxes": torch.tensor([True, False])}
+>>> sorted(head.loss(out, batch))
+['box', 'cls', 'ctr']
+>>> head.postprocess(out, [(64, 64), (64, 64)])[0]["boxes"].shape[1]
+4
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import generalized_box_iou_loss
+
+from visionkit.models.heads.detection_utils import (
+    DetectionTargets,
+    Sizes,
+    as_sizes,
+    check_head_args,
+    conv_tower,
+    create_pyramid_head,
+    flatten_levels,
+    focal_loss,
+    format_detections,
+    grid_points,
+    keep_detections,
+    level_slices,
+    topk_per_level,
+    unpack_targets,
+    zero_loss,
+)
+from visionkit.registry import HEADS
+
+MAX_LOG_DISTANCE = 10.0  # exp() argument clamp for the regression (e^10 strides ≈ 22k × stride)
+
+
+def fcos_scale_ranges(strides: Sequence[int], factor: float = 8.0) -> Tensor:
+    """Size range ``[lo, hi]`` of each level, ``[L, 2]``: ``[factor * s_{i-1}, factor * s_i]``
+    with ``0`` for the first ``lo`` and ``inf`` for the last ``hi``."""
+    bounds = [factor * float(s) for s in strides[:-1]]
+    return torch.tensor([[0.0, *bounds], [*bounds, math.inf]], dtype=torch.float32).T
+
+
+def match_fcos_points(
+    points: Tensor,
+    point_ranges: Tensor,
+    point_strides: Tensor,
+    boxes: Tensor,
+    center_sampling_radius: float = 1.5,
+) -> tuple[Tensor, Tensor]:
+    """FCOS point-to-box matching for one image, vectorised over points × boxes.
+
+    A point is a candidate for a box when (1) it lies strictly inside the box — or, with
+    ``center_sampling_radius > 0``, strictly inside the square of half-side
+    ``radius * stride`` around the box centre, clipped to the box — and (2) the largest of
+    its distances to the four box sides lies in the point's level range. A point with
+    several candidate boxes takes the one of smallest area (the first on ties).
+
+    Args:
+        points: ``[P, 2]`` (x, y) in pixels.
+        point_ranges: ``[P, 2]`` size range ``[lo, hi]`` of each point's level.
+        point_strides: ``[P]`` stride of each point's level.
+        boxes: ``[M, 4]`` xyxy ground-truth boxes.
+        center_sampling_radius: in units of the point's stride; ``<= 0`` disables.
+
+    Returns:
+        ``matched`` int64 ``[P]``, the index into ``boxes`` of each point's box (``-1`` for
+        background), and ``ltrb`` float ``[P, 4]``, the distances from each point to the sides
+        of its box (meaningless for background).
+    """
+    num_points = points.shape[0]
+    if boxes.numel() == 0:
+        background = torch.full((num_points,), -1, dtype=torch.long, device=points.device)
+        return background, points.new_zeros(num_points, 4)
+    x, y = points[:, 0, None], points[:, 1, None]  # [P, 1]
+    x1, y1, x2, y2 = boxes.unbind(dim=1)  # [M] each
+    ltrb = torch.stack([x - x1, y - y1, x2 - x, y2 - y], dim=2)  # [P, M, 4]
+    if center_sampling_radius > 0:
+        radius = point_strides[:, None] * center_sampling_radius  # [P, 1]
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2  # [M]
+        inside = (
+            (x > torch.maximum(cx - radius, x1))
+            & (x < torch.minimum(cx + radius, x2))
+            & (y > torch.maximum(cy - radius, y1))
+            & (y < torch.minimum(cy + radius, y2))
+        )  # [P, M]
+    else:
+        inside = ltrb.amin(dim=2) > 0
+    largest = ltrb.amax(dim=2)  # [P, M]
+    in_range = (largest >= point_ranges[:, :1]) & (largest <= point_ranges[:, 1:])
+    areas = (x2 - x1) * (y2 - y1)  # [M]
+    cost = torch.where(inside & in_range, areas[None, :], torch.full_like(largest, math.inf))
+    best_cost, best = cost.min(dim=1)  # [P]
+    matched = torch.where(torch.isfinite(best_cost), best, best.new_full((), -1))
+    out_ltrb = ltrb[torch.arange(num_points, device=points.device), best]  # [P, 4]
+    return matched, out_ltrb
+
+
+def assign_fcos_targets(
+    points: Tensor,
+    point_ranges: Tensor,
+    point_strides: Tensor,
+    boxes: Tensor,
+    labels: Tensor,
+    center_sampling_radius: float = 1.5,
+) -> tuple[Tensor, Tensor]:
+    """FCOS target assignment for one image: :func:`match_fcos_points`, with the matched
+    box's class per point.
+
+    Args:
+        points, point_ranges, point_strides, boxes, center_sampling_radius: as for
+            :func:`match_fcos_points`.
+        labels: ``[M]`` int64 classes of ``boxes``.
+
+    Returns:
+        ``labels`` int64 ``[P]`` (``-1`` for background) and ``ltrb`` float ``[P, 4]``, the
+        distances from each point to the sides of its box (meaningless for background).
+    """
+    matched, ltrb = match_fcos_points(
+        points, point_ranges, point_strides, boxes, center_sampling_radius
+    )
+    return _labels_of(matched, labels), ltrb
+
+
+def _labels_of(matched: Tensor, labels: Tensor) -> Tensor:
+    """The class of each point's matched box, ``-1`` where ``matched`` is ``-1``."""
+    if labels.numel() == 0:
+        return torch.full_like(matched, -1)
+    return torch.where(matched >= 0, labels[matched.clamp(min=0)], matched.new_full((), -1))
+
+
+@dataclass
+class FCOSTargets:
+    """Per-point training targets of a batch (see :meth:`FCOSHead.assign_batch`).
+
+    Attributes:
+        labels: int64 ``[B, P]``, class of each point, ``-1`` for background and for every
+            point of an image without box labels.
+        ltrb: float ``[B, P, 4]`` distances to the matched box's sides (a valid dummy box
+            ``stride`` on each side where the point is background).
+        matched: int64 ``[B, P]``, index into ``boxes[i]`` of each point's box, ``-1`` where
+            ``labels`` is ``-1``.
+    """
+
+    labels: Tensor
+    ltrb: Tensor
+    matched: Tensor
+
+
+def centerness_targets(ltrb: Tensor) -> Tensor:
+    """``sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))`` for ``[..., 4]`` distances."""
+    lr, tb = ltrb[..., 0::2], ltrb[..., 1::2]
+    ratio = lr.amin(-1) / lr.amax(-1).clamp(min=1e-6) * tb.amin(-1) / tb.amax(-1).clamp(min=1e-6)
+    return ratio.clamp(min=0).sqrt()
+
+
+class FCOSHead(nn.Module):
+    """FCOS head: shared cls and box conv towers over all levels, per-level regression scales.
+
+    Args:
+        in_channels: channels of every input level (a neck's common width).
+        num_classes: number of object classes C (no background class).
+        strides: stride of each input level.
+        num_convs: 3x3 convs in each tower.
+        width: channels of the towers (default ``in_channels``).
+        norm: ``"group"`` (GroupNorm with 32 groups, or the largest of 16/8/4/2/1 that divides
+            ``width``) or ``"none"``.
+        prior_prob: initial foreground probability of the classifier (bias init).
+        center_sampling_radius: centre-sampling radius in strides; ``<= 0`` disables.
+        score_thresh: minimum detection score ``sqrt(p_cls * p_ctr)`` kept by postprocess.
+        nms_thresh: IoU threshold of the class-wise NMS.
+        topk_candidates: best-scoring (point, class) pairs kept per level before NMS.
+        detections_per_img: detections kept per image after NMS.
+        class_names: names of the C classes, used in predictions.
+        focal_alpha, focal_gamma: parameters of the sigmoid focal loss.
+
+    Example:
+        >>> import torch
+        >>> head = FCOSHead(in_channels=16, num_classes=2, strides=[8, 16], num_convs=1)
+        >>> out = head([torch.rand(1, 16, 4, 4), torch.rand(1, 16, 2, 2)])
+        >>> {k: tuple(v.shape) for k, v in out.items()}  # doctest: +NORMALIZE_WHITESPACE
+        {'cls_logits': (1, 20, 2), 'bbox_regression': (1, 20, 4), 'centerness': (1, 20),
+         'points': (20, 2), 'point_strides': (20,)}
+    """
+
+    task: ClassVar[str] = "detection"
+    label_key: ClassVar[str] = "instances"
+    reads: ClassVar[str] = "neck"
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        strides: Sequence[int],
+        num_convs: int = 4,
+        width: int | None = None,
+        norm: str = "group",
+        prior_prob: float = 0.01,
+        center_sampling_radius: float = 1.5,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.6,
+        topk_candidates: int = 1000,
+        detections_per_img: int = 100,
+        class_names: Sequence[str] | None = None,
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
+    ) -> None:
+        super().__init__()
+        check_head_args("fcos", num_classes, class_names, strides, prior_prob)
+        width = width or in_channels
+        self.num_classes = num_classes
+        self.strides = [int(s) for s in strides]
+        self.class_names = list(class_names) if class_names else None
+        self.center_sampling_radius = center_sampling_radius
+        self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
+        self.topk_candidates, self.detections_per_img = topk_candidates, detections_per_img
+        self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
+        self.cls_tower = conv_tower(in_channels, width, num_convs, norm)
+        self.bbox_tower = conv_tower(in_channels, width, num_convs, norm)
+        tower_out = width if num_convs > 0 else in_channels
+        self.cls_logits = nn.Conv2d(tower_out, num_classes, 3, padding=1)
+        self.bbox_pred = nn.Conv2d(tower_out, 4, 3, padding=1)
+        self.centerness = nn.Conv2d(tower_out, 1, 3, padding=1)
+        self.scales = nn.Parameter(torch.ones(len(self.strides)))  # one per level
+        self.register_buffer("scale_ranges", fcos_scale_ranges(self.strides), persistent=False)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, std=0.01)
+                nn.init.zeros_(module.bias)
+        nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
+
+    def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
+        """Raw outputs for maps ``[B, in_channels, H_l, W_l]``, one per stride.
+
+        Returns:
+            ``cls_logits`` ``[B, P, C]``, ``bbox_regression`` fp32 ``[B, P, 4]`` (l, t, r, b
+            distances in pixels, > 0), ``centerness`` logits ``[B, P]``, ``points`` fp32
+            ``[P, 2]`` (x, y in pixels) and ``point_strides`` fp32 ``[P]``, where
+            ``P = sum_l H_l * W_l`` in level, then row-major order.
+        """
+        return self.forward_with_box_features(features)[0]
+
+    def forward_with_box_features(
+        self, features: list[Tensor]
+    ) -> tuple[dict[str, Tensor], list[Tensor]]:
+        """:meth:`forward`'s outputs, and the box tower's output on each level
+        (``[B, width, H_l, W_l]``), for subclasses that predict more per point."""
+        if len(features) != len(self.strides):
+            raise ValueError(
+                f"fcos: got {len(features)} feature maps, built for strides {self.strides}"
+            )
+        cls_maps, reg_maps, ctr_maps, box_feats = [], [], [], []
+        for level, x in enumerate(features):
+            cls_feat, box_feat = self.cls_tower(x), self.bbox_tower(x)
+            cls_maps.append(self.cls_logits(cls_feat))  # [B, C, H, W]
+            log_dist = self.bbox_pred(box_feat).float() * self.scales[level]  # [B, 4, H, W]
+            reg_maps.append(log_dist.clamp(max=MAX_LOG_DISTANCE).exp() * self.strides[level])
+            ctr_maps.append(self.centerness(box_feat))  # [B, 1, H, W]
+            box_feats.append(box_feat)
+        points, point_strides = grid_points(
+            [f.shape[-2:] for f in features], self.strides, features[0].device
+        )
+        outputs = {
+            "cls_logits": flatten_levels(cls_maps),  # [B, P, C]
+            "bbox_regression": flatten_levels(reg_maps),  # [B, P, 4]
+            "centerness": flatten_levels(ctr_maps).squeeze(2),  # [B, P]
+            "points": points,  # [P, 2]
+            "point_strides": point_strides,  # [P]
+        }
+        return outputs, box_feats
+
+    @torch.no_grad()
+    def match(self, points: Tensor, point_strides: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+        """:func:`match_fcos_points` with this head's level ranges and centre sampling."""
+        level = torch.searchsorted(point_strides.new_tensor(self.strides), point_strides)
+        ranges = self.scale_ranges.to(points.device)[level]  # [P, 2]
+        return match_fcos_points(points, ranges, point_strides, boxes, self.center_sampling_radius)
+
+    @torch.no_grad()
+    def assign(
+        self, points: Tensor, point_strides: Tensor, boxes: Tensor, labels: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """:func:`assign_fcos_targets` with this head's level ranges and centre sampling."""
+        matched, ltrb = self.match(points, point_strides, boxes)
+        return _labels_of(matched, labels), ltrb
+
+    @torch.no_grad()
+    def assign_batch(
+        self, points: Tensor, point_strides: Tensor, targets: DetectionTargets
+    ) -> FCOSTargets:
+        """Per-point targets of every image (points × boxes vectorised within an image);
+        images with ``valid`` False are all background."""
+        batch_size, num_points = len(targets.boxes), points.shape[0]
+        matched = torch.full((batch_size, num_points), -1, dtype=torch.long, device=points.device)
+        labels = matched.clone()
+        ltrb = point_strides[None, :, None].expand(batch_size, -1, 4).clone()  # dummy: valid box
+        for i, valid in enumerate(targets.valid.tolist()):
+            if valid and len(targets.boxes[i]):
+                match, dist = self.match(points, point_strides, targets.boxes[i])
+                matched[i] = match
+                labels[i] = _labels_of(match, targets.labels[i])
+                ltrb[i] = torch.where((match >= 0)[:, None], dist, ltrb[i])
+        return FCOSTargets(labels=labels, ltrb=ltrb, matched=matched)
+
+    def loss(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Any]) -> dict[str, Tensor]:
+        """Focal loss (``cls``), GIoU loss (``box``) and centerness BCE (``ctr``), in fp32.
+
+        ``cls`` and ``ctr`` are divided by the number of positive points (at least 1),
+        ``box`` is weighted by the centerness targets and divided by their sum. Images with
+        ``has_boxes`` False weigh zero; without ``boxes`` every term is an exact 0. All
+        terms stay connected to every parameter. Normalisers are per process (not reduced
+        across DDP ranks).
+        """
+        cls_logits = outputs["cls_logits"]
+        with torch.autocast(device_type=cls_logits.device.type, enabled=False):
+            return self._loss(outputs, targets)
+
+    def _loss(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Any]) -> dict[str, Tensor]:
+        unpacked = unpack_targets(targets, outputs["cls_logits"].shape[0], outputs["points"].device)
+        if unpacked is None:
+            return self._zero_detection_losses(outputs)
+        assigned = self.assign_batch(
+            outputs["points"].float(), outputs["point_strides"].float(), unpacked
+        )
+        return self._detection_losses(outputs, unpacked, assigned)
+
+    @staticmethod
+    def _zero_detection_losses(outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return {
+            "cls": zero_loss(outputs["cls_logits"]),
+            "box": zero_loss(outputs["bbox_regression"]),
+            "ctr": zero_loss(outputs["centerness"]),
+        }
+
+    def _detection_losses(
+        self, outputs: Mapping[str, Tensor], targets: DetectionTargets, assigned: FCOSTargets
+    ) -> dict[str, Tensor]:
+        cls_logits = outputs["cls_logits"].float()  # [B, P, C]
+        regression = outputs["bbox_regression"].float()  # [B, P, 4]
+        centerness = outputs["centerness"].float()  # [B, P]
+        labels, ltrb = assigned.labels, assigned.ltrb
+        positive = labels >= 0  # [B, P]; only in valid images
+        num_pos = positive.sum().clamp(min=1).float()
+
+        cls_loss = focal_loss(
+            cls_logits, labels, targets.valid, num_pos, self.focal_alpha, self.focal_gamma
+        )
+
+        ctr_target = centerness_targets(ltrb)  # [B, P]
+        box_weight = ctr_target * positive
+        # Boxes relative to their point (GIoU is translation-invariant): (-l, -t, r, b).
+        sign = regression.new_tensor([-1.0, -1.0, 1.0, 1.0])
+        giou = generalized_box_iou_loss(regression * sign, ltrb * sign, reduction="none")
+        box_loss = (giou * box_weight).sum() / box_weight.sum().clamp(min=1e-6)
+
+        bce = F.binary_cross_entropy_with_logits(centerness, ctr_target, reduction="none")
+        ctr_loss = (bce * positive).sum() / num_pos
+        return {"cls": cls_loss, "box": box_loss, "ctr": ctr_loss}
+
+    @torch.no_grad()
+    def postprocess(
+        self,
+        outputs: Mapping[str, Tensor],
+        image_sizes: Sizes,
+        orig_sizes: Sizes | None = None,
+    ) -> list[dict[str, Any]]:
+        """Detections per image, decoded in fp32.
+
+        Score ``sqrt(sigmoid(cls) * sigmoid(ctr))`` per (point, class); per level the best
+        ``topk_candidates`` pairs, then those above ``score_thresh``; decode l, t, r, b to
+        xyxy, clip to ``image_sizes[i]`` (H, W), drop empty boxes, class-wise NMS, keep
+        ``detections_per_img``. With ``orig_sizes`` (H, W per image) boxes are rescaled by
+        ``orig / image_size`` per axis.
+
+        Returns:
+            Per image ``{"boxes": [K, 4] xyxy, "scores": [K] (descending), "labels": int64
+            [K], "names": list[str] or None}``.
+        """
+        return [pred for pred, _ in self.detect(outputs, image_sizes, orig_sizes)]
+
+    @torch.no_grad()
+    def detect(
+        self,
+        outputs: Mapping[str, Tensor],
+        image_sizes: Sizes,
+        orig_sizes: Sizes | None = None,
+    ) -> list[tuple[dict[str, Any], Tensor]]:
+        """:meth:`postprocess`'s predictions, each with the int64 index ``[K]`` of the point
+        that produced each detection (for subclasses that decode more per point)."""
+        cls_logits = outputs["cls_logits"]
+        with torch.autocast(device_type=cls_logits.device.type, enabled=False):
+            scores = (
+                cls_logits.float().sigmoid() * outputs["centerness"].float().sigmoid()[..., None]
+            ).sqrt()  # [B, P, C]
+            regression = outputs["bbox_regression"].float()  # [B, P, 4]
+            points = outputs["points"].float()  # [P, 2]
+            batch_size, _, num_classes = scores.shape
+            sizes = as_sizes(image_sizes, batch_size)
+            originals = as_sizes(orig_sizes, batch_size)
+            cand_scores, cand_index = topk_per_level(
+                scores, level_slices(outputs["point_strides"]), self.topk_candidates
+            )  # [B, K]
+            results = []
+            for i in range(batch_size):
+                keep = cand_scores[i] > self.score_thresh
+                score, index = cand_scores[i][keep], cand_index[i][keep]
+                point, label = index // num_classes, index % num_classes
+                dist = regression[i, point]  # [N, 4]
+                boxes = torch.cat([points[point] - dist[:, :2], points[point] + dist[:, 2:]], 1)
+                kept = keep_detections(
+                    boxes, score, label, sizes[i], self.nms_thresh, self.detections_per_img
+                )
+                prediction = format_detections(
+                    boxes[kept],
+                    score[kept],
+                    label[kept],
+                    sizes[i],
+                    originals[i] if originals else None,
+                    self.class_names,
+                )
+                results.append((prediction, point[kept]))
+        return results
+
+
+@HEADS.register
+def fcos(
+    in_channels: list[int],
+    strides: list[int],
+    num_classes: int | None = None,
+    num_convs: int = 4,
+    width: int | None = None,
+    norm: str = "group",
+    prior_prob: float = 0.01,
+    center_sampling_radius: float = 1.5,
+    score_thresh: float = 0.05,
+    nms_thresh: float = 0.6,
+    topk_candidates: int = 1000,
+    detections_per_img: int = 100,
+    class_names: list[str] | None = None,
+) -> FCOSHead:
+    """FCOS on a neck's levels (all of ``in_channels`` equal, e.g. an FPN's)."""
+    return create_pyramid_head(FCOSHead, "fcos", **locals())
