@@ -39,6 +39,7 @@ def test_defaults_are_filled_from_schemas_and_builders():
     assert cfg.model.heads["cls"] == {
         "name": "linear",
         "num_classes": 3,
+        "hidden_dims": [],
         "dropout": 0.0,
         "level": -1,
         "label_smoothing": 0.0,

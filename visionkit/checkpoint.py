@@ -1,7 +1,8 @@
-"""Checkpoint files: written atomically, read safely.
+"""Files on disk: written atomically, checkpoints read safely.
 
-Writes go to a temporary file in the same folder, are flushed and ``fsync``-ed, then renamed
-over the target, so a process killed mid-save leaves the previous checkpoint intact. Reads
+:func:`write_atomic` is visionkit's one atomic file writer (checkpoints, exports, COCO json,
+metrics.csv, predictions): a temporary file in the same folder, ``fsync``-ed, then renamed over the target and
+the folder ``fsync``-ed, so a process killed mid-save leaves the previous file intact. Reads
 always use ``torch.load(..., weights_only=True, map_location=...)``: a checkpoint that holds a
 pickled object is refused, never unpickled.
 """
@@ -12,6 +13,7 @@ import os
 import pickle
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +22,69 @@ import torch
 from visionkit.errors import CheckpointError
 
 
-def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` through a temp file + fsync + rename."""
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Write ``path`` all at once or not at all (visionkit's one atomic file writer).
+
+    ``write(tmp)`` writes a temporary file in the same folder; it is then ``fsync``-ed, given
+    the usual file mode, renamed over ``path`` and the folder is ``fsync``-ed, so the rename
+    survives a power cut too. When ``write`` raises (or the process is stopped), the previous
+    ``path`` is left as it was and the temporary file is removed.
+
+    Args:
+        path: the file to (re)write; its folder is created when missing.
+        write: writes the whole content to the path it is given (e.g.
+            ``lambda p: p.write_text(text)``, ``lambda p: onnx.save(proto, str(p))``).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "notes.txt"
+    >>> write_atomic(target, lambda tmp: tmp.write_text("hello")).read_text()
+    'hello'
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+        write(Path(tmp))
+        _fsync(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return path
+
+
+def is_temporary_file_of(name: str, target: str) -> bool:
+    """Whether the file name ``name`` is a temporary file :func:`write_atomic` makes (and an
+    interrupted process may leave behind) for a file named ``target``."""
+    return name.startswith(f".{target}.") and name.endswith(".tmp")
+
+
+def _fsync(path: str | os.PathLike) -> None:
+    """Flush a file's (or a folder's entries') data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``path`` through :func:`write_atomic`."""
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+
+    write_atomic(path, save)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:

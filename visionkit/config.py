@@ -4,8 +4,8 @@ A config is read with ``yaml.safe_load``; ``base:`` (a path or a list of paths, 
 file) is deep-merged beneath it; ``key.path=value`` overrides from the command line are applied
 on top (values parsed as YAML, so ``trainer.max_epochs=3`` is an int). The whole tree is then
 validated before anything is built: fixed sections against typed schemas, and registered
-components (heads, necks, datasets) against the signature of their builder function. Every
-problem is reported with its full key path::
+components (heads, necks, datasets) against the signature of their class's ``__init__`` (or
+builder function). Every problem is reported with its full key path::
 
     model.backbone.nmae: unknown key; did you mean 'name'?
     trainer.max_epochs: expected a valid integer, got 'ten'
@@ -27,6 +27,7 @@ import os
 import types
 import typing
 from collections.abc import Collection, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -45,8 +46,10 @@ from pydantic import (
 from visionkit.errors import ConfigError
 from visionkit.registry import BACKBONES, DATASETS, HEADS, NECKS, Registry, UnknownNameError
 
-# Builder arguments the model factory supplies itself; a config never sets them.
+# Arguments of heads and necks the model factory supplies itself; a config never sets them.
 INJECTED_ARGS = {"in_channels", "strides", "class_names"}
+# Arguments of dataset readers that code supplies (``check-data`` asks for full decoding).
+DATASET_INJECTED_ARGS = {"image_check"}
 
 
 class _Section(BaseModel):
@@ -458,15 +461,12 @@ def is_dataset_mix(spec: Any) -> bool:
 def _validate_datasets(spec: Any, path: str, problems: list[str]) -> dict[str, Any]:
     """One dataset entry, or named entries each with an optional sampling ``weight``."""
     extra: dict[str, tuple[Any, Any]] = {"synthetic": (SyntheticConfig | None, None)}
+    check = partial(_validate_component, DATASETS, key="format", injected=DATASET_INJECTED_ARGS)
     if not is_dataset_mix(spec):
-        return _validate_component(
-            DATASETS, spec, path, problems, key="format", extra=extra, injected=()
-        )
+        return check(spec, path, problems, extra=extra)
     weighted = {**extra, "weight": (Annotated[float, Field(gt=0)], 1.0)}
     return {
-        name: _validate_component(
-            DATASETS, entry, f"{path}.{name}", problems, key="format", extra=weighted, injected=()
-        )
+        name: check(entry, f"{path}.{name}", problems, extra=weighted)
         for name, entry in spec.items()
     }
 
@@ -477,15 +477,14 @@ def builder_schema(
     extra: Mapping[str, tuple[Any, Any]] | None = None,
     injected: Collection[str] = INJECTED_ARGS,
 ) -> type[BaseModel]:
-    """A pydantic model of the arguments a registered builder accepts from a config
-    (all its parameters except the ``injected`` ones the factory supplies)."""
-    builder = registry.get(name)
+    """A pydantic model of the arguments a registered component accepts from a config: the
+    parameters of :meth:`Registry.signature <visionkit.registry.Registry.signature>` (its
+    class's ``__init__``, a variant's defaults) except the ``injected`` ones code supplies."""
     fields: dict[str, Any] = {}
-    hints = typing.get_type_hints(builder)
-    for param in inspect.signature(builder).parameters.values():
+    for param in registry.signature(name).parameters.values():
         if param.name in injected or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
             continue
-        annotation = hints.get(param.name, Any)
+        annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (annotation, default)
     for key, (annotation, default) in (extra or {}).items():

@@ -1,22 +1,39 @@
 """One flat registry per kind of component.
 
-A builder function is registered under its own name with a decorator, as in timm's
-``register_model``; the name in a config is the function name, so ``grep`` finds the code
-that runs. A duplicate name raises, and an unknown name raises with the closest valid names.
+A component is registered under a name with a decorator, as in timm's ``register_model``: the
+class itself (``@HEADS.register("fcos")`` on ``FCOSHead``), or a builder function (under its
+own name when none is given). A config's arguments are the parameters of that class's
+``__init__`` or that function, so there is one signature to read and ``grep`` finds the code
+that runs. The same class with other defaults is a :class:`Variant` (``HEADS.variant("mlp",
+ClassificationHead, ..., hidden_dims=(512,))``). A duplicate name raises, and an unknown name
+raises with the closest valid names.
 
 >>> from visionkit.registry import Registry
 >>> toys = Registry("toy")
+>>> @toys.register("box")
+... class Box:
+...     def __init__(self, width: int = 4) -> None:
+...         self.width = width
+>>> toys.build("box", width=8).width
+8
+>>> big = toys.variant("big_box", Box, "A box 16 wide.", width=16)
+>>> toys.build("big_box").width, toys.component_class("big_box").__name__
+(16, 'Box')
 >>> @toys.register
 ... def tiny(width: int = 4) -> dict:
 ...     return {"width": width}
 >>> toys.build("tiny", width=8)
 {'width': 8}
+>>> list(toys.signature("big_box").parameters)
+['width']
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
+import typing
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -30,33 +47,127 @@ class UnknownNameError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+def class_signature(cls: type) -> inspect.Signature:
+    """The parameters of ``cls(...)`` (its ``__init__`` less ``self``), annotations resolved.
+
+    A ``**kwargs`` that ``__init__`` passes on to its base class is replaced by the base's
+    parameters it does not name itself (keyword-only), so that a subclass such as
+    ``FCOSMaskHead(..., **fcos_args)`` has the whole schema without repeating it.
+    """
+    init = cls.__init__
+    signature = _resolved(inspect.signature(cls), typing.get_type_hints(init))
+    params = list(signature.parameters.values())
+    if not params or params[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+        return signature
+    base = next((b for b in cls.__mro__[1:] if "__init__" in vars(b)), object)
+    if base is object:
+        return signature
+    named = {p.name for p in params}
+    inherited = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+        else p
+        for p in class_signature(base).parameters.values()
+        if p.name not in named and p.kind is not inspect.Parameter.VAR_POSITIONAL
+    ]
+    own = [p for p in params[:-1] if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    return signature.replace(parameters=own + inherited)
+
+
+def _resolved(signature: inspect.Signature, hints: dict[str, Any]) -> inspect.Signature:
+    """``signature`` with its annotations replaced by ``hints`` and no return annotation."""
+    return signature.replace(
+        parameters=[
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in signature.parameters.values()
+        ],
+        return_annotation=inspect.Signature.empty,
+    )
+
+
+class Variant:
+    """A registered class with other defaults, like :func:`functools.partial` (and timm's
+    ``resnet18`` over ``ResNet``): calling it builds ``cls`` with ``defaults`` under the
+    caller's arguments; its signature (hence its config schema) is ``cls.__init__``'s with
+    those defaults."""
+
+    def __init__(self, cls: type, doc: str, /, **defaults: Any) -> None:
+        signature = class_signature(cls)
+        unknown = sorted(set(defaults) - set(signature.parameters))
+        if unknown:
+            raise TypeError(f"{cls.__qualname__} takes no argument(s) {', '.join(unknown)}")
+        self.cls = cls
+        self.defaults = defaults
+        self.__doc__ = doc
+        self.__module__ = cls.__module__
+        self.__qualname__ = self.__name__ = f"{cls.__qualname__} variant"
+        self.__signature__ = signature.replace(
+            parameters=[
+                p.replace(default=defaults[p.name]) if p.name in defaults else p
+                for p in signature.parameters.values()
+            ]
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        bound = self.__signature__.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return self.cls(*bound.args, **bound.kwargs)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items())
+        return f"Variant({self.cls.__qualname__}, {args})"
+
+
 class Registry:
-    """Maps names to builder functions for one kind of component (backbone, head, ...)."""
+    """Maps names to component classes, variants and builder functions for one kind of
+    component (backbone, head, ...)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._builders: dict[str, Callable[..., Any]] = {}
+        self._classes: dict[str, type] = {}  # declared with register(..., cls=...)
         self._providers: list[
             tuple[Callable[[], list[str]], Callable[[str], Callable[..., Any] | None]]
         ] = []
 
-    def register(self, fn: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
-        """Register ``fn`` under ``name`` (default: the function's own name).
+    def register(
+        self,
+        target: F | str | None = None,
+        /,
+        *,
+        name: str | None = None,
+        cls: type | None = None,
+    ) -> Any:
+        """Register a class or builder function.
 
-        Usable bare (``@reg.register``) or with a name (``@reg.register(name="x/y")``).
+        ``@reg.register("fcos")`` registers the decorated class (or function) under
+        ``"fcos"``; bare ``@reg.register`` uses the function's own name; ``name=`` is the
+        older spelling of the name. A builder function may declare the class it builds with
+        ``cls=`` (else its return annotation is read, see :meth:`component_class`).
         """
+        if isinstance(target, str):
+            name, target = target, None
 
-        def decorator(f: F) -> F:
-            key = name or f.__name__
+        def decorator(obj: F) -> F:
+            key = name or obj.__name__
             if key in self._builders:
+                old = self._builders[key]
                 raise ValueError(
                     f"{self.kind} {key!r} is already registered "
-                    f"(by {self._builders[key].__module__}.{self._builders[key].__qualname__})"
+                    f"(by {old.__module__}.{old.__qualname__})"
                 )
-            self._builders[key] = f
-            return f
+            self._builders[key] = obj
+            if cls is not None:
+                self._classes[key] = cls
+            else:
+                self._classes.pop(key, None)
+            return obj
 
-        return decorator(fn) if fn is not None else decorator
+        return decorator(target) if target is not None else decorator
+
+    def variant(self, name: str, cls: type, doc: str, /, **defaults: Any) -> Variant:
+        """Register ``cls`` with other ``defaults`` under ``name``; return the :class:`Variant`."""
+        return self.register(name)(Variant(cls, doc, **defaults))
 
     def add_provider(
         self, names: Callable[[], list[str]], resolve: Callable[[str], Callable[..., Any] | None]
@@ -69,7 +180,8 @@ class Registry:
         self._providers.append((names, resolve))
 
     def get(self, name: str) -> Callable[..., Any]:
-        """Return the builder registered as ``name``; raise with suggestions if unknown."""
+        """Return the class, variant or builder registered as ``name``; raise with suggestions
+        if unknown."""
         if name in self._builders:
             return self._builders[name]
         for _, resolve in self._providers:
@@ -81,8 +193,36 @@ class Registry:
         raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}")
 
     def build(self, name: str, **kwargs: Any) -> Any:
-        """Call the builder registered as ``name`` with ``kwargs``."""
+        """Build the component registered as ``name`` with ``kwargs``."""
         return self.get(name)(**kwargs)
+
+    def component_class(self, name: str) -> type:
+        """The class ``name`` builds (where a head's ``task``, ``reads``... are read): the
+        registered class itself, a variant's class, the ``cls=`` declared with a builder
+        function, or else that function's return annotation."""
+        obj = self.get(name)
+        if isinstance(obj, type):
+            return obj
+        if isinstance(obj, Variant):
+            return obj.cls
+        if self._builders.get(name) is obj and name in self._classes:
+            return self._classes[name]
+        returned = typing.get_type_hints(obj).get("return")
+        if not isinstance(returned, type):
+            raise TypeError(
+                f"{self.kind} {name!r}: its builder declares no class (register it with cls=...)"
+            )
+        return returned
+
+    def signature(self, name: str) -> inspect.Signature:
+        """The parameters ``name`` is built with (see :func:`class_signature`; a variant's
+        with its defaults), their annotations resolved to types."""
+        obj = self.get(name)
+        if isinstance(obj, type):
+            return class_signature(obj)
+        if isinstance(obj, Variant):
+            return obj.__signature__
+        return _resolved(inspect.signature(obj), typing.get_type_hints(obj))
 
     def names(self, pattern: str | None = None) -> list[str]:
         """All names, sorted; ``pattern`` filters with ``fnmatch`` (e.g. ``"resnet*"``)."""

@@ -1,24 +1,102 @@
-"""The ``visionkit`` command: help texts of every subcommand, and ``visionkit list``."""
+"""The ``visionkit`` command: one module per subcommand, the help texts of every subcommand,
+``--version``, ``make-shapes``, ``visionkit list`` and the ``tools/*.py`` wrappers."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 import visionkit
-from visionkit.cli import build_parser, main
+import visionkit.cli
+from visionkit.cli import COMMANDS, build_parser, main
+
+ROOT = Path(__file__).resolve().parents[2]
+SUBCOMMANDS = ["train", "eval", "predict", "make-shapes", "list", "convert", "check-data", "export"]
+# Modules of visionkit/cli/ that are not subcommands.
+NOT_COMMANDS = {"__main__", "_shared", "config_docs"}
+# tools/*.py that are not wrappers of a visionkit subcommand.
+NOT_WRAPPERS = {"benchmark", "bench_ddp", "gen_config_docs"}
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
-    """Every subcommand's parser, including those added from ``visionkit/cli/``."""
+    """Every subcommand's parser, in the order of ``visionkit --help``."""
     parser = build_parser()
     (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return dict(action.choices)
 
 
-def test_the_known_subcommands_are_there():
-    assert {"train", "eval", "predict", "make-shapes", "list"} <= set(subcommands())
+def test_the_subcommands_are_exactly_these_in_this_order():
+    assert list(subcommands()) == SUBCOMMANDS
+
+
+def test_every_module_of_the_cli_package_is_a_subcommand_with_add_parser_and_run():
+    found = {m.name for m in pkgutil.iter_modules(visionkit.cli.__path__)} - NOT_COMMANDS
+    assert found == {c.__name__.rsplit(".", 1)[1] for c in COMMANDS}
+    for command in COMMANDS:
+        assert callable(command.add_parser) and callable(command.run), command.__name__
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c.__name__.rsplit(".", 1)[1])
+def test_parsing_a_subcommand_binds_the_run_of_its_own_module(command):
+    sub = argparse.ArgumentParser().add_subparsers()
+    name = command.add_parser(sub).prog.split()[-1]
+    required = {
+        "train": ["--config", "x.yaml"],
+        "eval": ["--checkpoint", "x.ckpt"],
+        "predict": ["--checkpoint", "x.ckpt", "--input", "a.png", "--output-dir", "out"],
+        "make-shapes": ["out"],
+        "list": ["heads"],
+        "convert": ["--from", "voc", "src", "dst.json"],
+        "check-data": [],
+        "export": ["--checkpoint", "x.ckpt", "--format", "onnx", "--output", "m.onnx"],
+    }[name]
+    args = build_parser().parse_args([name, *required])
+    assert args.command == name and args.run is command.run
+
+
+def test_version_prints_the_package_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"visionkit {visionkit.__version__}\n"
+
+
+def test_benchmark_is_no_longer_a_subcommand(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["benchmark", "--quick"])
+    assert info.value.code == 2
+    assert "invalid choice: 'benchmark'" in capsys.readouterr().err
+
+
+def test_make_shapes_writes_the_dataset_and_prints_its_path(tmp_path, capsys):
+    out = tmp_path / "shapes"
+    assert main(["make-shapes", str(out), "--num-images", "3", "--size", "32", "--seed", "1"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out / 'annotations.json'}"
+    data = json.loads((out / "annotations.json").read_text())
+    assert [image["id"] for image in data["images"]] == [1, 2, 3]
+    assert data["info"]["size"] == 32 and data["info"]["seed"] == 1
+
+
+def test_make_shapes_exits_2_on_an_argument_out_of_range(tmp_path, capsys):
+    out = tmp_path / "shapes"
+    assert main(["make-shapes", str(out), "--min-shapes", "5", "--max-shapes", "2"]) == 2
+    _, err = capsys.readouterr()
+    assert err.startswith("error: make-shapes: ")
+    assert not (out / "annotations.json").exists()
+
+
+def test_a_visionkit_error_is_a_message_and_its_exit_code(tmp_path, capsys):
+    missing = tmp_path / "missing.yaml"
+    code = main(["train", "--config", str(missing), "--print-config"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert err.startswith("error: ") and str(missing) in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("name", sorted(subcommands()))
@@ -83,20 +161,38 @@ def test_list_rejects_an_unknown_kind(capsys):
     assert "invalid choice: 'optimizers'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("tool", ["train", "eval", "predict", "export", "benchmark"])
-def test_each_tools_wrapper_is_its_visionkit_subcommand(tool):
-    """``python tools/<name>.py --help`` prints the help of ``visionkit <name>``."""
-    import subprocess
-    import sys
-    from pathlib import Path
+def wrappers() -> list[str]:
+    """The ``tools/*.py`` that are thin wrappers of a ``visionkit`` subcommand."""
+    return sorted(p.stem for p in (ROOT / "tools").glob("*.py") if p.stem not in NOT_WRAPPERS)
 
-    root = Path(__file__).resolve().parents[2]
+
+def test_the_tools_wrappers_are_these():
+    assert wrappers() == ["eval", "export", "predict", "train"]
+
+
+@pytest.mark.parametrize("tool", wrappers())
+def test_each_tools_wrapper_is_its_visionkit_subcommand(tool, monkeypatch):
+    """``python tools/<name>.py --help`` prints the help of ``visionkit <name>``."""
+    monkeypatch.setenv("COLUMNS", "100")  # argparse wraps the help to this width
     result = subprocess.run(
         [sys.executable, f"tools/{tool}.py", "--help"],
-        cwd=root,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: visionkit {tool} ")
+    assert result.stdout == subcommands()[tool].format_help()
+
+
+def test_python_m_visionkit_cli_is_the_visionkit_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "visionkit.cli", "--version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"visionkit {visionkit.__version__}\n"

@@ -90,3 +90,24 @@ def test_a_sample_error_from_a_worker_arrives_without_the_worker_traceback():
     with pytest.raises(SampleError) as info:
         next(iter(loader))
     assert str(info.value) == "sample 0 (image id 7, a/b.png): transform failed: boom"
+
+
+def test_the_image_check_is_a_reader_argument_not_a_global_mode(tmp_path):
+    from PIL import Image
+
+    from visionkit.data.readers.folder import ImageFolderDataset
+    from visionkit.errors import ConfigError
+
+    (tmp_path / "cat").mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((32, 32, 3), 60 * i, np.uint8)).save(tmp_path / "cat" / f"{i}.png")
+    first = tmp_path / "cat" / "0.png"
+    first.write_bytes(first.read_bytes()[:60])  # truncated: the header still reads
+    assert len(ImageFolderDataset(tmp_path)) == 2  # header check (the default)
+    with pytest.raises(DataError, match="unreadable image"):
+        ImageFolderDataset(tmp_path, image_check="decode")
+    assert len(ImageFolderDataset(tmp_path)) == 2  # nothing was left switched on
+    skipped = ImageFolderDataset(tmp_path, on_bad_image="skip", image_check="decode")
+    assert len(skipped) == 1
+    with pytest.raises(ConfigError, match="image_check"):
+        ImageFolderDataset(tmp_path, image_check="thorough")

@@ -354,7 +354,7 @@ def test_the_source_is_never_modified_and_existing_files_are_refused(tmp_path):
     convert(src, out, "yolo", overwrite=True)
     assert len(json.loads(out.read_text())["images"]) == 3
     assert tree_hashes(src) == with_output
-    assert not list(tmp_path.rglob(".*.tmp-*"))
+    assert not list(tmp_path.rglob(".*.tmp*"))  # no temporary file of write_atomic left
 
 
 def test_converted_files_load_with_the_coco_reader(tmp_path):

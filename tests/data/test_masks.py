@@ -10,10 +10,11 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from visionkit.build import build_dataset
+from visionkit.data.batch import IGNORE_PIXEL, collate
 from visionkit.data.readers.coco import CocoDataset, decode_segmentation
 from visionkit.data.readers.mask_folder import MaskFolderDataset, write_mask_png
-from visionkit.data.transforms import IGNORE_PIXEL, apply_pipeline, build_pipeline, collate
-from visionkit.engine.datamodule import build_dataset
+from visionkit.data.transforms import apply_pipeline, build_pipeline
 from visionkit.errors import AnnotationError, DataError
 
 CATEGORIES = [{"id": 3, "name": "circle"}, {"id": 7, "name": "square"}]

@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
+from visionkit.data.batch import collate
 from visionkit.data.readers.coco import CocoDataset
 from visionkit.data.readers.folder import ImageFolderDataset
-from visionkit.data.transforms import apply_pipeline, build_pipeline, collate
+from visionkit.data.transforms import apply_pipeline, build_pipeline
 from visionkit.errors import AnnotationError, ConfigError, DataError
 
 

@@ -251,7 +251,7 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict) -> None:
 def test_a_named_annotation_file_turns_generation_off(tmp_path: Path) -> None:
     """A shapes recipe pointed at the user's own data (``annotations`` given) never generates
     shapes into their folder: the missing file is reported instead."""
-    from visionkit.engine.datamodule import build_dataset
+    from visionkit.build import build_dataset
 
     images = tmp_path / "my_images"
     images.mkdir()

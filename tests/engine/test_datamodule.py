@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from visionkit.build import (
+    boxes_needed,
+    build_datasets,
+    build_pipelines,
+    dropped_keys,
+    targets_needed,
+)
 from visionkit.config import load_config
-from visionkit.engine.datamodule import VisionDataModule, build_datasets
-from visionkit.models.factory import boxes_needed, targets_needed
+from visionkit.engine.datamodule import VisionDataModule
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -26,15 +32,19 @@ def test_a_model_without_a_box_head_gets_batches_without_boxes(tiny_config, spli
     cfg = load_config(tiny_config)
     datasets = build_datasets(cfg.data, needs=targets_needed(cfg))
     assert "boxes" in datasets[split][0]  # the COCO reader has them
-    loader = getattr(
-        VisionDataModule(cfg.data, datasets, MEAN, STD, boxes=False), f"{split}_dataloader"
-    )
-    batch = next(iter(loader()))
+    assert dropped_keys(cfg) == ("boxes", "labels", "masks")  # a classifier
+
+    def first_batch(drop):
+        pipelines = build_pipelines(cfg.data, MEAN, STD)
+        module = VisionDataModule(
+            datasets, pipelines, cfg.data.batch_size, num_workers=cfg.data.num_workers, drop=drop
+        )
+        return next(iter(getattr(module, f"{split}_dataloader")()))
+
+    batch = first_batch(dropped_keys(cfg))
     assert "boxes" not in batch and "labels" not in batch
     assert batch["images"].shape == (16, 3, 64, 64) and batch["class"].shape == (16,)
-    with_boxes = next(
-        iter(getattr(VisionDataModule(cfg.data, datasets, MEAN, STD), f"{split}_dataloader")())
-    )
+    with_boxes = first_batch(())
     assert len(with_boxes["boxes"]) == 16
     if split == "val":  # same images and classes either way
         assert (with_boxes["images"] == batch["images"]).all()

@@ -21,9 +21,10 @@ import torch
 import yaml
 from torch.utils.data import DistributedSampler
 
+from visionkit.data.datasets import seed_pipeline
 from visionkit.data.synthetic import make_shapes
 from visionkit.data.transforms import build_pipeline
-from visionkit.engine.datamodule import seed_pipeline, unpadded_sampler
+from visionkit.engine.datamodule import unpadded_sampler
 from visionkit.engine.runner import evaluate, metrics_json
 from visionkit.errors import DataError
 

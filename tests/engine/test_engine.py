@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from visionkit.build import lr_factor_fn
 from visionkit.config import SchedulerConfig
 from visionkit.engine import precision
 from visionkit.engine.runner import train
-from visionkit.engine.system import lr_factor_fn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,8 +132,8 @@ def test_channels_last_trains_in_nhwc_and_its_checkpoints_load_as_usual(
 def test_fused_optimizer_steps_like_the_plain_one(name):
     import torch
 
+    from visionkit.build import build_optimizer, is_fused
     from visionkit.config import OptimizerConfig
-    from visionkit.engine.optimizers import build_optimizer, is_fused
 
     cfg = OptimizerConfig(name=name, lr=0.1, weight_decay=0.05)
     torch.manual_seed(0)
@@ -160,12 +160,12 @@ def test_gradients_are_clipped_with_the_fused_optimizer(tiny_config, algorithm):
     import torch
 
     import visionkit
-    from visionkit.engine.optimizers import build_optimizer, is_fused
+    from visionkit.build import build_optimizer, is_fused, optimizer_factory
     from visionkit.engine.system import VisionSystem
 
     tiny_config["model"]["heads"]["cls"]["num_classes"] = 4
     cfg = visionkit.load_config(tiny_config)
-    system = VisionSystem(visionkit.create_model(cfg), cfg.optimizer)
+    system = VisionSystem(visionkit.create_model(cfg), optimizer_factory(cfg.optimizer))
     params = list(system.model.parameters())
     optimizer = build_optimizer(cfg.optimizer, params)
     assert is_fused(optimizer)

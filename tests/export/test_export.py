@@ -28,8 +28,8 @@ from visionkit.export import (
     verify,
 )
 from visionkit.inference.onnx_runtime import OnnxPredictor
-from visionkit.models.factory import head_class
 from visionkit.models.heads.classification import ClassificationHead
+from visionkit.registry import HEADS
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted(
@@ -45,7 +45,7 @@ def recipe_model(recipe: str, overrides=()) -> visionkit.VisionModel:
     label_names = {}
     for spec in cfg.model.heads.values():
         n = spec.get("num_classes") or 3
-        label_names[head_class(spec["name"]).label_key] = [f"c{i}" for i in range(n)]
+        label_names[HEADS.component_class(spec["name"]).label_key] = [f"c{i}" for i in range(n)]
     torch.manual_seed(0)
     return visionkit.create_model(cfg, label_names=label_names)
 
@@ -68,7 +68,7 @@ def tiny_model(heads: dict) -> visionkit.VisionModel:
         "data": {"image_size": SIZE},
     }
     label_names = {
-        head_class(spec["name"]).label_key: [f"c{i}" for i in range(spec["num_classes"])]
+        HEADS.component_class(spec["name"]).label_key: [f"c{i}" for i in range(spec["num_classes"])]
         for spec in heads.values()
     }
     torch.manual_seed(0)
@@ -311,7 +311,7 @@ class BakedSizeHead(ClassificationHead):
 
 def test_a_graph_that_differs_from_pytorch_fails_the_check_with_a_clear_error(tmp_path):
     model = tiny_model({"cls": MULTITASK["cls"]})
-    model.heads["cls"] = BakedSizeHead(model.backbone.out_channels[-1], num_classes=4)
+    model.heads["cls"] = BakedSizeHead(model.backbone.out_channels, num_classes=4)
     with pytest.raises(ExportError) as info:
         export(model, "onnx", tmp_path / "bad.onnx", image_size=SIZE)
     message = str(info.value)
@@ -335,12 +335,12 @@ def test_atol_zero_fails_on_float_noise_and_the_cli_exits_1(tmp_path, capsys, tm
 
 
 def test_the_torchscript_based_exporter_is_the_fallback(tmp_path, monkeypatch):
-    import visionkit.export as export_module
+    import visionkit.export.onnx as onnx_export
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated dynamo failure")
 
-    monkeypatch.setattr(export_module, "_onnx_dynamo", broken)
+    monkeypatch.setattr(onnx_export, "_onnx_dynamo", broken)
     model = tiny_model({"seg": MULTITASK["seg"]})
     report = export(model, "onnx", tmp_path / "m.onnx", image_size=SIZE)
     assert report.exporter == "torchscript"

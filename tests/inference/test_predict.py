@@ -11,7 +11,8 @@ import torch
 import visionkit
 from visionkit.data.io import read_image
 from visionkit.errors import ConfigError, DataError
-from visionkit.inference.predict import draw_predictions, expand_inputs, predict_files
+from visionkit.inference.draw import draw_predictions
+from visionkit.inference.predict import expand_inputs, predict_files
 
 CONFIG = {
     "model": {

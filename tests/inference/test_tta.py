@@ -10,9 +10,8 @@ import torch
 from torch import nn
 
 import visionkit
+from visionkit.inference.flip import hflip_back_map, hflip_detections
 from visionkit.inference.tta import (
-    hflip_back_map,
-    hflip_detections,
     hflip_images,
     merge_hflip,
     predict_hflip,

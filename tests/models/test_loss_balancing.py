@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import visionkit
+from visionkit.build import optimizer_factory, optimizer_param_groups
 from visionkit.config import load_config
-from visionkit.engine.system import VisionSystem, optimizer_param_groups
+from visionkit.engine.system import VisionSystem
 from visionkit.errors import ConfigError
 
 TWO_HEADS = {
@@ -173,7 +174,7 @@ def test_training_step_logs_every_head_loss_weight_and_group_learning_rate(monke
     cfg = load_config(
         {**TWO_HEADS, "optimizer": {"lr": 0.01, "param_groups": {"backbone": {"lr_mult": 0.1}}}}
     )
-    system = VisionSystem(model, cfg.optimizer)
+    system = VisionSystem(model, optimizer_factory(cfg.optimizer))
     optimizer = torch.optim.AdamW(optimizer_param_groups(model, cfg.optimizer))
     logged: dict[str, float] = {}
 

@@ -8,7 +8,7 @@ import torch
 
 import visionkit
 from visionkit.errors import CheckpointError, ConfigError
-from visionkit.models.heads.classification import linear, mlp
+from visionkit.models.heads.classification import ClassificationHead, mlp
 from visionkit.models.model import VisionModel
 
 CONFIG = {
@@ -55,8 +55,8 @@ def test_classification_loss_counts_only_labelled_images_and_touches_all_paramet
 def test_model_loss_is_the_weighted_sum_of_head_losses():
     backbone = visionkit.create_backbone("simple_cnn")
     heads = {
-        "a": linear(backbone.out_channels, num_classes=3),
-        "b": linear(backbone.out_channels, num_classes=2),
+        "a": ClassificationHead(backbone.out_channels, num_classes=3),
+        "b": ClassificationHead(backbone.out_channels, num_classes=2),
     }
     model = VisionModel(backbone, heads, loss_weights={"a": 2.0, "b": 0.5})
     out = model(torch.rand(2, 3, 32, 32))
@@ -105,3 +105,35 @@ def test_load_refuses_pickle_payloads_without_running_them(tmp_path):
 
 def test_list_heads_lists_the_registered_heads():
     assert {"linear", "mlp"} <= set(visionkit.list_heads())
+
+
+FOCAL_YAML = """
+model:
+  backbone: {name: simple_cnn, out_indices: [2, 3, 4]}
+  neck: {name: fpn, out_channels: 16}
+  heads:
+    det: {name: fcos, num_classes: 2, num_convs: 1, focal_alpha: 0.5, focal_gamma: 0.0}
+    box: {name: retinanet, num_classes: 2, num_convs: 1, focal_gamma: 1.0}
+"""
+
+
+def test_focal_loss_parameters_are_set_from_yaml(tmp_path):
+    path = tmp_path / "focal.yaml"
+    path.write_text(FOCAL_YAML)
+    cfg = visionkit.load_config(path)
+    assert cfg.model.heads["det"]["focal_alpha"] == 0.5
+    assert cfg.model.heads["box"]["focal_alpha"] == 0.25  # the default, filled in
+    torch.manual_seed(0)
+    model = visionkit.create_model(cfg)
+    det, box = model.heads["det"], model.heads["box"]
+    assert (det.focal_alpha, det.focal_gamma) == (0.5, 0.0)
+    assert (box.focal_alpha, box.focal_gamma) == (0.25, 1.0)
+    # ... and they reach the loss: the default gamma down-weights the easy background points.
+    features = model.neck(model.backbone(torch.rand(1, 3, 64, 64)))
+    out = det(features)
+    batch = {"boxes": [torch.tensor([[8.0, 8.0, 40.0, 40.0]])], "labels": [torch.tensor([1])]}
+    set_from_yaml = det.loss(out, batch)["cls"]
+    det.focal_alpha, det.focal_gamma = 0.25, 2.0
+    assert det.loss(out, batch)["cls"] < set_from_yaml
+    with pytest.raises(ConfigError, match="focal_gama: unknown key; did you mean 'focal_gamma'"):
+        visionkit.load_config(path, ["model.heads.det.focal_gama=1"])

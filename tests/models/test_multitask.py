@@ -11,10 +11,10 @@ from PIL import Image
 from torch.utils.data import WeightedRandomSampler
 
 import visionkit
+from visionkit.data.datasets import MixedDataset, merge_label_names
 from visionkit.data.io import read_image
 from visionkit.data.readers.coco import CocoDataset
 from visionkit.data.readers.folder import ImageFolderDataset
-from visionkit.engine.datamodule import MixedDataset, merge_label_names
 from visionkit.engine.runner import train
 from visionkit.errors import DataError
 

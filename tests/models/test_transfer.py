@@ -12,11 +12,13 @@ import torch
 from safetensors.torch import save_file
 
 import visionkit
+from visionkit.build import lr_schedule, optimizer_factory
 from visionkit.config import load_config
 from visionkit.engine.runner import train
 from visionkit.engine.system import VisionSystem
 from visionkit.errors import CheckpointError, ConfigError
-from visionkit.models.transfer import load_matching, read_weights
+from visionkit.models.transfer import load_matching
+from visionkit.models.weights import read_weights
 
 BACKBONE = {"name": "simple_cnn", "out_indices": [2, 3, 4]}
 NECK = {"name": "fpn", "out_channels": 16, "min_level": 3, "max_level": 5}
@@ -240,7 +242,7 @@ def test_unknown_module_prefixes_are_config_errors_naming_the_valid_ones():
 def optimizer_of(config: dict):
     model = build(config)
     cfg = load_config(config)
-    system = VisionSystem(model, cfg.optimizer, cfg.scheduler)
+    system = VisionSystem(model, optimizer_factory(cfg.optimizer), lr_schedule(cfg.scheduler))
     system._trainer = SimpleNamespace(
         estimated_stepping_batches=10, max_epochs=2, precision="32-true"
     )

@@ -17,8 +17,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
+from visionkit.build import build_dataset, targets_needed
+from visionkit.config import DATASET_INJECTED_ARGS, builder_schema, is_dataset_mix, load_config
+from visionkit.data.checks import inspect_samples
 from visionkit.errors import ConfigError, DataError, VisionkitError
+from visionkit.registry import DATASETS, UnknownNameError
 
 SPLITS = ("train", "val")
 LOCATION_OPTIONS = ("images", "annotations", "root")
@@ -26,12 +31,9 @@ LOCATION_OPTIONS = ("images", "annotations", "root")
 
 def datasets_of_config(
     config: str, overrides: Sequence[str], splits: Sequence[str]
-) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
-    """``(where, spec)`` of every dataset of the config's ``splits`` (each entry of a mix),
-    and the targets its heads need (``masks``, ``semantic``)."""
-    from visionkit.config import is_dataset_mix, load_config
-    from visionkit.models.factory import targets_needed
-
+) -> tuple[list[tuple[str, str, dict[str, Any]]], list[str]]:
+    """``(where, split, spec)`` of every dataset of the config's ``splits`` (each entry of a
+    mix), and the targets its heads need (``masks``, ``semantic``, ...)."""
     cfg = load_config(config, overrides)
     found = []
     for split in splits:
@@ -39,9 +41,9 @@ def datasets_of_config(
         if spec is None:
             continue
         if is_dataset_mix(spec):
-            found += [(f"data.{split}.{name}", dict(entry)) for name, entry in spec.items()]
+            found += [(f"data.{split}.{name}", split, dict(entry)) for name, entry in spec.items()]
         else:
-            found.append((f"data.{split}", dict(spec)))
+            found.append((f"data.{split}", split, dict(spec)))
     if not found:
         raise ConfigError(f"data: no {' or '.join(f'data.{s}' for s in splits)} dataset to check")
     return found, targets_needed(cfg)
@@ -49,16 +51,11 @@ def datasets_of_config(
 
 def dataset_of_options(fmt: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """A validated dataset spec from ``--format`` and the other options (checked against the
-    format's builder, so an option it does not take is an error naming it)."""
-    from visionkit.config import builder_schema
-    from visionkit.registry import DATASETS, UnknownNameError
-
+    format's reader class, so an option it does not take is an error naming it)."""
     try:
-        schema = builder_schema(DATASETS, fmt, injected=())
+        schema = builder_schema(DATASETS, fmt, injected=DATASET_INJECTED_ARGS)
     except UnknownNameError as err:
         raise ConfigError(f"--format: {err}") from None
-    from pydantic import ValidationError
-
     try:
         validated = schema.model_validate(dict(options))
     except ValidationError as err:
@@ -71,15 +68,22 @@ def dataset_of_options(fmt: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return {"format": fmt, **validated.model_dump(mode="json")}
 
 
-def check_spec(where: str, spec: Mapping[str, Any], needs: Sequence[str]) -> tuple[str, int]:
-    """Build one dataset as training would and return ``(report text, number of problems)``."""
-    from visionkit.data.checks import inspect_samples
-    from visionkit.engine.datamodule import build_dataset
-
+def check_spec(
+    where: str,
+    spec: Mapping[str, Any],
+    needs: Sequence[str],
+    split: str = "train",
+    image_check: str = "decode",
+) -> tuple[str, int]:
+    """Build one dataset as training would (its ``split``, the image files checked by
+    ``image_check``: ``decode`` or ``header``) and return ``(report text, number of
+    problems)``."""
     synthetic = spec.get("synthetic")
     spec = {k: v for k, v in spec.items() if k not in ("synthetic", "weight")}
     try:
-        dataset = build_dataset(spec, where=where, needs=needs)
+        dataset = build_dataset(
+            spec, split=split, where=where, needs=needs, image_check=image_check
+        )
     except DataError as err:
         if err.report is not None:
             return f"{where}: {err.report.render()}", len(err.report.problems)
@@ -111,8 +115,6 @@ def _parse_values(items: Sequence[str]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """What ``visionkit check-data`` runs; returns the exit status."""
-    from visionkit.data.checks import set_image_check_mode
-
     if args.config and args.format:
         raise ConfigError("give --config or --format, not both")
     if not args.config and not args.format:
@@ -125,19 +127,15 @@ def run(args: argparse.Namespace) -> int:
         splits = SPLITS if args.split == "all" else (args.split,)
         specs, needs = datasets_of_config(args.config, args.pairs, splits)
     else:
-        specs = [
-            ("dataset", dataset_of_options(args.format, {**given, **_parse_values(args.pairs)}))
-        ]
+        options = {**given, **_parse_values(args.pairs)}
+        specs = [("dataset", "train", dataset_of_options(args.format, options))]
         needs = []
-    previous = set_image_check_mode("header" if args.fast else "decode")
-    try:
-        total = 0
-        for where, spec in specs:
-            text, count = check_spec(where, spec, needs)
-            print(text, flush=True)
-            total += count
-    finally:
-        set_image_check_mode(previous)
+    image_check = "header" if args.fast else "decode"
+    total = 0
+    for where, split, spec in specs:
+        text, count = check_spec(where, spec, needs, split=split, image_check=image_check)
+        print(text, flush=True)
+        total += count
     what = "datasets" if len(specs) != 1 else "dataset"
     if total:
         print(f"check-data: {total} problems in {len(specs)} {what}")
@@ -146,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``check-data`` to the subparsers of the ``visionkit`` command."""
     p = sub.add_parser(
         "check-data",
@@ -212,4 +210,4 @@ def add_parser(sub: Any) -> None:
         help="with --config: config overrides, e.g. data.val.images=other/val; with --format: "
         "more reader parameters, e.g. class_field=background masks=true",
     )
-    p.set_defaults(func=run)
+    return p

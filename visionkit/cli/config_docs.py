@@ -23,7 +23,15 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from visionkit.config import INJECTED_ARGS, Config, SyntheticConfig, builder_schema
+import visionkit  # noqa: F401  (registers every built-in component)
+from visionkit.config import (
+    DATASET_INJECTED_ARGS,
+    INJECTED_ARGS,
+    Config,
+    SyntheticConfig,
+    builder_schema,
+)
+from visionkit.registry import DATASETS, HEADS, NECKS
 
 # Key path → description. A new key of the schema needs one (a test checks it).
 DESCRIPTIONS: dict[str, str] = {
@@ -141,9 +149,6 @@ Every key of a visionkit config, its type, default and meaning. How configs are 
 
 def render_config_reference() -> str:
     """The text of ``docs/configs.md``."""
-    import visionkit  # noqa: F401  (registers every built-in component)
-    from visionkit.registry import DATASETS, HEADS, NECKS
-
     out = [HEADER]
     for section, fields in _all_sections():
         out.append(f"\n## `{section}`\n" if section else "\n## Top level\n")
@@ -160,16 +165,24 @@ def render_config_reference() -> str:
     components = (
         ("Heads", "model.heads.<head>", "name", HEADS, extra_head, INJECTED_ARGS),
         ("Necks", "model.neck", "name", NECKS, None, INJECTED_ARGS),
-        ("Dataset formats", "data.train / data.val", "format", DATASETS, extra_data, ()),
+        (
+            "Dataset formats",
+            "data.train / data.val",
+            "format",
+            DATASETS,
+            extra_data,
+            DATASET_INJECTED_ARGS,
+        ),
     )
     for title, where, key, registry, extra, injected in components:
         out.append(f"\n## {title}\n\n")
         out.append(
             f"`{where}` is `{{{key}: <name>, ...arguments}}`; the arguments are the parameters "
-            "of the registered builder, validated against its signature.\n"
+            "of the registered class's `__init__`, validated against its signature.\n"
         )
         if injected:
-            out.append(f"`{'`, `'.join(sorted(injected))}` are supplied by the factory.\n")
+            names = "`, `".join(sorted(injected))
+            out.append(f"Supplied when it is built, never set in a config: `{names}`.\n")
         if extra:
             out.append(
                 "Every entry also takes "

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from visionkit.data.convert.to_coco import convert
+
 DESCRIPTION = """\
 Convert a Pascal VOC or YOLO dataset folder to one COCO json file. SRC is only read; DST is a
 new .json file (an existing file inside SRC is never replaced). file_name entries are relative
@@ -26,9 +28,8 @@ example: visionkit convert --from yolo --classes names.txt data/my_yolo out/all.
 """
 
 
-def _convert(args: argparse.Namespace) -> int:
-    from visionkit.data.convert.to_coco import convert
-
+def run(args: argparse.Namespace) -> int:
+    """What ``visionkit convert`` runs; prints the conversion report."""
     report = convert(
         args.src,
         args.dst,
@@ -42,8 +43,8 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Add the ``convert`` subcommand."""
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``convert`` to the subparsers of the ``visionkit`` command."""
     p = sub.add_parser(
         "convert",
         help="convert a Pascal VOC or YOLO folder to a COCO json file",
@@ -84,4 +85,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace DST if it exists (never a file inside SRC)",
     )
-    p.set_defaults(func=_convert)
+    return p

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from visionkit.export import DEFAULT_ATOL, DEFAULT_OPSET, FORMATS, export
+
 DESCRIPTION = """\
 Export a checkpoint written by 'visionkit train' (backbone, neck and every head of the model).
 
@@ -41,9 +43,8 @@ def image_size(text: str) -> int | tuple[int, int]:
     return parts[0] if len(parts) == 1 else (parts[0], parts[1])
 
 
-def _export(args: argparse.Namespace) -> int:
-    from visionkit.export import export
-
+def run(args: argparse.Namespace) -> int:
+    """What ``visionkit export`` runs; prints the file written and the check's table."""
     report = export(
         args.checkpoint,
         args.format,
@@ -65,10 +66,8 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Add the ``export`` subcommand."""
-    from visionkit.export import DEFAULT_ATOL, DEFAULT_OPSET, FORMATS
-
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``export`` to the subparsers of the ``visionkit`` command."""
     p = sub.add_parser(
         "export",
         help="export a checkpoint to ONNX, TorchScript or safetensors, checked against PyTorch",
@@ -118,4 +117,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write the file without comparing it with PyTorch, e.g. for a quick safetensors copy",
     )
-    p.set_defaults(func=_export)
+    return p

@@ -10,16 +10,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+
+import visionkit  # noqa: F401  (imports and so registers every built-in component)
+from visionkit.registry import BACKBONES, DATASETS, HEADS, NECKS, Registry
 
 KINDS = ("backbones", "heads", "necks", "datasets")
 
 
-def registry_of(kind: str) -> Any:
-    """The registry listed by ``visionkit list <kind>`` (its components imported first)."""
-    import visionkit  # noqa: F401  (imports and so registers every built-in component)
-    from visionkit.registry import BACKBONES, DATASETS, HEADS, NECKS
-
+def registry_of(kind: str) -> Registry:
+    """The registry listed by ``visionkit list <kind>``."""
     return {"backbones": BACKBONES, "heads": HEADS, "necks": NECKS, "datasets": DATASETS}[kind]
 
 
@@ -28,7 +27,8 @@ def list_names(kind: str, pattern: str | None = None) -> list[str]:
     return registry_of(kind).names(pattern)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """What ``visionkit list`` runs; exit 1 when a pattern matches nothing."""
     names = list_names(args.kind, args.pattern)
     try:
         sys.stdout.write("".join(f"{name}\n" for name in names))
@@ -42,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if names or not args.pattern else 1
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``list`` to the subparsers of the ``visionkit`` command."""
     p = sub.add_parser(
         "list",
@@ -60,4 +60,4 @@ def add_parser(sub: Any) -> None:
         metavar="PATTERN",
         help="fnmatch pattern on the names, e.g. 'resnet*' (quote it in the shell)",
     )
-    p.set_defaults(func=_run)
+    return p

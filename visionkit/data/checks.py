@@ -5,7 +5,7 @@ built: every annotation is read, and every image file is opened and its header r
 pixel decoding), so a dataset with problems fails *before* the model is built, with one
 error listing all of them. ``visionkit check-data`` builds the same readers and prints the
 same report, by default decoding every image in full as well (which also finds truncated
-files).
+files): the readers take the check as their ``image_check`` argument (:data:`IMAGE_CHECKS`).
 
 Two severities:
 
@@ -41,7 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from visionkit.errors import AnnotationError, DataError, ImageDecodeError
+from visionkit.data.io import read_image, read_image_size
+from visionkit.errors import AnnotationError, ConfigError, DataError, ImageDecodeError
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +52,8 @@ __all__ = [
     "ImageFile",
     "Problem",
     "check_image_files",
-    "image_check_mode",
+    "IMAGE_CHECKS",
     "inspect_samples",
-    "set_image_check_mode",
 ]
 
 #: Problem kinds that are faults of the annotation file (raised as ``AnnotationError`` when
@@ -76,25 +76,10 @@ ANNOTATION_KINDS = frozenset(
 
 MAX_SHOWN_PER_KIND = 10
 
-# How the readers check image files: "header" (open, read the header: size, format, pixel
-# limit; the training default) or "decode" (decode every image in full: check-data).
-_MODES = ("header", "decode")
-_mode = "header"
-
-
-def image_check_mode() -> str:
-    """``"header"`` (the default) or ``"decode"``; see :func:`set_image_check_mode`."""
-    return _mode
-
-
-def set_image_check_mode(mode: str) -> str:
-    """Make the readers built from now on check images by ``"header"`` or by full
-    ``"decode"``; returns the previous mode (``check-data`` switches to ``"decode"``)."""
-    global _mode
-    if mode not in _MODES:
-        raise ValueError(f"image check mode must be one of {_MODES}, got {mode!r}")
-    previous, _mode = _mode, mode
-    return previous
+#: How a reader checks its image files (its ``image_check`` argument): ``"header"`` (open each
+#: file and read its header: size, format, pixel limit; what training does) or ``"decode"``
+#: (decode every image in full, which also finds truncated files: what ``check-data`` does).
+IMAGE_CHECKS = ("header", "decode")
 
 
 @dataclass(frozen=True)
@@ -263,8 +248,6 @@ class ImageFile:
 
 def _inspect_one(item: ImageFile, decode: bool) -> tuple[str, str, tuple[int, int] | None]:
     """``("ok" | "missing file" | "unreadable image", reason, (H, W))``."""
-    from visionkit.data.io import read_image, read_image_size
-
     try:
         if decode:
             shape = read_image(item.path).shape
@@ -278,7 +261,7 @@ def _inspect_one(item: ImageFile, decode: bool) -> tuple[str, str, tuple[int, in
 def check_image_files(
     items: Sequence[ImageFile],
     report: DataReport,
-    mode: str | None = None,
+    mode: str = "header",
     bad_image_severity: str = "error",
     workers: int | None = None,
 ) -> list[tuple[int, int] | None]:
@@ -288,7 +271,7 @@ def check_image_files(
     Args:
         items: the files.
         report: where problems are recorded; ``image_sizes`` counts the readable ones.
-        mode: ``"header"`` or ``"decode"`` (default: :func:`image_check_mode`).
+        mode: one of :data:`IMAGE_CHECKS`: ``"header"`` (default) or ``"decode"``.
         bad_image_severity: the severity of missing and unreadable files (``"warning"``
             under ``on_bad_image: skip``).
         workers: threads (default: up to 8); Pillow releases the GIL while it decodes.
@@ -298,7 +281,7 @@ def check_image_files(
         the others. A size mismatch is an error whatever the policy: the annotations of that
         image cannot be trusted.
     """
-    decode = (mode or image_check_mode()) == "decode"
+    decode = policy(mode, "image_check", IMAGE_CHECKS) == "decode"
     workers = workers or min(8, os.cpu_count() or 1)
     if len(items) < 64 or workers == 1:
         results = [_inspect_one(item, decode) for item in items]
@@ -388,8 +371,6 @@ def where_of(path: str | os.PathLike, root: str | os.PathLike | None, **ids: Any
 def policy(value: str, where: str, choices: Sequence[str]) -> str:
     """Validate a string policy argument of a reader."""
     if value not in choices:
-        from visionkit.errors import ConfigError
-
         raise ConfigError(f"{where}: {value!r} is not one of {', '.join(choices)}")
     return value
 

@@ -80,6 +80,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from visionkit.checkpoint import is_temporary_file_of, write_atomic
 from visionkit.errors import DataError
 
 __all__ = ["BACKGROUNDS", "CATEGORIES", "make_shapes"]
@@ -97,7 +98,6 @@ MAX_PLACEMENT_TRIES = 20
 MIN_SIZE = 16
 
 _IMAGE_NAME = re.compile(r"^(\d{6,})\.png$")
-_TMP_NAME = ".annotations.json.tmp"
 _COLOUR_GAP = 100.0  # minimum RGB distance between a shape and what it is drawn on
 _COLOUR_TRIES = 30
 
@@ -182,10 +182,8 @@ def make_shapes(
     }
     _remove_stale_images(images_dir, num_images)
     path = root / "annotations.json"
-    tmp = root / _TMP_NAME
-    tmp.write_text(json.dumps(data, separators=(",", ":")) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(data, separators=(",", ":")) + "\n"
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------- output folder
@@ -233,7 +231,7 @@ def _prepare_out_dir(root: Path) -> None:
         if entry.name == "annotations.json" and entry.is_file():
             if not _is_shapes_json(entry):
                 foreign.append(f"{entry} (not written by {GENERATOR})")
-        elif entry.name == _TMP_NAME and entry.is_file():
+        elif is_temporary_file_of(entry.name, "annotations.json") and entry.is_file():
             continue
         elif entry.name == "images" and entry.is_dir():
             foreign.extend(

@@ -1,4 +1,5 @@
-"""Albumentations pipelines declared in the config, and the batch collate.
+"""Albumentations pipelines declared in the config (the batch collate is
+:func:`visionkit.data.batch.collate`).
 
 A pipeline is a list of albumentations transforms written as dicts::
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,9 +36,6 @@ from albumentations.pytorch import ToTensorV2
 
 from visionkit.data.batch import Sample
 from visionkit.errors import ConfigError
-
-IGNORE_CLASS = -1
-IGNORE_PIXEL = 255  # semantic label of pixels that carry no label (padding, crowds, unlabeled)
 
 
 def default_transforms(image_size: int | Sequence[int], train: bool) -> list[dict[str, Any]]:
@@ -199,66 +196,3 @@ def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
     if "mask" in inputs:
         result["semantic"] = torch.as_tensor(np.asarray(out["mask"])).long()
     return result
-
-
-def collate(samples: Sequence[Sample], size_divisor: int = 32) -> dict[str, Any]:
-    """Stack transformed Samples into a batch, padding images to a common size.
-
-    Returns ``images`` float ``[B, 3, H, W]`` (H, W rounded up to ``size_divisor``),
-    ``image_ids`` int64 ``[B]``, ``orig_sizes`` and ``image_sizes`` int64 ``[B, 2]``, ``class``
-    int64 ``[B]`` (``-1`` where an image has no class label; absent if none has), and
-    ``boxes`` / ``labels`` as per-image lists with ``has_boxes`` bool ``[B]`` when any has,
-    ``masks`` as a per-image list of uint8 ``[N, H, W]`` padded to the batch size with
-    ``has_masks`` bool ``[B]``, and ``semantic`` int64 ``[B, H, W]`` (padding and images
-    without a label map are :data:`IGNORE_PIXEL`) with ``has_semantic`` bool ``[B]``.
-    """
-    heights = [s["image"].shape[-2] for s in samples]
-    widths = [s["image"].shape[-1] for s in samples]
-    h = math.ceil(max(heights) / size_divisor) * size_divisor
-    w = math.ceil(max(widths) / size_divisor) * size_divisor
-    first = samples[0]["image"]
-    if all(x == h for x in heights) and all(x == w for x in widths):
-        images = torch.stack([s["image"] for s in samples])
-    else:
-        images = first.new_zeros((len(samples), first.shape[0], h, w))
-        for i, s in enumerate(samples):
-            images[i, :, : s["image"].shape[-2], : s["image"].shape[-1]] = s["image"]
-    batch: dict[str, Any] = {
-        "images": images,
-        "image_ids": torch.tensor([s["image_id"] for s in samples], dtype=torch.long),
-        "orig_sizes": torch.tensor([s["orig_size"] for s in samples], dtype=torch.long),
-        "image_sizes": torch.tensor([s["image_size"] for s in samples], dtype=torch.long),
-    }
-    if any("class" in s for s in samples):
-        batch["class"] = torch.tensor(
-            [s.get("class", IGNORE_CLASS) for s in samples], dtype=torch.long
-        )
-    if any("boxes" in s for s in samples):
-        batch["has_boxes"] = torch.tensor([("boxes" in s) for s in samples])
-        batch["boxes"] = [s.get("boxes", torch.zeros(0, 4)) for s in samples]
-        batch["labels"] = [s.get("labels", torch.zeros(0, dtype=torch.long)) for s in samples]
-    if any("masks" in s for s in samples):
-        batch["has_masks"] = torch.tensor([("masks" in s) for s in samples])
-        batch["masks"] = [
-            _pad_masks(s.get("masks"), len(s.get("labels", ())), h, w) for s in samples
-        ]
-    if any("semantic" in s for s in samples):
-        semantic = torch.full((len(samples), h, w), IGNORE_PIXEL, dtype=torch.long)
-        for i, s in enumerate(samples):
-            if "semantic" in s:
-                sh, sw = s["semantic"].shape
-                semantic[i, :sh, :sw] = s["semantic"]
-        batch["semantic"] = semantic
-        batch["has_semantic"] = torch.tensor([("semantic" in s) for s in samples])
-    skipped = [record for s in samples for record in s.get("skipped", ())]
-    if skipped:  # images replaced under on_bad_image: skip (counted by the data module)
-        batch["skipped"] = skipped
-    return batch
-
-
-def _pad_masks(masks: torch.Tensor | None, count: int, h: int, w: int) -> torch.Tensor:
-    """Instance masks ``[N, h', w']`` zero-padded to ``[N, h, w]`` (zeros when absent)."""
-    out = torch.zeros((count if masks is None else len(masks), h, w), dtype=torch.uint8)
-    if masks is not None and len(masks):
-        out[:, : masks.shape[-2], : masks.shape[-1]] = masks
-    return out

@@ -12,6 +12,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from visionkit.checkpoint import write_atomic
+
 logger = logging.getLogger(__name__)
 
 
@@ -45,10 +47,14 @@ class RunFolderCallback(L.Callback):
 
     def write_csv(self) -> None:
         columns = list(dict.fromkeys(k for row in self.rows for k in row))
-        with open(self.run_dir / "metrics.csv", "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(self.rows)
+
+        write_atomic(self.run_dir / "metrics.csv", write)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": self.rows}

@@ -5,8 +5,8 @@ skipped). It writes:
 
 - ``plots/val_predictions.png``, at the end: the first ``num_images`` (8) validation images,
   each with the model's predictions drawn (left) and the ground truth drawn (right), by
-  :func:`visionkit.inference.predict.draw_predictions`. It costs a forward pass over those images and
-  the drawing, so it is written by ``trainer.validate`` runs only — ``visionkit train``
+  :func:`visionkit.inference.draw.draw_predictions`. It costs a forward pass over those
+  images and the drawing, so it is written by ``trainer.validate`` runs only — ``visionkit train``
   validates ``best.ckpt`` once more when training ends, so the grid shows the best
   checkpoint — unless ``grid_during_fit=True`` (after every validation).
 
@@ -38,11 +38,9 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
-from visionkit.engine.datamodule import val_sets
-from visionkit.inference.predict import draw_predictions
-
-CLASSIFICATION = "classification"
-BOX_TASKS = ("detection", "instance")
+from visionkit.data.datasets import val_sets
+from visionkit.evaluation.tasks import TASKS
+from visionkit.inference.draw import draw_predictions
 
 
 class ValidationPictures(L.Callback):
@@ -77,7 +75,7 @@ class ValidationPictures(L.Callback):
         self.confusion = {}
         self._remove_hooks()
         for name, head in pl_module.model.heads.items():
-            if getattr(head, "task", None) == CLASSIFICATION:
+            if "class" in _targets_of(head):  # image-level classes: a confusion matrix
                 self.confusion[name] = torch.zeros(
                     head.num_classes, head.num_classes, dtype=torch.long
                 )
@@ -154,13 +152,20 @@ class ValidationPictures(L.Callback):
         return samples[: self.num_images]
 
 
+def _targets_of(head: Any) -> tuple[str, ...]:
+    """The Sample targets a head learns from (none for a task not in the table)."""
+    spec = TASKS.get(getattr(head, "task", None))
+    return spec.targets if spec is not None else ()
+
+
 def label_names(model: Any, head_name: str) -> list[str]:
-    """Class names of a head: its ``class_names``, else the model's label family, else
-    ``"0", "1", ...``."""
+    """Class names of a head: its ``class_names``, else the model's names of its task's label
+    family, else ``"0", "1", ...``."""
     head = model.heads[head_name]
     names = getattr(head, "class_names", None)
-    if not names:
-        names = (model.meta.get("label_names") or {}).get(getattr(head, "label_key", ""), [])
+    spec = TASKS.get(getattr(head, "task", None))
+    if not names and spec is not None:
+        names = (model.meta.get("label_names") or {}).get(spec.labels, [])
     if not names or len(names) != head.num_classes:
         names = [str(i) for i in range(head.num_classes)]
     return list(names)
@@ -168,31 +173,17 @@ def label_names(model: Any, head_name: str) -> list[str]:
 
 def ground_truth(model: Any, sample: dict[str, Any]) -> dict[str, Any]:
     """A sample's labels in the shape of a prediction, per head (so
-    :func:`~visionkit.inference.predict.draw_predictions` draws them; no scores)."""
+    :func:`~visionkit.inference.draw.draw_predictions` draws them; no scores), each by its
+    task's ``ground_truth`` (:data:`visionkit.evaluation.tasks.TASKS`)."""
     truth: dict[str, Any] = {}
     for name, head in model.heads.items():
-        task = getattr(head, "task", None)
+        spec = TASKS.get(getattr(head, "task", None))
+        if spec is None:
+            continue
         names = label_names(model, name) if hasattr(head, "num_classes") else None
-        if task == CLASSIFICATION and int(sample.get("class", -1)) >= 0:
-            label = int(sample["class"])
-            truth[name] = {"label": label, "name": names[label] if names else None, "scores": None}
-        elif task in BOX_TASKS and "boxes" in sample:
-            labels = torch.as_tensor(np.asarray(sample["labels"]), dtype=torch.long)
-            entry = {
-                "boxes": torch.as_tensor(np.asarray(sample["boxes"]), dtype=torch.float).reshape(
-                    -1, 4
-                ),
-                "labels": labels,
-                "scores": None,
-                "names": [names[i] for i in labels.tolist()] if names else None,
-            }
-            if task == "instance" and sample.get("masks") is not None:
-                entry["masks"] = torch.as_tensor(np.asarray(sample["masks"])).bool()
+        entry = spec.ground_truth(head, sample, names)
+        if entry is not None:
             truth[name] = entry
-        elif task == "semantic" and sample.get("semantic") is not None:
-            semantic = torch.as_tensor(np.asarray(sample["semantic"]), dtype=torch.long)
-            semantic = torch.where(semantic == getattr(head, "ignore_index", 255), 0, semantic)
-            truth[name] = {"mask": semantic, "names": names}
     return truth
 
 

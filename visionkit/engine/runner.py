@@ -18,24 +18,30 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from visionkit.checkpoint import load_checkpoint
-from visionkit.config import (
-    VISIONKIT_TRAINER_KEYS,
-    Config,
-    ConfigLike,
-    load_config,
-    save_config,
+from visionkit.build import (
+    build_datasets,
+    build_evaluators,
+    build_model,
+    build_pipelines,
+    build_split,
+    dropped_keys,
+    lr_schedule,
+    optimizer_factory,
+    targets_needed,
+    trainer_kwargs,
 )
+from visionkit.checkpoint import load_checkpoint
+from visionkit.config import Config, ConfigLike, load_config, save_config
 from visionkit.engine.callbacks import RunFolderCallback, TrainingTime, make_loggers
 from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
-from visionkit.engine.datamodule import VisionDataModule, build_datasets, label_names_of
+from visionkit.engine.datamodule import VisionDataModule
 from visionkit.engine.ema import EMACallback
 from visionkit.engine.pictures import ValidationPictures
-from visionkit.engine.precision import resolve_precision
 from visionkit.engine.resume import RngStateCallback, SigtermCheckpoint, find_resume_checkpoint
 from visionkit.engine.system import VisionSystem
 from visionkit.errors import ConfigError, TrainingInterrupted
-from visionkit.models.factory import boxes_needed, create_model, load, targets_needed
+from visionkit.models.factory import load
+from visionkit.models.model import VisionModel
 
 logger = logging.getLogger(__name__)
 
@@ -58,16 +64,24 @@ def monitor_of(system: VisionSystem, cfg: Config) -> tuple[str, str]:
 def make_trainer(
     cfg: Config, run_dir: Path, callbacks: Sequence[L.Callback] = (), **overrides: Any
 ) -> L.Trainer:
-    """A ``lightning.Trainer`` from the ``trainer`` section, with safe checkpoint I/O."""
-    t = cfg.trainer.model_dump()
-    args = {k: v for k, v in t.items() if v is not None and k not in VISIONKIT_TRAINER_KEYS}
-    args["precision"] = resolve_precision(args["precision"], args["accelerator"])
-    args.update(overrides)
-    return L.Trainer(
-        default_root_dir=str(run_dir),
-        plugins=[SafeCheckpointIO()],
-        callbacks=list(callbacks),
-        **args,
+    """A ``lightning.Trainer`` from the ``trainer`` section
+    (:func:`visionkit.build.trainer_kwargs`), with safe checkpoint I/O."""
+    kwargs = trainer_kwargs(cfg, run_dir, **overrides)
+    return L.Trainer(**kwargs, plugins=[SafeCheckpointIO()], callbacks=list(callbacks))
+
+
+def make_datamodule(cfg: Config, datasets: dict[str, Any], model: VisionModel) -> VisionDataModule:
+    """The data module of ``datasets`` with the config's loader settings and pipelines
+    (normalised by the model's backbone)."""
+    data = cfg.data
+    return VisionDataModule(
+        datasets,
+        build_pipelines(data, model.backbone.mean, model.backbone.std),
+        batch_size=data.batch_size,
+        val_batch_size=data.val_batch_size,
+        num_workers=data.num_workers,
+        pin_memory=data.pin_memory,
+        drop=dropped_keys(cfg),
     )
 
 
@@ -93,28 +107,20 @@ def train(
     resume_from = resolve_resume(resume if resume is not None else cfg.resume, run_dir)
 
     datasets = build_datasets(cfg.data, needs=targets_needed(cfg))
-    label_names = label_names_of(datasets)
-    extra = {"category_ids": list(getattr(datasets["train"], "category_ids", []) or [])}
     # A resumed run gets its weights from the checkpoint: model.init_from is not read again.
-    build_cfg = cfg.model_copy(deep=True)
-    if resume_from is not None:
-        build_cfg.model.init_from = None
-    model = create_model(build_cfg, label_names=label_names, extra_meta=extra)
-    model.meta["config"]["model"]["init_from"] = cfg.model.init_from
+    model = build_model(cfg, datasets, resume=resume_from is not None)
     cfg = load_config(model.meta["config"])
     if L.pytorch.utilities.rank_zero_only.rank == 0:  # every DDP process runs this
         save_config(cfg, run_dir / "config.yaml")
     if cfg.trainer.compile:
         compile_model(model, cfg.trainer.compile)
 
-    datamodule = VisionDataModule(
-        cfg.data, datasets, model.backbone.mean, model.backbone.std, boxes=boxes_needed(cfg)
-    )
+    datamodule = make_datamodule(cfg, datasets, model)
     system = VisionSystem(
         model,
-        cfg.optimizer,
-        cfg.scheduler,
-        val_dataset=datasets.get("val"),
+        optimizer_factory(cfg.optimizer),
+        lr_schedule(cfg.scheduler),
+        evaluators=build_evaluators(model, datasets.get("val")),
         on_nonfinite_loss=cfg.trainer.on_nonfinite_loss,
         channels_last=cfg.trainer.channels_last,
     )
@@ -325,15 +331,14 @@ def evaluate(
     if cfg.data.val is None:
         raise ConfigError("data.val: required for evaluation")
     label_names = model.meta.get("label_names") or {}
-    datasets = {"val": _build_val(cfg, label_names)}
-    datamodule = VisionDataModule(
-        cfg.data, datasets, model.backbone.mean, model.backbone.std, boxes=boxes_needed(cfg)
-    )
+    val = build_split(cfg.data.val, split="val", label_names=label_names, needs=targets_needed(cfg))
+    datasets = {"val": val}
+    datamodule = make_datamodule(cfg, datasets, model)
     system = VisionSystem(
         model,
-        cfg.optimizer,
-        cfg.scheduler,
-        val_dataset=datasets["val"],
+        optimizer_factory(cfg.optimizer),
+        lr_schedule(cfg.scheduler),
+        evaluators=build_evaluators(model, val),
         channels_last=cfg.trainer.channels_last,
     )
     trainer = make_trainer(cfg, Path(cfg.output_dir) / cfg.name, logger=False)
@@ -353,9 +358,3 @@ def _save_predictions(system: VisionSystem, path: Path) -> None:
     for name, evaluator in coco.items():
         target = path if len(coco) == 1 else path.with_name(f"{path.stem}_{name}{path.suffix}")
         target.write_text(json.dumps(evaluator.results))
-
-
-def _build_val(cfg: Config, label_names: dict[str, list[str]]) -> Any:
-    from visionkit.engine.datamodule import build_split
-
-    return build_split(cfg.data.val, label_names, "data.val", targets_needed(cfg))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -16,24 +17,14 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from visionkit.config import OptimizerConfig, SchedulerConfig
-from visionkit.engine.datamodule import carries_labels, val_sets
-from visionkit.engine.optimizers import build_optimizer, is_fused
-from visionkit.errors import ConfigError, NonFiniteLossError
-from visionkit.evaluation import build_evaluator
-from visionkit.models.factory import prefix_problems
+from visionkit.build import OptimizerFactory, ScheduleFactory, is_fused
+from visionkit.build import lr_schedule as default_lr_schedule
+from visionkit.build import optimizer_factory as default_optimizer
+from visionkit.errors import NonFiniteLossError
+from visionkit.evaluation.tasks import PROGRESS_BAR_SUFFIXES, TASKS
 from visionkit.models.model import VisionModel
 
-# The metric that sums up each kind of head; with several heads, ``val/score`` is their mean.
-MAIN_METRIC = {
-    "classification": "top1",
-    "detection": "mAP",
-    "instance": "mask_mAP",
-    "semantic": "mIoU",
-}
 logger = logging.getLogger(__name__)
-
-PROGRESS_BAR_SUFFIXES = ("/top1", "/mAP", "/mask_mAP", "/mIoU", "val/score")
 
 
 class VisionSystem(L.LightningModule):
@@ -44,10 +35,15 @@ class VisionSystem(L.LightningModule):
 
     Args:
         model: the model to train.
-        optimizer, scheduler: their config sections.
-        val_dataset: the validation dataset, or a name → dataset dict of several. Each head is
-            evaluated on the sets that carry its labels; its metric keys are
-            ``<head>/<metric>`` when one set does, ``<head>/<set>/<metric>`` when several do.
+        optimizer: ``(model, fused) -> optimizer`` (:func:`visionkit.build.optimizer_factory`;
+            default: AdamW with the config's default settings).
+        lr_schedule: ``(total_steps, steps_per_epoch) -> (step -> learning-rate factor)``, run
+            per optimiser step (:func:`visionkit.build.lr_schedule`; default: the config's
+            default schedule).
+        evaluators: one dict per validation loader, in loader order: metric key → evaluator
+            (:func:`visionkit.build.build_evaluators`). A key is the head's name, or
+            ``<head>@<set>`` for a head evaluated on several sets; the metric keys the
+            evaluators report are ``<head>/<metric>`` and ``<head>/<set>/<metric>``.
         on_nonfinite_loss: ``error`` or ``skip`` (``trainer.on_nonfinite_loss``).
         channels_last: convert the model's weights and every batch to NHWC
             (``trainer.channels_last``); parameter names and checkpoints load either way.
@@ -56,9 +52,9 @@ class VisionSystem(L.LightningModule):
     def __init__(
         self,
         model: VisionModel,
-        optimizer: OptimizerConfig | None = None,
-        scheduler: SchedulerConfig | None = None,
-        val_dataset: Any = None,
+        optimizer: OptimizerFactory | None = None,
+        lr_schedule: ScheduleFactory | None = None,
+        evaluators: Sequence[Mapping[str, nn.Module]] = (),
         on_nonfinite_loss: str = "error",
         channels_last: bool = False,
     ) -> None:
@@ -70,35 +66,22 @@ class VisionSystem(L.LightningModule):
             model.to(memory_format=torch.channels_last)
         self.on_nonfinite_loss = on_nonfinite_loss
         self.skipped_batches = 0
-        self.optimizer_cfg = optimizer or OptimizerConfig()
-        self.scheduler_cfg = scheduler or SchedulerConfig()
-        self.evaluators = nn.ModuleDict()
-        self.evaluators_of_set: list[list[tuple[str, str]]] = []  # per val loader: (head, key)
-        sets = val_sets(val_dataset)
-        for name, head in model.heads.items():
-            carrying = [s for s, ds in sets.items() if carries_labels(ds, head.label_key)]
-            for set_name in carrying:
-                prefix = name if len(carrying) == 1 else f"{name}/{set_name}"
-                evaluator = build_evaluator(
-                    prefix, head, sets[set_name], model.meta.get("category_ids") or None
-                )
-                if evaluator is not None:
-                    self.evaluators[prefix.replace("/", "@")] = evaluator
-        for set_name in sets:
-            self.evaluators_of_set.append(
-                [
-                    (name, key)
-                    for name, head in model.heads.items()
-                    for key in (name, f"{name}@{set_name}")
-                    if key in self.evaluators and carries_labels(sets[set_name], head.label_key)
-                ]
-            )
+        self.make_optimizer = optimizer or default_optimizer()
+        self.lr_schedule = lr_schedule or default_lr_schedule()
+        # one ModuleDict in head order (the order metrics are reported and averaged in)
+        head_order = {name: i for i, name in enumerate(model.heads)}
+        flat = [(key, ev) for per_set in evaluators for key, ev in per_set.items()]
+        flat.sort(key=lambda item: head_order[item[0].split("@")[0]])
+        self.evaluators = nn.ModuleDict(flat)
+        self.evaluators_of_set: list[list[tuple[str, str]]] = [  # per val loader: (head, key)
+            [(key.split("@")[0], key) for key in per_set] for per_set in evaluators
+        ]
         self.last_metrics: dict[str, float] = {}
         # val/loss per validation set, as a float (sum, weight) pair that torchmetrics sums over
         # ranks: Lightning's mean of a logged tensor divides its integer sample count by the
         # number of ranks, rounding down, which is wrong when ranks see different numbers of
         # images (as they do with the unpadded validation sampler).
-        self.val_losses = nn.ModuleList(MeanMetric() for _ in range(max(1, len(sets))))
+        self.val_losses = nn.ModuleList(MeanMetric() for _ in range(max(1, len(evaluators))))
 
     def forward(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         return self.model(images)
@@ -179,11 +162,12 @@ class VisionSystem(L.LightningModule):
 
     def headline_metrics(self) -> list[str]:
         """The main metric of each evaluated head (``cls/top1``, ``det/mAP``, ...)."""
-        return [
-            f"{key.replace('@', '/')}/{MAIN_METRIC[self.model.heads[key.split('@')[0]].task]}"
-            for key in self.evaluators
-            if self.model.heads[key.split("@")[0]].task in MAIN_METRIC
-        ]
+        keys = []
+        for key in self.evaluators:
+            spec = TASKS.get(getattr(self.model.heads[key.split("@")[0]], "task", None))
+            if spec is not None:
+                keys.append(f"{key.replace('@', '/')}/{spec.main_metric}")
+        return keys
 
     def on_validation_epoch_end(self) -> None:
         metrics: dict[str, float] = {}
@@ -205,14 +189,12 @@ class VisionSystem(L.LightningModule):
                 )
 
     def configure_optimizers(self) -> dict[str, Any]:
-        cfg = self.optimizer_cfg
-        groups = optimizer_param_groups(self.model, cfg)
         # Fused kernels, except under fp16's GradScaler (the optimiser would unscale itself).
         fused = str(self.trainer.precision) != "16-mixed"
-        optimizer = build_optimizer(cfg, groups, fused=fused)
+        optimizer = self.make_optimizer(self.model, fused)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         per_epoch = max(1, math.ceil(total / max(1, self.trainer.max_epochs or 1)))
-        factor = lr_factor_fn(self.scheduler_cfg, total_steps=total, steps_per_epoch=per_epoch)
+        factor = self.lr_schedule(total, per_epoch)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {
             "optimizer": optimizer,
@@ -246,76 +228,3 @@ class VisionSystem(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.skipped_batches = int(checkpoint.get("visionkit_skipped_batches", 0))
-
-
-def optimizer_param_groups(model: VisionModel, cfg: OptimizerConfig) -> list[dict[str, Any]]:
-    """The optimiser's parameter groups.
-
-    Each parameter goes to the ``cfg.param_groups`` entry whose module prefix (``backbone``,
-    ``heads.det``, ...) is the longest that contains it, or to the ungrouped rest (``name``
-    ``""``, listed first); each of those is split into weights with more than one dimension
-    (``weight_decay``) and the others (biases, norms, loss-balancing log-variances: no decay).
-    Frozen parameters (``requires_grad=False``) are left out; empty groups are dropped. Every
-    group carries ``name``, ``lr_mult`` and ``lr = cfg.lr × lr_mult``.
-
-    Raises:
-        ConfigError: a prefix names no module of ``model``, or every parameter is frozen.
-    """
-    problems = prefix_problems(model, list(cfg.param_groups), "optimizer.param_groups")
-    if problems:
-        raise ConfigError(problems)
-    longest_first = sorted(cfg.param_groups, key=len, reverse=True)
-    buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        group = next((p for p in longest_first if name.startswith(f"{p}.")), "")
-        decay = param.ndim > 1 and not name.startswith("loss_balancer.")
-        buckets.setdefault((group, decay), []).append(param)
-    if not buckets:
-        raise ConfigError("model.freeze: every parameter of the model is frozen; nothing to train")
-    groups = []
-    for group in ["", *cfg.param_groups]:
-        mult = cfg.param_groups[group].lr_mult if group else 1.0
-        for decay in (True, False):
-            if (group, decay) in buckets:
-                groups.append(
-                    {
-                        "params": buckets[(group, decay)],
-                        "name": group,
-                        "lr_mult": mult,
-                        "lr": cfg.lr * mult,
-                        "weight_decay": cfg.weight_decay if decay else 0.0,
-                    }
-                )
-    return groups
-
-
-def lr_factor_fn(cfg: SchedulerConfig, total_steps: int, steps_per_epoch: int):
-    """The learning-rate multiplier at each optimiser step: linear warm-up, then the schedule."""
-    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
-
-    def factor(step: int) -> float:
-        if cfg.name == "onecycle":
-            rise = max(1, int(round(cfg.pct_start * total_steps)))
-            if step < rise:
-                return cfg.warmup_start_factor + (1 - cfg.warmup_start_factor) * 0.5 * (
-                    1 - math.cos(math.pi * step / rise)
-                )
-            progress = min(1.0, (step - rise) / max(1, total_steps - rise))
-            return cfg.min_lr_factor + (1 - cfg.min_lr_factor) * 0.5 * (
-                1 + math.cos(math.pi * progress)
-            )
-        if step < warmup:
-            return cfg.warmup_start_factor + (1 - cfg.warmup_start_factor) * step / warmup
-        if cfg.name == "cosine":
-            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-            return cfg.min_lr_factor + (1 - cfg.min_lr_factor) * 0.5 * (
-                1 + math.cos(math.pi * progress)
-            )
-        if cfg.name == "step":
-            epoch = step // steps_per_epoch
-            return cfg.gamma ** sum(epoch >= e for e in cfg.step_epochs)
-        return 1.0
-
-    return factor

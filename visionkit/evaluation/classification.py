@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from visionkit.data.transforms import IGNORE_CLASS
+from visionkit.data.batch import IGNORE_CLASS
 
 
 class ClassificationEvaluator(nn.Module):

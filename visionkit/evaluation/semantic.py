@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from visionkit.data.batch import IGNORE_PIXEL
 from visionkit.errors import DataError
 
 
@@ -70,7 +71,7 @@ class SemanticEvaluator(nn.Module):
         num_classes: int,
         class_names: Sequence[str] | None = None,
         dataset: Any = None,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_PIXEL,
     ) -> None:
         super().__init__()
         if num_classes < 1:

@@ -1,2 +1,5 @@
-"""Inference: the predict loop over images and folders, test-time augmentation and the ONNX
-Runtime predictor."""
+"""Inference: the one predict loop (:mod:`~visionkit.inference.loop`) and what runs through it
+— ``VisionModel.predict``, flip test-time augmentation (:mod:`~visionkit.inference.tta`), the
+ONNX Runtime predictor (:mod:`~visionkit.inference.onnx_runtime`) —, prediction on files,
+folders and videos (:mod:`~visionkit.inference.predict`) and drawing
+(:mod:`~visionkit.inference.draw`)."""

@@ -6,7 +6,8 @@ the model's metadata, builds the model from its config on the ``meta`` device (n
 memory: only the evaluation pipeline and the heads' ``postprocess`` are used), preprocesses
 like ``VisionModel.predict`` (the evaluation transforms, normalised with the metadata's
 mean/std, padded to a multiple of 32), runs onnxruntime and hands the outputs to the heads' own
-``postprocess``, so decoding, NMS and mask upsampling are the PyTorch code itself.
+``postprocess``, so decoding, NMS and mask upsampling are the PyTorch code itself: the same
+predict loop (:mod:`visionkit.inference.loop`) with onnxruntime as its raw-output step.
 
 >>> predictor = OnnxPredictor("model.onnx")  # doctest: +SKIP
 >>> predictor.predict([image])[0]["det"]["boxes"]  # doctest: +SKIP
@@ -21,8 +22,11 @@ import numpy as np
 import torch
 
 from visionkit.errors import ExportError
-from visionkit.export import INPUT_NAME, model_from_meta, onnx_session, read_metadata
-from visionkit.models.model import Predictions, _as_rgb_uint8
+from visionkit.export.graph import INPUT_NAME, unflatten_outputs
+from visionkit.export.metadata import read_metadata
+from visionkit.export.onnx import onnx_session
+from visionkit.inference.loop import Predictions, Sizes, predict_loop
+from visionkit.models.factory import EvalPreprocess, model_from_meta
 
 
 class OnnxPredictor:
@@ -44,8 +48,6 @@ class OnnxPredictor:
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
-        from visionkit.models.factory import EvalPreprocess
-
         self.path = str(path)
         self.session = onnx_session(path)
         self.metadata = read_metadata(self.session.get_modelmeta().custom_metadata_map)
@@ -59,7 +61,7 @@ class OnnxPredictor:
                 f"{self.output_names}"
             )
         with torch.device("meta"):  # structure only: preprocess and postprocess need no weights
-            self.model = model_from_meta(self.metadata["meta"])
+            self.model = model_from_meta(self.metadata["meta"], source=path)
         self.preprocess = EvalPreprocess(
             self.metadata["preprocess"], self.metadata["mean"], self.metadata["std"]
         )
@@ -69,35 +71,25 @@ class OnnxPredictor:
     def run(self, images: np.ndarray) -> dict[str, dict[str, torch.Tensor]]:
         """Raw outputs per head (as ``VisionModel.forward``) for a normalised float32 batch
         ``[B, 3, H, W]`` (H, W multiples of 32)."""
-        from visionkit.export import unflatten_outputs
-
         values = self.session.run(
             self.output_names, {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)}
         )
         return unflatten_outputs(self._paths, [torch.from_numpy(v) for v in values])
 
     def predict(self, images: Sequence[np.ndarray], batch_size: int = 16) -> Predictions:
-        """Predict on ``H×W×3 uint8`` RGB images of any size.
+        """Predict on ``H×W×3 uint8`` RGB images of any size, through the one predict loop
+        (:func:`visionkit.inference.loop.predict_loop`) with onnxruntime as its raw-output step.
 
         Returns:
             One dict per image, keyed by head name, as ``VisionModel.predict`` (boxes in the
             original image's pixels, masks at its size, class names).
         """
-        from visionkit.data.transforms import collate
+        return predict_loop(
+            images, self.preprocess, self._run_batch, self.model.postprocess, batch_size
+        )
 
-        results: Predictions = []
-        for start in range(0, len(images), batch_size):
-            chunk = [
-                self.preprocess(_as_rgb_uint8(img)) for img in images[start : start + batch_size]
-            ]
-            batch = collate(chunk)
-            outputs = self.run(batch["images"].numpy())
-            results += self.model.postprocess(
-                outputs,
-                [tuple(s) for s in batch["image_sizes"].tolist()],
-                [tuple(s) for s in batch["orig_sizes"].tolist()],
-            )
-        return results
+    def _run_batch(self, images: torch.Tensor, image_sizes: Sizes) -> dict:
+        return self.run(images.numpy())
 
     def __repr__(self) -> str:
         return f"OnnxPredictor({self.path!r}, heads={list(self.model.heads)})"

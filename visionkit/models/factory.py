@@ -1,4 +1,5 @@
-"""Config → objects, in one visible place: :func:`create_model` and :func:`load`.
+"""Config → objects, in one visible place: :func:`create_model`, and :func:`load` /
+:func:`model_from_meta` that rebuild a model from the metadata a checkpoint or export carries.
 
 >>> model = create_model({"model": {"backbone": {"name": "simple_cnn"},
 ...                                 "heads": {"cls": {"name": "linear", "num_classes": 4}}}})
@@ -9,19 +10,20 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import os
-import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from visionkit.checkpoint import load_checkpoint
 from visionkit.config import Config, ConfigLike, load_config
 from visionkit.data.transforms import apply_pipeline, build_pipeline, pipeline_steps
 from visionkit.errors import CheckpointError, ConfigError
 from visionkit.models.backbones import create_backbone
 from visionkit.models.model import VisionModel
+from visionkit.models.transfer import load_matching
+from visionkit.models.weights import LIGHTNING_PREFIX
 from visionkit.registry import HEADS, NECKS
 
 CHECKPOINT_FORMAT_VERSION = 1
@@ -40,35 +42,6 @@ class EvalPreprocess:
         return apply_pipeline(self.pipeline, sample)
 
 
-def head_class(name: str) -> type:
-    """The class a registered head builder returns (its ``task``, ``label_key``, ``reads``)."""
-    return typing.get_type_hints(HEADS.get(name))["return"]
-
-
-# Targets a dataset decodes only when a head learns from them (they cost decode time).
-TARGETS_OF_HEAD = {"instance": ("masks",), "semantic": ("semantic",)}
-
-
-def boxes_needed(cfg: Config) -> bool:
-    """Whether a head learns from boxes (detection and instance heads). Without one, the
-    data pipeline leaves the readers' boxes out: carrying them through albumentations costs
-    a classifier's loader several times its image work."""
-    return any(
-        head_class(spec["name"]).label_key == "instances" for spec in cfg.model.heads.values()
-    )
-
-
-def targets_needed(cfg: Config) -> list[str]:
-    """The optional sample targets (``"masks"``, ``"semantic"``) the model's heads learn from."""
-    needs: list[str] = []
-    for spec in cfg.model.heads.values():
-        cls = head_class(spec["name"])
-        for target in TARGETS_OF_HEAD.get(cls.task, ()) + TARGETS_OF_HEAD.get(cls.label_key, ()):
-            if target not in needs:
-                needs.append(target)
-    return needs
-
-
 def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | None) -> Config:
     """Fill each head's ``num_classes`` from the data's label names where the config leaves it
     unset; raise when the two disagree or neither says."""
@@ -77,7 +50,7 @@ def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | 
     for head_name, spec in cfg.model.heads.items():
         if "num_classes" not in spec:
             continue
-        names = (label_names or {}).get(head_class(spec["name"]).label_key)
+        names = (label_names or {}).get(HEADS.component_class(spec["name"]).label_key)
         if spec["num_classes"] is None:
             if names is None:
                 problems.append(
@@ -132,18 +105,16 @@ def create_model(
     heads, weights = {}, {}
     for head_name, spec in cfg.model.heads.items():
         args = {k: v for k, v in spec.items() if k not in ("name", "loss_weight")}
-        builder = HEADS.get(spec["name"])
-        source = neck if head_class(spec["name"]).reads == "neck" else backbone
+        head_class = HEADS.component_class(spec["name"])
+        source = neck if head_class.reads == "neck" else backbone
         if source is None:
             raise ConfigError(f"model.heads.{head_name}: head {spec['name']!r} needs a model.neck")
-        params = inspect.signature(builder).parameters
+        params = HEADS.signature(spec["name"]).parameters
         if "class_names" in params and label_names:
-            args["class_names"] = (
-                list(label_names.get(head_class(spec["name"]).label_key) or []) or None
-            )
+            args["class_names"] = list(label_names.get(head_class.label_key) or []) or None
         if "strides" in params:
             args["strides"] = list(source.strides)
-        heads[head_name] = builder(in_channels=list(source.out_channels), **args)
+        heads[head_name] = HEADS.build(spec["name"], in_channels=list(source.out_channels), **args)
         weights[head_name] = spec.get("loss_weight", 1.0)
     steps = pipeline_steps(cfg.data, train=False)
     meta = {
@@ -167,8 +138,6 @@ def create_model(
     if problems:
         raise ConfigError(problems)
     if cfg.model.init_from:
-        from visionkit.models.transfer import load_matching
-
         model.transfer_report = load_matching(model, cfg.model.init_from)
     if cfg.model.freeze:
         model.freeze(cfg.model.freeze)
@@ -186,29 +155,43 @@ def prefix_problems(model: VisionModel, prefixes: Sequence[str], key: str) -> li
     ]
 
 
+def model_from_meta(
+    meta: Any, init_from: str | os.PathLike | None = None, source: object = "model metadata"
+) -> VisionModel:
+    """The model that ``meta`` describes (``model.meta``, as every checkpoint and export stores
+    it: the resolved config, class names, category mapping): untrained, or with the matching
+    tensors of ``init_from``. Build it under ``torch.device("meta")`` for a weight-free model
+    (preprocessing and the heads' ``postprocess`` need no weights).
+
+    Raises:
+        CheckpointError: ``meta`` carries no config, or a format version newer than this
+            visionkit's (the message names ``source``).
+    """
+    if not isinstance(meta, Mapping) or "config" not in meta:
+        raise CheckpointError(source, "not a visionkit checkpoint (no 'visionkit' metadata)")
+    if meta.get("format_version", 0) > CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            source,
+            f"format version {meta['format_version']} is newer than this visionkit supports",
+        )
+    config = copy.deepcopy(dict(meta["config"]))
+    config["model"]["backbone"]["pretrained"] = False  # the weights come from elsewhere
+    config["model"]["init_from"] = str(init_from) if init_from is not None else None
+    extra = {k: v for k, v in meta.items() if k not in ("config", "label_names", "format_version")}
+    return create_model(config, label_names=meta.get("label_names") or None, extra_meta=extra)
+
+
 def load(path: str | os.PathLike, map_location: str = "cpu") -> VisionModel:
     """Rebuild a trained model from a checkpoint alone (no config file needed).
 
     The checkpoint is read with ``torch.load(weights_only=True)``; the resolved config, class
-    names and category mapping it carries rebuild the model, then the weights are loaded.
+    names and category mapping it carries rebuild the model (:func:`model_from_meta`), then
+    the weights are loaded.
     """
-    from visionkit.checkpoint import load_checkpoint
-
     ckpt = load_checkpoint(path, map_location=map_location)
-    meta = ckpt.get("visionkit")
-    if not isinstance(meta, dict) or "config" not in meta:
-        raise CheckpointError(path, "not a visionkit checkpoint (no 'visionkit' metadata)")
-    if meta.get("format_version", 0) > CHECKPOINT_FORMAT_VERSION:
-        raise CheckpointError(
-            path, f"format version {meta['format_version']} is newer than this visionkit supports"
-        )
-    config = copy.deepcopy(meta["config"])
-    config["model"]["backbone"]["pretrained"] = False  # the checkpoint has the weights
-    config["model"]["init_from"] = None
-    extra = {k: v for k, v in meta.items() if k not in ("config", "label_names", "format_version")}
-    model = create_model(config, label_names=meta.get("label_names"), extra_meta=extra)
+    model = model_from_meta(ckpt.get("visionkit"), source=path)
     state = ckpt.get("state_dict", {})
-    prefix = "model."
+    prefix = LIGHTNING_PREFIX
     weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     try:
         model.load_state_dict(weights, strict=True)

@@ -3,13 +3,12 @@
 Reuse it by subclassing in a ``test_*.py`` file::
 
     from detection_tester import DetectionHeadTester
-    from visionkit.models.heads.fcos import fcos
 
     class TestFCOSContract(DetectionHeadTester):
-        builder = staticmethod(fcos)
+        name = "fcos"  # the registered head
         head_kwargs = {"num_convs": 2}
 
-The builder is called like the factory calls it, ``builder(in_channels=[C] * L,
+The head is built like the factory builds it, ``HEADS.build(name, in_channels=[C] * L,
 strides=[...], num_classes=..., **head_kwargs)``, and must accept ``score_thresh``,
 ``detections_per_img`` and ``class_names``. The head reads a neck (equal channels on every
 level) and returns at least ``cls_logits`` ``[B, N, C]`` and ``bbox_regression``
@@ -19,8 +18,6 @@ level) and returns at least ``cls_logits`` ``[B, N, C]`` and ``bbox_regression``
 from __future__ import annotations
 
 import math
-import typing
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
@@ -37,9 +34,9 @@ BOXES = [  # per image: xyxy in a 64 x 96 (H x W) input, labels
 
 
 class DetectionHeadTester:
-    """Contract tests for a detection head builder; subclass with ``builder`` set."""
+    """Contract tests for a registered detection head; subclass with ``name`` set."""
 
-    builder: ClassVar[Callable[..., nn.Module]]
+    name: ClassVar[str]
     head_kwargs: ClassVar[dict[str, Any]] = {}
     num_classes: ClassVar[int] = 3
     channels: ClassVar[int] = 32
@@ -50,8 +47,11 @@ class DetectionHeadTester:
     def make_head(self, seed: int = 0, **overrides: Any) -> nn.Module:
         torch.manual_seed(seed)
         kwargs = {"num_classes": self.num_classes, **self.head_kwargs, **overrides}
-        return type(self).builder(
-            in_channels=[self.channels] * len(self.strides), strides=list(self.strides), **kwargs
+        return HEADS.build(
+            self.name,
+            in_channels=[self.channels] * len(self.strides),
+            strides=list(self.strides),
+            **kwargs,
         )
 
     def make_features(self, batch_size: int = 2, seed: int = 0) -> list[Tensor]:
@@ -86,10 +86,10 @@ class DetectionHeadTester:
         assert head.reads == "neck"
         assert head.num_classes == self.num_classes
         assert list(head.class_names) == ["a", "b", "c"]
-        name = type(self).builder.__name__
-        assert HEADS.get(name) is type(self).builder
-        assert typing.get_type_hints(type(self).builder)["return"] is type(head)
-        builder_schema(HEADS, name)  # the signature is a valid config schema
+        assert HEADS.component_class(self.name) is type(head)
+        schema = builder_schema(HEADS, self.name)  # the signature is a valid config schema
+        assert {"num_classes", "score_thresh", "detections_per_img"} <= set(schema.model_fields)
+        assert not {"in_channels", "strides", "class_names"} & set(schema.model_fields)
 
     def test_output_shapes(self):
         head = self.make_head()

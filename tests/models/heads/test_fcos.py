@@ -11,25 +11,24 @@ from detection_tester import DetectionHeadTester
 from torchvision.ops import box_iou
 
 from visionkit.models.backbones import create_backbone
-from visionkit.models.heads.detection_utils import grid_points
+from visionkit.models.heads._utils import DetectionTargets, grid_points
 from visionkit.models.heads.fcos import (
     FCOSHead,
-    assign_fcos_targets,
     centerness_targets,
-    fcos,
     fcos_scale_ranges,
+    match_fcos_points,
 )
-from visionkit.models.necks.fpn import fpn
+from visionkit.models.necks import FPN
 
 
 class TestFCOSContract(DetectionHeadTester):
-    builder = staticmethod(fcos)
+    name = "fcos"
     head_kwargs = {"num_convs": 2}
 
 
 # ---- outputs ---------------------------------------------------------------------------------
 def test_points_strides_and_positive_distances():
-    head = fcos(in_channels=[16, 16], strides=[8, 16], num_classes=2, num_convs=1)
+    head = FCOSHead(in_channels=[16, 16], strides=[8, 16], num_classes=2, num_convs=1)
     out = head([torch.randn(1, 16, 4, 6), torch.randn(1, 16, 2, 3)])
     assert out["points"].shape == (24 + 6, 2)
     assert out["point_strides"].tolist() == [8.0] * 24 + [16.0] * 6
@@ -42,26 +41,26 @@ def test_points_strides_and_positive_distances():
 
 
 def test_classifier_bias_uses_the_prior_probability():
-    head = fcos(in_channels=[16], strides=[8], num_classes=2, num_convs=1, prior_prob=0.02)
+    head = FCOSHead(in_channels=[16], strides=[8], num_classes=2, num_convs=1, prior_prob=0.02)
     out = head([torch.zeros(1, 16, 2, 2)])
     torch.testing.assert_close(out["cls_logits"].sigmoid(), torch.full((1, 4, 2), 0.02))
 
 
 def test_builder_validation():
     with pytest.raises(ValueError, match="all equal"):
-        fcos(in_channels=[16, 32], strides=[8, 16], num_classes=2)
+        FCOSHead(in_channels=[16, 32], strides=[8, 16], num_classes=2)
     with pytest.raises(ValueError, match="num_classes"):
-        fcos(in_channels=[16], strides=[8])
+        FCOSHead(in_channels=[16], strides=[8])
     with pytest.raises(ValueError, match="norm"):
-        fcos(in_channels=[16], strides=[8], num_classes=1, norm="batch")
-    head = fcos(in_channels=[16], strides=[8], class_names=["cat", "dog"])
+        FCOSHead(in_channels=[16], strides=[8], num_classes=1, norm="batch")
+    head = FCOSHead(in_channels=[16], strides=[8], class_names=["cat", "dog"])
     assert isinstance(head, FCOSHead) and head.num_classes == 2
     with pytest.raises(ValueError, match="features|feature maps"):
         head([torch.zeros(1, 16, 2, 2)] * 2)
 
 
 def test_group_norm_groups_fit_the_width():
-    head = fcos(in_channels=[48], strides=[8], num_classes=1, num_convs=1)
+    head = FCOSHead(in_channels=[48], strides=[8], num_classes=1, num_convs=1)
     assert head.cls_tower[1].num_groups == 16
 
 
@@ -77,6 +76,12 @@ def test_scale_ranges_from_strides():
     assert fcos_scale_ranges([8, 16, 32]).tolist() == [[0, 64], [64, 128], [128, math.inf]]
 
 
+def _assign(head, points, point_strides, boxes, labels):
+    """The head's per-point labels for one image (the batch entry point on a batch of one)."""
+    targets = DetectionTargets([boxes], [labels], torch.tensor([True]))
+    return head.assign_batch(points, point_strides, targets).labels[0]
+
+
 def _one_level(size: int = 8, stride: int = 8):
     points, strides = grid_points([(size, size)], [stride])
     ranges = torch.tensor([[0.0, math.inf]]).expand(len(points), 2)
@@ -86,12 +91,12 @@ def _one_level(size: int = 8, stride: int = 8):
 def test_single_box_positives_and_ltrb_targets():
     points, ranges, strides = _one_level()
     box = torch.tensor([[10.0, 10.0, 40.0, 30.0]])
-    labels, ltrb = assign_fcos_targets(points, ranges, strides, box, torch.tensor([2]), 0.0)
+    matched, ltrb = match_fcos_points(points, ranges, strides, box, 0.0)
     x, y = points[:, 0], points[:, 1]
     inside = (x > 10) & (x < 40) & (y > 10) & (y < 30)
     assert inside.sum() == 4 * 3  # x in 12, 20, 28, 36; y in 12, 20, 28
-    assert torch.equal(labels >= 0, inside)
-    assert (labels[inside] == 2).all()
+    assert torch.equal(matched >= 0, inside)
+    assert (matched[inside] == 0).all()
     expected = torch.stack([x - 10, y - 10, 40 - x, 30 - y], dim=1)
     torch.testing.assert_close(ltrb[inside], expected[inside])
 
@@ -99,36 +104,34 @@ def test_single_box_positives_and_ltrb_targets():
 def test_point_in_two_boxes_goes_to_the_smaller():
     points, ranges, strides = _one_level()
     boxes = torch.tensor([[0.0, 0.0, 64.0, 64.0], [16.0, 16.0, 40.0, 40.0]])
-    labels, ltrb = assign_fcos_targets(points, ranges, strides, boxes, torch.tensor([0, 1]), 0.0)
+    matched, ltrb = match_fcos_points(points, ranges, strides, boxes, 0.0)
     x, y = points[:, 0], points[:, 1]
     in_small = (x > 16) & (x < 40) & (y > 16) & (y < 40)
-    assert (labels[in_small] == 1).all() and (labels[~in_small] == 0).all()
+    assert (matched[in_small] == 1).all() and (matched[~in_small] == 0).all()
     torch.testing.assert_close(ltrb[in_small, 0], x[in_small] - 16)
     # Order of the boxes does not matter.
-    flipped, _ = assign_fcos_targets(
-        points, ranges, strides, boxes.flip(0), torch.tensor([1, 0]), 0
-    )
-    assert torch.equal(flipped, labels)
+    flipped, _ = match_fcos_points(points, ranges, strides, boxes.flip(0), 0)
+    assert torch.equal(flipped, 1 - matched)
 
 
 def test_scale_ranges_send_a_big_box_to_the_coarse_level():
-    head = fcos(in_channels=[8, 8, 8], strides=[8, 16, 32], num_classes=2, num_convs=0)
+    head = FCOSHead(in_channels=[8, 8, 8], strides=[8, 16, 32], num_classes=2, num_convs=0)
     points, point_strides = grid_points([(64, 64), (32, 32), (16, 16)], [8, 16, 32])
     big = torch.tensor([[0.0, 0.0, 512.0, 512.0]])  # every inside point has max(ltrb) >= 256
-    labels, _ = head.assign(points, point_strides, big, torch.tensor([1]))
+    labels = _assign(head, points, point_strides, big, torch.tensor([1]))
     assert (labels[point_strides != 32] == -1).all()
     assert (labels[point_strides == 32] == 1).sum() == 2 * 2  # centre region 256 ± 48
     small = torch.tensor([[100.0, 100.0, 130.0, 124.0]])  # max(ltrb) < 64: finest level
-    labels, _ = head.assign(points, point_strides, small, torch.tensor([0]))
+    labels = _assign(head, points, point_strides, small, torch.tensor([0]))
     assert (labels >= 0).any() and (labels[point_strides != 8] == -1).all()
 
 
 def test_centre_sampling_excludes_points_near_the_border():
     points, ranges, strides = _one_level()
-    box, label = torch.tensor([[0.0, 0.0, 64.0, 64.0]]), torch.tensor([0])
-    everywhere, _ = assign_fcos_targets(points, ranges, strides, box, label, 0.0)
+    box = torch.tensor([[0.0, 0.0, 64.0, 64.0]])
+    everywhere, _ = match_fcos_points(points, ranges, strides, box, 0.0)
     assert (everywhere == 0).all()  # all 64 points lie inside the box
-    centre, _ = assign_fcos_targets(points, ranges, strides, box, label, 1.5)
+    centre, _ = match_fcos_points(points, ranges, strides, box, 1.5)
     x, y = points[:, 0], points[:, 1]
     expected = (x > 20) & (x < 44) & (y > 20) & (y < 44)  # 32 ± 1.5 * 8
     assert expected.sum() == 4 and torch.equal(centre == 0, expected)
@@ -136,19 +139,17 @@ def test_centre_sampling_excludes_points_near_the_border():
 
 def test_no_boxes_all_background_and_centerness_targets():
     points, ranges, strides = _one_level()
-    labels, _ = assign_fcos_targets(
-        points, ranges, strides, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)
-    )
-    assert (labels == -1).all()
+    matched, _ = match_fcos_points(points, ranges, strides, torch.zeros(0, 4))
+    assert (matched == -1).all()
     ctr = centerness_targets(torch.tensor([[4.0, 2.0, 4.0, 8.0], [1.0, 1.0, 1.0, 1.0]]))
     torch.testing.assert_close(ctr, torch.tensor([0.5, 1.0]))
 
 
 def test_loss_vanishes_at_perfect_predictions():
-    head = fcos(in_channels=[8], strides=[8], num_classes=2, num_convs=0)
+    head = FCOSHead(in_channels=[8], strides=[8], num_classes=2, num_convs=0)
     out = head([torch.zeros(1, 8, 8, 8)])
     boxes, labels = torch.tensor([[6.0, 10.0, 40.0, 30.0]]), torch.tensor([1])
-    assigned, _ = head.assign(out["points"], out["point_strides"], boxes, labels)
+    assigned = _assign(head, out["points"], out["point_strides"], boxes, labels)
     positive = assigned >= 0
     assert positive.sum() > 1
     x, y = out["points"].unbind(1)
@@ -167,8 +168,8 @@ def test_loss_vanishes_at_perfect_predictions():
 def test_overfit_two_boxes_with_simple_cnn_and_fpn():
     torch.manual_seed(0)
     backbone = create_backbone("simple_cnn", out_indices=(2, 3, 4), batch_norm=False)
-    neck = fpn(backbone.out_channels, backbone.strides, out_channels=32)
-    head = fcos(neck.out_channels, neck.strides, num_classes=2, num_convs=2)
+    neck = FPN(backbone.out_channels, backbone.strides, out_channels=32)
+    head = FCOSHead(neck.out_channels, neck.strides, num_classes=2, num_convs=2)
     model = torch.nn.ModuleList([backbone, neck, head])
     gt_boxes = torch.tensor([[6.0, 8.0, 30.0, 36.0], [34.0, 26.0, 60.0, 58.0]])
     gt_labels = torch.tensor([0, 1])

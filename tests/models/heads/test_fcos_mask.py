@@ -5,7 +5,6 @@ and a small end-to-end overfit of a rectangle and ellipses."""
 from __future__ import annotations
 
 import math
-import typing
 
 import pytest
 import torch
@@ -16,9 +15,9 @@ from torchvision.ops import box_iou
 import visionkit.models.heads
 from visionkit.config import builder_schema
 from visionkit.models.backbones import create_backbone
-from visionkit.models.heads.detection_utils import unpack_targets
-from visionkit.models.heads.fcos_mask import FCOSMaskHead, fcos_mask, mask_targets
-from visionkit.models.necks.fpn import fpn
+from visionkit.models.heads._utils import DetectionTargets, unpack_targets
+from visionkit.models.heads.fcos_mask import FCOSMaskHead, mask_targets
+from visionkit.models.necks import FPN
 from visionkit.registry import HEADS
 
 SMALL = {"num_convs": 2, "proto_channels": 16, "proto_convs": 1, "num_prototypes": 8}
@@ -26,7 +25,7 @@ H, W = 64, 96  # the tester's batch tensor
 
 
 class TestFCOSMaskContract(DetectionHeadTester):
-    builder = staticmethod(fcos_mask)
+    name = "fcos_mask"
     head_kwargs = SMALL
 
     # The shared versions expect task "detection" and only [B, N, ...] batch outputs.
@@ -35,9 +34,12 @@ class TestFCOSMaskContract(DetectionHeadTester):
         assert (head.task, head.label_key, head.reads) == ("instance", "instances", "neck")
         assert head.num_classes == self.num_classes
         assert list(head.class_names) == ["a", "b", "c"]
-        assert HEADS.get("fcos_mask") is fcos_mask
-        assert typing.get_type_hints(fcos_mask)["return"] is FCOSMaskHead
-        builder_schema(HEADS, "fcos_mask")
+        assert HEADS.component_class("fcos_mask") is FCOSMaskHead
+        schema = builder_schema(HEADS, "fcos_mask")
+        # FCOS's own arguments are config keys of fcos_mask too (read through **fcos_args).
+        assert {"num_prototypes", "num_convs", "nms_thresh", "focal_gamma"} <= set(
+            schema.model_fields
+        )
 
     def test_output_shapes(self):
         head = self.make_head()
@@ -89,7 +91,7 @@ def mask_batch(has_masks=(True, True), has_boxes=None):
 def make_head(**overrides):
     torch.manual_seed(0)
     kwargs = {**SMALL, **overrides}
-    return fcos_mask(in_channels=[32] * 3, strides=[8, 16, 32], num_classes=3, **kwargs)
+    return FCOSMaskHead(in_channels=[32] * 3, strides=[8, 16, 32], num_classes=3, **kwargs)
 
 
 def make_features(batch_size=2, seed=0):
@@ -108,7 +110,10 @@ def reference_mask_losses(head, out, targets):
     for i, boxes in enumerate(targets["boxes"]):
         losses = []
         if targets["has_masks"][i] and targets["has_boxes"][i]:
-            matched, _ = head.match(out["points"], out["point_strides"], boxes)
+            one = DetectionTargets(
+                [boxes], [torch.zeros(len(boxes), dtype=torch.long)], torch.tensor([True])
+            )
+            matched = head.assign_batch(out["points"], out["point_strides"], one).matched[0]
             for point in (matched >= 0).nonzero()[:, 0].tolist():
                 j = int(matched[point])
                 padded = torch.zeros(h * s, w * s)
@@ -343,7 +348,7 @@ def test_builder_validation_and_export():
         "FCOSMaskHead" in visionkit.models.heads.__all__
         and "fcos_mask" in visionkit.models.heads.list_heads()
     )
-    head = fcos_mask(in_channels=[16], strides=[8], class_names=["a", "b"], num_convs=0)
+    head = FCOSMaskHead(in_channels=[16], strides=[8], class_names=["a", "b"], num_convs=0)
     assert isinstance(head, FCOSMaskHead) and head.num_classes == 2
     for bad in (
         {"num_prototypes": 0},
@@ -353,9 +358,9 @@ def test_builder_validation_and_export():
         {"mask_loss_weight": -1.0},
     ):
         with pytest.raises(ValueError, match="fcos_mask"):
-            fcos_mask(in_channels=[16], strides=[8], num_classes=1, **bad)
+            FCOSMaskHead(in_channels=[16], strides=[8], num_classes=1, **bad)
     with pytest.raises(ValueError, match="stride must be even"):
-        fcos_mask(in_channels=[16], strides=[9], num_classes=1)
+        FCOSMaskHead(in_channels=[16], strides=[9], num_classes=1)
 
 
 # ---- end to end ------------------------------------------------------------------------------
@@ -376,8 +381,8 @@ def test_overfit_a_rectangle_and_ellipses_with_simple_cnn_and_fpn():
             images[i, label] += mask.float()
     torch.manual_seed(0)
     backbone = create_backbone("simple_cnn", out_indices=(2, 3, 4), batch_norm=False)
-    neck = fpn(backbone.out_channels, backbone.strides, out_channels=32)
-    head = fcos_mask(
+    neck = FPN(backbone.out_channels, backbone.strides, out_channels=32)
+    head = FCOSMaskHead(
         neck.out_channels, neck.strides, num_classes=2, num_convs=1, proto_channels=32,
         proto_convs=1, num_prototypes=8,
     )  # fmt: skip

@@ -12,30 +12,29 @@ from torchvision.ops import box_iou
 
 from visionkit.models.backbones import create_backbone
 from visionkit.models.heads.retinanet import (
-    BACKGROUND,
-    IGNORE,
+    MATCH_BACKGROUND,
+    MATCH_IGNORE,
     RetinaNetHead,
     decode_boxes,
     encode_boxes,
     match_anchors,
-    retinanet,
 )
-from visionkit.models.necks.fpn import fpn
+from visionkit.models.necks import FPN
 
 
 class TestRetinaNetContract(DetectionHeadTester):
-    builder = staticmethod(retinanet)
+    name = "retinanet"
     head_kwargs = {"num_convs": 2}
 
 
 class TestRetinaNetGIoUContract(DetectionHeadTester):
-    builder = staticmethod(retinanet)
+    name = "retinanet"
     head_kwargs = {"num_convs": 1, "box_loss": "giou", "norm": "group"}
 
 
 # ---- anchors and outputs ---------------------------------------------------------------------
 def test_anchors_per_cell_sizes_ratios_and_order():
-    head = retinanet(in_channels=[8, 8], strides=[8, 16], num_classes=2, num_convs=0)
+    head = RetinaNetHead(in_channels=[8, 8], strides=[8, 16], num_classes=2, num_convs=0)
     out = head([torch.zeros(1, 8, 2, 3), torch.zeros(1, 8, 1, 2)])
     anchors, strides = out["anchors"], out["anchor_strides"]
     assert head.num_anchors == 9 and anchors.shape == (9 * (6 + 2), 4)
@@ -54,7 +53,7 @@ def test_anchors_per_cell_sizes_ratios_and_order():
 
 
 def test_classifier_bias_uses_the_prior_probability():
-    head = retinanet(in_channels=[16], strides=[8], num_classes=2, num_convs=1, prior_prob=0.02)
+    head = RetinaNetHead(in_channels=[16], strides=[8], num_classes=2, num_convs=1, prior_prob=0.02)
     out = head([torch.zeros(1, 16, 2, 2)])
     torch.testing.assert_close(out["cls_logits"].sigmoid(), torch.full((1, 36, 2), 0.02))
     assert torch.equal(out["bbox_regression"], torch.zeros(1, 36, 4))
@@ -63,16 +62,16 @@ def test_classifier_bias_uses_the_prior_probability():
 
 def test_builder_validation():
     with pytest.raises(ValueError, match="all equal"):
-        retinanet(in_channels=[16, 32], strides=[8, 16], num_classes=2)
+        RetinaNetHead(in_channels=[16, 32], strides=[8, 16], num_classes=2)
     with pytest.raises(ValueError, match="num_classes"):
-        retinanet(in_channels=[16], strides=[8])
+        RetinaNetHead(in_channels=[16], strides=[8])
     with pytest.raises(ValueError, match="box_loss"):
-        retinanet(in_channels=[16], strides=[8], num_classes=1, box_loss="l1")
+        RetinaNetHead(in_channels=[16], strides=[8], num_classes=1, box_loss="l1")
     with pytest.raises(ValueError, match="bg_iou_thresh"):
-        retinanet(in_channels=[16], strides=[8], num_classes=1, bg_iou_thresh=0.6)
+        RetinaNetHead(in_channels=[16], strides=[8], num_classes=1, bg_iou_thresh=0.6)
     with pytest.raises(ValueError, match="aspect_ratios"):
-        retinanet(in_channels=[16], strides=[8], num_classes=1, aspect_ratios=())
-    head = retinanet(in_channels=[16], strides=[8], class_names=["cat", "dog"], scales=(1.0,))
+        RetinaNetHead(in_channels=[16], strides=[8], num_classes=1, aspect_ratios=())
+    head = RetinaNetHead(in_channels=[16], strides=[8], class_names=["cat", "dog"], scales=(1.0,))
     assert isinstance(head, RetinaNetHead) and head.num_classes == 2 and head.num_anchors == 3
     with pytest.raises(ValueError, match="feature maps"):
         head([torch.zeros(1, 16, 2, 2)] * 2)
@@ -108,16 +107,21 @@ ANCHORS = torch.tensor(
 def test_match_positive_ignored_and_background():
     iou = box_iou(GT, ANCHORS)[0]
     assert 0.4 < iou[1] < 0.5
-    assert match_anchors(ANCHORS, GT).tolist() == [0, IGNORE, BACKGROUND, BACKGROUND]
+    assert match_anchors(ANCHORS, GT).tolist() == [
+        0,
+        MATCH_IGNORE,
+        MATCH_BACKGROUND,
+        MATCH_BACKGROUND,
+    ]
     assert torch.equal(encode_boxes(GT, ANCHORS[:1]), torch.zeros(1, 4))  # zero deltas
 
 
 def test_low_quality_matches_give_every_box_a_positive():
     tall = torch.tensor([[0.0, 0.0, 10.0, 25.0]])  # best IoU 0.4 (with anchor 0)
-    assert match_anchors(ANCHORS, tall, allow_low_quality_matches=False).tolist()[0] == IGNORE
+    assert match_anchors(ANCHORS, tall, allow_low_quality_matches=False).tolist()[0] == MATCH_IGNORE
     assert match_anchors(ANCHORS, tall).tolist()[0] == 0
     # On a real anchor grid: thin and tiny boxes whose best IoU is far below 0.5.
-    head = retinanet(in_channels=[8, 8], strides=[8, 16], num_classes=1, num_convs=0)
+    head = RetinaNetHead(in_channels=[8, 8], strides=[8, 16], num_classes=1, num_convs=0)
     anchors, _ = head.anchors([(8, 8), (4, 4)])
     boxes = torch.tensor(
         [[3.0, 5.0, 6.0, 50.0], [30.0, 30.0, 34.0, 33.0], [10.0, 40.0, 60.0, 44.0]]
@@ -130,10 +134,10 @@ def test_low_quality_matches_give_every_box_a_positive():
 
 
 def test_image_without_boxes_is_all_background():
-    head = retinanet(in_channels=[8], strides=[8], num_classes=2, num_convs=0)
+    head = RetinaNetHead(in_channels=[8], strides=[8], num_classes=2, num_convs=0)
     out = head([torch.zeros(1, 8, 4, 4)])
     matches = match_anchors(out["anchors"], torch.zeros(0, 4))
-    assert (matches == BACKGROUND).all() and len(matches) == 4 * 4 * 9
+    assert (matches == MATCH_BACKGROUND).all() and len(matches) == 4 * 4 * 9
     targets = {"boxes": [torch.zeros(0, 4)], "labels": [torch.zeros(0, dtype=torch.long)]}
     losses = head.loss(out, targets)
     expected = torch.nn.functional.binary_cross_entropy_with_logits(
@@ -157,7 +161,9 @@ def _outputs(head: RetinaNetHead, anchors: torch.Tensor) -> dict[str, torch.Tens
 
 @pytest.mark.parametrize("box_loss", ["smooth_l1", "giou"])
 def test_ignored_anchor_contributes_to_neither_loss(box_loss):
-    head = retinanet(in_channels=[8], strides=[8], num_classes=2, num_convs=0, box_loss=box_loss)
+    head = RetinaNetHead(
+        in_channels=[8], strides=[8], num_classes=2, num_convs=0, box_loss=box_loss
+    )
     out = _outputs(head, ANCHORS)
     targets = {"boxes": [GT], "labels": [torch.tensor([1])]}
     losses = head.loss(out, targets)
@@ -175,7 +181,9 @@ def test_ignored_anchor_contributes_to_neither_loss(box_loss):
 
 @pytest.mark.parametrize("box_loss", ["smooth_l1", "giou"])
 def test_loss_vanishes_at_perfect_predictions(box_loss):
-    head = retinanet(in_channels=[8], strides=[8], num_classes=2, num_convs=0, box_loss=box_loss)
+    head = RetinaNetHead(
+        in_channels=[8], strides=[8], num_classes=2, num_convs=0, box_loss=box_loss
+    )
     out = head([torch.zeros(1, 8, 8, 8)])
     boxes, labels = torch.tensor([[6.0, 10.0, 40.0, 30.0], [20, 30, 60, 62]]), torch.tensor([1, 0])
     matches = match_anchors(out["anchors"], boxes)
@@ -196,8 +204,8 @@ def test_loss_vanishes_at_perfect_predictions(box_loss):
 def test_overfit_two_boxes_with_simple_cnn_and_fpn(box_loss):
     torch.manual_seed(0)
     backbone = create_backbone("simple_cnn", out_indices=(2, 3, 4), batch_norm=False)
-    neck = fpn(backbone.out_channels, backbone.strides, out_channels=32)
-    head = retinanet(
+    neck = FPN(backbone.out_channels, backbone.strides, out_channels=32)
+    head = RetinaNetHead(
         neck.out_channels,
         neck.strides,
         num_classes=2,

@@ -4,7 +4,6 @@ loss on labelled, ignored and unlabelled pixels, decoding, arguments, and a tiny
 from __future__ import annotations
 
 import math
-import typing
 
 import pytest
 import torch
@@ -14,18 +13,13 @@ from torch import Tensor, nn
 
 from visionkit.config import builder_schema
 from visionkit.models.backbones import create_backbone
-from visionkit.models.heads.semantic import (
-    DeepLabV3PlusHead,
-    SemanticFPNHead,
-    deeplabv3plus,
-    semantic_fpn,
-    soft_dice_loss,
-)
-from visionkit.models.necks.fpn import fpn
+from visionkit.models.heads import DeepLabV3PlusHead, SemanticFPNHead
+from visionkit.models.heads._semantic import near_boundary, soft_dice_loss
+from visionkit.models.necks import FPN
 from visionkit.registry import HEADS
 
-BUILDERS = {"semantic_fpn": semantic_fpn, "deeplabv3plus": deeplabv3plus}
-KINDS = list(BUILDERS)
+CLASSES = {"semantic_fpn": SemanticFPNHead, "deeplabv3plus": DeepLabV3PlusHead}
+KINDS = list(CLASSES)
 STRIDES = {"semantic_fpn": [8, 16, 32], "deeplabv3plus": [4, 8, 16, 32]}
 NUM_CLASSES = 3
 IMAGE_SIZE = (32, 48)  # (H, W) of the batch tensor
@@ -44,7 +38,7 @@ def make_head(kind: str, strides: list[int] | None = None, seed: int = 0, **kwar
     torch.manual_seed(seed)
     strides = strides or STRIDES[kind]
     kwargs = {"num_classes": NUM_CLASSES, "channels": 16, **kwargs}
-    return BUILDERS[kind](in_channels=channels_for(kind, strides), strides=strides, **kwargs)
+    return CLASSES[kind](in_channels=channels_for(kind, strides), strides=strides, **kwargs)
 
 
 def make_features(
@@ -314,7 +308,6 @@ def test_postprocess_equals_argmax_with_ties_going_to_the_lower_class(kind):
 
 
 def test_near_boundary_marks_pixels_within_the_width_of_a_label_change():
-    from visionkit.models.heads.semantic import near_boundary
 
     target = torch.zeros(1, 8, 8, dtype=torch.long)
     target[0, 2:6, 2:6] = 2  # a 4x4 square
@@ -360,9 +353,9 @@ def test_argument_errors(kind):
     with pytest.raises(ValueError, match="dice_weight"):
         make_head(kind, dice_weight=-1.0)
     with pytest.raises(ValueError, match="strides"):
-        BUILDERS[kind](in_channels=[8, 8], strides=[16, 8], num_classes=2)
+        CLASSES[kind](in_channels=[8, 8], strides=[16, 8], num_classes=2)
     with pytest.raises(ValueError, match="strides"):
-        BUILDERS[kind](in_channels=[8, 8], strides=[8, 12], num_classes=2)
+        CLASSES[kind](in_channels=[8, 8], strides=[8, 12], num_classes=2)
     with pytest.raises(ValueError, match="feature maps"):
         make_head(kind)(make_features(kind)[:-1])
     head = make_head(kind, num_classes=None, class_names=["a", "b"])
@@ -374,7 +367,7 @@ def test_deeplab_low_level_index_and_fpn_max_stride_errors():
         with pytest.raises(ValueError, match="low_level_index"):
             make_head("deeplabv3plus", low_level_index=index)
     with pytest.raises(ValueError, match="two backbone levels"):
-        deeplabv3plus(in_channels=[8], strides=[32], num_classes=2)
+        DeepLabV3PlusHead(in_channels=[8], strides=[32], num_classes=2)
     with pytest.raises(ValueError, match="max_stride"):
         make_head("semantic_fpn", max_stride=4)
 
@@ -387,9 +380,7 @@ def test_deeplab_low_level_index_and_fpn_max_stride_errors():
     ],
 )
 def test_registry_attributes_and_config_schema(kind, cls, reads, kwargs):
-    builder = BUILDERS[kind]
-    assert HEADS.get(kind) is builder
-    assert typing.get_type_hints(builder)["return"] is cls
+    assert HEADS.get(kind) is cls and HEADS.component_class(kind) is cls
     head = make_head(kind)
     assert isinstance(head, cls)
     assert (head.task, head.label_key, head.reads) == ("semantic", "semantic", reads)
@@ -403,8 +394,8 @@ def test_registry_attributes_and_config_schema(kind, cls, reads, kwargs):
         **kwargs,
     }
     validated = schema.model_validate(args).model_dump(mode="json")
-    built = builder(
-        in_channels=channels_for(kind, STRIDES[kind]), strides=STRIDES[kind], **validated
+    built = HEADS.build(
+        kind, in_channels=channels_for(kind, STRIDES[kind]), strides=STRIDES[kind], **validated
     )
     assert built.num_classes == 4 and built.class_weights.tolist() == [1, 2, 3, 4]
     with pytest.raises(ValidationError, match="chanels"):
@@ -431,14 +422,16 @@ def test_overfit_two_regions_with_simple_cnn(kind):
         backbone = create_backbone(
             "simple_cnn", out_indices=(2, 3, 4), widths=widths, batch_norm=False
         )
-        neck = fpn(backbone.out_channels, backbone.strides, out_channels=16)
-        head = semantic_fpn(neck.out_channels, neck.strides, num_classes=2, channels=16)
+        neck = FPN(backbone.out_channels, backbone.strides, out_channels=16)
+        head = SemanticFPNHead(neck.out_channels, neck.strides, num_classes=2, channels=16)
     else:
         backbone = create_backbone(
             "simple_cnn", out_indices=(1, 2, 3, 4), widths=widths, batch_norm=False
         )
         neck = nn.Identity()
-        head = deeplabv3plus(backbone.out_channels, backbone.strides, num_classes=2, channels=16)
+        head = DeepLabV3PlusHead(
+            backbone.out_channels, backbone.strides, num_classes=2, channels=16
+        )
     model = nn.Sequential(backbone, neck, head)
     images, masks = two_region_batch()
     targets = {"semantic": masks, "has_semantic": torch.tensor([True, True])}

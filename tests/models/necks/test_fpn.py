@@ -9,7 +9,6 @@ import torch
 
 from visionkit.models.backbones import create_backbone
 from visionkit.models.necks import FPN, list_necks
-from visionkit.models.necks.fpn import fpn
 from visionkit.registry import NECKS
 
 
@@ -43,7 +42,7 @@ def check_pyramid(neck, backbone, size=(64, 96)):
 
 def test_registered():
     assert "fpn" in list_necks()
-    assert NECKS.get("fpn") is fpn
+    assert NECKS.get("fpn") is FPN and NECKS.component_class("fpn") is FPN
 
 
 @pytest.mark.parametrize("backbone_name", ["simple_cnn", "resnet18"])
@@ -53,7 +52,7 @@ def test_registered():
 )
 def test_shapes_strides_channels(request, backbone_name, min_level, max_level, extra):
     backbone = request.getfixturevalue(backbone_name)
-    neck = fpn(
+    neck = FPN(
         backbone.out_channels,
         backbone.strides,
         out_channels=32,
@@ -75,13 +74,13 @@ def test_default_is_p3_p5_128_channels(simple_cnn):
 
 
 def test_max_level_below_backbone_top_ignores_coarser_maps(simple_cnn):
-    neck = fpn(simple_cnn.out_channels, simple_cnn.strides, out_channels=16, max_level=4)
+    neck = FPN(simple_cnn.out_channels, simple_cnn.strides, out_channels=16, max_level=4)
     assert neck.strides == [8, 16]
     check_pyramid(neck, simple_cnn)
 
 
 def test_every_parameter_gets_a_gradient(simple_cnn):
-    neck = fpn(simple_cnn.out_channels, simple_cnn.strides, out_channels=16, max_level=7)
+    neck = FPN(simple_cnn.out_channels, simple_cnn.strides, out_channels=16, max_level=7)
     feats = [f.detach() for f in simple_cnn(torch.rand(1, 3, 64, 64))]
     sum(p.sum() for p in neck(feats)).backward()
     assert all(p.grad is not None for p in neck.parameters())
@@ -89,7 +88,7 @@ def test_every_parameter_gets_a_gradient(simple_cnn):
 
 def test_backbone_with_out_indices(simple_cnn):
     backbone = create_backbone("simple_cnn", out_indices=(2, 3, 4))
-    neck = fpn(backbone.out_channels, backbone.strides, max_level=7)
+    neck = FPN(backbone.out_channels, backbone.strides, max_level=7)
     assert neck.strides == [8, 16, 32, 64, 128]
     check_pyramid(neck, backbone)
 
@@ -97,7 +96,7 @@ def test_backbone_with_out_indices(simple_cnn):
 def test_error_when_min_level_below_backbone_smallest_stride():
     backbone = create_backbone("simple_cnn", out_indices=(2, 3, 4))  # strides 8, 16, 32
     with pytest.raises(ValueError, match=r"strides \[4\]"):
-        fpn(backbone.out_channels, backbone.strides, min_level=2)
+        FPN(backbone.out_channels, backbone.strides, min_level=2)
 
 
 @pytest.mark.parametrize(
@@ -114,4 +113,4 @@ def test_error_when_min_level_below_backbone_smallest_stride():
 )
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        fpn(**kwargs)
+        FPN(**kwargs)

@@ -3,9 +3,9 @@ data and never over it.
 
 The source folder is only read. The output must be a ``.json`` file; an existing file inside
 the source folder (or the class names file) is never replaced, and an existing file elsewhere
-only with ``overwrite=True``. The file is written atomically (a temporary file in the same
-folder, then a rename). ``file_name`` entries are relative to the source folder, so the result
-is read with ``{format: coco, images: SRC, annotations: DST}``.
+only with ``overwrite=True``. The file is written atomically
+(:func:`visionkit.checkpoint.write_atomic`). ``file_name`` entries are relative to the source
+folder, so the result is read with ``{format: coco, images: SRC, annotations: DST}``.
 
 >>> report = convert("my_yolo", "my_yolo_train.json", "yolo", split="train")  # doctest: +SKIP
 >>> print(report.summary())  # doctest: +SKIP
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from visionkit.checkpoint import write_atomic
 from visionkit.data.batch import dataset_root
 from visionkit.data.convert.coco_builder import Conversion, read_class_names
 from visionkit.data.convert.voc import voc_to_coco
@@ -106,7 +107,7 @@ def convert(
     out = _check_destination(root, Path(dst), classes, overwrite)
     coco, skipped = to_coco(root, source_format, split, classes)
     coco["info"]["source"] = str(root)
-    _write_json_atomic(out, coco)
+    write_atomic(out, lambda tmp: tmp.write_text(json.dumps(coco, ensure_ascii=False), "utf-8"))
     counts = Counter(a["category_id"] for a in coco["annotations"])
     with_annotations = {a["image_id"] for a in coco["annotations"]}
     return ConvertReport(
@@ -140,16 +141,3 @@ def _check_destination(
     if not overwrite:
         raise DataError(f"{dst} already exists; pass --overwrite to replace it")
     return out
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

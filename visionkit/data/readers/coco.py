@@ -22,19 +22,18 @@ values. Values may be names or integer indices into that list.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from visionkit.data.batch import Sample, dataset_root, resolve_under_root
 from visionkit.data.checks import (
+    IMAGE_CHECKS,
     DataReport,
     ImageFile,
     check_image_files,
@@ -43,12 +42,24 @@ from visionkit.data.checks import (
     read_or_skip,
 )
 from visionkit.data.io import read_image
+from visionkit.data.readers.coco_format import (
+    CLIP_TOLERANCE,
+    check_duplicates,
+    decode_segmentation,
+    is_box,
+    is_polygon,
+    read_json,
+    segmentation_problem,
+    valid_categories,
+    valid_images,
+)
 from visionkit.errors import AnnotationError
 from visionkit.registry import DATASETS
 
 logger = logging.getLogger(__name__)
 
 
+@DATASETS.register("coco")
 class CocoDataset:
     """A COCO json file plus the images it names, resolved under ``images``.
 
@@ -65,8 +76,10 @@ class CocoDataset:
         class_names: image-level class order to use (default: from the file).
         instances: whether samples carry ``boxes`` and ``labels``.
         masks: whether samples carry instance ``masks`` (from ``segmentation``, polygons or
-            RLE; instances without a usable one are dropped, with a count).
-        semantic: whether samples carry a ``semantic`` label map.
+            RLE; instances without a usable one are dropped, with a count). ``None`` (the
+            default) is "when a head needs them": :func:`visionkit.build.build_dataset` sets
+            it (see :attr:`target_flags`); left ``None``, it is off.
+        semantic: whether samples carry a ``semantic`` label map; ``None`` as for ``masks``.
         ignore_index: the ``semantic`` value of ``iscrowd`` regions.
         on_bad_image: ``"error"`` (default): a missing or unreadable image stops
             construction (and, found only when decoding, training); ``"skip"``: such images
@@ -76,26 +89,41 @@ class CocoDataset:
             negative samples); ``False`` leaves them out, with a count in the log. Validation
             sets built from a config always keep them.
         strict: annotations of images that do not exist are an error instead of a warning.
+        image_check: ``"header"`` (default) or ``"decode"`` (:data:`~visionkit.data.checks.
+            IMAGE_CHECKS`): how construction checks the image files.
     """
+
+    #: The argument that names the dataset folder.
+    location: ClassVar[str] = "images"
+    #: The Sample targets it can produce.
+    targets: ClassVar[tuple[str, ...]] = ("boxes", "masks", "semantic", "class")
+    #: Target → the flag argument that switches it on when a head needs it and the config
+    #: leaves it ``None`` (``boxes`` are on by default: ``instances``; ``class`` needs a
+    #: ``class_field``).
+    target_flags: ClassVar[Mapping[str, str]] = {"masks": "masks", "semantic": "semantic"}
 
     def __init__(
         self,
-        images: str | os.PathLike,
-        annotations: str | os.PathLike | None = None,
+        images: str | None = None,
+        annotations: str | None = None,
         class_field: str | None = None,
-        class_names: Sequence[str] | None = None,
+        class_names: list[str] | None = None,
         instances: bool = True,
-        masks: bool = False,
-        semantic: bool = False,
+        masks: bool | None = None,
+        semantic: bool | None = None,
         ignore_index: int = 255,
-        on_bad_image: str = "error",
+        on_bad_image: Literal["error", "skip"] = "error",
         keep_negatives: bool = True,
         strict: bool = False,
+        *,
+        image_check: Literal["header", "decode"] = "header",
     ) -> None:
+        masks, semantic = bool(masks), bool(semantic)
         self.on_bad_image = policy(on_bad_image, "on_bad_image", ("error", "skip"))
+        image_check = policy(image_check, "image_check", IMAGE_CHECKS)
         self.root = dataset_root(images)
         self.ann_path = Path(annotations) if annotations else self.root / "annotations.json"
-        data = _read_json(self.ann_path)
+        data = read_json(self.ann_path)
         self.class_field = class_field
         self.instances = instances
         self.masks = masks
@@ -103,9 +131,9 @@ class CocoDataset:
         self.ignore_index = int(ignore_index)
         self.report = report = DataReport(str(self.ann_path), "coco")
 
-        self.images: list[dict[str, Any]] = self._valid_images(data["images"])
+        self.images: list[dict[str, Any]] = valid_images(data["images"], report)
         report.num_images = len(data["images"])
-        categories = self._valid_categories(data.get("categories", []))
+        categories = valid_categories(data.get("categories", []), report)
         self.category_ids = [int(c["id"]) for c in categories]
         self.cat_to_label = {cid: i for i, cid in enumerate(self.category_ids)}
         self.label_names: dict[str, list[str]] = {
@@ -114,7 +142,7 @@ class CocoDataset:
         if semantic:
             self.label_names["semantic"] = ["background", *self.label_names["instances"]]
         annotations_list = data.get("annotations") or []
-        self._check_duplicates(data["images"], annotations_list, data.get("categories", []))
+        check_duplicates(data["images"], annotations_list, data.get("categories", []), report)
         self.paths = self._resolve_paths()
         inside = [i for i, path in enumerate(self.paths) if path is not None]
         files = [
@@ -126,7 +154,9 @@ class CocoDataset:
         bad_severity = "warning" if self.on_bad_image == "skip" else "error"
         sizes: list[tuple[int, int] | None] = [None] * len(self.images)
         for i, size in zip(
-            inside, check_image_files(files, report, bad_image_severity=bad_severity), strict=True
+            inside,
+            check_image_files(files, report, image_check, bad_image_severity=bad_severity),
+            strict=True,
         ):
             sizes[i] = size
         self.targets = self._index_annotations(annotations_list, strict)
@@ -144,66 +174,6 @@ class CocoDataset:
     def _where(self, index: int) -> str:
         img = self.images[index]
         return f"{img['file_name']} (image id {img['id']})"
-
-    def _valid_images(self, images: list[Any]) -> list[dict[str, Any]]:
-        """The entries with an integer ``id``, a ``file_name`` and positive ``width`` /
-        ``height``; the others are errors."""
-        valid = []
-        for i, img in enumerate(images):
-            if not isinstance(img, dict):
-                self.report.add("bad entry", f"images[{i}]", "not an object")
-                continue
-            for k in ("width", "height"):  # 640.0 (some tools write floats) is 640
-                if isinstance(img.get(k), float) and img[k].is_integer():
-                    img[k] = int(img[k])
-            missing = [k for k in ("id", "file_name", "width", "height") if k not in img]
-            bad = [
-                k
-                for k in ("id", "width", "height")
-                if k in img and (not isinstance(img[k], int) or isinstance(img[k], bool))
-            ]
-            bad += [k for k in ("width", "height") if k not in bad and img.get(k, 1) <= 0]
-            if "file_name" in img and not isinstance(img["file_name"], str):
-                bad.append("file_name")
-            if missing or bad:
-                detail = "; ".join(
-                    ([f"missing {', '.join(missing)}"] if missing else [])
-                    + [
-                        f"{k}={img[k]!r} (expected "
-                        f"{'a path' if k == 'file_name' else 'a positive integer'})"
-                        for k in bad
-                    ]
-                )
-                self.report.add("bad entry", f"images[{i}] (id {img.get('id')})", detail)
-                continue
-            valid.append(img)
-        return valid
-
-    def _valid_categories(self, categories: list[Any]) -> list[dict[str, Any]]:
-        valid = []
-        for i, cat in enumerate(categories):
-            if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
-                self.report.add("bad entry", f"categories[{i}]", "needs an integer 'id'")
-                continue
-            valid.append(cat)
-        return sorted(valid, key=lambda c: c["id"])
-
-    def _check_duplicates(
-        self, images: list[Any], annotations: list[Any], categories: list[Any]
-    ) -> None:
-        def dicts(items: list[Any]) -> list[dict[str, Any]]:
-            return [x for x in items if isinstance(x, dict)]
-
-        for what, items, key in (
-            ("image id", dicts(images), "id"),
-            ("image file_name", dicts(images), "file_name"),
-            ("annotation id", dicts(annotations), "id"),
-            ("category id", dicts(categories), "id"),
-        ):
-            counts = Counter(item.get(key) for item in items if item.get(key) is not None)
-            for value, n in counts.items():
-                if n > 1:
-                    self.report.add("duplicate id", f"{what} {value!r}", f"appears {n} times")
 
     def _resolve_paths(self) -> list[Path | None]:
         paths = []
@@ -244,7 +214,7 @@ class CocoDataset:
                     f"image_id {ann.get('image_id')!r} is not an image of the file",
                     severity="error" if strict else "warning",
                 )
-            elif not _is_box(ann.get("bbox")):
+            elif not is_box(ann.get("bbox")):
                 report.add(
                     "bad box",
                     where,
@@ -360,7 +330,7 @@ class CocoDataset:
         """``seg`` (bad polygons removed), or ``None`` with a warning when nothing usable is
         left; errors for RLE of the wrong size and unknown encodings."""
         if isinstance(seg, list):
-            good = [p for p in seg if _is_polygon(p)]
+            good = [p for p in seg if is_polygon(p)]
             if not good:
                 why = "no segmentation" if not seg else "only polygons of < 3 points / odd length"
                 self.report.add("instance dropped", where, why, "warning")
@@ -377,7 +347,7 @@ class CocoDataset:
         if seg is None or seg == {}:
             self.report.add("instance dropped", where, "no segmentation", "warning")
             return None
-        problem = _segmentation_problem(seg, height, width)
+        problem = segmentation_problem(seg, height, width)
         if problem:
             self.report.add("bad segmentation", where, problem)
             return None
@@ -515,107 +485,3 @@ class CocoDataset:
         if self.class_field is not None:
             sample["class"] = self.classes[index]
         return sample
-
-
-def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """A COCO ``segmentation`` (polygons, RLE or uncompressed RLE) as a ``uint8 [H, W]`` mask."""
-    from pycocotools import mask as mask_utils
-
-    if isinstance(segmentation, list):
-        rles = mask_utils.frPyObjects(segmentation, height, width)
-        rle = mask_utils.merge(rles)
-    elif isinstance(segmentation.get("counts"), list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        counts = segmentation["counts"]
-        rle = {
-            "size": segmentation["size"],
-            "counts": counts.encode() if isinstance(counts, str) else counts,
-        }
-    return mask_utils.decode(rle).astype(np.uint8)
-
-
-CLIP_TOLERANCE = 1.0  # pixels a box may reach outside its image before it is reported
-
-
-def _is_box(bbox: Any) -> bool:
-    """A COCO ``[x, y, w, h]`` of 4 finite numbers."""
-    return (
-        isinstance(bbox, (list, tuple))
-        and len(bbox) == 4
-        and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            for v in bbox
-        )
-    )
-
-
-def _is_polygon(polygon: Any) -> bool:
-    """A flat list of at least 3 (x, y) points."""
-    return isinstance(polygon, list) and len(polygon) >= 6 and len(polygon) % 2 == 0
-
-
-def _segmentation_problem(segmentation: Any, height: int, width: int) -> str | None:
-    """Why ``segmentation`` cannot be decoded for an image of this size, or ``None``."""
-    if segmentation is None or segmentation == []:
-        return "no segmentation"
-    if isinstance(segmentation, list):
-        bad = [p for p in segmentation if not isinstance(p, list) or len(p) < 6 or len(p) % 2]
-        if bad:
-            return "polygon with fewer than 3 points or an odd number of coordinates"
-        return None
-    if not isinstance(segmentation, dict) or "counts" not in segmentation:
-        return f"segmentation is neither polygons nor RLE: {str(segmentation)[:60]}"
-    size = list(segmentation.get("size", []))
-    if size != [height, width]:
-        return f"RLE size {size} differs from the image size [{height}, {width}]"
-    return None
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise AnnotationError(f"annotation file {path} does not exist") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise AnnotationError(f"annotation file {path} is not valid JSON: {err}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise AnnotationError(
-            f"annotation file {path}: expected a COCO object with an 'images' list"
-        )
-    return data
-
-
-@DATASETS.register
-def coco(
-    images: str | None = None,
-    annotations: str | None = None,
-    class_field: str | None = None,
-    class_names: list[str] | None = None,
-    instances: bool = True,
-    masks: bool | None = None,
-    semantic: bool | None = None,
-    ignore_index: int = 255,
-    on_bad_image: Literal["error", "skip"] = "error",
-    keep_negatives: bool = True,
-    strict: bool = False,
-) -> CocoDataset:
-    """COCO json (``annotations``, default ``images/annotations.json``) with the image files
-    under ``images``. ``masks`` / ``semantic``: ``null`` reads them when a head learns from
-    them. ``on_bad_image`` (``error`` | ``skip``), ``keep_negatives`` (images without boxes;
-    validation sets always keep them) and ``strict`` (annotations of unknown images are an
-    error): see :class:`CocoDataset`."""
-    return CocoDataset(
-        images,
-        annotations,
-        class_field,
-        class_names,
-        instances,
-        bool(masks),
-        bool(semantic),
-        ignore_index,
-        on_bad_image=on_bad_image,
-        keep_negatives=keep_negatives,
-        strict=strict,
-    )

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping
+from typing import ClassVar, Literal
 
 from visionkit.data.batch import IMAGE_EXTENSIONS, Sample, dataset_root
 from visionkit.data.checks import (
+    IMAGE_CHECKS,
     DataReport,
     ImageFile,
     check_image_files,
@@ -25,6 +25,7 @@ from visionkit.errors import DataError
 from visionkit.registry import DATASETS
 
 
+@DATASETS.register("folder")
 class ImageFolderDataset:
     """Images in one sub-folder per class. Image ids are 1-based positions in sorted order.
 
@@ -35,19 +36,31 @@ class ImageFolderDataset:
         extensions: file suffixes counted as images (case-insensitive).
         on_bad_image: ``"error"`` (default) or ``"skip"``; see
             :class:`visionkit.data.readers.coco.CocoDataset`.
+        image_check: ``"header"`` (default) or ``"decode"`` (:data:`~visionkit.data.checks.
+            IMAGE_CHECKS`): how construction checks the image files.
 
     Construction opens every image and reads its header (:mod:`visionkit.data.checks`); the
     report is kept as :attr:`report`.
     """
 
+    #: The argument that names the dataset folder.
+    location: ClassVar[str] = "root"
+    #: The Sample targets it produces: the image-level class.
+    targets: ClassVar[tuple[str, ...]] = ("class",)
+    #: Target → flag argument switched on when a head needs it (none: it always has classes).
+    target_flags: ClassVar[Mapping[str, str]] = {}
+
     def __init__(
         self,
-        root: str | os.PathLike,
-        class_names: Sequence[str] | None = None,
-        extensions: Sequence[str] = IMAGE_EXTENSIONS,
-        on_bad_image: str = "error",
+        root: str | None = None,
+        class_names: list[str] | None = None,
+        extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
+        on_bad_image: Literal["error", "skip"] = "error",
+        *,
+        image_check: Literal["header", "decode"] = "header",
     ) -> None:
         self.on_bad_image = policy(on_bad_image, "on_bad_image", ("error", "skip"))
+        image_check = policy(image_check, "image_check", IMAGE_CHECKS)
         self.root = dataset_root(root)
         found = sorted(
             d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")
@@ -76,7 +89,7 @@ class ImageFolderDataset:
         report.num_images = len(self.items)
         files = [ImageFile(path, where_of(path, self.root)) for path, _ in self.items]
         severity = "warning" if self.on_bad_image == "skip" else "error"
-        sizes = check_image_files(files, report, bad_image_severity=severity)
+        sizes = check_image_files(files, report, image_check, bad_image_severity=severity)
         if self.on_bad_image == "skip":
             self.items = [item for item, size in zip(self.items, sizes, strict=True) if size]
             skipped = len(sizes) - len(self.items)
@@ -114,13 +127,3 @@ class ImageFolderDataset:
             "class": label,
             "path": str(path),
         }
-
-
-@DATASETS.register
-def folder(
-    root: str | None = None,
-    class_names: list[str] | None = None,
-    on_bad_image: Literal["error", "skip"] = "error",
-) -> ImageFolderDataset:
-    """ImageFolder layout (``root/<class>/<image>``); ``on_bad_image``: ``error`` | ``skip``."""
-    return ImageFolderDataset(root, class_names=class_names, on_bad_image=on_bad_image)

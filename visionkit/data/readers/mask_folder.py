@@ -22,19 +22,19 @@ Class names come from ``class_names`` or, when not given, ``root/classes.txt``.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from PIL import Image
 
 from visionkit.data.batch import IMAGE_EXTENSIONS, Sample, dataset_root
 from visionkit.data.checks import (
+    IMAGE_CHECKS,
     DataReport,
     ImageFile,
     check_image_files,
-    image_check_mode,
     policy,
     read_or_skip,
     where_of,
@@ -46,6 +46,7 @@ from visionkit.registry import DATASETS
 MASK_MODES = ("P", "L", "I;16", "I")  # label PNG modes whose values are class indices
 
 
+@DATASETS.register("mask_folder")
 class MaskFolderDataset:
     """Images and their label PNGs; samples carry ``semantic`` (uint8 ``[H, W]``).
 
@@ -57,22 +58,34 @@ class MaskFolderDataset:
         ignore_index: label value that marks unlabelled pixels.
         on_bad_image: ``"error"`` (default) or ``"skip"`` (an image that cannot be read is
             left out with its mask); see :class:`visionkit.data.readers.coco.CocoDataset`.
+        image_check: ``"header"`` (default) or ``"decode"`` (:data:`~visionkit.data.checks.
+            IMAGE_CHECKS`); ``"decode"`` also decodes every label PNG and checks its values.
 
     Construction opens every image and every label PNG and reads their headers (size, mode);
     all problems are reported together (:mod:`visionkit.data.checks`). Label values are
     checked when a mask is read (and by ``visionkit check-data``, which decodes them all).
     """
 
+    #: The argument that names the dataset folder.
+    location: ClassVar[str] = "root"
+    #: The Sample targets it produces: the semantic label map.
+    targets: ClassVar[tuple[str, ...]] = ("semantic",)
+    #: Target → flag argument switched on when a head needs it (none: it always has label maps).
+    target_flags: ClassVar[Mapping[str, str]] = {}
+
     def __init__(
         self,
-        root: str | os.PathLike,
+        root: str | None = None,
         images: str = "images",
         masks: str = "masks",
-        class_names: Sequence[str] | None = None,
+        class_names: list[str] | None = None,
         ignore_index: int = 255,
-        on_bad_image: str = "error",
+        on_bad_image: Literal["error", "skip"] = "error",
+        *,
+        image_check: Literal["header", "decode"] = "header",
     ) -> None:
         self.on_bad_image = policy(on_bad_image, "on_bad_image", ("error", "skip"))
+        self.image_check = policy(image_check, "image_check", IMAGE_CHECKS)
         self.root = dataset_root(root)
         self.image_dir = self.root / images
         self.mask_dir = self.root / masks
@@ -103,9 +116,9 @@ class MaskFolderDataset:
         report.num_images = len(self.paths)
         files = [ImageFile(p, where_of(p, self.root)) for p in self.paths]
         severity = "warning" if self.on_bad_image == "skip" else "error"
-        sizes = check_image_files(files, report, bad_image_severity=severity)
+        sizes = check_image_files(files, report, self.image_check, bad_image_severity=severity)
         report.image_sizes.clear()
-        decode = image_check_mode() == "decode"
+        decode = self.image_check == "decode"
         keep = []
         for image_path, mask_path, size in zip(self.paths, self.mask_paths, sizes, strict=True):
             where = where_of(mask_path, self.root)
@@ -222,20 +235,6 @@ class MaskFolderDataset:
             "path": str(self.paths[index]),
             "semantic": mask,
         }
-
-
-@DATASETS.register
-def mask_folder(
-    root: str | None = None,
-    images: str = "images",
-    masks: str = "masks",
-    class_names: list[str] | None = None,
-    ignore_index: int = 255,
-    on_bad_image: Literal["error", "skip"] = "error",
-) -> MaskFolderDataset:
-    """Images plus label PNGs (``root/images``, ``root/masks``, ``root/classes.txt``);
-    ``on_bad_image``: ``error`` | ``skip``."""
-    return MaskFolderDataset(root, images, masks, class_names, ignore_index, on_bad_image)
 
 
 def write_mask_png(path: str | os.PathLike, mask: np.ndarray, palette: bool = True) -> None:

@@ -23,14 +23,11 @@ from visionkit.models.backbones.base import (
     Backbone,
     BackboneError,
     FeatureBackbone,
+    refuse_unsafe_kwargs,
     select_levels,
 )
-from visionkit.models.backbones.weights import (
-    LoadReport,
-    WeightsNotCachedError,
-    load_file_into,
-    read_state_dict,
-)
+from visionkit.models.backbones.pretrained import WeightsNotCachedError, load_pretrained_file
+from visionkit.models.weights import LoadReport
 from visionkit.registry import BACKBONES, UnknownNameError
 
 
@@ -83,6 +80,7 @@ def create_backbone(
     """
     builder = _get_builder(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    refuse_unsafe_kwargs(kwargs)
     if out_indices is not None:
         kwargs["out_indices"] = out_indices
     weights_file = None
@@ -93,7 +91,7 @@ def create_backbone(
     backbone = builder(**kwargs)
     if weights_file is not None:
         prefixes = ("", "body.") if isinstance(backbone, FeatureBackbone) else ("",)
-        load_file_into(backbone, weights_file, prefixes)
+        load_pretrained_file(backbone, weights_file, prefixes)
     return backbone
 
 
@@ -139,7 +137,6 @@ __all__ = [
     "WeightsNotCachedError",
     "create_backbone",
     "list_backbones",
-    "read_state_dict",
     "select_levels",
     "simple_cnn",
     "timm_backbones",

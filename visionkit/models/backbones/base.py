@@ -20,6 +20,42 @@ class BackboneError(VisionkitError):
     """A backbone cannot be built as asked (bad ``out_indices``, no published weights, ...)."""
 
 
+#: Builder arguments a config or a checkpoint may never pass: they make timm or torchvision
+#: read a file or fetch weights themselves (timm < 1.0.26 unpickles ``checkpoint_path`` with
+#: ``weights_only=False``). Weights come in only through ``pretrained`` (checked loaders).
+REFUSED_KWARGS = ("checkpoint_path", "pretrained", "weights", "weights_backbone", "cache_dir")
+_REFUSED_SUFFIXES = ("path", "file", "files", "url", "dir", "checkpoint", "weights")
+
+
+def refuse_unsafe_kwargs(kwargs: dict[str, object]) -> None:
+    """Raise :class:`BackboneError` when a backbone builder argument could load a file: a
+    key in :data:`REFUSED_KWARGS`, ``pretrained_cfg*``, or ending in ``path``, ``file``,
+    ``url``, ``dir``, ``checkpoint`` or ``weights`` (``drop_path_rate`` is fine), or any string
+    value that looks like a path or URL."""
+    problems = []
+    for key, value in kwargs.items():
+        lowered = key.lower()
+        if (
+            lowered in REFUSED_KWARGS
+            or lowered.startswith("pretrained_cfg")
+            or lowered.endswith(_REFUSED_SUFFIXES)
+        ):
+            problems.append(
+                f"model.backbone.kwargs.{key}: refused (it could make the library load a file)"
+            )
+        elif isinstance(value, str) and ("/" in value or "\\" in value or "://" in value):
+            problems.append(
+                f"model.backbone.kwargs.{key}: {value!r} looks like a path or URL; refused "
+                "(architecture arguments only)"
+            )
+    if problems:
+        raise BackboneError(
+            "; ".join(problems)
+            + ". Load weights with model.backbone.pretrained (true, or a .safetensors / .pth "
+            "file read with weights_only=True) or model.init_from."
+        )
+
+
 @runtime_checkable
 class Backbone(Protocol):
     """What every backbone provides.

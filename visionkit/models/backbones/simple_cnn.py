@@ -10,15 +10,18 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from visionkit.models.backbones.base import BackboneError, select_levels
+from visionkit.models.backbones.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BackboneError,
+    select_levels,
+)
 from visionkit.registry import BACKBONES
 
 # Inputs are expected in 0..1 and normalised to roughly zero mean / unit variance. The
-# network is trained from scratch, so any fixed affine map works; these are the ImageNet
+# network is trained from scratch, so any fixed affine map works; it uses the ImageNet
 # statistics, which suit natural RGB images and keep it interchangeable with pretrained
 # backbones in a pipeline.
-SIMPLE_CNN_MEAN = (0.485, 0.456, 0.406)
-SIMPLE_CNN_STD = (0.229, 0.224, 0.225)
 
 
 class SimpleCNN(nn.Module):
@@ -68,8 +71,8 @@ class SimpleCNN(nn.Module):
         self.name = name
         self.out_channels = [int(widths[i]) for i in self.out_indices]
         self.strides = [2 ** (i + 1) for i in self.out_indices]
-        self.mean = SIMPLE_CNN_MEAN
-        self.std = SIMPLE_CNN_STD
+        self.mean = IMAGENET_MEAN
+        self.std = IMAGENET_STD
         self._init_weights()
 
     def _init_weights(self) -> None:

@@ -39,13 +39,13 @@ from visionkit.models.backbones.base import (
     FeatureBackbone,
     to_rgb_stats,
 )
-from visionkit.models.backbones.weights import (
+from visionkit.models.backbones.pretrained import (
     WeightsNotCachedError,
     hf_cache_dir,
     hf_cached_file,
-    read_state_dict,
     torch_hub_file,
 )
+from visionkit.models.weights import read_weights
 from visionkit.registry import BACKBONES
 
 PREFIX = "timm/"
@@ -160,7 +160,7 @@ def _cached_state_dict(model_name: str, name: str) -> dict[str, torch.Tensor]:
         )
     looked_in = []
     if cfg.file:
-        return read_state_dict(cfg.file)
+        return read_weights(cfg.file)
     if cfg.hf_hub_id:
         filenames = [cfg.hf_hub_filename] if cfg.hf_hub_filename else []
         filenames += ["model.safetensors", "pytorch_model.bin"]
@@ -168,12 +168,12 @@ def _cached_state_dict(model_name: str, name: str) -> dict[str, torch.Tensor]:
             filenames.insert(0, "open_clip_model.safetensors")
         found = hf_cached_file(cfg.hf_hub_id, filenames)
         if found is not None:
-            return read_state_dict(found)
+            return read_weights(found)
         looked_in.append(f"{hf_cache_dir()} (Hugging Face repo {cfg.hf_hub_id})")
     if cfg.url:
         path = torch_hub_file(cfg.url)
         if path.is_file():
-            return read_state_dict(path)
+            return read_weights(path)
         looked_in.append(str(path))
     raise WeightsNotCachedError(name, " and ".join(looked_in))
 

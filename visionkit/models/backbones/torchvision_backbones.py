@@ -46,7 +46,7 @@ from visionkit.models.backbones.base import (
     FeatureBackbone,
     select_levels,
 )
-from visionkit.models.backbones.weights import (
+from visionkit.models.backbones.pretrained import (
     WeightsNotCachedError,
     forced_weights_only,
     torch_hub_file,

@@ -1,12 +1,24 @@
-"""Heads. Each module registers its builders in ``HEADS``; the import list is explicit."""
+"""Heads. Each module registers its head class in ``HEADS``; the import list is explicit.
 
-from visionkit.models.heads import classification, fcos, fcos_mask, retinanet, semantic
+``_utils`` holds what the heads share (and the detection heads' box selection), ``_semantic``
+what the two semantic segmentation heads share.
+"""
+
+from visionkit.models.heads import (
+    classification,
+    deeplabv3plus,
+    fcos,
+    fcos_mask,
+    retinanet,
+    semantic_fpn,
+)
 from visionkit.models.heads.base import Head
 from visionkit.models.heads.classification import ClassificationHead
+from visionkit.models.heads.deeplabv3plus import DeepLabV3PlusHead
 from visionkit.models.heads.fcos import FCOSHead
 from visionkit.models.heads.fcos_mask import FCOSMaskHead
 from visionkit.models.heads.retinanet import RetinaNetHead
-from visionkit.models.heads.semantic import DeepLabV3PlusHead, SemanticFPNHead
+from visionkit.models.heads.semantic_fpn import SemanticFPNHead
 from visionkit.registry import HEADS
 
 
@@ -24,9 +36,10 @@ __all__ = [
     "RetinaNetHead",
     "SemanticFPNHead",
     "classification",
+    "deeplabv3plus",
     "fcos",
     "fcos_mask",
     "list_heads",
     "retinanet",
-    "semantic",
+    "semantic_fpn",
 ]

@@ -1,34 +1,37 @@
-"""Image classification heads: ``linear`` (pool → dropout → linear) and ``mlp``.
+"""Image classification heads: ``linear`` (pool → dropout → linear) and ``mlp`` (the same
+class with a hidden layer by default).
 
 >>> import torch
->>> head = linear(in_channels=[16, 32], num_classes=4)
+>>> head = ClassificationHead(in_channels=[16, 32], num_classes=4)
 >>> head([torch.rand(2, 16, 8, 8), torch.rand(2, 32, 4, 4)])["logits"].shape
 torch.Size([2, 4])
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from visionkit.data.batch import IGNORE_CLASS
+from visionkit.models.heads._utils import resolve_num_classes
 from visionkit.registry import HEADS
 
-IGNORE = -1  # value of ``targets["class"]`` for an image without an image-level label
 
-
+@HEADS.register("linear")
 class ClassificationHead(nn.Module):
-    """Global average pool of one feature level, optional hidden layers, then a linear layer.
+    """Global pool → dropout → linear (with ``hidden_dims``: (dropout → linear → ReLU) per
+    hidden width first), on one feature level.
 
     Args:
-        in_channels: channels of the feature level it reads.
-        num_classes: number of classes C.
+        in_channels: channels of each feature map of the list it reads (the backbone's
+            ``out_channels``).
+        num_classes: number of classes C; ``None`` takes the number of ``class_names``.
         hidden_dims: widths of hidden layers (``()`` for a linear classifier).
         dropout: dropout before each linear layer.
-        level: which feature map of the backbone's list to pool (default: the last).
+        level: which feature map of the list to pool (default: the last).
         label_smoothing: passed to cross-entropy.
         class_names: names of the C classes, used in predictions.
     """
@@ -39,21 +42,22 @@ class ClassificationHead(nn.Module):
 
     def __init__(
         self,
-        in_channels: int,
-        num_classes: int,
-        hidden_dims: Sequence[int] = (),
+        in_channels: list[int],
+        num_classes: int | None = None,
+        hidden_dims: tuple[int, ...] = (),
         dropout: float = 0.0,
         level: int = -1,
         label_smoothing: float = 0.0,
-        class_names: Sequence[str] | None = None,
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
+        num_classes = resolve_num_classes("classification head", num_classes, class_names)
         self.num_classes = num_classes
         self.level = level
         self.label_smoothing = label_smoothing
         self.class_names = list(class_names) if class_names else None
         layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten(1)]
-        width = in_channels
+        width = in_channels[level]
         for hidden in hidden_dims:
             layers += [nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(inplace=True)]
             width = hidden
@@ -68,8 +72,10 @@ class ClassificationHead(nn.Module):
         logits = outputs["logits"].float()  # [B, C]
         labels = targets.get("class")
         if labels is None:
-            labels = torch.full(logits.shape[:1], IGNORE, dtype=torch.long, device=logits.device)
-        valid = labels != IGNORE
+            labels = torch.full(
+                logits.shape[:1], IGNORE_CLASS, dtype=torch.long, device=logits.device
+            )
+        valid = labels != IGNORE_CLASS
         per_image = F.cross_entropy(
             logits,
             labels.clamp(min=0),
@@ -99,47 +105,10 @@ class ClassificationHead(nn.Module):
         ]
 
 
-def _create_classifier(in_channels: list[int], level: int, **kwargs: Any) -> ClassificationHead:
-    return ClassificationHead(in_channels=in_channels[level], level=level, **kwargs)
-
-
-@HEADS.register
-def linear(
-    in_channels: list[int],
-    num_classes: int | None = None,
-    dropout: float = 0.0,
-    level: int = -1,
-    label_smoothing: float = 0.0,
-    class_names: list[str] | None = None,
-) -> ClassificationHead:
-    """Global pool → dropout → linear."""
-    return _create_classifier(
-        in_channels,
-        level,
-        num_classes=num_classes,
-        dropout=dropout,
-        label_smoothing=label_smoothing,
-        class_names=class_names,
-    )
-
-
-@HEADS.register
-def mlp(
-    in_channels: list[int],
-    num_classes: int | None = None,
-    hidden_dims: tuple[int, ...] = (512,),
-    dropout: float = 0.2,
-    level: int = -1,
-    label_smoothing: float = 0.0,
-    class_names: list[str] | None = None,
-) -> ClassificationHead:
-    """Global pool → (dropout → linear → ReLU) per hidden width → dropout → linear."""
-    return _create_classifier(
-        in_channels,
-        level,
-        num_classes=num_classes,
-        hidden_dims=hidden_dims,
-        dropout=dropout,
-        label_smoothing=label_smoothing,
-        class_names=class_names,
-    )
+mlp = HEADS.variant(
+    "mlp",
+    ClassificationHead,
+    "Global pool → (dropout → linear → ReLU) per hidden width → dropout → linear.",
+    hidden_dims=(512,),
+    dropout=0.2,
+)

@@ -10,7 +10,7 @@ whose largest distance ``m = max(l, t, r, b)`` from the point satisfies
 last. On P3–P7 this is FCOS's ``[0, 64], [64, 128], [128, 256], [256, 512], [512, inf]``.
 
 >>> import torch
->>> head = fcos(in_channels=[32, 32, 32], strides=[8, 16, 32], num_classes=3)
+>>> head = FCOSHead(in_channels=[32, 32, 32], strides=[8, 16, 32], num_classes=3)
 >>> out = head([torch.rand(2, 32, 8, 8), torch.rand(2, 32, 4, 4), torch.rand(2, 32, 2, 2)])
 >>> out["cls_logits"].shape, out["bbox_regression"].shape, out["points"].shape
 (torch.Size([2, 84, 3]), torch.Size([2, 84, 4]), torch.Size([84, 2]))
@@ -35,19 +35,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import generalized_box_iou_loss
 
-from visionkit.models.heads.detection_utils import (
+from visionkit.models.heads._utils import (
     DetectionTargets,
     Sizes,
     as_sizes,
     check_head_args,
     conv_tower,
-    create_pyramid_head,
     flatten_levels,
     focal_loss,
-    format_detections,
     grid_points,
-    keep_detections,
     level_slices,
+    pyramid_channels,
+    resolve_num_classes,
+    select_detections,
     topk_per_level,
     unpack_targets,
     zero_loss,
@@ -71,7 +71,8 @@ def match_fcos_points(
     boxes: Tensor,
     center_sampling_radius: float = 1.5,
 ) -> tuple[Tensor, Tensor]:
-    """FCOS point-to-box matching for one image, vectorised over points × boxes.
+    """FCOS point-to-box matching for one image, vectorised over points × boxes (the one
+    matching rule: :meth:`FCOSHead.assign_batch` applies it to every image of a batch).
 
     A point is a candidate for a box when (1) it lies strictly inside the box — or, with
     ``center_sampling_radius > 0``, strictly inside the square of half-side
@@ -119,32 +120,6 @@ def match_fcos_points(
     return matched, out_ltrb
 
 
-def assign_fcos_targets(
-    points: Tensor,
-    point_ranges: Tensor,
-    point_strides: Tensor,
-    boxes: Tensor,
-    labels: Tensor,
-    center_sampling_radius: float = 1.5,
-) -> tuple[Tensor, Tensor]:
-    """FCOS target assignment for one image: :func:`match_fcos_points`, with the matched
-    box's class per point.
-
-    Args:
-        points, point_ranges, point_strides, boxes, center_sampling_radius: as for
-            :func:`match_fcos_points`.
-        labels: ``[M]`` int64 classes of ``boxes``.
-
-    Returns:
-        ``labels`` int64 ``[P]`` (``-1`` for background) and ``ltrb`` float ``[P, 4]``, the
-        distances from each point to the sides of its box (meaningless for background).
-    """
-    matched, ltrb = match_fcos_points(
-        points, point_ranges, point_strides, boxes, center_sampling_radius
-    )
-    return _labels_of(matched, labels), ltrb
-
-
 def _labels_of(matched: Tensor, labels: Tensor) -> Tensor:
     """The class of each point's matched box, ``-1`` where ``matched`` is ``-1``."""
     if labels.numel() == 0:
@@ -177,13 +152,16 @@ def centerness_targets(ltrb: Tensor) -> Tensor:
     return ratio.clamp(min=0).sqrt()
 
 
+@HEADS.register("fcos")
 class FCOSHead(nn.Module):
-    """FCOS head: shared cls and box conv towers over all levels, per-level regression scales.
+    """FCOS on a neck's levels: shared cls and box conv towers over all levels, per-level
+    regression scales.
 
     Args:
-        in_channels: channels of every input level (a neck's common width).
-        num_classes: number of object classes C (no background class).
+        in_channels: channels of each input level, all equal (e.g. an FPN neck's).
         strides: stride of each input level.
+        num_classes: number of object classes C (no background class); ``None`` takes the
+            number of ``class_names``.
         num_convs: 3x3 convs in each tower.
         width: channels of the towers (default ``in_channels``).
         norm: ``"group"`` (GroupNorm with 32 groups, or the largest of 16/8/4/2/1 that divides
@@ -199,7 +177,7 @@ class FCOSHead(nn.Module):
 
     Example:
         >>> import torch
-        >>> head = FCOSHead(in_channels=16, num_classes=2, strides=[8, 16], num_convs=1)
+        >>> head = FCOSHead(in_channels=[16, 16], strides=[8, 16], num_classes=2, num_convs=1)
         >>> out = head([torch.rand(1, 16, 4, 4), torch.rand(1, 16, 2, 2)])
         >>> {k: tuple(v.shape) for k, v in out.items()}  # doctest: +NORMALIZE_WHITESPACE
         {'cls_logits': (1, 20, 2), 'bbox_regression': (1, 20, 4), 'centerness': (1, 20),
@@ -209,12 +187,13 @@ class FCOSHead(nn.Module):
     task: ClassVar[str] = "detection"
     label_key: ClassVar[str] = "instances"
     reads: ClassVar[str] = "neck"
+    _name: ClassVar[str] = "fcos"  # what its error messages call it
 
     def __init__(
         self,
-        in_channels: int,
-        num_classes: int,
-        strides: Sequence[int],
+        in_channels: list[int],
+        strides: list[int],
+        num_classes: int | None = None,
         num_convs: int = 4,
         width: int | None = None,
         norm: str = "group",
@@ -224,13 +203,17 @@ class FCOSHead(nn.Module):
         nms_thresh: float = 0.6,
         topk_candidates: int = 1000,
         detections_per_img: int = 100,
-        class_names: Sequence[str] | None = None,
+        class_names: list[str] | None = None,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
     ) -> None:
         super().__init__()
-        check_head_args("fcos", num_classes, class_names, strides, prior_prob)
+        name = self._name
+        in_channels = pyramid_channels(name, in_channels, strides)
+        num_classes = resolve_num_classes(name, num_classes, class_names)
+        check_head_args(name, num_classes, class_names, strides, prior_prob)
         width = width or in_channels
+        self.in_channels = in_channels
         self.num_classes = num_classes
         self.strides = [int(s) for s in strides]
         self.class_names = list(class_names) if class_names else None
@@ -293,33 +276,24 @@ class FCOSHead(nn.Module):
         return outputs, box_feats
 
     @torch.no_grad()
-    def match(self, points: Tensor, point_strides: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
-        """:func:`match_fcos_points` with this head's level ranges and centre sampling."""
-        level = torch.searchsorted(point_strides.new_tensor(self.strides), point_strides)
-        ranges = self.scale_ranges.to(points.device)[level]  # [P, 2]
-        return match_fcos_points(points, ranges, point_strides, boxes, self.center_sampling_radius)
-
-    @torch.no_grad()
-    def assign(
-        self, points: Tensor, point_strides: Tensor, boxes: Tensor, labels: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """:func:`assign_fcos_targets` with this head's level ranges and centre sampling."""
-        matched, ltrb = self.match(points, point_strides, boxes)
-        return _labels_of(matched, labels), ltrb
-
-    @torch.no_grad()
     def assign_batch(
         self, points: Tensor, point_strides: Tensor, targets: DetectionTargets
     ) -> FCOSTargets:
-        """Per-point targets of every image (points × boxes vectorised within an image);
-        images with ``valid`` False are all background."""
+        """Per-point targets of every image: :func:`match_fcos_points` with this head's level
+        ranges and centre sampling (points × boxes vectorised within an image); images with
+        ``valid`` False are all background."""
         batch_size, num_points = len(targets.boxes), points.shape[0]
+        level = torch.searchsorted(point_strides.new_tensor(self.strides), point_strides)
+        ranges = self.scale_ranges.to(points.device)[level]  # [P, 2]
+        radius = self.center_sampling_radius
         matched = torch.full((batch_size, num_points), -1, dtype=torch.long, device=points.device)
         labels = matched.clone()
         ltrb = point_strides[None, :, None].expand(batch_size, -1, 4).clone()  # dummy: valid box
         for i, valid in enumerate(targets.valid.tolist()):
             if valid and len(targets.boxes[i]):
-                match, dist = self.match(points, point_strides, targets.boxes[i])
+                match, dist = match_fcos_points(
+                    points, ranges, point_strides, targets.boxes[i], radius
+                )
                 matched[i] = match
                 labels[i] = _labels_of(match, targets.labels[i])
                 ltrb[i] = torch.where((match >= 0)[:, None], dist, ltrb[i])
@@ -430,36 +404,15 @@ class FCOSHead(nn.Module):
                 point, label = index // num_classes, index % num_classes
                 dist = regression[i, point]  # [N, 4]
                 boxes = torch.cat([points[point] - dist[:, :2], points[point] + dist[:, 2:]], 1)
-                kept = keep_detections(
-                    boxes, score, label, sizes[i], self.nms_thresh, self.detections_per_img
-                )
-                prediction = format_detections(
-                    boxes[kept],
-                    score[kept],
-                    label[kept],
+                prediction, kept = select_detections(
+                    boxes,
+                    score,
+                    label,
                     sizes[i],
+                    self.nms_thresh,
+                    self.detections_per_img,
                     originals[i] if originals else None,
                     self.class_names,
                 )
                 results.append((prediction, point[kept]))
         return results
-
-
-@HEADS.register
-def fcos(
-    in_channels: list[int],
-    strides: list[int],
-    num_classes: int | None = None,
-    num_convs: int = 4,
-    width: int | None = None,
-    norm: str = "group",
-    prior_prob: float = 0.01,
-    center_sampling_radius: float = 1.5,
-    score_thresh: float = 0.05,
-    nms_thresh: float = 0.6,
-    topk_candidates: int = 1000,
-    detections_per_img: int = 100,
-    class_names: list[str] | None = None,
-) -> FCOSHead:
-    """FCOS on a neck's levels (all of ``in_channels`` equal, e.g. an FPN's)."""
-    return create_pyramid_head(FCOSHead, "fcos", **locals())

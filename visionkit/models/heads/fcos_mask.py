@@ -15,7 +15,7 @@ over the pixels that overlap the ground-truth box, divided by their number (the 
 YOLACT) and averaged over the points.
 
 >>> import torch
->>> head = fcos_mask(in_channels=[32, 32], strides=[8, 16], num_classes=2, num_convs=1)
+>>> head = FCOSMaskHead(in_channels=[32, 32], strides=[8, 16], num_classes=2, num_convs=1)
 >>> out = head([torch.rand(2, 32, 8, 8), torch.rand(2, 32, 4, 4)])
 >>> out["mask_coeffs"].shape, out["prototypes"].shape
 (torch.Size([2, 80, 16]), torch.Size([2, 16, 16, 16]))
@@ -39,12 +39,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visionkit.models.heads.detection_utils import (
+from visionkit.models.heads._utils import (
     DetectionTargets,
     Sizes,
     as_sizes,
     conv_tower,
-    create_pyramid_head,
     flatten_levels,
     unpack_targets,
     zero_loss,
@@ -66,13 +65,18 @@ def mask_targets(masks: Tensor, size: Sequence[int], stride: int) -> Tensor:
     return F.avg_pool2d(masks[:, None], stride)[:, 0] if len(masks) else masks.new_zeros(0, h, w)
 
 
+@HEADS.register("fcos_mask")
 class FCOSMaskHead(FCOSHead):
-    """FCOS plus a prototype mask branch (see the module docstring).
+    """FCOS with a prototype mask branch on a neck's levels (all of ``in_channels`` equal,
+    e.g. an FPN's; the first level feeds the protonet).
+
+    See the module docstring for the mask branch and its loss.
 
     Args:
-        in_channels: channels of every input level (a neck's common width).
-        num_classes: number of object classes C (no background class).
+        in_channels: channels of each input level, all equal (e.g. an FPN neck's).
         strides: stride of each input level; the prototypes have stride ``strides[0] / 2``.
+        num_classes: number of object classes C (no background class); ``None`` takes the
+            number of ``class_names``.
         num_prototypes: prototype masks K (and mask coefficients per point).
         proto_channels: width of the protonet.
         proto_convs: 3x3 convs of the protonet on the finest level, before its 2× upsampling
@@ -80,11 +84,12 @@ class FCOSMaskHead(FCOSHead):
         mask_loss_weight: factor of the ``mask`` loss term.
         mask_positives_per_img: most positive points per image in the mask loss.
         mask_thresh: probability above which a mask pixel is foreground in postprocess.
-        **fcos_args: the arguments of :class:`~visionkit.models.heads.fcos.FCOSHead`.
+        **fcos_args: the other arguments of :class:`~visionkit.models.heads.fcos.FCOSHead`
+            (they are config keys of ``fcos_mask`` too: the registry reads them from there).
 
     Example:
         >>> import torch
-        >>> head = FCOSMaskHead(in_channels=16, num_classes=2, strides=[8], num_convs=1)
+        >>> head = FCOSMaskHead(in_channels=[16], strides=[8], num_classes=2, num_convs=1)
         >>> out = head([torch.rand(1, 16, 4, 4)])
         >>> head.mask_stride, tuple(out["prototypes"].shape), tuple(out["mask_coeffs"].shape)
         (4, (1, 16, 8, 8), (1, 16, 16))
@@ -93,12 +98,13 @@ class FCOSMaskHead(FCOSHead):
     task: ClassVar[str] = "instance"
     label_key: ClassVar[str] = "instances"
     reads: ClassVar[str] = "neck"
+    _name: ClassVar[str] = "fcos_mask"
 
     def __init__(
         self,
-        in_channels: int,
-        num_classes: int,
-        strides: Sequence[int],
+        in_channels: list[int],
+        strides: list[int],
+        num_classes: int | None = None,
         num_prototypes: int = 16,
         proto_channels: int = 64,
         proto_convs: int = 2,
@@ -107,7 +113,7 @@ class FCOSMaskHead(FCOSHead):
         mask_thresh: float = 0.5,
         **fcos_args: Any,
     ) -> None:
-        super().__init__(in_channels, num_classes, strides, **fcos_args)
+        super().__init__(in_channels, strides, num_classes, **fcos_args)
         if num_prototypes < 1 or proto_channels < 1 or proto_convs < 0:
             raise ValueError(
                 "fcos_mask: num_prototypes and proto_channels must be >= 1 and proto_convs "
@@ -127,9 +133,9 @@ class FCOSMaskHead(FCOSHead):
         self.mask_positives_per_img = mask_positives_per_img
         self.mask_thresh = mask_thresh
         norm = fcos_args.get("norm", "group")
-        width = proto_channels if proto_convs > 0 else in_channels
+        width = proto_channels if proto_convs > 0 else self.in_channels
         self.protonet = nn.Sequential(
-            conv_tower(in_channels, proto_channels, proto_convs, norm),
+            conv_tower(self.in_channels, proto_channels, proto_convs, norm),
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
             nn.Conv2d(width, proto_channels, 3, padding=1),
             nn.ReLU(inplace=True),
@@ -310,30 +316,3 @@ class FCOSMaskHead(FCOSHead):
             in_y = (ys >= y1) & (ys <= y2)  # [n, H0]
             out[part] = (prob[0] > self.mask_thresh) & in_y[:, :, None] & in_x[:, None, :]
         return out
-
-
-@HEADS.register
-def fcos_mask(
-    in_channels: list[int],
-    strides: list[int],
-    num_classes: int | None = None,
-    num_prototypes: int = 16,
-    proto_channels: int = 64,
-    proto_convs: int = 2,
-    mask_loss_weight: float = 1.0,
-    mask_positives_per_img: int = 64,
-    mask_thresh: float = 0.5,
-    num_convs: int = 4,
-    width: int | None = None,
-    norm: str = "group",
-    prior_prob: float = 0.01,
-    center_sampling_radius: float = 1.5,
-    score_thresh: float = 0.05,
-    nms_thresh: float = 0.6,
-    topk_candidates: int = 1000,
-    detections_per_img: int = 100,
-    class_names: list[str] | None = None,
-) -> FCOSMaskHead:
-    """FCOS with a prototype mask branch on a neck's levels (all of ``in_channels`` equal,
-    e.g. an FPN's; the first level feeds the protonet)."""
-    return create_pyramid_head(FCOSMaskHead, "fcos_mask", **locals())

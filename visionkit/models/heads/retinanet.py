@@ -20,16 +20,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import box_convert, box_iou, generalized_box_iou_loss
 
-from visionkit.models.heads.detection_utils import (
+from visionkit.models.heads._utils import (
     Sizes,
     as_sizes,
     check_head_args,
     conv_tower,
-    create_pyramid_head,
     flatten_levels,
     focal_loss,
     grid_points,
     level_slices,
+    pyramid_channels,
+    resolve_num_classes,
     select_detections,
     topk_per_level,
     unpack_targets,
@@ -37,7 +38,7 @@ from visionkit.models.heads.detection_utils import (
 )
 from visionkit.registry import HEADS
 
-BACKGROUND, IGNORE = -1, -2  # anchor match codes; matches >= 0 index the ground-truth boxes
+MATCH_BACKGROUND, MATCH_IGNORE = -1, -2  # anchor match codes; matches >= 0 index the boxes
 MAX_LOG_SCALE = math.log(1000.0 / 16)  # clamp of the decoded dw, dh (as torchvision)
 
 
@@ -86,14 +87,17 @@ def match_anchors(
             torchvision's and Detectron2's ``Matcher``.
 
     Returns:
-        int64 ``[N]``: the matched box's index, :data:`BACKGROUND` (-1) or :data:`IGNORE` (-2).
+        int64 ``[N]``: the matched box's index, :data:`MATCH_BACKGROUND` (-1) or
+        :data:`MATCH_IGNORE` (-2).
     """
     if boxes.numel() == 0:
-        return torch.full((anchors.shape[0],), BACKGROUND, dtype=torch.long, device=anchors.device)
+        return torch.full(
+            (anchors.shape[0],), MATCH_BACKGROUND, dtype=torch.long, device=anchors.device
+        )
     iou = box_iou(boxes, anchors)  # [M, N]
     best_iou, matches = iou.max(dim=0)  # [N]
-    out = torch.where(best_iou >= fg_iou_thresh, matches, IGNORE)
-    out = torch.where(best_iou < bg_iou_thresh, BACKGROUND, out)
+    out = torch.where(best_iou >= fg_iou_thresh, matches, MATCH_IGNORE)
+    out = torch.where(best_iou < bg_iou_thresh, MATCH_BACKGROUND, out)
     if allow_low_quality_matches:
         best_per_box = iou.amax(dim=1, keepdim=True)  # [M, 1]
         is_best = ((iou == best_per_box) & (best_per_box > 0)).any(dim=0)  # [N]
@@ -101,13 +105,16 @@ def match_anchors(
     return out
 
 
+@HEADS.register("retinanet")
 class RetinaNetHead(nn.Module):
-    """RetinaNet head: shared cls and box conv towers over all levels, ``A`` anchors per cell.
+    """RetinaNet on a neck's levels: shared cls and box conv towers over all levels, ``A``
+    anchors per cell.
 
     Args:
-        in_channels: channels of every input level (a neck's common width).
-        num_classes: number of object classes C (no background class).
+        in_channels: channels of each input level, all equal (e.g. an FPN neck's).
         strides: stride of each input level.
+        num_classes: number of object classes C (no background class); ``None`` takes the
+            number of ``class_names``.
         num_convs: 3x3 convs in each tower.
         width: channels of the towers (default ``in_channels``).
         norm: ``"none"`` (the paper) or ``"group"`` (GroupNorm, as torchvision's v2).
@@ -126,7 +133,7 @@ class RetinaNetHead(nn.Module):
 
     Example:
         >>> import torch
-        >>> head = RetinaNetHead(in_channels=16, num_classes=2, strides=[8, 16], num_convs=1)
+        >>> head = RetinaNetHead(in_channels=[16, 16], strides=[8, 16], num_classes=2, num_convs=1)
         >>> out = head([torch.rand(2, 16, 8, 8), torch.rand(2, 16, 4, 4)])  # 9 anchors per cell
         >>> {k: tuple(v.shape) for k, v in out.items()}  # doctest: +NORMALIZE_WHITESPACE
         {'cls_logits': (2, 720, 2), 'bbox_regression': (2, 720, 4), 'anchors': (720, 4),
@@ -145,15 +152,15 @@ class RetinaNetHead(nn.Module):
 
     def __init__(
         self,
-        in_channels: int,
-        num_classes: int,
-        strides: Sequence[int],
+        in_channels: list[int],
+        strides: list[int],
+        num_classes: int | None = None,
         num_convs: int = 4,
         width: int | None = None,
         norm: str = "none",
         anchor_sizes_per_stride: float = 4.0,
-        scales: Sequence[float] = (1.0, 2 ** (1 / 3), 2 ** (2 / 3)),
-        aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+        scales: tuple[float, ...] = (1.0, 2 ** (1 / 3), 2 ** (2 / 3)),
+        aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0),
         fg_iou_thresh: float = 0.5,
         bg_iou_thresh: float = 0.4,
         allow_low_quality_matches: bool = True,
@@ -163,11 +170,13 @@ class RetinaNetHead(nn.Module):
         nms_thresh: float = 0.5,
         topk_candidates: int = 1000,
         detections_per_img: int = 100,
-        class_names: Sequence[str] | None = None,
+        class_names: list[str] | None = None,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
     ) -> None:
         super().__init__()
+        in_channels = pyramid_channels("retinanet", in_channels, strides)
+        num_classes = resolve_num_classes("retinanet", num_classes, class_names)
         check_head_args("retinanet", num_classes, class_names, strides, prior_prob)
         if not 0 <= bg_iou_thresh <= fg_iou_thresh <= 1:
             raise ValueError(
@@ -269,7 +278,7 @@ class RetinaNetHead(nn.Module):
         unpacked = unpack_targets(targets, batch_size, cls_logits.device)
         if unpacked is None:
             return {"cls": zero_loss(cls_logits), "box": zero_loss(regression)}
-        matches = cls_logits.new_full((batch_size, num_anchors), BACKGROUND, dtype=torch.long)
+        matches = cls_logits.new_full((batch_size, num_anchors), MATCH_BACKGROUND, dtype=torch.long)
         thresholds = (self.fg_iou_thresh, self.bg_iou_thresh, self.allow_low_quality_matches)
         for i, valid in enumerate(unpacked.valid.tolist()):  # anchors × boxes vectorised inside
             if valid:
@@ -279,10 +288,10 @@ class RetinaNetHead(nn.Module):
         counts = torch.tensor([len(b) for b in unpacked.boxes], device=matches.device)  # [B]
         first = (counts.cumsum(0) - counts)[:, None]  # [B, 1] offset of each image's boxes
         gt_index = (matches + first)[positive]  # [K] into the boxes of the whole batch
-        labels = torch.full_like(matches, BACKGROUND)  # [B, N]; a class, or -1
+        labels = torch.full_like(matches, MATCH_BACKGROUND)  # [B, N]; a class, or -1
         labels[positive] = torch.cat(unpacked.labels)[gt_index]
 
-        counted = (matches != IGNORE) & unpacked.valid[:, None]  # [B, N]: not ignored
+        counted = (matches != MATCH_IGNORE) & unpacked.valid[:, None]  # [B, N]: not ignored
         logits, target = cls_logits[counted][None], labels[counted][None]  # one "image" [1, K']
         cls_loss = focal_loss(
             logits, target, counted.new_ones(1), num_pos, self.focal_alpha, self.focal_gamma
@@ -333,32 +342,6 @@ class RetinaNetHead(nn.Module):
                 anchor, label = index // num_classes, index % num_classes
                 boxes = decode_boxes(regression[i, anchor], anchors[anchor])  # [K, 4]
                 orig = originals[i] if originals else None
-                det = select_detections(boxes, score, label, sizes[i], nms, cap, orig, names)
+                det, _ = select_detections(boxes, score, label, sizes[i], nms, cap, orig, names)
                 results.append(det)
         return results
-
-
-@HEADS.register
-def retinanet(
-    in_channels: list[int],
-    strides: list[int],
-    num_classes: int | None = None,
-    num_convs: int = 4,
-    width: int | None = None,
-    norm: str = "none",
-    anchor_sizes_per_stride: float = 4.0,
-    scales: tuple[float, ...] = (1.0, 2 ** (1 / 3), 2 ** (2 / 3)),
-    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0),
-    fg_iou_thresh: float = 0.5,
-    bg_iou_thresh: float = 0.4,
-    allow_low_quality_matches: bool = True,
-    box_loss: str = "smooth_l1",
-    prior_prob: float = 0.01,
-    score_thresh: float = 0.05,
-    nms_thresh: float = 0.5,
-    topk_candidates: int = 1000,
-    detections_per_img: int = 100,
-    class_names: list[str] | None = None,
-) -> RetinaNetHead:
-    """RetinaNet on a neck's levels (all of ``in_channels`` equal, e.g. an FPN's)."""
-    return create_pyramid_head(RetinaNetHead, "retinanet", **locals())

@@ -1,8 +1,8 @@
 """Necks: map the backbone's feature list to another list (e.g. FPN P3–P7).
 
-Each module registers its builders in ``NECKS`` when imported; the import list is explicit.
+Each module registers its neck class in ``NECKS`` when imported; the import list is explicit.
 Build a neck by name with ``NECKS.build("fpn", in_channels=..., strides=...)`` or call the
-builder, ``visionkit.models.necks.fpn.fpn(...)``.
+class, ``visionkit.models.necks.FPN(...)``.
 """
 
 from visionkit.models.necks import fpn

@@ -7,7 +7,7 @@ by :class:`ExtraLevels`, a generalisation of torchvision's ``LastLevelP6P7`` to 
 levels. Everything is sized from the backbone's ``out_channels`` and ``strides``.
 
 >>> import torch
->>> neck = fpn(in_channels=[16, 32, 64, 96, 128], strides=[2, 4, 8, 16, 32], max_level=7)
+>>> neck = FPN(in_channels=[16, 32, 64, 96, 128], strides=[2, 4, 8, 16, 32], max_level=7)
 >>> neck.strides, neck.out_channels
 ([8, 16, 32, 64, 128], [128, 128, 128, 128, 128])
 >>> feats = [torch.rand(1, c, 64 // s, 64 // s) for c, s in zip([16, 32, 64, 96, 128],
@@ -79,8 +79,10 @@ class ExtraLevels(ExtraFPNBlock):
         return p, names
 
 
+@NECKS.register("fpn")
 class FPN(nn.Module):
-    """Top-down feature pyramid over a backbone's levels, plus extra coarser levels.
+    """FPN: a top-down feature pyramid on the backbone levels ``min_level``.., plus extra
+    coarser levels up to ``max_level``.
 
     Args:
         in_channels: channels of each backbone map (the backbone's ``out_channels``).
@@ -180,23 +182,3 @@ class FPN(nn.Module):
             (str(self.min_level + j), features[i]) for j, i in enumerate(self.indices)
         )
         return list(self.fpn(inputs).values())
-
-
-@NECKS.register
-def fpn(
-    in_channels: list[int],
-    strides: list[int],
-    out_channels: int = 128,
-    min_level: int = 3,
-    max_level: int = 5,
-    extra_blocks: str = "conv_from_p",
-) -> FPN:
-    """FPN on the backbone levels ``min_level``.. and extra levels up to ``max_level``."""
-    return FPN(
-        in_channels,
-        strides,
-        out_channels=out_channels,
-        min_level=min_level,
-        max_level=max_level,
-        extra_blocks=extra_blocks,
-    )

@@ -1,0 +1,179 @@
+"""The one predict loop (visionkit/inference/loop.py): eager ``VisionModel.predict``, flip TTA
+and the ONNX predictor all run through it and give the same predictions on the same images."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import visionkit
+import visionkit.inference.loop as loop
+from visionkit.inference import tta
+from visionkit.inference.loop import as_rgb_uint8, predict_loop, predict_model
+
+HEADS = {
+    "cls": {"name": "linear", "num_classes": 4},
+    "det": {"name": "fcos", "num_classes": 3, "num_convs": 1, "detections_per_img": 20},
+    "seg": {"name": "semantic_fpn", "channels": 16, "num_classes": 4},
+}
+
+
+@pytest.fixture(scope="module")
+def model() -> visionkit.VisionModel:
+    """simple_cnn → FPN → classification, FCOS and semantic heads; head weights drawn wide so
+    that scores are far apart (no ties that float noise could reorder)."""
+    config = {
+        "model": {
+            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+            "neck": {"name": "fpn", "out_channels": 32, "min_level": 3, "max_level": 5},
+            "heads": HEADS,
+        },
+        "data": {"image_size": 64},
+    }
+    torch.manual_seed(0)
+    model = visionkit.create_model(config, label_names={"class": list("abcd")}).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.heads.named_parameters():
+            if name.endswith("weight") and param.dim() > 1:
+                param.copy_(
+                    torch.randn(param.shape, generator=generator) / math.sqrt(param[0].numel())
+                )
+    return model
+
+
+def images(count: int = 3) -> list[np.ndarray]:
+    """RGB images of other sizes and aspect ratios than the model's 64 px."""
+    rng = np.random.default_rng(0)
+    sizes = [(64, 64), (80, 50), (45, 100)]
+    return [rng.integers(0, 256, (*sizes[i % 3], 3), dtype=np.uint8) for i in range(count)]
+
+
+@pytest.fixture
+def loop_calls(monkeypatch) -> list[int]:
+    """The batch sizes the one loop collated, recorded on its way."""
+    calls: list[int] = []
+    real_collate = loop.collate
+
+    def counting_collate(samples, *args, **kwargs):
+        calls.append(len(samples))
+        return real_collate(samples, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "collate", counting_collate)
+    return calls
+
+
+def flips_off(monkeypatch) -> None:
+    """Make flip TTA's mirror the identity (the images, and the way back of its merge)."""
+    modules = [tta]
+    if importlib.util.find_spec("visionkit.inference.flip") is not None:
+        modules.append(importlib.import_module("visionkit.inference.flip"))
+    identities = {
+        "hflip_images": lambda images, image_sizes: images,
+        "hflip_back_map": lambda maps, image_sizes, stride: maps,
+        "hflip_detections": lambda prediction, width: prediction,
+    }
+    for module in modules:
+        for name, identity in identities.items():
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, identity)
+
+
+def assert_same(got: list[dict], want: list[dict], atol: float = 0.0) -> None:
+    """Equal predictions: exactly with ``atol=0``, else float values within ``atol``."""
+    assert len(got) == len(want)
+    for g_image, w_image in zip(got, want, strict=True):
+        assert g_image.keys() == w_image.keys() == HEADS.keys()
+        for head, w in w_image.items():
+            g = g_image[head]
+            assert g.keys() == w.keys(), head
+            for key, value in w.items():
+                if isinstance(value, torch.Tensor) and value.is_floating_point():
+                    torch.testing.assert_close(g[key], value, atol=atol, rtol=0, msg=key)
+                elif isinstance(value, torch.Tensor):
+                    assert torch.equal(g[key], value), (head, key)
+                else:
+                    assert g[key] == value, (head, key)
+
+
+def test_eager_predict_goes_through_the_loop_in_batches(model, loop_calls):
+    predictions = model.predict(images(5), batch_size=2)
+    assert loop_calls == [2, 2, 1]
+    assert len(predictions) == 5
+    assert predictions[1]["seg"]["mask"].shape == (80, 50)  # the original size
+    assert predictions[2]["cls"]["name"] in list("abcd")
+
+
+def test_flip_tta_with_the_flip_off_is_the_eager_prediction(model, loop_calls, monkeypatch):
+    want = model.predict(images())
+    assert loop_calls == [3]
+    flips_off(monkeypatch)
+    got = tta.predict_hflip(model, images())
+    assert loop_calls == [3, 3]  # the same loop, with the TTA raw-output step
+    assert all(len(p["det"]["boxes"]) > 0 for p in want)
+    assert_same(got, want)
+
+
+def test_flip_tta_with_the_flip_on_differs(model):
+    want, got = model.predict(images()), tta.predict_hflip(model, images())
+    assert not torch.equal(got[0]["cls"]["scores"], want[0]["cls"]["scores"])
+
+
+def test_the_onnx_predictor_runs_the_same_loop_and_matches_eager(model, loop_calls, tmp_path):
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+        pytest.skip("onnx / onnxruntime are not installed")
+    from visionkit.export import export
+    from visionkit.inference.onnx_runtime import OnnxPredictor
+
+    report = export(model, "onnx", tmp_path / "model.onnx", check=False)
+    predictor = OnnxPredictor(report.path)
+    want = model.predict(images(), batch_size=2)
+    got = predictor.predict(images(), batch_size=2)
+    assert loop_calls == [2, 1, 2, 1]
+    # onnxruntime's float arithmetic is not PyTorch's: equal up to float noise
+    assert_same(got, want, atol=1e-4)
+
+
+def test_normalised_float_tensors_skip_the_pipeline_and_keep_their_size(model, loop_calls):
+    batch = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    predictions = predict_model(model, batch)
+    assert loop_calls == []
+    assert predictions[0]["seg"]["mask"].shape == (64, 96)
+    with torch.no_grad():
+        want = model.postprocess(model(batch), [(64, 96)] * 2, [(64, 96)] * 2)
+    assert_same(predictions, want)
+
+
+def test_the_loop_hands_each_step_the_batch_and_both_sizes():
+    seen = []
+
+    def preprocess(image):
+        size = (32, 48)
+        return {"image": torch.zeros(3, *size), "image_id": 0, "image_size": size,
+                "orig_size": image.shape[:2]}  # fmt: skip
+
+    def run(batch, image_sizes):
+        seen.append((tuple(batch.shape), image_sizes))
+        return "raw"
+
+    def decode(outputs, image_sizes, orig_sizes):
+        assert outputs == "raw"
+        return [{"sizes": (s, o)} for s, o in zip(image_sizes, orig_sizes, strict=True)]
+
+    frames = [np.zeros((10, 20, 3), np.uint8), np.zeros((30, 40, 3), np.uint8)]
+    out = predict_loop(frames, preprocess, run, decode, batch_size=8)
+    assert seen == [((2, 3, 32, 64), [(32, 48), (32, 48)])]  # padded to a multiple of 32
+    assert [p["sizes"] for p in out] == [((32, 48), (10, 20)), ((32, 48), (30, 40))]
+
+
+def test_images_that_are_not_rgb_uint8_are_refused():
+    assert as_rgb_uint8(np.zeros((4, 5, 3), np.uint8)).shape == (4, 5, 3)
+    with pytest.raises(ValueError, match="H×W×3 uint8"):
+        as_rgb_uint8(np.zeros((4, 5), np.uint8))
+    with pytest.raises(ValueError, match="dtype float32"):
+        as_rgb_uint8(np.zeros((4, 5, 3), np.float32))

@@ -1,0 +1,100 @@
+"""Backbone builder arguments from a config or a checkpoint never make a library load a file
+(issue 18, item 1): timm < 1.0.26 unpickles ``checkpoint_path`` with ``weights_only=False``."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+import visionkit
+from visionkit.models.backbones import BackboneError, create_backbone
+
+
+class _Payload:
+    """Unpickling this writes a marker file: proof that code ran."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture()
+def evil_file(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "weights.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"state_dict": _Payload(str(marker))}, f)
+    return path, marker
+
+
+@pytest.mark.parametrize("key", ["checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay"])
+def test_timm_file_arguments_are_refused_before_timm_sees_them(evil_file, key):
+    path, marker = evil_file
+    value = str(path) if key == "checkpoint_path" else {"file": str(path)}
+    with pytest.raises(BackboneError, match=rf"model\.backbone\.kwargs\.{key}: refused"):
+        create_backbone("resnet18", **{key: value})
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"weights": "DEFAULT"}, r"kwargs\.weights: refused"),
+        ({"cache_dir": "hub"}, r"kwargs\.cache_dir: refused"),
+        ({"model_url": "x"}, r"kwargs\.model_url: refused"),
+        ({"act_layer": "/tmp/act.py"}, r"kwargs\.act_layer: '/tmp/act.py' looks like a path"),
+        ({"act_layer": "http://example.invalid/x"}, r"looks like a path or URL"),
+    ],
+)
+def test_other_file_like_arguments_are_refused(kwargs, message):
+    with pytest.raises(BackboneError, match=message):
+        create_backbone("torchvision/resnet18", **kwargs)
+
+
+def test_architecture_arguments_still_pass():
+    backbone = create_backbone("resnet18", out_indices=[2, 3, 4], drop_path_rate=0.1)
+    assert backbone.strides == [8, 16, 32]
+    assert create_backbone("simple_cnn", widths=[8, 8, 8, 8, 8]).out_channels[-1] == 8
+
+
+def test_a_config_carrying_checkpoint_path_is_refused(evil_file):
+    path, marker = evil_file
+    config = {
+        "model": {
+            "backbone": {"name": "resnet18", "kwargs": {"checkpoint_path": str(path)}},
+            "heads": {"cls": {"name": "linear", "num_classes": 2}},
+        }
+    }
+    with pytest.raises(BackboneError, match="checkpoint_path: refused"):
+        visionkit.create_model(config)
+    assert not marker.exists()
+
+
+def test_a_safe_checkpoint_whose_metadata_names_a_file_is_refused(evil_file, tmp_path):
+    """The .ckpt itself loads with weights_only=True; the config inside it must not smuggle a
+    file to timm through visionkit.load (nor predict/export/init_from, which use it)."""
+    path, marker = evil_file
+    model = visionkit.create_model(
+        {
+            "model": {
+                "backbone": {"name": "simple_cnn"},
+                "heads": {"cls": {"name": "linear", "num_classes": 2}},
+            }
+        }
+    )
+    meta = dict(model.meta)
+    meta["config"]["model"]["backbone"] = {
+        "name": "resnet18",
+        "pretrained": False,
+        "out_indices": None,
+        "kwargs": {"checkpoint_path": str(path)},
+    }
+    ckpt = tmp_path / "shared.ckpt"
+    torch.save({"state_dict": {}, "visionkit": meta}, ckpt)
+    with pytest.raises(BackboneError, match="checkpoint_path: refused"):
+        visionkit.load(ckpt)
+    assert not marker.exists()

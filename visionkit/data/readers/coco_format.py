@@ -1,0 +1,151 @@
+"""The COCO json format, read and checked: the file, its ``images`` / ``categories`` entries,
+boxes, polygons and RLE segmentations (what :class:`~visionkit.data.readers.coco.CocoDataset`
+builds on)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from visionkit.data.checks import DataReport
+from visionkit.errors import AnnotationError
+
+
+def valid_images(images: list[Any], report: DataReport) -> list[dict[str, Any]]:
+    """The entries with an integer ``id``, a ``file_name`` and positive ``width`` /
+    ``height``; the others are errors."""
+    valid = []
+    for i, img in enumerate(images):
+        if not isinstance(img, dict):
+            report.add("bad entry", f"images[{i}]", "not an object")
+            continue
+        for k in ("width", "height"):  # 640.0 (some tools write floats) is 640
+            if isinstance(img.get(k), float) and img[k].is_integer():
+                img[k] = int(img[k])
+        missing = [k for k in ("id", "file_name", "width", "height") if k not in img]
+        bad = [
+            k
+            for k in ("id", "width", "height")
+            if k in img and (not isinstance(img[k], int) or isinstance(img[k], bool))
+        ]
+        bad += [k for k in ("width", "height") if k not in bad and img.get(k, 1) <= 0]
+        if "file_name" in img and not isinstance(img["file_name"], str):
+            bad.append("file_name")
+        if missing or bad:
+            detail = "; ".join(
+                ([f"missing {', '.join(missing)}"] if missing else [])
+                + [
+                    f"{k}={img[k]!r} (expected "
+                    f"{'a path' if k == 'file_name' else 'a positive integer'})"
+                    for k in bad
+                ]
+            )
+            report.add("bad entry", f"images[{i}] (id {img.get('id')})", detail)
+            continue
+        valid.append(img)
+    return valid
+
+
+def valid_categories(categories: list[Any], report: DataReport) -> list[dict[str, Any]]:
+    """The entries with an integer ``id``, sorted by it; the others are errors."""
+    valid = []
+    for i, cat in enumerate(categories):
+        if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
+            report.add("bad entry", f"categories[{i}]", "needs an integer 'id'")
+            continue
+        valid.append(cat)
+    return sorted(valid, key=lambda c: c["id"])
+
+
+def check_duplicates(
+    images: list[Any], annotations: list[Any], categories: list[Any], report: DataReport
+) -> None:
+    """Ids (and image file names) that appear more than once are errors."""
+
+    def dicts(items: list[Any]) -> list[dict[str, Any]]:
+        return [x for x in items if isinstance(x, dict)]
+
+    for what, items, key in (
+        ("image id", dicts(images), "id"),
+        ("image file_name", dicts(images), "file_name"),
+        ("annotation id", dicts(annotations), "id"),
+        ("category id", dicts(categories), "id"),
+    ):
+        counts = Counter(item.get(key) for item in items if item.get(key) is not None)
+        for value, n in counts.items():
+            if n > 1:
+                report.add("duplicate id", f"{what} {value!r}", f"appears {n} times")
+
+
+def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """A COCO ``segmentation`` (polygons, RLE or uncompressed RLE) as a ``uint8 [H, W]`` mask."""
+    if isinstance(segmentation, list):
+        rles = mask_utils.frPyObjects(segmentation, height, width)
+        rle = mask_utils.merge(rles)
+    elif isinstance(segmentation.get("counts"), list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        counts = segmentation["counts"]
+        rle = {
+            "size": segmentation["size"],
+            "counts": counts.encode() if isinstance(counts, str) else counts,
+        }
+    return mask_utils.decode(rle).astype(np.uint8)
+
+
+CLIP_TOLERANCE = 1.0  # pixels a box may reach outside its image before it is reported
+
+
+def is_box(bbox: Any) -> bool:
+    """A COCO ``[x, y, w, h]`` of 4 finite numbers."""
+    return (
+        isinstance(bbox, (list, tuple))
+        and len(bbox) == 4
+        and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in bbox
+        )
+    )
+
+
+def is_polygon(polygon: Any) -> bool:
+    """A flat list of at least 3 (x, y) points."""
+    return isinstance(polygon, list) and len(polygon) >= 6 and len(polygon) % 2 == 0
+
+
+def segmentation_problem(segmentation: Any, height: int, width: int) -> str | None:
+    """Why ``segmentation`` cannot be decoded for an image of this size, or ``None``."""
+    if segmentation is None or segmentation == []:
+        return "no segmentation"
+    if isinstance(segmentation, list):
+        bad = [p for p in segmentation if not isinstance(p, list) or len(p) < 6 or len(p) % 2]
+        if bad:
+            return "polygon with fewer than 3 points or an odd number of coordinates"
+        return None
+    if not isinstance(segmentation, dict) or "counts" not in segmentation:
+        return f"segmentation is neither polygons nor RLE: {str(segmentation)[:60]}"
+    size = list(segmentation.get("size", []))
+    if size != [height, width]:
+        return f"RLE size {size} differs from the image size [{height}, {width}]"
+    return None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise AnnotationError(f"annotation file {path} does not exist") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise AnnotationError(f"annotation file {path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise AnnotationError(
+            f"annotation file {path}: expected a COCO object with an 'images' list"
+        )
+    return data

@@ -1,0 +1,170 @@
+"""The task table: what each task a head can have (its class attribute ``task``) means, said
+once.
+
+A :class:`TaskSpec` holds everything that depends on the task: the label family of the data
+it learns from, the Sample targets it needs, its evaluator, its main metric and progress-bar
+metrics, how flip test-time augmentation merges its predictions and how its ground truth is
+drawn. Adding a task is one entry in :data:`TASKS`; no other module branches on task names.
+
+>>> TASKS["detection"].labels, TASKS["detection"].targets, TASKS["detection"].main_metric
+('instances', ('boxes',), 'mAP')
+>>> sorted(TASKS)
+['classification', 'detection', 'instance', 'semantic']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from torch import nn
+
+from visionkit.data.batch import IGNORE_PIXEL
+from visionkit.evaluation.classification import ClassificationEvaluator
+from visionkit.evaluation.coco import CocoEvaluator
+from visionkit.evaluation.ground_truth import (
+    box_truth,
+    class_truth,
+    instance_truth,
+    semantic_truth,
+)
+from visionkit.evaluation.semantic import SemanticEvaluator
+from visionkit.inference.flip import merge_boxes, merge_dense_logits, merge_scores
+
+#: ``(metric prefix, head, validation dataset, category ids or None) -> evaluator or None``
+EvaluatorFactory = Callable[[str, nn.Module, Any, Sequence[int] | None], nn.Module | None]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What one task means.
+
+    Attributes:
+        labels: the label family it learns from: the key of a dataset's ``label_names`` (and
+            of a checkpoint's ``meta["label_names"]``) whose class names fill a head's
+            ``num_classes`` and ``class_names``: ``"class"`` (image-level classes),
+            ``"instances"`` (box and mask categories: detection and instance heads share it),
+            ``"semantic"`` (label-map classes, background first).
+        targets: the Sample targets a head of this task learns from (``"class"``,
+            ``"boxes"``, ``"masks"``, ``"semantic"``); readers are asked for them and batches
+            keep them.
+        evaluator: builds the evaluator of a head on one validation set, or returns ``None``
+            when that set cannot evaluate it (e.g. no COCO annotation file).
+        main_metric: the metric that sums up a head (``<head>/<main_metric>``).
+        progress_bar: the metrics shown on the progress bar.
+        merge_hflip: ``(head, outputs, flipped_outputs, image_sizes, orig_sizes)`` → one
+            prediction per image (:mod:`visionkit.inference.flip`).
+        ground_truth: ``(head, sample, class_names)`` → the Sample's labels shaped like a
+            prediction, or ``None`` (:mod:`visionkit.evaluation.ground_truth`).
+    """
+
+    labels: str
+    targets: tuple[str, ...]
+    evaluator: EvaluatorFactory
+    main_metric: str
+    progress_bar: tuple[str, ...]
+    merge_hflip: Callable[..., list[dict[str, Any]]]
+    ground_truth: Callable[..., dict[str, Any] | None]
+
+
+def classification_evaluator(
+    prefix: str, head: nn.Module, dataset: Any, category_ids: Sequence[int] | None
+) -> nn.Module:
+    """Top-1 (and top-5 with more than 5 classes) accuracy."""
+    return ClassificationEvaluator(prefix, head.num_classes)
+
+
+def coco_evaluator(
+    prefix: str,
+    head: nn.Module,
+    dataset: Any,
+    category_ids: Sequence[int] | None,
+    iou_types: Sequence[str] = ("bbox",),
+) -> nn.Module | None:
+    """COCO AP of ``iou_types`` against the dataset's annotation file (``None`` when the
+    dataset has none)."""
+    if getattr(dataset, "ann_path", None) is None:
+        return None
+    ids = list(category_ids or dataset.category_ids)
+    return CocoEvaluator(prefix, dataset.ann_path, ids, iou_types=iou_types)
+
+
+def semantic_evaluator(
+    prefix: str, head: nn.Module, dataset: Any, category_ids: Sequence[int] | None
+) -> nn.Module | None:
+    """mIoU against the dataset's label maps at the original size (``None`` when the
+    dataset cannot give them: ``load_semantic``)."""
+    if not hasattr(dataset, "load_semantic"):
+        return None
+    return SemanticEvaluator(
+        prefix,
+        head.num_classes,
+        getattr(head, "class_names", None),
+        dataset,
+        ignore_index=getattr(head, "ignore_index", IGNORE_PIXEL),
+    )
+
+
+TASKS: Mapping[str, TaskSpec] = {
+    "classification": TaskSpec(
+        labels="class",
+        targets=("class",),
+        evaluator=classification_evaluator,
+        main_metric="top1",
+        progress_bar=("top1",),
+        merge_hflip=merge_scores,
+        ground_truth=class_truth,
+    ),
+    "detection": TaskSpec(
+        labels="instances",
+        targets=("boxes",),
+        evaluator=coco_evaluator,
+        main_metric="mAP",
+        progress_bar=("mAP",),
+        merge_hflip=merge_boxes,
+        ground_truth=box_truth,
+    ),
+    "instance": TaskSpec(
+        labels="instances",
+        targets=("boxes", "masks"),
+        evaluator=partial(coco_evaluator, iou_types=("bbox", "segm")),
+        main_metric="mask_mAP",
+        progress_bar=("mAP", "mask_mAP"),
+        merge_hflip=merge_boxes,
+        ground_truth=instance_truth,
+    ),
+    "semantic": TaskSpec(
+        labels="semantic",
+        targets=("semantic",),
+        evaluator=semantic_evaluator,
+        main_metric="mIoU",
+        progress_bar=("mIoU",),
+        merge_hflip=merge_dense_logits,
+        ground_truth=semantic_truth,
+    ),
+}
+
+#: Metric-key endings shown on the progress bar: every task's, and the multi-head score.
+PROGRESS_BAR_SUFFIXES = (
+    *dict.fromkeys(f"/{m}" for spec in TASKS.values() for m in spec.progress_bar),
+    "val/score",
+)
+
+
+def task_of(head: Any) -> TaskSpec:
+    """The :class:`TaskSpec` of a head (an instance or its class), by its ``task``.
+
+    Raises:
+        KeyError: the task is not in :data:`TASKS` (the message names the valid ones).
+    """
+    task = getattr(head, "task", None)
+    if task not in TASKS:
+        raise KeyError(f"unknown task {task!r}; the task table knows {', '.join(TASKS)}")
+    return TASKS[task]
+
+
+def label_family(head: Any) -> str:
+    """The label family a head (instance or class) learns from (:attr:`TaskSpec.labels`)."""
+    return task_of(head).labels

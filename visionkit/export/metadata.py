@@ -1,0 +1,78 @@
+"""The metadata every export carries: everything post-processing needs besides the weights.
+
+Stored as strings ``visionkit.<key>`` → JSON (ONNX ``metadata_props``, the TorchScript extra
+file, the safetensors header): the model's ``meta`` (config, class names, category ids), the
+backbone's mean/std, the evaluation transforms, the input and the outputs of the graph, and
+per head its builder, task and outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from visionkit.data.transforms import pipeline_steps
+from visionkit.errors import ExportError
+from visionkit.export.graph import (
+    INPUT_NAME,
+    SIZE_DIVISOR,
+    OutputPath,
+    config_image_size,
+    output_name,
+)
+from visionkit.models.model import VisionModel
+
+META_PREFIX = "visionkit."
+METADATA_VERSION = 1
+
+
+def preprocess_steps(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The evaluation transforms (before normalisation) that ``VisionModel.predict`` runs."""
+    return pipeline_steps(meta["config"]["data"], train=False)
+
+
+def export_metadata(
+    model: VisionModel, paths: Sequence[OutputPath], exporter: str | None = None
+) -> dict[str, str]:
+    """String metadata stored in the exported file (ONNX ``metadata_props``, TorchScript extra
+    file, safetensors header): everything post-processing needs."""
+    meta = model.meta
+    if "config" not in meta:
+        raise ExportError("the model carries no config in its metadata (model.meta['config'])")
+    heads = {
+        name: {
+            "builder": meta["config"]["model"]["heads"][name]["name"],
+            "task": getattr(head, "task", None),
+            "outputs": [output_name(p) for p in paths if p[0] == name],
+        }
+        for name, head in model.heads.items()
+    }
+    values: dict[str, Any] = {
+        "metadata_version": METADATA_VERSION,
+        "meta": meta,
+        "config": meta["config"],
+        "label_names": meta.get("label_names", {}),
+        "category_ids": meta.get("category_ids", []),
+        "mean": [float(v) for v in model.backbone.mean],
+        "std": [float(v) for v in model.backbone.std],
+        "image_size": list(config_image_size(meta)),
+        "preprocess": preprocess_steps(meta),
+        "input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "normalised": True},
+        "size_divisor": SIZE_DIVISOR,
+        "outputs": [{"name": output_name(p), "head": p[0], "path": list(p)} for p in paths],
+        "heads": heads,
+    }
+    if exporter is not None:
+        values["exporter"] = exporter
+    return {META_PREFIX + key: json.dumps(value) for key, value in values.items()}
+
+
+def read_metadata(props: Mapping[str, str]) -> dict[str, Any]:
+    """Inverse of :func:`export_metadata`: ``{"config": ..., "outputs": ..., ...}``."""
+    out = {
+        k[len(META_PREFIX) :]: json.loads(v) for k, v in props.items() if k.startswith(META_PREFIX)
+    }
+    if "meta" not in out or "outputs" not in out:
+        raise ExportError("not a visionkit export: no visionkit.meta / visionkit.outputs metadata")
+    return out

@@ -1,0 +1,219 @@
+"""The check after every export: the exported model against PyTorch on the same inputs.
+
+:func:`verify` runs the exported file and the model it came from (fp32, eval mode) on the same
+random normalised inputs, at batch sizes 1 and 2 and two image sizes, and raises
+:class:`~visionkit.errors.ExportError` when an output differs by more than ``atol``, measured
+as ``|exported - torch| / max(1, |torch|)``: absolute for values up to 1 (logits), relative
+above (box distances in pixels, whose float32 rounding grows with their size).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from visionkit.errors import ExportError
+from visionkit.export.graph import (
+    INPUT_NAME,
+    ExportModule,
+    check_sizes_of,
+    export_model,
+    output_name,
+    outputs_of,
+)
+from visionkit.export.onnx import onnx_session
+from visionkit.export.torchscript import read_torchscript
+from visionkit.models.factory import model_from_meta
+from visionkit.models.model import VisionModel
+
+FORMATS = ("onnx", "torchscript", "safetensors")
+DEFAULT_ATOL = 1e-4
+BATCH_SIZES = (1, 2)
+
+
+@dataclass
+class CheckReport:
+    """How far an exported model is from PyTorch, per output.
+
+    Two figures per output, each the largest over every input compared:
+
+    - ``max_abs``: ``|exported - torch|``;
+    - ``max_error``: ``|exported - torch| / max(1, |torch|)`` — the absolute difference where
+      values are at most 1 in magnitude (logits, scores), the relative one above (box
+      distances and anchors in pixels, whose float32 rounding grows with their size). This is
+      the figure compared with ``atol``.
+
+    Attributes:
+        max_abs, max_error: output name → the figures above; ``inf`` where the shapes differ
+            or a value is NaN in only one of them.
+        worst_input: output name → the input shape ``(B, 3, H, W)`` of its ``max_error``.
+        problems: shape mismatches and missing outputs, one line each.
+        atol: the tolerance.
+        batch_sizes, image_sizes: the inputs compared.
+    """
+
+    max_abs: dict[str, float]
+    max_error: dict[str, float]
+    worst_input: dict[str, tuple[int, ...]]
+    problems: list[str]
+    atol: float
+    batch_sizes: list[int]
+    image_sizes: list[tuple[int, int]]
+
+    @property
+    def overall(self) -> float:
+        """The largest ``max_error`` (what ``atol`` bounds)."""
+        return max(self.max_error.values(), default=0.0)
+
+    @property
+    def overall_abs(self) -> float:
+        """The largest ``max_abs``."""
+        return max(self.max_abs.values(), default=0.0)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.overall <= self.atol
+
+    def table(self) -> str:
+        """One line per output, then the overall figures and what was compared."""
+        width = max([len("overall"), len("output"), *map(len, self.max_error)])
+        header = "max |exported - torch|  max |diff| / max(1, |torch|)  worst input"
+        lines = [f"{'output':<{width}}  {header}"]
+        for name, error in self.max_error.items():
+            shape = "x".join(map(str, self.worst_input.get(name, ()))) if error else ""
+            lines.append(f"{name:<{width}}  {self.max_abs[name]:<22.3g}  {error:<30.3g}  {shape}")
+        sizes = ", ".join(f"{h}x{w}" for h, w in self.image_sizes)
+        lines.append(
+            f"{'overall':<{width}}  {self.overall_abs:<22.3g}  {self.overall:<30.3g}  "
+            f"(tolerance {self.atol:g}; batch sizes {', '.join(map(str, self.batch_sizes))}; "
+            f"image sizes {sizes})"
+        )
+        lines += [f"problem: {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def _differences(ref: np.ndarray, got: np.ndarray) -> tuple[float, float]:
+    """``(max |got - ref|, max |got - ref| / max(1, |ref|))``."""
+    ref, got = np.asarray(ref, dtype=np.float64), np.asarray(got, dtype=np.float64)
+    if not ref.size:
+        return 0.0, 0.0
+    with np.errstate(invalid="ignore"):
+        diff = np.where(ref == got, 0.0, np.abs(ref - got))  # equal infinities are equal
+    both_nan = np.isnan(ref) & np.isnan(got)
+    diff = np.where(both_nan, 0.0, np.where(np.isnan(diff), np.inf, diff))
+    scale = np.maximum(1.0, np.nan_to_num(np.abs(ref), nan=1.0, posinf=1.0))
+    return float(diff.max()), float((diff / scale).max())
+
+
+def compare(
+    reference: Callable[[Tensor], Sequence[Tensor]],
+    exported: Callable[[Tensor], Sequence[Any]],
+    names: Sequence[str],
+    image_sizes: Sequence[tuple[int, int]],
+    batch_sizes: Sequence[int] = BATCH_SIZES,
+    atol: float = DEFAULT_ATOL,
+    seed: int = 0,
+) -> CheckReport:
+    """Run ``reference`` (PyTorch) and ``exported`` on the same random normalised batches
+    (``N(0, 1)``, one per batch size × image size) and record each output's differences."""
+    generator = torch.Generator().manual_seed(seed)
+    max_abs = dict.fromkeys(names, 0.0)
+    max_error = dict.fromkeys(names, 0.0)
+    worst: dict[str, tuple[int, ...]] = {}
+    problems: list[str] = []
+    for h, w in image_sizes:
+        for b in batch_sizes:
+            images = torch.randn(b, 3, h, w, generator=generator)
+            with torch.no_grad():
+                ref = [t.detach().float().cpu().numpy() for t in reference(images)]
+            got = [
+                np.asarray(v.detach().cpu() if isinstance(v, Tensor) else v)
+                for v in exported(images)
+            ]
+            if len(got) != len(names):
+                problems.append(f"input {b}x3x{h}x{w}: {len(got)} outputs, expected {len(names)}")
+                continue
+            for name, r, g in zip(names, ref, got, strict=True):
+                if r.shape != g.shape:
+                    problems.append(
+                        f"{name}: shape {list(g.shape)}, PyTorch {list(r.shape)} "
+                        f"(input {b}x3x{h}x{w})"
+                    )
+                    diff = error = math.inf
+                else:
+                    diff, error = _differences(r, g)
+                max_abs[name] = max(max_abs[name], diff)
+                if error > max_error[name] or name not in worst:
+                    max_error[name], worst[name] = max(error, max_error[name]), (b, 3, h, w)
+    return CheckReport(
+        max_abs, max_error, worst, problems, atol, list(batch_sizes), list(image_sizes)
+    )
+
+
+def raise_if_failed(report: CheckReport, what: str) -> None:
+    if report.ok:
+        return
+    raise ExportError(
+        f"{what} does not match PyTorch within {report.atol:g} "
+        f"(largest |diff| / max(1, |torch|): {report.overall:.3g}):\n{report.table()}"
+    )
+
+
+def verify(
+    checkpoint_or_model: VisionModel | str | os.PathLike,
+    format: str,
+    path: str | os.PathLike,
+    *,
+    image_size: int | Sequence[int] | None = None,
+    atol: float = DEFAULT_ATOL,
+    batch_sizes: Sequence[int] = BATCH_SIZES,
+) -> CheckReport:
+    """Compare an exported file with the model it came from (what :func:`export` runs after
+    writing): the same random inputs at ``batch_sizes`` × two image sizes (see
+    :func:`check_sizes`; the first defaults to the config's ``data.image_size``).
+
+    ONNX runs in onnxruntime (CPU), TorchScript with ``torch.jit.load``; a safetensors file is
+    loaded through ``model.init_from`` into a freshly built model of the same config.
+
+    Raises:
+        ExportError: a shape differs, an output is missing, or an output differs by more than
+            ``atol`` (see :class:`CheckReport`); the message holds the whole table.
+    """
+    if format not in FORMATS:
+        raise ExportError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
+    model = export_model(checkpoint_or_model)
+    path = Path(path)
+    was_training = model.training
+    model.eval()
+    try:
+        sizes = check_sizes_of(model, image_size)
+        paths = outputs_of(model, sizes[0])
+        names = [output_name(p) for p in paths]
+        module = ExportModule(model, paths).eval()
+        if format == "onnx":
+            session = onnx_session(path)
+            graph_outputs = [o.name for o in session.get_outputs()]
+            if graph_outputs != names:
+                raise ExportError(f"{path}: outputs {graph_outputs}, the model has {names}")
+            run = lambda x: session.run(names, {INPUT_NAME: x.numpy()})  # noqa: E731
+            what = f"the ONNX export {path}"
+        elif format == "torchscript":
+            run, _ = read_torchscript(path)
+            what = f"the TorchScript export {path}"
+        else:
+            reloaded = model_from_meta(model.meta, init_from=path.resolve(), source=path).eval()
+            run = ExportModule(reloaded, paths).eval()
+            what = f"the model loaded from {path} (model.init_from)"
+        report = compare(module, run, names, sizes, batch_sizes, atol)
+        raise_if_failed(report, what)
+        return report
+    finally:
+        model.train(was_training)

@@ -1,0 +1,90 @@
+"""Predictions drawn on their image: masks filled in class colours, boxes with class names
+and scores, the image class in a frame, a legend for semantic classes.
+
+Used by ``visionkit predict`` (:func:`visionkit.inference.predict.predict_files`) and by the
+validation pictures of a run (:mod:`visionkit.engine.pictures`), which draws ground truth the
+same way (captions without scores).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
+PALETTE = [
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+]  # fmt: skip
+
+
+def colour_of(label: int) -> tuple[int, int, int]:
+    """The drawing colour of a class label (the same in every picture)."""
+    return PALETTE[int(label) % len(PALETTE)]
+
+
+def draw_predictions(
+    image: np.ndarray, prediction: dict[str, Any], legend_all: bool = False
+) -> np.ndarray:
+    """The image (``H×W×3 uint8``) with every head's predictions drawn on it: semantic masks
+    and instance masks filled in class colours, boxes with class names and scores, the image
+    class in a frame (captions without scores where ``scores`` is ``None``, as for ground
+    truth), and a legend strip below the image for semantic classes (those present;
+    with ``legend_all`` every named class but the background, so that all the frames of a
+    video get the same size)."""
+    canvas = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+    legend: dict[str, tuple[int, int, int]] = {}
+    for result in prediction.values():
+        if "mask" in result:  # semantic: label map [H, W], 0 = background
+            mask = result["mask"].cpu()
+            present = [int(c) for c in mask.unique().tolist() if int(c) != 0]
+            names = result.get("names") or [str(c) for c in range(max(present, default=0) + 1)]
+            if present:
+                masks = torch.stack([mask == c for c in present])
+                canvas = draw_segmentation_masks(
+                    canvas, masks, alpha=0.45, colors=[colour_of(c) for c in present]
+                )
+            shown = range(1, len(names)) if legend_all and result.get("names") else present
+            legend.update({names[c]: colour_of(c) for c in shown})
+    for result in prediction.values():
+        if "boxes" in result and len(result["boxes"]):
+            names = result.get("names") or [str(int(label)) for label in result["labels"]]
+            colours = [colour_of(label) for label in result["labels"]]
+            if result.get("masks") is not None and len(result["masks"]):
+                canvas = draw_segmentation_masks(
+                    canvas, result["masks"].cpu().bool(), alpha=0.45, colors=colours
+                )
+            scores = result.get("scores")
+            captions = (
+                list(names)
+                if scores is None  # ground truth
+                else [f"{n} {float(s):.2f}" for n, s in zip(names, scores, strict=True)]
+            )
+            canvas = draw_bounding_boxes(
+                canvas, result["boxes"].float().cpu(), captions, colors=colours, width=2
+            )
+        elif "label" in result:
+            h, w = canvas.shape[-2:]
+            name = result.get("name") or str(result["label"])
+            scores = result.get("scores")
+            caption = name if scores is None else f"{name} {float(scores[result['label']]):.2f}"
+            frame = torch.tensor([[0, 0, w - 1, h - 1]], dtype=torch.float)
+            colour = colour_of(result["label"])
+            canvas = draw_bounding_boxes(canvas, frame, [caption], colors=[colour], width=2)
+    drawn = canvas.permute(1, 2, 0).numpy()
+    return _with_legend(drawn, legend) if legend else drawn
+
+
+def _with_legend(image: np.ndarray, legend: dict[str, tuple[int, int, int]]) -> np.ndarray:
+    """``image`` with a strip below it: a coloured square and the name of each class."""
+    row = 14
+    strip = Image.new("RGB", (image.shape[1], row * len(legend) + 4), (0, 0, 0))
+    draw = ImageDraw.Draw(strip)
+    for i, (name, colour) in enumerate(legend.items()):
+        y = 2 + i * row
+        draw.rectangle([4, y + 1, 14, y + 11], fill=colour)
+        draw.text((20, y), name, fill=(255, 255, 255))
+    return np.concatenate([image, np.asarray(strip)], axis=0)

@@ -1,0 +1,137 @@
+"""How each task merges a prediction with that of the mirrored image (flip test-time
+augmentation); :data:`visionkit.evaluation.tasks.TASKS` names one merge per task.
+
+Every merge takes one head's raw outputs for a batch and for its mirror image (made by
+:func:`visionkit.inference.tta.hflip_images`), and returns one prediction per image, reusing
+the head's own ``postprocess``:
+
+- classification (:func:`merge_scores`): the class probabilities (``scores``) of both views are
+  averaged; ``label`` and ``name`` follow the average.
+- semantic (:func:`merge_dense_logits`): the flipped view's raw ``logits`` are mirrored back
+  (each cell resampled at its mirrored centre: an exact column flip when the image width is a
+  multiple of the logits' stride, as it always is when the image fills the batch tensor), the
+  softmax probabilities of both views are averaged, and the head decodes
+  ``log(mean probability)`` as usual.
+- detection / instance (:func:`merge_boxes`): the flipped view's detections (boxes and masks,
+  already in original-image coordinates) are mirrored back, ``x' = W - x``, and merged with the
+  others by class-wise NMS (``torchvision.ops.batched_nms`` at the head's ``nms_thresh``),
+  keeping the head's ``detections_per_img``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import batched_nms
+
+Sizes = Sequence[tuple[int, int]]
+
+
+def hflip_back_map(maps: Tensor, image_sizes: Sizes, stride: float) -> Tensor:
+    """Mirror dense maps ``[B, C, h, w]`` (e.g. logits at ``stride`` pixels per cell, top-left
+    aligned with the batch tensor) back after :func:`~visionkit.inference.tta.hflip_images`:
+    pixel ``x`` of image ``i`` (of width ``W_i``) came from ``W_i - x``. Cells are resampled
+    bilinearly at their mirrored centres, which is an exact column flip when ``W_i`` is a
+    multiple of ``stride``."""
+    batch, _, h, w = maps.shape
+    widths = maps.new_tensor([float(s[1]) for s in image_sizes])  # [B]
+    centres = (torch.arange(w, device=maps.device, dtype=maps.dtype) + 0.5) * stride  # [w]
+    source = (widths[:, None] - centres[None, :]) / stride  # [B, w] in cells
+    grid_x = 2 * source / w - 1  # grid_sample, align_corners=False: -1 / 1 = outer edges
+    grid_y = 2 * (torch.arange(h, device=maps.device, dtype=maps.dtype) + 0.5) / h - 1
+    grid = torch.stack(
+        [grid_x[:, None, :].expand(batch, h, w), grid_y[None, :, None].expand(batch, h, w)],
+        dim=-1,
+    )  # [B, h, w, 2] as (x, y)
+    return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def hflip_detections(prediction: dict[str, Any], width: int) -> dict[str, Any]:
+    """One image's detections (``boxes`` xyxy, optional ``masks`` ``[K, H, W]``) mirrored in an
+    image ``width`` pixels wide: ``x1' = W - x2``, ``x2' = W - x1``."""
+    out = dict(prediction)
+    boxes = prediction["boxes"]
+    out["boxes"] = torch.stack(
+        [width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1
+    )
+    if prediction.get("masks") is not None:
+        out["masks"] = prediction["masks"].flip(-1)
+    return out
+
+
+def merge_detections(
+    first: dict[str, Any], second: dict[str, Any], nms_thresh: float, max_detections: int
+) -> dict[str, Any]:
+    """The detections of two views of one image as one: class-wise NMS over both, best first,
+    at most ``max_detections``."""
+    boxes = torch.cat([first["boxes"].float(), second["boxes"].float()])
+    scores = torch.cat([first["scores"].float(), second["scores"].float()])
+    labels = torch.cat([first["labels"], second["labels"]])
+    keep = batched_nms(boxes, scores, labels, nms_thresh)[:max_detections]
+    out = {**first, "boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+    if first.get("names") is not None and second.get("names") is not None:
+        names = list(first["names"]) + list(second["names"])
+        out["names"] = [names[k] for k in keep.tolist()]
+    if first.get("masks") is not None and second.get("masks") is not None:
+        out["masks"] = torch.cat([first["masks"], second["masks"]])[keep]
+    return out
+
+
+def merge_scores(
+    head: Any,
+    outputs: dict[str, Tensor],
+    flipped: dict[str, Tensor],
+    sizes: Sizes,
+    origs: Sizes | None,
+) -> list[dict[str, Any]]:
+    """Classification: each image's class probabilities averaged over both views."""
+    plain = head.postprocess(outputs, sizes, origs)
+    mirror = head.postprocess(flipped, sizes, origs)
+    return [_average_scores(a, b, head) for a, b in zip(plain, mirror, strict=True)]
+
+
+def merge_dense_logits(
+    head: Any,
+    outputs: dict[str, Tensor],
+    flipped: dict[str, Tensor],
+    sizes: Sizes,
+    origs: Sizes | None,
+) -> list[dict[str, Any]]:
+    """Semantic segmentation: the mirror view's logits flipped back (at the head's
+    ``output_stride``), softmax probabilities averaged, decoded by the head."""
+    logits = outputs["logits"].float()
+    back = hflip_back_map(flipped["logits"].float(), sizes, float(head.output_stride))
+    probs = (logits.softmax(1) + back.softmax(1)) / 2
+    merged = {**outputs, "logits": probs.clamp(min=1e-12).log()}
+    return head.postprocess(merged, sizes, origs)
+
+
+def merge_boxes(
+    head: Any,
+    outputs: dict[str, Tensor],
+    flipped: dict[str, Tensor],
+    sizes: Sizes,
+    origs: Sizes | None,
+) -> list[dict[str, Any]]:
+    """Detection and instance segmentation: the mirror view's detections flipped back and
+    merged with the others by class-wise NMS."""
+    plain = head.postprocess(outputs, sizes, origs)
+    mirror = head.postprocess(flipped, sizes, origs)
+    widths = [s[1] for s in (origs or sizes)]
+    nms = float(getattr(head, "nms_thresh", 0.5))
+    top = int(getattr(head, "detections_per_img", 100))
+    return [
+        merge_detections(a, hflip_detections(b, w), nms, top)
+        for a, b, w in zip(plain, mirror, widths, strict=True)
+    ]
+
+
+def _average_scores(first: dict[str, Any], second: dict[str, Any], head: Any) -> dict[str, Any]:
+    scores = (first["scores"].float() + second["scores"].float()) / 2
+    label = int(scores.argmax())
+    names = getattr(head, "class_names", None)
+    return {**first, "scores": scores, "label": label, "name": names[label] if names else None}
