@@ -13,9 +13,9 @@ from torch import Tensor, nn
 
 from benchmarks.harness import Settings
 from visionkit import build
+from visionkit.build.model import create_model
 from visionkit.config import Config, OptimizerConfig
 from visionkit.errors import ConfigError
-from visionkit.models.factory import create_model
 
 
 class BenchmarkCase:

@@ -33,13 +33,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from visionkit.build import build_dataset, targets_needed
+from visionkit.build.model import create_model
 from visionkit.config import load_config
 from visionkit.data.batch import collate
 from visionkit.data.datasets import TransformedDataset
 from visionkit.data.synthetic import make_shapes
 from visionkit.data.transforms import build_pipeline, pipeline_steps
 from visionkit.engine.precision import resolve_precision
-from visionkit.models.factory import create_model
 
 DEFAULT_RECIPE = "configs/shapes/fcos_r18.yaml"
 

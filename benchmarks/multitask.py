@@ -9,9 +9,9 @@ from torch import Tensor, nn
 
 from benchmarks.cases import RecipeCase, build_optimizer, synthetic_boxes
 from benchmarks.harness import Settings
+from visionkit.build.model import create_model
 from visionkit.config import Config, load_config
 from visionkit.errors import ConfigError
-from visionkit.models.factory import create_model
 from visionkit.registry import HEADS
 
 

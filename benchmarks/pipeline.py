@@ -20,11 +20,11 @@ from typing import Any
 
 from benchmarks.harness import median
 from visionkit.build import build_datasets, build_pipelines, dropped_keys, targets_needed
+from visionkit.build.model import create_model
 from visionkit.config import Config, is_dataset_mix, load_config
 from visionkit.data.datasets import label_names_of
 from visionkit.data.synthetic import make_shapes
 from visionkit.errors import ConfigError
-from visionkit.models.factory import create_model
 
 
 def pipeline_config(

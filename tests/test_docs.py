@@ -22,7 +22,7 @@ A tag in an HTML comment on the line just before a block changes that:
       written.
 
 Keep the default variant of a page under ~20 s of CPU; docs/extending.md says the same.
-docs/configs.md must equal :func:`visionkit.cli.config_docs.render_config_reference`
+docs/configs.md must equal :func:`visionkit.config.reference.render_config_reference`
 (``python tools/gen_config_docs.py`` regenerates it).
 """
 
@@ -198,7 +198,7 @@ def test_docs_have_examples_and_valid_tags():
 
 
 def test_configs_md_is_the_rendered_schema():
-    from visionkit.cli.config_docs import render_config_reference
+    from visionkit.config.reference import render_config_reference
 
     text = (DOCS / "configs.md").read_text(encoding="utf-8")
     assert text == render_config_reference(), (
@@ -207,7 +207,7 @@ def test_configs_md_is_the_rendered_schema():
 
 
 def test_every_config_key_has_a_description():
-    from visionkit.cli.config_docs import DESCRIPTIONS, schema_keys
+    from visionkit.config.reference import DESCRIPTIONS, schema_keys
 
     missing = [key for key in schema_keys() if not DESCRIPTIONS.get(key)]
-    assert not missing, f"add these keys to visionkit/cli/config_docs.py DESCRIPTIONS: {missing}"
+    assert not missing, f"add these keys to visionkit/config/reference.py DESCRIPTIONS: {missing}"

@@ -98,7 +98,7 @@ def test_the_public_packages_import_without_lightning():
 
 def test_the_walk_finds_the_library_and_leaves_out_engine_and_cli():
     names = library_modules()
-    assert {"visionkit.config", "visionkit.models.factory", "visionkit.data.batch"} <= set(names)
+    assert {"visionkit.config", "visionkit.build.model", "visionkit.data.batch"} <= set(names)
     assert not [n for n in names if n.startswith(LIGHTNING_PACKAGES)]
 
 

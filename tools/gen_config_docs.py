@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from visionkit.cli.config_docs import render_config_reference
+from visionkit.config.reference import render_config_reference
 
 TARGET = Path(__file__).resolve().parents[1] / "docs" / "configs.md"
 

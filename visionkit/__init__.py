@@ -13,10 +13,10 @@ Public API::
 The library API never imports Lightning.
 """
 
+from visionkit.build.model import create_model, load
 from visionkit.config import Config, load_config
 from visionkit.data import readers  # noqa: F401  (registers the dataset formats)
 from visionkit.models.backbones import create_backbone, list_backbones
-from visionkit.models.factory import create_model, load
 from visionkit.models.heads import list_heads
 from visionkit.models.model import VisionModel
 from visionkit.models.necks import list_necks

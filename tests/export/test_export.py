@@ -17,6 +17,7 @@ import visionkit
 from visionkit.cli import main
 from visionkit.config import load_config
 from visionkit.errors import CheckpointError, ExportError
+from visionkit.evaluation.tasks import label_family
 from visionkit.export import (
     ExportModule,
     check_sizes,
@@ -45,7 +46,7 @@ def recipe_model(recipe: str, overrides=()) -> visionkit.VisionModel:
     label_names = {}
     for spec in cfg.model.heads.values():
         n = spec.get("num_classes") or 3
-        label_names[HEADS.component_class(spec["name"]).label_key] = [f"c{i}" for i in range(n)]
+        label_names[label_family(HEADS.component_class(spec["name"]))] = [f"c{i}" for i in range(n)]
     torch.manual_seed(0)
     return visionkit.create_model(cfg, label_names=label_names)
 
@@ -68,7 +69,9 @@ def tiny_model(heads: dict) -> visionkit.VisionModel:
         "data": {"image_size": SIZE},
     }
     label_names = {
-        HEADS.component_class(spec["name"]).label_key: [f"c{i}" for i in range(spec["num_classes"])]
+        label_family(HEADS.component_class(spec["name"])): [
+            f"c{i}" for i in range(spec["num_classes"])
+        ]
         for spec in heads.values()
     }
     torch.manual_seed(0)

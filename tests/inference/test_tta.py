@@ -73,7 +73,6 @@ class BoxHead(nn.Module):
     it lets the test see exactly where TTA puts the flipped view's detection."""
 
     task: ClassVar[str] = "detection"
-    label_key: ClassVar[str] = "instances"
     reads: ClassVar[str] = "backbone"
     nms_thresh = 0.5
     detections_per_img = 10

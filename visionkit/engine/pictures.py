@@ -178,7 +178,7 @@ def ground_truth(model: Any, sample: dict[str, Any]) -> dict[str, Any]:
     truth: dict[str, Any] = {}
     for name, head in model.heads.items():
         spec = TASKS.get(getattr(head, "task", None))
-        if spec is None:
+        if spec is None or spec.ground_truth is None:
             continue
         names = label_names(model, name) if hasattr(head, "num_classes") else None
         entry = spec.ground_truth(head, sample, names)

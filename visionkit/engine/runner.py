@@ -30,6 +30,7 @@ from visionkit.build import (
     targets_needed,
     trainer_kwargs,
 )
+from visionkit.build.model import load
 from visionkit.checkpoint import load_checkpoint
 from visionkit.config import Config, ConfigLike, load_config, save_config
 from visionkit.engine.callbacks import RunFolderCallback, TrainingTime, make_loggers
@@ -40,7 +41,6 @@ from visionkit.engine.pictures import ValidationPictures
 from visionkit.engine.resume import RngStateCallback, SigtermCheckpoint, find_resume_checkpoint
 from visionkit.engine.system import VisionSystem
 from visionkit.errors import ConfigError, TrainingInterrupted
-from visionkit.models.factory import load
 from visionkit.models.model import VisionModel
 
 logger = logging.getLogger(__name__)

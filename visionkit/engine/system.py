@@ -17,11 +17,11 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from visionkit.build import OptimizerFactory, ScheduleFactory, is_fused
+from visionkit.build.optim import OptimizerFactory, ScheduleFactory, is_fused
 from visionkit.build import lr_schedule as default_lr_schedule
 from visionkit.build import optimizer_factory as default_optimizer
 from visionkit.errors import NonFiniteLossError
-from visionkit.evaluation.tasks import PROGRESS_BAR_SUFFIXES, TASKS
+from visionkit.evaluation.tasks import TASKS, progress_bar_suffixes
 from visionkit.models.model import VisionModel
 
 logger = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class VisionSystem(L.LightningModule):
         keys = []
         for key in self.evaluators:
             spec = TASKS.get(getattr(self.model.heads[key.split("@")[0]], "task", None))
-            if spec is not None:
+            if spec is not None and spec.main_metric:
                 keys.append(f"{key.replace('@', '/')}/{spec.main_metric}")
         return keys
 
@@ -183,7 +183,7 @@ class VisionSystem(L.LightningModule):
                 self.log(
                     key,
                     value,
-                    prog_bar=key.endswith(PROGRESS_BAR_SUFFIXES),
+                    prog_bar=key.endswith(progress_bar_suffixes()),
                     sync_dist=True,
                     reduce_fx="max",
                 )

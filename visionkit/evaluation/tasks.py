@@ -4,7 +4,8 @@ once.
 A :class:`TaskSpec` holds everything that depends on the task: the label family of the data
 it learns from, the Sample targets it needs, its evaluator, its main metric and progress-bar
 metrics, how flip test-time augmentation merges its predictions and how its ground truth is
-drawn. Adding a task is one entry in :data:`TASKS`; no other module branches on task names.
+drawn. Adding a task is one entry in :data:`TASKS` (:func:`register_task`, for a head of
+your own); no other module branches on task names.
 
 >>> TASKS["detection"].labels, TASKS["detection"].targets, TASKS["detection"].main_metric
 ('instances', ('boxes',), 'mAP')
@@ -14,8 +15,8 @@ drawn. Adding a task is one entry in :data:`TASKS`; no other module branches on 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -51,22 +52,25 @@ class TaskSpec:
             ``"boxes"``, ``"masks"``, ``"semantic"``); readers are asked for them and batches
             keep them.
         evaluator: builds the evaluator of a head on one validation set, or returns ``None``
-            when that set cannot evaluate it (e.g. no COCO annotation file).
-        main_metric: the metric that sums up a head (``<head>/<main_metric>``).
+            when that set cannot evaluate it (e.g. no COCO annotation file). Default: none.
+        main_metric: the metric that sums up a head (``<head>/<main_metric>``; it counts in
+            ``val/score``). ``None``: the task has no metric.
         progress_bar: the metrics shown on the progress bar.
         merge_hflip: ``(head, outputs, flipped_outputs, image_sizes, orig_sizes)`` → one
-            prediction per image (:mod:`visionkit.inference.flip`).
+            prediction per image (:mod:`visionkit.inference.flip`). ``None``: flip TTA refuses
+            the head.
         ground_truth: ``(head, sample, class_names)`` → the Sample's labels shaped like a
-            prediction, or ``None`` (:mod:`visionkit.evaluation.ground_truth`).
+            prediction, or ``None`` (:mod:`visionkit.evaluation.ground_truth`). ``None``: the
+            validation pictures draw no ground truth for it.
     """
 
     labels: str
     targets: tuple[str, ...]
-    evaluator: EvaluatorFactory
-    main_metric: str
-    progress_bar: tuple[str, ...]
-    merge_hflip: Callable[..., list[dict[str, Any]]]
-    ground_truth: Callable[..., dict[str, Any] | None]
+    evaluator: EvaluatorFactory = field(default=lambda *args: None)
+    main_metric: str | None = None
+    progress_bar: tuple[str, ...] = ()
+    merge_hflip: Callable[..., list[dict[str, Any]]] | None = None
+    ground_truth: Callable[..., dict[str, Any] | None] | None = None
 
 
 def classification_evaluator(
@@ -107,7 +111,7 @@ def semantic_evaluator(
     )
 
 
-TASKS: Mapping[str, TaskSpec] = {
+TASKS: dict[str, TaskSpec] = {
     "classification": TaskSpec(
         labels="class",
         targets=("class",),
@@ -146,11 +150,25 @@ TASKS: Mapping[str, TaskSpec] = {
     ),
 }
 
-#: Metric-key endings shown on the progress bar: every task's, and the multi-head score.
-PROGRESS_BAR_SUFFIXES = (
-    *dict.fromkeys(f"/{m}" for spec in TASKS.values() for m in spec.progress_bar),
-    "val/score",
-)
+
+def register_task(name: str, spec: TaskSpec) -> TaskSpec:
+    """Add the task ``name`` to :data:`TASKS`, for heads whose ``task`` is ``name``.
+
+    Raises:
+        ValueError: ``name`` is already in the table.
+    """
+    if name in TASKS:
+        raise ValueError(f"task {name!r} is already in the task table")
+    TASKS[name] = spec
+    return spec
+
+
+def progress_bar_suffixes() -> tuple[str, ...]:
+    """Metric-key endings shown on the progress bar: every task's, and the multi-head score."""
+    return (
+        *dict.fromkeys(f"/{m}" for spec in TASKS.values() for m in spec.progress_bar),
+        "val/score",
+    )
 
 
 def task_of(head: Any) -> TaskSpec:

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from visionkit.build.model import load
 from visionkit.errors import ExportError
-from visionkit.models.factory import load
 from visionkit.models.model import VisionModel
 
 SIZE_DIVISOR = 32  # H and W of the inputs are multiples of this (as visionkit's collate pads)

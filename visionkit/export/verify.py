@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from visionkit.build.model import model_from_meta
 from visionkit.errors import ExportError
 from visionkit.export.graph import (
     INPUT_NAME,
@@ -31,7 +32,6 @@ from visionkit.export.graph import (
 )
 from visionkit.export.onnx import onnx_session
 from visionkit.export.torchscript import read_torchscript
-from visionkit.models.factory import model_from_meta
 from visionkit.models.model import VisionModel
 
 FORMATS = ("onnx", "torchscript", "safetensors")

@@ -21,12 +21,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from visionkit.build.model import EvalPreprocess, model_from_meta
 from visionkit.errors import ExportError
 from visionkit.export.graph import INPUT_NAME, unflatten_outputs
 from visionkit.export.metadata import read_metadata
 from visionkit.export.onnx import onnx_session
 from visionkit.inference.loop import Predictions, Sizes, predict_loop
-from visionkit.models.factory import EvalPreprocess, model_from_meta
 
 
 class OnnxPredictor:

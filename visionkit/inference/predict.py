@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from visionkit.build.model import load
 from visionkit.checkpoint import write_atomic
 from visionkit.data.batch import IMAGE_EXTENSIONS
 from visionkit.data.io import read_image
 from visionkit.errors import ConfigError, DataError
 from visionkit.inference.draw import draw_predictions
 from visionkit.inference.tta import TTA_MODES, predict_tta
-from visionkit.models.factory import load
 from visionkit.models.model import VisionModel
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")

@@ -79,10 +79,11 @@ def merge_hflip(
     for name, head in model.heads.items():
         task = getattr(head, "task", None)
         spec = TASKS.get(task)
-        if spec is None:
+        if spec is None or spec.merge_hflip is None:
+            supported = [t for t, s in TASKS.items() if s.merge_hflip is not None]
             raise ValueError(
                 f"flip test-time augmentation does not know how to merge the predictions of "
-                f"head {name!r} (task {task!r}); it supports the tasks {', '.join(TASKS)}"
+                f"head {name!r} (task {task!r}); it supports the tasks {', '.join(supported)}"
             )
         per_head[name] = spec.merge_hflip(head, outputs[name], flipped_outputs[name], sizes, origs)
     return [{name: preds[i] for name, preds in per_head.items()} for i in range(len(sizes))]

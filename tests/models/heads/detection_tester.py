@@ -82,7 +82,6 @@ class DetectionHeadTester:
     def test_class_attributes_and_registry(self):
         head = self.make_head(class_names=["a", "b", "c"])
         assert head.task == "detection"
-        assert head.label_key == "instances"
         assert head.reads == "neck"
         assert head.num_classes == self.num_classes
         assert list(head.class_names) == ["a", "b", "c"]

@@ -31,7 +31,7 @@ class TestFCOSMaskContract(DetectionHeadTester):
     # The shared versions expect task "detection" and only [B, N, ...] batch outputs.
     def test_class_attributes_and_registry(self):
         head = self.make_head(class_names=["a", "b", "c"])
-        assert (head.task, head.label_key, head.reads) == ("instance", "instances", "neck")
+        assert (head.task, head.reads) == ("instance", "neck")
         assert head.num_classes == self.num_classes
         assert list(head.class_names) == ["a", "b", "c"]
         assert HEADS.component_class("fcos_mask") is FCOSMaskHead

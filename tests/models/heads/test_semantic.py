@@ -383,7 +383,7 @@ def test_registry_attributes_and_config_schema(kind, cls, reads, kwargs):
     assert HEADS.get(kind) is cls and HEADS.component_class(kind) is cls
     head = make_head(kind)
     assert isinstance(head, cls)
-    assert (head.task, head.label_key, head.reads) == ("semantic", "semantic", reads)
+    assert (head.task, head.reads) == ("semantic", reads)
     schema = builder_schema(HEADS, kind)
     args = {
         "num_classes": 4,

@@ -15,15 +15,13 @@ class Head(Protocol):
     """What every head provides.
 
     Class attributes:
-        task: what it predicts (``"classification"``, ``"detection"``, ...); picks the evaluator.
-        label_key: which label family of a dataset it learns from (``"class"`` for image-level
-            classes, ``"instances"`` for box/mask categories); its ``num_classes`` defaults to
-            the size of that family.
+        task: what it predicts (``"classification"``, ``"detection"``, ...): its entry in the task
+            table, :data:`visionkit.evaluation.tasks.TASKS` (label family, targets, evaluator,
+            metrics, flip merge, drawing).
         reads: ``"backbone"`` or ``"neck"``: which feature list ``forward`` receives.
     """
 
     task: ClassVar[str]
-    label_key: ClassVar[str]
     reads: ClassVar[Literal["backbone", "neck"]]
     num_classes: int
 

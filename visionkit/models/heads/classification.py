@@ -37,7 +37,6 @@ class ClassificationHead(nn.Module):
     """
 
     task: ClassVar[str] = "classification"
-    label_key: ClassVar[str] = "class"
     reads: ClassVar[str] = "backbone"
 
     def __init__(

@@ -91,7 +91,6 @@ class DeepLabV3PlusHead(SemanticLossAndDecode, nn.Module):
     """
 
     task: ClassVar[str] = "semantic"
-    label_key: ClassVar[str] = "semantic"
     reads: ClassVar[str] = "backbone"
 
     def __init__(

@@ -185,7 +185,6 @@ class FCOSHead(nn.Module):
     """
 
     task: ClassVar[str] = "detection"
-    label_key: ClassVar[str] = "instances"
     reads: ClassVar[str] = "neck"
     _name: ClassVar[str] = "fcos"  # what its error messages call it
 

@@ -96,7 +96,6 @@ class FCOSMaskHead(FCOSHead):
     """
 
     task: ClassVar[str] = "instance"
-    label_key: ClassVar[str] = "instances"
     reads: ClassVar[str] = "neck"
     _name: ClassVar[str] = "fcos_mask"
 

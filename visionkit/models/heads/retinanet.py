@@ -147,7 +147,6 @@ class RetinaNetHead(nn.Module):
     """
 
     task: ClassVar[str] = "detection"
-    label_key: ClassVar[str] = "instances"
     reads: ClassVar[str] = "neck"
 
     def __init__(

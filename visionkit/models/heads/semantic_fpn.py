@@ -72,7 +72,6 @@ class SemanticFPNHead(SemanticLossAndDecode, nn.Module):
     """
 
     task: ClassVar[str] = "semantic"
-    label_key: ClassVar[str] = "semantic"
     reads: ClassVar[str] = "neck"
 
     def __init__(

@@ -1,5 +1,6 @@
-"""Config → objects, in one visible place: :func:`create_model`, and :func:`load` /
-:func:`model_from_meta` that rebuild a model from the metadata a checkpoint or export carries.
+"""The model from a config (:func:`create_model`), from a training run's config and datasets
+(:func:`build_model`), and from a checkpoint's metadata alone (:func:`model_from_meta`,
+:func:`load`).
 
 >>> model = create_model({"model": {"backbone": {"name": "simple_cnn"},
 ...                                 "heads": {"cls": {"name": "linear", "num_classes": 4}}}})
@@ -17,9 +18,15 @@ from typing import Any
 import numpy as np
 
 from visionkit.checkpoint import load_checkpoint
-from visionkit.config import Config, ConfigLike, load_config
+from visionkit.config import (
+    Config,
+    ConfigLike,
+    load_config,
+)
+from visionkit.data.datasets import label_names_of
 from visionkit.data.transforms import apply_pipeline, build_pipeline, pipeline_steps
 from visionkit.errors import CheckpointError, ConfigError
+from visionkit.evaluation.tasks import label_family
 from visionkit.models.backbones import create_backbone
 from visionkit.models.model import VisionModel
 from visionkit.models.transfer import load_matching
@@ -50,7 +57,7 @@ def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | 
     for head_name, spec in cfg.model.heads.items():
         if "num_classes" not in spec:
             continue
-        names = (label_names or {}).get(HEADS.component_class(spec["name"]).label_key)
+        names = (label_names or {}).get(label_family(HEADS.component_class(spec["name"])))
         if spec["num_classes"] is None:
             if names is None:
                 problems.append(
@@ -111,7 +118,7 @@ def create_model(
             raise ConfigError(f"model.heads.{head_name}: head {spec['name']!r} needs a model.neck")
         params = HEADS.signature(spec["name"]).parameters
         if "class_names" in params and label_names:
-            args["class_names"] = list(label_names.get(head_class.label_key) or []) or None
+            args["class_names"] = list(label_names.get(label_family(head_class)) or []) or None
         if "strides" in params:
             args["strides"] = list(source.strides)
         heads[head_name] = HEADS.build(spec["name"], in_channels=list(source.out_channels), **args)
@@ -153,6 +160,21 @@ def prefix_problems(model: VisionModel, prefixes: Sequence[str], key: str) -> li
         "(or a module below them, e.g. backbone.<child>)"
         for prefix in model.unknown_prefixes(prefixes)
     ]
+
+
+def build_model(cfg: Config, datasets: Mapping[str, Any], resume: bool = False) -> VisionModel:
+    """The model of a training run (:func:`~visionkit.build.model.create_model`), sized by
+    the datasets' label names and carrying the training set's category ids. A resumed run
+    (``resume``) gets its weights from the checkpoint, so ``model.init_from`` is not loaded;
+    the model's config still records it."""
+    train = datasets.get("train")
+    extra = {"category_ids": list(getattr(train, "category_ids", []) or [])}
+    build_cfg = cfg.model_copy(deep=True)
+    if resume:
+        build_cfg.model.init_from = None
+    model = create_model(build_cfg, label_names=label_names_of(datasets), extra_meta=extra)
+    model.meta["config"]["model"]["init_from"] = cfg.model.init_from
+    return model
 
 
 def model_from_meta(

@@ -1,0 +1,189 @@
+"""Datasets and transform pipelines from the ``data`` section; what the model's heads need
+from the samples, read from the task table.
+
+>>> from visionkit.config import load_config
+>>> cfg = load_config({"model": {"backbone": {"name": "simple_cnn"},
+...                              "heads": {"seg": {"name": "semantic_fpn", "num_classes": 3}},
+...                              "neck": {"name": "fpn"}}})
+>>> targets_needed(cfg), boxes_needed(cfg)
+(['semantic'], False)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from visionkit.config import (
+    Config,
+    DataConfig,
+    is_dataset_mix,
+)
+from visionkit.data.datasets import MixedDataset
+from visionkit.data.synthetic import GENERATOR, make_shapes
+from visionkit.data.transforms import build_pipeline, pipeline_steps
+from visionkit.errors import ConfigError
+from visionkit.evaluation.tasks import TaskSpec, task_of
+from visionkit.registry import DATASETS, HEADS
+
+logger = logging.getLogger(__name__)
+
+
+SPLITS = ("train", "val")
+
+
+def head_tasks(cfg: Config) -> list[TaskSpec]:
+    """The :class:`~visionkit.evaluation.tasks.TaskSpec` of each configured head."""
+    return [task_of(HEADS.component_class(spec["name"])) for spec in cfg.model.heads.values()]
+
+
+def targets_needed(cfg: Config) -> list[str]:
+    """The Sample targets the model's heads learn from (``"class"``, ``"boxes"``,
+    ``"masks"``, ``"semantic"``), in head order, each once."""
+    return list(dict.fromkeys(t for spec in head_tasks(cfg) for t in spec.targets))
+
+
+def boxes_needed(cfg: Config) -> bool:
+    """Whether a head learns from boxes (detection and instance heads). Without one, the
+    data pipeline leaves the readers' boxes out: carrying them through albumentations costs
+    a classifier's loader several times its image work."""
+    return "boxes" in targets_needed(cfg)
+
+
+def dropped_keys(cfg: Config) -> tuple[str, ...]:
+    """The Sample keys the data module leaves out before the pipeline: boxes, their labels
+    and instance masks when no head learns from boxes (see :func:`boxes_needed`)."""
+    return () if boxes_needed(cfg) else ("boxes", "labels", "masks")
+
+
+def build_dataset(
+    spec: Mapping[str, Any],
+    *,
+    split: str = "train",
+    label_names: Mapping[str, Sequence[str]] | None = None,
+    needs: Sequence[str] = (),
+    where: str | None = None,
+    image_check: str = "header",
+) -> Any:
+    """Build one dataset from its validated config (``{format: coco, images: ..., ...}``).
+
+    The reader class declares which argument names its folder (``location``), which Sample
+    targets it can produce (``targets``) and which flag switches an optional one on
+    (``target_flags``).
+
+    Args:
+        spec: the dataset's config entry. With ``synthetic:``, no ``annotations`` file, and
+            no data in the folder yet, the shapes dataset is generated there first.
+        split: ``"train"`` or ``"val"``. A validation set keeps every image (a reader's
+            ``keep_negatives`` is forced on: images without boxes count in evaluation), and
+            under ``on_bad_image: skip`` decodes every image when built, leaving the
+            unreadable ones out (a validation image must be read exactly once, rather than be
+            replaced later by another one that the evaluators would count twice).
+        label_names: label family → class names of the training set: a reader that produces
+            image-level classes and is not given ``class_names`` takes that order.
+        needs: the targets the model's heads learn from (:func:`targets_needed`); a target
+            flag the config leaves ``None`` ("when needed") is switched on for them.
+        where: the config path of ``spec`` in error messages (default ``data.<split>``).
+        image_check: how the reader checks its image files: ``"header"`` or ``"decode"``
+            (:data:`visionkit.data.checks.IMAGE_CHECKS`; ``check-data`` decodes).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    where = where or f"data.{split}"
+    reader = DATASETS.component_class(spec["format"])
+    accepts = DATASETS.signature(spec["format"]).parameters
+    args = {k: v for k, v in spec.items() if k not in ("format", "synthetic", "weight")}
+    location = reader.location
+    if args.get(location) is None:
+        raise ConfigError(
+            f"{where}.{location}: not set; give the dataset folder, e.g. {where}.{location}=PATH"
+        )
+    synthetic = spec.get("synthetic")
+    if synthetic and args.get("annotations"):
+        # The user named an annotation file: their data, never a place to generate shapes
+        # (a shapes recipe pointed at converted VOC/YOLO data keeps its synthetic: block).
+        synthetic = None
+    if synthetic and _needs_generation(Path(args[location]), synthetic):
+        logger.info("generating the shapes dataset in %s", args[location])
+        make_shapes(args[location], **synthetic, progress=True)
+    for target in needs:
+        flag = reader.target_flags.get(target)
+        if flag is not None and args.get(flag) is None:
+            args[flag] = True
+    if split == "val" and "keep_negatives" in accepts:
+        if args.get("keep_negatives") is False:
+            logger.info("%s.keep_negatives: ignored; validation sets keep every image", where)
+        args["keep_negatives"] = True
+    classes = (label_names or {}).get("class")
+    if classes and "class" in reader.targets and args.get("class_names") is None:
+        args["class_names"] = list(classes)
+    if split == "val" and args.get("on_bad_image") == "skip":
+        image_check = "decode"
+    return DATASETS.build(spec["format"], **args, image_check=image_check)
+
+
+def _needs_generation(root: Path, params: Mapping[str, Any]) -> bool:
+    """True when ``root`` holds no dataset yet, or a shapes dataset made with other parameters
+    (a dataset that is not a generated one is never replaced)."""
+    path = root / "annotations.json"
+    if not path.is_file():
+        return not any(root.glob("*.json"))
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f).get("info", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    if info.get("generator") != GENERATOR:
+        return False
+    return any(info.get(key) != value for key, value in params.items())
+
+
+def build_split(
+    spec: Mapping[str, Any],
+    *,
+    split: str,
+    label_names: Mapping[str, Sequence[str]] | None = None,
+    needs: Sequence[str] = (),
+    image_check: str = "header",
+) -> Any:
+    """The datasets of one split (``data.train`` or ``data.val``): one dataset, or a name →
+    dataset dict for a mix. Arguments as in :func:`build_dataset`."""
+    where = f"data.{split}"
+    options = {"split": split, "label_names": label_names, "needs": needs}
+    if not is_dataset_mix(spec):
+        return build_dataset(spec, where=where, image_check=image_check, **options)
+    return {
+        name: build_dataset(entry, where=f"{where}.{name}", image_check=image_check, **options)
+        for name, entry in spec.items()
+    }
+
+
+def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any]:
+    """The configured splits. ``train`` is one dataset (a :class:`MixedDataset` when several
+    are named); ``val`` is one dataset or a name → dataset dict, sharing the training set's
+    class order. ``needs`` as in :func:`build_dataset`."""
+    datasets: dict[str, Any] = {}
+    if data.train is not None:
+        train = build_split(data.train, split="train", needs=needs)
+        if isinstance(train, dict):
+            weights = {name: entry.get("weight", 1.0) for name, entry in data.train.items()}
+            train = MixedDataset(train, weights)
+        datasets["train"] = train
+    if data.val is not None:
+        names = getattr(datasets.get("train"), "label_names", None)
+        datasets["val"] = build_split(data.val, split="val", label_names=names, needs=needs)
+    return datasets
+
+
+def build_pipelines(data: DataConfig, mean: Sequence[float], std: Sequence[float]) -> dict:
+    """The training and evaluation pipelines (``{"train": ..., "val": ...}``) of the ``data``
+    section, normalised by the backbone's ``mean`` / ``std``."""
+    return {
+        split: build_pipeline(
+            pipeline_steps(data, train=split == "train"), mean, std, f"data.transforms.{split}"
+        )
+        for split in SPLITS
+    }

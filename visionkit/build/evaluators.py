@@ -1,0 +1,42 @@
+"""The evaluators of a model on its validation sets, chosen by each head's task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from visionkit.data.datasets import carries_labels, val_sets
+from visionkit.evaluation.tasks import TASKS
+from visionkit.models.model import VisionModel
+
+
+def build_evaluators(model: VisionModel, val_dataset: Any) -> list[dict[str, nn.Module]]:
+    """The evaluators of each validation set, in the order of the validation loaders.
+
+    Each head is evaluated, by its task's evaluator, on the sets that carry its label family.
+    Its metric keys are ``<head>/<metric>`` when one set does (key ``<head>``) and
+    ``<head>/<set>/<metric>`` when several do (key ``<head>@<set>``). A head whose task is not
+    in the table, or that a set cannot evaluate (e.g. a detection head without a COCO
+    annotation file), gets none.
+
+    Args:
+        model: the model; its ``meta["category_ids"]`` map labels to COCO category ids.
+        val_dataset: the validation dataset, or a name → dataset dict of several (``None``:
+            no evaluators).
+    """
+    sets = val_sets(val_dataset)
+    names = list(sets)
+    per_set: list[dict[str, nn.Module]] = [{} for _ in names]
+    category_ids = model.meta.get("category_ids") or None
+    for name, head in model.heads.items():
+        spec = TASKS.get(getattr(head, "task", None))
+        if spec is None:
+            continue
+        carrying = [s for s in names if carries_labels(sets[s], spec.labels)]
+        for set_name in carrying:
+            prefix = name if len(carrying) == 1 else f"{name}/{set_name}"
+            evaluator = spec.evaluator(prefix, head, sets[set_name], category_ids)
+            if evaluator is not None:
+                per_set[names.index(set_name)][prefix.replace("/", "@")] = evaluator
+    return per_set

@@ -1,0 +1,224 @@
+"""The typed sections of a config (pydantic models, ``extra="forbid"``) and the names of the
+arguments a config never sets (injected by the factory)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+# Arguments of heads and necks the model factory supplies itself; a config never sets them.
+INJECTED_ARGS = {"in_channels", "strides", "class_names"}
+
+
+# Arguments of dataset readers that code supplies (``check-data`` asks for full decoding).
+DATASET_INJECTED_ARGS = {"image_check"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class BackboneConfig(_Section):
+    """``model.backbone``: a registered backbone name and its arguments."""
+
+    name: str = "resnet18"
+    pretrained: bool | str = False
+    out_indices: list[int] | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class LossBalancingConfig(_Section):
+    """``model.loss_balancing``: how the heads' losses are combined into the total."""
+
+    name: Literal["fixed", "uncertainty", "magnitude"] = "fixed"
+    momentum: float = Field(0.99, ge=0, lt=1)  # magnitude only
+
+
+class ModelConfig(_Section):
+    """``model``: one backbone, an optional neck, and named heads; optionally initialised from
+    a checkpoint (``init_from``) with some modules frozen (``freeze``)."""
+
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    neck: dict[str, Any] | None = None
+    heads: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    loss_balancing: LossBalancingConfig = Field(default_factory=LossBalancingConfig)
+    init_from: str | None = None
+    freeze: list[str] = Field(default_factory=list)
+
+
+class SyntheticConfig(_Section):
+    """``data.<split>.synthetic``: generate the shapes dataset at ``root`` when it is absent."""
+
+    num_images: int = Field(200, gt=0)
+    size: int = Field(128, ge=32)
+    seed: int = 0
+    min_shapes: int = Field(1, ge=0)
+    max_shapes: int = Field(4, ge=0)
+
+
+class TransformsConfig(_Section):
+    """``data.transforms``: albumentations transforms as ``{name: Resize, height: 128, ...}``."""
+
+    train: list[dict[str, Any]] | None = None
+    val: list[dict[str, Any]] | None = None
+
+
+class DataConfig(_Section):
+    """``data``: datasets per split and how they are loaded. A split is one dataset
+    (``{format: coco, ...}``) or several named ones (``{shapes: {format: coco, ...},
+    pets: {format: folder, ..., weight: 0.5}}``): mixed by ``weight`` for training, each
+    evaluated on its own for validation."""
+
+    train: dict[str, Any] | None = None
+    val: dict[str, Any] | None = None
+    image_size: PositiveInt | tuple[PositiveInt, PositiveInt] = 128
+    batch_size: int = Field(32, gt=0)
+    val_batch_size: int | None = Field(None, gt=0)
+    num_workers: int = Field(2, ge=0)
+    pin_memory: bool = False
+    transforms: TransformsConfig = Field(default_factory=TransformsConfig)
+
+    @model_validator(mode="after")
+    def _sizes_from_image_size(self) -> DataConfig:
+        """A sizing transform without its size (``{name: Resize}``) takes ``image_size``."""
+        from visionkit.data.transforms import with_image_size
+
+        for split in ("train", "val"):
+            steps = getattr(self.transforms, split)
+            if steps:
+                setattr(
+                    self.transforms,
+                    split,
+                    [
+                        with_image_size(s, self.image_size) if isinstance(s, Mapping) else s
+                        for s in steps
+                    ],
+                )
+        return self
+
+
+class ParamGroupConfig(_Section):
+    """``optimizer.param_groups.<module prefix>``."""
+
+    lr_mult: float = Field(1.0, ge=0)
+
+
+class OptimizerConfig(_Section):
+    """``optimizer``; ``param_groups`` maps module prefixes of the model (``backbone``,
+    ``heads.det``, ...) to learning-rate multipliers, the longest matching prefix winning."""
+
+    name: Literal["sgd", "adamw", "adam"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0)
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    param_groups: dict[str, ParamGroupConfig] = Field(default_factory=dict)
+
+
+class SchedulerConfig(_Section):
+    """``scheduler``: learning-rate schedule, stepped every optimiser step.
+
+    ``cosine``: linear warm-up over ``warmup_epochs``, then cosine decay to ``min_lr_factor``;
+    ``step``: × ``gamma`` at each epoch of ``step_epochs``; ``onecycle``: cosine rise from
+    ``warmup_start_factor`` to 1 over the first ``pct_start`` of the run, then cosine decay to
+    ``min_lr_factor`` (``warmup_epochs`` is not used); ``constant``."""
+
+    name: Literal["cosine", "step", "onecycle", "constant"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)
+    warmup_start_factor: float = Field(0.1, gt=0, le=1)
+    min_lr_factor: float = Field(0.0, ge=0, le=1)
+    step_epochs: list[int] = Field(default_factory=list)
+    gamma: float = Field(0.1, gt=0)
+    pct_start: float = Field(0.3, gt=0, lt=1)
+
+
+class TrainerConfig(_Section):
+    """``trainer``: passed through to ``lightning.Trainer``, except the keys visionkit handles
+    itself (:data:`VISIONKIT_TRAINER_KEYS`): ``compile``, ``on_nonfinite_loss``,
+    ``checkpoint_every_n_steps`` and ``channels_last``."""
+
+    max_epochs: int = Field(10, gt=0)
+    accelerator: str = "auto"
+    devices: int | str | list[int] = "auto"
+    num_nodes: int = Field(1, gt=0)
+    strategy: str = "auto"
+    precision: str = "auto"  # auto | 32-true | bf16-mixed | 16-mixed | ... (32, 16 also accepted)
+    gradient_clip_val: float | None = None
+    accumulate_grad_batches: int = Field(1, gt=0)
+    log_every_n_steps: int = Field(10, gt=0)
+    check_val_every_n_epoch: int = Field(1, gt=0)
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+    deterministic: bool = False
+    enable_progress_bar: bool = True
+    # visionkit's own keys (not Lightning arguments):
+    compile: bool | dict[str, Any] = False  # true, or torch.compile kwargs (mode, backend, ...)
+    on_nonfinite_loss: Literal["error", "skip"] = "error"
+    checkpoint_every_n_steps: int | None = Field(None, gt=0)
+    channels_last: bool = True  # NHWC weights and batches: faster convs and max-pool on CPUs
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        """Lightning accepts ``32`` and ``16`` as well as strings; keep one type."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+# ``trainer`` keys that visionkit handles itself rather than passing to ``lightning.Trainer``.
+VISIONKIT_TRAINER_KEYS = (
+    "compile",
+    "on_nonfinite_loss",
+    "checkpoint_every_n_steps",
+    "channels_last",
+)
+
+
+class EMAConfig(_Section):
+    """``ema``: an exponential moving average of the weights (Lightning's weight averaging),
+    used for validation and saved in checkpoints next to the raw weights. The decay ramps up
+    as ``decay × (1 − exp(−updates / warmup_steps))`` so early averages follow the weights."""
+
+    enabled: bool = False
+    decay: float = Field(0.9998, gt=0, lt=1)
+    warmup_steps: int = Field(2000, ge=0)
+
+
+class EarlyStoppingConfig(_Section):
+    """``early_stopping``: stop when ``monitor`` (default: the metric that picks ``best.ckpt``)
+    has not improved by ``min_delta`` for ``patience`` validations; off while ``patience`` is
+    null."""
+
+    patience: int | None = Field(None, ge=1)
+    monitor: str | None = None
+    min_delta: float = Field(0.0, ge=0)
+
+
+class Config(_Section):
+    """The whole, validated configuration."""
+
+    name: str = "run"
+    seed: int = 0
+    output_dir: str = "runs"
+    monitor: str | None = None
+    resume: str | None = None  # "auto" (newest loadable checkpoint of the run folder) or a path
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    ema: EMAConfig = Field(default_factory=EMAConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain types (what is saved to the run folder and checkpoints)."""
+        return self.model_dump(mode="json")

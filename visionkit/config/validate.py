@@ -1,0 +1,276 @@
+"""Validation of a whole config before anything is built; every problem is reported with its
+full key path. Registered components (heads, necks, datasets) are checked against their
+class's ``__init__`` (:func:`builder_schema`)."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import os
+import types
+import typing
+from collections.abc import Collection, Mapping, Sequence
+from functools import partial
+from typing import Annotated, Any, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+)
+
+from visionkit.config.files import apply_overrides, resolve_file
+from visionkit.config.schema import (
+    DATASET_INJECTED_ARGS,
+    INJECTED_ARGS,
+    BackboneConfig,
+    Config,
+    DataConfig,
+    SyntheticConfig,
+)
+from visionkit.errors import ConfigError
+from visionkit.registry import BACKBONES, DATASETS, HEADS, NECKS, Registry, UnknownNameError
+
+
+def load_config(
+    source: str | os.PathLike | Mapping[str, Any] | Config, overrides: Sequence[str] = ()
+) -> Config:
+    """Read, merge, override and validate a config.
+
+    Args:
+        source: a YAML path, a mapping, or an already validated :class:`Config`.
+        overrides: ``key.path=value`` strings applied after ``base:`` merging.
+
+    Raises:
+        ConfigError: listing every problem with its full key path.
+    """
+    if isinstance(source, Config):
+        if not overrides:
+            return source
+        source = source.to_dict()
+    if isinstance(source, Mapping):
+        data = copy.deepcopy(dict(source))
+        data.pop("base", None)
+        origin = None
+    else:
+        data = resolve_file(source)
+        origin = str(source)
+    data = apply_overrides(data, overrides)
+    return validate_config(data, origin)
+
+
+def validate_config(data: Mapping[str, Any], source: str | None = None) -> Config:
+    """Validate a merged config tree; raise one :class:`ConfigError` listing every problem.
+
+    Fixed sections and registered components are checked independently, so a mistake in one
+    does not hide mistakes in the other.
+    """
+    problems: list[str] = []
+    cfg = None
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as err:
+        problems += _format_errors(err, Config)
+    model = data.get("model") if isinstance(data.get("model"), Mapping) else {}
+    raw_data = data.get("data") if isinstance(data.get("data"), Mapping) else {}
+    heads_spec = model.get("heads") if isinstance(model.get("heads"), Mapping) else {}
+    heads = {
+        name: _validate_component(
+            HEADS, spec, f"model.heads.{name}", problems, extra={"loss_weight": (float, 1.0)}
+        )
+        for name, spec in heads_spec.items()
+    }
+    if not heads_spec:
+        problems.append("model.heads: at least one head is required")
+    backbone = model.get("backbone") if isinstance(model.get("backbone"), Mapping) else {}
+    backbone_name = backbone.get("name", BackboneConfig().name)
+    if isinstance(backbone_name, str):
+        try:
+            BACKBONES.get(backbone_name)
+        except UnknownNameError as err:
+            problems.append(f"model.backbone.name: {err}")
+    neck = None
+    if model.get("neck") is not None:
+        neck = _validate_component(NECKS, model["neck"], "model.neck", problems)
+    splits = {}
+    for split in ("train", "val"):
+        if raw_data.get(split) is not None:
+            splits[split] = _validate_datasets(raw_data[split], f"data.{split}", problems)
+    problems += _transform_problems(raw_data.get("transforms"), raw_data.get("image_size"))
+    if problems or cfg is None:
+        raise ConfigError(problems, source)
+    cfg.model.heads = heads
+    cfg.model.neck = neck
+    cfg.data.train = splits.get("train")
+    cfg.data.val = splits.get("val")
+    return cfg
+
+
+def _transform_problems(transforms: Any, image_size: Any = None) -> list[str]:
+    """Build every albumentations transform of ``data.transforms`` once, so that a wrong name
+    or parameter is reported with the rest of the config, before any data is touched (sizes
+    left out are filled from ``image_size`` first, as :class:`DataConfig` does)."""
+    from visionkit.data.transforms import build_transform, with_image_size
+
+    if image_size is None:
+        image_size = DataConfig.model_fields["image_size"].default
+    elif not _is_size(image_size):
+        image_size = 1  # the schema reports the bad size; no follow-up errors about the steps
+
+    problems = []
+    for split in ("train", "val"):
+        steps = transforms.get(split) if isinstance(transforms, Mapping) else None
+        for i, step in enumerate(steps if isinstance(steps, list) else []):
+            if not isinstance(step, Mapping):
+                continue  # the schema reports it
+            step = with_image_size(step, image_size)
+            try:
+                build_transform(step, f"data.transforms.{split}[{i}]")
+            except ConfigError as err:
+                problems += err.problems
+    return problems
+
+
+def _is_size(value: Any) -> bool:
+    """``value`` is an image size: a positive int or a pair of them."""
+    ok = lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0  # noqa: E731
+    return ok(value) or (
+        isinstance(value, (list, tuple)) and len(value) == 2 and all(map(ok, value))
+    )
+
+
+def is_dataset_mix(spec: Any) -> bool:
+    """True for ``data.<split>`` given as named datasets (``{pets: {format: ...}, ...}``)
+    rather than one dataset (``{format: ..., ...}``)."""
+    return isinstance(spec, Mapping) and "format" not in spec and bool(spec)
+
+
+def _validate_datasets(spec: Any, path: str, problems: list[str]) -> dict[str, Any]:
+    """One dataset entry, or named entries each with an optional sampling ``weight``."""
+    extra: dict[str, tuple[Any, Any]] = {"synthetic": (SyntheticConfig | None, None)}
+    check = partial(_validate_component, DATASETS, key="format", injected=DATASET_INJECTED_ARGS)
+    if not is_dataset_mix(spec):
+        return check(spec, path, problems, extra=extra)
+    weighted = {**extra, "weight": (Annotated[float, Field(gt=0)], 1.0)}
+    return {
+        name: check(entry, f"{path}.{name}", problems, extra=weighted)
+        for name, entry in spec.items()
+    }
+
+
+def builder_schema(
+    registry: Registry,
+    name: str,
+    extra: Mapping[str, tuple[Any, Any]] | None = None,
+    injected: Collection[str] = INJECTED_ARGS,
+) -> type[BaseModel]:
+    """A pydantic model of the arguments a registered component accepts from a config: the
+    parameters of :meth:`Registry.signature <visionkit.registry.Registry.signature>` (its
+    class's ``__init__``, a variant's defaults) except the ``injected`` ones code supplies."""
+    fields: dict[str, Any] = {}
+    for param in registry.signature(name).parameters.values():
+        if param.name in injected or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            continue
+        annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, default)
+    for key, (annotation, default) in (extra or {}).items():
+        fields.setdefault(key, (annotation, default))
+    return create_model(f"{registry.kind}_{name}", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def _validate_component(
+    registry: Registry,
+    spec: Mapping[str, Any],
+    path: str,
+    problems: list[str],
+    key: str = "name",
+    extra: Mapping[str, tuple[Any, Any]] | None = None,
+    injected: Collection[str] = INJECTED_ARGS,
+) -> dict[str, Any]:
+    if not isinstance(spec, Mapping):
+        problems.append(f"{path}: expected a mapping, got {type(spec).__name__}")
+        return {}
+    name = spec.get(key)
+    if not isinstance(name, str):
+        problems.append(f"{path}.{key}: required; the registered {registry.kind} to build")
+        return dict(spec)
+    try:
+        schema = builder_schema(registry, name, extra, injected)
+    except UnknownNameError as err:
+        problems.append(f"{path}.{key}: {err}")
+        return dict(spec)
+    args = {k: v for k, v in spec.items() if k != key}
+    try:
+        validated = schema.model_validate(args)
+    except ValidationError as err:
+        problems.extend(f"{path}.{line}" for line in _format_errors(err, schema))
+        return dict(spec)
+    return {key: name, **validated.model_dump(mode="json")}
+
+
+def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        # Unions report one error per member type; keep the path free of the type names.
+        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in _TYPE_TAGS)))
+        path = ".".join(str(p) for p in loc)
+        if e["type"] == "extra_forbidden":
+            valid = _fields_at(root, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            if not close and valid:
+                hint = f"; valid keys: {', '.join(sorted(valid))}"
+            lines.append(f"{path}: unknown key{hint}")
+        elif e["type"] == "missing":
+            lines.append(f"{path}: required key is missing")
+        else:
+            msg = e["msg"].replace("Input should be", "expected")
+            lines.append(f"{path}: {msg}, got {e.get('input')!r}")
+    # A union yields one line per member; keep the first per path.
+    seen, unique = set(), []
+    for line in lines:
+        head = line.split(":", 1)[0]
+        if head not in seen:
+            seen.add(head)
+            unique.append(line)
+    return unique
+
+
+_TYPE_TAGS = {"int", "str", "float", "bool", "list", "dict", "tuple", "none", "function-after"}
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+    """Names of the valid keys at ``loc`` inside ``model``, for 'did you mean' hints."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if part not in current.model_fields:
+                return []
+            current = current.model_fields[part].annotation
+        elif typing.get_origin(current) is dict:
+            current = typing.get_args(current)[1]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X | None`` → ``X``."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+ConfigLike = str | os.PathLike | Mapping[str, Any] | Config
