@@ -34,12 +34,12 @@ import torch.multiprocessing as mp
 
 from visionkit.build import build_dataset, targets_needed
 from visionkit.build.model import create_model
+from visionkit.build.trainer import resolve_precision
 from visionkit.config import load_config
 from visionkit.data.batch import collate
 from visionkit.data.datasets import TransformedDataset
 from visionkit.data.synthetic import make_shapes
 from visionkit.data.transforms import build_pipeline, pipeline_steps
-from visionkit.engine.precision import resolve_precision
 
 DEFAULT_RECIPE = "configs/shapes/fcos_r18.yaml"
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from visionkit.engine.precision import cpu_supports_bf16, resolve_precision
+from visionkit.build.trainer import cpu_supports_bf16, resolve_precision
 
 # --------------------------------------------------------------------------- settings
 
@@ -139,7 +139,7 @@ QUICK = {
 
 
 def resolve_precision_name(precision: str) -> str:
-    """``fp32`` / ``bf16`` as given; ``auto`` as :func:`~visionkit.engine.precision.resolve_precision`
+    """``fp32`` / ``bf16`` as given; ``auto`` as :func:`~visionkit.build.trainer.resolve_precision`
     decides for the CPU (``bf16`` on AVX-512 BF16 / AMX, else ``fp32``)."""
     if precision == "auto":
         return "bf16" if resolve_precision("auto", "cpu").startswith("bf16") else "fp32"

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+
+from tests.helpers import detection_config, make_coco
+from visionkit.cli import main
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
 
@@ -89,3 +93,18 @@ def pyramid_config(shapes_root, tmp_path):
         }
 
     return make
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """One tiny detection run (one step): its config, data and ``best.ckpt``."""
+    root = tmp_path_factory.mktemp("trained")
+    data = make_coco(root / "data")
+    config = detection_config(root / "config.yaml", data, data)
+    assert main(["train", "--config", str(config), "--output-dir", str(root / "run")]) == 0
+    return {
+        "root": root,
+        "data": data,
+        "config": config,
+        "ckpt": root / "run/checkpoints/best.ckpt",
+    }

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from visionkit.build import lr_factor_fn
+from visionkit.build import trainer as precision
 from visionkit.config import SchedulerConfig
-from visionkit.engine import precision
 from visionkit.engine.runner import train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +42,21 @@ def test_precision_auto_follows_the_hardware(monkeypatch):
     assert precision.resolve_precision("auto", "cpu") == "bf16-mixed"
     monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
     assert precision.resolve_precision("auto", "cpu") == "32-true"
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16-mixed"), (False, "16-mixed")])
+def test_precision_auto_uses_fp16_on_gpus_that_only_emulate_bf16(monkeypatch, native, expected):
+    """T4 / V100 report bf16 "supported" through emulation; auto must not pick it there."""
+    calls = []
+
+    def is_bf16_supported(including_emulation=True):
+        calls.append(including_emulation)
+        return native or including_emulation
+
+    monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(precision.torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert precision.resolve_precision("auto", "gpu") == expected
+    assert calls == [False]
 
 
 def make_folder(root: Path, seed: int) -> None:

@@ -1,16 +1,21 @@
 """The keyword arguments of ``lightning.Trainer`` from the ``trainer`` section (Lightning
-itself is imported only by :mod:`visionkit.engine`)."""
+itself is imported only by :mod:`visionkit.engine`), and ``precision: auto`` resolved for the
+hardware at hand."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from visionkit.config import (
     VISIONKIT_TRAINER_KEYS,
     Config,
 )
-from visionkit.engine.precision import resolve_precision
+
+logger = logging.getLogger(__name__)
 
 
 def trainer_kwargs(cfg: Config, run_dir: str | Path, **overrides: Any) -> dict[str, Any]:
@@ -22,3 +27,31 @@ def trainer_kwargs(cfg: Config, run_dir: str | Path, **overrides: Any) -> dict[s
     args["precision"] = resolve_precision(args["precision"], args["accelerator"])
     args.update(overrides)
     return {"default_root_dir": str(run_dir), **args}
+
+
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with native bf16 matrix instructions (AVX-512 BF16 or AMX)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_precision(precision: str, accelerator: str = "auto") -> str:
+    """Turn ``"auto"`` into a Lightning precision string; any other value is returned as is.
+
+    ``auto`` picks ``bf16-mixed`` on a CUDA GPU with native bf16 (Ampere and later),
+    ``16-mixed`` on an older GPU that would only emulate bf16 (T4, V100), ``bf16-mixed`` on a CPU
+    with AVX-512 BF16 or AMX, else ``32-true``. The choice is logged.
+    """
+    if precision != "auto":
+        return precision
+    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    if on_gpu:
+        # T4 / V100 only emulate bf16 (slowly): fp16 mixed precision is their fast path.
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        chosen = "bf16-mixed" if native else "16-mixed"
+        why = "GPU with native bf16" if native else "GPU without native bf16"
+    else:
+        chosen = "bf16-mixed" if cpu_supports_bf16() else "32-true"
+        why = "CPU with AVX-512 BF16/AMX" if chosen != "32-true" else "CPU without native bf16"
+    logger.info("precision: auto -> %s (%s)", chosen, why)
+    return chosen

@@ -5,15 +5,26 @@ A dataset returns a *Sample* (before transforms), a dict with:
 
 - ``image``: ``H×W×3 uint8`` RGB array (from :func:`visionkit.data.io.read_image`);
 - ``image_id``: the dataset's integer id (never derived from a file name);
-- ``orig_size``: ``(H, W)``;
-- any of ``class`` (int), ``boxes`` (float32 ``[N, 4]`` absolute-pixel xyxy), ``labels``
-  (int64 ``[N]``, contiguous ``0..C-1``);
+- ``orig_size``: ``(H, W)`` of the image as decoded (EXIF orientation applied);
+- ``path``: the image file, as a string (for messages and prediction files);
+- any of the targets the reader declares (its class attribute ``targets``) and was asked for:
+
+  - ``class`` (int): the image-level class, contiguous ``0..C-1``;
+  - ``boxes`` (float32 ``[N, 4]``, absolute-pixel xyxy) and ``labels`` (int64 ``[N]``,
+    contiguous ``0..C-1``): the instances;
+  - ``masks`` (uint8 ``[N, H, W]``, one binary mask per box, in the order of ``boxes``);
+  - ``semantic`` (uint8 ``[H, W]``): the label map, :data:`IGNORE_PIXEL` where a pixel
+    carries no label;
 - under ``on_bad_image: skip``, ``skipped``: the ``{"index", "path", "reason"}`` records of
   unreadable images this sample replaced (see :func:`visionkit.data.checks.read_or_skip`).
 
 A key that is absent means "this image has no label for that task"; an empty ``[0, 4]`` means
 "labelled, and there is nothing". Every reader also exposes ``label_names``: a dict from label
-family (``"class"``, ``"instances"``) to the ordered class names of that family.
+family (``"class"``, ``"instances"``, ``"semantic"``) to the ordered class names of that
+family (:attr:`visionkit.evaluation.tasks.TaskSpec.labels` says which family a head uses).
+
+:func:`collate` turns transformed Samples into the batch every head's ``loss`` receives (its
+docstring lists the keys).
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from visionkit.build.optim import OptimizerFactory, ScheduleFactory, is_fused
 from visionkit.build import lr_schedule as default_lr_schedule
 from visionkit.build import optimizer_factory as default_optimizer
+from visionkit.build.optim import OptimizerFactory, ScheduleFactory, is_fused
 from visionkit.errors import NonFiniteLossError
 from visionkit.evaluation.tasks import TASKS, progress_bar_suffixes
 from visionkit.models.model import VisionModel

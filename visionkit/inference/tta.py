@@ -1,18 +1,10 @@
 """Test-time augmentation: horizontal flip, for every kind of head.
 
-The model runs twice, on the batch and on its mirror image, and the two results are merged per
-head task, reusing each head's own ``postprocess``:
-
-- ``classification``: the class probabilities (``scores``) of both views are averaged;
-  ``label`` and ``name`` follow the average.
-- ``semantic``: the flipped view's raw ``logits`` are mirrored back (each cell resampled at its
-  mirrored centre: an exact column flip when the image width is a multiple of the logits'
-  stride, as it always is when the image fills the batch tensor), the softmax probabilities of
-  both views are averaged, and the head decodes ``log(mean probability)`` as usual.
-- ``detection`` / ``instance``: the flipped view's detections (boxes and masks, already in
-  original-image coordinates) are mirrored back, ``x' = W - x``, and merged with the others by
-  class-wise NMS (``torchvision.ops.batched_nms`` at the head's ``nms_thresh``), keeping the
-  head's ``detections_per_img``.
+The model runs twice, on the batch and on its mirror image, through the one predict loop
+(:func:`visionkit.inference.loop.predict_model`), and the two results are merged per head by
+its task's ``merge_hflip`` (the task table, :data:`visionkit.evaluation.tasks.TASKS`; the
+merges themselves, and what each does, are in :mod:`visionkit.inference.flip`), reusing each
+head's own ``postprocess``.
 
 Images are mirrored inside their own region of the batch tensor, so padding stays at the
 bottom/right, where every head's ``postprocess`` expects it.

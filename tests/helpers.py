@@ -1,6 +1,7 @@
-"""Small broken datasets made on the fly, and the CLI run as a user runs it.
+"""Helpers of the reliability tests (marked ``reliability``): small broken datasets made on
+the fly, and the CLI run as a user runs it.
 
-Every test here goes through :func:`visionkit.cli.main` and checks the exit status, that the
+Every reliability test goes through :func:`visionkit.cli.main` and checks the exit status, that the
 output names the file or id at fault, and that no Python traceback reaches the user.
 """
 
@@ -120,18 +121,3 @@ def detection_config(
     }
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory) -> dict[str, Path]:
-    """One tiny detection run (one step): its config, data and ``best.ckpt``."""
-    root = tmp_path_factory.mktemp("trained")
-    data = make_coco(root / "data")
-    config = detection_config(root / "config.yaml", data, data)
-    assert main(["train", "--config", str(config), "--output-dir", str(root / "run")]) == 0
-    return {
-        "root": root,
-        "data": data,
-        "config": config,
-        "ckpt": root / "run/checkpoints/best.ckpt",
-    }

@@ -10,11 +10,14 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
-from tests.reliability.conftest import SIZE, detection_config, make_coco, run, write_image
+from tests.helpers import SIZE, detection_config, make_coco, run, write_image
 from visionkit.data.readers.coco import CocoDataset
+
+pytestmark = pytest.mark.reliability
 
 
 def check(capsys, root, *pairs, fast=False):

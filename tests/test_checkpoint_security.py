@@ -12,8 +12,10 @@ import pytest
 import torch
 
 import visionkit
-from tests.reliability.conftest import run
+from tests.helpers import run
 from visionkit.errors import CheckpointError
+
+pytestmark = pytest.mark.reliability
 
 ROOT = Path(__file__).resolve().parents[2]
 HAS_EXPORT = importlib.util.find_spec("visionkit.cli.export") is not None

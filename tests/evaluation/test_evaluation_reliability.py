@@ -6,11 +6,14 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 import torch
 
-from tests.reliability.conftest import run
+from tests.helpers import run
 from visionkit.engine.runner import metrics_json
 from visionkit.evaluation.coco import CocoEvaluator
+
+pytestmark = pytest.mark.reliability
 
 
 def with_score_threshold(trained: dict[str, Path], path: Path, threshold: float) -> Path:

@@ -6,9 +6,12 @@ import csv
 import math
 
 import numpy as np
+import pytest
 
-from tests.reliability.conftest import SIZE, detection_config, make_coco, run
+from tests.helpers import SIZE, detection_config, make_coco, run
 from visionkit.data.transforms import apply_pipeline, build_pipeline
+
+pytestmark = pytest.mark.reliability
 
 
 def test_a_crop_that_removes_every_box_trains_with_a_finite_loss(tmp_path, capsys):
