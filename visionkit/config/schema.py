@@ -15,6 +15,8 @@ from pydantic import (
     model_validator,
 )
 
+from visionkit.data.transforms import with_image_size
+
 # Arguments of heads and necks the model factory supplies itself; a config never sets them.
 INJECTED_ARGS = {"in_channels", "strides", "class_names"}
 
@@ -90,7 +92,6 @@ class DataConfig(_Section):
     @model_validator(mode="after")
     def _sizes_from_image_size(self) -> DataConfig:
         """A sizing transform without its size (``{name: Resize}``) takes ``image_size``."""
-        from visionkit.data.transforms import with_image_size
 
         for split in ("train", "val"):
             steps = getattr(self.transforms, split)

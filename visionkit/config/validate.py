@@ -31,6 +31,7 @@ from visionkit.config.schema import (
     DataConfig,
     SyntheticConfig,
 )
+from visionkit.data.transforms import build_transform, with_image_size
 from visionkit.errors import ConfigError
 from visionkit.registry import BACKBONES, DATASETS, HEADS, NECKS, Registry, UnknownNameError
 
@@ -113,7 +114,6 @@ def _transform_problems(transforms: Any, image_size: Any = None) -> list[str]:
     """Build every albumentations transform of ``data.transforms`` once, so that a wrong name
     or parameter is reported with the rest of the config, before any data is touched (sizes
     left out are filled from ``image_size`` first, as :class:`DataConfig` does)."""
-    from visionkit.data.transforms import build_transform, with_image_size
 
     if image_size is None:
         image_size = DataConfig.model_fields["image_size"].default

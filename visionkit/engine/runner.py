@@ -31,7 +31,7 @@ from visionkit.build import (
     trainer_kwargs,
 )
 from visionkit.build.model import load
-from visionkit.checkpoint import load_checkpoint
+from visionkit.checkpoint import load_checkpoint, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, save_config
 from visionkit.engine.callbacks import RunFolderCallback, TrainingTime, make_loggers
 from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
@@ -168,7 +168,8 @@ def train(
     if metrics:
         metrics.update(timer.times())
     if metrics and trainer.is_global_zero:
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        text = json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+        write_atomic(run_dir / "metrics.json", lambda tmp: tmp.write_text(text))
     return run_dir, metrics
 
 
@@ -247,11 +248,14 @@ def prepend_step_log(run_dir: Path, earlier: list[dict[str, str]]) -> None:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
     columns = list(dict.fromkeys(k for r in [*earlier, *rows] for k in r))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows([*earlier, *rows])
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows([*earlier, *rows])
+
+    write_atomic(path, write)
 
 
 def training_callbacks(
@@ -357,4 +361,5 @@ def _save_predictions(system: VisionSystem, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     for name, evaluator in coco.items():
         target = path if len(coco) == 1 else path.with_name(f"{path.stem}_{name}{path.suffix}")
-        target.write_text(json.dumps(evaluator.results))
+        text = json.dumps(evaluator.results)
+        write_atomic(target, lambda tmp, text=text: tmp.write_text(text))

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from visionkit.data.batch import Sample, dataset_root, resolve_under_root
+from visionkit.data.batch import IGNORE_PIXEL, Sample, dataset_root, resolve_under_root
 from visionkit.data.checks import (
     IMAGE_CHECKS,
     DataReport,
@@ -111,7 +111,7 @@ class CocoDataset:
         instances: bool = True,
         masks: bool | None = None,
         semantic: bool | None = None,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_PIXEL,
         on_bad_image: Literal["error", "skip"] = "error",
         keep_negatives: bool = True,
         strict: bool = False,

@@ -29,7 +29,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from PIL import Image
 
-from visionkit.data.batch import IMAGE_EXTENSIONS, Sample, dataset_root
+from visionkit.data.batch import IGNORE_PIXEL, IMAGE_EXTENSIONS, Sample, dataset_root
 from visionkit.data.checks import (
     IMAGE_CHECKS,
     DataReport,
@@ -79,7 +79,7 @@ class MaskFolderDataset:
         images: str = "images",
         masks: str = "masks",
         class_names: list[str] | None = None,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_PIXEL,
         on_bad_image: Literal["error", "skip"] = "error",
         *,
         image_check: Literal["header", "decode"] = "header",
