@@ -29,6 +29,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="run folder (default: <output_dir>/<name> from the config)")
     p.add_argument("--resume", metavar="CKPT", help="continue the run saved in this checkpoint")
     p.add_argument(
+        "--exist-ok",
+        action="store_true",
+        default=None,
+        help="write into the run folder even if it holds another run (its checkpoints and "
+        "metrics are replaced); by default a new run goes to <folder>-2, -3, ...",
+    )
+    p.add_argument(
         "--print-config", action="store_true", help="print the resolved, validated config and exit"
     )
     return p
@@ -40,7 +47,11 @@ def run(args: argparse.Namespace) -> int:
         print(to_yaml(load_config(args.config, args.overrides)), end="")
         return 0
     run_dir, metrics = train(
-        args.config, args.overrides, output_dir=args.output_dir, resume=args.resume
+        args.config,
+        args.overrides,
+        output_dir=args.output_dir,
+        resume=args.resume,
+        exist_ok=args.exist_ok,
     )
     if is_global_zero():
         print(f"run folder: {run_dir}")

@@ -40,7 +40,11 @@ DESCRIPTIONS: dict[str, str] = {
     "output_dir": "parent of run folders; `--output-dir` replaces `<output_dir>/<name>`",
     "monitor": "metric that picks `best.ckpt` (`min` when its name contains `loss`, else "
     "`max`); `null`: the main metric of the evaluated head(s), `val/score` for several",
-    "resume": "a checkpoint to continue the run from (as `visionkit train --resume`)",
+    "resume": "a checkpoint to continue the run from (as `visionkit train --resume`); "
+    "`auto`: the newest checkpoint of the run folder, if any",
+    "exist_ok": "`false`: a new run never writes into a folder that holds another run's "
+    "checkpoints or metrics: it goes to `<name>-2`, `<name>-3`, ... (as Ultralytics does); "
+    "`true` (`--exist-ok`): reuse the folder, replacing that run's files",
     "model": "one backbone, an optional neck and named heads",
     "model.backbone": "the shared backbone",
     "model.backbone.name": "a name from `visionkit list backbones`",

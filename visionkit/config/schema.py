@@ -212,6 +212,7 @@ class Config(_Section):
     output_dir: str = "runs"
     monitor: str | None = None
     resume: str | None = None  # "auto" (newest loadable checkpoint of the run folder) or a path
+    exist_ok: bool = False  # write into a run folder that holds another run
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)

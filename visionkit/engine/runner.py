@@ -90,8 +90,15 @@ def train(
     overrides: Sequence[str] = (),
     output_dir: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
+    exist_ok: bool | None = None,
 ) -> tuple[Path, dict[str, float]]:
     """Train from a config; returns the run folder and the final validation metrics.
+
+    The run folder is ``output_dir`` (default ``<output_dir>/<name>`` of the config). A new run
+    never writes into a folder that holds another run: it takes the first of ``<folder>-2``,
+    ``<folder>-3``, ... that holds none (:func:`choose_run_dir`), unless it resumes (``resume``
+    set: it continues the run of that folder) or ``exist_ok`` (default: the config's
+    ``exist_ok``) says to reuse the folder.
 
     The run folder gets ``config.yaml`` (resolved), ``checkpoints/{best,last}.ckpt``,
     ``metrics.csv`` (per epoch), ``metrics.json`` (validation metrics of ``best.ckpt``, and
@@ -102,9 +109,14 @@ def train(
     if cfg.data.train is None:
         raise ConfigError("data.train: required for training")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    run_dir = Path(output_dir) if output_dir else Path(cfg.output_dir) / cfg.name
+    resume = resume if resume is not None else cfg.resume
+    run_dir = choose_run_dir(
+        Path(output_dir) if output_dir else Path(cfg.output_dir) / cfg.name,
+        resuming=bool(resume),
+        exist_ok=cfg.exist_ok if exist_ok is None else exist_ok,
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
-    resume_from = resolve_resume(resume if resume is not None else cfg.resume, run_dir)
+    resume_from = resolve_resume(resume, run_dir)
 
     datasets = build_datasets(cfg.data, needs=targets_needed(cfg))
     # A resumed run gets its weights from the checkpoint: model.init_from is not read again.
@@ -205,6 +217,36 @@ def _fit_and_validate_best(
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     metrics.update(system.last_metrics)
     return metrics
+
+
+#: Files that mark a folder as holding a run (``config.yaml`` alone does not: a run writes it
+#: before its first checkpoint, so every DDP process picks the same folder).
+RUN_FILES = ("checkpoints/*.ckpt", "metrics.csv", "metrics.json")
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a run's checkpoints or metrics."""
+    return folder.is_dir() and any(next(folder.glob(p), None) for p in RUN_FILES)
+
+
+def choose_run_dir(folder: Path, resuming: bool = False, exist_ok: bool = False) -> Path:
+    """The folder a training run writes to: ``folder``, or when it holds another run
+    (:func:`holds_run`) and the run neither resumes nor has ``exist_ok``, the first of
+    ``folder-2``, ``folder-3``, ... that holds none (Ultralytics' ``exist_ok`` rule). The
+    choice is logged, with how to reuse or continue the other run."""
+    if resuming or exist_ok or not holds_run(folder):
+        return folder
+    n = 2
+    while holds_run(chosen := folder.with_name(f"{folder.name}-{n}")):
+        n += 1
+    logger.warning(
+        "%s holds another run; this run writes to %s (--exist-ok reuses %s, replacing its "
+        "files; --resume continues it)",
+        folder,
+        chosen,
+        folder,
+    )
+    return chosen
 
 
 def resolve_resume(resume: str | os.PathLike | None, run_dir: Path) -> Path | None:

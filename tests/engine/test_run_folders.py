@@ -1,0 +1,68 @@
+"""A new run never writes into a folder that holds another run (issue 18, item 2): it goes to
+``<name>-2``, ``-3``, ... unless it resumes or ``exist_ok`` says to reuse the folder."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import pytest
+import yaml
+
+from tests.helpers import run
+from visionkit.engine.runner import choose_run_dir, holds_run, train
+
+SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_choose_run_dir_increments_past_folders_holding_a_run(tmp_path, caplog):
+    base = tmp_path / "runs" / "exp"
+    assert choose_run_dir(base) == base  # nothing there
+    base.mkdir(parents=True)
+    (base / "config.yaml").write_text("name: exp\n")  # a run that saved nothing yet
+    assert not holds_run(base) and choose_run_dir(base) == base
+    (base / "checkpoints").mkdir()
+    (base / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    with caplog.at_level(logging.WARNING, logger="visionkit.engine.runner"):
+        assert choose_run_dir(base) == tmp_path / "runs" / "exp-2"
+    assert "holds another run" in caplog.text and "--exist-ok" in caplog.text
+    (tmp_path / "runs" / "exp-2").mkdir()
+    (tmp_path / "runs" / "exp-2" / "metrics.csv").write_text("epoch\n0\n")
+    assert choose_run_dir(base) == tmp_path / "runs" / "exp-3"
+    assert choose_run_dir(base, exist_ok=True) == base
+    assert choose_run_dir(base, resuming=True) == base
+
+
+def test_a_second_run_keeps_the_first_and_exist_ok_reuses_the_folder(tiny_config):
+    first, _ = train(tiny_config, SHORT)
+    kept = {p.name: digest(p) for p in [*first.glob("checkpoints/*.ckpt"), first / "metrics.csv"]}
+    second, _ = train(tiny_config, SHORT)
+    assert second == first.with_name(first.name + "-2")
+    assert {p: digest(first / "checkpoints" / p if p.endswith(".ckpt") else first / p)
+            for p in kept} == kept  # fmt: skip
+    assert (second / "checkpoints" / "best.ckpt").is_file()
+    again, _ = train(tiny_config, SHORT, exist_ok=True)
+    assert again == first
+
+
+def test_resume_auto_continues_the_run_in_its_own_folder(tiny_config):
+    first, _ = train(tiny_config, SHORT)
+    resumed, _ = train(tiny_config, [*SHORT, "trainer.max_epochs=2", "resume=auto"])
+    assert resumed == first
+    assert not first.with_name(first.name + "-2").exists()
+
+
+@pytest.mark.reliability
+def test_the_cli_prints_the_folder_it_chose(tiny_config, tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config))
+    code, out, _ = run(["train", "--config", config, *SHORT], capsys)
+    assert code == 0 and f"run folder: {tmp_path / 'runs' / 'tiny'}\n" in out
+    code, out, err = run(["train", "--config", config, *SHORT], capsys)
+    assert code == 0 and f"run folder: {tmp_path / 'runs' / 'tiny-2'}\n" in out
+    code, out, _ = run(["train", "--config", config, "--exist-ok", *SHORT], capsys)
+    assert code == 0 and f"run folder: {tmp_path / 'runs' / 'tiny'}\n" in out
