@@ -47,6 +47,24 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", "
 Sample = dict[str, Any]
 
 
+def list_files(
+    folder: Path, extensions: Sequence[str] = IMAGE_EXTENSIONS, recursive: bool = True
+) -> list[Path]:
+    """The files below ``folder`` (sorted) with one of ``extensions`` (case-insensitive; images
+    by default). Hidden files and folders (a name starting with ``.``: ``.DS_Store``, macOS
+    ``._photo.jpg`` companions, ``.ipynb_checkpoints/``) are never listed. The one folder
+    listing every reader, converter and ``visionkit predict`` uses."""
+    exts = tuple(e.lower() for e in extensions)
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p
+        for p in candidates
+        if p.suffix.lower() in exts
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
+    )
+
+
 def resolve_under_root(root: Path, relative: str) -> Path:
     """Join ``relative`` to ``root``, refusing paths that escape it: ``..`` components that
     climb above it and absolute paths elsewhere (``ValueError``).

@@ -26,7 +26,7 @@ import torch
 
 from visionkit.build.model import load
 from visionkit.checkpoint import write_atomic
-from visionkit.data.batch import IMAGE_EXTENSIONS
+from visionkit.data.batch import IMAGE_EXTENSIONS, list_files
 from visionkit.data.io import read_image
 from visionkit.errors import ConfigError, DataError
 from visionkit.inference.draw import draw_predictions
@@ -51,7 +51,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         text = str(item)
         path = Path(text)
         if path.is_dir():
-            paths += sorted(p for p in path.rglob("*") if p.suffix.lower() in known)
+            paths += list_files(path, known)
         elif path.is_file():
             paths.append(path)
         elif any(c in text for c in "*?["):

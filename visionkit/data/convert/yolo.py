@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from visionkit.data.batch import IMAGE_EXTENSIONS, dataset_root
+from visionkit.data.batch import IMAGE_EXTENSIONS, dataset_root, list_files
 from visionkit.data.convert.coco_builder import (
     CocoBuilder,
     Conversion,
@@ -86,11 +86,7 @@ def yolo_to_coco(
             )
     names = list(class_names) if class_names is not None else yolo_class_names(root)
     builder = CocoBuilder(names)
-    images = sorted(
-        p
-        for p in img_dir.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not _hidden(p, img_dir)
-    )
+    images = list_files(img_dir)
     if not images:
         raise DataError(f"{img_dir} holds no images ({' '.join(IMAGE_EXTENSIONS)})")
     label_of_image = {p: lbl_dir / p.relative_to(img_dir).with_suffix(".txt") for p in images}
@@ -103,8 +99,8 @@ def yolo_to_coco(
                 f"{relative_posix(image, root)}",
             )
         claimed[label] = image
-    for label in sorted(lbl_dir.rglob("*.txt")):
-        if _hidden(label, lbl_dir) or label.relative_to(lbl_dir) == Path("classes.txt"):
+    for label in list_files(lbl_dir, (".txt",)):
+        if label.relative_to(lbl_dir) == Path("classes.txt"):
             continue
         if label not in claimed:
             stem = relative_posix(img_dir / label.relative_to(lbl_dir).with_suffix(""), root)
@@ -133,11 +129,6 @@ def yolo_class_names(root: str | os.PathLike) -> list[str]:
                 f"{root}: {first[0]} and {name} list different classes: {first[1]} vs {names}"
             )
     return first[1]
-
-
-def _hidden(path: Path, folder: Path) -> bool:
-    """A file or folder name starting with ``.`` (e.g. macOS ``._a.jpg``) below ``folder``."""
-    return any(part.startswith(".") for part in path.relative_to(folder).parts)
 
 
 def _add_image(builder: CocoBuilder, root: Path, image: Path, label: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar, Literal
 
-from visionkit.data.batch import IMAGE_EXTENSIONS, Sample, dataset_root
+from visionkit.data.batch import IMAGE_EXTENSIONS, Sample, dataset_root, list_files
 from visionkit.data.checks import (
     IMAGE_CHECKS,
     DataReport,
@@ -76,8 +76,7 @@ class ImageFolderDataset:
             (path, index)
             for index, name in enumerate(names)
             if (self.root / name).is_dir()
-            for path in sorted((self.root / name).rglob("*"))
-            if path.suffix.lower() in exts and path.is_file()
+            for path in list_files(self.root / name, exts)
         ]
         if not self.items:
             raise DataError(

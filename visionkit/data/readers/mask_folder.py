@@ -29,7 +29,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from PIL import Image
 
-from visionkit.data.batch import IGNORE_PIXEL, IMAGE_EXTENSIONS, Sample, dataset_root
+from visionkit.data.batch import IGNORE_PIXEL, Sample, dataset_root, list_files
 from visionkit.data.checks import (
     IMAGE_CHECKS,
     DataReport,
@@ -98,9 +98,7 @@ class MaskFolderDataset:
                 )
         names = list(class_names) if class_names else self._read_class_names()
         self.label_names: dict[str, list[str]] = {"semantic": names}
-        self.paths = sorted(
-            p for p in self.image_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
-        )
+        self.paths = list_files(self.image_dir)
         if not self.paths:
             raise DataError(f"no images found in {self.image_dir}")
         self.mask_paths = [

@@ -1,0 +1,58 @@
+"""Hidden files are never images (issue 18, item 11): macOS ``._photo.jpg`` companions,
+``.DS_Store`` and hidden folders are left out of every folder listing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import write_image
+from visionkit.data.batch import list_files
+from visionkit.data.readers.folder import ImageFolderDataset
+from visionkit.data.readers.mask_folder import MaskFolderDataset, write_mask_png
+from visionkit.inference.predict import expand_inputs
+
+pytestmark = pytest.mark.reliability
+
+
+def junk(path):
+    """What macOS leaves beside a photo on a FAT/exFAT drive: not an image at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x00\x05\x16\x07" + b"\x00" * 60)
+    return path
+
+
+def test_list_files_skips_hidden_files_and_folders(tmp_path):
+    write_image(tmp_path / "a.jpg")
+    write_image(tmp_path / "sub" / "c.PNG")
+    junk(tmp_path / "._a.jpg")
+    junk(tmp_path / ".DS_Store")
+    write_image(tmp_path / ".ipynb_checkpoints" / "b.jpg")
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert list_files(tmp_path) == [tmp_path / "a.jpg", tmp_path / "sub" / "c.PNG"]
+    assert list_files(tmp_path, (".txt",)) == [tmp_path / "notes.txt"]
+
+
+def test_an_image_folder_with_macos_companions_reads_only_the_photos(tmp_path):
+    for cls in ("cat", "dog"):
+        write_image(tmp_path / cls / "1.jpg")
+        junk(tmp_path / cls / "._1.jpg")
+    junk(tmp_path / ".DS_Store")
+    dataset = ImageFolderDataset(tmp_path)
+    assert len(dataset) == 2 and dataset.label_names["class"] == ["cat", "dog"]
+    assert dataset.report.problems == []
+
+
+def test_a_mask_folder_with_hidden_files_reads_only_the_pairs(tmp_path):
+    write_image(tmp_path / "images" / "1.png")
+    write_mask_png(tmp_path / "masks" / "1.png", np.zeros((32, 32), np.uint8))
+    junk(tmp_path / "images" / "._1.png")
+    (tmp_path / "classes.txt").write_text("background\nthing\n")
+    dataset = MaskFolderDataset(tmp_path)
+    assert [p.name for p in dataset.paths] == ["1.png"]
+
+
+def test_predict_inputs_leave_hidden_files_out(tmp_path):
+    write_image(tmp_path / "in" / "x.jpg")
+    junk(tmp_path / "in" / "._x.jpg")
+    assert expand_inputs([tmp_path / "in"]) == [tmp_path / "in" / "x.jpg"]
