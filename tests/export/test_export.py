@@ -372,3 +372,30 @@ def test_a_missing_checkpoint_is_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError):
         export(tmp_path / "none.ckpt", "onnx", tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.reliability
+def test_a_failed_check_leaves_the_previous_export_and_no_partial_file(tmp_path):
+    """Issue 18, item 11: a failed export never replaces a good file."""
+    model = tiny_model({"cls": MULTITASK["cls"]})
+    good = tmp_path / "model.onnx"
+    export(model, "onnx", good, image_size=SIZE)
+    before = good.read_bytes()
+    model.heads["cls"] = BakedSizeHead(model.backbone.out_channels, num_classes=4)
+    with pytest.raises(ExportError) as info:
+        export(model, "onnx", good, image_size=SIZE)
+    assert f"{good} left as it was" in str(info.value)
+    assert ".partial" not in str(info.value)
+    assert good.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+@pytest.mark.reliability
+def test_an_export_onto_its_own_checkpoint_is_refused(tmp_path, capsys):
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes(b"not touched")
+    with pytest.raises(ExportError, match="that is the checkpoint being exported"):
+        export(ckpt, "safetensors", tmp_path / "." / "best.ckpt")
+    code = main(["export", "--checkpoint", str(ckpt), "--format", "onnx", "--output", str(ckpt)])
+    assert code == 1 and "that is the checkpoint being exported" in capsys.readouterr().err
+    assert ckpt.read_bytes() == b"not touched"

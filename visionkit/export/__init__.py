@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from visionkit.checkpoint import write_atomic
 from visionkit.errors import ExportError
 from visionkit.export.graph import (
     INPUT_NAME,
@@ -111,7 +112,9 @@ def export(
         format: ``"onnx"`` (graph of backbone, neck and every head; dynamic batch, H and W),
             ``"torchscript"`` (``torch.jit.trace`` of the same module) or ``"safetensors"``
             (the state dict; loads back through ``model.init_from``).
-        output: the file to write (atomically).
+        output: the file to write. It is written beside itself under a hidden name, checked,
+            and only then renamed over ``output`` (atomically): an export that fails or
+            differs leaves a previous ``output`` as it was. It may not be the checkpoint.
         image_size: first image size of the check (default: the config's
             ``data.image_size``), rounded up to a multiple of :data:`SIZE_DIVISOR`; the second
             is one divisor taller and two wider.
@@ -130,8 +133,15 @@ def export(
         raise ExportError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
     if atol < 0:
         raise ExportError(f"atol must be >= 0, got {atol}")
-    model = export_model(checkpoint_or_model)
     output = Path(output)
+    if isinstance(checkpoint_or_model, (str, os.PathLike)) and _same_file(
+        checkpoint_or_model, output
+    ):
+        raise ExportError(
+            f"{output}: that is the checkpoint being exported; write the export to another file"
+        )
+    model = export_model(checkpoint_or_model)
+    staging = output.with_name(f".{output.stem}.partial{output.suffix}")  # the real suffix
     was_training = model.training
     model.eval()
     try:
@@ -140,19 +150,34 @@ def export(
             path=output, format=format, output_names=list(map(output_name, paths))
         )
         if format == "onnx":
-            report.exporter, report.notes = export_onnx(model, paths, output, opset)
+            report.exporter, report.notes = export_onnx(model, paths, staging, opset)
         elif format == "torchscript":
-            report.exporter = export_torchscript(model, paths, output)
+            report.exporter = export_torchscript(model, paths, staging)
         else:
-            export_safetensors(model, paths, output)
+            export_safetensors(model, paths, staging)
         report.dynamic = list(DYNAMIC_AXES.get(format, ()))
         if check:
             report.check = verify(
-                model, format, output, image_size=image_size, atol=atol, batch_sizes=batch_sizes
+                model, format, staging, image_size=image_size, atol=atol, batch_sizes=batch_sizes
             )
+        write_atomic(output, lambda tmp: os.replace(staging, tmp))
         return report
+    except ExportError as err:
+        kept = "left as it was" if output.exists() else "not written"
+        raise ExportError(
+            f"{str(err).replace(str(staging), str(output))} ({output} {kept})"
+        ) from None
     finally:
+        staging.unlink(missing_ok=True)
         model.train(was_training)
+
+
+def _same_file(a: str | os.PathLike, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (through links too)."""
+    try:
+        return Path(a).resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
 
 
 __all__ = [
