@@ -440,3 +440,23 @@ def test_a_detector_trains_on_a_converted_yolo_folder(tmp_path):
     run_dir, metrics = train(config)
     assert "det/mAP" in metrics
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.reliability
+def test_a_file_name_that_is_not_utf8_is_a_clear_error_naming_it(tmp_path, capsys):
+    """Issue 18, item 11: such a name cannot go into a json file; the converter said so with a
+    UnicodeEncodeError traceback."""
+    src = tmp_path / "yolo"
+    (src / "labels").mkdir(parents=True)
+    (src / "classes.txt").write_text("thing\n")
+    for stem in (b"ok", b"caf\xe9"):
+        name = src / "images" / (stem.decode("utf-8", "surrogateescape") + ".png")
+        name.parent.mkdir(exist_ok=True)
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(name, format="PNG")
+        (name.parent.parent / "labels" / (name.stem + ".txt")).write_text("0 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(AnnotationError, match="not valid UTF-8; rename the file"):
+        to_coco(src, "yolo")
+    code = main(["convert", "--from", "yolo", "--to", "coco", str(src), str(tmp_path / "o.json")])
+    err = capsys.readouterr().err
+    assert code == 1 and "images/caf\\xe9.png: the file name is not valid UTF-8" in err
+    assert "Traceback" not in err and not (tmp_path / "o.json").exists()

@@ -60,7 +60,13 @@ class CocoBuilder:
 
     def add_image(self, file_name: str, width: int, height: int) -> int:
         """Add an image (``file_name`` relative to the source folder, POSIX separators);
-        returns its id."""
+        returns its id. A name that is not valid UTF-8 (bytes the file system decoded as
+        surrogates) cannot be written to a json file: it is a problem naming the file."""
+        try:
+            file_name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = file_name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            self.problem(shown, "the file name is not valid UTF-8; rename the file")
         image_id = len(self.images) + 1
         self.images.append(
             {"id": image_id, "file_name": file_name, "width": int(width), "height": int(height)}
