@@ -15,6 +15,7 @@ from visionkit.data.batch import IGNORE_PIXEL, collate
 from visionkit.data.readers.coco import CocoDataset, decode_segmentation
 from visionkit.data.readers.mask_folder import MaskFolderDataset, write_mask_png
 from visionkit.data.transforms import apply_pipeline, build_pipeline
+from visionkit.engine.runner import train
 from visionkit.errors import AnnotationError, DataError
 
 CATEGORIES = [{"id": 3, "name": "circle"}, {"id": 7, "name": "square"}]
@@ -304,3 +305,45 @@ def test_mask_folder_reports_missing_names_masks_bad_values_and_sizes(mask_root)
     Image.new("RGB", (30, 20)).save(mask_root / "masks" / "2.png")
     with pytest.raises(AnnotationError, match="mode RGB"):
         MaskFolderDataset(mask_root, class_names=["background", "cat", "dog"])
+
+
+def write_void_folder(root, void=3, n=4, size=32):
+    """CamVid-like: classes 0..2 in classes.txt, and a 'void' value (3) the file uses for
+    unlabelled pixels."""
+    rng = np.random.default_rng(0)
+    (root / "classes.txt").parent.mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text("sky\nroad\ncar\n")
+    for i in range(n):
+        image = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+        mask = np.zeros((size, size), np.uint8)
+        mask[:, size // 3 :] = 1
+        mask[size // 2 :, size // 2 :] = 2
+        mask[: size // 4, : size // 4] = void
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / "images" / f"{i}.png")
+        write_mask_png(root / "masks" / f"{i}.png", mask, palette=False)
+    return root
+
+
+def test_a_void_label_other_than_255_reaches_heads_and_evaluators_as_ignore(tmp_path):
+    """Issue 16: `ignore_index: 11` on CamVid's reader crashed the first validation
+    ("targets['semantic'] has values [11] outside 0..10") until the head was told too."""
+    root = write_void_folder(tmp_path / "void")
+    dataset = MaskFolderDataset(root, ignore_index=3)
+    semantic = dataset[0]["semantic"]
+    assert semantic[0, 0] == IGNORE_PIXEL and set(np.unique(semantic)) == {0, 1, 2, IGNORE_PIXEL}
+    assert (dataset.load_semantic(1) == semantic).all()
+    spec = {"format": "mask_folder", "root": str(root), "ignore_index": 3}
+    config = {
+        "name": "void",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {
+            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+            "neck": {"name": "fpn", "out_channels": 16, "min_level": 3, "max_level": 5},
+            "heads": {"seg": {"name": "semantic_fpn", "num_classes": None, "channels": 16}},
+        },
+        "data": {"train": spec, "val": spec, "image_size": 32, "batch_size": 2, "num_workers": 0},
+        "trainer": {"max_epochs": 1, "accelerator": "cpu", "enable_progress_bar": False},
+    }
+    _, metrics = train(config)
+    assert 0.0 <= metrics["seg/mIoU"] <= 1.0 and "seg/IoU_car" in metrics

@@ -122,7 +122,7 @@ class SemanticEvaluator(nn.Module):
                     f"{tuple(gt.shape)}, the predicted mask {tuple(pred.shape)}; predictions "
                     "must be at the original image size (postprocess with orig_sizes)"
                 )
-            valid = gt != self.ignore_index
+            valid = (gt != self.ignore_index) & (gt != IGNORE_PIXEL)
             gt, pred = gt[valid], pred[valid]
             if gt.numel() and (gt.min() < 0 or gt.max() >= c):
                 values = sorted(set(gt[(gt < 0) | (gt >= c)].unique().tolist()))[:10]

@@ -9,9 +9,12 @@
 
 A mask PNG is either a palette ("P") image, whose palette *indices* are the labels (as in VOC,
 whose masks are coloured for viewing but store indices), or a single-channel ("L") image whose
-values are the labels. Label ``k`` is class ``class_names[k]``; ``ignore_index`` (VOC's 255
-object boundaries) is not counted by the loss or the metrics. RGB masks are refused: their
-colours would first have to be mapped to labels.
+values are the labels. Label ``k`` is class ``class_names[k]``; ``ignore_index`` is the value
+of the dataset's unlabelled pixels (VOC's 255 object boundaries, CamVid's 11 "void"): the
+reader turns it into :data:`~visionkit.data.batch.IGNORE_PIXEL` in every label map it returns
+(samples and ``load_semantic``), so the heads and the evaluators, which ignore
+``IGNORE_PIXEL``, need no setting of their own. RGB masks are refused: their colours would
+first have to be mapped to labels.
 
 Class names come from ``class_names`` or, when not given, ``root/classes.txt``.
 
@@ -55,7 +58,8 @@ class MaskFolderDataset:
         images: sub-folder of the images.
         masks: sub-folder of the label PNGs (``<image stem>.png``).
         class_names: names of the labels ``0..C-1`` (default: ``root/classes.txt``).
-        ignore_index: label value that marks unlabelled pixels.
+        ignore_index: the label value of the files that marks unlabelled pixels (returned as
+            :data:`~visionkit.data.batch.IGNORE_PIXEL`).
         on_bad_image: ``"error"`` (default) or ``"skip"`` (an image that cannot be read is
             left out with its mask); see :class:`visionkit.data.readers.coco.CocoDataset`.
         image_check: ``"header"`` (default) or ``"decode"`` (:data:`~visionkit.data.checks.
@@ -209,7 +213,10 @@ class MaskFolderDataset:
                 f"{path}: label values {bad.tolist()[:10]} are not classes 0..{num_classes - 1} "
                 f"nor the ignore index {self.ignore_index}"
             )
-        return mask.astype(np.uint8)
+        mask = mask.astype(np.uint8)
+        if self.ignore_index != IGNORE_PIXEL:  # the one value samples use for "no label"
+            mask = np.where(mask == self.ignore_index, np.uint8(IGNORE_PIXEL), mask)
+        return mask
 
     def load_semantic(self, image_id: int) -> np.ndarray:
         """The label map of the image with this id (ids are 1-based positions)."""

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from visionkit.data.batch import IGNORE_PIXEL
 from visionkit.models.heads._utils import Sizes, as_sizes, zero_loss
 
 
@@ -192,7 +193,8 @@ class SemanticLossAndDecode:
         if has is not None:
             has = torch.as_tensor(has, dtype=torch.bool, device=logits.device).reshape(-1)
             target = torch.where(has[:, None, None], target, self.ignore_index)
-        valid = target != self.ignore_index  # [B, H, W]
+        # IGNORE_PIXEL is what readers give unlabelled pixels; ignore_index may name another.
+        valid = (target != self.ignore_index) & (target != IGNORE_PIXEL)  # [B, H, W]
         bad = valid & ((target < 0) | (target >= self.num_classes))
         if bad.any():
             values = sorted(set(target[bad].unique().tolist()))[:10]
