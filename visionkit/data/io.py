@@ -62,7 +62,20 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from visionkit.errors import ImageDecodeError
 
-__all__ = ["SUPPORTED_FORMATS", "read_image", "read_image_size"]
+__all__ = [
+    "LABEL_FORMATS",
+    "LABEL_MODES",
+    "SUPPORTED_FORMATS",
+    "read_image",
+    "read_image_size",
+    "read_label_image",
+    "read_label_image_header",
+]
+
+#: Formats of label images (class indices per pixel): lossless ones only.
+LABEL_FORMATS: tuple[str, ...] = ("PNG", "TIFF")
+#: Pixel modes of label images whose values are class indices.
+LABEL_MODES: tuple[str, ...] = ("P", "L", "I;16", "I")
 
 #: Pillow formats the decoder will open, tried in this order (those the installed Pillow
 #: lacks are skipped). TGA goes last because it has no magic number.
@@ -156,6 +169,61 @@ def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     return height, width
 
 
+def read_label_image_header(path: str | os.PathLike[str]) -> tuple[str, tuple[int, int]]:
+    """``(mode, (height, width))`` of a label image, from its header (no pixel decoded).
+
+    Raises:
+        ImageDecodeError: as :func:`read_label_image` (except for truncated pixel data).
+    """
+    name = os.fspath(path)
+    with _open_file(name) as fp:
+        im = _open_label(fp, name)
+        return im.mode, (im.size[1], im.size[0])
+
+
+def read_label_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode a label image: the class index of every pixel, as stored.
+
+    The same decoder as :func:`read_image` (Python's ``open``, the decompression-bomb limit
+    from the header, truncated data an error), with an allow-list of its own: only
+    :data:`LABEL_FORMATS` are tried (a file of another kind named ``.png`` is refused before
+    any plugin can run), only :data:`LABEL_MODES` are accepted (an RGB colour image is not
+    a label image), and an EXIF orientation other than 1 is refused: the pixels would not line
+    up with those of the image.
+
+    Returns:
+        ``[H, W]`` integer array (``uint8`` for ``P`` / ``L``).
+
+    Raises:
+        ImageDecodeError: naming the file and the reason.
+    """
+    name = os.fspath(path)
+    with _open_file(name) as fp:
+        im = _open_label(fp, name)
+        try:
+            im.load()
+        except Exception as e:
+            raise ImageDecodeError(name, f"corrupt or truncated image data ({_describe(e)})") from e
+        return np.array(im)
+
+
+def _open_label(fp: IO[bytes], name: str) -> Image.Image:
+    im = _open_image(fp, name, LABEL_FORMATS)
+    if im.mode not in LABEL_MODES:
+        raise ImageDecodeError(
+            name,
+            f"a label image in mode {im.mode}; expected a palette (P) or single-channel (L, I) "
+            "image whose values are class indices",
+        )
+    if _orientation(im) != 1:
+        raise ImageDecodeError(
+            name,
+            f"a label image with EXIF orientation {_orientation(im)}: its pixels would not line "
+            "up with the upright image; save it without the orientation tag",
+        )
+    return im
+
+
 def _open_file(name: str) -> IO[bytes]:
     try:
         return open(name, "rb")  # noqa: SIM115 - closed by the caller's `with`
@@ -175,8 +243,10 @@ def _formats() -> tuple[str, ...]:
     return tuple(f for f in SUPPORTED_FORMATS if f in Image.OPEN)
 
 
-def _open_image(fp: IO[bytes], name: str) -> Image.Image:
-    """Identify the image and read its header; reject decompression bombs before decoding."""
+def _open_image(fp: IO[bytes], name: str, formats: tuple[str, ...] | None = None) -> Image.Image:
+    """Identify the image (among ``formats``, default :data:`SUPPORTED_FORMATS`) and read its
+    header; reject decompression bombs before decoding."""
+    formats = tuple(f for f in formats if f in _formats()) if formats else _formats()
     try:
         empty = os.fstat(fp.fileno()).st_size == 0
     except (OSError, AttributeError, ValueError):
@@ -184,9 +254,9 @@ def _open_image(fp: IO[bytes], name: str) -> Image.Image:
     if empty:
         raise ImageDecodeError(name, "empty file (0 bytes)")
     try:
-        im = Image.open(fp, formats=_formats())
+        im = Image.open(fp, formats=formats)
     except UnidentifiedImageError as e:
-        reason = f"not an image in a supported format ({', '.join(_formats())})"
+        reason = f"not an image in a supported format ({', '.join(formats)})"
         raise ImageDecodeError(name, reason) from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         # The warning arrives here as an exception only when warnings are set to error.

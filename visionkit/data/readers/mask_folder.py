@@ -42,11 +42,9 @@ from visionkit.data.checks import (
     read_or_skip,
     where_of,
 )
-from visionkit.data.io import read_image
-from visionkit.errors import AnnotationError, DataError
+from visionkit.data.io import read_image, read_label_image, read_label_image_header
+from visionkit.errors import AnnotationError, DataError, ImageDecodeError
 from visionkit.registry import DATASETS
-
-MASK_MODES = ("P", "L", "I;16", "I")  # label PNG modes whose values are class indices
 
 
 @DATASETS.register("mask_folder")
@@ -133,19 +131,11 @@ class MaskFolderDataset:
                 report.add("missing label file", where, f"no label PNG for {image_path.name}")
                 continue
             try:
-                with Image.open(mask_path) as pil:
-                    mode, (w, h) = pil.mode, pil.size
-            except OSError as err:
-                report.add("bad label file", where, f"unreadable label PNG: {err}")
+                _, (h, w) = read_label_image_header(mask_path)
+            except ImageDecodeError as err:
+                report.add("bad label file", where, err.reason)
                 continue
-            if mode not in MASK_MODES:
-                report.add(
-                    "bad label file",
-                    where,
-                    f"label PNG in mode {mode}; expected a palette (P) or single-channel (L) "
-                    "image whose values are class indices",
-                )
-            elif (h, w) != size:
+            if (h, w) != size:
                 report.add(
                     "size mismatch",
                     where,
@@ -197,15 +187,9 @@ class MaskFolderDataset:
 
     def _read_mask_file(self, path: Path) -> np.ndarray:
         try:
-            with Image.open(path) as pil:
-                if pil.mode not in MASK_MODES:
-                    raise AnnotationError(
-                        f"{path}: label PNG in mode {pil.mode}; expected a palette (P) or "
-                        "single-channel (L) image whose values are class indices"
-                    )
-                mask = np.asarray(pil)
-        except OSError as err:
-            raise AnnotationError(f"{path}: unreadable label PNG: {err}") from None
+            mask = read_label_image(path)
+        except ImageDecodeError as err:
+            raise AnnotationError(f"{path}: {err.reason}") from None
         num_classes = len(self.label_names["semantic"])
         bad = np.unique(mask[(mask >= num_classes) & (mask != self.ignore_index)])
         if bad.size:
