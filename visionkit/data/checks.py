@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from visionkit.data.io import read_image, read_image_size
+from visionkit.data.io import read_image, read_image_header
 from visionkit.errors import AnnotationError, ConfigError, DataError, ImageDecodeError
 
 logger = logging.getLogger(__name__)
@@ -246,16 +246,16 @@ class ImageFile:
     declared: tuple[int, int] | None = None
 
 
-def _inspect_one(item: ImageFile, decode: bool) -> tuple[str, str, tuple[int, int] | None]:
-    """``("ok" | "missing file" | "unreadable image", reason, (H, W))``."""
+def _inspect_one(item: ImageFile, decode: bool) -> tuple[str, str, tuple[int, int] | None, int]:
+    """``("ok" | "missing file" | "unreadable image", reason, (H, W), EXIF orientation)``."""
     try:
+        height, width, orientation = read_image_header(item.path)
         if decode:
-            shape = read_image(item.path).shape
-            return "ok", "", (int(shape[0]), int(shape[1]))
-        return "ok", "", read_image_size(item.path)
+            read_image(item.path)
+        return "ok", "", (height, width), orientation
     except ImageDecodeError as err:
         kind = "missing file" if err.reason == "file not found" else "unreadable image"
-        return kind, err.reason, None
+        return kind, err.reason, None, 1
 
 
 def check_image_files(
@@ -264,6 +264,7 @@ def check_image_files(
     mode: str = "header",
     bad_image_severity: str = "error",
     workers: int | None = None,
+    oriented_is_error: bool = False,
 ) -> list[tuple[int, int] | None]:
     """Open every image: missing files, unreadable images (by header, or by full decode with
     ``mode="decode"``), and sizes that differ from the declared ones go to ``report``.
@@ -275,6 +276,10 @@ def check_image_files(
         bad_image_severity: the severity of missing and unreadable files (``"warning"``
             under ``on_bad_image: skip``).
         workers: threads (default: up to 8); Pillow releases the GIL while it decodes.
+        oriented_is_error: any EXIF orientation other than 1 is an error (label images carry
+            none, so an image that is turned upright no longer lines up with its labels);
+            otherwise only a square image with one is reported, as a warning (a size check
+            cannot tell whether its annotations describe the upright image).
 
     Returns:
         The size ``(H, W)`` of each readable image (EXIF orientation applied), ``None`` for
@@ -289,7 +294,7 @@ def check_image_files(
         with ThreadPoolExecutor(workers) as pool:
             results = list(pool.map(lambda item: _inspect_one(item, decode), items))
     sizes: list[tuple[int, int] | None] = []
-    for item, (status, reason, size) in zip(items, results, strict=True):
+    for item, (status, reason, size, orientation) in zip(items, results, strict=True):
         if status != "ok":
             report.add(status, item.where, reason, severity=bad_image_severity)
             sizes.append(None)
@@ -307,6 +312,23 @@ def check_image_files(
                     "the annotations must describe the upright image)"
                 )
             report.add("size mismatch", item.where, detail)
+        elif orientation != 1 and oriented_is_error:
+            report.add(
+                "image with an EXIF orientation",
+                item.where,
+                f"orientation {orientation}: the decoder turns the pixels upright, its label "
+                "image has no orientation and would no longer line up; save the image upright "
+                "(e.g. PIL.ImageOps.exif_transpose) and its labels to match",
+            )
+        elif orientation != 1 and size[0] == size[1]:
+            report.add(
+                "square image with an EXIF orientation",
+                item.where,
+                f"orientation {orientation}: the decoder turns the pixels upright, and a square "
+                "image keeps its size, so a size check cannot tell whether the annotations "
+                "describe the upright image or the stored pixels; check that they do the former",
+                severity="warning",
+            )
         report.image_sizes[size] += 1
         sizes.append(size)
     return sizes

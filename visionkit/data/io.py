@@ -67,6 +67,7 @@ __all__ = [
     "LABEL_MODES",
     "SUPPORTED_FORMATS",
     "read_image",
+    "read_image_header",
     "read_image_size",
     "read_label_image",
     "read_label_image_header",
@@ -143,6 +144,24 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return array
 
 
+def read_image_header(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """``(height, width, orientation)`` from the header: the size of the upright image (as
+    :func:`read_image_size`) and the EXIF orientation (1-8; 1 when there is none) that
+    :func:`read_image` applies.
+
+    Raises:
+        ImageDecodeError: as :func:`read_image_size`.
+    """
+    name = os.fspath(path)
+    with _open_file(name) as fp:
+        im = _open_image(fp, name)
+        width, height = im.size
+        orientation = _orientation(im)
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    return height, width, orientation
+
+
 def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """Size ``(H, W)`` of the upright image, read from the header without decoding pixels.
 
@@ -160,12 +179,7 @@ def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         ImageDecodeError: the file is missing, not an image of a supported format, or over
             ``PIL.Image.MAX_IMAGE_PIXELS`` pixels.
     """
-    name = os.fspath(path)
-    with _open_file(name) as fp:
-        im = _open_image(fp, name)
-        width, height = im.size
-        if _orientation(im) in (5, 6, 7, 8):
-            width, height = height, width
+    height, width, _ = read_image_header(path)
     return height, width
 
 

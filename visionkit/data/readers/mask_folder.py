@@ -116,7 +116,9 @@ class MaskFolderDataset:
         report.num_images = len(self.paths)
         files = [ImageFile(p, where_of(p, self.root)) for p in self.paths]
         severity = "warning" if self.on_bad_image == "skip" else "error"
-        sizes = check_image_files(files, report, self.image_check, bad_image_severity=severity)
+        sizes = check_image_files(
+            files, report, self.image_check, bad_image_severity=severity, oriented_is_error=True
+        )
         report.image_sizes.clear()
         decode = self.image_check == "decode"
         keep = []
