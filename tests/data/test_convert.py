@@ -14,6 +14,7 @@ from PIL import Image
 
 from visionkit.cli import main
 from visionkit.data.convert.to_coco import convert, to_coco
+from visionkit.data.convert.voc import voc_folders
 from visionkit.data.readers.coco import CocoDataset
 from visionkit.errors import AnnotationError, DataError
 
@@ -460,3 +461,23 @@ def test_a_file_name_that_is_not_utf8_is_a_clear_error_naming_it(tmp_path, capsy
     err = capsys.readouterr().err
     assert code == 1 and "images/caf\\xe9.png: the file name is not valid UTF-8" in err
     assert "Traceback" not in err and not (tmp_path / "o.json").exists()
+
+
+def test_voc_as_published_with_annotations_and_images_folders(tmp_path, capsys):
+    """Issue 16: many VOC-XML sets (e.g. the raccoon photos) ship `annotations/` + `images/`;
+    the converter refused them until the folders were renamed."""
+    root = make_voc(
+        tmp_path / "raccoon",
+        {"r1": ((40, 30), voc_xml([voc_object("raccoon", (2, 3, 20, 25))], "r1.jpg"))},
+    )
+    (root / "Annotations").rename(root / "annotations")
+    (root / "JPEGImages").rename(root / "images")
+    coco, _ = to_coco(root, "voc")
+    assert [i["file_name"] for i in coco["images"]] == ["images/r1.jpg"]
+    assert coco["annotations"][0]["bbox"] == [1, 2, 19, 23]
+    code = main(["convert", "--from", "voc", "--to", "coco", str(root), str(tmp_path / "r.json")])
+    assert code == 0 and (tmp_path / "r.json").is_file()
+    (root / "images").rename(root / "photos")
+    with pytest.raises(DataError, match=r"no image folder \(JPEGImages/, images/, Images/ not"):
+        to_coco(root, "voc")
+    assert voc_folders(root, images="photos") == (root / "annotations", root / "photos")

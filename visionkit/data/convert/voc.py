@@ -46,22 +46,57 @@ from visionkit.data.convert.coco_builder import CocoBuilder, Conversion, relativ
 from visionkit.data.io import read_image_size
 from visionkit.errors import DataError, ImageDecodeError
 
-ANNOTATIONS = "Annotations"
-IMAGES = "JPEGImages"
+#: Sub-folders tried, in order, when the caller names none: VOC's own names, then the
+#: lower-case layout many published sets use (``annotations/`` + ``images/``).
+ANNOTATION_DIRS = ("Annotations", "annotations")
+IMAGE_DIRS = ("JPEGImages", "images", "Images")
+
+
+def voc_folders(
+    root: Path, annotations: str | None = None, images: str | None = None
+) -> tuple[Path, Path]:
+    """The XML folder and the image folder of a VOC-style dataset: the ones named, else the
+    first of :data:`ANNOTATION_DIRS` / :data:`IMAGE_DIRS` that exists.
+
+    Raises:
+        DataError: a named folder does not exist, or none of the usual names does.
+    """
+    found = []
+    for named, usual, what in (
+        (annotations, ANNOTATION_DIRS, "XML"),
+        (images, IMAGE_DIRS, "image"),
+    ):
+        candidates = (named,) if named else usual
+        folder = next((root / c for c in candidates if (root / c).is_dir()), None)
+        if folder is None:
+            looked = ", ".join(f"{c}/" for c in candidates)
+            raise DataError(
+                f"{root}: no {what} folder ({looked} not found); a VOC folder holds the XML "
+                "files and the images in two sub-folders (Annotations/ + JPEGImages/, or "
+                "annotations/ + images/; name others with annotations= / images=), and "
+                "optionally ImageSets/Main/<split>.txt"
+            )
+        found.append(folder)
+    return found[0], found[1]
 
 
 def voc_to_coco(
     root: str | os.PathLike,
     split: str | None = None,
     class_names: Sequence[str] | None = None,
+    annotations: str | None = None,
+    images: str | None = None,
 ) -> Conversion:
     """Convert a VOC folder to a COCO object (nothing is written).
 
     Args:
-        root: the folder holding ``Annotations/`` and ``JPEGImages/``.
+        root: the folder holding the XML files and the images in two sub-folders
+            (:func:`voc_folders`: ``Annotations/`` + ``JPEGImages/`` as in VOC, or
+            ``annotations/`` + ``images/`` as many published sets have them).
         split: read only the ids listed in ``ImageSets/Main/<split>.txt``.
         class_names: the categories in order (id ``k + 1`` for ``class_names[k]``); default:
             the sorted distinct object names of the converted files.
+        annotations, images: the two sub-folders, when they have other names.
 
     Returns:
         The COCO object (``file_name`` relative to ``root``, e.g. ``JPEGImages/000001.jpg``)
@@ -73,15 +108,9 @@ def voc_to_coco(
             missing image.
     """
     root = dataset_root(root)
-    ann_dir, img_dir = root / ANNOTATIONS, root / IMAGES
-    for folder in (ann_dir, img_dir):
-        if not folder.is_dir():
-            raise DataError(
-                f"{folder} does not exist: a VOC folder holds {ANNOTATIONS}/*.xml and "
-                f"{IMAGES}/ (and optionally ImageSets/Main/<split>.txt)"
-            )
+    ann_dir, img_dir = voc_folders(root, annotations, images)
     builder = CocoBuilder([])
-    parsed = [(p, _parse(p, root, builder)) for p in _xml_files(root, split, builder)]
+    parsed = [(p, _parse(p, root, builder)) for p in _xml_files(root, ann_dir, split, builder)]
     if class_names is None:
         names = {obj["name"] for _, record in parsed if record for obj in record["objects"]}
         class_names = sorted(n for n in names if n)
@@ -96,8 +125,7 @@ def voc_to_coco(
     return Conversion(builder.to_dict(info), builder.skipped)
 
 
-def _xml_files(root: Path, split: str | None, builder: CocoBuilder) -> list[Path]:
-    ann_dir = root / ANNOTATIONS
+def _xml_files(root: Path, ann_dir: Path, split: str | None, builder: CocoBuilder) -> list[Path]:
     if split is None:
         files = sorted(ann_dir.glob("*.xml"))
         if not files:
@@ -205,8 +233,9 @@ def _add(
     where = relative_posix(xml_path, root)
     image = _find_image(img_dir, xml_path.stem, record["filename"])
     if image is None:
-        looked = f"{IMAGES}/{record['filename']} or " if record["filename"] else ""
-        builder.problem(where, f"image not found (looked for {looked}{IMAGES}/{xml_path.stem}.*)")
+        folder = img_dir.name
+        looked = f"{folder}/{record['filename']} or " if record["filename"] else ""
+        builder.problem(where, f"image not found (looked for {looked}{folder}/{xml_path.stem}.*)")
         return
     width, height = record["width"], record["height"]
     if not (width and height):
