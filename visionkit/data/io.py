@@ -229,10 +229,11 @@ def _open_label(fp: IO[bytes], name: str) -> Image.Image:
             f"a label image in mode {im.mode}; expected a palette (P) or single-channel (L, I) "
             "image whose values are class indices",
         )
-    if _orientation(im) != 1:
+    orientation = _orientation(im)
+    if orientation != 1:
         raise ImageDecodeError(
             name,
-            f"a label image with EXIF orientation {_orientation(im)}: its pixels would not line "
+            f"a label image with EXIF orientation {orientation}: its pixels would not line "
             "up with the upright image; save it without the orientation tag",
         )
     return im

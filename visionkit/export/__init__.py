@@ -173,10 +173,10 @@ def export(
 
 
 def _same_file(a: str | os.PathLike, b: Path) -> bool:
-    """Whether ``a`` and ``b`` name one file (through links too)."""
+    """Whether ``a`` and ``b`` name one existing file (through links too)."""
     try:
-        return Path(a).resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
-    except OSError:
+        return os.path.samefile(a, b)
+    except OSError:  # either is missing: not the same file
         return False
 
 
