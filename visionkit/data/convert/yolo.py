@@ -34,6 +34,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from visionkit.data.batch import IMAGE_EXTENSIONS, dataset_root, list_files
 from visionkit.data.convert.coco_builder import (
     CocoBuilder,
@@ -55,24 +57,33 @@ def yolo_to_coco(
     split: str | None = None,
     class_names: Sequence[str] | None = None,
 ) -> Conversion:
-    """Convert a YOLO folder to a COCO object (nothing is written).
+    """Convert a YOLO folder, or one split of an Ultralytics ``data.yaml``, to a COCO object
+    (nothing is written).
 
     Args:
-        root: the folder holding ``images/``, ``labels/`` and the class names.
-        split: convert ``images/<split>`` and ``labels/<split>`` only.
+        root: the folder holding ``images/``, ``labels/`` and the class names; or an
+            Ultralytics dataset file (``.yaml``/``.yml``, see :func:`ultralytics_split`).
+        split: convert ``images/<split>`` and ``labels/<split>`` only; for a ``data.yaml``, the
+            entry to read (``train``, ``val`` or ``test``; required).
         class_names: the classes in index order (default: ``root/classes.txt`` or
-            ``root/data.yaml``).
+            ``root/data.yaml``; the ``names`` of a ``data.yaml``).
 
     Returns:
-        The COCO object (``file_name`` relative to ``root``, e.g. ``images/train/a.jpg``) and
-        the list of skipped objects.
+        The COCO object (``file_name`` relative to the dataset folder, e.g.
+        ``images/train/a.jpg``) and the list of skipped objects.
 
     Raises:
         DataError: the layout is wrong (missing folders, no images, no or conflicting class
-            names).
+            names, a ``data.yaml`` without the split).
         AnnotationError: one error listing every bad line, label file without an image and
             unreadable image.
     """
+    if Path(root).suffix.lower() in (".yaml", ".yml"):
+        base, images, folders = ultralytics_split(root, split)
+        names = list(class_names) if class_names is not None else read_class_names(Path(root))
+        info: dict[str, Any] = {"format": "yolo", "source": str(root), "split": split}
+        info["root"] = str(base)  # file_name entries are relative to the dataset folder
+        return _convert(base, images, folders, names, info)
     root = dataset_root(root)
     img_dir, lbl_dir = root / "images", root / "labels"
     if split is not None:
@@ -85,11 +96,91 @@ def yolo_to_coco(
                 "with the same relative paths, and classes.txt or data.yaml"
             )
     names = list(class_names) if class_names is not None else yolo_class_names(root)
-    builder = CocoBuilder(names)
     images = list_files(img_dir)
     if not images:
         raise DataError(f"{img_dir} holds no images ({' '.join(IMAGE_EXTENSIONS)})")
-    label_of_image = {p: lbl_dir / p.relative_to(img_dir).with_suffix(".txt") for p in images}
+    info = {"format": "yolo", "source": str(root), "split": split}
+    return _convert(root, images, [(img_dir, lbl_dir)], names, info)
+
+
+def ultralytics_split(
+    data_yaml: str | os.PathLike, split: str | None
+) -> tuple[Path, list[Path], list[tuple[Path, Path]]]:
+    """The images of one split of an Ultralytics dataset file, as Ultralytics reads it.
+
+    ``path`` is the dataset folder (relative to the yaml file's folder; default: that folder);
+    ``train`` / ``val`` / ``test`` is a folder of images, a ``.txt`` file listing image paths,
+    or a list of those, relative to ``path``. The label file of ``.../images/.../a.jpg`` is
+    ``.../labels/.../a.txt`` (the last ``images`` folder of the path becomes ``labels``).
+
+    Returns:
+        The dataset folder (``path``), the image files, and the (image folder, label folder)
+        pairs whose label files must each have an image.
+
+    Raises:
+        DataError: the file is unreadable, has no such split, or a listed folder/file is missing.
+    """
+    path = Path(data_yaml)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise DataError(f"Ultralytics dataset file {path} cannot be read: {err}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a mapping with path, train, val and names")
+    splits = [k for k in ("train", "val", "test") if data.get(k)]
+    if split is None or not data.get(split):
+        raise DataError(
+            f"{path}: no {split!r} entry; give split: one of {splits} (the entries it lists)"
+        )
+    base = Path(str(data.get("path") or "."))
+    base = (base if base.is_absolute() else path.parent / base).resolve()
+    entries = data[split] if isinstance(data[split], list) else [data[split]]
+    images: list[Path] = []
+    folders: list[tuple[Path, Path]] = []
+    for entry in entries:
+        where = base / str(entry)
+        if where.is_dir():
+            found = list_files(where)
+            if not found:
+                raise DataError(f"{path}: {split}: {where} holds no images")
+            images += found
+            folders.append((where, label_path_of(where / "x").parent))
+        elif where.is_file() and where.suffix.lower() == ".txt":
+            lines = where.read_text(encoding="utf-8").splitlines()
+            listed = [Path(line.strip()) for line in lines if line.strip()]
+            images += [p if p.is_absolute() else (base / p).resolve() for p in listed]
+        else:
+            raise DataError(
+                f"{path}: {split}: {where} is neither a folder of images nor a .txt list of them"
+            )
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing:
+        raise DataError(f"{path}: {split}: listed images do not exist", missing)
+    return base, images, folders
+
+
+def label_path_of(image: Path) -> Path:
+    """Ultralytics' rule: the last ``images`` folder of the path becomes ``labels``, the
+    suffix ``.txt``."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def _convert(
+    root: Path,
+    images: list[Path],
+    folders: list[tuple[Path, Path]],
+    names: list[str],
+    info: dict[str, Any],
+) -> Conversion:
+    """Every image with its label file (:func:`label_path_of`); a label file in one of the
+    (image folder, label folder) pairs without an image is an error."""
+    builder = CocoBuilder(names)
+    label_of_image = {p: label_path_of(p) for p in images}
     claimed: dict[Path, Path] = {}
     for image, label in label_of_image.items():
         if label in claimed:
@@ -99,16 +190,15 @@ def yolo_to_coco(
                 f"{relative_posix(image, root)}",
             )
         claimed[label] = image
-    for label in list_files(lbl_dir, (".txt",)):
-        if label.relative_to(lbl_dir) == Path("classes.txt"):
-            continue
-        if label not in claimed:
+    for img_dir, lbl_dir in folders:
+        for label in list_files(lbl_dir, (".txt",)) if lbl_dir.is_dir() else []:
+            if label.relative_to(lbl_dir) == Path("classes.txt") or label in claimed:
+                continue
             stem = relative_posix(img_dir / label.relative_to(lbl_dir).with_suffix(""), root)
             builder.problem(relative_posix(label, root), f"no image for this label file ({stem}.*)")
     for image in images:
         _add_image(builder, root, image, label_of_image[image])
-    builder.raise_problems(f"{root}: cannot convert the YOLO labels")
-    info: dict[str, Any] = {"format": "yolo", "source": str(root), "split": split}
+    builder.raise_problems(f"{info['source']}: cannot convert the YOLO labels")
     return Conversion(builder.to_dict(info), builder.skipped)
 
 

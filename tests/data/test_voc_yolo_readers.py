@@ -1,0 +1,133 @@
+"""``format: voc`` and ``format: yolo`` read datasets as they are published: VOC XML in any
+folder names, a YOLO folder, and an Ultralytics ``data.yaml``; a full config trains on them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from tests.data.test_convert import voc_object, voc_xml
+from visionkit.build.data import build_dataset
+from visionkit.cli import main
+from visionkit.config import load_config
+from visionkit.errors import DataError
+
+
+def make_published_voc(root: Path) -> Path:
+    """``xml/`` + ``photos/`` (names VOC never used), two images, one with a zero-area box."""
+    (root / "xml").mkdir(parents=True)
+    (root / "photos").mkdir()
+    objects = {
+        "a": [voc_object("raccoon", (11, 21, 40, 45)), voc_object("dog", (1, 1, 10, 20))],
+        "b": [voc_object("raccoon", (100, 100, 120, 120))],  # outside: left out, logged
+    }
+    for stem, objs in objects.items():
+        Image.new("RGB", (64, 48), (40, 80, 120)).save(root / "photos" / f"{stem}.jpg")
+        (root / "xml" / f"{stem}.xml").write_text(voc_xml(objs, f"{stem}.jpg", (64, 48)))
+    return root
+
+
+def test_voc_reads_any_folder_names_directly(tmp_path, caplog):
+    root = make_published_voc(tmp_path / "voc")
+    spec = {"format": "voc", "root": str(root), "annotations": "xml", "images": "photos"}
+    with caplog.at_level(logging.INFO):
+        ds = build_dataset(spec, split="train", needs=["boxes"])
+    assert ds.label_names == {"instances": ["dog", "raccoon"]}
+    assert len(ds) == 2
+    first = ds[0]
+    # VOC is 1-based and inclusive: xmin 11 → 10.0, xmax 40 → 40.0
+    np.testing.assert_allclose(first["boxes"], [[10, 20, 40, 45], [0, 0, 10, 20]])
+    assert first["labels"].tolist() == [1, 0]
+    assert first["image"].shape == (48, 64, 3)
+    assert ds[1]["boxes"].shape == (0, 4)  # the box outside left out, the image kept
+    assert "1 objects left out" in caplog.text and "b.xml" in caplog.text
+    assert ds.report.format == "voc"
+
+
+def test_voc_default_folder_names_and_class_list(tmp_path):
+    root = make_published_voc(tmp_path / "voc")
+    (root / "xml").rename(root / "annotations")
+    (root / "photos").rename(root / "images")
+    ds = build_dataset(
+        {"format": "voc", "root": str(root), "class_names": ["raccoon", "dog"]}, split="val"
+    )
+    assert ds.label_names == {"instances": ["raccoon", "dog"]}
+    assert ds[0]["labels"].tolist() == [0, 1]
+
+
+def test_voc_missing_folder_is_a_clear_error(tmp_path):
+    root = make_published_voc(tmp_path / "voc")
+    with pytest.raises(DataError, match=r"no XML folder \(labels/ not found\)"):
+        build_dataset({"format": "voc", "root": str(root), "annotations": "labels"})
+
+
+def make_ultralytics(root: Path) -> Path:
+    """An Ultralytics dataset: data.yaml beside a dataset folder named by ``path``."""
+    ds = root / "datasets" / "toy"
+    for split, boxes in (("train", "0 0.5 0.5 0.5 0.25\n1 0.25 0.25 0.1 0.1\n"), ("val", "")):
+        (ds / "images" / split).mkdir(parents=True)
+        (ds / "labels" / split).mkdir(parents=True)
+        Image.new("RGB", (80, 40), (9, 9, 9)).save(ds / "images" / split / "x.png")
+        (ds / "labels" / split / "x.txt").write_text(boxes)
+    data = {
+        "path": "datasets/toy",
+        "train": "images/train",
+        "val": "images/val",
+        "names": {0: "cat", 1: "dog"},
+    }
+    (root / "toy.yaml").write_text(yaml.safe_dump(data))
+    return root / "toy.yaml"
+
+
+def test_yolo_reads_an_ultralytics_data_yaml(tmp_path):
+    data_yaml = make_ultralytics(tmp_path)
+    train = build_dataset({"format": "yolo", "root": str(data_yaml), "split": "train"})
+    assert train.label_names == {"instances": ["cat", "dog"]}
+    sample = train[0]
+    np.testing.assert_allclose(sample["boxes"], [[20, 15, 60, 25], [16, 8, 24, 12]], atol=1e-4)
+    assert sample["labels"].tolist() == [0, 1]
+    val = build_dataset({"format": "yolo", "root": str(data_yaml), "split": "val"}, split="val")
+    assert len(val) == 1 and val[0]["boxes"].shape == (0, 4)
+
+
+def test_yolo_data_yaml_without_the_split_names_the_entries(tmp_path):
+    data_yaml = make_ultralytics(tmp_path)
+    with pytest.raises(DataError, match=r"no 'test' entry; give split: one of \['train', 'val'\]"):
+        build_dataset({"format": "yolo", "root": str(data_yaml), "split": "test"})
+
+
+def test_yolo_folder_with_split_subfolders(tmp_path):
+    data_yaml = make_ultralytics(tmp_path)
+    folder = data_yaml.parent / "datasets" / "toy"
+    (folder / "classes.txt").write_text("cat\ndog\n")
+    ds = build_dataset({"format": "yolo", "root": str(folder), "split": "train"})
+    assert len(ds) == 1 and ds[0]["labels"].tolist() == [0, 1]
+
+
+def test_a_config_validates_voc_and_yolo_sections(tmp_path):
+    root = make_published_voc(tmp_path / "voc")
+    data_yaml = make_ultralytics(tmp_path)
+    config = {
+        "model": {
+            "backbone": {"name": "simple_cnn"},
+            "heads": {"det": {"name": "fcos", "num_classes": 2}},
+        },
+        "data": {
+            "train": {"format": "voc", "root": str(root), "annotations": "xml", "images": "photos"},
+            "val": {"format": "yolo", "root": str(data_yaml), "split": "val"},
+        },
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cfg = load_config(path)
+    assert cfg.data.train["format"] == "voc" and cfg.data.val["split"] == "val"
+    assert main(["check-data", "--config", str(path)]) == 0
+    config["data"]["train"]["xml_folder"] = "xml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(Exception, match=r"data\.train\.xml_folder"):
+        load_config(path)

@@ -1,0 +1,128 @@
+"""Pascal VOC XML and YOLO txt datasets, read as they are published.
+
+Both convert their annotations to a COCO object in memory (the converters of
+:mod:`visionkit.data.convert`, nothing written) and hand it to
+:class:`~visionkit.data.readers.coco.CocoDataset`, so every check, policy and report of
+that reader applies, and evaluation sees the same COCO ground truth as for a converted
+dataset. Objects the converter leaves out (zero-area boxes, ``difficult`` ones: see
+:func:`~visionkit.data.convert.voc.voc_to_coco`) are logged with a count.
+
+>>> ds = VocDataset("raccoon")  # annotations/ + images/, or Annotations/ + JPEGImages/  # doctest: +SKIP
+>>> ds = YoloDataset("coco8/data.yaml", split="val")  # an Ultralytics dataset file  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from visionkit.data.convert.coco_builder import Conversion
+from visionkit.data.convert.voc import voc_folders, voc_to_coco
+from visionkit.data.convert.yolo import yolo_to_coco
+from visionkit.data.readers.coco import CocoDataset
+from visionkit.errors import ConfigError
+from visionkit.registry import DATASETS
+
+logger = logging.getLogger(__name__)
+
+
+class _ConvertedDataset(CocoDataset):
+    """A :class:`CocoDataset` whose COCO object a converter makes from another format."""
+
+    targets: ClassVar[tuple[str, ...]] = ("boxes", "masks", "semantic")
+
+    def _converted(self, conversion: Conversion) -> dict[str, Any]:
+        if conversion.skipped:
+            shown = "; ".join(conversion.skipped[:5])
+            more = len(conversion.skipped) - 5
+            logger.info(
+                "%s: %d objects left out (%s%s)",
+                self.ann_path,
+                len(conversion.skipped),
+                shown,
+                f"; and {more} more" if more > 0 else "",
+            )
+        return conversion.coco
+
+
+@DATASETS.register("voc")
+class VocDataset(_ConvertedDataset):
+    """A Pascal VOC folder: one XML file per image, read directly (no conversion step).
+
+    Args:
+        root: the dataset folder.
+        annotations: the XML folder's name under ``root`` (default: ``Annotations`` or
+            ``annotations``, whichever exists).
+        images: the image folder's name under ``root`` (default: ``JPEGImages``, ``images``
+            or ``Images``).
+        split: read only the ids of ``ImageSets/Main/<split>.txt``.
+        class_names: the classes in order. Give them whenever the splits are read
+            separately: by default each split takes the sorted object names it holds, and a
+            split without some class would number the others differently (the training and
+            validation lists are compared when datasets are built).
+        **kwargs: the options of :class:`CocoDataset` (``on_bad_image``, ``keep_negatives``,
+            ``masks``, ``semantic``, ...).
+    """
+
+    location: ClassVar[str] = "root"
+    format_name: ClassVar[str] = "voc"
+
+    def __init__(
+        self,
+        root: str | None = None,
+        annotations: str | None = None,
+        images: str | None = None,
+        split: str | None = None,
+        class_names: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._source = (annotations, images, split, class_names)
+        xml_dir, _ = voc_folders(Path(str(root)), annotations, images)
+        super().__init__(images=root, annotations=str(xml_dir), **kwargs)
+
+    def read_annotations(self) -> dict[str, Any]:
+        annotations, images, split, class_names = self._source
+        conversion = voc_to_coco(self.root, split, class_names, annotations, images)
+        return self._converted(conversion)
+
+
+@DATASETS.register("yolo")
+class YoloDataset(_ConvertedDataset):
+    """YOLO txt labels, read directly: a folder (``images/`` + ``labels/`` + ``classes.txt``
+    or ``data.yaml``) or an Ultralytics dataset file.
+
+    Args:
+        root: the YOLO folder, or the ``data.yaml`` of an Ultralytics dataset (its ``path``,
+            ``train`` / ``val`` / ``test`` entries and ``names`` are read as Ultralytics reads
+            them).
+        split: the sub-folder ``images/<split>`` of a folder; the entry of a ``data.yaml``
+            (required there).
+        class_names: the classes in index order (default: the dataset's own list).
+        **kwargs: the options of :class:`CocoDataset`.
+    """
+
+    location: ClassVar[str] = "root"
+    format_name: ClassVar[str] = "yolo"
+
+    def __init__(
+        self,
+        root: str | None = None,
+        split: str | None = None,
+        class_names: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        for key in ("images", "annotations"):  # CocoDataset's, named here by root and split
+            if kwargs.pop(key, None) is not None:
+                raise ConfigError(
+                    f"format yolo takes no {key!r}: give root (the YOLO folder or a data.yaml) "
+                    "and split"
+                )
+        conversion = yolo_to_coco(Path(str(root)), split, class_names)
+        self._conversion = conversion
+        base = conversion.coco["info"].get("root") or str(root)
+        super().__init__(images=base, annotations=str(root), **kwargs)
+
+    def read_annotations(self) -> dict[str, Any]:
+        return self._converted(self._conversion)
