@@ -124,7 +124,10 @@ def lr_factor_fn(
     cfg: SchedulerConfig, total_steps: int, steps_per_epoch: int
 ) -> Callable[[int], float]:
     """The learning-rate multiplier at each optimiser step: linear warm-up, then the schedule."""
-    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    if cfg.warmup_steps is not None:
+        warmup = cfg.warmup_steps
+    else:
+        warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
 
     def factor(step: int) -> float:
         if cfg.name == "onecycle":
@@ -144,6 +147,8 @@ def lr_factor_fn(
             return cfg.min_lr_factor + (1 - cfg.min_lr_factor) * 0.5 * (
                 1 + math.cos(math.pi * progress)
             )
+        if cfg.name == "step" and cfg.step_milestones:
+            return cfg.gamma ** sum(step >= m for m in cfg.step_milestones)
         if cfg.name == "step":
             epoch = step // steps_per_epoch
             return cfg.gamma ** sum(epoch >= e for e in cfg.step_epochs)

@@ -130,17 +130,30 @@ class SchedulerConfig(_Section):
     """``scheduler``: learning-rate schedule, stepped every optimiser step.
 
     ``cosine``: linear warm-up over ``warmup_epochs``, then cosine decay to ``min_lr_factor``;
-    ``step``: × ``gamma`` at each epoch of ``step_epochs``; ``onecycle``: cosine rise from
+    ``step``: × ``gamma`` at each epoch of ``step_epochs`` (or optimiser step of
+    ``step_milestones``); ``onecycle``: cosine rise from
     ``warmup_start_factor`` to 1 over the first ``pct_start`` of the run, then cosine decay to
-    ``min_lr_factor`` (``warmup_epochs`` is not used); ``constant``."""
+    ``min_lr_factor`` (``warmup_epochs`` is not used); ``constant``. The warm-up is counted in
+    epochs (``warmup_epochs``) or, for a run budgeted in steps (``trainer.max_steps``), in
+    optimiser steps (``warmup_steps``), so that it does not depend on the dataset's size."""
 
     name: Literal["cosine", "step", "onecycle", "constant"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0)
+    warmup_steps: int | None = Field(None, ge=0)
     warmup_start_factor: float = Field(0.1, gt=0, le=1)
     min_lr_factor: float = Field(0.0, ge=0, le=1)
     step_epochs: list[int] = Field(default_factory=list)
+    step_milestones: list[int] = Field(default_factory=list)  # optimiser steps (step budgets)
     gamma: float = Field(0.1, gt=0)
     pct_start: float = Field(0.3, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> SchedulerConfig:
+        if self.warmup_steps is not None and self.warmup_epochs:
+            raise ValueError("give warmup_epochs or warmup_steps, not both")
+        if self.step_epochs and self.step_milestones:
+            raise ValueError("give step_epochs or step_milestones (in steps), not both")
+        return self
 
 
 class TrainerConfig(_Section):
@@ -148,7 +161,11 @@ class TrainerConfig(_Section):
     itself (:data:`VISIONKIT_TRAINER_KEYS`): ``compile``, ``on_nonfinite_loss``,
     ``checkpoint_every_n_steps`` and ``channels_last``."""
 
-    max_epochs: int = Field(10, gt=0)
+    # The budget: epochs (default 10), or optimiser steps whatever the dataset's size
+    # (``max_steps``: epochs are then unlimited unless also given), or both (the first reached).
+    max_epochs: int | None = Field(None, ge=-1)
+    max_steps: int = Field(-1, ge=-1)
+    max_time: str | dict[str, int] | None = None  # "DD:HH:MM:SS" or {hours: 1, ...}: a stop
     accelerator: str = "auto"
     devices: int | str | list[int] = "auto"
     num_nodes: int = Field(1, gt=0)
@@ -167,6 +184,14 @@ class TrainerConfig(_Section):
     on_nonfinite_loss: Literal["error", "skip"] = "error"
     checkpoint_every_n_steps: int | None = Field(None, gt=0)
     channels_last: bool = True  # NHWC weights and batches: faster convs and max-pool on CPUs
+
+    @model_validator(mode="after")
+    def _budget(self) -> TrainerConfig:
+        if self.max_epochs == 0 or self.max_steps == 0:
+            raise ValueError("max_epochs and max_steps must be positive (or -1: unlimited)")
+        if self.max_epochs is None:  # 10 epochs, unless a step budget is given
+            object.__setattr__(self, "max_epochs", 10 if self.max_steps == -1 else -1)
+        return self
 
     @field_validator("precision", mode="before")
     @classmethod

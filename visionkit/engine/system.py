@@ -193,7 +193,10 @@ class VisionSystem(L.LightningModule):
         fused = str(self.trainer.precision) != "16-mixed"
         optimizer = self.make_optimizer(self.model, fused)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        per_epoch = max(1, math.ceil(total / max(1, self.trainer.max_epochs or 1)))
+        # (estimated_stepping_batches has set num_training_batches up)
+        batches = self.trainer.num_training_batches
+        accumulate = self.trainer.accumulate_grad_batches
+        per_epoch = total if math.isinf(batches) else max(1, math.ceil(batches / accumulate))
         factor = self.lr_schedule(total, per_epoch)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {
