@@ -31,8 +31,14 @@ from visionkit.config.schema import (
     DataConfig,
     SyntheticConfig,
 )
-from visionkit.data.transforms import build_transform, with_image_size
+from visionkit.data.transforms import (
+    EVAL_GEOMETRY_ALLOWED,
+    build_transform,
+    eval_geometry_problem,
+    with_image_size,
+)
 from visionkit.errors import ConfigError
+from visionkit.evaluation.tasks import task_of
 from visionkit.registry import BACKBONES, DATASETS, HEADS, NECKS, Registry, UnknownNameError
 
 
@@ -100,7 +106,9 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     for split in ("train", "val"):
         if raw_data.get(split) is not None:
             splits[split] = _validate_datasets(raw_data[split], f"data.{split}", problems)
-    problems += _transform_problems(raw_data.get("transforms"), raw_data.get("image_size"))
+    problems += _transform_problems(
+        raw_data.get("transforms"), raw_data.get("image_size"), _spatial_heads(heads)
+    )
     if problems or cfg is None:
         raise ConfigError(problems, source)
     cfg.model.heads = heads
@@ -110,10 +118,33 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     return cfg
 
 
-def _transform_problems(transforms: Any, image_size: Any = None) -> list[str]:
+def _spatial_heads(heads: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The heads whose targets have a place in the image (boxes, masks, label maps: every
+    task but image-level classes), as ``name: head``; heads with a bad name are left out
+    (reported elsewhere)."""
+    spatial = []
+    for name, spec in heads.items():
+        try:
+            task = task_of(HEADS.component_class(spec["name"]))
+        except (KeyError, TypeError, UnknownNameError):
+            continue
+        if any(target != "class" for target in task.targets):
+            spatial.append(f"{name}: {spec['name']}")
+    return spatial
+
+
+def _transform_problems(
+    transforms: Any, image_size: Any = None, spatial_heads: Sequence[str] = ()
+) -> list[str]:
     """Build every albumentations transform of ``data.transforms`` once, so that a wrong name
     or parameter is reported with the rest of the config, before any data is touched (sizes
-    left out are filled from ``image_size`` first, as :class:`DataConfig` does)."""
+    left out are filled from ``image_size`` first, as :class:`DataConfig` does).
+
+    With ``spatial_heads``, each step of the evaluation pipeline (``val``: validation,
+    ``eval``, ``predict``, export) must also keep the geometry that the heads' postprocess
+    maps back by the size ratio alone (:func:`~visionkit.data.transforms.eval_geometry_problem`).
+    Training pipelines are free.
+    """
 
     if image_size is None:
         image_size = DataConfig.model_fields["image_size"].default
@@ -127,10 +158,20 @@ def _transform_problems(transforms: Any, image_size: Any = None) -> list[str]:
             if not isinstance(step, Mapping):
                 continue  # the schema reports it
             step = with_image_size(step, image_size)
+            where = f"data.transforms.{split}[{i}]"
             try:
-                build_transform(step, f"data.transforms.{split}[{i}]")
+                transform = build_transform(step, where)
             except ConfigError as err:
                 problems += err.problems
+                continue
+            reason = eval_geometry_problem(transform) if split == "val" and spatial_heads else None
+            if reason:
+                problems.append(
+                    f"{where} ({step['name']}): {reason}, but boxes and masks of spatial heads "
+                    f"({', '.join(spatial_heads)}) are mapped back to the original image by the "
+                    "size ratio alone, so the evaluation pipeline may only resize and pad at "
+                    f"the bottom/right; {EVAL_GEOMETRY_ALLOWED}"
+                )
     return problems
 
 

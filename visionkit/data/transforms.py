@@ -13,6 +13,12 @@ labels and an instance index, so a box dropped by a transform takes its label (a
 instance mask) with it. Instance ``masks`` and the ``semantic`` label map go through the same
 geometric transforms as the image (albumentations resizes masks with nearest-neighbour).
 
+The heads map boxes and masks back to the original image by the ratio of original to image size
+per axis (``postprocess(outputs, image_sizes, orig_sizes)``), so the evaluation pipeline of a
+spatial head may only resize and pad at the bottom/right: :func:`eval_geometry_problem` says
+why a step breaks that, and ``image_size`` is the size of the image *content* inside the
+output (without that padding, see :func:`content_size`).
+
 >>> pipe = build_pipeline([{"name": "Resize", "height": 32, "width": 32}], (0.5,) * 3, (0.5,) * 3)
 >>> import numpy as np
 >>> out = apply_pipeline(pipe, {"image": np.zeros((40, 60, 3), np.uint8), "image_id": 1,
@@ -67,8 +73,8 @@ def pipeline_steps(data: Any, train: bool) -> list[dict[str, Any]]:
 def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) -> dict[str, Any]:
     """``spec`` with the output size of a sizing transform filled in from ``image_size`` when
     the spec leaves it out: ``height``/``width`` (``Resize``, ``RandomCrop``, ``CenterCrop``,
-    ``RandomSizedBBoxSafeCrop``, ...) or ``size`` (``RandomResizedCrop``, ``RandomSizedCrop``).
-    So ``{name: Resize}`` follows ``data.image_size`` and one override changes both.
+    ``RandomSizedBBoxSafeCrop``, ...), ``size`` (``RandomResizedCrop``, ``RandomSizedCrop``) or
+    ``max_size`` (``LongestMaxSize``, ``SmallestMaxSize``: the larger side of ``image_size``). So ``{name: Resize}`` follows ``data.image_size`` and one override changes both.
 
     >>> with_image_size({"name": "Resize"}, 160)
     {'name': 'Resize', 'height': 160, 'width': 160}
@@ -91,6 +97,9 @@ def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) ->
         out.update(height=int(h), width=int(w))
     elif required("size") and "size" not in out:
         out["size"] = [int(h), int(w)]
+    elif "max_size" in params and not {"max_size", "max_size_hw"} & out.keys():
+        # LongestMaxSize / SmallestMaxSize: the longest (shortest) side to data.image_size
+        out["max_size"] = int(max(h, w))
     return out
 
 
@@ -133,6 +142,71 @@ def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> A.Bas
         raise ConfigError(f"{where} ({name}): {err}") from None
 
 
+def _one_max_size(transform: Any) -> str | None:
+    sizes = transform.max_size
+    if isinstance(sizes, Sequence) and len(sizes) > 1:
+        return f"max_size {list(sizes)} picks a size at random"
+    return None
+
+
+def _pads_bottom_right(transform: Any) -> str | None:
+    if transform.position != "top_left":
+        return f"position {transform.position!r} pads at the top/left too (use top_left)"
+    return None
+
+
+def _pad_bottom_right(transform: Any) -> str | None:
+    pad = transform.padding
+    left, top = (pad, pad) if isinstance(pad, int) else tuple(pad)[:2]
+    if left or top:
+        return f"padding {pad!r} pads at the left/top (give [0, 0, right, bottom])"
+    return None
+
+
+#: The geometric (albumentations ``DualTransform``) steps an evaluation pipeline of a spatial
+#: head may hold, each with the check of its arguments: they rescale the image or pad it at the
+#: bottom/right, which the heads' ratio mapping undoes. Every pixel-only ``ImageOnlyTransform``
+#: is allowed as well.
+EVAL_GEOMETRY: dict[type, Any] = {
+    A.Resize: None,
+    A.LongestMaxSize: _one_max_size,
+    A.SmallestMaxSize: _one_max_size,
+    A.PadIfNeeded: _pads_bottom_right,
+    A.Pad: _pad_bottom_right,
+}
+
+EVAL_GEOMETRY_ALLOWED = (
+    "allowed: Resize, LongestMaxSize / SmallestMaxSize with one max_size, PadIfNeeded with "
+    "position: top_left, Pad with zero left/top padding (each with p: 1), and pixel-only "
+    "transforms (albumentations ImageOnlyTransform, e.g. Normalize, ToFloat)"
+)
+
+
+def eval_geometry_problem(transform: A.BasicTransform) -> str | None:
+    """Why ``transform`` cannot be a step of the evaluation pipeline of a spatial head, or
+    ``None`` when it can.
+
+    Predicted boxes and masks are mapped back to the original image by the size ratio alone,
+    which undoes a resize and padding at the bottom/right, nothing else: a crop, a shift, a
+    flip or a step applied at random would give wrong metrics and predictions with no error.
+
+    >>> eval_geometry_problem(A.LongestMaxSize(max_size=64)) is None
+    True
+    >>> eval_geometry_problem(A.CenterCrop(height=32, width=32))
+    'not a resize or a bottom/right padding'
+    >>> eval_geometry_problem(A.PadIfNeeded(64, 64))
+    "position 'center' pads at the top/left too (use top_left)"
+    """
+    if isinstance(transform, A.ImageOnlyTransform):
+        return None  # pixel values only: the geometry is untouched
+    if type(transform) not in EVAL_GEOMETRY:
+        return "not a resize or a bottom/right padding"
+    if transform.p < 1:
+        return f"p: {transform.p} applies it at random"
+    check = EVAL_GEOMETRY[type(transform)]
+    return check(transform) if check is not None else None
+
+
 def build_pipeline(
     steps: Sequence[Mapping[str, Any]],
     mean: Sequence[float],
@@ -145,14 +219,47 @@ def build_pipeline(
     bbox_params = A.BboxParams(
         format="pascal_voc", label_fields=["labels", "instance_ids"], clip=True, min_area=1.0
     )
-    return A.Compose(transforms, bbox_params=bbox_params)
+    # The applied parameters give apply_pipeline the padding each step added (content_size).
+    return A.Compose(transforms, bbox_params=bbox_params, save_applied_params=True)
+
+
+def content_size(
+    input_size: Sequence[int], applied: Sequence[tuple[str, Mapping[str, Any]]], size: Sequence[int]
+) -> tuple[int, int]:
+    """``(H, W)`` of the region of a pipeline's output, from its top-left corner, that the
+    input image covers: the output ``size`` less the bottom/right padding of ``Pad`` /
+    ``PadIfNeeded`` steps (a later resize scales it with the rest).
+
+    ``applied`` is albumentations' ``applied_transforms`` record (``save_applied_params``):
+    each step's name and parameters, with its input ``shape`` and, for a padding step, its
+    ``pad_top`` / ``pad_bottom`` / ``pad_left`` / ``pad_right``.
+
+    >>> content_size((300, 200), [("LongestMaxSize", {"shape": (300, 200, 3)}),
+    ...                           ("PadIfNeeded", {"shape": (128, 85, 3), "pad_top": 0,
+    ...                                            "pad_left": 0, "pad_bottom": 0,
+    ...                                            "pad_right": 43})], (128, 128))
+    (128, 85)
+    """
+    size = (int(size[0]), int(size[1]))
+    if not applied or any("shape" not in params for _, params in applied):
+        return size
+    shapes = [tuple(params["shape"][:2]) for _, params in applied] + [size]
+    h, w = int(input_size[0]), int(input_size[1])
+    for (_, params), (in_h, in_w), (out_h, out_w) in zip(applied, shapes, shapes[1:], strict=False):
+        if "pad_bottom" in params:  # the image stays where it is, shifted by top/left padding
+            h, w = h + int(params.get("pad_top", 0)), w + int(params.get("pad_left", 0))
+        elif (in_h, in_w) != (out_h, out_w):  # a resize scales the content with the image
+            h, w = round(h * out_h / in_h), round(w * out_w / in_w)
+        h, w = min(h, out_h), min(w, out_w)
+    return h, w
 
 
 def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
     """Run ``pipeline`` on a Sample; returns the Sample with tensors in place of arrays.
 
-    Output keys: ``image`` float ``[3, H, W]``, ``image_id``, ``orig_size``, ``image_size``,
-    and, when present in the input, ``class``, ``boxes`` (float32 ``[N, 4]`` xyxy in the
+    Output keys: ``image`` float ``[3, H, W]``, ``image_id``, ``orig_size``, ``image_size``
+    (the ``(H, W)`` of the image content, top-left: ``[H, W]`` less the bottom/right padding
+    of the pipeline's ``Pad`` / ``PadIfNeeded`` steps, see :func:`content_size`), and, when present in the input, ``class``, ``boxes`` (float32 ``[N, 4]`` xyxy in the
     transformed image), ``labels`` (int64 ``[N]``), ``masks`` (uint8 ``[N, H, W]``, one per
     kept box) and ``semantic`` (int64 ``[H, W]``).
     """
@@ -175,11 +282,12 @@ def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
     out = pipeline(**inputs)
     image = out["image"]
     size = (int(image.shape[-2]), int(image.shape[-1]))
+    applied = out.get("applied_transforms") or ()
     result: Sample = {
         "image": image,
         "image_id": sample["image_id"],
         "orig_size": tuple(int(s) for s in sample["orig_size"]),
-        "image_size": size,
+        "image_size": content_size(sample["image"].shape[:2], applied, size),
     }
     if "class" in sample:
         result["class"] = int(sample["class"])
