@@ -17,7 +17,17 @@ import visionkit.cli
 from visionkit.cli import COMMANDS, build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = ["train", "eval", "predict", "make-shapes", "list", "convert", "check-data", "export"]
+SUBCOMMANDS = [
+    "train",
+    "eval",
+    "predict",
+    "make-shapes",
+    "list",
+    "convert",
+    "check-data",
+    "export",
+    "weights",
+]
 # Modules of visionkit/cli/ that are not subcommands.
 NOT_COMMANDS = {"__main__", "_shared", "config_docs"}
 # tools/*.py that are not wrappers of a visionkit subcommand.
@@ -55,6 +65,7 @@ def test_parsing_a_subcommand_binds_the_run_of_its_own_module(command):
         "convert": ["--from", "voc", "src", "dst.json"],
         "check-data": [],
         "export": ["--checkpoint", "x.ckpt", "--format", "onnx", "--output", "m.onnx"],
+        "weights": ["list"],
     }[name]
     args = build_parser().parse_args([name, *required])
     assert args.command == name and args.run is command.run

@@ -17,14 +17,33 @@ import traceback
 from collections.abc import Sequence
 
 import visionkit
-from visionkit.cli import check_data, convert, evaluate, export, make_shapes, predict, train
+from visionkit.cli import (
+    check_data,
+    convert,
+    evaluate,
+    export,
+    make_shapes,
+    predict,
+    train,
+    weights,
+)
 from visionkit.cli import list as list_command
 from visionkit.errors import VisionkitError
 from visionkit.registry import UnknownNameError
 
 #: The subcommand modules, in the order ``visionkit --help`` lists them. (Importing the
 #: submodule ``list`` also binds the name ``list`` here: this module never calls the builtin.)
-COMMANDS = (train, evaluate, predict, make_shapes, list_command, convert, check_data, export)
+COMMANDS = (
+    train,
+    evaluate,
+    predict,
+    make_shapes,
+    list_command,
+    convert,
+    check_data,
+    export,
+    weights,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,9 +48,10 @@ DESCRIPTIONS: dict[str, str] = {
     "model": "one backbone, an optional neck and named heads",
     "model.backbone": "the shared backbone",
     "model.backbone.name": "a name from `visionkit list backbones`",
-    "model.backbone.pretrained": "`false`: random init; `true`: the library's weights from the "
-    "local cache (never downloaded); a path: a local `.safetensors` / `.pth` / `.pt` / `.bin` "
-    "state dict",
+    "model.backbone.pretrained": "`false`: random init; `true`: the library's weights, "
+    "downloaded into its cache on first use (only the cache is read with `VISIONKIT_OFFLINE=1` "
+    "or `HF_HUB_OFFLINE=1`; docs/pretrained.md); a path: a local `.safetensors` / `.pth` / "
+    "`.pt` / `.bin` state dict",
     "model.backbone.out_indices": "feature levels to return (negative allowed); `null`: all",
     "model.backbone.kwargs": "extra keyword arguments of the backbone builder (for timm "
     "names, `timm.create_model` arguments); checked when the model is built",

@@ -48,8 +48,11 @@ def create_backbone(
             ``"torchvision/mobilenet_v3_large"``, ``"simple_cnn"``); timm names may carry a
             pretrained tag (``"resnet18.a1_in1k"``).
         pretrained: ``False`` for random init; ``True`` for the library's pretrained weights
-            from the local cache (never downloaded: a missing file raises
-            :class:`WeightsNotCachedError`); or a path to a local ``.safetensors`` /
+            (timm: Hugging Face hub, torchvision: torch hub), read from the library's cache
+            and downloaded into it when missing, unless ``HF_HUB_OFFLINE=1`` or
+            ``VISIONKIT_OFFLINE=1`` (then a missing file raises
+            :class:`WeightsNotCachedError`, as a failed download does; ``visionkit weights
+            pull NAME`` fetches ahead of time); or a path to a local ``.safetensors`` /
             ``.pth`` / ``.pt`` / ``.bin`` state dict (a full classification checkpoint is
             fine: the classifier's keys are reported as unexpected). Loading a path attaches
             a :class:`LoadReport` as ``backbone.load_report`` and logs it on the
@@ -67,7 +70,8 @@ def create_backbone(
     Raises:
         UnknownNameError: ``name`` is not registered (the message suggests close names).
         CheckpointError: A ``pretrained`` file is missing, unreadable, unsafe or unrelated.
-        WeightsNotCachedError: ``pretrained=True`` and the weights are not cached locally.
+        WeightsNotCachedError: ``pretrained=True``, the weights are not cached locally, and
+            they could not be downloaded (offline switch set, or no network).
 
     Example:
         >>> import torch

@@ -1,12 +1,19 @@
-"""Backbone weights: a local file given as ``pretrained``, and the offline pretrained caches.
+"""Backbone weights: a local file given as ``pretrained``, and the libraries' pretrained files.
 
-Files are loaded by the one weight loader, :mod:`visionkit.models.weights`. Nothing here
-touches the network. ``pretrained=True`` only ever reads a file that timm's
-Hugging Face cache or torch hub's cache already holds; when the file is absent,
-:class:`WeightsNotCachedError` says where it looked and how to pass a local file instead.
+``pretrained=True`` fetches the library's file the way the library itself does, into the
+library's standard cache: timm's Hugging Face files with ``huggingface_hub`` (timm's own
+:func:`timm.models._hub.download_from_hf`, cache ``HF_HUB_CACHE``, default
+``~/.cache/huggingface/hub``), timm's and torchvision's URL files with torch hub
+(:func:`torch.hub.download_url_to_file`, cache ``$TORCH_HOME/hub/checkpoints``, default
+``~/.cache/torch/hub/checkpoints``). A file already in the cache is used without any network
+access. With ``HF_HUB_OFFLINE=1`` or ``VISIONKIT_OFFLINE=1`` in the environment nothing is
+downloaded and only the caches are read. When the file is neither cached nor downloadable,
+:class:`WeightsNotCachedError` names the command that fetches it (``visionkit weights pull``),
+the cache path where it is expected, and the alternative of a local file.
 
-Pickle-based files are read with ``torch.load(..., weights_only=True)`` only, so a checkpoint
-cannot run code when it is loaded (torchvision's own loads too: :func:`forced_weights_only`).
+Files are loaded by the one weight loader, :mod:`visionkit.models.weights`: safetensors, or
+``torch.load(..., weights_only=True)``, so a checkpoint cannot run code when it is loaded
+(torchvision's own loads too: :func:`forced_weights_only`).
 """
 
 from __future__ import annotations
@@ -14,33 +21,159 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
-from visionkit.errors import CheckpointError
+from visionkit.errors import CheckpointError, VisionkitError
 from visionkit.models.weights import LoadReport, load_weights
 
 logger = logging.getLogger("visionkit.models.backbones")
 
+#: Environment switches that keep visionkit from downloading (either one, set to 1/true/yes/on).
+OFFLINE_VARIABLES = ("VISIONKIT_OFFLINE", "HF_HUB_OFFLINE")
+_TRUE = frozenset({"1", "TRUE", "YES", "ON"})  # the values huggingface_hub reads as true
+
 
 class WeightsNotCachedError(CheckpointError):
-    """``pretrained=True`` asked for weights that are not in the local cache (never downloaded)."""
+    """``pretrained=True`` asked for weights that are not in the local cache and could not be
+    downloaded (offline, or the download failed). ``path`` is where they were expected."""
 
-    def __init__(self, name: str, looked_in: object) -> None:
+    def __init__(self, name: str, looked_in: object, why: str | None = None) -> None:
         self.name = name
-        super().__init__(
-            looked_in,
-            f"pretrained weights for backbone {name!r} are not in the local cache, and visionkit "
-            "never downloads them (no network access is assumed). Download them on a machine "
-            "with network access, or pass a local file instead: "
-            "create_backbone(name, pretrained='/path/to/weights.safetensors') "
-            "(or `pretrained: /path/to/weights.safetensors` in a config); .safetensors, .pth, "
-            ".pt and .bin are accepted",
+        self.path = str(looked_in)
+        self.reason = why or "not downloaded"
+        message = (
+            f"pretrained weights for {name!r} are not in the local cache ({self.path}) and "
+            f"were not downloaded: {self.reason}. Fetch them on a machine with network access "
+            f"with `visionkit weights pull {name}` (then copy the cache folder to the same "
+            "place on this machine), or pass a local file instead: `pretrained: "
+            "/path/to/weights.safetensors` in a config, or create_backbone(name, "
+            "pretrained='/path/to/weights.safetensors') in Python; .safetensors, .pth, .pt "
+            "and .bin are accepted"
         )
+        VisionkitError.__init__(self, message)
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a library publishes one pretrained file, and how the library caches it.
+
+    Attributes:
+        name: the name ``visionkit weights pull`` takes for it (``resnet18.a1_in1k``,
+            ``torchvision/resnet50``, ``torchvision:fcos_resnet50_fpn``).
+        hf_repo: Hugging Face repo id (``timm/resnet18.a1_in1k``, optionally ``@revision``).
+        hf_filenames: the repo's files to try, in order (the safetensors one first).
+        url: a URL cached by torch hub (``<hub dir>/checkpoints/<basename>``).
+        check_hash: check the hash prefix in the URL's file name (``-<sha256 prefix>.``), as
+            torchvision does.
+        file: a local file the library's config names (timm's ``pretrained_cfg.file``).
+    """
+
+    name: str
+    hf_repo: str | None = None
+    hf_filenames: tuple[str, ...] = ()
+    url: str | None = None
+    check_hash: bool = False
+    file: str | None = None
+
+    def expected_at(self) -> str:
+        """Where the cached file is expected, for messages."""
+        if self.file:
+            return self.file
+        if self.hf_repo:
+            repo = self.hf_repo.partition("@")[0]
+            return str(hf_cache_dir() / f"models--{repo.replace('/', '--')}")
+        return str(torch_hub_file(self.url or ""))
+
+
+def offline_reason() -> str | None:
+    """``"VISIONKIT_OFFLINE=1"`` (or ``HF_HUB_OFFLINE``) when that switch forbids downloads
+    now, else ``None``. Read at call time, so a test or a script can set it."""
+    for variable in OFFLINE_VARIABLES:
+        value = os.environ.get(variable, "")
+        if value.strip().upper() in _TRUE:
+            return f"{variable}={value} is set (offline)"
+    return None
+
+
+def cached_file(source: WeightsSource) -> Path | None:
+    """The file of ``source`` if it is already on disk (no network access), else ``None``."""
+    if source.file:
+        return Path(source.file).expanduser()
+    if source.hf_repo:
+        found = hf_cached_file(source.hf_repo, list(source.hf_filenames))
+        if found is not None:
+            return found
+    if source.url:
+        path = torch_hub_file(source.url)
+        if path.is_file():
+            return path
+    return None
+
+
+def fetch(source: WeightsSource) -> Path:
+    """The file of ``source``: from the cache, else downloaded into the library's cache.
+
+    Raises:
+        WeightsNotCachedError: not cached, and offline (:func:`offline_reason`) or the
+            download failed (no network, HTTP error, wrong hash); the message says which.
+    """
+    found = cached_file(source)
+    if found is not None:
+        return found
+    why = offline_reason()
+    if why is None:
+        try:
+            if source.hf_repo:
+                return _download_hf(source.hf_repo, source.hf_filenames)
+            if source.url:
+                return _download_url(source.url, source.check_hash)
+        # urllib, httpx and huggingface_hub raise unrelated error types for network
+        # failures, and torch hub a RuntimeError for a wrong hash: all mean "not downloaded".
+        except Exception as err:
+            why = f"the download failed ({type(err).__name__}: {err})"
+        else:
+            why = "no file to download"
+    raise WeightsNotCachedError(source.name, source.expected_at(), why)
+
+
+def _download_hf(repo_id: str, filenames: tuple[str, ...]) -> Path:
+    """timm's own Hugging Face download (:func:`timm.models._hub.download_from_hf`) of the
+    first of ``filenames`` the repo holds, into :func:`hf_cache_dir`."""
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+    from timm.models import _hub
+
+    missing: Exception | None = None
+    for filename in filenames:
+        try:
+            path = _hub.download_from_hf(repo_id, filename, cache_dir=hf_cache_dir())
+        except LocalEntryNotFoundError:  # no connection: also an EntryNotFoundError
+            raise
+        except EntryNotFoundError as err:  # the repo has no such file: try the next name
+            missing = err
+            continue
+        logger.info("downloaded %s/%s to %s", repo_id, filename, path)
+        return Path(path)
+    raise FileNotFoundError(f"{repo_id} has none of {', '.join(filenames)} ({missing})")
+
+
+def _download_url(url: str, check_hash: bool) -> Path:
+    """torch hub's download of ``url`` to :func:`torch_hub_file` (a temporary file renamed
+    when complete; the SHA-256 prefix in the file name checked when ``check_hash``)."""
+    path = torch_hub_file(url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    match = torch.hub.HASH_REGEX.search(path.name) if check_hash else None
+    torch.hub.download_url_to_file(
+        url, str(path), match.group(1) if match else None, progress=sys.stderr.isatty()
+    )
+    logger.info("downloaded %s to %s", url, path)
+    return path
 
 
 def load_pretrained_file(
@@ -88,9 +221,14 @@ def hf_cache_dir() -> Path:
     return Path(home).expanduser() / "hub"
 
 
+def torch_hub_dir() -> Path:
+    """torch hub's folder of downloaded weights, ``<hub dir>/checkpoints`` (``TORCH_HOME``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
 def torch_hub_file(url: str) -> Path:
     """Where torch hub keeps (would keep) the download of ``url``: ``<hub dir>/checkpoints/<name>``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+    return torch_hub_dir() / os.path.basename(urlparse(url).path)
 
 
 @contextlib.contextmanager

@@ -29,7 +29,6 @@ from itertools import pairwise
 from typing import Any
 
 import timm
-import torch
 from timm.models import get_pretrained_cfg
 
 from visionkit.models.backbones.base import (
@@ -39,12 +38,7 @@ from visionkit.models.backbones.base import (
     FeatureBackbone,
     to_rgb_stats,
 )
-from visionkit.models.backbones.pretrained import (
-    WeightsNotCachedError,
-    hf_cache_dir,
-    hf_cached_file,
-    torch_hub_file,
-)
+from visionkit.models.backbones.pretrained import WeightsSource, fetch
 from visionkit.models.weights import read_weights
 from visionkit.registry import BACKBONES
 
@@ -108,7 +102,8 @@ def create_timm_backbone(
 
     Args:
         model_name: timm name, optionally with a pretrained tag (``resnet18.a1_in1k``).
-        pretrained: Load timm's pretrained weights from the local cache (never downloads).
+        pretrained: Load timm's pretrained weights: from the local cache, else downloaded
+            into it (:func:`~visionkit.models.backbones.pretrained.fetch`).
         out_indices: Feature levels to return (default: all levels timm exposes).
         name: Registry name recorded on the backbone (default: ``model_name``).
         **kwargs: Passed to ``timm.create_model`` (e.g. ``drop_path_rate``, ``output_stride``).
@@ -117,13 +112,15 @@ def create_timm_backbone(
         A :class:`FeatureBackbone` whose ``forward`` maps ``[B, 3, H, W]`` to NCHW maps.
 
     Raises:
-        WeightsNotCachedError: ``pretrained=True`` and the weights are not cached.
+        WeightsNotCachedError: ``pretrained=True``, the weights are not cached, and they
+            could not be downloaded (offline, or no network).
         BackboneError: The model has no published weights, or timm rejects the arguments.
     """
     name = name or model_name
     if pretrained:
         overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
-        overlay.update(state_dict=_cached_state_dict(model_name, name), source="timm")
+        state_dict = read_weights(fetch(weights_source(model_name, name)))
+        overlay.update(state_dict=state_dict, source="timm")
         kwargs["pretrained_cfg_overlay"] = overlay
     if out_indices is not None:
         kwargs["out_indices"] = tuple(int(i) for i in out_indices)
@@ -151,31 +148,41 @@ def create_timm_backbone(
     )
 
 
-def _cached_state_dict(model_name: str, name: str) -> dict[str, torch.Tensor]:
-    """timm's pretrained weights for ``model_name`` read from the local HF / torch hub cache."""
+def weights_source(model_name: str, name: str | None = None) -> WeightsSource:
+    """Where timm publishes the pretrained weights of ``model_name`` (tag allowed), as timm
+    itself resolves them: the Hugging Face repo when the config names one, else the URL.
+
+    Raises:
+        BackboneError: timm knows the model but publishes no weights for it.
+    """
+    name = name or model_name
     cfg = get_pretrained_cfg(model_name)
     if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
         raise BackboneError(
             f"timm publishes no pretrained weights for {name!r}; use pretrained=False"
         )
-    looked_in = []
     if cfg.file:
-        return read_weights(cfg.file)
-    if cfg.hf_hub_id:
-        filenames = [cfg.hf_hub_filename] if cfg.hf_hub_filename else []
-        filenames += ["model.safetensors", "pytorch_model.bin"]
-        if cfg.hf_hub_filename == "open_clip_pytorch_model.bin":
-            filenames.insert(0, "open_clip_model.safetensors")
-        found = hf_cached_file(cfg.hf_hub_id, filenames)
-        if found is not None:
-            return read_weights(found)
-        looked_in.append(f"{hf_cache_dir()} (Hugging Face repo {cfg.hf_hub_id})")
-    if cfg.url:
-        path = torch_hub_file(cfg.url)
-        if path.is_file():
-            return read_weights(path)
-        looked_in.append(str(path))
-    raise WeightsNotCachedError(name, " and ".join(looked_in))
+        return WeightsSource(name, file=cfg.file)
+    if cfg.hf_hub_id:  # a URL file already in torch hub's cache is used too
+        return WeightsSource(
+            name, hf_repo=cfg.hf_hub_id, hf_filenames=_hf_filenames(cfg), url=cfg.url or None
+        )
+    return WeightsSource(name, url=cfg.url)  # timm checks no hash by default
+
+
+def _hf_filenames(cfg: Any) -> tuple[str, ...]:
+    """The files timm tries in a weights repo, in its order: a safetensors file first (as
+    timm's ``_get_safe_alternatives``), then the pickle-based one."""
+    filename = cfg.hf_hub_filename or "pytorch_model.bin"
+    if filename.endswith(".safetensors"):
+        return (filename,)
+    safe = {
+        "pytorch_model.bin": "model.safetensors",
+        "open_clip_pytorch_model.bin": "open_clip_model.safetensors",
+    }.get(filename)
+    if safe is None and filename.endswith(".bin"):
+        safe = filename[: -len(".bin")] + ".safetensors"
+    return (safe, filename) if safe else (filename,)
 
 
 BACKBONES.add_provider(_list_names, _resolve)

@@ -47,7 +47,8 @@ from visionkit.models.backbones.base import (
     select_levels,
 )
 from visionkit.models.backbones.pretrained import (
-    WeightsNotCachedError,
+    WeightsSource,
+    fetch,
     forced_weights_only,
     torch_hub_file,
 )
@@ -102,7 +103,9 @@ def create_torchvision_backbone(
 
     Args:
         model_name: torchvision model name (``resnet50``, ``mobilenet_v3_large``, ...).
-        pretrained: Load the ``DEFAULT`` weights from torch hub's cache (never downloads).
+        pretrained: Load the ``DEFAULT`` weights: from torch hub's cache, else downloaded
+            into it (:func:`~visionkit.models.backbones.pretrained.fetch`); read with
+            ``weights_only=True``.
         out_indices: Feature levels to return (default: every stride from 2 up).
         name: Registry name recorded on the backbone.
         **kwargs: Passed to the torchvision model builder.
@@ -110,9 +113,17 @@ def create_torchvision_backbone(
     Returns:
         A :class:`FeatureBackbone` mapping ``[B, 3, H, W]`` to NCHW maps; mean/std are the
         ImageNet statistics all torchvision classification weights use.
+
+    Raises:
+        WeightsNotCachedError: ``pretrained=True``, the file is not cached, and it could not
+            be downloaded (offline, or no network).
+        CheckpointError: the cached file is corrupt, truncated or unsafe.
     """
     name = name or PREFIX + model_name
-    weights = _cached_weights(model_name, name) if pretrained else None
+    weights = None
+    if pretrained:
+        weights = default_weights(model_name, name)
+        fetch(weights_source(weights, name))  # torchvision's builder then reads the cache
     try:
         with forced_weights_only():
             model = torchvision.models.get_model(model_name, weights=weights, **kwargs)
@@ -138,16 +149,25 @@ def create_torchvision_backbone(
     )
 
 
-def _cached_weights(model_name: str, name: str) -> Any:
-    """The model's ``DEFAULT`` weights enum, if its file is in torch hub's cache."""
+def default_weights(model_name: str, name: str | None = None) -> Any:
+    """The ``DEFAULT`` member of the torchvision weights enum of ``model_name`` (any
+    torchvision model: classification, ``fcos_resnet50_fpn``, ``deeplabv3_resnet50``, ...).
+
+    Raises:
+        BackboneError: torchvision publishes no weights for the model (or has no such model).
+    """
     try:
-        weights = torchvision.models.get_model_weights(model_name).DEFAULT
-    except (ValueError, AttributeError) as e:
-        raise BackboneError(f"torchvision publishes no weights for {name!r}") from e
-    path = torch_hub_file(weights.url)
-    if not path.is_file():
-        raise WeightsNotCachedError(name, path)
-    return weights
+        return torchvision.models.get_model_weights(model_name).DEFAULT
+    except (ValueError, AttributeError, KeyError) as e:
+        raise BackboneError(
+            f"torchvision publishes no weights for {name or model_name!r}; use pretrained=False"
+        ) from e
+
+
+def weights_source(weights: Any, name: str) -> WeightsSource:
+    """The torch hub file of a torchvision weights enum member, its hash checked on download
+    as torchvision's own ``weights.get_state_dict(check_hash=True)`` does."""
+    return WeightsSource(name, url=weights.url, check_hash=True)
 
 
 def _tracer() -> NodePathTracer:

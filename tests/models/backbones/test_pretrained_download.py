@@ -1,0 +1,159 @@
+"""``pretrained: true`` downloads through timm's and torchvision's own download functions into
+their standard caches, reads only the caches when offline, and says what to do when the file
+is neither cached nor downloadable. No network: a fake Hugging Face hub and ``file://`` URLs
+(:mod:`tests.models.backbones.hub_fakes`)."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+import torchvision
+from safetensors.torch import save_file
+
+from tests.models.backbones.hub_fakes import (
+    fake_hf_hub,
+    forbid_downloads,
+    isolated_caches,
+    serve_torchvision_file,
+)
+from visionkit.models.backbones import WeightsNotCachedError, create_backbone
+
+TIMM_NAME = "test_convnext"  # 272k parameters; its weights repo is timm/test_convnext.r160_in1k
+TIMM_REPO = "timm/test_convnext.r160_in1k"
+TV_NAME = "squeezenet1_1"  # the smallest torchvision classifier with weights
+
+
+@pytest.fixture
+def caches(monkeypatch, tmp_path):
+    """``(HF_HUB_CACHE, torch hub checkpoints)``: empty, online, no sockets."""
+    return isolated_caches(monkeypatch, tmp_path / "cache")
+
+
+@pytest.fixture(scope="module")
+def timm_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return timm.create_model(TIMM_NAME).state_dict()
+
+
+@pytest.fixture(scope="module")
+def tv_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(1)
+    return torchvision.models.get_model(TV_NAME).state_dict()
+
+
+def assert_timm_loaded(backbone: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Every tensor of the timm feature extractor equals the served one (``features_only``
+    names top-level modules ``stem_0`` for ``stem.0``)."""
+    body = backbone.body.state_dict()
+    for key, value in body.items():
+        torch.testing.assert_close(value, state[key.replace("_", ".", 1)], msg=key)
+    assert len(body) > 10
+
+
+def test_timm_downloads_through_its_hub_into_the_hf_cache(
+    caches, monkeypatch, tmp_path, timm_state
+):
+    hf_cache, _ = caches
+    served = tmp_path / "served.safetensors"
+    save_file(timm_state, str(served))
+    calls = fake_hf_hub(monkeypatch, {f"{TIMM_REPO}/model.safetensors": served})
+    backbone = create_backbone(TIMM_NAME, pretrained=True)
+    assert calls == [(TIMM_REPO, "model.safetensors")]
+    assert_timm_loaded(backbone, timm_state)
+    assert list(hf_cache.glob("models--timm--test_convnext.r160_in1k/snapshots/*/*")) != []
+
+    # Offline afterwards: the cached file is read, nothing is downloaded.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    forbid_downloads(monkeypatch)
+    assert_timm_loaded(create_backbone(f"timm/{TIMM_NAME}", pretrained=True), timm_state)
+
+
+def test_timm_takes_the_bin_file_when_the_repo_has_no_safetensors(
+    caches, monkeypatch, tmp_path, timm_state
+):
+    served = tmp_path / "pytorch_model.bin"
+    torch.save(timm_state, served)
+    calls = fake_hf_hub(monkeypatch, {f"{TIMM_REPO}/pytorch_model.bin": served})
+    backbone = create_backbone(TIMM_NAME, pretrained=True)
+    assert calls == [(TIMM_REPO, "model.safetensors"), (TIMM_REPO, "pytorch_model.bin")]
+    assert_timm_loaded(backbone, timm_state)
+
+
+def test_torchvision_downloads_the_weights_url_into_torch_hub(
+    caches, monkeypatch, tmp_path, tv_state
+):
+    _, hub = caches
+    served = serve_torchvision_file(monkeypatch, TV_NAME, tv_state, tmp_path / "served")
+    backbone = create_backbone(f"torchvision/{TV_NAME}", pretrained=True)
+    assert (hub / served.name).read_bytes() == served.read_bytes()
+    body = backbone.body.state_dict()
+    assert len(body) > 10
+    for key, value in body.items():
+        torch.testing.assert_close(value, tv_state[key], msg=key)
+
+    # Offline afterwards: torch hub's cached file is used.
+    monkeypatch.setenv("VISIONKIT_OFFLINE", "1")
+    forbid_downloads(monkeypatch)
+    again = create_backbone(f"torchvision/{TV_NAME}", pretrained=True)
+    torch.testing.assert_close(
+        again.body.state_dict()["features.0.weight"], body["features.0.weight"]
+    )
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("switch", ["HF_HUB_OFFLINE", "VISIONKIT_OFFLINE"])
+@pytest.mark.parametrize("name", [TIMM_NAME, f"torchvision/{TV_NAME}"])
+def test_offline_with_an_empty_cache_names_the_command_and_the_cache_path(
+    caches, monkeypatch, switch, name
+):
+    hf_cache, hub = caches
+    monkeypatch.setenv(switch, "1")
+    forbid_downloads(monkeypatch)
+    with pytest.raises(WeightsNotCachedError) as info:
+        create_backbone(name, pretrained=True)
+    message = str(info.value)
+    expected = (
+        hf_cache / "models--timm--test_convnext.r160_in1k"
+        if name == TIMM_NAME
+        else hub / torchvision.models.get_model_weights(TV_NAME).DEFAULT.url.rsplit("/", 1)[1]
+    )
+    assert f"are not in the local cache ({expected})" in message
+    assert f"{switch}=1 is set (offline)" in message
+    assert f"`visionkit weights pull {name}`" in message
+    assert "`pretrained: /path/to/weights.safetensors`" in message
+
+
+@pytest.mark.reliability
+def test_no_network_is_a_failed_download_with_the_same_advice(caches, monkeypatch, tmp_path):
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    from timm.models import _hub
+
+    def unreachable(*args, **kwargs):
+        raise LocalEntryNotFoundError("cannot reach the Hub; check your connection")
+
+    monkeypatch.setattr(_hub, "hf_hub_download", unreachable)
+    with pytest.raises(WeightsNotCachedError) as info:
+        create_backbone(TIMM_NAME, pretrained=True)
+    assert "the download failed (LocalEntryNotFoundError: cannot reach the Hub" in str(info.value)
+    assert f"`visionkit weights pull {TIMM_NAME}`" in str(info.value)
+
+    weights = torchvision.models.get_model_weights(TV_NAME).DEFAULT
+    missing = tmp_path / "nowhere" / "squeezenet1_1-b8a52dc0.pth"
+    monkeypatch.setattr(weights.value, "url", missing.as_uri())
+    with pytest.raises(WeightsNotCachedError, match=r"the download failed \(URLError: ") as info:
+        create_backbone(f"torchvision/{TV_NAME}", pretrained=True)
+    assert f"`visionkit weights pull torchvision/{TV_NAME}`" in str(info.value)
+
+
+@pytest.mark.reliability
+def test_a_download_with_the_wrong_hash_is_refused_and_not_cached(
+    caches, monkeypatch, tmp_path, tv_state
+):
+    _, hub = caches
+    served = serve_torchvision_file(
+        monkeypatch, TV_NAME, tv_state, tmp_path / "served", hash_prefix="deadbeef"
+    )
+    with pytest.raises(WeightsNotCachedError, match="invalid hash value"):
+        create_backbone(f"torchvision/{TV_NAME}", pretrained=True)
+    assert not (hub / served.name).exists()
