@@ -12,7 +12,9 @@ Two severities:
 * **error** — the dataset cannot be used as it is: a missing or unreadable image file (under
   ``on_bad_image: error``), duplicate ids, an unknown ``category_id``, a malformed box, an
   image whose size differs from the one in the annotation file, a path outside the dataset
-  root. The reader raises :class:`~visionkit.errors.DataError` (or
+  root, a segmentation that pycocotools cannot decode safely (``bad segmentation``: RLE
+  counts that do not make up the image, polygon coordinates that are not finite numbers near
+  it; :mod:`visionkit.data.readers.segmentation_checks`). The reader raises :class:`~visionkit.errors.DataError` (or
   :class:`~visionkit.errors.AnnotationError`) carrying the report.
 * **warning** — the reader repairs it and says so: boxes clipped to the image, boxes of zero
   area dropped, instances with unusable polygons dropped, images skipped under

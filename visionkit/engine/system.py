@@ -173,12 +173,15 @@ class VisionSystem(L.LightningModule):
         metrics: dict[str, float] = {}
         for evaluator in self.evaluators.values():
             metrics.update(evaluator.evaluate())
-        headline = [metrics[k] for k in self.headline_metrics() if metrics.get(k) == metrics.get(k)]
-        if len(self.headline_metrics()) > 1 and headline:
-            metrics["val/score"] = sum(headline) / len(headline)
+        main = self.headline_metrics()
+        headline = [metrics[k] for k in main if metrics.get(k) == metrics.get(k)]
+        if len(main) > 1:
+            metrics["val/score"] = sum(headline) / len(headline) if headline else float("nan")
         self.last_metrics = metrics
         for key, value in metrics.items():
-            if value == value:  # NaN means "no such objects" (COCO -1): not logged
+            # NaN means "no such objects" (COCO -1): not logged, except a main metric (the
+            # checkpoint's monitor must exist; ModelCheckpoint ranks NaN last)
+            if value == value or key in main or key == "val/score":
                 # the same on every rank (the evaluators gather); "max" keeps it exact
                 self.log(
                     key,

@@ -3,8 +3,11 @@
 Predictions (original-image xyxy boxes, contiguous labels, optionally bool masks) become a
 COCO results list (``image_id``, ``category_id`` of the file, ``bbox`` xywh, ``score``, and
 with ``"segm"`` a compressed-RLE ``segmentation`` whose ``counts`` is a ``str``), gathered from
-every process, and are scored against the dataset's own annotation file — so running
-pycocotools by hand on :attr:`CocoEvaluator.results` gives the same numbers.
+every process, and are scored against the ground truth the dataset kept
+(:meth:`~visionkit.data.readers.coco.CocoDataset.coco_ground_truth`: its annotation file less
+the annotations the reader dropped, e.g. instances without a usable segmentation) — so running
+pycocotools by hand on :attr:`CocoEvaluator.results` and that file, less those annotations,
+gives the same numbers.
 
 Masks are scored as the COCO ``segm`` result format (and detectron2) has it: without the
 ``bbox`` key, so that a detection's area — which decides the small / medium / large ranges —
@@ -29,6 +32,7 @@ import numpy as np
 import torch.distributed as dist
 from torch import nn
 
+from visionkit.data.readers.segmentation_checks import segmentation_problem
 from visionkit.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -41,21 +45,25 @@ SUMMARY_KEYS = (
 IOU_TYPES = {"bbox": "", "segm": "mask_"}  # COCOeval iouType -> prefix of its metric names
 
 
-def load_coco_gt(annotations: str | os.PathLike) -> Any:
-    """A quiet ``pycocotools.coco.COCO`` of the ground-truth file.
+def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = None) -> Any:
+    """A quiet ``pycocotools.coco.COCO`` of the ground-truth file, or of ``data`` (a COCO
+    object such as a reader's kept ground truth; ``annotations`` then only names it).
 
     Annotations without ``iscrowd`` get ``0``, and those without ``area`` get the area of
     their ``segmentation`` (else of their box, ``w * h``): ``COCOeval`` needs both and would
     fail with a ``KeyError``. Each fill is counted in one warning. The file is never
-    modified.
+    modified (nor is ``data``: the annotations filled are copies).
     """
     from pycocotools.coco import COCO
 
-    try:
-        with open(annotations, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot read the ground truth {annotations}: {err}") from None
+    if data is not None:
+        data = {**data, "annotations": [dict(a) for a in data.get("annotations") or []]}
+    else:
+        try:
+            with open(annotations, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError) as err:
+            raise DataError(f"cannot read the ground truth {annotations}: {err}") from None
     if not isinstance(data, dict) or not isinstance(data.get("annotations", []), list):
         raise DataError(f"{annotations}: expected a COCO object with an 'annotations' list")
     filled = fill_gt_defaults(data)
@@ -76,7 +84,9 @@ def load_coco_gt(annotations: str | os.PathLike) -> Any:
 
 def fill_gt_defaults(data: dict[str, Any]) -> dict[str, int]:
     """Fill ``iscrowd`` (``0``) and ``area`` of a COCO ground-truth dict in place; returns how
-    many of each were filled."""
+    many of each were filled. A segmentation is measured only when
+    :func:`~visionkit.data.readers.segmentation_checks.segmentation_problem` accepts it
+    (pycocotools can hang or crash on bad geometry); otherwise the box gives the area."""
     from pycocotools import mask as mask_utils
 
     sizes = {img.get("id"): (img.get("height"), img.get("width")) for img in data.get("images", [])}
@@ -91,7 +101,12 @@ def fill_gt_defaults(data: dict[str, Any]) -> dict[str, int]:
         area = None
         seg = ann.get("segmentation")
         h, w = sizes.get(ann.get("image_id"), (None, None))
-        if seg and h and w:
+        if (
+            seg
+            and isinstance(h, int)
+            and isinstance(w, int)
+            and not segmentation_problem(seg, h, w)
+        ):
             try:
                 if isinstance(seg, list):
                     rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
@@ -243,6 +258,9 @@ class CocoEvaluator(nn.Module):
         category_ids: ``category_ids[label]`` is the file's category id of contiguous ``label``.
         iou_types: what to score, of ``"bbox"`` and ``"segm"``; ``"segm"`` needs predictions
             with ``"masks"`` (bool ``[K, H0, W0]`` at the original image size).
+        ground_truth: the COCO object to score against, e.g. the dataset's
+            :meth:`~visionkit.data.readers.coco.CocoDataset.coco_ground_truth` (what the
+            reader kept); ``None``: the ``annotations`` file as it is.
     """
 
     def __init__(
@@ -251,6 +269,7 @@ class CocoEvaluator(nn.Module):
         annotations: str | os.PathLike,
         category_ids: list[int],
         iou_types: Sequence[str] = ("bbox",),
+        ground_truth: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         iou_types = tuple(iou_types)
@@ -263,6 +282,7 @@ class CocoEvaluator(nn.Module):
         self.results: list[dict[str, Any]] = []
         self.image_ids: list[int] = []
         self.details: dict[str, dict[str, Any]] = {}  # per iou type: see coco_evaluate
+        self.ground_truth = ground_truth
         self._gt = None
 
     def reset(self) -> None:
@@ -300,7 +320,7 @@ class CocoEvaluator(nn.Module):
         results, image_ids = self.gather()
         self.results = results
         if self._gt is None:
-            self._gt = load_coco_gt(self.annotations)
+            self._gt = load_coco_gt(self.annotations, self.ground_truth)
         metrics = {}
         for iou_type in self.iou_types:
             self.details[iou_type] = {}

@@ -87,12 +87,14 @@ def coco_evaluator(
     category_ids: Sequence[int] | None,
     iou_types: Sequence[str] = ("bbox",),
 ) -> nn.Module | None:
-    """COCO AP of ``iou_types`` against the dataset's annotation file (``None`` when the
-    dataset has none)."""
+    """COCO AP of ``iou_types`` against the dataset's annotation file, less what its reader
+    dropped when it says (``coco_ground_truth``); ``None`` when the dataset has no file."""
     if getattr(dataset, "ann_path", None) is None:
         return None
     ids = list(category_ids or dataset.category_ids)
-    return CocoEvaluator(prefix, dataset.ann_path, ids, iou_types=iou_types)
+    kept = getattr(dataset, "coco_ground_truth", None)
+    truth = kept() if kept is not None else None
+    return CocoEvaluator(prefix, dataset.ann_path, ids, iou_types=iou_types, ground_truth=truth)
 
 
 def semantic_evaluator(

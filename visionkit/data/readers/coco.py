@@ -47,12 +47,12 @@ from visionkit.data.readers.coco_format import (
     check_duplicates,
     decode_segmentation,
     is_box,
-    is_polygon,
+    kept_ground_truth,
     read_json,
-    segmentation_problem,
     valid_categories,
     valid_images,
 )
+from visionkit.data.readers.segmentation_checks import check_segmentations
 from visionkit.errors import AnnotationError
 from visionkit.registry import DATASETS
 
@@ -123,13 +123,13 @@ class CocoDataset:
         image_check = policy(image_check, "image_check", IMAGE_CHECKS)
         self.root = dataset_root(images)
         self.ann_path = Path(annotations) if annotations else self.root / "annotations.json"
-        data = read_json(self.ann_path)
+        data = self.read_annotations()
         self.class_field = class_field
         self.instances = instances
         self.masks = masks
         self.semantic = semantic
         self.ignore_index = int(ignore_index)
-        self.report = report = DataReport(str(self.ann_path), "coco")
+        self.report = report = DataReport(str(self.ann_path), self.format_name)
 
         self.images: list[dict[str, Any]] = valid_images(data["images"], report)
         report.num_images = len(data["images"])
@@ -160,14 +160,22 @@ class CocoDataset:
         ):
             sizes[i] = size
         self.targets = self._index_annotations(annotations_list, strict)
-        if masks or semantic:
-            self._check_segmentations()
+        if masks or semantic:  # the geometry pycocotools will decode (segmentation_checks)
+            check_segmentations(self.images, self.targets, self._where, report)
         if class_field is not None:
             self.classes = self._read_classes(data, class_field, class_names)
         keep = self._apply_policies([s is not None for s in sizes], keep_negatives)
         self._statistics(keep)
         report.raise_for_errors()
         self._select(keep)
+
+    #: The format named in reports (subclasses that convert another format say theirs).
+    format_name: ClassVar[str] = "coco"
+
+    def read_annotations(self) -> dict[str, Any]:
+        """The COCO object: the json file. Readers of other formats (VOC XML, YOLO txt)
+        override this to convert theirs in memory and reuse every check of this class."""
+        return read_json(self.ann_path)
 
     # ------------------------------------------------------------------ construction checks
 
@@ -193,9 +201,9 @@ class CocoDataset:
     def _index_annotations(self, annotations: list[Any], strict: bool) -> list[dict[str, Any]]:
         report = self.report
         index = {img["id"]: i for i, img in enumerate(self.images)}
-        per_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        crowds: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for ann in annotations:
+        per_image: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        crowds: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        for position, ann in enumerate(annotations):
             if not isinstance(ann, dict):
                 report.add("bad box", f"annotation {str(ann)[:40]}", "not an object")
                 continue
@@ -221,12 +229,12 @@ class CocoDataset:
                     f"bbox {ann.get('bbox')!r}: expected [x, y, width, height], 4 finite numbers",
                 )
             elif ann.get("iscrowd", 0):
-                crowds[index[ann["image_id"]]].append(ann)
+                crowds[index[ann["image_id"]]].append((position, ann))
             else:
-                per_image[index[ann["image_id"]]].append(ann)
+                per_image[index[ann["image_id"]]].append((position, ann))
         targets = []
         for i, img in enumerate(self.images):
-            anns = per_image.get(i, [])
+            positions, anns = [k for k, _ in per_image[i]], [a for _, a in per_image[i]]
             boxes, keep = self._clip_boxes(anns, img)
             labels = np.array([self.cat_to_label[a["category_id"]] for a in anns], dtype=np.int64)
             targets.append(
@@ -234,10 +242,12 @@ class CocoDataset:
                     "boxes": boxes[keep].astype(np.float32).reshape(-1, 4),
                     "labels": labels[keep],
                     "ann_ids": [a.get("id") for a, k in zip(anns, keep, strict=True) if k],
+                    "ann_index": [k for k, kept in zip(positions, keep, strict=True) if kept],
                     "segmentations": [
                         a.get("segmentation") for a, k in zip(anns, keep, strict=True) if k
                     ],
-                    "crowd_segmentations": [a.get("segmentation") for a in crowds.get(i, [])],
+                    "crowd_index": [k for k, _ in crowds[i]],
+                    "crowd_segmentations": [a.get("segmentation") for _, a in crowds[i]],
                 }
             )
         return targets
@@ -300,58 +310,6 @@ class CocoDataset:
                 classes.append(-1)
         self.label_names["class"] = names
         return classes
-
-    def _check_segmentations(self) -> None:
-        """Instances without a usable ``segmentation`` (none, or only polygons of fewer than
-        3 points / odd length) are dropped with their box and label, with a warning; bad
-        polygons beside good ones are dropped alone. An RLE of another size than its image,
-        or something that is neither polygons nor RLE, is an error."""
-        for i, (img, target) in enumerate(zip(self.images, self.targets, strict=True)):
-            h, w = int(img["height"]), int(img["width"])
-            keep = []
-            for j, seg in enumerate(target["segmentations"]):
-                where = f"annotation id {target['ann_ids'][j]} ({self._where(i)})"
-                fixed = self._usable_segmentation(seg, h, w, where)
-                keep.append(fixed is not None)
-                target["segmentations"][j] = fixed
-            crowd = []
-            for seg in target["crowd_segmentations"]:
-                fixed = self._usable_segmentation(seg, h, w, f"crowd region of {self._where(i)}")
-                if fixed is not None:
-                    crowd.append(fixed)
-            target["crowd_segmentations"] = crowd
-            mask = np.array(keep, bool)
-            target["boxes"] = target["boxes"][mask].reshape(-1, 4)
-            target["labels"] = target["labels"][mask]
-            target["ann_ids"] = [a for a, k in zip(target["ann_ids"], keep, strict=True) if k]
-            target["segmentations"] = [s for s in target["segmentations"] if s is not None]
-
-    def _usable_segmentation(self, seg: Any, height: int, width: int, where: str) -> Any:
-        """``seg`` (bad polygons removed), or ``None`` with a warning when nothing usable is
-        left; errors for RLE of the wrong size and unknown encodings."""
-        if isinstance(seg, list):
-            good = [p for p in seg if is_polygon(p)]
-            if not good:
-                why = "no segmentation" if not seg else "only polygons of < 3 points / odd length"
-                self.report.add("instance dropped", where, why, "warning")
-                return None
-            if len(good) < len(seg):
-                self.report.add(
-                    "polygon dropped",
-                    where,
-                    f"{len(seg) - len(good)} of {len(seg)} polygons have < 3 points or an odd "
-                    "number of coordinates",
-                    "warning",
-                )
-            return good
-        if seg is None or seg == {}:
-            self.report.add("instance dropped", where, "no segmentation", "warning")
-            return None
-        problem = segmentation_problem(seg, height, width)
-        if problem:
-            self.report.add("bad segmentation", where, problem)
-            return None
-        return seg
 
     def _apply_policies(self, readable: list[bool], keep_negatives: bool) -> list[bool]:
         """Which images stay: readable ones (under ``on_bad_image: skip``), with boxes unless
@@ -447,6 +405,23 @@ class CocoDataset:
         """The semantic label map of the image with this id, at its original size (what the
         semantic evaluator scores against)."""
         return self.semantic_mask(self.index_of_id[int(image_id)])
+
+    def coco_ground_truth(self) -> dict[str, Any]:
+        """The COCO object of what this dataset kept, which its evaluator scores against
+        rather than the raw file: the kept images, and the annotations left after every drop
+        (instances without a usable segmentation, zero-area boxes) with the segmentation the
+        reader uses (:func:`~visionkit.data.readers.coco_format.kept_ground_truth`)."""
+        names = self.label_names["instances"]
+        categories = [{"id": c, "name": n} for c, n in zip(self.category_ids, names, strict=True)]
+        checked = self.masks or self.semantic
+        return kept_ground_truth(
+            self.read_annotations(),
+            self.images,
+            self.targets,
+            categories,
+            checked,
+            str(self.ann_path),
+        )
 
     # ------------------------------------------------------------------ access
 

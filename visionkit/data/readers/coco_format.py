@@ -84,7 +84,10 @@ def check_duplicates(
 
 
 def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """A COCO ``segmentation`` (polygons, RLE or uncompressed RLE) as a ``uint8 [H, W]`` mask."""
+    """A COCO ``segmentation`` (polygons, RLE or uncompressed RLE) as a ``uint8 [H, W]`` mask.
+
+    Give it only what :func:`~visionkit.data.readers.segmentation_checks.segmentation_problem`
+    accepts: pycocotools trusts its input (bad geometry can hang or crash the process)."""
     if isinstance(segmentation, list):
         rles = mask_utils.frPyObjects(segmentation, height, width)
         rle = mask_utils.merge(rles)
@@ -114,28 +117,6 @@ def is_box(bbox: Any) -> bool:
     )
 
 
-def is_polygon(polygon: Any) -> bool:
-    """A flat list of at least 3 (x, y) points."""
-    return isinstance(polygon, list) and len(polygon) >= 6 and len(polygon) % 2 == 0
-
-
-def segmentation_problem(segmentation: Any, height: int, width: int) -> str | None:
-    """Why ``segmentation`` cannot be decoded for an image of this size, or ``None``."""
-    if segmentation is None or segmentation == []:
-        return "no segmentation"
-    if isinstance(segmentation, list):
-        bad = [p for p in segmentation if not isinstance(p, list) or len(p) < 6 or len(p) % 2]
-        if bad:
-            return "polygon with fewer than 3 points or an odd number of coordinates"
-        return None
-    if not isinstance(segmentation, dict) or "counts" not in segmentation:
-        return f"segmentation is neither polygons nor RLE: {str(segmentation)[:60]}"
-    size = list(segmentation.get("size", []))
-    if size != [height, width]:
-        return f"RLE size {size} differs from the image size [{height}, {width}]"
-    return None
-
-
 def read_json(path: Path) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
@@ -149,3 +130,45 @@ def read_json(path: Path) -> dict[str, Any]:
             f"annotation file {path}: expected a COCO object with an 'images' list"
         )
     return data
+
+
+def kept_ground_truth(
+    data: dict[str, Any],
+    images: list[dict[str, Any]],
+    targets: list[dict[str, Any]],
+    categories: list[dict[str, Any]],
+    segmentations_checked: bool,
+    source: str,
+) -> dict[str, Any]:
+    """The COCO object of what a reader kept, for ``COCOeval``: its ``images``, the
+    ``categories`` and the annotations of ``data`` (the file as read again) that the reader
+    kept, by their position (``ann_index``, ``crowd_index`` of each target) — without those
+    it dropped (no usable segmentation, zero-area box, ...). With ``segmentations_checked``,
+    each annotation carries the segmentation the reader uses (bad polygons beside good ones
+    removed); the annotations are copies, ``data`` is not modified.
+
+    Raises:
+        AnnotationError: ``data`` is not the file the reader read (an annotation id moved).
+    """
+    annotations = data.get("annotations") or []
+    kept = []
+    for target in targets:
+        entries = [
+            *zip(target["ann_index"], target["ann_ids"], target["segmentations"], strict=True),
+            *(
+                (k, None, seg)
+                for k, seg in zip(target["crowd_index"], target["crowd_segmentations"], strict=True)
+            ),
+        ]
+        for k, ann_id, seg in entries:
+            ann = annotations[k] if k < len(annotations) else None
+            if not isinstance(ann, dict) or (ann_id is not None and ann.get("id") != ann_id):
+                raise AnnotationError(
+                    f"{source}: annotations[{k}] is not annotation id {ann_id} any more: the "
+                    "file changed since the dataset was read; start again to read it anew"
+                )
+            ann = dict(ann)
+            if segmentations_checked:
+                ann["segmentation"] = seg
+            kept.append(ann)
+    return {"images": list(images), "annotations": kept, "categories": list(categories)}

@@ -1,0 +1,210 @@
+"""Instance evaluation scores the ground truth the COCO reader kept, not the raw json
+(issue 18 item 6): annotations the reader dropped with a warning (``segmentation: []``, no
+segmentation, a polygon of 2 points) made pycocotools fail at the first validation."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from visionkit.data.readers.coco import CocoDataset
+from visionkit.engine.runner import train
+from visionkit.evaluation.coco import CocoEvaluator, fill_gt_defaults, segm_results
+from visionkit.evaluation.tasks import TASKS
+
+pytestmark = pytest.mark.reliability
+
+SIZE = 64
+CATEGORIES = [{"id": 3, "name": "a"}, {"id": 8, "name": "b"}]
+DROPPED = {12: [], 23: None, 31: [[1.0, 2.0, 3.0, 4.0]]}  # annotation id -> segmentation
+
+
+def rectangle(x: float, y: float, w: float, h: float) -> list[list[float]]:
+    return [[x, y, x + w, y, x + w, y + h, x, y + h]]
+
+
+def write_dataset(root: Path, num_images: int = 4) -> Path:
+    """``num_images`` 64x64 images with 3 rectangles each; the annotations of :data:`DROPPED`
+    have no usable segmentation (``None``: no ``segmentation`` key at all)."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for i in range(1, num_images + 1):
+        pixels = rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "images" / f"{i}.png")
+        images.append({"id": i, "file_name": f"images/{i}.png", "width": SIZE, "height": SIZE})
+        for j in range(1, 4):
+            x, y = (float(v) for v in rng.integers(0, 40, 2))
+            w, h = (float(v) for v in rng.integers(8, 24, 2))
+            ann = {
+                "id": 10 * i + j,
+                "image_id": i,
+                "category_id": CATEGORIES[j % 2]["id"],
+                "bbox": [x, y, w, h],
+                "area": w * h,
+                "iscrowd": 0,
+                "segmentation": rectangle(x, y, w, h),
+            }
+            if ann["id"] in DROPPED:
+                if DROPPED[ann["id"]] is None:
+                    del ann["segmentation"]
+                else:
+                    ann["segmentation"] = DROPPED[ann["id"]]
+            annotations.append(ann)
+    data = {"images": images, "annotations": annotations, "categories": CATEGORIES}
+    (root / "annotations.json").write_text(json.dumps(data))
+    return root
+
+
+def predictions(root: Path, seed: int = 1) -> dict[int, dict[str, torch.Tensor]]:
+    """Per image: a jittered copy of every annotated box (the dropped ones too), its box as
+    the mask, and one false positive; random scores."""
+    rng = np.random.default_rng(seed)
+    data = json.loads((root / "annotations.json").read_text())
+    labels = {c["id"]: k for k, c in enumerate(CATEGORIES)}
+    out = {}
+    for image in data["images"]:
+        anns = [a for a in data["annotations"] if a["image_id"] == image["id"]]
+        boxes = [np.add(a["bbox"], rng.uniform(-2, 2, 4)) for a in anns]
+        boxes.append(np.array([2.0, 40.0, 20.0, 20.0]))
+        xyxy = np.clip([[x, y, x + w, y + h] for x, y, w, h in boxes], 0, SIZE)
+        masks = np.zeros((len(xyxy), SIZE, SIZE), bool)
+        for k, (x0, y0, x1, y1) in enumerate(np.round(xyxy).astype(int)):
+            masks[k, y0:y1, x0:x1] = True
+        out[image["id"]] = {
+            "boxes": torch.tensor(xyxy, dtype=torch.float32),
+            "scores": torch.tensor(rng.uniform(0.1, 1.0, len(xyxy)), dtype=torch.float32),
+            "labels": torch.tensor([labels[a["category_id"]] for a in anns] + [0]),
+            "masks": torch.from_numpy(masks),
+        }
+    return out
+
+
+def run(evaluator: CocoEvaluator, preds: dict[int, dict[str, torch.Tensor]]) -> dict[str, float]:
+    evaluator.reset()
+    for image_id, prediction in preds.items():
+        evaluator.process({"image_ids": torch.tensor([image_id])}, [prediction])
+    return evaluator.evaluate()
+
+
+def by_hand(gt_file: Path, results: list[dict], iou_type: str) -> list[float]:
+    """pycocotools on a json file, as its README runs it (``segm``: results without bbox)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_file))
+        dt = gt.loadRes(segm_results(results) if iou_type == "segm" else results)
+        ev = COCOeval(gt, dt, iouType=iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return [float(v) for v in ev.stats]
+
+
+def same(ours: list[float], theirs: list[float]) -> bool:
+    return all(
+        (math.isnan(a) and b == -1) or abs(a - b) <= 1e-9 for a, b in zip(ours, theirs, strict=True)
+    )
+
+
+def test_instance_evaluator_scores_the_ground_truth_the_reader_kept(tmp_path):
+    root = write_dataset(tmp_path / "data")
+    dataset = CocoDataset(root, masks=True)
+    dropped = sorted(int(p.where.split()[2]) for p in dataset.report.warnings)
+    assert dropped == sorted(DROPPED)
+    evaluator = TASKS["instance"].evaluator("inst", None, dataset, None)
+    metrics = run(evaluator, predictions(root))
+    kept_ids = {a["id"] for a in evaluator.ground_truth["annotations"]}
+    assert kept_ids == {10 * i + j for i in range(1, 5) for j in range(1, 4)} - set(DROPPED)
+
+    # pycocotools by hand, on the json less the dropped annotations
+    data = json.loads((root / "annotations.json").read_text())
+    data["annotations"] = [a for a in data["annotations"] if a["id"] not in DROPPED]
+    kept_file = tmp_path / "kept.json"
+    kept_file.write_text(json.dumps(data))
+    keys = ["mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large"]
+    keys += ["AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"]
+    for iou_type, prefix in (("bbox", "inst/"), ("segm", "inst/mask_")):
+        ours = [metrics[prefix + k] for k in keys]
+        theirs = by_hand(kept_file, evaluator.results, iou_type)
+        assert same(ours, theirs), (iou_type, ours, theirs)
+    assert 0.2 < metrics["inst/mask_mAP"] < 1.0  # a real score: the predictions match
+
+    # the raw file is what failed before: pycocotools cannot read these segmentations
+    raw = CocoEvaluator("inst", root / "annotations.json", [3, 8], ("bbox", "segm"))
+    with pytest.raises((IndexError, KeyError, TypeError)):
+        run(raw, predictions(root))
+
+
+def test_detection_evaluator_leaves_out_the_boxes_the_reader_dropped(tmp_path):
+    root = write_dataset(tmp_path / "data", num_images=2)
+    data = json.loads((root / "annotations.json").read_text())
+    data["annotations"][0]["bbox"][2] = 0  # zero width: dropped by the reader
+    (root / "annotations.json").write_text(json.dumps(data))
+    dataset = CocoDataset(root)  # boxes only: the segmentations are not read
+    evaluator = TASKS["detection"].evaluator("det", None, dataset, None)
+    kept = {a["id"] for a in evaluator.ground_truth["annotations"]}
+    assert kept == {12, 13, 21, 22, 23}
+    # segmentations are not read for boxes: they reach the ground truth as the file has them
+    by_id = {a["id"]: a for a in evaluator.ground_truth["annotations"]}
+    assert by_id[12]["segmentation"] == [] and "segmentation" not in by_id[23]
+    metrics = run(evaluator, predictions(root))
+    assert 0.0 <= metrics["det/mAP"] <= 1.0
+
+
+def test_ground_truth_without_area_is_measured_only_from_safe_geometry():
+    """A segmentation pycocotools could hang on (nan) is not measured: the box gives the area."""
+    data = {
+        "images": [{"id": 1, "width": 10, "height": 10}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "bbox": [0, 0, 2, 3],
+                "segmentation": [[0, 0, 4, 0, 4, math.nan]],
+            },
+            {"id": 2, "image_id": 1, "bbox": [0, 0, 2, 3], "segmentation": [[0, 0, 4, 0, 4, 4]]},
+            {
+                "id": 3,
+                "image_id": 1,
+                "bbox": [0, 0, 2, 3],
+                "segmentation": {"size": [10, 10], "counts": [0, 200]},
+            },
+        ],
+    }
+    assert fill_gt_defaults(data) == {"area": 3, "iscrowd": 3}
+    areas = [a["area"] for a in data["annotations"]]
+    assert areas[0] == 6.0 and areas[2] == 6.0  # the box's w * h
+    assert 6.0 <= areas[1] <= 12.0  # the triangle's own area, rasterised by pycocotools
+
+
+def test_instance_training_validates_on_a_dataset_with_dropped_annotations(tmp_path):
+    root = write_dataset(tmp_path / "data")
+    spec = {"format": "coco", "images": str(root)}
+    config = {
+        "name": "kept",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {
+            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+            "neck": {"name": "fpn", "out_channels": 16, "min_level": 3, "max_level": 5},
+            "heads": {"inst": {"name": "fcos_mask", "num_convs": 1, "proto_channels": 16}},
+        },
+        "data": {"train": spec, "val": spec, "image_size": SIZE, "batch_size": 2, "num_workers": 0},
+        "trainer": {
+            "max_epochs": 1,
+            "limit_train_batches": 1,
+            "accelerator": "cpu",
+            "precision": "32-true",
+            "enable_progress_bar": False,
+        },
+    }
+    _, metrics = train(config)
+    assert 0.0 <= metrics["inst/mask_mAP"] <= 1.0 and 0.0 <= metrics["inst/mAP"] <= 1.0

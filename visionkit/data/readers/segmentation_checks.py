@@ -1,0 +1,235 @@
+"""Checks of COCO ``segmentation`` geometry, made before pycocotools sees it.
+
+pycocotools' C code trusts its input: polygon coordinates that are ``nan``, ``inf`` or far
+outside the image (``1e9``) make ``frPyObjects`` allocate and loop without end (the process
+hangs or is killed), RLE ``counts`` that sum past ``height * width`` write past the mask
+buffer in older releases, and a compressed ``counts`` string that is not what
+``pycocotools.mask.encode`` writes is read past its end or decodes to garbage. So every
+segmentation a reader will decode is checked here first; what fails is a ``bad
+segmentation`` error (the dataset is not used), while a segmentation that is merely empty or
+degenerate (no polygon of 3 points) drops its instance with a warning, as before.
+
+>>> rle_problem({"size": [2, 2], "counts": [0, 3, 1]}, 2, 2) is None
+True
+>>> rle_problem({"size": [2, 2], "counts": [0, 9]}, 2, 2)
+'RLE counts sum to 9 pixels, expected height * width = 2 * 2 = 4'
+>>> polygon_problem([[0, 0, 1, float("nan"), 1, 1]], 2, 2)
+'polygon 0: coordinate 3 is nan (expected numbers within [-2, 4] for x, [-2, 4] for y)'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from visionkit.data.checks import DataReport
+
+#: The longest run of characters one count may take in a compressed RLE string: 6 characters
+#: hold 30 bits, so counts of images up to 2**29 pixels, far past any image the decoder opens.
+MAX_CHARS_PER_COUNT = 6
+
+
+def is_polygon(polygon: Any) -> bool:
+    """A flat list of at least 3 (x, y) points."""
+    return isinstance(polygon, list) and len(polygon) >= 6 and len(polygon) % 2 == 0
+
+
+def polygon_problem(polygons: list[Any], height: int, width: int) -> str | None:
+    """Why the coordinates of a polygon list cannot be given to pycocotools, or ``None``.
+
+    Every coordinate must be a finite number at most one image size outside the image
+    (``x`` in ``[-width, 2 * width]``, ``y`` in ``[-height, 2 * height]``): pycocotools walks
+    every pixel along each edge, so farther points only cost time, and ``nan`` / ``inf`` never
+    end. Entries that are not lists are left to :func:`is_polygon` (dropped with a warning)."""
+    bounds = f"[-{width}, {2 * width}] for x, [-{height}, {2 * height}] for y"
+    for k, polygon in enumerate(polygons):
+        if not isinstance(polygon, list):
+            continue
+        bad = next((i for i, v in enumerate(polygon) if not _is_number(v)), None)
+        if bad is None:
+            values = np.asarray(polygon, dtype=np.float64)
+            low = np.resize(np.array([-width, -height], np.float64), len(values))
+            outside = ~(np.isfinite(values) & (values >= low) & (values <= -2 * low))
+            bad = int(np.flatnonzero(outside)[0]) if outside.any() else None
+        if bad is not None:
+            value = repr(polygon[bad])[:40]
+            return f"polygon {k}: coordinate {bad} is {value} (expected numbers within {bounds})"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    """A float, or an int that converts to one (not a bool)."""
+    if isinstance(value, float):
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 1 << 1023
+
+
+def _is_integral(value: Any) -> bool:
+    """An integer, or a float with an integer value (``640.0``: some tools write floats)."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and value.is_integer()
+    )
+
+
+def compressed_counts(counts: str) -> list[int] | str:
+    """The run lengths of a compressed RLE string (the format ``pycocotools.mask.encode``
+    writes), or why it is not one.
+
+    Each count is stored as 5-bit groups in characters ``'0'``..``'o'`` (ASCII 48-111), the
+    ``0x20`` bit saying that another group follows and the ``0x10`` bit of the last group the
+    sign; from the fourth count on, the value is the difference to the count two before
+    (``rleFrString`` in pycocotools' ``maskApi.c``, read here without its C overflows)."""
+    codes = np.frombuffer(counts.encode("utf-32-le"), np.uint32).astype(np.int64) - 48
+    if codes.size == 0:
+        return "the compressed RLE counts string is empty"
+    outside = (codes < 0) | (codes > 63)
+    if outside.any():
+        bad = int(np.flatnonzero(outside)[0])
+        return (
+            f"character {bad} ({counts[bad]!r}) of the compressed RLE counts is not one of "
+            "'0'..'o' (not a string written by pycocotools.mask.encode)"
+        )
+    ends = np.flatnonzero((codes & 0x20) == 0)
+    if ends.size == 0 or ends[-1] != codes.size - 1:
+        return "the compressed RLE counts string ends inside a number (truncated?)"
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    if lengths.max() > MAX_CHARS_PER_COUNT:
+        return (
+            f"a compressed RLE count takes {int(lengths.max())} characters (at most "
+            f"{MAX_CHARS_PER_COUNT} for any image size)"
+        )
+    shift = 5 * (np.arange(codes.size) - np.repeat(starts, lengths))
+    values = np.add.reduceat((codes & 0x1F) << shift, starts)
+    negative = (codes[ends] & 0x10) != 0
+    values[negative] -= 1 << (5 * lengths[negative])
+    # from index 3 on, each value is relative to the count two before it
+    out = values.copy()
+    out[2::2] = np.cumsum(values[2::2])
+    if values.size > 3:
+        out[3::2] = values[1] + np.cumsum(values[3::2])
+    return [int(v) for v in out]
+
+
+def rle_problem(rle: dict[str, Any], height: int, width: int) -> str | None:
+    """Why an RLE (``{"size": [h, w], "counts": str | list[int]}``) cannot be decoded into a
+    mask of this image, or ``None``: the size must be the image's, and the counts
+    non-negative integers that sum to ``height * width``."""
+    size = rle.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_integral(v) for v in size)):
+        return f"RLE size {size!r}: expected [height, width], two integers"
+    if [int(v) for v in size] != [height, width]:
+        return f"RLE size {list(size)} differs from the image size [{height}, {width}]"
+    counts = rle["counts"]
+    if isinstance(counts, str):
+        decoded = compressed_counts(counts)
+        if isinstance(decoded, str):
+            return decoded
+        counts = decoded
+    elif isinstance(counts, list):
+        bad = [i for i, v in enumerate(counts) if not isinstance(v, int) or isinstance(v, bool)]
+        if bad:
+            return (
+                f"RLE counts[{bad[0]}] is {str(counts[bad[0]])[:40]!r}: expected non-negative "
+                "integers"
+            )
+    else:
+        return (
+            f"RLE counts is a {type(counts).__name__}: expected a string (compressed RLE) or a "
+            "list of integers (uncompressed RLE)"
+        )
+    negative = [i for i, v in enumerate(counts) if v < 0]
+    if negative:
+        return f"RLE count {negative[0]} is {counts[negative[0]]}: expected non-negative counts"
+    total = sum(counts)
+    if total != height * width:
+        return (
+            f"RLE counts sum to {total} pixels, expected height * width = {height} * {width} "
+            f"= {height * width}"
+        )
+    return None
+
+
+def segmentation_problem(segmentation: Any, height: int, width: int) -> str | None:
+    """Why ``segmentation`` cannot be decoded for an image of this size, or ``None``."""
+    if segmentation is None or segmentation == [] or segmentation == {}:
+        return "no segmentation"
+    if isinstance(segmentation, list):
+        if not all(is_polygon(p) for p in segmentation):
+            return "polygon with fewer than 3 points or an odd number of coordinates"
+        return polygon_problem(segmentation, height, width)
+    if not isinstance(segmentation, dict) or "counts" not in segmentation:
+        return f"segmentation is neither polygons nor RLE: {str(segmentation)[:60]}"
+    return rle_problem(segmentation, height, width)
+
+
+def usable_segmentation(
+    seg: Any, height: int, width: int, where: str, report: DataReport
+) -> Any | None:
+    """``seg`` with its degenerate polygons removed, or ``None`` when nothing usable is left.
+
+    An empty segmentation, or polygons of fewer than 3 points / odd length only, drop their
+    instance with a warning (bad polygons beside good ones are dropped alone); coordinates
+    that are not finite numbers near the image, an RLE of another size than the image or
+    whose counts do not decode to it, and anything that is neither polygons nor RLE are a
+    ``bad segmentation`` error."""
+    if isinstance(seg, list):
+        problem = polygon_problem(seg, height, width)
+        if problem:
+            report.add("bad segmentation", where, problem)
+            return None
+        good = [p for p in seg if is_polygon(p)]
+        if not good:
+            why = "no segmentation" if not seg else "only polygons of < 3 points / odd length"
+            report.add("instance dropped", where, why, "warning")
+            return None
+        if len(good) < len(seg):
+            report.add(
+                "polygon dropped",
+                where,
+                f"{len(seg) - len(good)} of {len(seg)} polygons have < 3 points or an odd "
+                "number of coordinates",
+                "warning",
+            )
+        return good
+    if seg is None or seg == {}:
+        report.add("instance dropped", where, "no segmentation", "warning")
+        return None
+    problem = segmentation_problem(seg, height, width)
+    if problem:
+        report.add("bad segmentation", where, problem)
+        return None
+    return seg
+
+
+def check_segmentations(
+    images: list[dict[str, Any]],
+    targets: list[dict[str, Any]],
+    where: Callable[[int], str],
+    report: DataReport,
+) -> None:
+    """Check the segmentation of every instance and crowd region of a COCO reader's
+    ``targets`` (one per image, in step with ``images``) with :func:`usable_segmentation`,
+    in place: an instance without a usable one leaves ``boxes``, ``labels``, ``ann_ids``,
+    ``ann_index`` and ``segmentations`` together; a crowd region without one leaves
+    ``crowd_index`` and ``crowd_segmentations``. ``where(i)`` names image ``i`` in reports."""
+    for i, (img, target) in enumerate(zip(images, targets, strict=True)):
+        h, w = int(img["height"]), int(img["width"])
+        fixed = [
+            usable_segmentation(seg, h, w, f"annotation id {ann_id} ({where(i)})", report)
+            for seg, ann_id in zip(target["segmentations"], target["ann_ids"], strict=True)
+        ]
+        keep = [s is not None for s in fixed]
+        target["boxes"] = target["boxes"][np.array(keep, bool)].reshape(-1, 4)
+        target["labels"] = target["labels"][np.array(keep, bool)]
+        for key in ("ann_ids", "ann_index"):
+            target[key] = [x for x, k in zip(target[key], keep, strict=True) if k]
+        target["segmentations"] = [s for s in fixed if s is not None]
+        crowd = [
+            (k, usable_segmentation(seg, h, w, f"crowd region of {where(i)}", report))
+            for k, seg in zip(target["crowd_index"], target["crowd_segmentations"], strict=True)
+        ]
+        target["crowd_index"] = [k for k, s in crowd if s is not None]
+        target["crowd_segmentations"] = [s for _, s in crowd if s is not None]
