@@ -371,7 +371,15 @@ TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "flops": flops_table,
     "pipeline": pipeline_table,
     "coco-eval": coco_eval_table,
+    "real-detection": lambda results: _real_table(results, "detection"),
+    "real-segmentation": lambda results: _real_table(results, "segmentation"),
 }
+
+
+def _real_table(results: Mapping[str, Any], task: str) -> str:
+    from benchmarks.real import real_table  # imports visionkit's trainer: only when needed
+
+    return real_table(dict(results), task)
 
 
 def write_json(path: str | os.PathLike, results: Mapping[str, Any]) -> None:

@@ -24,6 +24,8 @@ def trainer_kwargs(cfg: Config, run_dir: str | Path, **overrides: Any) -> dict[s
     ``precision: auto`` resolved and ``default_root_dir`` the run folder; ``overrides`` win."""
     t = cfg.trainer.model_dump()
     args = {k: v for k, v in t.items() if v is not None and k not in VISIONKIT_TRAINER_KEYS}
+    if t["check_val_every_n_epoch"] is None:  # validate by steps (val_check_interval) only
+        args["check_val_every_n_epoch"] = None
     args["precision"] = resolve_precision(args["precision"], args["accelerator"])
     args.update(overrides)
     return {"default_root_dir": str(run_dir), **args}

@@ -1,0 +1,93 @@
+"""``--real``: the recipes for real photos against the baselines on tiny stand-ins of the dev
+data (a VOC folder as published, a CamVid-like mask folder with void 11), made here; each side
+trains a few steps or seconds, and the tables report every model with its ratio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks import real, real_baselines
+from benchmarks.cli import main
+
+
+def make_raccoon(root):
+    (root / "annotations").mkdir(parents=True)
+    (root / "images").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        pixels = rng.integers(0, 50, (48, 64, 3), dtype=np.uint8)
+        pixels[10:40, 12:44] = 220
+        Image.fromarray(pixels).save(root / "images" / f"r{i:02d}.jpg")
+        (root / "annotations" / f"r{i:02d}.xml").write_text(
+            f"<annotation><filename>r{i:02d}.jpg</filename><size><width>64</width>"
+            "<height>48</height><depth>3</depth></size><object><name>raccoon</name>"
+            "<bndbox><xmin>13</xmin><ymin>11</ymin><xmax>44</xmax><ymax>40</ymax></bndbox>"
+            "</object></annotation>"
+        )
+
+
+def make_camvid(root):
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 8), ("val", 3)):
+        (root / split).mkdir(parents=True)
+        (root / f"{split}annot").mkdir()
+        for i in range(n):
+            label = np.full((36, 48), 0, np.uint8)
+            label[:, 24:] = 1
+            label[:4] = 11  # void
+            pixels = (label[..., None] * 90 + rng.integers(0, 30, (36, 48, 1))).astype(np.uint8)
+            Image.fromarray(np.repeat(pixels, 3, 2)).save(root / split / f"c{i}.png")
+            Image.fromarray(label).save(root / f"{split}annot" / f"c{i}.png")
+    (root / "classes.txt").write_text("road\nsky\n")
+
+
+def test_the_voc_split_holds_out_every_fifth_photo_and_links_the_folders(tmp_path):
+    make_raccoon(tmp_path / "data" / "raccoon")
+    root = real.voc_split_root(tmp_path / "data" / "raccoon", tmp_path / "work")
+    val = (root / "ImageSets" / "Main" / "val.txt").read_text().split()
+    train = (root / "ImageSets" / "Main" / "train.txt").read_text().split()
+    assert val == ["r04", "r09"] and len(train) == 8 and not set(val) & set(train)
+    assert (root / "images").is_symlink() and (root / "annotations").is_symlink()
+
+
+def test_mean_iou_ignores_void_and_counts_each_class():
+    target = np.array([[0, 0, 1, 255]])
+    confusion = real_baselines.confusion_of(np.array([[0, 1, 1, 0]]), target, 2)
+    assert confusion.tolist() == [[1, 1], [0, 1]]
+    assert real_baselines.mean_iou(confusion) == pytest.approx((1 / 2 + 1 / 2) / 2)
+
+
+@pytest.mark.slow
+def test_real_runs_every_side_and_writes_both_tables(tmp_path, monkeypatch, capsys):
+    make_raccoon(tmp_path / "data" / "raccoon")
+    make_camvid(tmp_path / "data" / "camvid")
+    monkeypatch.setattr(real_baselines, "ultralytics_installed", lambda: False)
+    tiny = [
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "model.backbone.name=simple_cnn",
+        "model.backbone.out_indices=null",
+        "data.image_size=64",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "scheduler.warmup_steps=1",
+    ]
+    results = real.run_real(
+        tmp_path / "data", log=lambda line: None, work_dir=tmp_path / "work", overrides=tiny
+    )
+    det, seg = results["real"]["detection"], results["real"]["segmentation"]
+    assert [r["model"] for r in det["rows"]] == ["visionkit detect_fcos_r18", "torchvision FCOS-R18"]
+    assert (det["train"], det["val"]) == (8, 2) and (seg["train"], seg["val"]) == (8, 3)
+    for row in det["rows"] + seg["rows"]:
+        assert 0.0 <= row["score"] <= 1.0 and row["train_s"] > 0
+    assert det["rows"][1]["steps"] >= 1 and seg["rows"][1]["steps"] >= 1
+    table = real.real_table(results, "segmentation")
+    assert "| torchvision DeepLabV3-MobileNetV3 |" in table and "visionkit ÷ model" in table
+
+
+def test_the_command_names_the_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["--real-tasks", "keypoints"])
+    assert "--real-tasks" in capsys.readouterr().err
