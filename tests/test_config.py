@@ -267,7 +267,7 @@ def test_a_recipe_without_its_dataset_path_says_which_key_to_set(tmp_path):
     from visionkit.engine.runner import train
 
     with pytest.raises(ConfigError, match=r"data.train.root: not set; give the dataset folder"):
-        train(ROOT / "configs" / "classify_folder.yaml", output_dir=tmp_path)
+        train(ROOT / "configs" / "custom" / "classify_r18.yaml", output_dir=tmp_path)
 
 
 def test_augmentation_mistakes_are_config_errors_with_their_index():

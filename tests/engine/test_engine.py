@@ -77,12 +77,13 @@ def test_classify_folder_recipe_learns_from_path_overrides_only(tmp_path):
     make_folder(tmp_path / "train", 0)
     make_folder(tmp_path / "val", 1)
     run_dir, metrics = train(
-        ROOT / "configs" / "classify_folder.yaml",
+        ROOT / "configs" / "custom" / "classify_r18.yaml",
         [
             f"data.train.root={tmp_path / 'train'}",
             f"data.val.root={tmp_path / 'val'}",
             # keep the test small and fast; the recipe's own transforms are for 224 px
             "model.backbone.name=simple_cnn",
+            "model.backbone.pretrained=false",
             "data.transforms.train=[{name: Resize, height: 32, width: 32}]",
             "data.transforms.val=[{name: Resize, height: 32, width: 32}]",
             "data.num_workers=0",

@@ -174,7 +174,10 @@ class TrainerConfig(_Section):
     gradient_clip_val: float | None = None
     accumulate_grad_batches: int = Field(1, gt=0)
     log_every_n_steps: int = Field(10, gt=0)
-    check_val_every_n_epoch: int = Field(1, gt=0)
+    # Validation every N epochs, or (check_val_every_n_epoch: null) every val_check_interval
+    # training batches: a step budget's validations, whatever the dataset's size.
+    check_val_every_n_epoch: int | None = Field(1, gt=0)
+    val_check_interval: int | float | None = Field(None, gt=0)
     limit_train_batches: int | float | None = None
     limit_val_batches: int | float | None = None
     deterministic: bool = False
