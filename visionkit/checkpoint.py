@@ -1,17 +1,21 @@
 """Files on disk: written atomically, checkpoints read safely.
 
 :func:`write_atomic` is visionkit's one atomic file writer (checkpoints, exports, COCO json,
-metrics.csv, predictions): a temporary file in the same folder, ``fsync``-ed, then renamed over the target and
-the folder ``fsync``-ed, so a process killed mid-save leaves the previous file intact. Reads
-always use ``torch.load(..., weights_only=True, map_location=...)``: a checkpoint that holds a
-pickled object is refused, never unpickled.
+metrics.csv, predictions): a temporary file in the same folder, ``fsync``-ed, then renamed over
+the target and the folder ``fsync``-ed, so a process killed mid-save leaves the previous file
+intact. A full disk or quota (``ENOSPC``, ``EDQUOT``) becomes a :class:`DiskFullError` that
+names the file and the space needed, with the previous file kept and no temporary file left.
+Reads always use ``torch.load(..., weights_only=True, map_location=...)``: a checkpoint that
+holds a pickled object is refused, never unpickled.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +23,14 @@ from typing import Any
 
 import torch
 
-from visionkit.errors import CheckpointError
+from visionkit.errors import CheckpointError, DiskFullError
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def write_atomic(
+    path: str | os.PathLike, write: Callable[[Path], None], size_hint: int | None = None
+) -> Path:
     """Write ``path`` all at once or not at all (visionkit's one atomic file writer).
 
     ``write(tmp)`` writes a temporary file in the same folder; it is then ``fsync``-ed, given
@@ -34,9 +42,16 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         path: the file to (re)write; its folder is created when missing.
         write: writes the whole content to the path it is given (e.g.
             ``lambda p: p.write_text(text)``, ``lambda p: onnx.save(proto, str(p))``).
+        size_hint: the expected size in bytes, for the message of a full disk (else the size
+            reached when the disk filled is given as a lower bound).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        DiskFullError: no space left on the device, or the disk quota exceeded (``ENOSPC`` /
+            ``EDQUOT``, also when a library reports it wrapped in its own exception), at any
+            step; the previous ``path`` is kept and no temporary file is left.
 
     >>> import tempfile
     >>> target = Path(tempfile.mkdtemp()) / "notes.txt"
@@ -44,22 +59,59 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     'hello'
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(Path(tmp))
         _fsync(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
-        _fsync(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as err:
+        written = 0
+        if tmp is not None and os.path.exists(tmp):
+            written = os.path.getsize(tmp)
             os.unlink(tmp)
-        raise
+        code = _disk_full(err)
+        if code is None:
+            raise
+        reason = os.strerror(code).lower()
+        needed, at_least = (size_hint, False) if size_hint else (written, True)
+        raise DiskFullError(path, reason, needed, _free(path), at_least, path.exists()) from err
+    _fsync(path.parent)
     return path
+
+
+def _disk_full(err: BaseException) -> int | None:
+    """``ENOSPC`` / ``EDQUOT`` when ``err`` or an exception it was raised from is that
+    ``OSError``, or a library's own error whose text is its ``strerror`` (safetensors:
+    "No space left on device (os error 28)"; ``torch.save`` raises a ``RuntimeError`` from
+    the ``OSError``); else ``None``."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _DISK_FULL:
+            return current.errno
+        for code in _DISK_FULL:
+            if os.strerror(code) in str(current):
+                return code
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _free(path: Path) -> int | None:
+    """Free bytes on the file system of ``path`` (its nearest existing folder)."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
 
 
 def is_temporary_file_of(name: str, target: str) -> bool:
@@ -78,13 +130,26 @@ def _fsync(path: str | os.PathLike) -> None:
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` through :func:`write_atomic`."""
+    """``torch.save`` to ``path`` through :func:`write_atomic` (into an open file: saving to a
+    path name, torch aborts the process on a full disk instead of raising)."""
 
     def save(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
 
-    write_atomic(path, save)
+    write_atomic(path, save, size_hint=tensor_bytes(obj))
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in ``obj`` and the dicts, lists and tuples inside it: about the
+    size ``torch.save`` writes."""
+    if isinstance(obj, torch.Tensor):
+        return obj.untyped_storage().nbytes() if obj.device.type != "meta" else 0
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:

@@ -88,16 +88,21 @@ class CheckpointError(VisionkitError):
 
 
 class TrainingInterrupted(VisionkitError):
-    """The run received SIGTERM; a checkpoint was saved and the run can be resumed."""
+    """The run received SIGTERM or Ctrl-C (``signal="SIGINT"``); a checkpoint was saved and
+    the run can be resumed."""
 
     exit_code = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
 
-    def __init__(self, checkpoint: object, epoch: int, step: int) -> None:
+    def __init__(self, checkpoint: object, epoch: int, step: int, signal: str = "SIGTERM") -> None:
         self.checkpoint = str(checkpoint)
         self.epoch = epoch
         self.step = step
+        self.signal = signal
+        what = "SIGTERM"
+        if signal == "SIGINT":
+            self.exit_code, what = 130, "Ctrl-C (SIGINT)"  # 128 + SIGINT, as a shell reports
         super().__init__(
-            f"interrupted by SIGTERM at epoch {epoch}, step {step}; saved {self.checkpoint}. "
+            f"interrupted by {what} at epoch {epoch}, step {step}; saved {self.checkpoint}. "
             f"Continue with: visionkit train --config ... --resume {self.checkpoint}"
         )
 
@@ -120,3 +125,39 @@ class NonFiniteLossError(VisionkitError):
 class ExportError(VisionkitError):
     """An export that failed, or whose exported model disagrees with PyTorch beyond the
     tolerance (the message names the outputs, input shapes and differences)."""
+
+
+class DiskFullError(VisionkitError):
+    """A file that could not be written: no space left on the device, or the disk quota
+    exceeded. Nothing was replaced: the previous file, if there was one, is kept.
+
+    ``needed``: bytes the file takes (``at_least``: the size reached when the disk filled);
+    ``free``: bytes free on its file system afterwards; ``None`` when not known.
+    """
+
+    def __init__(
+        self,
+        path: object,
+        reason: str,
+        needed: int | None,
+        free: int | None,
+        at_least: bool = False,
+        kept: bool = False,
+    ) -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.needed = needed
+        self.free = free
+        self.at_least = at_least
+        self.kept = kept
+        sizes = []
+        if needed:
+            sizes.append(f"needed {'over ' if at_least else '~'}{needed / 1e6:.1f} MB")
+        if free is not None:
+            sizes.append(f"{free / 1e6:.1f} MB free")
+        shown = f" ({', '.join(sizes)})" if sizes else ""
+        previous = "the previous file is kept" if kept else "no file was created"
+        super().__init__(
+            f"{reason} while writing {self.path}{shown}; nothing was replaced ({previous}). "
+            "Free some space or write elsewhere, and run again"
+        )

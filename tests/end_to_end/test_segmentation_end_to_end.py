@@ -72,10 +72,10 @@ def test_semantic_and_instance_heads_train_evaluate_and_predict(
     assert inst["masks"].shape == (len(inst["boxes"]), 64, 64)
 
     out = predict_files(model, [shapes_root / "val" / "images" / "000001.png"], tmp_path / "p")
-    label_png = np.asarray(Image.open(tmp_path / "p" / "000001_seg.png"))
+    label_png = np.asarray(Image.open(tmp_path / "p" / "000001.png_seg.png"))
     assert (label_png == pred["seg"]["mask"].numpy()).all()
     records = json.loads((tmp_path / "p" / "images.json").read_text())
-    assert records[0]["seg"] == {"label_png": "000001_seg.png"}
+    assert records[0]["seg"] == {"label_png": "000001.png_seg.png"}
     entries = json.loads(out.read_text())
     assert all("segmentation" in e and e["head"] == "inst" for e in entries)
-    assert (tmp_path / "p" / "000001_pred.png").is_file()
+    assert (tmp_path / "p" / "000001.png_pred.png").is_file()

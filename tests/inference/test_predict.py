@@ -39,9 +39,9 @@ def test_predict_files_writes_drawn_images_and_json(shapes_root, tmp_path):
     assert all((r["height"], r["width"]) == (64, 64) for r in records)
     assert all(r["cls"]["name"] in "abcd" and 0 <= r["cls"]["score"] <= 1 for r in records)
     assert sorted(p.name for p in tmp_path.glob("*_pred.png")) == [
-        "000001_pred.png",
-        "000002_pred.png",
-        "000003_pred.png",
+        "000001.png_pred.png",
+        "000002.png_pred.png",
+        "000003.png_pred.png",
     ]
 
 
@@ -187,11 +187,13 @@ def test_read_video_gives_rgb_frames_and_skips_by_every(tmp_path):
 def test_predict_files_on_a_video_and_an_image_writes_frames_ids_and_a_drawn_video(
     shapes_root, tmp_path
 ):
+    import shutil
+
     import cv2
 
     (tmp_path / "in").mkdir()
     write_video(tmp_path / "in" / "clip.mp4")
-    image = shapes_root / "val" / "images" / "000001.png"
+    image = shutil.copy(shapes_root / "val" / "images" / "000001.png", tmp_path)
     out = tmp_path / "out"
     target = predict_files(
         multi_head_model(), [image, tmp_path / "in"], out, batch_size=3, every=2, progress=False
@@ -203,8 +205,9 @@ def test_predict_files_on_a_video_and_an_image_writes_frames_ids_and_a_drawn_vid
     assert all(r["file_name"].endswith("clip.mp4") for r in records[1:])
     assert all((r["height"], r["width"]) == (48, 64) for r in records[1:])
     assert records[2]["cls"]["name"] in ("day", "night")
-    assert records[2]["seg"] == {"label_png": "clip_000002_seg.png"}
-    assert (out / "clip_000002_seg.png").is_file() and (out / "000001_seg.png").is_file()
+    assert records[2]["seg"] == {"label_png": "in/clip.mp4_000002_seg.png"}
+    assert (out / "in" / "clip.mp4_000002_seg.png").is_file()
+    assert (out / "000001.png_seg.png").is_file()
 
     results = json.loads(target.read_text())
     by_image = {}
@@ -214,8 +217,8 @@ def test_predict_files_on_a_video_and_an_image_writes_frames_ids_and_a_drawn_vid
     assert all("frame" not in e for e in by_image[1])
     assert {e["frame"] for e in by_image[3]} == {2}
 
-    assert (out / "000001_pred.png").is_file()
-    capture = cv2.VideoCapture(str(out / "clip_pred.mp4"))
+    assert (out / "000001.png_pred.png").is_file()
+    capture = cv2.VideoCapture(str(out / "in" / "clip.mp4_pred.mp4"))
     assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 4
     assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(5.0)  # 10 fps, every 2nd frame
     ok, frame = capture.read()

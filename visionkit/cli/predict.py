@@ -16,13 +16,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="predict on images; write drawn images and predictions.json",
         description="Predict on image files, folders (recursively), glob patterns and videos "
         "(.mp4, .avi, .mov, .mkv, ...: frame by frame, with OpenCV). Writes "
-        "<stem>_pred.png (<stem>_pred.mp4 for a video) with the predictions drawn (boxes, "
+        "<name>_pred.png (<name>_pred.mp4 for a video) with the predictions drawn (boxes, "
         "masks, a legend of semantic "
         "classes), predictions.json (boxes and instance masks as a COCO results list: xywh, "
         "the training file's category ids, RLE segmentation), images.json (one entry per "
         "image id, i.e. image or video frame: file, frame, size, class name and score of "
-        "classifiers) and <stem>_<head>.png "
-        "(the label map of each semantic head).",
+        "classifiers) and <name>_<head>.png "
+        "(the label map of each semantic head). <name> is the input's path relative to the "
+        "common folder of the inputs, suffix kept (--input photos/ with photos/a/001.jpg "
+        "writes a/001.jpg_pred.png), so two inputs never share an output. Nothing inside "
+        "the output folder is read as input.",
         epilog="example: visionkit predict --checkpoint runs/quickstart/checkpoints/best.ckpt "
         "--input photos/ 'more/*.png' --output-dir preds/",
     )
@@ -34,7 +37,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="PATH",
         help="image or video files, folders or glob patterns (quote globs)",
     )
-    p.add_argument("--output-dir", required=True, help="folder for the drawn images and json")
+    p.add_argument(
+        "--output-dir",
+        required=True,
+        help="folder for the drawn images and json (never read as input, even when inside "
+        "an input folder)",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument(
         "--no-draw", action="store_true", help="write the json files and label maps only"

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from visionkit.checkpoint import write_atomic
 from visionkit.config.schema import Config
 from visionkit.errors import ConfigError
 
@@ -108,5 +109,6 @@ def to_yaml(cfg: Config | Mapping[str, Any]) -> str:
 
 
 def save_config(cfg: Config, path: str | os.PathLike) -> None:
-    """Write the resolved config as YAML."""
-    Path(path).write_text(to_yaml(cfg), encoding="utf-8")
+    """Write the resolved config as YAML (atomically, :func:`visionkit.checkpoint.write_atomic`)."""
+    text = to_yaml(cfg)
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

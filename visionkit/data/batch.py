@@ -48,13 +48,19 @@ Sample = dict[str, Any]
 
 
 def list_files(
-    folder: Path, extensions: Sequence[str] = IMAGE_EXTENSIONS, recursive: bool = True
+    folder: Path,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    recursive: bool = True,
+    exclude: Sequence[str | os.PathLike] = (),
 ) -> list[Path]:
     """The files below ``folder`` (sorted) with one of ``extensions`` (case-insensitive; images
     by default). Hidden files and folders (a name starting with ``.``: ``.DS_Store``, macOS
-    ``._photo.jpg`` companions, ``.ipynb_checkpoints/``) are never listed. The one folder
-    listing every reader, converter and ``visionkit predict`` uses."""
+    ``._photo.jpg`` companions, ``.ipynb_checkpoints/``) are never listed, nor anything inside
+    the folders ``exclude`` (compared after resolving symbolic links: ``visionkit predict``
+    never reads back its own output folder). The one folder listing every reader, converter
+    and ``visionkit predict`` uses."""
     exts = tuple(e.lower() for e in extensions)
+    skipped = [Path(os.path.realpath(x)) for x in exclude]
     candidates = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(
         p
@@ -62,7 +68,15 @@ def list_files(
         if p.suffix.lower() in exts
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
         and p.is_file()
+        and not (skipped and is_inside(p, skipped))
     )
+
+
+def is_inside(path: str | os.PathLike, folders: Sequence[Path]) -> bool:
+    """Whether ``path`` (symbolic links resolved) is one of ``folders`` or below one (give
+    ``folders`` resolved, ``os.path.realpath``)."""
+    real = Path(os.path.realpath(path))
+    return any(real.is_relative_to(folder) for folder in folders)
 
 
 def resolve_under_root(root: Path, relative: str) -> Path:

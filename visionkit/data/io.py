@@ -22,6 +22,20 @@ Conversions (explicit, one rule per pixel mode):
 * ``F`` (32-bit float) is read as intensity in ``[0, 1]``: ``round(v * 255)``, values
   outside the range clipped, NaN -> 0.
 * 16-bit colour PNGs are reduced to 8 bits by Pillow itself when it opens them (high byte).
+* **12-bit (or 10-, 14-bit) data in a 16-bit PNG** is recognised by the PNG ``sBIT`` chunk
+  (significant bits, parsed here: Pillow does not expose it). A 16-bit PNG without ``sBIT``
+  is 16-bit data, rescaled by 65535 as above. With ``sBIT`` = *b* < 16, the PNG
+  specification has the writer scale the samples up to the full 16 bits (pypng does), and
+  such files are read exactly like those without the chunk; but cameras and many tools store
+  the *b*-bit values as they are, in the low bits (0-4095 for 12 bits), which the 65535 rule
+  turns nearly black. So when no sample of the image exceeds ``2**b - 1`` the samples are
+  read as low-bit data, ``round(v * 255 / (2**b - 1))`` (4095 -> 255, 2048 -> 128); when any
+  does, the file follows the specification. (The one file this misreads is a scaled-up image
+  whose brightest sample is under ``2**b``, i.e. darker than 1/16 of full scale for 12 bits,
+  which then comes out 16 times brighter.) Alpha follows its own ``sBIT`` entry. Colour and
+  grey+alpha PNGs in the low-bit layout (Pillow's high byte at most ``(2**b - 1) >> 8``) are
+  decoded again with OpenCV to keep their low bits; without OpenCV installed they raise
+  ``ImageDecodeError`` saying so rather than coming out black.
 * Any other mode (``LAB``, ``La``, ``RGBa``, ...) raises ``ImageDecodeError``.
 
 Robustness (see ``RELIABILITY.md``):
@@ -55,6 +69,7 @@ from __future__ import annotations
 
 import functools
 import os
+import struct
 from typing import IO
 
 import numpy as np
@@ -123,11 +138,13 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         A new, writable, C-contiguous ``uint8`` array ``[H, W, 3]`` in RGB order, with the
         EXIF orientation applied (so ``H, W`` are those of the upright image, as given by
         :func:`read_image_size`). See the module docstring for the conversion of each mode;
-        in short: alpha is composited on black, 16-bit is rescaled (65535 -> 255).
+        in short: alpha is composited on black, 16-bit is rescaled (65535 -> 255; 4095 -> 255
+        for 12-bit data in the low bits of a PNG whose ``sBIT`` chunk says 12 bits).
 
     Raises:
         ImageDecodeError: the file is missing, not an image of a supported format, corrupt or
-            truncated, over ``PIL.Image.MAX_IMAGE_PIXELS`` pixels, or of an unsupported mode.
+            truncated, over ``PIL.Image.MAX_IMAGE_PIXELS`` pixels, or of an unsupported mode;
+            a 16-bit colour PNG of low-bit data (``sBIT``) when OpenCV is not installed.
     """
     name = os.fspath(path)
     with _open_file(name) as fp:
@@ -137,7 +154,10 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
             im.load()
         except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, ...
             raise ImageDecodeError(name, f"corrupt or truncated image data ({_describe(e)})") from e
-        array = _to_rgb(im, name)
+        bits = _png_significant_bits(fp) if im.format == "PNG" else ()
+        array = _to_rgb(im, name, bits)
+        if bits and im.mode in ("RGB", "RGBA"):
+            array = _low_bit_colour_png(fp, name, array, bits)
     array = _ORIENTED[orientation](array) if orientation in _ORIENTED else array
     if not (array.flags.writeable and array.flags.c_contiguous):
         array = array.copy(order="C")
@@ -303,16 +323,15 @@ def _orientation(im: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _to_rgb(im: Image.Image, name: str) -> np.ndarray:
-    """Convert a loaded image to ``[H, W, 3]`` uint8 RGB (possibly a read-only array)."""
+def _to_rgb(im: Image.Image, name: str, bits: tuple[int, ...] = ()) -> np.ndarray:
+    """Convert a loaded image to ``[H, W, 3]`` uint8 RGB (possibly a read-only array);
+    ``bits``: the significant bits of a 16-bit PNG's channels (its ``sBIT`` chunk)."""
     mode = im.mode
     if mode in _GREY_16 or mode == "I":
         values = np.asarray(im)
         if mode == "I":
             values = np.clip(values, 0, 65535)
-        # round(v * 255 / 65535) == round(v / 257); uint32 avoids overflow of v + 128.
-        grey = ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
-        return _grey_to_rgb(grey)
+        return _grey_to_rgb(_to_8_bits(values, bits[0] if bits else 16))
     if mode == "F":
         values = np.nan_to_num(np.asarray(im), nan=0.0, posinf=1.0, neginf=0.0)
         grey = np.rint(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -329,6 +348,74 @@ def _to_rgb(im: Image.Image, name: str) -> np.ndarray:
     raise ImageDecodeError(
         name, f"unsupported pixel mode {mode!r} (supported: {', '.join(_SUPPORTED_MODES)})"
     )
+
+
+def _to_8_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """16-bit samples -> uint8, ``round(v * 255 / top)``: ``top = 2**bits - 1`` when ``bits``
+    (from ``sBIT``) is under 16 and no sample exceeds it (data in the low bits), else 65535."""
+    top = (1 << bits) - 1 if 0 < bits < 16 else 65535
+    if top != 65535 and int(values.max(initial=0)) > top:
+        top = 65535  # scaled up to 16 bits, as the PNG specification asks
+    wide = values.astype(np.uint64)  # round half up: floor((2 * v * 255 + top) / (2 * top))
+    return ((wide * 510 + top) // (2 * top)).astype(np.uint8)
+
+
+def _png_significant_bits(fp: IO[bytes]) -> tuple[int, ...]:
+    """The ``sBIT`` entries (significant bits per channel) of a 16-bit PNG; ``()`` when it has
+    no valid ``sBIT`` chunk (a value outside 1..16 is ignored, as the PNG specification says)
+    or is not 16-bit. ``sBIT`` comes before the image data, so only the chunks up to the first
+    ``PLTE`` / ``IDAT`` are read, the others skipped unread; Pillow has checked their CRCs
+    when it opened the file."""
+    fp.seek(8)  # the PNG signature
+    depth = 0
+    while len(head := fp.read(8)) == 8:
+        length, kind = struct.unpack(">I4s", head)
+        if kind in (b"PLTE", b"IDAT", b"IEND"):
+            break
+        if kind not in (b"IHDR", b"sBIT"):
+            fp.seek(length + 4, os.SEEK_CUR)  # data and CRC
+            continue
+        data = fp.read(length)
+        fp.seek(4, os.SEEK_CUR)  # CRC
+        if kind == b"IHDR":
+            depth = data[8] if len(data) == 13 else 0
+            if depth != 16:
+                return ()
+        elif kind == b"sBIT" and depth == 16:
+            return tuple(data) if data and all(1 <= b <= 16 for b in data) else ()
+    return ()
+
+
+def _low_bit_colour_png(
+    fp: IO[bytes], name: str, rgb: np.ndarray, bits: tuple[int, ...]
+) -> np.ndarray:
+    """``rgb`` (Pillow's high bytes) of a 16-bit colour or grey+alpha PNG, or, when its
+    ``sBIT`` says *b* < 16 bits and every high byte is at most ``(2**b - 1) >> 8`` (every
+    sample may be at most ``2**b - 1``: the low-bit layout), all 16 bits decoded with OpenCV
+    and rescaled as :func:`_to_8_bits` does."""
+    has_alpha = len(bits) in (2, 4)  # grey+alpha, RGBA
+    colour = max(bits[:-1] if has_alpha else bits, default=16)
+    if colour >= 16 or int(rgb.max(initial=0)) > ((1 << colour) - 1) >> 8:
+        return rgb  # the specification's layout (or no sBIT): Pillow's high byte is right
+    try:
+        import cv2
+    except ImportError:
+        raise ImageDecodeError(
+            name,
+            f"a 16-bit colour PNG whose sBIT chunk says {colour} significant bits and whose "
+            f"samples all fit in them (at most {(1 << colour) - 1}): Pillow keeps only the "
+            "high byte, which would make it nearly black; reading all 16 bits needs OpenCV: "
+            "pip install opencv-python-headless",
+        ) from None
+    fp.seek(0)
+    raw = cv2.imdecode(np.frombuffer(fp.read(), np.uint8), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.dtype != np.uint16 or raw.ndim != 3:
+        raise ImageDecodeError(name, "OpenCV could not decode the 16-bit colour PNG")
+    out = _to_8_bits(raw[:, :, 2::-1], colour)  # BGR(A) -> RGB
+    if raw.shape[2] == 4:  # OpenCV gives grey+alpha as BGRA too
+        alpha = _to_8_bits(raw[:, :, 3:], bits[-1] if has_alpha else 16)
+        out = _composite_on_black(np.concatenate([out, alpha], axis=2))
+    return out
 
 
 def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from visionkit.checkpoint import write_atomic
-from visionkit.errors import ExportError
+from visionkit.errors import DiskFullError, ExportError
 from visionkit.export.graph import (
     INPUT_NAME,
     SIZE_DIVISOR,
@@ -167,6 +167,10 @@ def export(
         raise ExportError(
             f"{str(err).replace(str(staging), str(output))} ({output} {kept})"
         ) from None
+    except DiskFullError as err:  # name the file the user asked for, not the staging file
+        raise DiskFullError(
+            output, err.reason, err.needed, err.free, err.at_least, output.exists()
+        ) from err
     finally:
         staging.unlink(missing_ok=True)
         model.train(was_training)

@@ -29,7 +29,12 @@ def export_torchscript(model: VisionModel, paths: list[OutputPath], output: Path
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still works
         traced = torch.jit.trace(module, (trace_sample(model),), check_trace=False)
-        write_atomic(output, lambda p: torch.jit.save(traced, str(p), _extra_files=extra))
+
+        def save(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # to a path name, a full disk aborts the process
+                torch.jit.save(traced, f, _extra_files=extra)
+
+        write_atomic(output, save)
     return EXPORTER
 
 

@@ -2,9 +2,15 @@
 (:mod:`visionkit.inference.draw`); write ``predictions.json`` (COCO results) and
 ``images.json`` (image-level results), each atomically.
 
+Output names mirror the inputs: each output is named after its input's path relative to the
+common folder of all inputs, with the input's suffix kept (:func:`named_inputs`), so
+``a/001.jpg``, ``b/001.jpg`` and ``001.png`` give ``a/001.jpg_pred.png``,
+``b/001.jpg_pred.png`` and ``001.png_pred.png``: distinct, and the same on every run. Nothing
+inside the output folder is ever read as input.
+
 Videos (:data:`VIDEO_EXTENSIONS`) are read frame by frame with OpenCV (``cv2.VideoCapture``,
 BGR converted to RGB); every frame, or every ``every``-th, is one image of the output, and the
-drawn frames make ``<stem>_pred.mp4``. Optional horizontal-flip test-time augmentation
+drawn frames make ``<name>_pred.mp4``. Optional horizontal-flip test-time augmentation
 (``tta="flip"``, :mod:`visionkit.inference.tta`).
 
 >>> from visionkit.inference.predict import predict_files
@@ -16,6 +22,7 @@ from __future__ import annotations
 import glob
 import itertools
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -26,12 +33,14 @@ import torch
 
 from visionkit.build.model import load
 from visionkit.checkpoint import write_atomic
-from visionkit.data.batch import IMAGE_EXTENSIONS, list_files
+from visionkit.data.batch import IMAGE_EXTENSIONS, is_inside, list_files
 from visionkit.data.io import read_image
 from visionkit.errors import ConfigError, DataError
 from visionkit.inference.draw import draw_predictions
 from visionkit.inference.tta import TTA_MODES, predict_tta
 from visionkit.models.model import VisionModel
+
+logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
@@ -41,28 +50,84 @@ def is_video(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+def expand_inputs(
+    inputs: Iterable[str | os.PathLike], output_dir: str | os.PathLike | None = None
+) -> list[Path]:
     """Files, folders (their images and videos, recursively, sorted) and glob patterns →
-    paths."""
-    paths: list[Path] = []
-    missing = []
+    paths, each once; see :func:`named_inputs`."""
+    return [path for path, _ in named_inputs(inputs, output_dir)]
+
+
+def named_inputs(
+    inputs: Iterable[str | os.PathLike], output_dir: str | os.PathLike | None = None
+) -> list[tuple[Path, str]]:
+    """Files, folders (their images and videos, recursively, sorted) and glob patterns →
+    ``(path, output name)`` in input order, a file named twice kept once.
+
+    The output name is the path relative to the common folder of the inputs (a folder input
+    counts as itself, a file as its folder, a glob as its folder before the first wildcard),
+    with ``/`` separators and the suffix kept: unique (two files never share one) and
+    stable (it depends on the inputs given, not on what else is in the folders).
+
+    Nothing inside ``output_dir`` is read: folders and globs skip it (a glob's skipped files
+    are logged), and a file or folder input inside it is refused.
+
+    Raises:
+        DataError: inputs not found, inputs inside ``output_dir``, or no image at all.
+    """
+    inputs = list(inputs)
+    out = [Path(os.path.realpath(output_dir))] if output_dir is not None else []
+    found: list[tuple[Path, Path]] = []  # (file, the folder it was found from)
+    missing, inside, globbed_out = [], [], []
     known = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
     for item in inputs:
         text = str(item)
         path = Path(text)
-        if path.is_dir():
-            paths += list_files(path, known)
+        if (path.is_dir() or path.is_file()) and out and is_inside(path, out):
+            inside.append(text)
+        elif path.is_dir():
+            found += [(p, path) for p in list_files(path, known, exclude=out)]
         elif path.is_file():
-            paths.append(path)
-        elif any(c in text for c in "*?["):
-            paths += sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            found.append((path, path.parent))
+        elif _magic(text):
+            root = Path(*itertools.takewhile(lambda part: not _magic(part), path.parts))
+            for match in sorted(glob.glob(text, recursive=True)):
+                if not Path(match).is_file():
+                    continue
+                if out and is_inside(match, out):
+                    globbed_out.append(match)
+                else:
+                    found.append((Path(match), root))
         else:
             missing.append(text)
     if missing:
         raise DataError("inputs not found:", missing)
-    if not paths:
+    if inside:
+        raise DataError(
+            f"inputs inside the output folder {output_dir}, where predictions are written "
+            "(they would be read back as inputs); choose another --output-dir:",
+            inside,
+        )
+    if globbed_out:
+        logger.warning(
+            "skipped %d file(s) matched inside the output folder %s, e.g. %s",
+            len(globbed_out),
+            output_dir,
+            globbed_out[0],
+        )
+    unique: dict[str, tuple[Path, Path]] = {}
+    for file, root in found:
+        unique.setdefault(os.path.abspath(file), (file, root))
+    if not unique:
         raise DataError(f"no images found in {', '.join(map(str, inputs))}")
-    return paths
+    folders = [os.path.abspath(root) for _, root in unique.values()]
+    common = os.path.commonpath(folders + [os.path.dirname(a) for a in unique])
+    return [(p, Path(os.path.relpath(a, common)).as_posix()) for a, (p, _) in unique.items()]
+
+
+def _magic(text: str) -> bool:
+    """Whether ``text`` holds a glob wildcard."""
+    return any(c in text for c in "*?[")
 
 
 def coco_results(
@@ -105,17 +170,21 @@ def image_record(
     prediction: dict[str, Any],
     out_dir: Path,
     frame: int | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """One image's entry of ``images.json``: id, file, ``frame`` (a video frame's index in
-    its file), size, and each image-level result (class label, name and score; the file name
-    of a semantic label PNG: ``<stem>_<head>.png``, ``<stem>_<frame>_<head>.png`` for a frame)."""
+    its file), size, and each image-level result (class label, name and score; for a semantic
+    head, ``label_png``: the label PNG it writes, ``<name>_<head>.png``, or
+    ``<name>_<frame>_<head>.png`` for a frame, as a path relative to ``out_dir``). ``name``:
+    the output name of the input (:func:`named_inputs`; its file name by default)."""
     from PIL import Image
 
     record: dict[str, Any] = {"id": int(image_id), "file_name": str(path)}
     if frame is not None:
         record["frame"] = int(frame)
     record.update({"height": int(image.shape[0]), "width": int(image.shape[1])})
-    stem = path.stem if frame is None else f"{path.stem}_{frame:06d}"
+    name = path.name if name is None else name
+    stem = name if frame is None else f"{name}_{frame:06d}"
     for head, result in prediction.items():
         if "label" in result:
             record[head] = {
@@ -124,9 +193,12 @@ def image_record(
                 "score": round(float(result["scores"][result["label"]]), 5),
             }
         elif "mask" in result:
-            png = out_dir / f"{stem}_{head}.png"
-            Image.fromarray(result["mask"].cpu().numpy().astype(np.uint8)).save(png)
-            record[head] = {"label_png": png.name}
+            label_map = Image.fromarray(result["mask"].cpu().numpy().astype(np.uint8))
+            write_atomic(
+                out_dir / f"{stem}_{head}.png",
+                lambda tmp, label_map=label_map: label_map.save(tmp, format="PNG"),
+            )
+            record[head] = {"label_png": f"{stem}_{head}.png"}
     return record
 
 
@@ -148,11 +220,17 @@ def predict_files(
       ``COCO.loadRes`` reads as it is;
     - ``images.json``: one entry per image or video frame (``id`` — the ``image_id`` above —,
       ``file_name``, ``frame`` for video frames, ``height``, ``width``) with the image-level
-      results: class label, name and score; the file name of the label PNG of a semantic head;
-    - ``<stem>_<head>.png`` (``<stem>_<frame>_<head>.png`` for a video frame): each semantic
+      results: class label, name and score; the label PNG of a semantic head (its path
+      relative to ``output_dir``);
+    - ``<name>_<head>.png`` (``<name>_<frame>_<head>.png`` for a video frame): each semantic
       head's label map (pixel value = class index);
-    - ``<stem>_pred.png`` per image and ``<stem>_pred.mp4`` per video: the predictions drawn
+    - ``<name>_pred.png`` per image and ``<name>_pred.mp4`` per video: the predictions drawn
       (unless ``draw=False``).
+
+    ``<name>`` is the input's path relative to the common folder of the inputs, suffix kept
+    (:func:`named_inputs`): ``photos/a/001.jpg`` and ``photos/b/001.jpg`` given as
+    ``photos/`` write ``a/001.jpg_pred.png`` and ``b/001.jpg_pred.png``. Files inside
+    ``output_dir`` are never read as input. Every file is written atomically.
 
     Args:
         model: a :class:`VisionModel` or the path of a checkpoint.
@@ -166,8 +244,12 @@ def predict_files(
         tta: ``None``, or ``"flip"`` for horizontal-flip test-time augmentation
             (:mod:`visionkit.inference.tta`).
 
-    Image ids count the images and frames from 1, in the order of the sorted input list.
-    Returns the path of ``predictions.json``.
+    Image ids count the images and frames from 1, in the order of the sorted input list (a
+    file given twice is read once). Returns the path of ``predictions.json``.
+
+    Raises:
+        DataError: inputs missing, inside ``output_dir``, or unreadable.
+        DiskFullError: the disk filled while writing (the file then is not replaced).
     """
     if every < 1:
         raise ConfigError(f"--every: must be at least 1, got {every}")
@@ -175,9 +257,11 @@ def predict_files(
         raise ConfigError(
             f"--tta: unknown test-time augmentation {tta!r}; valid: {', '.join(TTA_MODES)}"
         )
+    named = named_inputs(inputs, output_dir)  # before loading the model: bad inputs fail fast
     if not isinstance(model, VisionModel):
         model = load(model)
-    paths = expand_inputs(inputs)
+    paths = [path for path, _ in named]
+    names = dict(named)
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     category_ids = model.meta.get("category_ids") or []
@@ -199,23 +283,34 @@ def predict_files(
                     for entry in entries:
                         entry["frame"] = frame
                 results += entries
-                records.append(image_record(image_id, path, image, prediction, out_dir, frame))
+                name = names[path]
+                records.append(
+                    image_record(image_id, path, image, prediction, out_dir, frame, name)
+                )
                 if draw:
                     drawn = draw_predictions(image, prediction, legend_all=frame is not None)
                     if frame is None:
-                        from PIL import Image
-
-                        Image.fromarray(drawn).save(out_dir / f"{path.stem}_pred.png")
+                        _write_png(out_dir / f"{name}_pred.png", drawn)
                     else:
-                        videos.write(path, drawn)
+                        videos.write(path, drawn, name)
             bar.update(len(chunk))
     finally:
         videos.close()
         bar.close()
-    write_atomic(out_dir / "images.json", lambda tmp: tmp.write_text(json.dumps(records, indent=1)))
-    return write_atomic(
-        out_dir / "predictions.json", lambda tmp: tmp.write_text(json.dumps(results, indent=1))
-    )
+    _write_json(out_dir / "images.json", records)
+    return _write_json(out_dir / "predictions.json", results)
+
+
+def _write_json(path: Path, content: Any) -> Path:
+    text = json.dumps(content, indent=1)
+    return write_atomic(path, lambda tmp: tmp.write_text(text), size_hint=len(text))
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    from PIL import Image
+
+    image = Image.fromarray(rgb)
+    write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def _cv2() -> Any:
@@ -290,7 +385,7 @@ def iter_images(
 
 
 class _VideoWriters:
-    """``<stem>_pred.mp4`` per video (``cv2.VideoWriter``, mp4v), opened at its first frame;
+    """``<name>_pred.mp4`` per video (``cv2.VideoWriter``, mp4v), opened at its first frame;
     frames of another size than the first are padded or cut at the bottom/right."""
 
     def __init__(self, out_dir: Path, every: int) -> None:
@@ -300,12 +395,13 @@ class _VideoWriters:
         self.writer: Any = None
         self.size: tuple[int, int] = (0, 0)
 
-    def write(self, path: Path, rgb: np.ndarray) -> None:
+    def write(self, path: Path, rgb: np.ndarray, name: str) -> None:
         cv2 = _cv2()
         if path != self.path:
             self.close()
             self.path, self.size = path, (rgb.shape[0], rgb.shape[1])
-            target = self.out_dir / f"{path.stem}_pred.mp4"
+            target = self.out_dir / f"{name}_pred.mp4"
+            target.parent.mkdir(parents=True, exist_ok=True)
             fourcc = cv2.VideoWriter_fourcc(*"mp4v")
             fps = video_fps(path) / self.every
             self.writer = cv2.VideoWriter(str(target), fourcc, fps, (self.size[1], self.size[0]))

@@ -1,0 +1,171 @@
+"""`visionkit predict` output names: inputs with the same file name in different folders, or
+the same stem with another suffix, get distinct and stable outputs whose json entries point at
+their own files; an output folder inside an input folder is never read back as input."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import visionkit
+from tests.helpers import run, write_image
+from visionkit.data.io import read_image
+from visionkit.errors import DataError
+from visionkit.inference.predict import named_inputs, predict_files
+
+pytestmark = pytest.mark.reliability
+
+# input name -> (H, W): distinct sizes, so each label PNG shows which image it was made from
+PHOTOS = {"a/001.jpg": (32, 48), "b/001.jpg": (40, 40), "001.png": (24, 56)}
+
+
+def make_photos(root: Path) -> Path:
+    for seed, (name, size) in enumerate(PHOTOS.items()):
+        write_image(root / name, size=size, seed=seed)
+    return root
+
+
+def seg_model() -> visionkit.VisionModel:
+    torch.manual_seed(0)
+    config = {
+        "model": {
+            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+            "neck": {"name": "fpn", "out_channels": 8, "min_level": 3, "max_level": 5},
+            "heads": {
+                "cls": {"name": "linear", "num_classes": 2},
+                "seg": {"name": "semantic_fpn", "channels": 8, "num_classes": 3},
+            },
+        },
+        "data": {"image_size": 64},
+    }
+    names = {"class": ["x", "y"], "semantic": ["bg", "a", "b"]}
+    return visionkit.create_model(config, label_names=names)
+
+
+def outputs(out: Path, pattern: str) -> list[str]:
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob(pattern))
+
+
+def test_same_file_names_in_different_folders_and_suffixes_get_distinct_outputs(tmp_path):
+    photos = make_photos(tmp_path / "photos")
+    model = seg_model()
+    out = tmp_path / "out"
+    predict_files(model, [photos], out, progress=False)
+    assert outputs(out, "*_pred.png") == [
+        "001.png_pred.png",
+        "a/001.jpg_pred.png",
+        "b/001.jpg_pred.png",
+    ]
+    assert outputs(out, "*_seg.png") == [
+        "001.png_seg.png",
+        "a/001.jpg_seg.png",
+        "b/001.jpg_seg.png",
+    ]
+    records = json.loads((out / "images.json").read_text())
+    assert len(records) == 3
+    for record in records:
+        name = Path(record["file_name"]).relative_to(photos).as_posix()
+        assert record["seg"] == {"label_png": f"{name}_seg.png"}
+        assert (record["height"], record["width"]) == PHOTOS[name]
+        label_map = np.asarray(Image.open(out / record["seg"]["label_png"]))
+        (expected,) = model.predict([read_image(photos / name)])
+        assert label_map.shape == PHOTOS[name]
+        assert (label_map == expected["seg"]["mask"].numpy()).all()
+        assert Image.open(out / f"{name}_pred.png").width == PHOTOS[name][1]
+
+
+def test_output_names_are_stable_whatever_else_the_folder_holds(tmp_path):
+    photos = make_photos(tmp_path / "photos")
+    model = seg_model()
+    predict_files(model, [photos], tmp_path / "first", progress=False, draw=False)
+    write_image(photos / "c" / "002.jpg", seed=9)
+    write_image(photos / "001.jpeg", seed=10)  # the same stem once more
+    predict_files(model, [photos], tmp_path / "second", progress=False, draw=False)
+    first = outputs(tmp_path / "first", "*.png")
+    second = outputs(tmp_path / "second", "*.png")
+    assert first == ["001.png_seg.png", "a/001.jpg_seg.png", "b/001.jpg_seg.png"]
+    assert second == sorted([*first, "001.jpeg_seg.png", "c/002.jpg_seg.png"])
+    for name in first:
+        before = np.asarray(Image.open(tmp_path / "first" / name))
+        assert (before == np.asarray(Image.open(tmp_path / "second" / name))).all()
+
+
+def test_names_are_relative_to_the_common_folder_of_files_folders_and_globs(tmp_path):
+    photos = make_photos(tmp_path / "photos")
+    files = [photos / "a" / "001.jpg", photos / "b" / "001.jpg"]
+    assert [name for _, name in named_inputs(files)] == ["a/001.jpg", "b/001.jpg"]
+    assert [name for _, name in named_inputs([photos / "a" / "001.jpg"])] == ["001.jpg"]
+    globbed = named_inputs([str(photos / "*" / "001.jpg")])
+    assert [name for _, name in globbed] == ["a/001.jpg", "b/001.jpg"]
+    twice = named_inputs([photos, photos / "001.png", str(photos / "a" / "*.jpg")])
+    assert [name for _, name in twice] == ["001.png", "a/001.jpg", "b/001.jpg"]  # each once
+    other = write_image(tmp_path / "elsewhere" / "001.png")
+    mixed = named_inputs([photos / "001.png", other])
+    assert [name for _, name in mixed] == ["photos/001.png", "elsewhere/001.png"]
+
+
+def test_an_output_folder_inside_the_input_folder_is_never_read_back(tmp_path, caplog):
+    photos = make_photos(tmp_path / "photos")
+    model = seg_model()
+    out = photos / "preds"
+    for _ in range(2):
+        predict_files(model, [photos], out, progress=False)
+        records = json.loads((out / "images.json").read_text())
+        names = sorted(Path(r["file_name"]).relative_to(photos).as_posix() for r in records)
+        assert names == sorted(PHOTOS)
+    assert outputs(out, "*_pred.png") == [
+        "001.png_pred.png",
+        "a/001.jpg_pred.png",
+        "b/001.jpg_pred.png",
+    ]
+    with caplog.at_level(logging.WARNING, logger="visionkit.inference.predict"):
+        globbed = named_inputs([str(photos / "**" / "*.png")], out)
+    assert [name for _, name in globbed] == ["001.png"]
+    assert "skipped 6 file(s) matched inside the output folder" in caplog.text
+    link = tmp_path / "link"
+    os.symlink(out, link)  # the same output folder under another name
+    assert [name for _, name in named_inputs([photos], link)] == sorted(PHOTOS)
+
+
+def test_inputs_inside_the_output_folder_are_refused(tmp_path):
+    photos = make_photos(tmp_path / "photos")
+    drawn = write_image(photos / "preds" / "001.png_pred.png")
+    with pytest.raises(DataError) as info:
+        named_inputs([photos / "001.png", drawn], photos / "preds")
+    assert str(info.value) == (
+        f"inputs inside the output folder {photos / 'preds'}, where predictions are written "
+        "(they would be read back as inputs); choose another --output-dir:\n"
+        f"  {drawn}"
+    )
+    with pytest.raises(DataError, match="inputs inside the output folder"):
+        named_inputs([photos], photos)
+
+
+def test_cli_predict_writes_distinct_outputs_and_skips_its_output_folder(trained, tmp_path, capsys):
+    photos = make_photos(tmp_path / "photos")
+    out = photos / "preds"
+    argv = ["predict", "--checkpoint", trained["ckpt"], "--input", photos, "--output-dir", out]
+    for _ in range(2):
+        code, printed, _ = run(argv, capsys)
+        assert code == 0 and f"wrote {out / 'predictions.json'}" in printed
+    records = json.loads((out / "images.json").read_text())
+    assert [Path(r["file_name"]).relative_to(photos).as_posix() for r in records] == [
+        "001.png",
+        "a/001.jpg",
+        "b/001.jpg",
+    ]
+    assert outputs(out, "*_pred.png") == [
+        "001.png_pred.png",
+        "a/001.jpg_pred.png",
+        "b/001.jpg_pred.png",
+    ]
+    code, _, err = run([*argv[:4], out / "a", "--output-dir", out], capsys)
+    assert code == 1
+    assert f"error: inputs inside the output folder {out}" in err and str(out / "a") in err
