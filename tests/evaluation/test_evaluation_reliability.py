@@ -51,9 +51,9 @@ def test_prediction_for_an_unknown_category_is_a_clear_error(trained, tmp_path, 
     gt = edited_gt(trained, tmp_path / "other_categories.json", renumber)
     argv = ["eval", "--checkpoint", ckpt, f"data.val.annotations={gt}"]
     code, _, err = run(argv, capsys)
-    assert code == 1
-    assert "predictions refer to images or categories not in the ground truth" in err
-    assert "category_id 1" in err or "category_id 2" in err
+    assert code == 1  # found when the val set is built, before predicting (issue 18 item 4)
+    assert f"the classes of data.val do not match those of checkpoint {ckpt}" in err
+    assert "category id 11 ('square') of data.val is not a class of checkpoint" in err
 
 
 def test_ground_truth_without_area_or_iscrowd_gets_logged_defaults(trained, tmp_path, capsys):

@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from visionkit.checkpoint import load_checkpoint
 from visionkit.config import (
     Config,
     DataConfig,
     is_dataset_mix,
 )
+from visionkit.data.classes import class_lists, class_source, classes_of, match_classes
 from visionkit.data.datasets import MixedDataset
 from visionkit.data.synthetic import GENERATOR, make_shapes
 from visionkit.data.transforms import build_pipeline, pipeline_steps
-from visionkit.errors import ConfigError
+from visionkit.errors import CheckpointError, ConfigError, DataError
 from visionkit.evaluation.tasks import TaskSpec, task_of
 from visionkit.registry import DATASETS, HEADS
 
@@ -148,23 +151,42 @@ def build_split(
     label_names: Mapping[str, Sequence[str]] | None = None,
     needs: Sequence[str] = (),
     image_check: str = "header",
+    category_ids: Sequence[int] | None = None,
+    reference: str = "the model's classes",
 ) -> Any:
     """The datasets of one split (``data.train`` or ``data.val``): one dataset, or a name →
-    dataset dict for a mix. Arguments as in :func:`build_dataset`."""
+    dataset dict for a mix. Arguments as in :func:`build_dataset`.
+
+    With ``label_names`` (and the COCO ``category_ids`` that go with them), each dataset's
+    class lists are checked against them (:func:`visionkit.data.classes.match_classes`,
+    messages calling them ``reference``, e.g. ``"data.train (its file)"``): a dataset whose
+    labels would mean other classes is a :class:`~visionkit.errors.DataError`; one holding a
+    subset of the COCO categories is relabelled into their order.
+    """
     where = f"data.{split}"
     options = {"split": split, "label_names": label_names, "needs": needs}
     if not is_dataset_mix(spec):
-        return build_dataset(spec, where=where, image_check=image_check, **options)
-    return {
-        name: build_dataset(entry, where=f"{where}.{name}", image_check=image_check, **options)
-        for name, entry in spec.items()
-    }
+        built = {where: build_dataset(spec, where=where, image_check=image_check, **options)}
+    else:
+        built = {
+            f"{where}.{name}": build_dataset(
+                entry, where=f"{where}.{name}", image_check=image_check, **options
+            )
+            for name, entry in spec.items()
+        }
+    if label_names:
+        lists = class_lists(label_names, category_ids)
+        built = {name: match_classes(d, lists, (reference, name)) for name, d in built.items()}
+    if not is_dataset_mix(spec):
+        return built[where]
+    return {name: built[f"{where}.{name}"] for name in spec}
 
 
 def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any]:
     """The configured splits. ``train`` is one dataset (a :class:`MixedDataset` when several
     are named); ``val`` is one dataset or a name → dataset dict, sharing the training set's
-    class order. ``needs`` as in :func:`build_dataset`."""
+    class order and checked against its class lists (:func:`build_split`). ``needs`` as in
+    :func:`build_dataset`."""
     datasets: dict[str, Any] = {}
     if data.train is not None:
         train = build_split(data.train, split="train", needs=needs)
@@ -173,9 +195,85 @@ def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any
             train = MixedDataset(train, weights)
         datasets["train"] = train
     if data.val is not None:
-        names = getattr(datasets.get("train"), "label_names", None)
-        datasets["val"] = build_split(data.val, split="val", label_names=names, needs=needs)
+        train = datasets.get("train")
+        datasets["val"] = build_split(
+            data.val,
+            split="val",
+            label_names=getattr(train, "label_names", None),
+            needs=needs,
+            category_ids=getattr(train, "category_ids", None),
+            reference=f"data.train ({class_source(train)})",
+        )
     return datasets
+
+
+def check_checkpoint_classes(
+    datasets: Mapping[str, Any], checkpoint: str | os.PathLike | None, *, resume: bool
+) -> None:
+    """Compare the classes of a visionkit ``checkpoint`` with those of the run's data.
+
+    Resuming (``resume``) needs the very classes the checkpoint was trained on. For
+    ``model.init_from`` (where the weights of a head are loaded when its number of classes
+    is the same), the same classes in another order are an error, and classes shared at
+    other labels a warning: their weights would start from another class's. A file without
+    visionkit metadata (a timm or torchvision file) is not compared; one that cannot be read
+    is left to the loader to report.
+
+    Raises:
+        DataError: naming both class lists, the checkpoint and the data's files.
+    """
+    if checkpoint is None:
+        return
+    try:
+        meta = load_checkpoint(checkpoint).get("visionkit")
+    except CheckpointError:
+        return
+    if not isinstance(meta, Mapping) or not meta.get("label_names"):
+        return
+    train = datasets.get("train")
+    if train is None:
+        return
+    theirs = class_lists(meta["label_names"], meta.get("category_ids"))
+    ours = classes_of(train)
+    key = "resume" if resume else "model.init_from"
+    where = f"data.train ({class_source(train)})"
+    problems = []
+    for family, own in ours.items():
+        old = theirs.get(family)
+        if old is None:
+            continue
+        lists = f"{family} classes {old.describe()}, but {where} has {own.describe()}"
+        if resume and (old.names != own.names or (old.by_id and own.by_id and old != own)):
+            problems.append(f"the checkpoint was trained on {lists}")
+        elif not resume and len(old.names) == len(own.names):
+            moved = [
+                f"{name!r} {old.names.index(name)} -> {i}"
+                for i, name in enumerate(own.names)
+                if name in old.names and old.names.index(name) != i
+            ]
+            if moved and set(old.names) == set(own.names):
+                problems.append(
+                    f"the checkpoint was trained on {lists}: the same classes in another "
+                    f"order, so each class would start from another's weights ({', '.join(moved)})"
+                )
+            elif moved:
+                logger.warning(
+                    "%s: %s was trained on %s; the classes they share sit at other labels (%s), "
+                    "so their weights start from other classes' weights",
+                    key,
+                    checkpoint,
+                    lists,
+                    ", ".join(moved),
+                )
+    if problems:
+        fix = (
+            "a resumed run keeps its classes; to train on other classes, start a new run "
+            f"with model.init_from={checkpoint}"
+            if resume
+            else "give the data the checkpoint's class order (class_names, classes.txt or the "
+            "categories' ids)"
+        )
+        raise DataError(f"{key}: {checkpoint}: the classes do not match ({fix}):", problems)
 
 
 def build_pipelines(data: DataConfig, mean: Sequence[float], std: Sequence[float]) -> dict:

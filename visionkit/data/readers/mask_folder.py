@@ -100,6 +100,10 @@ class MaskFolderDataset:
                 )
         names = list(class_names) if class_names else self._read_class_names()
         self.label_names: dict[str, list[str]] = {"semantic": names}
+        #: Where the class names come from, for messages comparing class lists.
+        self.class_source = (
+            f"class_names of {self.root}" if class_names else str(self.root / "classes.txt")
+        )
         self.paths = list_files(self.image_dir)
         if not self.paths:
             raise DataError(f"no images found in {self.image_dir}")

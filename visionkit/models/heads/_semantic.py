@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visionkit.data.batch import IGNORE_PIXEL
+from visionkit.errors import SampleError
 from visionkit.models.heads._utils import Sizes, as_sizes, zero_loss
 
 
@@ -149,6 +150,23 @@ def soft_dice_loss(probs: Tensor, target: Tensor, valid: Tensor) -> Tensor:
     return ((1 - dice) * present).sum() / present.sum().clamp(min=1)
 
 
+def raise_bad_labels(target: Tensor, bad: Tensor, image_ids: Any, head: Any) -> None:
+    """Raise the :class:`~visionkit.errors.SampleError` of label maps with values that are
+    no class of ``head`` nor ignored (``bad``: bool ``[B, H, W]``), naming the images' ids,
+    the values and the range: the last guard behind the readers' own checks."""
+    rows = bad.flatten(1).any(dim=1).nonzero().flatten().tolist()
+    which = f"image ids {[int(image_ids[i]) for i in rows][:10]}"
+    if image_ids is None:
+        which = f"batch images {rows[:10]}"
+    values = sorted(set(target[bad].unique().tolist()))[:10]
+    raise SampleError(
+        f"semantic label maps of {which} have values {values} that are neither "
+        f"classes 0..{head.num_classes - 1} nor ignored ({IGNORE_PIXEL} or ignore_index "
+        f"{head.ignore_index}); check the label files (visionkit check-data) and the "
+        "dataset's ignore_index"
+    )
+
+
 class SemanticLossAndDecode:
     """Loss and postprocess shared by the semantic heads (the state they read is set by the
     heads' constructors: ``num_classes``, ``output_stride``, ``ignore_index``,
@@ -197,11 +215,7 @@ class SemanticLossAndDecode:
         valid = (target != self.ignore_index) & (target != IGNORE_PIXEL)  # [B, H, W]
         bad = valid & ((target < 0) | (target >= self.num_classes))
         if bad.any():
-            values = sorted(set(target[bad].unique().tolist()))[:10]
-            raise ValueError(
-                f"targets['semantic'] has values {values} outside 0..{self.num_classes - 1} "
-                f"that are not ignore_index ({self.ignore_index})"
-            )
+            raise_bad_labels(target, bad, targets.get("image_ids"), self)
         logits = upsample_to_input(logits, self.output_stride, target.shape[-2:])  # [B,C,H,W]
         safe = torch.where(valid, target, 0)  # [B, H, W]
         per_pixel = F.cross_entropy(logits, safe, reduction="none")  # [B, H, W]
