@@ -14,6 +14,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from visionkit.data.transforms import with_image_size
 
@@ -55,6 +56,20 @@ class ModelConfig(_Section):
     loss_balancing: LossBalancingConfig = Field(default_factory=LossBalancingConfig)
     init_from: str | None = None
     freeze: list[str] = Field(default_factory=list)
+
+    @field_validator("init_from")
+    @classmethod
+    def _known_torchvision_model(cls, value: str | None) -> str | None:
+        """``torchvision:<model>[=<path>]`` must name a model visionkit maps (checked here, so
+        a typo fails before any data is read)."""
+        from visionkit.models.torchvision_detectors import parse_source
+
+        try:
+            if value is not None:
+                parse_source(value)
+        except ValueError as err:  # "model.init_from: <err>, got '<value>'"
+            raise PydanticCustomError("torchvision_source", str(err)) from None
+        return value
 
 
 class SyntheticConfig(_Section):

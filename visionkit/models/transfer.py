@@ -7,6 +7,11 @@ their fresh initialisation (a new head); those whose shape differs (a classifier
 number of classes) are not loaded, so they stay freshly initialised; the file's names the
 model lacks (a dropped head) are ignored. Files are read safely (``weights_only=True``).
 
+``init_from: torchvision:<model>`` (or ``torchvision:<model>=/path/file.pth``) starts from
+torchvision's COCO-pretrained FCOS / RetinaNet (backbone, FPN and head) or the ResNet-50 of
+its segmentation models: :mod:`visionkit.models.torchvision_detectors` renames the file's
+tensors to the model's, and the same loader loads them and reports.
+
 >>> import visionkit
 >>> cfg = {"model": {"backbone": {"name": "simple_cnn"},
 ...                  "heads": {"cls": {"name": "linear", "num_classes": 3}}}}
@@ -25,6 +30,8 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
+from visionkit.errors import ConfigError
+from visionkit.models.torchvision_detectors import parse_source, torchvision_weights
 from visionkit.models.weights import LoadReport, load_weights
 
 logger = logging.getLogger(__name__)
@@ -36,8 +43,9 @@ def load_matching(model: nn.Module, source: str | os.PathLike | Mapping[str, Ten
     Args:
         model: usually a freshly built model (``visionkit.create_model``), so what is not
             loaded keeps its fresh initialisation.
-        source: a checkpoint file (see :func:`visionkit.models.weights.read_weights`) or a
-            state dict.
+        source: a checkpoint file (see :func:`visionkit.models.weights.read_weights`), a
+            state dict, or ``torchvision:<model>[=<path>]``
+            (:mod:`~visionkit.models.torchvision_detectors`).
 
     Returns:
         The :class:`~visionkit.models.weights.LoadReport`; its one-line summary is logged at
@@ -45,7 +53,20 @@ def load_matching(model: nn.Module, source: str | os.PathLike | Mapping[str, Ten
 
     Raises:
         CheckpointError: the file cannot be read safely, or not one of its tensors matches.
+        ConfigError: a ``torchvision:`` source that names no known model, or a model that
+            cannot compute what that torchvision model computes.
     """
-    report = load_weights(model, source, context="init_from")
+    torchvision = None
+    if isinstance(source, str):
+        try:
+            torchvision = parse_source(source)
+        except ValueError as err:
+            raise ConfigError(f"model.init_from: {err}, got {source!r}") from None
+    if torchvision is not None:
+        weights, label = torchvision_weights(model, torchvision)
+        report = load_weights(model, weights, context="init_from")
+        report.source = label
+    else:
+        report = load_weights(model, source, context="init_from")
     logger.info("%s", report.summary())
     return report

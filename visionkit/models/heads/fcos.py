@@ -55,6 +55,8 @@ from visionkit.models.heads._utils import (
 from visionkit.registry import HEADS
 
 MAX_LOG_DISTANCE = 10.0  # exp() argument clamp for the regression (e^10 strides ≈ 22k × stride)
+#: ``box_coding`` values: how the box branch's output becomes distances (see :class:`FCOSHead`).
+BOX_CODINGS = ("exp", "relu")
 
 
 def fcos_scale_ranges(strides: Sequence[int], factor: float = 8.0) -> Tensor:
@@ -174,6 +176,13 @@ class FCOSHead(nn.Module):
         detections_per_img: detections kept per image after NMS.
         class_names: names of the C classes, used in predictions.
         focal_alpha, focal_gamma: parameters of the sigmoid focal loss.
+        box_coding: how the box branch's output ``x`` at level ``l`` becomes the distances
+            (l, t, r, b): ``"exp"``: ``exp(scales[l] * x) * stride_l``; ``"relu"``:
+            ``relu(scales[l] * x) * stride_l``, FCOS's normalised regression, what
+            torchvision's ``fcos_resnet50_fpn`` computes (its ``scales`` are all 1).
+        grid_offset: where a cell's point lies inside the cell, in strides: ``0.5`` is its
+            centre ``((j + 0.5) * s, (i + 0.5) * s)``; ``0.0`` its top-left corner
+            ``(j * s, i * s)``, where torchvision's anchor generator puts it.
 
     Example:
         >>> import torch
@@ -205,14 +214,24 @@ class FCOSHead(nn.Module):
         class_names: list[str] | None = None,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        box_coding: str = "exp",
+        grid_offset: float = 0.5,
     ) -> None:
         super().__init__()
         name = self._name
         in_channels = pyramid_channels(name, in_channels, strides)
         num_classes = resolve_num_classes(name, num_classes, class_names)
         check_head_args(name, num_classes, class_names, strides, prior_prob)
+        if box_coding not in BOX_CODINGS:
+            raise ValueError(
+                f"{name}: box_coding must be one of {list(BOX_CODINGS)}, got {box_coding!r}"
+            )
+        if not 0 <= grid_offset < 1:
+            raise ValueError(f"{name}: grid_offset must lie in [0, 1) strides, got {grid_offset}")
         width = width or in_channels
         self.in_channels = in_channels
+        self.num_convs, self.width, self.norm = num_convs, width, norm
+        self.box_coding, self.grid_offset = box_coding, float(grid_offset)
         self.num_classes = num_classes
         self.strides = [int(s) for s in strides]
         self.class_names = list(class_names) if class_names else None
@@ -239,8 +258,9 @@ class FCOSHead(nn.Module):
 
         Returns:
             ``cls_logits`` ``[B, P, C]``, ``bbox_regression`` fp32 ``[B, P, 4]`` (l, t, r, b
-            distances in pixels, > 0), ``centerness`` logits ``[B, P]``, ``points`` fp32
-            ``[P, 2]`` (x, y in pixels) and ``point_strides`` fp32 ``[P]``, where
+            distances in pixels, > 0; >= 0 with ``box_coding="relu"``), ``centerness`` logits
+            ``[B, P]``, ``points`` fp32 ``[P, 2]`` (x, y in pixels, placed by ``grid_offset``)
+            and ``point_strides`` fp32 ``[P]``, where
             ``P = sum_l H_l * W_l`` in level, then row-major order.
         """
         return self.forward_with_box_features(features)[0]
@@ -258,13 +278,18 @@ class FCOSHead(nn.Module):
         for level, x in enumerate(features):
             cls_feat, box_feat = self.cls_tower(x), self.bbox_tower(x)
             cls_maps.append(self.cls_logits(cls_feat))  # [B, C, H, W]
-            log_dist = self.bbox_pred(box_feat).float() * self.scales[level]  # [B, 4, H, W]
-            reg_maps.append(log_dist.clamp(max=MAX_LOG_DISTANCE).exp() * self.strides[level])
+            raw = self.bbox_pred(box_feat).float() * self.scales[level]  # [B, 4, H, W]
+            if self.box_coding == "relu":
+                reg_maps.append(F.relu(raw) * self.strides[level])
+            else:
+                reg_maps.append(raw.clamp(max=MAX_LOG_DISTANCE).exp() * self.strides[level])
             ctr_maps.append(self.centerness(box_feat))  # [B, 1, H, W]
             box_feats.append(box_feat)
         points, point_strides = grid_points(
             [f.shape[-2:] for f in features], self.strides, features[0].device
         )
+        if self.grid_offset != 0.5:  # grid_points gives the cell centres
+            points = points + (self.grid_offset - 0.5) * point_strides[:, None]
         outputs = {
             "cls_logits": flatten_levels(cls_maps),  # [B, P, C]
             "bbox_regression": flatten_levels(reg_maps),  # [B, P, 4]

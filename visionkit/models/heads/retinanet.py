@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import box_convert, box_iou, generalized_box_iou_loss
 
 from visionkit.models.heads._utils import (
@@ -130,6 +131,13 @@ class RetinaNetHead(nn.Module):
         detections_per_img: detections kept per image after NMS.
         class_names: names of the C classes, used in predictions.
         focal_alpha, focal_gamma: parameters of the sigmoid focal loss.
+        grid_offset: where a cell's anchors are centred inside the cell, in strides: ``0.5``
+            is its centre; ``0.0`` its top-left corner ``(j * s, i * s)``, where torchvision's
+            anchor generator puts them.
+        round_anchors: make the anchors as torchvision's ``AnchorGenerator`` does: each
+            size ``anchor_sizes_per_stride * stride * scale`` truncated to an integer, the
+            anchor's corners rounded to whole pixels (torchvision's RetinaNet weights were
+            trained with these anchors).
 
     Example:
         >>> import torch
@@ -172,6 +180,8 @@ class RetinaNetHead(nn.Module):
         class_names: list[str] | None = None,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        grid_offset: float = 0.5,
+        round_anchors: bool = False,
     ) -> None:
         super().__init__()
         in_channels = pyramid_channels("retinanet", in_channels, strides)
@@ -190,7 +200,14 @@ class RetinaNetHead(nn.Module):
                 f"retinanet: anchor_sizes_per_stride, scales and aspect_ratios must be positive, "
                 f"got {anchor_sizes_per_stride}, {list(scales)}, {list(aspect_ratios)}"
             )
+        if not 0 <= grid_offset < 1:
+            raise ValueError(
+                f"retinanet: grid_offset must lie in [0, 1) strides, got {grid_offset}"
+            )
         width = width or in_channels
+        self.num_convs, self.width, self.norm = num_convs, width, norm
+        self.anchor_scales, self.aspect_ratios = tuple(scales), tuple(aspect_ratios)
+        self.grid_offset, self.round_anchors = float(grid_offset), bool(round_anchors)
         self.num_classes = num_classes
         self.strides = [int(s) for s in strides]
         self.class_names = list(class_names) if class_names else None
@@ -204,6 +221,13 @@ class RetinaNetHead(nn.Module):
         base = cell_anchors(scales, aspect_ratios)  # [A, 4] for a base size of 1
         self.register_buffer("base_anchors", base, persistent=False)
         self.num_anchors = len(base)  # A
+        if self.round_anchors:  # [L, A, 4] in pixels, one set per level
+            sizes = [[int(anchor_sizes_per_stride * s * k) for k in scales] for s in self.strides]
+            generator = AnchorGenerator(
+                tuple(map(tuple, sizes)), (tuple(aspect_ratios),) * len(sizes)
+            )
+            rounded = torch.stack(list(generator.cell_anchors))
+            self.register_buffer("level_anchors", rounded, persistent=False)
         self.cls_tower = conv_tower(in_channels, width, num_convs, norm)
         self.bbox_tower = conv_tower(in_channels, width, num_convs, norm)
         tower_out = width if num_convs > 0 else in_channels
@@ -222,13 +246,23 @@ class RetinaNetHead(nn.Module):
 
         Returns:
             ``anchors`` fp32 ``[N, 4]`` xyxy in input pixels, centred on the cell centres
-            ``((j + 0.5) * s, (i + 0.5) * s)``, and ``anchor_strides`` fp32 ``[N]``, where
+            ``((j + 0.5) * s, (i + 0.5) * s)`` (on ``((j + o) * s, (i + o) * s)`` with
+            ``grid_offset`` o), and ``anchor_strides`` fp32 ``[N]``, where
             ``N = A * sum_l H_l * W_l`` in level, then row-major, then anchor order.
         """
         points, point_strides = grid_points(sizes, self.strides, device)  # [P, 2], [P]
-        size = point_strides * self.anchor_sizes_per_stride  # [P] base size of each cell
-        base = self.base_anchors.to(device=device, dtype=torch.float32)  # [A, 4]
-        anchors = points.repeat(1, 2)[:, None, :] + base[None] * size[:, None, None]  # [P, A, 4]
+        if self.grid_offset != 0.5:  # grid_points gives the cell centres
+            points = points + (self.grid_offset - 0.5) * point_strides[:, None]
+        if self.round_anchors:
+            level = self.level_anchors.to(device=device, dtype=torch.float32)  # [L, A, 4]
+            cells = torch.cat(
+                [level[i][None].expand(h * w, -1, -1) for i, (h, w) in enumerate(sizes)]
+            )  # [P, A, 4]
+        else:
+            size = point_strides * self.anchor_sizes_per_stride  # [P] base size of each cell
+            base = self.base_anchors.to(device=device, dtype=torch.float32)  # [A, 4]
+            cells = base[None] * size[:, None, None]  # [P, A, 4]
+        anchors = points.repeat(1, 2)[:, None, :] + cells  # [P, A, 4]
         return anchors.reshape(-1, 4), point_strides.repeat_interleave(self.num_anchors)
 
     def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
