@@ -161,8 +161,8 @@ def test_make_loggers_adds_tensorboard_only_when_it_is_installed(tmp_path):
 
     names = [type(logger).__name__ for logger in make_loggers(tmp_path)]
     installed = importlib.util.find_spec("tensorboard") is not None
-    assert names == (["CSVLogger", "TensorBoardLogger"] if installed else ["CSVLogger"])
-    assert [type(x).__name__ for x in make_loggers(tmp_path, tensorboard=False)] == ["CSVLogger"]
+    assert names == (["StepLog", "TensorBoardLogger"] if installed else ["StepLog"])
+    assert [type(x).__name__ for x in make_loggers(tmp_path, tensorboard=False)] == ["StepLog"]
 
 
 def test_a_training_run_writes_the_pictures_and_tables(pyramid_config):

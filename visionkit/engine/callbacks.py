@@ -1,4 +1,5 @@
-"""Callbacks that fill the run folder: per-epoch ``metrics.csv`` and ``plots/curves.png``."""
+"""Callbacks that fill the run folder: per-epoch ``metrics.csv``, ``plots/curves.png``, and the
+per-step log ``logs/metrics.csv`` (:class:`StepLog`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
 from visionkit.checkpoint import write_atomic
@@ -153,18 +157,86 @@ def curve_panels(keys: list[str]) -> list[tuple[str, list[str]]]:
     )
 
 
-def make_loggers(run_dir: str | Path, tensorboard: bool | None = None) -> list[Any]:
-    """The run's Lightning loggers: a ``CSVLogger`` writing ``<run_dir>/logs/metrics.csv``
+def make_loggers(
+    run_dir: str | Path, tensorboard: bool | None = None, resume_step: int | None = None
+) -> list[Any]:
+    """The run's Lightning loggers: a :class:`StepLog` writing ``<run_dir>/logs/metrics.csv``
     (per step) always, and a ``TensorBoardLogger`` writing ``<run_dir>/tensorboard/`` when
     ``tensorboard`` is true, or (``None``) when the ``tensorboard`` package is installed
-    (``pip install visionkit[tensorboard]``)."""
+    (``pip install visionkit[tensorboard]``). ``resume_step``: the global step of the
+    checkpoint a resumed run continues from (the step log keeps the rows before it)."""
     import importlib.util
 
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.loggers import TensorBoardLogger
 
-    loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="", version="logs")]
+    loggers: list[Any] = [StepLog(run_dir, resume_step)]
     if tensorboard is None:
         tensorboard = importlib.util.find_spec("tensorboard") is not None
     if tensorboard:
         loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard"))
     return loggers
+
+
+class StepLog(CSVLogger):
+    """Lightning's CSV logger for ``<run_dir>/logs/metrics.csv``, safe to kill at any time.
+
+    Rows are appended as they are logged (every call is flushed, not every 100 steps), so a
+    killed run keeps its log up to its last logged step; when a new metric adds a column the
+    file is rewritten atomically (Lightning rewrites it in place). A resumed run
+    (``resume_step`` set) keeps the rows of the steps before its checkpoint and appends after
+    them, where Lightning's logger would delete the file: the log of a run resumed any number
+    of times, killed or not, holds every step once. A new run in a reused folder
+    (``--exist-ok``) starts the file afresh, as Lightning does."""
+
+    def __init__(self, run_dir: str | Path, resume_step: int | None = None) -> None:
+        super().__init__(save_dir=str(run_dir), name="", version="logs", flush_logs_every_n_steps=1)
+        self.resume_step = resume_step
+
+    @property
+    @rank_zero_experiment  # the file is rank 0's; other ranks get a no-op stand-in
+    def experiment(self) -> _StepLogWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _StepLogWriter(self.log_dir, self.resume_step)
+        return self._experiment
+
+
+class _StepLogWriter(ExperimentWriter):
+    """Lightning's CSV writer that keeps a resumed run's earlier rows and rewrites atomically."""
+
+    def __init__(self, log_dir: str, keep_before: int | None) -> None:
+        self.keep_before = keep_before
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        """Called by Lightning before the first row: a new run's file goes (Lightning's rule);
+        a resumed run's keeps the rows before ``keep_before``, and its header."""
+        path = Path(self.metrics_file_path)
+        if self.keep_before is None:
+            super()._check_log_dir_exists()
+            return
+        if not path.is_file():
+            return
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            self.metrics_keys = list(reader.fieldnames or [])
+        kept = [
+            r for r in rows if (r.get("step") or "").isdigit() and int(r["step"]) < self.keep_before
+        ]
+        if len(kept) < len(rows):  # the steps after the checkpoint are logged again
+            self._write_all(self.metrics_keys, kept)
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        with open(self.metrics_file_path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        self._write_all(fieldnames, rows)
+
+    def _write_all(self, fieldnames: list[str], rows: list[dict[str, Any]]) -> None:
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=fieldnames)
+                writer.writeheader()
+                writer.writerows(rows)
+
+        write_atomic(Path(self.metrics_file_path), write)

@@ -7,6 +7,7 @@ The datasets and pipelines come from :mod:`visionkit.build` (``build_datasets``,
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -15,10 +16,11 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader
 
 from visionkit.data.batch import collate
 from visionkit.data.datasets import MixedDataset, TransformedDataset, val_sets
+from visionkit.engine.sampling import EpochSampler
 from visionkit.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -68,18 +70,79 @@ class SkipCountingLoader(DataLoader):
                 )
 
 
+class ResumableLoader(SkipCountingLoader):
+    """The training loader: an :class:`~visionkit.engine.sampling.EpochSampler`'s batches, and
+    a ``state_dict`` (how many draws of which epoch were consumed) that Lightning saves in
+    every checkpoint and, when a run resumes mid-epoch, gives back to :meth:`load_state_dict`:
+    the pass that follows skips those draws, so the rest of the epoch is the uninterrupted
+    run's, sample for sample. The state is the same on every rank (each rank has consumed as
+    many batches), so rank 0's, the one Lightning writes, serves them all."""
+
+    sampler: EpochSampler
+
+    def __iter__(self):
+        self._batches = 0
+        for batch in super().__iter__():
+            self._batches += 1  # counted before the batch is trained on, as a checkpoint sees it
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        sampler = self.sampler
+        if not isinstance(sampler, EpochSampler):  # Lightning replaced it (overfit_batches)
+            return {}
+        per_rank = min(getattr(self, "_batches", 0) * int(self.batch_size), len(sampler))
+        return {
+            "epoch": sampler.iter_epoch,
+            "draws": sampler.iter_start + per_rank * sampler.num_replicas,
+            "dataset_size": len(sampler.dataset),
+            "world_size": sampler.num_replicas,
+            "batch_size": int(self.batch_size),
+            "seed": sampler.seed,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        sampler = self.sampler
+        if not state or not isinstance(sampler, EpochSampler):
+            return
+        now = {
+            "dataset_size": len(sampler.dataset),
+            "world_size": sampler.num_replicas,
+            "batch_size": int(self.batch_size),
+            "seed": sampler.seed,
+        }
+        changed = [f"{k} {state[k]} -> {v}" for k, v in now.items() if k in state and state[k] != v]
+        sampler.resume_at(state["epoch"], state["draws"], changed=", ".join(changed))
+
+
+def ignore_sigint(worker_id: int = 0) -> None:
+    """A loader worker ignores SIGINT: Ctrl-C in a terminal reaches every process of the group,
+    and a worker that died of it would fail the batch or the validation that the main process
+    still runs before it stops (:class:`~visionkit.engine.resume.CtrlC`); the main process
+    stops its workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def init_training_worker(worker_id: int, rank: int) -> None:
+    """A training loader worker: ignores SIGINT (:func:`ignore_sigint`), then seeds torch,
+    NumPy and ``random`` per (rank, worker) as Lightning does."""
+    ignore_sigint()
+    pl_worker_init_function(worker_id, rank=rank)
+
+
 class VisionDataModule(L.LightningDataModule):
     """Owns the datasets and pipelines of one config.
 
-    Under several processes (DDP), Lightning gives the training loader a
-    ``DistributedSampler`` (shuffled with the run's seed, the same on every rank, so the ranks
-    draw disjoint parts of one permutation; a mix's weighted sampler is wrapped the same way).
+    The training loader is a :class:`ResumableLoader` over an
+    :class:`~visionkit.engine.sampling.EpochSampler`: epoch ``e``'s order is a function of
+    ``(seed, e)`` alone (under DDP the ranks take disjoint parts of it, as Lightning's
+    ``DistributedSampler`` would deal them; a mix is drawn by weight, with replacement), each
+    sample's augmentations are seeded from ``(seed, e, draw)``, and a run resumed mid-epoch goes
+    on with the draws it had not trained on; so order and augmentations do not depend on the
+    number of loader workers or on any random state.
     Validation loaders get an :class:`~lightning.pytorch.overrides.distributed.
     UnrepeatedDistributedSampler` from here instead: rank ``r`` of ``W`` reads images ``r, r + W,
     ...`` with no padding, so every image is evaluated exactly once and the metrics equal those
-    of one process (the ranks may run one batch more or less). The training augmentations are
-    seeded per rank (and per loader worker) from the run's seed, so the ranks do not draw the
-    same flips.
+    of one process (the ranks may run one batch more or less).
 
     Args:
         datasets: the splits: ``train`` (one dataset) and ``val`` (one, or a name → dataset
@@ -93,6 +156,7 @@ class VisionDataModule(L.LightningDataModule):
         drop: Sample keys left out before the pipeline (:func:`visionkit.build.dropped_keys`:
             the readers' boxes, their labels and instance masks when no head learns from
             boxes; a classifier's loader then runs several times faster).
+        seed: the run's seed: the training order and augmentations are drawn from it.
     """
 
     def __init__(
@@ -104,6 +168,7 @@ class VisionDataModule(L.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         drop: Sequence[str] = (),
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.datasets = dict(datasets)
@@ -113,35 +178,40 @@ class VisionDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.drop = tuple(drop)
+        self.seed = int(seed)
 
     def _loader(self, dataset: Any, split: str) -> DataLoader:
         train = split == "train"
-        batch_size = self.batch_size if train else self.val_batch_size
-        sampler = None
         rank, world_size = self._rank_and_world_size()
-        worker_init_fn = None
-        if train and isinstance(dataset, MixedDataset):
-            sampler = WeightedRandomSampler(
-                dataset.sample_weights(), num_samples=len(dataset), replacement=True
+        transformed = TransformedDataset(
+            dataset, self.pipelines[split], reseed=train, rank=rank, drop=self.drop
+        )
+        common = {
+            "num_workers": self.num_workers,
+            "collate_fn": partial(collate),
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.num_workers > 0,
+            "drop_last": False,
+        }
+        if not train:
+            sampler = unpadded_sampler(dataset, rank, world_size) if world_size > 1 else None
+            return SkipCountingLoader(
+                transformed,
+                batch_size=self.val_batch_size,
+                sampler=sampler,
+                worker_init_fn=ignore_sigint,
+                **common,
             )
-        if train:  # torch / numpy / random seeded per (rank, worker), as Lightning does
-            worker_init_fn = partial(pl_worker_init_function, rank=rank)
-        elif world_size > 1:
-            sampler = unpadded_sampler(dataset, rank, world_size)
-        workers = self.num_workers
-        return SkipCountingLoader(
-            TransformedDataset(
-                dataset, self.pipelines[split], reseed=train, rank=rank, drop=self.drop
-            ),
-            batch_size=batch_size,
-            shuffle=train and sampler is None,
-            sampler=sampler,
-            num_workers=workers,
-            collate_fn=partial(collate),
-            pin_memory=self.pin_memory,
-            persistent_workers=workers > 0,
-            worker_init_fn=worker_init_fn,
-            drop_last=False,
+        weights = dataset.sample_weights() if isinstance(dataset, MixedDataset) else None
+        return ResumableLoader(
+            transformed,
+            batch_size=self.batch_size,
+            sampler=EpochSampler(dataset, self.seed, rank, world_size, weights=weights),
+            worker_init_fn=partial(init_training_worker, rank=rank),
+            # the workers' base seed comes from here, not from torch's global generator, which
+            # a loader would otherwise draw from at every pass (and so shift a resumed run's)
+            generator=torch.Generator().manual_seed(self.seed),
+            **common,
         )
 
     def _rank_and_world_size(self) -> tuple[int, int]:

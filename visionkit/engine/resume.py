@@ -1,19 +1,22 @@
-"""Continuing a run: which checkpoint to resume from, RNG state in checkpoints, SIGTERM.
+"""Continuing a run: which checkpoint to resume from, RNG state in checkpoints, SIGTERM, Ctrl-C.
 
 - ``resume: auto`` (or ``--resume auto``) picks the newest checkpoint of the run folder that
   loads; a truncated or corrupt one is reported and skipped, so the previous good one is used.
-- :class:`RngStateCallback` saves the Python, NumPy and torch random states in every
-  checkpoint and restores them on resume, so data order and augmentations continue as in an
-  uninterrupted run.
-- :class:`SigtermCheckpoint` writes ``checkpoints/last.ckpt`` when the run receives SIGTERM
-  (Lightning stops the loop at the next batch); :func:`~visionkit.engine.runner.train` then
-  exits with :class:`~visionkit.errors.TrainingInterrupted`.
+- :class:`RngStateCallback` saves every rank's Python, NumPy and torch random states in every
+  checkpoint and restores them on resume, so the model's own random draws continue as in an
+  uninterrupted run (data order and augmentations come from :mod:`visionkit.engine.sampling`
+  and need no random state).
+- :class:`SigtermCheckpoint` writes ``checkpoints/last.ckpt`` when the run receives SIGTERM or
+  a first Ctrl-C (:class:`CtrlC`); Lightning stops the loop after the current batch, and
+  :func:`~visionkit.engine.runner.train` exits with :class:`~visionkit.errors.TrainingInterrupted`.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -66,48 +69,137 @@ def _set_numpy_state(state: dict[str, Any]) -> None:
     )
 
 
-class RngStateCallback(L.Callback):
-    """Puts the Python, NumPy and torch random states into every checkpoint (as tensors and
-    plain types, so ``weights_only`` loading works) and restores them when a run resumes.
+def _rng_state() -> dict[str, Any]:
+    """This process's Python, NumPy, torch (and CUDA) random states, as tensors and plain
+    types (``weights_only`` loading reads them)."""
+    version, internal, gauss = random.getstate()
+    state = {
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "numpy": _numpy_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
-    The states are restored at ``on_train_start``, after the sanity-check validation (whose
-    data-loader iterator draws from the torch generator), so the training batches and their
-    augmentations continue exactly as in an uninterrupted run."""
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    _set_numpy_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _distributed() -> bool:
+    return (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    )
+
+
+class RngStateCallback(L.Callback):
+    """Puts every process's Python, NumPy and torch random states into every checkpoint
+    (gathered from all ranks: ``{"ranks": [rank 0's, rank 1's, ...]}``) and restores each
+    rank's own when a run resumes.
+
+    The data order and the augmentations do not need them (they are drawn from the seed, the
+    epoch and the sample's draw: :mod:`visionkit.engine.sampling`); what does is the model's
+    own randomness, e.g. dropout or a head's random subset of positives. The states are
+    restored at ``on_train_start``, after the sanity-check validation, so the training steps
+    continue exactly as in an uninterrupted run. Resumed with another number of processes,
+    a rank without a saved state keeps its seeded start, and a warning says so."""
 
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        version, internal, gauss = random.getstate()
-        state = {
-            "python": {"version": version, "state": list(internal), "gauss": gauss},
-            "numpy": _numpy_state(),
-            "torch": torch.get_rng_state(),
-        }
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
+        # every rank builds the checkpoint (Trainer.save_checkpoint), so all take part here
+        state = _rng_state()
+        if not _distributed():
+            return {"ranks": [state]}
+        states: list[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(states, state)
+        return {"ranks": states}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._pending is not None:
-            self._restore(self._pending)
-            self._pending = None
+        if self._pending is None:
+            return
+        pending, self._pending = self._pending, None
+        rank, world_size = int(trainer.global_rank), int(trainer.world_size)
+        # an older checkpoint holds rank 0's states only, not in a list
+        states = pending.get("ranks", [pending])
+        if rank < len(states):
+            _set_rng_state(states[rank])
+        if len(states) != world_size and rank == 0:
+            logger.warning(
+                "resume: the checkpoint holds the random states of %d process(es) and this run "
+                "has %d: %s; the model's own random draws (dropout, sampled positives) are not "
+                "exactly those of an uninterrupted run",
+                len(states),
+                world_size,
+                f"ranks {len(states)}..{world_size - 1} start from the seeded state"
+                if world_size > len(states)
+                else f"the states of ranks {world_size}..{len(states) - 1} are not used",
+            )
 
-    @staticmethod
-    def _restore(state_dict: dict[str, Any]) -> None:
-        py = state_dict["python"]
-        random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
-        _set_numpy_state(state_dict["numpy"])
-        torch.set_rng_state(state_dict["torch"])
-        if "cuda" in state_dict and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+class LoaderState(L.Callback):
+    """Saves the training loader's ``state_dict`` (which draws of the epoch were consumed:
+    :class:`~visionkit.engine.datamodule.ResumableLoader`) in every checkpoint and gives it
+    back at ``on_train_start`` of a resumed run, before the first batch is drawn.
+
+    Lightning stores a stateful loader's state too, but restores it only when it sets the
+    loader up after loading the checkpoint; ``VisionSystem.configure_optimizers`` sets it up
+    before (``trainer.estimated_stepping_batches``), so that restore never happens. Loading
+    is harmless when the checkpoint is at an epoch end: the state then names an epoch whose
+    draws are all consumed, and the next epoch starts at its beginning."""
+
+    def __init__(self) -> None:
+        self._trainer: L.Trainer | None = None
+        self._pending: dict[str, Any] | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        loader = getattr(self._trainer, "train_dataloader", None)
+        return {"train": loader.state_dict()} if hasattr(loader, "state_dict") else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict.get("train")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pending, self._pending = self._pending, None
+        loader = trainer.train_dataloader
+        if pending is not None and hasattr(loader, "load_state_dict"):
+            loader.load_state_dict(pending)
+            return
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        if trainer.ckpt_path and 0 < done < trainer.num_training_batches:
+            logger.warning(
+                "resume: %s was written in the middle of epoch %d (after %d of its %d batches) "
+                "and holds no training-loader state (an older visionkit wrote it): the rest of "
+                "that epoch is drawn from the start of the epoch's order, not from the samples "
+                "the interrupted run had left",
+                trainer.ckpt_path,
+                trainer.current_epoch,
+                done,
+                trainer.num_training_batches,
+            )
 
 
 class SigtermCheckpoint(L.Callback):
-    """On SIGTERM (preemption), save ``path`` so that ``--resume`` continues from here."""
+    """On SIGTERM (preemption) or a first Ctrl-C (:class:`CtrlC`), save ``path`` so that
+    ``--resume`` continues from here.
+
+    Lightning stops the loop after the current training batch (the checkpoint is then at a
+    step boundary: mid-epoch, the training loader's state says which samples are left)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -120,8 +212,48 @@ class SigtermCheckpoint(L.Callback):
             trainer.save_checkpoint(self.path)
             self.saved = True
             logger.warning(
-                "SIGTERM at epoch %d, step %d: saved %s",
+                "stopped at epoch %d, step %d: saved %s",
                 trainer.current_epoch,
                 trainer.global_step,
                 self.path,
             )
+
+
+class CtrlC:
+    """While training, the first Ctrl-C (SIGINT) stops the run as SIGTERM does: the current
+    training batch finishes, :class:`SigtermCheckpoint` saves ``last.ckpt`` and the run ends
+    with :class:`~visionkit.errors.TrainingInterrupted` (exit status 130). A second Ctrl-C
+    stops at once, without saving (Lightning's ``KeyboardInterrupt`` handling).
+
+    A context manager around ``trainer.fit``; the handler is only installed in the main thread
+    (Python runs signal handlers there). Under DDP rank 0's flag is broadcast by Lightning
+    before every batch, so every rank stops after the same batch."""
+
+    def __init__(self, trainer: L.Trainer, path: str | Path) -> None:
+        self.trainer = trainer
+        self.path = Path(path)
+        self.pressed = False
+        self._previous: Any = None
+
+    def __enter__(self) -> CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        connector = getattr(self.trainer, "_signal_connector", None)
+        if self.pressed or connector is None or not hasattr(connector, "received_sigterm"):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.pressed = True
+        connector.received_sigterm = True  # Lightning's own stop-after-this-batch flag
+        logger.warning(
+            "Ctrl-C: stopping after the current training batch and saving %s "
+            "(press Ctrl-C again to stop at once without saving)",
+            self.path,
+        )

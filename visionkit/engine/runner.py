@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from visionkit.build import (
     targets_needed,
     trainer_kwargs,
 )
+from visionkit.build.data import check_checkpoint_classes, split_spec
 from visionkit.build.model import load
 from visionkit.checkpoint import load_checkpoint, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, save_config
@@ -38,7 +38,13 @@ from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
 from visionkit.engine.datamodule import VisionDataModule
 from visionkit.engine.ema import EMACallback
 from visionkit.engine.pictures import ValidationPictures
-from visionkit.engine.resume import RngStateCallback, SigtermCheckpoint, find_resume_checkpoint
+from visionkit.engine.resume import (
+    CtrlC,
+    LoaderState,
+    RngStateCallback,
+    SigtermCheckpoint,
+    find_resume_checkpoint,
+)
 from visionkit.engine.system import VisionSystem
 from visionkit.errors import ConfigError, TrainingInterrupted
 from visionkit.models.model import VisionModel
@@ -82,6 +88,7 @@ def make_datamodule(cfg: Config, datasets: dict[str, Any], model: VisionModel) -
         num_workers=data.num_workers,
         pin_memory=data.pin_memory,
         drop=dropped_keys(cfg),
+        seed=cfg.seed,
     )
 
 
@@ -104,6 +111,10 @@ def train(
     ``metrics.csv`` (per epoch), ``metrics.json`` (validation metrics of ``best.ckpt``, and
     ``time/train_s`` / ``time/val_s``: this process's wall time of training steps and of the
     validations between them), ``plots/curves.png`` and ``logs/`` (per-step CSV log).
+
+    ``trainer.fit`` runs with :class:`~visionkit.engine.resume.CtrlC` installed: a first
+    Ctrl-C, like SIGTERM, ends the run after the current batch with ``last.ckpt`` saved and
+    :class:`~visionkit.errors.TrainingInterrupted`.
     """
     cfg = load_config(config, overrides)
     if cfg.data.train is None:
@@ -119,6 +130,9 @@ def train(
     resume_from = resolve_resume(resume, run_dir)
 
     datasets = build_datasets(cfg.data, needs=targets_needed(cfg))
+    check_checkpoint_classes(
+        datasets, resume_from or cfg.model.init_from, resume=resume_from is not None
+    )
     # A resumed run gets its weights from the checkpoint: model.init_from is not read again.
     model = build_model(cfg, datasets, resume=resume_from is not None)
     cfg = load_config(model.meta["config"])
@@ -158,25 +172,22 @@ def train(
     sigterm = SigtermCheckpoint(run_dir / "checkpoints" / "last.ckpt")
     timer = TrainingTime()
     callbacks: list[L.Callback] = [checkpoint, last, RunFolderCallback(run_dir), RngStateCallback()]
+    callbacks.append(LoaderState())
     callbacks.append(timer)
     callbacks += training_callbacks(cfg, run_dir, monitor, mode, has_val)
     callbacks.append(ValidationPictures(run_dir, val_dataset=datasets.get("val")))
     callbacks.append(sigterm)
+    resume_step = None if resume_from is None else int(load_checkpoint(resume_from)["global_step"])
     trainer = make_trainer(
         cfg,
         run_dir,
         callbacks=callbacks,
-        logger=make_loggers(run_dir),
+        logger=make_loggers(run_dir, resume_step=resume_step),
         **({} if has_val else {"limit_val_batches": 0}),
     )
-    earlier_steps = step_log_before(run_dir, resume_from)
-    try:
-        metrics = _fit_and_validate_best(
-            trainer, system, datamodule, resume_from, sigterm, (checkpoint, last) if has_val else ()
-        )
-    finally:
-        if earlier_steps and trainer.is_global_zero:
-            prepend_step_log(run_dir, earlier_steps)
+    metrics = _fit_and_validate_best(
+        trainer, system, datamodule, resume_from, sigterm, (checkpoint, last) if has_val else ()
+    )
     if metrics:
         metrics.update(timer.times())
     if metrics and trainer.is_global_zero:
@@ -195,18 +206,23 @@ def _fit_and_validate_best(
 ) -> dict[str, float]:
     """``trainer.fit``, then validation of the first checkpoint written by ``pick_from``
     (``best.ckpt``, else ``last.ckpt``); its metrics, or none when ``pick_from`` is empty."""
+    ctrl_c = CtrlC(trainer, sigterm.path)
     try:
-        trainer.fit(
-            system,
-            datamodule=datamodule,
-            ckpt_path=str(resume_from) if resume_from else None,
-            weights_only=True,
-        )
+        with ctrl_c:
+            trainer.fit(
+                system,
+                datamodule=datamodule,
+                ckpt_path=str(resume_from) if resume_from else None,
+                weights_only=True,
+            )
     except SIGTERMException:
         if not sigterm.saved:
             raise
         raise TrainingInterrupted(
-            sigterm.path, trainer.current_epoch, trainer.global_step
+            sigterm.path,
+            trainer.current_epoch,
+            trainer.global_step,
+            signal="SIGINT" if ctrl_c.pressed else "SIGTERM",
         ) from None
     path = next((c.best_model_path for c in pick_from if c.best_model_path), None)
     if path is None:
@@ -266,40 +282,6 @@ def resolve_resume(resume: str | os.PathLike | None, run_dir: Path) -> Path | No
     return Path(resume)
 
 
-STEP_LOG = Path("logs") / "metrics.csv"
-
-
-def step_log_before(run_dir: Path, resume_from: Path | None) -> list[dict[str, str]]:
-    """The rows of the per-step log (``logs/metrics.csv``) before the checkpoint a run resumes
-    from. Lightning's CSV logger starts that file afresh; :func:`prepend_step_log` puts these
-    rows back in front, so the log of a resumed run covers every step once."""
-    path = run_dir / STEP_LOG
-    if resume_from is None or not path.is_file():
-        return []
-    step = int(load_checkpoint(resume_from).get("global_step", 0))
-    with open(path, newline="", encoding="utf-8") as f:
-        return [
-            r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) < step
-        ]
-
-
-def prepend_step_log(run_dir: Path, earlier: list[dict[str, str]]) -> None:
-    path = run_dir / STEP_LOG
-    rows: list[dict[str, str]] = []
-    if path.is_file():
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    columns = list(dict.fromkeys(k for r in [*earlier, *rows] for k in r))
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows([*earlier, *rows])
-
-    write_atomic(path, write)
-
-
 def training_callbacks(
     cfg: Config, run_dir: Path, monitor: str, mode: str, has_val: bool
 ) -> list[L.Callback]:
@@ -330,6 +312,7 @@ def training_callbacks(
                 min_delta=stop.min_delta,
                 mode=stop_mode,
                 check_on_train_epoch_end=not has_val,
+                check_finite=False,  # an undefined main metric (NaN) is not a divergence
             )
         )
     return callbacks
@@ -359,8 +342,10 @@ def evaluate(
     checkpoint: str | os.PathLike,
     overrides: Sequence[str] = (),
     save_predictions: str | os.PathLike | None = None,
+    split: str = "val",
+    scored: dict[str, Any] | None = None,
 ) -> dict[str, float]:
-    """Evaluate a checkpoint on the validation data of its own config.
+    """Evaluate a checkpoint on the validation (or test) data of its own config.
 
     Args:
         checkpoint: a checkpoint written by :func:`train`.
@@ -368,16 +353,26 @@ def evaluate(
             (e.g. ``data.val.images=/other/data``, ``trainer.devices=2``).
         save_predictions: write the exact COCO results list that was evaluated to this json
             (one detection head; with several, the head name is added before the suffix).
+        split: ``"val"`` (``data.val``) or ``"test"`` (``data.test``, built like ``val``:
+            every image kept); the metric keys are the same for both.
+        scored: a dict that receives the evaluators that scored (evaluator key → evaluator,
+            e.g. for per-class tables: :meth:`~visionkit.evaluation.coco.CocoEvaluator.
+            per_class_ap`).
     """
     bad = [o for o in overrides if not o.startswith(EVAL_OVERRIDE_SECTIONS)]
     if bad:
         raise ConfigError([f"{o!r}: eval accepts data.* and trainer.* overrides only" for o in bad])
     model = load(checkpoint)
     cfg = load_config(model.meta["config"], overrides)
-    if cfg.data.val is None:
-        raise ConfigError("data.val: required for evaluation")
     label_names = model.meta.get("label_names") or {}
-    val = build_split(cfg.data.val, split="val", label_names=label_names, needs=targets_needed(cfg))
+    val = build_split(
+        split_spec(cfg.data, split),
+        split=split,
+        label_names=label_names,
+        needs=targets_needed(cfg),
+        category_ids=model.meta.get("category_ids"),
+        reference=f"checkpoint {checkpoint}",
+    )
     datasets = {"val": val}
     datamodule = make_datamodule(cfg, datasets, model)
     system = VisionSystem(
@@ -393,6 +388,8 @@ def evaluate(
     metrics.update(system.last_metrics)
     if save_predictions is not None and trainer.is_global_zero:
         _save_predictions(system, Path(save_predictions))
+    if scored is not None:
+        scored.update(system.evaluators.items())
     return metrics
 
 

@@ -197,9 +197,12 @@ class VisionSystem(L.LightningModule):
         optimizer = self.make_optimizer(self.model, fused)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         # (estimated_stepping_batches has set num_training_batches up)
-        batches = self.trainer.num_training_batches
-        accumulate = self.trainer.accumulate_grad_batches
-        per_epoch = total if math.isinf(batches) else max(1, math.ceil(batches / accumulate))
+        batches = getattr(self.trainer, "num_training_batches", math.inf)
+        if math.isinf(batches):  # an iterable without a length: epochs by max_epochs
+            per_epoch = max(1, math.ceil(total / max(1, self.trainer.max_epochs or 1)))
+        else:
+            accumulate = getattr(self.trainer, "accumulate_grad_batches", 1)
+            per_epoch = max(1, math.ceil(batches / accumulate))
         factor = self.lr_schedule(total, per_epoch)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {

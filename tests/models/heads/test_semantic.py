@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from torch import Tensor, nn
 
 from visionkit.config import builder_schema
+from visionkit.errors import SampleError
 from visionkit.models.backbones import create_backbone
 from visionkit.models.heads import DeepLabV3PlusHead, SemanticFPNHead
 from visionkit.models.heads._semantic import near_boundary, soft_dice_loss
@@ -252,7 +253,7 @@ def test_loss_is_fp32_under_autocast_and_rejects_bad_labels(kind):
     assert all(p["mask"].dtype == torch.int64 for p in preds)
     bad = make_targets()
     bad["semantic"][0, 10, 10] = NUM_CLASSES
-    with pytest.raises(ValueError, match=r"outside 0\.\.2"):
+    with pytest.raises(SampleError, match=r"values \[3\] that are neither classes 0\.\.2"):
         head.loss(out, bad)
 
 

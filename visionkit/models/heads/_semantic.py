@@ -155,9 +155,10 @@ def raise_bad_labels(target: Tensor, bad: Tensor, image_ids: Any, head: Any) -> 
     no class of ``head`` nor ignored (``bad``: bool ``[B, H, W]``), naming the images' ids,
     the values and the range: the last guard behind the readers' own checks."""
     rows = bad.flatten(1).any(dim=1).nonzero().flatten().tolist()
-    which = f"image ids {[int(image_ids[i]) for i in rows][:10]}"
     if image_ids is None:
         which = f"batch images {rows[:10]}"
+    else:
+        which = f"image ids {[int(image_ids[i]) for i in rows][:10]}"
     values = sorted(set(target[bad].unique().tolist()))[:10]
     raise SampleError(
         f"semantic label maps of {which} have values {values} that are neither "
