@@ -31,6 +31,7 @@ from visionkit.config.schema import (
     DataConfig,
     SyntheticConfig,
 )
+from visionkit.data.mixing import MULTI_IMAGE, multi_image_problems
 from visionkit.data.transforms import (
     EVAL_GEOMETRY_ALLOWED,
     build_transform,
@@ -103,9 +104,12 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     if model.get("neck") is not None:
         neck = _validate_component(NECKS, model["neck"], "model.neck", problems)
     splits = {}
-    for split in ("train", "val"):
-        if raw_data.get(split) is not None:
-            splits[split] = _validate_datasets(raw_data[split], f"data.{split}", problems)
+    for split in ("train", "val", "test"):
+        spec = raw_data.get(split)
+        if split == "test":
+            spec = _format_from_val(spec, raw_data.get("val"))
+        if spec is not None:
+            splits[split] = _validate_datasets(spec, f"data.{split}", problems)
     problems += _transform_problems(
         raw_data.get("transforms"), raw_data.get("image_size"), _spatial_heads(heads)
     )
@@ -115,7 +119,21 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     cfg.model.neck = neck
     cfg.data.train = splits.get("train")
     cfg.data.val = splits.get("val")
+    cfg.data.test = splits.get("test")
     return cfg
+
+
+def _format_from_val(test: Any, val: Any) -> Any:
+    """``data.test`` given as one dataset without ``format`` (``data.test.images=DIR`` on the
+    command line) takes the ``format`` of a single ``data.val``; a mix (every value a
+    mapping) and anything else are left as they are."""
+    if not isinstance(test, Mapping) or not test or "format" in test:
+        return test
+    if all(isinstance(v, Mapping) for v in test.values()):
+        return test
+    if isinstance(val, Mapping) and isinstance(val.get("format"), str):
+        return {"format": val["format"], **test}
+    return test
 
 
 def _spatial_heads(heads: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -154,6 +172,8 @@ def _transform_problems(
     problems = []
     for split in ("train", "val"):
         steps = transforms.get(split) if isinstance(transforms, Mapping) else None
+        # multi-image steps: training only, Mosaic first, MixUp / CopyPaste last
+        problems += multi_image_problems(steps, f"data.transforms.{split}", split == "train")
         for i, step in enumerate(steps if isinstance(steps, list) else []):
             if not isinstance(step, Mapping):
                 continue  # the schema reports it
@@ -164,6 +184,8 @@ def _transform_problems(
             except ConfigError as err:
                 problems += err.problems
                 continue
+            if step.get("name") in MULTI_IMAGE:
+                continue  # refused in an evaluation pipeline above
             reason = eval_geometry_problem(transform) if split == "val" and spatial_heads else None
             if reason:
                 problems.append(

@@ -1,5 +1,6 @@
 """Datasets built from readers: several read as one (:class:`MixedDataset`), samples run
-through a pipeline (:class:`TransformedDataset`), and the label families of the splits.
+through a pipeline (:class:`TransformedDataset`), and the label families of the splits (their
+class lists compared and merged in :mod:`visionkit.data.classes`).
 
 None of this needs Lightning: the engine's data module, ``check-data``, the pictures and the
 benchmarks use it alike.
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from visionkit.data.classes import class_source, merge_classes, relabel
+from visionkit.data.mixing import mix, mosaic_extras
 from visionkit.data.transforms import apply_pipeline
 from visionkit.errors import DataError, SampleError, VisionkitError
 
@@ -24,7 +27,10 @@ class MixedDataset(Dataset):
 
     Each part keeps its own labels: an image from a classification folder carries ``class``
     only, one from a COCO file ``boxes`` only, and each head learns from the images that carry
-    its labels. Label families that several parts carry must name the same classes.
+    its labels. The parts' class lists are merged by name (:func:`merge_classes`): a class
+    that only some parts have is added, and each part's labels are moved to the merged order
+    as its samples are read; parts that give one class two COCO category ids, or one id two
+    names, are refused (:class:`~visionkit.errors.DataError`).
 
     Args:
         parts: name → dataset.
@@ -41,19 +47,20 @@ class MixedDataset(Dataset):
             self.offsets.append(total)
             total += len(dataset)
         self.total = total
-        self.label_names = merge_label_names(self.parts)
-        with_ids = [d for d in self.parts.values() if getattr(d, "category_ids", None)]
-        self.category_ids = list(with_ids[0].category_ids) if with_ids else []
+        self.label_names, self.category_ids, self.mappings = merge_classes(self.parts)
+        self.class_source = "; ".join(
+            f"{name}: {class_source(dataset)}" for name, dataset in self.parts.items()
+        )
 
     def __len__(self) -> int:
         return self.total
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        for offset, dataset in zip(
-            reversed(self.offsets), reversed(self.parts.values()), strict=True
+        for offset, (name, dataset) in zip(
+            reversed(self.offsets), reversed(self.parts.items()), strict=True
         ):
             if index >= offset:
-                return dataset[index - offset]
+                return relabel(dataset[index - offset], self.mappings.get(name, {}))
         raise IndexError(index)
 
     def path_of(self, index: int) -> str:
@@ -124,11 +131,12 @@ class TransformedDataset(Dataset):
     The Sample keys in ``drop`` (e.g. ``boxes``, ``labels``, ``masks`` for a model without a
     box head) are left out before the pipeline.
 
-    With ``reseed`` (training), the pipeline's random stream is re-seeded before every sample
-    from torch's generator and ``rank``: torch's generator is seeded by the run's ``seed`` (per
-    loader worker by Lightning) and saved in checkpoints, so augmentations are reproducible,
-    differ between ranks, and a resumed run continues with those of an uninterrupted one.
-    (albumentations alone seeds itself from OS entropy.)
+    With ``reseed`` (training), the pipeline's random stream is re-seeded before every sample:
+    from the index's ``seed_keys`` when it has them (the training sampler's
+    :class:`~visionkit.engine.sampling.SampleKey`: run seed, epoch and draw, so augmentations
+    depend on neither loader workers nor random state, and a resumed run draws those of an
+    uninterrupted one), else from torch's generator and ``rank``. (albumentations alone seeds
+    itself from OS entropy.) Multi-image steps (:mod:`visionkit.data.mixing`) draw from it too.
     """
 
     def __init__(
@@ -149,6 +157,18 @@ class TransformedDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.read(index)
+        if self.reseed:  # (seed, epoch, draw) from the training sampler, else torch's stream
+            keys = getattr(index, "seed_keys", None) or (int(torch.randint(2**62, ())), self.rank)
+            seed_pipeline(self.pipeline, *keys)
+        out = self.transform(index, sample)
+        where = f"sample {index} (image id {sample.get('image_id')}, {sample.get('path')})"
+        for step in getattr(self.pipeline, "mixing", ()):  # MixUp, CopyPaste
+            out = mix(step, self, out, where)
+        return out
+
+    def read(self, index: int) -> dict[str, Any]:
+        """Sample ``index`` from the dataset, less the keys in ``drop``."""
         try:
             sample = self.dataset[index]
         except Exception as err:
@@ -158,17 +178,22 @@ class TransformedDataset(Dataset):
             raise SampleError(f"{where}: reading failed: {what}{err}") from err
         if self.drop:
             sample = {key: value for key, value in sample.items() if key not in self.drop}
-        if self.reseed:
-            seed_pipeline(self.pipeline, int(torch.randint(2**62, ())), self.rank)
+        return sample
+
+    def transform(self, index: int, sample: dict[str, Any]) -> dict[str, Any]:
+        """``sample`` (read at ``index``) through the pipeline, after its ``Mosaic`` when one
+        is drawn."""
+        extras = mosaic_extras(self)
         try:
-            out = apply_pipeline(self.pipeline, sample)
+            raw = self.pipeline.mosaic(sample, extras) if extras else sample
+            out = apply_pipeline(self.pipeline, raw)
         except Exception as err:
             raise SampleError(
                 f"sample {index} (image id {sample.get('image_id')}, {sample.get('path')}): "
                 f"transform failed: {type(err).__name__}: {err}"
             ) from err
-        if sample.get("skipped"):
-            out["skipped"] = sample["skipped"]
+        if raw.get("skipped"):
+            out["skipped"] = raw["skipped"]
         return out
 
 

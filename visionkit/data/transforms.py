@@ -7,6 +7,13 @@ A pipeline is a list of albumentations transforms written as dicts::
     - {name: HorizontalFlip, p: 0.5}
 
 Each is built with ``strict=True``, so an unknown parameter fails at build time naming it.
+albumentations' compositions nest steps (:data:`COMPOSITIONS`)::
+
+    - {name: OneOf, p: 0.8, transforms: [{name: RandomBrightnessContrast}, {name: Blur}]}
+    - {name: SomeOf, n: 2, transforms: [...]}
+
+and a training pipeline may hold multi-image steps (``Mosaic`` first, ``MixUp`` /
+``CopyPaste`` last), applied with other samples of the dataset (:mod:`visionkit.data.mixing`).
 Normalisation (mean/std of the backbone's pretrained config) and the tensor conversion are
 appended by :func:`build_pipeline`; boxes travel as ``pascal_voc`` (absolute xyxy) with their
 labels and an instance index, so a box dropped by a transform takes its label (and its
@@ -40,8 +47,17 @@ import pydantic
 import torch
 from albumentations.pytorch import ToTensorV2
 
+from visionkit.data import mixing
 from visionkit.data.batch import Sample
 from visionkit.errors import ConfigError
+
+#: albumentations' compositions a config may use: class and the types of its parameters
+#: besides ``transforms`` (the list of nested steps); defaults are albumentations' own.
+COMPOSITIONS: dict[str, tuple[type, dict[str, Any]]] = {
+    "OneOf": (A.OneOf, {"p": mixing.Probability}),
+    "SomeOf": (A.SomeOf, {"n": pydantic.PositiveInt, "replace": bool, "p": mixing.Probability}),
+    "Sequential": (A.Sequential, {"p": mixing.Probability}),
+}
 
 
 def default_transforms(image_size: int | Sequence[int], train: bool) -> list[dict[str, Any]]:
@@ -82,9 +98,30 @@ def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) ->
     [96, 128]
     >>> with_image_size({"name": "Resize", "height": 64, "width": 64}, 160)["height"]
     64
+
+    The steps inside a composition (``OneOf``, ``SomeOf``, ``Sequential``) are filled alike;
+    ``Mosaic`` gets ``target_size`` and, when left out, ``cell_shape`` = ``target_size``
+    (each image fills a cell the size of the output, as in YOLO's mosaic).
+
+    >>> with_image_size({"name": "OneOf", "transforms": [{"name": "CenterCrop"}]}, 64)
+    {'name': 'OneOf', 'transforms': [{'name': 'CenterCrop', 'height': 64, 'width': 64}]}
+    >>> with_image_size({"name": "Mosaic"}, [96, 128])
+    {'name': 'Mosaic', 'target_size': [96, 128], 'cell_shape': [96, 128]}
     """
     out = dict(spec)
-    cls = getattr(A, out.get("name", ""), None) if isinstance(out.get("name"), str) else None
+    name = out.get("name") if isinstance(out.get("name"), str) else ""
+    if name in COMPOSITIONS and isinstance(out.get("transforms"), list):
+        out["transforms"] = [
+            with_image_size(s, image_size) if isinstance(s, Mapping) else s
+            for s in out["transforms"]
+        ]
+        return out
+    if name == "Mosaic":
+        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+        out.setdefault("target_size", [int(h), int(w)])
+        out.setdefault("cell_shape", out["target_size"])
+        return out
+    cls = getattr(A, name, None)
     if not (inspect.isclass(cls) and issubclass(cls, A.BasicTransform)):
         return out  # build_transform reports it
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
@@ -103,33 +140,32 @@ def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) ->
     return out
 
 
-def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> A.BasicTransform:
-    """One albumentations transform from ``{name: ..., **params}``; errors name the key."""
+def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> Any:
+    """One step from ``{name: ..., **params}``: an albumentations transform, a composition
+    (:data:`COMPOSITIONS`, its ``transforms`` built recursively) or a ``MixUp`` /
+    ``CopyPaste`` step (:data:`visionkit.data.mixing.MULTI_IMAGE`). Errors name the key
+    path, nested steps included (``data.transforms.train[2].transforms[1].name: ...``)."""
     params = dict(spec)
     name = params.pop("name", None)
-    cls = getattr(A, name, None) if isinstance(name, str) else None
-    if not (inspect.isclass(cls) and issubclass(cls, A.BasicTransform)):
-        names = [n for n in dir(A) if n[:1].isupper()]
+    known = name if isinstance(name, str) else ""
+    if known in COMPOSITIONS:
+        return _build_composition(known, params, where)
+    step_class = mixing.MULTI_IMAGE.get(known)
+    mixer = step_class is not None and step_class.stage == "after"
+    cls = step_class if mixer else getattr(A, known, None)
+    if not (mixer or (inspect.isclass(cls) and issubclass(cls, A.BasicTransform))):
+        names = [n for n in dir(A) if n[:1].isupper()] + list(mixing.MULTI_IMAGE)
         close = difflib.get_close_matches(str(name), names, n=3)
+        if not close and len(known) > 3:  # "Brightnes" → RandomBrightnessContrast
+            close = [n for n in names if known.lower() in n.lower()][:3]
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ConfigError(f"{where}.name: unknown albumentations transform {name!r}{hint}")
-    signature = inspect.signature(cls.__init__).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
-        valid = [p for p in signature if p not in ("self", "strict")]
-        unknown = [k for k in params if k not in valid]
-        if unknown:
-            raise ConfigError(
-                [
-                    f"{where}.{key}: unknown parameter of {name}"
-                    + (
-                        f"; did you mean {close[0]!r}?"
-                        if (close := difflib.get_close_matches(key, valid, n=1))
-                        else ""
-                    )
-                    for key in unknown
-                ]
-            )
+    _check_parameters(cls, name, params, where)
     try:
+        if mixer:
+            step = cls(**params)
+            step.where = where
+            return step
         return cls(**params, strict=True)
     except (TypeError, ValueError) as err:
         cause = (
@@ -140,6 +176,74 @@ def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> A.Bas
                 [f"{where}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in cause.errors()]
             ) from None
         raise ConfigError(f"{where} ({name}): {err}") from None
+
+
+def _check_parameters(cls: type, name: str, params: Mapping[str, Any], where: str) -> None:
+    """Refuse the keys of ``params`` that ``cls.__init__`` does not take, naming each with the
+    closest valid one (else all of them)."""
+    signature = inspect.signature(cls.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in signature.values()):
+        return
+    valid = [p for p in signature if p not in ("self", "strict")]
+    problems = []
+    for key in (k for k in params if k not in valid):
+        close = difflib.get_close_matches(key, valid, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(valid)}"
+        problems.append(f"{where}.{key}: unknown parameter of {name}; {hint}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _build_composition(name: str, params: dict[str, Any], where: str) -> A.BaseCompose:
+    """``OneOf`` / ``SomeOf`` / ``Sequential`` with its nested steps built recursively; every
+    problem of the composition and of its steps is reported at once."""
+    cls, types = COMPOSITIONS[name]
+    steps = params.pop("transforms", None)
+    problems = []
+    for key, value in params.items():
+        if key not in types:
+            close = difflib.get_close_matches(key, ["transforms", *types], n=1)
+            hint = (
+                f"; did you mean {close[0]!r}?"
+                if close
+                else f"; valid: transforms, {', '.join(types)}"
+            )
+            problems.append(f"{where}.{key}: unknown parameter of {name}{hint}")
+            continue
+        try:
+            params[key] = pydantic.TypeAdapter(types[key]).validate_python(value)
+        except pydantic.ValidationError as err:
+            problems += [f"{where}.{key}: {e['msg']}, got {value!r}" for e in err.errors()]
+    if not isinstance(steps, list) or not steps:
+        problems.append(
+            f"{where}.transforms: {name} needs a non-empty list of steps "
+            f"([{{name: ..., ...}}, ...]), got {steps!r}"
+        )
+        steps = []
+    built = []
+    for i, step in enumerate(steps):
+        here = f"{where}.transforms[{i}]"
+        if not isinstance(step, Mapping):
+            problems.append(f"{here}: expected a step ({{name: ..., ...}}), got {step!r}")
+            continue
+        if isinstance(step.get("name"), str) and step["name"] in mixing.MULTI_IMAGE:
+            problems.append(
+                f"{here} ({step['name']}): a multi-image step cannot sit inside {name}; give "
+                "it its own p at the top level of data.transforms.train"
+            )
+            continue
+        try:
+            built.append(build_transform(step, here))
+        except ConfigError as err:
+            problems += err.problems
+    if name == "SomeOf" and not params.get("replace") and params.get("n", 1) > len(steps) > 0:
+        problems.append(
+            f"{where}.n: {params['n']} steps asked of {len(steps)} (give n <= the number of "
+            "transforms, or replace: true)"
+        )
+    if problems:
+        raise ConfigError(problems)
+    return cls(transforms=built, **params)
 
 
 def _one_max_size(transform: Any) -> str | None:
@@ -196,9 +300,29 @@ def eval_geometry_problem(transform: A.BasicTransform) -> str | None:
     'not a resize or a bottom/right padding'
     >>> eval_geometry_problem(A.PadIfNeeded(64, 64))
     "position 'center' pads at the top/left too (use top_left)"
+
+    A composition is allowed when its steps are all pixel-only, or when it is a
+    ``Sequential`` with ``p: 1`` of allowed steps; a ``OneOf`` / ``SomeOf`` of geometric
+    steps picks the geometry at random.
+
+    >>> eval_geometry_problem(A.OneOf([A.Blur(), A.ToGray()])) is None
+    True
+    >>> eval_geometry_problem(A.OneOf([A.HorizontalFlip(), A.Blur()], p=1))
+    'OneOf picks among steps with geometric ones (HorizontalFlip) at random'
     """
-    if isinstance(transform, A.ImageOnlyTransform):
+    if _pixel_only(transform):
         return None  # pixel values only: the geometry is untouched
+    if isinstance(transform, A.BaseCompose):
+        name = type(transform).__name__
+        if not isinstance(transform, A.Sequential):
+            moved = [type(t).__name__ for t in transform.transforms if not _pixel_only(t)]
+            return f"{name} picks among steps with geometric ones ({', '.join(moved)}) at random"
+        if transform.p < 1:
+            return f"p: {transform.p} applies it at random"
+        for step in transform.transforms:
+            if reason := eval_geometry_problem(step):
+                return f"its step {type(step).__name__}: {reason}"
+        return None
     if type(transform) not in EVAL_GEOMETRY:
         return "not a resize or a bottom/right padding"
     if transform.p < 1:
@@ -207,20 +331,49 @@ def eval_geometry_problem(transform: A.BasicTransform) -> str | None:
     return check(transform) if check is not None else None
 
 
+def _pixel_only(transform: Any) -> bool:
+    """A pixel-only step: an ``ImageOnlyTransform``, or a composition of pixel-only steps."""
+    if isinstance(transform, A.BaseCompose):
+        return all(_pixel_only(t) for t in transform.transforms)
+    return isinstance(transform, A.ImageOnlyTransform)
+
+
+def bbox_params() -> A.BboxParams:
+    """How boxes travel: ``pascal_voc`` with their labels and instance index, clipped."""
+    return A.BboxParams(
+        format="pascal_voc", label_fields=["labels", "instance_ids"], clip=True, min_area=1.0
+    )
+
+
 def build_pipeline(
     steps: Sequence[Mapping[str, Any]],
     mean: Sequence[float],
     std: Sequence[float],
     where: str = "data.transforms",
 ) -> A.Compose:
-    """Compose ``steps`` + normalisation + tensor conversion, box-aware."""
-    transforms = [build_transform(s, f"{where}[{i}]") for i, s in enumerate(steps)]
+    """Compose ``steps`` + normalisation + tensor conversion, box-aware.
+
+    Multi-image steps travel on the Compose for
+    :class:`~visionkit.data.datasets.TransformedDataset` to apply: ``mosaic`` (a
+    :class:`visionkit.data.mixing.Mosaic` made of a first ``Mosaic`` step, or ``None``) and
+    ``mixing`` (the ``MixUp`` / ``CopyPaste`` steps at the end, in order). A step out of
+    place (:func:`visionkit.data.mixing.multi_image_problems`) is a :class:`ConfigError`.
+    """
+    steps = list(steps)
+    problems = mixing.multi_image_problems(steps, where)
+    if problems:
+        raise ConfigError(problems)
+    built = [build_transform(s, f"{where}[{i}]") for i, s in enumerate(steps)]
+    mosaic = None
+    if built and isinstance(built[0], A.Mosaic):
+        mosaic = mixing.Mosaic(built.pop(0), bbox_params(), f"{where}[0]")
+    mixers = tuple(t for t in built if getattr(t, "stage", None) == "after")
+    transforms = [t for t in built if getattr(t, "stage", None) != "after"]
     transforms += [A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()]
-    bbox_params = A.BboxParams(
-        format="pascal_voc", label_fields=["labels", "instance_ids"], clip=True, min_area=1.0
-    )
     # The applied parameters give apply_pipeline the padding each step added (content_size).
-    return A.Compose(transforms, bbox_params=bbox_params, save_applied_params=True)
+    pipeline = A.Compose(transforms, bbox_params=bbox_params(), save_applied_params=True)
+    pipeline.mosaic, pipeline.mixing = mosaic, mixers
+    return pipeline
 
 
 def content_size(
