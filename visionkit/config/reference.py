@@ -69,6 +69,8 @@ DESCRIPTIONS: dict[str, str] = {
     "several named ones, each with an optional sampling `weight`",
     "data.val": "validation dataset(s), as `data.train`; each head is evaluated on the sets "
     "that carry its labels",
+    "data.test": "test dataset(s), as `data.val`, read only by `visionkit eval --split test` "
+    "and `check-data`; one dataset without `format` takes `data.val`'s",
     "data.image_size": "side, or `[h, w]`, of the default pipelines (when `transforms.*` is null) "
     "and of every sizing transform that leaves its size out (`{name: Resize}`)",
     "data.batch_size": "training batch size per device",
@@ -93,13 +95,21 @@ DESCRIPTIONS: dict[str, str] = {
     "scheduler": "learning-rate schedule, stepped after every optimiser step",
     "scheduler.name": "schedule after the warm-up (`onecycle` has its own rise)",
     "scheduler.warmup_epochs": "linear warm-up length in epochs (fractions allowed)",
+    "scheduler.warmup_steps": "linear warm-up length in optimiser steps (for step budgets; "
+    "instead of `warmup_epochs`)",
     "scheduler.warmup_start_factor": "the warm-up starts at `lr × warmup_start_factor`",
     "scheduler.min_lr_factor": "`cosine` / `onecycle`: the rate ends at `lr × min_lr_factor`",
     "scheduler.step_epochs": "`step`: epochs at which the rate is multiplied by `gamma`",
+    "scheduler.step_milestones": "`step`: optimiser steps at which the rate is multiplied by "
+    "`gamma` (instead of `step_epochs`)",
     "scheduler.gamma": "`step`: the factor",
     "scheduler.pct_start": "`onecycle`: share of the steps spent rising to `lr`",
     "trainer": "passed to `lightning.Trainer` (`null` keys are left out)",
-    "trainer.max_epochs": "epochs",
+    "trainer.max_epochs": "epochs (default 10; unlimited, -1, when only `max_steps` is given)",
+    "trainer.max_steps": "optimiser steps: a budget that does not depend on the dataset's size "
+    "(-1: none); the schedule follows it",
+    "trainer.max_time": "stop after this wall time (`DD:HH:MM:SS` or `{hours: 1}`); the schedule "
+    "still follows the steps",
     "trainer.accelerator": "`cpu`, `gpu`, `auto`, ...",
     "trainer.devices": "devices per node",
     "trainer.num_nodes": "nodes",
@@ -109,7 +119,10 @@ DESCRIPTIONS: dict[str, str] = {
     "trainer.gradient_clip_val": "clip gradients to this norm; `null`: no clipping",
     "trainer.accumulate_grad_batches": "batches per optimiser step",
     "trainer.log_every_n_steps": "how often per-step values are logged",
-    "trainer.check_val_every_n_epoch": "validate every this many epochs",
+    "trainer.check_val_every_n_epoch": "validate every this many epochs (`null`: by "
+    "`val_check_interval` only)",
+    "trainer.val_check_interval": "validate every this many training batches (with "
+    "`check_val_every_n_epoch: null`), or this fraction of an epoch",
     "trainer.limit_train_batches": "batches (int) or fraction (float) per training epoch",
     "trainer.limit_val_batches": "the same, for validation",
     "trainer.deterministic": "deterministic algorithms only",
