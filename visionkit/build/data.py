@@ -35,7 +35,10 @@ from visionkit.registry import DATASETS, HEADS
 logger = logging.getLogger(__name__)
 
 
-SPLITS = ("train", "val")
+#: The dataset splits of a config: ``data.train``, ``data.val`` and the optional ``data.test``.
+SPLITS = ("train", "val", "test")
+#: The splits ``visionkit eval`` scores; both are built alike (every image kept).
+EVAL_SPLITS = ("val", "test")
 
 
 def head_tasks(cfg: Config) -> list[TaskSpec]:
@@ -80,11 +83,12 @@ def build_dataset(
     Args:
         spec: the dataset's config entry. With ``synthetic:``, no ``annotations`` file, and
             no data in the folder yet, the shapes dataset is generated there first.
-        split: ``"train"`` or ``"val"``. A validation set keeps every image (a reader's
-            ``keep_negatives`` is forced on: images without boxes count in evaluation), and
-            under ``on_bad_image: skip`` decodes every image when built, leaving the
-            unreadable ones out (a validation image must be read exactly once, rather than be
-            replaced later by another one that the evaluators would count twice).
+        split: ``"train"``, ``"val"`` or ``"test"``. A validation or test set keeps every
+            image (a reader's ``keep_negatives`` is forced on: images without boxes count in
+            evaluation), and under ``on_bad_image: skip`` decodes every image when built,
+            leaving the unreadable ones out (an evaluated image must be read exactly once,
+            rather than be replaced later by another one that the evaluators would count
+            twice).
         label_names: label family → class names of the training set: a reader that produces
             image-level classes and is not given ``class_names`` takes that order.
         needs: the targets the model's heads learn from (:func:`targets_needed`); a target
@@ -116,14 +120,15 @@ def build_dataset(
         flag = reader.target_flags.get(target)
         if flag is not None and args.get(flag) is None:
             args[flag] = True
-    if split == "val" and "keep_negatives" in accepts:
+    if split in EVAL_SPLITS and "keep_negatives" in accepts:
         if args.get("keep_negatives") is False:
-            logger.info("%s.keep_negatives: ignored; validation sets keep every image", where)
+            kind = "validation" if split == "val" else split
+            logger.info("%s.keep_negatives: ignored; %s sets keep every image", where, kind)
         args["keep_negatives"] = True
     classes = (label_names or {}).get("class")
     if classes and "class" in reader.targets and args.get("class_names") is None:
         args["class_names"] = list(classes)
-    if split == "val" and args.get("on_bad_image") == "skip":
+    if split in EVAL_SPLITS and args.get("on_bad_image") == "skip":
         image_check = "decode"
     return DATASETS.build(spec["format"], **args, image_check=image_check)
 
@@ -154,8 +159,8 @@ def build_split(
     category_ids: Sequence[int] | None = None,
     reference: str = "the model's classes",
 ) -> Any:
-    """The datasets of one split (``data.train`` or ``data.val``): one dataset, or a name →
-    dataset dict for a mix. Arguments as in :func:`build_dataset`.
+    """The datasets of one split (``data.train``, ``data.val`` or ``data.test``): one
+    dataset, or a name → dataset dict for a mix. Arguments as in :func:`build_dataset`.
 
     With ``label_names`` (and the COCO ``category_ids`` that go with them), each dataset's
     class lists are checked against them (:func:`visionkit.data.classes.match_classes`,
@@ -180,6 +185,24 @@ def build_split(
     if not is_dataset_mix(spec):
         return built[where]
     return {name: built[f"{where}.{name}"] for name in spec}
+
+
+def split_spec(data: DataConfig, split: str) -> dict[str, Any]:
+    """The config entry of ``split`` (``data.val`` or ``data.test``) for evaluation.
+
+    Raises:
+        ConfigError: ``split`` is not one of :data:`EVAL_SPLITS`, or the config leaves it unset
+            (the message says how to give it on the command line).
+    """
+    if split not in EVAL_SPLITS:
+        raise ConfigError(f"--split: expected one of {', '.join(EVAL_SPLITS)}, got {split!r}")
+    spec = getattr(data, split)
+    if spec is None:
+        raise ConfigError(
+            f"data.{split}: not set; give it in the config or as data.{split}.images=... / "
+            f"data.{split}.root=..."
+        )
+    return spec
 
 
 def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any]:
@@ -283,5 +306,5 @@ def build_pipelines(data: DataConfig, mean: Sequence[float], std: Sequence[float
         split: build_pipeline(
             pipeline_steps(data, train=split == "train"), mean, std, f"data.transforms.{split}"
         )
-        for split in SPLITS
+        for split in ("train", "val")  # a test set is evaluated with the "val" pipeline
     }

@@ -1,8 +1,8 @@
 """``visionkit check-data``: read every annotation and every image of a dataset and print one
 report of its contents and of every problem (see :mod:`visionkit.data.checks`).
 
-The datasets come from a config (``--config``: ``data.train`` and ``data.val``, each entry
-of a mix) or from the command line (``--format coco --images DIR --annotations FILE``, and
+The datasets come from a config (``--config``: ``data.train``, ``data.val`` and ``data.test``
+when set, each entry of a mix) or from the command line (``--format coco --images DIR --annotations FILE``, and
 likewise for every registered format). The report goes to stdout; the exit status is 0 when
 no problem was found and 1 otherwise (2 for a bad command line or config).
 
@@ -20,12 +20,12 @@ import yaml
 from pydantic import ValidationError
 
 from visionkit.build import build_dataset, targets_needed
+from visionkit.build.data import EVAL_SPLITS, SPLITS, split_spec
 from visionkit.config import DATASET_INJECTED_ARGS, builder_schema, is_dataset_mix, load_config
 from visionkit.data.checks import inspect_samples
 from visionkit.errors import ConfigError, DataError, VisionkitError
 from visionkit.registry import DATASETS, UnknownNameError
 
-SPLITS = ("train", "val")
 LOCATION_OPTIONS = ("images", "annotations", "root")
 
 
@@ -33,11 +33,15 @@ def datasets_of_config(
     config: str, overrides: Sequence[str], splits: Sequence[str]
 ) -> tuple[list[tuple[str, str, dict[str, Any]]], list[str]]:
     """``(where, split, spec)`` of every dataset of the config's ``splits`` (each entry of a
-    mix), and the targets its heads need (``masks``, ``semantic``, ...)."""
+    mix), and the targets its heads need (``masks``, ``semantic``, ...). One evaluation split
+    asked for by name (``--split test``) must be set: a :class:`ConfigError` says how."""
     cfg = load_config(config, overrides)
     found = []
     for split in splits:
-        spec = getattr(cfg.data, split)
+        if len(splits) == 1 and split in EVAL_SPLITS:
+            spec = split_spec(cfg.data, split)  # asked for by name: it must be set
+        else:
+            spec = getattr(cfg.data, split)
         if spec is None:
             continue
         if is_dataset_mix(spec):
@@ -166,14 +170,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--config",
         metavar="YAML",
-        help="check the datasets of this config (data.train, data.val), e.g. "
+        help="check the datasets of this config (data.train, data.val, data.test), e.g. "
         "--config configs/quickstart.yaml",
     )
     p.add_argument(
         "--split",
-        choices=("train", "val", "all"),
+        choices=(*SPLITS, "all"),
         default="all",
-        help="with --config: which split to check, e.g. --split val (default all)",
+        help="with --config: which split to check, e.g. --split test (default all: train, "
+        "val and test, those the config sets)",
     )
     p.add_argument(
         "--format",

@@ -93,10 +93,12 @@ class DataConfig(_Section):
     """``data``: datasets per split and how they are loaded. A split is one dataset
     (``{format: coco, ...}``) or several named ones (``{shapes: {format: coco, ...},
     pets: {format: folder, ..., weight: 0.5}}``): mixed by ``weight`` for training, each
-    evaluated on its own for validation."""
+    evaluated on its own for validation. ``test`` (optional, same forms as ``val``) is read
+    only by ``visionkit eval --split test`` and ``visionkit check-data``."""
 
     train: dict[str, Any] | None = None
     val: dict[str, Any] | None = None
+    test: dict[str, Any] | None = None
     image_size: PositiveInt | tuple[PositiveInt, PositiveInt] = 128
     batch_size: int = Field(32, gt=0)
     val_batch_size: int | None = Field(None, gt=0)

@@ -78,6 +78,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 from visionkit.errors import ImageDecodeError
 
 __all__ = [
+    "COLOUR_LABEL_MODES",
     "LABEL_FORMATS",
     "LABEL_MODES",
     "SUPPORTED_FORMATS",
@@ -92,6 +93,9 @@ __all__ = [
 LABEL_FORMATS: tuple[str, ...] = ("PNG", "TIFF")
 #: Pixel modes of label images whose values are class indices.
 LABEL_MODES: tuple[str, ...] = ("P", "L", "I;16", "I")
+#: Pixel modes of colour-coded label images (one colour per class, e.g. CamVid's ``_L`` PNGs):
+#: RGB, or a palette image whose entries are those colours.
+COLOUR_LABEL_MODES: tuple[str, ...] = ("RGB", "P")
 
 #: Pillow formats the decoder will open, tried in this order (those the installed Pillow
 #: lacks are skipped). TGA goes last because it has no magic number.
@@ -203,19 +207,22 @@ def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     return height, width
 
 
-def read_label_image_header(path: str | os.PathLike[str]) -> tuple[str, tuple[int, int]]:
-    """``(mode, (height, width))`` of a label image, from its header (no pixel decoded).
+def read_label_image_header(
+    path: str | os.PathLike[str], colour: bool = False
+) -> tuple[str, tuple[int, int]]:
+    """``(mode, (height, width))`` of a label image, from its header (no pixel decoded);
+    ``colour`` as in :func:`read_label_image`.
 
     Raises:
         ImageDecodeError: as :func:`read_label_image` (except for truncated pixel data).
     """
     name = os.fspath(path)
     with _open_file(name) as fp:
-        im = _open_label(fp, name)
+        im = _open_label(fp, name, colour)
         return im.mode, (im.size[1], im.size[0])
 
 
-def read_label_image(path: str | os.PathLike[str]) -> np.ndarray:
+def read_label_image(path: str | os.PathLike[str], colour: bool = False) -> np.ndarray:
     """Decode a label image: the class index of every pixel, as stored.
 
     The same decoder as :func:`read_image` (Python's ``open``, the decompression-bomb limit
@@ -225,29 +232,43 @@ def read_label_image(path: str | os.PathLike[str]) -> np.ndarray:
     a label image), and an EXIF orientation other than 1 is refused: the pixels would not line
     up with those of the image.
 
+    With ``colour``, the file is a colour-coded label image instead (:data:`COLOUR_LABEL_MODES`:
+    one colour per class, which the caller maps to classes through a palette): its colours
+    are returned, a palette image's indices looked up in its palette.
+
     Returns:
-        ``[H, W]`` integer array (``uint8`` for ``P`` / ``L``).
+        ``[H, W]`` integer array (``uint8`` for ``P`` / ``L``); with ``colour``, ``uint8
+        [H, W, 3]`` RGB colours.
 
     Raises:
         ImageDecodeError: naming the file and the reason.
     """
     name = os.fspath(path)
     with _open_file(name) as fp:
-        im = _open_label(fp, name)
+        im = _open_label(fp, name, colour)
         try:
             im.load()
         except Exception as e:
             raise ImageDecodeError(name, f"corrupt or truncated image data ({_describe(e)})") from e
+        if colour and im.mode == "P":
+            im = im.convert("RGB")
         return np.array(im)
 
 
-def _open_label(fp: IO[bytes], name: str) -> Image.Image:
+def _open_label(fp: IO[bytes], name: str, colour: bool = False) -> Image.Image:
     im = _open_image(fp, name, LABEL_FORMATS)
-    if im.mode not in LABEL_MODES:
+    if colour and im.mode not in COLOUR_LABEL_MODES:
+        raise ImageDecodeError(
+            name,
+            f"a colour-coded label image in mode {im.mode}; expected an RGB (or palette) image "
+            "whose colours are those of the palette file",
+        )
+    if not colour and im.mode not in LABEL_MODES:
         raise ImageDecodeError(
             name,
             f"a label image in mode {im.mode}; expected a palette (P) or single-channel (L, I) "
-            "image whose values are class indices",
+            "image whose values are class indices (RGB labels whose colours stand for classes "
+            "need a palette file: mask_folder's palette)",
         )
     orientation = _orientation(im)
     if orientation != 1:

@@ -288,9 +288,11 @@ def plot_confusion(counts: Tensor, names: list[str], path: Path, title: str = ""
     plt.close(fig)
 
 
-def write_ap_tables(evaluator: Any, run_dir: Path, name: str) -> None:
-    """``per_class_ap_<name>.csv`` and ``.md``: a COCO evaluator's per-category AP, AP50 and
-    AP75 (and ``mask_AP``, ... for masks), the last row their mean over the categories."""
+def ap_table(evaluator: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    """The columns and rows of a COCO evaluator's per-class AP table: per category
+    ``category_id``, ``name``, ``instances``, ``AP``, ``AP50`` and ``AP75`` (and ``mask_AP``,
+    ... for masks), from :meth:`~visionkit.evaluation.coco.CocoEvaluator.per_class_ap`; the
+    last row is their mean over the categories (``nan`` ones left out)."""
     rows: dict[int, dict[str, Any]] = {}
     for iou_type in evaluator.iou_types:
         prefix = "" if iou_type == "bbox" else "mask_"
@@ -307,25 +309,42 @@ def write_ap_tables(evaluator: Any, run_dir: Path, name: str) -> None:
     for column in numbers:
         values = [r[column] for r in table if not math.isnan(r[column])]
         mean[column] = sum(values) / len(values) if values else math.nan
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / f"per_class_ap_{name}.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows([*table, mean])
-    lines = [
+    return columns, [*table, mean]
+
+
+def ap_title(name: str) -> str:
+    """The heading of the per-class AP table of head (or evaluator) ``name``."""
+    return f"Per-class AP of `{name}` (COCO, area all, 100 detections per image)"
+
+
+def markdown_table(columns: list[str], rows: list[dict[str, Any]]) -> list[str]:
+    """``rows`` as the lines of a Markdown table; floats with 3 decimals, ``n/a`` for ``nan``."""
+    return [
         f"| {' | '.join(columns)} |",
         f"| {' | '.join('---' for _ in columns)} |",
         *(
             "| "
-            + " | ".join(_cell(row[c]) if c in numbers else str(row[c]) for c in columns)
+            + " | ".join(
+                _cell(row[c]) if isinstance(row[c], float) else str(row[c]) for c in columns
+            )
             + " |"
-            for row in [*table, mean]
+            for row in rows
         ),
     ]
+
+
+def write_ap_tables(evaluator: Any, run_dir: Path, name: str) -> None:
+    """``per_class_ap_<name>.csv`` and ``.md``: a COCO evaluator's per-category AP, AP50 and
+    AP75 (and ``mask_AP``, ... for masks), the last row their mean over the categories
+    (:func:`ap_table`)."""
+    columns, rows = ap_table(evaluator)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / f"per_class_ap_{name}.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
     (run_dir / f"per_class_ap_{name}.md").write_text(
-        f"Per-class AP of `{name}` (COCO, area all, 100 detections per image)\n\n"
-        + "\n".join(lines)
-        + "\n",
+        ap_title(name) + "\n\n" + "\n".join(markdown_table(columns, rows)) + "\n",
         encoding="utf-8",
     )
 

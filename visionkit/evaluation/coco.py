@@ -193,7 +193,9 @@ def coco_evaluate(
 ) -> dict[str, float]:
     """Run ``COCOeval(iouType=iou_type)`` (``"bbox"`` or ``"segm"``); returns the 12 summary
     numbers (``nan`` where COCO reports -1, e.g. no small objects). No results at all gives
-    zeros, not a crash. ``"segm"`` scores :func:`segm_results` of ``results``; ``results``
+    zeros, not a crash. A result for an image the ground truth lacks is a
+    :class:`~visionkit.errors.DataError`; results of categories it lacks are left out (logged
+    at debug level): a ground truth with a subset of the model's categories scores those. ``"segm"`` scores :func:`segm_results` of ``results``; ``results``
     itself is never modified. A ``details`` dict receives COCOeval's ``precision`` array
     (``[T iou, R recall, K category, A area, M max dets]``, ``None`` without results),
     ``cat_ids`` (the K categories) and ``image_ids`` (the images scored)."""
@@ -204,12 +206,22 @@ def coco_evaluate(
     known_images = set(gt.getImgIds())
     known_cats = set(gt.getCatIds())
     bad = [
-        f"image_id {r['image_id']} / category_id {r['category_id']}"
+        f"image_id {r['image_id']} (category_id {r['category_id']})"
         for r in results
-        if r["image_id"] not in known_images or r["category_id"] not in known_cats
+        if r["image_id"] not in known_images
     ]
     if bad:
-        raise DataError("predictions refer to images or categories not in the ground truth:", bad)
+        raise DataError("predictions refer to images not in the ground truth:", bad)
+    # A model may predict categories that a (subset) ground truth lacks: COCOeval scores the
+    # ground truth's categories only, so those predictions would count nowhere. Leave them out.
+    kept = [r for r in results if r["category_id"] in known_cats]
+    if len(kept) < len(results):
+        logger.debug(
+            "%d predictions of categories not in the ground truth left out (categories %s)",
+            len(results) - len(kept),
+            sorted({r["category_id"] for r in results if r["category_id"] not in known_cats}),
+        )
+        results = kept
     if iou_type == "segm":
         bad = _mask_problems(gt, results)
         if bad:

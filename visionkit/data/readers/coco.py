@@ -8,7 +8,8 @@ ascending id order; ``category_ids[label]`` maps back. That list is stored in ev
 Semantic label maps (``semantic=True``) use the family ``"semantic"``: ``background`` is
 ``0`` and category label ``k`` is ``k + 1``. Where objects overlap, the smaller object (by
 mask area) is painted last and wins, so a small object in front of a large one stays visible;
-``iscrowd`` regions are painted ``ignore_index`` (not counted by the loss or the metrics).
+``iscrowd`` regions are painted :data:`~visionkit.data.batch.IGNORE_PIXEL` (255), the one value
+the heads and the evaluators ignore.
 Instance masks (``masks=True``) are ``uint8 [N, H, W]``, one per box, in the same order.
 
 The image-level class (for classification) is read from a per-image field named by
@@ -80,7 +81,9 @@ class CocoDataset:
             default) is "when a head needs them": :func:`visionkit.build.build_dataset` sets
             it (see :attr:`target_flags`); left ``None``, it is off.
         semantic: whether samples carry a ``semantic`` label map; ``None`` as for ``masks``.
-        ignore_index: the ``semantic`` value of ``iscrowd`` regions.
+        ignore_index: accepted so that older configs and checkpoints still load; ``iscrowd``
+            regions of the ``semantic`` map are always
+            :data:`~visionkit.data.batch.IGNORE_PIXEL` (another value is logged as unused).
         on_bad_image: ``"error"`` (default): a missing or unreadable image stops
             construction (and, found only when decoding, training); ``"skip"``: such images
             are left out at construction, and an image that fails to decode later is replaced
@@ -129,6 +132,14 @@ class CocoDataset:
         self.masks = masks
         self.semantic = semantic
         self.ignore_index = int(ignore_index)
+        if self.ignore_index != IGNORE_PIXEL:
+            logger.warning(
+                "%s: ignore_index %d is not used: crowd regions of the semantic map are always "
+                "%d, which heads and metrics ignore",
+                self.ann_path,
+                self.ignore_index,
+                IGNORE_PIXEL,
+            )
         self.report = report = DataReport(str(self.ann_path), self.format_name)
 
         self.images: list[dict[str, Any]] = valid_images(data["images"], report)
@@ -398,7 +409,7 @@ class CocoDataset:
         for j in order:
             out[masks[j] > 0] = int(target["labels"][j]) + 1
         for seg in target["crowd_segmentations"]:
-            out[decode_segmentation(seg, h, w) > 0] = self.ignore_index
+            out[decode_segmentation(seg, h, w) > 0] = IGNORE_PIXEL
         return out
 
     def load_semantic(self, image_id: int) -> np.ndarray:

@@ -4,19 +4,32 @@
 
     root/
       images/<name>.jpg|png|...
-      masks/<name>.png          # one label PNG per image, same stem, same size
+      masks/<name>.png          # one label image per image, same relative path, same size
       classes.txt               # one class name per line, in label order (optional)
 
-A mask PNG is either a palette ("P") image, whose palette *indices* are the labels (as in VOC,
-whose masks are coloured for viewing but store indices), or a single-channel ("L") image whose
-values are the labels. Label ``k`` is class ``class_names[k]``; ``ignore_index`` is the value
-of the dataset's unlabelled pixels (VOC's 255 object boundaries, CamVid's 11 "void"): the
-reader turns it into :data:`~visionkit.data.batch.IGNORE_PIXEL` in every label map it returns
-(samples and ``load_semantic``), so the heads and the evaluators, which ignore
-``IGNORE_PIXEL``, need no setting of their own. RGB masks are refused: their colours would
-first have to be mapped to labels.
+A label image is a PNG (or a TIFF, ``mask_ext: .tif``) in one of two kinds:
 
-Class names come from ``class_names`` or, when not given, ``root/classes.txt``.
+* **Class indices**: a palette ("P") image, whose palette *indices* are the labels (as in VOC,
+  whose masks are coloured for viewing but store indices), or a single-channel ("L", 16-bit)
+  image whose values are the labels. Label ``k`` is class ``class_names[k]``;
+  ``ignore_index`` is the value of the dataset's unlabelled pixels (VOC's 255 object
+  boundaries, CamVid's 11 "void").
+* **Colours** (``palette: FILE``): an RGB image with one colour per class, as CamVid's
+  ``_L`` PNGs. The palette file lists the colours in class order (:func:`read_palette`); an
+  entry named ``void`` (any case), or the colour ``void_color``, marks unlabelled pixels. A
+  colour the palette does not list is an error naming the file, the colour and its pixels.
+
+Either way the reader gives unlabelled pixels :data:`~visionkit.data.batch.IGNORE_PIXEL` (255)
+in every label map it returns (samples and ``load_semantic``): this is the one place that
+decides it, so the heads and the evaluators, which ignore ``IGNORE_PIXEL``, need no setting.
+
+Label file names follow the image's: ``<stem><mask_suffix><mask_ext>`` in the same relative
+folder, where ``<stem>`` is the image's name less its extension and less ``image_suffix``.
+CamVid: ``0001TP_006690.png`` → ``0001TP_006690_L.png`` (``mask_suffix: _L``); Cityscapes:
+``aachen_000000_000019_leftImg8bit.png`` → ``aachen_000000_000019_gtFine_labelTrainIds.png``
+(``image_suffix: _leftImg8bit``, ``mask_suffix: _gtFine_labelTrainIds``).
+
+Class names come from ``class_names``, else ``root/classes.txt``, else the palette.
 
 >>> ds = MaskFolderDataset("data/voc_like", class_names=["background", "cat", "dog"])  # doctest: +SKIP
 >>> ds[0]["semantic"].shape  # uint8 [H, W], same size as ds[0]["image"]  # doctest: +SKIP
@@ -25,7 +38,7 @@ Class names come from ``class_names`` or, when not given, ``root/classes.txt``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -43,29 +56,46 @@ from visionkit.data.checks import (
     where_of,
 )
 from visionkit.data.io import read_image, read_label_image, read_label_image_header
-from visionkit.errors import AnnotationError, DataError, ImageDecodeError
+from visionkit.data.readers.palette import Palette, read_palette
+from visionkit.errors import AnnotationError, ConfigError, DataError, ImageDecodeError
 from visionkit.registry import DATASETS
+
+#: Extensions a label file may have (the formats :func:`~visionkit.data.io.read_label_image`
+#: decodes: PNG and TIFF).
+MASK_EXTENSIONS = (".png", ".tif", ".tiff")
 
 
 @DATASETS.register("mask_folder")
 class MaskFolderDataset:
-    """Images and their label PNGs; samples carry ``semantic`` (uint8 ``[H, W]``).
+    """Images and their label images; samples carry ``semantic`` (uint8 ``[H, W]``).
 
     Args:
         root: the dataset folder.
         images: sub-folder of the images.
-        masks: sub-folder of the label PNGs (``<image stem>.png``).
-        class_names: names of the labels ``0..C-1`` (default: ``root/classes.txt``).
+        masks: sub-folder of the label images (named as in the module docstring).
+        class_names: names of the labels ``0..C-1`` (default: ``root/classes.txt``, else the
+            palette's names).
         ignore_index: the label value of the files that marks unlabelled pixels (returned as
-            :data:`~visionkit.data.batch.IGNORE_PIXEL`).
+            :data:`~visionkit.data.batch.IGNORE_PIXEL`); not used with a ``palette``.
         on_bad_image: ``"error"`` (default) or ``"skip"`` (an image that cannot be read is
             left out with its mask); see :class:`visionkit.data.readers.coco.CocoDataset`.
+        mask_suffix: added to the image's stem to name its label file (CamVid ``_L``,
+            Cityscapes ``_gtFine_labelTrainIds``).
+        image_suffix: taken off the image's stem first (Cityscapes ``_leftImg8bit``); an image
+            whose stem does not end with it is an error.
+        mask_ext: the label files' extension: ``.png`` (default), ``.tif`` or ``.tiff``.
+        palette: a file listing the class colours of RGB label images, relative to ``root``
+            or absolute (:func:`~visionkit.data.readers.palette.read_palette`); ``None``: the
+            label images hold class indices.
+        void_color: ``[R, G, B]`` of unlabelled pixels in RGB label images (with ``palette``;
+            a palette entry of that colour is no class).
         image_check: ``"header"`` (default) or ``"decode"`` (:data:`~visionkit.data.checks.
-            IMAGE_CHECKS`); ``"decode"`` also decodes every label PNG and checks its values.
+            IMAGE_CHECKS`); ``"decode"`` also decodes every label image and checks its values.
 
-    Construction opens every image and every label PNG and reads their headers (size, mode);
-    all problems are reported together (:mod:`visionkit.data.checks`). Label values are
-    checked when a mask is read (and by ``visionkit check-data``, which decodes them all).
+    Construction opens every image and every label image and reads their headers (size, mode);
+    all problems are reported together (:mod:`visionkit.data.checks`). Label values (or
+    colours) are checked when a mask is read (and by ``visionkit check-data``, which decodes
+    them all).
     """
 
     #: The argument that names the dataset folder.
@@ -83,11 +113,19 @@ class MaskFolderDataset:
         class_names: list[str] | None = None,
         ignore_index: int = IGNORE_PIXEL,
         on_bad_image: Literal["error", "skip"] = "error",
+        mask_suffix: str = "",
+        image_suffix: str = "",
+        mask_ext: str = ".png",
+        palette: str | None = None,
+        void_color: list[int] | None = None,
         *,
         image_check: Literal["header", "decode"] = "header",
     ) -> None:
         self.on_bad_image = policy(on_bad_image, "on_bad_image", ("error", "skip"))
         self.image_check = policy(image_check, "image_check", IMAGE_CHECKS)
+        self.mask_ext = policy(mask_ext.lower(), "mask_ext", MASK_EXTENSIONS)
+        self.mask_suffix = mask_suffix
+        self.image_suffix = image_suffix
         self.root = dataset_root(root)
         self.image_dir = self.root / images
         self.mask_dir = self.root / masks
@@ -98,23 +136,56 @@ class MaskFolderDataset:
                     f"{folder} does not exist: a mask folder holds {images}/ and {masks}/ "
                     "(see visionkit/data/readers/mask_folder.py)"
                 )
+        self.palette = self._palette(palette, void_color)
         names = list(class_names) if class_names else self._read_class_names()
         self.label_names: dict[str, list[str]] = {"semantic": names}
         #: Where the class names come from, for messages comparing class lists.
-        self.class_source = (
-            f"class_names of {self.root}" if class_names else str(self.root / "classes.txt")
-        )
+        self.class_source = str(self.root / "classes.txt")
+        if class_names:
+            self.class_source = f"class_names of {self.root}"
+        elif self.palette is not None and not (self.root / "classes.txt").is_file():
+            self.class_source = str(self.palette.path)
+        if self.palette is not None and len(names) != len(self.palette.names):
+            raise DataError(
+                f"{self.class_source} names {len(names)} classes but the palette "
+                f"{self.palette.path} has {len(self.palette.names)} "
+                f"({', '.join(self.palette.names)}): give as many names as class colours"
+            )
         self.paths = list_files(self.image_dir)
         if not self.paths:
             raise DataError(f"no images found in {self.image_dir}")
-        self.mask_paths = [
-            self.mask_dir / p.relative_to(self.image_dir).with_suffix(".png") for p in self.paths
-        ]
+        self.mask_paths = [self._mask_path(p) for p in self.paths]
         self.report = self._check_files()
         self.index_of_id = {i + 1: i for i in range(len(self.paths))}
 
+    def _palette(self, palette: str | None, void_color: Sequence[int] | None) -> Palette | None:
+        """The palette of colour labels, or ``None`` (class-index labels)."""
+        if palette is None:
+            if void_color is not None:
+                raise ConfigError(
+                    "void_color: only with a palette (RGB colour labels); label images of "
+                    "class indices mark unlabelled pixels with ignore_index"
+                )
+            return None
+        if self.ignore_index != IGNORE_PIXEL:
+            raise ConfigError(
+                f"ignore_index: {self.ignore_index} is not used with a palette (RGB colour "
+                "labels); mark unlabelled pixels with void_color or a palette entry named void"
+            )
+        return read_palette(self.root / palette, void_color)
+
+    def _mask_path(self, image_path: Path) -> Path | None:
+        """The label file of an image (``None`` when its stem lacks ``image_suffix``)."""
+        relative = image_path.relative_to(self.image_dir)
+        stem = relative.stem
+        if self.image_suffix:
+            if not stem.endswith(self.image_suffix):
+                return None
+            stem = stem[: -len(self.image_suffix)]
+        return self.mask_dir / relative.with_name(f"{stem}{self.mask_suffix}{self.mask_ext}")
+
     def _check_files(self) -> DataReport:
-        """Every image and label PNG opened (headers); missing, unreadable, mode and size
+        """Every image and label file opened (headers); missing, unreadable, mode and size
         problems all in one report, raised together."""
         report = DataReport(str(self.root), "mask_folder")
         report.num_images = len(self.paths)
@@ -125,19 +196,29 @@ class MaskFolderDataset:
         )
         report.image_sizes.clear()
         decode = self.image_check == "decode"
+        kind = "PNG" if self.mask_ext == ".png" else "TIFF"
+        colour = self.palette is not None
         keep = []
         for image_path, mask_path, size in zip(self.paths, self.mask_paths, sizes, strict=True):
-            where = where_of(mask_path, self.root)
             if size is None:
                 keep.append(self.on_bad_image != "skip")
                 continue
             report.image_sizes[size] += 1
             keep.append(True)
+            if mask_path is None:
+                report.add(
+                    "missing label file",
+                    where_of(image_path, self.root),
+                    f"the image name does not end with image_suffix {self.image_suffix!r}, "
+                    "so it names no label file",
+                )
+                continue
+            where = where_of(mask_path, self.root)
             if not mask_path.is_file():
-                report.add("missing label file", where, f"no label PNG for {image_path.name}")
+                report.add("missing label file", where, f"no label {kind} for {image_path.name}")
                 continue
             try:
-                _, (h, w) = read_label_image_header(mask_path)
+                _, (h, w) = read_label_image_header(mask_path, colour=colour)
             except ImageDecodeError as err:
                 report.add("bad label file", where, err.reason)
                 continue
@@ -145,7 +226,7 @@ class MaskFolderDataset:
                 report.add(
                     "size mismatch",
                     where,
-                    f"label PNG is {h}x{w} but its image {image_path.name} is "
+                    f"label {kind} is {h}x{w} but its image {image_path.name} is "
                     f"{size[0]}x{size[1]} (height x width)",
                 )
             elif decode:
@@ -173,6 +254,8 @@ class MaskFolderDataset:
     def _read_class_names(self) -> list[str]:
         path = self.root / "classes.txt"
         if not path.is_file():
+            if self.palette is not None:
+                return list(self.palette.names)
             raise DataError(
                 f"{self.root}: no class names; write one name per line (label order) in "
                 f"{path}, or set class_names in the dataset config"
@@ -193,9 +276,11 @@ class MaskFolderDataset:
 
     def _read_mask_file(self, path: Path) -> np.ndarray:
         try:
-            mask = read_label_image(path)
+            mask = read_label_image(path, colour=self.palette is not None)
         except ImageDecodeError as err:
             raise AnnotationError(f"{path}: {err.reason}") from None
+        if self.palette is not None:
+            return self.palette.labels_of(mask, path)
         num_classes = len(self.label_names["semantic"])
         bad = np.unique(mask[(mask >= num_classes) & (mask != self.ignore_index)])
         if bad.size:
@@ -220,7 +305,7 @@ class MaskFolderDataset:
         mask = self.read_mask(index)
         if mask.shape != image.shape[:2]:
             raise AnnotationError(
-                f"{self.mask_paths[index]}: label PNG is {mask.shape[0]}x{mask.shape[1]} but "
+                f"{self.mask_paths[index]}: label image is {mask.shape[0]}x{mask.shape[1]} but "
                 f"its image {self.paths[index].name} is {image.shape[0]}x{image.shape[1]}"
             )
         return {

@@ -1,0 +1,102 @@
+"""``visionkit eval --split test`` and ``check-data --split test`` (issue 16, item 5): an optional
+``data.test`` validated like ``data.val`` and built like it; per-class tables printed before the
+metrics JSON, which stays the last line of stdout."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import make_coco, run
+from visionkit.cli.evaluate import per_class_tables
+from visionkit.config import load_config
+from visionkit.errors import ConfigError
+from visionkit.evaluation.semantic import SemanticEvaluator
+
+MISSING = (
+    "data.test: not set; give it in the config or as data.test.images=... / data.test.root=..."
+)
+
+
+def test_eval_on_a_test_split_given_by_override_prints_per_class_ap(trained, tmp_path, capsys):
+    test = make_coco(tmp_path / "test", num_images=6)  # 3 squares and 3 discs (val: 2 and 2)
+    argv = ["eval", "--checkpoint", trained["ckpt"], "--split", "test"]
+    argv += [f"data.test.images={test}", "trainer.limit_val_batches=null"]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err[-2000:]
+    lines = out.strip().splitlines()
+    metrics = json.loads(lines[-1])
+    assert "det/mAP" in metrics and "det/mAP50" in metrics
+    assert "Per-class AP of `det` (COCO, area all, 100 detections per image)" in lines
+    header = "| category_id | name | instances | AP | AP50 | AP75 |"
+    assert header in lines
+    table = lines[lines.index(header) + 2 :]
+    rows = {line.split(" | ")[1]: line for line in table if line.startswith("| ")}
+    assert rows["square"].startswith("| 1 | square | 3 | ")  # counted on the test set
+    assert rows["disc"].startswith("| 2 | disc | 3 | ")
+    mean = f"|  | mean | 6 | {metrics['det/mAP']:.3f} | {metrics['det/mAP50']:.3f} |"
+    assert rows["mean"].startswith(mean)
+
+
+@pytest.mark.reliability
+def test_split_test_without_data_test_is_a_config_error(trained, capsys):
+    code, out, err = run(["eval", "--checkpoint", trained["ckpt"], "--split", "test"], capsys)
+    assert code == 2 and MISSING in err and not out.strip()
+    code, _, err = run(["check-data", "--config", trained["config"], "--split", "test"], capsys)
+    assert code == 2 and MISSING in err
+
+
+def test_check_data_checks_the_test_split(trained, tmp_path, capsys):
+    test = make_coco(tmp_path / "test", num_images=3)
+    argv = ["check-data", "--config", trained["config"], "--split", "test"]
+    code, out, err = run([*argv, f"data.test.images={test}"], capsys)
+    assert code == 0, out + err
+    assert out.startswith("data.test: ") and "check-data: no problems found in 1 dataset" in out
+    code, out, _ = run(["check-data", "--config", trained["config"]], capsys)  # all: no test set
+    assert code == 0 and "data.test" not in out
+
+
+def config_with(test):
+    return {
+        "model": {"heads": {"cls": {"name": "linear", "num_classes": 2}}},
+        "data": {"val": {"format": "folder", "root": "val"}, "test": test},
+    }
+
+
+def test_data_test_is_validated_like_val_and_takes_its_format():
+    cfg = load_config(config_with({"root": "test"}))
+    assert cfg.data.test["format"] == "folder" and cfg.data.test["root"] == "test"
+    mix = {"a": {"format": "folder", "root": "a"}, "b": {"format": "coco", "images": "b"}}
+    assert set(load_config(config_with(mix)).data.test) == {"a", "b"}
+
+
+@pytest.mark.reliability
+def test_a_bad_data_test_entry_names_its_key_path():
+    with pytest.raises(ConfigError) as info:
+        load_config(config_with({"format": "folder", "root": "test", "bogus": 1}))
+    assert "data.test.bogus: unknown key" in str(info.value)
+
+
+def test_semantic_heads_get_a_per_class_iou_table():
+    class Labels:
+        def load_semantic(self, image_id):
+            return np.array([[0, 0], [1, 255]])
+
+    evaluator = SemanticEvaluator("seg", 3, ["bg", "fg", "edge"], Labels())
+    evaluator.process({"image_ids": torch.tensor([1])}, [{"mask": torch.tensor([[0, 1], [1, 1]])}])
+    metrics = evaluator.evaluate()
+    lines = per_class_tables({"seg": evaluator})
+    assert lines == [
+        "Per-class IoU of `seg` (pixels at the original image size)",
+        "",
+        "| class | name | pixels | IoU |",
+        "| --- | --- | --- | --- |",
+        "| 0 | bg | 2 | 0.500 |",
+        "| 1 | fg | 1 | 0.500 |",
+        "| 2 | edge | 0 | n/a |",
+        f"|  | mean | 3 | {metrics['seg/mIoU']:.3f} |",
+        "",
+    ]

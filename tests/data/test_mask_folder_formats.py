@@ -1,0 +1,288 @@
+"""Mask folders as datasets publish them (issue 16, item 3): label file suffixes (CamVid ``_L``,
+Cityscapes ``_gtFine_labelTrainIds`` beside ``_leftImg8bit`` images), TIFF labels, RGB
+colour-coded labels through a palette file, and the one rule for unlabelled pixels: whatever
+the file's void value or colour, the reader gives IGNORE_PIXEL (255), which the loss and the
+evaluator ignore."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from visionkit.build import build_dataset
+from visionkit.data.batch import IGNORE_PIXEL, collate
+from visionkit.data.readers.mask_folder import MaskFolderDataset
+from visionkit.data.readers.palette import read_palette
+from visionkit.data.transforms import apply_pipeline, build_pipeline
+from visionkit.errors import AnnotationError, ConfigError, DataError
+from visionkit.evaluation.semantic import SemanticEvaluator
+from visionkit.models.heads import SemanticFPNHead
+
+SIZE = 32
+# CamVid's label_colors.txt layout: "R G B<tab>Name"
+CAMVID_COLOURS = "128 128 128\tSky\n0 0 0\tVoid\n128 0 0\tBuilding\n64 0 128\tCar\n"
+COLOURS = {"Sky": (128, 128, 128), "Building": (128, 0, 0), "Car": (64, 0, 128)}
+
+
+def label_map(seed: int = 0) -> np.ndarray:
+    """Classes 0..2 in bands, with an unlabelled square (-1) in the top-left corner."""
+    labels = np.zeros((SIZE, SIZE), np.int64)
+    labels[:, SIZE // 3 :] = 1
+    labels[SIZE // 2 :, (SIZE // 2 + seed) :] = 2
+    labels[: SIZE // 4, : SIZE // 4] = -1
+    return labels
+
+
+def write_image(path, seed: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def colour_labels(labels: np.ndarray, void=(0, 0, 0)) -> np.ndarray:
+    """An RGB label image of ``labels`` with the CamVid colours (-1: ``void``)."""
+    table = np.array([COLOURS["Sky"], COLOURS["Building"], COLOURS["Car"], void], np.uint8)
+    return table[labels]  # -1 picks the last row: void
+
+
+def write_camvid(root, void=(0, 0, 0), palette=CAMVID_COLOURS, n: int = 2):
+    """``images/<name>.png`` and RGB ``labels/<name>_L.png`` with a ``label_colors.txt``."""
+    for i in range(n):
+        write_image(root / "images" / f"0001TP_{i:06d}.png", seed=i)
+        (root / "labels").mkdir(parents=True, exist_ok=True)
+        rgb = colour_labels(label_map(i), void)
+        Image.fromarray(rgb).save(root / "labels" / f"0001TP_{i:06d}_L.png")
+    (root / "label_colors.txt").write_text(palette)
+    return root
+
+
+def camvid(root, **kwargs) -> MaskFolderDataset:
+    return MaskFolderDataset(
+        root, masks="labels", mask_suffix="_L", palette="label_colors.txt", **kwargs
+    )
+
+
+def expected(seed: int = 0) -> np.ndarray:
+    labels = label_map(seed)
+    return np.where(labels < 0, IGNORE_PIXEL, labels).astype(np.uint8)
+
+
+# ---- colour labels with a palette -------------------------------------------------------------
+def test_camvid_rgb_labels_map_through_the_palette_in_its_order(tmp_path):
+    dataset = camvid(write_camvid(tmp_path / "camvid"), image_check="decode")
+    assert dataset.label_names == {"semantic": ["Sky", "Building", "Car"]}  # Void is no class
+    assert dataset.class_source == str(tmp_path / "camvid" / "label_colors.txt")
+    for index in range(2):
+        sample = dataset[index]
+        assert sample["semantic"].dtype == np.uint8
+        assert (sample["semantic"] == expected(index)).all()
+        assert (dataset.load_semantic(index + 1) == expected(index)).all()
+
+
+def test_a_json_or_yaml_palette_and_an_explicit_void_color(tmp_path):
+    root = write_camvid(tmp_path / "json", void=(255, 255, 255))
+    entries = [{"name": name, "color": list(colour)} for name, colour in COLOURS.items()]
+    (root / "palette.json").write_text(json.dumps(entries))
+    (root / "palette.yaml").write_text(
+        "".join(f"- {{name: {e['name']}, color: {e['color']}}}\n" for e in entries)
+    )
+    for file in ("palette.json", "palette.yaml"):
+        dataset = MaskFolderDataset(
+            root, masks="labels", mask_suffix="_L", palette=file, void_color=[255, 255, 255]
+        )
+        assert dataset.label_names["semantic"] == ["Sky", "Building", "Car"]
+        assert (dataset[0]["semantic"] == expected(0)).all()
+
+
+@pytest.mark.reliability
+def test_classes_txt_names_the_palette_colours_and_must_count_as_many(tmp_path):
+    root = write_camvid(tmp_path / "names")
+    (root / "classes.txt").write_text("sky\nbuilding\ncar\n")
+    assert camvid(root).label_names["semantic"] == ["sky", "building", "car"]
+    (root / "classes.txt").write_text("sky\nbuilding\n")
+    with pytest.raises(DataError, match="names 2 classes but the palette") as info:
+        camvid(root)
+    assert "label_colors.txt has 3 (Sky, Building, Car)" in str(info.value)
+
+
+@pytest.mark.reliability
+def test_a_colour_not_in_the_palette_is_an_error_naming_file_colour_and_pixels(tmp_path):
+    root = write_camvid(tmp_path / "unknown")
+    rgb = np.array(Image.open(root / "labels" / "0001TP_000001_L.png"))
+    rgb[-2:, :3] = (1, 2, 3)  # 6 pixels of a colour the palette lacks
+    Image.fromarray(rgb).save(root / "labels" / "0001TP_000001_L.png")
+    dataset = camvid(root)  # headers only: found when the mask is read
+    with pytest.raises(AnnotationError, match=r"1 colours not in the palette") as info:
+        dataset[1]
+    message = str(info.value)
+    assert "0001TP_000001_L.png" in message and "(1, 2, 3) in 6 pixels" in message
+    assert str(root / "label_colors.txt") in message
+    # check-data decodes every label file: the same problem in the report
+    with pytest.raises(DataError, match=r"\(1, 2, 3\) in 6 pixels") as info:
+        camvid(root, image_check="decode")
+    assert "bad label file" in str(info.value)
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("128 128 128\tSky\n300 0 0\tBuilding\n", "line 2: '300 0 0\\tBuilding'"),
+        ("128 128 128\tSky\n128 128 128\tRoad\n", "line 2: colour (128, 128, 128) is also line 1"),
+        ("128 128 128\n", "line 1: '128 128 128'"),
+        ("# nothing\n", "no colours listed"),
+    ],
+    ids=["out-of-range", "duplicate-colour", "no-name", "empty"],
+)
+def test_a_malformed_palette_is_an_error_naming_the_line(tmp_path, text, problem):
+    path = tmp_path / "colours.txt"
+    path.write_text(text)
+    with pytest.raises(DataError, match="expected lines 'R G B name'") as info:
+        read_palette(path)
+    assert str(path) in str(info.value) and problem in str(info.value)
+
+
+@pytest.mark.reliability
+def test_rgb_labels_without_a_palette_say_how_to_read_them(tmp_path):
+    root = write_camvid(tmp_path / "nopalette")
+    (root / "classes.txt").write_text("sky\nbuilding\ncar\n")
+    with pytest.raises(DataError, match="a label image in mode RGB") as info:
+        MaskFolderDataset(root, masks="labels", mask_suffix="_L")
+    assert "need a palette file: mask_folder's palette" in str(info.value)
+
+
+@pytest.mark.reliability
+def test_void_settings_that_cannot_apply_are_config_errors(tmp_path):
+    root = write_camvid(tmp_path / "settings")
+    with pytest.raises(ConfigError, match="ignore_index: 11 is not used with a palette"):
+        camvid(root, ignore_index=11)
+    with pytest.raises(ConfigError, match="void_color: only with a palette"):
+        MaskFolderDataset(root, masks="labels", mask_suffix="_L", void_color=[0, 0, 0])
+    with pytest.raises(ConfigError, match=r"mask_ext: '.jpg' is not one of .png, .tif, .tiff"):
+        MaskFolderDataset(root, masks="labels", mask_ext=".jpg")
+
+
+# ---- file names and formats -------------------------------------------------------------------
+def write_cityscapes(root, suffix_less: bool = False):
+    """``leftImg8bit/<city>/<city>_<seq>_<frame>_leftImg8bit.png`` and
+    ``gtFine/<city>/..._gtFine_labelTrainIds.png`` (class indices, 255 unlabelled)."""
+    for i, city in enumerate(("aachen", "bonn")):
+        stem = f"{city}_000000_{i:06d}"
+        name = f"{stem}.png" if suffix_less and i else f"{stem}_leftImg8bit.png"
+        write_image(root / "leftImg8bit" / city / name, seed=i)
+        (root / "gtFine" / city).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(expected(i)).save(
+            root / "gtFine" / city / f"{stem}_gtFine_labelTrainIds.png"
+        )
+    (root / "classes.txt").write_text("road\nbuilding\ncar\n")
+    return root
+
+
+CITYSCAPES = {
+    "images": "leftImg8bit",
+    "masks": "gtFine",
+    "image_suffix": "_leftImg8bit",
+    "mask_suffix": "_gtFine_labelTrainIds",
+}
+
+
+def test_cityscapes_names_strip_the_image_suffix_and_add_the_label_suffix(tmp_path):
+    dataset = MaskFolderDataset(write_cityscapes(tmp_path / "cs"), **CITYSCAPES)
+    assert len(dataset) == 2
+    assert dataset.mask_paths[1].name == "bonn_000000_000001_gtFine_labelTrainIds.png"
+    for index in range(2):
+        assert (dataset[index]["semantic"] == expected(index)).all()
+
+
+@pytest.mark.reliability
+def test_an_image_without_the_image_suffix_is_a_missing_label_file(tmp_path):
+    root = write_cityscapes(tmp_path / "cs", suffix_less=True)
+    with pytest.raises(DataError, match="missing label file") as info:
+        MaskFolderDataset(root, **CITYSCAPES)
+    assert "bonn_000000_000001.png" in str(info.value)
+    assert "does not end with image_suffix '_leftImg8bit'" in str(info.value)
+
+
+@pytest.mark.parametrize("ext", [".tif", ".tiff"])
+def test_tiff_label_files_grey_and_16_bit(tmp_path, ext):
+    root = tmp_path / "tiff"
+    for i in range(2):
+        write_image(root / "images" / f"{i}.png", seed=i)
+        (root / "masks").mkdir(parents=True, exist_ok=True)
+        labels = expected(i)
+        image = Image.fromarray(labels) if i == 0 else Image.fromarray(labels.astype(np.uint16))
+        image.save(root / "masks" / f"{i}{ext}")
+    (root / "classes.txt").write_text("a\nb\nc\n")
+    dataset = MaskFolderDataset(root, mask_ext=ext.upper(), image_check="decode")
+    for i in range(2):
+        assert dataset[i]["semantic"].dtype == np.uint8
+        assert (dataset[i]["semantic"] == expected(i)).all()
+
+
+# ---- one ignore value for the loss and the evaluator ------------------------------------------
+def index_labels_with_void(root, void: int):
+    """Grey label PNGs whose unlabelled pixels hold ``void`` (CamVid's 11, VOC's 255, ...)."""
+    for i in range(2):
+        write_image(root / "images" / f"{i}.png", seed=i)
+        (root / "masks").mkdir(parents=True, exist_ok=True)
+        labels = label_map(i)
+        Image.fromarray(np.where(labels < 0, void, labels).astype(np.uint8)).save(
+            root / "masks" / f"{i}.png"
+        )
+    (root / "classes.txt").write_text("a\nb\nc\n")
+    return {"format": "mask_folder", "root": str(root), "ignore_index": void}
+
+
+def palette_spec(root, void_color=None):
+    """RGB labels whose unlabelled pixels are black, the palette's "Void" entry (no
+    ``void_color``), or ``void_color``, a colour the palette does not list."""
+    spec = {
+        "format": "mask_folder",
+        "root": str(root),
+        "masks": "labels",
+        "mask_suffix": "_L",
+        "palette": "label_colors.txt",
+    }
+    if void_color is None:
+        write_camvid(root)
+        return spec
+    write_camvid(root, void=void_color, palette=CAMVID_COLOURS.replace("0 0 0\tVoid\n", ""))
+    return {**spec, "void_color": list(void_color)}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda root: index_labels_with_void(root, 11),
+        lambda root: index_labels_with_void(root, 3),
+        lambda root: index_labels_with_void(root, 255),
+        lambda root: palette_spec(root),
+        lambda root: palette_spec(root, (255, 0, 255)),
+    ],
+    ids=["index-11", "index-3", "index-255", "palette-void-entry", "void-color"],
+)
+def test_unlabelled_pixels_reach_loss_and_evaluator_as_ignore_pixel(tmp_path, make):
+    spec = make(tmp_path / "data")
+    dataset = build_dataset(spec, split="val")
+    void = label_map(0) < 0
+    sample = dataset[0]
+    assert (sample["semantic"][void] == IGNORE_PIXEL).all()
+    assert (sample["semantic"][~void] < 3).all()
+
+    pipe = build_pipeline([], (0.0,) * 3, (1.0,) * 3)
+    batch = collate([apply_pipeline(pipe, dataset[i]) for i in range(2)])
+    assert (batch["semantic"][0][torch.from_numpy(void)] == IGNORE_PIXEL).all()
+    torch.manual_seed(0)
+    head = SemanticFPNHead(in_channels=[8, 8, 8], strides=[8, 16, 32], num_classes=3, channels=8)
+    features = [torch.randn(2, 8, SIZE // s, SIZE // s) for s in (8, 16, 32)]
+    loss = head.loss(head(features), batch)["ce"]  # a void value left as is would be refused
+    assert torch.isfinite(loss)
+
+    evaluator = SemanticEvaluator("seg", 3, ["a", "b", "c"], dataset)
+    evaluator.process({"image_ids": torch.tensor([1])}, [{"mask": torch.zeros(SIZE, SIZE)}])
+    evaluator.evaluate()
+    assert int(evaluator.global_confusion.sum()) == int((~void).sum())  # void pixels not counted

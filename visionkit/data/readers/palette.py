@@ -1,0 +1,196 @@
+r"""Palettes of colour-coded label images: the file that says which RGB colour stands for which
+class (CamVid's ``label_colors.txt``, a JSON / YAML list), and the vectorised mapping of an RGB
+label image to class indices (:meth:`Palette.labels_of`). Used by the mask-folder reader
+(``palette: FILE``, :mod:`visionkit.data.readers.mask_folder`).
+
+>>> import numpy as np, pathlib, tempfile
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "label_colors.txt"
+>>> _ = path.write_text("128 128 128\tSky\n0 0 0\tVoid\n128 0 0\tBuilding\n")
+>>> palette = read_palette(path)
+>>> palette.names
+['Sky', 'Building']
+>>> palette.labels_of(np.array([[[128, 0, 0], [0, 0, 0], [128, 128, 128]]], np.uint8), path)
+array([[  1, 255,   0]], dtype=uint8)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from visionkit.data.batch import IGNORE_PIXEL
+from visionkit.errors import AnnotationError, ConfigError, DataError
+
+#: Palette entry names (compared in lower case) that mark unlabelled pixels, not a class.
+VOID_NAMES = ("void",)
+
+
+@dataclass(frozen=True)
+class Palette:
+    """The colours of RGB label images and the label each stands for.
+
+    Attributes:
+        path: the palette file.
+        names: the class names, in label order (void entries left out).
+        colours: int64 ``[K]``, each colour packed as ``R << 16 | G << 8 | B``, ascending.
+        labels: uint8 ``[K]``, the label of ``colours[k]``: a class index, or
+            :data:`~visionkit.data.batch.IGNORE_PIXEL` for a void colour.
+    """
+
+    path: Path
+    names: list[str]
+    colours: np.ndarray
+    labels: np.ndarray
+
+    def labels_of(self, rgb: np.ndarray, where: str | os.PathLike) -> np.ndarray:
+        """The uint8 ``[H, W]`` label map of an RGB label image ``[H, W, 3]`` (a sorted
+        lookup of the packed colours, no per-pixel Python).
+
+        Raises:
+            AnnotationError: colours the palette lacks, each with its pixel count.
+        """
+        packed = pack_colours(rgb)  # [H, W]
+        index = np.minimum(np.searchsorted(self.colours, packed), len(self.colours) - 1)
+        known = self.colours[index] == packed
+        if not known.all():
+            colours, counts = np.unique(packed[~known], return_counts=True)
+            order = np.argsort(-counts, kind="stable")[:10]
+            listed = ", ".join(
+                f"{unpack_colour(colours[i])} in {counts[i]} pixels" for i in order.tolist()
+            )
+            more = f" (and {len(colours) - 10} more)" if len(colours) > 10 else ""
+            raise AnnotationError(
+                f"{where}: {len(colours)} colours not in the palette {self.path}: "
+                f"{listed}{more}; add them to the palette (an entry named void marks unlabelled "
+                "pixels) or set void_color"
+            )
+        return self.labels[index]
+
+
+def pack_colours(rgb: np.ndarray) -> np.ndarray:
+    """``[..., 3]`` uint8 colours as int64 ``R << 16 | G << 8 | B``."""
+    rgb = rgb.astype(np.int64)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def unpack_colour(packed: int) -> tuple[int, int, int]:
+    """The ``(R, G, B)`` of a packed colour."""
+    packed = int(packed)
+    return packed >> 16, (packed >> 8) & 255, packed & 255
+
+
+def read_palette(path: str | os.PathLike, void_color: Sequence[int] | None = None) -> Palette:
+    """Read a palette file: the class colours of RGB label images, in class order.
+
+    Formats: text lines ``R G B name`` (whitespace or a tab between; CamVid's
+    ``label_colors.txt``; blank lines and lines starting with ``#`` skipped), or a JSON / YAML
+    (``.json``, ``.yaml``, ``.yml``) list of ``{name: ..., color: [R, G, B]}``. An entry named
+    ``void`` (any case), or of the colour ``void_color``, marks unlabelled pixels: it is no
+    class, and its pixels become :data:`~visionkit.data.batch.IGNORE_PIXEL`.
+
+    Raises:
+        DataError: the file is missing or unreadable, an entry is malformed (its line or
+            position named), a colour is listed twice, or there are more than 255 classes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"palette {path} does not exist (palette is relative to the root)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read the palette {path}: {err}") from None
+    if path.suffix.lower() in (".json", ".yaml", ".yml"):
+        entries, problems = _structured_entries(text)
+    else:
+        entries, problems = _text_entries(text)
+    void = None
+    if void_color is not None:
+        if len(void_color) != 3 or any(not 0 <= int(c) <= 255 for c in void_color):
+            raise ConfigError(f"void_color: expected [R, G, B] of 0..255, got {list(void_color)}")
+        void = tuple(int(c) for c in void_color)
+    seen: dict[tuple[int, int, int], str] = {}
+    for where, _, colour in entries:
+        if colour in seen:
+            problems.append(f"{where}: colour {colour} is also {seen[colour]}")
+        seen.setdefault(colour, where)
+    if not entries and not problems:
+        problems.append("no colours listed")
+    if problems:
+        raise DataError(
+            f"palette {path}: expected lines 'R G B name' or a JSON/YAML list of "
+            "{name, color: [R, G, B]}:",
+            problems,
+        )
+    names: list[str] = []
+    colours, labels = [], []
+    for _, name, colour in entries:
+        is_void = name.lower() in VOID_NAMES or colour == void
+        colours.append(colour)
+        labels.append(IGNORE_PIXEL if is_void else len(names))
+        if not is_void:
+            names.append(name)
+    if void is not None and void not in seen:
+        colours.append(void)
+        labels.append(IGNORE_PIXEL)
+    if len(names) >= IGNORE_PIXEL:
+        raise DataError(f"palette {path}: {len(names)} classes; at most {IGNORE_PIXEL - 1}")
+    packed = pack_colours(np.array(colours, np.uint8))
+    order = np.argsort(packed)
+    return Palette(path, names, packed[order], np.array(labels, np.uint8)[order])
+
+
+def _text_entries(text: str) -> tuple[list[tuple[str, str, tuple[int, int, int]]], list[str]]:
+    """``(where, name, colour)`` of each ``R G B name`` line, and the malformed lines."""
+    entries, problems = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 3)
+        colour = _colour(parts[:3])
+        if len(parts) < 4 or colour is None:
+            problems.append(f"line {number}: {line!r}")
+            continue
+        entries.append((f"line {number}", parts[3].strip(), colour))
+    return entries, problems
+
+
+def _structured_entries(
+    text: str,
+) -> tuple[list[tuple[str, str, tuple[int, int, int]]], list[str]]:
+    """``(where, name, colour)`` of each ``{name, color}`` of a JSON / YAML list."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        return [], [f"not JSON or YAML: {err}"]
+    if not isinstance(data, list):
+        return [], [f"expected a list, got {type(data).__name__}"]
+    entries, problems = [], []
+    for i, item in enumerate(data):
+        name = item.get("name") if isinstance(item, Mapping) else None
+        colour = _colour(item.get("color")) if isinstance(item, Mapping) else None
+        if not isinstance(name, str) or not name or colour is None:
+            problems.append(f"entry {i}: {item!r}")
+            continue
+        entries.append((f"entry {i} ({name})", name, colour))
+    return entries, problems
+
+
+def _colour(values: Any) -> tuple[int, int, int] | None:
+    """``(R, G, B)`` of three integers 0..255 (ints or digit strings), else ``None``."""
+    if not isinstance(values, Sequence) or isinstance(values, str) or len(values) != 3:
+        return None
+    out = []
+    for v in values:
+        if isinstance(v, str) and v.isdigit():
+            v = int(v)
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 255:
+            return None
+        out.append(v)
+    return out[0], out[1], out[2]
