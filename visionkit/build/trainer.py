@@ -10,21 +10,20 @@ from typing import Any
 
 import torch
 
-from visionkit.config import (
-    VISIONKIT_TRAINER_KEYS,
-    Config,
-)
+from visionkit.config import Config
+from visionkit.config.schema import LIGHTNING_TRAINER_KEYS
 
 logger = logging.getLogger(__name__)
 
 
 def trainer_kwargs(cfg: Config, run_dir: str | Path, **overrides: Any) -> dict[str, Any]:
-    """The keyword arguments of ``lightning.Trainer`` from the ``trainer`` section: every key
-    set, except visionkit's own (:data:`~visionkit.config.VISIONKIT_TRAINER_KEYS`), with
+    """The keyword arguments of ``lightning.Trainer`` from the ``trainer`` section: every
+    Lightning key (:data:`~visionkit.config.schema.LIGHTNING_TRAINER_KEYS`) that is set (not
+    ``null``, which leaves Lightning's default), none of visionkit's own keys, with
     ``precision: auto`` resolved and ``default_root_dir`` the run folder; ``overrides`` win."""
-    t = cfg.trainer.model_dump()
-    args = {k: v for k, v in t.items() if v is not None and k not in VISIONKIT_TRAINER_KEYS}
-    if t["check_val_every_n_epoch"] is None:  # validate by steps (val_check_interval) only
+    t = cfg.trainer
+    args = {k: getattr(t, k) for k in LIGHTNING_TRAINER_KEYS if getattr(t, k) is not None}
+    if t.check_val_every_n_epoch is None:  # validate by steps (val_check_interval) only
         args["check_val_every_n_epoch"] = None
     args["precision"] = resolve_precision(args["precision"], args["accelerator"])
     args.update(overrides)

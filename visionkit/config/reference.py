@@ -7,7 +7,7 @@ head, neck and dataset format comes from its builder's signature, as the validat
 from :func:`render_config_reference`, and when a key has no description here. Regenerate
 with ``python tools/gen_config_docs.py``.
 
->>> "| `trainer.max_epochs` | int, > 0 | `10` |" in render_config_reference()
+>>> "| `trainer.max_steps` | int, ≥ -1 | `-1` |" in render_config_reference()
 True
 """
 
@@ -104,35 +104,72 @@ DESCRIPTIONS: dict[str, str] = {
     "`gamma` (instead of `step_epochs`)",
     "scheduler.gamma": "`step`: the factor",
     "scheduler.pct_start": "`onecycle`: share of the steps spent rising to `lr`",
-    "trainer": "passed to `lightning.Trainer` (`null` keys are left out)",
+    "trainer": "every argument of `lightning.Trainer` (type-checked here, passed through; "
+    "`null` keys are left out: Lightning's default), and visionkit's own keys `compile`, "
+    "`on_nonfinite_loss`, `checkpoint_every_n_steps`, `channels_last` (marked *visionkit*); "
+    "the Lightning arguments that visionkit sets itself (`logger`, `callbacks`, `plugins`, "
+    "`default_root_dir`, `enable_checkpointing`, `barebones`) are refused, saying where to set "
+    "them; docs/training.md#trainer-arguments",
     "trainer.max_epochs": "epochs (default 10; unlimited, -1, when only `max_steps` is given)",
     "trainer.max_steps": "optimiser steps: a budget that does not depend on the dataset's size "
     "(-1: none); the schedule follows it",
     "trainer.max_time": "stop after this wall time (`DD:HH:MM:SS` or `{hours: 1}`); the schedule "
     "still follows the steps",
+    "trainer.min_epochs": "train at least this many epochs (early stopping waits)",
+    "trainer.min_steps": "train at least this many optimiser steps",
     "trainer.accelerator": "`cpu`, `gpu`, `auto`, ...",
     "trainer.devices": "devices per node",
     "trainer.num_nodes": "nodes",
     "trainer.strategy": "e.g. `ddp`",
     "trainer.precision": "`auto` (bf16 where the hardware has it, else 32) or a Lightning "
     "precision string: `32-true`, `bf16-mixed`, `16-mixed`, ...",
+    "trainer.sync_batchnorm": "synchronise BatchNorm statistics across processes (DDP)",
     "trainer.gradient_clip_val": "clip gradients to this norm; `null`: no clipping",
+    "trainer.gradient_clip_algorithm": "`norm` (Lightning's default) or `value`",
     "trainer.accumulate_grad_batches": "batches per optimiser step",
     "trainer.log_every_n_steps": "how often per-step values are logged",
     "trainer.check_val_every_n_epoch": "validate every this many epochs (`null`: by "
     "`val_check_interval` only)",
     "trainer.val_check_interval": "validate every this many training batches (with "
     "`check_val_every_n_epoch: null`), or this fraction of an epoch",
+    "trainer.num_sanity_val_steps": "validation batches run before training (Lightning's "
+    "default 2; -1: all, 0: none)",
     "trainer.limit_train_batches": "batches (int) or fraction (float) per training epoch",
     "trainer.limit_val_batches": "the same, for validation",
-    "trainer.deterministic": "deterministic algorithms only",
+    "trainer.limit_test_batches": "the same, for `trainer.test` (not used by visionkit)",
+    "trainer.limit_predict_batches": "the same, for `trainer.predict` (not used by visionkit)",
+    "trainer.overfit_batches": "train and validate on this many (or this fraction of) training "
+    "batches, to check that the model can fit them",
+    "trainer.fast_dev_run": "`true` or N: run N training and validation batches (1 for `true`) "
+    "to check the set-up; no checkpoints, metrics.json or logger output",
+    "trainer.deterministic": "deterministic algorithms only (`warn`: warn where there is none)",
+    "trainer.benchmark": "`torch.backends.cudnn.benchmark`",
+    "trainer.detect_anomaly": "`torch.autograd` anomaly detection (slow; finds NaN sources)",
+    "trainer.inference_mode": "validate under `torch.inference_mode` (else `no_grad`)",
+    "trainer.use_distributed_sampler": "let Lightning shard the loaders under DDP (its "
+    "default, `true`; docs/distributed.md)",
+    "trainer.reload_dataloaders_every_n_epochs": "rebuild the data loaders every N epochs",
+    "trainer.profiler": "print where time goes: `simple`, `advanced`, `pytorch`, `xla`",
     "trainer.enable_progress_bar": "show Lightning's progress bar",
-    "trainer.compile": "`torch.compile` the model: `true`, or its keyword arguments",
-    "trainer.on_nonfinite_loss": "a NaN/inf loss: `error` stops naming the step; `skip` skips "
-    "the batch",
-    "trainer.checkpoint_every_n_steps": "also write `last.ckpt` every this many steps",
-    "trainer.channels_last": "train and validate with NHWC (`channels_last`) weights and "
-    "batches: faster convolutions and max-pooling on CPUs; checkpoints load either way",
+    "trainer.enable_model_summary": "print the model summary when training starts",
+    "trainer.enable_autolog_hparams": "log the hyperparameters to the loggers",
+    "trainer.model_registry": "Lightning model-registry name to upload the model to",
+    "trainer.logger": "set by visionkit: use the top-level `logger` key, or "
+    "`train(..., loggers=[...])`",
+    "trainer.callbacks": "set by visionkit: use `train(..., callbacks=[...])`",
+    "trainer.plugins": "set by visionkit (its atomic checkpoint writer)",
+    "trainer.default_root_dir": "set by visionkit: the run folder (`output_dir`, `name`)",
+    "trainer.enable_checkpointing": "set by visionkit: checkpoints are always written",
+    "trainer.barebones": "set by visionkit: it would turn off the run folder's logs and "
+    "checkpoints",
+    "trainer.compile": "*visionkit*: `torch.compile` the model: `true`, or its keyword arguments",
+    "trainer.on_nonfinite_loss": "*visionkit*: a NaN/inf loss: `error` stops naming the step; "
+    "`skip` skips the batch",
+    "trainer.checkpoint_every_n_steps": "*visionkit*: also write `checkpoints/step.ckpt` every "
+    "this many steps",
+    "trainer.channels_last": "*visionkit*: train and validate with NHWC (`channels_last`) "
+    "weights and batches: faster convolutions and max-pooling on CPUs; checkpoints load "
+    "either way",
     "data.<split>.synthetic": "on any dataset entry: generate the shapes dataset into its folder "
     "(`images` for COCO, `root` for the folder layouts) when that holds no `*.json` yet; a shapes "
     "dataset generated with other parameters is regenerated, other data is never touched",
@@ -149,6 +186,10 @@ DESCRIPTIONS: dict[str, str] = {
     "early_stopping.patience": "validations without improvement before stopping; `null`: never",
     "early_stopping.monitor": "metric to watch; `null`: the run's `monitor`",
     "early_stopping.min_delta": "smallest change that counts as an improvement",
+    "logger": "loggers beside the run folder's CSV logs: a list of names or "
+    "`{name: ..., ...keyword arguments}`: `csv` (always on), `tensorboard`, `wandb`, `mlflow` "
+    "(each needs its package); `null`: `tensorboard` too when it is installed; "
+    "docs/training.md#loggers-and-callbacks",
 }
 
 HEADER = """\

@@ -11,7 +11,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -174,31 +177,61 @@ class SchedulerConfig(_Section):
 
 
 class TrainerConfig(_Section):
-    """``trainer``: passed through to ``lightning.Trainer``, except the keys visionkit handles
-    itself (:data:`VISIONKIT_TRAINER_KEYS`): ``compile``, ``on_nonfinite_loss``,
-    ``checkpoint_every_n_steps`` and ``channels_last``."""
+    """``trainer``: every argument of ``lightning.Trainer`` (passed through by
+    :func:`visionkit.build.trainer_kwargs`; ``null``: Lightning's default), plus visionkit's
+    own keys (:data:`VISIONKIT_TRAINER_KEYS`: ``compile``, ``on_nonfinite_loss``,
+    ``checkpoint_every_n_steps``, ``channels_last``). The Lightning keys are the fields below
+    with YAML-expressible types; ``tests/engine/test_trainer_args.py`` compares them with
+    ``inspect.signature(lightning.Trainer.__init__)`` so that the list cannot drift (Lightning
+    is not imported here: ``visionkit.load`` users do not pay for it). The arguments visionkit
+    sets itself (:data:`TRAINER_KEYS_SET_BY_VISIONKIT`) are refused with the reason."""
 
     # The budget: epochs (default 10), or optimiser steps whatever the dataset's size
     # (``max_steps``: epochs are then unlimited unless also given), or both (the first reached).
     max_epochs: int | None = Field(None, ge=-1)
     max_steps: int = Field(-1, ge=-1)
     max_time: str | dict[str, int] | None = None  # "DD:HH:MM:SS" or {hours: 1, ...}: a stop
+    min_epochs: int | None = Field(None, ge=0)
+    min_steps: int | None = Field(None, ge=0)
     accelerator: str = "auto"
     devices: int | str | list[int] = "auto"
     num_nodes: int = Field(1, gt=0)
     strategy: str = "auto"
     precision: str = "auto"  # auto | 32-true | bf16-mixed | 16-mixed | ... (32, 16 also accepted)
+    sync_batchnorm: bool | None = None
     gradient_clip_val: float | None = None
+    gradient_clip_algorithm: Literal["norm", "value"] | None = None
     accumulate_grad_batches: int = Field(1, gt=0)
     log_every_n_steps: int = Field(10, gt=0)
     # Validation every N epochs, or (check_val_every_n_epoch: null) every val_check_interval
     # training batches: a step budget's validations, whatever the dataset's size.
     check_val_every_n_epoch: int | None = Field(1, gt=0)
     val_check_interval: int | float | None = Field(None, gt=0)
+    num_sanity_val_steps: int | None = Field(None, ge=-1)
     limit_train_batches: int | float | None = None
     limit_val_batches: int | float | None = None
-    deterministic: bool = False
+    limit_test_batches: int | float | None = None
+    limit_predict_batches: int | float | None = None
+    overfit_batches: int | float | None = Field(None, ge=0)
+    fast_dev_run: bool | int | None = None
+    deterministic: bool | Literal["warn"] = False
+    benchmark: bool | None = None
+    detect_anomaly: bool | None = None
+    inference_mode: bool | None = None
+    use_distributed_sampler: bool | None = None
+    reload_dataloaders_every_n_epochs: int | None = Field(None, ge=0)
+    profiler: Literal["simple", "advanced", "pytorch", "xla"] | None = None
     enable_progress_bar: bool = True
+    enable_model_summary: bool | None = None
+    enable_autolog_hparams: bool | None = None
+    model_registry: str | None = None
+    # Lightning arguments visionkit sets itself (refused: see TRAINER_KEYS_SET_BY_VISIONKIT).
+    logger: Any = None
+    callbacks: Any = None
+    plugins: Any = None
+    default_root_dir: Any = None
+    enable_checkpointing: Any = None
+    barebones: Any = None
     # visionkit's own keys (not Lightning arguments):
     compile: bool | dict[str, Any] = False  # true, or torch.compile kwargs (mode, backend, ...)
     on_nonfinite_loss: Literal["error", "skip"] = "error"
@@ -219,6 +252,24 @@ class TrainerConfig(_Section):
         """Lightning accepts ``32`` and ``16`` as well as strings; keep one type."""
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
+    @field_validator(
+        "logger", "callbacks", "plugins", "default_root_dir", "enable_checkpointing", "barebones"
+    )
+    @classmethod
+    def _set_by_visionkit(cls, value: Any, info: ValidationInfo) -> Any:
+        """A Lightning argument that visionkit sets itself: say where it is set instead."""
+        if value is not None:
+            why = TRAINER_KEYS_SET_BY_VISIONKIT[str(info.field_name)]
+            raise PydanticCustomError("set_by_visionkit", "set by visionkit: {why}", {"why": why})
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_unset_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The Lightning keys left at ``null`` (Lightning's default) stay out of saved configs
+        and checkpoints, apart from the ones visionkit always listed."""
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k in _TRAINER_KEYS_SHOWN_NULL}
+
 
 # ``trainer`` keys that visionkit handles itself rather than passing to ``lightning.Trainer``.
 VISIONKIT_TRAINER_KEYS = (
@@ -227,6 +278,47 @@ VISIONKIT_TRAINER_KEYS = (
     "checkpoint_every_n_steps",
     "channels_last",
 )
+
+# ``lightning.Trainer`` arguments that visionkit sets itself, each with where to set it instead.
+TRAINER_KEYS_SET_BY_VISIONKIT = {
+    "logger": "use the top-level `logger:` list (csv, tensorboard, wandb, mlflow), or "
+    "train(..., loggers=[...]) from Python",
+    "callbacks": "pass train(..., callbacks=[...]) from Python; visionkit adds its own "
+    "(checkpoints, run folder, EMA, early stopping)",
+    "plugins": "visionkit passes its atomic checkpoint writer (SafeCheckpointIO)",
+    "default_root_dir": "it is the run folder: set `output_dir` and `name` (or --output-dir)",
+    "enable_checkpointing": "visionkit always writes checkpoints/best.ckpt and last.ckpt; "
+    "use checkpoint_every_n_steps for more",
+    "barebones": "it turns off the loggers and checkpoints that fill the run folder",
+}
+
+#: Every ``lightning.Trainer`` argument a ``trainer`` section names (the fields of
+#: :class:`TrainerConfig` less visionkit's own keys), sorted.
+LIGHTNING_TRAINER_KEYS = tuple(
+    sorted(k for k in TrainerConfig.model_fields if k not in VISIONKIT_TRAINER_KEYS)
+)
+
+# Trainer keys whose ``null`` was always written to saved configs (kept for stable files).
+_TRAINER_KEYS_SHOWN_NULL = {
+    "max_time",
+    "gradient_clip_val",
+    "check_val_every_n_epoch",
+    "val_check_interval",
+    "limit_train_batches",
+    "limit_val_batches",
+    "checkpoint_every_n_steps",
+}
+
+
+def unknown_trainer_key_help() -> str:
+    """What an unknown ``trainer`` key is told: both sets of valid keys, apart."""
+    lightning = ", ".join(
+        k for k in LIGHTNING_TRAINER_KEYS if k not in TRAINER_KEYS_SET_BY_VISIONKIT
+    )
+    own = ", ".join(sorted(VISIONKIT_TRAINER_KEYS))
+    return (
+        f"trainer takes lightning.Trainer arguments ({lightning}) and visionkit's own keys ({own})"
+    )
 
 
 class EMAConfig(_Section):
@@ -249,6 +341,25 @@ class EarlyStoppingConfig(_Section):
     min_delta: float = Field(0.0, ge=0)
 
 
+class LoggerConfig(BaseModel):
+    """``logger.<i>``: a Lightning logger by name, with its keyword arguments
+    (``{name: wandb, project: shapes}``), checked against the logger's class when a run starts.
+    ``csv`` is the run folder's own log, always on, and takes no arguments."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: Literal["csv", "tensorboard", "wandb", "mlflow"]
+
+    @model_validator(mode="after")
+    def _csv_takes_nothing(self) -> LoggerConfig:
+        if self.name == "csv" and self.model_extra:
+            raise ValueError(
+                "csv takes no arguments: it is the run folder's own log, always written to "
+                "logs/metrics.csv (per step) and metrics.csv (per epoch)"
+            )
+        return self
+
+
 class Config(_Section):
     """The whole, validated configuration."""
 
@@ -265,6 +376,19 @@ class Config(_Section):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     ema: EMAConfig = Field(default_factory=EMAConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    # Loggers beside the run folder's CSV logs; null: tensorboard too when it is installed.
+    logger: list[LoggerConfig] | None = None
+
+    @field_validator("logger", mode="before")
+    @classmethod
+    def _logger_list(cls, value: Any) -> Any:
+        """``logger: tensorboard`` or ``[csv, {name: wandb, project: x}]``: a list of
+        ``{name: ..., ...}``."""
+        if isinstance(value, (str, Mapping)):
+            value = [value]
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain types (what is saved to the run folder and checkpoints)."""

@@ -30,6 +30,7 @@ from visionkit.config.schema import (
     Config,
     DataConfig,
     SyntheticConfig,
+    unknown_trainer_key_help,
 )
 from visionkit.data.mixing import MULTI_IMAGE, multi_image_problems
 from visionkit.data.transforms import (
@@ -288,6 +289,9 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
             hint = f"; did you mean {close[0]!r}?" if close else ""
             if not close and valid:
                 hint = f"; valid keys: {', '.join(sorted(valid))}"
+            if root is Config and loc[:-1] == ("trainer",):  # Lightning's keys and ours, apart
+                hint = f"; did you mean {close[0]!r}? " if close else "; "
+                hint += unknown_trainer_key_help()
             lines.append(f"{path}: unknown key{hint}")
         elif e["type"] == "missing":
             lines.append(f"{path}: required key is missing")

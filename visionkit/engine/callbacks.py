@@ -1,5 +1,6 @@
 """Callbacks that fill the run folder: per-epoch ``metrics.csv``, ``plots/curves.png``, and the
-per-step log ``logs/metrics.csv`` (:class:`StepLog`)."""
+per-step log ``logs/metrics.csv`` (:class:`StepLog`); the loggers of the config's ``logger:``
+list (:func:`make_loggers`)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ import csv
 import logging
 import math
 import time
+from collections.abc import Sequence
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
 from visionkit.checkpoint import write_atomic
+from visionkit.config.schema import LoggerConfig
+from visionkit.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -157,24 +162,80 @@ def curve_panels(keys: list[str]) -> list[tuple[str, list[str]]]:
     )
 
 
+#: The packages each logger of ``logger:`` can run on (the first is the one to install).
+LOGGER_PACKAGES: dict[str, tuple[str, ...]] = {
+    "tensorboard": ("tensorboard", "tensorboardX"),
+    "wandb": ("wandb",),
+    "mlflow": ("mlflow",),
+}
+
+
+def check_logger_packages(specs: Sequence[LoggerConfig] | None) -> None:
+    """A :class:`~visionkit.errors.ConfigError` naming the package to install for every logger
+    of ``logger:`` that cannot run here; checked when a run starts, before any data is read
+    (not when a config is loaded: a checkpoint's config loads where its loggers do not)."""
+    problems = []
+    for i, spec in enumerate(specs or ()):
+        packages = LOGGER_PACKAGES.get(spec.name, ())
+        if packages and not any(find_spec(p) is not None for p in packages):
+            problems.append(
+                f"logger.{i}: {spec.name} needs the {packages[0]!r} package, which is not "
+                f"installed: pip install {packages[0]} (or leave {spec.name} out of logger:)"
+            )
+    if problems:
+        raise ConfigError(problems)
+
+
 def make_loggers(
-    run_dir: str | Path, tensorboard: bool | None = None, resume_step: int | None = None
-) -> list[Any]:
+    run_dir: str | Path,
+    tensorboard: bool | None = None,
+    resume_step: int | None = None,
+    specs: Sequence[LoggerConfig] | None = None,
+    run_name: str = "run",
+) -> list[Logger]:
     """The run's Lightning loggers: a :class:`StepLog` writing ``<run_dir>/logs/metrics.csv``
-    (per step) always, and a ``TensorBoardLogger`` writing ``<run_dir>/tensorboard/`` when
-    ``tensorboard`` is true, or (``None``) when the ``tensorboard`` package is installed
-    (``pip install visionkit[tensorboard]``). ``resume_step``: the global step of the
-    checkpoint a resumed run continues from (the step log keeps the rows before it)."""
-    import importlib.util
-
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    loggers: list[Any] = [StepLog(run_dir, resume_step)]
-    if tensorboard is None:
-        tensorboard = importlib.util.find_spec("tensorboard") is not None
-    if tensorboard:
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard"))
+    (per step) always, then the loggers of ``specs`` (the config's ``logger:`` list; ``csv`` is
+    the step log itself). Without ``specs``: a ``TensorBoardLogger`` writing
+    ``<run_dir>/tensorboard/`` when ``tensorboard`` is true, or (``None``) when the
+    ``tensorboard`` package is installed (``pip install visionkit[tensorboard]``).
+    ``resume_step``: the global step of the checkpoint a resumed run continues from (the step
+    log keeps the rows before it); ``run_name`` names the W&B run and the MLflow experiment."""
+    loggers: list[Logger] = [StepLog(run_dir, resume_step)]
+    if specs is None:
+        if tensorboard is None:
+            tensorboard = find_spec("tensorboard") is not None
+        specs = [LoggerConfig(name="tensorboard")] if tensorboard else []
+    check_logger_packages(specs)
+    for i, spec in enumerate(specs):
+        if spec.name != "csv":
+            loggers.append(_make_logger(i, spec, Path(run_dir), run_name))
     return loggers
+
+
+def _make_logger(i: int, spec: LoggerConfig, run_dir: Path, run_name: str) -> Logger:
+    """One Lightning logger of ``logger:``, writing into the run folder unless its arguments
+    (``spec``'s extra keys, which win) say otherwise."""
+    from lightning.pytorch import loggers as pl
+
+    made: dict[str, tuple[type[Logger], dict[str, Any]]] = {
+        "tensorboard": (
+            pl.TensorBoardLogger,
+            {"save_dir": str(run_dir), "name": "", "version": "tensorboard"},
+        ),
+        "wandb": (pl.WandbLogger, {"save_dir": str(run_dir), "name": run_name}),
+        "mlflow": (
+            pl.MLFlowLogger,
+            {"experiment_name": run_name, "save_dir": str(run_dir / "mlruns")},
+        ),
+    }
+    cls, defaults = made[spec.name]
+    try:
+        return cls(**{**defaults, **(spec.model_extra or {})})
+    except TypeError as err:  # an argument the class does not take
+        raise ConfigError(
+            f"logger.{i} ({spec.name}): {err}; expected the keyword arguments of "
+            f"lightning.pytorch.loggers.{cls.__name__}"
+        ) from None
 
 
 class StepLog(CSVLogger):

@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from visionkit.build import (
@@ -33,7 +34,12 @@ from visionkit.build.data import check_checkpoint_classes, split_spec
 from visionkit.build.model import load
 from visionkit.checkpoint import load_checkpoint, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, save_config
-from visionkit.engine.callbacks import RunFolderCallback, TrainingTime, make_loggers
+from visionkit.engine.callbacks import (
+    RunFolderCallback,
+    TrainingTime,
+    check_logger_packages,
+    make_loggers,
+)
 from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
 from visionkit.engine.datamodule import VisionDataModule
 from visionkit.engine.ema import EMACallback
@@ -98,8 +104,14 @@ def train(
     output_dir: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
     exist_ok: bool | None = None,
+    callbacks: Sequence[L.Callback] = (),
+    loggers: Sequence[Logger] = (),
 ) -> tuple[Path, dict[str, float]]:
     """Train from a config; returns the run folder and the final validation metrics.
+
+    ``callbacks`` and ``loggers``: Lightning objects added to visionkit's own (the run folder's
+    callbacks; the step log and the loggers of the config's ``logger:`` list), e.g. a
+    ``lightning.pytorch.callbacks.LearningRateMonitor`` or a ``WandbLogger`` set up in code.
 
     The run folder is ``output_dir`` (default ``<output_dir>/<name>`` of the config). A new run
     never writes into a folder that holds another run: it takes the first of ``<folder>-2``,
@@ -119,6 +131,11 @@ def train(
     cfg = load_config(config, overrides)
     if cfg.data.train is None:
         raise ConfigError("data.train: required for training")
+    check_logger_packages(cfg.logger)  # before any data is read
+    wrong = _wrong_objects(callbacks, L.Callback, "callbacks", "lightning.pytorch.Callback")
+    wrong += _wrong_objects(loggers, Logger, "loggers", "lightning.pytorch.loggers.Logger")
+    if wrong:
+        raise ConfigError(wrong)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     resume = resume if resume is not None else cfg.resume
     run_dir = choose_run_dir(
@@ -171,18 +188,21 @@ def train(
     )
     sigterm = SigtermCheckpoint(run_dir / "checkpoints" / "last.ckpt")
     timer = TrainingTime()
-    callbacks: list[L.Callback] = [checkpoint, last, RunFolderCallback(run_dir), RngStateCallback()]
-    callbacks.append(LoaderState())
-    callbacks.append(timer)
-    callbacks += training_callbacks(cfg, run_dir, monitor, mode, has_val)
-    callbacks.append(ValidationPictures(run_dir, val_dataset=datasets.get("val")))
-    callbacks.append(sigterm)
+    run_callbacks: list[L.Callback] = [checkpoint, last, RunFolderCallback(run_dir)]
+    run_callbacks += [RngStateCallback(), LoaderState(), timer]
+    run_callbacks += training_callbacks(cfg, run_dir, monitor, mode, has_val)
+    run_callbacks.append(ValidationPictures(run_dir, val_dataset=datasets.get("val")))
+    run_callbacks += callbacks
+    run_callbacks.append(sigterm)
     resume_step = None if resume_from is None else int(load_checkpoint(resume_from)["global_step"])
     trainer = make_trainer(
         cfg,
         run_dir,
-        callbacks=callbacks,
-        logger=make_loggers(run_dir, resume_step=resume_step),
+        callbacks=run_callbacks,
+        logger=[
+            *make_loggers(run_dir, resume_step=resume_step, specs=cfg.logger, run_name=cfg.name),
+            *loggers,
+        ],
         **({} if has_val else {"limit_val_batches": 0}),
     )
     metrics = _fit_and_validate_best(
@@ -194,6 +214,16 @@ def train(
         text = json.dumps(metrics, indent=2, sort_keys=True) + "\n"
         write_atomic(run_dir / "metrics.json", lambda tmp: tmp.write_text(text))
     return run_dir, metrics
+
+
+def _wrong_objects(objects: Sequence[Any], kind: type, argument: str, expected: str) -> list[str]:
+    """What is wrong with ``train(callbacks=...)`` / ``train(loggers=...)``: Lightning objects
+    only."""
+    return [
+        f"train({argument}=...)[{i}]: expected a {expected} instance, got {type(obj).__name__}"
+        for i, obj in enumerate(objects)
+        if not isinstance(obj, kind)
+    ]
 
 
 def _fit_and_validate_best(

@@ -1,0 +1,143 @@
+"""``trainer:`` takes every ``lightning.Trainer`` argument: the list of Lightning keys in
+``visionkit/config/schema.py`` is compared with Lightning's own signature here (it cannot
+drift), each key is type-checked, passed through by ``trainer_kwargs``, and an unknown key
+is told both sets of valid keys."""
+
+from __future__ import annotations
+
+import inspect
+
+import lightning as L
+import pytest
+import yaml
+from lightning.pytorch.plugins import TorchSyncBatchNorm
+from lightning.pytorch.profilers import SimpleProfiler
+
+from tests.helpers import run
+from visionkit.build import trainer_kwargs
+from visionkit.config import TrainerConfig, load_config
+from visionkit.config.schema import (
+    LIGHTNING_TRAINER_KEYS,
+    TRAINER_KEYS_SET_BY_VISIONKIT,
+    VISIONKIT_TRAINER_KEYS,
+)
+from visionkit.engine.runner import make_trainer, train
+from visionkit.errors import ConfigError
+
+LIGHTNING_SIGNATURE = inspect.signature(L.Trainer.__init__).parameters
+
+
+def test_the_lightning_keys_are_exactly_the_arguments_of_lightning_trainer():
+    assert set(LIGHTNING_TRAINER_KEYS) == set(LIGHTNING_SIGNATURE) - {"self"}
+    assert not set(VISIONKIT_TRAINER_KEYS) & set(LIGHTNING_SIGNATURE)
+    assert set(TRAINER_KEYS_SET_BY_VISIONKIT) <= set(LIGHTNING_TRAINER_KEYS)
+
+
+def test_lightnings_own_defaults_pass_the_type_checks():
+    """A Lightning default refused by the field's type means the type has drifted."""
+    for name in LIGHTNING_TRAINER_KEYS:
+        default = LIGHTNING_SIGNATURE[name].default
+        if name in TRAINER_KEYS_SET_BY_VISIONKIT or default is None:
+            continue
+        TrainerConfig(**{name: default})  # raises on a type that no longer fits
+
+
+def test_every_lightning_key_set_reaches_the_trainer(tiny_config, tmp_path):
+    tiny_config["trainer"].update(
+        max_steps=7,
+        check_val_every_n_epoch=None,
+        val_check_interval=3,
+        sync_batchnorm=True,
+        profiler="simple",
+        num_sanity_val_steps=0,
+        gradient_clip_algorithm="value",
+        deterministic="warn",
+        precision="32-true",
+    )
+    cfg = load_config(tiny_config)
+    kwargs = trainer_kwargs(cfg, tmp_path)
+    assert kwargs["sync_batchnorm"] is True and kwargs["profiler"] == "simple"
+    assert kwargs["check_val_every_n_epoch"] is None and kwargs["val_check_interval"] == 3
+    assert not set(kwargs) & set(VISIONKIT_TRAINER_KEYS)
+    assert "fast_dev_run" not in kwargs  # null: Lightning's default
+    trainer = make_trainer(cfg, tmp_path, logger=False)  # with visionkit's checkpoint plugin
+    assert trainer.max_steps == 7 and trainer.val_check_interval == 3
+    assert isinstance(trainer.profiler, SimpleProfiler)
+    assert trainer.num_sanity_val_steps == 0
+    assert isinstance(trainer._accelerator_connector._layer_sync, TorchSyncBatchNorm)
+
+
+def test_saved_configs_leave_unset_lightning_keys_out_and_reload_the_same(tiny_config):
+    tiny_config["trainer"].update(fast_dev_run=2, check_val_every_n_epoch=None)
+    cfg = load_config(tiny_config)
+    saved = cfg.to_dict()["trainer"]
+    assert saved["fast_dev_run"] == 2 and saved["check_val_every_n_epoch"] is None
+    assert "sync_batchnorm" not in saved and "profiler" not in saved
+    assert load_config(yaml.safe_load(yaml.safe_dump(cfg.to_dict()))).trainer == cfg.trainer
+
+
+def test_fast_dev_run_trains_one_batch(tiny_config):
+    tiny_config["trainer"].update(fast_dev_run=1, max_epochs=1)
+    run_dir, metrics = train(tiny_config)
+    assert (run_dir / "config.yaml").is_file()
+    assert metrics == {}  # Lightning writes no checkpoint in a fast_dev_run: nothing to re-validate
+
+
+@pytest.mark.reliability
+def test_an_unknown_trainer_key_gets_a_suggestion_and_both_sets_of_keys(tiny_config):
+    tiny_config["trainer"]["max_step"] = 100
+    with pytest.raises(ConfigError) as err:
+        load_config(tiny_config)
+    (problem,) = err.value.problems
+    assert problem.startswith("trainer.max_step: unknown key; did you mean 'max_steps'? ")
+    assert "trainer takes lightning.Trainer arguments (accelerator, " in problem
+    assert "sync_batchnorm" in problem and "val_check_interval" in problem
+    assert problem.endswith(
+        "visionkit's own keys (channels_last, checkpoint_every_n_steps, compile, on_nonfinite_loss)"
+    )
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("sync_batchnorm", "maybe", "trainer.sync_batchnorm: expected a valid boolean"),
+        ("profiler", "simpel", "trainer.profiler: expected 'simple', 'advanced', 'pytorch' or"),
+        ("gradient_clip_algorithm", "l2", "trainer.gradient_clip_algorithm: expected 'norm' or"),
+        ("min_steps", -3, "trainer.min_steps: expected greater than or equal to 0, got -3"),
+    ],
+)
+def test_a_lightning_key_of_the_wrong_type_is_named(tiny_config, key, value, expected):
+    tiny_config["trainer"][key] = value
+    with pytest.raises(ConfigError, match="^invalid configuration") as err:
+        load_config(tiny_config)
+    assert err.value.problems[0].startswith(expected), err.value.problems
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("key", "where"),
+    [
+        ("logger", "use the top-level `logger:` list"),
+        ("callbacks", "pass train(..., callbacks=[...]) from Python"),
+        ("default_root_dir", "it is the run folder: set `output_dir` and `name`"),
+        ("enable_checkpointing", "visionkit always writes checkpoints/best.ckpt"),
+    ],
+)
+def test_a_lightning_key_visionkit_sets_says_where_to_set_it(tiny_config, key, where):
+    tiny_config["trainer"][key] = False
+    with pytest.raises(ConfigError) as err:
+        load_config(tiny_config)
+    (problem,) = err.value.problems
+    assert problem.startswith(f"trainer.{key}: set by visionkit: {where}")
+    assert problem.endswith(", got False")
+
+
+@pytest.mark.reliability
+def test_the_cli_prints_the_unknown_key_without_a_traceback(tiny_config, tmp_path, capsys):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    code, _, err = run(["train", "--config", path, "trainer.sync_batchnom=true"], capsys)
+    assert code == 2
+    assert "trainer.sync_batchnom: unknown key; did you mean 'sync_batchnorm'?" in err
+    assert not (tmp_path / "runs").exists()
