@@ -1,9 +1,17 @@
 #!/usr/bin/env python
-"""Thin wrapper: `python tools/eval.py ...` is `visionkit eval ...`; see --help."""
+"""Thin wrapper: `python tools/eval.py ...` is `visionkit eval ...`; see --help.
+
+visionkit's own options (``--debug``, ``--version``) may come anywhere: they are moved before
+the subcommand, so ``python tools/eval.py --debug ...`` is ``visionkit --debug eval ...``.
+"""
 
 import sys
 
 from visionkit.cli import main
 
+TOP_LEVEL = ("--debug", "--version")
+
 if __name__ == "__main__":
-    sys.exit(main(["eval", *sys.argv[1:]]))
+    args = sys.argv[1:]
+    top = [a for a in args if a in TOP_LEVEL]
+    sys.exit(main([*top, "eval", *(a for a in args if a not in TOP_LEVEL)]))

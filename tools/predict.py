@@ -1,9 +1,17 @@
 #!/usr/bin/env python
-"""Thin wrapper: `python tools/predict.py ...` is `visionkit predict ...`; see --help."""
+"""Thin wrapper: `python tools/predict.py ...` is `visionkit predict ...`; see --help.
+
+visionkit's own options (``--debug``, ``--version``) may come anywhere: they are moved before
+the subcommand, so ``python tools/predict.py --debug ...`` is ``visionkit --debug predict ...``.
+"""
 
 import sys
 
 from visionkit.cli import main
 
+TOP_LEVEL = ("--debug", "--version")
+
 if __name__ == "__main__":
-    sys.exit(main(["predict", *sys.argv[1:]]))
+    args = sys.argv[1:]
+    top = [a for a in args if a in TOP_LEVEL]
+    sys.exit(main([*top, "predict", *(a for a in args if a not in TOP_LEVEL)]))

@@ -25,6 +25,7 @@ SUBCOMMANDS = [
     "list",
     "convert",
     "check-data",
+    "show-data",
     "export",
     "weights",
 ]
@@ -64,6 +65,7 @@ def test_parsing_a_subcommand_binds_the_run_of_its_own_module(command):
         "list": ["heads"],
         "convert": ["--from", "voc", "src", "dst.json"],
         "check-data": [],
+        "show-data": ["--config", "x.yaml"],
         "export": ["--checkpoint", "x.ckpt", "--format", "onnx", "--output", "m.onnx"],
         "weights": ["list"],
     }[name]

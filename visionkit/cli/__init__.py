@@ -24,6 +24,7 @@ from visionkit.cli import (
     export,
     make_shapes,
     predict,
+    show_data,
     train,
     weights,
 )
@@ -41,6 +42,7 @@ COMMANDS = (
     list_command,
     convert,
     check_data,
+    show_data,
     export,
     weights,
 )

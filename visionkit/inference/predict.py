@@ -318,7 +318,8 @@ def _cv2() -> Any:
         import cv2
     except ImportError:  # pragma: no cover - depends on the environment
         raise DataError(
-            "videos are read with OpenCV: pip install opencv-python-headless (or visionkit[video])"
+            "videos are read with OpenCV (cv2), which is not installed although visionkit "
+            "depends on it: pip install opencv-python-headless"
         ) from None
     return cv2
 
