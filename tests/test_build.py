@@ -65,7 +65,7 @@ def test_the_split_is_an_argument_and_a_val_split_keeps_negatives(with_negatives
 
 def test_an_unknown_split_is_refused(with_negatives):
     with pytest.raises(ValueError, match="split must be one of"):
-        build_dataset({"format": "coco", "images": str(with_negatives)}, split="test")
+        build_dataset({"format": "coco", "images": str(with_negatives)}, split="holdout")
 
 
 def test_a_validation_set_under_skip_decodes_every_image_when_built(tmp_path):

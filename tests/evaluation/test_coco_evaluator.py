@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import math
 
 import numpy as np
@@ -121,15 +122,23 @@ def test_no_predictions_gives_zero_not_a_crash(shapes_root):
     assert metrics["det/mAP"] == 0.0 and metrics["det/AR100"] == 0.0
 
 
-def test_prediction_for_an_unknown_category_is_a_clear_error(shapes_root):
+def test_predictions_of_a_category_the_ground_truth_lacks_are_left_out(shapes_root, caplog):
+    # A model's class that a (subset) validation set does not hold: COCOeval scores the ground
+    # truth's categories only, so the prediction counts nowhere and is left out. (A category
+    # that is not the model's at all is refused when the datasets are built: see
+    # tests/evaluation/test_evaluation_reliability.py and tests/data/test_class_lists.py.)
     gt_path = shapes_root / "val" / "annotations.json"
-    bad = {
+    other = {
         "boxes": torch.tensor([[0.0, 0, 5, 5]]),
         "scores": torch.ones(1),
         "labels": torch.tensor([0]),
     }
-    with pytest.raises(DataError, match="category_id 99"):
-        run_evaluator(CocoEvaluator("det", gt_path, [99]), {1: bad})
+    with caplog.at_level(logging.DEBUG, logger="visionkit.evaluation.coco"):
+        metrics = run_evaluator(CocoEvaluator("det", gt_path, [99]), {1: other})
+    assert metrics["det/mAP"] == 0.0
+    assert "1 predictions of categories not in the ground truth left out (categories [99])" in (
+        caplog.text
+    )
 
 
 # ---- masks (segm) ----------------------------------------------------------------------------
