@@ -78,7 +78,10 @@ def test_real_runs_every_side_and_writes_both_tables(tmp_path, monkeypatch, caps
         tmp_path / "data", log=lambda line: None, work_dir=tmp_path / "work", overrides=tiny
     )
     det, seg = results["real"]["detection"], results["real"]["segmentation"]
-    assert [r["model"] for r in det["rows"]] == ["visionkit detect_fcos_r18", "torchvision FCOS-R18"]
+    assert [r["model"] for r in det["rows"]] == [
+        "visionkit detect_fcos_r18",
+        "torchvision FCOS-R18",
+    ]
     assert (det["train"], det["val"]) == (8, 2) and (seg["train"], seg["val"]) == (8, 3)
     for row in det["rows"] + seg["rows"]:
         assert 0.0 <= row["score"] <= 1.0 and row["train_s"] > 0

@@ -93,7 +93,9 @@ def exported_recipe(recipe: str, tmp_path_factory) -> tuple:
 
 
 def test_the_recipes_are_found():
-    assert len(RECIPES) >= 15, RECIPES  # shapes/ (6), coco/ (3), custom/ (4), mask_folder/, quickstart
+    assert len(RECIPES) >= 15, (
+        RECIPES
+    )  # shapes/ (6), coco/ (3), custom/ (4), mask_folder/, quickstart
     assert "configs/quickstart.yaml" in RECIPES
 
 
