@@ -161,11 +161,13 @@ def run_real(
     """Every task of ``tasks`` on ``data_dir``; the results as one JSON-able dict.
     ``overrides`` are added to visionkit's recipes (the tests make them tiny)."""
     from benchmarks.harness import Settings, machine_info
+    from benchmarks.report import RESULTS_SCHEMA
 
     data_dir = Path(data_dir)
     use_bf16 = _precision() == "bf16-mixed"
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="visionkit-real-"))
     results: dict[str, Any] = {
+        "schema": RESULTS_SCHEMA,
         "machine": machine_info(Settings(precision="bf16" if use_bf16 else "fp32")),
         "sections": [],
         "real": {},

@@ -10,6 +10,7 @@ from PIL import Image
 
 from benchmarks import real, real_baselines
 from benchmarks.cli import main
+from benchmarks.report import TABLES, read_results, write_json
 
 
 def make_raccoon(root):
@@ -78,6 +79,9 @@ def test_real_runs_every_side_and_writes_both_tables(tmp_path, monkeypatch, caps
         tmp_path / "data", log=lambda line: None, work_dir=tmp_path / "work", overrides=tiny
     )
     det, seg = results["real"]["detection"], results["real"]["segmentation"]
+    write_json(tmp_path / "real.json", results)  # --from-json reads it back for the tables
+    again = read_results(tmp_path / "real.json")
+    assert "| visionkit detect_fcos_r18 |" in TABLES["real-detection"](again)
     assert [r["model"] for r in det["rows"]] == [
         "visionkit detect_fcos_r18",
         "torchvision FCOS-R18",
