@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from visionkit.inference.device import add_device_arguments
 from visionkit.inference.predict import predict_files
 
 
@@ -14,20 +15,25 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict",
         help="predict on images; write drawn images and predictions.json",
-        description="Predict on image files, folders (recursively), glob patterns and videos "
-        "(.mp4, .avi, .mov, .mkv, ...: frame by frame, with OpenCV). Writes "
+        description="Predict on image files, folders (recursively), glob patterns, videos "
+        "(.mp4, .avi, .mov, .mkv, ...: frame by frame, with OpenCV) and webcams (--input 0), "
+        "streamed a batch at a time. Writes "
         "<name>_pred.png (<name>_pred.mp4 for a video) with the predictions drawn (boxes, "
         "masks, a legend of semantic "
         "classes), predictions.json (boxes and instance masks as a COCO results list: xywh, "
         "the training file's category ids, RLE segmentation), images.json (one entry per "
         "image id, i.e. image or video frame: file, frame, size, class name and score of "
-        "classifiers) and <name>_<head>.png "
-        "(the label map of each semantic head). <name> is the input's path relative to the "
+        "classifiers), <name>_<head>.png "
+        "(the label map of each semantic head) and, with --save-txt, labels/<stem>.txt. "
+        "<name> is the input's path relative to the "
         "common folder of the inputs, suffix kept (--input photos/ with photos/a/001.jpg "
         "writes a/001.jpg_pred.png), so two inputs never share an output. Nothing inside "
-        "the output folder is read as input.",
+        "the output folder is read as input. --conf, --iou, --max-det and --classes apply "
+        "to the detection heads (drawn images and files alike); classification and "
+        "semantic heads are not filtered.",
         epilog="example: visionkit predict --checkpoint runs/quickstart/checkpoints/best.ckpt "
-        "--input photos/ 'more/*.png' --output-dir preds/",
+        "--input photos/ 'more/*.png' --output-dir preds/ --conf 0.4 --classes circle "
+        "--save-txt --device cuda --half",
     )
     p.add_argument("--checkpoint", required=True, help="path to a .ckpt written by train")
     p.add_argument(
@@ -35,7 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         required=True,
         nargs="+",
         metavar="PATH",
-        help="image or video files, folders or glob patterns (quote globs)",
+        help="image or video files, folders, glob patterns (quote globs), or a webcam index "
+        "(0: cv2.VideoCapture(0))",
     )
     p.add_argument(
         "--output-dir",
@@ -45,14 +52,82 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument(
-        "--no-draw", action="store_true", help="write the json files and label maps only"
+        "--gallery",
+        metavar="DIR",
+        default=None,
+        help="a folder of known identities (DIR/<name>/<image>): with an embedding head, "
+        "images.json gives each image's 5 best matches (name, cosine similarity)",
+    )
+    p.add_argument(
+        "--conf",
+        type=float,
+        default=0.25,
+        help="minimum score of a detection (default 0.25, as Ultralytics; it replaces the "
+        "head's score_thresh, 0.05 by default, which eval uses); the drawn images, "
+        "predictions.json and the label files hold the same detections",
+    )
+    p.add_argument(
+        "--iou",
+        type=float,
+        help="IoU threshold of the class-wise NMS (default: the head's nms_thresh: 0.6 for "
+        "fcos, 0.5 for retinanet)",
+    )
+    p.add_argument(
+        "--max-det",
+        type=int,
+        metavar="N",
+        help="at most N detections per image (default: the head's detections_per_img, 100)",
+    )
+    p.add_argument(
+        "--classes",
+        nargs="+",
+        metavar="CLASS",
+        help="keep only the detections of these classes: 0-based class indices or class "
+        "names (--classes 0 2, --classes circle, --classes 0,2)",
+    )
+    p.add_argument(
+        "--imgsz",
+        nargs="+",
+        metavar="SIZE",
+        help="inference size: 640 or 480,640 (height,width); the evaluation pipeline's "
+        "sizing steps (Resize, LongestMaxSize, PadIfNeeded, ...) use it instead of the "
+        "training size; boxes are still given in the original image's pixels",
+    )
+    add_device_arguments(p)
+    p.add_argument(
+        "--save-txt",
+        action="store_true",
+        help="also write labels/<stem>.txt per image with detections (a/001.jpg: "
+        "labels/a/001.txt; a video frame: labels/<stem>_<frame>.txt): YOLO lines "
+        "'class cx cy w h' normalised to the image, as Ultralytics writes them",
+    )
+    p.add_argument(
+        "--save-conf", action="store_true", help="with --save-txt: add the score to each line"
+    )
+    p.add_argument(
+        "--save-json",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write predictions.json (COCO results) and images.json (default: on; "
+        "--no-save-json skips both)",
+    )
+    p.add_argument(
+        "--no-draw", action="store_true", help="do not write the drawn images and videos"
     )
     p.add_argument(
         "--every",
         type=int,
         default=1,
         metavar="N",
-        help="videos: predict on every N-th frame only (frames 0, N, 2N, ...; default 1)",
+        help="videos and webcams: predict on every N-th frame only (frames 0, N, 2N, ...; "
+        "default 1)",
+    )
+    p.add_argument(
+        "--max-frames",
+        type=int,
+        metavar="N",
+        help="videos and webcams: stop after N predicted frames of each (a webcam otherwise "
+        "runs until Ctrl-C, which stops cleanly and writes what was predicted)",
     )
     p.add_argument(
         "--tta",
@@ -64,7 +139,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """What ``visionkit predict`` runs; prints the path of predictions.json."""
+    """What ``visionkit predict`` runs; prints the path of predictions.json (or of the output
+    folder with --no-save-json)."""
     path = predict_files(
         args.checkpoint,
         args.input,
@@ -73,6 +149,19 @@ def run(args: argparse.Namespace) -> int:
         draw=not args.no_draw,
         every=args.every,
         tta=args.tta,
+        conf=args.conf,
+        iou=args.iou,
+        max_det=args.max_det,
+        classes=args.classes,
+        imgsz=args.imgsz,
+        device=args.device,
+        half=args.half,
+        bf16=args.bf16,
+        save_json=args.save_json,
+        save_txt=args.save_txt,
+        save_conf=args.save_conf,
+        max_frames=args.max_frames,
+        gallery=args.gallery,
     )
     print(f"wrote {path}")
     return 0

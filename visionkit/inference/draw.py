@@ -15,6 +15,8 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
+from visionkit.inference.draw_keypoints import draw_skeletons
+
 PALETTE = [
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
     (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
@@ -66,6 +68,8 @@ def draw_predictions(
             canvas = draw_bounding_boxes(
                 canvas, result["boxes"].float().cpu(), captions, colors=colours, width=2
             )
+            if result.get("keypoints") is not None:  # fcos_keypoints: skeletons
+                canvas = draw_skeletons(canvas, result, colour_of)
         elif "label" in result:
             h, w = canvas.shape[-2:]
             name = result.get("name") or str(result["label"])

@@ -101,6 +101,8 @@ def predict_model(
     batch_size: int = 16,
     run: RunStep | None = None,
     decode: DecodeStep | None = None,
+    preprocess: Callable[[np.ndarray], dict[str, Any]] | None = None,
+    autocast: torch.dtype | None = None,
 ) -> Predictions:
     """:func:`predict_loop` with a PyTorch model in eval mode (``VisionModel.predict``).
 
@@ -112,9 +114,15 @@ def predict_model(
         batch_size: images per forward pass.
         run: the raw-output step; by default ``model(images)``.
         decode: the decoding step; by default ``model.postprocess``.
+        preprocess: the evaluation pipeline; by default ``model.preprocess`` (another one
+            predicts at another size, :func:`visionkit.inference.options.preprocess_at`).
+        autocast: run the raw-output step under ``torch.autocast`` in this dtype
+            (``torch.float16`` / ``torch.bfloat16``, :mod:`visionkit.inference.device`); the
+            weights stay as they are and the heads decode in float32.
     """
-    run = run or (lambda x, sizes: model(x))
+    run = _autocast(run or (lambda x, sizes: model(x)), autocast)
     decode = decode or model.postprocess
+    preprocess = preprocess or model.preprocess
     device = next(model.parameters()).device
     with evaluating(model):
         if isinstance(images, Tensor) and images.is_floating_point():
@@ -122,6 +130,18 @@ def predict_model(
             return decode(run(images.to(device), sizes), sizes, sizes)
         if isinstance(images, Tensor):
             images = [img.permute(1, 2, 0).cpu().numpy() for img in images]
-        if model.preprocess is None:
+        if preprocess is None:
             raise RuntimeError("this model has no preprocess pipeline; pass normalised tensors")
-        return predict_loop(images, model.preprocess, run, decode, batch_size, device)
+        return predict_loop(images, preprocess, run, decode, batch_size, device)
+
+
+def _autocast(run: RunStep, dtype: torch.dtype | None) -> RunStep:
+    """``run`` under ``torch.autocast(dtype)`` on the batch's device (``None``: ``run``)."""
+    if dtype is None:
+        return run
+
+    def step(x: Tensor, sizes: Sizes) -> Any:
+        with torch.autocast(device_type=x.device.type, dtype=dtype):
+            return run(x, sizes)
+
+    return step

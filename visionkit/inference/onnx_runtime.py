@@ -51,6 +51,12 @@ class OnnxPredictor:
         self.path = str(path)
         self.session = onnx_session(path)
         self.metadata = read_metadata(self.session.get_modelmeta().custom_metadata_map)
+        if "end_to_end" in self.metadata:
+            raise ExportError(
+                f"{path}: an end-to-end export (--nms: decoding and NMS in the graph), not raw "
+                "outputs; run it with visionkit.export.standalone.Predictor (or python -m "
+                "visionkit.export.standalone), or export again without --nms for OnnxPredictor"
+            )
         outputs = self.metadata["outputs"]
         self.output_names = [o["name"] for o in outputs]
         self._paths = [tuple(o["path"]) for o in outputs]

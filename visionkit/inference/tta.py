@@ -81,19 +81,26 @@ def merge_hflip(
     return [{name: preds[i] for name, preds in per_head.items()} for i in range(len(sizes))]
 
 
+def tta_steps(model: VisionModel, tta: str | None) -> dict[str, Any]:
+    """The ``run`` / ``decode`` steps of :func:`visionkit.inference.loop.predict_model` for the
+    test-time augmentation ``tta`` (``None``: none, the model's own steps)."""
+    if tta is None:
+        return {}
+    if tta == "flip":
+        return {
+            "run": lambda x, sizes: (model(x), model(hflip_images(x, sizes))),
+            "decode": lambda outputs, sizes, origs: merge_hflip(model, *outputs, sizes, origs),
+        }
+    raise ValueError(f"unknown test-time augmentation {tta!r}; valid: {', '.join(TTA_MODES)}")
+
+
 def predict_hflip(
     model: VisionModel, images: Sequence[np.ndarray] | Tensor, batch_size: int = 16
 ) -> list[dict[str, Any]]:
     """:meth:`VisionModel.predict` with horizontal-flip test-time augmentation: the one predict
     loop (:func:`visionkit.inference.loop.predict_model`) whose raw-output step runs the model
     on each batch and on its mirror, and whose decoding step is :func:`merge_hflip`."""
-    return predict_model(
-        model,
-        images,
-        batch_size,
-        run=lambda x, sizes: (model(x), model(hflip_images(x, sizes))),
-        decode=lambda outputs, sizes, origs: merge_hflip(model, *outputs, sizes, origs),
-    )
+    return predict_model(model, images, batch_size, **tta_steps(model, "flip"))
 
 
 def predict_tta(

@@ -1,0 +1,150 @@
+"""``model.predict`` options (conf, iou, max_det, classes, imgsz), the inputs it takes, and
+the device / precision choice of :mod:`visionkit.inference.device`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.ops import box_iou
+
+from tests.inference.detectors import CLASSES, detector, photo
+from visionkit.errors import ConfigError
+from visionkit.inference import device as devices
+from visionkit.inference.options import (
+    detection_settings,
+    parse_imgsz,
+    preprocess_at,
+    resize_steps,
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return detector()
+
+
+def det(prediction):
+    return prediction[0]["det"]
+
+
+def test_conf_keeps_fewer_boxes_all_above_it_and_the_head_is_left_as_it_was(model):
+    image = photo()
+    low, high = det(model.predict(image, conf=0.45)), det(model.predict(image, conf=0.55))
+    assert 0 < len(high["scores"]) < len(low["scores"])
+    assert float(high["scores"].min()) >= 0.55 and float(low["scores"].min()) >= 0.45
+    head = model.heads["det"]
+    assert (head.score_thresh, head.nms_thresh, head.detections_per_img) == (0.05, 0.6, 100)
+    with pytest.raises(ConfigError, match=r"--conf: a score threshold in \[0, 1\), got 1.5"):
+        model.predict(image, conf=1.5)
+    settings = detection_settings(model, conf=0.9, iou=0.1, max_det=2)
+    with pytest.raises(RuntimeError, match="inside"), settings:
+        assert (head.score_thresh, head.nms_thresh, head.detections_per_img) == (0.9, 0.1, 2)
+        raise RuntimeError("inside")
+    assert (head.score_thresh, head.nms_thresh, head.detections_per_img) == (0.05, 0.6, 100)
+
+
+def test_max_det_caps_and_iou_sets_the_nms_overlap(model):
+    image = photo(1)
+    full = det(model.predict(image, conf=0.4, max_det=1000))
+    capped = det(model.predict(image, conf=0.4, max_det=5))
+    assert len(full["scores"]) > 5 and len(capped["scores"]) == 5
+    assert torch.equal(capped["boxes"], full["boxes"][:5])
+    strict = det(model.predict(image, conf=0.4, iou=0.2, max_det=1000))
+    assert len(strict["scores"]) < len(full["scores"])
+    for label in strict["labels"].unique():
+        boxes = strict["boxes"][strict["labels"] == label]
+        overlap = box_iou(boxes, boxes).fill_diagonal_(0)
+        assert float(overlap.max()) <= 0.2 + 1e-6
+
+
+def test_classes_by_index_or_name_keep_only_those_then_cap(model):
+    image = photo(2)
+    everything = det(model.predict(image, conf=0.4, max_det=1000))
+    squares = det(model.predict(image, conf=0.4, max_det=1000, classes=[1]))
+    assert set(squares["labels"].tolist()) == {1} and set(squares["names"]) == {"square"}
+    assert torch.equal(squares["boxes"], everything["boxes"][everything["labels"] == 1])
+    named = det(model.predict(image, conf=0.4, max_det=1000, classes=["triangle", "0"]))
+    assert set(named["labels"].tolist()) == {0, 2}
+    few = det(model.predict(image, conf=0.4, max_det=3, classes=["triangle"]))
+    assert few["labels"].tolist() == [2, 2, 2]  # capped after filtering, not before
+    with pytest.raises(ConfigError) as info:
+        model.predict(image, classes=["dog", 7])
+    assert info.value.problems == [
+        "--classes: no such class 'dog', '7'; head 'det': 0..2 = " + ", ".join(CLASSES)
+    ]
+
+
+def test_predict_takes_paths_pil_images_arrays_and_lists(model, tmp_path):
+    image = photo(3)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    pil = Image.fromarray(image).convert("RGBA")
+    want = det(model.predict([image]))
+    for given in (tmp_path / "a.png", str(tmp_path / "a.png"), pil, image, image[None]):
+        (got,) = model.predict(given)
+        assert torch.equal(got["det"]["boxes"], want["boxes"]), type(given)
+    mixed = model.predict([tmp_path / "a.png", pil, image], batch_size=2)
+    assert len(mixed) == 3
+    assert all(torch.allclose(p["det"]["scores"], want["scores"], atol=1e-5) for p in mixed)
+    with pytest.raises(ValueError, match="H×W×3 uint8 RGB"):
+        model.predict(np.zeros((10, 10), np.float32))
+
+
+def test_imgsz_replaces_the_sizes_of_the_evaluation_pipeline(model):
+    image = photo(4)
+    assert tuple(model.preprocess(image)["image"].shape) == (3, 64, 64)
+    assert tuple(preprocess_at(model, 96)(image)["image"].shape) == (3, 96, 96)
+    assert tuple(preprocess_at(model, "32,128")(image)["image"].shape) == (3, 32, 128)
+    assert tuple(model.preprocess(image)["image"].shape) == (3, 64, 64)  # the model's own
+    default, large = det(model.predict(image)), det(model.predict(image, imgsz=128))
+    assert not torch.equal(default["boxes"], large["boxes"])
+    assert float(large["boxes"][:, 2].max()) <= 80 and float(large["boxes"][:, 3].max()) <= 48
+    steps = [
+        {"name": "LongestMaxSize", "max_size": 64},
+        {"name": "PadIfNeeded", "min_height": 64, "min_width": 64, "position": "top_left"},
+    ]
+    assert resize_steps(steps, (96, 128)) == [
+        {"name": "LongestMaxSize", "max_size": 128},
+        {"name": "PadIfNeeded", "min_height": 96, "min_width": 128, "position": "top_left"},
+    ]
+    assert parse_imgsz(["480", "640"]) == (480, 640) and parse_imgsz(320) == (320, 320)
+    with pytest.raises(ConfigError, match="--imgsz: one size .* got 'big'"):
+        parse_imgsz("big")
+
+
+def test_device_names_and_precisions(monkeypatch):
+    assert devices.resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert devices.resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match=r"--device cuda:1: no CUDA GPU 1 on this machine"):
+        devices.resolve_device("cuda:1")
+    with pytest.raises(ConfigError, match="--device 'tpu': unknown device"):
+        devices.resolve_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert devices.resolve_device("1") == torch.device("cuda", 1)
+    assert devices.resolve_device("auto") == torch.device("cuda", 0)
+    with pytest.raises(ConfigError) as info:
+        devices.autocast_dtype(torch.device("cpu"), half=True)
+    assert info.value.problems[0].startswith(
+        "--half: float16 inference needs a CUDA GPU or MPS; the device is the CPU"
+    )
+    assert devices.autocast_dtype(torch.device("cpu"), bf16=True) is torch.bfloat16
+    assert devices.autocast_dtype(torch.device("cuda", 0), half=True) is torch.float16
+    assert devices.lightning_device(torch.device("cuda", 1)) == {
+        "accelerator": "gpu",
+        "devices": [1],
+    }
+    assert devices.lightning_precision(torch.bfloat16) == "bf16-mixed"
+
+
+def test_bf16_autocast_on_the_cpu_predicts_like_float32(model):
+    from visionkit.inference.options import predict_images
+
+    image = photo(5)
+    full = det(model.predict(image, conf=0.5))
+    half = det(predict_images(model, image, conf=0.5, autocast=torch.bfloat16))
+    assert half["boxes"].dtype == torch.float32  # decoded in float32
+    assert abs(len(half["scores"]) - len(full["scores"])) <= max(3, len(full["scores"]) // 5)
+    assert float(half["scores"][0]) == pytest.approx(float(full["scores"][0]), abs=0.02)

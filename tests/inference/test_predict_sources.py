@@ -1,0 +1,123 @@
+"""``predict_files`` sources and streaming: webcams (a fake ``cv2.VideoCapture(0)``),
+``max_frames``, Ctrl-C, batch-by-batch decoding, ``--save-txt`` lines and ``--no-save-json``."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+from PIL import Image
+
+from tests.inference.detectors import FakeWebcam, detector, photo
+from visionkit.errors import DataError
+from visionkit.inference import predict as predict_module
+from visionkit.inference import sources
+from visionkit.inference.predict import PredictInterrupted, predict_files
+
+
+def fake_cameras(monkeypatch, **camera):
+    """``cv2.VideoCapture(int)`` opens a :class:`FakeWebcam`; files open as usual."""
+    real = cv2.VideoCapture
+    FakeWebcam.opened = []
+    monkeypatch.setattr(
+        cv2, "VideoCapture", lambda s: FakeWebcam(s, **camera) if isinstance(s, int) else real(s)
+    )
+
+
+def test_a_webcam_index_is_read_until_max_frames_and_drawn_as_a_video(monkeypatch, tmp_path):
+    fake_cameras(monkeypatch)
+    assert sources.named_inputs(["0"]) == [(sources.Webcam(0), "webcam0")]
+    out = predict_files(
+        detector(), ["0"], tmp_path, max_frames=5, every=2, conf=0.5, progress=False
+    )
+    records = json.loads((tmp_path / "images.json").read_text())
+    assert [r["frame"] for r in records] == [0, 2, 4, 6, 8]
+    assert {r["file_name"] for r in records} == {"webcam 0"}
+    assert {e["frame"] for e in json.loads(out.read_text())} <= {0, 2, 4, 6, 8}
+    assert FakeWebcam.opened == [0]  # opened once: not again for its frame rate
+    video = cv2.VideoCapture(str(tmp_path / "webcam0_pred.mp4"))
+    assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 5
+    assert video.get(cv2.CAP_PROP_FPS) == pytest.approx(15.0)  # 30 fps, every 2nd frame
+    video.release()
+    with pytest.raises(DataError, match=r"cannot open webcam 3 \(cv2.VideoCapture\(3\) found"):
+        predict_files(detector(), ["3"], tmp_path / "none", progress=False)
+
+
+def test_ctrl_c_stops_cleanly_and_writes_what_was_predicted(monkeypatch, tmp_path):
+    fake_cameras(monkeypatch, interrupt_at=6)  # the 6th read is interrupted
+    with pytest.raises(PredictInterrupted) as info:
+        predict_files(detector(), [0], tmp_path, batch_size=2, conf=0.5, progress=False)
+    assert info.value.exit_code == 130 and info.value.count == 4  # two whole batches
+    assert str(info.value) == (
+        "stopped by Ctrl-C after 4 image(s) or frame(s); the predictions made until then "
+        f"are written in {tmp_path / 'predictions.json'}"
+    )
+    assert len(json.loads((tmp_path / "images.json").read_text())) == 4
+    assert (tmp_path / "webcam0_pred.mp4").stat().st_size > 0  # the video was closed
+
+
+def test_images_are_decoded_one_batch_at_a_time(monkeypatch, tmp_path):
+    for i in range(7):
+        Image.fromarray(photo(i, (32, 40))).save(tmp_path / f"{i}.png")
+    decoded, seen = [], []
+    real_read, real_predict = sources.read_image, predict_module.predict_images
+
+    def read(path):
+        decoded.append(path)
+        return real_read(path)
+
+    def predict(model, images, *args, **kwargs):
+        seen.append((len(decoded), len(images)))
+        return real_predict(model, images, *args, **kwargs)
+
+    monkeypatch.setattr(sources, "read_image", read)
+    monkeypatch.setattr(predict_module, "predict_images", predict)
+    predict_files(detector(), [tmp_path], tmp_path / "out", batch_size=3, progress=False)
+    assert seen == [(3, 3), (6, 3), (7, 1)]  # never more than one batch decoded ahead
+
+
+def test_save_txt_writes_yolo_lines_matching_predictions_json(tmp_path):
+    Image.fromarray(photo(1)).save(tmp_path / "a.png")
+    Image.fromarray(photo(2)).save(tmp_path / "a.jpg")  # the same stem: suffix kept
+    Image.fromarray(photo(3)).save(tmp_path / "b.png")
+    out = tmp_path / "out"
+    path = predict_files(
+        detector(), [tmp_path], out, conf=0.55, save_txt=True, save_conf=True, progress=False
+    )
+    entries = json.loads(path.read_text())
+    records = json.loads((out / "images.json").read_text())
+    label_files = {"a.jpg": "a.jpg.txt", "a.png": "a.png.txt", "b.png": "b.txt"}
+    assert sorted(p.name for p in (out / "labels").iterdir()) == sorted(label_files.values())
+    for record in records:
+        image_id, name = record["id"], record["file_name"].rsplit("/", 1)[-1]
+        lines = (out / "labels" / label_files[name]).read_text().splitlines()
+        mine = [e for e in entries if e["image_id"] == image_id]
+        assert len(lines) == len(mine) > 0
+        for line, entry in zip(lines, mine, strict=True):
+            label, cx, cy, w, h, conf = (float(v) for v in line.split())
+            x, y, bw, bh = entry["bbox"]
+            assert [3, 7, 42][int(label)] == entry["category_id"]
+            assert (cx * 80, cy * 48, w * 80, h * 48) == pytest.approx(
+                (x + bw / 2, y + bh / 2, bw, bh), abs=0.02
+            )
+            assert conf == pytest.approx(entry["score"], abs=1e-5) and conf >= 0.55
+
+
+def test_no_save_json_writes_neither_json_and_max_frames_cuts_videos(tmp_path):
+    writer = cv2.VideoWriter(
+        str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (40, 32)
+    )
+    for i in range(6):
+        writer.write(photo(i, (32, 40)))
+    writer.release()
+    out = tmp_path / "out"
+    got = predict_files(
+        detector(), [tmp_path / "clip.mp4"], out, max_frames=2, save_json=False, progress=False
+    )
+    assert got == out and not (out / "predictions.json").exists()
+    assert not (out / "images.json").exists()
+    video = cv2.VideoCapture(str(out / "clip.mp4_pred.mp4"))
+    assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 2
+    video.release()
+    assert sources.video_frames(tmp_path / "clip.mp4", every=1, max_frames=2) == 2

@@ -1,0 +1,289 @@
+"""The prediction options users set per call, as Ultralytics names them: ``conf`` (minimum
+score), ``iou`` (NMS IoU threshold), ``max_det`` (detections per image), ``classes`` (keep
+only these classes) and ``imgsz`` (inference size); and the inputs ``model.predict`` takes
+(paths, PIL images, ``H×W×3 uint8`` RGB arrays, lists of them).
+
+The thresholds reach every head that selects detections (the heads with ``score_thresh``,
+``nms_thresh`` and ``detections_per_img``, which :func:`visionkit.models.heads._utils.
+select_detections` applies) for the duration of one call only (:func:`detection_settings`);
+the model's own values come back afterwards, also after an error. ``classes`` filters the
+detections of every box head after NMS (NMS is class-wise, so the other classes never
+suppress them) and then caps them at ``max_det``. Classification and semantic heads are not
+changed by these options.
+
+>>> import numpy as np, visionkit
+>>> model = visionkit.create_model({"model": {"backbone": {"name": "simple_cnn"},
+...     "heads": {"cls": {"name": "linear", "num_classes": 3}}}})
+>>> [len(p) for p in predict_images(model, [np.zeros((40, 60, 3), np.uint8)] * 2)]
+[1, 1]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from visionkit.errors import ConfigError
+
+if TYPE_CHECKING:  # models.model delegates its predict here: no import at run time
+    from visionkit.models.model import VisionModel
+
+#: head attribute set by each option for the length of one call
+THRESHOLDS = {"conf": "score_thresh", "iou": "nms_thresh", "max_det": "detections_per_img"}
+#: size keys of the evaluation pipeline's sizing steps that ``imgsz`` replaces
+SIZE_KEYS = ("height", "width", "size", "max_size", "max_size_hw")
+
+
+def box_heads(model: VisionModel) -> dict[str, Any]:
+    """The heads that select detections (they have ``score_thresh`` and ``nms_thresh``)."""
+    return {
+        name: head
+        for name, head in model.heads.items()
+        if hasattr(head, "score_thresh") and hasattr(head, "nms_thresh")
+    }
+
+
+def check_thresholds(
+    conf: float | None = None, iou: float | None = None, max_det: int | None = None
+) -> None:
+    """Raise a :class:`ConfigError` naming the option for an out-of-range value."""
+    problems = []
+    if conf is not None and not 0 <= conf < 1:
+        problems.append(f"--conf: a score threshold in [0, 1), got {conf}")
+    if iou is not None and not 0 < iou <= 1:
+        problems.append(f"--iou: an IoU threshold in (0, 1], got {iou}")
+    if max_det is not None and max_det < 1:
+        problems.append(f"--max-det: at least 1 detection per image, got {max_det}")
+    if problems:
+        raise ConfigError(problems)
+
+
+@contextlib.contextmanager
+def detection_settings(
+    model: VisionModel,
+    conf: float | None = None,
+    iou: float | None = None,
+    max_det: int | None = None,
+    keep_all: bool = False,
+) -> Iterator[None]:
+    """Inside the block, every box head of ``model`` keeps detections scoring above
+    ``conf``, runs NMS at ``iou`` and keeps ``max_det`` per image (``None``: the head's own
+    value); ``keep_all`` lifts the cap (for a class filter that caps afterwards). The heads'
+    values are restored on leaving, error or not."""
+    check_thresholds(conf, iou, max_det)
+    values = {"conf": conf, "iou": iou, "max_det": max_det}
+    if keep_all:
+        values["max_det"] = 10**9
+    saved = []
+    try:
+        for head in box_heads(model).values():
+            for option, attribute in THRESHOLDS.items():
+                if values[option] is not None and hasattr(head, attribute):
+                    saved.append((head, attribute, getattr(head, attribute)))
+                    setattr(head, attribute, type(getattr(head, attribute))(values[option]))
+        yield
+    finally:
+        for head, attribute, value in reversed(saved):
+            setattr(head, attribute, value)
+
+
+def resolve_classes(
+    model: VisionModel, classes: Sequence[int | str] | None
+) -> dict[str, set[int]] | None:
+    """``classes`` (class indices, class names, or both; ``"0,2"`` is split) → the labels to
+    keep per box head (``None``: keep all). An index counts for every box head that has it;
+    a name for those whose ``class_names`` hold it.
+
+    Raises:
+        ConfigError: the model has no box head, or a class that no box head has (the
+            message lists each head's classes).
+    """
+    if classes is None:
+        return None
+    heads = box_heads(model)
+    if not heads:
+        raise ConfigError(
+            "--classes: the model has no detection head to filter (its heads: "
+            f"{', '.join(model.heads)}); --classes applies to box predictions only"
+        )
+    tokens = [t.strip() for c in classes for t in str(c).split(",") if t.strip()]
+    keep: dict[str, set[int]] = {name: set() for name in heads}
+    unknown = []
+    for token in tokens:
+        found = False
+        for name, head in heads.items():
+            names = list(getattr(head, "class_names", None) or [])
+            count = int(getattr(head, "num_classes", len(names)))
+            if token.lstrip("-").isdigit() and 0 <= int(token) < count:
+                keep[name].add(int(token))
+                found = True
+            elif token in names:
+                keep[name].add(names.index(token))
+                found = True
+        if not found:
+            unknown.append(token)
+    if unknown:
+        valid = "; ".join(
+            f"head {name!r}: 0..{int(getattr(h, 'num_classes', 0)) - 1}"
+            + (f" = {', '.join(h.class_names)}" if getattr(h, "class_names", None) else "")
+            for name, h in heads.items()
+        )
+        raise ConfigError(f"--classes: no such class {', '.join(map(repr, unknown))}; {valid}")
+    return keep
+
+
+def keep_classes(
+    predictions: list[dict[str, Any]], keep: Mapping[str, set[int]], max_det: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """Each box head's detections of the classes in ``keep[head]``, best first, at most
+    ``max_det[head]``; every per-detection entry (boxes, scores, labels, names, masks, ...)
+    is filtered alike."""
+    out = []
+    for prediction in predictions:
+        prediction = dict(prediction)
+        for head, labels in keep.items():
+            result = prediction.get(head)
+            if not result or "labels" not in result:
+                continue
+            count = len(result["labels"])
+            wanted = [i for i, label in enumerate(result["labels"].tolist()) if label in labels]
+            index = wanted[: max_det[head]]
+            prediction[head] = {k: _take(v, index, count) for k, v in result.items()}
+        out.append(prediction)
+    return out
+
+
+def _take(value: Any, index: list[int], count: int) -> Any:
+    """``value[index]`` for a per-detection tensor or list of length ``count``; else as is."""
+    if isinstance(value, Tensor) and value.ndim and value.shape[0] == count:
+        return value[torch.as_tensor(index, dtype=torch.long, device=value.device)]
+    if isinstance(value, list) and len(value) == count:
+        return [value[i] for i in index]
+    return value
+
+
+def parse_imgsz(imgsz: int | str | Sequence[int | str] | None) -> tuple[int, int] | None:
+    """``640``, ``"640"``, ``"480,640"`` or ``[480, 640]`` → ``(H, W)``.
+
+    Raises:
+        ConfigError: not one or two positive integers.
+    """
+    if imgsz is None:
+        return None
+    items = [imgsz] if isinstance(imgsz, int | str) else list(imgsz)
+    parts = [p.strip() for item in items for p in str(item).replace("x", ",").split(",")]
+    if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(
+            f"--imgsz: one size (640) or height,width (480,640) in pixels, got {imgsz!r}"
+        )
+    h, w = int(parts[0]), int(parts[-1])
+    return h, w
+
+
+def resize_steps(steps: Sequence[Mapping[str, Any]], size: tuple[int, int]) -> list[dict[str, Any]]:
+    """The evaluation steps with every sizing step at ``size`` (H, W): ``Resize`` and crops
+    to it, ``LongestMaxSize`` / ``SmallestMaxSize`` to its larger side, ``PadIfNeeded`` to
+    it (:func:`visionkit.data.transforms.with_image_size` fills the sizes removed here)."""
+    from visionkit.data.transforms import with_image_size
+
+    out = []
+    for step in steps:
+        step = {k: v for k, v in step.items() if k not in SIZE_KEYS}
+        if isinstance(step.get("transforms"), list):
+            step["transforms"] = resize_steps(step["transforms"], size)
+        if step.get("name") == "PadIfNeeded" and "pad_height_divisor" not in step:
+            step.update(min_height=size[0], min_width=size[1])
+        out.append(with_image_size(step, list(size)))
+    return out
+
+
+def preprocess_at(model: VisionModel, imgsz: int | str | Sequence[Any] | None) -> Any:
+    """The model's evaluation pipeline with its sizing steps at ``imgsz`` (``None``: the
+    model's own ``preprocess``).
+
+    Raises:
+        ConfigError: a bad size, or a model without the config its pipeline was made from.
+    """
+    size = parse_imgsz(imgsz)
+    if size is None:
+        return model.preprocess
+    from visionkit.build.model import EvalPreprocess  # build imports models: not at the top
+    from visionkit.data.transforms import pipeline_steps
+
+    data = (model.meta.get("config") or {}).get("data")
+    if data is None:
+        raise ConfigError(
+            "--imgsz: this model carries no config (model.meta['config']['data']) to rebuild "
+            "its evaluation pipeline from; build it with visionkit.create_model or load a "
+            "checkpoint"
+        )
+    steps = resize_steps(pipeline_steps(data, train=False), size)
+    return EvalPreprocess(steps, model.backbone.mean, model.backbone.std)
+
+
+def as_image(item: Any) -> np.ndarray:
+    """One input of ``model.predict`` as ``H×W×3 uint8`` RGB: a path (decoded by
+    :func:`visionkit.data.io.read_image`), a PIL image (converted to RGB) or an array."""
+    from visionkit.inference.loop import as_rgb_uint8
+
+    if isinstance(item, str | os.PathLike):
+        from visionkit.data.io import read_image
+
+        return read_image(item)
+    if hasattr(item, "convert") and hasattr(item, "size"):  # a PIL image
+        return np.asarray(item.convert("RGB"))
+    return as_rgb_uint8(item)
+
+
+def as_image_list(images: Any) -> list[Any] | Tensor:
+    """``model.predict``'s input as a list of single inputs (a tensor batch stays as it is):
+    one path, PIL image or ``H×W×3`` array becomes a list of one; an ``N×H×W×3`` array is
+    split into its images."""
+    if isinstance(images, Tensor):
+        return images
+    if isinstance(images, np.ndarray):
+        return list(images) if images.ndim == 4 else [images]
+    if isinstance(images, str | os.PathLike) or hasattr(images, "convert"):
+        return [images]
+    return list(images)
+
+
+def predict_images(
+    model: VisionModel,
+    images: Any,
+    batch_size: int = 16,
+    conf: float | None = None,
+    iou: float | None = None,
+    max_det: int | None = None,
+    classes: Sequence[int | str] | None = None,
+    imgsz: int | str | Sequence[Any] | None = None,
+    **loop: Any,
+) -> list[dict[str, Any]]:
+    """:meth:`VisionModel.predict` with the options of this module: images are decoded one
+    batch at a time, thresholds set for this call only. ``loop`` goes to
+    :func:`visionkit.inference.loop.predict_model` (``run``, ``decode``, ``autocast``)."""
+    from visionkit.inference.loop import predict_model
+
+    keep = resolve_classes(model, classes)
+    check_thresholds(conf, iou, max_det)
+    if imgsz is not None:
+        loop["preprocess"] = preprocess_at(model, imgsz)
+    items = as_image_list(images)
+    caps = {
+        name: int(max_det or head.detections_per_img) for name, head in box_heads(model).items()
+    }
+    results: list[dict[str, Any]] = []
+    with detection_settings(model, conf, iou, max_det, keep_all=keep is not None):
+        if isinstance(items, Tensor):
+            results = predict_model(model, items, batch_size, **loop)
+        else:
+            for start in range(0, len(items), batch_size):
+                batch = [as_image(item) for item in items[start : start + batch_size]]
+                results += predict_model(model, batch, batch_size, **loop)
+    return results if keep is None else keep_classes(results, keep, caps)

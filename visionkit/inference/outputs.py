@@ -1,0 +1,181 @@
+"""The files ``visionkit predict`` writes for one image: COCO results entries
+(``predictions.json``), its ``images.json`` record (and semantic label PNGs), and YOLO label
+lines (``--save-txt``: ``labels/<name>.txt``, as Ultralytics writes them).
+
+>>> import torch
+>>> pred = {"det": {"boxes": torch.tensor([[10.0, 5.0, 30.0, 25.0]]),
+...                 "scores": torch.tensor([0.9]), "labels": torch.tensor([1])}}
+>>> yolo_lines(pred, (40, 60), save_conf=True)
+{'det': ['1 0.333333 0.375 0.333333 0.5 0.9']}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from visionkit.checkpoint import write_atomic
+
+
+def coco_results(
+    image_id: int, prediction: dict[str, Any], category_ids: Sequence[int]
+) -> list[dict[str, Any]]:
+    """One image's box (and instance-mask) predictions as COCO results entries: ``image_id``,
+    ``category_id`` of the training file, ``bbox`` in xywh, ``score``, the ``head`` and class
+    ``name``, and ``segmentation`` as RLE when the head predicts masks."""
+    from pycocotools import mask as mask_utils
+
+    entries = []
+    for head, result in prediction.items():
+        if "boxes" not in result:
+            continue
+        boxes = result["boxes"].float().cpu().reshape(-1, 4)
+        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
+        labels = [int(label) for label in result["labels"]]
+        names = result.get("names") or [None] * len(labels)
+        masks = result.get("masks")
+        for i, (box, score, label) in enumerate(zip(xywh, result["scores"], labels, strict=True)):
+            entry = {
+                "image_id": int(image_id),
+                "category_id": int(category_ids[label]) if category_ids else label,
+                "bbox": [round(float(v), 2) for v in box],
+                "score": round(float(score), 5),
+                "head": head,
+                "name": names[i],
+            }
+            if result.get("keypoints") is not None:  # fcos_keypoints: [x, y, visibility] * K
+                entry["keypoints"] = [
+                    round(float(v), 3) for v in result["keypoints"][i].reshape(-1)
+                ]
+            if masks is not None:
+                rle = mask_utils.encode(np.asfortranarray(masks[i].cpu().numpy().astype(np.uint8)))
+                entry["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode()}
+            entries.append(entry)
+    return entries
+
+
+def image_record(
+    image_id: int,
+    path: Any,
+    image: np.ndarray,
+    prediction: dict[str, Any],
+    out_dir: Path,
+    frame: int | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """One image's entry of ``images.json``: id, file, ``frame`` (a video frame's index in
+    its file), size, and each image-level result (class label, name and score; for a semantic
+    head, ``label_png``: the label PNG it writes, ``<name>_<head>.png``, or
+    ``<name>_<frame>_<head>.png`` for a frame, as a path relative to ``out_dir``). ``name``:
+    the output name of the input (:func:`visionkit.inference.sources.named_inputs`; its file
+    name by default)."""
+    from PIL import Image
+
+    record: dict[str, Any] = {"id": int(image_id), "file_name": str(path)}
+    if frame is not None:
+        record["frame"] = int(frame)
+    record.update({"height": int(image.shape[0]), "width": int(image.shape[1])})
+    name = Path(str(path)).name if name is None else name
+    stem = name if frame is None else f"{name}_{frame:06d}"
+    for head, result in prediction.items():
+        if "label" in result:
+            record[head] = {
+                "label": int(result["label"]),
+                "name": result.get("name"),
+                "score": round(float(result["scores"][result["label"]]), 5),
+            }
+        elif "mask" in result:
+            label_map = Image.fromarray(result["mask"].cpu().numpy().astype(np.uint8))
+            write_atomic(
+                out_dir / f"{stem}_{head}.png",
+                lambda tmp, label_map=label_map: label_map.save(tmp, format="PNG"),
+            )
+            record[head] = {"label_png": f"{stem}_{head}.png"}
+        elif "embedding" in result:  # an embedding head: <name>_<head>.npy, gallery matches
+            vector = np.asarray(result["embedding"].float().cpu(), dtype=np.float32)
+            write_atomic(out_dir / f"{stem}_{head}.npy", lambda tmp, v=vector: _save_npy(tmp, v))
+            record[head] = {"embedding": f"{stem}_{head}.npy"}
+            if "matches" in result:
+                record[head]["matches"] = result["matches"]
+    return record
+
+
+def _save_npy(path: Path, vector: np.ndarray) -> None:
+    """``np.save`` to exactly ``path`` (given a name, it would append ``.npy``)."""
+    with open(path, "wb") as f:
+        np.save(f, vector)
+
+
+def yolo_lines(
+    prediction: dict[str, Any], orig_size: Sequence[int], save_conf: bool = False
+) -> dict[str, list[str]]:
+    """Each box head's detections as YOLO label lines, ``class cx cy w h`` (and ``conf`` with
+    ``save_conf``), normalised by the image's width and height (``orig_size`` = (H, W)),
+    best score first; the class is the model's 0-based class index, as in a YOLO
+    ``data.yaml``."""
+    h, w = (float(v) for v in orig_size)
+    lines: dict[str, list[str]] = {}
+    for head, result in prediction.items():
+        if "boxes" not in result:
+            continue
+        boxes = result["boxes"].float().cpu().reshape(-1, 4)
+        scale = torch.tensor([w, h, w, h])
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+        xywhn = torch.cat([centre, boxes[:, 2:] - boxes[:, :2]], 1) / scale
+        head_lines = []
+        for box, label, score in zip(xywhn, result["labels"], result["scores"], strict=True):
+            values = [str(int(label))] + [f"{float(v):.6g}" for v in box]
+            if save_conf:
+                values.append(f"{float(score):.6g}")
+            head_lines.append(" ".join(values))
+        lines[head] = head_lines
+    return lines
+
+
+def label_stems(names: Sequence[str]) -> dict[str, str]:
+    """Output name → the stem of its ``labels/<stem>.txt``: the name without its suffix
+    (``a/001.jpg`` → ``a/001``, as Ultralytics names label files), or the name itself where
+    two inputs would share that stem (``001.jpg`` and ``001.png``)."""
+    stems = {name: os.path.splitext(name)[0] for name in names}
+    counts = Counter(stems.values())
+    return {name: stem if counts[stem] == 1 else name for name, stem in stems.items()}
+
+
+def write_label_txt(
+    labels_dir: Path, stem: str, lines: dict[str, list[str]], frame: int | None = None
+) -> list[Path]:
+    """Write ``labels/<stem>.txt`` (``<stem>_<frame>.txt`` for a video frame) per box head
+    with detections (``labels/<head>/...`` when the model has several box heads); an image
+    without detections gets no file, as in Ultralytics. Returns the files written."""
+    name = stem if frame is None else f"{stem}_{frame}"
+    written = []
+    for head, head_lines in lines.items():
+        if not head_lines:
+            continue
+        folder = labels_dir / head if len(lines) > 1 else labels_dir
+        path = folder / f"{name}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = "\n".join(head_lines) + "\n"
+        written.append(write_atomic(path, lambda tmp, text=text: tmp.write_text(text)))
+    return written
+
+
+def write_json(path: Path, content: Any) -> Path:
+    """``content`` as indented JSON at ``path``, written atomically."""
+    text = json.dumps(content, indent=1)
+    return write_atomic(path, lambda tmp: tmp.write_text(text), size_hint=len(text))
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """An ``H×W×3 uint8`` RGB image as a PNG, written atomically."""
+    from PIL import Image
+
+    image = Image.fromarray(rgb)
+    write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))

@@ -1,0 +1,285 @@
+"""What ``visionkit predict`` reads: image files, folders, glob patterns, videos and webcams,
+turned into a stream of ``(source, frame, RGB image)`` that is decoded one image at a time.
+
+Inputs become ``(source, output name)`` pairs (:func:`named_inputs`): a file, a folder (its
+images and videos, recursively, sorted), a glob pattern, or a webcam index (``"0"``: an input
+made of digits that is not a file; read with ``cv2.VideoCapture(0)``). Videos
+(:data:`VIDEO_EXTENSIONS`) and webcams are read frame by frame with OpenCV (BGR converted to
+RGB); :func:`iter_images` yields every image and predicted frame in order, so a caller that
+takes a batch at a time never holds more than one batch of decoded images.
+
+>>> named_inputs(["0"])
+[(Webcam(index=0), 'webcam0')]
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visionkit.data.batch import IMAGE_EXTENSIONS, is_inside, list_files
+from visionkit.data.io import read_image
+from visionkit.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+
+
+@dataclass(frozen=True)
+class Webcam:
+    """A camera opened by its OpenCV index (``--input 0``); read until the stream ends,
+    ``max_frames`` frames were predicted, or Ctrl-C."""
+
+    index: int
+
+    def __str__(self) -> str:
+        return f"webcam {self.index}"
+
+
+Source = Path | Webcam
+
+#: frames per second of each webcam opened by read_video (a camera is opened once at a time)
+_WEBCAM_FPS: dict[int, float] = {}
+
+
+def is_video(path: str | os.PathLike | Webcam) -> bool:
+    """Whether ``path`` is read frame by frame: a webcam, or a file with a video extension
+    (:data:`VIDEO_EXTENSIONS`)."""
+    return isinstance(path, Webcam) or Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def expand_inputs(
+    inputs: Iterable[str | os.PathLike], output_dir: str | os.PathLike | None = None
+) -> list[Source]:
+    """Files, folders (their images and videos, recursively, sorted), glob patterns and webcam
+    indices → sources, each once; see :func:`named_inputs`."""
+    return [path for path, _ in named_inputs(inputs, output_dir)]
+
+
+def webcam_index(text: str) -> int | None:
+    """The camera index of an input such as ``"0"`` (digits naming no file), else ``None``."""
+    return int(text) if text.isdigit() and not Path(text).exists() else None
+
+
+def named_inputs(
+    inputs: Iterable[str | os.PathLike], output_dir: str | os.PathLike | None = None
+) -> list[tuple[Source, str]]:
+    """Files, folders (their images and videos, recursively, sorted), glob patterns and webcam
+    indices → ``(source, output name)`` in input order, a file named twice kept once.
+
+    The output name is the path relative to the common folder of the inputs (a folder input
+    counts as itself, a file as its folder, a glob as its folder before the first wildcard),
+    with ``/`` separators and the suffix kept: unique (two files never share one) and
+    stable (it depends on the inputs given, not on what else is in the folders). A webcam is
+    named ``webcam<index>``.
+
+    Nothing inside ``output_dir`` is read: folders and globs skip it (a glob's skipped files
+    are logged), and a file or folder input inside it is refused.
+
+    Raises:
+        DataError: inputs not found, inputs inside ``output_dir``, or no image at all.
+    """
+    inputs = list(inputs)
+    out = [Path(os.path.realpath(output_dir))] if output_dir is not None else []
+    found: list[tuple[Source, Path | None]] = []  # (source, the folder it was found from)
+    missing, inside, globbed_out = [], [], []
+    known = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+    for item in inputs:
+        text = str(item)
+        path = Path(text)
+        if isinstance(item, int) or (isinstance(item, str) and webcam_index(text) is not None):
+            found.append((Webcam(int(text)), None))
+        elif (path.is_dir() or path.is_file()) and out and is_inside(path, out):
+            inside.append(text)
+        elif path.is_dir():
+            found += [(p, path) for p in list_files(path, known, exclude=out)]
+        elif path.is_file():
+            found.append((path, path.parent))
+        elif _magic(text):
+            root = Path(*itertools.takewhile(lambda part: not _magic(part), path.parts))
+            for match in sorted(glob.glob(text, recursive=True)):
+                if not Path(match).is_file():
+                    continue
+                if out and is_inside(match, out):
+                    globbed_out.append(match)
+                else:
+                    found.append((Path(match), root))
+        else:
+            missing.append(text)
+    if missing:
+        raise DataError("inputs not found:", missing)
+    if inside:
+        raise DataError(
+            f"inputs inside the output folder {output_dir}, where predictions are written "
+            "(they would be read back as inputs); choose another --output-dir:",
+            inside,
+        )
+    if globbed_out:
+        logger.warning(
+            "skipped %d file(s) matched inside the output folder %s, e.g. %s",
+            len(globbed_out),
+            output_dir,
+            globbed_out[0],
+        )
+    unique: dict[str, tuple[Source, Path | None]] = {}
+    for source, root in found:
+        key = f"webcam:{source.index}" if isinstance(source, Webcam) else os.path.abspath(source)
+        unique.setdefault(key, (source, root))
+    if not unique:
+        raise DataError(f"no images found in {', '.join(map(str, inputs))}")
+    files = {key: (s, r) for key, (s, r) in unique.items() if r is not None}
+    folders = [os.path.abspath(root) for _, root in files.values()]
+    common = os.path.commonpath(folders + [os.path.dirname(a) for a in files]) if files else ""
+    return [
+        (s, f"webcam{s.index}")
+        if isinstance(s, Webcam)
+        else (s, Path(os.path.relpath(key, common)).as_posix())
+        for key, (s, _) in unique.items()
+    ]
+
+
+def _magic(text: str) -> bool:
+    """Whether ``text`` holds a glob wildcard."""
+    return any(c in text for c in "*?[")
+
+
+def _cv2() -> Any:
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise DataError(
+            "videos are read with OpenCV (cv2), which is not installed although visionkit "
+            "depends on it: pip install opencv-python-headless"
+        ) from None
+    return cv2
+
+
+def _open_video(source: Source) -> Any:
+    cv2 = _cv2()
+    if isinstance(source, Webcam):
+        capture = cv2.VideoCapture(source.index)
+        if not capture.isOpened():
+            capture.release()
+            raise DataError(
+                f"cannot open {source} (cv2.VideoCapture({source.index}) found no camera "
+                "there); check the camera index, or give a file"
+            )
+        return capture
+    capture = cv2.VideoCapture(str(source))
+    if not capture.isOpened():
+        capture.release()
+        raise DataError(f"cannot read video {source} (OpenCV could not open it)")
+    return capture
+
+
+def video_frames(
+    path: str | os.PathLike | Webcam, every: int = 1, max_frames: int | None = None
+) -> int | None:
+    """How many frames of the video ``path`` are predicted on (as far as its header says, at
+    most ``max_frames``); for a webcam ``max_frames`` (``None``: unknown)."""
+    if isinstance(path, Webcam):
+        return max_frames
+    capture = _open_video(Path(path))
+    try:
+        count = int(capture.get(_cv2().CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+    frames = -(-max(count, 0) // every)
+    return frames if max_frames is None else min(frames, max_frames)
+
+
+def video_fps(path: str | os.PathLike | Webcam) -> float:
+    """Frames per second of the video or webcam ``path`` (25 when it does not say). A webcam
+    is not opened twice: its rate is the one :func:`read_video` read when it opened it."""
+    if isinstance(path, Webcam):
+        return _WEBCAM_FPS.get(path.index) or 25.0
+    capture = _open_video(Path(path))
+    try:
+        fps = float(capture.get(_cv2().CAP_PROP_FPS))
+    finally:
+        capture.release()
+    return fps if fps > 0 else 25.0
+
+
+def read_video(
+    path: str | os.PathLike | Webcam, every: int = 1, max_frames: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(frame index, H×W×3 uint8 RGB frame)`` for frames ``0, every, 2 * every, ...`` of a
+    video file or webcam, at most ``max_frames`` of them (``None``: until the stream ends)."""
+    cv2 = _cv2()
+    capture = _open_video(path if isinstance(path, Webcam) else Path(path))
+    if isinstance(path, Webcam):
+        _WEBCAM_FPS[path.index] = max(float(capture.get(cv2.CAP_PROP_FPS) or 0), 0.0)
+    try:
+        index, taken = 0, 0
+        while max_frames is None or taken < max_frames:
+            if index % every == 0:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                taken += 1
+                yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            elif not capture.grab():  # skipped frames are not decoded
+                break
+            index += 1
+    finally:
+        capture.release()
+
+
+def iter_images(
+    paths: Sequence[Source], every: int = 1, max_frames: int | None = None
+) -> Iterator[tuple[Source, int | None, np.ndarray]]:
+    """``(source, frame index or None, RGB image)`` for every image file and predicted video
+    or webcam frame of ``paths``, in order, decoded one at a time (``max_frames``: at most so
+    many frames of each video or webcam)."""
+    for path in paths:
+        if is_video(path):
+            for index, frame in read_video(path, every, max_frames):
+                yield path, index, frame
+        else:
+            yield path, None, read_image(path)
+
+
+class VideoWriters:
+    """``<name>_pred.mp4`` per video or webcam (``cv2.VideoWriter``, mp4v), opened at its
+    first frame; frames of another size than the first are padded or cut at the bottom/right."""
+
+    def __init__(self, out_dir: Path, every: int) -> None:
+        self.out_dir = out_dir
+        self.every = every
+        self.path: Source | None = None
+        self.writer: Any = None
+        self.size: tuple[int, int] = (0, 0)
+
+    def write(self, path: Source, rgb: np.ndarray, name: str) -> None:
+        """Append the drawn frame ``rgb`` of ``path`` to ``<name>_pred.mp4``."""
+        cv2 = _cv2()
+        if path != self.path:
+            self.close()
+            self.path, self.size = path, (rgb.shape[0], rgb.shape[1])
+            target = self.out_dir / f"{name}_pred.mp4"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+            fps = video_fps(path) / self.every
+            self.writer = cv2.VideoWriter(str(target), fourcc, fps, (self.size[1], self.size[0]))
+            if not self.writer.isOpened():
+                raise DataError(f"cannot write video {target} (OpenCV has no mp4v encoder)")
+        h, w = self.size
+        frame = np.zeros((h, w, 3), np.uint8)
+        frame[: min(h, rgb.shape[0]), : min(w, rgb.shape[1])] = rgb[:h, :w]
+        self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        """Finish the video being written, if any."""
+        if self.writer is not None:
+            self.writer.release()
+        self.path, self.writer = None, None
