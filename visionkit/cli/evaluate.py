@@ -1,24 +1,36 @@
-"""``visionkit eval --checkpoint CKPT [--split val|test] [KEY=VALUE ...]``: evaluate a checkpoint
-on the validation (or test) data of its own config (see :func:`visionkit.engine.runner.evaluate`).
+"""``visionkit eval --checkpoint CKPT [--split val|test] [--conf X] [--iou X] [--max-det N]
+[--device D] [--half|--bf16] [--json] [--no-plots] [KEY=VALUE ...]``: evaluate a checkpoint on the validation (or test) data of
+its own config (see :func:`visionkit.engine.runner.evaluate`).
 
-Before the metrics it prints a per-class table of each evaluated head: AP, AP50 and AP75 per
-category for detection and instance heads (the tables training writes as
-``per_class_ap_<head>.md``), IoU per class for semantic heads. The last line of stdout is
-always the metrics as one JSON object.
+The report, per evaluated head: for detection and instance heads pycocotools' own 12-line
+``COCOeval.summarize()`` output (captured from pycocotools, per ``bbox`` / ``segm``) and a
+per-class table (AP, AP50 and AP75 per category, the tables training writes as
+``per_class_ap_<head>.md``); IoU per class for semantic heads. Then where the plots went, and
+the metrics as one JSON object on the last line of stdout. With ``--json`` stdout holds only one
+JSON object (``metrics``, ``per_class``, ``summary``, ``plots``); messages go to stderr.
+
+The plots (:mod:`visionkit.evaluation.plots`: precision-recall curves and detection confusion
+matrices) go to a new ``eval`` / ``eval-N`` folder of the checkpoint's run
+(:func:`~visionkit.evaluation.plots.eval_dir`), unless ``--no-plots``.
 
 The module is ``evaluate`` rather than ``eval``, which would hide the builtin."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import math
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from visionkit.build.data import EVAL_SPLITS
 from visionkit.cli._shared import is_global_zero
 from visionkit.engine.pictures import ap_table, ap_title, markdown_table
 from visionkit.engine.runner import evaluate, metrics_json
+from visionkit.inference.device import DEVICE_HELP, add_device_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -27,11 +39,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "eval",
         help="evaluate a checkpoint on its validation (or test) data",
         description="Evaluate a checkpoint on the validation data of its own config (or its "
-        "data.test with --split test); prints a per-class table of each head (AP per category, "
-        "IoU per class), then the metrics as one JSON object on the last line of stdout.",
+        "data.test with --split test). Prints, per detection / instance head, pycocotools' "
+        "12-line COCO summary and a per-class AP table (IoU per class for semantic heads), "
+        "then the metrics as one JSON object on the last line of stdout (--json: one JSON "
+        "object only). Draws precision-recall curves and detection confusion matrices into "
+        "a new <run>/eval (eval-2, ...) folder.",
         epilog="example: visionkit eval --checkpoint runs/quickstart/checkpoints/best.ckpt\n"
         "example: visionkit eval --checkpoint runs/quickstart/checkpoints/best.ckpt "
-        "--split test data.test.images=data/shapes/test",
+        "--split test data.test.images=data/shapes/test\n"
+        "example: visionkit eval --checkpoint runs/quickstart/checkpoints/best.ckpt --json "
+        "--no-plots > results.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="path to a .ckpt written by train")
@@ -41,6 +58,50 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default="val",
         help="the data to evaluate on: data.val or data.test of the config (default val); "
         "a test set can be given here too, e.g. --split test data.test.images=DIR",
+    )
+    p.add_argument(
+        "--conf",
+        type=float,
+        metavar="SCORE",
+        help="minimum detection score kept by the detection heads (default: the head's own, "
+        "e.g. 0.05 for FCOS / RetinaNet). Keep it low for mAP: COCO AP integrates the whole "
+        "precision-recall curve, and a high threshold cuts its low-score end (lower AP). Also "
+        "the confusion matrix's score threshold (default 0.25 there, as Ultralytics)",
+    )
+    p.add_argument(
+        "--iou",
+        type=float,
+        metavar="IOU",
+        help="IoU threshold of the detection heads' NMS (default: the head's own, e.g. 0.6 "
+        "for FCOS, 0.5 for RetinaNet)",
+    )
+    p.add_argument(
+        "--max-det",
+        type=int,
+        metavar="N",
+        help="detections kept per image (default: the head's own, 100, COCO's maxDets)",
+    )
+    add_device_arguments(p)
+    for action in p._actions:  # eval's default is the config's trainer settings, not auto
+        if "--device" in action.option_strings:
+            action.default = None
+            action.help = (
+                DEVICE_HELP.replace("; default)", ")")
+                + "; default: the config's trainer.accelerator / trainer.devices (auto: the "
+                "GPU when there is one)"
+            )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print only one JSON object to stdout: metrics, per-class rows and the "
+        "pycocotools summary lines (everything else goes to stderr)",
+    )
+    p.add_argument(
+        "--plots",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write the precision-recall curves and confusion matrices of detection / "
+        "instance heads to a new <run>/eval (eval-2, ...) folder (default: on)",
     )
     p.add_argument(
         "--save-predictions",
@@ -57,21 +118,138 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """What ``visionkit eval`` runs; prints the per-class tables and the metrics as one JSON
-    line (rank 0)."""
+    """What ``visionkit eval`` runs: evaluates, then (rank 0) writes the plots and prints the
+    report (:func:`report_lines`) or, with ``--json``, one JSON object (:func:`report`)."""
     scored: dict[str, Any] = {}
-    metrics = evaluate(
-        args.checkpoint,
-        args.overrides,
-        save_predictions=args.save_predictions,
-        split=args.split,
-        scored=scored,
-    )
-    if is_global_zero():
-        for line in per_class_tables(scored):
-            print(line)
-        print(metrics_json(metrics))
+    # --json: stdout is for the JSON object only (progress bars and other prints go to stderr).
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with quiet:
+        metrics = evaluate(
+            args.checkpoint,
+            args.overrides,
+            save_predictions=args.save_predictions,
+            split=args.split,
+            scored=scored,
+            conf=args.conf,
+            iou=args.iou,
+            max_det=args.max_det,
+            device=args.device,
+            half=args.half,
+            bf16=args.bf16,
+        )
+    if not is_global_zero():
+        return 0
+    plots = write_plots(scored, args.checkpoint, args.conf) if args.plots else []
+    if args.json:
+        if plots:
+            print(f"eval: plots written to {plots[0].parent}", file=sys.stderr)
+        print(json.dumps(report(metrics, scored, plots), sort_keys=True))
+        return 0
+    for line in report_lines(scored):
+        print(line)
+    if plots:
+        print(f"Plots: {plots[0].parent} ({', '.join(p.name for p in plots)})")
+        print()
+    print(metrics_json(metrics))
     return 0
+
+
+def coco_evaluators(evaluators: Mapping[str, Any]) -> dict[str, Any]:
+    """The evaluators with COCO results (detection and instance heads) that have scored."""
+    return {
+        key: evaluator
+        for key, evaluator in evaluators.items()
+        if hasattr(evaluator, "per_class_ap") and getattr(evaluator, "details", None)
+    }
+
+
+def write_plots(evaluators: Mapping[str, Any], checkpoint: str, conf: float | None) -> list[Path]:
+    """The PNGs of every COCO evaluator (:func:`~visionkit.evaluation.plots.write_eval_plots`)
+    in a new :func:`~visionkit.evaluation.plots.eval_dir` folder; none (and no folder) without a
+    COCO evaluator."""
+    from visionkit.evaluation.plots import eval_dir, write_eval_plots
+
+    coco = coco_evaluators(evaluators)
+    if not coco:
+        return []
+    folder = eval_dir(checkpoint)
+    written: list[Path] = []
+    for key, evaluator in coco.items():
+        written += write_eval_plots(evaluator, key.replace("@", "_"), folder, conf=conf)
+    return written
+
+
+def summary_lines(evaluator: Any, name: str) -> list[str]:
+    """Per iou type of a COCO evaluator, a heading and pycocotools' summary lines (or why there
+    are none), each block followed by a blank line."""
+    lines = []
+    for iou_type in evaluator.iou_types:
+        lines.append(f"COCO {iou_type} summary of `{name}` (pycocotools COCOeval.summarize)")
+        summary = evaluator.summary(iou_type)
+        if summary is None:
+            lines.append("no detections to score: pycocotools did not run; every metric is 0")
+        else:
+            lines += summary
+        lines.append("")
+    return lines
+
+
+def report_lines(evaluators: Mapping[str, Any]) -> list[str]:
+    """The readable report: per evaluator, the COCO summary (:func:`summary_lines`) of a
+    detection / instance head, then its per-class table (:func:`per_class_tables`)."""
+    lines: list[str] = []
+    coco = coco_evaluators(evaluators)
+    for key, evaluator in evaluators.items():
+        if key in coco:
+            lines += summary_lines(evaluator, key.replace("@", "/"))
+        lines += per_class_tables({key: evaluator})
+    return lines
+
+
+def report(
+    metrics: Mapping[str, float], evaluators: Mapping[str, Any], plots: list[Path] = ()
+) -> dict[str, Any]:
+    """The ``--json`` object: ``metrics`` (as the last line of the readable report),
+    ``per_class`` (evaluator key → its per-class rows, without the mean row), ``summary``
+    (COCO evaluator key → iou type → pycocotools' summary lines, ``null`` without detections)
+    and ``plots`` (the PNGs written). ``nan`` is written as ``null``."""
+    per_class = {}
+    for key, evaluator in evaluators.items():
+        table = _table(key, evaluator)
+        if table is not None:
+            per_class[key] = table[1][:-1]
+    summary = {
+        key: {t: evaluator.summary(t) for t in evaluator.iou_types}
+        for key, evaluator in coco_evaluators(evaluators).items()
+    }
+    return _clean(
+        {
+            "metrics": dict(metrics),
+            "per_class": per_class,
+            "summary": summary,
+            "plots": [str(p) for p in plots],
+        }
+    )
+
+
+def _clean(value: Any) -> Any:
+    """``value`` with every ``nan`` float replaced by ``None`` (JSON ``null``)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _table(key: str, evaluator: Any) -> tuple[list[str], list[dict[str, Any]]] | None:
+    """The columns and rows of an evaluator's per-class table, or ``None`` when it has none."""
+    if hasattr(evaluator, "per_class_ap") and getattr(evaluator, "details", None):
+        return ap_table(evaluator)
+    if getattr(evaluator, "global_confusion", None) is not None:
+        return iou_table(evaluator)
+    return None
 
 
 def per_class_tables(evaluators: Mapping[str, Any]) -> list[str]:
@@ -82,15 +260,14 @@ def per_class_tables(evaluators: Mapping[str, Any]) -> list[str]:
     lines: list[str] = []
     for key, evaluator in evaluators.items():
         name = key.replace("@", "/")
-        if hasattr(evaluator, "per_class_ap") and getattr(evaluator, "details", None):
-            columns, rows = ap_table(evaluator)
-            title = ap_title(name)
-        elif getattr(evaluator, "global_confusion", None) is not None:
-            columns, rows = iou_table(evaluator)
-            title = f"Per-class IoU of `{name}` (pixels at the original image size)"
-        else:  # e.g. classification: top-1 / top-5 only
+        table = _table(key, evaluator)
+        if table is None:  # e.g. classification: top-1 / top-5 only
             continue
-        lines += [title, "", *markdown_table(columns, rows), ""]
+        if hasattr(evaluator, "per_class_ap"):
+            title = ap_title(name)
+        else:
+            title = f"Per-class IoU of `{name}` (pixels at the original image size)"
+        lines += [title, "", *markdown_table(*table), ""]
     return lines
 
 

@@ -75,7 +75,7 @@ class ValidationPictures(L.Callback):
         self.confusion = {}
         self._remove_hooks()
         for name, head in pl_module.model.heads.items():
-            if "class" in _targets_of(head):  # image-level classes: a confusion matrix
+            if _labels_of(head) == "class":  # image-level classes: a confusion matrix
                 self.confusion[name] = torch.zeros(
                     head.num_classes, head.num_classes, dtype=torch.long
                 )
@@ -152,10 +152,11 @@ class ValidationPictures(L.Callback):
         return samples[: self.num_images]
 
 
-def _targets_of(head: Any) -> tuple[str, ...]:
-    """The Sample targets a head learns from (none for a task not in the table)."""
+def _labels_of(head: Any) -> str | None:
+    """The label family a head learns from (``None`` for a task not in the table); an
+    embedding head also reads image-level labels, but as identities, with no confusion."""
     spec = TASKS.get(getattr(head, "task", None))
-    return spec.targets if spec is not None else ()
+    return spec.labels if spec is not None else None
 
 
 def label_names(model: Any, head_name: str) -> list[str]:
@@ -258,34 +259,23 @@ def confident(prediction: dict[str, Any], min_score: float) -> dict[str, Any]:
 
 def plot_confusion(counts: Tensor, names: list[str], path: Path, title: str = "") -> None:
     """The confusion matrix ``counts[true, predicted]`` normalised per true class (row), as a
-    heat map with the class names and the share in each cell."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    heat map with the class names and the share in each cell
+    (:func:`visionkit.evaluation.plots.draw_matrix`)."""
+    from visionkit.evaluation.plots import draw_matrix
 
     counts = counts.double()
     totals = counts.sum(1, keepdim=True)
     shares = torch.where(totals > 0, counts / totals.clamp(min=1), torch.zeros_like(counts))
-    size = len(names)
-    side = max(4.0, 0.55 * size + 2)
-    fig, ax = plt.subplots(figsize=(side, side))
-    ax.imshow(shares.numpy(), cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(size), names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(size), names, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"{title} confusion (rows normalised, {int(counts.sum())} images)".strip())
-    if size <= 30:
-        for t in range(size):
-            for p in range(size):
-                value = float(shares[t, p])
-                colour = "white" if value > 0.5 else "black"
-                ax.text(p, t, f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    draw_matrix(
+        shares.numpy(),
+        names,
+        names,
+        path,
+        title=f"{title} confusion (rows normalised, {int(counts.sum())} images)".strip(),
+        xlabel="predicted",
+        ylabel="true",
+        vmax=1.0,
+    )
 
 
 def ap_table(evaluator: Any) -> tuple[list[str], list[dict[str, Any]]]:

@@ -32,6 +32,7 @@ from visionkit.build import (
 )
 from visionkit.build.data import check_checkpoint_classes, split_spec
 from visionkit.build.model import load
+from visionkit.build.trainer import resolve_precision
 from visionkit.checkpoint import load_checkpoint, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, save_config
 from visionkit.engine.callbacks import (
@@ -53,6 +54,13 @@ from visionkit.engine.resume import (
 )
 from visionkit.engine.system import VisionSystem
 from visionkit.errors import ConfigError, TrainingInterrupted
+from visionkit.inference.device import (
+    autocast_dtype,
+    lightning_device,
+    lightning_precision,
+    resolve_device,
+)
+from visionkit.inference.options import box_heads, check_thresholds, detection_settings
 from visionkit.models.model import VisionModel
 
 logger = logging.getLogger(__name__)
@@ -95,6 +103,7 @@ def make_datamodule(cfg: Config, datasets: dict[str, Any], model: VisionModel) -
         pin_memory=data.pin_memory,
         drop=dropped_keys(cfg),
         seed=cfg.seed,
+        sampler=data.sampler.model_dump() if data.sampler else None,
     )
 
 
@@ -374,6 +383,12 @@ def evaluate(
     save_predictions: str | os.PathLike | None = None,
     split: str = "val",
     scored: dict[str, Any] | None = None,
+    conf: float | None = None,
+    iou: float | None = None,
+    max_det: int | None = None,
+    device: str | None = None,
+    half: bool = False,
+    bf16: bool = False,
 ) -> dict[str, float]:
     """Evaluate a checkpoint on the validation (or test) data of its own config.
 
@@ -388,12 +403,37 @@ def evaluate(
         scored: a dict that receives the evaluators that scored (evaluator key → evaluator,
             e.g. for per-class tables: :meth:`~visionkit.evaluation.coco.CocoEvaluator.
             per_class_ap`).
+        conf, iou, max_det: the detection heads' score threshold, NMS IoU threshold and
+            detections kept per image, for this evaluation only
+            (:func:`visionkit.inference.options.detection_settings`); ``None`` keeps the
+            head's own (e.g. FCOS: 0.05, 0.6, 100; a low score threshold is what COCO mAP
+            wants). Given for a model without a detection head: a ConfigError.
+        device, half, bf16: run on this device (``--device`` of
+            :mod:`visionkit.inference.device`: ``auto``, ``cpu``, ``cuda:N``, ...) in float16 /
+            bfloat16 mixed precision; they replace ``trainer.accelerator`` / ``devices`` /
+            ``precision``. ``None`` / ``False``: the config's trainer settings.
     """
     bad = [o for o in overrides if not o.startswith(EVAL_OVERRIDE_SECTIONS)]
     if bad:
         raise ConfigError([f"{o!r}: eval accepts data.* and trainer.* overrides only" for o in bad])
+    check_thresholds(conf, iou, max_det)
+    on_device: dict[str, Any] = {}
+    if device is not None or half or bf16:
+        chosen = resolve_device(device or "auto")
+        on_device = lightning_device(chosen)
+        on_device["precision"] = lightning_precision(autocast_dtype(chosen, half, bf16))
     model = load(checkpoint)
+    thresholds = {"conf": conf, "iou": iou, "max_det": max_det}
+    given = [f"--{k.replace('_', '-')}" for k, v in thresholds.items() if v is not None]
+    if given and not box_heads(model):
+        kinds = ", ".join(f"{n} ({type(h).__name__})" for n, h in model.heads.items())
+        raise ConfigError(
+            f"{' / '.join(given)}: the checkpoint has no detection head (heads: {kinds}); "
+            "these thresholds apply to detection and instance heads"
+        )
     cfg = load_config(model.meta["config"], overrides)
+    if on_device and on_device["precision"] is None:
+        on_device["precision"] = resolve_precision(cfg.trainer.precision, on_device["accelerator"])
     label_names = model.meta.get("label_names") or {}
     val = build_split(
         split_spec(cfg.data, split),
@@ -412,8 +452,9 @@ def evaluate(
         evaluators=build_evaluators(model, val),
         channels_last=cfg.trainer.channels_last,
     )
-    trainer = make_trainer(cfg, Path(cfg.output_dir) / cfg.name, logger=False)
-    results = trainer.validate(system, datamodule=datamodule, verbose=False)
+    trainer = make_trainer(cfg, Path(cfg.output_dir) / cfg.name, logger=False, **on_device)
+    with detection_settings(model, **thresholds):
+        results = trainer.validate(system, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     metrics.update(system.last_metrics)
     if save_predictions is not None and trainer.is_global_zero:

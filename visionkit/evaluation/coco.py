@@ -198,7 +198,9 @@ def coco_evaluate(
     at debug level): a ground truth with a subset of the model's categories scores those. ``"segm"`` scores :func:`segm_results` of ``results``; ``results``
     itself is never modified. A ``details`` dict receives COCOeval's ``precision`` array
     (``[T iou, R recall, K category, A area, M max dets]``, ``None`` without results),
-    ``cat_ids`` (the K categories) and ``image_ids`` (the images scored)."""
+    ``cat_ids`` (the K categories), ``image_ids`` (the images scored), ``recall`` (the R
+    recall points) and ``summary``: the lines ``COCOeval.summarize()`` printed (its 12
+    "Average Precision / Recall" lines, captured, ``None`` without results)."""
     from pycocotools.cocoeval import COCOeval
 
     if iou_type not in IOU_TYPES:
@@ -227,7 +229,9 @@ def coco_evaluate(
         if bad:
             raise DataError("mask predictions must have their image's size (H, W):", bad)
     if details is not None:
-        details.update(precision=None, cat_ids=sorted(known_cats), image_ids=image_ids)
+        details.update(
+            precision=None, cat_ids=sorted(known_cats), image_ids=image_ids, summary=None
+        )
     if not results:
         return {k: 0.0 for k in SUMMARY_KEYS}
     scored = segm_results(results) if iou_type == "segm" else [dict(r) for r in results]
@@ -238,9 +242,15 @@ def coco_evaluate(
             ev.params.imgIds = sorted(set(image_ids))
         ev.evaluate()
         ev.accumulate()
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
         ev.summarize()
     if details is not None:
-        details.update(precision=ev.eval["precision"], cat_ids=list(ev.params.catIds))
+        details.update(
+            precision=ev.eval["precision"],
+            recall=ev.params.recThrs,
+            cat_ids=list(ev.params.catIds),
+            summary=printed.getvalue().splitlines(),
+        )
     return {
         k: (float(v) if v >= 0 else math.nan) for k, v in zip(SUMMARY_KEYS, ev.stats, strict=True)
     }
@@ -331,14 +341,32 @@ class CocoEvaluator(nn.Module):
     def evaluate(self) -> dict[str, float]:
         results, image_ids = self.gather()
         self.results = results
-        if self._gt is None:
-            self._gt = load_coco_gt(self.annotations, self.ground_truth)
         metrics = {}
         for iou_type in self.iou_types:
             self.details[iou_type] = {}
-            stats = coco_evaluate(self._gt, results, image_ids, iou_type, self.details[iou_type])
+            stats = coco_evaluate(
+                self.coco_gt, results, image_ids, iou_type, self.details[iou_type]
+            )
             metrics.update({f"{self.head}/{IOU_TYPES[iou_type]}{k}": v for k, v in stats.items()})
         return metrics
+
+    @property
+    def coco_gt(self) -> Any:
+        """The ``pycocotools.coco.COCO`` ground truth scored against (loaded once)."""
+        if self._gt is None:
+            self._gt = load_coco_gt(self.annotations, self.ground_truth)
+        return self._gt
+
+    def summary(self, iou_type: str = "bbox") -> list[str] | None:
+        """The 12 lines pycocotools' ``COCOeval.summarize()`` printed for ``iou_type`` in the
+        last :meth:`evaluate` (``None`` when there was nothing to score: no detections).
+
+        Raises:
+            RuntimeError: :meth:`evaluate` has not run for ``iou_type``.
+        """
+        if iou_type not in self.details:
+            raise RuntimeError(f"{self.head}: no {iou_type!r} evaluation yet; call evaluate()")
+        return self.details[iou_type].get("summary")
 
     def per_class_ap(self, iou_type: str = "bbox") -> list[dict[str, Any]]:
         """Per category of the ground truth, from the last :meth:`evaluate`: ``category_id``,
