@@ -32,7 +32,7 @@ SUBCOMMANDS = [
 # Modules of visionkit/cli/ that are not subcommands.
 NOT_COMMANDS = {"__main__", "_shared", "config_docs"}
 # tools/*.py that are not wrappers of a visionkit subcommand.
-NOT_WRAPPERS = {"benchmark", "bench_ddp", "gen_config_docs"}
+NOT_WRAPPERS = {"benchmark", "bench_ddp", "gen_config_docs", "gen_cli_docs"}
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -154,8 +154,8 @@ def test_list_prints_the_registered_names_and_a_count(kind, capsys):
 def test_list_filters_with_an_fnmatch_pattern(capsys):
     assert main(["list", "heads", "fcos*"]) == 0
     out, err = capsys.readouterr()
-    assert out.splitlines() == ["fcos", "fcos_mask"]
-    assert "2 heads matching 'fcos*'" in err
+    assert out.splitlines() == ["fcos", "fcos_keypoints", "fcos_mask"]
+    assert "3 heads matching 'fcos*'" in err
     assert main(["list", "backbones", "torchvision/resnet1?"]) == 0
     out, _ = capsys.readouterr()
     assert out.splitlines() == ["torchvision/resnet18"]
