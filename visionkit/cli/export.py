@@ -1,5 +1,6 @@
 """``visionkit export --checkpoint CKPT --format onnx|torchscript|safetensors --output FILE``:
-export a trained model and check it against PyTorch (see :mod:`visionkit.export`)."""
+export a trained model and check it against PyTorch (see :mod:`visionkit.export`); ``--nms``
+(ONNX) puts decoding and NMS in the graph (:mod:`visionkit.export.end_to_end`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ onnx:        one graph; input 'images' float32 [B, 3, H, W], normalised with the
              Post-processing is not in the graph: visionkit.inference.onnx_runtime.OnnxPredictor runs
              the heads' own postprocess on them. The file's metadata (visionkit.*) holds the
              config, class names, category ids, mean/std and output names.
+onnx --nms:  end to end: decoding, score threshold (--conf), NMS (--iou) and the best --max-det
+             per image are in the graph. Inputs 'images' and 'image_sizes' int64 [B, 2] (h, w
+             of each image in the padded batch); outputs per detection head <head>.boxes
+             [N, 4] xyxy, <head>.scores [N], <head>.labels [N], <head>.batch_index [N]; per
+             classification head <head>.scores [B, C] (softmax); per semantic head <head>.mask
+             [B, H, W] (uint8). onnxruntime alone runs it: python -m visionkit.export.standalone
+             (or a copy of that file) needs only onnxruntime, numpy and Pillow. --half: float16
+             weights and input (onnxruntime's CPU provider runs it).
 torchscript: torch.jit.trace of the same module (metadata in the extra file visionkit.json).
 safetensors: the state dict with the config and class names in its header; loads back with
              model.init_from=FILE.
@@ -27,6 +36,7 @@ and divided by max(1, |torch|)), and the command fails (exit 1) when the latter 
 
 EPILOG = """\
 example: visionkit export --checkpoint runs/quickstart/checkpoints/best.ckpt --format onnx --output quickstart.onnx
+example: visionkit export --checkpoint best.ckpt --format onnx --nms --conf 0.25 --iou 0.5 --output model.onnx
 example: visionkit export --checkpoint best.ckpt --format torchscript --output model.pt --image-size 256
 example: visionkit export --checkpoint best.ckpt --format safetensors --output model.safetensors --no-check
 """
@@ -53,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
         opset=args.opset,
         atol=args.atol,
         check=not args.no_check,
+        nms=args.nms,
+        conf=args.conf,
+        iou=args.iou,
+        max_det=args.max_det,
+        half=args.half,
     )
     print(f"wrote {report.path}")
     if report.exporter:
@@ -116,5 +131,38 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--no-check",
         action="store_true",
         help="write the file without comparing it with PyTorch, e.g. for a quick safetensors copy",
+    )
+    p.add_argument(
+        "--nms",
+        action="store_true",
+        help="onnx only: put decoding, score threshold and NMS in the graph, so that "
+        "onnxruntime alone gives final boxes / scores / labels (see above)",
+    )
+    p.add_argument(
+        "--conf",
+        type=float,
+        metavar="SCORE",
+        help="with --nms: the score threshold baked in; default: each detection head's "
+        "score_thresh; e.g. --conf 0.25",
+    )
+    p.add_argument(
+        "--iou",
+        type=float,
+        help="with --nms: the NMS IoU threshold baked in; default: each head's nms_thresh; "
+        "e.g. --iou 0.5",
+    )
+    p.add_argument(
+        "--max-det",
+        type=int,
+        metavar="N",
+        help="with --nms: detections kept per image; default: each head's "
+        "detections_per_img; e.g. --max-det 300",
+    )
+    p.add_argument(
+        "--half",
+        action="store_true",
+        help="with --nms: float16 weights and input 'images' (outputs stay float32); runs on "
+        "onnxruntime's CPU provider (1.32) too; checked against the model in float16 with "
+        "--atol raised to at least 0.02",
     )
     return p

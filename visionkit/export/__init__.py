@@ -23,6 +23,10 @@ above (box distances in pixels, whose float32 rounding grows with their size).
 >>> report.check.overall <= 1e-4  # doctest: +SKIP
 True
 
+``export(model, "onnx", path, nms=True)`` puts decoding, thresholds and NMS in the graph
+(:mod:`~visionkit.export.end_to_end`); :mod:`visionkit.export.standalone` runs such a file
+with onnxruntime, NumPy and Pillow only.
+
 The modules: :mod:`~visionkit.export.graph` (the input and the flat named outputs),
 :mod:`~visionkit.export.metadata`, one module per format (:mod:`~visionkit.export.onnx`,
 :mod:`~visionkit.export.torchscript`, :mod:`~visionkit.export.safetensors`) and
@@ -31,6 +35,7 @@ The modules: :mod:`~visionkit.export.graph` (the input and the flat named output
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +43,7 @@ from pathlib import Path
 
 from visionkit.checkpoint import write_atomic
 from visionkit.errors import DiskFullError, ExportError
+from visionkit.export.end_to_end import NmsSettings, output_layout
 from visionkit.export.graph import (
     INPUT_NAME,
     SIZE_DIVISOR,
@@ -62,8 +68,11 @@ from visionkit.export.verify import (
     CheckReport,
     compare,
     verify,
+    verify_end_to_end,
 )
 from visionkit.models.model import VisionModel
+
+HALF_ATOL = 2e-2  # float16 keeps about 3 significant digits
 
 # Input axes that stay dynamic in each format's graph (safetensors holds no graph).
 DYNAMIC_AXES = {"onnx": ("batch", "height", "width"), "torchscript": ("batch", "height", "width")}
@@ -103,6 +112,11 @@ def export(
     atol: float = DEFAULT_ATOL,
     check: bool = True,
     batch_sizes: Sequence[int] = BATCH_SIZES,
+    nms: bool = False,
+    conf: float | None = None,
+    iou: float | None = None,
+    max_det: int | None = None,
+    half: bool = False,
 ) -> ExportReport:
     """Export a model, then check the file against PyTorch (:func:`verify`).
 
@@ -121,6 +135,16 @@ def export(
         opset: ONNX opset version.
         atol: largest ``|exported - torch| / max(1, |torch|)`` allowed (see :class:`CheckReport`).
         check: run the comparison (on ``batch_sizes`` × the two image sizes).
+        nms: ONNX only: an end-to-end graph (:mod:`visionkit.export.end_to_end`): inputs
+            ``images`` and ``image_sizes``, outputs the final predictions (detections after
+            NMS, class probabilities, label maps), checked against the heads' own
+            ``postprocess``.
+        conf, iou, max_det: with ``nms``, the score threshold, NMS IoU threshold and
+            detections per image baked into the graph (default: each head's
+            ``score_thresh``, ``nms_thresh``, ``detections_per_img``).
+        half: with ``nms``: weights and input ``images`` in float16 (outputs stay float32);
+            checked against the model in float16 on the CPU, with ``atol`` at least
+            :data:`HALF_ATOL`.
 
     Returns:
         An :class:`ExportReport`; ``report.check.table()`` lists the differences of each output.
@@ -133,6 +157,17 @@ def export(
         raise ExportError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
     if atol < 0:
         raise ExportError(f"atol must be >= 0, got {atol}")
+    settings = NmsSettings(conf, iou, max_det) if nms else None
+    if not nms and (conf, iou, max_det) != (None, None, None):
+        raise ExportError("conf, iou and max_det are settings of the end-to-end export: add nms")
+    if half and settings is None:
+        raise ExportError("half (float16) is offered for the end-to-end ONNX export: add nms")
+    if half:
+        atol = max(atol, HALF_ATOL)
+    if settings is not None:
+        if format != "onnx":
+            raise ExportError(f"nms (end-to-end export) is for --format onnx, not {format!r}")
+        settings.check()
     output = Path(output)
     if isinstance(checkpoint_or_model, (str, os.PathLike)) and _same_file(
         checkpoint_or_model, output
@@ -141,22 +176,30 @@ def export(
             f"{output}: that is the checkpoint being exported; write the export to another file"
         )
     model = export_model(checkpoint_or_model)
+    if half:
+        model = copy.deepcopy(model).half()
     staging = output.with_name(f".{output.stem}.partial{output.suffix}")  # the real suffix
     was_training = model.training
     model.eval()
     try:
         paths = outputs_of(model, check_sizes_of(model, image_size)[0])
+        if settings is not None:
+            paths = [(o["head"], o["key"]) for o in output_layout(model, settings)]
         report = ExportReport(
             path=output, format=format, output_names=list(map(output_name, paths))
         )
         if format == "onnx":
-            report.exporter, report.notes = export_onnx(model, paths, staging, opset)
+            report.exporter, report.notes = export_onnx(model, paths, staging, opset, settings)
         elif format == "torchscript":
             report.exporter = export_torchscript(model, paths, staging)
         else:
             export_safetensors(model, paths, staging)
         report.dynamic = list(DYNAMIC_AXES.get(format, ()))
-        if check:
+        if check and settings is not None:
+            report.check = verify_end_to_end(
+                model, staging, settings, image_size=image_size, atol=atol, batch_sizes=batch_sizes
+            )
+        elif check:
             report.check = verify(
                 model, format, staging, image_size=image_size, atol=atol, batch_sizes=batch_sizes
             )
@@ -194,6 +237,7 @@ __all__ = [
     "CheckReport",
     "ExportModule",
     "ExportReport",
+    "NmsSettings",
     "OutputPath",
     "check_sizes",
     "compare",
@@ -207,4 +251,5 @@ __all__ = [
     "read_torchscript",
     "unflatten_outputs",
     "verify",
+    "verify_end_to_end",
 ]

@@ -84,8 +84,10 @@ def unflatten_outputs(paths: Sequence[Sequence[str | int]], values: Sequence[Any
 
 def outputs_of(model: VisionModel, size: tuple[int, int]) -> list[OutputPath]:
     """The paths of the model's raw outputs (one forward pass on zeros)."""
+    dtype = next(model.parameters()).dtype  # float16 for a half export
     with torch.no_grad():
-        return [path for path, _ in flatten_outputs(model(torch.zeros(1, 3, *size)))]
+        outputs = model(torch.zeros(1, 3, *size, dtype=dtype))
+    return [path for path, _ in flatten_outputs(outputs)]
 
 
 class ExportModule(nn.Module):

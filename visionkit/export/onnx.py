@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import json
 import logging
 import os
 import tempfile
@@ -22,6 +23,7 @@ from torch import Tensor
 
 from visionkit.checkpoint import write_atomic
 from visionkit.errors import ExportError
+from visionkit.export.end_to_end import SIZES_NAME, EndToEndModule, NmsSettings, output_layout
 from visionkit.export.graph import (
     INPUT_NAME,
     SIZE_DIVISOR,
@@ -30,7 +32,7 @@ from visionkit.export.graph import (
     output_name,
     trace_sample,
 )
-from visionkit.export.metadata import export_metadata
+from visionkit.export.metadata import META_PREFIX, export_metadata
 from visionkit.models.model import VisionModel
 
 logger = logging.getLogger("visionkit.export")
@@ -38,27 +40,33 @@ logger = logging.getLogger("visionkit.export")
 DEFAULT_OPSET = 18
 
 
+def _inputs(module: torch.nn.Module, sample: Tensor) -> tuple[tuple[Tensor, ...], list[str]]:
+    """The sample inputs and input names: ``images``, and ``image_sizes`` for end to end."""
+    if isinstance(module, EndToEndModule):
+        sizes = torch.tensor([list(sample.shape[-2:])] * sample.shape[0], dtype=torch.int64)
+        return (sample, sizes), [INPUT_NAME, SIZES_NAME]
+    return (sample,), [INPUT_NAME]
+
+
 def _onnx_dynamo(
-    module: ExportModule, sample: Tensor, names: list[str], path: Path, opset: int
+    module: torch.nn.Module, sample: Tensor, names: list[str], path: Path, opset: int
 ) -> None:
     from torch.export import Dim
 
     rows = Dim("height_blocks", min=1, max=8192 // SIZE_DIVISOR)
     cols = Dim("width_blocks", min=1, max=8192 // SIZE_DIVISOR)
-    shapes = {
-        INPUT_NAME: {
-            0: Dim("batch", min=1, max=4096),
-            2: SIZE_DIVISOR * rows,
-            3: SIZE_DIVISOR * cols,
-        }
-    }
+    batch = Dim("batch", min=1, max=4096)
+    shapes = {INPUT_NAME: {0: batch, 2: SIZE_DIVISOR * rows, 3: SIZE_DIVISOR * cols}}
+    inputs, input_names = _inputs(module, sample)
+    if len(inputs) > 1:
+        shapes[SIZES_NAME] = {0: batch}
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
-            (sample,),
+            inputs,
             str(path),
-            input_names=[INPUT_NAME],
+            input_names=input_names,
             output_names=names,
             opset_version=opset,
             dynamo=True,
@@ -69,19 +77,30 @@ def _onnx_dynamo(
 
 
 def _onnx_torchscript(
-    module: ExportModule, sample: Tensor, names: list[str], path: Path, opset: int
+    module: torch.nn.Module, sample: Tensor, names: list[str], path: Path, opset: int
 ) -> None:
+    inputs, input_names = _inputs(module, sample)
+    axes: dict[str, dict[int, str]] = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
+    if len(inputs) > 1:
+        axes[SIZES_NAME] = {0: "batch"}
+        dims = {"B": "batch", "H": "height", "W": "width", "C": "classes"}
+        for out in output_layout(module.model, NmsSettings()):
+            axes[out["name"]] = {
+                i: dims.get(d, f"{out['head']}_detections")
+                for i, d in enumerate(out["shape"])
+                if isinstance(d, str)
+            }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter is deprecated
         torch.onnx.export(
             module,
-            (sample,),
+            inputs,
             str(path),
-            input_names=[INPUT_NAME],
+            input_names=input_names,
             output_names=names,
             opset_version=opset,
             dynamo=False,
-            dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"}},
+            dynamic_axes=axes,
         )
 
 
@@ -105,9 +124,18 @@ def onnx_session(path: str | os.PathLike) -> Any:
 
 
 def export_onnx(
-    model: VisionModel, paths: list[OutputPath], output: Path, opset: int
+    model: VisionModel,
+    paths: list[OutputPath],
+    output: Path,
+    opset: int,
+    nms: NmsSettings | None = None,
 ) -> tuple[str, list[str]]:
     """Write the ONNX graph of ``model`` (outputs ``paths``) to ``output``, atomically.
+
+    With ``nms``, the graph is :class:`~visionkit.export.end_to_end.EndToEndModule` (decoding,
+    score threshold and NMS inside; ``paths`` are then ``(head, key)`` of its outputs) and the
+    metadata gains ``visionkit.end_to_end`` (inputs, outputs with shapes and dtypes, and each
+    detection head's baked-in ``conf`` / ``iou`` / ``max_det`` / ``topk_candidates``).
 
     Returns:
         The exporter used (``"dynamo"``, or ``"torchscript"`` when the first failed) and notes
@@ -118,9 +146,9 @@ def export_onnx(
     """
     onnx = require("onnx")
 
-    module = ExportModule(model, paths).eval()
+    module = (ExportModule(model, paths) if nms is None else EndToEndModule(model, nms)).eval()
     names = [output_name(p) for p in paths]
-    sample = trace_sample(model)
+    sample = trace_sample(model).to(next(model.parameters()).dtype)  # float16 with half
     notes: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "model.onnx"
@@ -142,10 +170,42 @@ def export_onnx(
                 ) from err2
             exporter = "torchscript"
         proto = onnx.load(str(raw))
-    onnx.helper.set_model_props(proto, export_metadata(model, paths, exporter))
+    props = export_metadata(model, paths, exporter)
+    if sample.dtype == torch.float16:
+        props[META_PREFIX + "half"] = "true"
+        props[META_PREFIX + "input"] = json.dumps(
+            {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float16", "normalised": True}
+        )
+    what = "raw head outputs"
+    if isinstance(module, EndToEndModule):
+        what = "final predictions (decoded, NMS); see visionkit.end_to_end"
+        props[META_PREFIX + "end_to_end"] = json.dumps(end_to_end_metadata(module, nms))
+    onnx.helper.set_model_props(proto, props)
     proto.doc_string = (
         "visionkit model: normalised images [B, 3, H, W] (H, W multiples of "
-        f"{SIZE_DIVISOR}) -> raw head outputs; see the visionkit.* metadata"
+        f"{SIZE_DIVISOR}) -> {what}; see the visionkit.* metadata"
     )
     write_atomic(output, lambda p: onnx.save(proto, str(p)))
     return exporter, notes
+
+
+def end_to_end_metadata(module: EndToEndModule, nms: NmsSettings) -> dict[str, Any]:
+    """``visionkit.end_to_end``: the inputs, the outputs (name, head, key, shape, dtype), each
+    detection head's baked-in settings and each head's kind."""
+    return {
+        "inputs": [
+            {
+                "name": INPUT_NAME,
+                "shape": ["B", 3, "H", "W"],
+                "dtype": str(next(module.model.parameters()).dtype).removeprefix("torch."),
+            },
+            {"name": SIZES_NAME, "shape": ["B", 2], "dtype": "int64"},
+        ],
+        "outputs": output_layout(module.model, nms),
+        "nms": module.settings,
+        "kinds": module.kinds,
+        "class_names": {
+            name: list(getattr(head, "class_names", None) or []) or None
+            for name, head in module.model.heads.items()
+        },
+    }

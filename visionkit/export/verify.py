@@ -22,6 +22,12 @@ from torch import Tensor
 
 from visionkit.build.model import model_from_meta
 from visionkit.errors import ExportError
+from visionkit.export.end_to_end import (
+    SIZES_NAME,
+    NmsSettings,
+    output_layout,
+    reference_outputs,
+)
 from visionkit.export.graph import (
     INPUT_NAME,
     ExportModule,
@@ -217,3 +223,72 @@ def verify(
         return report
     finally:
         model.train(was_training)
+
+
+def _canonical(layout: Sequence[dict[str, Any]], values: Sequence[Any]) -> list[np.ndarray]:
+    """End-to-end outputs with each detection head's rows sorted by (image, label, x1, y1),
+    so that detections of equal score in another order compare equal."""
+    arrays = [np.asarray(v.detach().cpu() if isinstance(v, Tensor) else v) for v in values]
+    for i, out in enumerate(layout):
+        if out["key"] == "boxes":
+            boxes, _, labels, image = arrays[i : i + 4]
+            order = np.lexsort((boxes[:, 1], boxes[:, 0], labels, image))
+            arrays[i : i + 4] = [a[order] for a in arrays[i : i + 4]]
+    return arrays
+
+
+def verify_end_to_end(
+    model: VisionModel,
+    path: str | os.PathLike,
+    settings: NmsSettings,
+    *,
+    image_size: int | Sequence[int] | None = None,
+    atol: float = DEFAULT_ATOL,
+    batch_sizes: Sequence[int] = BATCH_SIZES,
+    seed: int = 0,
+) -> CheckReport:
+    """Compare an end-to-end ONNX file (``--nms``) with the heads' own ``postprocess`` on the
+    same random batches (:func:`~visionkit.export.end_to_end.reference_outputs`).
+
+    Detections are compared as sets (sorted by image, label, box); a different number of
+    detections is a problem. For a ``mask`` output the figure is the fraction of pixels whose
+    label differs (a logit tie can flip one), bounded by ``atol`` like the others.
+
+    Raises:
+        ExportError: a count or shape differs, or a figure exceeds ``atol``.
+    """
+    session = onnx_session(path)
+    layout = output_layout(model, settings)
+    names = [o["name"] for o in layout]
+    generator = torch.Generator().manual_seed(seed)
+    max_abs = dict.fromkeys(names, 0.0)
+    max_error = dict.fromkeys(names, 0.0)
+    worst: dict[str, tuple[int, ...]] = {}
+    problems: list[str] = []
+    sizes = check_sizes_of(model, image_size)
+    for h, w in sizes:
+        for b in batch_sizes:
+            dtype = next(model.parameters()).dtype  # float16 for a half export
+            images = torch.randn(b, 3, h, w, generator=generator).to(dtype)
+            with torch.no_grad():
+                ref = _canonical(layout, reference_outputs(model, settings, images))
+            feed = {INPUT_NAME: images.numpy(), SIZES_NAME: np.array([[h, w]] * b, np.int64)}
+            got = _canonical(layout, session.run(names, feed))
+            for out, r, g in zip(layout, ref, got, strict=True):
+                name = out["name"]
+                if r.shape != g.shape:
+                    problems.append(
+                        f"{name}: shape {list(g.shape)}, PyTorch {list(r.shape)} "
+                        f"(input {b}x3x{h}x{w})"
+                    )
+                    diff = error = math.inf
+                elif out["key"] == "mask":
+                    diff = error = float((r != g).mean()) if r.size else 0.0
+                else:
+                    diff, error = _differences(r, g)
+                max_abs[name] = max(max_abs[name], diff)
+                if error > max_error[name] or name not in worst:
+                    max_error[name], worst[name] = max(error, max_error[name]), (b, 3, h, w)
+    report = CheckReport(max_abs, max_error, worst, problems, atol, list(batch_sizes), sizes)
+    raise_if_failed(report, f"the end-to-end ONNX export {path}")
+    return report

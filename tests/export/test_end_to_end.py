@@ -1,0 +1,286 @@
+"""End-to-end ONNX (``export(..., nms=True)`` / ``visionkit export --nms``): decoding and NMS in
+the graph, checked against the heads' own postprocess; the standalone predictor (onnxruntime,
+NumPy, Pillow) run where ``import torch`` fails gives the predictions of ``model.predict``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+
+import visionkit
+import visionkit.export.onnx as onnx_export
+from visionkit.build.model import EvalPreprocess
+from visionkit.cli import main
+from visionkit.errors import ExportError
+from visionkit.export import export
+from visionkit.export import standalone as standalone_module
+from visionkit.export.end_to_end import head_kind
+from visionkit.inference.onnx_runtime import OnnxPredictor
+
+SIZE = 64
+CONF, IOU, MAX_DET = 0.2, 0.5, 20
+HEADS = {
+    "cls": {"name": "linear", "num_classes": 2},
+    "det": {"name": "fcos", "num_classes": 3, "num_convs": 1},
+    "seg": {"name": "semantic_fpn", "num_classes": 3, "channels": 16},
+}
+LABELS = {"class": ["plain", "noisy"], "instances": ["a", "b", "c"], "semantic": ["bg", "p", "q"]}
+# Runs before anything else in the child: torch, torchvision and visionkit cannot be imported.
+NO_TORCH = (
+    "import sys\nfor name in ('torch', 'torchvision', 'visionkit'):\n    sys.modules[name] = None\n"
+)
+
+
+def tiny_model(heads: dict, labels: dict) -> visionkit.VisionModel:
+    """simple_cnn → FPN (16 channels) → ``heads`` at 64 px, random but fixed weights; the
+    detection heads' class convolutions drawn wider, so that scores spread out."""
+    config = {
+        "model": {
+            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+            "neck": {"name": "fpn", "out_channels": 16, "min_level": 3, "max_level": 5},
+            "heads": heads,
+        },
+        "data": {"image_size": SIZE},
+    }
+    torch.manual_seed(0)
+    model = visionkit.create_model(config, label_names=labels).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "cls_logits" in name:
+                param.normal_(0.0, 0.5)
+    return model
+
+
+def dynamo_fails(*args, **kwargs):
+    raise RuntimeError("not in the fast tests")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """One end-to-end export of a classification + FCOS + semantic model, written by the
+    TorchScript-based exporter (2 s; the dynamo exporter takes about 40 s here and has its own
+    slow test, :func:`test_the_dynamo_exporter_writes_the_same_graph`)."""
+    model = tiny_model(HEADS, LABELS)
+    path = tmp_path_factory.mktemp("e2e") / "model.onnx"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(onnx_export, "_onnx_dynamo", dynamo_fails)
+        report = export(model, "onnx", path, nms=True, conf=CONF, iou=IOU, max_det=MAX_DET)
+    assert report.exporter == "torchscript"
+    return model, path, report
+
+
+def test_the_graph_holds_nms_and_matches_the_heads_postprocess(exported):
+    model, path, report = exported
+    assert report.check.ok and report.check.overall <= 1e-4, report.check.table()
+    assert report.output_names == [
+        "cls.scores",
+        "det.boxes",
+        "det.scores",
+        "det.labels",
+        "det.batch_index",
+        "seg.mask",
+    ]
+    proto = onnx.load(str(path))
+    assert "NonMaxSuppression" in {node.op_type for node in proto.graph.node}
+    assert [i.name for i in proto.graph.input] == ["images", "image_sizes"]
+    props = {p.key: p.value for p in proto.metadata_props}
+    e2e = json.loads(props["visionkit.end_to_end"])
+    assert e2e["nms"] == {
+        "det": {"conf": CONF, "iou": IOU, "max_det": MAX_DET, "topk_candidates": 1000}
+    }
+    layout = {o["name"]: (o["shape"], o["dtype"]) for o in e2e["outputs"]}
+    assert layout["det.boxes"] == (["N", 4], "float32")
+    assert layout["seg.mask"] == (["B", "H", "W"], "uint8")
+    assert layout["cls.scores"] == (["B", 2], "float32")
+    assert e2e["class_names"]["det"] == LABELS["instances"]
+
+
+def run_standalone(tmp_path: Path, code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter where torch and visionkit cannot be imported, with
+    a copy of standalone.py (alone in its folder) importable."""
+    folder = tmp_path / "deploy"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(standalone_module.__file__, folder / "standalone.py")
+    script = NO_TORCH + f"sys.path.insert(0, {str(folder)!r})\n" + code
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    )
+
+
+def sorted_detections(boxes, scores, labels):
+    order = np.lexsort((boxes[:, 1], boxes[:, 0], labels))
+    return boxes[order], scores[order], labels[order]
+
+
+def test_the_standalone_predictor_without_torch_gives_model_predict(exported, tmp_path):
+    model, path, _ = exported
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(3)]
+    files = []
+    for i, image in enumerate(images):
+        files.append(str(tmp_path / f"image{i}.png"))
+        Image.fromarray(image).save(files[-1])
+    out = tmp_path / "result.npz"
+    code = (
+        "import numpy as np, standalone\n"
+        f"predictor = standalone.Predictor({str(path)!r})\n"
+        f"images = [standalone.read_image(f) for f in {files!r}]\n"
+        "results = predictor.predict(images, batch_size=2)\n"
+        "arrays = {f'{i}.{h}.{k}': np.asarray(v) for i, r in enumerate(results)\n"
+        "          for h, d in r.items() for k, v in d.items() if k != 'names'}\n"
+        f"np.savez({str(out)!r}, **arrays)\n"
+        "import json\n"
+        "json.dump([r['det']['names'] for r in results], open('names.json', 'w'))\n"
+        "assert sys.modules['torch'] is None and 'visionkit.export' not in sys.modules\n"
+    )
+    done = run_standalone(tmp_path, code)
+    assert done.returncode == 0, done.stderr
+    got = np.load(out)
+    det = model.heads["det"]
+    det.score_thresh, det.nms_thresh, det.detections_per_img = CONF, IOU, MAX_DET
+    reference = model.predict(images)
+    total = 0
+    for i, ref in enumerate(reference):
+        r = [ref["det"][k].numpy() for k in ("boxes", "scores", "labels")]
+        g = [got[f"{i}.det.{k}"] for k in ("boxes", "scores", "labels")]
+        r, g = sorted_detections(*r), sorted_detections(*g)
+        assert g[0].shape == r[0].shape
+        np.testing.assert_allclose(g[0], r[0], atol=1e-3)
+        np.testing.assert_allclose(g[1], r[1], atol=1e-5)
+        np.testing.assert_array_equal(g[2], r[2])
+        total += len(r[2])
+        assert int(got[f"{i}.cls.label"]) == ref["cls"]["label"]
+        np.testing.assert_allclose(got[f"{i}.cls.scores"], ref["cls"]["scores"], atol=1e-5)
+        np.testing.assert_array_equal(got[f"{i}.seg.mask"], ref["seg"]["mask"].numpy())
+    assert 0 < total <= 3 * MAX_DET
+    names = json.loads((tmp_path / "names.json").read_text())
+    assert [sorted(n) for n in names] == [sorted(r["det"]["names"]) for r in reference]
+
+
+def test_the_standalone_command_prints_json_per_image(exported, tmp_path):
+    model, path, _ = exported
+    image = np.random.default_rng(1).integers(0, 256, (40, 90, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "wide.png")
+    code = (
+        "import runpy\n"
+        f"sys.argv = ['standalone.py', {str(path)!r}, 'wide.png']\n"
+        "runpy.run_path('deploy/standalone.py', run_name='__main__')\n"
+    )
+    done = run_standalone(tmp_path, code)
+    assert done.returncode == 0, done.stderr
+    line = json.loads(done.stdout.strip())
+    assert line["image"] == "wide.png"
+    assert line["seg"]["mask_shape"] == [40, 90]
+    assert line["cls"]["name"] in LABELS["class"]
+    boxes = np.asarray(line["det"]["boxes"]).reshape(-1, 4)
+    assert len(boxes) and boxes[:, [0, 2]].max() <= 90 and boxes[:, [1, 3]].max() <= 40
+    assert set(line["det"]["names"]) <= set(LABELS["instances"])
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [{"name": "Resize", "height": 64, "width": 64}],
+        [{"name": "LongestMaxSize", "max_size": 64}],
+        [{"name": "SmallestMaxSize", "max_size": 48}],
+    ],
+)
+def test_the_standalone_preprocessing_is_the_eval_pipeline_within_one_level(steps):
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    image = np.random.default_rng(2).integers(0, 256, (37, 91, 3), dtype=np.uint8)
+    reference = EvalPreprocess(steps, mean, std)(image)["image"].numpy()
+    got = standalone_module.preprocess(
+        image, steps, np.asarray(mean, np.float32) * 255, np.asarray(std, np.float32) * 255
+    )
+    assert got.shape == reference.shape
+    one_level = 1.0 / (255 * min(std))
+    assert np.abs(got - reference).max() <= one_level + 1e-5
+
+
+def test_nms_options_are_checked_before_anything_is_loaded(tmp_path, capsys):
+    model = tiny_model({"cls": {"name": "linear", "num_classes": 2}}, {"class": ["a", "b"]})
+    with pytest.raises(ExportError, match="nms .* is for --format onnx, not 'torchscript'"):
+        export(model, "torchscript", tmp_path / "m.pt", nms=True)
+    with pytest.raises(ExportError, match="settings of the end-to-end export: add nms"):
+        export(model, "onnx", tmp_path / "m.onnx", conf=0.3)
+    with pytest.raises(ExportError, match=r"--iou must lie in \(0, 1\], got 1.5"):
+        export(model, "onnx", tmp_path / "m.onnx", nms=True, iou=1.5)
+    code = main(
+        ["export", "--checkpoint", str(tmp_path / "none.ckpt"), "--format", "onnx", "--nms"]
+        + ["--conf", "2", "--output", str(tmp_path / "m.onnx")]
+    )
+    assert code != 0
+    assert "--conf must lie in [0, 1), got 2.0" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_head_without_an_end_to_end_export_is_refused_by_name():
+    with pytest.raises(ExportError, match="head 'emb' .* export it without --nms"):
+        head_kind("emb", torch.nn.Identity())
+
+
+def test_onnx_predictor_refuses_an_end_to_end_file_and_says_what_to_use(exported):
+    _, path, _ = exported
+    with pytest.raises(ExportError, match="end-to-end export .* visionkit.export.standalone"):
+        OnnxPredictor(path)
+
+
+@pytest.mark.slow
+def test_the_dynamo_exporter_writes_the_same_graph(tmp_path):
+    model = tiny_model(HEADS, LABELS)
+    report = export(model, "onnx", tmp_path / "m.onnx", nms=True, conf=CONF, max_det=MAX_DET)
+    assert report.exporter == "dynamo" and not report.notes
+    assert report.check.ok and report.check.overall <= 1e-4, report.check.table()
+    proto = onnx.load(str(report.path))
+    assert "NonMaxSuppression" in {node.op_type for node in proto.graph.node}
+
+
+@pytest.mark.slow
+def test_retinanet_and_fcos_mask_export_end_to_end(tmp_path):
+    heads = {
+        "ret": {"name": "retinanet", "num_classes": 2, "num_convs": 1},
+        "ins": {"name": "fcos_mask", "num_classes": 2, "num_convs": 1},
+    }
+    model = tiny_model(heads, {"instances": ["a", "b"]})
+    report = export(model, "onnx", tmp_path / "m.onnx", nms=True, conf=0.3, max_det=10)
+    assert report.check.ok, report.check.table()
+    keys = ("boxes", "scores", "labels", "batch_index")
+    assert report.output_names == [f"{h}.{k}" for h in heads for k in keys]
+
+
+@pytest.mark.slow
+def test_a_half_export_runs_on_the_cpu_and_gives_model_predict(tmp_path):
+    model = tiny_model(HEADS, LABELS)
+    path = tmp_path / "half.onnx"
+    report = export(model, "onnx", path, nms=True, conf=CONF, iou=IOU, max_det=MAX_DET, half=True)
+    assert report.check.ok and report.check.atol == 2e-2, report.check.table()
+    proto = onnx.load(str(path))
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    image = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    got = standalone_module.Predictor(str(path)).predict([image])[0]
+    det = model.heads["det"]
+    det.score_thresh, det.nms_thresh, det.detections_per_img = CONF, IOU, MAX_DET
+    ref = model.predict([image])[0]  # float32
+    assert len(got["det"]["boxes"]) == len(ref["det"]["boxes"])
+    assert got["cls"]["label"] == ref["cls"]["label"]
+    np.testing.assert_allclose(got["cls"]["scores"], ref["cls"]["scores"], atol=1e-2)
+
+
+def test_half_without_nms_is_refused(tmp_path):
+    model = tiny_model({"cls": {"name": "linear", "num_classes": 2}}, {"class": ["a", "b"]})
+    with pytest.raises(ExportError, match="half .* end-to-end ONNX export: add nms"):
+        export(model, "onnx", tmp_path / "m.onnx", half=True)
