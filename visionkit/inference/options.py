@@ -1,7 +1,8 @@
 """The prediction options users set per call, as Ultralytics names them: ``conf`` (minimum
 score), ``iou`` (NMS IoU threshold), ``max_det`` (detections per image), ``classes`` (keep
 only these classes) and ``imgsz`` (inference size); and the inputs ``model.predict`` takes
-(paths, PIL images, ``H×W×3 uint8`` RGB arrays, lists of them).
+(paths of images, folders, globs and videos, PIL images, ``H×W×3 uint8`` RGB arrays, lists
+of them), as a list or streamed one prediction at a time (:func:`stream_predictions`).
 
 The thresholds reach every head that selects detections (the heads with ``score_thresh``,
 ``nms_thresh`` and ``detections_per_img``, which :func:`visionkit.models.heads._utils.
@@ -21,6 +22,7 @@ changed by these options.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -254,6 +256,27 @@ def as_image_list(images: Any) -> list[Any] | Tensor:
     return list(images)
 
 
+def iter_inputs(items: Sequence[Any]) -> Iterator[np.ndarray]:
+    """Each input of ``model.predict`` decoded, one image at a time: a path is expanded as
+    ``visionkit predict --input`` expands it (:func:`visionkit.inference.sources.named_inputs`:
+    a folder's images and videos recursively and sorted, a glob's matches, a video's every
+    frame); a PIL image or an array is one image.
+
+    Raises:
+        DataError: a path that does not exist, a folder or glob without images, an
+            unreadable image or video.
+    """
+    from visionkit.inference.sources import iter_images, named_inputs
+
+    for item in items:
+        if isinstance(item, str | os.PathLike):
+            sources = [source for source, _ in named_inputs([item])]
+            for _, _, image in iter_images(sources):
+                yield image
+        else:
+            yield as_image(item)
+
+
 def predict_images(
     model: VisionModel,
     images: Any,
@@ -268,8 +291,27 @@ def predict_images(
     """:meth:`VisionModel.predict` with the options of this module: images are decoded one
     batch at a time, thresholds set for this call only. ``loop`` goes to
     :func:`visionkit.inference.loop.predict_model` (``run``, ``decode``, ``autocast``)."""
-    from visionkit.inference.loop import predict_model
+    return list(
+        stream_predictions(model, images, batch_size, conf, iou, max_det, classes, imgsz, **loop)
+    )
 
+
+def stream_predictions(
+    model: VisionModel,
+    images: Any,
+    batch_size: int = 16,
+    conf: float | None = None,
+    iou: float | None = None,
+    max_det: int | None = None,
+    classes: Sequence[int | str] | None = None,
+    imgsz: int | str | Sequence[Any] | None = None,
+    **loop: Any,
+) -> Iterator[dict[str, Any]]:
+    """:func:`predict_images` as a generator, one prediction per image (per video frame),
+    as Ultralytics' ``stream=True``: one batch of decoded images and predictions is held at
+    a time. The options are checked now, before the first image is read; the thresholds
+    are set around each batch's forward pass only, so the model keeps its own values
+    between two ``next()`` calls (and another ``predict`` meanwhile is not affected)."""
     keep = resolve_classes(model, classes)
     check_thresholds(conf, iou, max_det)
     if imgsz is not None:
@@ -278,12 +320,30 @@ def predict_images(
     caps = {
         name: int(max_det or head.detections_per_img) for name, head in box_heads(model).items()
     }
-    results: list[dict[str, Any]] = []
-    with detection_settings(model, conf, iou, max_det, keep_all=keep is not None):
+    settings = {"conf": conf, "iou": iou, "max_det": max_det, "keep_all": keep is not None}
+    return _stream(model, items, batch_size, settings, keep, caps, loop)
+
+
+def _stream(
+    model: VisionModel,
+    items: list[Any] | Tensor,
+    batch_size: int,
+    settings: dict[str, Any],
+    keep: dict[str, set[int]] | None,
+    caps: dict[str, int],
+    loop: dict[str, Any],
+) -> Iterator[dict[str, Any]]:
+    """The generator of :func:`stream_predictions`."""
+    from visionkit.inference.loop import predict_model
+
+    decoded = iter([items]) if isinstance(items, Tensor) else iter_inputs(items)
+    while True:
         if isinstance(items, Tensor):
-            results = predict_model(model, items, batch_size, **loop)
+            batch = next(decoded, None)
         else:
-            for start in range(0, len(items), batch_size):
-                batch = [as_image(item) for item in items[start : start + batch_size]]
-                results += predict_model(model, batch, batch_size, **loop)
-    return results if keep is None else keep_classes(results, keep, caps)
+            batch = list(itertools.islice(decoded, batch_size)) or None
+        if batch is None:
+            return
+        with detection_settings(model, **settings):
+            results = predict_model(model, batch, batch_size, **loop)
+        yield from results if keep is None else keep_classes(results, keep, caps)

@@ -1,6 +1,7 @@
 """The files ``visionkit predict`` writes for one image: COCO results entries
 (``predictions.json``), its ``images.json`` record (and semantic label PNGs), and YOLO label
-lines (``--save-txt``: ``labels/<name>.txt``, as Ultralytics writes them).
+lines (``--save-txt``: ``labels/<name>.txt``, as Ultralytics writes them); and
+:class:`JsonArrayStream`, which writes the two json files one batch at a time.
 
 >>> import torch
 >>> pred = {"det": {"boxes": torch.tensor([[10.0, 5.0, 30.0, 25.0]]),
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +181,87 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
 
     image = Image.fromarray(rgb)
     write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+class JsonArrayStream:
+    """A JSON array written one batch of items at a time, so that an endless stream (a
+    webcam) never holds more than a batch of them: the items go to a temporary file beside
+    ``path`` (named as :func:`visionkit.checkpoint.write_atomic` names its own), which
+    :meth:`close` ends and renames over ``path`` through ``write_atomic`` (fsync, file mode,
+    fsync of the folder). The file is the same, byte for byte, as :func:`write_json` of the
+    whole list. Until then ``path`` is untouched; :meth:`abort` removes the temporary file.
+
+    Each :meth:`extend` writes its items with one write and records where they end; a
+    Ctrl-C in the middle of a write is cut back to the last whole batch by :meth:`close`,
+    so the file is always valid JSON.
+
+    >>> import tempfile
+    >>> stream = JsonArrayStream(Path(tempfile.mkdtemp()) / "a.json")
+    >>> stream.extend([{"id": 1}]); stream.extend([]); stream.extend([{"id": 2}])
+    >>> json.loads(stream.close().read_text())
+    [{'id': 1}, {'id': 2}]
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        self.tmp = Path(name)
+        self.file = os.fdopen(fd, "wb")
+        self.count = 0  # items written
+        self.end = 0  # bytes of the items written whole
+
+    def extend(self, items: Iterable[Any]) -> None:
+        """Append ``items`` (JSON-serialisable) to the array.
+
+        Raises:
+            DiskFullError: the disk filled (the temporary file is removed, ``path`` kept).
+        """
+        parts = [json.dumps([item], indent=1)[2:-2] for item in items]
+        if not parts:
+            return
+        text = ("[\n" if self.count == 0 else ",\n") + ",\n".join(parts)
+        try:
+            self.file.seek(self.end)  # over what a write cut by Ctrl-C left
+            self.file.write(text.encode())
+            self.file.flush()
+        except BaseException as err:
+            if isinstance(err, KeyboardInterrupt):  # close() cuts the half-written batch
+                raise
+            self._fail(err)
+        self.count += len(parts)
+        self.end = self.file.tell()
+
+    def close(self) -> Path:
+        """End the array and rename it over ``path``; returns ``path``.
+
+        Raises:
+            DiskFullError: the disk filled (nothing replaced, the temporary file removed).
+        """
+        try:
+            self.file.seek(self.end)
+            self.file.truncate()
+            self.file.write(b"\n]" if self.count else b"[]")
+            self.file.close()
+        except BaseException as err:
+            self._fail(err)
+        return write_atomic(self.path, lambda tmp: os.replace(self.tmp, tmp))
+
+    def abort(self) -> None:
+        """Stop without writing ``path``: the temporary file is removed."""
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def _fail(self, err: BaseException) -> None:
+        """Raise ``err`` through ``write_atomic``, which turns a full disk into a
+        :class:`~visionkit.errors.DiskFullError` (with the size reached) and keeps ``path``."""
+        self.file.close()
+
+        def fail(tmp: Path) -> None:
+            if self.tmp.exists():
+                os.replace(self.tmp, tmp)
+            raise err
+
+        write_atomic(self.path, fail)

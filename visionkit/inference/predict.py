@@ -9,8 +9,10 @@ common folder of all inputs, with the input's suffix kept
 distinct, and the same on every run. Nothing inside the output folder is ever read as input.
 
 Inputs are streamed (:func:`visionkit.inference.sources.iter_images`): images are decoded,
-predicted and written one batch at a time, so at most one batch of decoded images is held;
-the json files are written at the end (or at Ctrl-C) from the per-batch results. Videos
+predicted and written one batch at a time, so at most one batch of decoded images and of
+results is held: each batch's entries are appended to temporary files
+(:class:`visionkit.inference.outputs.JsonArrayStream`), renamed to ``predictions.json`` and
+``images.json`` at the end (or at Ctrl-C), so a webcam can run for hours. Videos
 (:data:`VIDEO_EXTENSIONS`) and webcams (``"0"``) are read frame by frame with OpenCV; every
 frame, or every ``every``-th, up to ``max_frames``, is one image of the output, and the drawn
 frames make ``<name>_pred.mp4``. The options of :mod:`visionkit.inference.options` (``conf``,
@@ -43,10 +45,10 @@ from visionkit.inference.options import (
     resolve_classes,
 )
 from visionkit.inference.outputs import (
+    JsonArrayStream,
     coco_results,
     image_record,
     label_stems,
-    write_json,
     write_label_txt,
     write_png,
     yolo_lines,
@@ -248,13 +250,18 @@ def _predict(
     stems = label_stems(list(names.values()))
     out_dir.mkdir(parents=True, exist_ok=True)
     category_ids = model.meta.get("category_ids") or []
+    records: list[dict[str, Any]] = []  # of the current batch only: streamed to the files
     results: list[dict[str, Any]] = []
-    records: list[dict[str, Any]] = []
     counts = [video_frames(p, every, max_frames) if is_video(p) else 1 for p in paths]
     bar = _progress(None if None in counts else sum(counts), progress)
     videos = VideoWriters(out_dir, every)
     image_id = 0
     interrupted = False
+    streams = (
+        [JsonArrayStream(out_dir / "images.json"), JsonArrayStream(out_dir / "predictions.json")]
+        if save_json
+        else []
+    )
     try:
         items = iter_images(paths, every, max_frames)
         while chunk := list(itertools.islice(items, batch_size)):
@@ -282,19 +289,43 @@ def _predict(
                         write_png(out_dir / f"{name}_pred.png", drawn)
                     else:
                         videos.write(path, drawn, name)
+            _flush(streams, records, results)
             bar.update(len(chunk))
     except KeyboardInterrupt:
         interrupted = True
+    except BaseException:
+        for stream in streams:  # an error writes no json file (a previous one is kept)
+            stream.abort()
+        raise
     finally:
         videos.close()
         bar.close()
     target = out_dir
     if save_json:
-        write_json(out_dir / "images.json", records)
-        target = write_json(out_dir / "predictions.json", results)
+        try:
+            _flush(streams, records, results)  # the images predicted before a Ctrl-C
+            streams[0].close()
+            target = streams[1].close()
+        except BaseException:
+            for stream in streams:
+                stream.abort()
+            raise
     if interrupted:
         raise PredictInterrupted(image_id, target)
     return target
+
+
+def _flush(
+    streams: list[JsonArrayStream], records: list[dict[str, Any]], results: list[dict[str, Any]]
+) -> None:
+    """Append the batch's ``images.json`` records and ``predictions.json`` entries to the
+    streams, emptying each list once it is written (a Ctrl-C in between writes the rest
+    once, not twice)."""
+    for stream, items in zip(streams, (records, results), strict=False):
+        stream.extend(items)
+        items.clear()
+    records.clear()
+    results.clear()
 
 
 def _progress(total: int | None, enabled: bool) -> Any:
