@@ -28,7 +28,7 @@ from visionkit.models.heads import list_heads
 from visionkit.registry import DATASETS, HEADS
 
 PACKAGE = Path(visionkit.__file__).parent
-SAMPLE_TARGETS = {"class", "boxes", "masks", "semantic"}
+SAMPLE_TARGETS = {"class", "boxes", "masks", "semantic", "keypoints"}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,11 @@ def test_readers_declare_their_folder_argument_and_targets():
         for target, flag in cls.target_flags.items():
             assert target in cls.targets and flag in DATASETS.signature(name).parameters
     assert (CocoDataset.location, ImageFolderDataset.location) == ("images", "root")
-    assert CocoDataset.target_flags == {"masks": "masks", "semantic": "semantic"}
+    assert CocoDataset.target_flags == {
+        "masks": "masks",
+        "semantic": "semantic",
+        "keypoints": "keypoints",
+    }
     assert ImageFolderDataset.targets == ("class",)
     assert MaskFolderDataset.targets == ("semantic",)
 
@@ -140,7 +144,16 @@ def test_task_of_names_the_known_tasks_for_an_unknown_one():
 
 
 def test_progress_bar_shows_every_main_metric_and_the_score():
-    assert progress_bar_suffixes() == ("/top1", "/mAP", "/mask_mAP", "/mIoU", "val/score")
+    assert progress_bar_suffixes() == (
+        "/top1",
+        "/mAP",
+        "/mask_mAP",
+        "/kpt_mAP",
+        "/mIoU",
+        "/auc",
+        "/recall@1",
+        "val/score",
+    )
     assert all(f"/{spec.main_metric}" in progress_bar_suffixes() for spec in TASKS.values())
 
 

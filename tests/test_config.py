@@ -255,7 +255,12 @@ def test_shipped_configs_build_an_untrained_model(config):
 
     needs_data = config.startswith(("configs/coco", "configs/custom", "configs/mask_folder"))
     label_names = (
-        {"class": ["a", "b"], "instances": ["x", "y", "z"], "semantic": ["bg", "x", "y", "z"]}
+        {
+            "class": ["a", "b"],
+            "instances": ["x", "y", "z"],
+            "semantic": ["bg", "x", "y", "z"],
+            "identity": ["p", "q"],
+        }
         if needs_data  # num_classes: null, taken from the data
         else None
     )
@@ -322,3 +327,21 @@ def test_a_bad_image_size_is_reported_without_follow_up_errors_about_the_steps()
     assert info.value.problems
     assert all(p.startswith("data.image_size") for p in info.value.problems), info.value.problems
     assert any("greater than 0" in p for p in info.value.problems)
+
+
+def test_trainer_precision_is_checked_against_lightning():
+    """An unknown precision is a ConfigError at load time, not a Lightning ValueError later;
+    the accepted list is Lightning's own, plus ``auto``."""
+    import typing
+
+    from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
+
+    from visionkit.config.schema import PRECISIONS
+
+    lightning_values = {
+        str(v) for arg in typing.get_args(_PRECISION_INPUT) for v in typing.get_args(arg)
+    }
+    assert set(PRECISIONS) == lightning_values | {"auto"}
+    with pytest.raises(ConfigError, match=r"trainer\.precision.*unknown precision '33'"):
+        load_config(MINIMAL, ["trainer.precision=33"])
+    assert load_config(MINIMAL, ["trainer.precision=32"]).trainer.precision == "32"

@@ -34,6 +34,8 @@ FEATURE_FLOORS = [
     ("lightning", "Trainer.fit/validate/test/predict(weights_only=...)", "2.6", "trainer_call"),
 ]
 TRAINER_METHODS = ("fit", "validate", "test", "predict")
+#: Optional modules whose distribution is not named like them (when they are not installed).
+MODULE_DISTRIBUTIONS = {"faiss": ["faiss-cpu"]}
 #: Extras removed since their packages became core dependencies (opencv: cv2 is imported).
 REMOVED_EXTRAS = ("video",)
 
@@ -85,7 +87,8 @@ def undeclared(
     for module, files in sorted(imports.items()):
         if module in sys.stdlib_module_names or module in (own, "__future__"):
             continue
-        dists = known.get(module) or [module]  # not installed: assume the module's own name
+        # not installed: the distribution named in MODULE_DISTRIBUTIONS, else the module's name
+        dists = known.get(module) or MODULE_DISTRIBUTIONS.get(module) or [module]
         if not any(canonicalize_name(d) in names for d in dists):
             problems.append(
                 f"{module} (distribution {' or '.join(sorted(set(dists)))}), imported by "

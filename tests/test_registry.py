@@ -25,7 +25,9 @@ from visionkit.registry import (
 def test_the_registries_hold_exactly_the_built_in_names():
     assert HEADS.names() == [
         "deeplabv3plus",
+        "embedding",
         "fcos",
+        "fcos_keypoints",
         "fcos_mask",
         "linear",
         "mlp",
@@ -33,7 +35,7 @@ def test_the_registries_hold_exactly_the_built_in_names():
         "semantic_fpn",
     ]
     assert NECKS.names() == ["fpn"]
-    assert DATASETS.names() == ["coco", "folder", "mask_folder", "voc", "yolo"]
+    assert DATASETS.names() == ["coco", "folder", "identities", "mask_folder", "voc", "yolo"]
     assert sorted(BACKBONES._builders) == ["simple_cnn"]  # the rest come from providers
     for served in ("resnet18", "timm/resnet18", "torchvision/resnet50"):
         assert served in BACKBONES

@@ -9,6 +9,7 @@ Public API::
     visionkit.create_model(config)          # untrained model from a config path or mapping
     visionkit.load(checkpoint_path)         # trained model from a checkpoint alone
     visionkit.load_config(path, overrides)  # validated config
+    visionkit.Gallery.from_folder(model, dir)  # embeddings of known identities, searchable
 
 The library API never imports Lightning.
 """
@@ -16,6 +17,7 @@ The library API never imports Lightning.
 from visionkit.build.model import create_model, load
 from visionkit.config import Config, load_config
 from visionkit.data import readers  # noqa: F401  (registers the dataset formats)
+from visionkit.gallery import Gallery
 from visionkit.models.backbones import create_backbone, list_backbones
 from visionkit.models.heads import list_heads
 from visionkit.models.model import VisionModel
@@ -25,6 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Config",
+    "Gallery",
     "VisionModel",
     "create_backbone",
     "create_model",

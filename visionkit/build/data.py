@@ -27,6 +27,7 @@ from visionkit.config import (
 from visionkit.data.classes import class_lists, class_source, classes_of, match_classes
 from visionkit.data.datasets import MixedDataset
 from visionkit.data.synthetic import GENERATOR, make_shapes
+from visionkit.data.synthetic_identities import make_identities, needs_generation
 from visionkit.data.transforms import build_pipeline, pipeline_steps
 from visionkit.errors import CheckpointError, ConfigError, DataError
 from visionkit.evaluation.tasks import TaskSpec, task_of
@@ -113,9 +114,19 @@ def build_dataset(
         # The user named an annotation file: their data, never a place to generate shapes
         # (a shapes recipe pointed at converted VOC/YOLO data keeps its synthetic: block).
         synthetic = None
-    if synthetic and _needs_generation(Path(args[location]), synthetic):
-        logger.info("generating the shapes dataset in %s", args[location])
-        make_shapes(args[location], **synthetic, progress=True)
+    if synthetic and synthetic.get("identities"):  # an ImageFolder of shape styles
+        keys = ("num_images", "size", "seed", "identities", "first_identity")
+        params = {k: synthetic.get(k) for k in keys}
+        if needs_generation(Path(args[location]), params):
+            logger.info("generating synthetic identities in %s", args[location])
+            make_identities(args[location], **params, progress=True)
+    elif synthetic:
+        synthetic = {
+            k: v for k, v in synthetic.items() if k not in ("identities", "first_identity")
+        }
+        if _needs_generation(Path(args[location]), synthetic):
+            logger.info("generating the shapes dataset in %s", args[location])
+            make_shapes(args[location], **synthetic, progress=True)
     for target in needs:
         flag = reader.target_flags.get(target)
         if flag is not None and args.get(flag) is None:

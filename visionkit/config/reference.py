@@ -77,6 +77,10 @@ DESCRIPTIONS: dict[str, str] = {
     "data.val_batch_size": "validation batch size; `null`: `batch_size`",
     "data.num_workers": "data-loader worker processes",
     "data.pin_memory": "data-loader `pin_memory`",
+    "data.sampler": "training batches of `p` identities × `k` images each (metric learning, "
+    "`embedding` head); the training batch size is then `p × k`; `null`: shuffled images",
+    "data.sampler.p": "identities per training batch",
+    "data.sampler.k": "images per identity in a training batch",
     "data.transforms": "albumentations pipelines as `{name: <class>, ...arguments}` lists; "
     "`Normalize` and the tensor conversion are appended",
     "data.transforms.train": "training pipeline; `null`: `Resize` to `image_size` + "
@@ -121,8 +125,9 @@ DESCRIPTIONS: dict[str, str] = {
     "trainer.devices": "devices per node",
     "trainer.num_nodes": "nodes",
     "trainer.strategy": "e.g. `ddp`",
-    "trainer.precision": "`auto` (bf16 where the hardware has it, else 32) or a Lightning "
-    "precision string: `32-true`, `bf16-mixed`, `16-mixed`, ...",
+    "trainer.precision": "`auto` (`bf16-mixed` on GPUs and CPUs with native bf16, `16-mixed` on "
+    "GPUs that only emulate it, else `32-true`) or a Lightning precision: `32-true`, "
+    "`bf16-mixed`, `16-mixed`, ... (`32`, `16` are read as strings)",
     "trainer.sync_batchnorm": "synchronise BatchNorm statistics across processes (DDP)",
     "trainer.gradient_clip_val": "clip gradients to this norm; `null`: no clipping",
     "trainer.gradient_clip_algorithm": "`norm` (Lightning's default) or `value`",
@@ -178,6 +183,13 @@ DESCRIPTIONS: dict[str, str] = {
     "data.<split>.synthetic.seed": "same seed, same files",
     "data.<split>.synthetic.min_shapes": "fewest shapes per image",
     "data.<split>.synthetic.max_shapes": "most shapes per image",
+    "data.<split>.synthetic.identities": "instead of the COCO shapes: an ImageFolder of this "
+    "many identities (one shape style each, `root/<identity>/`; `num_images` in all) for the "
+    "`embedding` head",
+    "data.<split>.synthetic.first_identity": "identities: the first style's number (`null`: 0); "
+    "a validation set of styles never seen in training starts after the training set's",
+    "data.<split>.synthetic.keypoints": "`true`: every shape gets COCO keypoints (centre, left, "
+    "top, right, bottom; hidden ones `v=1`) for the `fcos_keypoints` head; `null`: none",
     "ema": "exponential moving average of the weights",
     "ema.enabled": "keep and evaluate an EMA of the weights",
     "ema.decay": "EMA decay",

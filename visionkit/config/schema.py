@@ -83,6 +83,16 @@ class SyntheticConfig(_Section):
     seed: int = 0
     min_shapes: int = Field(1, ge=0)
     max_shapes: int = Field(4, ge=0)
+    identities: int | None = Field(None, gt=1)  # an ImageFolder of identities instead
+    first_identity: int | None = Field(None, ge=0)
+    keypoints: bool | None = None  # COCO keypoints on every shape (synthetic_keypoints.py)
+
+
+class SamplerConfig(_Section):
+    """``data.sampler``: training batches of ``p`` identities × ``k`` images each."""
+
+    p: int = Field(8, ge=2)
+    k: int = Field(4, ge=1)
 
 
 class TransformsConfig(_Section):
@@ -108,6 +118,19 @@ class DataConfig(_Section):
     num_workers: int = Field(2, ge=0)
     pin_memory: bool = False
     transforms: TransformsConfig = Field(default_factory=TransformsConfig)
+    sampler: SamplerConfig | None = None
+
+    @model_validator(mode="after")
+    def _sampler_batch(self) -> DataConfig:
+        """With ``sampler``, a training batch is ``p × k`` images: a ``batch_size`` given
+        too must agree."""
+        s = self.sampler
+        if s is not None and "batch_size" in self.model_fields_set and self.batch_size != s.p * s.k:
+            raise ValueError(
+                f"data.sampler makes batches of p x k = {s.p * s.k} images, but data.batch_size "
+                f"is {self.batch_size}; set data.batch_size={s.p * s.k} or leave it out"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sizes_from_image_size(self) -> DataConfig:
@@ -174,6 +197,14 @@ class SchedulerConfig(_Section):
         if self.step_epochs and self.step_milestones:
             raise ValueError("give step_epochs or step_milestones (in steps), not both")
         return self
+
+
+# What lightning.Trainer(precision=...) accepts, plus visionkit's "auto" (not imported from
+# Lightning: visionkit.config never imports it; tests/test_config.py compares the two lists).
+PRECISIONS = (
+    "auto", "64", "32", "16", "bf16", "64-true", "32-true", "16-true", "16-mixed", "bf16-true",
+    "bf16-mixed", "transformer-engine", "transformer-engine-float16",
+)  # fmt: skip
 
 
 class TrainerConfig(_Section):
@@ -249,8 +280,15 @@ class TrainerConfig(_Section):
     @field_validator("precision", mode="before")
     @classmethod
     def _precision_as_text(cls, value: Any) -> Any:
-        """Lightning accepts ``32`` and ``16`` as well as strings; keep one type."""
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        """Lightning accepts ``32`` and ``16`` as well as strings; keep one type, and refuse
+        what Lightning would refuse only when the Trainer is built."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and value not in PRECISIONS:
+            raise ValueError(
+                f"unknown precision {value!r}; expected one of: {', '.join(PRECISIONS)}"
+            )
+        return value
 
     @field_validator(
         "logger", "callbacks", "plugins", "default_root_dir", "enable_checkpointing", "barebones"

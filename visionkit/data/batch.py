@@ -15,6 +15,9 @@ A dataset returns a *Sample* (before transforms), a dict with:
   - ``masks`` (uint8 ``[N, H, W]``, one binary mask per box, in the order of ``boxes``);
   - ``semantic`` (uint8 ``[H, W]``): the label map, :data:`IGNORE_PIXEL` where a pixel
     carries no label;
+  - ``keypoints`` (float32 ``[N, K, 3]``, one row per box: x, y in pixel indices and the
+    COCO visibility 0 / 1 / 2) with ``keypoint_flip`` (``[K]``, the keypoint each one
+    becomes under a horizontal flip; :mod:`visionkit.data.keypoint_transforms`);
 - under ``on_bad_image: skip``, ``skipped``: the ``{"index", "path", "reason"}`` records of
   unreadable images this sample replaced (see :func:`visionkit.data.checks.read_or_skip`).
 
@@ -113,7 +116,9 @@ def collate(samples: Sequence[Sample], size_divisor: int = 32) -> dict[str, Any]
     ``boxes`` / ``labels`` as per-image lists with ``has_boxes`` bool ``[B]`` when any has,
     ``masks`` as a per-image list of uint8 ``[N, H, W]`` padded to the batch size with
     ``has_masks`` bool ``[B]``, and ``semantic`` int64 ``[B, H, W]`` (padding and images
-    without a label map are :data:`IGNORE_PIXEL`) with ``has_semantic`` bool ``[B]``.
+    without a label map are :data:`IGNORE_PIXEL`) with ``has_semantic`` bool ``[B]``, and
+    ``keypoints`` as a per-image list of float ``[N, K, 3]`` (zeros where an image has
+    none) with ``has_keypoints`` bool ``[B]``.
     """
     heights = [s["image"].shape[-2] for s in samples]
     widths = [s["image"].shape[-1] for s in samples]
@@ -153,6 +158,8 @@ def collate(samples: Sequence[Sample], size_divisor: int = 32) -> dict[str, Any]
                 semantic[i, :sh, :sw] = s["semantic"]
         batch["semantic"] = semantic
         batch["has_semantic"] = torch.tensor([("semantic" in s) for s in samples])
+    if any("keypoints" in s for s in samples):
+        batch.update(collate_keypoints(samples))
     skipped = [record for s in samples for record in s.get("skipped", ())]
     if skipped:  # images replaced under on_bad_image: skip (counted by the data module)
         batch["skipped"] = skipped
@@ -165,3 +172,31 @@ def _pad_masks(masks: torch.Tensor | None, count: int, h: int, w: int) -> torch.
     if masks is not None and len(masks):
         out[:, : masks.shape[-2], : masks.shape[-1]] = masks
     return out
+
+
+def collate_keypoints(samples: Sequence[Sample]) -> dict[str, Any]:
+    """``keypoints`` (per image float ``[N, K, 3]``, zeros for an image without) and
+    ``has_keypoints`` bool ``[B]``.
+
+    Raises:
+        DataError: an image's keypoint rows do not match its boxes (a multi-image step such
+            as ``MixUp`` added boxes without keypoints), or the images disagree on K.
+    """
+    counts = {s["keypoints"].shape[1] for s in samples if "keypoints" in s}
+    if len(counts) > 1:
+        raise DataError(f"the images of a batch have different numbers of keypoints: {counts}")
+    (count,) = counts
+    out = []
+    for s in samples:
+        boxes = len(s.get("boxes", ()))
+        points = s.get("keypoints")
+        if points is not None and len(points) != boxes:
+            raise DataError(
+                f"image id {s['image_id']}: {len(points)} keypoint rows for {boxes} boxes; "
+                "multi-image steps (Mosaic, MixUp, CopyPaste) do not carry keypoints"
+            )
+        out.append(points if points is not None else torch.zeros(boxes, count, 3))
+    return {
+        "keypoints": [torch.as_tensor(p, dtype=torch.float32) for p in out],
+        "has_keypoints": torch.tensor([("keypoints" in s) for s in samples]),
+    }

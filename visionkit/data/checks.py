@@ -71,6 +71,7 @@ ANNOTATION_KINDS = frozenset(
         "path outside root",
         "orphan annotation",
         "bad class",
+        "bad keypoints",
         "missing label file",
         "bad label file",
     }

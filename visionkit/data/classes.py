@@ -152,9 +152,10 @@ def match_classes(dataset: Any, reference: Mapping[str, ClassList], names: tuple
     ref_name, name = names
     where = f"{name} ({class_source(dataset)})"
     mappings, problems, lists = {}, [], []
+    unmatched = getattr(dataset, "unmatched_families", ())  # identities: never seen in training
     for family, own in classes_of(dataset).items():
         theirs = reference.get(family)
-        if theirs is None:
+        if theirs is None or family in unmatched:
             continue
         mapping, found = compare_classes(theirs, own, names)
         if found:

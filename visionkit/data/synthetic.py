@@ -81,6 +81,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from visionkit.checkpoint import is_temporary_file_of, write_atomic
+from visionkit.data.synthetic_keypoints import keypoint_categories, keypoint_fields, shape_points
 from visionkit.errors import DataError
 
 __all__ = ["BACKGROUNDS", "CATEGORIES", "make_shapes"]
@@ -110,6 +111,7 @@ def make_shapes(
     min_shapes: int = 1,
     max_shapes: int = 4,
     progress: bool = False,
+    keypoints: bool = False,
 ) -> Path:
     """Write the synthetic shapes dataset (COCO json + PNGs) into ``out_dir``.
 
@@ -122,6 +124,8 @@ def make_shapes(
         min_shapes: fewest shapes per image (0 allows images without annotations).
         max_shapes: most shapes per image.
         progress: show a progress bar (when ``tqdm`` is installed).
+        keypoints: give every shape COCO keypoints (centre and extreme points;
+            :mod:`visionkit.data.synthetic_keypoints`); recorded in ``info``.
 
     Returns:
         The path of ``annotations.json``.
@@ -156,8 +160,11 @@ def make_shapes(
                 "background": background,
             }
         )
-        for category_id, visible in shapes:
-            annotations.append(_annotation(len(annotations) + 1, index, category_id, visible))
+        for category_id, visible, points in shapes:
+            annotation = _annotation(len(annotations) + 1, index, category_id, visible)
+            if keypoints:
+                annotation.update(keypoint_fields(points, visible))
+            annotations.append(annotation)
 
     data = {
         "info": {
@@ -180,6 +187,9 @@ def make_shapes(
         "images": images,
         "annotations": annotations,
     }
+    if keypoints:
+        data["info"]["keypoints"] = True
+        data["categories"] = keypoint_categories(data["categories"])
     _remove_stale_images(images_dir, num_images)
     path = root / "annotations.json"
     text = json.dumps(data, separators=(",", ":")) + "\n"
@@ -294,16 +304,18 @@ def _render(
     background: str,
     min_shapes: int,
     max_shapes: int,
-) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
-    """Draw one image; returns pixels ``[H, W, 3]`` uint8 and ``(category_id, visible mask)``."""
+) -> tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]:
+    """Draw one image; returns pixels ``[H, W, 3]`` uint8 and ``(category_id, visible mask,
+    keypoints)`` per shape (``shape_points``)."""
     pixels, avoid = _background(rng, size, grid, background)
     owner = np.full((size, size), -1, dtype=np.int16)  # index of the shape seen at each pixel
     full_area: list[int] = []
     visible_area: list[int] = []
     categories: list[int] = []
+    outlines: list[np.ndarray] = []
     for _ in range(int(rng.integers(min_shapes, max_shapes + 1))):
         for _try in range(MAX_PLACEMENT_TRIES):
-            category_id, region, mask = _shape(rng, size, grid)
+            category_id, region, mask, points = _shape(rng, size, grid)
             covered = owner[region][mask]
             lost = np.bincount(covered[covered >= 0], minlength=len(full_area))
             if all(
@@ -323,7 +335,8 @@ def _render(
         full_area.append(area)
         visible_area.append(area)
         categories.append(category_id)
-    shapes = [(category_id, owner == j) for j, category_id in enumerate(categories)]
+        outlines.append(points)
+    shapes = [(c, owner == j, outlines[j]) for j, c in enumerate(categories)]
     return pixels, shapes
 
 
@@ -374,8 +387,9 @@ def _pick_colour(
 
 def _shape(
     rng: np.random.Generator, size: int, grid: np.ndarray
-) -> tuple[int, tuple[slice, slice], np.ndarray]:
-    """A random shape inside the image: category id, its box as slices, its mask there."""
+) -> tuple[int, tuple[slice, slice], np.ndarray, np.ndarray]:
+    """A random shape inside the image: category id, its box as slices, its mask there, its
+    keypoints (``shape_points``)."""
     category_id = int(rng.integers(1, len(CATEGORIES) + 1))
     low = max(4.0, 0.08 * size)
     radius = rng.uniform(low, max(low + 1.0, 0.2 * size))  # circumradius
@@ -397,7 +411,8 @@ def _shape(
             ax, ay = vx[k], vy[k]
             bx, by = vx[(k + 1) % sides], vy[(k + 1) % sides]
             mask &= (bx - ax) * (ys - ay) - (by - ay) * (xs - ax) >= 0.0
-    return category_id, (slice(y0, y1), slice(x0, x1)), mask
+    points = shape_points(name, cx, cy, radius, rotation)
+    return category_id, (slice(y0, y1), slice(x0, x1)), mask, points
 
 
 def _annotation(

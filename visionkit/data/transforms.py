@@ -49,6 +49,7 @@ from albumentations.pytorch import ToTensorV2
 
 from visionkit.data import mixing
 from visionkit.data.batch import Sample
+from visionkit.data.keypoint_transforms import keypoint_inputs, keypoint_outputs, keypoint_params
 from visionkit.errors import ConfigError
 
 #: albumentations' compositions a config may use: class and the types of its parameters
@@ -371,7 +372,12 @@ def build_pipeline(
     transforms = [t for t in built if getattr(t, "stage", None) != "after"]
     transforms += [A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()]
     # The applied parameters give apply_pipeline the padding each step added (content_size).
-    pipeline = A.Compose(transforms, bbox_params=bbox_params(), save_applied_params=True)
+    pipeline = A.Compose(
+        transforms,
+        bbox_params=bbox_params(),
+        keypoint_params=keypoint_params(),  # data/keypoint_transforms.py
+        save_applied_params=True,
+    )
     pipeline.mosaic, pipeline.mixing = mosaic, mixers
     return pipeline
 
@@ -432,6 +438,9 @@ def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
         inputs["masks"] = np.asarray(masks, dtype=np.uint8)
     if sample.get("semantic") is not None:
         inputs["mask"] = np.asarray(sample["semantic"], dtype=np.uint8)
+    points = keypoint_inputs(sample, len(boxes))
+    if points is not None:
+        inputs["keypoints"] = points
     out = pipeline(**inputs)
     image = out["image"]
     size = (int(image.shape[-2]), int(image.shape[-1]))
@@ -456,4 +465,7 @@ def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
             result["masks"] = torch.zeros((0, *size), dtype=torch.uint8)
     if "mask" in inputs:
         result["semantic"] = torch.as_tensor(np.asarray(out["mask"])).long()
+    if points is not None:  # [N, K, 3] of the kept boxes, flip pairs swapped
+        kept = np.asarray(out["instance_ids"], np.int64).reshape(-1)
+        result["keypoints"] = keypoint_outputs(sample, out["keypoints"], kept, size)
     return result

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from visionkit.data.batch import collate
 from visionkit.data.datasets import MixedDataset, TransformedDataset, val_sets
+from visionkit.engine.identity_sampling import IdentityBatchSampler
 from visionkit.engine.sampling import EpochSampler
 from visionkit.errors import DataError
 
@@ -157,6 +158,9 @@ class VisionDataModule(L.LightningDataModule):
             the readers' boxes, their labels and instance masks when no head learns from
             boxes; a classifier's loader then runs several times faster).
         seed: the run's seed: the training order and augmentations are drawn from it.
+        sampler: ``{"p": P, "k": K}`` (``data.sampler``): training batches of P identities ×
+            K images (:class:`~visionkit.engine.identity_sampling.IdentityBatchSampler`;
+            the training batch size is then P × K).
     """
 
     def __init__(
@@ -169,6 +173,7 @@ class VisionDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         drop: Sequence[str] = (),
         seed: int = 0,
+        sampler: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
         self.datasets = dict(datasets)
@@ -179,6 +184,7 @@ class VisionDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.drop = tuple(drop)
         self.seed = int(seed)
+        self.sampler = dict(sampler) if sampler else None
 
     def _loader(self, dataset: Any, split: str) -> DataLoader:
         train = split == "train"
@@ -203,10 +209,13 @@ class VisionDataModule(L.LightningDataModule):
                 **common,
             )
         weights = dataset.sample_weights() if isinstance(dataset, MixedDataset) else None
+        sampler = EpochSampler(dataset, self.seed, rank, world_size, weights=weights)
+        if self.sampler:
+            sampler = IdentityBatchSampler(dataset, self.seed, rank, world_size, **self.sampler)
         return ResumableLoader(
             transformed,
-            batch_size=self.batch_size,
-            sampler=EpochSampler(dataset, self.seed, rank, world_size, weights=weights),
+            batch_size=getattr(sampler, "batch_size", self.batch_size),
+            sampler=sampler,
             worker_init_fn=partial(init_training_worker, rank=rank),
             # the workers' base seed comes from here, not from torch's global generator, which
             # a loader would otherwise draw from at every pass (and so shift a resumed run's)

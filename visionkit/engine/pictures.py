@@ -253,6 +253,8 @@ def confident(prediction: dict[str, Any], min_score: float) -> dict[str, Any]:
             }
             if prediction[name].get("masks") is not None:
                 result["masks"] = prediction[name]["masks"][keep]
+            if prediction[name].get("keypoints") is not None:  # fcos_keypoints
+                result["keypoints"] = prediction[name]["keypoints"][keep]
         out[name] = result
     return out
 

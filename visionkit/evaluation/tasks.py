@@ -10,7 +10,7 @@ your own); no other module branches on task names.
 >>> TASKS["detection"].labels, TASKS["detection"].targets, TASKS["detection"].main_metric
 ('instances', ('boxes',), 'mAP')
 >>> sorted(TASKS)
-['classification', 'detection', 'instance', 'semantic']
+['classification', 'detection', 'embedding', 'instance', 'keypoints', 'semantic']
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ from torch import nn
 from visionkit.data.batch import IGNORE_PIXEL
 from visionkit.evaluation.classification import ClassificationEvaluator
 from visionkit.evaluation.coco import CocoEvaluator
+from visionkit.evaluation.embedding import EmbeddingEvaluator, merge_embeddings
 from visionkit.evaluation.ground_truth import (
     box_truth,
     class_truth,
     instance_truth,
     semantic_truth,
 )
+from visionkit.evaluation.keypoints import keypoint_evaluator
 from visionkit.evaluation.semantic import SemanticEvaluator
 from visionkit.inference.flip import merge_boxes, merge_dense_logits, merge_scores
 
@@ -47,7 +49,8 @@ class TaskSpec:
             of a checkpoint's ``meta["label_names"]``) whose class names fill a head's
             ``num_classes`` and ``class_names``: ``"class"`` (image-level classes),
             ``"instances"`` (box and mask categories: detection and instance heads share it),
-            ``"semantic"`` (label-map classes, background first).
+            ``"semantic"`` (label-map classes, background first), ``"identity"`` (people or
+            objects to recognise: an embedding head's training identities).
         targets: the Sample targets a head of this task learns from (``"class"``,
             ``"boxes"``, ``"masks"``, ``"semantic"``); readers are asked for them and batches
             keep them.
@@ -141,6 +144,14 @@ TASKS: dict[str, TaskSpec] = {
         merge_hflip=merge_boxes,
         ground_truth=instance_truth,
     ),
+    "keypoints": TaskSpec(  # heads/keypoints.py, evaluation/keypoints.py
+        labels="instances",
+        targets=("boxes", "keypoints"),
+        evaluator=keypoint_evaluator,
+        main_metric="kpt_mAP",
+        progress_bar=("mAP", "kpt_mAP"),
+        ground_truth=box_truth,
+    ),
     "semantic": TaskSpec(
         labels="semantic",
         targets=("semantic",),
@@ -149,6 +160,14 @@ TASKS: dict[str, TaskSpec] = {
         progress_bar=("mIoU",),
         merge_hflip=merge_dense_logits,
         ground_truth=semantic_truth,
+    ),
+    "embedding": TaskSpec(
+        labels="identity",
+        targets=("class",),
+        evaluator=lambda prefix, head, dataset, ids: EmbeddingEvaluator(prefix, dataset),
+        main_metric="auc",
+        progress_bar=("auc", "recall@1"),
+        merge_hflip=merge_embeddings,
     ),
 }
 

@@ -15,13 +15,14 @@ torch.Size([2, 3])
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from torch import Tensor, nn
 
-from visionkit.inference.loop import Predictions, predict_model
+from visionkit.inference.loop import Predictions
+from visionkit.inference.options import predict_images, stream_predictions
 from visionkit.models.balancing import make_loss_balancer
 
 
@@ -168,18 +169,82 @@ class VisionModel(nn.Module):
             {name: preds[i] for name, preds in per_head.items()} for i in range(len(image_sizes))
         ]
 
-    def predict(self, images: Sequence[np.ndarray] | Tensor, batch_size: int = 16) -> Predictions:
+    def predict(
+        self,
+        images: Any,
+        batch_size: int = 16,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        classes: Sequence[int | str] | None = None,
+        imgsz: int | str | Sequence[int] | None = None,
+        stream: bool = False,
+    ) -> Predictions | Iterator[dict[str, Any]]:
         """Predict on RGB images of any size, through the one predict loop
-        (:func:`visionkit.inference.loop.predict_model`).
+        (:func:`visionkit.inference.loop.predict_model`), with the options of
+        :mod:`visionkit.inference.options` set for this call only.
 
         Args:
-            images: a list of ``H×W×3 uint8`` RGB arrays, a ``uint8`` tensor ``[B, 3, H, W]``
-                (both go through the evaluation pipeline), or a float tensor ``[B, 3, H, W]``
-                that is already normalised.
+            images: an image or a list of images: paths of image files, PIL images,
+                ``H×W×3 uint8`` RGB arrays (RGB, not OpenCV's BGR), or an ``N×H×W×3`` array;
+                decoded one batch at a time. A path may also be a folder (its images and
+                videos, recursively, sorted), a glob pattern (``"photos/*.jpg"``) or a video
+                (one prediction per frame), expanded as ``visionkit predict --input`` does
+                (:func:`visionkit.inference.sources.named_inputs`). Also a ``uint8`` tensor
+                ``[B, 3, H, W]`` (through the evaluation pipeline too), or a float tensor
+                ``[B, 3, H, W]`` that is already normalised.
             batch_size: images per forward pass.
+            conf: keep detections scoring above this (default: each head's ``score_thresh``).
+            iou: IoU threshold of the class-wise NMS (default: each head's ``nms_thresh``).
+            max_det: detections kept per image (default: each head's ``detections_per_img``).
+            classes: keep only the detections of these classes (indices or names).
+            imgsz: inference size, ``640`` or ``(480, 640)``: the evaluation pipeline's sizing
+                steps at this size (default: the model's own pipeline).
+            stream: return a generator that yields one prediction per image or frame as
+                the batches are predicted (Ultralytics' ``stream=True``), holding one batch
+                at a time: for long videos and large folders. The options are checked at
+                the call; the thresholds apply to each batch's forward pass only.
 
         Returns:
-            One dict per image, keyed by head name; e.g. for a classifier
-            ``{"cls": {"label": 2, "name": "noise", "scores": Tensor[C]}}``.
+            One dict per image (or video frame), in input order, keyed by head name; e.g.
+            for a classifier ``{"cls": {"label": 2, "name": "noise", "scores": Tensor[C]}}``.
+            A list, or with ``stream=True`` a generator of these dicts.
+
+        Raises:
+            DataError: a path that does not exist, a folder or glob without images, an
+                unreadable image or video.
         """
-        return predict_model(self, images, batch_size=batch_size)
+        return (stream_predictions if stream else predict_images)(
+            self,
+            images,
+            batch_size=batch_size,
+            conf=conf,
+            iou=iou,
+            max_det=max_det,
+            classes=classes,
+            imgsz=imgsz,
+        )
+
+    def embed(self, images: Any, batch_size: int = 16, head: str | None = None) -> np.ndarray:
+        """The L2-normalised embeddings ``[N, D]`` (float32) of ``images`` (any input
+        :meth:`predict` takes) from the ``embedding`` head (``head`` names one when the model
+        has several).
+
+        Raises:
+            ValueError: the model has no embedding head, or several and ``head`` is unset.
+        """
+        names = [n for n, h in self.heads.items() if getattr(h, "task", None) == "embedding"]
+        if head is None and len(names) != 1:
+            raise ValueError(
+                f"embed: the model has {len(names)} embedding heads ({', '.join(names) or '-'}); "
+                "name one with head=..."
+            )
+        name = head or names[0]
+        if name not in names:
+            raise ValueError(f"embed: {name!r} is not an embedding head; those are {names}")
+        predictions = self.predict(images, batch_size=batch_size)
+        if not predictions:
+            return np.zeros((0, getattr(self.heads[name], "embedding_dim", 0)), np.float32)
+        return np.stack(
+            [np.asarray(p[name]["embedding"].float().cpu(), dtype=np.float32) for p in predictions]
+        )

@@ -69,7 +69,7 @@ def features(head: nn.Module, seed: int = 0) -> list[Tensor]:
 def targets(task: str, empty: bool = False) -> dict[str, Any]:
     """A collated batch of the head's labels: normal, or labelled with nothing in it."""
     h, w = SIZE
-    if task == "classification":
+    if task in ("classification", "embedding"):  # image-level classes / identities
         labels = [IGNORE_CLASS] * BATCH if empty else [1, 2]
         return {"class": torch.tensor(labels)}
     if task == "semantic":
@@ -90,6 +90,11 @@ def targets(task: str, empty: bool = False) -> dict[str, Any]:
             m[:, 12:44, 8:40] = 1
             masks.append(m)
         batch |= {"masks": masks, "has_masks": torch.ones(BATCH, dtype=torch.bool)}
+    if task == "keypoints":  # 17 keypoints (the head's default) inside each box, visible
+        grid = torch.linspace(0.2, 0.8, 17)
+        points = torch.stack([8 + 32 * grid, 12 + 32 * grid.flip(0), torch.full((17,), 2.0)], 1)
+        keypoints = [points.expand(len(b), 17, 3).clone() for b in boxes]
+        batch |= {"keypoints": keypoints, "has_keypoints": torch.ones(BATCH, dtype=torch.bool)}
     return batch
 
 
@@ -99,6 +104,8 @@ def check_outputs(task: str, out: dict[str, Tensor]) -> None:
         assert torch.isfinite(value).all(), key
     if task == "classification":
         assert out["logits"].shape == (BATCH, NUM_CLASSES)
+    elif task == "embedding":
+        assert out["embedding"].shape[0] == BATCH and out["embedding"].dim() == 2
     elif task == "semantic":
         logits = out["logits"]
         assert logits.shape[:2] == (BATCH, NUM_CLASSES) and logits.dim() == 4
@@ -124,7 +131,7 @@ HEAD_NAMES = list_heads()
 
 
 def test_every_registered_head_is_checked():
-    assert len(HEAD_NAMES) == 7
+    assert len(HEAD_NAMES) == 9  # 7, embedding and fcos_keypoints (issue 20)
 
 
 @pytest.mark.parametrize("name", HEAD_NAMES)
@@ -159,6 +166,9 @@ def test_postprocess_gives_one_prediction_per_image_with_the_documented_keys(nam
             assert set(prediction) == {"label", "name", "scores"}
             assert prediction["scores"].shape == (NUM_CLASSES,)
             assert prediction["name"] == f"c{prediction['label']}"
+        elif head.task == "embedding":
+            assert set(prediction) == {"embedding"}
+            assert torch.allclose(prediction["embedding"].norm(), torch.tensor(1.0))
         elif head.task == "semantic":
             assert set(prediction) == {"mask", "names"}
             assert prediction["mask"].shape == (oh, ow)
@@ -167,6 +177,8 @@ def test_postprocess_gives_one_prediction_per_image_with_the_documented_keys(nam
             keys = {"boxes", "scores", "labels", "names"} | (
                 {"masks"} if head.task == "instance" else set()
             )
+            if head.task == "keypoints":
+                keys |= {"keypoints", "keypoint_names", "skeleton"}
             assert set(prediction) == keys
             k = len(prediction["scores"])
             assert 0 < k <= SMALL["detections_per_img"]
@@ -178,6 +190,8 @@ def test_postprocess_gives_one_prediction_per_image_with_the_documented_keys(nam
             if head.task == "instance":
                 assert prediction["masks"].shape == (k, oh, ow)
                 assert prediction["masks"].dtype == torch.bool
+            if head.task == "keypoints":
+                assert prediction["keypoints"].shape == (k, head.num_keypoints, 3)
 
 
 @pytest.mark.parametrize("name", HEAD_NAMES)

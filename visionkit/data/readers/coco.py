@@ -53,6 +53,7 @@ from visionkit.data.readers.coco_format import (
     valid_categories,
     valid_images,
 )
+from visionkit.data.readers.coco_keypoints import attach_keypoints
 from visionkit.data.readers.segmentation_checks import check_segmentations
 from visionkit.errors import AnnotationError
 from visionkit.registry import DATASETS
@@ -81,6 +82,8 @@ class CocoDataset:
             default) is "when a head needs them": :func:`visionkit.build.build_dataset` sets
             it (see :attr:`target_flags`); left ``None``, it is off.
         semantic: whether samples carry a ``semantic`` label map; ``None`` as for ``masks``.
+        keypoints: whether samples carry ``keypoints`` (COCO keypoint format, checked by
+            :mod:`~visionkit.data.readers.coco_keypoints`); ``None`` as for ``masks``.
         ignore_index: accepted so that older configs and checkpoints still load; ``iscrowd``
             regions of the ``semantic`` map are always
             :data:`~visionkit.data.batch.IGNORE_PIXEL` (another value is logged as unused).
@@ -99,11 +102,15 @@ class CocoDataset:
     #: The argument that names the dataset folder.
     location: ClassVar[str] = "images"
     #: The Sample targets it can produce.
-    targets: ClassVar[tuple[str, ...]] = ("boxes", "masks", "semantic", "class")
+    targets: ClassVar[tuple[str, ...]] = ("boxes", "masks", "semantic", "class", "keypoints")
     #: Target → the flag argument that switches it on when a head needs it and the config
     #: leaves it ``None`` (``boxes`` are on by default: ``instances``; ``class`` needs a
     #: ``class_field``).
-    target_flags: ClassVar[Mapping[str, str]] = {"masks": "masks", "semantic": "semantic"}
+    target_flags: ClassVar[Mapping[str, str]] = {
+        "masks": "masks",
+        "semantic": "semantic",
+        "keypoints": "keypoints",
+    }
 
     def __init__(
         self,
@@ -118,6 +125,7 @@ class CocoDataset:
         on_bad_image: Literal["error", "skip"] = "error",
         keep_negatives: bool = True,
         strict: bool = False,
+        keypoints: bool | None = None,
         *,
         image_check: Literal["header", "decode"] = "header",
     ) -> None:
@@ -171,6 +179,12 @@ class CocoDataset:
         ):
             sizes[i] = size
         self.targets = self._index_annotations(annotations_list, strict)
+        self.keypoints = bool(keypoints)
+        if self.keypoints:  # names, skeleton, flip pairs; [N, K, 3] per image
+            ids = [img["id"] for img in self.images]
+            self.keypoint_schema = attach_keypoints(
+                self.targets, annotations_list, categories, ids, report
+            )
         if masks or semantic:  # the geometry pycocotools will decode (segmentation_checks)
             check_segmentations(self.images, self.targets, self._where, report)
         if class_field is not None:
@@ -460,6 +474,9 @@ class CocoDataset:
             sample["labels"] = self.targets[index]["labels"].copy()
         if self.masks:
             sample["masks"] = self.instance_masks(index)
+        if self.keypoints:
+            sample["keypoints"] = self.targets[index]["keypoints"].copy()
+            sample["keypoint_flip"] = self.keypoint_schema.flip
         if self.semantic:
             sample["semantic"] = self.semantic_mask(index)
         if (self.masks or self.semantic) and image.shape[:2] != (info["height"], info["width"]):

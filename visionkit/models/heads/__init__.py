@@ -7,16 +7,20 @@ what the two semantic segmentation heads share.
 from visionkit.models.heads import (
     classification,
     deeplabv3plus,
+    embedding,
     fcos,
     fcos_mask,
+    keypoints,
     retinanet,
     semantic_fpn,
 )
 from visionkit.models.heads.base import Head
 from visionkit.models.heads.classification import ClassificationHead
 from visionkit.models.heads.deeplabv3plus import DeepLabV3PlusHead
+from visionkit.models.heads.embedding import EmbeddingHead
 from visionkit.models.heads.fcos import FCOSHead
 from visionkit.models.heads.fcos_mask import FCOSMaskHead
+from visionkit.models.heads.keypoints import FCOSKeypointsHead
 from visionkit.models.heads.retinanet import RetinaNetHead
 from visionkit.models.heads.semantic_fpn import SemanticFPNHead
 from visionkit.registry import HEADS
@@ -30,15 +34,19 @@ def list_heads(pattern: str | None = None) -> list[str]:
 __all__ = [
     "ClassificationHead",
     "DeepLabV3PlusHead",
+    "EmbeddingHead",
     "FCOSHead",
+    "FCOSKeypointsHead",
     "FCOSMaskHead",
     "Head",
     "RetinaNetHead",
     "SemanticFPNHead",
     "classification",
     "deeplabv3plus",
+    "embedding",
     "fcos",
     "fcos_mask",
+    "keypoints",
     "list_heads",
     "retinanet",
     "semantic_fpn",

@@ -1,0 +1,55 @@
+"""visionkit.Gallery and VisionModel.embed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import visionkit
+from visionkit.data.synthetic_identities import make_identities
+from visionkit.errors import DataError
+
+
+def test_search_returns_the_nearest_names_and_cosines():
+    gallery = visionkit.Gallery(
+        None, np.array([[1.0, 0.0], [0.0, 2.0], [0.6, 0.8]]), ["a", "b", "c"], index="numpy"
+    )
+    names, sims = gallery.search(np.array([[0.0, 1.0], [1.0, 0.1]], np.float32), k=2)
+    assert names == [["b", "c"], ["a", "c"]]
+    assert np.allclose(sims[0], [1.0, 0.8]) and sims.dtype == np.float32
+    assert np.isclose(sims[1][0], 1 / np.hypot(1, 0.1))
+
+
+def test_from_folder_embeds_every_image_and_finds_it_again(tmp_path):
+    make_identities(tmp_path, num_images=6, size=32, identities=3)
+    model = visionkit.create_model(
+        {
+            "model": {
+                "backbone": {"name": "simple_cnn"},
+                "heads": {"emb": {"name": "embedding", "num_classes": 3, "embedding_dim": 16}},
+            },
+            "data": {"image_size": 32},
+        }
+    ).eval()
+    gallery = visionkit.Gallery.from_folder(model, tmp_path, index="numpy")
+    assert len(gallery) == 6 and gallery.embeddings.shape == (6, 16)
+    z = model.embed([np.zeros((20, 30, 3), np.uint8), np.full((40, 40, 3), 200, np.uint8)])
+    assert z.shape == (2, 16) and z.dtype == np.float32
+    assert np.allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    names, sims = gallery.search(gallery.embeddings[[4]], k=1)  # an image finds itself
+    assert names == [[gallery.names[4]]] and sims[0, 0] == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(DataError, match="not a folder"):
+        visionkit.Gallery.from_folder(model, tmp_path / "missing")
+
+
+def test_embed_needs_an_embedding_head():
+    model = visionkit.create_model(
+        {
+            "model": {
+                "backbone": {"name": "simple_cnn"},
+                "heads": {"c": {"name": "linear", "num_classes": 2}},
+            }
+        }
+    )
+    with pytest.raises(ValueError, match="0 embedding heads"):
+        model.embed([np.zeros((8, 8, 3), np.uint8)])

@@ -1,0 +1,80 @@
+"""Keypoints through the albumentations pipeline (:func:`visionkit.data.transforms.apply_pipeline`).
+
+A Sample's ``keypoints`` (float ``[N, K, 3]``: x, y, visibility, one row per box) travel as
+albumentations ``xy`` keypoints with ``remove_invisible=False``, so every point comes back,
+in order, and the rows of the boxes a transform dropped are dropped by their instance index.
+A point that leaves the image gets visibility 0.
+
+Flip pairs: albumentations 2.0 mirrors keypoint coordinates but has no notion of left and
+right, so a mirrored ``left_eye`` would sit where the right eye is. Three sentinel points
+(the image's corners) travel with the keypoints; when the orientation of their triangle has
+changed sign, the transforms mirrored the image (a horizontal or vertical flip, a transpose,
+any odd number of them) and each row is permuted by the Sample's ``keypoint_flip`` (what
+:func:`visionkit.data.readers.coco_keypoints.flip_index` gives).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import albumentations as A
+import numpy as np
+import torch
+
+
+def keypoint_params() -> A.KeypointParams:
+    """How keypoints travel: ``xy`` pixel indices, every point kept (visibility is ours)."""
+    return A.KeypointParams(format="xy", remove_invisible=False)
+
+
+def _orientation(points: np.ndarray) -> float:
+    (ax, ay), (bx, by), (cx, cy) = points[:3, :2]
+    return float((bx - ax) * (cy - ay) - (by - ay) * (cx - ax))
+
+
+def keypoint_inputs(sample: dict[str, Any], num_boxes: int) -> np.ndarray | None:
+    """The ``keypoints`` input of the pipeline: the ``[N * K, 2]`` points then the three
+    sentinels; ``None`` when the Sample has none.
+
+    Raises:
+        ValueError: the rows do not match the boxes.
+    """
+    if sample.get("keypoints") is None:
+        return None
+    points = np.asarray(sample["keypoints"], np.float32)
+    if points.ndim != 3 or points.shape[-1] != 3 or len(points) != num_boxes:
+        raise ValueError(
+            f"keypoints of shape {points.shape} for {num_boxes} boxes: expected [N, K, 3]"
+        )
+    h, w = sample["image"].shape[:2]
+    sentinels = np.array([[0, 0], [w - 1, 0], [0, h - 1]], np.float32)
+    return np.concatenate([points[..., :2].reshape(-1, 2), sentinels])
+
+
+def keypoint_outputs(
+    sample: dict[str, Any],
+    moved: Any,
+    kept: np.ndarray,
+    size: Sequence[int],
+) -> torch.Tensor:
+    """float32 ``[M, K, 3]`` keypoints of the ``kept`` instances after the pipeline
+    (``moved``: the pipeline's ``keypoints`` output), swapped by ``keypoint_flip`` when the
+    image was mirrored, visibility 0 outside the ``size`` ``(H, W)`` image (beyond the half pixel
+    around its first and last pixel centres)."""
+    before = np.asarray(sample["keypoints"], np.float32)
+    count = before.shape[1]
+    moved = np.asarray(moved, np.float32).reshape(-1, 2)
+    h, w = sample["image"].shape[:2]
+    start = np.array([[0, 0], [w - 1, 0], [0, h - 1]], np.float32)
+    after = before.copy()
+    after[..., :2] = moved[:-3].reshape(-1, count, 2)
+    if _orientation(start) * _orientation(moved[-3:]) < 0:
+        flip = sample.get("keypoint_flip")
+        if flip is not None:
+            after = after[:, np.asarray(flip, np.int64)]
+    after = after[np.asarray(kept, np.int64)]
+    x, y = after[..., 0], after[..., 1]
+    outside = (x < -0.5) | (y < -0.5) | (x > size[1] - 0.5) | (y > size[0] - 0.5)
+    after[..., 2] = np.where(outside, 0.0, after[..., 2])
+    return torch.as_tensor(after.reshape(-1, count, 3))

@@ -1,0 +1,198 @@
+"""COCO keypoints: the keypoint definition of the categories and each annotation's
+``[x1, y1, v1, ..., xK, yK, vK]``, checked, for :class:`~visionkit.data.readers.coco.CocoDataset`
+(``keypoints=True``).
+
+The definition is the categories' ``keypoints`` (names) and ``skeleton`` (1-based pairs, as
+in COCO). Every category that gives ``keypoints`` must give the same list: one keypoint head
+predicts K points per object whatever its class. Annotations of a category without
+``keypoints`` (and annotations without a ``keypoints`` field) are labelled with K points of
+visibility 0: they train the boxes, not the keypoints.
+
+Visibility follows COCO: ``0`` not labelled, ``1`` labelled but hidden (occluded), ``2``
+labelled and visible. ``num_keypoints``, when present, must count the points with ``v > 0``
+(``COCOeval`` uses it to ignore objects without keypoints).
+
+Flip pairs (what a horizontal flip swaps) come from the names: ``left_eye`` and
+``right_eye``, ``left`` and ``right``: a name and the same name with ``left`` and ``right``
+exchanged. :func:`flip_index` gives the permutation.
+
+Coordinates are COCO's pixel indices (``0..W-1``), the convention albumentations' keypoint
+transforms use (a horizontal flip maps ``x`` to ``W - 1 - x``).
+
+>>> flip_index(["nose", "left_eye", "right_eye"])
+[0, 2, 1]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from visionkit.data.checks import DataReport
+
+_SIDE = re.compile(r"left|right|Left|Right|LEFT|RIGHT")
+_SWAP = {"left": "right", "right": "left", "Left": "Right", "Right": "Left"}
+_SWAP.update({"LEFT": "RIGHT", "RIGHT": "LEFT"})
+
+
+def flip_index(names: Sequence[str]) -> list[int]:
+    """``out[k]``: the keypoint that ``k`` becomes under a horizontal flip (its left/right
+    counterpart by name, else itself)."""
+    position = {name: k for k, name in enumerate(names)}
+    return [
+        position.get(_SIDE.sub(lambda m: _SWAP[m.group(0)], name), k)
+        for k, name in enumerate(names)
+    ]
+
+
+@dataclass
+class KeypointSchema:
+    """The keypoint definition of a dataset.
+
+    Attributes:
+        names: the K keypoint names, in order.
+        skeleton: 1-based ``[a, b]`` pairs of connected keypoints (COCO's convention).
+        flip: :func:`flip_index` of ``names``.
+        categories: the category ids that define keypoints.
+    """
+
+    names: list[str]
+    skeleton: list[list[int]] = field(default_factory=list)
+    flip: list[int] = field(default_factory=list)
+    categories: set[int] = field(default_factory=set)
+
+
+def keypoint_schema(
+    categories: Sequence[dict[str, Any]], report: DataReport
+) -> KeypointSchema | None:
+    """The definition shared by the categories, or ``None`` when none defines keypoints
+    (recorded in ``report`` as an error: keypoints were asked for)."""
+    schema: KeypointSchema | None = None
+    for cat in categories:
+        names = cat.get("keypoints")
+        if names is None:
+            continue
+        where = f"category id {cat.get('id')} ({cat.get('name')!r})"
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            report.add("bad keypoints", where, f"keypoints {names!r}: expected a list of names")
+            continue
+        if schema is None:
+            schema = KeypointSchema(list(names), flip=flip_index(names))
+            schema.skeleton = _skeleton(cat.get("skeleton") or [], len(names), where, report)
+        elif names != schema.names:
+            report.add(
+                "bad keypoints",
+                where,
+                f"keypoints {names} differ from {schema.names} (of category id "
+                f"{min(schema.categories)}); one keypoint head needs one definition",
+            )
+            continue
+        schema.categories.add(int(cat["id"]))
+    if schema is None:
+        report.add(
+            "bad keypoints",
+            "categories",
+            "keypoints were asked for (a keypoint head), but no category has a 'keypoints' "
+            "list of names (COCO keypoint format)",
+        )
+    return schema
+
+
+def _skeleton(pairs: Any, count: int, where: str, report: DataReport) -> list[list[int]]:
+    ok = isinstance(pairs, list) and all(
+        isinstance(p, list)
+        and len(p) == 2
+        and all(isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= count for i in p)
+        for p in pairs
+    )
+    if not ok:
+        report.add(
+            "bad keypoints",
+            where,
+            f"skeleton {pairs!r}: expected [[a, b], ...] pairs of 1-based keypoint indices "
+            f"in 1..{count}",
+        )
+        return []
+    return [list(p) for p in pairs]
+
+
+def annotation_keypoints(
+    ann: dict[str, Any], schema: KeypointSchema, where: str, report: DataReport
+) -> np.ndarray:
+    """float32 ``[K, 3]`` (x, y, v) of one annotation; zeros when it has none (or a problem,
+    recorded in ``report``)."""
+    count = len(schema.names)
+    out = np.zeros((count, 3), np.float32)
+    values = ann.get("keypoints")
+    if values is None:
+        return out
+    if ann.get("category_id") not in schema.categories:
+        report.add(
+            "bad keypoints",
+            where,
+            f"has keypoints but its category_id {ann.get('category_id')} defines none "
+            f"(categories with keypoints: {sorted(schema.categories)})",
+        )
+        return out
+    numbers = isinstance(values, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+    )
+    if not numbers or len(values) != 3 * count:
+        got = f"{len(values)} values" if isinstance(values, list) else repr(values)[:40]
+        report.add(
+            "bad keypoints",
+            where,
+            f"keypoints has {got}; expected 3 x {count} = {3 * count} finite numbers "
+            f"([x, y, v] for each of {', '.join(schema.names)})",
+        )
+        return out
+    points = np.asarray(values, np.float64).reshape(count, 3)
+    bad = [k for k in range(count) if points[k, 2] not in (0, 1, 2)]
+    if bad:
+        shown = ", ".join(f"{schema.names[k]} (v={points[k, 2]:g})" for k in bad[:5])
+        report.add(
+            "bad keypoints",
+            where,
+            f"visibility must be 0 (not labelled), 1 (hidden) or 2 (visible); got {shown}",
+        )
+        return out
+    labelled = int((points[:, 2] > 0).sum())
+    stated = ann.get("num_keypoints")
+    if stated is not None and stated != labelled:
+        report.add(
+            "bad keypoints",
+            where,
+            f"num_keypoints is {stated!r} but {labelled} keypoints have v > 0",
+        )
+        return out
+    return points.astype(np.float32)
+
+
+def attach_keypoints(
+    targets: list[dict[str, Any]],
+    annotations: list[Any],
+    categories: Sequence[dict[str, Any]],
+    image_ids: Sequence[Any],
+    report: DataReport,
+) -> KeypointSchema | None:
+    """Add ``keypoints`` (float32 ``[N, K, 3]``, in the order of each target's boxes) to the
+    reader's per-image ``targets``; returns the schema (``None``: problems in ``report``)."""
+    schema = keypoint_schema(categories, report)
+    if schema is None:
+        return None
+    for target, image_id in zip(targets, image_ids, strict=True):
+        points = [
+            annotation_keypoints(
+                annotations[k], schema, f"annotation id {ann_id} (image id {image_id})", report
+            )
+            for k, ann_id in zip(target["ann_index"], target["ann_ids"], strict=True)
+        ]
+        target["keypoints"] = (
+            np.stack(points) if points else np.zeros((0, len(schema.names), 3), np.float32)
+        )
+    return schema

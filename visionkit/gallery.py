@@ -1,0 +1,150 @@
+"""``visionkit.Gallery``: an index of known identities' embeddings, searched by cosine
+similarity.
+
+Built from a folder of identities (``root/<name>/<image>``, the ``identities`` layout): each
+image's embedding is kept with its identity's name. :meth:`Gallery.search` embeds the query
+images and returns, per query, the ``k`` most similar gallery images' names and cosine
+similarities. The search is a NumPy matrix product (exact); with ``faiss`` installed (optional,
+``index="faiss"`` or ``"auto"``) an exact ``IndexFlatIP`` does the same for large galleries.
+
+>>> gallery = Gallery.from_folder(model, "people/")  # doctest: +SKIP
+>>> names, sims = gallery.search(images, k=5)  # doctest: +SKIP
+>>> names[0][0], float(sims[0][0])  # doctest: +SKIP
+('alice', 0.87)
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from visionkit.data.batch import IMAGE_EXTENSIONS, list_files
+from visionkit.data.io import read_image
+from visionkit.errors import DataError
+
+
+class Gallery:
+    """Embeddings ``[N, D]`` with the identity name of each row.
+
+    Args:
+        model: a model with an ``embedding`` head (:meth:`VisionModel.embed
+            <visionkit.models.model.VisionModel.embed>`), used to embed queries; ``None`` for a
+            gallery searched with embeddings only.
+        embeddings: ``[N, D]`` vectors (normalised here).
+        names: the identity of each row.
+        paths: the image file of each row (optional).
+        index: ``"numpy"``, ``"faiss"`` (an error when it is not installed) or ``"auto"``
+            (faiss when installed).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        embeddings: np.ndarray,
+        names: Sequence[str],
+        paths: Sequence[str] | None = None,
+        index: Literal["auto", "numpy", "faiss"] = "auto",
+    ) -> None:
+        z = np.asarray(embeddings, dtype=np.float32).reshape(len(names), -1)
+        self.embeddings = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+        self.names = list(names)
+        self.paths = list(paths) if paths is not None else None
+        self.model = model
+        self._faiss = None
+        if index in ("auto", "faiss"):
+            try:
+                faiss = importlib.import_module("faiss")  # optional: the faiss extra
+            except ImportError:
+                if index == "faiss":
+                    raise ImportError(
+                        "Gallery(index='faiss'): faiss is not installed (pip install faiss-cpu); "
+                        "index='numpy' searches without it"
+                    ) from None
+            else:
+                self._faiss = faiss.IndexFlatIP(self.embeddings.shape[1])
+                self._faiss.add(self.embeddings)
+
+    @classmethod
+    def from_folder(
+        cls,
+        model: Any,
+        root: str | os.PathLike,
+        batch_size: int = 32,
+        index: Literal["auto", "numpy", "faiss"] = "auto",
+    ) -> Gallery:
+        """Embed every image of ``root/<name>/`` with ``model``; its name is the folder's.
+
+        Raises:
+            DataError: ``root`` is not a folder or holds no images in sub-folders.
+        """
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"gallery: {root}: not a folder (expected root/<identity>/<image>)")
+        names, paths = [], []
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            for path in list_files(folder, IMAGE_EXTENSIONS):
+                names.append(folder.name)
+                paths.append(str(path))
+        if not paths:
+            raise DataError(
+                f"gallery: no images under {root} (expected root/<identity>/<image> with one of "
+                f"{', '.join(IMAGE_EXTENSIONS)})"
+            )
+        parts = [
+            model.embed([read_image(p) for p in paths[i : i + batch_size]], batch_size=batch_size)
+            for i in range(0, len(paths), batch_size)
+        ]
+        return cls(model, np.concatenate(parts), names, paths, index=index)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def search(
+        self, queries: Any, k: int = 5, batch_size: int = 32
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """The ``k`` most similar gallery rows of each query.
+
+        Args:
+            queries: images (anything :meth:`VisionModel.predict` takes), or already computed
+                embeddings as a float array ``[Q, D]`` of the gallery's width.
+            k: matches per query (at most the gallery's size).
+
+        Returns:
+            ``names`` (``Q`` lists of ``k`` identity names, best first) and ``similarities``
+            (float32 ``[Q, k]`` cosine similarities).
+        """
+        q = np.asarray(queries) if isinstance(queries, np.ndarray) else None
+        if q is None or q.dtype.kind != "f" or q.ndim != 2:
+            if self.model is None:
+                raise ValueError("Gallery.search: images need a model; give embeddings [Q, D]")
+            q = self.model.embed(queries, batch_size=batch_size)
+        q = q.astype(np.float32)
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        k = max(1, min(int(k), len(self.names)))
+        if self._faiss is not None:
+            sims, rows = self._faiss.search(q, k)
+        else:
+            all_sims = q @ self.embeddings.T
+            rows = np.argsort(-all_sims, axis=1, kind="stable")[:, :k]
+            sims = np.take_along_axis(all_sims, rows, axis=1)
+        names = [[self.names[int(r)] for r in row] for row in rows]
+        return names, sims.astype(np.float32)
+
+
+def add_matches(gallery: Gallery, predictions: list[dict[str, Any]], k: int = 5) -> None:
+    """Give every embedding of ``predictions`` (one dict per image, keyed by head) its ``k``
+    best ``matches`` in ``gallery``: ``[{"name": ..., "similarity": ...}, ...]``, best first."""
+    for prediction in predictions:
+        for result in prediction.values():
+            if isinstance(result, dict) and "embedding" in result:
+                vector = np.asarray(result["embedding"].float().cpu(), dtype=np.float32)
+                names, sims = gallery.search(vector[None], k=k)
+                result["matches"] = [
+                    {"name": n, "similarity": round(float(s), 5)}
+                    for n, s in zip(names[0], sims[0], strict=True)
+                ]
