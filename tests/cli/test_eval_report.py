@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -75,7 +76,7 @@ def test_json_prints_one_object_with_metrics_per_class_and_summary(detector, cap
     plain, _ = evaluate(detector, capsys, "--no-plots")
     out, err = evaluate(detector, capsys, "--no-plots", "--json", "--device", "cpu")
     report = json.loads(out)  # the whole of stdout is one JSON object
-    assert set(report) == {"metrics", "per_class", "summary", "plots"}
+    assert set(report) == {"metrics", "per_class", "summary", "confusion", "plots"}
     assert report["metrics"] == json.loads(plain.strip().splitlines()[-1])
     assert [row["name"] for row in report["per_class"]["det"]] == ["square", "disc"]
     assert set(report["per_class"]["det"][0]) == {
@@ -84,6 +85,36 @@ def test_json_prints_one_object_with_metrics_per_class_and_summary(detector, cap
     summary = report["summary"]["det"]["bbox"]
     assert len(summary) == 12 and summary[0] in plain.splitlines()
     assert report["plots"] == [] and "Average Precision" not in err
+    confusion = report["confusion"]["det"]
+    assert confusion["classes"] == ["square", "disc", "background"]
+    assert (confusion["conf"], confusion["iou"]) == (0.25, 0.5)
+
+
+def test_the_confusion_matrix_counts_from_025_unless_asked_and_is_in_the_json(
+    detector, capsys, tmp_path
+):
+    """--conf 0.001 (the mAP setting) leaves the matrix at 0.25, as Ultralytics does; the
+    JSON matrix is coco_confusion of the evaluated predictions at that score; --matrix-conf
+    sets it as given."""
+    from visionkit.evaluation.coco import load_coco_gt
+    from visionkit.evaluation.plots import coco_confusion
+
+    saved = tmp_path / "predictions.json"
+    argv = ["--no-plots", "--json", "--conf", "0.001", "--save-predictions", saved]
+    low = json.loads(evaluate(detector, capsys, *argv)[0])["confusion"]["det"]
+    assert low["conf"] == 0.25 and low["classes"] == ["square", "disc", "background"]
+    results = json.loads(saved.read_text())
+    assert min(r["score"] for r in results) < 0.25  # scored for mAP, left out of the matrix
+    gt = load_coco_gt(detector["root"] / "data" / "annotations.json")
+    expected = coco_confusion(gt, results, gt.getImgIds(), low["category_ids"], conf=0.25)
+    assert low["matrix"] == expected.tolist()
+    matrix = np.asarray(low["matrix"])
+    assert matrix[:, :2].sum() == len(gt.getAnnIds(iscrowd=False))  # each true box once
+    assert np.trace(matrix[:2, :2]) > 0  # the trained detector finds some
+    asked = json.loads(evaluate(detector, capsys, *argv[:4], "--matrix-conf", "0.001")[0])
+    counted = np.asarray(asked["confusion"]["det"]["matrix"])
+    assert asked["confusion"]["det"]["conf"] == 0.001
+    assert counted[:2].sum() > matrix[:2].sum()  # more detections counted at 0.001
 
 
 def test_conf_099_keeps_fewer_detections_and_lowers_ap(detector, capsys, tmp_path):
@@ -109,6 +140,8 @@ def test_thresholds_out_of_range_and_half_on_the_cpu_are_refused(detector, capsy
     assert code == 2 and not out.strip()
     assert "--conf: a score threshold in [0, 1), got 1.5" in err
     assert "--max-det: at least 1 detection per image, got 0" in err
+    code, out, err = run(["eval", "--checkpoint", detector["ckpt"], "--matrix-conf", "2"], capsys)
+    assert code == 2 and "--matrix-conf: a score threshold in [0, 1], got 2.0" in err
     code, out, err = run(
         ["eval", "--checkpoint", detector["ckpt"], "--device", "cpu", "--half"], capsys
     )
@@ -119,7 +152,12 @@ def test_thresholds_out_of_range_and_half_on_the_cpu_are_refused(detector, capsy
 def test_plots_go_to_a_new_eval_folder_each_time(detector, capsys):
     out, _ = evaluate(detector, capsys)
     first = detector["run"] / "eval"
-    assert f"Plots: {first} ({', '.join(PNGS)})" in out.splitlines()
+    lines = out.splitlines()
+    at = lines.index(f"Plots: {first} ({', '.join(PNGS)})")
+    assert lines[at + 1] == (
+        "Confusion matrices: detections scoring >= 0.25 (max(--conf, 0.25)), matched to true "
+        "boxes at IoU >= 0.5"
+    )
     stamps = {}
     for name in PNGS:
         path = first / name

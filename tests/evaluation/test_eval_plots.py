@@ -156,3 +156,28 @@ def test_an_instance_evaluator_gets_box_and_mask_curves_and_one_confusion_matrix
         "confusion_matrix_inst_normalized.png",
     ]
     assert all(p.stat().st_size > 0 for p in written)
+
+
+def test_the_matrix_threshold_is_at_least_025_unless_asked():
+    from visionkit.evaluation.plots import CONFUSION_CONF, confusion_conf
+
+    assert confusion_conf() == confusion_conf(0.001) == confusion_conf(0.05) == CONFUSION_CONF
+    assert confusion_conf(0.6) == 0.6  # a higher --conf is kept
+    assert confusion_conf(0.001, matrix_conf=0.01) == 0.01  # asked for: used as given
+
+
+def test_detection_confusion_gives_the_matrix_with_its_class_order():
+    from visionkit.evaluation.coco import CocoEvaluator
+    from visionkit.evaluation.plots import detection_confusion
+
+    evaluator = CocoEvaluator("det", "hand-made", [3, 7], ground_truth=ground_truth().dataset)
+    assert detection_confusion(evaluator) is None  # not scored yet
+    results = [result(1, 3, [0, 0, 10, 10], 0.9), result(2, 7, [0, 0, 20, 20], 0.2)]
+    evaluator.results = results
+    evaluator.details = {"bbox": {"cat_ids": [3, 7], "image_ids": [1, 2]}}
+    at_025 = detection_confusion(evaluator)
+    assert at_025["classes"] == ["cat", "dog", "background"]
+    assert at_025["category_ids"] == [3, 7] and (at_025["conf"], at_025["iou"]) == (0.25, 0.5)
+    # the 0.2 dog on the second cat is left out at 0.25: that cat is missed
+    assert at_025["matrix"] == [[1, 0, 0], [0, 0, 0], [1, 1, 0]]
+    assert detection_confusion(evaluator, 0.1)["matrix"] == [[1, 0, 0], [1, 0, 0], [0, 1, 0]]

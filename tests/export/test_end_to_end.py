@@ -5,6 +5,8 @@ NumPy, Pillow) run where ``import torch`` fails gives the predictions of ``model
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -67,14 +69,14 @@ def dynamo_fails(*args, **kwargs):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """One end-to-end export of a classification + FCOS + semantic model, written by the
-    TorchScript-based exporter (2 s; the dynamo exporter takes about 40 s here and has its own
-    slow test, :func:`test_the_dynamo_exporter_writes_the_same_graph`)."""
+    TorchScript-based exporter (``exporter="torchscript"``, 2 s; the dynamo exporter takes about
+    40 s here and has its own slow test, :func:`test_the_dynamo_exporter_writes_the_same_graph`)."""
     model = tiny_model(HEADS, LABELS)
     path = tmp_path_factory.mktemp("e2e") / "model.onnx"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(onnx_export, "_onnx_dynamo", dynamo_fails)
-        report = export(model, "onnx", path, nms=True, conf=CONF, iou=IOU, max_det=MAX_DET)
-    assert report.exporter == "torchscript"
+    report = export(
+        model, "onnx", path, nms=True, conf=CONF, iou=IOU, max_det=MAX_DET, exporter="torchscript"
+    )
+    assert report.exporter == "torchscript" and not report.notes  # asked for, not a fallback
     return model, path, report
 
 
@@ -197,18 +199,95 @@ def test_the_standalone_command_prints_json_per_image(exported, tmp_path):
         [{"name": "Resize", "height": 64, "width": 64}],
         [{"name": "LongestMaxSize", "max_size": 64}],
         [{"name": "SmallestMaxSize", "max_size": 48}],
+        # configs/custom/classify_r18.yaml's evaluation pipeline (at a smaller size)
+        [{"name": "SmallestMaxSize", "max_size": 48}, {"name": "CenterCrop", "height": 40, "width": 40}],
+        [{"name": "CenterCrop", "height": 30, "width": 51}],  # odd margins: 7 / 40 on each side
+        [{"name": "CenterCrop", "height": 48, "width": 64, "pad_if_needed": True, "fill": 9}],
+        [
+            {"name": "LongestMaxSize", "max_size": 64},
+            {"name": "PadIfNeeded", "min_height": 64, "min_width": 64, "position": "top_left"},
+        ],
+        [{"name": "PadIfNeeded", "min_height": 50, "min_width": 100, "fill": [10, 20, 30]}],
+        [
+            {"name": "PadIfNeeded", "min_height": None, "min_width": None,
+             "pad_height_divisor": 32, "pad_width_divisor": 32, "position": "bottom_right"},
+        ],
+        [{"name": "Pad", "padding": [0, 0, 5, 11]}],  # left, top, right, bottom
+        [{"name": "Pad", "padding": 3, "fill": 255}],
     ],
-)
+)  # fmt: skip
 def test_the_standalone_preprocessing_is_the_eval_pipeline_within_one_level(steps):
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     image = np.random.default_rng(2).integers(0, 256, (37, 91, 3), dtype=np.uint8)
-    reference = EvalPreprocess(steps, mean, std)(image)["image"].numpy()
-    got = standalone_module.preprocess(
+    expected = EvalPreprocess(steps, mean, std)(image)  # albumentations
+    reference = expected["image"].numpy()
+    got, content = standalone_module.preprocess_with_size(
         image, steps, np.asarray(mean, np.float32) * 255, np.asarray(std, np.float32) * 255
     )
     assert got.shape == reference.shape
     one_level = 1.0 / (255 * min(std))
     assert np.abs(got - reference).max() <= one_level + 1e-5
+    if not any(s["name"] in standalone_module.RESIZES for s in steps):
+        np.testing.assert_allclose(got, reference, atol=1e-5)  # crops and pads: exact pixels
+    assert content == tuple(expected["image_size"])  # the graph's image_sizes
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ({"name": "Rotate"}, "not supported here (supported: Resize, LongestMaxSize"),
+        ({"name": "PadIfNeeded", "min_height": 64, "border_mode": 4}, "border_mode 4: only"),
+        ({"name": "PadIfNeeded", "min_height": 64, "position": "random"}, "position 'random'"),
+        ({"name": "CenterCrop", "height": 64, "width": 64}, "the crop 64x64 is larger than"),
+    ],
+)
+def test_the_standalone_preprocessing_refuses_what_it_cannot_reproduce(step, message):
+    image = np.zeros((37, 91, 3), np.uint8)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        standalone_module.preprocess(image, [step], np.zeros(3), np.ones(3))
+
+
+def test_a_bottom_right_padded_detector_and_a_center_cropped_classifier_run_standalone(tmp_path):
+    """PadIfNeeded (top_left) before a detector: boxes of the padded input are mapped back by
+    the content size, as model.predict does; CenterCrop before a classifier (classify_r18's
+    evaluation pipeline) gives model.predict's probabilities."""
+    pad = [
+        {"name": "LongestMaxSize", "max_size": 64},
+        {"name": "PadIfNeeded", "min_height": 64, "min_width": 64, "position": "top_left"},
+    ]
+    crop = [
+        {"name": "SmallestMaxSize", "max_size": 40},
+        {"name": "CenterCrop", "height": 32, "width": 32},
+    ]
+    image = np.random.default_rng(3).integers(0, 256, (40, 64, 3), dtype=np.uint8)
+    for heads, steps in ((HEADS, pad), ({"cls": HEADS["cls"]}, crop)):
+        model = tiny_model(heads, LABELS)
+        model.meta["config"]["data"]["transforms"] = {"val": steps}
+        model.preprocess = EvalPreprocess(steps, model.backbone.mean, model.backbone.std)
+        path = tmp_path / f"{len(heads)}.onnx"
+        export(
+            model,
+            "onnx",
+            path,
+            nms=True,
+            conf=CONF,
+            iou=IOU,
+            max_det=MAX_DET,
+            exporter="torchscript",
+        )
+        predictor = standalone_module.Predictor(str(path))
+        assert predictor.steps == steps
+        got = predictor.predict([image])[0]
+        ref = model.predict([image], conf=CONF, iou=IOU, max_det=MAX_DET)[0]
+        np.testing.assert_allclose(got["cls"]["scores"], ref["cls"]["scores"], atol=1e-5)
+        if "det" in heads:  # the image is 64 wide already: no resize, exact pixels
+            g = sorted_detections(*(got["det"][k] for k in ("boxes", "scores", "labels")))
+            r = sorted_detections(*(ref["det"][k].numpy() for k in ("boxes", "scores", "labels")))
+            assert len(r[0]) and g[0].shape == r[0].shape
+            np.testing.assert_allclose(g[0], r[0], atol=1e-3)
+            np.testing.assert_array_equal(g[2], r[2])
+            assert r[0][:, [1, 3]].max() <= 40  # clipped to the content, not the padded 64
+            np.testing.assert_array_equal(got["seg"]["mask"], ref["seg"]["mask"].numpy())
 
 
 def test_nms_options_are_checked_before_anything_is_loaded(tmp_path, capsys):
@@ -284,3 +363,73 @@ def test_half_without_nms_is_refused(tmp_path):
     model = tiny_model({"cls": {"name": "linear", "num_classes": 2}}, {"class": ["a", "b"]})
     with pytest.raises(ExportError, match="half .* end-to-end ONNX export: add nms"):
         export(model, "onnx", tmp_path / "m.onnx", half=True)
+
+
+def test_an_exporter_asked_for_is_the_only_one_tried(tmp_path, monkeypatch):
+    model = tiny_model({"cls": {"name": "linear", "num_classes": 2}}, {"class": ["a", "b"]})
+    monkeypatch.setattr(onnx_export, "_onnx_dynamo", dynamo_fails)
+    path = tmp_path / "m.onnx"
+    with pytest.raises(ExportError, match="with the dynamo exporter failed: RuntimeError: not in"):
+        export(model, "onnx", path, exporter="dynamo", check=False)
+    assert not path.exists()
+    report = export(model, "onnx", path, check=False)  # auto: falls back, and says so
+    assert report.exporter == "torchscript" and "dynamo exporter failed" in report.notes[0]
+    with pytest.raises(ExportError, match="unknown ONNX exporter 'jit'; valid: auto, dynamo"):
+        export(model, "onnx", path, exporter="jit")
+    with pytest.raises(ExportError, match="exporter 'torchscript' is a choice of --format onnx"):
+        export(model, "safetensors", tmp_path / "m.safetensors", exporter="torchscript")
+
+
+def test_cli_export_nms_then_the_standalone_command_give_model_predict(tmp_path, capsys):
+    """``visionkit export --format onnx --nms --exporter torchscript`` on a checkpoint (no
+    training: tests/inference/detectors.py's detector, saved as train writes it), then the
+    documented ``python -m visionkit.export.standalone model.onnx image.png`` on its output:
+    the JSON lines hold model.predict's boxes (to 1e-3) and labels."""
+    from tests.inference.detectors import CLASSES, detector, photo, save_checkpoint
+
+    checkpoint = save_checkpoint(detector(), tmp_path / "best.ckpt")
+    output = tmp_path / "model.onnx"
+    argv = ["export", "--checkpoint", checkpoint, "--format", "onnx", "--nms", "--conf", "0.5"]
+    argv += ["--max-det", "30", "--exporter", "torchscript", "--output", output]
+    assert main([str(a) for a in argv]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == [
+        f"wrote {output}",
+        "exporter: torchscript; dynamic axes: batch, height, width",
+    ]
+    assert out[2] == "outputs: det.boxes, det.scores, det.labels, det.batch_index"
+    # at the eval size (Resize 64): the resize is a copy on both sides; after a real resize the
+    # standalone's bilinear and OpenCV's differ by up to one pixel level (boxes by ~0.01 px)
+    images = {"a.png": photo(0, (64, 64)), "b.png": photo(1, (64, 64))}
+    for name, image in images.items():
+        Image.fromarray(image).save(tmp_path / name)
+    done = subprocess.run(
+        [sys.executable, "-m", "visionkit.export.standalone", "model.onnx", *images],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(Path(visionkit.__file__).parents[1]),
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["image"] for line in lines] == list(images)
+    model = visionkit.load(checkpoint)
+    reference = model.predict(list(images.values()), conf=0.5, max_det=30)
+    for line, ref in zip(lines, reference, strict=True):
+        got = line["det"]
+        g = sorted_detections(
+            np.asarray(got["boxes"]).reshape(-1, 4),
+            np.asarray(got["scores"]),
+            np.asarray(got["labels"]),
+        )
+        r = sorted_detections(*(ref["det"][k].numpy() for k in ("boxes", "scores", "labels")))
+        assert 0 < len(r[0]) == len(g[0])
+        np.testing.assert_allclose(g[0], r[0], atol=1e-3)  # boxes (the JSON rounds to 1e-4)
+        np.testing.assert_array_equal(g[2], r[2])
+        np.testing.assert_allclose(g[1], r[1], atol=1e-4)
+        assert sorted(got["names"]) == sorted(CLASSES[k] for k in r[2])

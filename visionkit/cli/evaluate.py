@@ -1,5 +1,5 @@
 """``visionkit eval --checkpoint CKPT [--split val|test] [--conf X] [--iou X] [--max-det N]
-[--device D] [--half|--bf16] [--json] [--no-plots] [KEY=VALUE ...]``: evaluate a checkpoint on the validation (or test) data of
+[--matrix-conf X] [--device D] [--half|--bf16] [--json] [--no-plots] [KEY=VALUE ...]``: evaluate a checkpoint on the validation (or test) data of
 its own config (see :func:`visionkit.engine.runner.evaluate`).
 
 The report, per evaluated head: for detection and instance heads pycocotools' own 12-line
@@ -7,10 +7,12 @@ The report, per evaluated head: for detection and instance heads pycocotools' ow
 per-class table (AP, AP50 and AP75 per category, the tables training writes as
 ``per_class_ap_<head>.md``); IoU per class for semantic heads. Then where the plots went, and
 the metrics as one JSON object on the last line of stdout. With ``--json`` stdout holds only one
-JSON object (``metrics``, ``per_class``, ``summary``, ``plots``); messages go to stderr.
+JSON object (``metrics``, ``per_class``, ``summary``, ``confusion``, ``plots``); messages go to
+stderr.
 
 The plots (:mod:`visionkit.evaluation.plots`: precision-recall curves and detection confusion
-matrices) go to a new ``eval`` / ``eval-N`` folder of the checkpoint's run
+matrices, the latter at score ``max(--conf, 0.25)`` or ``--matrix-conf``:
+:func:`~visionkit.evaluation.plots.confusion_conf`) go to a new ``eval`` / ``eval-N`` folder of the checkpoint's run
 (:func:`~visionkit.evaluation.plots.eval_dir`), unless ``--no-plots``.
 
 The module is ``evaluate`` rather than ``eval``, which would hide the builtin."""
@@ -30,6 +32,7 @@ from visionkit.build.data import EVAL_SPLITS
 from visionkit.cli._shared import is_global_zero
 from visionkit.engine.pictures import ap_table, ap_title, markdown_table
 from visionkit.engine.runner import evaluate, metrics_json
+from visionkit.errors import ConfigError
 from visionkit.inference.device import DEVICE_HELP, add_device_arguments
 
 
@@ -65,8 +68,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="SCORE",
         help="minimum detection score kept by the detection heads (default: the head's own, "
         "e.g. 0.05 for FCOS / RetinaNet). Keep it low for mAP: COCO AP integrates the whole "
-        "precision-recall curve, and a high threshold cuts its low-score end (lower AP). Also "
-        "the confusion matrix's score threshold (default 0.25 there, as Ultralytics)",
+        "precision-recall curve, and a high threshold cuts its low-score end (lower AP). The "
+        "confusion matrix counts detections scoring at least max(--conf, 0.25) (Ultralytics "
+        "draws it at 0.25 when val runs at conf 0.001), unless --matrix-conf is given",
+    )
+    p.add_argument(
+        "--matrix-conf",
+        type=float,
+        metavar="SCORE",
+        help="score threshold of the detection confusion matrix, used as given (default: "
+        "max(--conf, 0.25); e.g. --matrix-conf 0.1 to count lower-scoring detections)",
     )
     p.add_argument(
         "--iou",
@@ -93,8 +104,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--json",
         action="store_true",
-        help="print only one JSON object to stdout: metrics, per-class rows and the "
-        "pycocotools summary lines (everything else goes to stderr)",
+        help="print only one JSON object to stdout: metrics, per-class rows, the "
+        "pycocotools summary lines and the detection confusion matrices with their class "
+        "order (everything else goes to stderr)",
     )
     p.add_argument(
         "--plots",
@@ -120,6 +132,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """What ``visionkit eval`` runs: evaluates, then (rank 0) writes the plots and prints the
     report (:func:`report_lines`) or, with ``--json``, one JSON object (:func:`report`)."""
+    from visionkit.evaluation.plots import confusion_conf
+
+    if args.matrix_conf is not None and not 0 <= args.matrix_conf <= 1:
+        raise ConfigError(f"--matrix-conf: a score threshold in [0, 1], got {args.matrix_conf}")
+    matrix_conf = confusion_conf(args.conf, args.matrix_conf)
     scored: dict[str, Any] = {}
     # --json: stdout is for the JSON object only (progress bars and other prints go to stderr).
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
@@ -139,16 +156,17 @@ def run(args: argparse.Namespace) -> int:
         )
     if not is_global_zero():
         return 0
-    plots = write_plots(scored, args.checkpoint, args.conf) if args.plots else []
+    plots = write_plots(scored, args.checkpoint, matrix_conf) if args.plots else []
     if args.json:
         if plots:
             print(f"eval: plots written to {plots[0].parent}", file=sys.stderr)
-        print(json.dumps(report(metrics, scored, plots), sort_keys=True))
+        print(json.dumps(report(metrics, scored, plots, matrix_conf), sort_keys=True))
         return 0
     for line in report_lines(scored):
         print(line)
     if plots:
         print(f"Plots: {plots[0].parent} ({', '.join(p.name for p in plots)})")
+        print(matrix_line(matrix_conf, args.matrix_conf is not None))
         print()
     print(metrics_json(metrics))
     return 0
@@ -163,10 +181,21 @@ def coco_evaluators(evaluators: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_plots(evaluators: Mapping[str, Any], checkpoint: str, conf: float | None) -> list[Path]:
+def matrix_line(conf: float, explicit: bool) -> str:
+    """The report's line on the confusion matrices' thresholds."""
+    from visionkit.evaluation.plots import CONFUSION_CONF, CONFUSION_IOU
+
+    rule = "--matrix-conf" if explicit else f"max(--conf, {CONFUSION_CONF:g})"
+    return (
+        f"Confusion matrices: detections scoring >= {conf:g} ({rule}), matched to true boxes "
+        f"at IoU >= {CONFUSION_IOU:g}"
+    )
+
+
+def write_plots(evaluators: Mapping[str, Any], checkpoint: str, conf: float) -> list[Path]:
     """The PNGs of every COCO evaluator (:func:`~visionkit.evaluation.plots.write_eval_plots`)
-    in a new :func:`~visionkit.evaluation.plots.eval_dir` folder; none (and no folder) without a
-    COCO evaluator."""
+    in a new :func:`~visionkit.evaluation.plots.eval_dir` folder, the confusion matrices at
+    score ``conf``; none (and no folder) without a COCO evaluator."""
     from visionkit.evaluation.plots import eval_dir, write_eval_plots
 
     coco = coco_evaluators(evaluators)
@@ -207,12 +236,19 @@ def report_lines(evaluators: Mapping[str, Any]) -> list[str]:
 
 
 def report(
-    metrics: Mapping[str, float], evaluators: Mapping[str, Any], plots: list[Path] = ()
+    metrics: Mapping[str, float],
+    evaluators: Mapping[str, Any],
+    plots: list[Path] = (),
+    matrix_conf: float | None = None,
 ) -> dict[str, Any]:
     """The ``--json`` object: ``metrics`` (as the last line of the readable report),
     ``per_class`` (evaluator key → its per-class rows, without the mean row), ``summary``
-    (COCO evaluator key → iou type → pycocotools' summary lines, ``null`` without detections)
-    and ``plots`` (the PNGs written). ``nan`` is written as ``null``."""
+    (COCO evaluator key → iou type → pycocotools' summary lines, ``null`` without detections),
+    ``confusion`` (COCO evaluator key → its box confusion matrix at score ``matrix_conf``,
+    default 0.25, with the class order: :func:`~visionkit.evaluation.plots.
+    detection_confusion`) and ``plots`` (the PNGs written). ``nan`` is written as ``null``."""
+    from visionkit.evaluation.plots import confusion_conf, detection_confusion
+
     per_class = {}
     for key, evaluator in evaluators.items():
         table = _table(key, evaluator)
@@ -222,11 +258,17 @@ def report(
         key: {t: evaluator.summary(t) for t in evaluator.iou_types}
         for key, evaluator in coco_evaluators(evaluators).items()
     }
+    conf = confusion_conf() if matrix_conf is None else matrix_conf
+    confusion = {
+        key: detection_confusion(evaluator, conf)
+        for key, evaluator in coco_evaluators(evaluators).items()
+    }
     return _clean(
         {
             "metrics": dict(metrics),
             "per_class": per_class,
             "summary": summary,
+            "confusion": confusion,
             "plots": [str(p) for p in plots],
         }
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from visionkit.export import DEFAULT_ATOL, DEFAULT_OPSET, FORMATS, export
+from visionkit.export import DEFAULT_ATOL, DEFAULT_OPSET, EXPORTERS, FORMATS, export
 
 DESCRIPTION = """\
 Export a checkpoint written by 'visionkit train' (backbone, neck and every head of the model).
@@ -37,6 +37,7 @@ and divided by max(1, |torch|)), and the command fails (exit 1) when the latter 
 EPILOG = """\
 example: visionkit export --checkpoint runs/quickstart/checkpoints/best.ckpt --format onnx --output quickstart.onnx
 example: visionkit export --checkpoint best.ckpt --format onnx --nms --conf 0.25 --iou 0.5 --output model.onnx
+example: visionkit export --checkpoint best.ckpt --format onnx --nms --exporter torchscript --output model_nms.onnx
 example: visionkit export --checkpoint best.ckpt --format torchscript --output model.pt --image-size 256
 example: visionkit export --checkpoint best.ckpt --format safetensors --output model.safetensors --no-check
 """
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         iou=args.iou,
         max_det=args.max_det,
         half=args.half,
+        exporter=args.exporter,
     )
     print(f"wrote {report.path}")
     if report.exporter:
@@ -112,6 +114,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="N|HxW",
         help="first image size of the check, rounded up to a multiple of 32 (the second is 32 "
         "taller and 64 wider); default: the config's data.image_size; e.g. --image-size 480x640",
+    )
+    p.add_argument(
+        "--exporter",
+        choices=EXPORTERS,
+        default="auto",
+        help="onnx only: which torch.onnx exporter writes the graph: auto (default) tries the "
+        "dynamo one and falls back to the TorchScript-based one; dynamo or torchscript use "
+        "that one only (the TorchScript-based one is several times faster), e.g. "
+        "--exporter torchscript",
     )
     p.add_argument(
         "--opset",

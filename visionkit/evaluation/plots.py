@@ -10,6 +10,10 @@ also used for the classification confusion matrices of training, ``engine/pictur
   rows are predicted classes, columns true classes, and the last row / column is
   "background": a true object no detection matched is counted in the background row (missed),
   a detection that matched nothing in the background column (false positive).
+- :func:`confusion_conf` is the matrix's score threshold: ``max(conf, 0.25)`` (Ultralytics
+  draws it at 0.25 when ``val`` runs at its mAP threshold 0.001), or the threshold asked for
+  explicitly (``visionkit eval --matrix-conf``); :func:`detection_confusion` is the matrix of one
+  evaluator with its class order, as ``visionkit eval --json`` prints it.
 - :func:`eval_dir` picks a new folder of the checkpoint's run for them (``eval``, ``eval-2``,
   ...), and :func:`write_eval_plots` writes, for one COCO evaluator, ``pr_curve_<name>.png`` (and
   ``pr_curve_<name>_mask.png`` for masks), ``confusion_matrix_<name>.png`` (counts) and
@@ -35,6 +39,23 @@ from visionkit.errors import VisionkitError
 #: with conf 0.001 for mAP, and the matrix then uses 0.25).
 CONFUSION_CONF = 0.25
 CONFUSION_IOU = 0.5
+
+
+def confusion_conf(conf: float | None = None, matrix_conf: float | None = None) -> float:
+    """The score threshold of the detection confusion matrix: ``matrix_conf`` when given,
+    else ``max(conf, CONFUSION_CONF)``, ``CONFUSION_CONF`` without ``conf``.
+
+    ``conf`` is the detection threshold of the evaluation, kept low for mAP (COCO AP integrates
+    the precision-recall curve down to its lowest scores); at 0.001 or 0.05 a matrix would count
+    every low-scoring guess as a false positive, so the matrix never goes under 0.25 unless
+    asked (Ultralytics: ``conf = 0.25 if conf in {None, 0.001} else conf``).
+
+    >>> confusion_conf(), confusion_conf(0.001), confusion_conf(0.5), confusion_conf(0.001, 0.01)
+    (0.25, 0.25, 0.5, 0.01)
+    """
+    if matrix_conf is not None:
+        return float(matrix_conf)
+    return CONFUSION_CONF if conf is None else max(float(conf), CONFUSION_CONF)
 
 
 def match_detections(
@@ -268,16 +289,38 @@ def eval_dir(checkpoint: str | os.PathLike) -> Path:
             ) from None
 
 
+def detection_confusion(evaluator: Any, conf: float = CONFUSION_CONF) -> dict[str, Any] | None:
+    """The box confusion matrix (:func:`coco_confusion` at score ``conf``, IoU
+    :data:`CONFUSION_IOU`) of one evaluated :class:`~visionkit.evaluation.coco.CocoEvaluator`,
+    with its class order: ``{"classes": [*names, "background"], "category_ids": [...],
+    "conf": ..., "iou": ..., "matrix": [[int]]}``, rows predicted and columns true class (the
+    last of each background). ``None`` when the evaluator has not scored."""
+    details = next(iter(evaluator.details.values()), None)
+    if details is None:
+        return None
+    gt = evaluator.coco_gt
+    cat_ids = [int(c) for c in details["cat_ids"]]
+    matrix = coco_confusion(
+        gt, evaluator.results, details["image_ids"] or [], cat_ids, CONFUSION_IOU, conf
+    )
+    return {
+        "classes": [*(gt.cats[c].get("name", str(c)) for c in cat_ids), "background"],
+        "category_ids": cat_ids,
+        "conf": float(conf),
+        "iou": CONFUSION_IOU,
+        "matrix": matrix.tolist(),
+    }
+
+
 def write_eval_plots(
-    evaluator: Any, name: str, folder: Path, conf: float | None = None
+    evaluator: Any, name: str, folder: Path, conf: float = CONFUSION_CONF
 ) -> list[Path]:
     """The PNGs of one evaluated :class:`~visionkit.evaluation.coco.CocoEvaluator` (see the
     module docstring) in ``folder``; returns their paths. ``conf``: the confusion matrix's
-    score threshold (default :data:`CONFUSION_CONF`). The confusion matrix is of boxes, also
-    for an instance head."""
+    score threshold (:func:`confusion_conf` picks it for ``visionkit eval``). The confusion
+    matrix is of boxes, also for an instance head."""
     gt = evaluator.coco_gt
     written = []
-    details = None
     for iou_type, details in evaluator.details.items():
         names = [gt.cats[c].get("name", str(c)) for c in details["cat_ids"]]
         recall, curves, ap50 = pr_curves(details)
@@ -285,16 +328,11 @@ def write_eval_plots(
         path = folder / f"pr_curve_{name}{suffix}.png"
         plot_pr_curve(recall, curves, ap50, names, path)
         written.append(path)
-    if details is None:
+    confusion = detection_confusion(evaluator, conf)
+    if confusion is None:
         return written
-    matrix = coco_confusion(
-        gt,
-        evaluator.results,
-        details["image_ids"] or [],
-        details["cat_ids"],
-        conf=CONFUSION_CONF if conf is None else conf,
-    )
-    names = [gt.cats[c].get("name", str(c)) for c in details["cat_ids"]]
+    matrix = np.asarray(confusion["matrix"], dtype=np.int64)
+    names = confusion["classes"][:-1]
     for normalize, suffix in ((False, ""), (True, "_normalized")):
         path = folder / f"confusion_matrix_{name}{suffix}.png"
         plot_detection_confusion(matrix, names, path, normalize, title=f"({name})")

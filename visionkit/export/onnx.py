@@ -38,6 +38,9 @@ from visionkit.models.model import VisionModel
 logger = logging.getLogger("visionkit.export")
 
 DEFAULT_OPSET = 18
+#: ``export(..., exporter=...)`` / ``--exporter``: ``auto`` tries the dynamo exporter first and
+#: falls back to the TorchScript-based one; the others use that exporter only.
+EXPORTERS = ("auto", "dynamo", "torchscript")
 
 
 def _inputs(module: torch.nn.Module, sample: Tensor) -> tuple[tuple[Tensor, ...], list[str]]:
@@ -129,6 +132,7 @@ def export_onnx(
     output: Path,
     opset: int,
     nms: NmsSettings | None = None,
+    exporter: str = "auto",
 ) -> tuple[str, list[str]]:
     """Write the ONNX graph of ``model`` (outputs ``paths``) to ``output``, atomically.
 
@@ -137,13 +141,19 @@ def export_onnx(
     metadata gains ``visionkit.end_to_end`` (inputs, outputs with shapes and dtypes, and each
     detection head's baked-in ``conf`` / ``iou`` / ``max_det`` / ``topk_candidates``).
 
+    ``exporter``: ``"auto"`` (the dynamo exporter, the TorchScript-based one when it fails),
+    ``"dynamo"`` or ``"torchscript"`` (that one only; the latter is several times faster).
+
     Returns:
-        The exporter used (``"dynamo"``, or ``"torchscript"`` when the first failed) and notes
-        on the way (why the fallback was used).
+        The exporter used (``"dynamo"``, or ``"torchscript"`` when the first failed or was
+        asked for) and notes on the way (why the fallback was used).
 
     Raises:
-        ExportError: ``onnx`` is not installed, or both exporters failed.
+        ExportError: ``onnx`` is not installed, an unknown ``exporter``, or the exporters tried
+        failed.
     """
+    if exporter not in EXPORTERS:
+        raise ExportError(f"unknown ONNX exporter {exporter!r}; valid: {', '.join(EXPORTERS)}")
     onnx = require("onnx")
 
     module = (ExportModule(model, paths) if nms is None else EndToEndModule(model, nms)).eval()
@@ -153,10 +163,16 @@ def export_onnx(
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "model.onnx"
         try:
-            _onnx_dynamo(module, sample, names, raw, opset)
-            exporter = "dynamo"
+            if exporter == "torchscript":
+                _onnx_torchscript(module, sample, names, raw, opset)
+            else:
+                _onnx_dynamo(module, sample, names, raw, opset)
         except Exception as err:  # the fallback exporter is tried on any failure of the first
             reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+            if exporter != "auto":
+                raise ExportError(
+                    f"ONNX export with the {exporter} exporter failed: {reason}"
+                ) from err
             notes.append(f"dynamo exporter failed ({reason}); used the TorchScript-based one")
             logger.warning(
                 "torch.onnx.export(dynamo=True) failed (%s); trying dynamo=False", reason
@@ -169,6 +185,7 @@ def export_onnx(
                     f"{type(err2).__name__}: {err2}"
                 ) from err2
             exporter = "torchscript"
+        exporter = "dynamo" if exporter == "auto" else exporter
         proto = onnx.load(str(raw))
     props = export_metadata(model, paths, exporter)
     if sample.dtype == torch.float16:

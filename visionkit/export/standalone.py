@@ -15,12 +15,15 @@ It prints one JSON object per image (``{"image": path, "<head>": ...}``). From P
 
 What it does, from the file's ``visionkit.*`` metadata: the evaluation transforms
 (``Resize``, ``LongestMaxSize``, ``SmallestMaxSize``: bilinear, half-pixel centres, like
-OpenCV's ``INTER_LINEAR`` that albumentations uses, up to rounding of a pixel level), the
-normalisation with the backbone's mean/std, zero padding at the bottom/right to a multiple of
-32 per batch; then onnxruntime, and boxes scaled back to the original image
-(``original / resized`` per axis, as ``VisionModel.predict``). Semantic label maps are cropped
-to the resized image and resized to the original by nearest neighbour (PyTorch resizes the
-logits bilinearly before the argmax, so pixels along class boundaries may differ).
+OpenCV's ``INTER_LINEAR`` that albumentations uses, up to rounding of a pixel level;
+``CenterCrop``, ``PadIfNeeded`` and ``Pad`` with a constant fill, exactly as albumentations
+places them), the normalisation with the backbone's mean/std, zero padding at the bottom/right
+to a multiple of 32 per batch; then onnxruntime, and boxes scaled back to the original image
+(``original / content`` per axis, as ``VisionModel.predict``; the content is the resized image
+less the bottom/right padding of ``PadIfNeeded`` / ``Pad``, which detection and segmentation
+pipelines may only add there; ``CenterCrop`` is for classification pipelines). Semantic label
+maps are cropped to the content and resized to the original by nearest neighbour (PyTorch
+resizes the logits bilinearly before the argmax, so pixels along class boundaries may differ).
 
 Results per head, like ``VisionModel.predict`` with NumPy arrays: detection ``{"boxes":
 float32 [K, 4] xyxy, "scores": [K], "labels": int64 [K], "names": list or None}``;
@@ -43,6 +46,9 @@ import numpy as np
 PREFIX = "visionkit."
 SIZE_DIVISOR = 32
 RESIZES = ("Resize", "LongestMaxSize", "SmallestMaxSize")
+PADS = ("PadIfNeeded", "Pad")
+SUPPORTED = (*RESIZES, "CenterCrop", *PADS)
+POSITIONS = ("center", "top_left", "top_right", "bottom_left", "bottom_right")
 
 
 def read_image(path: str) -> np.ndarray:
@@ -87,16 +93,130 @@ def target_size(step: dict[str, Any], h: int, w: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
+def step_problem(step: dict[str, Any]) -> str | None:
+    """Why this predictor cannot run an evaluation ``step``, or ``None`` when it can."""
+    name = step.get("name")
+    if name not in SUPPORTED:
+        return f"not supported here (supported: {', '.join(SUPPORTED)})"
+    if float(step.get("p", 1.0)) < 1:
+        return f"p: {step['p']} applies it at random"
+    if name in (*PADS, "CenterCrop") and int(step.get("border_mode", 0)) != 0:
+        return f"border_mode {step['border_mode']}: only the constant fill (0) is supported"
+    position = step.get("pad_position" if name == "CenterCrop" else "position", "center")
+    if name != "Pad" and position not in POSITIONS:
+        return f"position {position!r}: one of {', '.join(POSITIONS)} is supported"
+    return None
+
+
+def split_pad(total: int, position: str, vertical: bool) -> tuple[int, int]:
+    """``(before, after)`` of ``total`` pixels of padding on one axis (``vertical``: top /
+    bottom, else left / right), as albumentations' ``adjust_padding_by_position`` places them:
+    ``center`` splits it (the odd pixel after); otherwise the image stays at the side
+    ``position`` names (``top_left``: all the padding after, on both axes)."""
+    if position == "center":
+        return total // 2, total - total // 2
+    side = position.split("_")[0 if vertical else 1]
+    return (total, 0) if side in ("bottom", "right") else (0, total)
+
+
+def pad_amounts(step: dict[str, Any], h: int, w: int) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` padding of a ``PadIfNeeded`` / ``Pad`` step (or the
+    padding of ``CenterCrop`` with ``pad_if_needed``) on an ``h × w`` image."""
+    name = step["name"]
+    if name == "Pad":
+        pad = step.get("padding", 0)
+        if isinstance(pad, (int, float)):
+            return (int(pad),) * 4
+        pad = [int(v) for v in pad]
+        if len(pad) == 2:  # (x, y)
+            return pad[1], pad[1], pad[0], pad[0]
+        left, top, right, bottom = pad
+        return top, bottom, left, right
+
+    def total(size: int, minimum: Any, divisor: Any) -> int:
+        if minimum is not None:
+            return max(0, int(minimum) - size)
+        if divisor is not None and size % int(divisor):
+            return int(divisor) - size % int(divisor)
+        return 0
+
+    if name == "CenterCrop":
+        position = step.get("pad_position", "center")
+        dh = total(h, step["height"], None) if step.get("pad_if_needed") else 0
+        dw = total(w, step["width"], None) if step.get("pad_if_needed") else 0
+    else:
+        position = step.get("position", "center")
+        dh = total(h, step.get("min_height"), step.get("pad_height_divisor"))
+        dw = total(w, step.get("min_width"), step.get("pad_width_divisor"))
+    return (*split_pad(dh, position, True), *split_pad(dw, position, False))
+
+
+def pad_constant(image: np.ndarray, pads: Sequence[int], fill: Any) -> np.ndarray:
+    """``image`` padded by ``(top, bottom, left, right)`` pixels of ``fill`` (a number or
+    one per channel)."""
+    top, bottom, left, right = pads
+    if not any(pads):
+        return image
+    h, w, c = image.shape
+    out = np.empty((h + top + bottom, w + left + right, c), image.dtype)
+    out[...] = np.clip(np.broadcast_to(np.asarray(fill, np.float64), (c,)), 0, 255)
+    out[top : top + h, left : left + w] = image
+    return out
+
+
+def apply_steps(
+    image: np.ndarray, steps: Sequence[dict[str, Any]]
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """``image`` (``H×W×3 uint8``) through the evaluation ``steps``, and the ``(h, w)`` of its
+    content from the top-left corner: the output less its bottom/right padding (visionkit's
+    ``data.transforms.content_size``: padding at the top/left shifts the content, a resize or
+    a crop scales it)."""
+    h, w = image.shape[:2]
+    for step in steps:
+        if reason := step_problem(step):
+            raise ValueError(f"evaluation transform {step}: {reason}")
+        in_h, in_w = image.shape[:2]
+        name = step["name"]
+        if name in RESIZES:
+            image = resize_bilinear(image, *target_size(step, in_h, in_w))
+        elif name in PADS:
+            pads = pad_amounts(step, in_h, in_w)
+            image = pad_constant(image, pads, step.get("fill", 0))
+            h, w = h + pads[0], w + pads[2]
+        else:  # CenterCrop, after its padding when pad_if_needed
+            height, width = int(step["height"]), int(step["width"])
+            if not step.get("pad_if_needed") and (height > in_h or width > in_w):
+                raise ValueError(
+                    f"evaluation transform {step}: the crop {height}x{width} is larger than "
+                    f"the image {in_h}x{in_w} (albumentations refuses it too)"
+                )
+            image = pad_constant(image, pad_amounts(step, in_h, in_w), step.get("fill", 0))
+            top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
+            image = image[top : top + height, left : left + width]
+        out_h, out_w = image.shape[:2]
+        if name not in PADS and (in_h, in_w) != (out_h, out_w):
+            h, w = round(h * out_h / in_h), round(w * out_w / in_w)
+        h, w = min(h, out_h), min(w, out_w)
+    return image, (h, w)
+
+
+def preprocess_with_size(
+    image: np.ndarray, steps: Sequence[dict[str, Any]], mean: np.ndarray, std: np.ndarray
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """``image`` (``H×W×3 uint8`` RGB) through the evaluation ``steps``
+    (:func:`apply_steps`), normalised with ``mean`` and ``std`` (in pixel levels, 0-255):
+    ``float32 [3, h, w]``, and the ``(h, w)`` of its content (the graph's ``image_sizes``)."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an H×W×3 uint8 RGB image, got {image.dtype} {image.shape}")
+    image, content = apply_steps(image, steps)
+    return ((image.astype(np.float32) - mean) / std).transpose(2, 0, 1), content
+
+
 def preprocess(
     image: np.ndarray, steps: Sequence[dict[str, Any]], mean: np.ndarray, std: np.ndarray
 ) -> np.ndarray:
-    """``image`` (``H×W×3 uint8`` RGB) through the resize ``steps``, normalised with ``mean``
-    and ``std`` (in pixel levels, 0-255): ``float32 [3, h, w]``."""
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an H×W×3 uint8 RGB image, got {image.dtype} {image.shape}")
-    for step in steps:
-        image = resize_bilinear(image, *target_size(step, *image.shape[:2]))
-    return ((image.astype(np.float32) - mean) / std).transpose(2, 0, 1)
+    """The normalised ``float32 [3, h, w]`` of :func:`preprocess_with_size`."""
+    return preprocess_with_size(image, steps, mean, std)[0]
 
 
 class Predictor:
@@ -133,10 +253,9 @@ class Predictor:
         self.class_names = e2e.get("class_names", {})
         self.steps = self.metadata.get("preprocess", [])
         for step in self.steps:
-            if step.get("name") not in RESIZES:
+            if reason := step_problem(step):
                 raise ValueError(
-                    f"{path}: evaluation transform {step} is not supported here (supported: "
-                    f"{', '.join(RESIZES)}); use visionkit's own predictor"
+                    f"{path}: evaluation transform {step}: {reason}; use visionkit's own predictor"
                 )
         self.mean = np.asarray(self.metadata["mean"], np.float32) * 255.0
         self.std = np.asarray(self.metadata["std"], np.float32) * 255.0
@@ -146,16 +265,24 @@ class Predictor:
         """The normalised ``float32 [3, h, w]`` input of one ``H×W×3 uint8`` RGB image."""
         return preprocess(image, self.steps, self.mean, self.std)
 
-    def run(self, inputs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        """The graph's outputs by name for preprocessed images (padded here into one batch)."""
+    def run(
+        self, inputs: Sequence[np.ndarray], sizes: Sequence[Sequence[int]] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The graph's outputs by name for preprocessed images (padded here into one batch);
+        ``sizes``: each image's content ``(h, w)`` (default: its whole size)."""
         h = math.ceil(max(x.shape[1] for x in inputs) / SIZE_DIVISOR) * SIZE_DIVISOR
         w = math.ceil(max(x.shape[2] for x in inputs) / SIZE_DIVISOR) * SIZE_DIVISOR
         batch = np.zeros((len(inputs), 3, h, w), self.dtype)
         for i, x in enumerate(inputs):
             batch[i, :, : x.shape[1], : x.shape[2]] = x
-        sizes = np.array([x.shape[1:] for x in inputs], np.int64)
+        if sizes is None:
+            sizes = [x.shape[1:] for x in inputs]
+        sizes = np.array(sizes, np.int64).reshape(len(inputs), 2)
         names = [o["name"] for o in self.outputs]
-        values = self.session.run(names, {"images": batch, "image_sizes": sizes})
+        feed = {"images": batch, "image_sizes": sizes}
+        # a graph that never reads image_sizes (classification only) may have lost that input
+        feed = {i.name: feed[i.name] for i in self.session.get_inputs()}
+        values = self.session.run(names, feed)
         return dict(zip(names, values, strict=True))
 
     def predict(self, images: Sequence[np.ndarray], batch_size: int = 8) -> list[dict[str, Any]]:
@@ -163,10 +290,14 @@ class Predictor:
         results: list[dict[str, Any]] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            inputs = [self.preprocess(np.asarray(image)) for image in chunk]
-            raw = self.run(inputs)
-            for i, (image, x) in enumerate(zip(chunk, inputs, strict=True)):
-                orig, size = np.asarray(image).shape[:2], x.shape[1:]
+            prepared = [
+                preprocess_with_size(np.asarray(image), self.steps, self.mean, self.std)
+                for image in chunk
+            ]
+            inputs, sizes = [x for x, _ in prepared], [size for _, size in prepared]
+            raw = self.run(inputs, sizes)
+            for i, (image, size) in enumerate(zip(chunk, sizes, strict=True)):
+                orig = np.asarray(image).shape[:2]
                 results.append({h: self._head(h, raw, i, size, orig) for h in self.kinds})
         return results
 
