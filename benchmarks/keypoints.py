@@ -30,13 +30,14 @@ COMMON = ["trainer.enable_progress_bar=false"]
 def prepare(work: Path, quick: bool) -> list[str]:
     """Generate the datasets in ``work`` (outside the timed training); the overrides that
     point the recipe at them."""
+    from visionkit.build.data import shapes_arguments
     from visionkit.config import load_config
     from visionkit.data.synthetic import make_shapes
 
     config = load_config(RECIPE)
     overrides = []
     for split in ("train", "val"):
-        params = dict(config.data.model_dump()[split]["synthetic"])
+        params = shapes_arguments(config.data.model_dump()[split]["synthetic"])
         params = {k: v for k, v in params.items() if v is not None}
         if quick:
             params.update(num_images=24 if split == "train" else 8, size=64)

@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmarks.harness import median
 from visionkit.build import build_datasets, build_pipelines, dropped_keys, targets_needed
+from visionkit.build.data import shapes_arguments
 from visionkit.build.model import create_model
 from visionkit.config import Config, is_dataset_mix, load_config
 from visionkit.data.datasets import label_names_of
@@ -62,7 +63,7 @@ def generated_dataset(
 ) -> Path:
     """The recipe's shapes dataset (its generator settings) at ``side`` px with
     ``num_images`` images, generated under ``root`` once per distinct setting."""
-    params = dict(config.data.train["synthetic"])
+    params = shapes_arguments(config.data.train["synthetic"])
     params.update(size=side, num_images=num_images)
     key = tuple(sorted(params.items()))
     if key not in cache:

@@ -19,6 +19,7 @@ from visionkit.build import (
     trainer_kwargs,
 )
 from visionkit.config import load_config
+from visionkit.data.classes import LABEL_KEYS
 from visionkit.data.readers.coco import CocoDataset
 from visionkit.data.readers.folder import ImageFolderDataset
 from visionkit.data.readers.mask_folder import MaskFolderDataset
@@ -28,7 +29,7 @@ from visionkit.models.heads import list_heads
 from visionkit.registry import DATASETS, HEADS
 
 PACKAGE = Path(visionkit.__file__).parent
-SAMPLE_TARGETS = {"class", "boxes", "masks", "semantic", "keypoints"}
+SAMPLE_TARGETS = {"class", "identity", "boxes", "masks", "semantic", "keypoints", "identities"}
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +98,7 @@ def test_readers_declare_their_folder_argument_and_targets():
         "masks": "masks",
         "semantic": "semantic",
         "keypoints": "keypoints",
+        "identities": "identities",
     }
     assert ImageFolderDataset.targets == ("class",)
     assert MaskFolderDataset.targets == ("semantic",)
@@ -132,7 +134,7 @@ def test_every_registered_head_has_a_task_spec(name):
     assert spec is TASKS[cls.task]
     assert set(spec.targets) <= SAMPLE_TARGETS
     assert spec.main_metric in spec.progress_bar
-    assert spec.labels in ("class", "instances", "semantic")
+    assert spec.labels in LABEL_KEYS  # a family the readers and the class matching know
 
 
 def test_task_of_names_the_known_tasks_for_an_unknown_one():
@@ -149,6 +151,7 @@ def test_progress_bar_shows_every_main_metric_and_the_score():
         "/mAP",
         "/mask_mAP",
         "/kpt_mAP",
+        "/id_auc",
         "/mIoU",
         "/auc",
         "/recall@1",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,31 @@ def _fill_disk_on_write_text(monkeypatch):
     monkeypatch.setattr(Path, "write_text", write_text)
 
 
+def _fill_disk_on_stream_writes(monkeypatch):
+    """Every write of the streamed json files (``JsonArrayStream``) writes half its bytes,
+    then fails as a full disk does."""
+    from visionkit.inference.outputs import JsonArrayStream
+
+    opened = JsonArrayStream.__init__
+
+    class FullDisk:
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, data):
+            self.file.write(data[: len(data) // 2])
+            raise ENOSPC
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    def init(self, path):
+        opened(self, path)
+        self.file = FullDisk(self.file)
+
+    monkeypatch.setattr(JsonArrayStream, "__init__", init)
+
+
 def test_predictions_on_a_full_disk_keep_the_previous_json(tmp_path, monkeypatch):
     import visionkit
     from tests.helpers import write_image
@@ -129,15 +155,16 @@ def test_predictions_on_a_full_disk_keep_the_previous_json(tmp_path, monkeypatch
     image = write_image(tmp_path / "in" / "1.png")
     out = tmp_path / "out"
     predict_files(model, [image], out, progress=False, draw=False)
-    before = (out / "images.json").read_text()
-    _fill_disk_on_write_text(monkeypatch)
+    before = {name: (out / name).read_text() for name in ("images.json", "predictions.json")}
+    _fill_disk_on_stream_writes(monkeypatch)
     with pytest.raises(DiskFullError) as info:
         predict_files(model, [image], out, progress=False, draw=False)
-    assert str(info.value).startswith(
-        f"no space left on device while writing {out / 'images.json'} (needed ~"
+    assert re.match(
+        rf"no space left on device while writing {re.escape(str(out))}/(images|predictions)\.json",
+        str(info.value),
     )
-    assert (out / "images.json").read_text() == before
-    assert sorted(os.listdir(out)) == ["images.json", "predictions.json"]
+    assert {name: (out / name).read_text() for name in before} == before
+    assert sorted(os.listdir(out)) == ["images.json", "predictions.json"]  # no temporary file
 
 
 def test_cli_convert_on_a_full_disk_prints_the_message_without_a_traceback(

@@ -27,6 +27,7 @@ def test_the_registries_hold_exactly_the_built_in_names():
         "deeplabv3plus",
         "embedding",
         "fcos",
+        "fcos_embedding",
         "fcos_keypoints",
         "fcos_mask",
         "linear",

@@ -24,7 +24,7 @@ def test_styles_depend_on_their_number_and_images_on_the_seed(tmp_path):
     ]
     ds = IdentityFolderDataset(str(tmp_path / "ids"))
     assert ds.label_names == {"identity": ["style_0005", "style_0006", "style_0007"]}
-    assert ds.identities() == [0, 0, 1, 1, 2, 2] and ds[0]["class"] == 0
+    assert ds.identities() == [0, 0, 1, 1, 2, 2] and ds[0]["identity"] == 0
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(DataError, match="refusing to write synthetic identities"):

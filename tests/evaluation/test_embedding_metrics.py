@@ -68,7 +68,7 @@ def test_evaluator_uses_the_datasets_pairs_by_image_id():
 
     ev = EmbeddingEvaluator("emb", Pairs())
     z = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
-    batch = {"class": torch.tensor([0, 0, 1]), "image_ids": torch.tensor([3, 1, 2])}
+    batch = {"identity": torch.tensor([0, 0, 1]), "image_ids": torch.tensor([3, 1, 2])}
     ev.process(batch, [{"embedding": v} for v in z])
     out = ev.evaluate()
     # image 1 = [.8,.6] (id 0), 2 = [0,1] (id 1), 3 = [1,0] (id 0): the same pair scores .8,

@@ -66,6 +66,12 @@ def dropped_keys(cfg: Config) -> tuple[str, ...]:
     return () if boxes_needed(cfg) else ("boxes", "labels", "masks")
 
 
+def shapes_arguments(synthetic: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``make_shapes`` arguments of a ``synthetic:`` section (its identity keys are for
+    ``make_identities``)."""
+    return {k: v for k, v in synthetic.items() if k not in ("identities", "first_identity")}
+
+
 def build_dataset(
     spec: Mapping[str, Any],
     *,
@@ -121,9 +127,7 @@ def build_dataset(
             logger.info("generating synthetic identities in %s", args[location])
             make_identities(args[location], **params, progress=True)
     elif synthetic:
-        synthetic = {
-            k: v for k, v in synthetic.items() if k not in ("identities", "first_identity")
-        }
+        synthetic = shapes_arguments(synthetic)
         if _needs_generation(Path(args[location]), synthetic):
             logger.info("generating the shapes dataset in %s", args[location])
             make_shapes(args[location], **synthetic, progress=True)

@@ -119,6 +119,8 @@ def create_model(
         params = HEADS.signature(spec["name"]).parameters
         if "class_names" in params and label_names:
             args["class_names"] = list(label_names.get(label_family(head_class)) or []) or None
+        if "num_identities" in params and args.get("num_identities") is None and label_names:
+            args["num_identities"] = len(label_names.get("identity") or ()) or None  # the data's
         if "strides" in params:
             args["strides"] = list(source.strides)
         heads[head_name] = HEADS.build(spec["name"], in_channels=list(source.out_channels), **args)

@@ -190,6 +190,11 @@ DESCRIPTIONS: dict[str, str] = {
     "a validation set of styles never seen in training starts after the training set's",
     "data.<split>.synthetic.keypoints": "`true`: every shape gets COCO keypoints (centre, left, "
     "top, right, bottom; hidden ones `v=1`) for the `fcos_keypoints` head; `null`: none",
+    "data.<split>.synthetic.styles": "paint every shape in one of this many identity styles "
+    "(pattern and colours; the annotation's `identity`) for the `fcos_embedding` head; `null`: "
+    "none",
+    "data.<split>.synthetic.first_style": "styles: the first style's number (`null`: 0); a "
+    "validation set of styles never seen in training starts after the training set's",
     "ema": "exponential moving average of the weights",
     "ema.enabled": "keep and evaluate an EMA of the weights",
     "ema.decay": "EMA decay",

@@ -86,6 +86,8 @@ class SyntheticConfig(_Section):
     identities: int | None = Field(None, gt=1)  # an ImageFolder of identities instead
     first_identity: int | None = Field(None, ge=0)
     keypoints: bool | None = None  # COCO keypoints on every shape (synthetic_keypoints.py)
+    styles: int | None = Field(None, gt=1)  # an identity style per shape (synthetic_styles.py)
+    first_style: int | None = Field(None, ge=0)
 
 
 class SamplerConfig(_Section):

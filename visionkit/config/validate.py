@@ -139,15 +139,15 @@ def _format_from_val(test: Any, val: Any) -> Any:
 
 def _spatial_heads(heads: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """The heads whose targets have a place in the image (boxes, masks, label maps: every
-    task but image-level classes), as ``name: head``; heads with a bad name are left out
-    (reported elsewhere)."""
+    task but image-level classes and identities), as ``name: head``; heads with a bad name
+    are left out (reported elsewhere)."""
     spatial = []
     for name, spec in heads.items():
         try:
             task = task_of(HEADS.component_class(spec["name"]))
         except (KeyError, TypeError, UnknownNameError):
             continue
-        if any(target != "class" for target in task.targets):
+        if any(target not in ("class", "identity") for target in task.targets):
             spatial.append(f"{name}: {spec['name']}")
     return spatial
 

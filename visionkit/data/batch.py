@@ -10,6 +10,9 @@ A dataset returns a *Sample* (before transforms), a dict with:
 - any of the targets the reader declares (its class attribute ``targets``) and was asked for:
 
   - ``class`` (int): the image-level class, contiguous ``0..C-1``;
+  - ``identity`` (int): the image's identity (the ``identities`` reader: a person, a shape
+    style), contiguous ``0..I-1``; its own key, so that a mix of sets never reads an identity
+    as a class;
   - ``boxes`` (float32 ``[N, 4]``, absolute-pixel xyxy) and ``labels`` (int64 ``[N]``,
     contiguous ``0..C-1``): the instances;
   - ``masks`` (uint8 ``[N, H, W]``, one binary mask per box, in the order of ``boxes``);
@@ -18,6 +21,8 @@ A dataset returns a *Sample* (before transforms), a dict with:
   - ``keypoints`` (float32 ``[N, K, 3]``, one row per box: x, y in pixel indices and the
     COCO visibility 0 / 1 / 2) with ``keypoint_flip`` (``[K]``, the keypoint each one
     becomes under a horizontal flip; :mod:`visionkit.data.keypoint_transforms`);
+  - ``identities`` (int64 ``[N]``, one per box: its index in the ``identity`` family, ``-1``
+    without one; :mod:`visionkit.data.readers.coco_identities`);
 - under ``on_bad_image: skip``, ``skipped``: the ``{"index", "path", "reason"}`` records of
   unreadable images this sample replaced (see :func:`visionkit.data.checks.read_or_skip`).
 
@@ -112,7 +117,8 @@ def collate(samples: Sequence[Sample], size_divisor: int = 32) -> dict[str, Any]
 
     Returns ``images`` float ``[B, 3, H, W]`` (H, W rounded up to ``size_divisor``),
     ``image_ids`` int64 ``[B]``, ``orig_sizes`` and ``image_sizes`` int64 ``[B, 2]``, ``class``
-    int64 ``[B]`` (``-1`` where an image has no class label; absent if none has), and
+    int64 ``[B]`` (``-1`` where an image has no class label; absent if none has), ``identity``
+    alike, and
     ``boxes`` / ``labels`` as per-image lists with ``has_boxes`` bool ``[B]`` when any has,
     ``masks`` as a per-image list of uint8 ``[N, H, W]`` padded to the batch size with
     ``has_masks`` bool ``[B]``, and ``semantic`` int64 ``[B, H, W]`` (padding and images
@@ -137,10 +143,9 @@ def collate(samples: Sequence[Sample], size_divisor: int = 32) -> dict[str, Any]
         "orig_sizes": torch.tensor([s["orig_size"] for s in samples], dtype=torch.long),
         "image_sizes": torch.tensor([s["image_size"] for s in samples], dtype=torch.long),
     }
-    if any("class" in s for s in samples):
-        batch["class"] = torch.tensor(
-            [s.get("class", IGNORE_CLASS) for s in samples], dtype=torch.long
-        )
+    for key in ("class", "identity"):  # image-level labels: -1 where an image has none
+        if any(key in s for s in samples):
+            batch[key] = torch.tensor([s.get(key, IGNORE_CLASS) for s in samples], dtype=torch.long)
     if any("boxes" in s for s in samples):
         batch["has_boxes"] = torch.tensor([("boxes" in s) for s in samples])
         batch["boxes"] = [s.get("boxes", torch.zeros(0, 4)) for s in samples]
@@ -160,6 +165,8 @@ def collate(samples: Sequence[Sample], size_divisor: int = 32) -> dict[str, Any]
         batch["has_semantic"] = torch.tensor([("semantic" in s) for s in samples])
     if any("keypoints" in s for s in samples):
         batch.update(collate_keypoints(samples))
+    if any("identities" in s for s in samples):
+        batch["identities"] = collate_identities(samples)
     skipped = [record for s in samples for record in s.get("skipped", ())]
     if skipped:  # images replaced under on_bad_image: skip (counted by the data module)
         batch["skipped"] = skipped
@@ -200,3 +207,24 @@ def collate_keypoints(samples: Sequence[Sample]) -> dict[str, Any]:
         "keypoints": [torch.as_tensor(p, dtype=torch.float32) for p in out],
         "has_keypoints": torch.tensor([("keypoints" in s) for s in samples]),
     }
+
+
+def collate_identities(samples: Sequence[Sample]) -> list[torch.Tensor]:
+    """Per image int64 ``[N]``: each box's identity index (``-1``: none, and for every box of
+    an image without ``identities``).
+
+    Raises:
+        DataError: an image's identities do not match its boxes (a multi-image step such as
+            ``MixUp`` added boxes without identities).
+    """
+    out = []
+    for s in samples:
+        boxes = len(s.get("boxes", ()))
+        ids = s.get("identities")
+        if ids is not None and len(ids) != boxes:
+            raise DataError(
+                f"image id {s['image_id']}: {len(ids)} identities for {boxes} boxes; "
+                "multi-image steps (Mosaic, MixUp, CopyPaste) do not carry identities"
+            )
+        out.append(torch.full((boxes,), -1) if ids is None else torch.as_tensor(ids))
+    return [t.to(torch.long) for t in out]

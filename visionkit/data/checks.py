@@ -72,6 +72,7 @@ ANNOTATION_KINDS = frozenset(
         "orphan annotation",
         "bad class",
         "bad keypoints",
+        "bad identity",
         "missing label file",
         "bad label file",
     }

@@ -20,7 +20,12 @@ from torch.utils.data import Dataset
 from visionkit.errors import DataError
 
 #: The Sample key that carries the labels of each label family.
-LABEL_KEYS: dict[str, str] = {"class": "class", "instances": "labels", "semantic": "semantic"}
+LABEL_KEYS: dict[str, str] = {
+    "class": "class",
+    "instances": "labels",
+    "semantic": "semantic",
+    "identity": "identity",
+}
 #: The key of label 0 of a semantic family made from COCO categories.
 BACKGROUND = "background"
 

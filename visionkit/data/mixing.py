@@ -36,7 +36,7 @@ from visionkit.errors import DataError, SampleError
 Probability = Annotated[float, pydantic.Field(ge=0, le=1)]
 #: The label keys of a Sample; two samples are mixed only when they carry the same ones
 #: (in a mixed dataset a classification image is never blended into a detection one).
-TARGETS = ("class", "boxes", "masks", "semantic")
+TARGETS = ("class", "identity", "boxes", "masks", "semantic")
 
 
 def targets_of(sample: dict[str, Any]) -> tuple[str, ...]:
@@ -92,7 +92,8 @@ class Mosaic:
         inputs = [self._inputs(s, k, most, with_masks) for k, s in enumerate(items)]
         out = self.compose(**inputs[0], mosaic_metadata=inputs[1:])
         image = out["image"]
-        result = {k: sample[k] for k in ("image_id", "orig_size", "path", "class") if k in sample}
+        kept = ("image_id", "orig_size", "path", "class", "identity")
+        result = {k: sample[k] for k in kept if k in sample}
         result["image"] = image
         ids = np.asarray(out["instance_ids"], np.int64).reshape(-1)
         if "boxes" in keys:
@@ -205,7 +206,7 @@ class MixUp:
             if sample.get(key) is not None:
                 out[key] = _joined(sample, partner, key)
         if r < 0.5:
-            out.update({k: partner[k] for k in ("semantic", "class") if k in partner})
+            out.update({k: partner[k] for k in ("semantic", "class", "identity") if k in partner})
         out["image_size"] = tuple(map(max, sample["image_size"], partner["image_size"]))
         return merge_skipped(out, partner)
 

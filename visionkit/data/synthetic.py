@@ -112,6 +112,8 @@ def make_shapes(
     max_shapes: int = 4,
     progress: bool = False,
     keypoints: bool = False,
+    styles: int | None = None,
+    first_style: int | None = None,
 ) -> Path:
     """Write the synthetic shapes dataset (COCO json + PNGs) into ``out_dir``.
 
@@ -126,6 +128,9 @@ def make_shapes(
         progress: show a progress bar (when ``tqdm`` is installed).
         keypoints: give every shape COCO keypoints (centre and extreme points;
             :mod:`visionkit.data.synthetic_keypoints`); recorded in ``info``.
+        styles: paint every shape in one of this many identity styles, numbered from
+            ``first_style`` (default 0), its annotation's ``identity``
+            (:mod:`visionkit.data.synthetic_styles`); recorded in ``info``.
 
     Returns:
         The path of ``annotations.json``.
@@ -149,6 +154,11 @@ def make_shapes(
         background = BACKGROUNDS[_background_index(seed, index)]
         rng = np.random.default_rng([seed, index])
         pixels, shapes = _render(rng, size, grid, background, min_shapes, max_shapes)
+        if styles:  # identities (synthetic_styles imports this module: imported here)
+            from visionkit.data.synthetic_styles import paint_styles
+
+            style_rng = np.random.default_rng([seed, index, 5])
+            numbers = paint_styles(style_rng, pixels, shapes, styles, first_style or 0)
         file_name = f"images/{index:06d}.png"
         Image.fromarray(pixels).save(root / file_name, format="PNG", compress_level=1)
         images.append(
@@ -160,10 +170,12 @@ def make_shapes(
                 "background": background,
             }
         )
-        for category_id, visible, points in shapes:
+        for k, (category_id, visible, points) in enumerate(shapes):
             annotation = _annotation(len(annotations) + 1, index, category_id, visible)
             if keypoints:
                 annotation.update(keypoint_fields(points, visible))
+            if styles:
+                annotation["identity"] = numbers[k]
             annotations.append(annotation)
 
     data = {
@@ -187,6 +199,8 @@ def make_shapes(
         "images": images,
         "annotations": annotations,
     }
+    if styles:
+        data["info"].update(styles=int(styles), first_style=first_style)
     if keypoints:
         data["info"]["keypoints"] = True
         data["categories"] = keypoint_categories(data["categories"])

@@ -418,7 +418,7 @@ def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
 
     Output keys: ``image`` float ``[3, H, W]``, ``image_id``, ``orig_size``, ``image_size``
     (the ``(H, W)`` of the image content, top-left: ``[H, W]`` less the bottom/right padding
-    of the pipeline's ``Pad`` / ``PadIfNeeded`` steps, see :func:`content_size`), and, when present in the input, ``class``, ``boxes`` (float32 ``[N, 4]`` xyxy in the
+    of the pipeline's ``Pad`` / ``PadIfNeeded`` steps, see :func:`content_size`), and, when present in the input, ``class``, ``identity``, ``boxes`` (float32 ``[N, 4]`` xyxy in the
     transformed image), ``labels`` (int64 ``[N]``), ``masks`` (uint8 ``[N, H, W]``, one per
     kept box) and ``semantic`` (int64 ``[H, W]``).
     """
@@ -451,8 +451,9 @@ def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
         "orig_size": tuple(int(s) for s in sample["orig_size"]),
         "image_size": content_size(sample["image"].shape[:2], applied, size),
     }
-    if "class" in sample:
-        result["class"] = int(sample["class"])
+    for key in ("class", "identity"):  # image-level labels: a class, an identity
+        if key in sample:
+            result[key] = int(sample[key])
     if has_boxes:
         result["boxes"] = torch.as_tensor(np.asarray(out["bboxes"], np.float32).reshape(-1, 4))
         result["labels"] = torch.as_tensor(np.asarray(out["labels"], np.int64).reshape(-1))
@@ -468,4 +469,7 @@ def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
     if points is not None:  # [N, K, 3] of the kept boxes, flip pairs swapped
         kept = np.asarray(out["instance_ids"], np.int64).reshape(-1)
         result["keypoints"] = keypoint_outputs(sample, out["keypoints"], kept, size)
+    if sample.get("identities") is not None:  # [N] per box: the kept boxes' identities
+        kept = np.asarray(out["instance_ids"], np.int64).reshape(-1)
+        result["identities"] = torch.as_tensor(np.asarray(sample["identities"], np.int64)[kept])
     return result

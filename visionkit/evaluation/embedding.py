@@ -203,7 +203,7 @@ class EmbeddingEvaluator(nn.Module):
     @torch.no_grad()
     def process(self, batch: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
         """``predictions``: this head's per-image dicts, each with ``embedding`` [D]."""
-        labels = batch.get("class")
+        labels = batch.get("identity")
         if labels is None or not predictions:
             return
         labels = torch.as_tensor(labels).reshape(-1).tolist()

@@ -9,8 +9,9 @@ your own); no other module branches on task names.
 
 >>> TASKS["detection"].labels, TASKS["detection"].targets, TASKS["detection"].main_metric
 ('instances', ('boxes',), 'mAP')
->>> sorted(TASKS)
-['classification', 'detection', 'embedding', 'instance', 'keypoints', 'semantic']
+>>> sorted(TASKS)  # doctest: +NORMALIZE_WHITESPACE
+['classification', 'detection', 'detection_embedding', 'embedding', 'instance', 'keypoints',
+ 'semantic']
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch import nn
 from visionkit.data.batch import IGNORE_PIXEL
 from visionkit.evaluation.classification import ClassificationEvaluator
 from visionkit.evaluation.coco import CocoEvaluator
+from visionkit.evaluation.detection_embedding import detection_embedding_evaluator
 from visionkit.evaluation.embedding import EmbeddingEvaluator, merge_embeddings
 from visionkit.evaluation.ground_truth import (
     box_truth,
@@ -52,8 +54,8 @@ class TaskSpec:
             ``"semantic"`` (label-map classes, background first), ``"identity"`` (people or
             objects to recognise: an embedding head's training identities).
         targets: the Sample targets a head of this task learns from (``"class"``,
-            ``"boxes"``, ``"masks"``, ``"semantic"``); readers are asked for them and batches
-            keep them.
+            ``"identity"``, ``"boxes"``, ``"masks"``, ``"semantic"``); readers are asked for
+            them and batches keep them.
         evaluator: builds the evaluator of a head on one validation set, or returns ``None``
             when that set cannot evaluate it (e.g. no COCO annotation file). Default: none.
         main_metric: the metric that sums up a head (``<head>/<main_metric>``; it counts in
@@ -152,6 +154,14 @@ TASKS: dict[str, TaskSpec] = {
         progress_bar=("mAP", "kpt_mAP"),
         ground_truth=box_truth,
     ),
+    "detection_embedding": TaskSpec(  # heads/fcos_embedding.py, evaluation/detection_embedding.py
+        labels="instances",
+        targets=("boxes", "identities"),
+        evaluator=detection_embedding_evaluator,
+        main_metric="mAP",
+        progress_bar=("mAP", "id_auc"),
+        ground_truth=box_truth,
+    ),
     "semantic": TaskSpec(
         labels="semantic",
         targets=("semantic",),
@@ -163,7 +173,7 @@ TASKS: dict[str, TaskSpec] = {
     ),
     "embedding": TaskSpec(
         labels="identity",
-        targets=("class",),
+        targets=("identity",),
         evaluator=lambda prefix, head, dataset, ids: EmbeddingEvaluator(prefix, dataset),
         main_metric="auc",
         progress_bar=("auc", "recall@1"),

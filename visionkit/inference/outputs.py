@@ -31,7 +31,8 @@ def coco_results(
 ) -> list[dict[str, Any]]:
     """One image's box (and instance-mask) predictions as COCO results entries: ``image_id``,
     ``category_id`` of the training file, ``bbox`` in xywh, ``score``, the ``head`` and class
-    ``name``, and ``segmentation`` as RLE when the head predicts masks."""
+    ``name``, and ``segmentation`` as RLE when the head predicts masks (``keypoints``,
+    ``embedding``: a detection's keypoints / unit vector, for the heads that predict them)."""
     from pycocotools import mask as mask_utils
 
     entries = []
@@ -56,6 +57,8 @@ def coco_results(
                 entry["keypoints"] = [
                     round(float(v), 3) for v in result["keypoints"][i].reshape(-1)
                 ]
+            if result.get("embeddings") is not None:  # fcos_embedding: the unit vector
+                entry["embedding"] = [round(float(v), 5) for v in result["embeddings"][i]]
             if masks is not None:
                 rle = mask_utils.encode(np.asfortranarray(masks[i].cpu().numpy().astype(np.uint8)))
                 entry["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode()}

@@ -67,10 +67,10 @@ def test_every_loss_trains_and_unlabelled_batches_keep_the_graph(loss):
     head = EmbeddingHead([8], num_classes=3, embedding_dim=4, loss=loss)
     features = [torch.rand(6, 8, 4, 4)]
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    value = head.loss(head(features), {"class": labels})[loss]
+    value = head.loss(head(features), {"identity": labels})[loss]
     assert torch.isfinite(value) and value.item() > 0
     value.backward()
-    none = head.loss(head(features), {"class": torch.full((6,), -1)})[loss]
+    none = head.loss(head(features), {"identity": torch.full((6,), -1)})[loss]
     assert none.item() == 0.0 and none.requires_grad
 
 
@@ -79,8 +79,8 @@ def test_arcface_needs_identities_and_refuses_unknown_training_labels():
         EmbeddingHead([8], loss="arcface")
     head = EmbeddingHead([8], num_classes=2, embedding_dim=4)
     with pytest.raises(DataError, match="identity label 5"):
-        head.loss(head([torch.rand(2, 8, 2, 2)]), {"class": torch.tensor([0, 5])})
+        head.loss(head([torch.rand(2, 8, 2, 2)]), {"identity": torch.tensor([0, 5])})
     head.eval()  # validation identities are new: the triplet loss, which needs no vectors
     z = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
-    value = head.loss({"embedding": z}, {"class": torch.tensor([7, 7, 9])})["arcface"]
+    value = head.loss({"embedding": z}, {"identity": torch.tensor([7, 7, 9])})["arcface"]
     assert value.item() == pytest.approx(0.15, abs=1e-5)

@@ -34,6 +34,8 @@ SMALL = {  # small widths where a head has them; score_thresh 0 so that detectio
     "hidden_dims": [8],
     "score_thresh": 0.0,
     "detections_per_img": 10,
+    "num_identities": 4,
+    "embedding_dim": 8,
 }
 BOX = torch.tensor([[8.0, 12.0, 40.0, 44.0]])
 
@@ -71,7 +73,7 @@ def targets(task: str, empty: bool = False) -> dict[str, Any]:
     h, w = SIZE
     if task in ("classification", "embedding"):  # image-level classes / identities
         labels = [IGNORE_CLASS] * BATCH if empty else [1, 2]
-        return {"class": torch.tensor(labels)}
+        return {("class" if task == "classification" else "identity"): torch.tensor(labels)}
     if task == "semantic":
         semantic = torch.full((BATCH, h, w), IGNORE_PIXEL if empty else 0, dtype=torch.long)
         if not empty:
@@ -95,6 +97,8 @@ def targets(task: str, empty: bool = False) -> dict[str, Any]:
         points = torch.stack([8 + 32 * grid, 12 + 32 * grid.flip(0), torch.full((17,), 2.0)], 1)
         keypoints = [points.expand(len(b), 17, 3).clone() for b in boxes]
         batch |= {"keypoints": keypoints, "has_keypoints": torch.ones(BATCH, dtype=torch.bool)}
+    if task == "detection_embedding":  # identities 1 and 3 of the head's 4
+        batch["identities"] = [torch.full((len(b),), 1 + 2 * i) for i, b in enumerate(boxes)]
     return batch
 
 
@@ -131,7 +135,7 @@ HEAD_NAMES = list_heads()
 
 
 def test_every_registered_head_is_checked():
-    assert len(HEAD_NAMES) == 9  # 7, embedding and fcos_keypoints (issue 20)
+    assert len(HEAD_NAMES) == 10  # 7, embedding, fcos_keypoints and fcos_embedding (issue 20)
 
 
 @pytest.mark.parametrize("name", HEAD_NAMES)
@@ -179,6 +183,8 @@ def test_postprocess_gives_one_prediction_per_image_with_the_documented_keys(nam
             )
             if head.task == "keypoints":
                 keys |= {"keypoints", "keypoint_names", "skeleton"}
+            if head.task == "detection_embedding":
+                keys |= {"embeddings"}
             assert set(prediction) == keys
             k = len(prediction["scores"])
             assert 0 < k <= SMALL["detections_per_img"]
@@ -192,6 +198,8 @@ def test_postprocess_gives_one_prediction_per_image_with_the_documented_keys(nam
                 assert prediction["masks"].dtype == torch.bool
             if head.task == "keypoints":
                 assert prediction["keypoints"].shape == (k, head.num_keypoints, 3)
+            if head.task == "detection_embedding":
+                assert prediction["embeddings"].shape == (k, head.embedding_dim)
 
 
 @pytest.mark.parametrize("name", HEAD_NAMES)

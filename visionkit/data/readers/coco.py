@@ -53,6 +53,7 @@ from visionkit.data.readers.coco_format import (
     valid_categories,
     valid_images,
 )
+from visionkit.data.readers.coco_identities import read_identities
 from visionkit.data.readers.coco_keypoints import attach_keypoints
 from visionkit.data.readers.segmentation_checks import check_segmentations
 from visionkit.errors import AnnotationError
@@ -82,8 +83,8 @@ class CocoDataset:
             default) is "when a head needs them": :func:`visionkit.build.build_dataset` sets
             it (see :attr:`target_flags`); left ``None``, it is off.
         semantic: whether samples carry a ``semantic`` label map; ``None`` as for ``masks``.
-        keypoints: whether samples carry ``keypoints`` (COCO keypoint format, checked by
-            :mod:`~visionkit.data.readers.coco_keypoints`); ``None`` as for ``masks``.
+        keypoints, identities: whether samples carry ``keypoints`` (COCO keypoint format) /
+            ``identities`` (checked by ``coco_keypoints`` / ``coco_identities``); as ``masks``.
         ignore_index: accepted so that older configs and checkpoints still load; ``iscrowd``
             regions of the ``semantic`` map are always
             :data:`~visionkit.data.batch.IGNORE_PIXEL` (another value is logged as unused).
@@ -102,7 +103,9 @@ class CocoDataset:
     #: The argument that names the dataset folder.
     location: ClassVar[str] = "images"
     #: The Sample targets it can produce.
-    targets: ClassVar[tuple[str, ...]] = ("boxes", "masks", "semantic", "class", "keypoints")
+    targets: ClassVar[tuple[str, ...]] = (
+        *("boxes", "masks", "semantic", "class", "keypoints", "identities"),
+    )
     #: Target → the flag argument that switches it on when a head needs it and the config
     #: leaves it ``None`` (``boxes`` are on by default: ``instances``; ``class`` needs a
     #: ``class_field``).
@@ -110,6 +113,7 @@ class CocoDataset:
         "masks": "masks",
         "semantic": "semantic",
         "keypoints": "keypoints",
+        "identities": "identities",
     }
 
     def __init__(
@@ -126,6 +130,7 @@ class CocoDataset:
         keep_negatives: bool = True,
         strict: bool = False,
         keypoints: bool | None = None,
+        identities: bool | None = None,
         *,
         image_check: Literal["header", "decode"] = "header",
     ) -> None:
@@ -185,6 +190,9 @@ class CocoDataset:
             self.keypoint_schema = attach_keypoints(
                 self.targets, annotations_list, categories, ids, report
             )
+        self.identities = bool(identities)
+        if self.identities:  # an identity index per box, the "identity" family
+            read_identities(self, annotations_list, report)
         if masks or semantic:  # the geometry pycocotools will decode (segmentation_checks)
             check_segmentations(self.images, self.targets, self._where, report)
         if class_field is not None:
@@ -477,6 +485,8 @@ class CocoDataset:
         if self.keypoints:
             sample["keypoints"] = self.targets[index]["keypoints"].copy()
             sample["keypoint_flip"] = self.keypoint_schema.flip
+        if self.identities:
+            sample["identities"] = self.targets[index]["identities"].copy()
         if self.semantic:
             sample["semantic"] = self.semantic_mask(index)
         if (self.masks or self.semantic) and image.shape[:2] != (info["height"], info["width"]):

@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from visionkit.data.batch import IMAGE_EXTENSIONS
+from visionkit.data.batch import IMAGE_EXTENSIONS, Sample
 from visionkit.data.readers.folder import ImageFolderDataset
 from visionkit.errors import DataError
 from visionkit.registry import DATASETS
@@ -31,7 +31,11 @@ from visionkit.registry import DATASETS
 
 @DATASETS.register("identities")
 class IdentityFolderDataset(ImageFolderDataset):
-    """Images in one sub-folder per identity; each Sample's ``class`` is its identity index.
+    """Images in one sub-folder per identity; each Sample's ``identity`` is its identity index.
+
+    The key is ``identity``, not ``class``: mixed with a classification set
+    (:class:`~visionkit.data.datasets.MixedDataset`), an identity is never read as an image
+    class, nor an image class as an identity.
 
     Args:
         root: the folder holding one sub-folder per identity.
@@ -48,7 +52,7 @@ class IdentityFolderDataset(ImageFolderDataset):
             against the training set's (:func:`visionkit.data.classes.match_classes`).
     """
 
-    targets: ClassVar[tuple[str, ...]] = ("class",)
+    targets: ClassVar[tuple[str, ...]] = ("identity",)
     unmatched_families: ClassVar[tuple[str, ...]] = ("identity",)
 
     def __init__(
@@ -65,6 +69,11 @@ class IdentityFolderDataset(ImageFolderDataset):
         self.label_names = {"identity": names}
         self.report.class_counts["identity"] = self.report.class_counts.pop("class")
         self.pairs = read_pairs(pairs, self) if pairs else None
+
+    def _load(self, index: int) -> Sample:
+        sample = super()._load(index)
+        sample["identity"] = sample.pop("class")
+        return sample
 
     def identities(self) -> list[int]:
         """The identity index of every sample, in index order (read without decoding, for

@@ -9,6 +9,7 @@ from visionkit.models.heads import (
     deeplabv3plus,
     embedding,
     fcos,
+    fcos_embedding,
     fcos_mask,
     keypoints,
     retinanet,
@@ -19,6 +20,7 @@ from visionkit.models.heads.classification import ClassificationHead
 from visionkit.models.heads.deeplabv3plus import DeepLabV3PlusHead
 from visionkit.models.heads.embedding import EmbeddingHead
 from visionkit.models.heads.fcos import FCOSHead
+from visionkit.models.heads.fcos_embedding import FCOSEmbeddingHead
 from visionkit.models.heads.fcos_mask import FCOSMaskHead
 from visionkit.models.heads.keypoints import FCOSKeypointsHead
 from visionkit.models.heads.retinanet import RetinaNetHead
@@ -35,6 +37,7 @@ __all__ = [
     "ClassificationHead",
     "DeepLabV3PlusHead",
     "EmbeddingHead",
+    "FCOSEmbeddingHead",
     "FCOSHead",
     "FCOSKeypointsHead",
     "FCOSMaskHead",
@@ -45,6 +48,7 @@ __all__ = [
     "deeplabv3plus",
     "embedding",
     "fcos",
+    "fcos_embedding",
     "fcos_mask",
     "keypoints",
     "list_heads",

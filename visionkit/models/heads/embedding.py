@@ -176,12 +176,12 @@ class EmbeddingHead(nn.Module):
         return {"embedding": F.normalize(self.project(features[self.level]).float(), dim=1)}
 
     def loss(self, outputs: dict[str, Tensor], targets: dict[str, Any]) -> dict[str, Tensor]:
-        """The configured loss over the images whose identity (``targets["class"]``) is not
+        """The configured loss over the images whose identity (``targets["identity"]``) is not
         ``-1``; zero-weighted (every parameter kept in the graph) when there are none. In eval
         mode ArcFace / CosFace report the batch-hard triplet loss instead: validation
         identities (new people) have no class vector."""
         z = outputs["embedding"].float()
-        labels = targets.get("class")
+        labels = targets.get("identity")
         if labels is None:
             labels = torch.full(z.shape[:1], IGNORE_CLASS, dtype=torch.long, device=z.device)
         labels = torch.as_tensor(labels, device=z.device).reshape(-1)

@@ -1,0 +1,46 @@
+"""The multi-task benchmark of the new heads runs end to end in its quick form: four variants
+at one step budget, and each shared head's ratio to the base model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import multitask_new_heads
+
+
+def test_variants_keep_the_recipe_but_the_heads_and_sets_they_leave_out(tmp_path):
+    base = multitask_new_heads.variant_config(tmp_path, (), quick=True)
+    assert sorted(base["model"]["heads"]) == ["cls", "det", "seg"]
+    assert base["data"]["train"]["format"] == "coco"  # the shapes set alone, not a mix
+    assert base["data"]["train"]["images"] == str(tmp_path / "shapes" / "train")
+    assert "weight" not in base["data"]["train"]
+    full = multitask_new_heads.variant_config(tmp_path, ("pose", "emb"), quick=False)
+    assert sorted(full["model"]["heads"]) == ["cls", "det", "emb", "pose", "seg"]
+    assert sorted(full["data"]["val"]) == ["ids", "shapes"]
+    assert full["data"]["train"]["ids"]["root"] == str(tmp_path / "ids" / "train")
+    assert full["trainer"]["max_steps"] == 1800 and full["model"]["backbone"]["name"] == "resnet18"
+
+
+@pytest.mark.slow
+def test_quick_benchmark_reports_each_shared_heads_ratio(tmp_path):
+    out = tmp_path / "result.json"
+    argv = ["--quick", "--work", str(tmp_path), "--out", str(out)]
+    assert multitask_new_heads.main(argv) == 0
+    variants = json.loads(out.read_text())["variants"]
+    assert list(variants) == ["base", "+pose", "+emb", "+pose+emb"]
+    assert {v["steps"] for v in variants.values()} == {4}
+    shared = {"cls/top1", "det/mAP", "seg/mIoU"}
+    assert set(variants["base"]["ratio_to_base"]) == shared
+    assert "pose/kpt_mAP" in variants["+pose"]["metrics"]
+    assert "emb/auc" in variants["+emb"]["metrics"]
+    for result in variants.values():
+        metrics, ratios = result["metrics"], result["ratio_to_base"]
+        for key in shared:
+            base = variants["base"]["metrics"][key]
+            if base > 0:
+                assert ratios[key] == pytest.approx(metrics[key] / base, abs=1e-3)
+            else:  # no ratio to a base that scored 0
+                assert ratios[key] is None
+        assert result["met"] is all(r is not None and r >= 0.97 for r in ratios.values())
