@@ -154,8 +154,8 @@ def test_list_prints_the_registered_names_and_a_count(kind, capsys):
 def test_list_filters_with_an_fnmatch_pattern(capsys):
     assert main(["list", "heads", "fcos*"]) == 0
     out, err = capsys.readouterr()
-    assert out.splitlines() == ["fcos", "fcos_keypoints", "fcos_mask"]
-    assert "3 heads matching 'fcos*'" in err
+    assert out.splitlines() == ["fcos", "fcos_embedding", "fcos_keypoints", "fcos_mask"]
+    assert "4 heads matching 'fcos*'" in err
     assert main(["list", "backbones", "torchvision/resnet1?"]) == 0
     out, _ = capsys.readouterr()
     assert out.splitlines() == ["torchvision/resnet18"]
