@@ -3,6 +3,8 @@ albumentations with flip pairs, and collate."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -71,11 +73,33 @@ def test_flip_index_pairs_left_and_right():
     assert flip_index(KEYPOINT_NAMES) == [0, 3, 2, 1, 4]
 
 
-def test_shape_points_are_the_extreme_points():
-    points = shape_points("triangle", 50.0, 50.0, 10.0, 0.3)
-    assert points[1, 0] == points[:, 0].min() and points[3, 0] == points[:, 0].max()
-    assert points[2, 1] == points[:, 1].min() and points[4, 1] == points[:, 1].max()
-    assert points[0].tolist() == [50.0, 50.0]
+@pytest.mark.parametrize("name", ["square", "triangle"])
+def test_shape_points_lie_on_the_outline_straight_out_from_the_centre(name):
+    sides = 4 if name == "square" else 3
+    for rotation in np.linspace(0.0, 2.0 * math.pi, 37):  # ties of vertices included (45°)
+        points = shape_points(name, 50.0, 50.0, 10.0, rotation)
+        assert points[0].tolist() == [50.0, 50.0]
+        angles = rotation + 2.0 * math.pi * np.arange(sides) / sides
+        vx, vy = 10.0 * np.cos(angles), 10.0 * np.sin(angles)
+
+        def inside(x, y, vx=vx, vy=vy):  # the drawing's half-plane test (synthetic._shape)
+            return all(
+                (vx[(k + 1) % sides] - vx[k]) * (y - 50.0 - vy[k])
+                - (vy[(k + 1) % sides] - vy[k]) * (x - 50.0 - vx[k])
+                >= 0.0
+                for k in range(sides)
+            )
+
+        for (x, y), (dx, dy) in zip(points[1:], [(-1, 0), (0, -1), (1, 0), (0, 1)], strict=True):
+            assert inside(x - 1e-6 * dx, y - 1e-6 * dy) and not inside(x + 1e-6 * dx, y + 1e-6 * dy)
+        assert points[1, 1] == points[3, 1] == 50.0 and points[2, 0] == points[4, 0] == 50.0
+
+
+def test_shape_points_move_continuously_through_a_tie_of_vertices():
+    # a square at 45° has two leftmost vertices; its left point must not jump between them
+    before = shape_points("square", 50.0, 50.0, 10.0, math.pi / 4 - 1e-3)
+    after = shape_points("square", 50.0, 50.0, 10.0, math.pi / 4 + 1e-3)
+    assert np.abs(before - after).max() < 0.01
 
 
 def test_synthetic_shapes_with_keypoints_read_back(tmp_path):
@@ -84,8 +108,13 @@ def test_synthetic_shapes_with_keypoints_read_back(tmp_path):
     rows = np.concatenate([t["keypoints"] for t in ds.targets])
     assert rows.shape[1:] == (5, 3) and set(np.unique(rows[..., 2])) <= {1.0, 2.0}
     boxes = np.concatenate([t["boxes"] for t in ds.targets])
-    # the left / right extreme points lie on the box's sides (within a pixel: visible box)
-    assert np.all(rows[:, 1, 0] <= boxes[:, 0] + 1.0) and np.all(rows[:, 3, 0] >= boxes[:, 2] - 2.0)
+    # visible left / right points lie in the box's x range (the box is that of the visible
+    # pixels: a visible point is within 2 px of one), on the centre's row
+    left, right = rows[:, 1, 2] == 2, rows[:, 3, 2] == 2
+    assert left.any() and right.any()
+    assert np.all(rows[left, 1, 0] >= boxes[left, 0] - 2.5)
+    assert np.all(rows[right, 3, 0] <= boxes[right, 2] + 2.5)
+    assert np.all(rows[:, 1, 0] <= rows[:, 0, 0]) and np.allclose(rows[:, 1, 1], rows[:, 0, 1])
 
 
 def test_horizontal_flip_mirrors_and_swaps_pairs(tmp_path):

@@ -267,3 +267,28 @@ def test_a_named_annotation_file_turns_generation_off(tmp_path: Path) -> None:
     # without an annotation file, the same spec generates the shapes there
     spec.pop("annotations")
     assert len(build_dataset(spec)) == 4
+
+
+def test_a_folder_of_an_older_format_version_is_generated_again(tmp_path: Path) -> None:
+    """Keypoints changed meaning in format 2 (tests/data/test_keypoints_data.py): a folder
+    generated before is replaced when a config asks for it, one of the current version kept."""
+    from visionkit.build import build_dataset
+
+    spec = {
+        "format": "coco",
+        "images": str(tmp_path / "kp"),
+        "synthetic": {"num_images": 3, "size": 32, "keypoints": True},
+    }
+    build_dataset(spec)
+    path = tmp_path / "kp" / "annotations.json"
+    data = json.loads(path.read_text())
+    data["info"]["format_version"] = 1
+    data["annotations"][0]["keypoints"] = [0.0] * 15
+    path.write_text(json.dumps(data))
+    build_dataset(spec)
+    regenerated = json.loads(path.read_text())
+    assert regenerated["info"]["format_version"] == 2
+    assert regenerated["annotations"][0]["keypoints"] != [0.0] * 15
+    stamp = path.stat().st_mtime_ns
+    build_dataset(spec)
+    assert path.stat().st_mtime_ns == stamp

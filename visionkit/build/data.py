@@ -26,7 +26,7 @@ from visionkit.config import (
 )
 from visionkit.data.classes import class_lists, class_source, classes_of, match_classes
 from visionkit.data.datasets import MixedDataset
-from visionkit.data.synthetic import GENERATOR, make_shapes
+from visionkit.data.synthetic import FORMAT_VERSION, GENERATOR, make_shapes
 from visionkit.data.synthetic_identities import make_identities, needs_generation
 from visionkit.data.transforms import build_pipeline, pipeline_steps
 from visionkit.errors import CheckpointError, ConfigError, DataError
@@ -161,6 +161,8 @@ def _needs_generation(root: Path, params: Mapping[str, Any]) -> bool:
         return False
     if info.get("generator") != GENERATOR:
         return False
+    if info.get("format_version") != FORMAT_VERSION:
+        return True
     return any(info.get(key) != value for key, value in params.items())
 
 

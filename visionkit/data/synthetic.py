@@ -92,7 +92,10 @@ CATEGORIES: tuple[str, ...] = ("circle", "square", "triangle")
 BACKGROUNDS: tuple[str, ...] = ("plain", "gradient", "noise", "stripes")
 
 GENERATOR = "visionkit.data.synthetic.make_shapes"
-FORMAT_VERSION = 1
+#: 2: keypoints on the outline straight left / top / right / bottom of the centre (1: the
+#: extreme vertices, ambiguous where two tie); a generated folder of an older version is
+#: generated again when a config asks for it.
+FORMAT_VERSION = 2
 MIN_VISIBLE_FRACTION = 0.5
 MIN_VISIBLE_PIXELS = 16
 MAX_PLACEMENT_TRIES = 20
@@ -126,7 +129,7 @@ def make_shapes(
         min_shapes: fewest shapes per image (0 allows images without annotations).
         max_shapes: most shapes per image.
         progress: show a progress bar (when ``tqdm`` is installed).
-        keypoints: give every shape COCO keypoints (centre and extreme points;
+        keypoints: give every shape COCO keypoints (centre and outline points;
             :mod:`visionkit.data.synthetic_keypoints`); recorded in ``info``.
         styles: paint every shape in one of this many identity styles, numbered from
             ``first_style`` (default 0), its annotation's ``identity``

@@ -1,11 +1,14 @@
 """Keypoints of the shapes dataset (``make_shapes(..., keypoints=True)``,
 ``visionkit make-shapes --keypoints``, ``synthetic: {keypoints: true}``).
 
-Every shape gets the same five keypoints, in the COCO keypoint format: its ``center`` and its
-extreme points ``left``, ``top``, ``right``, ``bottom`` (the vertex of a square or triangle
-that reaches furthest in that direction, the point of the circle on that side). They are
-computed from the exact geometry the shape was drawn from, so an occluded keypoint still has
-its true position. Each category gets :data:`KEYPOINT_NAMES` and :data:`SKELETON` (the
+Every shape gets the same five keypoints, in the COCO keypoint format: its ``center`` and the
+points of its outline straight ``left``, ``top``, ``right`` and ``bottom`` of the centre
+(where a ray from the centre in that image direction leaves the shape). On a circle those are
+its extreme points. They are not the extreme *vertices* of squares and triangles on purpose:
+when two vertices tie (a square rotated by 45°), the extreme vertex jumps from one to the
+other under a rotation of a fraction of a degree, a label that no model can learn, while the
+ray's point moves continuously with the rotation. They are computed from the exact geometry
+the shape was drawn from, so an occluded keypoint still has its true position. Each category gets :data:`KEYPOINT_NAMES` and :data:`SKELETON` (the
 centre joined to each extreme point); ``left`` and ``right`` are the flip pair.
 
 Visibility (COCO's): ``2`` when the shape's own visible pixels reach within
@@ -42,15 +45,21 @@ VISIBLE_RADIUS = 2.0
 def shape_points(name: str, cx: float, cy: float, radius: float, rotation: float) -> np.ndarray:
     """float64 ``[5, 2]`` (x, y) of :data:`KEYPOINT_NAMES` for the shape drawn with these
     parameters (continuous image coordinates; see ``_shape`` in
-    :mod:`visionkit.data.synthetic`: circles have radius ``0.85 * radius``)."""
+    :mod:`visionkit.data.synthetic`: circles have radius ``0.85 * radius``, squares and
+    triangles are regular polygons of circumradius ``radius`` with a vertex at angle
+    ``rotation``)."""
+    directions = np.array([math.pi, -0.5 * math.pi, 0.0, 0.5 * math.pi])  # left top right bottom
     if name == "circle":
-        r = 0.85 * radius
-        return np.array([[cx, cy], [cx - r, cy], [cx, cy - r], [cx + r, cy], [cx, cy + r]])
-    sides = 4 if name == "square" else 3
-    angles = rotation + 2.0 * math.pi * np.arange(sides) / sides
-    xs, ys = cx + radius * np.cos(angles), cy + radius * np.sin(angles)
-    pick = [np.argmin(xs), np.argmin(ys), np.argmax(xs), np.argmax(ys)]
-    return np.array([[cx, cy], *([xs[k], ys[k]] for k in pick)])
+        reach = np.full(4, 0.85 * radius)
+    else:
+        # a regular n-gon's outline at angle phi from the centre: apothem / cos(angle to the
+        # normal of the edge it crosses); edge normals lie half-way between the vertices
+        sector = 2.0 * math.pi / (4 if name == "square" else 3)
+        offset = np.mod(directions - rotation, sector) - sector / 2
+        reach = radius * math.cos(sector / 2) / np.cos(offset)
+    xs = cx + reach * np.cos(directions)
+    ys = cy + reach * np.sin(directions)
+    return np.array([[cx, cy], *zip(xs, ys, strict=True)])
 
 
 def keypoint_fields(points: np.ndarray, visible: np.ndarray) -> dict[str, Any]:
