@@ -25,7 +25,8 @@ from visionkit.cli import main
 from visionkit.errors import ExportError
 from visionkit.export import export
 from visionkit.export import standalone as standalone_module
-from visionkit.export.end_to_end import head_kind
+from visionkit.export.end_to_end import NmsSettings, head_kind, output_layout, reference_outputs
+from visionkit.export.onnx import onnx_session
 from visionkit.inference.onnx_runtime import OnnxPredictor
 
 SIZE = 64
@@ -290,6 +291,135 @@ def test_a_bottom_right_padded_detector_and_a_center_cropped_classifier_run_stan
             np.testing.assert_array_equal(got["seg"]["mask"], ref["seg"]["mask"].numpy())
 
 
+# fcos_keypoints, fcos_embedding and embedding heads in one model: per-detection keypoints and
+# embeddings, and one embedding per image
+POSE_HEADS = {
+    "kp": {"name": "fcos_keypoints", "num_classes": 2, "num_convs": 1, "num_keypoints": 3,
+           "kpt_convs": 1},
+    "reid": {"name": "fcos_embedding", "num_classes": 2, "num_convs": 1, "emb_convs": 1,
+             "embedding_dim": 8, "loss": "supcon"},
+    "emb": {"name": "embedding", "num_classes": 3, "embedding_dim": 8},
+}  # fmt: skip
+POSE_LABELS = {"instances": ["a", "b"]}
+DETECTION_ROWS = ("boxes", "scores", "labels", "batch_index")
+
+
+def pose_model() -> visionkit.VisionModel:
+    """:func:`tiny_model` with :data:`POSE_HEADS`; the keypoint offsets drawn wider, so that
+    keypoints of neighbouring points differ by pixels, not hundredths."""
+    model = tiny_model(POSE_HEADS, POSE_LABELS)
+    with torch.no_grad():
+        model.heads["kp"].kpt_pred.weight.normal_(0.0, 0.05)
+    return model
+
+
+@pytest.fixture(scope="module")
+def pose_exported(tmp_path_factory):
+    model = pose_model()
+    path = tmp_path_factory.mktemp("e2e_pose") / "pose.onnx"
+    report = export(
+        model, "onnx", path, nms=True, conf=CONF, iou=IOU, max_det=MAX_DET, exporter="torchscript"
+    )
+    return model, path, report
+
+
+def sorted_rows(pred: dict, keys: tuple[str, ...]) -> dict:
+    """The arrays of ``keys`` of one image's detections, rows sorted by (label, x1, y1)."""
+    arrays = {k: np.asarray(pred[k]) for k in keys}
+    boxes = arrays["boxes"]
+    order = np.lexsort((boxes[:, 1], boxes[:, 0], arrays["labels"]))
+    return {k: v[order] for k, v in arrays.items()}
+
+
+def test_keypoint_and_embedding_heads_export_their_outputs_end_to_end(pose_exported):
+    model, path, report = pose_exported
+    assert report.check.ok and report.check.overall <= 1e-4, report.check.table()
+    expected = [f"kp.{k}" for k in (*DETECTION_ROWS, "keypoints")]
+    expected += [f"reid.{k}" for k in (*DETECTION_ROWS, "embeddings")] + ["emb.embedding"]
+    assert report.output_names == expected
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    e2e = json.loads(props["visionkit.end_to_end"])
+    assert e2e["kinds"] == {"kp": "keypoints", "reid": "detection_embedding", "emb": "embedding"}
+    assert set(e2e["nms"]) == {"kp", "reid"}
+    layout = {o["name"]: (o["shape"], o["dtype"]) for o in e2e["outputs"]}
+    assert list(layout) == expected
+    assert layout["kp.keypoints"] == (["N", 3, 3], "float32")
+    assert layout["reid.embeddings"] == (["N", 8], "float32")
+    assert layout["emb.embedding"] == (["B", 8], "float32")
+    assert layout["kp.boxes"] == (["N", 4], "float32")
+
+
+def test_onnxruntime_keypoints_and_embeddings_are_the_heads_postprocess(pose_exported):
+    """The graph's outputs on a batch of two against reference_outputs (the heads' own
+    postprocess): same detections and labels, keypoints and embeddings to 1e-4."""
+    model, path, _ = pose_exported
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
+    settings = NmsSettings(conf=CONF, iou=IOU, max_det=MAX_DET)
+    layout = output_layout(model, settings)
+    names = [o["name"] for o in layout]
+    with torch.no_grad():
+        ref = dict(zip(names, reference_outputs(model, settings, images), strict=True))
+    session = onnx_session(path)
+    feed = {"images": images.numpy(), "image_sizes": np.array([[SIZE, SIZE]] * 2, np.int64)}
+    got = dict(zip(names, session.run(names, feed), strict=True))
+    for head, extra in (("kp", "keypoints"), ("reid", "embeddings")):
+        keys = (*DETECTION_ROWS, extra)
+        for i in range(2):
+            r = {k: ref[f"{head}.{k}"].numpy() for k in keys}
+            g = {k: got[f"{head}.{k}"] for k in keys}
+            r = sorted_rows({k: v[r["batch_index"] == i] for k, v in r.items()}, keys)
+            g = sorted_rows({k: v[g["batch_index"] == i] for k, v in g.items()}, keys)
+            assert 0 < len(r["labels"]) == len(g["labels"]) <= MAX_DET
+            np.testing.assert_array_equal(g["labels"], r["labels"])
+            np.testing.assert_allclose(g["boxes"], r["boxes"], atol=1e-3)
+            assert g[extra].dtype == np.float32 and g[extra].shape == r[extra].shape
+            np.testing.assert_allclose(g[extra], r[extra], atol=1e-4)
+    np.testing.assert_allclose(got["emb.embedding"], ref["emb.embedding"].numpy(), atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(got["emb.embedding"], axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got["reid.embeddings"], axis=1), 1.0, atol=1e-5)
+
+
+def test_the_standalone_predictor_returns_keypoints_and_embeddings_without_torch(
+    pose_exported, tmp_path
+):
+    model, path, _ = pose_exported
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(2)]
+    files = []
+    for i, image in enumerate(images):
+        files.append(str(tmp_path / f"image{i}.png"))
+        Image.fromarray(image).save(files[-1])
+    out = tmp_path / "result.npz"
+    code = (
+        "import numpy as np, standalone\n"
+        f"predictor = standalone.Predictor({str(path)!r})\n"
+        f"images = [standalone.read_image(f) for f in {files!r}]\n"
+        "results = predictor.predict(images, batch_size=2)\n"
+        "arrays = {f'{i}.{h}.{k}': np.asarray(v) for i, r in enumerate(results)\n"
+        "          for h, d in r.items() for k, v in d.items() if k != 'names'}\n"
+        f"np.savez({str(out)!r}, **arrays)\n"
+        "import json\n"
+        "json.dumps([standalone.to_json(r) for r in results])\n"
+        "assert sys.modules['torch'] is None and 'visionkit.export' not in sys.modules\n"
+    )
+    done = run_standalone(tmp_path, code)
+    assert done.returncode == 0, done.stderr
+    got = np.load(out)
+    reference = model.predict(images, conf=CONF, iou=IOU, max_det=MAX_DET)
+    for i, ref in enumerate(reference):
+        for head, extra in (("kp", "keypoints"), ("reid", "embeddings")):
+            keys = ("boxes", "scores", "labels", extra)
+            r = sorted_rows({k: ref[head][k].numpy() for k in keys}, keys)
+            g = sorted_rows({k: got[f"{i}.{head}.{k}"] for k in keys}, keys)
+            assert 0 < len(r["labels"]) == len(g["labels"])
+            np.testing.assert_array_equal(g["labels"], r["labels"])
+            np.testing.assert_allclose(g["boxes"], r["boxes"], atol=1e-3)
+            assert g[extra].shape == r[extra].shape
+            np.testing.assert_allclose(g[extra], r[extra], atol=1e-4)
+        np.testing.assert_allclose(got[f"{i}.emb.embedding"], ref["emb"]["embedding"], atol=1e-4)
+        assert got[f"{i}.emb.embedding"].shape == (8,)
+
+
 def test_nms_options_are_checked_before_anything_is_loaded(tmp_path, capsys):
     model = tiny_model({"cls": {"name": "linear", "num_classes": 2}}, {"class": ["a", "b"]})
     with pytest.raises(ExportError, match="nms .* is for --format onnx, not 'torchscript'"):
@@ -309,6 +439,8 @@ def test_nms_options_are_checked_before_anything_is_loaded(tmp_path, capsys):
 
 def test_a_head_without_an_end_to_end_export_is_refused_by_name():
     with pytest.raises(ExportError, match="head 'emb' .* export it without --nms"):
+        head_kind("emb", torch.nn.Identity())
+    with pytest.raises(ExportError, match="fcos_keypoints, fcos_embedding, .* embedding, sem"):
         head_kind("emb", torch.nn.Identity())
 
 

@@ -15,7 +15,15 @@ and returns, per head (``<head>.<key>``, in head order):
   ``boxes`` float32 ``[N, 4]`` xyxy in the pixels of ``images``, ``scores`` float32 ``[N]``,
   ``labels`` int64 ``[N]``, ``batch_index`` int64 ``[N]`` (which image of the batch): the
   detections of every image, image by image, each image's by descending score;
+- keypoint heads (``fcos_keypoints``, kind ``"keypoints"``): the detection outputs, then
+  ``keypoints`` float32 ``[N, K, 3]`` of the same detections in the same order: x, y in the
+  pixels of ``images`` (the detection's point plus its offset) and the visibility
+  probability (sigmoid of its logit), as the head's ``postprocess`` without ``orig_sizes``;
+- detection + embedding heads (``fcos_embedding``, kind ``"detection_embedding"``): the
+  detection outputs, then ``embeddings`` float32 ``[N, D]`` (each detection's point's unit
+  vector);
 - classification heads (``linear``, ``mlp``): ``scores`` float32 ``[B, C]`` (softmax);
+- embedding heads (``embedding``): ``embedding`` float32 ``[B, D]``, each image's unit vector;
 - semantic heads (``semantic_fpn``, ``deeplabv3plus``): ``mask`` ``[B, H, W]`` (uint8 for up
   to 256 classes, else int64), the argmax of the logits upsampled bilinearly to ``H × W``.
 
@@ -24,7 +32,9 @@ best ``topk_candidates`` (point or anchor, class) pairs per level, those above `
 boxes decoded and clipped to ``image_sizes``, boxes under 0.01 px dropped, class-wise NMS at
 ``iou`` (one ``torchvision.ops.nms`` → ONNX ``NonMaxSuppression`` over the whole batch: each
 image's and class's boxes are shifted apart so that they never overlap), then the best
-``max_det`` per image.
+``max_det`` per image. Each detection's location (point or anchor) index is carried through
+these steps (:func:`detect_with_locations`), so that per-location outputs (keypoints,
+embeddings) are gathered for exactly the kept detections.
 """
 
 from __future__ import annotations
@@ -40,13 +50,26 @@ from torch import Tensor, nn
 
 from visionkit.errors import ExportError
 from visionkit.models.heads.classification import ClassificationHead
+from visionkit.models.heads.embedding import EmbeddingHead
 from visionkit.models.heads.fcos import FCOSHead
+from visionkit.models.heads.fcos_embedding import FCOSEmbeddingHead
+from visionkit.models.heads.keypoints import FCOSKeypointsHead
 from visionkit.models.heads.retinanet import RetinaNetHead, decode_boxes
 from visionkit.models.model import VisionModel
 
 SIZES_NAME = "image_sizes"
 MIN_BOX_SIZE = 1e-2  # as select_detections' remove_small_boxes
 DETECTION_KEYS = ("boxes", "scores", "labels", "batch_index")
+#: The kinds whose graph runs :func:`detect` (and bakes in :class:`NmsSettings`).
+DETECTION_KINDS = ("detection", "keypoints", "detection_embedding")
+OUTPUT_KEYS = {
+    "detection": DETECTION_KEYS,
+    "keypoints": (*DETECTION_KEYS, "keypoints"),
+    "detection_embedding": (*DETECTION_KEYS, "embeddings"),
+    "classification": ("scores",),
+    "embedding": ("embedding",),
+    "semantic": ("mask",),
+}
 
 
 @dataclass(frozen=True)
@@ -78,24 +101,32 @@ class NmsSettings:
 
 
 def head_kind(name: str, head: nn.Module) -> str:
-    """``"detection"``, ``"classification"`` or ``"semantic"``; :class:`ExportError` for a
-    head with no end-to-end export."""
+    """``"detection"``, ``"keypoints"``, ``"detection_embedding"``, ``"classification"``,
+    ``"embedding"`` or ``"semantic"``; :class:`ExportError` for a head with no end-to-end
+    export."""
+    if isinstance(head, FCOSKeypointsHead):
+        return "keypoints"
+    if isinstance(head, FCOSEmbeddingHead):
+        return "detection_embedding"
     if isinstance(head, (FCOSHead, RetinaNetHead)):
         return "detection"
     if isinstance(head, ClassificationHead):
         return "classification"
+    if isinstance(head, EmbeddingHead):
+        return "embedding"
     if getattr(head, "task", None) == "semantic" and hasattr(head, "output_stride"):
         return "semantic"
     raise ExportError(
         f"head {name!r} ({type(head).__name__}, task {getattr(head, 'task', None)!r}) has no "
-        "end-to-end ONNX export (--nms: fcos, fcos_mask, retinanet, linear, mlp, semantic_fpn, "
-        "deeplabv3plus); export it without --nms (raw outputs, decoded by OnnxPredictor)"
+        "end-to-end ONNX export (--nms: fcos, fcos_mask, fcos_keypoints, fcos_embedding, "
+        "retinanet, linear, mlp, embedding, semantic_fpn, deeplabv3plus); export it without "
+        "--nms (raw outputs, decoded by OnnxPredictor)"
     )
 
 
 def output_keys(kind: str) -> tuple[str, ...]:
     """The outputs of a head of ``kind``."""
-    return {"detection": DETECTION_KEYS, "classification": ("scores",), "semantic": ("mask",)}[kind]
+    return OUTPUT_KEYS[kind]
 
 
 def mask_dtype(head: nn.Module) -> torch.dtype:
@@ -111,11 +142,14 @@ def output_layout(model: VisionModel, settings: NmsSettings) -> list[dict[str, A
         shapes = {
             "boxes": (["N", 4], "float32"),
             "scores": (["N"], "float32")
-            if kind == "detection"
+            if kind in DETECTION_KINDS
             else (["B", int(getattr(head, "num_classes", 0))], "float32"),
             "labels": (["N"], "int64"),
             "batch_index": (["N"], "int64"),
             "mask": (["B", "H", "W"], str(mask_dtype(head)).removeprefix("torch.")),
+            "keypoints": (["N", int(getattr(head, "num_keypoints", 0)), 3], "float32"),
+            "embeddings": (["N", int(getattr(head, "embedding_dim", 0))], "float32"),
+            "embedding": (["B", int(getattr(head, "embedding_dim", 0))], "float32"),
         }
         for key in output_keys(kind):
             shape, dtype = shapes[key]
@@ -154,6 +188,20 @@ def detect(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``boxes [N, 4]``, ``scores [N]``, ``labels [N]``, ``batch_index [N]`` of a batch (see the
     module's docstring); ``padded`` is ``(H, W)`` of the batch tensor."""
+    return detect_with_locations(head, raw, image_sizes, padded, settings)[:4]
+
+
+def detect_with_locations(
+    head: nn.Module,
+    raw: Mapping[str, Tensor],
+    image_sizes: Tensor,
+    padded: Sequence[Any],
+    settings: Mapping[str, Any],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """:func:`detect`'s four outputs and int64 ``location [N]``: the index (into the head's
+    ``P`` points or anchors) of the location that produced each detection, carried through
+    the score filter, NMS and the ``max_det`` selection, so that ``raw[key][batch_index,
+    location]`` is a detection's per-location output."""
     scores, strides = _dense_scores(head, raw)
     batch, locations, num_classes = scores.shape
     k = settings["topk_candidates"]
@@ -175,6 +223,7 @@ def detect(
     keep = (score > settings["conf"]) & (wh[..., 0] >= MIN_BOX_SIZE) & (wh[..., 1] >= MIN_BOX_SIZE)
     image, slot = keep.nonzero().unbind(1)
     boxes, score, label = boxes[image, slot], score[image, slot], label[image, slot]
+    location = location[image, slot]
     # One NMS for every image and class: shift x by class and y by image, so that boxes of
     # different classes or images never overlap (exact IoU within one image and class).
     height, width = padded
@@ -191,7 +240,23 @@ def detect(
     top_score, top_index = table.topk(max_det, dim=1)
     row, col = (top_score > -0.5).nonzero().unbind(1)
     final = kept[top_index[row, col]]
-    return boxes[final], score[final], label[final], row
+    return boxes[final], score[final], label[final], row, location[final]
+
+
+def detection_extras(
+    kind: str, raw: Mapping[str, Tensor], batch_index: Tensor, location: Tensor
+) -> list[Tensor]:
+    """The per-detection outputs of a ``kind`` beyond the four of :func:`detect`, gathered at
+    each kept detection's image and location: ``keypoints [N, K, 3]`` (x, y in input pixels,
+    visibility probability) or ``embeddings [N, D]``; none for ``"detection"``."""
+    if kind == "keypoints":
+        xy = raw["points"].float()[location][:, None, :]  # [N, 1, 2]
+        xy = xy + raw["keypoint_offsets"].float()[batch_index, location]  # [N, K, 2]
+        visible = raw["keypoint_logits"].float().sigmoid()[batch_index, location]  # [N, K]
+        return [torch.cat([xy, visible[..., None]], dim=-1)]
+    if kind == "detection_embedding":
+        return [raw["embeddings"].float()[batch_index, location]]
+    return []
 
 
 def semantic_mask(head: nn.Module, raw: Mapping[str, Tensor]) -> Tensor:
@@ -216,7 +281,7 @@ class EndToEndModule(nn.Module):
         self.settings = {
             name: settings.of(head)
             for name, head in model.heads.items()
-            if self.kinds[name] == "detection"
+            if self.kinds[name] in DETECTION_KINDS
         }
 
     def forward(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, ...]:
@@ -224,11 +289,17 @@ class EndToEndModule(nn.Module):
         outputs: list[Tensor] = []
         for name, head in self.model.heads.items():
             kind = self.kinds[name]
-            if kind == "detection":
+            if kind in DETECTION_KINDS:
                 padded = images.shape[-2:]
-                outputs += detect(head, raw[name], image_sizes, padded, self.settings[name])
+                *found, location = detect_with_locations(
+                    head, raw[name], image_sizes, padded, self.settings[name]
+                )
+                outputs += found
+                outputs += detection_extras(kind, raw[name], found[3], location)
             elif kind == "classification":
                 outputs.append(raw[name]["logits"].float().softmax(dim=1))
+            elif kind == "embedding":
+                outputs.append(raw[name]["embedding"].float())
             else:
                 outputs.append(semantic_mask(head, raw[name]))
         return tuple(outputs)
@@ -245,6 +316,8 @@ def reference_outputs(model: VisionModel, settings: NmsSettings, images: Tensor)
         kind = head_kind(name, head)
         if kind == "classification":
             outputs.append(torch.stack([p["scores"] for p in head.postprocess(raw[name])]))
+        elif kind == "embedding":
+            outputs.append(torch.stack([p["embedding"] for p in head.postprocess(raw[name])]))
         elif kind == "semantic":
             masks = [p["mask"] for p in head.postprocess(raw[name], sizes)]
             outputs.append(torch.stack(masks).to(mask_dtype(head)))
@@ -253,10 +326,10 @@ def reference_outputs(model: VisionModel, settings: NmsSettings, images: Tensor)
             saved = head.score_thresh, head.nms_thresh, head.detections_per_img
             head.score_thresh, head.nms_thresh = baked["conf"], baked["iou"]
             head.detections_per_img = baked["max_det"]
-            try:  # FCOSHead's own postprocess for fcos_mask too: its boxes, not its masks
+            try:  # FCOSHead's own postprocess for fcos_mask: its boxes, not its masks
                 preds = (
                     FCOSHead.postprocess(head, raw[name], sizes)
-                    if isinstance(head, FCOSHead)
+                    if kind == "detection" and isinstance(head, FCOSHead)
                     else head.postprocess(raw[name], sizes)
                 )
             finally:
@@ -266,5 +339,9 @@ def reference_outputs(model: VisionModel, settings: NmsSettings, images: Tensor)
                 torch.cat([p["scores"] for p in preds]),
                 torch.cat([p["labels"] for p in preds]),
                 torch.cat([torch.full((len(p["labels"]),), i) for i, p in enumerate(preds)]),
+            ]
+            outputs += [
+                torch.cat([p[key] for p in preds]).float()
+                for key in output_keys(kind)[len(DETECTION_KEYS) :]
             ]
     return outputs

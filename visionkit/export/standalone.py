@@ -26,9 +26,12 @@ maps are cropped to the content and resized to the original by nearest neighbour
 resizes the logits bilinearly before the argmax, so pixels along class boundaries may differ).
 
 Results per head, like ``VisionModel.predict`` with NumPy arrays: detection ``{"boxes":
-float32 [K, 4] xyxy, "scores": [K], "labels": int64 [K], "names": list or None}``;
-classification ``{"label": int, "name": str or None, "scores": float32 [C]}``; semantic
-``{"mask": [H, W] at the original size, "names": list or None}``.
+float32 [K, 4] xyxy, "scores": [K], "labels": int64 [K], "names": list or None}``, plus
+``"keypoints"`` float32 ``[K, J, 3]`` (x, y scaled back like the boxes, visibility
+probability) for a keypoint head and ``"embeddings"`` float32 ``[K, D]`` (unit vectors) for a
+detection + embedding head; classification ``{"label": int, "name": str or None, "scores":
+float32 [C]}``; embedding ``{"embedding": float32 [D]}`` (a unit vector); semantic ``{"mask":
+[H, W] at the original size, "names": list or None}``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import numpy as np
 
 PREFIX = "visionkit."
 SIZE_DIVISOR = 32
+DETECTION_KEYS = ("boxes", "scores", "labels", "batch_index")
 RESIZES = ("Resize", "LongestMaxSize", "SmallestMaxSize")
 PADS = ("PadIfNeeded", "Pad")
 SUPPORTED = (*RESIZES, "CenterCrop", *PADS)
@@ -315,6 +319,8 @@ class Predictor:
             scores = raw[f"{head}.scores"][i].astype(np.float32)
             label = int(scores.argmax())
             return {"label": label, "name": names[label] if names else None, "scores": scores}
+        if kind == "embedding":
+            return {"embedding": raw[f"{head}.embedding"][i].astype(np.float32)}
         if kind == "semantic":
             mask = raw[f"{head}.mask"][i, : size[0], : size[1]]
             ys = np.minimum((np.arange(orig[0]) * size[0] / orig[0]).astype(np.int64), size[0] - 1)
@@ -326,12 +332,21 @@ class Predictor:
             np.float32,
         )
         labels = raw[f"{head}.labels"][mine].astype(np.int64)
-        return {
+        result: dict[str, Any] = {
             "boxes": raw[f"{head}.boxes"][mine].astype(np.float32) * scale,
             "scores": raw[f"{head}.scores"][mine].astype(np.float32),
             "labels": labels,
             "names": [names[k] for k in labels] if names else None,
         }
+        for out in self.outputs:  # per-detection extras: keypoints, embeddings
+            key = out["key"]
+            if out["head"] != head or key in DETECTION_KEYS or out["shape"][:1] != ["N"]:
+                continue
+            value = raw[out["name"]][mine].astype(np.float32)
+            if key == "keypoints":  # x, y like the boxes; the visibility as it is
+                value[..., :2] *= scale[:2]
+            result[key] = value
+        return result
 
 
 def _floats(value: Any) -> bool:

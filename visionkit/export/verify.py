@@ -226,14 +226,19 @@ def verify(
 
 
 def _canonical(layout: Sequence[dict[str, Any]], values: Sequence[Any]) -> list[np.ndarray]:
-    """End-to-end outputs with each detection head's rows sorted by (image, label, x1, y1),
-    so that detections of equal score in another order compare equal."""
+    """End-to-end outputs with each detection head's rows (its ``[N, ...]`` outputs: boxes,
+    scores, labels, batch_index, keypoints, embeddings) sorted by (image, label, x1, y1), so
+    that detections of equal score in another order compare equal."""
     arrays = [np.asarray(v.detach().cpu() if isinstance(v, Tensor) else v) for v in values]
-    for i, out in enumerate(layout):
+    for out in layout:
         if out["key"] == "boxes":
-            boxes, _, labels, image = arrays[i : i + 4]
+            rows = [j for j, o in enumerate(layout) if o["head"] == out["head"]]
+            rows = [j for j in rows if layout[j]["shape"][:1] == ["N"]]
+            by_key = {layout[j]["key"]: arrays[j] for j in rows}
+            boxes, labels, image = by_key["boxes"], by_key["labels"], by_key["batch_index"]
             order = np.lexsort((boxes[:, 1], boxes[:, 0], labels, image))
-            arrays[i : i + 4] = [a[order] for a in arrays[i : i + 4]]
+            for j in rows:
+                arrays[j] = arrays[j][order]
     return arrays
 
 
