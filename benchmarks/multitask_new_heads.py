@@ -82,13 +82,19 @@ def variant_config(work: Path, new_heads: tuple[str, ...], quick: bool) -> dict[
     return config
 
 
-def run(work: Path, steps: int | None = None, quick: bool = False) -> dict[str, Any]:
-    """Train every variant at the same step budget; their metrics and the shared heads'
-    ratios to ``base``."""
+def run(
+    work: Path,
+    steps: int | None = None,
+    quick: bool = False,
+    variants: tuple[str, ...] = tuple(VARIANTS),
+) -> dict[str, Any]:
+    """Train each of ``variants`` at the same step budget; their metrics and, when ``base`` is
+    among them, the shared heads' ratios to it."""
     from visionkit.engine.runner import train
 
     results: dict[str, Any] = {}
-    for variant, new_heads in VARIANTS.items():
+    for variant in variants:
+        new_heads = VARIANTS[variant]
         config = variant_config(work, new_heads, quick)
         if steps is not None:
             config["trainer"]["max_steps"] = steps
@@ -106,15 +112,8 @@ def run(work: Path, steps: int | None = None, quick: bool = False) -> dict[str, 
                 f"{h}/{m}": round(float(metrics[f"{h}/{m}"]), 4) for h, m in wanted.items()
             },
         }
-    base = results["base"]["metrics"]
-    for result in results.values():
-        ratios = {
-            key: round(value / base[key], 4) if base[key] > 0 else None
-            for key, value in result["metrics"].items()
-            if key in base
-        }
-        result["ratio_to_base"] = ratios
-        result["met"] = all(r is not None and r >= TARGET for r in ratios.values())
+    if "base" in results:
+        add_ratios(results)
     return {
         "case": "multitask_new_heads",
         "recipe": str(RECIPE.relative_to(REPO_ROOT)),
@@ -124,17 +123,58 @@ def run(work: Path, steps: int | None = None, quick: bool = False) -> dict[str, 
     }
 
 
+def add_ratios(results: dict[str, Any]) -> None:
+    """Each variant's ``ratio_to_base`` (shared heads' main metrics over ``base``'s) and
+    ``met``."""
+    base = results["base"]["metrics"]
+    for result in results.values():
+        ratios = {
+            key: round(value / base[key], 4) if base[key] > 0 else None
+            for key, value in result["metrics"].items()
+            if key in base
+        }
+        result["ratio_to_base"] = ratios
+        result["met"] = all(r is not None and r >= TARGET for r in ratios.values())
+
+
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """The results of several runs (``--variants`` subsets at the same steps) as one, with
+    the ratios to ``base``."""
+    parts = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    results: dict[str, Any] = {}
+    for part in parts:
+        results.update(part["variants"])
+    if len({r["steps"] for r in results.values()}) > 1:
+        raise SystemExit(f"--merge: the runs trained different step budgets: {paths}")
+    if "base" in results:
+        add_ratios(results)
+    return {**parts[0], "variants": {v: results[v] for v in VARIANTS if v in results}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.multitask_new_heads", description=__doc__
     )
     parser.add_argument("--steps", type=int, help="training steps of every variant")
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few steps")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=list(VARIANTS),
+        help="train only these (ratios need base); --merge joins the JSON of several runs",
+    )
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, help="join these --out files of runs of other variants"
+    )
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        result = run(args.work or Path(tmp), args.steps, args.quick)
+    if args.merge:
+        result = merge(args.merge)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run(args.work or Path(tmp), args.steps, args.quick, tuple(args.variants))
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

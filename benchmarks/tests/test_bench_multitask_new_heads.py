@@ -44,3 +44,25 @@ def test_quick_benchmark_reports_each_shared_heads_ratio(tmp_path):
             else:  # no ratio to a base that scored 0
                 assert ratios[key] is None
         assert result["met"] is all(r is not None and r >= 0.97 for r in ratios.values())
+
+
+def _part(tmp_path, name, variants):
+    path = tmp_path / name
+    path.write_text(json.dumps({"case": "multitask_new_heads", "variants": variants}))
+    return path
+
+
+def test_merge_joins_runs_of_other_variants_and_computes_the_ratios(tmp_path, capsys):
+    metrics = {"cls/top1": 0.8, "det/mAP": 0.5, "seg/mIoU": 0.9}
+    a = _part(tmp_path, "a.json", {"base": {"steps": 10, "metrics": metrics}})
+    worse = {"cls/top1": 0.8, "det/mAP": 0.48, "seg/mIoU": 0.9, "pose/kpt_mAP": 0.3}
+    b = _part(tmp_path, "b.json", {"+pose": {"steps": 10, "metrics": worse}})
+    out = tmp_path / "merged.json"
+    assert multitask_new_heads.main(["--merge", str(b), str(a), "--out", str(out)]) == 0
+    variants = json.loads(out.read_text())["variants"]
+    assert list(variants) == ["base", "+pose"]  # in the benchmark's order
+    assert variants["+pose"]["ratio_to_base"] == {"cls/top1": 1.0, "det/mAP": 0.96, "seg/mIoU": 1.0}
+    assert variants["+pose"]["met"] is False and variants["base"]["met"] is True
+    c = _part(tmp_path, "c.json", {"+emb": {"steps": 20, "metrics": metrics}})
+    with pytest.raises(SystemExit, match="different step budgets"):
+        multitask_new_heads.main(["--merge", str(a), str(c)])
