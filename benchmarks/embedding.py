@@ -66,6 +66,8 @@ def shapes_case(
     if quick:
         overrides += [
             "model.backbone.name=simple_cnn",
+            "data.train.synthetic.identities=16",
+            "model.heads.emb.num_classes=16",
             "data.train.synthetic.num_images=160",
             "data.val.synthetic.num_images=60",
             "trainer.max_steps=6",
