@@ -129,30 +129,42 @@ def sorted_detections(boxes, scores, labels):
     return boxes[order], scores[order], labels[order]
 
 
-def test_the_standalone_predictor_without_torch_gives_model_predict(exported, tmp_path):
-    model, path, _ = exported
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(3)]
+def predict_standalone(path, tmp_path, count, seed, extra):
+    """``count`` random images (``seed``) written as PNGs and predicted by the standalone
+    predictor of the export ``path`` in a subprocess without torch, which also runs the line
+    ``extra``; the images and the predictions as ``{"<image>.<head>.<key>": array}``."""
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(count)]
     files = []
     for i, image in enumerate(images):
         files.append(str(tmp_path / f"image{i}.png"))
         Image.fromarray(image).save(files[-1])
     out = tmp_path / "result.npz"
     code = (
-        "import numpy as np, standalone\n"
+        "import numpy as np, standalone, json\n"
         f"predictor = standalone.Predictor({str(path)!r})\n"
         f"images = [standalone.read_image(f) for f in {files!r}]\n"
         "results = predictor.predict(images, batch_size=2)\n"
         "arrays = {f'{i}.{h}.{k}': np.asarray(v) for i, r in enumerate(results)\n"
         "          for h, d in r.items() for k, v in d.items() if k != 'names'}\n"
         f"np.savez({str(out)!r}, **arrays)\n"
-        "import json\n"
-        "json.dump([r['det']['names'] for r in results], open('names.json', 'w'))\n"
+        f"{extra}\n"
         "assert sys.modules['torch'] is None and 'visionkit.export' not in sys.modules\n"
     )
     done = run_standalone(tmp_path, code)
     assert done.returncode == 0, done.stderr
-    got = np.load(out)
+    return images, np.load(out)
+
+
+def test_the_standalone_predictor_without_torch_gives_model_predict(exported, tmp_path):
+    model, path, _ = exported
+    images, got = predict_standalone(
+        path,
+        tmp_path,
+        3,
+        0,
+        "json.dump([r['det']['names'] for r in results], open('names.json', 'w'))",
+    )
     det = model.heads["det"]
     det.score_thresh, det.nms_thresh, det.detections_per_img = CONF, IOU, MAX_DET
     reference = model.predict(images)
@@ -383,28 +395,9 @@ def test_the_standalone_predictor_returns_keypoints_and_embeddings_without_torch
     pose_exported, tmp_path
 ):
     model, path, _ = pose_exported
-    rng = np.random.default_rng(4)
-    images = [rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(2)]
-    files = []
-    for i, image in enumerate(images):
-        files.append(str(tmp_path / f"image{i}.png"))
-        Image.fromarray(image).save(files[-1])
-    out = tmp_path / "result.npz"
-    code = (
-        "import numpy as np, standalone\n"
-        f"predictor = standalone.Predictor({str(path)!r})\n"
-        f"images = [standalone.read_image(f) for f in {files!r}]\n"
-        "results = predictor.predict(images, batch_size=2)\n"
-        "arrays = {f'{i}.{h}.{k}': np.asarray(v) for i, r in enumerate(results)\n"
-        "          for h, d in r.items() for k, v in d.items() if k != 'names'}\n"
-        f"np.savez({str(out)!r}, **arrays)\n"
-        "import json\n"
-        "json.dumps([standalone.to_json(r) for r in results])\n"
-        "assert sys.modules['torch'] is None and 'visionkit.export' not in sys.modules\n"
+    images, got = predict_standalone(
+        path, tmp_path, 2, 4, "json.dumps([standalone.to_json(r) for r in results])"
     )
-    done = run_standalone(tmp_path, code)
-    assert done.returncode == 0, done.stderr
-    got = np.load(out)
     reference = model.predict(images, conf=CONF, iou=IOU, max_det=MAX_DET)
     for i, ref in enumerate(reference):
         for head, extra in (("kp", "keypoints"), ("reid", "embeddings")):
