@@ -68,6 +68,20 @@ def test_flipped_boxes_map_back_to_w_minus_x_and_masks_are_mirrored():
     assert back["scores"] == [0.5]
 
 
+def test_flipped_keypoints_map_back_to_w_minus_1_minus_x_with_left_and_right_exchanged():
+    # points: centre, left, top, right, bottom of one object, as pixel indices in a 50 px image
+    points = torch.tensor(
+        [[[20.0, 5, 0.9], [10, 5, 0.8], [20, 1, 0.7], [30, 5, 0.6], [20, 9, 0.5]]]
+    )
+    pred = {"boxes": torch.tensor([[10.0, 1, 31, 10]]), "keypoints": points}
+    back = hflip_detections(pred, width=50, keypoint_flip=[0, 3, 2, 1, 4])
+    # the mirror's "left" point (x 10 → 39) is the original's right-hand one: it becomes "right"
+    expected = [[29, 5, 0.9], [19, 5, 0.6], [29, 1, 0.7], [39, 5, 0.8], [29, 9, 0.5]]
+    assert torch.allclose(back["keypoints"][0], torch.tensor(expected))
+    twice = hflip_detections(back, width=50, keypoint_flip=[0, 3, 2, 1, 4])
+    assert torch.equal(twice["keypoints"], points)  # the same flip undoes itself
+
+
 class BoxHead(nn.Module):
     """A detection head whose raw output *is* one box per image (xyxy in the batch tensor):
     it lets the test see exactly where TTA puts the flipped view's detection."""
@@ -187,3 +201,46 @@ def test_tta_refuses_heads_it_cannot_merge_and_unknown_modes():
         merge_hflip(model, {"odd": {}}, {"odd": {}}, [(8, 8)], [(8, 8)])
     with pytest.raises(ValueError, match="unknown test-time augmentation 'rotate'"):
         predict_tta(model, [random_image()], "rotate")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        {
+            "name": "fcos_keypoints",
+            "num_keypoints": 5,
+            "keypoint_names": ["center", "left", "top", "right", "bottom"],
+        },
+        {"name": "fcos_embedding", "num_identities": 4, "embedding_dim": 8},
+    ],
+    ids=["keypoints", "embedding"],
+)
+def test_tta_of_box_heads_with_keypoints_or_embeddings_is_flip_equivariant(head):
+    """TTA on an image and on its mirror merges the same two views: the same detections,
+    mirrored, each keeping its own keypoints (mirrored, left and right exchanged) or its own
+    embedding."""
+    model = model_with({"det": {**head, "num_classes": 3, "num_convs": 1}})
+    model.heads["det"].score_thresh = 0.0  # an untrained head: keep every candidate
+    model.heads["det"].detections_per_img = 20
+    image = random_image()
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    (tta,) = predict_tta(model, [image], "flip")
+    (tta_of_mirror,) = predict_tta(model, [mirrored], "flip")
+    (plain,) = model.predict([image])
+    det, other = tta["det"], hflip_detections(tta_of_mirror["det"], 80, [0, 3, 2, 1, 4])
+    assert len(det["boxes"]) == 20
+    assert torch.allclose(det["boxes"], other["boxes"], atol=1e-3)
+    assert torch.allclose(det["scores"], other["scores"], atol=1e-5)
+    # every kept detection is one of the plain view's or one of the mirror view's (mirrored)
+    (mirror,) = model.predict([mirrored])
+    key = "keypoints" if "keypoints" in det else "embeddings"
+    assert det[key].shape[0] == 20
+    assert torch.allclose(det[key], other[key], atol=1e-3)
+    back = hflip_detections(mirror["det"], 80, [0, 3, 2, 1, 4])
+    for box, value in zip(det["boxes"], det[key], strict=True):
+        source = next(
+            v for v in (plain["det"], back) if (v["boxes"] - box).abs().sum(1).min() < 1e-3
+        )
+        row = (source["boxes"] - box).abs().sum(1).argmin()
+        assert torch.allclose(source[key][row], value, atol=1e-5)
+    assert det["scores"][0] >= plain["det"]["scores"][0]

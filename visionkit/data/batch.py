@@ -186,8 +186,8 @@ def collate_keypoints(samples: Sequence[Sample]) -> dict[str, Any]:
     ``has_keypoints`` bool ``[B]``.
 
     Raises:
-        DataError: an image's keypoint rows do not match its boxes (a multi-image step such
-            as ``MixUp`` added boxes without keypoints), or the images disagree on K.
+        DataError: an image's keypoint rows do not match its boxes (a custom transform
+            added or removed boxes without their keypoints), or the images disagree on K.
     """
     counts = {s["keypoints"].shape[1] for s in samples if "keypoints" in s}
     if len(counts) > 1:
@@ -200,7 +200,7 @@ def collate_keypoints(samples: Sequence[Sample]) -> dict[str, Any]:
         if points is not None and len(points) != boxes:
             raise DataError(
                 f"image id {s['image_id']}: {len(points)} keypoint rows for {boxes} boxes; "
-                "multi-image steps (Mosaic, MixUp, CopyPaste) do not carry keypoints"
+                "expected one row per box (a transform changed the boxes without their keypoints)"
             )
         out.append(points if points is not None else torch.zeros(boxes, count, 3))
     return {
@@ -214,8 +214,8 @@ def collate_identities(samples: Sequence[Sample]) -> list[torch.Tensor]:
     an image without ``identities``).
 
     Raises:
-        DataError: an image's identities do not match its boxes (a multi-image step such as
-            ``MixUp`` added boxes without identities).
+        DataError: an image's identities do not match its boxes (a custom transform added or
+            removed boxes without their identities).
     """
     out = []
     for s in samples:
@@ -224,7 +224,7 @@ def collate_identities(samples: Sequence[Sample]) -> list[torch.Tensor]:
         if ids is not None and len(ids) != boxes:
             raise DataError(
                 f"image id {s['image_id']}: {len(ids)} identities for {boxes} boxes; "
-                "multi-image steps (Mosaic, MixUp, CopyPaste) do not carry identities"
+                "expected one per box (a transform changed the boxes without their identities)"
             )
         out.append(torch.full((boxes,), -1) if ids is None else torch.as_tensor(ids))
     return [t.to(torch.long) for t in out]

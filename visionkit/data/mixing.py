@@ -17,6 +17,10 @@ they mix the pipeline's output (normalised tensors: a blend or a paste of normal
 is the normalised blend or paste) with the output of the same pipeline on another sample,
 in the order listed. Each draws its sample and its randomness from the pipeline's random
 stream, so training stays reproducible and resumable.
+
+Per-box labels travel with their boxes through all three: ``keypoints`` (``[N, K, 3]``; a
+point that a Mosaic cell crops away gets visibility 0, one that a CopyPaste object covers
+visibility 1, COCO's "labelled but hidden") and ``identities`` (``[N]``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ from visionkit.errors import DataError, SampleError
 Probability = Annotated[float, pydantic.Field(ge=0, le=1)]
 #: The label keys of a Sample; two samples are mixed only when they carry the same ones
 #: (in a mixed dataset a classification image is never blended into a detection one).
-TARGETS = ("class", "identity", "boxes", "masks", "semantic")
+TARGETS = ("class", "identity", "boxes", "masks", "semantic", "keypoints", "identities")
+#: Per-box label tensors of a transformed Sample, joined like the boxes by MixUp / CopyPaste.
+PER_BOX = ("boxes", "labels", "masks", "keypoints", "identities")
 
 
 def targets_of(sample: dict[str, Any]) -> tuple[str, ...]:
@@ -53,14 +59,18 @@ def merge_skipped(sample: dict[str, Any], *others: dict[str, Any]) -> dict[str, 
 
 
 class Mosaic:
-    """``A.Mosaic`` fed with other raw samples, boxes, labels, instance masks and label map
-    alike (``A.Mosaic`` itself carries boxes and one ``mask``).
+    """``A.Mosaic`` fed with other raw samples, boxes, labels, instance masks, label map,
+    keypoints and identities alike (``A.Mosaic`` itself carries boxes, keypoints and one
+    ``mask``).
 
     Instance masks travel as channels of that one mask: channel 0 is the label map (zeros
     without one), channel 1 the index + 1 of the sample each pixel comes from, and channel
     ``2 + j`` instance ``j`` of every sample; a box keeps ``k * M + j`` (sample ``k``,
     instance ``j``, ``M`` the most instances of a sample), so its mask is channel ``2 + j``
-    where channel 1 is ``k + 1``. The image-level ``class`` is the first sample's.
+    where channel 1 is ``k + 1``. Keypoint ``p`` of that box travels as an albumentations
+    keypoint labelled ``(k * M + j) * K + p``; one cropped away comes back with visibility 0.
+    Identities are looked up by the same box index. The image-level ``class`` is the first
+    sample's.
 
     >>> from visionkit.data.transforms import bbox_params
     >>> mosaic = Mosaic(A.Mosaic(target_size=(32, 32), cell_shape=(32, 32)), bbox_params(), "t")
@@ -78,7 +88,10 @@ class Mosaic:
     def __init__(self, transform: A.Mosaic, bbox_params: A.BboxParams, where: str) -> None:
         self.p = float(transform.p)
         transform.p = 1.0  # TransformedDataset draws p, so samples are read only when it applies
-        self.compose = A.Compose([transform], bbox_params=bbox_params)
+        points = A.KeypointParams(
+            format="xy", label_fields=["keypoint_ids"], remove_invisible=False
+        )
+        self.compose = A.Compose([transform], bbox_params=bbox_params, keypoint_params=points)
         self.extra = int(transform.grid_yx[0]) * int(transform.grid_yx[1]) - 1
         self.where = where
 
@@ -92,16 +105,23 @@ class Mosaic:
         inputs = [self._inputs(s, k, most, with_masks) for k, s in enumerate(items)]
         out = self.compose(**inputs[0], mosaic_metadata=inputs[1:])
         image = out["image"]
-        kept = ("image_id", "orig_size", "path", "class", "identity")
+        kept = ("image_id", "orig_size", "path", "class", "identity", "keypoint_flip")
         result = {k: sample[k] for k in kept if k in sample}
         result["image"] = image
         ids = np.asarray(out["instance_ids"], np.int64).reshape(-1)
+        owner, j = ids // max(most, 1), ids % max(most, 1)
+        if "keypoints" in keys:
+            result["keypoints"] = self._keypoints(out, items, ids, max(most, 1))
+        if "identities" in keys:
+            result["identities"] = np.array(
+                [np.asarray(items[o]["identities"])[i] for o, i in zip(owner, j, strict=True)],
+                np.int64,
+            )
         if "boxes" in keys:
             result["boxes"] = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
             result["labels"] = np.asarray(out["labels"], np.int64).reshape(-1)
         if with_masks:
             stack = np.asarray(out["mask"])
-            owner, j = ids // max(most, 1), ids % max(most, 1)
             masks = np.moveaxis(stack[..., 2 + j], -1, 0) if len(ids) else None
             own = stack[None, ..., 1] == (owner + 1)[:, None, None]
             empty = np.zeros((0, *image.shape[:2]), np.uint8)
@@ -111,6 +131,24 @@ class Mosaic:
         elif with_semantic:
             result["semantic"] = np.asarray(out["mask"])
         return merge_skipped(result, sample, *extras)
+
+    @staticmethod
+    def _keypoints(
+        out: dict[str, Any], items: Sequence[dict[str, Any]], ids: np.ndarray, most: int
+    ) -> np.ndarray:
+        """``[N, K, 3]`` keypoints of the mosaic's boxes (``ids``: their ``k * M + j``) from
+        the points ``out`` kept; the others get visibility 0."""
+        count = np.asarray(items[0]["keypoints"]).shape[1]
+        points = np.zeros((len(ids), count, 3), np.float32)
+        row = {int(box): r for r, box in enumerate(ids)}
+        labels = np.asarray(out["keypoint_ids"], np.int64).reshape(-1)
+        moved = np.asarray(out["keypoints"], np.float32).reshape(-1, 2)
+        for (x, y), label in zip(moved, labels, strict=True):
+            box, p = divmod(int(label), count)
+            if box in row:
+                k, j = divmod(box, most)
+                points[row[box], p] = (x, y, np.asarray(items[k]["keypoints"])[j, p, 2])
+        return points
 
     @staticmethod
     def _inputs(sample: dict[str, Any], k: int, most: int, with_masks: bool) -> dict[str, Any]:
@@ -123,6 +161,11 @@ class Mosaic:
             "labels": np.asarray(sample.get("labels", np.zeros(0)), np.int64).reshape(-1),
             "instance_ids": k * most + np.arange(n),
         }
+        points = np.asarray(sample.get("keypoints", np.zeros((n, 0, 3))), np.float32)
+        count = points.shape[1] if points.ndim == 3 else 0
+        inputs["keypoints"] = points[..., :2].reshape(-1, 2)  # (none: an empty array)
+        labels = inputs["instance_ids"][:, None] * count + np.arange(count)
+        inputs["keypoint_ids"] = labels.reshape(-1)
         semantic = sample.get("semantic")
         if with_masks:
             h, w = sample["image"].shape[:2]
@@ -171,7 +214,7 @@ def _joined(sample: dict[str, Any], partner: dict[str, Any], key: str, keep: Any
 class MixUp:
     """MixUp as YOLOX and Ultralytics do it: the image becomes ``r * image + (1 - r) *
     other`` with ``r ~ Beta(alpha, alpha)`` (``alpha: 32`` keeps ``r`` near 0.5), and the
-    boxes, labels and instance masks of both are kept. A label map and an image-level
+    boxes, labels, instance masks, keypoints and identities of both are kept. A label map and an image-level
     ``class`` cannot be blended: they are those of the sample with weight ``>= 0.5``.
 
     >>> a = {"image": torch.zeros(3, 4, 4), "boxes": torch.tensor([[0.0, 0.0, 2.0, 2.0]]),
@@ -202,7 +245,7 @@ class MixUp:
         r = float(rng.beta(self.alpha, self.alpha))
         out = dict(sample)
         out["image"] = sample["image"] * r + partner["image"] * (1.0 - r)
-        for key in ("boxes", "labels", "masks"):
+        for key in PER_BOX:
             if sample.get(key) is not None:
                 out[key] = _joined(sample, partner, key)
         if r < 0.5:
@@ -215,8 +258,9 @@ class CopyPaste:
     """Simple Copy-Paste (Ghiasi et al., 2021): a random subset of another sample's instances
     (each with probability 0.5, at least one) is pasted on top by their masks. Instances of
     the sample they cover lose those pixels; their boxes become the box of what is left, and
-    an instance covered entirely is dropped. A label map takes the pasted pixels' labels.
-    Needs instance masks (:class:`~visionkit.errors.DataError` without).
+    an instance covered entirely is dropped; their keypoints under the pasted objects become
+    hidden (visibility 1). A label map takes the pasted pixels' labels. Keypoints and
+    identities of the pasted instances come with them. Needs instance masks (:class:`~visionkit.errors.DataError` without).
 
     >>> mask = torch.zeros(1, 4, 4, dtype=torch.uint8)
     >>> mask[0, :2, :2] = 1
@@ -271,12 +315,29 @@ class CopyPaste:
         out["image"] = torch.where(alpha, partner["image"], sample["image"])
         out["boxes"] = torch.cat([boxes[keep], partner["boxes"][pick]])
         out["labels"] = torch.cat([sample["labels"][keep], partner["labels"][pick]])
+        if sample.get("keypoints") is not None:
+            points = hidden_under(sample["keypoints"], alpha)
+            out["keypoints"] = torch.cat([points[keep], partner["keypoints"][pick]])
+        if sample.get("identities") is not None:
+            out["identities"] = torch.cat([sample["identities"][keep], partner["identities"][pick]])
         pasted = theirs[pick].to(sample["masks"].dtype)
         out["masks"] = torch.cat([visible[keep].to(sample["masks"].dtype), pasted])
         if sample.get("semantic") is not None and partner.get("semantic") is not None:
             out["semantic"] = torch.where(alpha, partner["semantic"], sample["semantic"])
         out["image_size"] = tuple(map(max, sample["image_size"], partner["image_size"]))
         return merge_skipped(out, partner)
+
+
+def hidden_under(keypoints: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
+    """``keypoints`` ``[N, K, 3]`` with visibility 2 lowered to 1 (labelled, hidden) where
+    the bool map ``cover`` ``[H, W]`` is set at the point's pixel."""
+    points = keypoints.clone()
+    h, w = cover.shape
+    x = points[..., 0].round().long().clamp(0, w - 1)
+    y = points[..., 1].round().long().clamp(0, h - 1)
+    covered = cover[y, x] & (points[..., 2] == 2)
+    points[..., 2] = torch.where(covered, torch.ones_like(points[..., 2]), points[..., 2])
+    return points
 
 
 #: The multi-image steps, by the ``name`` a config gives them. ``Mosaic`` is albumentations'

@@ -152,6 +152,7 @@ TASKS: dict[str, TaskSpec] = {
         evaluator=keypoint_evaluator,
         main_metric="kpt_mAP",
         progress_bar=("mAP", "kpt_mAP"),
+        merge_hflip=merge_boxes,
         ground_truth=box_truth,
     ),
     "detection_embedding": TaskSpec(  # heads/fcos_embedding.py, evaluation/detection_embedding.py
@@ -160,6 +161,7 @@ TASKS: dict[str, TaskSpec] = {
         evaluator=detection_embedding_evaluator,
         main_metric="mAP",
         progress_bar=("mAP", "id_auc"),
+        merge_hflip=merge_boxes,
         ground_truth=box_truth,
     ),
     "semantic": TaskSpec(

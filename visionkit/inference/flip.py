@@ -12,10 +12,15 @@ the head's own ``postprocess``:
   multiple of the logits' stride, as it always is when the image fills the batch tensor), the
   softmax probabilities of both views are averaged, and the head decodes
   ``log(mean probability)`` as usual.
-- detection / instance (:func:`merge_boxes`): the flipped view's detections (boxes and masks,
-  already in original-image coordinates) are mirrored back, ``x' = W - x``, and merged with the
-  others by class-wise NMS (``torchvision.ops.batched_nms`` at the head's ``nms_thresh``),
-  keeping the head's ``detections_per_img``.
+- detection / instance / keypoints / detection with embeddings (:func:`merge_boxes`): the
+  flipped view's detections (boxes and masks, already in original-image coordinates) are
+  mirrored back, ``x' = W - x``, and merged with the others by class-wise NMS
+  (``torchvision.ops.batched_nms`` at the head's ``nms_thresh``), keeping the head's
+  ``detections_per_img``. A kept detection keeps what its view gave it: its ``keypoints``
+  (those of the mirror view mirrored back as pixel indices, ``x' = W - 1 - x``, left and
+  right exchanged by the head's ``keypoint_names``) and its ``embeddings``.
+- embedding (:func:`visionkit.evaluation.embedding.merge_embeddings`): the two views'
+  embeddings averaged and re-normalised.
 """
 
 from __future__ import annotations
@@ -28,7 +33,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import batched_nms
 
+from visionkit.data.readers.coco_keypoints import flip_index
+
 Sizes = Sequence[tuple[int, int]]
+#: Per-detection tensors that follow their detection through the merge.
+PER_DETECTION = ("masks", "keypoints", "embeddings")
 
 
 def hflip_back_map(maps: Tensor, image_sizes: Sizes, stride: float) -> Tensor:
@@ -50,9 +59,14 @@ def hflip_back_map(maps: Tensor, image_sizes: Sizes, stride: float) -> Tensor:
     return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def hflip_detections(prediction: dict[str, Any], width: int) -> dict[str, Any]:
-    """One image's detections (``boxes`` xyxy, optional ``masks`` ``[K, H, W]``) mirrored in an
-    image ``width`` pixels wide: ``x1' = W - x2``, ``x2' = W - x1``."""
+def hflip_detections(
+    prediction: dict[str, Any], width: int, keypoint_flip: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """One image's detections (``boxes`` xyxy, optional ``masks`` ``[N, H, W]`` and
+    ``keypoints`` ``[N, K, 3]``) mirrored in an image ``width`` pixels wide: ``x1' = W - x2``,
+    ``x2' = W - x1``; keypoints (pixel indices, as albumentations flips them) ``x' = W - 1 -
+    x``, point ``k`` becoming point ``keypoint_flip[k]`` (a left eye is a right eye in the
+    mirror; :func:`visionkit.data.readers.coco_keypoints.flip_index`)."""
     out = dict(prediction)
     boxes = prediction["boxes"]
     out["boxes"] = torch.stack(
@@ -60,6 +74,12 @@ def hflip_detections(prediction: dict[str, Any], width: int) -> dict[str, Any]:
     )
     if prediction.get("masks") is not None:
         out["masks"] = prediction["masks"].flip(-1)
+    if prediction.get("keypoints") is not None:
+        points = prediction["keypoints"].clone()
+        points[..., 0] = width - 1 - points[..., 0]
+        if keypoint_flip is not None:
+            points = points[:, torch.as_tensor(list(keypoint_flip), dtype=torch.long)]
+        out["keypoints"] = points
     return out
 
 
@@ -76,8 +96,9 @@ def merge_detections(
     if first.get("names") is not None and second.get("names") is not None:
         names = list(first["names"]) + list(second["names"])
         out["names"] = [names[k] for k in keep.tolist()]
-    if first.get("masks") is not None and second.get("masks") is not None:
-        out["masks"] = torch.cat([first["masks"], second["masks"]])[keep]
+    for key in PER_DETECTION:
+        if first.get(key) is not None and second.get(key) is not None:
+            out[key] = torch.cat([first[key], second[key].to(first[key].dtype)])[keep]
     return out
 
 
@@ -117,15 +138,18 @@ def merge_boxes(
     sizes: Sizes,
     origs: Sizes | None,
 ) -> list[dict[str, Any]]:
-    """Detection and instance segmentation: the mirror view's detections flipped back and
-    merged with the others by class-wise NMS."""
+    """Detection, instance segmentation, keypoints, detection with embeddings: the mirror
+    view's detections flipped back (keypoints with their left / right exchanged) and merged
+    with the others by class-wise NMS."""
     plain = head.postprocess(outputs, sizes, origs)
     mirror = head.postprocess(flipped, sizes, origs)
     widths = [s[1] for s in (origs or sizes)]
     nms = float(getattr(head, "nms_thresh", 0.5))
     top = int(getattr(head, "detections_per_img", 100))
+    names = getattr(head, "keypoint_names", None)
+    swap = flip_index(names) if names else None
     return [
-        merge_detections(a, hflip_detections(b, w), nms, top)
+        merge_detections(a, hflip_detections(b, w, swap), nms, top)
         for a, b, w in zip(plain, mirror, widths, strict=True)
     ]
 
