@@ -265,6 +265,15 @@ class FCOSHead(nn.Module):
         """
         return self.forward_with_box_features(features)[0]
 
+    def point_branch(self, num_convs: int, out_channels: int) -> tuple[nn.Module, nn.Conv2d]:
+        """A per-point branch for subclasses (keypoints, embeddings): a tower of ``num_convs``
+        3×3 convs (the head's ``width`` and ``norm``) on the box tower's output (see
+        :meth:`forward_with_box_features`), and the 3×3 conv after it to ``out_channels``."""
+        tower_out = self.width if self.num_convs > 0 else self.in_channels
+        tower = conv_tower(tower_out, self.width, num_convs, self.norm)
+        pred = nn.Conv2d(self.width if num_convs > 0 else tower_out, out_channels, 3, padding=1)
+        return tower, pred
+
     def forward_with_box_features(
         self, features: list[Tensor]
     ) -> tuple[dict[str, Tensor], list[Tensor]]:

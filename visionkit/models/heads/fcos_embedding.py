@@ -44,7 +44,6 @@ from visionkit.errors import DataError
 from visionkit.models.heads._utils import (
     DetectionTargets,
     Sizes,
-    conv_tower,
     flatten_levels,
     unpack_targets,
     zero_loss,
@@ -127,9 +126,7 @@ class FCOSEmbeddingHead(FCOSHead):
         self.scale, self.temperature = float(scale), float(temperature)
         self.margin = DEFAULT_MARGINS[loss] if margin is None else float(margin)
         self.emb_loss_weight = float(emb_loss_weight)
-        tower_in = self.width if self.num_convs > 0 else self.in_channels
-        self.emb_tower = conv_tower(tower_in, self.width, emb_convs, self.norm)
-        self.emb_pred = nn.Conv2d(self.width if emb_convs > 0 else tower_in, embedding_dim, 3, 1, 1)
+        self.emb_tower, self.emb_pred = self.point_branch(emb_convs, embedding_dim)
         self.identity_weight = None
         if loss in ("arcface", "cosface"):
             self.identity_weight = nn.Parameter(torch.empty(self.num_identities, embedding_dim))

@@ -46,7 +46,6 @@ from visionkit.models.heads._utils import (
     DetectionTargets,
     Sizes,
     as_sizes,
-    conv_tower,
     flatten_levels,
     unpack_targets,
     zero_loss,
@@ -142,10 +141,7 @@ class FCOSKeypointsHead(FCOSHead):
         self.skeleton = [list(p) for p in skeleton or []]
         self.kpt_oks_sigmas = [float(s) for s in sigmas]
         self.kpt_loss_weight, self.vis_loss_weight = kpt_loss_weight, vis_loss_weight
-        tower_in = self.width if self.num_convs > 0 else self.in_channels
-        self.kpt_tower = conv_tower(tower_in, self.width, kpt_convs, self.norm)
-        kpt_in = self.width if kpt_convs > 0 else tower_in
-        self.kpt_pred = nn.Conv2d(kpt_in, 3 * num_keypoints, 3, padding=1)
+        self.kpt_tower, self.kpt_pred = self.point_branch(kpt_convs, 3 * num_keypoints)
         self.kpt_scales = nn.Parameter(torch.ones(len(self.strides)))
         for module in [*self.kpt_tower.modules(), self.kpt_pred]:
             if isinstance(module, nn.Conv2d):
