@@ -18,6 +18,7 @@ Results of a run: ``benchmarks/results/embedding-cpu.json`` and ``docs/embedding
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import tempfile
@@ -185,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     args = parser.parse_args(argv)
+    if "digits" in args.cases and importlib.util.find_spec("sklearn") is None:
+        parser.error(
+            "the digits case reads scikit-learn's digits: pip install scikit-learn (a "
+            "benchmark-only dependency), or run --cases shapes"
+        )
     extra = [f"model.heads.emb.loss={args.loss}"] if args.loss else []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)

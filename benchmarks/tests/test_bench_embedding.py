@@ -30,3 +30,16 @@ def test_digits_are_split_into_seen_and_unseen_identities(tmp_path):
     train = sorted(p.name for p in (tmp_path / "train").iterdir())
     val = sorted(p.name for p in (tmp_path / "val").iterdir())
     assert train == [f"digit_{d}" for d in range(7)] and val == ["digit_7", "digit_8", "digit_9"]
+
+
+def test_the_digits_case_without_scikit_learn_says_what_to_install(monkeypatch, capsys):
+    real = embedding.importlib.util.find_spec
+    monkeypatch.setattr(
+        embedding.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "sklearn" else real(name, *a),
+    )
+    with pytest.raises(SystemExit) as caught:
+        embedding.main(["--cases", "digits"])
+    assert caught.value.code == 2
+    assert "pip install scikit-learn" in capsys.readouterr().err
