@@ -21,6 +21,13 @@ def test_variants_keep_the_recipe_but_the_heads_and_sets_they_leave_out(tmp_path
     assert sorted(full["data"]["val"]) == ["ids", "shapes"]
     assert full["data"]["train"]["ids"]["root"] == str(tmp_path / "ids" / "train")
     assert full["trainer"]["max_steps"] == 1800 and full["model"]["backbone"]["name"] == "resnet18"
+    # every variant sees as many shapes images a step: the recipe's batch of 12 at 2 : 1 gives
+    # 8 shapes images on average, the batch of the variants without the identities set
+    assert full["data"]["batch_size"] == 12
+    weights = {k: v["weight"] for k, v in full["data"]["train"].items()}
+    assert weights == {"shapes": 2, "ids": 1}
+    plain = multitask_new_heads.variant_config(tmp_path, ("pose",), quick=False)
+    assert plain["data"]["batch_size"] == 8
 
 
 @pytest.mark.slow
