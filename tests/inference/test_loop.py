@@ -76,7 +76,7 @@ def flips_off(monkeypatch) -> None:
     identities = {
         "hflip_images": lambda images, image_sizes: images,
         "hflip_back_map": lambda maps, image_sizes, stride: maps,
-        "hflip_detections": lambda prediction, width: prediction,
+        "hflip_detections": lambda prediction, width, keypoint_flip=None: prediction,
     }
     for module in modules:
         for name, identity in identities.items():
