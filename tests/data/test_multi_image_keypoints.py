@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.data.test_multi_image_transforms import MEAN, STD, Samples, draw, pipeline
+from tests.data.test_multi_image_transforms import Samples, draw, pipeline, transformed
 from visionkit.data.datasets import TransformedDataset
 from visionkit.data.mixing import CopyPaste, MixUp, Mosaic
 from visionkit.data.synthetic import make_shapes
-from visionkit.data.transforms import apply_pipeline, bbox_params, build_pipeline
+from visionkit.data.transforms import bbox_params
 
 
 class PointSamples(Samples):
@@ -80,9 +80,8 @@ def test_a_mosaic_pipeline_gives_keypoint_rows_and_identities_for_every_box():
     assert checked >= 2
 
 
-def transformed_with_points(k: int, size: int = 48) -> dict:
-    resize = build_pipeline([{"name": "Resize", "height": size, "width": size}], MEAN, STD)
-    return apply_pipeline(resize, PointSamples()[k])
+def transformed_with_points(k: int) -> dict:
+    return transformed(k, 48, PointSamples)
 
 
 def test_mixup_joins_the_keypoints_and_identities_of_both_samples():

@@ -125,9 +125,10 @@ def test_mosaic_without_instance_masks_or_label_maps():
     assert tuple(out["semantic"].shape) == (64, 64) and len(out["semantic"].unique()) >= 3
 
 
-def transformed(k: int, size: int = 32) -> dict:
+def transformed(k: int, size: int = 32, samples: type[Samples] = Samples) -> dict:
+    """Sample ``k`` of ``samples`` resized to ``size`` × ``size`` (a transformed Sample)."""
     resize = build_pipeline([{"name": "Resize", "height": size, "width": size}], MEAN, STD)
-    return apply_pipeline(resize, Samples()[k])
+    return apply_pipeline(resize, samples()[k])
 
 
 def test_mixup_blends_the_pixels_and_keeps_the_boxes_of_both():
