@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from visionkit.data.batch import IGNORE_CLASS
 
@@ -247,15 +246,3 @@ class EmbeddingEvaluator(nn.Module):
             pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
         metrics = {**verification_metrics(z, labels, pairs), **retrieval_metrics(z, labels)}
         return {f"{self.head}/{k}": v for k, v in metrics.items() if np.isfinite(v) or k == "auc"}
-
-
-def merge_embeddings(
-    head: Any,
-    outputs: dict[str, Tensor],
-    flipped: dict[str, Tensor],
-    sizes: Any,
-    origs: Any = None,
-) -> list[dict[str, Any]]:
-    """Flip test-time augmentation: the two views' embeddings averaged and re-normalised."""
-    merged = F.normalize(outputs["embedding"].float() + flipped["embedding"].float(), dim=1)
-    return head.postprocess({"embedding": merged}, sizes, origs)

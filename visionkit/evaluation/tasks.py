@@ -27,7 +27,7 @@ from visionkit.data.batch import IGNORE_PIXEL
 from visionkit.evaluation.classification import ClassificationEvaluator
 from visionkit.evaluation.coco import CocoEvaluator
 from visionkit.evaluation.detection_embedding import detection_embedding_evaluator
-from visionkit.evaluation.embedding import EmbeddingEvaluator, merge_embeddings
+from visionkit.evaluation.embedding import EmbeddingEvaluator
 from visionkit.evaluation.ground_truth import (
     box_truth,
     class_truth,
@@ -36,7 +36,12 @@ from visionkit.evaluation.ground_truth import (
 )
 from visionkit.evaluation.keypoints import keypoint_evaluator
 from visionkit.evaluation.semantic import SemanticEvaluator
-from visionkit.inference.flip import merge_boxes, merge_dense_logits, merge_scores
+from visionkit.inference.flip import (
+    merge_boxes,
+    merge_dense_logits,
+    merge_embeddings,
+    merge_scores,
+)
 
 #: ``(metric prefix, head, validation dataset, category ids or None) -> evaluator or None``
 EvaluatorFactory = Callable[[str, nn.Module, Any, Sequence[int] | None], nn.Module | None]

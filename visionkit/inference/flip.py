@@ -19,7 +19,7 @@ the head's own ``postprocess``:
   ``detections_per_img``. A kept detection keeps what its view gave it: its ``keypoints``
   (those of the mirror view mirrored back as pixel indices, ``x' = W - 1 - x``, left and
   right exchanged by the head's ``keypoint_names``) and its ``embeddings``.
-- embedding (:func:`visionkit.evaluation.embedding.merge_embeddings`): the two views'
+- embedding (:func:`merge_embeddings`): the two views'
   embeddings averaged and re-normalised.
 """
 
@@ -159,3 +159,15 @@ def _average_scores(first: dict[str, Any], second: dict[str, Any], head: Any) ->
     label = int(scores.argmax())
     names = getattr(head, "class_names", None)
     return {**first, "scores": scores, "label": label, "name": names[label] if names else None}
+
+
+def merge_embeddings(
+    head: Any,
+    outputs: dict[str, Tensor],
+    flipped: dict[str, Tensor],
+    sizes: Sizes,
+    origs: Sizes | None = None,
+) -> list[dict[str, Any]]:
+    """Embedding: the two views' embeddings averaged and re-normalised."""
+    merged = F.normalize(outputs["embedding"].float() + flipped["embedding"].float(), dim=1)
+    return head.postprocess({"embedding": merged}, sizes, origs)
