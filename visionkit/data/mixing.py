@@ -214,8 +214,9 @@ def _joined(sample: dict[str, Any], partner: dict[str, Any], key: str, keep: Any
 class MixUp:
     """MixUp as YOLOX and Ultralytics do it: the image becomes ``r * image + (1 - r) *
     other`` with ``r ~ Beta(alpha, alpha)`` (``alpha: 32`` keeps ``r`` near 0.5), and the
-    boxes, labels, instance masks, keypoints and identities of both are kept. A label map and an image-level
-    ``class`` cannot be blended: they are those of the sample with weight ``>= 0.5``.
+    boxes, labels, instance masks, keypoints and identities of both are kept. A label map
+    and an image-level ``class`` cannot be blended: they are those of the sample with weight
+    ``>= 0.5``.
 
     >>> a = {"image": torch.zeros(3, 4, 4), "boxes": torch.tensor([[0.0, 0.0, 2.0, 2.0]]),
     ...      "labels": torch.tensor([0]), "image_size": (4, 4)}
@@ -260,7 +261,8 @@ class CopyPaste:
     the sample they cover lose those pixels; their boxes become the box of what is left, and
     an instance covered entirely is dropped; their keypoints under the pasted objects become
     hidden (visibility 1). A label map takes the pasted pixels' labels. Keypoints and
-    identities of the pasted instances come with them. Needs instance masks (:class:`~visionkit.errors.DataError` without).
+    identities of the pasted instances come with them. Needs instance masks
+    (:class:`~visionkit.errors.DataError` without).
 
     >>> mask = torch.zeros(1, 4, 4, dtype=torch.uint8)
     >>> mask[0, :2, :2] = 1
