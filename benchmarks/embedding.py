@@ -8,7 +8,7 @@ prints their metrics as JSON (``--out FILE`` also writes them):
   Targets: verification ROC AUC >= 0.98 and recall@1 >= 0.95.
 * ``digits``: scikit-learn's 8×8 digits as identities, upscaled to 32×32 RGB: train on digits
   0-6, verify on 7-9, which the model never saw. Target: ROC AUC >= 0.95. Needs
-  ``pip install scikit-learn`` (a benchmark-only dependency, not one of the package's).
+  ``pip install -e ".[bench]"`` (scikit-learn: a benchmark-only extra, not a dependency).
 
 ``--backbone simple_cnn`` / ``--loss supcon`` run either case with another backbone or loss;
 ``--quick`` shrinks both (a smoke run: a few steps, tiny sets) for the benchmark's own test.
@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +27,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from benchmarks.report import add_output_options, print_results, work_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHAPES_RECIPE = REPO_ROOT / "configs" / "shapes" / "embedding_r18.yaml"
@@ -183,17 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--loss", choices=["arcface", "cosface", "supcon", "triplet"], help="another loss"
     )
-    parser.add_argument("--out", type=Path, help="also write the results as JSON here")
-    parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    add_output_options(parser)
     args = parser.parse_args(argv)
     if "digits" in args.cases and importlib.util.find_spec("sklearn") is None:
         parser.error(
-            "the digits case reads scikit-learn's digits: pip install scikit-learn (a "
-            "benchmark-only dependency), or run --cases shapes"
+            "the digits case reads scikit-learn's digits: pip install scikit-learn (or "
+            "pip install -e '.[bench]'; a benchmark-only dependency), or run --cases shapes"
         )
     extra = [f"model.heads.emb.loss={args.loss}"] if args.loss else []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = args.work or Path(tmp)
+    with work_folder(args.work) as work:
         results = []
         for case in args.cases:
             if case == "shapes":
@@ -202,10 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(
                     digits_case(work, args.quick, args.backbone, args.digits_steps, extra)
                 )
-    text = json.dumps(results, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    print_results(results, args.out)
     return 0
 
 

@@ -14,12 +14,12 @@ not counted in ``seconds``: it happens before training, in ``--work``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.report import add_output_options, print_results, work_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPE = REPO_ROOT / "configs" / "shapes" / "keypoints_r18.yaml"
@@ -85,15 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.keypoints", description=__doc__)
     parser.add_argument("--minutes", type=float, default=8.0, help="training budget")
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few steps")
-    parser.add_argument("--out", type=Path, help="also write the results as JSON here")
-    parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    add_output_options(parser)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        result = run(args.work or Path(tmp), args.minutes, args.quick)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    with work_folder(args.work) as work:
+        result = run(work, args.minutes, args.quick)
+    print_results(result, args.out)
     return 0
 
 

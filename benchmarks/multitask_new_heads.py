@@ -27,10 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.report import add_output_options, print_results, work_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPE = REPO_ROOT / "configs" / "shapes" / "multitask_kpt_emb_r18.yaml"
@@ -175,18 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--merge", nargs="+", type=Path, help="join these --out files of runs of other variants"
     )
-    parser.add_argument("--out", type=Path, help="also write the results as JSON here")
-    parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    add_output_options(parser)
     args = parser.parse_args(argv)
     if args.merge:
         result = merge(args.merge)
     else:
-        with tempfile.TemporaryDirectory() as tmp:
-            result = run(args.work or Path(tmp), args.steps, args.quick, tuple(args.variants))
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+        with work_folder(args.work) as work:
+            result = run(work, args.steps, args.quick, tuple(args.variants))
+    print_results(result, args.out)
     return 0
 
 

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -386,6 +389,31 @@ def write_json(path: str | os.PathLike, results: Mapping[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """``--out`` and ``--work``: the options every ``python -m benchmarks.<name>`` shares."""
+    parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+
+
+@contextlib.contextmanager
+def work_folder(work: Path | None) -> Iterator[Path]:
+    """``work`` (made when missing, kept afterwards), else a temporary folder removed at the
+    end."""
+    if work is not None:
+        work.mkdir(parents=True, exist_ok=True)
+        yield work
+        return
+    with tempfile.TemporaryDirectory(prefix="visionkit-benchmark-") as tmp:
+        yield Path(tmp)
+
+
+def print_results(results: Any, out: Path | None) -> None:
+    """Print ``results`` as JSON and, given ``out``, write them there too."""
+    print(json.dumps(results, indent=1))
+    if out is not None:
+        write_json(out, results)
 
 
 def read_results(path: str | os.PathLike) -> dict[str, Any]:

@@ -6,7 +6,8 @@ the target and the folder ``fsync``-ed, so a process killed mid-save leaves the 
 intact. A full disk or quota (``ENOSPC``, ``EDQUOT``) becomes a :class:`DiskFullError` that
 names the file and the space needed, with the previous file kept and no temporary file left.
 Reads always use ``torch.load(..., weights_only=True, map_location=...)``: a checkpoint that
-holds a pickled object is refused, never unpickled.
+holds a pickled object is refused, never unpickled. :func:`unused_folder` is the one rule for
+folders a command fills (run folders, ``eval``, ``show-data`` pictures): never one in use.
 """
 
 from __future__ import annotations
@@ -83,6 +84,22 @@ def write_atomic(
         raise DiskFullError(path, reason, needed, _free(path), at_least, path.exists()) from err
     _fsync(path.parent)
     return path
+
+
+def unused_folder(folder: str | os.PathLike, in_use: Callable[[Path], bool]) -> Path:
+    """``folder``, or when ``in_use(folder)`` the first of ``folder-2``, ``folder-3``, ...
+    that is not: what a command writes never replaces what an earlier one left (Ultralytics'
+    run-folder rule). The caller says what "in use" means (a run's files, any file).
+
+    >>> unused_folder("runs/exp", lambda p: p.name in {"exp", "exp-2"}).name
+    'exp-3'
+    """
+    folder = Path(folder)
+    chosen, n = folder, 2
+    while in_use(chosen):
+        chosen = folder.with_name(f"{folder.name}-{n}")
+        n += 1
+    return chosen
 
 
 def _disk_full(err: BaseException) -> int | None:

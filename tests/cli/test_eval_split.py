@@ -9,11 +9,13 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from tests.helpers import make_coco, run
 from visionkit.cli.evaluate import per_class_tables
 from visionkit.config import load_config
 from visionkit.errors import ConfigError
+from visionkit.evaluation.classification import ClassificationEvaluator
 from visionkit.evaluation.semantic import SemanticEvaluator
 
 MISSING = (
@@ -100,3 +102,44 @@ def test_semantic_heads_get_a_per_class_iou_table():
         f"|  | mean | 3 | {metrics['seg/mIoU']:.3f} |",
         "",
     ]
+
+
+def test_classification_heads_get_per_class_recall_and_precision():
+    # true 0, 0, 0, 1, 1; top-1 predicted 0, 0, 1, 1, 0; class 2 never seen nor predicted
+    evaluator = ClassificationEvaluator("cls", 3, ["cat", "dog", "fox"])
+    scores = [[0.9, 0.1, 0], [0.8, 0.2, 0], [0.3, 0.7, 0], [0.1, 0.9, 0], [0.6, 0.4, 0]]
+    batch = {"image_ids": torch.arange(1, 6), "class": torch.tensor([0, 0, 0, 1, 1])}
+    evaluator.process(batch, [{"scores": torch.tensor(s)} for s in scores])
+    metrics = evaluator.evaluate()
+    assert metrics == {"cls/top1": 3 / 5}
+    assert evaluator.confusion.tolist() == [[2, 1, 0], [1, 1, 0], [0, 0, 0]]
+    lines = per_class_tables({"cls": evaluator})
+    assert lines == [
+        "Per-class top-1 recall and precision of `cls`",
+        "",
+        "| class | name | images | recall | precision |",
+        "| --- | --- | --- | --- | --- |",
+        "| 0 | cat | 3 | 0.667 | 0.667 |",
+        "| 1 | dog | 2 | 0.500 | 0.500 |",
+        "| 2 | fox | 0 | n/a | n/a |",
+        "|  | mean | 5 | 0.583 | 0.583 |",
+        "",
+    ]
+    evaluator.reset()
+    assert evaluator.per_class() == [] and per_class_tables({"cls": evaluator}) == []
+
+
+def test_eval_of_a_classifier_reports_per_class_rows_that_add_up(tiny_config, tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config))
+    code, _, err = run(["train", "--config", config, "trainer.max_epochs=1"], capsys)
+    assert code == 0, err[-2000:]
+    checkpoint = tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt"
+    code, out, err = run(["eval", "--checkpoint", checkpoint, "--json"], capsys)
+    assert code == 0, err[-2000:]
+    result = json.loads(out)
+    rows = result["per_class"]["cls"]
+    assert [r["name"] for r in rows] == ["plain", "gradient", "noise", "stripes"]
+    assert sum(r["images"] for r in rows) == 24  # every val image, once
+    hits = sum(round(r["recall"] * r["images"]) for r in rows if r["images"])
+    assert hits / 24 == pytest.approx(result["metrics"]["cls/top1"])

@@ -87,6 +87,7 @@ def evaluate_share(indices, annotations):
     for evaluator in evaluators:
         metrics.update(evaluator.evaluate())
     metrics["seg_confusion"] = evaluators[0].global_confusion.tolist()
+    metrics["cls_confusion"] = evaluators[1].confusion.tolist()
     return metrics
 
 
@@ -116,9 +117,10 @@ def test_two_processes_with_padded_shares_equal_one_process(shapes_root, tmp_pat
     for rank in (0, 1):
         gathered = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert gathered.keys() == single.keys()
-        assert gathered["seg_confusion"] == single["seg_confusion"]
+        for key in ("seg_confusion", "cls_confusion"):
+            assert gathered[key] == single[key], key
         for key, value in single.items():
-            if key == "seg_confusion":
+            if key.endswith("_confusion"):
                 continue
             if math.isnan(value):
                 assert math.isnan(gathered[key]), key
@@ -128,3 +130,4 @@ def test_two_processes_with_padded_shares_equal_one_process(shapes_root, tmp_pat
     twice = evaluate_share([*range(NUM_IMAGES), 0], annotations)
     assert twice["seg_confusion"] != single["seg_confusion"]
     assert twice["cls/top1"] != single["cls/top1"]
+    assert twice["cls_confusion"] != single["cls_confusion"]

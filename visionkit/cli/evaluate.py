@@ -5,7 +5,8 @@ its own config (see :func:`visionkit.engine.runner.evaluate`).
 The report, per evaluated head: for detection and instance heads pycocotools' own 12-line
 ``COCOeval.summarize()`` output (captured from pycocotools, per ``bbox`` / ``segm``) and a
 per-class table (AP, AP50 and AP75 per category, the tables training writes as
-``per_class_ap_<head>.md``); IoU per class for semantic heads. Then where the plots went, and
+``per_class_ap_<head>.md``); IoU per class for semantic heads; top-1 recall and precision
+per class for classification heads. Then where the plots went, and
 the metrics as one JSON object on the last line of stdout. With ``--json`` stdout holds only one
 JSON object (``metrics``, ``per_class``, ``summary``, ``confusion``, ``plots``); messages go to
 stderr.
@@ -291,6 +292,8 @@ def _table(key: str, evaluator: Any) -> tuple[list[str], list[dict[str, Any]]] |
         return ap_table(evaluator)
     if getattr(evaluator, "global_confusion", None) is not None:
         return iou_table(evaluator)
+    if hasattr(evaluator, "per_class") and evaluator.per_class():
+        return class_table(evaluator)
     return None
 
 
@@ -303,14 +306,29 @@ def per_class_tables(evaluators: Mapping[str, Any]) -> list[str]:
     for key, evaluator in evaluators.items():
         name = key.replace("@", "/")
         table = _table(key, evaluator)
-        if table is None:  # e.g. classification: top-1 / top-5 only
+        if table is None:  # e.g. embeddings: pairs, not classes
             continue
         if hasattr(evaluator, "per_class_ap"):
             title = ap_title(name)
+        elif hasattr(evaluator, "per_class"):
+            title = f"Per-class top-1 recall and precision of `{name}`"
         else:
             title = f"Per-class IoU of `{name}` (pixels at the original image size)"
         lines += [title, "", *markdown_table(*table), ""]
     return lines
+
+
+def class_table(evaluator: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and rows of a classification evaluator's per-class numbers
+    (:meth:`~visionkit.evaluation.ClassificationEvaluator.per_class`: ``class``, ``name``,
+    ``images``, ``recall``, ``precision``); the last row is their mean over the classes
+    (``nan`` ones left out: macro averages) and the total images."""
+    rows = evaluator.per_class()
+    mean: dict[str, Any] = {"class": "", "name": "mean", "images": sum(r["images"] for r in rows)}
+    for column in ("recall", "precision"):
+        values = [r[column] for r in rows if not math.isnan(r[column])]
+        mean[column] = sum(values) / len(values) if values else math.nan
+    return ["class", "name", "images", "recall", "precision"], [*rows, mean]
 
 
 def iou_table(evaluator: Any) -> tuple[list[str], list[dict[str, Any]]]:

@@ -33,7 +33,7 @@ from visionkit.build import (
 from visionkit.build.data import check_checkpoint_classes, split_spec
 from visionkit.build.model import load
 from visionkit.build.trainer import resolve_precision
-from visionkit.checkpoint import load_checkpoint, write_atomic
+from visionkit.checkpoint import load_checkpoint, unused_folder, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, save_config
 from visionkit.engine.callbacks import (
     RunFolderCallback,
@@ -287,13 +287,11 @@ def holds_run(folder: Path) -> bool:
 def choose_run_dir(folder: Path, resuming: bool = False, exist_ok: bool = False) -> Path:
     """The folder a training run writes to: ``folder``, or when it holds another run
     (:func:`holds_run`) and the run neither resumes nor has ``exist_ok``, the first of
-    ``folder-2``, ``folder-3``, ... that holds none (Ultralytics' ``exist_ok`` rule). The
+    ``folder-2``, ``folder-3``, ... that holds none (:func:`~visionkit.checkpoint.unused_folder`). The
     choice is logged, with how to reuse or continue the other run."""
     if resuming or exist_ok or not holds_run(folder):
         return folder
-    n = 2
-    while holds_run(chosen := folder.with_name(f"{folder.name}-{n}")):
-        n += 1
+    chosen = unused_folder(folder, holds_run)
     logger.warning(
         "%s holds another run; this run writes to %s (--exist-ok reuses %s, replacing its "
         "files; --resume continues it)",

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
+from visionkit.checkpoint import unused_folder
 from visionkit.errors import VisionkitError
 
 #: Ultralytics' score threshold of the confusion matrix when none is given (its ``val`` runs
@@ -268,25 +269,21 @@ def draw_matrix(
 def eval_dir(checkpoint: str | os.PathLike) -> Path:
     """A new folder for the files of one ``visionkit eval`` of ``checkpoint``: ``<run>/eval``
     where ``<run>`` is the run folder (the checkpoint's folder, or the folder above when that
-    is ``checkpoints/``), else the first of ``eval-2``, ``eval-3``, ... that does not exist yet,
-    so earlier results are never overwritten (the run-folder rule of ``docs/reliability.md``).
+    is ``checkpoints/``), else the first of ``eval-2``, ``eval-3``, ... that does not exist yet
+    (:func:`~visionkit.checkpoint.unused_folder`), so earlier results are never overwritten.
     The folder is made here; one that cannot be made is a :class:`~visionkit.errors.
     VisionkitError` naming it."""
     folder = Path(checkpoint).parent
     run = folder.parent if folder.name == "checkpoints" else folder
-    n = 1
-    while True:
-        chosen = run / ("eval" if n == 1 else f"eval-{n}")
-        try:
-            chosen.mkdir(parents=True)
-            return chosen
-        except FileExistsError:
-            n += 1
-        except OSError as err:
-            raise VisionkitError(
-                f"cannot make the folder of the eval plots {chosen}: {err.strerror or err}; "
-                "--no-plots skips the plots"
-            ) from None
+    chosen = unused_folder(run / "eval", Path.exists)
+    try:
+        chosen.mkdir(parents=True)
+    except OSError as err:
+        raise VisionkitError(
+            f"cannot make the folder of the eval plots {chosen}: {err.strerror or err}; "
+            "--no-plots skips the plots"
+        ) from None
+    return chosen
 
 
 def detection_confusion(evaluator: Any, conf: float = CONFUSION_CONF) -> dict[str, Any] | None:

@@ -86,8 +86,8 @@ class TaskSpec:
 def classification_evaluator(
     prefix: str, head: nn.Module, dataset: Any, category_ids: Sequence[int] | None
 ) -> nn.Module:
-    """Top-1 (and top-5 with more than 5 classes) accuracy."""
-    return ClassificationEvaluator(prefix, head.num_classes)
+    """Top-1 (and top-5 with more than 5 classes) accuracy; recall and precision per class."""
+    return ClassificationEvaluator(prefix, head.num_classes, getattr(head, "class_names", None))
 
 
 def coco_evaluator(
