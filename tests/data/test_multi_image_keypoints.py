@@ -148,3 +148,21 @@ def test_keypoints_train_with_mosaic_and_mixup(tmp_path):
     assert len(rows) == 3
     assert all(math.isfinite(float(r["train/pose/kpt_step"])) for r in rows)
     assert "pose/kpt_mAP" in metrics
+
+
+def test_mosaic_points_of_boxes_the_crop_dropped_are_left_out():
+    # two source images (M = 2 boxes each); the mosaic kept boxes 3 and 0 (in that order) and
+    # dropped box 1, whose point still lies inside the crop
+    items = [
+        {"keypoints": np.array([[[0, 0, 2], [0, 0, 1]], [[0, 0, 2], [0, 0, 2]]], np.float32)},
+        {"keypoints": np.array([[[0, 0, 1], [0, 0, 2]], [[0, 0, 2], [0, 0, 1]]], np.float32)},
+    ]
+    out = {  # keypoint label = box id * K + point index, K = 2
+        "keypoint_ids": [0, 2, 7],
+        "keypoints": np.array([[1, 2], [3, 4], [5, 6]], np.float32),
+    }
+    points = Mosaic._keypoints(out, items, np.array([3, 0]), most=2)
+    assert points.tolist() == [
+        [[0, 0, 0], [5, 6, 1]],  # box 3 = image 1's box 1: its point 1 moved, v = 1; point 0 cut
+        [[1, 2, 2], [0, 0, 0]],  # box 0: point 0 moved, v = 2; point 1 cut
+    ]

@@ -140,14 +140,22 @@ class Mosaic:
         the points ``out`` kept; the others get visibility 0."""
         count = np.asarray(items[0]["keypoints"]).shape[1]
         points = np.zeros((len(ids), count, 3), np.float32)
-        row = {int(box): r for r, box in enumerate(ids)}
         labels = np.asarray(out["keypoint_ids"], np.int64).reshape(-1)
+        if not (len(ids) and count and len(labels)):
+            return points
         moved = np.asarray(out["keypoints"], np.float32).reshape(-1, 2)
-        for (x, y), label in zip(moved, labels, strict=True):
-            box, p = divmod(int(label), count)
-            if box in row:
-                k, j = divmod(box, most)
-                points[row[box], p] = (x, y, np.asarray(items[k]["keypoints"])[j, p, 2])
+        visibility = np.zeros((len(items) * most, count), np.float32)  # by box id k * M + j
+        for k, item in enumerate(items):
+            v = np.asarray(item["keypoints"], np.float32).reshape(-1, count, 3)[..., 2]
+            visibility[k * most : k * most + len(v)] = v
+        ids = np.asarray(ids, np.int64)
+        box, part = np.divmod(labels, count)
+        sorter = np.argsort(ids)
+        rows = sorter[np.searchsorted(ids, box, sorter=sorter).clip(max=len(ids) - 1)]
+        kept = ids[rows] == box  # the point's box is one of the mosaic's boxes
+        rows, box, part = rows[kept], box[kept], part[kept]
+        points[rows, part, :2] = moved[kept]
+        points[rows, part, 2] = visibility[box, part]
         return points
 
     @staticmethod
