@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,8 @@ from visionkit.evaluation.plots import (
     plot_detection_confusion,
     plot_pr_curve,
     pr_curves,
+    pyplot,
+    save_figure,
 )
 
 # Classes 0 ("cat") and 1 ("dog"); background is index 2.
@@ -181,3 +185,26 @@ def test_detection_confusion_gives_the_matrix_with_its_class_order():
     # the 0.2 dog on the second cat is left out at 0.25: that cat is missed
     assert at_025["matrix"] == [[1, 0, 0], [0, 0, 0], [1, 1, 0]]
     assert detection_confusion(evaluator, 0.1)["matrix"] == [[1, 0, 0], [1, 0, 0], [0, 1, 0]]
+
+
+@pytest.mark.reliability
+def test_a_figure_that_fails_to_save_leaves_the_previous_png_and_is_closed(tmp_path):
+    plt = pyplot()
+    path = tmp_path / "plots" / "curve.png"
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    save_figure(fig, path)
+    before = path.read_bytes()
+    assert before.startswith(b"\x89PNG") and not plt.fignum_exists(fig.number)
+
+    def half_written(tmp, **kwargs):
+        Path(tmp).write_bytes(b"half")
+        raise ZeroDivisionError
+
+    fig = plt.figure()
+    fig.savefig = half_written
+    with pytest.raises(ZeroDivisionError):
+        save_figure(fig, path)
+    assert path.read_bytes() == before  # the earlier picture, whole
+    assert [p.name for p in path.parent.iterdir()] == ["curve.png"]  # no temporary file
+    assert not plt.fignum_exists(fig.number)

@@ -51,6 +51,7 @@ from visionkit.data.datasets import MixedDataset, TransformedDataset, val_sets
 from visionkit.engine.pictures import ground_truth
 from visionkit.engine.sampling import EpochSampler
 from visionkit.errors import ConfigError
+from visionkit.evaluation.plots import pyplot, save_figure, save_image
 from visionkit.inference.draw import draw_predictions
 
 #: Pictures per grid PNG (4 columns).
@@ -188,7 +189,7 @@ def write_grids(
             grid.paste(tile, (x, y + CAPTION))
             draw.text((x + 2, y + 1), caption[: max(8, width // 6)], fill=0)
         path = folder / f"{prefix}_{start // PER_GRID + 1:02d}.png"
-        grid.save(path)
+        save_image(grid, path)
         paths.append(path)
     return paths
 
@@ -243,11 +244,7 @@ def statistics(where: str, dataset: Any) -> tuple[DataReport, Counter | None, st
 def plot_statistics(entries: Sequence[tuple[str, DataReport, Counter | None]], path: Path) -> None:
     """One row of bar charts per dataset: its counts per class (one chart per label family),
     its boxes per COCO area range and its most common image sizes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = []
     for where, report, sizes in entries:
         charts = []
@@ -274,8 +271,7 @@ def plot_statistics(entries: Sequence[tuple[str, DataReport, Counter | None]], p
             ax.set_xticks(range(len(counts)), list(counts), rotation=45, ha="right", fontsize=8)
             ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from visionkit.checkpoint import write_atomic
 from visionkit.config.schema import LoggerConfig
 from visionkit.errors import ConfigError
+from visionkit.evaluation.plots import pyplot, save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -120,13 +121,9 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
     """Per-epoch panels: the total losses (``train/loss_epoch``, ``val/loss``), each head's
     training loss (``train/<head>/loss_epoch``, with several heads), the validation metrics,
     and the learning rates (``lr`` and the per-group ``train/lr_*``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not rows:
         return
+    plt = pyplot()
     keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("epoch", "step")]
     panels = curve_panels(keys)
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
@@ -142,9 +139,7 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
         if ax.has_data():
             ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def curve_panels(keys: list[str]) -> list[tuple[str, list[str]]]:

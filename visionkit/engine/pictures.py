@@ -38,7 +38,9 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
+from visionkit.checkpoint import write_atomic
 from visionkit.data.datasets import val_sets
+from visionkit.evaluation.plots import draw_matrix, save_image
 from visionkit.evaluation.tasks import TASKS
 from visionkit.inference.draw import draw_predictions
 
@@ -234,8 +236,7 @@ def write_prediction_grid(
     for row in rows:
         grid.paste(row, (0, y))
         y += row.height + gap
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(path)
+    save_image(grid, path)
 
 
 def confident(prediction: dict[str, Any], min_score: float) -> dict[str, Any]:
@@ -263,7 +264,6 @@ def plot_confusion(counts: Tensor, names: list[str], path: Path, title: str = ""
     """The confusion matrix ``counts[true, predicted]`` normalised per true class (row), as a
     heat map with the class names and the share in each cell
     (:func:`visionkit.evaluation.plots.draw_matrix`)."""
-    from visionkit.evaluation.plots import draw_matrix
 
     counts = counts.double()
     totals = counts.sum(1, keepdim=True)
@@ -330,15 +330,16 @@ def write_ap_tables(evaluator: Any, run_dir: Path, name: str) -> None:
     AP75 (and ``mask_AP``, ... for masks), the last row their mean over the categories
     (:func:`ap_table`)."""
     columns, rows = ap_table(evaluator)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / f"per_class_ap_{name}.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    (run_dir / f"per_class_ap_{name}.md").write_text(
-        ap_title(name) + "\n\n" + "\n".join(markdown_table(columns, rows)) + "\n",
-        encoding="utf-8",
-    )
+
+    def write_csv(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomic(run_dir / f"per_class_ap_{name}.csv", write_csv)
+    text = ap_title(name) + "\n\n" + "\n".join(markdown_table(columns, rows)) + "\n"
+    write_atomic(run_dir / f"per_class_ap_{name}.md", lambda tmp: tmp.write_text(text, "utf-8"))
 
 
 def _cell(value: float) -> str:

@@ -19,7 +19,9 @@ also used for the classification confusion matrices of training, ``engine/pictur
   ``pr_curve_<name>_mask.png`` for masks), ``confusion_matrix_<name>.png`` (counts) and
   ``confusion_matrix_<name>_normalized.png`` (each true column sums to 1).
 
-matplotlib is imported only when a picture is drawn.
+:func:`pyplot` and :func:`save_figure` are the package's one way to draw with matplotlib (imported
+only when a picture is drawn) and to write a figure (atomically, like every file visionkit
+writes: :func:`~visionkit.checkpoint.write_atomic`); :func:`save_image` writes a PIL picture.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from visionkit.checkpoint import unused_folder
+from visionkit.checkpoint import unused_folder, write_atomic
 from visionkit.errors import VisionkitError
 
 #: Ultralytics' score threshold of the confusion matrix when none is given (its ``val`` runs
@@ -177,7 +179,7 @@ def plot_pr_curve(
     """Ultralytics' ``PR_curve.png``: one thin line per class labelled with its AP50 (grey and
     unlabelled beyond 20 classes), the mean over the classes with ground truth in bold blue
     labelled ``all classes <mAP50> mAP@0.5``."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 6), tight_layout=True)
     many = len(names) > 20
     for k, name in enumerate(names):
@@ -198,7 +200,7 @@ def plot_pr_curve(
     ax.set_ylim(0, 1)
     ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left")
     ax.set_title("Precision-Recall Curve")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_detection_confusion(
@@ -241,7 +243,7 @@ def draw_matrix(
     """A heat map of ``values[row, column]`` with the row and column names and, up to 30
     rows and columns, each cell's value (``fmt``; cells under ``blank_below`` left empty), as a
     PNG at ``path`` (its folder is made)."""
-    plt = _pyplot()
+    plt = pyplot()
     values = np.asarray(values, dtype=np.float64)
     top = vmax if vmax is not None else max(float(values.max(initial=0.0)), 1e-9)
     side = max(4.0, 0.55 * max(len(rows), len(columns)) + 2)
@@ -263,7 +265,7 @@ def draw_matrix(
                     c, r, format(value, fmt), ha="center", va="center", fontsize=7, color=colour
                 )
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def eval_dir(checkpoint: str | os.PathLike) -> Path:
@@ -337,7 +339,8 @@ def write_eval_plots(
     return written
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (no display needed), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -346,9 +349,15 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
+def save_figure(fig: Any, path: Path) -> None:
+    """Write ``fig`` as a PNG at ``path`` (its folder made, the file written atomically) and
+    close it."""
+    try:
+        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        pyplot().close(fig)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+
+def save_image(image: Any, path: Path) -> None:
+    """Write the PIL image ``image`` as a PNG at ``path`` (its folder made, atomically)."""
+    write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
