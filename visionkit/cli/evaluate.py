@@ -31,7 +31,7 @@ from typing import Any
 
 from visionkit.build.data import EVAL_SPLITS
 from visionkit.cli._shared import is_global_zero
-from visionkit.engine.pictures import ap_table, ap_title, markdown_table
+from visionkit.engine.pictures import ap_table, ap_title, defined_mean, markdown_table
 from visionkit.engine.runner import evaluate, metrics_json
 from visionkit.errors import ConfigError
 from visionkit.inference.device import DEVICE_HELP, add_device_arguments
@@ -326,8 +326,7 @@ def class_table(evaluator: Any) -> tuple[list[str], list[dict[str, Any]]]:
     rows = evaluator.per_class()
     mean: dict[str, Any] = {"class": "", "name": "mean", "images": sum(r["images"] for r in rows)}
     for column in ("recall", "precision"):
-        values = [r[column] for r in rows if not math.isnan(r[column])]
-        mean[column] = sum(values) / len(values) if values else math.nan
+        mean[column] = defined_mean(r[column] for r in rows)
     return ["class", "name", "images", "recall", "precision"], [*rows, mean]
 
 
@@ -346,13 +345,5 @@ def iou_table(evaluator: Any) -> tuple[list[str], list[dict[str, Any]]]:
         {"class": i, "name": names[i], "pixels": int(pixels[i]), "IoU": float(iou[i])}
         for i in range(len(iou))
     ]
-    defined = [v for v in iou if not math.isnan(v)]
-    rows.append(
-        {
-            "class": "",
-            "name": "mean",
-            "pixels": int(sum(pixels)),
-            "IoU": sum(defined) / len(defined) if defined else math.nan,
-        }
-    )
+    rows.append({"class": "", "name": "mean", "pixels": int(sum(pixels)), "IoU": defined_mean(iou)})
     return ["class", "name", "pixels", "IoU"], rows

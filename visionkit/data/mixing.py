@@ -148,12 +148,11 @@ class Mosaic:
         for k, item in enumerate(items):
             v = np.asarray(item["keypoints"], np.float32).reshape(-1, count, 3)[..., 2]
             visibility[k * most : k * most + len(v)] = v
-        ids = np.asarray(ids, np.int64)
+        row_of = np.full(len(visibility), -1)  # box id → its row in the mosaic, -1: dropped
+        row_of[ids] = np.arange(len(ids))
         box, part = np.divmod(labels, count)
-        sorter = np.argsort(ids)
-        rows = sorter[np.searchsorted(ids, box, sorter=sorter).clip(max=len(ids) - 1)]
-        kept = ids[rows] == box  # the point's box is one of the mosaic's boxes
-        rows, box, part = rows[kept], box[kept], part[kept]
+        kept = row_of[box] >= 0
+        rows, box, part = row_of[box[kept]], box[kept], part[kept]
         points[rows, part, :2] = moved[kept]
         points[rows, part, 2] = visibility[box, part]
         return points

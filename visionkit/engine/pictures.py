@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -264,7 +265,6 @@ def plot_confusion(counts: Tensor, names: list[str], path: Path, title: str = ""
     """The confusion matrix ``counts[true, predicted]`` normalised per true class (row), as a
     heat map with the class names and the share in each cell
     (:func:`visionkit.evaluation.plots.draw_matrix`)."""
-
     counts = counts.double()
     totals = counts.sum(1, keepdim=True)
     shares = torch.where(totals > 0, counts / totals.clamp(min=1), torch.zeros_like(counts))
@@ -299,9 +299,15 @@ def ap_table(evaluator: Any) -> tuple[list[str], list[dict[str, Any]]]:
     numbers = [c for c in columns if "AP" in c]
     mean = {"category_id": "", "name": "mean", "instances": sum(r["instances"] for r in table)}
     for column in numbers:
-        values = [r[column] for r in table if not math.isnan(r[column])]
-        mean[column] = sum(values) / len(values) if values else math.nan
+        mean[column] = defined_mean(r[column] for r in table)
     return columns, [*table, mean]
+
+
+def defined_mean(values: Iterable[float]) -> float:
+    """The mean of ``values`` without their ``nan`` ones (the mean row of a per-class table);
+    ``nan`` when none is defined."""
+    defined = [v for v in values if not math.isnan(v)]
+    return sum(defined) / len(defined) if defined else math.nan
 
 
 def ap_title(name: str) -> str:

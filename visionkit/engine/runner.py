@@ -287,8 +287,8 @@ def holds_run(folder: Path) -> bool:
 def choose_run_dir(folder: Path, resuming: bool = False, exist_ok: bool = False) -> Path:
     """The folder a training run writes to: ``folder``, or when it holds another run
     (:func:`holds_run`) and the run neither resumes nor has ``exist_ok``, the first of
-    ``folder-2``, ``folder-3``, ... that holds none (:func:`~visionkit.checkpoint.unused_folder`). The
-    choice is logged, with how to reuse or continue the other run."""
+    ``folder-2``, ``folder-3``, ... that holds none (:func:`~visionkit.checkpoint.
+    unused_folder`). The choice is logged, with how to reuse or continue the other run."""
     if resuming or exist_ok or not holds_run(folder):
         return folder
     chosen = unused_folder(folder, holds_run)

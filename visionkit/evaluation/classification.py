@@ -29,9 +29,9 @@ class ClassificationEvaluator(nn.Module):
     """Micro-averaged top-1 (and top-5 when there are more than 5 classes) accuracy.
 
     Images without an image-level label (``class == -1``) are not counted. Each counted image
-    is kept as one record ``(image_id, hits, (label, top-1 class))``; :meth:`evaluate` gathers the records of
-    every process and counts an image id once (a padding ``DistributedSampler`` repeats images
-    on the last ranks), so several processes give exactly the numbers of one. This replaces
+    is kept as one record ``(image_id, hits, (label, top-1 class))``; :meth:`evaluate` gathers
+    the records of every process and counts an image id once (a padding ``DistributedSampler``
+    repeats images on the last ranks), so several processes give exactly the numbers of one. This replaces
     torchmetrics' ``MulticlassAccuracy``, whose summed states cannot tell a repeated image
     apart (the hit is the same test: the label is among ``torch.topk(scores, k)``).
 
@@ -100,9 +100,9 @@ class ClassificationEvaluator(nn.Module):
         records = self.gather()
         if not records:
             return {}
-        self.confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
-        for _, _, (label, predicted) in records:
-            self.confusion[label, predicted] += 1
+        pairs = torch.tensor([pair for *_, pair in records])  # [N, 2]: label, top-1 class
+        c = self.num_classes
+        self.confusion = torch.bincount(pairs[:, 0] * c + pairs[:, 1], minlength=c * c).view(c, c)
         return {
             f"{self.head}/top{k}": sum(hits[j] for _, hits, _ in records) / len(records)
             for j, k in enumerate(self.ks)
