@@ -143,3 +143,48 @@ def test_eval_of_a_classifier_reports_per_class_rows_that_add_up(tiny_config, tm
     assert sum(r["images"] for r in rows) == 24  # every val image, once
     hits = sum(round(r["recall"] * r["images"]) for r in rows if r["images"])
     assert hits / 24 == pytest.approx(result["metrics"]["cls/top1"])
+
+
+def test_eval_tta_flip_scores_the_merged_predictions_of_predict(trained, tmp_path, capsys):
+    """``eval --tta flip`` evaluates what ``predict --tta flip`` returns: the same merged
+    boxes and scores per image, and not the plain model's."""
+    import visionkit
+    from visionkit.data.io import read_image
+    from visionkit.inference.options import detection_settings
+    from visionkit.inference.tta import predict_hflip
+
+    def evaluated(*extra):
+        saved = tmp_path / f"results{len(extra)}.json"
+        argv = ["eval", "--checkpoint", trained["ckpt"], "--conf", "0.001", "--no-plots"]
+        argv += ["--json", "--save-predictions", saved, *extra, "trainer.limit_val_batches=null"]
+        code, out, err = run(argv, capsys)
+        assert code == 0, err[-2000:]
+        assert "det/mAP" in json.loads(out)["metrics"]
+        by_image: dict[int, list] = {}
+        for r in json.loads(saved.read_text()):
+            by_image.setdefault(r["image_id"], []).append((r["score"], r["bbox"]))
+        return {k: sorted(v, reverse=True) for k, v in by_image.items()}
+
+    flipped, plain = evaluated("--tta", "flip"), evaluated()
+    model = visionkit.load(trained["ckpt"])
+    files = json.loads((trained["data"] / "annotations.json").read_text())["images"]
+    images = [read_image(trained["data"] / f["file_name"]) for f in files]
+    with detection_settings(model, conf=0.001):
+        predictions = predict_hflip(model, images)
+    assert sorted(flipped) == [f["id"] for f in files]
+    for info, prediction in zip(files, predictions, strict=True):
+        det = prediction["det"]
+        boxes = det["boxes"].numpy()
+        expected = sorted(
+            (
+                (float(s), [x1, y1, x2 - x1, y2 - y1])
+                for s, (x1, y1, x2, y2) in zip(det["scores"].tolist(), boxes.tolist(), strict=True)
+            ),
+            reverse=True,
+        )
+        got = flipped[info["id"]]
+        assert len(got) == len(expected) > 0
+        np.testing.assert_allclose([s for s, _ in got], [s for s, _ in expected], atol=1e-4)
+        np.testing.assert_allclose([b for _, b in got], [b for _, b in expected], atol=1e-2)
+    assert flipped != plain
+

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from visionkit.build.data import EVAL_SPLITS
-from visionkit.cli._shared import is_global_zero
+from visionkit.cli._shared import add_tta_argument, is_global_zero
 from visionkit.engine.pictures import ap_table, ap_title, defined_mean, markdown_table
 from visionkit.engine.runner import evaluate, metrics_json
 from visionkit.errors import ConfigError
@@ -93,6 +93,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="N",
         help="detections kept per image (default: the head's own, 100, COCO's maxDets)",
     )
+    add_tta_argument(p)
     add_device_arguments(p)
     for action in p._actions:  # eval's default is the config's trainer settings, not auto
         if "--device" in action.option_strings:
@@ -154,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             half=args.half,
             bf16=args.bf16,
+            tta=args.tta,
         )
     if not is_global_zero():
         return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from visionkit.cli._shared import add_tta_argument
 from visionkit.inference.device import add_device_arguments
 from visionkit.inference.predict import predict_files
 
@@ -129,12 +130,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="videos and webcams: stop after N predicted frames of each (a webcam otherwise "
         "runs until Ctrl-C, which stops cleanly and writes what was predicted)",
     )
-    p.add_argument(
-        "--tta",
-        choices=["flip"],
-        help="test-time augmentation: 'flip' also runs the mirrored image and merges both "
-        "(averaged class probabilities and label maps; boxes merged by NMS)",
-    )
+    add_tta_argument(p)
     return p
 
 

@@ -387,6 +387,7 @@ def evaluate(
     device: str | None = None,
     half: bool = False,
     bf16: bool = False,
+    tta: str | None = None,
 ) -> dict[str, float]:
     """Evaluate a checkpoint on the validation (or test) data of its own config.
 
@@ -410,6 +411,8 @@ def evaluate(
             :mod:`visionkit.inference.device`: ``auto``, ``cpu``, ``cuda:N``, ...) in float16 /
             bfloat16 mixed precision; they replace ``trainer.accelerator`` / ``devices`` /
             ``precision``. ``None`` / ``False``: the config's trainer settings.
+        tta: ``None``, or ``"flip"``: every batch and its mirror image, merged per head as
+            ``visionkit predict --tta flip`` does (:mod:`visionkit.inference.tta`).
     """
     bad = [o for o in overrides if not o.startswith(EVAL_OVERRIDE_SECTIONS)]
     if bad:
@@ -449,6 +452,7 @@ def evaluate(
         lr_schedule(cfg.scheduler),
         evaluators=build_evaluators(model, val),
         channels_last=cfg.trainer.channels_last,
+        tta=tta,
     )
     trainer = make_trainer(cfg, Path(cfg.output_dir) / cfg.name, logger=False, **on_device)
     with detection_settings(model, **thresholds):

@@ -22,6 +22,7 @@ from visionkit.build import optimizer_factory as default_optimizer
 from visionkit.build.optim import OptimizerFactory, ScheduleFactory, is_fused
 from visionkit.errors import NonFiniteLossError
 from visionkit.evaluation.tasks import TASKS, progress_bar_suffixes
+from visionkit.inference.tta import TTA_MODES, hflip_images, merge_hflip
 from visionkit.models.model import VisionModel
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class VisionSystem(L.LightningModule):
         on_nonfinite_loss: ``error`` or ``skip`` (``trainer.on_nonfinite_loss``).
         channels_last: convert the model's weights and every batch to NHWC
             (``trainer.channels_last``); parameter names and checkpoints load either way.
+        tta: validation predictions with test-time augmentation: ``None``, or ``"flip"``
+            (each batch and its mirror, merged per head by :func:`visionkit.inference.tta.
+            merge_hflip`, as ``visionkit predict --tta flip``); ``visionkit eval --tta``.
     """
 
     def __init__(
@@ -57,9 +61,13 @@ class VisionSystem(L.LightningModule):
         evaluators: Sequence[Mapping[str, nn.Module]] = (),
         on_nonfinite_loss: str = "error",
         channels_last: bool = False,
+        tta: str | None = None,
     ) -> None:
         super().__init__()
+        if tta is not None and tta not in TTA_MODES:
+            raise ValueError(f"unknown test-time augmentation {tta!r}; valid: {TTA_MODES}")
         self.model = model
+        self.tta = tta
         self.channels_last = channels_last
         if channels_last:  # NHWC: oneDNN's native layout (faster convs, and a CPU max-pool
             # that is ~20x faster than NCHW's when gradients are needed); names unchanged
@@ -86,11 +94,14 @@ class VisionSystem(L.LightningModule):
     def forward(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         return self.model(images)
 
-    def _step(self, batch: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    def _images(self, batch: dict[str, Any]) -> torch.Tensor:
         images = batch["images"]
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        outputs = self.model(images)
+        return images
+
+    def _step(self, batch: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        outputs = self.model(self._images(batch))
         return outputs, self.model.loss(outputs, batch)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
@@ -156,7 +167,11 @@ class VisionSystem(L.LightningModule):
         self.log("val/loss", val_loss, on_epoch=True, batch_size=size)
         sizes = [tuple(s) for s in batch["image_sizes"].tolist()]
         orig_sizes = [tuple(s) for s in batch["orig_sizes"].tolist()]
-        predictions = self.model.postprocess(outputs, sizes, orig_sizes)
+        if self.tta == "flip":
+            mirrored = self.model(hflip_images(self._images(batch), sizes))
+            predictions = merge_hflip(self.model, outputs, mirrored, sizes, orig_sizes)
+        else:
+            predictions = self.model.postprocess(outputs, sizes, orig_sizes)
         for name, key in self.evaluators_of_set[dataloader_idx]:
             self.evaluators[key].process(batch, [p[name] for p in predictions])
 
