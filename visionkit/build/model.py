@@ -24,6 +24,7 @@ from visionkit.config import (
     load_config,
 )
 from visionkit.data.datasets import label_names_of
+from visionkit.data.identity_mixing import identity_count
 from visionkit.data.transforms import apply_pipeline, build_pipeline, pipeline_steps
 from visionkit.errors import CheckpointError, ConfigError
 from visionkit.evaluation.tasks import label_family
@@ -57,7 +58,11 @@ def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | 
     for head_name, spec in cfg.model.heads.items():
         if "num_classes" not in spec:
             continue
-        names = (label_names or {}).get(label_family(HEADS.component_class(spec["name"])))
+        family = label_family(HEADS.component_class(spec["name"]))
+        names = (label_names or {}).get(family)
+        count = None if names is None else len(names)
+        if count is not None and family == "identity":  # with SwapHalves' composites
+            count = identity_count(count, pipeline_steps(cfg.data, train=True))
         if spec["num_classes"] is None:
             if names is None:
                 problems.append(
@@ -65,11 +70,12 @@ def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | 
                     "to take it from; set it or configure data.train"
                 )
             else:
-                spec["num_classes"] = len(names)
-        elif names is not None and spec["num_classes"] != len(names):
+                spec["num_classes"] = count
+        elif names is not None and spec["num_classes"] != count:
+            made = f", {count} with the SwapHalves composites" if count != len(names) else ""
             problems.append(
                 f"model.heads.{head_name}.num_classes: {spec['num_classes']}, but the data has "
-                f"{len(names)} classes ({', '.join(names[:10])})"
+                f"{len(names)} classes ({', '.join(names[:10])}){made}"
             )
     if problems:
         raise ConfigError(problems)

@@ -9,7 +9,12 @@ step           applies    what it does
                           ``grid_yx[0] * grid_yx[1] - 1`` other raw samples
 ``MixUp``      after      blends the transformed sample with another transformed one
 ``CopyPaste``  after      pastes instances of another transformed sample by their masks
+``SwapHalves`` after      joins half of the image with the other half of another
+                          sample's: a new, synthetic identity (embedding heads)
+``Rotate...``  after      ``RotateIdentities``: quarter turns, each a new identity
 =============  =========  ===========================================================
+
+(``SwapHalves`` and ``RotateIdentities``: :mod:`visionkit.data.identity_mixing`.)
 
 ``Mosaic`` must be the first step of the pipeline, the per-sample steps (crops, flips, colour)
 then work on the mosaic. ``MixUp`` and ``CopyPaste`` must come after every per-sample step:
@@ -352,7 +357,11 @@ def hidden_under(keypoints: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
 #: The multi-image steps, by the ``name`` a config gives them. ``Mosaic`` is albumentations'
 #: (built by :func:`visionkit.data.transforms.build_pipeline`, which wraps it in
 #: :class:`Mosaic`); ``MixUp`` and ``CopyPaste`` are built from their parameters.
-MULTI_IMAGE: dict[str, type] = {"Mosaic": Mosaic, "MixUp": MixUp, "CopyPaste": CopyPaste}
+MULTI_IMAGE: dict[str, type] = {
+    "Mosaic": Mosaic,
+    "MixUp": MixUp,
+    "CopyPaste": CopyPaste,
+}  # + SwapHalves and RotateIdentities, added by visionkit.data.identity_mixing
 
 
 def draw(dataset: Any, count: int) -> list[int]:
@@ -389,16 +398,21 @@ def mix(step: Any, dataset: Any, sample: dict[str, Any], where: str) -> dict[str
     rng = dataset.pipeline.random_generator
     if rng.random() >= step.p:
         return sample
-    other = draw(dataset, 1)[0]
-    partner = dataset.transform(other, dataset.read(other))
-    if targets_of(partner) != targets_of(sample):
-        return sample
+    if getattr(step, "num_identities", 0) is None:  # an identity step's first use
+        names = getattr(dataset.dataset, "label_names", {}).get("identity") or ()
+        identity_mixing.bind_identities(dataset.pipeline.mixing, len(names))
+    other, partner = None, None
+    if getattr(step, "partners", 1):  # (RotateIdentities takes none)
+        other = draw(dataset, 1)[0]
+        partner = dataset.transform(other, dataset.read(other))
+        if targets_of(partner) != targets_of(sample):
+            return sample
     try:
         return step(sample, partner, rng)
     except Exception as err:
+        with_whom = "" if other is None else f" mixed with sample {other}"
         raise SampleError(
-            f"{step.where} ({name}): {where} mixed with sample {other} failed: "
-            f"{type(err).__name__}: {err}"
+            f"{step.where} ({name}): {where}{with_whom} failed: {type(err).__name__}: {err}"
         ) from err
 
 
@@ -441,3 +455,7 @@ def multi_image_problems(steps: Any, where: str, train: bool = True) -> list[str
                 f"{where}[{later[0]}] ({names[later[0]]})"
             )
     return problems
+
+
+# The identity steps register themselves in MULTI_IMAGE (they use the helpers above).
+from visionkit.data import identity_mixing  # noqa: E402

@@ -13,7 +13,7 @@ albumentations' compositions nest steps (:data:`COMPOSITIONS`)::
     - {name: SomeOf, n: 2, transforms: [...]}
 
 and a training pipeline may hold multi-image steps (``Mosaic`` first, ``MixUp`` /
-``CopyPaste`` last), applied with other samples of the dataset (:mod:`visionkit.data.mixing`).
+``CopyPaste`` / ``SwapHalves`` last), applied with other samples of the dataset (:mod:`visionkit.data.mixing`).
 Normalisation (mean/std of the backbone's pretrained config) and the tensor conversion are
 appended by :func:`build_pipeline`; boxes travel as ``pascal_voc`` (absolute xyxy) with their
 labels and an instance index, so a box dropped by a transform takes its label (and its
@@ -143,8 +143,8 @@ def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) ->
 
 def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> Any:
     """One step from ``{name: ..., **params}``: an albumentations transform, a composition
-    (:data:`COMPOSITIONS`, its ``transforms`` built recursively) or a ``MixUp`` /
-    ``CopyPaste`` step (:data:`visionkit.data.mixing.MULTI_IMAGE`). Errors name the key
+    (:data:`COMPOSITIONS`, its ``transforms`` built recursively) or a multi-image
+    step (:data:`visionkit.data.mixing.MULTI_IMAGE`). Errors name the key
     path, nested steps included (``data.transforms.train[2].transforms[1].name: ...``)."""
     params = dict(spec)
     name = params.pop("name", None)
@@ -357,7 +357,7 @@ def build_pipeline(
     Multi-image steps travel on the Compose for
     :class:`~visionkit.data.datasets.TransformedDataset` to apply: ``mosaic`` (a
     :class:`visionkit.data.mixing.Mosaic` made of a first ``Mosaic`` step, or ``None``) and
-    ``mixing`` (the ``MixUp`` / ``CopyPaste`` steps at the end, in order). A step out of
+    ``mixing`` (the ``MixUp`` / ``CopyPaste`` / ``SwapHalves`` steps at the end, in order). A step out of
     place (:func:`visionkit.data.mixing.multi_image_problems`) is a :class:`ConfigError`.
     """
     steps = list(steps)
