@@ -31,7 +31,32 @@ from visionkit.data.mixing import Probability, merge_skipped, resized_like, targ
 from visionkit.errors import DataError
 
 
-class SwapHalves:
+class IdentityStep:
+    """What both identity steps share: they run after every per-sample step (``stage``),
+    take samples with an image-level identity only (:meth:`check`), and learn the number of
+    identities they receive on first use (``num_identities``, :func:`bind_identities`)."""
+
+    stage = "after"
+    partners = 1  # other samples each application draws
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+        self.where = type(self).__name__  # the key path, once the pipeline is built
+        self.num_identities: int | None = None
+
+    def check(self, sample: dict[str, Any]) -> str | None:
+        """Why ``sample`` cannot be taken: it has no image-level identity, or other labels."""
+        return identity_problem(sample, type(self).__name__)
+
+    @property
+    def identities(self) -> int:
+        """The number of identities this step receives."""
+        if self.num_identities is None:
+            raise DataError(f"{self.where}: the number of identities is not set")
+        return int(self.num_identities)
+
+
+class SwapHalves(IdentityStep):
     """The top (or left) half of the image joined with the bottom (or right) half of another
     sample's: the sample becomes synthetic identity ``N + (d * N + a) * N + b``, for
     identities ``a`` (this sample's) and ``b`` (the other's) of ``N`` and the direction ``d``
@@ -48,9 +73,6 @@ class SwapHalves:
     (8, [0.0, 0.0, 1.0, 1.0])
     """
 
-    stage = "after"
-    partners = 1
-
     @staticmethod
     def count(identities: int) -> int:
         """The identities after this step, for ``identities`` before it."""
@@ -58,18 +80,12 @@ class SwapHalves:
 
     @pydantic.validate_call
     def __init__(self, p: Probability = 0.5) -> None:
-        self.p = p
-        self.where = "SwapHalves"
-        self.num_identities: int | None = None
-
-    def check(self, sample: dict[str, Any]) -> str | None:
-        """Why ``sample`` cannot be mixed: it has no image-level identity, or other labels."""
-        return identity_problem(sample, "SwapHalves")
+        super().__init__(p)
 
     def __call__(
         self, sample: dict[str, Any], partner: dict[str, Any], rng: np.random.Generator
     ) -> dict[str, Any]:
-        n = bound(self)
+        n = self.identities
         partner = resized_like(partner, sample["image"].shape[-2:])
         direction = int(rng.integers(2))
         image = sample["image"].clone()
@@ -84,7 +100,7 @@ class SwapHalves:
         return merge_skipped(out, partner)
 
 
-class RotateIdentities:
+class RotateIdentities(IdentityStep):
     """The image turned by ``k`` quarter turns (``k`` drawn from 0–3), and a turned image is
     an identity of its own: ``k * N + i`` for identity ``i`` of ``N`` (counted after a
     :class:`SwapHalves` before it, when there is one). A single-image step that runs with
@@ -99,7 +115,6 @@ class RotateIdentities:
     (10, [[2.0, 0.0], [3.0, 1.0]])
     """
 
-    stage = "after"
     partners = 0
 
     @staticmethod
@@ -109,18 +124,12 @@ class RotateIdentities:
 
     @pydantic.validate_call
     def __init__(self, p: Probability = 1.0) -> None:
-        self.p = p
-        self.where = "RotateIdentities"
-        self.num_identities: int | None = None
-
-    def check(self, sample: dict[str, Any]) -> str | None:
-        """Why ``sample`` cannot be turned: it has no image-level identity, or other labels."""
-        return identity_problem(sample, "RotateIdentities")
+        super().__init__(p)
 
     def __call__(
         self, sample: dict[str, Any], partner: None, rng: np.random.Generator
     ) -> dict[str, Any]:
-        n = bound(self)
+        n = self.identities
         k = int(rng.integers(4))
         out = {**sample, "image": torch.rot90(sample["image"], k, dims=(-2, -1))}
         out["identity"] = k * n + int(sample["identity"])
@@ -148,18 +157,11 @@ def identity_problem(sample: dict[str, Any], name: str) -> str | None:
     return None
 
 
-def bound(step: Any) -> int:
-    """The number of identities ``step`` receives (:func:`bind_identities`)."""
-    if step.num_identities is None:
-        raise DataError(f"{step.where}: the number of identities is not set")
-    return int(step.num_identities)
-
-
 def bind_identities(steps: Sequence[Any], identities: int) -> None:
     """Tell each identity step of ``steps`` (a pipeline's ``mixing`` steps, in order) how many
     identities it receives: ``identities`` for the first, then what the steps before it made."""
     for step in steps:
-        if isinstance(step, tuple(IDENTITY_STEPS.values())):
+        if isinstance(step, IdentityStep):
             step.num_identities = identities
             identities = step.count(identities)
 
