@@ -183,3 +183,26 @@ def test_a_tiny_embedding_run_with_swap_halves_and_turns(tmp_path, capsys):
     assert model.heads["emb"].weight.shape[0] == 4 * (3 + 18)
     (embedding,) = model.embed([np.zeros((24, 24, 3), np.uint8)])
     assert embedding.shape == (8,) and np.isclose(np.linalg.norm(embedding), 1.0, atol=1e-4)
+
+
+@pytest.mark.reliability
+def test_identity_steps_without_an_embedding_head_are_a_config_error():
+    from visionkit.config import load_config
+
+    steps = [{"name": "Resize", "height": 16, "width": 16}, {"name": "RotateIdentities"}]
+    config = {
+        "model": {
+            "backbone": {"name": "simple_cnn"},
+            "heads": {"cls": {"name": "linear", "num_classes": 3}},
+        },
+        "data": {"transforms": {"train": steps}},
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert (
+        "data.transforms.train[1] (RotateIdentities): makes new identities for a head that "
+        "learns image-level identities (name: embedding, with format: identities data), but the "
+        "model has none (heads: cls: linear); leave RotateIdentities out"
+    ) in str(caught.value)
+    config["model"]["heads"] = {"emb": {"name": "embedding", "num_classes": 12}}
+    assert load_config(config).model.heads["emb"]["num_classes"] == 12

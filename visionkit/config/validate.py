@@ -32,6 +32,7 @@ from visionkit.config.schema import (
     SyntheticConfig,
     unknown_trainer_key_help,
 )
+from visionkit.data.identity_mixing import IDENTITY_STEPS
 from visionkit.data.mixing import MULTI_IMAGE, multi_image_problems
 from visionkit.data.transforms import (
     EVAL_GEOMETRY_ALLOWED,
@@ -114,6 +115,7 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     problems += _transform_problems(
         raw_data.get("transforms"), raw_data.get("image_size"), _spatial_heads(heads)
     )
+    problems += _identity_step_problems(raw_data.get("transforms"), heads)
     if problems or cfg is None:
         raise ConfigError(problems, source)
     cfg.model.heads = heads
@@ -150,6 +152,34 @@ def _spatial_heads(heads: Mapping[str, Mapping[str, Any]]) -> list[str]:
         if any(target not in ("class", "identity") for target in task.targets):
             spatial.append(f"{name}: {spec['name']}")
     return spatial
+
+
+def _identity_step_problems(transforms: Any, heads: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """An identity step (:data:`visionkit.data.identity_mixing.IDENTITY_STEPS`) in a model
+    without a head that learns image-level identities (``embedding``): it would stop at the
+    first sample, which has no identity to change."""
+    steps = transforms.get("train") if isinstance(transforms, Mapping) else None
+    named = [
+        (i, step["name"])
+        for i, step in enumerate(steps if isinstance(steps, list) else [])
+        if isinstance(step, Mapping) and step.get("name") in IDENTITY_STEPS
+    ]
+    if not named:
+        return []
+    kinds = []
+    for name, spec in heads.items():
+        try:
+            if "identity" in task_of(HEADS.component_class(spec["name"])).targets:
+                return []
+        except (KeyError, TypeError, UnknownNameError):
+            continue
+        kinds.append(f"{name}: {spec['name']}")
+    return [
+        f"data.transforms.train[{i}] ({step}): makes new identities for a head that learns "
+        f"image-level identities (name: embedding, with format: identities data), but the "
+        f"model has none (heads: {', '.join(kinds) or 'none'}); leave {step} out"
+        for i, step in named
+    ]
 
 
 def _transform_problems(
