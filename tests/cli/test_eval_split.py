@@ -187,4 +187,3 @@ def test_eval_tta_flip_scores_the_merged_predictions_of_predict(trained, tmp_pat
         np.testing.assert_allclose([s for s, _ in got], [s for s, _ in expected], atol=1e-4)
         np.testing.assert_allclose([b for _, b in got], [b for _, b in expected], atol=1e-2)
     assert flipped != plain
-

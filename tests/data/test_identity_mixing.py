@@ -90,8 +90,9 @@ def test_identity_count_sizes_the_head_for_the_composites():
     config["model"]["heads"]["emb"]["num_classes"] = 3
     with pytest.raises(ConfigError) as caught:
         create_model(config, label_names={"identity": ["a", "b", "c"]})
-    assert "num_classes: 3, but the data has 3 classes (a, b, c), 21 with the SwapHalves" in str(
-        caught.value
+    assert (
+        "num_classes: 3, but the data has 3 classes (a, b, c), 21 with its synthetic identities"
+        in str(caught.value)
     )
 
 

@@ -72,7 +72,7 @@ def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | 
             else:
                 spec["num_classes"] = count
         elif names is not None and spec["num_classes"] != count:
-            made = f", {count} with the SwapHalves composites" if count != len(names) else ""
+            made = f", {count} with its synthetic identities" if count != len(names) else ""
             problems.append(
                 f"model.heads.{head_name}.num_classes: {spec['num_classes']}, but the data has "
                 f"{len(names)} classes ({', '.join(names[:10])}){made}"
