@@ -117,8 +117,8 @@ DESCRIPTIONS: dict[str, str] = {
     "trainer.max_epochs": "epochs (default 10; unlimited, -1, when only `max_steps` is given)",
     "trainer.max_steps": "optimiser steps: a budget that does not depend on the dataset's size "
     "(-1: none); the schedule follows it",
-    "trainer.max_time": "stop after this wall time (`DD:HH:MM:SS` or `{hours: 1}`); the schedule "
-    "still follows the steps",
+    "trainer.max_time": "stop after this wall time (`DD:HH:MM:SS` or `{minutes: 10}`); the "
+    "schedule follows the steps it allows (with `max_steps`: whichever ends first)",
     "trainer.min_epochs": "train at least this many epochs (early stopping waits)",
     "trainer.min_steps": "train at least this many optimiser steps",
     "trainer.accelerator": "`cpu`, `gpu`, `auto`, ...",

@@ -3,7 +3,9 @@ arguments a config never sets (injected by the factory)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import (
@@ -275,9 +277,33 @@ class TrainerConfig(_Section):
     def _budget(self) -> TrainerConfig:
         if self.max_epochs == 0 or self.max_steps == 0:
             raise ValueError("max_epochs and max_steps must be positive (or -1: unlimited)")
-        if self.max_epochs is None:  # 10 epochs, unless a step budget is given
-            object.__setattr__(self, "max_epochs", 10 if self.max_steps == -1 else -1)
+        if self.max_epochs is None:  # 10 epochs, unless a step or time budget is given
+            budget = self.max_steps != -1 or self.max_time is not None
+            object.__setattr__(self, "max_epochs", -1 if budget else 10)
         return self
+
+    @field_validator("max_time")
+    @classmethod
+    def _max_time(cls, value: Any) -> Any:
+        """Refused here, with an example, where Lightning's ``Timer`` would refuse it later."""
+        if value is None:
+            return value
+        if isinstance(value, str):
+            if not re.fullmatch(r"\d+:\d\d:\d\d:\d\d", value.strip()):
+                raise ValueError("expected DD:HH:MM:SS, e.g. '00:00:10:00' for ten minutes")
+            parts = value.strip().split(":")
+            seconds = sum(int(p) * f for p, f in zip(parts, (86400, 3600, 60, 1), strict=True))
+        else:
+            units = {"days", "hours", "minutes", "seconds"}
+            if set(value) - units:
+                raise ValueError(
+                    f"unknown unit(s) {sorted(set(value) - units)}; expected some of "
+                    f"{sorted(units)}, e.g. {{minutes: 10}}"
+                )
+            seconds = timedelta(**value).total_seconds()
+        if seconds <= 0:
+            raise ValueError("must be a positive time")
+        return value
 
     @field_validator("precision", mode="before")
     @classmethod

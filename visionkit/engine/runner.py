@@ -53,6 +53,7 @@ from visionkit.engine.resume import (
     find_resume_checkpoint,
 )
 from visionkit.engine.system import VisionSystem
+from visionkit.engine.time_budget import TimeBudgetSchedule
 from visionkit.errors import ConfigError, TrainingInterrupted
 from visionkit.inference.device import (
     autocast_dtype,
@@ -334,6 +335,8 @@ def training_callbacks(
                 enable_version_counter=False,
             )
         )
+    if cfg.trainer.max_time is not None:
+        callbacks.append(TimeBudgetSchedule())
     if cfg.ema.enabled:
         callbacks.append(EMACallback(cfg.ema.decay, cfg.ema.warmup_steps))
     stop = cfg.early_stopping

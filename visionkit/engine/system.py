@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -26,6 +26,8 @@ from visionkit.inference.tta import TTA_MODES, hflip_images, merge_hflip
 from visionkit.models.model import VisionModel
 
 logger = logging.getLogger(__name__)
+
+UNENDING = 10**9  # a schedule's length before a time budget's first projection
 
 
 class VisionSystem(L.LightningModule):
@@ -76,6 +78,7 @@ class VisionSystem(L.LightningModule):
         self.skipped_batches = 0
         self.make_optimizer = optimizer or default_optimizer()
         self.lr_schedule = lr_schedule or default_lr_schedule()
+        self.schedule_steps = UNENDING  # set by configure_optimizers
         # one ModuleDict in head order (the order metrics are reported and averaged in)
         head_order = {name: i for i, name in enumerate(model.heads)}
         flat = [(key, ev) for per_set in evaluators for key, ev in per_set.items()]
@@ -210,20 +213,32 @@ class VisionSystem(L.LightningModule):
         # Fused kernels, except under fp16's GradScaler (the optimiser would unscale itself).
         fused = str(self.trainer.precision) != "16-mixed"
         optimizer = self.make_optimizer(self.model, fused)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = self.trainer.estimated_stepping_batches  # inf under trainer.max_time alone
         # (estimated_stepping_batches has set num_training_batches up)
         batches = getattr(self.trainer, "num_training_batches", math.inf)
         if math.isinf(batches):  # an iterable without a length: epochs by max_epochs
-            per_epoch = max(1, math.ceil(total / max(1, self.trainer.max_epochs or 1)))
+            epochs = max(1, self.trainer.max_epochs or 1)
+            per_epoch = max(1, math.ceil(total / epochs)) if math.isfinite(total) else 1
         else:
             accumulate = getattr(self.trainer, "accumulate_grad_batches", 1)
             per_epoch = max(1, math.ceil(batches / accumulate))
-        factor = self.lr_schedule(total, per_epoch)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        # the schedule's length; TimeBudgetSchedule shortens it to what trainer.max_time allows
+        # (until its first projection, a time budget alone has a schedule without an end)
+        self.schedule_steps = max(1, int(total)) if math.isfinite(total) else UNENDING
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor(per_epoch))
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def _lr_factor(self, per_epoch: int) -> Callable[[int], float]:
+        """The learning-rate factor at a step of a schedule :attr:`schedule_steps` long (read
+        at every step: a time budget moves it)."""
+
+        def factor(step: int) -> float:
+            return self.lr_schedule(self.schedule_steps, per_epoch)(step)
+
+        return factor
 
     def configure_gradient_clipping(
         self,

@@ -1,0 +1,61 @@
+"""A time budget (``trainer.max_time``): the run stops on the clock and its learning-rate
+schedule ends when it stops, whatever the machine's speed (Ultralytics' ``time=``)."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+
+from visionkit.config import TrainerConfig, load_config
+from visionkit.engine.runner import train
+from visionkit.engine.time_budget import planned_steps
+from visionkit.errors import ConfigError
+
+
+def test_max_time_alone_leaves_the_epochs_unlimited():
+    assert TrainerConfig(max_time="00:00:10:00").max_epochs == -1
+    assert TrainerConfig(max_time={"minutes": 10}, max_steps=500).max_epochs == -1
+    assert TrainerConfig(max_time="00:00:10:00", max_epochs=3).max_epochs == 3
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("'10m'", r"expected DD:HH:MM:SS, e\.g\. '00:00:10:00' for ten minutes, got '10m'"),
+        ("{mins: 3}", r"unknown unit\(s\) \['mins'\]; expected some of \['days', 'hours'"),
+        ("'00:00:00:00'", r"must be a positive time, got '00:00:00:00'"),
+    ],
+)
+def test_a_malformed_max_time_is_refused_with_the_format(tiny_config, value, message):
+    with pytest.raises(ConfigError, match=rf"trainer\.max_time: .*{message}"):
+        load_config(tiny_config, [f"trainer.max_time={value}"])
+
+
+def test_the_planned_steps_are_the_steps_done_plus_those_the_time_left_allows():
+    assert planned_steps(100, seconds_per_step=0.5, seconds_left=60.0, cap=math.inf) == 220
+    assert planned_steps(100, 0.5, 60.0, cap=150) == 150  # max_steps ends first
+    assert planned_steps(100, 0.5, -3.0, cap=math.inf) == 101  # the clock has run out
+    assert planned_steps(100, 0.5, 60.0, cap=50) == 101  # never before the run ends
+
+
+def test_the_schedule_ends_when_the_time_budget_does(tiny_config):
+    """A step budget far beyond what 6 s allow: the run stops on the clock, and the cosine
+    schedule, laid over the steps the time allows, has decayed when it stops (following the
+    step budget, it would still be at its peak)."""
+    tiny_config["trainer"].pop("max_epochs")
+    tiny_config["trainer"].update(max_steps=100_000, max_time="00:00:00:06", limit_val_batches=1)
+    tiny_config["data"]["batch_size"] = 4  # 12 steps an epoch
+    tiny_config["scheduler"] = {"name": "cosine", "warmup_steps": 5, "warmup_start_factor": 0.1}
+    lr = tiny_config["optimizer"]["lr"]
+    run_dir, metrics = train(tiny_config)
+    with open(run_dir / "logs" / "metrics.csv") as f:
+        rows = [(int(r["step"]), float(r["train/lr"])) for r in csv.DictReader(f) if r["train/lr"]]
+    steps = [step for step, _ in rows]
+    lrs = [value for _, value in rows]
+    assert 30 < steps[-1] < 100_000  # stopped by the time, after the rate was measured
+    assert max(lrs) > 0.9 * lr  # the warm-up reached the peak
+    assert lrs[-1] < 0.1 * lr  # and the decay was over when the time ran out
+    assert "cls/top1" in metrics

@@ -1,0 +1,91 @@
+"""``trainer.max_time`` as a budget the learning-rate schedule follows, as Ultralytics'
+``time=`` does: the steps a time budget allows are projected from the measured step rate, and
+the schedule (warm-up, cosine decay, ...) is laid over them, so that a run stopped by the clock
+ends its schedule when it stops, on a fast machine or a slow one."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import lightning as L
+from lightning.pytorch.callbacks import Timer
+
+from visionkit.engine.system import UNENDING
+
+logger = logging.getLogger(__name__)
+
+
+def planned_steps(step: int, seconds_per_step: float, seconds_left: float, cap: float) -> int:
+    """The schedule's length: the steps done, plus those that fit in the time left at the
+    measured rate, capped by the other budget (``max_steps`` or epochs; ``inf`` if none); at
+    least one more than done (a schedule never ends before the run does).
+
+    >>> planned_steps(100, 0.5, 60.0, math.inf)
+    220
+    >>> planned_steps(100, 0.5, 60.0, 150)
+    150
+    >>> planned_steps(100, 0.5, -3.0, math.inf)
+    101
+    """
+    left = max(0.0, seconds_left) / seconds_per_step
+    return max(step + 1, int(min(cap, step + left)))
+
+
+class TimeBudgetSchedule(L.Callback):
+    """Keeps :attr:`VisionSystem.schedule_steps` at the steps ``trainer.max_time`` allows.
+
+    Every ``every`` optimiser steps, once ``skip`` steps of this process are done (start-up,
+    worker spawning and first-call costs are left out of the rate), the rate is the wall time
+    per step since then, validations included once they have run, and the schedule's length
+    becomes :func:`planned_steps` of it and Lightning's :class:`~lightning.pytorch.callbacks.
+    Timer`'s time left. Rank 0's projection is broadcast, so every DDP rank steps the same
+    learning rate. Without ``max_time`` (no ``Timer``) it does nothing.
+
+    The projection never exceeds the length the step or epoch budget gives the schedule
+    (``max_steps`` with ``max_time``: whichever ends first).
+
+    Args:
+        skip: steps of this process before the rate is measured.
+        every: steps between projections.
+    """
+
+    def __init__(self, skip: int = 5, every: int = 10) -> None:
+        self.skip, self.every = skip, every
+        self.cap = math.inf
+        self._seen = 0
+        self._start: tuple[int, float] | None = None  # (global step, time) after `skip` steps
+        self._logged: int | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._seen, self._start = 0, None
+        budget = getattr(pl_module, "schedule_steps", UNENDING)  # from configure_optimizers
+        self.cap = budget if budget < UNENDING else math.inf
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object
+    ) -> None:
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        remaining = timer.time_remaining() if timer is not None else None
+        if remaining is None:
+            return
+        self._seen += 1
+        step = trainer.global_step
+        if self._seen == self.skip:
+            self._start = (step, time.monotonic())
+        if self._start is None or (self._seen - self.skip) % self.every or step <= self._start[0]:
+            return
+        rate = (time.monotonic() - self._start[1]) / (step - self._start[0])
+        planned = planned_steps(step, rate, remaining, self.cap)
+        planned = int(trainer.strategy.broadcast(planned, src=0))
+        pl_module.schedule_steps = planned
+        if self._logged is None or abs(planned - self._logged) > 0.1 * self._logged:
+            if trainer.is_global_zero:
+                logger.info(
+                    "trainer.max_time: about %d steps in all at %.2f s a step; the learning-rate "
+                    "schedule follows them",
+                    planned,
+                    rate,
+                )
+            self._logged = planned
