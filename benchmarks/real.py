@@ -61,13 +61,16 @@ def voc_split_root(source: Path, work: Path, every: int = 5) -> Path:
 
 def train_recipe(
     recipe: Path, overrides: Sequence[str], work: Path
-) -> tuple[dict[str, float], float]:
-    """visionkit's recipe from scratch; its validation metrics and training seconds."""
+) -> tuple[dict[str, float], float, int]:
+    """visionkit's recipe from scratch; its validation metrics, training seconds and optimiser
+    steps (the recipes stop at a step budget or at their ``max_time``, whichever ends first)."""
+    from visionkit.checkpoint import load_checkpoint
     from visionkit.engine.runner import train
 
     args = [*overrides, "model.backbone.pretrained=false", "trainer.enable_progress_bar=false"]
-    _, metrics = train(recipe, args, output_dir=work / recipe.stem)
-    return metrics, float(metrics["time/train_s"])
+    run_dir, metrics = train(recipe, args, output_dir=work / recipe.stem)
+    steps = int(load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"])
+    return metrics, float(metrics["time/train_s"]), steps
 
 
 def yolo_dataset(root: Path, work: Path, train_set: Any, val_set: Any) -> Path:
@@ -103,7 +106,7 @@ def run_detection(
     root = voc_split_root(data_dir / "raccoon", work)
     roots = [f"data.train.root={root}", f"data.val.root={root}"]
     log(f"detection: visionkit {RECIPES['detection'].name} on {root} (from scratch)")
-    ours, seconds = train_recipe(RECIPES["detection"], [*roots, *extra], work)
+    ours, seconds, our_steps = train_recipe(RECIPES["detection"], [*roots, *extra], work)
     log(f"detection: visionkit mAP {ours['det/mAP']:.3f} after {seconds:.0f} s of training")
     spec = {"format": "voc", "root": str(root)}
     train_set = build_dataset({**spec, "split": "train"}, split="train")
@@ -113,7 +116,7 @@ def run_detection(
         work / "val.json", voc_to_coco(root, "val", class_names=names).coco
     )
     longest = int(_recipe_image_size(RECIPES["detection"]))
-    rows = [_row("visionkit detect_fcos_r18", ours["det/mAP"], seconds, "mAP")]
+    rows = [_row("visionkit detect_fcos_r18", ours["det/mAP"], seconds, "mAP", our_steps)]
     log(f"detection: torchvision FCOS-R18 for {seconds:.0f} s")
     tv = baselines.train_torchvision_fcos(train_set, val_set, gt_json, seconds, longest, use_bf16)
     rows.append(_row("torchvision FCOS-R18", tv["mAP"], seconds, "mAP", tv["steps"]))
@@ -138,12 +141,12 @@ def run_segmentation(
     root = data_dir / "camvid"
     roots = [f"data.train.root={root}", f"data.val.root={root}"]
     log(f"segmentation: visionkit {RECIPES['segmentation'].name} on {root} (from scratch)")
-    ours, seconds = train_recipe(RECIPES["segmentation"], [*roots, *extra], work)
+    ours, seconds, our_steps = train_recipe(RECIPES["segmentation"], [*roots, *extra], work)
     log(f"segmentation: visionkit mIoU {ours['seg/mIoU']:.3f} after {seconds:.0f} s of training")
     spec = {"format": "mask_folder", "root": str(root), "ignore_index": 11}
     train_set = build_dataset({**spec, "images": "train", "masks": "trainannot"}, split="train")
     val_set = build_dataset({**spec, "images": "val", "masks": "valannot"}, split="val")
-    rows = [_row("visionkit semseg_r18", ours["seg/mIoU"], seconds, "mIoU")]
+    rows = [_row("visionkit semseg_r18", ours["seg/mIoU"], seconds, "mIoU", our_steps)]
     log(f"segmentation: torchvision DeepLabV3-MobileNetV3 for {seconds:.0f} s")
     longest = int(_recipe_image_size(RECIPES["segmentation"]))
     tv = baselines.train_torchvision_deeplab(train_set, val_set, seconds, 256, longest, use_bf16)

@@ -90,6 +90,7 @@ def test_real_runs_every_side_and_writes_both_tables(tmp_path, monkeypatch, caps
     for row in det["rows"] + seg["rows"]:
         assert 0.0 <= row["score"] <= 1.0 and row["train_s"] > 0
     assert det["rows"][1]["steps"] >= 1 and seg["rows"][1]["steps"] >= 1
+    assert det["rows"][0]["steps"] == 2 and seg["rows"][0]["steps"] == 2  # the recipes' own
     table = real.real_table(results, "segmentation")
     assert "| torchvision DeepLabV3-MobileNetV3 |" in table and "visionkit ÷ model" in table
 
