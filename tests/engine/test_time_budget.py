@@ -59,3 +59,22 @@ def test_the_schedule_ends_when_the_time_budget_does(tiny_config):
     assert max(lrs) > 0.9 * lr  # the warm-up reached the peak
     assert lrs[-1] < 0.1 * lr  # and the decay was over when the time ran out
     assert "cls/top1" in metrics
+
+
+def test_a_resumed_run_continues_on_the_projection_it_saved():
+    """Callback state travels in the checkpoint; on the resumed start, before the run has
+    measured its own rate, the schedule is the saved projection (capped by the step budget)."""
+    from types import SimpleNamespace
+
+    from visionkit.engine.time_budget import TimeBudgetSchedule
+
+    saved = TimeBudgetSchedule()
+    saved.planned = 340
+    resumed = TimeBudgetSchedule()
+    resumed.load_state_dict(saved.state_dict())
+    module = SimpleNamespace(schedule_steps=1200)  # as configure_optimizers sets it
+    resumed.on_train_start(trainer=None, pl_module=module)
+    assert module.schedule_steps == 340
+    module = SimpleNamespace(schedule_steps=300)  # a step budget that ends first
+    resumed.on_train_start(trainer=None, pl_module=module)
+    assert module.schedule_steps == 300

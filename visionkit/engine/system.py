@@ -235,8 +235,13 @@ class VisionSystem(L.LightningModule):
         """The learning-rate factor at a step of a schedule :attr:`schedule_steps` long (read
         at every step: a time budget moves it)."""
 
+        built: dict[int, Callable[[int], float]] = {}  # the schedule of the current length
+
         def factor(step: int) -> float:
-            return self.lr_schedule(self.schedule_steps, per_epoch)(step)
+            if self.schedule_steps not in built:
+                built.clear()
+                built[self.schedule_steps] = self.lr_schedule(self.schedule_steps, per_epoch)
+            return built[self.schedule_steps](step)
 
         return factor
 

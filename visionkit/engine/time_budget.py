@@ -44,7 +44,8 @@ class TimeBudgetSchedule(L.Callback):
     learning rate. Without ``max_time`` (no ``Timer``) it does nothing.
 
     The projection never exceeds the length the step or epoch budget gives the schedule
-    (``max_steps`` with ``max_time``: whichever ends first).
+    (``max_steps`` with ``max_time``: whichever ends first). It is saved in checkpoints, so a
+    resumed run continues on the same schedule until it measures its own rate.
 
     Args:
         skip: steps of this process before the rate is measured.
@@ -56,12 +57,21 @@ class TimeBudgetSchedule(L.Callback):
         self.cap = math.inf
         self._seen = 0
         self._start: tuple[int, float] | None = None  # (global step, time) after `skip` steps
-        self._logged: int | None = None
+        self.planned: int | None = None  # the last projection
+        self._logged: int | None = None  # the last one logged (logged again when 10 % off)
+
+    def state_dict(self) -> dict[str, int | None]:
+        return {"planned_steps": self.planned}
+
+    def load_state_dict(self, state_dict: dict[str, int | None]) -> None:
+        self.planned = state_dict.get("planned_steps")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._seen, self._start = 0, None
         budget = getattr(pl_module, "schedule_steps", UNENDING)  # from configure_optimizers
         self.cap = budget if budget < UNENDING else math.inf
+        if self.planned is not None:  # resumed: the projection the run had when it was saved
+            pl_module.schedule_steps = int(min(self.cap, self.planned))
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object
@@ -79,13 +89,14 @@ class TimeBudgetSchedule(L.Callback):
         rate = (time.monotonic() - self._start[1]) / (step - self._start[0])
         planned = planned_steps(step, rate, remaining, self.cap)
         planned = int(trainer.strategy.broadcast(planned, src=0))
-        pl_module.schedule_steps = planned
-        if self._logged is None or abs(planned - self._logged) > 0.1 * self._logged:
-            if trainer.is_global_zero:
-                logger.info(
-                    "trainer.max_time: about %d steps in all at %.2f s a step; the learning-rate "
-                    "schedule follows them",
-                    planned,
-                    rate,
-                )
-            self._logged = planned
+        pl_module.schedule_steps = self.planned = planned
+        if self._logged is not None and abs(planned - self._logged) <= 0.1 * self._logged:
+            return
+        self._logged = planned
+        if trainer.is_global_zero:
+            logger.info(
+                "trainer.max_time: about %d steps in all at %.2f s a step; the learning-rate "
+                "schedule follows them",
+                planned,
+                rate,
+            )
