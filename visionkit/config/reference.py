@@ -114,7 +114,8 @@ DESCRIPTIONS: dict[str, str] = {
     "the Lightning arguments that visionkit sets itself (`logger`, `callbacks`, `plugins`, "
     "`default_root_dir`, `enable_checkpointing`, `barebones`) are refused, saying where to set "
     "them; docs/training.md#trainer-arguments",
-    "trainer.max_epochs": "epochs (default 10; unlimited, -1, when only `max_steps` is given)",
+    "trainer.max_epochs": "epochs (default 10; unlimited, -1, when `max_steps` or `max_time` is "
+    "given)",
     "trainer.max_steps": "optimiser steps: a budget that does not depend on the dataset's size "
     "(-1: none); the schedule follows it",
     "trainer.max_time": "stop after this wall time (`DD:HH:MM:SS` or `{minutes: 10}`); the "
