@@ -72,9 +72,10 @@ def test_a_resumed_run_continues_on_the_projection_it_saved():
     saved.planned = 340
     resumed = TimeBudgetSchedule()
     resumed.load_state_dict(saved.state_dict())
+    trainer = SimpleNamespace(callbacks=[])
     module = SimpleNamespace(schedule_steps=1200)  # as configure_optimizers sets it
-    resumed.on_train_start(trainer=None, pl_module=module)
+    resumed.on_train_start(trainer=trainer, pl_module=module)
     assert module.schedule_steps == 340
     module = SimpleNamespace(schedule_steps=300)  # a step budget that ends first
-    resumed.on_train_start(trainer=None, pl_module=module)
+    resumed.on_train_start(trainer=trainer, pl_module=module)
     assert module.schedule_steps == 300

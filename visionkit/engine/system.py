@@ -7,6 +7,7 @@ checkpointing and accumulation are the ``Trainer``'s.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -233,17 +234,9 @@ class VisionSystem(L.LightningModule):
 
     def _lr_factor(self, per_epoch: int) -> Callable[[int], float]:
         """The learning-rate factor at a step of a schedule :attr:`schedule_steps` long (read
-        at every step: a time budget moves it)."""
-
-        built: dict[int, Callable[[int], float]] = {}  # the schedule of the current length
-
-        def factor(step: int) -> float:
-            if self.schedule_steps not in built:
-                built.clear()
-                built[self.schedule_steps] = self.lr_schedule(self.schedule_steps, per_epoch)
-            return built[self.schedule_steps](step)
-
-        return factor
+        at every step: a time budget moves it; rebuilt only when it moves)."""
+        schedule = functools.lru_cache(maxsize=1)(lambda total: self.lr_schedule(total, per_epoch))
+        return lambda step: schedule(self.schedule_steps)(step)
 
     def configure_gradient_clipping(
         self,

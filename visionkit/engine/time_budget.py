@@ -58,6 +58,7 @@ class TimeBudgetSchedule(L.Callback):
         self._seen = 0
         self._start: tuple[int, float] | None = None  # (global step, time) after `skip` steps
         self.planned: int | None = None  # the last projection
+        self._timer: Timer | None = None  # Lightning's, which max_time adds
         self._logged: int | None = None  # the last one logged (logged again when 10 % off)
 
     def state_dict(self) -> dict[str, int | None]:
@@ -68,6 +69,7 @@ class TimeBudgetSchedule(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._seen, self._start = 0, None
+        self._timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
         budget = getattr(pl_module, "schedule_steps", UNENDING)  # from configure_optimizers
         self.cap = budget if budget < UNENDING else math.inf
         if self.planned is not None:  # resumed: the projection the run had when it was saved
@@ -76,8 +78,7 @@ class TimeBudgetSchedule(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object
     ) -> None:
-        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-        remaining = timer.time_remaining() if timer is not None else None
+        remaining = self._timer.time_remaining() if self._timer is not None else None
         if remaining is None:
             return
         self._seen += 1
