@@ -187,3 +187,57 @@ def test_eval_tta_flip_scores_the_merged_predictions_of_predict(trained, tmp_pat
         np.testing.assert_allclose([s for s, _ in got], [s for s, _ in expected], atol=1e-4)
         np.testing.assert_allclose([b for _, b in got], [b for _, b in expected], atol=1e-2)
     assert flipped != plain
+
+
+def test_eval_imgsz_scores_what_predict_imgsz_returns(trained, tmp_path, capsys):
+    """``eval --imgsz N`` evaluates the model at N pixels: the boxes and scores of
+    ``model.predict(..., imgsz=N)``, in the original image's pixels, and not those at the
+    trained size."""
+    import visionkit
+    from visionkit.data.io import read_image
+
+    def evaluated(*extra):
+        saved = tmp_path / f"results{len(extra)}.json"
+        argv = ["eval", "--checkpoint", trained["ckpt"], "--conf", "0.001", "--no-plots"]
+        argv += ["--json", "--save-predictions", saved, *extra, "trainer.limit_val_batches=null"]
+        code, out, err = run(argv, capsys)
+        assert code == 0, err[-2000:]
+        assert "det/mAP" in json.loads(out)["metrics"]
+        by_image: dict[int, list] = {}
+        for r in json.loads(saved.read_text()):
+            by_image.setdefault(r["image_id"], []).append((r["score"], r["bbox"]))
+        return {k: sorted(v, reverse=True) for k, v in by_image.items()}
+
+    model = visionkit.load(trained["ckpt"])
+    size = model.meta["config"]["data"]["image_size"]
+    size = size if isinstance(size, int) else max(size)
+    larger, plain = evaluated("--imgsz", str(size + 32)), evaluated()
+    files = json.loads((trained["data"] / "annotations.json").read_text())["images"]
+    images = [read_image(trained["data"] / f["file_name"]) for f in files]
+    predictions = model.predict(images, conf=0.001, imgsz=size + 32)
+    for info, prediction in zip(files, predictions, strict=True):
+        det = prediction["det"]
+        expected = sorted(
+            (
+                (float(s), [x1, y1, x2 - x1, y2 - y1])
+                for s, (x1, y1, x2, y2) in zip(
+                    det["scores"].tolist(), det["boxes"].tolist(), strict=True
+                )
+            ),
+            reverse=True,
+        )
+        got = larger.get(info["id"], [])
+        assert len(got) == len(expected)
+        np.testing.assert_allclose([s for s, _ in got], [s for s, _ in expected], atol=1e-4)
+        np.testing.assert_allclose([b for _, b in got], [b for _, b in expected], atol=1e-2)
+    assert larger != plain
+
+
+@pytest.mark.reliability
+def test_eval_refuses_data_image_size_and_names_imgsz(trained, capsys):
+    argv = ["eval", "--checkpoint", trained["ckpt"], "data.image_size=320"]
+    code, out, err = run(argv, capsys)
+    assert code == 2 and not out.strip()
+    assert "'data.image_size=320': the evaluation size is given by --imgsz N" in err
+    code, out, err = run(["eval", "--checkpoint", trained["ckpt"], "--imgsz", "0"], capsys)
+    assert code == 2 and "--imgsz: one size (640) or height,width (480,640)" in err

@@ -1,5 +1,5 @@
 """``visionkit eval --checkpoint CKPT [--split val|test] [--conf X] [--iou X] [--max-det N]
-[--matrix-conf X] [--device D] [--half|--bf16] [--json] [--no-plots] [KEY=VALUE ...]``: evaluate a checkpoint on the validation (or test) data of
+[--imgsz SIZE] [--matrix-conf X] [--device D] [--half|--bf16] [--json] [--no-plots] [KEY=VALUE ...]``: evaluate a checkpoint on the validation (or test) data of
 its own config (see :func:`visionkit.engine.runner.evaluate`).
 
 The report, per evaluated head: for detection and instance heads pycocotools' own 12-line
@@ -93,6 +93,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="N",
         help="detections kept per image (default: the head's own, 100, COCO's maxDets)",
     )
+    p.add_argument(
+        "--imgsz",
+        metavar="SIZE",
+        help="evaluate at this size: 640 or 480,640 (height,width, one argument: the "
+        "KEY=VALUE overrides follow); the evaluation "
+        "pipeline's sizing steps (Resize, LongestMaxSize, PadIfNeeded, ...) use it instead "
+        "of the training size; metrics are still computed at the original resolution "
+        "(default: the size the model was trained at)",
+    )
     add_tta_argument(p)
     add_device_arguments(p)
     for action in p._actions:  # eval's default is the config's trainer settings, not auto
@@ -156,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
             half=args.half,
             bf16=args.bf16,
             tta=args.tta,
+            imgsz=args.imgsz,
         )
     if not is_global_zero():
         return 0

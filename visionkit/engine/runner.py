@@ -61,7 +61,13 @@ from visionkit.inference.device import (
     lightning_precision,
     resolve_device,
 )
-from visionkit.inference.options import box_heads, check_thresholds, detection_settings
+from visionkit.inference.options import (
+    box_heads,
+    check_thresholds,
+    data_at,
+    detection_settings,
+    parse_imgsz,
+)
 from visionkit.models.model import VisionModel
 
 logger = logging.getLogger(__name__)
@@ -391,6 +397,7 @@ def evaluate(
     half: bool = False,
     bf16: bool = False,
     tta: str | None = None,
+    imgsz: int | str | Sequence[int | str] | None = None,
 ) -> dict[str, float]:
     """Evaluate a checkpoint on the validation (or test) data of its own config.
 
@@ -416,11 +423,27 @@ def evaluate(
             ``precision``. ``None`` / ``False``: the config's trainer settings.
         tta: ``None``, or ``"flip"``: every batch and its mirror image, merged per head as
             ``visionkit predict --tta flip`` does (:mod:`visionkit.inference.tta`).
+        imgsz: evaluate at this size, ``320`` or ``(240, 320)``: the evaluation pipeline's
+            sizing steps use it instead of the training size
+            (:func:`visionkit.inference.options.data_at`); metrics stay at the original
+            resolution. ``None``: the size the model was trained at.
     """
-    bad = [o for o in overrides if not o.startswith(EVAL_OVERRIDE_SECTIONS)]
+    bad = [
+        f"{o!r}: eval accepts data.* and trainer.* overrides only"
+        for o in overrides
+        if not o.startswith(EVAL_OVERRIDE_SECTIONS)
+    ]
+    bad += [
+        f"{o!r}: the evaluation size is given by --imgsz N (or --imgsz H,W), which resizes "
+        "every sizing step of the evaluation pipeline; data.image_size does not reach the "
+        "sizes a checkpoint's config has written into data.transforms.val"
+        for o in overrides
+        if o.split("=", 1)[0].strip() == "data.image_size"
+    ]
     if bad:
-        raise ConfigError([f"{o!r}: eval accepts data.* and trainer.* overrides only" for o in bad])
+        raise ConfigError(bad)
     check_thresholds(conf, iou, max_det)
+    size = parse_imgsz(imgsz)
     on_device: dict[str, Any] = {}
     if device is not None or half or bf16:
         chosen = resolve_device(device or "auto")
@@ -435,7 +458,10 @@ def evaluate(
             f"{' / '.join(given)}: the checkpoint has no detection head (heads: {kinds}); "
             "these thresholds apply to detection and instance heads"
         )
-    cfg = load_config(model.meta["config"], overrides)
+    config = model.meta["config"]
+    if size is not None:
+        config = {**config, "data": data_at(config["data"], size)}
+    cfg = load_config(config, overrides)
     if on_device and on_device["precision"] is None:
         on_device["precision"] = resolve_precision(cfg.trainer.precision, on_device["accelerator"])
     label_names = model.meta.get("label_names") or {}

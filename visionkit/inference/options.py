@@ -216,7 +216,6 @@ def preprocess_at(model: VisionModel, imgsz: int | str | Sequence[Any] | None) -
     if size is None:
         return model.preprocess
     from visionkit.build.model import EvalPreprocess  # build imports models: not at the top
-    from visionkit.data.transforms import pipeline_steps
 
     data = (model.meta.get("config") or {}).get("data")
     if data is None:
@@ -225,8 +224,28 @@ def preprocess_at(model: VisionModel, imgsz: int | str | Sequence[Any] | None) -
             "its evaluation pipeline from; build it with visionkit.create_model or load a "
             "checkpoint"
         )
-    steps = resize_steps(pipeline_steps(data, train=False), size)
+    steps = data_at(data, size)["transforms"]["val"]
     return EvalPreprocess(steps, model.backbone.mean, model.backbone.std)
+
+
+def data_at(data: Mapping[str, Any], size: tuple[int, int]) -> dict[str, Any]:
+    """A copy of a config's ``data`` section (plain dict) whose evaluation pipeline runs at
+    ``size`` (H, W): ``transforms.val`` is :func:`resize_steps` of its evaluation steps and
+    ``image_size`` is ``size``. What ``predict --imgsz`` and ``eval --imgsz`` evaluate with.
+
+    >>> data = {"image_size": 192, "transforms": {"val": [{"name": "LongestMaxSize", "max_size": 192}]}}
+    >>> data_at(data, (320, 320))["transforms"]["val"]
+    [{'name': 'LongestMaxSize', 'max_size': 320}]
+    """
+    from visionkit.data.transforms import pipeline_steps
+
+    out = dict(data)
+    out["transforms"] = {
+        **(data.get("transforms") or {}),
+        "val": resize_steps(pipeline_steps(data, train=False), size),
+    }
+    out["image_size"] = size[0] if size[0] == size[1] else list(size)
+    return out
 
 
 def as_image(item: Any) -> np.ndarray:

@@ -164,6 +164,43 @@ def test_loss_vanishes_at_perfect_predictions():
     assert swapped["box"] > 0.05, swapped
 
 
+def test_iou_quality_learns_the_iou_of_the_predicted_box_and_box_loss_weight_scales():
+    """``quality="iou"``: the ``ctr`` term's target at a positive point is the IoU of the box
+    predicted there with its true box (a perfect box: 1; a box twice as wide: 0.5), not
+    the point's centerness; ``box_loss_weight`` multiplies the ``box`` term only."""
+    kwargs = {"in_channels": [8], "strides": [8], "num_classes": 1, "num_convs": 0}
+    centred, iou = FCOSHead(**kwargs), FCOSHead(**kwargs, quality="iou")
+    out = centred([torch.zeros(1, 8, 8, 8)])
+    boxes, labels = torch.tensor([[8.0, 8.0, 48.0, 40.0]]), torch.tensor([0])
+    positive = _assign(centred, out["points"], out["point_strides"], boxes, labels) >= 0
+    x, y = out["points"].unbind(1)
+    exact = torch.stack([x - 8, y - 8, 48 - x, 40 - y], dim=1).clamp(min=1.0)[None]
+    wide = exact * torch.tensor([2.0, 1.0, 2.0, 1.0])  # twice as wide, same centre: IoU 0.5
+    targets = {"boxes": [boxes], "labels": [labels]}
+    for regression, true_iou in ((exact, 1.0), (wide, 0.5)):
+        for logit in (-2.0, 0.0, 2.0):
+            ctr = torch.full((1, 64), logit)
+            outputs = {**out, "bbox_regression": regression, "centerness": ctr}
+            expected = torch.nn.functional.binary_cross_entropy_with_logits(
+                torch.tensor(logit), torch.tensor(true_iou)
+            )
+            got = iou.loss(outputs, targets)["ctr"]
+            torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+            if logit != 0.0:  # at logit 0 the BCE is log 2 whatever the target
+                assert not torch.allclose(centred.loss(outputs, targets)["ctr"], got)
+    assert positive.sum() > 1
+    weighted = FCOSHead(**kwargs, box_loss_weight=2.5)
+    weighted.load_state_dict(centred.state_dict())
+    outputs = {**out, "bbox_regression": wide}
+    plain, scaled = centred.loss(outputs, targets), weighted.loss(outputs, targets)
+    torch.testing.assert_close(scaled["box"], 2.5 * plain["box"])
+    torch.testing.assert_close(scaled["cls"], plain["cls"])
+    with pytest.raises(ValueError, match="quality must be one of"):
+        FCOSHead(**kwargs, quality="giou")
+    with pytest.raises(ValueError, match="box_loss_weight must be >= 0"):
+        FCOSHead(**kwargs, box_loss_weight=-1.0)
+
+
 # ---- end to end ------------------------------------------------------------------------------
 def test_overfit_two_boxes_with_simple_cnn_and_fpn():
     torch.manual_seed(0)

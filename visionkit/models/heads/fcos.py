@@ -57,6 +57,8 @@ from visionkit.registry import HEADS
 MAX_LOG_DISTANCE = 10.0  # exp() argument clamp for the regression (e^10 strides ≈ 22k × stride)
 #: ``box_coding`` values: how the box branch's output becomes distances (see :class:`FCOSHead`).
 BOX_CODINGS = ("exp", "relu")
+#: ``quality`` values: what the third branch learns to predict (see :class:`FCOSHead`).
+QUALITY_TARGETS = ("centerness", "iou")
 
 
 def fcos_scale_ranges(strides: Sequence[int], factor: float = 8.0) -> Tensor:
@@ -154,6 +156,24 @@ def centerness_targets(ltrb: Tensor) -> Tensor:
     return ratio.clamp(min=0).sqrt()
 
 
+def ltrb_iou(pred: Tensor, target: Tensor) -> Tensor:
+    """IoU of two boxes given as distances ``[..., 4]`` (l, t, r, b) from the same point.
+
+    >>> float(ltrb_iou(torch.tensor([1.0, 1.0, 1.0, 1.0]), torch.tensor([1.0, 1.0, 3.0, 1.0])))
+    0.5
+    """
+    inter_w = torch.minimum(pred[..., 0], target[..., 0]) + torch.minimum(
+        pred[..., 2], target[..., 2]
+    )
+    inter_h = torch.minimum(pred[..., 1], target[..., 1]) + torch.minimum(
+        pred[..., 3], target[..., 3]
+    )
+    inter = inter_w.clamp(min=0) * inter_h.clamp(min=0)
+    area_pred = (pred[..., 0] + pred[..., 2]) * (pred[..., 1] + pred[..., 3])
+    area_target = (target[..., 0] + target[..., 2]) * (target[..., 1] + target[..., 3])
+    return inter / (area_pred + area_target - inter).clamp(min=1e-6)
+
+
 @HEADS.register("fcos")
 class FCOSHead(nn.Module):
     """FCOS on a neck's levels: shared cls and box conv towers over all levels, per-level
@@ -183,6 +203,12 @@ class FCOSHead(nn.Module):
         grid_offset: where a cell's point lies inside the cell, in strides: ``0.5`` is its
             centre ``((j + 0.5) * s, (i + 0.5) * s)``; ``0.0`` its top-left corner
             ``(j * s, i * s)``, where torchvision's anchor generator puts it.
+        quality: the target of the third branch (``centerness`` logits), whose probability
+            multiplies the class probability in the score: ``"centerness"``, FCOS's geometric
+            centerness of the point in its box; ``"iou"``, the IoU of the box predicted at the
+            point with its ground-truth box (detached; IoU-aware scoring as in Wu et al. 2020
+            and VarifocalNet), so better-placed boxes rank first.
+        box_loss_weight: factor on the ``box`` (GIoU) term.
 
     Example:
         >>> import torch
@@ -216,6 +242,8 @@ class FCOSHead(nn.Module):
         focal_gamma: float = 2.0,
         box_coding: str = "exp",
         grid_offset: float = 0.5,
+        quality: str = "centerness",
+        box_loss_weight: float = 1.0,
     ) -> None:
         super().__init__()
         name = self._name
@@ -228,6 +256,13 @@ class FCOSHead(nn.Module):
             )
         if not 0 <= grid_offset < 1:
             raise ValueError(f"{name}: grid_offset must lie in [0, 1) strides, got {grid_offset}")
+        if quality not in QUALITY_TARGETS:
+            raise ValueError(
+                f"{name}: quality must be one of {list(QUALITY_TARGETS)}, got {quality!r}"
+            )
+        if box_loss_weight < 0:
+            raise ValueError(f"{name}: box_loss_weight must be >= 0, got {box_loss_weight}")
+        self.quality, self.box_loss_weight = quality, float(box_loss_weight)
         width = width or in_channels
         self.in_channels = in_channels
         self.num_convs, self.width, self.norm = num_convs, width, norm
@@ -333,7 +368,8 @@ class FCOSHead(nn.Module):
         return FCOSTargets(labels=labels, ltrb=ltrb, matched=matched)
 
     def loss(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Any]) -> dict[str, Tensor]:
-        """Focal loss (``cls``), GIoU loss (``box``) and centerness BCE (``ctr``), in fp32.
+        """Focal loss (``cls``), GIoU loss (``box``, times ``box_loss_weight``) and the BCE of
+        the quality branch (``ctr``: centerness, or IoU with ``quality="iou"``), in fp32.
 
         ``cls`` and ``ctr`` are divided by the number of positive points (at least 1),
         ``box`` is weighted by the centerness targets and divided by their sum. Images with
@@ -383,9 +419,12 @@ class FCOSHead(nn.Module):
         giou = generalized_box_iou_loss(regression * sign, ltrb * sign, reduction="none")
         box_loss = (giou * box_weight).sum() / box_weight.sum().clamp(min=1e-6)
 
-        bce = F.binary_cross_entropy_with_logits(centerness, ctr_target, reduction="none")
+        quality_target = (
+            ltrb_iou(regression.detach(), ltrb) if self.quality == "iou" else ctr_target
+        )
+        bce = F.binary_cross_entropy_with_logits(centerness, quality_target, reduction="none")
         ctr_loss = (bce * positive).sum() / num_pos
-        return {"cls": cls_loss, "box": box_loss, "ctr": ctr_loss}
+        return {"cls": cls_loss, "box": self.box_loss_weight * box_loss, "ctr": ctr_loss}
 
     @torch.no_grad()
     def postprocess(
