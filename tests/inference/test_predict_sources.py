@@ -121,3 +121,31 @@ def test_no_save_json_writes_neither_json_and_max_frames_cuts_videos(tmp_path):
     assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 2
     video.release()
     assert sources.video_frames(tmp_path / "clip.mp4", every=1, max_frames=2) == 2
+
+
+@pytest.mark.reliability
+def test_an_error_mid_video_keeps_the_earlier_video_and_leaves_no_partial_file(
+    monkeypatch, tmp_path
+):
+    writer = cv2.VideoWriter(
+        str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (40, 32)
+    )
+    for i in range(6):
+        writer.write(photo(i, (32, 40)))
+    writer.release()
+    out = tmp_path / "out"
+    predict_files(detector(), [tmp_path / "clip.mp4"], out, batch_size=2, progress=False)
+    earlier = (out / "clip.mp4_pred.mp4").read_bytes()
+    real_predict, calls = predict_module.predict_images, []
+
+    def failing(model, images, *args, **kwargs):
+        calls.append(len(images))
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return real_predict(model, images, *args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "predict_images", failing)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        predict_files(detector(), [tmp_path / "clip.mp4"], out, batch_size=2, progress=False)
+    assert (out / "clip.mp4_pred.mp4").read_bytes() == earlier  # a whole video, the earlier one
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["clip.mp4_pred.mp4"]

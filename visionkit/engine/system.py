@@ -157,6 +157,25 @@ class VisionSystem(L.LightningModule):
         self.log("train/skipped_batches", float(self.skipped_batches), on_step=True)
         return False
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Make the last training step a validation step: Lightning validates a stop
+        (``max_time``, ``max_steps``, the last epoch) only at a point its schedule validates
+        anyway (the end of an epoch that ``check_val_every_n_epoch`` names, or a multiple of
+        ``val_check_interval``), so the weights of the steps after the last such point would
+        never be scored nor reach ``best.ckpt``, and a run shorter than its validation period
+        would have no metrics at all. Here, after every callback (Lightning's ``Timer``
+        included) has said whether training stops, a stop lets the validation run."""
+        trainer = self.trainer
+        if not trainer.enable_validation or trainer.sanity_checking:
+            return
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        last_epoch = trainer.max_epochs is not None and trainer.max_epochs >= 0
+        last_epoch = last_epoch and trainer.current_epoch + 1 >= trainer.max_epochs
+        ending = trainer.should_stop or 0 <= trainer.max_steps <= trainer.global_step
+        if ending or (last_epoch and progress.is_last_batch):
+            trainer.should_stop = True  # Lightning validates on a stop ...
+            trainer.check_val_every_n_epoch = None  # ... in any epoch
+
     def on_validation_epoch_start(self) -> None:
         for evaluator in self.evaluators.values():
             evaluator.reset()

@@ -296,6 +296,7 @@ def _predict(
     except BaseException:
         for stream in streams:  # an error writes no json file (a previous one is kept)
             stream.abort()
+        videos.abort()  # nor the video it was drawing
         raise
     finally:
         videos.close()

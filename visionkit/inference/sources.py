@@ -251,7 +251,12 @@ def iter_images(
 
 class VideoWriters:
     """``<name>_pred.mp4`` per video or webcam (``cv2.VideoWriter``, mp4v), opened at its
-    first frame; frames of another size than the first are padded or cut at the bottom/right."""
+    first frame; frames of another size than the first are padded or cut at the bottom/right.
+
+    A video is written as ``<name>_pred.partial.mp4`` and renamed to ``<name>_pred.mp4`` when
+    it is finished (:meth:`close`), so a file of that name is always a whole video: one from an
+    earlier run stays as it was until the new one is complete, and :meth:`abort` (an error)
+    removes the partial file and keeps it."""
 
     def __init__(self, out_dir: Path, every: int) -> None:
         self.out_dir = out_dir
@@ -259,6 +264,7 @@ class VideoWriters:
         self.path: Source | None = None
         self.writer: Any = None
         self.size: tuple[int, int] = (0, 0)
+        self.target: Path | None = None
 
     def write(self, path: Source, rgb: np.ndarray, name: str) -> None:
         """Append the drawn frame ``rgb`` of ``path`` to ``<name>_pred.mp4``."""
@@ -266,20 +272,36 @@ class VideoWriters:
         if path != self.path:
             self.close()
             self.path, self.size = path, (rgb.shape[0], rgb.shape[1])
-            target = self.out_dir / f"{name}_pred.mp4"
-            target.parent.mkdir(parents=True, exist_ok=True)
+            self.target = self.out_dir / f"{name}_pred.mp4"
+            self.target.parent.mkdir(parents=True, exist_ok=True)
             fourcc = cv2.VideoWriter_fourcc(*"mp4v")
             fps = video_fps(path) / self.every
-            self.writer = cv2.VideoWriter(str(target), fourcc, fps, (self.size[1], self.size[0]))
+            size = (self.size[1], self.size[0])
+            self.writer = cv2.VideoWriter(str(self._partial()), fourcc, fps, size)
             if not self.writer.isOpened():
-                raise DataError(f"cannot write video {target} (OpenCV has no mp4v encoder)")
+                self.abort()
+                raise DataError(f"cannot write video {self.target} (OpenCV has no mp4v encoder)")
         h, w = self.size
         frame = np.zeros((h, w, 3), np.uint8)
         frame[: min(h, rgb.shape[0]), : min(w, rgb.shape[1])] = rgb[:h, :w]
         self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
 
+    def _partial(self) -> Path:
+        assert self.target is not None
+        return self.target.with_name(self.target.name.removesuffix(".mp4") + ".partial.mp4")
+
     def close(self) -> None:
-        """Finish the video being written, if any."""
+        """Finish the video being written, if any: ``<name>_pred.mp4`` becomes it."""
         if self.writer is not None:
             self.writer.release()
-        self.path, self.writer = None, None
+            os.replace(self._partial(), self.target)
+        self.path, self.writer, self.target = None, None, None
+
+    def abort(self) -> None:
+        """Stop the video being written, if any, and remove it; an earlier ``<name>_pred.mp4``
+        is kept."""
+        if self.writer is not None:
+            self.writer.release()
+        if self.target is not None:
+            self._partial().unlink(missing_ok=True)
+        self.path, self.writer, self.target = None, None, None
