@@ -25,6 +25,7 @@ from visionkit.cli import (
     make_shapes,
     predict,
     show_data,
+    split,
     train,
     weights,
 )
@@ -41,6 +42,7 @@ COMMANDS = (
     make_shapes,
     list_command,
     convert,
+    split,
     check_data,
     show_data,
     export,

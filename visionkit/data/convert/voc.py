@@ -136,7 +136,12 @@ def _xml_files(root: Path, ann_dir: Path, split: str | None, builder: CocoBuilde
         available = sorted(p.stem for p in split_file.parent.glob("*.txt"))
         raise DataError(
             f"split file {split_file} does not exist"
-            + (f" (splits there: {available})" if available else "")
+            + (
+                f" (splits there: {available})"
+                if available
+                else f"; write train / val lists with: visionkit split {root} --val 0.2 "
+                "(or leave split out to read every photo)"
+            )
         )
     ids = [line.split()[0] for line in split_file.read_text("utf-8").splitlines() if line.split()]
     if not ids:

@@ -1,0 +1,118 @@
+"""``visionkit split``: a VOC folder as published (annotations/ + images/, no ImageSets) or a
+COCO json split at random into the files the readers take, the same split for the same seed,
+existing split files kept, and every bad input a plain message."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.data.test_convert import voc_object, voc_xml
+from tests.helpers import make_coco, run
+from visionkit.build.data import build_dataset
+from visionkit.data.split import assign, split_counts, split_dataset
+from visionkit.errors import ConfigError, DataError
+
+
+def published_voc(root: Path, n: int = 10) -> Path:
+    """``annotations/`` + ``images/`` as many sets are published: no ImageSets."""
+    (root / "annotations").mkdir(parents=True)
+    (root / "images").mkdir()
+    for i in range(n):
+        name = f"raccoon-{i}"
+        Image.new("RGB", (64, 48), (40, 80, 120)).save(root / "images" / f"{name}.jpg")
+        xml = voc_xml([voc_object("raccoon", (5, 5, 30 + i, 40))], f"{name}.jpg", (64, 48))
+        (root / "annotations" / f"{name}.xml").write_text(xml)
+    return root
+
+
+def test_a_published_voc_folder_is_split_into_lists_the_voc_reader_takes(tmp_path, capsys):
+    root = published_voc(tmp_path / "raccoon", n=10)
+    with pytest.raises(DataError, match=r"visionkit split .*raccoon --val 0\.2"):
+        build_dataset({"format": "voc", "root": str(root), "split": "train"}, split="train")
+    code, out, err = run(["split", root, "--val", "0.2", "--test", "0.1", "--seed", "3"], capsys)
+    assert code == 0, err
+    folder = root / "ImageSets" / "Main"
+    assert f"wrote {folder / 'train.txt'} (7 images)" in out
+    assert f"wrote {folder / 'val.txt'} (2 images)" in out
+    assert f"wrote {folder / 'test.txt'} (1 images)" in out
+    parts = {s: (folder / f"{s}.txt").read_text().split() for s in ("train", "val", "test")}
+    assert sorted(sum(parts.values(), [])) == sorted(f"raccoon-{i}" for i in range(10))
+    for split, ids in parts.items():
+        data = build_dataset({"format": "voc", "root": str(root), "split": split}, split=split)
+        assert len(data) == len(ids)
+    # the same seed gives the same split; another seed another one
+    assert assign([f"raccoon-{i}" for i in range(10)], 0.2, 0.1, seed=3) == parts
+    assert assign([f"raccoon-{i}" for i in range(10)], 0.2, 0.1, seed=4) != parts
+
+
+@pytest.mark.reliability
+def test_existing_split_files_are_kept_unless_overwrite(tmp_path, capsys):
+    root = published_voc(tmp_path / "voc", n=6)
+    split_dataset(root, val=0.5, seed=0)
+    train = root / "ImageSets" / "Main" / "train.txt"
+    before = train.read_bytes()
+    code, out, err = run(["split", root, "--seed", "1"], capsys)
+    assert code == 2 and not out
+    assert f"split files exist: {train}" in err and "give --overwrite to replace them" in err
+    assert train.read_bytes() == before
+    code, _, err = run(["split", root, "--seed", "1", "--val", "0.5", "--overwrite"], capsys)
+    assert code == 0, err
+    assert (
+        sorted(train.read_text().split())
+        == assign([f"raccoon-{i}" for i in range(6)], 0.5, seed=1)["train"]
+    )
+
+
+def test_a_coco_json_is_split_into_jsons_with_their_annotations(tmp_path):
+    root = make_coco(tmp_path / "coco", num_images=10)
+    source = root / "annotations.json"
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    report = split_dataset(source, val=0.3, seed=0)
+    assert report.counts == {"train": 7, "val": 3}
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == digest  # only read
+    whole = json.loads(source.read_text())
+    seen = []
+    for split in ("train", "val"):
+        part = json.loads((root / f"annotations_{split}.json").read_text())
+        ids = {im["id"] for im in part["images"]}
+        seen += sorted(ids)
+        assert {a["image_id"] for a in part["annotations"]} == ids
+        assert len(part["annotations"]) == sum(a["image_id"] in ids for a in whole["annotations"])
+        assert part["categories"] == whole["categories"]
+        spec = {"format": "coco", "images": str(root), "annotations": str(report.files[split])}
+        assert len(build_dataset(spec, split=split)) == len(ids)
+    assert sorted(seen) == list(range(1, 11))
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("val", "test", "message"),
+    [
+        (0.0, 0.0, "fractions in (0, 1) for val"),
+        (0.6, 0.5, "adding up to less than 1"),
+        (1.2, 0.0, "fractions in (0, 1) for val"),
+    ],
+)
+def test_bad_fractions_are_a_config_error(val, test, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        split_counts(10, val, test)
+
+
+@pytest.mark.reliability
+def test_bad_sources_are_plain_messages(tmp_path, capsys):
+    code, _, err = run(["split", tmp_path / "nothing"], capsys)
+    assert code == 1 and "expected a VOC folder" in err and "(it does not exist)" in err
+    code, _, err = run(["split", tmp_path], capsys)
+    assert code == 1 and "no XML folder (Annotations/, annotations/ not found)" in err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    code, _, err = run(["split", bad], capsys)
+    assert code == 1 and "not a COCO json with images[].id" in err
+    with pytest.raises(DataError, match="1 image\\(s\\) cannot be split into 2 non-empty splits"):
+        split_counts(1, 0.2)
+    assert split_counts(3, 0.5, 0.4) == {"train": 1, "val": 1, "test": 1}

@@ -1,0 +1,85 @@
+"""``visionkit split SRC [--val F] [--test F] [--seed N] [--overwrite]``: split a VOC folder
+or a COCO json at random into train / val (/ test) files its reader takes (see
+:mod:`visionkit.data.split`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from visionkit.data.split import split_dataset
+
+DESCRIPTION = """\
+Split a dataset as it was published into train / val (/ test) at random, writing the files
+visionkit's readers already take. SRC's images and labels are only read; existing split files
+are kept unless --overwrite is given. The same --seed gives the same split on any machine.
+
+VOC folder (Annotations/ + JPEGImages/, annotations/ + images/, or --annotations/--images):
+      writes SRC/ImageSets/Main/train.txt, val.txt (test.txt), one XML stem per line:
+      data.train='{format: voc, root: SRC, split: train}', data.val: split: val.
+COCO json: writes <stem>_train.json, <stem>_val.json (<stem>_test.json) beside it, each with
+      its images, their annotations and every category: data.train.annotations=...
+"""
+
+EPILOG = """\
+example: visionkit split data/raccoon --val 0.2
+example: visionkit split data/raccoon --val 0.15 --test 0.15 --seed 1
+example: visionkit split data/my_coco/annotations.json --val 0.2
+"""
+
+
+def run(args: argparse.Namespace) -> int:
+    """What ``visionkit split`` runs; prints the files written and how to use them."""
+    report = split_dataset(
+        args.src,
+        val=args.val,
+        test=args.test,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        annotations=args.annotations,
+        images=args.images,
+    )
+    print(report.summary())
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``split`` to the subparsers of the ``visionkit`` command."""
+    p = sub.add_parser(
+        "split",
+        help="split a VOC folder or a COCO json into train / val (/ test) at random",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("src", metavar="SRC", help="the VOC folder, or the COCO .json file")
+    p.add_argument(
+        "--val",
+        type=float,
+        default=0.2,
+        metavar="F",
+        help="fraction of the images for val (default 0.2)",
+    )
+    p.add_argument(
+        "--test",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="fraction of the images for test (default 0: no test split)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle (default 0)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace split files that exist (default: refuse, naming them)",
+    )
+    p.add_argument(
+        "--annotations",
+        metavar="DIR",
+        help="VOC: the XML sub-folder, when not Annotations/ or annotations/",
+    )
+    p.add_argument(
+        "--images",
+        metavar="DIR",
+        help="VOC: the image sub-folder, when not JPEGImages/ or images/",
+    )
+    return p

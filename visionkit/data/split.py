@@ -1,0 +1,197 @@
+"""Random train / val (/ test) splits of a dataset as it was published, written in the files
+its reader already takes (``visionkit split``):
+
+* a **VOC folder** (``Annotations/`` + ``JPEGImages/``, ``annotations/`` + ``images/``, or
+  folders named with ``annotations=`` / ``images=``): ``ImageSets/Main/train.txt``,
+  ``val.txt`` (``test.txt``), one id (an XML file's stem) per line, for ``split: train`` /
+  ``split: val`` of ``format: voc``;
+* a **COCO json**: ``<stem>_train.json``, ``<stem>_val.json`` (``<stem>_test.json``) beside
+  it, each with its images, their annotations and every category, for ``annotations:`` of
+  ``format: coco``.
+
+The split is a seeded shuffle of the sorted ids, so the same seed gives the same split on
+any machine. Existing split files are never replaced unless ``overwrite`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from visionkit.checkpoint import write_atomic
+from visionkit.errors import ConfigError, DataError
+
+#: the split names, in the order their files are written
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class SplitReport:
+    """What :func:`split_dataset` wrote: the format, and per split its file and count."""
+
+    kind: str  # "voc" or "coco"
+    files: dict[str, Path] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """Lines for the terminal: each file with its count, then how a config reads them."""
+        lines = [f"wrote {self.files[s]} ({self.counts[s]} images)" for s in self.files]
+        if self.kind == "voc":
+            root = self.files["train"].parents[2]
+            lines.append(
+                f"read them with format: voc, root: {root}, split: train (split: val for val), "
+                f"as configs/custom/detect_fcos_r18.yaml does: data.train.root={root} "
+                f"data.val.root={root}"
+            )
+        else:
+            lines.append(
+                f"read them with format: coco, annotations: {self.files['train']} (val: "
+                f"{self.files['val']}) and the images folder as images:"
+            )
+        return "\n".join(lines)
+
+
+def split_counts(n: int, val: float, test: float = 0.0) -> dict[str, int]:
+    """How many of ``n`` items go to each split: ``round(n * fraction)`` for val and test, at
+    least one each when its fraction is positive; train keeps the rest (at least one).
+
+    >>> split_counts(160, 0.2)
+    {'train': 128, 'val': 32, 'test': 0}
+    >>> split_counts(10, 0.15, 0.1)
+    {'train': 7, 'val': 2, 'test': 1}
+
+    Raises:
+        ConfigError: a fraction outside [0, 1), no val fraction, fractions that leave
+            nothing to train on, or fewer items than splits.
+    """
+    if not 0 < val < 1 or not 0 <= test < 1 or val + test >= 1:
+        raise ConfigError(
+            f"--val {val} --test {test}: fractions in (0, 1) for val and [0, 1) for test, "
+            "adding up to less than 1 (the rest is train)"
+        )
+    counts = {s: max(1, round(n * f)) if f > 0 else 0 for s, f in (("val", val), ("test", test))}
+    needed = 1 + sum(1 for c in counts.values() if c)
+    if n < needed:
+        raise DataError(f"{n} image(s) cannot be split into {needed} non-empty splits")
+    while n - sum(counts.values()) < 1:  # rounding up took the last training item
+        largest = max(counts, key=counts.get)
+        counts[largest] -= 1
+    return {"train": n - sum(counts.values()), **counts}
+
+
+def assign(ids: list[str], val: float, test: float = 0.0, seed: int = 0) -> dict[str, list[str]]:
+    """The ids of each split: the sorted ids shuffled with ``seed`` and cut by
+    :func:`split_counts`; each split's ids are sorted again.
+
+    >>> parts = assign([f"{i:03d}" for i in range(10)], val=0.2, seed=0)
+    >>> [len(parts[s]) for s in ("train", "val", "test")]
+    [8, 2, 0]
+    >>> sorted(parts["train"] + parts["val"]) == [f"{i:03d}" for i in range(10)]
+    True
+    """
+    counts = split_counts(len(ids), val, test)
+    order = sorted(ids)
+    random.Random(seed).shuffle(order)
+    out, start = {}, 0
+    for name in SPLITS:
+        out[name] = sorted(order[start : start + counts[name]])
+        start += counts[name]
+    return out
+
+
+def split_dataset(
+    source: str | os.PathLike,
+    val: float = 0.2,
+    test: float = 0.0,
+    seed: int = 0,
+    overwrite: bool = False,
+    annotations: str | None = None,
+    images: str | None = None,
+) -> SplitReport:
+    """Split a VOC folder or a COCO json at random (see the module docstring).
+
+    Args:
+        source: the VOC folder, or the COCO ``.json`` file.
+        val, test: the fractions of the images for val and test; train takes the rest.
+        seed: the shuffle's seed.
+        overwrite: replace split files that exist (default: refuse, naming them).
+        annotations, images: a VOC folder's two sub-folders, when they have other names.
+
+    Raises:
+        DataError: ``source`` is neither, or holds nothing to split.
+        ConfigError: bad fractions, or split files exist and ``overwrite`` is not given.
+    """
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() == ".json":
+        return _split_coco(path, val, test, seed, overwrite)
+    if path.is_dir():
+        return _split_voc(path, val, test, seed, overwrite, annotations, images)
+    raise DataError(
+        f"{path}: expected a VOC folder (Annotations/ + JPEGImages/ or annotations/ + images/) "
+        "or a COCO .json file" + ("" if path.exists() else " (it does not exist)")
+    )
+
+
+def _refuse_existing(files: dict[str, Path], overwrite: bool) -> None:
+    existing = [str(p) for p in files.values() if p.exists()]
+    if existing and not overwrite:
+        raise ConfigError(
+            f"split files exist: {', '.join(existing)}; they are kept (give --overwrite to "
+            "replace them)"
+        )
+
+
+def _split_voc(
+    root: Path,
+    val: float,
+    test: float,
+    seed: int,
+    overwrite: bool,
+    annotations: str | None,
+    images: str | None,
+) -> SplitReport:
+    from visionkit.data.convert.voc import voc_folders
+
+    xml_dir, _ = voc_folders(root, annotations, images)
+    ids = sorted(p.stem for p in xml_dir.glob("*.xml"))
+    if not ids:
+        raise DataError(f"{xml_dir} holds no .xml files to split")
+    parts = assign(ids, val, test, seed)
+    folder = root / "ImageSets" / "Main"
+    files = {s: folder / f"{s}.txt" for s in SPLITS if parts[s]}
+    _refuse_existing(files, overwrite)
+    for name, target in files.items():
+        text = "\n".join(parts[name]) + "\n"
+        write_atomic(target, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+    return SplitReport("voc", files, {s: len(parts[s]) for s in files})
+
+
+def _split_coco(path: Path, val: float, test: float, seed: int, overwrite: bool) -> SplitReport:
+    try:
+        coco = json.loads(path.read_text(encoding="utf-8"))
+        images = coco["images"]
+        ids = [str(image["id"]) for image in images]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise DataError(f"{path}: not a COCO json with images[].id ({err})") from err
+    if not ids:
+        raise DataError(f"{path}: images is empty: nothing to split")
+    if len(set(ids)) != len(ids):
+        raise DataError(f"{path}: images[].id repeats an id; ids must be unique to split")
+    parts = assign(ids, val, test, seed)
+    files = {s: path.with_name(f"{path.stem}_{s}.json") for s in SPLITS if parts[s]}
+    _refuse_existing(files, overwrite)
+    annotations = coco.get("annotations") or []
+    for name, target in files.items():
+        chosen = set(parts[name])
+        subset: dict[str, Any] = {
+            **coco,
+            "images": [im for im in images if str(im["id"]) in chosen],
+            "annotations": [a for a in annotations if str(a.get("image_id")) in chosen],
+        }
+        text = json.dumps(subset)
+        write_atomic(target, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+    return SplitReport("coco", files, {s: len(parts[s]) for s in files})
