@@ -1,5 +1,5 @@
-"""``visionkit split``: a VOC folder as published (annotations/ + images/, no ImageSets) or a
-COCO json split at random into the files the readers take, the same split for the same seed,
+"""``visionkit split``: a VOC folder as published (annotations/ + images/, no ImageSets), a
+YOLO folder or a COCO json split at random into the files the readers take, the same split for the same seed,
 existing split files kept, and every bad input a plain message."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.data.test_convert import voc_object, voc_xml
+from tests.data.test_convert import make_yolo, voc_object, voc_xml
 from tests.helpers import make_coco, run
 from visionkit.build.data import build_dataset
 from visionkit.data.split import assign, split_counts, split_dataset
@@ -89,6 +89,28 @@ def test_a_coco_json_is_split_into_jsons_with_their_annotations(tmp_path):
     assert sorted(seen) == list(range(1, 11))
 
 
+def test_a_yolo_folder_gets_ultralytics_autosplit_lists_and_a_dataset_file(tmp_path, capsys):
+    images = {f"{i}.jpg": (40, 30) for i in range(8)}
+    labels = {f"{i}.txt": f"{i % 2} 0.5 0.5 0.4 0.4\n" for i in range(7)}  # one negative
+    root = make_yolo(tmp_path / "yolo", images, labels, classes_txt="cat\ndog\n")
+    code, out, err = run(["split", root, "--val", "0.25"], capsys)
+    assert code == 0, err
+    assert f"wrote {root / 'autosplit_train.txt'} (6 images)" in out
+    assert f"wrote {root / 'autosplit_val.txt'} (2 images)" in out
+    listed = []
+    for split in ("train", "val"):
+        lines = (root / f"autosplit_{split}.txt").read_text().split()
+        assert all(line.startswith("./images/") for line in lines)
+        listed += lines
+        spec = {"format": "yolo", "root": str(root / "autosplit.yaml"), "split": split}
+        data = build_dataset(spec, split=split)
+        assert len(data) == len(lines)
+        assert data.label_names["instances"] == ["cat", "dog"]
+    assert sorted(listed) == sorted(f"./images/{name}" for name in images)
+    code, _, err = run(["split", root, "--val", "0.25"], capsys)
+    assert code == 2 and "autosplit.yaml" in err and "--overwrite" in err
+
+
 @pytest.mark.reliability
 @pytest.mark.parametrize(
     ("val", "test", "message"),
@@ -107,6 +129,7 @@ def test_bad_fractions_are_a_config_error(val, test, message):
 def test_bad_sources_are_plain_messages(tmp_path, capsys):
     code, _, err = run(["split", tmp_path / "nothing"], capsys)
     assert code == 1 and "expected a VOC folder" in err and "(it does not exist)" in err
+    assert "a YOLO folder (images/ + labels/)" in err
     code, _, err = run(["split", tmp_path], capsys)
     assert code == 1 and "no XML folder (Annotations/, annotations/ not found)" in err
     bad = tmp_path / "bad.json"

@@ -1,5 +1,5 @@
-"""``visionkit split SRC [--val F] [--test F] [--seed N] [--overwrite]``: split a VOC folder
-or a COCO json at random into train / val (/ test) files its reader takes (see
+"""``visionkit split SRC [--val F] [--test F] [--seed N] [--overwrite]``: split a VOC folder,
+a YOLO folder or a COCO json at random into train / val (/ test) files its reader takes (see
 :mod:`visionkit.data.split`)."""
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ are kept unless --overwrite is given. The same --seed gives the same split on an
 VOC folder (Annotations/ + JPEGImages/, annotations/ + images/, or --annotations/--images):
       writes SRC/ImageSets/Main/train.txt, val.txt (test.txt), one XML stem per line:
       data.train='{format: voc, root: SRC, split: train}', data.val: split: val.
+YOLO folder (images/ + labels/, names in classes.txt or data.yaml): writes Ultralytics'
+      SRC/autosplit_train.txt, autosplit_val.txt (autosplit_test.txt), one ./images/... path
+      per line, and SRC/autosplit.yaml naming them and the classes:
+      data.train='{format: yolo, root: SRC/autosplit.yaml, split: train}'.
 COCO json: writes <stem>_train.json, <stem>_val.json (<stem>_test.json) beside it, each with
       its images, their annotations and every category: data.train.annotations=...
 """
@@ -23,6 +27,7 @@ COCO json: writes <stem>_train.json, <stem>_val.json (<stem>_test.json) beside i
 EPILOG = """\
 example: visionkit split data/raccoon --val 0.2
 example: visionkit split data/raccoon --val 0.15 --test 0.15 --seed 1
+example: visionkit split data/my_yolo --val 0.2
 example: visionkit split data/my_coco/annotations.json --val 0.2
 """
 
@@ -46,12 +51,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``split`` to the subparsers of the ``visionkit`` command."""
     p = sub.add_parser(
         "split",
-        help="split a VOC folder or a COCO json into train / val (/ test) at random",
+        help="split a VOC folder, a YOLO folder or a COCO json into train / val (/ test) at random",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("src", metavar="SRC", help="the VOC folder, or the COCO .json file")
+    p.add_argument("src", metavar="SRC", help="the VOC or YOLO folder, or the COCO .json file")
     p.add_argument(
         "--val",
         type=float,

@@ -5,6 +5,11 @@ its reader already takes (``visionkit split``):
   folders named with ``annotations=`` / ``images=``): ``ImageSets/Main/train.txt``,
   ``val.txt`` (``test.txt``), one id (an XML file's stem) per line, for ``split: train`` /
   ``split: val`` of ``format: voc``;
+* a **YOLO folder** (``images/`` + ``labels/``, class names in ``classes.txt`` or
+  ``data.yaml``): Ultralytics' ``autosplit_train.txt``, ``autosplit_val.txt``
+  (``autosplit_test.txt``), one image path per line (``./images/a.jpg``), and
+  ``autosplit.yaml`` naming them with the classes, for ``root: SRC/autosplit.yaml`` of
+  ``format: yolo`` (or Ultralytics itself);
 * a **COCO json**: ``<stem>_train.json``, ``<stem>_val.json`` (``<stem>_test.json``) beside
   it, each with its images, their annotations and every category, for ``annotations:`` of
   ``format: coco``.
@@ -33,19 +38,27 @@ SPLITS = ("train", "val", "test")
 class SplitReport:
     """What :func:`split_dataset` wrote: the format, and per split its file and count."""
 
-    kind: str  # "voc" or "coco"
+    kind: str  # "voc", "yolo" or "coco"
     files: dict[str, Path] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         """Lines for the terminal: each file with its count, then how a config reads them."""
-        lines = [f"wrote {self.files[s]} ({self.counts[s]} images)" for s in self.files]
+        lines = [f"wrote {self.files[s]} ({self.counts[s]} images)" for s in self.counts]
+        if "yaml" in self.files:
+            lines.append(f"wrote {self.files['yaml']} (path, the split lists and the names)")
         if self.kind == "voc":
             root = self.files["train"].parents[2]
             lines.append(
                 f"read them with format: voc, root: {root}, split: train (split: val for val), "
                 f"as configs/custom/detect_fcos_r18.yaml does: data.train.root={root} "
                 f"data.val.root={root}"
+            )
+        elif self.kind == "yolo":
+            lines.append(
+                f"read them with format: yolo, root: {self.files['yaml']}, split: train (split: "
+                f"val for val), e.g. data.train='{{format: yolo, root: {self.files['yaml']}, "
+                "split: train}'"
             )
         else:
             lines.append(
@@ -112,10 +125,10 @@ def split_dataset(
     annotations: str | None = None,
     images: str | None = None,
 ) -> SplitReport:
-    """Split a VOC folder or a COCO json at random (see the module docstring).
+    """Split a VOC folder, a YOLO folder or a COCO json at random (see the module docstring).
 
     Args:
-        source: the VOC folder, or the COCO ``.json`` file.
+        source: the VOC or YOLO folder, or the COCO ``.json`` file.
         val, test: the fractions of the images for val and test; train takes the rest.
         seed: the shuffle's seed.
         overwrite: replace split files that exist (default: refuse, naming them).
@@ -128,11 +141,14 @@ def split_dataset(
     path = Path(source)
     if path.is_file() and path.suffix.lower() == ".json":
         return _split_coco(path, val, test, seed, overwrite)
+    if path.is_dir() and (path / "labels").is_dir() and (path / "images").is_dir():
+        return _split_yolo(path, val, test, seed, overwrite)
     if path.is_dir():
         return _split_voc(path, val, test, seed, overwrite, annotations, images)
     raise DataError(
-        f"{path}: expected a VOC folder (Annotations/ + JPEGImages/ or annotations/ + images/) "
-        "or a COCO .json file" + ("" if path.exists() else " (it does not exist)")
+        f"{path}: expected a VOC folder (Annotations/ + JPEGImages/ or annotations/ + images/), "
+        "a YOLO folder (images/ + labels/) or a COCO .json file"
+        + ("" if path.exists() else " (it does not exist)")
     )
 
 
@@ -168,6 +184,30 @@ def _split_voc(
         text = "\n".join(parts[name]) + "\n"
         write_atomic(target, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
     return SplitReport("voc", files, {s: len(parts[s]) for s in files})
+
+
+def _split_yolo(root: Path, val: float, test: float, seed: int, overwrite: bool) -> SplitReport:
+    import yaml
+
+    from visionkit.data.batch import list_files
+    from visionkit.data.convert.yolo import yolo_class_names
+
+    names = yolo_class_names(root)
+    ids = [f"./{p.relative_to(root).as_posix()}" for p in list_files(root / "images")]
+    if not ids:
+        raise DataError(f"{root / 'images'} holds no images to split")
+    parts = assign(ids, val, test, seed)
+    files = {s: root / f"autosplit_{s}.txt" for s in SPLITS if parts[s]}
+    described = {**files, "yaml": root / "autosplit.yaml"}
+    _refuse_existing(described, overwrite)
+    for name, target in files.items():
+        text = "\n".join(parts[name]) + "\n"
+        write_atomic(target, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+    spec = {"path": ".", **{s: f.name for s, f in files.items()}}
+    spec["names"] = dict(enumerate(names))
+    text = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
+    write_atomic(described["yaml"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return SplitReport("yolo", described, {s: len(parts[s]) for s in files})
 
 
 def _split_coco(path: Path, val: float, test: float, seed: int, overwrite: bool) -> SplitReport:
