@@ -145,76 +145,23 @@ def test_eval_of_a_classifier_reports_per_class_rows_that_add_up(tiny_config, tm
     assert hits / 24 == pytest.approx(result["metrics"]["cls/top1"])
 
 
-def test_eval_tta_flip_scores_the_merged_predictions_of_predict(trained, tmp_path, capsys):
-    """``eval --tta flip`` evaluates what ``predict --tta flip`` returns: the same merged
-    boxes and scores per image, and not the plain model's."""
-    import visionkit
-    from visionkit.data.io import read_image
-    from visionkit.inference.options import detection_settings
-    from visionkit.inference.tta import predict_hflip
-
-    def evaluated(*extra):
-        saved = tmp_path / f"results{len(extra)}.json"
-        argv = ["eval", "--checkpoint", trained["ckpt"], "--conf", "0.001", "--no-plots"]
-        argv += ["--json", "--save-predictions", saved, *extra, "trainer.limit_val_batches=null"]
-        code, out, err = run(argv, capsys)
-        assert code == 0, err[-2000:]
-        assert "det/mAP" in json.loads(out)["metrics"]
-        by_image: dict[int, list] = {}
-        for r in json.loads(saved.read_text()):
-            by_image.setdefault(r["image_id"], []).append((r["score"], r["bbox"]))
-        return {k: sorted(v, reverse=True) for k, v in by_image.items()}
-
-    flipped, plain = evaluated("--tta", "flip"), evaluated()
-    model = visionkit.load(trained["ckpt"])
-    files = json.loads((trained["data"] / "annotations.json").read_text())["images"]
-    images = [read_image(trained["data"] / f["file_name"]) for f in files]
-    with detection_settings(model, conf=0.001):
-        predictions = predict_hflip(model, images)
-    assert sorted(flipped) == [f["id"] for f in files]
-    for info, prediction in zip(files, predictions, strict=True):
-        det = prediction["det"]
-        boxes = det["boxes"].numpy()
-        expected = sorted(
-            (
-                (float(s), [x1, y1, x2 - x1, y2 - y1])
-                for s, (x1, y1, x2, y2) in zip(det["scores"].tolist(), boxes.tolist(), strict=True)
-            ),
-            reverse=True,
-        )
-        got = flipped[info["id"]]
-        assert len(got) == len(expected) > 0
-        np.testing.assert_allclose([s for s, _ in got], [s for s, _ in expected], atol=1e-4)
-        np.testing.assert_allclose([b for _, b in got], [b for _, b in expected], atol=1e-2)
-    assert flipped != plain
+def evaluated(trained, tmp_path, capsys, *extra):
+    """``visionkit eval --conf 0.001 *extra`` of the trained detector: per image id, the
+    (score, xywh box) pairs it scored, best first."""
+    saved = tmp_path / f"results{len(extra)}.json"
+    argv = ["eval", "--checkpoint", trained["ckpt"], "--conf", "0.001", "--no-plots"]
+    argv += ["--json", "--save-predictions", saved, *extra, "trainer.limit_val_batches=null"]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err[-2000:]
+    assert "det/mAP" in json.loads(out)["metrics"]
+    by_image: dict[int, list] = {}
+    for r in json.loads(saved.read_text()):
+        by_image.setdefault(r["image_id"], []).append((r["score"], r["bbox"]))
+    return {k: sorted(v, reverse=True) for k, v in by_image.items()}
 
 
-def test_eval_imgsz_scores_what_predict_imgsz_returns(trained, tmp_path, capsys):
-    """``eval --imgsz N`` evaluates the model at N pixels: the boxes and scores of
-    ``model.predict(..., imgsz=N)``, in the original image's pixels, and not those at the
-    trained size."""
-    import visionkit
-    from visionkit.data.io import read_image
-
-    def evaluated(*extra):
-        saved = tmp_path / f"results{len(extra)}.json"
-        argv = ["eval", "--checkpoint", trained["ckpt"], "--conf", "0.001", "--no-plots"]
-        argv += ["--json", "--save-predictions", saved, *extra, "trainer.limit_val_batches=null"]
-        code, out, err = run(argv, capsys)
-        assert code == 0, err[-2000:]
-        assert "det/mAP" in json.loads(out)["metrics"]
-        by_image: dict[int, list] = {}
-        for r in json.loads(saved.read_text()):
-            by_image.setdefault(r["image_id"], []).append((r["score"], r["bbox"]))
-        return {k: sorted(v, reverse=True) for k, v in by_image.items()}
-
-    model = visionkit.load(trained["ckpt"])
-    size = model.meta["config"]["data"]["image_size"]
-    size = size if isinstance(size, int) else max(size)
-    larger, plain = evaluated("--imgsz", str(size + 32)), evaluated()
-    files = json.loads((trained["data"] / "annotations.json").read_text())["images"]
-    images = [read_image(trained["data"] / f["file_name"]) for f in files]
-    predictions = model.predict(images, conf=0.001, imgsz=size + 32)
+def assert_scored_as_predicted(scored, files, predictions):
+    """Every image's scored pairs are the predictions' boxes and scores (xyxy → xywh)."""
     for info, prediction in zip(files, predictions, strict=True):
         det = prediction["det"]
         expected = sorted(
@@ -226,10 +173,52 @@ def test_eval_imgsz_scores_what_predict_imgsz_returns(trained, tmp_path, capsys)
             ),
             reverse=True,
         )
-        got = larger.get(info["id"], [])
+        got = scored.get(info["id"], [])
         assert len(got) == len(expected)
         np.testing.assert_allclose([s for s, _ in got], [s for s, _ in expected], atol=1e-4)
         np.testing.assert_allclose([b for _, b in got], [b for _, b in expected], atol=1e-2)
+
+
+def val_images(trained):
+    """The validation images of the trained detector, with their COCO image entries."""
+    from visionkit.data.io import read_image
+
+    files = json.loads((trained["data"] / "annotations.json").read_text())["images"]
+    return files, [read_image(trained["data"] / f["file_name"]) for f in files]
+
+
+def test_eval_tta_flip_scores_the_merged_predictions_of_predict(trained, tmp_path, capsys):
+    """``eval --tta flip`` evaluates what ``predict --tta flip`` returns: the same merged
+    boxes and scores per image, and not the plain model's."""
+    import visionkit
+    from visionkit.inference.options import detection_settings
+    from visionkit.inference.tta import predict_hflip
+
+    flipped = evaluated(trained, tmp_path, capsys, "--tta", "flip")
+    plain = evaluated(trained, tmp_path, capsys)
+    model = visionkit.load(trained["ckpt"])
+    files, images = val_images(trained)
+    with detection_settings(model, conf=0.001):
+        predictions = predict_hflip(model, images)
+    assert sorted(flipped) == [f["id"] for f in files]
+    assert all(flipped[f["id"]] for f in files)
+    assert_scored_as_predicted(flipped, files, predictions)
+    assert flipped != plain
+
+
+def test_eval_imgsz_scores_what_predict_imgsz_returns(trained, tmp_path, capsys):
+    """``eval --imgsz N`` evaluates the model at N pixels: the boxes and scores of
+    ``model.predict(..., imgsz=N)``, in the original image's pixels, and not those at the
+    trained size."""
+    import visionkit
+
+    model = visionkit.load(trained["ckpt"])
+    size = model.meta["config"]["data"]["image_size"]
+    size = size if isinstance(size, int) else max(size)
+    larger = evaluated(trained, tmp_path, capsys, "--imgsz", str(size + 32))
+    plain = evaluated(trained, tmp_path, capsys)
+    files, images = val_images(trained)
+    assert_scored_as_predicted(larger, files, model.predict(images, conf=0.001, imgsz=size + 32))
     assert larger != plain
 
 

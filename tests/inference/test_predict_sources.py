@@ -16,6 +16,14 @@ from visionkit.inference import sources
 from visionkit.inference.predict import PredictInterrupted, predict_files
 
 
+def write_clip(path, frames=6):
+    """An mp4v video of ``frames`` 40×32 photos at 10 fps."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (40, 32))
+    for i in range(frames):
+        writer.write(photo(i, (32, 40)))
+    writer.release()
+
+
 def fake_cameras(monkeypatch, **camera):
     """``cv2.VideoCapture(int)`` opens a :class:`FakeWebcam`; files open as usual."""
     real = cv2.VideoCapture
@@ -105,12 +113,7 @@ def test_save_txt_writes_yolo_lines_matching_predictions_json(tmp_path):
 
 
 def test_no_save_json_writes_neither_json_and_max_frames_cuts_videos(tmp_path):
-    writer = cv2.VideoWriter(
-        str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (40, 32)
-    )
-    for i in range(6):
-        writer.write(photo(i, (32, 40)))
-    writer.release()
+    write_clip(tmp_path / "clip.mp4")
     out = tmp_path / "out"
     got = predict_files(
         detector(), [tmp_path / "clip.mp4"], out, max_frames=2, save_json=False, progress=False
@@ -127,12 +130,7 @@ def test_no_save_json_writes_neither_json_and_max_frames_cuts_videos(tmp_path):
 def test_an_error_mid_video_keeps_the_earlier_video_and_leaves_no_partial_file(
     monkeypatch, tmp_path
 ):
-    writer = cv2.VideoWriter(
-        str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (40, 32)
-    )
-    for i in range(6):
-        writer.write(photo(i, (32, 40)))
-    writer.release()
+    write_clip(tmp_path / "clip.mp4")
     out = tmp_path / "out"
     predict_files(detector(), [tmp_path / "clip.mp4"], out, batch_size=2, progress=False)
     earlier = (out / "clip.mp4_pred.mp4").read_bytes()
