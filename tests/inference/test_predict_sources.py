@@ -147,3 +147,25 @@ def test_an_error_mid_video_keeps_the_earlier_video_and_leaves_no_partial_file(
         predict_files(detector(), [tmp_path / "clip.mp4"], out, batch_size=2, progress=False)
     assert (out / "clip.mp4_pred.mp4").read_bytes() == earlier  # a whole video, the earlier one
     assert sorted(p.name for p in out.glob("*.mp4")) == ["clip.mp4_pred.mp4"]
+
+
+@pytest.mark.reliability
+def test_a_video_encoder_that_cannot_open_names_the_video_it_could_not_write(monkeypatch, tmp_path):
+    write_clip(tmp_path / "clip.mp4")
+
+    class Unopened:
+        def __init__(self, *args):
+            pass
+
+        def isOpened(self):  # noqa: N802 (OpenCV's name)
+            return False
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoWriter", Unopened)
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="mp4v encoder") as info:
+        predict_files(detector(), [tmp_path / "clip.mp4"], out, progress=False)
+    assert str(out / "clip.mp4_pred.mp4") in str(info.value)
+    assert not list(out.glob("*.mp4"))

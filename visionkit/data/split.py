@@ -161,6 +161,13 @@ def _refuse_existing(files: dict[str, Path], overwrite: bool) -> None:
         )
 
 
+def _write_lists(files: dict[str, Path], parts: dict[str, list[str]]) -> None:
+    """Each split's ids, one per line, into its file (atomically)."""
+    for name, target in files.items():
+        text = "\n".join(parts[name]) + "\n"
+        write_atomic(target, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+
+
 def _split_voc(
     root: Path,
     val: float,
@@ -180,9 +187,7 @@ def _split_voc(
     folder = root / "ImageSets" / "Main"
     files = {s: folder / f"{s}.txt" for s in SPLITS if parts[s]}
     _refuse_existing(files, overwrite)
-    for name, target in files.items():
-        text = "\n".join(parts[name]) + "\n"
-        write_atomic(target, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+    _write_lists(files, parts)
     return SplitReport("voc", files, {s: len(parts[s]) for s in files})
 
 
@@ -200,9 +205,7 @@ def _split_yolo(root: Path, val: float, test: float, seed: int, overwrite: bool)
     files = {s: root / f"autosplit_{s}.txt" for s in SPLITS if parts[s]}
     described = {**files, "yaml": root / "autosplit.yaml"}
     _refuse_existing(described, overwrite)
-    for name, target in files.items():
-        text = "\n".join(parts[name]) + "\n"
-        write_atomic(target, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+    _write_lists(files, parts)
     spec = {"path": ".", **{s: f.name for s, f in files.items()}}
     spec["names"] = dict(enumerate(names))
     text = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)

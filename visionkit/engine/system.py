@@ -169,8 +169,7 @@ class VisionSystem(L.LightningModule):
         if not trainer.enable_validation or trainer.sanity_checking:
             return
         progress = trainer.fit_loop.epoch_loop.batch_progress
-        last_epoch = trainer.max_epochs is not None and trainer.max_epochs >= 0
-        last_epoch = last_epoch and trainer.current_epoch + 1 >= trainer.max_epochs
+        last_epoch = 0 <= (trainer.max_epochs or -1) <= trainer.current_epoch + 1
         ending = trainer.should_stop or 0 <= trainer.max_steps <= trainer.global_step
         if ending or (last_epoch and progress.is_last_batch):
             trainer.should_stop = True  # Lightning validates on a stop ...

@@ -279,8 +279,9 @@ class VideoWriters:
             size = (self.size[1], self.size[0])
             self.writer = cv2.VideoWriter(str(self._partial()), fourcc, fps, size)
             if not self.writer.isOpened():
+                target = self.target
                 self.abort()
-                raise DataError(f"cannot write video {self.target} (OpenCV has no mp4v encoder)")
+                raise DataError(f"cannot write video {target} (OpenCV has no mp4v encoder)")
         h, w = self.size
         frame = np.zeros((h, w, 3), np.uint8)
         frame[: min(h, rgb.shape[0]), : min(w, rgb.shape[1])] = rgb[:h, :w]

@@ -162,12 +162,8 @@ def ltrb_iou(pred: Tensor, target: Tensor) -> Tensor:
     >>> float(ltrb_iou(torch.tensor([1.0, 1.0, 1.0, 1.0]), torch.tensor([1.0, 1.0, 3.0, 1.0])))
     0.5
     """
-    inter_w = torch.minimum(pred[..., 0], target[..., 0]) + torch.minimum(
-        pred[..., 2], target[..., 2]
-    )
-    inter_h = torch.minimum(pred[..., 1], target[..., 1]) + torch.minimum(
-        pred[..., 3], target[..., 3]
-    )
+    nearest = torch.minimum(pred, target)  # the intersection's distances to the point
+    inter_w, inter_h = nearest[..., 0] + nearest[..., 2], nearest[..., 1] + nearest[..., 3]
     inter = inter_w.clamp(min=0) * inter_h.clamp(min=0)
     area_pred = (pred[..., 0] + pred[..., 2]) * (pred[..., 1] + pred[..., 3])
     area_target = (target[..., 0] + target[..., 2]) * (target[..., 1] + target[..., 3])
