@@ -139,3 +139,68 @@ def test_bad_sources_are_plain_messages(tmp_path, capsys):
     with pytest.raises(DataError, match="1 image\\(s\\) cannot be split into 2 non-empty splits"):
         split_counts(1, 0.2)
     assert split_counts(3, 0.5, 0.4) == {"train": 1, "val": 1, "test": 1}
+
+
+def mask_folder(root: Path, n: int = 10, images: str = "images", masks: str = "masks") -> Path:
+    """Images with their label PNGs (``<images>/<sub>/i.jpg`` → ``<masks>/<sub>/i.png``)."""
+    for i in range(n):
+        sub = "a" if i % 2 else "b"
+        (root / images / sub).mkdir(parents=True, exist_ok=True)
+        (root / masks / sub).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (24, 16), (10 * i, 0, 0)).save(root / images / sub / f"{i}.jpg")
+        Image.new("L", (24, 16), i % 2).save(root / masks / sub / f"{i}.png")
+    (root / "classes.txt").write_text("background\nobject\n")
+    return root
+
+
+def test_a_mask_folder_is_split_into_lists_the_mask_reader_takes(tmp_path, capsys):
+    root = mask_folder(tmp_path / "streets")
+    spec = {"format": "mask_folder", "root": str(root), "split": "train"}
+    with pytest.raises(DataError, match=r"splits/train\.txt does not exist.*visionkit split"):
+        build_dataset(spec, split="train")
+    code, out, err = run(["split", root, "--val", "0.3", "--seed", "2"], capsys)
+    assert code == 0, err
+    assert f"wrote {root / 'splits' / 'train.txt'} (7 images)" in out
+    assert f"format: mask_folder, root: {root}, split: train" in out
+    parts = {s: (root / "splits" / f"{s}.txt").read_text().split() for s in ("train", "val")}
+    every = sorted(f"{'a' if i % 2 else 'b'}/{i}.jpg" for i in range(10))
+    assert (
+        sorted(parts["train"] + parts["val"]) == every and not (root / "splits/test.txt").exists()
+    )
+    for split, names in parts.items():
+        data = build_dataset({**spec, "split": split}, split=split)
+        read = [
+            Path(data.path_of(i)).relative_to(root / "images").as_posix() for i in range(len(data))
+        ]
+        assert read == sorted(names)
+        assert data[0]["semantic"].shape == (16, 24)
+
+
+def test_a_mask_folder_with_other_folder_names_and_stem_lists(tmp_path, capsys):
+    root = mask_folder(tmp_path / "camvid", n=6, images="train", masks="trainannot")
+    code, out, err = run(["split", root, "--images", "train", "--masks", "trainannot"], capsys)
+    assert code == 0, err
+    assert "images: train, masks: trainannot, split: train" in out
+    spec = {"format": "mask_folder", "root": str(root), "images": "train", "masks": "trainannot"}
+    assert len(build_dataset({**spec, "split": "val"}, split="val")) == 1
+    # mmsegmentation's lists of stems, in a file named by path, read as they are
+    (root / "mine.txt").write_text("# my picks\nb/0\n./a/3.jpg\n\n")
+    data = build_dataset({**spec, "split": "mine.txt"}, split="train")
+    assert [Path(data.path_of(i)).name for i in range(len(data))] == ["3.jpg", "0.jpg"]
+
+
+@pytest.mark.reliability
+def test_a_mask_split_list_naming_missing_images_is_a_plain_message(tmp_path):
+    root = mask_folder(tmp_path / "m", n=4)
+    spec = {"format": "mask_folder", "root": str(root)}
+    (root / "splits").mkdir()
+    (root / "splits" / "train.txt").write_text("b/0.jpg\nb/7.jpg\nc/9\n")
+    with pytest.raises(DataError, match=r"2 of 3 listed images are not in .*images: b/7\.jpg, c/9"):
+        build_dataset({**spec, "split": "train"}, split="train")
+    with pytest.raises(
+        DataError, match=r"splits/val\.txt does not exist \(splits in .*\['train'\]"
+    ):
+        build_dataset({**spec, "split": "val"}, split="val")
+    (root / "splits" / "empty.txt").write_text("\n# nothing\n")
+    with pytest.raises(DataError, match="lists no images"):
+        build_dataset({**spec, "split": "empty"}, split="train")

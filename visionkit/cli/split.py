@@ -1,5 +1,5 @@
 """``visionkit split SRC [--val F] [--test F] [--seed N] [--overwrite]``: split a VOC folder,
-a YOLO folder or a COCO json at random into train / val (/ test) files its reader takes (see
+a YOLO folder, a mask folder or a COCO json at random into train / val (/ test) files its reader takes (see
 :mod:`visionkit.data.split`)."""
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ YOLO folder (images/ + labels/, names in classes.txt or data.yaml): writes Ultra
       SRC/autosplit_train.txt, autosplit_val.txt (autosplit_test.txt), one ./images/... path
       per line, and SRC/autosplit.yaml naming them and the classes:
       data.train='{format: yolo, root: SRC/autosplit.yaml, split: train}'.
+Mask folder (images/ + masks/, or --images/--masks): writes SRC/splits/train.txt, val.txt
+      (test.txt), one image path (relative to the images folder) per line:
+      data.train='{format: mask_folder, root: SRC, split: train}'.
 COCO json: writes <stem>_train.json, <stem>_val.json (<stem>_test.json) beside it, each with
       its images, their annotations and every category: data.train.annotations=...
 """
@@ -28,6 +31,8 @@ EPILOG = """\
 example: visionkit split data/raccoon --val 0.2
 example: visionkit split data/raccoon --val 0.15 --test 0.15 --seed 1
 example: visionkit split data/my_yolo --val 0.2
+example: visionkit split data/my_masks --val 0.2
+example: visionkit split data/streets --images photos --masks labels --val 0.2
 example: visionkit split data/my_coco/annotations.json --val 0.2
 """
 
@@ -42,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         annotations=args.annotations,
         images=args.images,
+        masks=args.masks,
     )
     print(report.summary())
     return 0
@@ -51,12 +57,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``split`` to the subparsers of the ``visionkit`` command."""
     p = sub.add_parser(
         "split",
-        help="split a VOC folder, a YOLO folder or a COCO json into train / val (/ test) at random",
+        help="split a VOC, YOLO or mask folder or a COCO json into train / val (/ test) at random",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("src", metavar="SRC", help="the VOC or YOLO folder, or the COCO .json file")
+    p.add_argument(
+        "src", metavar="SRC", help="the VOC, YOLO or mask folder, or the COCO .json file"
+    )
     p.add_argument(
         "--val",
         type=float,
@@ -85,6 +93,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--images",
         metavar="DIR",
-        help="VOC: the image sub-folder, when not JPEGImages/ or images/",
+        help="VOC or mask folder: the image sub-folder, when not JPEGImages/ or images/",
+    )
+    p.add_argument(
+        "--masks",
+        metavar="DIR",
+        help="mask folder: the label sub-folder, when not masks/ (naming it splits SRC as a "
+        "mask folder)",
     )
     return p

@@ -10,6 +10,9 @@ its reader already takes (``visionkit split``):
   (``autosplit_test.txt``), one image path per line (``./images/a.jpg``), and
   ``autosplit.yaml`` naming them with the classes, for ``root: SRC/autosplit.yaml`` of
   ``format: yolo`` (or Ultralytics itself);
+* a **mask folder** (``images/`` + ``masks/``, or folders named with ``images=`` /
+  ``masks=``): ``splits/train.txt``, ``val.txt`` (``test.txt``), one image path per line
+  relative to the images folder, for ``split: train`` of ``format: mask_folder``;
 * a **COCO json**: ``<stem>_train.json``, ``<stem>_val.json`` (``<stem>_test.json``) beside
   it, each with its images, their annotations and every category, for ``annotations:`` of
   ``format: coco``.
@@ -38,9 +41,10 @@ SPLITS = ("train", "val", "test")
 class SplitReport:
     """What :func:`split_dataset` wrote: the format, and per split its file and count."""
 
-    kind: str  # "voc", "yolo" or "coco"
+    kind: str  # "voc", "yolo", "masks" or "coco"
     files: dict[str, Path] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    folders: str = ""  # the mask folder's sub-folders, as config keys (", images: X, ...")
 
     def summary(self) -> str:
         """Lines for the terminal: each file with its count, then how a config reads them."""
@@ -53,6 +57,13 @@ class SplitReport:
                 f"read them with format: voc, root: {root}, split: train (split: val for val), "
                 f"as configs/custom/detect_fcos_r18.yaml does: data.train.root={root} "
                 f"data.val.root={root}"
+            )
+        elif self.kind == "masks":
+            root = self.files["train"].parents[1]
+            lines.append(
+                f"read them with format: mask_folder, root: {root}{self.folders}, split: train "
+                f"(split: val for val), e.g. data.train='{{format: mask_folder, root: {root}"
+                f"{self.folders}, split: train}}'"
             )
         elif self.kind == "yolo":
             lines.append(
@@ -124,8 +135,10 @@ def split_dataset(
     overwrite: bool = False,
     annotations: str | None = None,
     images: str | None = None,
+    masks: str | None = None,
 ) -> SplitReport:
-    """Split a VOC folder, a YOLO folder or a COCO json at random (see the module docstring).
+    """Split a VOC folder, a YOLO folder, a mask folder or a COCO json at random (see the
+    module docstring).
 
     Args:
         source: the VOC or YOLO folder, or the COCO ``.json`` file.
@@ -133,6 +146,8 @@ def split_dataset(
         seed: the shuffle's seed.
         overwrite: replace split files that exist (default: refuse, naming them).
         annotations, images: a VOC folder's two sub-folders, when they have other names.
+        masks: a mask folder's label sub-folder, when not ``masks/`` (with ``images``, when
+            not ``images/``); naming it splits ``source`` as a mask folder.
 
     Raises:
         DataError: ``source`` is neither, or holds nothing to split.
@@ -141,14 +156,16 @@ def split_dataset(
     path = Path(source)
     if path.is_file() and path.suffix.lower() == ".json":
         return _split_coco(path, val, test, seed, overwrite)
+    if path.is_dir() and (masks is not None or _is_mask_folder(path)):
+        return _split_masks(path, val, test, seed, overwrite, images, masks)
     if path.is_dir() and (path / "labels").is_dir() and (path / "images").is_dir():
         return _split_yolo(path, val, test, seed, overwrite)
     if path.is_dir():
         return _split_voc(path, val, test, seed, overwrite, annotations, images)
     raise DataError(
         f"{path}: expected a VOC folder (Annotations/ + JPEGImages/ or annotations/ + images/), "
-        "a YOLO folder (images/ + labels/) or a COCO .json file"
-        + ("" if path.exists() else " (it does not exist)")
+        "a YOLO folder (images/ + labels/), a mask folder (images/ + masks/) or a COCO .json "
+        "file" + ("" if path.exists() else " (it does not exist)")
     )
 
 
@@ -211,6 +228,37 @@ def _split_yolo(root: Path, val: float, test: float, seed: int, overwrite: bool)
     text = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
     write_atomic(described["yaml"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return SplitReport("yolo", described, {s: len(parts[s]) for s in files})
+
+
+def _is_mask_folder(root: Path) -> bool:
+    """``images/`` + ``masks/`` and no ``labels/`` (which makes it a YOLO folder)."""
+    return all((root / d).is_dir() for d in ("images", "masks")) and not (root / "labels").is_dir()
+
+
+def _split_masks(
+    root: Path,
+    val: float,
+    test: float,
+    seed: int,
+    overwrite: bool,
+    images: str | None,
+    masks: str | None,
+) -> SplitReport:
+    from visionkit.data.batch import list_files
+
+    image_dir, mask_dir = root / (images or "images"), root / (masks or "masks")
+    for folder in (image_dir, mask_dir):
+        if not folder.is_dir():
+            raise DataError(f"{folder} does not exist: a mask folder holds images and masks")
+    ids = [p.relative_to(image_dir).as_posix() for p in list_files(image_dir)]
+    if not ids:
+        raise DataError(f"{image_dir} holds no images to split")
+    parts = assign(ids, val, test, seed)
+    files = {s: root / "splits" / f"{s}.txt" for s in SPLITS if parts[s]}
+    _refuse_existing(files, overwrite)
+    _write_lists(files, parts)
+    folders = (f", images: {images}" if images else "") + (f", masks: {masks}" if masks else "")
+    return SplitReport("masks", files, {s: len(parts[s]) for s in files}, folders)
 
 
 def _split_coco(path: Path, val: float, test: float, seed: int, overwrite: bool) -> SplitReport:

@@ -6,6 +6,7 @@
       images/<name>.jpg|png|...
       masks/<name>.png          # one label image per image, same relative path, same size
       classes.txt               # one class name per line, in label order (optional)
+      splits/train.txt          # image paths (relative to images/), one a line (optional)
 
 A label image is a PNG (or a TIFF, ``mask_ext: .tif``) in one of two kinds:
 
@@ -30,6 +31,11 @@ CamVid: ``0001TP_006690.png`` → ``0001TP_006690_L.png`` (``mask_suffix: _L``);
 (``image_suffix: _leftImg8bit``, ``mask_suffix: _gtFine_labelTrainIds``).
 
 Class names come from ``class_names``, else ``root/classes.txt``, else the palette.
+
+``split: train`` reads only the images listed in ``root/splits/train.txt`` (a value ending in
+``.txt`` names another list file, relative to ``root`` or absolute): one image path per line,
+relative to the images folder, with or without its extension (``visionkit split ROOT --val 0.2``
+writes these lists; mmsegmentation's ``ann_file`` lists of stems read as they are).
 
 >>> ds = MaskFolderDataset("data/voc_like", class_names=["background", "cat", "dog"])  # doctest: +SKIP
 >>> ds[0]["semantic"].shape  # uint8 [H, W], same size as ds[0]["image"]  # doctest: +SKIP
@@ -89,6 +95,8 @@ class MaskFolderDataset:
             label images hold class indices.
         void_color: ``[R, G, B]`` of unlabelled pixels in RGB label images (with ``palette``;
             a palette entry of that colour is no class).
+        split: read only the images a list file names (see the module docstring):
+            ``train`` is ``root/splits/train.txt``; ``None`` (default): every image.
         image_check: ``"header"`` (default) or ``"decode"`` (:data:`~visionkit.data.checks.
             IMAGE_CHECKS`); ``"decode"`` also decodes every label image and checks its values.
 
@@ -118,6 +126,7 @@ class MaskFolderDataset:
         mask_ext: str = ".png",
         palette: str | None = None,
         void_color: list[int] | None = None,
+        split: str | None = None,
         *,
         image_check: Literal["header", "decode"] = "header",
     ) -> None:
@@ -154,6 +163,8 @@ class MaskFolderDataset:
         self.paths = list_files(self.image_dir)
         if not self.paths:
             raise DataError(f"no images found in {self.image_dir}")
+        if split is not None:
+            self.paths = self._listed(split, self.paths)
         self.mask_paths = [self._mask_path(p) for p in self.paths]
         self.report = self._check_files()
         self.index_of_id = {i + 1: i for i in range(len(self.paths))}
@@ -173,6 +184,40 @@ class MaskFolderDataset:
                 "labels); mark unlabelled pixels with void_color or a palette entry named void"
             )
         return read_palette(self.root / palette, void_color)
+
+    def _listed(self, split: str, paths: list[Path]) -> list[Path]:
+        """The images of ``paths`` that the split's list file names (sorted)."""
+        file = Path(split) if split.endswith(".txt") else Path("splits") / f"{split}.txt"
+        file = file if file.is_absolute() else self.root / file
+        if not file.is_file():
+            available = sorted(p.stem for p in (self.root / "splits").glob("*.txt"))
+            raise DataError(
+                f"split file {file} does not exist"
+                + (
+                    f" (splits in {self.root / 'splits'}: {available})"
+                    if available
+                    else f"; write train / val lists with: visionkit split {self.root} --val 0.2 "
+                    "(or leave split out to read every image)"
+                )
+            )
+        lines = file.read_text(encoding="utf-8").splitlines()
+        names = [n.strip() for n in lines if n.strip() and not n.lstrip().startswith("#")]
+        if not names:
+            raise DataError(f"split file {file} lists no images")
+        by_name: dict[str, Path] = {}
+        for path in reversed(paths):  # a full name wins over another file's stem
+            relative = path.relative_to(self.image_dir)
+            by_name[relative.with_suffix("").as_posix()] = path
+        by_name.update({p.relative_to(self.image_dir).as_posix(): p for p in paths})
+        missing = [n for n in names if n.removeprefix("./") not in by_name]
+        if missing:
+            raise DataError(
+                f"split file {file}: {len(missing)} of {len(names)} listed images are not in "
+                f"{self.image_dir}: {', '.join(missing[:5])}"
+                + (" ..." if len(missing) > 5 else "")
+                + " (one image path per line, relative to that folder)"
+            )
+        return sorted({by_name[n.removeprefix("./")] for n in names})
 
     def _mask_path(self, image_path: Path) -> Path | None:
         """The label file of an image (``None`` when its stem lacks ``image_suffix``)."""
