@@ -86,6 +86,39 @@ def write_atomic(
     return path
 
 
+def run_folder_of(checkpoint: str | os.PathLike) -> Path:
+    """The run folder a checkpoint belongs to: its folder, or the folder above when that is
+    ``checkpoints/`` (``runs/x/checkpoints/best.ckpt`` → ``runs/x``).
+
+    >>> run_folder_of("runs/x/checkpoints/best.ckpt").as_posix()
+    'runs/x'
+    >>> run_folder_of("models/best.ckpt").as_posix()
+    'models'
+    """
+    folder = Path(checkpoint).parent
+    return folder.parent if folder.name == "checkpoints" else folder
+
+
+def holds_files(path: Path) -> bool:
+    """Whether ``path`` is a file or a folder with anything in it (an empty folder is free to
+    write into)."""
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
+def numbered_folders(folder: str | os.PathLike) -> list[Path]:
+    """``folder`` and its ``folder-2``, ``folder-3``, ... siblings that exist (what
+    :func:`unused_folder` chose for earlier commands), sorted by number."""
+    folder = Path(folder)
+    pattern = re.compile(rf"{re.escape(folder.name)}(?:-(\d+))?")
+    found = []
+    if folder.parent.is_dir():
+        for path in folder.parent.iterdir():
+            match = pattern.fullmatch(path.name)
+            if match and path.is_dir():
+                found.append((int(match.group(1) or 1), path))
+    return [path for _, path in sorted(found)]
+
+
 def unused_folder(folder: str | os.PathLike, in_use: Callable[[Path], bool]) -> Path:
     """``folder``, or when ``in_use(folder)`` the first of ``folder-2``, ``folder-3``, ...
     that is not: what a command writes never replaces what an earlier one left (Ultralytics'

@@ -61,7 +61,7 @@ def test_parsing_a_subcommand_binds_the_run_of_its_own_module(command):
     required = {
         "train": ["--config", "x.yaml"],
         "eval": ["--checkpoint", "x.ckpt"],
-        "predict": ["--checkpoint", "x.ckpt", "--input", "a.png", "--output-dir", "out"],
+        "predict": ["--checkpoint", "x.ckpt", "--input", "a.png"],
         "make-shapes": ["out"],
         "list": ["heads"],
         "convert": ["--from", "voc", "src", "dst.json"],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from PIL import Image
 
 import visionkit
 from tests.helpers import run, write_image
+from visionkit.checkpoint import numbered_folders, run_folder_of
 from visionkit.data.io import read_image
 from visionkit.errors import DataError
 from visionkit.inference.predict import named_inputs, predict_files
@@ -148,24 +150,53 @@ def test_inputs_inside_the_output_folder_are_refused(tmp_path):
         named_inputs([photos], photos)
 
 
-def test_cli_predict_writes_distinct_outputs_and_skips_its_output_folder(trained, tmp_path, capsys):
+def test_cli_predict_writes_distinct_outputs_and_skips_its_output_folders(
+    trained, tmp_path, capsys, caplog
+):
     photos = make_photos(tmp_path / "photos")
     out = photos / "preds"
     argv = ["predict", "--checkpoint", trained["ckpt"], "--input", photos, "--output-dir", out]
-    for _ in range(2):
+    drawn = ["001.png_pred.png", "a/001.jpg_pred.png", "b/001.jpg_pred.png"]
+    code, printed, _ = run(argv, capsys)
+    assert code == 0 and f"wrote {out / 'predictions.json'}" in printed
+    first = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    # a second run never writes into the first one's folder, nor reads its drawn images
+    for n in (2, 3):
         code, printed, _ = run(argv, capsys)
-        assert code == 0 and f"wrote {out / 'predictions.json'}" in printed
-    records = json.loads((out / "images.json").read_text())
-    assert [Path(r["file_name"]).relative_to(photos).as_posix() for r in records] == [
-        "001.png",
-        "a/001.jpg",
-        "b/001.jpg",
-    ]
-    assert outputs(out, "*_pred.png") == [
-        "001.png_pred.png",
-        "a/001.jpg_pred.png",
-        "b/001.jpg_pred.png",
-    ]
-    code, _, err = run([*argv[:4], out / "a", "--output-dir", out], capsys)
+        again = photos / f"preds-{n}"
+        assert code == 0 and f"wrote {again / 'predictions.json'}" in printed
+        assert f"{out} holds the files of an earlier run; writing to {again}" in caplog.text
+        records = json.loads((again / "images.json").read_text())
+        assert [Path(r["file_name"]).relative_to(photos).as_posix() for r in records] == [
+            "001.png",
+            "a/001.jpg",
+            "b/001.jpg",
+        ]
+        assert outputs(again, "*_pred.png") == drawn
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == first
+    # --exist-ok writes into the folder named; an input inside it is refused
+    code, printed, _ = run([*argv, "--exist-ok"], capsys)
+    assert code == 0 and f"wrote {out / 'predictions.json'}" in printed
+    assert outputs(out, "*_pred.png") == drawn and not (photos / "preds-4").exists()
+    code, _, err = run([*argv[:4], out / "a", "--output-dir", out, "--exist-ok"], capsys)
     assert code == 1
     assert f"error: inputs inside the output folder {out}" in err and str(out / "a") in err
+    # an earlier output folder named as the input is read (it is not this run's output)
+    code, printed, _ = run([*argv[:4], photos / "preds-2", "--output-dir", out], capsys)
+    assert code == 0 and f"wrote {photos / 'preds-4' / 'predictions.json'}" in printed
+    assert len(json.loads((photos / "preds-4" / "images.json").read_text())) == 3
+
+
+def test_cli_predict_writes_into_the_runs_predict_folder_by_default(trained, tmp_path, capsys):
+    photos = make_photos(tmp_path / "photos")
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    shutil.copy(trained["ckpt"], ckpt)
+    run_dir = run_folder_of(ckpt)
+    assert run_dir == tmp_path / "run"
+    argv = ["predict", "--checkpoint", ckpt, "--input", photos, "--no-draw"]
+    for folder in ("predict", "predict-2"):
+        code, printed, err = run(argv, capsys)
+        assert code == 0, err
+        assert f"wrote {run_dir / folder / 'predictions.json'}" in printed
+    assert numbered_folders(run_dir / "predict") == [run_dir / "predict", run_dir / "predict-2"]

@@ -1,14 +1,19 @@
-"""``visionkit predict --checkpoint CKPT --input PATH ... --output-dir DIR``: predict on images
-and videos; write the drawn images and the predictions (see
-:func:`visionkit.inference.predict.predict_files`)."""
+"""``visionkit predict --checkpoint CKPT --input PATH ... [--output-dir DIR]``: predict on
+images and videos; write the drawn images and the predictions (see
+:func:`visionkit.inference.predict.predict_files`) into a new folder (:func:`output_folder`)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
 
+from visionkit.checkpoint import holds_files, numbered_folders, run_folder_of, unused_folder
 from visionkit.cli._shared import add_tta_argument
 from visionkit.inference.device import add_device_arguments
 from visionkit.inference.predict import predict_files
+
+logger = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -18,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="predict on images; write drawn images and predictions.json",
         description="Predict on image files, folders (recursively), glob patterns, videos "
         "(.mp4, .avi, .mov, .mkv, ...: frame by frame, with OpenCV) and webcams (--input 0), "
-        "streamed a batch at a time. Writes "
+        "streamed a batch at a time. Writes, in a new folder (<run>/predict of the "
+        "checkpoint's run, or --output-dir; one that holds files is never written into: "
+        "DIR-2, DIR-3, ... is taken, as Ultralytics does, unless --exist-ok), "
         "<name>_pred.png (<name>_pred.mp4 for a video) with the predictions drawn (boxes, "
         "masks, a legend of semantic "
         "classes), predictions.json (boxes and instance masks as a COCO results list: xywh, "
@@ -33,8 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "to the detection heads (drawn images and files alike); classification and "
         "semantic heads are not filtered.",
         epilog="example: visionkit predict --checkpoint runs/quickstart/checkpoints/best.ckpt "
-        "--input photos/ 'more/*.png' --output-dir preds/ --conf 0.4 --classes circle "
-        "--save-txt --device cuda --half",
+        "--input photos/ 'more/*.png' --conf 0.4 --classes circle --save-txt --device cuda "
+        "--half   (writes runs/quickstart/predict, then predict-2, ...)",
     )
     p.add_argument("--checkpoint", required=True, help="path to a .ckpt written by train")
     p.add_argument(
@@ -47,9 +54,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--output-dir",
-        required=True,
-        help="folder for the drawn images and json (never read as input, even when inside "
-        "an input folder)",
+        metavar="DIR",
+        help="folder for the drawn images and json (default <run>/predict, the checkpoint's "
+        "run folder); a folder holding files is never written into: DIR-2, DIR-3, ... is taken "
+        "instead. The output folders are never read as input, even inside an input folder",
+    )
+    p.add_argument(
+        "--exist-ok",
+        action="store_true",
+        help="write into --output-dir even when it holds files (outputs of the same name are "
+        "replaced), as Ultralytics' exist_ok",
     )
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument(
@@ -134,13 +148,33 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def output_folder(
+    checkpoint: str, output_dir: str | None, exist_ok: bool
+) -> tuple[Path, list[Path]]:
+    """Where a ``visionkit predict`` writes, and the earlier output folders that input folders
+    never read: ``output_dir`` (default ``<run>/predict``, :func:`~visionkit.checkpoint.
+    run_folder_of`), or when it holds files the first of ``DIR-2``, ``DIR-3``, ... that does
+    not (:func:`~visionkit.checkpoint.unused_folder`), unless ``exist_ok``."""
+    asked = Path(output_dir) if output_dir else run_folder_of(checkpoint) / "predict"
+    chosen = asked if exist_ok else unused_folder(asked, holds_files)
+    if chosen != asked:
+        logger.warning(
+            "%s holds the files of an earlier run; writing to %s (--exist-ok writes into %s)",
+            asked,
+            chosen,
+            asked,
+        )
+    return chosen, [f for f in numbered_folders(asked) if f != chosen]
+
+
 def run(args: argparse.Namespace) -> int:
     """What ``visionkit predict`` runs; prints the path of predictions.json (or of the output
     folder with --no-save-json)."""
+    folder, earlier = output_folder(args.checkpoint, args.output_dir, args.exist_ok)
     path = predict_files(
         args.checkpoint,
         args.input,
-        args.output_dir,
+        folder,
         batch_size=args.batch_size,
         draw=not args.no_draw,
         every=args.every,
@@ -158,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         save_conf=args.save_conf,
         max_frames=args.max_frames,
         gallery=args.gallery,
+        exclude=earlier,
     )
     print(f"wrote {path}")
     return 0

@@ -43,7 +43,7 @@ from visionkit.build import (
     targets_needed,
 )
 from visionkit.build.data import SPLITS, split_spec
-from visionkit.checkpoint import unused_folder
+from visionkit.checkpoint import holds_files, unused_folder
 from visionkit.config import Config, load_config
 from visionkit.data.checks import DataReport, inspect_samples
 from visionkit.data.classes import class_source
@@ -75,7 +75,7 @@ def output_folder(folder: Path) -> Path:
     """A new, empty folder to write into: ``folder`` when it does not exist or is empty, else
     the first of ``folder-2``, ``folder-3``, ... that is
     (:func:`~visionkit.checkpoint.unused_folder`). It is created here."""
-    chosen = unused_folder(folder, lambda p: p.exists() and (not p.is_dir() or any(p.iterdir())))
+    chosen = unused_folder(folder, holds_files)
     chosen.mkdir(parents=True, exist_ok=True)
     return chosen
 

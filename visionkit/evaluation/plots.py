@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from visionkit.checkpoint import unused_folder, write_atomic
+from visionkit.checkpoint import run_folder_of, unused_folder, write_atomic
 from visionkit.errors import VisionkitError
 
 #: Ultralytics' score threshold of the confusion matrix when none is given (its ``val`` runs
@@ -275,9 +275,7 @@ def eval_dir(checkpoint: str | os.PathLike) -> Path:
     (:func:`~visionkit.checkpoint.unused_folder`), so earlier results are never overwritten.
     The folder is made here; one that cannot be made is a :class:`~visionkit.errors.
     VisionkitError` naming it."""
-    folder = Path(checkpoint).parent
-    run = folder.parent if folder.name == "checkpoints" else folder
-    chosen = unused_folder(run / "eval", Path.exists)
+    chosen = unused_folder(run_folder_of(checkpoint) / "eval", Path.exists)
     try:
         chosen.mkdir(parents=True)
     except OSError as err:

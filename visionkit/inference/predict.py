@@ -123,6 +123,7 @@ def predict_files(
     save_conf: bool = False,
     max_frames: int | None = None,
     gallery: Any = None,
+    exclude: Sequence[str | os.PathLike] = (),
 ) -> Path:
     """Predict on every image, video and webcam of ``inputs`` and write, in ``output_dir``:
 
@@ -144,7 +145,9 @@ def predict_files(
 
     ``<name>`` is the input's path relative to the common folder of the inputs, suffix kept
     (:func:`named_inputs`). Files inside ``output_dir`` are never read as input. Every file
-    is written atomically. The drawn images and every file hold the same detections.
+    is written atomically, replacing a file of the same name (``visionkit predict`` writes
+    into a new folder instead: :func:`visionkit.cli.predict.output_folder`). The drawn images
+    and every file hold the same detections.
 
     Args:
         model: a :class:`VisionModel` or the path of a checkpoint.
@@ -172,6 +175,8 @@ def predict_files(
             :class:`visionkit.Gallery`: each embedding head's result in ``images.json`` gets
             its 5 best ``matches`` (name, cosine similarity). Embedding heads always write
             ``<name>_<head>.npy`` (float32 ``[D]``).
+        exclude: folders whose files are never read from input folders and globs (the
+            earlier output folders beside ``output_dir``).
 
     Image ids count the images and frames from 1, in input order (a file given twice is read
     once). Returns the path of ``predictions.json`` (of ``output_dir`` when
@@ -196,7 +201,7 @@ def predict_files(
     if target is not None:  # before loading the model: a bad option fails fast
         autocast_dtype(target, half, bf16)
     check_thresholds(conf, iou, max_det)
-    named = named_inputs(inputs, output_dir)
+    named = named_inputs(inputs, output_dir, exclude)
     if not isinstance(model, VisionModel):
         model = load(model)
     before = next(model.parameters()).device

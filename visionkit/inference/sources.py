@@ -71,7 +71,9 @@ def webcam_index(text: str) -> int | None:
 
 
 def named_inputs(
-    inputs: Iterable[str | os.PathLike], output_dir: str | os.PathLike | None = None
+    inputs: Iterable[str | os.PathLike],
+    output_dir: str | os.PathLike | None = None,
+    exclude: Iterable[str | os.PathLike] = (),
 ) -> list[tuple[Source, str]]:
     """Files, folders (their images and videos, recursively, sorted), glob patterns and webcam
     indices → ``(source, output name)`` in input order, a file named twice kept once.
@@ -83,13 +85,19 @@ def named_inputs(
     named ``webcam<index>``.
 
     Nothing inside ``output_dir`` is read: folders and globs skip it (a glob's skipped files
-    are logged), and a file or folder input inside it is refused.
+    are logged), and a file or folder input inside it is refused. Folders and globs skip the
+    folders of ``exclude`` too (earlier output folders) unless they are inside one.
 
     Raises:
         DataError: inputs not found, inputs inside ``output_dir``, or no image at all.
     """
     inputs = list(inputs)
     out = [Path(os.path.realpath(output_dir))] if output_dir is not None else []
+    earlier = [Path(os.path.realpath(folder)) for folder in exclude]
+
+    def skipped(root: Path) -> list[Path]:  # an input inside an earlier output is read
+        return out + [folder for folder in earlier if not is_inside(root, [folder])]
+
     found: list[tuple[Source, Path | None]] = []  # (source, the folder it was found from)
     missing, inside, globbed_out = [], [], []
     known = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
@@ -101,15 +109,16 @@ def named_inputs(
         elif (path.is_dir() or path.is_file()) and out and is_inside(path, out):
             inside.append(text)
         elif path.is_dir():
-            found += [(p, path) for p in list_files(path, known, exclude=out)]
+            found += [(p, path) for p in list_files(path, known, exclude=skipped(path))]
         elif path.is_file():
             found.append((path, path.parent))
         elif _magic(text):
             root = Path(*itertools.takewhile(lambda part: not _magic(part), path.parts))
+            skip = skipped(root)
             for match in sorted(glob.glob(text, recursive=True)):
                 if not Path(match).is_file():
                     continue
-                if out and is_inside(match, out):
+                if skip and is_inside(match, skip):
                     globbed_out.append(match)
                 else:
                     found.append((Path(match), root))
