@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,14 @@ from visionkit.inference.options import (
 from visionkit.models.model import VisionModel
 
 logger = logging.getLogger(__name__)
+
+# Lightning flattens every batch with torch's ``LeafSpec``, which torch 2.10 deprecates: one
+# FutureWarning per run that no user can act on (it goes when Lightning moves off LeafSpec).
+warnings.filterwarnings(
+    "ignore",
+    message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    category=FutureWarning,
+)
 
 
 def monitor_of(system: VisionSystem, cfg: Config) -> tuple[str, str]:
