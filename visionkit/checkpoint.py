@@ -108,8 +108,8 @@ def holds_files(path: Path) -> bool:
 def numbered_folders(folder: str | os.PathLike) -> list[Path]:
     """``folder`` and its ``folder-2``, ``folder-3``, ... siblings that exist (what
     :func:`unused_folder` chose for earlier commands), sorted by number."""
-    folder = Path(folder)
-    pattern = re.compile(rf"{re.escape(folder.name)}(?:-(\d+))?")
+    folder = _named(folder)
+    pattern = re.compile(rf"{re.escape(folder.name)}(?:-([2-9]|[1-9]\d+))?")
     found = []
     if folder.parent.is_dir():
         for path in folder.parent.iterdir():
@@ -117,6 +117,13 @@ def numbered_folders(folder: str | os.PathLike) -> list[Path]:
             if match and path.is_dir():
                 found.append((int(match.group(1) or 1), path))
     return [path for _, path in sorted(found)]
+
+
+def _named(folder: str | os.PathLike) -> Path:
+    """``folder``, made absolute when it has no name of its own (``.``, ``..``) so that
+    ``folder-2`` is its sibling."""
+    folder = Path(folder)
+    return Path(os.path.abspath(folder)) if folder.name in ("", "..") else folder
 
 
 def unused_folder(folder: str | os.PathLike, in_use: Callable[[Path], bool]) -> Path:
@@ -127,7 +134,7 @@ def unused_folder(folder: str | os.PathLike, in_use: Callable[[Path], bool]) -> 
     >>> unused_folder("runs/exp", lambda p: p.name in {"exp", "exp-2"}).name
     'exp-3'
     """
-    folder = Path(folder)
+    folder = _named(folder)
     chosen, n = folder, 2
     while in_use(chosen):
         chosen = folder.with_name(f"{folder.name}-{n}")

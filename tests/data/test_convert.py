@@ -155,7 +155,7 @@ def test_voc_split_file_and_classes_file_set_images_and_category_order(tmp_path)
     assert [c["name"] for c in coco["categories"]] == ["bird", "dog"]
     assert coco["annotations"][0]["category_id"] == 2
     with pytest.raises(
-        DataError, match=r"split file .*test.txt does not exist \(splits there: \['val'\]\)"
+        DataError, match=r"split file .*test.txt does not exist \(splits in .*: \['val'\]\)"
     ):
         to_coco(src, "voc", split="test")
 

@@ -204,3 +204,44 @@ def test_a_mask_split_list_naming_missing_images_is_a_plain_message(tmp_path):
     (root / "splits" / "empty.txt").write_text("\n# nothing\n")
     with pytest.raises(DataError, match="lists no images"):
         build_dataset({**spec, "split": "empty"}, split="train")
+
+
+def test_mask_split_lists_as_other_tools_write_them(tmp_path):
+    root = tmp_path / "city"
+    for name in ("aachen_0_leftImg8bit", "aachen_1_leftImg8bit", "x_leftImg8bit"):
+        (root / "images" / "aachen").mkdir(parents=True, exist_ok=True)
+        (root / "masks" / "aachen").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(root / "images" / "aachen" / f"{name}.png")
+        stem = name.removesuffix("_leftImg8bit")
+        Image.new("L", (8, 8), 1).save(root / "masks" / "aachen" / f"{stem}_gtFine.png")
+    Image.new("RGB", (8, 8)).save(root / "images" / "aachen" / "x_leftImg8bit.jpg")
+    (root / "classes.txt").write_text("a\nb\n")
+    spec = {
+        "format": "mask_folder",
+        "root": str(root),
+        "image_suffix": "_leftImg8bit",
+        "mask_suffix": "_gtFine",
+    }
+    # mmsegmentation's lists: names without image_suffix, in a file named by its path, with a BOM
+    (root / "lists").mkdir()
+    (root / "lists" / "train").write_text("\ufeffaachen/aachen_0\naachen/aachen_0\n", "utf-8")
+    data = build_dataset({**spec, "split": "lists/train"}, split="train")
+    assert [Path(data.path_of(i)).name for i in range(len(data))] == ["aachen_0_leftImg8bit.png"]
+    # a name two images answer to is refused, naming both
+    (root / "lists" / "val.txt").write_text("aachen/x\n")
+    with pytest.raises(DataError, match=r"'aachen/x' names 2 images \(x_leftImg8bit.jpg, x_lef"):
+        build_dataset({**spec, "split": "lists/val.txt"}, split="val")
+
+
+def test_split_overwrite_removes_a_stale_test_list_and_mask_folders_are_told_apart(tmp_path):
+    root = mask_folder(tmp_path / "m", n=10)
+    split_dataset(root, val=0.2, test=0.2)
+    assert (root / "splits" / "test.txt").exists()
+    split_dataset(root, val=0.2, overwrite=True)  # no test split now: the old list goes
+    assert sorted(p.name for p in (root / "splits").iterdir()) == ["train.txt", "val.txt"]
+    # another images folder given with --images alone; masks/ beside XML is a VOC folder
+    photos = mask_folder(tmp_path / "p", n=4, images="photos")
+    assert split_dataset(photos, val=0.25, images="photos").kind == "masks"
+    voc = published_voc(tmp_path / "voc", n=4)
+    (voc / "masks").mkdir()
+    assert split_dataset(voc, val=0.25).kind == "voc"

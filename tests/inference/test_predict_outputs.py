@@ -17,9 +17,9 @@ from PIL import Image
 
 import visionkit
 from tests.helpers import run, write_image
-from visionkit.checkpoint import numbered_folders, run_folder_of
+from visionkit.checkpoint import holds_files, numbered_folders, run_folder_of, unused_folder
 from visionkit.data.io import read_image
-from visionkit.errors import DataError
+from visionkit.errors import DataError, VisionkitError
 from visionkit.inference.predict import named_inputs, predict_files
 
 pytestmark = pytest.mark.reliability
@@ -200,3 +200,37 @@ def test_cli_predict_writes_into_the_runs_predict_folder_by_default(trained, tmp
         assert code == 0, err
         assert f"wrote {run_dir / folder / 'predictions.json'}" in printed
     assert numbered_folders(run_dir / "predict") == [run_dir / "predict", run_dir / "predict-2"]
+
+
+def test_output_folders_are_numbered_beside_the_named_one(tmp_path, monkeypatch):
+    for name in ("preds", "preds-0", "preds-02", "preds-2", "preds-10", "preds-2x"):
+        (tmp_path / name).mkdir()
+    assert numbered_folders(tmp_path / "preds") == [
+        tmp_path / n for n in ("preds", "preds-2", "preds-10")
+    ]
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "photo.png").write_bytes(b"")
+    monkeypatch.chdir(work)  # "." has no name: its next folder is its sibling work-2
+    assert unused_folder(".", holds_files) == tmp_path / "work-2"
+    assert unused_folder(tmp_path / "preds", holds_files) == tmp_path / "preds"  # empty
+
+
+def test_globs_skip_earlier_output_folders_and_say_which(tmp_path, caplog):
+    photos = make_photos(tmp_path / "photos")
+    write_image(photos / "preds" / "001.png_pred.png")
+    with caplog.at_level(logging.WARNING):
+        named = named_inputs([str(photos / "**" / "*.png")], photos / "preds-2", [photos / "preds"])
+    assert [name for _, name in named] == ["001.png"]
+    assert f"inside the output folder(s) {photos / 'preds-2'}, {photos / 'preds'}" in caplog.text
+
+
+@pytest.mark.reliability
+def test_an_output_folder_that_cannot_be_made_is_a_message_naming_it(tmp_path, capsys):
+    photos = make_photos(tmp_path / "photos")
+    (tmp_path / "models").write_text("a file where the run folder would be")
+    out = tmp_path / "models" / "predict"
+    with pytest.raises(
+        VisionkitError, match=f"cannot make the output folder {out}: .*--output-dir"
+    ):
+        predict_files(seg_model(), [photos], out, progress=False)

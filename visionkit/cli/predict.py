@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "semantic heads are not filtered.",
         epilog="example: visionkit predict --checkpoint runs/quickstart/checkpoints/best.ckpt "
         "--input photos/ 'more/*.png' --conf 0.4 --classes circle --save-txt --device cuda "
-        "--half   (writes runs/quickstart/predict, then predict-2, ...)",
+        "--half   # writes runs/quickstart/predict, then predict-2, ...",
     )
     p.add_argument("--checkpoint", required=True, help="path to a .ckpt written by train")
     p.add_argument(
@@ -57,7 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder for the drawn images and json (default <run>/predict, the checkpoint's "
         "run folder); a folder holding files is never written into: DIR-2, DIR-3, ... is taken "
-        "instead. The output folders are never read as input, even inside an input folder",
+        "instead. Neither DIR nor its DIR-2, DIR-3, ... is read as input, even inside an "
+        "input folder",
     )
     p.add_argument(
         "--exist-ok",

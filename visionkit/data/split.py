@@ -37,6 +37,33 @@ from visionkit.errors import ConfigError, DataError
 SPLITS = ("train", "val", "test")
 
 
+def read_list(file: Path, root: Path) -> list[str]:
+    """The lines of a split list (a VOC ``ImageSets/Main`` file, a mask folder's
+    ``splits/`` file), stripped, blank lines and ``#`` comments left out (a byte-order mark
+    too). A missing file is an error naming the lists beside it, or else the
+    ``visionkit split`` command that writes them; an empty one is an error too.
+
+    Raises:
+        DataError: the file does not exist or lists nothing.
+    """
+    if not file.is_file():
+        available = sorted(p.stem for p in file.parent.glob("*.txt"))
+        raise DataError(
+            f"split file {file} does not exist"
+            + (
+                f" (splits in {file.parent}: {available})"
+                if available
+                else f"; write train / val lists with: visionkit split {root} --val 0.2 "
+                "(or leave split out to read every image)"
+            )
+        )
+    lines = (line.strip() for line in file.read_text(encoding="utf-8-sig").splitlines())
+    names = [line for line in lines if line and not line.startswith("#")]
+    if not names:
+        raise DataError(f"split file {file} lists no images")
+    return names
+
+
 @dataclass
 class SplitReport:
     """What :func:`split_dataset` wrote: the format, and per split its file and count."""
@@ -156,7 +183,7 @@ def split_dataset(
     path = Path(source)
     if path.is_file() and path.suffix.lower() == ".json":
         return _split_coco(path, val, test, seed, overwrite)
-    if path.is_dir() and (masks is not None or _is_mask_folder(path)):
+    if path.is_dir() and (masks is not None or _is_mask_folder(path, images)):
         return _split_masks(path, val, test, seed, overwrite, images, masks)
     if path.is_dir() and (path / "labels").is_dir() and (path / "images").is_dir():
         return _split_yolo(path, val, test, seed, overwrite)
@@ -169,8 +196,10 @@ def split_dataset(
     )
 
 
-def _refuse_existing(files: dict[str, Path], overwrite: bool) -> None:
-    existing = [str(p) for p in files.values() if p.exists()]
+def _refuse_existing(every: dict[str, Path], overwrite: bool) -> None:
+    """Refuse when any split file (of every split, written now or not) exists, unless
+    ``overwrite``."""
+    existing = [str(p) for p in every.values() if p.exists()]
     if existing and not overwrite:
         raise ConfigError(
             f"split files exist: {', '.join(existing)}; they are kept (give --overwrite to "
@@ -178,11 +207,23 @@ def _refuse_existing(files: dict[str, Path], overwrite: bool) -> None:
         )
 
 
-def _write_lists(files: dict[str, Path], parts: dict[str, list[str]]) -> None:
-    """Each split's ids, one per line, into its file (atomically)."""
+def _remove_stale(every: dict[str, Path], written: dict[str, Path]) -> None:
+    """With ``--overwrite``, a split file this split does not write (a test list of an earlier
+    split with --test) is removed: it would hold images of the new train or val split."""
+    for name, path in every.items():
+        if name not in written and path.exists():
+            path.unlink()
+
+
+def _write_lists(every: dict[str, Path], parts: dict[str, list[str]]) -> dict[str, Path]:
+    """Each non-empty split's ids, one per line, into its file of ``every`` (atomically);
+    returns the files written (a stale one of an empty split is removed)."""
+    files = {s: every[s] for s in SPLITS if parts[s]}
     for name, target in files.items():
         text = "\n".join(parts[name]) + "\n"
         write_atomic(target, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+    _remove_stale(every, files)
+    return files
 
 
 def _split_voc(
@@ -201,10 +242,9 @@ def _split_voc(
     if not ids:
         raise DataError(f"{xml_dir} holds no .xml files to split")
     parts = assign(ids, val, test, seed)
-    folder = root / "ImageSets" / "Main"
-    files = {s: folder / f"{s}.txt" for s in SPLITS if parts[s]}
-    _refuse_existing(files, overwrite)
-    _write_lists(files, parts)
+    every = {s: root / "ImageSets" / "Main" / f"{s}.txt" for s in SPLITS}
+    _refuse_existing(every, overwrite)
+    files = _write_lists(every, parts)
     return SplitReport("voc", files, {s: len(parts[s]) for s in files})
 
 
@@ -219,10 +259,10 @@ def _split_yolo(root: Path, val: float, test: float, seed: int, overwrite: bool)
     if not ids:
         raise DataError(f"{root / 'images'} holds no images to split")
     parts = assign(ids, val, test, seed)
-    files = {s: root / f"autosplit_{s}.txt" for s in SPLITS if parts[s]}
+    every = {s: root / f"autosplit_{s}.txt" for s in SPLITS}
+    _refuse_existing({**every, "yaml": root / "autosplit.yaml"}, overwrite)
+    files = _write_lists(every, parts)
     described = {**files, "yaml": root / "autosplit.yaml"}
-    _refuse_existing(described, overwrite)
-    _write_lists(files, parts)
     spec = {"path": ".", **{s: f.name for s, f in files.items()}}
     spec["names"] = dict(enumerate(names))
     text = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
@@ -230,9 +270,15 @@ def _split_yolo(root: Path, val: float, test: float, seed: int, overwrite: bool)
     return SplitReport("yolo", described, {s: len(parts[s]) for s in files})
 
 
-def _is_mask_folder(root: Path) -> bool:
-    """``images/`` + ``masks/`` and no ``labels/`` (which makes it a YOLO folder)."""
-    return all((root / d).is_dir() for d in ("images", "masks")) and not (root / "labels").is_dir()
+def _is_mask_folder(root: Path, images: str | None) -> bool:
+    """The images folder (``images/`` or ``images``) and ``masks/``, and no YOLO ``labels/``
+    nor VOC XML folder."""
+    others = ("labels", "Annotations", "annotations")
+    return (
+        (root / (images or "images")).is_dir()
+        and (root / "masks").is_dir()
+        and not any((root / d).is_dir() for d in others)
+    )
 
 
 def _split_masks(
@@ -254,9 +300,9 @@ def _split_masks(
     if not ids:
         raise DataError(f"{image_dir} holds no images to split")
     parts = assign(ids, val, test, seed)
-    files = {s: root / "splits" / f"{s}.txt" for s in SPLITS if parts[s]}
-    _refuse_existing(files, overwrite)
-    _write_lists(files, parts)
+    every = {s: root / "splits" / f"{s}.txt" for s in SPLITS}
+    _refuse_existing(every, overwrite)
+    files = _write_lists(every, parts)
     folders = (f", images: {images}" if images else "") + (f", masks: {masks}" if masks else "")
     return SplitReport("masks", files, {s: len(parts[s]) for s in files}, folders)
 
@@ -273,8 +319,9 @@ def _split_coco(path: Path, val: float, test: float, seed: int, overwrite: bool)
     if len(set(ids)) != len(ids):
         raise DataError(f"{path}: images[].id repeats an id; ids must be unique to split")
     parts = assign(ids, val, test, seed)
-    files = {s: path.with_name(f"{path.stem}_{s}.json") for s in SPLITS if parts[s]}
-    _refuse_existing(files, overwrite)
+    every = {s: path.with_name(f"{path.stem}_{s}.json") for s in SPLITS}
+    _refuse_existing(every, overwrite)
+    files = {s: every[s] for s in SPLITS if parts[s]}
     annotations = coco.get("annotations") or []
     for name, target in files.items():
         chosen = set(parts[name])
@@ -285,4 +332,5 @@ def _split_coco(path: Path, val: float, test: float, seed: int, overwrite: bool)
         }
         text = json.dumps(subset)
         write_atomic(target, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+    _remove_stale(every, files)
     return SplitReport("coco", files, {s: len(parts[s]) for s in files})

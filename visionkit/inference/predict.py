@@ -253,7 +253,13 @@ def _predict(
     paths = [path for path, _ in named]
     names = dict(named)
     stems = label_stems(list(names.values()))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise VisionkitError(
+            f"cannot make the output folder {out_dir}: {err.strerror or err}; choose another "
+            "with --output-dir"
+        ) from None
     category_ids = model.meta.get("category_ids") or []
     records: list[dict[str, Any]] = []  # of the current batch only: streamed to the files
     results: list[dict[str, Any]] = []

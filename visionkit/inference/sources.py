@@ -73,7 +73,7 @@ def webcam_index(text: str) -> int | None:
 def named_inputs(
     inputs: Iterable[str | os.PathLike],
     output_dir: str | os.PathLike | None = None,
-    exclude: Iterable[str | os.PathLike] = (),
+    exclude: Sequence[str | os.PathLike] = (),
 ) -> list[tuple[Source, str]]:
     """Files, folders (their images and videos, recursively, sorted), glob patterns and webcam
     indices → ``(source, output name)`` in input order, a file named twice kept once.
@@ -133,10 +133,12 @@ def named_inputs(
             inside,
         )
     if globbed_out:
+        folders = ", ".join(map(str, [output_dir, *exclude] if output_dir else exclude))
         logger.warning(
-            "skipped %d file(s) matched inside the output folder %s, e.g. %s",
+            "skipped %d file(s) matched inside the output folder(s) %s, e.g. %s (name an "
+            "earlier output folder as an input to read it)",
             len(globbed_out),
-            output_dir,
+            folders,
             globbed_out[0],
         )
     unique: dict[str, tuple[Source, Path | None]] = {}

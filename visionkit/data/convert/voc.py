@@ -131,21 +131,10 @@ def _xml_files(root: Path, ann_dir: Path, split: str | None, builder: CocoBuilde
         if not files:
             raise DataError(f"{ann_dir} holds no .xml files")
         return files
+    from visionkit.data.split import read_list
+
     split_file = root / "ImageSets" / "Main" / f"{split}.txt"
-    if not split_file.is_file():
-        available = sorted(p.stem for p in split_file.parent.glob("*.txt"))
-        raise DataError(
-            f"split file {split_file} does not exist"
-            + (
-                f" (splits there: {available})"
-                if available
-                else f"; write train / val lists with: visionkit split {root} --val 0.2 "
-                "(or leave split out to read every photo)"
-            )
-        )
-    ids = [line.split()[0] for line in split_file.read_text("utf-8").splitlines() if line.split()]
-    if not ids:
-        raise DataError(f"split file {split_file} lists no image ids")
+    ids = [line.split()[0] for line in read_list(split_file, root)]  # "id [flag]" lines
     files = []
     for image_id in ids:
         path = ann_dir / f"{image_id}.xml"

@@ -186,30 +186,23 @@ class MaskFolderDataset:
         return read_palette(self.root / palette, void_color)
 
     def _listed(self, split: str, paths: list[Path]) -> list[Path]:
-        """The images of ``paths`` that the split's list file names (sorted)."""
-        file = Path(split) if split.endswith(".txt") else Path("splits") / f"{split}.txt"
+        """The images of ``paths`` that the split's list file names (sorted, each once)."""
+        from visionkit.data.split import read_list
+
+        path_like = split.endswith(".txt") or "/" in split
+        file = Path(split) if path_like else Path("splits") / f"{split}.txt"
         file = file if file.is_absolute() else self.root / file
-        if not file.is_file():
-            available = sorted(p.stem for p in (self.root / "splits").glob("*.txt"))
-            raise DataError(
-                f"split file {file} does not exist"
-                + (
-                    f" (splits in {self.root / 'splits'}: {available})"
-                    if available
-                    else f"; write train / val lists with: visionkit split {self.root} --val 0.2 "
-                    "(or leave split out to read every image)"
-                )
-            )
-        lines = file.read_text(encoding="utf-8").splitlines()
-        names = [n.strip() for n in lines if n.strip() and not n.lstrip().startswith("#")]
-        if not names:
-            raise DataError(f"split file {file} lists no images")
-        by_name: dict[str, Path] = {}
-        for path in reversed(paths):  # a full name wins over another file's stem
-            relative = path.relative_to(self.image_dir)
-            by_name[relative.with_suffix("").as_posix()] = path
-        by_name.update({p.relative_to(self.image_dir).as_posix(): p for p in paths})
-        missing = [n for n in names if n.removeprefix("./") not in by_name]
+        names = [n.removeprefix("./") for n in read_list(file, self.root)]
+        by_name: dict[str, set[Path]] = {}
+        for path in paths:  # its relative path, and without the extension (and image_suffix)
+            relative = path.relative_to(self.image_dir).as_posix()
+            stem = relative[: -len(path.suffix)] if path.suffix else relative
+            keys = {relative, stem}
+            if self.image_suffix and stem.endswith(self.image_suffix):
+                keys.add(stem[: -len(self.image_suffix)])
+            for key in keys:
+                by_name.setdefault(key, set()).add(path)
+        missing = [n for n in names if n not in by_name]
         if missing:
             raise DataError(
                 f"split file {file}: {len(missing)} of {len(names)} listed images are not in "
@@ -217,7 +210,14 @@ class MaskFolderDataset:
                 + (" ..." if len(missing) > 5 else "")
                 + " (one image path per line, relative to that folder)"
             )
-        return sorted({by_name[n.removeprefix("./")] for n in names})
+        ambiguous = {n: sorted(by_name[n]) for n in names if len(by_name[n]) > 1}
+        if ambiguous:
+            name, found = next(iter(ambiguous.items()))
+            raise DataError(
+                f"split file {file}: {name!r} names {len(found)} images "
+                f"({', '.join(p.name for p in found)}): give the extension"
+            )
+        return sorted({next(iter(by_name[n])) for n in names})
 
     def _mask_path(self, image_path: Path) -> Path | None:
         """The label file of an image (``None`` when its stem lacks ``image_suffix``)."""
