@@ -80,6 +80,9 @@ warnings.filterwarnings(
     message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     category=FutureWarning,
 )
+# ... and a Trainer without Lightning's cloud logger advertises it on every run.
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(lambda record: "litlogger" not in record.getMessage())
 
 
 def monitor_of(system: VisionSystem, cfg: Config) -> tuple[str, str]:
