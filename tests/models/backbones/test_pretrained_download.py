@@ -122,6 +122,7 @@ def test_offline_with_an_empty_cache_names_the_command_and_the_cache_path(
     assert f"{switch}=1 is set (offline)" in message
     assert f"`visionkit weights pull {name}`" in message
     assert "`pretrained: /path/to/weights.safetensors`" in message
+    assert "set VISIONKIT_OFFLINE=1" not in message  # already offline: no advice to be
 
 
 @pytest.mark.reliability
@@ -137,6 +138,7 @@ def test_no_network_is_a_failed_download_with_the_same_advice(caches, monkeypatc
         create_backbone(TIMM_NAME, pretrained=True)
     assert "the download failed (LocalEntryNotFoundError: cannot reach the Hub" in str(info.value)
     assert f"`visionkit weights pull {TIMM_NAME}`" in str(info.value)
+    assert "set VISIONKIT_OFFLINE=1 (or HF_HUB_OFFLINE=1)" in str(info.value)
 
     weights = torchvision.models.get_model_weights(TV_NAME).DEFAULT
     missing = tmp_path / "nowhere" / "squeezenet1_1-b8a52dc0.pth"

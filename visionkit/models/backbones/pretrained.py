@@ -57,6 +57,12 @@ class WeightsNotCachedError(CheckpointError):
             "pretrained='/path/to/weights.safetensors') in Python; .safetensors, .pth, .pt "
             "and .bin are accepted"
         )
+        if offline_reason() is None:  # a download was tried (and may have retried a while)
+            message += (
+                ". On a machine without network access, set VISIONKIT_OFFLINE=1 (or "
+                "HF_HUB_OFFLINE=1): visionkit then reads only the caches and stops at once "
+                "instead of trying to download"
+            )
         VisionkitError.__init__(self, message)
 
 
