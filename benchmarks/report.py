@@ -264,9 +264,12 @@ def flops_table(results: Mapping[str, Any]) -> str:
             else f"**{precision}**"
         )
         + ". Matrix-multiply peak (`torch.mm`, square, "
-        f"median of {peak['reps']}, GFLOP/s by side: {by_size}): **fp32 "
-        f"{peak['fp32']['gflops_per_s']:.0f}**, **bf16 {peak['bf16']['gflops_per_s']:.0f} "
-        f"GFLOP/s**. FLOPs counted with `torch.utils.flop_counter.FlopCounterMode` "
+        f"median of {peak['reps']}, GFLOP/s by side: {by_size}): "
+        + ", ".join(
+            f"**{p} {peak[p]['gflops_per_s']:.0f} GFLOP/s**" for p in ("fp32", "bf16") if p in peak
+        )
+        + ("" if "bf16" in peak else " (bf16 not measured: no native bf16, no model at bf16)")
+        + ". FLOPs counted with `torch.utils.flop_counter.FlopCounterMode` "
         f"(training: forward + loss + backward; inference: the whole call), divided by the "
         f"median time of the same run's step (the optimiser step and everything uncounted "
         f"included). Command: `{results['command']}`.",

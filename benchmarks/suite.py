@@ -19,6 +19,7 @@ from benchmarks.pipeline import measure_pipeline
 from benchmarks.recipes import case_for_recipe
 from benchmarks.report import RESULTS_SCHEMA
 from benchmarks.runner import run_case
+from visionkit.build.trainer import cpu_supports_bf16
 
 
 def run_benchmark(
@@ -94,9 +95,10 @@ def run_benchmark(
             f"warm-up; CPU {info['cpu']}"
         )
         if "models" in measure:
-            # Both precisions' peaks: each model's FLOP/s is a fraction of its own precision's.
-            peak = measure_matmul_peak(settings.peak_sizes, reps=settings.reps, log=log)
-            peak_rate = {p: peak[p]["gflops_per_s"] * 1e9 for p in ("fp32", "bf16")}
+            # The peaks each model's FLOP/s is a fraction of (its own precision's).
+            precisions = peak_precisions(settings)
+            peak = measure_matmul_peak(settings.peak_sizes, precisions, reps=settings.reps, log=log)
+            peak_rate = {p: peak[p]["gflops_per_s"] * 1e9 for p in precisions}
             sections["flops"] = {"peak": peak}
             for case in cases:
                 sections.setdefault(case.section, []).append(run_case(case, log, rss, peak_rate))
@@ -126,6 +128,15 @@ def run_benchmark(
         f"{info['cpu_share']:.2f} of {settings.threads} threads' CPU time"
     )
     return results(complete=True)
+
+
+def peak_precisions(settings: Settings) -> tuple[str, ...]:
+    """The precisions whose matrix-multiply peak a run measures: fp32 always, bf16 where a
+    model runs at bf16 or the CPU has native bf16. (Without native bf16 a bf16 ``torch.mm``
+    is emulated at well under 1 GFLOP/s: one 2048 x 2048 product takes about a minute, and
+    the quick run's 8 of them took 8 of its 9 minutes, to report a peak no model used.)"""
+    used = {settings.precision, settings.baseline_precision or settings.precision}
+    return ("fp32", "bf16") if "bf16" in used or cpu_supports_bf16() else ("fp32",)
 
 
 def measure_pipelines(

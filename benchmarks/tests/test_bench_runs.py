@@ -8,10 +8,11 @@ import json
 
 import pytest
 
+from benchmarks import suite
 from benchmarks.cli import main
 from benchmarks.harness import Settings
 from benchmarks.report import RESULTS_SCHEMA
-from benchmarks.suite import run_benchmark
+from benchmarks.suite import peak_precisions, run_benchmark
 from benchmarks.tests.conftest import DOC, tiny_benchmark_argv
 
 
@@ -157,7 +158,11 @@ def test_multitask_smoke_run_through_the_cli_writes_its_own_section(tmp_path, ca
     assert "inference target ≤ 0.50×" in section and "b2 " in section
 
 
-def test_every_measurement_through_the_cli_writes_json_tables_and_checks_floors(tmp_path, capsys):
+def test_every_measurement_through_the_cli_writes_json_tables_and_checks_floors(
+    tmp_path, capsys, monkeypatch
+):
+    # an fp32 run on a CPU without native bf16 measures no bf16 peak (emulated, ~a minute)
+    monkeypatch.setattr(suite, "cpu_supports_bf16", lambda: False)
     out, doc, floors = tmp_path / "all.json", tmp_path / "benchmarks.md", tmp_path / "floors.json"
     argv = ["--recipes", "classify_r18", "--precision", "fp32", "--threads", "1"]
     argv += ["--measure", "models", "pipeline", "coco-eval", "--image-size", "32"]
@@ -168,6 +173,7 @@ def test_every_measurement_through_the_cli_writes_json_tables_and_checks_floors(
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "[peak] fp32" in printed and "[pipeline/classify_r18]" in printed
+    assert "[peak] bf16" not in printed
     assert "[coco-eval]" in printed
 
     results = json.loads(out.read_text(encoding="utf-8"))
@@ -201,6 +207,7 @@ def test_every_measurement_through_the_cli_writes_json_tables_and_checks_floors(
     for tag in ("classification", "flops", "pipeline", "coco-eval"):
         assert f"<!-- benchmark:{tag}:start -->" in text and f"<!-- benchmark:{tag}:end -->" in text
     assert "**ours / timm**" in text and "Training target ≥ 70 % of the fp32 peak" in text
+    assert "(bf16 not measured: no native bf16, no model at bf16)" in text
     assert "| classify_r18 | 0 | 2 | 32 | VerticalFlip, HorizontalFlip + normalise |" in text
     assert "| pycocotools" in text
 
@@ -274,3 +281,20 @@ def test_run_with_the_baseline_at_its_own_precision_and_size_records_both(tmp_pa
         assert "ours: **fp32** at 32×32 px; baseline: **bf16** at 64×64 px" in section
         assert "4-conv towers (bf16, 64×64 px) |" in section
     assert "each model's % of the peak at its own precision" in flops
+
+
+@pytest.mark.parametrize(
+    ("precision", "baseline", "native", "measured"),
+    [
+        ("fp32", None, False, ("fp32",)),
+        ("bf16", None, False, ("fp32", "bf16")),
+        ("fp32", "bf16", False, ("fp32", "bf16")),
+        ("fp32", None, True, ("fp32", "bf16")),
+    ],
+)
+def test_the_bf16_peak_is_measured_where_a_model_uses_it_or_the_cpu_has_it(
+    precision, baseline, native, measured, monkeypatch
+):
+    monkeypatch.setattr(suite, "cpu_supports_bf16", lambda: native)
+    settings = Settings(precision=precision, baseline_precision=baseline)
+    assert peak_precisions(settings) == measured
