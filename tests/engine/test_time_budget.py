@@ -41,10 +41,30 @@ def test_the_planned_steps_are_the_steps_done_plus_those_the_time_left_allows():
     assert planned_steps(100, 0.5, 60.0, cap=50) == 101  # never before the run ends
 
 
-def test_the_schedule_ends_when_the_time_budget_does(tiny_config):
+class StepClock:
+    """A ``time.monotonic`` that moves ``tick`` seconds at each call: the run's clock then
+    depends on the code's path only, not on how loaded the machine is."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 1000.0, tick
+
+    def monotonic(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_the_schedule_ends_when_the_time_budget_does(tiny_config, monkeypatch):
     """A step budget far beyond what 6 s allow: the run stops on the clock, and the cosine
     schedule, laid over the steps the time allows, has decayed when it stops (following the
-    step budget, it would still be at its peak)."""
+    step budget, it would still be at its peak). The clock of Lightning's ``Timer`` and of the
+    schedule is a :class:`StepClock`, so the steps the 6 s allow are the same on any machine."""
+    import lightning.pytorch.callbacks.timer as lightning_timer
+
+    from visionkit.engine import time_budget
+
+    clock = StepClock(tick=0.05)
+    monkeypatch.setattr(lightning_timer, "time", clock)
+    monkeypatch.setattr(time_budget, "time", clock)
     tiny_config["trainer"].pop("max_epochs")
     tiny_config["trainer"].update(max_steps=100_000, max_time="00:00:00:06", limit_val_batches=1)
     tiny_config["data"]["batch_size"] = 4  # 12 steps an epoch
@@ -55,7 +75,8 @@ def test_the_schedule_ends_when_the_time_budget_does(tiny_config):
         rows = [(int(r["step"]), float(r["train/lr"])) for r in csv.DictReader(f) if r["train/lr"]]
     steps = [step for step, _ in rows]
     lrs = [value for _, value in rows]
-    assert 30 < steps[-1] < 100_000  # stopped by the time, after the rate was measured
+    print(f"stopped at step {steps[-1]}, learning rate {lrs[-1]:.3g} of {lr:g}")
+    assert 30 < steps[-1] < 100_000  # stopped by the clock, after the rate was measured
     assert max(lrs) > 0.9 * lr  # the warm-up reached the peak
     assert lrs[-1] < 0.1 * lr  # and the decay was over when the time ran out
     assert "cls/top1" in metrics
