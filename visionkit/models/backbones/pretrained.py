@@ -42,9 +42,12 @@ _TRUE = frozenset({"1", "TRUE", "YES", "ON"})  # the values huggingface_hub read
 
 class WeightsNotCachedError(CheckpointError):
     """``pretrained=True`` asked for weights that are not in the local cache and could not be
-    downloaded (offline, or the download failed). ``path`` is where they were expected."""
+    downloaded (offline, or the download failed). ``path`` is where they were expected;
+    ``download_failed`` adds the advice to switch off downloads on machines without a network."""
 
-    def __init__(self, name: str, looked_in: object, why: str | None = None) -> None:
+    def __init__(
+        self, name: str, looked_in: object, why: str | None = None, download_failed: bool = False
+    ) -> None:
         self.name = name
         self.path = str(looked_in)
         self.reason = why or "not downloaded"
@@ -57,7 +60,7 @@ class WeightsNotCachedError(CheckpointError):
             "pretrained='/path/to/weights.safetensors') in Python; .safetensors, .pth, .pt "
             "and .bin are accepted"
         )
-        if offline_reason() is None:  # a download was tried (and may have retried a while)
+        if download_failed:  # huggingface_hub may have retried for half a minute
             message += (
                 ". On a machine without network access, set VISIONKIT_OFFLINE=1 (or "
                 "HF_HUB_OFFLINE=1): visionkit then reads only the caches and stops at once "
@@ -133,7 +136,7 @@ def fetch(source: WeightsSource) -> Path:
     found = cached_file(source)
     if found is not None:
         return found
-    why = offline_reason()
+    why, failed = offline_reason(), False
     if why is None:
         try:
             if source.hf_repo:
@@ -143,10 +146,10 @@ def fetch(source: WeightsSource) -> Path:
         # urllib, httpx and huggingface_hub raise unrelated error types for network
         # failures, and torch hub a RuntimeError for a wrong hash: all mean "not downloaded".
         except Exception as err:
-            why = f"the download failed ({type(err).__name__}: {err})"
+            why, failed = f"the download failed ({type(err).__name__}: {err})", True
         else:
             why = "no file to download"
-    raise WeightsNotCachedError(source.name, source.expected_at(), why)
+    raise WeightsNotCachedError(source.name, source.expected_at(), why, failed)
 
 
 def _download_hf(repo_id: str, filenames: tuple[str, ...]) -> Path:
