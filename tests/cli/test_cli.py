@@ -211,3 +211,59 @@ def test_python_m_visionkit_cli_is_the_visionkit_command():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"visionkit {visionkit.__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["eval", "best.ckpt"], "visionkit eval --checkpoint best.ckpt"),
+        (
+            ["eval", "--split", "test", "runs/a b/best.ckpt", "data.val.root=x"],
+            "visionkit eval --split test --checkpoint 'runs/a b/best.ckpt' data.val.root=x",
+        ),
+        (
+            ["eval", "--split=test", "best.ckpt"],
+            "visionkit eval --split=test --checkpoint best.ckpt",
+        ),
+        (
+            ["predict", "imgs/", "best.ckpt"],
+            "visionkit predict --input imgs/ --checkpoint best.ckpt",
+        ),
+        (
+            ["train", "configs/x.yaml", "trainer.max_steps=3"],
+            "visionkit train --config configs/x.yaml trainer.max_steps=3",
+        ),
+        (
+            ["show-data", "--split", "val", "x.yml"],
+            "visionkit show-data --split val --config x.yml",
+        ),
+    ],
+)
+def test_a_required_option_given_without_its_name_is_pointed_at(argv, hint, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "the following arguments are required" in err
+    assert "without its option" in err or "without options" in err
+    assert err.rstrip().endswith(f"did you mean:\n  {hint}")
+    fixed = build_parser().parse_args(hint.split(maxsplit=1)[1].replace("'", "").split(" "))
+    assert fixed.command == argv[0]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["eval"],  # nothing given: nothing to point at
+        ["eval", "data.val.root=x"],  # an override is not a checkpoint
+        ["predict", "--checkpoint", "a.ckpt"],  # --input missing, nothing loose
+        ["predict", "--input", "a.jpg", "b.jpg"],  # both are --input's values
+    ],
+)
+def test_no_hint_when_nothing_was_given_without_its_option(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "the following arguments are required" in err
+    assert "did you mean" not in err

@@ -30,6 +30,7 @@ from visionkit.cli import (
     weights,
 )
 from visionkit.cli import list as list_command
+from visionkit.cli._shared import ArgumentParser
 from visionkit.errors import VisionkitError
 from visionkit.registry import UnknownNameError
 
@@ -53,7 +54,7 @@ COMMANDS = (
 def build_parser() -> argparse.ArgumentParser:
     """The ``visionkit`` parser with every subcommand of :data:`COMMANDS`; the parsed
     arguments carry the subcommand's ``run`` as ``args.run``."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="visionkit",
         description="Multi-task computer vision: one backbone, interchangeable heads.",
         epilog="example: visionkit train --config configs/quickstart.yaml trainer.max_epochs=1\n"
