@@ -135,7 +135,7 @@ def test_ground_truth_is_drawn_like_a_prediction_without_scores():
     assert truth["det"]["boxes"].tolist() == [[1.0, 2.0, 11.0, 12.0]] and truth["det"]["names"] == [
         "b"
     ]
-    assert truth["seg"]["mask"][0, 0] == 0 and truth["seg"]["mask"][6, 6] == 2  # ignore → 0
+    assert truth["seg"]["mask"][0, 0] == -1 and truth["seg"]["mask"][6, 6] == 2  # ignored: -1
     from visionkit.inference.predict import draw_predictions
 
     drawn = draw_predictions(sample["image"], truth)

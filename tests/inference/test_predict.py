@@ -106,6 +106,26 @@ def test_coco_results_are_loadable_by_pycocotools_with_masks_as_rle(tmp_path):
     assert len(loaded.getAnnIds()) == 2
 
 
+def test_every_semantic_class_is_painted_but_background_and_ignored_pixels():
+    """CamVid's class 0 is the sky: painted and in the legend like any class. Only a class
+    named background (VOC's, the shapes') and ignored ground-truth pixels (-1) stay as they are."""
+    image = np.zeros((40, 60, 3), np.uint8)
+    semantic = torch.zeros(40, 60, dtype=torch.long)  # sky
+    semantic[:, 20:40] = 1
+    semantic[:, 40:] = -1  # void in the ground truth
+    names = ["sky", "building"]
+    drawn = draw_predictions(image, {"seg": {"mask": semantic, "names": names}})
+    assert drawn[10, 10].any() and drawn[10, 30].any()  # sky and building painted
+    assert not drawn[10, 50].any()  # ignored pixels left alone
+    assert (drawn[10, 10] != drawn[10, 30]).any()  # in different colours
+    assert drawn.shape[0] == 40 + 2 * 14 + 4  # a legend row each for sky and building
+    sky = torch.zeros_like(semantic)
+    video = draw_predictions(image, {"seg": {"mask": sky, "names": names}}, legend_all=True)
+    assert video.shape[0] == 40 + 2 * 14 + 4  # legend_all: every class, sky included
+    unnamed = draw_predictions(image, {"seg": {"mask": semantic.clamp(min=0)}})
+    assert unnamed[10, 10].any() and unnamed.shape[0] == 40 + 2 * 14 + 4  # "0", "1"
+
+
 def test_draw_predictions_fills_masks_and_adds_a_semantic_legend():
     image = np.zeros((40, 60, 3), np.uint8)
     semantic = torch.zeros(40, 60, dtype=torch.long)
@@ -115,6 +135,7 @@ def test_draw_predictions_fills_masks_and_adds_a_semantic_legend():
     assert drawn.shape[1] == 60 and drawn.shape[0] > 40  # legend strip below the image
     assert not drawn[20, 10].any()  # background left alone
     assert drawn[20, 45].any()  # class 2 filled
+    assert drawn.shape[0] == 40 + 14 + 4  # one legend row: square (background has none)
     instance = {
         "inst": {
             "boxes": torch.tensor([[2.0, 2.0, 20.0, 20.0]]),

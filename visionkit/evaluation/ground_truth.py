@@ -59,9 +59,9 @@ def instance_truth(
 def semantic_truth(
     head: Any, sample: dict[str, Any], names: Sequence[str] | None
 ) -> dict[str, Any] | None:
-    """Semantic segmentation: ``{"mask", "names"}``, ignored pixels drawn as background."""
+    """Semantic segmentation: ``{"mask", "names"}``, ignored pixels ``-1`` (left undrawn)."""
     if sample.get("semantic") is None:
         return None
     semantic = torch.as_tensor(np.asarray(sample["semantic"]), dtype=torch.long)
-    semantic = torch.where(semantic == getattr(head, "ignore_index", IGNORE_PIXEL), 0, semantic)
+    semantic = torch.where(semantic == getattr(head, "ignore_index", IGNORE_PIXEL), -1, semantic)
     return {"mask": semantic, "names": names}

@@ -15,6 +15,7 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
+from visionkit.data.classes import BACKGROUND
 from visionkit.inference.draw_keypoints import draw_skeletons
 
 PALETTE = [
@@ -35,21 +36,24 @@ def draw_predictions(
     and instance masks filled in class colours, boxes with class names and scores, the image
     class in a frame (captions without scores where ``scores`` is ``None``, as for ground
     truth), and a legend strip below the image for semantic classes (those present;
-    with ``legend_all`` every named class but the background, so that all the frames of a
-    video get the same size)."""
+    with ``legend_all`` every named class, so that all the frames of a video get the same
+    size). Every semantic class is painted (CamVid's class 0 is the sky) but one named
+    ``"background"`` (label 0 of a semantic family made from instances, VOC's), and pixels
+    labelled ``-1`` (ignored ones of the ground truth)."""
     canvas = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
     legend: dict[str, tuple[int, int, int]] = {}
     for result in prediction.values():
-        if "mask" in result:  # semantic: label map [H, W], 0 = background
+        if "mask" in result:  # semantic: label map [H, W]; -1 = not drawn (ignored pixels)
             mask = result["mask"].cpu()
-            present = [int(c) for c in mask.unique().tolist() if int(c) != 0]
-            names = result.get("names") or [str(c) for c in range(max(present, default=0) + 1)]
+            names = result.get("names") or [str(c) for c in range(int(mask.max()) + 1)]
+            painted = [c for c in range(len(names)) if names[c] != BACKGROUND]
+            present = [int(c) for c in mask.unique().tolist() if int(c) in painted]
             if present:
                 masks = torch.stack([mask == c for c in present])
                 canvas = draw_segmentation_masks(
                     canvas, masks, alpha=0.45, colors=[colour_of(c) for c in present]
                 )
-            shown = range(1, len(names)) if legend_all and result.get("names") else present
+            shown = painted if legend_all and result.get("names") else present
             legend.update({names[c]: colour_of(c) for c in shown})
     for result in prediction.values():
         if "boxes" in result and len(result["boxes"]):
