@@ -267,3 +267,48 @@ def test_no_hint_when_nothing_was_given_without_its_option(argv, capsys):
     err = capsys.readouterr().err
     assert "the following arguments are required" in err
     assert "did you mean" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said", "hint"),
+    [
+        (
+            ["predict", "--checkpoint", "x.ckpt", "--source", "imgs/"],
+            "--source is --input here",
+            "visionkit predict --checkpoint x.ckpt --input imgs/",
+        ),
+        (
+            ["predict", "--model", "x.ckpt", "--source", "imgs/"],
+            "--model is --checkpoint here; --source is --input here",
+            "visionkit predict --checkpoint x.ckpt --input imgs/",
+        ),
+        (
+            ["train", "--cfg", "x.yaml", "trainer.max_steps=3"],
+            "--cfg is --config here",
+            "visionkit train --config x.yaml trainer.max_steps=3",
+        ),
+    ],
+)
+def test_other_tools_option_names_are_pointed_at(argv, said, hint, capsys):
+    """Ultralytics' source= / model= / cfg= written as options: the command with ours."""
+    with pytest.raises(SystemExit):
+        main(argv)
+    err = capsys.readouterr().err
+    assert f"{said}; did you mean:\n  {hint}" in err
+    assert build_parser().parse_args(hint.split()[1:]).command == argv[0]
+
+
+def test_lightning_cli_style_overrides_get_the_plain_form(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--config", "x.yaml", "--data.train.root=/a", "--trainer.max_steps", "3"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "visionkit train: error: unrecognized arguments:" in err  # the subcommand's usage
+    assert err.rstrip().endswith(
+        "KEY=VALUE overrides are written without the leading --: "
+        "data.train.root=/a trainer.max_steps=VALUE"
+    )
+    with pytest.raises(SystemExit):  # export takes no overrides: argparse's error alone
+        main(["export", "--checkpoint", "a", "--format", "onnx", "--output", "b", "--data.x=1"])
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith("unrecognized arguments: --data.x=1")

@@ -23,6 +23,16 @@ def is_global_zero() -> bool:
 
 #: The option a value of this file type goes to, when a command is missing it.
 OPTION_OF_SUFFIX = {".ckpt": "--checkpoint", ".yaml": "--config", ".yml": "--config"}
+#: Other tools' names of the options (Ultralytics' ``source=``, ``model=``, ``cfg=``).
+OPTION_OF_NAME = {
+    "--source": "--input",
+    "--model": "--checkpoint",
+    "--weights": "--checkpoint",
+    "--ckpt": "--checkpoint",
+    "--ckpt-path": "--checkpoint",
+    "--ckpt_path": "--checkpoint",
+    "--cfg": "--config",
+}
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -35,9 +45,21 @@ class ArgumentParser(argparse.ArgumentParser):
         self._given = list(sys.argv[1:] if args is None else args)
         return super().parse_known_args(args, namespace)
 
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:  # reported by the subcommand's parser, which knows its overrides
+            subparsers = next(
+                (a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None
+            )
+            command = getattr(parsed, "command", None)
+            parser = subparsers.choices.get(command, self) if subparsers else self
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
     def error(self, message: str):  # type: ignore[override]
         given = getattr(self, "_given", [])
-        super().error(message + missing_option_hint(message, given, self))
+        hint = missing_option_hint(message, given, self) + dashed_override_hint(message, self)
+        super().error(message + hint)
 
 
 def missing_option_hint(message: str, given: Sequence[str], parser: argparse.ArgumentParser) -> str:
@@ -51,18 +73,21 @@ def missing_option_hint(message: str, given: Sequence[str], parser: argparse.Arg
         return ""
     missing = [name for name in found.group(1).split(", ") if name.startswith("--")]
     loose: list[int] = []  # positions of arguments given without an option
+    pairs: dict[int, str] = {}  # position → the missing option it is given to
     values = 0  # how many of the next arguments are an option's values (-1: all up to an option)
     for i, arg in enumerate(given):
         if arg.startswith("-"):
             action = parser._option_string_actions.get(arg)
-            nargs = None if action is None else action.nargs
+            nargs = 1 if action is None else action.nargs  # an unknown option: one value
             values = nargs if isinstance(nargs, int) else -1 if nargs in ("+", "*") else 1
-            values = 0 if action is None or "=" in arg else values
+            values = 0 if "=" in arg else values
+            if OPTION_OF_NAME.get(arg) in missing:  # another tool's name: --source for --input
+                pairs[i] = OPTION_OF_NAME[arg]
+                missing.remove(pairs[i])
         elif values > 0:
             values -= 1
         elif values == 0 and "=" not in arg:
             loose.append(i)
-    pairs: dict[int, str] = {}
     for i in loose:  # by file type first
         option = OPTION_OF_SUFFIX.get(Path(given[i]).suffix.lower())
         if option in missing:
@@ -73,13 +98,41 @@ def missing_option_hint(message: str, given: Sequence[str], parser: argparse.Arg
             pairs[i] = missing.pop(0)
     if not pairs:
         return ""
-    named = ", ".join(repr(given[i]) for i in sorted(pairs))
-    without = "was given without its option" if len(pairs) == 1 else "were given without options"
+    renamed = [i for i in sorted(pairs) if given[i].startswith("-")]
+    loose_given = [i for i in sorted(pairs) if i not in renamed]
+    said = [f"{given[i]} is {pairs[i]} here" for i in renamed]
+    if loose_given:
+        named = ", ".join(repr(given[i]) for i in loose_given)
+        without = (
+            "was given without its option"
+            if len(loose_given) == 1
+            else "were given without options"
+        )
+        said.append(f"{named} {without}")
     fixed = (
-        f"{pairs[i]} {shlex.quote(a)}" if i in pairs else shlex.quote(a)
+        pairs[i]
+        if i in renamed
+        else f"{pairs[i]} {shlex.quote(a)}"
+        if i in pairs
+        else shlex.quote(a)
         for i, a in enumerate(given)
     )
-    return f"\n{named} {without}; did you mean:\n  {parser.prog} {' '.join(fixed)}"
+    return f"\n{'; '.join(said)}; did you mean:\n  {parser.prog} {' '.join(fixed)}"
+
+
+def dashed_override_hint(message: str, parser: argparse.ArgumentParser) -> str:
+    """For argparse's "unrecognized arguments" error on ``--data.train.root=DIR`` (how
+    Lightning's CLI writes them), the override as visionkit takes it: ``data.train.root=DIR``;
+    ``""`` for other arguments, or where the command takes no overrides."""
+    found = re.match(r"unrecognized arguments: (.*)", message)
+    takes_overrides = any(action.dest == "overrides" for action in parser._actions)
+    if not found or not takes_overrides:
+        return ""
+    dashed = [a for a in found.group(1).split(" ") if re.match(r"--\w+\.[\w.\[\]]+(=|$)", a)]
+    if not dashed:
+        return ""
+    plain = " ".join(shlex.quote(a[2:] if "=" in a else f"{a[2:]}=VALUE") for a in dashed)
+    return f"\nKEY=VALUE overrides are written without the leading --: {plain}"
 
 
 def add_tta_argument(parser: argparse.ArgumentParser) -> None:
