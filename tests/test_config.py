@@ -275,8 +275,13 @@ def test_shipped_configs_build_an_untrained_model(config):
 def test_a_recipe_without_its_dataset_path_says_which_key_to_set(tmp_path):
     from visionkit.engine.runner import train
 
-    with pytest.raises(ConfigError, match=r"data.train.root: not set; give the dataset folder"):
-        train(ROOT / "configs" / "custom" / "classify_r18.yaml", output_dir=tmp_path)
+    with pytest.raises(ConfigError) as info:
+        train(ROOT / "configs" / "custom" / "classify_r18.yaml", output_dir=tmp_path / "run")
+    assert info.value.problems == [  # both splits at once
+        "data.train.root: not set; give the dataset folder, e.g. data.train.root=PATH",
+        "data.val.root: not set; give the dataset folder, e.g. data.val.root=PATH",
+    ]
+    assert not (tmp_path / "run").exists()
 
 
 def test_augmentation_mistakes_are_config_errors_with_their_index():

@@ -5,13 +5,14 @@ metrics JSON, which stays the last line of stdout."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
-from tests.helpers import make_coco, run
+from tests.helpers import detection_config, make_coco, run
 from visionkit.cli.evaluate import per_class_tables
 from visionkit.config import load_config
 from visionkit.errors import ConfigError
@@ -230,3 +231,30 @@ def test_eval_refuses_data_image_size_and_names_imgsz(trained, capsys):
     assert "'data.image_size=320': the evaluation size is given by --imgsz N" in err
     code, out, err = run(["eval", "--checkpoint", trained["ckpt"], "--imgsz", "0"], capsys)
     assert code == 2 and "--imgsz: one size (640) or height,width (480,640)" in err
+
+
+@pytest.mark.reliability
+def test_eval_where_the_saved_data_is_not_says_which_path_and_which_override(
+    tmp_path, monkeypatch, capsys
+):
+    """Training ran in a folder with relative data paths; eval from another folder (or after
+    the data moved) names the saved path, the folder it was read from and the override."""
+    project = tmp_path / "project"
+    make_coco(project / "shapes", num_images=4)
+    monkeypatch.chdir(project)
+    config = detection_config(project / "config.yaml", Path("shapes"), Path("shapes"))
+    code, _, err = run(["train", "--config", config, "--output-dir", "run"], capsys)
+    assert code == 0, err[-2000:]
+    ckpt = project / "run/checkpoints/best.ckpt"
+    monkeypatch.chdir(tmp_path)  # another folder
+    code, out, err = run(["eval", "--checkpoint", ckpt], capsys)
+    assert code == 1 and not out.strip()
+    assert f"{ckpt}: the data of its config is not where it was:" in err
+    assert (
+        "data.val.images: shapes does not exist (the path saved in the checkpoint's config, "
+        f"read from the current folder {tmp_path}); the data moved, or training ran in "
+        "another folder: give it with data.val.images=DIR"
+    ) in err
+    code, out, err = run(["eval", "--checkpoint", ckpt, "data.val.images=project/shapes"], capsys)
+    assert code == 0, err[-2000:]
+    assert "det/mAP" in json.loads(out.strip().splitlines()[-1])

@@ -93,6 +93,9 @@ def test_pull_offline_names_the_cache_path(caches, monkeypatch, capsys):
     assert "error: pretrained weights for 'torchvision/resnet18' are not in the local cache" in err
     assert str(hub / "resnet18-f37072fd.pth") in err
     assert "VISIONKIT_OFFLINE=1 is set (offline)" in err
+    assert "`visionkit weights pull` needs network access" in err
+    assert "unset the offline switch to download" in err
+    assert "with `visionkit weights pull torchvision/resnet18`" not in err  # not itself again
 
 
 @pytest.mark.reliability

@@ -71,6 +71,10 @@ def test_truncated_image_stops_training_naming_sample_and_file_from_a_worker(tmp
     code, _, err = train(capsys, tmp_path, root, "data.num_workers=1", val_root=root)
     assert code == 1
     assert "error: sample 1" in err and "2.png" in err and "corrupt or truncated" in err
+    assert (
+        "set on_bad_image: skip in its dataset's entry (e.g. data.train.on_bad_image=skip)" in err
+    )
+    assert "run visionkit check-data --config CONFIG, which decodes them all" in err
 
 
 def test_on_bad_image_skip_counts_and_reports_skipped_images_at_epoch_end(tmp_path, capsys):
@@ -284,6 +288,18 @@ def test_a_head_with_fewer_classes_than_the_data_is_a_config_error(tmp_path, cap
     code, _, err = train(capsys, tmp_path, root, "model.heads.det.num_classes=1")
     assert code == 2
     assert "model.heads.det.num_classes: 1, but the data has 2 classes (square, disc)" in err
+    assert not (tmp_path / "run").exists()  # no empty run folder left behind
+
+
+def test_a_run_that_stops_on_bad_data_leaves_no_run_folder(tmp_path, capsys):
+    root = make_coco(tmp_path / "data")
+    (root / "images" / "2.png").unlink()
+    code, _, err = train(capsys, tmp_path, root)
+    assert code == 1 and "2.png" in err
+    assert not (tmp_path / "run").exists()
+    code, _, err = train(capsys, tmp_path, make_coco(tmp_path / "good"))
+    assert code == 0, err[-2000:]
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()  # the name is free
 
 
 def test_non_contiguous_category_ids_are_stored_and_predictions_mapped_back(tmp_path, capsys):

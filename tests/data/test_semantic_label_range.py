@@ -63,6 +63,7 @@ def test_train_on_a_label_png_with_a_value_past_the_classes_names_the_file(tmp_p
     code, _, err = run(["train", "--config", config, "data.num_workers=1"], capsys)
     assert code == 1
     assert f"{bad}: label values [7] are not classes 0..2 nor the ignore index 255" in err
+    assert "if 7 marks void (unlabelled) pixels, as CamVid's 11 does, set ignore_index: 7" in err
 
 
 def test_check_data_finds_the_value_before_training(tmp_path, capsys):

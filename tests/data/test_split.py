@@ -57,7 +57,7 @@ def test_existing_split_files_are_kept_unless_overwrite(tmp_path, capsys):
     train = root / "ImageSets" / "Main" / "train.txt"
     before = train.read_bytes()
     code, out, err = run(["split", root, "--seed", "1"], capsys)
-    assert code == 2 and not out
+    assert code == 1 and not out and "invalid configuration" not in err
     assert f"split files exist: {train}" in err and "give --overwrite to replace them" in err
     assert train.read_bytes() == before
     code, _, err = run(["split", root, "--seed", "1", "--val", "0.5", "--overwrite"], capsys)
@@ -108,7 +108,7 @@ def test_a_yolo_folder_gets_ultralytics_autosplit_lists_and_a_dataset_file(tmp_p
         assert data.label_names["instances"] == ["cat", "dog"]
     assert sorted(listed) == sorted(f"./images/{name}" for name in images)
     code, _, err = run(["split", root, "--val", "0.25"], capsys)
-    assert code == 2 and "autosplit.yaml" in err and "--overwrite" in err
+    assert code == 1 and "autosplit.yaml" in err and "--overwrite" in err
 
 
 @pytest.mark.reliability
@@ -131,7 +131,16 @@ def test_bad_sources_are_plain_messages(tmp_path, capsys):
     assert code == 1 and "expected a VOC folder" in err and "(it does not exist)" in err
     assert "a YOLO folder (images/ + labels/)" in err
     code, _, err = run(["split", tmp_path], capsys)
-    assert code == 1 and "no XML folder (Annotations/, annotations/ not found)" in err
+    assert code == 1 and "expected a VOC folder" in err and "; it holds no folders" in err
+    (tmp_path / "images").mkdir()  # images/ without annotations/: a VOC folder missing its XML
+    code, _, err = run(["split", tmp_path, "--annotations", "xml"], capsys)
+    assert code == 1 and "no XML folder (xml/ not found)" in err
+    camvid = tmp_path / "camvid"
+    for folder in ("train", "trainannot", "val", "valannot"):
+        (camvid / folder).mkdir(parents=True)
+    code, _, err = run(["split", camvid], capsys)
+    assert code == 1 and "it holds train/, trainannot/, val/, valannot/ (split already: " in err
+    assert "train/ and val/ to data.train and data.val" in err
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     code, _, err = run(["split", bad], capsys)

@@ -35,6 +35,13 @@ def test_num_classes_comes_from_the_data_and_mismatch_is_an_error():
         visionkit.create_model(cfg)
     with pytest.raises(ConfigError, match="num_classes: 3, but the data has 2 classes"):
         visionkit.create_model(CONFIG, label_names={"class": ["a", "b"]})
+    camvid = ["sky", "building", "pole", "road", "pavement", "tree", "sign", "fence", "car"]
+    camvid += ["pedestrian", "bicyclist"]  # 11: every name shown (the last one was cut)
+    with pytest.raises(ConfigError, match=rf"but the data has 11 classes \({', '.join(camvid)}\)"):
+        visionkit.create_model(CONFIG, label_names={"class": camvid})
+    many = [f"c{i}" for i in range(20)]
+    with pytest.raises(ConfigError, match=r"20 classes \(c0, c1, .*, c11, \.\.\.\)"):
+        visionkit.create_model(CONFIG, label_names={"class": many})
 
 
 def test_classification_loss_counts_only_labelled_images_and_touches_all_parameters():

@@ -355,7 +355,7 @@ def test_offline_without_the_cached_file_says_how_to_get_it(tmp_path, monkeypatc
         "Fetch them with `visionkit weights pull torchvision:fcos_resnet50_fpn` (on a machine "
         "with network access, then copy the file to the same place here), or give a local "
         "copy: init_from: torchvision:fcos_resnet50_fpn=/path/to/fcos_resnet50_fpn_coco-"
-        "99b0c9b7.pth"
+        "99b0c9b7.pth; or start without them: model.init_from=null"
     )
 
 

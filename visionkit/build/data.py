@@ -222,11 +222,62 @@ def split_spec(data: DataConfig, split: str) -> dict[str, Any]:
     return spec
 
 
+def split_entries(spec: Mapping[str, Any] | None, where: str) -> list[tuple[str, Any]]:
+    """The datasets of a split's config entry with their config paths: ``[("data.val",
+    spec)]``, or one per part of a mix (``data.train.coco``, ...); none when it is unset."""
+    if spec is None:
+        return []
+    if is_dataset_mix(spec):
+        return [(f"{where}.{name}", entry) for name, entry in spec.items()]
+    return [(where, spec)]
+
+
+def check_saved_data_paths(
+    spec: Mapping[str, Any], split: str, overrides: Sequence[str], checkpoint: str | os.PathLike
+) -> None:
+    """Before a checkpoint is evaluated on the data of its own config (``spec``, the entry of
+    ``data.<split>``): each dataset folder it names that the command line did not override
+    must exist. A relative path is read from the current folder, which may not be the one
+    training ran in, and data moves; the message says where the path came from and which
+    override gives it anew.
+
+    Raises:
+        DataError: a folder of the saved config does not exist.
+    """
+    given = {o.split("=", 1)[0].strip() for o in overrides}
+    problems = []
+    for where, entry in split_entries(spec, f"data.{split}"):
+        location = DATASETS.component_class(entry["format"]).location
+        value = entry.get(location)
+        key = f"{where}.{location}"
+        if value is None or entry.get("synthetic") or key in given or where in given:
+            continue
+        if Path(value).exists():
+            continue
+        relative = (
+            "" if Path(value).is_absolute() else f", read from the current folder {Path.cwd()}"
+        )
+        problems.append(
+            f"{key}: {value} does not exist (the path saved in the checkpoint's config{relative}); "
+            f"the data moved, or training ran in another folder: give it with {key}=DIR"
+        )
+    if problems:
+        raise DataError(f"{checkpoint}: the data of its config is not where it was:", problems)
+
+
 def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any]:
     """The configured splits. ``train`` is one dataset (a :class:`MixedDataset` when several
     are named); ``val`` is one dataset or a name → dataset dict, sharing the training set's
     class order and checked against its class lists (:func:`build_split`). ``needs`` as in
     :func:`build_dataset`."""
+    unset = [
+        f"{where}.{location}: not set; give the dataset folder, e.g. {where}.{location}=PATH"
+        for split in ("train", "val")
+        for where, entry in split_entries(getattr(data, split), f"data.{split}")
+        if entry.get(location := DATASETS.component_class(entry["format"]).location) is None
+    ]
+    if unset:  # every split's at once, before any data is read
+        raise ConfigError(unset)
     datasets: dict[str, Any] = {}
     if data.train is not None:
         train = build_split(data.train, split="train", needs=needs)

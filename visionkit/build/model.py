@@ -75,7 +75,8 @@ def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | 
             made = f", {count} with its synthetic identities" if count != len(names) else ""
             problems.append(
                 f"model.heads.{head_name}.num_classes: {spec['num_classes']}, but the data has "
-                f"{len(names)} classes ({', '.join(names[:10])}){made}"
+                f"{len(names)} classes ({', '.join(names[:12])}"
+                f"{', ...' if len(names) > 12 else ''}){made}"
             )
     if problems:
         raise ConfigError(problems)

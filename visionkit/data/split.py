@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from visionkit.checkpoint import write_atomic
+from visionkit.data.convert.voc import ANNOTATION_DIRS
 from visionkit.errors import ConfigError, DataError
 
 #: the split names, in the order their files are written
@@ -101,7 +102,9 @@ class SplitReport:
         else:
             lines.append(
                 f"read them with format: coco, annotations: {self.files['train']} (val: "
-                f"{self.files['val']}) and the images folder as images:"
+                f"{self.files['val']}) and images: the folder their file_names are relative "
+                f"to, e.g. data.train='{{format: coco, images: IMAGES, annotations: "
+                f"{self.files['train']}}}'"
             )
         return "\n".join(lines)
 
@@ -178,7 +181,8 @@ def split_dataset(
 
     Raises:
         DataError: ``source`` is neither, or holds nothing to split.
-        ConfigError: bad fractions, or split files exist and ``overwrite`` is not given.
+        ConfigError: bad fractions.
+        DataError: split files exist and ``overwrite`` is not given.
     """
     path = Path(source)
     if path.is_file() and path.suffix.lower() == ".json":
@@ -187,12 +191,25 @@ def split_dataset(
         return _split_masks(path, val, test, seed, overwrite, images, masks)
     if path.is_dir() and (path / "labels").is_dir() and (path / "images").is_dir():
         return _split_yolo(path, val, test, seed, overwrite)
-    if path.is_dir():
+    if path.is_dir() and (annotations or any((path / d).is_dir() for d in ANNOTATION_DIRS)):
         return _split_voc(path, val, test, seed, overwrite, annotations, images)
+    if not path.exists():
+        holds = " (it does not exist)"
+    elif path.is_dir():
+        folders = sorted(f"{p.name}/" for p in path.iterdir() if p.is_dir())
+        holds = f"; it holds {', '.join(folders[:8]) or 'no folders'}"
+        ready = [f for f in ("train/", "val/", "valid/", "test/") if f in folders]
+        if len(ready) > 1:
+            holds += (
+                f" (split already: give {ready[0]} and {ready[1]} to data.train and data.val, "
+                "as configs/custom/semseg_r18.yaml does for CamVid)"
+            )
+    else:
+        holds = " (a file, not a .json)"
     raise DataError(
         f"{path}: expected a VOC folder (Annotations/ + JPEGImages/ or annotations/ + images/), "
         "a YOLO folder (images/ + labels/), a mask folder (images/ + masks/) or a COCO .json "
-        "file" + ("" if path.exists() else " (it does not exist)")
+        f"file{holds}"
     )
 
 
@@ -201,7 +218,7 @@ def _refuse_existing(every: dict[str, Path], overwrite: bool) -> None:
     ``overwrite``."""
     existing = [str(p) for p in every.values() if p.exists()]
     if existing and not overwrite:
-        raise ConfigError(
+        raise DataError(
             f"split files exist: {', '.join(existing)}; they are kept (give --overwrite to "
             "replace them)"
         )

@@ -31,7 +31,7 @@ from visionkit.build import (
     targets_needed,
     trainer_kwargs,
 )
-from visionkit.build.data import check_checkpoint_classes, split_spec
+from visionkit.build.data import check_checkpoint_classes, check_saved_data_paths, split_spec
 from visionkit.build.model import load
 from visionkit.build.trainer import resolve_precision
 from visionkit.checkpoint import load_checkpoint, unused_folder, write_atomic
@@ -171,7 +171,6 @@ def train(
         resuming=bool(resume),
         exist_ok=cfg.exist_ok if exist_ok is None else exist_ok,
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
     resume_from = resolve_resume(resume, run_dir)
 
     datasets = build_datasets(cfg.data, needs=targets_needed(cfg))
@@ -181,6 +180,9 @@ def train(
     # A resumed run gets its weights from the checkpoint: model.init_from is not read again.
     model = build_model(cfg, datasets, resume=resume_from is not None)
     cfg = load_config(model.meta["config"])
+    # Made once the data and the model are built: a run that stops on a bad config or bad
+    # data leaves no empty run folder behind (and the next run takes its name).
+    run_dir.mkdir(parents=True, exist_ok=True)
     if L.pytorch.utilities.rank_zero_only.rank == 0:  # every DDP process runs this
         save_config(cfg, run_dir / "config.yaml")
     if cfg.trainer.compile:
@@ -477,8 +479,10 @@ def evaluate(
     if on_device and on_device["precision"] is None:
         on_device["precision"] = resolve_precision(cfg.trainer.precision, on_device["accelerator"])
     label_names = model.meta.get("label_names") or {}
+    spec = split_spec(cfg.data, split)
+    check_saved_data_paths(spec, split, overrides, checkpoint)
     val = build_split(
-        split_spec(cfg.data, split),
+        spec,
         split=split,
         label_names=label_names,
         needs=targets_needed(cfg),

@@ -28,6 +28,7 @@ from pathlib import Path
 from visionkit.errors import CheckpointError
 from visionkit.models.backbones import timm_backbones, torchvision_backbones
 from visionkit.models.backbones.pretrained import (
+    WeightsNotCachedError,
     WeightsSource,
     cached_file,
     fetch,
@@ -107,7 +108,12 @@ def pull(name: str) -> Pulled:
     """
     source = weights_source(name)
     already = cached_file(source)
-    path = already if already is not None else fetch(source)
+    try:
+        path = already if already is not None else fetch(source)
+    except WeightsNotCachedError as err:  # the advice to pull them would be this command
+        raise WeightsNotCachedError(
+            err.name, err.path, err.reason, err.download_failed, pulling=True
+        ) from None
     try:
         tensors = read_weights(path)
     except CheckpointError as err:

@@ -216,7 +216,8 @@ def _published_file(name: str) -> Path:
             f"torchvision's {name} weights are not in torch hub's cache and were not "
             f"downloaded: {err.reason}. Fetch them with `visionkit weights pull {PREFIX}{name}` "
             "(on a machine with network access, then copy the file to the same place here), "
-            f"or give a local copy: init_from: {PREFIX}{name}=/path/to/{Path(err.path).name}",
+            f"or give a local copy: init_from: {PREFIX}{name}=/path/to/{Path(err.path).name}; "
+            "or start without them: model.init_from=null",
         ) from None
 
 

@@ -122,6 +122,7 @@ def test_offline_with_an_empty_cache_names_the_command_and_the_cache_path(
     assert f"{switch}=1 is set (offline)" in message
     assert f"`visionkit weights pull {name}`" in message
     assert "`pretrained: /path/to/weights.safetensors`" in message
+    assert "To train from random weights instead: model.backbone.pretrained=false" in message
     assert "set VISIONKIT_OFFLINE=1" not in message  # already offline: no advice to be
 
 

@@ -59,8 +59,9 @@ def voc_folders(
     first of :data:`ANNOTATION_DIRS` / :data:`IMAGE_DIRS` that exists.
 
     Raises:
-        DataError: a named folder does not exist, or none of the usual names does.
+        DataError: ``root`` or a named folder does not exist, or none of the usual names does.
     """
+    root = dataset_root(root)
     found = []
     for named, usual, what in (
         (annotations, ANNOTATION_DIRS, "XML"),

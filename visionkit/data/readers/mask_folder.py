@@ -329,9 +329,17 @@ class MaskFolderDataset:
         num_classes = len(self.label_names["semantic"])
         bad = np.unique(mask[(mask >= num_classes) & (mask != self.ignore_index)])
         if bad.size:
+            void = int(bad[0])
+            hint = (
+                f"; if {void} marks void (unlabelled) pixels, as CamVid's 11 does, set "
+                f"ignore_index: {void} in this dataset's entry (e.g. data.train.ignore_index="
+                f"{void}, and the same for data.val)"
+                if bad.size == 1
+                else ""
+            )
             raise AnnotationError(
                 f"{path}: label values {bad.tolist()[:10]} are not classes 0..{num_classes - 1} "
-                f"nor the ignore index {self.ignore_index}"
+                f"nor the ignore index {self.ignore_index}{hint}"
             )
         mask = mask.astype(np.uint8)
         if self.ignore_index != IGNORE_PIXEL:  # the one value samples use for "no label"

@@ -46,26 +46,44 @@ class WeightsNotCachedError(CheckpointError):
     ``download_failed`` adds the advice to switch off downloads on machines without a network."""
 
     def __init__(
-        self, name: str, looked_in: object, why: str | None = None, download_failed: bool = False
+        self,
+        name: str,
+        looked_in: object,
+        why: str | None = None,
+        download_failed: bool = False,
+        pulling: bool = False,
     ) -> None:
         self.name = name
         self.path = str(looked_in)
         self.reason = why or "not downloaded"
+        self.download_failed = download_failed
         message = (
             f"pretrained weights for {name!r} are not in the local cache ({self.path}) and "
-            f"were not downloaded: {self.reason}. Fetch them on a machine with network access "
-            f"with `visionkit weights pull {name}` (then copy the cache folder to the same "
-            "place on this machine), or pass a local file instead: `pretrained: "
-            "/path/to/weights.safetensors` in a config, or create_backbone(name, "
-            "pretrained='/path/to/weights.safetensors') in Python; .safetensors, .pth, .pt "
-            "and .bin are accepted"
+            f"were not downloaded: {self.reason}. "
         )
+        if pulling:  # `visionkit weights pull` itself: it is the download
+            message += (
+                "`visionkit weights pull` needs network access (the Hugging Face hub for timm, "
+                "download.pytorch.org for torchvision); without it, pull them on a machine that "
+                "has it and copy the file to the same place here"
+            )
+        else:
+            message += (
+                f"Fetch them on a machine with network access with `visionkit weights pull "
+                f"{name}` (then copy the cache folder to the same place on this machine), or "
+                "pass a local file instead: `pretrained: /path/to/weights.safetensors` in a "
+                "config, or create_backbone(name, pretrained='/path/to/weights.safetensors') in "
+                "Python; .safetensors, .pth, .pt and .bin are accepted. To train from random "
+                "weights instead: model.backbone.pretrained=false"
+            )
         if download_failed:  # huggingface_hub may have retried for half a minute
             message += (
                 ". On a machine without network access, set VISIONKIT_OFFLINE=1 (or "
                 "HF_HUB_OFFLINE=1): visionkit then reads only the caches and stops at once "
                 "instead of trying to download"
             )
+        elif pulling and why and "offline" in why:
+            message += "; unset the offline switch to download"
         VisionkitError.__init__(self, message)
 
 
