@@ -524,3 +524,23 @@ def test_a_mask_folder_photo_with_an_orientation_tag_is_an_error(tmp_path):
     (tmp_path / "classes.txt").write_text("background\nthing\n")
     with pytest.raises(DataError, match="image with an EXIF orientation"):
         MaskFolderDataset(tmp_path)
+
+
+@pytest.mark.reliability
+def test_check_data_reports_validation_classes_that_training_would_refuse(tmp_path, capsys):
+    """A class name that differs between the splits (Disc / disc) stops training at its
+    start; check-data says so too, instead of "no problems found"."""
+    train_root = make_coco(tmp_path / "train")
+    renamed = [{"id": 1, "name": "square"}, {"id": 2, "name": "Disc"}]
+    val_root = make_coco(tmp_path / "val", categories=renamed)
+    config = detection_config(tmp_path / "c.yaml", train_root, val_root)
+    code, out, _ = run(["check-data", "--config", config, "--fast"], capsys)
+    assert code == 1, out
+    assert out.startswith("data.train: ")
+    assert "data.val: " in out and "do not match" in out and "'Disc'" in out
+    assert "check-data: 1 problems in 2 datasets" in out
+    code, _, err = run(["train", "--config", config], capsys)  # what check-data foresaw
+    assert code == 1 and "do not match" in err
+    same = detection_config(tmp_path / "same.yaml", train_root, make_coco(tmp_path / "v2"))
+    code, out, _ = run(["check-data", "--config", same, "--fast"], capsys)
+    assert code == 0 and "check-data: no problems found in 2 datasets" in out

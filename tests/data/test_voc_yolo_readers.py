@@ -109,7 +109,7 @@ def test_yolo_folder_with_split_subfolders(tmp_path):
     assert len(ds) == 1 and ds[0]["labels"].tolist() == [0, 1]
 
 
-def test_a_config_validates_voc_and_yolo_sections(tmp_path):
+def test_a_config_validates_voc_and_yolo_sections(tmp_path, capsys):
     root = make_published_voc(tmp_path / "voc")
     data_yaml = make_ultralytics(tmp_path)
     config = {
@@ -126,7 +126,10 @@ def test_a_config_validates_voc_and_yolo_sections(tmp_path):
     path.write_text(yaml.safe_dump(config))
     cfg = load_config(path)
     assert cfg.data.train["format"] == "voc" and cfg.data.val["split"] == "val"
-    assert main(["check-data", "--config", str(path)]) == 0
+    # each section reads; their classes differ (dog, raccoon / cat, dog): training would
+    # refuse the pair, and check-data says so
+    assert main(["check-data", "--config", str(path)]) == 1
+    assert "the classes of data.val do not match those of data.train" in capsys.readouterr().out
     config["data"]["train"]["xml_folder"] = "xml"
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(Exception, match=r"data\.train\.xml_folder"):
