@@ -42,6 +42,9 @@ def test_lightnings_cloud_logger_tip_is_not_shown_but_its_other_messages_are():
     level, log.level = log.level, logging.INFO
     try:
         rank_zero_info("💡 Tip: For seamless cloud logging, try installing [litlogger](...)")
+        rank_zero_info(
+            "💡 Tip: For seamless cloud uploads and versioning, try installing [litmodels]"
+        )
         rank_zero_info("GPU available: False, used: False")
     finally:
         log.removeHandler(handler)

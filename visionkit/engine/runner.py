@@ -80,9 +80,12 @@ warnings.filterwarnings(
     message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     category=FutureWarning,
 )
-# ... and a Trainer without Lightning's cloud logger advertises it on every run.
+# ... and a Trainer without Lightning's cloud logger and model registry advertises both
+# ("💡 Tip: ... litlogger", "💡 Tip: ... litmodels") on every run and evaluation.
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-    logging.getLogger(_name).addFilter(lambda record: "litlogger" not in record.getMessage())
+    logging.getLogger(_name).addFilter(
+        lambda record: not any(word in record.getMessage() for word in ("litlogger", "litmodels"))
+    )
 
 
 def monitor_of(system: VisionSystem, cfg: Config) -> tuple[str, str]:
