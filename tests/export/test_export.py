@@ -232,6 +232,7 @@ def test_safetensors_round_trip_through_init_from(heads, tmp_path):
     path = tmp_path / "model.safetensors"
     report = export(model, "safetensors", path, image_size=SIZE)
     assert report.check.ok and report.check.overall == 0.0, report.check.table()
+    assert report.notes == []  # the usual suffix
 
     metadata = read_safetensors_metadata(path)
     assert metadata["config"] == model.meta["config"]
@@ -403,3 +404,14 @@ def test_an_export_onto_its_own_checkpoint_is_refused(tmp_path, capsys):
     code = main(["export", "--checkpoint", str(ckpt), "--format", "onnx", "--output", str(ckpt)])
     assert code == 1 and "that is the checkpoint being exported" in capsys.readouterr().err
     assert ckpt.read_bytes() == b"not touched"
+
+
+def test_a_file_name_with_another_formats_suffix_is_written_with_a_note(tmp_path):
+    """``--format safetensors --output model.pt``: written as asked, and the report says a
+    tool going by the suffix would take it for something else."""
+    report = export(tiny_model(TINY_RETINANET), "safetensors", tmp_path / "model.pt", check=False)
+    assert (tmp_path / "model.pt").is_file()
+    assert report.notes == [
+        "model.pt: a safetensors file, but safetensors files usually end in .safetensors; "
+        "tools that go by the suffix may not open it"
+    ]

@@ -102,6 +102,14 @@ class ExportReport:
     notes: list[str] = field(default_factory=list)
 
 
+#: The file suffixes each format's files usually have (the first one in examples).
+SUFFIXES = {
+    "onnx": (".onnx",),
+    "torchscript": (".pt", ".pth", ".torchscript", ".ts"),
+    "safetensors": (".safetensors",),
+}
+
+
 def export(
     checkpoint_or_model: VisionModel | str | os.PathLike,
     format: str,
@@ -205,6 +213,12 @@ def export(
         else:
             export_safetensors(model, paths, staging)
         report.dynamic = list(DYNAMIC_AXES.get(format, ()))
+        usual = SUFFIXES[format]
+        if output.suffix.lower() not in usual:  # written as asked; tools go by the suffix
+            report.notes.append(
+                f"{output.name}: a {format} file, but {format} files usually end in "
+                f"{' or '.join(usual)}; tools that go by the suffix may not open it"
+            )
         if check and settings is not None:
             report.check = verify_end_to_end(
                 model, staging, settings, image_size=image_size, atol=atol, batch_sizes=batch_sizes
