@@ -350,3 +350,23 @@ def test_trainer_precision_is_checked_against_lightning():
     with pytest.raises(ConfigError, match=r"trainer\.precision.*unknown precision '33'"):
         load_config(MINIMAL, ["trainer.precision=33"])
     assert load_config(MINIMAL, ["trainer.precision=32"]).trainer.precision == "32"
+
+
+def test_changing_a_datasets_format_by_override_says_to_give_the_whole_entry():
+    """The recipe's VOC keys (root, split) stay when only data.train.format changes: the
+    unknown keys are the config's, and the message says how to replace the entry."""
+    recipe = ROOT / "configs" / "custom" / "detect_fcos_r18.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_config(recipe, ["data.train.format=coco", "data.train.images=/data/photos"])
+    problems = info.value.problems
+    assert problems[0].startswith("data.train.root: unknown key")
+    assert problems[-1] == (
+        "data.train.format=coco: the override changes the format, and the other keys of "
+        "data.train are still the config's; give the whole entry instead, e.g. "
+        "data.train='{format: coco, ...}' (every key of the new format: docs/datasets.md)"
+    )
+    whole = "data.train={format: coco, images: /data/photos}"
+    assert load_config(recipe, [whole]).data.train["format"] == "coco"
+    with pytest.raises(ConfigError) as info:  # other mistakes get no such line
+        load_config(recipe, ["data.train.rot=/data"])
+    assert not any("changes the format" in p for p in info.value.problems)

@@ -8,6 +8,7 @@ import copy
 import difflib
 import inspect
 import os
+import re
 import types
 import typing
 from collections.abc import Collection, Mapping, Sequence
@@ -69,7 +70,34 @@ def load_config(
         data = resolve_file(source)
         origin = str(source)
     data = apply_overrides(data, overrides)
-    return validate_config(data, origin)
+    try:
+        return validate_config(data, origin)
+    except ConfigError as err:
+        hints = format_override_hints(overrides, err.problems)
+        if not hints:
+            raise
+        raise ConfigError([*err.problems, *hints], err.source) from None
+
+
+def format_override_hints(overrides: Sequence[str], problems: Sequence[str]) -> list[str]:
+    """For an override that changes a dataset's ``format`` (``data.train.format=coco``) while
+    the entry keeps the config's other keys (a VOC ``root``, ``split``), which the new format
+    refuses as unknown: how to give the whole entry instead."""
+    hints = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        found = re.fullmatch(r"(data\.(?:train|val|test)(?:\.\w+)?)\.format", key.strip())
+        if not found:
+            continue
+        where = found.group(1)
+        if any(p.startswith(f"{where}.") and "unknown key" in p for p in problems):
+            hints.append(
+                f"{where}.format={value.strip()}: the override changes the format, and the "
+                f"other keys of {where} are still the config's; give the whole entry instead, "
+                f"e.g. {where}='{{format: {value.strip()}, ...}}' (every key of the new format: "
+                "docs/datasets.md)"
+            )
+    return hints
 
 
 def validate_config(data: Mapping[str, Any], source: str | None = None) -> Config:
