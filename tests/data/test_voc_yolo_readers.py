@@ -134,3 +134,30 @@ def test_a_config_validates_voc_and_yolo_sections(tmp_path, capsys):
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(Exception, match=r"data\.train\.xml_folder"):
         load_config(path)
+
+
+@pytest.mark.reliability
+def test_check_data_lists_a_malformed_xml_with_the_problems_of_the_images(tmp_path, capsys):
+    """A malformed XML does not hide the other files' problems: check-data lists it with a
+    truncated image, and training stops on both at once (one report, not one at a time)."""
+    root = make_published_voc(tmp_path / "voc")
+    Image.new("RGB", (64, 48), (9, 9, 9)).save(root / "photos" / "c.jpg")
+    (root / "xml" / "c.xml").write_text("<annotation><object>")  # unclosed
+    data = (root / "photos" / "a.jpg").read_bytes()
+    (root / "photos" / "a.jpg").write_bytes(data[: len(data) // 2])  # header intact
+    argv = ["check-data", "--format", "voc", "--root", str(root), "annotations=xml"]
+    code = main([*argv, "images=photos"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "bad annotation file: xml/c.xml: malformed XML" in out
+    assert "unreadable image: photos/a.jpg (image id 1)" in out
+    assert "check-data: 2 problems in 1 dataset" in out
+    spec = {"format": "voc", "root": str(root), "annotations": "xml", "images": "photos"}
+    with pytest.raises(DataError) as info:  # training stops on both at once
+        build_dataset(spec, split="train", needs=["boxes"])
+    assert "bad annotation file: xml/c.xml: malformed XML" in str(info.value)
+    assert "unreadable image: photos/a.jpg" in str(info.value)
+    for stem in ("a", "b"):  # every file unusable: the same report, no other error
+        (root / "xml" / f"{stem}.xml").write_text("not xml")
+    with pytest.raises(DataError, match=r"3 problems \(bad annotation file: 3\)"):
+        build_dataset(spec, split="train", needs=["boxes"])

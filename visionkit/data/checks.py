@@ -75,6 +75,7 @@ ANNOTATION_KINDS = frozenset(
         "bad identity",
         "missing label file",
         "bad label file",
+        "bad annotation file",  # a VOC XML / YOLO txt the converter could not use
     }
 )
 

@@ -106,9 +106,13 @@ class CocoBuilder:
         """Record an object left out of the output on purpose (e.g. zero area)."""
         self.skipped.append(f"{where}: {what}")
 
-    def raise_problems(self, what: str) -> None:
-        """Raise one :class:`AnnotationError` listing every recorded problem, if any."""
-        if self.problems:
+    def raise_problems(self, what: str, collect: list[str] | None = None) -> None:
+        """Raise one :class:`AnnotationError` listing every recorded problem, if any; with a
+        ``collect`` list, append them to it instead (a reader that reports them with the rest
+        of its checks)."""
+        if collect is not None:
+            collect.extend(self.problems)
+        elif self.problems:
             n = len(self.problems)
             raise AnnotationError(f"{what}: {n} problem{'s' if n > 1 else ''}:", self.problems)
 

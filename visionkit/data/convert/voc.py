@@ -87,6 +87,7 @@ def voc_to_coco(
     class_names: Sequence[str] | None = None,
     annotations: str | None = None,
     images: str | None = None,
+    problems: list[str] | None = None,
 ) -> Conversion:
     """Convert a VOC folder to a COCO object (nothing is written).
 
@@ -98,6 +99,9 @@ def voc_to_coco(
         class_names: the categories in order (id ``k + 1`` for ``class_names[k]``); default:
             the sorted distinct object names of the converted files.
         annotations, images: the two sub-folders, when they have other names.
+        problems: a list to append the problems to (the usable files converted) instead of
+            raising them: the reader adds them to its report, so that ``check-data`` lists
+            them with every problem of the images.
 
     Returns:
         The COCO object (``file_name`` relative to ``root``, e.g. ``JPEGImages/000001.jpg``)
@@ -121,7 +125,7 @@ def voc_to_coco(
     for xml_path, record in parsed:
         if record is not None:
             _add(builder, root, img_dir, xml_path, record, label_of, seen)
-    builder.raise_problems(f"{root}: cannot convert the VOC annotations")
+    builder.raise_problems(f"{root}: cannot convert the VOC annotations", problems)
     info: dict[str, Any] = {"format": "voc", "source": str(root), "split": split}
     return Conversion(builder.to_dict(info), builder.skipped)
 

@@ -56,6 +56,7 @@ def yolo_to_coco(
     root: str | os.PathLike,
     split: str | None = None,
     class_names: Sequence[str] | None = None,
+    problems: list[str] | None = None,
 ) -> Conversion:
     """Convert a YOLO folder, or one split of an Ultralytics ``data.yaml``, to a COCO object
     (nothing is written).
@@ -67,6 +68,8 @@ def yolo_to_coco(
             entry to read (``train``, ``val`` or ``test``; required).
         class_names: the classes in index order (default: ``root/classes.txt`` or
             ``root/data.yaml``; the ``names`` of a ``data.yaml``).
+        problems: a list to append the problems to instead of raising them (as
+            :func:`~visionkit.data.convert.voc.voc_to_coco`).
 
     Returns:
         The COCO object (``file_name`` relative to the dataset folder, e.g.
@@ -83,7 +86,7 @@ def yolo_to_coco(
         names = list(class_names) if class_names is not None else read_class_names(Path(root))
         info: dict[str, Any] = {"format": "yolo", "source": str(root), "split": split}
         info["root"] = str(base)  # file_name entries are relative to the dataset folder
-        return _convert(base, images, folders, names, info)
+        return _convert(base, images, folders, names, info, problems)
     root = dataset_root(root)
     img_dir, lbl_dir = root / "images", root / "labels"
     if split is not None:
@@ -100,7 +103,7 @@ def yolo_to_coco(
     if not images:
         raise DataError(f"{img_dir} holds no images ({' '.join(IMAGE_EXTENSIONS)})")
     info = {"format": "yolo", "source": str(root), "split": split}
-    return _convert(root, images, [(img_dir, lbl_dir)], names, info)
+    return _convert(root, images, [(img_dir, lbl_dir)], names, info, problems)
 
 
 def ultralytics_split(
@@ -176,6 +179,7 @@ def _convert(
     folders: list[tuple[Path, Path]],
     names: list[str],
     info: dict[str, Any],
+    problems: list[str] | None = None,
 ) -> Conversion:
     """Every image with its label file (:func:`label_path_of`); a label file in one of the
     (image folder, label folder) pairs without an image is an error."""
@@ -198,7 +202,7 @@ def _convert(
             builder.problem(relative_posix(label, root), f"no image for this label file ({stem}.*)")
     for image in images:
         _add_image(builder, root, image, label_of_image[image])
-    builder.raise_problems(f"{info['source']}: cannot convert the YOLO labels")
+    builder.raise_problems(f"{info['source']}: cannot convert the YOLO labels", problems)
     return Conversion(builder.to_dict(info), builder.skipped)
 
 

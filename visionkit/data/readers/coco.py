@@ -154,6 +154,7 @@ class CocoDataset:
                 IGNORE_PIXEL,
             )
         self.report = report = DataReport(str(self.ann_path), self.format_name)
+        self.add_source_problems(report)
 
         self.images: list[dict[str, Any]] = valid_images(data["images"], report)
         report.num_images = len(data["images"])
@@ -204,6 +205,10 @@ class CocoDataset:
 
     #: The format named in reports (subclasses that convert another format say theirs).
     format_name: ClassVar[str] = "coco"
+
+    def add_source_problems(self, report: DataReport) -> None:
+        """Problems of the files :meth:`read_annotations` read, for the report (a converting
+        reader's unusable XML / txt files); a json file has none of its own."""
 
     def read_annotations(self) -> dict[str, Any]:
         """The COCO object: the json file. Readers of other formats (VOC XML, YOLO txt)

@@ -46,6 +46,13 @@ class _ConvertedDataset(CocoDataset):
             )
         return conversion.coco
 
+    def add_source_problems(self, report: Any) -> None:
+        """The files the converter could not use, as errors of the report: ``check-data``
+        lists them with every problem of the images, and training stops on them."""
+        for problem in getattr(self, "_source_problems", ()):
+            where, _, what = problem.partition(": ")
+            report.add("bad annotation file", where, what)
+
 
 @DATASETS.register("voc")
 class VocDataset(_ConvertedDataset):
@@ -84,7 +91,10 @@ class VocDataset(_ConvertedDataset):
 
     def read_annotations(self) -> dict[str, Any]:
         annotations, images, split, class_names = self._source
-        conversion = voc_to_coco(self.root, split, class_names, annotations, images)
+        self._source_problems: list[str] = []  # reported with the image checks
+        conversion = voc_to_coco(
+            self.root, split, class_names, annotations, images, self._source_problems
+        )
         return self._converted(conversion)
 
 
@@ -119,7 +129,8 @@ class YoloDataset(_ConvertedDataset):
                     f"format yolo takes no {key!r}: give root (the YOLO folder or a data.yaml) "
                     "and split"
                 )
-        conversion = yolo_to_coco(Path(str(root)), split, class_names)
+        self._source_problems: list[str] = []  # reported with the image checks
+        conversion = yolo_to_coco(Path(str(root)), split, class_names, self._source_problems)
         self._conversion = conversion
         base = conversion.coco["info"].get("root") or str(root)
         super().__init__(images=base, annotations=str(root), **kwargs)
