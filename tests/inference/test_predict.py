@@ -106,6 +106,12 @@ def test_coco_results_are_loadable_by_pycocotools_with_masks_as_rle(tmp_path):
     assert len(loaded.getAnnIds()) == 2
 
 
+def test_up_to_twenty_classes_get_distinct_colours():
+    from visionkit.inference.draw import colour_of
+
+    assert len({colour_of(label) for label in range(20)}) == 20  # CamVid 11, Cityscapes 19
+
+
 def test_every_semantic_class_is_painted_but_background_and_ignored_pixels():
     """CamVid's class 0 is the sky: painted and in the legend like any class. Only a class
     named background (VOC's, the shapes') and ignored ground-truth pixels (-1) stay as they are."""
