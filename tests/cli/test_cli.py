@@ -306,7 +306,7 @@ def test_lightning_cli_style_overrides_get_the_plain_form(capsys):
     assert "visionkit train: error: unrecognized arguments:" in err  # the subcommand's usage
     assert err.rstrip().endswith(
         "KEY=VALUE overrides are written without the leading --: "
-        "data.train.root=/a trainer.max_steps=VALUE"
+        "data.train.root=/a trainer.max_steps=3"
     )
     with pytest.raises(SystemExit):  # export takes no overrides: argparse's error alone
         main(["export", "--checkpoint", "a", "--format", "onnx", "--output", "b", "--data.x=1"])

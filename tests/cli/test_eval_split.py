@@ -258,3 +258,25 @@ def test_eval_where_the_saved_data_is_not_says_which_path_and_which_override(
     code, out, err = run(["eval", "--checkpoint", ckpt, "data.val.images=project/shapes"], capsys)
     assert code == 0, err[-2000:]
     assert "det/mAP" in json.loads(out.strip().splitlines()[-1])
+
+
+def test_every_saved_path_of_an_entry_is_checked_but_those_given_anew(tmp_path, monkeypatch):
+    from visionkit.build.data import check_saved_data_paths
+    from visionkit.errors import DataError
+
+    monkeypatch.chdir(tmp_path)
+    coco = {"format": "coco", "images": "photos", "annotations": "labels/val.json"}
+    with pytest.raises(DataError) as info:
+        check_saved_data_paths(coco, "val", [], "best.ckpt")
+    assert [p.split(":", 1)[0] for p in info.value.problems] == [
+        "data.val.images",
+        "data.val.annotations",
+    ]
+    assert info.value.problems[1].endswith("give it with data.val.annotations=FILE")
+    with pytest.raises(DataError) as info:  # the images given anew: the file still missing
+        check_saved_data_paths(coco, "val", ["data.val.images=/data/photos"], "best.ckpt")
+    assert [p.split(":", 1)[0] for p in info.value.problems] == ["data.val.annotations"]
+    check_saved_data_paths(coco, "val", ["data.val={format: coco, images: x}"], "best.ckpt")
+    voc = {"format": "voc", "root": "raccoon", "annotations": "xml", "images": "photos"}
+    (tmp_path / "raccoon").mkdir()  # the VOC sub-folder names are not paths of their own
+    check_saved_data_paths(voc, "val", [], "best.ckpt")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from tests.helpers import SIZE, detection_config, make_coco, run, write_image
@@ -544,3 +545,12 @@ def test_check_data_reports_validation_classes_that_training_would_refuse(tmp_pa
     same = detection_config(tmp_path / "same.yaml", train_root, make_coco(tmp_path / "v2"))
     code, out, _ = run(["check-data", "--config", same, "--fast"], capsys)
     assert code == 0 and "check-data: no problems found in 2 datasets" in out
+    mix = yaml.safe_load(config.read_text())  # a training mix: its merged classes
+    mix["data"]["train"] = {
+        "one": {"format": "coco", "images": str(train_root)},
+        "two": {"format": "coco", "images": str(make_coco(tmp_path / "t2")), "weight": 2.0},
+    }
+    config.write_text(yaml.safe_dump(mix))
+    code, out, _ = run(["check-data", "--config", config, "--fast"], capsys)
+    assert code == 1 and "check-data: 1 problems in 3 datasets" in out
+    assert "data.val: the classes of data.val do not match those of data.train (one: " in out

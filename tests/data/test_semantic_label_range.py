@@ -101,3 +101,18 @@ def test_the_heads_own_check_is_a_visionkit_error_naming_the_images():
         "semantic label maps of image ids [42] have values [11] that are neither classes 0..2 "
         "nor ignored (255 or ignore_index 255)"
     )
+
+
+def test_the_ignore_index_hint_only_when_none_is_set(tmp_path):
+    """A stray value with ignore_index still 255 suggests setting it; with CamVid's 11 (here
+    3) already set, a stray 7 must not suggest replacing it (every 3 would become an error)."""
+    from visionkit.data.readers.mask_folder import MaskFolderDataset
+
+    root = write_void_folder(tmp_path / "void", void=3)
+    bad = with_bad_value(root, value=7)
+    with pytest.raises(VisionkitError) as info:
+        MaskFolderDataset(root, ignore_index=3).read_mask(0)
+    assert f"{bad}: label values [7] are not classes 0..2 nor the ignore index 3" in str(info.value)
+    assert "set ignore_index" not in str(info.value)
+    with pytest.raises(VisionkitError, match="set ignore_index: 7 in this dataset's entry"):
+        MaskFolderDataset(root).read_mask(0)

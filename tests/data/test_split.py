@@ -140,7 +140,13 @@ def test_bad_sources_are_plain_messages(tmp_path, capsys):
         (camvid / folder).mkdir(parents=True)
     code, _, err = run(["split", camvid], capsys)
     assert code == 1 and "it holds train/, trainannot/, val/, valannot/ (split already: " in err
-    assert "train/ and val/ to data.train and data.val" in err
+    assert f"data.train='{{format: mask_folder, root: {camvid}, images: train, masks: " in err
+    roboflow = tmp_path / "roboflow"  # a YOLO export: train/ valid/ test/ and data.yaml
+    for folder in ("train", "valid", "test"):
+        (roboflow / folder).mkdir(parents=True)
+    (roboflow / "data.yaml").write_text("names: [a]\n")
+    code, _, err = run(["split", roboflow], capsys)
+    assert code == 1 and "(split already, with data.yaml: read it as format: yolo, root: " in err
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     code, _, err = run(["split", bad], capsys)

@@ -112,9 +112,7 @@ def build_dataset(
     args = {k: v for k, v in spec.items() if k not in ("format", "synthetic", "weight")}
     location = reader.location
     if args.get(location) is None:
-        raise ConfigError(
-            f"{where}.{location}: not set; give the dataset folder, e.g. {where}.{location}=PATH"
-        )
+        raise ConfigError(unset_location(where, location))
     synthetic = spec.get("synthetic")
     if synthetic and args.get("annotations"):
         # The user named an annotation file: their data, never a place to generate shapes
@@ -222,6 +220,21 @@ def split_spec(data: DataConfig, split: str) -> dict[str, Any]:
     return spec
 
 
+def unset_location(where: str, location: str) -> str:
+    """The problem of a dataset entry without its folder (``data.train.root``)."""
+    return f"{where}.{location}: not set; give the dataset folder, e.g. {where}.{location}=PATH"
+
+
+def mixed_training_set(parts: Mapping[str, Any], spec: Mapping[str, Any]) -> MixedDataset:
+    """The training set of a mix: its built ``parts`` (name → dataset) drawn with the
+    ``weight`` of each part's entry of ``spec`` (``data.train``).
+
+    Raises:
+        DataError: the parts' classes conflict (:class:`MixedDataset`).
+    """
+    return MixedDataset(parts, {name: spec[name].get("weight", 1.0) for name in parts})
+
+
 def split_entries(spec: Mapping[str, Any] | None, where: str) -> list[tuple[str, Any]]:
     """The datasets of a split's config entry with their config paths: ``[("data.val",
     spec)]``, or one per part of a mix (``data.train.coco``, ...); none when it is unset."""
@@ -247,20 +260,21 @@ def check_saved_data_paths(
     given = {o.split("=", 1)[0].strip() for o in overrides}
     problems = []
     for where, entry in split_entries(spec, f"data.{split}"):
-        location = DATASETS.component_class(entry["format"]).location
-        value = entry.get(location)
-        key = f"{where}.{location}"
-        if value is None or entry.get("synthetic") or key in given or where in given:
+        if entry.get("synthetic") or where in given:  # generated, or given anew whole
             continue
-        if Path(value).exists():
-            continue
-        relative = (
-            "" if Path(value).is_absolute() else f", read from the current folder {Path.cwd()}"
-        )
-        problems.append(
-            f"{key}: {value} does not exist (the path saved in the checkpoint's config{relative}); "
-            f"the data moved, or training ran in another folder: give it with {key}=DIR"
-        )
+        reader = DATASETS.component_class(entry["format"])
+        for argument in getattr(reader, "path_arguments", (reader.location,)):
+            value, key = entry.get(argument), f"{where}.{argument}"
+            if value is None or key in given or Path(value).exists():
+                continue
+            relative = (
+                "" if Path(value).is_absolute() else f", read from the current folder {Path.cwd()}"
+            )
+            problems.append(
+                f"{key}: {value} does not exist (the path saved in the checkpoint's config"
+                f"{relative}); the data moved, or training ran in another folder: give it with "
+                f"{key}={'FILE' if Path(value).suffix else 'DIR'}"
+            )
     if problems:
         raise DataError(f"{checkpoint}: the data of its config is not where it was:", problems)
 
@@ -271,7 +285,7 @@ def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any
     class order and checked against its class lists (:func:`build_split`). ``needs`` as in
     :func:`build_dataset`."""
     unset = [
-        f"{where}.{location}: not set; give the dataset folder, e.g. {where}.{location}=PATH"
+        unset_location(where, location)
         for split in ("train", "val")
         for where, entry in split_entries(getattr(data, split), f"data.{split}")
         if entry.get(location := DATASETS.component_class(entry["format"]).location) is None
@@ -282,8 +296,7 @@ def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any
     if data.train is not None:
         train = build_split(data.train, split="train", needs=needs)
         if isinstance(train, dict):
-            weights = {name: entry.get("weight", 1.0) for name, entry in data.train.items()}
-            train = MixedDataset(train, weights)
+            train = mixed_training_set(train, data.train)
         datasets["train"] = train
     if data.val is not None:
         train = datasets.get("train")

@@ -58,7 +58,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         given = getattr(self, "_given", [])
-        hint = missing_option_hint(message, given, self) + dashed_override_hint(message, self)
+        hint = missing_option_hint(message, given, self)
+        hint += dashed_override_hint(message, given, self)
         super().error(message + hint)
 
 
@@ -93,9 +94,11 @@ def missing_option_hint(message: str, given: Sequence[str], parser: argparse.Arg
         if option in missing:
             pairs[i] = option
             missing.remove(option)
-    for i in loose:  # then the rest, in order
-        if i not in pairs and missing:
-            pairs[i] = missing.pop(0)
+    for i in loose:  # then the rest, in order, where the option takes the value
+        accepted = [o for o in missing if _accepts(parser, o, given[i])]
+        if i not in pairs and accepted:
+            pairs[i] = accepted[0]
+            missing.remove(accepted[0])
     if not pairs:
         return ""
     renamed = [i for i in sorted(pairs) if given[i].startswith("-")]
@@ -117,22 +120,53 @@ def missing_option_hint(message: str, given: Sequence[str], parser: argparse.Arg
         else shlex.quote(a)
         for i, a in enumerate(given)
     )
-    return f"\n{'; '.join(said)}; did you mean:\n  {parser.prog} {' '.join(fixed)}"
+    still = [f"{o} {_metavar(parser, o)}" for o in missing]  # nothing given for these
+    command = " ".join([*fixed, *still])
+    return f"\n{'; '.join(said)}; did you mean:\n  {parser.prog} {command}"
 
 
-def dashed_override_hint(message: str, parser: argparse.ArgumentParser) -> str:
-    """For argparse's "unrecognized arguments" error on ``--data.train.root=DIR`` (how
-    Lightning's CLI writes them), the override as visionkit takes it: ``data.train.root=DIR``;
-    ``""`` for other arguments, or where the command takes no overrides."""
+def _accepts(parser: argparse.ArgumentParser, option: str, value: str) -> bool:
+    """Whether ``option`` of ``parser`` takes ``value`` (any value, or one of its choices)."""
+    choices = parser._option_string_actions[option].choices
+    return choices is None or value in choices
+
+
+def _metavar(parser: argparse.ArgumentParser, option: str) -> str:
+    """How ``--help`` names the value of ``option``: ``FILE``, ``{onnx,torchscript}``, ..."""
+    action = parser._option_string_actions[option]
+    if action.metavar:
+        return str(action.metavar)
+    if action.choices:
+        return "{" + ",".join(map(str, action.choices)) + "}"
+    return action.dest.upper()
+
+
+def dashed_override_hint(
+    message: str, given: Sequence[str], parser: argparse.ArgumentParser
+) -> str:
+    """For argparse's "unrecognized arguments" error on ``--data.train.root=DIR`` or
+    ``--trainer.max_steps 3`` (how Lightning's CLI writes them), the overrides as visionkit
+    takes them: ``data.train.root=DIR trainer.max_steps=3``; ``""`` for other arguments, or
+    where the command takes no overrides."""
     found = re.match(r"unrecognized arguments: (.*)", message)
     takes_overrides = any(action.dest == "overrides" for action in parser._actions)
     if not found or not takes_overrides:
         return ""
-    dashed = [a for a in found.group(1).split(" ") if re.match(r"--\w+\.[\w.\[\]]+(=|$)", a)]
-    if not dashed:
+    dashed = re.compile(r"--\w+\.[\w.\[\]]+(=|$)")
+    plain = []
+    for i, arg in enumerate(given):
+        if not dashed.match(arg):
+            continue
+        if "=" in arg:
+            plain.append(arg[2:])
+            continue
+        after = given[i + 1] if i + 1 < len(given) else ""  # --key VALUE
+        value = after if after and not after.startswith("-") and "=" not in after else "VALUE"
+        plain.append(f"{arg[2:]}={value}")
+    if not plain:
         return ""
-    plain = " ".join(shlex.quote(a[2:] if "=" in a else f"{a[2:]}=VALUE") for a in dashed)
-    return f"\nKEY=VALUE overrides are written without the leading --: {plain}"
+    shown = " ".join(shlex.quote(a) for a in plain)
+    return f"\nKEY=VALUE overrides are written without the leading --: {shown}"
 
 
 def add_tta_argument(parser: argparse.ArgumentParser) -> None:

@@ -20,11 +20,10 @@ import yaml
 from pydantic import ValidationError
 
 from visionkit.build import build_dataset, targets_needed
-from visionkit.build.data import EVAL_SPLITS, SPLITS, split_spec
+from visionkit.build.data import EVAL_SPLITS, SPLITS, mixed_training_set, split_spec
 from visionkit.config import DATASET_INJECTED_ARGS, builder_schema, is_dataset_mix, load_config
 from visionkit.data.checks import inspect_samples
 from visionkit.data.classes import class_lists, class_source, match_classes
-from visionkit.data.datasets import MixedDataset
 from visionkit.errors import ConfigError, DataError, VisionkitError
 from visionkit.registry import DATASETS, UnknownNameError
 
@@ -122,7 +121,7 @@ def check_spec(
 
 def training_set(built: Mapping[str, Any], specs: Sequence[tuple[str, str, Any]]) -> Any:
     """The training set as training builds it from the datasets of ``data.train`` (one, or a
-    :class:`~visionkit.data.datasets.MixedDataset` of a mix's parts), for the evaluation
+    :func:`~visionkit.build.data.mixed_training_set` of a mix's parts), for the evaluation
     splits' class check; ``None`` when a part failed its own check (or there is none).
 
     Raises:
@@ -133,9 +132,8 @@ def training_set(built: Mapping[str, Any], specs: Sequence[tuple[str, str, Any]]
         return None
     if len(parts) == 1 and parts[0][0] == "data.train":
         return built["data.train"]
-    names = {where.rsplit(".", 1)[1]: built[where] for where, _ in parts}
-    weights = {where.rsplit(".", 1)[1]: spec.get("weight", 1.0) for where, spec in parts}
-    return MixedDataset(names, weights)
+    entries = {where.rsplit(".", 1)[1]: spec for where, spec in parts}
+    return mixed_training_set({name: built[f"data.train.{name}"] for name in entries}, entries)
 
 
 def _parse_values(items: Sequence[str]) -> dict[str, Any]:

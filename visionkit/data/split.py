@@ -199,10 +199,19 @@ def split_dataset(
         folders = sorted(f"{p.name}/" for p in path.iterdir() if p.is_dir())
         holds = f"; it holds {', '.join(folders[:8]) or 'no folders'}"
         ready = [f for f in ("train/", "val/", "valid/", "test/") if f in folders]
-        if len(ready) > 1:
+        yaml_file = next(
+            (path / n for n in ("data.yaml", "data.yml") if (path / n).is_file()), None
+        )
+        if yaml_file is not None and ready:  # a YOLO export (Roboflow's train/ valid/ test/)
             holds += (
-                f" (split already: give {ready[0]} and {ready[1]} to data.train and data.val, "
-                "as configs/custom/semseg_r18.yaml does for CamVid)"
+                f" (split already, with {yaml_file.name}: read it as format: yolo, root: "
+                f"{yaml_file}, split: train / val)"
+            )
+        elif len(ready) > 1:
+            holds += (
+                f" (split already: name the folders in each split's entry, e.g. for CamVid "
+                f"data.train='{{format: mask_folder, root: {path}, images: train, masks: "
+                "trainannot}' as configs/custom/semseg_r18.yaml does)"
             )
     else:
         holds = " (a file, not a .json)"

@@ -49,7 +49,8 @@ def draw_predictions(
     for result in prediction.values():
         if "mask" in result:  # semantic: label map [H, W]; -1 = not drawn (ignored pixels)
             mask = result["mask"].cpu()
-            names = result.get("names") or [str(c) for c in range(int(mask.max()) + 1)]
+            top = int(mask.max()) if mask.numel() else -1
+            names = result.get("names") or [str(c) for c in range(top + 1)]
             painted = [c for c in range(len(names)) if names[c] != BACKGROUND]
             present = [int(c) for c in mask.unique().tolist() if int(c) in painted]
             if present:

@@ -160,3 +160,14 @@ def test_a_download_with_the_wrong_hash_is_refused_and_not_cached(
     with pytest.raises(WeightsNotCachedError, match="invalid hash value"):
         create_backbone(f"torchvision/{TV_NAME}", pretrained=True)
     assert not (hub / served.name).exists()
+
+
+def test_the_pull_message_gives_no_advice_that_would_stop_pull():
+    """`visionkit weights pull` is the download: its failure neither tells you to run it nor to
+    switch downloads off."""
+    failed = WeightsNotCachedError(
+        TIMM_NAME, "/cache/x", "the download failed (URLError: no route)", True, pulling=True
+    )
+    assert "`visionkit weights pull` needs network access" in str(failed)
+    assert "set VISIONKIT_OFFLINE=1" not in str(failed)
+    assert f"`visionkit weights pull {TIMM_NAME}`" not in str(failed)

@@ -102,6 +102,9 @@ class CocoDataset:
 
     #: The argument that names the dataset folder.
     location: ClassVar[str] = "images"
+    #: The arguments that are paths of their own (not names under the folder), each checked
+    #: to exist when a checkpoint is evaluated on the data its config saved.
+    path_arguments: ClassVar[tuple[str, ...]] = ("images", "annotations")
     #: The Sample targets it can produce.
     targets: ClassVar[tuple[str, ...]] = (
         *("boxes", "masks", "semantic", "class", "keypoints", "identities"),

@@ -334,7 +334,7 @@ class MaskFolderDataset:
                 f"; if {void} marks void (unlabelled) pixels, as CamVid's 11 does, set "
                 f"ignore_index: {void} in this dataset's entry (e.g. data.train.ignore_index="
                 f"{void}, and the same for data.val)"
-                if bad.size == 1
+                if bad.size == 1 and self.ignore_index == IGNORE_PIXEL  # not set yet
                 else ""
             )
             raise AnnotationError(

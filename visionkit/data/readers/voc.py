@@ -32,6 +32,7 @@ class _ConvertedDataset(CocoDataset):
     """A :class:`CocoDataset` whose COCO object a converter makes from another format."""
 
     targets: ClassVar[tuple[str, ...]] = ("boxes", "masks", "semantic")
+    path_arguments: ClassVar[tuple[str, ...]] = ("root",)  # annotations, images: names in it
 
     def _converted(self, conversion: Conversion) -> dict[str, Any]:
         if conversion.skipped:

@@ -76,7 +76,7 @@ class WeightsNotCachedError(CheckpointError):
                 "Python; .safetensors, .pth, .pt and .bin are accepted. To train from random "
                 "weights instead: model.backbone.pretrained=false"
             )
-        if download_failed:  # huggingface_hub may have retried for half a minute
+        if download_failed and not pulling:  # huggingface_hub may retry for half a minute
             message += (
                 ". On a machine without network access, set VISIONKIT_OFFLINE=1 (or "
                 "HF_HUB_OFFLINE=1): visionkit then reads only the caches and stops at once "
