@@ -284,12 +284,12 @@ def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any
     are named); ``val`` is one dataset or a name → dataset dict, sharing the training set's
     class order and checked against its class lists (:func:`build_split`). ``needs`` as in
     :func:`build_dataset`."""
-    unset = [
-        unset_location(where, location)
-        for split in ("train", "val")
-        for where, entry in split_entries(getattr(data, split), f"data.{split}")
-        if entry.get(location := DATASETS.component_class(entry["format"]).location) is None
-    ]
+    unset = []
+    for split in ("train", "val"):
+        for where, entry in split_entries(getattr(data, split), f"data.{split}"):
+            location = DATASETS.component_class(entry["format"]).location
+            if entry.get(location) is None:
+                unset.append(unset_location(where, location))
     if unset:  # every split's at once, before any data is read
         raise ConfigError(unset)
     datasets: dict[str, Any] = {}

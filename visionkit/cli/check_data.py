@@ -166,14 +166,15 @@ def run(args: argparse.Namespace) -> int:
     image_check = "header" if args.fast else "decode"
     total = 0
     trains: dict[str, Any] = {}  # the training datasets that were built, by config path
-    train: Any = None
+    train, train_built = None, False  # built once, before the first evaluation split
     for where, split, spec in specs:
-        if split != "train" and trains and train is None:  # the first evaluation split
+        if split != "train" and not train_built:
+            train_built = True
             try:
                 train = training_set(trains, specs)
             except DataError as err:  # a mix whose parts' classes conflict
                 print(f"data.train: {err}", flush=True)
-                total, trains = total + 1, {}
+                total += 1
         text, count, dataset = check_spec(
             where, spec, needs, split=split, image_check=image_check, train=train
         )

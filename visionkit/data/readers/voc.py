@@ -33,6 +33,7 @@ class _ConvertedDataset(CocoDataset):
 
     targets: ClassVar[tuple[str, ...]] = ("boxes", "masks", "semantic")
     path_arguments: ClassVar[tuple[str, ...]] = ("root",)  # annotations, images: names in it
+    _source_problems: Sequence[str] = ()  # the converter's, set by read_annotations
 
     def _converted(self, conversion: Conversion) -> dict[str, Any]:
         if conversion.skipped:
@@ -50,7 +51,7 @@ class _ConvertedDataset(CocoDataset):
     def add_source_problems(self, report: Any) -> None:
         """The files the converter could not use, as errors of the report: ``check-data``
         lists them with every problem of the images, and training stops on them."""
-        for problem in getattr(self, "_source_problems", ()):
+        for problem in self._source_problems:
             where, _, what = problem.partition(": ")
             report.add("bad annotation file", where, what)
 
