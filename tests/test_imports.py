@@ -116,3 +116,42 @@ def test_the_walk_finds_the_library_and_leaves_out_engine_and_cli():
 )
 def test_the_module_imports_without_lightning(module):
     assert module not in modules_importing_lightning(), f"importing {module} imports Lightning"
+
+
+# Records every URL opened through urllib (refusing it), imports the modules named in argv, and
+# prints the URLs as json. NO_ALBUMENTATIONS_UPDATE is removed first: the user has not set it.
+RECORD_URLS = """
+import json, os, sys, urllib.request
+os.environ.pop("NO_ALBUMENTATIONS_UPDATE", None)
+opened = []
+def refuse(self, url, *args, **kwargs):
+    opened.append(getattr(url, "full_url", url))
+    raise OSError("no network here")
+urllib.request.OpenerDirector.open = refuse
+import importlib
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print(json.dumps(opened))
+"""
+
+
+def urls_opened_by_importing(*modules: str) -> tuple[list[str], str]:
+    result = subprocess.run(
+        [sys.executable, "-c", RECORD_URLS, *modules],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
+def test_importing_visionkit_and_its_data_pipeline_asks_no_server_for_updates():
+    """albumentations alone asks PyPI for its latest release on import (a warning on every
+    command of an offline machine); through visionkit it does not."""
+    opened, _ = urls_opened_by_importing("albumentations")
+    assert any("pypi.org" in url for url in opened)  # what visionkit turns off
+
+    opened, stderr = urls_opened_by_importing("visionkit", "visionkit.data.transforms")
+    assert opened == []
+    assert "Error fetching version info" not in stderr

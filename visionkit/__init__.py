@@ -14,6 +14,13 @@ Public API::
 The library API never imports Lightning.
 """
 
+import os
+
+# albumentations asks PyPI for its latest release when imported (a 2 s timeout, and a warning on
+# every command of a machine without internet). visionkit's data pipeline imports it, so
+# visionkit turns that off unless NO_ALBUMENTATIONS_UPDATE is set already (0 turns it back on).
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
 from visionkit.build.model import create_model, load
 from visionkit.config import Config, load_config
 from visionkit.data import readers  # noqa: F401  (registers the dataset formats)

@@ -10,9 +10,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import visionkit
-from visionkit.engine.callbacks import curve_panels, make_loggers
+from visionkit.engine.callbacks import curve_panels, make_loggers, plot_curves
 from visionkit.engine.pictures import (
     ValidationPictures,
     ground_truth,
@@ -150,10 +151,36 @@ def test_curve_panels_show_each_heads_loss_and_every_learning_rate():
     panels = dict(curve_panels(keys))
     assert panels["loss"] == ["train/loss_epoch", "val/loss"]
     assert panels["loss per head (train)"] == ["train/cls/loss_epoch", "train/det/loss_epoch"]
-    assert panels["metrics"] == ["cls/top1", "det/mAP", "val/score"]
+    assert panels["cls metrics"] == ["cls/top1"] and panels["det metrics"] == ["det/mAP"]
+    assert panels["mean of the heads' main metrics"] == ["val/score"]
     assert panels["learning rate"] == ["train/lr", "train/lr_backbone"]
     assert "loss per head (train)" not in dict(curve_panels(["train/cls/loss_epoch", "lr"]))
     assert dict(curve_panels(["lr"]))["learning rate"] == ["lr"]
+
+
+def test_curve_panels_leave_the_breakdowns_to_metrics_csv():
+    """Five heads' 60 metrics in one legend hid the plot (the legend ran off the figure): each
+    head gets its own panel of its main figures; recall, per-size and per-class columns and the
+    verification figures stay in metrics.csv."""
+    keys = ["det/mAP", "det/mAP50", "det/mAP75", "det/AR100", "det/mAP_small", "det/AR_large",
+            "pose/mAP", "pose/kpt_mAP", "pose/kpt_AR50", "pose/kpt_mAP_medium",
+            "seg/mIoU", "seg/pixel_acc", "seg/IoU_sky", "emb/recall@1", "emb/mAP", "emb/auc",
+            "emb/tar@far1e-3", "emb/threshold", "val/loss/dataloader_idx_0",
+            "val/loss/dataloader_idx_1"]  # fmt: skip
+    panels = dict(curve_panels(keys))
+    assert panels["det metrics"] == ["det/mAP", "det/mAP50", "det/mAP75"]
+    assert panels["pose metrics"] == ["pose/mAP", "pose/kpt_mAP"]
+    assert panels["seg metrics"] == ["seg/mIoU", "seg/pixel_acc"]
+    assert panels["emb metrics"] == ["emb/recall@1", "emb/mAP", "emb/auc"]
+    assert panels["loss"] == ["val/loss/dataloader_idx_0", "val/loss/dataloader_idx_1"]
+
+
+def test_curves_of_many_heads_are_drawn_four_panels_to_a_row(tmp_path):
+    rows = [{"epoch": e, "step": 10 * e, "train/loss_epoch": 2.0 - e, "lr": 0.01,
+             **{f"h{i}/mAP": 0.1 * e for i in range(6)}} for e in range(3)]  # fmt: skip
+    plot_curves(rows, tmp_path / "curves.png")
+    width, height = Image.open(tmp_path / "curves.png").size
+    assert width < 3 * height  # 8 panels: 2 rows of 4 (20 × 7.2 in), not 1 row of 8 (40 × 3.6)
 
 
 def test_make_loggers_adds_tensorboard_only_when_it_is_installed(tmp_path):

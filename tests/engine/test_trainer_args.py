@@ -9,12 +9,14 @@ import inspect
 
 import lightning as L
 import pytest
+import torch
 import yaml
 from lightning.pytorch.plugins import TorchSyncBatchNorm
 from lightning.pytorch.profilers import SimpleProfiler
 
 from tests.helpers import run
 from visionkit.build import trainer_kwargs
+from visionkit.build.trainer import use_tf32_matmuls
 from visionkit.config import TrainerConfig, load_config
 from visionkit.config.schema import (
     LIGHTNING_TRAINER_KEYS,
@@ -25,6 +27,7 @@ from visionkit.engine.runner import make_trainer, train
 from visionkit.errors import ConfigError
 
 LIGHTNING_SIGNATURE = inspect.signature(L.Trainer.__init__).parameters
+NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def test_the_lightning_keys_are_exactly_the_arguments_of_lightning_trainer():
@@ -141,3 +144,31 @@ def test_the_cli_prints_the_unknown_key_without_a_traceback(tiny_config, tmp_pat
     assert code == 2
     assert "trainer.sync_batchnom: unknown key; did you mean 'sync_batchnorm'?" in err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture()
+def matmul_precision():
+    """Restores PyTorch's float32 matmul precision after the test."""
+    before = torch.get_float32_matmul_precision()
+    yield
+    torch.set_float32_matmul_precision(before)
+
+
+def test_tf32_matmuls_keep_a_precision_the_user_chose(matmul_precision):
+    torch.set_float32_matmul_precision("highest")  # PyTorch's default
+    use_tf32_matmuls()
+    assert torch.get_float32_matmul_precision() == "high"
+    torch.set_float32_matmul_precision("medium")
+    use_tf32_matmuls()
+    assert torch.get_float32_matmul_precision() == "medium"
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=NEEDS_CUDA)])
+def test_only_a_gpu_trainer_turns_on_tf32(tiny_config, tmp_path, matmul_precision, accelerator):
+    """On the CPU matmul precision does nothing and stays as it was; on a GPU Lightning's
+    'Tensor Cores' advice is followed (without it, it is printed on every run)."""
+    torch.set_float32_matmul_precision("highest")
+    tiny_config["trainer"].update(accelerator=accelerator, devices=1)
+    make_trainer(load_config(tiny_config), tmp_path, logger=False)
+    expected = "high" if accelerator == "gpu" else "highest"
+    assert torch.get_float32_matmul_precision() == expected

@@ -1,6 +1,6 @@
 """The keyword arguments of ``lightning.Trainer`` from the ``trainer`` section (Lightning
-itself is imported only by :mod:`visionkit.engine`), and ``precision: auto`` resolved for the
-hardware at hand."""
+itself is imported only by :mod:`visionkit.engine`), ``precision: auto`` resolved for the
+hardware at hand, and TF32 matrix products on CUDA."""
 
 from __future__ import annotations
 
@@ -56,3 +56,13 @@ def resolve_precision(precision: str, accelerator: str = "auto") -> str:
         why = "CPU with AVX-512 BF16/AMX" if chosen != "32-true" else "CPU without native bf16"
     logger.info("precision: auto -> %s (%s)", chosen, why)
     return chosen
+
+
+def use_tf32_matmuls() -> None:
+    """Let float32 matrix products use the GPU's tensor cores (TF32:
+    ``torch.set_float32_matmul_precision("high")``), as Lightning advises on such GPUs;
+    PyTorch's cuDNN convolutions do already. Called when training on CUDA; a precision the
+    user chose (anything but PyTorch's default ``"highest"``) is kept."""
+    if torch.get_float32_matmul_precision() == "highest":
+        torch.set_float32_matmul_precision("high")
+        logger.info("float32 matrix products use TF32 on the GPU (matmul precision 'high')")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
 import time
 from collections.abc import Sequence
 from importlib.util import find_spec
@@ -117,17 +118,27 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:04.1f} s"
 
 
+#: Metrics left out of the curves (they stay in metrics.csv): the recall and per-size
+#: breakdowns of the COCO summary, per-class IoUs, and the embedding head's verification figures.
+CURVE_BREAKDOWNS = re.compile(r"(^|_)AR|_(small|medium|large)$|^IoU_|^tar@|^threshold$")
+
+
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
-    """Per-epoch panels: the total losses (``train/loss_epoch``, ``val/loss``), each head's
-    training loss (``train/<head>/loss_epoch``, with several heads), the validation metrics,
-    and the learning rates (``lr`` and the per-group ``train/lr_*``)."""
+    """Per-epoch panels, four to a row: the total losses (``train/loss_epoch``, ``val/loss``),
+    each head's training loss (``train/<head>/loss_epoch``, with several heads), each head's
+    validation metrics (:func:`curve_panels`), and the learning rates (``lr`` and the
+    per-group ``train/lr_*``)."""
     if not rows:
         return
     plt = pyplot()
     keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("epoch", "step")]
     panels = curve_panels(keys)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-    for ax, (title, names) in zip(axes[0], panels, strict=False):
+    columns = min(4, len(panels))
+    lines = -(-len(panels) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(5 * columns, 3.6 * lines), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (title, names) in zip(axes.flat, panels, strict=False):
         for name in names:
             points = [(r["epoch"], r[name]) for r in rows if name in r and math.isfinite(r[name])]
             if points:
@@ -143,16 +154,28 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def curve_panels(keys: list[str]) -> list[tuple[str, list[str]]]:
-    """The panels of :func:`plot_curves` (title, column names) for the columns ``keys``."""
+    """The panels of :func:`plot_curves` (title, column names) for the columns ``keys``: the
+    losses, each head's training loss, one panel of metrics per head (``<head>/...``, without
+    :data:`CURVE_BREAKDOWNS`), ``val/score``, the learning rates."""
     losses = [k for k in keys if "loss" in k and k.count("/") <= 1]
+    losses += [k for k in keys if k.startswith("val/loss/")]  # one per validation set
     head_losses = [k for k in keys if k.startswith("train/") and k.endswith("/loss_epoch")]
     head_losses = [k for k in head_losses if k.count("/") == 2]
     rates = [k for k in keys if k.startswith("train/lr")] or ["lr"]  # per parameter group
-    metrics = [k for k in keys if "loss" not in k and k != "lr" and not k.startswith("train/")]
+    metrics: dict[str, list[str]] = {}
+    for key in keys:
+        head, _, name = key.partition("/")
+        if "loss" in key or key == "lr" or head in ("train", "val") or not name:
+            continue
+        if not CURVE_BREAKDOWNS.search(name):
+            metrics.setdefault(head, []).append(key)
+    metric_panels = [(f"{head} metrics", names) for head, names in metrics.items()]
+    if "val/score" in keys:
+        metric_panels.append(("mean of the heads' main metrics", ["val/score"]))
     return (
         [("loss", losses)]
         + ([("loss per head (train)", head_losses)] if len(head_losses) > 1 else [])
-        + ([("metrics", metrics)] if metrics else [])
+        + metric_panels
         + [("learning rate", rates)]
     )
 

@@ -33,7 +33,7 @@ from visionkit.build import (
 )
 from visionkit.build.data import check_checkpoint_classes, check_saved_data_paths, split_spec
 from visionkit.build.model import load
-from visionkit.build.trainer import resolve_precision
+from visionkit.build.trainer import resolve_precision, use_tf32_matmuls
 from visionkit.checkpoint import load_checkpoint, unused_folder, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, save_config
 from visionkit.engine.callbacks import (
@@ -107,9 +107,13 @@ def make_trainer(
     cfg: Config, run_dir: Path, callbacks: Sequence[L.Callback] = (), **overrides: Any
 ) -> L.Trainer:
     """A ``lightning.Trainer`` from the ``trainer`` section
-    (:func:`visionkit.build.trainer_kwargs`), with safe checkpoint I/O."""
+    (:func:`visionkit.build.trainer_kwargs`), with safe checkpoint I/O; on a GPU, float32
+    matrix products use TF32 (:func:`~visionkit.build.trainer.use_tf32_matmuls`)."""
     kwargs = trainer_kwargs(cfg, run_dir, **overrides)
-    return L.Trainer(**kwargs, plugins=[SafeCheckpointIO()], callbacks=list(callbacks))
+    trainer = L.Trainer(**kwargs, plugins=[SafeCheckpointIO()], callbacks=list(callbacks))
+    if trainer.strategy.root_device.type == "cuda":
+        use_tf32_matmuls()
+    return trainer
 
 
 def make_datamodule(cfg: Config, datasets: dict[str, Any], model: VisionModel) -> VisionDataModule:
