@@ -149,8 +149,14 @@ def test_predictions_on_a_full_disk_keep_the_previous_json(tmp_path, monkeypatch
     from visionkit.inference.predict import predict_files
 
     model = visionkit.create_model(
-        {"model": {"backbone": {"name": "simple_cnn"}, "heads": {"cls": {"name": "linear"}}}},
-        label_names={"class": ["a", "b"]},
+        {
+            "model": {
+                "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+                "neck": {"name": "fpn", "out_channels": 8, "min_level": 3, "max_level": 5},
+                "heads": {"det": {"name": "fcos", "num_convs": 1}},
+            }
+        },
+        label_names={"instances": ["a", "b"]},
     )
     image = write_image(tmp_path / "in" / "1.png")
     out = tmp_path / "out"

@@ -11,6 +11,7 @@ import lightning as L
 import pytest
 import torch
 import yaml
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.plugins import TorchSyncBatchNorm
 from lightning.pytorch.profilers import SimpleProfiler
 
@@ -23,6 +24,7 @@ from visionkit.config.schema import (
     TRAINER_KEYS_SET_BY_VISIONKIT,
     VISIONKIT_TRAINER_KEYS,
 )
+from visionkit.engine.callbacks import ProgressBar, make_loggers
 from visionkit.engine.runner import make_trainer, train
 from visionkit.errors import ConfigError
 
@@ -172,3 +174,16 @@ def test_only_a_gpu_trainer_turns_on_tf32(tiny_config, tmp_path, matmul_precisio
     make_trainer(load_config(tiny_config), tmp_path, logger=False)
     expected = "high" if accelerator == "gpu" else "highest"
     assert torch.get_float32_matmul_precision() == expected
+
+
+def test_the_progress_bar_leaves_out_the_loggers_version(tiny_config, tmp_path):
+    """Lightning's bar ends in ``v_num=logs`` (the step log's folder) on every run."""
+    tiny_config["trainer"]["enable_progress_bar"] = True
+    trainer = make_trainer(load_config(tiny_config), tmp_path, logger=make_loggers(tmp_path))
+    assert TQDMProgressBar().get_metrics(trainer, None)["v_num"] == "logs"  # Lightning's own
+    bar = trainer.progress_bar_callback
+    assert isinstance(bar, ProgressBar)
+    assert "v_num" not in bar.get_metrics(trainer, None)
+
+    tiny_config["trainer"]["enable_progress_bar"] = False  # no bar at all: none is added
+    assert make_trainer(load_config(tiny_config), tmp_path).progress_bar_callback is None

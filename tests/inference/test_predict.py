@@ -28,8 +28,9 @@ def test_predict_files_writes_drawn_images_and_json(shapes_root, tmp_path):
     out = predict_files(
         model, [images / "000001.png", str(images / "00000[23].png")], tmp_path, progress=False
     )
-    assert json.loads(out.read_text()) == []  # no box heads: an empty COCO results list
-    records = json.loads((tmp_path / "images.json").read_text())
+    assert out == tmp_path / "images.json"  # no box heads: no predictions.json
+    assert not (tmp_path / "predictions.json").exists()
+    records = json.loads(out.read_text())
     assert [r["file_name"].rsplit("/", 1)[-1] for r in records] == [
         "000001.png",
         "000002.png",

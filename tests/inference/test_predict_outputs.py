@@ -59,7 +59,10 @@ def test_same_file_names_in_different_folders_and_suffixes_get_distinct_outputs(
     photos = make_photos(tmp_path / "photos")
     model = seg_model()
     out = tmp_path / "out"
-    predict_files(model, [photos], out, progress=False)
+    written = predict_files(model, [photos], out, progress=False)
+    # no head predicts boxes: no predictions.json (it was an empty list, read as "found
+    # nothing"); what was written is images.json, the label maps and the drawn images
+    assert written == out / "images.json" and not (out / "predictions.json").exists()
     assert outputs(out, "*_pred.png") == [
         "001.png_pred.png",
         "a/001.jpg_pred.png",

@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "DIR-2, DIR-3, ... is taken, as Ultralytics does, unless --exist-ok), "
         "<name>_pred.png (<name>_pred.mp4 for a video) with the predictions drawn (boxes, "
         "masks, a legend of semantic "
-        "classes), predictions.json (boxes and instance masks as a COCO results list: xywh, "
+        "classes), predictions.json (with a detection, instance or keypoint head: boxes and "
+        "instance masks as a COCO results list: xywh, "
         "the training file's category ids, RLE segmentation), images.json (one entry per "
         "image id, i.e. image or video frame: file, frame, size, class name and score of "
         "classifiers), <name>_<head>.png "
@@ -169,8 +170,8 @@ def output_folder(
 
 
 def run(args: argparse.Namespace) -> int:
-    """What ``visionkit predict`` runs; prints the path of predictions.json (or of the output
-    folder with --no-save-json)."""
+    """What ``visionkit predict`` runs; prints the path of predictions.json (images.json
+    without box heads, the output folder with --no-save-json)."""
     folder, earlier = output_folder(args.checkpoint, args.output_dir, args.exist_ok)
     path = predict_files(
         args.checkpoint,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
@@ -254,6 +255,17 @@ def _make_logger(i: int, spec: LoggerConfig, run_dir: Path, run_name: str) -> Lo
             f"logger.{i} ({spec.name}): {err}; expected the keyword arguments of "
             f"lightning.pytorch.loggers.{cls.__name__}"
         ) from None
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's progress bar without its ``v_num`` field: the logger's version, which for
+    visionkit's step log is the folder name ``logs`` (``v_num=logs`` on every bar). A run is
+    told apart by its run folder (``runs/x-2``), printed when it starts."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items
 
 
 class StepLog(CSVLogger):

@@ -35,6 +35,7 @@ import torch
 
 from visionkit.build.model import load
 from visionkit.errors import ConfigError, VisionkitError
+from visionkit.evaluation.tasks import TASKS
 from visionkit.gallery import Gallery, add_matches
 from visionkit.inference.device import autocast_dtype, resolve_device
 from visionkit.inference.draw import draw_predictions
@@ -127,7 +128,8 @@ def predict_files(
 ) -> Path:
     """Predict on every image, video and webcam of ``inputs`` and write, in ``output_dir``:
 
-    - ``predictions.json``: the box and instance-mask predictions as a COCO results list
+    - ``predictions.json``, when the model has a head that predicts boxes (detection,
+      instance, keypoint heads): the box and instance-mask predictions as a COCO results list
       (``image_id``, ``category_id``, ``bbox`` xywh, ``score``, RLE ``segmentation`` for
       masks, plus ``head``, ``name``, and ``frame`` for video frames), which
       ``COCO.loadRes`` reads as it is;
@@ -179,8 +181,8 @@ def predict_files(
             earlier output folders beside ``output_dir``).
 
     Image ids count the images and frames from 1, in input order (a file given twice is read
-    once). Returns the path of ``predictions.json`` (of ``output_dir`` when
-    ``save_json=False``).
+    once). Returns the path of ``predictions.json`` (of ``images.json`` for a model without
+    box heads, of ``output_dir`` when ``save_json=False``).
 
     Raises:
         ConfigError: a bad option (``every``, ``tta``, a threshold, ``classes``, ``imgsz``,
@@ -268,11 +270,9 @@ def _predict(
     videos = VideoWriters(out_dir, every)
     image_id = 0
     interrupted = False
-    streams = (
-        [JsonArrayStream(out_dir / "images.json"), JsonArrayStream(out_dir / "predictions.json")]
-        if save_json
-        else []
-    )
+    has_boxes = any("boxes" in TASKS[head.task].targets for head in model.heads.values())
+    json_files = ["images.json"] + (["predictions.json"] if has_boxes else [])
+    streams = [JsonArrayStream(out_dir / name) for name in json_files] if save_json else []
     try:
         items = iter_images(paths, every, max_frames)
         while chunk := list(itertools.islice(items, batch_size)):
@@ -316,8 +316,7 @@ def _predict(
     if save_json:
         try:
             _flush(streams, records, results)  # the images predicted before a Ctrl-C
-            streams[0].close()
-            target = streams[1].close()
+            target = [stream.close() for stream in streams][-1]
         except BaseException:
             for stream in streams:
                 stream.abort()
