@@ -13,6 +13,16 @@ from visionkit.cli import main
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
 
 
+@pytest.fixture()
+def matmul_precision():
+    """Restores PyTorch's float32 matmul precision after the test (training on a GPU sets it)."""
+    import torch
+
+    before = torch.get_float32_matmul_precision()
+    yield
+    torch.set_float32_matmul_precision(before)
+
+
 @pytest.fixture(scope="session")
 def shapes_root(tmp_path_factory):
     """A tiny shapes dataset: ``train`` (48 images) and ``val`` (24 images), 64×64 pixels."""

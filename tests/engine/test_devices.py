@@ -28,7 +28,7 @@ NEEDS_BF16 = pytest.mark.skipif(
     ],
 )
 def test_a_run_on_each_device_validates_and_reloads_on_the_cpu(
-    pyramid_config, accelerator, precision
+    pyramid_config, matmul_precision, accelerator, precision
 ):
     heads = {
         "cls": {"name": "linear", "num_classes": 4},

@@ -175,6 +175,20 @@ def test_curve_panels_leave_the_breakdowns_to_metrics_csv():
     assert panels["loss"] == ["val/loss/dataloader_idx_0", "val/loss/dataloader_idx_1"]
 
 
+def test_curve_panels_of_several_validation_sets_and_monitors():
+    """A head evaluated on several sets names its metrics <head>/<set>/<metric>; the
+    breakdowns go by the last part. A LearningRateMonitor's columns join the learning rates."""
+    keys = ["det/coco/mAP", "det/coco/AR100", "det/voc/mAP", "seg/a/mIoU", "seg/a/IoU_sky",
+            "reid/mAP", "reid/id_auc", "reid/id_threshold", "reid/id_tar@far1e-3",
+            "train/lr", "lr-AdamW", "lr-AdamW/pg1"]  # fmt: skip
+    panels = dict(curve_panels(keys))
+    assert panels["det metrics"] == ["det/coco/mAP", "det/voc/mAP"]
+    assert panels["seg metrics"] == ["seg/a/mIoU"]
+    assert panels["reid metrics"] == ["reid/mAP", "reid/id_auc"]
+    assert panels["learning rate"] == ["train/lr", "lr-AdamW", "lr-AdamW/pg1"]
+    assert set(panels) == {"loss", "det metrics", "seg metrics", "reid metrics", "learning rate"}
+
+
 def test_curves_of_many_heads_are_drawn_four_panels_to_a_row(tmp_path):
     rows = [{"epoch": e, "step": 10 * e, "train/loss_epoch": 2.0 - e, "lr": 0.01,
              **{f"h{i}/mAP": 0.1 * e for i in range(6)}} for e in range(3)]  # fmt: skip

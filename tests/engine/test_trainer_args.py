@@ -148,14 +148,6 @@ def test_the_cli_prints_the_unknown_key_without_a_traceback(tiny_config, tmp_pat
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.fixture()
-def matmul_precision():
-    """Restores PyTorch's float32 matmul precision after the test."""
-    before = torch.get_float32_matmul_precision()
-    yield
-    torch.set_float32_matmul_precision(before)
-
-
 def test_tf32_matmuls_keep_a_precision_the_user_chose(matmul_precision):
     torch.set_float32_matmul_precision("highest")  # PyTorch's default
     use_tf32_matmuls()
@@ -187,3 +179,21 @@ def test_the_progress_bar_leaves_out_the_loggers_version(tiny_config, tmp_path):
 
     tiny_config["trainer"]["enable_progress_bar"] = False  # no bar at all: none is added
     assert make_trainer(load_config(tiny_config), tmp_path).progress_bar_callback is None
+
+
+def test_a_progress_bar_given_is_kept(tiny_config, tmp_path):
+    tiny_config["trainer"]["enable_progress_bar"] = True
+    mine = TQDMProgressBar(refresh_rate=5)
+    trainer = make_trainer(load_config(tiny_config), tmp_path, callbacks=[mine])
+    assert trainer.progress_bar_callback is mine
+
+
+def test_the_bar_is_rich_where_lightning_would_pick_rich(monkeypatch):
+    """Lightning's default bar is rich's where ``rich`` is installed: visionkit's follows."""
+    from visionkit.engine import callbacks
+
+    monkeypatch.setattr(callbacks, "_RICH_AVAILABLE", False)
+    assert type(callbacks.progress_bar()) is ProgressBar
+    pytest.importorskip("rich")
+    monkeypatch.setattr(callbacks, "_RICH_AVAILABLE", True)
+    assert isinstance(callbacks.progress_bar(), callbacks.RichBar)

@@ -86,6 +86,19 @@ def test_same_file_names_in_different_folders_and_suffixes_get_distinct_outputs(
         assert Image.open(out / f"{name}_pred.png").width == PHOTOS[name][1]
 
 
+def test_an_earlier_runs_predictions_json_is_kept_and_named(tmp_path, caplog):
+    """A model without box heads writes no predictions.json: one left by an earlier run in the
+    same folder stays (nothing on disk is lost) and the log says it is not this run's."""
+    photos = make_photos(tmp_path / "photos")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "predictions.json").write_text("[]")
+    with caplog.at_level("WARNING"):
+        predict_files(seg_model(), [photos], out, progress=False, draw=False)
+    assert (out / "predictions.json").read_text() == "[]"
+    assert f"{out / 'predictions.json'} is an earlier run's" in caplog.text
+
+
 def test_output_names_are_stable_whatever_else_the_folder_holds(tmp_path):
     photos = make_photos(tmp_path / "photos")
     model = seg_model()

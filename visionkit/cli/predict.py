@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``predict`` to the subparsers of the ``visionkit`` command."""
     p = sub.add_parser(
         "predict",
-        help="predict on images; write drawn images and predictions.json",
+        help="predict on images; write drawn images, images.json and (box heads) predictions.json",
         description="Predict on image files, folders (recursively), glob patterns, videos "
         "(.mp4, .avi, .mov, .mkv, ...: frame by frame, with OpenCV) and webcams (--input 0), "
         "streamed a batch at a time. Writes, in a new folder (<run>/predict of the "
@@ -125,8 +125,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--save-json",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="write predictions.json (COCO results) and images.json (default: on; "
-        "--no-save-json skips both)",
+        help="write images.json and, with a head that predicts boxes, predictions.json (COCO "
+        "results) (default: on; --no-save-json skips both)",
     )
     p.add_argument(
         "--no-draw", action="store_true", help="do not write the drawn images and videos"

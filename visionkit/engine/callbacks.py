@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
 
 from visionkit.checkpoint import write_atomic
 from visionkit.config.schema import LoggerConfig
@@ -119,9 +120,13 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:04.1f} s"
 
 
-#: Metrics left out of the curves (they stay in metrics.csv): the recall and per-size
-#: breakdowns of the COCO summary, per-class IoUs, and the embedding head's verification figures.
-CURVE_BREAKDOWNS = re.compile(r"(^|_)AR|_(small|medium|large)$|^IoU_|^tar@|^threshold$")
+#: Metrics left out of the curves (they stay in metrics.csv), matched on the last part of a
+#: name (``det/AR100``, ``det/<val set>/AR100``): the recall and per-size breakdowns of the COCO
+#: summary, per-class IoUs, and the true-accept rates and threshold of an embedding head's
+#: verification (``id_`` for the identities of detections).
+CURVE_BREAKDOWNS = re.compile(r"(^|_)AR|_(small|medium|large)$|^IoU_|(^|_)tar@|(^|_)threshold$")
+#: Learning-rate and momentum columns of Lightning's ``LearningRateMonitor``.
+MONITOR_RATES = ("lr-", "momentum-")
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
@@ -162,13 +167,13 @@ def curve_panels(keys: list[str]) -> list[tuple[str, list[str]]]:
     losses += [k for k in keys if k.startswith("val/loss/")]  # one per validation set
     head_losses = [k for k in keys if k.startswith("train/") and k.endswith("/loss_epoch")]
     head_losses = [k for k in head_losses if k.count("/") == 2]
-    rates = [k for k in keys if k.startswith("train/lr")] or ["lr"]  # per parameter group
+    rates = [k for k in keys if k.startswith(("train/lr", *MONITOR_RATES))] or ["lr"]
     metrics: dict[str, list[str]] = {}
     for key in keys:
         head, _, name = key.partition("/")
         if "loss" in key or key == "lr" or head in ("train", "val") or not name:
             continue
-        if not CURVE_BREAKDOWNS.search(name):
+        if not key.startswith(MONITOR_RATES) and not CURVE_BREAKDOWNS.search(key.split("/")[-1]):
             metrics.setdefault(head, []).append(key)
     metric_panels = [(f"{head} metrics", names) for head, names in metrics.items()]
     if "val/score" in keys:
@@ -257,15 +262,30 @@ def _make_logger(i: int, spec: LoggerConfig, run_dir: Path, run_name: str) -> Lo
         ) from None
 
 
-class ProgressBar(TQDMProgressBar):
-    """Lightning's progress bar without its ``v_num`` field: the logger's version, which for
+class _WithoutVersion:
+    """Leaves Lightning's ``v_num`` field out of a progress bar: the logger's version, which for
     visionkit's step log is the folder name ``logs`` (``v_num=logs`` on every bar). A run is
     told apart by its run folder (``runs/x-2``), printed when it starts."""
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
-        items = super().get_metrics(trainer, pl_module)
+        items = super().get_metrics(trainer, pl_module)  # type: ignore[misc]
         items.pop("v_num", None)
         return items
+
+
+class ProgressBar(_WithoutVersion, TQDMProgressBar):
+    """Lightning's tqdm progress bar without ``v_num``."""
+
+
+class RichBar(_WithoutVersion, RichProgressBar):
+    """Lightning's rich progress bar (its default where ``rich`` is installed) without
+    ``v_num``."""
+
+
+def progress_bar() -> ProgressBar | RichBar:
+    """The progress bar Lightning would pick (rich where installed, else tqdm), without
+    ``v_num``."""
+    return RichBar() if _RICH_AVAILABLE else ProgressBar()
 
 
 class StepLog(CSVLogger):

@@ -37,11 +37,11 @@ from visionkit.build.trainer import resolve_precision, use_tf32_matmuls
 from visionkit.checkpoint import load_checkpoint, unused_folder, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, save_config
 from visionkit.engine.callbacks import (
-    ProgressBar,
     RunFolderCallback,
     TrainingTime,
     check_logger_packages,
     make_loggers,
+    progress_bar,
 )
 from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
 from visionkit.engine.datamodule import VisionDataModule
@@ -109,14 +109,14 @@ def make_trainer(
 ) -> L.Trainer:
     """A ``lightning.Trainer`` from the ``trainer`` section
     (:func:`visionkit.build.trainer_kwargs`), with safe checkpoint I/O and visionkit's
-    :class:`~visionkit.engine.callbacks.ProgressBar` (unless one is given); on a GPU, float32
+    :func:`~visionkit.engine.callbacks.progress_bar` (unless one is given); on a GPU, float32
     matrix products use TF32 (:func:`~visionkit.build.trainer.use_tf32_matmuls`)."""
     kwargs = trainer_kwargs(cfg, run_dir, **overrides)
     callbacks = list(callbacks)
     if kwargs.get("enable_progress_bar", True) and not any(
         isinstance(c, L.pytorch.callbacks.ProgressBar) for c in callbacks
     ):
-        callbacks.append(ProgressBar())
+        callbacks.append(progress_bar())
     trainer = L.Trainer(**kwargs, plugins=[SafeCheckpointIO()], callbacks=callbacks)
     if trainer.strategy.root_device.type == "cuda":
         use_tf32_matmuls()

@@ -270,7 +270,14 @@ def _predict(
     videos = VideoWriters(out_dir, every)
     image_id = 0
     interrupted = False
-    has_boxes = any("boxes" in TASKS[head.task].targets for head in model.heads.values())
+    tasks = [TASKS.get(getattr(head, "task", None)) for head in model.heads.values()]
+    has_boxes = any(task is not None and "boxes" in task.targets for task in tasks)
+    if save_json and not has_boxes and (out_dir / "predictions.json").exists():
+        logger.warning(
+            "%s is an earlier run's: this model has no head that predicts boxes and writes "
+            "none (its images.json is new)",
+            out_dir / "predictions.json",
+        )
     json_files = ["images.json"] + (["predictions.json"] if has_boxes else [])
     streams = [JsonArrayStream(out_dir / name) for name in json_files] if save_json else []
     try:
