@@ -83,6 +83,30 @@ def test_unknown_head_name_suggests_registered_names():
     assert line.startswith("model.heads.cls.name: unknown head 'linaer'; did you mean 'linear'")
 
 
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("val", "val/... is what the logs call the validation totals"),
+        ("time", "time/... is what the logs call the run's timings"),
+        ("train", "train/... is what the logs call the training losses"),  # was a KeyError
+        ("keys", "a method of the modules that hold the heads"),
+        ("a.b", "letters, digits and _ only"),  # was torch's KeyError
+        ("det/x", "letters, digits and _ only"),
+        ("2det", "not starting with a digit"),
+    ],
+)
+def test_a_head_name_the_logs_or_modules_cannot_take_is_refused(name, why):
+    heads = {"cls": {"name": "linear", "num_classes": 3}, name: {"name": "linear"}}
+    (line,) = problems_of({"model": {"heads": heads}})
+    assert line.startswith(f"model.heads.{name}: cannot name a head: ")
+    assert why in line and line.endswith("; use another, e.g. det, seg, cls")
+
+
+def test_head_names_of_letters_digits_and_underscores_pass():
+    heads = {name: {"name": "linear", "num_classes": 2} for name in ("det_2", "Seg", "_aux")}
+    assert list(load_config({"model": {"heads": heads}}).model.heads) == ["det_2", "Seg", "_aux"]
+
+
 def test_unknown_dataset_format_and_wrong_dataset_argument():
     problems = problems_of(
         {

@@ -51,6 +51,16 @@ class LossBalancingConfig(_Section):
     momentum: float = Field(0.99, ge=0, lt=1)  # magnitude only
 
 
+#: Names a head cannot take: its metrics would be read as these (``val/score``, ``time/train_s``).
+RESERVED_HEAD_NAMES = {
+    "train": "the training losses and learning rates",
+    "val": "the validation totals (val/loss, val/score)",
+    "test": "the test split's totals",
+    "time": "the run's timings (time/train_s)",
+    "lr": "the learning rate",
+}
+
+
 class ModelConfig(_Section):
     """``model``: one backbone, an optional neck, and named heads; optionally initialised from
     a checkpoint (``init_from``) with some modules frozen (``freeze``)."""
@@ -61,6 +71,30 @@ class ModelConfig(_Section):
     loss_balancing: LossBalancingConfig = Field(default_factory=LossBalancingConfig)
     init_from: str | None = None
     freeze: list[str] = Field(default_factory=list)
+
+    @field_validator("heads")
+    @classmethod
+    def _usable_head_names(cls, heads: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """A head's name prefixes its metrics and losses (``det/mAP``, ``train/det/loss``) and
+        names its module (``heads.det``): letters, digits and ``_``, not a name the logs use
+        for themselves, nor an attribute of ``torch.nn.ModuleDict`` (``train``, ``keys``)."""
+        from torch import nn
+
+        for name in heads:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                why = "letters, digits and _ only, not starting with a digit"
+            elif name in RESERVED_HEAD_NAMES:
+                why = f"{name}/... is what the logs call {RESERVED_HEAD_NAMES[name]}"
+            elif hasattr(nn.ModuleDict(), name):
+                why = "a method of the modules that hold the heads (torch.nn.ModuleDict)"
+            else:
+                continue
+            raise PydanticCustomError(
+                "head_name",
+                "cannot name a head: {why}; use another, e.g. det, seg, cls",
+                {"name": name, "why": why},
+            )
+        return heads
 
     @field_validator("init_from")
     @classmethod

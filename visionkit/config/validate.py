@@ -353,6 +353,8 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
             lines.append(f"{path}: unknown key{hint}")
         elif e["type"] == "missing":
             lines.append(f"{path}: required key is missing")
+        elif e["type"] == "head_name":  # the key is the problem, not the whole heads mapping
+            lines.append(f"{path}.{e['ctx']['name']}: {e['msg']}")
         else:
             msg = e["msg"].replace("Input should be", "expected")
             lines.append(f"{path}: {msg}, got {e.get('input')!r}")
