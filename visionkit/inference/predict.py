@@ -35,11 +35,11 @@ import torch
 
 from visionkit.build.model import load
 from visionkit.errors import ConfigError, VisionkitError
-from visionkit.evaluation.tasks import TASKS
 from visionkit.gallery import Gallery, add_matches
 from visionkit.inference.device import autocast_dtype, resolve_device
 from visionkit.inference.draw import draw_predictions
 from visionkit.inference.options import (
+    box_heads,
     check_thresholds,
     predict_images,
     preprocess_at,
@@ -270,8 +270,7 @@ def _predict(
     videos = VideoWriters(out_dir, every)
     image_id = 0
     interrupted = False
-    tasks = [TASKS.get(getattr(head, "task", None)) for head in model.heads.values()]
-    has_boxes = any(task is not None and "boxes" in task.targets for task in tasks)
+    has_boxes = bool(box_heads(model))
     if save_json and not has_boxes and (out_dir / "predictions.json").exists():
         logger.warning(
             "%s is an earlier run's: this model has no head that predicts boxes and writes "
