@@ -158,6 +158,18 @@ def test_curve_panels_show_each_heads_loss_and_every_learning_rate():
     assert dict(curve_panels(["lr"]))["learning rate"] == ["lr"]
 
 
+def test_a_head_with_loss_in_its_name_keeps_its_metrics_on_the_curves():
+    """Losses are told by the name after ``train/`` or ``val/``, not by "loss" anywhere in the
+    key: the metrics of heads named ``glossy`` or ``lossy`` were left off the plot."""
+    keys = ["lr", "train/loss_epoch", "val/loss", "train/glossy/loss_epoch",
+            "train/lossy/loss_epoch", "glossy/mAP", "lossy/top1", "val/score"]  # fmt: skip
+    panels = dict(curve_panels(keys))
+    assert panels["loss"] == ["train/loss_epoch", "val/loss"]
+    assert panels["glossy metrics"] == ["glossy/mAP"]
+    assert panels["lossy metrics"] == ["lossy/top1"]
+    assert panels["loss per head (train)"] == ["train/glossy/loss_epoch", "train/lossy/loss_epoch"]
+
+
 def test_curve_panels_leave_the_breakdowns_to_metrics_csv():
     """Five heads' 60 metrics in one legend hid the plot (the legend ran off the figure): each
     head gets its own panel of its main figures; recall, per-size and per-class columns and the

@@ -84,12 +84,15 @@ _EXPORTS: dict[str, tuple] = {}
 
 
 def exported_recipe(recipe: str, tmp_path_factory) -> tuple:
-    """(model, report) of the recipe's ONNX export, made once per test session."""
-    if recipe not in _EXPORTS:
+    """(model, report) of the recipe's ONNX export, made once per test session and per model:
+    recipes whose ``model:`` sections are equal (``quickstart`` and ``shapes/multitask_r18``)
+    build the same graph, exported once (an export takes 10-60 s)."""
+    key = json.dumps(load_config(ROOT / recipe).model.model_dump(), sort_keys=True, default=str)
+    if key not in _EXPORTS:
         model = spread_weights(recipe_model(recipe))
         out = tmp_path_factory.mktemp("onnx") / f"{Path(recipe).stem}.onnx"
-        _EXPORTS[recipe] = model, export(model, "onnx", out, image_size=SIZE)
-    return _EXPORTS[recipe]
+        _EXPORTS[key] = model, export(model, "onnx", out, image_size=SIZE)
+    return _EXPORTS[key]
 
 
 def test_the_recipes_are_found():

@@ -163,7 +163,8 @@ def curve_panels(keys: list[str]) -> list[tuple[str, list[str]]]:
     """The panels of :func:`plot_curves` (title, column names) for the columns ``keys``: the
     losses, each head's training loss, one panel of metrics per head (``<head>/...``, without
     :data:`CURVE_BREAKDOWNS`), ``val/score``, the learning rates."""
-    losses = [k for k in keys if "loss" in k and k.count("/") <= 1]
+    # train/loss_epoch, val/loss and val/loss/<set> (a head named e.g. "glossy" is no loss)
+    losses = [k for k in keys if k.partition("/")[2].startswith("loss") and k.count("/") <= 1]
     losses += [k for k in keys if k.startswith("val/loss/")]  # one per validation set
     head_losses = [k for k in keys if k.startswith("train/") and k.endswith("/loss_epoch")]
     head_losses = [k for k in head_losses if k.count("/") == 2]
@@ -171,7 +172,7 @@ def curve_panels(keys: list[str]) -> list[tuple[str, list[str]]]:
     metrics: dict[str, list[str]] = {}
     for key in keys:
         head, _, name = key.partition("/")
-        if "loss" in key or key == "lr" or head in ("train", "val") or not name:
+        if head in ("train", "val") or not name:  # losses, learning rates, val/score
             continue
         if not key.startswith(MONITOR_RATES) and not CURVE_BREAKDOWNS.search(key.split("/")[-1]):
             metrics.setdefault(head, []).append(key)
