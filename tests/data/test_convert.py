@@ -175,15 +175,18 @@ def test_voc_problems_are_reported_together(tmp_path):
             "bad_flag": ((32, 32), voc_xml([voc_object("dog", (1, 1, 5, 5), difficult="yes")])),
             "no_image": ((32, 32), voc_xml([], filename="gone.jpg")),
             "same_image": ((32, 32), voc_xml([], filename="ok.jpg")),
+            "escape": ((32, 32), voc_xml([], filename="../../secret.jpg")),
+            "escape_ok": ((32, 32), voc_xml([], filename="../../secret.jpg")),
         },
     )
     (src / "JPEGImages" / "no_image.jpg").unlink()
+    (src / "JPEGImages" / "escape.jpg").rename(tmp_path / "secret.jpg")  # there, but outside
     names = tmp_path / "names.txt"
     names.write_text("dog\n")
     with pytest.raises(AnnotationError) as info:
         to_coco(src, "voc", classes=names)
     message = str(info.value)
-    assert "cannot convert the VOC annotations: 7 problems" in message
+    assert "cannot convert the VOC annotations: 8 problems" in message
     problems = info.value.problems
     assert any("Annotations/bad_xml.xml: malformed XML" in p for p in problems)
     assert any(
@@ -197,6 +200,14 @@ def test_voc_problems_are_reported_together(tmp_path):
         "Annotations/no_image.xml: image not found (looked for JPEGImages/gone.jpg or "
         "JPEGImages/no_image.*)" in problems
     )
+    # a <filename> leading outside the images is refused, even when the file is there; the
+    # image of the XML's own name (escape_ok.jpg) is used instead, as for any wrong <filename>
+    assert (
+        "Annotations/escape.xml: <filename> '../../secret.jpg' points outside JPEGImages/ "
+        "('..' and absolute paths elsewhere are refused), and there is no JPEGImages/escape.*"
+        in problems
+    )
+    assert not any("escape_ok" in p for p in problems)
     assert (
         "Annotations/same_image.xml: image JPEGImages/ok.jpg is also the image of "
         "Annotations/ok.xml" in problems

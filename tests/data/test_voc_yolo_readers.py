@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -16,6 +17,7 @@ from visionkit.build.data import build_dataset
 from visionkit.cli import main
 from visionkit.config import load_config
 from visionkit.errors import DataError
+from visionkit.evaluation.tasks import TASKS
 
 
 def make_published_voc(root: Path) -> Path:
@@ -161,3 +163,36 @@ def test_check_data_lists_a_malformed_xml_with_the_problems_of_the_images(tmp_pa
         (root / "xml" / f"{stem}.xml").write_text("not xml")
     with pytest.raises(DataError, match=r"3 problems \(bad annotation file: 3\)"):
         build_dataset(spec, split="train", needs=["boxes"])
+
+
+def test_voc_difficult_objects_are_neither_targets_nor_counted_by_the_evaluation(tmp_path):
+    """As in the VOC protocol: a ``<difficult>1`` object is left out of the training targets,
+    and a detection of it is neither a hit nor a false positive (COCO's ``iscrowd``), while a
+    detection of nothing at the same score is a false positive."""
+    root = tmp_path / "voc"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    Image.new("RGB", (64, 48), (40, 80, 120)).save(root / "JPEGImages" / "a.jpg")
+    objects = [voc_object("dog", (1, 1, 20, 20)), voc_object("dog", (31, 11, 60, 40), difficult=1)]
+    (root / "Annotations" / "a.xml").write_text(voc_xml(objects, "a.jpg", (64, 48)))
+    ds = build_dataset({"format": "voc", "root": str(root)}, split="val", needs=["boxes"])
+    sample = ds[0]
+    assert sample["boxes"].tolist() == [[0.0, 0.0, 20.0, 20.0]]
+
+    def map50(boxes: list[list[float]]) -> float:
+        evaluator = TASKS["detection"].evaluator("det", None, ds, None)
+        evaluator.process(
+            {"image_ids": torch.tensor([sample["image_id"]])},
+            [
+                {
+                    "boxes": torch.tensor(boxes, dtype=torch.float32),
+                    "scores": torch.tensor([0.95, 0.9][: len(boxes)]),
+                    "labels": torch.zeros(len(boxes), dtype=torch.long),
+                }
+            ],
+        )
+        return evaluator.evaluate()["det/mAP50"]
+
+    assert map50([[0, 0, 20, 20]]) == pytest.approx(1.0)
+    assert map50([[30, 10, 60, 40], [0, 0, 20, 20]]) == pytest.approx(1.0)  # the difficult one
+    assert map50([[2, 30, 12, 46], [0, 0, 20, 20]]) < 0.9  # a false positive ranked first

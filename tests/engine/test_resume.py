@@ -4,6 +4,7 @@ non-finite losses; and the training options that go with them (EMA, early stoppi
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import signal
 import subprocess
@@ -26,10 +27,6 @@ from visionkit.models.model import VisionModel
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(path)["state_dict"]
-
-
 def step_rows(run_dir: Path, key: str) -> dict[int, float]:
     """``key`` per optimiser step from the per-step CSV log (``logs/metrics.csv``)."""
     rows = csv.DictReader((run_dir / "logs" / "metrics.csv").read_text().splitlines())
@@ -50,7 +47,10 @@ class _StopAfterEpoch(L.Callback):
 def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
     tiny_config, tmp_path, monkeypatch
 ):
+    # with an EMA and early stopping, whose states a resume must restore too
     overrides = ["trainer.max_epochs=4", "scheduler.warmup_epochs=1", "seed=3"]
+    overrides += ["ema.enabled=true", "ema.decay=0.9", "ema.warmup_steps=2"]
+    overrides += ["early_stopping.patience=10"]
     straight, _ = train(tiny_config, overrides, output_dir=tmp_path / "straight")
 
     extra = runner.training_callbacks
@@ -68,11 +68,21 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
     assert load_checkpoint(resumed_dir / "checkpoints" / "last.ckpt")["global_step"] == 6
     train(tiny_config, [*overrides, "resume=auto"], output_dir=resumed_dir)
 
-    a = weights(straight / "checkpoints" / "last.ckpt")
-    b = weights(resumed_dir / "checkpoints" / "last.ckpt")
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
+    last_a = load_checkpoint(straight / "checkpoints" / "last.ckpt")
+    last_b = load_checkpoint(resumed_dir / "checkpoints" / "last.ckpt")
+    # the averaged weights (state_dict) and the raw ones (Lightning's current_model_state)
+    for key in ("state_dict", "current_model_state"):
+        a, b = last_a[key], last_b[key]
+        assert a.keys() == b.keys()
+        for name in a:
+            torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=f"{key} {name}")
+    head = "model.heads.cls.classifier.3.weight"  # the EMA is not the raw weights
+    assert not torch.equal(last_a["state_dict"][head], last_a["current_model_state"][head])
+    stops = [k for k in last_a["callbacks"] if k.startswith("EarlyStopping")]
+    assert len(stops) == 1
+    early_a, early_b = last_a["callbacks"][stops[0]], last_b["callbacks"][stops[0]]
+    assert early_b["wait_count"] == early_a["wait_count"]
+    assert float(early_b["best_score"]) == pytest.approx(float(early_a["best_score"]), abs=1e-6)
     # the learning rate and the loss at every step equal the uninterrupted run's
     lr_a, lr_b = step_rows(straight, "train/lr"), step_rows(resumed_dir, "train/lr")
     assert len(lr_a) == 12 and lr_b == pytest.approx(lr_a, abs=1e-12)
@@ -118,6 +128,25 @@ def test_resume_auto_without_checkpoints_starts_a_new_run(tiny_config, tmp_path)
         tiny_config, ["trainer.max_epochs=1", "resume=auto"], output_dir=tmp_path / "new"
     )
     assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 3
+
+
+def test_resume_auto_with_only_corrupt_checkpoints_keeps_the_old_run_and_starts_beside_it(
+    tiny_config, tmp_path, caplog
+):
+    """A folder whose checkpoints are all corrupt still holds a run (its metrics, its
+    checkpoints): resume=auto starts the new run in a folder of its own, as a new run does,
+    and leaves every file of the old one as it was."""
+    old, _ = train(tiny_config, ["trainer.max_epochs=1"], output_dir=tmp_path / "run")
+    for ckpt in (old / "checkpoints").glob("*.ckpt"):
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    before = {p: p.read_bytes() for p in old.rglob("*") if p.is_file()}
+    with caplog.at_level(logging.INFO, logger="visionkit"):
+        run_dir, _ = train(tiny_config, ["trainer.max_epochs=1", "resume=auto"], output_dir=old)
+    assert run_dir == tmp_path / "run-2"
+    assert {p: p.read_bytes() for p in old.rglob("*") if p.is_file()} == before
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 3
+    assert "none of the 2 checkpoints in" in caplog.text
+    assert "holds another run; this run writes to" in caplog.text
 
 
 def test_resume_from_a_missing_or_corrupt_file_is_a_clear_error(tiny_config, tmp_path):

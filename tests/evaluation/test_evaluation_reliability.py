@@ -40,7 +40,7 @@ def test_no_predictions_at_all_give_ap_zero(trained, tmp_path, capsys):
     assert metrics["det/mAP"] == 0.0 and metrics["det/mAP50"] == 0.0
 
 
-def test_prediction_for_an_unknown_category_is_a_clear_error(trained, tmp_path, capsys):
+def test_a_val_set_of_other_category_ids_is_a_clear_error(trained, tmp_path, capsys):
     def renumber(data):  # the val file's categories are not the model's (1, 2)
         for cat in data["categories"]:
             cat["id"] += 10
@@ -54,6 +54,21 @@ def test_prediction_for_an_unknown_category_is_a_clear_error(trained, tmp_path, 
     assert code == 1  # found when the val set is built, before predicting (issue 18 item 4)
     assert f"the classes of data.val do not match those of checkpoint {ckpt}" in err
     assert "category id 11 ('square') of data.val is not a class of checkpoint" in err
+
+
+@pytest.mark.parametrize("label", [2, -1])
+def test_a_prediction_of_a_class_outside_the_evaluated_ones_is_a_clear_error(trained, label):
+    """The library's evaluator given a label that is no class index (-1 would index the
+    last category) says which image and labels, not an IndexError or a silent wrong class."""
+    evaluator = CocoEvaluator("det", trained["data"] / "annotations.json", [1, 2])
+    prediction = {
+        "boxes": torch.tensor([[1.0, 1.0, 9.0, 9.0]]),
+        "scores": torch.tensor([0.9]),
+        "labels": torch.tensor([label]),
+    }
+    with pytest.raises(ValueError, match=rf"image 0: predicted labels \[{label}\] are not "
+                       r"class indices 0\.\.1 \(the 2 categories evaluated: ids \[1, 2\]\)"):  # fmt: skip
+        evaluator.process({"image_ids": torch.tensor([0])}, [prediction])
 
 
 def test_ground_truth_without_area_or_iscrowd_gets_logged_defaults(trained, tmp_path, capsys):

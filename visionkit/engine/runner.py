@@ -158,7 +158,7 @@ def train(
     The run folder is ``output_dir`` (default ``<output_dir>/<name>`` of the config). A new run
     never writes into a folder that holds another run: it takes the first of ``<folder>-2``,
     ``<folder>-3``, ... that holds none (:func:`choose_run_dir`), unless it resumes (``resume``
-    set: it continues the run of that folder) or ``exist_ok`` (default: the config's
+    names a checkpoint, or ``auto`` finds one that loads: it continues the run of that folder) or ``exist_ok`` (default: the config's
     ``exist_ok``) says to reuse the folder.
 
     The run folder gets ``config.yaml`` (resolved), ``checkpoints/{best,last}.ckpt``,
@@ -180,12 +180,15 @@ def train(
         raise ConfigError(wrong)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     resume = resume if resume is not None else cfg.resume
+    folder = Path(output_dir) if output_dir else Path(cfg.output_dir) / cfg.name
+    resume_from = resolve_resume(resume, folder)
+    # resume=auto that finds no checkpoint that loads starts a new run, and a new run never
+    # writes into a folder holding another (its metrics.csv, its corrupt checkpoints)
     run_dir = choose_run_dir(
-        Path(output_dir) if output_dir else Path(cfg.output_dir) / cfg.name,
-        resuming=bool(resume),
+        folder,
+        resuming=resume_from is not None,
         exist_ok=cfg.exist_ok if exist_ok is None else exist_ok,
     )
-    resume_from = resolve_resume(resume, run_dir)
 
     datasets = build_datasets(cfg.data, needs=targets_needed(cfg))
     check_checkpoint_classes(
@@ -339,13 +342,21 @@ def choose_run_dir(folder: Path, resuming: bool = False, exist_ok: bool = False)
 
 def resolve_resume(resume: str | os.PathLike | None, run_dir: Path) -> Path | None:
     """The checkpoint a run continues from: ``None`` (a new run), ``"auto"`` (the newest
-    checkpoint of ``run_dir/checkpoints`` that loads, or a new run when there is none), or a
+    checkpoint of ``run_dir/checkpoints`` that loads, or a new run when none does: it then
+    writes to a folder of its own when ``run_dir`` holds a run, :func:`choose_run_dir`), or a
     path, which must load."""
     if resume is None or str(resume) == "":
         return None
     if str(resume) == "auto":
         found = find_resume_checkpoint(run_dir / "checkpoints")
-        if found is None:
+        unreadable = len(list((run_dir / "checkpoints").glob("*.ckpt"))) if found is None else 0
+        if unreadable:
+            logger.warning(
+                "resume: auto: none of the %d checkpoints in %s loads; starting a new run",
+                unreadable,
+                run_dir / "checkpoints",
+            )
+        elif found is None:
             logger.info("resume: auto: no checkpoint in %s; starting a new run", run_dir)
         else:
             logger.info("resume: auto: continuing from %s", found)

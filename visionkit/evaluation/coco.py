@@ -154,6 +154,13 @@ def to_coco_results(
     boxes = prediction["boxes"].detach().float().cpu().numpy().reshape(-1, 4)
     scores = prediction["scores"].detach().float().cpu().numpy().reshape(-1)
     labels = prediction["labels"].detach().cpu().numpy().reshape(-1)
+    outside = sorted({int(x) for x in labels if not 0 <= x < len(category_ids)})
+    if outside:  # a -1 would silently be the last category
+        raise ValueError(
+            f"image {image_id}: predicted labels {outside} are not class indices "
+            f"0..{len(category_ids) - 1} (the {len(category_ids)} categories evaluated: "
+            f"ids {list(category_ids)[:10]}{' ...' if len(category_ids) > 10 else ''})"
+        )
     wh = boxes[:, 2:] - boxes[:, :2]
     results = [
         {

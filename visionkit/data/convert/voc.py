@@ -232,8 +232,15 @@ def _add(
     where = relative_posix(xml_path, root)
     image = _find_image(img_dir, xml_path.stem, record["filename"])
     if image is None:
-        folder = img_dir.name
-        looked = f"{folder}/{record['filename']} or " if record["filename"] else ""
+        folder, filename = img_dir.name, record["filename"]
+        if filename and _escapes(img_dir, filename):
+            builder.problem(
+                where,
+                f"<filename> {filename!r} points outside {folder}/ ('..' and absolute paths "
+                f"elsewhere are refused), and there is no {folder}/{xml_path.stem}.*",
+            )
+            return
+        looked = f"{folder}/{filename} or " if filename else ""
         builder.problem(where, f"image not found (looked for {looked}{folder}/{xml_path.stem}.*)")
         return
     width, height = record["width"], record["height"]
@@ -275,16 +282,21 @@ def _add(
         )
 
 
+def _escapes(img_dir: Path, filename: str) -> bool:
+    """Whether ``filename`` leads outside ``img_dir`` (``..``, an absolute path elsewhere)."""
+    try:
+        resolve_under_root(img_dir, filename)
+    except ValueError:
+        return True
+    return False
+
+
 def _find_image(img_dir: Path, stem: str, filename: str) -> Path | None:
     """``JPEGImages/<filename>`` when it exists (and stays inside), else the one image file of
     that stem."""
-    if filename:
-        try:
-            path = resolve_under_root(img_dir, filename)
-        except ValueError:
-            path = None
-        if path is not None and path.is_file():
-            return img_dir / os.path.normpath(filename)
+    inside = filename and not _escapes(img_dir, filename)
+    if inside and resolve_under_root(img_dir, filename).is_file():
+        return img_dir / os.path.normpath(filename)
     candidates = sorted(
         p for p in img_dir.glob(f"{stem}.*") if p.suffix.lower() in IMAGE_EXTENSIONS
     )
