@@ -143,16 +143,42 @@ def test_a_config_cannot_run_code(tmp_path, capsys):
     assert not marker.exists()
 
 
+#: The modules whose loaders the lint checks, and the loaders (each must be called as
+#: ``module.loader(...)``, so that the lint sees the call).
+UNSAFE_LOADERS = {
+    "torch": ("load",),
+    "torch.serialization": ("load",),
+    "pickle": ("load", "loads", "Unpickler"),
+    "yaml": ("load", "unsafe_load", "full_load"),
+}
+
+
 def unsafe_loads(path: Path) -> list[str]:
     """``torch.load`` without ``weights_only=True``, ``pickle.load(s)``, ``yaml.load`` (and
     ``yaml.unsafe_load`` / ``full_load``) calls in one source file."""
     found = []
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        # imports that would hide a call from the check below: from torch import load,
+        # from pickle import loads, import pickle as p, torch.serialization.load(...)
+        if isinstance(node, ast.ImportFrom) and node.module in UNSAFE_LOADERS:
+            hidden = [a.name for a in node.names if a.name in UNSAFE_LOADERS[node.module]]
+            if hidden:
+                found.append(f"{shown}:{node.lineno}: from {node.module} import {hidden[0]}")
+            continue
+        if isinstance(node, ast.Import):
+            renamed = [a for a in node.names if a.name in UNSAFE_LOADERS and a.asname]
+            if renamed:
+                found.append(f"{shown}:{node.lineno}: import {renamed[0].name} as ...")
+            continue
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         owner = node.func.value
         name = f"{owner.id}.{node.func.attr}" if isinstance(owner, ast.Name) else None
-        shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        if isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name):
+            name = f"{owner.value.id}.{owner.attr}.{node.func.attr}"  # torch.serialization.load
+        if name == "torch.serialization.load":
+            name = "torch.load"
         where = f"{shown}:{node.lineno}: {name}("
         if name == "torch.load":
             safe = any(
@@ -171,7 +197,7 @@ def unsafe_loads(path: Path) -> list[str]:
             "yaml.full_load",
         ):
             found.append(where)
-    return found
+    return sorted(found, key=lambda f: int(f.split(":")[1]))  # in line order
 
 
 def test_lint_every_load_is_safe():
@@ -193,6 +219,12 @@ def test_lint_finds_what_it_forbids(tmp_path):
         "pickle.load(open('a', 'rb'))\n"
         "yaml.load('a')\n"
         "yaml.safe_load('a')\n"
+        "from torch import load\n"
+        "from pickle import loads as l\n"
+        "import pickle as p\n"
+        "torch.serialization.load('a')\n"
+        "torch.serialization.load('a', weights_only=True)\n"
+        "from yaml import safe_load\n"
     )
     found = unsafe_loads(sample)
-    assert [f.split(":")[1] for f in found] == ["2", "3", "5", "6"]
+    assert [f.split(":")[1] for f in found] == ["2", "3", "5", "6", "8", "9", "10", "11"]
