@@ -10,6 +10,18 @@ from collections.abc import Sequence
 from typing import Any
 
 
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, in the plural unless it is one: ``counted(1, "image")`` is
+    ``"1 image"``, ``counted(3, "class")`` ``"3 classes"``.
+
+    >>> counted(1, "problem"), counted(2, "problem"), counted(0, "class")
+    ('1 problem', '2 problems', '0 classes')
+    """
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {noun}{'es' if noun.endswith(('s', 'x', 'ch', 'sh')) else 's'}"
+
+
 class VisionkitError(Exception):
     """Base class of every error visionkit raises on purpose."""
 

@@ -77,6 +77,33 @@ def test_data_test_is_validated_like_val_and_takes_its_format():
 
 
 @pytest.mark.reliability
+def test_data_test_on_the_folder_of_data_val_is_its_test_split_not_every_image(tmp_path):
+    """``data.test.root=<the training folder>``: the VOC reader without a split reads every
+    XML, the training photos too, and their mAP would pass for a test score. On data.val's
+    folder, data.test takes data.val's settings with ``split: test``; elsewhere only its
+    format (a folder of test photos has no split files)."""
+    root = str(tmp_path / "raccoons")
+    val = {"format": "voc", "root": root, "split": "val", "annotations": "xml", "images": "jpg"}
+
+    def test_set(test):
+        cfg = {"model": {"heads": {"det": {"name": "fcos", "num_classes": 1}}},
+               "data": {"val": val, "test": test}}  # fmt: skip
+        return load_config(cfg).data.test
+
+    for same in (root, str(tmp_path / "x" / ".." / "raccoons")):
+        got = test_set({"root": same})
+        assert {k: got[k] for k in val} == {**val, "root": same, "split": "test"}
+    assert test_set({"root": root, "split": "holdout"})["split"] == "holdout"
+    other = test_set({"root": str(tmp_path / "new_photos")})
+    assert other["format"] == "voc" and other.get("split") is None
+    assert other.get("annotations") in (None, "annotations")  # the format's default
+    masks = {"format": "mask_folder", "root": root, "split": "val", "ignore_index": 11}
+    cfg = {"model": {"heads": {"seg": {"name": "semantic_fpn", "num_classes": 11}}},
+           "data": {"val": masks, "test": {"root": root}}}  # fmt: skip
+    assert load_config(cfg).data.test["ignore_index"] == 11
+
+
+@pytest.mark.reliability
 def test_a_bad_data_test_entry_names_its_key_path():
     with pytest.raises(ConfigError) as info:
         load_config(config_with({"format": "folder", "root": "test", "bogus": 1}))

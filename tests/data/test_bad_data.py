@@ -541,7 +541,7 @@ def test_check_data_reports_validation_classes_that_training_would_refuse(tmp_pa
     assert code == 1, out
     assert out.startswith("data.train: ")
     assert "data.val: " in out and "do not match" in out and "'Disc'" in out
-    assert "check-data: 1 problems in 2 datasets" in out
+    assert "check-data: 1 problem in 2 datasets" in out
     code, _, err = run(["train", "--config", config], capsys)  # what check-data foresaw
     assert code == 1 and "do not match" in err
     same = detection_config(tmp_path / "same.yaml", train_root, make_coco(tmp_path / "v2"))
@@ -554,5 +554,5 @@ def test_check_data_reports_validation_classes_that_training_would_refuse(tmp_pa
     }
     config.write_text(yaml.safe_dump(mix))
     code, out, _ = run(["check-data", "--config", config, "--fast"], capsys)
-    assert code == 1 and "check-data: 1 problems in 3 datasets" in out
+    assert code == 1 and "check-data: 1 problem in 3 datasets" in out
     assert "data.val: the classes of data.val do not match those of data.train (one: " in out

@@ -39,7 +39,7 @@ def test_a_published_voc_folder_is_split_into_lists_the_voc_reader_takes(tmp_pat
     folder = root / "ImageSets" / "Main"
     assert f"wrote {folder / 'train.txt'} (7 images)" in out
     assert f"wrote {folder / 'val.txt'} (2 images)" in out
-    assert f"wrote {folder / 'test.txt'} (1 images)" in out
+    assert f"wrote {folder / 'test.txt'} (1 image)" in out
     parts = {s: (folder / f"{s}.txt").read_text().split() for s in ("train", "val", "test")}
     assert sorted(sum(parts.values(), [])) == sorted(f"raccoon-{i}" for i in range(10))
     for split, ids in parts.items():

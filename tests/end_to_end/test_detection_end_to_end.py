@@ -18,6 +18,10 @@ from visionkit.engine.runner import evaluate, train
 from visionkit.evaluation.coco import SUMMARY_KEYS
 
 
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def test_detection_trains_evaluates_like_pycocotools_and_predicts(
     shapes_root, tmp_path, pyramid_config
 ):
@@ -26,6 +30,10 @@ def test_detection_trains_evaluates_like_pycocotools_and_predicts(
     rows = list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
     epoch_losses = [float(r["train/loss_epoch"]) for r in rows]
     assert epoch_losses[-1] < epoch_losses[0], epoch_losses
+    # metrics.json is strict JSON: COCO's nan ("no large objects in 64 px images") is null
+    saved = json.loads((run_dir / "metrics.json").read_text(), parse_constant=_not_json)
+    assert math.isnan(metrics["det/mAP_large"]) and saved["det/mAP_large"] is None
+    assert {k for k, v in saved.items() if v is None} == {k for k, v in metrics.items() if v != v}
 
     preds_path = tmp_path / "preds.json"
     again = evaluate(run_dir / "checkpoints" / "best.ckpt", save_predictions=preds_path)

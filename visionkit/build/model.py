@@ -26,7 +26,7 @@ from visionkit.config import (
 from visionkit.data.datasets import label_names_of
 from visionkit.data.identity_mixing import identity_count
 from visionkit.data.transforms import apply_pipeline, build_pipeline, pipeline_steps
-from visionkit.errors import CheckpointError, ConfigError
+from visionkit.errors import CheckpointError, ConfigError, counted
 from visionkit.evaluation.tasks import label_family
 from visionkit.models.backbones import create_backbone
 from visionkit.models.model import VisionModel
@@ -75,8 +75,9 @@ def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | 
             made = f", {count} with its synthetic identities" if count != len(names) else ""
             problems.append(
                 f"model.heads.{head_name}.num_classes: {spec['num_classes']}, but the data has "
-                f"{len(names)} classes ({', '.join(names[:12])}"
-                f"{', ...' if len(names) > 12 else ''}){made}"
+                f"{counted(len(names), 'class')} ({', '.join(names[:12])}"
+                f"{', ...' if len(names) > 12 else ''}){made}; set {count}, or null to take it "
+                "from the data"
             )
     if problems:
         raise ConfigError(problems)

@@ -24,7 +24,7 @@ from visionkit.build.data import EVAL_SPLITS, SPLITS, mixed_training_set, split_
 from visionkit.config import DATASET_INJECTED_ARGS, builder_schema, is_dataset_mix, load_config
 from visionkit.data.checks import inspect_samples
 from visionkit.data.classes import class_lists, class_source, match_classes
-from visionkit.errors import ConfigError, DataError, VisionkitError
+from visionkit.errors import ConfigError, DataError, VisionkitError, counted
 from visionkit.registry import DATASETS, UnknownNameError
 
 LOCATION_OPTIONS = ("images", "annotations", "root")
@@ -182,11 +182,11 @@ def run(args: argparse.Namespace) -> int:
         total += count
         if split == "train" and dataset is not None:
             trains[where] = dataset
-    what = "datasets" if len(specs) != 1 else "dataset"
+    datasets = counted(len(specs), "dataset")
     if total:
-        print(f"check-data: {total} problems in {len(specs)} {what}")
+        print(f"check-data: {counted(total, 'problem')} in {datasets}")
         return 1
-    print(f"check-data: no problems found in {len(specs)} {what}")
+    print(f"check-data: no problems found in {datasets}")
     return 0
 
 

@@ -137,7 +137,7 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     for split in ("train", "val", "test"):
         spec = raw_data.get(split)
         if split == "test":
-            spec = _format_from_val(spec, raw_data.get("val"))
+            spec = _test_from_val(spec, raw_data.get("val"))
         if spec is not None:
             splits[split] = _validate_datasets(spec, f"data.{split}", problems)
     problems += _transform_problems(
@@ -154,17 +154,34 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     return cfg
 
 
-def _format_from_val(test: Any, val: Any) -> Any:
-    """``data.test`` given as one dataset without ``format`` (``data.test.images=DIR`` on the
-    command line) takes the ``format`` of a single ``data.val``; a mix (every value a
-    mapping) and anything else are left as they are."""
+def _test_from_val(test: Any, val: Any) -> Any:
+    """``data.test`` given as one dataset without ``format`` (``data.test.root=DIR`` on the
+    command line) takes the ``format`` of a single ``data.val``. On the same folder as
+    ``data.val`` (another split of one dataset) it takes all of ``data.val``'s settings, with
+    ``split: test`` where ``data.val`` names a split: a VOC, YOLO or mask folder without a split
+    reads every image, the training images too. A mix (every value a mapping) and anything
+    else are left as they are."""
     if not isinstance(test, Mapping) or not test or "format" in test:
         return test
     if all(isinstance(v, Mapping) for v in test.values()):
         return test
-    if isinstance(val, Mapping) and isinstance(val.get("format"), str):
+    if not (isinstance(val, Mapping) and isinstance(val.get("format"), str)):
+        return test
+    try:
+        location = DATASETS.component_class(val["format"]).location
+    except UnknownNameError:
         return {"format": val["format"], **test}
-    return test
+    if not _same_folder(test.get(location), val.get(location)):
+        return {"format": val["format"], **test}
+    split = {"split": "test"} if val.get("split") not in (None, "") else {}
+    return {**val, **split, **test}
+
+
+def _same_folder(a: Any, b: Any) -> bool:
+    """Whether two config paths name the same file or folder."""
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return False
+    return os.path.normpath(os.path.abspath(a)) == os.path.normpath(os.path.abspath(b))
 
 
 def _spatial_heads(heads: Mapping[str, Mapping[str, Any]]) -> list[str]:

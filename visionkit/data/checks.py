@@ -44,7 +44,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from visionkit.data.io import read_image, read_image_header
-from visionkit.errors import AnnotationError, ConfigError, DataError, ImageDecodeError
+from visionkit.errors import (
+    AnnotationError,
+    ConfigError,
+    DataError,
+    ImageDecodeError,
+    counted,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +190,7 @@ class DataReport:
         as ``.report``."""
         errors = self.errors
         counts = ", ".join(f"{kind}: {n}" for kind, n in self.counts_by_kind("error").items())
-        message = f"{self.source}: {len(errors)} problems ({counts}):"
+        message = f"{self.source}: {counted(len(errors), 'problem')} ({counts}):"
         kinds = {p.kind for p in errors}
         cls = AnnotationError if kinds <= ANNOTATION_KINDS else DataError
         err = cls(message, self.problem_lines("error"), max_shown=10**9)

@@ -32,7 +32,7 @@ from typing import Any
 
 from visionkit.checkpoint import write_atomic
 from visionkit.data.convert.voc import ANNOTATION_DIRS
-from visionkit.errors import ConfigError, DataError
+from visionkit.errors import ConfigError, DataError, counted
 
 #: the split names, in the order their files are written
 SPLITS = ("train", "val", "test")
@@ -76,7 +76,7 @@ class SplitReport:
 
     def summary(self) -> str:
         """Lines for the terminal: each file with its count, then how a config reads them."""
-        lines = [f"wrote {self.files[s]} ({self.counts[s]} images)" for s in self.counts]
+        lines = [f"wrote {self.files[s]} ({counted(self.counts[s], 'image')})" for s in self.counts]
         if "yaml" in self.files:
             lines.append(f"wrote {self.files['yaml']} (path, the split lists and the names)")
         if self.kind == "voc":
@@ -106,7 +106,21 @@ class SplitReport:
                 f"to, e.g. data.train='{{format: coco, images: IMAGES, annotations: "
                 f"{self.files['train']}}}'"
             )
+        if "test" in self.counts:
+            lines.append(f"score the test split once, at the end: {self.test_command()}")
         return "\n".join(lines)
+
+    def test_command(self) -> str:
+        """The ``visionkit eval`` command that scores the test split (on data.val's folder,
+        data.test takes its settings with ``split: test``)."""
+        command = "visionkit eval --checkpoint runs/NAME/checkpoints/best.ckpt --split test"
+        if self.kind == "voc":
+            return f"{command} data.test.root={self.files['train'].parents[2]}"
+        if self.kind == "masks":
+            return f"{command} data.test.root={self.files['train'].parents[1]}"
+        if self.kind == "yolo":
+            return f"{command} data.test.root={self.files['yaml']}"
+        return f"{command} data.test.annotations={self.files['test']} data.test.images=IMAGES"
 
 
 def split_counts(n: int, val: float, test: float = 0.0) -> dict[str, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -258,7 +259,7 @@ def train(
     if metrics:
         metrics.update(timer.times())
     if metrics and trainer.is_global_zero:
-        text = json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+        text = metrics_json(metrics, indent=2) + "\n"  # nan as null: strict JSON
         write_atomic(run_dir / "metrics.json", lambda tmp: tmp.write_text(text))
     return run_dir, metrics
 
@@ -418,8 +419,12 @@ EVAL_OVERRIDE_SECTIONS = ("data.", "trainer.")
 
 
 def metrics_json(metrics: dict[str, float], indent: int | None = None) -> str:
-    """Metrics as JSON; ``nan`` (COCO's "no such objects") is written as ``null``."""
-    clean = {k: (None if v != v else v) for k, v in metrics.items()}
+    """Metrics as strict JSON: ``nan`` (COCO's "no such objects") and infinities are written
+    as ``null``."""
+    clean = {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in metrics.items()
+    }
     return json.dumps(clean, indent=indent, sort_keys=True)
 
 
