@@ -414,6 +414,11 @@ def test_a_file_name_with_another_formats_suffix_is_written_with_a_note(tmp_path
     tool going by the suffix would take it for something else."""
     report = export(tiny_model(TINY_RETINANET), "safetensors", tmp_path / "model.pt", check=False)
     assert (tmp_path / "model.pt").is_file()
+    # the check reads the file back as what it is (it went by the suffix: "cannot load
+    # checkpoint .model.partial.onnx: truncated or corrupt")
+    checked = export(tiny_model(TINY_RETINANET), "safetensors", tmp_path / "model.onnx")
+    assert checked.check.overall <= 1e-4 and (tmp_path / "model.onnx").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.pt"]
     assert report.notes == [
         "model.pt: a safetensors file, but safetensors files usually end in .safetensors; "
         "tools that go by the suffix may not open it"

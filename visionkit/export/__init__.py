@@ -194,7 +194,10 @@ def export(
     model = export_model(checkpoint_or_model)
     if half:
         model = copy.deepcopy(model).half()
-    staging = output.with_name(f".{output.stem}.partial{output.suffix}")  # the real suffix
+    # staged under a suffix of the format (the output's own when it is one): the check reads
+    # it back, a safetensors file through model.init_from, which goes by the suffix
+    suffix = output.suffix if output.suffix.lower() in SUFFIXES[format] else SUFFIXES[format][0]
+    staging = output.with_name(f".{output.stem}.partial{suffix}")
     was_training = model.training
     model.eval()
     try:
