@@ -118,6 +118,28 @@ def test_missing_files_are_all_listed_before_the_model_is_built(tmp_path, capsys
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_training_reports_the_problems_of_train_and_val_at_once_naming_each_split(
+    tmp_path, capsys
+):
+    """A run that stops on bad data says which split each problem is in and reads both
+    splits first, so that one run shows what to fix (not train's, then after a fix val's)."""
+    train_root, val_root = make_coco(tmp_path / "train"), make_coco(tmp_path / "val")
+    (train_root / "images" / "2.png").unlink()
+    truncate(val_root / "images" / "3.png", keep=0.0)
+    code, _, err = train(capsys, tmp_path, train_root, val_root=val_root)
+    assert code == 1 and "Traceback" not in err
+    message = err[err.index("error: ") :]
+    assert message.startswith("error: data.train: ")
+    assert "images/2.png (image id 2): file not found" in message
+    assert "\ndata.val: " in message and "images/3.png (image id 3)" in message
+    assert "hint: visionkit check-data with the same --config and overrides" in message
+    assert "data.train.on_bad_image=skip" in message  # an unreadable image: the way past it
+    good_val = make_coco(tmp_path / "good_val")
+    code, _, err = train(capsys, tmp_path, tmp_path / "no_such_folder", val_root=good_val)
+    assert code == 1 and "error: data.train: dataset root " in err and "data.val" not in err
+    assert "check-data" in err and "on_bad_image" not in err  # no unreadable image here
+
+
 def test_grey_palette_rgba_cmyk_and_16_bit_images_decode_to_rgb(tmp_path, capsys):
     root = make_coco(tmp_path / "data", num_images=5)
     images = root / "images"

@@ -29,7 +29,7 @@ from visionkit.data.datasets import MixedDataset
 from visionkit.data.synthetic import FORMAT_VERSION, GENERATOR, make_shapes
 from visionkit.data.synthetic_identities import make_identities, needs_generation
 from visionkit.data.transforms import build_pipeline, pipeline_steps
-from visionkit.errors import CheckpointError, ConfigError, DataError
+from visionkit.errors import AnnotationError, CheckpointError, ConfigError, DataError
 from visionkit.evaluation.tasks import TaskSpec, task_of
 from visionkit.registry import DATASETS, HEADS
 
@@ -293,22 +293,60 @@ def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any
     if unset:  # every split's at once, before any data is read
         raise ConfigError(unset)
     datasets: dict[str, Any] = {}
+    failed: dict[str, DataError] = {}  # every split is read, so that one run shows them all
     if data.train is not None:
-        train = build_split(data.train, split="train", needs=needs)
-        if isinstance(train, dict):
-            train = mixed_training_set(train, data.train)
-        datasets["train"] = train
+        try:
+            train = build_split(data.train, split="train", needs=needs)
+            if isinstance(train, dict):
+                train = mixed_training_set(train, data.train)
+            datasets["train"] = train
+        except DataError as err:
+            failed["data.train"] = err
     if data.val is not None:
-        train = datasets.get("train")
-        datasets["val"] = build_split(
-            data.val,
-            split="val",
-            label_names=getattr(train, "label_names", None),
-            needs=needs,
-            category_ids=getattr(train, "category_ids", None),
-            reference=f"data.train ({class_source(train)})",
-        )
+        train = datasets.get("train")  # without it (failed), data.val's own checks only
+        try:
+            datasets["val"] = build_split(
+                data.val,
+                split="val",
+                label_names=getattr(train, "label_names", None),
+                needs=needs,
+                category_ids=getattr(train, "category_ids", None),
+                reference=f"data.train ({class_source(train)})",
+            )
+        except DataError as err:
+            failed["data.val"] = err
+    if failed:
+        raise data_errors(failed)
     return datasets
+
+
+#: The last line of the error that stops a run on bad data; the second part where images are
+#: unreadable.
+CHECK_DATA_HINT = (
+    "hint: visionkit check-data with the same --config and overrides lists every problem of "
+    "every split",
+    "; on_bad_image: skip (e.g. data.train.on_bad_image=skip) trains without unreadable images",
+)
+
+
+def data_errors(failed: Mapping[str, DataError]) -> DataError:
+    """One error for the splits that failed (``where`` → error), each named by its config key,
+    with :data:`CHECK_DATA_HINT` last; an :class:`AnnotationError` when each is one."""
+    sections = []
+    for where, err in failed.items():
+        text = str(err)
+        sections.append(text if text.startswith(where) else f"{where}: {text}")
+    unreadable = any(
+        "unreadable image" in e.report.counts_by_kind("error")
+        for e in failed.values()
+        if e.report is not None
+    )
+    hint = CHECK_DATA_HINT[0] + (CHECK_DATA_HINT[1] if unreadable else "")
+    each = all(isinstance(e, AnnotationError) for e in failed.values())
+    error = (AnnotationError if each else DataError)("\n".join([*sections, hint]))
+    if len(failed) == 1:
+        error.report = next(iter(failed.values())).report
+    return error
 
 
 def check_checkpoint_classes(
