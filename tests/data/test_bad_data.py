@@ -118,9 +118,7 @@ def test_missing_files_are_all_listed_before_the_model_is_built(tmp_path, capsys
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_training_reports_the_problems_of_train_and_val_at_once_naming_each_split(
-    tmp_path, capsys
-):
+def test_training_reports_the_problems_of_train_and_val_at_once_naming_each_split(tmp_path, capsys):
     """A run that stops on bad data says which split each problem is in and reads both
     splits first, so that one run shows what to fix (not train's, then after a fix val's)."""
     train_root, val_root = make_coco(tmp_path / "train"), make_coco(tmp_path / "val")

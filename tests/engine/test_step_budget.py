@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from visionkit.build.optim import lr_factor_fn
+from visionkit.build.optim import _shortened_warmup, lr_factor_fn
 from visionkit.config import SchedulerConfig, TrainerConfig
 from visionkit.engine.runner import train
 from visionkit.errors import ConfigError
@@ -27,6 +27,19 @@ def test_warmup_in_steps_ignores_the_epoch_length():
         assert f(20) == pytest.approx(1.0) and f(100) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="warmup_epochs or warmup_steps, not both"):
         SchedulerConfig(warmup_steps=5, warmup_epochs=1)
+
+
+def test_a_warmup_longer_than_half_the_schedule_is_shortened_so_that_the_rate_decays(caplog):
+    """A 30-step trial of a recipe with 50 warm-up steps ended at the top of its warm-up."""
+    _shortened_warmup.cache_clear()  # it says so once per schedule length and process
+    cfg = SchedulerConfig(name="cosine", warmup_steps=50, warmup_start_factor=0.01)
+    f = lr_factor_fn(cfg, total_steps=30, steps_per_epoch=10)
+    rates = [f(step) for step in range(30)]
+    assert rates.index(max(rates)) == 15 and rates[15] == pytest.approx(1.0)
+    assert rates[-1] < 0.05  # decayed
+    assert "a warm-up of 50 steps in a schedule of 30; it takes 15" in caplog.text
+    long = lr_factor_fn(cfg, total_steps=1000, steps_per_epoch=10)
+    assert long(49) < 1.0 and long(50) == pytest.approx(1.0)  # untouched when it fits
 
 
 @pytest.mark.parametrize("limit", [3, 5])  # two dataset sizes: 3 and 5 batches per epoch

@@ -3,6 +3,8 @@ sections, as plain factories the Lightning module calls."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -17,6 +19,8 @@ from visionkit.config import (
     SchedulerConfig,
 )
 from visionkit.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 FUSED_DEVICES = ("cpu", "cuda")  # where PyTorch has fused Adam/AdamW/SGD kernels
 
@@ -123,11 +127,16 @@ def optimizer_factory(cfg: OptimizerConfig | None = None) -> OptimizerFactory:
 def lr_factor_fn(
     cfg: SchedulerConfig, total_steps: int, steps_per_epoch: int
 ) -> Callable[[int], float]:
-    """The learning-rate multiplier at each optimiser step: linear warm-up, then the schedule."""
+    """The learning-rate multiplier at each optimiser step: linear warm-up, then the schedule.
+    The warm-up takes at most half of a schedule of ``total_steps`` (a 30-step trial of a
+    recipe with 50 warm-up steps would end at the top of its warm-up, never decaying)."""
     if cfg.warmup_steps is not None:
         warmup = cfg.warmup_steps
     else:
         warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    if warmup > total_steps // 2:
+        _shortened_warmup(warmup, total_steps)
+        warmup = total_steps // 2
 
     def factor(step: int) -> float:
         if cfg.name == "onecycle":
@@ -155,6 +164,17 @@ def lr_factor_fn(
         return 1.0
 
     return factor
+
+
+@functools.lru_cache(maxsize=8)  # once per schedule length
+def _shortened_warmup(warmup: int, total_steps: int) -> None:
+    logger.warning(
+        "scheduler: a warm-up of %d steps in a schedule of %d; it takes %d (half the schedule), "
+        "so that the learning rate still decays",
+        warmup,
+        total_steps,
+        total_steps // 2,
+    )
 
 
 def lr_schedule(cfg: SchedulerConfig | None = None) -> ScheduleFactory:

@@ -98,9 +98,10 @@ DESCRIPTIONS: dict[str, str] = {
     "optimizer.param_groups.<prefix>.lr_mult": "the group's learning rate is `lr × lr_mult`",
     "scheduler": "learning-rate schedule, stepped after every optimiser step",
     "scheduler.name": "schedule after the warm-up (`onecycle` has its own rise)",
-    "scheduler.warmup_epochs": "linear warm-up length in epochs (fractions allowed)",
+    "scheduler.warmup_epochs": "linear warm-up length in epochs (fractions allowed; at most "
+    "half the schedule)",
     "scheduler.warmup_steps": "linear warm-up length in optimiser steps (for step budgets; "
-    "instead of `warmup_epochs`)",
+    "instead of `warmup_epochs`; at most half the schedule)",
     "scheduler.warmup_start_factor": "the warm-up starts at `lr × warmup_start_factor`",
     "scheduler.min_lr_factor": "`cosine` / `onecycle`: the rate ends at `lr × min_lr_factor`",
     "scheduler.step_epochs": "`step`: epochs at which the rate is multiplied by `gamma`",
