@@ -6,6 +6,7 @@ is told both sets of valid keys."""
 from __future__ import annotations
 
 import inspect
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -14,6 +15,7 @@ import yaml
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.plugins import TorchSyncBatchNorm
 from lightning.pytorch.profilers import SimpleProfiler
+from lightning.pytorch.trainer.states import TrainerFn
 
 from tests.helpers import run
 from visionkit.build import trainer_kwargs
@@ -179,6 +181,21 @@ def test_the_progress_bar_leaves_out_the_loggers_version(tiny_config, tmp_path):
 
     tiny_config["trainer"]["enable_progress_bar"] = False  # no bar at all: none is added
     assert make_trainer(load_config(tiny_config), tmp_path).progress_bar_callback is None
+
+
+def test_the_bar_of_a_run_shows_its_step_of_the_whole_schedule(tiny_config, tmp_path):
+    """The bar counts an epoch's batches; with a step budget (2,000 steps of 14-batch epochs:
+    "Epoch 57: 3/14") the run's own progress is the leading ``step=130/2000``."""
+    tiny_config["trainer"]["enable_progress_bar"] = True
+    trainer = make_trainer(load_config(tiny_config), tmp_path, logger=make_loggers(tmp_path))
+    bar = trainer.progress_bar_callback
+    trainer.state.fn = TrainerFn.FITTING
+    items = bar.get_metrics(trainer, SimpleNamespace(schedule_steps=2000))
+    assert list(items)[0] == "step" and items["step"] == "0/2000"
+    unknown = bar.get_metrics(trainer, SimpleNamespace(schedule_steps=10**9))  # max_time alone
+    assert unknown["step"] == 0
+    trainer.state.fn = TrainerFn.VALIDATING  # visionkit eval: no steps
+    assert "step" not in bar.get_metrics(trainer, SimpleNamespace(schedule_steps=2000))
 
 
 def test_a_progress_bar_given_is_kept(tiny_config, tmp_path):

@@ -24,6 +24,7 @@ from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
 
 from visionkit.checkpoint import write_atomic
 from visionkit.config.schema import LoggerConfig
+from visionkit.engine.system import UNENDING
 from visionkit.errors import ConfigError
 from visionkit.evaluation.plots import pyplot, save_figure
 
@@ -266,12 +267,18 @@ def _make_logger(i: int, spec: LoggerConfig, run_dir: Path, run_name: str) -> Lo
 class _WithoutVersion:
     """Leaves Lightning's ``v_num`` field out of a progress bar: the logger's version, which for
     visionkit's step log is the folder name ``logs`` (``v_num=logs`` on every bar). A run is
-    told apart by its run folder (``runs/x-2``), printed when it starts."""
+    told apart by its run folder (``runs/x-2``), printed when it starts. While training, the
+    bar leads with the optimiser step of the whole run (``step=130/2000``; the bar itself
+    counts the batches of an epoch): the schedule's length, which a time budget projects."""
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)  # type: ignore[misc]
         items.pop("v_num", None)
-        return items
+        if trainer.state.fn != "fit":  # eval's bar: no optimiser steps
+            return items
+        total = getattr(pl_module, "schedule_steps", None)
+        known = isinstance(total, int) and total < UNENDING
+        return {"step": f"{trainer.global_step}/{total}" if known else trainer.global_step, **items}
 
 
 class ProgressBar(_WithoutVersion, TQDMProgressBar):
