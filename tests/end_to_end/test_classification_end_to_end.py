@@ -32,6 +32,8 @@ def test_train_reload_predict_and_eval(tiny_config, shapes_root, tmp_path):
         "metrics.csv",
         "metrics.json",
         "plots/curves.png",
+        "per_class_recall_cls.csv",
+        "per_class_recall_cls.md",
     ]:
         assert (run_dir / rel).is_file(), rel
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())

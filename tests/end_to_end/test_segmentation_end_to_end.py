@@ -11,6 +11,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -47,6 +48,15 @@ def test_semantic_and_instance_heads_train_evaluate_and_predict(
     assert {"seg/mIoU", "seg/pixel_acc"} | {f"seg/IoU_{n}" for n in names} <= set(metrics)
     assert {"inst/mAP", "inst/mask_mAP", "inst/mask_mAP50"} <= set(metrics)
     assert 0.0 <= metrics["seg/mIoU"] <= 1.0 and metrics["seg/pixel_acc"] > 0.5
+    # the run folder's per-class tables: IoU of the semantic head, AP of the instance head
+    with open(run_dir / "per_class_iou_seg.csv", newline="") as f:
+        ious = list(csv.DictReader(f))
+    assert [r["name"] for r in ious] == [*names, "mean"]
+    for r in ious[:-1]:
+        assert float(r["IoU"]) == pytest.approx(metrics[f"seg/IoU_{r['name']}"], abs=1e-6)
+    assert float(ious[-1]["IoU"]) == pytest.approx(metrics["seg/mIoU"], abs=1e-6)
+    assert "Per-class IoU of `seg`" in (run_dir / "per_class_iou_seg.md").read_text()
+    assert (run_dir / "per_class_ap_inst.csv").is_file()
     rows = list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
     for key in ("train/loss_epoch", "train/seg/loss_epoch", "train/inst/mask_epoch"):
         losses = [float(r[key]) for r in rows]

@@ -18,7 +18,7 @@ from visionkit.engine.pictures import (
     ValidationPictures,
     ground_truth,
     plot_confusion,
-    write_ap_tables,
+    write_class_tables,
 )
 from visionkit.evaluation.coco import CocoEvaluator
 
@@ -92,7 +92,7 @@ def test_per_class_ap_reads_coco_precision_per_category(tmp_path):
     assert math.isnan(rows["owl"]["AP"]) and rows["owl"]["instances"] == 0
     assert metrics["det/mAP"] == pytest.approx((rows["cat"]["AP"] + rows["dog"]["AP"]) / 2)
 
-    write_ap_tables(evaluator, tmp_path, "det")
+    write_class_tables(evaluator, tmp_path, "det")
     with open(tmp_path / "per_class_ap_det.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert [r["name"] for r in table] == ["cat", "dog", "owl", "mean"]

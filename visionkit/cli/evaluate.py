@@ -31,7 +31,7 @@ from typing import Any
 
 from visionkit.build.data import EVAL_SPLITS
 from visionkit.cli._shared import add_tta_argument, is_global_zero
-from visionkit.engine.pictures import ap_table, ap_title, defined_mean, markdown_table
+from visionkit.engine.pictures import markdown_table, per_class_table, table_title
 from visionkit.engine.runner import evaluate, metrics_json
 from visionkit.errors import ConfigError
 from visionkit.inference.device import DEVICE_HELP, add_device_arguments
@@ -264,9 +264,9 @@ def report(
 
     per_class = {}
     for key, evaluator in evaluators.items():
-        table = _table(key, evaluator)
+        table = per_class_table(evaluator)
         if table is not None:
-            per_class[key] = table[1][:-1]
+            per_class[key] = table[2][:-1]
     summary = {
         key: {t: evaluator.summary(t) for t in evaluator.iou_types}
         for key, evaluator in coco_evaluators(evaluators).items()
@@ -298,17 +298,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _table(key: str, evaluator: Any) -> tuple[list[str], list[dict[str, Any]]] | None:
-    """The columns and rows of an evaluator's per-class table, or ``None`` when it has none."""
-    if hasattr(evaluator, "per_class_ap") and getattr(evaluator, "details", None):
-        return ap_table(evaluator)
-    if getattr(evaluator, "global_confusion", None) is not None:
-        return iou_table(evaluator)
-    if hasattr(evaluator, "per_class") and evaluator.per_class():
-        return class_table(evaluator)
-    return None
-
-
 def per_class_tables(evaluators: Mapping[str, Any]) -> list[str]:
     """The lines of a Markdown table per evaluator that has per-class numbers: COCO
     evaluators (:func:`~visionkit.engine.pictures.ap_table`) and semantic ones
@@ -316,46 +305,9 @@ def per_class_tables(evaluators: Mapping[str, Any]) -> list[str]:
     are ``<head>`` or ``<head>@<set>`` (shown as ``<head>/<set>``)."""
     lines: list[str] = []
     for key, evaluator in evaluators.items():
-        name = key.replace("@", "/")
-        table = _table(key, evaluator)
+        table = per_class_table(evaluator)
         if table is None:  # e.g. embeddings: pairs, not classes
             continue
-        if hasattr(evaluator, "per_class_ap"):
-            title = ap_title(name)
-        elif hasattr(evaluator, "per_class"):
-            title = f"Per-class top-1 recall and precision of `{name}`"
-        else:
-            title = f"Per-class IoU of `{name}` (pixels at the original image size)"
-        lines += [title, "", *markdown_table(*table), ""]
+        kind, columns, rows = table
+        lines += [table_title(kind, key.replace("@", "/")), "", *markdown_table(columns, rows), ""]
     return lines
-
-
-def class_table(evaluator: Any) -> tuple[list[str], list[dict[str, Any]]]:
-    """Columns and rows of a classification evaluator's per-class numbers
-    (:meth:`~visionkit.evaluation.ClassificationEvaluator.per_class`: ``class``, ``name``,
-    ``images``, ``recall``, ``precision``); the last row is their mean over the classes
-    (``nan`` ones left out: macro averages) and the total images."""
-    rows = evaluator.per_class()
-    mean: dict[str, Any] = {"class": "", "name": "mean", "images": sum(r["images"] for r in rows)}
-    for column in ("recall", "precision"):
-        mean[column] = defined_mean(r[column] for r in rows)
-    return ["class", "name", "images", "recall", "precision"], [*rows, mean]
-
-
-def iou_table(evaluator: Any) -> tuple[list[str], list[dict[str, Any]]]:
-    """Columns and rows of a semantic evaluator's last confusion matrix: per class ``class``
-    (its label), ``name``, ``pixels`` (ground-truth pixels counted) and ``IoU`` (``nan`` for
-    a class neither in the ground truth nor predicted); the last row is the mean IoU over the
-    other classes (the ``mIoU`` metric) and the total pixels."""
-    from visionkit.evaluation.semantic import iou_from_confusion
-
-    confusion = evaluator.global_confusion  # [C, C], rows ground truth
-    iou = iou_from_confusion(confusion).tolist()
-    pixels = confusion.sum(1).tolist()
-    names = evaluator.class_names or [str(i) for i in range(len(iou))]
-    rows: list[dict[str, Any]] = [
-        {"class": i, "name": names[i], "pixels": int(pixels[i]), "IoU": float(iou[i])}
-        for i in range(len(iou))
-    ]
-    rows.append({"class": "", "name": "mean", "pixels": int(sum(pixels)), "IoU": defined_mean(iou)})
-    return ["class", "name", "pixels", "IoU"], rows

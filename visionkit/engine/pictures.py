@@ -19,7 +19,9 @@ After **every** validation it (re)writes:
 - ``per_class_ap_<head>.csv`` and ``per_class_ap_<head>.md`` for each detection / instance
   head with a COCO evaluator: AP, AP50 and AP75 per category (and the mask APs of an
   instance head), read from the evaluator's COCOeval ``precision`` array
-  (:meth:`~visionkit.evaluation.coco.CocoEvaluator.per_class_ap`).
+  (:meth:`~visionkit.evaluation.coco.CocoEvaluator.per_class_ap`);
+  ``per_class_iou_<head>.*`` for each semantic head (IoU and pixels per class) and
+  ``per_class_recall_<head>.*`` for each classification head (:func:`write_class_tables`).
 
 The last validation wins: after :func:`visionkit.engine.runner.train`, which validates
 ``best.ckpt`` once more at the end, every file shows the best checkpoint.
@@ -135,8 +137,7 @@ class ValidationPictures(L.Callback):
                 names = label_names(model, name)
                 plot_confusion(counts, names, plots / f"confusion_{name}.png", title=name)
         for key, evaluator in pl_module.evaluators.items():
-            if hasattr(evaluator, "per_class_ap") and evaluator.details:
-                write_ap_tables(evaluator, self.run_dir, key.replace("@", "_"))
+            write_class_tables(evaluator, self.run_dir, key.replace("@", "_"))
         if self.grid_during_fit or trainer.state.fn != TrainerFn.FITTING:
             samples = self._samples(trainer)
             if samples:
@@ -331,11 +332,74 @@ def markdown_table(columns: list[str], rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def write_ap_tables(evaluator: Any, run_dir: Path, name: str) -> None:
-    """``per_class_ap_<name>.csv`` and ``.md``: a COCO evaluator's per-category AP, AP50 and
-    AP75 (and ``mask_AP``, ... for masks), the last row their mean over the categories
-    (:func:`ap_table`)."""
-    columns, rows = ap_table(evaluator)
+def class_table(evaluator: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and rows of a classification evaluator's per-class numbers
+    (:meth:`~visionkit.evaluation.ClassificationEvaluator.per_class`: ``class``, ``name``,
+    ``images``, ``recall``, ``precision``); the last row is their mean over the classes
+    (``nan`` ones left out: macro averages) and the total images."""
+    rows = evaluator.per_class()
+    mean: dict[str, Any] = {"class": "", "name": "mean", "images": sum(r["images"] for r in rows)}
+    for column in ("recall", "precision"):
+        mean[column] = defined_mean(r[column] for r in rows)
+    return ["class", "name", "images", "recall", "precision"], [*rows, mean]
+
+
+def iou_table(evaluator: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and rows of a semantic evaluator's last confusion matrix: per class ``class``
+    (its label), ``name``, ``pixels`` (ground-truth pixels counted) and ``IoU`` (``nan`` for
+    a class neither in the ground truth nor predicted); the last row is the mean IoU over the
+    other classes (the ``mIoU`` metric) and the total pixels."""
+    from visionkit.evaluation.semantic import iou_from_confusion
+
+    confusion = evaluator.global_confusion  # [C, C], rows ground truth
+    iou = iou_from_confusion(confusion).tolist()
+    pixels = confusion.sum(1).tolist()
+    names = evaluator.class_names or [str(i) for i in range(len(iou))]
+    rows: list[dict[str, Any]] = [
+        {"class": i, "name": names[i], "pixels": int(pixels[i]), "IoU": float(iou[i])}
+        for i in range(len(iou))
+    ]
+    rows.append({"class": "", "name": "mean", "pixels": int(sum(pixels)), "IoU": defined_mean(iou)})
+    return ["class", "name", "pixels", "IoU"], rows
+
+
+#: The kinds of per-class table (:func:`per_class_table`) and the names of their files in a
+#: run folder (``<prefix>_<head>.csv`` / ``.md``).
+PER_CLASS_FILES = {"ap": "per_class_ap", "iou": "per_class_iou", "recall": "per_class_recall"}
+
+
+def per_class_table(evaluator: Any) -> tuple[str, list[str], list[dict[str, Any]]] | None:
+    """``(kind, columns, rows)`` of an evaluator's per-class numbers, the last row their mean:
+    ``"ap"`` for a COCO evaluator that has evaluated (:func:`ap_table`), ``"iou"`` for a
+    semantic one (:func:`iou_table`), ``"recall"`` for a classification one
+    (:func:`class_table`); ``None`` for one without classes (embeddings)."""
+    if hasattr(evaluator, "per_class_ap") and getattr(evaluator, "details", None):
+        return "ap", *ap_table(evaluator)
+    if getattr(evaluator, "global_confusion", None) is not None:
+        return "iou", *iou_table(evaluator)
+    if hasattr(evaluator, "per_class") and evaluator.per_class():
+        return "recall", *class_table(evaluator)
+    return None
+
+
+def table_title(kind: str, name: str) -> str:
+    """The heading of a per-class table of ``kind`` (:data:`PER_CLASS_FILES`) of ``name``."""
+    if kind == "ap":
+        return ap_title(name)
+    if kind == "iou":
+        return f"Per-class IoU of `{name}` (pixels at the original image size)"
+    return f"Per-class top-1 recall and precision of `{name}`"
+
+
+def write_class_tables(evaluator: Any, run_dir: Path, name: str) -> None:
+    """``per_class_<kind>_<name>.csv`` and ``.md`` (:data:`PER_CLASS_FILES`) of an evaluator
+    with per-class numbers (:func:`per_class_table`): AP, AP50 and AP75 per category (and
+    ``mask_AP``, ... for masks), IoU per class, or top-1 recall and precision per class."""
+    table = per_class_table(evaluator)
+    if table is None:
+        return
+    kind, columns, rows = table
+    stem = f"{PER_CLASS_FILES[kind]}_{name}"
 
     def write_csv(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -343,9 +407,9 @@ def write_ap_tables(evaluator: Any, run_dir: Path, name: str) -> None:
             writer.writeheader()
             writer.writerows(rows)
 
-    write_atomic(run_dir / f"per_class_ap_{name}.csv", write_csv)
-    text = ap_title(name) + "\n\n" + "\n".join(markdown_table(columns, rows)) + "\n"
-    write_atomic(run_dir / f"per_class_ap_{name}.md", lambda tmp: tmp.write_text(text, "utf-8"))
+    write_atomic(run_dir / f"{stem}.csv", write_csv)
+    text = table_title(kind, name) + "\n\n" + "\n".join(markdown_table(columns, rows)) + "\n"
+    write_atomic(run_dir / f"{stem}.md", lambda tmp: tmp.write_text(text, "utf-8"))
 
 
 def _cell(value: float) -> str:
