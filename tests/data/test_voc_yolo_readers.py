@@ -196,3 +196,23 @@ def test_voc_difficult_objects_are_neither_targets_nor_counted_by_the_evaluation
     assert map50([[0, 0, 20, 20]]) == pytest.approx(1.0)
     assert map50([[30, 10, 60, 40], [0, 0, 20, 20]]) == pytest.approx(1.0)  # the difficult one
     assert map50([[2, 30, 12, 46], [0, 0, 20, 20]]) < 0.9  # a false positive ranked first
+
+
+def test_object_names_differing_only_in_case_are_logged_with_their_files(tmp_path, caplog):
+    """``Raccoon`` in one XML beside ``raccoon`` everywhere else: two classes, and the splits'
+    class lists then differ; the log names the file that writes the odd one."""
+    root = make_published_voc(tmp_path / "voc")
+    xml = root / "xml" / "b.xml"
+    xml.write_text(xml.read_text().replace("<name>raccoon</name>", "<name>Raccoon </name>"))
+    spec = {"format": "voc", "root": str(root), "annotations": "xml", "images": "photos"}
+    with caplog.at_level(logging.WARNING):
+        ds = build_dataset(spec, split="train", needs=["boxes"])
+    assert ds.label_names == {"instances": ["Raccoon", "dog", "raccoon"]}
+    assert (
+        "object names that differ only in case or spaces are separate classes: "
+        "'Raccoon' in 1 file (xml/b.xml); 'raccoon' in 1 file (xml/a.xml)" in caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        build_dataset({**spec, "class_names": ["raccoon", "dog", "Raccoon"]}, split="train")
+    assert "differ only in case" not in caplog.text  # the user's own list: taken as it is

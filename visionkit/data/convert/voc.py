@@ -34,6 +34,7 @@ refuses entity-expansion bombs).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import xml.etree.ElementTree as ET
@@ -44,7 +45,9 @@ from typing import Any
 from visionkit.data.batch import IMAGE_EXTENSIONS, dataset_root, resolve_under_root
 from visionkit.data.convert.coco_builder import CocoBuilder, Conversion, relative_posix
 from visionkit.data.io import read_image_size
-from visionkit.errors import DataError, ImageDecodeError
+from visionkit.errors import DataError, ImageDecodeError, counted
+
+logger = logging.getLogger(__name__)
 
 #: Sub-folders tried, in order, when the caller names none: VOC's own names, then the
 #: lower-case layout many published sets use (``annotations/`` + ``images/``).
@@ -119,6 +122,7 @@ def voc_to_coco(
     if class_names is None:
         names = {obj["name"] for _, record in parsed if record for obj in record["objects"]}
         class_names = sorted(n for n in names if n)
+        _warn_case_variants(parsed, root)
     builder.class_names = list(class_names)
     label_of = {name: i for i, name in enumerate(builder.class_names)}
     seen: dict[str, str] = {}  # image file_name -> the XML file that named it
@@ -128,6 +132,34 @@ def voc_to_coco(
     builder.raise_problems(f"{root}: cannot convert the VOC annotations", problems)
     info: dict[str, Any] = {"format": "voc", "source": str(root), "split": split}
     return Conversion(builder.to_dict(info), builder.skipped)
+
+
+def _warn_case_variants(parsed: list[tuple[Path, dict[str, Any] | None]], root: Path) -> None:
+    """Log object names that differ only in case or spaces (``Raccoon`` beside ``raccoon``),
+    each with the files that write it: they become separate classes, and the class lists of
+    the splits then differ (training stops there, naming the classes but not the files)."""
+    files: dict[str, list[str]] = {}
+    for xml_path, record in parsed:
+        for obj in record["objects"] if record else ():
+            if obj["name"]:
+                files.setdefault(obj["name"], []).append(relative_posix(xml_path, root))
+    variants: dict[str, list[str]] = {}
+    for name in files:
+        variants.setdefault(name.strip().lower(), []).append(name)
+    for names in variants.values():
+        if len(names) < 2:
+            continue
+        each = "; ".join(
+            f"{n!r} in {counted(len(set(files[n])), 'file')} ({', '.join(sorted(set(files[n]))[:3])}"
+            f"{', ...' if len(set(files[n])) > 3 else ''})"
+            for n in sorted(names, key=lambda n: (len(files[n]), n))  # the odd one first
+        )
+        logger.warning(
+            "%s: object names that differ only in case or spaces are separate classes: %s; "
+            "fix the files, or set class_names",
+            root,
+            each,
+        )
 
 
 def _xml_files(root: Path, ann_dir: Path, split: str | None, builder: CocoBuilder) -> list[Path]:
