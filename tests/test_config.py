@@ -353,9 +353,29 @@ def test_a_bad_image_size_is_reported_without_follow_up_errors_about_the_steps()
     recipe = ROOT / "configs" / "shapes" / "fcos_r18.yaml"
     with pytest.raises(ConfigError) as info:
         load_config(recipe, ["data.image_size=-3"])
-    assert info.value.problems
-    assert all(p.startswith("data.image_size") for p in info.value.problems), info.value.problems
-    assert any("greater than 0" in p for p in info.value.problems)
+    *problems, note = info.value.problems
+    assert problems
+    assert all(p.startswith("data.image_size") for p in problems), problems
+    assert any("greater than 0" in p for p in problems)
+    assert note == "(set on the command line, not in the file: data.image_size=-3)"
+
+
+def test_a_mistake_on_the_command_line_is_told_from_one_in_the_file(tmp_path):
+    """The error names the config file; a typo given as an override says it came from the
+    command line, and a mistake in the file alone gets no such line."""
+    recipe = ROOT / "configs" / "shapes" / "fcos_r18.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_config(recipe, ["trainer.max_step=30", "data.batch_size=4"])
+    assert str(recipe) in str(info.value)
+    assert info.value.problems[0].startswith("trainer.max_step: unknown key")
+    assert info.value.problems[-1] == (
+        "(set on the command line, not in the file: trainer.max_step=30)"
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(recipe.read_text().replace("max_steps:", "max_step:"))
+    with pytest.raises(ConfigError) as info:
+        load_config(bad, ["data.batch_size=4"])
+    assert not any("command line" in p for p in info.value.problems)
 
 
 def test_trainer_precision_is_checked_against_lightning():

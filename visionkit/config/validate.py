@@ -74,9 +74,25 @@ def load_config(
         return validate_config(data, origin)
     except ConfigError as err:
         hints = format_override_hints(overrides, err.problems)
+        hints += command_line_note(err.problems, overrides) if err.source else []
         if not hints:
             raise
         raise ConfigError([*err.problems, *hints], err.source) from None
+
+
+def command_line_note(problems: Sequence[str], overrides: Sequence[str]) -> list[str]:
+    """A last line naming the overrides that set a key of ``problems`` (or one around it):
+    the error names the config file, and the mistake may be on the command line
+    (``trainer.max_step=30``)."""
+    wheres = [p.partition(":")[0].strip() for p in problems]
+    used = []
+    for override in overrides:
+        key = override.partition("=")[0].strip()
+        if key and any(
+            key == w or w.startswith(f"{key}.") or key.startswith(f"{w}.") for w in wheres
+        ):
+            used.append(override)
+    return [f"(set on the command line, not in the file: {', '.join(used)})"] if used else []
 
 
 def format_override_hints(overrides: Sequence[str], problems: Sequence[str]) -> list[str]:
