@@ -79,15 +79,14 @@ class SplitReport:
         lines = [f"wrote {self.files[s]} ({counted(self.counts[s], 'image')})" for s in self.counts]
         if "yaml" in self.files:
             lines.append(f"wrote {self.files['yaml']} (path, the split lists and the names)")
+        root = self.root
         if self.kind == "voc":
-            root = self.files["train"].parents[2]
             lines.append(
                 f"read them with format: voc, root: {root}, split: train (split: val for val), "
                 f"as configs/custom/detect_fcos_r18.yaml does: data.train.root={root} "
                 f"data.val.root={root}"
             )
         elif self.kind == "masks":
-            root = self.files["train"].parents[1]
             lines.append(
                 f"read them with format: mask_folder, root: {root}{self.folders}, split: train "
                 f"(split: val for val), e.g. data.train='{{format: mask_folder, root: {root}"
@@ -95,8 +94,8 @@ class SplitReport:
             )
         elif self.kind == "yolo":
             lines.append(
-                f"read them with format: yolo, root: {self.files['yaml']}, split: train (split: "
-                f"val for val), e.g. data.train='{{format: yolo, root: {self.files['yaml']}, "
+                f"read them with format: yolo, root: {root}, split: train (split: val for "
+                f"val), e.g. data.train='{{format: yolo, root: {root}, "
                 "split: train}'"
             )
         else:
@@ -114,13 +113,20 @@ class SplitReport:
         """The ``visionkit eval`` command that scores the test split (on data.val's folder,
         data.test takes its settings with ``split: test``)."""
         command = "visionkit eval --checkpoint runs/NAME/checkpoints/best.ckpt --split test"
+        if self.kind == "coco":
+            return f"{command} data.test.annotations={self.files['test']} data.test.images=IMAGES"
+        return f"{command} data.test.root={self.root}"
+
+    @property
+    def root(self) -> Path:
+        """What a config names as the dataset's ``root``: the VOC or mask folder (above
+        ``ImageSets/Main/`` or ``splits/``), YOLO's ``data.yaml``; COCO has none (its split
+        files' folder)."""
         if self.kind == "voc":
-            return f"{command} data.test.root={self.files['train'].parents[2]}"
+            return self.files["train"].parents[2]
         if self.kind == "masks":
-            return f"{command} data.test.root={self.files['train'].parents[1]}"
-        if self.kind == "yolo":
-            return f"{command} data.test.root={self.files['yaml']}"
-        return f"{command} data.test.annotations={self.files['test']} data.test.images=IMAGES"
+            return self.files["train"].parents[1]
+        return self.files.get("yaml", self.files["train"].parent)
 
 
 def split_counts(n: int, val: float, test: float = 0.0) -> dict[str, int]:

@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
 
@@ -274,7 +275,7 @@ class _WithoutVersion:
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)  # type: ignore[misc]
         items.pop("v_num", None)
-        if trainer.state.fn != "fit":  # eval's bar: no optimiser steps
+        if trainer.state.fn != TrainerFn.FITTING:  # eval's bar: no optimiser steps
             return items
         total = getattr(pl_module, "schedule_steps", None)
         known = isinstance(total, int) and total < UNENDING

@@ -159,8 +159,8 @@ def train(
     The run folder is ``output_dir`` (default ``<output_dir>/<name>`` of the config). A new run
     never writes into a folder that holds another run: it takes the first of ``<folder>-2``,
     ``<folder>-3``, ... that holds none (:func:`choose_run_dir`), unless it resumes (``resume``
-    names a checkpoint, or ``auto`` finds one that loads: it continues the run of that folder) or ``exist_ok`` (default: the config's
-    ``exist_ok``) says to reuse the folder.
+    names a checkpoint, or ``auto`` finds one that loads: it continues the run of that
+    folder) or ``exist_ok`` (default: the config's ``exist_ok``) says to reuse the folder.
 
     The run folder gets ``config.yaml`` (resolved), ``checkpoints/{best,last}.ckpt``,
     ``metrics.csv`` (per epoch), ``metrics.json`` (validation metrics of ``best.ckpt``, and
@@ -350,18 +350,19 @@ def resolve_resume(resume: str | os.PathLike | None, run_dir: Path) -> Path | No
         return None
     if str(resume) == "auto":
         found = find_resume_checkpoint(run_dir / "checkpoints")
-        unreadable = len(list((run_dir / "checkpoints").glob("*.ckpt"))) if found is None else 0
+        if found is not None:
+            logger.info("resume: auto: continuing from %s", found)
+            return found
+        unreadable = len(list((run_dir / "checkpoints").glob("*.ckpt")))
         if unreadable:
             logger.warning(
                 "resume: auto: none of the %d checkpoints in %s loads; starting a new run",
                 unreadable,
                 run_dir / "checkpoints",
             )
-        elif found is None:
-            logger.info("resume: auto: no checkpoint in %s; starting a new run", run_dir)
         else:
-            logger.info("resume: auto: continuing from %s", found)
-        return found
+            logger.info("resume: auto: no checkpoint in %s; starting a new run", run_dir)
+        return None
     load_checkpoint(resume)  # a clear CheckpointError now, not deep inside Lightning
     return Path(resume)
 

@@ -154,10 +154,11 @@ def to_coco_results(
     boxes = prediction["boxes"].detach().float().cpu().numpy().reshape(-1, 4)
     scores = prediction["scores"].detach().float().cpu().numpy().reshape(-1)
     labels = prediction["labels"].detach().cpu().numpy().reshape(-1)
-    outside = sorted({int(x) for x in labels if not 0 <= x < len(category_ids)})
-    if outside:  # a -1 would silently be the last category
+    outside = labels[(labels < 0) | (labels >= len(category_ids))]
+    if outside.size:  # a -1 would silently be the last category
         raise ValueError(
-            f"image {image_id}: predicted labels {outside} are not class indices "
+            f"image {image_id}: predicted labels {sorted(set(outside.tolist()))} are not class "
+            f"indices "
             f"0..{len(category_ids) - 1} (the {len(category_ids)} categories evaluated: "
             f"ids {list(category_ids)[:10]}{' ...' if len(category_ids) > 10 else ''})"
         )

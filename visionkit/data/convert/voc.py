@@ -138,11 +138,11 @@ def _warn_case_variants(parsed: list[tuple[Path, dict[str, Any] | None]], root: 
     """Log object names that differ only in case or spaces (``Raccoon`` beside ``raccoon``),
     each with the files that write it: they become separate classes, and the class lists of
     the splits then differ (training stops there, naming the classes but not the files)."""
-    files: dict[str, list[str]] = {}
+    files: dict[str, set[str]] = {}
     for xml_path, record in parsed:
         for obj in record["objects"] if record else ():
             if obj["name"]:
-                files.setdefault(obj["name"], []).append(relative_posix(xml_path, root))
+                files.setdefault(obj["name"], set()).add(relative_posix(xml_path, root))
     variants: dict[str, list[str]] = {}
     for name in files:
         variants.setdefault(name.strip().lower(), []).append(name)
@@ -150,8 +150,8 @@ def _warn_case_variants(parsed: list[tuple[Path, dict[str, Any] | None]], root: 
         if len(names) < 2:
             continue
         each = "; ".join(
-            f"{n!r} in {counted(len(set(files[n])), 'file')} ({', '.join(sorted(set(files[n]))[:3])}"
-            f"{', ...' if len(set(files[n])) > 3 else ''})"
+            f"{n!r} in {counted(len(files[n]), 'file')} ({', '.join(sorted(files[n])[:3])}"
+            f"{', ...' if len(files[n]) > 3 else ''})"
             for n in sorted(names, key=lambda n: (len(files[n]), n))  # the odd one first
         )
         logger.warning(
@@ -265,7 +265,7 @@ def _add(
     image = _find_image(img_dir, xml_path.stem, record["filename"])
     if image is None:
         folder, filename = img_dir.name, record["filename"]
-        if filename and _escapes(img_dir, filename):
+        if filename and _under(img_dir, filename) is None:
             builder.problem(
                 where,
                 f"<filename> {filename!r} points outside {folder}/ ('..' and absolute paths "
@@ -314,20 +314,20 @@ def _add(
         )
 
 
-def _escapes(img_dir: Path, filename: str) -> bool:
-    """Whether ``filename`` leads outside ``img_dir`` (``..``, an absolute path elsewhere)."""
+def _under(img_dir: Path, filename: str) -> Path | None:
+    """``img_dir / filename``, or ``None`` when it leads outside (``..``, an absolute path
+    elsewhere)."""
     try:
-        resolve_under_root(img_dir, filename)
+        return resolve_under_root(img_dir, filename)
     except ValueError:
-        return True
-    return False
+        return None
 
 
 def _find_image(img_dir: Path, stem: str, filename: str) -> Path | None:
     """``JPEGImages/<filename>`` when it exists (and stays inside), else the one image file of
     that stem."""
-    inside = filename and not _escapes(img_dir, filename)
-    if inside and resolve_under_root(img_dir, filename).is_file():
+    path = _under(img_dir, filename) if filename else None
+    if path is not None and path.is_file():
         return img_dir / os.path.normpath(filename)
     candidates = sorted(
         p for p in img_dir.glob(f"{stem}.*") if p.suffix.lower() in IMAGE_EXTENSIONS
