@@ -40,6 +40,10 @@ def test_a_published_voc_folder_is_split_into_lists_the_voc_reader_takes(tmp_pat
     assert f"wrote {folder / 'train.txt'} (7 images)" in out
     assert f"wrote {folder / 'val.txt'} (2 images)" in out
     assert f"wrote {folder / 'test.txt'} (1 image)" in out
+    assert (  # the command that scores the test split, not every image of the folder
+        "score the test split once, at the end: visionkit eval --checkpoint "
+        f"runs/NAME/checkpoints/best.ckpt --split test data.test.root={root}" in out
+    )
     parts = {s: (folder / f"{s}.txt").read_text().split() for s in ("train", "val", "test")}
     assert sorted(sum(parts.values(), [])) == sorted(f"raccoon-{i}" for i in range(10))
     for split, ids in parts.items():
