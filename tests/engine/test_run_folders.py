@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 
@@ -66,3 +67,35 @@ def test_the_cli_prints_the_folder_it_chose(tiny_config, tmp_path, capsys):
     assert code == 0 and f"run folder: {tmp_path / 'runs' / 'tiny-2'}\n" in out
     code, out, _ = run(["train", "--config", config, "--exist-ok", *SHORT], capsys)
     assert code == 0 and f"run folder: {tmp_path / 'runs' / 'tiny'}\n" in out
+
+
+def _rows(run_dir) -> list[dict[str, str]]:
+    return list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
+
+
+def test_metrics_csv_has_a_row_at_each_validation_between_epochs(tiny_config):
+    """Validating every 2 steps with epochs of 3: each validation's metrics are in a row at its
+    own step (not carried into later epochs' rows), an epoch-end validation shares the epoch's
+    row, and the curves are drawn over steps."""
+    steps = ["trainer.max_epochs=-1", "trainer.max_steps=6", "trainer.check_val_every_n_epoch=null"]
+    run_dir, _ = train(tiny_config, [*steps, "trainer.val_check_interval=2"])
+    rows = _rows(run_dir)
+    assert [(r["epoch"], r["step"]) for r in rows] == [
+        ("0", "2"),
+        ("0", "3"),
+        ("1", "4"),
+        ("1", "6"),
+    ]
+    validated = [bool(r["cls/top1"]) for r in rows]
+    trained = [bool(r["train/loss_epoch"]) for r in rows]
+    assert validated == [True, False, True, True] and trained == [False, True, False, True]
+    assert all(r["lr"] for r in rows)
+    assert (run_dir / "plots" / "curves.png").stat().st_size > 0
+
+
+def test_metrics_csv_rows_without_a_validation_carry_no_earlier_metrics(tiny_config):
+    run_dir, _ = train(tiny_config, ["trainer.max_epochs=4", "trainer.check_val_every_n_epoch=2"])
+    rows = _rows(run_dir)
+    assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"]  # one row per epoch, as before
+    assert [bool(r["cls/top1"]) for r in rows] == [False, True, False, True]
+    assert all(r["train/loss_epoch"] for r in rows)

@@ -1,4 +1,4 @@
-"""Callbacks that fill the run folder: per-epoch ``metrics.csv``, ``plots/curves.png``, and the
+"""Callbacks that fill the run folder: ``metrics.csv`` (per epoch and validation), ``plots/curves.png``, and the
 per-step log ``logs/metrics.csv`` (:class:`StepLog`); the loggers of the config's ``logger:``
 list (:func:`make_loggers`)."""
 
@@ -33,18 +33,35 @@ logger = logging.getLogger(__name__)
 
 
 class RunFolderCallback(L.Callback):
-    """Appends one row per epoch to ``metrics.csv`` and redraws ``plots/curves.png``.
+    """Writes ``metrics.csv`` and redraws ``plots/curves.png``: one row per training epoch
+    (``train/...`` epoch means) and one per validation (``val/loss``, ``cls/top1``, ...), a
+    validation at an epoch's end sharing the epoch's row. A validation between epochs (a
+    step-based ``val_check_interval``) has its own row at its step, so every row's metrics were
+    measured at its ``step``; the curves' x-axis is then the step, else the epoch.
 
-    Columns: ``epoch``, ``step``, ``lr``, then every epoch-level metric the system logged
-    (``train/loss_epoch``, ``val/loss``, ``cls/top1``, ...).
+    Columns: ``epoch``, ``step``, ``lr``, then every metric the system logged.
     """
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self.rows: list[dict[str, Any]] = []
+        self.x_axis = "epoch"
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.x_axis = "step" if trainer.check_val_every_n_epoch is None else "epoch"
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        self._add(trainer, lambda key: not key.startswith("train/"))
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._add(trainer, lambda key: key.startswith("train/"))
+
+    def _add(self, trainer: L.Trainer, wanted: Any) -> None:
+        """Adds the metrics ``wanted`` picks (epoch-level ones) to the row of this step."""
         row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         if trainer.optimizers:
             row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
@@ -53,12 +70,17 @@ class RunFolderCallback(L.Callback):
                 key.endswith("_step")
                 or "/" not in key
                 or f"{key}_epoch" in trainer.callback_metrics
+                or not wanted(key)
             ):
                 continue
             row[key] = float(value)
-        self.rows.append(row)
+        last = self.rows[-1] if self.rows else {}
+        if (last.get("epoch"), last.get("step")) == (row["epoch"], row["step"]):
+            last.update(row)
+        else:
+            self.rows.append(row)
         self.write_csv()
-        plot_curves(self.rows, self.run_dir / "plots" / "curves.png")
+        plot_curves(self.rows, self.run_dir / "plots" / "curves.png", x_axis=self.x_axis)
 
     def write_csv(self) -> None:
         columns = list(dict.fromkeys(k for row in self.rows for k in row))
@@ -131,8 +153,8 @@ CURVE_BREAKDOWNS = re.compile(r"(^|_)AR|_(small|medium|large)$|^IoU_|(^|_)tar@|(
 MONITOR_RATES = ("lr-", "momentum-")
 
 
-def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
-    """Per-epoch panels, four to a row: the total losses (``train/loss_epoch``, ``val/loss``),
+def plot_curves(rows: list[dict[str, Any]], path: Path, x_axis: str = "epoch") -> None:
+    """Panels over ``x_axis`` (a column of ``rows``: ``epoch`` or ``step``), four to a row: the total losses (``train/loss_epoch``, ``val/loss``),
     each head's training loss (``train/<head>/loss_epoch``, with several heads), each head's
     validation metrics (:func:`curve_panels`), and the learning rates (``lr`` and the
     per-group ``train/lr_*``)."""
@@ -148,12 +170,12 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_visible(False)
     for ax, (title, names) in zip(axes.flat, panels, strict=False):
         for name in names:
-            points = [(r["epoch"], r[name]) for r in rows if name in r and math.isfinite(r[name])]
+            points = [(r[x_axis], r[name]) for r in rows if name in r and math.isfinite(r[name])]
             if points:
                 xs, ys = zip(*points, strict=False)
                 ax.plot(xs, ys, marker="o", label=name)
         ax.set_title(title)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(x_axis)
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend(fontsize=8)

@@ -163,7 +163,7 @@ def train(
     folder) or ``exist_ok`` (default: the config's ``exist_ok``) says to reuse the folder.
 
     The run folder gets ``config.yaml`` (resolved), ``checkpoints/{best,last}.ckpt``,
-    ``metrics.csv`` (per epoch), ``metrics.json`` (validation metrics of ``best.ckpt``, and
+    ``metrics.csv`` (per epoch and validation), ``metrics.json`` (validation metrics of ``best.ckpt``, and
     ``time/train_s`` / ``time/val_s``: this process's wall time of training steps and of the
     validations between them), ``plots/curves.png`` and ``logs/`` (per-step CSV log).
 
