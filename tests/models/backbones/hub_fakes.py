@@ -24,12 +24,15 @@ import torchvision
 from huggingface_hub.errors import EntryNotFoundError
 from timm.models import _hub
 
+from visionkit.models.backbones import pretrained
+
 COMMIT = "c0ffee" + "0" * 34
 
 
 def isolated_caches(monkeypatch: pytest.MonkeyPatch, root: Path) -> tuple[Path, Path]:
     """Empty Hugging Face and torch hub caches under ``root``, the offline switches unset
-    (online), and sockets that fail the test: ``(HF_HUB_CACHE, torch hub checkpoints)``."""
+    (online, the hub taken as reachable), and sockets that fail the test:
+    ``(HF_HUB_CACHE, torch hub checkpoints)``."""
     hf, torch_home = root / "hf" / "hub", root / "torch"
     monkeypatch.setenv("HF_HOME", str(root / "hf"))
     monkeypatch.setenv("HF_HUB_CACHE", str(hf))
@@ -41,6 +44,7 @@ def isolated_caches(monkeypatch: pytest.MonkeyPatch, root: Path) -> tuple[Path, 
         raise AssertionError("a test tried to use the network")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(pretrained, "host_unreachable", lambda url: None)  # the fakes answer
     return hf, torch_home / "hub" / "checkpoints"
 
 

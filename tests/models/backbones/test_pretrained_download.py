@@ -5,6 +5,9 @@ is neither cached nor downloadable. No network: a fake Hugging Face hub and ``fi
 
 from __future__ import annotations
 
+import socket
+from urllib.parse import urlparse
+
 import pytest
 import timm
 import torch
@@ -17,11 +20,12 @@ from tests.models.backbones.hub_fakes import (
     isolated_caches,
     serve_torchvision_file,
 )
-from visionkit.models.backbones import WeightsNotCachedError, create_backbone
+from visionkit.models.backbones import WeightsNotCachedError, create_backbone, pretrained
 
 TIMM_NAME = "test_convnext"  # 272k parameters; its weights repo is timm/test_convnext.r160_in1k
 TIMM_REPO = "timm/test_convnext.r160_in1k"
 TV_NAME = "squeezenet1_1"  # the smallest torchvision classifier with weights
+REAL_HOST_UNREACHABLE = pretrained.host_unreachable  # isolated_caches replaces it
 
 
 @pytest.fixture
@@ -147,6 +151,71 @@ def test_no_network_is_a_failed_download_with_the_same_advice(caches, monkeypatc
     with pytest.raises(WeightsNotCachedError, match=r"the download failed \(URLError: ") as info:
         create_backbone(f"torchvision/{TV_NAME}", pretrained=True)
     assert f"`visionkit weights pull torchvision/{TV_NAME}`" in str(info.value)
+
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+def without_proxies(monkeypatch) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.mark.reliability
+def test_a_hub_whose_name_does_not_resolve_fails_at_once_without_retries(caches, monkeypatch):
+    """No network (the hub's name does not resolve): the error comes before huggingface_hub's
+    half a minute of retries, which is never called, and says what to set."""
+    monkeypatch.setattr(pretrained, "host_unreachable", REAL_HOST_UNREACHABLE)
+    without_proxies(monkeypatch)
+    forbid_downloads(monkeypatch)
+    asked: list[str] = []
+
+    def no_dns(host, *args, **kwargs):
+        asked.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    with pytest.raises(WeightsNotCachedError) as info:
+        create_backbone(TIMM_NAME, pretrained=True)
+    host = urlparse(pretrained.hf_endpoint()).hostname
+    assert asked == [host]
+    message = str(info.value)
+    assert f"the download failed (cannot resolve {host} (Name or service not known)" in message
+    assert f"`visionkit weights pull {TIMM_NAME}`" in message
+    assert "set VISIONKIT_OFFLINE=1 (or HF_HUB_OFFLINE=1)" in message
+
+
+@pytest.mark.reliability
+def test_a_hub_that_refuses_the_connection_fails_at_once(caches, monkeypatch):
+    monkeypatch.setattr(pretrained, "host_unreachable", REAL_HOST_UNREACHABLE)
+    without_proxies(monkeypatch)
+    forbid_downloads(monkeypatch)
+    address = (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", 443))
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: [address])
+
+    def refused(self, address):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(socket.socket, "connect", refused)
+    with pytest.raises(
+        WeightsNotCachedError, match=r"cannot connect to [\w.-]+:443 \(Connection refused\)"
+    ):
+        create_backbone(TIMM_NAME, pretrained=True)
+
+
+def test_behind_a_proxy_the_download_itself_is_tried(monkeypatch):
+    """A proxy decides what is reachable: no direct connection is tried."""
+    without_proxies(monkeypatch)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+
+    def no_socket(*args, **kwargs):
+        raise AssertionError("a direct connection was tried")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_socket)
+    monkeypatch.setattr(socket.socket, "connect", no_socket)
+    assert REAL_HOST_UNREACHABLE("https://huggingface.co") is None
+    assert REAL_HOST_UNREACHABLE("file:///tmp/x") is None
 
 
 @pytest.mark.reliability

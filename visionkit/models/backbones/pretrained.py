@@ -21,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +157,12 @@ def fetch(source: WeightsSource) -> Path:
     if found is not None:
         return found
     why, failed = offline_reason(), False
+    if why is None and source.hf_repo:
+        unreachable = host_unreachable(hf_endpoint())
+        if unreachable:
+            raise WeightsNotCachedError(
+                source.name, source.expected_at(), f"the download failed ({unreachable})", True
+            )
     if why is None:
         try:
             if source.hf_repo:
@@ -168,6 +176,36 @@ def fetch(source: WeightsSource) -> Path:
         else:
             why = "no file to download"
     raise WeightsNotCachedError(source.name, source.expected_at(), why, failed)
+
+
+#: Seconds to wait for a connection to the hub (huggingface_hub's own ``HF_HUB_ETAG_TIMEOUT``).
+CONNECT_TIMEOUT_S = 10.0
+
+
+def host_unreachable(url: str) -> str | None:
+    """Why the host of ``url`` cannot be reached (its name does not resolve, or no connection
+    within :data:`CONNECT_TIMEOUT_S`), else ``None``; also ``None`` behind a proxy, which the
+    download itself goes through. A machine without network is told so at once, where
+    huggingface_hub would retry for half a minute first."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or urllib.request.getproxies():
+        return None
+    host = parsed.hostname or ""
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except socket.gaierror as err:
+        return f"cannot resolve {host} ({err.strerror or err}): no network access?"
+    except OSError as err:
+        return f"cannot connect to {host}:{port} ({err.strerror or err}): no network access?"
+    return None
+
+
+def hf_endpoint() -> str:
+    """The Hugging Face hub's address (``HF_ENDPOINT``, default ``https://huggingface.co``)."""
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
 
 
 def _download_hf(repo_id: str, filenames: tuple[str, ...]) -> Path:
