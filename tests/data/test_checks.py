@@ -20,7 +20,7 @@ def test_report_groups_problems_by_kind_and_caps_each_kind():
     report.add("box clipped", "annotation id 5", "clipped", severity="warning")
     lines = report.problem_lines("error")
     assert lines[:2] == ["missing file: images/0.png", "missing file: images/1.png"]
-    assert "... and 3 more missing file" in lines
+    assert "... and 3 more (missing file)" in lines
     assert lines[-1] == "unknown category: annotation id 4: category_id 9"
     err = report.error()
     assert type(err) is DataError and err.report is report  # image files: a DataError

@@ -286,3 +286,34 @@ def test_unlabelled_pixels_reach_loss_and_evaluator_as_ignore_pixel(tmp_path, ma
     evaluator.process({"image_ids": torch.tensor([1])}, [{"mask": torch.zeros(SIZE, SIZE)}])
     evaluator.evaluate()
     assert int(evaluator.global_confusion.sum()) == int((~void).sum())  # void pixels not counted
+
+
+def test_check_data_counts_the_images_and_pixels_of_each_class(tmp_path):
+    """``check-data`` (decode) on a mask folder: images holding each class and each class's
+    share of the pixels, a class no label uses shown with 0, the unlabelled share named with
+    the dataset's own void value."""
+    spec = index_labels_with_void(tmp_path, 11)
+    (tmp_path / "classes.txt").write_text("a\nb\nc\nnever\n")
+    report = MaskFolderDataset(tmp_path, ignore_index=11, image_check="decode").report
+    labels = np.stack([label_map(0), label_map(1)])
+    share = [100 * (labels == k).mean() for k in (0, 1, 2, -1)]
+    assert report.class_counts["semantic"] == {"a": 2, "b": 2, "c": 2, "never": 0}
+    text = report.render()
+    assert "images per class (semantic): a 2, b 2, c 2, never 0" in text
+    assert (
+        f"pixels per class (semantic): a {share[0]:.1f}%, b {share[1]:.1f}%, c {share[2]:.1f}%, "
+        f"never 0.0%, unlabelled (ignore_index 11) {share[3]:.1f}%"
+    ) in text
+    assert spec["ignore_index"] == 11
+    # training reads headers only: no pixel counts, nothing decoded
+    assert "semantic" not in MaskFolderDataset(tmp_path, ignore_index=11).report.class_counts
+
+
+def test_check_data_counts_the_pixels_of_colour_labels(tmp_path):
+    spec = palette_spec(tmp_path)
+    dataset = MaskFolderDataset(
+        tmp_path, masks="labels", mask_suffix="_L", palette=spec["palette"], image_check="decode"
+    )
+    text = dataset.report.render()
+    assert "images per class (semantic): Sky 2, Building 2, Car 2" in text
+    assert "unlabelled (void colour) 6.2%" in text  # the 8x8 corner of 32x32

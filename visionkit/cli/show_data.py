@@ -45,7 +45,7 @@ from visionkit.build import (
 from visionkit.build.data import SPLITS, split_spec
 from visionkit.checkpoint import holds_files, unused_folder
 from visionkit.config import Config, load_config
-from visionkit.data.checks import DataReport, inspect_samples
+from visionkit.data.checks import DataReport, count_unit, inspect_samples
 from visionkit.data.classes import class_source
 from visionkit.data.datasets import MixedDataset, TransformedDataset, val_sets
 from visionkit.engine.pictures import ground_truth
@@ -249,8 +249,7 @@ def plot_statistics(entries: Sequence[tuple[str, DataReport, Counter | None]], p
     for where, report, sizes in entries:
         charts = []
         for family, counts in report.class_counts.items():
-            what = "images" if family == "class" else "instances"
-            charts.append((f"{where}: {what} per class", dict(counts)))
+            charts.append((f"{where}: {count_unit(family)} per class", dict(counts)))
         if sizes is not None:
             charts.append((f"{where}: boxes per COCO area", {k: sizes[k] for k in SIZE_NAMES}))
         common = report.image_sizes.most_common(10)

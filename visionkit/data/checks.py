@@ -43,6 +43,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from visionkit.data.batch import IGNORE_PIXEL
 from visionkit.data.io import read_image, read_image_header
 from visionkit.errors import (
     AnnotationError,
@@ -121,8 +124,8 @@ class DataReport:
         num_images: images listed by the dataset (before any was skipped).
         num_kept: images the reader kept (after ``on_bad_image: skip`` / ``keep_negatives``).
         num_annotations: annotations (boxes, masks) kept.
-        class_counts: label family → class name → count (instances for ``"instances"``,
-            images for ``"class"``).
+        class_counts: label family → class name → count (:func:`count_unit`: instances for
+            ``"instances"``, images holding the class for ``"class"`` and ``"semantic"``).
         image_sizes: ``(H, W)`` → number of images.
         boxes_per_image: number of boxes of each image with box labels.
         empty_images: the images without any box (``file (image id N)``).
@@ -159,7 +162,7 @@ class DataReport:
         self, severity: str | None = None, max_per_kind: int = MAX_SHOWN_PER_KIND
     ) -> list[str]:
         """``"kind: where: detail"`` lines grouped by kind, at most ``max_per_kind`` of each
-        kind, then ``"... and N more <kind>"``."""
+        kind, then ``"... and N more (<kind>)"``."""
         groups: dict[str, list[Problem]] = defaultdict(list)
         for p in self.problems:
             if severity is None or p.severity == severity:
@@ -168,7 +171,7 @@ class DataReport:
         for kind, items in groups.items():
             lines += [f"{kind}: {p}" for p in items[:max_per_kind]]
             if len(items) > max_per_kind:
-                lines.append(f"... and {len(items) - max_per_kind} more {kind}")
+                lines.append(f"... and {len(items) - max_per_kind} more ({kind})")
         return lines
 
     def counts_by_kind(self, severity: str | None = None) -> Counter:
@@ -228,7 +231,7 @@ class DataReport:
                 text += f", ... ({len(self.image_sizes) - 5} more sizes)"
             lines.append(f"  image sizes (HxW): {text}")
         for family, counts in self.class_counts.items():
-            what = "images" if family == "class" else "instances"
+            what = count_unit(family)
             text = ", ".join(f"{name} {n}" for name, n in counts.items())
             lines.append(f"  {what} per class ({family}): {text or 'none'}")
         lines += [f"  {note}" for note in self.notes]
@@ -244,6 +247,24 @@ class DataReport:
                 lines.append(f"  {title}: {sum(found.values())}")
                 lines += [f"    {line}" for line in self.problem_lines(severity)]
         return "\n".join(lines)
+
+
+def count_unit(family: str) -> str:
+    """What ``DataReport.class_counts[family]`` counts: ``"instances"`` (boxes, masks) for
+    ``"instances"``, else ``"images"`` (an image's class, the images a class's pixels are in)."""
+    return "instances" if family == "instances" else "images"
+
+
+def pixel_shares(pixels: np.ndarray, names: Sequence[str], void: str) -> str:
+    """``"sky 15.8%, building 23.1%, ..., unlabelled (ignore_index 11) 4.9%"``: the share of
+    each class in the pixel counts ``pixels`` (a bincount of label values, ``IGNORE_PIXEL`` for
+    unlabelled pixels), the unlabelled share with ``void`` saying how they are marked."""
+    total = max(int(pixels.sum()), 1)
+    parts = [f"{name} {100 * pixels[k] / total:.1f}%" for k, name in enumerate(names)]
+    unlabelled = int(pixels[IGNORE_PIXEL]) if len(pixels) > IGNORE_PIXEL else 0
+    if unlabelled:
+        parts.append(f"unlabelled ({void}) {100 * unlabelled / total:.1f}%")
+    return ", ".join(parts)
 
 
 @dataclass(frozen=True)

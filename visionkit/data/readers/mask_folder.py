@@ -44,6 +44,7 @@ writes these lists; mmsegmentation's ``ann_file`` lists of stems read as they ar
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -57,6 +58,7 @@ from visionkit.data.checks import (
     DataReport,
     ImageFile,
     check_image_files,
+    pixel_shares,
     policy,
     read_or_skip,
     where_of,
@@ -244,6 +246,8 @@ class MaskFolderDataset:
         kind = "PNG" if self.mask_ext == ".png" else "TIFF"
         colour = self.palette is not None
         keep = []
+        pixels = np.zeros(IGNORE_PIXEL + 1, dtype=np.int64)  # per label value, when decoded
+        images_with = np.zeros(IGNORE_PIXEL + 1, dtype=np.int64)
         for image_path, mask_path, size in zip(self.paths, self.mask_paths, sizes, strict=True):
             if size is None:
                 keep.append(self.on_bad_image != "skip")
@@ -276,9 +280,19 @@ class MaskFolderDataset:
                 )
             elif decode:
                 try:
-                    self._read_mask_file(mask_path)
+                    counts = np.bincount(self._read_mask_file(mask_path).ravel(), minlength=256)
                 except AnnotationError as err:
                     report.add("bad label file", where, str(err).removeprefix(f"{mask_path}: "))
+                else:
+                    pixels += counts
+                    images_with += counts > 0
+        if pixels.any():
+            names = self.label_names["semantic"]
+            report.class_counts["semantic"] = Counter(
+                {name: int(images_with[k]) for k, name in enumerate(names)}
+            )
+            void = f"ignore_index {self.ignore_index}" if self.palette is None else "void colour"
+            report.notes.append(f"pixels per class (semantic): {pixel_shares(pixels, names, void)}")
         if not all(keep):
             self.paths = [p for p, k in zip(self.paths, keep, strict=True) if k]
             self.mask_paths = [p for p, k in zip(self.mask_paths, keep, strict=True) if k]
