@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from tests.helpers import detection_config, make_coco, run
-from visionkit.cli.evaluate import per_class_tables
+from visionkit.cli.evaluate import per_class_tables, report, write_plots
 from visionkit.config import load_config
 from visionkit.errors import ConfigError
 from visionkit.evaluation.classification import ClassificationEvaluator
@@ -130,6 +130,45 @@ def test_semantic_heads_get_a_per_class_iou_table():
         f"|  | mean | 3 | {metrics['seg/mIoU']:.3f} |",
         "",
     ]
+
+
+def test_semantic_and_classification_heads_get_a_confusion_matrix_in_eval(tmp_path):
+    """eval's folder gets the pixel (semantic) and image (classification) confusion matrices,
+    rows normalised, and its JSON their counts, ``matrix[true][predicted]``."""
+
+    class Labels:
+        def load_semantic(self, image_id):
+            return np.array([[0, 0], [1, 255]])
+
+    seg = SemanticEvaluator("seg", 3, ["bg", "fg", "edge"], Labels())
+    seg.process({"image_ids": torch.tensor([1])}, [{"mask": torch.tensor([[0, 1], [1, 1]])}])
+    seg.evaluate()
+    cls = ClassificationEvaluator("cls", 2, ["cat", "dog"])
+    batch = {"image_ids": torch.arange(1, 4), "class": torch.tensor([0, 1, 1])}
+    cls.process(batch, [{"scores": torch.tensor(s)} for s in ([0.9, 0.1], [0.8, 0.2], [0, 1])])
+    cls.evaluate()
+    evaluators = {"seg": seg, "cls": cls}
+    checkpoint = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    written = write_plots(evaluators, str(checkpoint), conf=0.25)
+    folder = tmp_path / "run" / "eval"
+    assert written == [
+        folder / "confusion_matrix_seg_normalized.png",
+        folder / "confusion_matrix_cls_normalized.png",
+    ]
+    assert all(path.stat().st_size > 0 for path in written)
+    confusion = report({}, evaluators, written)["confusion"]
+    assert confusion["seg"] == {
+        "classes": ["bg", "fg", "edge"],
+        "unit": "pixels",
+        "matrix": [[1, 1, 0], [0, 1, 0], [0, 0, 0]],  # the unlabelled pixel is not counted
+    }
+    assert confusion["cls"] == {
+        "classes": ["cat", "dog"],
+        "unit": "images",
+        "matrix": [[1, 0], [1, 1]],
+    }
+    assert write_plots({}, str(checkpoint), conf=0.25) == []  # nothing to draw: no new folder
+    assert not (tmp_path / "run" / "eval-2").exists()
 
 
 def test_classification_heads_get_per_class_recall_and_precision():

@@ -57,6 +57,7 @@ def test_semantic_and_instance_heads_train_evaluate_and_predict(
     assert float(ious[-1]["IoU"]) == pytest.approx(metrics["seg/mIoU"], abs=1e-6)
     assert "Per-class IoU of `seg`" in (run_dir / "per_class_iou_seg.md").read_text()
     assert (run_dir / "per_class_ap_inst.csv").is_file()
+    assert (run_dir / "plots" / "confusion_seg.png").stat().st_size > 0  # pixels, rows normalised
     rows = list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
     for key in ("train/loss_epoch", "train/seg/loss_epoch", "train/inst/mask_epoch"):
         losses = [float(r[key]) for r in rows]

@@ -13,7 +13,8 @@ stderr.
 
 The plots (:mod:`visionkit.evaluation.plots`: precision-recall curves and detection confusion
 matrices, the latter at score ``max(--conf, 0.25)`` or ``--matrix-conf``:
-:func:`~visionkit.evaluation.plots.confusion_conf`) go to a new ``eval`` / ``eval-N`` folder of the checkpoint's run
+:func:`~visionkit.evaluation.plots.confusion_conf`; the pixel / image confusion matrix of a
+semantic / classification head) go to a new ``eval`` / ``eval-N`` folder of the checkpoint's run
 (:func:`~visionkit.evaluation.plots.eval_dir`), unless ``--no-plots``.
 
 The module is ``evaluate`` rather than ``eval``, which would hide the builtin."""
@@ -31,7 +32,13 @@ from typing import Any
 
 from visionkit.build.data import EVAL_SPLITS
 from visionkit.cli._shared import add_tta_argument, is_global_zero
-from visionkit.engine.pictures import markdown_table, per_class_table, table_title
+from visionkit.engine.pictures import (
+    class_confusion,
+    markdown_table,
+    per_class_table,
+    plot_confusion,
+    table_title,
+)
 from visionkit.engine.runner import evaluate, metrics_json
 from visionkit.errors import ConfigError
 from visionkit.inference.device import DEVICE_HELP, add_device_arguments
@@ -206,18 +213,29 @@ def matrix_line(conf: float, explicit: bool) -> str:
 
 
 def write_plots(evaluators: Mapping[str, Any], checkpoint: str, conf: float) -> list[Path]:
-    """The PNGs of every COCO evaluator (:func:`~visionkit.evaluation.plots.write_eval_plots`)
-    in a new :func:`~visionkit.evaluation.plots.eval_dir` folder, the confusion matrices at
-    score ``conf``; none (and no folder) without a COCO evaluator."""
+    """The PNGs of every evaluator with plots in a new :func:`~visionkit.evaluation.plots.
+    eval_dir` folder: a COCO evaluator's (:func:`~visionkit.evaluation.plots.write_eval_plots`,
+    the box confusion matrices at score ``conf``), a semantic or classification evaluator's
+    confusion matrix with its rows normalised (``confusion_matrix_<head>_normalized.png``:
+    :func:`~visionkit.engine.pictures.class_confusion`); none (and no folder) without them."""
     from visionkit.evaluation.plots import eval_dir, write_eval_plots
 
     coco = coco_evaluators(evaluators)
-    if not coco:
+    matrices = {key: class_confusion(evaluator) for key, evaluator in evaluators.items()}
+    matrices = {key: found for key, found in matrices.items() if found is not None}
+    if not coco and not matrices:
         return []
     folder = eval_dir(checkpoint)
     written: list[Path] = []
-    for key, evaluator in coco.items():
-        written += write_eval_plots(evaluator, key.replace("@", "_"), folder, conf=conf)
+    for key, evaluator in evaluators.items():
+        name = key.replace("@", "_")
+        if key in coco:
+            written += write_eval_plots(evaluator, name, folder, conf=conf)
+        elif key in matrices:
+            counts, names, unit = matrices[key]
+            path = folder / f"confusion_matrix_{name}_normalized.png"
+            plot_confusion(counts, names, path, title=f"({name})", unit=unit)
+            written.append(path)
     return written
 
 
@@ -259,7 +277,8 @@ def report(
     (COCO evaluator key → iou type → pycocotools' summary lines, ``null`` without detections),
     ``confusion`` (COCO evaluator key → its box confusion matrix at score ``matrix_conf``,
     default 0.25, with the class order: :func:`~visionkit.evaluation.plots.
-    detection_confusion`) and ``plots`` (the PNGs written). ``nan`` is written as ``null``."""
+    detection_confusion`; semantic / classification evaluator key → ``{"classes", "unit":
+    "pixels" | "images", "matrix"}``, ``matrix[true][predicted]`` counts) and ``plots`` (the PNGs written). ``nan`` is written as ``null``."""
     from visionkit.evaluation.plots import confusion_conf, detection_confusion
 
     per_class = {}
@@ -276,6 +295,11 @@ def report(
         key: detection_confusion(evaluator, conf)
         for key, evaluator in coco_evaluators(evaluators).items()
     }
+    for key, evaluator in evaluators.items():
+        found = class_confusion(evaluator)
+        if found is not None:
+            counts, names, unit = found
+            confusion[key] = {"classes": names, "unit": unit, "matrix": counts.tolist()}
     return _clean(
         {
             "metrics": dict(metrics),

@@ -138,6 +138,10 @@ class ValidationPictures(L.Callback):
                 plot_confusion(counts, names, plots / f"confusion_{name}.png", title=name)
         for key, evaluator in pl_module.evaluators.items():
             write_class_tables(evaluator, self.run_dir, key.replace("@", "_"))
+            found = class_confusion(evaluator)
+            if found is not None and found[2] == "pixels":  # classification: from the logits
+                name = key.replace("@", "_")
+                plot_confusion(*found[:2], plots / f"confusion_{name}.png", name, unit="pixels")
         if self.grid_during_fit or trainer.state.fn != TrainerFn.FITTING:
             samples = self._samples(trainer)
             if samples:
@@ -262,10 +266,12 @@ def confident(prediction: dict[str, Any], min_score: float) -> dict[str, Any]:
     return out
 
 
-def plot_confusion(counts: Tensor, names: list[str], path: Path, title: str = "") -> None:
-    """The confusion matrix ``counts[true, predicted]`` normalised per true class (row), as a
-    heat map with the class names and the share in each cell
-    (:func:`visionkit.evaluation.plots.draw_matrix`)."""
+def plot_confusion(
+    counts: Tensor, names: list[str], path: Path, title: str = "", unit: str = "images"
+) -> None:
+    """The confusion matrix ``counts[true, predicted]`` (of ``unit``: images, pixels)
+    normalised per true class (row), as a heat map with the class names and the share in each
+    cell (:func:`visionkit.evaluation.plots.draw_matrix`)."""
     counts = counts.double()
     totals = counts.sum(1, keepdim=True)
     shares = torch.where(totals > 0, counts / totals.clamp(min=1), torch.zeros_like(counts))
@@ -274,11 +280,25 @@ def plot_confusion(counts: Tensor, names: list[str], path: Path, title: str = ""
         names,
         names,
         path,
-        title=f"{title} confusion (rows normalised, {int(counts.sum())} images)".strip(),
+        title=f"{title} confusion (rows normalised, {int(counts.sum())} {unit})".strip(),
         xlabel="predicted",
         ylabel="true",
         vmax=1.0,
     )
+
+
+def class_confusion(evaluator: Any) -> tuple[Tensor, list[str], str] | None:
+    """``(counts[true, predicted], class names, unit)`` of an evaluator that has scored and
+    counts (true, predicted) classes: a semantic head's pixels, a classification head's images
+    (top-1); ``None`` for others (COCO evaluators have their own box matrix)."""
+    if getattr(evaluator, "global_confusion", None) is not None:
+        counts, unit = evaluator.global_confusion, "pixels"
+    elif getattr(evaluator, "confusion", None) is not None and hasattr(evaluator, "per_class"):
+        counts, unit = evaluator.confusion, "images"
+    else:
+        return None
+    names = evaluator.class_names or [str(i) for i in range(counts.shape[0])]
+    return counts.cpu(), list(names), unit
 
 
 def ap_table(evaluator: Any) -> tuple[list[str], list[dict[str, Any]]]:
