@@ -53,8 +53,9 @@ DESCRIPTIONS: dict[str, str] = {
     "or `HF_HUB_OFFLINE=1`; docs/pretrained.md); a path: a local `.safetensors` / `.pth` / "
     "`.pt` / `.bin` state dict",
     "model.backbone.out_indices": "feature levels to return (negative allowed); `null`: all",
-    "model.backbone.kwargs": "extra keyword arguments of the backbone builder (for timm "
-    "names, `timm.create_model` arguments); checked when the model is built",
+    "model.backbone.kwargs": "architecture arguments (e.g. `drop_path_rate`, `output_stride`): "
+    "only those of the model's class (timm's or torchvision's) or of a registered builder "
+    "function, never one that could load a file; checked when the model is built",
     "model.neck": "`{name: <registered neck>, ...arguments}` (below), or `null` for none",
     "model.heads": "head name → `{name: <registered head>, ...arguments}` (below); at least one",
     "model.loss_balancing": "how the heads' losses make the total",

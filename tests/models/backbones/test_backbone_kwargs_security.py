@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import visionkit
+from tests.helpers import run
 from visionkit.models.backbones import BackboneError, create_backbone
+from visionkit.models.backbones.base import refuse_unsafe_kwargs
 
 
 class _Payload:
@@ -45,9 +47,9 @@ def test_timm_file_arguments_are_refused_before_timm_sees_them(evil_file, key):
     [
         ({"weights": "DEFAULT"}, r"kwargs\.weights: refused"),
         ({"cache_dir": "hub"}, r"kwargs\.cache_dir: refused"),
-        ({"model_url": "x"}, r"kwargs\.model_url: refused"),
-        ({"act_layer": "/tmp/act.py"}, r"kwargs\.act_layer: '/tmp/act.py' looks like a path"),
-        ({"act_layer": "http://example.invalid/x"}, r"looks like a path or URL"),
+        ({"model_url": "x"}, r"kwargs\.model_url: not an argument of torchvision's ResNet"),
+        ({"norm_layer": "/tmp/n.py"}, r"kwargs\.norm_layer: '/tmp/n.py' looks like a path"),
+        ({"norm_layer": "http://example.invalid/x"}, r"looks like a path or URL"),
     ],
 )
 def test_other_file_like_arguments_are_refused(kwargs, message):
@@ -98,3 +100,66 @@ def test_a_safe_checkpoint_whose_metadata_names_a_file_is_refused(evil_file, tmp
     with pytest.raises(BackboneError, match="checkpoint_path: refused"):
         visionkit.load(ckpt)
     assert not marker.exists()
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        (
+            "resnet18",
+            {"drop_path": 0.1},
+            "not an argument of timm's ResNet (resnet18) (did you mean 'drop_path_rate'?)",
+        ),
+        (
+            "torchvision/resnet18",
+            {"zero_init": True},
+            "not an argument of torchvision's ResNet (resnet18) (did you mean 'zero_init_residual'?)",
+        ),
+        (
+            "simple_cnn",
+            {"width": [8] * 5},
+            "not an argument of backbone 'simple_cnn' (did you mean 'widths'?)",
+        ),
+    ],
+)
+def test_only_the_architectures_own_arguments_are_allowed(name, kwargs, message):
+    """The allow-list: an argument the architecture's class does not take is refused before
+    the library sees it (it raised TypeError from deep inside timm), with a close name and the
+    list of the arguments it does take."""
+    with pytest.raises(BackboneError) as info:
+        create_backbone(name, **kwargs)
+    assert f"model.backbone.kwargs.{next(iter(kwargs))}: {message}" in str(info.value)
+    assert (
+        "drop_path_rate" in str(info.value)
+        or "widths" in str(info.value)
+        or "groups" in str(info.value)
+    )
+
+
+def test_file_like_names_are_refused_even_where_the_architecture_takes_them():
+    """The deny rules stay behind the allow-list: an architecture argument named like a file
+    (or an open ``**kwargs`` builder) is refused all the same."""
+    with pytest.raises(BackboneError, match=r"kwargs\.weights_path: refused"):
+        refuse_unsafe_kwargs({"weights_path": "w"}, accepted=["weights_path"], what="X")
+    with pytest.raises(BackboneError, match=r"kwargs\.model_url: refused"):
+        refuse_unsafe_kwargs({"model_url": "x"}, accepted=None)
+    refuse_unsafe_kwargs({"depth": 3}, accepted=None)  # an open builder: anything else passes
+
+
+def test_an_unknown_backbone_argument_in_a_config_is_an_error_not_a_traceback(
+    tiny_config, tmp_path, capsys
+):
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config))
+    code, _, err = run(
+        ["train", "--config", config, "model.backbone.kwargs.batchnorm=false"], capsys
+    )
+    assert code == 1
+    assert (
+        "model.backbone.kwargs.batchnorm: not an argument of backbone 'simple_cnn' (did you mean 'batch_norm'?)"
+        in err
+    )
+    assert "Traceback" not in err

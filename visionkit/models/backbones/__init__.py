@@ -23,6 +23,7 @@ from visionkit.models.backbones.base import (
     Backbone,
     BackboneError,
     FeatureBackbone,
+    builder_arguments,
     refuse_unsafe_kwargs,
     select_levels,
 )
@@ -84,7 +85,8 @@ def create_backbone(
     """
     builder = _get_builder(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    refuse_unsafe_kwargs(kwargs)
+    if kwargs:  # only the architecture's arguments, and never one that could load a file
+        refuse_unsafe_kwargs(kwargs, *builder_arguments(builder, name))
     if out_indices is not None:
         kwargs["out_indices"] = out_indices
     weights_file = None

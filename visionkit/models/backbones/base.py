@@ -5,9 +5,12 @@ A backbone is any ``nn.Module`` that satisfies :class:`Backbone`; no base class 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+import inspect
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
+import torch
 from torch import Tensor, nn
 
 from visionkit.errors import VisionkitError
@@ -27,33 +30,84 @@ REFUSED_KWARGS = ("checkpoint_path", "pretrained", "weights", "weights_backbone"
 _REFUSED_SUFFIXES = ("path", "file", "files", "url", "dir", "checkpoint", "weights")
 
 
-def refuse_unsafe_kwargs(kwargs: dict[str, object]) -> None:
-    """Raise :class:`BackboneError` when a backbone builder argument could load a file: a
-    key in :data:`REFUSED_KWARGS`, ``pretrained_cfg*``, or ending in ``path``, ``file``,
-    ``url``, ``dir``, ``checkpoint`` or ``weights`` (``drop_path_rate`` is fine), or any string
-    value that looks like a path or URL."""
-    problems = []
+def refuse_unsafe_kwargs(
+    kwargs: dict[str, object], accepted: Sequence[str] | None = None, what: str = ""
+) -> None:
+    """Raise :class:`BackboneError` for every backbone builder argument that could load a file
+    or that the architecture does not take. Refused: a key in :data:`REFUSED_KWARGS` or
+    ``pretrained_cfg*``; a key not in ``accepted`` (the allow-list, when given: the
+    architecture's arguments, :func:`builder_arguments`; ``what`` names it), with a close
+    accepted name when there is one; a key ending in ``path``, ``file``, ``url``, ``dir``,
+    ``checkpoint`` or ``weights`` (``drop_path_rate`` is fine); a string value that looks like
+    a path or URL."""
+    problems, unknown, loading = [], False, False
     for key, value in kwargs.items():
         lowered = key.lower()
-        if (
-            lowered in REFUSED_KWARGS
-            or lowered.startswith("pretrained_cfg")
-            or lowered.endswith(_REFUSED_SUFFIXES)
-        ):
-            problems.append(
-                f"model.backbone.kwargs.{key}: refused (it could make the library load a file)"
-            )
+        close = difflib.get_close_matches(key, accepted or [], n=1)
+        if lowered in REFUSED_KWARGS or lowered.startswith("pretrained_cfg"):
+            problem, loading = "refused (it could make the library load a file)", True
+        elif accepted is not None and key not in accepted:
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problem, unknown = f"not an argument of {what}{hint}", True
+        elif lowered.endswith(_REFUSED_SUFFIXES):
+            problem, loading = "refused (it could make the library load a file)", True
         elif isinstance(value, str) and ("/" in value or "\\" in value or "://" in value):
-            problems.append(
-                f"model.backbone.kwargs.{key}: {value!r} looks like a path or URL; refused "
-                "(architecture arguments only)"
-            )
-    if problems:
-        raise BackboneError(
-            "; ".join(problems)
-            + ". Load weights with model.backbone.pretrained (true, or a .safetensors / .pth "
+            problem = f"{value!r} looks like a path or URL; refused (architecture arguments only)"
+            loading = True
+        else:
+            continue
+        problems.append(f"model.backbone.kwargs.{key}: {problem}")
+    if not problems:
+        return
+    message = "; ".join(problems)
+    if unknown:
+        message += f". The arguments of {what}: {', '.join(accepted or []) or 'none'}"
+    if loading:
+        message += (
+            ". Load weights with model.backbone.pretrained (true, or a .safetensors / .pth "
             "file read with weights_only=True) or model.init_from."
         )
+    raise BackboneError(message)
+
+
+#: Parameters a config never sets through ``model.backbone.kwargs``: visionkit places the
+#: weights (``device``, ``dtype``) and passes ``pretrained`` / ``out_indices`` / ``name`` itself.
+_NOT_FROM_CONFIG = frozenset({"self", "device", "dtype", "pretrained", "out_indices", "name"})
+
+
+def accepted_arguments(
+    function: Callable[..., object], extra: Sequence[str] = ()
+) -> list[str] | None:
+    """The keyword arguments ``function`` (an architecture's ``__init__``, or a registered
+    builder function) takes from a config, plus ``extra``; ``None`` when it takes
+    ``**kwargs`` (any name)."""
+    params = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [n for n, p in params.items() if p.kind in named and n not in _NOT_FROM_CONFIG] + list(
+        extra
+    )
+
+
+def builder_arguments(builder: Callable[..., object], name: str) -> tuple[list[str] | None, str]:
+    """``(accepted arguments, what they belong to)`` of a registered backbone builder: the
+    architecture's class when the builder says (``builder.arguments()``: timm and torchvision
+    models, whose builders take ``**kwargs``), else the builder function's own parameters."""
+    arguments = getattr(builder, "arguments", None)
+    if arguments is not None:
+        return arguments()
+    return accepted_arguments(builder), f"backbone {name!r}"
+
+
+def architecture_class(build: Callable[[], nn.Module]) -> type:
+    """The class of the model ``build()`` makes, built on the meta device (no memory, no
+    weights; on the CPU for a model whose construction needs real tensors)."""
+    try:
+        with torch.device("meta"):
+            return type(build())
+    except Exception:  # e.g. an __init__ that reads a tensor's values
+        return type(build())
 
 
 @runtime_checkable

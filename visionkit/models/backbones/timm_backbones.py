@@ -36,6 +36,8 @@ from visionkit.models.backbones.base import (
     IMAGENET_STD,
     BackboneError,
     FeatureBackbone,
+    accepted_arguments,
+    architecture_class,
     to_rgb_stats,
 )
 from visionkit.models.backbones.pretrained import WeightsSource, fetch
@@ -88,7 +90,27 @@ def _resolve(name: str) -> Any:
     model_name = name[len(PREFIX) :] if name.startswith(PREFIX) else name
     if model_name.split(".", 1)[0] not in _name_set():
         return None
-    return functools.partial(create_timm_backbone, model_name, name=name)
+    build = functools.partial(create_timm_backbone, model_name, name=name)
+    build.arguments = functools.partial(timm_arguments, model_name)  # type: ignore[attr-defined]
+    return build
+
+
+def timm_arguments(model_name: str) -> tuple[list[str] | None, str]:
+    """The arguments of the timm model's class and ``timm.create_model``'s layer switches, and
+    the class's name (:func:`~visionkit.models.backbones.base.builder_arguments`)."""
+    architecture = timm_architecture(model_name)
+    accepted = accepted_arguments(architecture.__init__, extra=TIMM_CREATE_KWARGS)
+    return accepted, f"timm's {architecture.__name__} ({model_name})"
+
+
+#: ``timm.create_model`` arguments that are not the architecture's (layer config switches).
+TIMM_CREATE_KWARGS = ("scriptable", "exportable", "no_jit")
+
+
+@functools.lru_cache(maxsize=32)
+def timm_architecture(model_name: str) -> type:
+    """The class of the timm model ``model_name`` (:func:`architecture_class`)."""
+    return architecture_class(lambda: timm.create_model(model_name))
 
 
 def create_timm_backbone(

@@ -44,6 +44,8 @@ from visionkit.models.backbones.base import (
     IMAGENET_STD,
     BackboneError,
     FeatureBackbone,
+    accepted_arguments,
+    architecture_class,
     select_levels,
 )
 from visionkit.models.backbones.pretrained import (
@@ -89,7 +91,24 @@ def _list_names() -> list[str]:
 def _resolve(name: str) -> Any:
     if not name.startswith(PREFIX) or name[len(PREFIX) :] not in torchvision_backbone_names():
         return None
-    return functools.partial(create_torchvision_backbone, name[len(PREFIX) :], name=name)
+    model_name = name[len(PREFIX) :]
+    build = functools.partial(create_torchvision_backbone, model_name, name=name)
+    build.arguments = functools.partial(torchvision_arguments, model_name)  # type: ignore[attr-defined]
+    return build
+
+
+def torchvision_arguments(model_name: str) -> tuple[list[str] | None, str]:
+    """The arguments of the torchvision model's class, and its name
+    (:func:`~visionkit.models.backbones.base.builder_arguments`)."""
+    architecture = torchvision_architecture(model_name)
+    accepted = accepted_arguments(architecture.__init__)
+    return accepted, f"torchvision's {architecture.__name__} ({model_name})"
+
+
+@functools.lru_cache(maxsize=32)
+def torchvision_architecture(model_name: str) -> type:
+    """The class of the torchvision model ``model_name`` (:func:`architecture_class`)."""
+    return architecture_class(lambda: torchvision.models.get_model(model_name))
 
 
 def create_torchvision_backbone(
