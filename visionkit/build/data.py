@@ -99,7 +99,9 @@ def build_dataset(
         label_names: label family → class names of the training set: a reader that produces
             image-level classes and is not given ``class_names`` takes that order.
         needs: the targets the model's heads learn from (:func:`targets_needed`); a target
-            flag the config leaves ``None`` ("when needed") is switched on for them.
+            flag the config leaves ``None`` ("when needed") is set to ``"auto"`` for them: on
+            where the annotations have them (a box-only set beside a segmentation set gives
+            boxes only, rather than dropping its every instance for want of a mask).
         where: the config path of ``spec`` in error messages (default ``data.<split>``).
         image_check: how the reader checks its image files: ``"header"`` or ``"decode"``
             (:data:`visionkit.data.checks.IMAGE_CHECKS`; ``check-data`` decodes).
@@ -132,7 +134,7 @@ def build_dataset(
     for target in needs:
         flag = reader.target_flags.get(target)
         if flag is not None and args.get(flag) is None:
-            args[flag] = True
+            args[flag] = "auto"  # on where the data has them: partial labels in a mix
     if split in EVAL_SPLITS and "keep_negatives" in accepts:
         if args.get("keep_negatives") is False:
             kind = "validation" if split == "val" else split

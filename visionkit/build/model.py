@@ -50,6 +50,25 @@ class EvalPreprocess:
         return apply_pipeline(self.pipeline, sample)
 
 
+#: What each label family is, and where it comes from, for messages.
+LABEL_SOURCES = {
+    "class": "image-level classes (a class-folder dataset, or a COCO class_field)",
+    "instances": "boxes (COCO, VOC or YOLO annotations)",
+    "semantic": "semantic label maps (a mask folder, or COCO / VOC annotations with segmentations)",
+    "identity": "identities (format: identities, or COCO annotations with an identity field)",
+}
+
+
+def missing_labels(head_name: str, family: str) -> str:
+    """The problem of a head whose label ``family`` the training data does not have."""
+    return (
+        f"model.heads.{head_name}: data.train has no "
+        f"{LABEL_SOURCES.get(family, family + ' labels')} for this head to learn from: give "
+        "data.train a set that has them (beside the others: docs/multitask.md), or remove "
+        "the head"
+    )
+
+
 def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | None) -> Config:
     """Fill each head's ``num_classes`` from the data's label names where the config leaves it
     unset; raise when the two disagree or neither says."""
@@ -64,7 +83,9 @@ def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | 
         if count is not None and family == "identity":  # with SwapHalves' composites
             count = identity_count(count, pipeline_steps(cfg.data, train=True))
         if spec["num_classes"] is None:
-            if names is None:
+            if names is None and label_names is not None:  # data read, none of this family
+                problems.append(missing_labels(head_name, family))
+            elif names is None:
                 problems.append(
                     f"model.heads.{head_name}.num_classes: not set, and there is no dataset "
                     "to take it from; set it or configure data.train"
@@ -178,11 +199,20 @@ def build_model(cfg: Config, datasets: Mapping[str, Any], resume: bool = False) 
     (``resume``) gets its weights from the checkpoint, so ``model.init_from`` is not loaded;
     the model's config still records it."""
     train = datasets.get("train")
+    label_names = label_names_of(datasets)
+    if train is not None:  # each head learns from labels some training set has
+        families = {
+            name: label_family(HEADS.component_class(spec["name"]))
+            for name, spec in cfg.model.heads.items()
+        }
+        problems = [missing_labels(n, f) for n, f in families.items() if f not in label_names]
+        if problems:
+            raise ConfigError(problems)
     extra = {"category_ids": list(getattr(train, "category_ids", []) or [])}
     build_cfg = cfg.model_copy(deep=True)
     if resume:
         build_cfg.model.init_from = None
-    model = create_model(build_cfg, label_names=label_names_of(datasets), extra_meta=extra)
+    model = create_model(build_cfg, label_names=label_names, extra_meta=extra)
     model.meta["config"]["model"]["init_from"] = cfg.model.init_from
     return model
 

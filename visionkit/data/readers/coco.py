@@ -53,13 +53,34 @@ from visionkit.data.readers.coco_format import (
     valid_categories,
     valid_images,
 )
-from visionkit.data.readers.coco_identities import read_identities
+from visionkit.data.readers.coco_identities import IDENTITY_FIELD, read_identities
 from visionkit.data.readers.coco_keypoints import attach_keypoints
 from visionkit.data.readers.segmentation_checks import check_segmentations
 from visionkit.errors import AnnotationError
 from visionkit.registry import DATASETS
 
 logger = logging.getLogger(__name__)
+
+
+#: The annotation key whose presence switches an ``"auto"`` flag of :class:`CocoDataset` on.
+AUTO_FLAG_KEYS = {
+    "masks": "segmentation",
+    "semantic": "segmentation",
+    "keypoints": "keypoints",
+    "identities": IDENTITY_FIELD,
+}
+
+
+def switched_on(value: bool | str | None, annotations: Sequence[Any], flag: str) -> bool:
+    """A target flag's value: ``True`` / ``False`` / ``None`` (off) as given; ``"auto"``:
+    whether any annotation has the flag's key (:data:`AUTO_FLAG_KEYS`; an empty segmentation
+    or keypoint list does not count, an identity of 0 does)."""
+    if value != "auto":
+        return bool(value)
+    key = AUTO_FLAG_KEYS[flag]
+    if key == IDENTITY_FIELD:
+        return any(isinstance(a, dict) and a.get(key) is not None for a in annotations)
+    return any(isinstance(a, dict) and a.get(key) for a in annotations)
 
 
 @DATASETS.register("coco")
@@ -79,9 +100,11 @@ class CocoDataset:
         class_names: image-level class order to use (default: from the file).
         instances: whether samples carry ``boxes`` and ``labels``.
         masks: whether samples carry instance ``masks`` (from ``segmentation``, polygons or
-            RLE; instances without a usable one are dropped, with a count). ``None`` (the
-            default) is "when a head needs them": :func:`visionkit.build.build_dataset` sets
-            it (see :attr:`target_flags`); left ``None``, it is off.
+            RLE; instances without a usable one are dropped, with a count). ``"auto"``: when
+            an annotation of the file has a ``segmentation`` (:func:`switched_on`). ``None``
+            (the default) is "when a head needs them": :func:`visionkit.build.build_dataset`
+            sets it to ``"auto"`` (see :attr:`target_flags`), so a set without segmentations
+            mixed with one that has them gives boxes only; left ``None``, it is off.
         semantic: whether samples carry a ``semantic`` label map; ``None`` as for ``masks``.
         keypoints, identities: whether samples carry ``keypoints`` (COCO keypoint format) /
             ``identities`` (checked by ``coco_keypoints`` / ``coco_identities``); as ``masks``.
@@ -126,23 +149,27 @@ class CocoDataset:
         class_field: str | None = None,
         class_names: list[str] | None = None,
         instances: bool = True,
-        masks: bool | None = None,
-        semantic: bool | None = None,
+        masks: bool | Literal["auto"] | None = None,
+        semantic: bool | Literal["auto"] | None = None,
         ignore_index: int = IGNORE_PIXEL,
         on_bad_image: Literal["error", "skip"] = "error",
         keep_negatives: bool = True,
         strict: bool = False,
-        keypoints: bool | None = None,
-        identities: bool | None = None,
+        keypoints: bool | Literal["auto"] | None = None,
+        identities: bool | Literal["auto"] | None = None,
         *,
         image_check: Literal["header", "decode"] = "header",
     ) -> None:
-        masks, semantic = bool(masks), bool(semantic)
         self.on_bad_image = policy(on_bad_image, "on_bad_image", ("error", "skip"))
         image_check = policy(image_check, "image_check", IMAGE_CHECKS)
         self.root = dataset_root(images)
         self.ann_path = Path(annotations) if annotations else self.root / "annotations.json"
         data = self.read_annotations()
+        annotations_list = data.get("annotations") or []
+        masks = switched_on(masks, annotations_list, "masks")
+        semantic = switched_on(semantic, annotations_list, "semantic")
+        keypoints = switched_on(keypoints, annotations_list, "keypoints")
+        identities = switched_on(identities, annotations_list, "identities")
         self.class_field = class_field
         self.instances = instances
         self.masks = masks
@@ -169,7 +196,6 @@ class CocoDataset:
         }
         if semantic:
             self.label_names["semantic"] = ["background", *self.label_names["instances"]]
-        annotations_list = data.get("annotations") or []
         check_duplicates(data["images"], annotations_list, data.get("categories", []), report)
         self.paths = self._resolve_paths()
         inside = [i for i, path in enumerate(self.paths) if path is not None]

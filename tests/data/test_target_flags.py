@@ -1,0 +1,115 @@
+"""Targets a head needs are switched on where the data has them (``"auto"``): a box-only set
+mixed with a set of label maps gives its boxes (it dropped every instance "for want of a
+segmentation" and took a semantic class list of its own), and a head that no training set has
+labels for is a config error rather than a head that silently never learns."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import SIZE, make_coco, write_image
+from visionkit.data.readers.coco import CocoDataset, switched_on
+from visionkit.engine.runner import train
+from visionkit.errors import ConfigError
+
+
+def without_segmentations(data):
+    for ann in data["annotations"]:
+        del ann["segmentation"]
+
+
+def make_mask_folder(root, num_images: int = 4):
+    """``images/`` + ``masks/`` (two classes and a void border of 11), ``classes.txt``."""
+    for i in range(num_images):
+        write_image(root / "images" / f"{i}.png", seed=i)
+        labels = np.zeros((SIZE, SIZE), np.uint8)
+        labels[SIZE // 4 : SIZE // 2, SIZE // 4 : SIZE // 2] = 1
+        labels[:2] = 11
+        (root / "masks").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(labels).save(root / "masks" / f"{i}.png")
+    (root / "classes.txt").write_text("ground\nsquare\n")
+    return root
+
+
+def test_auto_flags_follow_the_annotation_file(tmp_path):
+    boxes = make_coco(tmp_path / "boxes", edit=without_segmentations)
+    dataset = CocoDataset(str(boxes), masks="auto", semantic="auto")
+    assert (dataset.masks, dataset.semantic) == (False, False)
+    assert "semantic" not in dataset.label_names and not dataset.report.warnings
+    sample = dataset[0]
+    assert len(sample["boxes"]) == 1 and "masks" not in sample and "semantic" not in sample
+    shaped = make_coco(tmp_path / "shaped")
+    dataset = CocoDataset(str(shaped), masks="auto", semantic="auto")
+    assert (dataset.masks, dataset.semantic) == (True, True)
+    assert dataset[0]["masks"].shape[0] == 1 and dataset[0]["semantic"].shape == (SIZE, SIZE)
+    # asked for outright, masks are required: instances without one are dropped, with a count
+    dataset = CocoDataset(str(boxes), masks=True)
+    assert len(dataset.report.warnings) == 4 and len(dataset[0]["boxes"]) == 0
+
+
+def test_switched_on():
+    assert switched_on(True, [], "masks") and not switched_on(
+        None, [{"segmentation": [[1]]}], "masks"
+    )
+    assert not switched_on("auto", [{"segmentation": []}, {"bbox": [0, 0, 1, 1]}], "semantic")
+    assert switched_on("auto", [{}, {"keypoints": [1, 2, 2]}], "keypoints")
+    assert switched_on("auto", [{"identity": 0}], "identities")  # identity 0 is one
+    assert not switched_on("auto", [{"identity": None}], "identities")
+
+
+def mixed_config(tmp_path, heads):
+    boxes = make_coco(tmp_path / "boxes", num_images=8, edit=without_segmentations)
+    masks = make_mask_folder(tmp_path / "streets", num_images=8)
+    sets = {
+        "boxes": {"format": "coco", "images": str(boxes)},
+        "streets": {"format": "mask_folder", "root": str(masks), "ignore_index": 11},
+    }
+    return {
+        "name": "mix",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {
+            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+            "neck": {"name": "fpn", "out_channels": 32, "min_level": 3, "max_level": 5},
+            "heads": heads,
+        },
+        "data": {"train": sets, "val": sets, "image_size": SIZE, "batch_size": 4, "num_workers": 0},
+        "optimizer": {"name": "adamw", "lr": 0.003},
+        "trainer": {"max_epochs": 2, "accelerator": "cpu", "enable_progress_bar": False},
+    }
+
+
+def test_a_box_set_and_a_mask_folder_train_one_backbone_together(tmp_path, caplog):
+    heads = {
+        "det": {"name": "fcos", "num_convs": 1},
+        "seg": {"name": "semantic_fpn", "channels": 16},
+    }
+    with caplog.at_level(logging.WARNING):
+        run_dir, metrics = train(mixed_config(tmp_path, heads))
+    assert "instance dropped" not in caplog.text
+    assert {"det/mAP", "seg/mIoU", "seg/IoU_ground", "seg/IoU_square"} <= set(metrics)
+    assert "seg/IoU_background" not in metrics  # the box set brought no label maps of its own
+    import visionkit
+
+    model = visionkit.load(run_dir / "checkpoints" / "last.ckpt")
+    assert model.meta["label_names"]["semantic"] == ["ground", "square"]
+    assert model.meta["label_names"]["instances"] == ["square", "disc"]
+
+
+def test_a_head_that_no_training_set_has_labels_for_is_refused(tmp_path):
+    heads = {
+        "det": {"name": "fcos", "num_convs": 1},
+        "seg": {"name": "semantic_fpn", "num_classes": 3},
+    }
+    config = mixed_config(tmp_path, heads)
+    for split in ("train", "val"):
+        config["data"][split] = config["data"][split]["boxes"]
+    with pytest.raises(ConfigError) as info:
+        train(config)
+    assert (
+        "model.heads.seg: data.train has no semantic label maps (a mask folder, or COCO / VOC "
+        "annotations with segmentations) for this head to learn from"
+    ) in str(info.value)
