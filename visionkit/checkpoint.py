@@ -7,7 +7,8 @@ intact. A full disk or quota (``ENOSPC``, ``EDQUOT``) becomes a :class:`DiskFull
 names the file and the space needed, with the previous file kept and no temporary file left.
 Reads always use ``torch.load(..., weights_only=True, map_location=...)``: a checkpoint that
 holds a pickled object is refused, never unpickled. :func:`unused_folder` is the one rule for
-folders a command fills (run folders, ``eval``, ``show-data`` pictures): never one in use.
+folders a command fills (run folders, ``eval``, ``predict`` outputs, ``show-data`` pictures):
+never one in use.
 """
 
 from __future__ import annotations

@@ -53,8 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "data.test with --split test). Prints, per detection / instance head, pycocotools' "
         "12-line COCO summary and a per-class AP table (IoU per class for semantic heads), "
         "then the metrics as one JSON object on the last line of stdout (--json: one JSON "
-        "object only). Draws precision-recall curves and detection confusion matrices into "
-        "a new <run>/eval (eval-2, ...) folder.",
+        "object only). Draws precision-recall curves and detection confusion matrices (the "
+        "pixel / image confusion matrix of a semantic / classification head) into a new "
+        "<run>/eval (eval-2, ...) folder.",
         epilog="example: visionkit eval --checkpoint runs/quickstart/checkpoints/best.ckpt\n"
         "example: visionkit eval --checkpoint runs/quickstart/checkpoints/best.ckpt "
         "--split test data.test.images=data/shapes/test\n"

@@ -28,7 +28,7 @@ A dataset returns a *Sample* (before transforms), a dict with:
 
 A key that is absent means "this image has no label for that task"; an empty ``[0, 4]`` means
 "labelled, and there is nothing". Every reader also exposes ``label_names``: a dict from label
-family (``"class"``, ``"instances"``, ``"semantic"``) to the ordered class names of that
+family (``"class"``, ``"instances"``, ``"semantic"``, ``"identity"``) to the ordered class names of that
 family (:attr:`visionkit.evaluation.tasks.TaskSpec.labels` says which family a head uses).
 
 :func:`collate` turns transformed Samples into the batch every head's ``loss`` receives (its

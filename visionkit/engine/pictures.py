@@ -15,7 +15,8 @@ After **every** validation it (re)writes:
 - ``plots/confusion_<head>.png`` for each classification head: the confusion matrix over the
   **whole** validation set, normalised per true class (rows sum to 1), with the class names.
   It costs nothing extra: a forward hook on the head keeps the logits that validation
-  computes anyway; the counts are summed over processes.
+  computes anyway; the counts are summed over processes. For each semantic head the same of
+  its pixels, from its evaluator's confusion matrix (:func:`class_confusion`).
 - ``per_class_ap_<head>.csv`` and ``per_class_ap_<head>.md`` for each detection / instance
   head with a COCO evaluator: AP, AP50 and AP75 per category (and the mask APs of an
   instance head), read from the evaluator's COCOeval ``precision`` array
@@ -139,7 +140,7 @@ class ValidationPictures(L.Callback):
         for key, evaluator in pl_module.evaluators.items():
             write_class_tables(evaluator, self.run_dir, key.replace("@", "_"))
             found = class_confusion(evaluator)
-            if found is not None and found[2] == "pixels":  # classification: from the logits
+            if found is not None and found[2] == "pixels":  # semantic (classification: above)
                 name = key.replace("@", "_")
                 plot_confusion(*found[:2], plots / f"confusion_{name}.png", name, unit="pixels")
         if self.grid_during_fit or trainer.state.fn != TrainerFn.FITTING:
