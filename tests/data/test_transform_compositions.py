@@ -9,7 +9,12 @@ import pytest
 
 from tests.helpers import detection_config, make_coco, run
 from visionkit.config import load_config
-from visionkit.data.transforms import build_pipeline, eval_geometry_problem, pipeline_steps
+from visionkit.data.transforms import (
+    apply_pipeline,
+    build_pipeline,
+    eval_geometry_problem,
+    pipeline_steps,
+)
 from visionkit.errors import ConfigError
 
 MEAN = STD = (0.5, 0.5, 0.5)
@@ -167,3 +172,21 @@ def test_eval_geometry_of_compositions():
     assert eval_geometry_problem(A.SomeOf([A.Blur(), A.OneOf([A.ToGray(), A.Blur()])], n=2)) is None
     assert eval_geometry_problem(A.Sequential([A.Resize(32, 32), A.Blur()], p=1)) is None
     assert "at random" in eval_geometry_problem(A.SomeOf([A.Resize(32, 32), A.Blur()], n=1))
+
+
+def test_pad_if_needed_pads_to_the_image_size_not_to_1024():
+    """``{name: PadIfNeeded}`` after ``LongestMaxSize`` letterboxes to ``data.image_size`` (as
+    the resize follows it); albumentations' own default padded every image to 1024 x 1024."""
+    import numpy as np
+
+    steps = [{"name": "LongestMaxSize"}, {"name": "PadIfNeeded"}]
+    val = [steps[0], {"name": "PadIfNeeded", "position": "top_left"}]
+    cfg = load_config(config(train=steps, val=val, image_size=96))
+    for train in (True, False):
+        pipeline = build_pipeline(pipeline_steps(cfg.data, train=train), MEAN, STD)
+        sample = {"image": np.zeros((50, 80, 3), np.uint8), "image_id": 1, "orig_size": (50, 80)}
+        assert tuple(apply_pipeline(pipeline, sample)["image"].shape) == (3, 96, 96)
+    divisor = {"name": "PadIfNeeded", "min_height": None, "min_width": None}
+    divisor.update(pad_height_divisor=32, pad_width_divisor=32)  # albumentations' own way
+    cfg = load_config(config(train=[steps[0], divisor], image_size=96))
+    assert pipeline_steps(cfg.data, train=True)[1] == divisor  # sized by its divisor alone

@@ -91,7 +91,10 @@ def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) ->
     """``spec`` with the output size of a sizing transform filled in from ``image_size`` when
     the spec leaves it out: ``height``/``width`` (``Resize``, ``RandomCrop``, ``CenterCrop``,
     ``RandomSizedBBoxSafeCrop``, ...), ``size`` (``RandomResizedCrop``, ``RandomSizedCrop``) or
-    ``max_size`` (``LongestMaxSize``, ``SmallestMaxSize``: the larger side of ``image_size``). So ``{name: Resize}`` follows ``data.image_size`` and one override changes both.
+    ``max_size`` (``LongestMaxSize``, ``SmallestMaxSize``: the larger side of ``image_size``)
+    or ``min_height``/``min_width`` (``PadIfNeeded``, unless a size or divisor is given; its
+    own default is 1024 x 1024). So ``{name: Resize}`` follows ``data.image_size`` and one
+    override changes both.
 
     >>> with_image_size({"name": "Resize"}, 160)
     {'name': 'Resize', 'height': 160, 'width': 160}
@@ -99,6 +102,10 @@ def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) ->
     [96, 128]
     >>> with_image_size({"name": "Resize", "height": 64, "width": 64}, 160)["height"]
     64
+    >>> with_image_size({"name": "PadIfNeeded"}, 128)
+    {'name': 'PadIfNeeded', 'min_height': 128, 'min_width': 128}
+    >>> with_image_size({"name": "PadIfNeeded", "pad_height_divisor": 32}, 128)
+    {'name': 'PadIfNeeded', 'pad_height_divisor': 32}
 
     The steps inside a composition (``OneOf``, ``SomeOf``, ``Sequential``) are filled alike;
     ``Mosaic`` gets ``target_size`` and, when left out, ``cell_shape`` = ``target_size``
@@ -138,7 +145,14 @@ def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) ->
     elif "max_size" in params and not {"max_size", "max_size_hw"} & out.keys():
         # LongestMaxSize / SmallestMaxSize: the longest (shortest) side to data.image_size
         out["max_size"] = int(max(h, w))
+    elif {"min_height", "min_width"} <= params.keys() and not PAD_SIZES & out.keys():
+        # PadIfNeeded: to data.image_size, not albumentations' default of 1024 x 1024
+        out.update(min_height=int(h), min_width=int(w))
     return out
+
+
+#: The arguments that size ``PadIfNeeded``'s output: any one given, none is filled in.
+PAD_SIZES = frozenset({"min_height", "min_width", "pad_height_divisor", "pad_width_divisor"})
 
 
 def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> Any:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # models.model delegates its predict here: no import at run t
 #: head attribute set by each option for the length of one call
 THRESHOLDS = {"conf": "score_thresh", "iou": "nms_thresh", "max_det": "detections_per_img"}
 #: size keys of the evaluation pipeline's sizing steps that ``imgsz`` replaces
-SIZE_KEYS = ("height", "width", "size", "max_size", "max_size_hw")
+SIZE_KEYS = ("height", "width", "size", "max_size", "max_size_hw", "min_height", "min_width")
 
 
 def box_heads(model: VisionModel) -> dict[str, Any]:
@@ -199,8 +199,6 @@ def resize_steps(steps: Sequence[Mapping[str, Any]], size: tuple[int, int]) -> l
         step = {k: v for k, v in step.items() if k not in SIZE_KEYS}
         if isinstance(step.get("transforms"), list):
             step["transforms"] = resize_steps(step["transforms"], size)
-        if step.get("name") == "PadIfNeeded" and "pad_height_divisor" not in step:
-            step.update(min_height=size[0], min_width=size[1])
         out.append(with_image_size(step, list(size)))
     return out
 
