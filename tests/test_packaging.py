@@ -169,3 +169,13 @@ def test_no_extra_repeats_a_core_dependency_and_no_page_names_a_removed_extra():
         text = path.read_text(encoding="utf-8")
         for extra in REMOVED_EXTRAS:
             assert f"[{extra}]" not in text, f"{path.relative_to(ROOT)} names the [{extra}] extra"
+
+
+def test_every_module_of_the_package_stays_small():
+    """docs/architecture.md: no file of ``visionkit/`` over 500 lines (a concept that grows
+    past it is split into modules of its own)."""
+    sizes = {
+        path.relative_to(ROOT).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+        for path in (ROOT / "visionkit").rglob("*.py")
+    }
+    assert {name: n for name, n in sizes.items() if n > 500} == {}

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from tests.helpers import SIZE, make_coco, write_image
-from visionkit.data.readers.coco import CocoDataset, switched_on
+from visionkit.data.readers.coco import CocoDataset
+from visionkit.data.readers.coco_format import switched_on
 from visionkit.engine.runner import train
 from visionkit.errors import ConfigError
 

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from tests.helpers import run
-from visionkit.engine.runner import choose_run_dir, holds_run, train
+from visionkit.engine.run_folder import choose_run_dir, holds_run
+from visionkit.engine.runner import train
 
 SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
 
@@ -28,7 +29,7 @@ def test_choose_run_dir_increments_past_folders_holding_a_run(tmp_path, caplog):
     assert not holds_run(base) and choose_run_dir(base) == base
     (base / "checkpoints").mkdir()
     (base / "checkpoints" / "last.ckpt").write_bytes(b"x")
-    with caplog.at_level(logging.WARNING, logger="visionkit.engine.runner"):
+    with caplog.at_level(logging.WARNING, logger="visionkit.engine.run_folder"):
         assert choose_run_dir(base) == tmp_path / "runs" / "exp-2"
     assert "holds another run" in caplog.text and "--exist-ok" in caplog.text
     (tmp_path / "runs" / "exp-2").mkdir()

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 import threading
@@ -257,3 +258,30 @@ class CtrlC:
             "(press Ctrl-C again to stop at once without saving)",
             self.path,
         )
+
+
+def resolve_resume(resume: str | os.PathLike | None, run_dir: Path) -> Path | None:
+    """The checkpoint a run continues from: ``None`` (a new run), ``"auto"`` (the newest
+    checkpoint of ``run_dir/checkpoints`` that loads, or a new run when none does: it then
+    writes to a folder of its own when ``run_dir`` holds a run, :func:`~visionkit.engine.
+    run_folder.choose_run_dir`), or a
+    path, which must load."""
+    if resume is None or str(resume) == "":
+        return None
+    if str(resume) == "auto":
+        found = find_resume_checkpoint(run_dir / "checkpoints")
+        if found is not None:
+            logger.info("resume: auto: continuing from %s", found)
+            return found
+        unreadable = len(list((run_dir / "checkpoints").glob("*.ckpt")))
+        if unreadable:
+            logger.warning(
+                "resume: auto: none of the %d checkpoints in %s loads; starting a new run",
+                unreadable,
+                run_dir / "checkpoints",
+            )
+        else:
+            logger.info("resume: auto: no checkpoint in %s; starting a new run", run_dir)
+        return None
+    load_checkpoint(resume)  # a clear CheckpointError now, not deep inside Lightning
+    return Path(resume)

@@ -35,7 +35,7 @@ from visionkit.build import (
 from visionkit.build.data import check_checkpoint_classes, check_saved_data_paths, split_spec
 from visionkit.build.model import load
 from visionkit.build.trainer import resolve_precision, use_tf32_matmuls
-from visionkit.checkpoint import load_checkpoint, unused_folder, write_atomic
+from visionkit.checkpoint import load_checkpoint, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, save_config
 from visionkit.engine.callbacks import (
     RunFolderCallback,
@@ -53,8 +53,9 @@ from visionkit.engine.resume import (
     LoaderState,
     RngStateCallback,
     SigtermCheckpoint,
-    find_resume_checkpoint,
+    resolve_resume,
 )
+from visionkit.engine.run_folder import choose_run_dir
 from visionkit.engine.system import VisionSystem
 from visionkit.engine.time_budget import TimeBudgetSchedule
 from visionkit.errors import ConfigError, TrainingInterrupted
@@ -311,60 +312,6 @@ def _fit_and_validate_best(
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     metrics.update(system.last_metrics)
     return metrics
-
-
-#: Files that mark a folder as holding a run (``config.yaml`` alone does not: a run writes it
-#: before its first checkpoint, so every DDP process picks the same folder).
-RUN_FILES = ("checkpoints/*.ckpt", "metrics.csv", "metrics.json")
-
-
-def holds_run(folder: Path) -> bool:
-    """Whether ``folder`` holds a run's checkpoints or metrics."""
-    return folder.is_dir() and any(next(folder.glob(p), None) for p in RUN_FILES)
-
-
-def choose_run_dir(folder: Path, resuming: bool = False, exist_ok: bool = False) -> Path:
-    """The folder a training run writes to: ``folder``, or when it holds another run
-    (:func:`holds_run`) and the run neither resumes nor has ``exist_ok``, the first of
-    ``folder-2``, ``folder-3``, ... that holds none (:func:`~visionkit.checkpoint.
-    unused_folder`). The choice is logged, with how to reuse or continue the other run."""
-    if resuming or exist_ok or not holds_run(folder):
-        return folder
-    chosen = unused_folder(folder, holds_run)
-    logger.warning(
-        "%s holds another run; this run writes to %s (--exist-ok reuses %s, replacing its "
-        "files; --resume continues it)",
-        folder,
-        chosen,
-        folder,
-    )
-    return chosen
-
-
-def resolve_resume(resume: str | os.PathLike | None, run_dir: Path) -> Path | None:
-    """The checkpoint a run continues from: ``None`` (a new run), ``"auto"`` (the newest
-    checkpoint of ``run_dir/checkpoints`` that loads, or a new run when none does: it then
-    writes to a folder of its own when ``run_dir`` holds a run, :func:`choose_run_dir`), or a
-    path, which must load."""
-    if resume is None or str(resume) == "":
-        return None
-    if str(resume) == "auto":
-        found = find_resume_checkpoint(run_dir / "checkpoints")
-        if found is not None:
-            logger.info("resume: auto: continuing from %s", found)
-            return found
-        unreadable = len(list((run_dir / "checkpoints").glob("*.ckpt")))
-        if unreadable:
-            logger.warning(
-                "resume: auto: none of the %d checkpoints in %s loads; starting a new run",
-                unreadable,
-                run_dir / "checkpoints",
-            )
-        else:
-            logger.info("resume: auto: no checkpoint in %s; starting a new run", run_dir)
-        return None
-    load_checkpoint(resume)  # a clear CheckpointError now, not deep inside Lightning
-    return Path(resume)
 
 
 def training_callbacks(

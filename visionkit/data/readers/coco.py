@@ -44,43 +44,23 @@ from visionkit.data.checks import (
 )
 from visionkit.data.io import read_image
 from visionkit.data.readers.coco_format import (
-    CLIP_TOLERANCE,
     check_duplicates,
+    clip_boxes,
     decode_segmentation,
     is_box,
     kept_ground_truth,
     read_json,
+    switched_on,
     valid_categories,
     valid_images,
 )
-from visionkit.data.readers.coco_identities import IDENTITY_FIELD, read_identities
+from visionkit.data.readers.coco_identities import read_identities
 from visionkit.data.readers.coco_keypoints import attach_keypoints
 from visionkit.data.readers.segmentation_checks import check_segmentations
 from visionkit.errors import AnnotationError
 from visionkit.registry import DATASETS
 
 logger = logging.getLogger(__name__)
-
-
-#: The annotation key whose presence switches an ``"auto"`` flag of :class:`CocoDataset` on.
-AUTO_FLAG_KEYS = {
-    "masks": "segmentation",
-    "semantic": "segmentation",
-    "keypoints": "keypoints",
-    "identities": IDENTITY_FIELD,
-}
-
-
-def switched_on(value: bool | str | None, annotations: Sequence[Any], flag: str) -> bool:
-    """A target flag's value: ``True`` / ``False`` / ``None`` (off) as given; ``"auto"``:
-    whether any annotation has the flag's key (:data:`AUTO_FLAG_KEYS`; an empty segmentation
-    or keypoint list does not count, an identity of 0 does)."""
-    if value != "auto":
-        return bool(value)
-    key = AUTO_FLAG_KEYS[flag]
-    if key == IDENTITY_FIELD:
-        return any(isinstance(a, dict) and a.get(key) is not None for a in annotations)
-    return any(isinstance(a, dict) and a.get(key) for a in annotations)
 
 
 @DATASETS.register("coco")
@@ -101,7 +81,7 @@ class CocoDataset:
         instances: whether samples carry ``boxes`` and ``labels``.
         masks: whether samples carry instance ``masks`` (from ``segmentation``, polygons or
             RLE; instances without a usable one are dropped, with a count). ``"auto"``: when
-            an annotation of the file has a ``segmentation`` (:func:`switched_on`). ``None``
+            an annotation of the file has a ``segmentation`` (:func:`~visionkit.data.readers.coco_format.switched_on`). ``None``
             (the default) is "when a head needs them": :func:`visionkit.build.build_dataset`
             sets it to ``"auto"`` (see :attr:`target_flags`), so a set without segmentations
             mixed with one that has them gives boxes only; left ``None``, it is off.
@@ -302,7 +282,7 @@ class CocoDataset:
         targets = []
         for i, img in enumerate(self.images):
             positions, anns = [k for k, _ in per_image[i]], [a for _, a in per_image[i]]
-            boxes, keep = self._clip_boxes(anns, img)
+            boxes, keep = clip_boxes(anns, img, self.report)
             labels = np.array([self.cat_to_label[a["category_id"]] for a in anns], dtype=np.int64)
             targets.append(
                 {
@@ -318,40 +298,6 @@ class CocoDataset:
                 }
             )
         return targets
-
-    def _clip_boxes(
-        self, anns: list[dict[str, Any]], img: dict[str, Any]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The xyxy boxes of ``anns`` clipped to their image (float64 ``[N, 4]``) and which
-        are kept (area > 0). Boxes more than :data:`CLIP_TOLERANCE` pixels outside the image,
-        and dropped boxes, are recorded as warnings."""
-        xywh = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
-        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-        clipped = boxes.copy()
-        clipped[:, 0::2] = clipped[:, 0::2].clip(0, img["width"])
-        clipped[:, 1::2] = clipped[:, 1::2].clip(0, img["height"])
-        degenerate = (xywh[:, 2] <= 0) | (xywh[:, 3] <= 0)
-        outside = ~degenerate & (
-            (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
-        )
-        keep = ~(degenerate | outside)
-        moved = keep & (np.abs(clipped - boxes).max(axis=1, initial=0) > CLIP_TOLERANCE)
-        size = f"{img['width']}x{img['height']}"
-        for j in np.flatnonzero(degenerate | outside | moved):
-            ann = anns[j]
-            where = f"annotation id {ann.get('id')} (image id {img['id']}, {img['file_name']})"
-            if degenerate[j]:
-                kind, detail = "box dropped", f"bbox {ann['bbox']}: width or height <= 0"
-            elif outside[j]:
-                kind = "box dropped"
-                detail = (
-                    f"bbox {ann['bbox']} lies outside the {size} image (zero area after clipping)"
-                )
-            else:
-                kind = "box clipped"
-                detail = f"bbox {ann['bbox']} reaches outside the {size} image; clipped to it"
-            self.report.add(kind, where, detail, "warning")
-        return clipped, keep
 
     def _read_classes(
         self, data: dict[str, Any], field: str, class_names: Sequence[str] | None

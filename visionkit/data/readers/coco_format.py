@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from visionkit.data.checks import DataReport
+from visionkit.data.readers.coco_identities import IDENTITY_FIELD
 from visionkit.errors import AnnotationError
 
 
@@ -105,6 +107,37 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
 CLIP_TOLERANCE = 1.0  # pixels a box may reach outside its image before it is reported
 
 
+def clip_boxes(
+    anns: list[dict[str, Any]], img: dict[str, Any], report: DataReport
+) -> tuple[np.ndarray, np.ndarray]:
+    """The xyxy boxes of ``anns`` clipped to their image (float64 ``[N, 4]``) and which
+    are kept (area > 0). Boxes more than :data:`CLIP_TOLERANCE` pixels outside the image,
+    and dropped boxes, are recorded as warnings."""
+    xywh = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
+    boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    clipped = boxes.copy()
+    clipped[:, 0::2] = clipped[:, 0::2].clip(0, img["width"])
+    clipped[:, 1::2] = clipped[:, 1::2].clip(0, img["height"])
+    degenerate = (xywh[:, 2] <= 0) | (xywh[:, 3] <= 0)
+    outside = ~degenerate & ((clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1]))
+    keep = ~(degenerate | outside)
+    moved = keep & (np.abs(clipped - boxes).max(axis=1, initial=0) > CLIP_TOLERANCE)
+    size = f"{img['width']}x{img['height']}"
+    for j in np.flatnonzero(degenerate | outside | moved):
+        ann = anns[j]
+        where = f"annotation id {ann.get('id')} (image id {img['id']}, {img['file_name']})"
+        if degenerate[j]:
+            kind, detail = "box dropped", f"bbox {ann['bbox']}: width or height <= 0"
+        elif outside[j]:
+            kind = "box dropped"
+            detail = f"bbox {ann['bbox']} lies outside the {size} image (zero area after clipping)"
+        else:
+            kind = "box clipped"
+            detail = f"bbox {ann['bbox']} reaches outside the {size} image; clipped to it"
+        report.add(kind, where, detail, "warning")
+    return clipped, keep
+
+
 def is_box(bbox: Any) -> bool:
     """A COCO ``[x, y, w, h]`` of 4 finite numbers."""
     return (
@@ -172,3 +205,24 @@ def kept_ground_truth(
                 ann["segmentation"] = seg
             kept.append(ann)
     return {"images": list(images), "annotations": kept, "categories": list(categories)}
+
+
+#: The annotation key whose presence switches an ``"auto"`` flag of :class:`CocoDataset` on.
+AUTO_FLAG_KEYS = {
+    "masks": "segmentation",
+    "semantic": "segmentation",
+    "keypoints": "keypoints",
+    "identities": IDENTITY_FIELD,
+}
+
+
+def switched_on(value: bool | str | None, annotations: Sequence[Any], flag: str) -> bool:
+    """A target flag's value: ``True`` / ``False`` / ``None`` (off) as given; ``"auto"``:
+    whether any annotation has the flag's key (:data:`AUTO_FLAG_KEYS`; an empty segmentation
+    or keypoint list does not count, an identity of 0 does)."""
+    if value != "auto":
+        return bool(value)
+    key = AUTO_FLAG_KEYS[flag]
+    if key == IDENTITY_FIELD:
+        return any(isinstance(a, dict) and a.get(key) is not None for a in annotations)
+    return any(isinstance(a, dict) and a.get(key) for a in annotations)
