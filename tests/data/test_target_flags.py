@@ -93,6 +93,7 @@ def test_a_box_set_and_a_mask_folder_train_one_backbone_together(tmp_path, caplo
     assert "instance dropped" not in caplog.text
     assert {"det/mAP", "seg/mIoU", "seg/IoU_ground", "seg/IoU_square"} <= set(metrics)
     assert "seg/IoU_background" not in metrics  # the box set brought no label maps of its own
+    assert {"val/loss/boxes", "val/loss/streets"} <= set(metrics)  # each set's, by its name
     import visionkit
 
     model = visionkit.load(run_dir / "checkpoints" / "last.ckpt")
@@ -111,6 +112,21 @@ def test_a_head_that_no_training_set_has_labels_for_is_refused(tmp_path):
     with pytest.raises(ConfigError) as info:
         train(config)
     assert (
-        "model.heads.seg: data.train has no semantic label maps (a mask folder, or COCO / VOC "
-        "annotations with segmentations) for this head to learn from"
+        "model.heads.seg: data.train has no semantic label maps (a mask folder, or COCO "
+        "segmentations / YOLO segment labels) for this head to learn from"
+    ) in str(info.value)
+
+
+def test_a_mask_head_on_sets_without_segmentations_is_refused(tmp_path):
+    """An instance head needs masks, which the box-only set does not give ("auto" leaves them
+    off): refused, not trained with a mask loss of zero throughout."""
+    heads = {"inst": {"name": "fcos_mask", "num_convs": 1}}
+    config = mixed_config(tmp_path, heads)
+    for split in ("train", "val"):
+        config["data"][split] = config["data"][split]["boxes"]
+    with pytest.raises(ConfigError) as info:
+        train(config)
+    assert (
+        "model.heads.inst: data.train has no instance masks (COCO segmentations, YOLO segment "
+        "labels) for this head to learn from"
     ) in str(info.value)

@@ -14,6 +14,7 @@ from visionkit.data.transforms import (
     build_pipeline,
     eval_geometry_problem,
     pipeline_steps,
+    with_image_size,
 )
 from visionkit.errors import ConfigError
 
@@ -190,3 +191,12 @@ def test_pad_if_needed_pads_to_the_image_size_not_to_1024():
     divisor.update(pad_height_divisor=32, pad_width_divisor=32)  # albumentations' own way
     cfg = load_config(config(train=[steps[0], divisor], image_size=96))
     assert pipeline_steps(cfg.data, train=True)[1] == divisor  # sized by its divisor alone
+    # --imgsz re-sizes a padding to the image size, and keeps one to a multiple as it is
+    from visionkit.inference.options import resize_steps
+
+    resized = resize_steps([steps[0], divisor], (128, 160))
+    assert resized[1] == divisor and resized[0]["max_size"] == 160
+    assert resize_steps(val, (128, 160))[1]["min_height"] == 128
+    half = with_image_size({"name": "PadIfNeeded", "pad_width_divisor": 32}, 96)
+    assert (half["min_height"], half["min_width"]) == (96, None)  # each side on its own
+    build_pipeline([half], MEAN, STD)  # what albumentations accepts

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tests.helpers import run
+from visionkit.engine.callbacks import curve_axis
 from visionkit.engine.run_folder import choose_run_dir, holds_run
 from visionkit.engine.runner import train
 
@@ -92,6 +93,8 @@ def test_metrics_csv_has_a_row_at_each_validation_between_epochs(tiny_config):
     assert validated == [True, False, True, True] and trained == [False, True, False, True]
     assert all(r["lr"] for r in rows)
     assert (run_dir / "plots" / "curves.png").stat().st_size > 0
+    assert curve_axis([{"epoch": int(r["epoch"])} for r in rows]) == "step"
+    assert curve_axis([{"epoch": 0}, {"epoch": 1}]) == "epoch"  # one row per epoch
 
 
 def test_metrics_csv_rows_without_a_validation_carry_no_earlier_metrics(tiny_config):

@@ -49,6 +49,7 @@ from visionkit.build.optim import (
     optimizer_param_groups,
 )
 from visionkit.build.trainer import (
+    compile_model,
     trainer_kwargs,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "boxes_needed",
     "build_dataset",
     "build_datasets",
+    "compile_model",
     "build_evaluators",
     "build_model",
     "build_optimizer",

@@ -133,8 +133,9 @@ def build_dataset(
             make_shapes(args[location], **synthetic, progress=True)
     for target in needs:
         flag = reader.target_flags.get(target)
-        if flag is not None and args.get(flag) is None:
-            args[flag] = "auto"  # on where the data has them: partial labels in a mix
+        if flag is not None and args.get(flag) is None:  # "auto": on where the data has them
+            takes_auto = "auto" in str(accepts[flag].annotation) if flag in accepts else False
+            args[flag] = "auto" if takes_auto else True
     if split in EVAL_SPLITS and "keep_negatives" in accepts:
         if args.get("keep_negatives") is False:
             kind = "validation" if split == "val" else split

@@ -23,11 +23,11 @@ from visionkit.config import (
     ConfigLike,
     load_config,
 )
-from visionkit.data.datasets import label_names_of
+from visionkit.data.datasets import gives, label_names_of
 from visionkit.data.identity_mixing import identity_count
 from visionkit.data.transforms import apply_pipeline, build_pipeline, pipeline_steps
 from visionkit.errors import CheckpointError, ConfigError, counted
-from visionkit.evaluation.tasks import label_family
+from visionkit.evaluation.tasks import label_family, task_of
 from visionkit.models.backbones import create_backbone
 from visionkit.models.model import VisionModel
 from visionkit.models.transfer import load_matching
@@ -50,17 +50,22 @@ class EvalPreprocess:
         return apply_pipeline(self.pipeline, sample)
 
 
-#: What each label family is, and where it comes from, for messages.
+#: What each label family and sample target is, and where it comes from, for messages.
 LABEL_SOURCES = {
     "class": "image-level classes (a class-folder dataset, or a COCO class_field)",
     "instances": "boxes (COCO, VOC or YOLO annotations)",
-    "semantic": "semantic label maps (a mask folder, or COCO / VOC annotations with segmentations)",
+    "boxes": "boxes (COCO, VOC or YOLO annotations)",
+    "semantic": "semantic label maps (a mask folder, or COCO segmentations / YOLO segment labels)",
+    "masks": "instance masks (COCO segmentations, YOLO segment labels)",
+    "keypoints": "keypoints (COCO keypoint annotations)",
     "identity": "identities (format: identities, or COCO annotations with an identity field)",
+    "identities": "box identities (COCO annotations with an identity field)",
 }
 
 
 def missing_labels(head_name: str, family: str) -> str:
-    """The problem of a head whose label ``family`` the training data does not have."""
+    """The problem of a head whose label ``family`` (or sample target) the training data does
+    not have."""
     return (
         f"model.heads.{head_name}: data.train has no "
         f"{LABEL_SOURCES.get(family, family + ' labels')} for this head to learn from: give "
@@ -201,13 +206,14 @@ def build_model(cfg: Config, datasets: Mapping[str, Any], resume: bool = False) 
     train = datasets.get("train")
     label_names = label_names_of(datasets)
     if train is not None:  # each head learns from labels some training set has
-        families = {
-            name: label_family(HEADS.component_class(spec["name"]))
-            for name, spec in cfg.model.heads.items()
-        }
-        problems = [missing_labels(n, f) for n, f in families.items() if f not in label_names]
+        problems = []
+        for name, spec in cfg.model.heads.items():
+            task = task_of(HEADS.component_class(spec["name"]))
+            if task.labels not in label_names:
+                problems.append(missing_labels(name, task.labels))
+            problems += [missing_labels(name, t) for t in task.targets if not gives(train, t)]
         if problems:
-            raise ConfigError(problems)
+            raise ConfigError(list(dict.fromkeys(problems)))
     extra = {"category_ids": list(getattr(train, "category_ids", []) or [])}
     build_cfg = cfg.model_copy(deep=True)
     if resume:

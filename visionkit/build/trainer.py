@@ -1,6 +1,6 @@
 """The keyword arguments of ``lightning.Trainer`` from the ``trainer`` section (Lightning
 itself is imported only by :mod:`visionkit.engine`), ``precision: auto`` resolved for the
-hardware at hand, and TF32 matrix products on CUDA."""
+hardware at hand, TF32 matrix products on CUDA, and ``trainer.compile`` (:func:`compile_model`)."""
 
 from __future__ import annotations
 
@@ -66,3 +66,14 @@ def use_tf32_matmuls() -> None:
     if torch.get_float32_matmul_precision() == "highest":
         torch.set_float32_matmul_precision("high")
         logger.info("float32 matrix products use TF32 on the GPU (matmul precision 'high')")
+
+
+def compile_model(model: Any, options: bool | dict[str, Any]) -> None:
+    """``trainer.compile``: ``torch.compile`` the backbone, neck and heads in place
+    (``nn.Module.compile``: parameter names and checkpoints are unchanged)."""
+    kwargs = options if isinstance(options, dict) else {}
+    modules = [model.backbone, *([model.neck] if model.neck is not None else [])]
+    modules += list(model.heads.values())
+    for module in modules:
+        module.compile(**kwargs)
+    logger.info("trainer.compile: torch.compile(%s) on backbone, neck and heads", kwargs or "")

@@ -124,15 +124,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="print only one JSON object to stdout: metrics, per-class rows, the "
-        "pycocotools summary lines and the detection confusion matrices with their class "
-        "order (everything else goes to stderr)",
+        "pycocotools summary lines and the confusion matrices (of boxes, pixels or images) "
+        "with their class order (everything else goes to stderr)",
     )
     p.add_argument(
         "--plots",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="write the precision-recall curves and confusion matrices of detection / "
-        "instance heads to a new <run>/eval (eval-2, ...) folder (default: on)",
+        "instance heads, and the confusion matrices of semantic and classification heads, to "
+        "a new <run>/eval (eval-2, ...) folder (default: on)",
     )
     p.add_argument(
         "--save-predictions",
@@ -187,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     if plots:
         print(f"Plots: {plots[0].parent} ({', '.join(p.name for p in plots)})")
-        print(matrix_line(matrix_conf, args.matrix_conf is not None))
+        if coco_evaluators(scored):  # the box matrices' threshold
+            print(matrix_line(matrix_conf, args.matrix_conf is not None))
         print()
     print(metrics_json(metrics))
     return 0

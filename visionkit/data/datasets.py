@@ -107,6 +107,21 @@ def label_names_of(datasets: Mapping[str, Any]) -> dict[str, list[str]]:
     return merge_label_names(val_sets(datasets.get("val")))
 
 
+def gives(dataset: Any, target: str) -> bool:
+    """Whether a built dataset (a mix: one of its parts) gives its samples ``target``
+    (``"masks"``, ``"keypoints"``, ...): one of its reader's ``targets``, switched on where the
+    reader has a flag for it (``target_flags``: e.g. ``masks`` left off, or ``"auto"`` with no
+    segmentation in the file). A reader that declares no ``targets`` is assumed to."""
+    parts = getattr(dataset, "parts", None)
+    if isinstance(parts, Mapping):
+        return any(gives(part, target) for part in parts.values())
+    reader = type(dataset)
+    if target not in getattr(reader, "targets", (target,)):
+        return False
+    flag = getattr(reader, "target_flags", {}).get(target)
+    return flag is None or bool(getattr(dataset, flag, True))
+
+
 def carries_labels(dataset: Any, family: str) -> bool:
     """Whether ``dataset`` carries the label family ``family`` (``"class"``, ``"instances"``,
     ``"semantic"``; readers without ``label_names`` are assumed to)."""

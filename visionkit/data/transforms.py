@@ -92,8 +92,8 @@ def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) ->
     the spec leaves it out: ``height``/``width`` (``Resize``, ``RandomCrop``, ``CenterCrop``,
     ``RandomSizedBBoxSafeCrop``, ...), ``size`` (``RandomResizedCrop``, ``RandomSizedCrop``) or
     ``max_size`` (``LongestMaxSize``, ``SmallestMaxSize``: the larger side of ``image_size``)
-    or ``min_height``/``min_width`` (``PadIfNeeded``, unless a size or divisor is given; its
-    own default is 1024 x 1024). So ``{name: Resize}`` follows ``data.image_size`` and one
+    or ``min_height``/``min_width`` (``PadIfNeeded``: each side not given, ``None`` where that
+    side has a ``pad_*_divisor``; albumentations' own default is 1024 x 1024). So ``{name: Resize}`` follows ``data.image_size`` and one
     override changes both.
 
     >>> with_image_size({"name": "Resize"}, 160)
@@ -105,7 +105,7 @@ def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) ->
     >>> with_image_size({"name": "PadIfNeeded"}, 128)
     {'name': 'PadIfNeeded', 'min_height': 128, 'min_width': 128}
     >>> with_image_size({"name": "PadIfNeeded", "pad_height_divisor": 32}, 128)
-    {'name': 'PadIfNeeded', 'pad_height_divisor': 32}
+    {'name': 'PadIfNeeded', 'pad_height_divisor': 32, 'min_height': None, 'min_width': 128}
 
     The steps inside a composition (``OneOf``, ``SomeOf``, ``Sequential``) are filled alike;
     ``Mosaic`` gets ``target_size`` and, when left out, ``cell_shape`` = ``target_size``
@@ -145,14 +145,14 @@ def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) ->
     elif "max_size" in params and not {"max_size", "max_size_hw"} & out.keys():
         # LongestMaxSize / SmallestMaxSize: the longest (shortest) side to data.image_size
         out["max_size"] = int(max(h, w))
-    elif {"min_height", "min_width"} <= params.keys() and not PAD_SIZES & out.keys():
-        # PadIfNeeded: to data.image_size, not albumentations' default of 1024 x 1024
-        out.update(min_height=int(h), min_width=int(w))
+    elif {"min_height", "min_width"} <= params.keys():
+        # PadIfNeeded: each side to data.image_size (not albumentations' default of 1024), or
+        # None where that side pads to a multiple (albumentations takes one or the other)
+        for side, size in (("height", h), ("width", w)):
+            if f"min_{side}" not in out:
+                divided = out.get(f"pad_{side}_divisor") is not None
+                out[f"min_{side}"] = None if divided else int(size)
     return out
-
-
-#: The arguments that size ``PadIfNeeded``'s output: any one given, none is filled in.
-PAD_SIZES = frozenset({"min_height", "min_width", "pad_height_divisor", "pad_width_divisor"})
 
 
 def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> Any:

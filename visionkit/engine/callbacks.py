@@ -37,7 +37,7 @@ class RunFolderCallback(L.Callback):
     (``train/...`` epoch means) and one per validation (``val/loss``, ``cls/top1``, ...), a
     validation at an epoch's end sharing the epoch's row. A validation between epochs (a
     step-based ``val_check_interval``) has its own row at its step, so every row's metrics were
-    measured at its ``step``; the curves' x-axis is then the step, else the epoch.
+    measured at its ``step``; the curves' x-axis is then the step (:func:`curve_axis`).
 
     Columns: ``epoch``, ``step``, ``lr``, then every metric the system logged.
     """
@@ -45,10 +45,6 @@ class RunFolderCallback(L.Callback):
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self.rows: list[dict[str, Any]] = []
-        self.x_axis = "epoch"
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.x_axis = "step" if trainer.check_val_every_n_epoch is None else "epoch"
 
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -80,7 +76,7 @@ class RunFolderCallback(L.Callback):
         else:
             self.rows.append(row)
         self.write_csv()
-        plot_curves(self.rows, self.run_dir / "plots" / "curves.png", x_axis=self.x_axis)
+        plot_curves(self.rows, self.run_dir / "plots" / "curves.png")
 
     def write_csv(self) -> None:
         columns = list(dict.fromkeys(k for row in self.rows for k in row))
@@ -153,14 +149,21 @@ CURVE_BREAKDOWNS = re.compile(r"(^|_)AR|_(small|medium|large)$|^IoU_|(^|_)tar@|(
 MONITOR_RATES = ("lr-", "momentum-")
 
 
-def plot_curves(rows: list[dict[str, Any]], path: Path, x_axis: str = "epoch") -> None:
-    """Panels over ``x_axis`` (a column of ``rows``: ``epoch`` or ``step``), four to a row: the total losses (``train/loss_epoch``, ``val/loss``),
+def curve_axis(rows: list[dict[str, Any]]) -> str:
+    """The x-axis of the curves: ``"epoch"``, or ``"step"`` when an epoch has several rows
+    (validations between epochs: a step-based ``val_check_interval``, or a fraction of one)."""
+    return "step" if len({row["epoch"] for row in rows}) < len(rows) else "epoch"
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path, x_axis: str | None = None) -> None:
+    """Panels over ``x_axis`` (``epoch`` or ``step``; default :func:`curve_axis`), four to a row: the total losses (``train/loss_epoch``, ``val/loss``),
     each head's training loss (``train/<head>/loss_epoch``, with several heads), each head's
     validation metrics (:func:`curve_panels`), and the learning rates (``lr`` and the
     per-group ``train/lr_*``)."""
     if not rows:
         return
     plt = pyplot()
+    x_axis = x_axis or curve_axis(rows)
     keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("epoch", "step")]
     panels = curve_panels(keys)
     columns = min(4, len(panels))

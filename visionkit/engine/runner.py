@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from visionkit.build import (
     build_model,
     build_pipelines,
     build_split,
+    compile_model,
     dropped_keys,
     lr_schedule,
     optimizer_factory,
@@ -37,6 +38,7 @@ from visionkit.build.model import load
 from visionkit.build.trainer import resolve_precision, use_tf32_matmuls
 from visionkit.checkpoint import load_checkpoint, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, save_config
+from visionkit.data.datasets import val_sets
 from visionkit.engine.callbacks import (
     RunFolderCallback,
     TrainingTime,
@@ -213,6 +215,7 @@ def train(
         optimizer_factory(cfg.optimizer),
         lr_schedule(cfg.scheduler),
         evaluators=build_evaluators(model, datasets.get("val")),
+        val_sets=list(val_sets(datasets.get("val"))),
         on_nonfinite_loss=cfg.trainer.on_nonfinite_loss,
         channels_last=cfg.trainer.channels_last,
     )
@@ -309,9 +312,7 @@ def _fit_and_validate_best(
     results = trainer.validate(
         system, datamodule=datamodule, ckpt_path=path, verbose=False, weights_only=True
     )
-    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
-    metrics.update(system.last_metrics)
-    return metrics
+    return validated_metrics(results, system)
 
 
 def training_callbacks(
@@ -350,17 +351,6 @@ def training_callbacks(
             )
         )
     return callbacks
-
-
-def compile_model(model: Any, options: bool | dict[str, Any]) -> None:
-    """``trainer.compile``: ``torch.compile`` the backbone, neck and heads in place
-    (``nn.Module.compile``: parameter names and checkpoints are unchanged)."""
-    kwargs = options if isinstance(options, dict) else {}
-    modules = [model.backbone, *([model.neck] if model.neck is not None else [])]
-    modules += list(model.heads.values())
-    for module in modules:
-        module.compile(**kwargs)
-    logger.info("trainer.compile: torch.compile(%s) on backbone, neck and heads", kwargs or "")
 
 
 EVAL_OVERRIDE_SECTIONS = ("data.", "trainer.")
@@ -474,18 +464,26 @@ def evaluate(
         optimizer_factory(cfg.optimizer),
         lr_schedule(cfg.scheduler),
         evaluators=build_evaluators(model, val),
+        val_sets=list(val_sets(val)),
         channels_last=cfg.trainer.channels_last,
         tta=tta,
     )
     trainer = make_trainer(cfg, Path(cfg.output_dir) / cfg.name, logger=False, **on_device)
     with detection_settings(model, **thresholds):
         results = trainer.validate(system, datamodule=datamodule, verbose=False)
-    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
-    metrics.update(system.last_metrics)
+    metrics = validated_metrics(results, system)
     if save_predictions is not None and trainer.is_global_zero:
         _save_predictions(system, Path(save_predictions))
     if scored is not None:
         scored.update(system.evaluators.items())
+    return metrics
+
+
+def validated_metrics(results: Sequence[Mapping[str, Any]], system: VisionSystem) -> dict:
+    """The metrics of ``trainer.validate``: what every validation loader logged (each set's
+    ``val/loss/<set>`` with several sets) and the evaluators' (``system.last_metrics``)."""
+    metrics = {k: float(v) for result in results for k, v in result.items()}
+    metrics.update(system.last_metrics)
     return metrics
 
 

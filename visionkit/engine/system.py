@@ -54,6 +54,8 @@ class VisionSystem(L.LightningModule):
         tta: validation predictions with test-time augmentation: ``None``, or ``"flip"``
             (each batch and its mirror, merged per head by :func:`visionkit.inference.tta.
             merge_hflip`, as ``visionkit predict --tta flip``); ``visionkit eval --tta``.
+        val_sets: the names of the validation sets, in loader order: with several, each
+            logs its loss as ``val/loss/<set>`` (one set: ``val/loss``).
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class VisionSystem(L.LightningModule):
         on_nonfinite_loss: str = "error",
         channels_last: bool = False,
         tta: str | None = None,
+        val_sets: Sequence[str] = (),
     ) -> None:
         super().__init__()
         if tta is not None and tta not in TTA_MODES:
@@ -94,6 +97,9 @@ class VisionSystem(L.LightningModule):
         # number of ranks, rounding down, which is wrong when ranks see different numbers of
         # images (as they do with the unpadded validation sampler).
         self.val_losses = nn.ModuleList(MeanMetric() for _ in range(max(1, len(evaluators))))
+        self.val_loss_keys = (
+            [f"val/loss/{name}" for name in val_sets] if len(val_sets) > 1 else ["val/loss"]
+        )
 
     def forward(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         return self.model(images)
@@ -186,7 +192,8 @@ class VisionSystem(L.LightningModule):
         size = len(batch["images"])
         val_loss = self.val_losses[dataloader_idx]
         val_loss.update(losses["loss"].detach().float(), weight=size)
-        self.log("val/loss", val_loss, on_epoch=True, batch_size=size)
+        key = self.val_loss_keys[min(dataloader_idx, len(self.val_loss_keys) - 1)]
+        self.log(key, val_loss, on_epoch=True, batch_size=size, add_dataloader_idx=False)
         sizes = [tuple(s) for s in batch["image_sizes"].tolist()]
         orig_sizes = [tuple(s) for s in batch["orig_sizes"].tolist()]
         if self.tta == "flip":

@@ -196,7 +196,7 @@ def resize_steps(steps: Sequence[Mapping[str, Any]], size: tuple[int, int]) -> l
 
     out = []
     for step in steps:
-        step = {k: v for k, v in step.items() if k not in SIZE_KEYS}
+        step = {k: v for k, v in step.items() if k not in SIZE_KEYS or v is None}
         if isinstance(step.get("transforms"), list):
             step["transforms"] = resize_steps(step["transforms"], size)
         out.append(with_image_size(step, list(size)))

@@ -11,7 +11,7 @@ import torch
 import visionkit
 from tests.helpers import run
 from visionkit.models.backbones import BackboneError, create_backbone
-from visionkit.models.backbones.base import refuse_unsafe_kwargs
+from visionkit.models.backbones.base import Arguments, refuse_unsafe_kwargs
 
 
 class _Payload:
@@ -47,7 +47,7 @@ def test_timm_file_arguments_are_refused_before_timm_sees_them(evil_file, key):
     [
         ({"weights": "DEFAULT"}, r"kwargs\.weights: refused"),
         ({"cache_dir": "hub"}, r"kwargs\.cache_dir: refused"),
-        ({"model_url": "x"}, r"kwargs\.model_url: not an argument of torchvision's ResNet"),
+        ({"model_url": "x"}, r"kwargs\.model_url: refused"),
         ({"norm_layer": "/tmp/n.py"}, r"kwargs\.norm_layer: '/tmp/n.py' looks like a path"),
         ({"norm_layer": "http://example.invalid/x"}, r"looks like a path or URL"),
     ],
@@ -141,10 +141,10 @@ def test_file_like_names_are_refused_even_where_the_architecture_takes_them():
     """The deny rules stay behind the allow-list: an architecture argument named like a file
     (or an open ``**kwargs`` builder) is refused all the same."""
     with pytest.raises(BackboneError, match=r"kwargs\.weights_path: refused"):
-        refuse_unsafe_kwargs({"weights_path": "w"}, accepted=["weights_path"], what="X")
+        refuse_unsafe_kwargs({"weights_path": "w"}, Arguments(["weights_path"], "X"))
     with pytest.raises(BackboneError, match=r"kwargs\.model_url: refused"):
-        refuse_unsafe_kwargs({"model_url": "x"}, accepted=None)
-    refuse_unsafe_kwargs({"depth": 3}, accepted=None)  # an open builder: anything else passes
+        refuse_unsafe_kwargs({"model_url": "x"}, Arguments(None, "X"))
+    refuse_unsafe_kwargs({"depth": 3}, Arguments(None, "X"))  # an open builder: others pass
 
 
 def test_an_unknown_backbone_argument_in_a_config_is_an_error_not_a_traceback(
@@ -163,3 +163,18 @@ def test_an_unknown_backbone_argument_in_a_config_is_an_error_not_a_traceback(
         in err
     )
     assert "Traceback" not in err
+
+
+def test_what_the_library_takes_passes_though_its_class_does_not_name_it():
+    """The allow-list asks the library (a build on the meta device) beyond the class's
+    signature: arguments timm's builder functions consume (``bn_eps``), those of a
+    ``features_only`` class (MobileNetV3's ``output_stride``); an argument a torchvision
+    builder sets itself is refused by name."""
+    assert create_backbone("efficientnet_b0", bn_eps=1e-3).strides[-1] == 32
+    found = create_backbone("mobilenetv3_large_100", out_indices=[0, 1, 2, 3], output_stride=16)
+    assert found.strides == [2, 4, 8, 16]
+    with pytest.raises(BackboneError) as info:
+        create_backbone("torchvision/resnet18", block="BasicBlock")
+    assert "kwargs.block: set by the builder of torchvision's ResNet (resnet18) itself" in str(
+        info.value
+    )

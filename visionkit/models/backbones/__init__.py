@@ -86,7 +86,7 @@ def create_backbone(
     builder = _get_builder(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if kwargs:  # only the architecture's arguments, and never one that could load a file
-        refuse_unsafe_kwargs(kwargs, *builder_arguments(builder, name))
+        refuse_unsafe_kwargs(kwargs, builder_arguments(builder, name))
     if out_indices is not None:
         kwargs["out_indices"] = out_indices
     weights_file = None

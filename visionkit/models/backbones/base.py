@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -30,38 +30,61 @@ REFUSED_KWARGS = ("checkpoint_path", "pretrained", "weights", "weights_backbone"
 _REFUSED_SUFFIXES = ("path", "file", "files", "url", "dir", "checkpoint", "weights")
 
 
-def refuse_unsafe_kwargs(
-    kwargs: dict[str, object], accepted: Sequence[str] | None = None, what: str = ""
-) -> None:
+class Arguments(NamedTuple):
+    """What a backbone builder takes from ``model.backbone.kwargs`` (:func:`builder_arguments`):
+    ``names`` (its known arguments, for messages; ``None``: any name), ``what`` (the
+    architecture, e.g. ``"timm's ResNet (resnet18)"``) and ``takes(key, value)``, which asks
+    the library itself whether it takes a name (``None``: ``names`` decide)."""
+
+    names: list[str] | None
+    what: str
+    takes: Callable[[str, object], bool] | None = None
+
+    def allow(self, key: str, value: object) -> bool:
+        if self.takes is not None:
+            return self.takes(key, value)
+        return self.names is None or key in self.names
+
+
+def refuse_unsafe_kwargs(kwargs: dict[str, object], arguments: Arguments | None = None) -> None:
     """Raise :class:`BackboneError` for every backbone builder argument that could load a file
-    or that the architecture does not take. Refused: a key in :data:`REFUSED_KWARGS` or
-    ``pretrained_cfg*``; a key not in ``accepted`` (the allow-list, when given: the
-    architecture's arguments, :func:`builder_arguments`; ``what`` names it), with a close
-    accepted name when there is one; a key ending in ``path``, ``file``, ``url``, ``dir``,
-    ``checkpoint`` or ``weights`` (``drop_path_rate`` is fine); a string value that looks like
-    a path or URL."""
+    or that the architecture does not take. Refused, in this order (a file-like argument never
+    reaches the library, not even to ask it): a key in :data:`REFUSED_KWARGS` or
+    ``pretrained_cfg*``; a key ending in ``path``, ``file``, ``url``, ``dir``, ``checkpoint`` or
+    ``weights`` (``drop_path_rate`` is fine), or a string value that looks like a path or URL;
+    a key the architecture does not take (the allow-list, ``arguments``:
+    :func:`builder_arguments`), with a close known name when there is one."""
     problems, unknown, loading = [], False, False
+    names = arguments.names if arguments is not None else None
     for key, value in kwargs.items():
         lowered = key.lower()
-        close = difflib.get_close_matches(key, accepted or [], n=1)
+        close = difflib.get_close_matches(key, names or [], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        file_like = lowered.endswith(_REFUSED_SUFFIXES) or (
+            isinstance(value, str) and ("/" in value or "\\" in value or "://" in value)
+        )
         if lowered in REFUSED_KWARGS or lowered.startswith("pretrained_cfg"):
             problem, loading = "refused (it could make the library load a file)", True
-        elif accepted is not None and key not in accepted:
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problem, unknown = f"not an argument of {what}{hint}", True
+        elif file_like and close and key not in (names or []):  # drop_path: a typo
+            problem, unknown = f"not an argument of {arguments.what}{hint}", True
         elif lowered.endswith(_REFUSED_SUFFIXES):
             problem, loading = "refused (it could make the library load a file)", True
-        elif isinstance(value, str) and ("/" in value or "\\" in value or "://" in value):
+        elif file_like:
             problem = f"{value!r} looks like a path or URL; refused (architecture arguments only)"
             loading = True
+        elif arguments is not None and not arguments.allow(key, value):
+            if key in (names or []):  # e.g. a torchvision ResNet's block: its builder's to set
+                problem = f"set by the builder of {arguments.what} itself, not by a config"
+            else:
+                problem, unknown = f"not an argument of {arguments.what}{hint}", True
         else:
             continue
         problems.append(f"model.backbone.kwargs.{key}: {problem}")
     if not problems:
         return
     message = "; ".join(problems)
-    if unknown:
-        message += f". The arguments of {what}: {', '.join(accepted or []) or 'none'}"
+    if unknown and arguments is not None:
+        message += f". The arguments of {arguments.what}: {', '.join(names or []) or 'none'}"
     if loading:
         message += (
             ". Load weights with model.backbone.pretrained (true, or a .safetensors / .pth "
@@ -90,14 +113,46 @@ def accepted_arguments(
     )
 
 
-def builder_arguments(builder: Callable[..., object], name: str) -> tuple[list[str] | None, str]:
-    """``(accepted arguments, what they belong to)`` of a registered backbone builder: the
-    architecture's class when the builder says (``builder.arguments()``: timm and torchvision
-    models, whose builders take ``**kwargs``), else the builder function's own parameters."""
+def builder_arguments(builder: Callable[..., object], name: str) -> Arguments:
+    """The :class:`Arguments` of a registered backbone builder: the builder's own
+    (``builder.arguments()``: timm and torchvision models, whose builders take ``**kwargs``:
+    their library is asked, :func:`library_takes`), else the builder function's parameters."""
     arguments = getattr(builder, "arguments", None)
     if arguments is not None:
         return arguments()
-    return accepted_arguments(builder), f"backbone {name!r}"
+    return Arguments(accepted_arguments(builder), f"backbone {name!r}")
+
+
+_TAKES: dict[tuple[str, str], bool] = {}
+
+
+def library_takes(
+    build: Callable[..., object], key: str, value: object, cache: str | None = None
+) -> bool:
+    """Whether ``build(**{key: value})`` takes the name ``key``: built on the meta device (no
+    memory, no weights), ``False`` when the library raises ``TypeError`` for an unexpected (or
+    repeated) keyword; ``True`` otherwise (an error about the value is the real build's to
+    report). The answer is kept per ``cache`` (the model) and name. Call it only for arguments
+    that cannot load a file (:func:`refuse_unsafe_kwargs` does)."""
+    if cache is not None and (cache, key) in _TAKES:
+        return _TAKES[(cache, key)]
+    takes = _library_takes(build, key, value)
+    if cache is not None:
+        _TAKES[(cache, key)] = takes
+    return takes
+
+
+def _library_takes(build: Callable[..., object], key: str, value: object) -> bool:
+    try:
+        with torch.device("meta"):
+            build(**{key: value})
+    except TypeError as err:
+        text = str(err)
+        if repr(key) in text and ("unexpected keyword" in text or "multiple values" in text):
+            return False
+    except Exception:  # about the value, or a model that cannot be built on the meta device
+        pass
+    return True
 
 
 def architecture_class(build: Callable[[], nn.Module]) -> type:

@@ -188,7 +188,8 @@ def host_unreachable(url: str) -> str | None:
     download itself goes through. A machine without network is told so at once, where
     huggingface_hub would retry for half a minute first."""
     parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or urllib.request.getproxies():
+    proxies = {k: v for k, v in urllib.request.getproxies().items() if k != "no"}
+    if parsed.scheme not in ("http", "https") or proxies:  # no_proxy alone is no proxy
         return None
     host = parsed.hostname or ""
     port = parsed.port or (443 if parsed.scheme == "https" else 80)

@@ -34,10 +34,12 @@ from timm.models import get_pretrained_cfg
 from visionkit.models.backbones.base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    Arguments,
     BackboneError,
     FeatureBackbone,
     accepted_arguments,
     architecture_class,
+    library_takes,
     to_rgb_stats,
 )
 from visionkit.models.backbones.pretrained import WeightsSource, fetch
@@ -95,12 +97,20 @@ def _resolve(name: str) -> Any:
     return build
 
 
-def timm_arguments(model_name: str) -> tuple[list[str] | None, str]:
-    """The arguments of the timm model's class and ``timm.create_model``'s layer switches, and
-    the class's name (:func:`~visionkit.models.backbones.base.builder_arguments`)."""
-    architecture = timm_architecture(model_name)
-    accepted = accepted_arguments(architecture.__init__, extra=TIMM_CREATE_KWARGS)
-    return accepted, f"timm's {architecture.__name__} ({model_name})"
+def timm_arguments(model_name: str) -> Arguments:
+    """What the timm model takes (:func:`~visionkit.models.backbones.base.builder_arguments`):
+    named, the arguments of its class and of its ``features_only`` class (which differ for
+    some models) and ``timm.create_model``'s layer switches; asked, ``timm.create_model(...,
+    features_only=True)`` itself, so the arguments its builder functions consume (``bn_eps``)
+    pass too."""
+    classes = dict.fromkeys((timm_architecture(model_name), timm_architecture(model_name, True)))
+    names = [n for c in classes for n in accepted_arguments(c.__init__) or ()]
+    names = list(dict.fromkeys([*names, *TIMM_CREATE_KWARGS]))
+    what = f"timm's {next(iter(classes)).__name__} ({model_name})"
+    build = functools.partial(timm.create_model, model_name, features_only=True)
+    return Arguments(
+        names, what, functools.partial(library_takes, build, cache=f"timm:{model_name}")
+    )
 
 
 #: ``timm.create_model`` arguments that are not the architecture's (layer config switches).
@@ -108,9 +118,9 @@ TIMM_CREATE_KWARGS = ("scriptable", "exportable", "no_jit")
 
 
 @functools.lru_cache(maxsize=32)
-def timm_architecture(model_name: str) -> type:
+def timm_architecture(model_name: str, features_only: bool = False) -> type:
     """The class of the timm model ``model_name`` (:func:`architecture_class`)."""
-    return architecture_class(lambda: timm.create_model(model_name))
+    return architecture_class(lambda: timm.create_model(model_name, features_only=features_only))
 
 
 def create_timm_backbone(

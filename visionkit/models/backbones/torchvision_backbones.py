@@ -42,10 +42,12 @@ from visionkit.errors import CheckpointError
 from visionkit.models.backbones.base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    Arguments,
     BackboneError,
     FeatureBackbone,
     accepted_arguments,
     architecture_class,
+    library_takes,
     select_levels,
 )
 from visionkit.models.backbones.pretrained import (
@@ -97,12 +99,17 @@ def _resolve(name: str) -> Any:
     return build
 
 
-def torchvision_arguments(model_name: str) -> tuple[list[str] | None, str]:
-    """The arguments of the torchvision model's class, and its name
-    (:func:`~visionkit.models.backbones.base.builder_arguments`)."""
+def torchvision_arguments(model_name: str) -> Arguments:
+    """What the torchvision model takes (:func:`~visionkit.models.backbones.base.
+    builder_arguments`): named, its class's arguments; asked, ``torchvision.models.get_model``
+    itself (which refuses, e.g., ``block`` for a ResNet: its builder passes that)."""
     architecture = torchvision_architecture(model_name)
-    accepted = accepted_arguments(architecture.__init__)
-    return accepted, f"torchvision's {architecture.__name__} ({model_name})"
+    build = functools.partial(torchvision.models.get_model, model_name)
+    return Arguments(
+        accepted_arguments(architecture.__init__),
+        f"torchvision's {architecture.__name__} ({model_name})",
+        functools.partial(library_takes, build, cache=f"torchvision:{model_name}"),
+    )
 
 
 @functools.lru_cache(maxsize=32)
