@@ -317,4 +317,5 @@ def test_image_size_is_the_content_inside_the_bottom_right_padding():
     assert tuple(out["image"].shape) == (3, 128, 128)
     assert out["image_size"] == (128, 85)
     assert out["semantic"].shape == (128, 128) and out["masks"].shape == (3, 128, 128)
-    assert (out["semantic"][:, 85:] == 0).all()  # the padding, outside the content
+    assert (out["semantic"][:, 85:] == 255).all()  # the padding carries no label (ignored)
+    assert (out["masks"][:, :, 85:] == 0).all()  # and belongs to no instance

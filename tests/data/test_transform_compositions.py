@@ -200,3 +200,37 @@ def test_pad_if_needed_pads_to_the_image_size_not_to_1024():
     half = with_image_size({"name": "PadIfNeeded", "pad_width_divisor": 32}, 96)
     assert (half["min_height"], half["min_width"]) == (96, None)  # each side on its own
     build_pipeline([half], MEAN, STD)  # what albumentations accepts
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    "step",
+    [
+        {"name": "PadIfNeeded", "min_height": 64, "min_width": 64, "position": "top_left"},
+        {"name": "RandomCrop", "height": 64, "width": 64, "pad_if_needed": True},
+        {"name": "Affine", "rotate": [30, 30], "p": 1.0},
+    ],
+    ids=["PadIfNeeded", "RandomCrop", "Affine"],
+)
+def test_padding_and_borders_of_label_maps_carry_no_label(step):
+    """Label 0 is a real class in a mask folder (CamVid's sky): the pixels a step pads or
+    rotates in are ignored (255), not labelled 0 (albumentations' default fill), and belong to
+    no instance mask."""
+    import numpy as np
+
+    sample = {
+        "image": np.zeros((40, 40, 3), np.uint8),
+        "image_id": 1,
+        "orig_size": (40, 40),
+        "semantic": np.full((40, 40), 3, np.uint8),  # class 3 everywhere
+        "boxes": np.array([[0.0, 0.0, 40.0, 40.0]]),
+        "labels": np.array([0]),
+        "masks": np.ones((1, 40, 40), np.uint8),
+    }
+    out = apply_pipeline(build_pipeline([step], MEAN, STD), sample)
+    values = set(out["semantic"].unique().tolist())
+    assert values == {3, 255}, values  # the image's class, and the filled pixels ignored
+    filled = out["semantic"] == 255
+    assert not out["masks"][:, filled].any() and out["masks"].max() == 1
+    explicit = build_pipeline([{**step, "fill_mask": 0}], MEAN, STD)  # a fill the user sets
+    assert 0 in apply_pipeline(explicit, sample)["semantic"].unique().tolist()

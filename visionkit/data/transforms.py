@@ -48,7 +48,7 @@ import torch
 from albumentations.pytorch import ToTensorV2
 
 from visionkit.data import mixing
-from visionkit.data.batch import Sample
+from visionkit.data.batch import IGNORE_PIXEL, Sample
 from visionkit.data.keypoint_transforms import keypoint_inputs, keypoint_outputs, keypoint_params
 from visionkit.errors import ConfigError
 
@@ -176,6 +176,10 @@ def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> Any:
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ConfigError(f"{where}.name: unknown albumentations transform {name!r}{hint}")
     _check_parameters(cls, name, params, where)
+    if not mixer and "fill_mask" in inspect.signature(cls.__init__).parameters:
+        # padding and borders carry no label (albumentations would fill label maps with 0, a
+        # real class: CamVid's sky); instance masks stay 0 / 1 (apply_pipeline keeps == 1)
+        params.setdefault("fill_mask", IGNORE_PIXEL)
     try:
         if mixer:
             step = cls(**params)
@@ -475,7 +479,7 @@ def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
         kept = np.asarray(out["instance_ids"], np.int64).reshape(-1)
         if len(kept):
             stacked = torch.stack([torch.as_tensor(np.asarray(m)) for m in out["masks"]])
-            result["masks"] = stacked[torch.as_tensor(kept)].to(torch.uint8)
+            result["masks"] = (stacked[torch.as_tensor(kept)] == 1).to(torch.uint8)  # not fill
         else:
             result["masks"] = torch.zeros((0, *size), dtype=torch.uint8)
     if "mask" in inputs:
