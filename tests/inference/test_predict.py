@@ -133,6 +133,20 @@ def test_every_semantic_class_is_painted_but_background_and_ignored_pixels():
     assert unnamed[10, 10].any() and unnamed.shape[0] == 40 + 2 * 14 + 4  # "0", "1"
 
 
+def test_boxes_beside_a_label_map_take_other_colours_than_its_classes():
+    """A detector's class 0 beside CamVid's sky (class 0): not both red."""
+    from visionkit.inference.draw import colour_of
+
+    image = np.zeros((40, 60, 3), np.uint8)
+    box = {"boxes": torch.tensor([[10.0, 5.0, 30.0, 25.0]]), "labels": torch.tensor([0])}
+    box |= {"scores": torch.tensor([0.9]), "names": ["raccoon"]}
+    seg = {"mask": torch.full((40, 60), -1), "names": ["sky", "road"]}  # nothing painted
+    alone = draw_predictions(image, {"det": box})
+    beside = draw_predictions(image, {"seg": seg, "det": box})
+    assert tuple(alone[15, 10]) == colour_of(0)  # the box's left edge
+    assert tuple(beside[15, 10]) == colour_of(2)  # after the label map's two classes
+
+
 def test_draw_predictions_fills_masks_and_adds_a_semantic_legend():
     image = np.zeros((40, 60, 3), np.uint8)
     semantic = torch.zeros(40, 60, dtype=torch.long)

@@ -43,9 +43,13 @@ def draw_predictions(
     with ``legend_all`` every named class, so that all the frames of a video get the same
     size). Every semantic class is painted (CamVid's class 0 is the sky) but one named
     ``"background"`` (label 0 of a semantic family made from instances, VOC's), and pixels
-    labelled ``-1`` (ignored ones of the ground truth)."""
+    labelled ``-1`` (ignored ones of the ground truth). Beside a named label map, boxes take
+    the colours after its classes."""
     canvas = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
     legend: dict[str, tuple[int, int, int]] = {}
+    # boxes take the colours after a named label map's classes (a detector's class 0 and
+    # CamVid's sky would both be red): the same per model in every picture
+    offset = max((len(r.get("names") or ()) for r in prediction.values() if "mask" in r), default=0)
     for result in prediction.values():
         if "mask" in result:  # semantic: label map [H, W]; -1 = not drawn (ignored pixels)
             mask = result["mask"].cpu()
@@ -63,7 +67,7 @@ def draw_predictions(
     for result in prediction.values():
         if "boxes" in result and len(result["boxes"]):
             names = result.get("names") or [str(int(label)) for label in result["labels"]]
-            colours = [colour_of(label) for label in result["labels"]]
+            colours = [colour_of(int(label) + offset) for label in result["labels"]]
             if result.get("masks") is not None and len(result["masks"]):
                 canvas = draw_segmentation_masks(
                     canvas, result["masks"].cpu().bool(), alpha=0.45, colors=colours
