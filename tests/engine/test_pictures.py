@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
 import visionkit
@@ -17,42 +18,37 @@ from visionkit.engine.callbacks import curve_panels, make_loggers, plot_curves
 from visionkit.engine.pictures import (
     ValidationPictures,
     ground_truth,
-    plot_confusion,
     write_class_tables,
 )
 from visionkit.evaluation.coco import CocoEvaluator
 
 
-def test_the_confusion_matrix_counts_the_logits_validation_computes(tmp_path):
-    model = visionkit.create_model(
-        {
-            "model": {
-                "backbone": {"name": "simple_cnn"},
-                "heads": {"cls": {"name": "linear", "num_classes": 3}},
-            }
-        }
-    )
-    callback = ValidationPictures(tmp_path)
-    module = SimpleNamespace(model=model, device=torch.device("cpu"))
-    trainer = SimpleNamespace(world_size=1)
-    callback.on_validation_epoch_start(trainer, module)
-    expected = torch.zeros(3, 3, dtype=torch.long)
+def test_the_confusion_matrix_is_the_classification_evaluators_own(tmp_path):
+    """plots/confusion_<head>.png after a validation: drawn from the counts the evaluator made
+    (images without a class label not counted), no second count of its own."""
+    from visionkit.engine.pictures import class_confusion
+    from visionkit.evaluation.classification import ClassificationEvaluator
+
+    evaluator = ClassificationEvaluator("cls", 3, ["a", "b", "c"])
     torch.manual_seed(0)
-    for _ in range(3):
-        images = torch.randn(5, 3, 32, 32)
-        labels = torch.tensor([0, 1, 2, -1, 1])  # -1: no class label, not counted
-        predicted = model(images)["cls"]["logits"].argmax(1)  # the hook sees this forward
-        callback.on_validation_batch_end(trainer, module, None, {"class": labels}, 0)
-        for t, p in zip(labels.tolist(), predicted.tolist(), strict=True):
-            if t >= 0:
-                expected[t, p] += 1
-    callback.on_validation_epoch_end(trainer, module)
-    assert torch.equal(callback.confusion["cls"], expected)
-    assert int(callback.confusion["cls"].sum()) == 12
-    model(torch.randn(1, 3, 32, 32))  # hooks are gone after validation
-    assert not callback._logits
-    plot_confusion(expected, ["a", "b", "c"], tmp_path / "plots" / "confusion_cls.png", "cls")
+    labels = torch.tensor([0, 1, 2, -1, 1])  # -1: no class label, not counted
+    scores = torch.randn(5, 3)
+    batch = {"image_ids": torch.arange(1, 6), "class": labels}
+    evaluator.process(batch, [{"scores": s} for s in scores])
+    evaluator.evaluate()
+    expected = torch.zeros(3, 3, dtype=torch.long)
+    for t, p in zip(labels.tolist(), scores.argmax(1).tolist(), strict=True):
+        if t >= 0:
+            expected[t, p] += 1
+    counts, names, unit = class_confusion(evaluator)
+    assert torch.equal(counts, expected) and (names, unit) == (["a", "b", "c"], "images")
+    callback = ValidationPictures(tmp_path)
+    fitting = SimpleNamespace(fn=TrainerFn.FITTING)  # no prediction grid: no model needed
+    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, state=fitting)
+    module = SimpleNamespace(model=None, evaluators={"cls": evaluator})
+    callback.on_validation_end(trainer, module)
     assert (tmp_path / "plots" / "confusion_cls.png").stat().st_size > 0
+    assert (tmp_path / "per_class_recall_cls.csv").is_file()
 
 
 def coco_gt(tmp_path):

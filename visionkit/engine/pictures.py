@@ -12,11 +12,10 @@ skipped). It writes:
 
 After **every** validation it (re)writes:
 
-- ``plots/confusion_<head>.png`` for each classification head: the confusion matrix over the
-  **whole** validation set, normalised per true class (rows sum to 1), with the class names.
-  It costs nothing extra: a forward hook on the head keeps the logits that validation
-  computes anyway; the counts are summed over processes. For each semantic head the same of
-  its pixels, from its evaluator's confusion matrix (:func:`class_confusion`).
+- ``plots/confusion_<head>.png`` for each classification head (images, top-1) and each
+  semantic head (pixels): the confusion matrix over the **whole** validation set, normalised
+  per true class (rows sum to 1), with the class names. It costs nothing extra: it is the
+  evaluator's own matrix, counted over every process (:func:`class_confusion`).
 - ``per_class_ap_<head>.csv`` and ``per_class_ap_<head>.md`` for each detection / instance
   head with a COCO evaluator: AP, AP50 and AP75 per category (and the mask APs of an
   instance head), read from the evaluator's COCOeval ``precision`` array
@@ -72,60 +71,6 @@ class ValidationPictures(L.Callback):
         self.val_dataset = val_dataset
         self.num_images = num_images
         self.grid_during_fit = grid_during_fit
-        self.confusion: dict[str, Tensor] = {}
-        self._logits: dict[str, Tensor] = {}
-        self._hooks: list[Any] = []
-
-    # ---------------------------------------------------------------- confusion matrices
-    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.confusion = {}
-        self._remove_hooks()
-        for name, head in pl_module.model.heads.items():
-            if _labels_of(head) == "class":  # image-level classes: a confusion matrix
-                self.confusion[name] = torch.zeros(
-                    head.num_classes, head.num_classes, dtype=torch.long
-                )
-                self._hooks.append(head.register_forward_hook(self._keep_logits(name)))
-
-    def _keep_logits(self, name: str) -> Any:
-        def hook(module: Any, inputs: Any, outputs: dict[str, Tensor]) -> None:
-            self._logits[name] = outputs["logits"].detach()
-
-        return hook
-
-    def on_validation_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: dict[str, Any],
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        labels = batch.get("class")
-        for name, logits in self._logits.items():
-            if labels is None or name not in self.confusion:
-                continue
-            truth = torch.as_tensor(labels).reshape(-1).cpu()
-            predicted = logits.float().argmax(1).cpu()
-            keep = truth >= 0  # -1: the image has no class label
-            size = self.confusion[name].shape[0]
-            index = truth[keep] * size + predicted[keep]
-            self.confusion[name] += torch.bincount(index, minlength=size * size).view(size, size)
-        self._logits.clear()
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._remove_hooks()
-        if trainer.world_size > 1:
-            for name, counts in self.confusion.items():
-                reduced = trainer.strategy.reduce(counts.to(pl_module.device), reduce_op="sum")
-                self.confusion[name] = reduced.long().cpu()
-
-    def _remove_hooks(self) -> None:
-        for hook in self._hooks:
-            hook.remove()
-        self._hooks = []
-        self._logits.clear()
 
     # ---------------------------------------------------------------- writing
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -133,16 +78,13 @@ class ValidationPictures(L.Callback):
             return
         model = pl_module.model
         plots = self.run_dir / "plots"
-        for name, counts in self.confusion.items():
-            if counts.sum() > 0:
-                names = label_names(model, name)
-                plot_confusion(counts, names, plots / f"confusion_{name}.png", title=name)
         for key, evaluator in pl_module.evaluators.items():
-            write_class_tables(evaluator, self.run_dir, key.replace("@", "_"))
+            name = key.replace("@", "_")
+            write_class_tables(evaluator, self.run_dir, name)
             found = class_confusion(evaluator)
-            if found is not None and found[2] == "pixels":  # semantic (classification: above)
-                name = key.replace("@", "_")
-                plot_confusion(*found[:2], plots / f"confusion_{name}.png", name, unit="pixels")
+            if found is not None and found[0].sum() > 0:
+                counts, names, unit = found
+                plot_confusion(counts, names, plots / f"confusion_{name}.png", name, unit=unit)
         if self.grid_during_fit or trainer.state.fn != TrainerFn.FITTING:
             samples = self._samples(trainer)
             if samples:
@@ -159,13 +101,6 @@ class ValidationPictures(L.Callback):
         per_set = max(1, math.ceil(self.num_images / len(sets)))
         samples = [ds[i] for ds in sets for i in range(min(per_set, len(ds)))]
         return samples[: self.num_images]
-
-
-def _labels_of(head: Any) -> str | None:
-    """The label family a head learns from (``None`` for a task not in the table); an
-    embedding head also reads image-level labels, but as identities, with no confusion."""
-    spec = TASKS.get(getattr(head, "task", None))
-    return spec.labels if spec is not None else None
 
 
 def label_names(model: Any, head_name: str) -> list[str]:

@@ -280,7 +280,9 @@ class MaskFolderDataset:
                 )
             elif decode:
                 try:
-                    counts = np.bincount(self._read_mask_file(mask_path).ravel(), minlength=256)
+                    counts = np.bincount(
+                        self._read_mask_file(mask_path).ravel(), minlength=len(pixels)
+                    )
                 except AnnotationError as err:
                     report.add("bad label file", where, str(err).removeprefix(f"{mask_path}: "))
                 else:
