@@ -101,32 +101,34 @@ def test_a_box_set_and_a_mask_folder_train_one_backbone_together(tmp_path, caplo
     assert model.meta["label_names"]["instances"] == ["square", "disc"]
 
 
-def test_a_head_that_no_training_set_has_labels_for_is_refused(tmp_path):
-    heads = {
-        "det": {"name": "fcos", "num_convs": 1},
-        "seg": {"name": "semantic_fpn", "num_classes": 3},
-    }
+def refusal_on_box_only_data(tmp_path, heads) -> str:
+    """The config error of training ``heads`` on the box-only set alone (no mask folder)."""
     config = mixed_config(tmp_path, heads)
     for split in ("train", "val"):
         config["data"][split] = config["data"][split]["boxes"]
     with pytest.raises(ConfigError) as info:
         train(config)
-    assert (
-        "model.heads.seg: data.train has no semantic label maps (a mask folder, or COCO "
-        "segmentations / YOLO segment labels) for this head to learn from"
-    ) in str(info.value)
+    return str(info.value)
 
 
-def test_a_mask_head_on_sets_without_segmentations_is_refused(tmp_path):
-    """An instance head needs masks, which the box-only set does not give ("auto" leaves them
-    off): refused, not trained with a mask loss of zero throughout."""
-    heads = {"inst": {"name": "fcos_mask", "num_convs": 1}}
-    config = mixed_config(tmp_path, heads)
-    for split in ("train", "val"):
-        config["data"][split] = config["data"][split]["boxes"]
-    with pytest.raises(ConfigError) as info:
-        train(config)
-    assert (
-        "model.heads.inst: data.train has no instance masks (COCO segmentations, YOLO segment "
-        "labels) for this head to learn from"
-    ) in str(info.value)
+@pytest.mark.parametrize(
+    ("heads", "message"),
+    [
+        (
+            {
+                "det": {"name": "fcos", "num_convs": 1},
+                "seg": {"name": "semantic_fpn", "num_classes": 3},
+            },
+            "model.heads.seg: data.train has no semantic label maps (a mask folder, or COCO "
+            "segmentations / YOLO segment labels) for this head to learn from",
+        ),
+        (  # masks, which "auto" leaves off: not trained with a mask loss of zero throughout
+            {"inst": {"name": "fcos_mask", "num_convs": 1}},
+            "model.heads.inst: data.train has no instance masks (COCO segmentations, YOLO "
+            "segment labels) for this head to learn from",
+        ),
+    ],
+    ids=["semantic_head", "mask_head"],
+)
+def test_a_head_whose_labels_no_training_set_gives_is_refused(tmp_path, heads, message):
+    assert message in refusal_on_box_only_data(tmp_path, heads)
