@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,19 @@ from tests.helpers import detection_config, make_coco
 from visionkit.cli import main
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
+
+
+@pytest.fixture(autouse=True)
+def lightning_logs_to_the_current_stderr():
+    """Lightning's log handlers keep the ``sys.stderr`` of the moment Lightning was imported,
+    which may be the capture of a test that pytest has closed since ("--- Logging error ---
+    ValueError: I/O operation on closed file" in the output): point them at the current one.
+    The stream is assigned, not ``setStream``, which would flush the closed one."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler) is logging.StreamHandler:
+                handler.stream = sys.stderr
+    yield
 
 
 @pytest.fixture()

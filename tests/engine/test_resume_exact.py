@@ -245,6 +245,26 @@ def _wait_for_step(proc: subprocess.Popen, path: Path, step: int, timeout: float
     raise AssertionError(f"{path} did not reach step {step} in {timeout} s")
 
 
+def _freeze_where_the_checkpoint_is_logged(proc: subprocess.Popen, run_dir: Path) -> None:
+    """Stop (SIGSTOP) the run at a moment when the last batch of ``step.ckpt`` has its row in
+    ``logs/metrics.csv``. Lightning writes a batch's row just after that batch's checkpoint;
+    a SIGKILL in between loses the row, which the resumed run cannot log again (StepLog's
+    docstring), so the kill must not fall there for "every step once" to hold."""
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        os.killpg(proc.pid, signal.SIGSTOP)
+        try:
+            saved = load_checkpoint(run_dir / "checkpoints" / "step.ckpt")["global_step"]
+            if step_log(run_dir, "train/loss_step")[-1][0] >= saved - 1:
+                return
+        except (CheckpointError, ValueError, KeyError, IndexError):
+            pass  # stopped in the middle of a write
+        os.killpg(proc.pid, signal.SIGCONT)
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError("no moment found where step.ckpt's last batch was logged")
+
+
 @pytest.mark.reliability
 def test_ctrl_c_saves_last_ckpt_mid_epoch_and_the_run_resumes(config, tmp_path, monkeypatch):
     cfg = _write_config(config, tmp_path, max_epochs=50, checkpoint_every_n_steps=1)
@@ -282,6 +302,7 @@ def test_the_step_log_survives_sigkill_of_a_resumed_run(config, tmp_path, monkey
     cfg = _write_config(config, tmp_path, max_epochs=50, checkpoint_every_n_steps=1)
     proc = _start_training(cfg, run_dir, "resume=auto")
     _wait_for_step(proc, run_dir / "checkpoints" / "step.ckpt", STEPS_PER_EPOCH + 2)
+    _freeze_where_the_checkpoint_is_logged(proc, run_dir)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     after_kill = step_log(run_dir, "train/loss_step")

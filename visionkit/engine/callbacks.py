@@ -331,7 +331,11 @@ class StepLog(CSVLogger):
     (``resume_step`` set) keeps the rows of the steps before its checkpoint and appends after
     them, where Lightning's logger would delete the file: the log of a run resumed any number
     of times, killed or not, holds every step once. A new run in a reused folder
-    (``--exist-ok``) starts the file afresh, as Lightning does."""
+    (``--exist-ok``) starts the file afresh, as Lightning does.
+
+    Lightning writes a batch's row just after that batch's step checkpoint: a run killed in
+    that moment (milliseconds) has the checkpoint without the row, and the row stays missing
+    from the log after the resume."""
 
     def __init__(self, run_dir: str | Path, resume_step: int | None = None) -> None:
         super().__init__(save_dir=str(run_dir), name="", version="logs", flush_logs_every_n_steps=1)
