@@ -11,36 +11,58 @@ Public API::
     visionkit.load_config(path, overrides)  # validated config
     visionkit.Gallery.from_folder(model, dir)  # embeddings of known identities, searchable
 
-The library API never imports Lightning.
+The names are imported at their first use (PEP 562), so ``import visionkit`` and the
+``visionkit`` command's ``--help`` do not import torch. The library API never imports
+Lightning.
 """
 
+from __future__ import annotations
+
+import importlib
 import os
+from typing import TYPE_CHECKING, Any
 
 # albumentations asks PyPI for its latest release when imported (a 2 s timeout, and a warning on
 # every command of a machine without internet). visionkit's data pipeline imports it, so
 # visionkit turns that off unless NO_ALBUMENTATIONS_UPDATE is set already (0 turns it back on).
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from visionkit.build.model import create_model, load
-from visionkit.config import Config, load_config
-from visionkit.data import readers  # noqa: F401  (registers the dataset formats)
-from visionkit.gallery import Gallery
-from visionkit.models.backbones import create_backbone, list_backbones
-from visionkit.models.heads import list_heads
-from visionkit.models.model import VisionModel
-from visionkit.models.necks import list_necks
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "Config",
-    "Gallery",
-    "VisionModel",
-    "create_backbone",
-    "create_model",
-    "list_backbones",
-    "list_heads",
-    "list_necks",
-    "load",
-    "load_config",
-]
+#: Each public name and the module it comes from.
+_HOMES = {
+    "Config": "visionkit.config",
+    "Gallery": "visionkit.gallery",
+    "VisionModel": "visionkit.models.model",
+    "create_backbone": "visionkit.models.backbones",
+    "create_model": "visionkit.build.model",
+    "list_backbones": "visionkit.models.backbones",
+    "list_heads": "visionkit.models.heads",
+    "list_necks": "visionkit.models.necks",
+    "load": "visionkit.build.model",
+    "load_config": "visionkit.config",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'visionkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])
+
+
+if TYPE_CHECKING:  # the names as type checkers and IDEs see them
+    from visionkit.build.model import create_model, load  # noqa: F401
+    from visionkit.config import Config, load_config  # noqa: F401
+    from visionkit.gallery import Gallery  # noqa: F401
+    from visionkit.models.backbones import create_backbone, list_backbones  # noqa: F401
+    from visionkit.models.heads import list_heads  # noqa: F401
+    from visionkit.models.model import VisionModel  # noqa: F401
+    from visionkit.models.necks import list_necks  # noqa: F401

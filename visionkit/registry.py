@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 import inspect
 import typing
 from collections.abc import Callable, Iterator
@@ -120,10 +121,15 @@ class Variant:
 
 class Registry:
     """Maps names to component classes, variants and builder functions for one kind of
-    component (backbone, head, ...)."""
+    component (backbone, head, ...).
 
-    def __init__(self, kind: str) -> None:
+    ``home`` is the module whose import registers the built-in components (visionkit's own
+    registries): it is imported at the first lookup, so that ``import visionkit`` and the
+    ``visionkit`` command's parser need not import torch to fill the registries."""
+
+    def __init__(self, kind: str, home: str | None = None) -> None:
         self.kind = kind
+        self._home = home
         self._builders: dict[str, Callable[..., Any]] = {}
         self._classes: dict[str, type] = {}  # declared with register(..., cls=...)
         self._providers: list[
@@ -179,9 +185,16 @@ class Registry:
         """
         self._providers.append((names, resolve))
 
+    def _import_home(self) -> None:
+        """Import the ``home`` module once (it registers the built-in components)."""
+        home, self._home = self._home, None  # before the import: it may look names up
+        if home is not None:
+            importlib.import_module(home)
+
     def get(self, name: str) -> Callable[..., Any]:
         """Return the class, variant or builder registered as ``name``; raise with suggestions
         if unknown."""
+        self._import_home()
         if name in self._builders:
             return self._builders[name]
         for _, resolve in self._providers:
@@ -226,6 +239,7 @@ class Registry:
 
     def names(self, pattern: str | None = None) -> list[str]:
         """All names, sorted; ``pattern`` filters with ``fnmatch`` (e.g. ``"resnet*"``)."""
+        self._import_home()
         all_names = set(self._builders)
         for names, _ in self._providers:
             all_names.update(names())
@@ -248,7 +262,7 @@ class Registry:
         return len(self.names())
 
 
-BACKBONES = Registry("backbone")
-NECKS = Registry("neck")
-HEADS = Registry("head")
-DATASETS = Registry("dataset")
+BACKBONES = Registry("backbone", home="visionkit.models.backbones")
+NECKS = Registry("neck", home="visionkit.models.necks")
+HEADS = Registry("head", home="visionkit.models.heads")
+DATASETS = Registry("dataset", home="visionkit.data.readers")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from visionkit.checkpoint import load_checkpoint
+from visionkit.choices import EVAL_SPLITS, SPLITS
 from visionkit.config import (
     Config,
     DataConfig,
@@ -34,12 +35,6 @@ from visionkit.evaluation.tasks import TaskSpec, task_of
 from visionkit.registry import DATASETS, HEADS
 
 logger = logging.getLogger(__name__)
-
-
-#: The dataset splits of a config: ``data.train``, ``data.val`` and the optional ``data.test``.
-SPLITS = ("train", "val", "test")
-#: The splits ``visionkit eval`` scores; both are built alike (every image kept).
-EVAL_SPLITS = ("val", "test")
 
 
 def head_tasks(cfg: Config) -> list[TaskSpec]:

@@ -9,15 +9,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
-
-from visionkit.inference.tta import TTA_MODES
+from visionkit.choices import TTA_MODES
 
 
 def is_global_zero() -> bool:
     """Whether this process reports results: rank 0 of a distributed run (every rank runs the
     command, and Lightning sets the rank when the run starts, or torchrun / SLURM before), or
     the only process."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
@@ -177,4 +177,29 @@ def add_tta_argument(parser: argparse.ArgumentParser) -> None:
         choices=TTA_MODES,
         help="test-time augmentation: 'flip' also runs the mirrored image and merges both "
         "(averaged class probabilities and label maps; boxes merged by NMS)",
+    )
+
+
+DEVICE_HELP = (
+    "where to run: auto (the first CUDA GPU when there is one, else the CPU; default), cpu, "
+    "cuda, cuda:N, N (CUDA GPU N) or mps"
+)
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--device``, ``--half`` and ``--bf16`` (exclusive) to a subcommand's parser; read
+    them back with :func:`visionkit.inference.device.resolve_device` and
+    :func:`~visionkit.inference.device.autocast_dtype`."""
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument(
+        "--half",
+        action="store_true",
+        help="run the model in float16 (torch.autocast; CUDA or MPS only, refused on the CPU)",
+    )
+    precision.add_argument(
+        "--bf16",
+        action="store_true",
+        help="run the model in bfloat16 (torch.autocast; CPU, or a CUDA GPU with native "
+        "bfloat16: Ampere or newer)",
     )

@@ -17,13 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
-from visionkit.build import build_dataset, targets_needed
-from visionkit.build.data import EVAL_SPLITS, SPLITS, mixed_training_set, split_spec
-from visionkit.config import DATASET_INJECTED_ARGS, builder_schema, is_dataset_mix, load_config
-from visionkit.data.checks import inspect_samples
-from visionkit.data.classes import class_lists, class_source, match_classes
+from visionkit.choices import EVAL_SPLITS, SPLITS
 from visionkit.errors import ConfigError, DataError, VisionkitError, counted
 from visionkit.registry import DATASETS, UnknownNameError
 
@@ -36,6 +31,9 @@ def datasets_of_config(
     """``(where, split, spec)`` of every dataset of the config's ``splits`` (each entry of a
     mix), and the targets its heads need (``masks``, ``semantic``, ...). One evaluation split
     asked for by name (``--split test``) must be set: a :class:`ConfigError` says how."""
+    from visionkit.build.data import split_spec, targets_needed
+    from visionkit.config import is_dataset_mix, load_config
+
     cfg = load_config(config, overrides)
     found = []
     for split in splits:
@@ -57,6 +55,10 @@ def datasets_of_config(
 def dataset_of_options(fmt: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """A validated dataset spec from ``--format`` and the other options (checked against the
     format's reader class, so an option it does not take is an error naming it)."""
+    from pydantic import ValidationError
+
+    from visionkit.config import DATASET_INJECTED_ARGS, builder_schema
+
     try:
         schema = builder_schema(DATASETS, fmt, injected=DATASET_INJECTED_ARGS)
     except UnknownNameError as err:
@@ -85,6 +87,10 @@ def check_spec(
     ``image_check``: ``decode`` or ``header``; an evaluation split in the class order of the
     ``train`` dataset and checked against its classes) and return ``(report text, number of
     problems, the dataset or None)``."""
+    from visionkit.build.data import build_dataset
+    from visionkit.data.checks import inspect_samples
+    from visionkit.data.classes import class_lists, class_source, match_classes
+
     synthetic = spec.get("synthetic")
     spec = {k: v for k, v in spec.items() if k not in ("synthetic", "weight")}
     label_names = getattr(train, "label_names", None)
@@ -127,6 +133,8 @@ def training_set(built: Mapping[str, Any], specs: Sequence[tuple[str, str, Any]]
     Raises:
         DataError: the parts of a mix have conflicting classes (training stops there too).
     """
+    from visionkit.build.data import mixed_training_set
+
     parts = [(where, spec) for where, split, spec in specs if split == "train"]
     if not parts or any(where not in built for where, _ in parts):
         return None

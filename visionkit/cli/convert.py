@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from visionkit.data.convert.to_coco import convert
-
 DESCRIPTION = """\
 Convert a Pascal VOC or YOLO dataset folder to one COCO json file. SRC is only read; DST is a
 new .json file (an existing file inside SRC is never replaced). file_name entries are relative
@@ -30,6 +28,8 @@ example: visionkit convert --from yolo --classes names.txt data/my_yolo out/all.
 
 def run(args: argparse.Namespace) -> int:
     """What ``visionkit convert`` runs; prints the conversion report."""
+    from visionkit.data.convert.to_coco import convert
+
     report = convert(
         args.src,
         args.dst,

@@ -30,18 +30,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from visionkit.build.data import EVAL_SPLITS
-from visionkit.cli._shared import add_tta_argument, is_global_zero
-from visionkit.engine.pictures import (
-    class_confusion,
-    markdown_table,
-    per_class_table,
-    plot_confusion,
-    table_title,
+from visionkit.choices import EVAL_SPLITS
+from visionkit.cli._shared import (
+    DEVICE_HELP,
+    add_device_arguments,
+    add_tta_argument,
+    is_global_zero,
 )
-from visionkit.engine.runner import evaluate, metrics_json
 from visionkit.errors import ConfigError
-from visionkit.inference.device import DEVICE_HELP, add_device_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -152,6 +148,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """What ``visionkit eval`` runs: evaluates, then (rank 0) writes the plots and prints the
     report (:func:`report_lines`) or, with ``--json``, one JSON object (:func:`report`)."""
+    from visionkit.engine.runner import evaluate, metrics_json
     from visionkit.evaluation.plots import confusion_conf
 
     if args.matrix_conf is not None and not 0 <= args.matrix_conf <= 1:
@@ -221,6 +218,7 @@ def write_plots(evaluators: Mapping[str, Any], checkpoint: str, conf: float) -> 
     the box confusion matrices at score ``conf``), a semantic or classification evaluator's
     confusion matrix with its rows normalised (``confusion_matrix_<head>_normalized.png``:
     :func:`~visionkit.engine.pictures.class_confusion`); none (and no folder) without them."""
+    from visionkit.engine.pictures import class_confusion, plot_confusion
     from visionkit.evaluation.plots import eval_dir, write_eval_plots
 
     coco = coco_evaluators(evaluators)
@@ -282,6 +280,7 @@ def report(
     default 0.25, with the class order: :func:`~visionkit.evaluation.plots.
     detection_confusion`; semantic / classification evaluator key → ``{"classes", "unit":
     "pixels" | "images", "matrix"}``, ``matrix[true][predicted]`` counts) and ``plots`` (the PNGs written). ``nan`` is written as ``null``."""
+    from visionkit.engine.pictures import class_confusion, per_class_table
     from visionkit.evaluation.plots import confusion_conf, detection_confusion
 
     per_class = {}
@@ -330,6 +329,8 @@ def per_class_tables(evaluators: Mapping[str, Any]) -> list[str]:
     evaluators (:func:`~visionkit.engine.pictures.ap_table`) and semantic ones
     (:func:`iou_table`), each under a heading and followed by a blank line. Evaluator keys
     are ``<head>`` or ``<head>@<set>`` (shown as ``<head>/<set>``)."""
+    from visionkit.engine.pictures import markdown_table, per_class_table, table_title
+
     lines: list[str] = []
     for key, evaluator in evaluators.items():
         table = per_class_table(evaluator)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from visionkit.export import DEFAULT_ATOL, DEFAULT_OPSET, EXPORTERS, FORMATS, export
+from visionkit.choices import DEFAULT_ATOL, DEFAULT_OPSET, EXPORT_FORMATS, EXPORTERS
 
 DESCRIPTION = """\
 Export a checkpoint written by 'visionkit train' (backbone, neck and every head of the model).
@@ -56,6 +56,8 @@ def image_size(text: str) -> int | tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """What ``visionkit export`` runs; prints the file written and the check's table."""
+    from visionkit.export import export
+
     report = export(
         args.checkpoint,
         args.format,
@@ -101,7 +103,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--format",
         required=True,
-        choices=FORMATS,
+        choices=EXPORT_FORMATS,
         help="onnx (graph for onnxruntime), torchscript (torch.jit.trace) or safetensors "
         "(weights + config), e.g. --format onnx",
     )

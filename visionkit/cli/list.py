@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 
-import visionkit  # noqa: F401  (imports and so registers every built-in component)
 from visionkit.registry import BACKBONES, DATASETS, HEADS, NECKS, Registry
 
 KINDS = ("backbones", "heads", "necks", "datasets")

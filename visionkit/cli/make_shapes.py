@@ -6,9 +6,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from visionkit.data.synthetic import make_shapes
-from visionkit.data.synthetic_identities import make_identities
-
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``make-shapes`` to the subparsers of the ``visionkit`` command."""
@@ -52,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """What ``visionkit make-shapes`` runs; exit 2 on invalid sizes or counts."""
+    from visionkit.data.synthetic import make_shapes
+    from visionkit.data.synthetic_identities import make_identities
+
     try:
         if args.identities is not None:
             path = make_identities(

@@ -8,10 +8,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from visionkit.checkpoint import holds_files, numbered_folders, run_folder_of, unused_folder
-from visionkit.cli._shared import add_tta_argument
-from visionkit.inference.device import add_device_arguments
-from visionkit.inference.predict import predict_files
+from visionkit.cli._shared import add_device_arguments, add_tta_argument
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +154,8 @@ def output_folder(
     never read: ``output_dir`` (default ``<run>/predict``, :func:`~visionkit.checkpoint.
     run_folder_of`), or when it holds files the first of ``DIR-2``, ``DIR-3``, ... that does
     not (:func:`~visionkit.checkpoint.unused_folder`), unless ``exist_ok``."""
+    from visionkit.checkpoint import holds_files, numbered_folders, run_folder_of, unused_folder
+
     asked = Path(output_dir) if output_dir else run_folder_of(checkpoint) / "predict"
     chosen = asked if exist_ok else unused_folder(asked, holds_files)
     if chosen != asked:
@@ -172,6 +171,8 @@ def output_folder(
 def run(args: argparse.Namespace) -> int:
     """What ``visionkit predict`` runs; prints the path of predictions.json (images.json
     without box heads, the output folder with --no-save-json)."""
+    from visionkit.inference.predict import predict_files
+
     folder, earlier = output_folder(args.checkpoint, args.output_dir, args.exist_ok)
     path = predict_files(
         args.checkpoint,

@@ -29,30 +29,17 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
-from visionkit.build import (
-    build_datasets,
-    build_model,
-    build_pipelines,
-    build_split,
-    dropped_keys,
-    targets_needed,
-)
-from visionkit.build.data import SPLITS, split_spec
-from visionkit.checkpoint import holds_files, unused_folder
-from visionkit.config import Config, load_config
-from visionkit.data.checks import DataReport, count_unit, inspect_samples
-from visionkit.data.classes import class_source
-from visionkit.data.datasets import MixedDataset, TransformedDataset, val_sets
-from visionkit.engine.pictures import ground_truth
-from visionkit.engine.sampling import EpochSampler
+from visionkit.choices import SPLITS
 from visionkit.errors import ConfigError
-from visionkit.evaluation.plots import pyplot, save_figure, save_image
-from visionkit.inference.draw import draw_predictions
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from visionkit.config import Config
+    from visionkit.data.checks import DataReport
 
 #: Pictures per grid PNG (4 columns).
 PER_GRID = 16
@@ -75,6 +62,8 @@ def output_folder(folder: Path) -> Path:
     """A new, empty folder to write into: ``folder`` when it does not exist or is empty, else
     the first of ``folder-2``, ``folder-3``, ... that is
     (:func:`~visionkit.checkpoint.unused_folder`). It is created here."""
+    from visionkit.checkpoint import holds_files, unused_folder
+
     chosen = unused_folder(folder, holds_files)
     chosen.mkdir(parents=True, exist_ok=True)
     return chosen
@@ -84,6 +73,10 @@ def split_datasets(cfg: Config, split: str, needs: Sequence[str]) -> tuple[dict[
     """The datasets of the run as training builds them (``train`` and ``val``, for the
     model's class names), and the datasets of ``split`` (one dataset, or a name → dataset
     dict for a mix)."""
+    from visionkit.build import build_datasets, build_split
+    from visionkit.build.data import split_spec
+    from visionkit.data.classes import class_source
+
     if split == "train" and cfg.data.train is None:
         raise ConfigError(
             "data.train: not set; give it in the config or as data.train.images=... / "
@@ -108,6 +101,10 @@ def split_datasets(cfg: Config, split: str, needs: Sequence[str]) -> tuple[dict[
 def shown_model(cfg: Config, datasets: Mapping[str, Any]) -> Any:
     """The run's model without weights (meta device, no pretrained or ``init_from`` file
     read): its heads decide what is drawn, its backbone's mean/std undo the normalisation."""
+    import torch
+
+    from visionkit.build import build_model
+
     cfg = cfg.model_copy(deep=True)
     cfg.model.backbone.pretrained = False
     cfg.model.init_from = None
@@ -118,6 +115,8 @@ def shown_model(cfg: Config, datasets: Mapping[str, Any]) -> Any:
 def to_uint8(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """A pipeline's normalised ``float [3, H, W]`` image back to ``H×W×3 uint8`` RGB (the
     inverse of albumentations' ``Normalize``, ``max_pixel_value=255``)."""
+    import torch
+
     m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
     pixels = (image.float().cpu() * s + m) * 255.0
@@ -130,6 +129,12 @@ def drawn_samples(
     """``(caption, picture)`` of the first ``n`` samples of ``split`` after the pipeline,
     their labels drawn: for training the first draws of epoch 0, augmented and seeded as
     training does; otherwise the first images (shared out over the sets of a mix)."""
+    from visionkit.build import build_pipelines, dropped_keys
+    from visionkit.data.datasets import MixedDataset, TransformedDataset, val_sets
+    from visionkit.engine.pictures import ground_truth
+    from visionkit.engine.sampling import EpochSampler
+    from visionkit.inference.draw import draw_predictions
+
     pipelines = build_pipelines(cfg.data, model.backbone.mean, model.backbone.std)
     drop = dropped_keys(cfg)
     if split == "train":
@@ -164,6 +169,8 @@ def write_grids(
     caption."""
     from PIL import Image, ImageDraw
 
+    from visionkit.evaluation.plots import save_image
+
     paths = []
     for start in range(0, len(pictures), PER_GRID):
         tiles = []
@@ -196,6 +203,8 @@ def write_grids(
 
 def parts_of(where: str, shown: Any) -> dict[str, Any]:
     """``config path → dataset`` of each dataset of a split (each part of a mix)."""
+    from visionkit.data.datasets import MixedDataset
+
     if isinstance(shown, MixedDataset):
         return {f"{where}.{name}": ds for name, ds in shown.parts.items()}
     if isinstance(shown, dict):
@@ -208,6 +217,7 @@ def box_sizes(dataset: Any) -> Counter:
     ranges, on the box area ``w × h`` in the original image), from the boxes the reader kept
     (the COCO reader family keeps them in ``targets``; another reader is read sample by
     sample). Called for datasets with box labels only."""
+    import numpy as np
     from pycocotools.cocoeval import Params
 
     params = Params(iouType="bbox")
@@ -229,6 +239,9 @@ def box_sizes(dataset: Any) -> Counter:
 def statistics(where: str, dataset: Any) -> tuple[DataReport, Counter | None, str]:
     """The check-data report of one dataset (its reader's own, else read sample by sample),
     its boxes per COCO area range, and the text printed for both."""
+    from visionkit.data.checks import inspect_samples
+    from visionkit.data.classes import class_source
+
     report = getattr(dataset, "report", None)
     if report is None:
         report = inspect_samples(dataset, class_source(dataset), type(dataset).__name__)
@@ -244,6 +257,9 @@ def statistics(where: str, dataset: Any) -> tuple[DataReport, Counter | None, st
 def plot_statistics(entries: Sequence[tuple[str, DataReport, Counter | None]], path: Path) -> None:
     """One row of bar charts per dataset: its counts per class (one chart per label family),
     its boxes per COCO area range and its most common image sizes."""
+    from visionkit.data.checks import count_unit
+    from visionkit.evaluation.plots import pyplot, save_figure
+
     plt = pyplot()
     rows = []
     for where, report, sizes in entries:
@@ -275,6 +291,9 @@ def plot_statistics(entries: Sequence[tuple[str, DataReport, Counter | None]], p
 
 def run(args: argparse.Namespace) -> int:
     """What ``visionkit show-data`` runs; returns the exit status."""
+    from visionkit.build import targets_needed
+    from visionkit.config import load_config
+
     if args.n < 1:
         raise ConfigError(f"--n: expected a number of images of at least 1, got {args.n}")
     cfg = load_config(args.config, args.overrides)

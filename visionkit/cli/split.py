@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import argparse
 
-from visionkit.data.split import split_dataset
-
 DESCRIPTION = """\
 Split a dataset as it was published into train / val (/ test) at random, writing the files
 visionkit's readers already take. SRC's images and labels are only read; existing split files
@@ -39,6 +37,8 @@ example: visionkit split data/my_coco/annotations.json --val 0.2
 
 def run(args: argparse.Namespace) -> int:
     """What ``visionkit split`` runs; prints the files written and how to use them."""
+    from visionkit.data.split import split_dataset
+
     report = split_dataset(
         args.src,
         val=args.val,

@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 
 from visionkit.cli._shared import is_global_zero
-from visionkit.config import load_config, to_yaml
-from visionkit.engine.runner import metrics_json, train
 
 OVERRIDES_HELP = (
     "dotted config overrides, e.g. trainer.max_epochs=3 model.backbone.name=resnet34 "
@@ -43,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """What ``visionkit train`` runs; prints the run folder and the final metrics (rank 0)."""
+    from visionkit.config import load_config, to_yaml
+    from visionkit.engine.runner import metrics_json, train
+
     if args.print_config:
         print(to_yaml(load_config(args.config, args.overrides)), end="")
         return 0

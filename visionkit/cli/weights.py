@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from visionkit.models import hub
-from visionkit.models.backbones.pretrained import hf_cache_dir, torch_hub_dir
-
 
 def run(args: argparse.Namespace) -> int:
     """What ``visionkit weights`` runs: exit 0, or an error (exit 1) for the first name that
     cannot be pulled."""
+    from visionkit.models import hub
+    from visionkit.models.backbones.pretrained import hf_cache_dir, torch_hub_dir
+
     if args.action == "pull":
         for name in args.names:
             pulled = hub.pull(name)

@@ -31,11 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from visionkit.checkpoint import write_atomic
+from visionkit.choices import SPLITS
 from visionkit.data.convert.voc import ANNOTATION_DIRS
 from visionkit.errors import ConfigError, DataError, counted
-
-#: the split names, in the order their files are written
-SPLITS = ("train", "val", "test")
 
 
 def read_list(file: Path, root: Path) -> list[str]:

@@ -21,9 +21,10 @@ from torchmetrics import MeanMetric
 from visionkit.build import lr_schedule as default_lr_schedule
 from visionkit.build import optimizer_factory as default_optimizer
 from visionkit.build.optim import OptimizerFactory, ScheduleFactory, is_fused
+from visionkit.choices import TTA_MODES
 from visionkit.errors import NonFiniteLossError
 from visionkit.evaluation.tasks import TASKS, progress_bar_suffixes
-from visionkit.inference.tta import TTA_MODES, hflip_images, merge_hflip
+from visionkit.inference.tta import hflip_images, merge_hflip
 from visionkit.models.model import VisionModel
 
 logger = logging.getLogger(__name__)

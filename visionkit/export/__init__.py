@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from visionkit.checkpoint import write_atomic
+from visionkit.choices import DEFAULT_ATOL, DEFAULT_OPSET, EXPORTERS
+from visionkit.choices import EXPORT_FORMATS as FORMATS
 from visionkit.errors import DiskFullError, ExportError
 from visionkit.export.end_to_end import NmsSettings, output_layout
 from visionkit.export.graph import (
@@ -58,13 +60,11 @@ from visionkit.export.graph import (
     unflatten_outputs,
 )
 from visionkit.export.metadata import export_metadata, read_metadata
-from visionkit.export.onnx import DEFAULT_OPSET, EXPORTERS, export_onnx, onnx_session
+from visionkit.export.onnx import export_onnx, onnx_session
 from visionkit.export.safetensors import export_safetensors, read_safetensors_metadata
 from visionkit.export.torchscript import export_torchscript, read_torchscript
 from visionkit.export.verify import (
     BATCH_SIZES,
-    DEFAULT_ATOL,
-    FORMATS,
     CheckReport,
     compare,
     verify,

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from visionkit.checkpoint import write_atomic
+from visionkit.choices import EXPORTERS
 from visionkit.errors import ExportError
 from visionkit.export.end_to_end import SIZES_NAME, EndToEndModule, NmsSettings, output_layout
 from visionkit.export.graph import (
@@ -36,11 +37,6 @@ from visionkit.export.metadata import META_PREFIX, export_metadata
 from visionkit.models.model import VisionModel
 
 logger = logging.getLogger("visionkit.export")
-
-DEFAULT_OPSET = 18
-#: ``export(..., exporter=...)`` / ``--exporter``: ``auto`` tries the dynamo exporter first and
-#: falls back to the TorchScript-based one; the others use that exporter only.
-EXPORTERS = ("auto", "dynamo", "torchscript")
 
 
 def _inputs(module: torch.nn.Module, sample: Tensor) -> tuple[tuple[Tensor, ...], list[str]]:

@@ -21,6 +21,8 @@ import torch
 from torch import Tensor
 
 from visionkit.build.model import model_from_meta
+from visionkit.choices import DEFAULT_ATOL
+from visionkit.choices import EXPORT_FORMATS as FORMATS
 from visionkit.errors import ExportError
 from visionkit.export.end_to_end import (
     SIZES_NAME,
@@ -40,8 +42,6 @@ from visionkit.export.onnx import onnx_session
 from visionkit.export.torchscript import read_torchscript
 from visionkit.models.model import VisionModel
 
-FORMATS = ("onnx", "torchscript", "safetensors")
-DEFAULT_ATOL = 1e-4
 BATCH_SIZES = (1, 2)
 
 

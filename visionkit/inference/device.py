@@ -1,5 +1,6 @@
 """Where inference runs and in which precision: ``--device`` and ``--half`` / ``--bf16`` of
-``visionkit predict`` (and of any command that adds them with :func:`add_device_arguments`).
+``visionkit predict`` and ``visionkit eval`` (the options:
+:func:`visionkit.cli._shared.add_device_arguments`).
 
 ``--device`` takes ``auto`` (the first CUDA GPU when there is one, else the CPU; as
 Ultralytics picks), ``cpu``, ``cuda``, ``cuda:N``, ``N`` (CUDA GPU N) or ``mps``. A device
@@ -18,34 +19,9 @@ torch.bfloat16
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 from visionkit.errors import ConfigError
-
-DEVICE_HELP = (
-    "where to run: auto (the first CUDA GPU when there is one, else the CPU; default), cpu, "
-    "cuda, cuda:N, N (CUDA GPU N) or mps"
-)
-
-
-def add_device_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--device``, ``--half`` and ``--bf16`` (exclusive) to a subcommand's parser; read
-    them back with :func:`resolve_device` and :func:`autocast_dtype`."""
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
-    precision = parser.add_mutually_exclusive_group()
-    precision.add_argument(
-        "--half",
-        action="store_true",
-        help="run the model in float16 (torch.autocast; CUDA or MPS only, refused on the CPU)",
-    )
-    precision.add_argument(
-        "--bf16",
-        action="store_true",
-        help="run the model in bfloat16 (torch.autocast; CPU, or a CUDA GPU with native "
-        "bfloat16: Ampere or newer)",
-    )
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:

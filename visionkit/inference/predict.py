@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from visionkit.build.model import load
+from visionkit.choices import TTA_MODES
 from visionkit.errors import ConfigError, VisionkitError
 from visionkit.gallery import Gallery, add_matches
 from visionkit.inference.device import autocast_dtype, resolve_device
@@ -66,7 +67,7 @@ from visionkit.inference.sources import (
     video_fps,
     video_frames,
 )
-from visionkit.inference.tta import TTA_MODES, tta_steps
+from visionkit.inference.tta import tta_steps
 from visionkit.models.model import VisionModel
 
 __all__ = [

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from visionkit.choices import TTA_MODES
 from visionkit.evaluation.tasks import TASKS
 from visionkit.inference.loop import predict_model
 from visionkit.models.model import VisionModel
 
-TTA_MODES = ("flip",)
 Sizes = Sequence[tuple[int, int]]
 
 
