@@ -6,6 +6,8 @@ is neither cached nor downloadable. No network: a fake Hugging Face hub and ``fi
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from urllib.parse import urlparse
 
 import pytest
@@ -184,6 +186,50 @@ def test_a_hub_whose_name_does_not_resolve_fails_at_once_without_retries(caches,
     assert f"the download failed (cannot resolve {host} (Name or service not known)" in message
     assert f"`visionkit weights pull {TIMM_NAME}`" in message
     assert "set VISIONKIT_OFFLINE=1 (or HF_HUB_OFFLINE=1)" in message
+
+
+@pytest.mark.reliability
+def test_a_name_server_that_never_answers_is_given_up_after_the_timeout(caches, monkeypatch):
+    """The system's resolver takes no timeout (a missing DNS server holds it for minutes):
+    the lookup is abandoned after CONNECT_TIMEOUT_S and the error says so."""
+    monkeypatch.setattr(pretrained, "host_unreachable", REAL_HOST_UNREACHABLE)
+    monkeypatch.setattr(pretrained, "CONNECT_TIMEOUT_S", 0.3)
+    without_proxies(monkeypatch)
+    forbid_downloads(monkeypatch)
+    released = threading.Event()
+
+    def hanging_dns(*args, **kwargs):
+        released.wait(30)  # a resolver that does not answer
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_dns)
+    start = time.monotonic()
+    try:
+        with pytest.raises(WeightsNotCachedError) as info:
+            create_backbone(TIMM_NAME, pretrained=True)
+    finally:
+        released.set()
+    assert time.monotonic() - start < 10
+    host = urlparse(pretrained.hf_endpoint()).hostname
+    assert f"cannot resolve {host} (no answer from the name server within 0.3 s)" in str(info.value)
+
+
+def test_an_unreachable_first_address_falls_back_to_the_next(monkeypatch):
+    """An IPv6 address first on a machine without IPv6 routes: the IPv4 one is tried too."""
+    without_proxies(monkeypatch)
+    v6 = (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("2001:db8::1", 443, 0, 0))
+    v4 = (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", 443))
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: [v6, v4])
+    tried = []
+
+    def connect(self, address):
+        tried.append(address[0])
+        if address[0].startswith("2001"):
+            raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    assert REAL_HOST_UNREACHABLE("https://huggingface.co") is None
+    assert tried == ["2001:db8::1", "192.0.2.1"]
 
 
 @pytest.mark.reliability

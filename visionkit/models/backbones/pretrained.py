@@ -23,6 +23,8 @@ import logging
 import os
 import socket
 import sys
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -183,23 +185,55 @@ CONNECT_TIMEOUT_S = 10.0
 
 
 def host_unreachable(url: str) -> str | None:
-    """Why the host of ``url`` cannot be reached (its name does not resolve, or no connection
-    within :data:`CONNECT_TIMEOUT_S`), else ``None``; also ``None`` behind a proxy, which the
-    download itself goes through. A machine without network is told so at once, where
-    huggingface_hub would retry for half a minute first."""
+    """Why the host of ``url`` cannot be reached (its name does not resolve, or no answer
+    within :data:`CONNECT_TIMEOUT_S`, the name lookup included), else ``None``; also ``None``
+    behind a proxy, which the download itself goes through. A machine without network is told
+    so at once, where huggingface_hub would retry for half a minute first."""
     parsed = urlparse(url)
     proxies = {k: v for k, v in urllib.request.getproxies().items() if k != "no"}
     if parsed.scheme not in ("http", "https") or proxies:  # no_proxy alone is no proxy
         return None
     host = parsed.hostname or ""
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
-    except socket.gaierror as err:
-        return f"cannot resolve {host} ({err.strerror or err}): no network access?"
-    except OSError as err:
-        return f"cannot connect to {host}:{port} ({err.strerror or err}): no network access?"
-    return None
+    start = time.monotonic()
+    addresses = _resolve(host, port, CONNECT_TIMEOUT_S)
+    if isinstance(addresses, str):
+        return f"cannot resolve {host} ({addresses}): no network access?"
+    failure: OSError = TimeoutError("timed out")
+    for family, kind, proto, _, address in addresses:  # each in turn, as create_connection
+        left = CONNECT_TIMEOUT_S - (time.monotonic() - start)
+        if left <= 0:
+            break
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(left)
+                sock.connect(address)
+            return None
+        except OSError as err:
+            failure = err
+    return f"cannot connect to {host}:{port} ({failure.strerror or failure}): no network access?"
+
+
+def _resolve(host: str, port: int, timeout: float) -> list[tuple] | str:
+    """``socket.getaddrinfo(host, port)`` (TCP) within ``timeout`` seconds, or why not: the
+    system's resolver takes no timeout (a missing DNS server can hold it for minutes), so it
+    runs in a daemon thread that is left behind when it does not answer in time."""
+    found: list = []
+
+    def lookup() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as err:
+            found.append(err)
+
+    thread = threading.Thread(target=lookup, name=f"resolve {host}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not found:
+        return f"no answer from the name server within {timeout:g} s"
+    if isinstance(found[0], OSError):
+        return str(found[0].strerror or found[0])
+    return found[0] or "no address"
 
 
 def hf_endpoint() -> str:
