@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,34 @@ def test_only_one_level_of_base(tmp_path):
 def test_override_values_are_yaml_typed():
     data = apply_overrides({}, ["a.b=3", "a.c=0.5", "a.d=null", "a.e=[1, 2]", "a.f=text"])
     assert data == {"a": {"b": 3, "c": 0.5, "d": None, "e": [1, 2], "f": "text"}}
+
+
+def test_an_override_names_a_list_item_by_its_index():
+    data = {"data": {"transforms": {"train": [{"name": "A"}, {"name": "B", "p": 0.5}]}}}
+    out = apply_overrides(data, ["data.transforms.train[1].p=0.2", "data.transforms.train.0.p=1"])
+    assert out["data"]["transforms"]["train"] == [{"name": "A", "p": 1}, {"name": "B", "p": 0.2}]
+    assert data["data"]["transforms"]["train"][1]["p"] == 0.5  # the input is not changed
+
+
+@pytest.mark.parametrize(
+    ("override", "problem"),
+    [
+        ("data.transforms.train[2].p=1", "data.transforms.train: has 2 items (0..1), cannot set"),
+        ("data.transforms.train.p=1", "data.transforms.train: is a list, cannot set"),
+        ("data.image_size[0]=3", "data.image_size: is not a list, cannot set"),
+        ("data.transforms.val[0].p=1", "data.transforms.val: not set, so"),
+        ("data.train[x]=1", "expected an override of the form key.path=value"),
+    ],
+)
+def test_an_override_of_a_list_item_that_is_not_there_says_why(override, problem):
+    data = {
+        "data": {
+            "image_size": 128,
+            "transforms": {"train": [{"name": "A"}, {"name": "B"}], "val": None},
+        }
+    }
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        apply_overrides(data, [override])
 
 
 def test_malformed_override_is_a_config_error():

@@ -234,3 +234,31 @@ def test_padding_and_borders_of_label_maps_carry_no_label(step):
     assert not out["masks"][:, filled].any() and out["masks"].max() == 1
     explicit = build_pipeline([{**step, "fill_mask": 0}], MEAN, STD)  # a fill the user sets
     assert 0 in apply_pipeline(explicit, sample)["semantic"].unique().tolist()
+
+
+@pytest.mark.parametrize(
+    ("image_size", "crop", "warned"),
+    [
+        (128, {"height": 256, "width": 256}, True),  # a recipe's crop with a smaller image size
+        (320, {"height": 256, "width": 256}, False),  # the recipe as shipped
+        (128, {}, False),  # the crop follows data.image_size
+    ],
+)
+def test_a_training_crop_larger_than_the_resized_photos_is_warned_about(
+    image_size, crop, warned, caplog
+):
+    from visionkit.build import build_pipelines
+
+    train = [
+        {"name": "LongestMaxSize"},
+        {"name": "RandomCrop", "pad_if_needed": True, **crop},
+    ]
+    cfg = load_config(config(train=train, image_size=image_size))
+    with caplog.at_level("WARNING", logger="visionkit"):
+        build_pipelines(cfg.data, MEAN, STD)
+    expected = (
+        "data.transforms.train[1] (RandomCrop): crops 256x256 from photos whose longest side is "
+        "128 (data.transforms.train[0], LongestMaxSize): most of each training input is padding"
+    )
+    assert (expected in caplog.text) is warned
+    assert ("RandomCrop" in caplog.text) is warned

@@ -418,10 +418,41 @@ def check_checkpoint_classes(
 
 def build_pipelines(data: DataConfig, mean: Sequence[float], std: Sequence[float]) -> dict:
     """The training and evaluation pipelines (``{"train": ..., "val": ...}``) of the ``data``
-    section, normalised by the backbone's ``mean`` / ``std``."""
+    section, normalised by the backbone's ``mean`` / ``std``; a crop of the training pipeline
+    larger than the photos it is cut from is logged (:func:`oversized_crops`)."""
+    for warning in oversized_crops(pipeline_steps(data, train=True)):
+        logger.warning(warning)
     return {
         split: build_pipeline(
             pipeline_steps(data, train=split == "train"), mean, std, f"data.transforms.{split}"
         )
         for split in ("train", "val")  # a test set is evaluated with the "val" pipeline
     }
+
+
+def oversized_crops(steps: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What is wrong with each ``RandomCrop`` / ``CenterCrop`` of the training ``steps`` that
+    is larger than the photos an earlier ``LongestMaxSize`` made: every input is then mostly
+    padding (a recipe's 256-px crop of photos resized to ``data.image_size=128``).
+
+    >>> steps = [{"name": "LongestMaxSize", "max_size": 128}, {"name": "RandomCrop",
+    ...     "height": 256, "width": 256}]
+    >>> oversized_crops(steps)[0][:75]
+    'data.transforms.train[1] (RandomCrop): crops 256x256 from photos whose long'
+    """
+    where, longest, found = "data.transforms.train", None, []
+    for i, step in enumerate(steps):
+        name, size = step.get("name"), step.get("max_size")
+        if name == "LongestMaxSize" and isinstance(size, int):
+            longest = (i, size)
+        h, w = step.get("height"), step.get("width")
+        sized = isinstance(h, int) and isinstance(w, int)
+        if name in ("RandomCrop", "CenterCrop") and longest and sized and max(h, w) > longest[1]:
+            found.append(
+                f"{where}[{i}] ({name}): crops {h}x{w} from photos whose longest side is "
+                f"{longest[1]} ({where}[{longest[0]}], LongestMaxSize): most of each "
+                "training input is padding; set the crop "
+                f"with the image size ({where}[{i}].height=... {where}[{i}].width=...), or "
+                "leave its height and width out to follow data.image_size"
+            )
+    return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,34 +73,84 @@ def resolve_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides; values are parsed as YAML (``3`` → int, ``null`` → None)."""
+    """Apply ``a.b.c=value`` overrides; values are parsed as YAML (``3`` → int, ``null`` → None).
+    An item of a list is named by its index, ``data.transforms.train[2].height=160`` (or
+    ``train.2.height``, as Hydra writes it); the whole list is replaced by a YAML list value.
+
+    >>> apply_overrides({"t": {"steps": [{"p": 0.5}, {"p": 1.0}]}}, ["t.steps[1].p=0.2"])
+    {'t': {'steps': [{'p': 0.5}, {'p': 0.2}]}}
+    """
     out = copy.deepcopy(data)
     problems = []
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or not key or any(not part for part in key.split(".")):
+        parts = _key_parts(key) if sep else None
+        if not parts:
             problems.append(f"{item!r}: expected an override of the form key.path=value")
             continue
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
-        node = out
-        parts = key.split(".")
-        for i, part in enumerate(parts[:-1]):
-            if not isinstance(node.get(part), dict):
-                if part in node and node[part] is not None:
-                    problems.append(
-                        f"{'.'.join(parts[: i + 1])}: is not a mapping, cannot set {key!r}"
-                    )
-                    break
-                node[part] = {}
-            node = node[part]
-        else:
-            node[parts[-1]] = value
+        problem = _set_path(out, parts, value, key)
+        if problem:
+            problems.append(problem)
     if problems:
         raise ConfigError(problems, "command-line overrides")
     return out
+
+
+def _key_parts(key: str) -> list[str | int] | None:
+    """``"a.b[2].c"`` → ``["a", "b", 2, "c"]`` (``"a.b.2.c"`` too: a number names a list
+    item where the value there is a list); ``None`` for a malformed key."""
+    parts: list[str | int] = []
+    for token in key.split("."):
+        found = re.fullmatch(r"([^\[\]]*)((?:\[\d+\])*)", token)
+        if not found or not (found.group(1) or (found.group(2) and parts)):
+            return None
+        if found.group(1):
+            parts.append(found.group(1))
+        parts += [int(i) for i in re.findall(r"\d+", found.group(2))]
+    return parts or None
+
+
+def _set_path(node: Any, parts: Sequence[str | int], value: Any, key: str) -> str | None:
+    """Set ``value`` at ``parts`` inside ``node`` (mappings made where missing); a problem
+    naming the key otherwise."""
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        here = _path_text(parts[:i]) or "the config"
+        if isinstance(node, list):
+            index = part if isinstance(part, int) else int(part) if part.isdigit() else None
+            if index is None:
+                return f"{here}: is a list, cannot set {key!r} (name an item by its index: [0])"
+            if index >= len(node):
+                return (
+                    f"{here}: has {len(node)} item{'s' if len(node) != 1 else ''} "
+                    f"(0..{len(node) - 1}), cannot set {key!r}"
+                )
+            if last:
+                node[index] = value
+            node = node[index]
+            continue
+        if isinstance(part, int) or not isinstance(node, dict):
+            return f"{here}: is not a list, cannot set {key!r}"
+        if last:
+            node[part] = value
+        elif not isinstance(node.get(part), (dict, list)):
+            path, indexed = _path_text(parts[: i + 1]), isinstance(parts[i + 1], int)
+            if indexed and node.get(part) is None:
+                return f"{path}: not set, so {key!r} names no item (give the whole list)"
+            if node.get(part) is not None:
+                return f"{path}: is not a {'list' if indexed else 'mapping'}, cannot set {key!r}"
+            node[part] = {}
+        node = node[part]
+    return None
+
+
+def _path_text(parts: Sequence[str | int]) -> str:
+    """``["a", "b", 2]`` → ``"a.b[2]"``."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
 
 
 def to_yaml(cfg: Config | Mapping[str, Any]) -> str:
