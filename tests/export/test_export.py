@@ -287,6 +287,8 @@ def test_cli_exports_a_trained_checkpoint_and_the_predictor_reads_it(
     overall_abs, overall = map(float, table.split("\noverall")[1].split()[:2])
     assert 0 < overall <= 1e-4 and overall <= overall_abs
     assert "batch sizes 1, 2; image sizes 64x64, 96x128" in table
+    assert table.rstrip().endswith(f"check passed: max |diff| / max(1, |torch|) = {overall:.3g} "
+                                   "<= tolerance 0.0001 (--atol)")  # fmt: skip
 
     model = visionkit.load(ckpt)
     predictor = OnnxPredictor(out)
@@ -329,6 +331,8 @@ def test_a_graph_that_differs_from_pytorch_fails_the_check_with_a_clear_error(tm
     assert "does not match PyTorch within 0.0001" in message
     assert "cls.columns: shape [3], PyTorch [2] (input 1x3x64x64)" in message
     assert "\ncls.logits " in message  # the table of every output comes with it
+    assert "check FAILED: max |diff| / max(1, |torch|) = inf, tolerance 0.0001 (--atol); " \
+        "4 problem(s)" in message  # fmt: skip
     with pytest.raises(ExportError, match="unknown export format 'tflite'"):
         export(model, "tflite", tmp_path / "x")
 

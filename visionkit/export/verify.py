@@ -103,6 +103,13 @@ class CheckReport:
             f"image sizes {sizes})"
         )
         lines += [f"problem: {p}" for p in self.problems]
+        compared = f"max |diff| / max(1, |torch|) = {self.overall:.3g}"
+        lines.append(
+            f"check passed: {compared} <= tolerance {self.atol:g} (--atol)"
+            if self.ok
+            else f"check FAILED: {compared}, tolerance {self.atol:g} (--atol)"
+            + (f"; {len(self.problems)} problem(s)" if self.problems else "")
+        )
         return "\n".join(lines)
 
 
