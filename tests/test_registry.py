@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-import visionkit  # noqa: F401  (registers every built-in component)
+import visionkit  # noqa: F401
 from visionkit.config import builder_schema
 from visionkit.models.heads import ClassificationHead, FCOSHead, FCOSMaskHead
 from visionkit.registry import (
@@ -37,9 +37,9 @@ def test_the_registries_hold_exactly_the_built_in_names():
     ]
     assert NECKS.names() == ["fpn"]
     assert DATASETS.names() == ["coco", "folder", "identities", "mask_folder", "voc", "yolo"]
-    assert sorted(BACKBONES._builders) == ["simple_cnn"]  # the rest come from providers
     for served in ("resnet18", "timm/resnet18", "torchvision/resnet50"):
         assert served in BACKBONES
+    assert sorted(BACKBONES._builders) == ["simple_cnn"]  # the rest come from providers
     assert "torchvision/no_such_net" not in BACKBONES
 
 
@@ -122,3 +122,13 @@ def test_duplicates_and_unknown_names_raise():
         toys.get("thnig")
     with pytest.raises(UnknownNameError, match="unknown head 'fcoss'; did you mean 'fcos'"):
         HEADS.component_class("fcoss")
+    # nothing close: where to see the names (a registry of visionkit's own)
+    count = len(HEADS.names())
+    with pytest.raises(UnknownNameError) as info:
+        HEADS.get("yolov8")
+    assert str(info.value) == (
+        f"unknown head 'yolov8'; `visionkit list heads` shows the {count} known names"
+    )
+    with pytest.raises(UnknownNameError) as info:
+        toys.get("zzzzz")
+    assert str(info.value) == "unknown toy 'zzzzz'"  # not listed by the command

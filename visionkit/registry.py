@@ -130,6 +130,7 @@ class Registry:
     def __init__(self, kind: str, home: str | None = None) -> None:
         self.kind = kind
         self._home = home
+        self._listed = home is not None  # visionkit's own: `visionkit list <kind>s` shows it
         self._builders: dict[str, Callable[..., Any]] = {}
         self._classes: dict[str, type] = {}  # declared with register(..., cls=...)
         self._providers: list[
@@ -201,8 +202,11 @@ class Registry:
             builder = resolve(name)
             if builder is not None:
                 return builder
-        close = difflib.get_close_matches(name, self.names(), n=5, cutoff=0.5)
+        known = self.names()
+        close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        if not close and self._listed:
+            hint = f"; `visionkit list {self.kind}s` shows the {len(known)} known names"
         raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}")
 
     def build(self, name: str, **kwargs: Any) -> Any:

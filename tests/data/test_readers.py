@@ -173,3 +173,24 @@ def test_collate_pads_and_marks_missing_labels():
     assert batch["images"][1, :, 20:, :].abs().sum() == 0
     assert batch["class"].tolist() == [2, -1]
     assert batch["image_sizes"].tolist() == [[30, 40], [20, 20]]
+
+
+def test_a_missing_relative_path_says_which_folder_it_was_read_from(tmp_path, monkeypatch):
+    """Paths in configs are relative to the folder the command runs in, not to the config
+    file: the error names that folder."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as info:
+        ImageFolderDataset("raccoons")
+    assert str(info.value) == (
+        f"dataset root raccoons does not exist or is not a folder (read from the current "
+        f"folder {tmp_path})"
+    )
+    with pytest.raises(DataError) as info:
+        ImageFolderDataset(tmp_path / "raccoons")
+    assert (
+        str(info.value) == f"dataset root {tmp_path / 'raccoons'} does not exist or is not a folder"
+    )
+    (tmp_path / "images").mkdir()
+    with pytest.raises(AnnotationError, match=r"annotation file train\.json does not exist, read "
+                       f"from the current folder {tmp_path}"):  # fmt: skip
+        CocoDataset("images", "train.json")

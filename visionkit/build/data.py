@@ -25,6 +25,7 @@ from visionkit.config import (
     DataConfig,
     is_dataset_mix,
 )
+from visionkit.data.batch import read_from
 from visionkit.data.classes import class_lists, class_source, classes_of, match_classes
 from visionkit.data.datasets import MixedDataset
 from visionkit.data.synthetic import FORMAT_VERSION, GENERATOR, make_shapes
@@ -265,12 +266,9 @@ def check_saved_data_paths(
             value, key = entry.get(argument), f"{where}.{argument}"
             if value is None or key in given or Path(value).exists():
                 continue
-            relative = (
-                "" if Path(value).is_absolute() else f", read from the current folder {Path.cwd()}"
-            )
             problems.append(
                 f"{key}: {value} does not exist (the path saved in the checkpoint's config"
-                f"{relative}); the data moved, or training ran in another folder: give it with "
+                f"{read_from(value)}); the data moved, or training ran in another folder: give it with "
                 f"{key}={'FILE' if Path(value).suffix else 'DIR'}"
             )
     if problems:

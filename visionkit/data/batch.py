@@ -108,8 +108,19 @@ def dataset_root(root: str | os.PathLike | None) -> Path:
         raise DataError("no dataset folder given")
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"dataset root {root} does not exist or is not a folder")
+        raise DataError(
+            f"dataset root {root} does not exist or is not a folder{read_from(root, ' (', ')')}"
+        )
     return root
+
+
+def read_from(path: str | os.PathLike, before: str = ", ", after: str = "") -> str:
+    """Where a relative ``path`` is read from, for an error about it: ``", read from the
+    current folder /home/me"`` (paths in configs are relative to the folder the command runs
+    in, not to the config file); ``""`` for an absolute path."""
+    if Path(path).is_absolute():
+        return ""
+    return f"{before}read from the current folder {Path.cwd()}{after}"
 
 
 def collate(samples: Sequence[Sample], size_divisor: int = 32) -> dict[str, Any]:

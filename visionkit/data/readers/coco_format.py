@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from visionkit.data.batch import read_from
 from visionkit.data.checks import DataReport
 from visionkit.data.readers.coco_identities import IDENTITY_FIELD
 from visionkit.errors import AnnotationError
@@ -155,7 +156,7 @@ def read_json(path: Path) -> dict[str, Any]:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise AnnotationError(f"annotation file {path} does not exist") from None
+        raise AnnotationError(f"annotation file {path} does not exist{read_from(path)}") from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise AnnotationError(f"annotation file {path} is not valid JSON: {err}") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
