@@ -201,8 +201,26 @@ def test_missing_file_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path / "nope.yaml")
     (tmp_path / "bad.yaml").write_text("model: [unclosed")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="not valid YAML") as info:
         load_config(tmp_path / "bad.yaml")
+    assert f'in "{tmp_path / "bad.yaml"}", line 1' in str(info.value)  # not "<unicode string>"
+
+
+def test_a_missing_config_names_the_folder_and_visionkits_recipe_of_that_name(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a user's own folder, not the clone
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "custom" / "detect_fcos_r18.yaml"
+    for given in ("configs/custom/detect_fcos_r18.yaml", "detect_fcos_r18"):
+        with pytest.raises(ConfigError) as info:
+            load_config(given)
+        assert info.value.problems == [
+            f"cannot read config file: No such file or directory (read from the current folder "
+            f"{tmp_path}); visionkit's recipe of that name: {recipe}"
+        ]
+    with pytest.raises(ConfigError) as info:
+        load_config("no_such_recipe.yaml")
+    assert info.value.problems[0].endswith(f"(read from the current folder {tmp_path})")
 
 
 def test_yaml_tags_that_would_run_code_are_refused(tmp_path):

@@ -4,6 +4,7 @@ the resolved config written back."""
 from __future__ import annotations
 
 import copy
+import io
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,7 @@ import yaml
 
 from visionkit.checkpoint import write_atomic
 from visionkit.config.schema import Config
+from visionkit.data.batch import read_from
 from visionkit.errors import ConfigError
 
 
@@ -23,9 +25,14 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise ConfigError(f"cannot read config file: {err.strerror or err}", str(path)) from None
+        hint = _missing_config_hint(path) if isinstance(err, FileNotFoundError) else ""
+        raise ConfigError(
+            f"cannot read config file: {err.strerror or err}{hint}", str(path)
+        ) from None
+    stream = io.StringIO(text)
+    stream.name = str(path)  # PyYAML names the file in its errors (else "<unicode string>")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(stream)
     except yaml.YAMLError as err:
         raise ConfigError(f"not valid YAML: {err}", str(path)) from None
     if data is None:
@@ -35,6 +42,19 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
             f"expected a mapping at the top level, got {type(data).__name__}", str(path)
         )
     return data
+
+
+def _missing_config_hint(path: Path) -> str:
+    """Where a missing config was looked for and, in a source checkout, visionkit's own
+    recipes of that file name (``--config detect_fcos_r18.yaml`` run from another folder)."""
+    hint = read_from(path, " (", ")")
+    shipped = Path(__file__).resolve().parents[2] / "configs"
+    name = path.name if path.suffix else f"{path.name}.yaml"
+    found = sorted(shipped.rglob(name)) if shipped.is_dir() else []
+    if found:
+        hint += f"; visionkit's recipe{'s' if len(found) > 1 else ''} of that name: "
+        hint += ", ".join(map(str, found[:3]))
+    return hint
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
