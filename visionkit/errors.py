@@ -91,12 +91,14 @@ class ImageDecodeError(DataError):
 
 
 class CheckpointError(VisionkitError):
-    """A checkpoint that cannot be loaded (missing, truncated, unsafe, wrong format)."""
+    """A checkpoint that cannot be loaded (missing, truncated, unsafe, wrong format).
+    ``message`` replaces "cannot load checkpoint PATH: reason" where that would mislead (a
+    published file that was never downloaded is not a broken checkpoint)."""
 
-    def __init__(self, path: object, reason: str) -> None:
+    def __init__(self, path: object, reason: str, message: str | None = None) -> None:
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"cannot load checkpoint {self.path}: {reason}")
+        super().__init__(message or f"cannot load checkpoint {self.path}: {reason}")
 
 
 class TrainingInterrupted(VisionkitError):

@@ -350,8 +350,8 @@ def test_offline_without_the_cached_file_says_how_to_get_it(tmp_path, monkeypatc
         visionkit.create_model(detector_config("fcos", "torchvision:fcos_resnet50_fpn"))
     cached = tmp_path / "torch" / "hub" / "checkpoints" / "fcos_resnet50_fpn_coco-99b0c9b7.pth"
     assert str(err.value) == (
-        f"cannot load checkpoint {cached}: torchvision's fcos_resnet50_fpn weights are not in "
-        "torch hub's cache and were not downloaded: VISIONKIT_OFFLINE=1 is set (offline). "
+        f"torchvision's fcos_resnet50_fpn weights are not in torch hub's cache ({cached}) "
+        "and were not downloaded: VISIONKIT_OFFLINE=1 is set (offline). "
         "Fetch them with `visionkit weights pull torchvision:fcos_resnet50_fpn` (on a machine "
         "with network access, then copy the file to the same place here), or give a local "
         "copy: init_from: torchvision:fcos_resnet50_fpn=/path/to/fcos_resnet50_fpn_coco-"

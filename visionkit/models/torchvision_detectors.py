@@ -211,14 +211,16 @@ def _published_file(name: str) -> Path:
     try:
         return weights_file(PREFIX + name)
     except WeightsNotCachedError as err:
-        raise CheckpointError(
-            err.path,
-            f"torchvision's {name} weights are not in torch hub's cache and were not "
-            f"downloaded: {err.reason}. Fetch them with `visionkit weights pull {PREFIX}{name}` "
-            "(on a machine with network access, then copy the file to the same place here), "
-            f"or give a local copy: init_from: {PREFIX}{name}=/path/to/{Path(err.path).name}; "
-            "or start without them: model.init_from=null",
-        ) from None
+        reason = (
+            f"were not downloaded: {err.reason}. Fetch them with `visionkit weights pull "
+            f"{PREFIX}{name}` (on a machine with network access, then copy the file to the "
+            f"same place here), or give a local copy: init_from: {PREFIX}{name}=/path/to/"
+            f"{Path(err.path).name}; or start without them: model.init_from=null"
+        )
+        message = (
+            f"torchvision's {name} weights are not in torch hub's cache ({err.path}) and " + reason
+        )
+        raise CheckpointError(err.path, reason, message) from None
 
 
 def check_model(model: nn.Module, source: TorchvisionSource) -> str | None:
