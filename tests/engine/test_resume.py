@@ -103,6 +103,38 @@ def test_resume_can_raise_the_number_of_epochs(tiny_config, tmp_path):
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # the callback state came back too
 
 
+def test_resume_without_config_continues_in_the_checkpoints_run_folder(
+    tiny_config, tmp_path, monkeypatch, capsys
+):
+    """``visionkit train --resume CKPT``: the run's saved config, its own folder, overrides
+    on top (as Ultralytics' ``resume=True model=last.pt``); a run that has done its
+    ``max_steps`` says how to continue instead of stopping at once having trained nothing."""
+    from visionkit.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the saved config's relative paths are the user's
+    run_dir, _ = train(tiny_config, ["trainer.max_steps=3"], output_dir=tmp_path / "run")
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert main(["train", "--resume", str(ckpt)]) == 2
+    assert (
+        f"trainer.max_steps=3: {ckpt} has done 3 steps already, so resuming it would train "
+        "nothing; give it a larger budget to continue the run, e.g. trainer.max_steps=6"
+    ) in capsys.readouterr().err
+    assert main(["train", "--resume", str(ckpt), "trainer.max_steps=5"]) == 0
+    assert f"run folder: {run_dir}\n" in capsys.readouterr().out
+    assert load_checkpoint(ckpt)["global_step"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no run-2, nothing else
+
+    with pytest.raises(SystemExit):  # neither --config nor --resume: argparse's error
+        main(["train", "trainer.max_steps=5"])
+    assert "the following arguments are required: --config" in capsys.readouterr().err
+    foreign = tmp_path / "foreign.ckpt"
+    save_atomic({"state_dict": {}, "global_step": 0}, foreign)
+    assert main(["train", "--resume", str(foreign)]) == 1
+    assert "it holds no visionkit config (not written by visionkit train): give --config" in (
+        capsys.readouterr().err
+    )
+
+
 def test_resume_auto_skips_a_truncated_checkpoint_and_uses_the_previous_good_one(
     tiny_config, tmp_path, caplog
 ):

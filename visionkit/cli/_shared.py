@@ -39,7 +39,12 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser (subcommands get the same class), whose "the following arguments are
     required" error also says which argument given without its option was probably meant for
     it, and the command with the option in place (:func:`missing_option_hint`): in
-    ``visionkit eval best.ckpt``, ``best.ckpt`` is read as a ``KEY=VALUE`` override."""
+    ``visionkit eval best.ckpt``, ``best.ckpt`` is read as a ``KEY=VALUE`` override.
+
+    ``required_unless`` (``{"config": "resume"}``: ``--config`` is required unless
+    ``--resume`` is given) is checked after parsing, with argparse's own error."""
+
+    required_unless: dict[str, str] = {}
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         self._given = list(sys.argv[1:] if args is None else args)
@@ -47,14 +52,22 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         parsed, extra = self.parse_known_args(args, namespace)
+        parser = self._chosen(parsed)
+        for dest, alternative in parser.required_unless.items():  # first, as argparse's own
+            if getattr(parsed, dest, None) is None and getattr(parsed, alternative, None) is None:
+                parser.error(f"the following arguments are required: --{dest.replace('_', '-')}")
         if extra:  # reported by the subcommand's parser, which knows its overrides
-            subparsers = next(
-                (a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None
-            )
-            command = getattr(parsed, "command", None)
-            parser = subparsers.choices.get(command, self) if subparsers else self
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return parsed
+
+    def _chosen(self, parsed: argparse.Namespace) -> ArgumentParser:
+        """The subcommand's parser that parsed ``parsed`` (this one without subcommands)."""
+        subparsers = next(
+            (a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None
+        )
+        command = getattr(parsed, "command", None)
+        chosen = subparsers.choices.get(command, self) if subparsers else self
+        return chosen if isinstance(chosen, ArgumentParser) else self
 
     def error(self, message: str):  # type: ignore[override]
         given = getattr(self, "_given", [])

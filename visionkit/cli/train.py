@@ -18,14 +18,26 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="train a model from a YAML config",
-        description="Train from a YAML config; writes a run folder "
-        "(config.yaml, checkpoints/{best,last}.ckpt, metrics.csv, metrics.json, plots/).",
-        epilog="example: visionkit train --config configs/quickstart.yaml trainer.max_epochs=3",
+        description="Train from a YAML config; writes a run folder (config.yaml,\n"
+        "checkpoints/{best,last}.ckpt, metrics.csv, metrics.json, plots/).",
+        epilog="example: visionkit train --config configs/quickstart.yaml trainer.max_epochs=3\n"
+        "example: visionkit train --resume runs/quickstart/checkpoints/last.ckpt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", required=True, help="path to the YAML config")
+    p.add_argument(
+        "--config",
+        help="path to the YAML config (with --resume it may be left out: the run continues "
+        "with the config saved in the checkpoint, in the checkpoint's run folder)",
+    )
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
     p.add_argument("--output-dir", help="run folder (default: <output_dir>/<name> from the config)")
-    p.add_argument("--resume", metavar="CKPT", help="continue the run saved in this checkpoint")
+    p.add_argument(
+        "--resume",
+        metavar="CKPT",
+        help="continue the run saved in this checkpoint, e.g. runs/x/checkpoints/last.ckpt "
+        "(its own config when --config is not given; KEY=VALUE overrides still apply, e.g. "
+        "trainer.max_steps=4000 to train longer)",
+    )
     p.add_argument(
         "--exist-ok",
         action="store_true",
@@ -36,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--print-config", action="store_true", help="print the resolved, validated config and exit"
     )
+    p.required_unless = {"config": "resume"}
     return p
 
 
@@ -44,13 +57,16 @@ def run(args: argparse.Namespace) -> int:
     from visionkit.config import load_config, to_yaml
     from visionkit.engine.runner import metrics_json, train
 
+    config, output_dir = args.config, args.output_dir
+    if config is None:  # --resume alone: the run's own config, in the run's own folder
+        config, output_dir = saved_run(args.resume, output_dir)
     if args.print_config:
-        print(to_yaml(load_config(args.config, args.overrides)), end="")
+        print(to_yaml(load_config(config, args.overrides)), end="")
         return 0
     run_dir, metrics = train(
-        args.config,
+        config,
         args.overrides,
-        output_dir=args.output_dir,
+        output_dir=output_dir,
         resume=args.resume,
         exist_ok=args.exist_ok,
     )
@@ -58,3 +74,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"run folder: {run_dir}")
         print(metrics_json(metrics))
     return 0
+
+
+def saved_run(checkpoint: str, output_dir: str | None) -> tuple[dict, str]:
+    """The resolved config a checkpoint of ``visionkit train`` carries and the run folder to
+    continue in (``output_dir``, else the checkpoint's own: ``runs/x`` for
+    ``runs/x/checkpoints/last.ckpt``)."""
+    from visionkit.checkpoint import load_checkpoint, run_folder_of
+    from visionkit.errors import CheckpointError
+
+    meta = load_checkpoint(checkpoint).get("visionkit") or {}
+    if not isinstance(meta.get("config"), dict):
+        raise CheckpointError(
+            checkpoint,
+            "it holds no visionkit config (not written by visionkit train): give --config",
+        )
+    return meta["config"], output_dir or str(run_folder_of(checkpoint))

@@ -27,7 +27,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from visionkit.checkpoint import load_checkpoint
-from visionkit.errors import CheckpointError
+from visionkit.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -260,18 +260,24 @@ class CtrlC:
         )
 
 
-def resolve_resume(resume: str | os.PathLike | None, run_dir: Path) -> Path | None:
+def resolve_resume(
+    resume: str | os.PathLike | None, run_dir: Path, max_steps: int = -1
+) -> Path | None:
     """The checkpoint a run continues from: ``None`` (a new run), ``"auto"`` (the newest
     checkpoint of ``run_dir/checkpoints`` that loads, or a new run when none does: it then
     writes to a folder of its own when ``run_dir`` holds a run, :func:`~visionkit.engine.
-    run_folder.choose_run_dir`), or a
-    path, which must load."""
+    run_folder.choose_run_dir`), or a path, which must load.
+
+    A checkpoint that has done ``max_steps`` (``trainer.max_steps``) already is a
+    :class:`ConfigError` saying how to continue it: resumed, it would stop at once, having
+    trained nothing (Lightning says only "max_steps reached")."""
     if resume is None or str(resume) == "":
         return None
     if str(resume) == "auto":
         found = find_resume_checkpoint(run_dir / "checkpoints")
         if found is not None:
             logger.info("resume: auto: continuing from %s", found)
+            _check_steps_left(found, max_steps)
             return found
         unreadable = len(list((run_dir / "checkpoints").glob("*.ckpt")))
         if unreadable:
@@ -283,5 +289,15 @@ def resolve_resume(resume: str | os.PathLike | None, run_dir: Path) -> Path | No
         else:
             logger.info("resume: auto: no checkpoint in %s; starting a new run", run_dir)
         return None
-    load_checkpoint(resume)  # a clear CheckpointError now, not deep inside Lightning
+    _check_steps_left(resume, max_steps)  # loads it: a clear CheckpointError, not Lightning's
     return Path(resume)
+
+
+def _check_steps_left(checkpoint: str | os.PathLike, max_steps: int) -> None:
+    done = int(load_checkpoint(checkpoint)["global_step"])
+    if 0 <= max_steps <= done:
+        raise ConfigError(
+            f"trainer.max_steps={max_steps}: {checkpoint} has done {done} steps already, so "
+            "resuming it would train nothing; give it a larger budget to continue the run, "
+            f"e.g. trainer.max_steps={max(2 * done, 1)}"
+        )
