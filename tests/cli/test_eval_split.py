@@ -31,6 +31,7 @@ def test_eval_on_a_test_split_given_by_override_prints_per_class_ap(trained, tmp
     code, out, err = run(argv, capsys)
     assert code == 0, err[-2000:]
     lines = out.strip().splitlines()
+    assert lines[0] == f"Scored data.test with {trained['ckpt']}"
     metrics = json.loads(lines[-1])
     assert "det/mAP" in metrics and "det/mAP50" in metrics
     assert "Per-class AP of `det` (COCO, area all, 100 detections per image)" in lines

@@ -179,8 +179,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         if plots:
             print(f"eval: plots written to {plots[0].parent}", file=sys.stderr)
-        print(json.dumps(report(metrics, scored, plots, matrix_conf), sort_keys=True))
+        scored_split = {"split": args.split, **report(metrics, scored, plots, matrix_conf)}
+        print(json.dumps(scored_split, sort_keys=True))
         return 0
+    print(f"Scored data.{args.split} with {args.checkpoint}\n")
     for line in report_lines(scored):
         print(line)
     if plots:
@@ -279,7 +281,9 @@ def report(
     ``confusion`` (COCO evaluator key → its box confusion matrix at score ``matrix_conf``,
     default 0.25, with the class order: :func:`~visionkit.evaluation.plots.
     detection_confusion`; semantic / classification evaluator key → ``{"classes", "unit":
-    "pixels" | "images", "matrix"}``, ``matrix[true][predicted]`` counts) and ``plots`` (the PNGs written). ``nan`` is written as ``null``."""
+    "pixels" | "images", "matrix"}``, ``matrix[true][predicted]`` counts) and ``plots`` (the
+    PNGs written); ``eval --json`` adds ``split`` (``val`` or ``test``). ``nan`` is written as
+    ``null``."""
     from visionkit.engine.pictures import class_confusion, per_class_table
     from visionkit.evaluation.plots import confusion_conf, detection_confusion
 
