@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,7 @@ def test_cli_predict_writes_distinct_outputs_and_skips_its_output_folders(
     drawn = ["001.png_pred.png", "a/001.jpg_pred.png", "b/001.jpg_pred.png"]
     code, printed, _ = run(argv, capsys)
     assert code == 0 and f"wrote {out / 'predictions.json'}" in printed
+    assert f"{out}: 3 drawn images (*_pred.png), images.json, predictions.json\n" in printed
     first = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     # a second run never writes into the first one's folder, nor reads its drawn images
     for n in (2, 3):
@@ -250,3 +252,23 @@ def test_an_output_folder_that_cannot_be_made_is_a_message_naming_it(tmp_path, c
         VisionkitError, match=f"cannot make the output folder {out}: .*--output-dir"
     ):
         predict_files(seg_model(), [photos], out, progress=False)
+
+
+def test_the_summary_counts_what_this_run_wrote_by_kind(tmp_path):
+    import os
+
+    from visionkit.cli.predict import files_written
+
+    out = tmp_path / "predict"
+    for name in ["a.jpg_pred.png", "b.jpg_pred.png", "a.jpg_seg.png", "clip.mp4_pred.mp4",
+                 "labels/a.txt", "a.jpg_emb.npy", "images.json", "predictions.json",
+                 "old.jpg_pred.png"]:  # fmt: skip
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(b"x")
+    os.utime(out / "old.jpg_pred.png", (1, 1))  # an earlier run's (--exist-ok)
+    assert files_written(out, since=10) == (
+        "2 drawn images (*_pred.png), 1 drawn video (*_pred.mp4), 1 YOLO label file "
+        "(labels/*.txt), 1 embedding file (*.npy), 1 label map (*_<head>.png), images.json, "
+        "predictions.json"
+    )
+    assert files_written(out, since=time.time() + 60) == ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 
 from visionkit.cli._shared import add_device_arguments, add_tta_argument
@@ -174,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     from visionkit.inference.predict import predict_files
 
     folder, earlier = output_folder(args.checkpoint, args.output_dir, args.exist_ok)
+    started = time.time()
     path = predict_files(
         args.checkpoint,
         args.input,
@@ -198,4 +200,34 @@ def run(args: argparse.Namespace) -> int:
         exclude=earlier,
     )
     print(f"wrote {path}")
+    written = files_written(folder, started)
+    if written:
+        print(f"{folder}: {written}")
     return 0
+
+
+#: What ``predict`` writes, by file name pattern (inside the output folder), and how it is said.
+OUTPUT_KINDS = (
+    ("*_pred.png", "drawn image"),
+    ("*_pred.mp4", "drawn video"),
+    ("labels/*.txt", "YOLO label file"),
+    ("*.npy", "embedding file"),
+)
+
+
+def files_written(folder: Path, since: float) -> str:
+    """What this run wrote into ``folder`` (files changed since ``since``), counted by kind:
+    ``"3 drawn images (*_pred.png), 3 label maps (*_<head>.png), predictions.json,
+    images.json"``; ``""`` when nothing."""
+    fresh = {p for p in folder.rglob("*") if p.is_file() and p.stat().st_mtime >= since}
+    said, counted = [], set()
+    for pattern, kind in OUTPUT_KINDS:
+        found = {p for p in fresh if p.match(pattern)} - counted
+        counted |= found
+        if found:
+            said.append(f"{len(found)} {kind}{'s' if len(found) > 1 else ''} ({pattern})")
+    maps = {p for p in fresh - counted if p.suffix == ".png"}
+    if maps:
+        said.append(f"{len(maps)} label map{'s' if len(maps) > 1 else ''} (*_<head>.png)")
+    said += sorted(p.name for p in fresh - counted - maps if p.suffix == ".json")
+    return ", ".join(said)
