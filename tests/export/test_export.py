@@ -310,6 +310,17 @@ def test_cli_exports_a_trained_checkpoint_and_the_predictor_reads_it(
     for path, value in flatten_outputs(got):
         torch.testing.assert_close(value, want[".".join(path)], atol=1e-4, rtol=0)
 
+    # without --output: beside the checkpoint (as Ultralytics), never over a file there
+    beside = ["export", "--checkpoint", str(ckpt), "--format", "safetensors", "--no-check"]
+    assert main(beside) == 0
+    written = ckpt.with_suffix(".safetensors")
+    assert f"wrote {written}" in capsys.readouterr().out
+    before = written.read_bytes()
+    assert main(beside) == 1
+    assert f"{written} exists (written before?); it is kept: give --output {written} to " \
+        "replace it" in capsys.readouterr().err  # fmt: skip
+    assert written.read_bytes() == before
+
 
 class BakedSizeHead(ClassificationHead):
     """A classifier that also returns a position per column of its feature map, computed with

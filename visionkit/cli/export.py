@@ -5,6 +5,7 @@ export a trained model and check it against PyTorch (see :mod:`visionkit.export`
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from visionkit.choices import DEFAULT_ATOL, DEFAULT_OPSET, EXPORT_FORMATS, EXPORTERS
 
@@ -35,6 +36,7 @@ and divided by max(1, |torch|)), and the command fails (exit 1) when the latter 
 """
 
 EPILOG = """\
+example: visionkit export --checkpoint runs/quickstart/checkpoints/best.ckpt --format onnx
 example: visionkit export --checkpoint runs/quickstart/checkpoints/best.ckpt --format onnx --output quickstart.onnx
 example: visionkit export --checkpoint best.ckpt --format onnx --nms --conf 0.25 --iou 0.5 --output model.onnx
 example: visionkit export --checkpoint best.ckpt --format onnx --nms --exporter torchscript --output model_nms.onnx
@@ -54,6 +56,22 @@ def image_size(text: str) -> int | tuple[int, int]:
     return parts[0] if len(parts) == 1 else (parts[0], parts[1])
 
 
+def default_output(checkpoint: str, format: str) -> Path:
+    """Where ``export`` writes without ``--output``: beside the checkpoint, with the format's
+    usual suffix (``best.ckpt`` → ``best.onnx``), as Ultralytics does; a file already there is
+    an error, not replaced (``--output`` names a file to replace)."""
+    from visionkit.errors import ExportError
+    from visionkit.export import SUFFIXES
+
+    path = Path(checkpoint).with_suffix(SUFFIXES[format][0])
+    if path.exists():
+        raise ExportError(
+            f"{path} exists (written before?); it is kept: give --output {path} to replace it, "
+            "or another file"
+        )
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     """What ``visionkit export`` runs; prints the file written and the check's table."""
     from visionkit.export import export
@@ -61,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     report = export(
         args.checkpoint,
         args.format,
-        args.output,
+        args.output or default_output(args.checkpoint, args.format),
         image_size=args.image_size,
         opset=args.opset,
         atol=args.atol,
@@ -108,7 +126,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "(weights + config), e.g. --format onnx",
     )
     p.add_argument(
-        "--output", required=True, metavar="FILE", help="the file to write, e.g. model.onnx"
+        "--output",
+        metavar="FILE",
+        help="the file to write, e.g. model.onnx (replaced if it exists); default: beside the "
+        "checkpoint, runs/x/checkpoints/best.onnx (.pt for torchscript, .safetensors), never "
+        "over a file already there",
     )
     p.add_argument(
         "--image-size",
