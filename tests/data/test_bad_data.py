@@ -426,6 +426,19 @@ def test_check_data_of_a_config_checks_every_split_and_mix_entry(tmp_path, capsy
     assert code == 0 and "check-data: no problems found in 1 dataset" in out
 
 
+def test_check_data_reports_every_splits_unset_location_at_once(tmp_path, capsys):
+    """As training does: the user fixes both, not one and then the next."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model: {backbone: {name: simple_cnn}, heads: {det: {name: fcos, num_classes: 1}}}\n"
+        "data: {train: {format: voc, root: null}, val: {format: voc, root: null}}\n"
+    )
+    code, out, err = run(["check-data", "--config", config], capsys)
+    assert code == 2 and not out.strip()
+    assert "data.train.root: not set; give the dataset folder, e.g. data.train.root=PATH" in err
+    assert "data.val.root: not set; give the dataset folder, e.g. data.val.root=PATH" in err
+
+
 def test_check_data_reports_counts_sizes_and_other_formats(tmp_path, capsys):
     code, out, _ = check(capsys, make_coco(tmp_path / "coco"))
     assert code == 0

@@ -175,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     total = 0
     trains: dict[str, Any] = {}  # the training datasets that were built, by config path
     train, train_built = None, False  # built once, before the first evaluation split
+    unset: list[str] = []  # configuration problems of the datasets
     for where, split, spec in specs:
         if split != "train" and not train_built:
             train_built = True
@@ -183,13 +184,19 @@ def run(args: argparse.Namespace) -> int:
             except DataError as err:  # a mix whose parts' classes conflict
                 print(f"data.train: {err}", flush=True)
                 total += 1
-        text, count, dataset = check_spec(
-            where, spec, needs, split=split, image_check=image_check, train=train
-        )
+        try:
+            text, count, dataset = check_spec(
+                where, spec, needs, split=split, image_check=image_check, train=train
+            )
+        except ConfigError as err:  # every split's, together (as training reports them)
+            unset += err.problems
+            continue
         print(text, flush=True)
         total += count
         if split == "train" and dataset is not None:
             trains[where] = dataset
+    if unset:
+        raise ConfigError(unset)
     datasets = counted(len(specs), "dataset")
     if total:
         print(f"check-data: {counted(total, 'problem')} in {datasets}")
