@@ -47,9 +47,17 @@ __all__ = sorted(_HOMES)
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'visionkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_HOMES[name]), name)
+    """A public name, imported at its first use; else a submodule (``visionkit.registry``
+    after a bare ``import visionkit``, as when the package imported everything)."""
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+    else:
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise  # the submodule exists but an import inside it failed
+            raise AttributeError(f"module 'visionkit' has no attribute {name!r}") from None
     globals()[name] = value  # looked up once
     return value
 

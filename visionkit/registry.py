@@ -187,10 +187,13 @@ class Registry:
         self._providers.append((names, resolve))
 
     def _import_home(self) -> None:
-        """Import the ``home`` module once (it registers the built-in components)."""
-        home, self._home = self._home, None  # before the import: it may look names up
-        if home is not None:
-            importlib.import_module(home)
+        """Import the ``home`` module (it registers the built-in components). Python's import
+        lock makes another thread wait for an import in progress, and gives a lookup made
+        by the home module itself, while it imports, what it has registered so far; an
+        import that fails is tried again at the next lookup (never a registry left empty)."""
+        if self._home is not None:
+            importlib.import_module(self._home)
+            self._home = None
 
     def get(self, name: str) -> Callable[..., Any]:
         """Return the class, variant or builder registered as ``name``; raise with suggestions

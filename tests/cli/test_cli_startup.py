@@ -111,3 +111,4 @@ def test_an_unknown_attribute_of_visionkit_is_an_attribute_error():
     from visionkit import Config, create_model  # the public names, through __getattr__
 
     assert create_model.__name__ == "create_model" and Config.__name__ == "Config"
+    assert visionkit.registry.HEADS.kind == "head"  # submodules, as after the eager imports

@@ -236,29 +236,37 @@ def test_padding_and_borders_of_label_maps_carry_no_label(step):
     assert 0 in apply_pipeline(explicit, sample)["semantic"].unique().tolist()
 
 
+SCALE = {"name": "RandomScale", "scale_limit": [-0.25, 0.5], "p": 1.0}  # the semseg recipe's
+
+
 @pytest.mark.parametrize(
-    ("image_size", "crop", "warned"),
+    ("image_size", "between", "crop", "warned"),
     [
-        (128, {"height": 256, "width": 256}, True),  # a recipe's crop with a smaller image size
-        (320, {"height": 256, "width": 256}, False),  # the recipe as shipped
-        (128, {}, False),  # the crop follows data.image_size
+        (128, [SCALE], {"height": 256, "width": 256}, True),  # the recipe at a smaller size
+        (320, [SCALE], {"height": 256, "width": 256}, False),  # the recipe as shipped
+        (128, [SCALE], {}, False),  # the crop follows data.image_size
+        (128, [], {"height": 160, "width": 160}, False),  # a little larger: mostly photo
+        (128, [{"name": "Resize", "height": 512, "width": 512}], {"height": 256}, False),
     ],
 )
-def test_a_training_crop_larger_than_the_resized_photos_is_warned_about(
-    image_size, crop, warned, caplog
+def test_a_training_crop_mostly_of_padding_is_warned_about(
+    image_size, between, crop, warned, caplog
 ):
     from visionkit.build import build_pipelines
 
+    crop = {"width": 256, **crop} if "height" in crop else crop
     train = [
         {"name": "LongestMaxSize"},
+        *between,
         {"name": "RandomCrop", "pad_if_needed": True, **crop},
     ]
     cfg = load_config(config(train=train, image_size=image_size))
     with caplog.at_level("WARNING", logger="visionkit"):
         build_pipelines(cfg.data, MEAN, STD)
     expected = (
-        "data.transforms.train[1] (RandomCrop): crops 256x256 from photos whose longest side is "
-        "128 (data.transforms.train[0], LongestMaxSize): most of each training input is padding"
+        "data.transforms.train[2] (RandomCrop): crops 256x256 from photos whose longest side is "
+        "144 on average (data.transforms.train[0], LongestMaxSize, and any RandomScale after "
+        "it): most of each training input is padding"
     )
     assert (expected in caplog.text) is warned
     assert ("RandomCrop" in caplog.text) is warned

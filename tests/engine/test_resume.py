@@ -127,12 +127,31 @@ def test_resume_without_config_continues_in_the_checkpoints_run_folder(
     with pytest.raises(SystemExit):  # neither --config nor --resume: argparse's error
         main(["train", "trainer.max_steps=5"])
     assert "the following arguments are required: --config" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the checkpoint without its option: --resume is meant
+        main(["train", str(ckpt)])
+    assert f"did you mean:\n  visionkit train --resume {ckpt}" in capsys.readouterr().err
+    assert main(["train", "--resume", "auto"]) == 2  # auto needs the config to find the run
+    assert "'auto' needs the config to find the run folder" in capsys.readouterr().err
     foreign = tmp_path / "foreign.ckpt"
     save_atomic({"state_dict": {}, "global_step": 0}, foreign)
     assert main(["train", "--resume", str(foreign)]) == 1
     assert "it holds no visionkit config (not written by visionkit train): give --config" in (
         capsys.readouterr().err
     )
+    moved = tmp_path / "downloads" / "last.ckpt"  # outside a run folder: where to write?
+    moved.parent.mkdir()
+    moved.write_bytes(ckpt.read_bytes())
+    assert main(["train", "--resume", str(moved), "trainer.max_steps=7"]) == 2
+    assert "not in a run folder's checkpoints/; give the folder to continue the run in with " \
+        "--output-dir" in capsys.readouterr().err  # fmt: skip
+    assert sorted(p.name for p in moved.parent.iterdir()) == ["last.ckpt"]
+
+    # resume=auto on a run that has done its steps (a requeued job): the final validation
+    # runs and metrics.json is written again, as before; nothing is trained
+    (run_dir / "metrics.json").unlink()
+    train(tiny_config, ["trainer.max_steps=5", "resume=auto"], output_dir=run_dir)
+    assert (run_dir / "metrics.json").is_file()
+    assert load_checkpoint(ckpt)["global_step"] == 5
 
 
 def test_resume_auto_skips_a_truncated_checkpoint_and_uses_the_previous_good_one(

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -257,18 +256,22 @@ def test_an_output_folder_that_cannot_be_made_is_a_message_naming_it(tmp_path, c
 def test_the_summary_counts_what_this_run_wrote_by_kind(tmp_path):
     import os
 
-    from visionkit.cli.predict import files_written
+    from visionkit.cli.predict import file_states, files_written
 
     out = tmp_path / "predict"
+    (out / "old.jpg_pred.png").parent.mkdir(parents=True)
+    (out / "old.jpg_pred.png").write_bytes(b"x")  # an earlier run's (--exist-ok)
+    (out / "images.json").write_bytes(b"[]")
+    os.utime(out / "images.json", (1, 1))
+    before = file_states(out)
     for name in ["a.jpg_pred.png", "b.jpg_pred.png", "a.jpg_seg.png", "clip.mp4_pred.mp4",
-                 "labels/a.txt", "a.jpg_emb.npy", "images.json", "predictions.json",
-                 "old.jpg_pred.png"]:  # fmt: skip
+                 "labels/a.txt", "a.jpg_emb.npy", "images.json", "predictions.json"]:  # fmt: skip
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_bytes(b"x")
-    os.utime(out / "old.jpg_pred.png", (1, 1))  # an earlier run's (--exist-ok)
-    assert files_written(out, since=10) == (
+    assert files_written(out, before) == (
         "2 drawn images (*_pred.png), 1 drawn video (*_pred.mp4), 1 YOLO label file "
         "(labels/*.txt), 1 embedding file (*.npy), 1 label map (*_<head>.png), images.json, "
         "predictions.json"
     )
-    assert files_written(out, since=time.time() + 60) == ""
+    assert files_written(out, file_states(out)) == ""
+    assert file_states(tmp_path / "not yet") == {}

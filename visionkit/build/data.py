@@ -430,27 +430,50 @@ def build_pipelines(data: DataConfig, mean: Sequence[float], std: Sequence[float
 
 def oversized_crops(steps: Sequence[Mapping[str, Any]]) -> list[str]:
     """What is wrong with each ``RandomCrop`` / ``CenterCrop`` of the training ``steps`` that
-    is larger than the photos an earlier ``LongestMaxSize`` made: every input is then mostly
-    padding (a recipe's 256-px crop of photos resized to ``data.image_size=128``).
+    is mostly padding: less than half of it can be photo, cut from photos whose longest side
+    an earlier ``LongestMaxSize`` set (times the mean scale of a ``RandomScale`` after it),
+    e.g. a recipe's 256-px crop of photos resized to ``data.image_size=128``.
+    Another resizing step in between makes the size unknown: nothing is said.
 
     >>> steps = [{"name": "LongestMaxSize", "max_size": 128}, {"name": "RandomCrop",
     ...     "height": 256, "width": 256}]
     >>> oversized_crops(steps)[0][:75]
     'data.transforms.train[1] (RandomCrop): crops 256x256 from photos whose long'
+    >>> oversized_crops([steps[0], {"name": "RandomCrop", "height": 160, "width": 160}])
+    []
     """
     where, longest, found = "data.transforms.train", None, []
     for i, step in enumerate(steps):
         name, size = step.get("name"), step.get("max_size")
-        if name == "LongestMaxSize" and isinstance(size, int):
-            longest = (i, size)
         h, w = step.get("height"), step.get("width")
-        sized = isinstance(h, int) and isinstance(w, int)
-        if name in ("RandomCrop", "CenterCrop") and longest and sized and max(h, w) > longest[1]:
-            found.append(
-                f"{where}[{i}] ({name}): crops {h}x{w} from photos whose longest side is "
-                f"{longest[1]} ({where}[{longest[0]}], LongestMaxSize): most of each "
-                "training input is padding; set the crop "
-                f"with the image size ({where}[{i}].height=... {where}[{i}].width=...), or "
-                "leave its height and width out to follow data.image_size"
-            )
+        if name == "LongestMaxSize":
+            longest = (i, size) if isinstance(size, int) else None
+        elif name == "RandomScale" and longest:
+            limit = step.get("scale_limit", 0.1)  # a range (lo, hi), or ±limit: its mean
+            mean = sum(limit) / 2 if isinstance(limit, (list, tuple)) else 0.0
+            longest = (longest[0], int(longest[1] * (1 + mean)))
+        elif name in ("RandomCrop", "CenterCrop") and longest and isinstance(h, int):
+            side = longest[1]
+            if isinstance(w, int) and min(h, side) * min(w, side) < 0.5 * h * w:
+                found.append(
+                    f"{where}[{i}] ({name}): crops {h}x{w} from photos whose longest side is "
+                    f"{side} on average ({where}[{longest[0]}], LongestMaxSize, and any "
+                    "RandomScale after it): most of each training input is padding; set the "
+                    f"crop with the image size ({where}[{i}].height=... "
+                    f"{where}[{i}].width=...), or leave its height and width out to follow "
+                    "data.image_size"
+                )
+        elif name not in _SIZE_KEEPING and name is not None:
+            longest = None  # a step that may resize: the photos' size is not known here
     return found
+
+
+#: Training steps that never change the image size (the crop check looks through them).
+_SIZE_KEEPING = frozenset(
+    {
+        "HorizontalFlip", "ColorJitter", "RandomBrightnessContrast", "HueSaturationValue",
+        "GaussianBlur", "GaussNoise", "ToGray", "CLAHE", "Blur", "MotionBlur", "RandomGamma",
+        "PadIfNeeded", "Normalize", "ImageCompression", "RGBShift", "ChannelShuffle",
+        "Sharpen", "Emboss", "Posterize", "Equalize", "Solarize", "ISONoise", "RandomFog",
+    }
+)  # fmt: skip

@@ -42,7 +42,9 @@ class ArgumentParser(argparse.ArgumentParser):
     ``visionkit eval best.ckpt``, ``best.ckpt`` is read as a ``KEY=VALUE`` override.
 
     ``required_unless`` (``{"config": "resume"}``: ``--config`` is required unless
-    ``--resume`` is given) is checked after parsing, with argparse's own error."""
+    ``--resume`` is given) is checked after parsing, with argparse's own error; a ``.ckpt``
+    given without its option is then taken for the alternative's value (``visionkit train
+    last.ckpt``: did you mean ``--resume last.ckpt``)."""
 
     required_unless: dict[str, str] = {}
 
@@ -55,7 +57,9 @@ class ArgumentParser(argparse.ArgumentParser):
         parser = self._chosen(parsed)
         for dest, alternative in parser.required_unless.items():  # first, as argparse's own
             if getattr(parsed, dest, None) is None and getattr(parsed, alternative, None) is None:
-                parser.error(f"the following arguments are required: --{dest.replace('_', '-')}")
+                loose = [a for a in getattr(parser, "_given", []) if a.endswith(".ckpt")]
+                missing = alternative if loose and "=" not in loose[0] else dest
+                parser.error(f"the following arguments are required: --{missing.replace('_', '-')}")
         if extra:  # reported by the subcommand's parser, which knows its overrides
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return parsed

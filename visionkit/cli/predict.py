@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 
 from visionkit.cli._shared import add_device_arguments, add_tta_argument
@@ -175,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     from visionkit.inference.predict import predict_files
 
     folder, earlier = output_folder(args.checkpoint, args.output_dir, args.exist_ok)
-    started = time.time()
+    before = file_states(folder)
     path = predict_files(
         args.checkpoint,
         args.input,
@@ -200,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         exclude=earlier,
     )
     print(f"wrote {path}")
-    written = files_written(folder, started)
+    written = files_written(folder, before)
     if written:
         print(f"{folder}: {written}")
     return 0
@@ -215,11 +214,21 @@ OUTPUT_KINDS = (
 )
 
 
-def files_written(folder: Path, since: float) -> str:
-    """What this run wrote into ``folder`` (files changed since ``since``), counted by kind:
-    ``"3 drawn images (*_pred.png), 3 label maps (*_<head>.png), predictions.json,
-    images.json"``; ``""`` when nothing."""
-    fresh = {p for p in folder.rglob("*") if p.is_file() and p.stat().st_mtime >= since}
+def file_states(folder: Path) -> dict[Path, tuple[int, int]]:
+    """``path → (mtime_ns, size)`` of every file under ``folder`` (none when it is new)."""
+    states = {}
+    for path in folder.rglob("*") if folder.is_dir() else ():
+        if path.is_file():
+            stat = path.stat()
+            states[path] = (stat.st_mtime_ns, stat.st_size)
+    return states
+
+
+def files_written(folder: Path, before: dict[Path, tuple[int, int]]) -> str:
+    """What this run wrote into ``folder``: the files that are new or changed since the
+    ``before`` of :func:`file_states`, counted by kind: ``"3 drawn images (*_pred.png), 3
+    label maps (*_<head>.png), images.json, predictions.json"``; ``""`` when nothing."""
+    fresh = {p for p, state in file_states(folder).items() if before.get(p) != state}
     said, counted = [], set()
     for pattern, kind in OUTPUT_KINDS:
         found = {p for p in fresh if p.match(pattern)} - counted

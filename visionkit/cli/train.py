@@ -4,8 +4,10 @@ folder (see :func:`visionkit.engine.runner.train`)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from visionkit.cli._shared import is_global_zero
+from visionkit.errors import ConfigError
 
 OVERRIDES_HELP = (
     "dotted config overrides, e.g. trainer.max_epochs=3 model.backbone.name=resnet34 "
@@ -59,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
 
     config, output_dir = args.config, args.output_dir
     if config is None:  # --resume alone: the run's own config, in the run's own folder
+        if args.resume is None or args.resume == "auto":
+            raise ConfigError(
+                "--config: required (without it, --resume names the checkpoint whose saved "
+                "config the run continues with; 'auto' needs the config to find the run folder)"
+            )
         config, output_dir = saved_run(args.resume, output_dir)
     if args.print_config:
         print(to_yaml(load_config(config, args.overrides)), end="")
@@ -78,9 +85,10 @@ def run(args: argparse.Namespace) -> int:
 
 def saved_run(checkpoint: str, output_dir: str | None) -> tuple[dict, str]:
     """The resolved config a checkpoint of ``visionkit train`` carries and the run folder to
-    continue in (``output_dir``, else the checkpoint's own: ``runs/x`` for
-    ``runs/x/checkpoints/last.ckpt``)."""
-    from visionkit.checkpoint import load_checkpoint, run_folder_of
+    continue in: ``output_dir``, else the checkpoint's own (``runs/x`` for
+    ``runs/x/checkpoints/last.ckpt``); a checkpoint outside a run's ``checkpoints/`` folder
+    needs ``--output-dir`` (its folder may be any folder, e.g. Downloads)."""
+    from visionkit.checkpoint import load_checkpoint
     from visionkit.errors import CheckpointError
 
     meta = load_checkpoint(checkpoint).get("visionkit") or {}
@@ -89,4 +97,9 @@ def saved_run(checkpoint: str, output_dir: str | None) -> tuple[dict, str]:
             checkpoint,
             "it holds no visionkit config (not written by visionkit train): give --config",
         )
-    return meta["config"], output_dir or str(run_folder_of(checkpoint))
+    if output_dir is None and Path(checkpoint).parent.name != "checkpoints":
+        raise ConfigError(
+            f"--resume {checkpoint}: not in a run folder's checkpoints/; give the folder to "
+            "continue the run in with --output-dir"
+        )
+    return meta["config"], output_dir or str(Path(checkpoint).parent.parent)

@@ -45,15 +45,14 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _missing_config_hint(path: Path) -> str:
-    """Where a missing config was looked for and, in a source checkout, visionkit's own
-    recipes of that file name (``--config detect_fcos_r18.yaml`` run from another folder)."""
+    """Where a missing config was looked for; for a path into ``configs/`` (visionkit's
+    recipes, as the docs write them), that they are files of visionkit's repository."""
     hint = read_from(path, " (", ")")
-    shipped = Path(__file__).resolve().parents[2] / "configs"
-    name = path.name if path.suffix else f"{path.name}.yaml"
-    found = sorted(shipped.rglob(name)) if shipped.is_dir() else []
-    if found:
-        hint += f"; visionkit's recipe{'s' if len(found) > 1 else ''} of that name: "
-        hint += ", ".join(map(str, found[:3]))
+    if "configs" in path.parts and not path.is_absolute():
+        hint += (
+            "; visionkit's recipes are in the configs/ folder of its repository: run the "
+            "command there, or give the recipe's full path"
+        )
     return hint
 
 
@@ -141,7 +140,7 @@ def _set_path(node: Any, parts: Sequence[str | int], value: Any, key: str) -> st
         last = i == len(parts) - 1
         here = _path_text(parts[:i]) or "the config"
         if isinstance(node, list):
-            index = part if isinstance(part, int) else int(part) if part.isdigit() else None
+            index = part if isinstance(part, int) else int(part) if _is_index(part) else None
             if index is None:
                 return f"{here}: is a list, cannot set {key!r} (name an item by its index: [0])"
             if index >= len(node):
@@ -154,7 +153,8 @@ def _set_path(node: Any, parts: Sequence[str | int], value: Any, key: str) -> st
             node = node[index]
             continue
         if isinstance(part, int) or not isinstance(node, dict):
-            return f"{here}: is not a list, cannot set {key!r}"
+            kind = "list" if isinstance(part, int) else "mapping"
+            return f"{here}: is not a {kind}, cannot set {key!r}"
         if last:
             node[part] = value
         elif not isinstance(node.get(part), (dict, list)):
@@ -166,6 +166,11 @@ def _set_path(node: Any, parts: Sequence[str | int], value: Any, key: str) -> st
             node[part] = {}
         node = node[part]
     return None
+
+
+def _is_index(part: str) -> bool:
+    """``part`` is a list index: ASCII digits only (``"²"`` is a digit to ``str.isdigit``)."""
+    return part.isascii() and part.isdecimal()
 
 
 def _path_text(parts: Sequence[str | int]) -> str:

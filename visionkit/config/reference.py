@@ -23,7 +23,6 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-import visionkit  # noqa: F401  (registers every built-in component)
 from visionkit.config import (
     DATASET_INJECTED_ARGS,
     INJECTED_ARGS,

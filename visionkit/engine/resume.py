@@ -268,16 +268,24 @@ def resolve_resume(
     writes to a folder of its own when ``run_dir`` holds a run, :func:`~visionkit.engine.
     run_folder.choose_run_dir`), or a path, which must load.
 
-    A checkpoint that has done ``max_steps`` (``trainer.max_steps``) already is a
+    A checkpoint path that has done ``max_steps`` (``trainer.max_steps``) already is a
     :class:`ConfigError` saying how to continue it: resumed, it would stop at once, having
-    trained nothing (Lightning says only "max_steps reached")."""
+    trained nothing (Lightning says only "max_steps reached"). ``auto`` goes on with such a
+    checkpoint (a job requeued after its last step still writes ``metrics.json``), saying
+    so."""
     if resume is None or str(resume) == "":
         return None
     if str(resume) == "auto":
         found = find_resume_checkpoint(run_dir / "checkpoints")
         if found is not None:
             logger.info("resume: auto: continuing from %s", found)
-            _check_steps_left(found, max_steps)
+            if _steps_done(found) >= max_steps >= 0:
+                logger.info(
+                    "resume: auto: %s has done its trainer.max_steps=%d: nothing is left to "
+                    "train, only the final validation runs",
+                    found,
+                    max_steps,
+                )
             return found
         unreadable = len(list((run_dir / "checkpoints").glob("*.ckpt")))
         if unreadable:
@@ -289,15 +297,16 @@ def resolve_resume(
         else:
             logger.info("resume: auto: no checkpoint in %s; starting a new run", run_dir)
         return None
-    _check_steps_left(resume, max_steps)  # loads it: a clear CheckpointError, not Lightning's
-    return Path(resume)
-
-
-def _check_steps_left(checkpoint: str | os.PathLike, max_steps: int) -> None:
-    done = int(load_checkpoint(checkpoint)["global_step"])
+    done = _steps_done(resume)  # loads it: a clear CheckpointError now, not Lightning's
     if 0 <= max_steps <= done:
         raise ConfigError(
-            f"trainer.max_steps={max_steps}: {checkpoint} has done {done} steps already, so "
+            f"trainer.max_steps={max_steps}: {resume} has done {done} steps already, so "
             "resuming it would train nothing; give it a larger budget to continue the run, "
             f"e.g. trainer.max_steps={max(2 * done, 1)}"
         )
+    return Path(resume)
+
+
+def _steps_done(checkpoint: str | os.PathLike) -> int:
+    """The optimiser steps a checkpoint has done (0 for a file without Lightning's count)."""
+    return int(load_checkpoint(checkpoint).get("global_step") or 0)

@@ -223,7 +223,7 @@ def _resolve(host: str, port: int, timeout: float) -> list[tuple] | str:
     def lookup() -> None:
         try:
             found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except OSError as err:
+        except (OSError, UnicodeError) as err:  # UnicodeError: a malformed name ("a..b")
             found.append(err)
 
     thread = threading.Thread(target=lookup, name=f"resolve {host}", daemon=True)
@@ -231,8 +231,8 @@ def _resolve(host: str, port: int, timeout: float) -> list[tuple] | str:
     thread.join(timeout)
     if not found:
         return f"no answer from the name server within {timeout:g} s"
-    if isinstance(found[0], OSError):
-        return str(found[0].strerror or found[0])
+    if isinstance(found[0], Exception):
+        return str(getattr(found[0], "strerror", None) or found[0])
     return found[0] or "no address"
 
 
