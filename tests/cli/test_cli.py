@@ -312,3 +312,22 @@ def test_lightning_cli_style_overrides_get_the_plain_form(capsys):
         main(["export", "--checkpoint", "a", "--format", "onnx", "--output", "b", "--data.x=1"])
     err = capsys.readouterr().err
     assert err.rstrip().endswith("unrecognized arguments: --data.x=1")
+
+
+def test_a_message_logged_under_a_progress_bar_gets_a_line_of_its_own(capsys):
+    """A log line during training (the time budget's step estimate) printed into the bar's
+    line before; it goes through tqdm.write, which moves the bar below it."""
+    import logging
+    import re
+
+    from tqdm import tqdm
+
+    from visionkit.cli import _log_to_stderr
+
+    _log_to_stderr()
+    with tqdm(total=3, file=sys.stderr, desc="Epoch 0") as bar:
+        bar.update(1)
+        logging.getLogger("visionkit.engine").info("trainer.max_time: about 30 steps")
+        bar.update(1)
+    err = capsys.readouterr().err
+    assert "INFO visionkit.engine: trainer.max_time: about 30 steps" in re.split(r"[\r\n]", err)

@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time of each message (so a ``main()`` called
-    in-process, e.g. under pytest's capture, never writes to a stream closed since)."""
+    in-process, e.g. under pytest's capture, never writes to a stream closed since), through
+    ``tqdm.write``: a message logged while a progress bar is drawn gets a line of its own and
+    the bar is drawn again below it, instead of the two sharing a line."""
 
     @property
     def stream(self):  # type: ignore[override]
@@ -94,6 +96,14 @@ class _StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:  # the base class sets it in __init__; ignored
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
 
 
 def _log_to_stderr() -> None:
