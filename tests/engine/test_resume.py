@@ -154,6 +154,28 @@ def test_resume_without_config_continues_in_the_checkpoints_run_folder(
     assert load_checkpoint(ckpt)["global_step"] == 5
 
 
+def test_resuming_a_run_whose_time_budget_is_spent_says_how_to_continue(
+    tiny_config, tmp_path, monkeypatch, capsys
+):
+    """The real-photo recipes stop on ``trainer.max_time``: resumed to train longer, the
+    restored timer stopped the run at once, having trained nothing."""
+    from visionkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    budget = ["trainer.max_epochs=-1", "trainer.max_time=00:00:00:02"]
+    run_dir, _ = train(tiny_config, budget, output_dir=tmp_path / "run")
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    done = load_checkpoint(ckpt)["global_step"]
+    assert main(["train", "--resume", str(ckpt), "trainer.max_steps=1000"]) == 2
+    err = capsys.readouterr().err
+    assert f"trainer.max_time=00:00:00:02: {ckpt} has trained for " in err
+    assert "s of it already, so resuming it would train nothing; give it more time to " \
+        "continue the run, e.g. trainer.max_time=00:00:01:00, or trainer.max_time=null" in err  # fmt: skip
+    more = ["trainer.max_time=null", f"trainer.max_steps={done + 2}"]
+    assert main(["train", "--resume", str(ckpt), *more]) == 0
+    assert load_checkpoint(ckpt)["global_step"] == done + 2
+
+
 def test_resume_auto_skips_a_truncated_checkpoint_and_uses_the_previous_good_one(
     tiny_config, tmp_path, caplog
 ):

@@ -188,6 +188,27 @@ class DataConfig(_Section):
         return self
 
 
+def max_time_seconds(value: str | dict[str, float]) -> float:
+    """``trainer.max_time`` in seconds: ``"DD:HH:MM:SS"`` or ``{minutes: 10, ...}`` (what
+    Lightning's ``Timer`` takes); a ``ValueError`` with an example for anything else.
+
+    >>> max_time_seconds("00:00:10:00"), max_time_seconds({"hours": 1, "minutes": 30})
+    (600, 5400.0)
+    """
+    if isinstance(value, str):
+        if not re.fullmatch(r"\d+:\d\d:\d\d:\d\d", value.strip()):
+            raise ValueError("expected DD:HH:MM:SS, e.g. '00:00:10:00' for ten minutes")
+        parts = value.strip().split(":")
+        return sum(int(p) * f for p, f in zip(parts, (86400, 3600, 60, 1), strict=True))
+    units = {"days", "hours", "minutes", "seconds"}
+    if set(value) - units:
+        raise ValueError(
+            f"unknown unit(s) {sorted(set(value) - units)}; expected some of "
+            f"{sorted(units)}, e.g. {{minutes: 10}}"
+        )
+    return timedelta(**value).total_seconds()
+
+
 class ParamGroupConfig(_Section):
     """``optimizer.param_groups.<module prefix>``."""
 
@@ -320,22 +341,7 @@ class TrainerConfig(_Section):
     @classmethod
     def _max_time(cls, value: Any) -> Any:
         """Refused here, with an example, where Lightning's ``Timer`` would refuse it later."""
-        if value is None:
-            return value
-        if isinstance(value, str):
-            if not re.fullmatch(r"\d+:\d\d:\d\d:\d\d", value.strip()):
-                raise ValueError("expected DD:HH:MM:SS, e.g. '00:00:10:00' for ten minutes")
-            parts = value.strip().split(":")
-            seconds = sum(int(p) * f for p, f in zip(parts, (86400, 3600, 60, 1), strict=True))
-        else:
-            units = {"days", "hours", "minutes", "seconds"}
-            if set(value) - units:
-                raise ValueError(
-                    f"unknown unit(s) {sorted(set(value) - units)}; expected some of "
-                    f"{sorted(units)}, e.g. {{minutes: 10}}"
-                )
-            seconds = timedelta(**value).total_seconds()
-        if seconds <= 0:
+        if value is not None and max_time_seconds(value) <= 0:
             raise ValueError("must be a positive time")
         return value
 

@@ -27,6 +27,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from visionkit.checkpoint import load_checkpoint
+from visionkit.config.schema import max_time_seconds
 from visionkit.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -261,31 +262,27 @@ class CtrlC:
 
 
 def resolve_resume(
-    resume: str | os.PathLike | None, run_dir: Path, max_steps: int = -1
+    resume: str | os.PathLike | None, run_dir: Path, trainer: Any = None
 ) -> Path | None:
     """The checkpoint a run continues from: ``None`` (a new run), ``"auto"`` (the newest
     checkpoint of ``run_dir/checkpoints`` that loads, or a new run when none does: it then
     writes to a folder of its own when ``run_dir`` holds a run, :func:`~visionkit.engine.
     run_folder.choose_run_dir`), or a path, which must load.
 
-    A checkpoint path that has done ``max_steps`` (``trainer.max_steps``) already is a
-    :class:`ConfigError` saying how to continue it: resumed, it would stop at once, having
-    trained nothing (Lightning says only "max_steps reached"). ``auto`` goes on with such a
-    checkpoint (a job requeued after its last step still writes ``metrics.json``), saying
-    so."""
+    A checkpoint path that has spent the budget of ``trainer`` (the config's section:
+    ``max_steps`` done, or ``max_time`` trained) is a :class:`ConfigError` saying how to
+    continue it: resumed, it would stop at once, having trained nothing (Lightning says only
+    "max_steps reached" or "Time limit reached"). ``auto`` goes on with such a checkpoint (a
+    job requeued after its last step still writes ``metrics.json``), saying so."""
     if resume is None or str(resume) == "":
         return None
     if str(resume) == "auto":
         found = find_resume_checkpoint(run_dir / "checkpoints")
         if found is not None:
             logger.info("resume: auto: continuing from %s", found)
-            if _steps_done(found) >= max_steps >= 0:
-                logger.info(
-                    "resume: auto: %s has done its trainer.max_steps=%d: nothing is left to "
-                    "train, only the final validation runs",
-                    found,
-                    max_steps,
-                )
+            spent = budget_spent(found, trainer)
+            if spent:
+                logger.info("resume: auto: %s; only the final validation runs", spent[0])
             return found
         unreadable = len(list((run_dir / "checkpoints").glob("*.ckpt")))
         if unreadable:
@@ -297,16 +294,35 @@ def resolve_resume(
         else:
             logger.info("resume: auto: no checkpoint in %s; starting a new run", run_dir)
         return None
-    done = _steps_done(resume)  # loads it: a clear CheckpointError now, not Lightning's
-    if 0 <= max_steps <= done:
-        raise ConfigError(
-            f"trainer.max_steps={max_steps}: {resume} has done {done} steps already, so "
-            "resuming it would train nothing; give it a larger budget to continue the run, "
-            f"e.g. trainer.max_steps={max(2 * done, 1)}"
-        )
+    spent = budget_spent(resume, trainer)  # loads it: a clear CheckpointError now
+    if spent:
+        raise ConfigError(f"{spent[0]}, so resuming it would train nothing; {spent[1]}")
     return Path(resume)
 
 
-def _steps_done(checkpoint: str | os.PathLike) -> int:
-    """The optimiser steps a checkpoint has done (0 for a file without Lightning's count)."""
-    return int(load_checkpoint(checkpoint).get("global_step") or 0)
+def budget_spent(checkpoint: str | os.PathLike, trainer: Any) -> tuple[str, str] | None:
+    """Whether a checkpoint has spent the budget of the config's ``trainer`` section, as
+    ``(what was spent, the override that continues it)``: its ``max_steps`` done
+    (Lightning's ``global_step``) or its ``max_time`` trained (the time Lightning's ``Timer``
+    saved); ``None`` when some is left, or the file keeps no count."""
+    ckpt = load_checkpoint(checkpoint)
+    if trainer is None:
+        return None
+    done = int(ckpt.get("global_step") or 0)
+    if 0 <= trainer.max_steps <= done:
+        return (
+            f"trainer.max_steps={trainer.max_steps}: {checkpoint} has done {done} steps already",
+            f"give it a larger budget to continue the run, e.g. trainer.max_steps={2 * done}",
+        )
+    timer = next((v for k, v in ckpt.get("callbacks", {}).items() if k.startswith("Timer")), {})
+    trained = float((timer.get("time_elapsed") or {}).get("train") or 0.0)
+    if trainer.max_time is not None and trained >= max_time_seconds(trainer.max_time):
+        seconds = int(2 * trained) + 60
+        twice = f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:00"
+        return (
+            f"trainer.max_time={trainer.max_time}: {checkpoint} has trained for "
+            f"{trained:.0f} s of it already",
+            f"give it more time to continue the run, e.g. trainer.max_time={twice}, or "
+            "trainer.max_time=null (with a trainer.max_steps to stop at)",
+        )
+    return None

@@ -185,7 +185,7 @@ def train(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     resume = resume if resume is not None else cfg.resume
     folder = Path(output_dir) if output_dir else Path(cfg.output_dir) / cfg.name
-    resume_from = resolve_resume(resume, folder, cfg.trainer.max_steps)
+    resume_from = resolve_resume(resume, folder, cfg.trainer)
     # resume=auto that finds no checkpoint that loads starts a new run, and a new run never
     # writes into a folder holding another (its metrics.csv, its corrupt checkpoints)
     run_dir = choose_run_dir(
