@@ -200,12 +200,10 @@ def max_time_seconds(value: str | dict[str, float]) -> float:
             raise ValueError("expected DD:HH:MM:SS, e.g. '00:00:10:00' for ten minutes")
         parts = value.strip().split(":")
         return sum(int(p) * f for p, f in zip(parts, (86400, 3600, 60, 1), strict=True))
-    units = {"days", "hours", "minutes", "seconds"}
-    if set(value) - units:
-        raise ValueError(
-            f"unknown unit(s) {sorted(set(value) - units)}; expected some of "
-            f"{sorted(units)}, e.g. {{minutes: 10}}"
-        )
+    unknown = sorted(set(value) - (units := {"days", "hours", "minutes", "seconds"}))
+    if unknown:
+        raise ValueError(f"unknown unit(s) {unknown}; expected some of {sorted(units)}, e.g. "
+                         "{minutes: 10}")  # fmt: skip
     return timedelta(**value).total_seconds()
 
 
