@@ -124,13 +124,14 @@ class Registry:
     component (backbone, head, ...).
 
     ``home`` is the module whose import registers the built-in components (visionkit's own
-    registries): it is imported at the first lookup, so that ``import visionkit`` and the
-    ``visionkit`` command's parser need not import torch to fill the registries."""
+    registries, which ``visionkit list <kind>s`` shows): it is imported at the first lookup,
+    so that ``import visionkit`` and the ``visionkit`` command's parser need not import torch
+    to fill the registries."""
 
     def __init__(self, kind: str, home: str | None = None) -> None:
         self.kind = kind
-        self._home = home
-        self._listed = home is not None  # visionkit's own: `visionkit list <kind>s` shows it
+        self.home = home
+        self._home_imported = home is None
         self._builders: dict[str, Callable[..., Any]] = {}
         self._classes: dict[str, type] = {}  # declared with register(..., cls=...)
         self._providers: list[
@@ -191,9 +192,9 @@ class Registry:
         lock makes another thread wait for an import in progress, and gives a lookup made
         by the home module itself, while it imports, what it has registered so far; an
         import that fails is tried again at the next lookup (never a registry left empty)."""
-        if self._home is not None:
-            importlib.import_module(self._home)
-            self._home = None
+        if not self._home_imported:
+            importlib.import_module(self.home)
+            self._home_imported = True
 
     def get(self, name: str) -> Callable[..., Any]:
         """Return the class, variant or builder registered as ``name``; raise with suggestions
@@ -208,7 +209,7 @@ class Registry:
         known = self.names()
         close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        if not close and self._listed:
+        if not close and self.home is not None:
             hint = f"; `visionkit list {self.kind}s` shows the {len(known)} known names"
         raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}")
 

@@ -463,17 +463,17 @@ def oversized_crops(steps: Sequence[Mapping[str, Any]]) -> list[str]:
                     f"{where}[{i}].width=...), or leave its height and width out to follow "
                     "data.image_size"
                 )
-        elif name not in _SIZE_KEEPING and name is not None:
+        elif not _keeps_size(name):
             longest = None  # a step that may resize: the photos' size is not known here
     return found
 
 
-#: Training steps that never change the image size (the crop check looks through them).
-_SIZE_KEEPING = frozenset(
-    {
-        "HorizontalFlip", "ColorJitter", "RandomBrightnessContrast", "HueSaturationValue",
-        "GaussianBlur", "GaussNoise", "ToGray", "CLAHE", "Blur", "MotionBlur", "RandomGamma",
-        "PadIfNeeded", "Normalize", "ImageCompression", "RGBShift", "ChannelShuffle",
-        "Sharpen", "Emboss", "Posterize", "Equalize", "Solarize", "ISONoise", "RandomFog",
-    }
-)  # fmt: skip
+def _keeps_size(name: Any) -> bool:
+    """Whether the albumentations step ``name`` never changes the image size: a pixel-level
+    one (albumentations' ``ImageOnlyTransform``), a flip, or padding (still padding)."""
+    import albumentations as A
+
+    cls = getattr(A, name, None) if isinstance(name, str) else None
+    return name in ("HorizontalFlip", "VerticalFlip", "PadIfNeeded") or (
+        isinstance(cls, type) and issubclass(cls, A.ImageOnlyTransform)
+    )

@@ -57,8 +57,9 @@ class ArgumentParser(argparse.ArgumentParser):
         parser = self._chosen(parsed)
         for dest, alternative in parser.required_unless.items():  # first, as argparse's own
             if getattr(parsed, dest, None) is None and getattr(parsed, alternative, None) is None:
-                loose = [a for a in getattr(parser, "_given", []) if a.endswith(".ckpt")]
-                missing = alternative if loose and "=" not in loose[0] else dest
+                given = getattr(parser, "_given", [])
+                loose_ckpt = any(a.endswith(".ckpt") and "=" not in a for a in given)
+                missing = alternative if loose_ckpt else dest
                 parser.error(f"the following arguments are required: --{missing.replace('_', '-')}")
         if extra:  # reported by the subcommand's parser, which knows its overrides
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
