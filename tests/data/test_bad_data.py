@@ -439,6 +439,21 @@ def test_check_data_reports_every_splits_unset_location_at_once(tmp_path, capsys
     assert "data.val.root: not set; give the dataset folder, e.g. data.val.root=PATH" in err
 
 
+def test_check_data_summarises_the_splits_it_checked_before_the_unset_one(tmp_path, capsys):
+    bad = make_coco(tmp_path / "bad")
+    (bad / "images" / "4.png").unlink()
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model: {backbone: {name: simple_cnn}, heads: {det: {name: fcos, num_classes: 2}}}\n"
+        f"data: {{train: {{format: coco, images: '{bad}'}}, val: {{format: voc, root: null}}}}\n"
+    )
+    code, out, err = run(["check-data", "--config", config], capsys)
+    assert code == 2
+    assert "missing file: images/4.png (image id 4)" in out
+    assert out.strip().endswith("check-data: 1 problem in 1 dataset checked")
+    assert "data.val.root: not set; give the dataset folder, e.g. data.val.root=PATH" in err
+
+
 def test_check_data_reports_counts_sizes_and_other_formats(tmp_path, capsys):
     code, out, _ = check(capsys, make_coco(tmp_path / "coco"))
     assert code == 0

@@ -176,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
     trains: dict[str, Any] = {}  # the training datasets that were built, by config path
     train, train_built = None, False  # built once, before the first evaluation split
     unset: list[str] = []  # configuration problems of the datasets
+    unchecked = 0  # datasets with such problems
     for where, split, spec in specs:
         if split != "train" and not train_built:
             train_built = True
@@ -190,14 +191,18 @@ def run(args: argparse.Namespace) -> int:
             )
         except ConfigError as err:  # every split's, together (as training reports them)
             unset += err.problems
+            unchecked += 1
             continue
         print(text, flush=True)
         total += count
         if split == "train" and dataset is not None:
             trains[where] = dataset
-    if unset:
+    checked = len(specs) - unchecked
+    datasets = counted(checked, "dataset")
+    if unset:  # the summary of what was checked, then what could not be
+        if checked:
+            print(f"check-data: {counted(total, 'problem')} in {datasets} checked", flush=True)
         raise ConfigError(unset)
-    datasets = counted(len(specs), "dataset")
     if total:
         print(f"check-data: {counted(total, 'problem')} in {datasets}")
         return 1

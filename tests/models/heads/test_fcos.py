@@ -201,6 +201,32 @@ def test_iou_quality_learns_the_iou_of_the_predicted_box_and_box_loss_weight_sca
         FCOSHead(**kwargs, box_loss_weight=-1.0)
 
 
+def test_box_loss_picks_torchvisions_iou_loss():
+    """``box_loss``: GIoU (default), DIoU or CIoU of the box at each positive point; all vanish
+    for the exact box, and they differ for a box off its centre (DIoU adds the centre distance,
+    CIoU also the aspect ratio)."""
+    kwargs = {"in_channels": [8], "strides": [8], "num_classes": 1, "num_convs": 0}
+    heads = {name: FCOSHead(**kwargs, box_loss=name) for name in ("giou", "diou", "ciou")}
+    out = heads["giou"]([torch.zeros(1, 8, 8, 8)])
+    boxes, labels = torch.tensor([[8.0, 8.0, 48.0, 40.0]]), torch.tensor([0])
+    targets = {"boxes": [boxes], "labels": [labels]}
+    x, y = out["points"].unbind(1)
+    exact = torch.stack([x - 8, y - 8, 48 - x, 40 - y], dim=1).clamp(min=1.0)[None]
+    shifted = exact * torch.tensor([0.5, 1.0, 1.5, 1.0])  # as wide, moved right; IoU < 1
+    for head in heads.values():
+        head.load_state_dict(heads["giou"].state_dict())
+        loss = head.loss({**out, "bbox_regression": exact}, targets)["box"]
+        assert float(loss) < 1e-5, head.box_loss
+    losses = {
+        name: float(head.loss({**out, "bbox_regression": shifted}, targets)["box"])
+        for name, head in heads.items()
+    }
+    assert losses["giou"] > 0.05 and losses["diou"] > losses["giou"], losses
+    assert losses["ciou"] >= losses["diou"] - 1e-6, losses
+    with pytest.raises(ValueError, match=r"box_loss must be one of \['giou', 'diou', 'ciou'\]"):
+        FCOSHead(**kwargs, box_loss="l1")
+
+
 # ---- end to end ------------------------------------------------------------------------------
 def test_overfit_two_boxes_with_simple_cnn_and_fpn():
     torch.manual_seed(0)

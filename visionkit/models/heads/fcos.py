@@ -33,7 +33,11 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import generalized_box_iou_loss
+from torchvision.ops import (
+    complete_box_iou_loss,
+    distance_box_iou_loss,
+    generalized_box_iou_loss,
+)
 
 from visionkit.models.heads._utils import (
     DetectionTargets,
@@ -59,6 +63,12 @@ MAX_LOG_DISTANCE = 10.0  # exp() argument clamp for the regression (e^10 strides
 BOX_CODINGS = ("exp", "relu")
 #: ``quality`` values: what the third branch learns to predict (see :class:`FCOSHead`).
 QUALITY_TARGETS = ("centerness", "iou")
+#: ``box_loss`` values: torchvision.ops' IoU losses of the box branch (see :class:`FCOSHead`).
+BOX_LOSSES = {
+    "giou": generalized_box_iou_loss,
+    "diou": distance_box_iou_loss,
+    "ciou": complete_box_iou_loss,
+}
 
 
 def fcos_scale_ranges(strides: Sequence[int], factor: float = 8.0) -> Tensor:
@@ -204,7 +214,11 @@ class FCOSHead(nn.Module):
             centerness of the point in its box; ``"iou"``, the IoU of the box predicted at the
             point with its ground-truth box (detached; IoU-aware scoring as in Wu et al. 2020
             and VarifocalNet), so better-placed boxes rank first.
-        box_loss_weight: factor on the ``box`` (GIoU) term.
+        box_loss: the IoU loss of the ``box`` term, from torchvision.ops: ``"giou"``
+            (generalized IoU, FCOS's), ``"diou"`` (distance IoU: also the distance between
+            the box centres) or ``"ciou"`` (complete IoU: also the aspect ratio), Zheng et al.
+            2020.
+        box_loss_weight: factor on the ``box`` term.
 
     Example:
         >>> import torch
@@ -239,6 +253,7 @@ class FCOSHead(nn.Module):
         box_coding: str = "exp",
         grid_offset: float = 0.5,
         quality: str = "centerness",
+        box_loss: str = "giou",
         box_loss_weight: float = 1.0,
     ) -> None:
         super().__init__()
@@ -256,9 +271,14 @@ class FCOSHead(nn.Module):
             raise ValueError(
                 f"{name}: quality must be one of {list(QUALITY_TARGETS)}, got {quality!r}"
             )
+        if box_loss not in BOX_LOSSES:
+            raise ValueError(
+                f"{name}: box_loss must be one of {list(BOX_LOSSES)}, got {box_loss!r}"
+            )
         if box_loss_weight < 0:
             raise ValueError(f"{name}: box_loss_weight must be >= 0, got {box_loss_weight}")
         self.quality, self.box_loss_weight = quality, float(box_loss_weight)
+        self.box_loss = box_loss
         width = width or in_channels
         self.in_channels = in_channels
         self.num_convs, self.width, self.norm = num_convs, width, norm
@@ -364,7 +384,7 @@ class FCOSHead(nn.Module):
         return FCOSTargets(labels=labels, ltrb=ltrb, matched=matched)
 
     def loss(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Any]) -> dict[str, Tensor]:
-        """Focal loss (``cls``), GIoU loss (``box``, times ``box_loss_weight``) and the BCE of
+        """Focal loss (``cls``), IoU loss (``box``: ``box_loss``, times ``box_loss_weight``) and the BCE of
         the quality branch (``ctr``: centerness, or IoU with ``quality="iou"``), in fp32.
 
         ``cls`` and ``ctr`` are divided by the number of positive points (at least 1),
@@ -410,10 +430,10 @@ class FCOSHead(nn.Module):
 
         ctr_target = centerness_targets(ltrb)  # [B, P]
         box_weight = ctr_target * positive
-        # Boxes relative to their point (GIoU is translation-invariant): (-l, -t, r, b).
+        # Boxes relative to their point (IoU losses are translation-invariant): (-l, -t, r, b).
         sign = regression.new_tensor([-1.0, -1.0, 1.0, 1.0])
-        giou = generalized_box_iou_loss(regression * sign, ltrb * sign, reduction="none")
-        box_loss = (giou * box_weight).sum() / box_weight.sum().clamp(min=1e-6)
+        iou_loss = BOX_LOSSES[self.box_loss](regression * sign, ltrb * sign, reduction="none")
+        box_loss = (iou_loss * box_weight).sum() / box_weight.sum().clamp(min=1e-6)
 
         quality_target = (
             ltrb_iou(regression.detach(), ltrb) if self.quality == "iou" else ctr_target
