@@ -26,6 +26,7 @@ class VisionkitError(Exception):
     """Base class of every error visionkit raises on purpose."""
 
     exit_code = 1
+    label = "error"  # what the command line prints before the message
 
 
 class ConfigError(VisionkitError):
@@ -106,6 +107,7 @@ class TrainingInterrupted(VisionkitError):
     the run can be resumed."""
 
     exit_code = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
+    label = "stopped"  # what the command line prints before the message (not "error")
 
     def __init__(self, checkpoint: object, epoch: int, step: int, signal: str = "SIGTERM") -> None:
         self.checkpoint = str(checkpoint)
@@ -117,7 +119,7 @@ class TrainingInterrupted(VisionkitError):
             self.exit_code, what = 130, "Ctrl-C (SIGINT)"  # 128 + SIGINT, as a shell reports
         super().__init__(
             f"interrupted by {what} at epoch {epoch}, step {step}; saved {self.checkpoint}. "
-            f"Continue with: visionkit train --config ... --resume {self.checkpoint}"
+            f"Continue with: visionkit train --resume {self.checkpoint}"
         )
 
 

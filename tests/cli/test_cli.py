@@ -314,6 +314,18 @@ def test_lightning_cli_style_overrides_get_the_plain_form(capsys):
     assert err.rstrip().endswith("unrecognized arguments: --data.x=1")
 
 
+def test_overrides_may_come_before_and_after_the_options():
+    """``train --config X a=1 --output-dir runs/q b=2``: argparse alone refused ``b=2``
+    ("unrecognized arguments"); Lightning and Ultralytics users mix the order."""
+    argv = ["train", "--config", "x.yaml", "trainer.max_steps=1", "--output-dir", "runs/q"]
+    args = build_parser().parse_args([*argv, "trainer.fast_dev_run=true", "resume=auto"])
+    assert args.overrides == ["trainer.max_steps=1", "trainer.fast_dev_run=true", "resume=auto"]
+    assert args.output_dir == "runs/q"
+    argv = ["eval", "--checkpoint", "a.ckpt", "--split", "test", "data.test.images=t"]
+    args = build_parser().parse_args([*argv, "--json", "trainer.devices=1"])
+    assert args.overrides == ["data.test.images=t", "trainer.devices=1"] and args.json
+
+
 def test_a_message_logged_under_a_progress_bar_gets_a_line_of_its_own(capsys):
     """A log line during training (the time budget's step estimate) printed into the bar's
     line before; it goes through tqdm.write, which moves the bar below it."""

@@ -45,6 +45,15 @@ def test_eval_on_a_test_split_given_by_override_prints_per_class_ap(trained, tmp
     assert rows["mean"].startswith(mean)
 
 
+def test_eval_keeps_its_progress_bar_off_stdout(trained, capsys):
+    """``visionkit eval ... > report.txt``: the report only; Lightning's bar goes to stderr."""
+    argv = ["eval", "--checkpoint", trained["ckpt"], "trainer.enable_progress_bar=true"]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err[-2000:]
+    assert out.startswith(f"Scored data.val with {trained['ckpt']}\n"), out[:300]
+    assert "Validation" in err and "Validation" not in out
+
+
 @pytest.mark.reliability
 def test_split_test_without_data_test_is_a_config_error(trained, capsys):
     code, out, err = run(["eval", "--checkpoint", trained["ckpt"], "--split", "test"], capsys)

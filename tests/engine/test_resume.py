@@ -299,7 +299,8 @@ def test_sigterm_saves_a_checkpoint_and_exits_non_zero(tiny_config, tmp_path):
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err[-3000:]
-    assert "interrupted by SIGTERM" in err and "--resume" in err
+    assert "stopped: interrupted by SIGTERM" in err and "error:" not in err
+    assert f"Continue with: visionkit train --resume {run_dir / 'checkpoints' / 'last.ckpt'}" in err
     assert "Traceback" not in err
     last = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert last["global_step"] >= 2

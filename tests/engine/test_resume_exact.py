@@ -275,7 +275,7 @@ def test_ctrl_c_saves_last_ckpt_mid_epoch_and_the_run_resumes(config, tmp_path, 
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     assert "Ctrl-C: stopping after the current training batch" in err
-    assert "interrupted by Ctrl-C (SIGINT)" in err and "--resume" in err
+    assert "stopped: interrupted by Ctrl-C (SIGINT)" in err and "--resume" in err
     assert "Traceback" not in err
     last = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     stopped = last["global_step"]

@@ -100,3 +100,30 @@ def test_a_resumed_run_continues_on_the_projection_it_saved():
     module = SimpleNamespace(schedule_steps=300)  # a step budget that ends first
     resumed.on_train_start(trainer=trainer, pl_module=module)
     assert module.schedule_steps == 300
+
+
+def test_a_finished_run_resumed_with_a_larger_step_budget_lays_its_schedule_over_it():
+    """A run that stopped on ``max_steps`` (40) with time left, resumed with
+    ``trainer.max_steps=50``: the schedule is projected from the saved rate and the restored
+    timer's time left, capped by the new budget (50), not the saved 40, at which the learning
+    rate would be 0 for the 10 new steps."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import Timer
+
+    from visionkit.engine.time_budget import TimeBudgetSchedule
+
+    saved = TimeBudgetSchedule()
+    saved.planned, saved.rate = 40, 0.5
+    timer = Timer(duration="00:00:10:00")
+    timer.load_state_dict({"time_elapsed": {"train": 25.0}})  # 575 s left: 1,150 steps
+    trainer = SimpleNamespace(callbacks=[timer], global_step=40)
+    resumed = TimeBudgetSchedule()
+    resumed.load_state_dict(saved.state_dict())
+    module = SimpleNamespace(schedule_steps=50)  # the new max_steps
+    resumed.on_train_start(trainer=trainer, pl_module=module)
+    assert module.schedule_steps == 50
+    timer.load_state_dict({"time_elapsed": {"train": 590.0}})  # 10 s left: 20 steps
+    module = SimpleNamespace(schedule_steps=1000)
+    resumed.on_train_start(trainer=trainer, pl_module=module)
+    assert module.schedule_steps == 60

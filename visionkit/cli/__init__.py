@@ -126,5 +126,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (VisionkitError, UnknownNameError) as err:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {err}", file=sys.stderr)
+        print(f"{getattr(err, 'label', 'error')}: {err}", file=sys.stderr)
         return getattr(err, "exit_code", 2)

@@ -40,6 +40,8 @@ class ArgumentParser(argparse.ArgumentParser):
     required" error also says which argument given without its option was probably meant for
     it, and the command with the option in place (:func:`missing_option_hint`): in
     ``visionkit eval best.ckpt``, ``best.ckpt`` is read as a ``KEY=VALUE`` override.
+    ``KEY=VALUE`` overrides may come anywhere, before and after the options, as in Lightning's
+    and Ultralytics' command lines (argparse alone takes them in one run only).
 
     ``required_unless`` (``{"config": "resume"}``: ``--config`` is required unless
     ``--resume`` is given) is checked after parsing, with argparse's own error; a ``.ckpt``
@@ -61,6 +63,10 @@ class ArgumentParser(argparse.ArgumentParser):
                 loose_ckpt = any(a.endswith(".ckpt") and "=" not in a for a in given)
                 missing = alternative if loose_ckpt else dest
                 parser.error(f"the following arguments are required: --{missing.replace('_', '-')}")
+        if isinstance(getattr(parsed, "overrides", None), list):  # KEY=VALUE after an option
+            late = [a for a in extra if "=" in a and not a.startswith("-")]
+            parsed.overrides += late
+            extra = [a for a in extra if a not in late]
         if extra:  # reported by the subcommand's parser, which knows its overrides
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return parsed

@@ -155,9 +155,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--matrix-conf: a score threshold in [0, 1], got {args.matrix_conf}")
     matrix_conf = confusion_conf(args.conf, args.matrix_conf)
     scored: dict[str, Any] = {}
-    # --json: stdout is for the JSON object only (progress bars and other prints go to stderr).
-    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    with quiet:
+    # stdout is for the report (or the JSON object) only: progress bars go to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
         metrics = evaluate(
             args.checkpoint,
             args.overrides,

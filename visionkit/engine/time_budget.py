@@ -44,8 +44,10 @@ class TimeBudgetSchedule(L.Callback):
     learning rate. Without ``max_time`` (no ``Timer``) it does nothing.
 
     The projection never exceeds the length the step or epoch budget gives the schedule
-    (``max_steps`` with ``max_time``: whichever ends first). It is saved in checkpoints, so a
-    resumed run continues on the same schedule until it measures its own rate.
+    (``max_steps`` with ``max_time``: whichever ends first). It is saved in checkpoints with the
+    rate it was made at, so a resumed run starts on a projection of that rate, the time its
+    restored ``Timer`` has left and the step budget it is given now (a finished run resumed with
+    a larger ``max_steps`` lays its schedule over the new length), until it measures its own.
 
     Args:
         skip: steps of this process before the rate is measured.
@@ -58,20 +60,26 @@ class TimeBudgetSchedule(L.Callback):
         self._seen = 0
         self._start: tuple[int, float] | None = None  # (global step, time) after `skip` steps
         self.planned: int | None = None  # the last projection
+        self.rate: float | None = None  # the seconds a step it was made at
         self._timer: Timer | None = None  # Lightning's, which max_time adds
         self._logged: int | None = None  # the last one logged (logged again when 10 % off)
 
-    def state_dict(self) -> dict[str, int | None]:
-        return {"planned_steps": self.planned}
+    def state_dict(self) -> dict[str, float | None]:
+        return {"planned_steps": self.planned, "seconds_per_step": self.rate}
 
-    def load_state_dict(self, state_dict: dict[str, int | None]) -> None:
-        self.planned = state_dict.get("planned_steps")
+    def load_state_dict(self, state_dict: dict[str, float | None]) -> None:
+        planned = state_dict.get("planned_steps")
+        self.planned = None if planned is None else int(planned)
+        self.rate = state_dict.get("seconds_per_step")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._seen, self._start = 0, None
         self._timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
         budget = getattr(pl_module, "schedule_steps", UNENDING)  # from configure_optimizers
         self.cap = budget if budget < UNENDING else math.inf
+        remaining = self._timer.time_remaining() if self._timer is not None else None
+        if self.rate is not None and remaining is not None:  # resumed, with today's budgets
+            self.planned = planned_steps(trainer.global_step, self.rate, remaining, self.cap)
         if self.planned is not None:  # resumed: the projection the run had when it was saved
             pl_module.schedule_steps = int(min(self.cap, self.planned))
 
@@ -91,6 +99,7 @@ class TimeBudgetSchedule(L.Callback):
         planned = planned_steps(step, rate, remaining, self.cap)
         planned = int(trainer.strategy.broadcast(planned, src=0))
         pl_module.schedule_steps = self.planned = planned
+        self.rate = rate
         if self._logged is not None and abs(planned - self._logged) <= 0.1 * self._logged:
             return
         self._logged = planned
