@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import inspect
 import json
+from pathlib import Path
 
 import cv2
 import pytest
@@ -123,14 +124,48 @@ def test_json_files_grow_batch_by_batch_and_are_renamed_at_the_end(monkeypatch, 
     assert not list(out.glob(".*.tmp"))
 
 
-def test_an_error_midway_leaves_no_json_and_no_temporary_file(tmp_path):
-    Image.fromarray(photo(1, (32, 40))).save(tmp_path / "a.png")
-    (tmp_path / "b.png").write_bytes(b"not a png")
+def test_an_error_midway_leaves_no_json_and_no_temporary_file(monkeypatch, tmp_path):
+    for name in ("a", "b"):
+        Image.fromarray(photo(1, (32, 40))).save(tmp_path / f"{name}.png")
     out = tmp_path / "out"
-    with pytest.raises(DataError):
+    real_predict, calls = predict_module.predict_images, []
+
+    def predict(*args, **kwargs):  # the second batch fails
+        calls.append(1)
+        if len(calls) == 2:
+            raise DataError("failed midway")
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "predict_images", predict)
+    with pytest.raises(DataError, match="failed midway"):
         predict_files(detector(), [tmp_path], out, batch_size=1, progress=False)
     assert not (out / "images.json").exists() and not (out / "predictions.json").exists()
     assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.reliability
+def test_an_unreadable_image_in_a_folder_is_skipped_warned_and_counted(tmp_path, caplog):
+    """As Ultralytics does: one broken file does not stop the folder; the skip is logged with
+    the file and the reason, and counted at the end. Nothing readable at all is an error."""
+    Image.fromarray(photo(1, (32, 40))).save(tmp_path / "a.png")
+    (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
+    Image.fromarray(photo(2, (32, 40))).save(tmp_path / "c.png")
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING"):
+        path = predict_files(detector(), [tmp_path], out, batch_size=2, progress=False)
+    records = json.loads((out / "images.json").read_text())
+    assert [Path(r["file_name"]).name for r in records] == ["a.png", "c.png"]
+    assert path == out / "predictions.json" and sorted(p.name for p in out.glob("*_pred.png"))
+    warned = caplog.text
+    assert f"skipping an unreadable image: cannot read image {tmp_path / 'b.jpg'}" in warned
+    assert (
+        f"predict: skipped 1 unreadable image of 3 (warned above): {tmp_path / 'b.jpg'}" in warned
+    )
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"no input could be read: 1 unreadable image, e\.g\. "):
+        predict_files(detector(), [broken], tmp_path / "out2", progress=False)
 
 
 def test_json_array_stream_matches_write_json_and_survives_a_cut_write(tmp_path):

@@ -35,7 +35,7 @@ import torch
 
 from visionkit.build.model import load
 from visionkit.choices import TTA_MODES
-from visionkit.errors import ConfigError, VisionkitError
+from visionkit.errors import ConfigError, DataError, ImageDecodeError, VisionkitError, counted
 from visionkit.gallery import Gallery, add_matches
 from visionkit.inference.device import autocast_dtype, resolve_device
 from visionkit.inference.draw import draw_predictions
@@ -280,8 +280,9 @@ def _predict(
         )
     json_files = ["images.json"] + (["predictions.json"] if has_boxes else [])
     streams = [JsonArrayStream(out_dir / name) for name in json_files] if save_json else []
+    unreadable: list[ImageDecodeError] = []  # skipped, as Ultralytics does; counted below
     try:
-        items = iter_images(paths, every, max_frames)
+        items = iter_images(paths, every, max_frames, skipped=unreadable)
         while chunk := list(itertools.islice(items, batch_size)):
             images = [image for _, _, image in chunk]
             predictions = predict_images(model, images, len(images), **options, **loop)
@@ -309,6 +310,11 @@ def _predict(
                         videos.write(path, drawn, name)
             _flush(streams, records, results)
             bar.update(len(chunk))
+        if unreadable and not image_id:
+            raise DataError(
+                f"no input could be read: {counted(len(unreadable), 'unreadable image')}, "
+                f"e.g. {unreadable[0]}"
+            )
     except KeyboardInterrupt:
         interrupted = True
     except BaseException:
@@ -330,6 +336,14 @@ def _predict(
             raise
     if interrupted:
         raise PredictInterrupted(image_id, target)
+    if unreadable:
+        logger.warning(
+            "predict: skipped %s of %d (warned above): %s",
+            counted(len(unreadable), "unreadable image"),
+            image_id + len(unreadable),
+            ", ".join(err.path for err in unreadable[:5])
+            + (", ..." if len(unreadable) > 5 else ""),
+        )
     return target
 
 

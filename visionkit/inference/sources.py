@@ -27,7 +27,7 @@ import numpy as np
 
 from visionkit.data.batch import IMAGE_EXTENSIONS, is_inside, list_files
 from visionkit.data.io import read_image
-from visionkit.errors import DataError
+from visionkit.errors import DataError, ImageDecodeError
 
 logger = logging.getLogger(__name__)
 
@@ -247,17 +247,30 @@ def read_video(
 
 
 def iter_images(
-    paths: Sequence[Source], every: int = 1, max_frames: int | None = None
+    paths: Sequence[Source],
+    every: int = 1,
+    max_frames: int | None = None,
+    skipped: list[ImageDecodeError] | None = None,
 ) -> Iterator[tuple[Source, int | None, np.ndarray]]:
     """``(source, frame index or None, RGB image)`` for every image file and predicted video
     or webcam frame of ``paths``, in order, decoded one at a time (``max_frames``: at most so
-    many frames of each video or webcam)."""
+    many frames of each video or webcam). An image file that cannot be read raises
+    :class:`~visionkit.errors.ImageDecodeError`, or with a ``skipped`` list is logged as a
+    warning, added to the list and left out."""
     for path in paths:
         if is_video(path):
             for index, frame in read_video(path, every, max_frames):
                 yield path, index, frame
-        else:
-            yield path, None, read_image(path)
+            continue
+        try:
+            image = read_image(path)
+        except ImageDecodeError as err:
+            if skipped is None:
+                raise
+            logger.warning("skipping an unreadable image: %s", err)
+            skipped.append(err)
+            continue
+        yield path, None, image
 
 
 class VideoWriters:
