@@ -206,6 +206,28 @@ def test_evaluators_per_validation_set_follow_the_label_families(shapes_root):
     assert all(isinstance(e, torch.nn.Module) for s in per_set for e in s.values())
 
 
+def test_a_head_no_evaluation_set_can_score_is_named(shapes_root, caplog):
+    """``eval --split test`` with a test set for one head only: the other head's absence from
+    the report is said, not silent."""
+    model = visionkit.create_model(
+        {
+            "model": {
+                "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+                "neck": {"name": "fpn", "out_channels": 16, "min_level": 3, "max_level": 5},
+                "heads": {
+                    "cls": {"name": "linear", "num_classes": 2},
+                    "det": {"name": "fcos", "num_classes": 3, "num_convs": 1},
+                },
+            }
+        }
+    )
+    with caplog.at_level("WARNING"):
+        per_set = build_evaluators(model, CocoDataset(shapes_root / "val"))  # boxes only
+    assert [sorted(s) for s in per_set] == [["det"]]
+    assert "head 'cls' is not scored: no evaluation set carries its labels (class)" in caplog.text
+    assert "'det' is not scored" not in caplog.text
+
+
 def test_trainer_kwargs_are_plain_lightning_arguments(tiny_config, tmp_path):
     tiny_config["trainer"].update(precision="32-true", on_nonfinite_loss="skip")
     kwargs = trainer_kwargs(load_config(tiny_config), tmp_path, limit_val_batches=0)

@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from tests.helpers import detection_config, make_coco, run
+from visionkit.build.data import split_spec
 from visionkit.cli.evaluate import per_class_tables, report, write_plots
 from visionkit.config import load_config
 from visionkit.errors import ConfigError
@@ -118,6 +119,31 @@ def test_a_bad_data_test_entry_names_its_key_path():
     with pytest.raises(ConfigError) as info:
         load_config(config_with({"format": "folder", "root": "test", "bogus": 1}))
     assert "data.test.bogus: unknown key" in str(info.value)
+
+
+@pytest.mark.reliability
+def test_data_test_beside_a_mixed_data_val_is_told_to_name_its_datasets():
+    """``data.val`` holds named sets (boxes, maps); ``data.test.root=DIR`` was "data.test.root:
+    expected a mapping, got str", and the unset hint said data.test.root=... too."""
+    mix = {"boxes": {"format": "voc", "root": "r"}, "maps": {"format": "mask_folder", "root": "c"}}
+    cfg = {"model": {"heads": {"cls": {"name": "linear", "num_classes": 2}}},
+           "data": {"val": mix, "test": {"root": "camvid"}}}  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert (
+        "data.test.root: the other splits are mixes of named datasets (boxes, maps); give "
+        "data.test the same way, e.g. data.test.boxes.root=... data.test.maps.root=..."
+    ) in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_config({**cfg, "data": {"val": {"root": "v"}}})
+    assert "data.val.root: one dataset needs data.val.format (e.g. data.val.format=coco)" in str(
+        info.value
+    )
+    unset = load_config({**cfg, "data": {"val": mix}})
+    with pytest.raises(ConfigError) as info:
+        split_spec(unset.data, "test")
+    assert "as data.val, one dataset per name (boxes, maps), e.g. data.test.boxes.root=... " \
+        "data.test.maps.root=..." in str(info.value)  # fmt: skip
 
 
 def test_semantic_heads_get_a_per_class_iou_table():

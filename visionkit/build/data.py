@@ -212,6 +212,12 @@ def split_spec(data: DataConfig, split: str) -> dict[str, Any]:
         raise ConfigError(f"--split: expected one of {', '.join(EVAL_SPLITS)}, got {split!r}")
     spec = getattr(data, split)
     if spec is None:
+        if is_dataset_mix(data.val):  # as data.val: one entry per named dataset
+            given = " ".join(f"data.{split}.{name}.root=..." for name in data.val)
+            raise ConfigError(
+                f"data.{split}: not set; give it in the config or, as data.val, one dataset "
+                f"per name ({', '.join(data.val)}), e.g. {given} (or .images=...)"
+            )
         raise ConfigError(
             f"data.{split}: not set; give it in the config or as data.{split}.images=... / "
             f"data.{split}.root=..."

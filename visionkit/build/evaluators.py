@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from torch import nn
@@ -9,6 +10,8 @@ from torch import nn
 from visionkit.data.datasets import carries_labels, val_sets
 from visionkit.evaluation.tasks import TASKS
 from visionkit.models.model import VisionModel
+
+logger = logging.getLogger(__name__)
 
 
 def build_evaluators(model: VisionModel, val_dataset: Any) -> list[dict[str, nn.Module]]:
@@ -18,7 +21,7 @@ def build_evaluators(model: VisionModel, val_dataset: Any) -> list[dict[str, nn.
     Its metric keys are ``<head>/<metric>`` when one set does (key ``<head>``) and
     ``<head>/<set>/<metric>`` when several do (key ``<head>@<set>``). A head whose task is not
     in the table, or that a set cannot evaluate (e.g. a detection head without a COCO
-    annotation file), gets none.
+    annotation file), gets none; a head no set carries labels for is logged as not scored.
 
     Args:
         model: the model; its ``meta["category_ids"]`` map labels to COCO category ids.
@@ -34,6 +37,12 @@ def build_evaluators(model: VisionModel, val_dataset: Any) -> list[dict[str, nn.
         if spec is None:
             continue
         carrying = [s for s in names if carries_labels(sets[s], spec.labels)]
+        if names and not carrying:
+            logger.warning(
+                "head %r is not scored: no evaluation set carries its labels (%s)",
+                name,
+                spec.labels,
+            )
         for set_name in carrying:
             prefix = name if len(carrying) == 1 else f"{name}/{set_name}"
             evaluator = spec.evaluator(prefix, head, sets[set_name], category_ids)

@@ -155,7 +155,7 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
         if split == "test":
             spec = _test_from_val(spec, raw_data.get("val"))
         if spec is not None:
-            splits[split] = _validate_datasets(spec, f"data.{split}", problems)
+            splits[split] = _validate_datasets(spec, f"data.{split}", problems, raw_data)
     problems += _transform_problems(
         raw_data.get("transforms"), raw_data.get("image_size"), _spatial_heads(heads)
     )
@@ -303,17 +303,44 @@ def is_dataset_mix(spec: Any) -> bool:
     return isinstance(spec, Mapping) and "format" not in spec and bool(spec)
 
 
-def _validate_datasets(spec: Any, path: str, problems: list[str]) -> dict[str, Any]:
-    """One dataset entry, or named entries each with an optional sampling ``weight``."""
+def _validate_datasets(
+    spec: Any, path: str, problems: list[str], data: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """One dataset entry, or named entries each with an optional sampling ``weight``; an entry
+    with settings but no ``format`` (``data.test.root=DIR`` where ``data.val`` is a mix) is
+    told how to give either, with the names of the other splits' datasets."""
     extra: dict[str, tuple[Any, Any]] = {"synthetic": (SyntheticConfig | None, None)}
     check = partial(_validate_component, DATASETS, key="format", injected=DATASET_INJECTED_ARGS)
     if not is_dataset_mix(spec):
         return check(spec, path, problems, extra=extra)
+    loose = [key for key, value in spec.items() if not isinstance(value, Mapping)]
+    if loose:
+        problems.append(_loose_settings(path, loose, data or {}))
+        return dict(spec)
     weighted = {**extra, "weight": (Annotated[float, Field(gt=0)], 1.0)}
     return {
         name: check(entry, f"{path}.{name}", problems, extra=weighted)
         for name, entry in spec.items()
     }
+
+
+def _loose_settings(path: str, loose: list[str], data: Mapping[str, Any]) -> str:
+    """The problem of ``path`` given settings (``loose``) without a ``format``: one dataset
+    needs its ``format``; a mix, one mapping per named dataset, as another split's mix."""
+    given = ", ".join(f"{path}.{key}" for key in loose)
+    names = next(
+        (list(v) for k, v in data.items() if is_dataset_mix(v) and f"data.{k}" != path), None
+    )
+    if names:
+        sets = " ".join(f"{path}.{name}.{loose[0]}=..." for name in names)
+        return (
+            f"{given}: the other splits are mixes of named datasets ({', '.join(names)}); "
+            f"give {path} the same way, e.g. {sets}"
+        )
+    return (
+        f"{given}: one dataset needs {path}.format (e.g. {path}.format=coco); a mix gives "
+        f"each named dataset as a mapping ({path}.NAME.format=...)"
+    )
 
 
 def builder_schema(
