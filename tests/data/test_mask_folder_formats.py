@@ -15,6 +15,7 @@ from PIL import Image
 
 from visionkit.build import build_dataset
 from visionkit.data.batch import IGNORE_PIXEL, collate
+from visionkit.data.checks import DataReport
 from visionkit.data.readers.mask_folder import MaskFolderDataset
 from visionkit.data.readers.palette import read_palette
 from visionkit.data.transforms import apply_pipeline, build_pipeline
@@ -306,7 +307,35 @@ def test_check_data_counts_the_images_and_pixels_of_each_class(tmp_path):
     ) in text
     assert spec["ignore_index"] == 11
     # training reads headers only: no pixel counts, nothing decoded
-    assert "semantic" not in MaskFolderDataset(tmp_path, ignore_index=11).report.class_counts
+    headers = MaskFolderDataset(tmp_path, ignore_index=11)
+    assert "semantic" not in headers.report.class_counts
+    # show-data counts them afterwards, as check-data does
+    counted = DataReport(str(tmp_path), "mask_folder")
+    headers.class_statistics(counted)
+    assert counted.class_counts == report.class_counts
+    assert counted.notes == [n for n in report.notes if n.startswith("pixels per class")]
+
+
+def test_show_data_prints_and_plots_the_classes_of_a_mask_folder(tmp_path, capsys):
+    """``show-data`` said only images and sizes of a mask folder (training's datasets check
+    headers); it prints check-data's images and pixels per class and plots them."""
+    from tests.helpers import run
+
+    root = tmp_path / "masks"
+    index_labels_with_void(root, 11)
+    (root / "classes.txt").write_text("a\nb\nc\nnever\n")
+    config = tmp_path / "seg.yaml"
+    config.write_text(
+        "name: seg\nmodel: {backbone: {name: simple_cnn}, neck: {name: fpn, out_channels: 16},\n"
+        "  heads: {seg: {name: semantic_fpn, num_classes: 4}}}\n"
+        f"data: {{train: {{format: mask_folder, root: '{root}', ignore_index: 11}},\n"
+        "  image_size: 32, batch_size: 2}\n"
+        f"output_dir: '{tmp_path / 'runs'}'\n"
+    )
+    code, out, err = run(["show-data", "--config", str(config), "--n", "2"], capsys)
+    assert code == 0, err[-2000:]
+    assert "images per class (semantic): a 2, b 2, c 2, never 0" in out
+    assert "pixels per class (semantic): a " in out and "unlabelled (ignore_index 11)" in out
 
 
 def test_check_data_counts_the_pixels_of_colour_labels(tmp_path):

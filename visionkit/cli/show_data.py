@@ -245,6 +245,13 @@ def statistics(where: str, dataset: Any) -> tuple[DataReport, Counter | None, st
     report = getattr(dataset, "report", None)
     if report is None:
         report = inspect_samples(dataset, class_source(dataset), type(dataset).__name__)
+    elif hasattr(dataset, "class_statistics") and "semantic" not in report.class_counts:
+        # a mask folder counts its classes when it decodes its label maps (check-data's
+        # check); training's header check leaves them out: counted here, on a copy
+        report = dataclasses.replace(
+            report, class_counts=dict(report.class_counts), notes=list(report.notes)
+        )
+        dataset.class_statistics(report)
     sizes = box_sizes(dataset) if report.boxes_per_image else None
     shown = report
     if sizes is not None:  # one more line of the report (a copy: the reader's stays as it is)

@@ -288,13 +288,7 @@ class MaskFolderDataset:
                 else:
                     pixels += counts
                     images_with += counts > 0
-        if pixels.any():
-            names = self.label_names["semantic"]
-            report.class_counts["semantic"] = Counter(
-                {name: int(images_with[k]) for k, name in enumerate(names)}
-            )
-            void = f"ignore_index {self.ignore_index}" if self.palette is None else "void colour"
-            report.notes.append(f"pixels per class (semantic): {pixel_shares(pixels, names, void)}")
+        self._note_class_statistics(report, pixels, images_with)
         if not all(keep):
             self.paths = [p for p, k in zip(self.paths, keep, strict=True) if k]
             self.mask_paths = [p for p, k in zip(self.mask_paths, keep, strict=True) if k]
@@ -327,6 +321,36 @@ class MaskFolderDataset:
     def path_of(self, index: int) -> str:
         """The image file of sample ``index`` (without reading it)."""
         return str(self.paths[index])
+
+    def _note_class_statistics(
+        self, report: DataReport, pixels: np.ndarray, images_with: np.ndarray
+    ) -> None:
+        """Images per class and each class's share of the pixels (counted per label value)
+        into ``report``; nothing when no label map was counted."""
+        if not pixels.any():
+            return
+        names = self.label_names["semantic"]
+        report.class_counts["semantic"] = Counter(
+            {name: int(images_with[k]) for k, name in enumerate(names)}
+        )
+        void = f"ignore_index {self.ignore_index}" if self.palette is None else "void colour"
+        report.notes.append(f"pixels per class (semantic): {pixel_shares(pixels, names, void)}")
+
+    def class_statistics(self, report: DataReport) -> None:
+        """Add to ``report`` what ``check-data`` (``image_check="decode"``) counts: the
+        images holding each class and each class's share of the pixels, reading every label
+        map (``show-data`` on a dataset built with header checks); unreadable maps, which
+        ``check-data`` reports, are left out."""
+        pixels = np.zeros(IGNORE_PIXEL + 1, dtype=np.int64)
+        images_with = np.zeros(IGNORE_PIXEL + 1, dtype=np.int64)
+        for index in range(len(self)):
+            try:
+                counts = np.bincount(self.read_mask(index).ravel(), minlength=len(pixels))
+            except AnnotationError:
+                continue
+            pixels += counts
+            images_with += counts > 0
+        self._note_class_statistics(report, pixels, images_with)
 
     def __len__(self) -> int:
         return len(self.paths)
