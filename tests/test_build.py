@@ -206,6 +206,35 @@ def test_evaluators_per_validation_set_follow_the_label_families(shapes_root):
     assert all(isinstance(e, torch.nn.Module) for s in per_set for e in s.values())
 
 
+@pytest.mark.reliability
+def test_a_failing_part_of_a_mix_is_named_by_its_own_key(shapes_root, tmp_path):
+    """``data.train.boxes`` of a mix without its split file: the error named ``data.train``
+    only; every failing part is reported at once."""
+    from visionkit.build.data import build_datasets
+    from visionkit.errors import DataError
+
+    (tmp_path / "voc" / "Annotations").mkdir(parents=True)
+    (tmp_path / "voc" / "JPEGImages").mkdir()
+    cfg = load_config(
+        {
+            "model": {"heads": {"det": {"name": "fcos", "num_classes": 3}}},
+            "data": {
+                "train": {
+                    "shapes": {"format": "coco", "images": str(shapes_root / "train")},
+                    "boxes": {"format": "voc", "root": str(tmp_path / "voc"), "split": "train"},
+                    "more": {"format": "voc", "root": str(tmp_path / "voc"), "split": "extra"},
+                }
+            },
+        }
+    )
+    with pytest.raises(DataError) as info:
+        build_datasets(cfg.data)
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("data.train.boxes: split file ") and "train.txt" in lines[0]
+    assert lines[1].startswith("data.train.more: split file ") and "extra.txt" in lines[1]
+    assert lines[-1].startswith("hint: visionkit check-data")
+
+
 def test_a_head_no_evaluation_set_can_score_is_named(shapes_root, caplog):
     """``eval --split test`` with a test set for one head only: the other head's absence from
     the report is said, not silent."""

@@ -186,13 +186,16 @@ def build_split(
     options = {"split": split, "label_names": label_names, "needs": needs}
     if not is_dataset_mix(spec):
         built = {where: build_dataset(spec, where=where, image_check=image_check, **options)}
-    else:
-        built = {
-            f"{where}.{name}": build_dataset(
-                entry, where=f"{where}.{name}", image_check=image_check, **options
-            )
-            for name, entry in spec.items()
-        }
+    else:  # every part is read, its problems named by its own key (data.train.boxes)
+        built, failed = {}, {}
+        for name, entry in spec.items():
+            part = f"{where}.{name}"
+            try:
+                built[part] = build_dataset(entry, where=part, image_check=image_check, **options)
+            except DataError as err:
+                failed[part] = err
+        if failed:
+            raise joined_errors(failed)
     if label_names:
         lists = class_lists(label_names, category_ids)
         built = {name: match_classes(d, lists, (reference, name)) for name, d in built.items()}
@@ -333,19 +336,25 @@ CHECK_DATA_HINT = (
 
 def data_errors(failed: Mapping[str, DataError]) -> DataError:
     """One error for the splits that failed (``where`` → error), each named by its config key,
-    with :data:`CHECK_DATA_HINT` last; an :class:`AnnotationError` when each is one."""
-    sections = []
-    for where, err in failed.items():
-        text = str(err)
-        sections.append(text if text.startswith(where) else f"{where}: {text}")
+    with :data:`CHECK_DATA_HINT` last (:func:`joined_errors`)."""
     unreadable = any(
         "unreadable image" in e.report.counts_by_kind("error")
         for e in failed.values()
         if e.report is not None
     )
-    hint = CHECK_DATA_HINT[0] + (CHECK_DATA_HINT[1] if unreadable else "")
+    return joined_errors(failed, CHECK_DATA_HINT[0] + (CHECK_DATA_HINT[1] if unreadable else ""))
+
+
+def joined_errors(failed: Mapping[str, DataError], last: str | None = None) -> DataError:
+    """One error of several datasets' (``where`` → error), each section starting with its
+    config key, then ``last``; an :class:`AnnotationError` when each is one, keeping the
+    report of a single one."""
+    sections = []
+    for where, err in failed.items():
+        text = str(err)
+        sections.append(text if text.startswith(where) else f"{where}: {text}")
     each = all(isinstance(e, AnnotationError) for e in failed.values())
-    error = (AnnotationError if each else DataError)("\n".join([*sections, hint]))
+    error = (AnnotationError if each else DataError)("\n".join([*sections, *filter(None, [last])]))
     if len(failed) == 1:
         error.report = next(iter(failed.values())).report
     return error
