@@ -204,6 +204,69 @@ def test_sigterm_mid_epoch_then_resume_sees_the_same_samples_and_weights(
         assert [v for _, v in ours] == pytest.approx([v for _, v in theirs], abs=1e-6)
 
 
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("when", "every"),
+    [
+        ("end", {}),
+        ("end", {"check_val_every_n_epoch": None, "val_check_interval": STEPS_PER_EPOCH}),
+        ("end", {"max_epochs": -1, "max_steps": STEPS_PER_EPOCH * EPOCHS}),
+        ("first_batch", {"max_epochs": -1, "max_steps": STEPS_PER_EPOCH * EPOCHS}),
+    ],
+    ids=["epochs", "val_every_n_steps", "max_steps", "max_steps_mid_validation"],
+)
+def test_sigterm_in_an_epochs_validation_then_resume_starts_the_next_epoch_whole(
+    config, tmp_path, monkeypatch, when, every
+):
+    """SIGTERM during the validation at an epoch's end (after it, or after its first batch):
+    the resumed run sees the samples, weights and step log of the run never stopped. With a
+    step budget (``max_steps``) it went through an empty epoch 1 and trained on epoch 2's
+    draws: Lightning had counted epoch 0 as done while its loop still held epoch 0's batches."""
+    run_dir = tmp_path / "run"
+    val = {**config["data"]["train"], "images": config["data"]["train"]["images"][:-5] + "val"}
+    with_val = {**config, "data": {**config["data"], "val": val, "batch_size": 8}}
+    with_val["trainer"] = {**config["trainer"], "limit_val_batches": 2, **every}
+    straight_seen: list = []
+    straight_dir, _ = _train(
+        monkeypatch, with_val, [], tmp_path / "straight", _Record(straight_seen)
+    )
+    seen: list = []
+    with pytest.raises(visionkit.errors.TrainingInterrupted):
+        _train(monkeypatch, with_val, [], run_dir, _Record(seen), _SigtermInValidation(when))
+    last = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == STEPS_PER_EPOCH
+    _train(monkeypatch, with_val, ["resume=auto"], run_dir, _Record(seen))
+    assert seen == straight_seen
+    assert_same_weights(
+        straight_dir / "checkpoints" / "last.ckpt", run_dir / "checkpoints/last.ckpt"
+    )
+
+    def training_rows(folder):  # (epoch, step) of every training step's row
+        rows = csv.DictReader((folder / "logs" / "metrics.csv").read_text().splitlines())
+        return [(r["epoch"], r["step"]) for r in rows if r.get("train/loss_step")]
+
+    assert training_rows(run_dir) == training_rows(straight_dir)  # no empty epoch between
+
+
+class _SigtermInValidation(L.Callback):
+    """SIGTERM during epoch 0's validation: after its first batch, or at its end."""
+
+    def __init__(self, when: str) -> None:
+        self.when = when
+
+    def on_validation_batch_end(self, trainer, *args) -> None:
+        if (
+            self.when == "first_batch"
+            and trainer.current_epoch == 0
+            and not trainer.sanity_checking
+        ):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_validation_end(self, trainer, *args) -> None:
+        if self.when == "end" and trainer.current_epoch == 0 and not trainer.sanity_checking:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 # --------------------------------------------------------------------------- real signals
 
 

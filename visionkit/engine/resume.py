@@ -160,7 +160,9 @@ class LoaderState(L.Callback):
     loader up after loading the checkpoint; ``VisionSystem.configure_optimizers`` sets it up
     before (``trainer.estimated_stepping_batches``), so that restore never happens. Loading
     is harmless when the checkpoint is at an epoch end: the state then names an epoch whose
-    draws are all consumed, and the next epoch starts at its beginning."""
+    draws are all consumed, and the next epoch starts at its beginning (a checkpoint written
+    after Lightning counted the epoch as done first has the epoch loop set to that beginning:
+    :func:`_begin_next_epoch`)."""
 
     def __init__(self) -> None:
         self._trainer: L.Trainer | None = None
@@ -177,6 +179,8 @@ class LoaderState(L.Callback):
         self._pending = state_dict.get("train")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.ckpt_path and _stopped_after_an_epoch(trainer):
+            _begin_next_epoch(trainer)
         pending, self._pending = self._pending, None
         loader = trainer.train_dataloader
         if pending is not None and hasattr(loader, "load_state_dict"):
@@ -194,6 +198,27 @@ class LoaderState(L.Callback):
                 done,
                 trainer.num_training_batches,
             )
+
+
+def _stopped_after_an_epoch(trainer: L.Trainer) -> bool:
+    """Whether the restored checkpoint was written once Lightning had counted an epoch as done
+    (SIGTERM or Ctrl-C during the epoch's last batch or its end-of-epoch validation): every
+    epoch counter of the fit loop equal, while the epoch loop still holds that epoch's
+    batches."""
+    epochs = trainer.fit_loop.epoch_progress.current
+    batches = trainer.fit_loop.epoch_loop.batch_progress.current
+    counted = epochs.ready == epochs.started == epochs.processed == epochs.completed
+    return counted and batches.ready >= trainer.num_training_batches
+
+
+def _begin_next_epoch(trainer: L.Trainer) -> None:
+    """Start the next epoch as a run that was not stopped does. Restored as Lightning saved
+    it, the finished epoch's batch count made a step-budget run (``max_steps``, as the recipes
+    for photos) go through an empty epoch and train on the following epoch's order."""
+    loop = trainer.fit_loop.epoch_loop
+    loop.batch_progress.reset_on_run()
+    loop.restarting = False
+    loop.reset_restart_stage()
 
 
 class SigtermCheckpoint(L.Callback):
