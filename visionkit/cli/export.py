@@ -5,6 +5,7 @@ export a trained model and check it against PyTorch (see :mod:`visionkit.export`
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from visionkit.choices import DEFAULT_ATOL, DEFAULT_OPSET, EXPORT_FORMATS, EXPORTERS
@@ -76,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
     """What ``visionkit export`` runs; prints the file written and the check's table."""
     from visionkit.export import export
 
+    checked = "" if args.no_check else ", then checking it against PyTorch"
+    print(  # the export takes half a minute or more with nothing else to show
+        f"export: exporting {args.checkpoint} to {args.format}{checked} ...",
+        file=sys.stderr,
+        flush=True,
+    )
     report = export(
         args.checkpoint,
         args.format,

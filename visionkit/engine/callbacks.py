@@ -39,7 +39,8 @@ class RunFolderCallback(L.Callback):
     step-based ``val_check_interval``) has its own row at its step, so every row's metrics were
     measured at its ``step``; the curves' x-axis is then the step (:func:`curve_axis`).
 
-    Columns: ``epoch``, ``step``, ``lr``, then every metric the system logged.
+    Columns: ``epoch``, ``step``, ``lr`` (the learning rate at that moment: the one the next
+    step uses), then every metric the system logged.
     """
 
     def __init__(self, run_dir: str | Path) -> None:
