@@ -212,7 +212,9 @@ def test_cli_export_on_a_full_disk_keeps_the_previous_export(trained, tmp_path, 
         patch.setattr(export_safetensors, "save_file", save_file)
         code, _, err = run(argv, capsys)
     assert code == 1
-    assert err.startswith(f"error: no space left on device while writing {out} (needed over ")
+    started, message = err.split("\n", 1)  # what export is doing, then the error
+    assert started.startswith("export: exporting ")
+    assert message.startswith(f"error: no space left on device while writing {out} (needed over ")
     assert out.read_bytes() == before and os.listdir(tmp_path) == ["model.safetensors"]
 
 

@@ -117,7 +117,8 @@ def test_a_finished_run_resumed_with_a_larger_step_budget_lays_its_schedule_over
     saved.planned, saved.rate = 40, 0.5
     timer = Timer(duration="00:00:10:00")
     timer.load_state_dict({"time_elapsed": {"train": 25.0}})  # 575 s left: 1,150 steps
-    trainer = SimpleNamespace(callbacks=[timer], global_step=40)
+    strategy = SimpleNamespace(broadcast=lambda value, src: value)  # one process
+    trainer = SimpleNamespace(callbacks=[timer], global_step=40, strategy=strategy)
     resumed = TimeBudgetSchedule()
     resumed.load_state_dict(saved.state_dict())
     module = SimpleNamespace(schedule_steps=50)  # the new max_steps

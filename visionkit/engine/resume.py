@@ -236,7 +236,7 @@ class SigtermCheckpoint(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         if isinstance(exception, SIGTERMException):
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # all, to resume
             self.saved = True
             logger.warning(
                 "stopped at epoch %d, step %d: saved %s",

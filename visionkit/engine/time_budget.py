@@ -79,7 +79,8 @@ class TimeBudgetSchedule(L.Callback):
         self.cap = budget if budget < UNENDING else math.inf
         remaining = self._timer.time_remaining() if self._timer is not None else None
         if self.rate is not None and remaining is not None:  # resumed, with today's budgets
-            self.planned = planned_steps(trainer.global_step, self.rate, remaining, self.cap)
+            planned = planned_steps(trainer.global_step, self.rate, remaining, self.cap)
+            self.planned = int(trainer.strategy.broadcast(planned, src=0))  # one lr on all ranks
         if self.planned is not None:  # resumed: the projection the run had when it was saved
             pl_module.schedule_steps = int(min(self.cap, self.planned))
 

@@ -33,11 +33,9 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import (
-    complete_box_iou_loss,
-    distance_box_iou_loss,
-    generalized_box_iou_loss,
-)
+from torchvision.ops import complete_box_iou_loss as ciou_loss
+from torchvision.ops import distance_box_iou_loss as diou_loss
+from torchvision.ops import generalized_box_iou_loss as giou_loss
 
 from visionkit.models.heads._utils import (
     DetectionTargets,
@@ -64,11 +62,7 @@ BOX_CODINGS = ("exp", "relu")
 #: ``quality`` values: what the third branch learns to predict (see :class:`FCOSHead`).
 QUALITY_TARGETS = ("centerness", "iou")
 #: ``box_loss`` values: torchvision.ops' IoU losses of the box branch (see :class:`FCOSHead`).
-BOX_LOSSES = {
-    "giou": generalized_box_iou_loss,
-    "diou": distance_box_iou_loss,
-    "ciou": complete_box_iou_loss,
-}
+BOX_LOSSES = {"giou": giou_loss, "diou": diou_loss, "ciou": ciou_loss}
 
 
 def fcos_scale_ranges(strides: Sequence[int], factor: float = 8.0) -> Tensor:
