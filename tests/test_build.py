@@ -185,8 +185,10 @@ def test_nothing_outside_the_task_table_branches_on_task_names():
 # ---------------------------------------------------------------- evaluators, trainer
 
 
-def test_evaluators_per_validation_set_follow_the_label_families(shapes_root):
-    model = visionkit.create_model(
+@pytest.fixture(scope="module")
+def cls_det_model():
+    """A classification and a detection head on one small backbone."""
+    return visionkit.create_model(
         {
             "model": {
                 "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
@@ -198,6 +200,10 @@ def test_evaluators_per_validation_set_follow_the_label_families(shapes_root):
             }
         }
     )
+
+
+def test_evaluators_per_validation_set_follow_the_label_families(shapes_root, cls_det_model):
+    model = cls_det_model
     shapes = CocoDataset(shapes_root / "val", class_field="background")
     boxes_only = CocoDataset(shapes_root / "val")
     per_set = build_evaluators(model, {"a": shapes, "b": boxes_only})
@@ -235,21 +241,10 @@ def test_a_failing_part_of_a_mix_is_named_by_its_own_key(shapes_root, tmp_path):
     assert lines[-1].startswith("hint: visionkit check-data")
 
 
-def test_a_head_no_evaluation_set_can_score_is_named(shapes_root, caplog):
+def test_a_head_no_evaluation_set_can_score_is_named(shapes_root, cls_det_model, caplog):
     """``eval --split test`` with a test set for one head only: the other head's absence from
     the report is said, not silent."""
-    model = visionkit.create_model(
-        {
-            "model": {
-                "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
-                "neck": {"name": "fpn", "out_channels": 16, "min_level": 3, "max_level": 5},
-                "heads": {
-                    "cls": {"name": "linear", "num_classes": 2},
-                    "det": {"name": "fcos", "num_classes": 3, "num_convs": 1},
-                },
-            }
-        }
-    )
+    model = cls_det_model
     with caplog.at_level("WARNING"):
         per_set = build_evaluators(model, CocoDataset(shapes_root / "val"))  # boxes only
     assert [sorted(s) for s in per_set] == [["det"]]

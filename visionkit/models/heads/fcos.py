@@ -378,14 +378,14 @@ class FCOSHead(nn.Module):
         return FCOSTargets(labels=labels, ltrb=ltrb, matched=matched)
 
     def loss(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Any]) -> dict[str, Tensor]:
-        """Focal loss (``cls``), IoU loss (``box``: ``box_loss``, times ``box_loss_weight``) and the BCE of
-        the quality branch (``ctr``: centerness, or IoU with ``quality="iou"``), in fp32.
+        """Focal loss (``cls``), IoU loss (``box``: ``box_loss``, times ``box_loss_weight``)
+        and the BCE of the quality branch (``ctr``: centerness, or IoU with ``quality="iou"``).
 
         ``cls`` and ``ctr`` are divided by the number of positive points (at least 1),
         ``box`` is weighted by the centerness targets and divided by their sum. Images with
         ``has_boxes`` False weigh zero; without ``boxes`` every term is an exact 0. All
         terms stay connected to every parameter. Normalisers are per process (not reduced
-        across DDP ranks).
+        across DDP ranks). All in fp32.
         """
         cls_logits = outputs["cls_logits"]
         with torch.autocast(device_type=cls_logits.device.type, enabled=False):
