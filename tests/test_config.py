@@ -174,6 +174,9 @@ def test_an_override_names_a_list_item_by_its_index():
         ("data.transforms.train.p=1", "data.transforms.train: is a list, cannot set"),
         ("data.image_size[0]=3", "data.image_size: is not a list, cannot set"),
         ("data.transforms.val[0].p=1", "data.transforms.val: not set, so"),
+        ("data.transforms.val.0.p=1", "data.transforms.val: not set, so"),  # not a key "0"
+        ("data.transforms.test.2.p=1", "data.transforms.test: not set, so"),
+        ("data.image_size.0=3", "data.image_size: is not a list, cannot set"),
         ("data.train[x]=1", "expected an override of the form key.path=value"),
     ],
 )

@@ -35,6 +35,7 @@ def test_eval_on_a_test_split_given_by_override_prints_per_class_ap(trained, tmp
     assert lines[0] == f"Scored data.test with {trained['ckpt']}"
     metrics = json.loads(lines[-1])
     assert "det/mAP" in metrics and "det/mAP50" in metrics
+    assert "test/loss" in metrics and "val/loss" not in metrics  # the split scored
     assert "Per-class AP of `det` (COCO, area all, 100 detections per image)" in lines
     header = "| category_id | name | instances | AP | AP50 | AP75 |"
     assert header in lines

@@ -146,7 +146,7 @@ def test_an_error_midway_leaves_no_json_and_no_temporary_file(monkeypatch, tmp_p
 @pytest.mark.reliability
 def test_an_unreadable_image_in_a_folder_is_skipped_warned_and_counted(tmp_path, caplog):
     """As Ultralytics does: one broken file does not stop the folder; the skip is logged with
-    the file and the reason, and counted at the end. Nothing readable at all is an error."""
+    the file and the reason, and counted at the end. Nothing readable at all is an error, and leaves no empty output folder."""
     Image.fromarray(photo(1, (32, 40))).save(tmp_path / "a.png")
     (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
     Image.fromarray(photo(2, (32, 40))).save(tmp_path / "c.png")
@@ -166,6 +166,11 @@ def test_an_unreadable_image_in_a_folder_is_skipped_warned_and_counted(tmp_path,
     (broken / "x.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"no input could be read: 1 unreadable image, e\.g\. "):
         predict_files(detector(), [broken], tmp_path / "out2", progress=False)
+    assert not (tmp_path / "out2").exists()  # the folder it made for nothing is gone
+    (tmp_path / "mine").mkdir()  # a folder the user made is kept
+    with pytest.raises(DataError, match="no input could be read"):
+        predict_files(detector(), [broken], tmp_path / "mine", progress=False)
+    assert (tmp_path / "mine").is_dir()
 
 
 def test_json_array_stream_matches_write_json_and_survives_a_cut_write(tmp_path):

@@ -158,7 +158,8 @@ def _set_path(node: Any, parts: Sequence[str | int], value: Any, key: str) -> st
         if last:
             node[part] = value
         elif not isinstance(node.get(part), (dict, list)):
-            path, indexed = _path_text(parts[: i + 1]), isinstance(parts[i + 1], int)
+            path, after = _path_text(parts[: i + 1]), parts[i + 1]
+            indexed = isinstance(after, int) or _is_index(after)  # n.2.x names a list item too
             if indexed and node.get(part) is None:
                 return f"{path}: not set, so {key!r} names no item (give the whole list)"
             if node.get(part) is not None:

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -390,7 +391,8 @@ def evaluate(
         save_predictions: write the exact COCO results list that was evaluated to this json
             (one detection head; with several, the head name is added before the suffix).
         split: ``"val"`` (``data.val``) or ``"test"`` (``data.test``, built like ``val``:
-            every image kept); the metric keys are the same for both.
+            every image kept); the metric keys are the same for both but the loss's,
+            ``val/loss`` or ``test/loss``.
         scored: a dict that receives the evaluators that scored (evaluator key → evaluator,
             e.g. for per-class tables: :meth:`~visionkit.evaluation.coco.CocoEvaluator.
             per_class_ap`).
@@ -472,6 +474,8 @@ def evaluate(
     with detection_settings(model, **thresholds):
         results = trainer.validate(system, datamodule=datamodule, verbose=False)
     metrics = validated_metrics(results, system)
+    if split != "val":  # the loss of the split scored: test/loss, not val/loss
+        metrics = {re.sub(r"^val/", f"{split}/", k): v for k, v in metrics.items()}
     if save_predictions is not None and trainer.is_global_zero:
         _save_predictions(system, Path(save_predictions))
     if scored is not None:

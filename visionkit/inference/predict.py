@@ -256,6 +256,7 @@ def _predict(
     paths = [path for path, _ in named]
     names = dict(named)
     stems = label_stems(list(names.values()))
+    made = not out_dir.exists()  # an error removes it again while it holds nothing
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -321,6 +322,8 @@ def _predict(
         for stream in streams:  # an error writes no json file (a previous one is kept)
             stream.abort()
         videos.abort()  # nor the video it was drawing
+        if made and not any(out_dir.iterdir()):
+            out_dir.rmdir()
         raise
     finally:
         videos.close()
