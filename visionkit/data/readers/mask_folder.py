@@ -43,6 +43,7 @@ writes these lists; mmsegmentation's ``ann_file`` lists of stems read as they ar
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -280,14 +281,9 @@ class MaskFolderDataset:
                 )
             elif decode:
                 try:
-                    counts = np.bincount(
-                        self._read_mask_file(mask_path).ravel(), minlength=len(pixels)
-                    )
+                    _tally(self._read_mask_file(mask_path), pixels, images_with)
                 except AnnotationError as err:
                     report.add("bad label file", where, str(err).removeprefix(f"{mask_path}: "))
-                else:
-                    pixels += counts
-                    images_with += counts > 0
         self._note_class_statistics(report, pixels, images_with)
         if not all(keep):
             self.paths = [p for p, k in zip(self.paths, keep, strict=True) if k]
@@ -344,12 +340,8 @@ class MaskFolderDataset:
         pixels = np.zeros(IGNORE_PIXEL + 1, dtype=np.int64)
         images_with = np.zeros(IGNORE_PIXEL + 1, dtype=np.int64)
         for index in range(len(self)):
-            try:
-                counts = np.bincount(self.read_mask(index).ravel(), minlength=len(pixels))
-            except AnnotationError:
-                continue
-            pixels += counts
-            images_with += counts > 0
+            with contextlib.suppress(AnnotationError):
+                _tally(self.read_mask(index), pixels, images_with)
         self._note_class_statistics(report, pixels, images_with)
 
     def __len__(self) -> int:
@@ -435,3 +427,11 @@ def _voc_palette() -> list[int]:
             c >>= 3
         palette += [r, g, b]
     return palette
+
+
+def _tally(mask: np.ndarray, pixels: np.ndarray, images_with: np.ndarray) -> None:
+    """Add a label map's pixels per value to ``pixels`` and one image to each value it holds
+    in ``images_with``."""
+    counts = np.bincount(mask.ravel(), minlength=len(pixels))
+    pixels += counts
+    images_with += counts > 0
