@@ -26,7 +26,7 @@ from visionkit.config.schema import (
     TRAINER_KEYS_SET_BY_VISIONKIT,
     VISIONKIT_TRAINER_KEYS,
 )
-from visionkit.engine.callbacks import ProgressBar, make_loggers
+from visionkit.engine.callbacks import ProgressBar, Tf32Matmuls, make_loggers
 from visionkit.engine.runner import make_trainer, train
 from visionkit.errors import ConfigError
 
@@ -165,7 +165,11 @@ def test_only_a_gpu_trainer_turns_on_tf32(tiny_config, tmp_path, matmul_precisio
     'Tensor Cores' advice is followed (without it, it is printed on every run)."""
     torch.set_float32_matmul_precision("highest")
     tiny_config["trainer"].update(accelerator=accelerator, devices=1)
-    make_trainer(load_config(tiny_config), tmp_path, logger=False)
+    trainer = make_trainer(load_config(tiny_config), tmp_path, logger=False)
+    assert torch.get_float32_matmul_precision() == "highest"  # set where each process sets up:
+    # the workers of ddp_spawn are new interpreters that inherit none of the parent's settings
+    (tf32,) = [c for c in trainer.callbacks if isinstance(c, Tf32Matmuls)]
+    tf32.setup(trainer, None, "fit")
     expected = "high" if accelerator == "gpu" else "highest"
     assert torch.get_float32_matmul_precision() == expected
 

@@ -1,6 +1,6 @@
 """Callbacks that fill the run folder: ``metrics.csv`` (per epoch and validation), ``plots/curves.png``, and the
 per-step log ``logs/metrics.csv`` (:class:`StepLog`); the loggers of the config's ``logger:``
-list (:func:`make_loggers`)."""
+list (:func:`make_loggers`); TF32 matrix products in every process on a GPU (:class:`Tf32Matmuls`)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
 
+from visionkit.build.trainer import use_tf32_matmuls
 from visionkit.checkpoint import write_atomic
 from visionkit.config.schema import LoggerConfig
 from visionkit.engine.system import UNENDING
@@ -135,6 +136,16 @@ class TrainingTime(L.Callback):
         if self.start is None or self.end is None:
             return {}
         return {"time/train_s": self.end - self.start - self.val_s, "time/val_s": self.val_s}
+
+
+class Tf32Matmuls(L.Callback):
+    """On a CUDA device, float32 matrix products use TF32
+    (:func:`~visionkit.build.trainer.use_tf32_matmuls`), set where each process sets up: the
+    workers of ``ddp_spawn`` are new interpreters that inherit none of the parent's settings."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.strategy.root_device.type == "cuda":
+            use_tf32_matmuls()
 
 
 def _minutes(seconds: float) -> str:

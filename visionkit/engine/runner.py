@@ -36,12 +36,13 @@ from visionkit.build import (
 )
 from visionkit.build.data import check_checkpoint_classes, check_saved_data_paths, split_spec
 from visionkit.build.model import load
-from visionkit.build.trainer import resolve_precision, use_tf32_matmuls
+from visionkit.build.trainer import resolve_precision
 from visionkit.checkpoint import load_checkpoint, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, save_config
 from visionkit.data.datasets import val_sets
 from visionkit.engine.callbacks import (
     RunFolderCallback,
+    Tf32Matmuls,
     TrainingTime,
     check_logger_packages,
     make_loggers,
@@ -115,17 +116,14 @@ def make_trainer(
     """A ``lightning.Trainer`` from the ``trainer`` section
     (:func:`visionkit.build.trainer_kwargs`), with safe checkpoint I/O and visionkit's
     :func:`~visionkit.engine.callbacks.progress_bar` (unless one is given); on a GPU, float32
-    matrix products use TF32 (:func:`~visionkit.build.trainer.use_tf32_matmuls`)."""
+    matrix products use TF32 (:class:`~visionkit.engine.callbacks.Tf32Matmuls`)."""
     kwargs = trainer_kwargs(cfg, run_dir, **overrides)
-    callbacks = list(callbacks)
+    callbacks = [*callbacks, Tf32Matmuls()]
     if kwargs.get("enable_progress_bar", True) and not any(
         isinstance(c, L.pytorch.callbacks.ProgressBar) for c in callbacks
     ):
         callbacks.append(progress_bar())
-    trainer = L.Trainer(**kwargs, plugins=[SafeCheckpointIO()], callbacks=callbacks)
-    if trainer.strategy.root_device.type == "cuda":
-        use_tf32_matmuls()
-    return trainer
+    return L.Trainer(**kwargs, plugins=[SafeCheckpointIO()], callbacks=callbacks)
 
 
 def make_datamodule(cfg: Config, datasets: dict[str, Any], model: VisionModel) -> VisionDataModule:
