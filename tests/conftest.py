@@ -15,16 +15,27 @@ from visionkit.cli import main
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
 
 
+class _CurrentStderr:
+    """A stream that writes to whatever ``sys.stderr`` is at the time of each write."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 @pytest.fixture(autouse=True)
 def lightning_logs_to_the_current_stderr():
     """Lightning's log handlers keep the ``sys.stderr`` of the moment Lightning was imported,
     which may be the capture of a test that pytest has closed since ("--- Logging error ---
-    ValueError: I/O operation on closed file" in the output): point them at the current one.
-    The stream is assigned, not ``setStream``, which would flush the closed one."""
+    ValueError: I/O operation on closed file" in the output), or a capture that a later
+    ``capsys`` replaces: they write to the current one at each message instead. The stream is
+    assigned, not ``setStream``, which would flush the closed one."""
     for name in ("lightning.pytorch", "lightning.fabric"):
         for handler in logging.getLogger(name).handlers:
             if type(handler) is logging.StreamHandler:
-                handler.stream = sys.stderr
+                handler.stream = _CurrentStderr()
     yield
 
 
