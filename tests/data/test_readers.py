@@ -12,6 +12,7 @@ from PIL import Image
 from visionkit.data.batch import collate
 from visionkit.data.readers.coco import CocoDataset
 from visionkit.data.readers.folder import ImageFolderDataset
+from visionkit.data.readers.mask_folder import MaskFolderDataset
 from visionkit.data.transforms import apply_pipeline, build_pipeline
 from visionkit.errors import AnnotationError, ConfigError, DataError
 
@@ -194,3 +195,30 @@ def test_a_missing_relative_path_says_which_folder_it_was_read_from(tmp_path, mo
     with pytest.raises(AnnotationError, match=r"annotation file train\.json does not exist, read "
                        f"from the current folder {tmp_path}"):  # fmt: skip
         CocoDataset("images", "train.json")
+
+
+def test_readers_index_like_a_list_so_a_for_loop_ends(tmp_path):
+    """``for sample in dataset`` (the sequence protocol) stops at the first ``IndexError``:
+    a reader that wrapped every index round never ended. Negative indices count from the end."""
+    for i, name in enumerate(["a", "b", "c"]):
+        (tmp_path / "folder" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / "folder" / name / f"{i}.png")
+    (tmp_path / "masks" / "images").mkdir(parents=True)
+    (tmp_path / "masks" / "masks").mkdir()
+    for i in range(2):
+        Image.new("RGB", (8, 8)).save(tmp_path / "masks" / "images" / f"{i}.png")
+        Image.new("L", (8, 8), i).save(tmp_path / "masks" / "masks" / f"{i}.png")
+    images = [{"id": i, "file_name": f"images/{i}.png", "width": 8, "height": 8} for i in (1, 2)]
+    root = write_coco(tmp_path / "coco", images, [], [{"id": 1, "name": "x"}])
+    readers = [
+        CocoDataset(root),
+        ImageFolderDataset(tmp_path / "folder"),
+        MaskFolderDataset(tmp_path / "masks", class_names=["a", "b"]),
+    ]
+    for ds in readers:
+        samples = list(ds)
+        assert len(samples) == len(ds) and len(ds) in (2, 3)
+        assert ds[-1]["image_id"] == ds[len(ds) - 1]["image_id"] == samples[-1]["image_id"]
+        for index in (len(ds), -len(ds) - 1):
+            with pytest.raises(IndexError, match=f"sample {index} of a dataset of {len(ds)}"):
+                ds[index]

@@ -452,7 +452,11 @@ def read_or_skip(
     """``load(index)``; under ``on_bad_image="skip"`` an image that cannot be read is replaced
     by the next readable sample, and the sample returned carries a ``"skipped"`` list of
     ``{"index", "path", "reason"}`` records (counted and reported at the end of the epoch by
-    the data module)."""
+    the data module). An index outside ``-length..length-1`` is an ``IndexError``, as for a
+    list (``for sample in dataset`` stops at the end)."""
+    if not -length <= index < length:
+        raise IndexError(f"sample {index} of a dataset of {length}")
+    index %= length
     skipped: list[SkipRecord] = []
     for step in range(min(length, max_tries)):
         i = (index + step) % length
