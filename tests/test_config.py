@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from visionkit.config import apply_overrides, deep_merge, load_config
+from visionkit.engine.runner import evaluate
 from visionkit.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,6 +154,12 @@ def test_only_one_level_of_base(tmp_path):
     write(tmp_path / "c.yaml", {"base": "b.yaml"})
     (line,) = problems_of(tmp_path / "c.yaml")
     assert "only one level of base" in line
+
+
+def test_one_override_string_is_one_override_not_its_characters(tmp_path):
+    assert apply_overrides({}, "a.b=3") == {"a": {"b": 3}}
+    with pytest.raises(ConfigError, match=re.escape("'model.x=1': eval accepts data.*")):
+        evaluate(tmp_path / "none.ckpt", "model.x=1")  # checked before the checkpoint is read
 
 
 def test_override_values_are_yaml_typed():

@@ -69,6 +69,9 @@ def test_classes_by_index_or_name_keep_only_those_then_cap(model):
     assert set(named["labels"].tolist()) == {0, 2}
     few = det(model.predict(image, conf=0.4, max_det=3, classes=["triangle"]))
     assert few["labels"].tolist() == [2, 2, 2]  # capped after filtering, not before
+    for one in (1, "square"):  # one class alone, not a list (a name is not its letters)
+        alone = det(model.predict(image, conf=0.4, max_det=1000, classes=one))
+        assert torch.equal(alone["boxes"], squares["boxes"])
     with pytest.raises(ConfigError) as info:
         model.predict(image, classes=["dog", 7])
     assert info.value.problems == [

@@ -120,6 +120,8 @@ def test_names_are_relative_to_the_common_folder_of_files_folders_and_globs(tmp_
     files = [photos / "a" / "001.jpg", photos / "b" / "001.jpg"]
     assert [name for _, name in named_inputs(files)] == ["a/001.jpg", "b/001.jpg"]
     assert [name for _, name in named_inputs([photos / "a" / "001.jpg"])] == ["001.jpg"]
+    for one in (photos / "a" / "001.jpg", str(photos / "a")):  # one input, not in a list
+        assert [name for _, name in named_inputs(one)] == ["001.jpg"]
     globbed = named_inputs([str(photos / "*" / "001.jpg")])
     assert [name for _, name in globbed] == ["a/001.jpg", "b/001.jpg"]
     twice = named_inputs([photos, photos / "001.png", str(photos / "a" / "*.jpg")])

@@ -91,7 +91,7 @@ def resolve_file(path: str | os.PathLike) -> dict[str, Any]:
     return deep_merge(merged, data)
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str] | str) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides; values are parsed as YAML (``3`` → int, ``null`` → None).
     An item of a list is named by its index, ``data.transforms.train[2].height=160`` (or
     ``train.2.height``, as Hydra writes it); the whole list is replaced by a YAML list value.
@@ -101,7 +101,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     """
     out = copy.deepcopy(data)
     problems = []
-    for item in overrides:
+    for item in override_list(overrides):
         key, sep, raw = item.partition("=")
         parts = _key_parts(key) if sep else None
         if not parts:
@@ -117,6 +117,11 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     if problems:
         raise ConfigError(problems, "command-line overrides")
     return out
+
+
+def override_list(overrides: Sequence[str] | str) -> list[str]:
+    """``overrides`` as a list: one ``key=value`` string is one override (not its characters)."""
+    return [overrides] if isinstance(overrides, str) else list(overrides)
 
 
 def _key_parts(key: str) -> list[str | int] | None:

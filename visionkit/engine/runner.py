@@ -38,7 +38,7 @@ from visionkit.build.data import check_checkpoint_classes, check_saved_data_path
 from visionkit.build.model import load
 from visionkit.build.trainer import resolve_precision
 from visionkit.checkpoint import load_checkpoint, write_atomic
-from visionkit.config import Config, ConfigLike, load_config, save_config
+from visionkit.config import Config, ConfigLike, load_config, override_list, save_config
 from visionkit.data.datasets import val_sets
 from visionkit.engine.callbacks import (
     RunFolderCallback,
@@ -389,8 +389,7 @@ def evaluate(
         save_predictions: write the exact COCO results list that was evaluated to this json
             (one detection head; with several, the head name is added before the suffix).
         split: ``"val"`` (``data.val``) or ``"test"`` (``data.test``, built like ``val``:
-            every image kept); the metric keys are the same for both but the loss's,
-            ``val/loss`` or ``test/loss``.
+            every image kept); the keys are the same but the loss's (``test/loss``).
         scored: a dict that receives the evaluators that scored (evaluator key → evaluator,
             e.g. for per-class tables: :meth:`~visionkit.evaluation.coco.CocoEvaluator.
             per_class_ap`).
@@ -410,6 +409,7 @@ def evaluate(
             (:func:`visionkit.inference.options.data_at`); metrics stay at the original
             resolution. ``None``: the size the model was trained at.
     """
+    overrides = override_list(overrides)
     bad = [
         f"{o!r}: eval accepts data.* and trainer.* overrides only"
         for o in overrides

@@ -96,9 +96,9 @@ def detection_settings(
 
 
 def resolve_classes(
-    model: VisionModel, classes: Sequence[int | str] | None
+    model: VisionModel, classes: Sequence[int | str] | int | str | None
 ) -> dict[str, set[int]] | None:
-    """``classes`` (class indices, class names, or both; ``"0,2"`` is split) → the labels to
+    """``classes`` (class indices, class names, or both; one alone; ``"0,2"`` is split) → the labels to
     keep per box head (``None``: keep all). An index counts for every box head that has it;
     a name for those whose ``class_names`` hold it.
 
@@ -108,6 +108,8 @@ def resolve_classes(
     """
     if classes is None:
         return None
+    if isinstance(classes, (str, int)):  # one class
+        classes = [classes]
     heads = box_heads(model)
     if not heads:
         raise ConfigError(

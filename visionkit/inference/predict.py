@@ -105,7 +105,7 @@ class PredictInterrupted(VisionkitError):
 
 def predict_files(
     model: VisionModel | str | os.PathLike,
-    inputs: Sequence[str | os.PathLike | int],
+    inputs: Sequence[str | os.PathLike | int] | str | os.PathLike | int,
     output_dir: str | os.PathLike,
     batch_size: int = 8,
     draw: bool = True,
@@ -155,7 +155,7 @@ def predict_files(
     Args:
         model: a :class:`VisionModel` or the path of a checkpoint.
         inputs: image or video files, folders (searched recursively), glob patterns, webcam
-            indices (``0`` or ``"0"``).
+            indices (``0`` or ``"0"``); a list, or one of them.
         output_dir: created when missing.
         batch_size: images (or frames) per forward pass.
         draw: write the drawn images and videos.

@@ -71,7 +71,7 @@ def webcam_index(text: str) -> int | None:
 
 
 def named_inputs(
-    inputs: Iterable[str | os.PathLike],
+    inputs: Iterable[str | os.PathLike | int] | str | os.PathLike | int,
     output_dir: str | os.PathLike | None = None,
     exclude: Sequence[str | os.PathLike] = (),
 ) -> list[tuple[Source, str]]:
@@ -91,7 +91,8 @@ def named_inputs(
     Raises:
         DataError: inputs not found, inputs inside ``output_dir``, or no image at all.
     """
-    inputs = list(inputs)
+    one = isinstance(inputs, (str, os.PathLike, int))  # one file, folder, glob or webcam
+    inputs = [inputs] if one else list(inputs)
     out = [Path(os.path.realpath(output_dir))] if output_dir is not None else []
     earlier = [Path(os.path.realpath(folder)) for folder in exclude]
 
