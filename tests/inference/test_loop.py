@@ -3,6 +3,7 @@ and the ONNX predictor all run through it and give the same predictions on the s
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import math
@@ -139,14 +140,39 @@ def test_the_onnx_predictor_runs_the_same_loop_and_matches_eager(model, loop_cal
     assert_same(got, want, atol=1e-4)
 
 
-def test_normalised_float_tensors_skip_the_pipeline_and_keep_their_size(model, loop_calls):
-    batch = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
-    predictions = predict_model(model, batch)
-    assert loop_calls == []
-    assert predictions[0]["seg"]["mask"].shape == (64, 96)
-    with torch.no_grad():
-        want = model.postprocess(model(batch), [(64, 96)] * 2, [(64, 96)] * 2)
-    assert_same(predictions, want)
+def test_tensors_go_through_the_pipeline_floats_read_in_0_to_1(model, loop_calls):
+    """As torchvision and Ultralytics read them: a uint8 tensor in 0..255, a float tensor
+    in 0..1 (both through the evaluation pipeline, so imgsz applies); one image [3, H, W] is a
+    batch of one. A float tensor outside 0..1 (normalised already) is refused, not mistaken."""
+    for image in images():
+        (expected,) = predict_model(model, [image])
+        as_uint8 = torch.from_numpy(image).permute(2, 0, 1)
+        for given in (as_uint8, as_uint8[None], as_uint8.float() / 255, as_uint8.double() / 255):
+            (got,) = predict_model(model, given)
+            assert_same([got], [expected])
+    assert loop_calls == [1] * 15
+    assert len(predict_model(model, torch.rand(5, 3, 40, 60), batch_size=2)) == 5
+    assert loop_calls[15:] == [2, 2, 1]
+    normalised = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"float tensor as RGB in 0\.\.1 .* got values in \[-"):
+        predict_model(model, normalised)
+    for shape in [(2, 3), (1, 4, 8, 8), (1, 1, 3, 8, 8)]:
+        with pytest.raises(ValueError, match=r"tensor image \[3, H, W\] or batch \[B, 3, H, W\]"):
+            predict_model(model, torch.zeros(shape, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_a_model_in_another_dtype_predicts_its_batch_cast_to_it(model, dtype):
+    """``model.to(torch.bfloat16).predict(image)`` stopped with "expected scalar type Float"."""
+    cast = copy.deepcopy(model).to(dtype)
+    want = predict_model(model, images())
+    got = predict_model(cast, images())
+    for a, b in zip(got, want, strict=True):
+        assert a["cls"]["label"] == b["cls"]["label"]
+        torch.testing.assert_close(
+            a["cls"]["scores"].float(), b["cls"]["scores"], atol=0.02, rtol=0
+        )
+        assert a["seg"]["mask"].shape == b["seg"]["mask"].shape
 
 
 def test_the_loop_hands_each_step_the_batch_and_both_sizes():
@@ -171,9 +197,15 @@ def test_the_loop_hands_each_step_the_batch_and_both_sizes():
     assert [p["sizes"] for p in out] == [((32, 48), (10, 20)), ((32, 48), (30, 40))]
 
 
-def test_images_that_are_not_rgb_uint8_are_refused():
-    assert as_rgb_uint8(np.zeros((4, 5, 3), np.uint8)).shape == (4, 5, 3)
-    with pytest.raises(ValueError, match="H×W×3 uint8"):
-        as_rgb_uint8(np.zeros((4, 5), np.uint8))
-    with pytest.raises(ValueError, match="dtype float32"):
+def test_grey_and_rgba_arrays_become_rgb_and_others_are_refused():
+    """As PIL's ``convert("RGB")``: grey repeated into three channels, alpha dropped."""
+    rgb = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    assert as_rgb_uint8(rgb) is rgb
+    grey = rgb[:, :, 0]
+    for given in (grey, grey[:, :, None]):
+        assert (as_rgb_uint8(given) == np.dstack([grey] * 3)).all()
+    assert (as_rgb_uint8(np.dstack([rgb, grey])) == rgb).all()
+    with pytest.raises(ValueError, match=r"uint8 RGB arrays \(H×W×3, .* got shape \(4, 5, 2\)"):
+        as_rgb_uint8(np.zeros((4, 5, 2), np.uint8))
+    with pytest.raises(ValueError, match=r"dtype float32 .*\(x \* 255\)\.round\(\)"):
         as_rgb_uint8(np.zeros((4, 5, 3), np.float32))

@@ -38,6 +38,9 @@ def test_conf_keeps_fewer_boxes_all_above_it_and_the_head_is_left_as_it_was(mode
     assert (head.score_thresh, head.nms_thresh, head.detections_per_img) == (0.05, 0.6, 100)
     with pytest.raises(ConfigError, match=r"--conf: a score threshold in \[0, 1\), got 1.5"):
         model.predict(image, conf=1.5)
+    for size in (0, -1):  # returned nothing, or islice's own ValueError
+        with pytest.raises(ConfigError, match=f"--batch-size: at least 1 .*, got {size}"):
+            model.predict(image, batch_size=size)
     settings = detection_settings(model, conf=0.9, iou=0.1, max_det=2)
     with pytest.raises(RuntimeError, match="inside"), settings:
         assert (head.score_thresh, head.nms_thresh, head.detections_per_img) == (0.9, 0.1, 2)
@@ -90,7 +93,7 @@ def test_predict_takes_paths_pil_images_arrays_and_lists(model, tmp_path):
     mixed = model.predict([tmp_path / "a.png", pil, image], batch_size=2)
     assert len(mixed) == 3
     assert all(torch.allclose(p["det"]["scores"], want["scores"], atol=1e-5) for p in mixed)
-    with pytest.raises(ValueError, match="H×W×3 uint8 RGB"):
+    with pytest.raises(ValueError, match="expects uint8 RGB arrays"):
         model.predict(np.zeros((10, 10), np.float32))
 
 

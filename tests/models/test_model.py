@@ -82,7 +82,7 @@ def test_predict_takes_uint8_images_of_any_size_and_names_classes():
         assert abs(float(p["cls"]["scores"].sum()) - 1) < 1e-5
     batch = torch.zeros(2, 3, 40, 40, dtype=torch.uint8)
     assert [p["cls"]["label"] for p in model.predict(batch)] == [preds[0]["cls"]["label"]] * 2
-    with pytest.raises(ValueError, match="H×W×3 uint8"):
+    with pytest.raises(ValueError, match="expects uint8 RGB arrays"):
         model.predict([np.zeros((10, 10), np.float32)])
 
 

@@ -43,13 +43,54 @@ DecodeStep = Callable[[Any, Sizes, Sizes], Predictions]
 
 
 def as_rgb_uint8(image: Any) -> np.ndarray:
-    """``image`` as an ``H×W×3 uint8`` array; anything else is a ``ValueError``."""
+    """``image`` as an ``H×W×3 uint8`` RGB array: a grey ``H×W`` or ``H×W×1`` array is
+    repeated into three channels and an ``H×W×4`` (RGBA) array loses its alpha, as PIL's
+    ``convert("RGB")`` does for images; anything else is a ``ValueError``."""
     image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+    if image.dtype != np.uint8:
         raise ValueError(
-            f"predict expects H×W×3 uint8 RGB arrays, got dtype {image.dtype} shape {image.shape}"
+            f"predict expects uint8 RGB arrays (H×W×3, or grey H×W, or RGBA H×W×4), got dtype "
+            f"{image.dtype} shape {image.shape}; values in 0..1 become uint8 with "
+            "(x * 255).round().astype(np.uint8)"
+        )
+    if image.ndim == 3 and image.shape[2] in (1, 4):
+        image = image[:, :, :1] if image.shape[2] == 1 else image[:, :, :3]
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        image = np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(
+            f"predict expects uint8 RGB arrays (H×W×3, or grey H×W, or RGBA H×W×4), got shape "
+            f"{image.shape}"
         )
     return image
+
+
+def tensor_images(images: Tensor) -> list[np.ndarray]:
+    """A tensor image ``[3, H, W]`` or batch ``[B, 3, H, W]`` of RGB as ``H×W×3 uint8``
+    arrays: ``uint8`` as it is, a float tensor read as torchvision and Ultralytics read it
+    (values in 0..1, scaled by 255). A float tensor outside 0..1, e.g. one normalised already,
+    is a ``ValueError``: ``model.postprocess(model(x), sizes, sizes)`` decodes such a batch."""
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(
+            f"predict expects a tensor image [3, H, W] or batch [B, 3, H, W] of RGB, got shape "
+            f"{tuple(images.shape)}"
+        )
+    images = images.detach().cpu()
+    if images.is_floating_point():
+        low, high = (float(v) for v in images.aminmax())
+        if low < 0 or high > 1:
+            raise ValueError(
+                f"predict reads a float tensor as RGB in 0..1 (as torchvision and Ultralytics "
+                f"do), got values in [{low:.3g}, {high:.3g}]; a uint8 tensor is read in 0..255, "
+                "and a batch normalised already is decoded by "
+                "model.postprocess(model(x), sizes, sizes)"
+            )
+        images = (images.float() * 255).round().to(torch.uint8)
+    elif images.dtype != torch.uint8:
+        raise ValueError(f"predict expects a uint8 or float tensor, got {images.dtype}")
+    return list(images.permute(0, 2, 3, 1).numpy())
 
 
 @torch.inference_mode()
@@ -60,6 +101,7 @@ def predict_loop(
     decode: DecodeStep,
     batch_size: int = 16,
     device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Predictions:
     """Predictions for ``H×W×3 uint8`` RGB images of any size (see the module docstring).
 
@@ -72,11 +114,12 @@ def predict_loop(
             original size.
         batch_size: images per ``run``.
         device: where the batch goes (``None``: stays on the CPU).
+        dtype: the batch's dtype, the model's (``None``: float32, as preprocessed).
     """
     results: Predictions = []
     for start in range(0, len(images), batch_size):
         batch = collate([preprocess(as_rgb_uint8(im)) for im in images[start : start + batch_size]])
-        x = batch["images"] if device is None else batch["images"].to(device)
+        x = batch["images"].to(device=device, dtype=dtype)
         sizes = [tuple(s) for s in batch["image_sizes"].tolist()]
         origs = [tuple(s) for s in batch["orig_sizes"].tolist()]
         results += decode(run(x, sizes), sizes, origs)
@@ -108,9 +151,8 @@ def predict_model(
 
     Args:
         model: the model; its ``preprocess`` is the evaluation pipeline.
-        images: a list of ``H×W×3 uint8`` RGB arrays, a ``uint8`` tensor ``[B, 3, H, W]``
-            (both go through the evaluation pipeline), or a float tensor ``[B, 3, H, W]``
-            that is already normalised (run and decoded at its own size, as one batch).
+        images: ``H×W×3 uint8`` RGB arrays (:func:`as_rgb_uint8`), or a tensor image or
+            batch (:func:`tensor_images`: ``uint8``, or float in 0..1).
         batch_size: images per forward pass.
         run: the raw-output step; by default ``model(images)``.
         decode: the decoding step; by default ``model.postprocess``.
@@ -123,16 +165,18 @@ def predict_model(
     run = _autocast(run or (lambda x, sizes: model(x)), autocast)
     decode = decode or model.postprocess
     preprocess = preprocess or model.preprocess
-    device = next(model.parameters()).device
+    weight = next(model.parameters())  # the batch goes where the model is, in its dtype
+    if isinstance(images, Tensor):
+        images = tensor_images(images)
+    if preprocess is None:
+        raise RuntimeError(
+            "this model has no preprocess pipeline: decode normalised batches with "
+            "model.postprocess(model(x), sizes, sizes)"
+        )
     with evaluating(model):
-        if isinstance(images, Tensor) and images.is_floating_point():
-            sizes = [tuple(images.shape[-2:])] * len(images)
-            return decode(run(images.to(device), sizes), sizes, sizes)
-        if isinstance(images, Tensor):
-            images = [img.permute(1, 2, 0).cpu().numpy() for img in images]
-        if preprocess is None:
-            raise RuntimeError("this model has no preprocess pipeline; pass normalised tensors")
-        return predict_loop(images, preprocess, run, decode, batch_size, device)
+        return predict_loop(
+            images, preprocess, run, decode, batch_size, weight.device, weight.dtype
+        )
 
 
 def _autocast(run: RunStep, dtype: torch.dtype | None) -> RunStep:

@@ -52,10 +52,15 @@ def box_heads(model: VisionModel) -> dict[str, Any]:
 
 
 def check_thresholds(
-    conf: float | None = None, iou: float | None = None, max_det: int | None = None
+    conf: float | None = None,
+    iou: float | None = None,
+    max_det: int | None = None,
+    batch_size: int = 1,
 ) -> None:
     """Raise a :class:`ConfigError` naming the option for an out-of-range value."""
     problems = []
+    if not isinstance(batch_size, int) or batch_size < 1:
+        problems.append(f"--batch-size: at least 1 image per forward pass, got {batch_size!r}")
     if conf is not None and not 0 <= conf < 1:
         problems.append(f"--conf: a score threshold in [0, 1), got {conf}")
     if iou is not None and not 0 < iou <= 1:
@@ -262,12 +267,15 @@ def as_image(item: Any) -> np.ndarray:
     return as_rgb_uint8(item)
 
 
-def as_image_list(images: Any) -> list[Any] | Tensor:
-    """``model.predict``'s input as a list of single inputs (a tensor batch stays as it is):
-    one path, PIL image or ``H×W×3`` array becomes a list of one; an ``N×H×W×3`` array is
-    split into its images."""
+def as_image_list(images: Any) -> list[Any]:
+    """``model.predict``'s input as a list of single inputs: one path, PIL image or image
+    array becomes a list of one; an ``N×H×W×3`` array is split into its images, and a tensor
+    image or batch into ``H×W×3 uint8`` arrays (:func:`~visionkit.inference.loop.
+    tensor_images`)."""
+    from visionkit.inference.loop import tensor_images
+
     if isinstance(images, Tensor):
-        return images
+        return tensor_images(images)
     if isinstance(images, np.ndarray):
         return list(images) if images.ndim == 4 else [images]
     if isinstance(images, str | os.PathLike) or hasattr(images, "convert"):
@@ -332,7 +340,7 @@ def stream_predictions(
     are set around each batch's forward pass only, so the model keeps its own values
     between two ``next()`` calls (and another ``predict`` meanwhile is not affected)."""
     keep = resolve_classes(model, classes)
-    check_thresholds(conf, iou, max_det)
+    check_thresholds(conf, iou, max_det, batch_size)
     if imgsz is not None:
         loop["preprocess"] = preprocess_at(model, imgsz)
     items = as_image_list(images)
@@ -345,7 +353,7 @@ def stream_predictions(
 
 def _stream(
     model: VisionModel,
-    items: list[Any] | Tensor,
+    items: list[Any],
     batch_size: int,
     settings: dict[str, Any],
     keep: dict[str, set[int]] | None,
@@ -355,14 +363,8 @@ def _stream(
     """The generator of :func:`stream_predictions`."""
     from visionkit.inference.loop import predict_model
 
-    decoded = iter([items]) if isinstance(items, Tensor) else iter_inputs(items)
-    while True:
-        if isinstance(items, Tensor):
-            batch = next(decoded, None)
-        else:
-            batch = list(itertools.islice(decoded, batch_size)) or None
-        if batch is None:
-            return
+    decoded = iter_inputs(items)
+    while batch := list(itertools.islice(decoded, batch_size)):
         with detection_settings(model, **settings):
             results = predict_model(model, batch, batch_size, **loop)
         yield from results if keep is None else keep_classes(results, keep, caps)

@@ -203,7 +203,7 @@ def predict_files(
     target = None if device is None else resolve_device(device)
     if target is not None:  # before loading the model: a bad option fails fast
         autocast_dtype(target, half, bf16)
-    check_thresholds(conf, iou, max_det)
+    check_thresholds(conf, iou, max_det, batch_size)
     named = named_inputs(inputs, output_dir, exclude)
     if not isinstance(model, VisionModel):
         model = load(model)

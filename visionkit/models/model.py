@@ -190,9 +190,9 @@ class VisionModel(nn.Module):
                 decoded one batch at a time. A path may also be a folder (its images and
                 videos, recursively, sorted), a glob pattern (``"photos/*.jpg"``) or a video
                 (one prediction per frame), expanded as ``visionkit predict --input`` does
-                (:func:`visionkit.inference.sources.named_inputs`). Also a ``uint8`` tensor
-                ``[B, 3, H, W]`` (through the evaluation pipeline too), or a float tensor
-                ``[B, 3, H, W]`` that is already normalised.
+                (:func:`visionkit.inference.sources.named_inputs`). Also a tensor image
+                ``[3, H, W]`` or batch ``[B, 3, H, W]``, ``uint8`` or float in 0..1
+                (:func:`visionkit.inference.loop.tensor_images`).
             batch_size: images per forward pass.
             conf: keep detections scoring above this (default: each head's ``score_thresh``).
             iou: IoU threshold of the class-wise NMS (default: each head's ``nms_thresh``).
