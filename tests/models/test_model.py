@@ -42,6 +42,14 @@ def test_num_classes_comes_from_the_data_and_mismatch_is_an_error():
     many = [f"c{i}" for i in range(20)]
     with pytest.raises(ConfigError, match=r"20 classes \(c0, c1, .*, c11, \.\.\.\)"):
         visionkit.create_model(CONFIG, label_names={"class": many})
+    for count in (0, -2):  # built, then a raw torch error at the first predict
+        bad = {"model": {**cfg["model"], "heads": {"cls": {"name": "mlp", "num_classes": count}}}}
+        with pytest.raises(
+            ConfigError, match=f"model.heads.cls.num_classes: at least 1, got {count}"
+        ):
+            visionkit.create_model(bad)
+    with pytest.raises(ConfigError, match=r"label_names: a mapping of label family to class names"):
+        visionkit.create_model(cfg, label_names=["a", "b"])  # was an AttributeError
 
 
 def test_classification_loss_counts_only_labelled_images_and_touches_all_parameters():

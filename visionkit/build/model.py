@@ -77,10 +77,19 @@ def missing_labels(head_name: str, family: str) -> str:
 def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | None) -> Config:
     """Fill each head's ``num_classes`` from the data's label names where the config leaves it
     unset; raise when the two disagree or neither says."""
+    if label_names is not None and not isinstance(label_names, Mapping):
+        raise ConfigError(
+            f"label_names: a mapping of label family to class names, e.g. {{'class': "
+            f"['cat', 'dog']}} or {{'instances': [...]}}, got {type(label_names).__name__}"
+        )
     cfg = cfg.model_copy(deep=True)
     problems = []
     for head_name, spec in cfg.model.heads.items():
         if "num_classes" not in spec:
+            continue
+        given = spec["num_classes"]
+        if isinstance(given, int) and given < 1:
+            problems.append(f"model.heads.{head_name}.num_classes: at least 1, got {given}")
             continue
         family = label_family(HEADS.component_class(spec["name"]))
         names = (label_names or {}).get(family)
