@@ -19,6 +19,7 @@ import pickle
 import re
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -213,8 +214,23 @@ def tensor_bytes(obj: Any) -> int:
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``; every failure is a :class:`CheckpointError`."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob("**/*.ckpt"))[:3]
+        raise CheckpointError(
+            path,
+            "is a folder; give a checkpoint file"
+            + (f", e.g. {', '.join(map(str, found))}" if found else " (it holds no .ckpt file)"),
+        )
     if not path.is_file():
         raise CheckpointError(path, "file does not exist")
+    if zipfile.is_zipfile(path) and any(
+        name.endswith("/constants.pkl") for name in zipfile.ZipFile(path).namelist()
+    ):
+        raise CheckpointError(
+            path,
+            "a TorchScript export, not a checkpoint: read it with "
+            "visionkit.export.read_torchscript(path) (or torch.jit.load)",
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -230,6 +246,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             f"(a pickled {found.group(1)}), and is never unpickled",
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
+        if "on a CUDA device but torch.cuda.is_available() is False" in str(err):
+            raise CheckpointError(
+                path,
+                f"map_location={map_location!r}, but this machine has no CUDA GPU; "
+                "map_location='cpu' reads it here",
+            ) from None
         raise CheckpointError(path, f"truncated or corrupt ({err})".split("\n")[0]) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(path, f"expected a dict, found {type(ckpt).__name__}")

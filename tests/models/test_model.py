@@ -105,6 +105,44 @@ def test_load_refuses_missing_and_foreign_checkpoints(tmp_path):
         visionkit.load(tmp_path / "trunc.ckpt")
 
 
+def test_load_says_what_a_file_is_when_it_is_not_a_checkpoint(tmp_path):
+    """A run folder, a TorchScript export, a checkpoint mapped to a GPU this machine lacks:
+    each named, not "truncated or corrupt" or "does not exist"."""
+    from tests.inference.detectors import detector, save_checkpoint
+    from visionkit.export import export
+
+    model = detector()
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    ckpt = save_checkpoint(model, tmp_path / "run" / "checkpoints" / "best.ckpt")
+    with pytest.raises(
+        CheckpointError, match=r"is a folder; give a checkpoint file, e\.g\. .*best"
+    ):
+        visionkit.load(tmp_path / "run")
+    traced = export(model, "torchscript", tmp_path / "model.pt", check=False).path
+    with pytest.raises(CheckpointError, match=r"a TorchScript export, not a checkpoint: read it"):
+        visionkit.load(traced)
+    if not torch.cuda.is_available():
+        with pytest.raises(CheckpointError, match="no CUDA GPU; map_location='cpu' reads it"):
+            visionkit.load(ckpt, map_location="cuda")
+
+
+def test_load_rebuilds_a_safetensors_export_from_its_header(tmp_path):
+    from tests.inference.detectors import detector, photo
+    from visionkit.export import export
+
+    model = detector()
+    path = export(model, "safetensors", tmp_path / "model.safetensors", check=False).path
+    loaded = visionkit.load(path)
+    (want,), (got,) = model.predict(photo()), loaded.predict(photo())
+    assert torch.equal(got["det"]["boxes"], want["det"]["boxes"]) and len(want["det"]["boxes"])
+    assert got["det"]["names"] == want["det"]["names"]
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, tmp_path / "weights.safetensors")  # weights alone
+    with pytest.raises(CheckpointError, match=r"not a visionkit safetensors export .*init_from"):
+        visionkit.load(tmp_path / "weights.safetensors")
+
+
 def test_load_refuses_pickle_payloads_without_running_them(tmp_path):
     marker = tmp_path / "pwned"
 

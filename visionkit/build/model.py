@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -259,17 +260,34 @@ def model_from_meta(
 
 
 def load(path: str | os.PathLike, map_location: str = "cpu") -> VisionModel:
-    """Rebuild a trained model from a checkpoint alone (no config file needed).
+    """Rebuild a trained model from a checkpoint alone (no config file needed), or from a
+    safetensors export (``visionkit export --format safetensors``).
 
     The checkpoint is read with ``torch.load(weights_only=True)``; the resolved config, class
-    names and category mapping it carries rebuild the model (:func:`model_from_meta`), then
-    the weights are loaded.
+    names and category mapping it carries (a safetensors export: its header) rebuild the
+    model (:func:`model_from_meta`), then the weights are loaded.
     """
-    ckpt = load_checkpoint(path, map_location=map_location)
-    model = model_from_meta(ckpt.get("visionkit"), source=path)
-    state = ckpt.get("state_dict", {})
-    prefix = LIGHTNING_PREFIX
-    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if Path(path).suffix == ".safetensors" and Path(path).is_file():
+        from safetensors.torch import load_file
+
+        from visionkit.export import read_safetensors_metadata
+
+        try:
+            meta = read_safetensors_metadata(path)["meta"]
+            weights = load_file(str(path), device=str(map_location))
+        except Exception as err:  # safetensors' own error, or ExportError: no visionkit header
+            raise CheckpointError(
+                path,
+                f"not a visionkit safetensors export ({str(err).splitlines()[0]}); a file of "
+                "weights alone initialises a model of your config: model.init_from=PATH",
+            ) from None
+        model = model_from_meta(meta, source=path)
+    else:
+        ckpt = load_checkpoint(path, map_location=map_location)
+        model = model_from_meta(ckpt.get("visionkit"), source=path)
+        state = ckpt.get("state_dict", {})
+        prefix = LIGHTNING_PREFIX
+        weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:
