@@ -246,7 +246,12 @@ def model_from_meta(
             visionkit's (the message names ``source``).
     """
     if not isinstance(meta, Mapping) or "config" not in meta:
-        raise CheckpointError(source, "not a visionkit checkpoint (no 'visionkit' metadata)")
+        raise CheckpointError(
+            source,
+            "not a visionkit checkpoint (no 'visionkit' metadata); weights alone (a state_dict) "
+            "load into a model you build: create_model(config, label_names=...)"
+            ".load_state_dict(...), or model.init_from=PATH in a config",
+        )
     if meta.get("format_version", 0) > CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(
             source,
