@@ -476,6 +476,8 @@ def test_a_half_export_runs_on_the_cpu_and_gives_model_predict(tmp_path):
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     image = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
     got = standalone_module.Predictor(str(path)).predict([image])[0]
+    (alone,) = standalone_module.Predictor(str(path)).predict(image)  # one image, no list
+    assert (alone["det"]["boxes"] == got["det"]["boxes"]).all()
     det = model.heads["det"]
     det.score_thresh, det.nms_thresh, det.detections_per_img = CONF, IOU, MAX_DET
     ref = model.predict([image])[0]  # float32

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import visionkit
 import visionkit.inference.loop as loop
@@ -138,6 +139,16 @@ def test_the_onnx_predictor_runs_the_same_loop_and_matches_eager(model, loop_cal
     assert loop_calls == [2, 1, 2, 1]
     # onnxruntime's float arithmetic is not PyTorch's: equal up to float noise
     assert_same(got, want, atol=1e-4)
+    # what model.predict takes, with its options: one image, a path, a tensor; conf, classes
+    image = images()[0]
+    Image.fromarray(image).save(tmp_path / "a.png")
+    as_tensor = torch.from_numpy(image).permute(2, 0, 1)
+    for one in (image, tmp_path / "a.png", str(tmp_path / "a.png"), as_tensor):
+        assert_same(predictor.predict(one), want[:1], atol=1e-4)
+    options = {"conf": 0.1, "max_det": 2, "classes": 1}
+    (few,) = model.predict(image, **options)
+    assert few["det"]["labels"].tolist() == [1, 1]  # filtered, then capped
+    assert_same(predictor.predict(image, **options), [few], atol=1e-4)
 
 
 def test_tensors_go_through_the_pipeline_floats_read_in_0_to_1(model, loop_calls):

@@ -289,8 +289,13 @@ class Predictor:
         values = self.session.run(names, feed)
         return dict(zip(names, values, strict=True))
 
-    def predict(self, images: Sequence[np.ndarray], batch_size: int = 8) -> list[dict[str, Any]]:
-        """One dict per ``H×W×3 uint8`` RGB image, keyed by head name (see the module)."""
+    def predict(
+        self, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 8
+    ) -> list[dict[str, Any]]:
+        """One dict per ``H×W×3 uint8`` RGB image (a list, or one image), keyed by head name
+        (see the module); :func:`read_image` reads an image file."""
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            images = [images]
         results: list[dict[str, Any]] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]

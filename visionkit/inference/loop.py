@@ -166,6 +166,7 @@ def predict_model(
     decode = decode or model.postprocess
     preprocess = preprocess or model.preprocess
     weight = next(model.parameters())  # the batch goes where the model is, in its dtype
+    on_meta = weight.device.type == "meta"  # OnnxPredictor's weightless model: stays on the CPU
     if isinstance(images, Tensor):
         images = tensor_images(images)
     if preprocess is None:
@@ -174,6 +175,8 @@ def predict_model(
             "model.postprocess(model(x), sizes, sizes)"
         )
     with evaluating(model):
+        if on_meta:
+            return predict_loop(images, preprocess, run, decode, batch_size)
         return predict_loop(
             images, preprocess, run, decode, batch_size, weight.device, weight.dtype
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from visionkit.errors import ExportError
 from visionkit.export.graph import INPUT_NAME, unflatten_outputs
 from visionkit.export.metadata import read_metadata
 from visionkit.export.onnx import onnx_session
-from visionkit.inference.loop import Predictions, Sizes, predict_loop
+from visionkit.inference.loop import Predictions, Sizes
 
 
 class OnnxPredictor:
@@ -82,17 +83,38 @@ class OnnxPredictor:
         )
         return unflatten_outputs(self._paths, [torch.from_numpy(v) for v in values])
 
-    def predict(self, images: Sequence[np.ndarray], batch_size: int = 16) -> Predictions:
-        """Predict on ``H×W×3 uint8`` RGB images of any size, through the one predict loop
+    def predict(
+        self,
+        images: Any,
+        batch_size: int = 16,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        classes: Sequence[int | str] | int | str | None = None,
+    ) -> Predictions:
+        """Predict on what ``VisionModel.predict`` takes (paths, folders, PIL images, RGB
+        arrays of any size, tensors) with its options, through the one predict loop
         (:func:`visionkit.inference.loop.predict_loop`) with onnxruntime as its raw-output step.
 
         Returns:
             One dict per image, keyed by head name, as ``VisionModel.predict`` (boxes in the
             original image's pixels, masks at its size, class names).
         """
-        return predict_loop(
-            images, self.preprocess, self._run_batch, self.model.postprocess, batch_size
+        from visionkit.inference.options import stream_predictions
+
+        stream = stream_predictions(
+            self.model,
+            images,
+            batch_size,
+            conf=conf,
+            iou=iou,
+            max_det=max_det,
+            classes=classes,
+            preprocess=self.preprocess,
+            run=self._run_batch,
+            decode=self.model.postprocess,
         )
+        return list(stream)
 
     def _run_batch(self, images: torch.Tensor, image_sizes: Sizes) -> dict:
         return self.run(images.numpy())
