@@ -51,5 +51,7 @@ def test_embed_needs_an_embedding_head():
             }
         }
     )
-    with pytest.raises(ValueError, match="0 embedding heads"):
+    with pytest.raises(
+        ValueError, match=r"no embedding head \(its heads: c \(ClassificationHead\)\)"
+    ):
         model.embed([np.zeros((8, 8, 3), np.uint8)])

@@ -127,7 +127,8 @@ def test_duplicates_and_unknown_names_raise():
     with pytest.raises(UnknownNameError) as info:
         HEADS.get("yolov8")
     assert str(info.value) == (
-        f"unknown head 'yolov8'; `visionkit list heads` shows the {count} known names"
+        f"unknown head 'yolov8'; `visionkit list heads` shows the {count} known names (a head "
+        "of your own is registered when its module is imported: import it first)"
     )
     with pytest.raises(UnknownNameError) as info:
         toys.get("zzzzz")

@@ -34,11 +34,13 @@ import difflib
 import fnmatch
 import importlib
 import inspect
+import logging
 import typing
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
+logger = logging.getLogger(__name__)
 
 
 class UnknownNameError(KeyError):
@@ -158,11 +160,13 @@ class Registry:
 
         def decorator(obj: F) -> F:
             key = name or obj.__name__
-            if key in self._builders:
-                old = self._builders[key]
-                raise ValueError(
-                    f"{self.kind} {key!r} is already registered "
-                    f"(by {old.__module__}.{old.__qualname__})"
+            old = self._builders.get(key)
+            where = f"{getattr(old, '__module__', '?')}.{getattr(old, '__qualname__', '?')}"
+            if old is not None and where != f"{obj.__module__}.{obj.__qualname__}":
+                raise ValueError(f"{self.kind} {key!r} is already registered (by {where})")
+            if old is not None:  # the same definition run again (a notebook cell, a reload)
+                logger.warning(
+                    "%s %r registered again by %s: the new one replaces it", self.kind, key, where
                 )
             self._builders[key] = obj
             if cls is not None:
@@ -210,7 +214,11 @@ class Registry:
         close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         if not close and self.home is not None:
-            hint = f"; `visionkit list {self.kind}s` shows the {len(known)} known names"
+            hint = (
+                f"; `visionkit list {self.kind}s` shows the {len(known)} known names (a "
+                f"{self.kind} of your own is registered when its module is imported: import "
+                "it first)"
+            )
         raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}")
 
     def build(self, name: str, **kwargs: Any) -> Any:

@@ -88,6 +88,7 @@ def test_predict_takes_uint8_images_of_any_size_and_names_classes():
         assert p["cls"]["name"] in {"x", "y", "z"}
         assert p["cls"]["scores"].shape == (3,)
         assert abs(float(p["cls"]["scores"].sum()) - 1) < 1e-5
+    preds[0]["cls"]["scores"].mul_(2)  # plain tensors, not inference tensors: changed in place
     batch = torch.zeros(2, 3, 40, 40, dtype=torch.uint8)
     assert [p["cls"]["label"] for p in model.predict(batch)] == [preds[0]["cls"]["label"]] * 2
     with pytest.raises(ValueError, match="expects uint8 RGB arrays"):

@@ -93,7 +93,7 @@ def tensor_images(images: Tensor) -> list[np.ndarray]:
     return list(images.permute(0, 2, 3, 1).numpy())
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the results are tensors a user may change in place
 def predict_loop(
     images: Sequence[np.ndarray],
     preprocess: Callable[[np.ndarray], dict[str, Any]],
@@ -137,7 +137,7 @@ def evaluating(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the results are tensors a user may change in place
 def predict_model(
     model: VisionModel,
     images: Sequence[np.ndarray] | Tensor,

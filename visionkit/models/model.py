@@ -234,9 +234,12 @@ class VisionModel(nn.Module):
             ValueError: the model has no embedding head, or several and ``head`` is unset.
         """
         names = [n for n, h in self.heads.items() if getattr(h, "task", None) == "embedding"]
-        if head is None and len(names) != 1:
+        if not names:
+            kinds = ", ".join(f"{n} ({type(h).__name__})" for n, h in self.heads.items())
+            raise ValueError(f"embed: the model has no embedding head (its heads: {kinds})")
+        if head is None and len(names) > 1:
             raise ValueError(
-                f"embed: the model has {len(names)} embedding heads ({', '.join(names) or '-'}); "
+                f"embed: the model has {len(names)} embedding heads ({', '.join(names)}); "
                 "name one with head=..."
             )
         name = head or names[0]

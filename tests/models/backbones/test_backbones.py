@@ -196,7 +196,7 @@ def test_mean_std_from_timm_pretrained_cfg() -> None:
     assert (tv.mean, tv.std) == (IMAGENET_MEAN, IMAGENET_STD)
 
 
-def test_custom_registration_and_duplicate() -> None:
+def test_custom_registration_and_duplicate(caplog) -> None:
     name = "vk_test_custom_backbone_7f3a"
 
     def vk_test_custom_backbone_7f3a(out_indices=None, widths=(4, 8)):
@@ -207,8 +207,15 @@ def test_custom_registration_and_duplicate() -> None:
         assert name in list_backbones("vk_test_*")
         backbone = create_backbone(name, widths=(4, 8, 12))  # pretrained=False is not passed on
         assert backbone.out_channels == [4, 8, 12]
-        with pytest.raises(ValueError, match="already registered"):
+        with caplog.at_level("WARNING"):  # the same definition again: a notebook cell re-run
             BACKBONES.register(vk_test_custom_backbone_7f3a)
+        assert f"backbone '{name}' registered again by " in caplog.text
+
+        def other(out_indices=None):  # another definition under the name: refused
+            return create_backbone("simple_cnn", out_indices=out_indices)
+
+        with pytest.raises(ValueError, match=f"'{name}' is already registered \\(by .*7f3a\\)"):
+            BACKBONES.register(name)(other)
     finally:
         BACKBONES._builders.pop(name, None)
     assert name not in list_backbones()
