@@ -63,6 +63,19 @@ def test_full_classifier_safetensors_loads_into_backbone(resnet18_full, tmp_path
     assert "ignored 2 of the file the model lacks (fc.*)" in line
 
 
+def test_a_deeper_models_weights_are_a_warning_though_every_tensor_fits(tmp_path, caplog):
+    """resnet34's file fills every tensor of a resnet18 (its first blocks have the same
+    shapes) and leaves 100 of its own unused: a wrong file, not a classifier left over."""
+    torch.manual_seed(4)
+    path = tmp_path / "resnet34.safetensors"
+    save_file(timm.create_model("resnet34").state_dict(), str(path))
+    with caplog.at_level(logging.INFO, logger="visionkit.models.backbones"):
+        backbone = create_backbone("resnet18", pretrained=path)
+    assert backbone.load_report.ok and len(backbone.load_report.unexpected) > 8
+    (record,) = [r for r in caplog.records if r.name == "visionkit.models.backbones"]
+    assert record.levelname == "WARNING" and "the model lacks" in record.getMessage()
+
+
 @pytest.mark.parametrize("wrapper", ["state_dict", "model", "state_dict_ema"])
 def test_wrapped_pth_with_module_prefix(resnet18_full, tmp_path, wrapper: str) -> None:
     path = tmp_path / "resnet18.pth"

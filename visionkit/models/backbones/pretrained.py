@@ -276,6 +276,11 @@ def _download_url(url: str, check_hash: bool) -> Path:
     return path
 
 
+#: Tensors a weights file may hold that a backbone has no place for without a warning (an
+#: ImageNet classifier's weight and bias, a final norm, a pre-logits layer).
+EXPECTED_EXTRA_TENSORS = 8
+
+
 def load_pretrained_file(
     backbone: nn.Module, path: str | os.PathLike[str], prefixes: tuple[str, ...] = ("",)
 ) -> LoadReport:
@@ -284,11 +289,14 @@ def load_pretrained_file(
 
     The report is attached as ``backbone.load_report`` and its summary logged on the
     ``visionkit.models.backbones`` logger: INFO when every tensor of the backbone was loaded,
-    WARNING otherwise. The file's names the backbone lacks (a classifier's ``fc.*``) are
-    expected and only reported.
+    WARNING otherwise. A few names of the file that the backbone lacks (a classifier's
+    ``fc.*``, a final norm) are expected and only reported; more than
+    :data:`EXPECTED_EXTRA_TENSORS` (a deeper model's weights: ``resnet34`` into ``resnet18``)
+    are a WARNING too.
     """
     report = load_weights(backbone, path, prefixes, context="pretrained")
-    logger.log(logging.INFO if report.ok else logging.WARNING, "%s", report.summary())
+    quiet = report.ok and len(report.unexpected) <= EXPECTED_EXTRA_TENSORS
+    logger.log(logging.INFO if quiet else logging.WARNING, "%s", report.summary())
     backbone.load_report = report
     return report
 
