@@ -466,6 +466,9 @@ def test_changing_a_datasets_format_by_override_says_to_give_the_whole_entry():
         "data.train are still the config's; give the whole entry instead, e.g. "
         "data.train='{format: coco, ...}' (every key of the new format: docs/datasets.md)"
     )
+    with pytest.raises(ConfigError) as info:  # one override given as a string, not a list
+        load_config(recipe, "data.train.format=coco")
+    assert info.value.problems[-1].startswith("data.train.format=coco: the override changes")
     whole = "data.train={format: coco, images: /data/photos}"
     assert load_config(recipe, [whole]).data.train["format"] == "coco"
     with pytest.raises(ConfigError) as info:  # other mistakes get no such line

@@ -118,6 +118,8 @@ def test_duplicates_and_unknown_names_raise():
     toys.register("thing")(dict)
     with pytest.raises(ValueError, match="already registered"):
         toys.register("thing")(list)
+    with pytest.raises(ValueError, match=r"'mlp' is already registered \(by visionkit\."):
+        HEADS.variant("mlp", ClassificationHead, "mine", hidden_dims=(7,))  # a built-in: never
     with pytest.raises(UnknownNameError, match="did you mean 'thing'"):
         toys.get("thnig")
     with pytest.raises(UnknownNameError, match="unknown head 'fcoss'; did you mean 'fcos'"):

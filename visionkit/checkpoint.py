@@ -211,6 +211,12 @@ def tensor_bytes(obj: Any) -> int:
     return 0
 
 
+def _is_torchscript(path: Path) -> bool:
+    """A zip archive of ``torch.jit.save`` (its ``constants.pkl``), not of ``torch.save``."""
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``; every failure is a :class:`CheckpointError`."""
     path = Path(path)
@@ -223,9 +229,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         )
     if not path.is_file():
         raise CheckpointError(path, "file does not exist")
-    if zipfile.is_zipfile(path) and any(
-        name.endswith("/constants.pkl") for name in zipfile.ZipFile(path).namelist()
-    ):
+    if zipfile.is_zipfile(path) and _is_torchscript(path):
         raise CheckpointError(
             path,
             "a TorchScript export, not a checkpoint: read it with "

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from visionkit.data.batch import collate
+from visionkit.data.datasets import MixedDataset, TransformedDataset
 from visionkit.data.readers.coco import CocoDataset
 from visionkit.data.readers.folder import ImageFolderDataset
 from visionkit.data.readers.mask_folder import MaskFolderDataset
@@ -215,9 +216,11 @@ def test_readers_index_like_a_list_so_a_for_loop_ends(tmp_path):
         ImageFolderDataset(tmp_path / "folder"),
         MaskFolderDataset(tmp_path / "masks", class_names=["a", "b"]),
     ]
+    mixed = MixedDataset({"a": readers[0], "b": readers[0]}, {})  # the wrappers follow
+    readers += [mixed, TransformedDataset(readers[0], build_pipeline([], (0, 0, 0), (1, 1, 1)))]
     for ds in readers:
         samples = list(ds)
-        assert len(samples) == len(ds) and len(ds) in (2, 3)
+        assert len(samples) == len(ds) and len(ds) in (2, 3, 4)
         assert ds[-1]["image_id"] == ds[len(ds) - 1]["image_id"] == samples[-1]["image_id"]
         for index in (len(ds), -len(ds) - 1):
             with pytest.raises(IndexError, match=f"sample {index} of a dataset of {len(ds)}"):

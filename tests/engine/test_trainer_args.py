@@ -166,11 +166,11 @@ def test_only_a_gpu_trainer_turns_on_tf32(tiny_config, tmp_path, matmul_precisio
     torch.set_float32_matmul_precision("highest")
     tiny_config["trainer"].update(accelerator=accelerator, devices=1)
     trainer = make_trainer(load_config(tiny_config), tmp_path, logger=False)
-    assert torch.get_float32_matmul_precision() == "highest"  # set where each process sets up:
-    # the workers of ddp_spawn are new interpreters that inherit none of the parent's settings
-    (tf32,) = [c for c in trainer.callbacks if isinstance(c, Tf32Matmuls)]
-    tf32.setup(trainer, None, "fit")
     expected = "high" if accelerator == "gpu" else "highest"
+    assert torch.get_float32_matmul_precision() == expected  # before Lightning checks it
+    torch.set_float32_matmul_precision("highest")  # a ddp_spawn worker: a new interpreter
+    (tf32,) = [c for c in trainer.callbacks if isinstance(c, Tf32Matmuls)]
+    tf32.setup(trainer, None, "fit")  # where each process sets up
     assert torch.get_float32_matmul_precision() == expected
 
 

@@ -162,8 +162,12 @@ def test_tensors_go_through_the_pipeline_floats_read_in_0_to_1(model, loop_calls
             (got,) = predict_model(model, given)
             assert_same([got], [expected])
     assert loop_calls == [1] * 15
+    as_tensors = [torch.from_numpy(image).permute(2, 0, 1).float() / 255 for image in images()]
+    assert_same(model.predict(as_tensors, batch_size=1), model.predict(images(), batch_size=1))
+    assert model.predict(torch.zeros(0, 3, 8, 8)) == []  # an empty batch: nothing, no error
+    loop_calls.clear()
     assert len(predict_model(model, torch.rand(5, 3, 40, 60), batch_size=2)) == 5
-    assert loop_calls[15:] == [2, 2, 1]
+    assert loop_calls == [2, 2, 1]
     normalised = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match=r"float tensor as RGB in 0\.\.1 .* got values in \[-"):
         predict_model(model, normalised)

@@ -38,7 +38,8 @@ def test_conf_keeps_fewer_boxes_all_above_it_and_the_head_is_left_as_it_was(mode
     assert (head.score_thresh, head.nms_thresh, head.detections_per_img) == (0.05, 0.6, 100)
     with pytest.raises(ConfigError, match=r"--conf: a score threshold in \[0, 1\), got 1.5"):
         model.predict(image, conf=1.5)
-    for size in (0, -1):  # returned nothing, or islice's own ValueError
+    assert len(model.predict(image, batch_size=np.int64(2))) == 1  # a numpy int is an int
+    for size in (0, -1, True, 2.0):  # 0 returned nothing, -1 gave islice's own ValueError
         with pytest.raises(ConfigError, match=f"--batch-size: at least 1 .*, got {size}"):
             model.predict(image, batch_size=size)
     settings = detection_settings(model, conf=0.9, iou=0.1, max_det=2)

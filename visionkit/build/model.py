@@ -249,8 +249,8 @@ def model_from_meta(
         raise CheckpointError(
             source,
             "not a visionkit checkpoint (no 'visionkit' metadata); weights alone (a state_dict) "
-            "load into a model you build: create_model(config, label_names=...)"
-            ".load_state_dict(...), or model.init_from=PATH in a config",
+            "load into the model its metadata builds: visionkit.build.model_from_meta(model."
+            "meta).load_state_dict(...), or initialise a config's model: model.init_from=PATH",
         )
     if meta.get("format_version", 0) > CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(
@@ -279,7 +279,7 @@ def load(path: str | os.PathLike, map_location: str = "cpu") -> VisionModel:
 
         try:
             meta = read_safetensors_metadata(path)["meta"]
-            weights = load_file(str(path), device=str(map_location))
+            weights = load_file(str(path))  # into the model's CPU tensors, as torch.load's
         except Exception as err:  # safetensors' own error, or ExportError: no visionkit header
             raise CheckpointError(
                 path,

@@ -23,7 +23,7 @@ from pydantic import (
     create_model,
 )
 
-from visionkit.config.files import apply_overrides, resolve_file
+from visionkit.config.files import apply_overrides, override_list, resolve_file
 from visionkit.config.schema import (
     DATASET_INJECTED_ARGS,
     INJECTED_ARGS,
@@ -47,7 +47,7 @@ from visionkit.registry import BACKBONES, DATASETS, HEADS, NECKS, Registry, Unkn
 
 
 def load_config(
-    source: str | os.PathLike | Mapping[str, Any] | Config, overrides: Sequence[str] = ()
+    source: str | os.PathLike | Mapping[str, Any] | Config, overrides: Sequence[str] | str = ()
 ) -> Config:
     """Read, merge, override and validate a config.
 
@@ -58,6 +58,7 @@ def load_config(
     Raises:
         ConfigError: listing every problem with its full key path.
     """
+    overrides = override_list(overrides)
     if isinstance(source, Config):
         if not overrides:
             return source

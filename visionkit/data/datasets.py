@@ -56,6 +56,9 @@ class MixedDataset(Dataset):
         return self.total
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -self.total <= index < self.total:  # as a list: a for loop stops here
+            raise IndexError(f"sample {index} of a dataset of {self.total}")
+        index %= self.total
         for offset, (name, dataset) in zip(
             reversed(self.offsets), reversed(self.parts.items()), strict=True
         ):
@@ -187,6 +190,8 @@ class TransformedDataset(Dataset):
         try:
             sample = self.dataset[index]
         except Exception as err:
+            if isinstance(err, IndexError) and not -len(self.dataset) <= index < len(self):
+                raise  # past the end, as a list: a for loop stops
             path = _path_of(self.dataset, index)
             where = f"sample {index}" + (f" ({path})" if path and path not in str(err) else "")
             what = "" if isinstance(err, VisionkitError) else f"{type(err).__name__}: "

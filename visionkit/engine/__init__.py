@@ -1,0 +1,20 @@
+"""Training and evaluation through Lightning (:mod:`visionkit.engine.runner`).
+
+Importing the package quiets what Lightning prints on every run that no user can act on."""
+
+import logging
+import warnings
+
+# Lightning flattens every batch with torch's ``LeafSpec``, which torch 2.10 deprecates: one
+# FutureWarning per run that no user can act on (it goes when Lightning moves off LeafSpec).
+warnings.filterwarnings(
+    "ignore",
+    message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    category=FutureWarning,
+)
+# ... and a Trainer without Lightning's cloud logger and model registry advertises both
+# ("💡 Tip: ... litlogger", "💡 Tip: ... litmodels") on every run and evaluation.
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(
+        lambda record: not any(word in record.getMessage() for word in ("litlogger", "litmodels"))
+    )

@@ -11,7 +11,6 @@ import logging
 import math
 import os
 import re
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from visionkit.build import (
 )
 from visionkit.build.data import check_checkpoint_classes, check_saved_data_paths, split_spec
 from visionkit.build.model import load
-from visionkit.build.trainer import resolve_precision
+from visionkit.build.trainer import resolve_precision, use_tf32_matmuls
 from visionkit.checkpoint import load_checkpoint, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, override_list, save_config
 from visionkit.data.datasets import val_sets
@@ -80,20 +79,6 @@ from visionkit.models.model import VisionModel
 
 logger = logging.getLogger(__name__)
 
-# Lightning flattens every batch with torch's ``LeafSpec``, which torch 2.10 deprecates: one
-# FutureWarning per run that no user can act on (it goes when Lightning moves off LeafSpec).
-warnings.filterwarnings(
-    "ignore",
-    message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-    category=FutureWarning,
-)
-# ... and a Trainer without Lightning's cloud logger and model registry advertises both
-# ("💡 Tip: ... litlogger", "💡 Tip: ... litmodels") on every run and evaluation.
-for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-    logging.getLogger(_name).addFilter(
-        lambda record: not any(word in record.getMessage() for word in ("litlogger", "litmodels"))
-    )
-
 
 def monitor_of(system: VisionSystem, cfg: Config) -> tuple[str, str]:
     """The metric that picks ``best.ckpt`` and its mode: ``cfg.monitor`` when set; else the
@@ -116,14 +101,19 @@ def make_trainer(
     """A ``lightning.Trainer`` from the ``trainer`` section
     (:func:`visionkit.build.trainer_kwargs`), with safe checkpoint I/O and visionkit's
     :func:`~visionkit.engine.callbacks.progress_bar` (unless one is given); on a GPU, float32
-    matrix products use TF32 (:class:`~visionkit.engine.callbacks.Tf32Matmuls`)."""
+    matrix products use TF32 (:func:`~visionkit.build.trainer.use_tf32_matmuls`), here before
+    Lightning checks the setting and in each process it starts
+    (:class:`~visionkit.engine.callbacks.Tf32Matmuls`)."""
     kwargs = trainer_kwargs(cfg, run_dir, **overrides)
     callbacks = [*callbacks, Tf32Matmuls()]
     if kwargs.get("enable_progress_bar", True) and not any(
         isinstance(c, L.pytorch.callbacks.ProgressBar) for c in callbacks
     ):
         callbacks.append(progress_bar())
-    return L.Trainer(**kwargs, plugins=[SafeCheckpointIO()], callbacks=callbacks)
+    trainer = L.Trainer(**kwargs, plugins=[SafeCheckpointIO()], callbacks=callbacks)
+    if trainer.strategy.root_device.type == "cuda":  # before Lightning checks it (not in setup)
+        use_tf32_matmuls()
+    return trainer
 
 
 def make_datamodule(cfg: Config, datasets: dict[str, Any], model: VisionModel) -> VisionDataModule:
@@ -473,7 +463,7 @@ def evaluate(
         results = trainer.validate(system, datamodule=datamodule, verbose=False)
     metrics = validated_metrics(results, system)
     if split != "val":  # the loss of the split scored: test/loss, not val/loss
-        metrics = {re.sub(r"^val/", f"{split}/", k): v for k, v in metrics.items()}
+        metrics = {re.sub(r"^val/loss", f"{split}/loss", k): v for k, v in metrics.items()}
     if save_predictions is not None and trainer.is_global_zero:
         _save_predictions(system, Path(save_predictions))
     if scored is not None:

@@ -78,6 +78,8 @@ def tensor_images(images: Tensor) -> list[np.ndarray]:
             f"{tuple(images.shape)}"
         )
     images = images.detach().cpu()
+    if not images.numel():
+        return []
     if images.is_floating_point():
         low, high = (float(v) for v in images.aminmax())
         if low < 0 or high > 1:

@@ -25,6 +25,7 @@ import contextlib
 import itertools
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,7 +60,7 @@ def check_thresholds(
 ) -> None:
     """Raise a :class:`ConfigError` naming the option for an out-of-range value."""
     problems = []
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
         problems.append(f"--batch-size: at least 1 image per forward pass, got {batch_size!r}")
     if conf is not None and not 0 <= conf < 1:
         problems.append(f"--conf: a score threshold in [0, 1), got {conf}")
@@ -280,7 +281,10 @@ def as_image_list(images: Any) -> list[Any]:
         return list(images) if images.ndim == 4 else [images]
     if isinstance(images, str | os.PathLike) or hasattr(images, "convert"):
         return [images]
-    return list(images)
+    items: list[Any] = []
+    for item in images:  # a list of tensor images, as torchvision's detectors take
+        items += tensor_images(item) if isinstance(item, Tensor) else [item]
+    return items
 
 
 def iter_inputs(items: Sequence[Any]) -> Iterator[np.ndarray]:

@@ -71,7 +71,7 @@ def test_a_deeper_models_weights_are_a_warning_though_every_tensor_fits(tmp_path
     save_file(timm.create_model("resnet34").state_dict(), str(path))
     with caplog.at_level(logging.INFO, logger="visionkit.models.backbones"):
         backbone = create_backbone("resnet18", pretrained=path)
-    assert backbone.load_report.ok and len(backbone.load_report.unexpected) > 8
+    assert backbone.load_report.ok and len(backbone.load_report.unexpected) > 16
     (record,) = [r for r in caplog.records if r.name == "visionkit.models.backbones"]
     assert record.levelname == "WARNING" and "the model lacks" in record.getMessage()
 

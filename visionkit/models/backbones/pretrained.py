@@ -277,8 +277,8 @@ def _download_url(url: str, check_hash: bool) -> Path:
 
 
 #: Tensors a weights file may hold that a backbone has no place for without a warning (an
-#: ImageNet classifier's weight and bias, a final norm, a pre-logits layer).
-EXPECTED_EXTRA_TENSORS = 8
+#: ImageNet classifier's weight and bias, a final conv and norm: 8 for timm's EfficientNets).
+EXPECTED_EXTRA_TENSORS = 16
 
 
 def load_pretrained_file(
