@@ -68,6 +68,17 @@ def test_voc_missing_folder_is_a_clear_error(tmp_path):
         build_dataset({"format": "voc", "root": str(root), "annotations": "labels"})
 
 
+def test_yolo_data_given_to_the_voc_recipe_is_named_as_yolo(tmp_path):
+    """The detection recipe reads VOC: ``data.train.root=data.yaml`` said "does not exist
+    or is not a folder", and a folder of images/ + labels/ "no XML folder"."""
+    data_yaml = make_ultralytics(tmp_path)
+    with pytest.raises(DataError, match=r"is a file, not a folder; an Ultralytics data.yaml is"):
+        build_dataset({"format": "voc", "root": str(data_yaml)})
+    folder = data_yaml.parent / "datasets" / "toy"
+    with pytest.raises(DataError, match=r"its images/ \+ labels/ are a YOLO folder: format: yolo"):
+        build_dataset({"format": "voc", "root": str(folder)})
+
+
 def make_ultralytics(root: Path) -> Path:
     """An Ultralytics dataset: data.yaml beside a dataset folder named by ``path``."""
     ds = root / "datasets" / "toy"
@@ -99,8 +110,37 @@ def test_yolo_reads_an_ultralytics_data_yaml(tmp_path):
 
 def test_yolo_data_yaml_without_the_split_names_the_entries(tmp_path):
     data_yaml = make_ultralytics(tmp_path)
-    with pytest.raises(DataError, match=r"no 'test' entry; give split: one of \['train', 'val'\]"):
+    with pytest.raises(DataError, match=r"no 'test' entry; the file lists \['train', 'val'\]"):
         build_dataset({"format": "yolo", "root": str(data_yaml), "split": "test"})
+    with pytest.raises(
+        DataError, match=r"give the split to read, one of \['train', 'val'\] \(the "
+    ):
+        build_dataset({"format": "yolo", "root": str(data_yaml)})  # was "no None entry"
+
+
+def test_a_roboflow_data_yaml_is_read_as_ultralytics_reads_it(tmp_path):
+    """Roboflow's exports say ``train: ../train/images`` beside the yaml file, no ``path``:
+    Ultralytics looks for the folder without the ``../`` when it is not there."""
+    for split in ("train", "valid"):
+        (tmp_path / split / "images").mkdir(parents=True)
+        (tmp_path / split / "labels").mkdir(parents=True)
+        Image.new("RGB", (80, 40)).save(tmp_path / split / "images" / "a.jpg")
+        (tmp_path / split / "labels" / "a.txt").write_text("0 0.5 0.5 0.5 0.25\n")
+    data = {"train": "../train/images", "val": "../valid/images", "nc": 1, "names": ["cat"]}
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(data))
+    for split in ("train", "val"):
+        ds = build_dataset({"format": "yolo", "root": str(tmp_path / "data.yaml"), "split": split})
+        assert len(ds) == 1 and ds[0]["labels"].tolist() == [0]
+
+
+def test_a_pose_data_yaml_is_refused_not_read_as_polygons(tmp_path):
+    """``class cx cy w h x1 y1 x2 y2`` with ``kpt_shape: [2, 2]`` read as a polygon gave a
+    wrong box and no word of it."""
+    data_yaml = make_ultralytics(tmp_path)
+    data = yaml.safe_load(data_yaml.read_text())
+    data_yaml.write_text(yaml.safe_dump({**data, "kpt_shape": [2, 2]}))
+    with pytest.raises(DataError, match=r"kpt_shape \[2, 2\]: a pose dataset, .* boxes and polyg"):
+        build_dataset({"format": "yolo", "root": str(data_yaml), "split": "train"})
 
 
 def test_yolo_folder_with_split_subfolders(tmp_path):

@@ -107,6 +107,12 @@ def dataset_root(root: str | os.PathLike | None) -> Path:
     if root is None:
         raise DataError("no dataset folder given")
     root = Path(root)
+    if root.is_file():
+        yolo = "; an Ultralytics data.yaml is read with format: yolo"
+        raise DataError(
+            f"dataset root {root} is a file, not a folder"
+            + (yolo if root.suffix.lower() in (".yaml", ".yml") else "")
+        )
     if not root.is_dir():
         raise DataError(
             f"dataset root {root} does not exist or is not a folder{read_from(root, ' (', ')')}"

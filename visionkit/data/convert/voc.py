@@ -74,11 +74,13 @@ def voc_folders(
         folder = next((root / c for c in candidates if (root / c).is_dir()), None)
         if folder is None:
             looked = ", ".join(f"{c}/" for c in candidates)
+            yolo = (root / "labels").is_dir() and (root / "images").is_dir()
             raise DataError(
                 f"{root}: no {what} folder ({looked} not found); a VOC folder holds the XML "
                 "files and the images in two sub-folders (Annotations/ + JPEGImages/, or "
                 "annotations/ + images/; name others with annotations= / images=), and "
                 "optionally ImageSets/Main/<split>.txt"
+                + ("; its images/ + labels/ are a YOLO folder: format: yolo" if yolo else "")
             )
         found.append(folder)
     return found[0], found[1]

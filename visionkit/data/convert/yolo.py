@@ -113,7 +113,9 @@ def ultralytics_split(
 
     ``path`` is the dataset folder (relative to the yaml file's folder; default: that folder);
     ``train`` / ``val`` / ``test`` is a folder of images, a ``.txt`` file listing image paths,
-    or a list of those, relative to ``path``. The label file of ``.../images/.../a.jpg`` is
+    or a list of those, relative to ``path`` (one that starts with ``../`` and is not there is
+    looked for without it, as Ultralytics does for Roboflow's exports). A pose dataset
+    (``kpt_shape``) is refused. The label file of ``.../images/.../a.jpg`` is
     ``.../labels/.../a.txt`` (the last ``images`` folder of the path becomes ``labels``).
 
     Returns:
@@ -130,11 +132,20 @@ def ultralytics_split(
         raise DataError(f"Ultralytics dataset file {path} cannot be read: {err}") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a mapping with path, train, val and names")
-    splits = [k for k in ("train", "val", "test") if data.get(k)]
-    if split is None or not data.get(split):
+    if data.get("kpt_shape") is not None:
         raise DataError(
-            f"{path}: no {split!r} entry; give split: one of {splits} (the entries it lists)"
+            f"{path}: kpt_shape {data['kpt_shape']}: a pose dataset, whose label lines hold "
+            "keypoints after the box; format yolo reads boxes and polygons only (keypoints are "
+            "read from COCO json: format coco, docs/keypoints.md)"
         )
+    splits = [k for k in ("train", "val", "test") if data.get(k)]
+    if split is None:
+        raise DataError(
+            f"{path}: an Ultralytics dataset file: give the split to read, one of {splits} "
+            f"(the dataset entry's split: {splits[0] if splits else 'train'})"
+        )
+    if not data.get(split):
+        raise DataError(f"{path}: no {split!r} entry; the file lists {splits}")
     base = Path(str(data.get("path") or "."))
     base = (base if base.is_absolute() else path.parent / base).resolve()
     entries = data[split] if isinstance(data[split], list) else [data[split]]
@@ -142,6 +153,8 @@ def ultralytics_split(
     folders: list[tuple[Path, Path]] = []
     for entry in entries:
         where = base / str(entry)
+        if not where.exists() and str(entry).startswith("../"):  # Roboflow's exports, as
+            where = base / str(entry)[3:]  # Ultralytics reads them: beside the yaml file
         if where.is_dir():
             found = list_files(where)
             if not found:
@@ -214,7 +227,8 @@ def yolo_class_names(root: str | os.PathLike) -> list[str]:
     if not found:
         raise DataError(
             f"{root}: no class names; write classes.txt (one name per line, class 0 first) or "
-            "data.yaml (names: [...]) there, or give a class names file (--classes)"
+            "data.yaml (names: [...]) there, or give them: class_names: [...] in the dataset "
+            "entry (visionkit convert: --classes FILE)"
         )
     first, *others = found.items()
     for name, names in others:
