@@ -229,6 +229,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         )
     if not path.is_file():
         raise CheckpointError(path, "file does not exist")
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(
+            path,
+            "an ONNX export, not a checkpoint: run it with visionkit.inference.onnx_runtime."
+            "OnnxPredictor, or an end-to-end export (--nms) with python -m "
+            "visionkit.export.standalone; --checkpoint takes the .ckpt it was exported from",
+        )
     if zipfile.is_zipfile(path) and _is_torchscript(path):
         raise CheckpointError(
             path,

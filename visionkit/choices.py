@@ -19,3 +19,21 @@ EXPORTERS = ("auto", "dynamo", "torchscript")
 DEFAULT_OPSET = 18
 #: How far an exported model's outputs may be from PyTorch's (float32).
 DEFAULT_ATOL = 1e-4
+
+#: Ultralytics' training arguments (``yolo train epochs=3 imgsz=640``) and the config keys
+#: that say the same here: told to whoever writes the first (an unknown key or option).
+ULTRALYTICS_KEYS = {
+    "data": "data.train and data.val: {format: yolo, root: FILE.yaml, split: train} (split: val)",
+    "epochs": "trainer.max_epochs (a recipe's trainer.max_steps / max_time end it first: null)",
+    "imgsz": "data.image_size",
+    "batch": "data.batch_size",
+    "workers": "data.num_workers",
+    "device": "trainer.accelerator (cpu, gpu) and trainer.devices (a count or a list)",
+    "lr0": "optimizer.lr",
+    "patience": "early_stopping.patience",
+    "project": "output_dir (or --output-dir)",
+    "name": "name (the run folder's name)",
+    "weights": "model.init_from",
+    "pretrained": "model.backbone.pretrained",
+    "amp": "trainer.precision",
+}

@@ -15,6 +15,8 @@ import pytest
 import visionkit
 import visionkit.cli
 from visionkit.cli import COMMANDS, build_parser, main
+from visionkit.config import load_config
+from visionkit.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBCOMMANDS = [
@@ -312,6 +314,27 @@ def test_lightning_cli_style_overrides_get_the_plain_form(capsys):
         main(["export", "--checkpoint", "a", "--format", "onnx", "--output", "b", "--data.x=1"])
     err = capsys.readouterr().err
     assert err.rstrip().endswith("unrecognized arguments: --data.x=1")
+
+
+def test_ultralytics_training_arguments_are_told_their_keys(capsys):
+    """``--epochs 3 --imgsz 128`` (plain argparse refused them) and ``epochs=3`` (an unknown
+    key, or ``trainer.epochs`` told "did you mean 'min_epochs'")."""
+    with pytest.raises(SystemExit):
+        main(["train", "--config", "x.yaml", "--epochs", "3", "--imgsz", "128", "--batch", "4"])
+    err = capsys.readouterr().err
+    assert "for Ultralytics' --epochs, use trainer.max_epochs (a recipe's" in err
+    assert "for Ultralytics' --imgsz, use data.image_size\n" in err
+    assert "for Ultralytics' --batch, use data.batch_size\n" in err
+    export = ["export", "--checkpoint", "a.ckpt", "--format", "onnx", "--imgsz", "320"]
+    assert build_parser().parse_args(export).image_size == 320  # as predict and eval
+    config = {"model": {"backbone": {"name": "simple_cnn"}, "heads": {"c": {"name": "linear"}}}}
+    with pytest.raises(ConfigError) as info:
+        load_config(config, ["epochs=3", "trainer.epochs=3", "trainer.device=cpu", "data=a.yaml"])
+    said = "\n".join(info.value.problems)
+    assert "epochs: unknown key; for Ultralytics' epochs, use trainer.max_epochs" in said
+    assert "trainer.epochs: unknown key; for Ultralytics' epochs, use trainer.max_epochs" in said
+    assert "trainer.device: unknown key; for Ultralytics' device, use trainer.accelerator" in said
+    assert "for Ultralytics' data, use data.train and data.val: {format: yolo" in said
 
 
 def test_overrides_may_come_before_and_after_the_options():

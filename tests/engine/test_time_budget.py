@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +129,20 @@ def test_a_finished_run_resumed_with_a_larger_step_budget_lays_its_schedule_over
     module = SimpleNamespace(schedule_steps=1000)
     resumed.on_train_start(trainer=trainer, pl_module=module)
     assert module.schedule_steps == 60
+
+
+def test_epochs_given_beside_a_recipes_step_and_time_budget_are_told_which_ends():
+    """``trainer.max_epochs=50`` on a recipe with 2,000 steps and 10 minutes stopped at the
+    first without a word (Lightning's "Time limit reached" only)."""
+    from visionkit.config import load_config
+    from visionkit.engine.time_budget import mixed_budget_note
+
+    recipe = Path(__file__).parents[2] / "configs" / "custom" / "detect_fcos_r18.yaml"
+    note = mixed_budget_note(load_config(recipe, ["trainer.max_epochs=50"]).trainer)
+    assert note == (
+        "trainer.max_epochs=50 and trainer.max_steps=2000 and trainer.max_time=00:00:10:00: the "
+        "run ends at whichever comes first (give the others as null to train by epochs)"
+    )
+    assert mixed_budget_note(load_config(recipe).trainer) is None  # the recipe's own budget
+    by_epochs = ["trainer.max_epochs=50", "trainer.max_steps=-1", "trainer.max_time=null"]
+    assert mixed_budget_note(load_config(recipe, by_epochs).trainer) is None

@@ -119,6 +119,9 @@ def test_load_says_what_a_file_is_when_it_is_not_a_checkpoint(tmp_path):
         CheckpointError, match=r"is a folder; give a checkpoint file, e\.g\. .*best"
     ):
         visionkit.load(tmp_path / "run")
+    (tmp_path / "model.onnx").write_bytes(b"onnx")  # Ultralytics' predict model=best.onnx
+    with pytest.raises(CheckpointError, match=r"an ONNX export, not a checkpoint: run it with"):
+        visionkit.load(tmp_path / "model.onnx")
     traced = export(model, "torchscript", tmp_path / "model.pt", check=False).path
     with pytest.raises(CheckpointError, match=r"a TorchScript export, not a checkpoint: read it"):
         visionkit.load(traced)

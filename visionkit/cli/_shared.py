@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from visionkit.choices import TTA_MODES
+from visionkit.choices import TTA_MODES, ULTRALYTICS_KEYS
 
 
 def is_global_zero() -> bool:
@@ -84,6 +84,7 @@ class ArgumentParser(argparse.ArgumentParser):
         given = getattr(self, "_given", [])
         hint = missing_option_hint(message, given, self)
         hint += dashed_override_hint(message, given, self)
+        hint += ultralytics_option_hint(message, given, self)
         super().error(message + hint)
 
 
@@ -191,6 +192,27 @@ def dashed_override_hint(
         return ""
     shown = " ".join(shlex.quote(a) for a in plain)
     return f"\nKEY=VALUE overrides are written without the leading --: {shown}"
+
+
+def ultralytics_option_hint(
+    message: str, given: Sequence[str], parser: argparse.ArgumentParser
+) -> str:
+    """For argparse's "unrecognized arguments" error on Ultralytics' training arguments
+    (``--epochs 3``, ``--imgsz 640``), the config keys that say the same here
+    (:data:`~visionkit.choices.ULTRALYTICS_KEYS`), given as ``KEY=VALUE`` overrides; ``""`` for
+    other arguments, or where the command takes no overrides."""
+    found = re.match(r"unrecognized arguments: (.*)", message)
+    takes_overrides = any(action.dest == "overrides" for action in parser._actions)
+    if not found or not takes_overrides:
+        return ""
+    lines = []
+    for arg in found.group(1).split():
+        name = arg.lstrip("-").split("=")[0].replace("-", "_")
+        if arg.startswith("--") and name in ULTRALYTICS_KEYS:
+            lines.append(f"for Ultralytics' {arg.split('=')[0]}, use {ULTRALYTICS_KEYS[name]}")
+    if not lines:
+        return ""
+    return "\n" + "\n".join(lines) + "\n(KEY=VALUE overrides, e.g. trainer.max_epochs=3)"
 
 
 def add_tta_argument(parser: argparse.ArgumentParser) -> None:

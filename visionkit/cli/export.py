@@ -141,10 +141,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--image-size",
+        "--imgsz",
         type=image_size,
         metavar="N|HxW",
         help="first image size of the check, rounded up to a multiple of 32 (the second is 32 "
-        "taller and 64 wider); default: the config's data.image_size; e.g. --image-size 480x640",
+        "taller and 64 wider; the graph takes any size: its height and width are dynamic); "
+        "default: the config's data.image_size; e.g. --image-size 480x640",
     )
     p.add_argument(
         "--exporter",

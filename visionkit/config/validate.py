@@ -23,6 +23,7 @@ from pydantic import (
     create_model,
 )
 
+from visionkit.choices import ULTRALYTICS_KEYS
 from visionkit.config.files import apply_overrides, override_list, resolve_file
 from visionkit.config.schema import (
     DATASET_INJECTED_ARGS,
@@ -411,6 +412,9 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
             if root is Config and loc[:-1] == ("trainer",):  # Lightning's keys and ours, apart
                 hint = f"; did you mean {close[0]!r}? " if close else "; "
                 hint += unknown_trainer_key_help()
+            said = ULTRALYTICS_KEYS.get(str(loc[-1]))
+            if root is Config and len(loc) <= 2 and said:  # epochs=3, trainer.epochs=3
+                hint = f"; for Ultralytics' {loc[-1]}, use {said}"
             lines.append(f"{path}: unknown key{hint}")
         elif e["type"] == "missing":
             lines.append(f"{path}: required key is missing")
@@ -418,6 +422,9 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
             lines.append(f"{path}.{e['ctx']['name']}: {e['msg']}")
         else:
             msg = e["msg"].replace("Input should be", "expected")
+            yaml_file = str(e.get("input")).lower().endswith((".yaml", ".yml"))
+            if root is Config and loc == ("data",) and yaml_file:  # data=coco8.yaml
+                msg += f"; for Ultralytics' data, use {ULTRALYTICS_KEYS['data']}"
             lines.append(f"{path}: {msg}, got {e.get('input')!r}")
     # A union yields one line per member; keep the first per path.
     seen, unique = set(), []

@@ -60,7 +60,7 @@ from visionkit.engine.resume import (
 )
 from visionkit.engine.run_folder import choose_run_dir
 from visionkit.engine.system import VisionSystem
-from visionkit.engine.time_budget import TimeBudgetSchedule
+from visionkit.engine.time_budget import TimeBudgetSchedule, mixed_budget_note
 from visionkit.errors import ConfigError, TrainingInterrupted
 from visionkit.inference.device import (
     autocast_dtype,
@@ -197,6 +197,8 @@ def train(
         save_config(cfg, run_dir / "config.yaml")
     if cfg.trainer.compile:
         compile_model(model, cfg.trainer.compile)
+    if note := mixed_budget_note(cfg.trainer):  # a recipe's steps, and epochs asked for
+        logger.warning("%s", note)
 
     datamodule = make_datamodule(cfg, datasets, model)
     system = VisionSystem(

@@ -12,6 +12,7 @@ import time
 import lightning as L
 from lightning.pytorch.callbacks import Timer
 
+from visionkit.config.schema import TrainerConfig
 from visionkit.engine.system import UNENDING
 
 logger = logging.getLogger(__name__)
@@ -111,3 +112,20 @@ class TimeBudgetSchedule(L.Callback):
                 planned,
                 rate,
             )
+
+
+def mixed_budget_note(trainer: TrainerConfig) -> str | None:
+    """What a run given ``trainer.max_epochs`` beside a step or time budget is told (a recipe's
+    ``max_steps`` / ``max_time`` with ``max_epochs=50`` on the command line): the first that
+    ends, ends the run; ``None`` when only one kind of budget is set."""
+    others = [
+        f"trainer.{key}={value}"
+        for key, value in (("max_steps", trainer.max_steps), ("max_time", trainer.max_time))
+        if value not in (None, -1)
+    ]
+    if trainer.max_epochs in (None, -1) or not others:
+        return None
+    return (
+        f"trainer.max_epochs={trainer.max_epochs} and {' and '.join(others)}: the run ends at "
+        "whichever comes first (give the others as null to train by epochs)"
+    )
