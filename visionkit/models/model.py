@@ -176,7 +176,7 @@ class VisionModel(nn.Module):
         conf: float | None = None,
         iou: float | None = None,
         max_det: int | None = None,
-        classes: Sequence[int | str] | None = None,
+        classes: Sequence[int | str] | int | str | None = None,
         imgsz: int | str | Sequence[int] | None = None,
         stream: bool = False,
     ) -> Predictions | Iterator[dict[str, Any]]:
@@ -197,7 +197,7 @@ class VisionModel(nn.Module):
             conf: keep detections scoring above this (default: each head's ``score_thresh``).
             iou: IoU threshold of the class-wise NMS (default: each head's ``nms_thresh``).
             max_det: detections kept per image (default: each head's ``detections_per_img``).
-            classes: keep only the detections of these classes (indices or names).
+            classes: keep only the detections of these classes (indices or names; one alone).
             imgsz: inference size, ``640`` or ``(480, 640)``: the evaluation pipeline's sizing
                 steps at this size (default: the model's own pipeline).
             stream: return a generator that yields one prediction per image or frame as
