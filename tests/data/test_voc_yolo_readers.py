@@ -256,3 +256,18 @@ def test_object_names_differing_only_in_case_are_logged_with_their_files(tmp_pat
     with caplog.at_level(logging.WARNING):
         build_dataset({**spec, "class_names": ["raccoon", "dog", "Raccoon"]}, split="train")
     assert "differ only in case" not in caplog.text  # the user's own list: taken as it is
+
+
+def test_check_data_with_format_reads_the_split_given_and_names_unknown_options(tmp_path, capsys):
+    """``--split train`` with ``--format`` was accepted and ignored (a data.yaml then asked for
+    its split); an option the reader does not take was pydantic's "Extra inputs are not
+    permitted"."""
+    data_yaml = make_ultralytics(tmp_path)
+    code = main(["check-data", "--format", "yolo", "--root", str(data_yaml), "--split", "train"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "check-data: no problems found" in out
+    code = main(["check-data", "--format", "yolo", "--root", str(data_yaml), "classes=a.txt"])
+    err = capsys.readouterr().err
+    assert code == 2 and "classes: format yolo takes no classes (it takes: " in err
+    assert "class_names" in err

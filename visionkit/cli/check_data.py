@@ -69,8 +69,12 @@ def dataset_of_options(fmt: str, options: Mapping[str, Any]) -> dict[str, Any]:
         problems = []
         for e in err.errors():
             key = ".".join(str(x) for x in e["loc"])
-            flag = f"--{key}" if key in LOCATION_OPTIONS else key
-            problems.append(f"{flag}: {e['msg']} (format {fmt})")
+            flag = f"--{key}" if key in LOCATION_OPTIONS or key == "split" else key
+            if e["type"] == "extra_forbidden":
+                takes = ", ".join(sorted(schema.model_fields))
+                problems.append(f"{flag}: format {fmt} takes no {key} (it takes: {takes})")
+            else:
+                problems.append(f"{flag}: {e['msg']} (format {fmt})")
         raise ConfigError(problems) from None
     return {"format": fmt, **validated.model_dump(mode="json")}
 
@@ -168,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
         splits = SPLITS if args.split == "all" else (args.split,)
         specs, needs = datasets_of_config(args.config, args.pairs, splits)
     else:
-        options = {**given, **_parse_values(args.pairs)}
+        split = {} if args.split == "all" else {"split": args.split}  # VOC, YOLO, mask folders
+        options = {**given, **split, **_parse_values(args.pairs)}
         specs = [("dataset", "train", dataset_of_options(args.format, options))]
         needs = []
     image_check = "header" if args.fast else "decode"
@@ -240,7 +245,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         choices=(*SPLITS, "all"),
         default="all",
         help="with --config: which split to check, e.g. --split test (default all: train, "
-        "val and test, those the config sets)",
+        "val and test, those the config sets); with --format: the split a VOC, YOLO or mask "
+        "folder reads (its split: key)",
     )
     p.add_argument(
         "--format",
