@@ -76,8 +76,9 @@ def test_json_prints_one_object_with_metrics_per_class_and_summary(detector, cap
     plain, _ = evaluate(detector, capsys, "--no-plots")
     out, err = evaluate(detector, capsys, "--no-plots", "--json", "--device", "cpu")
     report = json.loads(out)  # the whole of stdout is one JSON object
-    assert set(report) == {"split", "metrics", "per_class", "summary", "confusion", "plots"}
-    assert report["split"] == "val"
+    keys = {"split", "metrics", "per_class", "summary", "confusion", "plots", "left_out"}
+    assert set(report) == keys
+    assert report["split"] == "val" and report["left_out"] == {"det": 0}  # nothing dropped
     assert report["metrics"] == json.loads(plain.strip().splitlines()[-1])
     assert [row["name"] for row in report["per_class"]["det"]] == ["square", "disc"]
     assert set(report["per_class"]["det"][0]) == {

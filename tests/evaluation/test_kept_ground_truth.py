@@ -17,6 +17,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from visionkit.cli.evaluate import left_out_line
 from visionkit.data.readers.coco import CocoDataset
 from visionkit.engine.runner import train
 from visionkit.evaluation.coco import CocoEvaluator, fill_gt_defaults, segm_results
@@ -124,6 +125,8 @@ def test_instance_evaluator_scores_the_ground_truth_the_reader_kept(tmp_path):
     metrics = run(evaluator, predictions(root))
     kept_ids = {a["id"] for a in evaluator.ground_truth["annotations"]}
     assert kept_ids == {10 * i + j for i in range(1, 5) for j in range(1, 4)} - set(DROPPED)
+    assert evaluator.left_out == len(DROPPED)  # said in eval's report and --json
+    assert "3 annotations of these images in " in left_out_line(evaluator)
 
     # pycocotools by hand, on the json less the dropped annotations
     data = json.loads((root / "annotations.json").read_text())
@@ -152,7 +155,7 @@ def test_detection_evaluator_leaves_out_the_boxes_the_reader_dropped(tmp_path):
     dataset = CocoDataset(root)  # boxes only: the segmentations are not read
     evaluator = TASKS["detection"].evaluator("det", None, dataset, None)
     kept = {a["id"] for a in evaluator.ground_truth["annotations"]}
-    assert kept == {12, 13, 21, 22, 23}
+    assert kept == {12, 13, 21, 22, 23} and evaluator.left_out == 1
     # segmentations are not read for boxes: they reach the ground truth as the file has them
     by_id = {a["id"]: a for a in evaluator.ground_truth["annotations"]}
     assert by_id[12]["segmentation"] == [] and "segmentation" not in by_id[23]

@@ -245,6 +245,8 @@ def summary_lines(evaluator: Any, name: str) -> list[str]:
     """Per iou type of a COCO evaluator, a heading and pycocotools' summary lines (or why there
     are none), each block followed by a blank line."""
     lines = []
+    if evaluator.left_out:
+        lines.append(left_out_line(evaluator))
     for iou_type in evaluator.iou_types:
         lines.append(f"COCO {iou_type} summary of `{name}` (pycocotools COCOeval.summarize)")
         summary = evaluator.summary(iou_type)
@@ -254,6 +256,16 @@ def summary_lines(evaluator: Any, name: str) -> list[str]:
             lines += summary
         lines.append("")
     return lines
+
+
+def left_out_line(evaluator: Any) -> str:
+    """What a COCO evaluator's ground truth leaves out of its annotation file."""
+    n = evaluator.left_out
+    return (
+        f"scored against the ground truth the reader kept: {n} annotation{'s' if n != 1 else ''} "
+        f"of these images in {evaluator.annotations} left out, as in training (the warnings "
+        "of the data check say which and why); pycocotools on the file as it is counts them"
+    )
 
 
 def report_lines(evaluators: Mapping[str, Any]) -> list[str]:
@@ -281,8 +293,9 @@ def report(
     default 0.25, with the class order: :func:`~visionkit.evaluation.plots.
     detection_confusion`; semantic / classification evaluator key → ``{"classes", "unit":
     "pixels" | "images", "matrix"}``, ``matrix[true][predicted]`` counts) and ``plots`` (the
-    PNGs written); ``eval --json`` adds ``split`` (``val`` or ``test``). ``nan`` is written as
-    ``null``."""
+    PNGs written), ``left_out`` (COCO evaluator key → the annotations of the evaluated images
+    in its file that the reader dropped, not scored: :func:`left_out_line`); ``eval --json``
+    adds ``split`` (``val`` or ``test``). ``nan`` is written as ``null``."""
     from visionkit.engine.pictures import class_confusion, per_class_table
     from visionkit.evaluation.plots import confusion_conf, detection_confusion
 
@@ -312,6 +325,7 @@ def report(
             "summary": summary,
             "confusion": confusion,
             "plots": [str(p) for p in plots],
+            "left_out": {k: e.left_out for k, e in coco_evaluators(evaluators).items()},
         }
     )
 

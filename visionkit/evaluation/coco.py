@@ -359,6 +359,13 @@ class CocoEvaluator(nn.Module):
         return metrics
 
     @property
+    def left_out(self) -> int:
+        """Annotations of the evaluated images in the ``annotations`` file that the ground
+        truth scored leaves out (those the reader dropped); 0 when the file is scored as is."""
+        info = (self.ground_truth or {}).get("info") or {}
+        return int(info.get("left_out", 0))
+
+    @property
     def coco_gt(self) -> Any:
         """The ``pycocotools.coco.COCO`` ground truth scored against (loaded once)."""
         if self._gt is None:

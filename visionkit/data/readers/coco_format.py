@@ -177,7 +177,7 @@ def kept_ground_truth(
     """The COCO object of what a reader kept, for ``COCOeval``: its ``images``, the
     ``categories`` and the annotations of ``data`` (the file as read again) that the reader
     kept, by their position (``ann_index``, ``crowd_index`` of each target) — without those
-    it dropped (no usable segmentation, zero-area box, ...). With ``segmentations_checked``,
+    it dropped (no usable segmentation, zero-area box, ...), counted in ``info.left_out``. With ``segmentations_checked``,
     each annotation carries the segmentation the reader uses (bad polygons beside good ones
     removed); the annotations are copies, ``data`` is not modified.
 
@@ -205,7 +205,14 @@ def kept_ground_truth(
             if segmentations_checked:
                 ann["segmentation"] = seg
             kept.append(ann)
-    return {"images": list(images), "annotations": kept, "categories": list(categories)}
+    ids = {img["id"] for img in images}
+    in_file = sum(isinstance(a, dict) and a.get("image_id") in ids for a in annotations)
+    return {
+        "images": list(images),
+        "annotations": kept,
+        "categories": list(categories),
+        "info": {"left_out": in_file - len(kept)},  # of these images' annotations in the file
+    }
 
 
 #: The annotation key whose presence switches an ``"auto"`` flag of :class:`CocoDataset` on.
