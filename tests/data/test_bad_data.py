@@ -525,6 +525,7 @@ def test_image_entries_without_required_fields_are_listed(tmp_path, capsys):
     assert "bad entry: images[0] (id 1): missing width" in out
     assert "bad entry: images[1] (id 2): height='32' (expected a positive integer)" in out
     assert "images[2]" not in out
+    assert "orphan annotation" not in out  # their annotations point at listed images
 
 
 def test_a_folder_symlinked_into_the_dataset_is_followed(tmp_path, capsys):

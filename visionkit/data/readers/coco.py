@@ -193,7 +193,12 @@ class CocoDataset:
             strict=True,
         ):
             sizes[i] = size
-        self.targets = self._index_annotations(annotations_list, strict)
+        listed = {
+            img.get("id")
+            for img in data["images"]
+            if isinstance(img, dict) and isinstance(img.get("id"), int | str)
+        }
+        self.targets = self._index_annotations(annotations_list, strict, listed)
         self.keypoints = bool(keypoints)
         if self.keypoints:  # names, skeleton, flip pairs; [N, K, 3] per image
             ids = [img["id"] for img in self.images]
@@ -245,7 +250,11 @@ class CocoDataset:
                 paths.append(None)
         return paths
 
-    def _index_annotations(self, annotations: list[Any], strict: bool) -> list[dict[str, Any]]:
+    def _index_annotations(
+        self, annotations: list[Any], strict: bool, listed: set[Any]
+    ) -> list[dict[str, Any]]:
+        """Each image's targets; ``listed``: the ids of every image entry of the file, those
+        already reported as bad entries too (their annotations are not orphans)."""
         report = self.report
         index = {img["id"]: i for i, img in enumerate(self.images)}
         per_image: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
@@ -263,6 +272,8 @@ class CocoDataset:
                     f"{self.category_ids}",
                 )
             elif ann.get("image_id") not in index:
+                if ann.get("image_id") in listed:  # its image's entry is reported already
+                    continue
                 report.add(
                     "orphan annotation",
                     f"annotation id {ann.get('id')}",
