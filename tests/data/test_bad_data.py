@@ -186,7 +186,7 @@ def test_exif_rotated_jpeg_keeps_its_box_on_the_object(tmp_path, capsys):
     (root / "annotations.json").write_text(json.dumps(data))
     code, out, _ = check(capsys, root)
     assert code == 1
-    assert "size mismatch: images/r.jpg (image id 9)" in out and "EXIF orientation" in out
+    assert "size mismatch: images/r.jpg (image id 9)" in out and "EXIF orientation 6" in out
 
 
 def test_declared_size_differs_from_the_image(tmp_path, capsys):
@@ -196,8 +196,15 @@ def test_declared_size_differs_from_the_image(tmp_path, capsys):
     assert code == 1
     expected = "images/3.png (image id 3): the annotation file says 32x32 (height x width)"
     assert f"size mismatch: {expected}, the image is 32x40" in out
+    assert "EXIF" not in out  # no orientation to blame
     code, _, err = train(capsys, tmp_path, root)
     assert code == 1 and expected in err
+    write_image(root / "images" / "3.png", size=(SIZE + 8, SIZE))
+    data = json.loads((root / "annotations.json").read_text())
+    data["images"][2].update(width=SIZE + 8, height=SIZE)  # the json's own swap, no EXIF tag
+    (root / "annotations.json").write_text(json.dumps(data))
+    code, out, _ = check(capsys, root)
+    assert "(width and height swapped in the annotation file)" in out and "EXIF" not in out
 
 
 def huge_png(path: Path, width: int, height: int) -> Path:

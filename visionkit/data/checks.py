@@ -338,11 +338,13 @@ def check_image_files(
                 f"the annotation file says {dh}x{dw} (height x width), the image is "
                 f"{size[0]}x{size[1]}"
             )
-            if (dw, dh) == tuple(size):
+            if (dw, dh) == tuple(size) and orientation not in (None, 1):
                 detail += (
-                    " (width and height swapped: the decoder applies the EXIF orientation; "
-                    "the annotations must describe the upright image)"
+                    f" (width and height swapped: the decoder applies the EXIF orientation "
+                    f"{orientation}; the annotations must describe the upright image)"
                 )
+            elif (dw, dh) == tuple(size):
+                detail += " (width and height swapped in the annotation file)"
             report.add("size mismatch", item.where, detail)
         elif orientation != 1 and oriented_is_error:
             report.add(
