@@ -523,13 +523,16 @@ def test_a_validation_set_under_skip_is_decoded_at_construction(tmp_path, capsys
 
 def test_image_entries_without_required_fields_are_listed(tmp_path, capsys):
     def broken(data):
+        data["images"][0]["file_name"] = "images/gone.png"
         del data["images"][0]["width"]
         data["images"][1]["height"] = "32"
         data["images"][2]["width"] = 32.0  # an integral float is accepted
+        del data["images"][3]["width"], data["images"][3]["height"]  # LabelMe's exports
 
     code, out, _ = check(capsys, make_coco(tmp_path, edit=broken))
     assert code == 1
-    assert "bad entry: images[0] (id 1): missing width" in out
+    assert "size from the image: images[3] (id 4): no width / height in the file: 32x32" in out
+    assert "bad entry: images[0] (id 1): missing width" in out  # and no image to read it from
     assert "bad entry: images[1] (id 2): height='32' (expected a positive integer)" in out
     assert "images[2]" not in out
     assert "orphan annotation" not in out  # their annotations point at listed images

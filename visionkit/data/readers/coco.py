@@ -47,6 +47,7 @@ from visionkit.data.readers.coco_format import (
     check_duplicates,
     clip_boxes,
     decode_segmentation,
+    fill_missing_sizes,
     is_box,
     kept_ground_truth,
     read_json,
@@ -166,6 +167,7 @@ class CocoDataset:
         self.report = report = DataReport(str(self.ann_path), self.format_name)
         self.add_source_problems(report)
 
+        fill_missing_sizes(data["images"], self.root, report)
         self.images: list[dict[str, Any]] = valid_images(data["images"], report)
         report.num_images = len(data["images"])
         categories = valid_categories(data.get("categories", []), report)

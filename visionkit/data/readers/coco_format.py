@@ -20,6 +20,26 @@ from visionkit.data.readers.coco_identities import IDENTITY_FIELD
 from visionkit.errors import AnnotationError
 
 
+def fill_missing_sizes(images: list[Any], root: Path, report: DataReport) -> None:
+    """Give an image entry without ``width`` / ``height`` (LabelMe's and some other tools'
+    COCO exports) those of the upright image, read from its header, with a warning each; an
+    entry whose image cannot be read stays as it is (:func:`valid_images` reports it)."""
+    from visionkit.data.batch import resolve_under_root
+    from visionkit.data.io import read_image_size
+
+    for i, img in enumerate(images):
+        if not isinstance(img, dict) or ("width" in img and "height" in img):
+            continue
+        try:
+            height, width = read_image_size(resolve_under_root(root, str(img["file_name"])))
+        except Exception:  # no file_name, outside the root, unreadable: reported as it is
+            continue
+        img["height"], img["width"] = height, width
+        where = f"images[{i}] (id {img.get('id')})"
+        detail = f"no width / height in the file: {height}x{width} (height x width) of the image"
+        report.add("size from the image", where, detail, severity="warning")
+
+
 def valid_images(images: list[Any], report: DataReport) -> list[dict[str, Any]]:
     """The entries with an integer ``id``, a ``file_name`` and positive ``width`` /
     ``height``; the others are errors."""
