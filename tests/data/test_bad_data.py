@@ -402,11 +402,26 @@ def test_paths_escaping_the_root_are_refused(tmp_path, capsys):
     def escape(data):
         data["images"][0]["file_name"] = "../outside.png"
         data["images"][1]["file_name"] = str(outside)
+        data["images"][2]["file_name"] = "..\\outside.png"  # a Windows path escapes too
 
     code, out, _ = check(capsys, make_coco(tmp_path / "data", edit=escape))
     assert code == 1
     assert "path outside root: image id 1: file_name '../outside.png'" in out
     assert f"path outside root: image id 2: file_name '{outside}'" in out
+    assert "path outside root: image id 3: file_name '..\\\\outside.png'" in out
+
+
+def test_windows_paths_of_annotation_tools_are_read(tmp_path, capsys):
+    """LabelMe and CVAT on Windows write ``images\\1.png``: "file not found" before."""
+
+    def windows(data):
+        for image in data["images"]:
+            image["file_name"] = image["file_name"].replace("/", "\\")
+
+    root = make_coco(tmp_path / "data", edit=windows)
+    code, out, _ = check(capsys, root)
+    assert code == 0, out
+    assert CocoDataset(root)[0]["image"].shape == (SIZE, SIZE, 3)
 
 
 def test_non_ascii_paths_work(tmp_path, capsys):

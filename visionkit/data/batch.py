@@ -93,9 +93,13 @@ def resolve_under_root(root: Path, relative: str) -> Path:
 
     The check is on the path as written (normalised, not resolved), so a folder the user
     symlinked into the dataset (``images -> /mnt/disk/images``) is followed, while an
-    annotation file cannot reach outside the dataset by naming a path.
+    annotation file cannot reach outside the dataset by naming a path. A Windows path
+    (``images\\a.jpg``, as LabelMe and CVAT write on Windows) is read with ``/`` where the file
+    with the backslashes in its name does not exist.
     """
     base = Path(os.path.abspath(root))
+    if "\\" in relative and os.sep == "/" and not (base / relative).exists():
+        relative = relative.replace("\\", "/")
     path = Path(os.path.normpath(base / relative))
     if not path.is_relative_to(base):
         raise ValueError(f"{relative!r} resolves outside the dataset root {base}")
