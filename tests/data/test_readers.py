@@ -71,6 +71,7 @@ def test_non_contiguous_category_ids_map_to_contiguous_labels(tmp_path):
     assert sample["image_id"] == 5
     # the crowd box is excluded from training targets; the last box is clipped to the image
     np.testing.assert_allclose(sample["boxes"], [[1, 2, 11, 7], [0, 0, 4, 4], [35, 25, 40, 30]])
+    assert "1 crowd region (iscrowd: 1): not boxes to learn" in " ".join(ds.report.notes)
     assert sample["labels"].tolist() == [2, 0, 1]
 
 

@@ -390,6 +390,14 @@ class CocoDataset:
                 if n == 0:
                     report.empty_images.append(self._where(i))
             report.class_counts["instances"] = count_classes(labels, self.label_names["instances"])
+            crowds = sum(
+                len(t["crowd_index"]) for t, k in zip(self.targets, keep, strict=True) if k
+            )
+            if crowds:  # neither trained on nor counted as objects; scored as COCO ignores them
+                report.notes.append(
+                    f"{crowds} crowd region{'s' if crowds != 1 else ''} (iscrowd: 1): not boxes "
+                    "to learn; evaluation ignores detections inside them, as COCO does"
+                )
         if self.class_field is not None:
             classes = [c for c, k in zip(self.classes, keep, strict=True) if k and c >= 0]
             report.class_counts["class"] = count_classes(classes, self.label_names["class"])
