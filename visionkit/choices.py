@@ -24,14 +24,15 @@ DEFAULT_ATOL = 1e-4
 #: that say the same here: told to whoever writes the first (an unknown key or option).
 ULTRALYTICS_KEYS = {
     "data": "data.train and data.val: {format: yolo, root: FILE.yaml, split: train} (split: val)",
-    "epochs": "trainer.max_epochs (a recipe's trainer.max_steps / max_time end it first: null)",
+    "epochs": "trainer.max_epochs (a recipe's trainer.max_steps / max_time end it first: "
+    "trainer.max_steps=-1 trainer.max_time=null)",
     "imgsz": "data.image_size",
     "batch": "data.batch_size",
     "workers": "data.num_workers",
     "device": "trainer.accelerator (cpu, gpu) and trainer.devices (a count or a list)",
     "lr0": "optimizer.lr",
     "patience": "early_stopping.patience",
-    "project": "output_dir (or --output-dir)",
+    "project": "output_dir (runs go to output_dir/name; --output-dir names the run folder itself)",
     "name": "name (the run folder's name)",
     "weights": "model.init_from",
     "pretrained": "model.backbone.pretrained",

@@ -543,11 +543,15 @@ def test_image_entries_without_required_fields_are_listed(tmp_path, capsys):
         data["images"][1]["height"] = "32"
         data["images"][2]["width"] = 32.0  # an integral float is accepted
         del data["images"][3]["width"], data["images"][3]["height"]  # LabelMe's exports
+        del data["images"][4]["height"]
+        data["images"][4]["width"] = 99  # the one given is still checked
 
-    code, out, _ = check(capsys, make_coco(tmp_path, edit=broken))
+    code, out, _ = check(capsys, make_coco(tmp_path, num_images=5, edit=broken))
     assert code == 1
     assert "size from the image: images[3] (id 4): no width / height in the file: 32x32" in out
     assert "bad entry: images[0] (id 1): missing width" in out  # and no image to read it from
+    assert "size from the image: images[4] (id 5): no height in the file" in out
+    assert "size mismatch: images/5.png (image id 5): the annotation file says 32x99" in out
     assert "bad entry: images[1] (id 2): height='32' (expected a positive integer)" in out
     assert "images[2]" not in out
     assert "orphan annotation" not in out  # their annotations point at listed images

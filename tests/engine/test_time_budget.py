@@ -141,7 +141,8 @@ def test_epochs_given_beside_a_recipes_step_and_time_budget_are_told_which_ends(
     note = mixed_budget_note(load_config(recipe, ["trainer.max_epochs=50"]).trainer)
     assert note == (
         "trainer.max_epochs=50 and trainer.max_steps=2000 and trainer.max_time=00:00:10:00: the "
-        "run ends at whichever comes first (give the others as null to train by epochs)"
+        "run ends at whichever comes first (trainer.max_steps=-1 trainer.max_time=null train by "
+        "epochs)"
     )
     assert mixed_budget_note(load_config(recipe).trainer) is None  # the recipe's own budget
     by_epochs = ["trainer.max_epochs=50", "trainer.max_steps=-1", "trainer.max_time=null"]

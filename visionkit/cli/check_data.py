@@ -174,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         split = {} if args.split == "all" else {"split": args.split}  # VOC, YOLO, mask folders
         options = {**given, **split, **_parse_values(args.pairs)}
-        specs = [("dataset", "train", dataset_of_options(args.format, options))]
+        label = "train" if args.split == "all" else args.split  # eval splits keep every image
+        specs = [("dataset", label, dataset_of_options(args.format, options))]
         needs = []
     image_check = "header" if args.fast else "decode"
     total = 0

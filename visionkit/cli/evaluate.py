@@ -325,7 +325,7 @@ def report(
             "summary": summary,
             "confusion": confusion,
             "plots": [str(p) for p in plots],
-            "left_out": {k: e.left_out for k, e in coco_evaluators(evaluators).items()},
+            "left_out": {k: e.left_out for k, e in evaluators.items() if hasattr(e, "left_out")},
         }
     )
 

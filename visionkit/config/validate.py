@@ -413,7 +413,8 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
                 hint = f"; did you mean {close[0]!r}? " if close else "; "
                 hint += unknown_trainer_key_help()
             said = ULTRALYTICS_KEYS.get(str(loc[-1]))
-            if root is Config and len(loc) <= 2 and said:  # epochs=3, trainer.epochs=3
+            top = len(loc) == 1 or (len(loc) == 2 and loc[0] == "trainer")
+            if root is Config and top and said:  # epochs=3, trainer.epochs=3
                 hint = f"; for Ultralytics' {loc[-1]}, use {said}"
             lines.append(f"{path}: unknown key{hint}")
         elif e["type"] == "missing":

@@ -338,7 +338,7 @@ def check_image_files(
                 f"the annotation file says {dh}x{dw} (height x width), the image is "
                 f"{size[0]}x{size[1]}"
             )
-            if (dw, dh) == tuple(size) and orientation not in (None, 1):
+            if (dw, dh) == tuple(size) and orientation in (5, 6, 7, 8):  # turned 90°
                 detail += (
                     f" (width and height swapped: the decoder applies the EXIF orientation "
                     f"{orientation}; the annotations must describe the upright image)"

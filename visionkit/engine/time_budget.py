@@ -127,5 +127,5 @@ def mixed_budget_note(trainer: TrainerConfig) -> str | None:
         return None
     return (
         f"trainer.max_epochs={trainer.max_epochs} and {' and '.join(others)}: the run ends at "
-        "whichever comes first (give the others as null to train by epochs)"
+        "whichever comes first (trainer.max_steps=-1 trainer.max_time=null train by epochs)"
     )

@@ -50,6 +50,7 @@ from visionkit.data.readers.coco_format import (
     fill_missing_sizes,
     is_box,
     kept_ground_truth,
+    listed_ids,
     read_json,
     switched_on,
     valid_categories,
@@ -195,11 +196,7 @@ class CocoDataset:
             strict=True,
         ):
             sizes[i] = size
-        listed = {
-            img.get("id")
-            for img in data["images"]
-            if isinstance(img, dict) and isinstance(img.get("id"), int | str)
-        }
+        listed = listed_ids(data["images"])  # bad entries' too: their annotations are no orphans
         self.targets = self._index_annotations(annotations_list, strict, listed)
         self.keypoints = bool(keypoints)
         if self.keypoints:  # names, skeleton, flip pairs; [N, K, 3] per image

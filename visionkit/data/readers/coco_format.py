@@ -25,19 +25,36 @@ def fill_missing_sizes(images: list[Any], root: Path, report: DataReport) -> Non
     COCO exports) those of the upright image, read from its header, with a warning each; an
     entry whose image cannot be read stays as it is (:func:`valid_images` reports it)."""
     from visionkit.data.batch import resolve_under_root
-    from visionkit.data.io import read_image_size
+    from visionkit.data.io import read_image_header
 
     for i, img in enumerate(images):
-        if not isinstance(img, dict) or ("width" in img and "height" in img):
+        missing = [k for k in ("width", "height") if isinstance(img, dict) and k not in img]
+        if not missing:
             continue
         try:
-            height, width = read_image_size(resolve_under_root(root, str(img["file_name"])))
+            path = resolve_under_root(root, str(img["file_name"]))
+            height, width, orientation = read_image_header(path)
         except Exception:  # no file_name, outside the root, unreadable: reported as it is
             continue
-        img["height"], img["width"] = height, width
-        where = f"images[{i}] (id {img.get('id')})"
-        detail = f"no width / height in the file: {height}x{width} (height x width) of the image"
-        report.add("size from the image", where, detail, severity="warning")
+        read = {"height": height, "width": width}
+        img.update({k: read[k] for k in missing})  # a declared one is still checked
+        turned = f" (upright: EXIF orientation {orientation})" if orientation != 1 else ""
+        detail = f"no {' / '.join(missing)} in the file: {height}x{width} (height x width) of "
+        report.add(
+            "size from the image",
+            f"images[{i}] (id {img.get('id')})",
+            detail + f"the image{turned}",
+            severity="warning",
+        )
+
+
+def listed_ids(images: list[Any]) -> set[int | str]:
+    """The ids of every image entry of the file that has one, valid entries or not."""
+    return {
+        img["id"]
+        for img in images
+        if isinstance(img, dict) and isinstance(img.get("id"), int | str)
+    }
 
 
 def valid_images(images: list[Any], report: DataReport) -> list[dict[str, Any]]:
