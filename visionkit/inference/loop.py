@@ -53,10 +53,12 @@ def as_rgb_uint8(image: Any) -> np.ndarray:
             f"{image.dtype} shape {image.shape}; values in 0..1 become uint8 with "
             "(x * 255).round().astype(np.uint8)"
         )
-    if image.ndim == 3 and image.shape[2] in (1, 4):
-        image = image[:, :, :1] if image.shape[2] == 1 else image[:, :, :3]
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        image = np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=2)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim == 3 and image.shape[2] == 4:  # RGBA
+        image = image[:, :, :3]
+    if image.ndim == 3 and image.shape[2] == 1:  # grey
+        image = np.repeat(image, 3, axis=2)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(
             f"predict expects uint8 RGB arrays (H×W×3, or grey H×W, or RGBA H×W×4), got shape "
@@ -167,8 +169,9 @@ def predict_model(
     run = _autocast(run or (lambda x, sizes: model(x)), autocast)
     decode = decode or model.postprocess
     preprocess = preprocess or model.preprocess
-    weight = next(model.parameters())  # the batch goes where the model is, in its dtype
-    on_meta = weight.device.type == "meta"  # OnnxPredictor's weightless model: stays on the CPU
+    weight = next(model.parameters())  # the batch goes where the model is, in its dtype;
+    on_meta = weight.device.type == "meta"  # OnnxPredictor's weightless one: stays on the CPU
+    device, dtype = (None, None) if on_meta else (weight.device, weight.dtype)
     if isinstance(images, Tensor):
         images = tensor_images(images)
     if preprocess is None:
@@ -177,11 +180,7 @@ def predict_model(
             "model.postprocess(model(x), sizes, sizes)"
         )
     with evaluating(model):
-        if on_meta:
-            return predict_loop(images, preprocess, run, decode, batch_size)
-        return predict_loop(
-            images, preprocess, run, decode, batch_size, weight.device, weight.dtype
-        )
+        return predict_loop(images, preprocess, run, decode, batch_size, device, dtype)
 
 
 def _autocast(run: RunStep, dtype: torch.dtype | None) -> RunStep:
