@@ -146,7 +146,8 @@ def test_an_error_midway_leaves_no_json_and_no_temporary_file(monkeypatch, tmp_p
 @pytest.mark.reliability
 def test_an_unreadable_image_in_a_folder_is_skipped_warned_and_counted(tmp_path, caplog):
     """As Ultralytics does: one broken file does not stop the folder; the skip is logged with
-    the file and the reason, and counted at the end. Nothing readable at all is an error, and leaves no empty output folder."""
+    the file and the reason, and counted at the end. Nothing readable at all is an error, and
+    leaves no empty output folder."""
     Image.fromarray(photo(1, (32, 40))).save(tmp_path / "a.png")
     (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
     Image.fromarray(photo(2, (32, 40))).save(tmp_path / "c.png")

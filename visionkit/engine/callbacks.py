@@ -1,6 +1,7 @@
 """Callbacks that fill the run folder: ``metrics.csv`` (per epoch and validation), ``plots/curves.png``, and the
 per-step log ``logs/metrics.csv`` (:class:`StepLog`); the loggers of the config's ``logger:``
-list (:func:`make_loggers`); TF32 matrix products in every process on a GPU (:class:`Tf32Matmuls`)."""
+list (:func:`make_loggers`); TF32 matrix products in every process on a GPU
+(:class:`Tf32Matmuls`)."""
 
 from __future__ import annotations
 

@@ -104,9 +104,9 @@ def detection_settings(
 def resolve_classes(
     model: VisionModel, classes: Sequence[int | str] | int | str | None
 ) -> dict[str, set[int]] | None:
-    """``classes`` (class indices, class names, or both; one alone; ``"0,2"`` is split) → the labels to
-    keep per box head (``None``: keep all). An index counts for every box head that has it;
-    a name for those whose ``class_names`` hold it.
+    """``classes`` (class indices, class names, or both; one alone; ``"0,2"`` is split) → the
+    labels to keep per box head (``None``: keep all). An index counts for every box head that
+    has it; a name for those whose ``class_names`` hold it.
 
     Raises:
         ConfigError: the model has no box head, or a class that no box head has (the

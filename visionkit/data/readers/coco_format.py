@@ -214,9 +214,10 @@ def kept_ground_truth(
     """The COCO object of what a reader kept, for ``COCOeval``: its ``images``, the
     ``categories`` and the annotations of ``data`` (the file as read again) that the reader
     kept, by their position (``ann_index``, ``crowd_index`` of each target) — without those
-    it dropped (no usable segmentation, zero-area box, ...), counted in ``info.left_out``. With ``segmentations_checked``,
-    each annotation carries the segmentation the reader uses (bad polygons beside good ones
-    removed); the annotations are copies, ``data`` is not modified.
+    it dropped (no usable segmentation, zero-area box, ...), counted in ``info.left_out``.
+    With ``segmentations_checked``, each annotation carries the segmentation the reader uses
+    (bad polygons beside good ones removed); the annotations are copies, ``data`` is not
+    modified.
 
     Raises:
         AnnotationError: ``data`` is not the file the reader read (an annotation id moved).
