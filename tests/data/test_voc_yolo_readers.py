@@ -113,9 +113,39 @@ def test_yolo_data_yaml_without_the_split_names_the_entries(tmp_path):
     with pytest.raises(DataError, match=r"no 'test' entry; the file lists \['train', 'val'\]"):
         build_dataset({"format": "yolo", "root": str(data_yaml), "split": "test"})
     with pytest.raises(
-        DataError, match=r"give the split to read, one of \['train', 'val'\] \(the "
+        DataError, match=r"give the split to read, one of \['train', 'val'\] \(a dataset "
     ):
         build_dataset({"format": "yolo", "root": str(data_yaml)})  # was "no None entry"
+
+
+def test_convert_reads_an_ultralytics_data_yaml_and_prints_the_entry_to_read_it(tmp_path, capsys):
+    data_yaml = make_ultralytics(tmp_path)
+    out = tmp_path / "out" / "toy_train.json"
+    out.parent.mkdir()
+    assert main(["convert", "--from", "yolo", "--split", "train", str(data_yaml), str(out)]) == 0
+    printed = capsys.readouterr().out
+    folder = (tmp_path / "datasets" / "toy").resolve()
+    assert "2 annotations" in printed
+    assert f"data.train='{{format: coco, images: {folder}, annotations: {out.resolve()}}}'" in (
+        printed
+    )
+    train = build_dataset({"format": "coco", "images": str(folder), "annotations": str(out)})
+    np.testing.assert_allclose(train[0]["boxes"], [[20, 15, 60, 25], [16, 8, 24, 12]], atol=1e-4)
+
+    assert main(["convert", "--from", "yolo", str(data_yaml), str(tmp_path / "o.json")]) == 1
+    assert "or convert's --split train" in capsys.readouterr().err
+    assert main(["convert", "--from", "yolo", str(tmp_path / "nope.yaml"), "o.json"]) == 1
+    assert "Ultralytics dataset file" in capsys.readouterr().err
+    # The dataset folder its path: names is only read, wherever the data.yaml lies.
+    elsewhere = tmp_path / "configs" / "toy.yaml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(data_yaml.read_text().replace("datasets/toy", str(folder)))
+    inside_json = folder / "old.json"
+    inside_json.write_text("{}")
+    argv = ["convert", "--from", "yolo", "--split", "train", "--overwrite"]
+    assert main([*argv, str(elsewhere), str(inside_json)]) == 1
+    assert "inside the source folder" in capsys.readouterr().err
+    assert inside_json.read_text() == "{}"
 
 
 def test_a_roboflow_data_yaml_is_read_as_ultralytics_reads_it(tmp_path):

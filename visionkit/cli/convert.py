@@ -10,11 +10,15 @@ Convert a Pascal VOC or YOLO dataset folder to one COCO json file. SRC is only r
 new .json file (an existing file inside SRC is never replaced). file_name entries are relative
 to SRC, so train with data.train.images=SRC data.train.annotations=DST.
 
-VOC:  SRC/Annotations/*.xml, SRC/JPEGImages/, optional SRC/ImageSets/Main/<split>.txt.
+VOC:  SRC/Annotations/*.xml + SRC/JPEGImages/ (or annotations/ + images/), optional
+      SRC/ImageSets/Main/<split>.txt.
       Boxes: 1-based inclusive [xmin, ymin, xmax, ymax] -> bbox [xmin-1, ymin-1, w, h].
       difficult objects are kept with iscrowd 1 (ignored by COCO evaluation and training).
 YOLO: SRC/images/ and SRC/labels/ (same relative paths, .txt labels), class names in
-      SRC/classes.txt or SRC/data.yaml; lines "class cx cy w h" (box) or
+      SRC/classes.txt or SRC/data.yaml; or SRC is an Ultralytics data.yaml and --split
+      names its entry (file_name entries are then relative to its dataset folder, path:,
+      and the command prints the dataset entry to read the json with);
+      lines "class cx cy w h" (box) or
       "class x1 y1 x2 y2 x3 y3 ..." (polygon), normalised to [0, 1]; class k -> category id k+1.
       Images without a label file are kept as negatives.
 """
@@ -23,6 +27,7 @@ EPILOG = """\
 example: visionkit convert --from voc --to coco --split train data/VOC2007 data/voc_train.json
 example: visionkit convert --from yolo --to coco --split val data/my_yolo data/my_yolo_val.json
 example: visionkit convert --from yolo --classes names.txt data/my_yolo out/all.json
+example: visionkit convert --from yolo --split val datasets/coco8.yaml out/coco8_val.json
 """
 
 
@@ -57,7 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         dest="source_format",
         required=True,
         choices=["voc", "yolo"],
-        help="layout of SRC: voc (Annotations/, JPEGImages/) or yolo (images/, labels/)",
+        help="layout of SRC: voc (Annotations/ + JPEGImages/, or annotations/ + images/) or "
+        "yolo (images/ + labels/, or a data.yaml)",
     )
     p.add_argument(
         "--to",
@@ -66,13 +72,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         choices=["coco"],
         help="output format (default coco)",
     )
-    p.add_argument("src", metavar="SRC", help="the dataset folder (only read)")
+    p.add_argument(
+        "src", metavar="SRC", help="the dataset folder, or an Ultralytics data.yaml (only read)"
+    )
     p.add_argument("dst", metavar="DST", help="the COCO .json file to write, e.g. SRC/train.json")
     p.add_argument(
         "--split",
         metavar="NAME",
-        help="VOC: the ids in ImageSets/Main/NAME.txt; YOLO: images/NAME and labels/NAME "
-        "(default: every XML file / every image)",
+        help="VOC: the ids in ImageSets/Main/NAME.txt; YOLO: images/NAME and labels/NAME, "
+        "or a data.yaml's entry NAME (train, val, test; required there) (default: every XML "
+        "file / every image)",
     )
     p.add_argument(
         "--classes",

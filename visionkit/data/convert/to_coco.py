@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from visionkit.checkpoint import write_atomic
-from visionkit.data.batch import dataset_root
+from visionkit.data.batch import dataset_root, read_from
 from visionkit.data.convert.coco_builder import Conversion, read_class_names
 from visionkit.data.convert.voc import voc_to_coco
 from visionkit.data.convert.yolo import yolo_to_coco
@@ -42,6 +42,7 @@ class ConvertReport:
     per_class: dict[str, int]  # annotations per class name, in category order
     ignored: int  # annotations written with iscrowd 1 (VOC difficult)
     skipped: list[str] = field(default_factory=list)
+    images_root: Path | None = None  # the folder file_name entries are relative to
 
     def summary(self) -> str:
         """A few lines for the terminal."""
@@ -58,6 +59,11 @@ class ConvertReport:
         if len(self.skipped) > 10:
             lines.append(f"  ... and {len(self.skipped) - 10} more")
         lines.append(f"wrote {self.output}")
+        if self.images_root is not None:
+            lines.append(
+                "read it with: data.train='{format: coco, "
+                f"images: {self.images_root}, annotations: {self.output}}}'"
+            )
         return "\n".join(lines)
 
 
@@ -103,10 +109,14 @@ def convert(
     """
     if target_format not in TARGETS:
         raise DataError(f"unknown target format {target_format!r}; expected one of {TARGETS}")
-    root = dataset_root(src).resolve()
+    source = _source(src, source_format)
+    root = source.parent if source.is_file() else source
     out = _check_destination(root, Path(dst), classes, overwrite)
-    coco, skipped = to_coco(root, source_format, split, classes)
-    coco["info"]["source"] = str(root)
+    coco, skipped = to_coco(source, source_format, split, classes)
+    images_root = Path(coco["info"].get("root", root)).resolve()
+    if images_root != root:  # a data.yaml's dataset folder (its path:) is only read too
+        _check_destination(images_root, Path(dst), classes, overwrite)
+    coco["info"]["source"] = str(source)
     write_atomic(out, lambda tmp: tmp.write_text(json.dumps(coco, ensure_ascii=False), "utf-8"))
     counts = Counter(a["category_id"] for a in coco["annotations"])
     with_annotations = {a["image_id"] for a in coco["annotations"]}
@@ -118,7 +128,20 @@ def convert(
         per_class={c["name"]: counts.get(c["id"], 0) for c in coco["categories"]},
         ignored=sum(1 for a in coco["annotations"] if a["iscrowd"]),
         skipped=skipped,
+        images_root=images_root,
     )
+
+
+def _source(src: str | os.PathLike, source_format: str) -> Path:
+    """The folder to convert, or for ``yolo`` an Ultralytics dataset file, resolved."""
+    path = Path(src)
+    if source_format == "yolo" and path.suffix.lower() in (".yaml", ".yml"):
+        if not path.is_file():
+            raise DataError(
+                f"Ultralytics dataset file {src} does not exist{read_from(path, ' (', ')')}"
+            )
+        return path.resolve()
+    return dataset_root(src).resolve()
 
 
 def _check_destination(

@@ -142,7 +142,8 @@ def ultralytics_split(
     if split is None:
         raise DataError(
             f"{path}: an Ultralytics dataset file: give the split to read, one of {splits} "
-            f"(the dataset entry's split: {splits[0] if splits else 'train'})"
+            f"(a dataset entry's split: {splits[0] if splits else 'train'}, or convert's "
+            f"--split {splits[0] if splits else 'train'})"
         )
     if not data.get(split):
         raise DataError(f"{path}: no {split!r} entry; the file lists {splits}")
