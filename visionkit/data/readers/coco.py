@@ -168,8 +168,8 @@ class CocoDataset:
         self.report = report = DataReport(str(self.ann_path), self.format_name)
         self.add_source_problems(report)
 
-        fill_missing_sizes(data["images"], self.root, report)
-        self.images: list[dict[str, Any]] = valid_images(data["images"], report)
+        unread = fill_missing_sizes(data["images"], self.root, report)
+        self.images: list[dict[str, Any]] = valid_images(data["images"], report, unread)
         report.num_images = len(data["images"])
         categories = valid_categories(data.get("categories", []), report)
         self.category_ids = [int(c["id"]) for c in categories]

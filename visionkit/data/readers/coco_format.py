@@ -20,21 +20,27 @@ from visionkit.data.readers.coco_identities import IDENTITY_FIELD
 from visionkit.errors import AnnotationError
 
 
-def fill_missing_sizes(images: list[Any], root: Path, report: DataReport) -> None:
+def fill_missing_sizes(images: list[Any], root: Path, report: DataReport) -> dict[int, str]:
     """Give an image entry without ``width`` / ``height`` (LabelMe's and some other tools'
-    COCO exports) those of the upright image, read from its header, with a warning each; an
-    entry whose image cannot be read stays as it is (:func:`valid_images` reports it)."""
+    COCO exports) those of the upright image, read from its header, with a warning each.
+
+    Returns:
+        Why the size could not be read, by entry index, for the entries whose image cannot
+        be read (they stay as they are, and :func:`valid_images` reports them with it).
+    """
     from visionkit.data.batch import resolve_under_root
     from visionkit.data.io import read_image_header
 
+    unread = {}
     for i, img in enumerate(images):
         missing = [k for k in ("width", "height") if isinstance(img, dict) and k not in img]
-        if not missing:
+        if not missing or not isinstance(img.get("file_name"), str):
             continue
         try:
-            path = resolve_under_root(root, str(img["file_name"]))
+            path = resolve_under_root(root, img["file_name"])
             height, width, orientation = read_image_header(path)
-        except Exception:  # no file_name, outside the root, unreadable: reported as it is
+        except Exception as err:  # outside the root, missing, unreadable
+            unread[i] = f"its image cannot be read for them: {err}"
             continue
         read = {"height": height, "width": width}
         img.update({k: read[k] for k in missing})  # a declared one is still checked
@@ -46,6 +52,7 @@ def fill_missing_sizes(images: list[Any], root: Path, report: DataReport) -> Non
             detail + f"the image{turned}",
             severity="warning",
         )
+    return unread
 
 
 def listed_ids(images: list[Any]) -> set[int | str]:
@@ -57,9 +64,12 @@ def listed_ids(images: list[Any]) -> set[int | str]:
     }
 
 
-def valid_images(images: list[Any], report: DataReport) -> list[dict[str, Any]]:
+def valid_images(
+    images: list[Any], report: DataReport, unread: dict[int, str] | None = None
+) -> list[dict[str, Any]]:
     """The entries with an integer ``id``, a ``file_name`` and positive ``width`` /
-    ``height``; the others are errors."""
+    ``height``; the others are errors (with ``unread[i]``, why a missing size could not be
+    read from the image, see :func:`fill_missing_sizes`)."""
     valid = []
     for i, img in enumerate(images):
         if not isinstance(img, dict):
@@ -85,6 +95,7 @@ def valid_images(images: list[Any], report: DataReport) -> list[dict[str, Any]]:
                     f"{'a path' if k == 'file_name' else 'a positive integer'})"
                     for k in bad
                 ]
+                + ([unread[i]] if unread and i in unread else [])
             )
             report.add("bad entry", f"images[{i}] (id {img.get('id')})", detail)
             continue
