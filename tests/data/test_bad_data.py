@@ -551,7 +551,9 @@ def test_image_entries_without_required_fields_are_listed(tmp_path, capsys):
     assert "size from the image: images[3] (id 4): no width / height in the file: 32x32" in out
     assert (  # and no image to read it from, which is said
         "bad entry: images[0] (id 1): missing width; its image cannot be read for them: "
-        "cannot read image " in out and "gone.png: file not found" in out
+        "cannot read image "
+        in out
+        and "gone.png: file not found" in out
     )
     assert "size from the image: images[4] (id 5): no height in the file" in out
     assert "size mismatch: images/5.png (image id 5): the annotation file says 32x99" in out
