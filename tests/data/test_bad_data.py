@@ -280,11 +280,16 @@ def test_duplicate_image_ids_annotation_ids_and_file_names_are_listed(tmp_path, 
         data["images"][1]["id"] = 1
         data["images"][3]["file_name"] = "images/3.png"
         data["annotations"][2]["id"] = 101
+        data["images"][4]["file_name"] = "images\\2.png"  # a Windows tool's spelling
 
-    code, out, _ = check(capsys, make_coco(tmp_path, edit=duplicates))
+    code, out, _ = check(capsys, make_coco(tmp_path, num_images=5, edit=duplicates))
     assert code == 1
     assert "duplicate id: image id 1: appears 2 times" in out
-    assert "duplicate id: image file_name 'images/3.png': appears 2 times" in out
+    assert "duplicate id: image file_name 'images/3.png': appears 2 times\n" in out
+    assert (
+        "duplicate id: image file_name 'images/2.png': appears 2 times "
+        "(as 'images/2.png', 'images\\\\2.png')" in out
+    )
     assert "duplicate id: annotation id 101: appears 2 times" in out
 
 

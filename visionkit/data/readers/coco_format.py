@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
+import posixpath
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -128,10 +128,27 @@ def check_duplicates(
         ("annotation id", dicts(annotations), "id"),
         ("category id", dicts(categories), "id"),
     ):
-        counts = Counter(item.get(key) for item in items if item.get(key) is not None)
-        for value, n in counts.items():
-            if n > 1:
-                report.add("duplicate id", f"{what} {value!r}", f"appears {n} times")
+        spellings: dict[Any, list[Any]] = {}
+        for item in items:
+            if item.get(key) is not None:
+                value = item[key]
+                same = _same_file(value) if key == "file_name" else value
+                spellings.setdefault(same, []).append(value)
+        for value, written in spellings.items():
+            if len(written) > 1:
+                as_written = sorted(set(map(repr, written)))
+                detail = f"appears {len(written)} times" + (
+                    f" (as {', '.join(as_written)})" if len(as_written) > 1 else ""
+                )
+                report.add("duplicate id", f"{what} {value!r}", detail)
+
+
+def _same_file(file_name: Any) -> Any:
+    """``file_name`` as the file it names: ``images\\a.jpg``, ``./images/a.jpg`` and
+    ``images/a.jpg`` are one file."""
+    if not isinstance(file_name, str):
+        return file_name
+    return posixpath.normpath(file_name.replace("\\", "/"))
 
 
 def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
