@@ -184,7 +184,7 @@ def test_cli_predict_writes_distinct_outputs_and_skips_its_output_folders(
         code, printed, _ = run(argv, capsys)
         again = photos / f"preds-{n}"
         assert code == 0 and f"wrote {again / 'predictions.json'}" in printed
-        assert f"{out} holds the files of an earlier run; writing to {again}" in caplog.text
+        assert f"{out} holds the files of an earlier run; wrote to {again} instead" in caplog.text
         records = json.loads((again / "images.json").read_text())
         assert [Path(r["file_name"]).relative_to(photos).as_posix() for r in records] == [
             "001.png",
@@ -204,6 +204,11 @@ def test_cli_predict_writes_distinct_outputs_and_skips_its_output_folders(
     code, printed, _ = run([*argv[:4], photos / "preds-2", "--output-dir", out], capsys)
     assert code == 0 and f"wrote {photos / 'preds-4' / 'predictions.json'}" in printed
     assert len(json.loads((photos / "preds-4" / "images.json").read_text())) == 3
+    # a bad option is the only message: no word of a folder that nothing was written to
+    caplog.clear()
+    code, _, err = run([*argv, "--conf", "2"], capsys)
+    assert code == 2 and "--conf: a score threshold in [0, 1), got 2.0" in err
+    assert "earlier run" not in caplog.text + err and not (photos / "preds-5").exists()
 
 
 def test_cli_predict_writes_into_the_runs_predict_folder_by_default(trained, tmp_path, capsys):

@@ -149,23 +149,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def output_folder(
     checkpoint: str, output_dir: str | None, exist_ok: bool
-) -> tuple[Path, list[Path]]:
-    """Where a ``visionkit predict`` writes, and the earlier output folders that input folders
-    never read: ``output_dir`` (default ``<run>/predict``, :func:`~visionkit.checkpoint.
-    run_folder_of`), or when it holds files the first of ``DIR-2``, ``DIR-3``, ... that does
-    not (:func:`~visionkit.checkpoint.unused_folder`), unless ``exist_ok``."""
+) -> tuple[Path, list[Path], Path]:
+    """Where a ``visionkit predict`` writes, the earlier output folders that input folders
+    never read, and the folder asked for: ``output_dir`` (default ``<run>/predict``,
+    :func:`~visionkit.checkpoint.run_folder_of`), or when it holds files the first of
+    ``DIR-2``, ``DIR-3``, ... that does not (:func:`~visionkit.checkpoint.unused_folder`),
+    unless ``exist_ok``."""
     from visionkit.checkpoint import holds_files, numbered_folders, run_folder_of, unused_folder
 
     asked = Path(output_dir) if output_dir else run_folder_of(checkpoint) / "predict"
     chosen = asked if exist_ok else unused_folder(asked, holds_files)
-    if chosen != asked:
-        logger.warning(
-            "%s holds the files of an earlier run; writing to %s (--exist-ok writes into %s)",
-            asked,
-            chosen,
-            asked,
-        )
-    return chosen, [f for f in numbered_folders(asked) if f != chosen]
+    return chosen, [f for f in numbered_folders(asked) if f != chosen], asked
 
 
 def run(args: argparse.Namespace) -> int:
@@ -173,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     without box heads, the output folder with --no-save-json)."""
     from visionkit.inference.predict import predict_files
 
-    folder, earlier = output_folder(args.checkpoint, args.output_dir, args.exist_ok)
+    folder, earlier, asked = output_folder(args.checkpoint, args.output_dir, args.exist_ok)
     before = file_states(folder)
     path = predict_files(
         args.checkpoint,
@@ -198,6 +192,14 @@ def run(args: argparse.Namespace) -> int:
         gallery=args.gallery,
         exclude=earlier,
     )
+    if folder != asked:  # said once it is done, as the path printed below (not before errors)
+        logger.warning(
+            "%s holds the files of an earlier run; wrote to %s instead (--exist-ok writes "
+            "into %s)",
+            asked,
+            folder,
+            asked,
+        )
     print(f"wrote {path}")
     written = files_written(folder, before)
     if written:
