@@ -194,8 +194,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if folder != asked:  # said once it is done, as the path printed below (not before errors)
         logger.warning(
-            "%s holds the files of an earlier run; wrote to %s instead (--exist-ok writes "
-            "into %s)",
+            "%s holds the files of an earlier run; wrote to %s instead (--exist-ok writes into %s)",
             asked,
             folder,
             asked,
