@@ -79,7 +79,8 @@ def test_scale_ranges_from_strides():
 def _assign(head, points, point_strides, boxes, labels):
     """The head's per-point labels for one image (the batch entry point on a batch of one)."""
     targets = DetectionTargets([boxes], [labels], torch.tensor([True]))
-    return head.assign_batch(points, point_strides, targets).labels[0]
+    outputs = {"points": points, "point_strides": point_strides}
+    return head.assign_batch(outputs, targets).labels[0]
 
 
 def _one_level(size: int = 8, stride: int = 8):

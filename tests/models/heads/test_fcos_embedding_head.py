@@ -43,7 +43,7 @@ def test_points_learn_the_identity_of_their_box():
     head = _head()
     out = head(_features(1))
     unpacked = unpack_targets(BATCH, 1, torch.device("cpu"))
-    assigned = head.assign_batch(out["points"], out["point_strides"], unpacked)
+    assigned = head.assign_batch(out, unpacked)
     ids = head.point_identities(BATCH, unpacked, assigned)[0]
     matched = assigned.matched[0]
     assert set(ids[matched == 0].tolist()) == {2} and set(ids[matched == 1].tolist()) == {0}
@@ -78,7 +78,7 @@ def test_arcface_loss_is_the_centerness_weighted_mean_of_embedding_py():
     head = _head()
     out = head(_features(1))
     unpacked = unpack_targets(BATCH, 1, torch.device("cpu"))
-    assigned = head.assign_batch(out["points"], out["point_strides"], unpacked)
+    assigned = head.assign_batch(out, unpacked)
     ids = head.point_identities(BATCH, unpacked, assigned)
     chosen = ids >= 0
     logits = arcface_logits(out["embeddings"][chosen], head.identity_weight, ids[chosen], 30.0, 0.5)
@@ -107,8 +107,7 @@ def test_boxes_and_images_without_identity_weigh_nothing_and_eval_uses_triplets(
     with torch.no_grad():
         out = head(_features(1))
         unpacked = unpack_targets(new, 1, torch.device("cpu"))
-        ids = head.point_identities(new, unpacked, head.assign_batch(out["points"],
-                                    out["point_strides"], unpacked))  # fmt: skip
+        ids = head.point_identities(new, unpacked, head.assign_batch(out, unpacked))
         expected = batch_hard_triplet_loss(out["embeddings"][ids >= 0], ids[ids >= 0], 0.3)
         assert torch.allclose(head.loss(out, new)["emb"], expected) and expected > 0
 

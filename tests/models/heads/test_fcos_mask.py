@@ -113,7 +113,7 @@ def reference_mask_losses(head, out, targets):
             one = DetectionTargets(
                 [boxes], [torch.zeros(len(boxes), dtype=torch.long)], torch.tensor([True])
             )
-            matched = head.assign_batch(out["points"], out["point_strides"], one).matched[0]
+            matched = head.assign_batch(out, one).matched[0]
             for point in (matched >= 0).nonzero()[:, 0].tolist():
                 j = int(matched[point])
                 padded = torch.zeros(h * s, w * s)
@@ -131,7 +131,7 @@ def reference_mask_losses(head, out, targets):
 
 def assigned_targets(head, out, targets):
     unpacked = unpack_targets(targets, len(targets["boxes"]), torch.device("cpu"))
-    return unpacked, head.assign_batch(out["points"], out["point_strides"], unpacked)
+    return unpacked, head.assign_batch(out, unpacked)
 
 
 def single_detection_outputs(head, box, point_xy=(28.0, 20.0)):

@@ -149,9 +149,7 @@ class FCOSEmbeddingHead(FCOSHead):
             unpacked = unpack_targets(targets, embeddings.shape[0], embeddings.device)
             if unpacked is None:
                 return {**self._zero_detection_losses(outputs), "emb": anchor}
-            assigned = self.assign_batch(
-                outputs["points"].float(), outputs["point_strides"].float(), unpacked
-            )
+            assigned = self.assign_batch(outputs, unpacked)
             losses = self._detection_losses(outputs, unpacked, assigned)
             if targets.get("identities") is None:
                 return {**losses, "emb": anchor}

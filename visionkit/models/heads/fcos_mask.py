@@ -170,9 +170,7 @@ class FCOSMaskHead(FCOSHead):
                 losses = self._zero_detection_losses(outputs)
                 losses["mask"] = zero_loss(outputs["mask_coeffs"], outputs["prototypes"])
                 return losses
-            assigned = self.assign_batch(
-                outputs["points"].float(), outputs["point_strides"].float(), unpacked
-            )
+            assigned = self.assign_batch(outputs, unpacked)
             losses = self._detection_losses(outputs, unpacked, assigned)
             mask = self._mask_loss(outputs, targets, unpacked, assigned)
             losses["mask"] = mask * self.mask_loss_weight

@@ -177,9 +177,7 @@ class FCOSKeypointsHead(FCOSHead):
             }
             if unpacked is None:
                 return {**self._zero_detection_losses(outputs), **zero}
-            assigned = self.assign_batch(
-                outputs["points"].float(), outputs["point_strides"].float(), unpacked
-            )
+            assigned = self.assign_batch(outputs, unpacked)
             losses = self._detection_losses(outputs, unpacked, assigned)
             if targets.get("keypoints") is None:
                 return {**losses, **zero}
