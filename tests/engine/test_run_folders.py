@@ -12,8 +12,9 @@ import yaml
 
 from tests.helpers import run
 from visionkit.engine.callbacks import curve_axis
-from visionkit.engine.run_folder import choose_run_dir, holds_run
+from visionkit.engine.run_folder import another_run_note, choose_run_dir, holds_run
 from visionkit.engine.runner import train
+from visionkit.errors import DataError
 
 SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
 
@@ -30,9 +31,10 @@ def test_choose_run_dir_increments_past_folders_holding_a_run(tmp_path, caplog):
     assert not holds_run(base) and choose_run_dir(base) == base
     (base / "checkpoints").mkdir()
     (base / "checkpoints" / "last.ckpt").write_bytes(b"x")
-    with caplog.at_level(logging.WARNING, logger="visionkit.engine.run_folder"):
-        assert choose_run_dir(base) == tmp_path / "runs" / "exp-2"
-    assert "holds another run" in caplog.text and "--exist-ok" in caplog.text
+    assert choose_run_dir(base) == tmp_path / "runs" / "exp-2"
+    note = another_run_note(base, tmp_path / "runs" / "exp-2")
+    assert "holds another run; this run writes to" in note and "--exist-ok" in note
+    assert another_run_note(base, base) is None
     (tmp_path / "runs" / "exp-2").mkdir()
     (tmp_path / "runs" / "exp-2" / "metrics.csv").write_text("epoch\n0\n")
     assert choose_run_dir(base) == tmp_path / "runs" / "exp-3"
@@ -40,11 +42,18 @@ def test_choose_run_dir_increments_past_folders_holding_a_run(tmp_path, caplog):
     assert choose_run_dir(base, resuming=True) == base
 
 
-def test_a_second_run_keeps_the_first_and_exist_ok_reuses_the_folder(tiny_config):
+def test_a_second_run_keeps_the_first_and_exist_ok_reuses_the_folder(tiny_config, caplog):
     first, _ = train(tiny_config, SHORT)
     kept = {p.name: digest(p) for p in [*first.glob("checkpoints/*.ckpt"), first / "metrics.csv"]}
-    second, _ = train(tiny_config, SHORT)
+    # a run stopped by its data makes no folder, and says nothing of one
+    with pytest.raises(DataError), caplog.at_level(logging.WARNING, logger="visionkit"):
+        train(tiny_config, [*SHORT, "data.train.images=/nonexistent/data"])
+    assert "holds another run" not in caplog.text
+    assert not first.with_name(first.name + "-2").exists()
+    with caplog.at_level(logging.WARNING, logger="visionkit"):
+        second, _ = train(tiny_config, SHORT)
     assert second == first.with_name(first.name + "-2")
+    assert f"{first} holds another run; this run writes to {second}" in caplog.text
     assert {p: digest(first / "checkpoints" / p if p.endswith(".ckpt") else first / p)
             for p in kept} == kept  # fmt: skip
     assert (second / "checkpoints" / "best.ckpt").is_file()

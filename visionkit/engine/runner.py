@@ -58,7 +58,7 @@ from visionkit.engine.resume import (
     SigtermCheckpoint,
     resolve_resume,
 )
-from visionkit.engine.run_folder import choose_run_dir
+from visionkit.engine.run_folder import another_run_note, choose_run_dir
 from visionkit.engine.system import VisionSystem
 from visionkit.engine.time_budget import TimeBudgetSchedule, mixed_budget_note
 from visionkit.errors import ConfigError, TrainingInterrupted
@@ -195,6 +195,8 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     if L.pytorch.utilities.rank_zero_only.rank == 0:  # every DDP process runs this
         save_config(cfg, run_dir / "config.yaml")
+        if note := another_run_note(folder, run_dir):  # not before an error of data or model
+            logger.warning("%s", note)
     if cfg.trainer.compile:
         compile_model(model, cfg.trainer.compile)
     if note := mixed_budget_note(cfg.trainer):  # a recipe's steps, and epochs asked for
