@@ -38,8 +38,9 @@ from visionkit.build.trainer import resolve_precision
 from visionkit.config import load_config
 from visionkit.data.batch import collate
 from visionkit.data.datasets import TransformedDataset
+from visionkit.data.image_size import pipeline_steps
 from visionkit.data.synthetic import make_shapes
-from visionkit.data.transforms import build_pipeline, pipeline_steps
+from visionkit.data.transforms import build_pipeline
 
 DEFAULT_RECIPE = "configs/shapes/fcos_r18.yaml"
 

@@ -15,8 +15,9 @@ from torchvision.ops import masks_to_boxes
 from tests.helpers import detection_config, make_coco, run
 from visionkit.config import load_config
 from visionkit.data.datasets import TransformedDataset
+from visionkit.data.image_size import with_image_size
 from visionkit.data.mixing import CopyPaste, MixUp
-from visionkit.data.transforms import apply_pipeline, build_pipeline, with_image_size
+from visionkit.data.transforms import apply_pipeline, build_pipeline
 from visionkit.errors import ConfigError, SampleError
 
 MEAN, STD = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)  # Normalize then only divides by 255

@@ -81,11 +81,10 @@ def test_classify_folder_recipe_learns_from_path_overrides_only(tmp_path):
         [
             f"data.train.root={tmp_path / 'train'}",
             f"data.val.root={tmp_path / 'val'}",
-            # keep the test small and fast; the recipe's own transforms are for 224 px
+            # keep the test small and fast: the recipe's sizes follow data.image_size
             "model.backbone.name=simple_cnn",
             "model.backbone.pretrained=false",
-            "data.transforms.train=[{name: Resize, height: 32, width: 32}]",
-            "data.transforms.val=[{name: Resize, height: 32, width: 32}]",
+            "data.image_size=32",
             "data.num_workers=0",
             "data.batch_size=8",
             "trainer.max_epochs=4",
@@ -101,6 +100,28 @@ def test_classify_folder_recipe_learns_from_path_overrides_only(tmp_path):
     ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
     assert ckpt["visionkit"]["label_names"]["class"] == ["dark", "light"]
     assert ckpt["visionkit"]["config"]["model"]["heads"]["cls"]["num_classes"] == 2
+    transforms = ckpt["visionkit"]["config"]["data"]["transforms"]
+    assert transforms["train"][1]["size"] == [32, 32]  # RandomResizedCrop
+    assert transforms["val"][1] == {"name": "CenterCrop", "height": 32, "width": 32}
+
+
+def test_an_image_size_that_no_transform_follows_is_warned_of():
+    """A recipe with its own sizes (the identities recipe's 128 / 112) given another
+    ``data.image_size`` would train at its own: that is said, naming the steps."""
+    from visionkit.config import load_config
+    from visionkit.data.image_size import unused_image_size_note
+
+    recipe = ROOT / "configs" / "custom" / "identities_r18.yaml"
+    paths = ["data.train.root=a", "data.val.root=b"]
+    assert unused_image_size_note(load_config(recipe, paths).data) is None  # its own 112
+    note = unused_image_size_note(load_config(recipe, [*paths, "data.image_size=64"]).data)
+    assert note.startswith("data.image_size=64 reaches no transform: each gives its own size")
+    assert "data.transforms.train[0] Resize height=128, width=128" in note
+    assert "data.transforms.val[0] Resize height=112, width=112" in note
+    classify = ROOT / "configs" / "custom" / "classify_r18.yaml"
+    assert (
+        unused_image_size_note(load_config(classify, [*paths, "data.image_size=64"]).data) is None
+    )
 
 
 @pytest.mark.parametrize("channels_last", [True, False])

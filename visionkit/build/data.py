@@ -28,9 +28,10 @@ from visionkit.config import (
 from visionkit.data.batch import read_from
 from visionkit.data.classes import class_lists, class_source, classes_of, match_classes
 from visionkit.data.datasets import MixedDataset
+from visionkit.data.image_size import pipeline_steps
 from visionkit.data.synthetic import FORMAT_VERSION, GENERATOR, make_shapes
 from visionkit.data.synthetic_identities import make_identities, needs_generation
-from visionkit.data.transforms import build_pipeline, pipeline_steps
+from visionkit.data.transforms import build_pipeline
 from visionkit.errors import AnnotationError, CheckpointError, ConfigError, DataError
 from visionkit.evaluation.tasks import TaskSpec, task_of
 from visionkit.registry import DATASETS, HEADS

@@ -26,7 +26,8 @@ from visionkit.config import (
 )
 from visionkit.data.datasets import gives, label_names_of
 from visionkit.data.identity_mixing import identity_count
-from visionkit.data.transforms import apply_pipeline, build_pipeline, pipeline_steps
+from visionkit.data.image_size import pipeline_steps
+from visionkit.data.transforms import apply_pipeline, build_pipeline
 from visionkit.errors import CheckpointError, ConfigError, counted
 from visionkit.evaluation.tasks import label_family, task_of
 from visionkit.models.backbones import create_backbone

@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from visionkit.data.transforms import with_image_size
+from visionkit.data.image_size import with_image_size
 
 # Arguments of heads and necks the model factory supplies itself; a config never sets them.
 INJECTED_ARGS = {"in_channels", "strides", "class_names"}

@@ -35,13 +35,9 @@ from visionkit.config.schema import (
     unknown_trainer_key_help,
 )
 from visionkit.data.identity_mixing import IDENTITY_STEPS
+from visionkit.data.image_size import with_image_size
 from visionkit.data.mixing import MULTI_IMAGE, multi_image_problems
-from visionkit.data.transforms import (
-    EVAL_GEOMETRY_ALLOWED,
-    build_transform,
-    eval_geometry_problem,
-    with_image_size,
-)
+from visionkit.data.transforms import EVAL_GEOMETRY_ALLOWED, build_transform, eval_geometry_problem
 from visionkit.errors import ConfigError
 from visionkit.evaluation.tasks import task_of
 from visionkit.registry import BACKBONES, DATASETS, HEADS, NECKS, Registry, UnknownNameError

@@ -39,6 +39,7 @@ from visionkit.build.trainer import resolve_precision, use_tf32_matmuls
 from visionkit.checkpoint import load_checkpoint, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, override_list, save_config
 from visionkit.data.datasets import val_sets
+from visionkit.data.image_size import unused_image_size_note
 from visionkit.engine.callbacks import (
     RunFolderCallback,
     Tf32Matmuls,
@@ -199,8 +200,9 @@ def train(
             logger.warning("%s", note)
     if cfg.trainer.compile:
         compile_model(model, cfg.trainer.compile)
-    if note := mixed_budget_note(cfg.trainer):  # a recipe's steps, and epochs asked for
-        logger.warning("%s", note)
+    for note in (mixed_budget_note(cfg.trainer), unused_image_size_note(cfg.data)):
+        if note:  # a recipe's steps and epochs asked for; a recipe's sizes and image_size
+            logger.warning("%s", note)
 
     datamodule = make_datamodule(cfg, datasets, model)
     system = VisionSystem(

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from visionkit.data.transforms import pipeline_steps
+from visionkit.data.image_size import pipeline_steps
 from visionkit.errors import ExportError
 from visionkit.export.graph import (
     INPUT_NAME,

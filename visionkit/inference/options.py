@@ -199,8 +199,8 @@ def parse_imgsz(imgsz: int | str | Sequence[int | str] | None) -> tuple[int, int
 def resize_steps(steps: Sequence[Mapping[str, Any]], size: tuple[int, int]) -> list[dict[str, Any]]:
     """The evaluation steps with every sizing step at ``size`` (H, W): ``Resize`` and crops
     to it, ``LongestMaxSize`` / ``SmallestMaxSize`` to its larger side, ``PadIfNeeded`` to
-    it (:func:`visionkit.data.transforms.with_image_size` fills the sizes removed here)."""
-    from visionkit.data.transforms import with_image_size
+    it (:func:`visionkit.data.image_size.with_image_size` fills the sizes removed here)."""
+    from visionkit.data.image_size import with_image_size
 
     out = []
     for step in steps:
@@ -243,7 +243,7 @@ def data_at(data: Mapping[str, Any], size: tuple[int, int]) -> dict[str, Any]:
     >>> data_at(data, (320, 320))["transforms"]["val"]
     [{'name': 'LongestMaxSize', 'max_size': 320}]
     """
-    from visionkit.data.transforms import pipeline_steps
+    from visionkit.data.image_size import pipeline_steps
 
     out = dict(data)
     out["transforms"] = {

@@ -1,0 +1,152 @@
+"""How ``data.image_size`` reaches the pipelines: the default pipeline, the configured steps
+with the sizes they leave out filled in from it (:func:`with_image_size`: so one override
+changes every step that follows it), and a warning when nothing follows it."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import albumentations as A
+
+from visionkit.data.transforms import COMPOSITIONS
+
+
+def default_transforms(image_size: int | Sequence[int], train: bool) -> list[dict[str, Any]]:
+    """Resize to ``image_size`` (and a horizontal flip when training)."""
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    steps: list[dict[str, Any]] = [{"name": "Resize", "height": h, "width": w}]
+    if train:
+        steps.append({"name": "HorizontalFlip", "p": 0.5})
+    return steps
+
+
+def pipeline_steps(data: Any, train: bool) -> list[dict[str, Any]]:
+    """The steps of the training (``train=True``) or evaluation pipeline: the configured
+    ``data.transforms.train`` / ``data.transforms.val``, else :func:`default_transforms` at
+    ``data.image_size``. The one rule for training, validation, prediction and export.
+
+    ``data`` is the ``data`` section, as a validated ``DataConfig`` or as its plain dict (the
+    resolved config a checkpoint carries).
+    """
+    if isinstance(data, Mapping):
+        steps = (data.get("transforms") or {}).get("train" if train else "val")
+        image_size = data.get("image_size")
+    else:
+        steps = getattr(data.transforms, "train" if train else "val")
+        image_size = data.image_size
+    return [dict(s) for s in steps] if steps else default_transforms(image_size, train=train)
+
+
+def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) -> dict[str, Any]:
+    """``spec`` with the output size of a sizing transform filled in from ``image_size`` when
+    the spec leaves it out: ``height``/``width`` (``Resize``, ``RandomCrop``, ``CenterCrop``,
+    ``RandomSizedBBoxSafeCrop``, ...), ``size`` (``RandomResizedCrop``, ``RandomSizedCrop``) or
+    ``max_size`` (``LongestMaxSize``, ``SmallestMaxSize``: the larger side of ``image_size``)
+    or ``min_height``/``min_width`` (``PadIfNeeded``: each side not given, ``None`` where that
+    side has a ``pad_*_divisor``; albumentations' own default is 1024 x 1024). So ``{name: Resize}`` follows ``data.image_size`` and one
+    override changes both.
+
+    >>> with_image_size({"name": "Resize"}, 160)
+    {'name': 'Resize', 'height': 160, 'width': 160}
+    >>> with_image_size({"name": "RandomResizedCrop", "scale": [0.5, 1.0]}, [96, 128])["size"]
+    [96, 128]
+    >>> with_image_size({"name": "Resize", "height": 64, "width": 64}, 160)["height"]
+    64
+    >>> with_image_size({"name": "PadIfNeeded"}, 128)
+    {'name': 'PadIfNeeded', 'min_height': 128, 'min_width': 128}
+    >>> with_image_size({"name": "PadIfNeeded", "pad_height_divisor": 32}, 128)
+    {'name': 'PadIfNeeded', 'pad_height_divisor': 32, 'min_height': None, 'min_width': 128}
+
+    The steps inside a composition (``OneOf``, ``SomeOf``, ``Sequential``) are filled alike;
+    ``Mosaic`` gets ``target_size`` and, when left out, ``cell_shape`` = ``target_size``
+    (each image fills a cell the size of the output, as in YOLO's mosaic).
+
+    >>> with_image_size({"name": "OneOf", "transforms": [{"name": "CenterCrop"}]}, 64)
+    {'name': 'OneOf', 'transforms': [{'name': 'CenterCrop', 'height': 64, 'width': 64}]}
+    >>> with_image_size({"name": "Mosaic"}, [96, 128])
+    {'name': 'Mosaic', 'target_size': [96, 128], 'cell_shape': [96, 128]}
+    """
+    out = dict(spec)
+    name = out.get("name") if isinstance(out.get("name"), str) else ""
+    if name in COMPOSITIONS and isinstance(out.get("transforms"), list):
+        out["transforms"] = [
+            with_image_size(s, image_size) if isinstance(s, Mapping) else s
+            for s in out["transforms"]
+        ]
+        return out
+    if name == "Mosaic":
+        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+        out.setdefault("target_size", [int(h), int(w)])
+        out.setdefault("cell_shape", out["target_size"])
+        return out
+    cls = getattr(A, name, None)
+    if not (inspect.isclass(cls) and issubclass(cls, A.BasicTransform)):
+        return out  # build_transform reports it
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    params = inspect.signature(cls.__init__).parameters
+
+    def required(key: str) -> bool:
+        return key in params and params[key].default is inspect.Parameter.empty
+
+    if required("height") and required("width") and "height" not in out and "width" not in out:
+        out.update(height=int(h), width=int(w))
+    elif required("size") and "size" not in out:
+        out["size"] = [int(h), int(w)]
+    elif "max_size" in params and not {"max_size", "max_size_hw"} & out.keys():
+        # LongestMaxSize / SmallestMaxSize: the longest (shortest) side to data.image_size
+        out["max_size"] = int(max(h, w))
+    elif {"min_height", "min_width"} <= params.keys():
+        # PadIfNeeded: each side to data.image_size (not albumentations' default of 1024), or
+        # None where that side pads to a multiple (albumentations takes one or the other)
+        for side, size in (("height", h), ("width", w)):
+            if f"min_{side}" not in out:
+                divided = out.get(f"pad_{side}_divisor") is not None
+                out[f"min_{side}"] = None if divided else int(size)
+    return out
+
+
+#: The parameters in which a sizing step gives its output size.
+SIZE_KEYS = ("height", "width", "size", "max_size", "max_size_hw", "min_height", "min_width")
+
+
+def unused_image_size_note(data: Any) -> str | None:
+    """A warning for a ``data`` section whose ``image_size`` reaches no step of its
+    pipelines and is none of the sizes they give (a recipe with its own sizes, given
+    ``data.image_size=96``: it would train at the recipe's size); ``None`` when it is used.
+
+    >>> data = {"image_size": 96, "transforms": {
+    ...     "train": [{"name": "RandomResizedCrop", "size": [224, 224]}],
+    ...     "val": [{"name": "CenterCrop", "height": 224, "width": 224}]}}
+    >>> print(unused_image_size_note(data))  # doctest: +NORMALIZE_WHITESPACE
+    data.image_size=96 reaches no transform: each gives its own size
+    (data.transforms.train[0] RandomResizedCrop size=[224, 224]; data.transforms.val[0]
+    CenterCrop height=224, width=224); leave a size out to follow data.image_size, or change it
+    >>> data["image_size"] = 224  # the size they give: nothing to say
+    >>> unused_image_size_note(data) is None
+    True
+    """
+    image_size = data.get("image_size") if isinstance(data, Mapping) else data.image_size
+    sizes = {int(image_size)} if isinstance(image_size, int) else set(map(int, image_size))
+    given, follows = [], False
+    for split, train in (("train", True), ("val", False)):
+        for i, step in enumerate(pipeline_steps(data, train)):
+            follows |= with_image_size(step, image_size) != step
+            own = {k: step[k] for k in SIZE_KEYS if step.get(k) is not None}
+            if own:
+                values = ", ".join(f"{k}={v}" for k, v in own.items())
+                given.append((f"data.transforms.{split}[{i}] {step.get('name')} {values}", own))
+    numbers = {int(n) for _, own in given for v in own.values() for n in _ints(v)}
+    if follows or not given or sizes & numbers:
+        return None
+    return (
+        f"data.image_size={image_size} reaches no transform: each gives its own size "
+        f"({'; '.join(where for where, _ in given)}); leave a size out to follow "
+        "data.image_size, or change it"
+    )
+
+
+def _ints(value: Any) -> list[int]:
+    items = value if isinstance(value, list | tuple) else [value]
+    return [int(v) for v in items if isinstance(v, int | float)]
