@@ -260,3 +260,22 @@ def test_trainer_kwargs_are_plain_lightning_arguments(tiny_config, tmp_path):
     assert kwargs["max_epochs"] == 2
     assert not {"compile", "on_nonfinite_loss", "channels_last"} & set(kwargs)
     assert None not in kwargs.values()
+
+
+def test_a_head_argument_refused_by_the_head_is_a_config_error_naming_the_head():
+    """Values only the head can judge (a choice, the data's class count) are config errors
+    under the head's key, not tracebacks."""
+    from visionkit.errors import ConfigError
+
+    def model(heads: dict, label_names: dict | None = None):
+        neck = {"name": "fpn", "out_channels": 16}
+        cfg = {"model": {"backbone": {"name": "simple_cnn"}, "neck": neck, "heads": heads}}
+        return visionkit.create_model(load_config(cfg), label_names=label_names)
+
+    fcos = {"name": "fcos", "num_classes": 2, "box_loss": "l1"}
+    with pytest.raises(ConfigError, match=r"model\.heads\.det: fcos: box_loss must be one of"):
+        model({"det": fcos})
+    cls = {"name": "linear", "num_classes": None}
+    with pytest.raises(ConfigError, match=r"model\.heads\.cls: classification head: one class "):
+        model({"cls": cls}, {"class": ["raccoon"]})  # one class folder
+    assert model({"cls": cls}, {"class": ["raccoon", "street"]}).heads["cls"].num_classes == 2

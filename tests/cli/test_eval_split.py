@@ -5,6 +5,7 @@ metrics JSON, which stays the last line of stdout."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +248,19 @@ def test_eval_of_a_classifier_reports_per_class_rows_that_add_up(tiny_config, tm
     assert sum(r["images"] for r in rows) == 24  # every val image, once
     hits = sum(round(r["recall"] * r["images"]) for r in rows if r["images"])
     assert hits / 24 == pytest.approx(result["metrics"]["cls/top1"])
+    # predict says the classes found: each image's up to 20 images, a tally of each class
+    images = sorted(Path(tiny_config["data"]["val"]["images"]).rglob("*.png"))
+    argv = ["predict", "--checkpoint", checkpoint, "--no-draw", "--output-dir"]
+    code, out, err = run([*argv, tmp_path / "p1", "--input", *images[:2]], capsys)
+    assert code == 0, err[-2000:]
+    lines = out.splitlines()
+    names = "plain|gradient|noise|stripes"
+    assert re.fullmatch(rf".*{images[0].name}: cls ({names}) [01]\.\d\d", lines[0]), lines
+    assert re.fullmatch(rf"cls: ({names}) [12](, ({names}) 1)?", lines[2]), lines
+    code, out, err = run([*argv, tmp_path / "p2", "--input", images[0].parent], capsys)
+    tally = re.fullmatch(r"cls: (.*)", out.splitlines()[0])  # 24 images: the tally alone
+    assert code == 0 and tally, out
+    assert sum(int(part.rsplit(" ", 1)[1]) for part in tally[1].split(", ")) == 24
 
 
 def evaluated(trained, tmp_path, capsys, *extra):

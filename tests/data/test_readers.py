@@ -124,9 +124,33 @@ def test_image_folder_reads_classes_and_converts_modes(tmp_path):
 
 
 def test_empty_image_folder_is_a_clear_error(tmp_path):
-    (tmp_path / "a").mkdir()
     with pytest.raises(DataError, match="no images found"):
         ImageFolderDataset(tmp_path)
+
+
+def test_class_folders_that_cannot_train_a_classifier_are_refused_saying_why(tmp_path):
+    """What torchvision's ImageFolder refuses and more: a root one level too high (its
+    folders are the splits), a class folder without images; images outside the class
+    folders are left out with a warning. (One class is refused by the classification head:
+    a part of a mix may hold one.)"""
+    for split in ("train", "val"):
+        for name in ("cat", "dog"):
+            (tmp_path / split / name).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(tmp_path / split / name / "a.png")
+    with pytest.raises(DataError, match=r"its folders train/, val/ are splits, not classes: "):
+        ImageFolderDataset(tmp_path)
+    train = tmp_path / "train"
+    (train / "empty").mkdir()
+    with pytest.raises(DataError, match="class folders without images") as info:
+        ImageFolderDataset(train)
+    assert info.value.problems == ["empty/"]
+    (train / "empty").rmdir()
+    Image.new("RGB", (8, 8)).save(train / "loose.jpg")
+    ds = ImageFolderDataset(train)
+    assert len(ds) == 2 and ds.report.warnings[0].kind == "image in no class folder"
+    assert "1 image directly in the root (e.g. loose.jpg) left out" in ds.report.warnings[0].detail
+    (tmp_path / "val" / "dog" / "a.png").unlink()  # a validation set given the classes: fine
+    assert len(ImageFolderDataset(tmp_path / "val", class_names=["cat", "dog"])) == 1
 
 
 def test_pipeline_keeps_boxes_and_labels_together_and_crop_may_empty_them():

@@ -264,3 +264,73 @@ def test_split_overwrite_removes_a_stale_test_list_and_mask_folders_are_told_apa
     voc = published_voc(tmp_path / "voc", n=4)
     (voc / "masks").mkdir()
     assert split_dataset(voc, val=0.25).kind == "voc"
+
+
+def class_folders(root: Path, counts: dict[str, int]) -> Path:
+    """``root/<class>/<i>.jpg``: ``counts[class]`` photos of each class."""
+    for name, n in counts.items():
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (20, 16), (20 * i, 0, 0)).save(root / name / f"{i}.jpg")
+    return root
+
+
+def test_class_folders_are_split_per_class_into_lists_the_folder_reader_takes(tmp_path, capsys):
+    """One folder per class and no train / val (how most photo collections start): each
+    class is split alike, and ``format: folder`` reads a split by its list."""
+    root = class_folders(tmp_path / "pets", {"cat": 10, "dog": 5, "rare": 1})
+    code, out, err = run(["split", root, "--val", "0.2", "--seed", "3"], capsys)
+    assert code == 0, err
+    assert f"wrote {root / 'splits' / 'train.txt'} (13 images)" in out  # 8 + 4 + the 1 rare
+    assert f"wrote {root / 'splits' / 'val.txt'} (3 images)" in out  # 2 + 1
+    assert f"data.train.root={root} data.train.split=train data.val.root={root}" in out
+    parts = {s: (root / "splits" / f"{s}.txt").read_text().split() for s in ("train", "val")}
+    assert sum(n.startswith("cat/") for n in parts["val"]) == 2
+    assert sum(n.startswith("dog/") for n in parts["val"]) == 1
+    assert "rare/0.jpg" in parts["train"]  # too few to split: all of it trains
+    train = build_dataset({"format": "folder", "root": str(root), "split": "train"})
+    assert train.label_names == {"class": ["cat", "dog", "rare"]}  # splits/ is no class
+    assert sorted(Path(train.path_of(i)).relative_to(root).as_posix() for i in range(13)) == (
+        sorted(parts["train"])
+    )
+    val = build_dataset(
+        {
+            "format": "folder",
+            "root": str(root),
+            "split": "val",
+            "class_names": ["cat", "dog", "rare"],
+        },
+        split="val",
+    )
+    assert len(val) == 3 and {val[i]["class"] for i in range(3)} == {0, 1}
+    (root / "splits" / "val.txt").write_text("cat/0.jpg\ncat/gone.jpg\n")
+    with pytest.raises(DataError, match=r"val\.txt names images that are not in a class folder"):
+        build_dataset({"format": "folder", "root": str(root), "split": "val"})
+    code, _, err = run(["split", tmp_path / "pets"], capsys)
+    assert code == 1 and "split files exist" in err
+
+
+def test_validating_on_the_training_images_is_warned_of(tmp_path):
+    """The parent folder given as both roots, or one dataset for both splits: validation
+    would score the training photos, which is said; a split of one folder is not."""
+    from visionkit.config import load_config
+    from visionkit.data.split import shared_images_note
+
+    root = class_folders(tmp_path / "pets", {"cat": 4, "dog": 4})
+
+    def note(train: dict, val: dict) -> str | None:
+        heads = {"cls": {"name": "linear", "num_classes": None}}
+        config = {"model": {"backbone": {"name": "simple_cnn"}, "heads": heads}}
+        return shared_images_note(
+            load_config({**config, "data": {"train": train, "val": val}}).data
+        )
+
+    entry = {"format": "folder", "root": str(root)}
+    said = note(entry, {"format": "folder", "root": f"{tmp_path}/./pets"})
+    assert said == (
+        f"data.val reads the same images as data.train (folder {root}): validation would score "
+        "the photos the model trains on; give held-out photos, or split the dataset "
+        "(visionkit split)"
+    )
+    assert note({**entry, "split": "train"}, {**entry, "split": "val"}) is None
+    assert note(entry, {"format": "folder", "root": str(tmp_path)}) is None

@@ -9,13 +9,8 @@ import pytest
 
 from tests.helpers import detection_config, make_coco, run
 from visionkit.config import load_config
-from visionkit.data.transforms import (
-    apply_pipeline,
-    build_pipeline,
-    eval_geometry_problem,
-    pipeline_steps,
-    with_image_size,
-)
+from visionkit.data.image_size import pipeline_steps, with_image_size
+from visionkit.data.transforms import apply_pipeline, build_pipeline, eval_geometry_problem
 from visionkit.errors import ConfigError
 
 MEAN = STD = (0.5, 0.5, 0.5)

@@ -24,6 +24,7 @@ from visionkit.config import (
     Config,
     DataConfig,
     is_dataset_mix,
+    split_entries,
 )
 from visionkit.data.batch import read_from
 from visionkit.data.classes import class_lists, class_source, classes_of, match_classes
@@ -242,16 +243,6 @@ def mixed_training_set(parts: Mapping[str, Any], spec: Mapping[str, Any]) -> Mix
         DataError: the parts' classes conflict (:class:`MixedDataset`).
     """
     return MixedDataset(parts, {name: spec[name].get("weight", 1.0) for name in parts})
-
-
-def split_entries(spec: Mapping[str, Any] | None, where: str) -> list[tuple[str, Any]]:
-    """The datasets of a split's config entry with their config paths: ``[("data.val",
-    spec)]``, or one per part of a mix (``data.train.coco``, ...); none when it is unset."""
-    if spec is None:
-        return []
-    if is_dataset_mix(spec):
-        return [(f"{where}.{name}", entry) for name, entry in spec.items()]
-    return [(where, spec)]
 
 
 def check_saved_data_paths(

@@ -168,7 +168,12 @@ def create_model(
             args["num_identities"] = len(label_names.get("identity") or ()) or None  # the data's
         if "strides" in params:
             args["strides"] = list(source.strides)
-        heads[head_name] = HEADS.build(spec["name"], in_channels=list(source.out_channels), **args)
+        try:
+            heads[head_name] = HEADS.build(
+                spec["name"], in_channels=list(source.out_channels), **args
+            )
+        except ValueError as err:  # its arguments' values, the data's classes among them
+            raise ConfigError(f"model.heads.{head_name}: {err}") from None
         weights[head_name] = spec.get("loss_weight", 1.0)
     steps = pipeline_steps(cfg.data, train=False)
     meta = {

@@ -5,7 +5,9 @@ images and videos; write the drawn images and the predictions (see
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+from collections import Counter
 from pathlib import Path
 
 from visionkit.cli._shared import add_device_arguments, add_tta_argument
@@ -199,11 +201,47 @@ def run(args: argparse.Namespace) -> int:
             folder,
             asked,
         )
+    for line in class_lines(folder / "images.json") if args.save_json else ():
+        print(line)
     print(f"wrote {path}")
     written = files_written(folder, before)
     if written:
         print(f"{folder}: {written}")
     return 0
+
+
+#: Up to this many images, ``predict`` prints each one's class (a tally only beyond).
+CLASS_LINES_MAX = 20
+
+
+def class_lines(images_json: Path) -> list[str]:
+    """The classes ``predict`` found, for the terminal: each image's class and score per
+    image-level head (up to :data:`CLASS_LINES_MAX` images), then each head's tally, most
+    frequent first (``cls: street 12, raccoon 3``); none without such a head."""
+    if not images_json.is_file():
+        return []
+    records = json.loads(images_json.read_text(encoding="utf-8"))
+    heads = [
+        k
+        for k, v in (records[0].items() if records else ())
+        if isinstance(v, dict) and "score" in v
+    ]
+
+    def name(found: dict) -> str:
+        return str(found["name"] if found.get("name") is not None else found["label"])
+
+    lines = []
+    if heads and len(records) <= CLASS_LINES_MAX:
+        for record in records:
+            found = ", ".join(
+                f"{h} {name(record[h])} {record[h]['score']:.2f}" for h in heads if h in record
+            )
+            frame = f" frame {record['frame']}" if "frame" in record else ""
+            lines.append(f"{record['file_name']}{frame}: {found}")
+    for head in heads:
+        tally = Counter(name(r[head]) for r in records if head in r)
+        lines.append(f"{head}: " + ", ".join(f"{n} {c}" for n, c in tally.most_common()))
+    return lines
 
 
 #: What ``predict`` writes, by file name pattern (inside the output folder), and how it is said.

@@ -54,6 +54,7 @@ from visionkit.config.validate import (
     builder_schema,
     is_dataset_mix,
     load_config,
+    split_entries,
     validate_config,
 )
 
@@ -80,6 +81,7 @@ __all__ = [
     "builder_schema",
     "deep_merge",
     "is_dataset_mix",
+    "split_entries",
     "load_config",
     "read_yaml",
     "resolve_file",

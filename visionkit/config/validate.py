@@ -301,6 +301,16 @@ def is_dataset_mix(spec: Any) -> bool:
     return isinstance(spec, Mapping) and "format" not in spec and bool(spec)
 
 
+def split_entries(spec: Mapping[str, Any] | None, where: str) -> list[tuple[str, Any]]:
+    """The datasets of a split's config entry with their config paths: ``[("data.val",
+    spec)]``, or one per part of a mix (``data.train.coco``, ...); none when it is unset."""
+    if spec is None:
+        return []
+    if is_dataset_mix(spec):
+        return [(f"{where}.{name}", entry) for name, entry in spec.items()]
+    return [(where, spec)]
+
+
 def _validate_datasets(
     spec: Any, path: str, problems: list[str], data: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:

@@ -13,6 +13,9 @@ its reader already takes (``visionkit split``):
 * a **mask folder** (``images/`` + ``masks/``, or folders named with ``images=`` /
   ``masks=``): ``splits/train.txt``, ``val.txt`` (``test.txt``), one image path per line
   relative to the images folder, for ``split: train`` of ``format: mask_folder``;
+* a **folder of class folders** (``<class>/<image>``, what ``format: folder`` reads):
+  ``splits/train.txt``, ``val.txt`` (``test.txt``), one ``<class>/<image>`` per line, each
+  class split alike (stratified), for ``split: train`` of ``format: folder``;
 * a **COCO json**: ``<stem>_train.json``, ``<stem>_val.json`` (``<stem>_test.json``) beside
   it, each with its images, their annotations and every category, for ``annotations:`` of
   ``format: coco``.
@@ -67,7 +70,7 @@ def read_list(file: Path, root: Path) -> list[str]:
 class SplitReport:
     """What :func:`split_dataset` wrote: the format, and per split its file and count."""
 
-    kind: str  # "voc", "yolo", "masks" or "coco"
+    kind: str  # "voc", "yolo", "masks", "classes" or "coco"
     files: dict[str, Path] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     folders: str = ""  # the mask folder's sub-folders, as config keys (", images: X, ...")
@@ -89,6 +92,12 @@ class SplitReport:
                 f"read them with format: mask_folder, root: {root}{self.folders}, split: train "
                 f"(split: val for val), e.g. data.train='{{format: mask_folder, root: {root}"
                 f"{self.folders}, split: train}}'"
+            )
+        elif self.kind == "classes":
+            lines.append(
+                f"read them with format: folder, root: {root}, split: train (split: val for "
+                f"val), as configs/custom/classify_r18.yaml does with: data.train.root={root} "
+                f"data.train.split=train data.val.root={root} data.val.split=val"
             )
         elif self.kind == "yolo":
             lines.append(
@@ -122,7 +131,7 @@ class SplitReport:
         files' folder)."""
         if self.kind == "voc":
             return self.files["train"].parents[2]
-        if self.kind == "masks":
+        if self.kind in ("masks", "classes"):
             return self.files["train"].parents[1]
         return self.files.get("yaml", self.files["train"].parent)
 
@@ -211,6 +220,8 @@ def split_dataset(
         return _split_yolo(path, val, test, seed, overwrite)
     if path.is_dir() and (annotations or any((path / d).is_dir() for d in ANNOTATION_DIRS)):
         return _split_voc(path, val, test, seed, overwrite, annotations, images)
+    if path.is_dir() and _is_class_folders(path):
+        return _split_classes(path, val, test, seed, overwrite)
     if not path.exists():
         holds = " (it does not exist)"
     elif path.is_dir():
@@ -235,8 +246,8 @@ def split_dataset(
         holds = " (a file, not a .json)"
     raise DataError(
         f"{path}: expected a VOC folder (Annotations/ + JPEGImages/ or annotations/ + images/), "
-        "a YOLO folder (images/ + labels/), a mask folder (images/ + masks/) or a COCO .json "
-        f"file{holds}"
+        "a YOLO folder (images/ + labels/), a mask folder (images/ + masks/), a folder of "
+        f"class folders (<class>/<image>) or a COCO .json file{holds}"
     )
 
 
@@ -351,6 +362,40 @@ def _split_masks(
     return SplitReport("masks", files, {s: len(parts[s]) for s in files}, folders)
 
 
+def _is_class_folders(root: Path) -> bool:
+    """Two or more visible sub-folders (``splits/`` aside), each holding images, none of them
+    a split (``train/``, ``val/``: split already)."""
+    from visionkit.data.batch import IMAGE_EXTENSIONS, list_files
+    from visionkit.data.readers.folder import SPLIT_FOLDERS, class_folders
+
+    found = class_folders(root, IMAGE_EXTENSIONS)
+    return (
+        len(found) > 1
+        and not {f.lower() for f in found} & SPLIT_FOLDERS
+        and all(list_files(root / f) for f in found)
+    )
+
+
+def _split_classes(root: Path, val: float, test: float, seed: int, overwrite: bool) -> SplitReport:
+    """Each class's images split alike (a class too small to split goes to train whole)."""
+    from visionkit.data.batch import IMAGE_EXTENSIONS, list_files
+    from visionkit.data.readers.folder import class_folders
+
+    parts: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for name in class_folders(root, IMAGE_EXTENSIONS):
+        ids = [p.relative_to(root).as_posix() for p in list_files(root / name)]
+        try:
+            chosen = assign(ids, val, test, seed)
+        except DataError:  # fewer images than splits
+            chosen = {"train": ids, "val": [], "test": []}
+        for split in SPLITS:
+            parts[split] += chosen[split]
+    every = {s: root / "splits" / f"{s}.txt" for s in SPLITS}
+    _refuse_existing(every, overwrite)
+    files = _write_lists(every, parts)
+    return SplitReport("classes", files, {s: len(parts[s]) for s in files})
+
+
 def _split_coco(path: Path, val: float, test: float, seed: int, overwrite: bool) -> SplitReport:
     try:
         coco = json.loads(path.read_text(encoding="utf-8"))
@@ -378,3 +423,34 @@ def _split_coco(path: Path, val: float, test: float, seed: int, overwrite: bool)
         write_atomic(target, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
     _remove_stale(every, files)
     return SplitReport("coco", files, {s: len(parts[s]) for s in files})
+
+
+#: Entry keys that choose which images a dataset entry reads (besides its location).
+SELECTING_KEYS = ("format", "split", "images", "annotations", "masks")
+
+
+def shared_images_note(data: Any) -> str | None:
+    """A warning for a ``data`` section whose ``val`` reads the very images of ``train``
+    (the same dataset entry: same format, folder or file, and split): its scores would be
+    those of the training photos; ``None`` otherwise (synthetic data is left alone)."""
+    from visionkit.config import split_entries
+    from visionkit.registry import DATASETS
+
+    def images_of(entry: Any) -> tuple[Any, ...] | None:
+        if not isinstance(entry, dict) or entry.get("synthetic") or "format" not in entry:
+            return None
+        location = DATASETS.component_class(entry["format"]).location
+        where = entry.get(location)
+        resolved = str(Path(where).resolve()) if isinstance(where, str) else where
+        return (resolved, *(entry.get(k) for k in SELECTING_KEYS))
+
+    trained = {images_of(e): w for w, e in split_entries(data.train, "data.train")}
+    for where, entry in split_entries(data.val, "data.val"):
+        same = images_of(entry)
+        if same is not None and same in trained:
+            return (
+                f"{where} reads the same images as {trained[same]} ({entry.get('format')} "
+                f"{same[0]}): validation would score the photos the model trains on; give "
+                "held-out photos, or split the dataset (visionkit split)"
+            )
+    return None

@@ -40,6 +40,7 @@ from visionkit.checkpoint import load_checkpoint, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, override_list, save_config
 from visionkit.data.datasets import val_sets
 from visionkit.data.image_size import unused_image_size_note
+from visionkit.data.split import shared_images_note
 from visionkit.engine.callbacks import (
     RunFolderCallback,
     Tf32Matmuls,
@@ -200,8 +201,9 @@ def train(
             logger.warning("%s", note)
     if cfg.trainer.compile:
         compile_model(model, cfg.trainer.compile)
-    for note in (mixed_budget_note(cfg.trainer), unused_image_size_note(cfg.data)):
-        if note:  # a recipe's steps and epochs asked for; a recipe's sizes and image_size
+    notes = mixed_budget_note(cfg.trainer), unused_image_size_note(cfg.data)
+    for note in (*notes, shared_images_note(cfg.data)):
+        if note:  # steps and epochs; sizes and image_size; train's images validating
             logger.warning("%s", note)
 
     datamodule = make_datamodule(cfg, datasets, model)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import ClassVar, Literal
 
 from visionkit.data.batch import IMAGE_EXTENSIONS, Sample, dataset_root, list_files
@@ -21,7 +22,7 @@ from visionkit.data.checks import (
     where_of,
 )
 from visionkit.data.io import read_image
-from visionkit.errors import DataError
+from visionkit.errors import DataError, counted
 from visionkit.registry import DATASETS
 
 
@@ -32,7 +33,11 @@ class ImageFolderDataset:
     Args:
         root: the folder holding one sub-folder per class.
         class_names: the class order to use (e.g. the training set's, for a validation set
-            that lacks some classes); default: sorted sub-folder names.
+            that lacks some classes); default: sorted sub-folder names, each of which
+            must hold images (as in torchvision's ``ImageFolder``).
+        split: read only the images listed in ``root/splits/<split>.txt`` (or a ``.txt``
+            path), one ``<class>/<image>`` per line, as ``visionkit split ROOT`` writes them;
+            default: every image.
         extensions: file suffixes counted as images (case-insensitive).
         on_bad_image: ``"error"`` (default) or ``"skip"``; see
             :class:`visionkit.data.readers.coco.CocoDataset`.
@@ -56,28 +61,31 @@ class ImageFolderDataset:
         class_names: list[str] | None = None,
         extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
         on_bad_image: Literal["error", "skip"] = "error",
+        split: str | None = None,
         *,
         image_check: Literal["header", "decode"] = "header",
     ) -> None:
         self.on_bad_image = policy(on_bad_image, "on_bad_image", ("error", "skip"))
         image_check = policy(image_check, "image_check", IMAGE_CHECKS)
         self.root = dataset_root(root)
-        found = sorted(
-            d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")
-        )
+        exts = tuple(e.lower() for e in extensions)
+        found = class_folders(self.root, exts)
         names = list(class_names) if class_names is not None else found
         unknown = sorted(set(found) - set(names))
         if unknown:
             raise DataError(
                 f"{self.root}: class folders not in the given class_names {names}:", unknown
             )
-        exts = tuple(e.lower() for e in extensions)
+        if class_names is None:
+            check_class_folders(self.root, found, exts)
         self.items = [
             (path, index)
             for index, name in enumerate(names)
             if (self.root / name).is_dir()
             for path in list_files(self.root / name, exts)
         ]
+        if split is not None:
+            self.items = listed_items(self.root, split, self.items)
         if not self.items:
             raise DataError(
                 f"no images found under {self.root} (expected root/<class>/<image> with one of "
@@ -86,6 +94,15 @@ class ImageFolderDataset:
         self.label_names = {"class": names}
         self.report = report = DataReport(str(self.root), "folder")
         report.num_images = len(self.items)
+        loose = [p for p in self.root.iterdir() if p.is_file() and p.suffix.lower() in exts]
+        if loose:
+            report.add(
+                "image in no class folder",
+                str(self.root),
+                f"{counted(len(loose), 'image')} directly in the root (e.g. {loose[0].name}) "
+                "left out: each class's images go in root/<class>/",
+                severity="warning",
+            )
         files = [ImageFile(path, where_of(path, self.root)) for path, _ in self.items]
         severity = "warning" if self.on_bad_image == "skip" else "error"
         sizes = check_image_files(files, report, image_check, bad_image_severity=severity)
@@ -126,3 +143,57 @@ class ImageFolderDataset:
             "class": label,
             "path": str(path),
         }
+
+
+#: Folder names that are splits, not classes (a root given one level too high).
+SPLIT_FOLDERS = frozenset({"train", "val", "valid", "validation", "test"})
+
+
+def class_folders(root: Path, extensions: tuple[str, ...]) -> list[str]:
+    """The class sub-folders of ``root``, sorted: every visible folder but ``splits/`` holding
+    split lists only (:func:`listed_items`)."""
+    return sorted(
+        d.name
+        for d in root.iterdir()
+        if d.is_dir()
+        and not d.name.startswith(".")
+        and not (d.name == "splits" and not list_files(d, extensions))
+    )
+
+
+def check_class_folders(root: Path, found: list[str], extensions: tuple[str, ...]) -> None:
+    """The class folders of a dataset that defines its classes: not the splits of a folder
+    one level up, none empty (each would be a class never seen).
+
+    Raises:
+        DataError: saying which and what to give instead.
+    """
+    if found and {f.lower() for f in found} <= SPLIT_FOLDERS:
+        raise DataError(
+            f"{root}: its folders {', '.join(f + '/' for f in found)} are splits, not classes: "
+            f"give each split's folder, e.g. data.train.root={root / found[0]}"
+        )
+    empty = [f"{f}/" for f in found if not list_files(root / f, extensions)]
+    if empty:
+        raise DataError(
+            f"{root}: class folders without images, each a class the model would never see "
+            "(remove them or add images):",
+            empty,
+        )
+
+
+def listed_items(root: Path, split: str, items: list[tuple[Path, int]]) -> list[tuple[Path, int]]:
+    """The ``items`` whose ``<class>/<image>`` path the split's list names (its order kept)."""
+    from visionkit.data.split import read_list
+
+    path_like = split.endswith(".txt") or "/" in split
+    file = Path(split) if path_like else Path("splits") / f"{split}.txt"
+    file = file if file.is_absolute() else root / file
+    names = {n.removeprefix("./") for n in read_list(file, root)}
+    kept = [(p, c) for p, c in items if p.relative_to(root).as_posix() in names]
+    missing = names - {p.relative_to(root).as_posix() for p, _ in kept}
+    if missing:
+        raise DataError(
+            f"{file} names images that are not in a class folder of {root}:", sorted(missing)
+        )
+    return kept

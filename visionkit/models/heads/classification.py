@@ -51,6 +51,12 @@ class ClassificationHead(nn.Module):
     ) -> None:
         super().__init__()
         num_classes = resolve_num_classes("classification head", num_classes, class_names)
+        if num_classes < 2:
+            named = f" ({', '.join(class_names)})" if class_names else ""
+            raise ValueError(
+                f"classification head: one class{named}: a softmax over one class is always "
+                "1 and learns nothing; it needs two classes or more (one folder per class)"
+            )
         self.num_classes = num_classes
         self.level = level
         self.label_smoothing = label_smoothing
