@@ -121,6 +121,9 @@ def test_image_folder_reads_classes_and_converts_modes(tmp_path):
     assert ds[0]["image"].shape == (10, 20, 3) and ds[1]["image"].shape == (12, 12, 3)
     with pytest.raises(DataError, match="class folders not in the given class_names"):
         ImageFolderDataset(tmp_path, class_names=["cat"])
+    with pytest.raises(DataError) as info:  # a validation folder spelt otherwise
+        ImageFolderDataset(tmp_path, class_names=["Cat", "dog"])
+    assert info.value.problems == ["cat (did you mean Cat? names differ in case)"]
 
 
 def test_empty_image_folder_is_a_clear_error(tmp_path):

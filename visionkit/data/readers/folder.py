@@ -73,8 +73,18 @@ class ImageFolderDataset:
         names = list(class_names) if class_names is not None else found
         unknown = sorted(set(found) - set(names))
         if unknown:
+            folded = {n.casefold(): n for n in names}
             raise DataError(
-                f"{self.root}: class folders not in the given class_names {names}:", unknown
+                f"{self.root}: class folders not in the given class_names {names}:",
+                [
+                    u
+                    + (
+                        f" (did you mean {folded[u.casefold()]}? names differ in case)"
+                        if u.casefold() in folded
+                        else ""
+                    )
+                    for u in unknown
+                ],
             )
         if class_names is None:
             check_class_folders(self.root, found, exts)
