@@ -8,6 +8,7 @@ same way (captions without scores).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,14 @@ from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from visionkit.data.classes import BACKGROUND
 from visionkit.inference.draw_keypoints import draw_skeletons
+
+#: Captions on a box of their colour, readable on any photo (torchvision >= 0.23; before,
+#: the text alone, in the box's colour).
+CAPTION_STYLE = (
+    {"fill_labels": True}
+    if "fill_labels" in inspect.signature(draw_bounding_boxes).parameters
+    else {}
+)
 
 #: Sasha Trubetskoy's 20 distinct colours: CamVid's 11 and Cityscapes' 19 classes each get
 #: their own (with 10, CamVid's sky and bicyclist were one colour).
@@ -79,7 +88,12 @@ def draw_predictions(
                 else [f"{n} {float(s):.2f}" for n, s in zip(names, scores, strict=True)]
             )
             canvas = draw_bounding_boxes(
-                canvas, result["boxes"].float().cpu(), captions, colors=colours, width=2
+                canvas,
+                result["boxes"].float().cpu(),
+                captions,
+                colors=colours,
+                width=2,
+                **CAPTION_STYLE,
             )
             if result.get("keypoints") is not None:  # fcos_keypoints: skeletons
                 canvas = draw_skeletons(canvas, result, colour_of)
@@ -90,7 +104,9 @@ def draw_predictions(
             caption = name if scores is None else f"{name} {float(scores[result['label']]):.2f}"
             frame = torch.tensor([[0, 0, w - 1, h - 1]], dtype=torch.float)
             colour = colour_of(result["label"])
-            canvas = draw_bounding_boxes(canvas, frame, [caption], colors=[colour], width=2)
+            canvas = draw_bounding_boxes(
+                canvas, frame, [caption], colors=[colour], width=2, **CAPTION_STYLE
+            )
     drawn = canvas.permute(1, 2, 0).numpy()
     return _with_legend(drawn, legend) if legend else drawn
 
