@@ -66,7 +66,9 @@ def test_draw_predictions_draws_boxes_in_their_place():
     drawn = draw_predictions(image, prediction)
     assert drawn.shape == image.shape
     assert drawn[15, 10].any() and drawn[25, 20].any()  # box edges coloured
-    assert not drawn[23, 26].any() and not drawn[35, 50].any()  # inside (below the caption), outside
+    assert (
+        not drawn[23, 26].any() and not drawn[35, 50].any()
+    )  # inside (below the caption), outside
 
 
 def test_coco_results_are_loadable_by_pycocotools_with_masks_as_rle(tmp_path):
