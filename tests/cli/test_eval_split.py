@@ -255,7 +255,7 @@ def test_eval_of_a_classifier_reports_per_class_rows_that_add_up(tiny_config, tm
     assert code == 0, err[-2000:]
     lines = out.splitlines()
     names = "plain|gradient|noise|stripes"
-    assert re.fullmatch(rf".*{images[0].name}: cls ({names}) [01]\.\d\d", lines[0]), lines
+    assert re.fullmatch(rf".*{re.escape(images[0].name)}: cls ({names}) [01]\.\d\d", lines[0])
     assert re.fullmatch(rf"cls: ({names}) [12](, ({names}) 1)?", lines[2]), lines
     code, out, err = run([*argv, tmp_path / "p2", "--input", images[0].parent], capsys)
     tally = re.fullmatch(r"cls: (.*)", out.splitlines()[0])  # 24 images: the tally alone

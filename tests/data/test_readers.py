@@ -140,8 +140,14 @@ def test_class_folders_that_cannot_train_a_classifier_are_refused_saying_why(tmp
         for name in ("cat", "dog"):
             (tmp_path / split / name).mkdir(parents=True)
             Image.new("RGB", (8, 8)).save(tmp_path / split / name / "a.png")
-    with pytest.raises(DataError, match=r"its folders train/, val/ are splits, not classes: "):
+    (tmp_path / "test").mkdir()  # Ultralytics' classify layout: train/ val/ test/
+    with pytest.raises(DataError) as info:
         ImageFolderDataset(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path}: its folders test/, train/, val/ are splits, not classes: give each "
+        f"split's own folder as its root, e.g. root: {tmp_path / 'train'}"
+    )
+    (tmp_path / "test").rmdir()
     train = tmp_path / "train"
     (train / "empty").mkdir()
     with pytest.raises(DataError, match="class folders without images") as info:
@@ -150,7 +156,7 @@ def test_class_folders_that_cannot_train_a_classifier_are_refused_saying_why(tmp
     (train / "empty").rmdir()
     Image.new("RGB", (8, 8)).save(train / "loose.jpg")
     ds = ImageFolderDataset(train)
-    assert len(ds) == 2 and ds.report.warnings[0].kind == "image in no class folder"
+    assert len(ds) == 2 and ds.report.warnings[0].kind == "image in no sub-folder"
     assert "1 image directly in the root (e.g. loose.jpg) left out" in ds.report.warnings[0].detail
     (tmp_path / "val" / "dog" / "a.png").unlink()  # a validation set given the classes: fine
     assert len(ImageFolderDataset(tmp_path / "val", class_names=["cat", "dog"])) == 1

@@ -314,7 +314,7 @@ def test_validating_on_the_training_images_is_warned_of(tmp_path):
     """The parent folder given as both roots, or one dataset for both splits: validation
     would score the training photos, which is said; a split of one folder is not."""
     from visionkit.config import load_config
-    from visionkit.data.split import shared_images_note
+    from visionkit.data.datasets import shared_images_note
 
     root = class_folders(tmp_path / "pets", {"cat": 4, "dog": 4})
 
@@ -334,3 +334,5 @@ def test_validating_on_the_training_images_is_warned_of(tmp_path):
     )
     assert note({**entry, "split": "train"}, {**entry, "split": "val"}) is None
     assert note(entry, {"format": "folder", "root": str(tmp_path)}) is None
+    unset = {"format": "folder", "root": None}  # a recipe's: build_datasets asks for it
+    assert note(unset, unset) is None

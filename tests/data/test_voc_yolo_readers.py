@@ -132,6 +132,9 @@ def test_convert_reads_an_ultralytics_data_yaml_and_prints_the_entry_to_read_it(
     train = build_dataset({"format": "coco", "images": str(folder), "annotations": str(out)})
     np.testing.assert_allclose(train[0]["boxes"], [[20, 15, 60, 25], [16, 8, 24, 12]], atol=1e-4)
 
+    val = tmp_path / "out" / "toy_val.json"
+    assert main(["convert", "--from", "yolo", "--split", "val", str(data_yaml), str(val)]) == 0
+    assert f"read it with: data.val='{{format: coco, images: {folder}, " in capsys.readouterr().out
     assert main(["convert", "--from", "yolo", str(data_yaml), str(tmp_path / "o.json")]) == 1
     assert "or convert's --split train" in capsys.readouterr().err
     assert main(["convert", "--from", "yolo", str(tmp_path / "nope.yaml"), "o.json"]) == 1

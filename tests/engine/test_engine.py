@@ -105,6 +105,35 @@ def test_classify_folder_recipe_learns_from_path_overrides_only(tmp_path):
     assert transforms["val"][1] == {"name": "CenterCrop", "height": 32, "width": 32}
 
 
+def test_training_warns_of_an_unused_image_size_and_of_validating_on_its_own_images(
+    tiny_config, tmp_path, caplog
+):
+    import copy
+    import logging
+
+    from visionkit.engine.runner import train
+
+    short = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1"]
+    cfg = copy.deepcopy(tiny_config)
+    cfg["data"]["val"] = dict(cfg["data"]["train"])
+    cfg["data"]["transforms"] = {"val": [{"name": "Resize", "height": 32, "width": 32}]}
+    cfg["data"]["image_size"] = 48  # the training pipeline (the default) follows it
+    with caplog.at_level(logging.WARNING, logger="visionkit"):
+        train(cfg, short, output_dir=tmp_path / "a")
+    assert "data.image_size=48 reaches no transform" not in caplog.text
+    assert "data.val reads the same images as data.train" in caplog.text
+    cfg["data"]["transforms"]["train"] = [{"name": "Resize", "height": 32, "width": 32}]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="visionkit"):
+        train(cfg, short, output_dir=tmp_path / "b")
+    assert "data.image_size=48 reaches no transform: each gives its own size" in caplog.text
+    del cfg["data"]["image_size"]  # left at its default: not the user's to change
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="visionkit"):
+        train(cfg, short, output_dir=tmp_path / "c")
+    assert "reaches no transform" not in caplog.text
+
+
 def test_an_image_size_that_no_transform_follows_is_warned_of():
     """A recipe with its own sizes (the identities recipe's 128 / 112) given another
     ``data.image_size`` would train at its own: that is said, naming the steps."""

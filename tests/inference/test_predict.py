@@ -71,6 +71,16 @@ def test_draw_predictions_draws_boxes_in_their_place():
     )  # inside (below the caption), outside
 
 
+def test_captions_are_white_on_dark_colours_and_black_on_light_ones():
+    from visionkit.inference.draw import FILLED_CAPTIONS, caption_style
+
+    style = caption_style([(0, 0, 128), (255, 225, 25)])  # navy, yellow
+    if FILLED_CAPTIONS:  # torchvision >= 0.23
+        assert style == {"fill_labels": True, "label_colors": [(255, 255, 255), (0, 0, 0)]}
+    else:
+        assert style == {}
+
+
 def test_coco_results_are_loadable_by_pycocotools_with_masks_as_rle(tmp_path):
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO

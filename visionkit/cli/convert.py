@@ -8,7 +8,8 @@ import argparse
 DESCRIPTION = """\
 Convert a Pascal VOC or YOLO dataset folder to one COCO json file. SRC is only read; DST is a
 new .json file (an existing file inside SRC is never replaced). file_name entries are relative
-to SRC, so train with data.train.images=SRC data.train.annotations=DST.
+to SRC (to its dataset folder for a data.yaml), and the command prints the dataset entry that
+reads the json, e.g. data.train='{format: coco, images: SRC, annotations: DST}'.
 
 VOC:  SRC/Annotations/*.xml + SRC/JPEGImages/ (or annotations/ + images/), optional
       SRC/ImageSets/Main/<split>.txt.

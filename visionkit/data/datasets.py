@@ -1,6 +1,7 @@
 """Datasets built from readers: several read as one (:class:`MixedDataset`), samples run
-through a pipeline (:class:`TransformedDataset`), and the label families of the splits (their
-class lists compared and merged in :mod:`visionkit.data.classes`).
+through a pipeline (:class:`TransformedDataset`), the label families of the splits (their
+class lists compared and merged in :mod:`visionkit.data.classes`), and a warning when the
+validation entry reads the training images (:func:`shared_images_note`).
 
 None of this needs Lightning: the engine's data module, ``check-data``, the pictures and the
 benchmarks use it alike.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -232,3 +234,40 @@ def seed_pipeline(pipeline: Any, *keys: int) -> None:
     always agree."""
     state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint64)
     pipeline.set_random_state(np.random.default_rng(int(state[0])), random.Random(int(state[1])))
+
+
+#: Entry keys that choose which images a dataset entry reads (besides its location).
+SELECTING_KEYS = ("format", "split", "images", "annotations", "masks")
+
+
+def shared_images_note(data: Any) -> str | None:
+    """A warning for a ``data`` section whose ``val`` reads the very images of ``train``
+    (the same dataset entry: same format, folder or file, and split): its scores would be
+    those of the training photos; ``None`` otherwise (synthetic data is left alone)."""
+    from visionkit.config import split_entries
+    from visionkit.registry import DATASETS
+
+    def images_of(entry: Any) -> tuple[Any, ...] | None:
+        if not isinstance(entry, dict) or entry.get("synthetic") or "format" not in entry:
+            return None
+        location = DATASETS.component_class(entry["format"]).location
+        if not isinstance(entry.get(location), str):  # unset: build_datasets says so
+            return None
+        files = {location, "annotations"}  # paths, compared as the files they name
+
+        def value(key: str) -> Any:
+            given = entry.get(key)
+            return str(Path(given).resolve()) if key in files and isinstance(given, str) else given
+
+        return (value(location), *(value(k) for k in SELECTING_KEYS))
+
+    trained = {images_of(e): w for w, e in split_entries(data.train, "data.train")}
+    for where, entry in split_entries(data.val, "data.val"):
+        same = images_of(entry)
+        if same is not None and same in trained:
+            return (
+                f"{where} reads the same images as {trained[same]} ({entry.get('format')} "
+                f"{same[0]}): validation would score the photos the model trains on; give "
+                "held-out photos, or split the dataset (visionkit split)"
+            )
+    return None

@@ -113,8 +113,9 @@ SIZE_KEYS = ("height", "width", "size", "max_size", "max_size_hw", "min_height",
 
 def unused_image_size_note(data: Any) -> str | None:
     """A warning for a ``data`` section whose ``image_size`` reaches no step of its
-    pipelines and is none of the sizes they give (a recipe with its own sizes, given
-    ``data.image_size=96``: it would train at the recipe's size); ``None`` when it is used.
+    pipelines (compositions' steps included) and is none of the sizes they give (a recipe
+    with its own sizes, given ``data.image_size=96``: it would train at the recipe's size);
+    ``None`` when it is used. Training asks only where ``image_size`` was set.
 
     >>> data = {"image_size": 96, "transforms": {
     ...     "train": [{"name": "RandomResizedCrop", "size": [224, 224]}],
@@ -131,12 +132,12 @@ def unused_image_size_note(data: Any) -> str | None:
     sizes = {int(image_size)} if isinstance(image_size, int) else set(map(int, image_size))
     given, follows = [], False
     for split, train in (("train", True), ("val", False)):
-        for i, step in enumerate(pipeline_steps(data, train)):
+        for where, step in _sizing_steps(pipeline_steps(data, train), f"data.transforms.{split}"):
             follows |= with_image_size(step, image_size) != step
             own = {k: step[k] for k in SIZE_KEYS if step.get(k) is not None}
             if own:
                 values = ", ".join(f"{k}={v}" for k, v in own.items())
-                given.append((f"data.transforms.{split}[{i}] {step.get('name')} {values}", own))
+                given.append((f"{where} {step.get('name')} {values}", own))
     numbers = {int(n) for _, own in given for v in own.values() for n in _ints(v)}
     if follows or not given or sizes & numbers:
         return None
@@ -145,6 +146,18 @@ def unused_image_size_note(data: Any) -> str | None:
         f"({'; '.join(where for where, _ in given)}); leave a size out to follow "
         "data.image_size, or change it"
     )
+
+
+def _sizing_steps(steps: list[Any], where: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every step with its config path, the steps inside compositions (``OneOf``) too."""
+    found = []
+    for i, step in enumerate(steps):
+        if not isinstance(step, Mapping):
+            continue
+        found.append((f"{where}[{i}]", dict(step)))
+        if step.get("name") in COMPOSITIONS and isinstance(step.get("transforms"), list):
+            found += _sizing_steps(step["transforms"], f"{where}[{i}].transforms")
+    return found
 
 
 def _ints(value: Any) -> list[int]:

@@ -14,8 +14,9 @@ its reader already takes (``visionkit split``):
   ``masks=``): ``splits/train.txt``, ``val.txt`` (``test.txt``), one image path per line
   relative to the images folder, for ``split: train`` of ``format: mask_folder``;
 * a **folder of class folders** (``<class>/<image>``, what ``format: folder`` reads):
-  ``splits/train.txt``, ``val.txt`` (``test.txt``), one ``<class>/<image>`` per line, each
-  class split alike (stratified), for ``split: train`` of ``format: folder``;
+  ``splits/train.txt``, ``val.txt`` (``test.txt``), one ``<class>/<image>`` per line, the
+  classes in the same proportions in each split (stratified, :func:`class_shares`), for
+  ``split: train`` of ``format: folder``;
 * a **COCO json**: ``<stem>_train.json``, ``<stem>_val.json`` (``<stem>_test.json``) beside
   it, each with its images, their annotations and every category, for ``annotations:`` of
   ``format: coco``.
@@ -66,6 +67,14 @@ def read_list(file: Path, root: Path) -> list[str]:
     return names
 
 
+def split_list_file(root: Path, split: str) -> Path:
+    """The list file a reader's ``split`` names: ``root/splits/<split>.txt`` for a name, the
+    path itself (relative to ``root``) for a ``.txt`` file or a path with a separator."""
+    path_like = split.endswith(".txt") or "/" in split or "\\" in split
+    file = Path(split.replace("\\", "/")) if path_like else Path("splits") / f"{split}.txt"
+    return file if file.is_absolute() else root / file
+
+
 @dataclass
 class SplitReport:
     """What :func:`split_dataset` wrote: the format, and per split its file and count."""
@@ -96,7 +105,7 @@ class SplitReport:
         elif self.kind == "classes":
             lines.append(
                 f"read them with format: folder, root: {root}, split: train (split: val for "
-                f"val), as configs/custom/classify_r18.yaml does with: data.train.root={root} "
+                f"val), e.g. with configs/custom/classify_r18.yaml: data.train.root={root} "
                 f"data.train.split=train data.val.root={root} data.val.split=val"
             )
         elif self.kind == "yolo":
@@ -194,8 +203,8 @@ def split_dataset(
     images: str | None = None,
     masks: str | None = None,
 ) -> SplitReport:
-    """Split a VOC folder, a YOLO folder, a mask folder or a COCO json at random (see the
-    module docstring).
+    """Split a VOC folder, a YOLO folder, a mask folder, a folder of class folders or a COCO
+    json at random (see the module docstring).
 
     Args:
         source: the VOC or YOLO folder, or the COCO ``.json`` file.
@@ -377,23 +386,55 @@ def _is_class_folders(root: Path) -> bool:
 
 
 def _split_classes(root: Path, val: float, test: float, seed: int, overwrite: bool) -> SplitReport:
-    """Each class's images split alike (a class too small to split goes to train whole)."""
+    """Each class's images shuffled and cut by :func:`class_shares`."""
     from visionkit.data.batch import IMAGE_EXTENSIONS, list_files
     from visionkit.data.readers.folder import class_folders
 
+    ids = {
+        name: sorted(p.relative_to(root).as_posix() for p in list_files(root / name))
+        for name in class_folders(root, IMAGE_EXTENSIONS)
+    }
+    shares = class_shares({name: len(v) for name, v in ids.items()}, val, test)
     parts: dict[str, list[str]] = {s: [] for s in SPLITS}
-    for name in class_folders(root, IMAGE_EXTENSIONS):
-        ids = [p.relative_to(root).as_posix() for p in list_files(root / name)]
-        try:
-            chosen = assign(ids, val, test, seed)
-        except DataError:  # fewer images than splits
-            chosen = {"train": ids, "val": [], "test": []}
+    for name, names in ids.items():
+        random.Random(f"{seed}/{name}").shuffle(names)
+        start = 0
         for split in SPLITS:
-            parts[split] += chosen[split]
+            parts[split] += sorted(names[start : start + shares[name][split]])
+            start += shares[name][split]
     every = {s: root / "splits" / f"{s}.txt" for s in SPLITS}
     _refuse_existing(every, overwrite)
     files = _write_lists(every, parts)
     return SplitReport("classes", files, {s: len(parts[s]) for s in files})
+
+
+def class_shares(sizes: dict[str, int], val: float, test: float = 0.0) -> dict[str, dict[str, int]]:
+    """How many images of each class go to each split (stratified): the totals of
+    :func:`split_counts` over every image, shared out in proportion to the classes' sizes
+    (largest remainders first), each class keeping one image for training where it can.
+
+    >>> class_shares({"cat": 10, "dog": 5, "rare": 1}, 0.2)["dog"]
+    {'train': 4, 'val': 1, 'test': 0}
+    >>> sum(s["val"] for s in class_shares({str(c): 5 for c in range(100)}, 0.1).values())
+    50
+    """
+    target = split_counts(sum(sizes.values()), val, test)
+    shares = {c: {"train": n, "val": 0, "test": 0} for c, n in sizes.items()}
+    for split, fraction in (("val", val), ("test", test)):
+        exact = {c: n * fraction for c, n in sizes.items()}
+        for c in sizes:
+            shares[c][split] = min(int(exact[c]), max(shares[c]["train"] - 1, 0))
+            shares[c]["train"] -= shares[c][split]
+        order = sorted(sizes, key=lambda c: exact[c] - shares[c][split], reverse=True)
+        missing = target[split] - sum(s[split] for s in shares.values())
+        largest = sorted(sizes, key=lambda c: shares[c]["train"], reverse=True)
+        for keep, classes in ((1, order), (0, largest)):  # one training image each, if it can
+            for c in classes:
+                if missing and shares[c]["train"] > keep:
+                    shares[c][split] += 1
+                    shares[c]["train"] -= 1
+                    missing -= 1
+    return shares
 
 
 def _split_coco(path: Path, val: float, test: float, seed: int, overwrite: bool) -> SplitReport:
@@ -423,34 +464,3 @@ def _split_coco(path: Path, val: float, test: float, seed: int, overwrite: bool)
         write_atomic(target, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
     _remove_stale(every, files)
     return SplitReport("coco", files, {s: len(parts[s]) for s in files})
-
-
-#: Entry keys that choose which images a dataset entry reads (besides its location).
-SELECTING_KEYS = ("format", "split", "images", "annotations", "masks")
-
-
-def shared_images_note(data: Any) -> str | None:
-    """A warning for a ``data`` section whose ``val`` reads the very images of ``train``
-    (the same dataset entry: same format, folder or file, and split): its scores would be
-    those of the training photos; ``None`` otherwise (synthetic data is left alone)."""
-    from visionkit.config import split_entries
-    from visionkit.registry import DATASETS
-
-    def images_of(entry: Any) -> tuple[Any, ...] | None:
-        if not isinstance(entry, dict) or entry.get("synthetic") or "format" not in entry:
-            return None
-        location = DATASETS.component_class(entry["format"]).location
-        where = entry.get(location)
-        resolved = str(Path(where).resolve()) if isinstance(where, str) else where
-        return (resolved, *(entry.get(k) for k in SELECTING_KEYS))
-
-    trained = {images_of(e): w for w, e in split_entries(data.train, "data.train")}
-    for where, entry in split_entries(data.val, "data.val"):
-        same = images_of(entry)
-        if same is not None and same in trained:
-            return (
-                f"{where} reads the same images as {trained[same]} ({entry.get('format')} "
-                f"{same[0]}): validation would score the photos the model trains on; give "
-                "held-out photos, or split the dataset (visionkit split)"
-            )
-    return None

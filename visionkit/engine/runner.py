@@ -38,9 +38,8 @@ from visionkit.build.model import load
 from visionkit.build.trainer import resolve_precision, use_tf32_matmuls
 from visionkit.checkpoint import load_checkpoint, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, override_list, save_config
-from visionkit.data.datasets import val_sets
+from visionkit.data.datasets import shared_images_note, val_sets
 from visionkit.data.image_size import unused_image_size_note
-from visionkit.data.split import shared_images_note
 from visionkit.engine.callbacks import (
     RunFolderCallback,
     Tf32Matmuls,
@@ -191,20 +190,19 @@ def train(
     )
     # A resumed run gets its weights from the checkpoint: model.init_from is not read again.
     model = build_model(cfg, datasets, resume=resume_from is not None)
+    sized = unused_image_size_note(cfg.data) if "image_size" in cfg.data.model_fields_set else None
     cfg = load_config(model.meta["config"])
     # Made once the data and the model are built: a run that stops on a bad config or bad
     # data leaves no empty run folder behind (and the next run takes its name).
     run_dir.mkdir(parents=True, exist_ok=True)
     if L.pytorch.utilities.rank_zero_only.rank == 0:  # every DDP process runs this
         save_config(cfg, run_dir / "config.yaml")
-        if note := another_run_note(folder, run_dir):  # not before an error of data or model
-            logger.warning("%s", note)
+        notes = another_run_note(folder, run_dir), mixed_budget_note(cfg.trainer)
+        for note in (*notes, sized, shared_images_note(cfg.data)):
+            if note:  # not before an error of data or model
+                logger.warning("%s", note)
     if cfg.trainer.compile:
         compile_model(model, cfg.trainer.compile)
-    notes = mixed_budget_note(cfg.trainer), unused_image_size_note(cfg.data)
-    for note in (*notes, shared_images_note(cfg.data)):
-        if note:  # steps and epochs; sizes and image_size; train's images validating
-            logger.warning("%s", note)
 
     datamodule = make_datamodule(cfg, datasets, model)
     system = VisionSystem(

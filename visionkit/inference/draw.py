@@ -19,13 +19,20 @@ from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 from visionkit.data.classes import BACKGROUND
 from visionkit.inference.draw_keypoints import draw_skeletons
 
-#: Captions on a box of their colour, readable on any photo (torchvision >= 0.23; before,
-#: the text alone, in the box's colour).
-CAPTION_STYLE = (
-    {"fill_labels": True}
-    if "fill_labels" in inspect.signature(draw_bounding_boxes).parameters
-    else {}
-)
+#: Whether captions can sit on a box of their colour (torchvision >= 0.23; before, the text
+#: alone, in the box's colour).
+FILLED_CAPTIONS = "fill_labels" in inspect.signature(draw_bounding_boxes).parameters
+
+
+def caption_style(colours: list[tuple[int, int, int]]) -> dict[str, Any]:
+    """``draw_bounding_boxes`` arguments for captions readable on any photo: on a box of
+    their colour, in white on dark colours and black on light ones."""
+    if not FILLED_CAPTIONS:
+        return {}
+    text = [(255, 255, 255) if 0.299 * r + 0.587 * g + 0.114 * b < 140 else (0, 0, 0)
+            for r, g, b in colours]  # fmt: skip
+    return {"fill_labels": True, "label_colors": text}
+
 
 #: Sasha Trubetskoy's 20 distinct colours: CamVid's 11 and Cityscapes' 19 classes each get
 #: their own (with 10, CamVid's sky and bicyclist were one colour).
@@ -93,7 +100,7 @@ def draw_predictions(
                 captions,
                 colors=colours,
                 width=2,
-                **CAPTION_STYLE,
+                **caption_style(colours),
             )
             if result.get("keypoints") is not None:  # fcos_keypoints: skeletons
                 canvas = draw_skeletons(canvas, result, colour_of)
@@ -105,7 +112,7 @@ def draw_predictions(
             frame = torch.tensor([[0, 0, w - 1, h - 1]], dtype=torch.float)
             colour = colour_of(result["label"])
             canvas = draw_bounding_boxes(
-                canvas, frame, [caption], colors=[colour], width=2, **CAPTION_STYLE
+                canvas, frame, [caption], colors=[colour], width=2, **caption_style([colour])
             )
     drawn = canvas.permute(1, 2, 0).numpy()
     return _with_legend(drawn, legend) if legend else drawn

@@ -43,6 +43,7 @@ class ConvertReport:
     ignored: int  # annotations written with iscrowd 1 (VOC difficult)
     skipped: list[str] = field(default_factory=list)
     images_root: Path | None = None  # the folder file_name entries are relative to
+    split: str | None = None
 
     def summary(self) -> str:
         """A few lines for the terminal."""
@@ -61,8 +62,8 @@ class ConvertReport:
         lines.append(f"wrote {self.output}")
         if self.images_root is not None:
             lines.append(
-                "read it with: data.train='{format: coco, "
-                f"images: {self.images_root}, annotations: {self.output}}}'"
+                f"read it with: data.{self.split if self.split in ('val', 'test') else 'train'}"
+                f"='{{format: coco, images: {self.images_root}, annotations: {self.output}}}'"
             )
         return "\n".join(lines)
 
@@ -129,6 +130,7 @@ def convert(
         ignored=sum(1 for a in coco["annotations"] if a["iscrowd"]),
         skipped=skipped,
         images_root=images_root,
+        split=split,
     )
 
 

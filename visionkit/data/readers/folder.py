@@ -50,6 +50,9 @@ class ImageFolderDataset:
 
     #: The argument that names the dataset folder.
     location: ClassVar[str] = "root"
+    #: Whether its folders are classes a model learns (an empty one is refused) or, as
+    #: identities of a verification set, only names.
+    classes_learned: ClassVar[bool] = True
     #: The Sample targets it produces: the image-level class.
     targets: ClassVar[tuple[str, ...]] = ("class",)
     #: Target → flag argument switched on when a head needs it (none: it always has classes).
@@ -87,7 +90,7 @@ class ImageFolderDataset:
                 ],
             )
         if class_names is None:
-            check_class_folders(self.root, found, exts)
+            check_class_folders(self.root, found, exts, check_empty=self.classes_learned)
         self.items = [
             (path, index)
             for index, name in enumerate(names)
@@ -107,7 +110,7 @@ class ImageFolderDataset:
         loose = [p for p in self.root.iterdir() if p.is_file() and p.suffix.lower() in exts]
         if loose:
             report.add(
-                "image in no class folder",
+                "image in no sub-folder",
                 str(self.root),
                 f"{counted(len(loose), 'image')} directly in the root (e.g. {loose[0].name}) "
                 "left out: each class's images go in root/<class>/",
@@ -171,18 +174,23 @@ def class_folders(root: Path, extensions: tuple[str, ...]) -> list[str]:
     )
 
 
-def check_class_folders(root: Path, found: list[str], extensions: tuple[str, ...]) -> None:
+def check_class_folders(
+    root: Path, found: list[str], extensions: tuple[str, ...], check_empty: bool = True
+) -> None:
     """The class folders of a dataset that defines its classes: not the splits of a folder
-    one level up, none empty (each would be a class never seen).
+    one level up, none empty (each would be a class never seen; ``check_empty``).
 
     Raises:
         DataError: saying which and what to give instead.
     """
     if found and {f.lower() for f in found} <= SPLIT_FOLDERS:
+        train = next((f for f in found if f.lower() == "train"), found[0])
         raise DataError(
             f"{root}: its folders {', '.join(f + '/' for f in found)} are splits, not classes: "
-            f"give each split's folder, e.g. data.train.root={root / found[0]}"
+            f"give each split's own folder as its root, e.g. root: {root / train}"
         )
+    if not check_empty:
+        return
     empty = [f"{f}/" for f in found if not list_files(root / f, extensions)]
     if empty:
         raise DataError(
@@ -194,11 +202,9 @@ def check_class_folders(root: Path, found: list[str], extensions: tuple[str, ...
 
 def listed_items(root: Path, split: str, items: list[tuple[Path, int]]) -> list[tuple[Path, int]]:
     """The ``items`` whose ``<class>/<image>`` path the split's list names (its order kept)."""
-    from visionkit.data.split import read_list
+    from visionkit.data.split import read_list, split_list_file
 
-    path_like = split.endswith(".txt") or "/" in split
-    file = Path(split) if path_like else Path("splits") / f"{split}.txt"
-    file = file if file.is_absolute() else root / file
+    file = split_list_file(root, split)
     names = {n.removeprefix("./") for n in read_list(file, root)}
     kept = [(p, c) for p, c in items if p.relative_to(root).as_posix() in names]
     missing = names - {p.relative_to(root).as_posix() for p, _ in kept}

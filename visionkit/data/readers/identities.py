@@ -54,6 +54,7 @@ class IdentityFolderDataset(ImageFolderDataset):
 
     targets: ClassVar[tuple[str, ...]] = ("identity",)
     unmatched_families: ClassVar[tuple[str, ...]] = ("identity",)
+    classes_learned: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -190,11 +190,9 @@ class MaskFolderDataset:
 
     def _listed(self, split: str, paths: list[Path]) -> list[Path]:
         """The images of ``paths`` that the split's list file names (sorted, each once)."""
-        from visionkit.data.split import read_list
+        from visionkit.data.split import read_list, split_list_file
 
-        path_like = split.endswith(".txt") or "/" in split
-        file = Path(split) if path_like else Path("splits") / f"{split}.txt"
-        file = file if file.is_absolute() else self.root / file
+        file = split_list_file(self.root, split)
         names = [n.removeprefix("./") for n in read_list(file, self.root)]
         by_name: dict[str, set[Path]] = {}
         for path in paths:  # its relative path, and without the extension (and image_suffix)

@@ -55,7 +55,7 @@ class ClassificationHead(nn.Module):
             named = f" ({', '.join(class_names)})" if class_names else ""
             raise ValueError(
                 f"classification head: one class{named}: a softmax over one class is always "
-                "1 and learns nothing; it needs two classes or more (one folder per class)"
+                "1 and learns nothing; it needs two classes or more"
             )
         self.num_classes = num_classes
         self.level = level
