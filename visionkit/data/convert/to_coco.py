@@ -24,7 +24,7 @@ from visionkit.checkpoint import write_atomic
 from visionkit.data.batch import dataset_root, read_from
 from visionkit.data.convert.coco_builder import Conversion, read_class_names
 from visionkit.data.convert.voc import voc_to_coco
-from visionkit.data.convert.yolo import yolo_to_coco
+from visionkit.data.convert.yolo import ultralytics_folder, yolo_to_coco
 from visionkit.errors import DataError
 
 CONVERTERS: dict[str, Callable[..., Conversion]] = {"voc": voc_to_coco, "yolo": yolo_to_coco}
@@ -113,10 +113,10 @@ def convert(
     source = _source(src, source_format)
     root = source.parent if source.is_file() else source
     out = _check_destination(root, Path(dst), classes, overwrite)
-    coco, skipped = to_coco(source, source_format, split, classes)
-    images_root = Path(coco["info"].get("root", root)).resolve()
+    images_root = ultralytics_folder(source) if source.is_file() else root
     if images_root != root:  # a data.yaml's dataset folder (its path:) is only read too
         _check_destination(images_root, Path(dst), classes, overwrite)
+    coco, skipped = to_coco(source, source_format, split, classes)
     coco["info"]["source"] = str(source)
     write_atomic(out, lambda tmp: tmp.write_text(json.dumps(coco, ensure_ascii=False), "utf-8"))
     counts = Counter(a["category_id"] for a in coco["annotations"])

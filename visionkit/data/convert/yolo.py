@@ -106,6 +106,27 @@ def yolo_to_coco(
     return _convert(root, images, [(img_dir, lbl_dir)], names, info, problems)
 
 
+def ultralytics_folder(data_yaml: str | os.PathLike) -> Path:
+    """The dataset folder of an Ultralytics dataset file (its ``path``, relative to the
+    file's folder; default: that folder), resolved.
+
+    Raises:
+        DataError: the file is unreadable or not a mapping.
+    """
+    return _read_dataset_file(Path(data_yaml))[1]
+
+
+def _read_dataset_file(path: Path) -> tuple[dict[str, Any], Path]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise DataError(f"Ultralytics dataset file {path} cannot be read: {err}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a mapping with path, train, val and names")
+    base = Path(str(data.get("path") or "."))
+    return data, (base if base.is_absolute() else path.parent / base).resolve()
+
+
 def ultralytics_split(
     data_yaml: str | os.PathLike, split: str | None
 ) -> tuple[Path, list[Path], list[tuple[Path, Path]]]:
@@ -126,12 +147,7 @@ def ultralytics_split(
         DataError: the file is unreadable, has no such split, or a listed folder/file is missing.
     """
     path = Path(data_yaml)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise DataError(f"Ultralytics dataset file {path} cannot be read: {err}") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a mapping with path, train, val and names")
+    data, base = _read_dataset_file(path)
     if data.get("kpt_shape") is not None:
         raise DataError(
             f"{path}: kpt_shape {data['kpt_shape']}: a pose dataset, whose label lines hold "
@@ -147,8 +163,6 @@ def ultralytics_split(
         )
     if not data.get(split):
         raise DataError(f"{path}: no {split!r} entry; the file lists {splits}")
-    base = Path(str(data.get("path") or "."))
-    base = (base if base.is_absolute() else path.parent / base).resolve()
     entries = data[split] if isinstance(data[split], list) else [data[split]]
     images: list[Path] = []
     folders: list[tuple[Path, Path]] = []
