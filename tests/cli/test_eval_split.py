@@ -257,6 +257,16 @@ def test_eval_of_a_classifier_reports_per_class_rows_that_add_up(tiny_config, tm
     names = "plain|gradient|noise|stripes"
     assert re.fullmatch(rf".*{re.escape(images[0].name)}: cls ({names}) [01]\.\d\d", lines[0])
     assert re.fullmatch(rf"cls: ({names}) [12](, ({names}) 1)?", lines[2]), lines
+    record = json.loads((tmp_path / "p1" / "images.json").read_text())[0]["cls"]
+    top = record["top5"]  # every class of the four, best first, the first the answer
+    assert [c["score"] for c in top] == sorted((c["score"] for c in top), reverse=True)
+    assert sorted(c["name"] for c in top) == sorted(names.split("|")) and len(top) == 4
+    assert (top[0]["label"], top[0]["name"], top[0]["score"]) == (
+        record["label"],
+        record["name"],
+        record["score"],
+    )
+    assert sum(c["score"] for c in top) == pytest.approx(1.0, abs=1e-4)
     code, out, err = run([*argv, tmp_path / "p2", "--input", images[0].parent], capsys)
     tally = re.fullmatch(r"cls: (.*)", out.splitlines()[0])  # 24 images: the tally alone
     assert code == 0 and tally, out

@@ -95,6 +95,7 @@ def image_record(
                 "label": int(result["label"]),
                 "name": result.get("name"),
                 "score": round(float(result["scores"][result["label"]]), 5),
+                "top5": top_classes(result["scores"], result.get("names")),
             }
         elif "mask" in result:
             label_map = Image.fromarray(result["mask"].cpu().numpy().astype(np.uint8))
@@ -268,3 +269,14 @@ class JsonArrayStream:
             raise err
 
         write_atomic(self.path, fail)
+
+
+def top_classes(scores: Any, names: Sequence[str] | None, k: int = 5) -> list[dict[str, Any]]:
+    """The ``k`` most probable classes of a classifier's ``scores`` ``[C]``, best first, each
+    ``{"label", "name", "score"}`` (Ultralytics' ``top5``)."""
+    probs = torch.as_tensor(scores).float()
+    best = probs.topk(min(k, probs.numel()))
+    return [
+        {"label": int(i), "name": names[int(i)] if names else None, "score": round(float(v), 5)}
+        for v, i in zip(best.values, best.indices, strict=True)
+    ]

@@ -167,7 +167,7 @@ def test_postprocess_gives_one_prediction_per_image_with_the_documented_keys(nam
     assert len(predictions) == BATCH
     for prediction, (oh, ow) in zip(predictions, ORIG_SIZES, strict=True):
         if head.task == "classification":
-            assert set(prediction) == {"label", "name", "scores"}
+            assert set(prediction) == {"label", "name", "scores", "names"}
             assert prediction["scores"].shape == (NUM_CLASSES,)
             assert prediction["name"] == f"c{prediction['label']}"
         elif head.task == "embedding":

@@ -97,7 +97,8 @@ class ClassificationHead(nn.Module):
         image_sizes: list[tuple[int, int]] | None = None,
         orig_sizes: list[tuple[int, int]] | None = None,
     ) -> list[dict[str, Any]]:
-        """Per image: ``label`` (int), ``name`` (str or None), ``scores`` (probabilities [C])."""
+        """Per image: ``label`` (int), ``name`` (str or None), ``scores`` (probabilities [C])
+        and ``names`` (the C class names, or None)."""
         probs = outputs["logits"].float().softmax(dim=1)
         labels = probs.argmax(dim=1).tolist()
         return [
@@ -105,6 +106,7 @@ class ClassificationHead(nn.Module):
                 "label": label,
                 "name": self.class_names[label] if self.class_names else None,
                 "scores": p,
+                "names": self.class_names,
             }
             for label, p in zip(labels, probs, strict=False)
         ]
