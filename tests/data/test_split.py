@@ -308,6 +308,10 @@ def test_class_folders_are_split_per_class_into_lists_the_folder_reader_takes(tm
         build_dataset({"format": "folder", "root": str(root), "split": "val"})
     code, _, err = run(["split", tmp_path / "pets"], capsys)
     assert code == 1 and "split files exist" in err
+    (root / "empty").mkdir()  # refused as the reader refuses it, before anything is written
+    code, _, err = run(["split", root, "--overwrite"], capsys)
+    assert code == 1 and "class folders without images" in err and "empty/" in err
+    assert (root / "splits" / "val.txt").read_text() == "cat/0.jpg\ncat/gone.jpg\n"
 
 
 def test_validating_on_the_training_images_is_warned_of(tmp_path):

@@ -372,7 +372,7 @@ def _split_masks(
 
 
 def _is_class_folders(root: Path) -> bool:
-    """Two or more visible sub-folders (``splits/`` aside), each holding images, none of them
+    """Two or more visible sub-folders (``splits/`` aside), some holding images, none of them
     a split (``train/``, ``val/``: split already)."""
     from visionkit.data.batch import IMAGE_EXTENSIONS, list_files
     from visionkit.data.readers.folder import SPLIT_FOLDERS, class_folders
@@ -381,19 +381,21 @@ def _is_class_folders(root: Path) -> bool:
     return (
         len(found) > 1
         and not {f.lower() for f in found} & SPLIT_FOLDERS
-        and all(list_files(root / f) for f in found)
+        and any(list_files(root / f) for f in found)
     )
 
 
 def _split_classes(root: Path, val: float, test: float, seed: int, overwrite: bool) -> SplitReport:
-    """Each class's images shuffled and cut by :func:`class_shares`."""
+    """Each class's images shuffled and cut by :func:`class_shares`; an empty class folder is
+    refused as the reader refuses it."""
     from visionkit.data.batch import IMAGE_EXTENSIONS, list_files
-    from visionkit.data.readers.folder import class_folders
+    from visionkit.data.readers.folder import check_class_folders, class_folders
 
     ids = {
         name: sorted(p.relative_to(root).as_posix() for p in list_files(root / name))
         for name in class_folders(root, IMAGE_EXTENSIONS)
     }
+    check_class_folders(root, list(ids), {name: len(v) for name, v in ids.items()})
     shares = class_shares({name: len(v) for name, v in ids.items()}, val, test)
     parts: dict[str, list[str]] = {s: [] for s in SPLITS}
     for name, names in ids.items():

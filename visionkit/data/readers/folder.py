@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -89,14 +90,15 @@ class ImageFolderDataset:
                     for u in unknown
                 ],
             )
-        if class_names is None:
-            check_class_folders(self.root, found, exts, check_empty=self.classes_learned)
         self.items = [
             (path, index)
             for index, name in enumerate(names)
             if (self.root / name).is_dir()
             for path in list_files(self.root / name, exts)
         ]
+        if class_names is None:
+            counts = Counter(names[index] for _, index in self.items)
+            check_class_folders(self.root, found, counts if self.classes_learned else None)
         if split is not None:
             self.items = listed_items(self.root, split, self.items)
         if not self.items:
@@ -175,10 +177,11 @@ def class_folders(root: Path, extensions: tuple[str, ...]) -> list[str]:
 
 
 def check_class_folders(
-    root: Path, found: list[str], extensions: tuple[str, ...], check_empty: bool = True
+    root: Path, found: list[str], images: Mapping[str, int] | None = None
 ) -> None:
     """The class folders of a dataset that defines its classes: not the splits of a folder
-    one level up, none empty (each would be a class never seen; ``check_empty``).
+    one level up, and, given the number of ``images`` of each, none empty (each would be a
+    class never seen).
 
     Raises:
         DataError: saying which and what to give instead.
@@ -189,9 +192,7 @@ def check_class_folders(
             f"{root}: its folders {', '.join(f + '/' for f in found)} are splits, not classes: "
             f"give each split's own folder as its root, e.g. root: {root / train}"
         )
-    if not check_empty:
-        return
-    empty = [f"{f}/" for f in found if not list_files(root / f, extensions)]
+    empty = [f"{f}/" for f in found if images is not None and not images.get(f)]
     if empty:
         raise DataError(
             f"{root}: class folders without images, each a class the model would never see "
