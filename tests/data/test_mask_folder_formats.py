@@ -208,6 +208,26 @@ def test_an_image_without_the_image_suffix_is_a_missing_label_file(tmp_path):
     assert "does not end with image_suffix '_leftImg8bit'" in str(info.value)
 
 
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("given", "advice"),
+    [
+        ({}, "set mask_suffix: _L in the dataset's entry"),  # CamVid's _L left out
+        ({"mask_suffix": "L"}, "set mask_suffix: _L in the dataset's entry"),
+        ({"mask_suffix": "_L", "mask_ext": ".tif"}, "set mask_suffix: _L, mask_ext: .png"),
+    ],
+)
+def test_a_missing_label_file_names_the_one_beside_it_and_the_setting(tmp_path, given, advice):
+    """Label files named with a suffix the entry lacks: the first missing one says which file
+    is there and what to set (once: not repeated for each of thousands of photos)."""
+    root = write_camvid(tmp_path / "cv", n=3)
+    with pytest.raises(DataError, match="missing label file") as info:
+        MaskFolderDataset(root, masks="labels", palette="label_colors.txt", **given)
+    message = str(info.value)
+    assert f"(labels/0001TP_000000_L.png is there: {advice}" in message
+    assert message.count("is there") == 1
+
+
 @pytest.mark.parametrize("ext", [".tif", ".tiff"])
 def test_tiff_label_files_grey_and_16_bit(tmp_path, ext):
     root = tmp_path / "tiff"

@@ -63,7 +63,25 @@ def test_train_on_a_label_png_with_a_value_past_the_classes_names_the_file(tmp_p
     code, _, err = run(["train", "--config", config, "data.num_workers=1"], capsys)
     assert code == 1
     assert f"{bad}: label values [7] are not classes 0..2 nor the ignore index 255" in err
-    assert "if 7 marks void (unlabelled) pixels, as CamVid's 11 does, set ignore_index: 7" in err
+    assert (
+        "if 7 marks void (unlabelled) pixels, as CamVid's 11 and VOC's 255 borders do, set " in err
+    )
+    assert "ignore_index: 7 in this dataset's entry" in err
+
+
+def test_voc_borders_under_a_recipes_ignore_index_say_to_set_255(tmp_path, capsys):
+    """The CamVid recipe's ``ignore_index: 11`` kept by dotted overrides on VOC label PNGs
+    (255 borders): the error said what 255 is not, and nothing of what to do."""
+    root = write_void_folder(tmp_path / "data", void=255)
+    code, out, _ = run(
+        ["check-data", "--format", "mask_folder", "--root", root, "ignore_index=11"],
+        capsys,
+    )
+    assert code == 1
+    assert "label values [255] are not classes 0..2 nor the ignore index 11" in out
+    assert (
+        "VOC's 255 borders do, set ignore_index: 255 in this dataset's entry instead of 11" in out
+    )
 
 
 def test_check_data_finds_the_value_before_training(tmp_path, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,16 @@ def test_epochs_given_beside_a_recipes_step_and_time_budget_are_told_which_ends(
     assert mixed_budget_note(load_config(recipe).trainer) is None  # the recipe's own budget
     by_epochs = ["trainer.max_epochs=50", "trainer.max_steps=-1", "trainer.max_time=null"]
     assert mixed_budget_note(load_config(recipe, by_epochs).trainer) is None
+
+
+def test_a_step_budget_that_ends_first_is_what_the_projection_says(tiny_config, caplog):
+    """``max_steps=15`` with 10 minutes: the run's last step is the step budget's, so the
+    projection logged and followed never says more steps than 15 (it said 16 at the last
+    step, "at least one more than done", a step the run never takes)."""
+    tiny_config["trainer"].pop("max_epochs")
+    tiny_config["trainer"].update(max_steps=15, max_time="00:00:10:00", limit_val_batches=1)
+    tiny_config["data"]["batch_size"] = 4
+    with caplog.at_level("INFO", logger="visionkit.engine.time_budget"):
+        train(tiny_config)
+    planned = [int(m) for m in re.findall(r"about (\d+) steps in all", caplog.text)]
+    assert all(steps <= 15 for steps in planned), caplog.text

@@ -113,3 +113,20 @@ def test_a_category_without_ground_truth_is_not_averaged_as_minus_one(trained, t
     rows = {r["name"]: r for r in evaluator.per_class_ap()}  # the per-class table: nan (null)
     assert rows["square"]["AP"] == 1.0 and math.isnan(rows["ghost"]["AP"])
     assert rows["ghost"]["instances"] == 0
+
+
+def test_data_without_the_labels_of_any_head_is_an_error_not_a_loss_of_zero(
+    trained, tmp_path, capsys
+):
+    """A detector's checkpoint given class folders: nothing can be scored. It printed
+    ``{"val/loss": 0.0}`` and exited 0, which a script reads as an evaluation."""
+    from tests.helpers import write_image
+
+    for name in ("cat", "dog"):
+        for i in range(2):
+            write_image(tmp_path / "pets" / "val" / name / f"{i}.png", seed=i)
+    entry = f"data.val={{format: folder, root: {tmp_path / 'pets' / 'val'}}}"
+    code, out, err = run(["eval", "--checkpoint", trained["ckpt"], entry], capsys)
+    assert code == 2 and "val/loss" not in out  # a configuration error, as --conf on a classifier
+    assert "data.val: nothing to score: the checkpoint's heads want det (instances labels)" in err
+    assert "the data holds class labels" in err

@@ -426,6 +426,26 @@ def test_an_export_onto_its_own_checkpoint_is_refused(tmp_path, capsys):
     assert ckpt.read_bytes() == b"not touched"
 
 
+@pytest.mark.reliability
+def test_an_export_onto_a_folder_or_into_a_missing_one_is_refused_before_any_work(tmp_path, capsys):
+    """``--output outdir`` where ``outdir/`` exists was exported and checked, then failed on
+    the rename with a traceback (IsADirectoryError); a missing folder failed on the write."""
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes(b"never read")  # refused before the checkpoint is loaded
+    folder = tmp_path / "outdir"
+    folder.mkdir()
+    with pytest.raises(ExportError, match=r"outdir is a folder; .* e\.g\. .*model\.onnx"):
+        export(ckpt, "onnx", folder)
+    with pytest.raises(ExportError, match="its folder .*missing does not exist"):
+        export(ckpt, "safetensors", tmp_path / "missing" / "m.safetensors")
+    code = main(
+        ["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--output", str(folder)]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "is a folder" in err and "Traceback" not in err
+    assert list(folder.iterdir()) == [] and ckpt.read_bytes() == b"never read"
+
+
 def test_a_file_name_with_another_formats_suffix_is_written_with_a_note(tmp_path):
     """``--format safetensors --output model.pt``: written as asked, and the report says a
     tool going by the suffix would take it for something else."""

@@ -29,6 +29,7 @@ from visionkit.build.data import (
 )
 from visionkit.build.evaluators import (
     build_evaluators,
+    require_labels_scored,
 )
 from visionkit.build.model import (
     CHECKPOINT_FORMAT_VERSION,
@@ -75,6 +76,7 @@ __all__ = [
     "optimizer_factory",
     "optimizer_param_groups",
     "prefix_problems",
+    "require_labels_scored",
     "resolve_num_classes",
     "targets_needed",
     "trainer_kwargs",

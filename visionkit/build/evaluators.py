@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from visionkit.data.datasets import carries_labels, val_sets
+from visionkit.errors import ConfigError
 from visionkit.evaluation.tasks import TASKS
 from visionkit.models.model import VisionModel
 
@@ -49,3 +50,26 @@ def build_evaluators(model: VisionModel, val_dataset: Any) -> list[dict[str, nn.
             if evaluator is not None:
                 per_set[names.index(set_name)][prefix.replace("/", "@")] = evaluator
     return per_set
+
+
+def require_labels_scored(model: VisionModel, val_dataset: Any, where: str) -> None:
+    """For ``eval``: data in which none of the model's heads finds its labels is an error (the
+    run would print a loss of 0 and no metric, and exit 0): a classifier's checkpoint given
+    VOC boxes, say. ``where`` names the data (``data.val``)."""
+    sets = val_sets(val_dataset)
+    wanted = {
+        name: spec.labels
+        for name, head in model.heads.items()
+        if (spec := TASKS.get(getattr(head, "task", None))) is not None
+    }
+    if not sets or not wanted:
+        return
+    if any(carries_labels(s, family) for family in wanted.values() for s in sets.values()):
+        return
+    heads = ", ".join(f"{name} ({family} labels)" for name, family in wanted.items())
+    held = sorted({f for s in sets.values() for f in getattr(s, "label_names", None) or {}})
+    raise ConfigError(
+        f"{where}: nothing to score: the checkpoint's heads want {heads}, and the data holds "
+        f"{' and '.join(held) or 'no'} labels; give data of the task the model was trained "
+        "for (or the checkpoint that goes with this data)"
+    )

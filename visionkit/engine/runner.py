@@ -30,6 +30,7 @@ from visionkit.build import (
     dropped_keys,
     lr_schedule,
     optimizer_factory,
+    require_labels_scored,
     targets_needed,
     trainer_kwargs,
 )
@@ -453,6 +454,7 @@ def evaluate(
         category_ids=model.meta.get("category_ids"),
         reference=f"checkpoint {checkpoint}",
     )
+    require_labels_scored(model, val, f"data.{split}")
     datasets = {"val": val}
     datamodule = make_datamodule(cfg, datasets, model)
     system = VisionSystem(

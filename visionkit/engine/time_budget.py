@@ -93,6 +93,8 @@ class TimeBudgetSchedule(L.Callback):
             return
         self._seen += 1
         step = trainer.global_step
+        if step >= self.cap:  # the other budget ends the run at this step: nothing to project
+            return
         if self._seen == self.skip:
             self._start = (step, time.monotonic())
         if self._start is None or (self._seen - self.skip) % self.every or step <= self._start[0]:

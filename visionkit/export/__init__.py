@@ -185,6 +185,13 @@ def export(
             raise ExportError(f"nms (end-to-end export) is for --format onnx, not {format!r}")
         settings.check()
     output = Path(output)
+    if output.is_dir():
+        raise ExportError(
+            f"{output} is a folder; --output / output names the file to write, e.g. "
+            f"{output / ('model' + SUFFIXES[format][0])}"
+        )
+    if not output.parent.is_dir():
+        raise ExportError(f"{output}: its folder {output.parent} does not exist")
     if isinstance(checkpoint_or_model, (str, os.PathLike)) and _same_file(
         checkpoint_or_model, output
     ):

@@ -44,6 +44,7 @@ writes these lists; mmsegmentation's ``ann_file`` lists of stems read as they ar
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -230,6 +231,23 @@ class MaskFolderDataset:
             stem = stem[: -len(self.image_suffix)]
         return self.mask_dir / relative.with_name(f"{stem}{self.mask_suffix}{self.mask_ext}")
 
+    def _suffix_hint(self, image_path: Path, mask_path: Path) -> str:
+        """For a missing label file: a file beside it whose name starts as expected, with the
+        ``mask_suffix`` / ``mask_ext`` that name it (CamVid's ``_L`` left out), else ``""``."""
+        base = mask_path.name[: -len(self.mask_suffix + self.mask_ext)]
+        if not mask_path.parent.is_dir():
+            return ""
+        for other in sorted(mask_path.parent.glob(glob.escape(base) + "*")):
+            ext = other.suffix.lower()
+            if ext in MASK_EXTENSIONS and other.is_file() and other.name.startswith(base):
+                suffix = other.name[len(base) : -len(ext)] or "''"
+                options = [f"mask_suffix: {suffix}"]
+                if ext != self.mask_ext:
+                    options.append(f"mask_ext: {ext}")
+                found = where_of(other, self.root)
+                return f" ({found} is there: set {', '.join(options)} in the dataset's entry)"
+        return ""
+
     def _check_files(self) -> DataReport:
         """Every image and label file opened (headers); missing, unreadable, mode and size
         problems all in one report, raised together."""
@@ -263,7 +281,10 @@ class MaskFolderDataset:
                 continue
             where = where_of(mask_path, self.root)
             if not mask_path.is_file():
-                report.add("missing label file", where, f"no label {kind} for {image_path.name}")
+                detail = f"no label {kind} for {image_path.name}"
+                if not report.counts_by_kind().get("missing label file"):  # the first: why
+                    detail += self._suffix_hint(image_path, mask_path)
+                report.add("missing label file", where, detail)
                 continue
             try:
                 _, (h, w) = read_label_image_header(mask_path, colour=colour)
@@ -360,11 +381,15 @@ class MaskFolderDataset:
         bad = np.unique(mask[(mask >= num_classes) & (mask != self.ignore_index)])
         if bad.size:
             void = int(bad[0])
+            # with another ignore_index set, only VOC's 255 borders are hinted at (a stray 7
+            # beside CamVid's 11 is no void: replacing 11 would make every 11 an error)
+            unset = self.ignore_index == IGNORE_PIXEL
             hint = (
-                f"; if {void} marks void (unlabelled) pixels, as CamVid's 11 does, set "
-                f"ignore_index: {void} in this dataset's entry (e.g. data.train.ignore_index="
-                f"{void}, and the same for data.val)"
-                if bad.size == 1 and self.ignore_index == IGNORE_PIXEL  # not set yet
+                f"; if {void} marks void (unlabelled) pixels, as CamVid's 11 and VOC's 255 "
+                f"borders do, set ignore_index: {void} in this dataset's entry"
+                + ("" if unset else f" instead of {self.ignore_index}")
+                + f" (e.g. data.train.ignore_index={void}, and the same for data.val)"
+                if bad.size == 1 and (unset or void == IGNORE_PIXEL)
                 else ""
             )
             raise AnnotationError(
