@@ -190,8 +190,6 @@ def export(
             f"{output} is a folder; --output / output names the file to write, e.g. "
             f"{output / ('model' + SUFFIXES[format][0])}"
         )
-    if not output.parent.is_dir():
-        raise ExportError(f"{output}: its folder {output.parent} does not exist")
     if isinstance(checkpoint_or_model, (str, os.PathLike)) and _same_file(
         checkpoint_or_model, output
     ):
