@@ -208,6 +208,22 @@ def test_a_mask_folder_with_other_folder_names_and_stem_lists(tmp_path, capsys):
     assert [Path(data.path_of(i)).name for i in range(len(data))] == ["3.jpg", "0.jpg"]
 
 
+def test_camvid_colour_labels_as_published_get_an_entry_that_reads_them(tmp_path, capsys):
+    """``images/`` + ``labels/<stem>_L.png`` (RGB) + ``label_colors.txt``: the entry split
+    prints names the suffix and the palette, and reads the split as it is (it printed neither,
+    and the entry it gave stopped on "no class names")."""
+    from tests.data.test_mask_folder_formats import write_camvid
+
+    root = write_camvid(tmp_path / "camvid", n=4)
+    code, out, err = run(["split", root, "--val", "0.25", "--masks", "labels"], capsys)
+    assert code == 0, err
+    keys = "masks: labels, mask_suffix: _L, palette: label_colors.txt"
+    assert f"data.train='{{format: mask_folder, root: {root}, {keys}, split: train}}'" in out
+    spec = {"format": "mask_folder", "root": str(root), "masks": "labels", "mask_suffix": "_L"}
+    data = build_dataset({**spec, "palette": "label_colors.txt", "split": "train"}, split="train")
+    assert len(data) == 3 and data.label_names["semantic"] == ["Sky", "Building", "Car"]
+
+
 @pytest.mark.reliability
 def test_a_mask_split_list_naming_missing_images_is_a_plain_message(tmp_path):
     root = mask_folder(tmp_path / "m", n=4)

@@ -27,6 +27,7 @@ any machine. Existing split files are never replaced unless ``overwrite`` is giv
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import random
@@ -368,7 +369,26 @@ def _split_masks(
     _refuse_existing(every, overwrite)
     files = _write_lists(every, parts)
     folders = (f", images: {images}" if images else "") + (f", masks: {masks}" if masks else "")
+    folders += _label_naming(root, ids[0], mask_dir)
     return SplitReport("masks", files, {s: len(parts[s]) for s in files}, folders)
+
+
+#: palette files a mask folder's root may hold as published (CamVid's, and plain names)
+PALETTE_FILES = ("label_colors.txt", "label_colours.txt", "palette.txt", "palette.json")
+
+
+def _label_naming(root: Path, image: str, mask_dir: Path) -> str:
+    """The entry's keys that name the labels as they lie, for the summary's entry: a
+    ``mask_suffix`` when the first image's label is ``<stem><suffix>.png`` (CamVid's ``_L``)
+    and a ``palette`` file of :data:`PALETTE_FILES` in ``root``; ``""`` when neither."""
+    keys, relative = "", Path(image)
+    if not (mask_dir / relative.with_suffix(".png")).exists():
+        pattern = glob.escape(relative.stem) + "?*.png"
+        found = sorted((mask_dir / relative.parent).glob(pattern))
+        if found:
+            keys += f", mask_suffix: {found[0].stem[len(relative.stem) :]}"
+    palette = next((name for name in PALETTE_FILES if (root / name).is_file()), None)
+    return keys + (f", palette: {palette}" if palette else "")
 
 
 def _is_class_folders(root: Path) -> bool:
