@@ -214,7 +214,7 @@ def test_an_image_without_the_image_suffix_is_a_missing_label_file(tmp_path):
     [
         ({}, "set mask_suffix: _L in the dataset's entry"),  # CamVid's _L left out
         ({"mask_suffix": "L"}, "set mask_suffix: _L in the dataset's entry"),
-        ({"mask_suffix": "_L", "mask_ext": ".tif"}, "set mask_suffix: _L, mask_ext: .png"),
+        ({"mask_suffix": "_L", "mask_ext": ".tif"}, "set mask_ext: .png in the dataset's entry"),
     ],
 )
 def test_a_missing_label_file_names_the_one_beside_it_and_the_setting(tmp_path, given, advice):

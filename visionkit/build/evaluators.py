@@ -15,6 +15,17 @@ from visionkit.models.model import VisionModel
 logger = logging.getLogger(__name__)
 
 
+def sets_carrying(model: VisionModel, sets: dict[str, Any]) -> dict[str, tuple[Any, list[str]]]:
+    """Per head of a known task: its task's spec, and the names of the ``sets`` that carry
+    its label family (the one rule of which set scores which head)."""
+    out = {}
+    for name, head in model.heads.items():
+        spec = TASKS.get(getattr(head, "task", None))
+        if spec is not None:
+            out[name] = (spec, [s for s in sets if carries_labels(sets[s], spec.labels)])
+    return out
+
+
 def build_evaluators(model: VisionModel, val_dataset: Any) -> list[dict[str, nn.Module]]:
     """The evaluators of each validation set, in the order of the validation loaders.
 
@@ -33,11 +44,7 @@ def build_evaluators(model: VisionModel, val_dataset: Any) -> list[dict[str, nn.
     names = list(sets)
     per_set: list[dict[str, nn.Module]] = [{} for _ in names]
     category_ids = model.meta.get("category_ids") or None
-    for name, head in model.heads.items():
-        spec = TASKS.get(getattr(head, "task", None))
-        if spec is None:
-            continue
-        carrying = [s for s in names if carries_labels(sets[s], spec.labels)]
+    for name, (spec, carrying) in sets_carrying(model, sets).items():
         if names and not carrying:
             logger.warning(
                 "head %r is not scored: no evaluation set carries its labels (%s)",
@@ -46,7 +53,7 @@ def build_evaluators(model: VisionModel, val_dataset: Any) -> list[dict[str, nn.
             )
         for set_name in carrying:
             prefix = name if len(carrying) == 1 else f"{name}/{set_name}"
-            evaluator = spec.evaluator(prefix, head, sets[set_name], category_ids)
+            evaluator = spec.evaluator(prefix, model.heads[name], sets[set_name], category_ids)
             if evaluator is not None:
                 per_set[names.index(set_name)][prefix.replace("/", "@")] = evaluator
     return per_set
@@ -57,16 +64,10 @@ def require_labels_scored(model: VisionModel, val_dataset: Any, where: str) -> N
     run would print a loss of 0 and no metric, and exit 0): a classifier's checkpoint given
     VOC boxes, say. ``where`` names the data (``data.val``)."""
     sets = val_sets(val_dataset)
-    wanted = {
-        name: spec.labels
-        for name, head in model.heads.items()
-        if (spec := TASKS.get(getattr(head, "task", None))) is not None
-    }
-    if not sets or not wanted:
+    carried = sets_carrying(model, sets)
+    if not sets or not carried or any(carrying for _, carrying in carried.values()):
         return
-    if any(carries_labels(s, family) for family in wanted.values() for s in sets.values()):
-        return
-    heads = ", ".join(f"{name} ({family} labels)" for name, family in wanted.items())
+    heads = ", ".join(f"{name} ({spec.labels} labels)" for name, (spec, _) in carried.items())
     held = sorted({f for s in sets.values() for f in getattr(s, "label_names", None) or {}})
     raise ConfigError(
         f"{where}: nothing to score: the checkpoint's heads want {heads}, and the data holds "

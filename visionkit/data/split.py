@@ -27,7 +27,6 @@ any machine. Existing split files are never replaced unless ``overwrite`` is giv
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import random
@@ -378,17 +377,19 @@ PALETTE_FILES = ("label_colors.txt", "label_colours.txt", "palette.txt", "palett
 
 
 def _label_naming(root: Path, image: str, mask_dir: Path) -> str:
-    """The entry's keys that name the labels as they lie, for the summary's entry: a
-    ``mask_suffix`` when the first image's label is ``<stem><suffix>.png`` (CamVid's ``_L``)
-    and a ``palette`` file of :data:`PALETTE_FILES` in ``root``; ``""`` when neither."""
-    keys, relative = "", Path(image)
+    """The entry's keys that name the labels as they lie, for the summary's entry: the
+    ``mask_suffix`` / ``mask_ext`` of the first image's label file when it is not
+    ``<stem>.png`` (CamVid's ``<stem>_L.png``), and a ``palette`` file of
+    :data:`PALETTE_FILES` in ``root``; ``""`` when neither."""
+    from visionkit.data.readers.mask_folder import label_file_like
+
+    relative = Path(image)
+    found = None
     if not (mask_dir / relative.with_suffix(".png")).exists():
-        pattern = glob.escape(relative.stem) + "?*.png"
-        found = sorted((mask_dir / relative.parent).glob(pattern))
-        if found:
-            keys += f", mask_suffix: {found[0].stem[len(relative.stem) :]}"
+        found = label_file_like(mask_dir / relative.parent, relative.stem)
     palette = next((name for name in PALETTE_FILES if (root / name).is_file()), None)
-    return keys + (f", palette: {palette}" if palette else "")
+    keys = [*(found[1] if found else []), *([f"palette: {palette}"] if palette else [])]
+    return "".join(f", {key}" for key in keys)
 
 
 def _is_class_folders(root: Path) -> bool:

@@ -75,6 +75,23 @@ from visionkit.registry import DATASETS
 MASK_EXTENSIONS = (".png", ".tif", ".tiff")
 
 
+def label_file_like(
+    folder: Path, base: str, mask_suffix: str = "", mask_ext: str = ".png"
+) -> tuple[Path, list[str]] | None:
+    """The first label file in ``folder`` named ``base`` + a suffix + a label extension (a
+    suffix starting with a letter or digit is another image's name: ``0001`` is not
+    ``000`` + ``1``), and the entry keys naming it where they differ from ``mask_suffix`` /
+    ``mask_ext`` (``["mask_suffix: _L"]``); ``None`` when there is none."""
+    for other in sorted(folder.glob(glob.escape(base) + "*")):
+        ext = other.suffix.lower()
+        suffix = other.name[len(base) : -len(ext)]
+        if ext not in MASK_EXTENSIONS or suffix[:1].isalnum() or not other.is_file():
+            continue
+        keys = [] if suffix == mask_suffix else [f"mask_suffix: {suffix or repr('')}"]
+        return other, keys + ([] if ext == mask_ext else [f"mask_ext: {ext}"])
+    return None
+
+
 @DATASETS.register("mask_folder")
 class MaskFolderDataset:
     """Images and their label images; samples carry ``semantic`` (uint8 ``[H, W]``).
@@ -231,22 +248,15 @@ class MaskFolderDataset:
             stem = stem[: -len(self.image_suffix)]
         return self.mask_dir / relative.with_name(f"{stem}{self.mask_suffix}{self.mask_ext}")
 
-    def _suffix_hint(self, image_path: Path, mask_path: Path) -> str:
-        """For a missing label file: a file beside it whose name starts as expected, with the
-        ``mask_suffix`` / ``mask_ext`` that name it (CamVid's ``_L`` left out), else ``""``."""
+    def _suffix_hint(self, mask_path: Path) -> str:
+        """For a missing label file: the file beside it named otherwise, and the settings that
+        name it (CamVid's ``_L`` left out), else ``""``."""
         base = mask_path.name[: -len(self.mask_suffix + self.mask_ext)]
-        if not mask_path.parent.is_dir():
+        found = label_file_like(mask_path.parent, base, self.mask_suffix, self.mask_ext)
+        if found is None:
             return ""
-        for other in sorted(mask_path.parent.glob(glob.escape(base) + "*")):
-            ext = other.suffix.lower()
-            if ext in MASK_EXTENSIONS and other.is_file() and other.name.startswith(base):
-                suffix = other.name[len(base) : -len(ext)] or "''"
-                options = [f"mask_suffix: {suffix}"]
-                if ext != self.mask_ext:
-                    options.append(f"mask_ext: {ext}")
-                found = where_of(other, self.root)
-                return f" ({found} is there: set {', '.join(options)} in the dataset's entry)"
-        return ""
+        other, keys = found
+        return f" ({where_of(other, self.root)} is there: set {', '.join(keys)} in the dataset's entry)"
 
     def _check_files(self) -> DataReport:
         """Every image and label file opened (headers); missing, unreadable, mode and size
@@ -262,7 +272,7 @@ class MaskFolderDataset:
         decode = self.image_check == "decode"
         kind = "PNG" if self.mask_ext == ".png" else "TIFF"
         colour = self.palette is not None
-        keep = []
+        keep, missing = [], 0
         pixels = np.zeros(IGNORE_PIXEL + 1, dtype=np.int64)  # per label value, when decoded
         images_with = np.zeros(IGNORE_PIXEL + 1, dtype=np.int64)
         for image_path, mask_path, size in zip(self.paths, self.mask_paths, sizes, strict=True):
@@ -282,8 +292,9 @@ class MaskFolderDataset:
             where = where_of(mask_path, self.root)
             if not mask_path.is_file():
                 detail = f"no label {kind} for {image_path.name}"
-                if not report.counts_by_kind().get("missing label file"):  # the first: why
-                    detail += self._suffix_hint(image_path, mask_path)
+                if not missing:  # the first says why, once
+                    detail += self._suffix_hint(mask_path)
+                missing += 1
                 report.add("missing label file", where, detail)
                 continue
             try:
