@@ -222,6 +222,9 @@ def test_camvid_colour_labels_as_published_get_an_entry_that_reads_them(tmp_path
     spec = {"format": "mask_folder", "root": str(root), "masks": "labels", "mask_suffix": "_L"}
     data = build_dataset({**spec, "palette": "label_colors.txt", "split": "train"}, split="train")
     assert len(data) == 3 and data.label_names["semantic"] == ["Sky", "Building", "Car"]
+    # without the palette key, the missing class names point at the palette file beside them
+    with pytest.raises(DataError, match=r"no class names; .* palette: label_colors\.txt"):
+        build_dataset({**spec, "split": "train"}, split="train")
 
 
 @pytest.mark.reliability

@@ -86,7 +86,9 @@ def test_semantic_and_instance_heads_train_evaluate_and_predict(
     label_png = np.asarray(Image.open(tmp_path / "p" / "000001.png_seg.png"))
     assert (label_png == pred["seg"]["mask"].numpy()).all()
     records = json.loads((tmp_path / "p" / "images.json").read_text())
-    assert records[0]["seg"] == {"label_png": "000001.png_seg.png"}
+    assert records[0]["seg"]["label_png"] == "000001.png_seg.png"
+    assert records[0]["seg"]["names"] == pred["seg"]["names"]
+    assert abs(sum(records[0]["seg"]["pixels"].values()) - 1) < 1e-3
     entries = json.loads(out.read_text())
     assert all("segmentation" in e and e["head"] == "inst" for e in entries)
     assert (tmp_path / "p" / "000001.png_pred.png").is_file()

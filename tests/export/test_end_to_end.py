@@ -141,7 +141,7 @@ def predict_standalone(path, tmp_path, count, seed, extra):
         Image.fromarray(image).save(files[-1])
     out = tmp_path / "result.npz"
     code = (
-        "import numpy as np, standalone, json\n"
+        "import numpy as np, standalone, json, pathlib\n"
         f"predictor = standalone.Predictor({str(path)!r})\n"
         f"images = [standalone.read_image(f) for f in {files!r}]\n"
         "results = predictor.predict(images, batch_size=2)\n"
@@ -163,7 +163,10 @@ def test_the_standalone_predictor_without_torch_gives_model_predict(exported, tm
         tmp_path,
         3,
         0,
-        "json.dump([r['det']['names'] for r in results], open('names.json', 'w'))",
+        "json.dump([r['det']['names'] for r in results], open('names.json', 'w'))\n"
+        # an image file's path gives what its pixels give
+        "again = predictor.predict([pathlib.Path('image0.png')])[0]\n"
+        "assert (again['seg']['mask'] == results[0]['seg']['mask']).all()",
     )
     det = model.heads["det"]
     det.score_thresh, det.nms_thresh, det.detections_per_img = CONF, IOU, MAX_DET
@@ -190,14 +193,25 @@ def test_the_standalone_command_prints_json_per_image(exported, tmp_path):
     model, path, _ = exported
     image = np.random.default_rng(1).integers(0, 256, (40, 90, 3), dtype=np.uint8)
     Image.fromarray(image).save(tmp_path / "wide.png")
+    # a folder: its images (sub-folders too), read a batch at a time; a broken one is skipped
+    (tmp_path / "more" / "sub").mkdir(parents=True)
+    Image.fromarray(image[:, :60]).save(tmp_path / "more" / "sub" / "b.jpg")
+    Image.fromarray(image[:30]).save(tmp_path / "more" / "a.png")
+    (tmp_path / "more" / "broken.jpg").write_bytes(b"not an image")
+    (tmp_path / "more" / "notes.txt").write_text("not read")
     code = (
         "import runpy\n"
-        f"sys.argv = ['standalone.py', {str(path)!r}, 'wide.png']\n"
+        f"sys.argv = ['standalone.py', {str(path)!r}, 'wide.png', 'more', '--batch-size', '2']\n"
         "runpy.run_path('deploy/standalone.py', run_name='__main__')\n"
     )
     done = run_standalone(tmp_path, code)
     assert done.returncode == 0, done.stderr
-    line = json.loads(done.stdout.strip())
+    lines = [json.loads(text) for text in done.stdout.splitlines()]
+    assert [x["image"] for x in lines] == ["wide.png", "more/a.png", "more/sub/b.jpg"]
+    assert [x["seg"]["mask_shape"] for x in lines[1:]] == [[30, 90], [40, 60]]
+    assert "skipped more/broken.jpg: " in done.stderr
+    assert "1 of 4 images could not be read" in done.stderr
+    line = lines[0]
     assert line["image"] == "wide.png"
     assert line["seg"]["mask_shape"] == [40, 90]
     assert line["cls"]["name"] in LABELS["class"]

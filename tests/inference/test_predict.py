@@ -259,7 +259,7 @@ def test_predict_files_on_a_video_and_an_image_writes_frames_ids_and_a_drawn_vid
     assert all(r["file_name"].endswith("clip.mp4") for r in records[1:])
     assert all((r["height"], r["width"]) == (48, 64) for r in records[1:])
     assert records[2]["cls"]["name"] in ("day", "night")
-    assert records[2]["seg"] == {"label_png": "in/clip.mp4_000002_seg.png"}
+    assert records[2]["seg"]["label_png"] == "in/clip.mp4_000002_seg.png"
     assert (out / "in" / "clip.mp4_000002_seg.png").is_file()
     assert (out / "000001.png_seg.png").is_file()
 

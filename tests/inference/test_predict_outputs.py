@@ -77,12 +77,21 @@ def test_same_file_names_in_different_folders_and_suffixes_get_distinct_outputs(
     assert len(records) == 3
     for record in records:
         name = Path(record["file_name"]).relative_to(photos).as_posix()
-        assert record["seg"] == {"label_png": f"{name}_seg.png"}
+        assert record["seg"]["label_png"] == f"{name}_seg.png"
         assert (record["height"], record["width"]) == PHOTOS[name]
         label_map = np.asarray(Image.open(out / record["seg"]["label_png"]))
         (expected,) = model.predict([read_image(photos / name)])
         assert label_map.shape == PHOTOS[name]
         assert (label_map == expected["seg"]["mask"].numpy()).all()
+        # the names read the PNG's values; each class present has its share of the pixels
+        names = record["seg"]["names"]
+        assert names == expected["seg"]["names"]
+        values, counts = np.unique(label_map, return_counts=True)
+        pixels = record["seg"]["pixels"]
+        assert pixels == {
+            names[v]: round(c / label_map.size, 4) for v, c in zip(values, counts, strict=True)
+        }
+        assert list(pixels.values()) == sorted(pixels.values(), reverse=True)
         assert Image.open(out / f"{name}_pred.png").width == PHOTOS[name][1]
 
 

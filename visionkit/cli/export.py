@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     """What ``visionkit export`` runs; prints the file written and the check's table."""
     from visionkit.export import export
 
+    output = args.output or default_output(args.checkpoint, args.format)  # refused before work
     checked = "" if args.no_check else ", then checking it against PyTorch"
     print(  # the export takes half a minute or more with nothing else to show
         f"export: exporting {args.checkpoint} to {args.format}{checked} ...",
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     report = export(
         args.checkpoint,
         args.format,
-        args.output or default_output(args.checkpoint, args.format),
+        output,
         image_size=args.image_size,
         opset=args.opset,
         atol=args.atol,

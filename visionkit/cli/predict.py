@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "instance masks as a COCO results list: xywh, "
         "the training file's category ids, RLE segmentation), images.json (one entry per "
         "image id, i.e. image or video frame: file, frame, size, class name and score of "
-        "classifiers), <name>_<head>.png "
+        "classifiers, class names and pixel shares of semantic heads), <name>_<head>.png "
         "(the label map of each semantic head) and, with --save-txt, labels/<stem>.txt. "
         "<name> is the input's path relative to the "
         "common folder of the inputs, suffix kept (--input photos/ with photos/a/001.jpg "

@@ -372,16 +372,13 @@ def _split_masks(
     return SplitReport("masks", files, {s: len(parts[s]) for s in files}, folders)
 
 
-#: palette files a mask folder's root may hold as published (CamVid's, and plain names)
-PALETTE_FILES = ("label_colors.txt", "label_colours.txt", "palette.txt", "palette.json")
-
-
 def _label_naming(root: Path, image: str, mask_dir: Path) -> str:
     """The entry's keys that name the labels as they lie, for the summary's entry: the
     ``mask_suffix`` / ``mask_ext`` of the first image's label file when it is not
     ``<stem>.png`` (CamVid's ``<stem>_L.png``), and a ``palette`` file of
-    :data:`PALETTE_FILES` in ``root``; ``""`` when neither."""
+    :data:`~visionkit.data.readers.palette.PALETTE_FILES` in ``root``; ``""`` when neither."""
     from visionkit.data.readers.mask_folder import label_file_like
+    from visionkit.data.readers.palette import PALETTE_FILES
 
     relative = Path(image)
     found = None

@@ -4,10 +4,12 @@ NumPy and Pillow only: no PyTorch, no visionkit.
 This file imports nothing of visionkit, so it can be copied next to the model and run on a
 machine with only ``pip install onnxruntime numpy pillow``::
 
-    python standalone.py model.onnx photo.jpg [more.jpg ...] [--batch-size 8]
+    python standalone.py model.onnx photo.jpg [more.jpg | folder ...] [--batch-size 8]
     python -m visionkit.export.standalone model.onnx photo.jpg   # where visionkit is installed
 
-It prints one JSON object per image (``{"image": path, "<head>": ...}``). From Python::
+It prints one JSON object per image (``{"image": path, "<head>": ...}``), reading a folder's
+images (sub-folders included) and a batch at a time; an unreadable image is skipped and named
+on stderr. From Python::
 
     predictor = Predictor("model.onnx")
     result = predictor.predict([rgb_uint8_array])[0]
@@ -40,6 +42,7 @@ import argparse
 import importlib
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -52,6 +55,8 @@ DETECTION_KEYS = ("boxes", "scores", "labels", "batch_index")
 RESIZES = ("Resize", "LongestMaxSize", "SmallestMaxSize")
 PADS = ("PadIfNeeded", "Pad")
 SUPPORTED = (*RESIZES, "CenterCrop", *PADS)
+#: image files a folder given on the command line is searched for
+SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 POSITIONS = ("center", "top_left", "top_right", "bottom_left", "bottom_right")
 
 
@@ -290,12 +295,17 @@ class Predictor:
         return dict(zip(names, values, strict=True))
 
     def predict(
-        self, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 8
+        self,
+        images: Sequence[np.ndarray | str | os.PathLike] | np.ndarray | str | os.PathLike,
+        batch_size: int = 8,
     ) -> list[dict[str, Any]]:
-        """One dict per ``H×W×3 uint8`` RGB image (a list, or one image), keyed by head name
-        (see the module); :func:`read_image` reads an image file."""
-        if isinstance(images, np.ndarray) and images.ndim == 3:
+        """One dict per ``H×W×3 uint8`` RGB image or image file (a list, or one), keyed by
+        head name (see the module); files are read with :func:`read_image`."""
+        if (isinstance(images, np.ndarray) and images.ndim == 3) or isinstance(
+            images, str | os.PathLike
+        ):
             images = [images]
+        images = [i if isinstance(i, np.ndarray) else read_image(os.fspath(i)) for i in images]
         results: list[dict[str, Any]] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
@@ -381,25 +391,79 @@ def to_json(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def image_files(inputs: Sequence[str]) -> list[str]:
+    """The image files of ``inputs``: a file as given, a folder's images (by suffix, sorted,
+    sub-folders included)."""
+    files: list[str] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = []
+            for folder, _, names in os.walk(item):
+                found += [os.path.join(folder, n) for n in names if n.lower().endswith(SUFFIXES)]
+            files += sorted(found)
+        else:
+            files.append(item)
+    return files
+
+
+def read_batch(paths: Sequence[str]) -> tuple[list[str], list[np.ndarray], list[str]]:
+    """The readable ``paths`` and their images, and a line for each file that is not."""
+    from PIL import Image
+
+    kept, images, problems = [], [], []
+    for path in paths:
+        try:
+            images.append(read_image(path))
+            kept.append(path)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            problems.append(f"skipped {path}: {err}")
+    return kept, images, problems
+
+
+def positive(text: str) -> int:
+    """An ``int`` >= 1 (for argparse)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python standalone.py model.onnx image [image ...]``: one JSON line per image."""
+    """``python standalone.py model.onnx image|folder [...]``: one JSON line per image."""
     parser = argparse.ArgumentParser(
         description="Predict with an end-to-end visionkit ONNX export (onnxruntime, numpy and "
-        "Pillow only); prints one JSON object per image."
+        "Pillow only); prints one JSON object per image. Unreadable images are skipped, each "
+        "named on stderr; the exit status is 1 when none could be read."
     )
     parser.add_argument("model", help="the .onnx file written by visionkit export --nms")
-    parser.add_argument("images", nargs="+", help="image files")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per run (default 8)")
+    parser.add_argument(
+        "images", nargs="+", help="image files or folders (their images, sub-folders included)"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive, default=8, help="images read and run at once (default 8)"
+    )
     args = parser.parse_args(argv)
     try:
         predictor = Predictor(args.model)
-        images = [read_image(p) for p in args.images]
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    for path, result in zip(args.images, predictor.predict(images, args.batch_size), strict=True):
-        print(json.dumps({"image": path, **to_json(result)}))
-    return 0
+    files = image_files(args.images)
+    if not files:
+        print(
+            f"error: no images ({', '.join(SUFFIXES)}) in {', '.join(args.images)}", file=sys.stderr
+        )
+        return 1
+    done = 0
+    for start in range(0, len(files), args.batch_size):
+        paths, images, problems = read_batch(files[start : start + args.batch_size])
+        for line in problems:
+            print(line, file=sys.stderr)
+        for path, result in zip(paths, predictor.predict(images, args.batch_size), strict=True):
+            print(json.dumps({"image": path, **to_json(result)}), flush=True)
+        done += len(paths)
+    if done < len(files):
+        print(f"{len(files) - done} of {len(files)} images could not be read", file=sys.stderr)
+    return 0 if done else 1
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def image_record(
                 out_dir / f"{stem}_{head}.png",
                 lambda tmp, label_map=label_map: label_map.save(tmp, format="PNG"),
             )
-            record[head] = {"label_png": f"{stem}_{head}.png"}
+            record[head] = {"label_png": f"{stem}_{head}.png", **pixel_shares(result)}
         elif "embedding" in result:  # an embedding head: <name>_<head>.npy, gallery matches
             vector = np.asarray(result["embedding"].float().cpu(), dtype=np.float32)
             write_atomic(out_dir / f"{stem}_{head}.npy", lambda tmp, v=vector: _save_npy(tmp, v))
@@ -111,6 +111,21 @@ def image_record(
             if "matches" in result:
                 record[head]["matches"] = result["matches"]
     return record
+
+
+def pixel_shares(result: dict[str, Any]) -> dict[str, Any]:
+    """A label map's ``names`` (class index -> name, to read its PNG; ``None`` unnamed) and
+    the ``pixels`` share of each class present (name, or index without names), largest
+    first, rounded to 4 digits."""
+    mask = result["mask"].cpu().numpy()
+    values, counts = np.unique(mask, return_counts=True)
+    names = result.get("names")
+    shares = {}
+    for i in np.argsort(-counts, kind="stable"):
+        value = int(values[i])
+        name = names[value] if names and value < len(names) else str(value)
+        shares[name] = round(float(counts[i]) / mask.size, 4)
+    return {"names": list(names) if names else None, "pixels": shares}
 
 
 def _save_npy(path: Path, vector: np.ndarray) -> None:

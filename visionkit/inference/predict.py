@@ -137,7 +137,8 @@ def predict_files(
     - ``images.json``: one entry per image or video frame (``id`` — the ``image_id`` above —,
       ``file_name``, ``frame`` for video frames, ``height``, ``width``) with the image-level
       results: class label, name and score; the label PNG of a semantic head (its path
-      relative to ``output_dir``);
+      relative to ``output_dir``), its class ``names`` and each present class's share of
+      the ``pixels``;
     - ``<name>_<head>.png`` (``<name>_<frame>_<head>.png`` for a video frame): each semantic
       head's label map (pixel value = class index);
     - ``<name>_pred.png`` per image and ``<name>_pred.mp4`` per video: the predictions drawn

@@ -66,7 +66,7 @@ from visionkit.data.checks import (
     where_of,
 )
 from visionkit.data.io import read_image, read_label_image, read_label_image_header
-from visionkit.data.readers.palette import Palette, read_palette
+from visionkit.data.readers.palette import PALETTE_FILES, Palette, read_palette
 from visionkit.errors import AnnotationError, ConfigError, DataError, ImageDecodeError
 from visionkit.registry import DATASETS
 
@@ -337,9 +337,15 @@ class MaskFolderDataset:
         if not path.is_file():
             if self.palette is not None:
                 return list(self.palette.names)
+            published = next((n for n in PALETTE_FILES if (self.root / n).is_file()), None)
+            hint = (
+                f", or read the colour labels with their palette file: palette: {published}"
+                if published
+                else ", or give a palette file naming the classes (palette: FILE) for RGB labels"
+            )
             raise DataError(
                 f"{self.root}: no class names; write one name per line (label order) in "
-                f"{path}, or set class_names in the dataset config"
+                f"{path}, or set class_names in the dataset config{hint}"
             )
         names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
         return [n for n in names if n]

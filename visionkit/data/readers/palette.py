@@ -30,6 +30,9 @@ from visionkit.errors import AnnotationError, ConfigError, DataError
 #: Palette entry names (compared in lower case) that mark unlabelled pixels, not a class.
 VOID_NAMES = ("void",)
 
+#: palette files a mask folder's root may hold as published (CamVid's, and plain names)
+PALETTE_FILES = ("label_colors.txt", "label_colours.txt", "palette.txt", "palette.json")
+
 
 @dataclass(frozen=True)
 class Palette:
