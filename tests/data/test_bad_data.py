@@ -302,7 +302,7 @@ def test_annotation_of_a_missing_image_warns_and_is_an_error_when_strict(tmp_pat
     assert code == 1
     assert "orphan annotation: annotation id 101: image_id 77 is not an image of the file" in out
     assert "warnings (training repairs these): 1" in out
-    assert "1 x orphan annotation: annotation id 101" in err  # the warning training logs
+    assert ": orphan annotation: annotation id 101" in err  # the warning training logs
     code, _, err = train(capsys, tmp_path, root, "data.train.strict=true")
     assert code == 1 and "orphan annotation: annotation id 101" in err
 
@@ -397,7 +397,7 @@ def test_degenerate_and_out_of_image_boxes_are_clipped_or_dropped_with_a_count(t
     np.testing.assert_allclose(kept, [[20, 20, SIZE, SIZE]])
     code, _, err = train(capsys, tmp_path, root, val_root=root)
     assert code == 0, err[-2000:]
-    assert "3 x box dropped" in err and "1 x box clipped" in err
+    assert "3 x box dropped" in err and ": box clipped" in err
     assert digest(root) == before  # check-data and training never modify the dataset
 
 

@@ -155,7 +155,9 @@ def test_voc_split_file_and_classes_file_set_images_and_category_order(tmp_path)
     assert [c["name"] for c in coco["categories"]] == ["bird", "dog"]
     assert coco["annotations"][0]["category_id"] == 2
     with pytest.raises(
-        DataError, match=r"split file .*test.txt does not exist \(splits in .*: \['val'\]\)"
+        DataError,
+        match=r"split file .*test.txt does not exist \(splits in .*: \['val'\]\); to hold out "
+        r"a test split too: visionkit split .* --val 0\.2 --test 0\.1 --overwrite",
     ):
         to_coco(src, "voc", split="test")
 
@@ -288,7 +290,9 @@ def test_yolo_problems_are_reported_together(tmp_path):
             "1 0.1 0.1 0.5 0.1 0.5 0.5 0.1\n"  # 5: odd polygon
             "1 0.3 0.3 0.5 0.5\n"  # 6: a box, fine
             "1 0.1 0.1 0.5 0.1 1.5 0.5\n"  # 7: polygon point outside
-            "0 0.5 nan 0.2 0.2\n",  # 8: not finite
+            "0 0.5 nan 0.2 0.2\n"  # 8: not finite
+            "0 0.5 0.5 0.2 0.2 0.9\n"  # 9: a box with a confidence column
+            "1.0 0.5 0.5 0.2 0.2\n",  # 10: an integral float class (read as 1, as Ultralytics)
             "b.txt": "0 0.5 0.5 0.2 0.2 0.3 0.3\n",  # collinear triangle: skipped, no error
             "orphan.txt": "0 0.5 0.5 0.2 0.2\n",
             "classes.txt": "not a label file\n",  # LabelImg's names file inside labels/
@@ -297,7 +301,7 @@ def test_yolo_problems_are_reported_together(tmp_path):
     )
     with pytest.raises(AnnotationError) as info:
         to_coco(src, "yolo")
-    assert "cannot convert the YOLO labels: 8 problems" in str(info.value)
+    assert "cannot convert the YOLO labels: 9 problems" in str(info.value)
     assert info.value.problems == [
         "labels/orphan.txt: no image for this label file (images/orphan.*)",
         "labels/a.txt line 1: 4 fields; expected 5 (class cx cy w h) or a polygon "
@@ -305,14 +309,19 @@ def test_yolo_problems_are_reported_together(tmp_path):
         "labels/a.txt line 2: class index 3 out of range 0..1 (2 classes)",
         "labels/a.txt line 3: class index 'x' is not an integer",
         "labels/a.txt line 4: coordinates outside [0, 1] (normalised): -0.1, 1.1",
-        "labels/a.txt line 5: polygon with an odd number of coordinates (7); expected x y pairs",
+        "labels/a.txt line 5: 8 fields: neither a box (class cx cy w h) nor a polygon (class "
+        "x1 y1 x2 y2 x3 y3 ...: x y pairs)",
         "labels/a.txt line 7: coordinates outside [0, 1] (normalised): 1.5",
         "labels/a.txt line 8: 'nan' is not a finite number",
+        "labels/a.txt line 9: 6 fields: neither a box (class cx cy w h) nor a polygon (class "
+        "x1 y1 x2 y2 x3 y3 ...: x y pairs) (a box with a confidence column? drop it)",
     ]
 
 
 def test_yolo_unreadable_image_is_reported(tmp_path):
-    src = make_yolo(tmp_path / "yolo", {"a.png": (32, 32)}, {}, classes_txt="a\n")
+    src = make_yolo(
+        tmp_path / "yolo", {"a.png": (32, 32)}, {"a.txt": "0 0.5 0.5 0.2 0.2\n"}, classes_txt="a\n"
+    )
     (src / "images" / "._a.png").write_bytes(b"macOS metadata: ignored, as hidden files are")
     (src / "labels" / "._a.txt").write_bytes(b"\x00\x05")
     assert [i["file_name"] for i in to_coco(src, "yolo").coco["images"]] == ["images/a.png"]

@@ -145,7 +145,8 @@ def test_class_folders_that_cannot_train_a_classifier_are_refused_saying_why(tmp
         ImageFolderDataset(tmp_path)
     assert str(info.value) == (
         f"{tmp_path}: its folders test/, train/, val/ are splits, not classes: give each "
-        f"split's own folder as its root, e.g. root: {tmp_path / 'train'}"
+        f"split's own folder as its root: {tmp_path / 'test'}, {tmp_path / 'train'}, "
+        f"{tmp_path / 'val'}"
     )
     (tmp_path / "test").rmdir()
     train = tmp_path / "train"

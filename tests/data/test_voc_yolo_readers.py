@@ -166,6 +166,41 @@ def test_a_roboflow_data_yaml_is_read_as_ultralytics_reads_it(tmp_path):
         assert len(ds) == 1 and ds[0]["labels"].tolist() == [0]
 
 
+@pytest.mark.reliability
+def test_a_yolo_split_without_any_label_file_is_an_error_naming_where_they_belong(tmp_path):
+    """labels/ missing (or misplaced) read as a set of negatives: check-data said "no problems
+    found" and training ran to mAP 0."""
+    data_yaml = make_ultralytics(tmp_path)
+    labels = data_yaml.parent / "datasets" / "toy" / "labels"
+    (labels / "train").rename(tmp_path / "elsewhere")
+    with pytest.raises(DataError) as info:
+        build_dataset({"format": "yolo", "root": str(data_yaml), "split": "train"})
+    assert info.value.problems == [
+        "bad annotation file: labels/train: no label files (for 1 image): the label file of "
+        "images/train/x.png is labels/train/x.txt (the last images/ folder of the path becomes "
+        "labels/, the suffix .txt)"
+    ]
+    # an empty label file is an image without boxes, as before
+    val = build_dataset({"format": "yolo", "root": str(data_yaml), "split": "val"}, split="val")
+    assert val[0]["boxes"].shape == (0, 4)
+
+
+def test_a_data_yaml_whose_path_does_not_exist_says_so(tmp_path):
+    """Colab / Roboflow files say ``path: /content/datasets/...``: the error was "images/train
+    is neither a folder of images nor a .txt list of them"."""
+    data_yaml = make_ultralytics(tmp_path)
+    data = yaml.safe_load(data_yaml.read_text())
+    moved = tmp_path / "toy.yaml"
+    moved.write_text(yaml.safe_dump({**data, "path": "/content/datasets/toy"}))
+    with pytest.raises(DataError, match=r"path: /content/datasets/toy does not exist \(the "):
+        build_dataset({"format": "yolo", "root": str(moved), "split": "train"})
+    # the entries lie beside the file: the message says to delete the path: line
+    beside = data_yaml.parent / "datasets" / "toy" / "data.yaml"
+    beside.write_text(yaml.safe_dump({**data, "path": "/content/datasets/toy"}))
+    with pytest.raises(DataError, match=r"delete the path: line \(the train, val entries are"):
+        build_dataset({"format": "yolo", "root": str(beside), "split": "train"})
+
+
 def test_a_pose_data_yaml_is_refused_not_read_as_polygons(tmp_path):
     """``class cx cy w h x1 y1 x2 y2`` with ``kpt_shape: [2, 2]`` read as a polygon gave a
     wrong box and no word of it."""

@@ -183,9 +183,11 @@ class DataReport:
         for p in self.warnings:
             groups[p.kind].append(p)
         for kind, items in groups.items():
-            first = "; ".join(str(p) for p in items[:3])
+            # a problem of the dataset's own folder is said once, not as "root: ... root: ..."
+            first = "; ".join(p.detail if p.where == self.source else str(p) for p in items[:3])
             more = f" (and {len(items) - 3} more)" if len(items) > 3 else ""
-            logger.warning("%s: %d x %s: %s%s", self.source, len(items), kind, first, more)
+            count = f"{len(items)} x " if len(items) > 1 else ""
+            logger.warning("%s: %s%s: %s%s", self.source, count, kind, first, more)
 
     def error(self) -> DataError:
         """The exception that stops training: every error of the report (up to 10 per kind),

@@ -51,15 +51,19 @@ def read_list(file: Path, root: Path) -> list[str]:
     """
     if not file.is_file():
         available = sorted(p.stem for p in file.parent.glob("*.txt"))
-        raise DataError(
-            f"split file {file} does not exist"
-            + (
-                f" (splits in {file.parent}: {available})"
-                if available
-                else f"; write train / val lists with: visionkit split {root} --val 0.2 "
+        if not available:
+            hint = (
+                f"; write train / val lists with: visionkit split {root} --val 0.2 "
                 "(or leave split out to read every image)"
             )
-        )
+        elif file.stem == "test" and "test" not in available:  # split without --test
+            hint = (
+                f" (splits in {file.parent}: {available}); to hold out a test split too: "
+                f"visionkit split {root} --val 0.2 --test 0.1 --overwrite (new lists)"
+            )
+        else:
+            hint = f" (splits in {file.parent}: {available})"
+        raise DataError(f"split file {file} does not exist{hint}")
     lines = (line.strip() for line in file.read_text(encoding="utf-8-sig").splitlines())
     names = [line for line in lines if line and not line.startswith("#")]
     if not names:

@@ -148,6 +148,19 @@ def ultralytics_split(
     """
     path = Path(data_yaml)
     data, base = _read_dataset_file(path)
+    if not base.is_dir():
+        beside = [
+            k for k in ("train", "val") if data.get(k) and (path.parent / str(data[k])).exists()
+        ]
+        fix = (
+            f"delete the path: line (the {', '.join(beside)} entries are there, beside {path.name})"
+            if beside
+            else "correct it, or delete it to read the entries beside the file"
+        )
+        raise DataError(
+            f"{path}: path: {data.get('path')} does not exist (the dataset folder, which "
+            f"train / val / test are relative to: {base}); {fix}"
+        )
     if data.get("kpt_shape") is not None:
         raise DataError(
             f"{path}: kpt_shape {data['kpt_shape']}: a pose dataset, whose label lines hold "
@@ -228,6 +241,14 @@ def _convert(
                 continue
             stem = relative_posix(img_dir / label.relative_to(lbl_dir).with_suffix(""), root)
             builder.problem(relative_posix(label, root), f"no image for this label file ({stem}.*)")
+    if images and not any(label.is_file() for label in label_of_image.values()):
+        image, label = next(iter(label_of_image.items()))
+        builder.problem(
+            relative_posix(label.parent, root),
+            f"no label files (for {len(images)} image{'s' * (len(images) > 1)}): the label file of "
+            f"{relative_posix(image, root)} is {relative_posix(label, root)} (the last images/ "
+            "folder of the path becomes labels/, the suffix .txt)",
+        )
     for image in images:
         _add_image(builder, root, image, label_of_image[image])
     builder.raise_problems(f"{info['source']}: cannot convert the YOLO labels", problems)
@@ -292,10 +313,13 @@ def _add_line(
         )
         return
     try:
-        label = int(fields[0])
+        number = float(fields[0])  # some exporters write 0.0, which Ultralytics reads as 0
     except ValueError:
+        number = math.nan
+    if not number.is_integer():
         builder.problem(where, f"class index {fields[0]!r} is not an integer")
         return
+    label = int(number)
     num_classes = len(builder.class_names)
     if not 0 <= label < num_classes:
         builder.problem(
@@ -320,8 +344,11 @@ def _add_line(
             return
         points = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
     elif len(values) % 2:  # 5 or more numbers, even: a polygon of at least 3 points
+        hint = " (a box with a confidence column? drop it)" if len(values) == 5 else ""
         builder.problem(
-            where, f"polygon with an odd number of coordinates ({len(values)}); expected x y pairs"
+            where,
+            f"{len(fields)} fields: neither a box (class cx cy w h) nor a polygon (class x1 y1 "
+            f"x2 y2 x3 y3 ...: x y pairs){hint}",
         )
         return
     else:

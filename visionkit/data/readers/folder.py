@@ -110,7 +110,7 @@ class ImageFolderDataset:
         self.report = report = DataReport(str(self.root), "folder")
         report.num_images = len(self.items)
         loose = [p for p in self.root.iterdir() if p.is_file() and p.suffix.lower() in exts]
-        if loose:
+        if loose and split is None:  # a split's list names the images it reads
             report.add(
                 "image in no sub-folder",
                 str(self.root),
@@ -187,10 +187,9 @@ def check_class_folders(
         DataError: saying which and what to give instead.
     """
     if found and {f.lower() for f in found} <= SPLIT_FOLDERS:
-        train = next((f for f in found if f.lower() == "train"), found[0])
         raise DataError(
             f"{root}: its folders {', '.join(f + '/' for f in found)} are splits, not classes: "
-            f"give each split's own folder as its root, e.g. root: {root / train}"
+            f"give each split's own folder as its root: {', '.join(str(root / f) for f in found)}"
         )
     empty = [f"{f}/" for f in found if images is not None and not images.get(f)]
     if empty:
