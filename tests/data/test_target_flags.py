@@ -94,6 +94,9 @@ def test_a_box_set_and_a_mask_folder_train_one_backbone_together(tmp_path, caplo
     assert {"det/mAP", "seg/mIoU", "seg/IoU_ground", "seg/IoU_square"} <= set(metrics)
     assert "seg/IoU_background" not in metrics  # the box set brought no label maps of its own
     assert {"val/loss/boxes", "val/loss/streets"} <= set(metrics)  # each set's, by its name
+    # and val/loss over both (8 images each: their mean), so monitor: val/loss holds here too
+    both = (metrics["val/loss/boxes"] + metrics["val/loss/streets"]) / 2
+    assert metrics["val/loss"] == pytest.approx(both, rel=1e-5)
     import visionkit
 
     model = visionkit.load(run_dir / "checkpoints" / "last.ckpt")

@@ -52,6 +52,7 @@ from visionkit.engine.callbacks import (
 from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
 from visionkit.engine.datamodule import VisionDataModule
 from visionkit.engine.ema import EMACallback
+from visionkit.engine.monitor import MonitorCheck, check_monitors, monitor_of
 from visionkit.engine.pictures import ValidationPictures
 from visionkit.engine.resume import (
     CtrlC,
@@ -80,21 +81,6 @@ from visionkit.inference.options import (
 from visionkit.models.model import VisionModel
 
 logger = logging.getLogger(__name__)
-
-
-def monitor_of(system: VisionSystem, cfg: Config) -> tuple[str, str]:
-    """The metric that picks ``best.ckpt`` and its mode: ``cfg.monitor`` when set; else the
-    evaluated head's main metric (``<head>/top1``, ``<head>/mAP``, ``<head>/mIoU``,
-    ``<head>/mask_mAP``); with several evaluated heads ``val/score``, the mean of their main
-    metrics; else ``val/loss``."""
-    if cfg.monitor:
-        return cfg.monitor, "min" if "loss" in cfg.monitor else "max"
-    headline = system.headline_metrics()
-    if len(headline) > 1:
-        return "val/score", "max"
-    if headline:
-        return headline[0], "max"
-    return "val/loss", "min"
 
 
 def make_trainer(
@@ -217,6 +203,9 @@ def train(
     )
     monitor, mode = monitor_of(system, cfg)
     has_val = "val" in datasets
+    monitors = {"monitor": monitor, "early_stopping.monitor": cfg.early_stopping.monitor}
+    monitors = {k: v for k, v in monitors.items() if v and has_val}
+    check_monitors(monitors, system)
     checkpoint = NamedCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
@@ -236,7 +225,8 @@ def train(
     )
     sigterm = SigtermCheckpoint(run_dir / "checkpoints" / "last.ckpt")
     timer = TrainingTime()
-    run_callbacks: list[L.Callback] = [checkpoint, last, RunFolderCallback(run_dir)]
+    run_callbacks: list[L.Callback] = [MonitorCheck(monitors), checkpoint, last]
+    run_callbacks.append(RunFolderCallback(run_dir))
     run_callbacks += [RngStateCallback(), LoaderState(), timer]
     run_callbacks += training_callbacks(cfg, run_dir, monitor, mode, has_val)
     run_callbacks.append(ValidationPictures(run_dir, val_dataset=datasets.get("val")))

@@ -56,7 +56,7 @@ class VisionSystem(L.LightningModule):
             (each batch and its mirror, merged per head by :func:`visionkit.inference.tta.
             merge_hflip`, as ``visionkit predict --tta flip``); ``visionkit eval --tta``.
         val_sets: the names of the validation sets, in loader order: with several, each
-            logs its loss as ``val/loss/<set>`` (one set: ``val/loss``).
+            logs its loss as ``val/loss/<set>``, and ``val/loss`` is over all of them.
     """
 
     def __init__(
@@ -101,6 +101,8 @@ class VisionSystem(L.LightningModule):
         self.val_loss_keys = (
             [f"val/loss/{name}" for name in val_sets] if len(val_sets) > 1 else ["val/loss"]
         )
+        # with several sets, val/loss is the loss over all of their images
+        self.val_loss_all = MeanMetric() if len(self.val_loss_keys) > 1 else None
 
     def forward(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         return self.model(images)
@@ -195,6 +197,8 @@ class VisionSystem(L.LightningModule):
         val_loss.update(losses["loss"].detach().float(), weight=size)
         key = self.val_loss_keys[min(dataloader_idx, len(self.val_loss_keys) - 1)]
         self.log(key, val_loss, on_epoch=True, batch_size=size, add_dataloader_idx=False)
+        if self.val_loss_all is not None:
+            self.val_loss_all.update(losses["loss"].detach().float(), weight=size)
         sizes = [tuple(s) for s in batch["image_sizes"].tolist()]
         orig_sizes = [tuple(s) for s in batch["orig_sizes"].tolist()]
         if self.tta == "flip":
@@ -223,6 +227,9 @@ class VisionSystem(L.LightningModule):
         if len(main) > 1:
             metrics["val/score"] = sum(headline) / len(headline) if headline else float("nan")
         self.last_metrics = metrics
+        if self.val_loss_all is not None:
+            self.log("val/loss", self.val_loss_all.compute(), sync_dist=False)  # ranks gathered
+            self.val_loss_all.reset()
         for key, value in metrics.items():
             # NaN means "no such objects" (COCO -1): not logged, except a main metric (the
             # checkpoint's monitor must exist; ModelCheckpoint ranks NaN last)
