@@ -474,3 +474,27 @@ def test_changing_a_datasets_format_by_override_says_to_give_the_whole_entry():
     with pytest.raises(ConfigError) as info:  # other mistakes get no such line
         load_config(recipe, ["data.train.rot=/data"])
     assert not any("changes the format" in p for p in info.value.problems)
+
+
+@pytest.mark.parametrize(
+    ("override", "lines"),
+    [
+        # a misspelt head in an override was "model.heads.dett.name: required"
+        (
+            "model.heads.dett.num_convs=1",
+            [
+                "model.heads.dett: not a head of the config (its heads: cls, det, seg); did you "
+                "mean model.heads.det? a new head needs its name: "
+                "model.heads.dett.name=<registered head>"
+            ],
+        ),
+        # pydantic's union member names stayed in the path: "data.image_size.constrained-int"
+        ("data.image_size=-5", ["data.image_size: expected greater than 0, got -5"]),
+        # a list of heads was also "at least one head is required"
+        ("model.heads=[cls,det]", ["model.heads: expected a valid dictionary, got ['cls', 'det']"]),
+    ],
+)
+def test_an_override_error_is_one_line_in_the_users_terms(override, lines):
+    with pytest.raises(ConfigError) as info:
+        load_config(Path(__file__).parents[1] / "configs" / "quickstart.yaml", [override])
+    assert str(info.value).splitlines()[1:-1] == [f"  {line}" for line in lines]

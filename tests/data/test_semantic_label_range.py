@@ -67,6 +67,7 @@ def test_train_on_a_label_png_with_a_value_past_the_classes_names_the_file(tmp_p
         "if 7 marks void (unlabelled) pixels, as CamVid's 11 and VOC's 255 borders do, set " in err
     )
     assert "ignore_index: 7 in this dataset's entry" in err
+    assert "(e.g. data.val.ignore_index=7, and data.train.ignore_index=7)" in err
 
 
 def test_voc_borders_under_a_recipes_ignore_index_say_to_set_255(tmp_path, capsys):
@@ -134,3 +135,12 @@ def test_the_ignore_index_hint_only_when_none_is_set(tmp_path):
     assert "set ignore_index" not in str(info.value)
     with pytest.raises(VisionkitError, match="set ignore_index: 7 in this dataset's entry"):
         MaskFolderDataset(root).read_mask(0)
+    # a dataset of a mix: the keys name it (data.train.ignore_index is refused beside a mix)
+    from visionkit.build.data import build_split
+
+    mix = build_split({"fields": {"format": "mask_folder", "root": str(root)}}, split="train")
+    with pytest.raises(
+        VisionkitError,
+        match=r"\(e\.g\. data\.train\.fields\.ignore_index=7, and data\.val\.fields\.ignore_index=7\)",
+    ):
+        mix["fields"].read_mask(0)

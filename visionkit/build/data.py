@@ -144,7 +144,9 @@ def build_dataset(
         args["class_names"] = list(classes)
     if split in EVAL_SPLITS and args.get("on_bad_image") == "skip":
         image_check = "decode"
-    return DATASETS.build(spec["format"], **args, image_check=image_check)
+    dataset = DATASETS.build(spec["format"], **args, image_check=image_check)
+    dataset.config_key = where  # for messages naming the entry to change (data.train.streets)
+    return dataset
 
 
 def _needs_generation(root: Path, params: Mapping[str, Any]) -> bool:

@@ -129,13 +129,16 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     model = data.get("model") if isinstance(data.get("model"), Mapping) else {}
     raw_data = data.get("data") if isinstance(data.get("data"), Mapping) else {}
     heads_spec = model.get("heads") if isinstance(model.get("heads"), Mapping) else {}
+    unnamed = _unnamed_heads(heads_spec)
+    problems += unnamed.values()
     heads = {
         name: _validate_component(
             HEADS, spec, f"model.heads.{name}", problems, extra={"loss_weight": (float, 1.0)}
         )
         for name, spec in heads_spec.items()
+        if name not in unnamed
     }
-    if not heads_spec:
+    if not heads_spec and not isinstance(model.get("heads"), (list, str)):  # said by the schema
         problems.append("model.heads: at least one head is required")
     backbone = model.get("backbone") if isinstance(model.get("backbone"), Mapping) else {}
     backbone_name = backbone.get("name", BackboneConfig().name)
@@ -196,6 +199,21 @@ def _same_folder(a: Any, b: Any) -> bool:
     if not (isinstance(a, str) and isinstance(b, str)):
         return False
     return os.path.normpath(os.path.abspath(a)) == os.path.normpath(os.path.abspath(b))
+
+
+def _unnamed_heads(specs: Mapping[str, Any]) -> dict[str, str]:
+    """Head entries without ``name`` beside named ones, each with its problem: most often a
+    misspelt head in an override (``model.heads.dett.num_convs=1``), not a new head."""
+    named = [k for k, v in specs.items() if isinstance(v, Mapping) and "name" in v]
+    problems = {}
+    for key in (k for k, v in specs.items() if named and isinstance(v, Mapping) and k not in named):
+        close = difflib.get_close_matches(key, named, n=1, cutoff=0.5)
+        problems[key] = (
+            f"model.heads.{key}: not a head of the config (its heads: {', '.join(named)})"
+            + (f"; did you mean model.heads.{close[0]}?" if close else ";")
+            + f" a new head needs its name: model.heads.{key}.name=<registered head>"
+        )
+    return problems
 
 
 def _spatial_heads(heads: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -407,7 +425,7 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
     for e in err.errors():
         loc = tuple(e["loc"])
         # Unions report one error per member type; keep the path free of the type names.
-        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in _TYPE_TAGS)))
+        loc = tuple(p for p in loc if not (isinstance(p, str) and _TYPE_TAG.fullmatch(p)))
         path = ".".join(str(p) for p in loc)
         if e["type"] == "extra_forbidden":
             valid = _fields_at(root, loc[:-1])
@@ -443,7 +461,10 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
     return unique
 
 
-_TYPE_TAGS = {"int", "str", "float", "bool", "list", "dict", "tuple", "none", "function-after"}
+#: pydantic's names of union members (``list[int]``, ``int``, ``constrained-int`` of a PositiveInt)
+_TYPE_TAG = re.compile(
+    r".*\[.*|int|str|float|bool|list|dict|tuple|none|(constrained|function|lax-or-strict|json-or-python).*"
+)
 
 
 def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:

@@ -401,11 +401,14 @@ class MaskFolderDataset:
             # with another ignore_index set, only VOC's 255 borders are hinted at (a stray 7
             # beside CamVid's 11 is no void: replacing 11 would make every 11 an error)
             unset = self.ignore_index == IGNORE_PIXEL
+            key = getattr(self, "config_key", "data.train")  # set by build_dataset
+            _, split, *name = key.split(".") if key.count(".") else ("data", "train")
+            other = ".".join(["data", "val" if split == "train" else "train", *name])
             hint = (
                 f"; if {void} marks void (unlabelled) pixels, as CamVid's 11 and VOC's 255 "
                 f"borders do, set ignore_index: {void} in this dataset's entry"
                 + ("" if unset else f" instead of {self.ignore_index}")
-                + f" (e.g. data.train.ignore_index={void}, and the same for data.val)"
+                + f" (e.g. {key}.ignore_index={void}, and {other}.ignore_index={void})"
                 if bad.size == 1 and (unset or void == IGNORE_PIXEL)
                 else ""
             )
