@@ -146,6 +146,10 @@ def test_data_test_beside_a_mixed_data_val_is_told_to_name_its_datasets():
         split_spec(unset.data, "test")
     assert "as data.val, one dataset per name (boxes, maps), e.g. data.test.boxes.root=... " \
         "data.test.maps.root=..." in str(info.value)  # fmt: skip
+    # the sets named as that hint says take the format of data.val's set of their name (they
+    # stopped on "data.test.boxes.format: required")
+    named = load_config({**cfg, "data": {"val": mix, "test": {"boxes": {"root": "t"}}}})
+    assert named.data.test["boxes"]["format"] == "voc" and named.data.test["boxes"]["root"] == "t"
 
 
 def test_semantic_heads_get_a_per_class_iou_table():

@@ -70,7 +70,8 @@ DESCRIPTIONS: dict[str, str] = {
     "data.val": "validation dataset(s), as `data.train`; each head is evaluated on the sets "
     "that carry its labels",
     "data.test": "test dataset(s), as `data.val`, read only by `visionkit eval --split test` "
-    "and `check-data`; one dataset without `format` takes `data.val`'s",
+    "and `check-data`; one dataset without `format` takes `data.val`'s (each set of a mix, "
+    "that of `data.val`'s set of its name)",
     "data.image_size": "side, or `[h, w]`, of the default pipelines (when `transforms.*` is null) "
     "and of every sizing transform that leaves its size out (`{name: Resize}`)",
     "data.batch_size": "training batch size per device",

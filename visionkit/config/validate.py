@@ -176,12 +176,13 @@ def _test_from_val(test: Any, val: Any) -> Any:
     command line) takes the ``format`` of a single ``data.val``. On the same folder as
     ``data.val`` (another split of one dataset) it takes all of ``data.val``'s settings, with
     ``split: test`` where ``data.val`` names a split: a VOC, YOLO or mask folder without a split
-    reads every image, the training images too. A mix (every value a mapping) and anything
-    else are left as they are."""
+    reads every image, the training images too. Each set of a mix, from ``data.val``'s of
+    its name."""
     if not isinstance(test, Mapping) or not test or "format" in test:
         return test
-    if all(isinstance(v, Mapping) for v in test.values()):
-        return test
+    if all(isinstance(v, Mapping) for v in test.values()):  # a mix
+        named = val if isinstance(val, Mapping) else {}
+        return {k: _test_from_val(v, named.get(k)) for k, v in test.items()}
     if not (isinstance(val, Mapping) and isinstance(val.get("format"), str)):
         return test
     try:
