@@ -498,3 +498,23 @@ def test_an_override_error_is_one_line_in_the_users_terms(override, lines):
     with pytest.raises(ConfigError) as info:
         load_config(Path(__file__).parents[1] / "configs" / "quickstart.yaml", [override])
     assert str(info.value).splitlines()[1:-1] == [f"  {line}" for line in lines]
+
+
+def test_a_named_dataset_set_to_null_leaves_the_mix():
+    """``data.train.maps=null`` said "the other splits are mixes of named datasets ...; give
+    data.train the same way, e.g. data.train.boxes.maps=..."."""
+
+    def mix():
+        return {
+            "boxes": {"format": "voc", "root": "r"},
+            "maps": {"format": "mask_folder", "root": "c"},
+        }
+
+    config = {
+        "model": {"heads": {"cls": {"name": "linear", "num_classes": 2}}},
+        "data": {"train": mix(), "val": mix()},
+    }
+    cfg = load_config(config, ["data.train.maps=null"])
+    assert list(cfg.data.train) == ["boxes"] and list(cfg.data.val) == ["boxes", "maps"]
+    with pytest.raises(ConfigError, match="data.train: every named dataset was set to null"):
+        load_config(config, ["data.train.maps=null", "data.train.boxes=null"])

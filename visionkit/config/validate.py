@@ -15,13 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 from functools import partial
 from typing import Annotated, Any, Union
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    create_model,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from visionkit.choices import ULTRALYTICS_KEYS
 from visionkit.config.files import apply_overrides, override_list, resolve_file
@@ -333,11 +327,16 @@ def split_entries(spec: Mapping[str, Any] | None, where: str) -> list[tuple[str,
 def _validate_datasets(
     spec: Any, path: str, problems: list[str], data: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """One dataset entry, or named entries each with an optional sampling ``weight``; an entry
-    with settings but no ``format`` (``data.test.root=DIR`` where ``data.val`` is a mix) is
+    """One dataset entry, or named entries each with an optional sampling ``weight`` (one set
+    to null is left out); an entry with settings but no ``format`` (``data.test.root=DIR`` where ``data.val`` is a mix) is
     told how to give either, with the names of the other splits' datasets."""
     extra: dict[str, tuple[Any, Any]] = {"synthetic": (SyntheticConfig | None, None)}
     check = partial(_validate_component, DATASETS, key="format", injected=DATASET_INJECTED_ARGS)
+    if is_dataset_mix(spec) and None in spec.values():  # data.train.NAME=null drops that set
+        spec = {name: entry for name, entry in spec.items() if entry is not None}
+        if not spec:
+            problems.append(f"{path}: every named dataset was set to null; give at least one")
+            return {}
     if not is_dataset_mix(spec):
         return check(spec, path, problems, extra=extra)
     loose = [key for key, value in spec.items() if not isinstance(value, Mapping)]
