@@ -288,6 +288,13 @@ def test_mask_folder_reads_palette_and_grey_label_pngs(tmp_path, palette):
 
 
 def test_mask_folder_reports_missing_names_masks_bad_values_and_sizes(mask_root):
+    # a label folder the root lacks: the message names the sub-folders it has
+    with pytest.raises(
+        DataError,
+        match=r"trainannot does not exist: a mask folder holds images/ and trainannot/ \(here: "
+        r"images/, masks/; the entry's images: and masks: name others, docs/datasets\.md",
+    ):
+        MaskFolderDataset(mask_root, masks="trainannot")
     (mask_root / "classes.txt").unlink()
     with pytest.raises(DataError, match="classes.txt"):
         MaskFolderDataset(mask_root)

@@ -227,6 +227,9 @@ def test_a_missing_relative_path_says_which_folder_it_was_read_from(tmp_path, mo
     assert (
         str(info.value) == f"dataset root {tmp_path / 'raccoons'} does not exist or is not a folder"
     )
+    (tmp_path / "raccoon").mkdir()  # a misspelt name beside the folder meant
+    with pytest.raises(DataError, match=r"folder \(read from .*\); did you mean raccoon\?$"):
+        ImageFolderDataset("raccoons")
     (tmp_path / "images").mkdir()
     with pytest.raises(AnnotationError, match=r"annotation file train\.json does not exist, read "
                        f"from the current folder {tmp_path}"):  # fmt: skip

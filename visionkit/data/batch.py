@@ -120,8 +120,23 @@ def dataset_root(root: str | os.PathLike | None) -> Path:
     if not root.is_dir():
         raise DataError(
             f"dataset root {root} does not exist or is not a folder{read_from(root, ' (', ')')}"
+            + folder_like(root)
         )
     return root
+
+
+def folder_like(path: Path) -> str:
+    """``"; did you mean <sibling>?"`` for the folders beside a missing ``path`` most like its
+    name (``data/trian`` → ``data/train``), or ``""``."""
+    import difflib
+
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        folders = [p.name for p in parent.iterdir() if p.is_dir()] if parent.is_dir() else []
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.name, folders, n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(str(path.parent / c) for c in close)}?" if close else ""
 
 
 def read_from(path: str | os.PathLike, before: str = ", ", after: str = "") -> str:

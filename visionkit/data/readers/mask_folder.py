@@ -162,9 +162,11 @@ class MaskFolderDataset:
         self.ignore_index = int(ignore_index)
         for folder in (self.image_dir, self.mask_dir):
             if not folder.is_dir():
+                present = sorted(p.name + "/" for p in self.root.iterdir() if p.is_dir())
                 raise DataError(
                     f"{folder} does not exist: a mask folder holds {images}/ and {masks}/ "
-                    "(see visionkit/data/readers/mask_folder.py)"
+                    f"(here: {', '.join(present) or 'no sub-folders'}; the entry's images: and "
+                    "masks: name others, docs/datasets.md#mask-folder)"
                 )
         self.palette = self._palette(palette, void_color)
         names = list(class_names) if class_names else self._read_class_names()
