@@ -106,3 +106,22 @@ def test_webcam_index_with_max_frames(setup, tmp_path, capsys, monkeypatch):
     assert code == 0
     assert [r["frame"] for r in json.loads((out / "images.json").read_text())] == [0, 1, 2]
     assert (out / "webcam0_pred.mp4").is_file()
+
+
+def test_the_terminal_says_what_each_image_holds_and_a_tally_per_box_head(setup, tmp_path, capsys):
+    """Like Ultralytics' "0.png: 2 circles, 1 square": each image's detections counted by
+    class, then the head's tally (it printed classifiers' classes only)."""
+    from collections import Counter
+
+    code, printed, entries = predict(capsys, setup, tmp_path / "a", "--conf", "0.55")
+    assert code == 0
+    records = json.loads((tmp_path / "a" / "images.json").read_text())
+    for record in records:
+        found = Counter(e["name"] for e in entries if e["image_id"] == record["id"])
+        counts = ", ".join(f"{c} {n}" for n, c in found.most_common()) or "none"
+        assert f"{record['file_name']}: det {counts}\n" in printed
+    total = Counter(e["name"] for e in entries)
+    name, count = total.most_common(1)[0]
+    assert f"\ndet: {name} {count} in " in printed and " of 2 images" in printed
+    code, printed, entries = predict(capsys, setup, tmp_path / "b", "--conf", "0.99")
+    assert code == 0 and entries == [] and "no detections (at --conf)" in printed

@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
             folder,
             asked,
         )
-    for line in class_lines(folder / "images.json") if args.save_json else ():
+    for line in class_lines(folder) if args.save_json else ():
         print(line)
     print(f"wrote {path}")
     written = files_written(folder, before)
@@ -210,37 +210,62 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Up to this many images, ``predict`` prints each one's class (a tally only beyond).
+#: Up to this many images, ``predict`` prints what each one holds (the tallies only beyond).
 CLASS_LINES_MAX = 20
 
 
-def class_lines(images_json: Path) -> list[str]:
-    """The classes ``predict`` found, for the terminal: each image's class and score per
-    image-level head (up to :data:`CLASS_LINES_MAX` images), then each head's tally, most
-    frequent first (``cls: street 12, raccoon 3``); none without such a head."""
-    if not images_json.is_file():
+def class_lines(folder: Path) -> list[str]:
+    """What ``predict`` found, for the terminal, from ``images.json`` (and
+    ``predictions.json``): per image (up to :data:`CLASS_LINES_MAX` images) the class and
+    score of each image-level head, the detections of each box head counted by class (``det
+    2 raccoon, 1 dog``; none: ``det none``) and the three largest classes of each label map
+    (``seg road 41%, sky 22%, car 9%``); then each image-level and box head's tally, most
+    frequent first (``cls: street 12, raccoon 3``; ``det: raccoon 14 in 9 of 12 images``)."""
+    if not (folder / "images.json").is_file():
         return []
-    records = json.loads(images_json.read_text(encoding="utf-8"))
-    heads = [
-        k
-        for k, v in (records[0].items() if records else ())
-        if isinstance(v, dict) and "score" in v
-    ]
+    records = json.loads((folder / "images.json").read_text(encoding="utf-8"))
+    first = records[0] if records else {}
+    heads = [k for k, v in first.items() if isinstance(v, dict) and "score" in v]
+    maps = [k for k, v in first.items() if isinstance(v, dict) and "pixels" in v]
+    boxes: dict[str, dict[int, Counter]] = {}
+    entries = []
+    if (folder / "predictions.json").is_file():
+        entries = json.loads((folder / "predictions.json").read_text(encoding="utf-8"))
+    for entry in entries:
+        label = str(entry.get("name") or entry["category_id"])
+        boxes.setdefault(entry["head"], {}).setdefault(entry["image_id"], Counter())[label] += 1
+    box_heads = sorted(boxes)
 
     def name(found: dict) -> str:
         return str(found["name"] if found.get("name") is not None else found["label"])
 
+    def counted(found: Counter) -> str:
+        return ", ".join(f"{c} {n}" for n, c in found.most_common()) or "none"
+
     lines = []
-    if heads and len(records) <= CLASS_LINES_MAX:
+    if (heads or box_heads or maps) and len(records) <= CLASS_LINES_MAX:
         for record in records:
-            found = ", ".join(
+            found = [
                 f"{h} {name(record[h])} {record[h]['score']:.2f}" for h in heads if h in record
-            )
+            ]
+            found += [f"{h} {counted(boxes[h].get(record['id'], Counter()))}" for h in box_heads]
+            for h in (h for h in maps if h in record):
+                top = list(record[h]["pixels"].items())[:3]
+                found.append(f"{h} " + ", ".join(f"{n} {share:.0%}" for n, share in top))
             frame = f" frame {record['frame']}" if "frame" in record else ""
-            lines.append(f"{record['file_name']}{frame}: {found}")
+            lines.append(f"{record['file_name']}{frame}: {'; '.join(found)}")
     for head in heads:
         tally = Counter(name(r[head]) for r in records if head in r)
         lines.append(f"{head}: " + ", ".join(f"{n} {c}" for n, c in tally.most_common()))
+    for head in box_heads:
+        total = sum(boxes[head].values(), Counter())
+        seen = {n: sum(1 for c in boxes[head].values() if c[n]) for n in total}
+        shown = ", ".join(
+            f"{n} {c} in {seen[n]} of {len(records)} images" for n, c in total.most_common()
+        )
+        lines.append(f"{head}: {shown}")
+    if (folder / "predictions.json").is_file() and not entries:
+        lines.append("no detections (at --conf)")
     return lines
 
 
