@@ -267,3 +267,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     if not isinstance(ckpt, dict):
         raise CheckpointError(path, f"expected a dict, found {type(ckpt).__name__}")
     return ckpt
+
+
+#: What a checkpoint holds only to resume training: the optimiser's and schedulers' state and,
+#: with ``ema``, the raw weights beside the averaged ones (``state_dict``).
+TRAINING_STATE = ("optimizer_states", "lr_schedulers", "current_model_state", "averaging_state")
+
+
+def strip_training_state(path: str | os.PathLike) -> tuple[int, int]:
+    """Rewrite a checkpoint without :data:`TRAINING_STATE` (as Ultralytics strips ``best.pt``
+    when a run ends): the model, its config and classes stay, for ``eval``, ``predict``,
+    ``export`` and ``init_from``; resuming needs ``last.ckpt``. Returns the file's size before
+    and after, in bytes."""
+    before = os.path.getsize(path)
+    checkpoint = load_checkpoint(path)
+    if not any(key in checkpoint for key in TRAINING_STATE):
+        return before, before
+    for key in TRAINING_STATE:
+        checkpoint.pop(key, None)
+    save_atomic(checkpoint, path)
+    return before, os.path.getsize(path)

@@ -22,7 +22,7 @@ from visionkit.checkpoint import load_checkpoint, save_atomic
 from visionkit.engine import runner
 from visionkit.engine.resume import find_resume_checkpoint
 from visionkit.engine.runner import train
-from visionkit.errors import CheckpointError, NonFiniteLossError
+from visionkit.errors import CheckpointError, ConfigError, NonFiniteLossError
 from visionkit.models.model import VisionModel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,6 +101,30 @@ def test_resume_can_raise_the_number_of_epochs(tiny_config, tmp_path):
     assert (last["epoch"], last["global_step"]) == (2, 9)
     rows = list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # the callback state came back too
+
+
+def test_best_ckpt_keeps_the_weights_only_and_resume_takes_last(tiny_config, tmp_path):
+    """best.ckpt is what users ship: the optimiser's state (twice the weights with AdamW) and
+    the EMA's raw copy are left out when the run ends; resume: auto skips it, and resuming
+    from it says to take last.ckpt."""
+    config = ["trainer.max_epochs=1", "ema.enabled=true", "ema.warmup_steps=0"]
+    run_dir, metrics = train(tiny_config, config, output_dir=tmp_path / "run")
+    best, last = run_dir / "checkpoints" / "best.ckpt", run_dir / "checkpoints" / "last.ckpt"
+    stripped, full = load_checkpoint(best), load_checkpoint(last)
+    assert not {"optimizer_states", "lr_schedulers", "current_model_state"} & set(stripped)
+    assert {"optimizer_states", "current_model_state"} <= set(full)
+    assert best.stat().st_size < 0.5 * last.stat().st_size
+    assert stripped["visionkit"]["label_names"] == full["visionkit"]["label_names"]
+    again = runner.evaluate(best)  # the same weights, the same score
+    assert again["cls/top1"] == pytest.approx(metrics["cls/top1"], abs=1e-6)
+    with pytest.raises(ConfigError, match=r"best\.ckpt holds the model's weights only .* resume "
+                       r"from the last\.ckpt beside it, or .* model\.init_from="):  # fmt: skip
+        train(tiny_config, ["trainer.max_epochs=2"], output_dir=run_dir, resume=best)
+    os.utime(best)  # the newest file: auto still takes last.ckpt
+    train(
+        tiny_config, ["trainer.max_epochs=2", "ema.enabled=true"], output_dir=run_dir, resume="auto"
+    )
+    assert load_checkpoint(last)["global_step"] == 6
 
 
 def test_resume_without_config_continues_in_the_checkpoints_run_folder(

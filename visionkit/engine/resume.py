@@ -47,6 +47,8 @@ def find_resume_checkpoint(checkpoint_dir: str | Path) -> Path | None:
         except CheckpointError as err:
             logger.warning("resume: auto: skipping %s", err)
             continue
+        if "optimizer_states" not in ckpt:  # best.ckpt once a run ends: weights only
+            continue
         loaded.append((int(ckpt.get("global_step", 0)), path.stat().st_mtime, path))
     if not loaded:
         return None
@@ -331,6 +333,13 @@ def budget_spent(checkpoint: str | os.PathLike, trainer: Any) -> tuple[str, str]
     (Lightning's ``global_step``) or its ``max_time`` trained (the time Lightning's ``Timer``
     saved); ``None`` when some is left, or the file keeps no count."""
     ckpt = load_checkpoint(checkpoint)
+    if "optimizer_states" not in ckpt:
+        raise ConfigError(
+            f"{checkpoint} holds the model's weights only (a run's best.ckpt once it ends, for "
+            "eval, predict and export), not the optimiser's state a run resumes from: resume "
+            f"from the last.ckpt beside it, or start a new run from these weights with "
+            f"model.init_from={checkpoint}"
+        )
     if trainer is None:
         return None
     done = int(ckpt.get("global_step") or 0)

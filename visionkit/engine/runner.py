@@ -37,7 +37,7 @@ from visionkit.build import (
 from visionkit.build.data import check_checkpoint_classes, check_saved_data_paths, split_spec
 from visionkit.build.model import load
 from visionkit.build.trainer import resolve_precision, use_tf32_matmuls
-from visionkit.checkpoint import load_checkpoint, write_atomic
+from visionkit.checkpoint import load_checkpoint, strip_training_state, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, override_list, save_config
 from visionkit.data.datasets import shared_images_note, val_sets
 from visionkit.data.image_size import unused_image_size_note
@@ -251,6 +251,13 @@ def train(
     if metrics and trainer.is_global_zero:
         text = metrics_json(metrics, indent=2) + "\n"  # nan as null: strict JSON
         write_atomic(run_dir / "metrics.json", lambda tmp: tmp.write_text(text))
+    best = run_dir / "checkpoints" / "best.ckpt"
+    if trainer.is_global_zero and best.is_file():  # weights to ship; last.ckpt resumes
+        sizes = strip_training_state(best)
+        logger.info(
+            "best.ckpt: the optimiser's state left out (%.0f -> %.0f MB)",
+            *(size / 1e6 for size in sizes),
+        )
     return run_dir, metrics
 
 
