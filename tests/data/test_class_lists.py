@@ -129,9 +129,10 @@ def test_each_set_of_a_validation_mix_is_compared(tmp_path):
 
 
 def write_checkpoint(path, label_names, category_ids=()):
-    """A file with a visionkit checkpoint's metadata (what the comparison reads)."""
+    """A file with a visionkit checkpoint's metadata (what the comparison reads), resumable
+    as last.ckpt is (an optimiser state)."""
     meta = {"label_names": label_names, "category_ids": list(category_ids)}
-    torch.save({"visionkit": meta, "state_dict": {}}, path)
+    torch.save({"visionkit": meta, "state_dict": {}, "optimizer_states": []}, path)
     return path
 
 
