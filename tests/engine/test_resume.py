@@ -4,12 +4,14 @@ non-finite losses; and the training options that go with them (EMA, early stoppi
 from __future__ import annotations
 
 import csv
+import importlib
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -125,6 +127,19 @@ def test_best_ckpt_keeps_the_weights_only_and_resume_takes_last(tiny_config, tmp
         tiny_config, ["trainer.max_epochs=2", "ema.enabled=true"], output_dir=run_dir, resume="auto"
     )
     assert load_checkpoint(last)["global_step"] == 6
+
+
+def test_a_resume_is_not_warned_that_its_checkpoint_folder_is_not_empty():
+    """Lightning's ModelCheckpoint said "Checkpoint directory ... exists and is not empty" on
+    every resume; a new run always gets a folder of its own. (pytest drops filters set while
+    it collects, so the package's are installed again here.)"""
+    from lightning.pytorch.utilities import rank_zero_warn
+
+    with warnings.catch_warnings(record=True) as said:
+        importlib.reload(visionkit.engine)
+        rank_zero_warn("Checkpoint directory runs/a/checkpoints exists and is not empty.")
+        rank_zero_warn("another warning")
+    assert [str(w.message) for w in said] == ["another warning"]
 
 
 def test_resume_without_config_continues_in_the_checkpoints_run_folder(

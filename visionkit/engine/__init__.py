@@ -12,6 +12,10 @@ warnings.filterwarnings(
     message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     category=FutureWarning,
 )
+# ... and ModelCheckpoint warns of a folder holding checkpoints on every resume: a new run
+# always gets a folder of its own (engine/run_folder.py), so only a resume (or --exist-ok,
+# asked for) finds one.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 # ... and a Trainer without Lightning's cloud logger and model registry advertises both
 # ("💡 Tip: ... litlogger", "💡 Tip: ... litmodels") on every run and evaluation.
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
