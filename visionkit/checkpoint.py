@@ -274,6 +274,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
 TRAINING_STATE = ("optimizer_states", "lr_schedulers", "current_model_state", "averaging_state")
 
 
+def resumable(checkpoint: dict[str, Any]) -> bool:
+    """Whether a loaded checkpoint holds the optimiser's state a run resumes from (a run's
+    ``best.ckpt`` does not once it ends: :func:`strip_training_state`)."""
+    return "optimizer_states" in checkpoint
+
+
 def strip_training_state(path: str | os.PathLike) -> tuple[int, int]:
     """Rewrite a checkpoint without :data:`TRAINING_STATE` (as Ultralytics strips ``best.pt``
     when a run ends): the model, its config and classes stay, for ``eval``, ``predict``,

@@ -382,13 +382,13 @@ def _label_naming(root: Path, image: str, mask_dir: Path) -> str:
     ``<stem>.png`` (CamVid's ``<stem>_L.png``), and a ``palette`` file of
     :data:`~visionkit.data.readers.palette.PALETTE_FILES` in ``root``; ``""`` when neither."""
     from visionkit.data.readers.mask_folder import label_file_like
-    from visionkit.data.readers.palette import PALETTE_FILES
+    from visionkit.data.readers.palette import published_palette
 
     relative = Path(image)
     found = None
     if not (mask_dir / relative.with_suffix(".png")).exists():
         found = label_file_like(mask_dir / relative.parent, relative.stem)
-    palette = next((name for name in PALETTE_FILES if (root / name).is_file()), None)
+    palette = published_palette(root)
     keys = [*(found[1] if found else []), *([f"palette: {palette}"] if palette else [])]
     return "".join(f", {key}" for key in keys)
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from visionkit.checkpoint import load_checkpoint
+from visionkit.checkpoint import load_checkpoint, resumable
 from visionkit.config.schema import max_time_seconds
 from visionkit.errors import CheckpointError, ConfigError
 
@@ -47,7 +47,7 @@ def find_resume_checkpoint(checkpoint_dir: str | Path) -> Path | None:
         except CheckpointError as err:
             logger.warning("resume: auto: skipping %s", err)
             continue
-        if "optimizer_states" not in ckpt:  # best.ckpt once a run ends: weights only
+        if not resumable(ckpt):  # best.ckpt once a run ends: weights only
             continue
         loaded.append((int(ckpt.get("global_step", 0)), path.stat().st_mtime, path))
     if not loaded:
@@ -333,7 +333,7 @@ def budget_spent(checkpoint: str | os.PathLike, trainer: Any) -> tuple[str, str]
     (Lightning's ``global_step``) or its ``max_time`` trained (the time Lightning's ``Timer``
     saved); ``None`` when some is left, or the file keeps no count."""
     ckpt = load_checkpoint(checkpoint)
-    if "optimizer_states" not in ckpt:
+    if not resumable(ckpt):
         raise ConfigError(
             f"{checkpoint} holds the model's weights only (a run's best.ckpt once it ends, for "
             "eval, predict and export), not the optimiser's state a run resumes from: resume "

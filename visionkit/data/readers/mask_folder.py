@@ -66,7 +66,7 @@ from visionkit.data.checks import (
     where_of,
 )
 from visionkit.data.io import read_image, read_label_image, read_label_image_header
-from visionkit.data.readers.palette import PALETTE_FILES, Palette, read_palette
+from visionkit.data.readers.palette import Palette, published_palette, read_palette
 from visionkit.errors import AnnotationError, ConfigError, DataError, ImageDecodeError
 from visionkit.registry import DATASETS
 
@@ -339,7 +339,7 @@ class MaskFolderDataset:
         if not path.is_file():
             if self.palette is not None:
                 return list(self.palette.names)
-            published = next((n for n in PALETTE_FILES if (self.root / n).is_file()), None)
+            published = published_palette(self.root)
             hint = (
                 f", or read the colour labels with their palette file: palette: {published}"
                 if published

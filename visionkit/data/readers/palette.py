@@ -34,6 +34,11 @@ VOID_NAMES = ("void",)
 PALETTE_FILES = ("label_colors.txt", "label_colours.txt", "palette.txt", "palette.json")
 
 
+def published_palette(root: Path) -> str | None:
+    """The name of the first of :data:`PALETTE_FILES` in ``root``, or ``None``."""
+    return next((name for name in PALETTE_FILES if (root / name).is_file()), None)
+
+
 @dataclass(frozen=True)
 class Palette:
     """The colours of RGB label images and the label each stands for.
