@@ -174,6 +174,19 @@ def test_an_override_names_a_list_item_by_its_index():
     assert data["data"]["transforms"]["train"][1]["p"] == 0.5  # the input is not changed
 
 
+def test_an_override_of_a_yaml_alias_changes_only_the_key_it_names(tmp_path):
+    path = tmp_path / "aliased.yaml"
+    path.write_text(
+        "model: {backbone: {name: simple_cnn}, heads: {cls: {name: linear, num_classes: 2}}}\n"
+        "data:\n  train: &set {format: folder, root: photos, split: train}\n  val: *set\n"
+    )
+    cfg = load_config(path, ["data.val.split=val"])
+    assert (cfg.data.train["split"], cfg.data.val["split"]) == ("train", "val")
+    steps = [{"name": "Resize", "height": 64}]
+    out = apply_overrides({"t": {"train": steps, "val": steps}}, ["t.val[0].height=32"])
+    assert (out["t"]["train"][0]["height"], out["t"]["val"][0]["height"]) == (64, 32)
+
+
 @pytest.mark.parametrize(
     ("override", "problem"),
     [

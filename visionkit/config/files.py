@@ -99,7 +99,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str] | str) -> dic
     >>> apply_overrides({"t": {"steps": [{"p": 0.5}, {"p": 1.0}]}}, ["t.steps[1].p=0.2"])
     {'t': {'steps': [{'p': 0.5}, {'p': 0.2}]}}
     """
-    out = copy.deepcopy(data)
+    out = unshared(data)
     problems = []
     for item in override_list(overrides):
         key, sep, raw = item.partition("=")
@@ -117,6 +117,17 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str] | str) -> dic
     if problems:
         raise ConfigError(problems, "command-line overrides")
     return out
+
+
+def unshared(value: Any) -> Any:
+    """A deep copy in which no mapping or list appears twice: a YAML alias (``val: *train``)
+    becomes a copy of its anchor, so that an override of one (``data.val.split=val``) leaves the
+    other as written (``copy.deepcopy`` keeps shared objects shared)."""
+    if isinstance(value, Mapping):
+        return {key: unshared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unshared(item) for item in value]
+    return copy.deepcopy(value)
 
 
 def override_list(overrides: Sequence[str] | str) -> list[str]:
