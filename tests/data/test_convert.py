@@ -101,7 +101,7 @@ def test_voc_boxes_follow_the_one_based_inclusive_convention(tmp_path):
             "000002": ((40, 32), voc_xml([], "000002.jpg", (40, 32))),
         },
     )
-    coco, skipped = to_coco(src, "voc")
+    coco, skipped, _ = to_coco(src, "voc")
     assert skipped == []
     assert coco["categories"] == [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
     assert [(i["id"], i["file_name"], i["width"], i["height"]) for i in coco["images"]] == [
@@ -133,7 +133,7 @@ def test_voc_difficult_is_crowd_and_missing_tags_get_defaults(tmp_path):
         },
         ext=".png",
     )
-    coco, skipped = to_coco(src, "voc")
+    coco, skipped, _ = to_coco(src, "voc")
     assert coco["images"] == [{"id": 1, "file_name": "JPEGImages/a.png", "width": 48, "height": 40}]
     hard, clipped = coco["annotations"]
     assert hard["iscrowd"] == 1 and hard["difficult"] == 1 and hard["bbox"] == [4, 4, 10, 20]
@@ -150,7 +150,7 @@ def test_voc_split_file_and_classes_file_set_images_and_category_order(tmp_path)
     (src / "ImageSets" / "Main" / "val.txt").write_text("x2\n\n")
     names = tmp_path / "names.txt"
     names.write_text("bird\ndog\n")
-    coco, _ = to_coco(src, "voc", split="val", classes=names)
+    coco, *_ = to_coco(src, "voc", split="val", classes=names)
     assert [i["file_name"] for i in coco["images"]] == ["JPEGImages/x2.jpg"]
     assert [c["name"] for c in coco["categories"]] == ["bird", "dog"]
     assert coco["annotations"][0]["category_id"] == 2
@@ -230,7 +230,7 @@ def test_yolo_boxes_polygons_and_negatives(tmp_path):
         },
         classes_txt="cat\ndog\n",
     )
-    coco, skipped = to_coco(src, "yolo")
+    coco, skipped, _ = to_coco(src, "yolo")
     assert coco["categories"] == [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
     assert [(i["file_name"], i["width"], i["height"]) for i in coco["images"]] == [
         ("images/a.png", 64, 32),
@@ -250,13 +250,13 @@ def test_yolo_names_from_data_yaml_list_or_dict_and_split_folders(tmp_path):
     images = {"train/a.png": (32, 32), "val/b.png": (32, 32)}
     labels = {"train/a.txt": "1 0.5 0.5 0.5 0.5\n", "val/b.txt": "0 0.5 0.5 0.5 0.5\n"}
     src = make_yolo(tmp_path / "list", images, labels, data_yaml="nc: 2\nnames: [car, bus]\n")
-    coco, _ = to_coco(src, "yolo", split="train")
+    coco, *_ = to_coco(src, "yolo", split="train")
     assert [i["file_name"] for i in coco["images"]] == ["images/train/a.png"]
     assert [c["name"] for c in coco["categories"]] == ["car", "bus"]
     assert coco["annotations"][0]["category_id"] == 2
 
     src = make_yolo(tmp_path / "dict", images, labels, data_yaml="names:\n  0: car\n  1: bus\n")
-    coco, _ = to_coco(src, "yolo", split="val")
+    coco, *_ = to_coco(src, "yolo", split="val")
     assert [c["name"] for c in coco["categories"]] == ["car", "bus"]
     assert [i["file_name"] for i in coco["images"]] == ["images/val/b.png"]
 
@@ -492,7 +492,7 @@ def test_voc_as_published_with_annotations_and_images_folders(tmp_path, capsys):
     )
     (root / "Annotations").rename(root / "annotations")
     (root / "JPEGImages").rename(root / "images")
-    coco, _ = to_coco(root, "voc")
+    coco, *_ = to_coco(root, "voc")
     assert [i["file_name"] for i in coco["images"]] == ["images/r1.jpg"]
     assert coco["annotations"][0]["bbox"] == [1, 2, 19, 23]
     code = main(["convert", "--from", "voc", "--to", "coco", str(root), str(tmp_path / "r.json")])

@@ -13,10 +13,10 @@ import yaml
 from PIL import Image
 
 from tests.data.test_convert import voc_object, voc_xml
-from visionkit.build.data import build_dataset
+from visionkit.build.data import build_dataset, build_datasets
 from visionkit.cli import main
 from visionkit.config import load_config
-from visionkit.errors import DataError
+from visionkit.errors import ConfigError, DataError
 from visionkit.evaluation.tasks import TASKS
 
 
@@ -339,3 +339,62 @@ def test_check_data_with_format_reads_the_split_given_and_names_unknown_options(
     err = capsys.readouterr().err
     assert code == 2 and "classes: format yolo takes no classes (it takes: " in err
     assert "class_names" in err
+
+
+def test_on_bad_label_skip_leaves_out_bad_voc_files_with_their_images(tmp_path, capsys):
+    """As Ultralytics ignores a corrupt label file: the usable files train, each left-out
+    file is counted, logged and listed by check-data as a warning, not an error."""
+    root = make_published_voc(tmp_path / "voc")
+    for stem in ("c", "d"):
+        Image.new("RGB", (64, 48), (9, 9, 9)).save(root / "photos" / f"{stem}.jpg")
+    (root / "xml" / "c.xml").write_text("<annotation><object>")  # unclosed
+    (root / "xml" / "d.xml").write_text(voc_xml([voc_object("cat", (1, 1, 9, 9))], "d.jpg"))
+    (root / "xml" / "e.xml").write_text(voc_xml([voc_object("dog", (1, 1, 9, 9))], "e.jpg"))
+    spec = {"format": "voc", "root": str(root), "annotations": "xml", "images": "photos"}
+    spec["class_names"] = ["raccoon", "dog"]
+    with pytest.raises(DataError, match="3 problems") as info:
+        build_dataset(spec, split="train", needs=["boxes"])
+    assert "unknown class 'cat'" in str(info.value) and "image not found" in str(info.value)
+    ds = build_dataset({**spec, "on_bad_label": "skip"}, split="train", needs=["boxes"])
+    assert sorted(Path(ds.path_of(i)).stem for i in range(len(ds))) == ["a", "b"]
+    assert ds.report.notes == ["left out 3 annotation files with problems (on_bad_label: skip)"]
+    assert not ds.report.errors
+    assert any("xml/c.xml: malformed XML" in line for line in ds.report.problem_lines("warning"))
+    argv = ["check-data", "--format", "voc", "--root", str(root), "annotations=xml"]
+    code = main([*argv, "images=photos", "class_names=[raccoon, dog]", "on_bad_label=skip"])
+    out = capsys.readouterr().out
+    assert code == 0 and "3 problems (0 errors, 3 warnings) in 1 dataset" in out
+    assert "xml/d.xml object 1: unknown class 'cat'" in out and "(left out)" in out
+    with pytest.raises(ConfigError, match="on_bad_label: 'drop' is not one of error, skip"):
+        build_dataset({**spec, "on_bad_label": "drop"}, split="train", needs=["boxes"])
+
+
+def test_a_bad_yolo_label_file_stops_training_with_the_skip_hint_then_skip_trains(tmp_path):
+    root = tmp_path / "yolo"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "classes.txt").write_text("cat\n")
+    for i in range(3):
+        Image.new("RGB", (64, 48), (9, 9, 9)).save(root / "images" / f"{i}.jpg")
+        (root / "labels" / f"{i}.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    (root / "labels" / "1.txt").write_text("0 0.5 0.5 0.25\n")  # 4 fields
+    (root / "labels" / "7.txt").write_text("0 0.5 0.5 0.25 0.25\n")  # no image
+    entry = {"format": "yolo", "root": str(root)}
+    cfg = {
+        "model": {"backbone": {"name": "simple_cnn"}, "heads": {"det": {"name": "fcos"}}},
+        "data": {"train": entry, "val": entry},
+    }
+    with pytest.raises(DataError) as info:
+        build_datasets(load_config(cfg).data, needs=["boxes"])
+    text = str(info.value)
+    assert "labels/1.txt line 1: 4 fields" in text and "labels/7.txt: no image" in text
+    assert text.splitlines()[-1].endswith(
+        "on_bad_label: skip (e.g. data.train.on_bad_label=skip) trains without the bad "
+        "annotation files and their images"
+    )
+    entry["on_bad_label"] = "skip"
+    datasets = build_datasets(load_config(cfg).data, needs=["boxes"])
+    assert len(datasets["train"]) == len(datasets["val"]) == 2
+    assert datasets["train"].report.notes == [
+        "left out 2 annotation files with problems (on_bad_label: skip)"
+    ]

@@ -320,23 +320,27 @@ def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any
 
 
 #: The last line of the error that stops a run on bad data; the second part where images are
-#: unreadable.
+#: unreadable, the third where VOC XML or YOLO txt files are bad.
 CHECK_DATA_HINT = (
     "hint: visionkit check-data with the same --config and overrides lists every problem of "
     "every split",
     "; on_bad_image: skip (e.g. data.train.on_bad_image=skip) trains without unreadable images",
+    "; on_bad_label: skip (e.g. data.train.on_bad_label=skip) trains without the bad "
+    "annotation files and their images",
 )
 
 
 def data_errors(failed: Mapping[str, DataError]) -> DataError:
     """One error for the splits that failed (``where`` → error), each named by its config key,
     with :data:`CHECK_DATA_HINT` last (:func:`joined_errors`)."""
-    unreadable = any(
-        "unreadable image" in e.report.counts_by_kind("error")
-        for e in failed.values()
-        if e.report is not None
+    reports = [e.report for e in failed.values() if e.report is not None]
+    unreadable = any("unreadable image" in r.counts_by_kind("error") for r in reports)
+    bad_labels = any(
+        r.format in ("voc", "yolo") and "bad annotation file" in r.counts_by_kind("error")
+        for r in reports
     )
-    return joined_errors(failed, CHECK_DATA_HINT[0] + (CHECK_DATA_HINT[1] if unreadable else ""))
+    hint = CHECK_DATA_HINT[0] + CHECK_DATA_HINT[1] * unreadable + CHECK_DATA_HINT[2] * bad_labels
+    return joined_errors(failed, hint)
 
 
 def joined_errors(failed: Mapping[str, DataError], last: str | None = None) -> DataError:

@@ -24,9 +24,10 @@ Conventions of every converted file:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,10 +39,12 @@ GENERATOR = "visionkit convert"
 
 
 class Conversion(NamedTuple):
-    """What a converter returns: the COCO object and the objects it left out (with why)."""
+    """What a converter returns: the COCO object, the objects it left out (with why) and, under
+    ``on_bad_label: skip``, the problems of each source file it left out."""
 
     coco: dict[str, Any]
     skipped: list[str]
+    dropped: list[list[str]] = []
 
 
 class CocoBuilder:
@@ -57,6 +60,7 @@ class CocoBuilder:
         self.annotations: list[dict[str, Any]] = []
         self.problems: list[str] = []
         self.skipped: list[str] = []
+        self.dropped: list[list[str]] = []
 
     def add_image(self, file_name: str, width: int, height: int) -> int:
         """Add an image (``file_name`` relative to the source folder, POSIX separators);
@@ -105,6 +109,17 @@ class CocoBuilder:
     def skip(self, where: str, what: str) -> None:
         """Record an object left out of the output on purpose (e.g. zero area)."""
         self.skipped.append(f"{where}: {what}")
+
+    @contextlib.contextmanager
+    def one_file(self, skip_bad: bool) -> Iterator[None]:
+        """Convert one source file (an XML or txt file and its image): with ``skip_bad``, a
+        problem recorded inside leaves the file's image and objects out, its problems kept
+        in :attr:`dropped` instead of :attr:`problems` (``on_bad_label: skip``)."""
+        problems, images, annotations = len(self.problems), len(self.images), len(self.annotations)
+        yield
+        if skip_bad and len(self.problems) > problems:
+            self.dropped.append(self.problems[problems:])
+            del self.problems[problems:], self.images[images:], self.annotations[annotations:]
 
     def raise_problems(self, what: str, collect: list[str] | None = None) -> None:
         """Raise one :class:`AnnotationError` listing every recorded problem, if any; with a

@@ -93,6 +93,7 @@ def voc_to_coco(
     annotations: str | None = None,
     images: str | None = None,
     problems: list[str] | None = None,
+    skip_bad: bool = False,
 ) -> Conversion:
     """Convert a VOC folder to a COCO object (nothing is written).
 
@@ -107,10 +108,13 @@ def voc_to_coco(
         problems: a list to append the problems to (the usable files converted) instead of
             raising them: the reader adds them to its report, so that ``check-data`` lists
             them with every problem of the images.
+        skip_bad: leave out each XML file with a problem (malformed, an unknown class, its
+            image missing, ...) and its image, keeping its problems in the result's
+            ``dropped`` (``on_bad_label: skip``).
 
     Returns:
-        The COCO object (``file_name`` relative to ``root``, e.g. ``JPEGImages/000001.jpg``)
-        and the list of skipped objects.
+        The COCO object (``file_name`` relative to ``root``, e.g. ``JPEGImages/000001.jpg``),
+        the list of skipped objects and the problems of the files left out.
 
     Raises:
         DataError: the layout is wrong (missing folders, split file, no XML files).
@@ -120,7 +124,10 @@ def voc_to_coco(
     root = dataset_root(root)
     ann_dir, img_dir = voc_folders(root, annotations, images)
     builder = CocoBuilder([])
-    parsed = [(p, _parse(p, root, builder)) for p in _xml_files(root, ann_dir, split, builder)]
+    parsed = []
+    for path in _xml_files(root, ann_dir, split, builder):
+        with builder.one_file(skip_bad):
+            parsed.append((path, _parse(path, root, builder)))
     if class_names is None:
         names = {obj["name"] for _, record in parsed if record for obj in record["objects"]}
         class_names = sorted(n for n in names if n)
@@ -130,10 +137,11 @@ def voc_to_coco(
     seen: dict[str, str] = {}  # image file_name -> the XML file that named it
     for xml_path, record in parsed:
         if record is not None:
-            _add(builder, root, img_dir, xml_path, record, label_of, seen)
+            with builder.one_file(skip_bad):
+                _add(builder, root, img_dir, xml_path, record, label_of, seen)
     builder.raise_problems(f"{root}: cannot convert the VOC annotations", problems)
     info: dict[str, Any] = {"format": "voc", "source": str(root), "split": split}
-    return Conversion(builder.to_dict(info), builder.skipped)
+    return Conversion(builder.to_dict(info), builder.skipped, builder.dropped)
 
 
 def _warn_case_variants(parsed: list[tuple[Path, dict[str, Any] | None]], root: Path) -> None:

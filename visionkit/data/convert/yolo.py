@@ -57,6 +57,7 @@ def yolo_to_coco(
     split: str | None = None,
     class_names: Sequence[str] | None = None,
     problems: list[str] | None = None,
+    skip_bad: bool = False,
 ) -> Conversion:
     """Convert a YOLO folder, or one split of an Ultralytics ``data.yaml``, to a COCO object
     (nothing is written).
@@ -70,10 +71,15 @@ def yolo_to_coco(
             ``root/data.yaml``; the ``names`` of a ``data.yaml``).
         problems: a list to append the problems to instead of raising them (as
             :func:`~visionkit.data.convert.voc.voc_to_coco`).
+        skip_bad: leave out each image whose label file has a problem (a bad line, an
+            unreadable file or image), and label files without an image, keeping their
+            problems in the result's ``dropped`` (``on_bad_label: skip``, as Ultralytics
+            ignores a corrupt label file).
 
     Returns:
         The COCO object (``file_name`` relative to the dataset folder, e.g.
-        ``images/train/a.jpg``) and the list of skipped objects.
+        ``images/train/a.jpg``), the list of skipped objects and the problems of the files
+        left out.
 
     Raises:
         DataError: the layout is wrong (missing folders, no images, no or conflicting class
@@ -86,7 +92,7 @@ def yolo_to_coco(
         names = list(class_names) if class_names is not None else read_class_names(Path(root))
         info: dict[str, Any] = {"format": "yolo", "source": str(root), "split": split}
         info["root"] = str(base)  # file_name entries are relative to the dataset folder
-        return _convert(base, images, folders, names, info, problems)
+        return _convert(base, images, folders, names, info, problems, skip_bad)
     root = dataset_root(root)
     img_dir, lbl_dir = root / "images", root / "labels"
     if split is not None:
@@ -103,7 +109,7 @@ def yolo_to_coco(
     if not images:
         raise DataError(f"{img_dir} holds no images ({' '.join(IMAGE_EXTENSIONS)})")
     info = {"format": "yolo", "source": str(root), "split": split}
-    return _convert(root, images, [(img_dir, lbl_dir)], names, info, problems)
+    return _convert(root, images, [(img_dir, lbl_dir)], names, info, problems, skip_bad)
 
 
 def ultralytics_folder(data_yaml: str | os.PathLike) -> Path:
@@ -221,9 +227,11 @@ def _convert(
     names: list[str],
     info: dict[str, Any],
     problems: list[str] | None = None,
+    skip_bad: bool = False,
 ) -> Conversion:
     """Every image with its label file (:func:`label_path_of`); a label file in one of the
-    (image folder, label folder) pairs without an image is an error."""
+    (image folder, label folder) pairs without an image is an error (left out under
+    ``skip_bad``, as :func:`yolo_to_coco` says)."""
     builder = CocoBuilder(names)
     label_of_image = {p: label_path_of(p) for p in images}
     claimed: dict[Path, Path] = {}
@@ -240,7 +248,10 @@ def _convert(
             if label.relative_to(lbl_dir) == Path("classes.txt") or label in claimed:
                 continue
             stem = relative_posix(img_dir / label.relative_to(lbl_dir).with_suffix(""), root)
-            builder.problem(relative_posix(label, root), f"no image for this label file ({stem}.*)")
+            with builder.one_file(skip_bad):
+                builder.problem(
+                    relative_posix(label, root), f"no image for this label file ({stem}.*)"
+                )
     if images and not any(label.is_file() for label in label_of_image.values()):
         image, label = next(iter(label_of_image.items()))
         builder.problem(
@@ -250,9 +261,10 @@ def _convert(
             "folder of the path becomes labels/, the suffix .txt)",
         )
     for image in images:
-        _add_image(builder, root, image, label_of_image[image])
+        with builder.one_file(skip_bad):
+            _add_image(builder, root, image, label_of_image[image])
     builder.raise_problems(f"{info['source']}: cannot convert the YOLO labels", problems)
-    return Conversion(builder.to_dict(info), builder.skipped)
+    return Conversion(builder.to_dict(info), builder.skipped, builder.dropped)
 
 
 def yolo_class_names(root: str | os.PathLike) -> list[str]:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
+from visionkit.data.checks import policy
 from visionkit.data.convert.coco_builder import Conversion
 from visionkit.data.convert.voc import voc_folders, voc_to_coco
 from visionkit.data.convert.yolo import yolo_to_coco
 from visionkit.data.readers.coco import CocoDataset
-from visionkit.errors import ConfigError
+from visionkit.errors import ConfigError, counted
 from visionkit.registry import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -34,8 +35,10 @@ class _ConvertedDataset(CocoDataset):
     targets: ClassVar[tuple[str, ...]] = ("boxes", "masks", "semantic")
     path_arguments: ClassVar[tuple[str, ...]] = ("root",)  # annotations, images: names in it
     _source_problems: Sequence[str] = ()  # the converter's, set by read_annotations
+    _dropped: Sequence[Sequence[str]] = ()  # the problems of each file left out (skip)
 
     def _converted(self, conversion: Conversion) -> dict[str, Any]:
+        self._dropped = conversion.dropped
         if conversion.skipped:
             shown = "; ".join(conversion.skipped[:5])
             more = len(conversion.skipped) - 5
@@ -54,6 +57,13 @@ class _ConvertedDataset(CocoDataset):
         for problem in self._source_problems:
             where, _, what = problem.partition(": ")
             report.add("bad annotation file", where, what)
+        for problems in self._dropped:
+            for problem in problems:
+                where, _, what = problem.partition(": ")
+                report.add("bad annotation file", where, f"{what} (left out)", "warning")
+        if self._dropped:
+            files = counted(len(self._dropped), "annotation file")
+            report.notes.append(f"left out {files} with problems (on_bad_label: skip)")
 
 
 @DATASETS.register("voc")
@@ -71,6 +81,10 @@ class VocDataset(_ConvertedDataset):
             separately: by default each split takes the sorted object names it holds, and a
             split without some class would number the others differently (the training and
             validation lists are compared when datasets are built).
+        on_bad_label: ``"error"`` (default): a malformed XML file, an unknown class or a
+            missing image stops construction, with every such problem listed; ``"skip"``:
+            each such file is left out with its image, counted, logged and listed by
+            ``check-data`` as a warning.
         **kwargs: the options of :class:`CocoDataset` (``on_bad_image``, ``keep_negatives``,
             ``masks``, ``semantic``, ...).
     """
@@ -85,8 +99,10 @@ class VocDataset(_ConvertedDataset):
         images: str | None = None,
         split: str | None = None,
         class_names: Sequence[str] | None = None,
+        on_bad_label: Literal["error", "skip"] = "error",
         **kwargs: Any,
     ) -> None:
+        self.on_bad_label = policy(on_bad_label, "on_bad_label", ("error", "skip"))
         self._source = (annotations, images, split, class_names)
         xml_dir, _ = voc_folders(Path(str(root)), annotations, images)
         super().__init__(images=root, annotations=str(xml_dir), **kwargs)
@@ -95,7 +111,13 @@ class VocDataset(_ConvertedDataset):
         annotations, images, split, class_names = self._source
         self._source_problems: list[str] = []  # reported with the image checks
         conversion = voc_to_coco(
-            self.root, split, class_names, annotations, images, self._source_problems
+            self.root,
+            split,
+            class_names,
+            annotations,
+            images,
+            self._source_problems,
+            skip_bad=self.on_bad_label == "skip",
         )
         return self._converted(conversion)
 
@@ -112,6 +134,10 @@ class YoloDataset(_ConvertedDataset):
         split: the sub-folder ``images/<split>`` of a folder; the entry of a ``data.yaml``
             (required there).
         class_names: the classes in index order (default: the dataset's own list).
+        on_bad_label: ``"error"`` (default): a bad line, an unreadable label file or a label
+            file without an image stops construction, with every such problem listed;
+            ``"skip"``: each such file is left out with its image, counted, logged and listed
+            by ``check-data`` as a warning (Ultralytics ignores a corrupt label file).
         **kwargs: the options of :class:`CocoDataset`.
     """
 
@@ -123,8 +149,10 @@ class YoloDataset(_ConvertedDataset):
         root: str | None = None,
         split: str | None = None,
         class_names: Sequence[str] | None = None,
+        on_bad_label: Literal["error", "skip"] = "error",
         **kwargs: Any,
     ) -> None:
+        self.on_bad_label = policy(on_bad_label, "on_bad_label", ("error", "skip"))
         for key in ("images", "annotations"):  # CocoDataset's, named here by root and split
             if kwargs.pop(key, None) is not None:
                 raise ConfigError(
@@ -132,7 +160,13 @@ class YoloDataset(_ConvertedDataset):
                     "and split"
                 )
         self._source_problems: list[str] = []  # reported with the image checks
-        conversion = yolo_to_coco(Path(str(root)), split, class_names, self._source_problems)
+        conversion = yolo_to_coco(
+            Path(str(root)),
+            split,
+            class_names,
+            self._source_problems,
+            skip_bad=self.on_bad_label == "skip",
+        )
         self._conversion = conversion
         base = conversion.coco["info"].get("root") or str(root)
         super().__init__(images=base, annotations=str(root), **kwargs)
