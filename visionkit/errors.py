@@ -43,7 +43,8 @@ class ConfigError(VisionkitError):
 
 
 class DataError(VisionkitError):
-    """A dataset problem; ``problems`` lists every offender (the first 10 shown, then a count).
+    """A dataset problem; ``problems`` lists every offender (the first 10 shown, then a count),
+    ``hints`` what to change (shown last, ``hint: ...``).
 
     ``report`` is the :class:`visionkit.data.checks.DataReport` the error was made from, when
     it comes from a dataset check (``None`` otherwise).
@@ -51,13 +52,20 @@ class DataError(VisionkitError):
 
     report: Any = None
 
-    def __init__(self, message: str, problems: Sequence[str] = (), max_shown: int = 10) -> None:
+    def __init__(
+        self,
+        message: str,
+        problems: Sequence[str] = (),
+        max_shown: int = 10,
+        hints: Sequence[str] = (),
+    ) -> None:
         self.message = message
         self.problems = list(problems)
         shown = "".join(f"\n  {p}" for p in self.problems[:max_shown])
         more = len(self.problems) - max_shown
         if more > 0:
             shown += f"\n  ... and {more} more"
+        shown += "".join(f"\n  hint: {hint}" for hint in hints)
         super().__init__(message + shown)
 
 

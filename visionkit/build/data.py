@@ -112,7 +112,7 @@ def build_dataset(
     args = {k: v for k, v in spec.items() if k not in ("format", "synthetic", "weight")}
     location = reader.location
     if args.get(location) is None:
-        raise ConfigError(unset_location(where, location))
+        raise ConfigError(unset_location(where, location, spec))
     synthetic = spec.get("synthetic")
     if synthetic and args.get("annotations"):
         # The user named an annotation file: their data, never a place to generate shapes
@@ -232,9 +232,19 @@ def split_spec(data: DataConfig, split: str) -> dict[str, Any]:
     return spec
 
 
-def unset_location(where: str, location: str) -> str:
-    """The problem of a dataset entry without its folder (``data.train.root``)."""
-    return f"{where}.{location}: not set; give the dataset folder, e.g. {where}.{location}=PATH"
+def unset_location(where: str, location: str, entry: Mapping[str, Any] | None = None) -> str:
+    """The problem of a dataset entry without its folder (``data.train.root``); for an entry
+    of another format given a COCO json (``annotations=x.json`` on the VOC recipe), how to
+    give a COCO entry instead."""
+    text = f"{where}.{location}: not set; give the dataset folder, e.g. {where}.{location}=PATH"
+    entry = entry or {}
+    if entry.get("format") != "coco" and str(entry.get("annotations") or "").endswith(".json"):
+        text += (
+            f" ({where} is format: {entry.get('format')}, whose annotations: is a folder name; "
+            f"for a COCO json give the whole entry: {where}='{{format: coco, images: "
+            f"{entry.get('images') or 'DIR'}, annotations: {entry['annotations']}}}')"
+        )
+    return text
 
 
 def mixed_training_set(parts: Mapping[str, Any], spec: Mapping[str, Any]) -> MixedDataset:
@@ -288,7 +298,7 @@ def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any
         for where, entry in split_entries(getattr(data, split), f"data.{split}"):
             location = DATASETS.component_class(entry["format"]).location
             if entry.get(location) is None:
-                unset.append(unset_location(where, location))
+                unset.append(unset_location(where, location, entry))
     if unset:  # every split's at once, before any data is read
         raise ConfigError(unset)
     datasets: dict[str, Any] = {}
@@ -320,11 +330,12 @@ def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any
 
 
 #: The last line of the error that stops a run on bad data; the second part where images are
-#: unreadable, the third where VOC XML or YOLO txt files are bad.
+#: missing or unreadable, the third where VOC XML or YOLO txt files are bad.
 CHECK_DATA_HINT = (
     "hint: visionkit check-data with the same --config and overrides lists every problem of "
     "every split",
-    "; on_bad_image: skip (e.g. data.train.on_bad_image=skip) trains without unreadable images",
+    "; on_bad_image: skip (e.g. data.train.on_bad_image=skip) trains without the missing or "
+    "unreadable images",
     "; on_bad_label: skip (e.g. data.train.on_bad_label=skip) trains without the bad "
     "annotation files and their images",
 )
@@ -334,7 +345,9 @@ def data_errors(failed: Mapping[str, DataError]) -> DataError:
     """One error for the splits that failed (``where`` → error), each named by its config key,
     with :data:`CHECK_DATA_HINT` last (:func:`joined_errors`)."""
     reports = [e.report for e in failed.values() if e.report is not None]
-    unreadable = any("unreadable image" in r.counts_by_kind("error") for r in reports)
+    unreadable = any(
+        {"unreadable image", "missing file"} & set(r.counts_by_kind("error")) for r in reports
+    )
     bad_labels = any(
         r.format in ("voc", "yolo") and "bad annotation file" in r.counts_by_kind("error")
         for r in reports

@@ -130,6 +130,8 @@ class DataReport:
         boxes_per_image: number of boxes of each image with box labels.
         empty_images: the images without any box (``file (image id N)``).
         notes: other lines for the report (e.g. what a policy removed).
+        hints: what to change, for the last lines of the report and of its error (e.g.
+            the folder where the missing images are).
     """
 
     source: str
@@ -143,6 +145,7 @@ class DataReport:
     boxes_per_image: list[int] = field(default_factory=list)
     empty_images: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)
 
     def add(self, kind: str, where: str, detail: str = "", severity: str = "error") -> None:
         """Record a problem."""
@@ -198,7 +201,7 @@ class DataReport:
         message = f"{self.source}: {counted(len(errors), 'problem')} ({counts}):"
         kinds = {p.kind for p in errors}
         cls = AnnotationError if kinds <= ANNOTATION_KINDS else DataError
-        err = cls(message, self.problem_lines("error"), max_shown=10**9)
+        err = cls(message, self.problem_lines("error"), max_shown=10**9, hints=self.hints)
         err.report = self
         return err
 
@@ -248,6 +251,7 @@ class DataReport:
             if found:
                 lines.append(f"  {title}: {sum(found.values())}")
                 lines += [f"    {line}" for line in self.problem_lines(severity)]
+        lines += [f"  hint: {hint}" for hint in self.hints]
         return "\n".join(lines)
 
 

@@ -75,12 +75,20 @@ def voc_folders(
         if folder is None:
             looked = ", ".join(f"{c}/" for c in candidates)
             yolo = (root / "labels").is_dir() and (root / "images").is_dir()
+            jsons = sorted(p.name for p in root.glob("*.json"))
+            coco = (
+                f"; it holds {jsons[0]}: a COCO json is read with {{format: coco, images: {root}, "
+                f"annotations: {root / jsons[0]}}}"
+                if jsons and not yolo
+                else ""
+            )
             raise DataError(
                 f"{root}: no {what} folder ({looked} not found); a VOC folder holds the XML "
                 "files and the images in two sub-folders (Annotations/ + JPEGImages/, or "
                 "annotations/ + images/; name others with annotations= / images=), and "
                 "optionally ImageSets/Main/<split>.txt"
                 + ("; its images/ + labels/ are a YOLO folder: format: yolo" if yolo else "")
+                + coco
             )
         found.append(folder)
     return found[0], found[1]

@@ -47,10 +47,12 @@ from visionkit.data.readers.coco_format import (
     check_duplicates,
     clip_boxes,
     decode_segmentation,
+    default_annotations,
     fill_missing_sizes,
     is_box,
     kept_ground_truth,
     listed_ids,
+    missing_files_hint,
     read_json,
     switched_on,
     valid_categories,
@@ -77,7 +79,8 @@ class CocoDataset:
     Args:
         images: the image folder; ``file_name`` entries are resolved under it and may not
             escape it.
-        annotations: the json file (default ``images/annotations.json``).
+        annotations: the json file (default ``images/annotations.json``, or
+            ``images/_annotations.coco.json`` as Roboflow exports a split).
         class_field: per-image field holding the image-level class, or ``None``.
         class_names: image-level class order to use (default: from the file).
         instances: whether samples carry ``boxes`` and ``labels``.
@@ -145,7 +148,7 @@ class CocoDataset:
         self.on_bad_image = policy(on_bad_image, "on_bad_image", ("error", "skip"))
         image_check = policy(image_check, "image_check", IMAGE_CHECKS)
         self.root = dataset_root(images)
-        self.ann_path = Path(annotations) if annotations else self.root / "annotations.json"
+        self.ann_path = Path(annotations) if annotations else default_annotations(self.root)
         data = self.read_annotations()
         annotations_list = data.get("annotations") or []
         masks = switched_on(masks, annotations_list, "masks")
@@ -171,7 +174,7 @@ class CocoDataset:
         unread = fill_missing_sizes(data["images"], self.root, report)
         self.images: list[dict[str, Any]] = valid_images(data["images"], report, unread)
         report.num_images = len(data["images"])
-        categories = valid_categories(data.get("categories", []), report)
+        categories = valid_categories(data.get("categories", []), report, annotations_list)
         self.category_ids = [int(c["id"]) for c in categories]
         self.cat_to_label = {cid: i for i, cid in enumerate(self.category_ids)}
         self.label_names: dict[str, list[str]] = {
@@ -196,6 +199,13 @@ class CocoDataset:
             strict=True,
         ):
             sizes[i] = size
+        missing = [
+            str(self.images[i]["file_name"])
+            for i in inside
+            if sizes[i] is None and not self.paths[i].exists()
+        ]
+        if missing:
+            report.hints.append(missing_files_hint(self.root, missing))
         listed = listed_ids(data["images"])  # bad entries' too: their annotations are no orphans
         self.targets = self._index_annotations(annotations_list, strict, listed)
         self.keypoints = bool(keypoints)

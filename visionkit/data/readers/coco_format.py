@@ -103,14 +103,37 @@ def valid_images(
     return valid
 
 
-def valid_categories(categories: list[Any], report: DataReport) -> list[dict[str, Any]]:
-    """The entries with an integer ``id``, sorted by it; the others are errors."""
+def valid_categories(
+    categories: list[Any], report: DataReport, annotations: Sequence[Any] = ()
+) -> list[dict[str, Any]]:
+    """The entries with an integer ``id``, sorted by it; the others are errors. A placeholder
+    is left out, with a warning: a category no annotation uses whose name every other
+    category gives as its ``supercategory`` (Roboflow's COCO exports start with one, id 0,
+    named after the project), which would be a class the model never sees."""
     valid = []
     for i, cat in enumerate(categories):
         if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
             report.add("bad entry", f"categories[{i}]", "needs an integer 'id'")
             continue
         valid.append(cat)
+    used = {a.get("category_id") for a in annotations if isinstance(a, dict)}
+    for cat in valid:
+        others = [c for c in valid if c is not cat]
+        if (
+            others
+            and cat["id"] not in used
+            and cat.get("name")
+            and all(c.get("supercategory") == cat["name"] for c in others)
+        ):
+            report.add(
+                "placeholder category",
+                f"category id {cat['id']} {cat['name']!r}",
+                "no annotation uses it and it is the supercategory of every other category "
+                "(as Roboflow's exports have): left out of the classes",
+                "warning",
+            )
+            valid.remove(cat)
+            break
     return sorted(valid, key=lambda c: c["id"])
 
 
@@ -216,12 +239,31 @@ def is_box(bbox: Any) -> bool:
     )
 
 
+#: The annotation files a COCO image folder may hold, in the order looked for: visionkit's
+#: default, and the one Roboflow writes into each split folder of a COCO export.
+DEFAULT_ANNOTATION_FILES = ("annotations.json", "_annotations.coco.json")
+
+
+def default_annotations(root: Path) -> Path:
+    """The json file of an image folder given without ``annotations``: the first of
+    :data:`DEFAULT_ANNOTATION_FILES` there (the first when neither is)."""
+    found = (root / name for name in DEFAULT_ANNOTATION_FILES)
+    return next((p for p in found if p.is_file()), root / DEFAULT_ANNOTATION_FILES[0])
+
+
 def read_json(path: Path) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise AnnotationError(f"annotation file {path} does not exist{read_from(path)}") from None
+        raise AnnotationError(
+            f"annotation file {path} does not exist{read_from(path)}{_jsons_beside(path)}"
+        ) from None
+    except IsADirectoryError:
+        raise AnnotationError(
+            f"annotation file {path} is a folder; annotations: names the json file"
+            f"{_jsons_beside(path / 'x')}"
+        ) from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise AnnotationError(f"annotation file {path} is not valid JSON: {err}") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
@@ -229,6 +271,35 @@ def read_json(path: Path) -> dict[str, Any]:
             f"annotation file {path}: expected a COCO object with an 'images' list"
         )
     return data
+
+
+def missing_files_hint(root: Path, names: Sequence[str]) -> str:
+    """Where the images of a COCO file are when none of ``names`` (``file_name`` entries,
+    relative) is under the image folder ``root``: the folder above it or one of its
+    sub-folders when that holds them (an export's ``file_name`` may or may not start with
+    ``images/``); else where the first was looked for."""
+    names = [n.replace("\\", "/") for n in names[:20]]
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    for folder in (root.parent, *folders):
+        if all((folder / name).is_file() for name in names):
+            return (
+                f"the missing images are under {folder}, not {root} (file_name entries are "
+                f"relative to the entry's images: folder): give images: {folder}"
+            )
+    return (
+        f"file_name entries are relative to the entry's images: folder; {names[0]} was "
+        f"looked for as {root / names[0]}"
+    )
+
+
+def _jsons_beside(path: Path) -> str:
+    """For a missing json file: the json files of its folder (up to 5), as a hint."""
+    folder = path.parent
+    found = sorted(p.name for p in folder.glob("*.json")) if folder.is_dir() else []
+    if not found:
+        return ""
+    shown = ", ".join(found[:5]) + (" ..." if len(found) > 5 else "")
+    return f" ({folder} holds {shown}: give annotations: {folder / found[0]})"
 
 
 def kept_ground_truth(

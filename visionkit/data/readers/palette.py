@@ -1,5 +1,5 @@
 r"""Palettes of colour-coded label images: the file that says which RGB colour stands for which
-class (CamVid's ``label_colors.txt``, a JSON / YAML list), and the vectorised mapping of an RGB
+class (CamVid's ``label_colors.txt``, CVAT's ``labelmap.txt``, a JSON / YAML list), and the vectorised mapping of an RGB
 label image to class indices (:meth:`Palette.labels_of`). Used by the mask-folder reader
 (``palette: FILE``, :mod:`visionkit.data.readers.mask_folder`).
 
@@ -31,7 +31,9 @@ from visionkit.errors import AnnotationError, ConfigError, DataError
 VOID_NAMES = ("void",)
 
 #: palette files a mask folder's root may hold as published (CamVid's, and plain names)
-PALETTE_FILES = ("label_colors.txt", "label_colours.txt", "palette.txt", "palette.json")
+PALETTE_FILES = (
+    *("label_colors.txt", "label_colours.txt", "labelmap.txt", "palette.txt", "palette.json"),
+)
 
 
 def published_palette(root: Path) -> str | None:
@@ -97,7 +99,8 @@ def read_palette(path: str | os.PathLike, void_color: Sequence[int] | None = Non
     """Read a palette file: the class colours of RGB label images, in class order.
 
     Formats: text lines ``R G B name`` (whitespace or a tab between; CamVid's
-    ``label_colors.txt``; blank lines and lines starting with ``#`` skipped), or a JSON / YAML
+    ``label_colors.txt``) or ``name:R,G,B:parts:actions`` (the ``labelmap.txt`` of CVAT's
+    "Segmentation mask" export; blank lines and lines starting with ``#`` skipped), or a JSON / YAML
     (``.json``, ``.yaml``, ``.yml``) list of ``{name: ..., color: [R, G, B]}``. An entry named
     ``void`` (any case), or of the colour ``void_color``, marks unlabelled pixels: it is no
     class, and its pixels become :data:`~visionkit.data.batch.IGNORE_PIXEL`.
@@ -131,8 +134,8 @@ def read_palette(path: str | os.PathLike, void_color: Sequence[int] | None = Non
         problems.append("no colours listed")
     if problems:
         raise DataError(
-            f"palette {path}: expected lines 'R G B name' or a JSON/YAML list of "
-            "{name, color: [R, G, B]}:",
+            f"palette {path}: expected lines 'R G B name', lines 'name:R,G,B::' (CVAT's "
+            "labelmap.txt) or a JSON/YAML list of {name, color: [R, G, B]}:",
             problems,
         )
     names: list[str] = []
@@ -162,10 +165,15 @@ def _text_entries(text: str) -> tuple[list[tuple[str, str, tuple[int, int, int]]
             continue
         parts = line.split(None, 3)
         colour = _colour(parts[:3])
-        if len(parts) < 4 or colour is None:
+        name = parts[3].strip() if len(parts) == 4 else ""
+        if colour is None and ":" in line:  # CVAT's name:R,G,B:parts:actions
+            name, _, rest = line.partition(":")
+            colour = _colour([v.strip() for v in rest.split(":")[0].split(",")])
+            name = name.strip()
+        if not name or colour is None:
             problems.append(f"line {number}: {line!r}")
             continue
-        entries.append((f"line {number}", parts[3].strip(), colour))
+        entries.append((f"line {number}", name, colour))
     return entries, problems
 
 
