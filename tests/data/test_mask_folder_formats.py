@@ -7,6 +7,7 @@ evaluator ignore."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -366,3 +367,52 @@ def test_check_data_counts_the_pixels_of_colour_labels(tmp_path):
     text = dataset.report.render()
     assert "images per class (semantic): Sky 2, Building 2, Car 2" in text
     assert "unlabelled (void colour) 6.2%" in text  # the 8x8 corner of 32x32
+
+
+# ---- Pascal VOC's segmentation layout, as CVAT exports it --------------------------------------
+CVAT_LABELMAP = (
+    "# label:color_rgb:parts:actions\n"
+    "sky:128,128,128::\nvoid:0,0,0::\nbuilding:128,0,0::\ncar:64,0,128::\n"
+)
+
+
+def write_cvat_segmentation(root, n: int = 4):
+    """CVAT's "Segmentation mask 1.1": JPEGImages/, RGB SegmentationClass/ PNGs, labelmap.txt
+    and the split lists of ImageSets/Segmentation/."""
+    for i in range(n):
+        write_image(root / "JPEGImages" / f"frame_{i:03d}.png", seed=i)
+        (root / "SegmentationClass").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(colour_labels(label_map(i))).save(
+            root / "SegmentationClass" / f"frame_{i:03d}.png"
+        )
+    (root / "labelmap.txt").write_text(CVAT_LABELMAP)
+    lists = root / "ImageSets" / "Segmentation"
+    lists.mkdir(parents=True)
+    (lists / "train.txt").write_text("".join(f"frame_{i:03d}\n" for i in range(n - 1)))
+    (lists / "val.txt").write_text(f"frame_{n - 1:03d}\n")
+    return root
+
+
+def test_a_cvat_segmentation_export_is_read_as_it_is(tmp_path):
+    root = write_cvat_segmentation(tmp_path / "cvat")
+    train = MaskFolderDataset(root, palette="labelmap.txt", split="train")
+    val = MaskFolderDataset(root, palette="labelmap.txt", split="val")
+    assert (len(train), len(val)) == (3, 1)
+    assert train.image_dir.name == "JPEGImages" and train.mask_dir.name == "SegmentationClass"
+    assert train.label_names["semantic"] == ["sky", "building", "car"]
+    np.testing.assert_array_equal(val[0]["semantic"], expected(3))
+
+
+def test_split_leaves_a_voc_segmentation_split_and_splits_an_unsplit_one(tmp_path, capsys):
+    from visionkit.cli import main
+
+    root = write_cvat_segmentation(tmp_path / "cvat")
+    assert main(["split", str(root), "--val", "0.25"]) == 1
+    err = capsys.readouterr().err
+    assert "split already, by ImageSets/Segmentation/ (train.txt (3 images), val.txt (1 image))" in err
+    assert not (root / "splits").exists()
+    shutil.rmtree(root / "ImageSets")
+    assert main(["split", str(root), "--val", "0.25"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and "palette: labelmap.txt" in out
+    assert len(MaskFolderDataset(root, palette="labelmap.txt", split="val")) == 1

@@ -10,9 +10,11 @@ its reader already takes (``visionkit split``):
   (``autosplit_test.txt``), one image path per line (``./images/a.jpg``), and
   ``autosplit.yaml`` naming them with the classes, for ``root: SRC/autosplit.yaml`` of
   ``format: yolo`` (or Ultralytics itself);
-* a **mask folder** (``images/`` + ``masks/``, or folders named with ``images=`` /
-  ``masks=``): ``splits/train.txt``, ``val.txt`` (``test.txt``), one image path per line
-  relative to the images folder, for ``split: train`` of ``format: mask_folder``;
+* a **mask folder** (``images/`` + ``masks/``, VOC's ``JPEGImages/`` +
+  ``SegmentationClass/``, or folders named with ``images=`` / ``masks=``):
+  ``splits/train.txt``, ``val.txt`` (``test.txt``), one image path per line relative to the
+  images folder, for ``split: train`` of ``format: mask_folder``
+  (:mod:`visionkit.data.split_masks`);
 * a **folder of class folders** (``<class>/<image>``, what ``format: folder`` reads):
   ``splits/train.txt``, ``val.txt`` (``test.txt``), one ``<class>/<image>`` per line, the
   classes in the same proportions in each split (stratified, :func:`class_shares`), for
@@ -37,6 +39,7 @@ from typing import Any
 from visionkit.checkpoint import write_atomic
 from visionkit.choices import SPLITS
 from visionkit.data.convert.voc import ANNOTATION_DIRS
+from visionkit.data.readers.voc_segmentation import VOC_SEGMENTATION_LISTS
 from visionkit.errors import ConfigError, DataError, counted
 
 
@@ -72,10 +75,15 @@ def read_list(file: Path, root: Path) -> list[str]:
 
 
 def split_list_file(root: Path, split: str) -> Path:
-    """The list file a reader's ``split`` names: ``root/splits/<split>.txt`` for a name, the
-    path itself (relative to ``root``) for a ``.txt`` file or a path with a separator."""
+    """The list file a reader's ``split`` names: ``root/splits/<split>.txt`` for a name (else
+    VOC's ``root/ImageSets/Segmentation/<split>.txt`` when only that exists), the path itself
+    (relative to ``root``) for a ``.txt`` file or a path with a separator."""
     path_like = split.endswith(".txt") or "/" in split or "\\" in split
     file = Path(split.replace("\\", "/")) if path_like else Path("splits") / f"{split}.txt"
+    if not path_like and not (root / file).exists():
+        voc = root / VOC_SEGMENTATION_LISTS / f"{split}.txt"
+        if voc.is_file():
+            return voc
     return file if file.is_absolute() else root / file
 
 
@@ -227,8 +235,10 @@ def split_dataset(
     path = Path(source)
     if path.is_file() and path.suffix.lower() == ".json":
         return _split_coco(path, val, test, seed, overwrite)
-    if path.is_dir() and (masks is not None or _is_mask_folder(path, images)):
-        return _split_masks(path, val, test, seed, overwrite, images, masks)
+    from visionkit.data.split_masks import is_mask_folder, split_masks
+
+    if path.is_dir() and (masks is not None or is_mask_folder(path, images)):
+        return split_masks(path, val, test, seed, overwrite, images, masks)
     if path.is_dir() and (path / "labels").is_dir() and (path / "images").is_dir():
         return _split_yolo(path, val, test, seed, overwrite)
     if path.is_dir() and (annotations or any((path / d).is_dir() for d in ANNOTATION_DIRS)):
@@ -264,7 +274,7 @@ def split_dataset(
     )
 
 
-def _refuse_existing(every: dict[str, Path], overwrite: bool) -> None:
+def refuse_existing(every: dict[str, Path], overwrite: bool) -> None:
     """Refuse when any split file (of every split, written now or not) exists, unless
     ``overwrite``."""
     existing = [str(p) for p in every.values() if p.exists()]
@@ -283,7 +293,7 @@ def _remove_stale(every: dict[str, Path], written: dict[str, Path]) -> None:
             path.unlink()
 
 
-def _write_lists(every: dict[str, Path], parts: dict[str, list[str]]) -> dict[str, Path]:
+def write_lists(every: dict[str, Path], parts: dict[str, list[str]]) -> dict[str, Path]:
     """Each non-empty split's ids, one per line, into its file of ``every`` (atomically);
     returns the files written (a stale one of an empty split is removed)."""
     files = {s: every[s] for s in SPLITS if parts[s]}
@@ -311,8 +321,8 @@ def _split_voc(
         raise DataError(f"{xml_dir} holds no .xml files to split")
     parts = assign(ids, val, test, seed)
     every = {s: root / "ImageSets" / "Main" / f"{s}.txt" for s in SPLITS}
-    _refuse_existing(every, overwrite)
-    files = _write_lists(every, parts)
+    refuse_existing(every, overwrite)
+    files = write_lists(every, parts)
     return SplitReport("voc", files, {s: len(parts[s]) for s in files})
 
 
@@ -328,69 +338,14 @@ def _split_yolo(root: Path, val: float, test: float, seed: int, overwrite: bool)
         raise DataError(f"{root / 'images'} holds no images to split")
     parts = assign(ids, val, test, seed)
     every = {s: root / f"autosplit_{s}.txt" for s in SPLITS}
-    _refuse_existing({**every, "yaml": root / "autosplit.yaml"}, overwrite)
-    files = _write_lists(every, parts)
+    refuse_existing({**every, "yaml": root / "autosplit.yaml"}, overwrite)
+    files = write_lists(every, parts)
     described = {**files, "yaml": root / "autosplit.yaml"}
     spec = {"path": ".", **{s: f.name for s, f in files.items()}}
     spec["names"] = dict(enumerate(names))
     text = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
     write_atomic(described["yaml"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return SplitReport("yolo", described, {s: len(parts[s]) for s in files})
-
-
-def _is_mask_folder(root: Path, images: str | None) -> bool:
-    """The images folder (``images/`` or ``images``) and ``masks/``, and no YOLO ``labels/``
-    nor VOC XML folder."""
-    others = ("labels", "Annotations", "annotations")
-    return (
-        (root / (images or "images")).is_dir()
-        and (root / "masks").is_dir()
-        and not any((root / d).is_dir() for d in others)
-    )
-
-
-def _split_masks(
-    root: Path,
-    val: float,
-    test: float,
-    seed: int,
-    overwrite: bool,
-    images: str | None,
-    masks: str | None,
-) -> SplitReport:
-    from visionkit.data.batch import list_files
-
-    image_dir, mask_dir = root / (images or "images"), root / (masks or "masks")
-    for folder in (image_dir, mask_dir):
-        if not folder.is_dir():
-            raise DataError(f"{folder} does not exist: a mask folder holds images and masks")
-    ids = [p.relative_to(image_dir).as_posix() for p in list_files(image_dir)]
-    if not ids:
-        raise DataError(f"{image_dir} holds no images to split")
-    parts = assign(ids, val, test, seed)
-    every = {s: root / "splits" / f"{s}.txt" for s in SPLITS}
-    _refuse_existing(every, overwrite)
-    files = _write_lists(every, parts)
-    folders = (f", images: {images}" if images else "") + (f", masks: {masks}" if masks else "")
-    folders += _label_naming(root, ids[0], mask_dir)
-    return SplitReport("masks", files, {s: len(parts[s]) for s in files}, folders)
-
-
-def _label_naming(root: Path, image: str, mask_dir: Path) -> str:
-    """The entry's keys that name the labels as they lie, for the summary's entry: the
-    ``mask_suffix`` / ``mask_ext`` of the first image's label file when it is not
-    ``<stem>.png`` (CamVid's ``<stem>_L.png``), and a ``palette`` file of
-    :data:`~visionkit.data.readers.palette.PALETTE_FILES` in ``root``; ``""`` when neither."""
-    from visionkit.data.readers.mask_folder import label_file_like
-    from visionkit.data.readers.palette import published_palette
-
-    relative = Path(image)
-    found = None
-    if not (mask_dir / relative.with_suffix(".png")).exists():
-        found = label_file_like(mask_dir / relative.parent, relative.stem)
-    palette = published_palette(root)
-    keys = [*(found[1] if found else []), *([f"palette: {palette}"] if palette else [])]
-    return "".join(f", {key}" for key in keys)
 
 
 def _is_class_folders(root: Path) -> bool:
@@ -427,8 +382,8 @@ def _split_classes(root: Path, val: float, test: float, seed: int, overwrite: bo
             parts[split] += sorted(names[start : start + shares[name][split]])
             start += shares[name][split]
     every = {s: root / "splits" / f"{s}.txt" for s in SPLITS}
-    _refuse_existing(every, overwrite)
-    files = _write_lists(every, parts)
+    refuse_existing(every, overwrite)
+    files = write_lists(every, parts)
     return SplitReport("classes", files, {s: len(parts[s]) for s in files})
 
 
@@ -474,7 +429,7 @@ def _split_coco(path: Path, val: float, test: float, seed: int, overwrite: bool)
         raise DataError(f"{path}: images[].id repeats an id; ids must be unique to split")
     parts = assign(ids, val, test, seed)
     every = {s: path.with_name(f"{path.stem}_{s}.json") for s in SPLITS}
-    _refuse_existing(every, overwrite)
+    refuse_existing(every, overwrite)
     files = {s: every[s] for s in SPLITS if parts[s]}
     annotations = coco.get("annotations") or []
     for name, target in files.items():

@@ -32,7 +32,12 @@ CamVid: ``0001TP_006690.png`` → ``0001TP_006690_L.png`` (``mask_suffix: _L``);
 
 Class names come from ``class_names``, else ``root/classes.txt``, else the palette.
 
-``split: train`` reads only the images listed in ``root/splits/train.txt`` (a value ending in
+Pascal VOC's segmentation layout (VOC2012, CVAT's "Segmentation mask" export) is read as it
+is: ``JPEGImages/`` and ``SegmentationClass/`` stand in for ``images/`` and ``masks/`` when
+those are absent, and CVAT's ``labelmap.txt`` is a palette file.
+
+``split: train`` reads only the images listed in ``root/splits/train.txt``, else in VOC's
+``root/ImageSets/Segmentation/train.txt`` (a value ending in
 ``.txt`` names another list file, relative to ``root`` or absolute): one image path per line,
 relative to the images folder, with or without its extension (``visionkit split ROOT --val 0.2``
 writes these lists; mmsegmentation's ``ann_file`` lists of stems read as they are).
@@ -67,6 +72,7 @@ from visionkit.data.checks import (
 )
 from visionkit.data.io import read_image, read_label_image, read_label_image_header
 from visionkit.data.readers.palette import Palette, published_palette, read_palette
+from visionkit.data.readers.voc_segmentation import voc_segmentation_folders
 from visionkit.errors import AnnotationError, ConfigError, DataError, ImageDecodeError
 from visionkit.registry import DATASETS
 
@@ -98,8 +104,9 @@ class MaskFolderDataset:
 
     Args:
         root: the dataset folder.
-        images: sub-folder of the images.
-        masks: sub-folder of the label images (named as in the module docstring).
+        images: sub-folder of the images (``images``, else VOC's ``JPEGImages``).
+        masks: sub-folder of the label images (named as in the module docstring; ``masks``,
+            else VOC's ``SegmentationClass``).
         class_names: names of the labels ``0..C-1`` (default: ``root/classes.txt``, else the
             palette's names).
         ignore_index: the label value of the files that marks unlabelled pixels (returned as
@@ -117,7 +124,8 @@ class MaskFolderDataset:
         void_color: ``[R, G, B]`` of unlabelled pixels in RGB label images (with ``palette``;
             a palette entry of that colour is no class).
         split: read only the images a list file names (see the module docstring):
-            ``train`` is ``root/splits/train.txt``; ``None`` (default): every image.
+            ``train`` is ``root/splits/train.txt`` (else VOC's
+            ``root/ImageSets/Segmentation/train.txt``); ``None`` (default): every image.
         image_check: ``"header"`` (default) or ``"decode"`` (:data:`~visionkit.data.checks.
             IMAGE_CHECKS`); ``"decode"`` also decodes every label image and checks its values.
 
@@ -157,6 +165,7 @@ class MaskFolderDataset:
         self.mask_suffix = mask_suffix
         self.image_suffix = image_suffix
         self.root = dataset_root(root)
+        images, masks = voc_segmentation_folders(self.root, images, masks)
         self.image_dir = self.root / images
         self.mask_dir = self.root / masks
         self.ignore_index = int(ignore_index)
