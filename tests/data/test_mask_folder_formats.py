@@ -409,7 +409,9 @@ def test_split_leaves_a_voc_segmentation_split_and_splits_an_unsplit_one(tmp_pat
     root = write_cvat_segmentation(tmp_path / "cvat")
     assert main(["split", str(root), "--val", "0.25"]) == 1
     err = capsys.readouterr().err
-    assert "split already, by ImageSets/Segmentation/ (train.txt (3 images), val.txt (1 image))" in err
+    assert (
+        "split already, by ImageSets/Segmentation/ (train.txt (3 images), val.txt (1 image))" in err
+    )
     assert not (root / "splits").exists()
     shutil.rmtree(root / "ImageSets")
     assert main(["split", str(root), "--val", "0.25"]) == 0

@@ -216,3 +216,13 @@ def test_a_full_disk_while_streaming_keeps_the_previous_file(tmp_path):
         stream.extend([{"id": 2}])
     assert info.value.kept and json.loads((tmp_path / "p.json").read_text()) == [{"old": True}]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("make", [lambda a: a, lambda a: [Image.fromarray(a)], torch.from_numpy])
+def test_predict_files_refuses_an_image_in_memory_and_names_model_predict(model, tmp_path, make):
+    """It reads files: an array was read as a list of rows, each a "file name" (OSError:
+    File name too long); a PIL image was "not found"."""
+    pixels = torch.zeros(16, 16, 3, dtype=torch.uint8).numpy()
+    with pytest.raises(TypeError, match=r"an image in memory goes to model.predict\(image\)"):
+        predict_files(model, make(pixels), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -103,6 +103,20 @@ class PredictInterrupted(VisionkitError):
         )
 
 
+def check_file_inputs(inputs: Any) -> None:
+    """Refuse images in memory (numpy arrays, tensors, PIL images), alone or in a list, with
+    where they go instead; :func:`predict_files` reads files."""
+    items = [inputs] if not isinstance(inputs, (list, tuple)) else list(inputs)
+    found = next((x for x in items if not isinstance(x, (str, os.PathLike, int))), None)
+    if found is not None:
+        raise TypeError(
+            f"predict_files reads image and video files, folders, glob patterns and webcam "
+            f"indices, not a {type(found).__module__}.{type(found).__name__}: an image in "
+            "memory goes to model.predict(image) (numpy HWC uint8, a tensor or a PIL image), "
+            "and visionkit.inference.draw.draw_predictions(image, prediction) draws its result"
+        )
+
+
 def predict_files(
     model: VisionModel | str | os.PathLike,
     inputs: Sequence[str | os.PathLike | int] | str | os.PathLike | int,
@@ -187,12 +201,15 @@ def predict_files(
     box heads, of ``output_dir`` when ``save_json=False``).
 
     Raises:
+        TypeError: an input is an image in memory (a numpy array, tensor or PIL image), which
+            :meth:`VisionModel.predict` takes.
         ConfigError: a bad option (``every``, ``tta``, a threshold, ``classes``, ``imgsz``,
             ``device``, ``half`` / ``bf16`` where the device lacks them).
         DataError: inputs missing, inside ``output_dir``, or unreadable.
         DiskFullError: the disk filled while writing (the file then is not replaced).
         PredictInterrupted: Ctrl-C; the outputs of the images predicted so far are written.
     """
+    check_file_inputs(inputs)
     if every < 1:
         raise ConfigError(f"--every: must be at least 1, got {every}")
     if max_frames is not None and max_frames < 1:
