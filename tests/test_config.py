@@ -162,6 +162,15 @@ def test_one_override_string_is_one_override_not_its_characters(tmp_path):
         evaluate(tmp_path / "none.ckpt", "model.x=1")  # checked before the checkpoint is read
 
 
+def test_overrides_from_python_may_be_a_mapping_and_keys_may_have_spaces(tmp_path):
+    """A dict was read as its keys, each 'expected an override of the form key.path=value';
+    'data.train.root = x' was an unknown key 'data.train.root ' (the space unseen)."""
+    given = {"data.train": {"format": "folder", "root": tmp_path}, "data.batch_size": 4}
+    data = apply_overrides({}, given)
+    assert data == {"data": {"train": {"format": "folder", "root": str(tmp_path)}, "batch_size": 4}}
+    assert apply_overrides({}, ["a.b = text", "a.c =3"]) == {"a": {"b": "text", "c": 3}}
+
+
 def test_override_values_are_yaml_typed():
     data = apply_overrides({}, ["a.b=3", "a.c=0.5", "a.d=null", "a.e=[1, 2]", "a.f=text"])
     assert data == {"a": {"b": 3, "c": 0.5, "d": None, "e": [1, 2], "f": "text"}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -91,7 +92,9 @@ def resolve_file(path: str | os.PathLike) -> dict[str, Any]:
     return deep_merge(merged, data)
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str] | str) -> dict[str, Any]:
+def apply_overrides(
+    data: dict[str, Any], overrides: Sequence[str] | str | Mapping[str, Any]
+) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides; values are parsed as YAML (``3`` → int, ``null`` → None).
     An item of a list is named by its index, ``data.transforms.train[2].height=160`` (or
     ``train.2.height``, as Hydra writes it); the whole list is replaced by a YAML list value.
@@ -130,9 +133,36 @@ def unshared(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-def override_list(overrides: Sequence[str] | str) -> list[str]:
-    """``overrides`` as a list: one ``key=value`` string is one override (not its characters)."""
-    return [overrides] if isinstance(overrides, str) else list(overrides)
+def override_list(overrides: Sequence[str] | str | Mapping[str, Any]) -> list[str]:
+    """``overrides`` as a list of ``key=value`` strings: one string is one override (not its
+    characters); a mapping ``{"data.train.root": "photos"}`` (from Python) gives one per key,
+    its values written as JSON (which YAML reads back as they were); spaces around a key are
+    dropped (``"data.train.root = photos"``).
+
+    >>> override_list({"data.batch_size": 4, "data.train.root": "photos"})
+    ['data.batch_size=4', 'data.train.root="photos"']
+    """
+    if isinstance(overrides, Mapping):
+        return [f"{key}={json.dumps(_plain(value))}" for key, value in overrides.items()]
+    items = [overrides] if isinstance(overrides, str) else list(overrides)
+    return [_stripped(item) if isinstance(item, str) else item for item in items]
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with paths as strings and tuples as lists, for :func:`json.dumps`."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _stripped(item: str) -> str:
+    """``key=value`` without the spaces around the key and the value."""
+    key, sep, value = item.partition("=")
+    return f"{key.strip()}{sep}{value.strip()}" if sep else item
 
 
 def _key_parts(key: str) -> list[str | int] | None:

@@ -38,13 +38,15 @@ from visionkit.registry import BACKBONES, DATASETS, HEADS, NECKS, Registry, Unkn
 
 
 def load_config(
-    source: str | os.PathLike | Mapping[str, Any] | Config, overrides: Sequence[str] | str = ()
+    source: str | os.PathLike | Mapping[str, Any] | Config,
+    overrides: Sequence[str] | str | Mapping[str, Any] = (),
 ) -> Config:
     """Read, merge, override and validate a config.
 
     Args:
         source: a YAML path, a mapping, or an already validated :class:`Config`.
-        overrides: ``key.path=value`` strings applied after ``base:`` merging.
+        overrides: ``key.path=value`` strings applied after ``base:`` merging, or a mapping
+            ``{"key.path": value}``.
 
     Raises:
         ConfigError: listing every problem with its full key path.
