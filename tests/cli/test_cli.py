@@ -366,3 +366,18 @@ def test_a_message_logged_under_a_progress_bar_gets_a_line_of_its_own(capsys):
         bar.update(1)
     err = capsys.readouterr().err
     assert "INFO visionkit.engine: trainer.max_time: about 30 steps" in re.split(r"[\r\n]", err)
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """``visionkit check-data ... | head -3`` ended with a BrokenPipeError traceback once
+    head stopped reading; now it ends with status 1 and nothing on stderr."""
+    code = (
+        "import sys, visionkit.cli as cli\n"
+        "def write_on(argv):\n"
+        "    print('x' * 100, flush=True)\n"
+        "    raise BrokenPipeError(32, 'Broken pipe')\n"
+        "cli._run = write_on\n"
+        "sys.exit(cli.main([]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (1, "")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -118,7 +119,19 @@ def _log_to_stderr() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``visionkit`` command (and of ``tools/*.py``)."""
+    """Entry point of the ``visionkit`` command (and of ``tools/*.py``). Output piped into a
+    command that stops reading (``visionkit check-data ... | head``) ends it quietly, as
+    other command-line tools end, not with a ``BrokenPipeError`` traceback."""
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        # what is still buffered for the closed pipe would fail again when Python exits
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     _log_to_stderr()
     try:
