@@ -403,6 +403,17 @@ def test_a_cvat_segmentation_export_is_read_as_it_is(tmp_path):
     np.testing.assert_array_equal(val[0]["semantic"], expected(3))
 
 
+def test_check_data_reads_a_split_list_file_given_to_split(tmp_path, capsys):
+    from visionkit.cli import main
+
+    root = write_cvat_segmentation(tmp_path / "cvat")
+    argv = ["check-data", "--format", "mask_folder", "--root", str(root), "palette=labelmap.txt"]
+    assert main([*argv, "--split", "ImageSets/Segmentation/train.txt"]) == 0
+    assert "images: 3\n" in capsys.readouterr().out
+    assert main(["check-data", "--config", "configs/quickstart.yaml", "--split", "x"]) == 2
+    assert "--split: with --config one of train, val, test, all" in capsys.readouterr().err
+
+
 def test_split_leaves_a_voc_segmentation_split_and_splits_an_unsplit_one(tmp_path, capsys):
     from visionkit.cli import main
 

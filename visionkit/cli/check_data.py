@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
+from pathlib import PurePath
 from typing import Any
 
 import yaml
@@ -168,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --config or --format, not both")
     if not args.config and not args.format:
         raise ConfigError("give --config X.yaml, or --format with the dataset's location")
+    if args.config and args.split not in (*SPLITS, "all"):
+        raise ConfigError(
+            f"--split: with --config one of {', '.join((*SPLITS, 'all'))}, got {args.split!r}"
+        )
     given = {k: getattr(args, k) for k in LOCATION_OPTIONS if getattr(args, k) is not None}
     if args.config:
         if given:
@@ -178,7 +183,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         split = {} if args.split == "all" else {"split": args.split}  # VOC, YOLO, mask folders
         options = {**given, **split, **_parse_values(args.pairs)}
-        label = "train" if args.split == "all" else args.split  # eval splits keep every image
+        # read as training or evaluation reads it (evaluation splits keep every image); a list
+        # file as the split its name says (ImageSets/Segmentation/val.txt: val)
+        stem = PurePath(args.split.replace("\\", "/")).stem
+        label = stem if stem in SPLITS else "train"
         specs = [("dataset", label, dataset_of_options(args.format, options))]
         needs = []
     image_check = "header" if args.fast else "decode"
@@ -264,11 +272,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--split",
-        choices=(*SPLITS, "all"),
+        metavar="SPLIT",
         default="all",
-        help="with --config: which split to check, e.g. --split test (default all: train, "
-        "val and test, those the config sets); with --format: the split a VOC, YOLO or mask "
-        "folder reads (its split: key)",
+        help="with --config: which split to check, train, val, test or all, e.g. --split "
+        "test (default all: those the config sets); with --format: the split a VOC, YOLO or "
+        "mask folder reads (its split: key: a name, or a list file such as --split "
+        "ImageSets/Segmentation/val.txt)",
     )
     p.add_argument(
         "--format",
