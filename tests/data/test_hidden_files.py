@@ -9,7 +9,8 @@ import pytest
 from tests.helpers import write_image
 from visionkit.data.batch import list_files
 from visionkit.data.readers.folder import ImageFolderDataset
-from visionkit.data.readers.mask_folder import MaskFolderDataset, write_mask_png
+from visionkit.data.readers.mask_folder import MaskFolderDataset
+from visionkit.data.readers.voc_segmentation import write_mask_png
 from visionkit.inference.predict import expand_inputs
 
 pytestmark = pytest.mark.reliability

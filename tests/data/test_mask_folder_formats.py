@@ -429,3 +429,32 @@ def test_split_leaves_a_voc_segmentation_split_and_splits_an_unsplit_one(tmp_pat
     out = capsys.readouterr().out
     assert "wrote" in out and "palette: labelmap.txt" in out
     assert len(MaskFolderDataset(root, palette="labelmap.txt", split="val")) == 1
+
+
+def test_on_bad_label_skip_leaves_out_images_without_a_usable_label_file(tmp_path):
+    """A missing label PNG or one of another size stopped the run even under
+    on_bad_image: skip; on_bad_label: skip leaves those images out, counted."""
+    from visionkit.build.data import build_datasets
+    from visionkit.config import load_config
+
+    root = write_cvat_segmentation(tmp_path / "cvat", n=5)
+    (root / "SegmentationClass" / "frame_001.png").unlink()
+    Image.new("RGB", (SIZE, SIZE + 4)).save(root / "SegmentationClass" / "frame_002.png")
+    entry = {"format": "mask_folder", "root": str(root), "palette": "labelmap.txt"}
+    cfg = {
+        "model": {"backbone": {"name": "simple_cnn"}, "heads": {"seg": {"name": "semantic_fpn"}}},
+        "data": {"train": entry},
+    }
+    with pytest.raises(DataError) as info:
+        build_datasets(load_config(cfg).data, needs=["semantic"])
+    text = str(info.value)
+    assert "missing label file: SegmentationClass/frame_001.png" in text
+    assert "size mismatch: SegmentationClass/frame_002.png" in text
+    assert "on_bad_label: skip (e.g. data.train.on_bad_label=skip)" in text.splitlines()[-1]
+    entry["on_bad_label"] = "skip"
+    train = build_datasets(load_config(cfg).data, needs=["semantic"])["train"]
+    assert [p.stem for p in train.paths] == ["frame_000", "frame_003", "frame_004"]
+    assert train.report.notes[-1] == (
+        "left out 2 images whose label file is missing or unusable (on_bad_label: skip)"
+    )
+    assert [p.severity for p in train.report.problems] == ["warning", "warning"]

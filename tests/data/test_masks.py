@@ -13,7 +13,8 @@ from pycocotools import mask as mask_utils
 from visionkit.build import build_dataset
 from visionkit.data.batch import IGNORE_PIXEL, collate
 from visionkit.data.readers.coco import CocoDataset, decode_segmentation
-from visionkit.data.readers.mask_folder import MaskFolderDataset, write_mask_png
+from visionkit.data.readers.mask_folder import MaskFolderDataset
+from visionkit.data.readers.voc_segmentation import write_mask_png
 from visionkit.data.transforms import apply_pipeline, build_pipeline
 from visionkit.engine.runner import train
 from visionkit.errors import AnnotationError, DataError

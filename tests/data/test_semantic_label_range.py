@@ -11,7 +11,7 @@ import yaml
 
 from tests.data.test_masks import write_void_folder
 from tests.helpers import run
-from visionkit.data.readers.mask_folder import write_mask_png
+from visionkit.data.readers.voc_segmentation import write_mask_png
 from visionkit.errors import SampleError, VisionkitError
 from visionkit.models.heads.semantic_fpn import SemanticFPNHead
 

@@ -336,9 +336,14 @@ CHECK_DATA_HINT = (
     "every split",
     "; on_bad_image: skip (e.g. data.train.on_bad_image=skip) trains without the missing or "
     "unreadable images",
-    "; on_bad_label: skip (e.g. data.train.on_bad_label=skip) trains without the bad "
-    "annotation files and their images",
+    "; on_bad_label: skip (e.g. data.train.on_bad_label=skip) trains without the images whose "
+    "label files are bad",
 )
+
+
+#: The problems of a dataset's label files (one per image) that on_bad_label: skip leaves
+#: out with their image: VOC XML and YOLO txt files, a mask folder's label images.
+LABEL_FILE_KINDS = ("bad annotation file", "missing label file", "bad label file", "size mismatch")
 
 
 def data_errors(failed: Mapping[str, DataError]) -> DataError:
@@ -349,7 +354,8 @@ def data_errors(failed: Mapping[str, DataError]) -> DataError:
         {"unreadable image", "missing file"} & set(r.counts_by_kind("error")) for r in reports
     )
     bad_labels = any(
-        r.format in ("voc", "yolo") and "bad annotation file" in r.counts_by_kind("error")
+        r.format in ("voc", "yolo", "mask_folder")
+        and set(LABEL_FILE_KINDS) & set(r.counts_by_kind("error"))
         for r in reports
     )
     hint = CHECK_DATA_HINT[0] + CHECK_DATA_HINT[1] * unreadable + CHECK_DATA_HINT[2] * bad_labels

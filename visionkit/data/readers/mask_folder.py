@@ -50,14 +50,12 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
-from PIL import Image
 
 from visionkit.data.batch import IGNORE_PIXEL, Sample, dataset_root, list_files
 from visionkit.data.checks import (
@@ -73,6 +71,7 @@ from visionkit.data.checks import (
 from visionkit.data.io import read_image, read_label_image, read_label_image_header
 from visionkit.data.readers.palette import Palette, published_palette, read_palette
 from visionkit.data.readers.voc_segmentation import voc_segmentation_folders
+from visionkit.data.readers.voc_segmentation import write_mask_png as write_mask_png
 from visionkit.errors import AnnotationError, ConfigError, DataError, ImageDecodeError
 from visionkit.registry import DATASETS
 
@@ -113,6 +112,10 @@ class MaskFolderDataset:
             :data:`~visionkit.data.batch.IGNORE_PIXEL`); not used with a ``palette``.
         on_bad_image: ``"error"`` (default) or ``"skip"`` (an image that cannot be read is
             left out with its mask); see :class:`visionkit.data.readers.coco.CocoDataset`.
+        on_bad_label: ``"error"`` (default): a missing or unreadable label file, one of
+            another size than its image, or (``check-data``, which decodes them) one of values
+            that are no class stops construction, every such file listed; ``"skip"``: such
+            images are left out, counted, logged and listed by ``check-data`` as warnings.
         mask_suffix: added to the image's stem to name its label file (CamVid ``_L``,
             Cityscapes ``_gtFine_labelTrainIds``).
         image_suffix: taken off the image's stem first (Cityscapes ``_leftImg8bit``); an image
@@ -150,6 +153,7 @@ class MaskFolderDataset:
         class_names: list[str] | None = None,
         ignore_index: int = IGNORE_PIXEL,
         on_bad_image: Literal["error", "skip"] = "error",
+        on_bad_label: Literal["error", "skip"] = "error",
         mask_suffix: str = "",
         image_suffix: str = "",
         mask_ext: str = ".png",
@@ -160,6 +164,7 @@ class MaskFolderDataset:
         image_check: Literal["header", "decode"] = "header",
     ) -> None:
         self.on_bad_image = policy(on_bad_image, "on_bad_image", ("error", "skip"))
+        self.on_bad_label = policy(on_bad_label, "on_bad_label", ("error", "skip"))
         self.image_check = policy(image_check, "image_check", IMAGE_CHECKS)
         self.mask_ext = policy(mask_ext.lower(), "mask_ext", MASK_EXTENSIONS)
         self.mask_suffix = mask_suffix
@@ -271,7 +276,8 @@ class MaskFolderDataset:
 
     def _check_files(self) -> DataReport:
         """Every image and label file opened (headers); missing, unreadable, mode and size
-        problems all in one report, raised together."""
+        problems all in one report, raised together (those of label files as warnings, the
+        image left out, under ``on_bad_label: skip``)."""
         report = DataReport(str(self.root), "mask_folder")
         report.num_images = len(self.paths)
         files = [ImageFile(p, where_of(p, self.root)) for p in self.paths]
@@ -280,68 +286,84 @@ class MaskFolderDataset:
             files, report, self.image_check, bad_image_severity=severity, oriented_is_error=True
         )
         report.image_sizes.clear()
-        decode = self.image_check == "decode"
-        kind = "PNG" if self.mask_ext == ".png" else "TIFF"
-        colour = self.palette is not None
-        keep, missing = [], 0
-        pixels = np.zeros(IGNORE_PIXEL + 1, dtype=np.int64)  # per label value, when decoded
-        images_with = np.zeros(IGNORE_PIXEL + 1, dtype=np.int64)
+        skip_labels = self.on_bad_label == "skip"
+        keep, unread, bad = [], 0, 0
+        tallies = np.zeros((2, IGNORE_PIXEL + 1), dtype=np.int64)  # pixels, images per value
         for image_path, mask_path, size in zip(self.paths, self.mask_paths, sizes, strict=True):
             if size is None:
                 keep.append(self.on_bad_image != "skip")
+                unread += not keep[-1]
                 continue
             report.image_sizes[size] += 1
-            keep.append(True)
-            if mask_path is None:
-                report.add(
-                    "missing label file",
-                    where_of(image_path, self.root),
-                    f"the image name does not end with image_suffix {self.image_suffix!r}, "
-                    "so it names no label file",
-                )
-                continue
-            where = where_of(mask_path, self.root)
-            if not mask_path.is_file():
-                detail = f"no label {kind} for {image_path.name}"
-                if not missing:  # the first says why, once
-                    detail += self._suffix_hint(mask_path)
-                missing += 1
-                report.add("missing label file", where, detail)
-                continue
-            try:
-                _, (h, w) = read_label_image_header(mask_path, colour=colour)
-            except ImageDecodeError as err:
-                report.add("bad label file", where, err.reason)
-                continue
-            if (h, w) != size:
-                report.add(
-                    "size mismatch",
-                    where,
-                    f"label {kind} is {h}x{w} but its image {image_path.name} is "
-                    f"{size[0]}x{size[1]} (height x width)",
-                )
-            elif decode:
-                try:
-                    _tally(self._read_mask_file(mask_path), pixels, images_with)
-                except AnnotationError as err:
-                    report.add("bad label file", where, str(err).removeprefix(f"{mask_path}: "))
-        self._note_class_statistics(report, pixels, images_with)
+            problem = self._label_problem(image_path, mask_path, size, tallies, first=not bad)
+            bad += problem is not None
+            if problem is not None:
+                report.add(*problem, "warning" if skip_labels else "error")
+            keep.append(problem is None or not skip_labels)
+        self._note_class_statistics(report, tallies[0], tallies[1])
         if not all(keep):
             self.paths = [p for p, k in zip(self.paths, keep, strict=True) if k]
             self.mask_paths = [p for p, k in zip(self.mask_paths, keep, strict=True) if k]
-            report.notes.append(
-                f"left out {keep.count(False)} missing or unreadable images (on_bad_image: skip)"
-            )
+            if unread:
+                report.notes.append(
+                    f"left out {unread} missing or unreadable images (on_bad_image: skip)"
+                )
+            if keep.count(False) > unread:
+                report.notes.append(
+                    f"left out {keep.count(False) - unread} images whose label file is missing "
+                    "or unusable (on_bad_label: skip)"
+                )
             if not self.paths and not report.errors:
                 report.add(
                     "empty dataset",
                     str(self.image_dir),
-                    f"0 of {len(keep)} images kept: {keep.count(False)} unreadable "
-                    "(on_bad_image: skip)",
+                    f"0 of {len(keep)} images kept: {unread} unreadable (on_bad_image: skip), "
+                    f"{keep.count(False) - unread} without a usable label file (on_bad_label: "
+                    "skip)",
                 )
         report.num_kept = len(self.paths)
         report.raise_for_errors()
         return report
+
+    def _label_problem(
+        self,
+        image_path: Path,
+        mask_path: Path | None,
+        size: tuple[int, int],
+        tallies: np.ndarray,
+        first: bool,
+    ) -> tuple[str, str, str] | None:
+        """The ``(kind, where, detail)`` of an image's label file that is missing, unreadable,
+        of another size or (decoding) of values that are no class; ``None`` when it is usable
+        (its pixels then added to ``tallies`` when decoded). ``first``: the first problem,
+        whose missing file says how the label files are named."""
+        if mask_path is None:
+            detail = f"the image name does not end with image_suffix {self.image_suffix!r}"
+            return (
+                "missing label file",
+                where_of(image_path, self.root),
+                f"{detail}, so it names no label file",
+            )
+        where = where_of(mask_path, self.root)
+        kind = "PNG" if self.mask_ext == ".png" else "TIFF"
+        if not mask_path.is_file():
+            hint = self._suffix_hint(mask_path) if first else ""
+            return "missing label file", where, f"no label {kind} for {image_path.name}{hint}"
+        try:
+            _, (h, w) = read_label_image_header(mask_path, colour=self.palette is not None)
+        except ImageDecodeError as err:
+            return "bad label file", where, err.reason
+        if (h, w) != size:
+            detail = (
+                f"label {kind} is {h}x{w} but its image {image_path.name} is {size[0]}x{size[1]}"
+            )
+            return "size mismatch", where, f"{detail} (height x width)"
+        if self.image_check == "decode":
+            try:
+                _tally(self._read_mask_file(mask_path), tallies[0], tallies[1])
+            except AnnotationError as err:
+                return "bad label file", where, str(err).removeprefix(f"{mask_path}: ")
+        return None
 
     def _read_class_names(self) -> list[str]:
         path = self.root / "classes.txt"
@@ -454,33 +476,6 @@ class MaskFolderDataset:
             "path": str(self.paths[index]),
             "semantic": mask,
         }
-
-
-def write_mask_png(path: str | os.PathLike, mask: np.ndarray, palette: bool = True) -> None:
-    """Save a label map as a PNG: a palette image (VOC colours) or a plain ``L`` image."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mask = np.ascontiguousarray(mask, dtype=np.uint8)
-    size = (mask.shape[1], mask.shape[0])
-    image = Image.frombytes("P" if palette else "L", size, mask.tobytes())
-    if palette:
-        image.putpalette(_voc_palette())
-    image.save(path)
-
-
-def _voc_palette() -> list[int]:
-    """The Pascal VOC colour map (256 entries)."""
-    palette = []
-    for label in range(256):
-        r = g = b = 0
-        c = label
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette += [r, g, b]
-    return palette
 
 
 def _tally(mask: np.ndarray, pixels: np.ndarray, images_with: np.ndarray) -> None:
