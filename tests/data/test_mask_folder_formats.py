@@ -458,3 +458,38 @@ def test_on_bad_label_skip_leaves_out_images_without_a_usable_label_file(tmp_pat
         "left out 2 images whose label file is missing or unusable (on_bad_label: skip)"
     )
     assert [p.severity for p in train.report.problems] == ["warning", "warning"]
+
+
+def test_predictions_and_ground_truth_are_drawn_in_the_palettes_colours(tmp_path):
+    """Predicted label maps were drawn in visionkit's own colours (a dataset's yellow car came
+    out blue); the palette's colours now travel in the model's metadata to every result."""
+    from visionkit.build import build_datasets, build_model
+    from visionkit.config import load_config
+    from visionkit.engine.pictures import ground_truth
+    from visionkit.inference.draw import draw_predictions
+
+    root = write_cvat_segmentation(tmp_path / "cvat")
+    entry = {"format": "mask_folder", "root": str(root), "palette": "labelmap.txt"}
+    cfg = load_config(
+        {
+            "model": {
+                "backbone": {"name": "simple_cnn"},
+                "neck": {"name": "fpn", "out_channels": 16, "min_level": 2, "max_level": 4},
+                "heads": {"seg": {"name": "semantic_fpn"}},
+            },
+            "data": {"train": entry},
+        }
+    )
+    datasets = build_datasets(cfg.data, needs=["semantic"])
+    model = build_model(cfg, datasets).eval()
+    palette = [[128, 128, 128], [128, 0, 0], [64, 0, 128]]  # sky, building, car
+    assert model.meta["class_colours"] == {"semantic": palette}
+    (result,) = model.predict(np.zeros((SIZE, SIZE, 3), np.uint8))
+    assert result["seg"]["colours"] == palette
+    black = np.zeros((SIZE, SIZE, 3), np.uint8)
+    car = {"seg": {"mask": torch.full((SIZE, SIZE), 2), "names": ["sky", "building", "car"],
+                   "colours": palette}}  # fmt: skip
+    drawn = draw_predictions(black, car)
+    np.testing.assert_allclose(drawn[SIZE // 2, SIZE // 2], np.array([64, 0, 128]) * 0.45, atol=1)
+    truth = ground_truth(model, datasets["train"][0])
+    assert truth["seg"]["colours"] == palette

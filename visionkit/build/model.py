@@ -24,7 +24,7 @@ from visionkit.config import (
     ConfigLike,
     load_config,
 )
-from visionkit.data.datasets import gives, label_names_of
+from visionkit.data.datasets import class_colours_of, gives, label_names_of
 from visionkit.data.identity_mixing import identity_count
 from visionkit.data.image_size import pipeline_steps
 from visionkit.data.transforms import apply_pipeline, build_pipeline
@@ -230,7 +230,10 @@ def build_model(cfg: Config, datasets: Mapping[str, Any], resume: bool = False) 
             problems += [missing_labels(name, t) for t in task.targets if not gives(train, t)]
         if problems:
             raise ConfigError(list(dict.fromkeys(problems)))
-    extra = {"category_ids": list(getattr(train, "category_ids", []) or [])}
+    extra: dict[str, Any] = {"category_ids": list(getattr(train, "category_ids", []) or [])}
+    colours = class_colours_of(train) if train is not None else {}
+    if colours:  # predictions drawn in the dataset's own class colours
+        extra["class_colours"] = colours
     build_cfg = cfg.model_copy(deep=True)
     if resume:
         build_cfg.model.init_from = None

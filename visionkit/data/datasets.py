@@ -112,6 +112,23 @@ def label_names_of(datasets: Mapping[str, Any]) -> dict[str, list[str]]:
     return merge_label_names(val_sets(datasets.get("val")))
 
 
+def class_colours_of(dataset: Any) -> dict[str, list[list[int]]]:
+    """The colours a dataset publishes for its classes, per label family (a mask folder read
+    through a palette: ``{"semantic": [[R, G, B], ...]}``; a mix: its parts', the first part
+    of a family deciding); ``{}`` when it has none."""
+    parts = getattr(dataset, "parts", None)
+    if isinstance(parts, Mapping):
+        found: dict[str, list[list[int]]] = {}
+        for part in parts.values():
+            for family, colours in class_colours_of(part).items():
+                found.setdefault(family, colours)
+        return found
+    palette = getattr(dataset, "palette", None)
+    if palette is None or not hasattr(palette, "class_colours"):
+        return {}
+    return {"semantic": palette.class_colours()}
+
+
 def gives(dataset: Any, target: str) -> bool:
     """Whether a built dataset (a mix: one of its parts) gives its samples ``target``
     (``"masks"``, ``"keypoints"``, ...): one of its reader's ``targets``, switched on where the

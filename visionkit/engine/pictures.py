@@ -127,6 +127,9 @@ def ground_truth(model: Any, sample: dict[str, Any]) -> dict[str, Any]:
             continue
         names = label_names(model, name) if hasattr(head, "num_classes") else None
         entry = spec.ground_truth(head, sample, names)
+        colours = (model.meta.get("class_colours") or {}).get(spec.labels)
+        if entry is not None and colours and "mask" in entry:  # as its predictions are drawn
+            entry = {**entry, "colours": colours}
         if entry is not None:
             truth[name] = entry
     return truth

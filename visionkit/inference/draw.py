@@ -59,8 +59,9 @@ def draw_predictions(
     with ``legend_all`` every named class, so that all the frames of a video get the same
     size). Every semantic class is painted (CamVid's class 0 is the sky) but one named
     ``"background"`` (label 0 of a semantic family made from instances, VOC's), and pixels
-    labelled ``-1`` (ignored ones of the ground truth). Beside a named label map, boxes take
-    the colours after its classes."""
+    labelled ``-1`` (ignored ones of the ground truth), each in the colour its result's
+    ``colours`` gives (the training data's palette), else in :func:`colour_of`'s. Beside a
+    named label map, boxes take the colours after its classes."""
     canvas = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
     legend: dict[str, tuple[int, int, int]] = {}
     # boxes take the colours after a named label map's classes (a detector's class 0 and
@@ -73,13 +74,18 @@ def draw_predictions(
             names = result.get("names") or [str(c) for c in range(top + 1)]
             painted = [c for c in range(len(names)) if names[c] != BACKGROUND]
             present = [int(c) for c in mask.unique().tolist() if int(c) in painted]
+            published = result.get("colours") or []  # the dataset's palette, class by class
+
+            def colour(c: int, published: Any = published) -> tuple[int, int, int]:
+                return tuple(published[c]) if c < len(published) else colour_of(c)
+
             if present:
                 masks = torch.stack([mask == c for c in present])
                 canvas = draw_segmentation_masks(
-                    canvas, masks, alpha=0.45, colors=[colour_of(c) for c in present]
+                    canvas, masks, alpha=0.45, colors=[colour(c) for c in present]
                 )
             shown = painted if legend_all and result.get("names") else present
-            legend.update({names[c]: colour_of(c) for c in shown})
+            legend.update({names[c]: colour(c) for c in shown})
     for result in prediction.values():
         if "boxes" in result and len(result["boxes"]):
             names = result.get("names") or [str(int(label)) for label in result["labels"]]

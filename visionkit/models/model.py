@@ -160,11 +160,19 @@ class VisionModel(nn.Module):
             orig_sizes: (H, W) of the original images; boxes and masks are mapped back to them
                 (the evaluation pipeline must be a resize, optionally padded at the
                 bottom/right). ``None`` keeps the batch tensor's frame.
+
+        A semantic head's result carries ``colours`` (``[R, G, B]`` per class) when the
+        training data published its class colours (a mask folder's palette file), which
+        :func:`~visionkit.inference.draw.draw_predictions` draws it in.
         """
         per_head = {
             name: head.postprocess(outputs[name], image_sizes, orig_sizes)
             for name, head in self.heads.items()
         }
+        colours = (self.meta.get("class_colours") or {}).get("semantic")
+        for name, head in self.heads.items():
+            if colours and getattr(head, "task", None) == "semantic":  # the dataset's palette
+                per_head[name] = [{**pred, "colours": colours} for pred in per_head[name]]
         return [
             {name: preds[i] for name, preds in per_head.items()} for i in range(len(image_sizes))
         ]

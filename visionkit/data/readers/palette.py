@@ -82,6 +82,14 @@ class Palette:
             )
         return self.labels[index]
 
+    def class_colours(self) -> list[list[int]]:
+        """``[R, G, B]`` of each class, in class order (the first colour of a class listed
+        twice), for drawing predictions in the dataset's own colours."""
+        return [
+            list(unpack_colour(self.colours[np.flatnonzero(self.labels == k)[0]]))
+            for k in range(len(self.names))
+        ]
+
 
 def pack_colours(rgb: np.ndarray) -> np.ndarray:
     """``[..., 3]`` uint8 colours as int64 ``R << 16 | G << 8 | B``."""
