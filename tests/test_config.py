@@ -238,6 +238,11 @@ def test_missing_file_and_bad_yaml(tmp_path):
     assert f'in "{tmp_path / "bad.yaml"}", line 1' in str(info.value)  # not "<unicode string>"
 
 
+def test_a_misspelt_config_name_suggests_the_closest_config_beside_it():
+    with pytest.raises(ConfigError, match="did you mean configs/custom/detect_fcos_r18.yaml"):
+        load_config("configs/custom/detect_fcos_r81.yaml")
+
+
 def test_a_missing_config_names_the_folder_it_was_read_from(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a user's own folder, not the clone
     with pytest.raises(ConfigError) as info:
@@ -245,7 +250,8 @@ def test_a_missing_config_names_the_folder_it_was_read_from(tmp_path, monkeypatc
     assert info.value.problems == [
         f"cannot read config file: No such file or directory (read from the current folder "
         f"{tmp_path}); visionkit's recipes are in the configs/ folder of its repository: run "
-        "the command there, or give the recipe's full path"
+        "the command there, or give the recipe's full path, here "
+        f"{ROOT / 'configs/custom/detect_fcos_r18.yaml'}"  # this install is the repository's
     ]
     with pytest.raises(ConfigError) as info:
         load_config("my_recipe.yaml")

@@ -4,6 +4,7 @@ the resolved config written back."""
 from __future__ import annotations
 
 import copy
+import difflib
 import io
 import json
 import os
@@ -46,13 +47,20 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _missing_config_hint(path: Path) -> str:
-    """Where a missing config was looked for; for a path into ``configs/`` (visionkit's
-    recipes, as the docs write them), that they are files of visionkit's repository."""
+    """Where a missing config was looked for, and the closest name of a config beside it (a
+    misspelt name); for a path into a ``configs/`` that is not there (visionkit's recipes,
+    as the docs write them, run elsewhere), that they are files of visionkit's repository."""
     hint = read_from(path, " (", ")")
+    if path.parent.is_dir():
+        names = [p.name for p in path.parent.glob("*.y*ml")]
+        close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+        return hint + (f"; did you mean {path.parent / close[0]}" if close else "")
     if "configs" in path.parts and not path.is_absolute():
+        shipped = Path(__file__).resolve().parents[2] / path  # an install from the repository
         hint += (
             "; visionkit's recipes are in the configs/ folder of its repository: run the "
             "command there, or give the recipe's full path"
+            + (f", here {shipped}" if shipped.is_file() else "")
         )
     return hint
 
