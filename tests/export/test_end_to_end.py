@@ -478,6 +478,10 @@ def test_retinanet_and_fcos_mask_export_end_to_end(tmp_path):
     assert report.check.ok, report.check.table()
     keys = ("boxes", "scores", "labels", "batch_index")
     assert report.output_names == [f"{h}.{k}" for h in heads for k in keys]
+    assert report.notes == [
+        "head 'ins' (fcos_mask): its boxes only; the masks are not in an --nms export (an "
+        "export without --nms keeps the raw outputs they are made from)"
+    ]
 
 
 @pytest.mark.slow

@@ -221,6 +221,15 @@ def export(
         else:
             export_safetensors(model, paths, staging)
         report.dynamic = list(DYNAMIC_AXES.get(format, ()))
+        if settings is not None:
+            from visionkit.models.heads.fcos_mask import FCOSMaskHead
+
+            report.notes += [
+                f"head {name!r} (fcos_mask): its boxes only; the masks are not in an --nms "
+                "export (an export without --nms keeps the raw outputs they are made from)"
+                for name, head in model.heads.items()
+                if isinstance(head, FCOSMaskHead)
+            ]
         usual = SUFFIXES[format]
         if output.suffix.lower() not in usual:  # written as asked; tools go by the suffix
             report.notes.append(
