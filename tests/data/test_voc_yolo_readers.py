@@ -398,3 +398,20 @@ def test_a_bad_yolo_label_file_stops_training_with_the_skip_hint_then_skip_train
     assert datasets["train"].report.notes == [
         "left out 2 annotation files with problems (on_bad_label: skip)"
     ]
+
+
+def test_images_without_a_label_file_are_told_apart_from_empty_label_files(tmp_path):
+    """Both are images without objects (as Ultralytics reads them), but a missing file may be a
+    label of another name: the report names those images."""
+    root = tmp_path / "yolo"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "classes.txt").write_text("cat\n")
+    for i in range(4):
+        Image.new("RGB", (64, 48)).save(root / "images" / f"{i}.jpg")
+    (root / "labels" / "0.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    (root / "labels" / "1.txt").write_text("")  # an empty file: a negative on purpose
+    report = build_dataset({"format": "yolo", "root": str(root)}, split="train").report
+    assert report.notes == [
+        "2 images without a label file, read as images without objects: images/2.jpg, images/3.jpg"
+    ]
