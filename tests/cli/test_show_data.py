@@ -124,3 +124,18 @@ def test_show_data_refuses_a_missing_split_and_a_bad_count(multitask_yaml, capsy
     code, out, err = run(["show-data", "--config", multitask_yaml, "--n", "0"], capsys)
     assert code == 2 and not out
     assert "--n: expected a number of images of at least 1, got 0" in err
+
+
+def test_the_draws_of_a_training_mix_name_their_set(pyramid_config, shapes_root):
+    from visionkit.build import targets_needed
+    from visionkit.cli.show_data import drawn_samples, shown_model, split_datasets
+    from visionkit.config import load_config
+
+    entry = {"format": "coco", "images": str(shapes_root / "train")}
+    heads = {"det": {"name": "fcos"}}
+    config = pyramid_config("mix", heads, train={"a": entry, "b": dict(entry)}, val=entry)
+    cfg = load_config(config)
+    datasets, shown = split_datasets(cfg, "train", targets_needed(cfg))
+    captions = [c for c, _ in drawn_samples(cfg, shown_model(cfg, datasets), shown, "train", 8)]
+    assert all(c.startswith(f"draw {i} ") for i, c in enumerate(captions))
+    assert {c.split()[2] for c in captions} <= {"a:", "b:"}

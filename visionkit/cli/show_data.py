@@ -141,7 +141,11 @@ def drawn_samples(
         weights = shown.sample_weights() if isinstance(shown, MixedDataset) else None
         order = list(EpochSampler(shown, cfg.seed, weights=weights))[:n]
         data = TransformedDataset(shown, pipelines["train"], reseed=True, drop=drop)
-        items = [(f"draw {i}", data, key) for i, key in enumerate(order)]
+        mixed = isinstance(shown, MixedDataset)  # each draw names its set
+        items = [
+            (f"draw {i}" + (f" {shown.part_of(key)[0]}:" if mixed else ""), data, key)
+            for i, key in enumerate(order)
+        ]
     else:
         sets = {name: ds for name, ds in val_sets(shown).items() if len(ds)}
         per_set = math.ceil(n / len(sets)) if sets else 0

@@ -60,22 +60,20 @@ class MixedDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not -self.total <= index < self.total:  # as a list: a for loop stops here
             raise IndexError(f"sample {index} of a dataset of {self.total}")
-        index %= self.total
-        for offset, (name, dataset) in zip(
-            reversed(self.offsets), reversed(self.parts.items()), strict=True
-        ):
+        name, local = self.part_of(index % self.total)
+        return relabel(self.parts[name][local], self.mappings.get(name, {}))
+
+    def part_of(self, index: int) -> tuple[str, int]:
+        """The name of the part that holds sample ``index``, and the sample's index in it."""
+        for offset, name in zip(reversed(self.offsets), reversed(self.parts), strict=True):
             if index >= offset:
-                return relabel(dataset[index - offset], self.mappings.get(name, {}))
+                return name, index - offset
         raise IndexError(index)
 
     def path_of(self, index: int) -> str:
         """The image file of sample ``index`` (from the part that holds it)."""
-        for offset, dataset in zip(
-            reversed(self.offsets), reversed(self.parts.values()), strict=True
-        ):
-            if index >= offset:
-                return dataset.path_of(index - offset)
-        raise IndexError(index)
+        name, local = self.part_of(index)
+        return self.parts[name].path_of(local)
 
     def sample_weights(self) -> list[float]:
         """Per-sample probabilities: part ``d``'s weight spread over its samples."""
