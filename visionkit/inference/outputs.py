@@ -26,6 +26,13 @@ import torch
 from visionkit.checkpoint import write_atomic
 
 
+def exact(value: Any) -> float:
+    """A float32 model output in the fewest digits that read back as the same float32 (9
+    significant ones at most): the json scores exactly as the predictions it holds (scores
+    rounded to 5 decimals tied, boxes to 2 moved, which pycocotools would see)."""
+    return float(f"{float(value):.9g}")
+
+
 def coco_results(
     image_id: int, prediction: dict[str, Any], category_ids: Sequence[int]
 ) -> list[dict[str, Any]]:
@@ -48,15 +55,13 @@ def coco_results(
             entry = {
                 "image_id": int(image_id),
                 "category_id": int(category_ids[label]) if category_ids else label,
-                "bbox": [round(float(v), 2) for v in box],
-                "score": round(float(score), 5),
+                "bbox": [exact(v) for v in box],
+                "score": exact(score),
                 "head": head,
                 "name": names[i],
             }
             if result.get("keypoints") is not None:  # fcos_keypoints: [x, y, visibility] * K
-                entry["keypoints"] = [
-                    round(float(v), 3) for v in result["keypoints"][i].reshape(-1)
-                ]
+                entry["keypoints"] = [exact(v) for v in result["keypoints"][i].reshape(-1)]
             if result.get("embeddings") is not None:  # fcos_embedding: the unit vector
                 entry["embedding"] = [round(float(v), 5) for v in result["embeddings"][i]]
             if masks is not None:
