@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from visionkit.build.data_errors import data_errors, joined_errors
 from visionkit.checkpoint import load_checkpoint
 from visionkit.choices import EVAL_SPLITS, SPLITS
 from visionkit.config import (
@@ -33,7 +34,7 @@ from visionkit.data.image_size import pipeline_steps
 from visionkit.data.synthetic import FORMAT_VERSION, GENERATOR, make_shapes
 from visionkit.data.synthetic_identities import make_identities, needs_generation
 from visionkit.data.transforms import build_pipeline
-from visionkit.errors import AnnotationError, CheckpointError, ConfigError, DataError
+from visionkit.errors import CheckpointError, ConfigError, DataError
 from visionkit.evaluation.tasks import TaskSpec, task_of
 from visionkit.registry import DATASETS, HEADS
 
@@ -327,54 +328,6 @@ def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any
     if failed:
         raise data_errors(failed)
     return datasets
-
-
-#: The last line of the error that stops a run on bad data; the second part where images are
-#: missing or unreadable, the third where VOC XML or YOLO txt files are bad.
-CHECK_DATA_HINT = (
-    "hint: visionkit check-data with the same --config and overrides lists every problem of "
-    "every split",
-    "; on_bad_image: skip (e.g. data.train.on_bad_image=skip) trains without the missing or "
-    "unreadable images",
-    "; on_bad_label: skip (e.g. data.train.on_bad_label=skip) trains without the images whose "
-    "label files are bad",
-)
-
-
-#: The problems of a dataset's label files (one per image) that on_bad_label: skip leaves
-#: out with their image: VOC XML and YOLO txt files, a mask folder's label images.
-LABEL_FILE_KINDS = ("bad annotation file", "missing label file", "bad label file", "size mismatch")
-
-
-def data_errors(failed: Mapping[str, DataError]) -> DataError:
-    """One error for the splits that failed (``where`` → error), each named by its config key,
-    with :data:`CHECK_DATA_HINT` last (:func:`joined_errors`)."""
-    reports = [e.report for e in failed.values() if e.report is not None]
-    unreadable = any(
-        {"unreadable image", "missing file"} & set(r.counts_by_kind("error")) for r in reports
-    )
-    bad_labels = any(
-        r.format in ("voc", "yolo", "mask_folder")
-        and set(LABEL_FILE_KINDS) & set(r.counts_by_kind("error"))
-        for r in reports
-    )
-    hint = CHECK_DATA_HINT[0] + CHECK_DATA_HINT[1] * unreadable + CHECK_DATA_HINT[2] * bad_labels
-    return joined_errors(failed, hint)
-
-
-def joined_errors(failed: Mapping[str, DataError], last: str | None = None) -> DataError:
-    """One error of several datasets' (``where`` → error), each section starting with its
-    config key, then ``last``; an :class:`AnnotationError` when each is one, keeping the
-    report of a single one."""
-    sections = []
-    for where, err in failed.items():
-        text = str(err)
-        sections.append(text if text.startswith(where) else f"{where}: {text}")
-    each = all(isinstance(e, AnnotationError) for e in failed.values())
-    error = (AnnotationError if each else DataError)("\n".join([*sections, *filter(None, [last])]))
-    if len(failed) == 1:
-        error.report = next(iter(failed.values())).report
-    return error
 
 
 def check_checkpoint_classes(

@@ -45,8 +45,7 @@ def load_config(
 
     Args:
         source: a YAML path, a mapping, or an already validated :class:`Config`.
-        overrides: ``key.path=value`` strings applied after ``base:`` merging, or a mapping
-            ``{"key.path": value}``.
+        overrides: ``key.path=value`` strings (or ``{"key.path": value}``), after ``base:``.
 
     Raises:
         ConfigError: listing every problem with its full key path.

@@ -24,7 +24,6 @@ values. Values may be names or integer indices into that list.
 from __future__ import annotations
 
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from visionkit.data.batch import IGNORE_PIXEL, Sample, dataset_root, resolve_under_root
+from visionkit.data.batch import IGNORE_PIXEL, Sample, dataset_root
 from visionkit.data.checks import (
     IMAGE_CHECKS,
     DataReport,
@@ -54,6 +53,7 @@ from visionkit.data.readers.coco_format import (
     listed_ids,
     missing_files_hint,
     read_json,
+    resolve_paths,
     switched_on,
     valid_categories,
     valid_images,
@@ -183,7 +183,7 @@ class CocoDataset:
         if semantic:
             self.label_names["semantic"] = ["background", *self.label_names["instances"]]
         check_duplicates(data["images"], annotations_list, data.get("categories", []), report)
-        self.paths = self._resolve_paths()
+        self.paths = resolve_paths(self.root, self.images, report)
         inside = [i for i, path in enumerate(self.paths) if path is not None]
         files = [
             ImageFile(
@@ -243,21 +243,6 @@ class CocoDataset:
     def _where(self, index: int) -> str:
         img = self.images[index]
         return f"{img['file_name']} (image id {img['id']})"
-
-    def _resolve_paths(self) -> list[Path | None]:
-        paths = []
-        for img in self.images:
-            try:
-                paths.append(resolve_under_root(self.root, img["file_name"]))
-            except ValueError:
-                self.report.add(
-                    "path outside root",
-                    f"image id {img['id']}: file_name {img['file_name']!r}",
-                    f"resolves outside the dataset root {os.path.abspath(self.root)} "
-                    "('..' and absolute paths elsewhere are refused)",
-                )
-                paths.append(None)
-        return paths
 
     def _index_annotations(
         self, annotations: list[Any], strict: bool, listed: set[Any]

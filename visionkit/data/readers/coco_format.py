@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import posixpath
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +54,28 @@ def fill_missing_sizes(images: list[Any], root: Path, report: DataReport) -> dic
             severity="warning",
         )
     return unread
+
+
+def resolve_paths(
+    root: Path, images: list[dict[str, Any]], report: DataReport
+) -> list[Path | None]:
+    """Each image's file under ``root``; ``None``, with a problem, for a ``file_name`` that
+    leads outside it (``..``, an absolute path elsewhere)."""
+    from visionkit.data.batch import resolve_under_root
+
+    paths: list[Path | None] = []
+    for img in images:
+        try:
+            paths.append(resolve_under_root(root, img["file_name"]))
+        except ValueError:
+            report.add(
+                "path outside root",
+                f"image id {img['id']}: file_name {img['file_name']!r}",
+                f"resolves outside the dataset root {os.path.abspath(root)} "
+                "('..' and absolute paths elsewhere are refused)",
+            )
+            paths.append(None)
+    return paths
 
 
 def listed_ids(images: list[Any]) -> set[int | str]:

@@ -1,0 +1,56 @@
+"""The one error that stops a run on bad data: each failed dataset's report under its config
+key (``data.train``, ``data.val.streets``), then what to run or set (``check-data``, and
+``on_bad_image: skip`` / ``on_bad_label: skip`` where they apply)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from visionkit.errors import AnnotationError, DataError
+
+#: The last line of the error that stops a run on bad data; the second part where images are
+#: missing or unreadable, the third where VOC XML or YOLO txt files are bad.
+CHECK_DATA_HINT = (
+    "hint: visionkit check-data with the same --config and overrides lists every problem of "
+    "every split",
+    "; on_bad_image: skip (e.g. data.train.on_bad_image=skip) trains without the missing or "
+    "unreadable images",
+    "; on_bad_label: skip (e.g. data.train.on_bad_label=skip) trains without the images whose "
+    "label files are bad",
+)
+
+
+#: The problems of a dataset's label files (one per image) that on_bad_label: skip leaves
+#: out with their image: VOC XML and YOLO txt files, a mask folder's label images.
+LABEL_FILE_KINDS = ("bad annotation file", "missing label file", "bad label file", "size mismatch")
+
+
+def data_errors(failed: Mapping[str, DataError]) -> DataError:
+    """One error for the splits that failed (``where`` → error), each named by its config key,
+    with :data:`CHECK_DATA_HINT` last (:func:`joined_errors`)."""
+    reports = [e.report for e in failed.values() if e.report is not None]
+    unreadable = any(
+        {"unreadable image", "missing file"} & set(r.counts_by_kind("error")) for r in reports
+    )
+    bad_labels = any(
+        r.format in ("voc", "yolo", "mask_folder")
+        and set(LABEL_FILE_KINDS) & set(r.counts_by_kind("error"))
+        for r in reports
+    )
+    hint = CHECK_DATA_HINT[0] + CHECK_DATA_HINT[1] * unreadable + CHECK_DATA_HINT[2] * bad_labels
+    return joined_errors(failed, hint)
+
+
+def joined_errors(failed: Mapping[str, DataError], last: str | None = None) -> DataError:
+    """One error of several datasets' (``where`` → error), each section starting with its
+    config key, then ``last``; an :class:`AnnotationError` when each is one, keeping the
+    report of a single one."""
+    sections = []
+    for where, err in failed.items():
+        text = str(err)
+        sections.append(text if text.startswith(where) else f"{where}: {text}")
+    each = all(isinstance(e, AnnotationError) for e in failed.values())
+    error = (AnnotationError if each else DataError)("\n".join([*sections, *filter(None, [last])]))
+    if len(failed) == 1:
+        error.report = next(iter(failed.values())).report
+    return error
