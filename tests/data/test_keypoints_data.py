@@ -185,3 +185,57 @@ def test_collate_keeps_keypoint_rows_per_image(tmp_path):
     assert [tuple(k.shape) for k in batch["keypoints"]] == [(1, 3, 3)] * 3
     assert batch["has_keypoints"].tolist() == [True, True, False]
     assert torch.equal(batch["keypoints"][2], torch.zeros(1, 3, 3))
+
+
+def test_flip_pairs_of_mpii_style_names_and_a_warning_for_a_side_without_its_other(tmp_path):
+    assert flip_index(["head", "l_hand", "r_hand", "hand_L", "hand_R"]) == [0, 2, 1, 4, 3]
+
+    def unpaired(data):
+        _with_keypoints(data)
+        for c in data["categories"]:
+            c["keypoints"] = ["nose", "left_eye", "right_ear"]
+
+    ds = CocoDataset(make_coco(tmp_path / "d", edit=unpaired), keypoints=True)
+    assert [str(p) for p in ds.report.warnings if p.kind == "unpaired keypoint"] == [
+        "category id 1 ('square'): 'left_eye' has no 'right_eye' among the keypoints: a "
+        "horizontal flip leaves it in place instead of swapping it",
+        "category id 1 ('square'): 'right_ear' has no 'left_ear' among the keypoints: a "
+        "horizontal flip leaves it in place instead of swapping it",
+    ]
+
+
+def test_a_category_of_another_keypoint_list_is_one_error_not_one_per_annotation(tmp_path):
+    def differ(data):
+        _with_keypoints(data)
+        data["categories"][1]["keypoints"] = NAMES[:2]
+
+    with pytest.raises(AnnotationError) as err:
+        CocoDataset(make_coco(tmp_path / "d", edit=differ), keypoints=True)
+    assert "1 problem" in str(err.value) and "differ from ['nose', 'left_eye'" in str(err.value)
+
+
+def test_a_keypoint_head_takes_names_skeleton_and_count_from_the_data(tmp_path):
+    from visionkit.build import build_datasets, build_model
+    from visionkit.config import load_config
+    from visionkit.errors import ConfigError
+
+    root = make_coco(tmp_path / "d", edit=_with_keypoints)
+    entry = {"format": "coco", "images": str(root)}
+    head = {"name": "fcos_keypoints", "num_classes": None, "num_convs": 1}
+    config = {
+        "model": {
+            "backbone": {"name": "simple_cnn"},
+            "neck": {"name": "fpn", "out_channels": 16},
+            "heads": {"pose": head},
+        },
+        "data": {"train": entry},
+    }
+    cfg = load_config(config)
+    model = build_model(cfg, build_datasets(cfg.data, needs=["boxes", "keypoints"]))
+    pose = model.heads["pose"]
+    assert (pose.num_keypoints, pose.keypoint_names, pose.skeleton) == (3, NAMES, [[1, 2], [1, 3]])
+    assert model.meta["config"]["model"]["heads"]["pose"]["keypoint_names"] == NAMES
+    head["keypoint_names"] = ["nose", "eye_a", "eye_b"]
+    cfg = load_config(config)
+    with pytest.raises(ConfigError, match="keypoint_names: .* but the data's categories name"):
+        build_model(cfg, build_datasets(cfg.data, needs=["boxes", "keypoints"]))

@@ -121,6 +121,38 @@ def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | 
     return cfg
 
 
+def keypoints_of_data(cfg: Config, train: Any) -> Config:
+    """Each keypoint head's ``keypoint_names``, ``num_keypoints`` and ``skeleton`` from the
+    training data's definition (its categories' ``keypoints`` and ``skeleton``) where the
+    config leaves the names out (the skeleton: where it leaves that out); names that differ
+    from the data's are an error (predictions, drawings and the flip test-time augmentation
+    go by them)."""
+    parts = getattr(train, "parts", None)
+    sets = parts.values() if isinstance(parts, Mapping) else [train]
+    schema = next((s.keypoint_schema for s in sets if getattr(s, "keypoint_schema", None)), None)
+    if schema is None:
+        return cfg
+    cfg = cfg.model_copy(deep=True)
+    problems = []
+    for head_name, spec in cfg.model.heads.items():
+        if "keypoint_names" not in HEADS.signature(spec["name"]).parameters:
+            continue
+        given = spec.get("keypoint_names")
+        if given is not None and list(given) != schema.names:
+            problems.append(
+                f"model.heads.{head_name}.keypoint_names: {list(given)}, but the data's "
+                f"categories name {schema.names}; leave keypoint_names out to take the data's"
+            )
+            continue
+        spec["keypoint_names"] = list(schema.names)
+        spec["num_keypoints"] = len(schema.names)
+        if spec.get("skeleton") is None:
+            spec["skeleton"] = [list(p) for p in schema.skeleton]
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
 def create_model(
     config: ConfigLike,
     label_names: Mapping[str, Sequence[str]] | None = None,
@@ -230,6 +262,8 @@ def build_model(cfg: Config, datasets: Mapping[str, Any], resume: bool = False) 
             problems += [missing_labels(name, t) for t in task.targets if not gives(train, t)]
         if problems:
             raise ConfigError(list(dict.fromkeys(problems)))
+    if train is not None:
+        cfg = keypoints_of_data(cfg, train)
     extra: dict[str, Any] = {"category_ids": list(getattr(train, "category_ids", []) or [])}
     colours = class_colours_of(train) if train is not None else {}
     if colours:  # predictions drawn in the dataset's own class colours

@@ -14,12 +14,16 @@ labelled and visible. ``num_keypoints``, when present, must count the points wit
 
 Flip pairs (what a horizontal flip swaps) come from the names: ``left_eye`` and
 ``right_eye``, ``left`` and ``right``: a name and the same name with ``left`` and ``right``
-exchanged. :func:`flip_index` gives the permutation.
+exchanged, or a part ``l`` and ``r`` (MPII's ``l_ankle`` and ``r_ankle``). :func:`flip_index`
+gives the permutation; a name of one side without its other (``left_hand`` beside
+``right_arm``) is a warning, since a flip then leaves it where it is.
 
 Coordinates are COCO's pixel indices (``0..W-1``), the convention albumentations' keypoint
 transforms use (a horizontal flip maps ``x`` to ``W - 1 - x``).
 
 >>> flip_index(["nose", "left_eye", "right_eye"])
+[0, 2, 1]
+>>> flip_index(["head", "l_ankle", "r_ankle"])
 [0, 2, 1]
 """
 
@@ -40,14 +44,24 @@ _SWAP = {"left": "right", "right": "left", "Left": "Right", "Right": "Left"}
 _SWAP.update({"LEFT": "RIGHT", "RIGHT": "LEFT"})
 
 
+_TOKENS = re.compile(r"([_\-\s.])")  # a name's parts: l_ankle, hand_R, L.knee
+_SIDE_TOKENS = {"l": "r", "r": "l", "L": "R", "R": "L"}
+
+
+def mirrored(name: str) -> str:
+    """The name of the other side: ``left`` and ``right`` exchanged (``left_eye``), else a
+    part ``l`` / ``r`` (``l_ankle``, MPII's; ``hand_R``); the name itself when it has no side."""
+    swapped = _SIDE.sub(lambda m: _SWAP[m.group(0)], name)
+    if swapped != name:
+        return swapped
+    return "".join(_SIDE_TOKENS.get(part, part) for part in _TOKENS.split(name))
+
+
 def flip_index(names: Sequence[str]) -> list[int]:
-    """``out[k]``: the keypoint that ``k`` becomes under a horizontal flip (its left/right
-    counterpart by name, else itself)."""
+    """``out[k]``: the keypoint that ``k`` becomes under a horizontal flip (its other side by
+    name, :func:`mirrored`, else itself)."""
     position = {name: k for k, name in enumerate(names)}
-    return [
-        position.get(_SIDE.sub(lambda m: _SWAP[m.group(0)], name), k)
-        for k, name in enumerate(names)
-    ]
+    return [position.get(mirrored(name), k) for k, name in enumerate(names)]
 
 
 @dataclass
@@ -59,12 +73,15 @@ class KeypointSchema:
         skeleton: 1-based ``[a, b]`` pairs of connected keypoints (COCO's convention).
         flip: :func:`flip_index` of ``names``.
         categories: the category ids that define keypoints.
+        refused: the ids of categories whose definition differs (an error of its own: their
+            annotations' keypoints are not reported again).
     """
 
     names: list[str]
     skeleton: list[list[int]] = field(default_factory=list)
     flip: list[int] = field(default_factory=list)
     categories: set[int] = field(default_factory=set)
+    refused: set[Any] = field(default_factory=set)  # categories of another definition
 
 
 def keypoint_schema(
@@ -84,6 +101,15 @@ def keypoint_schema(
         if schema is None:
             schema = KeypointSchema(list(names), flip=flip_index(names))
             schema.skeleton = _skeleton(cat.get("skeleton") or [], len(names), where, report)
+            for k, name in enumerate(names):
+                if mirrored(name) != name and schema.flip[k] == k:
+                    report.add(
+                        "unpaired keypoint",
+                        where,
+                        f"{name!r} has no {mirrored(name)!r} among the keypoints: a horizontal "
+                        "flip leaves it in place instead of swapping it",
+                        severity="warning",
+                    )
         elif names != schema.names:
             report.add(
                 "bad keypoints",
@@ -91,6 +117,7 @@ def keypoint_schema(
                 f"keypoints {names} differ from {schema.names} (of category id "
                 f"{min(schema.categories)}); one keypoint head needs one definition",
             )
+            schema.refused.add(cat.get("id"))
             continue
         schema.categories.add(int(cat["id"]))
     if schema is None:
@@ -130,6 +157,8 @@ def annotation_keypoints(
     out = np.zeros((count, 3), np.float32)
     values = ann.get("keypoints")
     if values is None:
+        return out
+    if ann.get("category_id") in schema.refused:
         return out
     if ann.get("category_id") not in schema.categories:
         report.add(
