@@ -647,3 +647,21 @@ def test_check_data_reports_validation_classes_that_training_would_refuse(tmp_pa
     code, out, _ = run(["check-data", "--config", config, "--fast"], capsys)
     assert code == 1 and "check-data: 1 problem in 3 datasets" in out
     assert "data.val: the classes of data.val do not match those of data.train (one: " in out
+
+
+def test_a_misspelt_path_on_a_shapes_recipe_is_refused_not_filled_with_shapes(tmp_path, capsys):
+    """The shapes recipes generate their data where the entry points: a typo next to the user's
+    own data (kp/trian beside kp/train) wrote 2,400 shapes there and trained on them."""
+    own = make_coco(tmp_path / "kp" / "train")
+    config = detection_config(tmp_path / "c.yaml", own, own)
+    data = yaml.safe_load(config.read_text())
+    data["data"]["train"] = {
+        "format": "coco",
+        "images": str(tmp_path / "kp" / "trian"),
+        "synthetic": {"num_images": 8, "size": 32},
+    }
+    config.write_text(yaml.safe_dump(data))
+    code, _, err = run(["train", "--config", config], capsys)
+    assert code == 1 and not (tmp_path / "kp" / "trian").exists()
+    assert f"does not exist; did you mean {tmp_path / 'kp' / 'train'}?" in err
+    assert "the entry's synthetic: would generate the shapes dataset there" in err

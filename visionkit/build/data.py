@@ -27,7 +27,7 @@ from visionkit.config import (
     is_dataset_mix,
     split_entries,
 )
-from visionkit.data.batch import read_from
+from visionkit.data.batch import folder_like, folders_like, read_from
 from visionkit.data.classes import class_lists, class_source, classes_of, match_classes
 from visionkit.data.datasets import MixedDataset
 from visionkit.data.image_size import pipeline_steps
@@ -119,6 +119,8 @@ def build_dataset(
         # The user named an annotation file: their data, never a place to generate shapes
         # (a shapes recipe pointed at converted VOC/YOLO data keeps its synthetic: block).
         synthetic = None
+    if synthetic:  # a misspelt path to the user's data is no place to generate shapes
+        refuse_misspelt_target(Path(args[location]), f"{where}.{location}")
     if synthetic and synthetic.get("identities"):  # an ImageFolder of shape styles
         keys = ("num_images", "size", "seed", "identities", "first_identity")
         params = {k: synthetic.get(k) for k in keys}
@@ -148,6 +150,31 @@ def build_dataset(
     dataset = DATASETS.build(spec["format"], **args, image_check=image_check)
     dataset.config_key = where  # for messages naming the entry to change (data.train.streets)
     return dataset
+
+
+def refuse_misspelt_target(root: Path, key: str) -> None:
+    """Refuse to generate shapes into ``root`` when it does not exist but a folder beside it
+    of a close name holds other data (``kp/trian`` beside the user's ``kp/train``): a
+    misspelt path to the user's data, not a place for 2,400 generated images."""
+    if root.exists():
+        return
+    close = folders_like(root)
+    if all(_generated(folder) for folder in close):  # none, or generated ones
+        return
+    raise DataError(
+        f"{key}: {root} does not exist{folder_like(root)} (the entry's synthetic: would "
+        "generate the shapes dataset there; give the folder of your data, or remove "
+        "synthetic: to read it)"
+    )
+
+
+def _generated(folder: Path) -> bool:
+    """Whether ``folder`` holds a dataset visionkit generated (shapes or identities)."""
+    try:
+        with open(folder / "annotations.json", encoding="utf-8") as f:
+            return json.load(f).get("info", {}).get("generator") == GENERATOR
+    except (OSError, ValueError, AttributeError):
+        return not any(folder.iterdir()) if folder.is_dir() else False
 
 
 def _needs_generation(root: Path, params: Mapping[str, Any]) -> bool:

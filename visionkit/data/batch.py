@@ -128,15 +128,21 @@ def dataset_root(root: str | os.PathLike | None) -> Path:
 def folder_like(path: Path) -> str:
     """``"; did you mean <sibling>?"`` for the folders beside a missing ``path`` most like its
     name (``data/trian`` → ``data/train``), or ``""``."""
+    close = folders_like(path)
+    return f"; did you mean {' or '.join(map(str, close))}?" if close else ""
+
+
+def folders_like(path: Path) -> list[Path]:
+    """The (up to 2) folders beside ``path`` whose names are most like its name."""
     import difflib
 
     parent = path.parent if str(path.parent) else Path(".")
     try:
         folders = [p.name for p in parent.iterdir() if p.is_dir()] if parent.is_dir() else []
     except OSError:
-        return ""
+        return []
     close = difflib.get_close_matches(path.name, folders, n=2, cutoff=0.6)
-    return f"; did you mean {' or '.join(str(path.parent / c) for c in close)}?" if close else ""
+    return [path.parent / c for c in close]
 
 
 def read_from(path: str | os.PathLike, before: str = ", ", after: str = "") -> str:
