@@ -171,6 +171,21 @@ def test_overrides_from_python_may_be_a_mapping_and_keys_may_have_spaces(tmp_pat
     assert apply_overrides({}, ["a.b = text", "a.c =3"]) == {"a": {"b": "text", "c": 3}}
 
 
+def test_a_head_set_to_null_is_dropped_as_a_dataset_is():
+    """It was "expected a valid dictionary, got None", then the same again in other words."""
+    base = {
+        "model": {
+            "backbone": {"name": "simple_cnn"},
+            "heads": {"cls": {"name": "linear", "num_classes": 2}, "b": {"name": "linear"}},
+        }
+    }
+    cfg = load_config(base, ["model.heads.b=null"])
+    assert list(cfg.model.heads) == ["cls"]
+    with pytest.raises(ConfigError) as err:
+        load_config(base, ["model.heads.b=null", "model.heads.cls=null"])
+    assert err.value.problems == ["model.heads: every head was set to null; keep at least one"]
+
+
 def test_override_values_are_yaml_typed():
     data = apply_overrides({}, ["a.b=3", "a.c=0.5", "a.d=null", "a.e=[1, 2]", "a.f=text"])
     assert data == {"a": {"b": 3, "c": 0.5, "d": None, "e": [1, 2], "f": "text"}}

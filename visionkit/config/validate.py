@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from visionkit.choices import ULTRALYTICS_KEYS
 from visionkit.config.files import apply_overrides, override_list, resolve_file
+from visionkit.config.override_hints import command_line_note, format_override_hints
 from visionkit.config.schema import (
     DATASET_INJECTED_ARGS,
     INJECTED_ARGS,
@@ -73,42 +74,6 @@ def load_config(
         raise ConfigError([*err.problems, *hints], err.source) from None
 
 
-def command_line_note(problems: Sequence[str], overrides: Sequence[str]) -> list[str]:
-    """A last line naming the overrides that set a key of ``problems`` (or one around it):
-    the error names the config file, and the mistake may be on the command line
-    (``trainer.max_step=30``)."""
-    wheres = [p.partition(":")[0].strip() for p in problems]
-    used = []
-    for override in overrides:
-        key = override.partition("=")[0].strip()
-        if key and any(
-            key == w or w.startswith(f"{key}.") or key.startswith(f"{w}.") for w in wheres
-        ):
-            used.append(override)
-    return [f"(set on the command line, not in the file: {', '.join(used)})"] if used else []
-
-
-def format_override_hints(overrides: Sequence[str], problems: Sequence[str]) -> list[str]:
-    """For an override that changes a dataset's ``format`` (``data.train.format=coco``) while
-    the entry keeps the config's other keys (a VOC ``root``, ``split``), which the new format
-    refuses as unknown: how to give the whole entry instead."""
-    hints = []
-    for override in overrides:
-        key, _, value = override.partition("=")
-        found = re.fullmatch(r"(data\.(?:train|val|test)(?:\.\w+)?)\.format", key.strip())
-        if not found:
-            continue
-        where = found.group(1)
-        if any(p.startswith(f"{where}.") and "unknown key" in p for p in problems):
-            hints.append(
-                f"{where}.format={value.strip()}: the override changes the format, and the "
-                f"other keys of {where} are still the config's; give the whole entry instead, "
-                f"e.g. {where}='{{format: {value.strip()}, ...}}' (every key of the new format: "
-                "docs/datasets.md)"
-            )
-    return hints
-
-
 def validate_config(data: Mapping[str, Any], source: str | None = None) -> Config:
     """Validate a merged config tree; raise one :class:`ConfigError` listing every problem.
 
@@ -116,6 +81,7 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     does not hide mistakes in the other.
     """
     problems: list[str] = []
+    data = _without_null_heads(data, problems)
     cfg = None
     try:
         cfg = Config.model_validate(data)
@@ -133,8 +99,9 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
         for name, spec in heads_spec.items()
         if name not in unnamed
     }
-    if not heads_spec and not isinstance(model.get("heads"), (list, str)):  # said by the schema
-        problems.append("model.heads: at least one head is required")
+    emptied = any(p.startswith("model.heads: every head") for p in problems)
+    if not heads_spec and not isinstance(model.get("heads"), (list, str)) and not emptied:
+        problems.append("model.heads: at least one head is required")  # as the schema says
     backbone = model.get("backbone") if isinstance(model.get("backbone"), Mapping) else {}
     backbone_name = backbone.get("name", BackboneConfig().name)
     if isinstance(backbone_name, str):
@@ -164,6 +131,19 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     cfg.data.val = splits.get("val")
     cfg.data.test = splits.get("test")
     return cfg
+
+
+def _without_null_heads(data: Mapping[str, Any], problems: list[str]) -> Mapping[str, Any]:
+    """``data`` without the heads set to null (``model.heads.cls=null`` drops a recipe's
+    head, as ``data.train.NAME=null`` drops a dataset)."""
+    model = data.get("model")
+    heads = model.get("heads") if isinstance(model, Mapping) else None
+    if not isinstance(heads, Mapping) or None not in heads.values():
+        return data
+    kept = {name: spec for name, spec in heads.items() if spec is not None}
+    if not kept:
+        problems.append("model.heads: every head was set to null; keep at least one")
+    return {**data, "model": {**model, "heads": kept}}
 
 
 def _test_from_val(test: Any, val: Any) -> Any:
