@@ -431,7 +431,11 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
             yaml_file = str(e.get("input")).lower().endswith((".yaml", ".yml"))
             if root is Config and loc == ("data",) and yaml_file:  # data=coco8.yaml
                 msg += f"; for Ultralytics' data, use {ULTRALYTICS_KEYS['data']}"
-            lines.append(f"{path}: {msg}, got {e.get('input')!r}")
+            got = f", got {e.get('input')!r}"
+            if e["type"] == "value_error":  # a section's own check: its message says it all
+                msg = msg.removeprefix("Value error, ")
+                got = "" if isinstance(e.get("input"), Mapping) else got
+            lines.append(f"{path}: {msg}{got}")
     # A union yields one line per member; keep the first per path.
     seen, unique = set(), []
     for line in lines:
