@@ -239,3 +239,15 @@ def test_a_keypoint_head_takes_names_skeleton_and_count_from_the_data(tmp_path):
     cfg = load_config(config)
     with pytest.raises(ConfigError, match="keypoint_names: .* but the data's categories name"):
         build_model(cfg, build_datasets(cfg.data, needs=["boxes", "keypoints"]))
+
+
+def test_a_labelled_keypoint_outside_its_image_is_a_warning(tmp_path):
+    def outside(data):
+        _with_keypoints(data)
+        data["annotations"][0]["keypoints"] = [12, -3, 2, 10, 10, 1, 32, 10, 2]  # 32 px images
+
+    ds = CocoDataset(make_coco(tmp_path / "d", edit=outside), keypoints=True)
+    assert [str(p) for p in ds.report.warnings] == [
+        "annotation id 101 (image id 1): 'nose' at (12, -3), 'right_eye' at (32, 10) outside "
+        "the 32x32 image (x in 0..31, y in 0..31)"
+    ]

@@ -208,20 +208,41 @@ def attach_keypoints(
     categories: Sequence[dict[str, Any]],
     image_ids: Sequence[Any],
     report: DataReport,
+    image_sizes: Sequence[tuple[int, int]] | None = None,
 ) -> KeypointSchema | None:
     """Add ``keypoints`` (float32 ``[N, K, 3]``, in the order of each target's boxes) to the
-    reader's per-image ``targets``; returns the schema (``None``: problems in ``report``)."""
+    reader's per-image ``targets``; returns the schema (``None``: problems in ``report``).
+    A labelled keypoint outside its image (``image_sizes``: ``(H, W)`` of each) is a warning:
+    pycocotools scores predictions against it as it is."""
     schema = keypoint_schema(categories, report)
     if schema is None:
         return None
-    for target, image_id in zip(targets, image_ids, strict=True):
-        points = [
-            annotation_keypoints(
-                annotations[k], schema, f"annotation id {ann_id} (image id {image_id})", report
-            )
-            for k, ann_id in zip(target["ann_index"], target["ann_ids"], strict=True)
-        ]
+    for i, (target, image_id) in enumerate(zip(targets, image_ids, strict=True)):
+        points = []
+        for k, ann_id in zip(target["ann_index"], target["ann_ids"], strict=True):
+            where = f"annotation id {ann_id} (image id {image_id})"
+            points.append(annotation_keypoints(annotations[k], schema, where, report))
+            if image_sizes is not None:
+                _outside(points[-1], image_sizes[i], schema.names, where, report)
         target["keypoints"] = (
             np.stack(points) if points else np.zeros((0, len(schema.names), 3), np.float32)
         )
     return schema
+
+
+def _outside(
+    points: np.ndarray, size: tuple[int, int], names: Sequence[str], where: str, report: DataReport
+) -> None:
+    """A warning naming the labelled points (``v > 0``) of ``points`` ``[K, 3]`` that lie
+    outside the ``(H, W)`` image (pixel indices ``0..W-1``, ``0..H-1``)."""
+    h, w = size
+    x, y, v = points[:, 0], points[:, 1], points[:, 2]
+    out = np.flatnonzero((v > 0) & ((x < 0) | (y < 0) | (x > w - 1) | (y > h - 1)))
+    if len(out):
+        shown = ", ".join(f"{names[k]!r} at ({x[k]:g}, {y[k]:g})" for k in out)
+        report.add(
+            "keypoint outside the image",
+            where,
+            f"{shown} outside the {w}x{h} image (x in 0..{w - 1}, y in 0..{h - 1})",
+            severity="warning",
+        )
