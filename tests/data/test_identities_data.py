@@ -106,3 +106,28 @@ def test_synthetic_styles_give_each_shape_of_an_image_its_own_identity(tmp_path)
         assert np.array_equal(a["boxes"], b["boxes"])
     with pytest.raises(ValueError, match="styles must be >= 2 and >= max_shapes"):
         make_shapes(tmp_path / "x", num_images=2, size=64, max_shapes=4, min_shapes=4, styles=3)
+
+
+def test_empty_identity_folders_and_a_set_without_pairs_are_warnings(tmp_path):
+    """A validation set of one image per identity scored nothing (auc null, accuracy 0.5) and
+    an empty folder became an identity, both without a word."""
+    from PIL import Image
+
+    from visionkit.data.readers.identities import IdentityFolderDataset
+
+    for name in ("ann", "bob", "cid"):
+        (tmp_path / name).mkdir()
+    for name in ("ann", "bob"):
+        Image.new("RGB", (16, 16)).save(tmp_path / name / "1.jpg")
+    report = IdentityFolderDataset(str(tmp_path)).report
+    assert [(p.kind, str(p)) for p in report.warnings] == [
+        ("identity without images", "cid/: a folder with no image in it"),
+        (
+            "no same-identity pair",
+            f"{tmp_path}: each of the 2 identities has one image: verification and retrieval "
+            "need two images of an identity (evaluated, every metric is empty)",
+        ),
+    ]
+    Image.new("RGB", (16, 16)).save(tmp_path / "bob" / "2.jpg")
+    Image.new("RGB", (16, 16)).save(tmp_path / "cid" / "1.jpg")
+    assert not IdentityFolderDataset(str(tmp_path)).report.warnings

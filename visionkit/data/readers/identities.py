@@ -20,6 +20,8 @@ else the ``n``-th image of ``name/`` in sorted order.
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -27,6 +29,8 @@ from visionkit.data.batch import IMAGE_EXTENSIONS, Sample
 from visionkit.data.readers.folder import ImageFolderDataset
 from visionkit.errors import DataError
 from visionkit.registry import DATASETS
+
+logger = logging.getLogger(__name__)
 
 
 @DATASETS.register("identities")
@@ -70,6 +74,32 @@ class IdentityFolderDataset(ImageFolderDataset):
         self.label_names = {"identity": names}
         self.report.class_counts["identity"] = self.report.class_counts.pop("class")
         self.pairs = read_pairs(pairs, self) if pairs else None
+        self._check_identities()
+
+    def _check_identities(self) -> None:
+        """Warnings (reported and logged) for identity folders without images (a class of a
+        training set that no image teaches) and, without a pairs file, for a set in which no
+        identity has two images (no same-identity pair to score: its metrics are empty)."""
+        counts = Counter(label for _, label in self.items)
+        names = self.label_names["identity"]
+        empty = [f"{name}/" for i, name in enumerate(names) if not counts[i]]
+        found = []
+        if empty:
+            found.append(
+                ("identity without images", ", ".join(empty[:10]), "a folder with no image in it")
+            )
+        if self.pairs is None and counts and max(counts.values()) < 2:
+            found.append(
+                (
+                    "no same-identity pair",
+                    str(self.root),
+                    f"each of the {len(counts)} identities has one image: verification and "
+                    "retrieval need two images of an identity (evaluated, every metric is empty)",
+                )
+            )
+        for kind, where, detail in found:
+            self.report.add(kind, where, detail, severity="warning")
+            logger.warning("%s: %s: %s", kind, where, detail)
 
     def _load(self, index: int) -> Sample:
         sample = super()._load(index)
