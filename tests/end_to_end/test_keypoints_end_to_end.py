@@ -4,13 +4,17 @@ loss falls, the OKS metrics exist, and a reloaded model predicts keypoints."""
 from __future__ import annotations
 
 import csv
+import json
 
+import numpy as np
 import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 import visionkit
 from visionkit.data.io import read_image
 from visionkit.data.synthetic import make_shapes
-from visionkit.engine.runner import train
+from visionkit.engine.runner import evaluate, train
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +26,10 @@ def keypoint_shapes(tmp_path_factory):
 
 
 def test_keypoints_train_evaluate_and_predict(keypoint_shapes, tmp_path):
-    head = {
+    head = {  # num_keypoints, keypoint_names: the data's
         "name": "fcos_keypoints",
         "num_convs": 1,
         "kpt_convs": 1,
-        "num_keypoints": 5,
         "skeleton": [[1, 2], [1, 3], [1, 4], [1, 5]],
     }
     config = {
@@ -73,3 +76,16 @@ def test_keypoints_train_evaluate_and_predict(keypoint_shapes, tmp_path):
     assert pose["keypoints"].shape[1:] == (5, 3)
     assert len(pose["keypoints"]) == len(pose["boxes"])
     assert pose["skeleton"] == ((1, 2), (1, 3), (1, 4), (1, 5))
+    assert list(pose["keypoint_names"]) == ["center", "left", "top", "right", "bottom"]  # data's
+
+    # eval --save-predictions writes the keypoint results the OKS metric scored, beside the
+    # boxes': pycocotools run on them by hand gives the same kpt mAP
+    saved = tmp_path / "preds.json"
+    scored = evaluate(run_dir / "checkpoints" / "best.ckpt", save_predictions=saved)
+    results = json.loads((tmp_path / "preds_keypoints.json").read_text())
+    assert results and all(len(r["keypoints"]) == 15 for r in results)
+    truth = COCO(str(keypoint_shapes / "val" / "annotations.json"))
+    by_hand = COCOeval(truth, truth.loadRes(results), iouType="keypoints")
+    by_hand.params.kpt_oks_sigmas = np.asarray(model.heads["pose"].kpt_oks_sigmas)
+    by_hand.evaluate(), by_hand.accumulate(), by_hand.summarize()
+    assert by_hand.stats[0] == pytest.approx(scored["pose/kpt_mAP"], abs=1e-12)

@@ -134,7 +134,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--save-predictions",
         metavar="JSON",
-        help="write the COCO results file that was evaluated (detection heads)",
+        help="write the COCO results file that was evaluated (detection heads; a keypoint "
+        "head's keypoint results beside it, JSON_keypoints.json), e.g. --save-predictions "
+        "preds.json",
     )
     p.add_argument(
         "overrides",

@@ -381,7 +381,8 @@ def evaluate(
         overrides: changes to the ``data`` and ``trainer`` sections only
             (e.g. ``data.val.images=/other/data``, ``trainer.devices=2``).
         save_predictions: write the exact COCO results list that was evaluated to this json
-            (one detection head; with several, the head name is added before the suffix).
+            (one detection head; with several, the head name is added before the suffix; a
+            keypoint head's keypoint results go beside it, ``<stem>_keypoints.json``).
         split: ``"val"`` (``data.val``) or ``"test"`` (``data.test``, built like ``val``:
             every image kept); the keys are the same but the loss's (``test/loss``).
         scored: a dict that receives the evaluators that scored (evaluator key → evaluator,
@@ -491,5 +492,9 @@ def _save_predictions(system: VisionSystem, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     for name, evaluator in coco.items():
         target = path if len(coco) == 1 else path.with_name(f"{path.stem}_{name}{path.suffix}")
-        text = json.dumps(evaluator.results)
-        write_atomic(target, lambda tmp, text=text: tmp.write_text(text))
+        texts = {target: json.dumps(evaluator.results)}  # a keypoint head's OKS list beside
+        if hasattr(evaluator, "keypoint_results"):
+            keypoints = target.with_name(f"{target.stem}_keypoints{target.suffix}")
+            texts[keypoints] = json.dumps(evaluator.keypoint_results)
+        for file, text in texts.items():
+            write_atomic(file, lambda tmp, text=text: tmp.write_text(text))
