@@ -12,6 +12,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 import visionkit
+from visionkit.cli import main
 from visionkit.data.io import read_image
 from visionkit.data.synthetic import make_shapes
 from visionkit.engine.runner import evaluate, train
@@ -25,7 +26,7 @@ def keypoint_shapes(tmp_path_factory):
     return root
 
 
-def test_keypoints_train_evaluate_and_predict(keypoint_shapes, tmp_path):
+def test_keypoints_train_evaluate_and_predict(keypoint_shapes, tmp_path, capsys):
     head = {  # num_keypoints, keypoint_names: the data's
         "name": "fcos_keypoints",
         "num_convs": 1,
@@ -89,3 +90,9 @@ def test_keypoints_train_evaluate_and_predict(keypoint_shapes, tmp_path):
     by_hand.params.kpt_oks_sigmas = np.asarray(model.heads["pose"].kpt_oks_sigmas)
     by_hand.evaluate(), by_hand.accumulate(), by_hand.summarize()
     assert by_hand.stats[0] == pytest.approx(scored["pose/kpt_mAP"], abs=1e-12)
+    assert (
+        main(["eval", "--checkpoint", str(run_dir / "checkpoints" / "best.ckpt"), "--no-plots"])
+        == 0
+    )
+    out = capsys.readouterr().out  # the keypoint summary is printed as the boxes' is
+    assert "COCO keypoints summary of `pose` (pycocotools COCOeval.summarize)" in out

@@ -249,7 +249,7 @@ def summary_lines(evaluator: Any, name: str) -> list[str]:
     lines = []
     if evaluator.left_out:
         lines.append(left_out_line(evaluator))
-    for iou_type in evaluator.iou_types:
+    for iou_type in evaluator.summary_types:
         lines.append(f"COCO {iou_type} summary of `{name}` (pycocotools COCOeval.summarize)")
         summary = evaluator.summary(iou_type)
         if summary is None:
@@ -307,7 +307,7 @@ def report(
         if table is not None:
             per_class[key] = table[2][:-1]
     summary = {
-        key: {t: evaluator.summary(t) for t in evaluator.iou_types}
+        key: {t: evaluator.summary(t) for t in evaluator.summary_types}
         for key, evaluator in coco_evaluators(evaluators).items()
     }
     conf = confusion_conf() if matrix_conf is None else matrix_conf

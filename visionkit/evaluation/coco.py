@@ -372,6 +372,12 @@ class CocoEvaluator(nn.Module):
             self._gt = load_coco_gt(self.annotations, self.ground_truth)
         return self._gt
 
+    @property
+    def summary_types(self) -> tuple[str, ...]:
+        """The iou types whose pycocotools summary :meth:`summary` gives: its ``iou_types``
+        (a keypoint evaluator adds ``"keypoints"``)."""
+        return self.iou_types
+
     def summary(self, iou_type: str = "bbox") -> list[str] | None:
         """The 12 lines pycocotools' ``COCOeval.summarize()`` printed for ``iou_type`` in the
         last :meth:`evaluate` (``None`` when there was nothing to score: no detections).

@@ -77,10 +77,11 @@ def keypoints_evaluate(
     results: list[dict[str, Any]],
     sigmas: Sequence[float],
     image_ids: list[int] | None = None,
+    printed: list[str] | None = None,
 ) -> dict[str, float]:
     """``COCOeval(iouType="keypoints")`` with ``sigmas`` on the categories of ``gt`` that
     define ``keypoints``; the 10 summary numbers (``nan`` where COCO reports -1, zeros without
-    results)."""
+    results). ``printed`` receives the lines ``COCOeval.summarize()`` printed."""
     from pycocotools.cocoeval import COCOeval
 
     cats = [c["id"] for c in gt.dataset.get("categories", []) if c.get("keypoints")]
@@ -101,7 +102,7 @@ def keypoints_evaluate(
                 f"image_id {r['image_id']}: a prediction has {len(r['keypoints']) // 3} "
                 f"keypoints, the evaluation has {len(sigmas)} sigmas (kpt_oks_sigmas)"
             )
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()) as out:
         ev = COCOeval(gt, gt.loadRes([dict(r) for r in results]), iouType="keypoints")
         ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
         ev.params.catIds = cats
@@ -109,7 +110,10 @@ def keypoints_evaluate(
             ev.params.imgIds = sorted(set(image_ids))
         ev.evaluate()
         ev.accumulate()
+        start = out.tell()
         ev.summarize()
+    if printed is not None:
+        printed += out.getvalue()[start:].splitlines()
     return {
         k: (float(v) if v >= 0 else math.nan) for k, v in zip(KEYPOINT_KEYS, ev.stats, strict=True)
     }
@@ -167,9 +171,15 @@ class KeypointEvaluator(CocoEvaluator):
                         f"cannot read the ground truth {self.annotations}: {err}"
                     ) from None
             self._kpt_gt = load_coco_gt(self.annotations, keypoint_ground_truth(data))
-        stats = keypoints_evaluate(self._kpt_gt, results, self.sigmas, image_ids)
+        printed: list[str] = []
+        stats = keypoints_evaluate(self._kpt_gt, results, self.sigmas, image_ids, printed)
+        self.details["keypoints"] = {"summary": printed or None}  # what eval prints
         metrics.update({f"{self.head}/kpt_{k}": v for k, v in stats.items()})
         return metrics
+
+    @property
+    def summary_types(self) -> tuple[str, ...]:
+        return (*self.iou_types, "keypoints")
 
 
 def keypoint_evaluator(
