@@ -14,7 +14,9 @@ from pycocotools.cocoeval import COCOeval
 import visionkit
 from visionkit.cli import main
 from visionkit.data.io import read_image
+from visionkit.data.readers.coco import CocoDataset
 from visionkit.data.synthetic import make_shapes
+from visionkit.engine.pictures import ground_truth
 from visionkit.engine.runner import evaluate, train
 
 
@@ -78,6 +80,10 @@ def test_keypoints_train_evaluate_and_predict(keypoint_shapes, tmp_path, capsys)
     assert len(pose["keypoints"]) == len(pose["boxes"])
     assert pose["skeleton"] == ((1, 2), (1, 3), (1, 4), (1, 5))
     assert list(pose["keypoint_names"]) == ["center", "left", "top", "right", "bottom"]  # data's
+    sample = CocoDataset(keypoint_shapes / "val", keypoints=True)[0]
+    truth = ground_truth(model, sample)["pose"]  # what show-data and val pictures draw
+    assert truth["keypoints"].shape == (len(sample["boxes"]), 5, 3)
+    assert truth["skeleton"] == [[1, 2], [1, 3], [1, 4], [1, 5]]
 
     # eval --save-predictions writes the keypoint results the OKS metric scored, beside the
     # boxes': pycocotools run on them by hand gives the same kpt mAP

@@ -45,6 +45,20 @@ def box_truth(
     }
 
 
+def keypoint_truth(
+    head: Any, sample: dict[str, Any], names: Sequence[str] | None
+) -> dict[str, Any] | None:
+    """Keypoints: :func:`box_truth` plus each box's ``keypoints`` ``[N, K, 3]`` (COCO's
+    visibility: the labelled ones, ``v`` 1 or 2, are drawn) and the head's ``skeleton``, when
+    the Sample has them."""
+    entry = box_truth(head, sample, names)
+    if entry is not None and sample.get("keypoints") is not None:
+        points = torch.as_tensor(np.asarray(sample["keypoints"]), dtype=torch.float)
+        entry["keypoints"] = points.reshape(len(entry["boxes"]), -1, 3)
+        entry["skeleton"] = getattr(head, "skeleton", None)
+    return entry
+
+
 def instance_truth(
     head: Any, sample: dict[str, Any], names: Sequence[str] | None
 ) -> dict[str, Any] | None:

@@ -32,6 +32,7 @@ from visionkit.evaluation.ground_truth import (
     box_truth,
     class_truth,
     instance_truth,
+    keypoint_truth,
     semantic_truth,
 )
 from visionkit.evaluation.keypoints import keypoint_evaluator
@@ -158,7 +159,7 @@ TASKS: dict[str, TaskSpec] = {
         main_metric="kpt_mAP",
         progress_bar=("mAP", "kpt_mAP"),
         merge_hflip=merge_boxes,
-        ground_truth=box_truth,
+        ground_truth=keypoint_truth,
     ),
     "detection_embedding": TaskSpec(  # heads/fcos_embedding.py, evaluation/detection_embedding.py
         labels="instances",
