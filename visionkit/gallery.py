@@ -116,8 +116,16 @@ class Gallery:
 
         Returns:
             ``names`` (``Q`` lists of ``k`` identity names, best first) and ``similarities``
-            (float32 ``[Q, k]`` cosine similarities).
+            (float32 ``[Q, k]`` cosine similarities); :meth:`nearest` gives the rows.
         """
+        rows, sims = self.nearest(queries, k, batch_size)
+        return [[self.names[int(r)] for r in row] for row in rows], sims
+
+    def nearest(
+        self, queries: Any, k: int = 5, batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`search`, the gallery rows (int ``[Q, k]``: indices into ``names`` and
+        ``paths``, best first) and their similarities (float32 ``[Q, k]``)."""
         q = np.asarray(queries) if isinstance(queries, np.ndarray) else None
         if q is None or q.dtype.kind != "f" or q.ndim != 2:
             if self.model is None:
@@ -132,19 +140,20 @@ class Gallery:
             all_sims = q @ self.embeddings.T
             rows = np.argsort(-all_sims, axis=1, kind="stable")[:, :k]
             sims = np.take_along_axis(all_sims, rows, axis=1)
-        names = [[self.names[int(r)] for r in row] for row in rows]
-        return names, sims.astype(np.float32)
+        return np.asarray(rows, dtype=np.int64), sims.astype(np.float32)
 
 
 def add_matches(gallery: Gallery, predictions: list[dict[str, Any]], k: int = 5) -> None:
     """Give every embedding of ``predictions`` (one dict per image, keyed by head) its ``k``
-    best ``matches`` in ``gallery``: ``[{"name": ..., "similarity": ...}, ...]``, best first."""
+    best ``matches`` in ``gallery``: ``[{"name": ..., "similarity": ..., "path": ...}, ...]``,
+    best first (``path``: the matched gallery image, when the gallery knows its files)."""
     for prediction in predictions:
         for result in prediction.values():
             if isinstance(result, dict) and "embedding" in result:
                 vector = np.asarray(result["embedding"].float().cpu(), dtype=np.float32)
-                names, sims = gallery.search(vector[None], k=k)
+                rows, sims = gallery.nearest(vector[None], k=k)
                 result["matches"] = [
-                    {"name": n, "similarity": round(float(s), 5)}
-                    for n, s in zip(names[0], sims[0], strict=True)
+                    {"name": gallery.names[r], "similarity": round(float(s), 5)}
+                    | ({"path": gallery.paths[r]} if gallery.paths else {})
+                    for r, s in zip(rows[0].tolist(), sims[0], strict=True)
                 ]

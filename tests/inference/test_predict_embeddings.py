@@ -34,3 +34,4 @@ def test_predict_writes_embeddings_and_the_gallerys_best_matches(tmp_path):
     matches = record["emb"]["matches"]
     assert record["emb"]["embedding"] == "000002.png_emb.npy" and len(matches) == 5
     assert matches[0]["name"] == "style_0001" and abs(matches[0]["similarity"] - 1.0) < 1e-4
+    assert matches[0]["path"] == str(query)  # the gallery image it matched: itself
