@@ -299,7 +299,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--root",
         metavar="DIR",
-        help="with --format folder or mask_folder: the dataset folder, e.g. --root data/pets/train",
+        help="with --format folder, identities, mask_folder, voc or yolo: the dataset folder "
+        "(yolo: or its data.yaml), e.g. --root data/pets/train",
     )
     p.add_argument(
         "--fast",

@@ -73,6 +73,7 @@ class IdentityFolderDataset(ImageFolderDataset):
         names = self.label_names.pop("class")
         self.label_names = {"identity": names}
         self.report.class_counts["identity"] = self.report.class_counts.pop("class")
+        self.report.format = "identities"
         self.pairs = read_pairs(pairs, self) if pairs else None
         self._check_identities()
 
