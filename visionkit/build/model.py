@@ -141,7 +141,8 @@ def keypoints_of_data(cfg: Config, train: Any) -> Config:
         if given is not None and list(given) != schema.names:
             problems.append(
                 f"model.heads.{head_name}.keypoint_names: {list(given)}, but the data's "
-                f"categories name {schema.names}; leave keypoint_names out to take the data's"
+                f"categories name {schema.names}; leave keypoint_names out (=null on the command "
+                "line) to take the data's"
             )
             continue
         spec["keypoint_names"] = list(schema.names)

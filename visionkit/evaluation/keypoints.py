@@ -173,13 +173,22 @@ class KeypointEvaluator(CocoEvaluator):
             self._kpt_gt = load_coco_gt(self.annotations, keypoint_ground_truth(data))
         printed: list[str] = []
         stats = keypoints_evaluate(self._kpt_gt, results, self.sigmas, image_ids, printed)
-        self.details["keypoints"] = {"summary": printed or None}  # what eval prints
+        self.keypoint_summary = printed or None  # what eval prints
         metrics.update({f"{self.head}/kpt_{k}": v for k, v in stats.items()})
         return metrics
 
     @property
     def summary_types(self) -> tuple[str, ...]:
         return (*self.iou_types, "keypoints")
+
+    def summary(self, iou_type: str = "bbox") -> list[str] | None:
+        """As :meth:`CocoEvaluator.summary`, and for ``"keypoints"`` the lines of the OKS
+        evaluation's ``COCOeval.summarize()``."""
+        if iou_type != "keypoints":
+            return super().summary(iou_type)
+        if not hasattr(self, "keypoint_summary"):
+            raise RuntimeError(f"{self.head}: no 'keypoints' evaluation yet; call evaluate()")
+        return self.keypoint_summary
 
 
 def keypoint_evaluator(
