@@ -56,11 +56,9 @@ def _missing_config_hint(path: Path) -> str:
         close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
         return hint + (f"; did you mean {path.parent / close[0]}" if close else "")
     if "configs" in path.parts and not path.is_absolute():
-        shipped = Path(__file__).resolve().parents[2] / path  # an install from the repository
         hint += (
             "; visionkit's recipes are in the configs/ folder of its repository: run the "
             "command there, or give the recipe's full path"
-            + (f", here {shipped}" if shipped.is_file() else "")
         )
     return hint
 
