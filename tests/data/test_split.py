@@ -193,6 +193,13 @@ def test_a_mask_folder_is_split_into_lists_the_mask_reader_takes(tmp_path, capsy
         ]
         assert read == sorted(names)
         assert data[0]["semantic"].shape == (16, 24)
+    assert "no label file" not in out
+    (root / "masks" / "a" / "1.png").unlink()  # an image whose label is missing: listed, warned
+    code, out, _ = run(["split", root, "--val", "0.3", "--overwrite"], capsys)
+    assert code == 0 and out.splitlines()[-1] == (
+        "warning: 1 image of images/ has no label file in masks/ (a/1.jpg): training stops on "
+        "them unless on_bad_label: skip leaves them out"
+    )
 
 
 def test_a_mask_folder_with_other_folder_names_and_stem_lists(tmp_path, capsys):

@@ -95,6 +95,7 @@ class SplitReport:
     files: dict[str, Path] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     folders: str = ""  # the mask folder's sub-folders, as config keys (", images: X, ...")
+    notes: list[str] = field(default_factory=list)  # printed last (e.g. images without labels)
 
     def summary(self) -> str:
         """Lines for the terminal: each file with its count, then how a config reads them."""
@@ -135,7 +136,7 @@ class SplitReport:
             )
         if "test" in self.counts:
             lines.append(f"score the test split once, at the end: {self.test_command()}")
-        return "\n".join(lines)
+        return "\n".join(lines + self.notes)
 
     def test_command(self) -> str:
         """The ``visionkit eval`` command that scores the test split (on data.val's folder,

@@ -64,7 +64,17 @@ def split_masks(
     files = write_lists(every, parts)
     folders = (f", images: {images}" if images else "") + (f", masks: {masks}" if masks else "")
     folders += _label_naming(root, ids[0], mask_dir)
-    return SplitReport("masks", files, {s: len(parts[s]) for s in files}, folders)
+    report = SplitReport("masks", files, {s: len(parts[s]) for s in files}, folders)
+    unlabelled = [i for i in ids if not any((mask_dir / i).parent.glob(f"{Path(i).stem}*"))]
+    if unlabelled:  # listed all the same: the lists name images, the labels may come later
+        shown = ", ".join(unlabelled[:3]) + (", ..." if len(unlabelled) > 3 else "")
+        report.notes.append(
+            f"warning: {counted(len(unlabelled), 'image')} of {image_dir.name}/ "
+            f"{'has' if len(unlabelled) == 1 else 'have'} no label file in "
+            f"{mask_dir.name}/ ({shown}): training stops on them unless on_bad_label: skip "
+            "leaves them out"
+        )
+    return report
 
 
 def _label_naming(root: Path, image: str, mask_dir: Path) -> str:
