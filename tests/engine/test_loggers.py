@@ -75,6 +75,7 @@ def test_python_loggers_and_callbacks_run_beside_the_csv_log(tiny_config):
         rows = list(csv.DictReader(f))
     assert any(row.get("val/loss") for row in rows) and any(row.get("cls/top1") for row in rows)
     assert (run_dir / "metrics.csv").is_file() and "cls/top1" in metrics
+    assert max(int(row["epoch"]) for row in rows) == 1  # best.ckpt's re-scoring is no epoch 2
     assert not (run_dir / "tensorboard").exists()  # logger: [csv] lists no tensorboard
 
 

@@ -42,12 +42,18 @@ class RunFolderCallback(L.Callback):
     measured at its ``step``; the curves' x-axis is then the step (:func:`curve_axis`).
 
     Columns: ``epoch``, ``step``, ``lr`` (the learning rate at that moment: the one the next
-    step uses), then every metric the system logged.
+    step uses), then every metric the system logged. The validation of ``best.ckpt`` after
+    training (``metrics.json``) is in neither file.
     """
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self.rows: list[dict[str, Any]] = []
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.VALIDATING:  # best.ckpt scored again once fit ends:
+            # not a row of the per-step log, one epoch past the last (metrics.json has it)
+            trainer.loggers = [g for g in trainer.loggers if not isinstance(g, StepLog)]
 
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
