@@ -102,3 +102,20 @@ def test_a_coco_json_given_to_the_voc_recipe_says_how_to_give_a_coco_entry(tmp_p
     code = main(["check-data", "--format", "voc", "--root", str(root)])
     out = capsys.readouterr().out
     assert code == 1 and "it holds _annotations.coco.json: a COCO json is read with" in out
+
+
+def test_absolute_paths_of_another_machine_are_refused_with_where_the_images_are(tmp_path):
+    """Label Studio writes its upload folder (/data/upload/1/x.jpg) into file_name."""
+
+    def uploaded(data):
+        for image in data["images"]:
+            image["file_name"] = "/data/upload/1/" + image["file_name"].split("/")[-1]
+
+    root = make_coco(tmp_path / "ls", edit=uploaded)
+    with pytest.raises(AnnotationError) as info:
+        CocoDataset(root / "images", annotations=str(root / "annotations.json"))
+    assert str(info.value).splitlines()[-1] == (
+        f"  hint: 4 of these file names are in {root / 'images'} itself: the json names the "
+        "images where it was written (Label Studio's upload folder, another machine); write "
+        "file_name relative to the image folder (e.g. the file name alone) to read them"
+    )

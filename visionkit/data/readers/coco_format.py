@@ -64,6 +64,7 @@ def resolve_paths(
     from visionkit.data.batch import resolve_under_root
 
     paths: list[Path | None] = []
+    found_by_name = 0  # refused paths whose file name is in the root (a json of another machine)
     for img in images:
         try:
             paths.append(resolve_under_root(root, img["file_name"]))
@@ -75,6 +76,13 @@ def resolve_paths(
                 "('..' and absolute paths elsewhere are refused)",
             )
             paths.append(None)
+            found_by_name += (root / posixpath.basename(str(img["file_name"]))).is_file()
+    if found_by_name:
+        report.hints.append(
+            f"{found_by_name} of these file names are in {root} itself: the json names the "
+            "images where it was written (Label Studio's upload folder, another machine); write "
+            "file_name relative to the image folder (e.g. the file name alone) to read them"
+        )
     return paths
 
 
