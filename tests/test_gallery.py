@@ -20,6 +20,19 @@ def test_search_returns_the_nearest_names_and_cosines():
     assert np.isclose(sims[1][0], 1 / np.hypot(1, 0.1))
 
 
+def test_add_enrols_new_identities_that_search_then_finds():
+    gallery = visionkit.Gallery(None, np.array([[1.0, 0.0]]), ["a"], paths=["a.jpg"], index="numpy")
+    gallery.add(np.array([[0.0, 3.0]], np.float32), ["b"], paths=["b.jpg"])
+    names, sims = gallery.search(np.array([[0.1, 1.0]], np.float32), k=2)
+    assert names == [["b", "a"]] and len(gallery) == 2 and gallery.paths == ["a.jpg", "b.jpg"]
+    rows, _ = gallery.nearest(np.array([[0.1, 1.0]], np.float32), k=1)
+    assert gallery.paths[rows[0, 0]] == "b.jpg"
+    with pytest.raises(ValueError, match="1 images but 2 names"):
+        gallery.add(np.array([[1.0, 1.0]], np.float32), ["c", "d"])
+    with pytest.raises(ValueError, match="images need a model"):
+        gallery.add([np.zeros((8, 8, 3), np.uint8)], ["c"])
+
+
 def test_from_folder_embeds_every_image_and_finds_it_again(tmp_path):
     make_identities(tmp_path, num_images=6, size=32, identities=3)
     model = visionkit.create_model(

@@ -104,6 +104,41 @@ class Gallery:
     def __len__(self) -> int:
         return len(self.names)
 
+    def add(
+        self,
+        images: Any,
+        names: Sequence[str],
+        paths: Sequence[str] | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        """Enrol new rows: ``images`` (anything :meth:`VisionModel.predict` takes; a float
+        array ``[M, D]`` is taken as embeddings already) with the identity ``names`` of each,
+        and their image ``paths`` when the gallery keeps paths (new identities or more images
+        of known ones; searched at once, the faiss index too).
+
+        Raises:
+            ValueError: ``names`` (or ``paths``) does not give one entry per image, or images
+                without a model.
+        """
+        z = np.asarray(images) if isinstance(images, np.ndarray) else None
+        if z is None or z.dtype.kind != "f" or z.ndim != 2:
+            if self.model is None:
+                raise ValueError("Gallery.add: images need a model; give embeddings [M, D]")
+            z = self.model.embed(images, batch_size=batch_size)
+        z = np.asarray(z, dtype=np.float32)
+        if len(names) != len(z) or (paths is not None and len(paths) != len(z)):
+            raise ValueError(
+                f"Gallery.add: {len(z)} images but {len(names)} names"
+                + (f" and {len(paths)} paths" if paths is not None else "")
+            )
+        z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+        self.embeddings = np.concatenate([self.embeddings, z])
+        self.names += list(names)
+        if self.paths is not None:
+            self.paths += list(paths) if paths is not None else [""] * len(z)
+        if self._faiss is not None:
+            self._faiss.add(z)
+
     def search(
         self, queries: Any, k: int = 5, batch_size: int = 32
     ) -> tuple[list[list[str]], np.ndarray]:
