@@ -251,3 +251,10 @@ def test_a_labelled_keypoint_outside_its_image_is_a_warning(tmp_path):
         "annotation id 101 (image id 1): 'nose' at (12, -3), 'right_eye' at (32, 10) outside "
         "the 32x32 image (x in 0..31, y in 0..31)"
     ]
+
+
+def test_on_bad_image_skip_leaves_a_missing_image_out_of_a_keypoint_set(tmp_path):
+    root = make_coco(tmp_path / "d", edit=_with_keypoints)
+    (root / "images" / "2.png").unlink()
+    ds = CocoDataset(root, keypoints=True, on_bad_image="skip")
+    assert len(ds) == 3 and [s["image_id"] for s in ds] == [1, 3, 4]

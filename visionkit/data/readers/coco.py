@@ -211,9 +211,9 @@ class CocoDataset:
         self.keypoints = bool(keypoints)
         if self.keypoints:  # names, skeleton, flip pairs; [N, K, 3] per image
             ids = [img["id"] for img in self.images]
-            sizes = [(img["height"], img["width"]) for img in self.images]
+            declared = [(img["height"], img["width"]) for img in self.images]
             self.keypoint_schema = attach_keypoints(
-                self.targets, annotations_list, categories, ids, report, sizes
+                self.targets, annotations_list, categories, ids, report, declared
             )
         self.identities = bool(identities)
         if self.identities:  # an identity index per box, the "identity" family
