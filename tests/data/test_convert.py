@@ -101,7 +101,7 @@ def test_voc_boxes_follow_the_one_based_inclusive_convention(tmp_path):
             "000002": ((40, 32), voc_xml([], "000002.jpg", (40, 32))),
         },
     )
-    coco, skipped, _ = to_coco(src, "voc")
+    coco, skipped, *_ = to_coco(src, "voc")
     assert skipped == []
     assert coco["categories"] == [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
     assert [(i["id"], i["file_name"], i["width"], i["height"]) for i in coco["images"]] == [
@@ -133,7 +133,7 @@ def test_voc_difficult_is_crowd_and_missing_tags_get_defaults(tmp_path):
         },
         ext=".png",
     )
-    coco, skipped, _ = to_coco(src, "voc")
+    coco, skipped, *_ = to_coco(src, "voc")
     assert coco["images"] == [{"id": 1, "file_name": "JPEGImages/a.png", "width": 48, "height": 40}]
     hard, clipped = coco["annotations"]
     assert hard["iscrowd"] == 1 and hard["difficult"] == 1 and hard["bbox"] == [4, 4, 10, 20]
@@ -230,7 +230,7 @@ def test_yolo_boxes_polygons_and_negatives(tmp_path):
         },
         classes_txt="cat\ndog\n",
     )
-    coco, skipped, _ = to_coco(src, "yolo")
+    coco, skipped, *_ = to_coco(src, "yolo")
     assert coco["categories"] == [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
     assert [(i["file_name"], i["width"], i["height"]) for i in coco["images"]] == [
         ("images/a.png", 64, 32),

@@ -39,12 +39,14 @@ GENERATOR = "visionkit convert"
 
 
 class Conversion(NamedTuple):
-    """What a converter returns: the COCO object, the objects it left out (with why) and, under
-    ``on_bad_label: skip``, the problems of each source file it left out."""
+    """What a converter returns: the COCO object, the objects it left out (with why), under
+    ``on_bad_label: skip`` the problems of each source file it left out, and (YOLO) the
+    images without a label file (``file_name`` of each: read as images without objects)."""
 
     coco: dict[str, Any]
     skipped: list[str]
     dropped: list[list[str]] = []
+    unlabelled: list[str] = []
 
 
 class CocoBuilder:

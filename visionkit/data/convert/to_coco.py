@@ -116,7 +116,7 @@ def convert(
     images_root = ultralytics_folder(source) if source.is_file() else root
     if images_root != root:  # a data.yaml's dataset folder (its path:) is only read too
         _check_destination(images_root, Path(dst), classes, overwrite)
-    coco, skipped, _ = to_coco(source, source_format, split, classes)
+    coco, skipped, *_ = to_coco(source, source_format, split, classes)
     coco["info"]["source"] = str(source)
     write_atomic(out, lambda tmp: tmp.write_text(json.dumps(coco, ensure_ascii=False), "utf-8"))
     counts = Counter(a["category_id"] for a in coco["annotations"])

@@ -252,7 +252,8 @@ def _convert(
                 builder.problem(
                     relative_posix(label, root), f"no image for this label file ({stem}.*)"
                 )
-    if images and not any(label.is_file() for label in label_of_image.values()):
+    unlabelled = [relative_posix(i, root) for i, lbl in label_of_image.items() if not lbl.is_file()]
+    if images and len(unlabelled) == len(images):
         image, label = next(iter(label_of_image.items()))
         builder.problem(
             relative_posix(label.parent, root),
@@ -264,7 +265,7 @@ def _convert(
         with builder.one_file(skip_bad):
             _add_image(builder, root, image, label_of_image[image])
     builder.raise_problems(f"{info['source']}: cannot convert the YOLO labels", problems)
-    return Conversion(builder.to_dict(info), builder.skipped, builder.dropped)
+    return Conversion(builder.to_dict(info), builder.skipped, builder.dropped, unlabelled)
 
 
 def yolo_class_names(root: str | os.PathLike) -> list[str]:

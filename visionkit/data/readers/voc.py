@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 from visionkit.data.checks import policy
 from visionkit.data.convert.coco_builder import Conversion
 from visionkit.data.convert.voc import voc_folders, voc_to_coco
-from visionkit.data.convert.yolo import label_path_of, yolo_to_coco
+from visionkit.data.convert.yolo import yolo_to_coco
 from visionkit.data.readers.coco import CocoDataset
 from visionkit.errors import ConfigError, counted
 from visionkit.registry import DATASETS
@@ -179,9 +179,8 @@ class YoloDataset(_ConvertedDataset):
         images without objects, as Ultralytics reads them, but also what a label file of
         another name leaves), apart from those whose label file is empty."""
         super().add_source_problems(report)
-        base = Path(self._conversion.coco["info"].get("root") or str(self.root))
-        names = [str(im["file_name"]) for im in self._conversion.coco["images"]]
-        unlabelled = [n for n in names if not label_path_of(base / n).is_file()]
+        kept = {im["file_name"] for im in self._conversion.coco["images"]}
+        unlabelled = [name for name in self._conversion.unlabelled if name in kept]
         if unlabelled:
             shown = ", ".join(unlabelled[:3]) + (", ..." if len(unlabelled) > 3 else "")
             report.notes.append(
