@@ -287,7 +287,7 @@ class MaskFolderDataset:
         )
         report.image_sizes.clear()
         skip_labels = self.on_bad_label == "skip"
-        keep, unread, bad = [], 0, 0
+        keep, unread, missing = [], 0, 0
         tallies = np.zeros((2, IGNORE_PIXEL + 1), dtype=np.int64)  # pixels, images per value
         for image_path, mask_path, size in zip(self.paths, self.mask_paths, sizes, strict=True):
             if size is None:
@@ -295,8 +295,8 @@ class MaskFolderDataset:
                 unread += not keep[-1]
                 continue
             report.image_sizes[size] += 1
-            problem = self._label_problem(image_path, mask_path, size, tallies, first=not bad)
-            bad += problem is not None
+            problem = self._label_problem(image_path, mask_path, size, tallies, not missing)
+            missing += problem is not None and problem[0] == "missing label file"
             if problem is not None:
                 report.add(*problem, "warning" if skip_labels else "error")
             keep.append(problem is None or not skip_labels)
@@ -335,8 +335,8 @@ class MaskFolderDataset:
     ) -> tuple[str, str, str] | None:
         """The ``(kind, where, detail)`` of an image's label file that is missing, unreadable,
         of another size or (decoding) of values that are no class; ``None`` when it is usable
-        (its pixels then added to ``tallies`` when decoded). ``first``: the first problem,
-        whose missing file says how the label files are named."""
+        (its pixels then added to ``tallies`` when decoded). ``first``: no label file was
+        missing before; the first missing one says how the label files are named."""
         if mask_path is None:
             detail = f"the image name does not end with image_suffix {self.image_suffix!r}"
             return (

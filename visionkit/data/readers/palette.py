@@ -1,7 +1,7 @@
 r"""Palettes of colour-coded label images: the file that says which RGB colour stands for which
-class (CamVid's ``label_colors.txt``, CVAT's ``labelmap.txt``, a JSON / YAML list), and the vectorised mapping of an RGB
-label image to class indices (:meth:`Palette.labels_of`). Used by the mask-folder reader
-(``palette: FILE``, :mod:`visionkit.data.readers.mask_folder`).
+class (CamVid's ``label_colors.txt``, CVAT's ``labelmap.txt``, a JSON / YAML list), and the
+vectorised mapping of an RGB label image to class indices (:meth:`Palette.labels_of`). Used by
+the mask-folder reader (``palette: FILE``, :mod:`visionkit.data.readers.mask_folder`).
 
 >>> import numpy as np, pathlib, tempfile
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "label_colors.txt"
@@ -32,7 +32,11 @@ VOID_NAMES = ("void",)
 
 #: palette files a mask folder's root may hold as published (CamVid's, and plain names)
 PALETTE_FILES = (
-    *("label_colors.txt", "label_colours.txt", "labelmap.txt", "palette.txt", "palette.json"),
+    "label_colors.txt",
+    "label_colours.txt",
+    "labelmap.txt",
+    "palette.txt",
+    "palette.json",
 )
 
 
