@@ -7,6 +7,7 @@ split already by ``ImageSets/Segmentation/`` is left as it is unless ``overwrite
 
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 
 from visionkit.choices import SPLITS
@@ -65,7 +66,7 @@ def split_masks(
     folders = (f", images: {images}" if images else "") + (f", masks: {masks}" if masks else "")
     folders += _label_naming(root, ids[0], mask_dir)
     report = SplitReport("masks", files, {s: len(parts[s]) for s in files}, folders)
-    unlabelled = [i for i in ids if not any((mask_dir / i).parent.glob(f"{Path(i).stem}*"))]
+    unlabelled = _without_labels(ids, mask_dir)
     if unlabelled:  # listed all the same: the lists name images, the labels may come later
         shown = ", ".join(unlabelled[:3]) + (", ..." if len(unlabelled) > 3 else "")
         report.notes.append(
@@ -75,6 +76,23 @@ def split_masks(
             "leaves them out"
         )
     return report
+
+
+def _without_labels(ids: list[str], mask_dir: Path) -> list[str]:
+    """The images of ``ids`` (paths relative to the image folder) with no file in the same
+    folder of ``mask_dir`` whose name starts with the image's stem (whatever the label's suffix
+    and extension); each folder is listed once and searched by bisection."""
+    listed: dict[Path, list[str]] = {}
+    missing = []
+    for image in ids:
+        folder, stem = (mask_dir / image).parent, Path(image).stem
+        if folder not in listed:
+            listed[folder] = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        names = listed[folder]
+        at = bisect.bisect_left(names, stem)
+        if at == len(names) or not names[at].startswith(stem):
+            missing.append(image)
+    return missing
 
 
 def _label_naming(root: Path, image: str, mask_dir: Path) -> str:
