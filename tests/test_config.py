@@ -183,7 +183,7 @@ def test_a_head_set_to_null_is_dropped_as_a_dataset_is():
     assert list(cfg.model.heads) == ["cls"]
     with pytest.raises(ConfigError) as err:
         load_config(base, ["model.heads.b=null", "model.heads.cls=null"])
-    assert err.value.problems == ["model.heads: every head was set to null; keep at least one"]
+    assert err.value.problems == ["model.heads: at least one head is required"]
 
 
 def test_override_values_are_yaml_typed():

@@ -81,7 +81,7 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     does not hide mistakes in the other.
     """
     problems: list[str] = []
-    data = _without_null_heads(data, problems)
+    data = _without_null_heads(data)
     cfg = None
     try:
         cfg = Config.model_validate(data)
@@ -99,9 +99,8 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
         for name, spec in heads_spec.items()
         if name not in unnamed
     }
-    emptied = any(p.startswith("model.heads: every head") for p in problems)
-    if not heads_spec and not isinstance(model.get("heads"), (list, str)) and not emptied:
-        problems.append("model.heads: at least one head is required")  # as the schema says
+    if not heads_spec and not isinstance(model.get("heads"), (list, str)):  # said by the schema
+        problems.append("model.heads: at least one head is required")
     backbone = model.get("backbone") if isinstance(model.get("backbone"), Mapping) else {}
     backbone_name = backbone.get("name", BackboneConfig().name)
     if isinstance(backbone_name, str):
@@ -133,7 +132,7 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     return cfg
 
 
-def _without_null_heads(data: Mapping[str, Any], problems: list[str]) -> Mapping[str, Any]:
+def _without_null_heads(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """``data`` without the heads set to null (``model.heads.cls=null`` drops a recipe's
     head, as ``data.train.NAME=null`` drops a dataset)."""
     model = data.get("model")
@@ -141,8 +140,6 @@ def _without_null_heads(data: Mapping[str, Any], problems: list[str]) -> Mapping
     if not isinstance(heads, Mapping) or None not in heads.values():
         return data
     kept = {name: spec for name, spec in heads.items() if spec is not None}
-    if not kept:
-        problems.append("model.heads: every head was set to null; keep at least one")
     return {**data, "model": {**model, "heads": kept}}
 
 
