@@ -50,8 +50,7 @@ class Gallery:
         paths: Sequence[str] | None = None,
         index: Literal["auto", "numpy", "faiss"] = "auto",
     ) -> None:
-        z = np.asarray(embeddings, dtype=np.float32).reshape(len(names), -1)
-        self.embeddings = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+        self.embeddings = unit_rows(np.reshape(embeddings, (len(names), -1)))
         self.names = list(names)
         self.paths = list(paths) if paths is not None else None
         self.model = model
@@ -104,6 +103,16 @@ class Gallery:
     def __len__(self) -> int:
         return len(self.names)
 
+    def _unit_vectors(self, items: Any, batch_size: int, caller: str) -> np.ndarray:
+        """Unit float32 rows ``[N, D]``: ``items`` embedded by the model, or a float array
+        ``[N, D]`` taken as embeddings already."""
+        z = np.asarray(items) if isinstance(items, np.ndarray) else None
+        if z is None or z.dtype.kind != "f" or z.ndim != 2:
+            if self.model is None:
+                raise ValueError(f"Gallery.{caller}: images need a model; give embeddings [N, D]")
+            z = self.model.embed(items, batch_size=batch_size)
+        return unit_rows(z)
+
     def add(
         self,
         images: Any,
@@ -120,18 +129,12 @@ class Gallery:
             ValueError: ``names`` (or ``paths``) does not give one entry per image, or images
                 without a model.
         """
-        z = np.asarray(images) if isinstance(images, np.ndarray) else None
-        if z is None or z.dtype.kind != "f" or z.ndim != 2:
-            if self.model is None:
-                raise ValueError("Gallery.add: images need a model; give embeddings [M, D]")
-            z = self.model.embed(images, batch_size=batch_size)
-        z = np.asarray(z, dtype=np.float32)
+        z = self._unit_vectors(images, batch_size, "add")
         if len(names) != len(z) or (paths is not None and len(paths) != len(z)):
             raise ValueError(
                 f"Gallery.add: {len(z)} images but {len(names)} names"
                 + (f" and {len(paths)} paths" if paths is not None else "")
             )
-        z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
         self.embeddings = np.concatenate([self.embeddings, z])
         self.names += list(names)
         if self.paths is not None:
@@ -161,13 +164,7 @@ class Gallery:
     ) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`search`, the gallery rows (int ``[Q, k]``: indices into ``names`` and
         ``paths``, best first) and their similarities (float32 ``[Q, k]``)."""
-        q = np.asarray(queries) if isinstance(queries, np.ndarray) else None
-        if q is None or q.dtype.kind != "f" or q.ndim != 2:
-            if self.model is None:
-                raise ValueError("Gallery.search: images need a model; give embeddings [Q, D]")
-            q = self.model.embed(queries, batch_size=batch_size)
-        q = q.astype(np.float32)
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        q = self._unit_vectors(queries, batch_size, "search")
         k = max(1, min(int(k), len(self.names)))
         if self._faiss is not None:
             sims, rows = self._faiss.search(q, k)
@@ -176,6 +173,12 @@ class Gallery:
             rows = np.argsort(-all_sims, axis=1, kind="stable")[:, :k]
             sims = np.take_along_axis(all_sims, rows, axis=1)
         return np.asarray(rows, dtype=np.int64), sims.astype(np.float32)
+
+
+def unit_rows(z: Any) -> np.ndarray:
+    """``z`` ``[N, D]`` as float32 rows of length 1 (zero rows stay zero)."""
+    z = np.asarray(z, dtype=np.float32)
+    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
 
 
 def add_matches(gallery: Gallery, predictions: list[dict[str, Any]], k: int = 5) -> None:

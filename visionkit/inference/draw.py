@@ -9,6 +9,7 @@ same way (captions without scores).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,15 @@ def colour_of(label: int) -> tuple[int, int, int]:
     return PALETTE[int(label) % len(PALETTE)]
 
 
+def class_colour(label: int, published: Sequence[Sequence[int]] = ()) -> tuple[int, int, int]:
+    """The drawing colour of a semantic class: ``published[label]`` (the training data's
+    palette), else :func:`colour_of`'s."""
+    if label < len(published):
+        r, g, b = published[label]
+        return int(r), int(g), int(b)
+    return colour_of(label)
+
+
 def draw_predictions(
     image: np.ndarray, prediction: dict[str, Any], legend_all: bool = False
 ) -> np.ndarray:
@@ -74,18 +84,13 @@ def draw_predictions(
             names = result.get("names") or [str(c) for c in range(top + 1)]
             painted = [c for c in range(len(names)) if names[c] != BACKGROUND]
             present = [int(c) for c in mask.unique().tolist() if int(c) in painted]
-            published = result.get("colours") or []  # the dataset's palette, class by class
-
-            def colour(c: int, published: Any = published) -> tuple[int, int, int]:
-                return tuple(published[c]) if c < len(published) else colour_of(c)
-
+            published = result.get("colours") or ()  # the dataset's palette, class by class
             if present:
                 masks = torch.stack([mask == c for c in present])
-                canvas = draw_segmentation_masks(
-                    canvas, masks, alpha=0.45, colors=[colour(c) for c in present]
-                )
+                colours = [class_colour(c, published) for c in present]
+                canvas = draw_segmentation_masks(canvas, masks, alpha=0.45, colors=colours)
             shown = painted if legend_all and result.get("names") else present
-            legend.update({names[c]: colour(c) for c in shown})
+            legend.update({names[c]: class_colour(c, published) for c in shown})
     for result in prediction.values():
         if "boxes" in result and len(result["boxes"]):
             names = result.get("names") or [str(int(label)) for label in result["labels"]]
