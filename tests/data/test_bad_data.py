@@ -361,7 +361,7 @@ def test_non_contiguous_category_ids_are_stored_and_predictions_mapped_back(tmp_
     assert {p["category_id"] for p in predictions} == {3, 7, 42}
 
 
-def test_bad_polygons_drop_their_instance_with_box_and_label(tmp_path, capsys):
+def test_unusable_polygons_keep_their_boxes_and_leave_the_image_without_masks(tmp_path, capsys):
     def bad_polygons(data):
         data["annotations"][0]["segmentation"] = [[1, 2, 3, 4]]  # 2 points
         data["annotations"][1]["segmentation"] = [[1, 2, 3, 4, 5, 6, 7]]  # odd length
@@ -369,14 +369,18 @@ def test_bad_polygons_drop_their_instance_with_box_and_label(tmp_path, capsys):
 
     root = make_coco(tmp_path, edit=bad_polygons)
     code, out, _ = check(capsys, root, "masks=true")
-    assert code == 0  # warnings: training drops the instances
-    for ann_id in (101, 102, 103):
-        assert f"instance dropped: annotation id {ann_id}" in out
+    assert code == 0  # warnings: training uses the boxes, not masks, of those images
+    for image_id, why in ((1, "only polygons of < 3 points"), (2, "only polygons"), (3, "no")):
+        assert (
+            f"boxes without masks: images/{image_id}.png (image id {image_id}): annotation id "
+            f"{100 + image_id}: {why}"
+        ) in out
+    assert "boxes kept; no masks or label map for this image" in out
     ds = CocoDataset(root, masks=True)
-    lengths = [
-        (len(s["boxes"]), len(s["labels"]), len(s["masks"])) for s in map(ds.__getitem__, range(4))
-    ]
-    assert lengths == [(0, 0, 0)] * 3 + [(1, 1, 1)]
+    samples = [ds[i] for i in range(4)]
+    assert [(len(s["boxes"]), len(s["labels"])) for s in samples] == [(1, 1)] * 4
+    assert ["masks" in s for s in samples] == [False, False, False, True]
+    assert len(samples[3]["masks"]) == 1
 
 
 def test_degenerate_and_out_of_image_boxes_are_clipped_or_dropped_with_a_count(tmp_path, capsys):

@@ -14,6 +14,7 @@ from tests.helpers import detection_config, make_coco, run
 from visionkit.build.data import build_datasets, check_checkpoint_classes
 from visionkit.config import DataConfig
 from visionkit.data.classes import RelabelledDataset
+from visionkit.data.readers.mask_folder import MaskFolderDataset
 from visionkit.errors import DataError
 
 pytestmark = pytest.mark.reliability
@@ -94,19 +95,32 @@ def test_a_val_json_with_other_ids_is_an_error(tmp_path):
         datasets(coco(tmp_path / "train"), val_root)
 
 
-def test_a_val_classes_txt_in_another_order_is_an_error(tmp_path):
+def test_a_val_classes_txt_in_another_order_is_read_by_name(tmp_path):
+    """As a training mix merges its parts by name, a validation set's classes are matched by
+    name: a classes.txt in another order moves its labels (it was refused, so the same mask
+    folder trained in a mix and was refused for validation)."""
     train_root = write_void_folder(tmp_path / "train", void=255)
     val_root = write_void_folder(tmp_path / "val", void=255)
-    (val_root / "classes.txt").write_text("road\nsky\ncar\n")
+    (val_root / "classes.txt").write_text("road\nsky\ncar\n")  # 0 is road here, sky there
+    val = datasets(train_root, val_root, fmt="mask_folder")["val"]
+    assert val.label_names == {"semantic": ["sky", "road", "car"]}
+    raw = MaskFolderDataset(str(val_root))[0]["semantic"]
+    moved = val[0]["semantic"]
+    for value, into in ((0, 1), (1, 0), (2, 2)):
+        assert (moved[raw == value] == into).all()
+    image_id = val[0]["image_id"]
+    assert (val.load_semantic(image_id) == moved).all()
+    # a class the training set does not have is refused, both lists named
+    (val_root / "classes.txt").write_text("road\nsea\n")
     with pytest.raises(DataError) as info:
         datasets(train_root, val_root, fmt="mask_folder")
     text = str(info.value)
     assert (
-        f"semantic classes: data.val ({val_root / 'classes.txt'}) has ['road', 'sky', 'car']; "
+        f"semantic classes: data.val ({val_root / 'classes.txt'}) has ['road', 'sea']; "
         f"data.train ({train_root / 'classes.txt'}) has ['sky', 'road', 'car']"
     ) in text
-    assert "label 0 is 'road' in data.val but 'sky' in data.train" in text
-    # the beginning of the list keeps every label's index and name: allowed
+    assert "label 1 ('sea') of data.val is not a class of data.train" in text
+    # the beginning of the list keeps every label's index and name: as it is
     (val_root / "classes.txt").write_text("sky\nroad\n")
     assert datasets(train_root, val_root, fmt="mask_folder")["val"].label_names == {
         "semantic": ["sky", "road"]

@@ -94,7 +94,7 @@ def test_polygon_and_uncompressed_rle_segmentations_decode():
     assert (decode_segmentation(uncompressed, 40, 60) == full).all()
 
 
-def test_bad_segmentations_rle_size_is_an_error_bad_polygons_drop_their_instance(tmp_path):
+def test_bad_segmentations_rle_size_is_an_error_unusable_polygons_leave_boxes_only(tmp_path):
     good = np.zeros((40, 60), bool)
     good[5:10, 5:10] = True
     wrong_size = ann(2, 3, good)
@@ -110,14 +110,20 @@ def test_bad_segmentations_rle_size_is_an_error_bad_polygons_drop_their_instance
     text = str(info.value)
     assert "annotation id 2" in text
     assert "RLE size [20, 20] differs from the image size [40, 60]" in text
-    # without the wrong-size RLE, the instances without a usable polygon are dropped: box,
-    # label and mask together, each counted in the report
+    # without the wrong-size RLE, the instances without a usable polygon keep their boxes
+    # and labels; their image gives neither masks nor a label map (a mask or map without
+    # those objects would teach that they are background), one warning naming them
     root = write_dataset(tmp_path / "b", [ann(1, 3, good), bad_polygon, missing])
-    ds = CocoDataset(root, masks=True)
-    sample = ds[0]
-    assert len(sample["boxes"]) == len(sample["labels"]) == len(sample["masks"]) == 1
-    dropped = [p for p in ds.report.warnings if p.kind == "instance dropped"]
-    assert sorted(p.where.split()[2] for p in dropped) == ["3", "4"]
+    for flags in ({"masks": True}, {"semantic": True}):
+        ds = CocoDataset(root, **flags)
+        sample = ds[0]
+        assert len(sample["boxes"]) == len(sample["labels"]) == 3
+        assert "masks" not in sample and "semantic" not in sample
+        assert ds.load_semantic(sample["image_id"]) is None
+        (warning,) = [p for p in ds.report.warnings if p.kind == "boxes without masks"]
+        assert "annotation id 3: only polygons of < 3 points" in warning.detail
+        assert "annotation id 4: no segmentation" in warning.detail
+        assert not ds.report.errors
 
 
 def test_image_of_another_size_than_its_annotation_is_refused_at_construction(tmp_path):

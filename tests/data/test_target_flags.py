@@ -47,9 +47,11 @@ def test_auto_flags_follow_the_annotation_file(tmp_path):
     dataset = CocoDataset(str(shaped), masks="auto", semantic="auto")
     assert (dataset.masks, dataset.semantic) == (True, True)
     assert dataset[0]["masks"].shape[0] == 1 and dataset[0]["semantic"].shape == (SIZE, SIZE)
-    # asked for outright, masks are required: instances without one are dropped, with a count
+    # asked for outright, masks are looked for: images without them are counted and give
+    # their boxes only
     dataset = CocoDataset(str(boxes), masks=True)
-    assert len(dataset.report.warnings) == 4 and len(dataset[0]["boxes"]) == 0
+    assert len(dataset.report.warnings) == 4 and len(dataset[0]["boxes"]) == 1
+    assert "masks" not in dataset[0]
 
 
 def test_switched_on():
@@ -135,3 +137,34 @@ def refusal_on_box_only_data(tmp_path, heads) -> str:
 )
 def test_a_head_whose_labels_no_training_set_gives_is_refused(tmp_path, heads, message):
     assert message in refusal_on_box_only_data(tmp_path, heads)
+
+
+def test_partly_segmented_and_box_only_sets_train_and_score_an_instance_head(tmp_path, caplog):
+    """A COCO file where some annotations have no segmentation keeps their boxes (the image
+    gives no masks); a box-only validation set scores the mask head's boxes (pycocotools
+    crashed on its missing segmentations)."""
+
+    def half_segmented(data):
+        for ann in data["annotations"][::2]:
+            del ann["segmentation"]
+
+    partly = make_coco(tmp_path / "partly", num_images=8, edit=half_segmented)
+    boxes = make_coco(tmp_path / "boxes", num_images=8, edit=without_segmentations)
+    config = mixed_config(tmp_path, {"inst": {"name": "fcos_mask", "num_convs": 1}})
+    config["data"]["train"] = {"format": "coco", "images": str(partly)}
+    config["data"]["val"] = {
+        "partly": {"format": "coco", "images": str(partly)},
+        "boxes": {"format": "coco", "images": str(boxes)},
+    }
+    with caplog.at_level(logging.WARNING):
+        _, metrics = train(config)
+    assert "4 x boxes without masks" in caplog.text
+    assert "gives no instance masks: scored for boxes only" in caplog.text
+    assert {"inst/partly/mAP", "inst/partly/mask_mAP", "inst/boxes/mAP"} <= set(metrics)
+    assert "inst/boxes/mask_mAP" not in metrics
+    # the checkpoint's score: the partly masked set's mask_mAP and the box set's mAP
+    both = (metrics["inst/partly/mask_mAP"] + metrics["inst/boxes/mAP"]) / 2
+    assert metrics["val/score"] == pytest.approx(both)
+    dataset = CocoDataset(str(partly), masks="auto")
+    assert [len(dataset[i]["boxes"]) for i in range(8)] == [1] * 8
+    assert ["masks" in dataset[i] for i in range(8)] == [False, True] * 4

@@ -1,6 +1,7 @@
 """Instance evaluation scores the ground truth the COCO reader kept, not the raw json
-(issue 18 item 6): annotations the reader dropped with a warning (``segmentation: []``, no
-segmentation, a polygon of 2 points) made pycocotools fail at the first validation."""
+(issue 18 item 6): annotations without a usable segmentation (``segmentation: []``, none, a
+polygon of 2 points) made pycocotools fail at the first validation. Their boxes are scored
+with every other box; masks are scored on the images whose annotations all have one."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from visionkit.cli.evaluate import left_out_line
 from visionkit.data.readers.coco import CocoDataset
 from visionkit.engine.runner import train
 from visionkit.evaluation.coco import CocoEvaluator, fill_gt_defaults, segm_results
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.reliability
 
 SIZE = 64
 CATEGORIES = [{"id": 3, "name": "a"}, {"id": 8, "name": "b"}]
-DROPPED = {12: [], 23: None, 31: [[1.0, 2.0, 3.0, 4.0]]}  # annotation id -> segmentation
+UNMASKED = {12: [], 23: None, 31: [[1.0, 2.0, 3.0, 4.0]]}  # annotation id -> segmentation
 
 
 def rectangle(x: float, y: float, w: float, h: float) -> list[list[float]]:
@@ -35,7 +35,7 @@ def rectangle(x: float, y: float, w: float, h: float) -> list[list[float]]:
 
 
 def write_dataset(root: Path, num_images: int = 4) -> Path:
-    """``num_images`` 64x64 images with 3 rectangles each; the annotations of :data:`DROPPED`
+    """``num_images`` 64x64 images with 3 rectangles each; the annotations of :data:`UNMASKED`
     have no usable segmentation (``None``: no ``segmentation`` key at all)."""
     rng = np.random.default_rng(0)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -56,11 +56,11 @@ def write_dataset(root: Path, num_images: int = 4) -> Path:
                 "iscrowd": 0,
                 "segmentation": rectangle(x, y, w, h),
             }
-            if ann["id"] in DROPPED:
-                if DROPPED[ann["id"]] is None:
+            if ann["id"] in UNMASKED:
+                if UNMASKED[ann["id"]] is None:
                     del ann["segmentation"]
                 else:
-                    ann["segmentation"] = DROPPED[ann["id"]]
+                    ann["segmentation"] = UNMASKED[ann["id"]]
             annotations.append(ann)
     data = {"images": images, "annotations": annotations, "categories": CATEGORIES}
     (root / "annotations.json").write_text(json.dumps(data))
@@ -68,7 +68,7 @@ def write_dataset(root: Path, num_images: int = 4) -> Path:
 
 
 def predictions(root: Path, seed: int = 1) -> dict[int, dict[str, torch.Tensor]]:
-    """Per image: a jittered copy of every annotated box (the dropped ones too), its box as
+    """Per image: a jittered copy of every annotated box (those without masks too), its box as
     the mask, and one false positive; random scores."""
     rng = np.random.default_rng(seed)
     data = json.loads((root / "annotations.json").read_text())
@@ -98,12 +98,17 @@ def run(evaluator: CocoEvaluator, preds: dict[int, dict[str, torch.Tensor]]) -> 
     return evaluator.evaluate()
 
 
-def by_hand(gt_file: Path, results: list[dict], iou_type: str) -> list[float]:
-    """pycocotools on a json file, as its README runs it (``segm``: results without bbox)."""
+def by_hand(
+    gt_file: Path, results: list[dict], iou_type: str, image_ids: list[int] | None = None
+) -> list[float]:
+    """pycocotools on a json file, as its README runs it (``segm``: results without bbox),
+    on ``image_ids`` (default: every image of the file)."""
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(gt_file))
         dt = gt.loadRes(segm_results(results) if iou_type == "segm" else results)
         ev = COCOeval(gt, dt, iouType=iou_type)
+        if image_ids is not None:
+            ev.params.imgIds = image_ids
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -116,35 +121,49 @@ def same(ours: list[float], theirs: list[float]) -> bool:
     )
 
 
-def test_instance_evaluator_scores_the_ground_truth_the_reader_kept(tmp_path):
+def test_instance_evaluator_scores_boxes_everywhere_and_masks_where_the_data_has_them(tmp_path):
     root = write_dataset(tmp_path / "data")
     dataset = CocoDataset(root, masks=True)
-    dropped = sorted(int(p.where.split()[2]) for p in dataset.report.warnings)
-    assert dropped == sorted(DROPPED)
+    warned = sorted(p.where for p in dataset.report.warnings)
+    assert warned == [f"images/{i}.png (image id {i})" for i in (1, 2, 3)]
     evaluator = TASKS["instance"].evaluator("inst", None, dataset, None)
     metrics = run(evaluator, predictions(root))
     kept_ids = {a["id"] for a in evaluator.ground_truth["annotations"]}
-    assert kept_ids == {10 * i + j for i in range(1, 5) for j in range(1, 4)} - set(DROPPED)
-    assert evaluator.left_out == len(DROPPED)  # said in eval's report and --json
-    assert "3 annotations of these images in " in left_out_line(evaluator)
+    assert kept_ids == {10 * i + j for i in range(1, 5) for j in range(1, 4)}
+    assert evaluator.left_out == 0  # every box is scored
+    assert evaluator.ground_truth["info"]["images_without_masks"] == [1, 2, 3]
 
-    # pycocotools by hand, on the json less the dropped annotations
-    data = json.loads((root / "annotations.json").read_text())
-    data["annotations"] = [a for a in data["annotations"] if a["id"] not in DROPPED]
-    kept_file = tmp_path / "kept.json"
-    kept_file.write_text(json.dumps(data))
+    # pycocotools by hand: boxes on the file as it is; masks on the image whose annotations
+    # all have a segmentation (image 4)
     keys = ["mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large"]
     keys += ["AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"]
-    for iou_type, prefix in (("bbox", "inst/"), ("segm", "inst/mask_")):
-        ours = [metrics[prefix + k] for k in keys]
-        theirs = by_hand(kept_file, evaluator.results, iou_type)
-        assert same(ours, theirs), (iou_type, ours, theirs)
+    gt_file = root / "annotations.json"
+    theirs = by_hand(gt_file, evaluator.results, "bbox")
+    assert same([metrics[f"inst/{k}"] for k in keys], theirs), theirs
+    masked = [r for r in evaluator.results if r["image_id"] == 4]
+    theirs = by_hand(gt_file, masked, "segm", image_ids=[4])
+    assert same([metrics[f"inst/mask_{k}"] for k in keys], theirs), theirs
     assert 0.2 < metrics["inst/mask_mAP"] < 1.0  # a real score: the predictions match
+    assert evaluator.details["segm"]["image_ids"] == [4]
 
     # the raw file is what failed before: pycocotools cannot read these segmentations
     raw = CocoEvaluator("inst", root / "annotations.json", [3, 8], ("bbox", "segm"))
     with pytest.raises((IndexError, KeyError, TypeError)):
         run(raw, predictions(root))
+
+
+def test_an_instance_head_on_a_set_without_masks_is_scored_for_boxes(tmp_path, caplog):
+    root = write_dataset(tmp_path / "data", num_images=2)
+    data = json.loads((root / "annotations.json").read_text())
+    for ann in data["annotations"]:
+        ann.pop("segmentation", None)
+    (root / "annotations.json").write_text(json.dumps(data))
+    dataset = CocoDataset(root, masks="auto")  # what a config's instance head asks for
+    evaluator = TASKS["instance"].evaluator("inst", None, dataset, None)
+    assert evaluator.iou_types == ("bbox",) and evaluator.main_metric == "mAP"
+    assert "gives no instance masks: scored for boxes only" in caplog.text
+    metrics = run(evaluator, predictions(root))
+    assert 0.0 < metrics["inst/mAP"] <= 1.0 and "inst/mask_mAP" not in metrics
 
 
 def test_detection_evaluator_leaves_out_the_boxes_the_reader_dropped(tmp_path):

@@ -103,9 +103,10 @@ def compare_classes(
     """Where each label of ``candidate`` sits in ``reference``, and what does not match.
 
     When both are keyed by COCO category id, every id of ``candidate`` must be one of
-    ``reference``'s with the same name: a subset, whose labels the mapping moves to their
-    place in ``reference``. Otherwise the labels are their indices, so ``candidate`` must
-    be ``reference`` or its beginning, label ``i`` being the same class in both.
+    ``reference``'s with the same name; otherwise every class name of ``candidate`` must be
+    one of ``reference``'s (as :func:`merge_classes` merges a training mix by name). Either
+    way ``candidate`` holds a subset of the classes, in any order, whose labels the mapping
+    moves to their place in ``reference``.
 
     Args:
         reference, candidate: the two lists.
@@ -129,17 +130,14 @@ def compare_classes(
                 )
         mapping = [position.get(key, -1) for key in candidate.keys]
     else:
+        position = {label: j for j, label in enumerate(reference.names)}
         for i, label in enumerate(candidate.names):
-            if i >= len(reference.names):
+            if label not in position:
                 problems.append(
-                    f"label {i} ({label!r}) of {name} is not a class of {ref_name}, whose "
-                    f"labels are 0..{len(reference.names) - 1}"
+                    f"label {i} ({label!r}) of {name} is not a class of {ref_name} "
+                    f"({reference.describe()})"
                 )
-            elif reference.names[i] != label:
-                problems.append(
-                    f"label {i} is {label!r} in {name} but {reference.names[i]!r} in {ref_name}"
-                )
-        mapping = list(range(len(candidate.names)))
+        mapping = [position.get(label, -1) for label in candidate.names]
     return ([] if problems else mapping), problems
 
 
@@ -148,8 +146,8 @@ def match_classes(dataset: Any, reference: Mapping[str, ClassList], names: tuple
     checkpoint's), family by family (:func:`compare_classes`).
 
     Returns ``dataset`` itself when its labels mean the same classes as the reference's, a
-    :class:`RelabelledDataset` when it holds a subset of the classes by COCO category id
-    whose labels sit elsewhere in the reference.
+    :class:`RelabelledDataset` when it holds a subset of the classes (by COCO category id,
+    else by name) whose labels sit elsewhere in the reference.
 
     Raises:
         DataError: a label would mean another class; names both lists and their files.
@@ -174,9 +172,9 @@ def match_classes(dataset: Any, reference: Mapping[str, ClassList], names: tuple
     if problems:
         raise DataError(
             f"the classes of {name} do not match those of {ref_name}: its labels would be read "
-            "as other classes. A set may hold fewer classes only where each keeps its COCO "
-            "category id and name (or, without ids, its label index and name); give it the "
-            "same class list (classes.txt, categories, class_names)",
+            "as other classes. A set may hold fewer classes, in any order, where each keeps "
+            "its name (and its COCO category id, where both have ids); give it the same "
+            "class list (classes.txt, categories, class_names)",
             lists + problems,
         )
     if not mappings:
@@ -221,10 +219,17 @@ def merge_classes(
             found = tuple(dict.fromkeys(n for c in carrying.values() for n in c.names))
             merged[family] = ClassList(found, tuple(range(len(found))), False)
     if problems:
+        converted = [n for n, d in parts.items() if getattr(d, "format_name", "coco") != "coco"]
+        hints = [
+            f"{', '.join(converted)}: a VOC or YOLO set numbers its classes 1..N in the order "
+            "of its class_names (default: sorted names for VOC, data.yaml's names for YOLO); "
+            "give class_names in the order of the COCO file's category ids"
+        ] * bool(converted)
         raise DataError(
             "the mixed datasets disagree on their classes (a class needs one COCO category "
             "id, and an id one name, in every part):",
             list(dict.fromkeys(problems)),
+            hints=hints,
         )
     mappings: dict[str, dict[str, list[int]]] = {}
     for name, own in lists.items():

@@ -212,10 +212,11 @@ class VisionSystem(L.LightningModule):
     def headline_metrics(self) -> list[str]:
         """The main metric of each evaluated head (``cls/top1``, ``det/mAP``, ...)."""
         keys = []
-        for key in self.evaluators:
+        for key, evaluator in self.evaluators.items():
             spec = TASKS.get(getattr(self.model.heads[key.split("@")[0]], "task", None))
-            if spec is not None and spec.main_metric:
-                keys.append(f"{key.replace('@', '/')}/{spec.main_metric}")
+            metric = getattr(evaluator, "main_metric", None) or (spec and spec.main_metric)
+            if metric:
+                keys.append(f"{key.replace('@', '/')}/{metric}")
         return keys
 
     def on_validation_epoch_end(self) -> None:

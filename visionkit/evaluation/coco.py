@@ -290,8 +290,13 @@ class CocoEvaluator(nn.Module):
             with ``"masks"`` (bool ``[K, H0, W0]`` at the original image size).
         ground_truth: the COCO object to score against, e.g. the dataset's
             :meth:`~visionkit.data.readers.coco.CocoDataset.coco_ground_truth` (what the
-            reader kept); ``None``: the ``annotations`` file as it is.
+            reader kept; masks are scored on the images its ``info.images_without_masks``
+            leaves out, boxes on all); ``None``: the ``annotations`` file as it is.
+        main_metric: the metric that ranks checkpoints, when not the task's own (``"mAP"``
+            for an instance head scored on a set without masks).
     """
+
+    main_metric: str | None = None
 
     def __init__(
         self,
@@ -350,11 +355,14 @@ class CocoEvaluator(nn.Module):
         results, image_ids = self.gather()
         self.results = results
         metrics = {}
+        unmasked = set((self.ground_truth or {}).get("info", {}).get("images_without_masks", ()))
         for iou_type in self.iou_types:
             self.details[iou_type] = {}
-            stats = coco_evaluate(
-                self.coco_gt, results, image_ids, iou_type, self.details[iou_type]
-            )
+            scored, ids = results, image_ids
+            if iou_type == "segm" and unmasked:  # images whose masks the data does not give
+                scored = [r for r in results if r["image_id"] not in unmasked]
+                ids = [i for i in image_ids if i not in unmasked]
+            stats = coco_evaluate(self.coco_gt, scored, ids, iou_type, self.details[iou_type])
             metrics.update({f"{self.head}/{IOU_TYPES[iou_type]}{k}": v for k, v in stats.items()})
         return metrics
 

@@ -16,6 +16,7 @@ your own); no other module branches on task names.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -43,6 +44,8 @@ from visionkit.inference.flip import (
     merge_embeddings,
     merge_scores,
 )
+
+logger = logging.getLogger(__name__)
 
 #: ``(metric prefix, head, validation dataset, category ids or None) -> evaluator or None``
 EvaluatorFactory = Callable[[str, nn.Module, Any, Sequence[int] | None], nn.Module | None]
@@ -99,13 +102,28 @@ def coco_evaluator(
     iou_types: Sequence[str] = ("bbox",),
 ) -> nn.Module | None:
     """COCO AP of ``iou_types`` against the dataset's annotation file, less what its reader
-    dropped when it says (``coco_ground_truth``); ``None`` when the dataset has no file."""
+    dropped when it says (``coco_ground_truth``); ``None`` when the dataset has no file. A
+    set that gives no instance masks (a box-only COCO file, VOC) is scored for boxes only,
+    ``mAP`` then ranking checkpoints in place of ``mask_mAP``."""
     if getattr(dataset, "ann_path", None) is None:
         return None
     ids = list(category_ids or dataset.category_ids)
     kept = getattr(dataset, "coco_ground_truth", None)
     truth = kept() if kept is not None else None
-    return CocoEvaluator(prefix, dataset.ann_path, ids, iou_types=iou_types, ground_truth=truth)
+    boxes_only = "segm" in iou_types and not getattr(dataset, "masks", False)
+    if boxes_only:
+        logger.warning(
+            "%s: %s gives no instance masks: scored for boxes only (mAP, no mask_mAP)",
+            prefix,
+            dataset.ann_path,
+        )
+        iou_types = ("bbox",)
+    evaluator = CocoEvaluator(
+        prefix, dataset.ann_path, ids, iou_types=iou_types, ground_truth=truth
+    )
+    if boxes_only:
+        evaluator.main_metric = "mAP"
+    return evaluator
 
 
 def semantic_evaluator(

@@ -428,10 +428,19 @@ class CocoDataset:
             out[decode_segmentation(seg, h, w) > 0] = IGNORE_PIXEL
         return out
 
-    def load_semantic(self, image_id: int) -> np.ndarray:
+    def load_semantic(self, image_id: int) -> np.ndarray | None:
         """The semantic label map of the image with this id, at its original size (what the
-        semantic evaluator scores against)."""
-        return self.semantic_mask(self.index_of_id[int(image_id)])
+        semantic evaluator scores against); ``None`` for an image without one (an annotation
+        of it has no segmentation: :func:`~visionkit.data.readers.segmentation_checks.
+        check_segmentations`)."""
+        index = self.index_of_id[int(image_id)]
+        return self.semantic_mask(index) if self.has_masks(index) else None
+
+    def has_masks(self, index: int) -> bool:
+        """Whether every annotation of sample ``index`` has a usable segmentation (always
+        ``True`` when segmentations are not read): only then does it give instance masks and
+        a label map."""
+        return self.targets[index].get("has_masks", True)
 
     def coco_ground_truth(self) -> dict[str, Any]:
         """The COCO object of what this dataset kept, which its evaluator scores against
@@ -474,14 +483,14 @@ class CocoDataset:
         if self.instances:
             sample["boxes"] = self.targets[index]["boxes"].copy()
             sample["labels"] = self.targets[index]["labels"].copy()
-        if self.masks:
+        if self.masks and self.has_masks(index):
             sample["masks"] = self.instance_masks(index)
         if self.keypoints:
             sample["keypoints"] = self.targets[index]["keypoints"].copy()
             sample["keypoint_flip"] = self.keypoint_schema.flip
         if self.identities:
             sample["identities"] = self.targets[index]["identities"].copy()
-        if self.semantic:
+        if self.semantic and self.has_masks(index):
             sample["semantic"] = self.semantic_mask(index)
         if (self.masks or self.semantic) and image.shape[:2] != (info["height"], info["width"]):
             raise AnnotationError(

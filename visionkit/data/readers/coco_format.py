@@ -344,10 +344,11 @@ def kept_ground_truth(
     """The COCO object of what a reader kept, for ``COCOeval``: its ``images``, the
     ``categories`` and the annotations of ``data`` (the file as read again) that the reader
     kept, by their position (``ann_index``, ``crowd_index`` of each target) — without those
-    it dropped (no usable segmentation, zero-area box, ...), counted in ``info.left_out``.
-    With ``segmentations_checked``, each annotation carries the segmentation the reader uses
-    (bad polygons beside good ones removed); the annotations are copies, ``data`` is not
-    modified.
+    it dropped (zero-area box, ...), counted in ``info.left_out``. With
+    ``segmentations_checked``, each annotation carries the segmentation the reader uses (bad
+    polygons beside good ones removed; none where it has no usable one), and
+    ``info.images_without_masks`` lists the images whose targets say ``has_masks`` False
+    (scored for boxes, not masks); the annotations are copies, ``data`` is not modified.
 
     Raises:
         AnnotationError: ``data`` is not the file the reader read (an annotation id moved).
@@ -372,14 +373,20 @@ def kept_ground_truth(
             ann = dict(ann)
             if segmentations_checked:
                 ann["segmentation"] = seg
+                if seg is None:
+                    del ann["segmentation"]
             kept.append(ann)
     ids = {img["id"] for img in images}
     in_file = sum(isinstance(a, dict) and a.get("image_id") in ids for a in annotations)
+    info: dict[str, Any] = {"left_out": in_file - len(kept)}  # of these images' annotations
+    if segmentations_checked:
+        unmasked = [img["id"] for img, t in zip(images, targets, strict=True) if not t["has_masks"]]
+        info["images_without_masks"] = unmasked  # scored for boxes only
     return {
         "images": list(images),
         "annotations": kept,
         "categories": list(categories),
-        "info": {"left_out": in_file - len(kept)},  # of these images' annotations in the file
+        "info": info,
     }
 
 

@@ -7,7 +7,8 @@ buffer in older releases, and a compressed ``counts`` string that is not what
 ``pycocotools.mask.encode`` writes is read past its end or decodes to garbage. So every
 segmentation a reader will decode is checked here first; what fails is a ``bad
 segmentation`` error (the dataset is not used), while a segmentation that is merely empty or
-degenerate (no polygon of 3 points) drops its instance with a warning, as before.
+degenerate (no polygon of 3 points) leaves its image without masks (its boxes are kept), with a
+warning.
 
 >>> rle_problem({"size": [2, 2], "counts": [0, 3, 1]}, 2, 2) is None
 True
@@ -167,24 +168,22 @@ def segmentation_problem(segmentation: Any, height: int, width: int) -> str | No
 
 def usable_segmentation(
     seg: Any, height: int, width: int, where: str, report: DataReport
-) -> Any | None:
-    """``seg`` with its degenerate polygons removed, or ``None`` when nothing usable is left.
-
-    An empty segmentation, or polygons of fewer than 3 points / odd length only, drop their
-    instance with a warning (bad polygons beside good ones are dropped alone); coordinates
-    that are not finite numbers near the image, an RLE of another size than the image or
-    whose counts do not decode to it, and anything that is neither polygons nor RLE are a
-    ``bad segmentation`` error."""
+) -> tuple[Any | None, str | None]:
+    """``(segmentation, None)`` with its degenerate polygons removed, ``(None, why)`` when it
+    has nothing usable (empty, none at all, or polygons of fewer than 3 points / odd length
+    only: not reported here, the caller says what becomes of its instance), or ``(None,
+    None)`` for a ``bad segmentation`` error, reported: coordinates that are not finite
+    numbers near the image, an RLE of another size than the image or whose counts do not
+    decode to it, and anything that is neither polygons nor RLE. Bad polygons beside good
+    ones are dropped alone, with a warning."""
     if isinstance(seg, list):
         problem = polygon_problem(seg, height, width)
         if problem:
             report.add("bad segmentation", where, problem)
-            return None
+            return None, None
         good = [p for p in seg if is_polygon(p)]
         if not good:
-            why = "no segmentation" if not seg else "only polygons of < 3 points / odd length"
-            report.add("instance dropped", where, why, "warning")
-            return None
+            return None, "no segmentation" if not seg else "only polygons of < 3 points / odd length"
         if len(good) < len(seg):
             report.add(
                 "polygon dropped",
@@ -193,15 +192,14 @@ def usable_segmentation(
                 "number of coordinates",
                 "warning",
             )
-        return good
+        return good, None
     if seg is None or seg == {}:
-        report.add("instance dropped", where, "no segmentation", "warning")
-        return None
+        return None, "no segmentation"
     problem = segmentation_problem(seg, height, width)
     if problem:
         report.add("bad segmentation", where, problem)
-        return None
-    return seg
+        return None, None
+    return seg, None
 
 
 def check_segmentations(
@@ -212,24 +210,30 @@ def check_segmentations(
 ) -> None:
     """Check the segmentation of every instance and crowd region of a COCO reader's
     ``targets`` (one per image, in step with ``images``) with :func:`usable_segmentation`,
-    in place: an instance without a usable one leaves ``boxes``, ``labels``, ``ann_ids``,
-    ``ann_index`` and ``segmentations`` together; a crowd region without one leaves
-    ``crowd_index`` and ``crowd_segmentations``. ``where(i)`` names image ``i`` in reports."""
+    in place: ``segmentations`` / ``crowd_segmentations`` hold the usable ones (``None``
+    where there is none), and ``has_masks`` says whether every annotation of the image has
+    one. An image with an annotation without one (a box-only annotation beside polygons, as
+    partly segmented sets have) keeps its boxes for detection and gives no instance masks
+    and no label map: a mask or map that left the object out would teach that it is
+    background. Each such image is a warning. ``where(i)`` names image ``i`` in reports."""
     for i, (img, target) in enumerate(zip(images, targets, strict=True)):
         h, w = int(img["height"]), int(img["width"])
-        fixed = [
-            usable_segmentation(seg, h, w, f"annotation id {ann_id} ({where(i)})", report)
-            for seg, ann_id in zip(target["segmentations"], target["ann_ids"], strict=True)
-        ]
-        keep = [s is not None for s in fixed]
-        target["boxes"] = target["boxes"][np.array(keep, bool)].reshape(-1, 4)
-        target["labels"] = target["labels"][np.array(keep, bool)]
-        for key in ("ann_ids", "ann_index"):
-            target[key] = [x for x, k in zip(target[key], keep, strict=True) if k]
-        target["segmentations"] = [s for s in fixed if s is not None]
-        crowd = [
-            (k, usable_segmentation(seg, h, w, f"crowd region of {where(i)}", report))
-            for k, seg in zip(target["crowd_index"], target["crowd_segmentations"], strict=True)
-        ]
-        target["crowd_index"] = [k for k, s in crowd if s is not None]
-        target["crowd_segmentations"] = [s for _, s in crowd if s is not None]
+        missing: list[str] = []
+        for key, ids in (("segmentations", target["ann_ids"]), ("crowd_segmentations", None)):
+            checked = []
+            for k, seg in enumerate(target[key]):
+                name = f"annotation id {ids[k]}" if ids is not None else "crowd region"
+                usable, why = usable_segmentation(seg, h, w, f"{name} ({where(i)})", report)
+                if why:
+                    missing.append(f"{name}: {why}")
+                checked.append(usable)
+            target[key] = checked
+        target["has_masks"] = not missing
+        if missing:
+            more = f"; {len(missing) - 3} more" if len(missing) > 3 else ""
+            report.add(
+                "boxes without masks",
+                where(i),
+                f"{'; '.join(missing[:3])}{more}: boxes kept; no masks or label map for this image",
+                "warning",
+            )
