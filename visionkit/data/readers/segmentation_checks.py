@@ -183,7 +183,10 @@ def usable_segmentation(
             return None, None
         good = [p for p in seg if is_polygon(p)]
         if not good:
-            return None, "no segmentation" if not seg else "only polygons of < 3 points / odd length"
+            return (
+                None,
+                "no segmentation" if not seg else "only polygons of < 3 points / odd length",
+            )
         if len(good) < len(seg):
             report.add(
                 "polygon dropped",
