@@ -267,6 +267,53 @@ class _SigtermInValidation(L.Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+class _CrashAt(L.Callback):
+    """A crash (an exception, as a killed process leaves the run) before step ``step``: the
+    run's last checkpoint is then the one its ``last.ckpt`` callback wrote at epoch 0's end."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError("crash")
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    "every",
+    [{}, {"max_epochs": -1, "max_steps": STEPS_PER_EPOCH * EPOCHS}, "val"],
+    ids=["epochs", "max_steps", "with_validation"],
+)
+def test_resume_from_an_epoch_end_last_ckpt_continues_the_uninterrupted_run(
+    config, tmp_path, monkeypatch, every
+):
+    """``last.ckpt`` written at an epoch's end (what a crash, SIGKILL or a second Ctrl-C
+    leaves): the resumed run trained on the epoch after next's order (Lightning counted the
+    finished epoch as processed twice, and the samplers follow that count)."""
+    run = {**config, "trainer": {**config["trainer"], "checkpoint_every_n_steps": None}}
+    if every == "val":
+        val = {**config["data"]["train"], "images": config["data"]["train"]["images"][:-5] + "val"}
+        run["data"] = {**config["data"], "val": val}
+        run["trainer"]["limit_val_batches"] = 2
+    else:
+        run["trainer"].update(every)
+    straight_seen: list = []
+    straight_dir, _ = _train(monkeypatch, run, [], tmp_path / "straight", _Record(straight_seen))
+    seen: list = []
+    with pytest.raises(RuntimeError, match="crash"):
+        _train(monkeypatch, run, [], tmp_path / "run", _Record(seen), _CrashAt(STEPS_PER_EPOCH + 2))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert load_checkpoint(last)["global_step"] == STEPS_PER_EPOCH
+    seen = seen[:STEPS_PER_EPOCH]
+    _train(monkeypatch, run, [], tmp_path / "resumed", _Record(seen), resume=last)
+    assert [s[1] for s in seen] == [s[1] for s in straight_seen]
+    assert seen == straight_seen
+    assert_same_weights(
+        straight_dir / "checkpoints" / "last.ckpt", tmp_path / "resumed/checkpoints/last.ckpt"
+    )
+
+
 # --------------------------------------------------------------------------- real signals
 
 

@@ -203,21 +203,29 @@ class LoaderState(L.Callback):
 
 
 def _stopped_after_an_epoch(trainer: L.Trainer) -> bool:
-    """Whether the restored checkpoint was written once Lightning had counted an epoch as done
-    (SIGTERM or Ctrl-C during the epoch's last batch or its end-of-epoch validation): every
-    epoch counter of the fit loop equal, while the epoch loop still holds that epoch's
-    batches."""
+    """Whether the restored checkpoint was written after an epoch's last batch: once
+    Lightning had counted the epoch as done (SIGTERM or Ctrl-C during the epoch's last batch
+    or its end-of-epoch validation: every epoch counter of the fit loop equal), or in its
+    ``on_train_epoch_end`` hooks (``last.ckpt`` at an epoch's end: the epoch processed, not
+    yet completed), while the epoch loop still holds that epoch's batches."""
     epochs = trainer.fit_loop.epoch_progress.current
     batches = trainer.fit_loop.epoch_loop.batch_progress.current
-    counted = epochs.ready == epochs.started == epochs.processed == epochs.completed
+    processed = epochs.ready == epochs.started == epochs.processed
+    counted = processed and epochs.completed in (epochs.processed - 1, epochs.processed)
     return counted and batches.ready >= trainer.num_training_batches
 
 
 def _begin_next_epoch(trainer: L.Trainer) -> None:
     """Start the next epoch as a run that was not stopped does. Restored as Lightning saved
     it, the finished epoch's batch count made a step-budget run (``max_steps``, as the recipes
-    for photos) go through an empty epoch and train on the following epoch's order."""
-    loop = trainer.fit_loop.epoch_loop
+    for photos) go through an empty epoch, counting that epoch as processed once more, so that
+    the samplers were set to the epoch after the next and trained on its order."""
+    fit_loop = trainer.fit_loop
+    for progress in (fit_loop.epoch_progress.current, fit_loop.epoch_progress.total):
+        progress.completed = progress.processed
+    fit_loop.restarting = False
+    fit_loop.reset_restart_stage()
+    loop = fit_loop.epoch_loop
     loop.batch_progress.reset_on_run()
     loop.restarting = False
     loop.reset_restart_stage()
