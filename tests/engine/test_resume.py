@@ -105,6 +105,34 @@ def test_resume_can_raise_the_number_of_epochs(tiny_config, tmp_path):
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # the callback state came back too
 
 
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("model.backbone.name=resnet18", "model.backbone.name: 'simple_cnn' -> 'resnet18'"),
+        ("optimizer.lr=0.01", "optimizer.lr: 0.003 -> 0.01"),
+        ("scheduler.name=step", "scheduler.name: 'cosine' -> 'step'"),
+    ],
+    ids=["model", "lr", "schedule"],
+)
+def test_a_resume_that_changes_the_model_or_optimiser_is_refused_before_writing(
+    tiny_config, tmp_path, override, said
+):
+    """Another model raised a state_dict traceback after config.yaml was rewritten; another
+    learning rate was written to config.yaml and not used (the checkpoint's optimiser and
+    schedule continue)."""
+    run_dir, _ = train(tiny_config, ["trainer.max_epochs=1"], output_dir=tmp_path / "run")
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    before = (run_dir / "config.yaml").read_text()
+    with pytest.raises(ConfigError) as info:
+        train(tiny_config, ["trainer.max_epochs=2", override], output_dir=run_dir, resume=ckpt)
+    text = str(info.value)
+    assert f"--resume {ckpt}: this config's" in text and said in text
+    assert f"start a new run from its weights with model.init_from={ckpt}" in text
+    assert (run_dir / "config.yaml").read_text() == before
+    # the data, the budget and a head's thresholds may change
+    train(tiny_config, ["trainer.max_epochs=2"], output_dir=run_dir, resume=ckpt)
+
+
 def test_best_ckpt_keeps_the_weights_only_and_resume_takes_last(tiny_config, tmp_path):
     """best.ckpt is what users ship: the optimiser's state (twice the weights with AdamW) and
     the EMA's raw copy are left out when the run ends; resume: auto skips it, and resuming

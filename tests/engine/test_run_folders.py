@@ -57,8 +57,18 @@ def test_a_second_run_keeps_the_first_and_exist_ok_reuses_the_folder(tiny_config
     assert {p: digest(first / "checkpoints" / p if p.endswith(".ckpt") else first / p)
             for p in kept} == kept  # fmt: skip
     assert (second / "checkpoints" / "best.ckpt").is_file()
-    again, _ = train(tiny_config, SHORT, exist_ok=True)
+    # --exist-ok replaces the earlier run's files: a step.ckpt it left (this run writes
+    # none) no longer makes resume=auto continue the earlier run
+    (first / "checkpoints" / "step.ckpt").write_bytes(
+        (first / "checkpoints/last.ckpt").read_bytes()
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="visionkit"):
+        again, _ = train(tiny_config, SHORT, exist_ok=True)
     assert again == first
+    assert f"{first} held an earlier run: removed its checkpoints/best.ckpt" in caplog.text
+    assert not (first / "checkpoints" / "step.ckpt").exists()
+    assert {p.name for p in (first / "checkpoints").glob("*.ckpt")} == {"best.ckpt", "last.ckpt"}
 
 
 def test_resume_auto_continues_the_run_in_its_own_folder(tiny_config):

@@ -50,6 +50,24 @@ class RunFolderCallback(L.Callback):
         self.run_dir = Path(run_dir)
         self.rows: list[dict[str, Any]] = []
 
+    @rank_zero_only
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A new run in a folder that holds an earlier one (``--exist-ok``) replaces its
+        files: the earlier checkpoints and ``metrics.json`` go first, so that neither
+        ``resume=auto`` nor a reader of the folder takes them for this run's."""
+        if trainer.ckpt_path:
+            return
+        stale = [
+            *sorted((self.run_dir / "checkpoints").glob("*.ckpt")),
+            self.run_dir / "metrics.json",
+        ]
+        removed = [p for p in stale if p.is_file()]
+        for path in removed:
+            path.unlink()
+        if removed:
+            names = ", ".join(str(p.relative_to(self.run_dir)) for p in removed)
+            logger.warning("%s held an earlier run: removed its %s", self.run_dir, names)
+
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == TrainerFn.VALIDATING:  # best.ckpt scored again once fit ends:
             # not a row of the per-step log, one epoch past the last (metrics.json has it)

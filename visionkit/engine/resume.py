@@ -368,3 +368,59 @@ def budget_spent(checkpoint: str | os.PathLike, trainer: Any) -> tuple[str, str]
             "trainer.max_time=null (with a trainer.max_steps to stop at)",
         )
     return None
+
+
+#: Config entries a resumed run may change without effect on what the checkpoint restores.
+FREE_ON_RESUME = ("model.init_from", "model.backbone.pretrained")
+
+
+def config_changes(before: Any, after: Any, path: str = "") -> list[str]:
+    """``"path: old -> new"`` for every leaf where two config dicts differ."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        keys = list(dict.fromkeys([*before, *after]))
+        return [
+            change
+            for k in keys
+            for change in config_changes(before.get(k), after.get(k), f"{path}.{k}".lstrip("."))
+        ]
+    return [] if before == after else [f"{path}: {before!r} -> {after!r}"]
+
+
+def check_resumed_run(checkpoint: Path | None, model: Any) -> int | None:
+    """The global step of the ``checkpoint`` a run resumes from (``None``: a new run), once
+    its config (``model.meta["config"]``, with the overrides given) is checked against the
+    checkpoint's: a model whose tensors differ from the checkpoint's (another backbone, head
+    or width) cannot take them, and another ``optimizer`` / ``scheduler`` section would not be
+    used (the optimiser's state and the schedule are the checkpoint's), so both are a
+    :class:`ConfigError` naming the changes, before the run folder's ``config.yaml`` is
+    written. Other model settings (thresholds, ...) and the data and trainer sections may
+    change."""
+    if checkpoint is None:
+        return None
+    ckpt = load_checkpoint(checkpoint)
+    saved = (ckpt.get("visionkit") or {}).get("config") or {}
+    now = model.meta["config"]
+    changes = [
+        change
+        for section in ("model", "optimizer", "scheduler")
+        for change in config_changes(saved.get(section), now.get(section), section)
+        if saved and not change.startswith(FREE_ON_RESUME)
+    ]
+    theirs = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    ours = {f"model.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
+    other_model = theirs != ours
+    refused = [c for c in changes if other_model or not c.startswith("model.")]
+    if refused or other_model:
+        what = "model" if other_model else "optimiser or schedule"
+        found = refused or ["the model's tensors differ in name or shape"]
+        raise ConfigError(
+            [
+                f"--resume {checkpoint}: this config's {what} is not the checkpoint's (a "
+                "resumed run continues the checkpoint's model, optimiser and learning-rate "
+                f"schedule): {'; '.join(found[:8])}{' ...' if len(found) > 8 else ''}",
+                "leave these settings as the checkpoint has them to resume it (the run "
+                "folder's config.yaml), or start a new run from its weights with "
+                f"model.init_from={checkpoint}",
+            ]
+        )
+    return int(ckpt.get("global_step") or 0)

@@ -37,7 +37,7 @@ from visionkit.build import (
 from visionkit.build.data import check_checkpoint_classes, check_saved_data_paths, split_spec
 from visionkit.build.model import load
 from visionkit.build.trainer import resolve_precision, use_tf32_matmuls
-from visionkit.checkpoint import load_checkpoint, strip_training_state, write_atomic
+from visionkit.checkpoint import strip_training_state, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, override_list, save_config
 from visionkit.data.datasets import shared_images_note, val_sets
 from visionkit.data.image_size import unused_image_size_note
@@ -59,6 +59,7 @@ from visionkit.engine.resume import (
     LoaderState,
     RngStateCallback,
     SigtermCheckpoint,
+    check_resumed_run,
     resolve_resume,
 )
 from visionkit.engine.run_folder import another_run_note, choose_run_dir
@@ -160,9 +161,8 @@ def train(
     if wrong:
         raise ConfigError(wrong)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    resume = resume if resume is not None else cfg.resume
     folder = Path(output_dir) if output_dir else Path(cfg.output_dir) / cfg.name
-    resume_from = resolve_resume(resume, folder, cfg.trainer)
+    resume_from = resolve_resume(cfg.resume if resume is None else resume, folder, cfg.trainer)
     # resume=auto that finds no checkpoint that loads starts a new run, and a new run never
     # writes into a folder holding another (its metrics.csv, its corrupt checkpoints)
     run_dir = choose_run_dir(
@@ -177,6 +177,7 @@ def train(
     )
     # A resumed run gets its weights from the checkpoint: model.init_from is not read again.
     model = build_model(cfg, datasets, resume=resume_from is not None)
+    resume_step = check_resumed_run(resume_from, model)  # before config.yaml is written
     sized = unused_image_size_note(cfg.data) if "image_size" in cfg.data.model_fields_set else None
     cfg = load_config(model.meta["config"])
     # Made once the data and the model are built: a run that stops on a bad config or bad
@@ -232,7 +233,6 @@ def train(
     run_callbacks.append(ValidationPictures(run_dir, val_dataset=datasets.get("val")))
     run_callbacks += callbacks
     run_callbacks.append(sigterm)
-    resume_step = None if resume_from is None else int(load_checkpoint(resume_from)["global_step"])
     trainer = make_trainer(
         cfg,
         run_dir,
