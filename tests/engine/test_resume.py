@@ -243,6 +243,21 @@ def test_resuming_a_run_whose_time_budget_is_spent_says_how_to_continue(
     assert load_checkpoint(ckpt)["global_step"] == done + 2
 
 
+def test_a_run_stopped_after_its_last_step_finishes_when_resumed(tiny_config, tmp_path):
+    """Ctrl-C in the validation after the last step leaves last.ckpt with the budget spent and
+    no metrics.json; the "Continue with: --resume" it printed was refused (it would train
+    nothing). It now runs the final validation and writes metrics.json."""
+    budget = ["trainer.max_epochs=-1", "trainer.max_steps=3"]
+    run_dir, metrics = train(tiny_config, budget, output_dir=tmp_path / "run")
+    (run_dir / "metrics.json").unlink()  # as a run stopped before it ended leaves it
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    _, again = train(tiny_config, budget, output_dir=run_dir, resume=ckpt)
+    assert (run_dir / "metrics.json").is_file() and again["cls/top1"] == metrics["cls/top1"]
+    assert load_checkpoint(ckpt)["global_step"] == 3
+    with pytest.raises(ConfigError, match="so resuming it would train nothing"):
+        train(tiny_config, budget, output_dir=run_dir, resume=ckpt)
+
+
 def test_resume_auto_skips_a_truncated_checkpoint_and_uses_the_previous_good_one(
     tiny_config, tmp_path, caplog
 ):

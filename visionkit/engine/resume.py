@@ -305,10 +305,12 @@ def resolve_resume(
     run_folder.choose_run_dir`), or a path, which must load.
 
     A checkpoint path that has spent the budget of ``trainer`` (the config's section:
-    ``max_steps`` done, or ``max_time`` trained) is a :class:`ConfigError` saying how to
-    continue it: resumed, it would stop at once, having trained nothing (Lightning says only
-    "max_steps reached" or "Time limit reached"). ``auto`` goes on with such a checkpoint (a
-    job requeued after its last step still writes ``metrics.json``), saying so."""
+    ``max_steps`` done, or ``max_time`` trained) in a run that ended (its folder has
+    ``metrics.json``) is a :class:`ConfigError` saying how to continue it: resumed, it would
+    stop at once, having trained nothing (Lightning says only "max_steps reached" or "Time
+    limit reached"). Such a checkpoint of a run stopped before it ended (Ctrl-C in the last
+    validation), and ``auto``'s (a job requeued after its last step), go on to the final
+    validation and ``metrics.json``, saying so."""
     if resume is None or str(resume) == "":
         return None
     if str(resume) == "auto":
@@ -330,8 +332,10 @@ def resolve_resume(
             logger.info("resume: auto: no checkpoint in %s; starting a new run", run_dir)
         return None
     spent = budget_spent(resume, trainer)  # loads it: a clear CheckpointError now
-    if spent:
+    if spent and (Path(resume).parent.parent / "metrics.json").is_file():
         raise ConfigError(f"{spent[0]}, so resuming it would train nothing; {spent[1]}")
+    if spent:  # stopped after its last step, before the run ended: it ends now
+        logger.info("resume: %s; only the final validation runs", spent[0])
     return Path(resume)
 
 
