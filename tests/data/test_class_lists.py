@@ -11,9 +11,9 @@ import torch
 
 from tests.data.test_masks import write_void_folder
 from tests.helpers import detection_config, make_coco, run
-from visionkit.build.data import build_datasets, check_checkpoint_classes
+from visionkit.build.data import build_datasets
 from visionkit.config import DataConfig
-from visionkit.data.classes import RelabelledDataset
+from visionkit.data.classes import RelabelledDataset, check_checkpoint_classes
 from visionkit.data.readers.mask_folder import MaskFolderDataset
 from visionkit.errors import DataError
 
@@ -189,6 +189,12 @@ def test_init_from_other_classes_is_a_transfer(tmp_path, caplog):
         shared = write_checkpoint(tmp_path / "shared.ckpt", {"instances": ["car", "square"]})
         check_checkpoint_classes(built, shared, resume=False)
     assert "'square' 1 -> 0" in caplog.text and "start from other classes' weights" in caplog.text
+    # as many classes under other names: the class layers load as they are, said at INFO
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="visionkit"):
+        check_checkpoint_classes(built, new, resume=False)
+    assert "as many classes, so each label's weights are loaded as they are" in caplog.text
+    assert "('car' -> 'square', 'bus' -> 'disc')" in caplog.text
     # a file without visionkit metadata (timm, torchvision) is not compared
     torch.save({"state_dict": {}}, tmp_path / "plain.pth")
     check_checkpoint_classes(built, tmp_path / "plain.pth", resume=False)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from visionkit.build.data_errors import data_errors, joined_errors
-from visionkit.checkpoint import load_checkpoint
 from visionkit.choices import EVAL_SPLITS, SPLITS
 from visionkit.config import (
     Config,
@@ -28,13 +27,13 @@ from visionkit.config import (
     split_entries,
 )
 from visionkit.data.batch import folder_like, folders_like, read_from
-from visionkit.data.classes import class_lists, class_source, classes_of, match_classes
+from visionkit.data.classes import class_lists, class_source, match_classes
 from visionkit.data.datasets import MixedDataset
 from visionkit.data.image_size import pipeline_steps
 from visionkit.data.synthetic import FORMAT_VERSION, GENERATOR, make_shapes
 from visionkit.data.synthetic_identities import make_identities, needs_generation
 from visionkit.data.transforms import build_pipeline
-from visionkit.errors import CheckpointError, ConfigError, DataError
+from visionkit.errors import ConfigError, DataError
 from visionkit.evaluation.tasks import TaskSpec, task_of
 from visionkit.registry import DATASETS, HEADS
 
@@ -355,75 +354,6 @@ def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any
     if failed:
         raise data_errors(failed)
     return datasets
-
-
-def check_checkpoint_classes(
-    datasets: Mapping[str, Any], checkpoint: str | os.PathLike | None, *, resume: bool
-) -> None:
-    """Compare the classes of a visionkit ``checkpoint`` with those of the run's data.
-
-    Resuming (``resume``) needs the very classes the checkpoint was trained on. For
-    ``model.init_from`` (where the weights of a head are loaded when its number of classes
-    is the same), the same classes in another order are an error, and classes shared at
-    other labels a warning: their weights would start from another class's. A file without
-    visionkit metadata (a timm or torchvision file) is not compared; one that cannot be read
-    is left to the loader to report.
-
-    Raises:
-        DataError: naming both class lists, the checkpoint and the data's files.
-    """
-    if checkpoint is None:
-        return
-    try:
-        meta = load_checkpoint(checkpoint).get("visionkit")
-    except CheckpointError:
-        return
-    if not isinstance(meta, Mapping) or not meta.get("label_names"):
-        return
-    train = datasets.get("train")
-    if train is None:
-        return
-    theirs = class_lists(meta["label_names"], meta.get("category_ids"))
-    ours = classes_of(train)
-    key = "resume" if resume else "model.init_from"
-    where = f"data.train ({class_source(train)})"
-    problems = []
-    for family, own in ours.items():
-        old = theirs.get(family)
-        if old is None:
-            continue
-        lists = f"{family} classes {old.describe()}, but {where} has {own.describe()}"
-        if resume and (old.names != own.names or (old.by_id and own.by_id and old != own)):
-            problems.append(f"the checkpoint was trained on {lists}")
-        elif not resume and len(old.names) == len(own.names):
-            moved = [
-                f"{name!r} {old.names.index(name)} -> {i}"
-                for i, name in enumerate(own.names)
-                if name in old.names and old.names.index(name) != i
-            ]
-            if moved and set(old.names) == set(own.names):
-                problems.append(
-                    f"the checkpoint was trained on {lists}: the same classes in another "
-                    f"order, so each class would start from another's weights ({', '.join(moved)})"
-                )
-            elif moved:
-                logger.warning(
-                    "%s: %s was trained on %s; the classes they share sit at other labels (%s), "
-                    "so their weights start from other classes' weights",
-                    key,
-                    checkpoint,
-                    lists,
-                    ", ".join(moved),
-                )
-    if problems:
-        fix = (
-            "a resumed run keeps its classes; to train on other classes, start a new run "
-            f"with model.init_from={checkpoint}"
-            if resume
-            else "give the data the checkpoint's class order (class_names, classes.txt or the "
-            "categories' ids)"
-        )
-        raise DataError(f"{key}: {checkpoint}: the classes do not match ({fix}):", problems)
 
 
 def build_pipelines(data: DataConfig, mean: Sequence[float], std: Sequence[float]) -> dict:

@@ -1,6 +1,7 @@
 """The class lists of datasets and checkpoints: compared (:func:`compare_classes`,
 :func:`match_classes`), merged for a mix (:func:`merge_classes`), and a dataset's labels moved
-into another class order (:func:`relabel`, :class:`RelabelledDataset`).
+into another class order (:func:`relabel`, :class:`RelabelledDataset`), and a checkpoint's
+compared with a run's data (:func:`check_checkpoint_classes`).
 
 A label means a class only through a list: a COCO file's categories (ids and names, labels in
 ascending id order), a mask folder's ``classes.txt``, a class folder's sub-folder names, a
@@ -10,6 +11,8 @@ silently, so the builders compare them (:mod:`visionkit.build.data`).
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +20,10 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from visionkit.errors import DataError
+from visionkit.checkpoint import load_checkpoint
+from visionkit.errors import CheckpointError, DataError
+
+logger = logging.getLogger(__name__)
 
 #: The Sample key that carries the labels of each label family.
 LABEL_KEYS: dict[str, str] = {
@@ -324,3 +330,85 @@ class RelabelledDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return relabel(self.dataset[index], self.mappings)
+
+
+def check_checkpoint_classes(
+    datasets: Mapping[str, Any], checkpoint: str | os.PathLike | None, *, resume: bool
+) -> None:
+    """Compare the classes of a visionkit ``checkpoint`` with those of the run's data.
+
+    Resuming (``resume``) needs the very classes the checkpoint was trained on. For
+    ``model.init_from`` (where the weights of a head are loaded when its number of classes
+    is the same), the same classes in another order are an error, and classes shared at
+    other labels a warning: their weights would start from another class's. A file without
+    visionkit metadata (a timm or torchvision file) is not compared; one that cannot be read
+    is left to the loader to report.
+
+    Raises:
+        DataError: naming both class lists, the checkpoint and the data's files.
+    """
+    if checkpoint is None:
+        return
+    try:
+        meta = load_checkpoint(checkpoint).get("visionkit")
+    except CheckpointError:
+        return
+    if not isinstance(meta, Mapping) or not meta.get("label_names"):
+        return
+    train = datasets.get("train")
+    if train is None:
+        return
+    theirs = class_lists(meta["label_names"], meta.get("category_ids"))
+    ours = classes_of(train)
+    key = "resume" if resume else "model.init_from"
+    where = f"data.train ({class_source(train)})"
+    problems = []
+    for family, own in ours.items():
+        old = theirs.get(family)
+        if old is None:
+            continue
+        lists = f"{family} classes {old.describe()}, but {where} has {own.describe()}"
+        if resume and (old.names != own.names or (old.by_id and own.by_id and old != own)):
+            problems.append(f"the checkpoint was trained on {lists}")
+        elif not resume and len(old.names) == len(own.names):
+            moved = [
+                f"{name!r} {old.names.index(name)} -> {i}"
+                for i, name in enumerate(own.names)
+                if name in old.names and old.names.index(name) != i
+            ]
+            if moved and set(old.names) == set(own.names):
+                problems.append(
+                    f"the checkpoint was trained on {lists}: the same classes in another "
+                    f"order, so each class would start from another's weights ({', '.join(moved)})"
+                )
+            elif moved:
+                logger.warning(
+                    "%s: %s was trained on %s; the classes they share sit at other labels (%s), "
+                    "so their weights start from other classes' weights",
+                    key,
+                    checkpoint,
+                    lists,
+                    ", ".join(moved),
+                )
+            elif old.names != own.names:
+                renamed = [
+                    f"{a!r} -> {b!r}" for a, b in zip(old.names, own.names, strict=True) if a != b
+                ]
+                logger.info(
+                    "%s: %s was trained on %s: as many classes, so each label's weights are "
+                    "loaded as they are, and a new class starts from the old one at its label "
+                    "(%s)",
+                    key,
+                    checkpoint,
+                    lists,
+                    ", ".join(renamed[:8]) + (", ..." if len(renamed) > 8 else ""),
+                )
+    if problems:
+        fix = (
+            "a resumed run keeps its classes; to train on other classes, start a new run "
+            f"with model.init_from={checkpoint}"
+            if resume
+            else "give the data the checkpoint's class order (class_names, classes.txt or the "
+            "categories' ids)"
+        )
+        raise DataError(f"{key}: {checkpoint}: the classes do not match ({fix}):", problems)

@@ -34,11 +34,12 @@ from visionkit.build import (
     targets_needed,
     trainer_kwargs,
 )
-from visionkit.build.data import check_checkpoint_classes, check_saved_data_paths, split_spec
+from visionkit.build.data import check_saved_data_paths, split_spec
 from visionkit.build.model import load
 from visionkit.build.trainer import resolve_precision, use_tf32_matmuls
 from visionkit.checkpoint import strip_training_state, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, override_list, save_config
+from visionkit.data.classes import check_checkpoint_classes
 from visionkit.data.datasets import shared_images_note, val_sets
 from visionkit.data.image_size import unused_image_size_note
 from visionkit.engine.callbacks import (
@@ -165,18 +166,14 @@ def train(
     resume_from = resolve_resume(cfg.resume if resume is None else resume, folder, cfg.trainer)
     # resume=auto that finds no checkpoint that loads starts a new run, and a new run never
     # writes into a folder holding another (its metrics.csv, its corrupt checkpoints)
-    run_dir = choose_run_dir(
-        folder,
-        resuming=resume_from is not None,
-        exist_ok=cfg.exist_ok if exist_ok is None else exist_ok,
-    )
+    exist_ok = cfg.exist_ok if exist_ok is None else exist_ok
+    run_dir = choose_run_dir(folder, resuming=resume_from is not None, exist_ok=exist_ok)
 
     datasets = build_datasets(cfg.data, needs=targets_needed(cfg))
-    check_checkpoint_classes(
-        datasets, resume_from or cfg.model.init_from, resume=resume_from is not None
-    )
+    resuming = resume_from is not None
+    check_checkpoint_classes(datasets, resume_from or cfg.model.init_from, resume=resuming)
     # A resumed run gets its weights from the checkpoint: model.init_from is not read again.
-    model = build_model(cfg, datasets, resume=resume_from is not None)
+    model = build_model(cfg, datasets, resume=resuming)
     resume_step = check_resumed_run(resume_from, model)  # before config.yaml is written
     sized = unused_image_size_note(cfg.data) if "image_size" in cfg.data.model_fields_set else None
     cfg = load_config(model.meta["config"])
