@@ -212,10 +212,17 @@ def load_weights(
     renamed = {prefix + name for name in weights}
     report.missing = [key.removeprefix(prefix) for key in own if key not in renamed]
     if not to_load:
+        whole = context != "init_from" and any(k.startswith("backbone.") for k in weights)
         raise CheckpointError(
             label,
             f"none of its {len(weights)} tensors matches the model in name and shape "
-            f"(file: {', '.join(list(weights)[:3])}, ...; model: {', '.join(list(own)[:3])}, ...)",
+            f"(file: {', '.join(list(weights)[:3])}, ...; model: {', '.join(list(own)[:3])}, ...)"
+            + (
+                "; it holds a whole model (backbone.*): give it as model.init_from, which "
+                "loads the tensors of every part that match"
+                if whole
+                else ""
+            ),
         )
     with torch.no_grad():
         module.load_state_dict(to_load, strict=False)

@@ -216,3 +216,14 @@ def test_torchvision_cached_file_is_used_and_checked(offline) -> None:
         create_backbone("torchvision/resnet18", pretrained=True)
     assert str(cached) in str(info.value)
     assert "TORCH_FORCE_WEIGHTS_ONLY_LOAD" not in os.environ
+
+
+def test_a_whole_visionkit_model_as_backbone_weights_names_init_from(tmp_path) -> None:
+    """A run's best.ckpt given as ``pretrained``: its backbone.* prefix matches nothing, and
+    the message says to give it as model.init_from."""
+    path = tmp_path / "best.safetensors"
+    save_file(
+        {"backbone.stages.9.weight": torch.zeros(3), "heads.cls.weight": torch.zeros(2)}, str(path)
+    )
+    with pytest.raises(CheckpointError, match="give it as model.init_from"):
+        create_backbone("simple_cnn", pretrained=path)
