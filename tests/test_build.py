@@ -279,3 +279,22 @@ def test_a_head_argument_refused_by_the_head_is_a_config_error_naming_the_head()
     with pytest.raises(ConfigError, match=r"model\.heads\.cls: classification head: one class "):
         model({"cls": cls}, {"class": ["raccoon"]})  # one class folder
     assert model({"cls": cls}, {"class": ["raccoon", "street"]}).heads["cls"].num_classes == 2
+
+
+def test_neck_levels_the_backbone_lacks_are_a_config_error_not_a_traceback():
+    """An FPN from P3 on a backbone without stride 8 raised a ValueError traceback."""
+    from visionkit.build.model import create_model
+    from visionkit.errors import ConfigError
+
+    cfg = {
+        "model": {
+            "backbone": {"name": "simple_cnn", "out_indices": [3, 4]},
+            "neck": {"name": "fpn", "out_channels": 16, "min_level": 3, "max_level": 5},
+            "heads": {"det": {"name": "fcos", "num_classes": 2}},
+        }
+    }
+    with pytest.raises(ConfigError) as info:
+        create_model(cfg)
+    assert "model.neck: fpn: min_level=3..max_level=5 needs backbone maps at strides [8]" in str(
+        info.value
+    )

@@ -181,12 +181,15 @@ def create_model(
     neck = None
     if cfg.model.neck is not None:
         args = {k: v for k, v in cfg.model.neck.items() if k != "name"}
-        neck = NECKS.build(
-            cfg.model.neck["name"],
-            in_channels=list(backbone.out_channels),
-            strides=list(backbone.strides),
-            **args,
-        )
+        try:
+            neck = NECKS.build(
+                cfg.model.neck["name"],
+                in_channels=list(backbone.out_channels),
+                strides=list(backbone.strides),
+                **args,
+            )
+        except ValueError as err:  # its levels against the backbone's strides
+            raise ConfigError(f"model.neck: {err}") from None
     heads, weights = {}, {}
     for head_name, spec in cfg.model.heads.items():
         args = {k: v for k, v in spec.items() if k not in ("name", "loss_weight")}

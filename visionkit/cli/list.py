@@ -38,6 +38,13 @@ def run(args: argparse.Namespace) -> int:
     what = args.kind if len(names) != 1 else args.kind[:-1]
     matching = f" matching {args.pattern!r}" if args.pattern else ""
     print(f"{len(names)} {what}{matching}", file=sys.stderr)
+    if not names and args.kind == "backbones" and args.pattern:
+        print(
+            "visionkit lists the timm / torchvision models that give feature maps at increasing "
+            "strides from any input size; plain ViTs, Swin and other fixed-size models are left "
+            "out on purpose (model.backbone.name=NAME says why for one)",
+            file=sys.stderr,
+        )
     return 0 if names or not args.pattern else 1
 
 

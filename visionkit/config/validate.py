@@ -35,7 +35,8 @@ from visionkit.data.mixing import MULTI_IMAGE, multi_image_problems
 from visionkit.data.transforms import EVAL_GEOMETRY_ALLOWED, build_transform, eval_geometry_problem
 from visionkit.errors import ConfigError
 from visionkit.evaluation.tasks import task_of
-from visionkit.registry import BACKBONES, DATASETS, HEADS, NECKS, Registry, UnknownNameError
+from visionkit.models.backbones import backbone_builder
+from visionkit.registry import DATASETS, HEADS, NECKS, Registry, UnknownNameError
 
 
 def load_config(
@@ -105,7 +106,7 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     backbone_name = backbone.get("name", BackboneConfig().name)
     if isinstance(backbone_name, str):
         try:
-            BACKBONES.get(backbone_name)
+            backbone_builder(backbone_name)  # a ViT, say, is told why it cannot be one
         except UnknownNameError as err:
             problems.append(f"model.backbone.name: {err}")
     neck = None

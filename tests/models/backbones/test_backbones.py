@@ -9,6 +9,8 @@ import pytest
 import timm
 import torch
 
+from visionkit.config import load_config
+from visionkit.errors import ConfigError
 from visionkit.models.backbones import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -44,9 +46,9 @@ FORWARD_CASES = [
 META_CASES = [
     "dla34", "hrnet_w18_small", "nf_regnet_b0", "focalnet_tiny_srf", "davit_tiny", "pvt_v2_b0",
     "twins_svt_small", "mvitv2_tiny", "fastvit_t8", "efficientvit_b0", "hgnetv2_b0",
-    "cspresnet50", "densenet121", "inception_v3", "mobilevitv2_050", "repvgg_a0", "vovnet39a",
+    "cspresnet50", "densenet121", "mobilevitv2_050", "repvgg_a0", "vovnet39a",
     "mambaout_femto", "torchvision/densenet121", "torchvision/googlenet", "torchvision/vgg11",
-    "torchvision/convnext_tiny", "torchvision/squeezenet1_0", "torchvision/inception_v3",
+    "torchvision/convnext_tiny",
 ]  # fmt: skip
 
 
@@ -169,11 +171,47 @@ def test_unknown_name_suggests_close_names() -> None:
 
 @pytest.mark.parametrize(
     ("name", "reason"),
-    [("vit_small_patch16_224", "one stride"), ("torchvision/swin_t", "NHWC")],
+    [
+        ("vit_small_patch16_224", "one stride"),
+        ("torchvision/swin_t", "NHWC"),
+        ("inception_v3", "not at their strides"),
+        ("torchvision/squeezenet1_0", "ceil_mode"),
+    ],
 )
 def test_existing_but_unsupported_model_says_why(name: str, reason: str) -> None:
     with pytest.raises(UnsupportedBackboneError, match=reason):
         create_backbone(name)
+
+
+def test_a_config_naming_an_unsupported_model_says_why_not_unknown() -> None:
+    """A ViT in a config was "unknown backbone; did you mean 'tiny_vit_21m_224'"."""
+    with pytest.raises(ConfigError) as info:
+        load_config(
+            {
+                "model": {
+                    "backbone": {"name": "vit_tiny_patch16_224"},
+                    "heads": {"c": {"name": "linear"}},
+                }
+            }
+        )
+    assert "'vit_tiny_patch16_224' cannot be used as a backbone: all features at one stride" in str(
+        info.value
+    )
+    assert "unknown" not in str(info.value)
+
+
+def test_out_indices_past_a_models_levels_says_which_levels_it_has() -> None:
+    """The shipped configs' [2, 3, 4] on a 4-level model (ConvNeXt) failed with "list index
+    out of range" alone; output_stride made strides repeat without saying which to pick."""
+    with pytest.raises(BackboneError) as info:
+        create_backbone("convnext_atto", out_indices=(2, 3, 4))
+    assert (
+        "'convnext_atto' has 4 feature levels, 0..3, at strides [4, 8, 16, 32]; "
+        "model.backbone.out_indices picks levels of increasing stride: e.g. [1, 2, 3] for "
+        "strides 8, 16, 32"
+    ) in str(info.value)
+    with pytest.raises(BackboneError, match=r"e.g. \[1, 2, 3\] for strides 4, 8, 16"):
+        create_backbone("resnet18", out_indices=(2, 3, 4), output_stride=16)
 
 
 def test_simple_cnn_size_and_none_kwargs() -> None:

@@ -83,7 +83,7 @@ def create_backbone(
         >>> [tuple(f.shape) for f in backbone(torch.zeros(2, 3, 64, 64))]
         [(2, 64, 8, 8), (2, 96, 4, 4), (2, 128, 2, 2)]
     """
-    builder = _get_builder(name)
+    builder = backbone_builder(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if kwargs:  # only the architecture's arguments, and never one that could load a file
         refuse_unsafe_kwargs(kwargs, builder_arguments(builder, name))
@@ -106,7 +106,14 @@ def list_backbones(pattern: str | None = None) -> list[str]:
     return BACKBONES.names(pattern)
 
 
-def _get_builder(name: str) -> Any:
+def backbone_builder(name: str) -> Any:
+    """The builder registered as ``name``.
+
+    Raises:
+        UnsupportedBackboneError: ``name`` is a timm / torchvision model that cannot serve as
+            a backbone (the message says why: a fixed input size, no feature maps, ...).
+        UnknownNameError: any other unregistered name (the message suggests close names).
+    """
     try:
         return BACKBONES.get(name)
     except UnknownNameError as e:
@@ -122,7 +129,7 @@ def _get_builder(name: str) -> Any:
             raise
         raise UnsupportedBackboneError(
             f"{name!r} cannot be used as a backbone: {reason}. See list_backbones() for the "
-            "models that can."
+            "models that can (visionkit list backbones)."
         ) from e
 
 

@@ -29,6 +29,7 @@ from itertools import pairwise
 from typing import Any
 
 import timm
+import torch
 from timm.models import get_pretrained_cfg
 
 from visionkit.models.backbones.base import (
@@ -60,6 +61,10 @@ EXCLUDED: dict[str, tuple[str, ...]] = {
         "efficientformer*", "gcvit*", "halo*", "hiera_*", "lambda_resnet26rpt*",
         "lamhalobotnet*", "levit*", "maxvit*", "maxxvit*", "nest*", "pit_*", "sebotnet*",
         "sehalonet*", "swin*", "test_coatnet", "test_maxvit", "visformer*",
+    ),
+    "unpadded convolutions: its maps are not at their strides (224 px gives 109, 52, 25, 12 "
+    "and 5, not 112 ... 7) and inputs under about 75 px fail": (
+        "inception_resnet_v2", "inception_v3", "inception_v4",
     ),
 }  # fmt: skip
 
@@ -163,12 +168,18 @@ def create_timm_backbone(
             model_name, pretrained=bool(pretrained), features_only=True, **kwargs
         )
     except (AssertionError, IndexError) as e:  # timm checks out_indices with assert / indexing
-        raise BackboneError(f"cannot build timm backbone {name!r} with {kwargs}: {e}") from e
+        levels = _levels_note(model_name, kwargs) if "out_indices" in kwargs else ""
+        raise BackboneError(
+            f"cannot build timm backbone {name!r} with {kwargs}: {e}{levels}"
+        ) from e
     cfg = getattr(body, "pretrained_cfg", None) or {}
     fmt = getattr(body, "output_fmt", "NCHW")
     strides = body.feature_info.reduction()
     if any(a >= b for a, b in pairwise(strides)):  # e.g. out_indices with mixed signs
-        raise BackboneError(f"timm backbone {name!r} gives strides {strides}, not increasing")
+        raise BackboneError(
+            f"timm backbone {name!r} gives strides {strides}, not increasing"
+            + _levels_note(model_name, kwargs)
+        )
     return FeatureBackbone(
         body,
         name=name,
@@ -177,6 +188,28 @@ def create_timm_backbone(
         mean=to_rgb_stats(cfg.get("mean"), IMAGENET_MEAN),
         std=to_rgb_stats(cfg.get("std"), IMAGENET_STD),
         channels_last=getattr(fmt, "value", fmt) == "NHWC",
+    )
+
+
+def _levels_note(model_name: str, kwargs: dict[str, Any]) -> str:
+    """What ``out_indices`` can pick for ``model_name`` built with ``kwargs`` (its levels and
+    their strides, with the levels of strides 8, 16, 32), for a message; empty when the model
+    cannot be built without them either."""
+    others = {k: v for k, v in kwargs.items() if k not in ("out_indices", "pretrained_cfg_overlay")}
+    try:
+        with torch.device("meta"):
+            strides = timm.create_model(
+                model_name, features_only=True, **others
+            ).feature_info.reduction()
+    except Exception:  # the arguments themselves are wrong: the error says so already
+        return ""
+    usual = [strides.index(s) for s in (8, 16, 32) if s in strides]
+    distinct = [i for i, s in enumerate(strides) if s not in strides[:i]][-3:]
+    pick = usual if len(usual) == 3 else distinct
+    return (
+        f" ({model_name!r} has {len(strides)} feature levels, 0..{len(strides) - 1}, at "
+        f"strides {strides}; model.backbone.out_indices picks levels of increasing stride: "
+        f"e.g. {pick} for strides {', '.join(str(strides[i]) for i in pick)})"
     )
 
 

@@ -65,6 +65,8 @@ EXCLUDED: dict[str, str] = {
     "vit_*": "all features at one stride and a fixed 224x224 input",
     "swin_*": "stages are NHWC and sized by window padding",
     "maxvit_*": "input size must be a multiple of the 224-pixel window grid",
+    "inception_v3": "unpadded convolutions: its maps are not at their strides",
+    "squeezenet*": "pooling with ceil_mode: its maps are not at their strides",
 }
 
 _PROBE_SIZES = (256, 384)
