@@ -51,7 +51,7 @@ DESCRIPTIONS: dict[str, str] = {
     "downloaded into its cache on first use (only the cache is read with `VISIONKIT_OFFLINE=1` "
     "or `HF_HUB_OFFLINE=1`; docs/pretrained.md); a path: a local `.safetensors` / `.pth` / "
     "`.pt` / `.bin` state dict",
-    "model.backbone.out_indices": "feature levels to return (negative allowed); `null`: all",
+    "model.backbone.out_indices": "feature levels to return (negative allowed; `[-3, -2, -1]`: the last three, strides 8, 16, 32 for most models, whatever their number of levels); `null`: all",
     "model.backbone.kwargs": "architecture arguments (e.g. `drop_path_rate`, `output_stride`): "
     "only those of the model's class (timm's or torchvision's) or of a registered builder "
     "function, never one that could load a file; checked when the model is built",
