@@ -613,3 +613,26 @@ def test_detections_are_paired_by_nearest_box_and_near_ties_may_trade_places():
         "det: 1 of the file's detections scoring above 0.320 have no counterpart of the same "
         "label within 0.02",
     ]
+
+
+def test_the_standalone_reader_converts_images_as_visionkit_reads_them(tmp_path):
+    """It read through Pillow's convert("RGB"): a 16-bit grey PNG became white and alpha was
+    dropped, so its predictions differed from model.predict's on the same files."""
+    from PIL import Image
+
+    from visionkit.data.io import read_image
+
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (20, 30, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(rgba[:, :, [0, 3]], "LA").save(tmp_path / "la.png")
+    Image.fromarray(rng.integers(0, 65536, (20, 30)).astype(np.uint16)).save(tmp_path / "g16.png")
+    Image.fromarray(rgba[:, :, :3]).convert("P").save(tmp_path / "p.png", transparency=3)
+    rotated = Image.fromarray(rgba[:, :, :3])
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # rotated 90 degrees
+    rotated.save(tmp_path / "exif.jpg", exif=exif)
+    for path in sorted(tmp_path.iterdir()):
+        np.testing.assert_array_equal(
+            standalone_module.read_image(str(path)), read_image(path), err_msg=path.name
+        )

@@ -61,11 +61,27 @@ POSITIONS = ("center", "top_left", "top_right", "bottom_left", "bottom_right")
 
 
 def read_image(path: str) -> np.ndarray:
-    """An RGB ``H×W×3 uint8`` array of an image file (EXIF orientation applied)."""
+    """An RGB ``H×W×3 uint8`` array of an image file (EXIF orientation applied), converted
+    as visionkit reads images for training and ``model.predict``: transparency composited on
+    black, 16-bit grey rescaled (65535 -> 255, rounded), 32-bit float grey from 0..1 (a
+    16-bit colour PNG of low-bit data, ``sBIT``, is read as Pillow reads it)."""
     from PIL import Image, ImageOps
 
-    with Image.open(path) as image:
-        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    with Image.open(path) as opened:
+        image = ImageOps.exif_transpose(opened)
+        mode = image.mode
+        if mode.startswith("I"):  # I;16*, I: 16-bit grey
+            wide = np.clip(np.asarray(image, dtype=np.int64), 0, 65535).astype(np.uint64)
+            grey = ((wide * 510 + 65535) // (2 * 65535)).astype(np.uint8)
+        elif mode == "F":
+            values = np.nan_to_num(np.asarray(image), nan=0.0, posinf=1.0, neginf=0.0)
+            grey = np.rint(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+        elif mode in ("RGBA", "LA", "PA", "P", "L", "RGB") and image.has_transparency_data:
+            rgba = np.asarray(image.convert("RGBA")).astype(np.uint16)
+            return ((rgba[:, :, :3] * rgba[:, :, 3:] + 127) // 255).astype(np.uint8)
+        else:
+            return np.asarray(image.convert("RGB"))
+        return np.repeat(grey[:, :, None], 3, axis=2)
 
 
 def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
