@@ -136,6 +136,10 @@ def test_onnx_export_of_every_recipe_matches_pytorch(recipe, tmp_path_factory):
     assert json.loads(props["visionkit.mean"]) == pytest.approx(list(model.backbone.mean))
     assert json.loads(props["visionkit.std"]) == pytest.approx(list(model.backbone.std))
     assert json.loads(props["visionkit.exporter"]) == "dynamo"
+    # what a deployer's own pre-processing needs: scale and interpolation
+    entry = json.loads(props["visionkit.input"])
+    assert "pixels / 255, then (x - mean) / std" in entry["normalisation"]
+    assert "cv2.INTER_LINEAR" in entry["interpolation"]
     outputs = json.loads(props["visionkit.outputs"])
     assert [(o["name"], o["head"]) for o in outputs] == [(n, n.split(".")[0]) for n in expected]
 

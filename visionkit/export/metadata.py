@@ -27,6 +27,21 @@ META_PREFIX = "visionkit."
 METADATA_VERSION = 1
 
 
+def input_metadata(dtype: str = "float32") -> dict[str, Any]:
+    """What the exported model's input is and how an image becomes it (the ``input`` entry):
+    the ``preprocess`` steps resize as albumentations does (bilinear with half-pixel centres:
+    OpenCV's ``INTER_LINEAR``; Pillow's bilinear differs by up to a pixel level), then RGB
+    ``uint8`` pixels / 255, minus ``mean``, divided by ``std``."""
+    return {
+        "name": INPUT_NAME,
+        "layout": "NCHW",
+        "dtype": dtype,
+        "normalised": True,
+        "normalisation": "RGB uint8 pixels / 255, then (x - mean) / std per channel",
+        "interpolation": "bilinear, half-pixel centres (cv2.INTER_LINEAR, as albumentations)",
+    }
+
+
 def preprocess_steps(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The evaluation transforms (before normalisation) that ``VisionModel.predict`` runs."""
     return pipeline_steps(meta["config"]["data"], train=False)
@@ -58,7 +73,7 @@ def export_metadata(
         "std": [float(v) for v in model.backbone.std],
         "image_size": list(config_image_size(meta)),
         "preprocess": preprocess_steps(meta),
-        "input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "normalised": True},
+        "input": input_metadata(),
         "size_divisor": SIZE_DIVISOR,
         "outputs": [{"name": output_name(p), "head": p[0], "path": list(p)} for p in paths],
         "heads": heads,

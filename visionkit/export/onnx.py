@@ -33,7 +33,7 @@ from visionkit.export.graph import (
     output_name,
     trace_sample,
 )
-from visionkit.export.metadata import META_PREFIX, export_metadata
+from visionkit.export.metadata import META_PREFIX, export_metadata, input_metadata
 from visionkit.models.model import VisionModel
 
 logger = logging.getLogger("visionkit.export")
@@ -186,9 +186,7 @@ def export_onnx(
     props = export_metadata(model, paths, exporter)
     if sample.dtype == torch.float16:
         props[META_PREFIX + "half"] = "true"
-        props[META_PREFIX + "input"] = json.dumps(
-            {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float16", "normalised": True}
-        )
+        props[META_PREFIX + "input"] = json.dumps(input_metadata("float16"))
     what = "raw head outputs"
     if isinstance(module, EndToEndModule):
         what = "final predictions (decoded, NMS); see visionkit.end_to_end"
