@@ -636,3 +636,24 @@ def test_the_standalone_reader_converts_images_as_visionkit_reads_them(tmp_path)
         np.testing.assert_array_equal(
             standalone_module.read_image(str(path)), read_image(path), err_msg=path.name
         )
+
+
+def test_a_graph_onnxruntime_cannot_run_is_an_export_error_not_a_traceback():
+    """A timm model (csatv2) whose dynamo graph onnxruntime refuses at check time printed
+    onnxruntime's traceback from inside the check."""
+    from visionkit.errors import ExportError
+    from visionkit.export.verify import _run_graph
+
+    class Refusing:
+        def run(self, names, feed):
+            raise RuntimeError(
+                "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Gather node idx=3\nmore"
+            )
+
+    feed = {"images": np.zeros((1, 3, 64, 96), np.float32)}
+    with pytest.raises(ExportError) as info:
+        _run_graph(Refusing(), ["x"], feed, "m.onnx")
+    text = str(info.value)
+    assert "onnxruntime cannot run the exported graph m.onnx on an input of 1x3x64x96" in text
+    assert "(RuntimeError: [ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Gather node idx=3)" in text
+    assert "--exporter torchscript" in text

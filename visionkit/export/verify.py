@@ -218,7 +218,7 @@ def verify(
             graph_outputs = [o.name for o in session.get_outputs()]
             if graph_outputs != names:
                 raise ExportError(f"{path}: outputs {graph_outputs}, the model has {names}")
-            run = lambda x: session.run(names, {INPUT_NAME: x.numpy()})  # noqa: E731
+            run = lambda x: _run_graph(session, names, {INPUT_NAME: x.numpy()}, path)  # noqa: E731
             what = f"the ONNX export {path}"
         elif format == "torchscript":
             run, _ = read_torchscript(path)
@@ -232,6 +232,23 @@ def verify(
         return report
     finally:
         model.train(was_training)
+
+
+def _run_graph(session: Any, names: list[str], feed: dict[str, Any], path: Any) -> list[Any]:
+    """``session.run``, its failure an :class:`ExportError` (onnxruntime raises its own
+    exception types, with its node names: a graph the exporter wrote that onnxruntime cannot
+    run at this size)."""
+    try:
+        return session.run(names, feed)
+    except Exception as err:  # onnxruntime's InvalidArgument, Fail, RuntimeException, ...
+        shape = "x".join(str(d) for d in next(iter(feed.values())).shape)
+        first = str(err).strip().splitlines()[0][:300]
+        raise ExportError(
+            f"onnxruntime cannot run the exported graph {path} on an input of {shape} "
+            f"({type(err).__name__}: {first}); try "
+            "--exporter torchscript (or dynamo), another --opset, or export --format "
+            "torchscript / safetensors"
+        ) from None
 
 
 def _paired(
@@ -339,7 +356,8 @@ def verify_end_to_end(
             feed = {INPUT_NAME: images.numpy(), SIZES_NAME: np.array([[h, w]] * b, np.int64)}
             # the TorchScript-based exporter drops image_sizes when no head reads it
             feed = {i.name: feed[i.name] for i in session.get_inputs()}
-            ref, got = _paired(layout, expected, session.run(names, feed), atol, problems)
+            outputs = _run_graph(session, names, feed, path)
+            ref, got = _paired(layout, expected, outputs, atol, problems)
             for out, r, g in zip(layout, ref, got, strict=True):
                 name = out["name"]
                 if r.shape != g.shape:
