@@ -91,3 +91,24 @@ def _all_category(category_id):
             ann["category_id"] = category_id
 
     return edit
+
+
+def test_check_data_of_the_training_split_alone_reports_a_class_conflict(tmp_path, capsys):
+    """`check-data --split train` checked each part alone: "no problems found", then
+    training stopped on the parts' conflicting ids (and its hint sent the user back to
+    check-data)."""
+    import yaml
+
+    from tests.helpers import run
+
+    make_coco(tmp_path / "a", categories=[{"id": 1, "name": "square"}], edit=_all_category(1))
+    make_coco(tmp_path / "b", categories=[{"id": 5, "name": "square"}], edit=_all_category(5))
+    config = tmp_path / "mix.yaml"
+    parts = {n: {"format": "coco", "images": str(tmp_path / n)} for n in ("a", "b")}
+    config.write_text(
+        yaml.safe_dump({"model": {"heads": {"det": {"name": "fcos"}}}, "data": {"train": parts}})
+    )
+    code, out, _ = run(["check-data", "--config", config, "--split", "train"], capsys)
+    assert code == 1
+    assert "data.train: the mixed datasets disagree on their classes" in out
+    assert "'square' is category id 1 in a" in out

@@ -168,3 +168,19 @@ def test_partly_segmented_and_box_only_sets_train_and_score_an_instance_head(tmp
     dataset = CocoDataset(str(partly), masks="auto")
     assert [len(dataset[i]["boxes"]) for i in range(8)] == [1] * 8
     assert ["masks" in dataset[i] for i in range(8)] == [False, True] * 4
+
+
+def test_check_data_of_a_config_names_a_head_without_labels(tmp_path, capsys):
+    """check-data said "no problems found" where training then refused the head."""
+    import yaml
+
+    from tests.helpers import run
+
+    config = mixed_config(tmp_path, {"seg": {"name": "semantic_fpn", "num_classes": 3}})
+    for split in ("train", "val"):
+        config["data"][split] = config["data"][split]["boxes"]
+    path = tmp_path / "boxes_seg.yaml"
+    path.write_text(yaml.safe_dump(config))
+    code, out, _ = run(["check-data", "--config", path, "--split", "train"], capsys)
+    assert code == 1
+    assert "model.heads.seg: data.train has no semantic label maps" in out

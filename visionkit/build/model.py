@@ -76,6 +76,20 @@ def missing_labels(head_name: str, family: str) -> str:
     )
 
 
+def heads_without_labels(heads: Mapping[str, Mapping[str, Any]], train: Any) -> list[str]:
+    """The problems of the ``heads`` (a config's ``model.heads``) whose label family or
+    sample targets the training set ``train`` does not give (:func:`missing_labels`); what
+    training and ``check-data --config`` refuse."""
+    names = label_names_of({"train": train})
+    problems = []
+    for name, spec in heads.items():
+        task = task_of(HEADS.component_class(spec["name"]))
+        if task.labels not in names:
+            problems.append(missing_labels(name, task.labels))
+        problems += [missing_labels(name, t) for t in task.targets if not gives(train, t)]
+    return list(dict.fromkeys(problems))
+
+
 def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | None) -> Config:
     """Fill each head's ``num_classes`` from the data's label names where the config leaves it
     unset; raise when the two disagree or neither says."""
@@ -258,15 +272,9 @@ def build_model(cfg: Config, datasets: Mapping[str, Any], resume: bool = False) 
     train = datasets.get("train")
     label_names = label_names_of(datasets)
     if train is not None:  # each head learns from labels some training set has
-        problems = []
-        for name, spec in cfg.model.heads.items():
-            task = task_of(HEADS.component_class(spec["name"]))
-            if task.labels not in label_names:
-                problems.append(missing_labels(name, task.labels))
-            problems += [missing_labels(name, t) for t in task.targets if not gives(train, t)]
+        problems = heads_without_labels(cfg.model.heads, train)
         if problems:
-            raise ConfigError(list(dict.fromkeys(problems)))
-    if train is not None:
+            raise ConfigError(problems)
         cfg = keypoints_of_data(cfg, train)
     extra: dict[str, Any] = {"category_ids": list(getattr(train, "category_ids", []) or [])}
     colours = class_colours_of(train) if train is not None else {}

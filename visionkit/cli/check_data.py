@@ -30,10 +30,11 @@ LOCATION_OPTIONS = ("images", "annotations", "root")
 
 def datasets_of_config(
     config: str, overrides: Sequence[str], splits: Sequence[str]
-) -> tuple[list[tuple[str, str, dict[str, Any]]], list[str]]:
+) -> tuple[list[tuple[str, str, dict[str, Any]]], list[str], dict[str, Any]]:
     """``(where, split, spec)`` of every dataset of the config's ``splits`` (each entry of a
-    mix), and the targets its heads need (``masks``, ``semantic``, ...). One evaluation split
-    asked for by name (``--split test``) must be set: a :class:`ConfigError` says how."""
+    mix), the targets its heads need (``masks``, ``semantic``, ...) and its heads (the
+    config's ``model.heads``). One evaluation split asked for by name (``--split test``) must
+    be set: a :class:`ConfigError` says how."""
     from visionkit.build.data import split_spec, targets_needed
     from visionkit.config import is_dataset_mix, load_config
 
@@ -52,7 +53,7 @@ def datasets_of_config(
             found.append((f"data.{split}", split, dict(spec)))
     if not found:
         raise ConfigError(f"data: no {' or '.join(f'data.{s}' for s in splits)} dataset to check")
-    return found, targets_needed(cfg)
+    return found, targets_needed(cfg), dict(cfg.model.heads)
 
 
 def dataset_of_options(fmt: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -179,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
             flags = ", ".join(f"--{k}" for k in given)
             raise ConfigError(f"{flags}: only with --format (with --config use data.* overrides)")
         splits = SPLITS if args.split == "all" else (args.split,)
-        specs, needs = datasets_of_config(args.config, args.pairs, splits)
+        specs, needs, heads = datasets_of_config(args.config, args.pairs, splits)
     else:
         split = {} if args.split == "all" else {"split": args.split}  # VOC, YOLO, mask folders
         options = {**given, **split, **_parse_values(args.pairs)}
@@ -188,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         stem = PurePath(args.split.replace("\\", "/")).stem
         label = stem if stem in SPLITS else "train"
         specs = [("dataset", label, dataset_of_options(args.format, options))]
-        needs = []
+        needs, heads = [], {}
     image_check = "header" if args.fast else "decode"
     total = warned = 0  # errors, warnings
     trains: dict[str, Any] = {}  # the training datasets that were built, by config path
@@ -216,6 +217,18 @@ def run(args: argparse.Namespace) -> int:
         warned += warnings
         if split == "train" and dataset is not None:
             trains[where] = dataset
+    if not train_built:  # --split train: the parts of a mix are merged as training does
+        try:
+            train = training_set(trains, specs)
+        except DataError as err:
+            print(f"data.train: {err}", flush=True)
+            total += 1
+    if heads and train is not None:  # a head without labels to learn from stops training
+        from visionkit.build.model import heads_without_labels
+
+        for problem in heads_without_labels(heads, train):
+            print(problem, flush=True)
+            total += 1
     checked = len(specs) - unchecked
     datasets = counted(checked, "dataset")
     if unset:  # the summary of what was checked, then what could not be
