@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
         warned += warnings
         if split == "train" and dataset is not None:
             trains[where] = dataset
-    if not train_built:  # --split train: the parts of a mix are merged as training does
+    if not train_built and args.config:  # --split train: a mix merged as training does
         try:
             train = training_set(trains, specs)
         except DataError as err:
