@@ -37,15 +37,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--resume",
         metavar="CKPT",
         help="continue the run saved in this checkpoint, e.g. runs/x/checkpoints/last.ckpt "
-        "(its own config when --config is not given; KEY=VALUE overrides still apply, e.g. "
-        "trainer.max_steps=4000 to train longer)",
+        "(its own config when --config is not given; KEY=VALUE overrides of data.* and "
+        "trainer.* still apply, e.g. trainer.max_steps=4000 to train longer; the model, "
+        "optimizer and scheduler stay the checkpoint's)",
     )
     p.add_argument(
         "--exist-ok",
         action="store_true",
         default=None,
         help="write into the run folder even if it holds another run (its checkpoints and "
-        "metrics are replaced); by default a new run goes to <folder>-2, -3, ...",
+        "metrics.json are removed when training starts, its other files replaced); by "
+        "default a new run goes to <folder>-2, -3, ...",
     )
     p.add_argument(
         "--print-config", action="store_true", help="print the resolved, validated config and exit"
