@@ -122,3 +122,26 @@ def test_metrics_csv_rows_without_a_validation_carry_no_earlier_metrics(tiny_con
     assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"]  # one row per epoch, as before
     assert [bool(r["cls/top1"]) for r in rows] == [False, True, False, True]
     assert all(r["train/loss_epoch"] for r in rows)
+
+
+def test_eval_says_an_edited_config_yaml_beside_the_checkpoint_is_not_read(tiny_config, caplog):
+    """eval and predict use the config saved in the checkpoint; an edit of the run folder's
+    config.yaml changed nothing, without a word."""
+    from visionkit.engine.runner import evaluate
+
+    run_dir, _ = train(tiny_config, SHORT)
+    best = run_dir / "checkpoints" / "best.ckpt"
+    with caplog.at_level(logging.WARNING, logger="visionkit"):
+        evaluate(best)
+    assert "differs from the config saved in the checkpoint" not in caplog.text
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    saved["data"]["val"]["images"] = "/elsewhere/val"
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="visionkit"):
+        evaluate(best)
+    assert (
+        f"{run_dir / 'config.yaml'} differs from the config saved in the checkpoint "
+        "(data.val.images: "
+    ) in caplog.text
+    assert "give the change as an override (e.g. data.val.images=...)" in caplog.text

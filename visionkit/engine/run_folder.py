@@ -3,7 +3,11 @@ free ``<folder>-2``, ``-3``, ... (a run folder is never overwritten)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from visionkit.checkpoint import unused_folder
 
@@ -35,4 +39,35 @@ def another_run_note(folder: Path, chosen: Path) -> str | None:
     return (
         f"{folder} holds another run; this run writes to {chosen} (--exist-ok reuses {folder}, "
         "replacing its files; --resume continues it)"
+    )
+
+
+def edited_config_note(checkpoint: str | os.PathLike, config: dict[str, Any]) -> str | None:
+    """What to log when the ``config.yaml`` of a checkpoint's run folder says other ``data``
+    than the ``config`` saved in the checkpoint, which ``eval`` and ``predict`` use: an edit
+    of that file changes nothing, which a user who made it should hear, with the override
+    that does change the data. ``None`` when they agree or there is no such file."""
+    from visionkit.config import load_config
+    from visionkit.engine.resume import config_changes
+    from visionkit.errors import ConfigError
+
+    path = Path(checkpoint).resolve().parent.parent / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        edited = (yaml.safe_load(path.read_text()) or {}).get("data")
+        if edited is None:
+            return None
+        ours = load_config(config).to_dict()["data"]  # both with the defaults filled in
+        theirs = load_config({**config, "data": edited}).to_dict()["data"]
+    except (OSError, yaml.YAMLError, AttributeError, ConfigError):
+        return f"{path} is not read (the checkpoint holds its own config)"
+    changes = config_changes(ours, theirs, "data")
+    if not changes:
+        return None
+    first = changes[0].split(": ", 1)[0]
+    return (
+        f"{path} differs from the config saved in the checkpoint ({'; '.join(changes[:3])}"
+        f"{' ...' if len(changes) > 3 else ''}): the checkpoint's is used; give the change as "
+        f"an override (e.g. {first}=...) to evaluate other data"
     )

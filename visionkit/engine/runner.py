@@ -63,7 +63,7 @@ from visionkit.engine.resume import (
     check_resumed_run,
     resolve_resume,
 )
-from visionkit.engine.run_folder import another_run_note, choose_run_dir
+from visionkit.engine.run_folder import another_run_note, choose_run_dir, edited_config_note
 from visionkit.engine.system import VisionSystem
 from visionkit.engine.time_budget import TimeBudgetSchedule, mixed_budget_note
 from visionkit.errors import ConfigError, TrainingInterrupted
@@ -433,6 +433,8 @@ def evaluate(
             "these thresholds apply to detection and instance heads"
         )
     config = model.meta["config"]
+    if note := edited_config_note(checkpoint, config):
+        logger.warning("%s", note)
     if size is not None:
         config = {**config, "data": data_at(config["data"], size)}
     cfg = load_config(config, overrides)
