@@ -263,3 +263,24 @@ def test_readers_index_like_a_list_so_a_for_loop_ends(tmp_path):
         for index in (len(ds), -len(ds) - 1):
             with pytest.raises(IndexError, match=f"sample {index} of a dataset of {len(ds)}"):
                 ds[index]
+
+
+def test_images_without_the_class_field_have_no_class_and_a_misspelt_field_is_an_error(tmp_path):
+    """Partial labels: an image without its image-level class field was a "bad class" error,
+    so a COCO file whose classes cover some images could not be read."""
+    (tmp_path / "images").mkdir()
+    images = []
+    for i in range(4):
+        Image.new("RGB", (32, 32), (60 * i, 0, 0)).save(tmp_path / "images" / f"{i}.png")
+        entry = {"id": i + 1, "file_name": f"images/{i}.png", "width": 32, "height": 32}
+        if i % 2 == 0:
+            entry["scene"] = ["day", "night"][i // 2]
+        images.append(entry)
+    data = {"images": images, "annotations": [], "categories": [{"id": 1, "name": "a"}]}
+    (tmp_path / "annotations.json").write_text(json.dumps(data))
+    ds = CocoDataset(tmp_path, class_field="scene")
+    assert [ds[i].get("class") for i in range(4)] == [0, None, 1, None]
+    assert ds.label_names["class"] == ["day", "night"]
+    assert "2 images without a 'scene' field: no image-level class" in ds.report.notes[0]
+    with pytest.raises(AnnotationError, match="no image has a 'sceen' field"):
+        CocoDataset(tmp_path, class_field="sceen")

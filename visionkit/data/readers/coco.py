@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -52,6 +52,7 @@ from visionkit.data.readers.coco_format import (
     kept_ground_truth,
     listed_ids,
     missing_files_hint,
+    read_image_classes,
     read_json,
     resolve_paths,
     switched_on,
@@ -221,7 +222,9 @@ class CocoDataset:
         if masks or semantic:  # the geometry pycocotools will decode (segmentation_checks)
             check_segmentations(self.images, self.targets, self._where, report)
         if class_field is not None:
-            self.classes = self._read_classes(data, class_field, class_names)
+            self.classes, self.label_names["class"] = read_image_classes(
+                data, self.images, class_field, class_names, self._where, report
+            )
         keep = self._apply_policies([s is not None for s in sizes], keep_negatives)
         self._statistics(keep)
         report.raise_for_errors()
@@ -304,31 +307,6 @@ class CocoDataset:
                 }
             )
         return targets
-
-    def _read_classes(
-        self, data: dict[str, Any], field: str, class_names: Sequence[str] | None
-    ) -> list[int]:
-        values = [img.get(field) for img in self.images]
-        names = list(class_names or data.get("image_classes", {}).get(field) or [])
-        if not names:
-            names = sorted({str(v) for v in values if v is not None})
-        lookup = {name: i for i, name in enumerate(names)}
-        classes = []
-        for i, value in enumerate(values):
-            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
-                classes.append(value)
-            elif value is not None and str(value) in lookup:
-                classes.append(lookup[str(value)])
-            else:
-                detail = (
-                    f"no {field!r} field"
-                    if value is None
-                    else f"{field}={value!r} is not one of {names} (nor an index into it)"
-                )
-                self.report.add("bad class", self._where(i), detail)
-                classes.append(-1)
-        self.label_names["class"] = names
-        return classes
 
     def _apply_policies(self, readable: list[bool], keep_negatives: bool) -> list[bool]:
         """Which images stay: readable ones (under ``on_bad_image: skip``), with boxes unless
@@ -498,6 +476,6 @@ class CocoDataset:
                 f"{image.shape[0]}x{image.shape[1]} but the annotation file says "
                 f"{info['height']}x{info['width']} (height x width); its masks cannot be aligned"
             )
-        if self.class_field is not None:
+        if self.class_field is not None and self.classes[index] >= 0:
             sample["class"] = self.classes[index]
         return sample

@@ -8,7 +8,7 @@ import json
 import math
 import os
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -409,3 +409,43 @@ def switched_on(value: bool | str | None, annotations: Sequence[Any], flag: str)
     if key == IDENTITY_FIELD:
         return any(isinstance(a, dict) and a.get(key) is not None for a in annotations)
     return any(isinstance(a, dict) and a.get(key) for a in annotations)
+
+
+def read_image_classes(
+    data: dict[str, Any],
+    images: list[dict[str, Any]],
+    field: str,
+    class_names: Sequence[str] | None,
+    where: Callable[[int], str],
+    report: DataReport,
+) -> tuple[list[int], list[str]]:
+    """The image-level class of each of ``images`` from its ``field``, and the class order
+    (``class_names``, else the file's ``image_classes[field]``, else the sorted values). A
+    value is a name or an index into the order; one that is neither is a ``bad class`` error.
+    An image without the field has no class (``-1``: partial labels, it trains the other
+    heads), counted in a note; when no image has it (a misspelt ``class_field``), an error."""
+    values = [img.get(field) for img in images]
+    names = list(class_names or data.get("image_classes", {}).get(field) or [])
+    if not names:
+        names = sorted({str(v) for v in values if v is not None})
+    lookup = {name: i for i, name in enumerate(names)}
+    classes = []
+    for i, value in enumerate(values):
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+            classes.append(value)
+        elif value is not None and str(value) in lookup:
+            classes.append(lookup[str(value)])
+        else:
+            if value is not None:
+                detail = f"{field}={value!r} is not one of {names} (nor an index into it)"
+                report.add("bad class", where(i), detail)
+            classes.append(-1)
+    unlabelled = values.count(None)
+    if values and unlabelled == len(values):
+        report.add("bad class", report.source, f"no image has a {field!r} field (class_field)")
+    elif unlabelled:
+        report.notes.append(
+            f"{unlabelled} images without a {field!r} field: no image-level class (they train "
+            "the other heads)"
+        )
+    return classes, names
