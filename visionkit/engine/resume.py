@@ -27,6 +27,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from visionkit.checkpoint import load_checkpoint, resumable
+from visionkit.config import load_config
 from visionkit.config.schema import max_time_seconds
 from visionkit.errors import CheckpointError, ConfigError
 
@@ -404,6 +405,11 @@ def check_resumed_run(checkpoint: Path | None, model: Any) -> int | None:
     ckpt = load_checkpoint(checkpoint)
     saved = (ckpt.get("visionkit") or {}).get("config") or {}
     now = model.meta["config"]
+    try:  # both with this visionkit's defaults: a key added since is no change
+        saved = load_config(saved).to_dict() if saved else {}
+        now = load_config(now).to_dict()
+    except ConfigError:  # a config of another visionkit: the tensors alone are compared
+        saved = {}
     changes = [
         change
         for section in ("model", "optimizer", "scheduler")
