@@ -184,3 +184,28 @@ def test_check_data_of_a_config_names_a_head_without_labels(tmp_path, capsys):
     code, out, _ = run(["check-data", "--config", path, "--split", "train"], capsys)
     assert code == 1
     assert "model.heads.seg: data.train has no semantic label maps" in out
+
+
+def test_copy_paste_and_relabelled_label_maps_take_images_without_masks(tmp_path):
+    """Images of a partly segmented file give no masks / label map: CopyPaste stopped the
+    epoch on them ("has no instance masks") and a relabelled validation set's load_semantic
+    failed on their None."""
+    from visionkit.data.classes import RelabelledDataset
+    from visionkit.data.datasets import TransformedDataset
+    from visionkit.data.transforms import build_pipeline
+
+    def half_segmented(data):
+        for ann in data["annotations"][::2]:
+            del ann["segmentation"]
+
+    root = make_coco(tmp_path / "partly", num_images=4, edit=half_segmented)
+    steps = [{"name": "Resize", "height": SIZE, "width": SIZE}, {"name": "CopyPaste", "p": 1.0}]
+    pipeline = build_pipeline(steps, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "t")
+    dataset = TransformedDataset(CocoDataset(str(root), masks=True), pipeline, reseed=True)
+    samples = [dataset[i] for i in range(4)]
+    assert ["masks" in s for s in samples] == [False, True, False, True]
+    assert all(len(s["boxes"]) >= 1 for s in samples)
+    semantic = CocoDataset(str(root), semantic=True)
+    moved = RelabelledDataset(semantic, {"semantic": [0, 2, 1]}, semantic.label_names, [])
+    assert moved.load_semantic(1) is None  # image 1: its annotation has no segmentation
+    assert set(np.unique(moved.load_semantic(2))) <= {0, 1, 2}

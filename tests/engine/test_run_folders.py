@@ -145,3 +145,21 @@ def test_eval_says_an_edited_config_yaml_beside_the_checkpoint_is_not_read(tiny_
         "(data.val.images: "
     ) in caplog.text
     assert "give the change as an override (e.g. data.val.images=...)" in caplog.text
+    caplog.clear()  # given as an override: nothing to say
+    with caplog.at_level(logging.WARNING, logger="visionkit"):
+        evaluate(best, [f"data.val.images={tiny_config['data']['val']['images']}"])
+    assert "differs from the config saved in the checkpoint" not in caplog.text
+
+
+def test_exist_ok_refuses_to_replace_the_run_that_init_from_reads(tiny_config):
+    """--exist-ok removed the earlier run's checkpoints, the one init_from had just read among
+    them."""
+    from visionkit.errors import ConfigError
+
+    first, _ = train(tiny_config, SHORT)
+    best = first / "checkpoints" / "best.ckpt"
+    with pytest.raises(ConfigError, match="is a file of the run in .*--exist-ok removes"):
+        train(tiny_config, [*SHORT, f"model.init_from={best}"], exist_ok=True)
+    assert best.is_file()
+    again, _ = train(tiny_config, [*SHORT, f"model.init_from={best}"])  # beside it: fine
+    assert again == first.with_name(first.name + "-2") and best.is_file()

@@ -164,6 +164,10 @@ def test_an_instance_head_on_a_set_without_masks_is_scored_for_boxes(tmp_path, c
     assert "gives no instance masks: scored for boxes only" in caplog.text
     metrics = run(evaluator, predictions(root))
     assert 0.0 < metrics["inst/mAP"] <= 1.0 and "inst/mask_mAP" not in metrics
+    # masks asked for outright on the same file: every image lacks them, so boxes only too
+    # (a mask_mAP of 0.0 over no image ranked the checkpoints)
+    forced = TASKS["instance"].evaluator("inst", None, CocoDataset(root, masks=True), None)
+    assert forced.iou_types == ("bbox",) and forced.main_metric == "mAP"
 
 
 def test_detection_evaluator_leaves_out_the_boxes_the_reader_dropped(tmp_path):

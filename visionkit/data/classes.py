@@ -190,8 +190,15 @@ def match_classes(dataset: Any, reference: Mapping[str, ClassList], names: tuple
         for family, own in dataset.label_names.items()
     }
     category_ids = getattr(dataset, "category_ids", None) or []
-    if "instances" in mappings:
+    if "instances" in mappings and reference["instances"].by_id:
         category_ids = list(reference["instances"].keys)
+    elif "instances" in mappings and category_ids:  # matched by name: the file's own ids
+        own = dataset.label_names["instances"]
+        spare = iter(range(max(category_ids) + 1, 2**31))  # classes the file lacks
+        category_ids = [
+            category_ids[own.index(n)] if n in own else next(spare)
+            for n in reference["instances"].names
+        ]
     return RelabelledDataset(dataset, mappings, label_names, category_ids)
 
 
@@ -286,6 +293,11 @@ def relabel(sample: dict[str, Any], mappings: Mapping[str, Sequence[int]]) -> di
     return sample
 
 
+def _moved_map(label_map: Any, mapping: Sequence[int]) -> Any:
+    """A label map moved by ``mapping``; ``None`` (an image without one) as it is."""
+    return None if label_map is None else _moved(label_map, mapping)
+
+
 def _moved(labels: Any, mapping: Sequence[int]) -> Any:
     table = np.asarray(mapping, dtype=np.int64)
     array = np.asarray(labels)
@@ -322,7 +334,7 @@ class RelabelledDataset(Dataset):
         value = getattr(self.dataset, name)
         if name == "load_semantic" and "semantic" in self.mappings:
             mapping = self.mappings["semantic"]
-            return lambda image_id: _moved(value(image_id), mapping)
+            return lambda image_id: _moved_map(value(image_id), mapping)
         return value
 
     def __len__(self) -> int:

@@ -286,6 +286,9 @@ class CopyPaste:
     """
 
     stage = "after"
+    #: The sample target it needs: a sample without it is left as it is where its dataset
+    #: gives it to others (a partly segmented COCO file), and an error where it never does.
+    needs = "masks"
 
     @pydantic.validate_call
     def __init__(self, p: Probability = 0.3) -> None:
@@ -383,17 +386,31 @@ def mosaic_extras(dataset: Any) -> list[dict[str, Any]]:
     return extras
 
 
+def declares(dataset: Any, target: str) -> bool:
+    """Whether ``dataset`` (a mix: one of its parts) is a reader that declares ``target``
+    among its ``targets`` and gives it (:func:`~visionkit.data.datasets.gives`): a sample
+    of it without that target is one image of a partly labelled set."""
+    from visionkit.data.datasets import gives
+
+    parts = getattr(dataset, "parts", None)
+    if isinstance(parts, Mapping):
+        return any(declares(part, target) for part in parts.values())
+    return target in getattr(type(dataset), "targets", ()) and gives(dataset, target)
+
+
 def mix(step: Any, dataset: Any, sample: dict[str, Any], where: str) -> dict[str, Any]:
     """``sample`` (``where``: which one, for messages), transformed by ``dataset``'s pipeline,
     mixed by ``step`` at its ``p`` with another sample of ``dataset`` through the same
     pipeline. A partner carrying other label keys (a mixed dataset) leaves it as it is.
 
     Raises:
-        SampleError: ``sample`` cannot be mixed by ``step`` (CopyPaste without masks), or
-            the mix failed; naming the step's key path and the sample.
+        SampleError: ``sample`` cannot be mixed by ``step`` (CopyPaste on a dataset that
+            gives no masks), or the mix failed; naming the step's key path and the sample.
     """
     name = type(step).__name__
     if (problem := step.check(sample)) is not None:
+        if getattr(step, "needs", None) and declares(dataset.dataset, step.needs):
+            return sample  # this image lacks what others of its dataset have: not mixed
         raise SampleError(f"{step.where} ({name}): {where} {problem}")
     rng = dataset.pipeline.random_generator
     if rng.random() >= step.p:

@@ -1,9 +1,11 @@
 """Which folder a training run writes to: its own, or, when that holds another run, the next
-free ``<folder>-2``, ``-3``, ... (a run folder is never overwritten)."""
+free ``<folder>-2``, ``-3``, ... (a run folder is never overwritten); and what ``eval`` says
+of a run folder's ``config.yaml`` edited after the run (:func:`edited_config_note`)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +23,29 @@ def holds_run(folder: Path) -> bool:
     return folder.is_dir() and any(next(folder.glob(p), None) for p in RUN_FILES)
 
 
-def choose_run_dir(folder: Path, resuming: bool = False, exist_ok: bool = False) -> Path:
+def choose_run_dir(
+    folder: Path, resuming: bool = False, exist_ok: bool = False, init_from: Any = None
+) -> Path:
     """The folder a training run writes to: ``folder``, or when it holds another run
     (:func:`holds_run`) and the run neither resumes nor has ``exist_ok``, the first of
     ``folder-2``, ``folder-3``, ... that holds none (:func:`~visionkit.checkpoint.
-    unused_folder`). Said by :func:`another_run_note` once the run makes it."""
+    unused_folder`). Said by :func:`another_run_note` once the run makes it.
+
+    Raises:
+        ConfigError: ``exist_ok`` replaces the run whose checkpoint ``init_from`` names (it
+            would be removed as the new run starts).
+    """
+    if exist_ok and not resuming and holds_run(folder) and init_from is not None:
+        source = Path(str(init_from))
+        if source.is_file() and source.resolve().is_relative_to(folder.resolve()):
+            from visionkit.errors import ConfigError
+
+            raise ConfigError(
+                f"model.init_from={init_from} is a file of the run in {folder}, whose "
+                "checkpoints --exist-ok removes as the new run starts: copy it out of the "
+                "folder first, or write the new run elsewhere (without --exist-ok it goes to "
+                f"{folder.name}-2)"
+            )
     if resuming or exist_ok or not holds_run(folder):
         return folder
     return unused_folder(folder, holds_run)
@@ -42,7 +62,9 @@ def another_run_note(folder: Path, chosen: Path) -> str | None:
     )
 
 
-def edited_config_note(checkpoint: str | os.PathLike, config: dict[str, Any]) -> str | None:
+def edited_config_note(
+    checkpoint: str | os.PathLike, config: dict[str, Any], overrides: Sequence[str] = ()
+) -> str | None:
     """What to log when the ``config.yaml`` of a checkpoint's run folder says other ``data``
     than the ``config`` saved in the checkpoint, which ``eval`` and ``predict`` use: an edit
     of that file changes nothing, which a user who made it should hear, with the override
@@ -51,8 +73,9 @@ def edited_config_note(checkpoint: str | os.PathLike, config: dict[str, Any]) ->
     from visionkit.engine.resume import config_changes
     from visionkit.errors import ConfigError
 
-    path = Path(checkpoint).resolve().parent.parent / "config.yaml"
-    if not path.is_file():
+    folder = Path(checkpoint).resolve().parent
+    path = folder.parent / "config.yaml"
+    if folder.name != "checkpoints" or not path.is_file():  # not a run folder's checkpoint
         return None
     try:
         edited = (yaml.safe_load(path.read_text()) or {}).get("data")
@@ -62,7 +85,8 @@ def edited_config_note(checkpoint: str | os.PathLike, config: dict[str, Any]) ->
         theirs = load_config({**config, "data": edited}).to_dict()["data"]
     except (OSError, yaml.YAMLError, AttributeError, ConfigError):
         return f"{path} is not read (the checkpoint holds its own config)"
-    changes = config_changes(ours, theirs, "data")
+    given = tuple(o.split("=", 1)[0].strip() for o in overrides)
+    changes = [c for c in config_changes(ours, theirs, "data") if not c.startswith(given or "\0")]
     if not changes:
         return None
     first = changes[0].split(": ", 1)[0]

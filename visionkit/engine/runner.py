@@ -167,7 +167,7 @@ def train(
     # resume=auto that finds no checkpoint that loads starts a new run, and a new run never
     # writes into a folder holding another (its metrics.csv, its corrupt checkpoints)
     exist_ok = cfg.exist_ok if exist_ok is None else exist_ok
-    run_dir = choose_run_dir(folder, resuming=resume_from is not None, exist_ok=exist_ok)
+    run_dir = choose_run_dir(folder, resume_from is not None, exist_ok, cfg.model.init_from)
 
     datasets = build_datasets(cfg.data, needs=targets_needed(cfg))
     resuming = resume_from is not None
@@ -433,7 +433,7 @@ def evaluate(
             "these thresholds apply to detection and instance heads"
         )
     config = model.meta["config"]
-    if note := edited_config_note(checkpoint, config):
+    if note := edited_config_note(checkpoint, config, overrides):
         logger.warning("%s", note)
     if size is not None:
         config = {**config, "data": data_at(config["data"], size)}

@@ -5,9 +5,10 @@ COCO results list (``image_id``, ``category_id`` of the file, ``bbox`` xywh, ``s
 with ``"segm"`` a compressed-RLE ``segmentation`` whose ``counts`` is a ``str``), gathered from
 every process, and are scored against the ground truth the dataset kept
 (:meth:`~visionkit.data.readers.coco.CocoDataset.coco_ground_truth`: its annotation file less
-the annotations the reader dropped, e.g. instances without a usable segmentation) — so running
-pycocotools by hand on :attr:`CocoEvaluator.results` and that file, less those annotations,
-gives the same numbers.
+the annotations the reader dropped, e.g. zero-area boxes; masks are scored on the images whose
+annotations all have a usable segmentation, ``info.images_without_masks`` left out) — so
+running pycocotools by hand on :attr:`CocoEvaluator.results` and that file, less those
+annotations (and, for ``segm``, on those images), gives the same numbers.
 
 Masks are scored as the COCO ``segm`` result format (and detectron2) has it: without the
 ``bbox`` key, so that a detection's area — which decides the small / medium / large ranges —

@@ -110,7 +110,9 @@ def coco_evaluator(
     ids = list(category_ids or dataset.category_ids)
     kept = getattr(dataset, "coco_ground_truth", None)
     truth = kept() if kept is not None else None
-    boxes_only = "segm" in iou_types and not getattr(dataset, "masks", False)
+    unmasked = len(((truth or {}).get("info") or {}).get("images_without_masks", ()))
+    every = bool(truth) and unmasked >= len(truth["images"])  # masks: a flag, none usable
+    boxes_only = "segm" in iou_types and (not getattr(dataset, "masks", False) or every)
     if boxes_only:
         logger.warning(
             "%s: %s gives no instance masks: scored for boxes only (mAP, no mask_mAP)",

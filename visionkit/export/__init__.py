@@ -152,8 +152,8 @@ def export(
             detections per image baked into the graph (default: each head's
             ``score_thresh``, ``nms_thresh``, ``detections_per_img``).
         half: with ``nms``: weights and input ``images`` in float16 (outputs stay float32);
-            checked against the model in float16 on the CPU, with ``atol`` at least
-            :data:`HALF_ATOL`.
+            checked against the float32 model, with ``atol`` at least :data:`HALF_ATOL`
+            (:func:`~visionkit.export.verify.verify_end_to_end`).
         exporter: ONNX only: ``"auto"`` (``torch.onnx.export(dynamo=True)``, the
             TorchScript-based exporter when it fails), ``"dynamo"`` or ``"torchscript"`` (that
             one only: the TorchScript-based exporter traces in about a fifth of the time).

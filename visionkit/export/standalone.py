@@ -63,8 +63,9 @@ POSITIONS = ("center", "top_left", "top_right", "bottom_left", "bottom_right")
 def read_image(path: str) -> np.ndarray:
     """An RGB ``H×W×3 uint8`` array of an image file (EXIF orientation applied), converted
     as visionkit reads images for training and ``model.predict``: transparency composited on
-    black, 16-bit grey rescaled (65535 -> 255, rounded), 32-bit float grey from 0..1 (a
-    16-bit colour PNG of low-bit data, ``sBIT``, is read as Pillow reads it)."""
+    black, 16-bit grey rescaled (65535 -> 255, rounded), 32-bit float grey from 0..1. A 16-bit
+    PNG of low-bit data (12 bits, its ``sBIT`` chunk) is rescaled from 65535 here, from 4095 by
+    visionkit; Pillow 10.1 or later (``has_transparency_data``)."""
     from PIL import Image, ImageOps
 
     with Image.open(path) as opened:

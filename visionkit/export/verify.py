@@ -265,7 +265,7 @@ def _paired(
 
     Sorting both by position paired other detections as soon as a box moved by a rounding
     (every float16 file failed its check). A detection without a counterpart is expected
-    where near-equal scores trade places: within ``atol`` of the lowest kept score
+    where near-equal scores trade places: within ``atol`` of its image's lowest kept score
     (``max_det``), or beside a box of the other side that overlaps it (IoU 0.5) with a score
     within ``atol`` (NMS kept the other); more others than an ``atol`` fraction of the
     detections are a problem, appended to ``problems``."""
@@ -290,7 +290,10 @@ def _paired(
             cost[i, :], cost[:, j] = np.inf, np.inf
         pairs.sort()
         mine, theirs = [i for i, _ in pairs], [j for _, j in pairs]
-        floor = min([*ref[score].tolist(), *got[score].tolist()], default=0.0) + atol
+        lowest: dict[int, float] = {}  # per image: the lowest score kept on either side
+        for values in (ref, got):
+            for image, value in zip(values[img].tolist(), values[score].tolist(), strict=True):
+                lowest[image] = min(lowest.get(image, value), value)
         sides = ((ref, got, mine, "PyTorch's"), (got, ref, theirs, "the file's"))
         for values, others, paired, side in sides:
             unpaired = [k for k in range(len(values[b])) if k not in set(paired)]
@@ -303,11 +306,13 @@ def _paired(
                 & (values[lab][:, None] == others[lab][None, :])
                 & (values[img][:, None] == others[img][None, :])
             ).any(axis=1)
-            high = [k for k in unpaired if values[score][k] > floor and not swapped[k]]
+            floor = [lowest[int(i)] + atol for i in values[img].tolist()]
+            high = [k for k in unpaired if values[score][k] > floor[k] and not swapped[k]]
             if len(high) > atol * len(values[b]):  # a fraction, as for mask pixels
                 problems.append(
-                    f"{out['head']}: {len(high)} of {side} detections scoring above "
-                    f"{floor:.3f} have no counterpart of the same label within {atol}"
+                    f"{out['head']}: {len(high)} of {side} detections scoring more than "
+                    f"{atol} above their image's lowest kept score have no counterpart of the "
+                    f"same label within {atol}"
                 )
         for j in rows:
             ref[j], got[j] = ref[j][mine], got[j][theirs]

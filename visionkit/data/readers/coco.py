@@ -86,7 +86,8 @@ class CocoDataset:
         class_names: image-level class order to use (default: from the file).
         instances: whether samples carry ``boxes`` and ``labels``.
         masks: whether samples carry instance ``masks`` (from ``segmentation``, polygons or
-            RLE; instances without a usable one are dropped, with a count). ``"auto"``: when
+            RLE; an image with an annotation without a usable one keeps its boxes and gives
+            no masks, with a warning). ``"auto"``: when
             an annotation of the file has a ``segmentation`` (:func:`~visionkit.data.readers.coco_format.switched_on`). ``None``
             (the default) is "when a head needs them": :func:`visionkit.build.build_dataset`
             sets it to ``"auto"`` (see :attr:`target_flags`), so a set without segmentations
@@ -423,8 +424,8 @@ class CocoDataset:
     def coco_ground_truth(self) -> dict[str, Any]:
         """The COCO object of what this dataset kept, which its evaluator scores against
         rather than the raw file: the kept images, and the annotations left after every drop
-        (instances without a usable segmentation, zero-area boxes) with the segmentation the
-        reader uses (:func:`~visionkit.data.readers.coco_format.kept_ground_truth`)."""
+        (zero-area boxes, ...) with the segmentation the reader uses, and the images whose
+        masks are not scored (:func:`~visionkit.data.readers.coco_format.kept_ground_truth`)."""
         names = self.label_names["instances"]
         categories = [{"id": c, "name": n} for c, n in zip(self.category_ids, names, strict=True)]
         checked = self.masks or self.semantic
