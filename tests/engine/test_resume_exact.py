@@ -267,6 +267,27 @@ class _SigtermInValidation(L.Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+@pytest.mark.reliability
+def test_a_mid_epoch_resume_with_another_batch_size_still_validates_that_epoch(
+    config, tmp_path, monkeypatch
+):
+    """The rest of the epoch at another batch size is fewer batches than Lightning counted
+    as left: the epoch ended before its last index and its validation (and a best.ckpt
+    candidate) was skipped."""
+    val = {**config["data"]["train"], "images": config["data"]["train"]["images"][:-5] + "val"}
+    run = {**config, "data": {**config["data"], "val": val}}
+    run["trainer"] = {**config["trainer"], "limit_val_batches": 2}
+    first, _ = _train(monkeypatch, run, [], tmp_path / "first")
+    step_ckpt = first / "checkpoints" / "step.ckpt"
+    assert load_checkpoint(step_ckpt)["global_step"] == 10  # epoch 1, 4 of its 6 batches
+    resumed, _ = _train(
+        monkeypatch, run, ["data.batch_size=4"], tmp_path / "resumed", resume=step_ckpt
+    )
+    rows = csv.DictReader((resumed / "metrics.csv").read_text().splitlines())
+    validated = {int(r["epoch"]) for r in rows if r.get("cls/top1")}
+    assert 1 in validated
+
+
 class _CrashAt(L.Callback):
     """A crash (an exception, as a killed process leaves the run) before step ``step``: the
     run's last checkpoint is then the one its ``last.ckpt`` callback wrote at epoch 0's end."""

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import signal
@@ -188,6 +189,7 @@ class LoaderState(L.Callback):
         loader = trainer.train_dataloader
         if pending is not None and hasattr(loader, "load_state_dict"):
             loader.load_state_dict(pending)
+            _count_the_batches_left(trainer, loader, pending)
             return
         done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
         if trainer.ckpt_path and 0 < done < trainer.num_training_batches:
@@ -201,6 +203,31 @@ class LoaderState(L.Callback):
                 done,
                 trainer.num_training_batches,
             )
+
+
+def _count_the_batches_left(trainer: L.Trainer, loader: Any, state: dict[str, Any]) -> None:
+    """Resumed mid-epoch with another batch size (or number of processes), the rest of the
+    epoch is not the batches Lightning counts as left: the epoch ended before its last batch
+    index and its end-of-epoch validation never ran. Count the batches done so that those
+    left, at this batch size, end the epoch at its last index."""
+    sampler = getattr(loader, "sampler", None)
+    progress = trainer.fit_loop.epoch_loop.batch_progress.current
+    total = trainer.num_training_batches
+    same = all(
+        state.get(k) == v
+        for k, v in (
+            ("batch_size", loader.batch_size),
+            ("world_size", getattr(sampler, "num_replicas", 1)),
+        )
+    )
+    if same or not (0 < progress.ready < total) or not hasattr(sampler, "dataset"):
+        return
+    left = max(0, len(sampler.dataset) - int(state.get("draws", 0)))
+    per_rank = math.ceil(left / sampler.num_replicas)
+    done = total - math.ceil(per_rank / int(loader.batch_size))
+    if 0 <= done < total:
+        for key in ("ready", "started", "processed", "completed"):
+            setattr(progress, key, done)
 
 
 def _stopped_after_an_epoch(trainer: L.Trainer) -> bool:
