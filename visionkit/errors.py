@@ -143,7 +143,7 @@ class NonFiniteLossError(VisionkitError):
             f"the training loss is not finite at step {step} (epoch {epoch}): {terms}. "
             "Lower optimizer.lr, set trainer.gradient_clip_val, check the data "
             "(visionkit check-data), train in full precision (trainer.precision=32: bf16 / "
-            "fp16 can overflow, e.g. on pyramid levels of 1x1 maps), or set "
+            "fp16 can overflow), or set "
             "trainer.on_nonfinite_loss=skip to skip such batches"
         )
 

@@ -83,6 +83,31 @@ def test_semantic_map_smaller_object_wins_and_crowds_are_ignored(tmp_path):
     assert (ds.load_semantic(5) == semantic).all()
 
 
+def test_a_crowd_region_without_a_segmentation_is_ignored_over_its_box(tmp_path):
+    """A box marked iscrowd (as exports from box tools give) is not an object to learn: the
+    image keeps its masks and label map, and the crowd is ignored over its box, in the
+    training target and in the ground truth that segm and mIoU are scored against."""
+    obj = np.zeros((40, 60), bool)
+    obj[5:15, 5:15] = True
+    crowd = np.zeros((40, 60), bool)
+    crowd[20:30, 30:50] = True
+    boxed = ann(2, 3, crowd, crowd=1)
+    del boxed["segmentation"]
+    root = write_dataset(tmp_path, [ann(1, 7, obj), boxed])
+    ds = CocoDataset(root, masks=True, semantic=True)
+    sample = ds[0]
+    assert sample["masks"].shape == (1, 40, 60) and (sample["masks"][0] == obj).all()
+    assert (sample["semantic"][crowd] == IGNORE_PIXEL).all()
+    assert (sample["semantic"][obj] == 2).all() and sample["semantic"][2, 2] == 0
+    assert (ds.load_semantic(5) == sample["semantic"]).all()
+    assert not ds.report.warnings and not ds.report.errors
+    assert any("1 crowd region (iscrowd: 1) without a segmentation" in n for n in ds.report.notes)
+    truth = ds.coco_ground_truth()
+    assert truth["info"]["images_without_masks"] == []
+    (crowd_truth,) = [a for a in truth["annotations"] if a["iscrowd"]]
+    assert crowd_truth["segmentation"] == [[30.0, 20.0, 50.0, 20.0, 50.0, 30.0, 30.0, 30.0]]
+
+
 def test_polygon_and_uncompressed_rle_segmentations_decode():
     polygon = [[10.0, 10.0, 30.0, 10.0, 30.0, 20.0, 10.0, 20.0]]
     mask = decode_segmentation(polygon, 40, 60)

@@ -205,6 +205,9 @@ def test_onnx_predictor_gives_the_predictions_of_model_predict(recipe, tmp_path_
     images = random_images(3)
     try:
         assert_same_predictions(predictor.predict(images, batch_size=2), model.predict(images))
+        # another inference size: the graph's height and width are dynamic
+        small = predictor.predict(images[:1], imgsz=160)
+        assert_same_predictions(small, model.predict(images[:1], imgsz=160))
     finally:
         for head in model.heads.values():
             if hasattr(head, "detections_per_img"):

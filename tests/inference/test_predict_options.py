@@ -98,6 +98,22 @@ def test_predict_takes_paths_pil_images_arrays_and_lists(model, tmp_path):
         model.predict(np.zeros((10, 10), np.float32))
 
 
+def test_a_transparent_picture_gives_the_same_predictions_as_a_file_or_an_array(model, tmp_path):
+    """Transparency is composited on black when a file is read; an RGBA array or PIL image
+    in memory is composited the same way (its alpha was dropped: other pixels, other
+    predictions for the same picture)."""
+    rgba = np.dstack([photo(5), np.full(photo(5).shape[:2], 255, np.uint8)])
+    rgba[:, : rgba.shape[1] // 2, 3] = 60  # the left half mostly transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "t.png")
+    (from_file,) = model.predict(tmp_path / "t.png")
+    for given in (rgba, Image.fromarray(rgba, "RGBA")):
+        (got,) = model.predict(given)
+        assert torch.equal(got["det"]["boxes"], from_file["det"]["boxes"]), type(given)
+        assert torch.equal(got["det"]["scores"], from_file["det"]["scores"]), type(given)
+    (opaque,) = model.predict(rgba[:, :, :3])
+    assert not torch.equal(opaque["det"]["scores"], from_file["det"]["scores"])
+
+
 def test_imgsz_replaces_the_sizes_of_the_evaluation_pipeline(model):
     image = photo(4)
     assert tuple(model.preprocess(image)["image"].shape) == (3, 64, 64)

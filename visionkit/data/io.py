@@ -168,6 +168,17 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return array
 
 
+def pil_to_rgb(im: Image.Image) -> np.ndarray:
+    """A PIL image in memory as ``[H, W, 3]`` uint8 RGB, each mode converted as
+    :func:`read_image` converts a file's (transparency composited on black, 16-bit
+    rescaled); its pixels are taken as they are, without an EXIF rotation.
+
+    Raises:
+        ImageDecodeError: an unsupported mode.
+    """
+    return np.array(_to_rgb(im, f"a PIL image ({im.mode})"))
+
+
 def read_image_header(path: str | os.PathLike[str]) -> tuple[int, int, int]:
     """``(height, width, orientation)`` from the header: the size of the upright image (as
     :func:`read_image_size`) and the EXIF orientation (1-8; 1 when there is none) that
@@ -359,7 +370,7 @@ def _to_rgb(im: Image.Image, name: str, bits: tuple[int, ...] = ()) -> np.ndarra
         return _grey_to_rgb(grey)
     if mode in _ALPHA_MODES and im.has_transparency_data:
         rgba = np.asarray(im if mode == "RGBA" else im.convert("RGBA"))
-        return _composite_on_black(rgba)
+        return composite_on_black(rgba)
     if mode == "RGB":
         return np.asarray(im)
     if mode in ("1", "L"):
@@ -435,7 +446,7 @@ def _low_bit_colour_png(
     out = _to_8_bits(raw[:, :, 2::-1], colour)  # BGR(A) -> RGB
     if raw.shape[2] == 4:  # OpenCV gives grey+alpha as BGRA too
         alpha = _to_8_bits(raw[:, :, 3:], bits[-1] if has_alpha else 16)
-        out = _composite_on_black(np.concatenate([out, alpha], axis=2))
+        out = composite_on_black(np.concatenate([out, alpha], axis=2))
     return out
 
 
@@ -444,7 +455,7 @@ def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
     return np.repeat(grey[:, :, None], 3, axis=2)
 
 
-def _composite_on_black(rgba: np.ndarray) -> np.ndarray:
+def composite_on_black(rgba: np.ndarray) -> np.ndarray:
     """``[H, W, 4]`` uint8 straight alpha -> ``[H, W, 3]`` uint8 ``rgb * a / 255``, rounded."""
     rgb = rgba[:, :, :3].astype(np.uint16)
     rgb *= rgba[:, :, 3:]

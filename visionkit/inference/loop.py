@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from visionkit.data.batch import collate
+from visionkit.data.io import composite_on_black
 
 if TYPE_CHECKING:  # models.model delegates its predict here: no import at run time
     from visionkit.models.model import VisionModel
@@ -44,8 +45,10 @@ DecodeStep = Callable[[Any, Sizes, Sizes], Predictions]
 
 def as_rgb_uint8(image: Any) -> np.ndarray:
     """``image`` as an ``H×W×3 uint8`` RGB array: a grey ``H×W`` or ``H×W×1`` array is
-    repeated into three channels and an ``H×W×4`` (RGBA) array loses its alpha, as PIL's
-    ``convert("RGB")`` does for images; anything else is a ``ValueError``."""
+    repeated into three channels and an ``H×W×4`` (RGBA) array is composited on black, as
+    :func:`~visionkit.data.io.read_image` does for a file with transparency (the same
+    pixels whether a picture is given as a file or an array); anything else is a
+    ``ValueError``."""
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise ValueError(
@@ -56,7 +59,7 @@ def as_rgb_uint8(image: Any) -> np.ndarray:
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim == 3 and image.shape[2] == 4:  # RGBA
-        image = image[:, :, :3]
+        image = composite_on_black(image)
     if image.ndim == 3 and image.shape[2] == 1:  # grey
         image = np.repeat(image, 3, axis=2)
     if image.ndim != 3 or image.shape[2] != 3:

@@ -91,9 +91,11 @@ class OnnxPredictor:
         iou: float | None = None,
         max_det: int | None = None,
         classes: Sequence[int | str] | int | str | None = None,
+        imgsz: int | str | Sequence[int] | None = None,
     ) -> Predictions:
         """Predict on what ``VisionModel.predict`` takes (paths, folders, PIL images, RGB
-        arrays of any size, tensors) with its options, through the one predict loop
+        arrays of any size, tensors) with its options, ``imgsz`` included (the graph's height
+        and width are dynamic), through the one predict loop
         (:func:`visionkit.inference.loop.predict_loop`) with onnxruntime as its raw-output step.
 
         Returns:
@@ -110,6 +112,7 @@ class OnnxPredictor:
             iou=iou,
             max_det=max_det,
             classes=classes,
+            imgsz=imgsz,
             preprocess=self.preprocess,
             run=self._run_batch,
             decode=self.model.postprocess,

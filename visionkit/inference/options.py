@@ -256,15 +256,15 @@ def data_at(data: Mapping[str, Any], size: tuple[int, int]) -> dict[str, Any]:
 
 def as_image(item: Any) -> np.ndarray:
     """One input of ``model.predict`` as ``H×W×3 uint8`` RGB: a path (decoded by
-    :func:`visionkit.data.io.read_image`), a PIL image (converted to RGB) or an array."""
+    :func:`visionkit.data.io.read_image`), a PIL image (converted as that function converts
+    a file's pixels: :func:`~visionkit.data.io.pil_to_rgb`) or an array."""
+    from visionkit.data.io import pil_to_rgb, read_image
     from visionkit.inference.loop import as_rgb_uint8
 
     if isinstance(item, str | os.PathLike):
-        from visionkit.data.io import read_image
-
         return read_image(item)
     if hasattr(item, "convert") and hasattr(item, "size"):  # a PIL image
-        return np.asarray(item.convert("RGB"))
+        return pil_to_rgb(item)
     return as_rgb_uint8(item)
 
 

@@ -156,6 +156,15 @@ def test_out_indices(name: str, strides: list[int]) -> None:
     feats = backbone(torch.zeros(1, 3, 64, 64))
     assert [f.shape[-1] for f in feats] == [64 // s for s in strides]
     assert create_backbone(name, out_indices=[-1]).strides == [32]
+    # any order and mixed signs pick the same levels, returned in level order (timm's
+    # (3, 1) was refused as "strides [16, 4], not increasing"; the others sorted them)
+    for order in ((3, 1), (-2, 1), (-1, 0, 2)):
+        picked = create_backbone(name, out_indices=order)
+        assert picked.strides == sorted(picked.strides), (name, order)
+        assert [f.shape[-1] for f in picked(torch.zeros(1, 3, 64, 64))] == [
+            64 // s for s in picked.strides
+        ]
+    assert create_backbone(name, out_indices=(-1, 1)).strides == [4, 32]
     with pytest.raises(BackboneError, match="out_indices"):
         create_backbone(name, out_indices=(9,))
     with pytest.raises(BackboneError, match="distinct"):

@@ -9,6 +9,7 @@ import torch
 
 from visionkit.models.backbones import create_backbone
 from visionkit.models.necks import FPN, list_necks
+from visionkit.models.necks.fpn import strided_conv
 from visionkit.registry import NECKS
 
 
@@ -84,6 +85,31 @@ def test_every_parameter_gets_a_gradient(simple_cnn):
     feats = [f.detach() for f in simple_cnn(torch.rand(1, 3, 64, 64))]
     sum(p.sum() for p in neck(feats)).backward()
     assert all(p.grad is not None for p in neck.parameters())
+
+
+def test_levels_one_pixel_wide_train_in_bfloat16_without_nan_gradients(simple_cnn):
+    """torch's bf16 CPU convolution gave the P7 conv (stride 2, on P6 of 1x1) a NaN or inf
+    weight gradient now and then (a non-finite loss at a random step of a 64-px run)."""
+    torch.manual_seed(0)
+    neck = FPN(simple_cnn.out_channels, simple_cnn.strides, out_channels=96, max_level=7)
+    neck = neck.to(memory_format=torch.channels_last)
+    conv = neck.fpn.extra_blocks.convs[-1]
+    for _ in range(60):
+        feats = [
+            torch.randn(8, c, 64 // s, 32 // s).contiguous(memory_format=torch.channels_last)
+            for c, s in zip(simple_cnn.out_channels, simple_cnn.strides, strict=True)
+        ]
+        neck.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = neck(feats)
+        assert out[-1].shape[-1] == 1 and out[-2].shape[-1] == 1
+        sum(p.float().sum() for p in out).backward()
+        assert all(torch.isfinite(p.grad).all() for p in neck.parameters())
+    # the same numbers as the convolution itself, at bf16's precision
+    x = torch.randn(8, 96, 1, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast, exact = conv(x), strided_conv(conv, x)
+    torch.testing.assert_close(exact.float(), fast.float(), atol=0.05, rtol=0.02)
 
 
 def test_backbone_with_out_indices(simple_cnn):

@@ -305,6 +305,7 @@ class CocoDataset:
                     ],
                     "crowd_index": [k for k, _ in crowds[i]],
                     "crowd_segmentations": [a.get("segmentation") for _, a in crowds[i]],
+                    "crowd_boxes": [a["bbox"] for _, a in crowds[i]],
                 }
             )
         return targets

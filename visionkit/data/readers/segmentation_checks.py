@@ -20,7 +20,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -218,19 +218,27 @@ def check_segmentations(
     one. An image with an annotation without one (a box-only annotation beside polygons, as
     partly segmented sets have) keeps its boxes for detection and gives no instance masks
     and no label map: a mask or map that left the object out would teach that it is
-    background. Each such image is a warning. ``where(i)`` names image ``i`` in reports."""
+    background. Each such image is a warning. A crowd region without a segmentation (a box
+    marked ``iscrowd``) is ignored over its box instead: it is not an object to learn, so
+    the image keeps its masks (a note counts them). ``where(i)`` names image ``i`` in
+    reports."""
+    crowd_boxes = 0
     for i, (img, target) in enumerate(zip(images, targets, strict=True)):
         h, w = int(img["height"]), int(img["width"])
         missing: list[str] = []
-        for key, ids in (("segmentations", target["ann_ids"]), ("crowd_segmentations", None)):
-            checked = []
-            for k, seg in enumerate(target[key]):
-                name = f"annotation id {ids[k]}" if ids is not None else "crowd region"
-                usable, why = usable_segmentation(seg, h, w, f"{name} ({where(i)})", report)
-                if why:
-                    missing.append(f"{name}: {why}")
-                checked.append(usable)
-            target[key] = checked
+        for k, ann_id in enumerate(target["ann_ids"]):
+            name = f"annotation id {ann_id}"
+            seg = target["segmentations"][k]
+            usable, why = usable_segmentation(seg, h, w, f"{name} ({where(i)})", report)
+            if why:
+                missing.append(f"{name}: {why}")
+            target["segmentations"][k] = usable
+        for k, seg in enumerate(target["crowd_segmentations"]):
+            usable, why = usable_segmentation(seg, h, w, f"crowd region ({where(i)})", report)
+            if why:
+                usable = box_polygon(target["crowd_boxes"][k])
+                crowd_boxes += 1
+            target["crowd_segmentations"][k] = usable
         target["has_masks"] = not missing
         if missing:
             more = f"; {len(missing) - 3} more" if len(missing) > 3 else ""
@@ -240,3 +248,14 @@ def check_segmentations(
                 f"{'; '.join(missing[:3])}{more}: boxes kept; no masks or label map for this image",
                 "warning",
             )
+    if crowd_boxes:
+        report.notes.append(
+            f"{crowd_boxes} crowd region{'s' if crowd_boxes != 1 else ''} (iscrowd: 1) without "
+            "a segmentation: ignored over the box"
+        )
+
+
+def box_polygon(box: Sequence[float]) -> list[list[float]]:
+    """The COCO polygon of an ``[x, y, width, height]`` box."""
+    x, y, w, h = (float(v) for v in box)
+    return [[x, y, x + w, y, x + w, y + h, x, y + h]]

@@ -163,15 +163,13 @@ def create_timm_backbone(
         kwargs["out_indices"] = tuple(int(i) for i in out_indices)
         if len(set(kwargs["out_indices"])) != len(kwargs["out_indices"]) or not out_indices:
             raise BackboneError(f"out_indices {tuple(out_indices)} must be distinct and non-empty")
-    try:
-        body = timm.create_model(
-            model_name, pretrained=bool(pretrained), features_only=True, **kwargs
-        )
-    except (AssertionError, IndexError) as e:  # timm checks out_indices with assert / indexing
-        levels = _levels_note(model_name, kwargs) if "out_indices" in kwargs else ""
-        raise BackboneError(
-            f"cannot build timm backbone {name!r} with {kwargs}: {e}{levels}"
-        ) from e
+    body = _features(model_name, name, bool(pretrained), kwargs)
+    given = getattr(body.feature_info, "out_indices", None)
+    if out_indices is not None and given is not None:  # in level order, as the other backbones
+        levels = len(body.feature_info.info)
+        ordered = tuple(sorted(int(i) % levels for i in given))
+        if ordered != tuple(int(i) % levels for i in given):
+            body = _features(model_name, name, bool(pretrained), {**kwargs, "out_indices": ordered})
     cfg = getattr(body, "pretrained_cfg", None) or {}
     fmt = getattr(body, "output_fmt", "NCHW")
     strides = body.feature_info.reduction()
@@ -189,6 +187,18 @@ def create_timm_backbone(
         std=to_rgb_stats(cfg.get("std"), IMAGENET_STD),
         channels_last=getattr(fmt, "value", fmt) == "NHWC",
     )
+
+
+def _features(model_name: str, name: str, pretrained: bool, kwargs: dict[str, Any]) -> Any:
+    """``timm.create_model(model_name, features_only=True, **kwargs)``; timm's refusals of
+    ``out_indices`` as a :class:`BackboneError` naming the levels there are."""
+    try:
+        return timm.create_model(model_name, pretrained=pretrained, features_only=True, **kwargs)
+    except (AssertionError, IndexError) as e:  # timm checks out_indices with assert / indexing
+        levels = _levels_note(model_name, kwargs) if "out_indices" in kwargs else ""
+        raise BackboneError(
+            f"cannot build timm backbone {name!r} with {kwargs}: {e}{levels}"
+        ) from e
 
 
 def _levels_note(model_name: str, kwargs: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
@@ -73,10 +74,24 @@ class ExtraLevels(ExtraFPNBlock):
             if self.mode == "maxpool":
                 x = F.max_pool2d(x, kernel_size=1, stride=2)
             else:
-                x = self.convs[i](F.relu(x) if i > 0 else x)
+                x = strided_conv(self.convs[i], F.relu(x) if i > 0 else x)
             p.append(x)
             names.append(str(level + i + 1))
         return p, names
+
+
+def strided_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """``conv(x)``, but in float32 for a map one pixel wide in bfloat16 / float16 on the
+    CPU: there the weight gradient of a stride-2 3x3 convolution (oneDNN's kernel, torch
+    2.14) is now and then NaN or inf, which stopped training at a random step with a
+    non-finite loss (P7 of images up to 64 px wide). Such a map is a handful of values, so
+    float32 costs nothing measurable."""
+    low = x.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled("cpu")
+    if x.device.type != "cpu" or not low or x.shape[-1] != 1:
+        return conv(x)
+    with torch.autocast("cpu", enabled=False):
+        out = F.conv2d(x.float(), conv.weight.float(), conv.bias.float(), conv.stride, conv.padding)
+    return out.to(x.dtype)
 
 
 @NECKS.register("fpn")
