@@ -112,23 +112,37 @@ class CheckpointError(VisionkitError):
 
 class TrainingInterrupted(VisionkitError):
     """The run received SIGTERM or Ctrl-C (``signal="SIGINT"``); a checkpoint was saved and
-    the run can be resumed."""
+    the run can be resumed. ``saved=False``: a second Ctrl-C stopped it at once; ``checkpoint``
+    is then the run's last one from before (``None`` when it wrote none)."""
 
     exit_code = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
     label = "stopped"  # what the command line prints before the message (not "error")
 
-    def __init__(self, checkpoint: object, epoch: int, step: int, signal: str = "SIGTERM") -> None:
-        self.checkpoint = str(checkpoint)
+    def __init__(
+        self,
+        checkpoint: object,
+        epoch: int,
+        step: int,
+        signal: str = "SIGTERM",
+        saved: bool = True,
+    ) -> None:
+        self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.epoch = epoch
         self.step = step
         self.signal = signal
         what = "SIGTERM"
         if signal == "SIGINT":
             self.exit_code, what = 130, "Ctrl-C (SIGINT)"  # 128 + SIGINT, as a shell reports
-        super().__init__(
-            f"interrupted by {what} at epoch {epoch}, step {step}; saved {self.checkpoint}. "
-            f"Continue with: visionkit train --resume {self.checkpoint}"
-        )
+        resume = f"Continue with: visionkit train --resume {self.checkpoint}"
+        if saved:
+            text = f"interrupted by {what} at epoch {epoch}, step {step}; saved {self.checkpoint}"
+        elif self.checkpoint is None:
+            text = f"stopped at once by a second {what} at epoch {epoch}, step {step}, without "
+            text += "saving; the run wrote no checkpoint to continue from"
+        else:
+            text = f"stopped at once by a second {what} at epoch {epoch}, step {step}, without "
+            text += f"saving; its last checkpoint is {self.checkpoint}, from before"
+        super().__init__(text if self.checkpoint is None else f"{text}. {resume}")
 
 
 class NonFiniteLossError(VisionkitError):

@@ -288,6 +288,40 @@ def test_a_mid_epoch_resume_with_another_batch_size_still_validates_that_epoch(
     assert 1 in validated
 
 
+class _CtrlCTwiceAt(L.Callback):
+    """Ctrl-C twice in the batch after optimiser step ``step`` (the second before the batch
+    ends), as an impatient user at a terminal."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.reliability
+def test_a_second_ctrl_c_stops_at_once_and_names_the_checkpoint_to_continue_from(
+    config, tmp_path, monkeypatch
+):
+    """A second Ctrl-C was Lightning's "attempting graceful shutdown" and exit status 1, and
+    SIGINT stayed ignored: now exit status 130 and the run's last checkpoint from before."""
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(visionkit.errors.TrainingInterrupted) as info:
+        _train(monkeypatch, config, [], tmp_path / "run", _CtrlCTwiceAt(STEPS_PER_EPOCH + 2))
+    error = info.value
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert error.exit_code == 130 and error.checkpoint == str(last)
+    assert load_checkpoint(last)["global_step"] == STEPS_PER_EPOCH  # epoch 0's, not a new one
+    assert str(error) == (
+        f"stopped at once by a second Ctrl-C (SIGINT) at epoch 1, step {STEPS_PER_EPOCH + 2}, "
+        f"without saving; its last checkpoint is {last}, from before. Continue with: "
+        f"visionkit train --resume {last}"
+    )
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 class _CrashAt(L.Callback):
     """A crash (an exception, as a killed process leaves the run) before step ``step``: the
     run's last checkpoint is then the one its ``last.ckpt`` callback wrote at epoch 0's end."""

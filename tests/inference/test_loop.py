@@ -213,13 +213,17 @@ def test_the_loop_hands_each_step_the_batch_and_both_sizes():
 
 
 def test_grey_and_rgba_arrays_become_rgb_and_others_are_refused():
-    """As PIL's ``convert("RGB")``: grey repeated into three channels, alpha dropped."""
+    """Grey repeated into three channels; alpha composited on black, as a file is read."""
     rgb = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
     assert as_rgb_uint8(rgb) is rgb
     grey = rgb[:, :, 0]
     for given in (grey, grey[:, :, None]):
         assert (as_rgb_uint8(given) == np.dstack([grey] * 3)).all()
-    assert (as_rgb_uint8(np.dstack([rgb, grey])) == rgb).all()
+    opaque = np.full_like(grey, 255)
+    assert (as_rgb_uint8(np.dstack([rgb, opaque])) == rgb).all()
+    half = np.full_like(grey, 128)
+    want = np.rint(rgb.astype(np.float64) * 128 / 255).astype(np.uint8)
+    assert (as_rgb_uint8(np.dstack([rgb, half])) == want).all()
     with pytest.raises(ValueError, match=r"uint8 RGB arrays \(H×W×3, .* got shape \(4, 5, 2\)"):
         as_rgb_uint8(np.zeros((4, 5, 2), np.uint8))
     with pytest.raises(ValueError, match=r"dtype float32 .*\(x \* 255\)\.round\(\)"):

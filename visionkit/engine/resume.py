@@ -30,7 +30,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from visionkit.checkpoint import load_checkpoint, resumable
 from visionkit.config import load_config
 from visionkit.config.schema import max_time_seconds
-from visionkit.errors import CheckpointError, ConfigError
+from visionkit.errors import CheckpointError, ConfigError, TrainingInterrupted
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +288,8 @@ class CtrlC:
     """While training, the first Ctrl-C (SIGINT) stops the run as SIGTERM does: the current
     training batch finishes, :class:`SigtermCheckpoint` saves ``last.ckpt`` and the run ends
     with :class:`~visionkit.errors.TrainingInterrupted` (exit status 130). A second Ctrl-C
-    stops at once, without saving (Lightning's ``KeyboardInterrupt`` handling).
+    stops at once, without saving (Lightning's ``KeyboardInterrupt`` handling, whose
+    ``sys.exit(1)`` becomes a ``TrainingInterrupted`` naming the run's last checkpoint).
 
     A context manager around ``trainer.fit``; the handler is only installed in the main thread
     (Python runs signal handlers there). Under DDP rank 0's flag is broadcast by Lightning
@@ -298,6 +299,7 @@ class CtrlC:
         self.trainer = trainer
         self.path = Path(path)
         self.pressed = False
+        self.forced = False  # a second Ctrl-C: stopped at once
         self._previous: Any = None
 
     def __enter__(self) -> CtrlC:
@@ -305,14 +307,24 @@ class CtrlC:
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
+        if self.forced and isinstance(error, SystemExit):
+            written = [c for c in self.path.parent.glob("*.ckpt") if c.name != "best.ckpt"]
+            raise TrainingInterrupted(
+                max(written, key=lambda c: c.stat().st_mtime, default=None),
+                self.trainer.current_epoch,
+                self.trainer.global_step,
+                signal="SIGINT",
+                saved=False,
+            ) from None
 
     def _handle(self, signum: int, frame: Any) -> None:
         connector = getattr(self.trainer, "_signal_connector", None)
         if self.pressed or connector is None or not hasattr(connector, "received_sigterm"):
+            self.forced = self.pressed
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
         self.pressed = True
