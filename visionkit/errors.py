@@ -137,10 +137,10 @@ class TrainingInterrupted(VisionkitError):
         if saved:
             text = f"interrupted by {what} at epoch {epoch}, step {step}; saved {self.checkpoint}"
         elif self.checkpoint is None:
-            text = f"stopped at once by a second {what} at epoch {epoch}, step {step}, without "
+            text = f"a second {what} at epoch {epoch}, step {step}: ended at once, without "
             text += "saving; the run wrote no checkpoint to continue from"
         else:
-            text = f"stopped at once by a second {what} at epoch {epoch}, step {step}, without "
+            text = f"a second {what} at epoch {epoch}, step {step}: ended at once, without "
             text += f"saving; its last checkpoint is {self.checkpoint}, from before"
         super().__init__(text if self.checkpoint is None else f"{text}. {resume}")
 

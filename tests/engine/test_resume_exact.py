@@ -315,7 +315,7 @@ def test_a_second_ctrl_c_stops_at_once_and_names_the_checkpoint_to_continue_from
     assert error.exit_code == 130 and error.checkpoint == str(last)
     assert load_checkpoint(last)["global_step"] == STEPS_PER_EPOCH  # epoch 0's, not a new one
     assert str(error) == (
-        f"stopped at once by a second Ctrl-C (SIGINT) at epoch 1, step {STEPS_PER_EPOCH + 2}, "
+        f"a second Ctrl-C (SIGINT) at epoch 1, step {STEPS_PER_EPOCH + 2}: ended at once, "
         f"without saving; its last checkpoint is {last}, from before. Continue with: "
         f"visionkit train --resume {last}"
     )
