@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import logging
 import multiprocessing
 import os
@@ -286,6 +287,28 @@ def test_a_mid_epoch_resume_with_another_batch_size_still_validates_that_epoch(
     rows = csv.DictReader((resumed / "metrics.csv").read_text().splitlines())
     validated = {int(r["epoch"]) for r in rows if r.get("cls/top1")}
     assert 1 in validated
+
+
+@pytest.mark.reliability
+def test_a_resumed_run_reports_the_training_time_of_the_whole_run(config, tmp_path, monkeypatch):
+    """metrics.json's time/train_s counted the resumed process alone (a run stopped near its
+    end and resumed said it trained for a few seconds)."""
+    run_dir = tmp_path / "run"
+    val = {**config["data"]["train"], "images": config["data"]["train"]["images"][:-5] + "val"}
+    config = {**config, "data": {**config["data"], "val": val}}
+    config["trainer"] = {**config["trainer"], "limit_val_batches": 2}
+    with pytest.raises(visionkit.errors.TrainingInterrupted):
+        _train(monkeypatch, config, [], run_dir, _SigtermAt(STEPS_PER_EPOCH + 3))
+    saved = next(
+        v
+        for k, v in load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["callbacks"].items()
+        if k.startswith("TrainingTime")
+    )
+    assert saved["time/train_s"] > 0 and saved["time/val_s"] >= 0
+    _, metrics = _train(monkeypatch, config, ["resume=auto"], run_dir)
+    assert metrics["time/train_s"] > saved["time/train_s"]
+    written = json.loads((run_dir / "metrics.json").read_text())
+    assert written["time/train_s"] == pytest.approx(metrics["time/train_s"])
 
 
 class _CtrlCTwiceAt(L.Callback):

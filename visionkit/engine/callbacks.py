@@ -127,13 +127,15 @@ class TrainingTime(L.Callback):
     """Wall time of ``trainer.fit`` in this process, split into training and the validation
     epochs inside it (the sanity check and the final validation of the best checkpoint are
     outside). ``times()`` gives ``{"time/train_s", "time/val_s"}``, which the runner adds to
-    ``metrics.json``; a resumed run counts its own time only."""
+    ``metrics.json``. Checkpoints carry the time so far, so a resumed run's figures are those
+    of the whole run (Lightning's ``max_time`` counts it alike)."""
 
     def __init__(self) -> None:
         self.start: float | None = None
         self.end: float | None = None
         self.val_s = 0.0
         self._val_start: float | None = None
+        self.before = {"time/train_s": 0.0, "time/val_s": 0.0}  # of the run resumed
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start, self.end, self.val_s = time.monotonic(), None, 0.0
@@ -160,7 +162,18 @@ class TrainingTime(L.Callback):
     def times(self) -> dict[str, float]:
         if self.start is None or self.end is None:
             return {}
-        return {"time/train_s": self.end - self.start - self.val_s, "time/val_s": self.val_s}
+        return self._so_far(self.end)
+
+    def _so_far(self, now: float) -> dict[str, float]:
+        val_s = self.val_s + (now - self._val_start if self._val_start is not None else 0.0)
+        own = {"time/train_s": now - (self.start or now) - val_s, "time/val_s": val_s}
+        return {k: self.before[k] + v for k, v in own.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._so_far(self.end or time.monotonic()) if self.start else dict(self.before)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.before = {k: float(state_dict.get(k, 0.0)) for k in self.before}
 
 
 class Tf32Matmuls(L.Callback):
