@@ -49,6 +49,7 @@ import torchvision
 from torch import Tensor, nn
 
 from visionkit.errors import ExportError
+from visionkit.models.heads._utils import off_the_padding
 from visionkit.models.heads.classification import ClassificationHead
 from visionkit.models.heads.embedding import EmbeddingHead
 from visionkit.models.heads.fcos import FCOSHead
@@ -159,14 +160,22 @@ def output_layout(model: VisionModel, settings: NmsSettings) -> list[dict[str, A
     return layout
 
 
-def _dense_scores(head: nn.Module, raw: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """Per (location, class) scores ``[B, P, C]`` and each location's stride ``[P]``."""
+def _dense_scores(
+    head: nn.Module, raw: Mapping[str, Tensor], image_sizes: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Per (location, class) scores ``[B, P, C]``, 0 on each image's padding (as the heads'
+    ``postprocess``: :func:`~visionkit.models.heads._utils.off_the_padding`), and each
+    location's stride ``[P]``."""
     if isinstance(head, FCOSHead):
         scores = (
             raw["cls_logits"].float().sigmoid() * raw["centerness"].float().sigmoid()[..., None]
         ).sqrt()
-        return scores, raw["point_strides"]
-    return raw["cls_logits"].float().sigmoid(), raw["anchor_strides"]
+        return off_the_padding(scores, raw["points"].float(), image_sizes), raw["point_strides"]
+    anchors = raw["anchors"].float()
+    scores = off_the_padding(
+        raw["cls_logits"].float().sigmoid(), (anchors[:, :2] + anchors[:, 2:]) / 2, image_sizes
+    )
+    return scores, raw["anchor_strides"]
 
 
 def _decode(head: nn.Module, raw: Mapping[str, Tensor], location: Tensor) -> Tensor:
@@ -202,7 +211,7 @@ def detect_with_locations(
     ``P`` points or anchors) of the location that produced each detection, carried through
     the score filter, NMS and the ``max_det`` selection, so that ``raw[key][batch_index,
     location]`` is a detection's per-location output."""
-    scores, strides = _dense_scores(head, raw)
+    scores, strides = _dense_scores(head, raw, image_sizes)
     batch, locations, num_classes = scores.shape
     k = settings["topk_candidates"]
     cand_scores, cand_index = [], []

@@ -203,6 +203,24 @@ class DetectionHeadTester:
             assert (scores[:-1] >= scores[1:]).all()
             assert pred["names"] == [["a", "b", "c"][i] for i in labels.tolist()]
 
+    def test_postprocess_ignores_the_locations_on_an_images_padding(self):
+        """What the head scores on the padding of a smaller image of the batch (its box
+        clipped to a strip along the image's border) is not a detection of that image."""
+        head = self.make_head(score_thresh=0.001, detections_per_img=50).eval()
+        out = head(self.make_features())
+        centres = out["points"] if "points" in out else out["anchors"].view(-1, 2, 2).mean(1)
+        sizes = [self.image_size, (40, 50)]
+        padding = (centres[:, 0] >= 50) | (centres[:, 1] >= 40)
+        assert padding.any() and not padding.all()
+        preds = []
+        for logit in (20.0, -20.0):  # the padding of image 1 sure of every class, or of none
+            cls_logits = out["cls_logits"].clone()
+            cls_logits[1, padding] = logit
+            preds.append(head.postprocess({**out, "cls_logits": cls_logits}, sizes)[1])
+        assert len(preds[0]["boxes"]) > 0
+        for key in ("boxes", "scores", "labels"):
+            assert torch.equal(preds[0][key], preds[1][key]), key
+
     def test_postprocess_without_class_names_and_above_threshold(self):
         head = self.make_head(score_thresh=1.0).eval()
         preds = head.postprocess(head(self.make_features()), [self.image_size] * 2)

@@ -136,6 +136,19 @@ def as_sizes(sizes: Sizes | None, batch_size: int) -> list[tuple[int, int]] | No
     return out
 
 
+def off_the_padding(
+    scores: Tensor, centres: Tensor, sizes: Sequence[Sequence[int]] | Tensor
+) -> Tensor:
+    """``scores [B, P, C]`` with those of the locations whose centre ``[P, 2]`` (x, y) lies
+    on the padding of their image set to 0: image ``i`` of ``sizes`` (``(H, W)`` each) fills
+    the top-left of the padded batch. A detector fires on the edge where the zeros of the
+    padding begin; its box, clipped to the image, was a strip along the image's border, and
+    whether it came depended on the other images of the batch."""
+    limits = torch.as_tensor(sizes, dtype=torch.float32, device=scores.device).reshape(-1, 2)
+    inside = (centres[None, :, 0] < limits[:, None, 1]) & (centres[None, :, 1] < limits[:, None, 0])
+    return scores * inside[..., None].to(scores.dtype)
+
+
 def rescale_boxes(boxes: Tensor, image_size: Sequence[int], orig_size: Sequence[int]) -> Tensor:
     """Map xyxy boxes from an image of ``image_size`` (H, W) to one of ``orig_size``:
     x by ``orig_W / W``, y by ``orig_H / H``."""

@@ -46,6 +46,7 @@ from visionkit.models.heads._utils import (
     focal_loss,
     grid_points,
     level_slices,
+    off_the_padding,
     pyramid_channels,
     resolve_num_classes,
     select_detections,
@@ -370,6 +371,7 @@ class FCOSHead(nn.Module):
             batch_size, _, num_classes = scores.shape
             sizes = as_sizes(image_sizes, batch_size)
             originals = as_sizes(orig_sizes, batch_size)
+            scores = off_the_padding(scores, points, sizes)
             cand_scores, cand_index = topk_per_level(
                 scores, level_slices(outputs["point_strides"]), self.topk_candidates
             )  # [B, K]

@@ -30,6 +30,7 @@ from visionkit.models.heads._utils import (
     focal_loss,
     grid_points,
     level_slices,
+    off_the_padding,
     pyramid_channels,
     resolve_num_classes,
     select_detections,
@@ -364,6 +365,7 @@ class RetinaNetHead(nn.Module):
             batch_size, _, num_classes = scores.shape
             sizes = as_sizes(image_sizes, batch_size)
             originals = as_sizes(orig_sizes, batch_size)
+            scores = off_the_padding(scores, (anchors[:, :2] + anchors[:, 2:]) / 2, sizes)
             cand_scores, cand_index = topk_per_level(
                 scores, level_slices(outputs["anchor_strides"]), self.topk_candidates
             )  # [B, K]
