@@ -68,3 +68,22 @@ def test_an_unknown_augmentation_parameter_fails_at_pipeline_build_naming_it(tmp
         "data.transforms.train[0].heigth: unknown parameter of Resize; did you mean 'height'?"
         in err
     )
+
+
+def test_a_panorama_scaled_down_keeps_a_side_of_one_pixel_and_its_box():
+    """A 4000 x 8 px photo at a longest side of 192 is 192 x 0.4: the recipes' RandomScale
+    (0.5x-1.5x) left a side of 0 px, and training stopped at a random step with OpenCV's
+    ``inv_scale_x > 0`` assertion."""
+    steps = [
+        {"name": "LongestMaxSize", "max_size": 192},
+        {"name": "RandomScale", "scale_limit": [-0.5, -0.5], "p": 1.0},
+    ]
+    pipe = build_pipeline(steps, (0.5,) * 3, (0.5,) * 3)
+    for shape in ((8, 4000), (4000, 8)):
+        h, w = shape
+        sample = {"image": np.zeros((h, w, 3), np.uint8), "image_id": 1, "orig_size": shape,
+                  "boxes": np.array([[0, 0, w / 2, h]], np.float32), "labels": np.array([0])}  # fmt: skip
+        out = apply_pipeline(pipe, sample)
+        # LongestMaxSize leaves 192 x 1; the scale is raised to keep that one pixel
+        assert sorted(out["image"].shape[-2:]) == [1, 192]
+        assert len(out["boxes"]) == 1

@@ -61,6 +61,23 @@ COMPOSITIONS: dict[str, tuple[type, dict[str, Any]]] = {
 }
 
 
+class RandomScale(A.RandomScale):
+    """albumentations' ``RandomScale``, its scale raised where it would leave a side under
+    one pixel: a panorama of 4000 x 8 px at a longest side of 192 is 192 x 0.4, and a scale
+    of 0.5 stopped training with OpenCV's ``inv_scale_x > 0`` assertion (at a random step,
+    after ``check-data`` found nothing wrong)."""
+
+    def get_params_dependent_on_data(
+        self, params: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        shortest = max(1, min(params["shape"][:2]))
+        return {"scale": max(params["scale"], (1.0 + 1e-6) / shortest)}
+
+
+#: Steps built from visionkit's version of an albumentations class of the same name.
+SAFER: dict[str, type] = {"RandomScale": RandomScale}
+
+
 def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> Any:
     """One step from ``{name: ..., **params}``: an albumentations transform, a composition
     (:data:`COMPOSITIONS`, its ``transforms`` built recursively) or a multi-image
@@ -73,7 +90,7 @@ def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> Any:
         return _build_composition(known, params, where)
     step_class = mixing.MULTI_IMAGE.get(known)
     mixer = step_class is not None and step_class.stage == "after"
-    cls = step_class if mixer else getattr(A, known, None)
+    cls = step_class if mixer else SAFER.get(known) or getattr(A, known, None)
     if not (mixer or (inspect.isclass(cls) and issubclass(cls, A.BasicTransform))):
         names = [n for n in dir(A) if n[:1].isupper()] + list(mixing.MULTI_IMAGE)
         close = difflib.get_close_matches(str(name), names, n=3)
