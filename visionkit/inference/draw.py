@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+from torch import Tensor
+from torchvision.utils import draw_bounding_boxes
 
 from visionkit.data.classes import BACKGROUND
 from visionkit.inference.draw_keypoints import draw_skeletons
@@ -59,6 +60,24 @@ def class_colour(label: int, published: Sequence[Sequence[int]] = ()) -> tuple[i
     return colour_of(label)
 
 
+def fill_masks(
+    canvas: Tensor, masks: Tensor, colours: Sequence[tuple[int, int, int]], alpha: float = 0.45
+) -> Tensor:
+    """``canvas`` (``uint8 [3, H, W]``) with each of ``masks`` (bool ``[N, H, W]``) filled in
+    its colour at ``alpha``, one mask over the other: the fill of torchvision's
+    ``draw_segmentation_masks``, which first counts every pixel's masks at once in int64
+    (9.6 GB for the 100 masks of a 12-megapixel photo at ``--conf 0.05``) and blacks out
+    where masks overlap. Here only each mask's pixels are read and written."""
+    out = canvas.clone()
+    for mask, colour in zip(masks, colours, strict=True):
+        if not mask.any():
+            continue
+        rgb = torch.tensor(colour, dtype=torch.float32)[:, None]
+        blended = out[:, mask].float() * (1 - alpha) + rgb * alpha
+        out[:, mask] = blended.round().clamp(0, 255).to(out.dtype)
+    return out
+
+
 def draw_predictions(
     image: np.ndarray, prediction: dict[str, Any], legend_all: bool = False
 ) -> np.ndarray:
@@ -88,7 +107,7 @@ def draw_predictions(
             if present:
                 masks = torch.stack([mask == c for c in present])
                 colours = [class_colour(c, published) for c in present]
-                canvas = draw_segmentation_masks(canvas, masks, alpha=0.45, colors=colours)
+                canvas = fill_masks(canvas, masks, colours)
             shown = painted if legend_all and result.get("names") else present
             legend.update({names[c]: class_colour(c, published) for c in shown})
     for result in prediction.values():
@@ -96,9 +115,7 @@ def draw_predictions(
             names = result.get("names") or [str(int(label)) for label in result["labels"]]
             colours = [colour_of(int(label) + offset) for label in result["labels"]]
             if result.get("masks") is not None and len(result["masks"]):
-                canvas = draw_segmentation_masks(
-                    canvas, result["masks"].cpu().bool(), alpha=0.45, colors=colours
-                )
+                canvas = fill_masks(canvas, result["masks"].cpu().bool(), colours)
             scores = result.get("scores")
             captions = (
                 list(names)

@@ -51,7 +51,7 @@ from visionkit.models.heads._utils import (
 from visionkit.models.heads.fcos import FCOSHead, FCOSTargets
 from visionkit.registry import HEADS
 
-MASK_CHUNK = 16  # detections whose full-size masks are decoded at once in postprocess
+MASK_CHUNK = 4  # detections whose full-size masks are decoded at once in postprocess
 
 
 def mask_targets(masks: Tensor, size: Sequence[int], stride: int) -> Tensor:
