@@ -47,8 +47,37 @@ def test_voc_reads_any_folder_names_directly(tmp_path, caplog):
     assert first["labels"].tolist() == [1, 0]
     assert first["image"].shape == (48, 64, 3)
     assert ds[1]["boxes"].shape == (0, 4)  # the box outside left out, the image kept
-    assert "1 objects left out" in caplog.text and "b.xml" in caplog.text
+    (dropped,) = ds.report.warnings  # as the COCO reader reports a box it drops
+    assert (dropped.kind, dropped.where) == ("box dropped", "xml/b.xml object 1")
+    assert "lies outside the image" in dropped.detail and "b.xml" in caplog.text
     assert ds.report.format == "voc"
+
+
+def test_boxes_clipped_or_dropped_by_the_voc_and_yolo_readers_are_warnings(tmp_path, capsys):
+    """check-data said "no problems found" for VOC boxes crossing the image's border and a
+    YOLO line of zero width (logged at INFO only), where a COCO file's were warnings."""
+    root = tmp_path / "voc"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    Image.new("RGB", (64, 48), (40, 80, 120)).save(root / "JPEGImages" / "a.jpg")
+    objects = [voc_object("cat", (-9, 5, 30, 40)), voc_object("cat", (10, 10, 20, 20))]
+    (root / "Annotations" / "a.xml").write_text(voc_xml(objects, "a.jpg", (64, 48)))
+    ds = build_dataset({"format": "voc", "root": str(root)}, split="train", needs=["boxes"])
+    (clipped,) = ds.report.warnings
+    assert (clipped.kind, clipped.where) == ("box clipped", "Annotations/a.xml object 1")
+    assert "reaches outside the 64x48 image; clipped to it" in clipped.detail
+    np.testing.assert_allclose(ds[0]["boxes"][0], [0, 4, 30, 40])
+
+    yolo = tmp_path / "yolo"
+    (yolo / "images").mkdir(parents=True)
+    (yolo / "labels").mkdir()
+    Image.new("RGB", (80, 40), (9, 9, 9)).save(yolo / "images" / "x.png")
+    (yolo / "labels" / "x.txt").write_text("0 0.5 0.5 0.0 0.5\n0 0.5 0.5 0.5 0.5\n")
+    (yolo / "classes.txt").write_text("cat\n")
+    code = main(["check-data", "--format", "yolo", "--root", str(yolo), "--strict"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "box dropped: labels/x.txt line 1: box of zero area" in out
 
 
 def test_voc_default_folder_names_and_class_list(tmp_path):
@@ -261,7 +290,7 @@ def test_check_data_lists_a_malformed_xml_with_the_problems_of_the_images(tmp_pa
     assert code == 1
     assert "bad annotation file: xml/c.xml: malformed XML" in out
     assert "unreadable image: photos/a.jpg (image id 1)" in out
-    assert "check-data: 2 problems in 1 dataset" in out
+    assert "check-data: 3 problems (2 errors, 1 warning) in 1 dataset" in out  # b.xml: a box
     spec = {"format": "voc", "root": str(root), "annotations": "xml", "images": "photos"}
     with pytest.raises(DataError) as info:  # training stops on both at once
         build_dataset(spec, split="train", needs=["boxes"])
@@ -363,7 +392,7 @@ def test_on_bad_label_skip_leaves_out_bad_voc_files_with_their_images(tmp_path, 
     argv = ["check-data", "--format", "voc", "--root", str(root), "annotations=xml"]
     code = main([*argv, "images=photos", "class_names=[raccoon, dog]", "on_bad_label=skip"])
     out = capsys.readouterr().out
-    assert code == 0 and "3 problems (0 errors, 3 warnings) in 1 dataset" in out
+    assert code == 0 and "4 problems (0 errors, 4 warnings) in 1 dataset" in out  # b.xml: a box
     assert "xml/d.xml object 1: unknown class 'cat'" in out and "(left out)" in out
     with pytest.raises(ConfigError, match="on_bad_label: 'drop' is not one of error, skip"):
         build_dataset({**spec, "on_bad_label": "drop"}, split="train", needs=["boxes"])

@@ -38,15 +38,20 @@ from visionkit.errors import AnnotationError, DataError
 GENERATOR = "visionkit convert"
 
 
+CLIP_TOLERANCE = 1.0  # pixels a box may reach outside its image before it is reported
+
+
 class Conversion(NamedTuple):
     """What a converter returns: the COCO object, the objects it left out (with why), under
-    ``on_bad_label: skip`` the problems of each source file it left out, and (YOLO) the
-    images without a label file (``file_name`` of each: read as images without objects)."""
+    ``on_bad_label: skip`` the problems of each source file it left out, (YOLO) the images
+    without a label file (``file_name`` of each: read as images without objects), and the
+    boxes it clipped to their image by more than a pixel (with where)."""
 
     coco: dict[str, Any]
     skipped: list[str]
     dropped: list[list[str]] = []
     unlabelled: list[str] = []
+    clipped: list[str] = []
 
 
 class CocoBuilder:
@@ -62,6 +67,7 @@ class CocoBuilder:
         self.annotations: list[dict[str, Any]] = []
         self.problems: list[str] = []
         self.skipped: list[str] = []
+        self.clipped: list[str] = []
         self.dropped: list[list[str]] = []
 
     def add_image(self, file_name: str, width: int, height: int) -> int:
@@ -112,16 +118,22 @@ class CocoBuilder:
         """Record an object left out of the output on purpose (e.g. zero area)."""
         self.skipped.append(f"{where}: {what}")
 
+    def clip(self, where: str, what: str) -> None:
+        """Record a box clipped to its image by more than a pixel (kept, clipped)."""
+        self.clipped.append(f"{where}: {what}")
+
     @contextlib.contextmanager
     def one_file(self, skip_bad: bool) -> Iterator[None]:
         """Convert one source file (an XML or txt file and its image): with ``skip_bad``, a
         problem recorded inside leaves the file's image and objects out, its problems kept
         in :attr:`dropped` instead of :attr:`problems` (``on_bad_label: skip``)."""
         problems, images, annotations = len(self.problems), len(self.images), len(self.annotations)
+        skipped, clipped = len(self.skipped), len(self.clipped)
         yield
         if skip_bad and len(self.problems) > problems:
             self.dropped.append(self.problems[problems:])
             del self.problems[problems:], self.images[images:], self.annotations[annotations:]
+            del self.skipped[skipped:], self.clipped[clipped:]
 
     def raise_problems(self, what: str, collect: list[str] | None = None) -> None:
         """Raise one :class:`AnnotationError` listing every recorded problem, if any; with a

@@ -43,7 +43,12 @@ from pathlib import Path
 from typing import Any
 
 from visionkit.data.batch import IMAGE_EXTENSIONS, dataset_root, resolve_under_root
-from visionkit.data.convert.coco_builder import CocoBuilder, Conversion, relative_posix
+from visionkit.data.convert.coco_builder import (
+    CLIP_TOLERANCE,
+    CocoBuilder,
+    Conversion,
+    relative_posix,
+)
 from visionkit.data.io import read_image_size
 from visionkit.errors import DataError, ImageDecodeError, counted
 
@@ -149,7 +154,9 @@ def voc_to_coco(
                 _add(builder, root, img_dir, xml_path, record, label_of, seen)
     builder.raise_problems(f"{root}: cannot convert the VOC annotations", problems)
     info: dict[str, Any] = {"format": "voc", "source": str(root), "split": split}
-    return Conversion(builder.to_dict(info), builder.skipped, builder.dropped)
+    return Conversion(
+        builder.to_dict(info), builder.skipped, builder.dropped, clipped=builder.clipped
+    )
 
 
 def _warn_case_variants(parsed: list[tuple[Path, dict[str, Any] | None]], root: Path) -> None:
@@ -321,6 +328,11 @@ def _add(
         if x1 <= x0 or y1 <= y0:
             builder.skip(f"{where} object {j}", f"box {obj['box']} lies outside the image")
             continue
+        if max(x0 - (xmin - 1), y0 - (ymin - 1), xmax - x1, ymax - y1) > CLIP_TOLERANCE:
+            builder.clip(
+                f"{where} object {j}",
+                f"box {obj['box']} reaches outside the {width}x{height} image; clipped to it",
+            )
         builder.add_annotation(
             image_id,
             label_of[obj["name"]],

@@ -17,6 +17,7 @@ from pycocotools import mask as mask_utils
 
 from visionkit.data.batch import read_from
 from visionkit.data.checks import DataReport
+from visionkit.data.convert.coco_builder import CLIP_TOLERANCE
 from visionkit.data.readers.coco_identities import IDENTITY_FIELD
 from visionkit.errors import AnnotationError
 
@@ -222,9 +223,6 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
             "counts": counts.encode() if isinstance(counts, str) else counts,
         }
     return mask_utils.decode(rle).astype(np.uint8)
-
-
-CLIP_TOLERANCE = 1.0  # pixels a box may reach outside its image before it is reported
 
 
 def clip_boxes(

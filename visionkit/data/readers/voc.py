@@ -13,7 +13,6 @@ dataset. Objects the converter leaves out (zero-area boxes, ``difficult`` ones: 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -26,8 +25,6 @@ from visionkit.data.readers.coco import CocoDataset
 from visionkit.errors import ConfigError, counted
 from visionkit.registry import DATASETS
 
-logger = logging.getLogger(__name__)
-
 
 class _ConvertedDataset(CocoDataset):
     """A :class:`CocoDataset` whose COCO object a converter makes from another format."""
@@ -36,19 +33,14 @@ class _ConvertedDataset(CocoDataset):
     path_arguments: ClassVar[tuple[str, ...]] = ("root",)  # annotations, images: names in it
     _source_problems: Sequence[str] = ()  # the converter's, set by read_annotations
     _dropped: Sequence[Sequence[str]] = ()  # the problems of each file left out (skip)
+    _boxes: Sequence[tuple[str, str]] = ()  # (kind, "where: what") of boxes dropped / clipped
 
     def _converted(self, conversion: Conversion) -> dict[str, Any]:
         self._dropped = conversion.dropped
-        if conversion.skipped:
-            shown = "; ".join(conversion.skipped[:5])
-            more = len(conversion.skipped) - 5
-            logger.info(
-                "%s: %d objects left out (%s%s)",
-                self.ann_path,
-                len(conversion.skipped),
-                shown,
-                f"; and {more} more" if more > 0 else "",
-            )
+        self._boxes = [
+            *(("box dropped", s) for s in conversion.skipped),
+            *(("box clipped", s) for s in conversion.clipped),
+        ]
         return conversion.coco
 
     def add_source_problems(self, report: Any) -> None:
@@ -61,6 +53,9 @@ class _ConvertedDataset(CocoDataset):
             for problem in problems:
                 where, _, what = problem.partition(": ")
                 report.add("bad annotation file", where, f"{what} (left out)", "warning")
+        for kind, problem in self._boxes:  # as the COCO reader reports the boxes it changes
+            where, _, what = problem.partition(": ")
+            report.add(kind, where, what, "warning")
         if self._dropped:
             files = counted(len(self._dropped), "annotation file")
             report.notes.append(f"left out {files} with problems (on_bad_label: skip)")
