@@ -612,8 +612,8 @@ def test_a_square_photo_with_an_orientation_tag_is_a_counted_warning(tmp_path, c
 
 
 def test_a_mask_folder_photo_with_an_orientation_tag_is_an_error(tmp_path):
-    """Its label PNG has no orientation: once the photo is turned upright they no longer
-    line up, whatever the shape."""
+    """Its label PNG has no orientation: a half turn keeps the photo's size, so nothing
+    tells whether the label was drawn on the upright photo."""
     (tmp_path / "masks").mkdir()
     exif = Image.Exif()
     exif[0x0112] = 3  # rotate 180 degrees: the size stays, the pixels move
@@ -622,6 +622,28 @@ def test_a_mask_folder_photo_with_an_orientation_tag_is_an_error(tmp_path):
     (tmp_path / "classes.txt").write_text("background\nthing\n")
     with pytest.raises(DataError, match="image with an EXIF orientation"):
         MaskFolderDataset(tmp_path)
+
+
+def test_a_mask_folder_photo_turned_a_quarter_reads_with_a_label_of_its_upright_size(tmp_path):
+    """A phone photo stored 40 x 60 with orientation 6 is 60 x 40 upright: a label of the
+    upright size was refused as "would no longer line up"; one of the stored size is a size
+    mismatch that says why."""
+    (tmp_path / "masks").mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turn 90 degrees clockwise when read
+    write_image(tmp_path / "images" / "a.jpg", size=(40, 60), exif=exif)
+    upright = np.zeros((60, 40), np.uint8)
+    upright[:30] = 1
+    Image.fromarray(upright, "L").save(tmp_path / "masks" / "a.png")
+    (tmp_path / "classes.txt").write_text("background\nthing\n")
+    sample = MaskFolderDataset(tmp_path)[0]
+    assert sample["image"].shape == (60, 40, 3) and (sample["semantic"] == upright).all()
+    Image.fromarray(upright.T.copy(), "L").save(tmp_path / "masks" / "a.png")  # stored size
+    with pytest.raises(DataError) as info:
+        MaskFolderDataset(tmp_path)
+    assert "label PNG is 40x60 but its image a.jpg is 60x40 (height x width; swapped: an " in str(
+        info.value
+    )
 
 
 @pytest.mark.reliability

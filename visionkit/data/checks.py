@@ -314,8 +314,11 @@ def check_image_files(
         bad_image_severity: the severity of missing and unreadable files (``"warning"``
             under ``on_bad_image: skip``).
         workers: threads (default: up to 8); Pillow releases the GIL while it decodes.
-        oriented_is_error: any EXIF orientation other than 1 is an error (label images carry
-            none, so an image that is turned upright no longer lines up with its labels);
+        oriented_is_error: an EXIF orientation other than 1 that a size check cannot tell
+            from the stored pixels (a flip or half turn, or any on a square image) is an
+            error: label images carry none, and a label drawn on the stored pixels would no
+            longer line up with the upright image. A quarter turn of an image that is not
+            square is left to the caller, whose label image must have the upright size;
             otherwise only a square image with one is reported, as a warning (a size check
             cannot tell whether its annotations describe the upright image).
 
@@ -352,13 +355,14 @@ def check_image_files(
             elif (dw, dh) == tuple(size):
                 detail += " (width and height swapped in the annotation file)"
             report.add("size mismatch", item.where, detail)
-        elif orientation != 1 and oriented_is_error:
+        elif orientation != 1 and oriented_is_error and not quarter_turn(orientation, size):
             report.add(
                 "image with an EXIF orientation",
                 item.where,
-                f"orientation {orientation}: the decoder turns the pixels upright, its label "
-                "image has no orientation and would no longer line up; save the image upright "
-                "(e.g. PIL.ImageOps.exif_transpose) and its labels to match",
+                f"orientation {orientation}: the decoder turns the pixels upright, and its "
+                "label image (which has no orientation) keeps its size either way, so nothing "
+                "tells whether the labels were drawn on the upright image; save the image "
+                "upright (e.g. PIL.ImageOps.exif_transpose) and its labels to match",
             )
         elif orientation != 1 and size[0] == size[1]:
             report.add(
@@ -372,6 +376,13 @@ def check_image_files(
         report.image_sizes[size] += 1
         sizes.append(size)
     return sizes
+
+
+def quarter_turn(orientation: int, size: tuple[int, int]) -> bool:
+    """Whether an EXIF ``orientation`` turns an image of upright ``size`` (H, W) by a
+    quarter and it is not square: its stored pixels then have the other size, so a label
+    image's size tells which of the two it was drawn on."""
+    return orientation in (5, 6, 7, 8) and size[0] != size[1]
 
 
 def inspect_samples(dataset: Any, source: str, format: str = "") -> DataReport:

@@ -357,6 +357,12 @@ class MaskFolderDataset:
             detail = (
                 f"label {kind} is {h}x{w} but its image {image_path.name} is {size[0]}x{size[1]}"
             )
+            if (w, h) == size:
+                detail += (
+                    " (height x width; swapped: an image with an EXIF orientation is turned "
+                    "upright when read, and its label must be drawn on the upright image)"
+                )
+                return "size mismatch", where, detail
             return "size mismatch", where, f"{detail} (height x width)"
         if self.image_check == "decode":
             try:
