@@ -255,3 +255,12 @@ def test_overfit_two_boxes_with_simple_cnn_and_fpn():
         assert len(same_class), pred
         top = pred["boxes"][same_class[0]]  # the highest-scoring detection of that class
         assert box_iou(box[None], top).item() > 0.5, (box, pred)
+
+
+def test_boxes_at_the_images_edge_stay_on_the_originals_edge():
+    """A box to the right edge of a 21 px wide input, scaled to 914 px, ended at 914.00006
+    (float32 rounding): past the image in predictions.json."""
+    from visionkit.models.heads._utils import rescale_boxes
+
+    boxes = torch.tensor([[0.0, 0.0, 21.0, 21.0]])
+    assert rescale_boxes(boxes, (21, 21), (914, 914)).tolist() == [[0.0, 0.0, 914.0, 914.0]]

@@ -151,10 +151,11 @@ def off_the_padding(
 
 def rescale_boxes(boxes: Tensor, image_size: Sequence[int], orig_size: Sequence[int]) -> Tensor:
     """Map xyxy boxes from an image of ``image_size`` (H, W) to one of ``orig_size``:
-    x by ``orig_W / W``, y by ``orig_H / H``."""
+    x by ``orig_W / W``, y by ``orig_H / H``, clipped to it (a box reaching the scaled
+    image's edge lands on the original's, not a float's rounding past it)."""
     (h, w), (oh, ow) = image_size, orig_size
     ratio = boxes.new_tensor([ow / w, oh / h, ow / w, oh / h])
-    return boxes * ratio
+    return clip_boxes_to_image(boxes * ratio, (int(oh), int(ow)))
 
 
 def select_detections(
