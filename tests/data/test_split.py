@@ -366,3 +366,38 @@ def test_validating_on_the_training_images_is_warned_of(tmp_path):
     assert note(entry, {"format": "folder", "root": str(tmp_path)}) is None
     unset = {"format": "folder", "root": None}  # a recipe's: build_datasets asks for it
     assert note(unset, unset) is None
+
+
+def test_validation_images_listed_in_the_training_split_too_are_warned_of(tmp_path):
+    """A VOC val.txt that lists training ids (or two COCO files of the same photos) is no
+    same-entry case: the built datasets' image files are compared."""
+    from tests.data.test_convert import voc_object, voc_xml
+    from visionkit.build.data import build_datasets
+    from visionkit.config import load_config
+    from visionkit.data.datasets import shared_images_note
+
+    root = tmp_path / "voc"
+    for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / folder).mkdir(parents=True)
+    for stem in "abcd":
+        Image.new("RGB", (32, 24)).save(root / "JPEGImages" / f"{stem}.jpg")
+        xml = voc_xml([voc_object("cat", (2, 2, 12, 12))], f"{stem}.jpg", (32, 24))
+        (root / "Annotations" / f"{stem}.xml").write_text(xml)
+    (root / "ImageSets/Main/train.txt").write_text("a\nb\nc\n")
+    (root / "ImageSets/Main/val.txt").write_text("c\nd\n")
+    heads = {"det": {"name": "fcos", "num_classes": None}}
+    entry = {"format": "voc", "root": str(root)}
+    data = {"train": {**entry, "split": "train"}, "val": {**entry, "split": "val"}}
+    config = load_config(
+        {"model": {"backbone": {"name": "simple_cnn"}, "heads": heads}, "data": data}
+    )
+    datasets = build_datasets(config.data, needs=["boxes"])
+    assert shared_images_note(config.data) is None  # other entries: the config cannot tell
+    assert shared_images_note(config.data, datasets) == (
+        f"data.val: 1 of its 2 images is a training image too (e.g. {root / 'JPEGImages' / 'c.jpg'}): "
+        "validation would score photos the model trains on; give held-out photos, or split the "
+        "dataset (visionkit split)"
+    )
+    (root / "ImageSets/Main/val.txt").write_text("d\n")
+    config = load_config({**config.model_dump(), "data": data})
+    assert shared_images_note(config.data, build_datasets(config.data, needs=["boxes"])) is None

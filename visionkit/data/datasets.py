@@ -9,6 +9,7 @@ benchmarks use it alike.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -255,10 +256,12 @@ def seed_pipeline(pipeline: Any, *keys: int) -> None:
 SELECTING_KEYS = ("format", "split", "images", "annotations", "masks")
 
 
-def shared_images_note(data: Any) -> str | None:
+def shared_images_note(data: Any, datasets: Mapping[str, Any] | None = None) -> str | None:
     """A warning for a ``data`` section whose ``val`` reads the very images of ``train``
-    (the same dataset entry: same format, folder or file, and split): its scores would be
-    those of the training photos; ``None`` otherwise (synthetic data is left alone)."""
+    (the same dataset entry: same format, folder or file, and split), or, given the built
+    ``datasets``, whose validation sets hold image files of the training set (a VOC
+    ``val.txt`` listing training ids, two COCO files of the same images): its scores would
+    be those of the training photos; ``None`` otherwise (synthetic data is left alone)."""
     from visionkit.config import split_entries
     from visionkit.registry import DATASETS
 
@@ -285,4 +288,29 @@ def shared_images_note(data: Any) -> str | None:
                 f"{same[0]}): validation would score the photos the model trains on; give "
                 "held-out photos, or split the dataset (visionkit split)"
             )
+    return _shared_files_note(datasets) if datasets else None
+
+
+def _shared_files_note(datasets: Mapping[str, Any]) -> str | None:
+    """:func:`shared_images_note` of the built datasets: the validation images whose file
+    is also a training image's (paths compared made absolute, not resolved)."""
+    train = datasets.get("train")
+    if train is None:
+        return None
+    trained = {_absolute(train, i) for i in range(len(train))} - {None}
+    for name, val in val_sets(datasets.get("val")).items():
+        shared = [p for p in (_absolute(val, i) for i in range(len(val))) if p in trained]
+        if shared:
+            where = "data.val" if name == "val" else f"data.val.{name}"
+            return (
+                f"{where}: {len(shared)} of its {len(val)} images "
+                f"{'is a training image' if len(shared) == 1 else 'are training images'} too "
+                f"(e.g. {shared[0]}): validation would score photos the model trains on; "
+                "give held-out photos, or split the dataset (visionkit split)"
+            )
     return None
+
+
+def _absolute(dataset: Any, index: int) -> str | None:
+    path = _path_of(dataset, index)
+    return os.path.normpath(os.path.abspath(path)) if path else None

@@ -183,7 +183,7 @@ def train(
     if L.pytorch.utilities.rank_zero_only.rank == 0:  # every DDP process runs this
         save_config(cfg, run_dir / "config.yaml")
         notes = another_run_note(folder, run_dir), mixed_budget_note(cfg.trainer)
-        for note in (*notes, sized, shared_images_note(cfg.data)):
+        for note in (*notes, sized, shared_images_note(cfg.data, datasets)):
             if note:  # not before an error of data or model
                 logger.warning("%s", note)
     if cfg.trainer.compile:
