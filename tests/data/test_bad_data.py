@@ -641,7 +641,7 @@ def test_a_mask_folder_photo_turned_a_quarter_reads_with_a_label_of_its_upright_
     Image.fromarray(upright.T.copy(), "L").save(tmp_path / "masks" / "a.png")  # stored size
     with pytest.raises(DataError) as info:
         MaskFolderDataset(tmp_path)
-    assert "label PNG is 40x60 but its image a.jpg is 60x40 (height x width; swapped: an " in str(
+    assert "label PNG is 40x60 but its image a.jpg is 60x40 (height x width; swapped: if " in str(
         info.value
     )
 

@@ -106,6 +106,14 @@ def test_a_crowd_region_without_a_segmentation_is_ignored_over_its_box(tmp_path)
     assert truth["info"]["images_without_masks"] == []
     (crowd_truth,) = [a for a in truth["annotations"] if a["iscrowd"]]
     assert crowd_truth["segmentation"] == [[30.0, 20.0, 50.0, 20.0, 50.0, 30.0, 30.0, 30.0]]
+    # a crowd box of no area is no region: its image gives boxes only, as before
+    boxed["bbox"] = [30.0, 20.0, 0.0, 10.0]
+    ds = CocoDataset(write_dataset(tmp_path / "flat", [ann(1, 7, obj), boxed]), masks=True)
+    assert "masks" not in ds[0]
+    (warning,) = [p for p in ds.report.warnings if p.kind == "boxes without masks"]
+    assert "crowd region: no segmentation, and its bbox [30.0, 20.0, 0.0, 10.0] has no area" in (
+        warning.detail
+    )
 
 
 def test_polygon_and_uncompressed_rle_segmentations_decode():

@@ -269,12 +269,13 @@ class _SigtermInValidation(L.Callback):
 
 
 @pytest.mark.reliability
+@pytest.mark.parametrize("batch_size", [4, 16, 32])
 def test_a_mid_epoch_resume_with_another_batch_size_still_validates_that_epoch(
-    config, tmp_path, monkeypatch
+    config, tmp_path, monkeypatch, batch_size
 ):
-    """The rest of the epoch at another batch size is fewer batches than Lightning counted
-    as left: the epoch ended before its last index and its validation (and a best.ckpt
-    candidate) was skipped."""
+    """The rest of the epoch at another batch size is not the batches Lightning counted as
+    left: the epoch ended before its last index and its validation (and a best.ckpt
+    candidate) was skipped. Smaller and larger batches; at 32 one batch is left."""
     val = {**config["data"]["train"], "images": config["data"]["train"]["images"][:-5] + "val"}
     run = {**config, "data": {**config["data"], "val": val}}
     run["trainer"] = {**config["trainer"], "limit_val_batches": 2}
@@ -282,7 +283,11 @@ def test_a_mid_epoch_resume_with_another_batch_size_still_validates_that_epoch(
     step_ckpt = first / "checkpoints" / "step.ckpt"
     assert load_checkpoint(step_ckpt)["global_step"] == 10  # epoch 1, 4 of its 6 batches
     resumed, _ = _train(
-        monkeypatch, run, ["data.batch_size=4"], tmp_path / "resumed", resume=step_ckpt
+        monkeypatch,
+        run,
+        [f"data.batch_size={batch_size}"],
+        tmp_path / "resumed",
+        resume=step_ckpt,
     )
     rows = csv.DictReader((resumed / "metrics.csv").read_text().splitlines())
     validated = {int(r["epoch"]) for r in rows if r.get("cls/top1")}

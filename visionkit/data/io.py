@@ -173,10 +173,22 @@ def pil_to_rgb(im: Image.Image) -> np.ndarray:
     :func:`read_image` converts a file's (transparency composited on black, 16-bit
     rescaled); its pixels are taken as they are, without an EXIF rotation.
 
+    Other modes (``RGBa``, ``La``, ``LAB``, ...) are converted by Pillow to RGBA first (to
+    RGB where it cannot).
+
     Raises:
-        ImageDecodeError: an unsupported mode.
+        ImageDecodeError: a mode Pillow converts to neither.
     """
-    return np.array(_to_rgb(im, f"a PIL image ({im.mode})"))
+    name = f"<PIL image, mode {im.mode}>"
+    for mode in ("RGBA", "RGB"):
+        if im.mode in _SUPPORTED_MODES:
+            break
+        try:
+            im = im.convert(mode)
+        except ValueError as err:
+            if mode == "RGB":
+                raise ImageDecodeError(name, f"cannot convert its mode to RGB ({err})") from err
+    return np.array(_to_rgb(im, name))
 
 
 def read_image_header(path: str | os.PathLike[str]) -> tuple[int, int, int]:

@@ -124,7 +124,7 @@ class RunFolderCallback(L.Callback):
 
 
 class TrainingTime(L.Callback):
-    """Wall time of ``trainer.fit`` in this process, split into training and the validation
+    """Wall time of ``trainer.fit``, split into training and the validation
     epochs inside it (the sanity check and the final validation of the best checkpoint are
     outside). ``times()`` gives ``{"time/train_s", "time/val_s"}``, which the runner adds to
     ``metrics.json``. Checkpoints carry the time so far, so a resumed run's figures are those

@@ -220,14 +220,17 @@ def _count_the_batches_left(trainer: L.Trainer, loader: Any, state: dict[str, An
             ("world_size", getattr(sampler, "num_replicas", 1)),
         )
     )
-    if same or not (0 < progress.ready < total) or not hasattr(sampler, "dataset"):
-        return
+    if same or progress.ready <= 0 or not hasattr(sampler, "dataset"):
+        return  # (``ready`` counts batches of the old size: it may exceed ``total``)
     left = max(0, len(sampler.dataset) - int(state.get("draws", 0)))
     per_rank = math.ceil(left / sampler.num_replicas)
     done = total - math.ceil(per_rank / int(loader.batch_size))
     if 0 <= done < total:
+        # shifted alike: Lightning's counters differ by one at a batch's end (``completed``
+        # is raised as the loop resets), and at ``total`` it would start the epoch anew
+        shift = progress.ready - done
         for key in ("ready", "started", "processed", "completed"):
-            setattr(progress, key, done)
+            setattr(progress, key, max(0, getattr(progress, key) - shift))
 
 
 def _stopped_after_an_epoch(trainer: L.Trainer) -> bool:
@@ -311,7 +314,9 @@ class CtrlC:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
-        if self.forced and isinstance(error, SystemExit):
+        # Lightning exits on a KeyboardInterrupt; one raised while it saves (in its handler
+        # of other exceptions) comes through as it is
+        if self.forced and isinstance(error, SystemExit | KeyboardInterrupt):
             written = [c for c in self.path.parent.glob("*.ckpt") if c.name != "best.ckpt"]
             raise TrainingInterrupted(
                 max(written, key=lambda c: c.stat().st_mtime, default=None),

@@ -365,7 +365,11 @@ class Predictor:
         )
         labels = raw[f"{head}.labels"][mine].astype(np.int64)
         result: dict[str, Any] = {
-            "boxes": raw[f"{head}.boxes"][mine].astype(np.float32) * scale,
+            "boxes": np.clip(  # on the image, not a float's rounding past its edge
+                raw[f"{head}.boxes"][mine].astype(np.float32) * scale,
+                0,
+                np.array([orig[1], orig[0], orig[1], orig[0]], np.float32),
+            ),
             "scores": raw[f"{head}.scores"][mine].astype(np.float32),
             "labels": labels,
             "names": [names[k] for k in labels] if names else None,

@@ -169,6 +169,8 @@ def test_out_indices(name: str, strides: list[int]) -> None:
         create_backbone(name, out_indices=(9,))
     with pytest.raises(BackboneError, match="distinct"):
         create_backbone(name, out_indices=(2, 2))
+    with pytest.raises(BackboneError, match="distinct"):  # the same level twice
+        create_backbone(name, out_indices=(-1, 4))
 
 
 def test_unknown_name_suggests_close_names() -> None:

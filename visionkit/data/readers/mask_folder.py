@@ -359,8 +359,8 @@ class MaskFolderDataset:
             )
             if (w, h) == size:
                 detail += (
-                    " (height x width; swapped: an image with an EXIF orientation is turned "
-                    "upright when read, and its label must be drawn on the upright image)"
+                    " (height x width; swapped: if the image has an EXIF orientation, it is "
+                    "turned upright when read, and its label must be drawn on the upright image)"
                 )
                 return "size mismatch", where, detail
             return "size mismatch", where, f"{detail} (height x width)"

@@ -235,9 +235,12 @@ def check_segmentations(
             target["segmentations"][k] = usable
         for k, seg in enumerate(target["crowd_segmentations"]):
             usable, why = usable_segmentation(seg, h, w, f"crowd region ({where(i)})", report)
-            if why:
-                usable = box_polygon(target["crowd_boxes"][k])
+            box = target["crowd_boxes"][k]
+            if why and box[2] > 0 and box[3] > 0:
+                usable, why = box_polygon(box), None
                 crowd_boxes += 1
+            elif why:
+                missing.append(f"crowd region: {why}, and its bbox {box} has no area")
             target["crowd_segmentations"][k] = usable
         target["has_masks"] = not missing
         if missing:

@@ -4,8 +4,8 @@ Both convert their annotations to a COCO object in memory (the converters of
 :mod:`visionkit.data.convert`, nothing written) and hand it to
 :class:`~visionkit.data.readers.coco.CocoDataset`, so every check, policy and report of
 that reader applies, and evaluation sees the same COCO ground truth as for a converted
-dataset. Objects the converter leaves out (zero-area boxes, ``difficult`` ones: see
-:func:`~visionkit.data.convert.voc.voc_to_coco`) are logged with a count.
+dataset. Boxes the converter leaves out (zero area) or clips to their image are warnings
+of the dataset's report (``box dropped``, ``box clipped``), as the COCO reader's own.
 
 >>> ds = VocDataset("raccoon")  # annotations/ + images/, or Annotations/ + JPEGImages/  # doctest: +SKIP
 >>> ds = YoloDataset("coco8/data.yaml", split="val")  # an Ultralytics dataset file  # doctest: +SKIP

@@ -168,6 +168,8 @@ def create_timm_backbone(
     if out_indices is not None and given is not None:  # in level order, as the other backbones
         levels = len(body.feature_info.info)
         ordered = tuple(sorted(int(i) % levels for i in given))
+        if len(set(ordered)) != len(ordered):  # (-1, 4) on five levels
+            raise BackboneError(f"out_indices {tuple(given)} must be distinct and non-empty")
         if ordered != tuple(int(i) % levels for i in given):
             body = _features(model_name, name, bool(pretrained), {**kwargs, "out_indices": ordered})
     cfg = getattr(body, "pretrained_cfg", None) or {}

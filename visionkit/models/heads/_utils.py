@@ -144,9 +144,12 @@ def off_the_padding(
     the top-left of the padded batch. A detector fires on the edge where the zeros of the
     padding begin; its box, clipped to the image, was a strip along the image's border, and
     whether it came depended on the other images of the batch."""
-    limits = torch.as_tensor(sizes, dtype=torch.float32, device=scores.device).reshape(-1, 2)
+    if isinstance(sizes, Tensor):
+        limits = sizes.to(device=scores.device, dtype=torch.float32).reshape(-1, 2)
+    else:
+        limits = torch.tensor(sizes, dtype=torch.float32, device=scores.device).reshape(-1, 2)
     inside = (centres[None, :, 0] < limits[:, None, 1]) & (centres[None, :, 1] < limits[:, None, 0])
-    return scores * inside[..., None].to(scores.dtype)
+    return torch.where(inside[..., None], scores, scores.new_zeros(()))
 
 
 def rescale_boxes(boxes: Tensor, image_size: Sequence[int], orig_size: Sequence[int]) -> Tensor:
