@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -295,7 +296,9 @@ def test_a_mid_epoch_resume_with_another_batch_size_still_validates_that_epoch(
 
 
 @pytest.mark.reliability
-def test_a_resumed_run_reports_the_training_time_of_the_whole_run(config, tmp_path, monkeypatch):
+def test_a_resumed_run_reports_the_training_time_of_the_whole_run(
+    config, tmp_path, monkeypatch, caplog
+):
     """metrics.json's time/train_s counted the resumed process alone (a run stopped near its
     end and resumed said it trained for a few seconds)."""
     run_dir = tmp_path / "run"
@@ -310,8 +313,13 @@ def test_a_resumed_run_reports_the_training_time_of_the_whole_run(config, tmp_pa
         if k.startswith("TrainingTime")
     )
     assert saved["time/train_s"] > 0 and saved["time/val_s"] >= 0
-    _, metrics = _train(monkeypatch, config, ["resume=auto"], run_dir)
+    with caplog.at_level(logging.INFO, logger="visionkit"):
+        _, metrics = _train(monkeypatch, config, ["resume=auto"], run_dir)
     assert metrics["time/train_s"] > saved["time/train_s"]
+    # what the log said as training ended: the final validate(ckpt_path=best.ckpt) reloads
+    # the callbacks' state, and best.ckpt's time was counted a second time
+    minutes, seconds = re.search(r"training took (\d+) min ([\d.]+) s", caplog.text).groups()
+    assert metrics["time/train_s"] == pytest.approx(60 * int(minutes) + float(seconds), abs=0.06)
     written = json.loads((run_dir / "metrics.json").read_text())
     assert written["time/train_s"] == pytest.approx(metrics["time/train_s"])
 

@@ -136,6 +136,7 @@ class TrainingTime(L.Callback):
         self.val_s = 0.0
         self._val_start: float | None = None
         self.before = {"time/train_s": 0.0, "time/val_s": 0.0}  # of the run resumed
+        self._final: dict[str, float] = {}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start, self.end, self.val_s = time.monotonic(), None, 0.0
@@ -151,6 +152,7 @@ class TrainingTime(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.end = time.monotonic()
+        self._final = self._so_far(self.end)  # a later validate(ckpt_path) reloads `before`
         times = self.times()
         if times and trainer.is_global_zero:
             logger.info(
@@ -162,7 +164,7 @@ class TrainingTime(L.Callback):
     def times(self) -> dict[str, float]:
         if self.start is None or self.end is None:
             return {}
-        return self._so_far(self.end)
+        return dict(self._final)
 
     def _so_far(self, now: float) -> dict[str, float]:
         val_s = self.val_s + (now - self._val_start if self._val_start is not None else 0.0)
@@ -170,7 +172,9 @@ class TrainingTime(L.Callback):
         return {k: self.before[k] + v for k, v in own.items()}
 
     def state_dict(self) -> dict[str, Any]:
-        return self._so_far(self.end or time.monotonic()) if self.start else dict(self.before)
+        if self._final:
+            return dict(self._final)
+        return self._so_far(time.monotonic()) if self.start else dict(self.before)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.before = {k: float(state_dict.get(k, 0.0)) for k in self.before}
