@@ -149,7 +149,8 @@ DESCRIPTIONS: dict[str, str] = {
     "trainer.overfit_batches": "train and validate on this many (or this fraction of) training "
     "batches, to check that the model can fit them",
     "trainer.fast_dev_run": "`true` or N: run N training and validation batches (1 for `true`) "
-    "to check the set-up; no checkpoints, metrics.json or logger output",
+    "to check the set-up; no checkpoints, metrics.json or logger output (the run folder's "
+    "metrics.csv and plots are still written)",
     "trainer.deterministic": "deterministic algorithms only (`warn`: warn where there is none)",
     "trainer.benchmark": "`torch.backends.cudnn.benchmark`",
     "trainer.detect_anomaly": "`torch.autograd` anomaly detection (slow; finds NaN sources)",
