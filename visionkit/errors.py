@@ -133,16 +133,18 @@ class TrainingInterrupted(VisionkitError):
         what = "SIGTERM"
         if signal == "SIGINT":
             self.exit_code, what = 130, "Ctrl-C (SIGINT)"  # 128 + SIGINT, as a shell reports
-        resume = f"Continue with: visionkit train --resume {self.checkpoint}"
         if saved:
             text = f"interrupted by {what} at epoch {epoch}, step {step}; saved {self.checkpoint}"
-        elif self.checkpoint is None:
-            text = f"a second {what} at epoch {epoch}, step {step}: ended at once, without "
-            text += "saving; the run wrote no checkpoint to continue from"
         else:
-            text = f"a second {what} at epoch {epoch}, step {step}: ended at once, without "
-            text += f"saving; its last checkpoint is {self.checkpoint}, from before"
-        super().__init__(text if self.checkpoint is None else f"{text}. {resume}")
+            text = f"a second {what} at epoch {epoch}, step {step}: ended at once, without saving; "
+            text += (
+                "the run wrote no checkpoint to continue from"
+                if self.checkpoint is None
+                else f"its last checkpoint is {self.checkpoint}, from before"
+            )
+        if self.checkpoint is not None:
+            text += f". Continue with: visionkit train --resume {self.checkpoint}"
+        super().__init__(text)
 
 
 class NonFiniteLossError(VisionkitError):
@@ -157,8 +159,7 @@ class NonFiniteLossError(VisionkitError):
             f"the training loss is not finite at step {step} (epoch {epoch}): {terms}. "
             "Lower optimizer.lr, set trainer.gradient_clip_val, check the data "
             "(visionkit check-data), train in full precision (trainer.precision=32: bf16 / "
-            "fp16 can overflow), or set "
-            "trainer.on_nonfinite_loss=skip to skip such batches"
+            "fp16 can overflow), or set trainer.on_nonfinite_loss=skip to skip such batches"
         )
 
 

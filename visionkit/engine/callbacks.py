@@ -162,8 +162,7 @@ class TrainingTime(L.Callback):
             )
 
     def times(self) -> dict[str, float]:
-        if self.start is None or self.end is None:
-            return {}
+        """The run's figures once training ended (``{}`` before)."""
         return dict(self._final)
 
     def _so_far(self, now: float) -> dict[str, float]:

@@ -357,13 +357,13 @@ class MaskFolderDataset:
             detail = (
                 f"label {kind} is {h}x{w} but its image {image_path.name} is {size[0]}x{size[1]}"
             )
-            if (w, h) == size:
-                detail += (
-                    " (height x width; swapped: if the image has an EXIF orientation, it is "
-                    "turned upright when read, and its label must be drawn on the upright image)"
-                )
-                return "size mismatch", where, detail
-            return "size mismatch", where, f"{detail} (height x width)"
+            detail += (
+                " (height x width; swapped: if the image has an EXIF orientation, it is turned "
+                "upright when read, and its label must be drawn on the upright image)"
+                if (w, h) == size
+                else " (height x width)"
+            )
+            return "size mismatch", where, detail
         if self.image_check == "decode":
             try:
                 _tally(self._read_mask_file(mask_path), tallies[0], tallies[1])

@@ -161,21 +161,19 @@ def create_timm_backbone(
         kwargs["pretrained_cfg_overlay"] = overlay
     if out_indices is not None:
         kwargs["out_indices"] = tuple(int(i) for i in out_indices)
-        if len(set(kwargs["out_indices"])) != len(kwargs["out_indices"]) or not out_indices:
-            raise BackboneError(f"out_indices {tuple(out_indices)} must be distinct and non-empty")
     body = _features(model_name, name, bool(pretrained), kwargs)
-    given = getattr(body.feature_info, "out_indices", None)
-    if out_indices is not None and given is not None:  # in level order, as the other backbones
+    if out_indices is not None:  # distinct, in level order, as the other backbones
         levels = len(body.feature_info.info)
-        ordered = tuple(sorted(int(i) % levels for i in given))
-        if len(set(ordered)) != len(ordered):  # (-1, 4) on five levels
-            raise BackboneError(f"out_indices {tuple(given)} must be distinct and non-empty")
-        if ordered != tuple(int(i) % levels for i in given):
-            body = _features(model_name, name, bool(pretrained), {**kwargs, "out_indices": ordered})
+        picked = [i % levels for i in kwargs["out_indices"]]  # (-1, 4): level 4 twice
+        if len(set(picked)) != len(picked) or not picked:
+            raise BackboneError(f"out_indices {tuple(out_indices)} must be distinct and non-empty")
+        if picked != sorted(picked):
+            kwargs["out_indices"] = tuple(sorted(picked))
+            body = _features(model_name, name, bool(pretrained), kwargs)
     cfg = getattr(body, "pretrained_cfg", None) or {}
     fmt = getattr(body, "output_fmt", "NCHW")
     strides = body.feature_info.reduction()
-    if any(a >= b for a, b in pairwise(strides)):  # e.g. out_indices with mixed signs
+    if any(a >= b for a, b in pairwise(strides)):  # e.g. output_stride repeating a stride
         raise BackboneError(
             f"timm backbone {name!r} gives strides {strides}, not increasing"
             + _levels_note(model_name, kwargs)
