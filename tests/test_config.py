@@ -560,3 +560,23 @@ def test_a_named_dataset_set_to_null_leaves_the_mix():
     assert list(cfg.data.train) == ["boxes"] and list(cfg.data.val) == ["boxes", "maps"]
     with pytest.raises(ConfigError, match="data.train: every named dataset was set to null"):
         load_config(config, ["data.train.maps=null", "data.train.boxes=null"])
+
+
+def test_a_sampling_weight_on_a_validation_mix_is_refused_not_ignored():
+    """``weight:`` on ``data.val``'s datasets was accepted and did nothing (evaluation reads
+    each set whole); the default 1.0, which earlier versions saved in config.yaml, passes."""
+    mix = {
+        "boxes": {"format": "voc", "root": "r", "weight": 3},
+        "maps": {"format": "mask_folder", "root": "c"},
+    }
+    config = {
+        "model": {"heads": {"cls": {"name": "linear", "num_classes": 2}}},
+        "data": {"train": mix, "val": mix},
+    }
+    assert problems_of(config) == [
+        "data.val.boxes.weight: a sampling weight applies to data.train only (data.val reads "
+        "every image of each of its datasets once); remove it"
+    ]
+    cfg = load_config(config, ["data.val.boxes.weight=1.0"])
+    assert cfg.data.train["boxes"]["weight"] == 3.0
+    assert "weight" not in cfg.data.val["boxes"] and "weight" not in cfg.data.val["maps"]

@@ -181,12 +181,17 @@ def test_exif_rotated_jpeg_keeps_its_box_on_the_object(tmp_path, capsys):
     assert sample["image"].shape == (48, 32, 3)
     x1, y1, x2, y2 = sample["boxes"][0].astype(int)
     assert sample["image"][y1:y2, x1:x2].mean() > 200  # the box is on the bright block
-    # annotations made on the stored (un-rotated) pixels are a size mismatch, with a hint
+    # annotations made on the stored (un-rotated) pixels are a size mismatch, with a hint;
+    # its boxes are not also checked against the size the file is wrong about
     data["images"][-1].update(width=48, height=32)
+    data["annotations"].append(
+        {"id": 10, "image_id": 9, "category_id": 1, "bbox": [4, 36, 8, 8], "area": 64}
+    )
     (root / "annotations.json").write_text(json.dumps(data))
     code, out, _ = check(capsys, root)
     assert code == 1
     assert "size mismatch: images/r.jpg (image id 9)" in out and "EXIF orientation 6" in out
+    assert "box dropped" not in out and "box clipped" not in out
 
 
 def test_declared_size_differs_from_the_image(tmp_path, capsys):

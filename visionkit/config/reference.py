@@ -269,8 +269,8 @@ def render_config_reference() -> str:
                 + ", ".join(f"`{k}` (default `{_yaml(v[1])}`)" for k, v in extra.items())
                 + (
                     ": `synthetic` generates the shapes dataset where the folder is empty "
-                    "([its keys](#datasplitsynthetic)), `weight` is the sampling weight in a mix "
-                    "of datasets.\n"
+                    "([its keys](#datasplitsynthetic)), `weight` is the sampling weight in a training "
+                    "mix of datasets (data.train only).\n"
                     if key == "format"
                     else ": the head's weight in the total loss.\n"
                 )

@@ -322,6 +322,15 @@ def _validate_datasets(
     if loose:
         problems.append(_loose_settings(path, loose, data or {}))
         return dict(spec)
+    if path != "data.train":  # evaluation reads each set whole: a weight would be ignored
+        problems += [
+            f"{path}.{name}.weight: a sampling weight applies to data.train only ({path} "
+            "reads every image of each of its datasets once); remove it"
+            for name, entry in spec.items()
+            if entry.get("weight", 1.0) != 1.0  # 1.0: what earlier versions saved
+        ]
+        spec = {name: {k: v for k, v in e.items() if k != "weight"} for name, e in spec.items()}
+        return {name: check(e, f"{path}.{name}", problems, extra=extra) for name, e in spec.items()}
     weighted = {**extra, "weight": (Annotated[float, Field(gt=0)], 1.0)}
     return {
         name: check(entry, f"{path}.{name}", problems, extra=weighted)

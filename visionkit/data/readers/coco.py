@@ -209,7 +209,12 @@ class CocoDataset:
         if missing:
             report.hints.append(missing_files_hint(self.root, missing))
         listed = listed_ids(data["images"])  # bad entries' too: their annotations are no orphans
-        self.targets = self._index_annotations(annotations_list, strict, listed)
+        wrong_size = {  # reported as a size mismatch: its boxes cannot be checked
+            i
+            for i, (size, img) in enumerate(zip(sizes, self.images, strict=True))
+            if size is not None and tuple(size) != (img["height"], img["width"])
+        }
+        self.targets = self._index_annotations(annotations_list, strict, listed, wrong_size)
         self.keypoints = bool(keypoints)
         if self.keypoints:  # names, skeleton, flip pairs; [N, K, 3] per image
             ids = [img["id"] for img in self.images]
@@ -250,10 +255,12 @@ class CocoDataset:
         return f"{img['file_name']} (image id {img['id']})"
 
     def _index_annotations(
-        self, annotations: list[Any], strict: bool, listed: set[Any]
+        self, annotations: list[Any], strict: bool, listed: set[Any], wrong_size: set[int]
     ) -> list[dict[str, Any]]:
         """Each image's targets; ``listed``: the ids of every image entry of the file, those
-        already reported as bad entries too (their annotations are not orphans)."""
+        already reported as bad entries too (their annotations are not orphans);
+        ``wrong_size``: images whose file has another size than their entry (an error of its
+        own), whose boxes are not reported against the wrong size."""
         report = self.report
         index = {img["id"]: i for i, img in enumerate(self.images)}
         per_image: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
@@ -292,7 +299,7 @@ class CocoDataset:
         targets = []
         for i, img in enumerate(self.images):
             positions, anns = [k for k, _ in per_image[i]], [a for _, a in per_image[i]]
-            boxes, keep = clip_boxes(anns, img, self.report)
+            boxes, keep = clip_boxes(anns, img, None if i in wrong_size else report)
             labels = np.array([self.cat_to_label[a["category_id"]] for a in anns], dtype=np.int64)
             targets.append(
                 {

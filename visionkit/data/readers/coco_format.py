@@ -226,11 +226,11 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
 
 
 def clip_boxes(
-    anns: list[dict[str, Any]], img: dict[str, Any], report: DataReport
+    anns: list[dict[str, Any]], img: dict[str, Any], report: DataReport | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The xyxy boxes of ``anns`` clipped to their image (float64 ``[N, 4]``) and which
     are kept (area > 0). Boxes more than :data:`CLIP_TOLERANCE` pixels outside the image,
-    and dropped boxes, are recorded as warnings."""
+    and dropped boxes, are recorded in ``report`` as warnings (``None``: not recorded)."""
     xywh = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
     boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
     clipped = boxes.copy()
@@ -241,7 +241,7 @@ def clip_boxes(
     keep = ~(degenerate | outside)
     moved = keep & (np.abs(clipped - boxes).max(axis=1, initial=0) > CLIP_TOLERANCE)
     size = f"{img['width']}x{img['height']}"
-    for j in np.flatnonzero(degenerate | outside | moved):
+    for j in np.flatnonzero(degenerate | outside | moved) if report is not None else ():
         ann = anns[j]
         where = f"annotation id {ann.get('id')} (image id {img['id']}, {img['file_name']})"
         if degenerate[j]:
