@@ -230,16 +230,6 @@ def test_a_data_yaml_whose_path_does_not_exist_says_so(tmp_path):
         build_dataset({"format": "yolo", "root": str(beside), "split": "train"})
 
 
-def test_a_pose_data_yaml_is_refused_not_read_as_polygons(tmp_path):
-    """``class cx cy w h x1 y1 x2 y2`` with ``kpt_shape: [2, 2]`` read as a polygon gave a
-    wrong box and no word of it."""
-    data_yaml = make_ultralytics(tmp_path)
-    data = yaml.safe_load(data_yaml.read_text())
-    data_yaml.write_text(yaml.safe_dump({**data, "kpt_shape": [2, 2]}))
-    with pytest.raises(DataError, match=r"kpt_shape \[2, 2\]: a pose dataset, .* boxes and polyg"):
-        build_dataset({"format": "yolo", "root": str(data_yaml), "split": "train"})
-
-
 def test_yolo_folder_with_split_subfolders(tmp_path):
     data_yaml = make_ultralytics(tmp_path)
     folder = data_yaml.parent / "datasets" / "toy"

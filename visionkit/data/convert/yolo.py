@@ -21,6 +21,10 @@ its ``area`` the polygon's area. Class ``k`` gets category id ``k + 1``. Coordin
 ``TOLERANCE`` outside ``[0, 1]`` (float round-off) are clipped; larger ones are errors. A box
 or polygon of zero area is skipped (and reported).
 
+A pose dataset (``kpt_shape`` in its ``data.yaml``) has the keypoints after each box (``class cx
+cy w h x1 y1 [v1] ...``): they become COCO ``keypoints`` and the categories' keypoint names
+(:mod:`~visionkit.data.convert.yolo_pose`).
+
 >>> conversion = yolo_to_coco("my_yolo", split="train")  # doctest: +SKIP
 >>> conversion.coco["images"][0]["file_name"]  # doctest: +SKIP
 'images/train/0001.jpg'
@@ -43,6 +47,7 @@ from visionkit.data.convert.coco_builder import (
     read_class_names,
     relative_posix,
 )
+from visionkit.data.convert.yolo_pose import PoseFormat, pose_format
 from visionkit.data.io import read_image_size
 from visionkit.errors import DataError, ImageDecodeError
 
@@ -92,7 +97,8 @@ def yolo_to_coco(
         names = list(class_names) if class_names is not None else read_class_names(Path(root))
         info: dict[str, Any] = {"format": "yolo", "source": str(root), "split": split}
         info["root"] = str(base)  # file_name entries are relative to the dataset folder
-        return _convert(base, images, folders, names, info, problems, skip_bad)
+        pose = pose_format(_read_dataset_file(Path(root))[0], root)
+        return _convert(base, images, folders, names, info, problems, skip_bad, pose)
     root = dataset_root(root)
     img_dir, lbl_dir = root / "images", root / "labels"
     if split is not None:
@@ -109,7 +115,9 @@ def yolo_to_coco(
     if not images:
         raise DataError(f"{img_dir} holds no images ({' '.join(IMAGE_EXTENSIONS)})")
     info = {"format": "yolo", "source": str(root), "split": split}
-    return _convert(root, images, [(img_dir, lbl_dir)], names, info, problems, skip_bad)
+    yamls = [root / name for name in NAME_FILES[1:] if (root / name).is_file()]
+    pose = pose_format(_read_dataset_file(yamls[0])[0], yamls[0]) if yamls else None
+    return _convert(root, images, [(img_dir, lbl_dir)], names, info, problems, skip_bad, pose)
 
 
 def ultralytics_folder(data_yaml: str | os.PathLike) -> Path:
@@ -141,8 +149,8 @@ def ultralytics_split(
     ``path`` is the dataset folder (relative to the yaml file's folder; default: that folder);
     ``train`` / ``val`` / ``test`` is a folder of images, a ``.txt`` file listing image paths,
     or a list of those, relative to ``path`` (one that starts with ``../`` and is not there is
-    looked for without it, as Ultralytics does for Roboflow's exports). A pose dataset
-    (``kpt_shape``) is refused. The label file of ``.../images/.../a.jpg`` is
+    looked for without it, as Ultralytics does for Roboflow's exports). The label file of
+    ``.../images/.../a.jpg`` is
     ``.../labels/.../a.txt`` (the last ``images`` folder of the path becomes ``labels``).
 
     Returns:
@@ -166,12 +174,6 @@ def ultralytics_split(
         raise DataError(
             f"{path}: path: {data.get('path')} does not exist (the dataset folder, which "
             f"train / val / test are relative to: {base}); {fix}"
-        )
-    if data.get("kpt_shape") is not None:
-        raise DataError(
-            f"{path}: kpt_shape {data['kpt_shape']}: a pose dataset, whose label lines hold "
-            "keypoints after the box; format yolo reads boxes and polygons only (keypoints are "
-            "read from COCO json: format coco, docs/keypoints.md)"
         )
     splits = [k for k in ("train", "val", "test") if data.get(k)]
     if split is None:
@@ -228,10 +230,11 @@ def _convert(
     info: dict[str, Any],
     problems: list[str] | None = None,
     skip_bad: bool = False,
+    pose: PoseFormat | None = None,
 ) -> Conversion:
     """Every image with its label file (:func:`label_path_of`); a label file in one of the
     (image folder, label folder) pairs without an image is an error (left out under
-    ``skip_bad``, as :func:`yolo_to_coco` says)."""
+    ``skip_bad``, as :func:`yolo_to_coco` says). With ``pose``, lines hold keypoints."""
     builder = CocoBuilder(names)
     label_of_image = {p: label_path_of(p) for p in images}
     claimed: dict[Path, Path] = {}
@@ -263,9 +266,12 @@ def _convert(
         )
     for image in images:
         with builder.one_file(skip_bad):
-            _add_image(builder, root, image, label_of_image[image])
+            _add_image(builder, root, image, label_of_image[image], pose)
     builder.raise_problems(f"{info['source']}: cannot convert the YOLO labels", problems)
-    return Conversion(builder.to_dict(info), builder.skipped, builder.dropped, unlabelled)
+    coco = builder.to_dict(info)
+    for category in coco["categories"] if pose else ():
+        category["keypoints"], category["skeleton"] = list(pose.names), []
+    return Conversion(coco, builder.skipped, builder.dropped, unlabelled)
 
 
 def yolo_class_names(root: str | os.PathLike) -> list[str]:
@@ -288,7 +294,9 @@ def yolo_class_names(root: str | os.PathLike) -> list[str]:
     return first[1]
 
 
-def _add_image(builder: CocoBuilder, root: Path, image: Path, label: Path) -> None:
+def _add_image(
+    builder: CocoBuilder, root: Path, image: Path, label: Path, pose: PoseFormat | None
+) -> None:
     where = relative_posix(image, root)
     try:
         height, width = read_image_size(image)
@@ -298,9 +306,8 @@ def _add_image(builder: CocoBuilder, root: Path, image: Path, label: Path) -> No
     lines = _read_lines(builder, root, label)
     image_id = builder.add_image(where, width, height)
     for number, line in lines:
-        _add_line(
-            builder, f"{relative_posix(label, root)} line {number}", image_id, line, width, height
-        )
+        where = f"{relative_posix(label, root)} line {number}"
+        _add_line(builder, where, image_id, line, width, height, pose)
 
 
 def _read_lines(builder: CocoBuilder, root: Path, label: Path) -> list[tuple[int, str]]:
@@ -315,9 +322,20 @@ def _read_lines(builder: CocoBuilder, root: Path, label: Path) -> list[tuple[int
 
 
 def _add_line(
-    builder: CocoBuilder, where: str, image_id: int, line: str, width: int, height: int
+    builder: CocoBuilder,
+    where: str,
+    image_id: int,
+    line: str,
+    width: int,
+    height: int,
+    pose: PoseFormat | None = None,
 ) -> None:
     fields = line.split()
+    if pose is not None and len(fields) != pose.fields:
+        builder.problem(
+            where, f"{len(fields)} fields; a line of this pose dataset holds {pose.layout()}"
+        )
+        return
     if len(fields) < 5:
         builder.problem(
             where,
@@ -350,6 +368,14 @@ def _add_line(
             builder.problem(where, f"{text!r} is not a finite number")
             return
         values.append(value)
+    keypoints: dict[str, Any] = {}
+    if pose is not None:
+        points = pose.keypoints(values[4:], width, height)
+        if isinstance(points, str):
+            builder.problem(where, points)
+            return
+        keypoints = {"keypoints": points, "num_keypoints": sum(v > 0 for v in points[2::3])}
+        values = values[:4]
     if len(values) == 4:
         cx, cy, w, h = values
         if w < 0 or h < 0:
@@ -378,7 +404,7 @@ def _add_line(
         if x1 <= x0 or y1 <= y0:
             builder.skip(where, "box of zero area")
             return
-        builder.add_annotation(image_id, label, [x0, y0, x1 - x0, y1 - y0])
+        builder.add_annotation(image_id, label, [x0, y0, x1 - x0, y1 - y0], **keypoints)
         return
     area = _polygon_area(xs, ys)
     if area <= 0:

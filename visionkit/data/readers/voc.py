@@ -125,7 +125,7 @@ class YoloDataset(_ConvertedDataset):
     Args:
         root: the YOLO folder, or the ``data.yaml`` of an Ultralytics dataset (its ``path``,
             ``train`` / ``val`` / ``test`` entries and ``names`` are read as Ultralytics reads
-            them).
+            them; a pose dataset's ``kpt_shape``, ``flip_idx`` and ``kpt_names`` too).
         split: the sub-folder ``images/<split>`` of a folder; the entry of a ``data.yaml``
             (required there).
         class_names: the classes in index order (default: the dataset's own list).
@@ -138,6 +138,7 @@ class YoloDataset(_ConvertedDataset):
 
     location: ClassVar[str] = "root"
     format_name: ClassVar[str] = "yolo"
+    targets: ClassVar[tuple[str, ...]] = (*_ConvertedDataset.targets, "keypoints")  # pose
 
     def __init__(
         self,

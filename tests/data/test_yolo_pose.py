@@ -1,0 +1,124 @@
+"""Ultralytics pose datasets (``kpt_shape`` in data.yaml) read by ``format: yolo`` and
+``visionkit convert --from yolo``: keypoints in pixels, flip pairs, and bad lines reported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from visionkit.build.data import build_dataset
+from visionkit.build.model import heads_without_labels
+from visionkit.cli import main
+from visionkit.errors import DataError
+
+# a 100 x 40 image; one object: box centre (50, 20), 60 x 32; keypoints (50, 20) visible,
+# (25, 20) hidden, the third not labelled
+LINE = "0 0.5 0.5 0.6 0.8 0.5 0.5 2 0.25 0.5 1 0 0 0\n"
+
+
+def make_pose(root: Path, lines: str = LINE, **extra) -> Path:
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        Image.new("RGB", (100, 40), (90, 90, 90)).save(root / "images" / split / "a.png")
+        (root / "labels" / split / "a.txt").write_text(lines)
+    data = {"path": ".", "train": "images/train", "val": "images/val", "names": {0: "person"}}
+    data.update({"kpt_shape": [3, 3], "flip_idx": [0, 2, 1], **extra})
+    (root / "data.yaml").write_text(yaml.safe_dump(data))
+    return root / "data.yaml"
+
+
+def read(data_yaml: Path, split: str = "train"):
+    return build_dataset(
+        {"format": "yolo", "root": str(data_yaml), "split": split, "keypoints": True}
+    )
+
+
+def test_keypoints_are_read_in_pixels_with_their_visibility_and_flip_pairs(tmp_path):
+    dataset = read(make_pose(tmp_path))
+    sample = dataset[0]
+    np.testing.assert_allclose(sample["boxes"], [[20, 4, 80, 36]])
+    np.testing.assert_allclose(sample["keypoints"], [[[50, 20, 2], [25, 20, 1], [0, 0, 0]]])
+    assert sample["keypoint_flip"] == [0, 2, 1]  # flip_idx
+    assert dataset.keypoint_schema.names == ["point0", "pair1_left", "pair1_right"]
+    assert heads_without_labels({"pose": {"name": "fcos_keypoints"}}, dataset) == []
+
+
+def test_a_folder_with_a_pose_data_yaml_reads_keypoints_too(tmp_path):
+    make_pose(tmp_path)
+    dataset = build_dataset(
+        {"format": "yolo", "root": str(tmp_path), "split": "val", "keypoints": True}
+    )
+    assert dataset[0]["keypoints"].shape == (1, 3, 3)
+
+
+def test_kpt_names_name_the_keypoints_and_must_pair_them_as_flip_idx_does(tmp_path):
+    names = {0: ["nose", "left_eye", "right_eye"]}
+    dataset = read(make_pose(tmp_path / "a", kpt_names=names))
+    assert dataset.keypoint_schema.names == ["nose", "left_eye", "right_eye"]
+    assert dataset[0]["keypoint_flip"] == [0, 2, 1]
+    with pytest.raises(DataError) as info:
+        read(make_pose(tmp_path / "b", kpt_names=names, flip_idx=[0, 1, 2]))
+    assert "flip_idx pairs keypoint 1 (left_eye) with 1 (left_eye), its name with 2 " in str(
+        info.value
+    )
+    assert "correct flip_idx or kpt_names" in str(info.value)
+
+
+def test_two_numbers_a_keypoint_are_all_labelled_as_ultralytics_reads_them(tmp_path):
+    lines = "0 0.5 0.5 0.6 0.8 0.5 0.5 0.25 0.5 0 0\n"
+    sample = read(make_pose(tmp_path, lines, kpt_shape=[3, 2]))[0]
+    np.testing.assert_allclose(sample["keypoints"], [[[50, 20, 2], [25, 20, 2], [0, 0, 2]]])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"kpt_shape": [3, 4]}, r"kpt_shape \[3, 4\]: expected \[K, 2\] or \[K, 3\]"),
+        ({"flip_idx": [0, 1]}, r"flip_idx \[0, 1\]: expected 3 keypoint indices in 0..2"),
+        ({"flip_idx": [1, 2, 0]}, r"keypoint 0 becomes 1, which becomes 2; a flip swaps pairs"),
+        ({"kpt_names": {0: ["a", "b"]}}, r"kpt_names \['a', 'b'\]: expected a list of 3 names"),
+    ],
+)
+def test_a_malformed_keypoint_definition_says_what_is_expected(tmp_path, extra, message):
+    with pytest.raises(DataError, match=message):
+        read(make_pose(tmp_path, **extra))
+
+
+def test_bad_pose_lines_are_each_reported_with_file_and_line(tmp_path, capsys):
+    lines = (
+        LINE
+        + "0 0.5 0.5 0.6 0.8\n"  # a box without its keypoints
+        + "0 0.5 0.5 0.6 0.8 0.5 0.5 3 0.25 0.5 1 0 0 0\n"  # visibility 3
+        + "0 0.5 0.5 0.6 0.8 1.5 0.5 2 0.25 0.5 1 0 0 0\n"  # x outside the image
+    )
+    data_yaml = make_pose(tmp_path, lines)
+    code = main(["check-data", "--format", "yolo", "--root", str(data_yaml), "--split", "train"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert (
+        "labels/train/a.txt line 2: 5 fields; a line of this pose dataset holds class cx cy w "
+        "h, then x y v for each of the 3 keypoints (kpt_shape [3, 3]): 14 numbers"
+    ) in out
+    assert "line 3: keypoint 0 (point0): visibility 3; expected 0 (not labelled)" in out
+    assert "line 4: keypoint 0 (point0) at (1.5, 0.5): coordinates outside [0, 1]" in out
+
+
+def test_convert_writes_the_keypoints_that_format_coco_reads_back(tmp_path):
+    data_yaml = make_pose(tmp_path / "ds", kpt_names=["nose", "left_eye", "right_eye"])
+    out = tmp_path / "train.json"
+    assert main(["convert", "--from", "yolo", str(data_yaml), str(out), "--split", "train"]) == 0
+    coco = json.loads(out.read_text())
+    assert coco["categories"][0]["keypoints"] == ["nose", "left_eye", "right_eye"]
+    assert coco["annotations"][0]["num_keypoints"] == 2
+    again = build_dataset(
+        {"format": "coco", "images": str(tmp_path / "ds"), "annotations": str(out)}
+        | {"keypoints": True}
+    )
+    np.testing.assert_allclose(again[0]["keypoints"], read(data_yaml)[0]["keypoints"])
+    assert again[0]["keypoint_flip"] == [0, 2, 1]
