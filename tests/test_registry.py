@@ -4,6 +4,8 @@ functions, the class behind a name, the signature a config is checked against)."
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 
 import pytest
 
@@ -135,3 +137,120 @@ def test_duplicates_and_unknown_names_raise():
     with pytest.raises(UnknownNameError) as info:
         toys.get("zzzzz")
     assert str(info.value) == "unknown toy 'zzzzz'"  # not listed by the command
+
+
+def test_a_built_in_name_is_refused_before_any_lookup_and_the_registry_keeps_working():
+    """In a fresh process ``@HEADS.register("linear")`` was accepted (the built-ins were not
+    imported yet), then every lookup of the registry raised "already registered"."""
+    code = (
+        "import torch.nn as nn\n"
+        "from visionkit.registry import HEADS\n"
+        "try:\n"
+        "    HEADS.register('linear')(type('MyLinear', (nn.Module,), {}))\n"
+        "except ValueError as err:\n"
+        "    print('refused:', err)\n"
+        "print(len(HEADS.names()) > 5, HEADS.component_class('linear').__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "refused: head 'linear' is already registered (by visionkit.models.heads." in out
+    assert out.splitlines()[-1] == "True ClassificationHead"
+
+
+@pytest.mark.parametrize("name", ["resnet18", "torchvision/resnet18"])
+def test_a_backbone_of_ones_own_cannot_take_a_name_timm_or_torchvision_serves(name):
+    """It shadowed the library's model: a checkpoint of it loaded where the user's module was
+    not imported built timm's ResNet and failed on hundreds of missing keys."""
+
+    def mine():
+        raise AssertionError("never built")
+
+    with pytest.raises(ValueError) as info:
+        BACKBONES.register(name)(mine)
+    assert f"backbone {name!r} is a name served by a library (timm or torchvision)" in str(
+        info.value
+    )
+    assert "my_" in str(info.value)
+    assert BACKBONES.get(name) is not mine
+
+
+def test_an_unknown_name_close_to_others_still_says_to_import_ones_own_module():
+    with pytest.raises(UnknownNameError) as info:
+        BACKBONES.get("tiny_cnn_of_mine")
+    assert "(a backbone of your own is registered when its module is imported)" in str(info.value)
+
+
+@pytest.fixture
+def own_components():
+    """Register components of one's own for a test, and take them out again."""
+    added: list[tuple[Registry, str]] = []
+
+    def register(registry: Registry, name: str, obj):
+        registry.register(name)(obj)
+        added.append((registry, name))
+        return obj
+
+    yield register
+    for registry, name in added:
+        registry._builders.pop(name, None)
+
+
+def test_a_head_of_ones_own_missing_part_of_the_contract_is_told_at_config_time(own_components):
+    """A head without ``loss`` failed with an AttributeError after the data had loaded; a
+    misspelt task with a KeyError that did not name the head."""
+    import torch.nn as nn
+
+    from visionkit.config import load_config
+    from visionkit.errors import ConfigError
+
+    class Forgetful(nn.Module):
+        task = "classfication"
+        reads = "backbone"
+
+        def __init__(self, in_channels, num_classes: int = 2):
+            super().__init__()
+
+        def forward(self, features):
+            return {}
+
+    own_components(HEADS, "test_forgetful", Forgetful)
+    config = {"model": {"backbone": {"name": "simple_cnn"}, "heads": {"mine": {}}}}
+    config["model"]["heads"]["mine"]["name"] = "test_forgetful"
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    where = f"model.heads.mine: {__name__}.{Forgetful.__qualname__}"
+    contract = " (the head contract: docs/extending.md#adding-a-head)"
+    assert info.value.problems == [
+        f"{where}: task 'classfication' is not a task of the table (classification, "
+        f"detection, instance, keypoints, detection_embedding, semantic, embedding){contract}",
+        f"{where}: no method loss(outputs, targets), postprocess(outputs, image_sizes){contract}",
+    ]
+
+
+def test_a_reader_of_ones_own_with_image_classes_is_not_given_class_names(own_components, tmp_path):
+    """build_dataset passed the training set's ``class_names`` to every reader whose targets
+    include ``class``: TypeError for a reader that does not take it (docs/extending.md's)."""
+    import numpy as np
+
+    from visionkit.build.data import build_dataset
+
+    class Tiny:
+        location = "root"
+        targets = ("class",)
+        target_flags: dict = {}
+
+        def __init__(self, root: str, image_check: str = "header"):
+            self.label_names = {"class": ["a", "b"]}
+
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            image = np.zeros((8, 8, 3), np.uint8)
+            return {"image": image, "image_id": 0, "orig_size": (8, 8), "class": 1}
+
+    own_components(DATASETS, "test_tiny_classes", Tiny)
+    spec = {"format": "test_tiny_classes", "root": str(tmp_path)}
+    dataset = build_dataset(spec, split="val", label_names={"class": ["a", "b"]})
+    assert dataset[0]["class"] == 1

@@ -160,6 +160,9 @@ class Registry:
 
         def decorator(obj: F) -> F:
             key = name or obj.__name__
+            if not obj.__module__.startswith("visionkit."):  # a user's: built-ins first
+                self._import_home()
+                self._refuse_provided(key)
             old = self._builders.get(key)
             where = f"{getattr(old, '__module__', '?')}.{getattr(old, '__qualname__', '?')}"
             again = where == f"{obj.__module__}.{obj.__qualname__}"  # the same definition
@@ -192,6 +195,16 @@ class Registry:
         """
         self._providers.append((names, resolve))
 
+    def _refuse_provided(self, key: str) -> None:
+        """A name a library serves (timm's ``resnet18``, ``torchvision/resnet18``) is not
+        taken by a component of one's own: a checkpoint of it, loaded where the user's module
+        is not imported, would build the library's model instead."""
+        if any(resolve(key) is not None for _, resolve in self._providers):
+            raise ValueError(
+                f"{self.kind} {key!r} is a name served by a library (timm or torchvision); "
+                f"register yours under another name, e.g. 'my_{key.replace('/', '_')}'"
+            )
+
     def _import_home(self) -> None:
         """Import the ``home`` module (it registers the built-in components). Python's import
         lock makes another thread wait for an import in progress, and gives a lookup made
@@ -214,7 +227,9 @@ class Registry:
         known = self.names()
         close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        if not close and self.home is not None:
+        if close and self.home is not None:
+            hint += f" (a {self.kind} of your own is registered when its module is imported)"
+        elif self.home is not None:
             hint = (
                 f"; `visionkit list {self.kind}s` shows the {len(known)} known names (a "
                 f"{self.kind} of your own is registered when its module is imported: import "

@@ -142,7 +142,8 @@ def build_dataset(
             logger.info("%s.keep_negatives: ignored; %s sets keep every image", where, kind)
         args["keep_negatives"] = True
     classes = (label_names or {}).get("class")
-    if classes and "class" in reader.targets and args.get("class_names") is None:
+    takes_names = "class_names" in accepts  # a reader of one's own may not take them
+    if classes and "class" in reader.targets and args.get("class_names") is None and takes_names:
         args["class_names"] = list(classes)
     if split in EVAL_SPLITS and args.get("on_bad_image") == "skip":
         image_check = "decode"

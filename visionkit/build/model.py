@@ -224,6 +224,11 @@ def create_model(
             )
         except ValueError as err:  # its arguments' values, the data's classes among them
             raise ConfigError(f"model.heads.{head_name}: {err}") from None
+        if not isinstance(getattr(heads[head_name], "num_classes", None), int):
+            raise ConfigError(
+                f"model.heads.{head_name}: {head_class.__qualname__} has no num_classes (int) "
+                "attribute, which evaluators read (docs/extending.md#adding-a-head)"
+            )
         weights[head_name] = spec.get("loss_weight", 1.0)
     steps = pipeline_steps(cfg.data, train=False)
     meta = {

@@ -34,7 +34,7 @@ from visionkit.data.image_size import with_image_size
 from visionkit.data.mixing import MULTI_IMAGE, multi_image_problems
 from visionkit.data.transforms import EVAL_GEOMETRY_ALLOWED, build_transform, eval_geometry_problem
 from visionkit.errors import ConfigError
-from visionkit.evaluation.tasks import task_of
+from visionkit.evaluation.tasks import head_class_problems, task_of
 from visionkit.models.backbones import backbone_builder
 from visionkit.registry import DATASETS, HEADS, NECKS, Registry, UnknownNameError
 
@@ -102,6 +102,14 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     }
     if not heads_spec and not isinstance(model.get("heads"), (list, str)):  # said by the schema
         problems.append("model.heads: at least one head is required")
+    for name, spec in heads.items():  # a head class of one's own that misses a member
+        if isinstance(spec.get("name"), str) and spec["name"] in HEADS:
+            try:
+                head_class = HEADS.component_class(spec["name"])
+            except TypeError as err:  # a builder function that declares no class
+                problems.append(f"model.heads.{name}: {err}")
+                continue
+            problems += head_class_problems(head_class, f"model.heads.{name}")
     backbone = model.get("backbone") if isinstance(model.get("backbone"), Mapping) else {}
     backbone_name = backbone.get("name", BackboneConfig().name)
     if isinstance(backbone_name, str):

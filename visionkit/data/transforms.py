@@ -363,6 +363,19 @@ def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
     transformed image), ``labels`` (int64 ``[N]``), ``masks`` (uint8 ``[N, H, W]``, one per
     kept box) and ``semantic`` (int64 ``[H, W]``).
     """
+    image = sample["image"]
+    if not (
+        isinstance(image, np.ndarray)
+        and image.dtype == np.uint8
+        and image.ndim == 3
+        and image.shape[2] == 3
+    ):
+        got = f"{image.dtype} {list(image.shape)}" if hasattr(image, "shape") else type(image)
+        raise ValueError(
+            f"the sample's image is {got}; expected a uint8 [H, W, 3] RGB array (0..255, as "
+            "visionkit.data.io.read_image returns it; floats in 0..1: (x * 255).round()"
+            ".astype(np.uint8))"
+        )
     has_boxes = "boxes" in sample
     boxes = np.asarray(sample.get("boxes", np.zeros((0, 4))), dtype=np.float32).reshape(-1, 4)
     labels = np.asarray(sample.get("labels", np.zeros(0)), dtype=np.int64)

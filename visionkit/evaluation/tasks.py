@@ -242,6 +242,28 @@ def task_of(head: Any) -> TaskSpec:
     return TASKS[task]
 
 
+#: What every head class has (docs/extending.md, "Adding a head"), checked before it is built.
+HEAD_METHODS = ("forward(features)", "loss(outputs, targets)", "postprocess(outputs, image_sizes)")
+
+
+def head_class_problems(cls: Any, where: str) -> list[str]:
+    """What the head class ``cls`` (configured at ``where``) lacks of the head contract: a
+    ``task`` of the task table, ``reads`` ``"backbone"`` or ``"neck"`` and the methods of
+    :data:`HEAD_METHODS`; a head of one's own is told here, not by an ``AttributeError``
+    mid-training."""
+    name = f"{where}: {getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', cls)}"
+    problems = []
+    task = getattr(cls, "task", None)
+    if task not in TASKS:
+        problems.append(f"{name}: task {task!r} is not a task of the table ({', '.join(TASKS)})")
+    if getattr(cls, "reads", None) not in ("backbone", "neck"):
+        problems.append(f"{name}: reads {getattr(cls, 'reads', None)!r}: 'backbone' or 'neck'")
+    missing = [m for m in HEAD_METHODS if not callable(getattr(cls, m.split("(")[0], None))]
+    if missing:
+        problems.append(f"{name}: no method {', '.join(missing)}")
+    return [f"{p} (the head contract: docs/extending.md#adding-a-head)" for p in problems]
+
+
 def label_family(head: Any) -> str:
     """The label family a head (instance or class) learns from (:attr:`TaskSpec.labels`)."""
     return task_of(head).labels

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visionkit.data.batch import IGNORE_CLASS
+from visionkit.errors import SampleError
 from visionkit.models.heads._utils import resolve_num_classes
 from visionkit.registry import HEADS
 
@@ -81,6 +82,16 @@ class ClassificationHead(nn.Module):
                 logits.shape[:1], IGNORE_CLASS, dtype=torch.long, device=logits.device
             )
         valid = labels != IGNORE_CLASS
+        bad = valid & ((labels < 0) | (labels >= logits.shape[1]))
+        if bad.any():  # the last guard behind the readers' own checks
+            ids = targets.get("image_ids")
+            rows = bad.nonzero().flatten().tolist()
+            which = f"image ids {[int(ids[i]) for i in rows][:10]}" if ids is not None else rows
+            raise SampleError(
+                f"image-level classes {sorted(set(labels[bad].tolist()))[:10]} of {which} are "
+                f"not classes 0..{self.num_classes - 1} (num_classes {self.num_classes}) nor "
+                f"{IGNORE_CLASS} (no class); check the dataset's class indices"
+            )
         per_image = F.cross_entropy(
             logits,
             labels.clamp(min=0),
