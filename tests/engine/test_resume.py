@@ -550,3 +550,23 @@ def test_a_run_without_validation_writes_best_and_last_and_resumes(tiny_config, 
     assert {p.name for p in (run_dir / "checkpoints").glob("*.ckpt")} == {"best.ckpt", "last.ckpt"}
     train(tiny_config, ["trainer.max_epochs=2", "resume=auto"], output_dir=run_dir)
     assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 6
+
+
+def test_a_resume_given_another_image_size_that_reaches_no_step_is_refused(tiny_config, tmp_path):
+    """``--resume last.ckpt data.image_size=96`` ran at the old size (the run folder's
+    config.yaml has the size written into its steps) and recorded 96 in config.yaml."""
+    steps = {"train": [{"name": "Resize"}], "val": [{"name": "Resize"}]}
+    tiny_config["data"]["transforms"] = steps
+    run_dir, _ = train(tiny_config, ["trainer.max_epochs=1"], output_dir=tmp_path / "run")
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    saved = run_dir / "config.yaml"
+    before = saved.read_text()
+    assert "{name: Resize, height: 64, width: 64}" in before  # the size written in
+    overrides = ["trainer.max_epochs=2", "data.image_size=96"]
+    with pytest.raises(ConfigError) as info:
+        train(str(saved), overrides, output_dir=run_dir, resume=ckpt)
+    text = str(info.value)
+    assert f"--resume {ckpt}: data.image_size=96 reaches no transform" in text
+    assert f"model.init_from={ckpt}" in text
+    assert saved.read_text() == before
+    train(str(saved), ["trainer.max_epochs=2"], output_dir=run_dir, resume=ckpt)

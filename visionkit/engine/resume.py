@@ -30,6 +30,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from visionkit.checkpoint import load_checkpoint, resumable
 from visionkit.config import load_config
 from visionkit.config.schema import max_time_seconds
+from visionkit.data.image_size import unused_image_size_note
 from visionkit.errors import CheckpointError, ConfigError, TrainingInterrupted
 
 logger = logging.getLogger(__name__)
@@ -417,6 +418,21 @@ def budget_spent(checkpoint: str | os.PathLike, trainer: Any) -> tuple[str, str]
             "trainer.max_time=null (with a trainer.max_steps to stop at)",
         )
     return None
+
+
+def image_size_note(data: Any, checkpoint: Path | None) -> str | None:
+    """The warning of a ``data.image_size`` set in the config that reaches no step
+    (:func:`~visionkit.data.image_size.unused_image_size_note`); for a run resumed from
+    ``checkpoint``, an error: its run folder's config.yaml has the size written into its
+    steps, so a new size would be recorded and not used."""
+    note = unused_image_size_note(data) if "image_size" in data.model_fields_set else None
+    if checkpoint is not None and note:
+        raise ConfigError(
+            f"--resume {checkpoint}: {note}: the run's config.yaml wrote data.image_size into "
+            "the steps' sizes, and a resumed run continues at them; resume without it, or start "
+            f"a new run at another size from these weights with model.init_from={checkpoint}"
+        )
+    return note
 
 
 #: Config entries a resumed run may change without effect on what the checkpoint restores.

@@ -41,7 +41,6 @@ from visionkit.checkpoint import strip_training_state, write_atomic
 from visionkit.config import Config, ConfigLike, load_config, override_list, save_config
 from visionkit.data.classes import check_checkpoint_classes
 from visionkit.data.datasets import shared_images_note, val_sets
-from visionkit.data.image_size import unused_image_size_note
 from visionkit.engine.callbacks import (
     RunFolderCallback,
     Tf32Matmuls,
@@ -61,6 +60,7 @@ from visionkit.engine.resume import (
     RngStateCallback,
     SigtermCheckpoint,
     check_resumed_run,
+    image_size_note,
     resolve_resume,
 )
 from visionkit.engine.run_folder import another_run_note, choose_run_dir, edited_config_note
@@ -175,7 +175,7 @@ def train(
     # A resumed run gets its weights from the checkpoint: model.init_from is not read again.
     model = build_model(cfg, datasets, resume=resuming)
     resume_step = check_resumed_run(resume_from, model)  # before config.yaml is written
-    sized = unused_image_size_note(cfg.data) if "image_size" in cfg.data.model_fields_set else None
+    sized = image_size_note(cfg.data, resume_from)  # a resumed run: an error
     cfg = load_config(model.meta["config"])
     # Made once the data and the model are built: a run that stops on a bad config or bad
     # data leaves no empty run folder behind (and the next run takes its name).
