@@ -298,3 +298,29 @@ def test_freezing_everything_is_a_config_error():
     config["model"]["freeze"] = ["backbone", "neck", "heads"]
     with pytest.raises(ConfigError, match="every parameter of the model is frozen"):
         optimizer_of(copy.deepcopy(config))
+
+
+def test_a_layer_whose_weight_has_another_shape_keeps_its_bias_fresh_too(caplog):
+    """A head's bias was loaded beside a weight of another shape (half a layer from the
+    file); and a load of few tensors said so at INFO level only."""
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    source = {k: torch.full_like(v, 7.0) for k, v in model.state_dict().items()}
+    source["0.weight"] = torch.ones(3, 5)  # another input width; its bias [3] fits
+    with caplog.at_level(logging.INFO, logger="visionkit.models.transfer"):
+        report = load_matching(model, source)
+    assert report.mismatched == ["0.weight"] and report.with_layer == ["0.bias"]
+    assert torch.equal(model.state_dict()["0.bias"], fresh["0.bias"])
+    assert torch.equal(model.state_dict()["2.bias"], source["2.bias"])
+    assert "re-initialised 1 with their layer (0.bias)" in report.summary()
+    assert not report.ok
+    (record,) = [r for r in caplog.records if r.name == "visionkit.models.transfer"]
+    assert record.levelno == logging.INFO  # 7 of 9 tensors loaded
+    caplog.clear()
+    source = {"2.weight": torch.ones(2, 3), "0.weight": torch.ones(3, 5)}
+    with caplog.at_level(logging.INFO, logger="visionkit.models.transfer"):
+        load_matching(nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2)), source)
+    (record,) = [r for r in caplog.records if r.name == "visionkit.models.transfer"]
+    assert record.levelno == logging.WARNING  # 1 of 9: another model, most likely

@@ -49,7 +49,7 @@ def load_matching(model: nn.Module, source: str | os.PathLike | Mapping[str, Ten
 
     Returns:
         The :class:`~visionkit.models.weights.LoadReport`; its one-line summary is logged at
-        INFO level.
+        INFO level (WARNING when fewer than half of the model's tensors are loaded).
 
     Raises:
         CheckpointError: the file cannot be read safely, or not one of its tensors matches.
@@ -68,5 +68,6 @@ def load_matching(model: nn.Module, source: str | os.PathLike | Mapping[str, Ten
         report.source = label
     else:
         report = load_weights(model, source, context="init_from")
-    logger.info("%s", report.summary())
+    few = len(report.loaded) < len(model.state_dict()) / 2  # another backbone, say
+    logger.log(logging.WARNING if few else logging.INFO, "%s", report.summary())
     return report

@@ -51,6 +51,8 @@ class LoadReport:
         mismatched: names present in both with different shapes; left as initialised.
         unexpected: names of the file the module lacks; ignored (e.g. a dropped head).
         shapes: ``name → (shape in the file, shape in the module)`` for ``mismatched``.
+        with_layer: names whose shape matches but whose layer has a ``mismatched`` tensor (a
+            bias beside a weight of another shape); left as initialised with their layer.
         context: what loaded the weights (``"init_from"``, ``"pretrained"``), for the summary.
     """
 
@@ -60,19 +62,20 @@ class LoadReport:
     mismatched: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    with_layer: list[str] = field(default_factory=list)
     context: str = "load"
 
     @property
     def ok(self) -> bool:
         """True when every tensor of the module received a value of the right shape."""
-        return not self.missing and not self.mismatched
+        return not self.missing and not self.mismatched and not self.with_layer
 
     def summary(self) -> str:
         """One line: counts, and the names in each category, whole modules written
         ``prefix.*``; e.g. ``init_from best.ckpt: loaded 171 of 173 tensors (backbone.*,
         neck.*, heads.det.*); initialised 2 not in the file (heads.cls.*)``."""
-        module_names = self.loaded + self.missing + self.mismatched
-        file_names = self.loaded + self.mismatched + self.unexpected
+        module_names = self.loaded + self.missing + self.mismatched + self.with_layer
+        file_names = self.loaded + self.mismatched + self.with_layer + self.unexpected
         parts = [
             f"{self.context} {self.source}: loaded {len(self.loaded)} of {len(module_names)} "
             f"tensors ({', '.join(compress(self.loaded, module_names)) or 'none'})"
@@ -85,6 +88,11 @@ class LoadReport:
             ]
             parts.append(
                 f"re-initialised {len(self.mismatched)} of another shape ({'; '.join(shown)})"
+            )
+        if self.with_layer:
+            parts.append(
+                f"re-initialised {len(self.with_layer)} with their layer "
+                f"({', '.join(self.with_layer)})"
             )
         if self.missing:
             parts.append(
@@ -209,6 +217,11 @@ def load_weights(
         else:
             to_load[key] = value
             report.loaded.append(name)
+    torn = {(prefix + name).rpartition(".")[0] for name in report.mismatched}
+    for key in [k for k in to_load if k.rpartition(".")[0] in torn]:  # not half a layer
+        del to_load[key]
+        report.loaded.remove(key.removeprefix(prefix))
+        report.with_layer.append(key.removeprefix(prefix))
     renamed = {prefix + name for name in weights}
     report.missing = [key.removeprefix(prefix) for key in own if key not in renamed]
     if not to_load:
