@@ -20,6 +20,7 @@ from tests.helpers import run, write_image
 from visionkit.checkpoint import holds_files, numbered_folders, run_folder_of, unused_folder
 from visionkit.data.io import read_image
 from visionkit.errors import DataError, VisionkitError
+from visionkit.inference.draw import colour_of
 from visionkit.inference.predict import named_inputs, predict_files
 
 pytestmark = pytest.mark.reliability
@@ -47,7 +48,7 @@ def seg_model() -> visionkit.VisionModel:
         },
         "data": {"image_size": 64},
     }
-    names = {"class": ["x", "y"], "semantic": ["bg", "a", "b"]}
+    names = {"class": ["x", "y"], "semantic": ["background", "a", "b"]}
     return visionkit.create_model(config, label_names=names)
 
 
@@ -79,7 +80,10 @@ def test_same_file_names_in_different_folders_and_suffixes_get_distinct_outputs(
         name = Path(record["file_name"]).relative_to(photos).as_posix()
         assert record["seg"]["label_png"] == f"{name}_seg.png"
         assert (record["height"], record["width"]) == PHOTOS[name]
-        label_map = np.asarray(Image.open(out / record["seg"]["label_png"]))
+        png = Image.open(out / record["seg"]["label_png"])
+        label_map = np.asarray(png)  # class indices, shown in colour (a palette PNG, as VOC's)
+        assert png.mode == "P"  # background black, the classes in their drawing colours
+        assert png.getpalette()[:9] == [0, 0, 0, *colour_of(1), *colour_of(2)]
         (expected,) = model.predict([read_image(photos / name)])
         assert label_map.shape == PHOTOS[name]
         assert (label_map == expected["seg"]["mask"].numpy()).all()

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 
 from visionkit.checkpoint import write_atomic
+from visionkit.data.classes import BACKGROUND
+from visionkit.inference.draw import class_colour
 
 
 def exact(value: Any) -> float:
@@ -104,6 +106,7 @@ def image_record(
             }
         elif "mask" in result:
             label_map = Image.fromarray(result["mask"].cpu().numpy().astype(np.uint8))
+            label_map.putpalette(label_palette(result))  # indices shown in colour, as VOC's
             write_atomic(
                 out_dir / f"{stem}_{head}.png",
                 lambda tmp, label_map=label_map: label_map.save(tmp, format="PNG"),
@@ -116,6 +119,16 @@ def image_record(
             if "matches" in result:
                 record[head]["matches"] = result["matches"]
     return record
+
+
+def label_palette(result: dict[str, Any]) -> list[int]:
+    """The 256 RGB colours of a label PNG: each class's drawing colour (the training data's
+    palette where it has one, :func:`~visionkit.inference.draw.class_colour`), black for a
+    class named ``background`` (as Pascal VOC's PNGs)."""
+    names, published = result.get("names") or (), result.get("colours") or ()
+    black = {k for k, name in enumerate(names) if name == BACKGROUND}
+    colours = [(0, 0, 0) if k in black else class_colour(k, published) for k in range(256)]
+    return [v for colour in colours for v in colour]
 
 
 def pixel_shares(result: dict[str, Any]) -> dict[str, Any]:
