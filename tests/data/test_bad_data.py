@@ -72,10 +72,23 @@ def test_truncated_image_stops_training_naming_sample_and_file_from_a_worker(tmp
     code, _, err = train(capsys, tmp_path, root, "data.num_workers=1", val_root=root)
     assert code == 1
     assert "error: sample 1" in err and "2.png" in err and "corrupt or truncated" in err
-    assert (
-        "set on_bad_image: skip in its dataset's entry (e.g. data.train.on_bad_image=skip)" in err
-    )
-    assert "run visionkit check-data --config CONFIG, which decodes them all" in err
+    # the validation sanity check reads it first: its entry is named (it said data.train)
+    assert "set on_bad_image: skip in its dataset's entry (data.val.on_bad_image=skip)" in err
+    assert "run visionkit check-data --config CONFIG (a run's config.yaml too), which" in err
+
+
+def test_a_truncated_validation_image_names_the_validation_entry(tmp_path):
+    """eval's message said data.train.on_bad_image=skip for a data.val (or data.test) image."""
+    from visionkit.build.data import build_dataset
+    from visionkit.errors import ImageDecodeError
+
+    root = make_coco(tmp_path / "data")
+    truncate(root / "images" / "2.png")
+    for split in ("val", "test"):
+        dataset = build_dataset({"format": "coco", "images": str(root)}, split=split)
+        with pytest.raises(ImageDecodeError) as info:
+            dataset[1]
+        assert f"its dataset's entry (data.{split}.on_bad_image=skip)" in str(info.value)
 
 
 def test_on_bad_image_skip_counts_and_reports_skipped_images_at_epoch_end(tmp_path, capsys):

@@ -451,13 +451,14 @@ def policy(value: str, where: str, choices: Sequence[str]) -> str:
 SkipRecord = dict[str, Any]
 
 
-#: What an image that fails to decode during training adds to its message (a dataset checks
-#: only the headers of its images when it is built, unless ``check-data`` decodes them).
+#: What an image that fails to decode during training or evaluation adds to its message (a
+#: dataset checks only the headers of its images when it is built, unless ``check-data``
+#: decodes them); ``{where}``: the dataset's config entry (``data.val``).
 BAD_IMAGE_HINT = (
     " (its header was readable when the dataset was built, the pixels are not); to leave "
-    "unreadable images out, set on_bad_image: skip in its dataset's entry (e.g. "
-    "data.train.on_bad_image=skip); to find every one first, run visionkit check-data "
-    "--config CONFIG, which decodes them all"
+    "unreadable images out, set on_bad_image: skip in its dataset's entry ({where}."
+    "on_bad_image=skip); to find every one first, run visionkit check-data --config CONFIG "
+    "(a run's config.yaml too), which decodes them all"
 )
 
 
@@ -483,7 +484,9 @@ def read_or_skip(
             sample = load(i)
         except ImageDecodeError as err:
             if on_bad_image != "skip":
-                raise ImageDecodeError(err.path, err.reason + BAD_IMAGE_HINT) from err
+                where = getattr(getattr(load, "__self__", None), "config_key", "data.train")
+                hint = BAD_IMAGE_HINT.format(where=where)
+                raise ImageDecodeError(err.path, err.reason + hint) from err
             skipped.append({"index": i, "path": err.path, "reason": err.reason})
             logger.warning("on_bad_image: skip: sample %d (%s): %s", i, err.path, err.reason)
             continue
