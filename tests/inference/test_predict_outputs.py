@@ -295,3 +295,17 @@ def test_the_summary_counts_what_this_run_wrote_by_kind(tmp_path):
     )
     assert files_written(out, file_states(out)) == ""
     assert file_states(tmp_path / "not yet") == {}
+
+
+def test_save_txt_writes_a_classifiers_top_classes_as_ultralytics_does(tmp_path):
+    """--save-txt wrote nothing for a classifier, and said nothing."""
+    photos = make_photos(tmp_path / "photos")
+    out = tmp_path / "out"
+    predict_files(seg_model(), [photos], out, save_txt=True, progress=False)
+    records = json.loads((out / "images.json").read_text())
+    for record in records:
+        stem = Path(record["file_name"]).relative_to(photos).with_suffix("").as_posix()
+        lines = (out / "labels" / f"{stem}.txt").read_text().splitlines()
+        top = record["cls"]["top5"]  # the two classes, best first
+        assert lines == [f"{c['score']:.2f} {c['name']}" for c in top]
+        assert [line.split()[1] for line in lines] in (["x", "y"], ["y", "x"])

@@ -158,10 +158,14 @@ def yolo_lines(
     """Each box head's detections as YOLO label lines, ``class cx cy w h`` (and ``conf`` with
     ``save_conf``), normalised by the image's width and height (``orig_size`` = (H, W)),
     best score first; the class is the model's 0-based class index, as in a YOLO
-    ``data.yaml``."""
+    ``data.yaml``. A classification head's five most probable classes, ``score name`` (the
+    class index without names), best first, as Ultralytics writes a classifier's."""
     h, w = (float(v) for v in orig_size)
     lines: dict[str, list[str]] = {}
     for head, result in prediction.items():
+        if "label" in result and "scores" in result:
+            top = top_classes(result["scores"], result.get("names"))
+            lines[head] = [f"{c['score']:.2f} {c['name'] or c['label']}" for c in top]
         if "boxes" not in result:
             continue
         boxes = result["boxes"].float().cpu().reshape(-1, 4)
