@@ -99,6 +99,19 @@ def test_resume_can_raise_the_number_of_epochs(tiny_config, tmp_path):
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     assert load_checkpoint(ckpt)["global_step"] == 3
     train(tiny_config, ["trainer.max_epochs=3"], output_dir=run_dir, resume=ckpt)
+    # finishing the resumed epoch, Lightning's ModelCheckpoint said it "could not find the
+    # monitored key" (no validation yet), as if the run were broken: the command's output
+    (run_dir / "config.yaml").write_text(
+        yaml.safe_dump({**tiny_config, "trainer": {**tiny_config["trainer"], "max_epochs": 4}})
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "visionkit.cli", "train", "--resume", str(ckpt)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "could not find the monitored key" not in result.stdout + result.stderr
     last = load_checkpoint(ckpt)
     assert (last["epoch"], last["global_step"]) == (2, 9)
     rows = list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))

@@ -16,6 +16,13 @@ warnings.filterwarnings(
 # always gets a folder of its own (engine/run_folder.py), so only a resume (or --exist-ok,
 # asked for) finds one.
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+# ... and a run resumed from an epoch's end finishes that epoch first: ModelCheckpoint looks for
+# its monitor among metrics that hold no validation yet, finds none and saves no best.ckpt
+# candidate (right), but says "could not find the monitored key" as if the run were broken.
+warnings.filterwarnings(
+    "ignore",
+    message=r".*could not find the monitored key in the returned metrics: \['epoch', 'step'\]",
+)
 # ... and a Trainer without Lightning's cloud logger and model registry advertises both
 # ("💡 Tip: ... litlogger", "💡 Tip: ... litmodels") on every run and evaluation.
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
