@@ -225,7 +225,7 @@ class Registry:
             if builder is not None:
                 return builder
         known = self.names()
-        close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+        close = close_names(name, known)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         if close and self.home is not None:
             hint += f" (a {self.kind} of your own is registered when its module is imported)"
@@ -298,3 +298,27 @@ BACKBONES = Registry("backbone", home="visionkit.models.backbones")
 NECKS = Registry("neck", home="visionkit.models.necks")
 HEADS = Registry("head", home="visionkit.models.heads")
 DATASETS = Registry("dataset", home="visionkit.data.readers")
+
+
+def close_names(name: str, known: list[str], n: int = 5) -> list[str]:
+    """The ``known`` names like ``name``, best first: those equal to it but for case and
+    separators, then those it holds whole (``ImageFolder``: ``folder`` before
+    ``mask_folder``, which only looks alike), then difflib's close matches.
+
+    >>> close_names("image_folder", ["coco", "folder", "mask_folder"])
+    ['folder', 'mask_folder']
+    >>> close_names("Mask-Folder", ["coco", "folder", "mask_folder"])
+    ['mask_folder', 'folder']
+    """
+
+    def plain(text: str) -> str:
+        return "".join(c for c in text.lower() if c.isalnum())
+
+    key = plain(name)
+    same = [k for k in known if plain(k) == key]
+    held = sorted(
+        (k for k in known if len(plain(k)) >= 3 and plain(k) != key and plain(k) in key),
+        key=lambda k: -len(plain(k)),
+    )
+    like = difflib.get_close_matches(name, known, n=n, cutoff=0.5)
+    return list(dict.fromkeys([*same, *held, *like]))[:n]

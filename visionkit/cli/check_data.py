@@ -15,6 +15,7 @@ stops with the same list of errors instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
@@ -30,11 +31,11 @@ LOCATION_OPTIONS = ("images", "annotations", "root")
 
 def datasets_of_config(
     config: str, overrides: Sequence[str], splits: Sequence[str]
-) -> tuple[list[tuple[str, str, dict[str, Any]]], list[str], dict[str, Any]]:
+) -> tuple[list[tuple[str, str, dict[str, Any]]], list[str], dict[str, Any], Any]:
     """``(where, split, spec)`` of every dataset of the config's ``splits`` (each entry of a
-    mix), the targets its heads need (``masks``, ``semantic``, ...) and its heads (the
-    config's ``model.heads``). One evaluation split asked for by name (``--split test``) must
-    be set: a :class:`ConfigError` says how."""
+    mix), the targets its heads need (``masks``, ``semantic``, ...), its heads (the
+    config's ``model.heads``) and its ``data`` section. One evaluation split asked for by
+    name (``--split test``) must be set: a :class:`ConfigError` says how."""
     from visionkit.build.data import split_spec, targets_needed
     from visionkit.config import is_dataset_mix, load_config
 
@@ -53,7 +54,7 @@ def datasets_of_config(
             found.append((f"data.{split}", split, dict(spec)))
     if not found:
         raise ConfigError(f"data: no {' or '.join(f'data.{s}' for s in splits)} dataset to check")
-    return found, targets_needed(cfg), dict(cfg.model.heads)
+    return found, targets_needed(cfg), dict(cfg.model.heads), cfg.data
 
 
 def dataset_of_options(fmt: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -154,6 +155,37 @@ def training_set(built: Mapping[str, Any], specs: Sequence[tuple[str, str, Any]]
     return mixed_training_set({name: built[f"data.train.{name}"] for name in entries}, entries)
 
 
+def training_classes(spec: Any, needs: Sequence[str]) -> Any:
+    """The training set of ``spec`` (``data.train``) read as training reads it (image headers
+    only), for the evaluation splits' class check when check-data did not build it (``--split
+    val``) or found errors in it (a decoded image that training does not decode, a bad
+    image): those errors are its own, the classes are the same. An unreadable image is left
+    out here (``on_bad_image: skip``); ``None`` when it cannot be read even so (training
+    stops at data.train and checks data.val on its own)."""
+    from visionkit.build.data import build_split, mixed_training_set
+    from visionkit.config import is_dataset_mix
+
+    def skipping(entry: Mapping[str, Any]) -> dict[str, Any]:
+        entry = {k: v for k, v in entry.items() if k != "synthetic"}  # never generated here
+        takes = DATASETS.signature(entry["format"]).parameters
+        return {**entry, "on_bad_image": "skip"} if "on_bad_image" in takes else entry
+
+    mix = is_dataset_mix(spec)
+    quiet = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # its problems were reported by its own check
+    try:
+        for read in (lambda e: {k: v for k, v in e.items() if k != "synthetic"}, skipping):
+            entries = {n: read(e) for n, e in spec.items()} if mix else read(spec)
+            try:
+                train = build_split(entries, split="train", needs=needs)
+                return mixed_training_set(train, spec) if mix else train
+            except (DataError, ConfigError):
+                continue
+        return None
+    finally:
+        logging.disable(quiet)
+
+
 def _parse_values(items: Sequence[str]) -> dict[str, Any]:
     values = {}
     for item in items:
@@ -180,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
             flags = ", ".join(f"--{k}" for k in given)
             raise ConfigError(f"{flags}: only with --format (with --config use data.* overrides)")
         splits = SPLITS if args.split == "all" else (args.split,)
-        specs, needs, heads = datasets_of_config(args.config, args.pairs, splits)
+        specs, needs, heads, data = datasets_of_config(args.config, args.pairs, splits)
     else:
         split = {} if args.split == "all" else {"split": args.split}  # VOC, YOLO, mask folders
         options = {**given, **split, **_parse_values(args.pairs)}
@@ -189,11 +221,13 @@ def run(args: argparse.Namespace) -> int:
         stem = PurePath(args.split.replace("\\", "/")).stem
         label = stem if stem in SPLITS else "train"
         specs = [("dataset", label, dataset_of_options(args.format, options))]
-        needs, heads = [], {}
+        needs, heads, data = [], {}, None
     image_check = "header" if args.fast else "decode"
     total = warned = 0  # errors, warnings
     trains: dict[str, Any] = {}  # the training datasets that were built, by config path
+    evals: dict[str, Any] = {}  # the validation datasets that were built, by config path
     train, train_built = None, False  # built once, before the first evaluation split
+    reference = None  # the training set whose classes the evaluation splits are read with
     unset: list[str] = []  # configuration problems of the datasets
     unchecked = 0  # datasets with such problems
     for where, split, spec in specs:
@@ -204,9 +238,12 @@ def run(args: argparse.Namespace) -> int:
             except DataError as err:  # a mix whose parts' classes conflict
                 print(f"data.train: {err}", flush=True)
                 total += 1
+            reference = train
+            if train is None and data is not None and data.train is not None:
+                reference = training_classes(data.train, needs)  # as training reads it
         try:
             text, count, warnings, dataset = check_spec(
-                where, spec, needs, split=split, image_check=image_check, train=train
+                where, spec, needs, split=split, image_check=image_check, train=reference
             )
         except ConfigError as err:  # every split's, together (as training reports them)
             unset += err.problems
@@ -215,14 +252,18 @@ def run(args: argparse.Namespace) -> int:
         print(text, flush=True)
         total += count
         warned += warnings
-        if split == "train" and dataset is not None:
-            trains[where] = dataset
+        if dataset is not None and split in ("train", "val"):
+            (trains if split == "train" else evals)[where] = dataset
     if not train_built and args.config:  # --split train: a mix merged as training does
         try:
             train = training_set(trains, specs)
         except DataError as err:
             print(f"data.train: {err}", flush=True)
             total += 1
+    note = shared_note(data, reference, evals) if any(s == "val" for _, s, _ in specs) else None
+    if note:  # validation on training images: training warns of it too
+        print(f"warning: {note}", flush=True)
+        warned += 1
     if heads and train is not None:  # a head without labels to learn from stops training
         from visionkit.build.model import heads_without_labels
 
@@ -246,6 +287,21 @@ def run(args: argparse.Namespace) -> int:
         f"(exit status {int(args.strict)}{': --strict' * args.strict})"
     )
     return int(args.strict)
+
+
+def shared_note(data: Any, train: Any, evals: Mapping[str, Any]) -> str | None:
+    """Training's warning of validation images that are training images too
+    (:func:`~visionkit.data.datasets.shared_images_note`), of the ``data`` section and the
+    datasets built: the training set and ``evals`` (config path → validation dataset)."""
+    from visionkit.data.datasets import shared_images_note
+
+    if data is None:
+        return None
+    val = evals.get("data.val")
+    if val is None and evals:  # the entries of a mix, by name
+        val = {where.rsplit(".", 1)[1]: d for where, d in evals.items()}
+    built = {"train": train, "val": val} if train is not None and val is not None else None
+    return shared_images_note(data, built)
 
 
 def summary(errors: int, warnings: int) -> str:

@@ -68,7 +68,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "src", metavar="SRC", help="the VOC, YOLO or mask folder, or the COCO .json file"
+        "src",
+        metavar="SRC",
+        help="the VOC, YOLO or mask folder, the folder of class folders (<class>/<image>), or "
+        "the COCO .json file",
     )
     p.add_argument(
         "--val",

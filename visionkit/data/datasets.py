@@ -280,6 +280,12 @@ def shared_images_note(data: Any, datasets: Mapping[str, Any] | None = None) -> 
         return (value(location), *(value(k) for k in SELECTING_KEYS))
 
     trained = {images_of(e): w for w, e in split_entries(data.train, "data.train")}
+    unsplit = {  # training entries that read a whole folder: (format, folder) → where
+        (same[1], same[0]): where
+        for same, where in trained.items()
+        if same is not None and same[2] is None
+    }
+    fixes = {}
     for where, entry in split_entries(data.val, "data.val"):
         same = images_of(entry)
         if same is not None and same in trained:
@@ -288,12 +294,19 @@ def shared_images_note(data: Any, datasets: Mapping[str, Any] | None = None) -> 
                 f"{same[0]}): validation would score the photos the model trains on; give "
                 "held-out photos, or split the dataset (visionkit split)"
             )
-    return _shared_files_note(datasets) if datasets else None
+        if same is not None and same[2] is not None and (same[1], same[0]) in unsplit:
+            train = unsplit[(same[1], same[0])]  # a split's images read whole for training
+            fixes[where] = (
+                f"{train} has no split: it reads every image of {same[0]}, those of {where} "
+                f"(split: {same[2]}) too; set {train}.split=train"
+            )
+    return _shared_files_note(datasets, fixes) if datasets else None
 
 
-def _shared_files_note(datasets: Mapping[str, Any]) -> str | None:
+def _shared_files_note(datasets: Mapping[str, Any], fixes: Mapping[str, str]) -> str | None:
     """:func:`shared_images_note` of the built datasets: the validation images whose file
-    is also a training image's (paths compared made absolute, not resolved)."""
+    is also a training image's (paths compared made absolute, not resolved); the fix said is
+    that of ``fixes`` (config path → what to change) for the validation set's entry."""
     train = datasets.get("train")
     if train is None:
         return None
@@ -302,11 +315,11 @@ def _shared_files_note(datasets: Mapping[str, Any]) -> str | None:
         shared = [p for p in (_absolute(val, i) for i in range(len(val))) if p in trained]
         if shared:
             where = "data.val" if name == "val" else f"data.val.{name}"
+            fix = fixes.get(where, "give held-out photos, or split the dataset (visionkit split)")
             return (
                 f"{where}: {len(shared)} of its {len(val)} images "
                 f"{'is a training image' if len(shared) == 1 else 'are training images'} too "
-                f"(e.g. {shared[0]}): validation would score photos the model trains on; "
-                "give held-out photos, or split the dataset (visionkit split)"
+                f"(e.g. {shared[0]}): validation would score photos the model trains on; {fix}"
             )
     return None
 

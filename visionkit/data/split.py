@@ -220,7 +220,8 @@ def split_dataset(
     json at random (see the module docstring).
 
     Args:
-        source: the VOC or YOLO folder, or the COCO ``.json`` file.
+        source: the VOC, YOLO or mask folder, the folder of class folders, or the COCO
+            ``.json`` file.
         val, test: the fractions of the images for val and test; train takes the rest.
         seed: the shuffle's seed.
         overwrite: replace split files that exist (default: refuse, naming them).
@@ -385,7 +386,27 @@ def _split_classes(root: Path, val: float, test: float, seed: int, overwrite: bo
     every = {s: root / "splits" / f"{s}.txt" for s in SPLITS}
     refuse_existing(every, overwrite)
     files = write_lists(every, parts)
-    return SplitReport("classes", files, {s: len(parts[s]) for s in files})
+    report = SplitReport("classes", files, {s: len(parts[s]) for s in files})
+    unreadable = _unreadable_images(root, [i for names in ids.values() for i in names])
+    if unreadable:  # listed all the same: the reader names them when it reads them
+        shown = "; ".join(unreadable[:5]) + ("; ..." if len(unreadable) > 5 else "")
+        report.notes.append(
+            f"warning: {counted(len(unreadable), 'image')} cannot be read (image header "
+            f"checked), listed all the same: {shown}; training stops on them unless "
+            f"on_bad_image: skip leaves them out: replace or remove them, then visionkit "
+            f"split {root} --overwrite writes the lists anew"
+        )
+    return report
+
+
+def _unreadable_images(root: Path, ids: list[str]) -> list[str]:
+    """``"<id> (why)"`` of each of the images ``ids`` (paths relative to ``root``) whose
+    header cannot be read: an empty or truncated file."""
+    from visionkit.data.checks import DataReport, ImageFile, check_image_files
+
+    report = DataReport(str(root), "folder")
+    check_image_files([ImageFile(root / i, i) for i in ids], report, "header")
+    return [f"{p.where} ({p.detail})" for p in report.problems if p.kind == "unreadable image"]
 
 
 def class_shares(sizes: dict[str, int], val: float, test: float = 0.0) -> dict[str, dict[str, int]]:

@@ -74,6 +74,7 @@ class ImageFolderDataset:
         self.root = dataset_root(root)
         exts = tuple(e.lower() for e in extensions)
         found = class_folders(self.root, exts)
+        loose = sorted(p for p in self.root.iterdir() if p.is_file() and p.suffix.lower() in exts)
         names = list(class_names) if class_names is not None else found
         unknown = sorted(set(found) - set(names))
         if unknown:
@@ -96,6 +97,8 @@ class ImageFolderDataset:
             if (self.root / name).is_dir()
             for path in list_files(self.root / name, exts)
         ]
+        if loose and split is None and len(loose) >= len(self.items):
+            refuse_single_class_folder(self.root, loose, found, len(self.items))
         if class_names is None:
             counts = Counter(names[index] for _, index in self.items)
             check_class_folders(self.root, found, counts if self.classes_learned else None)
@@ -109,7 +112,6 @@ class ImageFolderDataset:
         self.label_names = {"class": names}
         self.report = report = DataReport(str(self.root), "folder")
         report.num_images = len(self.items)
-        loose = [p for p in self.root.iterdir() if p.is_file() and p.suffix.lower() in exts]
         if loose and split is None:  # a split's list names the images it reads
             report.add(
                 "image in no sub-folder",
@@ -162,17 +164,38 @@ class ImageFolderDataset:
 
 #: Folder names that are splits, not classes (a root given one level too high).
 SPLIT_FOLDERS = frozenset({"train", "val", "valid", "validation", "test"})
+#: Folders that are never classes: what macOS's zip leaves beside the data (its ``._*``
+#: resource files), as hidden folders are.
+IGNORED_FOLDERS = frozenset({"__MACOSX"})
 
 
 def class_folders(root: Path, extensions: tuple[str, ...]) -> list[str]:
     """The class sub-folders of ``root``, sorted: every visible folder but ``splits/`` holding
-    split lists only (:func:`listed_items`)."""
+    split lists only (:func:`listed_items`) and :data:`IGNORED_FOLDERS`."""
     return sorted(
         d.name
         for d in root.iterdir()
         if d.is_dir()
         and not d.name.startswith(".")
+        and d.name not in IGNORED_FOLDERS
         and not (d.name == "splits" and not list_files(d, extensions))
+    )
+
+
+def refuse_single_class_folder(root: Path, loose: list[Path], found: list[str], held: int) -> None:
+    """Refuse a root holding its images directly (``loose``), at least as many as its
+    ``found`` sub-folders hold (``held``): one class's folder given for the folder of classes.
+
+    Raises:
+        DataError: saying so, and to give its parent folder.
+    """
+    folders = "sub-folder" if len(found) == 1 else "sub-folders"
+    inside = f"{counted(held, 'image')} in its {folders} {', '.join(f + '/' for f in found)}"
+    others = f", {inside}" if found else ", no class sub-folders"
+    raise DataError(
+        f"{root}: looks like a single class folder ({counted(len(loose), 'image')} directly in "
+        f"it, e.g. {loose[0].name}{others}); expected the folder holding one sub-folder per "
+        f"class (root/<class>/<image>): give its parent folder, {root.parent}, as the root"
     )
 
 
@@ -208,8 +231,11 @@ def listed_items(root: Path, split: str, items: list[tuple[Path, int]]) -> list[
     names = {n.removeprefix("./") for n in read_list(file, root)}
     kept = [(p, c) for p, c in items if p.relative_to(root).as_posix() in names]
     missing = names - {p.relative_to(root).as_posix() for p, _ in kept}
-    if missing:
+    if missing:  # moved or removed since the split
         raise DataError(
-            f"{file} names images that are not in a class folder of {root}:", sorted(missing)
+            f"{file} names images that are not in a class folder of {root} (expected each "
+            f"line's <class>/<image> there; if they were removed or moved, visionkit split "
+            f"{root} --overwrite writes the lists anew):",
+            sorted(missing),
         )
     return kept
