@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from visionkit.build.data_errors import data_errors, joined_errors
+from visionkit.build.data_errors import data_errors, joined_errors, keyed
 from visionkit.choices import EVAL_SPLITS, SPLITS
 from visionkit.config import (
     Config,
@@ -147,7 +147,10 @@ def build_dataset(
         args["class_names"] = list(classes)
     if split in EVAL_SPLITS and args.get("on_bad_image") == "skip":
         image_check = "decode"
-    dataset = DATASETS.build(spec["format"], **args, image_check=image_check)
+    try:
+        dataset = DATASETS.build(spec["format"], **args, image_check=image_check)
+    except ConfigError as err:  # a reader's own check of its arguments: name the entry
+        raise keyed(err, where, accepts) from None
     dataset.config_key = where  # for messages naming the entry to change (data.train.streets)
     return dataset
 

@@ -4,9 +4,9 @@ key (``data.train``, ``data.val.streets``), then what to run or set (``check-dat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 
-from visionkit.errors import AnnotationError, DataError
+from visionkit.errors import AnnotationError, ConfigError, DataError
 
 #: The last line of the error that stops a run on bad data; the second part where images are
 #: missing or unreadable, the third where VOC XML or YOLO txt files are bad.
@@ -54,3 +54,23 @@ def joined_errors(failed: Mapping[str, DataError], last: str | None = None) -> D
     if len(failed) == 1:
         error.report = next(iter(failed.values())).report
     return error
+
+
+def keyed(error: ConfigError, where: str, arguments: Container[str]) -> ConfigError:
+    """A reader's :class:`ConfigError` with each problem under the dataset's config key:
+    ``data.val.ignore_index: ...`` for a problem that starts with one of its ``arguments``
+    (``ignore_index: ...``), ``data.val: ...`` for another; problems naming a key already are
+    kept. ``where`` is ``dataset`` (``check-data --format``): the problems are kept as they are.
+    """
+    if not where.startswith("data."):
+        return error
+    problems = []
+    for problem in error.problems:
+        key = problem.split(":", 1)[0]
+        if problem.startswith(where):
+            problems.append(problem)
+        elif key in arguments:
+            problems.append(f"{where}.{problem}")
+        else:
+            problems.append(f"{where}: {problem}")
+    return ConfigError(problems, error.source)

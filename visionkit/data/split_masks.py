@@ -100,7 +100,7 @@ def _label_naming(root: Path, image: str, mask_dir: Path) -> str:
     ``mask_suffix`` / ``mask_ext`` of the first image's label file when it is not
     ``<stem>.png`` (CamVid's ``<stem>_L.png``), and a ``palette`` file of
     :data:`~visionkit.data.readers.palette.PALETTE_FILES` in ``root``; ``""`` when neither."""
-    from visionkit.data.readers.mask_folder import label_file_like
+    from visionkit.data.readers.mask_hints import label_file_like
     from visionkit.data.readers.palette import published_palette
 
     relative = Path(image)

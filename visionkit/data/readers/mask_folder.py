@@ -49,7 +49,6 @@ writes these lists; mmsegmentation's ``ann_file`` lists of stems read as they ar
 from __future__ import annotations
 
 import contextlib
-import glob
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -69,32 +68,12 @@ from visionkit.data.checks import (
     where_of,
 )
 from visionkit.data.io import read_image, read_label_image, read_label_image_header
+from visionkit.data.readers.mask_hints import MASK_EXTENSIONS, ignored_class, label_file_like
 from visionkit.data.readers.palette import Palette, published_palette, read_palette
 from visionkit.data.readers.voc_segmentation import voc_segmentation_folders
 from visionkit.data.readers.voc_segmentation import write_mask_png as write_mask_png
 from visionkit.errors import AnnotationError, ConfigError, DataError, ImageDecodeError
 from visionkit.registry import DATASETS
-
-#: Extensions a label file may have (the formats :func:`~visionkit.data.io.read_label_image`
-#: decodes: PNG and TIFF).
-MASK_EXTENSIONS = (".png", ".tif", ".tiff")
-
-
-def label_file_like(
-    folder: Path, base: str, mask_suffix: str = "", mask_ext: str = ".png"
-) -> tuple[Path, list[str]] | None:
-    """The first label file in ``folder`` named ``base`` + a suffix + a label extension (a
-    suffix starting with a letter or digit is another image's name: ``0001`` is not
-    ``000`` + ``1``), and the entry keys naming it where they differ from ``mask_suffix`` /
-    ``mask_ext`` (``["mask_suffix: _L"]``); ``None`` when there is none."""
-    for other in sorted(folder.glob(glob.escape(base) + "*")):
-        ext = other.suffix.lower()
-        suffix = other.name[len(base) : -len(ext)]
-        if ext not in MASK_EXTENSIONS or suffix[:1].isalnum() or not other.is_file():
-            continue
-        keys = [] if suffix == mask_suffix else [f"mask_suffix: {suffix or repr('')}"]
-        return other, keys + ([] if ext == mask_ext else [f"mask_ext: {ext}"])
-    return None
 
 
 @DATASETS.register("mask_folder")
@@ -109,7 +88,9 @@ class MaskFolderDataset:
         class_names: names of the labels ``0..C-1`` (default: ``root/classes.txt``, else the
             palette's names).
         ignore_index: the label value of the files that marks unlabelled pixels (returned as
-            :data:`~visionkit.data.batch.IGNORE_PIXEL`); not used with a ``palette``.
+            :data:`~visionkit.data.batch.IGNORE_PIXEL`; ``None``: the default 255); not used
+            with a ``palette``. It may not be a class (``0..C-1``): an ignored class is
+            never learnt and scores nothing, so that is an error naming the class.
         on_bad_image: ``"error"`` (default) or ``"skip"`` (an image that cannot be read is
             left out with its mask); see :class:`visionkit.data.readers.coco.CocoDataset`.
         on_bad_label: ``"error"`` (default): a missing or unreadable label file, one of
@@ -151,7 +132,7 @@ class MaskFolderDataset:
         images: str = "images",
         masks: str = "masks",
         class_names: list[str] | None = None,
-        ignore_index: int = IGNORE_PIXEL,
+        ignore_index: int | None = IGNORE_PIXEL,
         on_bad_image: Literal["error", "skip"] = "error",
         on_bad_label: Literal["error", "skip"] = "error",
         mask_suffix: str = "",
@@ -173,7 +154,7 @@ class MaskFolderDataset:
         images, masks = voc_segmentation_folders(self.root, images, masks)
         self.image_dir = self.root / images
         self.mask_dir = self.root / masks
-        self.ignore_index = int(ignore_index)
+        self.ignore_index = IGNORE_PIXEL if ignore_index is None else int(ignore_index)
         for folder in (self.image_dir, self.mask_dir):
             if not folder.is_dir():
                 present = sorted(p.name + "/" for p in self.root.iterdir() if p.is_dir())
@@ -197,6 +178,8 @@ class MaskFolderDataset:
                 f"{self.palette.path} has {len(self.palette.names)} "
                 f"({', '.join(self.palette.names)}): give as many names as class colours"
             )
+        if self.palette is None and 0 <= self.ignore_index < len(names):
+            raise DataError(ignored_class(self.ignore_index, names, self.class_source))
         self.paths = list_files(self.image_dir)
         if not self.paths:
             raise DataError(f"no images found in {self.image_dir}")
@@ -218,7 +201,9 @@ class MaskFolderDataset:
         if self.ignore_index != IGNORE_PIXEL:
             raise ConfigError(
                 f"ignore_index: {self.ignore_index} is not used with a palette (RGB colour "
-                "labels); mark unlabelled pixels with void_color or a palette entry named void"
+                "labels), whose unlabelled pixels are marked by void_color or a palette entry "
+                "named void: leave ignore_index out of this entry, or set it to null (the "
+                "default, 255)"
             )
         return read_palette(self.root / palette, void_color)
 

@@ -1,0 +1,98 @@
+"""A walkthrough of mask-folder / VOC-segmentation datasets as users meet them: an ignore_index
+that is also a class, ignore_index beside colour labels, split lists under other names (CVAT's
+default.txt), JPEG labels, Cityscapes' suffixes, what on_bad_label: skip covers, and
+classes.txt lines numbered ``0 sky``. Each test makes its own data."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.data.test_mask_folder_formats import write_camvid
+from tests.data.test_masks import write_void_folder
+from tests.helpers import run
+from visionkit.data.readers.mask_folder import MaskFolderDataset
+from visionkit.errors import DataError
+
+pytestmark = pytest.mark.reliability
+
+
+def check_data(root, capsys, *pairs):
+    return run(["check-data", "--format", "mask_folder", "--root", root, *pairs], capsys)
+
+
+# ---- 1: an ignore_index that is a class -------------------------------------------------------
+def test_an_ignore_index_that_is_a_class_is_an_error_naming_it(tmp_path, capsys):
+    """``ignore_index=0`` on a folder whose class 0 is 'sky' was accepted: check-data printed
+    'no problems found' and training never learnt class 0 nor scored it."""
+    root = write_void_folder(tmp_path / "streets", void=255)
+    code, out, _ = check_data(root, capsys, "ignore_index=0")
+    assert code == 1 and "no problems found" not in out
+    assert f"ignore_index 0 is class 0 'sky' of {root / 'classes.txt'}: a class that is " in out
+    assert "is never learnt and scores nothing" in out
+    assert "its name cannot be dropped from classes.txt without shifting the classes" in out
+
+
+def test_camvids_unlabelled_class_named_last_says_to_drop_it(tmp_path, capsys):
+    """CamVid's 12-name classes.txt ends with 'Unlabelled', the void label 11 (here 3)."""
+    root = write_void_folder(tmp_path / "camvid", void=3)
+    (root / "classes.txt").write_text("sky\nroad\ncar\nUnlabelled\n")
+    with pytest.raises(DataError) as info:
+        MaskFolderDataset(root, ignore_index=3)
+    assert str(info.value).startswith(f"ignore_index 3 is class 3 'Unlabelled' of {root}")
+    assert "drop it from classes.txt (the void label then is no class) or give another" in str(
+        info.value
+    )
+    # given as class_names, the message says so; out of the classes it is read as before
+    with pytest.raises(DataError, match="drop it from class_names"):
+        MaskFolderDataset(root, ignore_index=3, class_names=["a", "b", "c", "void"])
+    (root / "classes.txt").write_text("sky\nroad\ncar\n")
+    assert not MaskFolderDataset(root, ignore_index=3, image_check="decode").report.errors
+
+
+def test_training_stops_on_it_naming_the_entry(tmp_path, capsys):
+    from tests.data.test_semantic_label_range import segmentation_config
+
+    root = write_void_folder(tmp_path / "data", void=255)
+    config = segmentation_config(tmp_path, root, root)
+    code, _, err = run(["train", "--config", config, "data.val.ignore_index=2"], capsys)
+    assert code == 1
+    assert "data.val: ignore_index 2 is class 2 'car' of" in err
+
+
+# ---- 2: ignore_index beside colour labels -----------------------------------------------------
+def palette_config(tmp_path, root):
+    entry = {
+        "format": "mask_folder",
+        "root": str(root),
+        "masks": "labels",
+        "mask_suffix": "_L",
+        "palette": "label_colors.txt",
+        "ignore_index": 11,  # kept from the CamVid recipe
+    }
+    config = {
+        "name": "seg",
+        "model": {
+            "backbone": {"name": "simple_cnn"},
+            "neck": {"name": "fpn", "out_channels": 16},
+            "heads": {"seg": {"name": "semantic_fpn", "num_classes": None}},
+        },
+        "data": {"train": entry, "val": entry, "image_size": 32, "batch_size": 2},
+        "output_dir": str(tmp_path / "runs"),
+    }
+    path = tmp_path / "seg.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_ignore_index_with_a_palette_names_the_entry_and_null_is_the_default(tmp_path, capsys):
+    config = palette_config(tmp_path, write_camvid(tmp_path / "camvid"))
+    code, _, err = run(["check-data", "--config", config, "--split", "all"], capsys)
+    assert code == 2
+    assert "data.train.ignore_index: 11 is not used with a palette (RGB colour labels)" in err
+    assert "data.val.ignore_index: 11 is not used with a palette" in err
+    assert "leave ignore_index out of this entry, or set it to null (the default, 255)" in err
+    nulls = ["data.train.ignore_index=null", "data.val.ignore_index=null"]
+    code, out, err = run(["check-data", "--config", config, "--split", "all", *nulls], capsys)
+    assert code == 0, out + err
+    assert "check-data: no problems found in 2 datasets" in out
