@@ -96,3 +96,47 @@ def test_ignore_index_with_a_palette_names_the_entry_and_null_is_the_default(tmp
     code, out, err = run(["check-data", "--config", config, "--split", "all", *nulls], capsys)
     assert code == 0, out + err
     assert "check-data: no problems found in 2 datasets" in out
+
+
+# ---- 3: split lists under other names ---------------------------------------------------------
+def voc_layout(root, lists):
+    """A VOC-layout mask folder (``JPEGImages/`` + ``SegmentationClass/``) with the given
+    ``ImageSets/Segmentation/<name>.txt`` lists (name → listed stems)."""
+    write_void_folder(root, void=255)
+    (root / "images").rename(root / "JPEGImages")
+    (root / "masks").rename(root / "SegmentationClass")
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    for name, stems in lists.items():
+        (root / "ImageSets" / "Segmentation" / f"{name}.txt").write_text("\n".join(stems) + "\n")
+    return root
+
+
+def test_cvats_default_list_is_named_by_the_missing_split_and_by_split(tmp_path, capsys):
+    """CVAT's export lists its images in default.txt: check-data --split train advised
+    'visionkit split', which refused advising split: train, which was missing: a loop."""
+    root = voc_layout(tmp_path / "cvat", {"default": ["0", "1", "2", "3"]})
+    code, out, _ = check_data(root, capsys, "--split", "train")
+    assert code == 1
+    assert f"split file {root / 'splits' / 'train.txt'} does not exist (nor " in out
+    assert "ImageSets/Segmentation/ holds default.txt (4 images): split: default" in out
+    assert f"visionkit split {root} --val 0.2 --overwrite" in out
+    code, _, err = run(["split", root, "--val", "0.25"], capsys)
+    assert code == 1 and "(default.txt (4 images)): read them with format: mask_folder" in err
+    assert f"root: {root}, split: default; --overwrite writes" in err
+    assert "split: train" not in err and "split: val" not in err
+    # the advice works: default reads, and --overwrite writes train / val lists beside it
+    code, out, _ = check_data(root, capsys, "--split", "default")
+    assert code == 0 and "images: 4\n" in out
+    assert run(["split", root, "--val", "0.25", "--overwrite"], capsys)[0] == 0
+    assert (root / "ImageSets" / "Segmentation" / "default.txt").is_file()
+    assert len(MaskFolderDataset(root, split="train")) == 3
+
+
+def test_a_voc_folder_with_a_train_list_only_is_not_advised_split_val(tmp_path, capsys):
+    root = voc_layout(tmp_path / "voc", {"train": ["0", "1"]})
+    code, _, err = run(["split", root, "--val", "0.25"], capsys)
+    assert code == 1 and f"root: {root}, split: train; --overwrite" in err
+    assert "split: val" not in err
+    with pytest.raises(DataError) as info:
+        MaskFolderDataset(root, split="val")
+    assert "ImageSets/Segmentation/ holds train.txt (2 images): split: train" in str(info.value)

@@ -53,8 +53,9 @@ def split_masks(
         )
         raise DataError(
             f"{root}: split already, by {VOC_SEGMENTATION_LISTS}/ ({listed}): read them with "
-            f"format: mask_folder, root: {root}, split: train (split: val for val); "
-            "--overwrite writes a new random split to splits/ instead (read first)"
+            f"format: mask_folder, root: {root}, {_reading(root, voc_lists)}; --overwrite "
+            f"writes a new random train / val split to splits/ instead (splits/ is read first, "
+            f"{VOC_SEGMENTATION_LISTS}/ is kept)"
         )
     ids = [p.relative_to(image_dir).as_posix() for p in list_files(image_dir)]
     if not ids:
@@ -76,6 +77,42 @@ def split_masks(
             "leaves them out"
         )
     return report
+
+
+def _reading(root: Path, lists: list[Path]) -> str:
+    """``split: train (split: val for val.txt)``: the ``split`` value that reads each of
+    ``lists`` (its name, or its path where ``splits/`` holds a list of that name)."""
+    from visionkit.data.split import split_list_file
+
+    values = [
+        p.stem if split_list_file(root, p.stem) == p else p.relative_to(root).as_posix()
+        for p in lists
+    ]
+    first = f"split: {values[0]}"
+    others = [f"split: {v} for {p.name}" for v, p in zip(values[1:], lists[1:], strict=True)]
+    return first + (f" ({', '.join(others)})" if others else "")
+
+
+def missing_split(root: Path, split: str, file: Path) -> str | None:
+    """Why a mask folder's ``split`` list ``file`` is missing, when split lists exist under
+    other names in ``splits/`` or VOC's ``ImageSets/Segmentation/`` (CVAT's ``default.txt``):
+    each of them with the ``split`` value that reads it; ``None`` when there are none (the
+    message of :func:`~visionkit.data.split.read_list` then says how to write them)."""
+    voc = root / VOC_SEGMENTATION_LISTS
+    lists = sorted((root / "splits").glob("*.txt")) + sorted(voc.glob("*.txt"))
+    if not lists or not sorted(voc.glob("*.txt")):
+        return None
+    nor = f" (nor {VOC_SEGMENTATION_LISTS / file.name})" if file.parent == root / "splits" else ""
+    held = "; ".join(
+        f"{p.parent.relative_to(root).as_posix()}/ holds {p.name} "
+        f"({counted(len(read_list(p, root)), 'image')}): {_reading(root, [p])}"
+        for p in lists
+    )
+    return (
+        f"split file {file} does not exist{nor}; split lists in {root}: {held}; or write a "
+        f"random train / val split to splits/ with: visionkit split {root} --val 0.2 "
+        f"--overwrite ({VOC_SEGMENTATION_LISTS}/ is kept)"
+    )
 
 
 def _without_labels(ids: list[str], mask_dir: Path) -> list[str]:

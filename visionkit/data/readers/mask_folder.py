@@ -210,8 +210,12 @@ class MaskFolderDataset:
     def _listed(self, split: str, paths: list[Path]) -> list[Path]:
         """The images of ``paths`` that the split's list file names (sorted, each once)."""
         from visionkit.data.split import read_list, split_list_file
+        from visionkit.data.split_masks import missing_split
 
         file = split_list_file(self.root, split)
+        missing = None if file.is_file() else missing_split(self.root, split, file)
+        if missing:
+            raise DataError(missing)
         names = [n.removeprefix("./") for n in read_list(file, self.root)]
         by_name: dict[str, set[Path]] = {}
         for path in paths:  # its relative path, and without the extension (and image_suffix)
