@@ -5,14 +5,17 @@ classes.txt lines numbered ``0 sky``. Each test makes its own data."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import yaml
+from PIL import Image
 
-from tests.data.test_mask_folder_formats import write_camvid
+from tests.data.test_mask_folder_formats import CITYSCAPES, write_camvid, write_cityscapes
 from tests.data.test_masks import write_void_folder
 from tests.helpers import run
 from visionkit.data.readers.mask_folder import MaskFolderDataset
-from visionkit.errors import DataError
+from visionkit.errors import ConfigError, DataError
 
 pytestmark = pytest.mark.reliability
 
@@ -140,3 +143,57 @@ def test_a_voc_folder_with_a_train_list_only_is_not_advised_split_val(tmp_path, 
     with pytest.raises(DataError) as info:
         MaskFolderDataset(root, split="val")
     assert "ImageSets/Segmentation/ holds train.txt (2 images): split: train" in str(info.value)
+
+
+# ---- 4: labels saved as JPEG ------------------------------------------------------------------
+def test_jpeg_labels_beside_the_images_are_named_and_why_they_are_refused(tmp_path, capsys):
+    root = write_void_folder(tmp_path / "jpg", void=255)
+    for png in sorted((root / "masks").glob("*.png")):
+        Image.open(png).convert("L").save(png.with_suffix(".jpg"))
+        png.unlink()
+    code, out, _ = check_data(root, capsys)
+    assert code == 1
+    assert "masks/0.png: no label PNG for 0.png (masks/0.jpg is there, but JPEG labels are " in out
+    assert "lossy: compression changes the class values" in out and "save the labels as PNG" in out
+    with pytest.raises(ConfigError) as info:
+        MaskFolderDataset(root, mask_ext=".JPG")
+    assert "mask_ext: '.JPG' is not one of .png, .tif, .tiff: JPEG labels are lossy" in str(
+        info.value
+    )
+
+
+# ---- 5: Cityscapes' suffixes ------------------------------------------------------------------
+def test_a_misspelt_suffix_gets_the_closest_label_file_not_the_first(tmp_path):
+    """With _gtFine_labelIds (the 34 raw ids) and _gtFine_color beside _gtFine_labelTrainIds,
+    the typo _gtFine_labelTrainId was told to use _gtFine_color / _gtFine_labelIds."""
+    root = write_cityscapes(tmp_path / "cs")
+    for label in sorted((root / "gtFine").rglob("*_labelTrainIds.png")):
+        for other in ("_labelIds", "_color", "_instanceIds"):
+            shutil.copy(label, str(label).replace("_labelTrainIds", other))
+    typo = {**CITYSCAPES, "mask_suffix": "_gtFine_labelTrainId"}
+    with pytest.raises(DataError) as info:
+        MaskFolderDataset(root, **typo)
+    assert (
+        "(gtFine/aachen/aachen_000000_000000_gtFine_labelTrainIds.png is there: set "
+        "mask_suffix: _gtFine_labelTrainIds in the dataset's entry)"
+    ) in str(info.value)
+    # no mask_suffix at all: the file training takes, not the first name in the folder
+    with pytest.raises(DataError, match="set mask_suffix: _gtFine_labelTrainIds in"):
+        MaskFolderDataset(root, **{**CITYSCAPES, "mask_suffix": ""})
+
+
+def test_a_forgotten_image_suffix_is_hinted_at(tmp_path):
+    root = write_cityscapes(tmp_path / "cs")
+    with pytest.raises(DataError) as info:
+        MaskFolderDataset(root, **{**CITYSCAPES, "image_suffix": ""})
+    assert (
+        "aachen_000000_000000_leftImg8bit_gtFine_labelTrainIds.png: no label PNG for "
+        "aachen_000000_000000_leftImg8bit.png (gtFine/aachen/aachen_000000_000000_gtFine_"
+        "labelTrainIds.png is there: the image names carry a suffix the label files lack; set "
+        "image_suffix: _leftImg8bit in the dataset's entry)"
+    ) in str(info.value)
+    # a label missing for good gets no hint from another image's label
+    (root / "gtFine" / "aachen" / "aachen_000000_000000_gtFine_labelTrainIds.png").unlink()
+    with pytest.raises(DataError) as info:
+        MaskFolderDataset(root, **CITYSCAPES)
+    assert str(info.value).endswith("no label PNG for aachen_000000_000000_leftImg8bit.png")

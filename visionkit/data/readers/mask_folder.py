@@ -68,7 +68,13 @@ from visionkit.data.checks import (
     where_of,
 )
 from visionkit.data.io import read_image, read_label_image, read_label_image_header
-from visionkit.data.readers.mask_hints import MASK_EXTENSIONS, ignored_class, label_file_like
+from visionkit.data.readers.mask_hints import (
+    JPEG_EXTENSIONS,
+    JPEG_LABELS,
+    MASK_EXTENSIONS,
+    ignored_class,
+    missing_label_hint,
+)
 from visionkit.data.readers.palette import Palette, published_palette, read_palette
 from visionkit.data.readers.voc_segmentation import voc_segmentation_folders
 from visionkit.data.readers.voc_segmentation import write_mask_png as write_mask_png
@@ -147,6 +153,10 @@ class MaskFolderDataset:
         self.on_bad_image = policy(on_bad_image, "on_bad_image", ("error", "skip"))
         self.on_bad_label = policy(on_bad_label, "on_bad_label", ("error", "skip"))
         self.image_check = policy(image_check, "image_check", IMAGE_CHECKS)
+        if mask_ext.lower() in JPEG_EXTENSIONS:
+            raise ConfigError(
+                f"mask_ext: {mask_ext!r} is not one of {', '.join(MASK_EXTENSIONS)}: {JPEG_LABELS}"
+            )
         self.mask_ext = policy(mask_ext.lower(), "mask_ext", MASK_EXTENSIONS)
         self.mask_suffix = mask_suffix
         self.image_suffix = image_suffix
@@ -253,16 +263,6 @@ class MaskFolderDataset:
             stem = stem[: -len(self.image_suffix)]
         return self.mask_dir / relative.with_name(f"{stem}{self.mask_suffix}{self.mask_ext}")
 
-    def _suffix_hint(self, mask_path: Path) -> str:
-        """For a missing label file: the file beside it named otherwise, and the settings that
-        name it (CamVid's ``_L`` left out), else ``""``."""
-        base = mask_path.name[: -len(self.mask_suffix + self.mask_ext)]
-        found = label_file_like(mask_path.parent, base, self.mask_suffix, self.mask_ext)
-        if found is None:
-            return ""
-        other, keys = found
-        return f" ({where_of(other, self.root)} is there: set {', '.join(keys)} in the dataset's entry)"
-
     def _check_files(self) -> DataReport:
         """Every image and label file opened (headers); missing, unreadable, mode and size
         problems all in one report, raised together (those of label files as warnings, the
@@ -336,7 +336,11 @@ class MaskFolderDataset:
         where = where_of(mask_path, self.root)
         kind = "PNG" if self.mask_ext == ".png" else "TIFF"
         if not mask_path.is_file():
-            hint = self._suffix_hint(mask_path) if first else ""
+            hint = (
+                missing_label_hint(mask_path, self.root, self.mask_suffix, self.mask_ext)
+                if first
+                else ""
+            )
             return "missing label file", where, f"no label {kind} for {image_path.name}{hint}"
         try:
             _, (h, w) = read_label_image_header(mask_path, colour=self.palette is not None)
