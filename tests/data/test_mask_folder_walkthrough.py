@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import yaml
 from PIL import Image
@@ -197,3 +198,34 @@ def test_a_forgotten_image_suffix_is_hinted_at(tmp_path):
     with pytest.raises(DataError) as info:
         MaskFolderDataset(root, **CITYSCAPES)
     assert str(info.value).endswith("no label PNG for aachen_000000_000000_leftImg8bit.png")
+
+
+# ---- 6: what on_bad_label: skip covers --------------------------------------------------------
+def test_the_skip_hint_says_label_values_are_not_covered_and_names_check_data(tmp_path):
+    """The hint promised that on_bad_label: skip trains without every image of a bad label
+    file; a file of values that are no class is found only when read, and stops training."""
+    from visionkit.build.data import build_datasets
+    from visionkit.config import load_config
+
+    root = write_void_folder(tmp_path / "data", void=255)
+    (root / "masks" / "1.png").unlink()
+    bad = np.zeros((32, 32), np.uint8)
+    bad[:4, :4] = 7  # no class: not seen by the header check
+    Image.fromarray(bad).save(root / "masks" / "2.png")
+    entry = {"format": "mask_folder", "root": str(root)}
+    cfg = {
+        "model": {"backbone": {"name": "simple_cnn"}, "heads": {"seg": {"name": "semantic_fpn"}}},
+        "data": {"train": entry},
+    }
+    with pytest.raises(DataError) as info:
+        build_datasets(load_config(cfg).data, needs=["semantic"])
+    last = str(info.value).splitlines()[-1]
+    assert "trains without the images whose label files are bad (a mask folder's missing, " in last
+    assert "not those of label values that are no class, which training finds only when it " in last
+    assert last.endswith("visionkit check-data decodes every label file and lists them all)")
+    # as the hint says: skip leaves out the missing one, and the bad values stop on reading
+    entry["on_bad_label"] = "skip"
+    train = build_datasets(load_config(cfg).data, needs=["semantic"])["train"]
+    assert [p.name for p in train.paths] == ["0.png", "2.png", "3.png"]
+    with pytest.raises(DataError, match=r"2\.png: label values \[7\] are not classes 0\.\.2"):
+        train[1]

@@ -9,7 +9,8 @@ from collections.abc import Container, Mapping
 from visionkit.errors import AnnotationError, ConfigError, DataError
 
 #: The last line of the error that stops a run on bad data; the second part where images are
-#: missing or unreadable, the third where VOC XML or YOLO txt files are bad.
+#: missing or unreadable, the third where label files (VOC XML, YOLO txt, label images) are bad,
+#: the fourth where a mask folder's are (before training, their headers alone are read).
 CHECK_DATA_HINT = (
     "hint: visionkit check-data with the same --config and overrides lists every problem of "
     "every split",
@@ -17,6 +18,9 @@ CHECK_DATA_HINT = (
     "unreadable images",
     "; on_bad_label: skip (e.g. data.train.on_bad_label=skip) trains without the images whose "
     "label files are bad",
+    " (a mask folder's missing, unreadable or mis-sized ones; not those of label values that are "
+    "no class, which training finds only when it reads them, stopping at the first: visionkit "
+    "check-data decodes every label file and lists them all)",
 )
 
 
@@ -37,7 +41,12 @@ def data_errors(failed: Mapping[str, DataError]) -> DataError:
         and set(LABEL_FILE_KINDS) & set(r.counts_by_kind("error"))
         for r in reports
     )
+    masks = any(
+        r.format == "mask_folder" and set(LABEL_FILE_KINDS) & set(r.counts_by_kind("error"))
+        for r in reports
+    )
     hint = CHECK_DATA_HINT[0] + CHECK_DATA_HINT[1] * unreadable + CHECK_DATA_HINT[2] * bad_labels
+    hint += CHECK_DATA_HINT[3] * masks
     return joined_errors(failed, hint)
 
 
