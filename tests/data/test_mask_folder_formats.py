@@ -118,7 +118,7 @@ def test_a_colour_not_in_the_palette_is_an_error_naming_file_colour_and_pixels(t
     rgb[-2:, :3] = (1, 2, 3)  # 6 pixels of a colour the palette lacks
     Image.fromarray(rgb).save(root / "labels" / "0001TP_000001_L.png")
     dataset = camvid(root)  # headers only: found when the mask is read
-    with pytest.raises(AnnotationError, match=r"1 colours not in the palette") as info:
+    with pytest.raises(AnnotationError, match=r"1 colour not in the palette") as info:
         dataset[1]
     message = str(info.value)
     assert "0001TP_000001_L.png" in message and "(1, 2, 3) in 6 pixels" in message

@@ -229,3 +229,20 @@ def test_the_skip_hint_says_label_values_are_not_covered_and_names_check_data(tm
     assert [p.name for p in train.paths] == ["0.png", "2.png", "3.png"]
     with pytest.raises(DataError, match=r"2\.png: label values \[7\] are not classes 0\.\.2"):
         train[1]
+
+
+# ---- 7: numbered classes.txt lines, and one colour ----------------------------------------------
+def test_numbered_classes_txt_lines_are_read_by_their_index(tmp_path):
+    """``0 sky`` lines became the class name '0 sky'."""
+    root = write_void_folder(tmp_path / "data", void=255)
+    (root / "classes.txt").write_text("1 road\n0 sky\n2 traffic light\n")
+    assert MaskFolderDataset(root).label_names["semantic"] == ["sky", "road", "traffic light"]
+    (root / "classes.txt").write_text("1 sky\n2 road\n3 car\n")  # 1-based: label 0 unnamed
+    with pytest.raises(DataError) as info:
+        MaskFolderDataset(root)
+    assert str(info.value).startswith(
+        f"{root / 'classes.txt'}: lines '<index> <name>' with indices 1, 2, 3; expected each "
+        "label 0..2 once"
+    )
+    (root / "classes.txt").write_text("sky\n3d road\ncar\n")  # names, one not numbered
+    assert MaskFolderDataset(root).label_names["semantic"] == ["sky", "3d road", "car"]

@@ -74,6 +74,7 @@ from visionkit.data.readers.mask_hints import (
     MASK_EXTENSIONS,
     ignored_class,
     missing_label_hint,
+    read_class_names,
 )
 from visionkit.data.readers.palette import Palette, published_palette, read_palette
 from visionkit.data.readers.voc_segmentation import voc_segmentation_folders
@@ -379,8 +380,7 @@ class MaskFolderDataset:
                 f"{self.root}: no class names; write one name per line (label order) in "
                 f"{path}, or set class_names in the dataset config{hint}"
             )
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-        return [n for n in names if n]
+        return read_class_names(path)
 
     def path_of(self, index: int) -> str:
         """The image file of sample ``index`` (without reading it)."""

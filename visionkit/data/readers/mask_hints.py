@@ -1,13 +1,16 @@
 """What the mask-folder reader (:mod:`visionkit.data.readers.mask_folder`) says when its
 settings and the files disagree: the label file named otherwise beside a missing one (CamVid's
 ``_L``, Cityscapes' suffixes), a JPEG label, and an ``ignore_index`` that is one of the
-classes."""
+classes; and ``classes.txt`` read, its lines numbered or not (:func:`read_class_names`)."""
 
 from __future__ import annotations
 
 import difflib
 import glob
+import re
 from pathlib import Path
+
+from visionkit.errors import DataError
 
 #: Extensions a label file may have (the formats :func:`~visionkit.data.io.read_label_image`
 #: decodes: PNG and TIFF).
@@ -106,3 +109,27 @@ def ignored_class(k: int, names: list[str], class_source: str) -> str:
         f"is never learnt and scores nothing (its pixels are left out of the loss and of mIoU); "
         f"{fix}"
     )
+
+
+def read_class_names(path: Path) -> list[str]:
+    """The class names of a ``classes.txt``: one a line, in label order (blank lines left
+    out), or, where every line is ``<index> <name>`` (``0 sky``), the names of labels
+    ``0..C-1`` by their index.
+
+    Raises:
+        DataError: numbered lines whose indices are not each of ``0..C-1`` once.
+    """
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    names = [n for n in names if n]
+    numbered = [re.fullmatch(r"(\d+)\s+(\S.*)", n) for n in names]
+    if not names or not all(numbered):
+        return names
+    by_index = {int(m.group(1)): m.group(2).strip() for m in numbered if m}
+    if sorted(by_index) != list(range(len(names))):
+        got = ", ".join(str(int(m.group(1))) for m in numbered if m)
+        raise DataError(
+            f"{path}: lines '<index> <name>' with indices {got}; expected each label "
+            f"0..{len(names) - 1} once (label k is class k; list the background, or whatever "
+            "label 0 is, too), or one name per line in label order"
+        )
+    return [by_index[k] for k in range(len(names))]

@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 
 from visionkit.data.batch import IGNORE_PIXEL
-from visionkit.errors import AnnotationError, ConfigError, DataError
+from visionkit.errors import AnnotationError, ConfigError, DataError, counted
 
 #: Palette entry names (compared in lower case) that mark unlabelled pixels, not a class.
 VOID_NAMES = ("void",)
@@ -80,7 +80,7 @@ class Palette:
             )
             more = f" (and {len(colours) - 10} more)" if len(colours) > 10 else ""
             raise AnnotationError(
-                f"{where}: {len(colours)} colours not in the palette {self.path}: "
+                f"{where}: {counted(len(colours), 'colour')} not in the palette {self.path}: "
                 f"{listed}{more}; add them to the palette (an entry named void marks unlabelled "
                 "pixels) or set void_color"
             )
