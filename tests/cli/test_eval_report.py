@@ -140,8 +140,8 @@ def test_thresholds_out_of_range_and_half_on_the_cpu_are_refused(detector, capsy
     argv = ["eval", "--checkpoint", detector["ckpt"], "--conf", "1.5", "--max-det", "0"]
     code, out, err = run(argv, capsys)
     assert code == 2 and not out.strip()
-    assert "--conf: a score threshold in [0, 1), got 1.5" in err
-    assert "--max-det: at least 1 detection per image, got 0" in err
+    assert "conf (--conf): a score threshold in [0, 1), got 1.5" in err
+    assert "max_det (--max-det): at least 1 detection per image, got 0" in err
     code, out, err = run(["eval", "--checkpoint", detector["ckpt"], "--matrix-conf", "2"], capsys)
     assert code == 2 and "--matrix-conf: a score threshold in [0, 1], got 2.0" in err
     code, out, err = run(

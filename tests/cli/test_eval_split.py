@@ -361,7 +361,7 @@ def test_eval_refuses_data_image_size_and_names_imgsz(trained, capsys):
     assert code == 2 and not out.strip()
     assert "'data.image_size=320': the evaluation size is given by --imgsz N" in err
     code, out, err = run(["eval", "--checkpoint", trained["ckpt"], "--imgsz", "0"], capsys)
-    assert code == 2 and "--imgsz: one size (640) or height,width (480,640)" in err
+    assert code == 2 and "imgsz (--imgsz): one size (640) or height,width (480,640)" in err
 
 
 @pytest.mark.reliability

@@ -52,7 +52,10 @@ def test_max_det_classes_and_iou(setup, tmp_path, capsys):
     assert len(strict) < len(loose)
     code, printed, _ = predict(capsys, setup, tmp_path / "f", "--classes", "dog")
     assert code == 2
-    assert "--classes: no such class 'dog'; head 'det': 0..2 = circle, square, triangle" in printed
+    assert (
+        "classes (--classes): no such class 'dog'; head 'det': 0..2 = circle, square, triangle"
+        in printed
+    )
 
 
 def test_save_txt_and_no_save_json(setup, tmp_path, capsys):
@@ -80,7 +83,7 @@ def test_imgsz_reaches_the_pipeline(setup, tmp_path, capsys, monkeypatch):
     code, _, _ = predict(capsys, setup, tmp_path / "a", "--imgsz", "96,128")
     assert code == 0 and sizes == [(96, 128)]
     code, printed, _ = predict(capsys, setup, tmp_path / "b", "--imgsz", "0")
-    assert code == 2 and "--imgsz: one size (640) or height,width (480,640)" in printed
+    assert code == 2 and "imgsz (--imgsz): one size (640) or height,width (480,640)" in printed
 
 
 def test_device_and_precision_errors_are_plain_messages(setup, tmp_path, capsys, monkeypatch):

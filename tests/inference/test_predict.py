@@ -296,7 +296,7 @@ def test_predict_files_with_flip_tta_writes_the_merged_predictions(shapes_root, 
     assert torch.equal(scores, expected["det"]["scores"].cpu())  # the float32 scores, exactly
     with pytest.raises(ConfigError, match="unknown test-time augmentation 'rot90'"):
         predict_files(model, [image_path], tmp_path, tta="rot90", progress=False)
-    with pytest.raises(ConfigError, match="--every: must be at least 1, got 0"):
+    with pytest.raises(ConfigError, match=r"every \(--every\): must be at least 1, got 0"):
         predict_files(model, [image_path], tmp_path, every=0, progress=False)
 
 

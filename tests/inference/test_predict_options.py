@@ -36,11 +36,15 @@ def test_conf_keeps_fewer_boxes_all_above_it_and_the_head_is_left_as_it_was(mode
     assert float(high["scores"].min()) >= 0.55 and float(low["scores"].min()) >= 0.45
     head = model.heads["det"]
     assert (head.score_thresh, head.nms_thresh, head.detections_per_img) == (0.05, 0.6, 100)
-    with pytest.raises(ConfigError, match=r"--conf: a score threshold in \[0, 1\), got 1.5"):
+    with pytest.raises(
+        ConfigError, match=r"conf \(--conf\): a score threshold in \[0, 1\), got 1.5"
+    ):
         model.predict(image, conf=1.5)
     assert len(model.predict(image, batch_size=np.int64(2))) == 1  # a numpy int is an int
     for size in (0, -1, True, 2.0):  # 0 returned nothing, -1 gave islice's own ValueError
-        with pytest.raises(ConfigError, match=f"--batch-size: at least 1 .*, got {size}"):
+        with pytest.raises(
+            ConfigError, match=rf"batch_size \(--batch-size\): at least 1 .*, got {size}"
+        ):
             model.predict(image, batch_size=size)
     settings = detection_settings(model, conf=0.9, iou=0.1, max_det=2)
     with pytest.raises(RuntimeError, match="inside"), settings:
@@ -79,7 +83,7 @@ def test_classes_by_index_or_name_keep_only_those_then_cap(model):
     with pytest.raises(ConfigError) as info:
         model.predict(image, classes=["dog", 7])
     assert info.value.problems == [
-        "--classes: no such class 'dog', '7'; head 'det': 0..2 = " + ", ".join(CLASSES)
+        "classes (--classes): no such class 'dog', '7'; head 'det': 0..2 = " + ", ".join(CLASSES)
     ]
 
 
@@ -132,7 +136,7 @@ def test_imgsz_replaces_the_sizes_of_the_evaluation_pipeline(model):
         {"name": "PadIfNeeded", "min_height": 96, "min_width": 128, "position": "top_left"},
     ]
     assert parse_imgsz(["480", "640"]) == (480, 640) and parse_imgsz(320) == (320, 320)
-    with pytest.raises(ConfigError, match="--imgsz: one size .* got 'big'"):
+    with pytest.raises(ConfigError, match=r"imgsz \(--imgsz\): one size .* got 'big'"):
         parse_imgsz("big")
 
 

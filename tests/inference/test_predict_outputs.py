@@ -220,7 +220,7 @@ def test_cli_predict_writes_distinct_outputs_and_skips_its_output_folders(
     # a bad option is the only message: no word of a folder that nothing was written to
     caplog.clear()
     code, _, err = run([*argv, "--conf", "2"], capsys)
-    assert code == 2 and "--conf: a score threshold in [0, 1), got 2.0" in err
+    assert code == 2 and "conf (--conf): a score threshold in [0, 1), got 2.0" in err
     assert "earlier run" not in caplog.text + err and not (photos / "preds-5").exists()
 
 

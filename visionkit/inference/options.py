@@ -61,13 +61,15 @@ def check_thresholds(
     """Raise a :class:`ConfigError` naming the option for an out-of-range value."""
     problems = []
     if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
-        problems.append(f"--batch-size: at least 1 image per forward pass, got {batch_size!r}")
+        problems.append(
+            f"batch_size (--batch-size): at least 1 image per forward pass, got {batch_size!r}"
+        )
     if conf is not None and not 0 <= conf < 1:
-        problems.append(f"--conf: a score threshold in [0, 1), got {conf}")
+        problems.append(f"conf (--conf): a score threshold in [0, 1), got {conf}")
     if iou is not None and not 0 < iou <= 1:
-        problems.append(f"--iou: an IoU threshold in (0, 1], got {iou}")
+        problems.append(f"iou (--iou): an IoU threshold in (0, 1], got {iou}")
     if max_det is not None and max_det < 1:
-        problems.append(f"--max-det: at least 1 detection per image, got {max_det}")
+        problems.append(f"max_det (--max-det): at least 1 detection per image, got {max_det}")
     if problems:
         raise ConfigError(problems)
 
@@ -119,7 +121,7 @@ def resolve_classes(
     heads = box_heads(model)
     if not heads:
         raise ConfigError(
-            "--classes: the model has no detection head to filter (its heads: "
+            "classes (--classes): the model has no detection head to filter (its heads: "
             f"{', '.join(model.heads)}); --classes applies to box predictions only"
         )
     tokens = [t.strip() for c in classes for t in str(c).split(",") if t.strip()]
@@ -144,7 +146,9 @@ def resolve_classes(
             + (f" = {', '.join(h.class_names)}" if getattr(h, "class_names", None) else "")
             for name, h in heads.items()
         )
-        raise ConfigError(f"--classes: no such class {', '.join(map(repr, unknown))}; {valid}")
+        raise ConfigError(
+            f"classes (--classes): no such class {', '.join(map(repr, unknown))}; {valid}"
+        )
     return keep
 
 
@@ -190,7 +194,7 @@ def parse_imgsz(imgsz: int | str | Sequence[int | str] | None) -> tuple[int, int
     parts = [p.strip() for item in items for p in str(item).replace("x", ",").split(",")]
     if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0 for p in parts):
         raise ConfigError(
-            f"--imgsz: one size (640) or height,width (480,640) in pixels, got {imgsz!r}"
+            f"imgsz (--imgsz): one size (640) or height,width (480,640) in pixels, got {imgsz!r}"
         )
     h, w = int(parts[0]), int(parts[-1])
     return h, w
@@ -226,7 +230,7 @@ def preprocess_at(model: VisionModel, imgsz: int | str | Sequence[Any] | None) -
     data = (model.meta.get("config") or {}).get("data")
     if data is None:
         raise ConfigError(
-            "--imgsz: this model carries no config (model.meta['config']['data']) to rebuild "
+            "imgsz (--imgsz): this model carries no config (model.meta['config']['data']) to rebuild "
             "its evaluation pipeline from; build it with visionkit.create_model or load a "
             "checkpoint"
         )

@@ -211,12 +211,12 @@ def predict_files(
     """
     check_file_inputs(inputs)
     if every < 1:
-        raise ConfigError(f"--every: must be at least 1, got {every}")
+        raise ConfigError(f"every (--every): must be at least 1, got {every}")
     if max_frames is not None and max_frames < 1:
-        raise ConfigError(f"--max-frames: must be at least 1, got {max_frames}")
+        raise ConfigError(f"max_frames (--max-frames): must be at least 1, got {max_frames}")
     if tta is not None and tta not in TTA_MODES:
         raise ConfigError(
-            f"--tta: unknown test-time augmentation {tta!r}; valid: {', '.join(TTA_MODES)}"
+            f"tta (--tta): unknown test-time augmentation {tta!r}; valid: {', '.join(TTA_MODES)}"
         )
     target = None if device is None else resolve_device(device)
     if target is not None:  # before loading the model: a bad option fails fast
