@@ -7,6 +7,7 @@ import copy
 import importlib
 import importlib.util
 import math
+import re
 
 import numpy as np
 import pytest
@@ -226,5 +227,17 @@ def test_grey_and_rgba_arrays_become_rgb_and_others_are_refused():
     assert (as_rgb_uint8(np.dstack([rgb, half])) == want).all()
     with pytest.raises(ValueError, match=r"uint8 RGB arrays \(H×W×3, .* got shape \(4, 5, 2\)"):
         as_rgb_uint8(np.zeros((4, 5, 2), np.uint8))
-    with pytest.raises(ValueError, match=r"dtype float32 .*\(x \* 255\)\.round\(\)"):
-        as_rgb_uint8(np.zeros((4, 5, 3), np.float32))
+    # a float array in 0..1 is read as a float tensor is (it was refused; tensors were not)
+    assert (as_rgb_uint8(rgb.astype(np.float32) / 255) == rgb).all()
+    with pytest.raises(
+        ValueError, match=r"dtype float32 .* in \[4, 248\]; values in 0\.\.255 become"
+    ):
+        as_rgb_uint8(rgb.astype(np.float32))  # 0..255 floats: not guessed, told
+    with pytest.raises(ValueError, match=r"empty image or no image: an array of shape \(0, 5, 3\)"):
+        as_rgb_uint8(np.zeros((0, 5, 3), np.uint8))  # OpenCV's assertion, before
+
+
+def test_none_and_encoded_bytes_are_told_what_predict_takes(model):
+    for given, what in ((None, "None"), (b"\x89PNG", "bytes (an encoded file")):
+        with pytest.raises(ValueError, match=rf"predict got {re.escape(what)}.*expected a path"):
+            model.predict(given)

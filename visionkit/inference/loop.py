@@ -48,13 +48,23 @@ def as_rgb_uint8(image: Any) -> np.ndarray:
     repeated into three channels and an ``H×W×4`` (RGBA) array is composited on black, as
     :func:`~visionkit.data.io.read_image` does for a file with transparency (the same
     pixels whether a picture is given as a file or an array); anything else is a
-    ``ValueError``."""
+    ``ValueError``. A float array in 0..1 is scaled by 255, as a float tensor is
+    (:func:`tensor_images`)."""
     image = np.asarray(image)
+    if image.size == 0 or image.ndim < 2:
+        raise ValueError(f"predict got an empty image or no image: an array of shape {image.shape}")
+    if np.issubdtype(image.dtype, np.floating) and image.min() >= 0 and image.max() <= 1:
+        image = (image.astype(np.float32) * 255).round().astype(np.uint8)
     if image.dtype != np.uint8:
+        scale = (
+            "values in 0..255 become uint8 with x.astype(np.uint8)"
+            if np.issubdtype(image.dtype, np.number) and image.min() >= 0 and image.max() <= 255
+            else "floats in 0..1 are read as RGB scaled by 255"
+        )
         raise ValueError(
             f"predict expects uint8 RGB arrays (H×W×3, or grey H×W, or RGBA H×W×4), got dtype "
-            f"{image.dtype} shape {image.shape}; values in 0..1 become uint8 with "
-            "(x * 255).round().astype(np.uint8)"
+            f"{image.dtype} shape {image.shape} with values in [{image.min():.3g}, "
+            f"{image.max():.3g}]; {scale}"
         )
     if image.ndim == 2:
         image = image[:, :, None]

@@ -279,6 +279,12 @@ def as_image_list(images: Any) -> list[Any]:
     tensor_images`)."""
     from visionkit.inference.loop import tensor_images
 
+    if images is None or isinstance(images, bytes | bytearray):
+        what = "None" if images is None else "bytes (an encoded file: give its path, or decode it)"
+        raise ValueError(
+            f"predict got {what}; expected a path, a folder, a glob, a PIL image, an H×W×3 uint8 "
+            "array, a tensor image or batch, or a list of those"
+        )
     if isinstance(images, Tensor):
         return tensor_images(images)
     if isinstance(images, np.ndarray):
