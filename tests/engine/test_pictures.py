@@ -51,6 +51,28 @@ def test_the_confusion_matrix_is_the_classification_evaluators_own(tmp_path):
     assert (tmp_path / "per_class_recall_cls.csv").is_file()
 
 
+def test_the_class_tables_mean_counts_a_class_never_predicted_as_precision_0():
+    """Its precision was left out of the mean (0.857 for 0.571), a flattering number that
+    torchmetrics and scikit-learn would not give; a class neither labelled nor predicted is
+    left out."""
+    from visionkit.engine.pictures import class_table
+    from visionkit.evaluation.classification import ClassificationEvaluator
+
+    evaluator = ClassificationEvaluator("cls", 4, ["a", "b", "c", "d"])
+    labels = torch.tensor([0, 0, 1, 1, 2])  # "c" is never predicted, "d" neither labelled
+    predicted = torch.tensor([0, 1, 1, 1, 0])
+    scores = torch.nn.functional.one_hot(predicted, 4).float()
+    evaluator.process(
+        {"image_ids": torch.arange(5), "class": labels}, [{"scores": s} for s in scores]
+    )
+    evaluator.evaluate()
+    _, rows = class_table(evaluator)
+    assert math.isnan(rows[2]["precision"]) and rows[2]["images"] == 1  # shown n/a
+    mean = rows[-1]  # scikit-learn's precision_score(labels=[0, 1, 2], zero_division=0)
+    assert mean["precision"] == pytest.approx((1 / 2 + 2 / 3 + 0) / 3)
+    assert mean["recall"] == pytest.approx((1 / 2 + 1 + 0) / 3)
+
+
 def coco_gt(tmp_path):
     gt = {
         "images": [{"id": i, "width": 100, "height": 100, "file_name": f"{i}.png"} for i in (1, 2)],

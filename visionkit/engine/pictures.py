@@ -295,11 +295,15 @@ def class_table(evaluator: Any) -> tuple[list[str], list[dict[str, Any]]]:
     """Columns and rows of a classification evaluator's per-class numbers
     (:meth:`~visionkit.evaluation.ClassificationEvaluator.per_class`: ``class``, ``name``,
     ``images``, ``recall``, ``precision``); the last row is their mean over the classes
-    (``nan`` ones left out: macro averages) and the total images."""
+    (macro averages as torchmetrics' and scikit-learn's: over the classes with images or
+    predictions, an undefined value counted 0, e.g. the precision of a class never predicted)
+    and the total images."""
     rows = evaluator.per_class()
     mean: dict[str, Any] = {"class": "", "name": "mean", "images": sum(r["images"] for r in rows)}
+    seen = [r for r in rows if r["images"] or not math.isnan(r["precision"])]
     for column in ("recall", "precision"):
-        mean[column] = defined_mean(r[column] for r in rows)
+        values = [0.0 if math.isnan(r[column]) else r[column] for r in seen]
+        mean[column] = sum(values) / len(values) if values else math.nan
     return ["class", "name", "images", "recall", "precision"], [*rows, mean]
 
 
