@@ -493,3 +493,26 @@ def test_predictions_and_ground_truth_are_drawn_in_the_palettes_colours(tmp_path
     np.testing.assert_allclose(drawn[SIZE // 2, SIZE // 2], np.array([64, 0, 128]) * 0.45, atol=1)
     truth = ground_truth(model, datasets["train"][0])
     assert truth["seg"]["colours"] == palette
+
+
+def test_palette_label_pngs_give_their_colours_to_the_model_as_voc_does(tmp_path):
+    """VOC's label PNGs are palette images: index = class, the palette its colour. Predictions
+    were drawn in visionkit's colours (VOC's green class in yellow) though the data said
+    which; a grey-ramp palette (no colours chosen) publishes none."""
+    from visionkit.data.datasets import class_colours_of
+
+    root = tmp_path / "voc"
+    voc = [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
+    for i in range(2):
+        write_image(root / "images" / f"{i}.png", seed=i)
+        (root / "masks").mkdir(parents=True, exist_ok=True)
+        label = Image.fromarray(label_map(i).astype(np.uint8), mode="L")
+        label.putpalette([v for c in voc for v in c] + [224, 224, 192] * 253)
+        label.save(root / "masks" / f"{i}.png")
+    (root / "classes.txt").write_text("background\nplane\nbike\n")
+    assert class_colours_of(MaskFolderDataset(root)) == {"semantic": voc}
+    for i in range(2):  # the same indices under the grey ramp PIL gives by default
+        Image.fromarray(label_map(i).astype(np.uint8)).convert("P").save(
+            root / "masks" / f"{i}.png"
+        )
+    assert class_colours_of(MaskFolderDataset(root)) == {}

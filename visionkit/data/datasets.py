@@ -113,8 +113,9 @@ def label_names_of(datasets: Mapping[str, Any]) -> dict[str, list[str]]:
 
 def class_colours_of(dataset: Any) -> dict[str, list[list[int]]]:
     """The colours a dataset publishes for its classes, per label family (a mask folder read
-    through a palette: ``{"semantic": [[R, G, B], ...]}``; a mix: its parts', the first part
-    of a family deciding); ``{}`` when it has none."""
+    through a palette, or whose label PNGs are palette images, as Pascal VOC's:
+    ``{"semantic": [[R, G, B], ...]}``; a mix: its parts', the first part of a family
+    deciding); ``{}`` when it has none."""
     parts = getattr(dataset, "parts", None)
     if isinstance(parts, Mapping):
         found: dict[str, list[list[int]]] = {}
@@ -123,9 +124,32 @@ def class_colours_of(dataset: Any) -> dict[str, list[list[int]]]:
                 found.setdefault(family, colours)
         return found
     palette = getattr(dataset, "palette", None)
-    if palette is None or not hasattr(palette, "class_colours"):
-        return {}
-    return {"semantic": palette.class_colours()}
+    if palette is not None and hasattr(palette, "class_colours"):
+        return {"semantic": palette.class_colours()}
+    colours = label_png_colours(dataset)
+    return {"semantic": colours} if colours else {}
+
+
+def label_png_colours(dataset: Any) -> list[list[int]] | None:
+    """The class colours of a mask folder whose label PNGs are palette images (index = class,
+    the palette giving each its colour: VOC's, CVAT's exports), read from its first label
+    file; ``None`` for other labels, or a palette that is only the grey ramp of the indices
+    (no colours chosen by anyone)."""
+    from PIL import Image
+
+    names = (getattr(dataset, "label_names", None) or {}).get("semantic")
+    first = next((p for p in getattr(dataset, "mask_paths", ()) if p is not None), None)
+    if not names or first is None:
+        return None
+    try:
+        with Image.open(first) as label:
+            flat = label.getpalette() if label.mode == "P" else None
+    except OSError:
+        return None
+    if not flat or len(flat) < 3 * len(names):
+        return None
+    colours = [flat[3 * k : 3 * k + 3] for k in range(len(names))]
+    return None if all(c == [k, k, k] for k, c in enumerate(colours)) else colours
 
 
 def gives(dataset: Any, target: str) -> bool:
