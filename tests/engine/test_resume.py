@@ -160,6 +160,10 @@ def test_best_ckpt_keeps_the_weights_only_and_resume_takes_last(tiny_config, tmp
     assert stripped["visionkit"]["label_names"] == full["visionkit"]["label_names"]
     again = runner.evaluate(best)  # the same weights, the same score
     assert again["cls/top1"] == pytest.approx(metrics["cls/top1"], abs=1e-6)
+    # and a model in memory, as export and predict_files take one (it was "expected str,
+    # bytes or os.PathLike object, not VisionModel")
+    in_memory = runner.evaluate(visionkit.load(best))
+    assert in_memory["cls/top1"] == pytest.approx(metrics["cls/top1"], abs=1e-6)
     with pytest.raises(ConfigError, match=r"best\.ckpt holds the model's weights only .* resume "
                        r"from the last\.ckpt beside it, or .* model\.init_from="):  # fmt: skip
         train(tiny_config, ["trainer.max_epochs=2"], output_dir=run_dir, resume=best)

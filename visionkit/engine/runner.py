@@ -67,6 +67,7 @@ from visionkit.engine.run_folder import another_run_note, choose_run_dir, edited
 from visionkit.engine.system import VisionSystem
 from visionkit.engine.time_budget import TimeBudgetSchedule, mixed_budget_note
 from visionkit.errors import ConfigError, TrainingInterrupted
+from visionkit.evaluation.coco import save_results
 from visionkit.inference.device import (
     autocast_dtype,
     lightning_device,
@@ -357,7 +358,7 @@ def metrics_json(metrics: dict[str, float], indent: int | None = None) -> str:
 
 
 def evaluate(
-    checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike | VisionModel,
     overrides: Sequence[str] = (),
     save_predictions: str | os.PathLike | None = None,
     split: str = "val",
@@ -374,7 +375,8 @@ def evaluate(
     """Evaluate a checkpoint on the validation (or test) data of its own config.
 
     Args:
-        checkpoint: a checkpoint written by :func:`train`.
+        checkpoint: a checkpoint written by :func:`train`, or a model
+            (:func:`visionkit.load`'s, or one built in Python: its ``meta`` config decides).
         overrides: changes to the ``data`` and ``trainer`` sections only
             (e.g. ``data.val.images=/other/data``, ``trainer.devices=2``).
         save_predictions: write the exact COCO results list that was evaluated to this json
@@ -423,7 +425,8 @@ def evaluate(
         chosen = resolve_device(device or "auto")
         on_device = lightning_device(chosen)
         on_device["precision"] = lightning_precision(autocast_dtype(chosen, half, bf16))
-    model = load(checkpoint)
+    model = checkpoint if isinstance(checkpoint, VisionModel) else load(checkpoint)
+    checkpoint = None if model is checkpoint else checkpoint  # a path, or a model in memory
     thresholds = {"conf": conf, "iou": iou, "max_det": max_det}
     given = [f"--{k.replace('_', '-')}" for k, v in thresholds.items() if v is not None]
     if given and not box_heads(model):
@@ -433,7 +436,7 @@ def evaluate(
             "these thresholds apply to detection and instance heads"
         )
     config = model.meta["config"]
-    if note := edited_config_note(checkpoint, config, overrides):
+    if checkpoint and (note := edited_config_note(checkpoint, config, overrides)):
         logger.warning("%s", note)
     if size is not None:
         config = {**config, "data": data_at(config["data"], size)}
@@ -442,14 +445,14 @@ def evaluate(
         on_device["precision"] = resolve_precision(cfg.trainer.precision, on_device["accelerator"])
     label_names = model.meta.get("label_names") or {}
     spec = split_spec(cfg.data, split)
-    check_saved_data_paths(spec, split, overrides, checkpoint)
+    check_saved_data_paths(spec, split, overrides, checkpoint or "the model")
     val = build_split(
         spec,
         split=split,
         label_names=label_names,
         needs=targets_needed(cfg),
         category_ids=model.meta.get("category_ids"),
-        reference=f"checkpoint {checkpoint}",
+        reference=f"checkpoint {checkpoint}" if checkpoint else "the model",
     )
     require_labels_scored(model, val, f"data.{split}")
     datasets = {"val": val}
@@ -470,7 +473,7 @@ def evaluate(
     if split != "val":  # the loss of the split scored: test/loss, not val/loss
         metrics = {re.sub(r"^val/loss", f"{split}/loss", k): v for k, v in metrics.items()}
     if save_predictions is not None and trainer.is_global_zero:
-        _save_predictions(system, Path(save_predictions))
+        save_results(system.evaluators, Path(save_predictions))
     if scored is not None:
         scored.update(system.evaluators.items())
     return metrics
@@ -482,18 +485,3 @@ def validated_metrics(results: Sequence[Mapping[str, Any]], system: VisionSystem
     metrics = {k: float(v) for result in results for k, v in result.items()}
     metrics.update(system.last_metrics)
     return metrics
-
-
-def _save_predictions(system: VisionSystem, path: Path) -> None:
-    coco = {n: e for n, e in system.evaluators.items() if hasattr(e, "results")}
-    if not coco:
-        raise ConfigError("--save-predictions: the model has no head evaluated with COCO results")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for name, evaluator in coco.items():
-        target = path if len(coco) == 1 else path.with_name(f"{path.stem}_{name}{path.suffix}")
-        texts = {target: json.dumps(evaluator.results)}  # a keypoint head's OKS list beside
-        if hasattr(evaluator, "keypoint_results"):
-            keypoints = target.with_name(f"{target.stem}_keypoints{target.suffix}")
-            texts[keypoints] = json.dumps(evaluator.keypoint_results)
-        for file, text in texts.items():
-            write_atomic(file, lambda tmp, text=text: tmp.write_text(text))

@@ -26,15 +26,17 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch.distributed as dist
 from torch import nn
 
+from visionkit.checkpoint import write_atomic
 from visionkit.data.readers.segmentation_checks import segmentation_problem
-from visionkit.errors import DataError
+from visionkit.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -437,3 +439,21 @@ class CocoEvaluator(nn.Module):
                 row[key] = float(values.mean()) if values.size else math.nan
             rows.append(row)
         return rows
+
+
+def save_results(evaluators: Mapping[str, Any], path: Path) -> None:
+    """Write the exact COCO results each evaluator scored to ``path`` (one evaluator; with
+    several, its name before the suffix; a keypoint evaluator's OKS results beside it,
+    ``<stem>_keypoints.json``): ``eval --save-predictions``."""
+    coco = {n: e for n, e in evaluators.items() if hasattr(e, "results")}
+    if not coco:
+        raise ConfigError("--save-predictions: the model has no head evaluated with COCO results")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for name, evaluator in coco.items():
+        target = path if len(coco) == 1 else path.with_name(f"{path.stem}_{name}{path.suffix}")
+        texts = {target: json.dumps(evaluator.results)}  # a keypoint head's OKS list beside
+        if hasattr(evaluator, "keypoint_results"):
+            keypoints = target.with_name(f"{target.stem}_keypoints{target.suffix}")
+            texts[keypoints] = json.dumps(evaluator.keypoint_results)
+        for file, text in texts.items():
+            write_atomic(file, lambda tmp, text=text: tmp.write_text(text))
