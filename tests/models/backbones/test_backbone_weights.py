@@ -14,7 +14,7 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from visionkit.errors import CheckpointError
+from visionkit.errors import CheckpointError, ConfigError
 from visionkit.models.backbones import BackboneError, WeightsNotCachedError, create_backbone
 
 
@@ -227,3 +227,10 @@ def test_a_whole_visionkit_model_as_backbone_weights_names_init_from(tmp_path) -
     )
     with pytest.raises(CheckpointError, match="give it as model.init_from"):
         create_backbone("simple_cnn", pretrained=path)
+
+
+@pytest.mark.parametrize("word", ["true", "False", "yes"])
+def test_pretrained_given_as_a_word_is_not_read_as_a_file_name(word):
+    """``pretrained="true"`` said "cannot load checkpoint true" (a string names a file)."""
+    with pytest.raises(ConfigError, match=rf"pretrained='{word}': a string names a weights file"):
+        create_backbone("simple_cnn", pretrained=word)

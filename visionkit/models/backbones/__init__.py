@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from visionkit.errors import ConfigError
 from visionkit.models.backbones import simple_cnn, timm_backbones, torchvision_backbones
 from visionkit.models.backbones.base import (
     IMAGENET_MEAN,
@@ -34,6 +35,10 @@ from visionkit.registry import BACKBONES, UnknownNameError
 
 class UnsupportedBackboneError(UnknownNameError, BackboneError):
     """A timm/torchvision model that exists but cannot serve as a backbone (says why)."""
+
+
+#: Strings that mean a bool where ``pretrained`` takes a bool or a file.
+WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 
 
 def create_backbone(
@@ -90,6 +95,12 @@ def create_backbone(
     if out_indices is not None:
         kwargs["out_indices"] = out_indices
     weights_file = None
+    said = str(pretrained).strip().lower()
+    if isinstance(pretrained, str) and said in WORDS and not os.path.exists(pretrained):
+        raise ConfigError(
+            f"pretrained={pretrained!r}: a string names a weights file; for the library's "
+            f"weights give {WORDS[said]} (a bool, not a string)"
+        )
     if isinstance(pretrained, (str, os.PathLike)):
         weights_file = pretrained
     elif pretrained:
