@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -69,6 +70,10 @@ def test_draw_predictions_draws_boxes_in_their_place():
     assert (
         not drawn[23, 26].any() and not drawn[35, 50].any()
     )  # inside (below the caption), outside
+    image.flags.writeable = False  # as np.asarray(a PIL image): torch warned it was not
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert (draw_predictions(image, prediction) == drawn).all()
 
 
 def test_captions_are_white_on_dark_colours_and_black_on_light_ones():

@@ -91,7 +91,8 @@ def draw_predictions(
     labelled ``-1`` (ignored ones of the ground truth), each in the colour its result's
     ``colours`` gives (the training data's palette), else in :func:`colour_of`'s. Beside a
     named label map, boxes take the colours after its classes."""
-    canvas = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+    # a copy: torch warned of a read-only array (np.asarray of a PIL image)
+    canvas = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
     legend: dict[str, tuple[int, int, int]] = {}
     # boxes take the colours after a named label map's classes (a detector's class 0 and
     # CamVid's sky would both be red): the same per model in every picture
