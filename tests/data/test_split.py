@@ -401,3 +401,19 @@ def test_validation_images_listed_in_the_training_split_too_are_warned_of(tmp_pa
     (root / "ImageSets/Main/val.txt").write_text("d\n")
     config = load_config({**config.model_dump(), "data": data})
     assert shared_images_note(config.data, build_datasets(config.data, needs=["boxes"])) is None
+
+
+def test_a_folder_without_split_lists_says_how_to_read_all_of_it(tmp_path):
+    """eval of a model trained with split: val, pointed at another (held-out) folder, was told
+    only to write split lists with visionkit split: the fix it needed is split=null."""
+    for name in ("cat", "dog"):
+        (tmp_path / "held_out" / name).mkdir(parents=True)
+        Image.new("RGB", (16, 16)).save(tmp_path / "held_out" / name / "0.png")
+    spec = {"format": "folder", "root": str(tmp_path / "held_out"), "split": "val"}
+    with pytest.raises(DataError) as info:
+        build_dataset(spec, split="val")
+    assert "visionkit split" in str(info.value)
+    assert "leave split out of its entry (data.val.split=null on the command line" in str(
+        info.value
+    )
+    assert len(build_dataset({**spec, "split": None}, split="val")) == 2

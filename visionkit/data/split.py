@@ -56,8 +56,9 @@ def read_list(file: Path, root: Path) -> list[str]:
         available = sorted(p.stem for p in file.parent.glob("*.txt"))
         if not available:
             hint = (
-                f"; write train / val lists with: visionkit split {root} --val 0.2 "
-                "(or leave split out to read every image)"
+                f"; write train / val lists with: visionkit split {root} --val 0.2, or, to read "
+                "every image of the folder (one held out already, say), leave split out of its "
+                "entry (data.val.split=null on the command line for data.val)"
             )
         elif file.stem == "test" and "test" not in available:  # split without --test
             hint = (
