@@ -27,6 +27,7 @@ writes: :func:`~visionkit.checkpoint.write_atomic`); :func:`save_image` writes a
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -253,7 +254,7 @@ def draw_matrix(
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, int(side * 9)), fontsize=10)  # a small matrix cut it
     if max(len(rows), len(columns)) <= 30:
         for r in range(len(rows)):
             for c in range(len(columns)):
