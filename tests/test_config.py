@@ -68,6 +68,9 @@ def test_wrong_type_names_key_expected_type_and_value():
     (line,) = problems_of(MINIMAL, ["trainer.max_epochs=ten"])
     assert line.startswith("trainer.max_epochs: expected a valid integer")
     assert "'ten'" in line
+    # pydantic's "got a number with a fractional part" was followed by a second "got 64.5"
+    (line,) = problems_of(MINIMAL, ["data.image_size=64.5"])
+    assert line == "data.image_size: expected a whole number, got 64.5"
 
 
 def test_every_problem_is_reported_at_once():

@@ -443,6 +443,7 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
             lines.append(f"{path}.{e['ctx']['name']}: {e['msg']}")
         else:
             msg = e["msg"].replace("Input should be", "expected")
+            msg = "expected a whole number" if e["type"] == "int_from_float" else msg  # one "got"
             yaml_file = str(e.get("input")).lower().endswith((".yaml", ".yml"))
             if root is Config and loc == ("data",) and yaml_file:  # data=coco8.yaml
                 msg += f"; for Ultralytics' data, use {ULTRALYTICS_KEYS['data']}"
