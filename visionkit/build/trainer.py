@@ -4,6 +4,7 @@ hardware at hand, TF32 matrix products on CUDA, and ``trainer.compile`` (:func:`
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,14 @@ def resolve_precision(precision: str, accelerator: str = "auto") -> str:
     else:
         chosen = "bf16-mixed" if cpu_supports_bf16() else "32-true"
         why = "CPU with AVX-512 BF16/AMX" if chosen != "32-true" else "CPU without native bf16"
-    logger.info("precision: auto -> %s (%s)", chosen, why)
+    _say_precision(chosen, why)
     return chosen
+
+
+@functools.cache
+def _say_precision(chosen: str, why: str) -> None:
+    """Log the choice of ``precision: auto`` once per process (eval resolved it twice)."""
+    logger.info("precision: auto -> %s (%s)", chosen, why)
 
 
 def use_tf32_matmuls() -> None:
