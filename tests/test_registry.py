@@ -221,11 +221,12 @@ def test_a_head_of_ones_own_missing_part_of_the_contract_is_told_at_config_time(
         load_config(config)
     where = f"model.heads.mine: {__name__}.{Forgetful.__qualname__}"
     contract = " (the head contract: docs/extending.md#adding-a-head)"
-    assert info.value.problems == [
-        f"{where}: task 'classfication' is not a task of the table (classification, "
-        f"detection, instance, keypoints, detection_embedding, semantic, embedding){contract}",
-        f"{where}: no method loss(outputs, targets), postprocess(outputs, image_sizes){contract}",
-    ]
+    task, methods = info.value.problems  # the table: the built-in tasks and any registered
+    assert task.startswith(f"{where}: task 'classfication' is not a task of the table ")
+    assert "(classification, detection, instance, keypoints, " in task and task.endswith(contract)
+    assert methods == (
+        f"{where}: no method loss(outputs, targets), postprocess(outputs, image_sizes){contract}"
+    )
 
 
 def test_a_reader_of_ones_own_with_image_classes_is_not_given_class_names(own_components, tmp_path):

@@ -99,7 +99,7 @@ def test_predict_takes_paths_pil_images_arrays_and_lists(model, tmp_path):
     assert len(mixed) == 3
     assert all(torch.allclose(p["det"]["scores"], want["scores"], atol=1e-5) for p in mixed)
     with pytest.raises(ValueError, match="expects uint8 RGB arrays"):
-        model.predict(np.zeros((10, 10), np.float32))
+        model.predict(np.full((10, 10), 100.0, np.float32))  # 0..1 floats are read; these not
 
 
 def test_a_transparent_picture_gives_the_same_predictions_as_a_file_or_an_array(model, tmp_path):

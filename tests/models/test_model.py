@@ -92,7 +92,7 @@ def test_predict_takes_uint8_images_of_any_size_and_names_classes():
     batch = torch.zeros(2, 3, 40, 40, dtype=torch.uint8)
     assert [p["cls"]["label"] for p in model.predict(batch)] == [preds[0]["cls"]["label"]] * 2
     with pytest.raises(ValueError, match="expects uint8 RGB arrays"):
-        model.predict([np.zeros((10, 10), np.float32)])
+        model.predict([np.full((10, 10), 100.0, np.float32)])  # floats in 0..1 would be read
 
 
 def test_load_refuses_missing_and_foreign_checkpoints(tmp_path):
