@@ -122,3 +122,37 @@ def test_convert_writes_the_keypoints_that_format_coco_reads_back(tmp_path):
     )
     np.testing.assert_allclose(again[0]["keypoints"], read(data_yaml)[0]["keypoints"])
     assert again[0]["keypoint_flip"] == [0, 2, 1]
+
+
+def test_split_keeps_the_keypoint_definition_in_autosplit_yaml(tmp_path, capsys):
+    """visionkit split wrote autosplit.yaml with path, lists and names only: every pose line
+    was then a bad box (kpt_shape [K, 3]) or, worse, read as a polygon ([K, 2])."""
+    root = tmp_path / "pose"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for i in range(4):
+        Image.new("RGB", (100, 40), (90, 90, 90)).save(root / "images" / f"{i}.png")
+        (root / "labels" / f"{i}.txt").write_text(LINE)
+    data = {"names": {0: "person"}, "kpt_shape": [3, 3], "flip_idx": [0, 2, 1]}
+    (root / "data.yaml").write_text(yaml.safe_dump({**data, "kpt_names": {0: ["n", "l", "r"]}}))
+    assert main(["split", str(root), "--val", "0.25"]) == 0
+    written = yaml.safe_load((root / "autosplit.yaml").read_text())
+    assert written["kpt_shape"] == [3, 3] and written["flip_idx"] == [0, 2, 1]
+    assert written["kpt_names"] == {0: ["n", "l", "r"]}
+    train = read(root / "autosplit.yaml")
+    np.testing.assert_allclose(train[0]["keypoints"], [[[50, 20, 2], [25, 20, 1], [0, 0, 0]]])
+
+
+def test_a_pose_dataset_without_flip_pairs_is_warned_of(tmp_path, capsys):
+    """Without flip_idx (nor names) a flip leaves each point its index: a mirrored left eye
+    stayed 'left', and nothing said so (Ultralytics turns its flips off then)."""
+    data_yaml = make_pose(tmp_path)
+    data = yaml.safe_load(data_yaml.read_text())
+    del data["flip_idx"]
+    data_yaml.write_text(yaml.safe_dump(data))
+    argv = ["check-data", "--format", "yolo", "--root", str(data_yaml), "--split", "train"]
+    assert main([*argv, "keypoints=true"]) == 0
+    out = capsys.readouterr().out
+    assert "unpaired keypoint" in out and "no flip_idx (nor kpt_names)" in out
+    assert "give flip_idx (the keypoint each one becomes), or train without HorizontalFlip" in out
+    assert read(data_yaml)[0]["keypoint_flip"] == [0, 1, 2]

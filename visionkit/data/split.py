@@ -334,6 +334,7 @@ def _split_yolo(root: Path, val: float, test: float, seed: int, overwrite: bool)
 
     from visionkit.data.batch import list_files
     from visionkit.data.convert.yolo import yolo_class_names
+    from visionkit.data.convert.yolo_pose import pose_keys
 
     names = yolo_class_names(root)
     ids = [f"./{p.relative_to(root).as_posix()}" for p in list_files(root / "images")]
@@ -346,6 +347,7 @@ def _split_yolo(root: Path, val: float, test: float, seed: int, overwrite: bool)
     described = {**files, "yaml": root / "autosplit.yaml"}
     spec = {"path": ".", **{s: f.name for s, f in files.items()}}
     spec["names"] = dict(enumerate(names))
+    spec.update(pose_keys(root))  # a pose dataset's keypoint definition goes along
     text = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
     write_atomic(described["yaml"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return SplitReport("yolo", described, {s: len(parts[s]) for s in files})

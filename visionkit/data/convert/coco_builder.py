@@ -45,13 +45,15 @@ class Conversion(NamedTuple):
     """What a converter returns: the COCO object, the objects it left out (with why), under
     ``on_bad_label: skip`` the problems of each source file it left out, (YOLO) the images
     without a label file (``file_name`` of each: read as images without objects), and the
-    boxes it clipped to their image by more than a pixel (with where)."""
+    boxes it clipped to their image by more than a pixel (with where), and other warnings of
+    the source as ``(kind, "where: what")`` (a pose dataset without flip pairs)."""
 
     coco: dict[str, Any]
     skipped: list[str]
     dropped: list[list[str]] = []
     unlabelled: list[str] = []
     clipped: list[str] = []
+    warnings: list[tuple[str, str]] = []
 
 
 class CocoBuilder:

@@ -271,7 +271,8 @@ def _convert(
     coco = builder.to_dict(info)
     for category in coco["categories"] if pose else ():
         category["keypoints"], category["skeleton"] = list(pose.names), []
-    return Conversion(coco, builder.skipped, builder.dropped, unlabelled)
+    warnings = [("unpaired keypoint", pose.unpaired)] if pose and pose.unpaired else []
+    return Conversion(coco, builder.skipped, builder.dropped, unlabelled, warnings=warnings)
 
 
 def yolo_class_names(root: str | os.PathLike) -> list[str]:

@@ -28,11 +28,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from visionkit.errors import DataError
 
 TOLERANCE = 1e-3  # as the boxes' (visionkit.data.convert.yolo.TOLERANCE)
+
+#: The keys of a dataset file that define its keypoints.
+POSE_KEYS = ("kpt_shape", "flip_idx", "kpt_names")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class PoseFormat:
     count: int
     dims: int
     names: list[str]
+    unpaired: str | None = None  # "where: what" without flip_idx nor kpt_names
 
     @property
     def fields(self) -> int:
@@ -109,8 +114,15 @@ def pose_format(data: Mapping[str, Any], where: Any) -> PoseFormat | None:
     count, dims = shape
     flip = _flip_idx(data.get("flip_idx"), count, where)
     names = _names(data.get("kpt_names"), count, where)
+    if names is None and flip is None:  # Ultralytics turns its flips off then
+        unpaired = (
+            f"{where}: no flip_idx (nor kpt_names): a horizontal flip leaves each keypoint its "
+            "index, so a left point on the mirrored image stays 'left'; give flip_idx (the "
+            "keypoint each one becomes), or train without HorizontalFlip"
+        )
+        return PoseFormat(count, dims, _names_of_pairs(list(range(count))), unpaired)
     if names is None:
-        return PoseFormat(count, dims, _names_of_pairs(flip or list(range(count))))
+        return PoseFormat(count, dims, _names_of_pairs(flip))
     if flip is not None and flip_index(names) != flip:
         by_names = flip_index(names)
         k = next(i for i in range(count) if by_names[i] != flip[i])
@@ -178,3 +190,16 @@ def _names_of_pairs(flip: list[int]) -> list[str]:
             pair += 1
             names[k], names[j] = f"pair{pair}_left", f"pair{pair}_right"
     return names
+
+
+def pose_keys(root: Path) -> dict[str, Any]:
+    """The keypoint definition (:data:`POSE_KEYS`) of the ``data.yaml`` (``data.yml``) of a
+    YOLO folder, for a dataset file written beside it (``visionkit split``'s
+    ``autosplit.yaml``); ``{}`` without one."""
+    import yaml
+
+    for name in ("data.yaml", "data.yml"):
+        if (root / name).is_file():
+            data = yaml.safe_load((root / name).read_text(encoding="utf-8")) or {}
+            return {k: data[k] for k in POSE_KEYS if isinstance(data, dict) and k in data}
+    return {}

@@ -33,13 +33,14 @@ class _ConvertedDataset(CocoDataset):
     path_arguments: ClassVar[tuple[str, ...]] = ("root",)  # annotations, images: names in it
     _source_problems: Sequence[str] = ()  # the converter's, set by read_annotations
     _dropped: Sequence[Sequence[str]] = ()  # the problems of each file left out (skip)
-    _boxes: Sequence[tuple[str, str]] = ()  # (kind, "where: what") of boxes dropped / clipped
+    _boxes: Sequence[tuple[str, str]] = ()  # (kind, "where: what"): boxes dropped / clipped, ...
 
     def _converted(self, conversion: Conversion) -> dict[str, Any]:
         self._dropped = conversion.dropped
         self._boxes = [
             *(("box dropped", s) for s in conversion.skipped),
             *(("box clipped", s) for s in conversion.clipped),
+            *conversion.warnings,
         ]
         return conversion.coco
 
