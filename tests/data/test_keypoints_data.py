@@ -239,6 +239,51 @@ def test_a_keypoint_head_takes_names_skeleton_and_count_from_the_data(tmp_path):
     cfg = load_config(config)
     with pytest.raises(ConfigError, match="keypoint_names: .* but the data's categories name"):
         build_model(cfg, build_datasets(cfg.data, needs=["boxes", "keypoints"]))
+    # a num_keypoints of another count was replaced by the data's without a word
+    del head["keypoint_names"]
+    head["num_keypoints"] = 5
+    cfg = load_config(config)
+    with pytest.raises(ConfigError) as info:
+        build_model(cfg, build_datasets(cfg.data, needs=["boxes", "keypoints"]))
+    assert "model.heads.pose.num_keypoints: 5, but the data's categories define 3 (nose," in str(
+        info.value
+    )
+
+
+def test_an_evaluation_set_naming_the_keypoints_in_another_order_is_refused(tmp_path):
+    """Validation keypoints [nose, right_eye, left_eye] scored kpt_mAP 0 against a model of
+    [nose, left_eye, right_eye], silently (OKS compares the points in order)."""
+    from visionkit.build import build_datasets, build_evaluators, build_model
+    from visionkit.config import load_config
+    from visionkit.errors import ConfigError
+
+    def reordered(data):
+        _with_keypoints(data)
+        for c in data["categories"]:
+            c["keypoints"] = ["nose", "right_eye", "left_eye"]
+
+    train = make_coco(tmp_path / "t", edit=_with_keypoints)
+    val = make_coco(tmp_path / "v", edit=reordered)
+    head = {"name": "fcos_keypoints", "num_classes": None, "num_convs": 1}
+    config = {
+        "model": {
+            "backbone": {"name": "simple_cnn"},
+            "neck": {"name": "fpn", "out_channels": 16},
+            "heads": {"pose": head},
+        },
+        "data": {
+            "train": {"format": "coco", "images": str(train)},
+            "val": {"format": "coco", "images": str(val)},
+        },
+    }
+    cfg = load_config(config)
+    datasets = build_datasets(cfg.data, needs=["boxes", "keypoints"])
+    model = build_model(cfg, datasets)
+    with pytest.raises(ConfigError) as info:
+        build_evaluators(model, datasets["val"])
+    assert "names its keypoints ['nose', 'right_eye', 'left_eye'], the model ['nose', " in str(
+        info.value
+    )
 
 
 def test_a_labelled_keypoint_outside_its_image_is_a_warning(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from visionkit.inference.draw import draw_predictions
+from visionkit.inference.draw import colour_of, draw_predictions
 
 
 def test_skeleton_is_drawn_between_visible_points():
@@ -20,7 +20,8 @@ def test_skeleton_is_drawn_between_visible_points():
         "skeleton": [[1, 2], [1, 3]],
     }
     drawn = draw_predictions(image, {"pose": result})
-    assert drawn[20, 20].any()  # on the line joining points 1 and 2
+    assert drawn[20, 20].any()  # on the line joining points 1 and 2, in the class colour
+    assert tuple(drawn[20, 20]) == colour_of(1)  # torchvision drew it white
     assert drawn[20, 10].any() and drawn[20, 30].any()
     assert not drawn[33, 20].any()  # point 3 is not visible: neither it nor its line
     assert not drawn[27, 15].any()

@@ -159,6 +159,14 @@ def keypoints_of_data(cfg: Config, train: Any) -> Config:
                 "line) to take the data's"
             )
             continue
+        default = HEADS.signature(spec["name"]).parameters["num_keypoints"].default
+        if spec.get("num_keypoints") not in (default, len(schema.names)):  # set, and not so
+            problems.append(
+                f"model.heads.{head_name}.num_keypoints: {spec['num_keypoints']}, but the data's "
+                f"categories define {len(schema.names)} ({', '.join(schema.names)}); leave "
+                "num_keypoints out to take the data's"
+            )
+            continue
         spec["keypoint_names"] = list(schema.names)
         spec["num_keypoints"] = len(schema.names)
         if spec.get("skeleton") is None:

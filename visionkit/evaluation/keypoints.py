@@ -208,6 +208,13 @@ def keypoint_evaluator(
             f"model.heads.{prefix}.num_keypoints: {head.num_keypoints}, but {dataset.ann_path} "
             f"defines {len(schema.names)} keypoints ({', '.join(schema.names)})"
         )
+    names = list(getattr(head, "keypoint_names", None) or ())
+    if schema is not None and names and schema.names != names:  # scored point by point
+        raise ConfigError(
+            f"{dataset.ann_path} names its keypoints {schema.names}, the model {names}: each "
+            "point would be scored against another (OKS compares them in order); give the "
+            "evaluation set the training set's keypoint names in its order"
+        )
     ids = list(category_ids or dataset.category_ids)
     kept = getattr(dataset, "coco_ground_truth", None)
     truth = kept() if kept is not None else None

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image, ImageDraw
 from torchvision.utils import draw_keypoints
 
 VISIBLE = 0.5  # smallest visibility drawn (predicted probability; ground truth: v = 1 or 2)
@@ -26,14 +28,21 @@ def draw_skeletons(
     if not len(points):
         return canvas
     pairs = [(int(a) - 1, int(b) - 1) for a, b in result.get("skeleton") or []]
+    if pairs:  # torchvision draws the lines white whatever the colour: drawn here
+        picture = Image.fromarray(canvas.permute(1, 2, 0).numpy())
+        pen = ImageDraw.Draw(picture)
+        for keypoints, label in zip(points, result["labels"], strict=True):
+            for a, b in pairs:
+                if min(keypoints[a, 2], keypoints[b, 2]) >= VISIBLE:
+                    ends = [tuple(keypoints[k, :2].tolist()) for k in (a, b)]
+                    pen.line(ends, fill=colour_of(int(label)), width=2)
+        canvas = torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1).contiguous()
     for keypoints, label in zip(points, result["labels"], strict=True):
         canvas = draw_keypoints(
             canvas,
             keypoints[None, :, :2],
-            connectivity=pairs or None,
             colors=colour_of(int(label)),
             radius=2,
-            width=2,
             visibility=(keypoints[None, :, 2] >= VISIBLE),
         )
     return canvas
