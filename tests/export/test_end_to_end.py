@@ -84,6 +84,7 @@ def exported(tmp_path_factory):
 def test_the_graph_holds_nms_and_matches_the_heads_postprocess(exported):
     model, path, report = exported
     assert report.check.ok and report.check.overall <= 1e-4, report.check.table()
+    assert report.check.detections > 0 and "note: no detection" not in report.check.table()
     assert report.output_names == [
         "cls.scores",
         "det.boxes",
@@ -105,6 +106,19 @@ def test_the_graph_holds_nms_and_matches_the_heads_postprocess(exported):
     assert layout["seg.mask"] == (["B", "H", "W"], "uint8")
     assert layout["cls.scores"] == (["B", 2], "float32")
     assert e2e["class_names"]["det"] == LABELS["instances"]
+
+
+def test_a_check_that_compared_no_detection_says_so(tmp_path):
+    """At --conf 0.99 the random check inputs score nothing: the table of zeros said
+    "check passed" as if the boxes had been compared."""
+    model = tiny_model(HEADS, LABELS)
+    with torch.no_grad():  # a detector that scores nothing on the random check inputs
+        model.heads["det"].cls_logits.bias.fill_(-50.0)
+    report = export(model, "onnx", tmp_path / "m.onnx", nms=True, exporter="torchscript")
+    assert report.check.ok and report.check.detections == 0
+    assert "note: no detection scored the score threshold on the random check inputs" in (
+        report.check.table()
+    )
 
 
 def run_standalone(tmp_path: Path, code: str) -> subprocess.CompletedProcess:

@@ -66,6 +66,9 @@ class CheckReport:
         problems: shape mismatches and missing outputs, one line each.
         atol: the tolerance.
         batch_sizes, image_sizes: the inputs compared.
+        detections: of an end-to-end (``--nms``) check, how many of PyTorch's detections it
+            compared (``None`` for the raw outputs); 0 compares the graph's box decoding and
+            NMS on nothing, which :meth:`table` says.
     """
 
     max_abs: dict[str, float]
@@ -75,6 +78,7 @@ class CheckReport:
     atol: float
     batch_sizes: list[int]
     image_sizes: list[tuple[int, int]]
+    detections: int | None = None
 
     @property
     def overall(self) -> float:
@@ -105,6 +109,12 @@ class CheckReport:
             f"image sizes {sizes})"
         )
         lines += [f"problem: {p}" for p in self.problems]
+        if self.detections == 0:  # random inputs that score nothing at --conf
+            lines.append(
+                "note: no detection scored the score threshold on the random check inputs, so "
+                "the boxes, scores and NMS compared none; export with a lower --conf to check "
+                "them, or compare on your photos (visionkit.inference.onnx_runtime.OnnxPredictor)"
+            )
         compared = f"max |diff| / max(1, |torch|) = {self.overall:.3g}"
         lines.append(
             f"check passed: {compared} <= tolerance {self.atol:g} (--atol)"
@@ -319,6 +329,11 @@ def _paired(
     return ref, got
 
 
+def detected(output: dict[str, Any]) -> bool:
+    """Whether an end-to-end output is a detection head's scores (``[N]``, one per box)."""
+    return output["key"] == "scores" and output["shape"][:1] == ["N"]
+
+
 def verify_end_to_end(
     model: VisionModel,
     path: str | os.PathLike,
@@ -349,6 +364,7 @@ def verify_end_to_end(
     worst: dict[str, tuple[int, ...]] = {}
     problems: list[str] = []
     sizes = check_sizes_of(model, image_size)
+    detections = 0  # PyTorch's, over every input
     dtype = next(model.parameters()).dtype  # float16 for a half export
     # a float16 file is checked against the float32 model it was made from: PyTorch's own
     # float16 on the CPU rounds more than the file's kernels (scores off by 0.02)
@@ -363,6 +379,7 @@ def verify_end_to_end(
             feed = {i.name: feed[i.name] for i in session.get_inputs()}
             outputs = _run_graph(session, names, feed, path)
             ref, got = _paired(layout, expected, outputs, atol, problems)
+            detections += sum(len(r) for o, r in zip(layout, ref, strict=True) if detected(o))
             for out, r, g in zip(layout, ref, got, strict=True):
                 name = out["name"]
                 if r.shape != g.shape:
@@ -378,6 +395,16 @@ def verify_end_to_end(
                 max_abs[name] = max(max_abs[name], diff)
                 if error > max_error[name] or name not in worst:
                     max_error[name], worst[name] = max(error, max_error[name]), (b, 3, h, w)
-    report = CheckReport(max_abs, max_error, worst, problems, atol, list(batch_sizes), sizes)
+    boxes = any(map(detected, layout))  # a detection head (not only classes and label maps)
+    report = CheckReport(
+        max_abs,
+        max_error,
+        worst,
+        problems,
+        atol,
+        list(batch_sizes),
+        sizes,
+        detections if boxes else None,
+    )
     raise_if_failed(report, f"the end-to-end ONNX export {path}")
     return report
