@@ -132,8 +132,18 @@ def refusal_on_box_only_data(tmp_path, heads) -> str:
             "model.heads.inst: data.train has no instance masks (COCO segmentations, YOLO "
             "segment labels) for this head to learn from",
         ),
+        (  # it said "COCO annotations with an identity field" would do: those are boxes'
+            {"emb": {"name": "embedding", "num_classes": 3}},
+            "model.heads.emb: data.train has no image-level identities (format: identities, a "
+            "folder per identity; the box identities of a COCO set are for fcos_embedding)",
+        ),
+        (
+            {"pose": {"name": "fcos_keypoints", "num_convs": 1}},
+            "model.heads.pose: data.train has no keypoints (COCO keypoint annotations, or a "
+            "YOLO pose set: kpt_shape)",
+        ),
     ],
-    ids=["semantic_head", "mask_head"],
+    ids=["semantic_head", "mask_head", "embedding_head", "keypoint_head"],
 )
 def test_a_head_whose_labels_no_training_set_gives_is_refused(tmp_path, heads, message):
     assert message in refusal_on_box_only_data(tmp_path, heads)

@@ -59,8 +59,9 @@ LABEL_SOURCES = {
     "boxes": "boxes (COCO, VOC or YOLO annotations)",
     "semantic": "semantic label maps (a mask folder, or COCO segmentations / YOLO segment labels)",
     "masks": "instance masks (COCO segmentations, YOLO segment labels)",
-    "keypoints": "keypoints (COCO keypoint annotations)",
-    "identity": "identities (format: identities, or COCO annotations with an identity field)",
+    "keypoints": "keypoints (COCO keypoint annotations, or a YOLO pose set: kpt_shape)",
+    "identity": "image-level identities (format: identities, a folder per identity; the box "
+    "identities of a COCO set are for fcos_embedding)",
     "identities": "box identities (COCO annotations with an identity field)",
 }
 
