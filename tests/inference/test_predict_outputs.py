@@ -309,3 +309,30 @@ def test_save_txt_writes_a_classifiers_top_classes_as_ultralytics_does(tmp_path)
         top = record["cls"]["top5"]  # the two classes, best first
         assert lines == [f"{c['score']:.2f} {c['name']}" for c in top]
         assert [line.split()[1] for line in lines] in (["x", "y"], ["y", "x"])
+
+
+def test_save_txt_lines_of_a_keypoint_head_carry_its_keypoints_as_ultralytics_pose():
+    """--save-txt of a keypoint head wrote box-only lines: its keypoints were lost."""
+    from visionkit.inference.outputs import yolo_lines
+
+    result = {
+        "boxes": torch.tensor([[20.0, 4.0, 80.0, 36.0]]),
+        "scores": torch.tensor([0.9]),
+        "labels": torch.tensor([0]),
+        "keypoints": torch.tensor([[[50.0, 20.0, 0.95], [25.0, 10.0, 0.25]]]),
+    }
+    (line,) = yolo_lines({"pose": result}, (40, 100), save_conf=True)["pose"]
+    assert line.split() == [
+        "0",
+        "0.5",
+        "0.5",
+        "0.6",
+        "0.8",
+        "0.5",
+        "0.5",
+        "0.95",
+        "0.25",
+        "0.25",
+        "0.25",
+        "0.9",
+    ]

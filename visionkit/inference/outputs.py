@@ -158,8 +158,10 @@ def yolo_lines(
     """Each box head's detections as YOLO label lines, ``class cx cy w h`` (and ``conf`` with
     ``save_conf``), normalised by the image's width and height (``orig_size`` = (H, W)),
     best score first; the class is the model's 0-based class index, as in a YOLO
-    ``data.yaml``. A classification head's five most probable classes, ``score name`` (the
-    class index without names), best first, as Ultralytics writes a classifier's."""
+    ``data.yaml``. A keypoint head's lines go on with ``x y v`` per keypoint (normalised; ``v``
+    the predicted visibility), before ``conf``, as Ultralytics writes a pose model's. A
+    classification head's five most probable classes, ``score name`` (the class index
+    without names), best first, as Ultralytics writes a classifier's."""
     h, w = (float(v) for v in orig_size)
     lines: dict[str, list[str]] = {}
     for head, result in prediction.items():
@@ -172,9 +174,15 @@ def yolo_lines(
         scale = torch.tensor([w, h, w, h])
         centre = (boxes[:, :2] + boxes[:, 2:]) / 2
         xywhn = torch.cat([centre, boxes[:, 2:] - boxes[:, :2]], 1) / scale
+        points = result.get("keypoints")  # [N, K, 3] in pixels, or None
+        points = points.float().cpu() / torch.tensor([w, h, 1.0]) if points is not None else None
         head_lines = []
-        for box, label, score in zip(xywhn, result["labels"], result["scores"], strict=True):
+        for i, (box, label, score) in enumerate(
+            zip(xywhn, result["labels"], result["scores"], strict=True)
+        ):
             values = [str(int(label))] + [f"{float(v):.6g}" for v in box]
+            if points is not None:
+                values += [f"{float(v):.6g}" for v in points[i].reshape(-1)]
             if save_conf:
                 values.append(f"{float(score):.6g}")
             head_lines.append(" ".join(values))
