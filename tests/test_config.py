@@ -565,9 +565,10 @@ def test_a_named_dataset_set_to_null_leaves_the_mix():
         load_config(config, ["data.train.maps=null", "data.train.boxes=null"])
 
 
-def test_a_sampling_weight_on_a_validation_mix_is_refused_not_ignored():
+def test_a_sampling_weight_on_a_validation_mix_is_warned_of_and_left_out(caplog):
     """``weight:`` on ``data.val``'s datasets was accepted and did nothing (evaluation reads
-    each set whole); the default 1.0, which earlier versions saved in config.yaml, passes."""
+    each set whole): a warning, not an error, since earlier versions' checkpoints hold such
+    configs; the default 1.0, which they saved in config.yaml, says nothing."""
     mix = {
         "boxes": {"format": "voc", "root": "r", "weight": 3},
         "maps": {"format": "mask_folder", "root": "c"},
@@ -576,10 +577,15 @@ def test_a_sampling_weight_on_a_validation_mix_is_refused_not_ignored():
         "model": {"heads": {"cls": {"name": "linear", "num_classes": 2}}},
         "data": {"train": mix, "val": mix},
     }
-    assert problems_of(config) == [
+    with caplog.at_level("WARNING", logger="visionkit.config.validate"):
+        cfg = load_config(config)
+    assert [r.getMessage() for r in caplog.records] == [
         "data.val.boxes.weight: a sampling weight applies to data.train only (data.val reads "
-        "every image of each of its datasets once); remove it"
+        "every image of each of its datasets once); ignored"
     ]
-    cfg = load_config(config, ["data.val.boxes.weight=1.0"])
     assert cfg.data.train["boxes"]["weight"] == 3.0
     assert "weight" not in cfg.data.val["boxes"] and "weight" not in cfg.data.val["maps"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="visionkit.config.validate"):
+        load_config(config, ["data.val.boxes.weight=1.0"])
+    assert not caplog.records

@@ -160,7 +160,7 @@ class Registry:
 
         def decorator(obj: F) -> F:
             key = name or obj.__name__
-            if not obj.__module__.startswith("visionkit."):  # a user's: built-ins first
+            if not (getattr(obj, "__module__", None) or "").startswith("visionkit."):  # a user's
                 self._import_home()
                 self._refuse_provided(key)
             old = self._builders.get(key)

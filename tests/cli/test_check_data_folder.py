@@ -140,6 +140,11 @@ def test_a_single_class_folder_given_as_the_root_is_refused_naming_its_parent(tm
     photos(train / "cat" / "more", 4)  # fewer directly in it than in class folders: a warning
     ds = ImageFolderDataset(train / "cat")
     assert len(ds) == 6 and ds.report.warnings[0].kind == "image in no sub-folder"
+    # many loose images beside two or more class folders (a review): left out, a warning,
+    # not "a single class folder"
+    photos(train / "cat", 20, first=100)
+    ds = ImageFolderDataset(train / "cat")
+    assert len(ds) == 6 and ds.report.warnings[0].kind == "image in no sub-folder"
 
 
 def test_macos_zip_leftovers_are_no_class(tmp_path):

@@ -57,17 +57,21 @@ def test_a_folder_with_a_pose_data_yaml_reads_keypoints_too(tmp_path):
     assert dataset[0]["keypoints"].shape == (1, 3, 3)
 
 
-def test_kpt_names_name_the_keypoints_and_must_pair_them_as_flip_idx_does(tmp_path):
+def test_kpt_names_name_the_keypoints_and_carry_the_flip_pairs(tmp_path, capsys):
     names = {0: ["nose", "left_eye", "right_eye"]}
     dataset = read(make_pose(tmp_path / "a", kpt_names=names))
     assert dataset.keypoint_schema.names == ["nose", "left_eye", "right_eye"]
     assert dataset[0]["keypoint_flip"] == [0, 2, 1]
-    with pytest.raises(DataError) as info:
-        read(make_pose(tmp_path / "b", kpt_names=names, flip_idx=[0, 1, 2]))
-    assert "flip_idx pairs keypoint 1 (left_eye) with 1 (left_eye), its name with 2 " in str(
-        info.value
-    )
-    assert "correct flip_idx or kpt_names" in str(info.value)
+    # names that pair otherwise than flip_idx (Ultralytics' tiger-pose: flip_idx keeps every
+    # point, the names have sides) were refused: followed, with a warning
+    other = make_pose(tmp_path / "b", kpt_names=names, flip_idx=[0, 1, 2])
+    assert read(other)[0]["keypoint_flip"] == [0, 2, 1]
+    argv = ["check-data", "--format", "yolo", "--root", str(other), "--split", "train"]
+    assert main([*argv, "keypoints=true"]) == 0
+    out = capsys.readouterr().out
+    assert "keypoint flip pairs" in out
+    assert "flip_idx pairs keypoint 1 (left_eye) with 1 (left_eye), its name with 2 " in out
+    assert "visionkit flips keypoints by their left / right names, so it follows kpt_names" in out
 
 
 def test_two_numbers_a_keypoint_are_all_labelled_as_ultralytics_reads_them(tmp_path):

@@ -587,3 +587,12 @@ def test_a_resume_given_another_image_size_that_reaches_no_step_is_refused(tiny_
     assert f"model.init_from={ckpt}" in text
     assert saved.read_text() == before
     train(str(saved), ["trainer.max_epochs=2"], output_dir=run_dir, resume=ckpt)
+    # steps of their own size and no data.image_size given: resumed without a word (the
+    # saved config names image_size, the default, which refused every such resume)
+    own = [{"name": "Resize", "height": 48, "width": 48}]
+    steps = {"train": own, "val": own}
+    tiny_config["data"]["transforms"] = steps
+    del tiny_config["data"]["image_size"]
+    run_dir, _ = train(tiny_config, ["trainer.max_epochs=1"], output_dir=tmp_path / "own")
+    ckpt, saved = run_dir / "checkpoints" / "last.ckpt", run_dir / "config.yaml"
+    train(str(saved), ["trainer.max_epochs=2"], output_dir=run_dir, resume=ckpt)

@@ -151,6 +151,8 @@ def build_dataset(
         dataset = DATASETS.build(spec["format"], **args, image_check=image_check)
     except ConfigError as err:  # a reader's own check of its arguments: name the entry
         raise keyed(err, where, accepts) from None
+    if split == "train" and getattr(dataset, "ignored_class", None):  # never learnt: refused
+        raise DataError(f"{where}: {dataset.ignored_class}")
     dataset.config_key = where  # for messages naming the entry to change (data.train.streets)
     return dataset
 

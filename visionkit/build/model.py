@@ -160,8 +160,9 @@ def keypoints_of_data(cfg: Config, train: Any) -> Config:
                 "line) to take the data's"
             )
             continue
-        default = HEADS.signature(spec["name"]).parameters["num_keypoints"].default
-        if spec.get("num_keypoints") not in (default, len(schema.names)):  # set, and not so
+        given = HEADS.signature(spec["name"]).parameters.get("num_keypoints")
+        default = given.default if given is not None else None
+        if spec.get("num_keypoints") not in (None, default, len(schema.names)):  # set, not so
             problems.append(
                 f"model.heads.{head_name}.num_keypoints: {spec['num_keypoints']}, but the data's "
                 f"categories define {len(schema.names)} ({', '.join(schema.names)}); leave "

@@ -179,7 +179,7 @@ def training_classes(spec: Any, needs: Sequence[str]) -> Any:
             try:
                 train = build_split(entries, split="train", needs=needs)
                 return mixed_training_set(train, spec) if mix else train
-            except (DataError, ConfigError):
+            except VisionkitError:  # as check_spec: any reader's own error
                 continue
         return None
     finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
+import logging
 import os
 import re
 import types
@@ -330,13 +331,12 @@ def _validate_datasets(
     if loose:
         problems.append(_loose_settings(path, loose, data or {}))
         return dict(spec)
-    if path != "data.train":  # evaluation reads each set whole: a weight would be ignored
-        problems += [
-            f"{path}.{name}.weight: a sampling weight applies to data.train only ({path} "
-            "reads every image of each of its datasets once); remove it"
-            for name, entry in spec.items()
-            if entry.get("weight", 1.0) != 1.0  # 1.0: what earlier versions saved
-        ]
+    if path != "data.train":  # evaluation reads each set whole: a weight is ignored
+        for name in [n for n, e in spec.items() if e.get("weight", 1.0) != 1.0]:  # not refused:
+            logging.getLogger(__name__).warning(  # earlier versions' checkpoints hold them
+                f"{path}.{name}.weight: a sampling weight applies to data.train only ({path} "
+                "reads every image of each of its datasets once); ignored"
+            )
         spec = {name: {k: v for k, v in e.items() if k != "weight"} for name, e in spec.items()}
         return {name: check(e, f"{path}.{name}", problems, extra=extra) for name, e in spec.items()}
     weighted = {**extra, "weight": (Annotated[float, Field(gt=0)], 1.0)}

@@ -420,12 +420,16 @@ def budget_spent(checkpoint: str | os.PathLike, trainer: Any) -> tuple[str, str]
     return None
 
 
-def image_size_note(data: Any, checkpoint: Path | None) -> str | None:
+def image_size_note(data: Any, checkpoint: Path | None, overrides: Any = ()) -> str | None:
     """The warning of a ``data.image_size`` set in the config that reaches no step
-    (:func:`~visionkit.data.image_size.unused_image_size_note`); for a run resumed from
-    ``checkpoint``, an error: its run folder's config.yaml has the size written into its
-    steps, so a new size would be recorded and not used."""
+    (:func:`~visionkit.data.image_size.unused_image_size_note`). A run resumed from
+    ``checkpoint`` has its own (a saved config names every key): an error where ``overrides``
+    give another (its run folder's config.yaml has the size written into its steps, so the
+    new one would be recorded and not used), else nothing to say."""
     note = unused_image_size_note(data) if "image_size" in data.model_fields_set else None
+    given = any(str(o).split("=", 1)[0].strip() == "data.image_size" for o in overrides)
+    if checkpoint is not None and not given:
+        return None
     if checkpoint is not None and note:
         raise ConfigError(
             f"--resume {checkpoint}: {note}: the run's config.yaml wrote data.image_size into "

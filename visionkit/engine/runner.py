@@ -176,7 +176,7 @@ def train(
     # A resumed run gets its weights from the checkpoint: model.init_from is not read again.
     model = build_model(cfg, datasets, resume=resuming)
     resume_step = check_resumed_run(resume_from, model)  # before config.yaml is written
-    sized = image_size_note(cfg.data, resume_from)  # a resumed run: an error
+    sized = image_size_note(cfg.data, resume_from, overrides)  # resumed: an error
     cfg = load_config(model.meta["config"])
     # Made once the data and the model are built: a run that stops on a bad config or bad
     # data leaves no empty run folder behind (and the next run takes its name).
@@ -467,8 +467,10 @@ def evaluate(
         tta=tta,
     )
     trainer = make_trainer(cfg, Path(cfg.output_dir) / cfg.name, logger=False, **on_device)
+    device = next(model.parameters()).device  # Lightning's teardown moves it to the CPU
     with detection_settings(model, **thresholds):
         results = trainer.validate(system, datamodule=datamodule, verbose=False)
+    model.to(device)  # a model given in memory comes back where it was
     metrics = validated_metrics(results, system)
     if split != "val":  # the loss of the split scored: test/loss, not val/loss
         metrics = {re.sub(r"^val/loss", f"{split}/loss", k): v for k, v in metrics.items()}

@@ -209,7 +209,8 @@ def keypoint_evaluator(
             f"defines {len(schema.names)} keypoints ({', '.join(schema.names)})"
         )
     names = list(getattr(head, "keypoint_names", None) or ())
-    if schema is not None and names and schema.names != names:  # scored point by point
+    unnamed = names == [str(k) for k in range(len(names))]  # the head's default names
+    if schema is not None and names and not unnamed and schema.names != names:  # in order
         raise ConfigError(
             f"{dataset.ann_path} names its keypoints {schema.names}, the model {names}: each "
             "point would be scored against another (OKS compares them in order); give the "

@@ -271,7 +271,7 @@ def _convert(
     coco = builder.to_dict(info)
     for category in coco["categories"] if pose else ():
         category["keypoints"], category["skeleton"] = list(pose.names), []
-    warnings = [("unpaired keypoint", pose.unpaired)] if pose and pose.unpaired else []
+    warnings = [pose.unpaired] if pose and pose.unpaired else []
     return Conversion(coco, builder.skipped, builder.dropped, unlabelled, warnings=warnings)
 
 

@@ -15,7 +15,8 @@ COCO's own coordinates), kept inside the image (``0..W-1``).
 Keypoint names carry the flip pairs in visionkit (``left_eye`` and ``right_eye``:
 :func:`~visionkit.data.readers.coco_keypoints.flip_index`): names given must pair the
 keypoints as ``flip_idx`` does; without names, each keypoint that ``flip_idx`` leaves in place
-is ``point<k>`` and each pair ``pair<n>_left`` / ``pair<n>_right`` (the lower index left).
+is ``point<k>`` and each pair ``pair<n>_left`` / ``pair<n>_right`` (the lower index left);
+names that pair the keypoints otherwise than ``flip_idx`` are followed, with a warning.
 
 >>> pose = pose_format({"kpt_shape": [3, 3], "flip_idx": [0, 2, 1]}, "data.yaml")
 >>> pose.names
@@ -47,7 +48,7 @@ class PoseFormat:
     count: int
     dims: int
     names: list[str]
-    unpaired: str | None = None  # "where: what" without flip_idx nor kpt_names
+    unpaired: tuple[str, str] | None = None  # (kind, "where: what"): no flip pairs, or two
 
     @property
     def fields(self) -> int:
@@ -91,9 +92,11 @@ def pose_format(data: Mapping[str, Any], where: Any) -> PoseFormat | None:
     """The keypoint definition of a dataset file's contents ``data`` (``None`` without
     ``kpt_shape``); ``where`` names the file in errors.
 
+    Names that pair the keypoints otherwise than ``flip_idx`` (Ultralytics' own tiger-pose
+    and hand-keypoints files) are followed, with a warning (``unpaired``).
+
     Raises:
-        DataError: ``kpt_shape``, ``flip_idx`` or ``kpt_names`` is malformed, or the names
-            pair the keypoints otherwise than ``flip_idx``.
+        DataError: ``kpt_shape``, ``flip_idx`` or ``kpt_names`` is malformed.
     """
     shape = data.get("kpt_shape")
     if shape is None:
@@ -116,22 +119,25 @@ def pose_format(data: Mapping[str, Any], where: Any) -> PoseFormat | None:
     names = _names(data.get("kpt_names"), count, where)
     if names is None and flip is None:  # Ultralytics turns its flips off then
         unpaired = (
-            f"{where}: no flip_idx (nor kpt_names): a horizontal flip leaves each keypoint its "
-            "index, so a left point on the mirrored image stays 'left'; give flip_idx (the "
-            "keypoint each one becomes), or train without HorizontalFlip"
+            "unpaired keypoint",
+            (
+                f"{where}: no flip_idx (nor kpt_names): a horizontal flip leaves each keypoint its "
+                "index, so a left point on the mirrored image stays 'left'; give flip_idx (the "
+                "keypoint each one becomes), or train without HorizontalFlip"
+            ),
         )
         return PoseFormat(count, dims, _names_of_pairs(list(range(count))), unpaired)
     if names is None:
         return PoseFormat(count, dims, _names_of_pairs(flip))
-    if flip is not None and flip_index(names) != flip:
-        by_names = flip_index(names)
+    by_names = flip_index(names)
+    if flip is not None and by_names != flip:  # Ultralytics' tiger-pose and hand-keypoints
         k = next(i for i in range(count) if by_names[i] != flip[i])
-        raise DataError(
+        said = (
             f"{where}: flip_idx pairs keypoint {k} ({names[k]}) with {flip[k]} "
             f"({names[flip[k]]}), its name with {by_names[k]} ({names[by_names[k]]}); "
-            "visionkit pairs keypoints by their left / right names: correct flip_idx or "
-            "kpt_names"
+            "visionkit flips keypoints by their left / right names, so it follows kpt_names"
         )
+        return PoseFormat(count, dims, names, ("keypoint flip pairs", said))
     return PoseFormat(count, dims, names)
 
 

@@ -97,7 +97,9 @@ class ImageFolderDataset:
             if (self.root / name).is_dir()
             for path in list_files(self.root / name, exts)
         ]
-        if loose and split is None and len(loose) >= len(self.items):
+        # images directly in the root, with no class folder or one (a class folder given as
+        # the root); beside two or more class folders they are only left out (a warning)
+        if loose and split is None and len(found) < 2 and len(loose) >= len(self.items):
             refuse_single_class_folder(self.root, loose, found, len(self.items))
         if class_names is None:
             counts = Counter(names[index] for _, index in self.items)

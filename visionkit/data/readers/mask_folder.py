@@ -189,8 +189,11 @@ class MaskFolderDataset:
                 f"{self.palette.path} has {len(self.palette.names)} "
                 f"({', '.join(self.palette.names)}): give as many names as class colours"
             )
+        #: An ignore_index that is one of the classes (never learnt, never scored): training
+        #: refuses it (build_dataset), evaluation of an earlier version's run is warned.
+        self.ignored_class = None
         if self.palette is None and 0 <= self.ignore_index < len(names):
-            raise DataError(ignored_class(self.ignore_index, names, self.class_source))
+            self.ignored_class = ignored_class(self.ignore_index, names, self.class_source)
         self.paths = list_files(self.image_dir)
         if not self.paths:
             raise DataError(f"no images found in {self.image_dir}")
@@ -270,6 +273,9 @@ class MaskFolderDataset:
         image left out, under ``on_bad_label: skip``)."""
         report = DataReport(str(self.root), "mask_folder")
         report.num_images = len(self.paths)
+        if self.ignored_class:  # training refuses it (build_dataset)
+            where = f"ignore_index {self.ignore_index}"
+            report.add("ignored class", where, self.ignored_class, "warning")
         files = [ImageFile(p, where_of(p, self.root)) for p in self.paths]
         severity = "warning" if self.on_bad_image == "skip" else "error"
         sizes = check_image_files(

@@ -10,8 +10,6 @@ import glob
 import re
 from pathlib import Path
 
-from visionkit.errors import DataError
-
 #: Extensions a label file may have (the formats :func:`~visionkit.data.io.read_label_image`
 #: decodes: PNG and TIFF).
 MASK_EXTENSIONS = (".png", ".tif", ".tiff")
@@ -113,11 +111,9 @@ def ignored_class(k: int, names: list[str], class_source: str) -> str:
 
 def read_class_names(path: Path) -> list[str]:
     """The class names of a ``classes.txt``: one a line, in label order (blank lines left
-    out), or, where every line is ``<index> <name>`` (``0 sky``), the names of labels
-    ``0..C-1`` by their index.
-
-    Raises:
-        DataError: numbered lines whose indices are not each of ``0..C-1`` once.
+    out), or, where every line is ``<index> <name>`` with the indices each of ``0..C-1`` once
+    (``0 sky``), the names of labels ``0..C-1`` by their index. Numbered otherwise (``1
+    cent``, ``2 cent``, ``5 cent``: names that begin with a number), the lines are the names.
     """
     names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     names = [n for n in names if n]
@@ -125,11 +121,6 @@ def read_class_names(path: Path) -> list[str]:
     if not names or not all(numbered):
         return names
     by_index = {int(m.group(1)): m.group(2).strip() for m in numbered if m}
-    if sorted(by_index) != list(range(len(names))):
-        got = ", ".join(str(int(m.group(1))) for m in numbered if m)
-        raise DataError(
-            f"{path}: lines '<index> <name>' with indices {got}; expected each label "
-            f"0..{len(names) - 1} once (label k is class k; list the background, or whatever "
-            "label 0 is, too), or one name per line in label order"
-        )
+    if sorted(by_index) != list(range(len(names))) or len(by_index) != len(names):
+        return names
     return [by_index[k] for k in range(len(names))]
