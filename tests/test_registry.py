@@ -255,3 +255,14 @@ def test_a_reader_of_ones_own_with_image_classes_is_not_given_class_names(own_co
     spec = {"format": "test_tiny_classes", "root": str(tmp_path)}
     dataset = build_dataset(spec, split="val", label_names={"class": ["a", "b"]})
     assert dataset[0]["class"] == 1
+
+
+def test_a_function_made_by_exec_registers(own_components):
+    """``exec(code, {})`` gives a function whose ``__module__`` is None: register raised
+    AttributeError on it."""
+    namespace: dict = {}
+    exec("def made_here(width: int = 2):\n    return width\n", namespace)
+    maker = namespace["made_here"]
+    assert maker.__module__ is None
+    own_components(NECKS, "test_made_by_exec", maker)
+    assert NECKS.build("test_made_by_exec", width=3) == 3
