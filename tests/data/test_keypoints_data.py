@@ -214,22 +214,27 @@ def test_a_category_of_another_keypoint_list_is_one_error_not_one_per_annotation
     assert "1 problem" in str(err.value) and "differ from ['nose', 'left_eye'" in str(err.value)
 
 
+def keypoint_config(**data) -> dict:
+    """simple_cnn -> FPN -> a one-conv fcos_keypoints head ``pose`` on the ``data`` splits."""
+    head = {"name": "fcos_keypoints", "num_classes": None, "num_convs": 1}
+    return {
+        "model": {
+            "backbone": {"name": "simple_cnn"},
+            "neck": {"name": "fpn", "out_channels": 16},
+            "heads": {"pose": head},
+        },
+        "data": data,
+    }
+
+
 def test_a_keypoint_head_takes_names_skeleton_and_count_from_the_data(tmp_path):
     from visionkit.build import build_datasets, build_model
     from visionkit.config import load_config
     from visionkit.errors import ConfigError
 
     root = make_coco(tmp_path / "d", edit=_with_keypoints)
-    entry = {"format": "coco", "images": str(root)}
-    head = {"name": "fcos_keypoints", "num_classes": None, "num_convs": 1}
-    config = {
-        "model": {
-            "backbone": {"name": "simple_cnn"},
-            "neck": {"name": "fpn", "out_channels": 16},
-            "heads": {"pose": head},
-        },
-        "data": {"train": entry},
-    }
+    config = keypoint_config(train={"format": "coco", "images": str(root)})
+    head = config["model"]["heads"]["pose"]
     cfg = load_config(config)
     model = build_model(cfg, build_datasets(cfg.data, needs=["boxes", "keypoints"]))
     pose = model.heads["pose"]
@@ -264,18 +269,10 @@ def test_an_evaluation_set_naming_the_keypoints_in_another_order_is_refused(tmp_
 
     train = make_coco(tmp_path / "t", edit=_with_keypoints)
     val = make_coco(tmp_path / "v", edit=reordered)
-    head = {"name": "fcos_keypoints", "num_classes": None, "num_convs": 1}
-    config = {
-        "model": {
-            "backbone": {"name": "simple_cnn"},
-            "neck": {"name": "fpn", "out_channels": 16},
-            "heads": {"pose": head},
-        },
-        "data": {
-            "train": {"format": "coco", "images": str(train)},
-            "val": {"format": "coco", "images": str(val)},
-        },
-    }
+    config = keypoint_config(
+        train={"format": "coco", "images": str(train)},
+        val={"format": "coco", "images": str(val)},
+    )
     cfg = load_config(config)
     datasets = build_datasets(cfg.data, needs=["boxes", "keypoints"])
     model = build_model(cfg, datasets)

@@ -24,6 +24,7 @@ from visionkit.config import (
     Config,
     DataConfig,
     is_dataset_mix,
+    override_keys,
     split_entries,
 )
 from visionkit.data.batch import folder_like, folders_like, read_from
@@ -302,7 +303,7 @@ def check_saved_data_paths(
     Raises:
         DataError: a folder of the saved config does not exist.
     """
-    given = {o.split("=", 1)[0].strip() for o in overrides}
+    given = set(override_keys(overrides))
     problems = []
     for where, entry in split_entries(spec, f"data.{split}"):
         if entry.get("synthetic") or where in given:  # generated, or given anew whole

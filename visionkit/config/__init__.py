@@ -25,6 +25,7 @@ One module per step: :mod:`.files` (YAML, ``base:``, overrides, writing back), :
 from visionkit.config.files import (
     apply_overrides,
     deep_merge,
+    override_keys,
     override_list,
     read_yaml,
     resolve_file,
@@ -77,6 +78,7 @@ __all__ = [
     "TransformsConfig",
     "VISIONKIT_TRAINER_KEYS",
     "apply_overrides",
+    "override_keys",
     "override_list",
     "builder_schema",
     "deep_merge",

@@ -154,6 +154,15 @@ def override_list(overrides: Sequence[str] | str | Mapping[str, Any]) -> list[st
     return [_stripped(item) if isinstance(item, str) else item for item in items]
 
 
+def override_keys(overrides: Sequence[str] | str | Mapping[str, Any]) -> list[str]:
+    """The keys the ``overrides`` set, in order (:func:`override_list`'s ``key=value``).
+
+    >>> override_keys(["data.image_size = 96", "trainer.max_steps=10"])
+    ['data.image_size', 'trainer.max_steps']
+    """
+    return [str(item).split("=", 1)[0] for item in override_list(overrides)]
+
+
 def _plain(value: Any) -> Any:
     """``value`` with paths as strings and tuples as lists, for :func:`json.dumps`."""
     if isinstance(value, os.PathLike):

@@ -28,7 +28,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from visionkit.checkpoint import load_checkpoint, resumable
-from visionkit.config import load_config
+from visionkit.config import load_config, override_keys
 from visionkit.config.schema import max_time_seconds
 from visionkit.data.image_size import unused_image_size_note
 from visionkit.errors import CheckpointError, ConfigError, TrainingInterrupted
@@ -427,7 +427,7 @@ def image_size_note(data: Any, checkpoint: Path | None, overrides: Any = ()) -> 
     give another (its run folder's config.yaml has the size written into its steps, so the
     new one would be recorded and not used), else nothing to say."""
     note = unused_image_size_note(data) if "image_size" in data.model_fields_set else None
-    given = any(str(o).split("=", 1)[0].strip() == "data.image_size" for o in overrides)
+    given = "data.image_size" in override_keys(overrides)
     if checkpoint is not None and not given:
         return None
     if checkpoint is not None and note:

@@ -69,7 +69,7 @@ def edited_config_note(
     than the ``config`` saved in the checkpoint, which ``eval`` and ``predict`` use: an edit
     of that file changes nothing, which a user who made it should hear, with the override
     that does change the data. ``None`` when they agree or there is no such file."""
-    from visionkit.config import load_config
+    from visionkit.config import load_config, override_keys
     from visionkit.engine.resume import config_changes
     from visionkit.errors import ConfigError
 
@@ -85,7 +85,7 @@ def edited_config_note(
         theirs = load_config({**config, "data": edited}).to_dict()["data"]
     except (OSError, yaml.YAMLError, AttributeError, ConfigError):
         return f"{path} is not read (the checkpoint holds its own config)"
-    given = tuple(o.split("=", 1)[0].strip() for o in overrides)
+    given = tuple(override_keys(overrides))
     changes = [c for c in config_changes(ours, theirs, "data") if not c.startswith(given or "\0")]
     if not changes:
         return None

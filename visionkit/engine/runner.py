@@ -38,7 +38,14 @@ from visionkit.build.data import check_saved_data_paths, split_spec
 from visionkit.build.model import load
 from visionkit.build.trainer import resolve_precision, use_tf32_matmuls
 from visionkit.checkpoint import strip_training_state, write_atomic
-from visionkit.config import Config, ConfigLike, load_config, override_list, save_config
+from visionkit.config import (
+    Config,
+    ConfigLike,
+    load_config,
+    override_keys,
+    override_list,
+    save_config,
+)
 from visionkit.data.classes import check_checkpoint_classes
 from visionkit.data.datasets import shared_images_note, val_sets
 from visionkit.engine.callbacks import (
@@ -413,8 +420,8 @@ def evaluate(
         f"{o!r}: the evaluation size is given by --imgsz N (or --imgsz H,W), which resizes "
         "every sizing step of the evaluation pipeline; data.image_size does not reach the "
         "sizes a checkpoint's config has written into data.transforms.val"
-        for o in overrides
-        if o.split("=", 1)[0].strip() == "data.image_size"
+        for o, key in zip(overrides, override_keys(overrides), strict=True)
+        if key == "data.image_size"
     ]
     if bad:
         raise ConfigError(bad)
