@@ -333,8 +333,7 @@ def _split_yolo(root: Path, val: float, test: float, seed: int, overwrite: bool)
     import yaml
 
     from visionkit.data.batch import list_files
-    from visionkit.data.convert.yolo import yolo_class_names
-    from visionkit.data.convert.yolo_pose import pose_keys
+    from visionkit.data.convert.yolo import pose_keys, yolo_class_names
 
     names = yolo_class_names(root)
     ids = [f"./{p.relative_to(root).as_posix()}" for p in list_files(root / "images")]

@@ -47,7 +47,7 @@ from visionkit.data.convert.coco_builder import (
     read_class_names,
     relative_posix,
 )
-from visionkit.data.convert.yolo_pose import PoseFormat, pose_format
+from visionkit.data.convert.yolo_pose import POSE_KEYS, PoseFormat, pose_format
 from visionkit.data.io import read_image_size
 from visionkit.errors import DataError, ImageDecodeError
 
@@ -115,9 +115,23 @@ def yolo_to_coco(
     if not images:
         raise DataError(f"{img_dir} holds no images ({' '.join(IMAGE_EXTENSIONS)})")
     info = {"format": "yolo", "source": str(root), "split": split}
-    yamls = [root / name for name in NAME_FILES[1:] if (root / name).is_file()]
-    pose = pose_format(_read_dataset_file(yamls[0])[0], yamls[0]) if yamls else None
+    dataset_file = folder_dataset_file(root)
+    pose = pose_format(_read_dataset_file(dataset_file)[0], dataset_file) if dataset_file else None
     return _convert(root, images, [(img_dir, lbl_dir)], names, info, problems, skip_bad, pose)
+
+
+def folder_dataset_file(root: Path) -> Path | None:
+    """A YOLO folder's ``data.yaml`` (or ``data.yml``), ``None`` without one."""
+    return next((root / n for n in NAME_FILES[1:] if (root / n).is_file()), None)
+
+
+def pose_keys(root: Path) -> dict[str, Any]:
+    """The keypoint definition (:data:`~visionkit.data.convert.yolo_pose.POSE_KEYS`) of a
+    YOLO folder's dataset file, for one written beside it (``visionkit split``'s
+    ``autosplit.yaml``); ``{}`` without one."""
+    dataset_file = folder_dataset_file(root)
+    data = _read_dataset_file(dataset_file)[0] if dataset_file else {}
+    return {key: data[key] for key in POSE_KEYS if key in data}
 
 
 def ultralytics_folder(data_yaml: str | os.PathLike) -> Path:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from visionkit.errors import DataError
@@ -196,16 +195,3 @@ def _names_of_pairs(flip: list[int]) -> list[str]:
             pair += 1
             names[k], names[j] = f"pair{pair}_left", f"pair{pair}_right"
     return names
-
-
-def pose_keys(root: Path) -> dict[str, Any]:
-    """The keypoint definition (:data:`POSE_KEYS`) of the ``data.yaml`` (``data.yml``) of a
-    YOLO folder, for a dataset file written beside it (``visionkit split``'s
-    ``autosplit.yaml``); ``{}`` without one."""
-    import yaml
-
-    for name in ("data.yaml", "data.yml"):
-        if (root / name).is_file():
-            data = yaml.safe_load((root / name).read_text(encoding="utf-8")) or {}
-            return {k: data[k] for k in POSE_KEYS if isinstance(data, dict) and k in data}
-    return {}
