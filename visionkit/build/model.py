@@ -178,6 +178,23 @@ def keypoints_of_data(cfg: Config, train: Any) -> Config:
     return cfg
 
 
+def data_identities(head_name: str, args: Mapping[str, Any], label_names: Mapping) -> Any:
+    """A box head's ``num_identities``: the training data's identity count where the config
+    leaves it unset; a set count under the data's is an error here, not at the first batch
+    carrying an identity without a class vector."""
+    count = len(label_names.get("identity") or ())
+    given = args.get("num_identities")
+    if given is None:
+        return count or None
+    if isinstance(given, int) and 0 < given < count:
+        raise ConfigError(
+            f"model.heads.{head_name}.num_identities: {given}, but the training data has "
+            f"{count} identities (one class vector each); set {count}, or null to take it from "
+            "the data"
+        )
+    return given
+
+
 def create_model(
     config: ConfigLike,
     label_names: Mapping[str, Sequence[str]] | None = None,
@@ -224,8 +241,8 @@ def create_model(
         params = HEADS.signature(spec["name"]).parameters
         if "class_names" in params and label_names:
             args["class_names"] = list(label_names.get(label_family(head_class)) or []) or None
-        if "num_identities" in params and args.get("num_identities") is None and label_names:
-            args["num_identities"] = len(label_names.get("identity") or ()) or None  # the data's
+        if "num_identities" in params and label_names:
+            args["num_identities"] = data_identities(head_name, args, label_names)
         if "strides" in params:
             args["strides"] = list(source.strides)
         try:

@@ -134,3 +134,24 @@ def test_predictions_json_entries_carry_each_detections_embedding():
     assert len(entries) == 3
     for entry, vector in zip(entries, prediction["embeddings"], strict=True):
         assert entry["embedding"] == pytest.approx(vector.tolist(), abs=1e-5)
+
+
+def test_num_identities_under_the_datas_is_a_config_error_at_build():
+    import visionkit
+    from visionkit.errors import ConfigError
+
+    head = {"name": "fcos_embedding", "num_classes": 2, "embedding_dim": 8, "num_convs": 1}
+    config = {
+        "model": {
+            "backbone": {"name": "simple_cnn", "out_indices": [-2, -1]},
+            "neck": {"name": "fpn", "out_channels": 16, "min_level": 4, "max_level": 5},
+            "heads": {"det": head},
+        }
+    }
+    names = {"instances": ["a", "b"], "identity": [f"id{i}" for i in range(5)]}
+    assert visionkit.create_model(config, label_names=names).heads["det"].num_identities == 5
+    head["num_identities"] = 8  # more class vectors than identities: allowed
+    assert visionkit.create_model(config, label_names=names).heads["det"].num_identities == 8
+    head["num_identities"] = 3  # found at the first batch with identity 3 or 4 before
+    with pytest.raises(ConfigError, match=r"det\.num_identities: 3, but the training data has 5"):
+        visionkit.create_model(config, label_names=names)
