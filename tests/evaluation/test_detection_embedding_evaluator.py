@@ -40,7 +40,7 @@ def dataset(tmp_path):
     return CocoDataset(make_coco(tmp_path / "d", edit=_identities), identities=True)
 
 
-def test_metrics_by_hand(dataset):
+def test_metrics_by_hand(dataset, caplog):
     """Images 1-3 matched (image 1 by its exact detection, not the IoU-0.8 one), image 4's
     only detection overlaps its box by IoU 16/112 < 0.5: 3 of 4 identity boxes matched.
     Embeddings: 1 (a) = [1, 0], 2 (a) = [0.6, 0.8], 3 (b) = [0, 1]. Pairs: (1, 2) same at
@@ -66,6 +66,12 @@ def test_metrics_by_hand(dataset):
     assert metrics["det/id_accuracy"] == pytest.approx(0.75)  # accept >= 0.6: TAR 1, TRR 1/2
     assert metrics["det/mAP50"] == pytest.approx(0.75, abs=0.01)  # 3 of 4 boxes found
     assert [r[:3] for r in evaluator.gather_identities()[0]] == [(1, 0, 0), (2, 0, 0), (3, 0, 1)]
+    # 4 identity boxes (a, a, b, b), all of them, matched or not: gallery 2, 4 different pairs
+    assert caplog.messages == [
+        "det: a small validation set: recall@5 and recall@10 of a gallery of 2 images are 1.0 "
+        "whatever the model; 4 different-identity pairs cannot resolve a false-accept rate of "
+        "0.001 (it needs 1,000): tar@far1e-3 and tar@far1e-2 accept no different pair"
+    ]
 
 
 def test_too_few_matches_give_nan_auc_and_no_identities_is_an_error(tmp_path, dataset):

@@ -13,6 +13,7 @@ from visionkit.evaluation.embedding import (
     make_pairs,
     retrieval_metrics,
     roc_auc,
+    small_set_note,
     tar_at_far,
     verification_metrics,
 )
@@ -75,3 +76,38 @@ def test_evaluator_uses_the_datasets_pairs_by_image_id():
     # the different pair .6
     assert out["emb/auc"] == 1.0 and out["emb/accuracy"] == 1.0
     assert out["emb/threshold"] == pytest.approx(0.8)
+
+
+def test_small_sets_are_named_for_what_they_cannot_measure():
+    # 4 identities x 3 images: gallery 8 (2 per identity), 54 different pairs
+    labels = np.repeat(np.arange(4), 3)
+    note = small_set_note(labels)
+    assert "recall@10 of a gallery of 8 images are 1.0 whatever the model" in note
+    assert (
+        "54 different-identity pairs cannot resolve a false-accept rate of 0.001 (it needs "
+        "1,000): tar@far1e-3 and tar@far1e-2 accept no different pair" in note
+    )
+    # the same pairs file decides: 500 different pairs resolve 1e-2, not 1e-3
+    many = np.repeat(np.arange(40), 30)
+    assert small_set_note(many) is None
+    pairs = np.stack([np.zeros(500, int), 30 * np.arange(1, 40).repeat(13)[:500]], 1)
+    assert small_set_note(many, pairs).startswith("500 different-identity pairs cannot resolve a")
+    assert "tar@far1e-3 accept" in small_set_note(many, pairs)
+
+
+def test_the_evaluator_warns_of_a_small_set_once(caplog):
+    ev = EmbeddingEvaluator("emb")
+    z = torch.eye(6)[:, :4].clone() + 0.1
+    batch = {"identity": torch.tensor([0, 0, 1, 1, 2, 2]), "image_ids": torch.arange(6)}
+    for _ in range(2):  # two validations
+        ev.reset()
+        ev.process(batch, [{"embedding": v} for v in z])
+        with caplog.at_level("WARNING", logger="visionkit.evaluation.embedding"):
+            assert "emb/recall@10" in ev.evaluate()  # still reported
+    warned = [r.getMessage() for r in caplog.records if "small validation set" in r.getMessage()]
+    assert warned == [
+        "emb: a small validation set (6 images): recall@5 and recall@10 of a gallery of 3 "
+        "images are 1.0 whatever the model; 12 different-identity pairs cannot resolve a "
+        "false-accept rate of 0.001 (it needs 1,000): tar@far1e-3 and tar@far1e-2 accept no "
+        "different pair"
+    ]

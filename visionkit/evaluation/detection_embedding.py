@@ -23,6 +23,7 @@ and the gallery/query split do not depend on batching or the number of processes
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -35,7 +36,13 @@ from torchvision.ops import box_iou
 
 from visionkit.errors import DataError
 from visionkit.evaluation.coco import CocoEvaluator
-from visionkit.evaluation.embedding import retrieval_metrics, verification_metrics
+from visionkit.evaluation.embedding import (
+    retrieval_metrics,
+    small_set_note,
+    verification_metrics,
+)
+
+logger = logging.getLogger(__name__)
 
 #: One identity box's record: (image id, box index in the image, identity, embedding [D]).
 Record = tuple[int, int, int, np.ndarray]
@@ -125,6 +132,7 @@ class DetectionEmbeddingEvaluator(CocoEvaluator):
         self.iou_thresh = float(iou_thresh)
         self.records: list[Record] = []
         self.counts: dict[int, int] = {}  # image id -> its identity boxes
+        self.noted = False  # small_set_note logged (once)
 
     def reset(self) -> None:
         super().reset()
@@ -160,6 +168,12 @@ class DetectionEmbeddingEvaluator(CocoEvaluator):
         metrics = super().evaluate()
         records, total = self.gather_identities()
         found = identity_metrics(records, total)
+        if not self.noted:  # measured on every identity box, matched or not
+            self.noted = True
+            labels = np.concatenate([np.asarray(t[1]) for t in self.truth.values()] or [[]])
+            note = small_set_note(labels[labels >= 0])
+            if note:
+                logger.warning("%s: a small validation set: %s", self.head, note)
         metrics.update({f"{self.head}/{k}": v for k, v in found.items()})
         return metrics
 

@@ -20,6 +20,7 @@ similar) and mAP (mean over queries of the average precision of its ranking).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,8 @@ import torch.distributed as dist
 from torch import nn
 
 from visionkit.data.batch import IGNORE_CLASS
+
+logger = logging.getLogger(__name__)
 
 #: Every pair of the evaluated images is scored up to this many pairs; above it, a fixed-seed
 #: sample of :data:`SAMPLED_PAIRS` same-identity and as many different-identity pairs.
@@ -177,6 +180,39 @@ def retrieval_metrics(
     return metrics
 
 
+def small_set_note(labels: np.ndarray, pairs: np.ndarray | None = None) -> str | None:
+    """What a validation set of these identity ``labels`` (and ``pairs``, as for
+    :func:`verification_metrics`) is too small to measure, or ``None``: ``recall@k`` with a
+    gallery of at most k images is 1.0 whatever the embeddings, and a false-accept rate under
+    one different pair in the set is measured with none allowed (``tar@far1e-3`` then equals
+    ``tar@far1e-2`` below 100 different pairs)."""
+    labels = np.asarray(labels)
+    if pairs is None:
+        total = len(labels) * (len(labels) - 1) // 2
+        counts = np.unique(labels, return_counts=True)[1]
+        same = int((counts * (counts - 1) // 2).sum())
+        different = total - same if total <= ALL_PAIRS_LIMIT else SAMPLED_PAIRS
+    else:
+        pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        different = int((labels[pairs[:, 0]] != labels[pairs[:, 1]]).sum())
+    gallery = len(gallery_query_split(labels)[0])
+    notes = []
+    trivial = [f"recall@{k}" for k in RECALL_KS if k >= gallery]
+    if trivial:
+        notes.append(
+            f"{' and '.join(trivial)} of a gallery of {gallery} images are 1.0 whatever the model"
+        )
+    unresolved = [far for far in FARS if far * different < 1]
+    if unresolved and different:
+        names = " and ".join(f"tar@far{far:.0e}".replace("e-0", "e-") for far in unresolved)
+        notes.append(
+            f"{different} different-identity pairs cannot resolve a false-accept rate of "
+            f"{unresolved[0]:g} (it needs {round(1 / unresolved[0]):,}): {names} accept no "
+            "different pair"
+        )
+    return "; ".join(notes) or None
+
+
 class EmbeddingEvaluator(nn.Module):
     """Verification and retrieval metrics of an embedding head on one validation set.
 
@@ -195,6 +231,7 @@ class EmbeddingEvaluator(nn.Module):
         self.head = head
         self.pairs = getattr(dataset, "pairs", None)
         self.records: list[tuple[int | None, int, np.ndarray]] = []
+        self.noted = False  # small_set_note logged (once)
 
     def reset(self) -> None:
         self.records = []
@@ -244,5 +281,12 @@ class EmbeddingEvaluator(nn.Module):
             place = {r[0]: i for i, r in enumerate(records)}
             rows = [(place[a], place[b]) for a, b in self.pairs if a in place and b in place]
             pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
+        if not self.noted:
+            self.noted = True
+            note = small_set_note(labels, pairs)
+            if note:
+                logger.warning(
+                    "%s: a small validation set (%d images): %s", self.head, len(z), note
+                )
         metrics = {**verification_metrics(z, labels, pairs), **retrieval_metrics(z, labels)}
         return {f"{self.head}/{k}": v for k, v in metrics.items() if np.isfinite(v) or k == "auc"}
