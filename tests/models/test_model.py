@@ -79,6 +79,30 @@ def test_model_loss_is_the_weighted_sum_of_head_losses():
     torch.testing.assert_close(losses["loss"], 2.0 * losses["a/loss"] + 0.5 * losses["b/loss"])
 
 
+@pytest.mark.parametrize(
+    "returned, got",
+    [
+        (lambda t: t.sum(), "a tensor of shape []"),  # a bare tensor: AttributeError on .values
+        (lambda t: {}, "an empty dict"),  # sum() of nothing: an int without .detach
+        (lambda t: {"ce": t}, "{'ce': a tensor of shape [2, 3]}"),  # unreduced: balancer error
+        (lambda t: {"ce": 0.5}, "{'ce': float}"),
+    ],
+)
+def test_a_head_loss_that_breaks_the_contract_is_named(returned, got):
+    class Bare(ClassificationHead):
+        def loss(self, outputs, targets):
+            return returned(outputs["logits"])
+
+    backbone = visionkit.create_backbone("simple_cnn")
+    model = VisionModel(backbone, {"mine": Bare(backbone.out_channels, num_classes=3)})
+    out = model(torch.rand(2, 3, 32, 32))
+    with pytest.raises(ConfigError) as err:
+        model.loss(out, {"class": torch.tensor([1, 0])})
+    assert f"model.heads.mine: Bare.loss returned {got}; a head's loss returns a dict of " in str(
+        err.value
+    )
+
+
 def test_predict_takes_uint8_images_of_any_size_and_names_classes():
     model = visionkit.create_model(CONFIG, label_names={"class": ["x", "y", "z"]})
     images = [np.zeros((50, 70, 3), np.uint8), np.full((130, 20, 3), 255, np.uint8)]

@@ -21,9 +21,38 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
+from visionkit.errors import ConfigError
 from visionkit.inference.loop import Predictions
 from visionkit.inference.options import predict_images, stream_predictions
 from visionkit.models.balancing import make_loss_balancer
+
+
+def loss_terms(name: str, head: nn.Module, terms: Any) -> Mapping[str, Tensor]:
+    """``terms`` as a head's ``loss`` must return them: a non-empty dict of scalar tensors
+    (a head of one's own returning a bare tensor is told so, naming it)."""
+    scalars = isinstance(terms, Mapping) and terms
+    if scalars and all(isinstance(v, Tensor) and v.ndim == 0 for v in terms.values()):
+        return terms
+    if isinstance(terms, Mapping):
+        got = (
+            "an empty dict"
+            if not terms
+            else "{" + ", ".join(f"{k!r}: {describe(v)}" for k, v in terms.items()) + "}"
+        )
+    else:
+        got = describe(terms)
+    raise ConfigError(
+        f"model.heads.{name}: {type(head).__name__}.loss returned {got}; a head's loss "
+        "returns a dict of scalar tensors, one per term, e.g. {'cls': tensor(0.69)} "
+        "(the head contract: docs/extending.md#adding-a-head)"
+    )
+
+
+def describe(value: Any) -> str:
+    """A value's kind for :func:`loss_terms`' message: a tensor's shape, else its type."""
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {list(value.shape)}"
+    return type(value).__name__
 
 
 class VisionModel(nn.Module):
@@ -91,7 +120,7 @@ class VisionModel(nn.Module):
         losses: dict[str, Tensor] = {}
         head_losses: dict[str, Tensor] = {}
         for name, head in self.heads.items():
-            terms = head.loss(outputs[name], targets)
+            terms = loss_terms(name, head, head.loss(outputs[name], targets))
             head_loss = sum(terms.values())
             for term, value in terms.items():
                 losses[f"{name}/{term}"] = value.detach()
