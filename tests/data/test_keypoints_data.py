@@ -41,6 +41,28 @@ def test_reader_gives_keypoints_and_flip_pairs(tmp_path):
     assert "keypoints" not in CocoDataset(root)[0]  # only when asked for
 
 
+def test_the_report_counts_each_keypoint_and_each_identity(tmp_path):
+    """What check-data prints of a keypoint / identity set (4 boxes: make_coco's one per
+    image): the boxes labelling each keypoint, those labelling none, and the identities."""
+
+    def edit(data):
+        _with_keypoints(data)
+        data["annotations"][0]["keypoints"] = [12, 12, 2, 0, 0, 0, 0, 0, 0]
+        data["annotations"][1]["keypoints"] = [0] * 9
+        for ann, identity in zip(data["annotations"], ["a", "a", "b", None], strict=True):
+            ann["num_keypoints"] = sum(v > 0 for v in ann["keypoints"][2::3])
+            ann["identity"] = identity
+
+    ds = CocoDataset(make_coco(tmp_path / "d", edit=edit), keypoints=True, identities=True)
+    assert ds.report.notes == [
+        "keypoints: 3 per box; boxes labelling each (v > 0): nose 3, left_eye 2, right_eye 2",
+        "boxes without a labelled keypoint: 1 of 4",
+        "identities: 2 on 3 of 4 boxes (boxes per identity: min 1, median 1.5, max 2; seen "
+        "once: 1)",
+    ]
+    assert "  boxes without a labelled keypoint: 1 of 4" in ds.report.render()
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -59,8 +59,8 @@ from visionkit.data.readers.coco_format import (
     valid_categories,
     valid_images,
 )
-from visionkit.data.readers.coco_identities import read_identities
-from visionkit.data.readers.coco_keypoints import attach_keypoints
+from visionkit.data.readers.coco_identities import identity_statistics, read_identities
+from visionkit.data.readers.coco_keypoints import attach_keypoints, keypoint_statistics
 from visionkit.data.readers.segmentation_checks import check_segmentations
 from visionkit.errors import AnnotationError
 from visionkit.registry import DATASETS
@@ -378,6 +378,11 @@ class CocoDataset:
                     f"{crowds} crowd region{'s' if crowds != 1 else ''} (iscrowd: 1): not boxes "
                     "to learn; evaluation ignores detections inside them, as COCO does"
                 )
+        kept = [t for t, k in zip(self.targets, keep, strict=True) if k]
+        if self.keypoints and self.keypoint_schema is not None:
+            report.notes += keypoint_statistics(kept, self.keypoint_schema.names)
+        if self.identities:
+            report.notes += identity_statistics(kept, self.label_names["identity"])
         if self.class_field is not None:
             classes = [c for c, k in zip(self.classes, keep, strict=True) if k and c >= 0]
             report.class_counts["class"] = count_classes(classes, self.label_names["class"])

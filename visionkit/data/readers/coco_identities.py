@@ -110,3 +110,19 @@ def read_identities(dataset: Any, annotations: Sequence[Any], report: DataReport
     ids = [img["id"] for img in dataset.images]
     dataset.label_names["identity"] = attach_identities(dataset.targets, annotations, ids, report)
     dataset.unmatched_families = ("identity",)
+
+
+def identity_statistics(targets: Sequence[dict[str, Any]], names: Sequence[str]) -> list[str]:
+    """``check-data``'s identity line for the kept ``targets``: identities, the boxes that
+    have one, boxes per identity, and the identities seen on one box only (no pair to learn
+    "same" from, no gallery match in evaluation)."""
+    ids = np.concatenate([t["identities"] for t in targets] or [np.zeros(0, np.int64)])
+    per = np.bincount(ids[ids >= 0], minlength=len(names))
+    per = per[per > 0]
+    if not len(per):
+        return [f"identities: none of {len(ids)} boxes has one"]
+    spread = f"min {per.min()}, median {float(np.median(per)):g}, max {per.max()}"
+    return [
+        f"identities: {len(per)} on {int((ids >= 0).sum())} of {len(ids)} boxes (boxes per "
+        f"identity: {spread}; seen once: {int((per == 1).sum())})"
+    ]

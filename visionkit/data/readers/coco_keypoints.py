@@ -246,3 +246,17 @@ def _outside(
             f"{shown} outside the {w}x{h} image (x in 0..{w - 1}, y in 0..{h - 1})",
             severity="warning",
         )
+
+
+def keypoint_statistics(targets: Sequence[dict[str, Any]], names: Sequence[str]) -> list[str]:
+    """``check-data``'s keypoint lines for the kept ``targets``: the boxes labelling each
+    keypoint (``v > 0``) and the boxes labelling none (they train boxes only)."""
+    points = [t["keypoints"] for t in targets if len(t.get("keypoints", ()))]
+    stacked = np.concatenate(points) if points else np.zeros((0, len(names), 3), np.float32)
+    labelled = (stacked[:, :, 2] > 0).sum(0)
+    shown = ", ".join(f"{name} {int(n)}" for name, n in zip(names, labelled, strict=True))
+    none = int((~(stacked[:, :, 2] > 0).any(1)).sum())
+    return [
+        f"keypoints: {len(names)} per box; boxes labelling each (v > 0): {shown}",
+        f"boxes without a labelled keypoint: {none} of {len(stacked)}",
+    ]
