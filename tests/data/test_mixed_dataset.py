@@ -112,3 +112,26 @@ def test_check_data_of_the_training_split_alone_reports_a_class_conflict(tmp_pat
     assert code == 1
     assert "data.train: the mixed datasets disagree on their classes" in out
     assert "'square' is category id 1 in a" in out
+
+
+def test_check_data_warns_of_a_part_whose_labels_no_head_learns_from(tmp_path, capsys):
+    """A class folder beside a COCO set, with a detector only: its images took a place in
+    every batch and trained nothing, without a word."""
+    import yaml
+
+    from tests.helpers import run
+
+    make_coco(tmp_path / "boxes")
+    write_image(tmp_path / "pets" / "cat" / "0.png")
+    parts = {
+        "boxes": {"format": "coco", "images": str(tmp_path / "boxes")},
+        "pets": {"format": "folder", "root": str(tmp_path / "pets")},
+    }
+    config = tmp_path / "mix.yaml"
+    config.write_text(
+        yaml.safe_dump({"model": {"heads": {"det": {"name": "fcos"}}}, "data": {"train": parts}})
+    )
+    code, out, _ = run(["check-data", "--config", config], capsys)
+    assert code == 0
+    assert "warning: data.train.pets: no head learns from its image-level classes" in out
+    assert "data.train.boxes: no head" not in out

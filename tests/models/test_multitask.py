@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import csv
+import logging
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import WeightedRandomSampler
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 import visionkit
+from visionkit.build import build_datasets, build_evaluators, build_model, targets_needed
+from visionkit.config import load_config
 from visionkit.data.datasets import MixedDataset, merge_label_names
 from visionkit.data.io import read_image
 from visionkit.data.readers.coco import CocoDataset
 from visionkit.data.readers.folder import ImageFolderDataset
 from visionkit.engine.runner import train
+from visionkit.engine.system import VisionSystem
 from visionkit.errors import DataError
 
 HEADS = {
@@ -98,6 +103,26 @@ def test_a_head_without_labels_in_the_batch_gets_zero_gradient_but_is_connected(
     assert any(p.grad.abs().sum() > 0 for p in model.backbone.parameters())
 
 
+def test_a_heads_training_loss_is_averaged_over_the_images_that_carry_its_labels():
+    model = three_head_model()
+    labelled = partial_batch()  # class labels on images 0 and 1
+    unlabelled = dict(partial_batch(), **{"class": torch.full((4,), -1)})  # none
+    with torch.no_grad():  # train mode, as the training step computes it
+        expected = model.loss(model(labelled["images"]), labelled)["cls/loss"]
+    system = VisionSystem(model, optimizer=lambda m, fused: torch.optim.SGD(m.parameters(), 0.0))
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(system, DataLoader([labelled, unlabelled], batch_size=None))
+    # the batch without class labels logs a zero that does not halve the epoch's mean
+    torch.testing.assert_close(trainer.callback_metrics["train/cls/loss_epoch"], expected)
+
+
 def make_class_folder(root, shapes_root, split):
     """An ImageFolder of shapes images sorted by their background class."""
     ds = CocoDataset(shapes_root / split, class_field="background", instances=False)
@@ -175,3 +200,21 @@ def test_three_heads_train_on_mixed_data_each_evaluated_on_its_own_set(
     assert pred["cls"]["name"] in model.meta["label_names"]["class"]
     assert pred["det"]["boxes"].shape[1] == 4
     assert pred["seg"]["mask"].shape == (64, 64)
+
+
+def test_a_set_of_a_mix_whose_labels_no_head_learns_from_is_warned_of(
+    shapes_root, tmp_path, pyramid_config, caplog
+):
+    make_class_folder(tmp_path / "cls", shapes_root, "train")
+    sets = {
+        "pets": {"format": "folder", "root": str(tmp_path / "cls")},  # classes: no cls head
+        "shapes": {"format": "coco", "images": str(shapes_root / "train")},
+    }
+    cfg = load_config(pyramid_config("det", {"det": HEADS["det"]}, train=sets, val=sets))
+    datasets = build_datasets(cfg.data, needs=targets_needed(cfg))
+    with caplog.at_level(logging.WARNING):
+        model = build_model(cfg, datasets)
+        build_evaluators(model, datasets["val"])
+    warned = [r.getMessage() for r in caplog.records if "no head learns" in r.getMessage()]
+    assert [w.split(":")[0] for w in warned] == ["data.train.pets", "data.val.pets"]
+    assert "image-level classes" in warned[0] and "data.train.pets=null" in warned[0]

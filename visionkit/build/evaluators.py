@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from visionkit.build.model import sets_no_head_uses
 from visionkit.data.datasets import carries_labels, val_sets
 from visionkit.errors import ConfigError
 from visionkit.evaluation.tasks import TASKS
@@ -26,7 +27,9 @@ def sets_carrying(model: VisionModel, sets: dict[str, Any]) -> dict[str, tuple[A
     return out
 
 
-def build_evaluators(model: VisionModel, val_dataset: Any) -> list[dict[str, nn.Module]]:
+def build_evaluators(
+    model: VisionModel, val_dataset: Any, split: str = "val"
+) -> list[dict[str, nn.Module]]:
     """The evaluators of each validation set, in the order of the validation loaders.
 
     Each head is evaluated, by its task's evaluator, on the sets that carry its label family.
@@ -39,12 +42,17 @@ def build_evaluators(model: VisionModel, val_dataset: Any) -> list[dict[str, nn.
         model: the model; its ``meta["category_ids"]`` map labels to COCO category ids.
         val_dataset: the validation dataset, or a name → dataset dict of several (``None``:
             no evaluators).
+        split: the config's name of that data (``data.<split>``), for the warning of a set
+            of a mix that scores no head.
     """
     sets = val_sets(val_dataset)
     names = list(sets)
     per_set: list[dict[str, nn.Module]] = [{} for _ in names]
     category_ids = model.meta.get("category_ids") or None
-    for name, (spec, carrying) in sets_carrying(model, sets).items():
+    carried = sets_carrying(model, sets)
+    for warning in sets_no_head_uses({spec.labels for spec, _ in carried.values()}, sets, split):
+        logger.warning(warning)
+    for name, (spec, carrying) in carried.items():
         if names and not carrying:
             logger.warning(
                 "head %r is not scored: no evaluation set carries its labels (%s)",

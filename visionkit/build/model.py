@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ from visionkit.models.model import VisionModel
 from visionkit.models.transfer import load_matching
 from visionkit.models.weights import LIGHTNING_PREFIX
 from visionkit.registry import HEADS, NECKS
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT_VERSION = 1
 
@@ -89,6 +92,38 @@ def heads_without_labels(heads: Mapping[str, Mapping[str, Any]], train: Any) -> 
             problems.append(missing_labels(name, task.labels))
         problems += [missing_labels(name, t) for t in task.targets if not gives(train, t)]
     return list(dict.fromkeys(problems))
+
+
+def head_families(heads: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """The label families the ``heads`` of a config (``model.heads``) learn from."""
+    return {label_family(HEADS.component_class(spec["name"])) for spec in heads.values()}
+
+
+def sets_no_head_uses(families: Collection[str], sets: Mapping[str, Any], split: str) -> list[str]:
+    """The warnings of the named datasets of a mix in ``data.<split>`` (``train``, ``val``
+    or ``test``; ``sets``: name →
+    dataset) that carry labels, none of a family in ``families`` (what the heads learn
+    from): their images teach, or score, no head (a head's name in the data, or a head left
+    out, most likely). One dataset alone is :func:`heads_without_labels`' concern."""
+    if len(sets) < 2:
+        return []
+    warnings = []
+    for name, dataset in sets.items():
+        held = list(getattr(dataset, "label_names", None) or {})
+        if not held or set(held) & set(families):
+            continue
+        what = " and ".join(LABEL_SOURCES.get(family, family) for family in held)
+        images = counted(len(dataset), "image")
+        effect = (
+            f"its {images} take places in the batches and train nothing"
+            if split == "train"
+            else f"its {images} score no head and add zeros to val/loss"
+        )
+        warnings.append(
+            f"data.{split}.{name}: no head learns from its {what}; {effect}: add a head "
+            f"for them, or leave the set out (data.{split}.{name}=null)"
+        )
+    return warnings
 
 
 def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | None) -> Config:
@@ -307,6 +342,9 @@ def build_model(cfg: Config, datasets: Mapping[str, Any], resume: bool = False) 
         problems = heads_without_labels(cfg.model.heads, train)
         if problems:
             raise ConfigError(problems)
+        parts = getattr(train, "parts", None) or {}
+        for warning in sets_no_head_uses(head_families(cfg.model.heads), parts, "train"):
+            logger.warning(warning)
         cfg = keypoints_of_data(cfg, train)
     extra: dict[str, Any] = {"category_ids": list(getattr(train, "category_ids", []) or [])}
     colours = class_colours_of(train) if train is not None else {}

@@ -270,6 +270,10 @@ def run(args: argparse.Namespace) -> int:
         for problem in heads_without_labels(heads, train):
             print(problem, flush=True)
             total += 1
+    if heads:  # a set of a mix whose labels no head learns from: training warns of it too
+        for warning in unused_sets(heads, {**trains, **evals}):
+            print(f"warning: {warning}", flush=True)
+            warned += 1
     checked = len(specs) - unchecked
     datasets = counted(checked, "dataset")
     if unset:  # the summary of what was checked, then what could not be
@@ -302,6 +306,20 @@ def shared_note(data: Any, train: Any, evals: Mapping[str, Any]) -> str | None:
         val = {where.rsplit(".", 1)[1]: d for where, d in evals.items()}
     built = {"train": train, "val": val} if train is not None and val is not None else None
     return shared_images_note(data, built)
+
+
+def unused_sets(heads: Mapping[str, Any], built: Mapping[str, Any]) -> list[str]:
+    """Training's and validation's warnings of the sets of a mix whose labels none of the
+    ``heads`` (the config's ``model.heads``) learns from; ``built``: config path → dataset."""
+    from visionkit.build.model import head_families, sets_no_head_uses
+
+    families = head_families(heads)
+    warnings = []
+    for split in ("train", "val"):
+        prefix = f"data.{split}."
+        sets = {w[len(prefix) :]: d for w, d in built.items() if w.startswith(prefix)}
+        warnings += sets_no_head_uses(families, sets, split)
+    return warnings
 
 
 def summary(errors: int, warnings: int) -> str:

@@ -468,7 +468,7 @@ def evaluate(
         model,
         optimizer_factory(cfg.optimizer),
         lr_schedule(cfg.scheduler),
-        evaluators=build_evaluators(model, val),
+        evaluators=build_evaluators(model, val, split),
         val_sets=list(val_sets(val)),
         channels_last=cfg.trainer.channels_last,
         tta=tta,
