@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.helpers import make_coco
 from visionkit.data.batch import collate
 from visionkit.data.datasets import MixedDataset, TransformedDataset
 from visionkit.data.readers.coco import CocoDataset
@@ -284,3 +285,22 @@ def test_images_without_the_class_field_have_no_class_and_a_misspelt_field_is_an
     assert "2 images without a 'scene' field: no image-level class" in ds.report.notes[0]
     with pytest.raises(AnnotationError, match="no image has a 'sceen' field"):
         CocoDataset(tmp_path, class_field="sceen")
+    assert not any("no boxes" in note for note in ds.report.notes)  # a file without boxes
+
+
+def test_images_with_a_class_and_no_boxes_beside_boxed_ones_are_noted_as_box_negatives(
+    tmp_path,
+):
+    """One COCO file cannot say "no box label": an image with only an image-level class is
+    a negative for the detector, which check-data said nowhere."""
+
+    def classes_on_all_boxes_on_two(data):
+        for image in data["images"]:
+            image["scene"] = "day"
+        data["annotations"] = data["annotations"][:2]
+
+    ds = CocoDataset(make_coco(tmp_path, edit=classes_on_all_boxes_on_two), class_field="scene")
+    assert [len(ds[i]["boxes"]) for i in range(4)] == [1, 1, 0, 0]
+    (note,) = [n for n in ds.report.notes if "no boxes" in n]
+    assert note.startswith("2 images with a 'scene' class and no boxes: box heads learn them")
+    assert "instances: false" in note

@@ -386,6 +386,16 @@ class CocoDataset:
         if self.class_field is not None:
             classes = [c for c, k in zip(self.classes, keep, strict=True) if k and c >= 0]
             report.class_counts["class"] = count_classes(classes, self.label_names["class"])
+            boxless = report.num_annotations and sum(  # partial labels COCO cannot say
+                k and c >= 0 and not len(t["boxes"])
+                for c, k, t in zip(self.classes, keep, self.targets, strict=True)
+            )
+            if boxless:
+                report.notes.append(
+                    f"{boxless} images with a {self.class_field!r} class and no boxes: box "
+                    "heads learn them as images with no object (a set of their own with "
+                    "instances: false, if their objects are not annotated: docs/multitask.md)"
+                )
 
     def _select(self, keep: list[bool]) -> None:
         """Keep the images that passed the policies (images, paths, targets and classes
