@@ -37,7 +37,6 @@ from visionkit.data.checks import (
     DataReport,
     ImageFile,
     check_image_files,
-    count_classes,
     policy,
     read_or_skip,
 )
@@ -59,8 +58,9 @@ from visionkit.data.readers.coco_format import (
     valid_categories,
     valid_images,
 )
-from visionkit.data.readers.coco_identities import identity_statistics, read_identities
-from visionkit.data.readers.coco_keypoints import attach_keypoints, keypoint_statistics
+from visionkit.data.readers.coco_identities import read_identities
+from visionkit.data.readers.coco_keypoints import attach_keypoints
+from visionkit.data.readers.coco_statistics import record_statistics
 from visionkit.data.readers.segmentation_checks import check_segmentations
 from visionkit.errors import AnnotationError
 from visionkit.registry import DATASETS
@@ -232,7 +232,7 @@ class CocoDataset:
                 data, self.images, class_field, class_names, self._where, report
             )
         keep = self._apply_policies([s is not None for s in sizes], keep_negatives)
-        self._statistics(keep)
+        record_statistics(self, keep)
         report.raise_for_errors()
         self._select(keep)
 
@@ -354,48 +354,6 @@ class CocoDataset:
                 f"0 of {total} images kept{breakdown}" if total else "the file lists no images",
             )
         return keep
-
-    def _statistics(self, keep: list[bool]) -> None:
-        report = self.report
-        report.num_kept = sum(keep)
-        if self.instances:
-            labels = []
-            for i, target in enumerate(self.targets):
-                if not keep[i]:
-                    continue
-                n = len(target["boxes"])
-                report.boxes_per_image.append(n)
-                report.num_annotations += n
-                labels += target["labels"].tolist()
-                if n == 0:
-                    report.empty_images.append(self._where(i))
-            report.class_counts["instances"] = count_classes(labels, self.label_names["instances"])
-            crowds = sum(
-                len(t["crowd_index"]) for t, k in zip(self.targets, keep, strict=True) if k
-            )
-            if crowds:  # neither trained on nor counted as objects; scored as COCO ignores them
-                report.notes.append(
-                    f"{crowds} crowd region{'s' if crowds != 1 else ''} (iscrowd: 1): not boxes "
-                    "to learn; evaluation ignores detections inside them, as COCO does"
-                )
-        kept = [t for t, k in zip(self.targets, keep, strict=True) if k]
-        if self.keypoints and self.keypoint_schema is not None:
-            report.notes += keypoint_statistics(kept, self.keypoint_schema.names)
-        if self.identities:
-            report.notes += identity_statistics(kept, self.label_names["identity"])
-        if self.class_field is not None:
-            classes = [c for c, k in zip(self.classes, keep, strict=True) if k and c >= 0]
-            report.class_counts["class"] = count_classes(classes, self.label_names["class"])
-            boxless = report.num_annotations and sum(  # partial labels COCO cannot say
-                k and c >= 0 and not len(t["boxes"])
-                for c, k, t in zip(self.classes, keep, self.targets, strict=True)
-            )
-            if boxless:
-                report.notes.append(
-                    f"{boxless} images with a {self.class_field!r} class and no boxes: box "
-                    "heads learn them as images with no object (a set of their own with "
-                    "instances: false, if their objects are not annotated: docs/multitask.md)"
-                )
 
     def _select(self, keep: list[bool]) -> None:
         """Keep the images that passed the policies (images, paths, targets and classes
