@@ -6,7 +6,7 @@ its reader already takes (``visionkit split``):
   ``val.txt`` (``test.txt``), one id (an XML file's stem) per line, for ``split: train`` /
   ``split: val`` of ``format: voc``;
 * a **YOLO folder** (``images/`` + ``labels/``, class names in ``classes.txt`` or
-  ``data.yaml``): Ultralytics' ``autosplit_train.txt``, ``autosplit_val.txt``
+  ``data.yaml``; or CVAT's YOLO 1.1 export, ``obj.data``): Ultralytics' ``autosplit_train.txt``, ``autosplit_val.txt``
   (``autosplit_test.txt``), one image path per line (``./images/a.jpg``), and
   ``autosplit.yaml`` naming them with the classes, for ``root: SRC/autosplit.yaml`` of
   ``format: yolo`` (or Ultralytics itself);
@@ -242,7 +242,10 @@ def split_dataset(
 
     if path.is_dir() and (masks is not None or is_mask_folder(path, images)):
         return split_masks(path, val, test, seed, overwrite, images, masks)
-    if path.is_dir() and (path / "labels").is_dir() and (path / "images").is_dir():
+    from visionkit.data.convert.darknet import darknet_file
+
+    yolo = (path / "labels").is_dir() and (path / "images").is_dir()
+    if path.is_dir() and (yolo or darknet_file(path)):
         return _split_yolo(path, val, test, seed, overwrite)
     if path.is_dir() and (annotations or any((path / d).is_dir() for d in ANNOTATION_DIRS)):
         return _split_voc(path, val, test, seed, overwrite, annotations, images)
@@ -333,10 +336,14 @@ def _split_yolo(root: Path, val: float, test: float, seed: int, overwrite: bool)
     import yaml
 
     from visionkit.data.batch import list_files
+    from visionkit.data.convert.darknet import darknet_class_names, darknet_file, darknet_split
     from visionkit.data.convert.yolo import pose_keys, yolo_class_names
 
-    names = yolo_class_names(root)
-    ids = [f"./{p.relative_to(root).as_posix()}" for p in list_files(root / "images")]
+    if darknet_file(root):  # CVAT's YOLO 1.1 export: every image its lists name
+        names, found = darknet_class_names(root), darknet_split(root, None)[0]
+    else:
+        names, found = yolo_class_names(root), list_files(root / "images")
+    ids = [f"./{p.relative_to(root).as_posix()}" for p in found]
     if not ids:
         raise DataError(f"{root / 'images'} holds no images to split")
     parts = assign(ids, val, test, seed)

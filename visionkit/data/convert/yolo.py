@@ -21,6 +21,9 @@ its ``area`` the polygon's area. Class ``k`` gets category id ``k + 1``. Coordin
 ``TOLERANCE`` outside ``[0, 1]`` (float round-off) are clipped; larger ones are errors. A box
 or polygon of zero area is skipped (and reported).
 
+CVAT's "YOLO 1.1" export (``obj.data``, label files beside the images) is read by
+:mod:`~visionkit.data.convert.darknet`'s lists.
+
 A pose dataset (``kpt_shape`` in its ``data.yaml``) has the keypoints after each box (``class cx
 cy w h x1 y1 [v1] ...``): they become COCO ``keypoints`` and the categories' keypoint names
 (:mod:`~visionkit.data.convert.yolo_pose`).
@@ -47,6 +50,7 @@ from visionkit.data.convert.coco_builder import (
     read_class_names,
     relative_posix,
 )
+from visionkit.data.convert.darknet import darknet_class_names, darknet_file, darknet_split
 from visionkit.data.convert.yolo_pose import POSE_KEYS, PoseFormat, pose_format
 from visionkit.data.io import read_image_size
 from visionkit.errors import DataError, ImageDecodeError
@@ -100,6 +104,11 @@ def yolo_to_coco(
         pose = pose_format(_read_dataset_file(Path(root))[0], root)
         return _convert(base, images, folders, names, info, problems, skip_bad, pose)
     root = dataset_root(root)
+    if darknet_file(root):  # CVAT's YOLO 1.1 export
+        images, folders = darknet_split(root, split)
+        names = list(class_names) if class_names is not None else darknet_class_names(root)
+        info = {"format": "yolo", "source": str(root), "split": split}
+        return _convert(root, images, folders, names, info, problems, skip_bad)
     img_dir, lbl_dir = root / "images", root / "labels"
     if split is not None:
         img_dir, lbl_dir = img_dir / split, lbl_dir / split

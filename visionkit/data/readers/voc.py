@@ -126,9 +126,10 @@ class YoloDataset(_ConvertedDataset):
     Args:
         root: the YOLO folder, or the ``data.yaml`` of an Ultralytics dataset (its ``path``,
             ``train`` / ``val`` / ``test`` entries and ``names`` are read as Ultralytics reads
-            them; a pose dataset's ``kpt_shape``, ``flip_idx`` and ``kpt_names`` too).
+            them; a pose dataset's ``kpt_shape``, ``flip_idx`` and ``kpt_names`` too), or
+            CVAT's YOLO 1.1 export (``obj.data``, :mod:`~visionkit.data.convert.darknet`).
         split: the sub-folder ``images/<split>`` of a folder; the entry of a ``data.yaml``
-            (required there).
+            (required there); the subset of an ``obj.data``.
         class_names: the classes in index order (default: the dataset's own list).
         on_bad_label: ``"error"`` (default): a bad line, an unreadable label file or a label
             file without an image stops construction, with every such problem listed;

@@ -1,0 +1,73 @@
+"""YOLO labels as annotation tools publish them: CVAT's "YOLO 1.1" export (Darknet's
+``obj.data`` layout) read and split directly, and the hints for a Roboflow export given by
+its folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from visionkit.build.data import build_dataset
+from visionkit.data.split import split_dataset
+from visionkit.errors import DataError
+
+
+def cvat_yolo_export(root: Path, n: int = 4, subset: str = "train") -> Path:
+    """CVAT's YOLO 1.1 export as unzipped: obj.data and train.txt name paths under ``data/``
+    (the folder Darknet runs from); labels beside the images; the last image a negative."""
+    folder = root / f"obj_{subset}_data"
+    folder.mkdir(parents=True)
+    for i in range(n):
+        Image.new("RGB", (80, 40), (9, 9, 9)).save(folder / f"frame_{i:06d}.jpg")
+        if i < n - 1:
+            (folder / f"frame_{i:06d}.txt").write_text(f"{i % 2} 0.5 0.5 0.5 0.25\n")
+    listed = [f"data/obj_{subset}_data/frame_{i:06d}.jpg" for i in range(n)]
+    (root / f"{subset}.txt").write_text("\n".join(listed) + "\n")
+    (root / "obj.names").write_text("raccoon\nsquirrel\n")
+    (root / "obj.data").write_text(
+        f"classes = 2\n{subset} = data/{subset}.txt\nnames = data/obj.names\nbackup = backup/\n"
+    )
+    return root
+
+
+def test_a_cvat_yolo_export_is_read_directly(tmp_path):
+    root = cvat_yolo_export(tmp_path / "cvat")
+    for split in (None, "train"):
+        ds = build_dataset({"format": "yolo", "root": str(root), "split": split})
+        assert ds.label_names == {"instances": ["raccoon", "squirrel"]}
+        assert len(ds) == 4
+        np.testing.assert_allclose(ds[1]["boxes"], [[20, 15, 60, 25]], atol=1e-4)
+        assert ds[1]["labels"].tolist() == [1] and ds[3]["boxes"].shape == (0, 4)
+    with pytest.raises(DataError, match=r"obj.data: no 'val' subset; it lists \['train'\]"):
+        build_dataset({"format": "yolo", "root": str(root), "split": "val"})
+
+
+def test_a_cvat_yolo_validation_subset_is_read_as_split_val(tmp_path):
+    root = cvat_yolo_export(tmp_path / "cvat", n=2, subset="valid")
+    assert len(build_dataset({"format": "yolo", "root": str(root), "split": "val"})) == 2
+
+
+def test_a_cvat_yolo_export_whose_names_disagree_with_its_class_count_is_refused(tmp_path):
+    root = cvat_yolo_export(tmp_path / "cvat")
+    (root / "obj.names").write_text("raccoon\n")
+    with pytest.raises(DataError, match=r"classes = 2, but its names file lists \['raccoon'\]"):
+        build_dataset({"format": "yolo", "root": str(root)})
+
+
+def test_a_cvat_yolo_export_is_split_into_lists_the_yolo_reader_takes(tmp_path):
+    root = cvat_yolo_export(tmp_path / "cvat", n=8)
+    report = split_dataset(root, val=0.25)
+    assert report.kind == "yolo" and report.counts == {"train": 6, "val": 2}
+    assert (root / "autosplit_val.txt").read_text().startswith("./obj_train_data/frame_")
+    entry = {"format": "yolo", "root": str(root / "autosplit.yaml")}
+    train = build_dataset({**entry, "split": "train"})
+    val = build_dataset({**entry, "split": "val"}, split="val")
+    assert len(train) == 6 and len(val) == 2
+    assert train.label_names == {"instances": ["raccoon", "squirrel"]}
+    boxes = sum(len(train[i]["boxes"]) for i in range(6)) + sum(
+        len(val[i]["boxes"]) for i in (0, 1)
+    )
+    assert boxes == 7  # every label file beside its image was read
