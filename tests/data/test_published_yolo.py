@@ -71,3 +71,35 @@ def test_a_cvat_yolo_export_is_split_into_lists_the_yolo_reader_takes(tmp_path):
         len(val[i]["boxes"]) for i in (0, 1)
     )
     assert boxes == 7  # every label file beside its image was read
+
+
+def roboflow_yolo_export(root: Path) -> Path:
+    """Roboflow's YOLOv8 export: data.yaml beside train/ valid/, each images/ + labels/."""
+    for split in ("train", "valid"):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "labels").mkdir(parents=True)
+        Image.new("RGB", (80, 40)).save(root / split / "images" / "a.jpg")
+        (root / split / "labels" / "a.txt").write_text("0 0.5 0.5 0.5 0.25\n")
+    (root / "data.yaml").write_text(
+        "train: ../train/images\nval: ../valid/images\n\nnc: 1\nnames: ['raccoon']\n"
+    )
+    return root
+
+
+@pytest.mark.parametrize(
+    ("folder", "split", "entry"),
+    [("", "train", "train"), ("", None, "train"), ("valid", None, "val"), ("train", None, "train")],
+)
+def test_a_roboflow_export_given_by_a_folder_names_its_data_yaml(tmp_path, folder, split, entry):
+    """The export's folder, or one of its split folders, is no YOLO folder (images/train/ is
+    train/images/ there, the class names are in data.yaml above): the error says how to read it."""
+    root = roboflow_yolo_export(tmp_path / "export")
+    with pytest.raises(DataError) as info:
+        build_dataset({"format": "yolo", "root": str(root / folder), "split": split})
+    data_yaml = root / "data.yaml"
+    assert str(info.value).endswith(
+        f"; {data_yaml} is the dataset file of this export: read it with format: yolo, "
+        f"root: {data_yaml}, split: {entry}"
+    )
+    read = build_dataset({"format": "yolo", "root": str(data_yaml), "split": entry})
+    assert read.label_names == {"instances": ["raccoon"]} and len(read) == 1

@@ -118,6 +118,7 @@ def yolo_to_coco(
                 f"{folder} does not exist: a YOLO folder holds images/"
                 f"{split + '/' if split else ''} and labels/{split + '/' if split else ''} "
                 "with the same relative paths, and classes.txt or data.yaml"
+                + export_file_hint(root, split)
             )
     names = list(class_names) if class_names is not None else yolo_class_names(root)
     images = list_files(img_dir)
@@ -132,6 +133,28 @@ def yolo_to_coco(
 def folder_dataset_file(root: Path) -> Path | None:
     """A YOLO folder's ``data.yaml`` (or ``data.yml``), ``None`` without one."""
     return next((root / n for n in NAME_FILES[1:] if (root / n).is_file()), None)
+
+
+def export_file_hint(root: Path, split: str | None) -> str:
+    """For a folder that is no YOLO folder: the dataset file of the export it is, or is a
+    split folder of (Roboflow's ``data.yaml`` beside ``train/``, ``valid/``, ``test/``), with
+    the entry that reads it; ``""`` without one."""
+    for folder, part in ((root, split), (root.parent, root.name)):
+        dataset_file = folder_dataset_file(folder)
+        try:
+            data = _read_dataset_file(dataset_file)[0] if dataset_file else None
+        except DataError:  # not the problem at hand
+            data = None
+        if data is None:
+            continue
+        entries = [k for k in ("train", "val", "test") if data.get(k)]
+        entry = {"valid": "val"}.get(part or "train", part or "train")
+        chosen = f"split: {entry}" if entry in entries else f"split: one of {entries}"
+        return (
+            f"; {dataset_file} is the dataset file of this export: read it with format: yolo, "
+            f"root: {dataset_file}, {chosen}"
+        )
+    return ""
 
 
 def pose_keys(root: Path) -> dict[str, Any]:
@@ -307,7 +330,7 @@ def yolo_class_names(root: str | os.PathLike) -> list[str]:
         raise DataError(
             f"{root}: no class names; write classes.txt (one name per line, class 0 first) or "
             "data.yaml (names: [...]) there, or give them: class_names: [...] in the dataset "
-            "entry (visionkit convert: --classes FILE)"
+            "entry (visionkit convert: --classes FILE)" + export_file_hint(root, None)
         )
     first, *others = found.items()
     for name, names in others:
