@@ -119,3 +119,29 @@ def test_absolute_paths_of_another_machine_are_refused_with_where_the_images_are
         "images where it was written (Label Studio's upload folder, another machine); write "
         "file_name relative to the image folder (e.g. the file name alone) to read them"
     )
+
+
+def test_a_missing_json_names_cvat_annotations_folder_and_roboflow_split_folders(tmp_path):
+    """CVAT's COCO 1.0 export: annotations/instances_default.json beside images/, found neither
+    from the export's folder nor from images/; Roboflow's export folder: one json per split
+    folder. The error says which json, or which folder, to give."""
+    cvat = make_coco(tmp_path / "cvat")
+    (cvat / "annotations.json").rename(cvat / "instances_default.json")
+    (cvat / "annotations").mkdir()
+    (cvat / "instances_default.json").rename(cvat / "annotations" / "instances_default.json")
+    wanted = cvat / "annotations" / "instances_default.json"
+    for images in (cvat, cvat / "images"):
+        with pytest.raises(AnnotationError) as info:
+            CocoDataset(images)
+        assert str(info.value).endswith(
+            f"({cvat / 'annotations'} holds instances_default.json: give annotations: {wanted})"
+        )
+    export = tmp_path / "export"
+    for split in ("train", "valid"):
+        roboflow_split(export / split)
+    with pytest.raises(AnnotationError) as info:
+        CocoDataset(export)
+    assert str(info.value).endswith(
+        "(its sub-folders train, valid each hold _annotations.coco.json, a split each, as "
+        f"Roboflow exports them: give each split's folder, e.g. images: {export / 'train'})"
+    )

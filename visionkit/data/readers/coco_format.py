@@ -322,13 +322,26 @@ def missing_files_hint(root: Path, names: Sequence[str]) -> str:
 
 
 def _jsons_beside(path: Path) -> str:
-    """For a missing json file: the json files of its folder (up to 5), as a hint."""
+    """For a missing json file, as a hint: the json files of its folder (up to 5); else of
+    an ``annotations/`` folder in it or beside it (CVAT's COCO export: ``annotations/`` beside
+    ``images/``); else its sub-folders that each hold a default json (Roboflow's split folders).
+    """
     folder = path.parent
-    found = sorted(p.name for p in folder.glob("*.json")) if folder.is_dir() else []
-    if not found:
+    for where in (folder, folder / "annotations", folder.parent / "annotations"):
+        found = sorted(p.name for p in where.glob("*.json")) if where.is_dir() else []
+        if found:
+            shown = ", ".join(found[:5]) + (" ..." if len(found) > 5 else "")
+            return f" ({where} holds {shown}: give annotations: {where / found[0]})"
+    splits = [p for p in sorted(folder.iterdir()) if p.is_dir()] if folder.is_dir() else []
+    splits = [p for p in splits if default_annotations(p).is_file()]
+    if not splits:
         return ""
-    shown = ", ".join(found[:5]) + (" ..." if len(found) > 5 else "")
-    return f" ({folder} holds {shown}: give annotations: {folder / found[0]})"
+    names = ", ".join(p.name for p in splits)
+    example = next((p for p in splits if p.name == "train"), splits[0])
+    return (
+        f" (its sub-folders {names} each hold {default_annotations(example).name}, a split "
+        f"each, as Roboflow exports them: give each split's folder, e.g. images: {example})"
+    )
 
 
 def kept_ground_truth(
