@@ -117,7 +117,15 @@ def test_absolute_paths_of_another_machine_are_refused_with_where_the_images_are
     assert str(info.value).splitlines()[-1] == (
         f"  hint: 4 of these file names are in {root / 'images'} itself: the json names the "
         "images where it was written (Label Studio's upload folder, another machine); write "
-        "file_name relative to the image folder (e.g. the file name alone) to read them"
+        "file_name relative to the image folder (the file name alone, e.g. 1.png) to read them"
+    )
+    # Label Studio's export: result.json beside images/, given as the image folder.
+    with pytest.raises(AnnotationError) as info:
+        CocoDataset(root, annotations=str(root / "annotations.json"))
+    assert str(info.value).splitlines()[-1] == (
+        f"  hint: 4 of these file names are in {root / 'images'}: the json names the images "
+        "where it was written (Label Studio's upload folder, another machine); write file_name "
+        "relative to the image folder (images/<file name>, e.g. images/1.png) to read them"
     )
 
 

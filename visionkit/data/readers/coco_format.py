@@ -65,7 +65,7 @@ def resolve_paths(
     from visionkit.data.batch import resolve_under_root
 
     paths: list[Path | None] = []
-    found_by_name = 0  # refused paths whose file name is in the root (a json of another machine)
+    refused = []  # the file names of the paths refused
     for img in images:
         try:
             paths.append(resolve_under_root(root, img["file_name"]))
@@ -77,14 +77,30 @@ def resolve_paths(
                 "('..' and absolute paths elsewhere are refused)",
             )
             paths.append(None)
-            found_by_name += (root / posixpath.basename(str(img["file_name"]))).is_file()
-    if found_by_name:
-        report.hints.append(
-            f"{found_by_name} of these file names are in {root} itself: the json names the "
-            "images where it was written (Label Studio's upload folder, another machine); write "
-            "file_name relative to the image folder (e.g. the file name alone) to read them"
-        )
+            refused.append(posixpath.basename(str(img["file_name"]).replace("\\", "/")))
+    if refused:
+        report.hints += _refused_names_hint(root, refused)
     return paths
+
+
+def _refused_names_hint(root: Path, names: list[str]) -> list[str]:
+    """Where the images of refused ``file_name`` entries are, by their file names: in
+    ``root`` itself or in one of its sub-folders (a json of another machine: Label Studio
+    writes its upload folder, ``/data/upload/1/a.jpg``, beside an ``images/`` folder)."""
+    folders = [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []
+    for folder in folders:
+        found = sum((folder / name).is_file() for name in names)
+        if not found:
+            continue
+        where = "itself" if folder == root else ""
+        named = "the file name alone" if folder == root else f"{folder.name}/<file name>"
+        return [
+            f"{found} of these file names are in {folder} {where}".rstrip()
+            + ": the json names the images where it was written (Label Studio's upload folder, "
+            f"another machine); write file_name relative to the image folder ({named}, e.g. "
+            f"{(folder / names[0]).relative_to(root).as_posix()}) to read them"
+        ]
+    return []
 
 
 def listed_ids(images: list[Any]) -> set[int | str]:
