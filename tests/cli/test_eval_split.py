@@ -411,3 +411,22 @@ def test_every_saved_path_of_an_entry_is_checked_but_those_given_anew(tmp_path, 
     voc = {"format": "voc", "root": "raccoon", "annotations": "xml", "images": "photos"}
     (tmp_path / "raccoon").mkdir()  # the VOC sub-folder names are not paths of their own
     check_saved_data_paths(voc, "val", [], "best.ckpt")
+
+
+def test_data_test_unset_beside_one_split_of_a_dataset_names_the_entry_that_reads_its_test():
+    """data.val reads split: val of a data.yaml (Roboflow's YOLO export): eval --split test
+    said only data.test.root=...; that folder given as data.test reads its test split."""
+    model = {"heads": {"det": {"name": "fcos", "num_classes": 2}}}
+    val = {"format": "yolo", "root": "export/data.yaml", "split": "val"}
+    with pytest.raises(ConfigError) as info:
+        split_spec(load_config({"model": model, "data": {"val": val}}).data, "test")
+    assert str(info.value).endswith(
+        f"{MISSING}; data.test.root=export/data.yaml reads split: test of data.val's dataset, "
+        "with its settings"
+    )
+    given = load_config({"model": model, "data": {"val": val, "test": {"root": val["root"]}}})
+    assert split_spec(given.data, "test")["split"] == "test"
+    coco = {"format": "coco", "images": "valid"}  # one json per split: nothing to name
+    with pytest.raises(ConfigError) as info:
+        split_spec(load_config({"model": model, "data": {"val": coco}}).data, "test")
+    assert str(info.value).endswith(MISSING)

@@ -261,9 +261,27 @@ def split_spec(data: DataConfig, split: str) -> dict[str, Any]:
             )
         raise ConfigError(
             f"data.{split}: not set; give it in the config or as data.{split}.images=... / "
-            f"data.{split}.root=..."
+            f"data.{split}.root=...{_split_of_val_hint(data.val, split)}"
         )
     return spec
+
+
+def _split_of_val_hint(val: Any, split: str) -> str:
+    """Where ``data.val`` reads one split of a dataset (a VOC or YOLO folder, a ``data.yaml``,
+    a mask folder): its folder given as ``data.<split>`` reads that dataset's ``split``
+    (``config.validate``'s rule for a test entry on ``data.val``'s folder)."""
+    if is_dataset_mix(val) or not isinstance(val, Mapping) or not val.get("split"):
+        return ""
+    try:
+        location = DATASETS.component_class(val["format"]).location
+    except KeyError:  # no format, or an unknown one (UnknownNameError)
+        return ""
+    if not val.get(location):
+        return ""
+    return (
+        f"; data.{split}.{location}={val[location]} reads split: {split} of data.val's dataset, "
+        "with its settings"
+    )
 
 
 def unset_location(where: str, location: str, entry: Mapping[str, Any] | None = None) -> str:
