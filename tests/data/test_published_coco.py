@@ -153,3 +153,15 @@ def test_a_missing_json_names_cvat_annotations_folder_and_roboflow_split_folders
         "(its sub-folders train, valid each hold _annotations.coco.json, a split each, as "
         f"Roboflow exports them: give each split's folder, e.g. images: {export / 'train'})"
     )
+
+
+def test_a_json_given_as_the_image_folder_says_how_a_coco_json_is_given(tmp_path):
+    root = roboflow_split(tmp_path / "valid")
+    json_file = root / "_annotations.coco.json"
+    with pytest.raises(DataError) as info:
+        CocoDataset(json_file)
+    assert str(info.value) == (
+        f"dataset root {json_file} is a file, not a folder; a COCO json is read with format: "
+        f"coco, annotations: {json_file}, images: the folder its file_name entries are "
+        "relative to"
+    )

@@ -112,10 +112,14 @@ def dataset_root(root: str | os.PathLike | None) -> Path:
         raise DataError("no dataset folder given")
     root = Path(root)
     if root.is_file():
-        yolo = "; an Ultralytics data.yaml is read with format: yolo"
+        given = {
+            ".yaml": "; an Ultralytics data.yaml is read with format: yolo",
+            ".json": f"; a COCO json is read with format: coco, annotations: {root}, images: "
+            "the folder its file_name entries are relative to",
+        }
         raise DataError(
             f"dataset root {root} is a file, not a folder"
-            + (yolo if root.suffix.lower() in (".yaml", ".yml") else "")
+            + given.get(root.suffix.lower().replace(".yml", ".yaml"), "")
         )
     if not root.is_dir():
         raise DataError(
