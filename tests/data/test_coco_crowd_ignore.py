@@ -11,6 +11,7 @@ import pytest
 from tests.helpers import SIZE, make_coco
 from visionkit.data.batch import IGNORE_PIXEL
 from visionkit.data.readers.coco import CocoDataset
+from visionkit.errors import ConfigError
 
 pytestmark = pytest.mark.reliability
 
@@ -48,3 +49,53 @@ def test_crowd_regions_are_ignore_pixel_whatever_ignore_index(tmp_path, caplog, 
             f"{root / 'annotations.json'}: ignore_index {ignore_index} is not used: crowd "
             "regions of the semantic map are always 255, which heads and metrics ignore"
         ]
+
+
+def brush_masks(data):
+    """Every object as CVAT's COCO 1.0 export writes a mask drawn with its brush: an
+    uncompressed RLE with iscrowd 1 (Datumaro's exporter marks every RLE a crowd)."""
+    from pycocotools import mask as mask_utils
+
+    for ann in data["annotations"]:
+        x, y, w, h = ann["bbox"]
+        mask = np.zeros((SIZE, SIZE), np.uint8, order="F")
+        mask[y : y + h, x : x + w] = 1
+        ann["segmentation"] = {"size": [SIZE, SIZE], "counts": _uncompressed(mask)}
+        ann["iscrowd"] = 1
+        assert mask_utils.area(mask_utils.encode(mask)) == w * h
+
+
+def _uncompressed(mask):
+    flat = mask.flatten(order="F").tolist()
+    counts, value, run = [], 0, 0
+    for pixel in flat:
+        if pixel != value:
+            counts.append(run)
+            value, run = pixel, 0
+        run += 1
+    return [*counts, run]
+
+
+def test_a_file_of_crowds_only_is_named_and_crowds_objects_reads_them_as_objects(tmp_path, caplog):
+    root = make_coco(tmp_path / "cvat", num_images=2, edit=brush_masks)
+    with caplog.at_level(logging.WARNING):
+        ignored = CocoDataset(root, masks=True)
+    assert [len(t["boxes"]) for t in ignored.targets] == [0, 0]  # COCO's meaning: no object
+    note = (
+        "2 crowd regions (iscrowd: 1): not boxes to learn; evaluation ignores detections "
+        "inside them, as COCO does (2 of 2 annotations; if they are objects, as CVAT's COCO "
+        "1.0 export writes masks drawn with its brush, read them as objects: crowds: objects "
+        "in the dataset entry)"
+    )
+    assert note in ignored.report.notes
+    assert f"{root / 'annotations.json'}: {note}" in caplog.messages
+    objects = CocoDataset(root, masks=True, crowds="objects")
+    sample = objects[0]
+    assert len(sample["boxes"]) == 1 and sample["masks"].shape == (1, SIZE, SIZE)
+    assert int(sample["masks"].sum()) == (SIZE // 4) ** 2
+    truth = objects.coco_ground_truth()  # what COCOeval scores: objects, not crowds
+    assert [a["iscrowd"] for a in truth["annotations"]] == [0, 0]
+    assert [a["iscrowd"] for a in ignored.coco_ground_truth()["annotations"]] == [1, 1]
+    assert not any("crowd" in n for n in objects.report.notes)
+    with pytest.raises(ConfigError, match="crowds: 'learn' is not one of ignore, objects"):
+        CocoDataset(root, crowds="learn")

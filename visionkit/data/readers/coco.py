@@ -106,6 +106,11 @@ class CocoDataset:
             negative samples); ``False`` leaves them out, with a count in the log. Validation
             sets built from a config always keep them.
         strict: annotations of images that do not exist are an error instead of a warning.
+        crowds: what ``iscrowd: 1`` annotations are: ``"ignore"`` (default, COCO's meaning):
+            regions neither learnt nor scored (detections inside them are not false
+            positives); ``"objects"``: objects like any other, learnt and scored (CVAT's
+            COCO 1.0 export writes masks drawn with its brush as ``iscrowd: 1`` RLE; VOC's
+            ``difficult`` objects, read as crowds, are learnt too).
         image_check: ``"header"`` (default) or ``"decode"`` (:data:`~visionkit.data.checks.
             IMAGE_CHECKS`): how construction checks the image files.
     """
@@ -144,10 +149,12 @@ class CocoDataset:
         strict: bool = False,
         keypoints: bool | Literal["auto"] | None = None,
         identities: bool | Literal["auto"] | None = None,
+        crowds: Literal["ignore", "objects"] = "ignore",
         *,
         image_check: Literal["header", "decode"] = "header",
     ) -> None:
         self.on_bad_image = policy(on_bad_image, "on_bad_image", ("error", "skip"))
+        self.crowds = policy(crowds, "crowds", ("ignore", "objects"))
         image_check = policy(image_check, "image_check", IMAGE_CHECKS)
         self.root = dataset_root(images)
         self.ann_path = Path(annotations) if annotations else default_annotations(self.root)
@@ -292,7 +299,7 @@ class CocoDataset:
                     where,
                     f"bbox {ann.get('bbox')!r}: expected [x, y, width, height], 4 finite numbers",
                 )
-            elif ann.get("iscrowd", 0):
+            elif ann.get("iscrowd", 0) and self.crowds == "ignore":
                 crowds[index[ann["image_id"]]].append((position, ann))
             else:
                 per_image[index[ann["image_id"]]].append((position, ann))

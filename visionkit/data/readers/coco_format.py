@@ -383,14 +383,11 @@ def kept_ground_truth(
     annotations = data.get("annotations") or []
     kept = []
     for target in targets:
-        entries = [
-            *zip(target["ann_index"], target["ann_ids"], target["segmentations"], strict=True),
-            *(
-                (k, None, seg)
-                for k, seg in zip(target["crowd_index"], target["crowd_segmentations"], strict=True)
-            ),
-        ]
-        for k, ann_id, seg in entries:
+        objects = zip(target["ann_index"], target["ann_ids"], target["segmentations"], strict=True)
+        crowds = zip(target["crowd_index"], target["crowd_segmentations"], strict=True)
+        entries = [*((k, i, seg, True) for k, i, seg in objects)]
+        entries += [(k, None, seg, False) for k, seg in crowds]
+        for k, ann_id, seg, is_object in entries:
             ann = annotations[k] if k < len(annotations) else None
             if not isinstance(ann, dict) or (ann_id is not None and ann.get("id") != ann_id):
                 raise AnnotationError(
@@ -398,6 +395,8 @@ def kept_ground_truth(
                     "file changed since the dataset was read; start again to read it anew"
                 )
             ann = dict(ann)
+            if is_object and ann.get("iscrowd", 0):  # read as an object (crowds: objects)
+                ann["iscrowd"] = 0
             if segmentations_checked:
                 ann["segmentation"] = seg
                 if seg is None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from visionkit.data.checks import count_classes
 from visionkit.data.readers.coco_identities import identity_statistics
 from visionkit.data.readers.coco_keypoints import keypoint_statistics
+
+logger = logging.getLogger(__name__)
 
 
 def record_statistics(dataset: Any, keep: list[bool]) -> None:
@@ -30,10 +33,18 @@ def record_statistics(dataset: Any, keep: list[bool]) -> None:
         report.class_counts["instances"] = count_classes(labels, dataset.label_names["instances"])
         crowds = sum(len(t["crowd_index"]) for t, k in zip(dataset.targets, keep, strict=True) if k)
         if crowds:  # neither trained on nor counted as objects; scored as COCO ignores them
-            report.notes.append(
+            note = (
                 f"{crowds} crowd region{'s' if crowds != 1 else ''} (iscrowd: 1): not boxes "
                 "to learn; evaluation ignores detections inside them, as COCO does"
             )
+            if crowds >= report.num_annotations:  # most of the file: an annotation tool's?
+                note += (
+                    f" ({crowds} of {crowds + report.num_annotations} annotations; if they are "
+                    "objects, as CVAT's COCO 1.0 export writes masks drawn with its brush, read "
+                    "them as objects: crowds: objects in the dataset entry)"
+                )
+                logger.warning("%s: %s", dataset.ann_path, note)
+            report.notes.append(note)
     kept = [t for t, k in zip(dataset.targets, keep, strict=True) if k]
     if dataset.keypoints and dataset.keypoint_schema is not None:
         report.notes += keypoint_statistics(kept, dataset.keypoint_schema.names)
