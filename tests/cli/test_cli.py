@@ -203,9 +203,10 @@ def test_each_tools_wrapper_is_its_visionkit_subcommand(tool, monkeypatch):
     assert result.stdout == subcommands()[tool].format_help()
 
 
-def test_python_m_visionkit_cli_is_the_visionkit_command():
+@pytest.mark.parametrize("module", ["visionkit.cli", "visionkit"])
+def test_python_m_visionkit_cli_is_the_visionkit_command(module):
     result = subprocess.run(
-        [sys.executable, "-m", "visionkit.cli", "--version"],
+        [sys.executable, "-m", module, "--version"],
         cwd=ROOT,
         capture_output=True,
         text=True,
