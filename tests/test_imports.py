@@ -50,11 +50,13 @@ else:
 
 
 def library_modules() -> list[str]:
-    """Every module of the package outside engine/ and cli/, found by walking visionkit/."""
+    """Every module of the package outside engine/ and cli/ (and ``python -m visionkit``'s
+    ``__main__``), found by walking visionkit/."""
     return sorted(
         info.name
         for info in pkgutil.walk_packages(visionkit.__path__, "visionkit.", onerror=_raise)
         if not info.name.startswith(LIGHTNING_PACKAGES)
+        and info.name != "visionkit.__main__"  # runs the command line when imported
     )
 
 
