@@ -297,6 +297,22 @@ def test_the_summary_counts_what_this_run_wrote_by_kind(tmp_path):
     assert file_states(tmp_path / "not yet") == {}
 
 
+def test_the_summary_counts_the_files_of_sub_folders(tmp_path):
+    # inputs from nested folders (photos/a/001.jpg) write labels/a/001.txt; several heads
+    # labels/<head>/<stem>.txt: every one is counted, as the drawn images of sub-folders are
+    from visionkit.cli.predict import file_states, files_written
+
+    out = tmp_path / "predict"
+    before = file_states(out)
+    for name in ["a/001.jpg_pred.png", "b.jpg_pred.png", "labels/a/001.txt", "labels/b.txt",
+                 "labels/det/c.txt", "a/001.jpg_emb.npy"]:  # fmt: skip
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(b"x")
+    assert files_written(out, before) == (
+        "2 drawn images (*_pred.png), 3 YOLO label files (labels/*.txt), 1 embedding file (*.npy)"
+    )
+
+
 def test_save_txt_writes_a_classifiers_top_classes_as_ultralytics_does(tmp_path):
     """--save-txt wrote nothing for a classifier, and said nothing."""
     photos = make_photos(tmp_path / "photos")

@@ -5,6 +5,7 @@ images and videos; write the drawn images and the predictions (see
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import logging
 from collections import Counter
@@ -271,7 +272,8 @@ def class_lines(folder: Path) -> list[str]:
     return lines
 
 
-#: What ``predict`` writes, by file name pattern (inside the output folder), and how it is said.
+#: What ``predict`` writes, by pattern of the path inside the output folder (``*`` crosses
+#: sub-folders: ``labels/*.txt`` counts ``labels/a/001.txt`` too), and how it is said.
 OUTPUT_KINDS = (
     ("*_pred.png", "drawn image"),
     ("*_pred.mp4", "drawn video"),
@@ -297,7 +299,8 @@ def files_written(folder: Path, before: dict[Path, tuple[int, int]]) -> str:
     fresh = {p for p, state in file_states(folder).items() if before.get(p) != state}
     said, counted = [], set()
     for pattern, kind in OUTPUT_KINDS:
-        found = {p for p in fresh if p.match(pattern)} - counted
+        found = {p for p in fresh if fnmatch.fnmatchcase(p.relative_to(folder).as_posix(), pattern)}
+        found -= counted
         counted |= found
         if found:
             said.append(f"{len(found)} {kind}{'s' if len(found) > 1 else ''} ({pattern})")
