@@ -175,6 +175,19 @@ def test_tensors_go_through_the_pipeline_floats_read_in_0_to_1(model, loop_calls
     for shape in [(2, 3), (1, 4, 8, 8), (1, 1, 3, 8, 8)]:
         with pytest.raises(ValueError, match=r"tensor image \[3, H, W\] or batch \[B, 3, H, W\]"):
             predict_model(model, torch.zeros(shape, dtype=torch.uint8))
+    # an H×W×3 tensor (from NumPy or PIL) is named with the shape given and the permute
+    for shape, hint in [((8, 10, 3), r"\(8, 10, 3\) \(channels last: x.permute\(2, 0, 1\)"),
+                        ((2, 8, 10, 3), r"x.permute\(0, 3, 1, 2\)")]:  # fmt: skip
+        with pytest.raises(ValueError, match=hint):
+            predict_model(model, torch.zeros(shape, dtype=torch.uint8))
+
+
+def test_a_16_bit_array_is_refused_saying_how_to_convert_it(model):
+    """A 16-bit array (``cv2.imread(path, cv2.IMREAD_UNCHANGED)`` of a 16-bit PNG) was told
+    that floats in 0..1 are read: the way for its values is said instead."""
+    image = np.full((8, 10, 3), 60000, np.uint16)
+    with pytest.raises(ValueError, match=r"\(x / 257\).round\(\).astype\(np.uint8\)"):
+        predict_model(model, [image])
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])

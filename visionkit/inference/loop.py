@@ -56,15 +56,10 @@ def as_rgb_uint8(image: Any) -> np.ndarray:
     if np.issubdtype(image.dtype, np.floating) and image.min() >= 0 and image.max() <= 1:
         image = (image.astype(np.float32) * 255).round().astype(np.uint8)
     if image.dtype != np.uint8:
-        scale = (
-            "values in 0..255 become uint8 with x.astype(np.uint8)"
-            if np.issubdtype(image.dtype, np.number) and image.min() >= 0 and image.max() <= 255
-            else "floats in 0..1 are read as RGB scaled by 255"
-        )
         raise ValueError(
             f"predict expects uint8 RGB arrays (H×W×3, or grey H×W, or RGBA H×W×4), got dtype "
             f"{image.dtype} shape {image.shape} with values in [{image.min():.3g}, "
-            f"{image.max():.3g}]; {scale}"
+            f"{image.max():.3g}]; {_to_uint8_hint(image)}"
         )
     if image.ndim == 2:
         image = image[:, :, None]
@@ -80,17 +75,32 @@ def as_rgb_uint8(image: Any) -> np.ndarray:
     return image
 
 
+def _to_uint8_hint(image: np.ndarray) -> str:
+    """How the values of an array that is not ``uint8`` become it, as said to the user."""
+    if np.issubdtype(image.dtype, np.number) and image.min() >= 0 and image.max() <= 255:
+        return "values in 0..255 become uint8 with x.astype(np.uint8)"
+    if image.dtype == np.uint16:  # cv2.imread(..., IMREAD_UNCHANGED) of a 16-bit PNG
+        return (
+            "16-bit values become uint8 with (x / 257).round().astype(np.uint8), as a 16-bit "
+            "image file is decoded"
+        )
+    return "floats in 0..1 are read as RGB scaled by 255"
+
+
 def tensor_images(images: Tensor) -> list[np.ndarray]:
     """A tensor image ``[3, H, W]`` or batch ``[B, 3, H, W]`` of RGB as ``H×W×3 uint8``
     arrays: ``uint8`` as it is, a float tensor read as torchvision and Ultralytics read it
     (values in 0..1, scaled by 255). A float tensor outside 0..1, e.g. one normalised already,
     is a ``ValueError``: ``model.postprocess(model(x), sizes, sizes)`` decodes such a batch."""
+    shape = tuple(images.shape)
     if images.ndim == 3:
         images = images[None]
     if images.ndim != 4 or images.shape[1] != 3:
+        order = {3: "2, 0, 1", 4: "0, 3, 1, 2"}.get(len(shape)) if shape[-1:] == (3,) else None
+        channels_last = f" (channels last: x.permute({order}) puts them first)" if order else ""
         raise ValueError(
             f"predict expects a tensor image [3, H, W] or batch [B, 3, H, W] of RGB, got shape "
-            f"{tuple(images.shape)}"
+            f"{shape}{channels_last}"
         )
     images = images.detach().cpu()
     if not images.numel():
