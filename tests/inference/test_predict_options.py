@@ -118,6 +118,27 @@ def test_a_transparent_picture_gives_the_same_predictions_as_a_file_or_an_array(
     assert not torch.equal(opaque["det"]["scores"], from_file["det"]["scores"])
 
 
+def test_an_exif_rotated_photo_by_path_is_upright_a_pil_image_as_its_pixels_are(model, tmp_path):
+    """A path is decoded upright (EXIF orientation 6 and 8): boxes in the upright photo's
+    pixels, those of ``ImageOps.exif_transpose``. A PIL image is taken as it is (as
+    Ultralytics takes it), so its boxes fall on the pixels the caller holds (docs/predict.md)."""
+    from PIL import ImageOps
+
+    upright = Image.fromarray(photo(7, (48, 80)))
+    stored = {6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+    for orientation, turn in stored.items():
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"exif{orientation}.jpg"
+        upright.transpose(turn).save(path, quality=95, exif=exif)
+        (by_path,) = model.predict(path)
+        (turned,) = model.predict(ImageOps.exif_transpose(Image.open(path)))
+        assert torch.equal(by_path["det"]["boxes"], turned["det"]["boxes"]), orientation
+        (as_held,) = model.predict(Image.open(path))
+        (pixels,) = model.predict(np.asarray(Image.open(path).convert("RGB")))
+        assert torch.equal(as_held["det"]["boxes"], pixels["det"]["boxes"]), orientation
+
+
 def test_imgsz_replaces_the_sizes_of_the_evaluation_pipeline(model):
     image = photo(4)
     assert tuple(model.preprocess(image)["image"].shape) == (3, 64, 64)
