@@ -169,3 +169,23 @@ def test_a_video_encoder_that_cannot_open_names_the_video_it_could_not_write(mon
         predict_files(detector(), [tmp_path / "clip.mp4"], out, progress=False)
     assert str(out / "clip.mp4_pred.mp4") in str(info.value)
     assert not list(out.glob("*.mp4"))
+
+
+def test_a_txt_file_lists_inputs_read_from_here_or_beside_it(monkeypatch, tmp_path):
+    """As Ultralytics' ``source="list.txt"``: one input a line (file, folder or glob; blank
+    lines and comments skipped), relative ones found from the current folder or the list's.
+    It was read as an image, and skipped as unreadable."""
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for name in ["a.png", "sub/b.png", "sub/c.png", "d.jpg"]:
+        Image.fromarray(photo(len(name))).save(photos / name)
+    listing = tmp_path / "lists" / "mine.txt"
+    listing.parent.mkdir()
+    listing.write_text("# picked\nphotos/a.png\n\n../photos/sub\n" + str(photos / "*.jpg") + "\n")
+    monkeypatch.chdir(tmp_path)
+    named = sources.named_inputs([str(listing)])
+    assert [name for _, name in named] == ["a.png", "sub/b.png", "sub/c.png", "d.jpg"]
+    assert len(detector().predict(listing)) == 4  # model.predict reads it as --input does
+    listing.write_text("photos/a.png\nnope.png\n")
+    with pytest.raises(DataError, match=r"inputs listed in .*mine.txt not found:\n  line 2: nope"):
+        sources.named_inputs([listing])

@@ -50,8 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         required=True,
         nargs="+",
         metavar="PATH",
-        help="image or video files, folders, glob patterns (quote globs), or a webcam index "
-        "(0: cv2.VideoCapture(0))",
+        help="image or video files, folders, glob patterns (quote globs), .txt files listing "
+        "those one a line (relative to the current folder, else to the list's), or a webcam "
+        "index (0: cv2.VideoCapture(0))",
     )
     p.add_argument(
         "--output-dir",

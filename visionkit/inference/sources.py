@@ -2,8 +2,9 @@
 turned into a stream of ``(source, frame, RGB image)`` that is decoded one image at a time.
 
 Inputs become ``(source, output name)`` pairs (:func:`named_inputs`): a file, a folder (its
-images and videos, recursively, sorted), a glob pattern, or a webcam index (``"0"``: an input
-made of digits that is not a file; read with ``cv2.VideoCapture(0)``). Videos
+images and videos, recursively, sorted), a glob pattern, a ``.txt`` file listing inputs one a
+line (as Ultralytics reads one), or a webcam index (``"0"``: an input made of digits that is
+not a file; read with ``cv2.VideoCapture(0)``). Videos
 (:data:`VIDEO_EXTENSIONS`) and webcams are read frame by frame with OpenCV (BGR converted to
 RGB); :func:`iter_images` yields every image and predicted frame in order, so a caller that
 takes a batch at a time never holds more than one batch of decoded images.
@@ -32,6 +33,8 @@ from visionkit.errors import DataError, ImageDecodeError
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+#: an input file with this suffix lists inputs, one a line (Ultralytics' ``source="list.txt"``)
+LIST_SUFFIX = ".txt"
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,9 @@ def named_inputs(
     output_dir: str | os.PathLike | None = None,
     exclude: Sequence[str | os.PathLike] = (),
 ) -> list[tuple[Source, str]]:
-    """Files, folders (their images and videos, recursively, sorted), glob patterns and webcam
-    indices → ``(source, output name)`` in input order, a file named twice kept once.
+    """Files, folders (their images and videos, recursively, sorted), glob patterns, ``.txt``
+    lists of those (:func:`listed_inputs`) and webcam indices → ``(source, output name)`` in
+    input order, a file named twice kept once.
 
     The output name is the path relative to the common folder of the inputs (a folder input
     counts as itself, a file as its folder, a glob as its folder before the first wildcard),
@@ -92,7 +96,8 @@ def named_inputs(
         DataError: inputs not found, inputs inside ``output_dir``, or no image at all.
     """
     one = isinstance(inputs, (str, os.PathLike, int))  # one file, folder, glob or webcam
-    inputs = [inputs] if one else list(inputs)
+    given = [inputs] if one else list(inputs)
+    inputs = [item for entry in given for item in listed_inputs(entry)]
     out = [Path(os.path.realpath(output_dir))] if output_dir is not None else []
     earlier = [Path(os.path.realpath(folder)) for folder in exclude]
 
@@ -147,7 +152,7 @@ def named_inputs(
         key = f"webcam:{source.index}" if isinstance(source, Webcam) else os.path.abspath(source)
         unique.setdefault(key, (source, root))
     if not unique:
-        raise DataError(f"no images found in {', '.join(map(str, inputs))}")
+        raise DataError(f"no images found in {', '.join(map(str, given))}")
     files = {key: (s, r) for key, (s, r) in unique.items() if r is not None}
     folders = [os.path.abspath(root) for _, root in files.values()]
     common = os.path.commonpath(folders + [os.path.dirname(a) for a in files]) if files else ""
@@ -157,6 +162,39 @@ def named_inputs(
         else (s, Path(os.path.relpath(key, common)).as_posix())
         for key, (s, _) in unique.items()
     ]
+
+
+def listed_inputs(item: str | os.PathLike | int) -> list[str | os.PathLike | int]:
+    """The inputs a ``.txt`` file lists, one a line (files, folders, globs; blank lines and
+    ``#`` comments skipped), or ``[item]`` for any other input. A relative line is read from
+    the current folder, else from the list file's folder, as Ultralytics reads such a file.
+
+    Raises:
+        DataError: the list cannot be read, or names inputs found in neither place (each
+            with its line number).
+    """
+    path = Path(str(item))
+    if isinstance(item, int) or path.suffix.lower() != LIST_SUFFIX or not path.is_file():
+        return [item]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read the input list {path}: {err}") from err
+    listed, missing = [], []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        beside = Path(os.path.normpath(path.parent / line))
+        if Path(line).exists() or _magic(line):
+            listed.append(line)
+        elif beside.exists():
+            listed.append(str(beside))
+        else:
+            missing.append(f"line {number}: {line} (nor {beside})")
+    if missing:
+        raise DataError(f"inputs listed in {path} not found:", missing)
+    return listed
 
 
 def _magic(text: str) -> bool:
