@@ -86,7 +86,9 @@ def test_a_truncated_or_corrupt_checkpoint_is_a_clear_error_naming_the_file(
     truncated.write_bytes(data[: len(data) // 2])
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"\x00not a checkpoint" * 100)
-    for bad in (truncated, garbage):
+    text = tmp_path / "notes.ckpt"  # a text file: its bytes are pickle opcodes (KeyError: 101)
+    text.write_text("hello, I am text\n")
+    for bad in (truncated, garbage, text):
         for name, argv in entry_points(bad, trained, tmp_path).items():
             code, _, err = run(argv, capsys)
             assert code == 1, name

@@ -264,6 +264,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
                 "map_location='cpu' reads it here",
             ) from None
         raise CheckpointError(path, f"truncated or corrupt ({err})".split("\n")[0]) from None
+    except (KeyError, IndexError, TypeError, AttributeError) as err:  # the unpickler on bytes
+        # that torch.save never wrote (a text file: KeyError of a memo it never made)
+        raise CheckpointError(
+            path, f"truncated or corrupt (not a file torch.save wrote: {type(err).__name__})"
+        ) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(path, f"expected a dict, found {type(ckpt).__name__}")
     return ckpt
