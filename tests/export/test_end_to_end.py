@@ -681,3 +681,17 @@ def test_a_graph_onnxruntime_cannot_run_is_an_export_error_not_a_traceback():
     assert "onnxruntime cannot run the exported graph m.onnx on an input of 1x3x64x96" in text
     assert "(RuntimeError: [ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Gather node idx=3)" in text
     assert "--exporter torchscript" in text
+
+
+def test_a_checkpoint_or_missing_file_given_for_the_onnx_file_is_a_clear_error(tmp_path, capsys):
+    """The likely mistake, a ``.ckpt`` where the ``.onnx`` goes: onnxruntime's InvalidProtobuf
+    / NoSuchFile came out as tracebacks from OnnxPredictor and the standalone command."""
+    ckpt = tmp_path / "best.ckpt"
+    torch.save({"state_dict": {}}, ckpt)
+    missing = tmp_path / "nope.onnx"
+    for path, reason in [(ckpt, "not an ONNX model onnxruntime can read"),
+                         (missing, "file does not exist")]:  # fmt: skip
+        with pytest.raises(ExportError, match=f"{re.escape(str(path))}: {reason}"):
+            OnnxPredictor(path)
+        assert standalone_module.main([str(path), str(tmp_path)]) == 1
+        assert f"error: {path}: {reason}" in capsys.readouterr().err

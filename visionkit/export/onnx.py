@@ -114,12 +114,27 @@ def require(module: str) -> Any:
 
 
 def onnx_session(path: str | os.PathLike) -> Any:
-    """An onnxruntime session on the CPU."""
+    """An onnxruntime session on the CPU.
+
+    Raises:
+        ExportError: the file does not exist, or onnxruntime cannot read it (a checkpoint or
+            another file given for the ``.onnx``).
+    """
     ort = require("onnxruntime")
 
+    if not os.path.isfile(path):
+        raise ExportError(f"{path}: file does not exist")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime's InvalidProtobuf, Fail, ...: Exception's subclasses
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ExportError(
+            f"{path}: not an ONNX model onnxruntime can read ({reason}); "
+            "visionkit export --checkpoint CKPT --format onnx writes one, and visionkit.load "
+            "reads a .ckpt or .safetensors"
+        ) from None
 
 
 def export_onnx(

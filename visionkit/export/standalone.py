@@ -261,9 +261,17 @@ class Predictor:
             raise ImportError(
                 "the standalone predictor needs onnxruntime: pip install onnxruntime"
             ) from None
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: file does not exist")
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=list(providers))
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=list(providers))
+        except Exception as err:  # onnxruntime's InvalidProtobuf, Fail, ...: Exception's subclasses
+            raise ValueError(
+                f"{path}: not an ONNX model onnxruntime can read ({str(err).strip()[:200]}); "
+                "give the .onnx file of: visionkit export --format onnx --nms"
+            ) from None
         props = self.session.get_modelmeta().custom_metadata_map
         self.metadata = {
             k[len(PREFIX) :]: json.loads(v) for k, v in props.items() if k.startswith(PREFIX)
