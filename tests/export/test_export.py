@@ -465,3 +465,17 @@ def test_a_file_name_with_another_formats_suffix_is_written_with_a_note(tmp_path
         "model.pt: a safetensors file, but safetensors files usually end in .safetensors; "
         "tools that go by the suffix may not open it"
     ]
+
+
+def test_read_torchscript_names_a_file_that_is_not_a_visionkit_torchscript_export(tmp_path):
+    """A checkpoint given for the ``.pt`` was torch's RuntimeError saying the file is likely
+    corrupted; a TorchScript file of another origin a JSONDecodeError."""
+    ckpt = tmp_path / "best.ckpt"
+    torch.save({"state_dict": {}}, ckpt)
+    other = tmp_path / "other.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(other))
+    for path, reason in [(tmp_path / "nope.pt", "file does not exist"),
+                         (ckpt, "not a TorchScript file torch.jit.load can read"),
+                         (other, "a TorchScript file without visionkit's metadata")]:  # fmt: skip
+        with pytest.raises(ExportError, match=f"{path}: {reason}"):
+            read_torchscript(path)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from visionkit.checkpoint import write_atomic
+from visionkit.errors import ExportError
 from visionkit.export.graph import ExportModule, OutputPath, trace_sample
 from visionkit.export.metadata import export_metadata, read_metadata
 from visionkit.models.model import VisionModel
@@ -39,9 +40,28 @@ def export_torchscript(model: VisionModel, paths: list[OutputPath], output: Path
 
 
 def read_torchscript(path: str | os.PathLike) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
-    """A TorchScript export and its metadata (see :func:`~visionkit.export.read_metadata`)."""
+    """A TorchScript export and its metadata (see :func:`~visionkit.export.read_metadata`).
+
+    Raises:
+        ExportError: the file does not exist, is not a TorchScript file (a checkpoint given
+            for it: torch calls that a corrupt file), or has no visionkit metadata.
+    """
+    if not os.path.isfile(path):
+        raise ExportError(f"{path}: file does not exist")
     extra = {EXTRA_FILE: ""}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except RuntimeError as err:
+        reason = str(err).split(". ")[0]  # torch adds that the file is likely corrupted
+        raise ExportError(
+            f"{path}: not a TorchScript file torch.jit.load can read ({reason}); visionkit "
+            "export --format torchscript writes one, and visionkit.load reads a .ckpt"
+        ) from None
+    if not extra[EXTRA_FILE]:
+        raise ExportError(
+            f"{path}: a TorchScript file without visionkit's metadata ({EXTRA_FILE}), so not "
+            "a visionkit export; torch.jit.load reads it"
+        )
     return module, read_metadata(json.loads(extra[EXTRA_FILE]))
