@@ -189,3 +189,15 @@ def test_a_txt_file_lists_inputs_read_from_here_or_beside_it(monkeypatch, tmp_pa
     listing.write_text("photos/a.png\nnope.png\n")
     with pytest.raises(DataError, match=r"inputs listed in .*mine.txt not found:\n  line 2: nope"):
         sources.named_inputs([listing])
+
+
+def test_a_url_is_told_that_only_local_files_are_read(tmp_path):
+    """Ultralytics reads URLs and streams; here a URL said only 'inputs not found'."""
+    url = "https://ultralytics.com/images/bus.jpg"
+    with pytest.raises(DataError) as info:
+        sources.named_inputs([url, "rtsp://camera/stream"])
+    assert str(info.value).startswith(
+        "URLs and streams are not read, only local files, folders, globs, .txt lists and "
+        "webcam indices: download the file first (e.g. curl -LO URL) and give its path:"
+    )
+    assert url in str(info.value) and "rtsp://camera/stream" in str(info.value)

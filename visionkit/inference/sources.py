@@ -130,6 +130,13 @@ def named_inputs(
                     found.append((Path(match), root))
         else:
             missing.append(text)
+    urls = [m for m in missing if "://" in m]
+    if urls:  # Ultralytics reads URLs and streams; visionkit reads local files only
+        raise DataError(
+            "URLs and streams are not read, only local files, folders, globs, .txt lists and "
+            "webcam indices: download the file first (e.g. curl -LO URL) and give its path:",
+            urls,
+        )
     if missing:
         raise DataError("inputs not found:", missing)
     if inside:
