@@ -83,6 +83,48 @@ def test_every_problem_is_reported_at_once():
     assert any(p.startswith("data.batch_size:") for p in problems)
 
 
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        # a section's key written at the top level was "did you mean 'optimizer'?" / a key list
+        ("image_size=64", "image_size: unknown key; did you mean data.image_size? (a key of data:)"),
+        ("max_epochs=3", "max_epochs: unknown key; did you mean trainer.max_epochs? (a key of trainer:)"),
+        ("lr=0.1", "lr: unknown key; did you mean optimizer.lr? (a key of optimizer:)"),
+        # ... or in another section, or in a head or neck
+        ("trainer.batch_size=8", "trainer.batch_size: unknown key; did you mean data.batch_size? (a key of data:)"),
+        ("trainer.seed=1", "trainer.seed: unknown key; did you mean seed? (a key of the top level)"),
+        ("model.heads.cls.lr=0.1", "model.heads.cls.lr: unknown key; did you mean optimizer.lr? (a key of optimizer:)"),
+        ("warmup_steps=5", "warmup_steps: unknown key; did you mean scheduler.warmup_steps or ema.warmup_steps?"),
+    ],
+)  # fmt: skip
+def test_a_key_in_the_wrong_section_names_where_it_belongs(override, line):
+    assert problems_of(MINIMAL, [override]) == [line]
+
+
+@pytest.mark.parametrize("key", ["_base_", "defaults", "extends"])
+def test_another_tools_name_of_base_suggests_base(tmp_path, key):
+    write(tmp_path / "base.yaml", MINIMAL)
+    child = write(tmp_path / "child.yaml", {key: "base.yaml", "name": "child"})
+    problems = problems_of(child)
+    assert problems[0].startswith(f"{key}: unknown key; did you mean 'base'? (a config file")
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        # was "expected a valid dictionary or instance of BackboneConfig, got 'resnet18'"
+        ("model.backbone=resnet18", "model.backbone: expected a mapping such as {name: resnet18}, got 'resnet18'"),
+        ("optimizer=sgd", "optimizer: expected a mapping such as {name: sgd}, got 'sgd'"),
+        # was said twice, in other words: "expected a valid dictionary" and "expected a mapping, got str"
+        ("model.heads.cls=mlp", "model.heads.cls: expected a mapping such as {name: mlp}, got 'mlp'"),
+        ("data.train=photos", "data.train: expected a mapping such as {format: folder, root: photos} (formats: docs/datasets.md), got 'photos'"),
+        ("data.transforms=null", "data.transforms: expected a mapping, got None"),
+    ],
+)  # fmt: skip
+def test_a_value_where_a_mapping_belongs_says_mapping_with_an_example(override, line):
+    assert problems_of(MINIMAL, [override]) == [line]
+
+
 def test_unknown_head_name_suggests_registered_names():
     (line,) = problems_of({"model": {"heads": {"cls": {"name": "linaer"}}}})
     assert line.startswith("model.heads.cls.name: unknown head 'linaer'; did you mean 'linear'")
@@ -536,7 +578,7 @@ def test_changing_a_datasets_format_by_override_says_to_give_the_whole_entry():
         # pydantic's union member names stayed in the path: "data.image_size.constrained-int"
         ("data.image_size=-5", ["data.image_size: expected greater than 0, got -5"]),
         # a list of heads was also "at least one head is required"
-        ("model.heads=[cls,det]", ["model.heads: expected a valid dictionary, got ['cls', 'det']"]),
+        ("model.heads=[cls,det]", ["model.heads: expected a mapping, got ['cls', 'det']"]),
     ],
 )
 def test_an_override_error_is_one_line_in_the_users_terms(override, lines):

@@ -10,16 +10,15 @@ import inspect
 import logging
 import os
 import re
-import types
-import typing
 from collections.abc import Collection, Mapping, Sequence
 from functools import partial
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from visionkit.choices import ULTRALYTICS_KEYS
 from visionkit.config.files import apply_overrides, override_list, resolve_file
+from visionkit.config.key_hints import mapping_hint, unknown_key_hint
 from visionkit.config.override_hints import command_line_note, format_override_hints
 from visionkit.config.schema import (
     DATASET_INJECTED_ARGS,
@@ -28,7 +27,6 @@ from visionkit.config.schema import (
     Config,
     DataConfig,
     SyntheticConfig,
-    unknown_trainer_key_help,
 )
 from visionkit.data.identity_mixing import IDENTITY_STEPS
 from visionkit.data.image_size import with_image_size
@@ -132,8 +130,8 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
         raw_data.get("transforms"), raw_data.get("image_size"), _spatial_heads(heads)
     )
     problems += _identity_step_problems(raw_data.get("transforms"), heads)
-    if problems or cfg is None:
-        raise ConfigError(problems, source)
+    if problems or cfg is None:  # a head or dataset not a mapping: said by the schema too
+        raise ConfigError(_first_per_key(problems), source)
     cfg.model.heads = heads
     cfg.model.neck = neck
     cfg.data.train = splits.get("train")
@@ -424,18 +422,7 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
         loc = tuple(p for p in loc if not (isinstance(p, str) and _TYPE_TAG.fullmatch(p)))
         path = ".".join(str(p) for p in loc)
         if e["type"] == "extra_forbidden":
-            valid = _fields_at(root, loc[:-1])
-            close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            if not close and valid:
-                hint = f"; valid keys: {', '.join(sorted(valid))}"
-            if root is Config and loc[:-1] == ("trainer",):  # Lightning's keys and ours, apart
-                hint = f"; did you mean {close[0]!r}? " if close else "; "
-                hint += unknown_trainer_key_help()
-            said = ULTRALYTICS_KEYS.get(str(loc[-1]))
-            top = len(loc) == 1 or (len(loc) == 2 and loc[0] == "trainer")
-            if root is Config and top and said:  # epochs=3, trainer.epochs=3
-                hint = f"; for Ultralytics' {loc[-1]}, use {said}"
+            hint = unknown_key_hint(root, loc)
             lines.append(f"{path}: unknown key{hint}")
         elif e["type"] == "missing":
             lines.append(f"{path}: required key is missing")
@@ -444,6 +431,8 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
         else:
             msg = e["msg"].replace("Input should be", "expected")
             msg = "expected a whole number" if e["type"] == "int_from_float" else msg  # one "got"
+            if e["type"] in ("model_type", "dict_type"):  # not pydantic's class names
+                msg = "expected a mapping" + mapping_hint(path, e.get("input"))
             yaml_file = str(e.get("input")).lower().endswith((".yaml", ".yml"))
             if root is Config and loc == ("data",) and yaml_file:  # data=coco8.yaml
                 msg += f"; for Ultralytics' data, use {ULTRALYTICS_KEYS['data']}"
@@ -452,7 +441,11 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
                 msg = msg.removeprefix("Value error, ")
                 got = "" if isinstance(e.get("input"), Mapping) else got
             lines.append(f"{path}: {msg}{got}")
-    # A union yields one line per member; keep the first per path.
+    return _first_per_key(lines)  # a union yields one line per member
+
+
+def _first_per_key(lines: Sequence[str]) -> list[str]:
+    """``lines`` less those about a key already spoken of (the text before the first ``:``)."""
     seen, unique = set(), []
     for line in lines:
         head = line.split(":", 1)[0]
@@ -466,35 +459,6 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
 _TYPE_TAG = re.compile(
     r".*\[.*|int|str|float|bool|list|dict|tuple|none|(constrained|function|lax-or-strict|json-or-python).*"
 )
-
-
-def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
-    """Names of the valid keys at ``loc`` inside ``model``, for 'did you mean' hints."""
-    current: Any = model
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            if part not in current.model_fields:
-                return []
-            current = current.model_fields[part].annotation
-        elif typing.get_origin(current) is dict:
-            current = typing.get_args(current)[1]
-        else:
-            return []
-    current = _unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
-
-
-def _unwrap(tp: Any) -> Any:
-    """``X | None`` → ``X``."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp
 
 
 ConfigLike = str | os.PathLike | Mapping[str, Any] | Config

@@ -1,0 +1,124 @@
+"""What an unknown key, or a value that should have been a mapping, was probably meant to be:
+the hints at the end of :func:`visionkit.config.validate.validate_config`'s lines.
+
+>>> unknown_key_hint(Config, ("max_epochs",))
+'; did you mean trainer.max_epochs? (a key of trainer:)'
+>>> unknown_key_hint(Config, ("_base_",))
+"; did you mean 'base'? (a config file, or a list of them, merged beneath this one; paths relative to this file)"
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+from pydantic import BaseModel
+
+from visionkit.choices import ULTRALYTICS_KEYS
+from visionkit.config.schema import Config, unknown_trainer_key_help
+
+#: Other tools' names of ``base:`` (mmengine's ``_base_``, Hydra's ``defaults``, ...).
+BASE_ALIASES = ("_base_", "__base__", "bases", "defaults", "extends", "inherit", "include")
+
+#: Sections whose mapping names a registered component by ``name`` (or a dataset by
+#: ``format``): what a bare string there (``model.backbone: resnet18``) should have been.
+NAMED_SECTIONS = {
+    "model.backbone": "name",
+    "model.neck": "name",
+    "model.heads.*": "name",
+    "model.loss_balancing": "name",
+    "optimizer": "name",
+    "scheduler": "name",
+    "data.train": "format",
+    "data.val": "format",
+    "data.test": "format",
+}
+
+
+def unknown_key_hint(root: type[BaseModel], loc: Sequence[Any]) -> str:
+    """``"; did you mean ...?"`` for the unknown key at ``loc`` of ``root`` (the whole
+    :class:`Config`, or a component's schema): the key where it is a key (``max_epochs`` →
+    ``trainer.max_epochs``), Ultralytics' name translated (``epochs``), ``base:`` for another
+    tool's name of it (``_base_``), else the closest valid key here, or the valid keys."""
+    key = str(loc[-1])
+    if root is Config and len(loc) == 1 and key in BASE_ALIASES:
+        return (
+            "; did you mean 'base'? (a config file, or a list of them, merged beneath this "
+            "one; paths relative to this file)"
+        )
+    said = ULTRALYTICS_KEYS.get(key)
+    if root is Config and said and (len(loc) == 1 or tuple(loc[:-1]) == ("trainer",)):
+        return f"; for Ultralytics' {key}, use {said}"  # epochs=3, trainer.epochs=3
+    elsewhere = key_places().get(key, []) if len(key) > 1 else []
+    if len(elsewhere) == 1:
+        section = elsewhere[0].rpartition(".")[0]
+        return f"; did you mean {elsewhere[0]}? (a key of {section + ':' if section else 'the top level'})"
+    if 1 < len(elsewhere) <= 3:
+        return f"; did you mean {' or '.join(elsewhere)}?"
+    valid = fields_at(root, loc[:-1])
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    if root is Config and tuple(loc[:-1]) == ("trainer",):  # Lightning's keys and ours, apart
+        return (f"; did you mean {close[0]!r}? " if close else "; ") + unknown_trainer_key_help()
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; valid keys: {', '.join(sorted(valid))}" if valid else ""
+
+
+@functools.cache
+def key_places(model: type[BaseModel] = Config, prefix: str = "") -> dict[str, list[str]]:
+    """Every key of the fixed sections of ``model`` → the full paths it is a key at
+    (``"lr"`` → ``["optimizer.lr"]``), for keys written in the wrong section."""
+    places: dict[str, list[str]] = {}
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        places.setdefault(name, []).append(path)
+        inner = _unwrap(field.annotation)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            for key, paths in key_places(inner, f"{path}.").items():
+                places.setdefault(key, []).extend(paths)
+    return places
+
+
+def mapping_hint(path: str, given: Any) -> str:
+    """What a string given where a mapping of a named component belongs should have been:
+    ``" such as {name: resnet18}"`` for ``model.backbone: resnet18``; ``""`` elsewhere."""
+    pattern = path if path in NAMED_SECTIONS else f"{path.rpartition('.')[0]}.*"
+    key = NAMED_SECTIONS.get(pattern)
+    if not isinstance(given, str) or key is None:
+        return ""
+    if key == "format":  # a folder: a dataset entry names its format and its folder
+        return f" such as {{format: folder, root: {given}}} (formats: docs/datasets.md)"
+    return f" such as {{{key}: {given}}}"
+
+
+def fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+    """Names of the valid keys at ``loc`` inside ``model``, for 'did you mean' hints."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if part not in current.model_fields:
+                return []
+            current = current.model_fields[part].annotation
+        elif typing.get_origin(current) in (dict, Mapping):
+            current = typing.get_args(current)[1]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X | None`` → ``X``."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
