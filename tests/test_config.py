@@ -298,6 +298,42 @@ def test_missing_file_and_bad_yaml(tmp_path):
     assert f'in "{tmp_path / "bad.yaml"}", line 1' in str(info.value)  # not "<unicode string>"
 
 
+def test_a_key_written_twice_is_refused_with_both_lines(tmp_path):
+    """PyYAML keeps the last of two ``trainer:`` sections: max_epochs: 3 was dropped silently."""
+    text = (
+        yaml.safe_dump(MINIMAL)
+        + "trainer:\n  max_epochs: 3\nseed: 1\ntrainer:\n  precision: 32-true\n"
+    )
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    (line,) = problems_of(path)
+    assert "found 'trainer' a second time (first on line 8)" in line
+    assert f'in "{path}", line 11' in line
+
+
+def test_keys_a_yaml_merge_brings_in_may_be_overridden(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text(
+        "model:\n  backbone: {name: simple_cnn}\n  heads:\n"
+        "    cls: &head {name: linear, num_classes: 2}\n    cls2: {<<: *head, num_classes: 3}\n"
+    )
+    assert load_config(path).model.heads["cls2"]["num_classes"] == 3
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n"])
+def test_an_empty_config_file_says_so(tmp_path, text):
+    """It was "model.heads: at least one head is required"."""
+    (tmp_path / "empty.yaml").write_text(text)
+    (line,) = problems_of(tmp_path / "empty.yaml")
+    assert line.startswith("the file is empty (or holds only comments)")
+
+
+def test_a_tab_in_the_yaml_says_yaml_indents_with_spaces(tmp_path):
+    (tmp_path / "tab.yaml").write_text("model:\n\tbackbone: {name: simple_cnn}\n")
+    (line,) = problems_of(tmp_path / "tab.yaml")
+    assert line.endswith("; YAML indents with spaces, never tabs")
+
+
 def test_a_misspelt_config_name_suggests_the_closest_config_beside_it():
     with pytest.raises(ConfigError, match="did you mean configs/custom/detect_fcos_r18.yaml"):
         load_config("configs/custom/detect_fcos_r81.yaml")

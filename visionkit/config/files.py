@@ -34,16 +34,47 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     stream = io.StringIO(text)
     stream.name = str(path)  # PyYAML names the file in its errors (else "<unicode string>")
     try:
-        data = yaml.safe_load(stream)
+        data = yaml.load(stream, Loader=UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as err:
-        raise ConfigError(f"not valid YAML: {err}", str(path)) from None
+        tab = "; YAML indents with spaces, never tabs" if "'\\t'" in str(err) else ""
+        raise ConfigError(f"not valid YAML: {err}{tab}", str(path)) from None
     if data is None:
-        return {}
+        raise ConfigError(
+            "the file is empty (or holds only comments); a config names at least the model's "
+            "heads, e.g. model: {heads: {cls: {name: linear}}} (docs/configuration.md)",
+            str(path),
+        )
     if not isinstance(data, dict):
         raise ConfigError(
             f"expected a mapping at the top level, got {type(data).__name__}", str(path)
         )
     return data
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping (two ``trainer:``
+    sections), which PyYAML reads as the last one alone, silently dropping the first; keys a
+    ``<<:`` merge brings in may still be overridden."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                continue  # PyYAML says what is wrong with such a key
+            line = key_node.start_mark.line + 1
+            if key in lines:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"found {key!r} a second time (first on line {lines[key]}); YAML would keep "
+                    "only the last one: merge the two into one",
+                    key_node.start_mark,
+                )
+            lines[key] = line
+        return super().construct_mapping(node, deep)
 
 
 def _missing_config_hint(path: Path) -> str:
