@@ -285,6 +285,36 @@ def test_malformed_override_is_a_config_error():
         apply_overrides({}, ["trainer.max_epochs"])
 
 
+@pytest.mark.parametrize(
+    ("overrides", "problems"),
+    [
+        # Lightning's "--trainer.max_epochs 3" without the dashes: two arguments
+        (
+            ["trainer.max_epochs", "3", "data.batch_size", "4"],
+            [
+                "'trainer.max_epochs' '3': expected an override of the form key.path=value; "
+                "did you mean trainer.max_epochs=3?",
+                "'data.batch_size' '4': expected an override of the form key.path=value; "
+                "did you mean data.batch_size=4?",
+            ],
+        ),
+        # YAML's "key: value"
+        (
+            ["name: my run", "noequals"],
+            [
+                "'name: my run': expected an override of the form key.path=value; "
+                "did you mean 'name=my run'?",
+                "'noequals': expected an override of the form key.path=value",
+            ],
+        ),
+    ],
+)
+def test_an_override_without_equals_says_what_was_meant(overrides, problems):
+    with pytest.raises(ConfigError) as info:
+        apply_overrides({}, overrides)
+    assert info.value.problems == problems
+
+
 def test_deep_merge_replaces_non_mappings():
     assert deep_merge({"a": {"b": 1, "c": [1]}}, {"a": {"c": [2]}}) == {"a": {"b": 1, "c": [2]}}
 

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -141,11 +142,16 @@ def apply_overrides(
     """
     out = unshared(data)
     problems = []
-    for item in override_list(overrides):
+    items = override_list(overrides)
+    values = set()  # positions of the values of keys given without "=" (said with the key)
+    for i, item in enumerate(items):
         key, sep, raw = item.partition("=")
         parts = _key_parts(key) if sep else None
+        if not parts and i not in values:
+            following = items[i + 1] if i + 1 < len(items) else None
+            problems.append(_malformed(item, following))
+            values |= {i + 1} if _without_value(item, following) else set()
         if not parts:
-            problems.append(f"{item!r}: expected an override of the form key.path=value")
             continue
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
@@ -157,6 +163,26 @@ def apply_overrides(
     if problems:
         raise ConfigError(problems, "command-line overrides")
     return out
+
+
+def _malformed(item: Any, following: Any) -> str:
+    """The problem of an override without ``=``, with what was meant for ``name: x`` and for
+    ``trainer.max_epochs 3`` (two arguments, as Lightning's CLI takes them after a ``--``)."""
+    form = "expected an override of the form key.path=value"
+    key, colon, value = str(item).partition(":")
+    if colon and _without_value(key.strip(), value.strip()):
+        return f"{item!r}: {form}; did you mean {shlex.quote(f'{key.strip()}={value.strip()}')}?"
+    if _without_value(item, following):
+        meant = shlex.quote(f"{item}={following}")
+        return f"{item!r} {following!r}: {form}; did you mean {meant}?"
+    return f"{item!r}: {form}"
+
+
+def _without_value(item: Any, following: Any) -> bool:
+    """Whether ``item`` is a key without ``=`` and ``following`` its value, one argument on."""
+    if not (isinstance(item, str) and isinstance(following, str)) or "=" in following:
+        return False
+    return re.fullmatch(r"[A-Za-z_]\w*(\[\d+\])*(\.\w+(\[\d+\])*)*", item) is not None
 
 
 def unshared(value: Any) -> Any:
