@@ -21,6 +21,10 @@ A tag in an HTML comment on the line just before a block changes that:
       the fast variant, run by default; with ``VISIONKIT_DOCS_SLOW=1`` the block runs as
       written.
 
+A ```text block's ``$ command`` lines whose output shown below is an error (``error: ...``)
+run too (in a folder holding copies of ``configs/`` and ``tools/``), and must print that
+(log lines aside): the documented messages are the real ones.
+
 Keep the default variant of a page under ~20 s of CPU; docs/extending.md says the same.
 docs/configs.md must equal :func:`visionkit.config.reference.render_config_reference`
 (``python tools/gen_config_docs.py`` regenerates it).
@@ -149,6 +153,35 @@ def test_examples_run(path, tmp_path, monkeypatch):
         for line in block.code.splitlines():
             code, output = run_in_process(command_line(line, block.tag))
             assert code == 0, f"{where}: `{line}` exited {code}:\n{output[-4000:]}"
+
+
+DOCUMENTED_ERROR = re.compile(r"^```text\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def documented_errors(path: Path) -> list[tuple[str, str]]:
+    """The ``$ command`` lines of ``path``'s text blocks whose output shown below them is an
+    error (``error: ...``), each with that output."""
+    found = []
+    for block in DOCUMENTED_ERROR.findall(path.read_text(encoding="utf-8")):
+        parts = re.split(r"^\$ (.*)\n", block, flags=re.MULTILINE)
+        for command, shown in zip(parts[1::2], parts[2::2], strict=True):
+            if shown.startswith("error:"):
+                found.append((command, shown.strip()))
+    return found
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in DOC_FILES if documented_errors(p)], ids=lambda p: p.name
+)
+def test_documented_errors_are_what_the_command_prints(path, tmp_path, monkeypatch):
+    """An error shown under ``$ command`` is what that command prints today (two had drifted)."""
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    shutil.copytree(ROOT / "tools", tmp_path / "tools", ignore=shutil.ignore_patterns("__*"))
+    monkeypatch.chdir(tmp_path)
+    for command, shown in documented_errors(path):
+        code, output = run_in_process(shlex.split(command))
+        printed = [line for line in output.splitlines() if not line.startswith(("INFO", "WARN"))]
+        assert code != 0 and "\n".join(printed).strip() == shown, f"{path.name}: $ {command}"
 
 
 def test_blocks_tags_and_small_overrides_are_read(tmp_path):
