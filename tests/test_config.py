@@ -201,6 +201,24 @@ def test_only_one_level_of_base(tmp_path):
     assert "only one level of base" in line
 
 
+def test_a_missing_base_is_told_of_the_file_naming_it(tmp_path, monkeypatch):
+    """It was "invalid configuration in <the missing file>: cannot read config file", not
+    saying which file named it, nor that a base is relative to that file."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs" / "custom").mkdir(parents=True)
+    write(tmp_path / "configs" / "base.yaml", MINIMAL)
+    child = write(tmp_path / "configs" / "custom" / "mine.yaml", {"base": "configs/base.yaml"})
+    with pytest.raises(ConfigError) as info:
+        load_config(child)
+    assert info.value.source == str(child)
+    missing = tmp_path / "configs" / "custom" / "configs" / "base.yaml"
+    assert info.value.problems == [
+        f"base: configs/base.yaml: there is no file {missing} (a base is relative to the folder "
+        "of the file naming it); configs/base.yaml is a file from the current folder: write "
+        "base: ../base.yaml"
+    ]
+
+
 def test_one_override_string_is_one_override_not_its_characters(tmp_path):
     assert apply_overrides({}, "a.b=3") == {"a": {"b": 3}}
     with pytest.raises(ConfigError, match=re.escape("'model.x=1': eval accepts data.*")):

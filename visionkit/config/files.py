@@ -120,6 +120,12 @@ def resolve_file(path: str | os.PathLike) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for base in bases:
         base_path = (path.parent / base).resolve()
+        if not base_path.is_file():  # said of this file, where the path is written
+            raise ConfigError(
+                f"base: {base}: there is no file {base_path} (a base is relative to the folder "
+                f"of the file naming it){_base_hint(base, path)}",
+                str(path),
+            )
         base_data = read_yaml(base_path)
         if "base" in base_data:
             raise ConfigError(
@@ -128,6 +134,16 @@ def resolve_file(path: str | os.PathLike) -> dict[str, Any]:
             )
         merged = deep_merge(merged, base_data)
     return deep_merge(merged, data)
+
+
+def _base_hint(base: str, path: Path) -> str:
+    """For a ``base:`` of ``path`` that is not there: the same path relative to this file when
+    it names a file from the current folder (``configs/shapes/x.yaml``), else the closest
+    config name beside where it was looked for."""
+    if Path(base).is_file():
+        beside = os.path.relpath(Path(base).resolve(), path.parent.resolve())
+        return f"; {base} is a file from the current folder: write base: {beside}"
+    return _missing_config_hint((path.parent / base).resolve())
 
 
 def apply_overrides(
