@@ -606,6 +606,26 @@ def test_a_mistake_on_the_command_line_is_told_from_one_in_the_file(tmp_path):
     assert not any("command line" in p for p in info.value.problems)
 
 
+@pytest.mark.parametrize(
+    "override",
+    [
+        "data.transforms.train=[{name: Resise}]",
+        "data.transforms.train[0].name=Resise",
+        "data.transforms.train.0.name=Resise",
+    ],
+)
+def test_a_transform_set_on_the_command_line_is_told_so(tmp_path, override):
+    """The problem's path names a list item (train[0]), which the override's key did not
+    match, so the error read as if the file were wrong."""
+    path = write(
+        tmp_path / "c.yaml",
+        {**MINIMAL, "data": {"transforms": {"train": [{"name": "HorizontalFlip"}]}}},
+    )
+    problems = problems_of(path, [override])
+    assert problems[0].startswith("data.transforms.train[0].name: unknown albumentations")
+    assert problems[-1] == f"(set on the command line, not in the file: {override})"
+
+
 def test_trainer_precision_is_checked_against_lightning():
     """An unknown precision is a ConfigError at load time, not a Lightning ValueError later;
     the accepted list is Lightning's own, plus ``auto``."""

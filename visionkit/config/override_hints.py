@@ -12,15 +12,21 @@ def command_line_note(problems: Sequence[str], overrides: Sequence[str]) -> list
     """A last line naming the overrides that set a key of ``problems`` (or one around it):
     the error names the config file, and the mistake may be on the command line
     (``trainer.max_step=30``)."""
-    wheres = [p.partition(":")[0].strip() for p in problems]
+    wheres = [p.partition(":")[0].strip().split(" ")[0] for p in problems]  # less "(Resize)"
     used = []
     for override in overrides:
-        key = override.partition("=")[0].strip()
+        key = _bracketed(override.partition("=")[0].strip())
         if key and any(
-            key == w or w.startswith(f"{key}.") or key.startswith(f"{w}.") for w in wheres
+            key == w or w.startswith((f"{key}.", f"{key}[")) or key.startswith((f"{w}.", f"{w}["))
+            for w in wheres
         ):
             used.append(override)
     return [f"(set on the command line, not in the file: {', '.join(used)})"] if used else []
+
+
+def _bracketed(key: str) -> str:
+    """``"a.train.0.p"`` → ``"a.train[0].p"``: a list item as the problems name it."""
+    return re.sub(r"\.(\d+)(?=[.\[]|$)", r"[\1]", key)
 
 
 def format_override_hints(overrides: Sequence[str], problems: Sequence[str]) -> list[str]:
