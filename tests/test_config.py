@@ -626,6 +626,26 @@ def test_a_transform_set_on_the_command_line_is_told_so(tmp_path, override):
     assert problems[-1] == f"(set on the command line, not in the file: {override})"
 
 
+def test_a_path_starting_with_tilde_is_under_the_home_folder(monkeypatch, tmp_path):
+    """``output_dir: ~/runs`` made a folder named ``~`` in the current one, and
+    ``root: ~/photos`` was read from there too; torchvision expands ``~`` in dataset roots."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = load_config(
+        MINIMAL,
+        [
+            "output_dir=~/runs",
+            "resume=~/runs/x/checkpoints/last.ckpt",
+            "data.train={format: folder, root: ~/photos/train}",
+            "data.val={pets: {format: coco, images: ~/pets, annotations: ~/pets/val.json}}",
+        ],
+    )
+    assert cfg.output_dir == str(tmp_path / "runs")
+    assert cfg.resume == str(tmp_path / "runs/x/checkpoints/last.ckpt")
+    assert cfg.data.train["root"] == str(tmp_path / "photos/train")
+    assert cfg.data.val["pets"]["images"] == str(tmp_path / "pets")
+    assert cfg.data.val["pets"]["annotations"] == str(tmp_path / "pets/val.json")
+
+
 def test_trainer_precision_is_checked_against_lightning():
     """An unknown precision is a ConfigError at load time, not a Lightning ValueError later;
     the accepted list is Lightning's own, plus ``auto``."""

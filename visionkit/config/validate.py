@@ -137,7 +137,23 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     cfg.data.train = splits.get("train")
     cfg.data.val = splits.get("val")
     cfg.data.test = splits.get("test")
+    _expand_home(cfg)
     return cfg
+
+
+def _expand_home(cfg: Config) -> None:
+    """A ``~`` that starts ``output_dir``, ``resume`` or a dataset's folder or file is the
+    user's home, as in torchvision's dataset roots (``output_dir: ~/runs`` made a folder named
+    ``~`` in the current one; ``root: ~/photos`` was not found). ``model.init_from`` and
+    ``model.backbone.pretrained`` are expanded where they are read."""
+    cfg.output_dir = os.path.expanduser(cfg.output_dir)
+    cfg.resume = os.path.expanduser(cfg.resume) if cfg.resume else cfg.resume
+    for split in ("train", "val", "test"):
+        for _, entry in split_entries(getattr(cfg.data, split), f"data.{split}"):
+            reader = DATASETS.component_class(entry["format"])
+            for key in getattr(reader, "path_arguments", (reader.location,)):
+                if isinstance(entry.get(key), str):
+                    entry[key] = os.path.expanduser(entry[key])
 
 
 def _without_null_heads(data: Mapping[str, Any]) -> Mapping[str, Any]:
