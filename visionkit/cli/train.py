@@ -50,7 +50,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "default a new run goes to <folder>-2, -3, ...",
     )
     p.add_argument(
-        "--print-config", action="store_true", help="print the resolved, validated config and exit"
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (defaults filled in) and exit: a check of the config "
+        "(keys, types, heads, backbone name, transforms) that reads no data and builds no "
+        "model; 'visionkit check-data --config' checks the data, trainer.fast_dev_run=true "
+        "runs one batch",
     )
     p.required_unless = {"config": "resume"}
     return p
