@@ -731,6 +731,21 @@ def test_a_named_dataset_set_to_null_leaves_the_mix():
         load_config(config, ["data.train.maps=null", "data.train.boxes=null"])
 
 
+def test_a_sampling_weight_on_one_dataset_says_it_is_a_key_of_a_mix():
+    """It said "unknown key; valid keys: ..." without weight among them."""
+    config = {
+        "model": {"heads": {"cls": {"name": "linear", "num_classes": 2}}},
+        "data": {"train": {"format": "voc", "root": "r", "weight": 2}},
+    }
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert str(info.value).splitlines()[1:] == [
+        "  data.train.weight: a sampling weight is a key of a dataset of a mix (data.train: "
+        "{photos: {format: ..., weight: 2}, extra: {format: ...}}); one dataset fills every "
+        "batch (docs/multitask.md)"
+    ]
+
+
 def test_a_sampling_weight_on_a_validation_mix_is_warned_of_and_left_out(caplog):
     """``weight:`` on ``data.val``'s datasets was accepted and did nothing (evaluation reads
     each set whole): a warning, not an error, since earlier versions' checkpoints hold such

@@ -340,6 +340,13 @@ def _validate_datasets(
             problems.append(f"{path}: every named dataset was set to null; give at least one")
             return {}
     if not is_dataset_mix(spec):
+        if isinstance(spec, Mapping) and "weight" in spec:  # a mix's key on one dataset
+            problems.append(
+                f"{path}.weight: a sampling weight is a key of a dataset of a mix ({path}: "
+                "{photos: {format: ..., weight: 2}, extra: {format: ...}}); one dataset fills "
+                "every batch (docs/multitask.md)"
+            )
+            spec = {k: v for k, v in spec.items() if k != "weight"}
         return check(spec, path, problems, extra=extra)
     loose = [key for key, value in spec.items() if not isinstance(value, Mapping)]
     if loose:
