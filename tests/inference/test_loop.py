@@ -152,6 +152,39 @@ def test_the_onnx_predictor_runs_the_same_loop_and_matches_eager(model, loop_cal
     assert_same(predictor.predict(image, **options), [few], atol=1e-4)
 
 
+def test_predict_files_takes_an_onnx_file_as_its_model(model, tmp_path):
+    """``visionkit predict --checkpoint model.onnx`` (Ultralytics' predict takes its exports):
+    the same files as the PyTorch model, up to onnxruntime's float noise."""
+    import json
+
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+        pytest.skip("onnx / onnxruntime are not installed")
+    from visionkit.errors import ConfigError
+    from visionkit.export import export
+    from visionkit.inference.predict import predict_files
+
+    onnx = export(model, "onnx", tmp_path / "model.onnx", check=False).path
+    (tmp_path / "in").mkdir()
+    for i, image in enumerate(images()):
+        Image.fromarray(image).save(tmp_path / "in" / f"{i}.png")
+    runs = {
+        name: predict_files(source, tmp_path / "in", tmp_path / name, progress=False)
+        for name, source in (("eager", model), ("onnx", onnx))
+    }
+    want, got = (json.loads(runs[name].read_text()) for name in ("eager", "onnx"))
+    assert len(got) == len(want) > 0
+    for a, b in zip(got, want, strict=True):
+        assert (a["image_id"], a["category_id"]) == (b["image_id"], b["category_id"])
+        assert a["bbox"] == pytest.approx(b["bbox"], abs=1e-3)
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+    records = [json.loads((tmp_path / n / "images.json").read_text()) for n in ("eager", "onnx")]
+    assert [r["cls"]["name"] for r in records[0]] == [r["cls"]["name"] for r in records[1]]
+    drawn = [sorted(p.name for p in (tmp_path / n).glob("*_pred.png")) for n in ("eager", "onnx")]
+    assert drawn[0] == drawn[1] == ["0.png_pred.png", "1.png_pred.png", "2.png_pred.png"]
+    with pytest.raises(ConfigError, match="--tta, --bf16: an ONNX file runs on the CPU"):
+        predict_files(onnx, tmp_path / "in", tmp_path / "no", tta="flip", bf16=True)
+
+
 def test_tensors_go_through_the_pipeline_floats_read_in_0_to_1(model, loop_calls):
     """As torchvision and Ultralytics read them: a uint8 tensor in 0..255, a float tensor
     in 0..1 (both through the evaluation pipeline, so imgsz applies); one image [3, H, W] is a

@@ -44,7 +44,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--input photos/ 'more/*.png' --conf 0.4 --classes circle --save-txt --device cuda "
         "--half   # writes runs/quickstart/predict, then predict-2, ...",
     )
-    p.add_argument("--checkpoint", required=True, help="path to a .ckpt written by train")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="path to a .ckpt written by train, or to an ONNX export of one (export --format "
+        "onnx, without --nms), run by onnxruntime on the CPU",
+    )
     p.add_argument(
         "--input",
         required=True,

@@ -112,12 +112,22 @@ class OnnxPredictor:
             iou=iou,
             max_det=max_det,
             classes=classes,
-            imgsz=imgsz,
-            preprocess=self.preprocess,
-            run=self._run_batch,
-            decode=self.model.postprocess,
+            **self.loop_steps(imgsz),
         )
         return list(stream)
+
+    def loop_steps(self, imgsz: int | str | Sequence[int] | None = None) -> dict[str, Any]:
+        """The predict loop's steps for this file (``preprocess`` at ``imgsz``, onnxruntime as
+        ``run``, the heads' ``postprocess`` as ``decode``), for
+        :func:`visionkit.inference.options.predict_images` and ``visionkit predict``."""
+        from visionkit.inference.options import preprocess_at
+
+        resized = imgsz is not None
+        return {
+            "preprocess": preprocess_at(self.model, imgsz) if resized else self.preprocess,
+            "run": self._run_batch,
+            "decode": self.model.postprocess,
+        }
 
     def _run_batch(self, images: torch.Tensor, image_sizes: Sizes) -> dict:
         return self.run(images.numpy())

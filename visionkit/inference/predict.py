@@ -168,7 +168,9 @@ def predict_files(
     and every file hold the same detections.
 
     Args:
-        model: a :class:`VisionModel` or the path of a checkpoint.
+        model: a :class:`VisionModel`, the path of a checkpoint, or of an ONNX export
+            (``.onnx``, run by :class:`~visionkit.inference.onnx_runtime.OnnxPredictor` on the
+            CPU: no ``tta``, ``device``, ``half``, ``bf16`` or ``gallery``).
         inputs: image or video files, folders (searched recursively), glob patterns, webcam
             indices (``0`` or ``"0"``); a list, or one of them.
         output_dir: created when missing.
@@ -223,14 +225,24 @@ def predict_files(
         autocast_dtype(target, half, bf16)
     check_thresholds(conf, iou, max_det, batch_size)
     named = named_inputs(inputs, output_dir, exclude)
-    if not isinstance(model, VisionModel):
-        model = load(model)
-    before = next(model.parameters()).device
-    dtype = autocast_dtype(target or before, half, bf16)
+    if is_onnx_file(model):  # onnxruntime on the CPU; the heads' own decoding
+        from visionkit.inference.onnx_runtime import OnnxPredictor
+
+        onnx_options(tta, target, half, bf16, gallery)
+        predictor = OnnxPredictor(model)
+        model, loop, before = predictor.model, predictor.loop_steps(imgsz), None
+    else:
+        model = model if isinstance(model, VisionModel) else load(model)
+        before = next(model.parameters()).device
+        dtype = autocast_dtype(target or before, half, bf16)
+        loop = {
+            **tta_steps(model, tta),
+            "autocast": dtype,
+            "preprocess": preprocess_at(model, imgsz),
+        }
+        model.to(target or before)
     resolve_classes(model, classes)  # a bad class fails before any image is read
     options = {"conf": conf, "iou": iou, "max_det": max_det, "classes": classes}
-    loop = {**tta_steps(model, tta), "autocast": dtype, "preprocess": preprocess_at(model, imgsz)}
-    model.to(target or before)
     if gallery is not None and not isinstance(gallery, Gallery):
         gallery = Gallery.from_folder(model, gallery)
     try:
@@ -251,7 +263,38 @@ def predict_files(
             gallery,
         )
     finally:
-        model.to(before)
+        if before is not None:  # an ONNX file's model has no weights to move
+            model.to(before)
+
+
+def is_onnx_file(model: Any) -> bool:
+    """Whether ``model`` names an ONNX export (``.onnx``), run by onnxruntime."""
+    return isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx")
+
+
+def onnx_options(
+    tta: str | None, device: torch.device | None, half: bool, bf16: bool, gallery: Any
+) -> None:
+    """Refuse the options an ONNX file cannot take: onnxruntime runs it on the CPU in
+    float32, and flip TTA and galleries need the PyTorch model.
+
+    Raises:
+        ConfigError: each option given, naming what to use instead.
+    """
+    given = {
+        "--tta": tta is not None,
+        "--device": device is not None and device.type != "cpu",
+        "--half": half,
+        "--bf16": bf16,
+        "--gallery": gallery is not None,
+    }
+    refused = [flag for flag, on in given.items() if on]
+    if refused:
+        raise ConfigError(
+            f"{', '.join(refused)}: an ONNX file runs on the CPU in float32 through "
+            "onnxruntime, without test-time augmentation or galleries; give the checkpoint "
+            "(.ckpt) it was exported from for these"
+        )
 
 
 def _predict(
