@@ -35,7 +35,11 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     stream = io.StringIO(text)
     stream.name = str(path)  # PyYAML names the file in its errors (else "<unicode string>")
     try:
-        data = yaml.load(stream, Loader=UniqueKeyLoader)  # a SafeLoader
+        loader = UniqueKeyLoader(stream)  # a SafeLoader (as yaml.load(stream, Loader=...))
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
         tab = "; YAML indents with spaces, never tabs" if "'\\t'" in str(err) else ""
         raise ConfigError(f"not valid YAML: {err}{tab}", str(path)) from None

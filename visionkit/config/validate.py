@@ -131,7 +131,7 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     )
     problems += _identity_step_problems(raw_data.get("transforms"), heads)
     if problems or cfg is None:  # a head or dataset not a mapping: said by the schema too
-        raise ConfigError(_first_per_key(problems), source)
+        raise ConfigError(_first_per_key(problems, only="expected a mapping"), source)
     cfg.model.heads = heads
     cfg.model.neck = neck
     cfg.data.train = splits.get("train")
@@ -467,14 +467,17 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
     return _first_per_key(lines)  # a union yields one line per member
 
 
-def _first_per_key(lines: Sequence[str]) -> list[str]:
-    """``lines`` less those about a key already spoken of (the text before the first ``:``)."""
-    seen, unique = set(), []
+def _first_per_key(lines: Sequence[str], only: str = "") -> list[str]:
+    """``lines`` less those about a key already spoken of (the text before the first ``:``);
+    with ``only``, less those whose problem starts so and was said of the key already."""
+    said, unique = set(), []
     for line in lines:
-        head = line.split(":", 1)[0]
-        if head not in seen:
-            seen.add(head)
-            unique.append(line)
+        key, _, problem = line.partition(":")
+        if problem.startswith(f" {only}"):
+            if key in said:
+                continue
+            said.add(key)
+        unique.append(line)
     return unique
 
 
