@@ -152,7 +152,7 @@ def test_the_onnx_predictor_runs_the_same_loop_and_matches_eager(model, loop_cal
     assert_same(predictor.predict(image, **options), [few], atol=1e-4)
 
 
-def test_predict_files_takes_an_onnx_file_as_its_model(model, tmp_path):
+def test_predict_files_takes_an_onnx_file_as_its_model(model, tmp_path, monkeypatch):
     """``visionkit predict --checkpoint model.onnx`` (Ultralytics' predict takes its exports):
     the same files as the PyTorch model, up to onnxruntime's float noise."""
     import json
@@ -183,6 +183,9 @@ def test_predict_files_takes_an_onnx_file_as_its_model(model, tmp_path):
     assert drawn[0] == drawn[1] == ["0.png_pred.png", "1.png_pred.png", "2.png_pred.png"]
     with pytest.raises(ConfigError, match="--tta, --bf16: an ONNX file runs on the CPU"):
         predict_files(onnx, tmp_path / "in", tmp_path / "no", tta="flip", bf16=True)
+    # the command line's default, auto, is the CPU for an ONNX file, with a GPU or without
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    predict_files(onnx, tmp_path / "in", tmp_path / "auto", device="auto", progress=False)
 
 
 def test_tensors_go_through_the_pipeline_floats_read_in_0_to_1(model, loop_calls):

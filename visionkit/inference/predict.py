@@ -228,7 +228,7 @@ def predict_files(
     if is_onnx_file(model):  # onnxruntime on the CPU; the heads' own decoding
         from visionkit.inference.onnx_runtime import OnnxPredictor
 
-        onnx_options(tta, target, half, bf16, gallery)
+        onnx_options(tta, device, half, bf16, gallery)
         predictor = OnnxPredictor(model)
         model, loop, before = predictor.model, predictor.loop_steps(imgsz), None
     else:
@@ -273,17 +273,18 @@ def is_onnx_file(model: Any) -> bool:
 
 
 def onnx_options(
-    tta: str | None, device: torch.device | None, half: bool, bf16: bool, gallery: Any
+    tta: str | None, device: str | torch.device | None, half: bool, bf16: bool, gallery: Any
 ) -> None:
     """Refuse the options an ONNX file cannot take: onnxruntime runs it on the CPU in
-    float32, and flip TTA and galleries need the PyTorch model.
+    float32, and flip TTA and galleries need the PyTorch model. ``device`` as given: ``auto``
+    (the command line's default) is the CPU for an ONNX file, even with a GPU.
 
     Raises:
         ConfigError: each option given, naming what to use instead.
     """
     given = {
         "--tta": tta is not None,
-        "--device": device is not None and device.type != "cpu",
+        "--device": str(device) not in ("None", "auto", "cpu"),  # auto: the CPU here
         "--half": half,
         "--bf16": bf16,
         "--gallery": gallery is not None,
