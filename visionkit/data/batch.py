@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -217,21 +217,6 @@ def collate(samples: Sequence[Sample], size_divisor: int = 32) -> dict[str, Any]
     if skipped:  # images replaced under on_bad_image: skip (counted by the data module)
         batch["skipped"] = skipped
     return batch
-
-
-def labelled_images(batch: Mapping[str, Any], targets: Sequence[str]) -> torch.Tensor:
-    """bool ``[B]``: the images of a collated ``batch`` that carry one of ``targets`` (a
-    task's Sample targets): ``class`` / ``identity`` other than :data:`IGNORE_CLASS`, the
-    others by their ``has_<target>`` flag (a target without one, ``identities``, counts
-    none). A target the batch lacks altogether is carried by no image."""
-    size = len(batch["images"])
-    found = torch.zeros(size, dtype=torch.bool)
-    for target in targets:
-        if target in ("class", "identity") and target in batch:
-            found |= batch[target].detach().cpu() != IGNORE_CLASS
-        elif f"has_{target}" in batch:
-            found |= torch.as_tensor(batch[f"has_{target}"]).detach().cpu().bool()
-    return found
 
 
 def _pad_masks(masks: torch.Tensor | None, count: int, h: int, w: int) -> torch.Tensor:

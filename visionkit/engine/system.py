@@ -22,7 +22,6 @@ from visionkit.build import lr_schedule as default_lr_schedule
 from visionkit.build import optimizer_factory as default_optimizer
 from visionkit.build.optim import OptimizerFactory, ScheduleFactory, is_fused
 from visionkit.choices import TTA_MODES
-from visionkit.data.batch import labelled_images
 from visionkit.errors import NonFiniteLossError
 from visionkit.evaluation.tasks import TASKS, progress_bar_suffixes
 from visionkit.inference.tta import hflip_images, merge_hflip
@@ -36,8 +35,7 @@ UNENDING = 10**9  # a schedule's length before a time budget's first projection
 class VisionSystem(L.LightningModule):
     """Trains and evaluates any :class:`VisionModel`.
 
-    Logs ``train/loss`` and ``train/<head>/<term>`` per step (a head's epoch mean over the
-    images that carry its labels), ``val/loss`` and the evaluators'
+    Logs ``train/loss`` and ``train/<head>/<term>`` per step, ``val/loss`` and the evaluators'
     flat metrics (``cls/top1``, ``det/mAP``, ...) per validation epoch.
 
     Args:
@@ -133,19 +131,8 @@ class VisionSystem(L.LightningModule):
             batch_size=size,
             sync_dist=True,  # averaged over ranks (a few scalars per step)
         )
-        labelled = self._labelled_images(batch)
-        for key, value in losses.items():  # "<head>/<term>", "<head>/loss", "<head>/weight"
-            head, _, term = key.partition("/")
-            if term:  # a head's loss: its epoch mean over the images that carry its labels
-                count = size if term == "weight" else labelled.get(head, size)
-                self.log(
-                    f"train/{key}",
-                    value,
-                    on_step=True,
-                    on_epoch=True,
-                    batch_size=count,
-                    sync_dist=True,
-                )
+        terms = {f"train/{k}": v for k, v in losses.items() if k != "loss"}
+        self.log_dict(terms, on_step=True, on_epoch=True, batch_size=size, sync_dist=True)
         if self.trainer.optimizers:  # train/lr (ungrouped parameters), train/lr_<prefix>
             lrs: dict[str, float] = {}
             for group in self.trainer.optimizers[0].param_groups:
@@ -153,16 +140,6 @@ class VisionSystem(L.LightningModule):
                 lrs.setdefault(key, group["lr"])
             self.log_dict(lrs, on_step=True, on_epoch=False, batch_size=size)
         return losses["loss"]
-
-    def _labelled_images(self, batch: dict[str, Any]) -> dict[str, int]:
-        """Per head of a known task: how many images of ``batch`` carry its labels (a head
-        without labels in a batch logs a zero loss, which weighs nothing in its epoch mean)."""
-        counts = {}
-        for name, head in self.model.heads.items():
-            spec = TASKS.get(getattr(head, "task", None))
-            if spec is not None:
-                counts[name] = int(labelled_images(batch, spec.targets).sum())
-        return counts
 
     def _loss_is_finite(self, losses: dict[str, torch.Tensor], batch_idx: int) -> bool:
         """``trainer.on_nonfinite_loss``: ``error`` raises :class:`NonFiniteLossError` naming
