@@ -267,7 +267,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     except (KeyError, IndexError, TypeError, AttributeError) as err:  # the unpickler on bytes
         # that torch.save never wrote (a text file: KeyError of a memo it never made)
         raise CheckpointError(
-            path, f"truncated or corrupt (not a file torch.save wrote: {type(err).__name__})"
+            path,
+            f"truncated or corrupt (not a file torch.save wrote: {type(err).__name__}: "
+            f"{str(err)[:200]})",
         ) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(path, f"expected a dict, found {type(ckpt).__name__}")

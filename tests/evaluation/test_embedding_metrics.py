@@ -90,6 +90,7 @@ def test_small_sets_are_named_for_what_they_cannot_measure():
     # the same pairs file decides: 500 different pairs resolve 1e-2, not 1e-3
     many = np.repeat(np.arange(40), 30)
     assert small_set_note(many) is None
+    assert small_set_note(np.zeros(0, int)) is None  # a set without identities: said elsewhere
     pairs = np.stack([np.zeros(500, int), 30 * np.arange(1, 40).repeat(13)[:500]], 1)
     assert small_set_note(many, pairs).startswith("500 different-identity pairs cannot resolve a")
     assert "tar@far1e-3 accept" in small_set_note(many, pairs)

@@ -187,6 +187,8 @@ def small_set_note(labels: np.ndarray, pairs: np.ndarray | None = None) -> str |
     one different pair in the set is measured with none allowed (``tar@far1e-3`` then equals
     ``tar@far1e-2`` below 100 different pairs)."""
     labels = np.asarray(labels)
+    if len(labels) < 2:  # nothing measured (auc is nan): nothing to say of its size
+        return None
     if pairs is None:
         total = len(labels) * (len(labels) - 1) // 2
         counts = np.unique(labels, return_counts=True)[1]
