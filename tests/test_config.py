@@ -366,6 +366,17 @@ def test_keys_a_yaml_merge_brings_in_may_be_overridden(tmp_path):
         "    cls: &head {name: linear, num_classes: 2}\n    cls2: {<<: *head, num_classes: 3}\n"
     )
     assert load_config(path).model.heads["cls2"]["num_classes"] == 3
+    # a merged mapping that overrides a merge of its own, merged again (PyYAML flattens the
+    # inner node in place: a check after flattening saw lr twice)
+    path.write_text(
+        "defs:\n  base: &base {lr: 0.1}\n  fast: &fast {<<: *base, lr: 0.5}\n"
+        "optimizer: {<<: *fast, name: sgd}\n"
+    )
+    import yaml
+
+    from visionkit.config.files import read_yaml
+
+    assert read_yaml(path) == yaml.safe_load(path.read_text())
 
 
 @pytest.mark.parametrize("text", ["", "# nothing yet\n"])
@@ -374,6 +385,15 @@ def test_an_empty_config_file_says_so(tmp_path, text):
     (tmp_path / "empty.yaml").write_text(text)
     (line,) = problems_of(tmp_path / "empty.yaml")
     assert line.startswith("the file is empty (or holds only comments)")
+    # overrides may fill it, and an empty base adds nothing (both worked before)
+    cfg = load_config(
+        tmp_path / "empty.yaml", ["model.heads.cls.name=linear", "model.heads.cls.num_classes=2"]
+    )
+    assert list(cfg.model.heads) == ["cls"]
+    (tmp_path / "top.yaml").write_text(
+        "base: empty.yaml\nmodel: {heads: {cls: {name: linear, num_classes: 2}}}\n"
+    )
+    assert list(load_config(tmp_path / "top.yaml").model.heads) == ["cls"]
 
 
 def test_a_tab_in_the_yaml_says_yaml_indents_with_spaces(tmp_path):

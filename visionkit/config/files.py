@@ -35,20 +35,19 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     stream = io.StringIO(text)
     stream.name = str(path)  # PyYAML names the file in its errors (else "<unicode string>")
     try:
-        loader = UniqueKeyLoader(stream)  # a SafeLoader (as yaml.load(stream, Loader=...))
+        loader = yaml.SafeLoader(stream)  # yaml.safe_load's steps, checked between them
         try:
-            data = loader.get_single_data()
+            node = loader.get_single_node()
+            if node is not None:
+                refuse_duplicate_keys(node)
+            data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
     except yaml.YAMLError as err:
         tab = "; YAML indents with spaces, never tabs" if "'\\t'" in str(err) else ""
         raise ConfigError(f"not valid YAML: {err}{tab}", str(path)) from None
-    if data is None:
-        raise ConfigError(
-            "the file is empty (or holds only comments); a config names at least the model's "
-            "heads, e.g. model: {heads: {cls: {name: linear}}} (docs/configuration.md)",
-            str(path),
-        )
+    if data is None:  # an empty base, or a file the command line's overrides fill
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(
             f"expected a mapping at the top level, got {type(data).__name__}", str(path)
@@ -56,30 +55,42 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key written twice in one mapping (two ``trainer:``
-    sections), which PyYAML reads as the last one alone, silently dropping the first; keys a
-    ``<<:`` merge brings in may still be overridden."""
+def refuse_duplicate_keys(root: yaml.Node) -> None:
+    """Refuse a key written twice in one mapping of a composed YAML document (two
+    ``trainer:`` sections), which PyYAML reads as the last one alone, silently dropping the
+    first. Checked on the nodes as written, before ``<<:`` merges are flattened: keys a merge
+    brings in may be overridden.
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        lines: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
+    Raises:
+        yaml.constructor.ConstructorError: naming the key and the lines of both.
+    """
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack += node.value
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        lines: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            stack.append(value_node)
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                key_node, yaml.ScalarNode
+            ):
                 continue
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, float, bool)) or key is None:
-                continue  # PyYAML says what is wrong with such a key
-            line = key_node.start_mark.line + 1
+            key = (key_node.tag, key_node.value)
             if key in lines:
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping",
                     node.start_mark,
-                    f"found {key!r} a second time (first on line {lines[key]}); YAML would keep "
-                    "only the last one: merge the two into one",
+                    f"found {key_node.value!r} a second time (first on line {lines[key]}); YAML "
+                    "would keep only the last one: merge the two into one",
                     key_node.start_mark,
                 )
-            lines[key] = line
-        return super().construct_mapping(node, deep)
+            lines[key] = key_node.start_mark.line + 1
 
 
 def _missing_config_hint(path: Path) -> str:

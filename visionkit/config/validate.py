@@ -63,6 +63,13 @@ def load_config(
     else:
         data = resolve_file(source)
         origin = str(source)
+        if not data and not override_list(overrides):  # "model.heads: at least one head"
+            raise ConfigError(
+                "the file is empty (or holds only comments); a config names at least the "
+                "model's heads, e.g. model: {heads: {cls: {name: linear}}} "
+                "(docs/configuration.md)",
+                origin,
+            )
     data = apply_overrides(data, overrides)
     try:
         return validate_config(data, origin)
