@@ -325,6 +325,17 @@ def test_malformed_override_is_a_config_error():
                 "'noequals': expected an override of the form key.path=value",
             ],
         ),
+        # "trainer.max_epochs: 3" split by the shell; a key followed by the next key path
+        (
+            ["trainer.max_epochs:", "3", "trainer.fast_dev_run", "trainer.precision", "32"],
+            [
+                "'trainer.max_epochs:' '3': expected an override of the form key.path=value; "
+                "did you mean trainer.max_epochs=3?",
+                "'trainer.fast_dev_run': expected an override of the form key.path=value",
+                "'trainer.precision' '32': expected an override of the form key.path=value; "
+                "did you mean trainer.precision=32?",
+            ],
+        ),
     ],
 )
 def test_an_override_without_equals_says_what_was_meant(overrides, problems):

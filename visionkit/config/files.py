@@ -197,23 +197,36 @@ def apply_overrides(
 
 
 def _malformed(item: Any, following: Any) -> str:
-    """The problem of an override without ``=``, with what was meant for ``name: x`` and for
-    ``trainer.max_epochs 3`` (two arguments, as Lightning's CLI takes them after a ``--``)."""
+    """The problem of an override without ``=``, with what was meant for ``name: x``,
+    ``trainer.max_epochs 3`` (two arguments, as Lightning's CLI takes them after a ``--``) and
+    ``trainer.max_epochs: 3`` (the shell split it in two)."""
     form = "expected an override of the form key.path=value"
     key, colon, value = str(item).partition(":")
-    if colon and _without_value(key.strip(), value.strip()):
+    if colon and value.strip() and _without_value(key.strip(), value.strip()):
         return f"{item!r}: {form}; did you mean {shlex.quote(f'{key.strip()}={value.strip()}')}?"
     if _without_value(item, following):
-        meant = shlex.quote(f"{item}={following}")
+        meant = shlex.quote(f"{_key_of(item)}={following}")
         return f"{item!r} {following!r}: {form}; did you mean {meant}?"
     return f"{item!r}: {form}"
 
 
+#: A key path of an override (``trainer.max_epochs``, ``data.transforms.train[2].p``).
+KEY_PATH = re.compile(r"[A-Za-z_]\w*(\[\d+\])*(\.\w+(\[\d+\])*)*")
+
+
+def _key_of(item: str) -> str:
+    """``item`` less a trailing ``:`` (``trainer.max_epochs:``, split from its value)."""
+    return item[:-1].strip() if item.endswith(":") else item
+
+
 def _without_value(item: Any, following: Any) -> bool:
-    """Whether ``item`` is a key without ``=`` and ``following`` its value, one argument on."""
+    """Whether ``item`` is a key without ``=`` (or ending in ``:``) and ``following`` its
+    value, one argument on (not itself a key path with a dot: the next override)."""
     if not (isinstance(item, str) and isinstance(following, str)) or "=" in following:
         return False
-    return re.fullmatch(r"[A-Za-z_]\w*(\[\d+\])*(\.\w+(\[\d+\])*)*", item) is not None
+    if "." in following and KEY_PATH.fullmatch(following):
+        return False
+    return KEY_PATH.fullmatch(_key_of(item)) is not None
 
 
 def unshared(value: Any) -> Any:
