@@ -15,16 +15,20 @@ from visionkit.data.split import split_dataset
 from visionkit.errors import DataError
 
 
-def cvat_yolo_export(root: Path, n: int = 4, subset: str = "train") -> Path:
+def cvat_yolo_export(root: Path, n: int = 4, subset: str = "train", inner: str = "") -> Path:
     """CVAT's YOLO 1.1 export as unzipped: obj.data and train.txt name paths under ``data/``
-    (the folder Darknet runs from); labels beside the images; the last image a negative."""
-    folder = root / f"obj_{subset}_data"
+    (the folder Darknet runs from); labels beside the images; the last image a negative.
+    ``inner``: the images' own folder inside the subset's (CVAT keeps uploaded folders)."""
+    folder = root / f"obj_{subset}_data" / inner
     folder.mkdir(parents=True)
     for i in range(n):
         Image.new("RGB", (80, 40), (9, 9, 9)).save(folder / f"frame_{i:06d}.jpg")
         if i < n - 1:
             (folder / f"frame_{i:06d}.txt").write_text(f"{i % 2} 0.5 0.5 0.5 0.25\n")
-    listed = [f"data/obj_{subset}_data/frame_{i:06d}.jpg" for i in range(n)]
+    listed = [
+        (Path("data", f"obj_{subset}_data", inner) / f"frame_{i:06d}.jpg").as_posix()
+        for i in range(n)
+    ]
     (root / f"{subset}.txt").write_text("\n".join(listed) + "\n")
     (root / "obj.names").write_text("raccoon\nsquirrel\n")
     (root / "obj.data").write_text(
@@ -43,6 +47,13 @@ def test_a_cvat_yolo_export_is_read_directly(tmp_path):
         assert ds[1]["labels"].tolist() == [1] and ds[3]["boxes"].shape == (0, 4)
     with pytest.raises(DataError, match=r"obj.data: no 'val' subset; it lists \['train'\]"):
         build_dataset({"format": "yolo", "root": str(root), "split": "val"})
+
+
+def test_a_cvat_yolo_export_reads_labels_beside_images_in_a_folder_named_images(tmp_path):
+    """Darknet's rule, not Ultralytics' (which turns the last images/ into labels/)."""
+    root = cvat_yolo_export(tmp_path / "cvat", inner="images")
+    ds = build_dataset({"format": "yolo", "root": str(root), "split": "train"})
+    assert len(ds) == 4 and ds[1]["labels"].tolist() == [1]
 
 
 def test_a_cvat_yolo_validation_subset_is_read_as_split_val(tmp_path):

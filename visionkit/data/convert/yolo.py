@@ -108,7 +108,7 @@ def yolo_to_coco(
         images, folders = darknet_split(root, split)
         names = list(class_names) if class_names is not None else darknet_class_names(root)
         info = {"format": "yolo", "source": str(root), "split": split}
-        return _convert(root, images, folders, names, info, problems, skip_bad)
+        return _convert(root, images, folders, names, info, problems, skip_bad, labels_beside=True)
     img_dir, lbl_dir = root / "images", root / "labels"
     if split is not None:
         img_dir, lbl_dir = img_dir / split, lbl_dir / split
@@ -277,12 +277,15 @@ def _convert(
     problems: list[str] | None = None,
     skip_bad: bool = False,
     pose: PoseFormat | None = None,
+    labels_beside: bool = False,
 ) -> Conversion:
-    """Every image with its label file (:func:`label_path_of`); a label file in one of the
-    (image folder, label folder) pairs without an image is an error (left out under
-    ``skip_bad``, as :func:`yolo_to_coco` says). With ``pose``, lines hold keypoints."""
+    """Every image with its label file (:func:`label_path_of`; with ``labels_beside``, the
+    ``.txt`` beside it, Darknet's rule); a label file in one of the (image folder, label
+    folder) pairs without an image is an error (left out under ``skip_bad``, as
+    :func:`yolo_to_coco` says). With ``pose``, lines hold keypoints."""
     builder = CocoBuilder(names)
-    label_of_image = {p: label_path_of(p) for p in images}
+    label_of = (lambda p: p.with_suffix(".txt")) if labels_beside else label_path_of
+    label_of_image = {p: label_of(p) for p in images}
     claimed: dict[Path, Path] = {}
     for image, label in label_of_image.items():
         if label in claimed:
