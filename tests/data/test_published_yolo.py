@@ -114,3 +114,15 @@ def test_a_roboflow_export_given_by_a_folder_names_its_data_yaml(tmp_path, folde
     )
     read = build_dataset({"format": "yolo", "root": str(data_yaml), "split": entry})
     assert read.label_names == {"instances": ["raccoon"]} and len(read) == 1
+
+
+def test_a_cvat_yolo_list_naming_images_elsewhere_is_refused_by_split(tmp_path, monkeypatch):
+    """Absolute paths in train.txt, the folder given relative: a raw ValueError before."""
+    root = cvat_yolo_export(tmp_path / "cvat", n=2)
+    elsewhere = tmp_path / "elsewhere.jpg"
+    Image.new("RGB", (8, 8)).save(elsewhere)
+    (root / "train.txt").write_text(f"data/obj_train_data/frame_000000.jpg\n{elsewhere}\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match="images listed outside the dataset folder") as info:
+        split_dataset("cvat")
+    assert str(elsewhere) in str(info.value)

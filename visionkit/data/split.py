@@ -343,7 +343,15 @@ def _split_yolo(root: Path, val: float, test: float, seed: int, overwrite: bool)
         names, found = darknet_class_names(root), darknet_split(root, None)[0]
     else:
         names, found = yolo_class_names(root), list_files(root / "images")
-    ids = [f"./{p.relative_to(root).as_posix()}" for p in found]
+    base = Path(os.path.abspath(root))  # as written: symlinked folders inside are inside
+    outside = [str(p) for p in found if not Path(os.path.abspath(p)).is_relative_to(base)]
+    if outside:  # a list naming images elsewhere (absolute paths of another machine)
+        raise DataError(
+            f"{root}: images listed outside the dataset folder, which a split list names "
+            "relative to it; list them relative to the folder (data/obj_train_data/a.jpg)",
+            outside,
+        )
+    ids = [f"./{Path(os.path.abspath(p)).relative_to(base).as_posix()}" for p in found]
     if not ids:
         raise DataError(f"{root / 'images'} holds no images to split")
     parts = assign(ids, val, test, seed)
