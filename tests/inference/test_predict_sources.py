@@ -201,3 +201,6 @@ def test_a_url_is_told_that_only_local_files_are_read(tmp_path):
         "webcam indices: download the file first (e.g. curl -LO URL) and give its path:"
     )
     assert url in str(info.value) and "rtsp://camera/stream" in str(info.value)
+    (tmp_path / "list.txt").write_text(f"{url}\n")  # in a .txt list too
+    with pytest.raises(DataError, match="URLs and streams are not read"):
+        sources.named_inputs([tmp_path / "list.txt"])

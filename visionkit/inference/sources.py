@@ -193,8 +193,8 @@ def listed_inputs(item: str | os.PathLike | int) -> list[str | os.PathLike | int
         if not line or line.startswith("#"):
             continue
         beside = Path(os.path.normpath(path.parent / line))
-        if Path(line).exists() or _magic(line):
-            listed.append(line)
+        if Path(line).exists() or _magic(line) or "://" in line or line.isdigit():
+            listed.append(line)  # a URL is told below what is read; digits: a webcam
         elif beside.exists():
             listed.append(str(beside))
         else:
