@@ -73,6 +73,11 @@ def webcam_index(text: str) -> int | None:
     return int(text) if text.isdigit() and not Path(text).exists() else None
 
 
+def is_url(text: str) -> bool:
+    """Whether an input names a URL or a stream (``https://``, ``rtsp://``), which is not read."""
+    return "://" in text
+
+
 def named_inputs(
     inputs: Iterable[str | os.PathLike | int] | str | os.PathLike | int,
     output_dir: str | os.PathLike | None = None,
@@ -130,7 +135,7 @@ def named_inputs(
                     found.append((Path(match), root))
         else:
             missing.append(text)
-    urls = [m for m in missing if "://" in m]
+    urls = [m for m in missing if is_url(m)]
     if urls:  # Ultralytics reads URLs and streams; visionkit reads local files only
         raise DataError(
             "URLs and streams are not read, only local files, folders, globs, .txt lists and "
@@ -193,7 +198,7 @@ def listed_inputs(item: str | os.PathLike | int) -> list[str | os.PathLike | int
         if not line or line.startswith("#"):
             continue
         beside = Path(os.path.normpath(path.parent / line))
-        if Path(line).exists() or _magic(line) or "://" in line or line.isdigit():
+        if Path(line).exists() or _magic(line) or is_url(line) or webcam_index(line) is not None:
             listed.append(line)  # a URL is told below what is read; digits: a webcam
         elif beside.exists():
             listed.append(str(beside))
