@@ -19,6 +19,7 @@ def record_statistics(dataset: Any, keep: list[bool]) -> None:
     image-class images without boxes of a file with boxes."""
     report = dataset.report
     report.num_kept = sum(keep)
+    kept = [t for t, k in zip(dataset.targets, keep, strict=True) if k]
     if dataset.instances:
         labels = []
         for i, target in enumerate(dataset.targets):
@@ -31,7 +32,7 @@ def record_statistics(dataset: Any, keep: list[bool]) -> None:
             if n == 0:
                 report.empty_images.append(dataset._where(i))
         report.class_counts["instances"] = count_classes(labels, dataset.label_names["instances"])
-        crowds = sum(len(t["crowd_index"]) for t, k in zip(dataset.targets, keep, strict=True) if k)
+        crowds = sum(len(t["crowd_index"]) for t in kept)
         if crowds:  # neither trained on nor counted as objects; scored as COCO ignores them
             note = (
                 f"{crowds} crowd region{'s' if crowds != 1 else ''} (iscrowd: 1): not boxes "
@@ -45,7 +46,6 @@ def record_statistics(dataset: Any, keep: list[bool]) -> None:
                 )
                 logger.warning("%s: %s", dataset.ann_path, note)
             report.notes.append(note)
-    kept = [t for t, k in zip(dataset.targets, keep, strict=True) if k]
     if dataset.keypoints and dataset.keypoint_schema is not None:
         report.notes += keypoint_statistics(kept, dataset.keypoint_schema.names)
     if dataset.identities:
