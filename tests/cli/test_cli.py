@@ -317,6 +317,37 @@ def test_lightning_cli_style_overrides_get_the_plain_form(capsys):
     assert err.rstrip().endswith("unrecognized arguments: --data.x=1")
 
 
+def test_lightning_trainer_flags_get_their_config_keys(capsys):
+    """``--max_epochs 3`` (Lightning's Trainer flags, as its CLI and scripts take them) and
+    other keys of one place: the override with its section; Ultralytics' names and unknown
+    options get no such line."""
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "train",
+                "--config",
+                "x.yaml",
+                "--max_epochs",
+                "3",
+                "--precision=bf16-mixed",
+                "--lr",
+                "0.01",
+                "--accumulate-grad-batches",
+                "2",
+                "--bogus",
+                "--imgsz",
+                "64",
+            ]
+        )
+    err = capsys.readouterr().err
+    assert (
+        "KEY=VALUE overrides are written without the leading --: trainer.max_epochs=3 "
+        "trainer.precision=bf16-mixed optimizer.lr=0.01 trainer.accumulate_grad_batches=2\n"
+    ) in err
+    assert "bogus" not in err.split("unrecognized arguments:")[1].split("\n", 1)[1]
+    assert "for Ultralytics' --imgsz, use data.image_size" in err
+
+
 def test_ultralytics_training_arguments_are_told_their_keys(capsys):
     """``--epochs 3 --imgsz 128`` (plain argparse refused them) and ``epochs=3`` (an unknown
     key, or ``trainer.epochs`` told "did you mean 'min_epochs'")."""

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from visionkit.choices import TTA_MODES, ULTRALYTICS_KEYS
+from visionkit.config.key_hints import key_places
 
 
 def is_global_zero() -> bool:
@@ -170,28 +171,45 @@ def dashed_override_hint(
     message: str, given: Sequence[str], parser: argparse.ArgumentParser
 ) -> str:
     """For argparse's "unrecognized arguments" error on ``--data.train.root=DIR`` or
-    ``--trainer.max_steps 3`` (how Lightning's CLI writes them), the overrides as visionkit
-    takes them: ``data.train.root=DIR trainer.max_steps=3``; ``""`` for other arguments, or
-    where the command takes no overrides."""
+    ``--trainer.max_steps 3`` (how Lightning's CLI writes them), or on a config key that is a
+    key in one place only (``--max_epochs 3``, Lightning's Trainer flag; ``--lr=0.01``), the
+    overrides as visionkit takes them: ``data.train.root=DIR trainer.max_steps=3``,
+    ``trainer.max_epochs=3``; ``""`` for other arguments (Ultralytics' names are
+    :func:`ultralytics_option_hint`'s), or where the command takes no overrides."""
     found = re.match(r"unrecognized arguments: (.*)", message)
     takes_overrides = any(action.dest == "overrides" for action in parser._actions)
     if not found or not takes_overrides:
         return ""
-    dashed = re.compile(r"--\w+\.[\w.\[\]]+(=|$)")
+    refused = set(found.group(1).split())
     plain = []
     for i, arg in enumerate(given):
-        if not dashed.match(arg):
+        key = _dashed_key(arg) if arg in refused else None
+        if key is None:
             continue
         if "=" in arg:
-            plain.append(arg[2:])
+            plain.append(f"{key}={arg.partition('=')[2]}")
             continue
         after = given[i + 1] if i + 1 < len(given) else ""  # --key VALUE
         value = after if after and not after.startswith("-") and "=" not in after else "VALUE"
-        plain.append(f"{arg[2:]}={value}")
+        plain.append(f"{key}={value}")
     if not plain:
         return ""
     shown = " ".join(shlex.quote(a) for a in plain)
     return f"\nKEY=VALUE overrides are written without the leading --: {shown}"
+
+
+def _dashed_key(arg: str) -> str | None:
+    """The config key a refused ``--NAME[=VALUE]`` argument names: a dotted path as written
+    (``--data.train.root``), or the one place of a key written alone (``--max_epochs`` →
+    ``trainer.max_epochs``, dashes read as underscores); ``None`` for anything else."""
+    if not arg.startswith("--"):
+        return None
+    name = arg[2:].partition("=")[0]
+    if re.fullmatch(r"\w+\.[\w.\[\]]+", name):
+        return name
+    name = name.replace("-", "_")
+    places = key_places().get(name, []) if name not in ULTRALYTICS_KEYS else []
+    return places[0] if len(places) == 1 else None
 
 
 def ultralytics_option_hint(
