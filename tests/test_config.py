@@ -254,6 +254,27 @@ def test_override_values_are_yaml_typed():
     assert data == {"a": {"b": 3, "c": 0.5, "d": None, "e": [1, 2], "f": "text"}}
 
 
+@pytest.mark.parametrize(
+    ("override", "key", "text"),
+    [
+        ("name=123", "name", "123"),
+        ("name=007", "name", "007"),  # as written, not 7
+        ("name=2024-05-01", "name", "2024-05-01"),  # not a date
+        ("output_dir=2024", "output_dir", "2024"),
+        ("resume=12.50", "resume", "12.50"),
+    ],
+)
+def test_a_number_given_to_a_text_key_on_the_command_line_is_its_text(override, key, text):
+    assert getattr(load_config(MINIMAL, [override]), key) == text
+
+
+def test_a_number_stays_a_number_where_the_key_is_not_only_text():
+    photos = {**MINIMAL, "data": {"train": {"format": "folder", "root": "photos"}}}
+    cfg = load_config(photos, ["seed=007", "trainer.devices=1", "data.train.root=2024"])
+    assert (cfg.seed, cfg.trainer.devices, cfg.data.train["root"]) == (7, 1, "2024")
+    assert problems_of(MINIMAL, ["name=null"]) == ["name: expected a valid string, got None"]
+
+
 def test_an_override_names_a_list_item_by_its_index():
     data = {"data": {"transforms": {"train": [{"name": "A"}, {"name": "B", "p": 0.5}]}}}
     out = apply_overrides(data, ["data.transforms.train[1].p=0.2", "data.transforms.train.0.p=1"])

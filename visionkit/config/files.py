@@ -4,6 +4,7 @@ the resolved config written back."""
 from __future__ import annotations
 
 import copy
+import datetime
 import difflib
 import io
 import json
@@ -17,6 +18,7 @@ from typing import Any
 import yaml
 
 from visionkit.checkpoint import write_atomic
+from visionkit.config.key_types import takes_text_only
 from visionkit.config.schema import Config
 from visionkit.data.batch import read_from
 from visionkit.errors import ConfigError
@@ -164,7 +166,8 @@ def _base_hint(base: str, path: Path) -> str:
 def apply_overrides(
     data: dict[str, Any], overrides: Sequence[str] | str | Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides; values are parsed as YAML (``3`` → int, ``null`` → None).
+    """Apply ``a.b.c=value`` overrides; values are parsed as YAML (``3`` → int, ``null`` → None),
+    save that a key declared as text takes the text written (``name=007`` → ``"007"``).
     An item of a list is named by its index, ``data.transforms.train[2].height=160`` (or
     ``train.2.height``, as Hydra writes it); the whole list is replaced by a YAML list value.
 
@@ -184,16 +187,23 @@ def apply_overrides(
             values |= {i + 1} if _without_value(item, following) else set()
         if not parts:
             continue
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            value = raw
-        problem = _set_path(out, parts, value, key)
+        problem = _set_path(out, parts, _override_value(out, parts, raw), key)
         if problem:
             problems.append(problem)
     if problems:
         raise ConfigError(problems, "command-line overrides")
     return out
+
+
+def _override_value(tree: Mapping[str, Any], parts: Sequence[str | int], raw: str) -> Any:
+    """``raw`` read as YAML, but as written where the key is declared as text and YAML reads
+    a number or a date there (``name=007``: the run ``007``, not ``7``)."""
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        return raw
+    number = isinstance(value, (int, float, datetime.date)) and not isinstance(value, bool)
+    return raw if number and takes_text_only(tree, parts) else value
 
 
 def _malformed(item: Any, following: Any) -> str:

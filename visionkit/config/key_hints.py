@@ -76,7 +76,7 @@ def key_places(model: type[BaseModel] = Config, prefix: str = "") -> dict[str, l
     for name, field in model.model_fields.items():
         path = f"{prefix}{name}"
         places.setdefault(name, []).append(path)
-        inner = _unwrap(field.annotation)
+        inner = unwrap_optional(field.annotation)
         if isinstance(inner, type) and issubclass(inner, BaseModel):
             for key, paths in key_places(inner, f"{path}.").items():
                 places.setdefault(key, []).extend(paths)
@@ -99,7 +99,7 @@ def fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
     """Names of the valid keys at ``loc`` inside ``model``, for 'did you mean' hints."""
     current: Any = model
     for part in loc:
-        current = _unwrap(current)
+        current = unwrap_optional(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
             if part not in current.model_fields:
                 return []
@@ -108,13 +108,13 @@ def fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
             current = typing.get_args(current)[1]
         else:
             return []
-    current = _unwrap(current)
+    current = unwrap_optional(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return list(current.model_fields)
     return []
 
 
-def _unwrap(tp: Any) -> Any:
+def unwrap_optional(tp: Any) -> Any:
     """``X | None`` → ``X``."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):

@@ -1,0 +1,103 @@
+"""What a config declares of one key path, for the command-line overrides: its type and its
+default, in the fixed sections (:class:`~visionkit.config.schema.Config`) and in the arguments
+of the registered components the config names (a head's, the neck's, a dataset's).
+
+>>> takes_text_only({}, ["output_dir"]), takes_text_only({}, ["seed"])
+(True, False)
+>>> declared_default({}, ["optimizer", "betas"])
+(0.9, 0.999)
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+from pydantic import BaseModel
+
+from visionkit.choices import SPLITS
+from visionkit.config.key_hints import unwrap_optional
+from visionkit.config.schema import Config
+from visionkit.registry import DATASETS, HEADS, NECKS, Registry, UnknownNameError
+
+#: A key path's declared type and default; ``None`` where the config declares neither.
+Declared = tuple[Any, Any] | None
+
+
+def takes_text_only(tree: Mapping[str, Any], parts: Sequence[str | int]) -> bool:
+    """Whether the key at ``parts`` is declared as text (``str``, or ``str | None``): a value
+    written there can only mean its text (``name=2024``: the run ``runs/2024``). ``tree`` is
+    the config so far, which names the components."""
+    declared = declared_field(tree, parts)
+    if declared is None:
+        return False
+    annotation = declared[0]
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return set(typing.get_args(annotation)) == {str, type(None)}
+    return annotation is str
+
+
+def declared_default(tree: Mapping[str, Any], parts: Sequence[str | int]) -> Any:
+    """The default of the key at ``parts`` (``None`` where there is none)."""
+    declared = declared_field(tree, parts)
+    return None if declared is None else declared[1]
+
+
+def declared_field(tree: Mapping[str, Any], parts: Sequence[str | int]) -> Declared:
+    """The type and default of the key at ``parts``: a field of a fixed section, or an
+    argument of the component the config names there (``model.heads.det.norm``)."""
+    *where, key = parts
+    if not isinstance(key, str):
+        return None
+    component = _component_at(tree, where)
+    if component is not None:
+        return _argument(*component, key)
+    section = _section_at(where)
+    field = section.model_fields.get(key) if section is not None else None
+    if field is None:
+        return None
+    return field.annotation, field.get_default(call_default_factory=True)
+
+
+def _argument(registry: Registry, name: str, key: str) -> Declared:
+    """The type and default of argument ``key`` of the component registered as ``name``."""
+    try:
+        param = registry.signature(name).parameters.get(key)
+    except UnknownNameError:
+        return None
+    if param is None or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+        return None
+    return param.annotation, None if param.default is inspect.Parameter.empty else param.default
+
+
+def _component_at(tree: Mapping[str, Any], where: Sequence[str | int]) -> Any:
+    """``(registry, name)`` of the component whose arguments are at ``where`` (a head, the
+    neck, a dataset or a dataset of a mix), as ``tree`` names it; ``None`` elsewhere."""
+    where = tuple(where)
+    if len(where) == 3 and where[:2] == ("model", "heads"):
+        registry, key = HEADS, "name"
+    elif where == ("model", "neck"):
+        registry, key = NECKS, "name"
+    elif len(where) in (2, 3) and where[0] == "data" and where[1] in SPLITS:
+        registry, key = DATASETS, "format"
+    else:
+        return None
+    spec: Any = tree
+    for part in where:
+        spec = spec.get(part) if isinstance(spec, Mapping) else None
+    name = spec.get(key) if isinstance(spec, Mapping) else None
+    return (registry, name) if isinstance(name, str) else None
+
+
+def _section_at(where: Sequence[str | int]) -> type[BaseModel] | None:
+    """The fixed section (a pydantic model) at ``where``; ``None`` where there is none."""
+    section: Any = Config
+    for part in where:
+        field = section.model_fields.get(part) if isinstance(part, str) else None
+        section = unwrap_optional(field.annotation) if field is not None else None
+        if not (isinstance(section, type) and issubclass(section, BaseModel)):
+            return None
+    return section
