@@ -282,6 +282,17 @@ def test_an_override_names_a_list_item_by_its_index():
     assert data["data"]["transforms"]["train"][1]["p"] == 0.5  # the input is not changed
 
 
+def test_an_override_of_an_item_of_a_list_left_at_its_default_changes_the_default():
+    cfg = load_config(MINIMAL, ["optimizer.betas.1=0.99"])
+    assert cfg.optimizer.betas == (0.9, 0.99)
+    cfg = load_config(MINIMAL, ["model.heads.cls.name=mlp", "model.heads.cls.hidden_dims[0]=64"])
+    assert cfg.model.heads["cls"]["hidden_dims"] == [64]  # the mlp variant's (512,), changed
+    assert problems_of(MINIMAL, ["model.heads.cls.hidden_dims.0=64"]) == [
+        "model.heads.cls.hidden_dims: has no items, so 'model.heads.cls.hidden_dims.0' names "
+        "none (give the whole list)"  # linear's default: []
+    ]
+
+
 def test_an_override_of_a_yaml_alias_changes_only_the_key_it_names(tmp_path):
     path = tmp_path / "aliased.yaml"
     path.write_text(

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from visionkit.checkpoint import write_atomic
-from visionkit.config.key_types import takes_text_only
+from visionkit.config.key_types import declared_default, takes_text_only
 from visionkit.config.schema import Config
 from visionkit.data.batch import read_from
 from visionkit.errors import ConfigError
@@ -169,7 +169,8 @@ def apply_overrides(
     """Apply ``a.b.c=value`` overrides; values are parsed as YAML (``3`` → int, ``null`` → None),
     save that a key declared as text takes the text written (``name=007`` → ``"007"``).
     An item of a list is named by its index, ``data.transforms.train[2].height=160`` (or
-    ``train.2.height``, as Hydra writes it); the whole list is replaced by a YAML list value.
+    ``train.2.height``, as Hydra writes it), of the key's default where the config leaves the
+    list out (``optimizer.betas.1=0.99``); the whole list is replaced by a YAML list value.
 
     >>> apply_overrides({"t": {"steps": [{"p": 0.5}, {"p": 1.0}]}}, ["t.steps[1].p=0.2"])
     {'t': {'steps': [{'p': 0.5}, {'p': 0.2}]}}
@@ -306,8 +307,10 @@ def _key_parts(key: str) -> list[str | int] | None:
 
 
 def _set_path(node: Any, parts: Sequence[str | int], value: Any, key: str) -> str | None:
-    """Set ``value`` at ``parts`` inside ``node`` (mappings made where missing); a problem
-    naming the key otherwise."""
+    """Set ``value`` at ``parts`` inside ``node`` (mappings made where missing; a list its
+    index names, from the key's default: ``optimizer.betas.1=0.99``); a problem naming the
+    key otherwise."""
+    root = node
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         here = _path_text(parts[:i]) or "the config"
@@ -315,6 +318,8 @@ def _set_path(node: Any, parts: Sequence[str | int], value: Any, key: str) -> st
             index = part if isinstance(part, int) else int(part) if _is_index(part) else None
             if index is None:
                 return f"{here}: is a list, cannot set {key!r} (name an item by its index: [0])"
+            if not node:
+                return f"{here}: has no items, so {key!r} names none (give the whole list)"
             if index >= len(node):
                 return (
                     f"{here}: has {len(node)} item{'s' if len(node) != 1 else ''} "
@@ -332,11 +337,12 @@ def _set_path(node: Any, parts: Sequence[str | int], value: Any, key: str) -> st
         elif not isinstance(node.get(part), (dict, list)):
             path, after = _path_text(parts[: i + 1]), parts[i + 1]
             indexed = isinstance(after, int) or _is_index(after)  # n.2.x names a list item too
-            if indexed and node.get(part) is None:
-                return f"{path}: not set, so {key!r} names no item (give the whole list)"
             if node.get(part) is not None:
                 return f"{path}: is not a {'list' if indexed else 'mapping'}, cannot set {key!r}"
-            node[part] = {}
+            default = declared_default(root, parts[: i + 1]) if part not in node else None
+            if indexed and not isinstance(default, (list, tuple)):
+                return f"{path}: not set, so {key!r} names no item (give the whole list)"
+            node[part] = copy.deepcopy(list(default)) if indexed else {}
         node = node[part]
     return None
 
