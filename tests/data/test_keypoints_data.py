@@ -266,15 +266,16 @@ def test_a_keypoint_head_takes_names_skeleton_and_count_from_the_data(tmp_path):
     cfg = load_config(config)
     with pytest.raises(ConfigError, match="keypoint_names: .* but the data's categories name"):
         build_model(cfg, build_datasets(cfg.data, needs=["boxes", "keypoints"]))
-    # a num_keypoints of another count was replaced by the data's without a word
+    # a num_keypoints of another count was replaced by the data's without a word; 17, the
+    # head's count without data, even after that was refused
     del head["keypoint_names"]
-    head["num_keypoints"] = 5
-    cfg = load_config(config)
-    with pytest.raises(ConfigError) as info:
-        build_model(cfg, build_datasets(cfg.data, needs=["boxes", "keypoints"]))
-    assert "model.heads.pose.num_keypoints: 5, but the data's categories define 3 (nose," in str(
-        info.value
-    )
+    for count in (5, 17):
+        head["num_keypoints"] = count
+        cfg = load_config(config)
+        with pytest.raises(ConfigError) as info:
+            build_model(cfg, build_datasets(cfg.data, needs=["boxes", "keypoints"]))
+        problem = f"model.heads.pose.num_keypoints: {count}, but the data's categories define 3"
+        assert problem in str(info.value)
 
 
 def test_an_evaluation_set_naming_the_keypoints_in_another_order_is_refused(tmp_path):

@@ -174,9 +174,9 @@ def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | 
 def keypoints_of_data(cfg: Config, train: Any) -> Config:
     """Each keypoint head's ``keypoint_names``, ``num_keypoints`` and ``skeleton`` from the
     training data's definition (its categories' ``keypoints`` and ``skeleton``) where the
-    config leaves the names out (the skeleton: where it leaves that out); names that differ
-    from the data's are an error (predictions, drawings and the flip test-time augmentation
-    go by them)."""
+    config leaves the names out (the skeleton: where it leaves that out); names or a count
+    that differ from the data's are an error (predictions, drawings and the flip test-time
+    augmentation go by them), a count of 17 too: ``num_keypoints`` is null unless set."""
     parts = getattr(train, "parts", None)
     sets = parts.values() if isinstance(parts, Mapping) else [train]
     schema = next((s.keypoint_schema for s in sets if getattr(s, "keypoint_schema", None)), None)
@@ -195,9 +195,7 @@ def keypoints_of_data(cfg: Config, train: Any) -> Config:
                 "line) to take the data's"
             )
             continue
-        given = HEADS.signature(spec["name"]).parameters.get("num_keypoints")
-        default = given.default if given is not None else None
-        if spec.get("num_keypoints") not in (None, default, len(schema.names)):  # set, not so
+        if spec.get("num_keypoints") not in (None, len(schema.names)):  # set, and not so
             problems.append(
                 f"model.heads.{head_name}.num_keypoints: {spec['num_keypoints']}, but the data's "
                 f"categories define {len(schema.names)} ({', '.join(schema.names)}); leave "

@@ -37,6 +37,11 @@ def test_shapes_and_sigmas():
         _head(skeleton=[[0, 1]])
 
 
+def test_num_keypoints_left_out_is_as_many_as_the_names_else_cocos_17():
+    assert _head(num_keypoints=None, keypoint_names=["a", "b"]).num_keypoints == 2
+    assert _head(num_keypoints=None).num_keypoints == len(COCO_SIGMAS) == 17
+
+
 def test_loss_falls_and_ignores_images_without_keypoints():
     head = _head()
     features = _features(1)

@@ -80,7 +80,8 @@ class FCOSKeypointsHead(FCOSHead):
         strides: stride of each input level.
         num_classes: object classes C; ``None`` takes the number of ``class_names``.
         num_keypoints: K, the keypoints of every object (the dataset's categories'
-            ``keypoints`` list; a batch with another K is an error).
+            ``keypoints`` list; a batch with another K is an error); ``None``: as many as
+            ``keypoint_names``, else COCO's 17 (a config's null: the training data's).
         keypoint_names: their names, for predictions (default ``"0"``, ``"1"``, ...).
         skeleton: 1-based ``[a, b]`` pairs of keypoints joined when drawn (COCO's
             ``skeleton``).
@@ -102,7 +103,7 @@ class FCOSKeypointsHead(FCOSHead):
         in_channels: list[int],
         strides: list[int],
         num_classes: int | None = None,
-        num_keypoints: int = 17,
+        num_keypoints: int | None = None,
         keypoint_names: list[str] | None = None,
         skeleton: list[list[int]] | None = None,
         kpt_oks_sigmas: list[float] | None = None,
@@ -113,6 +114,8 @@ class FCOSKeypointsHead(FCOSHead):
     ) -> None:
         super().__init__(in_channels, strides, num_classes, **fcos_args)
         name = self._name
+        if num_keypoints is None:
+            num_keypoints = len(keypoint_names) if keypoint_names else len(COCO_SIGMAS)
         if num_keypoints < 1 or kpt_convs < 0:
             raise ValueError(
                 f"{name}: num_keypoints must be >= 1 and kpt_convs >= 0, got {num_keypoints}, "
