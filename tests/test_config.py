@@ -275,6 +275,17 @@ def test_a_number_stays_a_number_where_the_key_is_not_only_text():
     assert problems_of(MINIMAL, ["name=null"]) == ["name: expected a valid string, got None"]
 
 
+def test_a_number_written_in_a_file_where_text_belongs_says_to_quote_it(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL) + "name: 007\noutput_dir: 2024-05-01\n")
+    assert problems_of(path) == [
+        "name: expected a valid string, got 7; YAML reads it as a number: for text, write the "
+        "value in quotes",
+        "output_dir: expected a valid string, got datetime.date(2024, 5, 1); YAML reads it as "
+        "a date: for text, write the value in quotes",
+    ]
+
+
 def test_an_override_names_a_list_item_by_its_index():
     data = {"data": {"transforms": {"train": [{"name": "A"}, {"name": "B", "p": 0.5}]}}}
     out = apply_overrides(data, ["data.transforms.train[1].p=0.2", "data.transforms.train.0.p=1"])

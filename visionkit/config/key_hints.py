@@ -5,10 +5,13 @@ the hints at the end of :func:`visionkit.config.validate.validate_config`'s line
 '; did you mean trainer.max_epochs? (a key of trainer:)'
 >>> unknown_key_hint(Config, ("_base_",))
 "; did you mean 'base'? (a config file, or a list of them, merged beneath this one; paths relative to this file)"
+>>> quote_hint("string_type", 2024)
+'; YAML reads it as a number: for text, write the value in quotes'
 """
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import functools
 import types
@@ -93,6 +96,20 @@ def mapping_hint(path: str, given: Any) -> str:
     if key == "format":  # a folder: a dataset entry names its format and its folder
         return f" such as {{format: folder, root: {given}}} (formats: docs/datasets.md)"
     return f" such as {{{key}: {given}}}"
+
+
+def quote_hint(error_type: str, given: Any) -> str:
+    """What a number or a date given where text belongs (``name: 007`` in a YAML file, read
+    as 7) is told: YAML read it so, and quoted it is text; ``""`` for anything else."""
+    if error_type != "string_type" or isinstance(given, bool):
+        return ""
+    if isinstance(given, (int, float)):
+        kind = "a number"
+    elif isinstance(given, datetime.date):
+        kind = "a date"
+    else:
+        return ""
+    return f"; YAML reads it as {kind}: for text, write the value in quotes"
 
 
 def fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from visionkit.choices import ULTRALYTICS_KEYS
 from visionkit.config.files import apply_overrides, override_list, resolve_file
-from visionkit.config.key_hints import mapping_hint, unknown_key_hint
+from visionkit.config.key_hints import mapping_hint, quote_hint, unknown_key_hint
 from visionkit.config.override_hints import command_line_note, format_override_hints
 from visionkit.config.schema import (
     DATASET_INJECTED_ARGS,
@@ -470,7 +470,7 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
             if e["type"] == "value_error":  # a section's own check: its message says it all
                 msg = msg.removeprefix("Value error, ")
                 got = "" if isinstance(e.get("input"), Mapping) else got
-            lines.append(f"{path}: {msg}{got}")
+            lines.append(f"{path}: {msg}{got}{quote_hint(e['type'], e.get('input'))}")
     return _first_per_key(lines)  # a union yields one line per member
 
 
