@@ -51,6 +51,42 @@ def test_the_confusion_matrix_is_the_classification_evaluators_own(tmp_path):
     assert (tmp_path / "per_class_recall_cls.csv").is_file()
 
 
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        ({"pets": 3, "shapes": 3}, ["pets: prediction, image 0", "pets: ground truth, image 0",
+                                    "pets: prediction, image 1", "pets: ground truth, image 1",
+                                    "shapes: prediction, image 0", "shapes: ground truth, image 0",
+                                    "shapes: prediction, image 1", "shapes: ground truth, image 1"]),
+        ({"val": 3}, ["prediction, image 0", "ground truth, image 0", "prediction, image 1",
+                      "ground truth, image 1", "prediction, image 2", "ground truth, image 2"]),
+    ],
+)  # fmt: skip
+def test_the_prediction_grid_names_the_validation_set_of_each_image(
+    tmp_path, monkeypatch, sets, expected
+):
+    """With several validation sets (a mix), each caption of val_predictions.png starts with
+    its set's name, so the images of two sets are told apart; one set: captions unchanged."""
+    from PIL import ImageDraw
+
+    captions = []
+    monkeypatch.setattr(
+        ImageDraw.ImageDraw, "text", lambda self, xy, text, **kw: captions.append(text)
+    )
+    val = {name: [{"image": np.zeros((8, 8, 3), np.uint8), "image_id": i} for i in range(n)]
+           for name, n in sets.items()}  # fmt: skip
+    model = SimpleNamespace(
+        heads={}, meta={}, predict=lambda images, batch_size: [{}] * len(images)
+    )
+    trainer = SimpleNamespace(
+        sanity_checking=False, is_global_zero=True, state=SimpleNamespace(fn=TrainerFn.VALIDATING)
+    )
+    callback = ValidationPictures(tmp_path, val if len(val) > 1 else val["val"], num_images=4)
+    callback.on_validation_end(trainer, SimpleNamespace(model=model, evaluators={}))
+    assert captions == expected
+    assert (tmp_path / "plots" / "val_predictions.png").is_file()
+
+
 def test_the_class_tables_mean_counts_a_class_never_predicted_as_precision_0():
     """Its precision was left out of the mean (0.857 for 0.571), a flattering number that
     torchmetrics and scikit-learn would not give; a class neither labelled nor predicted is

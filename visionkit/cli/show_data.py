@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -130,7 +129,13 @@ def drawn_samples(
     their labels drawn: for training the first draws of epoch 0, augmented and seeded as
     training does; otherwise the first images (shared out over the sets of a mix)."""
     from visionkit.build import build_pipelines, dropped_keys
-    from visionkit.data.datasets import MixedDataset, TransformedDataset, val_sets
+    from visionkit.data.datasets import (
+        MixedDataset,
+        TransformedDataset,
+        first_images,
+        set_label,
+        val_sets,
+    )
     from visionkit.engine.pictures import ground_truth
     from visionkit.engine.sampling import EpochSampler
     from visionkit.inference.draw import draw_predictions
@@ -147,14 +152,13 @@ def drawn_samples(
             for i, key in enumerate(order)
         ]
     else:
-        sets = {name: ds for name, ds in val_sets(shown).items() if len(ds)}
-        per_set = math.ceil(n / len(sets)) if sets else 0
-        items = []
-        for name, ds in sets.items():
-            data = TransformedDataset(ds, pipelines["val"], drop=drop)
-            label = f"{name}: " if len(sets) > 1 else ""
-            items += [(f"{label}#{i}", data, i) for i in range(min(per_set, len(ds)))]
-        items = items[:n]
+        sets = val_sets(shown)
+        data = {
+            name: TransformedDataset(ds, pipelines["val"], drop=drop) for name, ds in sets.items()
+        }
+        items = [
+            (set_label(name, sets) + f"#{i}", data[name], i) for name, _, i in first_images(sets, n)
+        ]
     pictures = []
     for label, data, index in items:
         sample = data[index]

@@ -181,6 +181,21 @@ def val_sets(val: Any) -> dict[str, Any]:
     return dict(val) if isinstance(val, dict) else {"val": val}
 
 
+def first_images(val: Any, n: int) -> list[tuple[str, Any, int]]:
+    """``(set name, dataset, index)`` of the first ``n`` images of a validation split, shared
+    out over its non-empty sets (the first ``ceil(n / sets)`` of each, in order)."""
+    sets = {name: ds for name, ds in val_sets(val).items() if len(ds)}
+    per_set = -(-n // len(sets)) if sets else 0
+    items = [(name, ds, i) for name, ds in sets.items() for i in range(min(per_set, len(ds)))]
+    return items[:n]
+
+
+def set_label(name: str, sets: Mapping[str, Any]) -> str:
+    """``"<name>: "``, the prefix of a picture's caption naming its set among several sets;
+    ``""`` when there is one."""
+    return f"{name}: " if len(sets) > 1 else ""
+
+
 class TransformedDataset(Dataset):
     """A dataset's Samples run through an albumentations pipeline.
 

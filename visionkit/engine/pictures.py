@@ -3,8 +3,9 @@
 :class:`ValidationPictures` is a Lightning callback (rank 0 writes; the sanity check is
 skipped). It writes:
 
-- ``plots/val_predictions.png``, at the end: the first ``num_images`` (8) validation images,
-  each with the model's predictions drawn (left) and the ground truth drawn (right), by
+- ``plots/val_predictions.png``, at the end: the first ``num_images`` (8) validation images
+  (shared out over the sets of a mix, each caption starting with its set's name), each with
+  the model's predictions drawn (left) and the ground truth drawn (right), by
   :func:`visionkit.inference.draw.draw_predictions`. It costs a forward pass over those
   images and the drawing, so it is written by ``trainer.validate`` runs only — ``visionkit train``
   validates ``best.ckpt`` once more when training ends, so the grid shows the best
@@ -42,7 +43,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from visionkit.checkpoint import write_atomic
-from visionkit.data.datasets import val_sets
+from visionkit.data.datasets import first_images, set_label, val_sets
 from visionkit.evaluation.plots import draw_matrix, save_image
 from visionkit.evaluation.tasks import TASKS
 from visionkit.inference.draw import draw_predictions
@@ -86,21 +87,19 @@ class ValidationPictures(L.Callback):
                 counts, names, unit = found
                 plot_confusion(counts, names, plots / f"confusion_{name}.png", name, unit=unit)
         if self.grid_during_fit or trainer.state.fn != TrainerFn.FITTING:
-            samples = self._samples(trainer)
+            samples, labels = self._samples(trainer)
             if samples:
-                write_prediction_grid(model, samples, plots / "val_predictions.png")
+                write_prediction_grid(model, samples, plots / "val_predictions.png", labels)
 
-    def _samples(self, trainer: L.Trainer) -> list[dict[str, Any]]:
-        """The first ``num_images`` raw validation samples (shared out over several sets)."""
+    def _samples(self, trainer: L.Trainer) -> tuple[list[dict[str, Any]], list[str]]:
+        """The first ``num_images`` raw validation samples (shared out over several sets) and
+        the caption prefix of each, naming its set when there are several."""
         val = self.val_dataset
         if val is None:
             val = getattr(getattr(trainer, "datamodule", None), "datasets", {}).get("val")
-        sets = [ds for ds in val_sets(val).values() if len(ds)]
-        if not sets:
-            return []
-        per_set = max(1, math.ceil(self.num_images / len(sets)))
-        samples = [ds[i] for ds in sets for i in range(min(per_set, len(ds)))]
-        return samples[: self.num_images]
+        sets = val_sets(val)
+        first = first_images(sets, self.num_images)
+        return [ds[i] for _, ds, i in first], [set_label(name, sets) for name, _, _ in first]
 
 
 def label_names(model: Any, head_name: str) -> list[str]:
@@ -139,20 +138,23 @@ def write_prediction_grid(
     model: Any,
     samples: list[dict[str, Any]],
     path: Path,
+    labels: list[str] | None = None,
     min_score: float = 0.3,
     min_side: int = 192,
 ) -> None:
     """A PNG with one row per sample: the predictions drawn (left; detections scoring at least
-    ``min_score``) and the ground truth drawn (right), each under a caption; images whose
-    shorter side is under ``min_side`` pixels are enlarged by a whole factor."""
+    ``min_score``) and the ground truth drawn (right), each under a caption that starts with
+    the sample's entry of ``labels`` (its validation set's name); images whose shorter side is
+    under ``min_side`` pixels are enlarged by a whole factor."""
     from PIL import Image, ImageDraw
 
     images = [np.asarray(s["image"]) for s in samples]
     predictions = model.predict(images, batch_size=len(images))
+    labels = labels or [""] * len(samples)
     caption, gap = 14, 4
     rows = []
-    for index, (sample, image, prediction) in enumerate(
-        zip(samples, images, predictions, strict=True)
+    for index, (sample, image, prediction, label) in enumerate(
+        zip(samples, images, predictions, labels, strict=True)
     ):
         pair = [
             draw_predictions(image, confident(prediction, min_score)),
@@ -169,7 +171,8 @@ def write_prediction_grid(
         x = 0
         for title, picture in zip(("prediction", "ground truth"), pictures, strict=True):
             row.paste(picture, (x, caption))
-            draw.text((x + 2, 1), f"{title}, image {sample.get('image_id', index)}", fill=0)
+            caption_text = f"{label}{title}, image {sample.get('image_id', index)}"
+            draw.text((x + 2, 1), caption_text, fill=0)
             x += picture.width + gap
         rows.append(row)
     grid = Image.new(
