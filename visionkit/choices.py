@@ -8,6 +8,12 @@ SPLITS = ("train", "val", "test")
 #: The splits ``visionkit eval`` scores; both are built alike (every image kept).
 EVAL_SPLITS = ("val", "test")
 
+#: Images per forward pass when predicting or embedding (``model.predict``, ``model.embed``,
+#: ``predict_files``, ``Gallery``, ``OnnxPredictor``, ``visionkit predict --batch-size``): 8
+#: decoded photos and their dense outputs at the photos' own size (a semantic head's scores
+#: are resized to each image) fit a laptop's memory, and larger batches barely speed up a CPU.
+DEFAULT_PREDICT_BATCH_SIZE = 8
+
 #: Test-time augmentations (:mod:`visionkit.inference.tta`).
 TTA_MODES = ("flip",)
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE
 from visionkit.data.batch import IMAGE_EXTENSIONS, list_files
 from visionkit.data.io import read_image
 from visionkit.errors import DataError
@@ -73,7 +74,7 @@ class Gallery:
         cls,
         model: Any,
         root: str | os.PathLike,
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
         index: Literal["auto", "numpy", "faiss"] = "auto",
     ) -> Gallery:
         """Embed every image of ``root/<name>/`` with ``model``; its name is the folder's.
@@ -118,7 +119,7 @@ class Gallery:
         images: Any,
         names: Sequence[str],
         paths: Sequence[str] | None = None,
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
     ) -> None:
         """Enrol new rows: ``images`` (anything :meth:`VisionModel.predict` takes; a float
         array ``[M, D]`` is taken as embeddings already) with the identity ``names`` of each,
@@ -143,7 +144,7 @@ class Gallery:
             self._faiss.add(z)
 
     def search(
-        self, queries: Any, k: int = 5, batch_size: int = 32
+        self, queries: Any, k: int = 5, batch_size: int = DEFAULT_PREDICT_BATCH_SIZE
     ) -> tuple[list[list[str]], np.ndarray]:
         """The ``k`` most similar gallery rows of each query.
 
@@ -160,7 +161,7 @@ class Gallery:
         return [[self.names[int(r)] for r in row] for row in rows], sims
 
     def nearest(
-        self, queries: Any, k: int = 5, batch_size: int = 32
+        self, queries: Any, k: int = 5, batch_size: int = DEFAULT_PREDICT_BATCH_SIZE
     ) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`search`, the gallery rows (int ``[Q, k]``: indices into ``names`` and
         ``paths``, best first) and their similarities (float32 ``[Q, k]``)."""

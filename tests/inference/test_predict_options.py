@@ -196,3 +196,29 @@ def test_bf16_autocast_on_the_cpu_predicts_like_float32(model):
     assert half["boxes"].dtype == torch.float32  # decoded in float32
     assert abs(len(half["scores"]) - len(full["scores"])) <= max(3, len(full["scores"]) // 5)
     assert float(half["scores"][0]) == pytest.approx(float(full["scores"][0]), abs=0.02)
+
+
+def test_every_prediction_entry_point_has_the_one_default_batch_size():
+    """model.predict / embed, predict_files, the TTA helpers, Gallery, OnnxPredictor and
+    ``visionkit predict --batch-size`` (and the standalone ONNX script, which imports nothing of
+    visionkit) agree: a user's memory use does not change with the door they came in by."""
+    import inspect
+
+    from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE
+    from visionkit.cli import build_parser
+    from visionkit.export.standalone import Predictor
+    from visionkit.gallery import Gallery
+    from visionkit.inference import loop, onnx_runtime, options, predict, tta
+    from visionkit.models.model import VisionModel
+
+    functions = [
+        VisionModel.predict, VisionModel.embed, predict.predict_files, tta.predict_tta,
+        tta.predict_hflip, options.predict_images, options.stream_predictions,
+        loop.predict_loop, loop.predict_model, onnx_runtime.OnnxPredictor.predict,
+        Gallery.from_folder, Gallery.add, Gallery.search, Gallery.nearest, Predictor.predict,
+    ]  # fmt: skip
+    defaults = {f.__qualname__: inspect.signature(f).parameters["batch_size"].default
+                for f in functions}  # fmt: skip
+    assert defaults == dict.fromkeys(defaults, DEFAULT_PREDICT_BATCH_SIZE)
+    args = build_parser().parse_args(["predict", "--checkpoint", "x.ckpt", "--input", "y.jpg"])
+    assert args.batch_size == DEFAULT_PREDICT_BATCH_SIZE

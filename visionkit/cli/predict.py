@@ -11,6 +11,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE
 from visionkit.cli._shared import add_device_arguments, add_tta_argument
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="write into --output-dir even when it holds files (outputs of the same name are "
         "replaced), as Ultralytics' exist_ok",
     )
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_PREDICT_BATCH_SIZE,
+        help=f"images per forward pass (default {DEFAULT_PREDICT_BATCH_SIZE})",
+    )
     p.add_argument(
         "--gallery",
         metavar="DIR",

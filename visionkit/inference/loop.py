@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE
 from visionkit.data.batch import collate
 from visionkit.data.io import composite_on_black
 
@@ -126,7 +127,7 @@ def predict_loop(
     preprocess: Callable[[np.ndarray], dict[str, Any]],
     run: RunStep,
     decode: DecodeStep,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> Predictions:
@@ -168,7 +169,7 @@ def evaluating(model: nn.Module) -> Iterator[None]:
 def predict_model(
     model: VisionModel,
     images: Sequence[np.ndarray] | Tensor,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
     run: RunStep | None = None,
     decode: DecodeStep | None = None,
     preprocess: Callable[[np.ndarray], dict[str, Any]] | None = None,

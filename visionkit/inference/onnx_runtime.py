@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from visionkit.build.model import EvalPreprocess, model_from_meta
+from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE
 from visionkit.errors import ExportError
 from visionkit.export.graph import INPUT_NAME, unflatten_outputs
 from visionkit.export.metadata import read_metadata
@@ -86,7 +87,7 @@ class OnnxPredictor:
     def predict(
         self,
         images: Any,
-        batch_size: int = 16,
+        batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
         conf: float | None = None,
         iou: float | None = None,
         max_det: int | None = None,

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE
 from visionkit.errors import ConfigError
 
 if TYPE_CHECKING:  # models.model delegates its predict here: no import at run time
@@ -321,7 +322,7 @@ def iter_inputs(items: Sequence[Any]) -> Iterator[np.ndarray]:
 def predict_images(
     model: VisionModel,
     images: Any,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
     conf: float | None = None,
     iou: float | None = None,
     max_det: int | None = None,
@@ -340,7 +341,7 @@ def predict_images(
 def stream_predictions(
     model: VisionModel,
     images: Any,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
     conf: float | None = None,
     iou: float | None = None,
     max_det: int | None = None,

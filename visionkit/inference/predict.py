@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from visionkit.build.model import load
-from visionkit.choices import TTA_MODES
+from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE, TTA_MODES
 from visionkit.errors import ConfigError, DataError, ImageDecodeError, VisionkitError, counted
 from visionkit.gallery import Gallery, add_matches
 from visionkit.inference.device import autocast_dtype, resolve_device
@@ -121,7 +121,7 @@ def predict_files(
     model: VisionModel | str | os.PathLike,
     inputs: Sequence[str | os.PathLike | int] | str | os.PathLike | int,
     output_dir: str | os.PathLike,
-    batch_size: int = 8,
+    batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
     draw: bool = True,
     progress: bool = True,
     every: int = 1,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from visionkit.choices import TTA_MODES
+from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE, TTA_MODES
 from visionkit.evaluation.tasks import TASKS
 from visionkit.inference.loop import predict_model
 from visionkit.models.model import VisionModel
@@ -95,7 +95,9 @@ def tta_steps(model: VisionModel, tta: str | None) -> dict[str, Any]:
 
 
 def predict_hflip(
-    model: VisionModel, images: Sequence[np.ndarray] | Tensor, batch_size: int = 16
+    model: VisionModel,
+    images: Sequence[np.ndarray] | Tensor,
+    batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
 ) -> list[dict[str, Any]]:
     """:meth:`VisionModel.predict` with horizontal-flip test-time augmentation: the one predict
     loop (:func:`visionkit.inference.loop.predict_model`) whose raw-output step runs the model
@@ -104,7 +106,10 @@ def predict_hflip(
 
 
 def predict_tta(
-    model: VisionModel, images: Sequence[np.ndarray], tta: str | None, batch_size: int = 16
+    model: VisionModel,
+    images: Sequence[np.ndarray],
+    tta: str | None,
+    batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
 ) -> list[dict[str, Any]]:
     """``model.predict(images)`` with the test-time augmentation ``tta`` (``None`` or one of
     :data:`TTA_MODES`)."""

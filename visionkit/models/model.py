@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
+from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE
 from visionkit.errors import ConfigError
 from visionkit.inference.loop import Predictions
 from visionkit.inference.options import predict_images, stream_predictions
@@ -209,7 +210,7 @@ class VisionModel(nn.Module):
     def predict(
         self,
         images: Any,
-        batch_size: int = 16,
+        batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
         conf: float | None = None,
         iou: float | None = None,
         max_det: int | None = None,
@@ -262,7 +263,9 @@ class VisionModel(nn.Module):
             imgsz=imgsz,
         )
 
-    def embed(self, images: Any, batch_size: int = 16, head: str | None = None) -> np.ndarray:
+    def embed(
+        self, images: Any, batch_size: int = DEFAULT_PREDICT_BATCH_SIZE, head: str | None = None
+    ) -> np.ndarray:
         """The L2-normalised embeddings ``[N, D]`` (float32) of ``images`` (any input
         :meth:`predict` takes) from the ``embedding`` head (``head`` names one when the model
         has several).
