@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +217,34 @@ def collate(samples: Sequence[Sample], size_divisor: int = 32) -> dict[str, Any]
     if skipped:  # images replaced under on_bad_image: skip (counted by the data module)
         batch["skipped"] = skipped
     return batch
+
+
+#: The batch key whose ``has_<key>`` flags mark the images carrying each label family that
+#: is a per-image target (``class`` and ``identity`` are marked by :data:`IGNORE_CLASS`).
+FLAGGED_FAMILIES = {"instances": "boxes", "semantic": "semantic"}
+
+
+def labelled_images(batch: Mapping[str, Any], family: str) -> torch.Tensor:
+    """bool ``[B]``: the images of a collated batch that carry labels of the label family
+    ``family`` (a head's :attr:`~visionkit.evaluation.tasks.TaskSpec.labels`): ``class`` /
+    ``identity`` not :data:`IGNORE_CLASS`, ``instances`` with ``has_boxes``, ``semantic`` with
+    ``has_semantic`` (a batch without the key: none; with it but without the flags: every
+    image, as the heads read it); every image for a family of one's own."""
+    size = len(batch["images"])
+    if family in ("class", "identity"):
+        labels = batch.get(family)
+        if labels is None:
+            return torch.zeros(size, dtype=torch.bool)
+        return torch.as_tensor(labels).reshape(size).cpu() != IGNORE_CLASS
+    key = FLAGGED_FAMILIES.get(family)
+    if key is None:
+        return torch.ones(size, dtype=torch.bool)
+    if batch.get(key) is None:
+        return torch.zeros(size, dtype=torch.bool)
+    flags = batch.get(f"has_{key}")
+    if flags is None:
+        return torch.ones(size, dtype=torch.bool)
+    return torch.as_tensor(flags, dtype=torch.bool).reshape(size).cpu()
 
 
 def _pad_masks(masks: torch.Tensor | None, count: int, h: int, w: int) -> torch.Tensor:

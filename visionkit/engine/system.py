@@ -22,6 +22,7 @@ from visionkit.build import lr_schedule as default_lr_schedule
 from visionkit.build import optimizer_factory as default_optimizer
 from visionkit.build.optim import OptimizerFactory, ScheduleFactory, is_fused
 from visionkit.choices import TTA_MODES
+from visionkit.data.batch import labelled_images
 from visionkit.errors import NonFiniteLossError
 from visionkit.evaluation.tasks import TASKS, progress_bar_suffixes
 from visionkit.inference.tta import hflip_images, merge_hflip
@@ -35,8 +36,9 @@ UNENDING = 10**9  # a schedule's length before a time budget's first projection
 class VisionSystem(L.LightningModule):
     """Trains and evaluates any :class:`VisionModel`.
 
-    Logs ``train/loss`` and ``train/<head>/<term>`` per step, ``val/loss`` and the evaluators'
-    flat metrics (``cls/top1``, ``det/mAP``, ...) per validation epoch.
+    Logs ``train/loss`` and ``train/<head>/<term>`` per step and per epoch (a head's epoch
+    figures over the images that carry its labels), ``val/loss`` and the evaluators' flat
+    metrics (``cls/top1``, ``det/mAP``, ...) per validation epoch.
 
     Args:
         model: the model to train.
@@ -103,6 +105,12 @@ class VisionSystem(L.LightningModule):
         )
         # with several sets, val/loss is the loss over all of their images
         self.val_loss_all = MeanMetric() if len(self.val_loss_keys) > 1 else None
+        # the label family whose images each head's epoch losses are averaged over
+        self.head_families = {
+            name: getattr(TASKS.get(getattr(head, "task", None)), "labels", "")
+            for name, head in model.heads.items()
+        }
+        self.epoch_losses = nn.ModuleDict()  # "<head>/<term>" -> MeanMetric, at the first step
 
     def forward(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         return self.model(images)
@@ -131,8 +139,9 @@ class VisionSystem(L.LightningModule):
             batch_size=size,
             sync_dist=True,  # averaged over ranks (a few scalars per step)
         )
-        terms = {f"train/{k}": v for k, v in losses.items() if k != "loss"}
-        self.log_dict(terms, on_step=True, on_epoch=True, batch_size=size, sync_dist=True)
+        weights = {f"train/{k}": v for k, v in losses.items() if k.endswith("/weight")}
+        self.log_dict(weights, on_step=True, on_epoch=True, batch_size=size, sync_dist=True)
+        self._log_head_losses(losses, batch)
         if self.trainer.optimizers:  # train/lr (ungrouped parameters), train/lr_<prefix>
             lrs: dict[str, float] = {}
             for group in self.trainer.optimizers[0].param_groups:
@@ -140,6 +149,49 @@ class VisionSystem(L.LightningModule):
                 lrs.setdefault(key, group["lr"])
             self.log_dict(lrs, on_step=True, on_epoch=False, batch_size=size)
         return losses["loss"]
+
+    def _log_head_losses(self, losses: dict[str, torch.Tensor], batch: dict[str, Any]) -> None:
+        """Each head's loss terms and sum (``train/<head>/<term>``): per step as the head gave
+        them (``_step``), per epoch (``_epoch``) as their mean over the images that carry the
+        head's labels (:func:`~visionkit.data.batch.labelled_images`): a ``MeanMetric`` per
+        term, each step weighted by that count (torchmetrics sums values and counts over the
+        ranks), logged only at steps where some rank had such an image, so that an epoch
+        without one logs no value for the head rather than 0 or NaN."""
+        size = len(batch["images"])
+        counts = torch.stack([labelled_images(batch, f).sum() for f in self.head_families.values()])
+        # over every rank (a copy: DDP sums in place), so that all log at the same steps
+        totals = self.trainer.strategy.reduce(counts.to(self.device, copy=True), reduce_op="sum")
+        for head, count, total in zip(
+            self.head_families, counts.tolist(), totals.tolist(), strict=True
+        ):
+            keys = [k for k in losses if k.partition("/")[0] == head and k != f"{head}/weight"]
+            for key in keys:
+                value = losses[key]
+                name = f"train/{key}"
+                self.log(f"{name}_step", value, on_step=True, batch_size=size, sync_dist=True)
+                if not total:
+                    continue
+                if key not in self.epoch_losses:
+                    self.epoch_losses[key] = MeanMetric().to(self.device)
+                mean = self.epoch_losses[key]
+                if count:
+                    mean.update(value.detach().float(), weight=float(count))
+                attribute = f"epoch_losses.{key}"  # made after Lightning looked for metrics
+                self.log(
+                    f"{name}_epoch",
+                    mean,
+                    on_step=False,
+                    on_epoch=True,
+                    batch_size=size,
+                    metric_attribute=attribute,
+                )
+
+    def on_train_epoch_start(self) -> None:
+        """Forget the last epoch's head losses: Lightning keeps every metric ever logged in
+        ``callback_metrics`` (what ``metrics.csv`` reads), so a head without labelled images
+        in this epoch would be shown the last epoch's value."""
+        for key in self.epoch_losses:
+            self.trainer.callback_metrics.pop(f"train/{key}_epoch", None)
 
     def _loss_is_finite(self, losses: dict[str, torch.Tensor], batch_idx: int) -> bool:
         """``trainer.on_nonfinite_loss``: ``error`` raises :class:`NonFiniteLossError` naming
