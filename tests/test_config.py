@@ -262,6 +262,7 @@ def test_override_values_are_yaml_typed():
         ("name=2024-05-01", "name", "2024-05-01"),  # not a date
         ("output_dir=2024", "output_dir", "2024"),
         ("resume=12.50", "resume", "12.50"),
+        ("name=off", "name", "off"),  # YAML 1.1's false
     ],
 )
 def test_a_number_given_to_a_text_key_on_the_command_line_is_its_text(override, key, text):
@@ -277,12 +278,14 @@ def test_a_number_stays_a_number_where_the_key_is_not_only_text():
 
 def test_a_number_written_in_a_file_where_text_belongs_says_to_quote_it(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(MINIMAL) + "name: 007\noutput_dir: 2024-05-01\n")
+    path.write_text(yaml.safe_dump(MINIMAL) + "name: 007\noutput_dir: 2024-05-01\nresume: no\n")
+    quote = "write the value in quotes (on the command line inside the argument: 'KEY=\"VALUE\"')"
     assert problems_of(path) == [
-        "name: expected a valid string, got 7; YAML reads it as a number: for text, write the "
-        "value in quotes",
+        f"name: expected a valid string, got 7; YAML reads it as a number: for text, {quote}",
         "output_dir: expected a valid string, got datetime.date(2024, 5, 1); YAML reads it as "
-        "a date: for text, write the value in quotes",
+        f"a date: for text, {quote}",
+        "resume: expected a valid string, got False; YAML reads it as a boolean (yes, no, on, "
+        f"off, true, false): for text, {quote}",
     ]
 
 
@@ -298,6 +301,14 @@ def test_an_override_of_an_item_of_a_list_left_at_its_default_changes_the_defaul
     assert cfg.optimizer.betas == (0.9, 0.99)
     cfg = load_config(MINIMAL, ["model.heads.cls.name=mlp", "model.heads.cls.hidden_dims[0]=64"])
     assert cfg.model.heads["cls"]["hidden_dims"] == [64]  # the mlp variant's (512,), changed
+    # read against the components the overrides name in the end, whatever their order
+    cfg = load_config(MINIMAL, ["model.heads.cls.hidden_dims[0]=64", "model.heads.cls.name=mlp"])
+    assert cfg.model.heads["cls"]["hidden_dims"] == [64]
+    data = apply_overrides(
+        {"data": {"train": {"format": "coco", "images": "x"}}},
+        ["data.train.root=007", "data.train.format=folder"],
+    )
+    assert data["data"]["train"]["root"] == "007"
     assert problems_of(MINIMAL, ["model.heads.cls.hidden_dims.0=64"]) == [
         "model.heads.cls.hidden_dims: has no items, so 'model.heads.cls.hidden_dims.0' names "
         "none (give the whole list)"  # linear's default: []

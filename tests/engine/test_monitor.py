@@ -35,6 +35,11 @@ def with_keys(config, **sections):
             r"early_stopping\.monitor: 'seg/mIoU' is never logged; validation logs val/loss, "
             r"cls/top1 and each evaluated head's metrics \(cls/\.\.\.\)",
         ),
+        (  # a head's loss is logged per step and per epoch under their own names
+            {"monitor": "train/cls/loss"},
+            r"monitor: 'train/cls/loss' is logged as train/cls/loss_step \(each step\) and "
+            r"train/cls/loss_epoch \(the mean over the epoch's images",
+        ),
     ],
 )
 def test_a_name_no_validation_logs_is_refused_before_training(tiny_config, sections, message):

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from visionkit.choices import TTA_MODES, ULTRALYTICS_KEYS
-from visionkit.config.key_hints import key_places
 
 
 def is_global_zero() -> bool:
@@ -208,7 +207,11 @@ def _dashed_key(arg: str) -> str | None:
     if re.fullmatch(r"\w+\.[\w.\[\]]+", name):
         return name
     name = name.replace("-", "_")
-    places = key_places().get(name, []) if name not in ULTRALYTICS_KEYS else []
+    if name in ULTRALYTICS_KEYS:
+        return None
+    from visionkit.config.key_hints import key_places  # the config schema: torch, on errors only
+
+    places = key_places().get(name, [])
     return places[0] if len(places) == 1 else None
 
 

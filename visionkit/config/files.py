@@ -175,9 +175,24 @@ def apply_overrides(
     >>> apply_overrides({"t": {"steps": [{"p": 0.5}, {"p": 1.0}]}}, ["t.steps[1].p=0.2"])
     {'t': {'steps': [{'p': 0.5}, {'p': 0.2}]}}
     """
+    items = override_list(overrides)
+    # the components the overrides name in the end (model.heads.x.name=mlp given after an
+    # argument of it) declare the types and defaults that every override is read against
+    named = _applied(data, items, None)[0]
+    out, problems = _applied(data, items, named)
+    if problems:
+        raise ConfigError(problems, "command-line overrides")
+    return out
+
+
+def _applied(
+    data: dict[str, Any], items: Sequence[str], named: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], list[str]]:
+    """``data`` with the override ``items`` applied, and their problems; values read as
+    YAML, or (given the config ``named`` whose components declare the keys' types and
+    defaults) as :func:`_override_value` reads them."""
     out = unshared(data)
     problems = []
-    items = override_list(overrides)
     values = set()  # positions of the values of keys given without "=" (said with the key)
     for i, item in enumerate(items):
         key, sep, raw = item.partition("=")
@@ -188,23 +203,27 @@ def apply_overrides(
             values |= {i + 1} if _without_value(item, following) else set()
         if not parts:
             continue
-        problem = _set_path(out, parts, _override_value(out, parts, raw), key)
+        value = _override_value(named, parts, raw) if named is not None else _yaml_value(raw)
+        problem = _set_path(out, parts, value, key, named if named is not None else out)
         if problem:
             problems.append(problem)
-    if problems:
-        raise ConfigError(problems, "command-line overrides")
-    return out
+    return out, problems
+
+
+def _yaml_value(raw: str) -> Any:
+    """An override's value read as YAML (``""``: the empty string; not YAML: as written)."""
+    try:
+        return yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        return raw
 
 
 def _override_value(tree: Mapping[str, Any], parts: Sequence[str | int], raw: str) -> Any:
     """``raw`` read as YAML, but as written where the key is declared as text and YAML reads
-    a number or a date there (``name=007``: the run ``007``, not ``7``)."""
-    try:
-        value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
-        return raw
-    number = isinstance(value, (int, float, datetime.date)) and not isinstance(value, bool)
-    return raw if number and takes_text_only(tree, parts) else value
+    a number, a date or a boolean there (``name=007``: the run ``007``, not ``7``)."""
+    value = _yaml_value(raw)
+    read = isinstance(value, (bool, int, float, datetime.date))  # yes, 007, 1e3, 2024-05-01
+    return raw if read and takes_text_only(tree, parts) else value
 
 
 def _malformed(item: Any, following: Any) -> str:
@@ -306,11 +325,12 @@ def _key_parts(key: str) -> list[str | int] | None:
     return parts or None
 
 
-def _set_path(node: Any, parts: Sequence[str | int], value: Any, key: str) -> str | None:
+def _set_path(
+    node: Any, parts: Sequence[str | int], value: Any, key: str, named: Mapping[str, Any]
+) -> str | None:
     """Set ``value`` at ``parts`` inside ``node`` (mappings made where missing; a list its
-    index names, from the key's default: ``optimizer.betas.1=0.99``); a problem naming the
-    key otherwise."""
-    root = node
+    index names, from the key's default as the components of ``named`` declare it:
+    ``optimizer.betas.1=0.99``); a problem naming the key otherwise."""
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         here = _path_text(parts[:i]) or "the config"
@@ -339,7 +359,7 @@ def _set_path(node: Any, parts: Sequence[str | int], value: Any, key: str) -> st
             indexed = isinstance(after, int) or _is_index(after)  # n.2.x names a list item too
             if node.get(part) is not None:
                 return f"{path}: is not a {'list' if indexed else 'mapping'}, cannot set {key!r}"
-            default = declared_default(root, parts[: i + 1]) if part not in node else None
+            default = declared_default(named, parts[: i + 1]) if part not in node else None
             if indexed and not isinstance(default, (list, tuple)):
                 return f"{path}: not set, so {key!r} names no item (give the whole list)"
             node[part] = copy.deepcopy(list(default)) if indexed else {}

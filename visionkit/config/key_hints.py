@@ -5,8 +5,8 @@ the hints at the end of :func:`visionkit.config.validate.validate_config`'s line
 '; did you mean trainer.max_epochs? (a key of trainer:)'
 >>> unknown_key_hint(Config, ("_base_",))
 "; did you mean 'base'? (a config file, or a list of them, merged beneath this one; paths relative to this file)"
->>> quote_hint("string_type", 2024)
-'; YAML reads it as a number: for text, write the value in quotes'
+>>> quote_hint("string_type", 2024).split(":")[0]
+'; YAML reads it as a number'
 """
 
 from __future__ import annotations
@@ -99,17 +99,24 @@ def mapping_hint(path: str, given: Any) -> str:
 
 
 def quote_hint(error_type: str, given: Any) -> str:
-    """What a number or a date given where text belongs (``name: 007`` in a YAML file, read
-    as 7) is told: YAML read it so, and quoted it is text; ``""`` for anything else."""
-    if error_type != "string_type" or isinstance(given, bool):
+    """What a number, a date or a boolean given where text belongs (``name: 007`` in a YAML
+    file, read as 7; ``name: off``, read as false) is told: YAML read it so, and quoted it is
+    text (on the command line inside the argument, whose own quotes the shell removes);
+    ``""`` for anything else."""
+    if error_type != "string_type":
         return ""
-    if isinstance(given, (int, float)):
+    if isinstance(given, bool):
+        kind = "a boolean (yes, no, on, off, true, false)"
+    elif isinstance(given, (int, float)):
         kind = "a number"
     elif isinstance(given, datetime.date):
         kind = "a date"
     else:
         return ""
-    return f"; YAML reads it as {kind}: for text, write the value in quotes"
+    return (
+        f"; YAML reads it as {kind}: for text, write the value in quotes (on the command "
+        "line inside the argument: 'KEY=\"VALUE\"')"
+    )
 
 
 def fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:

@@ -62,6 +62,7 @@ def check_monitors(monitors: Mapping[str, str], system: VisionSystem) -> None:
     known = known_names(system)
     heads = [key.replace("@", "/") for key in system.evaluators]
     for key, name in monitors.items():
+        _check_head_loss(key, name, system)
         if name in known or name.startswith("train/") or name.rpartition("/")[0] in heads:
             continue
         metrics = f" and each evaluated head's metrics ({', '.join(h + '/...' for h in heads)})"
@@ -69,6 +70,22 @@ def check_monitors(monitors: Mapping[str, str], system: VisionSystem) -> None:
             f"{key}: {name!r} is never logged{_close(name, known)}; validation logs "
             f"{', '.join(known)}{metrics if heads else ''} (docs/configuration.md#monitor)"
         )
+
+
+def _check_head_loss(key: str, name: str, system: VisionSystem) -> None:
+    """A head's training loss term is logged as ``train/<head>/<term>_step`` and
+    ``_epoch`` only (:meth:`VisionSystem._log_head_losses`): ``train/<head>/<term>`` is an
+    error naming both."""
+    parts = name.split("/")
+    if len(parts) != 3 or parts[0] != "train" or parts[1] not in system.model.heads:
+        return
+    if parts[2].endswith(("_step", "_epoch")):
+        return
+    raise ConfigError(
+        f"{key}: {name!r} is logged as {name}_step (each step) and {name}_epoch (the mean "
+        "over the epoch's images carrying the head's labels, at the end of each epoch); "
+        "monitor one of them, or a validation metric (docs/configuration.md#monitor)"
+    )
 
 
 class MonitorCheck(L.Callback):

@@ -24,7 +24,7 @@ from visionkit.build.optim import OptimizerFactory, ScheduleFactory, is_fused
 from visionkit.choices import TTA_MODES
 from visionkit.data.batch import labelled_images
 from visionkit.errors import NonFiniteLossError
-from visionkit.evaluation.tasks import TASKS, progress_bar_suffixes
+from visionkit.evaluation.tasks import TASKS, label_family, progress_bar_suffixes
 from visionkit.inference.tta import hflip_images, merge_hflip
 from visionkit.models.model import VisionModel
 
@@ -107,7 +107,7 @@ class VisionSystem(L.LightningModule):
         self.val_loss_all = MeanMetric() if len(self.val_loss_keys) > 1 else None
         # the label family whose images each head's epoch losses are averaged over
         self.head_families = {
-            name: getattr(TASKS.get(getattr(head, "task", None)), "labels", "")
+            name: label_family(head) if getattr(head, "task", None) in TASKS else ""
             for name, head in model.heads.items()
         }
         self.epoch_losses = nn.ModuleDict()  # "<head>/<term>" -> MeanMetric, at the first step
@@ -174,8 +174,8 @@ class VisionSystem(L.LightningModule):
                 if key not in self.epoch_losses:
                     self.epoch_losses[key] = MeanMetric().to(self.device)
                 mean = self.epoch_losses[key]
-                if count:
-                    mean.update(value.detach().float(), weight=float(count))
+                # weight 0 where this rank had none: a metric updated on every rank
+                mean.update(value.detach().float(), weight=float(count))
                 attribute = f"epoch_losses.{key}"  # made after Lightning looked for metrics
                 self.log(
                     f"{name}_epoch",
