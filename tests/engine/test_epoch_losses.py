@@ -10,11 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
+import visionkit
 from tests.engine.epoch_losses_run import N, batch, train
 from visionkit.data.batch import labelled_images
+from visionkit.engine.callbacks import RunFolderCallback, StepLog
+from visionkit.engine.system import VisionSystem
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,6 +36,54 @@ def test_labelled_images_per_label_family():
     assert labelled_images(b, "instances").tolist() == [True, False, True]
     assert labelled_images(b, "semantic").tolist() == [False] * 3  # no label maps
     assert labelled_images(b, "a family of one's own").tolist() == [True] * 3
+    b["masks"], b["has_masks"] = [torch.zeros(0, 8, 8)] * 3, torch.tensor([False, False, True])
+    b["identities"] = [torch.tensor([-1, 0]), torch.tensor([-1]), torch.zeros(0)]
+    assert labelled_images(b, "masks").tolist() == [False, False, True]
+    assert labelled_images(b, "identities").tolist() == [True, False, False]
+    assert labelled_images(b, "keypoints").tolist() == [False] * 3  # no keypoints
+
+
+def mask_batch(with_masks, seed):
+    """Two 64-px images with a box each; instance masks on the images ``with_masks`` says."""
+    g = torch.Generator().manual_seed(seed)
+    box = torch.tensor([[8.0, 8.0, 40.0, 40.0]])
+    mask = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    mask[:, 8:40, 8:40] = 1
+    return {
+        "images": torch.rand(2, 3, 64, 64, generator=g),
+        "boxes": [box, box], "labels": [torch.zeros(1, dtype=torch.long)] * 2,
+        "has_boxes": torch.tensor([True, True]),
+        "masks": [mask, mask], "has_masks": torch.tensor(with_masks),
+    }  # fmt: skip
+
+
+def test_an_instance_heads_mask_term_is_averaged_over_the_images_with_masks(tmp_path):
+    """A box-only step beside segmented ones: its mask term is an exact 0 per step and counts
+    for nothing in the mask term's epoch mean (the images with masks: 1 + 2), while the box
+    terms are averaged over every image with boxes (the head's ``term_labels``)."""
+    torch.manual_seed(0)
+    model = visionkit.create_model({"model": {
+        "backbone": {"name": "simple_cnn"}, "neck": {"name": "fpn", "out_channels": 16},
+        "heads": {"inst": {"name": "fcos_mask", "num_classes": 1}}}})  # fmt: skip
+    batches = [
+        mask_batch([True, False], 1),
+        mask_batch([False, False], 2),
+        mask_batch([True, True], 3),
+    ]
+    L.Trainer(
+        accelerator="cpu", max_epochs=1, logger=StepLog(tmp_path), log_every_n_steps=1,
+        callbacks=[RunFolderCallback(tmp_path)], enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    ).fit(VisionSystem(model), torch.utils.data.DataLoader(batches, batch_size=None))  # fmt: skip
+    steps = [
+        r for r in read_csv(tmp_path / "logs" / "metrics.csv") if r.get("train/inst/mask_step")
+    ]
+    mask = [float(r["train/inst/mask_step"]) for r in steps]
+    box = [float(r["train/inst/box_step"]) for r in steps]
+    assert mask[1] == 0.0 and mask[0] > 0 and mask[2] > 0
+    epoch = read_csv(tmp_path / "metrics.csv")[0]
+    assert float(epoch["train/inst/mask_epoch"]) == pytest.approx((mask[0] + 2 * mask[2]) / 3)
+    assert float(epoch["train/inst/box_epoch"]) == pytest.approx(sum(box) / 3)
 
 
 def test_a_heads_epoch_loss_is_its_mean_over_the_images_carrying_its_labels(tmp_path):

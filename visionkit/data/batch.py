@@ -220,23 +220,36 @@ def collate(samples: Sequence[Sample], size_divisor: int = 32) -> dict[str, Any]
 
 
 #: The batch key whose ``has_<key>`` flags mark the images carrying each label family that
-#: is a per-image target (``class`` and ``identity`` are marked by :data:`IGNORE_CLASS`).
-FLAGGED_FAMILIES = {"instances": "boxes", "semantic": "semantic"}
+#: is a per-image target, or each target of its own (``class`` and ``identity`` are marked by
+#: :data:`IGNORE_CLASS`, box ``identities`` by -1).
+FLAGGED_LABELS = {
+    "instances": "boxes",
+    "semantic": "semantic",
+    "masks": "masks",
+    "keypoints": "keypoints",
+}
 
 
-def labelled_images(batch: Mapping[str, Any], family: str) -> torch.Tensor:
-    """bool ``[B]``: the images of a collated batch that carry labels of the label family
-    ``family`` (a head's :attr:`~visionkit.evaluation.tasks.TaskSpec.labels`): ``class`` /
-    ``identity`` not :data:`IGNORE_CLASS`, ``instances`` with ``has_boxes``, ``semantic`` with
-    ``has_semantic`` (a batch without the key: none; with it but without the flags: every
-    image, as the heads read it); every image for a family of one's own."""
+def labelled_images(batch: Mapping[str, Any], labels: str) -> torch.Tensor:
+    """bool ``[B]``: the images of a collated batch that carry ``labels``: a label family (a
+    head's :attr:`~visionkit.evaluation.tasks.TaskSpec.labels`) or a target that only some of
+    its images carry (a head's ``term_labels``): ``class`` / ``identity`` not
+    :data:`IGNORE_CLASS`, ``instances`` with ``has_boxes``, ``semantic``, ``masks``,
+    ``keypoints`` with their ``has_`` flags (a batch without the key: none; with it but
+    without the flags: every image, as the heads read it), ``identities`` with a box
+    identity; every image for a family of one's own."""
     size = len(batch["images"])
-    if family in ("class", "identity"):
-        labels = batch.get(family)
-        if labels is None:
+    if labels in ("class", "identity"):
+        values = batch.get(labels)
+        if values is None:
             return torch.zeros(size, dtype=torch.bool)
-        return torch.as_tensor(labels).reshape(size).cpu() != IGNORE_CLASS
-    key = FLAGGED_FAMILIES.get(family)
+        return torch.as_tensor(values).reshape(size).cpu() != IGNORE_CLASS
+    if labels == "identities":
+        ids = batch.get("identities")
+        if ids is None:
+            return torch.zeros(size, dtype=torch.bool)
+        return torch.tensor([bool((torch.as_tensor(i) >= 0).any()) for i in ids])
+    key = FLAGGED_LABELS.get(labels)
     if key is None:
         return torch.ones(size, dtype=torch.bool)
     if batch.get(key) is None:

@@ -106,9 +106,17 @@ class VisionSystem(L.LightningModule):
         # with several sets, val/loss is the loss over all of their images
         self.val_loss_all = MeanMetric() if len(self.val_loss_keys) > 1 else None
         # the label family whose images each head's epoch losses are averaged over
+        # the labels whose images each head's epoch losses are averaged over: its label
+        # family, or for a term learnt from a target only some of those images carry (an
+        # instance head's masks) that target (the head's ``term_labels``)
         self.head_families = {
             name: label_family(head) if getattr(head, "task", None) in TASKS else ""
             for name, head in model.heads.items()
+        }
+        self.term_labels = {
+            f"{name}/{term}": labels
+            for name, head in model.heads.items()
+            for term, labels in getattr(head, "term_labels", {}).items()
         }
         self.epoch_losses = nn.ModuleDict()  # "<head>/<term>" -> MeanMetric, at the first step
 
@@ -155,20 +163,21 @@ class VisionSystem(L.LightningModule):
         them (``_step``), per epoch (``_epoch``) as their mean over the images that carry the
         head's labels (:func:`~visionkit.data.batch.labelled_images`): a ``MeanMetric`` per
         term, each step weighted by that count (torchmetrics sums values and counts over the
-        ranks), logged only at steps where some rank had such an image, so that an epoch
+        ranks; a term in the head's ``term_labels`` by the images carrying that target), logged only at steps where some rank had such an image, so that an epoch
         without one logs no value for the head rather than 0 or NaN."""
         size = len(batch["images"])
-        counts = torch.stack([labelled_images(batch, f).sum() for f in self.head_families.values()])
+        kinds = list(dict.fromkeys([*self.head_families.values(), *self.term_labels.values()]))
+        counts = torch.stack([labelled_images(batch, labels).sum() for labels in kinds])
         # over every rank (a copy: DDP sums in place), so that all log at the same steps
         totals = self.trainer.strategy.reduce(counts.to(self.device, copy=True), reduce_op="sum")
-        for head, count, total in zip(
-            self.head_families, counts.tolist(), totals.tolist(), strict=True
-        ):
+        count_of = dict(zip(kinds, zip(counts.tolist(), totals.tolist(), strict=True), strict=True))
+        for head, family in self.head_families.items():
             keys = [k for k in losses if k.partition("/")[0] == head and k != f"{head}/weight"]
             for key in keys:
                 value = losses[key]
                 name = f"train/{key}"
                 self.log(f"{name}_step", value, on_step=True, batch_size=size, sync_dist=True)
+                count, total = count_of[self.term_labels.get(key, family)]
                 if not total:
                     continue
                 if key not in self.epoch_losses:

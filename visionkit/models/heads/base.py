@@ -19,6 +19,10 @@ class Head(Protocol):
             table, :data:`visionkit.evaluation.tasks.TASKS` (label family, targets, evaluator,
             metrics, flip merge, drawing).
         reads: ``"backbone"`` or ``"neck"``: which feature list ``forward`` receives.
+        term_labels: optional ``{term: target}`` of loss terms learnt from a target that only
+            some of the images with the head's labels carry (``{"mask": "masks"}``): their
+            epoch means are over the images carrying it
+            (:func:`visionkit.data.batch.labelled_images`).
     """
 
     task: ClassVar[str]

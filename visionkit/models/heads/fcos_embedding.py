@@ -87,6 +87,8 @@ class FCOSEmbeddingHead(FCOSHead):
     """
 
     task: ClassVar[str] = "detection_embedding"
+    #: loss terms learnt from images that carry more than boxes (epoch means: engine/system.py)
+    term_labels: ClassVar[dict[str, str]] = {"emb": "identities"}
     reads: ClassVar[str] = "neck"
     _name: ClassVar[str] = "fcos_embedding"
 

@@ -96,6 +96,8 @@ class FCOSMaskHead(FCOSHead):
     """
 
     task: ClassVar[str] = "instance"
+    #: loss terms learnt from images that carry more than boxes (epoch means: engine/system.py)
+    term_labels: ClassVar[dict[str, str]] = {"mask": "masks"}
     reads: ClassVar[str] = "neck"
     _name: ClassVar[str] = "fcos_mask"
 

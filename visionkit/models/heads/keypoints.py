@@ -95,6 +95,8 @@ class FCOSKeypointsHead(FCOSHead):
     """
 
     task: ClassVar[str] = "keypoints"
+    #: loss terms learnt from images that carry more than boxes (epoch means: engine/system.py)
+    term_labels: ClassVar[dict[str, str]] = {"kpt": "keypoints", "kpt_vis": "keypoints"}
     reads: ClassVar[str] = "neck"
     _name: ClassVar[str] = "fcos_keypoints"
 
