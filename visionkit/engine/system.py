@@ -105,7 +105,6 @@ class VisionSystem(L.LightningModule):
         )
         # with several sets, val/loss is the loss over all of their images
         self.val_loss_all = MeanMetric() if len(self.val_loss_keys) > 1 else None
-        # the label family whose images each head's epoch losses are averaged over
         # the labels whose images each head's epoch losses are averaged over: its label
         # family, or for a term learnt from a target only some of those images carry (an
         # instance head's masks) that target (the head's ``term_labels``)
@@ -118,6 +117,10 @@ class VisionSystem(L.LightningModule):
             for name, head in model.heads.items()
             for term, labels in getattr(head, "term_labels", {}).items()
         }
+        # each kind of labels counted per step, once
+        self.counted_labels = list(
+            dict.fromkeys([*self.head_families.values(), *self.term_labels.values()])
+        )
         self.epoch_losses = nn.ModuleDict()  # "<head>/<term>" -> MeanMetric, at the first step
 
     def forward(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
@@ -163,10 +166,11 @@ class VisionSystem(L.LightningModule):
         them (``_step``), per epoch (``_epoch``) as their mean over the images that carry the
         head's labels (:func:`~visionkit.data.batch.labelled_images`): a ``MeanMetric`` per
         term, each step weighted by that count (torchmetrics sums values and counts over the
-        ranks; a term in the head's ``term_labels`` by the images carrying that target), logged only at steps where some rank had such an image, so that an epoch
-        without one logs no value for the head rather than 0 or NaN."""
+        ranks; a term in the head's ``term_labels`` by the images carrying that target),
+        logged only at steps where some rank had such an image, so that an epoch without one
+        logs no value for the head rather than 0 or NaN."""
         size = len(batch["images"])
-        kinds = list(dict.fromkeys([*self.head_families.values(), *self.term_labels.values()]))
+        kinds = self.counted_labels
         counts = torch.stack([labelled_images(batch, labels).sum() for labels in kinds])
         # over every rank (a copy: DDP sums in place), so that all log at the same steps
         totals = self.trainer.strategy.reduce(counts.to(self.device, copy=True), reduce_op="sum")
