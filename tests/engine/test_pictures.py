@@ -156,6 +156,28 @@ def test_per_class_ap_reads_coco_precision_per_category(tmp_path):
     assert "| 11 | owl | 0 | n/a | n/a | n/a |" in markdown
 
 
+def test_the_ground_truth_of_an_image_without_objects_has_no_keypoints():
+    """A keypoint set's negative image (no annotation: keypoints ``[0, K, 3]``) in the
+    validation pictures: an empty entry, not a reshape error at the end of validation."""
+    model = visionkit.create_model(
+        {
+            "model": {
+                "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+                "neck": {"name": "fpn", "out_channels": 16},
+                "heads": {"pose": {"name": "fcos_keypoints", "num_classes": 1, "num_keypoints": 4}},
+            }
+        },
+    )
+    sample = {
+        "image": np.zeros((20, 30, 3), np.uint8),
+        "boxes": np.zeros((0, 4), np.float32),
+        "labels": np.zeros(0, np.int64),
+        "keypoints": np.zeros((0, 4, 3), np.float32),
+    }
+    truth = ground_truth(model, sample)["pose"]
+    assert truth["keypoints"].shape == (0, 4, 3)
+
+
 def test_ground_truth_is_drawn_like_a_prediction_without_scores():
     model = visionkit.create_model(
         {

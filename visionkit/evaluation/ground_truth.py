@@ -54,7 +54,7 @@ def keypoint_truth(
     entry = box_truth(head, sample, names)
     if entry is not None and sample.get("keypoints") is not None:
         points = torch.as_tensor(np.asarray(sample["keypoints"]), dtype=torch.float)
-        entry["keypoints"] = points.reshape(len(entry["boxes"]), -1, 3)
+        entry["keypoints"] = points.reshape(len(entry["boxes"]), head.num_keypoints, 3)
         entry["skeleton"] = getattr(head, "skeleton", None)
     return entry
 
