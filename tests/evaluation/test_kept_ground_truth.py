@@ -20,7 +20,12 @@ from pycocotools.cocoeval import COCOeval
 
 from visionkit.data.readers.coco import CocoDataset
 from visionkit.engine.runner import train
-from visionkit.evaluation.coco import CocoEvaluator, fill_gt_defaults, segm_results
+from visionkit.evaluation.coco import (
+    SUMMARY_KEYS,
+    CocoEvaluator,
+    fill_gt_defaults,
+    segm_results,
+)
 from visionkit.evaluation.tasks import TASKS
 
 pytestmark = pytest.mark.reliability
@@ -184,6 +189,25 @@ def test_detection_evaluator_leaves_out_the_boxes_the_reader_dropped(tmp_path):
     assert by_id[12]["segmentation"] == [] and "segmentation" not in by_id[23]
     metrics = run(evaluator, predictions(root))
     assert 0.0 <= metrics["det/mAP"] <= 1.0
+
+
+def test_the_annotations_of_a_skipped_image_count_as_left_out(tmp_path, caplog):
+    """A missing image under ``on_bad_image: skip`` is not scored: its annotations are counted
+    in ``left_out`` (which was 0, saying the file was scored as it is), and pycocotools on the
+    file less them gives eval's numbers."""
+    root = write_dataset(tmp_path / "data", num_images=3)
+    (root / "images" / "2.png").unlink()
+    dataset = CocoDataset(root, on_bad_image="skip")
+    evaluator = TASKS["detection"].evaluator("det", None, dataset, None)
+    assert evaluator.left_out == 3  # image 2's three boxes
+    preds = predictions(root)
+    del preds[2]
+    metrics = run(evaluator, preds)
+    data = json.loads((root / "annotations.json").read_text())
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] != 2]
+    (tmp_path / "less.json").write_text(json.dumps(data))
+    ours = [metrics[f"det/{k}"] for k in SUMMARY_KEYS]
+    assert same(ours, by_hand(tmp_path / "less.json", evaluator.results, "bbox"))
 
 
 def test_ground_truth_without_area_is_measured_only_from_safe_geometry():

@@ -265,8 +265,9 @@ def left_out_line(evaluator: Any) -> str:
     n = evaluator.left_out
     return (
         f"scored against the ground truth the reader kept: {n} annotation{'s' if n != 1 else ''} "
-        f"of these images in {evaluator.annotations} left out, as in training (the warnings "
-        "of the data check say which and why); pycocotools on the file as it is counts them"
+        f"of {evaluator.annotations} left out, as in training (the warnings of the data check "
+        "say which and why: dropped, or of a skipped image); pycocotools on the file as it is "
+        "counts them"
     )
 
 
@@ -295,8 +296,8 @@ def report(
     default 0.25, with the class order: :func:`~visionkit.evaluation.plots.
     detection_confusion`; semantic / classification evaluator key → ``{"classes", "unit":
     "pixels" | "images", "matrix"}``, ``matrix[true][predicted]`` counts) and ``plots`` (the
-    PNGs written), ``left_out`` (COCO evaluator key → the annotations of the evaluated images
-    in its file that the reader dropped, not scored: :func:`left_out_line`); ``eval --json``
+    PNGs written), ``left_out`` (COCO evaluator key → the annotations of its file that are not
+    scored: dropped by the reader, or of an image it skipped: :func:`left_out_line`); ``eval --json``
     adds ``split`` (``val`` or ``test``). ``nan`` is written as ``null``."""
     from visionkit.engine.pictures import class_confusion, per_class_table
     from visionkit.evaluation.plots import confusion_conf, detection_confusion

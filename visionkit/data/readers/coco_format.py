@@ -371,7 +371,8 @@ def kept_ground_truth(
     """The COCO object of what a reader kept, for ``COCOeval``: its ``images``, the
     ``categories`` and the annotations of ``data`` (the file as read again) that the reader
     kept, by their position (``ann_index``, ``crowd_index`` of each target) — without those
-    it dropped (zero-area box, ...), counted in ``info.left_out``. With
+    it dropped (zero-area box, ...) and those of the images it left out (``on_bad_image:
+    skip``), counted in ``info.left_out``. With
     ``segmentations_checked``, each annotation carries the segmentation the reader uses (bad
     polygons beside good ones removed; none where it has no usable one), and
     ``info.images_without_masks`` lists the images whose targets say ``has_masks`` False
@@ -402,9 +403,9 @@ def kept_ground_truth(
                 if seg is None:
                     del ann["segmentation"]
             kept.append(ann)
-    ids = {img["id"] for img in images}
+    ids = listed_ids(data.get("images") or [])  # those of images left out (skipped) too
     in_file = sum(isinstance(a, dict) and a.get("image_id") in ids for a in annotations)
-    info: dict[str, Any] = {"left_out": in_file - len(kept)}  # of these images' annotations
+    info: dict[str, Any] = {"left_out": in_file - len(kept)}  # the file's, less orphans
     if segmentations_checked:
         unmasked = [img["id"] for img, t in zip(images, targets, strict=True) if not t["has_masks"]]
         info["images_without_masks"] = unmasked  # scored for boxes only
