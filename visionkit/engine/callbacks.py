@@ -10,7 +10,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -77,14 +77,19 @@ class RunFolderCallback(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
-        self._add(trainer, lambda key: not key.startswith("train/"))
+        # the evaluators' own values: Lightning logs float32, off pycocotools' in the 8th digit
+        exact = getattr(pl_module, "last_metrics", None)
+        self._add(trainer, lambda key: not key.startswith("train/"), exact)
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._add(trainer, lambda key: key.startswith("train/"))
 
-    def _add(self, trainer: L.Trainer, wanted: Any) -> None:
-        """Adds the metrics ``wanted`` picks (epoch-level ones) to the row of this step."""
+    def _add(
+        self, trainer: L.Trainer, wanted: Any, exact: Mapping[str, float] | None = None
+    ) -> None:
+        """Adds the metrics ``wanted`` picks (epoch-level ones) to the row of this step, a
+        metric of ``exact`` with its value there rather than the logged one."""
         row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         if trainer.optimizers:
             row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
@@ -96,7 +101,7 @@ class RunFolderCallback(L.Callback):
                 or not wanted(key)
             ):
                 continue
-            row[key] = float(value)
+            row[key] = float((exact or {}).get(key, value))
         last = self.rows[-1] if self.rows else {}
         if (last.get("epoch"), last.get("step")) == (row["epoch"], row["step"]):
             last.update(row)
