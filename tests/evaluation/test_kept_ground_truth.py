@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -230,10 +231,28 @@ def test_ground_truth_without_area_is_measured_only_from_safe_geometry():
             },
         ],
     }
-    assert fill_gt_defaults(data) == {"area": 3, "iscrowd": 3}
+    assert fill_gt_defaults(data) == {"area": 3, "iscrowd": 3, "id": 0}
     areas = [a["area"] for a in data["annotations"]]
     assert areas[0] == 6.0 and areas[2] == 6.0  # the box's w * h
     assert 6.0 <= areas[1] <= 12.0  # the triangle's own area, rasterised by pycocotools
+
+
+def test_an_annotation_without_id_is_scored_not_a_key_error(tmp_path, caplog):
+    """COCO's createIndex needs every annotation's ``id``: one without it (a hand-written or
+    converted json) stopped the first validation with ``KeyError: 'id'``. It gets one after
+    the largest id, with a warning, and pycocotools on the file so numbered agrees."""
+    root = write_dataset(tmp_path / "data", num_images=2)
+    data = json.loads((root / "annotations.json").read_text())
+    del data["annotations"][1]["id"]  # annotation 12
+    (root / "annotations.json").write_text(json.dumps(data))
+    evaluator = TASKS["detection"].evaluator("det", None, CocoDataset(root), None)
+    with caplog.at_level(logging.WARNING):
+        metrics = run(evaluator, predictions(root))
+    assert "1 without 'id'" in caplog.text
+    data["annotations"][1]["id"] = 24  # after the largest, 23
+    (tmp_path / "numbered.json").write_text(json.dumps(data))
+    ours = [metrics[f"det/{k}"] for k in SUMMARY_KEYS]
+    assert same(ours, by_hand(tmp_path / "numbered.json", evaluator.results, "bbox"))
 
 
 def test_instance_training_validates_on_a_dataset_with_dropped_annotations(tmp_path):

@@ -52,9 +52,10 @@ def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = N
     """A quiet ``pycocotools.coco.COCO`` of the ground-truth file, or of ``data`` (a COCO
     object such as a reader's kept ground truth; ``annotations`` then only names it).
 
-    Annotations without ``iscrowd`` get ``0``, and those without ``area`` get the area of
-    their ``segmentation`` (else of their box, ``w * h``): ``COCOeval`` needs both and would
-    fail with a ``KeyError``. Each fill is counted in one warning. The file is never
+    Annotations without ``iscrowd`` get ``0``, those without ``area`` the area of their
+    ``segmentation`` (else of their box, ``w * h``), and those without ``id`` one after the
+    largest id: ``COCO`` and ``COCOeval`` need all three and would fail with a ``KeyError``.
+    Each fill is counted in one warning. The file is never
     modified (nor is ``data``: the annotations filled are copies).
     """
     from pycocotools.coco import COCO
@@ -73,10 +74,12 @@ def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = N
     if any(filled.values()):
         logger.warning(
             "%s: %d annotations without 'area' (filled with their segmentation's area, else "
-            "the box's w*h), %d without 'iscrowd' (filled with 0)",
+            "the box's w*h), %d without 'iscrowd' (filled with 0), %d without 'id' (numbered "
+            "after the largest id)",
             annotations,
             filled["area"],
             filled["iscrowd"],
+            filled["id"],
         )
     gt = COCO()
     gt.dataset = data
@@ -86,15 +89,22 @@ def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = N
 
 
 def fill_gt_defaults(data: dict[str, Any]) -> dict[str, int]:
-    """Fill ``iscrowd`` (``0``) and ``area`` of a COCO ground-truth dict in place; returns how
-    many of each were filled. A segmentation is measured only when
+    """Fill ``iscrowd`` (``0``), ``area`` and ``id`` (after the largest integer id) of a COCO
+    ground-truth dict in place; returns how many of each were filled. A segmentation is measured only when
     :func:`~visionkit.data.readers.segmentation_checks.segmentation_problem` accepts it
     (pycocotools can hang or crash on bad geometry); otherwise the box gives the area."""
     from pycocotools import mask as mask_utils
 
     sizes = {img.get("id"): (img.get("height"), img.get("width")) for img in data.get("images", [])}
-    filled = {"area": 0, "iscrowd": 0}
-    for ann in data.get("annotations", []):
+    filled = {"area": 0, "iscrowd": 0, "id": 0}
+    annotations = data.get("annotations", [])
+    ids = [a.get("id") for a in annotations]
+    next_id = max((i for i in ids if isinstance(i, int) and not isinstance(i, bool)), default=0)
+    for ann in annotations:
+        if ann.get("id") is None:
+            next_id += 1
+            ann["id"] = next_id
+            filled["id"] += 1
         if "iscrowd" not in ann:
             ann["iscrowd"] = 0
             filled["iscrowd"] += 1
