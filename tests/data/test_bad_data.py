@@ -311,6 +311,22 @@ def test_duplicate_image_ids_annotation_ids_and_file_names_are_listed(tmp_path, 
     assert "duplicate id: annotation id 101: appears 2 times" in out
 
 
+def test_annotation_id_0_is_warned_of_as_pycocotools_never_matches_it(tmp_path, capsys):
+    def from_zero(data):
+        for i, ann in enumerate(data["annotations"]):
+            ann["id"] = i  # as generic converter scripts number them
+
+    code, out, _ = check(capsys, make_coco(tmp_path / "data", edit=from_zero))
+    assert code == 0  # a warning: the run trains, and evaluation matches pycocotools by hand
+    assert (
+        "annotation id 0: annotation id 0: COCO evaluation (pycocotools) reads id 0 as 'no "
+        "match': a detection that finds this object counts as a false positive; number the "
+        "annotations from 1" in out
+    )
+    code, out, _ = check(capsys, make_coco(tmp_path / "ones"))
+    assert "annotation id 0" not in out
+
+
 def test_annotation_of_a_missing_image_warns_and_is_an_error_when_strict(tmp_path, capsys):
     def orphan(data):
         data["annotations"][0]["image_id"] = 77
@@ -319,7 +335,7 @@ def test_annotation_of_a_missing_image_warns_and_is_an_error_when_strict(tmp_pat
     code, out, err = check(capsys, root)
     assert code == 0  # a warning: training leaves the annotation out
     assert "orphan annotation: annotation id 101: image_id 77 is not an image of the file" in out
-    assert "warnings (training repairs these): 1" in out
+    assert "warnings (training goes on): 1" in out
     assert ": orphan annotation: annotation id 101" in err  # the warning training logs
     code, _, err = train(capsys, tmp_path, root, "data.train.strict=true")
     assert code == 1 and "orphan annotation: annotation id 101" in err

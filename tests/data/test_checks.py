@@ -29,7 +29,7 @@ def test_report_groups_problems_by_kind_and_caps_each_kind():
     only_annotations.add("duplicate id", "image id 1", "appears 2 times")
     assert type(only_annotations.error()) is AnnotationError
     text = report.render()
-    assert "errors (training stops): 14" in text and "warnings (training repairs these): 1" in text
+    assert "errors (training stops): 14" in text and "warnings (training goes on): 1" in text
 
 
 class Listed:

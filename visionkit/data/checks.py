@@ -245,7 +245,7 @@ class DataReport:
             return "\n".join(lines)
         for severity, title in (
             ("error", "errors (training stops)"),
-            ("warning", "warnings (training repairs these)"),
+            ("warning", "warnings (training goes on)"),
         ):
             found = self.counts_by_kind(severity)
             if found:

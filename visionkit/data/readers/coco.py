@@ -42,7 +42,7 @@ from visionkit.data.checks import (
 )
 from visionkit.data.io import read_image
 from visionkit.data.readers.coco_format import (
-    check_duplicates,
+    check_ids,
     clip_boxes,
     decode_segmentation,
     default_annotations,
@@ -191,7 +191,7 @@ class CocoDataset:
         }
         if semantic:
             self.label_names["semantic"] = ["background", *self.label_names["instances"]]
-        check_duplicates(data["images"], annotations_list, data.get("categories", []), report)
+        check_ids(data["images"], annotations_list, data.get("categories", []), report)
         self.paths = resolve_paths(self.root, self.images, report)
         inside = [i for i, path in enumerate(self.paths) if path is not None]
         files = [

@@ -185,10 +185,12 @@ def valid_categories(
     return sorted(valid, key=lambda c: c["id"])
 
 
-def check_duplicates(
+def check_ids(
     images: list[Any], annotations: list[Any], categories: list[Any], report: DataReport
 ) -> None:
-    """Ids (and image file names) that appear more than once are errors."""
+    """Ids (and image file names) that appear more than once are errors; annotation id 0 a
+    warning: pycocotools' ``COCOeval`` reads it as "no match", so a detection that finds that
+    object counts as a false positive (pycocotools by hand scores the file so too)."""
 
     def dicts(items: list[Any]) -> list[dict[str, Any]]:
         return [x for x in items if isinstance(x, dict)]
@@ -212,6 +214,17 @@ def check_duplicates(
                     f" (as {', '.join(as_written)})" if len(as_written) > 1 else ""
                 )
                 report.add("duplicate id", f"{what} {value!r}", detail)
+    if any(
+        type(a.get("id")) is int and a["id"] == 0 and not a.get("iscrowd")
+        for a in dicts(annotations)
+    ):
+        report.add(
+            "annotation id 0",
+            "annotation id 0",
+            "COCO evaluation (pycocotools) reads id 0 as 'no match': a detection that finds "
+            "this object counts as a false positive; number the annotations from 1",
+            severity="warning",
+        )
 
 
 def _same_file(file_name: Any) -> Any:
