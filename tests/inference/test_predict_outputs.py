@@ -352,3 +352,31 @@ def test_save_txt_lines_of_a_keypoint_head_carry_its_keypoints_as_ultralytics_po
         "0.25",
         "0.9",
     ]
+
+
+def test_save_txt_lines_of_an_instance_head_are_its_mask_outlines_as_ultralytics_segment():
+    """--save-txt of an instance head wrote box lines: its masks were lost, and the files
+    could not be trained on again as a YOLO segment set, as Ultralytics' are."""
+    from visionkit.inference.outputs import yolo_lines
+
+    masks = torch.zeros(3, 40, 100, dtype=torch.bool)
+    masks[0, 10:30, 20:60] = True  # a rectangle: its outline is 4 corner pixels
+    masks[1, 2:4, 5:6] = True  # 2 pixels: an outline of 2 points is no polygon
+    masks[2, 20:25, 70:80] = True  # two parts: the larger one is written
+    masks[2, 5:7, 90:92] = True
+    result = {
+        "boxes": torch.tensor([[20.0, 10.0, 60.0, 30.0], [5, 2, 6, 4], [70, 5, 92, 25]]),
+        "scores": torch.tensor([0.9, 0.8, 0.7]),
+        "labels": torch.tensor([1, 0, 0]),
+        "masks": masks,
+    }
+    rectangle, tiny, parts = yolo_lines({"inst": result}, (40, 100), save_conf=True)["inst"]
+    values = [float(v) for v in rectangle.split()]
+    assert values[0] == 1 and values[-1] == pytest.approx(0.9)
+    corners = np.array(values[1:-1]).reshape(-1, 2) * [100, 40]
+    assert sorted(map(tuple, corners.round().astype(int).tolist())) == [
+        (20, 10), (20, 29), (59, 10), (59, 29)
+    ]  # fmt: skip
+    assert tiny.split() == ["0", "0.055", "0.075", "0.01", "0.05", "0.8"]  # its box instead
+    outline = np.array([float(v) for v in parts.split()[1:-1]]).reshape(-1, 2) * [100, 40]
+    assert outline.min(0).tolist() == [70, 20] and outline.max(0).tolist() == [79, 24]

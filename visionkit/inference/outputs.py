@@ -158,10 +158,13 @@ def yolo_lines(
     """Each box head's detections as YOLO label lines, ``class cx cy w h`` (and ``conf`` with
     ``save_conf``), normalised by the image's width and height (``orig_size`` = (H, W)),
     best score first; the class is the model's 0-based class index, as in a YOLO
-    ``data.yaml``. A keypoint head's lines go on with ``x y v`` per keypoint (normalised; ``v``
-    the predicted visibility), before ``conf``, as Ultralytics writes a pose model's. A
-    classification head's five most probable classes, ``score name`` (the class index
-    without names), best first, as Ultralytics writes a classifier's."""
+    ``data.yaml``. An instance head's lines give the outline of each mask instead of the box,
+    ``class x1 y1 x2 y2 ...`` (:func:`mask_outline`), as Ultralytics writes a segment model's
+    (the box where the mask has no outline of 3 points). A keypoint head's lines go on with
+    ``x y v`` per keypoint (normalised; ``v`` the predicted visibility), before ``conf``, as
+    Ultralytics writes a pose model's. A classification head's five most probable classes,
+    ``score name`` (the class index without names), best first, as Ultralytics writes a
+    classifier's."""
     h, w = (float(v) for v in orig_size)
     lines: dict[str, list[str]] = {}
     for head, result in prediction.items():
@@ -176,11 +179,14 @@ def yolo_lines(
         xywhn = torch.cat([centre, boxes[:, 2:] - boxes[:, :2]], 1) / scale
         points = result.get("keypoints")  # [N, K, 3] in pixels, or None
         points = points.float().cpu() / torch.tensor([w, h, 1.0]) if points is not None else None
+        masks = result.get("masks")  # [N, H, W] bool, or None
         head_lines = []
         for i, (box, label, score) in enumerate(
             zip(xywhn, result["labels"], result["scores"], strict=True)
         ):
-            values = [str(int(label))] + [f"{float(v):.6g}" for v in box]
+            outline = mask_outline(masks[i]) if masks is not None else None
+            shape = box if outline is None else (outline / [w, h]).reshape(-1)
+            values = [str(int(label))] + [f"{float(v):.6g}" for v in shape]
             if points is not None:
                 values += [f"{float(v):.6g}" for v in points[i].reshape(-1)]
             if save_conf:
@@ -188,6 +194,21 @@ def yolo_lines(
             head_lines.append(" ".join(values))
         lines[head] = head_lines
     return lines
+
+
+def mask_outline(mask: torch.Tensor) -> np.ndarray | None:
+    """The outline of a bool mask ``[H, W]`` as ``[P, 2]`` pixel ``(x, y)`` points: the
+    outer contour of its largest part (OpenCV's ``findContours``, corners only), as
+    Ultralytics writes a segment model's masks, or ``None`` when that is no polygon: fewer
+    than 3 points or no area (an empty mask, a line of pixels)."""
+    import cv2
+
+    pixels = mask.cpu().numpy().astype(np.uint8)
+    contours, _ = cv2.findContours(pixels, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    largest = max(contours, key=cv2.contourArea, default=None)
+    if largest is None or len(largest) < 3 or cv2.contourArea(largest) == 0:
+        return None
+    return largest.reshape(-1, 2).astype(np.float64)
 
 
 def label_stems(names: Sequence[str]) -> dict[str, str]:
