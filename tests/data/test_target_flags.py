@@ -196,6 +196,33 @@ def test_check_data_of_a_config_names_a_head_without_labels(tmp_path, capsys):
     assert "model.heads.seg: data.train has no semantic label maps" in out
 
 
+def test_a_set_whose_every_image_has_a_box_without_a_segmentation_gives_no_masks(tmp_path, capsys):
+    """A CVAT export with one rectangle beside the polygons of every photo: no image gave
+    masks, and check-data said "no errors" while training ran its whole budget with no mask
+    loss, where a set without segmentations at all is refused."""
+    import yaml
+
+    from tests.helpers import run
+    from visionkit.data.datasets import gives
+
+    def a_rectangle_beside_each_polygon(data):
+        for ann in list(data["annotations"]):
+            data["annotations"].append({**ann, "id": ann["id"] + 1000, "segmentation": []})
+
+    root = make_coco(tmp_path / "cvat", edit=a_rectangle_beside_each_polygon)
+    dataset = CocoDataset(str(root), masks="auto", semantic="auto")
+    assert not gives(dataset, "masks") and not gives(dataset, "semantic")
+    assert gives(CocoDataset(str(make_coco(tmp_path / "whole")), masks="auto"), "masks")
+    config = mixed_config(tmp_path, {"inst": {"name": "fcos_mask", "num_convs": 1}})
+    config["data"]["train"] = config["data"]["val"] = {"format": "coco", "images": str(root)}
+    path = tmp_path / "instances.yaml"
+    path.write_text(yaml.safe_dump(config))
+    code, out, _ = run(["check-data", "--config", path, "--split", "train"], capsys)
+    assert code == 1
+    assert "model.heads.inst: data.train has no instance masks" in out
+    assert "no image with objects gives masks" in out
+
+
 def test_copy_paste_and_relabelled_label_maps_take_images_without_masks(tmp_path):
     """Images of a partly segmented file give no masks / label map: CopyPaste stopped the
     epoch on them ("has no instance masks") and a relabelled validation set's load_semantic

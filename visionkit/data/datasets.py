@@ -156,7 +156,9 @@ def gives(dataset: Any, target: str) -> bool:
     """Whether a built dataset (a mix: one of its parts) gives its samples ``target``
     (``"masks"``, ``"keypoints"``, ...): one of its reader's ``targets``, switched on where the
     reader has a flag for it (``target_flags``: e.g. ``masks`` left off, or ``"auto"`` with no
-    segmentation in the file). A reader that declares no ``targets`` is assumed to."""
+    segmentation in the file), and given by some image where the reader says which
+    (``gives_target``: a COCO file whose every image holds a box without a segmentation gives
+    no masks). A reader that declares no ``targets`` is assumed to."""
     parts = getattr(dataset, "parts", None)
     if isinstance(parts, Mapping):
         return any(gives(part, target) for part in parts.values())
@@ -164,7 +166,10 @@ def gives(dataset: Any, target: str) -> bool:
     if target not in getattr(reader, "targets", (target,)):
         return False
     flag = getattr(reader, "target_flags", {}).get(target)
-    return flag is None or bool(getattr(dataset, flag, True))
+    if flag is not None and not getattr(dataset, flag, True):
+        return False
+    given = getattr(dataset, "gives_target", None)
+    return given is None or given(target)
 
 
 def carries_labels(dataset: Any, family: str) -> bool:

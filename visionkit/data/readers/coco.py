@@ -242,6 +242,11 @@ class CocoDataset:
         record_statistics(self, keep)
         report.raise_for_errors()
         self._select(keep)
+        if (masks or semantic) and not self.gives_target("masks"):
+            report.notes.append(
+                "no image with objects gives masks or a label map: each has an annotation "
+                "without a usable segmentation (boxes without masks): the set trains boxes only"
+            )
 
     #: The format named in reports (subclasses that convert another format say theirs).
     format_name: ClassVar[str] = "coco"
@@ -408,6 +413,15 @@ class CocoDataset:
         ``True`` when segmentations are not read): only then does it give instance masks and
         a label map."""
         return self.targets[index].get("has_masks", True)
+
+    def gives_target(self, target: str) -> bool:
+        """Whether an image with objects gives ``target``: ``masks`` and ``semantic`` only
+        where every annotation of the image has a usable segmentation (:meth:`has_masks`),
+        so a file whose every such image holds a box without one gives neither; the other
+        targets follow their flags alone (:func:`~visionkit.data.datasets.gives`)."""
+        if target not in ("masks", "semantic"):
+            return True
+        return any(len(t["boxes"]) and t.get("has_masks", True) for t in self.targets)
 
     def coco_ground_truth(self) -> dict[str, Any]:
         """The COCO object of what this dataset kept, which its evaluator scores against
