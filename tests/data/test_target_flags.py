@@ -213,6 +213,14 @@ def test_a_set_whose_every_image_has_a_box_without_a_segmentation_gives_no_masks
     dataset = CocoDataset(str(root), masks="auto", semantic="auto")
     assert not gives(dataset, "masks") and not gives(dataset, "semantic")
     assert gives(CocoDataset(str(make_coco(tmp_path / "whole")), masks="auto"), "masks")
+
+    def crowds_only(data):
+        for ann in data["annotations"]:
+            ann["iscrowd"] = 1
+
+    crowds = CocoDataset(str(make_coco(tmp_path / "crowds", edit=crowds_only)), masks="auto")
+    assert not gives(crowds, "masks")  # no objects: said by the crowd note, not this one
+    assert not any("no image with objects" in note for note in crowds.report.notes)
     config = mixed_config(tmp_path, {"inst": {"name": "fcos_mask", "num_convs": 1}})
     config["data"]["train"] = config["data"]["val"] = {"format": "coco", "images": str(root)}
     path = tmp_path / "instances.yaml"

@@ -242,7 +242,8 @@ class CocoDataset:
         record_statistics(self, keep)
         report.raise_for_errors()
         self._select(keep)
-        if (masks or semantic) and not self.gives_target("masks"):
+        objects = any(len(t["boxes"]) for t in self.targets)
+        if (masks or semantic) and objects and not self.gives_target("masks"):
             report.notes.append(
                 "no image with objects gives masks or a label map: each has an annotation "
                 "without a usable segmentation (boxes without masks): the set trains boxes only"
