@@ -269,6 +269,50 @@ class _SigtermInValidation(L.Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+class _CtrlCInValidation(L.Callback):
+    """Ctrl-C after the first batch of epoch ``epoch``'s validation (of several batches)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch, self.sent = epoch, False
+
+    def on_validation_batch_end(self, trainer, *args) -> None:
+        if trainer.current_epoch == self.epoch and not trainer.sanity_checking and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def _epoch_rows(run_dir: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
+
+
+@pytest.mark.reliability
+def test_ctrl_c_in_a_validation_stops_after_it_and_keeps_its_metrics(
+    config, tmp_path, monkeypatch, caplog
+):
+    """A Ctrl-C during a validation stopped it after its current batch: its metrics, its
+    metrics.csv row and its best.ckpt candidate were lost for good (the resumed run starts
+    after it), so metrics.csv had an epoch without validation metrics."""
+    val = {**config["data"]["train"], "images": config["data"]["train"]["images"][:-5] + "val"}
+    run = {**config, "data": {**config["data"], "val": val}}
+    run["trainer"] = {**config["trainer"], "limit_val_batches": 2, "checkpoint_every_n_steps": None}
+    straight_dir, _ = _train(monkeypatch, run, [], tmp_path / "straight")
+    run_dir = tmp_path / "run"
+    with (
+        caplog.at_level(logging.WARNING, logger="visionkit"),
+        pytest.raises(visionkit.errors.TrainingInterrupted) as info,
+    ):
+        _train(monkeypatch, run, [], run_dir, _CtrlCInValidation(epoch=0))
+    assert info.value.exit_code == 130
+    assert "Ctrl-C: stopping after the current validation" in caplog.text
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == STEPS_PER_EPOCH
+    assert _epoch_rows(run_dir) == _epoch_rows(straight_dir)[:1]  # epoch 0 validated whole
+
+    _train(monkeypatch, run, ["resume=auto"], run_dir)
+    scored = ("epoch", "step", "cls/top1", "val/loss")
+    rows = [{k: r[k] for k in scored} for r in _epoch_rows(run_dir)]
+    assert rows == [{k: r[k] for k in scored} for r in _epoch_rows(straight_dir)]
+
+
 @pytest.mark.reliability
 @pytest.mark.parametrize("batch_size", [4, 16, 32])
 def test_a_mid_epoch_resume_with_another_batch_size_still_validates_that_epoch(

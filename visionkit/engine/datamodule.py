@@ -118,7 +118,7 @@ class ResumableLoader(SkipCountingLoader):
 def ignore_sigint(worker_id: int = 0) -> None:
     """A loader worker ignores SIGINT: Ctrl-C in a terminal reaches every process of the group,
     and a worker that died of it would fail the batch or the validation that the main process
-    still runs before it stops (:class:`~visionkit.engine.resume.CtrlC`); the main process
+    still runs before it stops (:class:`~visionkit.engine.interrupt.CtrlC`); the main process
     stops its workers itself."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 

@@ -1,4 +1,4 @@
-"""Continuing a run: which checkpoint to resume from, RNG state in checkpoints, SIGTERM, Ctrl-C.
+"""Continuing a run: which checkpoint to resume from, RNG and loader state in checkpoints.
 
 - ``resume: auto`` (or ``--resume auto``) picks the newest checkpoint of the run folder that
   loads; a truncated or corrupt one is reported and skipped, so the previous good one is used.
@@ -6,9 +6,7 @@
   checkpoint and restores them on resume, so the model's own random draws continue as in an
   uninterrupted run (data order and augmentations come from :mod:`visionkit.engine.sampling`
   and need no random state).
-- :class:`SigtermCheckpoint` writes ``checkpoints/last.ckpt`` when the run receives SIGTERM or
-  a first Ctrl-C (:class:`CtrlC`); Lightning stops the loop after the current batch, and
-  :func:`~visionkit.engine.runner.train` exits with :class:`~visionkit.errors.TrainingInterrupted`.
+- SIGTERM and Ctrl-C save ``last.ckpt`` to resume from: :mod:`visionkit.engine.interrupt`.
 """
 
 from __future__ import annotations
@@ -17,21 +15,18 @@ import logging
 import math
 import os
 import random
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from visionkit.checkpoint import load_checkpoint, resumable
 from visionkit.config import load_config, override_keys
 from visionkit.config.schema import max_time_seconds
 from visionkit.data.image_size import unused_image_size_note
-from visionkit.errors import CheckpointError, ConfigError, TrainingInterrupted
+from visionkit.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -261,85 +256,6 @@ def _begin_next_epoch(trainer: L.Trainer) -> None:
     loop.batch_progress.reset_on_run()
     loop.restarting = False
     loop.reset_restart_stage()
-
-
-class SigtermCheckpoint(L.Callback):
-    """On SIGTERM (preemption) or a first Ctrl-C (:class:`CtrlC`), save ``path`` so that
-    ``--resume`` continues from here.
-
-    Lightning stops the loop after the current training batch (the checkpoint is then at a
-    step boundary: mid-epoch, the training loader's state says which samples are left)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.saved = False
-
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
-        if isinstance(exception, SIGTERMException):
-            trainer.save_checkpoint(self.path, weights_only=False)  # all, to resume
-            self.saved = True
-            logger.warning(
-                "stopped at epoch %d, step %d: saved %s",
-                trainer.current_epoch,
-                trainer.global_step,
-                self.path,
-            )
-
-
-class CtrlC:
-    """While training, the first Ctrl-C (SIGINT) stops the run as SIGTERM does: the current
-    training batch finishes, :class:`SigtermCheckpoint` saves ``last.ckpt`` and the run ends
-    with :class:`~visionkit.errors.TrainingInterrupted` (exit status 130). A second Ctrl-C
-    stops at once, without saving (Lightning's ``KeyboardInterrupt`` handling, whose
-    ``sys.exit(1)`` becomes a ``TrainingInterrupted`` naming the run's last checkpoint).
-
-    A context manager around ``trainer.fit``; the handler is only installed in the main thread
-    (Python runs signal handlers there). Under DDP rank 0's flag is broadcast by Lightning
-    before every batch, so every rank stops after the same batch."""
-
-    def __init__(self, trainer: L.Trainer, path: str | Path) -> None:
-        self.trainer = trainer
-        self.path = Path(path)
-        self.pressed = False
-        self.forced = False  # a second Ctrl-C: stopped at once
-        self._previous: Any = None
-
-    def __enter__(self) -> CtrlC:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, kind: object, error: object, traceback: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-        # Lightning exits on a KeyboardInterrupt; one raised while it saves (in its handler
-        # of other exceptions) comes through as it is
-        if self.forced and isinstance(error, SystemExit | KeyboardInterrupt):
-            written = [c for c in self.path.parent.glob("*.ckpt") if c.name != "best.ckpt"]
-            raise TrainingInterrupted(
-                max(written, key=lambda c: c.stat().st_mtime, default=None),
-                self.trainer.current_epoch,
-                self.trainer.global_step,
-                signal="SIGINT",
-                saved=False,
-            ) from None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        connector = getattr(self.trainer, "_signal_connector", None)
-        if self.pressed or connector is None or not hasattr(connector, "received_sigterm"):
-            self.forced = self.pressed
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise KeyboardInterrupt
-        self.pressed = True
-        connector.received_sigterm = True  # Lightning's own stop-after-this-batch flag
-        logger.warning(
-            "Ctrl-C: stopping after the current training batch and saving %s "
-            "(press Ctrl-C again to stop at once without saving)",
-            self.path,
-        )
 
 
 def resolve_resume(

@@ -59,13 +59,12 @@ from visionkit.engine.callbacks import (
 from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
 from visionkit.engine.datamodule import VisionDataModule
 from visionkit.engine.ema import EMACallback
+from visionkit.engine.interrupt import CtrlC, SigtermCheckpoint
 from visionkit.engine.monitor import MonitorCheck, check_monitors, monitor_of
 from visionkit.engine.pictures import ValidationPictures
 from visionkit.engine.resume import (
-    CtrlC,
     LoaderState,
     RngStateCallback,
-    SigtermCheckpoint,
     check_resumed_run,
     image_size_note,
     resolve_resume,
@@ -157,7 +156,7 @@ def train(
     ``time/train_s`` / ``time/val_s``: this process's wall time of training steps and of the
     validations between them), ``plots/curves.png`` and ``logs/`` (per-step CSV log).
 
-    ``trainer.fit`` runs with :class:`~visionkit.engine.resume.CtrlC` installed: a first
+    ``trainer.fit`` runs with :class:`~visionkit.engine.interrupt.CtrlC` installed: a first
     Ctrl-C, like SIGTERM, ends the run after the current batch with ``last.ckpt`` saved and
     :class:`~visionkit.errors.TrainingInterrupted`.
     """
@@ -286,7 +285,7 @@ def _fit_and_validate_best(
 ) -> dict[str, float]:
     """``trainer.fit``, then validation of the first checkpoint written by ``pick_from``
     (``best.ckpt``, else ``last.ckpt``); its metrics, or none when ``pick_from`` is empty."""
-    ctrl_c = CtrlC(trainer, sigterm.path)
+    ctrl_c = CtrlC(trainer, sigterm)
     try:
         with ctrl_c:
             trainer.fit(

@@ -1,0 +1,118 @@
+"""Stopping a run so that it can be resumed: SIGTERM (preemption) and Ctrl-C.
+
+- :class:`SigtermCheckpoint` writes ``checkpoints/last.ckpt`` when the run receives SIGTERM or
+  a first Ctrl-C (:class:`CtrlC`); Lightning stops the loop after the current training batch
+  (a Ctrl-C during a validation: after the validation), and
+  :func:`~visionkit.engine.runner.train` exits with :class:`~visionkit.errors.TrainingInterrupted`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from visionkit.errors import TrainingInterrupted
+
+logger = logging.getLogger(__name__)
+
+
+class SigtermCheckpoint(L.Callback):
+    """On SIGTERM (preemption) or a first Ctrl-C (:class:`CtrlC`), save ``path`` so that
+    ``--resume`` continues from here.
+
+    Lightning stops the loop after the current training batch (the checkpoint is then at a
+    step boundary: mid-epoch, the training loader's state says which samples are left)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.saved = False
+        self.after_validation = False  # a Ctrl-C during a validation: stop once it ends
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A Ctrl-C during a validation of the run takes effect when the validation ends, so
+        that its metrics, its ``metrics.csv`` row and its ``best.ckpt`` candidate are kept
+        (Lightning stops a validation after its current batch, and the resumed run starts
+        after it: the validation was never done)."""
+        if self.after_validation:
+            self.after_validation = False
+            trainer._signal_connector.received_sigterm = True  # Lightning's own stop flag
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if isinstance(exception, SIGTERMException):
+            trainer.save_checkpoint(self.path, weights_only=False)  # all, to resume
+            self.saved = True
+            logger.warning(
+                "stopped at epoch %d, step %d: saved %s",
+                trainer.current_epoch,
+                trainer.global_step,
+                self.path,
+            )
+
+
+class CtrlC:
+    """While training, the first Ctrl-C (SIGINT) stops the run as SIGTERM does: the current
+    training batch (or validation: :meth:`SigtermCheckpoint.on_validation_end`) finishes,
+    :class:`SigtermCheckpoint` saves ``last.ckpt`` and the run ends
+    with :class:`~visionkit.errors.TrainingInterrupted` (exit status 130). A second Ctrl-C
+    stops at once, without saving (Lightning's ``KeyboardInterrupt`` handling, whose
+    ``sys.exit(1)`` becomes a ``TrainingInterrupted`` naming the run's last checkpoint).
+
+    A context manager around ``trainer.fit``; the handler is only installed in the main thread
+    (Python runs signal handlers there). Under DDP rank 0's flag is broadcast by Lightning
+    before every batch, so every rank stops after the same batch."""
+
+    def __init__(self, trainer: L.Trainer, sigterm: SigtermCheckpoint) -> None:
+        self.trainer = trainer
+        self.sigterm = sigterm
+        self.path = sigterm.path
+        self.pressed = False
+        self.forced = False  # a second Ctrl-C: stopped at once
+        self._previous: Any = None
+
+    def __enter__(self) -> CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        # Lightning exits on a KeyboardInterrupt; one raised while it saves (in its handler
+        # of other exceptions) comes through as it is
+        if self.forced and isinstance(error, SystemExit | KeyboardInterrupt):
+            written = [c for c in self.path.parent.glob("*.ckpt") if c.name != "best.ckpt"]
+            raise TrainingInterrupted(
+                max(written, key=lambda c: c.stat().st_mtime, default=None),
+                self.trainer.current_epoch,
+                self.trainer.global_step,
+                signal="SIGINT",
+                saved=False,
+            ) from None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        connector = getattr(self.trainer, "_signal_connector", None)
+        if self.pressed or connector is None or not hasattr(connector, "received_sigterm"):
+            self.forced = self.pressed
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.pressed = True
+        validating = self.trainer.validating and not self.trainer.sanity_checking
+        if validating:  # Lightning would stop the validation after its current batch
+            self.sigterm.after_validation = True
+        else:
+            connector.received_sigterm = True  # Lightning's own stop-after-this-batch flag
+        logger.warning(
+            "Ctrl-C: stopping after the current %s and saving %s "
+            "(press Ctrl-C again to stop at once without saving)",
+            "validation" if validating else "training batch",
+            self.path,
+        )
