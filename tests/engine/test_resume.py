@@ -528,6 +528,24 @@ def test_ema_weights_are_validated_saved_and_loaded_beside_the_raw_weights(tiny_
     assert again["cls/top1"] == pytest.approx(metrics["cls/top1"], abs=1e-6)
 
 
+def test_a_resume_that_switches_ema_off_is_refused(tiny_config, tmp_path):
+    """Resumed with ema.enabled=false, a run trained on from the averaged weights (the
+    checkpoint's state_dict) with the raw weights' optimiser state, the raw weights dropped,
+    and only Lightning's warning that a callback was missing."""
+    ema = ["ema.enabled=true", "ema.decay=0.9", "ema.warmup_steps=0"]
+    run_dir, _ = train(tiny_config, ["trainer.max_epochs=1", *ema], output_dir=tmp_path / "run")
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    with pytest.raises(ConfigError, match=r"ema\.enabled: True -> False") as info:
+        train(
+            tiny_config,
+            ["trainer.max_epochs=2", "ema.enabled=false"],
+            output_dir=run_dir,
+            resume=ckpt,
+        )
+    assert f"start a new run from its weights with model.init_from={ckpt}" in str(info.value)
+    train(tiny_config, ["trainer.max_epochs=2", *ema], output_dir=run_dir, resume=ckpt)
+
+
 def test_early_stopping_ends_the_run_and_its_patience_survives_a_resume(tiny_config, tmp_path):
     # min_delta 10: no validation can improve on the first one, so it stops after 1 + patience
     cfg = ["trainer.max_epochs=8", "early_stopping.patience=2", "early_stopping.min_delta=10"]

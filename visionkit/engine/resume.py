@@ -375,8 +375,9 @@ def check_resumed_run(checkpoint: Path | None, model: Any) -> int | None:
     """The global step of the ``checkpoint`` a run resumes from (``None``: a new run), once
     its config (``model.meta["config"]``, with the overrides given) is checked against the
     checkpoint's: a model whose tensors differ from the checkpoint's (another backbone, head
-    or width) cannot take them, and another ``optimizer`` / ``scheduler`` section would not be
-    used (the optimiser's state and the schedule are the checkpoint's), so both are a
+    or width) cannot take them, another ``optimizer`` / ``scheduler`` section would not be
+    used (the optimiser's state and the schedule are the checkpoint's), and ``ema`` switched
+    off would train on from the averaged weights (:func:`ema_switched_off`), so all are a
     :class:`ConfigError` naming the changes, before the run folder's ``config.yaml`` is
     written. Other model settings (thresholds, ...) and the data and trainer sections may
     change."""
@@ -400,17 +401,32 @@ def check_resumed_run(checkpoint: Path | None, model: Any) -> int | None:
     ours = {f"model.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
     other_model = theirs != ours
     refused = [c for c in changes if other_model or not c.startswith("model.")]
+    refused += ema_switched_off(ckpt, now)
     if refused or other_model:
-        what = "model" if other_model else "optimiser or schedule"
+        what = "model" if other_model else "optimiser, schedule or EMA"
         found = refused or ["the model's tensors differ in name or shape"]
         raise ConfigError(
             [
                 f"--resume {checkpoint}: this config's {what} is not the checkpoint's (a "
-                "resumed run continues the checkpoint's model, optimiser and learning-rate "
-                f"schedule): {'; '.join(found[:8])}{' ...' if len(found) > 8 else ''}",
+                "resumed run continues the checkpoint's model, optimiser, learning-rate "
+                f"schedule and EMA): {'; '.join(found[:8])}{' ...' if len(found) > 8 else ''}",
                 "leave these settings as the checkpoint has them to resume it (the run "
                 "folder's config.yaml), or start a new run from its weights with "
                 f"model.init_from={checkpoint}",
             ]
         )
     return int(ckpt.get("global_step") or 0)
+
+
+def ema_switched_off(checkpoint: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """``["ema.enabled: True -> False ..."]`` when a checkpoint written with ``ema`` (its
+    ``state_dict`` the averaged weights, the raw ones in ``current_model_state``) is resumed
+    without it: Lightning would load the averaged weights and train on from them with the raw
+    weights' optimiser state, dropping the raw weights (it only warns that a callback is
+    missing)."""
+    if "current_model_state" not in checkpoint or (config.get("ema") or {}).get("enabled"):
+        return []
+    return [
+        "ema.enabled: True -> False (the checkpoint's weights are the average; the raw weights "
+        "the optimiser continues would be dropped)"
+    ]
