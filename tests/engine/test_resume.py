@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import json
 import logging
 import os
 import signal
@@ -263,14 +264,19 @@ def test_resuming_a_run_whose_time_budget_is_spent_says_how_to_continue(
 def test_a_run_stopped_after_its_last_step_finishes_when_resumed(tiny_config, tmp_path):
     """Ctrl-C in the validation after the last step leaves last.ckpt with the budget spent and
     no metrics.json; the "Continue with: --resume" it printed was refused (it would train
-    nothing). It now runs the final validation and writes metrics.json."""
+    nothing). It now runs the final validation and writes metrics.json, with the run's
+    training time (it had none: no training ran in the resumed process)."""
     budget = ["trainer.max_epochs=-1", "trainer.max_steps=3"]
     run_dir, metrics = train(tiny_config, budget, output_dir=tmp_path / "run")
     (run_dir / "metrics.json").unlink()  # as a run stopped before it ended leaves it
     ckpt = run_dir / "checkpoints" / "last.ckpt"
+    saved = load_checkpoint(ckpt)["callbacks"]["TrainingTime"]
     _, again = train(tiny_config, budget, output_dir=run_dir, resume=ckpt)
     assert (run_dir / "metrics.json").is_file() and again["cls/top1"] == metrics["cls/top1"]
     assert load_checkpoint(ckpt)["global_step"] == 3
+    # the training time of the run, which this resume did not add to (it was left out)
+    assert {k: again[k] for k in saved} == saved
+    assert json.loads((run_dir / "metrics.json").read_text())["time/train_s"] > 0
     with pytest.raises(ConfigError, match="so resuming it would train nothing"):
         train(tiny_config, budget, output_dir=run_dir, resume=ckpt)
 

@@ -166,6 +166,10 @@ class TrainingTime(L.Callback):
                 _minutes(times["time/val_s"]),
             )
 
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._final and self.start is None:  # resumed with its budget spent: no
+            self._final = dict(self.before)  # training ran, the run's time is the checkpoint's
+
     def times(self) -> dict[str, float]:
         """The run's figures once training ended (``{}`` before)."""
         return dict(self._final)
