@@ -79,6 +79,28 @@ def test_resume_auto_continues_the_run_in_its_own_folder(tiny_config):
 
 
 @pytest.mark.reliability
+def test_resume_goes_on_in_the_checkpoints_own_run_folder_never_in_another_run(
+    tiny_config, tmp_path
+):
+    """--resume runs/tiny-2/checkpoints/last.ckpt with the same --config wrote into the
+    config's runs/tiny, another run, replacing its checkpoints, metrics and config.yaml."""
+    first, _ = train(tiny_config, SHORT)
+    second, _ = train(tiny_config, SHORT)
+    assert second == first.with_name(first.name + "-2")
+    kept = {p: digest(p) for p in [*first.glob("checkpoints/*.ckpt"), *first.glob("*.*")]}
+    longer = [*SHORT, "trainer.max_epochs=2"]
+    resumed, _ = train(tiny_config, longer, resume=second / "checkpoints" / "last.ckpt")
+    assert resumed == second
+    assert {p: digest(p) for p in kept} == kept
+    # a checkpoint outside a run folder: a new run's folder, never another run's
+    loose = tmp_path / "last.ckpt"
+    loose.write_bytes((second / "checkpoints" / "last.ckpt").read_bytes())
+    elsewhere, _ = train(tiny_config, [*SHORT, "trainer.max_epochs=3"], resume=loose)
+    assert elsewhere == first.with_name(first.name + "-3")
+    assert {p: digest(p) for p in kept} == kept
+
+
+@pytest.mark.reliability
 def test_the_cli_prints_the_folder_it_chose(tiny_config, tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_config))

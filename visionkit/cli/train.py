@@ -32,12 +32,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "with the config saved in the checkpoint, in the checkpoint's run folder)",
     )
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
-    p.add_argument("--output-dir", help="run folder (default: <output_dir>/<name> from the config)")
+    p.add_argument(
+        "--output-dir",
+        help="run folder (default: the --resume checkpoint's run folder, else "
+        "<output_dir>/<name> from the config)",
+    )
     p.add_argument(
         "--resume",
         metavar="CKPT",
-        help="continue the run saved in this checkpoint, e.g. runs/x/checkpoints/last.ckpt "
-        "(its own config when --config is not given; KEY=VALUE overrides of data.* and "
+        help="continue the run saved in this checkpoint, e.g. runs/x/checkpoints/last.ckpt, "
+        "in its run folder runs/x unless --output-dir is given (its own config when --config "
+        "is not given; KEY=VALUE overrides of data.* and "
         "trainer.* still apply, e.g. trainer.max_steps=4000 to train longer; the model, "
         "optimizer and scheduler stay the checkpoint's)",
     )

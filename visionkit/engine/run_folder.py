@@ -51,6 +51,21 @@ def choose_run_dir(
     return unused_folder(folder, holds_run)
 
 
+def resumed_folder(folder: Path, checkpoint: Path | None, given: bool) -> tuple[Path, bool]:
+    """The folder a run resumed from ``checkpoint`` writes to, and whether that continues the
+    checkpoint's run (``resuming`` of :func:`choose_run_dir`). Without a folder ``given``
+    (``--output-dir``), a checkpoint of a run folder's ``checkpoints/`` goes on in that run
+    folder (``runs/x-2`` for ``runs/x-2/checkpoints/last.ckpt``), as Ultralytics resumes in
+    the run's own folder: the config's ``<output_dir>/<name>`` may hold another run (``runs/x``),
+    whose files a resume there replaced. Any other folder is a new run's, so one that holds a
+    run is never written into."""
+    if checkpoint is None or Path(checkpoint).parent.name != "checkpoints":
+        return folder, False
+    own = Path(checkpoint).parent.parent
+    folder = folder if given else own
+    return folder, folder.resolve() == own.resolve()
+
+
 def another_run_note(folder: Path, chosen: Path) -> str | None:
     """What to log when a run writes to ``chosen`` instead of ``folder``, which holds another
     run, with how to reuse or continue that run; ``None`` when they are the same."""

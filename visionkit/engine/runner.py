@@ -69,7 +69,12 @@ from visionkit.engine.resume import (
     image_size_note,
     resolve_resume,
 )
-from visionkit.engine.run_folder import another_run_note, choose_run_dir, edited_config_note
+from visionkit.engine.run_folder import (
+    another_run_note,
+    choose_run_dir,
+    edited_config_note,
+    resumed_folder,
+)
 from visionkit.engine.system import VisionSystem
 from visionkit.engine.time_budget import TimeBudgetSchedule, mixed_budget_note
 from visionkit.errors import ConfigError, TrainingInterrupted
@@ -145,11 +150,10 @@ def train(
     callbacks; the step log and the loggers of the config's ``logger:`` list), e.g. a
     ``lightning.pytorch.callbacks.LearningRateMonitor`` or a ``WandbLogger`` set up in code.
 
-    The run folder is ``output_dir`` (default ``<output_dir>/<name>`` of the config). A new run
-    never writes into a folder that holds another run: it takes the first of ``<folder>-2``,
-    ``<folder>-3``, ... that holds none (:func:`choose_run_dir`), unless it resumes (``resume``
-    names a checkpoint, or ``auto`` finds one that loads: it continues the run of that
-    folder) or ``exist_ok`` (default: the config's ``exist_ok``) says to reuse the folder.
+    The run folder is ``output_dir``, else a resumed checkpoint's, else the config's
+    ``<output_dir>/<name>``; one that holds another run gets ``<folder>-2``, ...
+    (:func:`choose_run_dir`) unless the run continues there (``resume``: a checkpoint of that
+    folder, or ``auto``) or ``exist_ok`` (default: the config's ``exist_ok``) reuses it.
 
     The run folder gets ``config.yaml`` (resolved), ``checkpoints/{best,last}.ckpt``,
     ``metrics.csv`` (per epoch and validation), ``metrics.json`` (validation metrics of ``best.ckpt``, and
@@ -174,7 +178,8 @@ def train(
     # resume=auto that finds no checkpoint that loads starts a new run, and a new run never
     # writes into a folder holding another (its metrics.csv, its corrupt checkpoints)
     exist_ok = cfg.exist_ok if exist_ok is None else exist_ok
-    run_dir = choose_run_dir(folder, resume_from is not None, exist_ok, cfg.model.init_from)
+    folder, continues = resumed_folder(folder, resume_from, given=output_dir is not None)
+    run_dir = choose_run_dir(folder, continues, exist_ok, cfg.model.init_from)
 
     datasets = build_datasets(cfg.data, needs=targets_needed(cfg))
     resuming = resume_from is not None
