@@ -313,6 +313,45 @@ def test_ctrl_c_in_a_validation_stops_after_it_and_keeps_its_metrics(
     assert rows == [{k: r[k] for k in scored} for r in _epoch_rows(straight_dir)]
 
 
+class _SignalInTheFinalValidation(L.Callback):
+    """``signum`` during the validation of best.ckpt once training ended; records the digest
+    of ``last`` just before."""
+
+    def __init__(self, signum: int, last: Path) -> None:
+        self.signum, self.last, self.digest = signum, last, None
+
+    def on_validation_batch_end(self, trainer, *args) -> None:
+        if trainer.state.fn == "validate" and self.digest is None:
+            self.digest = hashlib.sha1(self.last.read_bytes()).hexdigest()
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_in_the_final_validation_keeps_last_ckpt_and_says_how_to_finish(
+    config, tmp_path, monkeypatch, signum, status
+):
+    """SIGTERM in the validation of best.ckpt after training ended exited with status 0 (a
+    cluster took the job for done) without metrics.json, having overwritten last.ckpt with the
+    validation's model (best.ckpt's weights); Ctrl-C there exited 1 with Lightning's "attempting
+    graceful shutdown" alone."""
+    val = {**config["data"]["train"], "images": config["data"]["train"]["images"][:-5] + "val"}
+    run = {**config, "data": {**config["data"], "val": val}}
+    run["trainer"] = {**config["trainer"], "limit_val_batches": 2, "checkpoint_every_n_steps": None}
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    poke = _SignalInTheFinalValidation(signum, last)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(visionkit.errors.TrainingInterrupted, match="--resume") as info:
+        _train(monkeypatch, run, [], run_dir, poke)
+    assert info.value.exit_code == status and info.value.checkpoint == str(last)
+    assert signal.getsignal(signal.SIGINT) is before  # not left ignored
+    assert hashlib.sha1(last.read_bytes()).hexdigest() == poke.digest
+    assert not (run_dir / "metrics.json").exists()
+    _, metrics = _train(monkeypatch, run, [], run_dir, resume=last)
+    assert "cls/top1" in metrics and (run_dir / "metrics.json").is_file()
+
+
 @pytest.mark.reliability
 @pytest.mark.parametrize("batch_size", [4, 16, 32])
 def test_a_mid_epoch_resume_with_another_batch_size_still_validates_that_epoch(

@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from visionkit.errors import TrainingInterrupted
@@ -46,7 +49,9 @@ class SigtermCheckpoint(L.Callback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        if isinstance(exception, SIGTERMException):
+        # (not in the validation of best.ckpt once training ended: last.ckpt is final, and
+        # the validation's model holds best.ckpt's weights)
+        if isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING:
             trainer.save_checkpoint(self.path, weights_only=False)  # all, to resume
             self.saved = True
             logger.warning(
@@ -65,7 +70,9 @@ class CtrlC:
     stops at once, without saving (Lightning's ``KeyboardInterrupt`` handling, whose
     ``sys.exit(1)`` becomes a ``TrainingInterrupted`` naming the run's last checkpoint).
 
-    A context manager around ``trainer.fit``; the handler is only installed in the main thread
+    A context manager around ``trainer.fit``, which turns Lightning's ``SIGTERMException``
+    after :class:`SigtermCheckpoint` saved into a ``TrainingInterrupted`` (SIGTERM: exit status
+    143); the handler is only installed in the main thread
     (Python runs signal handlers there). Under DDP rank 0's flag is broadcast by Lightning
     before every batch, so every rank stops after the same batch."""
 
@@ -97,6 +104,13 @@ class CtrlC:
                 signal="SIGINT",
                 saved=False,
             ) from None
+        if isinstance(error, SIGTERMException) and self.sigterm.saved:
+            raise TrainingInterrupted(
+                self.path,
+                self.trainer.current_epoch,
+                self.trainer.global_step,
+                signal="SIGINT" if self.pressed else "SIGTERM",
+            ) from None
 
     def _handle(self, signum: int, frame: Any) -> None:
         connector = getattr(self.trainer, "_signal_connector", None)
@@ -116,3 +130,26 @@ class CtrlC:
             "validation" if validating else "training batch",
             self.path,
         )
+
+
+@contextmanager
+def interrupted_after_training(trainer: L.Trainer, last: Path) -> Iterator[None]:
+    """Around the validation of ``best.ckpt`` once training has ended: a SIGTERM or Ctrl-C
+    there, which Lightning ends with a ``SystemExit`` (status 0 for SIGTERM, as if the run had
+    succeeded; 1 for Ctrl-C, saying nothing of what to do), is a :class:`TrainingInterrupted`
+    naming ``last``, whose resume runs that validation and writes ``metrics.json``. Lightning
+    leaves Ctrl-C ignored after one: the handler of before is put back."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    except SystemExit as stop:
+        raise TrainingInterrupted(
+            last,
+            trainer.current_epoch,
+            trainer.global_step,
+            signal="SIGTERM" if isinstance(stop, SIGTERMException) else "SIGINT",
+        ) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)

@@ -18,7 +18,6 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from visionkit.build import (
     build_datasets,
@@ -59,7 +58,7 @@ from visionkit.engine.callbacks import (
 from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
 from visionkit.engine.datamodule import VisionDataModule
 from visionkit.engine.ema import EMACallback
-from visionkit.engine.interrupt import CtrlC, SigtermCheckpoint
+from visionkit.engine.interrupt import CtrlC, SigtermCheckpoint, interrupted_after_training
 from visionkit.engine.monitor import MonitorCheck, check_monitors, monitor_of
 from visionkit.engine.pictures import ValidationPictures
 from visionkit.engine.resume import (
@@ -77,7 +76,7 @@ from visionkit.engine.run_folder import (
 )
 from visionkit.engine.system import VisionSystem
 from visionkit.engine.time_budget import TimeBudgetSchedule, mixed_budget_note
-from visionkit.errors import ConfigError, TrainingInterrupted
+from visionkit.errors import ConfigError
 from visionkit.evaluation.coco import save_results
 from visionkit.inference.device import (
     autocast_dtype,
@@ -289,31 +288,22 @@ def _fit_and_validate_best(
     pick_from: Sequence[ModelCheckpoint],
 ) -> dict[str, float]:
     """``trainer.fit``, then validation of the first checkpoint written by ``pick_from``
-    (``best.ckpt``, else ``last.ckpt``); its metrics, or none when ``pick_from`` is empty."""
-    ctrl_c = CtrlC(trainer, sigterm)
-    try:
-        with ctrl_c:
-            trainer.fit(
-                system,
-                datamodule=datamodule,
-                ckpt_path=str(resume_from) if resume_from else None,
-                weights_only=True,
-            )
-    except SIGTERMException:
-        if not sigterm.saved:
-            raise
-        raise TrainingInterrupted(
-            sigterm.path,
-            trainer.current_epoch,
-            trainer.global_step,
-            signal="SIGINT" if ctrl_c.pressed else "SIGTERM",
-        ) from None
+    (``best.ckpt``, else ``last.ckpt``); its metrics, or none when ``pick_from`` is empty.
+    SIGTERM or Ctrl-C in either: :class:`~visionkit.errors.TrainingInterrupted`."""
+    with CtrlC(trainer, sigterm):  # SIGTERM and Ctrl-C: TrainingInterrupted
+        trainer.fit(
+            system,
+            datamodule=datamodule,
+            ckpt_path=str(resume_from) if resume_from else None,
+            weights_only=True,
+        )
     path = next((c.best_model_path for c in pick_from if c.best_model_path), None)
     if path is None:
         return {}
-    results = trainer.validate(
-        system, datamodule=datamodule, ckpt_path=path, verbose=False, weights_only=True
-    )
+    with interrupted_after_training(trainer, sigterm.path):
+        results = trainer.validate(
+            system, datamodule=datamodule, ckpt_path=path, verbose=False, weights_only=True
+        )
     return validated_metrics(results, system)
 
 
