@@ -57,3 +57,18 @@ def test_predict_inputs_leave_hidden_files_out(tmp_path):
     write_image(tmp_path / "in" / "x.jpg")
     junk(tmp_path / "in" / "._x.jpg")
     assert expand_inputs([tmp_path / "in"]) == [tmp_path / "in" / "x.jpg"]
+
+
+def test_macos_companions_in_the_root_are_not_images_in_no_sub_folder(tmp_path):
+    for identity in ("bello", "felix"):
+        write_image(tmp_path / identity / "1.jpg")
+    junk(tmp_path / "._IMG_0.JPG")  # what a Finder copy leaves beside the folders
+    dataset = ImageFolderDataset(tmp_path)
+    assert dataset.report.problems == []
+
+
+def test_a_class_folder_beside_its_companion_files_is_read_not_refused(tmp_path):
+    write_image(tmp_path / "cats" / "1.jpg")
+    junk(tmp_path / "._a.jpg")
+    junk(tmp_path / "._b.jpg")
+    assert len(ImageFolderDataset(tmp_path)) == 1

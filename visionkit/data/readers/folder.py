@@ -74,7 +74,7 @@ class ImageFolderDataset:
         self.root = dataset_root(root)
         exts = tuple(e.lower() for e in extensions)
         found = class_folders(self.root, exts)
-        loose = sorted(p for p in self.root.iterdir() if p.is_file() and p.suffix.lower() in exts)
+        loose = list_files(self.root, exts, recursive=False)
         names = list(class_names) if class_names is not None else found
         unknown = sorted(set(found) - set(names))
         if unknown:
