@@ -68,3 +68,23 @@ def test_embed_needs_an_embedding_head():
         ValueError, match=r"no embedding head \(its heads: c \(ClassificationHead\)\)"
     ):
         model.embed([np.zeros((8, 8, 3), np.uint8)])
+
+
+def test_from_folder_leaves_hidden_and_macos_folders_out(tmp_path):
+    make_identities(tmp_path, num_images=4, size=32, identities=2)
+    names = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    picture = next((tmp_path / names[0]).iterdir()).read_bytes()
+    for hidden in (".thumbnails", "__MACOSX"):  # a viewer's cache, macOS's zip leftovers
+        (tmp_path / hidden).mkdir()
+        (tmp_path / hidden / "copy.png").write_bytes(picture)
+    model = visionkit.create_model(
+        {
+            "model": {
+                "backbone": {"name": "simple_cnn"},
+                "heads": {"emb": {"name": "embedding", "num_classes": 2, "embedding_dim": 8}},
+            },
+            "data": {"image_size": 32},
+        }
+    ).eval()
+    gallery = visionkit.Gallery.from_folder(model, tmp_path, index="numpy")
+    assert sorted(set(gallery.names)) == names and len(gallery) == 4

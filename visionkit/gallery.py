@@ -26,6 +26,7 @@ import numpy as np
 from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE
 from visionkit.data.batch import IMAGE_EXTENSIONS, list_files
 from visionkit.data.io import read_image
+from visionkit.data.readers.folder import class_folders
 from visionkit.errors import DataError
 
 
@@ -78,6 +79,8 @@ class Gallery:
         index: Literal["auto", "numpy", "faiss"] = "auto",
     ) -> Gallery:
         """Embed every image of ``root/<name>/`` with ``model``; its name is the folder's.
+        The folders are those the ``identities`` reader reads: hidden ones (``.thumbnails``)
+        and macOS's ``__MACOSX`` are not identities.
 
         Raises:
             DataError: ``root`` is not a folder or holds no images in sub-folders.
@@ -86,9 +89,9 @@ class Gallery:
         if not root.is_dir():
             raise DataError(f"gallery: {root}: not a folder (expected root/<identity>/<image>)")
         names, paths = [], []
-        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            for path in list_files(folder, IMAGE_EXTENSIONS):
-                names.append(folder.name)
+        for name in class_folders(root, IMAGE_EXTENSIONS):
+            for path in list_files(root / name, IMAGE_EXTENSIONS):
+                names.append(name)
                 paths.append(str(path))
         if not paths:
             raise DataError(
