@@ -83,3 +83,20 @@ def test_a_sampler_with_another_batch_size_is_a_config_error():
                 "data": {"sampler": {"p": 4, "k": 2}, "batch_size": 16},
             }
         )
+
+
+def test_validating_on_the_training_identities_says_to_hold_identities_out(tmp_path):
+    """visionkit split splits each folder's images (and the identities reader reads no split
+    lists): the fix for a verification set is other identities."""
+    from visionkit.data.datasets import shared_images_note
+
+    make_identities(tmp_path / "ids", num_images=4, size=16, identities=2)
+    entry = {"format": "identities", "root": str(tmp_path / "ids")}
+    model = {"heads": {"emb": {"name": "embedding"}}}
+    config = load_config({"model": model, "data": {"train": entry, "val": entry}})
+    said = shared_images_note(config.data)
+    assert said.endswith(
+        "give a folder of other identities, never seen in training (move some "
+        "identity folders out of the training folder)"
+    )
+    assert "visionkit split" not in said

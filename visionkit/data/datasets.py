@@ -335,8 +335,8 @@ def shared_images_note(data: Any, datasets: Mapping[str, Any] | None = None) -> 
         if same is not None and same in trained:
             return (
                 f"{where} reads the same images as {trained[same]} ({entry.get('format')} "
-                f"{same[0]}): validation would score the photos the model trains on; give "
-                "held-out photos, or split the dataset (visionkit split)"
+                f"{same[0]}): validation would score the photos the model trains on; "
+                f"{held_out_hint(DATASETS.component_class(entry['format']))}"
             )
         if same is not None and same[2] is not None and (same[1], same[0]) in unsplit:
             train = unsplit[(same[1], same[0])]  # a split's images read whole for training
@@ -359,13 +359,26 @@ def _shared_files_note(datasets: Mapping[str, Any], fixes: Mapping[str, str]) ->
         shared = [p for p in (_absolute(val, i) for i in range(len(val))) if p in trained]
         if shared:
             where = "data.val" if name == "val" else f"data.val.{name}"
-            fix = fixes.get(where, "give held-out photos, or split the dataset (visionkit split)")
+            fix = fixes.get(where, held_out_hint(val))
             return (
                 f"{where}: {len(shared)} of its {len(val)} images "
                 f"{'is a training image' if len(shared) == 1 else 'are training images'} too "
                 f"(e.g. {shared[0]}): validation would score photos the model trains on; {fix}"
             )
     return None
+
+
+def held_out_hint(reader: Any) -> str:
+    """What to validate on instead of the training images, for a dataset (or reader class):
+    held-out photos of the same classes, or, for folders of identities (``classes_learned``
+    false), folders of other identities: ``visionkit split`` splits the images of each class
+    folder, which is no verification of new people (nor can that reader read its lists)."""
+    if not getattr(reader, "classes_learned", True):
+        return (
+            "give a folder of other identities, never seen in training (move some identity "
+            "folders out of the training folder)"
+        )
+    return "give held-out photos, or split the dataset (visionkit split)"
 
 
 def _absolute(dataset: Any, index: int) -> str | None:
