@@ -88,3 +88,23 @@ def test_from_folder_leaves_hidden_and_macos_folders_out(tmp_path):
     ).eval()
     gallery = visionkit.Gallery.from_folder(model, tmp_path, index="numpy")
     assert sorted(set(gallery.names)) == names and len(gallery) == 4
+
+
+def test_search_takes_one_embedding_or_tensors_as_predictions_give_them():
+    """A ``<image>_<head>.npy`` of visionkit predict holds one vector [D], and a prediction's
+    ``embedding`` is a tensor: both are searched as embeddings, not read as images."""
+    import torch
+
+    gallery = visionkit.Gallery(None, np.array([[1.0, 0.0], [0.0, 1.0]]), ["a", "b"])
+    assert gallery.search(np.array([0.1, 1.0], np.float32), k=1)[0] == [["b"]]
+    assert gallery.search(torch.tensor([[1.0, 0.2], [0.0, 2.0]]), k=1)[0] == [["a"], ["b"]]
+    gallery.add(torch.tensor([1.0, 1.0]), ["c"])
+    assert gallery.search(np.array([[0.7, 0.7]]), k=1)[0] == [["c"]]
+
+
+def test_embeddings_of_another_width_are_named_not_a_matmul_error():
+    gallery = visionkit.Gallery(None, np.eye(4, dtype=np.float32), list("abcd"), index="numpy")
+    with pytest.raises(ValueError, match="embeddings of 3 values, but the gallery's have 4"):
+        gallery.search(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"Gallery.add: embeddings of 5 values"):
+        gallery.add(np.ones((1, 5), np.float32), ["e"])

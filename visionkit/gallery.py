@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE
 from visionkit.data.batch import IMAGE_EXTENSIONS, list_files
@@ -108,13 +109,23 @@ class Gallery:
         return len(self.names)
 
     def _unit_vectors(self, items: Any, batch_size: int, caller: str) -> np.ndarray:
-        """Unit float32 rows ``[N, D]``: ``items`` embedded by the model, or a float array
-        ``[N, D]`` taken as embeddings already."""
-        z = np.asarray(items) if isinstance(items, np.ndarray) else None
-        if z is None or z.dtype.kind != "f" or z.ndim != 2:
+        """Unit float32 rows ``[N, D]``: ``items`` embedded by the model, or embeddings
+        already (:func:`given_embeddings`) of the gallery's width.
+
+        Raises:
+            ValueError: images without a model, or embeddings of another width.
+        """
+        z = given_embeddings(items)
+        if z is None:
             if self.model is None:
                 raise ValueError(f"Gallery.{caller}: images need a model; give embeddings [N, D]")
             z = self.model.embed(items, batch_size=batch_size)
+        width = self.embeddings.shape[1]
+        if z.shape[1] != width:
+            raise ValueError(
+                f"Gallery.{caller}: embeddings of {z.shape[1]} values, but the gallery's have "
+                f"{width} (made by another model or head?)"
+            )
         return unit_rows(z)
 
     def add(
@@ -124,8 +135,8 @@ class Gallery:
         paths: Sequence[str] | None = None,
         batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
     ) -> None:
-        """Enrol new rows: ``images`` (anything :meth:`VisionModel.predict` takes; a float
-        array ``[M, D]`` is taken as embeddings already) with the identity ``names`` of each,
+        """Enrol new rows: ``images`` (anything :meth:`VisionModel.predict` takes; embeddings
+        already, as :meth:`search` takes them) with the identity ``names`` of each,
         and their image ``paths`` when the gallery keeps paths (new identities or more images
         of known ones; searched at once, the faiss index too).
 
@@ -153,7 +164,8 @@ class Gallery:
 
         Args:
             queries: images (anything :meth:`VisionModel.predict` takes), or already computed
-                embeddings as a float array ``[Q, D]`` of the gallery's width.
+                embeddings of the gallery's width: a float array or tensor ``[Q, D]``, or one
+                embedding ``[D]``.
             k: matches per query (at most the gallery's size).
 
         Returns:
@@ -177,6 +189,17 @@ class Gallery:
             rows = np.argsort(-all_sims, axis=1, kind="stable")[:, :k]
             sims = np.take_along_axis(all_sims, rows, axis=1)
         return np.asarray(rows, dtype=np.int64), sims.astype(np.float32)
+
+
+def given_embeddings(items: Any) -> np.ndarray | None:
+    """``items`` as rows ``[N, D]`` when they are embeddings already, ``None`` when they are
+    images: a float NumPy array or tensor ``[N, D]``, or one embedding ``[D]`` (a prediction's
+    ``embedding``, a ``<image>_<head>.npy`` file of ``visionkit predict``)."""
+    if isinstance(items, torch.Tensor) and items.is_floating_point():
+        items = items.detach().float().cpu().numpy()
+    if not isinstance(items, np.ndarray) or items.dtype.kind != "f" or items.ndim not in (1, 2):
+        return None
+    return items.reshape(1, -1) if items.ndim == 1 else items
 
 
 def unit_rows(z: Any) -> np.ndarray:
