@@ -421,6 +421,8 @@ def test_degenerate_and_out_of_image_boxes_are_clipped_or_dropped_with_a_count(t
     def boxes(data):
         data["annotations"][0]["bbox"] = [4, 4, 0, 6]  # zero width
         data["annotations"][1]["bbox"] = [4, 4, -3, 6]  # negative width
+        for ann in data["annotations"][:2]:  # nothing to take a box from
+            del ann["segmentation"]
         data["annotations"][2]["bbox"] = [20, 20, 30, 30]  # reaches outside: clipped
         data["annotations"][3]["bbox"] = [40, 40, 5, 5]  # entirely outside: dropped
 

@@ -247,7 +247,7 @@ def summary_lines(evaluator: Any, name: str) -> list[str]:
     """Per iou type of a COCO evaluator, a heading and pycocotools' summary lines (or why there
     are none), each block followed by a blank line."""
     lines = []
-    if evaluator.left_out:
+    if evaluator.left_out or evaluator.boxes_from_segmentation:
         lines.append(left_out_line(evaluator))
     for iou_type in evaluator.summary_types:
         lines.append(f"COCO {iou_type} summary of `{name}` (pycocotools COCOeval.summarize)")
@@ -261,14 +261,25 @@ def summary_lines(evaluator: Any, name: str) -> list[str]:
 
 
 def left_out_line(evaluator: Any) -> str:
-    """What a COCO evaluator's ground truth leaves out of its annotation file."""
-    n = evaluator.left_out
-    return (
-        f"scored against the ground truth the reader kept: {n} annotation{'s' if n != 1 else ''} "
-        f"of {evaluator.annotations} left out, as in training (the warnings of the data check "
-        "say which and why: dropped, or of a skipped image); pycocotools on the file as it is "
-        "counts them"
-    )
+    """How a COCO evaluator's ground truth differs from its annotation file: the annotations
+    it leaves out, and the boxes taken from segmentations (pycocotools on the file as it is
+    stops with a KeyError on a missing ``bbox`` and never matches one of zero size)."""
+    n, derived = evaluator.left_out, evaluator.boxes_from_segmentation
+    parts = []
+    if n:
+        parts.append(
+            f"{n} annotation{'s' if n != 1 else ''} of {evaluator.annotations} left out, as in "
+            "training (the warnings of the data check say which and why: dropped, or of a "
+            "skipped image); pycocotools on the file as it is counts them"
+        )
+    if derived:
+        parts.append(
+            f"{derived} box{'es' if derived != 1 else ''} taken from the segmentation, as in "
+            "training, where the file has no bbox or one of zero or negative width or height "
+            "(`box from segmentation` in the data check); pycocotools on the file as it is stops "
+            "with a KeyError on a missing bbox and never matches a zero one"
+        )
+    return "scored against the ground truth the reader kept: " + "; ".join(parts)
 
 
 def report_lines(evaluators: Mapping[str, Any]) -> list[str]:
@@ -297,7 +308,9 @@ def report(
     detection_confusion`; semantic / classification evaluator key → ``{"classes", "unit":
     "pixels" | "images", "matrix"}``, ``matrix[true][predicted]`` counts) and ``plots`` (the
     PNGs written), ``left_out`` (COCO evaluator key → the annotations of its file that are not
-    scored: dropped by the reader, or of an image it skipped: :func:`left_out_line`); ``eval --json``
+    scored: dropped by the reader, or of an image it skipped: :func:`left_out_line`),
+    ``boxes_from_segmentation`` (COCO evaluator key → the boxes the reader took from a
+    segmentation where the file has no usable bbox); ``eval --json``
     adds ``split`` (``val`` or ``test``). ``nan`` is written as ``null``."""
     from visionkit.engine.pictures import class_confusion, per_class_table
     from visionkit.evaluation.plots import confusion_conf, detection_confusion
@@ -329,6 +342,11 @@ def report(
             "confusion": confusion,
             "plots": [str(p) for p in plots],
             "left_out": {k: e.left_out for k, e in evaluators.items() if hasattr(e, "left_out")},
+            "boxes_from_segmentation": {
+                k: e.boxes_from_segmentation
+                for k, e in evaluators.items()
+                if hasattr(e, "boxes_from_segmentation")
+            },
         }
     )
 

@@ -6,9 +6,11 @@ with ``"segm"`` a compressed-RLE ``segmentation`` whose ``counts`` is a ``str``)
 every process, and are scored against the ground truth the dataset kept
 (:meth:`~visionkit.data.readers.coco.CocoDataset.coco_ground_truth`: its annotation file less
 the annotations the reader dropped, e.g. zero-area boxes; masks are scored on the images whose
-annotations all have a usable segmentation, ``info.images_without_masks`` left out) — so
-running pycocotools by hand on :attr:`CocoEvaluator.results` and that file, less those
-annotations (and, for ``segm``, on those images), gives the same numbers.
+annotations all have a usable segmentation, ``info.images_without_masks`` left out; a box
+missing from the file, or of zero width or height, is the tight box of the annotation's
+segmentation, ``info.boxes_from_segmentation``) — so running pycocotools by hand on
+:attr:`CocoEvaluator.results` and that file, less those annotations and with those boxes
+(and, for ``segm``, on those images), gives the same numbers.
 
 Masks are scored as the COCO ``segm`` result format (and detectron2) has it: without the
 ``bbox`` key, so that a detection's area — which decides the small / medium / large ranges —
@@ -35,7 +37,7 @@ import torch.distributed as dist
 from torch import nn
 
 from visionkit.checkpoint import write_atomic
-from visionkit.data.readers.segmentation_checks import segmentation_problem
+from visionkit.data.readers.segmentation_checks import segmentation_problem, segmentation_rle
 from visionkit.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -121,15 +123,7 @@ def fill_gt_defaults(data: dict[str, Any]) -> dict[str, int]:
             and not segmentation_problem(seg, h, w)
         ):
             try:
-                if isinstance(seg, list):
-                    rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-                elif isinstance(seg.get("counts"), list):
-                    rle = mask_utils.frPyObjects(seg, h, w)
-                else:
-                    counts = seg["counts"]
-                    counts = counts.encode() if isinstance(counts, str) else counts
-                    rle = {"size": seg["size"], "counts": counts}
-                area = float(mask_utils.area(rle))
+                area = float(mask_utils.area(segmentation_rle(seg, h, w)))
             except Exception:  # an unusable segmentation: fall back to the box
                 area = None
         if area is None:
@@ -386,8 +380,18 @@ class CocoEvaluator(nn.Module):
     def left_out(self) -> int:
         """Annotations of the evaluated images in the ``annotations`` file that the ground
         truth scored leaves out (those the reader dropped); 0 when the file is scored as is."""
+        return self._ground_truth_count("left_out")
+
+    @property
+    def boxes_from_segmentation(self) -> int:
+        """Annotations of the ground truth scored whose ``bbox`` the reader took from their
+        segmentation (the file has none, or one of zero or negative width or height)."""
+        return self._ground_truth_count("boxes_from_segmentation")
+
+    def _ground_truth_count(self, key: str) -> int:
+        """``info[key]`` of the kept ground truth (0 without one: the file scored as is)."""
         info = (self.ground_truth or {}).get("info") or {}
-        return int(info.get("left_out", 0))
+        return int(info.get(key, 0))
 
     @property
     def coco_gt(self) -> Any:

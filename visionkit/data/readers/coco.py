@@ -61,6 +61,11 @@ from visionkit.data.readers.coco_format import (
 from visionkit.data.readers.coco_identities import read_identities
 from visionkit.data.readers.coco_keypoints import attach_keypoints
 from visionkit.data.readers.coco_statistics import record_statistics
+from visionkit.data.readers.segmentation_boxes import (
+    DerivedBox,
+    box_from_segmentation,
+    report_boxes_from_segmentation,
+)
 from visionkit.data.readers.segmentation_checks import check_segmentations
 from visionkit.errors import AnnotationError
 from visionkit.registry import DATASETS
@@ -278,10 +283,16 @@ class CocoDataset:
         index = {img["id"]: i for i, img in enumerate(self.images)}
         per_image: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         crowds: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        self.boxes_from_segmentation: dict[int, DerivedBox] = {}  # by position in the file
         for position, ann in enumerate(annotations):
             if not isinstance(ann, dict):
                 report.add("bad box", f"annotation {str(ann)[:40]}", "not an object")
                 continue
+            image = self.images[index[ann["image_id"]]] if ann.get("image_id") in index else None
+            derived = box_from_segmentation(ann, image)
+            if derived is not None:  # read as if the file had it; the kept ground truth too
+                self.boxes_from_segmentation[position] = derived
+                ann = {**ann, "bbox": derived[0]}
             where = f"annotation id {ann.get('id')} (image id {ann.get('image_id')})"
             if ann.get("category_id") not in self.cat_to_label:
                 report.add(
@@ -309,6 +320,7 @@ class CocoDataset:
                 crowds[index[ann["image_id"]]].append((position, ann))
             else:
                 per_image[index[ann["image_id"]]].append((position, ann))
+        report_boxes_from_segmentation(self.boxes_from_segmentation, annotations, report)
         targets = []
         for i, img in enumerate(self.images):
             positions, anns = [k for k, _ in per_image[i]], [a for _, a in per_image[i]]
@@ -428,7 +440,8 @@ class CocoDataset:
         """The COCO object of what this dataset kept, which its evaluator scores against
         rather than the raw file: the kept images, and the annotations left after every drop
         (zero-area boxes, ...) with the segmentation the reader uses, and the images whose
-        masks are not scored (:func:`~visionkit.data.readers.coco_format.kept_ground_truth`)."""
+        masks are not scored (:func:`~visionkit.data.readers.coco_format.kept_ground_truth`),
+        each box taken from a segmentation in place of a missing one."""
         names = self.label_names["instances"]
         categories = [{"id": c, "name": n} for c, n in zip(self.category_ids, names, strict=True)]
         checked = self.masks or self.semantic
@@ -439,6 +452,7 @@ class CocoDataset:
             categories,
             checked,
             str(self.ann_path),
+            self.boxes_from_segmentation,
         )
 
     # ------------------------------------------------------------------ access

@@ -8,7 +8,7 @@ import json
 import math
 import os
 import posixpath
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from visionkit.data.batch import read_from
 from visionkit.data.checks import DataReport
 from visionkit.data.convert.coco_builder import CLIP_TOLERANCE
 from visionkit.data.readers.coco_identities import IDENTITY_FIELD
+from visionkit.data.readers.segmentation_checks import segmentation_rle
 from visionkit.errors import AnnotationError
 
 
@@ -240,18 +241,7 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
 
     Give it only what :func:`~visionkit.data.readers.segmentation_checks.segmentation_problem`
     accepts: pycocotools trusts its input (bad geometry can hang or crash the process)."""
-    if isinstance(segmentation, list):
-        rles = mask_utils.frPyObjects(segmentation, height, width)
-        rle = mask_utils.merge(rles)
-    elif isinstance(segmentation.get("counts"), list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        counts = segmentation["counts"]
-        rle = {
-            "size": segmentation["size"],
-            "counts": counts.encode() if isinstance(counts, str) else counts,
-        }
-    return mask_utils.decode(rle).astype(np.uint8)
+    return mask_utils.decode(segmentation_rle(segmentation, height, width)).astype(np.uint8)
 
 
 def clip_boxes(
@@ -380,6 +370,7 @@ def kept_ground_truth(
     categories: list[dict[str, Any]],
     segmentations_checked: bool,
     source: str,
+    boxes_from_segmentation: Mapping[int, tuple[list[float], float]] | None = None,
 ) -> dict[str, Any]:
     """The COCO object of what a reader kept, for ``COCOeval``: its ``images``, the
     ``categories`` and the annotations of ``data`` (the file as read again) that the reader
@@ -390,12 +381,16 @@ def kept_ground_truth(
     polygons beside good ones removed; none where it has no usable one), and
     ``info.images_without_masks`` lists the images whose targets say ``has_masks`` False
     (scored for boxes, not masks); the annotations are copies, ``data`` is not modified.
+    An annotation of ``boxes_from_segmentation`` (by position: its box and mask area, see
+    :mod:`~visionkit.data.readers.segmentation_boxes`) carries that ``bbox`` (and that
+    ``area`` where the file gives none above 0), counted in ``info.boxes_from_segmentation``.
 
     Raises:
         AnnotationError: ``data`` is not the file the reader read (an annotation id moved).
     """
     annotations = data.get("annotations") or []
-    kept = []
+    derived = boxes_from_segmentation or {}
+    kept, from_segmentation = [], 0
     for target in targets:
         objects = zip(target["ann_index"], target["ann_ids"], target["segmentations"], strict=True)
         crowds = zip(target["crowd_index"], target["crowd_segmentations"], strict=True)
@@ -411,6 +406,11 @@ def kept_ground_truth(
             ann = dict(ann)
             if is_object and ann.get("iscrowd", 0):  # read as an object (crowds: objects)
                 ann["iscrowd"] = 0
+            if k in derived:  # no usable bbox in the file
+                ann["bbox"], area = derived[k]
+                from_segmentation += 1
+                if not (isinstance(ann.get("area"), int | float) and ann["area"] > 0):
+                    ann["area"] = area  # the file's, from its zero box, would rank it small
             if segmentations_checked:
                 ann["segmentation"] = seg
                 if seg is None:
@@ -419,6 +419,7 @@ def kept_ground_truth(
     ids = listed_ids(data.get("images") or [])  # those of images left out (skipped) too
     in_file = sum(isinstance(a, dict) and a.get("image_id") in ids for a in annotations)
     info: dict[str, Any] = {"left_out": in_file - len(kept)}  # the file's, less orphans
+    info["boxes_from_segmentation"] = from_segmentation
     if segmentations_checked:
         unmasked = [img["id"] for img, t in zip(images, targets, strict=True) if not t["has_masks"]]
         info["images_without_masks"] = unmasked  # scored for boxes only

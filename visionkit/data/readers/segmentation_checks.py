@@ -166,6 +166,23 @@ def segmentation_problem(segmentation: Any, height: int, width: int) -> str | No
     return rle_problem(segmentation, height, width)
 
 
+def segmentation_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
+    """A COCO ``segmentation`` (polygons, merged into one, RLE or uncompressed RLE) as one
+    pycocotools RLE. Give it only what :func:`segmentation_problem` accepts: pycocotools
+    trusts its input (bad geometry can hang or crash the process)."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(segmentation, list):
+        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    if isinstance(segmentation.get("counts"), list):
+        return mask_utils.frPyObjects(segmentation, height, width)
+    counts = segmentation["counts"]
+    return {
+        "size": segmentation["size"],
+        "counts": counts.encode() if isinstance(counts, str) else counts,
+    }
+
+
 def usable_segmentation(
     seg: Any, height: int, width: int, where: str, report: DataReport
 ) -> tuple[Any | None, str | None]:
