@@ -31,26 +31,57 @@ from visionkit.errors import CheckpointError, ConfigError
 logger = logging.getLogger(__name__)
 
 
+#: Why a checkpoint that loads cannot be resumed from (:func:`~visionkit.checkpoint.resumable`).
+WEIGHTS_ONLY = (
+    "weights only, without the optimiser's state a run resumes from, as a run's best.ckpt "
+    "is once the run ends"
+)
+
+
 def find_resume_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     """The newest ``*.ckpt`` in ``checkpoint_dir`` that loads (by training step, then file
     time); ``None`` when there is none. Checkpoints that fail to load are logged and skipped."""
+    return scan_checkpoints(checkpoint_dir)[0]
+
+
+def scan_checkpoints(checkpoint_dir: str | Path) -> tuple[Path | None, dict[Path, str]]:
+    """What :func:`find_resume_checkpoint` finds, and why each other ``*.ckpt`` of
+    ``checkpoint_dir`` cannot be resumed from: the reason it does not load, without its
+    detail (logged in full as it is skipped), or :data:`WEIGHTS_ONLY`."""
     checkpoint_dir = Path(checkpoint_dir)
     candidates = sorted(
         checkpoint_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True
     )
     loaded: list[tuple[int, float, Path]] = []
+    unusable: dict[Path, str] = {}
     for path in candidates:
         try:
             ckpt = load_checkpoint(path)
         except CheckpointError as err:
             logger.warning("resume: auto: skipping %s", err)
+            unusable[path] = err.reason.split(" (")[0]  # "truncated or corrupt": detail above
             continue
         if not resumable(ckpt):  # best.ckpt once a run ends: weights only
+            unusable[path] = WEIGHTS_ONLY
             continue
         loaded.append((int(ckpt.get("global_step", 0)), path.stat().st_mtime, path))
-    if not loaded:
-        return None
-    return max(loaded)[2]
+    return (max(loaded)[2] if loaded else None), unusable
+
+
+def none_resumable_line(unusable: dict[Path, str]) -> str:
+    """``resume: auto``'s warning when no checkpoint of a folder can be resumed from: each
+    with its reason, and how to start from the weights of one that holds weights only."""
+    folder = next(iter(unusable)).parent
+    reasons = "; ".join(f"{path.name}: {why}" for path, why in unusable.items())
+    weights = [path for path, why in unusable.items() if why == WEIGHTS_ONLY]
+    hint = f"; to start from its weights: model.init_from={weights[0]}" if weights else ""
+    n = len(unusable)
+    which = (
+        f"none of the {n} checkpoints in {folder} can"
+        if n > 1
+        else f"the checkpoint in {folder} cannot"
+    )
+    return f"resume: auto: {which} be resumed from ({reasons}); starting a new run{hint}"
 
 
 def _numpy_state() -> dict[str, Any]:
@@ -276,20 +307,15 @@ def resolve_resume(
     if resume is None or str(resume) == "":
         return None
     if str(resume) == "auto":
-        found = find_resume_checkpoint(run_dir / "checkpoints")
+        found, unusable = scan_checkpoints(run_dir / "checkpoints")
         if found is not None:
             logger.info("resume: auto: continuing from %s", found)
             spent = budget_spent(found, trainer)
             if spent:
                 logger.info("resume: auto: %s; only the final validation runs", spent[0])
             return found
-        unreadable = len(list((run_dir / "checkpoints").glob("*.ckpt")))
-        if unreadable:
-            logger.warning(
-                "resume: auto: none of the %d checkpoints in %s loads; starting a new run",
-                unreadable,
-                run_dir / "checkpoints",
-            )
+        if unusable:
+            logger.warning("%s", none_resumable_line(unusable))
         else:
             logger.info("resume: auto: no checkpoint in %s; starting a new run", run_dir)
         return None
