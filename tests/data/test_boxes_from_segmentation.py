@@ -10,7 +10,7 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
-from tests.helpers import SIZE, make_coco, run
+from tests.helpers import SIZE, detection_config, make_coco, run
 from visionkit.cli.evaluate import report, summary_lines
 from visionkit.data.readers.coco import CocoDataset
 from visionkit.evaluation.tasks import TASKS
@@ -51,6 +51,13 @@ def test_check_data_names_the_boxes_taken_from_segmentations(root, capsys):
         "segmentation, for training and evaluation: annotation ids 101, 102, 103"
     ) in out
     assert "bad box" not in out and "box dropped" not in out
+
+
+def test_training_and_validation_go_on(root, tmp_path, capsys):
+    config = detection_config(tmp_path / "config.yaml", root, root)
+    code, _, err = run(["train", "--config", config, "--output-dir", tmp_path / "run"], capsys)
+    assert code == 0, err[-2000:]
+    assert ": box from segmentation: 3 annotations" in err  # logged, once per file read
 
 
 @pytest.mark.parametrize("masks", [False, True])
