@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if not names and args.kind == "backbones" and args.pattern:
         print(
             "visionkit lists the timm / torchvision models that give feature maps at increasing "
-            "strides from any input size; plain ViTs, Swin and other fixed-size models are left "
+            "strides from any input size; plain ViTs and fixed-size models (MaxViT, LeViT) are left "
             "out on purpose (model.backbone.name=NAME says why for one)",
             file=sys.stderr,
         )

@@ -124,7 +124,7 @@ def test_list_backbones_counts_and_filters() -> None:
     tv = list_backbones("torchvision/*")
     assert {"torchvision/mobilenet_v3_large", "torchvision/efficientnet_b0"} <= set(tv)
     assert not [n for n in tv if n.startswith(("torchvision/vit_", "torchvision/swin_"))]
-    for excluded in ("vit_small_patch16_224", "swin_tiny_patch4_window7_224", "maxvit_tiny_tf_224"):
+    for excluded in ("vit_small_patch16_224", "maxvit_tiny_tf_224", "levit_128s"):
         assert excluded not in names
 
 
@@ -144,6 +144,28 @@ def test_timm_prefix_is_the_same_model() -> None:
     x = torch.randn(1, 3, 64, 64)
     for a, b in zip(plain(x), prefixed(x), strict=True):
         torch.testing.assert_close(a, b)
+
+
+SMALL_SWIN = {"embed_dim": 16, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1)}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["swin_tiny_patch4_window7_224", "swinv2_tiny_window8_256", "timm/swinv2_cr_tiny_ns_224"],
+)
+def test_swin_takes_any_input_size(name: str) -> None:
+    """Swin was left out as "fixed input size"; timm's dynamic_img_size=True pads its windows,
+    so detection and segmentation sizes (64x96 here, 224 for its weights) both work."""
+    assert name in list_backbones("*swin*")
+    backbone = create_backbone(name, **SMALL_SWIN)
+    assert backbone.strides == [4, 8, 16, 32]
+    feats = _check_contract(backbone, name, torch.randn(2, 3, 64, 96), exact=True)
+    sum(f.square().mean() for f in feats).backward()
+    assert all(p.grad is not None for p in backbone.parameters() if p.requires_grad)
+    with torch.device("meta"):
+        fixed = create_backbone(name, dynamic_img_size=False, **SMALL_SWIN)  # a config's choice
+        with pytest.raises(AssertionError):  # timm's own check of its fixed size
+            fixed(torch.zeros(1, 3, 64, 96))
 
 
 @pytest.mark.parametrize(

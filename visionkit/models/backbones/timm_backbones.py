@@ -16,8 +16,10 @@ the backbone contract, and :data:`EXCLUDED` keeps them as name patterns with the
   sizes that must divide the feature map, or an internal resize): detection and segmentation
   feed other sizes.
 
-Models whose timm feature extractor returns NHWC maps (MambaOut) are kept and permuted to
-NCHW by :class:`~visionkit.models.backbones.base.FeatureBackbone`.
+Models whose timm feature extractor returns NHWC maps (MambaOut, Swin) are kept and permuted
+to NCHW by :class:`~visionkit.models.backbones.base.FeatureBackbone`. Swin's window grid is
+fixed by default; :data:`DYNAMIC_IMG_SIZE` families are built with timm's
+``dynamic_img_size=True``, which pads the windows, so they take any input size.
 """
 
 from __future__ import annotations
@@ -51,22 +53,33 @@ PREFIX = "timm/"
 
 #: Name patterns (fnmatch) of timm models that are not backbones, by reason.
 EXCLUDED: dict[str, tuple[str, ...]] = {
-    "all features at one stride (non-hierarchical ViT/MLP); strides must increase": (
+    "all features at one stride (non-hierarchical ViT/MLP); strides must increase. A "
+    "hierarchical transformer is a backbone: swin_tiny_patch4_window7_224, pvt_v2_b0, "
+    "twins_svt_small": (
         "aimv2*", "beit*", "cait*", "convit*", "convmixer*", "deepseek*", "deit*", "eva*",
         "flexivit*", "gemma*", "gmixer*", "gmlp*", "mixer*", "naflexvit*", "qwen*", "resmlp*",
         "samvit*", "sequencer*", "test_vit*", "tnt*", "vit*", "volo*", "xcit*",
     ),
-    "fixed input size (position/attention tables, window divisibility or internal resize)": (
+    "fixed input size (position/attention tables, window divisibility or internal resize). "
+    "Transformers that take any size: swin_*, pvt_v2_*, twins_*, davit_*": (
         "bat_*", "botnet*", "coat*", "crossvit*", "eca_botnext*", "eca_halonext*",
         "efficientformer*", "gcvit*", "halo*", "hiera_*", "lambda_resnet26rpt*",
         "lamhalobotnet*", "levit*", "maxvit*", "maxxvit*", "nest*", "pit_*", "sebotnet*",
-        "sehalonet*", "swin*", "test_coatnet", "test_maxvit", "visformer*",
+        "sehalonet*", "test_coatnet", "test_maxvit", "visformer*",
     ),
     "unpadded convolutions: its maps are not at their strides (224 px gives 109, 52, 25, 12 "
     "and 5, not 112 ... 7) and inputs under about 75 px fail": (
         "inception_resnet_v2", "inception_v3", "inception_v4",
     ),
 }  # fmt: skip
+
+
+#: Name patterns (fnmatch) of timm models whose input size is fixed unless they are built with
+#: timm's ``dynamic_img_size=True`` (windows padded to fit); they are built with it unless
+#: ``model.backbone.kwargs`` sets it. Measured as :data:`EXCLUDED` was: every ``swin*`` gives
+#: maps of ``ceil(size / stride)`` from 64x64 to 256x320, and at its pretrained size the same
+#: maps, from the same weights, as without the switch.
+DYNAMIC_IMG_SIZE = ("swin*",)
 
 
 def excluded_reason(model_name: str) -> str | None:
@@ -143,7 +156,8 @@ def create_timm_backbone(
             into it (:func:`~visionkit.models.backbones.pretrained.fetch`).
         out_indices: Feature levels to return (default: all levels timm exposes).
         name: Registry name recorded on the backbone (default: ``model_name``).
-        **kwargs: Passed to ``timm.create_model`` (e.g. ``drop_path_rate``, ``output_stride``).
+        **kwargs: Passed to ``timm.create_model`` (e.g. ``drop_path_rate``, ``output_stride``;
+            ``dynamic_img_size=True`` by default for :data:`DYNAMIC_IMG_SIZE` models).
 
     Returns:
         A :class:`FeatureBackbone` whose ``forward`` maps ``[B, 3, H, W]`` to NCHW maps.
@@ -154,6 +168,9 @@ def create_timm_backbone(
         BackboneError: The model has no published weights, or timm rejects the arguments.
     """
     name = name or model_name
+    architecture = model_name.split(".", 1)[0]
+    if any(fnmatch.fnmatchcase(architecture, p) for p in DYNAMIC_IMG_SIZE):
+        kwargs.setdefault("dynamic_img_size", True)
     if pretrained:
         overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
         state_dict = read_weights(fetch(weights_source(model_name, name)))

@@ -62,8 +62,10 @@ PREFIX = "torchvision/"
 
 #: torchvision model name patterns that are not backbones, with the reason.
 EXCLUDED: dict[str, str] = {
-    "vit_*": "all features at one stride and a fixed 224x224 input",
-    "swin_*": "stages are NHWC and sized by window padding",
+    "vit_*": "all features at one stride and a fixed 224x224 input; timm's hierarchical "
+    "transformers are backbones (swin_tiny_patch4_window7_224, pvt_v2_b0)",
+    "swin_*": "stages are NHWC and sized by window padding; timm's Swin is a backbone "
+    "(swin_tiny_patch4_window7_224 is swin_t)",
     "maxvit_*": "input size must be a multiple of the 224-pixel window grid",
     "inception_v3": "unpadded convolutions: its maps are not at their strides",
     "squeezenet*": "pooling with ceil_mode: its maps are not at their strides",
