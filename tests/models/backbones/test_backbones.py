@@ -209,6 +209,7 @@ def test_unknown_name_suggests_close_names() -> None:
         ("torchvision/swin_t", "NHWC"),
         ("inception_v3", "not at their strides"),
         ("torchvision/squeezenet1_0", "ceil_mode"),
+        ("torchvision/alexnet", "64 px gives 15, 7, 3 and 1"),  # batch-1 predict failed
     ],
 )
 def test_existing_but_unsupported_model_says_why(name: str, reason: str) -> None:

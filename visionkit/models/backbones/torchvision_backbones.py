@@ -20,7 +20,8 @@ The nodes are then extracted with ``create_feature_extractor``. Results are cach
 model name and keyword arguments.
 
 Left out (see :data:`EXCLUDED`): ``vit_*`` (one stride, fixed 224 input), ``swin_*``
-(NHWC stages, window-padded sizes), ``maxvit_t`` (input must be a multiple of 224).
+(NHWC stages, window-padded sizes), ``maxvit_t`` (input must be a multiple of 224),
+``inception_v3``, ``alexnet`` and ``squeezenet*`` (maps not at their strides).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ EXCLUDED: dict[str, str] = {
     "(swin_tiny_patch4_window7_224 is swin_t)",
     "maxvit_*": "input size must be a multiple of the 224-pixel window grid",
     "inception_v3": "unpadded convolutions: its maps are not at their strides",
+    "alexnet": "unpadded convolutions and pooling: its maps are not at their strides (64 px "
+    "gives 15, 7, 3 and 1, not 16, 8, 4 and 2)",
     "squeezenet*": "pooling with ceil_mode: its maps are not at their strides",
 }
 
