@@ -326,6 +326,12 @@ def test_annotation_id_0_is_warned_of_as_pycocotools_never_matches_it(tmp_path, 
     code, out, _ = check(capsys, make_coco(tmp_path / "ones"))
     assert "annotation id 0" not in out
 
+    def float_zero(data):
+        data["annotations"][0]["id"] = 0.0  # pycocotools' truth test: 0.0 is "no match" too
+
+    code, out, _ = check(capsys, make_coco(tmp_path / "float", edit=float_zero))
+    assert code == 0 and "annotation id 0: annotation id 0: COCO evaluation" in out
+
 
 def test_annotation_of_a_missing_image_warns_and_is_an_error_when_strict(tmp_path, capsys):
     def orphan(data):

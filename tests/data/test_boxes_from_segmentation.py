@@ -84,6 +84,21 @@ def test_an_annotation_without_box_or_segmentation_is_treated_as_before(tmp_path
     assert "box dropped: annotation id 102" in out and "box from segmentation" not in out
 
 
+def test_a_missing_box_whose_segmentation_gives_none_says_why(tmp_path, capsys):
+    def outside(data):
+        del data["annotations"][0]["bbox"]  # a polygon wholly right of the image
+        data["annotations"][0]["segmentation"] = [[SIZE + 8, 2, SIZE + 12, 2, SIZE + 12, 6]]
+
+    root = make_coco(tmp_path / "data", edit=outside)
+    code, out, _ = run(["check-data", "--format", "coco", "--images", root], capsys)
+    assert code == 1
+    assert (
+        "bad box: annotation id 101 (image id 1): bbox None: expected [x, y, width, height], 4 "
+        "finite numbers, or a segmentation to take one from (its segmentation: nothing of it "
+        f"in the {SIZE}x{SIZE} image)" in out
+    )
+
+
 def test_perfect_predictions_score_map_1_against_the_derived_boxes(root):
     dataset = CocoDataset(root)
     evaluator = TASKS["detection"].evaluator("det", None, dataset, None)

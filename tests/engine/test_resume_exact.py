@@ -24,6 +24,7 @@ import lightning as L
 import pytest
 import torch
 import yaml
+from lightning.pytorch.callbacks import Checkpoint
 from torch.utils.data import DistributedSampler
 
 import visionkit.errors
@@ -311,6 +312,36 @@ def test_ctrl_c_in_a_validation_stops_after_it_and_keeps_its_metrics(
     scored = ("epoch", "step", "cls/top1", "val/loss")
     rows = [{k: r[k] for k in scored} for r in _epoch_rows(run_dir)]
     assert rows == [{k: r[k] for k in scored} for r in _epoch_rows(straight_dir)]
+
+
+class _CtrlCAsTheValidationEnds(Checkpoint):
+    """Ctrl-C in ``on_validation_end`` of epoch 0, as the checkpoints are written: a
+    ``Checkpoint`` callback, which Lightning runs after every other (SigtermCheckpoint's
+    ``on_validation_end`` included), while its stage still says validating."""
+
+    sent = False
+
+    def on_validation_end(self, trainer, *args) -> None:
+        if trainer.current_epoch == 0 and not trainer.sanity_checking and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.reliability
+def test_ctrl_c_as_a_validation_ends_stops_there_not_a_validation_later(
+    config, tmp_path, monkeypatch
+):
+    """A Ctrl-C after SigtermCheckpoint's on_validation_end but before Lightning's stage left
+    validating (the checkpoints being written) waited for a validation that had ended: the
+    run went on to the next one (or to its end) before stopping."""
+    val = {**config["data"]["train"], "images": config["data"]["train"]["images"][:-5] + "val"}
+    run = {**config, "data": {**config["data"], "val": val}}
+    run["trainer"] = {**config["trainer"], "limit_val_batches": 2, "checkpoint_every_n_steps": None}
+    run_dir = tmp_path / "run"
+    with pytest.raises(visionkit.errors.TrainingInterrupted) as info:
+        _train(monkeypatch, run, [], run_dir, _CtrlCAsTheValidationEnds())
+    assert info.value.exit_code == 130
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == STEPS_PER_EPOCH
 
 
 class _SignalInTheFinalValidation(L.Callback):

@@ -6,13 +6,19 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.helpers import run
 from visionkit.engine.callbacks import curve_axis
-from visionkit.engine.run_folder import another_run_note, choose_run_dir, holds_run
+from visionkit.engine.run_folder import (
+    another_run_note,
+    choose_run_dir,
+    holds_run,
+    resumed_folder,
+)
 from visionkit.engine.runner import train
 from visionkit.errors import DataError
 
@@ -98,6 +104,15 @@ def test_resume_goes_on_in_the_checkpoints_own_run_folder_never_in_another_run(
     elsewhere, _ = train(tiny_config, [*SHORT, "trainer.max_epochs=3"], resume=loose)
     assert elsewhere == first.with_name(first.name + "-3")
     assert {p: digest(p) for p in kept} == kept
+
+
+def test_a_relative_checkpoint_path_resumes_in_its_run_folder(tmp_path, monkeypatch):
+    """`--resume last.ckpt` typed inside runs/x-2/checkpoints/ is that run's checkpoint."""
+    checkpoints = tmp_path / "runs" / "x-2" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    monkeypatch.chdir(checkpoints)
+    folder, continues = resumed_folder(tmp_path / "runs" / "x", Path("last.ckpt"), given=False)
+    assert folder.resolve() == checkpoints.parent.resolve() and continues
 
 
 @pytest.mark.reliability

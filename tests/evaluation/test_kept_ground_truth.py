@@ -25,6 +25,7 @@ from visionkit.evaluation.coco import (
     SUMMARY_KEYS,
     CocoEvaluator,
     fill_gt_defaults,
+    load_coco_gt,
     segm_results,
 )
 from visionkit.evaluation.tasks import TASKS
@@ -254,6 +255,24 @@ def test_an_annotation_without_id_is_scored_not_a_key_error(tmp_path, caplog):
     (tmp_path / "numbered.json").write_text(json.dumps(data))
     ours = [metrics[f"det/{k}"] for k in SUMMARY_KEYS]
     assert same(ours, by_hand(tmp_path / "numbered.json", evaluator.results, "bbox"))
+
+
+def test_an_annotation_without_id_beside_ids_written_as_floats_takes_a_free_id(tmp_path):
+    """Ids written ``1.0, 2.0`` (a tool's floats) are the numbers 1 and 2 to COCO: the one
+    without an id takes 3, not 1, which pycocotools' index would keep in place of 1.0 (a box
+    lost, another scored twice)."""
+    data = {
+        "images": [{"id": 1, "height": 10, "width": 10}],
+        "annotations": [
+            {"id": 1.0, "image_id": 1, "bbox": [0, 0, 2, 2], "category_id": 1},
+            {"id": 2.0, "image_id": 1, "bbox": [5, 5, 2, 2], "category_id": 1},
+            {"image_id": 1, "bbox": [1, 6, 3, 3], "category_id": 1},
+        ],
+        "categories": [{"id": 1, "name": "a"}],
+    }
+    gt = load_coco_gt("a.json", data)
+    boxes = [a["bbox"] for a in gt.loadAnns(gt.getAnnIds(imgIds=[1]))]
+    assert sorted(boxes) == [[0, 0, 2, 2], [1, 6, 3, 3], [5, 5, 2, 2]]
 
 
 def test_instance_training_validates_on_a_dataset_with_dropped_annotations(tmp_path):

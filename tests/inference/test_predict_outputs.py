@@ -377,6 +377,19 @@ def test_save_txt_lines_of_an_instance_head_are_its_mask_outlines_as_ultralytics
     assert sorted(map(tuple, corners.round().astype(int).tolist())) == [
         (20, 10), (20, 29), (59, 10), (59, 29)
     ]  # fmt: skip
-    assert tiny.split() == ["0", "0.055", "0.075", "0.01", "0.05", "0.8"]  # its box instead
+    # its box's four corners instead: a box line among polygons would be read (by
+    # Ultralytics, by visionkit's YOLO reader) as a polygon of two points, or a maskless box
+    assert tiny.split() == [
+        "0",
+        "0.05",
+        "0.05",
+        "0.06",
+        "0.05",
+        "0.06",
+        "0.1",
+        "0.05",
+        "0.1",
+        "0.8",
+    ]
     outline = np.array([float(v) for v in parts.split()[1:-1]]).reshape(-1, 2) * [100, 40]
     assert outline.min(0).tolist() == [70, 20] and outline.max(0).tolist() == [79, 24]

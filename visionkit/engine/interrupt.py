@@ -35,13 +35,20 @@ class SigtermCheckpoint(L.Callback):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.saved = False
+        self.validating = False  # inside a validation of the run (not its sanity check)
         self.after_validation = False  # a Ctrl-C during a validation: stop once it ends
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.validating = not trainer.sanity_checking
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """A Ctrl-C during a validation of the run takes effect when the validation ends, so
         that its metrics, its ``metrics.csv`` row and its ``best.ckpt`` candidate are kept
         (Lightning stops a validation after its current batch, and the resumed run starts
         after it: the validation was never done)."""
+        # Ctrl-C after this (the checkpoints of the validation still being written, Lightning
+        # still "validating"): stop after the next training batch (CtrlC._handle)
+        self.validating = False
         if self.after_validation:
             self.after_validation = False
             trainer._signal_connector.received_sigterm = True  # Lightning's own stop flag
@@ -119,7 +126,7 @@ class CtrlC:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
         self.pressed = True
-        validating = self.trainer.validating and not self.trainer.sanity_checking
+        validating = self.sigterm.validating  # (Lightning's flag outlasts on_validation_end)
         if validating:  # Lightning would stop the validation after its current batch
             self.sigterm.after_validation = True
         else:

@@ -59,9 +59,9 @@ def resumed_folder(folder: Path, checkpoint: Path | None, given: bool) -> tuple[
     the run's own folder: the config's ``<output_dir>/<name>`` may hold another run (``runs/x``),
     whose files a resume there replaced. Any other folder is a new run's, so one that holds a
     run is never written into."""
-    if checkpoint is None or Path(checkpoint).parent.name != "checkpoints":
-        return folder, False
-    own = Path(checkpoint).parent.parent
+    if checkpoint is None or Path(checkpoint).resolve().parent.name != "checkpoints":
+        return folder, False  # (resolved: `--resume last.ckpt` run from checkpoints/)
+    own = Path(checkpoint).resolve().parent.parent
     folder = folder if given else own
     return folder, folder.resolve() == own.resolve()
 

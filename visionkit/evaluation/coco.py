@@ -37,7 +37,11 @@ import torch.distributed as dist
 from torch import nn
 
 from visionkit.checkpoint import write_atomic
-from visionkit.data.readers.segmentation_checks import segmentation_problem, segmentation_rle
+from visionkit.data.readers.segmentation_checks import (
+    is_number,
+    segmentation_problem,
+    segmentation_rle,
+)
 from visionkit.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -91,8 +95,9 @@ def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = N
 
 
 def fill_gt_defaults(data: dict[str, Any]) -> dict[str, int]:
-    """Fill ``iscrowd`` (``0``), ``area`` and ``id`` (after the largest integer id) of a COCO
-    ground-truth dict in place; returns how many of each were filled. A segmentation is measured only when
+    """Fill ``iscrowd`` (``0``), ``area`` and ``id`` (after the largest id, as a number) of a
+    COCO ground-truth dict in place; returns how many of each were filled. A segmentation is
+    measured only when
     :func:`~visionkit.data.readers.segmentation_checks.segmentation_problem` accepts it
     (pycocotools can hang or crash on bad geometry); otherwise the box gives the area."""
     from pycocotools import mask as mask_utils
@@ -100,8 +105,8 @@ def fill_gt_defaults(data: dict[str, Any]) -> dict[str, int]:
     sizes = {img.get("id"): (img.get("height"), img.get("width")) for img in data.get("images", [])}
     filled = {"area": 0, "iscrowd": 0, "id": 0}
     annotations = data.get("annotations", [])
-    ids = [a.get("id") for a in annotations]
-    next_id = max((i for i in ids if isinstance(i, int) and not isinstance(i, bool)), default=0)
+    numbers = [a["id"] for a in annotations if is_number(a.get("id")) and math.isfinite(a["id"])]
+    next_id = math.ceil(max(numbers, default=0))  # ids written 1.0, 2.0 are 1 and 2 for COCO
     for ann in annotations:
         if ann.get("id") is None:
             next_id += 1

@@ -160,7 +160,8 @@ def yolo_lines(
     best score first; the class is the model's 0-based class index, as in a YOLO
     ``data.yaml``. An instance head's lines give the outline of each mask instead of the box,
     ``class x1 y1 x2 y2 ...`` (:func:`mask_outline`), as Ultralytics writes a segment model's
-    (the box where the mask has no outline of 3 points). A keypoint head's lines go on with
+    (the box's four corners where the mask has no outline of 3 points: a box line among
+    polygons would be read as a polygon of two points). A keypoint head's lines go on with
     ``x y v`` per keypoint (normalised; ``v`` the predicted visibility), before ``conf``, as
     Ultralytics writes a pose model's. A classification head's five most probable classes,
     ``score name`` (the class index without names), best first, as Ultralytics writes a
@@ -184,8 +185,11 @@ def yolo_lines(
         for i, (box, label, score) in enumerate(
             zip(xywhn, result["labels"], result["scores"], strict=True)
         ):
-            outline = mask_outline(masks[i]) if masks is not None else None
-            shape = box if outline is None else (outline / [w, h]).reshape(-1)
+            shape = box
+            if masks is not None:  # a polygon on every line of the file, as Ultralytics reads it
+                outline = mask_outline(masks[i])
+                corners = boxes[i][[0, 1, 2, 1, 2, 3, 0, 3]].numpy().reshape(4, 2)
+                shape = ((corners if outline is None else outline) / [w, h]).reshape(-1)
             values = [str(int(label))] + [f"{float(v):.6g}" for v in shape]
             if points is not None:
                 values += [f"{float(v):.6g}" for v in points[i].reshape(-1)]

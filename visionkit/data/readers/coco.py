@@ -63,6 +63,7 @@ from visionkit.data.readers.coco_keypoints import attach_keypoints
 from visionkit.data.readers.coco_statistics import record_statistics
 from visionkit.data.readers.segmentation_boxes import (
     DerivedBox,
+    bad_box_detail,
     box_from_segmentation,
     report_boxes_from_segmentation,
 )
@@ -196,7 +197,7 @@ class CocoDataset:
         }
         if semantic:
             self.label_names["semantic"] = ["background", *self.label_names["instances"]]
-        check_ids(data["images"], annotations_list, data.get("categories", []), report)
+        check_ids(data, report, crowds_are_objects=self.crowds == "objects")
         self.paths = resolve_paths(self.root, self.images, report)
         inside = [i for i, path in enumerate(self.paths) if path is not None]
         files = [
@@ -311,11 +312,7 @@ class CocoDataset:
                     severity="error" if strict else "warning",
                 )
             elif not is_box(ann.get("bbox")):
-                report.add(
-                    "bad box",
-                    where,
-                    f"bbox {ann.get('bbox')!r}: expected [x, y, width, height], 4 finite numbers",
-                )
+                report.add("bad box", where, bad_box_detail(ann, image))
             elif ann.get("iscrowd", 0) and self.crowds == "ignore":
                 crowds[index[ann["image_id"]]].append((position, ann))
             else:

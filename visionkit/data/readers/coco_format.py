@@ -19,7 +19,7 @@ from visionkit.data.batch import read_from
 from visionkit.data.checks import DataReport
 from visionkit.data.convert.coco_builder import CLIP_TOLERANCE
 from visionkit.data.readers.coco_identities import IDENTITY_FIELD
-from visionkit.data.readers.segmentation_checks import segmentation_rle
+from visionkit.data.readers.segmentation_checks import is_number, segmentation_rle
 from visionkit.errors import AnnotationError
 
 
@@ -186,15 +186,17 @@ def valid_categories(
     return sorted(valid, key=lambda c: c["id"])
 
 
-def check_ids(
-    images: list[Any], annotations: list[Any], categories: list[Any], report: DataReport
-) -> None:
-    """Ids (and image file names) that appear more than once are errors; annotation id 0 a
-    warning: pycocotools' ``COCOeval`` reads it as "no match", so a detection that finds that
-    object counts as a false positive (pycocotools by hand scores the file so too)."""
+def check_ids(data: dict[str, Any], report: DataReport, crowds_are_objects: bool = False) -> None:
+    """Of a COCO file's ``data``: ids (and image file names) that appear more than once are
+    errors; annotation id 0 (or 0.0) of an object a warning: pycocotools' ``COCOeval`` reads it
+    as "no match", so a detection that finds that object counts as a false positive
+    (pycocotools by hand scores the file so too). A crowd's id 0 is harmless while crowds are
+    ignored (``crowds_are_objects`` false): a detection on a crowd is not counted either way."""
 
-    def dicts(items: list[Any]) -> list[dict[str, Any]]:
-        return [x for x in items if isinstance(x, dict)]
+    def dicts(items: Any) -> list[dict[str, Any]]:
+        return [x for x in items or [] if isinstance(x, dict)]
+
+    images, annotations, categories = (data.get(k) for k in ("images", "annotations", "categories"))
 
     for what, items, key in (
         ("image id", dicts(images), "id"),
@@ -216,7 +218,7 @@ def check_ids(
                 )
                 report.add("duplicate id", f"{what} {value!r}", detail)
     if any(
-        type(a.get("id")) is int and a["id"] == 0 and not a.get("iscrowd")
+        is_number(a.get("id")) and a["id"] == 0 and (crowds_are_objects or not a.get("iscrowd"))
         for a in dicts(annotations)
     ):
         report.add(

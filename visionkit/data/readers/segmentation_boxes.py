@@ -76,6 +76,18 @@ def box_from_segmentation(ann: dict[str, Any], image: dict[str, Any] | None) -> 
     return box, area or box[2] * box[3]
 
 
+def bad_box_detail(ann: dict[str, Any], image: dict[str, Any] | None) -> str:
+    """What is wrong with ``ann``'s ``bbox`` (not 4 finite numbers), and, where it has none
+    but a segmentation, why that gave no box (:func:`box_from_segmentation`)."""
+    detail = f"bbox {ann.get('bbox')!r}: expected [x, y, width, height], 4 finite numbers"
+    seg = ann.get("segmentation")
+    if image is None or not seg or not lacks_box(ann.get("bbox")):
+        return detail
+    height, width = int(image["height"]), int(image["width"])
+    why = segmentation_problem(seg, height, width) or f"nothing of it in the {width}x{height} image"
+    return f"{detail}, or a segmentation to take one from (its segmentation: {why})"
+
+
 def report_boxes_from_segmentation(
     derived: Mapping[int, DerivedBox], annotations: Sequence[Any], report: DataReport
 ) -> None:

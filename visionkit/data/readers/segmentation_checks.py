@@ -48,7 +48,7 @@ def polygon_problem(polygons: list[Any], height: int, width: int) -> str | None:
     for k, polygon in enumerate(polygons):
         if not isinstance(polygon, list):
             continue
-        bad = next((i for i, v in enumerate(polygon) if not _is_number(v)), None)
+        bad = next((i for i, v in enumerate(polygon) if not is_number(v)), None)
         if bad is None:
             values = np.asarray(polygon, dtype=np.float64)
             low = np.resize(np.array([-width, -height], np.float64), len(values))
@@ -60,7 +60,7 @@ def polygon_problem(polygons: list[Any], height: int, width: int) -> str | None:
     return None
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     """A float, or an int that converts to one (not a bool)."""
     if isinstance(value, float):
         return True
