@@ -282,6 +282,14 @@ class _CtrlCInValidation(L.Callback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
+def _validated(config: dict) -> dict:
+    """``config`` with a validation set of two batches each epoch (and no step checkpoints)."""
+    val = {**config["data"]["train"], "images": config["data"]["train"]["images"][:-5] + "val"}
+    run = {**config, "data": {**config["data"], "val": val}}
+    run["trainer"] = {**config["trainer"], "limit_val_batches": 2, "checkpoint_every_n_steps": None}
+    return run
+
+
 def _epoch_rows(run_dir: Path) -> list[dict[str, str]]:
     return list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
 
@@ -293,9 +301,7 @@ def test_ctrl_c_in_a_validation_stops_after_it_and_keeps_its_metrics(
     """A Ctrl-C during a validation stopped it after its current batch: its metrics, its
     metrics.csv row and its best.ckpt candidate were lost for good (the resumed run starts
     after it), so metrics.csv had an epoch without validation metrics."""
-    val = {**config["data"]["train"], "images": config["data"]["train"]["images"][:-5] + "val"}
-    run = {**config, "data": {**config["data"], "val": val}}
-    run["trainer"] = {**config["trainer"], "limit_val_batches": 2, "checkpoint_every_n_steps": None}
+    run = _validated(config)
     straight_dir, _ = _train(monkeypatch, run, [], tmp_path / "straight")
     run_dir = tmp_path / "run"
     with (
@@ -334,9 +340,7 @@ def test_ctrl_c_as_a_validation_ends_stops_there_not_a_validation_later(
     """A Ctrl-C after SigtermCheckpoint's on_validation_end but before Lightning's stage left
     validating (the checkpoints being written) waited for a validation that had ended: the
     run went on to the next one (or to its end) before stopping."""
-    val = {**config["data"]["train"], "images": config["data"]["train"]["images"][:-5] + "val"}
-    run = {**config, "data": {**config["data"], "val": val}}
-    run["trainer"] = {**config["trainer"], "limit_val_batches": 2, "checkpoint_every_n_steps": None}
+    run = _validated(config)
     run_dir = tmp_path / "run"
     with pytest.raises(visionkit.errors.TrainingInterrupted) as info:
         _train(monkeypatch, run, [], run_dir, _CtrlCAsTheValidationEnds())
@@ -366,17 +370,22 @@ def test_a_signal_in_the_final_validation_keeps_last_ckpt_and_says_how_to_finish
     cluster took the job for done) without metrics.json, having overwritten last.ckpt with the
     validation's model (best.ckpt's weights); Ctrl-C there exited 1 with Lightning's "attempting
     graceful shutdown" alone."""
-    val = {**config["data"]["train"], "images": config["data"]["train"]["images"][:-5] + "val"}
-    run = {**config, "data": {**config["data"], "val": val}}
-    run["trainer"] = {**config["trainer"], "limit_val_batches": 2, "checkpoint_every_n_steps": None}
+    run = _validated(config)
     run_dir = tmp_path / "run"
     last = run_dir / "checkpoints" / "last.ckpt"
     poke = _SignalInTheFinalValidation(signum, last)
-    before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(visionkit.errors.TrainingInterrupted, match="--resume") as info:
-        _train(monkeypatch, run, [], run_dir, poke)
+    # Python's own Ctrl-C handler, as in a terminal (an earlier test of the process may have
+    # left SIGINT ignored: Lightning ignores it once it has handled one)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(visionkit.errors.TrainingInterrupted, match="--resume") as info:
+            _train(monkeypatch, run, [], run_dir, poke)
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert info.value.exit_code == status and info.value.checkpoint == str(last)
-    assert signal.getsignal(signal.SIGINT) is before  # not left ignored
+    assert after is signal.default_int_handler  # not left ignored
     assert hashlib.sha1(last.read_bytes()).hexdigest() == poke.digest
     assert not (run_dir / "metrics.json").exists()
     _, metrics = _train(monkeypatch, run, [], run_dir, resume=last)
