@@ -311,6 +311,16 @@ def test_duplicate_image_ids_annotation_ids_and_file_names_are_listed(tmp_path, 
     assert "duplicate id: annotation id 101: appears 2 times" in out
 
 
+@pytest.mark.parametrize("key", ["id", "image_id", "category_id"])
+def test_an_annotation_id_that_is_a_list_is_named_not_a_type_error(tmp_path, capsys, key):
+    def listed(data):
+        data["annotations"][0][key] = [data["annotations"][0][key]]  # unhashable: a TypeError
+
+    code, out, _ = check(capsys, make_coco(tmp_path / "data", edit=listed))
+    assert code == 1
+    assert f"bad id: annotations[0]: {key} [" in out and "expected a number or text" in out
+
+
 def test_annotation_id_0_is_warned_of_as_pycocotools_never_matches_it(tmp_path, capsys):
     def from_zero(data):
         for i, ann in enumerate(data["annotations"]):

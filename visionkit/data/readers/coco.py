@@ -42,7 +42,6 @@ from visionkit.data.checks import (
 )
 from visionkit.data.io import read_image
 from visionkit.data.readers.coco_format import (
-    check_ids,
     clip_boxes,
     decode_segmentation,
     default_annotations,
@@ -59,6 +58,7 @@ from visionkit.data.readers.coco_format import (
     valid_images,
 )
 from visionkit.data.readers.coco_identities import read_identities
+from visionkit.data.readers.coco_ids import check_ids
 from visionkit.data.readers.coco_keypoints import attach_keypoints
 from visionkit.data.readers.coco_statistics import record_statistics
 from visionkit.data.readers.segmentation_boxes import (
@@ -185,6 +185,7 @@ class CocoDataset:
             )
         self.report = report = DataReport(str(self.ann_path), self.format_name)
         self.add_source_problems(report)
+        check_ids(data, report, crowds_are_objects=self.crowds == "objects")
 
         unread = fill_missing_sizes(data["images"], self.root, report)
         self.images: list[dict[str, Any]] = valid_images(data["images"], report, unread)
@@ -197,7 +198,6 @@ class CocoDataset:
         }
         if semantic:
             self.label_names["semantic"] = ["background", *self.label_names["instances"]]
-        check_ids(data, report, crowds_are_objects=self.crowds == "objects")
         self.paths = resolve_paths(self.root, self.images, report)
         inside = [i for i, path in enumerate(self.paths) if path is not None]
         files = [

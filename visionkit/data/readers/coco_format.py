@@ -19,7 +19,7 @@ from visionkit.data.batch import read_from
 from visionkit.data.checks import DataReport
 from visionkit.data.convert.coco_builder import CLIP_TOLERANCE
 from visionkit.data.readers.coco_identities import IDENTITY_FIELD
-from visionkit.data.readers.segmentation_checks import is_number, segmentation_rle
+from visionkit.data.readers.segmentation_checks import segmentation_rle
 from visionkit.errors import AnnotationError
 
 
@@ -184,58 +184,6 @@ def valid_categories(
             valid.remove(cat)
             break
     return sorted(valid, key=lambda c: c["id"])
-
-
-def check_ids(data: dict[str, Any], report: DataReport, crowds_are_objects: bool = False) -> None:
-    """Of a COCO file's ``data``: ids (and image file names) that appear more than once are
-    errors; annotation id 0 (or 0.0) of an object a warning: pycocotools' ``COCOeval`` reads it
-    as "no match", so a detection that finds that object counts as a false positive
-    (pycocotools by hand scores the file so too). A crowd's id 0 is harmless while crowds are
-    ignored (``crowds_are_objects`` false): a detection on a crowd is not counted either way."""
-
-    def dicts(items: Any) -> list[dict[str, Any]]:
-        return [x for x in items or [] if isinstance(x, dict)]
-
-    images, annotations, categories = (data.get(k) for k in ("images", "annotations", "categories"))
-
-    for what, items, key in (
-        ("image id", dicts(images), "id"),
-        ("image file_name", dicts(images), "file_name"),
-        ("annotation id", dicts(annotations), "id"),
-        ("category id", dicts(categories), "id"),
-    ):
-        spellings: dict[Any, list[Any]] = {}
-        for item in items:
-            if item.get(key) is not None:
-                value = item[key]
-                same = _same_file(value) if key == "file_name" else value
-                spellings.setdefault(same, []).append(value)
-        for value, written in spellings.items():
-            if len(written) > 1:
-                as_written = sorted(set(map(repr, written)))
-                detail = f"appears {len(written)} times" + (
-                    f" (as {', '.join(as_written)})" if len(as_written) > 1 else ""
-                )
-                report.add("duplicate id", f"{what} {value!r}", detail)
-    if any(
-        is_number(a.get("id")) and a["id"] == 0 and (crowds_are_objects or not a.get("iscrowd"))
-        for a in dicts(annotations)
-    ):
-        report.add(
-            "annotation id 0",
-            "annotation id 0",
-            "COCO evaluation (pycocotools) reads id 0 as 'no match': a detection that finds "
-            "this object counts as a false positive; number the annotations from 1",
-            severity="warning",
-        )
-
-
-def _same_file(file_name: Any) -> Any:
-    """``file_name`` as the file it names: ``images\\a.jpg``, ``./images/a.jpg`` and
-    ``images/a.jpg`` are one file."""
-    if not isinstance(file_name, str):
-        return file_name
-    return posixpath.normpath(file_name.replace("\\", "/"))
 
 
 def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
