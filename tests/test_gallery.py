@@ -10,6 +10,21 @@ from visionkit.data.synthetic_identities import make_identities
 from visionkit.errors import DataError
 
 
+def embedder(num_classes: int, dim: int) -> visionkit.VisionModel:
+    """An untrained simple_cnn with one embedding head, for 32 px images."""
+    return visionkit.create_model(
+        {
+            "model": {
+                "backbone": {"name": "simple_cnn"},
+                "heads": {
+                    "emb": {"name": "embedding", "num_classes": num_classes, "embedding_dim": dim}
+                },
+            },
+            "data": {"image_size": 32},
+        }
+    ).eval()
+
+
 def test_search_returns_the_nearest_names_and_cosines():
     gallery = visionkit.Gallery(
         None, np.array([[1.0, 0.0], [0.0, 2.0], [0.6, 0.8]]), ["a", "b", "c"], index="numpy"
@@ -35,15 +50,7 @@ def test_add_enrols_new_identities_that_search_then_finds():
 
 def test_from_folder_embeds_every_image_and_finds_it_again(tmp_path):
     make_identities(tmp_path, num_images=6, size=32, identities=3)
-    model = visionkit.create_model(
-        {
-            "model": {
-                "backbone": {"name": "simple_cnn"},
-                "heads": {"emb": {"name": "embedding", "num_classes": 3, "embedding_dim": 16}},
-            },
-            "data": {"image_size": 32},
-        }
-    ).eval()
+    model = embedder(num_classes=3, dim=16)
     gallery = visionkit.Gallery.from_folder(model, tmp_path, index="numpy")
     assert len(gallery) == 6 and gallery.embeddings.shape == (6, 16)
     z = model.embed([np.zeros((20, 30, 3), np.uint8), np.full((40, 40, 3), 200, np.uint8)])
@@ -77,15 +84,7 @@ def test_from_folder_leaves_hidden_and_macos_folders_out(tmp_path):
     for hidden in (".thumbnails", "__MACOSX"):  # a viewer's cache, macOS's zip leftovers
         (tmp_path / hidden).mkdir()
         (tmp_path / hidden / "copy.png").write_bytes(picture)
-    model = visionkit.create_model(
-        {
-            "model": {
-                "backbone": {"name": "simple_cnn"},
-                "heads": {"emb": {"name": "embedding", "num_classes": 2, "embedding_dim": 8}},
-            },
-            "data": {"image_size": 32},
-        }
-    ).eval()
+    model = embedder(num_classes=2, dim=8)
     gallery = visionkit.Gallery.from_folder(model, tmp_path, index="numpy")
     assert sorted(set(gallery.names)) == names and len(gallery) == 4
 
