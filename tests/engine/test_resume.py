@@ -23,7 +23,7 @@ import yaml
 import visionkit
 from visionkit.checkpoint import load_checkpoint, save_atomic
 from visionkit.engine import runner
-from visionkit.engine.resume import find_resume_checkpoint
+from visionkit.engine.resume import scan_checkpoints
 from visionkit.engine.runner import train
 from visionkit.errors import CheckpointError, ConfigError, NonFiniteLossError
 from visionkit.models.model import VisionModel
@@ -291,7 +291,7 @@ def test_resume_auto_skips_a_truncated_checkpoint_and_uses_the_previous_good_one
     last.write_bytes(data[: len(data) // 3])
     with pytest.raises(CheckpointError, match="last.ckpt.*truncated or corrupt"):
         load_checkpoint(last)
-    found = find_resume_checkpoint(run_dir / "checkpoints")
+    found, _ = scan_checkpoints(run_dir / "checkpoints")
     assert found is not None and found.name != "last.ckpt"
     fallback_step = load_checkpoint(found)["global_step"]
 

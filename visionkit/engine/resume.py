@@ -38,16 +38,11 @@ WEIGHTS_ONLY = (
 )
 
 
-def find_resume_checkpoint(checkpoint_dir: str | Path) -> Path | None:
-    """The newest ``*.ckpt`` in ``checkpoint_dir`` that loads (by training step, then file
-    time); ``None`` when there is none. Checkpoints that fail to load are logged and skipped."""
-    return scan_checkpoints(checkpoint_dir)[0]
-
-
 def scan_checkpoints(checkpoint_dir: str | Path) -> tuple[Path | None, dict[Path, str]]:
-    """What :func:`find_resume_checkpoint` finds, and why each other ``*.ckpt`` of
-    ``checkpoint_dir`` cannot be resumed from: the reason it does not load, without its
-    detail (logged in full as it is skipped), or :data:`WEIGHTS_ONLY`."""
+    """The newest ``*.ckpt`` in ``checkpoint_dir`` that can be resumed from (by training step,
+    then file time; ``None`` when there is none), and why each other cannot: the reason it
+    does not load, without its detail (logged in full as it is skipped), or
+    :data:`WEIGHTS_ONLY`."""
     checkpoint_dir = Path(checkpoint_dir)
     candidates = sorted(
         checkpoint_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True

@@ -188,8 +188,9 @@ def yolo_lines(
             shape = box
             if masks is not None:  # a polygon on every line of the file, as Ultralytics reads it
                 outline = mask_outline(masks[i])
-                corners = boxes[i][[0, 1, 2, 1, 2, 3, 0, 3]].numpy().reshape(4, 2)
-                shape = ((corners if outline is None else outline) / [w, h]).reshape(-1)
+                if outline is None:  # the box's corners
+                    outline = boxes[i][[0, 1, 2, 1, 2, 3, 0, 3]].numpy().reshape(4, 2)
+                shape = (outline / [w, h]).reshape(-1)
             values = [str(int(label))] + [f"{float(v):.6g}" for v in shape]
             if points is not None:
                 values += [f"{float(v):.6g}" for v in points[i].reshape(-1)]
