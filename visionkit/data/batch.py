@@ -37,6 +37,7 @@ docstring lists the keys).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -45,12 +46,16 @@ from typing import Any
 
 import torch
 
+from visionkit.data.io import HEIF_ADVICE, HEIF_EXTENSIONS
 from visionkit.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 IGNORE_CLASS = -1  # ``class`` of an image without an image-level label (in a collated batch)
 IGNORE_PIXEL = 255  # ``semantic`` label of pixels that carry none (padding, crowds, unlabelled)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
 
 Sample = dict[str, Any]
 
@@ -70,14 +75,29 @@ def list_files(
     exts = tuple(e.lower() for e in extensions)
     skipped = [Path(os.path.realpath(x)) for x in exclude]
     candidates = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
-        p
-        for p in candidates
-        if p.suffix.lower() in exts
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and p.is_file()
-        and not (skipped and is_inside(p, skipped))
-    )
+    heif = ".jpg" in exts and not set(exts) & set(HEIF_EXTENSIONS)  # images: HEIC named
+    found, photos = [], []
+    for p in candidates:
+        suffix = p.suffix.lower()
+        if (
+            (suffix in exts or (heif and suffix in HEIF_EXTENSIONS))
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+            and p.is_file()
+            and not (skipped and is_inside(p, skipped))
+        ):
+            (found if suffix in exts else photos).append(p)
+    if photos:
+        photos.sort()
+        logger.warning(
+            "%s: left out %d HEIC / HEIF photo%s (%s%s): %s",
+            folder,
+            len(photos),
+            "s" * (len(photos) > 1),
+            photos[0].relative_to(folder).as_posix(),
+            ", ..." if len(photos) > 1 else "",
+            HEIF_ADVICE,
+        )
+    return sorted(found)
 
 
 def is_inside(path: str | os.PathLike, folders: Sequence[Path]) -> bool:

@@ -311,16 +311,14 @@ def check_image_files(
         items: the files.
         report: where problems are recorded; ``image_sizes`` counts the readable ones.
         mode: one of :data:`IMAGE_CHECKS`: ``"header"`` (default) or ``"decode"``.
-        bad_image_severity: the severity of missing and unreadable files (``"warning"``
-            under ``on_bad_image: skip``).
+        bad_image_severity: of missing and unreadable files (``"warning"``: ``skip``).
         workers: threads (default: up to 8); Pillow releases the GIL while it decodes.
         oriented_is_error: an EXIF orientation other than 1 that a size check cannot tell
             from the stored pixels (a flip or half turn, or any on a square image) is an
-            error: label images carry none, and a label drawn on the stored pixels would no
-            longer line up with the upright image. A quarter turn of an image that is not
-            square is left to the caller, whose label image must have the upright size;
-            otherwise only a square image with one is reported, as a warning (a size check
-            cannot tell whether its annotations describe the upright image).
+            error: label images carry none, so one drawn on the stored pixels would not line
+            up. A quarter turn of a non-square image is left to the caller, whose label image
+            must have the upright size; otherwise only a square image with one is reported,
+            as a warning (a size check cannot tell whether its annotations are upright).
 
     Returns:
         The size ``(H, W)`` of each readable image (EXIF orientation applied), ``None`` for
@@ -349,8 +347,10 @@ def check_image_files(
             )
             if (dw, dh) == tuple(size) and orientation in (5, 6, 7, 8):  # turned 90°
                 detail += (
-                    f" (width and height swapped: the decoder applies the EXIF orientation "
-                    f"{orientation}; the annotations must describe the upright image)"
+                    f" (width and height swapped: the photo's size as stored, which the decoder "
+                    f"turns upright by its EXIF orientation {orientation}; if the boxes were drawn "
+                    "on it unturned, as labelImg shows it, remove that tag so that it is read as "
+                    "stored, e.g. exiftool -Orientation= FILE; else label the upright photo)"
                 )
             elif (dw, dh) == tuple(size):
                 detail += " (width and height swapped in the annotation file)"

@@ -79,6 +79,8 @@ from visionkit.errors import ImageDecodeError
 
 __all__ = [
     "COLOUR_LABEL_MODES",
+    "HEIF_ADVICE",
+    "HEIF_EXTENSIONS",
     "LABEL_FORMATS",
     "LABEL_MODES",
     "SUPPORTED_FORMATS",
@@ -96,6 +98,15 @@ LABEL_MODES: tuple[str, ...] = ("P", "L", "I;16", "I")
 #: Pixel modes of colour-coded label images (one colour per class, e.g. CamVid's ``_L`` PNGs):
 #: RGB, or a palette image whose entries are those colours.
 COLOUR_LABEL_MODES: tuple[str, ...] = ("RGB", "P")
+
+#: Photos Pillow cannot decode (an iPhone saves HEIC unless set otherwise): never listed as
+#: images, and named, with what to do, where they are left out.
+HEIF_EXTENSIONS = (".heic", ".heif")
+HEIF_ADVICE = (
+    "Pillow cannot decode HEIC / HEIF photos (the iPhone camera's default format): convert "
+    "them to JPEG (e.g. heif-convert from libheif, or macOS Preview / Photos' export), or set "
+    "the iPhone to Settings > Camera > Formats > Most Compatible"
+)
 
 #: Pillow formats the decoder will open, tried in this order (those the installed Pillow
 #: lacks are skipped). TGA goes last because it has no magic number.
@@ -336,6 +347,10 @@ def _open_image(fp: IO[bytes], name: str, formats: tuple[str, ...] | None = None
         im = Image.open(fp, formats=formats)
     except UnidentifiedImageError as e:
         reason = f"not an image in a supported format ({', '.join(formats)})"
+        fp.seek(0)
+        head = fp.read(12)  # ISO base media: size, "ftyp", major brand
+        if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"heif", b"mif1"):
+            reason = HEIF_ADVICE
         raise ImageDecodeError(name, reason) from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         # The warning arrives here as an exception only when warnings are set to error.

@@ -247,7 +247,11 @@ def split_dataset(
     yolo = (path / "labels").is_dir() and (path / "images").is_dir()
     if path.is_dir() and (yolo or darknet_file(path)):
         return _split_yolo(path, val, test, seed, overwrite)
-    if path.is_dir() and (annotations or any((path / d).is_dir() for d in ANNOTATION_DIRS)):
+    if path.is_dir() and (
+        annotations
+        or any((path / d).is_dir() for d in ANNOTATION_DIRS)
+        or any(p.suffix.lower() == ".xml" for p in path.iterdir())  # beside images (labelImg)
+    ):
         return _split_voc(path, val, test, seed, overwrite, annotations, images)
     if path.is_dir() and _is_class_folders(path):
         return _split_classes(path, val, test, seed, overwrite)
@@ -274,7 +278,8 @@ def split_dataset(
     else:
         holds = " (a file, not a .json)"
     raise DataError(
-        f"{path}: expected a VOC folder (Annotations/ + JPEGImages/ or annotations/ + images/), "
+        f"{path}: expected a VOC folder (Annotations/ + JPEGImages/ or annotations/ + images/, "
+        "or XML files beside their images), "
         "a YOLO folder (images/ + labels/), a mask folder (images/ + masks/), a folder of "
         f"class folders (<class>/<image>) or a COCO .json file{holds}"
     )
@@ -319,10 +324,10 @@ def _split_voc(
     annotations: str | None,
     images: str | None,
 ) -> SplitReport:
-    from visionkit.data.convert.voc import voc_folders
+    from visionkit.data.convert.voc import voc_folders, xml_ids
 
     xml_dir, _ = voc_folders(root, annotations, images)
-    ids = sorted(p.stem for p in xml_dir.glob("*.xml"))
+    ids = xml_ids(xml_dir)
     if not ids:
         raise DataError(f"{xml_dir} holds no .xml files to split")
     parts = assign(ids, val, test, seed)

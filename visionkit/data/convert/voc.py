@@ -34,15 +34,17 @@ refuses entity-expansion bombs).
 
 from __future__ import annotations
 
+import glob
 import logging
 import math
 import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from visionkit.data.batch import IMAGE_EXTENSIONS, dataset_root, resolve_under_root
+from visionkit.data.batch import IMAGE_EXTENSIONS, dataset_root, list_files, resolve_under_root
 from visionkit.data.convert.coco_builder import (
     CLIP_TOLERANCE,
     CocoBuilder,
@@ -64,12 +66,16 @@ def voc_folders(
     root: Path, annotations: str | None = None, images: str | None = None
 ) -> tuple[Path, Path]:
     """The XML folder and the image folder of a VOC-style dataset: the ones named, else the
-    first of :data:`ANNOTATION_DIRS` / :data:`IMAGE_DIRS` that exists.
+    first of :data:`ANNOTATION_DIRS` / :data:`IMAGE_DIRS` that exists, else, when ``root``
+    itself holds XML files (labelImg saves each beside its image), ``root`` for both.
 
     Raises:
         DataError: ``root`` or a named folder does not exist, or none of the usual names does.
     """
     root = dataset_root(root)
+    beside = not (annotations or images) and not any((root / c).is_dir() for c in ANNOTATION_DIRS)
+    if beside and list_files(root, (".xml",), recursive=False):
+        return root, root
     found = []
     for named, usual, what in (
         (annotations, ANNOTATION_DIRS, "XML"),
@@ -90,8 +96,9 @@ def voc_folders(
             raise DataError(
                 f"{root}: no {what} folder ({looked} not found); a VOC folder holds the XML "
                 "files and the images in two sub-folders (Annotations/ + JPEGImages/, or "
-                "annotations/ + images/; name others with annotations= / images=), and "
-                "optionally ImageSets/Main/<split>.txt"
+                "annotations/ + images/; name others with annotations= / images=), or both "
+                "in one folder (as labelImg saves them), and optionally "
+                "ImageSets/Main/<split>.txt"
                 + ("; its images/ + labels/ are a YOLO folder: format: yolo" if yolo else "")
                 + coco
             )
@@ -141,6 +148,7 @@ def voc_to_coco(
     for path in _xml_files(root, ann_dir, split, builder):
         with builder.one_file(skip_bad):
             parsed.append((path, _parse(path, root, builder)))
+    stems = {path: path.relative_to(ann_dir).with_suffix("").as_posix() for path, _ in parsed}
     if class_names is None:
         names = {obj["name"] for _, record in parsed if record for obj in record["objects"]}
         class_names = sorted(n for n in names if n)
@@ -151,7 +159,7 @@ def voc_to_coco(
     for xml_path, record in parsed:
         if record is not None:
             with builder.one_file(skip_bad):
-                _add(builder, root, img_dir, xml_path, record, label_of, seen)
+                _add(builder, root, img_dir, xml_path, stems[xml_path], record, label_of, seen)
     builder.raise_problems(f"{root}: cannot convert the VOC annotations", problems)
     info: dict[str, Any] = {"format": "voc", "source": str(root), "split": split}
     return Conversion(
@@ -187,16 +195,35 @@ def _warn_case_variants(parsed: list[tuple[Path, dict[str, Any] | None]], root: 
         )
 
 
+def xml_ids(ann_dir: Path) -> list[str]:
+    """The ids of the XML files below ``ann_dir``, sub-folders included (CVAT writes
+    ``Annotations/<folder>/<name>.xml`` for images in folders): each file's path relative to
+    it, ``/``-separated, without ``.xml``, sorted; hidden files left out."""
+    return [
+        p.relative_to(ann_dir).with_suffix("").as_posix() for p in list_files(ann_dir, (".xml",))
+    ]
+
+
+def split_id(line: str, ann_dir: Path) -> str:
+    """The id of one line of an ``ImageSets/Main`` list: the whole line when it names an XML
+    file (ids may hold spaces: ``IMG_0001 2``), else the line less a VOC class list's trailing
+    flag (``000005 -1``)."""
+    flagged = re.fullmatch(r"(.+?)\s+-?[01]", line)
+    if flagged and not (ann_dir / f"{line}.xml").is_file():
+        return flagged.group(1)
+    return line
+
+
 def _xml_files(root: Path, ann_dir: Path, split: str | None, builder: CocoBuilder) -> list[Path]:
     if split is None:
-        files = sorted(ann_dir.glob("*.xml"))
+        files = [ann_dir / f"{stem}.xml" for stem in xml_ids(ann_dir)]
         if not files:
             raise DataError(f"{ann_dir} holds no .xml files")
         return files
     from visionkit.data.split import read_list
 
     split_file = root / "ImageSets" / "Main" / f"{split}.txt"
-    ids = [line.split()[0] for line in read_list(split_file, root)]  # "id [flag]" lines
+    ids = [split_id(line, ann_dir) for line in read_list(split_file, root)]
     files = []
     for image_id in ids:
         path = ann_dir / f"{image_id}.xml"
@@ -219,6 +246,9 @@ def _parse(path: Path, root: Path, builder: CocoBuilder) -> dict[str, Any] | Non
         builder.problem(where, f"malformed XML ({err})")
         return None
     ann = tree.getroot()
+    for element in ann.iter():  # an xmlns="..." of the exporting tool: tags read without it
+        if isinstance(element.tag, str) and element.tag.startswith("{"):
+            element.tag = element.tag.partition("}")[2]
     if ann.tag != "annotation":
         builder.problem(where, f"root element is <{ann.tag}>; expected <annotation>")
         return None
@@ -282,23 +312,24 @@ def _add(
     root: Path,
     img_dir: Path,
     xml_path: Path,
+    stem: str,
     record: dict[str, Any],
     label_of: dict[str, int],
     seen: dict[str, str],
 ) -> None:
     where = relative_posix(xml_path, root)
-    image = _find_image(img_dir, xml_path.stem, record["filename"])
+    image = _find_image(img_dir, stem, record["filename"])
     if image is None:
         folder, filename = img_dir.name, record["filename"]
         if filename and _under(img_dir, filename) is None:
             builder.problem(
                 where,
                 f"<filename> {filename!r} points outside {folder}/ ('..' and absolute paths "
-                f"elsewhere are refused), and there is no {folder}/{xml_path.stem}.*",
+                f"elsewhere are refused), and there is no {folder}/{stem}.*",
             )
             return
         looked = f"{folder}/{filename} or " if filename else ""
-        builder.problem(where, f"image not found (looked for {looked}{folder}/{xml_path.stem}.*)")
+        builder.problem(where, f"image not found (looked for {looked}{folder}/{stem}.*)")
         return
     width, height = record["width"], record["height"]
     if not (width and height):
@@ -355,12 +386,12 @@ def _under(img_dir: Path, filename: str) -> Path | None:
 
 def _find_image(img_dir: Path, stem: str, filename: str) -> Path | None:
     """``JPEGImages/<filename>`` when it exists (and stays inside), else the one image file of
-    that stem."""
+    that stem (the XML file's path below the XML folder, without ``.xml``)."""
     path = _under(img_dir, filename) if filename else None
     if path is not None and path.is_file():
         return img_dir / os.path.normpath(filename)
     candidates = sorted(
-        p for p in img_dir.glob(f"{stem}.*") if p.suffix.lower() in IMAGE_EXTENSIONS
+        p for p in img_dir.glob(f"{glob.escape(stem)}.*") if p.suffix.lower() in IMAGE_EXTENSIONS
     )
     return candidates[0] if candidates else None
 

@@ -35,6 +35,7 @@ cy w h x1 y1 [v1] ...``): they become COCO ``keypoints`` and the categories' key
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 from collections.abc import Sequence
@@ -43,7 +44,13 @@ from typing import Any
 
 import yaml
 
-from visionkit.data.batch import IMAGE_EXTENSIONS, dataset_root, list_files
+from visionkit.data.batch import (
+    HEIF_ADVICE,
+    HEIF_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    dataset_root,
+    list_files,
+)
 from visionkit.data.convert.coco_builder import (
     CocoBuilder,
     Conversion,
@@ -268,6 +275,11 @@ def label_path_of(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
+def _same_stem(stem: Path) -> list[Path]:
+    """The files named ``<stem>.<any extension>``."""
+    return sorted(stem.parent.glob(f"{glob.escape(stem.name)}.*")) if stem.parent.is_dir() else []
+
+
 def _convert(
     root: Path,
     images: list[Path],
@@ -299,11 +311,15 @@ def _convert(
         for label in list_files(lbl_dir, (".txt",)) if lbl_dir.is_dir() else []:
             if label.relative_to(lbl_dir) == Path("classes.txt") or label in claimed:
                 continue
-            stem = relative_posix(img_dir / label.relative_to(lbl_dir).with_suffix(""), root)
+            stem = img_dir / label.relative_to(lbl_dir).with_suffix("")
+            heif = [p for p in _same_stem(stem) if p.suffix.lower() in HEIF_EXTENSIONS]
+            what = (
+                f"its image {relative_posix(heif[0], root)} cannot be read: {HEIF_ADVICE}"
+                if heif
+                else f"no image for this label file ({relative_posix(stem, root)}.*)"
+            )
             with builder.one_file(skip_bad):
-                builder.problem(
-                    relative_posix(label, root), f"no image for this label file ({stem}.*)"
-                )
+                builder.problem(relative_posix(label, root), what)
     unlabelled = [relative_posix(i, root) for i, lbl in label_of_image.items() if not lbl.is_file()]
     if images and len(unlabelled) == len(images):
         image, label = next(iter(label_of_image.items()))

@@ -69,7 +69,8 @@ class VocDataset(_ConvertedDataset):
     Args:
         root: the dataset folder.
         annotations: the XML folder's name under ``root`` (default: ``Annotations`` or
-            ``annotations``, whichever exists).
+            ``annotations``, whichever exists, else ``root`` itself when it holds XML files,
+            each beside its image as labelImg saves them); sub-folders are read too.
         images: the image folder's name under ``root`` (default: ``JPEGImages``, ``images``
             or ``Images``).
         split: read only the ids of ``ImageSets/Main/<split>.txt``.

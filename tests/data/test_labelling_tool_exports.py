@@ -1,0 +1,184 @@
+"""Phone photos labelled with labelImg / CVAT / Label Studio, as those tools save them: XML
+files beside their images or in sub-folders, file names with spaces, an XML namespace,
+iPhone HEIC photos, ``difficult`` objects."""
+
+from __future__ import annotations
+
+import logging
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.data.test_convert import make_yolo, voc_object, voc_xml
+from visionkit.build.data import build_dataset
+from visionkit.cli import main
+from visionkit.data.batch import list_files
+from visionkit.data.io import read_image
+from visionkit.errors import ImageDecodeError
+
+
+def photo(path: Path, size=(64, 48)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (40, 80, 120)).save(path)
+
+
+def heic(path: Path) -> None:
+    """The first bytes of an iPhone photo: an ISO base media ``ftyp`` box of brand heic."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack(">I", 24) + b"ftypheic" + bytes(4) + b"mif1heic" + bytes(64))
+
+
+def voc(spec: dict, split: str | None = None):
+    return build_dataset({"format": "voc", "split": split, **spec}, split="train", needs=["boxes"])
+
+
+def test_split_lists_of_file_names_with_spaces_are_read_as_whole_names(tmp_path, capsys):
+    """``visionkit split`` wrote ``café photo 7`` into val.txt and the reader read the id
+    ``café`` (the first word, as for VOC's ``000005 -1`` class lists): 'café.xml is missing'."""
+    root = tmp_path / "voc"
+    for stem in ("café photo 7", "IMG_0001 2", "IMG_0002", "IMG_0003"):
+        photo(root / "JPEGImages" / f"{stem}.jpg")
+        xml = voc_xml([voc_object("cat", (11, 11, 30, 30))], f"{stem}.jpg", (64, 48))
+        (root / "Annotations" / f"{stem}.xml").parent.mkdir(exist_ok=True)
+        (root / "Annotations" / f"{stem}.xml").write_text(xml, encoding="utf-8")
+    assert main(["split", str(root), "--val", "0.5"]) == 0
+    capsys.readouterr()
+    lists = {
+        s: (root / f"ImageSets/Main/{s}.txt").read_text().split("\n") for s in ("train", "val")
+    }
+    names = sorted(n for lines in lists.values() for n in lines if n)
+    assert names == ["IMG_0001 2", "IMG_0002", "IMG_0003", "café photo 7"]
+    files = sorted(
+        Path(voc({"root": str(root)}, s)[i]["path"]).name
+        for s in ("train", "val")
+        for i in range(2)
+    )
+    assert files == ["IMG_0001 2.jpg", "IMG_0002.jpg", "IMG_0003.jpg", "café photo 7.jpg"]
+    # a VOC class list's "<id> <flag>" lines still read as the id
+    (root / "ImageSets/Main/cat_train.txt").write_text("IMG_0002  1\nIMG_0003 -1\n")
+    ds = voc({"root": str(root)}, "cat_train")
+    assert [Path(ds[i]["path"]).name for i in range(2)] == ["IMG_0002.jpg", "IMG_0003.jpg"]
+
+
+def test_xml_files_in_sub_folders_are_read_and_split(tmp_path, capsys):
+    """CVAT writes Annotations/<folder>/<name>.xml for images in folders (and labelImg users
+    keep one folder per outing): "Annotations holds no .xml files"."""
+    root = tmp_path / "voc"
+    for stem in ("trip 1/a", "trip 1/b", "trip2/a"):
+        photo(root / "JPEGImages" / f"{stem}.JPG")
+        xml = voc_xml([voc_object("dog", (11, 11, 30, 30))], "a.jpg", (64, 48))  # no folder
+        (root / "Annotations" / f"{stem}.xml").parent.mkdir(parents=True, exist_ok=True)
+        (root / "Annotations" / f"{stem}.xml").write_text(xml)
+    ds = voc({"root": str(root)})
+    paths = [Path(ds[i]["path"]).relative_to(root).as_posix() for i in range(len(ds))]
+    assert paths == ["JPEGImages/trip 1/a.JPG", "JPEGImages/trip 1/b.JPG", "JPEGImages/trip2/a.JPG"]
+    assert ds[1]["boxes"].tolist() == [[10.0, 10.0, 30.0, 30.0]]
+    assert main(["split", str(root), "--val", "0.34"]) == 0
+    listed = sorted(
+        line
+        for s in ("train", "val")
+        for line in (root / f"ImageSets/Main/{s}.txt").read_text().splitlines()
+    )
+    assert listed == ["trip 1/a", "trip 1/b", "trip2/a"]
+    assert len(voc({"root": str(root)}, "train")) + len(voc({"root": str(root)}, "val")) == 3
+
+
+def test_xml_files_beside_their_images_are_read_as_labelimg_saves_them(tmp_path, capsys):
+    """labelImg saves a.xml beside a.jpg (Roboflow's VOC export too, in train/, valid/): the
+    reader wanted Annotations/ + JPEGImages/ and the recipe stopped there."""
+    root = tmp_path / "photos"
+    photo(root / "IMG_0001.JPG", (80, 60))
+    (root / "IMG_0001.xml").write_text(
+        voc_xml([voc_object("cat", (11, 21, 40.5, 45))], "IMG_0001.jpg", (80, 60))
+    )
+    photo(root / "IMG_0002.jpg")
+    (root / "IMG_0002.xml").write_text(voc_xml([], "IMG_0002.jpg", (64, 48)))
+    ds = voc({"root": str(root)})
+    assert len(ds) == 2 and ds.label_names == {"instances": ["cat"]}
+    np.testing.assert_allclose(ds[0]["boxes"], [[10, 20, 40.5, 45]])
+    assert ds[1]["boxes"].shape == (0, 4)
+    assert main(["check-data", "--format", "voc", "--root", str(root)]) == 0
+    assert "no problems found" in capsys.readouterr().out
+    assert main(["split", str(root), "--val", "0.5"]) == 0
+    assert len(voc({"root": str(root)}, "val")) == 1
+
+
+def test_an_xml_namespace_is_read_as_plain_voc(tmp_path):
+    """An exporter's xmlns="..." on <annotation>: "root element is
+    <{http://...}annotation>; expected <annotation>"."""
+    root = tmp_path / "voc"
+    photo(root / "JPEGImages" / "a.jpg")
+    xml = voc_xml([voc_object("cat", (11, 11, 30, 30), difficult=0)], "a.jpg", (64, 48))
+    xml = xml.replace("<annotation>", '<annotation xmlns="http://www.example.org/voc">')
+    (root / "Annotations").mkdir()
+    (root / "Annotations" / "a.xml").write_bytes(b"\xef\xbb\xbf" + xml.encode())  # a BOM too
+    ds = voc({"root": str(root)})
+    assert ds.label_names == {"instances": ["cat"]}
+    assert ds[0]["boxes"].tolist() == [[10.0, 10.0, 30.0, 30.0]]
+
+
+def test_heic_photos_are_named_with_what_to_do(tmp_path, caplog):
+    """An iPhone's HEIC photos were left out of every folder listing without a word; the
+    YOLO label file of one said "no image for this label file (images/IMG_9.*)" beside
+    images/IMG_9.HEIC; reading one said only "not an image in a supported format"."""
+    root = make_yolo(
+        tmp_path / "ls",  # Label Studio's YOLO export: images/, labels/, classes.txt
+        {"IMG_1.jpg": (64, 48)},
+        {"IMG_1.txt": "0 0.5 0.5 0.2 0.2\n", "IMG_9.txt": "1 0.5 0.5 0.2 0.2\n"},
+        classes_txt="Dog\nCat\n",
+    )
+    heic(root / "images" / "IMG_9.HEIC")
+    heic(root / "images" / "IMG_8.heic")
+    with caplog.at_level(logging.WARNING):
+        assert list_files(root / "images") == [root / "images" / "IMG_1.jpg"]
+    assert "left out 2 HEIC / HEIF photos (IMG_8.heic, ...)" in caplog.text
+    assert "convert them to JPEG" in caplog.text
+    with pytest.raises(ImageDecodeError, match="Pillow cannot decode HEIC / HEIF photos"):
+        read_image(root / "images" / "IMG_9.HEIC")
+    ds = build_dataset(
+        {"format": "yolo", "root": str(root), "on_bad_label": "skip"},
+        split="train",
+        needs=["boxes"],
+    )
+    (problem,) = [p for p in ds.report.warnings if p.kind == "bad annotation file"]
+    assert problem.where == "labels/IMG_9.txt"
+    assert problem.detail.startswith("its image images/IMG_9.HEIC cannot be read: Pillow")
+
+
+def test_difficult_objects_are_named_as_such_without_the_cvat_brush_hint(tmp_path, caplog):
+    """A VOC set whose <difficult>1 objects were half of its objects was warned of as "crowd
+    regions" with the fix for CVAT's brush masks in a COCO file (crowds: objects)."""
+    root = tmp_path / "voc"
+    photo(root / "JPEGImages" / "a.jpg")
+    objects = [voc_object("cat", (11, 11, 30, 30)), voc_object("cat", (31, 5, 60, 40), 1)]
+    (root / "Annotations").mkdir()
+    (root / "Annotations" / "a.xml").write_text(voc_xml(objects, "a.jpg", (64, 48)))
+    with caplog.at_level(logging.WARNING):
+        ds = voc({"root": str(root)})
+    assert (
+        "1 difficult object (<difficult>1, read as iscrowd: 1): not boxes to learn"
+        in (ds.report.notes)[0]
+    )
+    assert "CVAT" not in caplog.text and "crowds: objects" not in " ".join(ds.report.notes)
+
+
+def test_boxes_of_a_sideways_phone_photo_say_how_to_read_it_as_labelled(tmp_path, capsys):
+    """labelImg shows a phone photo as stored (EXIF orientation not applied) and writes its
+    stored size: the size mismatch now says what to do, not only that it is wrong."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    stored = Image.new("RGB", (80, 60), (40, 80, 120))
+    exif = stored.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display: upright 60 x 80
+    stored.save(root / "IMG_0001.jpg", exif=exif)
+    (root / "IMG_0001.xml").write_text(
+        voc_xml([voc_object("cat", (11, 11, 30, 30))], "IMG_0001.jpg", (80, 60))
+    )
+    assert main(["check-data", "--format", "voc", "--root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "size mismatch: IMG_0001.jpg (image id 1): the annotation file says 60x80" in out
+    assert "if the boxes were drawn on it unturned, as labelImg shows it, remove that tag" in out
+    assert "exiftool -Orientation= FILE" in out
