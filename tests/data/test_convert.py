@@ -182,6 +182,7 @@ def test_voc_problems_are_reported_together(tmp_path):
         },
     )
     (src / "JPEGImages" / "no_image.jpg").unlink()
+    (src / "JPEGImages" / "same_image.jpg").unlink()  # else its own image, <filename> stale
     (src / "JPEGImages" / "escape.jpg").rename(tmp_path / "secret.jpg")  # there, but outside
     names = tmp_path / "names.txt"
     names.write_text("dog\n")

@@ -182,3 +182,27 @@ def test_boxes_of_a_sideways_phone_photo_say_how_to_read_it_as_labelled(tmp_path
     assert "size mismatch: IMG_0001.jpg (image id 1): the annotation file says 60x80" in out
     assert "if the boxes were drawn on it unturned, as labelImg shows it, remove that tag" in out
     assert "exiftool -Orientation= FILE" in out
+
+
+def test_a_stale_filename_never_gives_an_xml_file_another_image(tmp_path):
+    """Photos and XML files renamed together (or an XML file copied as a template) keep the
+    old <filename>: IMG_0005.xml, whose <filename> says IMG_0003.jpg, labelled IMG_0003.jpg
+    without a word; torchvision, mmdetection and Detectron2 pair the files by name."""
+    root = tmp_path / "voc"
+    photo(root / "JPEGImages" / "IMG_0003.jpg", (64, 48))
+    photo(root / "JPEGImages" / "IMG_0005.jpg", (80, 60))
+    (root / "Annotations").mkdir()
+    xml = voc_xml([voc_object("cat", (11, 11, 30, 30))], "IMG_0003.jpg", (80, 60))
+    (root / "Annotations" / "IMG_0005.xml").write_text(xml)
+    ds = voc({"root": str(root)})
+    assert len(ds) == 1 and Path(ds[0]["path"]).name == "IMG_0005.jpg"
+    assert ds[0]["orig_size"] == (60, 80)
+    (warning,) = [p for p in ds.report.warnings if p.kind == "image by its name"]
+    assert warning.where == "Annotations/IMG_0005.xml"
+    assert "<filename> 'IMG_0003.jpg' names another image; read JPEGImages/IMG_0005.jpg" in (
+        warning.detail
+    )
+    # a <filename> of another extension, or naming an image that is not there: as before
+    (root / "Annotations" / "IMG_0005.xml").write_text(xml.replace("IMG_0003.jpg", "x.png"))
+    ds = voc({"root": str(root)})
+    assert Path(ds[0]["path"]).name == "IMG_0005.jpg" and not ds.report.warnings

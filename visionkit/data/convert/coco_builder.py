@@ -71,6 +71,7 @@ class CocoBuilder:
         self.skipped: list[str] = []
         self.clipped: list[str] = []
         self.dropped: list[list[str]] = []
+        self.warnings: list[tuple[str, str]] = []  # (kind, "where: what"), see Conversion
 
     def add_image(self, file_name: str, width: int, height: int) -> int:
         """Add an image (``file_name`` relative to the source folder, POSIX separators);

@@ -21,8 +21,10 @@ reader does not train on them. The annotation also keeps ``difficult``, ``trunca
 ``pose``.
 
 Missing optional tags get defaults: ``difficult`` 0, ``truncated`` 0, ``pose``
-``"Unspecified"``, ``filename`` ``<xml stem>.<ext>`` (the image in ``JPEGImages`` with that stem),
-``size`` from the image header (upright, as :func:`visionkit.data.io.read_image_size` reads it).
+``"Unspecified"``, ``size`` from the image header (upright, as
+:func:`visionkit.data.io.read_image_size` reads it). The image of ``<id>.xml`` is
+``JPEGImages/<id>.<ext>`` (files paired by name, as torchvision pairs them); ``filename`` only
+where there is none.
 
 XML is parsed with the standard library (no external entities are fetched; the bundled expat
 refuses entity-expansion bombs).
@@ -163,7 +165,11 @@ def voc_to_coco(
     builder.raise_problems(f"{root}: cannot convert the VOC annotations", problems)
     info: dict[str, Any] = {"format": "voc", "source": str(root), "split": split}
     return Conversion(
-        builder.to_dict(info), builder.skipped, builder.dropped, clipped=builder.clipped
+        builder.to_dict(info),
+        builder.skipped,
+        builder.dropped,
+        clipped=builder.clipped,
+        warnings=builder.warnings,
     )
 
 
@@ -319,6 +325,17 @@ def _add(
 ) -> None:
     where = relative_posix(xml_path, root)
     image = _find_image(img_dir, stem, record["filename"])
+    named = _under(img_dir, record["filename"]) if record["filename"] else None
+    if image is not None and named is not None and named.is_file() and not named.samefile(image):
+        builder.warnings.append(
+            (
+                "image by its name",
+                f"{where}: <filename> {record['filename']!r} names another image; read "
+                f"{relative_posix(image, root)}, the image of the XML file's name, as "
+                "torchvision, mmdetection and Detectron2 pair VOC files (a stale <filename> "
+                "of a renamed or copied file?)",
+            )
+        )
     if image is None:
         folder, filename = img_dir.name, record["filename"]
         if filename and _under(img_dir, filename) is None:
@@ -385,15 +402,17 @@ def _under(img_dir: Path, filename: str) -> Path | None:
 
 
 def _find_image(img_dir: Path, stem: str, filename: str) -> Path | None:
-    """``JPEGImages/<filename>`` when it exists (and stays inside), else the one image file of
-    that stem (the XML file's path below the XML folder, without ``.xml``)."""
+    """The image of the XML file's id (its path below the XML folder, without ``.xml``): by
+    its ``<filename>`` when that has the id's name (any extension), else the image file of
+    that name, else ``<filename>``'s image, where those exist (and stay inside)."""
     path = _under(img_dir, filename) if filename else None
-    if path is not None and path.is_file():
-        return img_dir / os.path.normpath(filename)
+    named = img_dir / os.path.normpath(filename) if path is not None and path.is_file() else None
+    if named is not None and named.relative_to(img_dir).with_suffix("").as_posix() == stem:
+        return named
     candidates = sorted(
         p for p in img_dir.glob(f"{glob.escape(stem)}.*") if p.suffix.lower() in IMAGE_EXTENSIONS
     )
-    return candidates[0] if candidates else None
+    return candidates[0] if candidates else named
 
 
 def _number(text: str) -> float | None:
