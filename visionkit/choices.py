@@ -23,6 +23,12 @@ EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
 #: falls back to the TorchScript-based one; the others use that exporter only.
 EXPORTERS = ("auto", "dynamo", "torchscript")
 DEFAULT_OPSET = 18
+#: The lowest opset that ``--opset`` takes (the TorchScript-based exporter's lowest), and the
+#: lowest the dynamo exporter writes itself (torch's ``TORCHLIB_OPSET``; below it, torch tries
+#: a conversion that fails on most models and then writes 18): ``--exporter auto`` writes a
+#: lower opset with the TorchScript-based exporter.
+MIN_OPSET = 7
+DYNAMO_MIN_OPSET = 18
 #: How far an exported model's outputs may be from PyTorch's (float32).
 DEFAULT_ATOL = 1e-4
 

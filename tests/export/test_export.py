@@ -385,6 +385,39 @@ def test_the_torchscript_based_exporter_is_the_fallback(tmp_path, monkeypatch):
     assert json.loads(props["visionkit.exporter"]) == "torchscript"
 
 
+def test_an_opset_below_18_is_the_opset_of_the_file(tmp_path, capsys):
+    """``--opset 11`` (an older runtime, as Ultralytics' ``opset=11``) wrote opset 18: the
+    dynamo exporter's conversion down failed, a traceback was logged and the file said
+    nothing. ``auto`` writes it with the TorchScript-based exporter; the dynamo exporter asked
+    for by name fails naming both opsets; an opset no exporter writes is refused first."""
+    model = tiny_model({"cls": MULTITASK["cls"]})
+    path = tmp_path / "m.onnx"
+    report = export(model, "onnx", path, opset=11, image_size=SIZE)
+    opsets = {o.domain: o.version for o in onnx.load(str(path)).opset_import}
+    assert opsets[""] == 11 and report.exporter == "torchscript"
+    assert report.notes == [
+        "opset 11 is below 18, the lowest the dynamo exporter writes: the TorchScript-based "
+        "exporter wrote it"
+    ]
+    assert report.check.overall <= 1e-4
+    before = path.read_bytes()
+    with pytest.raises(ExportError) as info:
+        export(model, "onnx", path, opset=13, exporter="dynamo", check=False)
+    assert str(info.value) == (
+        "the dynamo exporter wrote opset 18, not the 13 asked for; --exporter torchscript "
+        f"writes opsets below 18 (--exporter auto uses it for them) ({path} left as it was)"
+    )
+    assert path.read_bytes() == before
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes(b"never read")  # refused before the checkpoint is loaded
+    newest = onnx.defs.onnx_opset_version()
+    for opset in ("5", str(newest + 1)):
+        code = main(["export", "--checkpoint", str(ckpt), "--format", "onnx", "--opset", opset])
+        err = capsys.readouterr().err
+        assert code == 1 and "Traceback" not in err
+        assert f"error: opset {opset}: expected a whole number from 7 to {newest}" in err
+
+
 def test_flat_names_round_trip_through_nested_outputs():
     outputs = {
         "a": {"x": torch.zeros(1), "y": [torch.ones(1), torch.ones(2)]},
@@ -449,6 +482,51 @@ def test_an_export_onto_a_folder_is_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "is a folder" in err and "Traceback" not in err
     assert list(folder.iterdir()) == [] and ckpt.read_bytes() == b"never read"
+
+
+@pytest.mark.reliability
+def test_an_explicit_output_never_replaces_a_file_that_is_not_an_export(tmp_path, capsys):
+    """``--output runs/x/checkpoints/last.ckpt`` (or a config, or a state dict ``.pth`` given
+    for a TorchScript file) was replaced by the export: the resumable checkpoint was lost.
+    Refused before the checkpoint is loaded; an earlier export of the format is replaced."""
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes(b"never read")
+    last = tmp_path / "last.ckpt"
+    last.write_bytes(b"the run's resumable checkpoint")
+    config = tmp_path / "config.yaml"
+    config.write_text("name: x\n")
+    state_dict = tmp_path / "model.pth"
+    torch.save({"weight": torch.zeros(2)}, state_dict)
+    cases = [
+        ("onnx", last, "a .ckpt file"),
+        ("safetensors", config, "a .yaml file"),
+        ("torchscript", state_dict, "not a TorchScript archive (a checkpoint or a state dict?)"),
+    ]
+    for format, target, kind in cases:
+        before = target.read_bytes()
+        with pytest.raises(ExportError) as info:
+            export(ckpt, format, target)
+        assert str(info.value).startswith(
+            f"{target} exists and is {kind}, not a {format} export: it is kept"
+        )
+        code = main(
+            ["export", "--checkpoint", str(ckpt), "--format", format, "--output", str(target)]
+        )
+        err = capsys.readouterr().err
+        assert code == 1 and f"{target} exists and is {kind}" in err and "Traceback" not in err
+        assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "best.ckpt",
+        "config.yaml",
+        "last.ckpt",
+        "model.pth",
+    ]
+    # an earlier export of the same format is what an explicit output replaces
+    model = tiny_model({"cls": MULTITASK["cls"]})
+    export(model, "torchscript", state_dict.with_suffix(".pt"), check=False)
+    report = export(model, "torchscript", state_dict.with_suffix(".pt"), check=False)
+    assert report.path == state_dict.with_suffix(".pt")
+    assert read_torchscript(report.path)[1]["label_names"] == {"class": ["c0", "c1", "c2", "c3"]}
 
 
 def test_a_file_name_with_another_formats_suffix_is_written_with_a_note(tmp_path):

@@ -8,7 +8,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from visionkit.choices import DEFAULT_ATOL, DEFAULT_OPSET, EXPORT_FORMATS, EXPORTERS
+from visionkit.choices import (
+    DEFAULT_ATOL,
+    DEFAULT_OPSET,
+    DYNAMO_MIN_OPSET,
+    EXPORT_FORMATS,
+    EXPORTERS,
+    MIN_OPSET,
+)
 
 DESCRIPTION = """\
 Export a checkpoint written by 'visionkit train' (backbone, neck and every head of the model).
@@ -136,9 +143,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--output",
         metavar="FILE",
-        help="the file to write, e.g. model.onnx (replaced if it exists); default: beside the "
-        "checkpoint, runs/x/checkpoints/best.onnx (.pt for torchscript, .safetensors), never "
-        "over a file already there",
+        help="the file to write, e.g. model.onnx (an earlier export of the format there is "
+        "replaced; any other file, e.g. a .ckpt or a state dict .pth, is kept and the command "
+        "stops); default: beside the checkpoint, runs/x/checkpoints/best.onnx (.pt for "
+        "torchscript, .safetensors), never over a file already there",
     )
     p.add_argument(
         "--image-size",
@@ -162,7 +170,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--opset",
         type=int,
         default=DEFAULT_OPSET,
-        help=f"ONNX opset version (default {DEFAULT_OPSET}), e.g. --opset 20",
+        help=f"ONNX opset version (default {DEFAULT_OPSET}), from {MIN_OPSET} to the newest the "
+        f"installed onnx knows; below {DYNAMO_MIN_OPSET} the TorchScript-based exporter writes "
+        f"the file (the dynamo one writes {DYNAMO_MIN_OPSET} and above), e.g. --opset 17",
     )
     p.add_argument(
         "--atol",

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,7 @@ from visionkit.export.graph import (
     unflatten_outputs,
 )
 from visionkit.export.metadata import export_metadata, read_metadata
-from visionkit.export.onnx import export_onnx, onnx_session
+from visionkit.export.onnx import check_opset, export_onnx, onnx_session
 from visionkit.export.safetensors import export_safetensors, read_safetensors_metadata
 from visionkit.export.torchscript import export_torchscript, read_torchscript
 from visionkit.export.verify import (
@@ -137,11 +138,15 @@ def export(
             (the state dict; loads back through ``model.init_from``).
         output: the file to write. It is written beside itself under a hidden name, checked,
             and only then renamed over ``output`` (atomically): an export that fails or
-            differs leaves a previous ``output`` as it was. It may not be the checkpoint.
+            differs leaves a previous ``output`` as it was. It may not be the checkpoint,
+            nor an existing file other than an export of ``format`` (a ``last.ckpt``, a state
+            dict ``model.pth``, a ``.yaml``: refused, the file kept).
         image_size: first image size of the check (default: the config's
             ``data.image_size``), rounded up to a multiple of :data:`SIZE_DIVISOR`; the second
             is one divisor taller and two wider.
-        opset: ONNX opset version.
+        opset: ONNX opset version, from 7 to the newest the installed onnx knows; below 18,
+            ``exporter="auto"`` uses the TorchScript-based exporter (the dynamo exporter writes
+            18 and above), and a file of another opset than asked is an ``ExportError``.
         atol: largest ``|exported - torch| / max(1, |torch|)`` allowed (see :class:`CheckReport`).
         check: run the comparison (on ``batch_sizes`` × the two image sizes).
         nms: ONNX only: an end-to-end graph (:mod:`visionkit.export.end_to_end`): inputs
@@ -173,6 +178,8 @@ def export(
         raise ExportError(f"unknown ONNX exporter {exporter!r}; valid: {', '.join(EXPORTERS)}")
     if exporter != "auto" and format != "onnx":
         raise ExportError(f"exporter {exporter!r} is a choice of --format onnx, not {format!r}")
+    if format == "onnx":
+        check_opset(opset)
     settings = NmsSettings(conf, iou, max_det) if nms else None
     if not nms and (conf, iou, max_det) != (None, None, None):
         raise ExportError("conf, iou and max_det are settings of the end-to-end export: add nms")
@@ -195,6 +202,13 @@ def export(
     ):
         raise ExportError(
             f"{output}: that is the checkpoint being exported; write the export to another file"
+        )
+    kind = _kind_of_existing(output, format)
+    if kind is not None:
+        raise ExportError(
+            f"{output} exists and is {kind}, not a {format} export: it is kept (an export "
+            f"replaces only an earlier export of its format); name a new file, e.g. "
+            f"{output.with_name(output.stem + '-export' + SUFFIXES[format][0])}, or move it away"
         )
     model = export_model(checkpoint_or_model)
     if half:
@@ -258,6 +272,26 @@ def export(
     finally:
         staging.unlink(missing_ok=True)
         model.train(was_training)
+
+
+def _kind_of_existing(path: Path, format: str) -> str | None:
+    """What the file at ``path`` is, when it is there and is not what an export of ``format``
+    may replace (a file with one of the format's suffixes; for TorchScript, whose ``.pt`` /
+    ``.pth`` also name checkpoints and state dicts, a TorchScript archive): ``"a .ckpt
+    file"``, ``"not a TorchScript archive"``; ``None`` where nothing is lost by replacing it."""
+    if not path.is_file():
+        return None
+    if path.suffix.lower() not in SUFFIXES[format]:
+        return f"a {path.suffix} file" if path.suffix else "a file without a suffix"
+    if format == "torchscript":
+        try:
+            with zipfile.ZipFile(path) as archive:  # torch.jit.save writes <name>/code/...
+                scripted = any("/code/" in name for name in archive.namelist())
+        except (OSError, zipfile.BadZipFile):
+            scripted = False
+        if not scripted:
+            return "not a TorchScript archive (a checkpoint or a state dict?)"
+    return None
 
 
 def _same_file(a: str | os.PathLike, b: Path) -> bool:

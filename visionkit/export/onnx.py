@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from visionkit.checkpoint import write_atomic
-from visionkit.choices import EXPORTERS
+from visionkit.choices import DYNAMO_MIN_OPSET, EXPORTERS, MIN_OPSET
 from visionkit.errors import ExportError
 from visionkit.export.end_to_end import SIZES_NAME, EndToEndModule, NmsSettings, output_layout
 from visionkit.export.graph import (
@@ -137,6 +137,26 @@ def onnx_session(path: str | os.PathLike) -> Any:
         ) from None
 
 
+def check_opset(opset: int) -> None:
+    """Refuse an opset no exporter writes (below :data:`~visionkit.choices.MIN_OPSET`, or
+    above the newest the installed ``onnx`` knows), before any work.
+
+    Raises:
+        ExportError: naming the opset and the range.
+    """
+    newest = require("onnx").defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ExportError(
+            f"opset {opset!r}: expected a whole number from {MIN_OPSET} to {newest} (the newest "
+            f"the installed onnx knows); the default is 18, e.g. --opset 17 for an older runtime"
+        )
+
+
+def written_opset(proto: Any) -> int | None:
+    """The version of the default ONNX domain a graph imports."""
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
 def export_onnx(
     model: VisionModel,
     paths: list[OutputPath],
@@ -171,6 +191,12 @@ def export_onnx(
     names = [output_name(p) for p in paths]
     sample = trace_sample(model).to(next(model.parameters()).dtype)  # float16 with half
     notes: list[str] = []
+    if exporter == "auto" and opset < DYNAMO_MIN_OPSET:
+        notes.append(
+            f"opset {opset} is below {DYNAMO_MIN_OPSET}, the lowest the dynamo exporter writes: "
+            "the TorchScript-based exporter wrote it"
+        )
+        exporter = "torchscript"
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "model.onnx"
         try:
@@ -198,6 +224,17 @@ def export_onnx(
             exporter = "torchscript"
         exporter = "dynamo" if exporter == "auto" else exporter
         proto = onnx.load(str(raw))
+    written = written_opset(proto)
+    if written != opset:  # the dynamo exporter writes 18 when its conversion down fails
+        hint = (
+            f"; --exporter torchscript writes opsets below {DYNAMO_MIN_OPSET} (--exporter auto "
+            "uses it for them)"
+            if exporter == "dynamo"
+            else ""
+        )
+        raise ExportError(
+            f"the {exporter} exporter wrote opset {written}, not the {opset} asked for{hint}"
+        )
     props = export_metadata(model, paths, exporter)
     if sample.dtype == torch.float16:
         props[META_PREFIX + "half"] = "true"
