@@ -130,6 +130,36 @@ def test_load_refuses_missing_and_foreign_checkpoints(tmp_path):
         visionkit.load(tmp_path / "trunc.ckpt")
 
 
+@pytest.mark.reliability
+def test_a_stored_config_this_version_does_not_build_names_the_checkpoint(tmp_path, capsys):
+    """A checkpoint of another visionkit version (a head key since renamed) was "invalid
+    configuration: model.heads.det.old_option: unknown key" on ``export`` / ``predict``, a
+    config the user never wrote; the message names the checkpoint and what to do."""
+    import copy
+
+    from tests.inference.detectors import detector, save_checkpoint
+    from visionkit.cli import main
+
+    model = detector()
+    meta = copy.deepcopy(model.meta)
+    meta["config"]["model"]["heads"]["det"]["old_option"] = 3
+    model.meta = meta
+    ckpt = save_checkpoint(model, tmp_path / "old.ckpt")
+    with pytest.raises(CheckpointError) as info:
+        visionkit.load(ckpt)
+    assert str(info.value) == (
+        f"cannot load checkpoint {ckpt}: the config stored in it does not build a model with "
+        f"visionkit {visionkit.__version__} (written by another version?):\n"
+        "  model.heads.det.old_option: unknown key; did you mean 'box_coding'?\n"
+        "read it with the visionkit that wrote it, or start a run of this version from its "
+        f"weights: model.init_from={ckpt}"
+    )
+    code = main(["export", "--checkpoint", str(ckpt), "--format", "onnx", "--no-check"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"cannot load checkpoint {ckpt}: the config stored in it" in err
+    assert "Traceback" not in err and not ckpt.with_suffix(".onnx").exists()
+
+
 def test_load_says_what_a_file_is_when_it_is_not_a_checkpoint(tmp_path):
     """A run folder, a TorchScript export, a checkpoint mapped to a GPU this machine lacks:
     each named, not "truncated or corrupt" or "does not exist"."""

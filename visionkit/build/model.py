@@ -365,8 +365,9 @@ def model_from_meta(
     (preprocessing and the heads' ``postprocess`` need no weights).
 
     Raises:
-        CheckpointError: ``meta`` carries no config, or a format version newer than this
-            visionkit's (the message names ``source``).
+        CheckpointError: ``meta`` carries no config, a format version newer than this
+            visionkit's, or a config this visionkit does not build (a key another version
+            had; the message names ``source`` and lists the config's problems).
     """
     if not isinstance(meta, Mapping) or "config" not in meta:
         raise CheckpointError(
@@ -384,7 +385,19 @@ def model_from_meta(
     config["model"]["backbone"]["pretrained"] = False  # the weights come from elsewhere
     config["model"]["init_from"] = str(init_from) if init_from is not None else None
     extra = {k: v for k, v in meta.items() if k not in ("config", "label_names", "format_version")}
-    return create_model(config, label_names=meta.get("label_names") or None, extra_meta=extra)
+    try:
+        return create_model(config, label_names=meta.get("label_names") or None, extra_meta=extra)
+    except ConfigError as err:  # the user wrote no config here: say whose it is
+        from visionkit import __version__
+
+        problems = "\n".join(f"  {p}" for p in err.problems)
+        raise CheckpointError(
+            source,
+            f"the config stored in it does not build a model with visionkit {__version__} "
+            f"(written by another version?):\n{problems}\nread it with the visionkit that "
+            f"wrote it, or start a run of this version from its weights: "
+            f"model.init_from={source}",
+        ) from None
 
 
 def load(path: str | os.PathLike, map_location: str = "cpu") -> VisionModel:
