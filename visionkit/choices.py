@@ -50,3 +50,34 @@ ULTRALYTICS_KEYS = {
     "pretrained": "model.backbone.pretrained",
     "amp": "trainer.precision",
 }
+
+#: Ultralytics' export arguments (``yolo export format=onnx dynamic=True``) that ``visionkit
+#: export`` has no option for, and why: told to whoever writes them.
+ULTRALYTICS_EXPORT_ARGS = {
+    "dynamic": "always so here: the batch size, height and width of the file are dynamic",
+    "simplify": "no separate step here: the exporters fold constants, and the dynamo exporter "
+    "optimises the graph (onnxscript)",
+    "batch": "the batch size of the file is dynamic (any B): leave it out",
+    "device": "the export runs on the CPU, and the file runs wherever onnxruntime does",
+    "int8": "not offered: quantise the .onnx with onnxruntime.quantization (quantize_static)",
+    "optimize": "not offered (a TorchScript-for-mobile setting)",
+    "workspace": "a TensorRT setting: give it to trtexec when it converts the .onnx",
+    "data": "int8 calibration data: int8 is not offered",
+    "keras": "not offered: --format onnx, torchscript or safetensors",
+}
+#: Ultralytics' export formats that visionkit does not write, and how to get there from one it
+#: writes.
+ULTRALYTICS_EXPORT_FORMATS = {
+    "engine": "TensorRT: export --format onnx, then trtexec --onnx=model.onnx "
+    "--saveEngine=model.engine",
+    "openvino": "OpenVINO: export --format onnx, then ovc model.onnx (or read the .onnx directly)",
+    "coreml": "Core ML: export --format torchscript, then coremltools.convert on the traced module",
+    "tflite": "TensorFlow Lite: export --format onnx, then onnx2tf -i model.onnx",
+    "saved_model": "TensorFlow: export --format onnx, then onnx2tf -i model.onnx",
+    "pb": "TensorFlow: export --format onnx, then onnx2tf -i model.onnx",
+    "tfjs": "TensorFlow.js: export --format onnx, then onnx2tf -i model.onnx",
+    "edgetpu": "Edge TPU: export --format onnx, then onnx2tf -i model.onnx",
+    "ncnn": "ncnn: export --format torchscript or onnx, then pnnx",
+    "paddle": "PaddlePaddle: export --format onnx, then x2paddle",
+    "mnn": "MNN: export --format onnx, then MNNConvert -f ONNX",
+}

@@ -317,6 +317,47 @@ def test_lightning_cli_style_overrides_get_the_plain_form(capsys):
     assert err.rstrip().endswith("unrecognized arguments: --data.x=1")
 
 
+def test_ultralytics_export_arguments_are_answered(tmp_path, capsys):
+    """``yolo export``'s ``--dynamic --simplify``, ``--format engine`` and its ``format=onnx
+    imgsz=640`` style were argparse's bare "unrecognized arguments" / "invalid choice" /
+    "required: --checkpoint, --format"; ``--format ONNX`` was refused."""
+
+    def error_of(argv: list[str]) -> str:
+        with pytest.raises(SystemExit) as info:
+            main(["export", *argv])
+        assert info.value.code == 2
+        return capsys.readouterr().err
+
+    err = error_of(["--checkpoint", "x.ckpt", "--format", "onnx", "--dynamic", "--simplify"])
+    assert err.rstrip().endswith(
+        "unrecognized arguments: --dynamic --simplify\n"
+        "--dynamic (Ultralytics'): always so here: the batch size, height and width of the "
+        "file are dynamic\n"
+        "--simplify (Ultralytics'): no separate step here: the exporters fold constants, and "
+        "the dynamo exporter optimises the graph (onnxscript)"
+    )
+    err = error_of(["--checkpoint", "x.ckpt", "--format", "engine"])
+    assert err.rstrip().endswith(
+        "for TensorRT: export --format onnx, then trtexec --onnx=model.onnx "
+        "--saveEngine=model.engine"
+    )
+    err = error_of(["model=runs/x/best.ckpt", "format=onnx", "imgsz=640", "dynamic=True",
+                    "half=True", "opset=12"])  # fmt: skip
+    assert err.rstrip().endswith(
+        "required: --checkpoint, --format\n"
+        "KEY=VALUE arguments (Ultralytics' style) are options here; did you mean:\n"
+        "  visionkit export --checkpoint runs/x/best.ckpt --format onnx --imgsz 640 --half "
+        "--opset 12\n"
+        "left out dynamic (always so here: the batch size, height and width of the file are "
+        "dynamic)"
+    )
+    err = error_of(["--checkpoint", "x.ckpt", "format=onnx"])
+    assert err.rstrip().endswith("  visionkit export --checkpoint x.ckpt --format onnx")
+    missing = tmp_path / "none.ckpt"  # --format ONNX is taken: the checkpoint is what fails
+    assert main(["export", "--checkpoint", str(missing), "--format", "ONNX"]) == 1
+    assert f"export: exporting {missing} to onnx" in capsys.readouterr().err
+
+
 def test_lightning_trainer_flags_get_their_config_keys(capsys):
     """``--max_epochs 3`` (Lightning's Trainer flags, as its CLI and scripts take them) and
     other keys of one place: the override with its section; Ultralytics' names and unknown

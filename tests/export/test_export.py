@@ -507,7 +507,8 @@ def test_an_explicit_output_never_replaces_a_file_that_is_not_an_export(tmp_path
         with pytest.raises(ExportError) as info:
             export(ckpt, format, target)
         assert str(info.value).startswith(
-            f"{target} exists and is {kind}, not a {format} export: it is kept"
+            f"{target} exists and is {kind}, not {'an' if format == 'onnx' else 'a'} {format} "
+            "export: it is kept"
         )
         code = main(
             ["export", "--checkpoint", str(ckpt), "--format", format, "--output", str(target)]
@@ -527,6 +528,27 @@ def test_an_explicit_output_never_replaces_a_file_that_is_not_an_export(tmp_path
     report = export(model, "torchscript", state_dict.with_suffix(".pt"), check=False)
     assert report.path == state_dict.with_suffix(".pt")
     assert read_torchscript(report.path)[1]["label_names"] == {"class": ["c0", "c1", "c2", "c3"]}
+
+
+@pytest.mark.reliability
+def test_an_output_ending_in_a_slash_names_a_folder_not_a_file(tmp_path, capsys):
+    """``--output exports/`` (no such folder yet) wrote a file named ``exports``: the slash
+    was dropped. Refused before the checkpoint is loaded, as an existing folder is."""
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes(b"never read")
+    folder = f"{tmp_path / 'exports'}/"
+    with pytest.raises(ExportError) as info:
+        export(ckpt, "onnx", folder)
+    assert str(info.value) == (
+        f"{folder} names a folder (it ends in /); --output / output names the file to write, "
+        f"e.g. {tmp_path / 'exports' / 'model.onnx'}"
+    )
+    code = main(
+        ["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--output", folder]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and f"{folder} names a folder" in err and "exports/model.pt" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt"]
 
 
 def test_a_file_name_with_another_formats_suffix_is_written_with_a_note(tmp_path):

@@ -6,7 +6,7 @@ import argparse
 import re
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from visionkit.choices import TTA_MODES, ULTRALYTICS_KEYS
@@ -49,6 +49,8 @@ class ArgumentParser(argparse.ArgumentParser):
     last.ckpt``: did you mean ``--resume last.ckpt``)."""
 
     required_unless: dict[str, str] = {}
+    #: ``hint(message, given, parser)``: more for argparse's error, from the subcommand.
+    command_hint: Callable[[str, Sequence[str], argparse.ArgumentParser], str] | None = None
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         self._given = list(sys.argv[1:] if args is None else args)
@@ -85,6 +87,8 @@ class ArgumentParser(argparse.ArgumentParser):
         hint = missing_option_hint(message, given, self)
         hint += dashed_override_hint(message, given, self)
         hint += ultralytics_option_hint(message, given, self)
+        if self.command_hint is not None:  # what one subcommand adds (export: Ultralytics')
+            hint += self.command_hint(message, given, self)
         super().error(message + hint)
 
 

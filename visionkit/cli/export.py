@@ -5,7 +5,10 @@ export a trained model and check it against PyTorch (see :mod:`visionkit.export`
 from __future__ import annotations
 
 import argparse
+import re
+import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from visionkit.choices import (
@@ -15,6 +18,8 @@ from visionkit.choices import (
     EXPORT_FORMATS,
     EXPORTERS,
     MIN_OPSET,
+    ULTRALYTICS_EXPORT_ARGS,
+    ULTRALYTICS_EXPORT_FORMATS,
 )
 
 DESCRIPTION = """\
@@ -50,6 +55,9 @@ example: visionkit export --checkpoint best.ckpt --format onnx --nms --conf 0.25
 example: visionkit export --checkpoint best.ckpt --format onnx --nms --exporter torchscript --output model_nms.onnx
 example: visionkit export --checkpoint best.ckpt --format torchscript --output model.pt --image-size 256
 example: visionkit export --checkpoint best.ckpt --format safetensors --output model.safetensors --no-check
+
+From Ultralytics' yolo export: --imgsz is taken; the file is always dynamic (no --dynamic,
+--batch or --simplify); format=onnx is written --format onnx.
 """
 
 
@@ -78,6 +86,50 @@ def default_output(checkpoint: str, format: str) -> Path:
             "or another file"
         )
     return path
+
+
+#: Ultralytics' names of the options that have another name here.
+RENAMED = {"model": "--checkpoint", "weights": "--checkpoint", "imgsz": "--imgsz"}
+TRUE = ("true", "1", "yes", "on")
+
+
+def ultralytics_hint(message: str, given: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """What argparse's error on ``yolo export``'s arguments adds: for ``--dynamic``,
+    ``--simplify``, ... why there is no such option (:data:`~visionkit.choices.
+    ULTRALYTICS_EXPORT_ARGS`); for ``--format engine`` how to get there
+    (:data:`~visionkit.choices.ULTRALYTICS_EXPORT_FORMATS`); for ``KEY=VALUE`` arguments
+    (``format=onnx imgsz=640``) the command with options in their place; ``""`` otherwise."""
+    lines = []
+    unknown = re.match(r"unrecognized arguments: (.*)", message)
+    for arg in unknown.group(1).split() if unknown else []:
+        name = arg.lstrip("-").partition("=")[0].replace("-", "_")
+        if arg.startswith("--") and name in ULTRALYTICS_EXPORT_ARGS:
+            lines.append(f"--{name} (Ultralytics'): {ULTRALYTICS_EXPORT_ARGS[name]}")
+    choice = re.match(r"argument --format: invalid choice: '([^']*)'", message)
+    if choice and choice.group(1) in ULTRALYTICS_EXPORT_FORMATS:
+        lines.append(f"for {ULTRALYTICS_EXPORT_FORMATS[choice.group(1)]}")
+    options, dropped, pairs = [], [], 0
+    for arg in given:
+        key, is_pair, value = arg.partition("=")
+        option = RENAMED.get(key, f"--{key.replace('_', '-')}")
+        pairs += bool(is_pair and not arg.startswith("-"))
+        if not is_pair or arg.startswith("-"):
+            options.append(shlex.quote(arg))
+        elif key in ULTRALYTICS_EXPORT_ARGS:
+            dropped.append(f"{key} ({ULTRALYTICS_EXPORT_ARGS[key]})")
+        elif option in parser._option_string_actions:
+            takes_value = parser._option_string_actions[option].nargs != 0
+            if takes_value:
+                options.append(f"{option} {shlex.quote(value)}")
+            elif value.lower() in TRUE:
+                options.append(option)
+    if pairs:
+        lines.append(
+            "KEY=VALUE arguments (Ultralytics' style) are options here; did you mean:\n"
+            f"  {parser.prog} {' '.join(options)}"
+        )
+        lines += [f"left out {what}" for what in dropped]
+    return "".join(f"\n{line}" for line in lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,6 +179,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.command_hint = ultralytics_hint
     p.add_argument(
         "--checkpoint",
         required=True,
@@ -136,6 +189,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--format",
         required=True,
+        type=str.lower,  # ONNX, as Ultralytics takes it
         choices=EXPORT_FORMATS,
         help="onnx (graph for onnxruntime), torchscript (torch.jit.trace) or safetensors "
         "(weights + config), e.g. --format onnx",

@@ -191,6 +191,11 @@ def export(
         if format != "onnx":
             raise ExportError(f"nms (end-to-end export) is for --format onnx, not {format!r}")
         settings.check()
+    if isinstance(output, str) and output.endswith(("/", os.sep)) and not Path(output).is_file():
+        raise ExportError(  # Path() drops the separator: a file named like the folder was written
+            f"{output} names a folder (it ends in {output[-1]}); --output / output names the file "
+            f"to write, e.g. {Path(output) / ('model' + SUFFIXES[format][0])}"
+        )
     output = Path(output)
     if output.is_dir():
         raise ExportError(
@@ -206,7 +211,7 @@ def export(
     kind = _kind_of_existing(output, format)
     if kind is not None:
         raise ExportError(
-            f"{output} exists and is {kind}, not a {format} export: it is kept (an export "
+            f"{output} exists and is {kind}, not {_a(format)} export: it is kept (an export "
             f"replaces only an earlier export of its format); name a new file, e.g. "
             f"{output.with_name(output.stem + '-export' + SUFFIXES[format][0])}, or move it away"
         )
@@ -247,7 +252,7 @@ def export(
         usual = SUFFIXES[format]
         if output.suffix.lower() not in usual:  # written as asked; tools go by the suffix
             report.notes.append(
-                f"{output.name}: a {format} file, but {format} files usually end in "
+                f"{output.name}: {_a(format)} file, but {format} files usually end in "
                 f"{' or '.join(usual)}; tools that go by the suffix may not open it"
             )
         if check and settings is not None:
@@ -272,6 +277,11 @@ def export(
     finally:
         staging.unlink(missing_ok=True)
         model.train(was_training)
+
+
+def _a(format: str) -> str:
+    """``"an onnx"``, ``"a safetensors"``."""
+    return f"{'an' if format == 'onnx' else 'a'} {format}"
 
 
 def _kind_of_existing(path: Path, format: str) -> str | None:
