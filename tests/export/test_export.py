@@ -418,6 +418,33 @@ def test_an_opset_below_18_is_the_opset_of_the_file(tmp_path, capsys):
         assert f"error: opset {opset}: expected a whole number from 7 to {newest}" in err
 
 
+def test_the_metadata_names_each_heads_classes_for_a_reader_without_visionkit(tmp_path):
+    """``visionkit.label_names`` is keyed by label family (``instances``, ``semantic``), which
+    a program without visionkit cannot map to the heads ``det`` / ``seg``: each head's entry
+    of ``visionkit.heads`` carries its class names (a keypoint head its keypoint names)."""
+    import onnxruntime
+    from safetensors import safe_open
+
+    path = tmp_path / "m.onnx"
+    export(tiny_model(MULTITASK), "onnx", path, exporter="torchscript", check=False)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    props = session.get_modelmeta().custom_metadata_map
+    heads = json.loads(props["visionkit.heads"])
+    assert {name: head["class_names"] for name, head in heads.items()} == {
+        "cls": ["c0", "c1", "c2", "c3"],
+        "det": ["c0", "c1", "c2"],
+        "seg": ["c0", "c1", "c2", "c3"],
+    }
+    assert heads["det"]["builder"] == "fcos" and heads["det"]["task"] == "detection"
+    kp = {"kp": {"name": "fcos_keypoints", "num_classes": 2, "num_keypoints": 3, "num_convs": 1}}
+    path = tmp_path / "kp.safetensors"
+    export(tiny_model(kp), "safetensors", path, check=False)
+    with safe_open(str(path), "np") as f:
+        head = json.loads(f.metadata()["visionkit.heads"])["kp"]
+    assert head["class_names"] == ["c0", "c1"]
+    assert head["keypoint_names"] == ["0", "1", "2"] and head["skeleton"] == []
+
+
 def test_flat_names_round_trip_through_nested_outputs():
     outputs = {
         "a": {"x": torch.zeros(1), "y": [torch.ones(1), torch.ones(2)]},

@@ -3,7 +3,7 @@
 Stored as strings ``visionkit.<key>`` → JSON (ONNX ``metadata_props``, the TorchScript extra
 file, the safetensors header): the model's ``meta`` (config, class names, category ids), the
 backbone's mean/std, the evaluation transforms, the input and the outputs of the graph, and
-per head its builder, task and outputs.
+per head its builder, task, outputs and class names.
 """
 
 from __future__ import annotations
@@ -47,6 +47,27 @@ def preprocess_steps(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
     return pipeline_steps(meta["config"]["data"], train=False)
 
 
+def head_metadata(
+    meta: Mapping[str, Any], name: str, head: Any, paths: Sequence[OutputPath]
+) -> dict[str, Any]:
+    """One head's entry of ``visionkit.heads``: its registered name (``builder``), task,
+    outputs and class names (``None`` when it has none), with a keypoint head's
+    ``keypoint_names`` and ``skeleton``: what a program without visionkit needs to name what
+    the head predicts (``label_names`` is keyed by label family, not by head)."""
+    entry = {
+        "builder": meta["config"]["model"]["heads"][name]["name"],
+        "task": getattr(head, "task", None),
+        "outputs": [output_name(p) for p in paths if p[0] == name],
+        "class_names": list(getattr(head, "class_names", None) or []) or None,
+    }
+    for key in ("keypoint_names", "skeleton"):
+        if hasattr(head, key):
+            entry[key] = [
+                list(v) if isinstance(v, (list, tuple)) else v for v in getattr(head, key)
+            ]
+    return entry
+
+
 def export_metadata(
     model: VisionModel, paths: Sequence[OutputPath], exporter: str | None = None
 ) -> dict[str, str]:
@@ -55,14 +76,7 @@ def export_metadata(
     meta = model.meta
     if "config" not in meta:
         raise ExportError("the model carries no config in its metadata (model.meta['config'])")
-    heads = {
-        name: {
-            "builder": meta["config"]["model"]["heads"][name]["name"],
-            "task": getattr(head, "task", None),
-            "outputs": [output_name(p) for p in paths if p[0] == name],
-        }
-        for name, head in model.heads.items()
-    }
+    heads = {name: head_metadata(meta, name, head, paths) for name, head in model.heads.items()}
     values: dict[str, Any] = {
         "metadata_version": METADATA_VERSION,
         "meta": meta,
