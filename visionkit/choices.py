@@ -75,8 +75,10 @@ ULTRALYTICS_EXPORT_FORMATS = {
     "tflite": "TensorFlow Lite: export --format onnx, then onnx2tf -i model.onnx",
     "saved_model": "TensorFlow: export --format onnx, then onnx2tf -i model.onnx",
     "pb": "TensorFlow: export --format onnx, then onnx2tf -i model.onnx",
-    "tfjs": "TensorFlow.js: export --format onnx, then onnx2tf -i model.onnx",
-    "edgetpu": "Edge TPU: export --format onnx, then onnx2tf -i model.onnx",
+    "tfjs": "TensorFlow.js: export --format onnx, onnx2tf -i model.onnx (a SavedModel), "
+    "then tensorflowjs_converter",
+    "edgetpu": "Edge TPU: export --format onnx, onnx2tf -i model.onnx -oiqt (an int8 .tflite), "
+    "then edgetpu_compiler",
     "ncnn": "ncnn: export --format torchscript or onnx, then pnnx",
     "paddle": "PaddlePaddle: export --format onnx, then x2paddle",
     "mnn": "MNN: export --format onnx, then MNNConvert -f ONNX",
