@@ -153,7 +153,49 @@ def test_horizontal_flip_mirrors_and_swaps_pairs(tmp_path):
     assert after[0, 0] == w - 1 - before[0, 0]
     same = build_pipeline([{"name": "Resize", "height": 64, "width": 64}], (0.5,) * 3, (0.5,) * 3)
     resized = apply_pipeline(same, sample)["keypoints"][0].numpy()
-    assert np.allclose(resized[:, :2], before[:, :2] * 2) and resized[:, 2].tolist() == [2, 1, 2]
+    twice = (before[:, :2] + 0.5) * 2 - 0.5  # pixel indices, scaled about pixel centres
+    assert np.allclose(resized[:, :2], twice) and resized[:, 2].tolist() == [2, 1, 2]
+
+
+def _centroid(image):
+    """x, y of the brightness centroid of channel 0 of a ``[3, H, W]`` image, as pixel indices."""
+    weights = image[0].double()
+    ys, xs = torch.meshgrid(
+        torch.arange(weights.shape[0]), torch.arange(weights.shape[1]), indexing="ij"
+    )
+    return [
+        float((xs * weights).sum() / weights.sum()),
+        float((ys * weights).sum() / weights.sum()),
+    ]
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [{"name": "Resize", "height": 24, "width": 48}],  # x 2, x 3
+        [{"name": "Resize", "height": 24, "width": 48}, {"name": "HorizontalFlip", "p": 1.0}],
+        [{"name": "HorizontalFlip", "p": 1.0}, {"name": "Resize", "height": 24, "width": 48}],
+        [{"name": "LongestMaxSize", "max_size": 8}],  # x 0.5
+        [{"name": "LongestMaxSize", "max_size": 8}, {"name": "HorizontalFlip", "p": 1.0}],
+    ],
+)
+def test_a_resized_keypoint_stays_on_the_pixels_it_labels(steps):
+    """A bright 2x2 block labelled at its centre (pixel indices 6.5, 4.5): after a resize,
+    before or after a flip, the keypoint is where the block went (its brightness centroid),
+    not half a pixel times the scale beside it (albumentations scales keypoints from the
+    corner but flips them as pixel indices)."""
+    image = np.zeros((12, 16, 3), np.uint8)
+    image[4:6, 6:8] = 255
+    sample = {
+        "image": image,
+        "image_id": 1,
+        "orig_size": (12, 16),
+        "boxes": np.array([[2, 2, 12, 10]], np.float32),
+        "labels": np.array([0]),
+        "keypoints": np.array([[[6.5, 4.5, 2]]], np.float32),
+    }
+    out = apply_pipeline(build_pipeline(steps, (0.0,) * 3, (1.0,) * 3), sample)
+    assert out["keypoints"][0, 0, :2].tolist() == pytest.approx(_centroid(out["image"]), abs=1e-3)
 
 
 def test_keypoints_pushed_out_get_visibility_zero_and_follow_kept_boxes(tmp_path):

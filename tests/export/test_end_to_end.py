@@ -419,6 +419,31 @@ def test_onnxruntime_keypoints_and_embeddings_are_the_heads_postprocess(pose_exp
     np.testing.assert_allclose(np.linalg.norm(got["reid.embeddings"], axis=1), 1.0, atol=1e-5)
 
 
+def test_the_standalone_predictor_maps_keypoints_back_about_pixel_centres(pose_exported, tmp_path):
+    """A photo twice the model's size: keypoints are mapped back as pixel indices, ``(x +
+    0.5) * 2 - 0.5``, as ``model.predict`` maps them (not ``x * 2``: half a pixel off). A
+    plain grey photo resizes to the same pixels in both, so only the mapping can differ."""
+    model, path, _ = pose_exported
+    image = np.full((2 * SIZE, 2 * SIZE, 3), 97, np.uint8)
+    Image.fromarray(image).save(tmp_path / "grey.png")
+    out = tmp_path / "grey.npz"
+    code = (
+        "import numpy as np, standalone\n"
+        f"result = standalone.Predictor({str(path)!r}).predict(\n"
+        f"    [standalone.read_image({str(tmp_path / 'grey.png')!r})])[0]['kp']\n"
+        f"np.savez({str(out)!r}, **{{k: np.asarray(v) for k, v in result.items() if k != 'names'}})\n"
+    )
+    done = run_standalone(tmp_path, code)
+    assert done.returncode == 0, done.stderr
+    got = np.load(out)
+    ref = model.predict([image], conf=CONF, iou=IOU, max_det=MAX_DET)[0]["kp"]
+    keys = ("boxes", "scores", "labels", "keypoints")
+    r = sorted_rows({k: ref[k].numpy() for k in keys}, keys)
+    g = sorted_rows({k: got[k] for k in keys}, keys)
+    assert 0 < len(r["labels"]) == len(g["labels"])
+    np.testing.assert_allclose(g["keypoints"], r["keypoints"], atol=1e-3)
+
+
 def test_the_standalone_predictor_returns_keypoints_and_embeddings_without_torch(
     pose_exported, tmp_path
 ):

@@ -11,14 +11,24 @@ right, so a mirrored ``left_eye`` would sit where the right eye is. Three sentin
 changed sign, the transforms mirrored the image (a horizontal or vertical flip, a transpose,
 any odd number of them) and each row is permuted by the Sample's ``keypoint_flip`` (what
 :func:`visionkit.data.readers.coco_keypoints.flip_index` gives).
+
+Pixel centres: albumentations flips, rotates and crops keypoints as pixel indices (a flip maps
+``x`` to ``W - 1 - x``) but scales them from the image's corner (``x * s``: Resize,
+LongestMaxSize, RandomScale, RandomResizedCrop, ...), which puts a resized point ``(s - 1) / 2``
+pixels off the pixel it labels, on the other side after a flip (AlbumentationsX issue 529).
+:func:`pixel_index_scaling` scales them as pixel indices, ``(x + 0.5) * s - 0.5``, while
+visionkit's pipelines run; ``FCOSKeypointsHead.postprocess`` maps predictions back the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import albumentations as A
+import albumentations.augmentations.geometric.functional as fgeometric
 import numpy as np
 import torch
 
@@ -26,6 +36,39 @@ import torch
 def keypoint_params() -> A.KeypointParams:
     """How keypoints travel: ``xy`` pixel indices, every point kept (visibility is ours)."""
     return A.KeypointParams(format="xy", remove_invisible=False)
+
+
+_LIBRARY_SCALE = fgeometric.keypoints_scale
+_SCALING = threading.RLock()
+
+
+def _scale_pixel_indices(keypoints: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
+    """albumentations' ``keypoints_scale`` about pixel centres: ``(x + 0.5) * s - 0.5``."""
+    shifted = np.array(keypoints, dtype=np.float32, copy=True)
+    shifted[:, :2] += 0.5
+    scaled = _LIBRARY_SCALE(shifted, scale_x, scale_y)
+    scaled[:, :2] -= 0.5
+    return scaled
+
+
+@contextlib.contextmanager
+def pixel_index_scaling() -> Iterator[None]:
+    """Within the block, albumentations' resizing steps scale keypoints as pixel indices, as
+    its flips and rotations treat them (see the module docstring).
+
+    >>> import albumentations as A
+    >>> resize = A.Compose([A.Resize(8, 8)], keypoint_params=keypoint_params())
+    >>> with pixel_index_scaling():
+    ...     out = resize(image=np.zeros((4, 4, 3), np.uint8), keypoints=np.array([[0.0, 3.0]]))
+    >>> out["keypoints"].tolist()  # pixel 0 of 4 covers pixels 0 and 1 of 8: centre 0.5
+    [[0.5, 6.5]]
+    """
+    with _SCALING:
+        fgeometric.keypoints_scale = _scale_pixel_indices
+        try:
+            yield
+        finally:
+            fgeometric.keypoints_scale = _LIBRARY_SCALE
 
 
 def _orientation(points: np.ndarray) -> float:

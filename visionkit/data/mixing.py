@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import masks_to_boxes
 
+from visionkit.data.keypoint_transforms import pixel_index_scaling
 from visionkit.errors import DataError, SampleError
 
 Probability = Annotated[float, pydantic.Field(ge=0, le=1)]
@@ -108,7 +109,8 @@ class Mosaic:
         with_masks, with_semantic = "masks" in keys, "semantic" in keys
         most = max(len(np.asarray(s.get("boxes", np.zeros((0, 4))))) for s in items)
         inputs = [self._inputs(s, k, most, with_masks) for k, s in enumerate(items)]
-        out = self.compose(**inputs[0], mosaic_metadata=inputs[1:])
+        with pixel_index_scaling():  # cells resized about pixel centres, as in apply_pipeline
+            out = self.compose(**inputs[0], mosaic_metadata=inputs[1:])
         image = out["image"]
         kept = ("image_id", "orig_size", "path", "class", "identity", "keypoint_flip")
         result = {k: sample[k] for k in kept if k in sample}

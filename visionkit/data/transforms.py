@@ -49,7 +49,12 @@ from albumentations.pytorch import ToTensorV2
 
 from visionkit.data import mixing
 from visionkit.data.batch import IGNORE_PIXEL, Sample
-from visionkit.data.keypoint_transforms import keypoint_inputs, keypoint_outputs, keypoint_params
+from visionkit.data.keypoint_transforms import (
+    keypoint_inputs,
+    keypoint_outputs,
+    keypoint_params,
+    pixel_index_scaling,
+)
 from visionkit.errors import ConfigError
 
 #: albumentations' compositions a config may use: class and the types of its parameters
@@ -393,9 +398,12 @@ def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
     if sample.get("semantic") is not None:
         inputs["mask"] = np.asarray(sample["semantic"], dtype=np.uint8)
     points = keypoint_inputs(sample, len(boxes))
-    if points is not None:
+    if points is None:
+        out = pipeline(**inputs)
+    else:
         inputs["keypoints"] = points
-    out = pipeline(**inputs)
+        with pixel_index_scaling():  # resized as the pixel indices flips take them to be
+            out = pipeline(**inputs)
     image = out["image"]
     size = (int(image.shape[-2]), int(image.shape[-1]))
     applied = out.get("applied_transforms") or ()

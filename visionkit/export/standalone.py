@@ -29,7 +29,7 @@ resizes the logits bilinearly before the argmax, so pixels along class boundarie
 
 Results per head, like ``VisionModel.predict`` with NumPy arrays: detection ``{"boxes":
 float32 [K, 4] xyxy, "scores": [K], "labels": int64 [K], "names": list or None}``, plus
-``"keypoints"`` float32 ``[K, J, 3]`` (x, y scaled back like the boxes, visibility
+``"keypoints"`` float32 ``[K, J, 3]`` (x, y: pixel indices scaled back about pixel centres, visibility
 probability) for a keypoint head and ``"embeddings"`` float32 ``[K, D]`` (unit vectors) for a
 detection + embedding head; classification ``{"label": int, "name": str or None, "scores":
 float32 [C]}``; embedding ``{"embedding": float32 [D]}`` (a unit vector); semantic ``{"mask":
@@ -387,8 +387,8 @@ class Predictor:
             if out["head"] != head or key in DETECTION_KEYS or out["shape"][:1] != ["N"]:
                 continue
             value = raw[out["name"]][mine].astype(np.float32)
-            if key == "keypoints":  # x, y like the boxes; the visibility as it is
-                value[..., :2] *= scale[:2]
+            if key == "keypoints":  # x, y: pixel indices, scaled about pixel centres
+                value[..., :2] = (value[..., :2] + 0.5) * scale[:2] - 0.5
             result[key] = value
         return result
 

@@ -81,7 +81,8 @@ def test_postprocess_decodes_point_plus_offset_in_original_pixels():
     keypoints = preds[0]["keypoints"]
     assert keypoints.shape == (len(pred["boxes"]), 3, 3) and len(keypoints) > 0
     expected = out["points"][index][:, None] + out["keypoint_offsets"][0, index]
-    expected = expected * torch.tensor([96 / 64, 128 / 64])
-    assert torch.allclose(keypoints[..., :2], expected)
+    # pixel indices scaled about pixel centres: pixel 0 of 64 is pixels 0..1.5 of 96, centre 0.25
+    expected = (expected + 0.5) * torch.tensor([96 / 64, 128 / 64]) - 0.5
+    assert torch.allclose(keypoints[..., :2], expected, atol=1e-5)
     assert ((keypoints[..., 2] >= 0) & (keypoints[..., 2] <= 1)).all()
     assert preds[0]["keypoint_names"] == ("0", "1", "2")

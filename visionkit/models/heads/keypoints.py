@@ -243,7 +243,8 @@ class FCOSKeypointsHead(FCOSHead):
         orig_sizes: Sizes | None = None,
     ) -> list[dict[str, Any]]:
         """FCOS's detections, each with ``keypoints`` float ``[N, K, 3]``: x, y (pixel
-        indices, rescaled by ``orig / image_size`` per axis with ``orig_sizes``) and the
+        indices; with ``orig_sizes`` rescaled per axis about pixel centres, ``(x + 0.5) *
+        orig / image_size - 0.5``, the inverse of training's resize) and the
         visibility probability; ``keypoint_names`` and ``skeleton`` (tuples) name and join
         them."""
         offsets = outputs["keypoint_offsets"].float()
@@ -255,9 +256,9 @@ class FCOSKeypointsHead(FCOSHead):
         results = []
         for i, (prediction, index) in enumerate(self.detect(outputs, image_sizes, orig_sizes)):
             xy = points[index][:, None, :] + offsets[i, index]  # [N, K, 2]
-            if originals:
+            if originals:  # pixel indices: scaled about pixel centres, as in training
                 (h, w), (oh, ow) = sizes[i], originals[i]
-                xy = xy * xy.new_tensor([ow / w, oh / h])
+                xy = (xy + 0.5) * xy.new_tensor([ow / w, oh / h]) - 0.5
             prediction["keypoints"] = torch.cat([xy, visible[i, index][..., None]], dim=-1)
             # tuples: not per-detection lists (filters of detections take those apart)
             prediction["keypoint_names"] = tuple(self.keypoint_names)
