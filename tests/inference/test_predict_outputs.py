@@ -354,6 +354,22 @@ def test_save_txt_lines_of_a_keypoint_head_carry_its_keypoints_as_ultralytics_po
     ]
 
 
+def test_save_txt_keypoints_beyond_the_image_are_clipped_to_its_edge_as_ultralytics_does():
+    """A keypoint predicted past the image's edge (a foot cut off by the frame) was written as
+    -0.05 or 1.24: Ultralytics' label check refuses such a file ('non-normalized or out of
+    bounds coordinates'), and Ultralytics' own predictions are clipped to the image."""
+    from visionkit.inference.outputs import yolo_lines
+
+    result = {
+        "boxes": torch.tensor([[0.0, 4.0, 100.0, 40.0]]),
+        "scores": torch.tensor([0.9]),
+        "labels": torch.tensor([0]),
+        "keypoints": torch.tensor([[[-5.0, 20.0, 0.95], [124.0, 50.0, 0.25]]]),
+    }
+    (line,) = yolo_lines({"pose": result}, (40, 100))["pose"]
+    assert line.split()[5:] == ["0", "0.5", "0.95", "1", "1", "0.25"]
+
+
 def test_save_txt_lines_of_an_instance_head_are_its_mask_outlines_as_ultralytics_segment():
     """--save-txt of an instance head wrote box lines: its masks were lost, and the files
     could not be trained on again as a YOLO segment set, as Ultralytics' are."""

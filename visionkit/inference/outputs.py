@@ -162,8 +162,9 @@ def yolo_lines(
     ``class x1 y1 x2 y2 ...`` (:func:`mask_outline`), as Ultralytics writes a segment model's
     (the box's four corners where the mask has no outline of 3 points: a box line among
     polygons would be read as a polygon of two points). A keypoint head's lines go on with
-    ``x y v`` per keypoint (normalised; ``v`` the predicted visibility), before ``conf``, as
-    Ultralytics writes a pose model's. A classification head's five most probable classes,
+    ``x y v`` per keypoint (normalised and clipped to 0..1, a point predicted beyond the
+    image's edge on its edge; ``v`` the predicted visibility), before ``conf``, as Ultralytics
+    writes a pose model's. A classification head's five most probable classes,
     ``score name`` (the class index without names), best first, as Ultralytics writes a
     classifier's."""
     h, w = (float(v) for v in orig_size)
@@ -179,7 +180,9 @@ def yolo_lines(
         centre = (boxes[:, :2] + boxes[:, 2:]) / 2
         xywhn = torch.cat([centre, boxes[:, 2:] - boxes[:, :2]], 1) / scale
         points = result.get("keypoints")  # [N, K, 3] in pixels, or None
-        points = points.float().cpu() / torch.tensor([w, h, 1.0]) if points is not None else None
+        if points is not None:  # on the image, as Ultralytics clips them: its labels are 0..1
+            points = points.float().cpu() / torch.tensor([w, h, 1.0])
+            points[..., :2] = points[..., :2].clamp(0.0, 1.0)
         masks = result.get("masks")  # [N, H, W] bool, or None
         head_lines = []
         for i, (box, label, score) in enumerate(
