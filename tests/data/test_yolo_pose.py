@@ -87,6 +87,8 @@ def test_two_numbers_a_keypoint_are_all_labelled_as_ultralytics_reads_them(tmp_p
         ({"flip_idx": [0, 1]}, r"flip_idx \[0, 1\]: expected 3 keypoint indices in 0..2"),
         ({"flip_idx": [1, 2, 0]}, r"keypoint 0 becomes 1, which becomes 2; a flip swaps pairs"),
         ({"kpt_names": {0: ["a", "b"]}}, r"kpt_names \['a', 'b'\]: expected a list of 3 names"),
+        ({"kpt_oks_sigmas": [0.1, 0.2]}, r"kpt_oks_sigmas \[0.1, 0.2\]: expected 3 positive"),
+        ({"kpt_oks_sigmas": [0.1, 0, 0.2]}, r"kpt_oks_sigmas \[0.1, 0, 0.2\]: expected 3 positive"),
     ],
 )
 def test_a_malformed_keypoint_definition_says_what_is_expected(tmp_path, extra, message):
@@ -128,6 +130,36 @@ def test_convert_writes_the_keypoints_that_format_coco_reads_back(tmp_path):
     assert again[0]["keypoint_flip"] == [0, 2, 1]
 
 
+def test_kpt_oks_sigmas_of_data_yaml_are_the_heads_evaluation_sigmas(tmp_path):
+    """Ultralytics' validation reads OKS sigmas from data.yaml (``kpt_oks_sigmas``); visionkit
+    left them out and scored with 0.0669 each: other kpt_mAP numbers than the user asked for.
+    They become the keypoint head's ``kpt_oks_sigmas`` (unless the config sets its own), and
+    ``convert`` keeps them for a COCO json to give them back."""
+    from tests.data.test_keypoints_data import keypoint_config
+    from visionkit.build import build_datasets, build_model
+    from visionkit.config import load_config
+
+    sigmas = [0.05, 0.1, 0.1]
+    data_yaml = make_pose(tmp_path / "ds", kpt_oks_sigmas=sigmas)
+    config = keypoint_config(train={"format": "yolo", "root": str(data_yaml), "split": "train"})
+    cfg = load_config(config)
+    model = build_model(cfg, build_datasets(cfg.data, needs=["boxes", "keypoints"]))
+    assert model.heads["pose"].kpt_oks_sigmas == sigmas
+    assert model.meta["config"]["model"]["heads"]["pose"]["kpt_oks_sigmas"] == sigmas
+    config["model"]["heads"]["pose"]["kpt_oks_sigmas"] = [0.2, 0.2, 0.2]  # the config's win
+    cfg = load_config(config)
+    model = build_model(cfg, build_datasets(cfg.data, needs=["boxes", "keypoints"]))
+    assert model.heads["pose"].kpt_oks_sigmas == [0.2, 0.2, 0.2]
+    out = tmp_path / "train.json"
+    assert main(["convert", "--from", "yolo", str(data_yaml), str(out), "--split", "train"]) == 0
+    assert json.loads(out.read_text())["categories"][0]["kpt_oks_sigmas"] == sigmas
+    again = build_dataset(
+        {"format": "coco", "images": str(tmp_path / "ds"), "annotations": str(out)}
+        | {"keypoints": True}
+    )
+    assert again.keypoint_schema.sigmas == sigmas
+
+
 def test_split_keeps_the_keypoint_definition_in_autosplit_yaml(tmp_path, capsys):
     """visionkit split wrote autosplit.yaml with path, lists and names only: every pose line
     was then a bad box (kpt_shape [K, 3]) or, worse, read as a polygon ([K, 2])."""
@@ -138,10 +170,12 @@ def test_split_keeps_the_keypoint_definition_in_autosplit_yaml(tmp_path, capsys)
         Image.new("RGB", (100, 40), (90, 90, 90)).save(root / "images" / f"{i}.png")
         (root / "labels" / f"{i}.txt").write_text(LINE)
     data = {"names": {0: "person"}, "kpt_shape": [3, 3], "flip_idx": [0, 2, 1]}
+    data["kpt_oks_sigmas"] = [0.05, 0.1, 0.1]
     (root / "data.yaml").write_text(yaml.safe_dump({**data, "kpt_names": {0: ["n", "l", "r"]}}))
     assert main(["split", str(root), "--val", "0.25"]) == 0
     written = yaml.safe_load((root / "autosplit.yaml").read_text())
     assert written["kpt_shape"] == [3, 3] and written["flip_idx"] == [0, 2, 1]
+    assert written["kpt_oks_sigmas"] == [0.05, 0.1, 0.1]
     assert written["kpt_names"] == {0: ["n", "l", "r"]}
     train = read(root / "autosplit.yaml")
     np.testing.assert_allclose(train[0]["keypoints"], [[[50, 20, 2], [25, 20, 1], [0, 0, 0]]])

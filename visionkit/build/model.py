@@ -172,9 +172,10 @@ def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | 
 
 
 def keypoints_of_data(cfg: Config, train: Any) -> Config:
-    """Each keypoint head's ``keypoint_names``, ``num_keypoints`` and ``skeleton`` from the
-    training data's definition (its categories' ``keypoints`` and ``skeleton``) where the
-    config leaves the names out (the skeleton: where it leaves that out); names or a count
+    """Each keypoint head's ``keypoint_names``, ``num_keypoints``, ``skeleton`` and
+    ``kpt_oks_sigmas`` from the training data's definition (its categories' ``keypoints``,
+    ``skeleton`` and ``kpt_oks_sigmas``) where the config leaves the names out (the skeleton,
+    the sigmas: where it leaves those out); names or a count
     that differ from the data's are an error (predictions, drawings and the flip test-time
     augmentation go by them), a count of 17 too: ``num_keypoints`` is null unless set."""
     parts = getattr(train, "parts", None)
@@ -206,6 +207,9 @@ def keypoints_of_data(cfg: Config, train: Any) -> Config:
         spec["num_keypoints"] = len(schema.names)
         if spec.get("skeleton") is None:
             spec["skeleton"] = [list(p) for p in schema.skeleton]
+        takes_sigmas = "kpt_oks_sigmas" in HEADS.signature(spec["name"]).parameters
+        if takes_sigmas and spec.get("kpt_oks_sigmas") is None and schema.sigmas is not None:
+            spec["kpt_oks_sigmas"] = list(schema.sigmas)  # an Ultralytics file's kpt_oks_sigmas
     if problems:
         raise ConfigError(problems)
     return cfg

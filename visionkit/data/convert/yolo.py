@@ -336,6 +336,8 @@ def _convert(
     coco = builder.to_dict(info)
     for category in coco["categories"] if pose else ():
         category["keypoints"], category["skeleton"] = list(pose.names), []
+        if pose.sigmas is not None:  # the keypoint head's kpt_oks_sigmas (coco_keypoints.py)
+            category["kpt_oks_sigmas"] = list(pose.sigmas)
     warnings = [pose.unpaired] if pose and pose.unpaired else []
     return Conversion(coco, builder.skipped, builder.dropped, unlabelled, warnings=warnings)
 

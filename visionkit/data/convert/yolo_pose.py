@@ -2,8 +2,10 @@
 each label line, as COCO keypoints.
 
 A pose dataset file has ``kpt_shape: [K, D]`` (``D`` = 2: ``x y`` per keypoint, 3: ``x y v``),
-optionally ``flip_idx`` (the keypoint each one becomes under a horizontal flip) and
-``kpt_names`` (``{class: [name, ...]}`` or a list; one list for every class). Each label line
+optionally ``flip_idx`` (the keypoint each one becomes under a horizontal flip),
+``kpt_names`` (``{class: [name, ...]}`` or a list; one list for every class) and
+``kpt_oks_sigmas`` (K positive OKS sigmas, as Ultralytics' validation reads them; they become
+the keypoint head's ``kpt_oks_sigmas`` unless the config sets those). Each label line
 is ``class cx cy w h`` followed by ``D`` numbers per keypoint, coordinates normalised to
 ``[0, 1]`` as the box's.
 
@@ -27,8 +29,9 @@ names that pair the keypoints otherwise than ``flip_idx`` are followed, with a w
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from visionkit.errors import DataError
@@ -36,18 +39,20 @@ from visionkit.errors import DataError
 TOLERANCE = 1e-3  # as the boxes' (visionkit.data.convert.yolo.TOLERANCE)
 
 #: The keys of a dataset file that define its keypoints.
-POSE_KEYS = ("kpt_shape", "flip_idx", "kpt_names")
+POSE_KEYS = ("kpt_shape", "flip_idx", "kpt_names", "kpt_oks_sigmas")
 
 
 @dataclass(frozen=True)
 class PoseFormat:
     """The keypoint definition of an Ultralytics pose dataset: ``count`` keypoints of
-    ``dims`` numbers each, their ``names`` (whose left / right pairs are ``flip_idx``'s)."""
+    ``dims`` numbers each, their ``names`` (whose left / right pairs are ``flip_idx``'s) and
+    OKS ``sigmas`` (``None``: the file gives none)."""
 
     count: int
     dims: int
     names: list[str]
     unpaired: tuple[str, str] | None = None  # (kind, "where: what"): no flip pairs, or two
+    sigmas: list[float] | None = None
 
     @property
     def fields(self) -> int:
@@ -95,7 +100,8 @@ def pose_format(data: Mapping[str, Any], where: Any) -> PoseFormat | None:
     and hand-keypoints files) are followed, with a warning (``unpaired``).
 
     Raises:
-        DataError: ``kpt_shape``, ``flip_idx`` or ``kpt_names`` is malformed.
+        DataError: ``kpt_shape``, ``flip_idx``, ``kpt_names`` or ``kpt_oks_sigmas`` is
+            malformed.
     """
     shape = data.get("kpt_shape")
     if shape is None:
@@ -111,9 +117,15 @@ def pose_format(data: Mapping[str, Any], where: Any) -> PoseFormat | None:
             f"{where}: kpt_shape {shape!r}: expected [K, 2] or [K, 3] (K keypoints of x y, or "
             "x y visibility)"
         )
+    count, dims = shape
+    pose = _paired(data, count, dims, where)
+    return replace(pose, sigmas=_sigmas(data.get("kpt_oks_sigmas"), count, where))
+
+
+def _paired(data: Mapping[str, Any], count: int, dims: int, where: Any) -> PoseFormat:
+    """The names of the keypoints (``kpt_names``, else made from ``flip_idx``)."""
     from visionkit.data.readers.coco_keypoints import flip_index  # readers import converters
 
-    count, dims = shape
     flip = _flip_idx(data.get("flip_idx"), count, where)
     names = _names(data.get("kpt_names"), count, where)
     if names is None and flip is None:  # Ultralytics turns its flips off then
@@ -138,6 +150,25 @@ def pose_format(data: Mapping[str, Any], where: Any) -> PoseFormat | None:
         )
         return PoseFormat(count, dims, names, ("keypoint flip pairs", said))
     return PoseFormat(count, dims, names)
+
+
+def _sigmas(sigmas: Any, count: int, where: Any) -> list[float] | None:
+    if sigmas is None:
+        return None
+    ok = (
+        isinstance(sigmas, list)
+        and len(sigmas) == count
+        and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+            for v in sigmas
+        )
+    )
+    if not ok:
+        raise DataError(
+            f"{where}: kpt_oks_sigmas {sigmas!r}: expected {count} positive numbers (kpt_shape), "
+            "the OKS sigma of each keypoint"
+        )
+    return [float(v) for v in sigmas]
 
 
 def _flip_idx(flip: Any, count: int, where: Any) -> list[int] | None:

@@ -72,6 +72,9 @@ class KeypointSchema:
         names: the K keypoint names, in order.
         skeleton: 1-based ``[a, b]`` pairs of connected keypoints (COCO's convention).
         flip: :func:`flip_index` of ``names``.
+        sigmas: the OKS sigma of each keypoint when the category gives them
+            (``kpt_oks_sigmas``, visionkit's key, written by ``visionkit convert`` from an
+            Ultralytics pose file's), else ``None``.
         categories: the category ids that define keypoints.
         refused: the ids of categories whose definition differs (an error of its own: their
             annotations' keypoints are not reported again).
@@ -80,6 +83,7 @@ class KeypointSchema:
     names: list[str]
     skeleton: list[list[int]] = field(default_factory=list)
     flip: list[int] = field(default_factory=list)
+    sigmas: list[float] | None = None
     categories: set[int] = field(default_factory=set)
     refused: set[Any] = field(default_factory=set)  # categories of another definition
 
@@ -101,6 +105,7 @@ def keypoint_schema(
         if schema is None:
             schema = KeypointSchema(list(names), flip=flip_index(names))
             schema.skeleton = _skeleton(cat.get("skeleton") or [], len(names), where, report)
+            schema.sigmas = _sigmas(cat.get("kpt_oks_sigmas"), len(names), where, report)
             for k, name in enumerate(names):
                 if mirrored(name) != name and schema.flip[k] == k:
                     report.add(
@@ -128,6 +133,25 @@ def keypoint_schema(
             "list of names (COCO keypoint format)",
         )
     return schema
+
+
+def _sigmas(sigmas: Any, count: int, where: str, report: DataReport) -> list[float] | None:
+    if sigmas is None:
+        return None
+    if not (
+        isinstance(sigmas, list)
+        and len(sigmas) == count
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in sigmas)
+        and all(math.isfinite(v) and v > 0 for v in sigmas)
+    ):
+        report.add(
+            "bad keypoints",
+            where,
+            f"kpt_oks_sigmas {sigmas!r}: expected {count} positive numbers, the OKS sigma of "
+            "each keypoint",
+        )
+        return None
+    return [float(v) for v in sigmas]
 
 
 def _skeleton(pairs: Any, count: int, where: str, report: DataReport) -> list[list[int]]:

@@ -87,7 +87,8 @@ class FCOSKeypointsHead(FCOSHead):
             ``skeleton``).
         kpt_oks_sigmas: per-keypoint OKS sigmas of the evaluation (``COCOeval``'s
             ``kpt_oks_sigmas``); default :func:`default_sigmas`: COCO's 17 when K is 17,
-            else :data:`UNIFORM_SIGMA` each.
+            else :data:`UNIFORM_SIGMA` each (a config's null: the training data's
+            ``kpt_oks_sigmas`` where it gives them).
         kpt_convs: 3x3 convs of the keypoint tower, on the box tower's output.
         kpt_loss_weight: factor of the ``kpt`` loss term.
         vis_loss_weight: factor of the ``kpt_vis`` loss term.
