@@ -181,6 +181,29 @@ def test_split_keeps_the_keypoint_definition_in_autosplit_yaml(tmp_path, capsys)
     np.testing.assert_allclose(train[0]["keypoints"], [[[50, 20, 2], [25, 20, 1], [0, 0, 0]]])
 
 
+def test_check_data_of_one_dataset_checks_its_keypoints_without_being_asked(tmp_path, capsys):
+    """check-data --format coco (or yolo) of a keypoint set said 'no problems found' and
+    printed no keypoint line unless given keypoints=true, which only the reader's docs told:
+    a COCO visibility of 3 went unseen until training. Keypoints are checked where the
+    annotations have them; keypoints=false still leaves them out."""
+    from tests.data.test_keypoints_data import _with_keypoints
+    from tests.helpers import make_coco
+
+    def bad(data):
+        _with_keypoints(data)
+        data["annotations"][0]["keypoints"][2] = 3
+
+    root = make_coco(tmp_path / "coco", edit=bad)
+    assert main(["check-data", "--format", "coco", "--images", str(root)]) == 1
+    assert "visibility" in capsys.readouterr().out
+    make_pose(tmp_path / "pose")
+    argv = ["check-data", "--format", "yolo", "--root", str(tmp_path / "pose"), "--split", "train"]
+    assert main(argv) == 0
+    assert "keypoints: 3 per box; boxes labelling each (v > 0): point0 1" in capsys.readouterr().out
+    assert main([*argv, "keypoints=false"]) == 0
+    assert "keypoints: 3 per box" not in capsys.readouterr().out
+
+
 def test_a_pose_dataset_without_flip_pairs_is_warned_of(tmp_path, capsys):
     """Without flip_idx (nor names) a flip leaves each point its index: a mirrored left eye
     stayed 'left', and nothing said so (Ultralytics turns its flips off then)."""

@@ -216,6 +216,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         split = {} if args.split == "all" else {"split": args.split}  # VOC, YOLO, mask folders
         options = {**given, **split, **_parse_values(args.pairs)}
+        if "keypoints" in DATASETS.signature(args.format).parameters:  # as a head would ask
+            options.setdefault("keypoints", "auto")  # checked where the annotations have them
         # read as training or evaluation reads it (evaluation splits keep every image); a list
         # file as the split its name says (ImageSets/Segmentation/val.txt: val)
         stem = PurePath(args.split.replace("\\", "/")).stem
@@ -406,6 +408,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         nargs="*",
         metavar="KEY=VALUE",
         help="with --config: config overrides, e.g. data.val.images=other/val; with --format: "
-        "more reader parameters, e.g. class_field=background masks=true",
+        "more reader parameters, e.g. class_field=background masks=true (keypoints are "
+        "checked where the annotations have them; keypoints=false leaves them out)",
     )
     return p
