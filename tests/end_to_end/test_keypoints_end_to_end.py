@@ -102,3 +102,48 @@ def test_keypoints_train_evaluate_and_predict(keypoint_shapes, tmp_path, capsys)
     )
     out = capsys.readouterr().out  # the keypoint summary is printed as the boxes' is
     assert "COCO keypoints summary of `pose` (pycocotools COCOeval.summarize)" in out
+
+
+def test_eval_scores_keypoints_with_the_oks_sigmas_given_on_the_command_line(
+    keypoint_shapes, tmp_path
+):
+    """A checkpoint trained with the default sigmas (0.0669 each) could be scored with others
+    (Ultralytics' 1 / K, a data.yaml's) only by pycocotools by hand: eval refused every model.*
+    override. model.heads.<head>.kpt_oks_sigmas is taken, checked, and gives pycocotools' number
+    with those sigmas."""
+    from visionkit.errors import ConfigError
+
+    config = {
+        "name": "kp",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {
+            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+            "neck": {"name": "fpn", "out_channels": 16, "min_level": 3, "max_level": 5},
+            "heads": {"pose": {"name": "fcos_keypoints", "num_convs": 1, "kpt_convs": 1}},
+        },
+        "data": {
+            "train": {"format": "coco", "images": str(keypoint_shapes / "train")},
+            "val": {"format": "coco", "images": str(keypoint_shapes / "val")},
+            "image_size": 64,
+            "batch_size": 8,
+            "num_workers": 0,
+        },
+        "trainer": {"max_steps": 2, "accelerator": "cpu", "enable_progress_bar": False},
+    }
+    run_dir, _ = train(config)
+    best = run_dir / "checkpoints" / "best.ckpt"
+    saved = tmp_path / "preds.json"
+    scored = evaluate(
+        best, ["model.heads.pose.kpt_oks_sigmas=[0.2,0.2,0.2,0.2,0.2]"], save_predictions=saved
+    )
+    results = json.loads((tmp_path / "preds_keypoints.json").read_text())
+    truth = COCO(str(keypoint_shapes / "val" / "annotations.json"))
+    by_hand = COCOeval(truth, truth.loadRes(results), iouType="keypoints")
+    by_hand.params.kpt_oks_sigmas = np.array([0.2] * 5)
+    by_hand.evaluate(), by_hand.accumulate(), by_hand.summarize()
+    assert by_hand.stats[0] == pytest.approx(scored["pose/kpt_mAP"], abs=1e-12)
+    assert by_hand.stats[0] > evaluate(best)["pose/kpt_mAP"]  # looser than 0.0669 each
+    with pytest.raises(ConfigError, match=r"\[0.2\]; expected 5 positive numbers, one per"):
+        evaluate(best, ["model.heads.pose.kpt_oks_sigmas=[0.2]"])
+    with pytest.raises(ConfigError, match="model.heads.<keypoint head>.kpt_oks_sigmas overrides"):
+        evaluate(best, ["model.heads.pose.num_keypoints=3"])

@@ -142,7 +142,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="overrides of the data.* and trainer.* sections, e.g. data.val.images=DIR",
+        help="overrides of the data.* and trainer.* sections, e.g. data.val.images=DIR, and "
+        "a keypoint head's OKS sigmas, e.g. model.heads.pose.kpt_oks_sigmas=[0.1,0.1,0.1]",
     )
     return p
 

@@ -78,6 +78,7 @@ from visionkit.engine.system import VisionSystem
 from visionkit.engine.time_budget import TimeBudgetSchedule, mixed_budget_note
 from visionkit.errors import ConfigError
 from visionkit.evaluation.coco import save_results
+from visionkit.evaluation.keypoints import SIGMA_OVERRIDE, set_eval_sigmas
 from visionkit.inference.device import (
     autocast_dtype,
     lightning_device,
@@ -378,8 +379,9 @@ def evaluate(
     Args:
         checkpoint: a checkpoint written by :func:`train`, or a model
             (:func:`visionkit.load`'s, or one built in Python: its ``meta`` config decides).
-        overrides: changes to the ``data`` and ``trainer`` sections only
-            (e.g. ``data.val.images=/other/data``, ``trainer.devices=2``).
+        overrides: changes to the ``data`` and ``trainer`` sections, and a keypoint head's
+            OKS sigmas (e.g. ``data.val.images=/other/data``, ``trainer.devices=2``,
+            ``model.heads.pose.kpt_oks_sigmas=[0.1,0.1,0.1]``: set on ``model``'s head).
         save_predictions: write the exact COCO results list that was evaluated to this json
             (one detection head; with several, the head name is added before the suffix; a
             keypoint head's keypoint results go beside it, ``<stem>_keypoints.json``).
@@ -406,9 +408,10 @@ def evaluate(
     """
     overrides = override_list(overrides)
     bad = [
-        f"{o!r}: eval accepts data.* and trainer.* overrides only"
-        for o in overrides
-        if not o.startswith(EVAL_OVERRIDE_SECTIONS)
+        f"{o!r}: eval accepts data.*, trainer.* and model.heads.<keypoint head>.kpt_oks_sigmas "
+        "overrides only"
+        for o, key in zip(overrides, override_keys(overrides), strict=True)
+        if not (o.startswith(EVAL_OVERRIDE_SECTIONS) or SIGMA_OVERRIDE.match(key))
     ]
     bad += [
         f"{o!r}: the evaluation size is given by --imgsz N (or --imgsz H,W), which resizes "
@@ -442,6 +445,7 @@ def evaluate(
     if size is not None:
         config = {**config, "data": data_at(config["data"], size)}
     cfg = load_config(config, overrides)
+    set_eval_sigmas(model, cfg.model.heads, override_keys(overrides))  # OKS sigmas given
     if on_device and on_device["precision"] is None:
         on_device["precision"] = resolve_precision(cfg.trainer.precision, on_device["accelerator"])
     label_names = model.meta.get("label_names") or {}

@@ -22,7 +22,8 @@ import io
 import json
 import math
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -227,3 +228,41 @@ def keypoint_evaluator(
             for c in truth["categories"]
         ]
     return KeypointEvaluator(prefix, dataset.ann_path, ids, head.kpt_oks_sigmas, truth)
+
+
+#: The one ``model.*`` override ``eval`` takes: the OKS sigmas a keypoint head is scored with.
+SIGMA_OVERRIDE = re.compile(r"model\.heads\.([^.]+)\.kpt_oks_sigmas$")
+
+
+def set_eval_sigmas(model: nn.Module, heads: Mapping[str, Any], keys: Sequence[str]) -> None:
+    """Each ``model.heads.<name>.kpt_oks_sigmas`` among the override ``keys`` (of ``eval``):
+    that keypoint head of ``model`` is scored with the sigmas ``heads`` (the overridden config's
+    ``model.heads``) gives it.
+
+    Raises:
+        ConfigError: the head is not a keypoint head, or the sigmas are not ``num_keypoints``
+            positive numbers.
+    """
+    problems = []
+    for key in keys:
+        match = SIGMA_OVERRIDE.match(key)
+        if match is None:
+            continue
+        name = match.group(1)
+        head = dict(model.heads.items()).get(name)
+        if head is None or not hasattr(head, "kpt_oks_sigmas"):
+            kinds = ", ".join(f"{n} ({type(h).__name__})" for n, h in model.heads.items())
+            problems.append(f"{key}: {name!r} is not a keypoint head of the model ({kinds})")
+            continue
+        sigmas = heads[name].get("kpt_oks_sigmas")
+        count = head.num_keypoints
+        ok = isinstance(sigmas, list) and len(sigmas) == count
+        if not ok or not all(math.isfinite(float(v)) and float(v) > 0 for v in sigmas):
+            names = ", ".join(head.keypoint_names)
+            problems.append(
+                f"{key}: {sigmas!r}; expected {count} positive numbers, one per keypoint ({names})"
+            )
+            continue
+        head.kpt_oks_sigmas = [float(v) for v in sigmas]
+    if problems:
+        raise ConfigError(problems)
