@@ -365,3 +365,39 @@ def test_on_bad_image_skip_leaves_a_missing_image_out_of_a_keypoint_set(tmp_path
     (root / "images" / "2.png").unlink()
     ds = CocoDataset(root, keypoints=True, on_bad_image="skip")
     assert len(ds) == 3 and [s["image_id"] for s in ds] == [1, 3, 4]
+
+
+def test_init_from_a_checkpoint_of_the_same_keypoints_in_another_order_is_refused(tmp_path):
+    """Fine-tuning a keypoint checkpoint on data naming the same keypoints in another order
+    loaded every weight without a word: each point started from another point's weights (a
+    left eye from the right eye's). As for classes in another order: an error naming both."""
+    from visionkit.engine.runner import train
+    from visionkit.errors import DataError
+
+    root = make_coco(tmp_path / "d", edit=_with_keypoints)
+    config = keypoint_config(
+        train={"format": "coco", "images": str(root)}, val={"format": "coco", "images": str(root)}
+    )
+    config["data"].update(image_size=32, batch_size=2, num_workers=0)
+    config.update(name="a", output_dir=str(tmp_path / "runs"))
+    config["trainer"] = {"max_steps": 1, "accelerator": "cpu", "enable_progress_bar": False}
+    run_dir, _ = train(config)
+
+    def reordered(data):
+        _with_keypoints(data)
+        data["categories"] = [
+            {**c, "keypoints": ["nose", "right_eye", "left_eye"]} for c in data["categories"]
+        ]
+
+    other = make_coco(tmp_path / "e", edit=reordered)
+    config["data"]["train"] = {"format": "coco", "images": str(other)}
+    config["data"]["val"] = {"format": "coco", "images": str(other)}
+    config["model"]["init_from"] = str(run_dir / "checkpoints" / "best.ckpt")
+    config["name"] = "b"
+    with pytest.raises(DataError) as info:
+        train(config)
+    assert "head 'pose' was trained on the keypoints ['nose', 'left_eye', 'right_eye']" in str(
+        info.value
+    )
+    assert "the same keypoints in another order" in str(info.value)
+    assert "'right_eye' 2 -> 1, 'left_eye' 1 -> 2" in str(info.value)

@@ -424,3 +424,47 @@ def check_checkpoint_classes(
             "categories' ids)"
         )
         raise DataError(f"{key}: {checkpoint}: the classes do not match ({fix}):", problems)
+    if not resume:  # a resumed run's keypoint names are its config's: checked when built
+        _check_keypoint_order(meta, train, checkpoint, where)
+
+
+def _check_keypoint_order(
+    meta: Mapping[str, Any], train: Any, checkpoint: str | os.PathLike, where: str
+) -> None:
+    """``model.init_from`` of a keypoint head trained on as many keypoints as the data's,
+    named otherwise: the same names in another order are an error (each point's weights
+    would start from another point's), names shared at other places a warning."""
+    parts = getattr(train, "parts", None)
+    sets = parts.values() if isinstance(parts, Mapping) else [train]
+    schema = next((s.keypoint_schema for s in sets if getattr(s, "keypoint_schema", None)), None)
+    heads = ((meta.get("config") or {}).get("model") or {}).get("heads") or {}
+    if schema is None or not isinstance(heads, Mapping):
+        return
+    ours = list(schema.names)
+    for name, spec in heads.items():
+        old = spec.get("keypoint_names") if isinstance(spec, Mapping) else None
+        if not isinstance(old, list) or len(old) != len(ours) or old == ours:
+            continue
+        moved = [
+            f"{n!r} {old.index(n)} -> {i}"
+            for i, n in enumerate(ours)
+            if n in old and old.index(n) != i
+        ]
+        if not moved:  # other names: loaded in order, as classes are
+            continue
+        said = (
+            f"model.init_from: {checkpoint}: head {name!r} was trained on the keypoints {old}, "
+            f"but {where} names {ours}"
+        )
+        if set(old) == set(ours):
+            raise DataError(
+                f"{said}: the same keypoints in another order, so each would start from "
+                f"another's weights ({', '.join(moved)}); give the data the checkpoint's order "
+                "(the categories' keypoints and every annotation's points)"
+            )
+        logger.warning(
+            "%s; the keypoints they share sit at other places (%s), so their "
+            "weights start from other keypoints' weights",
+            said,
+            ", ".join(moved),
+        )
