@@ -206,3 +206,46 @@ def test_a_stale_filename_never_gives_an_xml_file_another_image(tmp_path):
     (root / "Annotations" / "IMG_0005.xml").write_text(xml.replace("IMG_0003.jpg", "x.png"))
     ds = voc({"root": str(root)})
     assert Path(ds[0]["path"]).name == "IMG_0005.jpg" and not ds.report.warnings
+
+
+def test_xml_files_with_an_upper_case_suffix_are_read_and_split(tmp_path, capsys):
+    """``b.XML`` (Windows tools, renamed files) was listed, then opened as ``b.xml``: a raw
+    FileNotFoundError from the reader, and ``split`` wrote an id the reader said was missing."""
+    root = tmp_path / "voc"
+    for name in ("a.xml", "b.XML"):
+        stem = name.split(".")[0]
+        photo(root / "JPEGImages" / f"{stem}.jpg")
+        xml = voc_xml([voc_object("cat", (11, 11, 30, 30))], f"{stem}.jpg", (64, 48))
+        (root / "Annotations").mkdir(exist_ok=True)
+        (root / "Annotations" / name).write_text(xml)
+    ds = voc({"root": str(root)})
+    assert [Path(ds[i]["path"]).name for i in range(len(ds))] == ["a.jpg", "b.jpg"]
+    assert main(["split", str(root), "--val", "0.5"]) == 0
+    capsys.readouterr()
+    read = sorted(Path(voc({"root": str(root)}, s)[0]["path"]).name for s in ("train", "val"))
+    assert read == ["a.jpg", "b.jpg"]
+
+
+def test_a_missing_id_of_a_line_with_a_space_names_the_line(tmp_path):
+    """``photo 1`` read as VOC's ``<id> <flag>`` when no XML has that name: the error named
+    only ``photo.xml``, a file the user never listed."""
+    root = tmp_path / "voc"
+    photo(root / "JPEGImages" / "a.jpg")
+    (root / "Annotations").mkdir()
+    xml = voc_xml([voc_object("cat", (11, 11, 30, 30))], "a.jpg", (64, 48))
+    (root / "Annotations" / "a.xml").write_text(xml)
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "ImageSets" / "Main" / "train.txt").write_text("a\nphoto 1\n")
+    with pytest.raises(Exception, match=r"id 'photo' \(line 'photo 1'\): Annotations/photo.xml"):
+        voc({"root": str(root)}, "train")
+
+
+def test_cvat_for_images_xml_is_named_with_the_export_to_choose(tmp_path):
+    root = tmp_path / "cvat"
+    photo(root / "images" / "a.jpg")
+    (root / "annotations.xml").write_text(
+        '<annotations><version>1.1</version><image id="0" name="a.jpg" width="64" height="48">'
+        '<box label="cat" xtl="1" ytl="1" xbr="9" ybr="9"/></image></annotations>'
+    )
+    with pytest.raises(Exception, match="root element is <annotations>.*'Pascal VOC 1.1'"):
+        voc({"root": str(root)})

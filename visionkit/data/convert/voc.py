@@ -201,45 +201,49 @@ def _warn_case_variants(parsed: list[tuple[Path, dict[str, Any] | None]], root: 
         )
 
 
+def xml_files(ann_dir: Path) -> dict[str, Path]:
+    """The XML files below ``ann_dir`` by id, sub-folders included (CVAT writes
+    ``Annotations/<folder>/<name>.xml`` for images in folders): an id is the file's path relative
+    to it, ``/``-separated, without its ``.xml`` / ``.XML`` suffix; sorted, hidden files left
+    out."""
+    return {
+        p.relative_to(ann_dir).with_suffix("").as_posix(): p for p in list_files(ann_dir, (".xml",))
+    }
+
+
 def xml_ids(ann_dir: Path) -> list[str]:
-    """The ids of the XML files below ``ann_dir``, sub-folders included (CVAT writes
-    ``Annotations/<folder>/<name>.xml`` for images in folders): each file's path relative to
-    it, ``/``-separated, without ``.xml``, sorted; hidden files left out."""
-    return [
-        p.relative_to(ann_dir).with_suffix("").as_posix() for p in list_files(ann_dir, (".xml",))
-    ]
+    """The ids of :func:`xml_files`, sorted."""
+    return list(xml_files(ann_dir))
 
 
-def split_id(line: str, ann_dir: Path) -> str:
+def split_id(line: str, files: dict[str, Path]) -> str:
     """The id of one line of an ``ImageSets/Main`` list: the whole line when it names an XML
-    file (ids may hold spaces: ``IMG_0001 2``), else the line less a VOC class list's trailing
-    flag (``000005 -1``)."""
+    file of ``files`` (ids may hold spaces: ``IMG_0001 2``), else the line less a VOC class
+    list's trailing flag (``000005 -1``)."""
     flagged = re.fullmatch(r"(.+?)\s+-?[01]", line)
-    if flagged and not (ann_dir / f"{line}.xml").is_file():
+    if flagged and line not in files:
         return flagged.group(1)
     return line
 
 
 def _xml_files(root: Path, ann_dir: Path, split: str | None, builder: CocoBuilder) -> list[Path]:
+    every = xml_files(ann_dir)
     if split is None:
-        files = [ann_dir / f"{stem}.xml" for stem in xml_ids(ann_dir)]
-        if not files:
+        if not every:
             raise DataError(f"{ann_dir} holds no .xml files")
-        return files
+        return list(every.values())
     from visionkit.data.split import read_list
 
     split_file = root / "ImageSets" / "Main" / f"{split}.txt"
-    ids = [split_id(line, ann_dir) for line in read_list(split_file, root)]
     files = []
-    for image_id in ids:
-        path = ann_dir / f"{image_id}.xml"
-        if path.is_file():
-            files.append(path)
+    for line in read_list(split_file, root):
+        image_id = split_id(line, every)
+        if image_id in every:
+            files.append(every[image_id])
         else:
-            builder.problem(
-                relative_posix(split_file, root),
-                f"id {image_id!r}: {relative_posix(path, root)} is missing",
-            )
+            missing = relative_posix(ann_dir / f"{image_id}.xml", root)
+            named = f"id {image_id!r}" + (f" (line {line!r})" if image_id != line else "")
+            builder.problem(relative_posix(split_file, root), f"{named}: {missing} is missing")
     return files
 
 
@@ -256,7 +260,13 @@ def _parse(path: Path, root: Path, builder: CocoBuilder) -> dict[str, Any] | Non
         if isinstance(element.tag, str) and element.tag.startswith("{"):
             element.tag = element.tag.partition("}")[2]
     if ann.tag != "annotation":
-        builder.problem(where, f"root element is <{ann.tag}>; expected <annotation>")
+        cvat = (
+            " (CVAT's 'CVAT for images' export, one file for every image: export the task as "
+            "'Pascal VOC 1.1' or 'COCO 1.0')"
+            if ann.tag == "annotations"
+            else ""
+        )
+        builder.problem(where, f"root element is <{ann.tag}>; expected <annotation>{cvat}")
         return None
     count = len(builder.problems)
     size = {}
