@@ -401,3 +401,45 @@ def test_init_from_a_checkpoint_of_the_same_keypoints_in_another_order_is_refuse
     )
     assert "the same keypoints in another order" in str(info.value)
     assert "'right_eye' 2 -> 1, 'left_eye' 1 -> 2" in str(info.value)
+
+
+def _resized(points: np.ndarray) -> list:
+    import albumentations as A
+
+    from visionkit.data.keypoint_transforms import keypoint_params
+
+    resize = A.Compose([A.Resize(8, 8)], keypoint_params=keypoint_params())
+    return resize(image=np.zeros((4, 4, 3), np.uint8), keypoints=points)["keypoints"].tolist()
+
+
+def test_pixel_centre_scaling_survives_a_nested_block_and_stays_in_its_thread():
+    """The scaling was swapped in and out of albumentations for every block: an inner block
+    put the library's back for the rest of the outer one, and another thread's plain
+    albumentations pipeline got visionkit's scaling while a visionkit pipeline ran."""
+    import threading
+
+    from visionkit.data.keypoint_transforms import pixel_index_scaling
+
+    points = np.array([[0.0, 3.0]])
+    library, centred = [[0.0, 6.0]], [[0.5, 6.5]]
+    with pixel_index_scaling():
+        with pixel_index_scaling():
+            assert _resized(points) == centred
+        assert _resized(points) == centred  # after the inner block, still the outer's
+    assert _resized(points) == library
+
+    inside, done = threading.Event(), threading.Event()
+
+    def visionkit_pipeline():
+        with pixel_index_scaling():
+            inside.set()
+            done.wait(10)
+
+    worker = threading.Thread(target=visionkit_pipeline)
+    worker.start()
+    try:
+        assert inside.wait(10)
+        assert _resized(points) == library  # this thread is in no block
+    finally:
+        done.set()
+        worker.join()

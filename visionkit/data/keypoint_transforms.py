@@ -39,11 +39,14 @@ def keypoint_params() -> A.KeypointParams:
 
 
 _LIBRARY_SCALE = fgeometric.keypoints_scale
-_SCALING = threading.RLock()
+_STATE = threading.local()  # depth: how many pixel_index_scaling blocks this thread is in
 
 
-def _scale_pixel_indices(keypoints: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
-    """albumentations' ``keypoints_scale`` about pixel centres: ``(x + 0.5) * s - 0.5``."""
+def _scale(keypoints: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
+    """albumentations' ``keypoints_scale``, about pixel centres, ``(x + 0.5) * s - 0.5``, in a
+    thread inside :func:`pixel_index_scaling`; the library's own everywhere else."""
+    if not getattr(_STATE, "depth", 0):
+        return _LIBRARY_SCALE(keypoints, scale_x, scale_y)
     shifted = np.array(keypoints, dtype=np.float32, copy=True)
     shifted[:, :2] += 0.5
     scaled = _LIBRARY_SCALE(shifted, scale_x, scale_y)
@@ -53,22 +56,28 @@ def _scale_pixel_indices(keypoints: np.ndarray, scale_x: float, scale_y: float) 
 
 @contextlib.contextmanager
 def pixel_index_scaling() -> Iterator[None]:
-    """Within the block, albumentations' resizing steps scale keypoints as pixel indices, as
-    its flips and rotations treat them (see the module docstring).
+    """Within the block, albumentations' resizing steps called by this thread scale keypoints as
+    pixel indices, as its flips and rotations treat them (see the module docstring); other
+    threads' calls, and this thread's after the block, get the library's scaling. Blocks nest.
 
     >>> import albumentations as A
     >>> resize = A.Compose([A.Resize(8, 8)], keypoint_params=keypoint_params())
+    >>> points = np.array([[0.0, 3.0]])
     >>> with pixel_index_scaling():
-    ...     out = resize(image=np.zeros((4, 4, 3), np.uint8), keypoints=np.array([[0.0, 3.0]]))
+    ...     out = resize(image=np.zeros((4, 4, 3), np.uint8), keypoints=points)
     >>> out["keypoints"].tolist()  # pixel 0 of 4 covers pixels 0 and 1 of 8: centre 0.5
     [[0.5, 6.5]]
+    >>> resize(image=np.zeros((4, 4, 3), np.uint8), keypoints=points)["keypoints"].tolist()
+    [[0.0, 6.0]]
     """
-    with _SCALING:
-        fgeometric.keypoints_scale = _scale_pixel_indices
-        try:
-            yield
-        finally:
-            fgeometric.keypoints_scale = _LIBRARY_SCALE
+    # one wrapper installed for good (a module attribute the resizing steps look up per call),
+    # switched per thread: no lock, nothing to restore, other threads unaffected
+    fgeometric.keypoints_scale = _scale
+    _STATE.depth = getattr(_STATE, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _STATE.depth -= 1
 
 
 def _orientation(points: np.ndarray) -> float:
