@@ -78,7 +78,7 @@ from visionkit.engine.system import VisionSystem
 from visionkit.engine.time_budget import TimeBudgetSchedule, mixed_budget_note
 from visionkit.errors import ConfigError
 from visionkit.evaluation.coco import save_results
-from visionkit.evaluation.keypoints import SIGMA_OVERRIDE, set_eval_sigmas
+from visionkit.evaluation.keypoints import SIGMA_OVERRIDE, eval_sigmas, scored_with
 from visionkit.inference.device import (
     autocast_dtype,
     lightning_device,
@@ -381,7 +381,7 @@ def evaluate(
             (:func:`visionkit.load`'s, or one built in Python: its ``meta`` config decides).
         overrides: changes to the ``data`` and ``trainer`` sections, and a keypoint head's
             OKS sigmas (e.g. ``data.val.images=/other/data``, ``trainer.devices=2``,
-            ``model.heads.pose.kpt_oks_sigmas=[0.1,0.1,0.1]``: set on ``model``'s head).
+            ``model.heads.pose.kpt_oks_sigmas=[0.1,0.1,0.1]``: this evaluation only).
         save_predictions: write the exact COCO results list that was evaluated to this json
             (one detection head; with several, the head name is added before the suffix; a
             keypoint head's keypoint results go beside it, ``<stem>_keypoints.json``).
@@ -445,7 +445,7 @@ def evaluate(
     if size is not None:
         config = {**config, "data": data_at(config["data"], size)}
     cfg = load_config(config, overrides)
-    set_eval_sigmas(model, cfg.model.heads, override_keys(overrides))  # OKS sigmas given
+    sigmas = eval_sigmas(model, cfg.model.heads, override_keys(overrides))  # OKS sigmas given
     if on_device and on_device["precision"] is None:
         on_device["precision"] = resolve_precision(cfg.trainer.precision, on_device["accelerator"])
     label_names = model.meta.get("label_names") or {}
@@ -462,11 +462,13 @@ def evaluate(
     require_labels_scored(model, val, f"data.{split}")
     datasets = {"val": val}
     datamodule = make_datamodule(cfg, datasets, model)
+    with scored_with(model, sigmas):  # the model keeps its own
+        evaluators = build_evaluators(model, val, split)
     system = VisionSystem(
         model,
         optimizer_factory(cfg.optimizer),
         lr_schedule(cfg.scheduler),
-        evaluators=build_evaluators(model, val, split),
+        evaluators=evaluators,
         val_sets=list(val_sets(val)),
         channels_last=cfg.trainer.channels_last,
         tta=tta,

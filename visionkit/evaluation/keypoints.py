@@ -23,7 +23,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -234,16 +234,18 @@ def keypoint_evaluator(
 SIGMA_OVERRIDE = re.compile(r"model\.heads\.([^.]+)\.kpt_oks_sigmas$")
 
 
-def set_eval_sigmas(model: nn.Module, heads: Mapping[str, Any], keys: Sequence[str]) -> None:
-    """Each ``model.heads.<name>.kpt_oks_sigmas`` among the override ``keys`` (of ``eval``):
-    that keypoint head of ``model`` is scored with the sigmas ``heads`` (the overridden config's
-    ``model.heads``) gives it.
+def eval_sigmas(
+    model: nn.Module, heads: Mapping[str, Any], keys: Sequence[str]
+) -> dict[str, list[float]]:
+    """The OKS sigmas of each ``model.heads.<name>.kpt_oks_sigmas`` among the override ``keys``
+    (of ``eval``), by head name: what ``heads`` (the overridden config's ``model.heads``) gives
+    that keypoint head of ``model``, checked; :func:`scored_with` applies them.
 
     Raises:
         ConfigError: the head is not a keypoint head, or the sigmas are not ``num_keypoints``
             positive numbers.
     """
-    problems = []
+    problems, chosen = [], {}
     for key in keys:
         match = SIGMA_OVERRIDE.match(key)
         if match is None:
@@ -256,13 +258,34 @@ def set_eval_sigmas(model: nn.Module, heads: Mapping[str, Any], keys: Sequence[s
             continue
         sigmas = heads[name].get("kpt_oks_sigmas")
         count = head.num_keypoints
-        ok = isinstance(sigmas, list) and len(sigmas) == count
-        if not ok or not all(math.isfinite(float(v)) and float(v) > 0 for v in sigmas):
+        numbers = isinstance(sigmas, list) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in sigmas
+        )
+        if not (
+            numbers and len(sigmas) == count and all(math.isfinite(v) and v > 0 for v in sigmas)
+        ):
             names = ", ".join(head.keypoint_names)
             problems.append(
                 f"{key}: {sigmas!r}; expected {count} positive numbers, one per keypoint ({names})"
             )
             continue
-        head.kpt_oks_sigmas = [float(v) for v in sigmas]
+        chosen[name] = [float(v) for v in sigmas]
     if problems:
         raise ConfigError(problems)
+    return chosen
+
+
+@contextlib.contextmanager
+def scored_with(model: nn.Module, sigmas: Mapping[str, list[float]]) -> Iterator[None]:
+    """Within the block, each keypoint head named in ``sigmas`` (:func:`eval_sigmas`) has those
+    sigmas, for the evaluators built in it; its own come back after (a model in memory is
+    scored with other sigmas once, not changed)."""
+    heads = dict(model.heads.items())
+    kept = {name: heads[name].kpt_oks_sigmas for name in sigmas}
+    try:
+        for name, values in sigmas.items():
+            heads[name].kpt_oks_sigmas = values
+        yield
+    finally:
+        for name, values in kept.items():
+            heads[name].kpt_oks_sigmas = values
