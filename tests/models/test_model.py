@@ -149,11 +149,17 @@ def test_a_stored_config_this_version_does_not_build_names_the_checkpoint(tmp_pa
         visionkit.load(ckpt)
     assert str(info.value) == (
         f"cannot load checkpoint {ckpt}: the config stored in it does not build a model with "
-        f"visionkit {visionkit.__version__} (written by another version?):\n"
+        f"visionkit {visionkit.__version__}:\n"
         "  model.heads.det.old_option: unknown key; did you mean 'box_coding'?\n"
-        "read it with the visionkit that wrote it, or start a run of this version from its "
-        f"weights: model.init_from={ckpt}"
+        "written by another version? read it with the visionkit that wrote it, or start a run "
+        f"of this version from its weights: model.init_from={ckpt}"
     )
+    meta["config"]["model"]["heads"]["det"] = {"name": "my_head"}  # a plugin not imported
+    ckpt = save_checkpoint(model, tmp_path / "plugin.ckpt")
+    with pytest.raises(CheckpointError) as info:
+        visionkit.load(ckpt)
+    message = str(info.value)
+    assert message.endswith("import it before loading") and "init_from" not in message
     code = main(["export", "--checkpoint", str(ckpt), "--format", "onnx", "--no-check"])
     err = capsys.readouterr().err
     assert code == 1 and f"cannot load checkpoint {ckpt}: the config stored in it" in err

@@ -395,12 +395,23 @@ def model_from_meta(
         from visionkit import __version__
 
         problems = "\n".join(f"  {p}" for p in err.problems)
+        unregistered = all(": unknown " in p and "registered" in p for p in err.problems)
+        weights = Path(str(source)).suffix in (".ckpt", ".safetensors")
+        advice = (
+            "a head or backbone of your own is registered when its module is imported: "
+            "import it before loading"
+            if unregistered
+            else "written by another version? read it with the visionkit that wrote it"
+            + (
+                f", or start a run of this version from its weights: model.init_from={source}"
+                if weights
+                else ""
+            )
+        )
         raise CheckpointError(
             source,
-            f"the config stored in it does not build a model with visionkit {__version__} "
-            f"(written by another version?):\n{problems}\nread it with the visionkit that "
-            f"wrote it, or start a run of this version from its weights: "
-            f"model.init_from={source}",
+            f"the config stored in it does not build a model with visionkit {__version__}:"
+            f"\n{problems}\n{advice}",
         ) from None
 
 
