@@ -527,7 +527,11 @@ def test_an_explicit_output_never_replaces_a_file_that_is_not_an_export(tmp_path
     cases = [
         ("onnx", last, "a .ckpt file"),
         ("safetensors", config, "a .yaml file"),
-        ("torchscript", state_dict, "not a TorchScript archive (a checkpoint or a state dict?)"),
+        (
+            "torchscript",
+            state_dict,
+            "a file without visionkit's metadata (another program's, a checkpoint, a state dict?)",
+        ),
     ]
     for format, target, kind in cases:
         before = target.read_bytes()
@@ -555,6 +559,29 @@ def test_an_explicit_output_never_replaces_a_file_that_is_not_an_export(tmp_path
     report = export(model, "torchscript", state_dict.with_suffix(".pt"), check=False)
     assert report.path == state_dict.with_suffix(".pt")
     assert read_torchscript(report.path)[1]["label_names"] == {"class": ["c0", "c1", "c2", "c3"]}
+
+
+@pytest.mark.reliability
+def test_an_export_replaces_an_earlier_export_told_by_its_content_not_its_suffix(tmp_path):
+    """A downloaded ``model.safetensors`` (weights of another program) was replaced by the
+    export, as any file with the format's suffix was; and ``model.bin``, written by an export
+    once, was refused the second time for its suffix."""
+    from safetensors.torch import save_file
+
+    model = tiny_model({"cls": MULTITASK["cls"]})
+    theirs = tmp_path / "pretrained.safetensors"
+    save_file({"w": torch.ones(2)}, str(theirs), metadata={"format": "pt"})
+    before = theirs.read_bytes()
+    with pytest.raises(ExportError, match="exists and is a file without visionkit's metadata"):
+        export(model, "safetensors", theirs, check=False)
+    assert theirs.read_bytes() == before
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"an onnx file of another program")
+    with pytest.raises(ExportError, match="exists and is a file without visionkit's metadata"):
+        export(model, "onnx", onnx_file, check=False)
+    for format, name in (("safetensors", "weights.bin"), ("torchscript", "model.bin")):
+        export(model, format, tmp_path / name, check=False)
+        assert export(model, format, tmp_path / name, check=False).path == tmp_path / name
 
 
 @pytest.mark.reliability

@@ -63,6 +63,7 @@ from visionkit.export.graph import (
 from visionkit.export.metadata import export_metadata, read_metadata
 from visionkit.export.onnx import check_opset, export_onnx, onnx_session
 from visionkit.export.safetensors import export_safetensors, read_safetensors_metadata
+from visionkit.export.torchscript import EXTRA_FILE as TORCHSCRIPT_META
 from visionkit.export.torchscript import export_torchscript, read_torchscript
 from visionkit.export.verify import (
     BATCH_SIZES,
@@ -285,23 +286,33 @@ def _a(format: str) -> str:
 
 
 def _kind_of_existing(path: Path, format: str) -> str | None:
-    """What the file at ``path`` is, when it is there and is not what an export of ``format``
-    may replace (a file with one of the format's suffixes; for TorchScript, whose ``.pt`` /
-    ``.pth`` also name checkpoints and state dicts, a TorchScript archive): ``"a .ckpt
-    file"``, ``"not a TorchScript archive"``; ``None`` where nothing is lost by replacing it."""
-    if not path.is_file():
+    """What the file at ``path`` is, when it is there and is not an earlier visionkit export of
+    ``format`` (told by its content: visionkit's metadata in the ONNX model, the safetensors
+    header or the TorchScript archive; not by its suffix): ``"a .ckpt file"``, ``"a file
+    without visionkit's metadata (...)"``; ``None`` where nothing is lost by replacing it."""
+    if not path.is_file() or _is_visionkit_export(path, format):
         return None
     if path.suffix.lower() not in SUFFIXES[format]:
         return f"a {path.suffix} file" if path.suffix else "a file without a suffix"
-    if format == "torchscript":
-        try:
-            with zipfile.ZipFile(path) as archive:  # torch.jit.save writes <name>/code/...
-                scripted = any("/code/" in name for name in archive.namelist())
-        except (OSError, zipfile.BadZipFile):
-            scripted = False
-        if not scripted:
-            return "not a TorchScript archive (a checkpoint or a state dict?)"
-    return None
+    return "a file without visionkit's metadata (another program's, a checkpoint, a state dict?)"
+
+
+def _is_visionkit_export(path: Path, format: str) -> bool:
+    """Whether ``path`` is a file ``visionkit export --format format`` wrote."""
+    try:
+        if format == "torchscript":  # torch.jit.save keeps extra files as <name>/extra/<file>
+            with zipfile.ZipFile(path) as archive:
+                return any(n.endswith("/extra/" + TORCHSCRIPT_META) for n in archive.namelist())
+        if format == "safetensors":
+            read_safetensors_metadata(path)
+            return True
+        import onnx
+
+        props = onnx.load(str(path), load_external_data=False).metadata_props
+        read_metadata({p.key: p.value for p in props})
+        return True
+    except Exception:  # unreadable as that format, or without visionkit's metadata
+        return False
 
 
 def _same_file(a: str | os.PathLike, b: Path) -> bool:
