@@ -168,3 +168,21 @@ def test_mosaic_points_of_boxes_the_crop_dropped_are_left_out():
         [[0, 0, 0], [5, 6, 1]],  # box 3 = image 1's box 1: its point 1 moved, v = 1; point 0 cut
         [[1, 2, 2], [0, 0, 0]],  # box 0: point 0 moved, v = 2; point 1 cut
     ]
+
+
+def test_a_partner_of_another_size_brings_its_keypoints_scaled_with_its_image():
+    """MixUp / CopyPaste resize a partner of another size (a pipeline without a fixed-size
+    step) to the sample's: its image, masks and boxes were scaled, its keypoints were not (a
+    40x40 partner's point at pixel 20 stayed at 20 in the 80x80 mix)."""
+    from visionkit.data.mixing import resized_like
+
+    partner = {
+        "image": torch.zeros(3, 40, 40),
+        "boxes": torch.tensor([[10.0, 10.0, 30.0, 30.0]]),
+        "keypoints": torch.tensor([[[20.0, 20.0, 2.0], [0.0, 0.0, 0.0]]]),
+        "image_size": (40, 40),
+    }
+    out = resized_like(partner, (80, 80))
+    assert out["boxes"].tolist() == [[20.0, 20.0, 60.0, 60.0]]
+    # pixel 20 of 40 covers pixels 40 and 41 of 80: centre 40.5; an unlabelled point is left
+    assert out["keypoints"].tolist() == [[[40.5, 40.5, 2.0], [0.0, 0.0, 0.0]]]

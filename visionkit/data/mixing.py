@@ -197,7 +197,7 @@ class Mosaic:
 
 def resized_like(partner: dict[str, Any], size: Sequence[int]) -> dict[str, Any]:
     """A transformed Sample resized to ``size`` ``(H, W)``: image bilinear, masks and label
-    map nearest, boxes and ``image_size`` scaled. The partner of a mix is brought to the size
+    map nearest, boxes, keypoints and ``image_size`` scaled. The partner of a mix is brought to the size
     of the sample it is mixed into this way (pipelines ending in a fixed-size step, the usual
     training pipeline, give equal sizes and nothing is resized)."""
     h, w = int(size[0]), int(size[1])
@@ -215,6 +215,13 @@ def resized_like(partner: dict[str, Any], size: Sequence[int]) -> dict[str, Any]
             out[key] = scaled.to(value.dtype).reshape(*value.shape[:-2], h, w)
     if partner.get("boxes") is not None:
         out["boxes"] = partner["boxes"] * torch.tensor([w / pw, h / ph, w / pw, h / ph])
+    points = partner.get("keypoints")
+    if points is not None and points.numel():  # [N, K, 3]: about pixel centres, as the image
+        labelled = points[..., 2:] > 0
+        scaled = (points[..., :2] + 0.5) * torch.tensor([w / pw, h / ph]) - 0.5
+        out["keypoints"] = torch.cat(
+            [torch.where(labelled, scaled, points[..., :2]), points[..., 2:]], -1
+        )
     ih, iw = partner["image_size"]
     out["image_size"] = (min(h, round(ih * h / ph)), min(w, round(iw * w / pw)))
     return out
