@@ -441,6 +441,26 @@ def test_a_message_logged_under_a_progress_bar_gets_a_line_of_its_own(capsys):
     assert "INFO visionkit.engine: trainer.max_time: about 30 steps" in re.split(r"[\r\n]", err)
 
 
+def test_messages_are_printed_by_rank_zero_only_but_errors_by_every_rank(capsys, monkeypatch):
+    """Every DDP process runs the whole command: each warning (a data note, an evaluator's
+    small-set note, the precision chosen) was printed once per process."""
+    import logging
+
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    from visionkit.cli import _log_to_stderr
+
+    _log_to_stderr()
+    log = logging.getLogger("visionkit.evaluation")
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    log.warning("a small validation set")
+    log.error("rank 1 failed")
+    assert capsys.readouterr().err.splitlines() == ["ERROR visionkit.evaluation: rank 1 failed"]
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    log.warning("a small validation set")
+    assert "WARNING visionkit.evaluation: a small validation set" in capsys.readouterr().err
+
+
 def test_output_into_a_closed_pipe_ends_quietly():
     """``visionkit check-data ... | head -3`` ended with a BrokenPipeError traceback once
     head stopped reading; now it ends with status 1 and nothing on stderr."""

@@ -21,12 +21,13 @@ import torch
 import yaml
 from torch.utils.data import DistributedSampler
 
+from visionkit.config import load_config
 from visionkit.data.datasets import seed_pipeline
 from visionkit.data.synthetic import make_shapes
 from visionkit.data.transforms import build_pipeline
 from visionkit.engine.datamodule import unpadded_sampler
-from visionkit.engine.runner import evaluate, metrics_json
-from visionkit.errors import DataError
+from visionkit.engine.runner import evaluate, make_trainer, metrics_json
+from visionkit.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[2]
 NUM_TRAIN, NUM_VAL, BATCH, EPOCHS, SEED = 16, 9, 2, 2, 0  # NUM_VAL odd: ranks get 5 and 4
@@ -263,3 +264,22 @@ def test_augmentations_are_seeded_per_rank_and_independent_per_transform():
     assert rank0 == flips(pipeline(0, 0, 0))  # reproducible
     assert rank0 != flips(pipeline(0, 1, 0))  # another rank draws other flips
     assert any(h != v for h, v in rank0)  # the two flips are not one coin
+
+
+@pytest.mark.parametrize("strategy", ["ddp_spawn", "ddp_notebook"])
+def test_strategies_whose_results_stay_in_their_workers_are_refused(tiny_config, strategy):
+    """ddp_spawn's workers keep their metrics, evaluators and timings: ``metrics.json`` had
+    float32 copies without the nan keys or times, and ``eval --save-predictions`` wrote [].
+    (``make_trainer`` is the trainer of ``train`` and ``evaluate``.)"""
+    tiny_config["trainer"].update(devices=2, strategy=strategy)
+    with pytest.raises(ConfigError, match=r"trainer\.strategy: .* use trainer\.strategy=ddp"):
+        make_trainer(load_config(tiny_config), Path("unused"), logger=False)
+
+
+def test_sync_batchnorm_on_cpu_processes_is_a_config_error(tiny_config):
+    """torch's SyncBatchNorm is GPU-only: DDP stopped with a traceback in each rank."""
+    tiny_config["trainer"].update(devices=2, strategy="ddp", sync_batchnorm=True)
+    with pytest.raises(ConfigError, match="trainer.sync_batchnorm: true with 2 CPU processes"):
+        make_trainer(load_config(tiny_config), Path("unused"), logger=False)
+    tiny_config["trainer"].update(devices=1, strategy="auto")  # one process: nothing to sync
+    assert make_trainer(load_config(tiny_config), Path("unused"), logger=False).world_size == 1

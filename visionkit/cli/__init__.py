@@ -36,7 +36,7 @@ from visionkit.cli import (
     weights,
 )
 from visionkit.cli import list as list_command
-from visionkit.cli._shared import ArgumentParser
+from visionkit.cli._shared import ArgumentParser, process_rank
 from visionkit.errors import VisionkitError
 from visionkit.registry import UnknownNameError
 
@@ -107,13 +107,21 @@ class _StderrHandler(logging.StreamHandler):
             self.handleError(record)
 
 
+def _rank_zero_or_error(record: logging.LogRecord) -> bool:
+    """Every DDP process runs the whole command: its messages are printed by rank 0 only,
+    except errors (one rank's own failure)."""
+    return record.levelno >= logging.ERROR or process_rank() == 0
+
+
 def _log_to_stderr() -> None:
-    """INFO messages of visionkit's own loggers on stderr (Lightning has its own handler).
-    Records still propagate, so handlers the caller installed (or pytest's) see them too."""
+    """INFO messages of visionkit's own loggers on stderr (Lightning has its own handler), from
+    rank 0 only in a distributed run (:func:`_rank_zero_or_error`). Records still propagate,
+    so handlers the caller installed (or pytest's) see them too."""
     logger = logging.getLogger("visionkit")
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(_rank_zero_or_error)
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
 

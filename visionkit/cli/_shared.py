@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import sys
@@ -11,14 +12,26 @@ from pathlib import Path
 
 from visionkit.choices import TTA_MODES, ULTRALYTICS_KEYS
 
+#: The environment variables the launchers (torchrun, Lightning, SLURM, LSF) give a process's
+#: rank in, in the order Lightning reads them before it sets the rank itself.
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def process_rank() -> int:
+    """This process's global rank in a distributed run, 0 alone: Lightning's (it sets it as
+    the processes set up) once Lightning is imported, else the launcher's environment."""
+    rank_zero = sys.modules.get("lightning_utilities.core.rank_zero")
+    rank = getattr(getattr(rank_zero, "rank_zero_only", None), "rank", None)
+    if rank is None:
+        rank = next((os.environ[k] for k in RANK_VARIABLES if k in os.environ), 0)
+    return int(rank)
+
 
 def is_global_zero() -> bool:
     """Whether this process reports results: rank 0 of a distributed run (every rank runs the
     command, and Lightning sets the rank when the run starts, or torchrun / SLURM before), or
     the only process."""
-    from lightning.pytorch.utilities.rank_zero import rank_zero_only
-
-    return getattr(rank_zero_only, "rank", 0) == 0
+    return process_rank() == 0
 
 
 #: The option a value of this file type goes to, when a command is missing it.

@@ -190,9 +190,8 @@ class TrainingTime(L.Callback):
 
 class Tf32Matmuls(L.Callback):
     """On a CUDA device, float32 matrix products use TF32
-    (:func:`~visionkit.build.trainer.use_tf32_matmuls`) in each process as it sets up: the
-    workers of ``ddp_spawn`` are new interpreters that inherit none of the parent's settings
-    (``make_trainer`` sets it in the parent, before Lightning checks it there)."""
+    (:func:`~visionkit.build.trainer.use_tf32_matmuls`) in each process as it sets up, whoever
+    started it (``make_trainer`` sets it in the parent, before Lightning checks it there)."""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.strategy.root_device.type == "cuda":

@@ -57,6 +57,7 @@ from visionkit.engine.callbacks import (
 )
 from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
 from visionkit.engine.datamodule import VisionDataModule
+from visionkit.engine.distributed import check_distributed
 from visionkit.engine.ema import EMACallback
 from visionkit.engine.interrupt import CtrlC, SigtermCheckpoint, interrupted_after_training
 from visionkit.engine.monitor import MonitorCheck, check_monitors, monitor_of
@@ -105,7 +106,8 @@ def make_trainer(
     :func:`~visionkit.engine.callbacks.progress_bar` (unless one is given); on a GPU, float32
     matrix products use TF32 (:func:`~visionkit.build.trainer.use_tf32_matmuls`), here before
     Lightning checks the setting and in each process it starts
-    (:class:`~visionkit.engine.callbacks.Tf32Matmuls`)."""
+    (:class:`~visionkit.engine.callbacks.Tf32Matmuls`). Distributed settings that cannot work
+    are refused first (:func:`~visionkit.engine.distributed.check_distributed`)."""
     kwargs = trainer_kwargs(cfg, run_dir, **overrides)
     callbacks = [*callbacks, Tf32Matmuls()]
     if kwargs.get("enable_progress_bar", True) and not any(
@@ -113,6 +115,7 @@ def make_trainer(
     ):
         callbacks.append(progress_bar())
     trainer = L.Trainer(**kwargs, plugins=[SafeCheckpointIO()], callbacks=callbacks)
+    check_distributed(trainer, kwargs.get("sync_batchnorm"))
     if trainer.strategy.root_device.type == "cuda":  # before Lightning checks it (not in setup)
         use_tf32_matmuls()
     return trainer

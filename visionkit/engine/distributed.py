@@ -1,0 +1,54 @@
+"""What visionkit refuses of Lightning's distributed settings, before any process starts
+(:func:`check_distributed`), and the one ``all_gather_object`` of the engine's per-rank
+reports (:func:`gather_objects`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch.distributed as dist
+from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
+
+from visionkit.errors import ConfigError
+
+
+def check_distributed(trainer: L.Trainer, sync_batchnorm: bool | None = None) -> None:
+    """Refuse what would fail or mislead only once the processes run.
+
+    Raises:
+        ConfigError: the strategy starts its processes with ``multiprocessing`` (``ddp_spawn``,
+            ``ddp_fork``, ``ddp_notebook``, and what Lightning picks in a notebook): the
+            workers' metrics, evaluators and timings never come back to the process that
+            writes ``metrics.json``, prints the results and saves the predictions (they were
+            float32 copies, without the ``nan`` keys, and ``--save-predictions`` wrote
+            ``[]``); or ``trainer.sync_batchnorm`` with several CPU processes (torch's
+            ``SyncBatchNorm`` runs on GPUs only: DDP stopped with a traceback in every rank).
+    """
+    strategy = trainer.strategy
+    if isinstance(getattr(strategy, "launcher", None), _MultiProcessingLauncher):
+        method = getattr(strategy.launcher, "_start_method", "spawn")
+        raise ConfigError(
+            f"trainer.strategy: this strategy starts its processes with multiprocessing "
+            f"({method}: ddp_spawn, ddp_fork, ddp_notebook, or a notebook's default), and "
+            "their results "
+            "(metrics, predictions, timings) do not come back to the process that writes and "
+            "prints them; use trainer.strategy=ddp, which runs the command in every process "
+            "(from a script or the visionkit command, not a notebook)"
+        )
+    if sync_batchnorm and trainer.world_size > 1 and strategy.root_device.type == "cpu":
+        raise ConfigError(
+            f"trainer.sync_batchnorm: true with {trainer.world_size} CPU processes: "
+            "torch's SyncBatchNorm runs on GPUs only; leave it unset on the CPU "
+            "(each process then keeps its own BatchNorm statistics)"
+        )
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` in one process). A
+    collective call: every rank must make it."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, obj)
+    return parts
