@@ -8,16 +8,20 @@ training batch holds no box neither hangs nor trips DDP's unused-parameter check
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import yaml
 from torch.utils.data import DistributedSampler
 
@@ -25,7 +29,7 @@ from visionkit.config import load_config
 from visionkit.data.datasets import seed_pipeline
 from visionkit.data.synthetic import make_shapes
 from visionkit.data.transforms import build_pipeline
-from visionkit.engine.datamodule import unpadded_sampler
+from visionkit.engine.datamodule import SkipCountingLoader, SkippedImages, unpadded_sampler
 from visionkit.engine.runner import evaluate, make_trainer, metrics_json
 from visionkit.errors import ConfigError, DataError
 
@@ -283,3 +287,43 @@ def test_sync_batchnorm_on_cpu_processes_is_a_config_error(tiny_config):
         make_trainer(load_config(tiny_config), Path("unused"), logger=False)
     tiny_config["trainer"].update(devices=1, strategy="auto")  # one process: nothing to sync
     assert make_trainer(load_config(tiny_config), Path("unused"), logger=False).world_size == 1
+
+
+def _skipping_worker(rank, world_size, init_file, out_dir):
+    """Rank r's loader skips ``bad<r>.png`` (its second image) and rank 1 also ``bad9.png``;
+    the epoch's report is logged into ``out_dir/log<rank>.txt``."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logging.getLogger("visionkit").addHandler(handler)
+    try:
+
+        def collate(items):
+            bad = [f"bad{rank}.png"] * (items[0] == 1) + ["bad9.png"] * (items[0] == 2 == rank + 1)
+            return {"skipped": [{"path": p} for p in bad], "images": items}
+
+        loader = SkipCountingLoader(range(3), batch_size=1, collate_fn=collate)
+        assert all("skipped" not in batch for batch in loader)  # taken out of the batches
+        SkippedImages.report(SimpleNamespace(is_global_zero=rank == 0), loader)
+        Path(out_dir, f"log{rank}.txt").write_text("\n".join(lines))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_images_skipped_on_every_rank_are_reported_once_with_the_total(tmp_path):
+    """Each rank logged its own share's count: two lines, neither the epoch's total."""
+    args = (2, str(tmp_path / "init"), str(tmp_path))
+    mp.start_processes(_skipping_worker, args=args, nprocs=2, join=True, start_method="fork")
+    assert (tmp_path / "log0.txt").read_text() == (
+        "on_bad_image: skip: 3 unreadable images were skipped this epoch "
+        "(3 files: bad0.png, bad1.png, bad9.png)"
+    )
+    assert (tmp_path / "log1.txt").read_text() == ""
+
+
+def test_the_skip_report_gathers_before_hooks_that_only_rank_zero_runs(tiny_config):
+    """Rank 0's per-epoch log line (a rank-0-only hook) reads Lightning's synced metrics, a
+    collective; a gather placed after it met that collective on rank 1 and both ranks hung."""
+    trainer = make_trainer(load_config(tiny_config), Path("unused"), logger=False)
+    assert isinstance(trainer.callbacks[0], SkippedImages)

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from visionkit.data.batch import collate
 from visionkit.data.datasets import MixedDataset, TransformedDataset, val_sets
+from visionkit.engine.distributed import gather_objects
 from visionkit.engine.identity_sampling import IdentityBatchSampler
 from visionkit.engine.sampling import EpochSampler
 from visionkit.errors import DataError
@@ -48,27 +49,46 @@ def unpadded_sampler(dataset: Any, rank: int, world_size: int) -> UnrepeatedDist
 
 class SkipCountingLoader(DataLoader):
     """A ``DataLoader`` that takes the ``"skipped"`` records (images a reader replaced under
-    ``on_bad_image: skip``) out of each batch, and logs their count and files when the epoch's
-    iteration ends."""
+    ``on_bad_image: skip``) out of each batch and keeps the files of its current pass in
+    :attr:`skipped`, which :class:`SkippedImages` reports at the epoch's end."""
+
+    skipped: tuple[str, ...] = ()
 
     def __iter__(self):
-        skipped: list[dict[str, Any]] = []
-        try:
-            for batch in super().__iter__():
-                if isinstance(batch, dict):
-                    skipped += batch.pop("skipped", None) or []
-                yield batch
-        finally:
-            if skipped:
-                files = sorted({str(r["path"]) for r in skipped})
-                logger.warning(
-                    "on_bad_image: skip: %d unreadable images were skipped this epoch "
-                    "(%d files: %s%s)",
-                    len(skipped),
-                    len(files),
-                    ", ".join(files[:10]),
-                    ", ..." if len(files) > 10 else "",
-                )
+        self.skipped = []
+        for batch in super().__iter__():
+            if isinstance(batch, dict):
+                self.skipped += [str(r["path"]) for r in batch.pop("skipped", None) or []]
+            yield batch
+
+
+class SkippedImages(L.Callback):
+    """At the end of each training and validation epoch, one log line of the images that the
+    loaders (:class:`SkipCountingLoader`) skipped under ``on_bad_image: skip``, counted over
+    every process: each rank reads its own share of the data (each logged its own count)."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.report(trainer, trainer.train_dataloader)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.report(trainer, trainer.val_dataloaders)
+
+    @staticmethod
+    def report(trainer: L.Trainer, loaders: Any) -> None:
+        """Gathers the ``loaders``' skipped files from every rank (a collective call) and
+        logs them on rank 0."""
+        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+        skipped = [path for loader in loaders for path in getattr(loader, "skipped", ())]
+        skipped = [path for part in gather_objects(skipped) for path in part]
+        if skipped and trainer.is_global_zero:
+            files = sorted(set(skipped))
+            logger.warning(
+                "on_bad_image: skip: %d unreadable images were skipped this epoch (%d files: %s%s)",
+                len(skipped),
+                len(files),
+                ", ".join(files[:10]),
+                ", ..." if len(files) > 10 else "",
+            )
 
 
 class ResumableLoader(SkipCountingLoader):

@@ -56,7 +56,7 @@ from visionkit.engine.callbacks import (
     progress_bar,
 )
 from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
-from visionkit.engine.datamodule import VisionDataModule
+from visionkit.engine.datamodule import SkippedImages, VisionDataModule
 from visionkit.engine.distributed import check_distributed
 from visionkit.engine.ema import EMACallback
 from visionkit.engine.interrupt import CtrlC, SigtermCheckpoint, interrupted_after_training
@@ -106,10 +106,13 @@ def make_trainer(
     :func:`~visionkit.engine.callbacks.progress_bar` (unless one is given); on a GPU, float32
     matrix products use TF32 (:func:`~visionkit.build.trainer.use_tf32_matmuls`), here before
     Lightning checks the setting and in each process it starts
-    (:class:`~visionkit.engine.callbacks.Tf32Matmuls`). Distributed settings that cannot work
+    (:class:`~visionkit.engine.callbacks.Tf32Matmuls`); images skipped under ``on_bad_image:
+    skip`` are logged per epoch over every rank (:class:`~visionkit.engine.datamodule.
+    SkippedImages`). Distributed settings that cannot work
     are refused first (:func:`~visionkit.engine.distributed.check_distributed`)."""
     kwargs = trainer_kwargs(cfg, run_dir, **overrides)
-    callbacks = [*callbacks, Tf32Matmuls()]
+    # first: its gather must come before any hook that only rank 0 runs (they may sync too)
+    callbacks = [SkippedImages(), *callbacks, Tf32Matmuls()]
     if kwargs.get("enable_progress_bar", True) and not any(
         isinstance(c, L.pytorch.callbacks.ProgressBar) for c in callbacks
     ):
