@@ -66,8 +66,9 @@ sys.addaudithook(_audit)
 """
 
 
-def run_cli(args, audit_root, hook_dir, timeout=240):
-    """``python -m visionkit.cli ARGS`` from the repo root; a hang fails by the timeout."""
+def run_cli(args, audit_root, hook_dir, timeout=240, stderr=False):
+    """``python -m visionkit.cli ARGS`` from the repo root; a hang fails by the timeout.
+    Returns stdout (and stderr, with ``stderr=True``)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(hook_dir), str(REPO), env.get("PYTHONPATH", "")])
     env["AUDIT_ROOT"] = str(audit_root)
@@ -82,7 +83,7 @@ def run_cli(args, audit_root, hook_dir, timeout=240):
         timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc.stdout
+    return (proc.stdout, proc.stderr) if stderr else proc.stdout
 
 
 def writers(audit_root):
@@ -327,3 +328,70 @@ def test_the_skip_report_gathers_before_hooks_that_only_rank_zero_runs(tiny_conf
     collective; a gather placed after it met that collective on rank 1 and both ranks hung."""
     trainer = make_trainer(load_config(tiny_config), Path("unused"), logger=False)
     assert isinstance(trainer.callbacks[0], SkippedImages)
+
+
+@pytest.mark.slow
+def test_a_joint_model_with_partial_labels_trains_and_evaluates_on_two_processes(tmp_path):
+    """Five heads from two sets (boxes, keypoints, classes on shapes; identities on the other):
+    most batches of a rank lack some head's labels, yet DDP (find_unused_parameters off)
+    neither fails nor hangs; messages are printed once; the keypoint and embedding metrics of
+    two processes equal those of one. Lightning warned that ``val/loss`` (over several
+    validation sets) was logged without ``sync_dist``, as if it were not synchronised."""
+    from visionkit.data.synthetic_identities import make_identities
+
+    make_shapes(tmp_path / "kp", num_images=6, size=64, seed=0, max_shapes=2, keypoints=True)
+    make_shapes(tmp_path / "kp_val", num_images=5, size=64, seed=1, max_shapes=2, keypoints=True)
+    make_identities(tmp_path / "ids", num_images=8, size=32, identities=2)
+    make_identities(tmp_path / "ids_val", num_images=7, size=32, identities=3, first_identity=2)
+    shapes = {"format": "coco", "class_field": "background"}
+    config = {
+        "name": "joint",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {
+            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+            "neck": {"name": "fpn", "out_channels": 16, "min_level": 3, "max_level": 5},
+            "heads": {
+                "cls": {"name": "linear"},
+                "det": {"name": "fcos", "num_convs": 1},
+                "pose": {"name": "fcos_keypoints", "num_convs": 1},
+                "emb": {"name": "embedding", "embedding_dim": 8},
+            },
+        },
+        "data": {
+            "train": {
+                "shapes": {**shapes, "images": str(tmp_path / "kp")},
+                "ids": {"format": "identities", "root": str(tmp_path / "ids")},
+            },
+            "val": {
+                "shapes": {**shapes, "images": str(tmp_path / "kp_val")},
+                "ids": {"format": "identities", "root": str(tmp_path / "ids_val")},
+            },
+            "image_size": 64,
+            "batch_size": 2,
+            "val_batch_size": 1,
+            "num_workers": 0,
+            "transforms": {"train": [{"name": "Resize"}], "val": [{"name": "Resize"}]},
+        },
+        "trainer": {
+            "max_epochs": 1,
+            "accelerator": "cpu",
+            "precision": "32",
+            "enable_progress_bar": False,
+        },
+    }
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    hook_dir = tmp_path / "no_hook"
+    hook_dir.mkdir()
+    ddp = ["trainer.devices=2", "trainer.strategy=ddp"]
+    _, err = run_cli(["train", "--config", str(config_path), *ddp], tmp_path, hook_dir, stderr=True)
+    assert "sync_dist" not in err, err[-3000:]
+    assert err.count("a small validation set (7 images)") == 1, err[-3000:]
+    checkpoint = tmp_path / "runs" / "joint" / "checkpoints" / "best.ckpt"
+    one = json.loads(metrics_json(evaluate(checkpoint, ["trainer.devices=1"])))
+    out = run_cli(["eval", "--json", "--checkpoint", str(checkpoint), *ddp], tmp_path, hook_dir)
+    two = json.loads(out.splitlines()[-1])["metrics"]
+    assert {"pose/kpt_mAP", "emb/auc", "emb/recall@1", "cls/top1", "det/mAP"} <= set(one)
+    assert one.keys() == two.keys()
+    for key, value in one.items():
+        assert value == pytest.approx(two[key], rel=1e-6, abs=1e-9, nan_ok=True), key

@@ -112,3 +112,38 @@ def test_the_evaluator_warns_of_a_small_set_once(caplog):
         "false-accept rate of 0.001 (it needs 1,000): tar@far1e-3 and tar@far1e-2 accept no "
         "different pair"
     ]
+
+
+def test_the_small_set_note_is_of_the_whole_set_not_the_sanity_checks_batches(tmp_path, caplog):
+    """Training's sanity check scores 2 batches: the note was of them ("(4 images)"), and a
+    large set was called small on every run; the first real validation never noted."""
+    from visionkit.data.synthetic_identities import make_identities
+    from visionkit.engine.runner import train
+
+    make_identities(tmp_path / "train", num_images=8, size=32, identities=2)
+    make_identities(tmp_path / "val", num_images=9, size=32, identities=3, first_identity=2)
+    config = {
+        "output_dir": str(tmp_path / "runs"),
+        "model": {
+            "backbone": {"name": "simple_cnn"},
+            "heads": {"emb": {"name": "embedding", "embedding_dim": 8}},
+        },
+        "data": {
+            "train": {"format": "identities", "root": str(tmp_path / "train")},
+            "val": {"format": "identities", "root": str(tmp_path / "val")},
+            "image_size": 32,
+            "batch_size": 2,
+            "num_workers": 0,
+        },
+        "trainer": {
+            "max_epochs": 1,
+            "limit_train_batches": 1,
+            "accelerator": "cpu",
+            "devices": 1,
+            "enable_progress_bar": False,
+        },
+    }
+    with caplog.at_level("WARNING", logger="visionkit.evaluation.embedding"):
+        train(config)
+    warned = [r.getMessage() for r in caplog.records if "small validation set" in r.getMessage()]
+    assert [w.split(":")[1] for w in warned] == [" a small validation set (9 images)"]

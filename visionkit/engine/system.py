@@ -287,14 +287,23 @@ class VisionSystem(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         metrics: dict[str, float] = {}
         for evaluator in self.evaluators.values():
+            # an evaluator's once-only note of a small set ("noted") waits for a validation
+            # of the whole set: the sanity check scores its first batches only
+            quiet = self.trainer.sanity_checking and getattr(evaluator, "noted", None) is False
+            if quiet:
+                evaluator.noted = True
             metrics.update(evaluator.evaluate())
+            if quiet:
+                evaluator.noted = False
         main = self.headline_metrics()
         headline = [metrics[k] for k in main if metrics.get(k) == metrics.get(k)]
         if len(main) > 1:
             metrics["val/score"] = sum(headline) / len(headline) if headline else float("nan")
         self.last_metrics = metrics
         if self.val_loss_all is not None:
-            self.log("val/loss", self.val_loss_all.compute(), sync_dist=False)  # ranks gathered
+            # the same on every rank (the metric gathered them): "max" keeps it exact, and
+            # Lightning does not warn of an epoch value logged without sync_dist
+            self.log("val/loss", self.val_loss_all.compute(), sync_dist=True, reduce_fx="max")
             self.val_loss_all.reset()
         for key, value in metrics.items():
             # NaN means "no such objects" (COCO -1): not logged, except a main metric (the
