@@ -66,7 +66,7 @@ sys.addaudithook(_audit)
 """
 
 
-def run_cli(args, audit_root, hook_dir, timeout=240, stderr=False):
+def run_cli(args, audit_root, hook_dir, timeout=240, stderr=False, returncode=0):
     """``python -m visionkit.cli ARGS`` from the repo root; a hang fails by the timeout.
     Returns stdout (and stderr, with ``stderr=True``)."""
     env = dict(os.environ)
@@ -82,7 +82,7 @@ def run_cli(args, audit_root, hook_dir, timeout=240, stderr=False):
         text=True,
         timeout=timeout,
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.returncode == returncode, proc.stderr[-4000:]
     return (proc.stdout, proc.stderr) if stderr else proc.stdout
 
 
@@ -395,3 +395,40 @@ def test_a_joint_model_with_partial_labels_trains_and_evaluates_on_two_processes
     assert one.keys() == two.keys()
     for key, value in one.items():
         assert value == pytest.approx(two[key], rel=1e-6, abs=1e-9, nan_ok=True), key
+
+
+@pytest.mark.slow
+def test_parameters_no_head_uses_are_named_before_ddp_fails_on_them(tmp_path):
+    """A classifier with a neck it never reads trains in one process; under DDP the second
+    step was a RuntimeError traceback in every rank ("parameters that were not used in
+    producing loss ... find_unused_parameters")."""
+    make_shapes(tmp_path / "data", num_images=8, size=32, seed=0)
+    make_shapes(tmp_path / "val", num_images=2, size=32, seed=1)
+    data = {"format": "coco", "images": str(tmp_path / "data"), "class_field": "background"}
+    config = {
+        "name": "cls",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {
+            "backbone": {"name": "simple_cnn", "out_indices": [2, 3, 4]},
+            "neck": {"name": "fpn", "out_channels": 8, "min_level": 3, "max_level": 5},
+            "heads": {"cls": {"name": "linear"}},
+        },
+        "data": {
+            "train": data,
+            "val": {**data, "images": str(tmp_path / "val")},
+            "image_size": 32,
+            "batch_size": 2,
+        },
+        "trainer": {"max_epochs": 1, "accelerator": "cpu", "enable_progress_bar": False},
+    }
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    hook_dir = tmp_path / "no_hook"
+    hook_dir.mkdir()
+    args = ["train", "--config", str(config_path), "trainer.devices=2", "trainer.strategy=ddp"]
+    _, err = run_cli(args, tmp_path, hook_dir, stderr=True, returncode=2)
+    assert (
+        "parameters of the model get no gradient from the loss, in neck.fpn.inner_blocks, "
+        "neck.fpn.layer_blocks: no head uses them" in err
+    ), err[-3000:]
+    assert "Traceback" not in err

@@ -1,6 +1,6 @@
 """What visionkit refuses of Lightning's distributed settings, before any process starts
-(:func:`check_distributed`), and the one ``all_gather_object`` of the engine's per-rank
-reports (:func:`gather_objects`)."""
+(:func:`check_distributed`) or at the first step (:class:`UnusedParameters`), and the one
+``all_gather_object`` of the engine's per-rank reports (:func:`gather_objects`)."""
 
 from __future__ import annotations
 
@@ -52,3 +52,45 @@ def gather_objects(obj: Any) -> list[Any]:
     parts: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(parts, obj)
     return parts
+
+
+class UnusedParameters(L.Callback):
+    """After the first backward pass of a run on several processes, the trainable parameters
+    that got no gradient (a neck no head reads, a level no head uses) are a
+    :class:`~visionkit.errors.ConfigError` naming them: DDP (``find_unused_parameters`` off,
+    Lightning's default and faster) failed at the next step with its own traceback in every
+    rank. Nothing is checked in one process, or when ``find_unused_parameters`` is on."""
+
+    def __init__(self) -> None:
+        self.checked = False
+
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.checked:
+            return
+        self.checked = True
+        wrapped = getattr(trainer.strategy, "model", None)
+        if trainer.world_size == 1 or getattr(wrapped, "find_unused_parameters", True):
+            return
+        unused = [
+            name.removeprefix("model.")
+            for name, p in pl_module.named_parameters()
+            if p.requires_grad and p.grad is None
+        ]
+        if unused:
+            modules = list(dict.fromkeys(module_of(name) for name in unused))
+            raise ConfigError(
+                f"{len(unused)} parameters of the model get no gradient from the loss, in "
+                f"{', '.join(modules[:10])}{', ...' if len(modules) > 10 else ''}: no head "
+                "uses them, and DDP needs every trainable parameter in the loss; leave out "
+                "what no head reads (e.g. model.neck when no head reads the neck), freeze it "
+                "(model.freeze), or set trainer.strategy=ddp_find_unused_parameters_true "
+                "(slower)"
+            )
+
+
+def module_of(parameter: str) -> str:
+    """The module path of a parameter name, up to its first numbered part:
+    ``neck.inner_blocks.0.0.weight`` -> ``neck.inner_blocks``."""
+    parts = parameter.split(".")[:-1]
+    numbered = next((i for i, part in enumerate(parts) if part.isdigit()), len(parts))
+    return ".".join(parts[:numbered]) or parameter

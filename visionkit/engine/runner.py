@@ -57,7 +57,7 @@ from visionkit.engine.callbacks import (
 )
 from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
 from visionkit.engine.datamodule import SkippedImages, VisionDataModule
-from visionkit.engine.distributed import check_distributed
+from visionkit.engine.distributed import UnusedParameters, check_distributed
 from visionkit.engine.ema import EMACallback
 from visionkit.engine.interrupt import CtrlC, SigtermCheckpoint, interrupted_after_training
 from visionkit.engine.monitor import MonitorCheck, check_monitors, monitor_of
@@ -108,11 +108,12 @@ def make_trainer(
     Lightning checks the setting and in each process it starts
     (:class:`~visionkit.engine.callbacks.Tf32Matmuls`); images skipped under ``on_bad_image:
     skip`` are logged per epoch over every rank (:class:`~visionkit.engine.datamodule.
-    SkippedImages`). Distributed settings that cannot work
-    are refused first (:func:`~visionkit.engine.distributed.check_distributed`)."""
+    SkippedImages`). Distributed settings that cannot work are refused first
+    (:func:`~visionkit.engine.distributed.check_distributed`), parameters DDP would find
+    unused after the first step (:class:`~visionkit.engine.distributed.UnusedParameters`)."""
     kwargs = trainer_kwargs(cfg, run_dir, **overrides)
     # first: its gather must come before any hook that only rank 0 runs (they may sync too)
-    callbacks = [SkippedImages(), *callbacks, Tf32Matmuls()]
+    callbacks = [SkippedImages(), *callbacks, Tf32Matmuls(), UnusedParameters()]
     if kwargs.get("enable_progress_bar", True) and not any(
         isinstance(c, L.pytorch.callbacks.ProgressBar) for c in callbacks
     ):
