@@ -388,7 +388,9 @@ def test_a_joint_model_with_partial_labels_trains_and_evaluates_on_two_processes
     assert "sync_dist" not in err, err[-3000:]
     assert err.count("a small validation set (7 images)") == 1, err[-3000:]
     checkpoint = tmp_path / "runs" / "joint" / "checkpoints" / "best.ckpt"
-    one = json.loads(metrics_json(evaluate(checkpoint, ["trainer.devices=1"])))
+    one = json.loads(
+        metrics_json(evaluate(checkpoint, ["trainer.devices=1", "trainer.strategy=auto"]))
+    )
     out = run_cli(["eval", "--json", "--checkpoint", str(checkpoint), *ddp], tmp_path, hook_dir)
     two = json.loads(out.splitlines()[-1])["metrics"]
     assert {"pose/kpt_mAP", "emb/auc", "emb/recall@1", "cls/top1", "det/mAP"} <= set(one)
