@@ -27,6 +27,9 @@ class VisionkitError(Exception):
 
     exit_code = 1
     label = "error"  # what the command line prints before the message
+    # raised alike by every process of a distributed run: the command line prints it once,
+    # from rank 0 (any other error is printed by the process that has it)
+    every_rank = False
 
 
 class ConfigError(VisionkitError):
@@ -117,6 +120,7 @@ class TrainingInterrupted(VisionkitError):
 
     exit_code = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
     label = "stopped"  # what the command line prints before the message (not "error")
+    every_rank = True  # a terminal's Ctrl-C, a scheduler's SIGTERM reach every process
 
     def __init__(
         self,

@@ -461,6 +461,33 @@ def test_messages_are_printed_by_rank_zero_only_but_errors_by_every_rank(capsys,
     assert "WARNING visionkit.evaluation: a small validation set" in capsys.readouterr().err
 
 
+def test_an_interruption_every_rank_has_is_printed_by_rank_zero_only(capsys, monkeypatch):
+    """A Ctrl-C in the terminal reaches every DDP process: each printed the same "stopped:
+    ... Continue with: ..." line."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    import visionkit.cli.train
+    from visionkit.cli import main
+    from visionkit.errors import DataError, TrainingInterrupted
+
+    def interrupted(args):
+        raise TrainingInterrupted("runs/x/checkpoints/last.ckpt", 3, 12, signal="SIGINT")
+
+    monkeypatch.setattr(visionkit.cli.train, "run", interrupted)
+    for rank in (1, 0):
+        monkeypatch.setattr(rank_zero_only, "rank", rank)
+        assert main(["train", "--config", "x.yaml"]) == 130
+    assert capsys.readouterr().err.count("stopped: interrupted by Ctrl-C") == 1
+
+    def bad_data(args):  # one rank's own error: printed by the rank that has it
+        raise DataError("image 7 of rank 1 cannot be read")
+
+    monkeypatch.setattr(visionkit.cli.train, "run", bad_data)
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    assert main(["train", "--config", "x.yaml"]) == 1
+    assert "image 7 of rank 1 cannot be read" in capsys.readouterr().err
+
+
 def test_output_into_a_closed_pipe_ends_quietly():
     """``visionkit check-data ... | head -3`` ended with a BrokenPipeError traceback once
     head stopped reading; now it ends with status 1 and nothing on stderr."""

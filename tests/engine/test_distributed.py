@@ -434,3 +434,4 @@ def test_parameters_no_head_uses_are_named_before_ddp_fails_on_them(tmp_path):
         "neck.fpn.layer_blocks: no head uses them" in err
     ), err[-3000:]
     assert "Traceback" not in err
+    assert err.count("error: invalid configuration") == 1  # the same on both ranks: once

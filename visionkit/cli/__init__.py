@@ -147,5 +147,6 @@ def _run(argv: Sequence[str] | None) -> int:
     except (VisionkitError, UnknownNameError) as err:
         if args.debug:
             traceback.print_exc()
-        print(f"{getattr(err, 'label', 'error')}: {err}", file=sys.stderr)
+        if not getattr(err, "every_rank", False) or process_rank() == 0:
+            print(f"{getattr(err, 'label', 'error')}: {err}", file=sys.stderr)
         return getattr(err, "exit_code", 2)

@@ -78,7 +78,7 @@ class UnusedParameters(L.Callback):
         ]
         if unused:
             modules = list(dict.fromkeys(module_of(name) for name in unused))
-            raise ConfigError(
+            error = ConfigError(
                 f"{len(unused)} parameters of the model get no gradient from the loss, in "
                 f"{', '.join(modules[:10])}{', ...' if len(modules) > 10 else ''}: no head "
                 "uses them, and DDP needs every trainable parameter in the loss; leave out "
@@ -86,6 +86,8 @@ class UnusedParameters(L.Callback):
                 "(model.freeze), or set trainer.strategy=ddp_find_unused_parameters_true "
                 "(slower)"
             )
+            error.every_rank = True  # the same parameters on every rank
+            raise error
 
 
 def module_of(parameter: str) -> str:
