@@ -281,6 +281,20 @@ def test_strategies_whose_results_stay_in_their_workers_are_refused(tiny_config,
         make_trainer(load_config(tiny_config), Path("unused"), logger=False)
 
 
+def test_gpus_this_machine_lacks_are_a_config_error_naming_the_trainer_keys(tiny_config):
+    """A checkpoint trained on 4 GPUs keeps them in its config: eval on a laptop was
+    Lightning's MisconfigurationException traceback ("No supported gpu backend found!")."""
+    tiny_config["trainer"].update(accelerator="gpu", devices=64, strategy="ddp")
+    with pytest.raises(ConfigError) as info:
+        make_trainer(load_config(tiny_config), Path("unused"), logger=False)
+    assert "trainer: Lightning cannot set up trainer.accelerator=gpu, trainer.devices=64" in str(
+        info.value
+    )
+    assert "trainer.accelerator=cpu trainer.devices=1 (visionkit eval: --device cpu)" in str(
+        info.value
+    )
+
+
 def test_sync_batchnorm_on_cpu_processes_is_a_config_error(tiny_config):
     """torch's SyncBatchNorm is GPU-only: DDP stopped with a traceback in each rank."""
     tiny_config["trainer"].update(devices=2, strategy="ddp", sync_batchnorm=True)

@@ -1,5 +1,5 @@
-"""What visionkit refuses of Lightning's distributed settings, before any process starts
-(:func:`check_distributed`) or at the first step (:class:`UnusedParameters`), and the one
+"""What visionkit refuses of the ``trainer`` settings, before any process starts
+(:func:`lightning_trainer`, :func:`check_distributed`) or at the first step (:class:`UnusedParameters`), and the one
 ``all_gather_object`` of the engine's per-rank reports (:func:`gather_objects`)."""
 
 from __future__ import annotations
@@ -8,9 +8,30 @@ from typing import Any
 
 import lightning as L
 import torch.distributed as dist
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 
 from visionkit.errors import ConfigError
+
+
+def lightning_trainer(kwargs: dict[str, Any], **extra: Any) -> L.Trainer:
+    """``lightning.Trainer(**kwargs, **extra)``, with what Lightning refuses of the hardware
+    settings (GPUs asked for where there are none or fewer, an unknown strategy) as a
+    :class:`~visionkit.errors.ConfigError` naming the ``trainer`` keys (it was Lightning's
+    traceback: a checkpoint's config keeps the devices of the machine it trained on), and
+    :func:`check_distributed`."""
+    try:
+        trainer = L.Trainer(**kwargs, **extra)
+    except MisconfigurationException as err:
+        keys = ("accelerator", "devices", "num_nodes", "strategy")
+        given = ", ".join(f"trainer.{k}={kwargs[k]}" for k in keys if k in kwargs)
+        raise ConfigError(
+            f"trainer: Lightning cannot set up {given}: {err} (a checkpoint's config keeps "
+            "the hardware it trained on); give others as overrides, e.g. "
+            "trainer.accelerator=cpu trainer.devices=1 (visionkit eval: --device cpu)"
+        ) from None
+    check_distributed(trainer, kwargs.get("sync_batchnorm"))
+    return trainer
 
 
 def check_distributed(trainer: L.Trainer, sync_batchnorm: bool | None = None) -> None:

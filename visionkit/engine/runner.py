@@ -57,7 +57,7 @@ from visionkit.engine.callbacks import (
 )
 from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
 from visionkit.engine.datamodule import SkippedImages, VisionDataModule
-from visionkit.engine.distributed import UnusedParameters, check_distributed
+from visionkit.engine.distributed import UnusedParameters, lightning_trainer
 from visionkit.engine.ema import EMACallback
 from visionkit.engine.interrupt import CtrlC, SigtermCheckpoint, interrupted_after_training
 from visionkit.engine.monitor import MonitorCheck, check_monitors, monitor_of
@@ -108,8 +108,8 @@ def make_trainer(
     Lightning checks the setting and in each process it starts
     (:class:`~visionkit.engine.callbacks.Tf32Matmuls`); images skipped under ``on_bad_image:
     skip`` are logged per epoch over every rank (:class:`~visionkit.engine.datamodule.
-    SkippedImages`). Distributed settings that cannot work are refused first
-    (:func:`~visionkit.engine.distributed.check_distributed`), parameters DDP would find
+    SkippedImages`). Settings that cannot work are refused first
+    (:func:`~visionkit.engine.distributed.lightning_trainer`), parameters DDP would find
     unused after the first step (:class:`~visionkit.engine.distributed.UnusedParameters`)."""
     kwargs = trainer_kwargs(cfg, run_dir, **overrides)
     # first: its gather must come before any hook that only rank 0 runs (they may sync too)
@@ -118,8 +118,7 @@ def make_trainer(
         isinstance(c, L.pytorch.callbacks.ProgressBar) for c in callbacks
     ):
         callbacks.append(progress_bar())
-    trainer = L.Trainer(**kwargs, plugins=[SafeCheckpointIO()], callbacks=callbacks)
-    check_distributed(trainer, kwargs.get("sync_batchnorm"))
+    trainer = lightning_trainer(kwargs, plugins=[SafeCheckpointIO()], callbacks=callbacks)
     if trainer.strategy.root_device.type == "cuda":  # before Lightning checks it (not in setup)
         use_tf32_matmuls()
     return trainer
