@@ -1,6 +1,7 @@
 """What visionkit refuses of the ``trainer`` settings, before any process starts
-(:func:`lightning_trainer`, :func:`check_distributed`) or at the first step (:class:`UnusedParameters`), and the one
-``all_gather_object`` of the engine's per-rank reports (:func:`gather_objects`)."""
+(:func:`lightning_trainer`, :func:`check_distributed`) or at the first step
+(:class:`UnusedParameters`), and the one ``all_gather_object`` of the engine's per-rank
+reports (:func:`gather_objects`)."""
 
 from __future__ import annotations
 
@@ -52,10 +53,9 @@ def check_distributed(trainer: L.Trainer, sync_batchnorm: bool | None = None) ->
         raise ConfigError(
             f"trainer.strategy: this strategy starts its processes with multiprocessing "
             f"({method}: ddp_spawn, ddp_fork, ddp_notebook, or a notebook's default), and "
-            "their results "
-            "(metrics, predictions, timings) do not come back to the process that writes and "
-            "prints them; use trainer.strategy=ddp, which runs the command in every process "
-            "(from a script or the visionkit command, not a notebook)"
+            "their results (metrics, predictions, timings) do not come back to the process "
+            "that writes and prints them; use trainer.strategy=ddp, which runs the command in "
+            "every process (from a script or the visionkit command, not a notebook)"
         )
     if sync_batchnorm and trainer.world_size > 1 and strategy.root_device.type == "cpu":
         raise ConfigError(
