@@ -449,3 +449,23 @@ def test_parameters_no_head_uses_are_named_before_ddp_fails_on_them(tmp_path):
     ), err[-3000:]
     assert "Traceback" not in err
     assert err.count("error: invalid configuration") == 1  # the same on both ranks: once
+
+
+@pytest.mark.slow
+def test_a_callback_that_syncs_at_the_epoch_end_neither_hangs_nor_mixes_ranks(tmp_path):
+    """The run folder's epoch-end hook ran on rank 0 only and computed Lightning's synced
+    metrics there (an all_reduce): a later callback's all_reduce on rank 1 met it instead of
+    rank 0's, and the ranks hung or mixed their numbers."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT",
+           "WORLD_SIZE", "NODE_RANK", "LOCAL_RANK", "RANK")}  # fmt: skip
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    script = REPO / "tests" / "engine" / "collective_callback_run.py"
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(script), str(tmp_path)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=150,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("the two processes hung at an epoch's end")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads((tmp_path / "sums.json").read_text()) == [3.0, 3.0]

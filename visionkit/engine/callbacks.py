@@ -73,17 +73,23 @@ class RunFolderCallback(L.Callback):
             # not a row of the per-step log, one epoch past the last (metrics.json has it)
             trainer.loggers = [g for g in trainer.loggers if not isinstance(g, StepLog)]
 
-    @rank_zero_only
+    # Not rank_zero_only: reading trainer.callback_metrics computes the synced ones, a
+    # collective, which rank 0 alone would make while the others went on to the next hook's
+    # (a callback's all_reduce met Lightning's, and the ranks hung or mixed their numbers).
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
-        # the evaluators' own values: Lightning logs float32, off pycocotools' in the 8th digit
-        exact = getattr(pl_module, "last_metrics", None)
-        self._add(trainer, lambda key: not key.startswith("train/"), exact)
+        trainer.callback_metrics  # noqa: B018 (on every rank: see above)
+        if trainer.is_global_zero:
+            # the evaluators' own values: Lightning logs float32, off pycocotools' in the 8th
+            # digit
+            exact = getattr(pl_module, "last_metrics", None)
+            self._add(trainer, lambda key: not key.startswith("train/"), exact)
 
-    @rank_zero_only
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._add(trainer, lambda key: key.startswith("train/"))
+        trainer.callback_metrics  # noqa: B018 (on every rank: see above)
+        if trainer.is_global_zero:
+            self._add(trainer, lambda key: key.startswith("train/"))
 
     def _add(
         self, trainer: L.Trainer, wanted: Any, exact: Mapping[str, float] | None = None
