@@ -106,11 +106,9 @@ def make_trainer(
     :func:`~visionkit.engine.callbacks.progress_bar` (unless one is given); on a GPU, float32
     matrix products use TF32 (:func:`~visionkit.build.trainer.use_tf32_matmuls`), here before
     Lightning checks the setting and in each process it starts
-    (:class:`~visionkit.engine.callbacks.Tf32Matmuls`); images skipped under ``on_bad_image:
-    skip`` are logged per epoch over every rank (:class:`~visionkit.engine.datamodule.
-    SkippedImages`). Settings that cannot work are refused first
-    (:func:`~visionkit.engine.distributed.lightning_trainer`), parameters DDP would find
-    unused after the first step (:class:`~visionkit.engine.distributed.UnusedParameters`)."""
+    (:class:`~visionkit.engine.callbacks.Tf32Matmuls`); ``SkippedImages``: skipped images
+    logged per epoch over every rank. ``lightning_trainer`` refuses settings that cannot work
+    first, ``UnusedParameters`` parameters DDP would find unused after the first step."""
     kwargs = trainer_kwargs(cfg, run_dir, **overrides)
     # first: its gather must come before any hook that only rank 0 runs (they may sync too)
     callbacks = [SkippedImages(), *callbacks, Tf32Matmuls(), UnusedParameters()]
