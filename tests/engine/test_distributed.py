@@ -279,6 +279,39 @@ def test_strategies_whose_results_stay_in_their_workers_are_refused(tiny_config,
     tiny_config["trainer"].update(devices=2, strategy=strategy)
     with pytest.raises(ConfigError, match=r"trainer\.strategy: .* use trainer\.strategy=ddp"):
         make_trainer(load_config(tiny_config), Path("unused"), logger=False)
+    with pytest.raises(ConfigError, match=r"in a notebook: trainer\.devices=1\)"):
+        make_trainer(load_config(tiny_config), Path("unused"), logger=False)
+
+
+def test_eval_on_one_device_leaves_the_checkpoints_strategy_out(tiny_config, tmp_path):
+    """``--device cpu`` is the way the messages give to evaluate a checkpoint of another
+    machine, but it set only the accelerator and devices: a checkpoint trained with
+    ddp_spawn (or sync_batchnorm on GPUs) was refused on the laptop for its stored strategy."""
+    import visionkit
+    from visionkit.engine.runner import evaluate, train
+
+    tiny_config["trainer"].update(max_epochs=None, max_steps=1)
+    run_dir, _ = train(tiny_config)
+    model = visionkit.load(run_dir / "checkpoints" / "best.ckpt")
+    stored = model.meta["config"]["trainer"]
+    stored.update(accelerator="gpu", devices=4, strategy="ddp_spawn", sync_batchnorm=True)
+    assert "cls/top1" in evaluate(model, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ({"strategy": "nonsense"}, "trainer: Lightning cannot set up .*strategy='nonsense'"),
+        ({"limit_train_batches": -1}, "trainer: Lightning refuses the settings: .*-1"),
+    ],
+)
+def test_what_lightning_refuses_is_a_config_error_about_the_setting(tiny_config, setting, expected):
+    """An unknown strategy was Lightning's ValueError traceback, and every refusal of
+    Lightning's was called a hardware problem, with advice about devices."""
+    tiny_config["trainer"].update(setting)
+    with pytest.raises(ConfigError, match=expected) as info:
+        make_trainer(load_config(tiny_config), Path("unused"), logger=False)
+    assert ("devices=1" in str(info.value)) == ("strategy" in setting)
 
 
 def test_gpus_this_machine_lacks_are_a_config_error_naming_the_trainer_keys(tiny_config):
@@ -290,15 +323,18 @@ def test_gpus_this_machine_lacks_are_a_config_error_naming_the_trainer_keys(tiny
     assert "trainer: Lightning cannot set up trainer.accelerator=gpu, trainer.devices=64" in str(
         info.value
     )
-    assert "trainer.accelerator=cpu trainer.devices=1 (visionkit eval: --device cpu)" in str(
-        info.value
+    assert "trainer.accelerator=cpu trainer.devices=1 trainer.strategy=auto (visionkit eval: " in (
+        str(info.value)
     )
 
 
 def test_sync_batchnorm_on_cpu_processes_is_a_config_error(tiny_config):
     """torch's SyncBatchNorm is GPU-only: DDP stopped with a traceback in each rank."""
     tiny_config["trainer"].update(devices=2, strategy="ddp", sync_batchnorm=True)
-    with pytest.raises(ConfigError, match="trainer.sync_batchnorm: true with 2 CPU processes"):
+    with pytest.raises(ConfigError, match=r"sync_batchnorm: true with 2 CPU process\(es\) of DDP"):
+        make_trainer(load_config(tiny_config), Path("unused"), logger=False)
+    tiny_config["trainer"].update(devices=1)  # DDP converts the layers in one process too
+    with pytest.raises(ConfigError, match=r"sync_batchnorm: true with 1 CPU process\(es\)"):
         make_trainer(load_config(tiny_config), Path("unused"), logger=False)
     tiny_config["trainer"].update(devices=1, strategy="auto")  # one process: nothing to sync
     assert make_trainer(load_config(tiny_config), Path("unused"), logger=False).world_size == 1

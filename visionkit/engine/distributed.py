@@ -23,13 +23,17 @@ def lightning_trainer(kwargs: dict[str, Any], **extra: Any) -> L.Trainer:
     :func:`check_distributed`."""
     try:
         trainer = L.Trainer(**kwargs, **extra)
-    except MisconfigurationException as err:
+    except (MisconfigurationException, ValueError) as err:
         keys = ("accelerator", "devices", "num_nodes", "strategy")
+        hardware = any(k in str(err).lower() for k in (*keys, "gpu", "cuda", "interactive"))
         given = ", ".join(f"trainer.{k}={kwargs[k]}" for k in keys if k in kwargs)
         raise ConfigError(
             f"trainer: Lightning cannot set up {given}: {err} (a checkpoint's config keeps "
             "the hardware it trained on); give others as overrides, e.g. "
-            "trainer.accelerator=cpu trainer.devices=1 (visionkit eval: --device cpu)"
+            "trainer.accelerator=cpu trainer.devices=1 trainer.strategy=auto (visionkit eval: "
+            "--device cpu)"
+            if hardware
+            else f"trainer: Lightning refuses the settings: {err}"
         ) from None
     check_distributed(trainer, kwargs.get("sync_batchnorm"))
     return trainer
@@ -55,11 +59,14 @@ def check_distributed(trainer: L.Trainer, sync_batchnorm: bool | None = None) ->
             f"({method}: ddp_spawn, ddp_fork, ddp_notebook, or a notebook's default), and "
             "their results (metrics, predictions, timings) do not come back to the process "
             "that writes and prints them; use trainer.strategy=ddp, which runs the command in "
-            "every process (from a script or the visionkit command, not a notebook)"
+            "every process (from a script or the visionkit command, not a notebook; in a "
+            "notebook: trainer.devices=1)"
         )
-    if sync_batchnorm and trainer.world_size > 1 and strategy.root_device.type == "cpu":
+    synced = getattr(strategy, "_layer_sync", None) is not None  # what Lightning does to fit
+    if sync_batchnorm and synced and strategy.root_device.type == "cpu":
         raise ConfigError(
-            f"trainer.sync_batchnorm: true with {trainer.world_size} CPU processes: "
+            f"trainer.sync_batchnorm: true with {trainer.world_size} CPU process(es) of "
+            f"{type(strategy).__name__}: "
             "torch's SyncBatchNorm runs on GPUs only; leave it unset on the CPU "
             "(each process then keeps its own BatchNorm statistics)"
         )

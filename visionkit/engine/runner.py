@@ -428,11 +428,11 @@ def evaluate(
         raise ConfigError(bad)
     check_thresholds(conf, iou, max_det)
     size = parse_imgsz(imgsz)
-    on_device: dict[str, Any] = {}
+    on_device: dict[str, Any] = {"sync_batchnorm": False}  # Lightning syncs only to fit
     if device is not None or half or bf16:
         chosen = resolve_device(device or "auto")
-        on_device = lightning_device(chosen)
-        on_device["precision"] = lightning_precision(autocast_dtype(chosen, half, bf16))
+        precision = lightning_precision(autocast_dtype(chosen, half, bf16))
+        on_device |= {**lightning_device(chosen), "precision": precision}
     model = checkpoint if isinstance(checkpoint, VisionModel) else load(checkpoint)
     checkpoint = None if model is checkpoint else checkpoint  # a path, or a model in memory
     thresholds = {"conf": conf, "iou": iou, "max_det": max_det}
@@ -450,7 +450,7 @@ def evaluate(
         config = {**config, "data": data_at(config["data"], size)}
     cfg = load_config(config, overrides)
     sigmas = eval_sigmas(model, cfg.model.heads, override_keys(overrides))  # OKS sigmas given
-    if on_device and on_device["precision"] is None:
+    if "accelerator" in on_device and on_device["precision"] is None:
         on_device["precision"] = resolve_precision(cfg.trainer.precision, on_device["accelerator"])
     label_names = model.meta.get("label_names") or {}
     spec = split_spec(cfg.data, split)

@@ -14,7 +14,7 @@ device(type='cpu')
 >>> autocast_dtype(torch.device("cpu"), bf16=True)
 torch.bfloat16
 >>> lightning_device(torch.device("cpu"))
-{'accelerator': 'cpu', 'devices': 1}
+{'accelerator': 'cpu', 'devices': 1, 'num_nodes': 1, 'strategy': 'auto'}
 """
 
 from __future__ import annotations
@@ -104,13 +104,15 @@ def autocast_dtype(
 
 
 def lightning_device(device: torch.device) -> dict[str, object]:
-    """``accelerator`` / ``devices`` arguments of ``lightning.Trainer`` for ``device`` (for
-    commands that run through Lightning, such as ``visionkit eval``)."""
+    """``lightning.Trainer`` arguments for one ``device`` (for commands that run through
+    Lightning, such as ``visionkit eval --device``): its ``accelerator`` / ``devices``, one node
+    and no distributed strategy (a checkpoint's config keeps the strategy it trained with)."""
+    one = {"num_nodes": 1, "strategy": "auto"}
     if device.type == "cuda":
-        return {"accelerator": "gpu", "devices": [device.index or 0]}
+        return {"accelerator": "gpu", "devices": [device.index or 0], **one}
     if device.type == "mps":
-        return {"accelerator": "mps", "devices": 1}
-    return {"accelerator": "cpu", "devices": 1}
+        return {"accelerator": "mps", "devices": 1, **one}
+    return {"accelerator": "cpu", "devices": 1, **one}
 
 
 def lightning_precision(dtype: torch.dtype | None) -> str | None:
