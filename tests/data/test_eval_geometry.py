@@ -20,7 +20,7 @@ from visionkit.build import create_model, model_from_meta
 from visionkit.config import load_config
 from visionkit.data.batch import collate
 from visionkit.data.transforms import apply_pipeline, build_pipeline
-from visionkit.errors import ConfigError
+from visionkit.errors import CheckpointError, ConfigError
 from visionkit.models.heads._utils import select_detections
 from visionkit.models.heads.fcos_mask import FCOSMaskHead
 from visionkit.models.heads.semantic_fpn import SemanticFPNHead
@@ -264,7 +264,7 @@ def test_a_checkpoint_whose_config_crops_its_val_images_is_refused_when_rebuilt(
     meta["config"]["data"]["transforms"]["val"] = [
         {"name": "CenterCrop", "height": 48, "width": 48}
     ]
-    with pytest.raises(ConfigError, match=r"data\.transforms\.val\[0\] \(CenterCrop\)"):
+    with pytest.raises(CheckpointError, match=r"data\.transforms\.val\[0\] \(CenterCrop\)"):
         model_from_meta(meta)
 
 

@@ -183,6 +183,8 @@ def test_device_names_and_precisions(monkeypatch):
     assert devices.lightning_device(torch.device("cuda", 1)) == {
         "accelerator": "gpu",
         "devices": [1],
+        "num_nodes": 1,
+        "strategy": "auto",  # one device: the checkpoint's distributed strategy left out
     }
     assert devices.lightning_precision(torch.bfloat16) == "bf16-mixed"
 

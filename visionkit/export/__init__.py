@@ -61,7 +61,7 @@ from visionkit.export.graph import (
     unflatten_outputs,
 )
 from visionkit.export.metadata import export_metadata, read_metadata
-from visionkit.export.onnx import check_opset, export_onnx, onnx_session
+from visionkit.export.onnx import check_opset, export_onnx, onnx_session, require
 from visionkit.export.safetensors import export_safetensors, read_safetensors_metadata
 from visionkit.export.torchscript import EXTRA_FILE as TORCHSCRIPT_META
 from visionkit.export.torchscript import export_torchscript, read_torchscript
@@ -306,9 +306,7 @@ def _is_visionkit_export(path: Path, format: str) -> bool:
         if format == "safetensors":
             read_safetensors_metadata(path)
             return True
-        import onnx
-
-        props = onnx.load(str(path), load_external_data=False).metadata_props
+        props = require("onnx").load(str(path), load_external_data=False).metadata_props
         read_metadata({p.key: p.value for p in props})
         return True
     except Exception:  # unreadable as that format, or without visionkit's metadata
