@@ -199,8 +199,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="FILE",
         help="the file to write, e.g. model.onnx (an earlier visionkit export of the format "
         "there is replaced; any other file, e.g. a .ckpt, a state dict .pth or another "
-        "program's weights, is kept and the command stops); default: beside the checkpoint, runs/x/checkpoints/best.onnx (.pt for "
-        "torchscript, .safetensors), never over a file already there",
+        "program's weights, is kept and the command stops); default: beside the checkpoint, "
+        "runs/x/checkpoints/best.onnx (.pt for torchscript, .safetensors), never over a file "
+        "already there",
     )
     p.add_argument(
         "--image-size",
