@@ -324,10 +324,10 @@ def _split_voc(
     annotations: str | None,
     images: str | None,
 ) -> SplitReport:
-    from visionkit.data.convert.voc import voc_folders, xml_ids
+    from visionkit.data.convert.voc import voc_folders, xml_files
 
     xml_dir, _ = voc_folders(root, annotations, images)
-    ids = xml_ids(xml_dir)
+    ids = list(xml_files(xml_dir))  # sorted
     if not ids:
         raise DataError(f"{xml_dir} holds no .xml files to split")
     parts = assign(ids, val, test, seed)

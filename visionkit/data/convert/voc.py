@@ -211,11 +211,6 @@ def xml_files(ann_dir: Path) -> dict[str, Path]:
     }
 
 
-def xml_ids(ann_dir: Path) -> list[str]:
-    """The ids of :func:`xml_files`, sorted."""
-    return list(xml_files(ann_dir))
-
-
 def split_id(line: str, files: dict[str, Path]) -> str:
     """The id of one line of an ``ImageSets/Main`` list: the whole line when it names an XML
     file of ``files`` (ids may hold spaces: ``IMG_0001 2``), else the line less a VOC class
