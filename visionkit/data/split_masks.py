@@ -16,7 +16,14 @@ from visionkit.data.readers.voc_segmentation import (
     VOC_SEGMENTATION_LISTS,
     voc_segmentation_folders,
 )
-from visionkit.data.split import SplitReport, assign, read_list, refuse_existing, write_lists
+from visionkit.data.split import (
+    SplitReport,
+    assign,
+    read_list,
+    refuse_existing,
+    split_list_file,
+    write_lists,
+)
 from visionkit.errors import DataError, counted
 
 
@@ -147,3 +154,46 @@ def _label_naming(root: Path, image: str, mask_dir: Path) -> str:
     palette = published_palette(root)
     keys = [*(found[1] if found else []), *([f"palette: {palette}"] if palette else [])]
     return "".join(f", {key}" for key in keys)
+
+
+def listed_images(
+    root: Path, split: str, paths: list[Path], image_dir: Path, image_suffix: str = ""
+) -> list[Path]:
+    """The images of ``paths`` (below ``image_dir``) that the list file of ``split`` names
+    (sorted, each once): a line is an image's path relative to ``image_dir``, with or without
+    its extension (and ``image_suffix``); what ``split:`` of a mask folder reads.
+
+    Raises:
+        DataError: no such list file, a listed image that is not there, or a name that two
+            images answer to.
+    """
+    file = split_list_file(root, split)
+    missing = None if file.is_file() else missing_split(root, split, file)
+    if missing:
+        raise DataError(missing)
+    names = [n.removeprefix("./") for n in read_list(file, root)]
+    by_name: dict[str, set[Path]] = {}
+    for path in paths:  # its relative path, and without the extension (and image_suffix)
+        relative = path.relative_to(image_dir).as_posix()
+        stem = relative[: -len(path.suffix)] if path.suffix else relative
+        keys = {relative, stem}
+        if image_suffix and stem.endswith(image_suffix):
+            keys.add(stem[: -len(image_suffix)])
+        for key in keys:
+            by_name.setdefault(key, set()).add(path)
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise DataError(
+            f"split file {file}: {len(missing)} of {len(names)} listed images are not in "
+            f"{image_dir}: {', '.join(missing[:5])}"
+            + (" ..." if len(missing) > 5 else "")
+            + " (one image path per line, relative to that folder)"
+        )
+    ambiguous = {n: sorted(by_name[n]) for n in names if len(by_name[n]) > 1}
+    if ambiguous:
+        name, found = next(iter(ambiguous.items()))
+        raise DataError(
+            f"split file {file}: {name!r} names {len(found)} images "
+            f"({', '.join(p.name for p in found)}): give the extension"
+        )
+    return sorted({next(iter(by_name[n])) for n in names})

@@ -72,9 +72,13 @@ from visionkit.data.readers.mask_hints import (
     JPEG_EXTENSIONS,
     JPEG_LABELS,
     MASK_EXTENSIONS,
+    ROBOFLOW_CLASSES,
     ignored_class,
+    images_beside_labels,
+    label_values_hint,
     missing_label_hint,
     read_class_names,
+    read_classes_csv,
 )
 from visionkit.data.readers.palette import Palette, published_palette, read_palette
 from visionkit.data.readers.voc_segmentation import voc_segmentation_folders
@@ -117,6 +121,9 @@ class MaskFolderDataset:
         split: read only the images a list file names (see the module docstring):
             ``train`` is ``root/splits/train.txt`` (else VOC's
             ``root/ImageSets/Segmentation/train.txt``); ``None`` (default): every image.
+        reduce_zero_label: the label files number the classes from 1 and 0 marks pixels of
+            no class (ADE20K's "other"; mmsegmentation's setting of the same name): value 0 is
+            unlabelled, value ``k`` is class ``k - 1`` (``ignore_index`` stays a file value).
         image_check: ``"header"`` (default) or ``"decode"`` (:data:`~visionkit.data.checks.
             IMAGE_CHECKS`); ``"decode"`` also decodes every label image and checks its values.
 
@@ -148,6 +155,7 @@ class MaskFolderDataset:
         palette: str | None = None,
         void_color: list[int] | None = None,
         split: str | None = None,
+        reduce_zero_label: bool = False,
         *,
         image_check: Literal["header", "decode"] = "header",
     ) -> None:
@@ -166,6 +174,7 @@ class MaskFolderDataset:
         self.image_dir = self.root / images
         self.mask_dir = self.root / masks
         self.ignore_index = IGNORE_PIXEL if ignore_index is None else int(ignore_index)
+        self.reduce_zero_label = bool(reduce_zero_label)
         for folder in (self.image_dir, self.mask_dir):
             if not folder.is_dir():
                 present = sorted(p.name + "/" for p in self.root.iterdir() if p.is_dir())
@@ -173,16 +182,13 @@ class MaskFolderDataset:
                     f"{folder} does not exist: a mask folder holds {images}/ and {masks}/ "
                     f"(here: {', '.join(present) or 'no sub-folders'}; the entry's images: and "
                     "masks: name others, docs/datasets.md#mask-folder)"
+                    + images_beside_labels(self.root)
                 )
         self.palette = self._palette(palette, void_color)
+        #: Where the class names come from, for messages comparing class lists.
+        self.class_source = f"class_names of {self.root}"
         names = list(class_names) if class_names else self._read_class_names()
         self.label_names: dict[str, list[str]] = {"semantic": names}
-        #: Where the class names come from, for messages comparing class lists.
-        self.class_source = str(self.root / "classes.txt")
-        if class_names:
-            self.class_source = f"class_names of {self.root}"
-        elif self.palette is not None and not (self.root / "classes.txt").is_file():
-            self.class_source = str(self.palette.path)
         if self.palette is not None and len(names) != len(self.palette.names):
             raise DataError(
                 f"{self.class_source} names {len(names)} classes but the palette "
@@ -192,19 +198,34 @@ class MaskFolderDataset:
         #: An ignore_index that is one of the classes (never learnt, never scored): training
         #: refuses it (build_dataset), evaluation of an earlier version's run is warned.
         self.ignored_class = None
-        if self.palette is None and 0 <= self.ignore_index < len(names):
-            self.ignored_class = ignored_class(self.ignore_index, names, self.class_source)
+        lowest = int(self.reduce_zero_label)  # the file's value of class 0
+        if self.palette is None and lowest <= self.ignore_index < len(names) + lowest:
+            self.ignored_class = ignored_class(self.ignore_index, names, self.class_source, lowest)
         self.paths = list_files(self.image_dir)
+        # label files among the images (one folder for both, as Roboflow exports a.jpg beside
+        # a_mask.png, or masks/ inside the images folder) are no images
+        labels = {m for p in self.paths if (m := self._mask_path(p)) not in (None, p)}
+        self.label_files_listed = len(labels & set(self.paths))
+        self.paths = [p for p in self.paths if p not in labels]
         if not self.paths:
             raise DataError(f"no images found in {self.image_dir}")
         if split is not None:
-            self.paths = self._listed(split, self.paths)
+            from visionkit.data.split_masks import listed_images  # split imports the readers
+
+            self.paths = listed_images(
+                self.root, split, self.paths, self.image_dir, self.image_suffix
+            )
         self.mask_paths = [self._mask_path(p) for p in self.paths]
         self.report = self._check_files()
         self.index_of_id = {i + 1: i for i in range(len(self.paths))}
 
     def _palette(self, palette: str | None, void_color: Sequence[int] | None) -> Palette | None:
         """The palette of colour labels, or ``None`` (class-index labels)."""
+        if palette is not None and self.reduce_zero_label:
+            raise ConfigError(
+                "reduce_zero_label: only for label images of class indices; with a palette "
+                "(RGB colour labels) name the colour of pixels of no class void (void_color)"
+            )
         if palette is None:
             if void_color is not None:
                 raise ConfigError(
@@ -221,42 +242,6 @@ class MaskFolderDataset:
             )
         return read_palette(self.root / palette, void_color)
 
-    def _listed(self, split: str, paths: list[Path]) -> list[Path]:
-        """The images of ``paths`` that the split's list file names (sorted, each once)."""
-        from visionkit.data.split import read_list, split_list_file
-        from visionkit.data.split_masks import missing_split
-
-        file = split_list_file(self.root, split)
-        missing = None if file.is_file() else missing_split(self.root, split, file)
-        if missing:
-            raise DataError(missing)
-        names = [n.removeprefix("./") for n in read_list(file, self.root)]
-        by_name: dict[str, set[Path]] = {}
-        for path in paths:  # its relative path, and without the extension (and image_suffix)
-            relative = path.relative_to(self.image_dir).as_posix()
-            stem = relative[: -len(path.suffix)] if path.suffix else relative
-            keys = {relative, stem}
-            if self.image_suffix and stem.endswith(self.image_suffix):
-                keys.add(stem[: -len(self.image_suffix)])
-            for key in keys:
-                by_name.setdefault(key, set()).add(path)
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            raise DataError(
-                f"split file {file}: {len(missing)} of {len(names)} listed images are not in "
-                f"{self.image_dir}: {', '.join(missing[:5])}"
-                + (" ..." if len(missing) > 5 else "")
-                + " (one image path per line, relative to that folder)"
-            )
-        ambiguous = {n: sorted(by_name[n]) for n in names if len(by_name[n]) > 1}
-        if ambiguous:
-            name, found = next(iter(ambiguous.items()))
-            raise DataError(
-                f"split file {file}: {name!r} names {len(found)} images "
-                f"({', '.join(p.name for p in found)}): give the extension"
-            )
-        return sorted({next(iter(by_name[n])) for n in names})
-
     def _mask_path(self, image_path: Path) -> Path | None:
         """The label file of an image (``None`` when its stem lacks ``image_suffix``)."""
         relative = image_path.relative_to(self.image_dir)
@@ -265,7 +250,9 @@ class MaskFolderDataset:
             if not stem.endswith(self.image_suffix):
                 return None
             stem = stem[: -len(self.image_suffix)]
-        return self.mask_dir / relative.with_name(f"{stem}{self.mask_suffix}{self.mask_ext}")
+        path = self.mask_dir / relative.with_name(f"{stem}{self.mask_suffix}{self.mask_ext}")
+        upper = path.with_suffix(self.mask_ext.upper())  # 0001.PNG, as cameras and Windows name
+        return upper if not path.is_file() and upper.is_file() else path
 
     def _check_files(self) -> DataReport:
         """Every image and label file opened (headers); missing, unreadable, mode and size
@@ -273,6 +260,11 @@ class MaskFolderDataset:
         image left out, under ``on_bad_label: skip``)."""
         report = DataReport(str(self.root), "mask_folder")
         report.num_images = len(self.paths)
+        if self.label_files_listed:
+            report.notes.append(
+                f"{self.label_files_listed} label files in the images' folder "
+                f"({self.image_dir}) are read as labels, not images"
+            )
         if self.ignored_class:  # training refuses it (build_dataset)
             where = f"ignore_index {self.ignore_index}"
             report.add("ignored class", where, self.ignored_class, "warning")
@@ -372,10 +364,18 @@ class MaskFolderDataset:
         return None
 
     def _read_class_names(self) -> list[str]:
+        """The names of ``classes.txt``, else of the palette, else of Roboflow's
+        ``_classes.csv`` (in ``root`` or the label folder); ``class_source`` set to the file."""
         path = self.root / "classes.txt"
+        csvs = [d / ROBOFLOW_CLASSES for d in (self.root, self.mask_dir)]
         if not path.is_file():
             if self.palette is not None:
+                self.class_source = str(self.palette.path)
                 return list(self.palette.names)
+            for csv in csvs:
+                if csv.is_file():
+                    self.class_source = str(csv)
+                    return read_classes_csv(csv)
             published = published_palette(self.root)
             hint = (
                 f", or read the colour labels with their palette file: palette: {published}"
@@ -386,6 +386,7 @@ class MaskFolderDataset:
                 f"{self.root}: no class names; write one name per line (label order) in "
                 f"{path}, or set class_names in the dataset config{hint}"
             )
+        self.class_source = str(path)
         return read_class_names(path)
 
     def path_of(self, index: int) -> str:
@@ -404,6 +405,7 @@ class MaskFolderDataset:
             {name: int(images_with[k]) for k, name in enumerate(names)}
         )
         void = f"ignore_index {self.ignore_index}" if self.palette is None else "void colour"
+        void += " and 0, reduce_zero_label" if self.reduce_zero_label else ""
         report.notes.append(f"pixels per class (semantic): {pixel_shares(pixels, names, void)}")
 
     def class_statistics(self, report: DataReport) -> None:
@@ -433,31 +435,24 @@ class MaskFolderDataset:
         if self.palette is not None:
             return self.palette.labels_of(mask, path)
         num_classes = len(self.label_names["semantic"])
-        bad = np.unique(mask[(mask >= num_classes) & (mask != self.ignore_index)])
+        lowest = int(self.reduce_zero_label)  # the file's value of class 0
+        top = num_classes - 1 + lowest
+        bad = np.unique(mask[(mask > top) & (mask != self.ignore_index)])
         if bad.size:
-            void = int(bad[0])
-            # with another ignore_index set, only VOC's 255 borders are hinted at (a stray 7
-            # beside CamVid's 11 is no void: replacing 11 would make every 11 an error)
-            unset = self.ignore_index == IGNORE_PIXEL
             key = getattr(self, "config_key", "data.train")  # set by build_dataset
-            _, split, *name = key.split(".") if key.count(".") else ("data", "train")
-            other = ".".join(["data", "val" if split == "train" else "train", *name])
-            hint = (
-                f"; if {void} marks void (unlabelled) pixels, as CamVid's 11 and VOC's 255 "
-                f"borders do, set ignore_index: {void} in this dataset's entry"
-                + ("" if unset else f" instead of {self.ignore_index}")
-                + f" (e.g. {key}.ignore_index={void}, and {other}.ignore_index={void})"
-                if bad.size == 1 and (unset or void == IGNORE_PIXEL)
-                else ""
-            )
             raise AnnotationError(
-                f"{path}: label values {bad.tolist()[:10]} are not classes 0..{num_classes - 1} "
-                f"nor the ignore index {self.ignore_index}{hint}"
+                f"{path}: label values {bad.tolist()[:10]} are not classes {lowest}..{top}"
+                + (" (reduce_zero_label: 0 is no class)" if lowest else "")
+                + f" nor the ignore index {self.ignore_index}"
+                + label_values_hint(bad.tolist(), num_classes, self.ignore_index, key, lowest)
             )
-        mask = mask.astype(np.uint8)
-        if self.ignore_index != IGNORE_PIXEL:  # the one value samples use for "no label"
-            mask = np.where(mask == self.ignore_index, np.uint8(IGNORE_PIXEL), mask)
-        return mask
+        if not lowest and self.ignore_index == IGNORE_PIXEL:
+            return mask.astype(np.uint8)
+        void = mask == self.ignore_index  # as the one value samples use for "no label"
+        if lowest:  # ADE20K: 0 is "other", file values 1..C are classes 0..C-1
+            void |= mask == 0
+            mask = mask - 1
+        return np.where(void, IGNORE_PIXEL, mask).astype(np.uint8)
 
     def load_semantic(self, image_id: int) -> np.ndarray:
         """The label map of the image with this id (ids are 1-based positions)."""

@@ -5,15 +5,22 @@ classes; and ``classes.txt`` read, its lines numbered or not (:func:`read_class_
 
 from __future__ import annotations
 
+import csv
 import difflib
 import glob
 import re
 from pathlib import Path
 
+from visionkit.errors import DataError
+
 #: Extensions a label file may have (the formats :func:`~visionkit.data.io.read_label_image`
 #: decodes: PNG and TIFF).
 MASK_EXTENSIONS = (".png", ".tif", ".tiff")
 
+
+#: The class list of Roboflow's "Semantic Segmentation Masks" export: lines ``Pixel Value,
+#: Class`` then ``0, background``, ``1, cat``, ... beside the images and their ``_mask.png``.
+ROBOFLOW_CLASSES = "_classes.csv"
 
 #: Extensions of JPEG files, which are never label files: JPEG is lossy.
 JPEG_EXTENSIONS = (".jpg", ".jpeg")
@@ -83,29 +90,89 @@ def missing_label_hint(mask_path: Path, root: Path, mask_suffix: str, mask_ext: 
     cuts = [i for i in range(len(base) - 1, 0, -1) if base[i] in "_-."]
     for i in cuts:  # the longest stem first: "a_000_leftImg8bit" → "a_000", then "a"
         other = folder / f"{base[:i]}{mask_suffix}{mask_ext}"
-        if other.is_file():
+        keys = []
+        if not other.is_file():  # and another label suffix: Cityscapes' two, neither set
+            found = label_file_like(folder, base[:i], mask_suffix, mask_ext)
+            numbered = r"[_\-.]*\d"  # "a_0001" + "_0002.png": another image's label
+            if found is None or any(re.match(numbered, s) for s in (found[0].stem[i:], base[i:])):
+                continue
+            other, keys = found
+        return (
+            f" ({where_of(other, root)} is there: the image names carry a suffix the label "
+            f"files lack; set {', '.join([f'image_suffix: {base[i:]}', *keys])} in the "
+            "dataset's entry)"
+        )
+    return ""
+
+
+def images_beside_labels(root: Path) -> str:
+    """For a mask folder without its image and label folders: where ``root`` (or one of its
+    sub-folders, Roboflow's ``train/``) holds images beside label files named by them
+    (``a.jpg`` and ``a_mask.png``), the entry that reads them (``"; root/train holds ..."``);
+    ``""`` when it does not."""
+    from visionkit.data.batch import list_files
+
+    for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+        for image in list_files(folder, recursive=False)[:20]:
+            found = label_file_like(folder, image.stem)
+            if found is None or found[0] == image:
+                continue
+            label, keys = found
+            name = "." if folder == root else folder.name
             return (
-                f" ({where_of(other, root)} is there: the image names carry a suffix the label "
-                f"files lack; set image_suffix: {base[i:]} in the dataset's entry)"
+                f"; {folder} holds the images and their label files together "
+                f"({image.name}, {label.name}): read them with images: {name}, masks: {name}, "
+                f"{', '.join(keys)}"
             )
     return ""
 
 
-def ignored_class(k: int, names: list[str], class_source: str) -> str:
-    """Why ``ignore_index`` ``k`` may not be one of the classes ``names`` (read from
-    ``class_source``), and the fixes: an ignored class is never learnt and scores nothing."""
+def label_values_hint(
+    bad: list[int], num_classes: int, ignore_index: int, key: str, lowest: int
+) -> str:
+    """What to set when label values ``bad`` (sorted) are no class of ``num_classes`` (class
+    0's file value ``lowest``): the ``ignore_index`` of one void value (CamVid's 11, VOC's 255
+    borders), ``reduce_zero_label`` where the one value is ``num_classes`` (ADE20K's
+    1..150 with 0 = "other"); ``key`` is the dataset's entry (``data.train``)."""
+    void = bad[0]
+    # with another ignore_index set, only VOC's 255 borders are hinted at (a stray 7 beside
+    # CamVid's 11 is no void: replacing 11 would make every 11 an error)
+    unset = ignore_index == 255
+    if len(bad) != 1 or not (unset or void == 255):
+        return ""
+    _, split, *name = key.split(".") if key.count(".") else ("data", "train")
+    other = ".".join(["data", "val" if split == "train" else "train", *name])
+    hint = (
+        f"; if {void} marks void (unlabelled) pixels, as CamVid's 11 and VOC's 255 borders do, "
+        f"set ignore_index: {void} in this dataset's entry"
+        + ("" if unset else f" instead of {ignore_index}")
+        + f" (e.g. {key}.ignore_index={void}, and {other}.ignore_index={void})"
+    )
+    if void == num_classes and not lowest:
+        hint += (
+            f"; if the label files number the classes 1..{num_classes} and 0 marks pixels of "
+            "no class (ADE20K's 'other'), set reduce_zero_label: true in both entries"
+        )
+    return hint
+
+
+def ignored_class(value: int, names: list[str], class_source: str, lowest: int = 0) -> str:
+    """Why ``ignore_index`` ``value`` may not be one of the classes ``names`` (read from
+    ``class_source``; class 0 is the file value ``lowest``), and the fixes: an ignored class is
+    never learnt and scores nothing."""
+    k = value - lowest
     source = "class_names" if class_source.startswith("class_names") else "classes.txt"
     fix = (
         f"drop it from {source} (the void label then is no class) or give another ignore_index"
         if k == len(names) - 1
         else f"give the ignore_index that marks the label files' unlabelled pixels (255, the "
-        f"default, when none do); if {k} does mark them, its name cannot be dropped from "
+        f"default, when none do); if {value} does mark them, its name cannot be dropped from "
         f"{source} without shifting the classes after it: renumber the label files"
     )
     return (
-        f"ignore_index {k} is class {k} {names[k]!r} of {class_source}: a class that is ignored "
-        f"is never learnt and scores nothing (its pixels are left out of the loss and of mIoU); "
-        f"{fix}"
+        f"ignore_index {value} is class {k} {names[k]!r} of {class_source}: a class that is "
+        f"ignored is never learnt and scores nothing (its pixels are left out of the loss and of "
+        f"mIoU); {fix}"
     )
 
 
@@ -124,3 +191,26 @@ def read_class_names(path: Path) -> list[str]:
     if sorted(by_index) != list(range(len(names))) or len(by_index) != len(names):
         return names
     return [by_index[k] for k in range(len(names))]
+
+
+def read_classes_csv(path: Path) -> list[str]:
+    """The class names of a ``_classes.csv`` (Roboflow: rows ``<pixel value>, <name>`` under
+    a header), by their pixel value, which must be each of ``0..C-1`` once.
+
+    Raises:
+        DataError: naming the file, when the values are not ``0..C-1`` or a row is no pair.
+    """
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        rows = [[c.strip() for c in row] for row in csv.reader(f) if any(c.strip() for c in row)]
+    if rows and not rows[0][0].isdigit():
+        rows = rows[1:]  # the header, "Pixel Value, Class"
+    bad = [row for row in rows if len(row) != 2 or not row[0].isdigit()]
+    names = {int(row[0]): row[1] for row in rows if row not in bad}
+    if bad or not rows or sorted(names) != list(range(len(rows))):
+        raise DataError(
+            f"{path}: expected rows '<pixel value>, <class name>' whose values are each of "
+            f"0..{max(len(rows), 1) - 1} once (Roboflow's _classes.csv), got "
+            f"{'; '.join(', '.join(row) for row in (bad or rows)[:5]) or 'no rows'}; or write "
+            "the names one per line in label order in classes.txt beside it"
+        )
+    return [names[k] for k in range(len(names))]
