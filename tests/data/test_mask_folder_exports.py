@@ -164,3 +164,18 @@ def run_build(root, **entry):
     return build_dataset(
         {"format": "mask_folder", "root": str(root), "reduce_zero_label": True, **entry}
     )
+
+
+def test_split_of_images_beside_their_masks_lists_the_images_only(tmp_path, capsys):
+    """``visionkit split`` listed the ``_mask.png`` files as images of the split, and the
+    reader then said the listed label files were not among its images."""
+    root = write_roboflow(tmp_path / "rf", n=4)
+    code, out, _ = run(["split", root, "--val", "0.5", "--images", ".", "--masks", "."], capsys)
+    assert code == 0 and "mask_suffix: _mask" in out
+    listed = sorted((root / "splits" / "train.txt").read_text().split()) + sorted(
+        (root / "splits" / "val.txt").read_text().split()
+    )
+    assert len(listed) == 4 and not [n for n in listed if "_mask" in n]
+    entry = {"images": ".", "masks": ".", "mask_suffix": "_mask"}
+    assert len(MaskFolderDataset(root, split="train", **entry)) == 2
+    assert len(MaskFolderDataset(root, split="val", **entry)) == 2

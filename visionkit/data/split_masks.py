@@ -64,7 +64,7 @@ def split_masks(
             f"writes a new random train / val split to splits/ instead (splits/ is read first, "
             f"{VOC_SEGMENTATION_LISTS}/ is kept)"
         )
-    ids = [p.relative_to(image_dir).as_posix() for p in list_files(image_dir)]
+    ids = _images_only(image_dir, mask_dir)
     if not ids:
         raise DataError(f"{image_dir} holds no images to split")
     parts = assign(ids, val, test, seed)
@@ -84,6 +84,28 @@ def split_masks(
             "leaves them out"
         )
     return report
+
+
+def _images_only(image_dir: Path, mask_dir: Path) -> list[str]:
+    """The images below ``image_dir`` (paths relative to it), less the label files lying among
+    them: those of ``mask_dir`` inside it, and, where both are one folder (Roboflow's export:
+    ``a.jpg`` beside ``a_mask.png``), each label file named by another image and a suffix."""
+    from visionkit.data.readers.mask_hints import MASK_EXTENSIONS
+
+    files = [
+        p for p in list_files(image_dir) if mask_dir == image_dir or not p.is_relative_to(mask_dir)
+    ]
+    ids = [p.relative_to(image_dir).as_posix() for p in files]
+    if mask_dir != image_dir:
+        return ids
+    stems = {i.rsplit(".", 1)[0] for i in ids}
+
+    def is_label(name: str) -> bool:
+        stem = name.rsplit(".", 1)[0]
+        cuts = [k for k in range(1, len(stem)) if stem[k] in "_-."]
+        return Path(name).suffix.lower() in MASK_EXTENSIONS and any(stem[:k] in stems for k in cuts)
+
+    return [i for i in ids if not is_label(i)]
 
 
 def _reading(root: Path, lists: list[Path]) -> str:
