@@ -179,3 +179,33 @@ def test_split_of_images_beside_their_masks_lists_the_images_only(tmp_path, caps
     entry = {"images": ".", "masks": ".", "mask_suffix": "_mask"}
     assert len(MaskFolderDataset(root, split="train", **entry)) == 2
     assert len(MaskFolderDataset(root, split="val", **entry)) == 2
+
+
+def test_black_and_white_masks_are_an_error_not_a_class_never_learnt(tmp_path, capsys):
+    """Masks saved 0 / 255 (255 = object) with ``background`` and ``defect`` in classes.txt:
+    check-data said 'no problems found' and training ignored every defect pixel (mIoU of
+    background only)."""
+    root = tmp_path / "defects"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "classes.txt").write_text("background\ndefect\n")
+    for i in range(3):
+        mask = np.zeros((16, 16), np.uint8)
+        mask[4:8, 4:12] = 255
+        Image.fromarray(np.full((16, 16, 3), 9 * i, np.uint8)).save(root / "images" / f"{i}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{i}.png")
+    expected = (
+        "only 0 and 255: masks/: no label file holds a class other than 0 ('background'): all "
+        "other labelled pixels (12.5%) are 255, which is unlabelled (ignore_index 255, VOC's "
+        "object borders), so 'defect' would never be learnt. Label images hold class indices"
+    )
+    code, out, _ = run(["check-data", "--format", "mask_folder", "--root", root], capsys)
+    assert code == 1 and expected in out
+    with pytest.raises(DataError, match="so 'defect' would never be learnt"):
+        MaskFolderDataset(root)  # as training builds it: a few label maps decoded
+    # VOC's 255 borders around objects of class 1 are no such thing
+    for i in range(3):
+        mask = np.array(Image.open(root / "masks" / f"{i}.png"))
+        mask[5:7, 5:11] = 1
+        Image.fromarray(mask).save(root / "masks" / f"{i}.png")
+    assert len(MaskFolderDataset(root)) == 3

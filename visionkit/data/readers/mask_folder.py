@@ -73,6 +73,7 @@ from visionkit.data.readers.mask_hints import (
     JPEG_LABELS,
     MASK_EXTENSIONS,
     ROBOFLOW_CLASSES,
+    black_and_white,
     ignored_class,
     images_beside_labels,
     label_values_hint,
@@ -289,6 +290,14 @@ class MaskFolderDataset:
                 report.add(*problem, "warning" if skip_labels else "error")
             keep.append(problem is None or not skip_labels)
         self._note_class_statistics(report, tallies[0], tallies[1])
+        if self.palette is None and not self.reduce_zero_label and self.ignore_index == 255:
+            if not tallies[0].any():  # headers only: a few label maps decoded for this check
+                labels = [m for m in self.mask_paths if m is not None]
+                for path in labels[:: max(len(labels) // 8, 1)][:8]:
+                    with contextlib.suppress(AnnotationError):
+                        _tally(self._read_mask_file(path), tallies[0], tallies[1])
+            if problem := black_and_white(tallies[0], self.label_names["semantic"]):
+                report.add("only 0 and 255", where_of(self.mask_dir, self.root) + "/", problem)
         if not all(keep):
             self.paths = [p for p, k in zip(self.paths, keep, strict=True) if k]
             self.mask_paths = [p for p, k in zip(self.mask_paths, keep, strict=True) if k]

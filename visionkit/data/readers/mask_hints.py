@@ -11,6 +11,8 @@ import glob
 import re
 from pathlib import Path
 
+import numpy as np
+
 from visionkit.errors import DataError
 
 #: Extensions a label file may have (the formats :func:`~visionkit.data.io.read_label_image`
@@ -154,6 +156,24 @@ def label_values_hint(
             "no class (ADE20K's 'other'), set reduce_zero_label: true in both entries"
         )
     return hint
+
+
+def black_and_white(pixels: np.ndarray, names: list[str]) -> str:
+    """Why label maps that hold only 0 and 255 (``pixels``: their pixels per value) cannot be
+    read as the classes ``names`` (label images saved black and white, 255 = object, read
+    with VOC's 255 = unlabelled: every object pixel ignored, class 1 never learnt); ``""``
+    when some map holds another class or no 255."""
+    share = pixels[255] / max(int(pixels.sum()), 1)
+    if len(names) < 2 or pixels[1 : len(names)].any() or not pixels[255]:
+        return ""
+    return (
+        f"no label file holds a class other than 0 ({names[0]!r}): all other labelled pixels "
+        f"({100 * share:.1f}%) are 255, which is unlabelled (ignore_index 255, VOC's object "
+        "borders), so " + ", ".join(repr(n) for n in names[1:]) + " would never be learnt. "
+        "Label images hold class indices: masks saved black and white (255 = object) must "
+        "hold 0 and 1, e.g. rewrite each with Image.fromarray((np.array(Image.open(f)) > 127)"
+        ".astype(np.uint8)).save(f)"
+    )
 
 
 def ignored_class(value: int, names: list[str], class_source: str, lowest: int = 0) -> str:
