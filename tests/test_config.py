@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 
 from visionkit.config import apply_overrides, deep_merge, load_config
 from visionkit.engine.runner import evaluate
@@ -616,9 +617,33 @@ def test_a_recipe_without_its_dataset_path_says_which_key_to_set(tmp_path):
         train(ROOT / "configs" / "custom" / "classify_r18.yaml", output_dir=tmp_path / "run")
     assert info.value.problems == [  # both splits at once
         "data.train.root: not set; give the dataset folder, e.g. data.train.root=PATH",
-        "data.val.root: not set; give the dataset folder, e.g. data.val.root=PATH",
+        "data.val.root: not set; give the dataset folder, e.g. data.val.root=PATH (one folder, "
+        "not split yet: visionkit split DIR --val 0.2 holds out a share of it and says how to "
+        "read each part; data.val=null trains without validation)",
     ]
     assert not (tmp_path / "run").exists()
+
+
+def test_one_folder_of_photos_without_a_validation_folder_is_told_how_to_hold_out_a_share(
+    tmp_path,
+):
+    """A first run with only data.train.root: the error says how to split the folder (or
+    train without validation), rather than only to give a folder the user does not have."""
+    from visionkit.engine.runner import train
+
+    for name in ("cat", "dog"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "pets" / name / "a.jpg")
+    with pytest.raises(ConfigError) as info:
+        train(
+            ROOT / "configs" / "custom" / "classify_r18.yaml",
+            [f"data.train.root={tmp_path / 'pets'}", "model.backbone.pretrained=false"],
+            output_dir=tmp_path / "run",
+        )
+    (problem,) = info.value.problems
+    assert problem.startswith("data.val.root: not set; give the dataset folder")
+    assert "visionkit split DIR --val 0.2" in problem
+    assert "data.val=null trains without validation" in problem
 
 
 def test_augmentation_mistakes_are_config_errors_with_their_index():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -304,3 +305,24 @@ def test_images_with_a_class_and_no_boxes_beside_boxed_ones_are_noted_as_box_neg
     (note,) = [n for n in ds.report.notes if "no boxes" in n]
     assert note.startswith("2 images with a 'scene' class and no boxes: box heads learn them")
     assert "instances: false" in note
+
+
+def test_a_validation_class_folder_in_the_other_unicode_form_is_the_same_class(tmp_path):
+    """macOS writes "café" decomposed (e + combining accent), Linux and Windows composed: a
+    validation folder copied from another system names the same class, and both look alike."""
+    import unicodedata
+
+    composed, decomposed = "café", unicodedata.normalize("NFD", "café")
+    assert composed != decomposed
+    for root, names in (("train", (composed, "cat")), ("val", (decomposed, "cat"))):
+        for name in names:
+            (tmp_path / root / name).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(tmp_path / root / name / "a.jpg")
+    train = ImageFolderDataset(tmp_path / "train")
+    assert train.label_names == {"class": [composed, "cat"]}
+    val = ImageFolderDataset(tmp_path / "val", class_names=train.label_names["class"])
+    assert [(Path(val.path_of(i)).parent.name, val[i]["class"]) for i in range(2)] == [
+        (decomposed, 0),
+        ("cat", 1),
+    ]
+    assert dict(val.report.class_counts["class"]) == {composed: 1, "cat": 1}

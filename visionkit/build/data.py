@@ -285,10 +285,16 @@ def _split_of_val_hint(val: Any, split: str) -> str:
 
 
 def unset_location(where: str, location: str, entry: Mapping[str, Any] | None = None) -> str:
-    """The problem of a dataset entry without its folder (``data.train.root``); for an entry
+    """The problem of a dataset entry without its folder (``data.train.root``; for
+    ``data.val``, how to hold out a share of one folder or train without it); for an entry
     of another format given a COCO json (``annotations=x.json`` on the VOC recipe), how to
     give a COCO entry instead."""
     text = f"{where}.{location}: not set; give the dataset folder, e.g. {where}.{location}=PATH"
+    if where == "data.val":  # a first run on one folder of photos
+        text += (
+            " (one folder, not split yet: visionkit split DIR --val 0.2 holds out a share of "
+            "it and says how to read each part; data.val=null trains without validation)"
+        )
     entry = entry or {}
     if entry.get("format") != "coco" and str(entry.get("annotations") or "").endswith(".json"):
         text += (

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -76,7 +77,11 @@ class ImageFolderDataset:
         found = class_folders(self.root, exts)
         loose = list_files(self.root, exts, recursive=False)
         names = list(class_names) if class_names is not None else found
-        unknown = sorted(set(found) - set(names))
+        # a class's folder may spell it in the other Unicode form: macOS writes "café" as
+        # "cafe" + a combining accent, other systems with one "é"; both look the same
+        folder_of = {nfc(f): f for f in found} | {f: f for f in found}
+        folders = [folder_of.get(n, folder_of.get(nfc(n))) for n in names]  # None: no folder
+        unknown = sorted(set(found) - set(folders))
         if unknown:
             folded = {n.casefold(): n for n in names}
             raise DataError(
@@ -93,9 +98,9 @@ class ImageFolderDataset:
             )
         self.items = [
             (path, index)
-            for index, name in enumerate(names)
-            if (self.root / name).is_dir()
-            for path in list_files(self.root / name, exts)
+            for index, folder in enumerate(folders)
+            if folder is not None
+            for path in list_files(self.root / folder, exts)
         ]
         # images directly in the root, with no class folder or one (a class folder given as
         # the root); beside two or more class folders they are only left out (a warning)
@@ -169,6 +174,11 @@ SPLIT_FOLDERS = frozenset({"train", "val", "valid", "validation", "test"})
 #: Folders that are never classes: what macOS's zip leaves beside the data (its ``._*``
 #: resource files), as hidden folders are.
 IGNORED_FOLDERS = frozenset({"__MACOSX"})
+
+
+def nfc(name: str) -> str:
+    """``name`` in Unicode's composed form (NFC), to match folder names across systems."""
+    return unicodedata.normalize("NFC", name)
 
 
 def class_folders(root: Path, extensions: tuple[str, ...]) -> list[str]:
