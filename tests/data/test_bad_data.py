@@ -743,3 +743,19 @@ def test_a_misspelt_path_on_a_shapes_recipe_is_refused_not_filled_with_shapes(tm
     assert code == 1 and not (tmp_path / "kp" / "trian").exists()
     assert f"does not exist; did you mean {tmp_path / 'kp' / 'train'}?" in err
     assert "the entry's synthetic: would generate the shapes dataset there" in err
+
+
+def test_the_skip_hint_names_the_entry_that_holds_the_unreadable_image(tmp_path, capsys):
+    """A photo that is no image in the validation folder: the hint's override is data.val's
+    (it said data.train.on_bad_image=skip, which changes nothing there)."""
+    for split in ("train", "val"):
+        for name in ("cat", "dog"):
+            write_image(tmp_path / split / name / "a.jpg", seed=1)
+    (tmp_path / "val" / "dog" / "saved_page.jpg").write_text("<html>404</html>")
+    recipe = Path(__file__).parents[2] / "configs" / "custom" / "classify_r18.yaml"
+    overrides = [f"data.{s}.root={tmp_path / s}" for s in ("train", "val")]
+    code, _, err = run(["train", "--config", recipe, *overrides], capsys)
+    assert code == 1 and "dog/saved_page.jpg: not an image" in err
+    hint = err.strip().splitlines()[-1]
+    assert "on_bad_image: skip (e.g. data.val.on_bad_image=skip) trains without" in hint
+    assert "data.train.on_bad_image" not in hint

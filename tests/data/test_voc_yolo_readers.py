@@ -408,7 +408,8 @@ def test_a_bad_yolo_label_file_stops_training_with_the_skip_hint_then_skip_train
     text = str(info.value)
     assert "labels/1.txt line 1: 4 fields" in text and "labels/7.txt: no image" in text
     assert text.splitlines()[-1].endswith(
-        "on_bad_label: skip (e.g. data.train.on_bad_label=skip) trains without the images "
+        "on_bad_label: skip (e.g. data.train.on_bad_label=skip data.val.on_bad_label=skip) "
+        "trains without the images "
         "whose label files are bad"
     )
     entry["on_bad_label"] = "skip"

@@ -9,15 +9,14 @@ from collections.abc import Container, Mapping
 from visionkit.errors import AnnotationError, ConfigError, DataError
 
 #: The last line of the error that stops a run on bad data; the second part where images are
-#: missing or unreadable, the third where label files (VOC XML, YOLO txt, label images) are bad,
-#: the fourth where a mask folder's are (before training, their headers alone are read).
+#: missing or unreadable, the third where label files (VOC XML, YOLO txt, label images) are bad
+#: (``{}``: the overrides of the entries that hold them), the fourth where a mask folder's are
+#: (before training, their headers alone are read).
 CHECK_DATA_HINT = (
     "hint: visionkit check-data with the same --config and overrides lists every problem of "
     "every split",
-    "; on_bad_image: skip (e.g. data.train.on_bad_image=skip) trains without the missing or "
-    "unreadable images",
-    "; on_bad_label: skip (e.g. data.train.on_bad_label=skip) trains without the images whose "
-    "label files are bad",
+    "; on_bad_image: skip (e.g. {}) trains without the missing or unreadable images",
+    "; on_bad_label: skip (e.g. {}) trains without the images whose label files are bad",
     " (a mask folder's missing, unreadable or mis-sized ones; not those of label values that are "
     "no class, which training finds only when it reads them, stopping at the first: visionkit "
     "check-data decodes every label file and lists them all)",
@@ -32,20 +31,25 @@ LABEL_FILE_KINDS = ("bad annotation file", "missing label file", "bad label file
 def data_errors(failed: Mapping[str, DataError]) -> DataError:
     """One error for the splits that failed (``where`` → error), each named by its config key,
     with :data:`CHECK_DATA_HINT` last (:func:`joined_errors`)."""
-    reports = [e.report for e in failed.values() if e.report is not None]
-    unreadable = any(
-        {"unreadable image", "missing file"} & set(r.counts_by_kind("error")) for r in reports
-    )
-    bad_labels = any(
-        r.format in ("voc", "yolo", "mask_folder")
+    reports = {where: e.report for where, e in failed.items() if e.report is not None}
+    unreadable = [
+        f"{where}.on_bad_image=skip"
+        for where, r in reports.items()
+        if {"unreadable image", "missing file"} & set(r.counts_by_kind("error"))
+    ]
+    bad_labels = [
+        f"{where}.on_bad_label=skip"
+        for where, r in reports.items()
+        if r.format in ("voc", "yolo", "mask_folder")
         and set(LABEL_FILE_KINDS) & set(r.counts_by_kind("error"))
-        for r in reports
-    )
+    ]
     masks = any(
         r.format == "mask_folder" and set(LABEL_FILE_KINDS) & set(r.counts_by_kind("error"))
-        for r in reports
+        for r in reports.values()
     )
-    hint = CHECK_DATA_HINT[0] + CHECK_DATA_HINT[1] * unreadable + CHECK_DATA_HINT[2] * bad_labels
+    hint = CHECK_DATA_HINT[0]
+    hint += CHECK_DATA_HINT[1].format(" ".join(unreadable)) if unreadable else ""
+    hint += CHECK_DATA_HINT[2].format(" ".join(bad_labels)) if bad_labels else ""
     hint += CHECK_DATA_HINT[3] * masks
     return joined_errors(failed, hint)
 
