@@ -35,7 +35,8 @@ DEFAULT_ATOL = 1e-4
 #: Ultralytics' training arguments (``yolo train epochs=3 imgsz=640``) and the config keys
 #: that say the same here: told to whoever writes the first (an unknown key or option).
 ULTRALYTICS_KEYS = {
-    "data": "data.train and data.val: {format: yolo, root: FILE.yaml, split: train} (split: val)",
+    "data": "data.train and data.val: {format: yolo, root: FILE.yaml, split: train} (split: val); "
+    "for a classify folder DIR of train/ and val/: data.train.root=DIR/train data.val.root=DIR/val",
     "epochs": "trainer.max_epochs (a recipe's trainer.max_steps / max_time end it first: "
     "trainer.max_steps=-1 trainer.max_time=null)",
     "imgsz": "data.image_size",

@@ -410,6 +410,20 @@ def test_ultralytics_training_arguments_are_told_their_keys(capsys):
     assert "for Ultralytics' data, use data.train and data.val: {format: yolo" in said
 
 
+def test_ultralytics_classify_data_folder_is_told_each_splits_root(capsys):
+    """``yolo classify train data=pets`` (a folder of train/ and val/ class folders): was only
+    "expected a mapping", with no word of the keys to give."""
+    config = {"model": {"backbone": {"name": "simple_cnn"}, "heads": {"c": {"name": "linear"}}}}
+    told = "for a classify folder DIR of train/ and val/: data.train.root=DIR/train "
+    with pytest.raises(ConfigError) as info:
+        load_config(config, ["data=pets"])
+    (said,) = info.value.problems
+    assert said.startswith("data: expected a mapping") and told in said
+    with pytest.raises(SystemExit):
+        main(["train", "--config", "x.yaml", "--data", "pets"])
+    assert told in capsys.readouterr().err
+
+
 def test_overrides_may_come_before_and_after_the_options():
     """``train --config X a=1 --output-dir runs/q b=2``: argparse alone refused ``b=2``
     ("unrecognized arguments"); Lightning and Ultralytics users mix the order."""

@@ -463,8 +463,8 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
             msg = "expected a whole number" if e["type"] == "int_from_float" else msg  # one "got"
             if e["type"] in ("model_type", "dict_type"):  # not pydantic's class names
                 msg = "expected a mapping" + mapping_hint(path, e.get("input"))
-            yaml_file = str(e.get("input")).lower().endswith((".yaml", ".yml"))
-            if root is Config and loc == ("data",) and yaml_file:  # data=coco8.yaml
+            # data=coco8.yaml, or Ultralytics' classify data=DIR
+            if root is Config and loc == ("data",) and isinstance(e.get("input"), str):
                 msg += f"; for Ultralytics' data, use {ULTRALYTICS_KEYS['data']}"
             got = f", got {e.get('input')!r}"
             if e["type"] == "value_error":  # a section's own check: its message says it all
