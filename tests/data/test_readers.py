@@ -326,3 +326,27 @@ def test_a_validation_class_folder_in_the_other_unicode_form_is_the_same_class(t
         ("cat", 1),
     ]
     assert dict(val.report.class_counts["class"]) == {composed: 1, "cat": 1}
+
+
+def test_photos_in_a_linked_sub_folder_of_a_class_are_read(tmp_path):
+    """``dog/batch2 -> /elsewhere/dogs``: torchvision's ImageFolder follows the link; the
+    reader left its photos out without a word (Python 3.11's rglob does not follow it). A
+    link back up (a loop) lists each real folder once and ends."""
+    elsewhere = tmp_path / "elsewhere"
+    for name in ("a.jpg", "b.jpg"):
+        elsewhere.mkdir(exist_ok=True)
+        Image.new("RGB", (8, 8)).save(elsewhere / name)
+    root = tmp_path / "train"
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(root / name / "0.jpg")
+    (root / "dog" / "batch2").symlink_to(elsewhere, target_is_directory=True)
+    (root / "cat" / "loop").symlink_to(root / "cat", target_is_directory=True)
+    ds = ImageFolderDataset(root)
+    assert dict(ds.report.class_counts["class"]) == {"cat": 1, "dog": 3}
+    assert [Path(ds.path_of(i)).relative_to(root).as_posix() for i in range(len(ds))] == [
+        "cat/0.jpg",
+        "dog/0.jpg",
+        "dog/batch2/a.jpg",
+        "dog/batch2/b.jpg",
+    ]

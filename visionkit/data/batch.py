@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +70,12 @@ def list_files(
     by default). Hidden files and folders (a name starting with ``.``: ``.DS_Store``, macOS
     ``._photo.jpg`` companions, ``.ipynb_checkpoints/``) are never listed, nor anything inside
     the folders ``exclude`` (compared after resolving symbolic links: ``visionkit predict``
-    never reads back its own output folder). The one folder listing every reader, converter
-    and ``visionkit predict`` uses."""
+    never reads back its own output folder). Symbolic links to folders are followed, as
+    torchvision's ``ImageFolder`` follows them, each real folder listed once. The one folder
+    listing every reader, converter and ``visionkit predict`` uses."""
     exts = tuple(e.lower() for e in extensions)
     skipped = [Path(os.path.realpath(x)) for x in exclude]
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    candidates = walk_files(folder) if recursive else folder.iterdir()
     heif = ".jpg" in exts and not set(exts) & set(HEIF_EXTENSIONS)  # images: HEIC named
     found, photos = [], []
     for p in candidates:
@@ -98,6 +99,20 @@ def list_files(
             HEIF_ADVICE,
         )
     return sorted(found)
+
+
+def walk_files(folder: Path) -> Iterator[Path]:
+    """The files below ``folder``, following symbolic links to folders (``Path.rglob`` of
+    Python 3.11 does not: a linked sub-folder's photos were left out without a word); a real
+    folder reached twice (two links, or a link to a folder above it) is listed once."""
+    seen = set()
+    for parent, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(parent)
+        if real in seen:
+            folders.clear()
+            continue
+        seen.add(real)
+        yield from (Path(parent, name) for name in names)
 
 
 def is_inside(path: str | os.PathLike, folders: Sequence[Path]) -> bool:
