@@ -193,3 +193,23 @@ def test_a_misspelt_format_suggests_the_closest_name_first(tmp_path, capsys):
         assert code == 2 and "did you mean 'folder', 'mask_folder'?" in err
     code, _, err = run(["check-data", "--format", "Mask-Folder", "--root", tmp_path], capsys)
     assert "did you mean 'mask_folder', 'folder'?" in err
+
+
+def test_training_on_imbalanced_class_folders_warns_with_each_classs_count(tmp_path, capsys):
+    """Training said nothing of the classes' sizes (check-data alone counted them): a set
+    with 12 cats and one dog trained without a word of it."""
+    train = pets(tmp_path / "train", {"cat": 12, "dog": 1, "fox": 2})
+    val = pets(tmp_path / "val", {"cat": 1, "dog": 1})
+    argv = ["train", "--config", config(tmp_path / "c.yaml"), "--output-dir", tmp_path / "run"]
+    steps = ["trainer.max_steps=1", "data.batch_size=2", "data.num_workers=0"]
+    code, _, err = run([*argv, f"data.train.root={train}", f"data.val.root={val}", *steps], capsys)
+    assert code == 0, err[-2000:]
+    assert (
+        "data.train: imbalanced classes: cat has 12 images, dog 1 (12x fewer); images per "
+        "class: cat 12, fox 2, dog 1; the model sees the small classes rarely" in err
+    )
+    for i in range(3, 12):  # 3 cats, 2 foxes, 1 dog: no warning
+        (train / "cat" / f"{i}.jpg").unlink()
+    overrides = [f"data.train.root={train}", f"data.val.root={val}", *steps, "--exist-ok"]
+    code, _, err = run([*argv, *overrides], capsys)
+    assert code == 0 and "imbalanced classes" not in err

@@ -384,3 +384,26 @@ def held_out_hint(reader: Any) -> str:
 def _absolute(dataset: Any, index: int) -> str | None:
     path = _path_of(dataset, index)
     return os.path.normpath(os.path.abspath(path)) if path else None
+
+
+#: How many times more images the largest class may hold than the smallest before training
+#: warns (:func:`imbalance_note`).
+IMBALANCE_RATIO = 10
+
+
+def imbalance_note(dataset: Any) -> str | None:
+    """A warning for a training set of image-level classes (an ImageFolder, a COCO
+    ``class_field``) whose largest class holds :data:`IMBALANCE_RATIO` times the images of its
+    smallest, with each class's count; ``None`` otherwise (no report of its classes)."""
+    counts = getattr(getattr(dataset, "report", None), "class_counts", {}).get("class")
+    held = sorted(((n, name) for name, n in (counts or {}).items() if n), key=lambda c: -c[0])
+    if len(held) < 2 or held[0][0] < IMBALANCE_RATIO * held[-1][0]:
+        return None
+    (most, big), (least, small) = held[0], held[-1]
+    shown = ", ".join(f"{name} {n}" for n, name in held[:10])
+    more = f", ... ({len(held) - 10} more)" if len(held) > 10 else ""
+    return (
+        f"data.train: imbalanced classes: {big} has {most} images, {small} {least} "
+        f"({most / least:.0f}x fewer); images per class: {shown}{more}; the model sees the "
+        "small classes rarely: the per-class table of validation and eval shows each one's recall"
+    )

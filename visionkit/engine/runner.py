@@ -46,7 +46,7 @@ from visionkit.config import (
     save_config,
 )
 from visionkit.data.classes import check_checkpoint_classes
-from visionkit.data.datasets import shared_images_note, val_sets
+from visionkit.data.datasets import imbalance_note, shared_images_note, val_sets
 from visionkit.engine.callbacks import (
     RunFolderCallback,
     Tf32Matmuls,
@@ -199,7 +199,8 @@ def train(
     if L.pytorch.utilities.rank_zero_only.rank == 0:  # every DDP process runs this
         save_config(cfg, run_dir / "config.yaml")
         notes = another_run_note(folder, run_dir), mixed_budget_note(cfg.trainer)
-        for note in (*notes, sized, shared_images_note(cfg.data, datasets)):
+        notes += sized, shared_images_note(cfg.data, datasets), imbalance_note(datasets["train"])
+        for note in notes:
             if note:  # not before an error of data or model
                 logger.warning("%s", note)
     if cfg.trainer.compile:
@@ -240,8 +241,7 @@ def train(
     sigterm = SigtermCheckpoint(run_dir / "checkpoints" / "last.ckpt")
     timer = TrainingTime()
     run_callbacks: list[L.Callback] = [MonitorCheck(monitors), checkpoint, last]
-    run_callbacks.append(RunFolderCallback(run_dir))
-    run_callbacks += [RngStateCallback(), LoaderState(), timer]
+    run_callbacks += [RunFolderCallback(run_dir), RngStateCallback(), LoaderState(), timer]
     run_callbacks += training_callbacks(cfg, run_dir, monitor, mode, has_val)
     run_callbacks.append(ValidationPictures(run_dir, val_dataset=datasets.get("val")))
     run_callbacks += callbacks
