@@ -287,7 +287,7 @@ def test_yolo_problems_are_reported_together(tmp_path):
             "a.txt": "0 0.5 0.5 0.2\n"  # 1: four fields
             "3 0.5 0.5 0.2 0.2\n"  # 2: class out of range
             "x 0.5 0.5 0.2 0.2\n"  # 3: class not an integer
-            "0 0.5 0.5 0.2 1.2\n"  # 4: box corners outside [0, 1]
+            "0 0.5 0.5 0.2 1.2\n"  # 4: a box value outside [0, 1]
             "1 0.1 0.1 0.5 0.1 0.5 0.5 0.1\n"  # 5: odd polygon
             "1 0.3 0.3 0.5 0.5\n"  # 6: a box, fine
             "1 0.1 0.1 0.5 0.1 1.5 0.5\n"  # 7: polygon point outside
@@ -309,7 +309,7 @@ def test_yolo_problems_are_reported_together(tmp_path):
         "(class x1 y1 x2 y2 x3 y3 ...)",
         "labels/a.txt line 2: class index 3 out of range 0..1 (2 classes)",
         "labels/a.txt line 3: class index 'x' is not an integer",
-        "labels/a.txt line 4: coordinates outside [0, 1] (normalised): -0.1, 1.1",
+        "labels/a.txt line 4: coordinates outside [0, 1] (normalised): h 1.2",
         "labels/a.txt line 5: 8 fields: neither a box (class cx cy w h) nor a polygon (class "
         "x1 y1 x2 y2 x3 y3 ...: x y pairs)",
         "labels/a.txt line 7: coordinates outside [0, 1] (normalised): 1.5",
@@ -431,7 +431,7 @@ def test_cli_convert_prints_a_summary_and_reports_errors(tmp_path, capsys):
     xml = voc_xml([voc_object("cat", (1, 1, 8, 8), difficult=1)])
     voc = make_voc(tmp_path / "voc", {"1": ((32, 32), xml)})
     assert main(["convert", "--from", "voc", str(voc), str(tmp_path / "voc.json")]) == 0
-    assert "1 annotations (1 difficult, written as iscrowd 1)" in capsys.readouterr().out
+    assert "1 annotation (1 difficult, written as iscrowd 1)" in capsys.readouterr().out
 
 
 def test_a_detector_trains_on_a_converted_yolo_folder(tmp_path):
@@ -502,3 +502,35 @@ def test_voc_as_published_with_annotations_and_images_folders(tmp_path, capsys):
     with pytest.raises(DataError, match=r"no image folder \(JPEGImages/, images/, Images/ not"):
         to_coco(root, "voc")
     assert voc_folders(root, images="photos") == (root / "annotations", root / "photos")
+
+
+def test_yolo_box_reaching_past_an_edge_is_clipped_as_ultralytics_reads_it(tmp_path, capsys):
+    src = make_yolo(
+        tmp_path / "yolo",
+        {"a.png": (100, 50), "b.png": (100, 50)},
+        {
+            "a.txt": "0 0.95 0.5 0.2 0.2\n"  # x 0.85..1.05: 5 px past the right edge
+            "0 0.9995 0.5 0.001 0.2\n",  # past it by 0.005 px: clipped without a word
+            "b.txt": "0 50 25 10 10\n",  # pixel coordinates: an error that says so
+        },
+        classes_txt="cat\n",
+    )
+    with pytest.raises(AnnotationError) as info:
+        to_coco(src, "yolo")
+    assert info.value.problems == [
+        "labels/b.txt line 1: coordinates outside [0, 1] (normalised): cx 50, cy 25, w 10, h 10 "
+        "(pixel coordinates? divide x and w by the image width, y and h by its height)"
+    ]
+    (src / "labels" / "b.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    conversion = to_coco(src, "yolo")
+    assert [a["bbox"] for a in conversion.coco["annotations"][:2]] == [
+        [85.0, 20.0, 15.0, 10.0],
+        [99.9, 20.0, 0.1, 10.0],
+    ]
+    assert conversion.clipped == [
+        "labels/a.txt line 1: box cx 0.95 cy 0.5 w 0.2 h 0.2 reaches outside the 100x50 image; "
+        "clipped to it"
+    ]
+    assert main(["convert", "--from", "yolo", str(src), str(tmp_path / "out.json")]) == 0
+    out = capsys.readouterr().out
+    assert "clipped to the image: 1\n  labels/a.txt line 1: box cx 0.95" in out

@@ -25,7 +25,7 @@ from visionkit.data.batch import dataset_root, read_from
 from visionkit.data.convert.coco_builder import Conversion, read_class_names
 from visionkit.data.convert.voc import voc_to_coco
 from visionkit.data.convert.yolo import ultralytics_folder, yolo_to_coco
-from visionkit.errors import DataError
+from visionkit.errors import DataError, counted
 
 CONVERTERS: dict[str, Callable[..., Conversion]] = {"voc": voc_to_coco, "yolo": yolo_to_coco}
 TARGETS = ("coco",)
@@ -44,13 +44,14 @@ class ConvertReport:
     skipped: list[str] = field(default_factory=list)
     images_root: Path | None = None  # the folder file_name entries are relative to
     split: str | None = None
+    clipped: list[str] = field(default_factory=list)  # boxes clipped to their image (kept)
 
     def summary(self) -> str:
         """A few lines for the terminal."""
         total = sum(self.per_class.values())
         lines = [
-            f"converted {self.source_format} -> coco: {self.images} images "
-            f"({self.negatives} without annotations), {total} annotations"
+            f"converted {self.source_format} -> coco: {counted(self.images, 'image')} "
+            f"({self.negatives} without annotations), {counted(total, 'annotation')}"
             + (f" ({self.ignored} difficult, written as iscrowd 1)" if self.ignored else ""),
             "annotations per class:",
             *(f"  {name}: {n}" for name, n in self.per_class.items()),
@@ -59,6 +60,11 @@ class ConvertReport:
         ]
         if len(self.skipped) > 10:
             lines.append(f"  ... and {len(self.skipped) - 10} more")
+        if self.clipped:  # kept, clipped to the image (as training reads them)
+            lines.append(f"clipped to the image: {len(self.clipped)}")
+            lines += [f"  {s}" for s in self.clipped[:10]]
+            if len(self.clipped) > 10:
+                lines.append(f"  ... and {len(self.clipped) - 10} more")
         lines.append(f"wrote {self.output}")
         if self.images_root is not None:
             lines.append(
@@ -116,7 +122,8 @@ def convert(
     images_root = ultralytics_folder(source) if source.is_file() else root
     if images_root != root:  # a data.yaml's dataset folder (its path:) is only read too
         _check_destination(images_root, Path(dst), classes, overwrite)
-    coco, skipped, *_ = to_coco(source, source_format, split, classes)
+    conversion = to_coco(source, source_format, split, classes)
+    coco, skipped = conversion.coco, conversion.skipped
     coco["info"]["source"] = str(source)
     write_atomic(out, lambda tmp: tmp.write_text(json.dumps(coco, ensure_ascii=False), "utf-8"))
     counts = Counter(a["category_id"] for a in coco["annotations"])
@@ -131,6 +138,7 @@ def convert(
         skipped=skipped,
         images_root=images_root,
         split=split,
+        clipped=conversion.clipped,
     )
 
 

@@ -18,8 +18,10 @@ Each line of a label file is ``class cx cy w h`` (a box) or ``class x1 y1 x2 y2 
 image's width and height. A box becomes COCO ``bbox = [(cx - w/2) W, (cy - h/2) H, w W, h H]``;
 a polygon becomes a ``segmentation`` polygon in pixels, its ``bbox`` the polygon's extent and
 its ``area`` the polygon's area. Class ``k`` gets category id ``k + 1``. Coordinates up to
-``TOLERANCE`` outside ``[0, 1]`` (float round-off) are clipped; larger ones are errors. A box
-or polygon of zero area is skipped (and reported).
+``TOLERANCE`` outside ``[0, 1]`` (float round-off) are clipped; larger ones are errors (a box's
+``cx cy w h``, a polygon's points). A box whose extent reaches past an edge is clipped to the
+image, as Ultralytics clips it (recorded in ``Conversion.clipped`` beyond a pixel). A box or
+polygon of zero area is skipped (and reported).
 
 CVAT's "YOLO 1.1" export (``obj.data``, label files beside the images) is read by
 :mod:`~visionkit.data.convert.darknet`'s lists.
@@ -52,6 +54,7 @@ from visionkit.data.batch import (
     list_files,
 )
 from visionkit.data.convert.coco_builder import (
+    CLIP_TOLERANCE,
     CocoBuilder,
     Conversion,
     read_class_names,
@@ -339,7 +342,9 @@ def _convert(
         if pose.sigmas is not None:  # the keypoint head's kpt_oks_sigmas (coco_keypoints.py)
             category["kpt_oks_sigmas"] = list(pose.sigmas)
     warnings = [pose.unpaired] if pose and pose.unpaired else []
-    return Conversion(coco, builder.skipped, builder.dropped, unlabelled, warnings=warnings)
+    return Conversion(
+        coco, builder.skipped, builder.dropped, unlabelled, builder.clipped, warnings=warnings
+    )
 
 
 def yolo_class_names(root: str | os.PathLike) -> list[str]:
@@ -449,7 +454,32 @@ def _add_line(
         if w < 0 or h < 0:
             builder.problem(where, f"negative width or height ({w:g}, {h:g})")
             return
+        # as Ultralytics: cx cy w h lie in [0, 1]; a box reaching past an edge is clipped to it
+        beyond = [
+            f"{n} {v:g}"
+            for n, v in zip(("cx", "cy", "w", "h"), values, strict=True)
+            if not -TOLERANCE <= v <= 1 + TOLERANCE
+        ]
+        if beyond:
+            pixels = (
+                " (pixel coordinates? divide x and w by the image width, y and h by its height)"
+            )
+            builder.problem(
+                where,
+                f"coordinates outside [0, 1] (normalised): {', '.join(beyond)}"
+                f"{pixels * (max(values) > 2)}",
+            )
+            return
         points = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+        sides = (width, height) * 2
+        reach = max(max(-v, v - 1) * side for v, side in zip(points, sides, strict=True))
+        if reach > CLIP_TOLERANCE:
+            builder.clip(
+                where,
+                f"box cx {cx:g} cy {cy:g} w {w:g} h {h:g} reaches outside the {width}x{height} "
+                "image; clipped to it",
+            )
+        points = [min(max(v, 0.0), 1.0) for v in points]
     elif len(values) % 2:  # 5 or more numbers, even: a polygon of at least 3 points
         hint = " (a box with a confidence column? drop it)" if len(values) == 5 else ""
         builder.problem(
