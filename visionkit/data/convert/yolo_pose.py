@@ -36,7 +36,7 @@ from typing import Any
 
 from visionkit.errors import DataError
 
-TOLERANCE = 1e-3  # as the boxes' (visionkit.data.convert.yolo.TOLERANCE)
+TOLERANCE = 1e-3  # as the boxes' (visionkit.data.convert.yolo_labels.TOLERANCE)
 
 #: The keys of a dataset file that define its keypoints.
 POSE_KEYS = ("kpt_shape", "flip_idx", "kpt_names", "kpt_oks_sigmas")
