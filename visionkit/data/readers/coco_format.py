@@ -8,6 +8,7 @@ import json
 import math
 import os
 import posixpath
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ def fill_missing_sizes(images: list[Any], root: Path, report: DataReport) -> dic
 
     unread = {}
     for i, img in enumerate(images):
-        missing = [k for k in ("width", "height") if isinstance(img, dict) and k not in img]
+        # absent or null ("width": null, as some exporters write an unknown size)
+        missing = [k for k in ("width", "height") if isinstance(img, dict) and img.get(k) is None]
         if not missing or not isinstance(img.get("file_name"), str):
             continue
         try:
@@ -183,6 +185,19 @@ def valid_categories(
             )
             valid.remove(cat)
             break
+    ids_of = defaultdict(list)
+    for cat in valid:
+        ids_of[cat.get("name")].append(cat["id"])
+    for name, ids in ids_of.items():
+        if len(ids) > 1:  # two classes to the model, one to every report of them
+            report.add(
+                "duplicate category name",
+                f"category ids {', '.join(map(str, sorted(ids)))}",
+                f"all named {name!r}: separate classes to the model, one name in check-data's "
+                "counts, per-class metrics and drawn predictions (give each its own name, or "
+                "its annotations one category_id)",
+                "warning",
+            )
     return sorted(valid, key=lambda c: c["id"])
 
 

@@ -1,0 +1,38 @@
+"""A user's first hour with the data tools (``check-data``, ``split``) on their own COCO data:
+what each says of the mistakes such files hold."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import SIZE, make_coco, run
+
+pytestmark = pytest.mark.reliability
+
+
+def check(capsys, root, *args):
+    return run(["check-data", "--format", "coco", "--images", root, *args], capsys)
+
+
+def test_two_categories_of_one_name_are_a_warning_not_one_class_in_the_counts(tmp_path, capsys):
+    categories = [{"id": 1, "name": "cat"}, {"id": 2, "name": "cat"}, {"id": 3, "name": "dog"}]
+    code, out, _ = check(capsys, make_coco(tmp_path, categories=categories))
+    assert code == 0  # training goes on: two classes, as the file says
+    assert (
+        "duplicate category name: category ids 1, 2: all named 'cat': separate classes to the "
+        "model, one name in check-data's counts" in out
+    )
+    assert run(["check-data", "--strict", "--format", "coco", "--images", tmp_path], capsys)[0]
+
+
+def test_a_null_width_and_height_are_read_from_the_image_as_missing_ones(tmp_path, capsys):
+    def unknown_size(data):
+        data["images"][0]["width"] = data["images"][0]["height"] = None  # some exporters
+
+    code, out, _ = check(capsys, make_coco(tmp_path, edit=unknown_size))
+    assert code == 0, out
+    assert (
+        f"size from the image: images[0] (id 1): no width / height in the file: {SIZE}x{SIZE}"
+        in out
+    )
+    assert "bad entry" not in out
