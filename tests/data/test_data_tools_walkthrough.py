@@ -36,3 +36,13 @@ def test_a_null_width_and_height_are_read_from_the_image_as_missing_ones(tmp_pat
         in out
     )
     assert "bad entry" not in out
+
+
+def test_check_data_prints_each_warning_once_in_its_report(tmp_path, capsys):
+    def clipped(data):
+        data["annotations"][0]["bbox"] = [SIZE - 4, 0, 20, 8]  # reaches past the right edge
+
+    code, out, err = check(capsys, make_coco(tmp_path, edit=clipped))
+    assert code == 0
+    assert out.count("box clipped: annotation id 101 (image id 1, images/1.png)") == 1
+    assert "box clipped" not in err  # was logged as well, before the report said it again

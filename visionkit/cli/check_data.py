@@ -103,6 +103,9 @@ def check_spec(
     synthetic = spec.get("synthetic")
     spec = {k: v for k, v in spec.items() if k not in ("synthetic", "weight")}
     label_names = getattr(train, "label_names", None)
+    summary_log = logging.getLogger("visionkit.data.checks")  # the report's warnings, logged
+    level = summary_log.level
+    summary_log.setLevel(logging.ERROR)  # the report printed below holds each of them
     try:
         dataset = build_dataset(
             spec,
@@ -129,6 +132,8 @@ def check_spec(
         raise
     except VisionkitError as err:
         return f"{where}: {err}", 1, 0, None
+    finally:
+        summary_log.setLevel(level)
     report = getattr(dataset, "report", None)
     if report is None:  # a reader that does not check itself: read every sample
         report = inspect_samples(dataset, str(spec), spec["format"])
