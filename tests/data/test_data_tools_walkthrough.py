@@ -46,3 +46,16 @@ def test_check_data_prints_each_warning_once_in_its_report(tmp_path, capsys):
     assert code == 0
     assert out.count("box clipped: annotation id 101 (image id 1, images/1.png)") == 1
     assert "box clipped" not in err  # was logged as well, before the report said it again
+
+
+def test_split_of_a_coco_file_with_repeated_image_ids_names_them_and_writes_nothing(
+    tmp_path, capsys
+):
+    def repeated(data):
+        data["images"][2]["id"] = 2  # a merge of two exports, each numbered from 1
+
+    root = make_coco(tmp_path, edit=repeated)
+    code, _, err = run(["split", root / "annotations.json", "--val", "0.5"], capsys)
+    assert code == 1
+    assert "image id 2: 'images/2.png', 'images/3.png'" in err
+    assert sorted(p.name for p in root.iterdir()) == ["annotations.json", "images"]

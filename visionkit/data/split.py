@@ -470,7 +470,13 @@ def _split_coco(path: Path, val: float, test: float, seed: int, overwrite: bool)
     if not ids:
         raise DataError(f"{path}: images is empty: nothing to split")
     if len(set(ids)) != len(ids):
-        raise DataError(f"{path}: images[].id repeats an id; ids must be unique to split")
+        files: dict[str, list[str]] = {}
+        for image_id, image in zip(ids, images, strict=True):
+            files.setdefault(image_id, []).append(repr(image.get("file_name")))
+        raise DataError(
+            f"{path}: images[].id repeats an id; ids must be unique to split:",
+            [f"image id {i}: {', '.join(f)}" for i, f in files.items() if len(f) > 1],
+        )
     parts = assign(ids, val, test, seed)
     every = {s: path.with_name(f"{path.stem}_{s}.json") for s in SPLITS}
     refuse_existing(every, overwrite)
