@@ -534,3 +534,20 @@ def test_yolo_box_reaching_past_an_edge_is_clipped_as_ultralytics_reads_it(tmp_p
     assert main(["convert", "--from", "yolo", str(src), str(tmp_path / "out.json")]) == 0
     out = capsys.readouterr().out
     assert "clipped to the image: 1\n  labels/a.txt line 1: box cx 0.95" in out
+
+
+def test_yolo_lines_with_commas_say_how_a_line_is_written(tmp_path):
+    src = make_yolo(
+        tmp_path / "yolo",
+        {"a.png": (32, 32), "b.png": (32, 32)},
+        {"a.txt": "0,0.5,0.5,0.2,0.2\n", "b.txt": "0 0,5 0,5 0,2 0,2\n"},  # CSV; decimal commas
+        classes_txt="cat\n",
+    )
+    with pytest.raises(AnnotationError) as info:
+        to_coco(src, "yolo")
+    assert info.value.problems == [
+        "labels/a.txt line 1: '0,0.5,0.5,0.2,0.2': has commas; fields are separated by spaces "
+        "and decimals written with a point (0 0.5 0.5 0.2 0.2)",
+        "labels/b.txt line 1: '0 0,5 0,5 0,2 0,2': has commas; fields are separated by spaces "
+        "and decimals written with a point (0 0.5 0.5 0.2 0.2)",
+    ]

@@ -48,6 +48,13 @@ def add_label_line(
 ) -> None:
     """Add the annotation of one label ``line`` (at ``where``) of image ``image_id`` of
     ``width`` x ``height`` pixels, or record why it cannot be one."""
+    if "," in line:  # "0,0.5,0.5,0.2,0.2" or a decimal comma ("0 0,5 ..."): not numbers
+        builder.problem(
+            where,
+            f"{line.strip()!r}: has commas; fields are separated by spaces and decimals written "
+            "with a point (0 0.5 0.5 0.2 0.2)",
+        )
+        return
     fields = line.split()
     if pose is not None and len(fields) != pose.fields:
         builder.problem(
