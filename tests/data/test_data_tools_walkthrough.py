@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import SIZE, make_coco, run
+from tests.helpers import SIZE, make_coco, run, write_image
 
 pytestmark = pytest.mark.reliability
 
@@ -59,3 +59,28 @@ def test_split_of_a_coco_file_with_repeated_image_ids_names_them_and_writes_noth
     assert code == 1
     assert "image id 2: 'images/2.png', 'images/3.png'" in err
     assert sorted(p.name for p in root.iterdir()) == ["annotations.json", "images"]
+
+
+def ultralytics_yaml(root, val: str = "images/val"):
+    for split in ("train", "val"):
+        write_image(root / "images" / split / "a.png", seed=1)
+        (root / "labels" / split).mkdir(parents=True)
+        (root / "labels" / split / "a.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    (root / "data.yaml").write_text(f"path: .\ntrain: images/train\nval: {val}\nnames: [cat]\n")
+    return root / "data.yaml"
+
+
+def test_check_data_of_an_ultralytics_yaml_checks_each_split_it_names(tmp_path, capsys):
+    data_yaml = ultralytics_yaml(tmp_path)
+    code, out, _ = run(["check-data", "--format", "yolo", "--root", data_yaml], capsys)
+    assert code == 0, out  # was "give the split to read ... or convert's --split train"
+    assert "data.train: yolo dataset" in out and "data.val: yolo dataset" in out
+    assert "check-data: no problems found in 2 datasets" in out
+    (tmp_path / "images" / "val").rename(tmp_path / "images" / "valid")
+    code, out, _ = run(["check-data", "--format", "yolo", "--root", data_yaml], capsys)
+    assert code == 1
+    assert "data.val: " in out and "val: images/val does not exist (looked for " in out
+    code, out, _ = run(
+        ["check-data", "--format", "yolo", "--root", data_yaml, "--split", "train"], capsys
+    )
+    assert code == 0 and "check-data: no problems found in 1 dataset" in out

@@ -228,6 +228,12 @@ def run(args: argparse.Namespace) -> int:
         stem = PurePath(args.split.replace("\\", "/")).stem
         label = stem if stem in SPLITS else "train"
         specs = [("dataset", label, dataset_of_options(args.format, options))]
+        if args.format == "yolo" and not split and str(args.root).endswith((".yaml", ".yml")):
+            from visionkit.data.convert.yolo import dataset_file_splits
+
+            # an Ultralytics data.yaml: each split it names, val in train's classes, as training
+            names = dataset_file_splits(args.root)
+            specs = [(f"data.{s}", s, {**specs[0][2], "split": s}) for s in names] or specs
         needs, heads, data = [], {}, None
     image_check = "header" if args.fast else "decode"
     total = warned = 0  # errors, warnings
@@ -355,7 +361,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "example: visionkit check-data --format coco --images data/shapes/val\n"
         "example: visionkit check-data --format coco --images DIR --annotations ann.json "
         "class_field=background\n"
-        "example: visionkit check-data --format folder --root data/pets/train",
+        "example: visionkit check-data --format folder --root data/pets/train\n"
+        "example: visionkit check-data --format yolo --root datasets/coco8.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -371,7 +378,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="with --config: which split to check, train, val, test or all, e.g. --split "
         "test (default all: those the config sets); with --format: the split a VOC, YOLO or "
         "mask folder reads (its split: key: a name, or a list file such as --split "
-        "ImageSets/Segmentation/val.txt)",
+        "ImageSets/Segmentation/val.txt; an Ultralytics data.yaml without --split: each split "
+        "it names)",
     )
     p.add_argument(
         "--format",

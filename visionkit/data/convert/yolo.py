@@ -191,6 +191,16 @@ def _read_dataset_file(path: Path) -> tuple[dict[str, Any], Path]:
     return data, (base if base.is_absolute() else path.parent / base).resolve()
 
 
+def dataset_file_splits(data_yaml: str | os.PathLike) -> list[str]:
+    """The splits an Ultralytics dataset file names (``train``, ``val``, ``test``, in that
+    order); none when it cannot be read (reading a split says why)."""
+    try:
+        data, _ = _read_dataset_file(Path(data_yaml))
+    except DataError:
+        return []
+    return [k for k in ("train", "val", "test") if data.get(k)]
+
+
 def ultralytics_split(
     data_yaml: str | os.PathLike, split: str | None
 ) -> tuple[Path, list[Path], list[tuple[Path, Path]]]:
@@ -251,9 +261,14 @@ def ultralytics_split(
             lines = where.read_text(encoding="utf-8").splitlines()
             listed = [Path(line.strip()) for line in lines if line.strip()]
             images += [p if p.is_absolute() else (base / p).resolve() for p in listed]
-        else:
+        elif where.exists():
             raise DataError(
                 f"{path}: {split}: {where} is neither a folder of images nor a .txt list of them"
+            )
+        else:  # a folder named otherwise (images/valid for images/val)
+            raise DataError(
+                f"{path}: {split}: {entry} does not exist (looked for {where}: a folder of "
+                f"images or a .txt list of them, relative to the dataset folder, path:)"
             )
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
