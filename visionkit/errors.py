@@ -33,15 +33,26 @@ class VisionkitError(Exception):
 
 
 class ConfigError(VisionkitError):
-    """An invalid configuration: one line per problem, each naming the full key path."""
+    """An invalid configuration: one line per problem, each naming the full key path;
+    ``locations`` holds, per problem, the ``FILE:LINE`` that writes its key (or ``None``),
+    which the message puts before it."""
 
     exit_code = 2
 
-    def __init__(self, problems: Sequence[str] | str, source: str | None = None) -> None:
+    def __init__(
+        self,
+        problems: Sequence[str] | str,
+        source: str | None = None,
+        locations: Sequence[str | None] = (),
+    ) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         self.source = source
+        self.locations = [*locations, *[None] * len(self.problems)][: len(self.problems)]
         where = f" in {source}" if source else ""
-        lines = "\n".join(f"  {p}" for p in self.problems)
+        lines = "\n".join(
+            f"  {place}: {p}" if place else f"  {p}"
+            for p, place in zip(self.problems, self.locations, strict=True)
+        )
         super().__init__(f"invalid configuration{where}:\n{lines}")
 
 

@@ -20,8 +20,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
-import yaml
-
 from visionkit.choices import EVAL_SPLITS, SPLITS
 from visionkit.errors import ConfigError, DataError, VisionkitError, counted
 from visionkit.registry import DATASETS, UnknownNameError
@@ -192,12 +190,14 @@ def training_classes(spec: Any, needs: Sequence[str]) -> Any:
 
 
 def _parse_values(items: Sequence[str]) -> dict[str, Any]:
+    from visionkit.config.files import load_yaml  # as config values are read (1e-3 a float)
+
     values = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"{item!r}: expected KEY=VALUE, e.g. class_field=background")
-        values[key] = yaml.safe_load(text) if text else None
+        values[key] = load_yaml(text) if text else None
     return values
 
 

@@ -25,6 +25,7 @@ One module per step: :mod:`.files` (YAML, ``base:``, overrides, writing back), :
 from visionkit.config.files import (
     apply_overrides,
     deep_merge,
+    load_yaml,
     override_keys,
     override_list,
     read_yaml,
@@ -85,6 +86,7 @@ __all__ = [
     "is_dataset_mix",
     "split_entries",
     "load_config",
+    "load_yaml",
     "read_yaml",
     "resolve_file",
     "save_config",

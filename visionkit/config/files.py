@@ -24,8 +24,31 @@ from visionkit.data.batch import read_from
 from visionkit.errors import ConfigError
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that reads ``1e-3`` and ``1e5`` as floats, as YAML 1.2 and JSON do:
+    PyYAML follows YAML 1.1, where a float needs a dot (``1.0e-3``) and ``1e-3`` is text, which
+    reached an argument checked by no schema (``model.backbone.kwargs``, a transform's) as the
+    string ``'1e-3'``. Everything else is ``yaml.safe_load``'s.
+
+    >>> yaml.load("lr: 1e-3", Loader=ConfigLoader)
+    {'lr': 0.001}
+    """
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """``text`` read as :func:`read_yaml` reads a file (:class:`ConfigLoader`)."""
+    return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader: plain data only
+
+
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read one YAML mapping with ``yaml.safe_load``."""
+    """Read one YAML mapping with ``yaml.safe_load``'s loader (:class:`ConfigLoader`)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -37,7 +60,7 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     stream = io.StringIO(text)
     stream.name = str(path)  # PyYAML names the file in its errors (else "<unicode string>")
     try:
-        loader = yaml.SafeLoader(stream)  # yaml.safe_load's steps, checked between them
+        loader = ConfigLoader(stream)  # yaml.safe_load's steps, checked between them
         try:
             node = loader.get_single_node()
             if node is not None:
@@ -213,7 +236,7 @@ def _applied(
 def _yaml_value(raw: str) -> Any:
     """An override's value read as YAML (``""``: the empty string; not YAML: as written)."""
     try:
-        return yaml.safe_load(raw) if raw != "" else ""
+        return load_yaml(raw) if raw != "" else ""
     except yaml.YAMLError:
         return raw
 

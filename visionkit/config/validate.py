@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from visionkit.choices import ULTRALYTICS_KEYS
 from visionkit.config.files import apply_overrides, override_list, resolve_file
 from visionkit.config.key_hints import mapping_hint, quote_hint, unknown_key_hint
+from visionkit.config.locations import key_places
 from visionkit.config.override_hints import command_line_note, format_override_hints
 from visionkit.config.schema import (
     DATASET_INJECTED_ARGS,
@@ -76,9 +77,10 @@ def load_config(
     except ConfigError as err:
         hints = format_override_hints(overrides, err.problems)
         hints += command_line_note(err.problems, overrides) if err.source else []
-        if not hints:
+        places = key_places(err.problems, origin, overrides) if origin else []
+        if not hints and not any(places):
             raise
-        raise ConfigError([*err.problems, *hints], err.source) from None
+        raise ConfigError([*err.problems, *hints], err.source, places) from None
 
 
 def validate_config(data: Mapping[str, Any], source: str | None = None) -> Config:

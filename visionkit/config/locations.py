@@ -1,0 +1,86 @@
+"""Where each key of a config file is written: the file and line that a validation problem
+about it is shown with (``configs/x.yaml:12: trainer.max_epoch: unknown key; ...``), as
+compilers and linters name a place, so that an editor or a terminal opens the file there. A
+key that a ``base:`` file gives is named in that file (:attr:`ConfigError.locations
+<visionkit.errors.ConfigError>`)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from visionkit.config.files import ConfigLoader, override_keys
+
+
+def key_lines(path: str | os.PathLike) -> dict[str, str]:
+    """Every key path of the config file ``path`` with its bases merged beneath (as
+    :func:`~visionkit.config.files.resolve_file` merges them), ``"trainer.max_epochs"`` or
+    ``"data.transforms.train.0.p"`` (list items by their index), → ``"FILE:LINE"``. Empty for
+    a file that cannot be read: the locations only add to an error already found."""
+    try:
+        own, mappings = _lines_of(str(path))
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=ConfigLoader)
+    except (OSError, yaml.YAMLError):
+        return {}
+    bases = data.get("base") if isinstance(data, dict) else None
+    merged: dict[str, str] = {}
+    for base in [bases] if isinstance(bases, str) else bases if isinstance(bases, list) else []:
+        try:
+            lines = _lines_of(os.path.normpath(Path(path).parent / str(base)))[0]
+        except (OSError, yaml.YAMLError):
+            continue
+        merged.update(lines)
+    for key in set(own) - mappings:  # a value, not a mapping, replaces the bases' below it
+        for below in [k for k in merged if k.startswith(f"{key}.")]:
+            del merged[below]
+    return {**merged, **own}
+
+
+def key_places(
+    problems: Sequence[str], path: str | os.PathLike, overrides: Sequence[str]
+) -> list[str | None]:
+    """For each of ``problems`` (``"key.path: what"``), the ``"FILE:LINE"`` of its key where
+    the config file ``path`` (or a base of it) writes that key and no override of
+    ``overrides`` set it, else ``None``."""
+    lines = key_lines(path)
+    given = [_dotted(key) for key in override_keys(overrides)]
+    places = []
+    for problem in problems:
+        key = _dotted(problem.partition(":")[0].strip().split(" ")[0])
+        on_command_line = any(key == g or key.startswith(f"{g}.") for g in given)
+        places.append(None if on_command_line else lines.get(key))
+    return places
+
+
+def _lines_of(shown: str) -> tuple[dict[str, str], set[str]]:
+    """The key paths of one YAML file → ``"shown:LINE"``, and those whose value is a mapping."""
+    root = yaml.compose(Path(shown).read_text(encoding="utf-8"), Loader=ConfigLoader)
+    lines: dict[str, str] = {}
+    mappings: set[str] = set()
+    stack = [(root, "")]
+    while stack:
+        node, prefix = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            items = [
+                (key.value, value, key.start_mark)
+                for key, value in node.value
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge"
+            ]
+            mappings.add(prefix.rstrip("."))
+        elif isinstance(node, yaml.SequenceNode):
+            items = [(str(i), value, value.start_mark) for i, value in enumerate(node.value)]
+        else:
+            continue
+        for key, value, mark in items:
+            lines.setdefault(f"{prefix}{key}", f"{shown}:{mark.line + 1}")
+            stack.append((value, f"{prefix}{key}."))
+    return lines, mappings
+
+
+def _dotted(key: str) -> str:
+    """``"a.train[0].p"`` → ``"a.train.0.p"``."""
+    return re.sub(r"\[(\d+)\]", r".\1", key)
