@@ -65,3 +65,29 @@ def test_problems_name_the_file_and_line_that_write_the_key(tmp_path: Path):
     problems = dict(zip(info.value.problems, info.value.locations, strict=True))
     assert problems["data.train.imags: unknown key; did you mean 'images'?"] == f"{base}:4"
     assert problems["optimizer.lr: expected greater than 0, got -2"] is None
+
+
+def test_a_dataset_path_beside_the_config_but_not_in_the_current_folder_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    project = tmp_path / "project"
+    (project / "shapes" / "images").mkdir(parents=True)
+    config = project / "train.yaml"
+    config.write_text(
+        "model:\n  backbone: {name: simple_cnn}\n"
+        + HEADS
+        + "data:\n  train: {format: folder, root: shapes/images}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_config("project/train.yaml")
+    assert info.value.problems == [
+        f"data.train.root: shapes/images is not in the current folder {tmp_path}, but is "
+        "beside the config file: project/shapes/images; paths in a config are relative to the "
+        "folder the command runs in, not to the config's: write root: project/shapes/images, "
+        "give it with data.train.root=project/shapes/images, or run the command in project"
+    ]
+    assert info.value.locations == ["project/train.yaml:6"]
+    # run where the config was written for, the same file reads
+    monkeypatch.chdir(project)
+    assert load_config("train.yaml").data.train["root"] == "shapes/images"

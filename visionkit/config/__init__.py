@@ -33,6 +33,7 @@ from visionkit.config.files import (
     save_config,
     to_yaml,
 )
+from visionkit.config.paths import is_dataset_mix, split_entries
 from visionkit.config.schema import (
     DATASET_INJECTED_ARGS,
     INJECTED_ARGS,
@@ -51,14 +52,7 @@ from visionkit.config.schema import (
     TrainerConfig,
     TransformsConfig,
 )
-from visionkit.config.validate import (
-    ConfigLike,
-    builder_schema,
-    is_dataset_mix,
-    load_config,
-    split_entries,
-    validate_config,
-)
+from visionkit.config.validate import ConfigLike, builder_schema, load_config, validate_config
 
 __all__ = [
     "BackboneConfig",

@@ -21,6 +21,11 @@ from visionkit.config.files import apply_overrides, override_list, resolve_file
 from visionkit.config.key_hints import mapping_hint, quote_hint, unknown_key_hint
 from visionkit.config.locations import key_places
 from visionkit.config.override_hints import command_line_note, format_override_hints
+from visionkit.config.paths import (
+    beside_config_problems,
+    expand_home,
+    is_dataset_mix,
+)
 from visionkit.config.schema import (
     DATASET_INJECTED_ARGS,
     INJECTED_ARGS,
@@ -146,23 +151,12 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     cfg.data.train = splits.get("train")
     cfg.data.val = splits.get("val")
     cfg.data.test = splits.get("test")
-    _expand_home(cfg)
+    expand_home(cfg)
+    if source and os.path.isfile(source):  # a dataset path written for the config's folder
+        problems += beside_config_problems(cfg, source)
+    if problems:
+        raise ConfigError(problems, source)
     return cfg
-
-
-def _expand_home(cfg: Config) -> None:
-    """A ``~`` that starts ``output_dir``, ``resume`` or a dataset's folder or file is the
-    user's home, as in torchvision's dataset roots (``output_dir: ~/runs`` made a folder named
-    ``~`` in the current one; ``root: ~/photos`` was not found). ``model.init_from`` and
-    ``model.backbone.pretrained`` are expanded where they are read."""
-    cfg.output_dir = os.path.expanduser(cfg.output_dir)
-    cfg.resume = os.path.expanduser(cfg.resume) if cfg.resume else cfg.resume
-    for split in ("train", "val", "test"):
-        for _, entry in split_entries(getattr(cfg.data, split), f"data.{split}"):
-            reader = DATASETS.component_class(entry["format"])
-            for key in getattr(reader, "path_arguments", (reader.location,)):
-                if isinstance(entry.get(key), str):
-                    entry[key] = os.path.expanduser(entry[key])
 
 
 def _without_null_heads(data: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -317,22 +311,6 @@ def _is_size(value: Any) -> bool:
     return ok(value) or (
         isinstance(value, (list, tuple)) and len(value) == 2 and all(map(ok, value))
     )
-
-
-def is_dataset_mix(spec: Any) -> bool:
-    """True for ``data.<split>`` given as named datasets (``{pets: {format: ...}, ...}``)
-    rather than one dataset (``{format: ..., ...}``)."""
-    return isinstance(spec, Mapping) and "format" not in spec and bool(spec)
-
-
-def split_entries(spec: Mapping[str, Any] | None, where: str) -> list[tuple[str, Any]]:
-    """The datasets of a split's config entry with their config paths: ``[("data.val",
-    spec)]``, or one per part of a mix (``data.train.coco``, ...); none when it is unset."""
-    if spec is None:
-        return []
-    if is_dataset_mix(spec):
-        return [(f"{where}.{name}", entry) for name, entry in spec.items()]
-    return [(where, spec)]
 
 
 def _validate_datasets(
