@@ -91,3 +91,46 @@ def test_a_dataset_path_beside_the_config_but_not_in_the_current_folder_says_so(
     # run where the config was written for, the same file reads
     monkeypatch.chdir(project)
     assert load_config("train.yaml").data.train["root"] == "shapes/images"
+
+
+def test_an_override_written_as_yaml_that_is_not_valid_yaml_says_so():
+    # was kept as text: "model.heads.cls: expected a mapping such as {name: {name: mlp, ...}"
+    minimal = {"model": {"backbone": {"name": "simple_cnn"}, "heads": {"cls": {"name": "linear"}}}}
+    problems = problems_of(
+        minimal,
+        [
+            "model.heads.cls={name: mlp, num_classes: 3",
+            "data.image_size=[64, 96",
+            "data.train={format: coco, images: ${DATA}/x}",
+        ],
+    )
+    assert problems[0].startswith(
+        "model.heads.cls: '{name: mlp, num_classes: 3' is not a valid YAML mapping (expected "
+        "',' or '}', but got '<stream end>' at character 27); write it as in a YAML file"
+    )
+    assert problems[1].startswith("data.image_size: '[64, 96' is not a valid YAML list")
+    assert problems[2].endswith(
+        "${...} is not expanded here: the shell expands $NAME within double quotes"
+    )
+    assert len(problems) == 3
+
+
+def test_an_environment_variable_in_a_dataset_path_of_a_file_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("DATA", str(tmp_path))
+    (tmp_path / "photos").mkdir()
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        "model:\n  backbone: {name: simple_cnn}\n"
+        + HEADS
+        + "data:\n  train: {format: folder, root: $DATA/photos}\n"
+    )
+    with pytest.raises(ConfigError) as info:  # was: "dataset root $DATA/photos does not exist"
+        load_config(config)
+    assert info.value.problems == [
+        "data.train.root: $DATA/photos does not exist; environment variables are not expanded "
+        "in a config file: write the path, or give it on the command line, where the shell "
+        'expands them: data.train.root="$DATA/photos"'
+    ]
+    assert load_config(config, [f"data.train.root={tmp_path}/photos"]).data.train["root"]

@@ -226,6 +226,9 @@ def _applied(
             values |= {i + 1} if _without_value(item, following) else set()
         if not parts:
             continue
+        if problem := _flow_problem(key, raw):
+            problems.append(problem)
+            continue
         value = _override_value(named, parts, raw) if named is not None else _yaml_value(raw)
         problem = _set_path(out, parts, value, key, named if named is not None else out)
         if problem:
@@ -239,6 +242,30 @@ def _yaml_value(raw: str) -> Any:
         return load_yaml(raw) if raw != "" else ""
     except yaml.YAMLError:
         return raw
+
+
+def _flow_problem(key: str, raw: str) -> str | None:
+    """The problem of a value written as a YAML mapping or list (``{...}``, ``[...]``) that is
+    not valid YAML (unclosed, a missing ``, ``): such a value was meant as YAML, never as the
+    text that :func:`_yaml_value` keeps of it (``model.heads.cls={name: mlp`` became the head
+    name ``'{name: mlp'``)."""
+    if not raw.startswith(("{", "[")):
+        return None
+    try:
+        load_yaml(raw)
+        return None
+    except yaml.YAMLError as err:
+        problem, mark = getattr(err, "problem", None), getattr(err, "problem_mark", None)
+    kind = "mapping" if raw.startswith("{") else "list"
+    at = f" at character {mark.column + 1}" if mark is not None else ""
+    shell = "; ${...} is not expanded here: the shell expands $NAME within double quotes" * (
+        "${" in raw
+    )
+    return (
+        f"{key}: {raw!r} is not a valid YAML {kind} ({problem or 'unreadable'}{at}); write it as "
+        "in a YAML file, e.g. 'model.heads.cls={name: mlp, num_classes: 3}' or "
+        f"'data.image_size=[64, 96]': items separated by ', ', brackets closed{shell}"
+    )
 
 
 def _override_value(tree: Mapping[str, Any], parts: Sequence[str | int], raw: str) -> Any:

@@ -1,8 +1,9 @@
 """The files and folders a config names for its datasets: which entries there are
-(:func:`split_entries`), ``~`` as the home folder (:func:`expand_home`), and a relative path
-that is not in the current folder but beside the config file (:func:`beside_config_problems`:
-paths in a config are relative to the folder the command runs in, as in Ultralytics' and
-torchvision's dataset roots, which a config written next to its data does not expect)."""
+(:func:`split_entries`), ``~`` as the home folder (:func:`expand_home`), and the paths a
+config file names that cannot be meant as written (:func:`dataset_path_problems`): a relative
+path that is not in the current folder but beside the config file (paths in a config are
+relative to the folder the command runs in, as Ultralytics' and torchvision's dataset roots
+are, which a config written next to its data does not expect), or one naming ``$DATA``."""
 
 from __future__ import annotations
 
@@ -52,20 +53,29 @@ def expand_home(cfg: Any) -> None:
             entry[argument] = os.path.expanduser(entry[argument])
 
 
-def beside_config_problems(cfg: Any, config_file: str | os.PathLike) -> list[str]:
+def dataset_path_problems(cfg: Any, config_file: str | os.PathLike) -> list[str]:
     """A problem for each relative dataset path of ``cfg`` (read from ``config_file``) that
     does not exist in the current folder but does beside the config file: the config was
     written for its own folder, and would fail later, when the data is read, with "does not
-    exist". Entries that generate their data (``synthetic``) are left alone."""
+    exist"; and for each that names an environment variable (``$DATA/photos``), which a config
+    file does not expand. Entries that generate their data (``synthetic``) are left alone."""
     folder = Path(config_file).parent
-    if folder.resolve() == Path.cwd().resolve():
-        return []
+    here = folder.resolve() == Path.cwd().resolve()
     problems = []
     for entry, argument, key in dataset_paths(cfg.data):
         value = entry.get(argument)
         if not isinstance(value, str) or not value or entry.get("synthetic"):
             continue
-        if Path(value).is_absolute() or Path(value).exists() or not (folder / value).exists():
+        if "$" in value and not Path(value).exists():  # $DATA/photos, ${DATA}/photos
+            problems.append(
+                f"{key}: {value} does not exist; environment variables are not expanded in a "
+                f"config file: write the path, or give it on the command line, where the shell "
+                f'expands them: {key}="{value}"'
+            )
+            continue
+        if here or Path(value).is_absolute() or Path(value).exists():
+            continue
+        if not (folder / value).exists():
             continue
         beside = os.path.normpath(folder / value)
         problems.append(

@@ -22,7 +22,7 @@ from visionkit.config.key_hints import mapping_hint, quote_hint, unknown_key_hin
 from visionkit.config.locations import key_places
 from visionkit.config.override_hints import command_line_note, format_override_hints
 from visionkit.config.paths import (
-    beside_config_problems,
+    dataset_path_problems,
     expand_home,
     is_dataset_mix,
 )
@@ -153,7 +153,7 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     cfg.data.test = splits.get("test")
     expand_home(cfg)
     if source and os.path.isfile(source):  # a dataset path written for the config's folder
-        problems += beside_config_problems(cfg, source)
+        problems += dataset_path_problems(cfg, source)
     if problems:
         raise ConfigError(problems, source)
     return cfg
