@@ -11,6 +11,7 @@ from visionkit.config import load_config
 from visionkit.errors import ConfigError
 
 HEADS = "  heads:\n    cls: {name: linear, num_classes: 4}\n"
+MINIMAL = {"model": {"backbone": {"name": "simple_cnn"}, "heads": {"cls": {"name": "linear"}}}}
 
 
 def problems_of(source, overrides=()) -> list[str]:
@@ -95,9 +96,8 @@ def test_a_dataset_path_beside_the_config_but_not_in_the_current_folder_says_so(
 
 def test_an_override_written_as_yaml_that_is_not_valid_yaml_says_so():
     # was kept as text: "model.heads.cls: expected a mapping such as {name: {name: mlp, ...}"
-    minimal = {"model": {"backbone": {"name": "simple_cnn"}, "heads": {"cls": {"name": "linear"}}}}
     problems = problems_of(
-        minimal,
+        MINIMAL,
         [
             "model.heads.cls={name: mlp, num_classes: 3",
             "data.image_size=[64, 96",
@@ -134,3 +134,26 @@ def test_an_environment_variable_in_a_dataset_path_of_a_file_is_named(
         'expands them: data.train.root="$DATA/photos"'
     ]
     assert load_config(config, [f"data.train.root={tmp_path}/photos"]).data.train["root"]
+
+
+@pytest.mark.parametrize("given", [[32], "64,64", "(64, 64)", [64, "x"]])
+def test_a_wrong_image_size_is_one_line_saying_both_forms(given):
+    # was "expected a valid integer, got [32]" and "data.image_size.1: required key is missing"
+    assert problems_of({**MINIMAL, "data": {"image_size": given}}) == [
+        "data.image_size: expected a positive int or [height, width], e.g. 128 or [96, 128], "
+        f"got {given!r}"
+    ]
+
+
+def test_max_time_as_a_bare_number_asks_for_a_unit_and_fractions_of_units_are_taken():
+    # was "expected a valid string, got 10; ... write the value in quotes", and '10' failed too
+    assert problems_of(MINIMAL, ["trainer.max_time=10"]) == [
+        "trainer.max_time: expected a time with its unit: 'DD:HH:MM:SS' ('00:00:10:00' is ten "
+        "minutes) or a mapping of days, hours, minutes, seconds ({minutes: 10}), got 10"
+    ]
+    # as Lightning's Timer takes it (timedelta(**value)); was "expected a valid string"
+    cfg = load_config(MINIMAL, ["trainer.max_time={hours: 0.5}"])
+    assert cfg.trainer.max_time == {"hours": 0.5}
+    assert load_config(MINIMAL, ["trainer.max_time={minutes: 10}"]).trainer.max_time == {
+        "minutes": 10
+    }

@@ -42,6 +42,16 @@ NAMED_SECTIONS = {
 }
 
 
+#: Keys of :class:`Config` that take one of several types, with what they expect: said once,
+#: where pydantic says each member's problem (``data.image_size: expected a valid integer``
+#: and ``data.image_size.1: required key is missing`` for ``[32]``).
+UNION_KEYS = {
+    ("data", "image_size"): "a positive int or [height, width], e.g. 128 or [96, 128]",
+    ("trainer", "max_time"): "a time with its unit: 'DD:HH:MM:SS' ('00:00:10:00' is ten "
+    "minutes) or a mapping of days, hours, minutes, seconds ({minutes: 10})",
+}
+
+
 def unknown_key_hint(root: type[BaseModel], loc: Sequence[Any]) -> str:
     """``"; did you mean ...?"`` for the unknown key at ``loc`` of ``root`` (the whole
     :class:`Config`, or a component's schema): the key where it is a key (``max_epochs`` →

@@ -278,7 +278,7 @@ class TrainerConfig(_Section):
     # (``max_steps``: epochs are then unlimited unless also given), or both (the first reached).
     max_epochs: int | None = Field(None, ge=-1)
     max_steps: int = Field(-1, ge=-1)
-    max_time: str | dict[str, int] | None = None  # "DD:HH:MM:SS" or {hours: 1, ...}: a stop
+    max_time: str | dict[str, int | float] | None = None  # "DD:HH:MM:SS" or {hours: 1, ...}: a stop
     min_epochs: int | None = Field(None, ge=0)
     min_steps: int | None = Field(None, ge=0)
     accelerator: str = "auto"

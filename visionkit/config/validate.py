@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from visionkit.choices import ULTRALYTICS_KEYS
 from visionkit.config.files import apply_overrides, override_list, resolve_file
-from visionkit.config.key_hints import mapping_hint, quote_hint, unknown_key_hint
+from visionkit.config.key_hints import UNION_KEYS, mapping_hint, quote_hint, unknown_key_hint
 from visionkit.config.locations import key_places
 from visionkit.config.override_hints import command_line_note, format_override_hints
 from visionkit.config.paths import (
@@ -431,7 +431,11 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
         # Unions report one error per member type; keep the path free of the type names.
         loc = tuple(p for p in loc if not (isinstance(p, str) and _TYPE_TAG.fullmatch(p)))
         path = ".".join(str(p) for p in loc)
-        if e["type"] == "extra_forbidden":
+        union = UNION_KEYS.get(loc[:2]) if root is Config else None
+        if union and e["type"] not in _OWN_MESSAGE:  # one line, not one per member type
+            if len(loc) == 2:
+                lines.append(f"{path}: expected {union}, got {e['input']!r}")
+        elif e["type"] == "extra_forbidden":
             hint = unknown_key_hint(root, loc)
             lines.append(f"{path}: unknown key{hint}")
         elif e["type"] == "missing":
@@ -467,6 +471,9 @@ def _first_per_key(lines: Sequence[str], only: str = "") -> list[str]:
         unique.append(line)
     return unique
 
+
+#: pydantic's errors that say the problem in the terms of the key, whatever its type
+_OWN_MESSAGE = ("value_error", "int_from_float", "greater_than")
 
 #: pydantic's names of union members (``list[int]``, ``int``, ``constrained-int`` of a PositiveInt)
 _TYPE_TAG = re.compile(
