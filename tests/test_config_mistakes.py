@@ -157,3 +157,26 @@ def test_max_time_as_a_bare_number_asks_for_a_unit_and_fractions_of_units_are_ta
     assert load_config(MINIMAL, ["trainer.max_time={minutes: 10}"]).trainer.max_time == {
         "minutes": 10
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "error"),
+    [
+        ("resnet18", {"drop_path_rate": "abc"}, "TypeError: unsupported operand"),
+        ("resnet18", {"layers": [1]}, "ZeroDivisionError"),
+        ("torchvision/resnet18", {"norm_layer": 3}, "TypeError"),
+    ],
+)
+def test_a_backbone_argument_of_the_wrong_type_or_range_is_named_not_a_traceback(
+    name, kwargs, error
+):
+    from visionkit.models.backbones import create_backbone
+    from visionkit.models.backbones.base import BackboneError
+
+    # was the library's own TypeError / ZeroDivisionError, a traceback from deep inside it
+    with pytest.raises(BackboneError) as info:
+        create_backbone(name, **kwargs)
+    message = str(info.value)
+    assert message.startswith(f"model.backbone.kwargs: {name} cannot be built with {kwargs} (")
+    assert error in message
+    assert message.endswith("check each value's type and range")

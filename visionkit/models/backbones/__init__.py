@@ -105,7 +105,16 @@ def create_backbone(
         weights_file = pretrained
     elif pretrained:
         kwargs["pretrained"] = True
-    backbone = builder(**kwargs)
+    try:
+        backbone = builder(**kwargs)
+    except (TypeError, ValueError, ArithmeticError, AssertionError, IndexError) as err:
+        given = {k: v for k, v in kwargs.items() if k not in ("out_indices", "pretrained")}
+        if not given:
+            raise
+        raise BackboneError(  # a value of the wrong type or range fails deep in the library
+            f"model.backbone.kwargs: {name} cannot be built with {given} "
+            f"({type(err).__name__}: {err}); check each value's type and range"
+        ) from err
     if weights_file is not None:
         prefixes = ("", "body.") if isinstance(backbone, FeatureBackbone) else ("",)
         load_pretrained_file(backbone, weights_file, prefixes)
