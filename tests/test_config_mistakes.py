@@ -180,3 +180,22 @@ def test_a_backbone_argument_of_the_wrong_type_or_range_is_named_not_a_traceback
     assert message.startswith(f"model.backbone.kwargs: {name} cannot be built with {kwargs} (")
     assert error in message
     assert message.endswith("check each value's type and range")
+
+
+def test_ultralytics_training_arguments_are_translated():
+    # time=0.5 was "time: unknown key; did you mean 'optimizer'?"; cos_lr, lrf, mosaic listed
+    # every top-level key
+    problems = problems_of(MINIMAL, ["time=0.5", "cos_lr=True", "lrf=0.01", "mosaic=1.0"])
+    assert problems == [
+        "time: unknown key; for Ultralytics' time, use trainer.max_time with its unit: time=0.5 "
+        "(hours) is trainer.max_time='{hours: 0.5}'",
+        "cos_lr: unknown key; for Ultralytics' cos_lr, use scheduler.name=cosine (the default "
+        "here)",
+        "lrf: unknown key; for Ultralytics' lrf, use scheduler.min_lr_factor",
+        "mosaic: unknown key; for Ultralytics' mosaic, use a first step {name: Mosaic, p: 1.0} "
+        "of data.transforms.train",
+    ]
+    # and what they say is taken
+    assert load_config(MINIMAL, ["trainer.max_time={hours: 0.5}"]).trainer.max_time == {
+        "hours": 0.5
+    }

@@ -50,6 +50,17 @@ ULTRALYTICS_KEYS = {
     "weights": "model.init_from",
     "pretrained": "model.backbone.pretrained",
     "amp": "trainer.precision",
+    "time": "trainer.max_time with its unit: time=0.5 (hours) is trainer.max_time='{hours: 0.5}'",
+    "cos_lr": "scheduler.name=cosine (the default here)",
+    "lrf": "scheduler.min_lr_factor",
+    "momentum": "optimizer.momentum (sgd), or the first of optimizer.betas (adam, adamw)",
+    "save_period": "trainer.checkpoint_every_n_steps (in optimiser steps)",
+    "mosaic": "a first step {name: Mosaic, p: 1.0} of data.transforms.train",
+    "mixup": "a last step {name: MixUp, p: 0.1} of data.transforms.train",
+    "copy_paste": "a last step {name: CopyPaste, p: 0.3} of data.transforms.train",
+    "fliplr": "a step {name: HorizontalFlip, p: 0.5} of data.transforms.train",
+    "flipud": "a step {name: VerticalFlip, p: 0.5} of data.transforms.train",
+    "degrees": "a step {name: Affine, rotate: [-10, 10]} of data.transforms.train",
 }
 
 #: Ultralytics' export arguments (``yolo export format=onnx dynamic=True``) that ``visionkit
