@@ -199,3 +199,13 @@ def test_ultralytics_training_arguments_are_translated():
     assert load_config(MINIMAL, ["trainer.max_time={hours: 0.5}"]).trainer.max_time == {
         "hours": 0.5
     }
+
+
+def test_days_hours_minutes_seconds_are_a_time_not_a_number_in_base_60(tmp_path: Path):
+    # YAML 1.1 read 10:00:00:00 as 2160000 (base 60): "expected a time ..., got 2160000"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model:\n  backbone: {name: simple_cnn}\n" + HEADS + "trainer:\n  max_time: 10:00:00:00\n"
+    )
+    assert load_config(config).trainer.max_time == "10:00:00:00"
+    assert load_config(config, ["trainer.max_time=1:00:00:00"]).trainer.max_time == "1:00:00:00"

@@ -25,20 +25,35 @@ from visionkit.errors import ConfigError
 
 
 class ConfigLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that reads ``1e-3`` and ``1e5`` as floats, as YAML 1.2 and JSON do:
-    PyYAML follows YAML 1.1, where a float needs a dot (``1.0e-3``) and ``1e-3`` is text, which
-    reached an argument checked by no schema (``model.backbone.kwargs``, a transform's) as the
-    string ``'1e-3'``. Everything else is ``yaml.safe_load``'s.
+    """``yaml.SafeLoader`` with YAML 1.2's numbers, as JSON has them: ``1e-3`` and ``1e5`` are
+    floats, and ``10:00:00:00`` is text. PyYAML follows YAML 1.1, where a float needs a dot
+    (``1e-3`` was the text ``'1e-3'``, which reached an argument no schema types, such as
+    ``model.backbone.kwargs``, as a string) and digits joined by colons are a number in base
+    60 (``max_time: 10:00:00:00``, ten days, was 2160000). Everything else is
+    ``yaml.safe_load``'s.
 
-    >>> yaml.load("lr: 1e-3", Loader=ConfigLoader)
-    {'lr': 0.001}
+    >>> yaml.load("{lr: 1e-3, max_time: 10:00:00:00}", Loader=ConfigLoader)
+    {'lr': 0.001, 'max_time': '10:00:00:00'}
     """
 
 
-ConfigLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(  # YAML 1.1's, less base 60
+    _INT,
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
     list("-+0123456789"),
+)
+ConfigLoader.add_implicit_resolver(  # YAML 1.1's, less base 60, with an exponent without a dot
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?[0-9][0-9_]*(?:\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)"
+        r"|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
 )
 
 
