@@ -209,3 +209,22 @@ def test_days_hours_minutes_seconds_are_a_time_not_a_number_in_base_60(tmp_path:
     )
     assert load_config(config).trainer.max_time == "10:00:00:00"
     assert load_config(config, ["trainer.max_time=1:00:00:00"]).trainer.max_time == "1:00:00:00"
+
+
+def test_a_folder_given_as_the_config_lists_its_yaml_files(tmp_path: Path):
+    (tmp_path / "b.yaml").write_text("name: b\n")
+    (tmp_path / "a.yml").write_text("name: a\n")
+    (tmp_path / "notes.txt").write_text("")
+    # was "cannot read config file: Is a directory"
+    assert problems_of(tmp_path) == [
+        "cannot read config file: Is a directory; give one of its YAML files: a.yml, b.yaml"
+    ]
+
+
+def test_a_transform_given_by_its_name_alone_is_shown_as_a_mapping():
+    # was "expected a mapping, got 'HorizontalFlip'"
+    problems = problems_of(MINIMAL, ["data.transforms.train=[HorizontalFlip]"])
+    assert problems[0] == (
+        "data.transforms.train.0: expected a mapping such as {name: HorizontalFlip}, "
+        "got 'HorizontalFlip'"
+    )

@@ -69,6 +69,9 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         hint = _missing_config_hint(path) if isinstance(err, FileNotFoundError) else ""
+        if path.is_dir():  # --config configs/shapes
+            names = sorted(p.name for p in path.glob("*.y*ml"))[:10]
+            hint = f"; give one of its YAML files: {', '.join(names)}" if names else hint
         raise ConfigError(
             f"cannot read config file: {err.strerror or err}{hint}", str(path)
         ) from None

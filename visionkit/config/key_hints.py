@@ -39,6 +39,8 @@ NAMED_SECTIONS = {
     "data.train": "format",
     "data.val": "format",
     "data.test": "format",
+    "data.transforms.train.*": "name",
+    "data.transforms.val.*": "name",
 }
 
 
