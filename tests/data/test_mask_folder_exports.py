@@ -13,6 +13,7 @@ from PIL import Image
 from tests.data.test_mask_folder_formats import CITYSCAPES, write_cityscapes
 from tests.data.test_masks import write_void_folder
 from tests.helpers import run
+from visionkit.build.data import build_dataset
 from visionkit.data.batch import IGNORE_PIXEL
 from visionkit.data.readers.mask_folder import MaskFolderDataset
 from visionkit.errors import AnnotationError, ConfigError, DataError
@@ -159,8 +160,6 @@ def test_reduce_zero_label_reads_ade20k_labels_numbered_from_one(tmp_path, capsy
 
 
 def run_build(root, **entry):
-    from visionkit.build.data import build_dataset
-
     return build_dataset(
         {"format": "mask_folder", "root": str(root), "reduce_zero_label": True, **entry}
     )
@@ -202,10 +201,54 @@ def test_black_and_white_masks_are_an_error_not_a_class_never_learnt(tmp_path, c
     code, out, _ = run(["check-data", "--format", "mask_folder", "--root", root], capsys)
     assert code == 1 and expected in out
     with pytest.raises(DataError, match="so 'defect' would never be learnt"):
-        MaskFolderDataset(root)  # as training builds it: a few label maps decoded
+        build_dataset({"format": "mask_folder", "root": str(root)})  # 3 of 3 maps decoded
     # VOC's 255 borders around objects of class 1 are no such thing
     for i in range(3):
         mask = np.array(Image.open(root / "masks" / f"{i}.png"))
         mask[5:7, 5:11] = 1
         Image.fromarray(mask).save(root / "masks" / f"{i}.png")
     assert len(MaskFolderDataset(root)) == 3
+
+
+def write_strips(root, n: int, positives=()):
+    """``n`` label maps with a 255 "don't care" strip, class 1 in those of ``positives``."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "classes.txt").write_text("background\ncrack\n")
+    for i in range(n):
+        mask = np.zeros((16, 16), np.uint8)
+        mask[:, :2] = 255
+        mask[5:9, 5:9] = 1 if i in positives else 0
+        Image.fromarray(np.full((16, 16, 3), 100, np.uint8)).save(root / "images" / f"{i:03d}.jpg")
+        Image.fromarray(mask).save(root / "masks" / f"{i:03d}.png")
+    return root
+
+
+def test_black_and_white_check_of_a_sample_warns_and_spares_validation_sets(tmp_path, capsys):
+    """Training decoded 8 label maps and, finding 0 and 255 only, refused a set whose 38th file
+    holds class 1 (check-data: no problems), and refused a validation set of negative images
+    with 255 regions as one whose classes 'would never be learnt'."""
+    root = write_strips(tmp_path / "cracks", 40, positives=(37,))
+    entry = {"format": "mask_folder", "root": str(root)}
+    train = build_dataset(entry)  # 32 maps decoded, none of class 1: a warning
+    (warning,) = train.report.warnings
+    assert warning.detail.startswith(
+        "in 32 sampled label files none holds a class other than 0 ('background'): all other "
+        "labelled pixels (12.5%) are 255, which is unlabelled (ignore_index 255, VOC's object "
+        "borders); if 255 marks objects (masks saved black and white), their pixels are read "
+        "as unlabelled and ignored."
+    )
+    assert warning.detail.endswith("(visionkit check-data decodes every label file)")
+    assert len(train) == 40 and "never be learnt" not in warning.detail
+    code, out, _ = run(["check-data", "--format", "mask_folder", "--root", root], capsys)
+    assert code == 0 and "no problems found" in out
+    # negatives only, every map decoded: refused for training, a warning for validation
+    negatives = write_strips(tmp_path / "negatives", 40)
+    entry = {"format": "mask_folder", "root": str(negatives)}
+    with pytest.raises(DataError, match="so 'crack' would never be learnt"):
+        build_dataset(entry, image_check="decode")
+    for check in ("header", "decode"):
+        val = build_dataset(entry, split="val", image_check=check)
+        (warning,) = val.report.warnings
+        assert len(val) == 40 and "never be learnt" not in warning.detail
+    assert warning.detail.startswith("no label file holds a class other than 0")

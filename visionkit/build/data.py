@@ -154,6 +154,10 @@ def build_dataset(
         raise keyed(err, where, accepts) from None
     if split == "train" and getattr(dataset, "ignored_class", None):  # never learnt: refused
         raise DataError(f"{where}: {dataset.ignored_class}")
+    if split == "train" and (unlearnt := getattr(dataset, "unlearnt", None)):  # likewise
+        report = dataset.report  # its warning of the same kind, an error for a training set
+        report.problems = [unlearnt if p.kind == unlearnt.kind else p for p in report.problems]
+        report.raise_for_errors()
     dataset.config_key = where  # for messages naming the entry to change (data.train.streets)
     return dataset
 

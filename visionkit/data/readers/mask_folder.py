@@ -61,6 +61,7 @@ from visionkit.data.checks import (
     IMAGE_CHECKS,
     DataReport,
     ImageFile,
+    Problem,
     check_image_files,
     pixel_shares,
     policy,
@@ -72,20 +73,22 @@ from visionkit.data.readers.mask_hints import (
     JPEG_EXTENSIONS,
     JPEG_LABELS,
     MASK_EXTENSIONS,
-    ROBOFLOW_CLASSES,
     black_and_white,
     ignored_class,
     images_beside_labels,
     label_values_hint,
+    mask_class_names,
     missing_label_hint,
-    read_class_names,
-    read_classes_csv,
 )
-from visionkit.data.readers.palette import Palette, published_palette, read_palette
+from visionkit.data.readers.palette import Palette, read_palette
 from visionkit.data.readers.voc_segmentation import voc_segmentation_folders
 from visionkit.data.readers.voc_segmentation import write_mask_png as write_mask_png
 from visionkit.errors import AnnotationError, ConfigError, DataError, ImageDecodeError
 from visionkit.registry import DATASETS
+
+#: Label maps decoded at most, with headers only, to find one of a class above 0 (label images
+#: saved black and white hold none).
+BLACK_AND_WHITE_SAMPLE = 32
 
 
 @DATASETS.register("mask_folder")
@@ -188,7 +191,10 @@ class MaskFolderDataset:
         self.palette = self._palette(palette, void_color)
         #: Where the class names come from, for messages comparing class lists.
         self.class_source = f"class_names of {self.root}"
-        names = list(class_names) if class_names else self._read_class_names()
+        if class_names:
+            names = list(class_names)
+        else:
+            names, self.class_source = mask_class_names(self.root, self.mask_dir, self.palette)
         self.label_names: dict[str, list[str]] = {"semantic": names}
         if self.palette is not None and len(names) != len(self.palette.names):
             raise DataError(
@@ -199,6 +205,9 @@ class MaskFolderDataset:
         #: An ignore_index that is one of the classes (never learnt, never scored): training
         #: refuses it (build_dataset), evaluation of an earlier version's run is warned.
         self.ignored_class = None
+        #: The problem of label files that leave every class but 0 unlabelled (saved black and
+        #: white), all of them decoded: training refuses it (build_dataset), other splits warn.
+        self.unlearnt: Problem | None = None
         lowest = int(self.reduce_zero_label)  # the file's value of class 0
         if self.palette is None and lowest <= self.ignore_index < len(names) + lowest:
             self.ignored_class = ignored_class(self.ignore_index, names, self.class_source, lowest)
@@ -291,13 +300,7 @@ class MaskFolderDataset:
             keep.append(problem is None or not skip_labels)
         self._note_class_statistics(report, tallies[0], tallies[1])
         if self.palette is None and not self.reduce_zero_label and self.ignore_index == 255:
-            if not tallies[0].any():  # headers only: a few label maps decoded for this check
-                labels = [m for m in self.mask_paths if m is not None]
-                for path in labels[:: max(len(labels) // 8, 1)][:8]:
-                    with contextlib.suppress(AnnotationError):
-                        _tally(self._read_mask_file(path), tallies[0], tallies[1])
-            if problem := black_and_white(tallies[0], self.label_names["semantic"]):
-                report.add("only 0 and 255", where_of(self.mask_dir, self.root) + "/", problem)
+            self._check_black_and_white(report, tallies)
         if not all(keep):
             self.paths = [p for p, k in zip(self.paths, keep, strict=True) if k]
             self.mask_paths = [p for p, k in zip(self.mask_paths, keep, strict=True) if k]
@@ -321,6 +324,30 @@ class MaskFolderDataset:
         report.num_kept = len(self.paths)
         report.raise_for_errors()
         return report
+
+    def _check_black_and_white(self, report: DataReport, tallies: np.ndarray) -> None:
+        """Label maps of 0 and 255 only (saved black and white): a warning in ``report``, and
+        ``unlearnt`` set, which training refuses, where every label file was decoded
+        (``tallies`` counted, or a sample that is all of them); with headers only, label maps
+        spread over the files are decoded for this check until one holds a class above 0
+        (:data:`BLACK_AND_WHITE_SAMPLE` at most)."""
+        names = self.label_names["semantic"]
+        sampled = 0
+        if not tallies[0].any():  # headers only: a few label maps decoded for this check
+            labels = [m for m in self.mask_paths if m is not None]
+            step = max(len(labels) // BLACK_AND_WHITE_SAMPLE, 1)
+            for path in labels[::step][:BLACK_AND_WHITE_SAMPLE]:
+                with contextlib.suppress(AnnotationError):
+                    _tally(self._read_mask_file(path), tallies[0], tallies[1])
+                    sampled += 1
+                if tallies[0][1 : len(names)].any():
+                    break
+            sampled *= sampled < len(labels)  # a sample of every label file is all of them
+        warning, error = black_and_white(tallies[0], names, sampled)
+        if warning:
+            where = where_of(self.mask_dir, self.root) + "/"
+            report.add("only 0 and 255", where, warning, "warning")
+            self.unlearnt = None if sampled else Problem("only 0 and 255", where, error)
 
     def _label_problem(
         self,
@@ -371,32 +398,6 @@ class MaskFolderDataset:
             except AnnotationError as err:
                 return "bad label file", where, str(err).removeprefix(f"{mask_path}: ")
         return None
-
-    def _read_class_names(self) -> list[str]:
-        """The names of ``classes.txt``, else of the palette, else of Roboflow's
-        ``_classes.csv`` (in ``root`` or the label folder); ``class_source`` set to the file."""
-        path = self.root / "classes.txt"
-        csvs = [d / ROBOFLOW_CLASSES for d in (self.root, self.mask_dir)]
-        if not path.is_file():
-            if self.palette is not None:
-                self.class_source = str(self.palette.path)
-                return list(self.palette.names)
-            for csv in csvs:
-                if csv.is_file():
-                    self.class_source = str(csv)
-                    return read_classes_csv(csv)
-            published = published_palette(self.root)
-            hint = (
-                f", or read the colour labels with their palette file: palette: {published}"
-                if published
-                else ", or give a palette file naming the classes (palette: FILE) for RGB labels"
-            )
-            raise DataError(
-                f"{self.root}: no class names; write one name per line (label order) in "
-                f"{path}, or set class_names in the dataset config{hint}"
-            )
-        self.class_source = str(path)
-        return read_class_names(path)
 
     def path_of(self, index: int) -> str:
         """The image file of sample ``index`` (without reading it)."""

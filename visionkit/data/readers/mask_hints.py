@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from visionkit.data.readers.palette import Palette, published_palette
 from visionkit.errors import DataError
 
 #: Extensions a label file may have (the formats :func:`~visionkit.data.io.read_label_image`
@@ -158,22 +159,38 @@ def label_values_hint(
     return hint
 
 
-def black_and_white(pixels: np.ndarray, names: list[str]) -> str:
-    """Why label maps that hold only 0 and 255 (``pixels``: their pixels per value) cannot be
-    read as the classes ``names`` (label images saved black and white, 255 = object, read
-    with VOC's 255 = unlabelled: every object pixel ignored, class 1 never learnt); ``""``
-    when some map holds another class or no 255."""
+#: How label images saved black and white are rewritten as class indices.
+BLACK_AND_WHITE_FIX = (
+    "Label images hold class indices: masks saved black and white (255 = object) must hold 0 "
+    "and 1, e.g. rewrite each with Image.fromarray((np.array(Image.open(f)) > 127)"
+    ".astype(np.uint8)).save(f)"
+)
+
+
+def black_and_white(pixels: np.ndarray, names: list[str], sampled: int = 0) -> tuple[str, str]:
+    """What label maps that hold only 0 and 255 (``pixels``: their pixels per value) mean for
+    the classes ``names`` (label images saved black and white, 255 = object, read with VOC's
+    255 = unlabelled: every object pixel ignored): ``(warning, error)``, the warning's words
+    fit any split and any share of the files decoded, the error's (a training set of which
+    every label file was decoded) say that the classes would never be learnt; ``("", "")``
+    when some map holds another class or no 255. ``sampled``: the maps were a sample of that
+    many label files (0: every label file)."""
     share = pixels[255] / max(int(pixels.sum()), 1)
     if len(names) < 2 or pixels[1 : len(names)].any() or not pixels[255]:
-        return ""
-    return (
-        f"no label file holds a class other than 0 ({names[0]!r}): all other labelled pixels "
+        return "", ""
+    found = (
+        (f"in {sampled} sampled label files none" if sampled else "no label file")
+        + f" holds a class other than 0 ({names[0]!r}): all other labelled pixels "
         f"({100 * share:.1f}%) are 255, which is unlabelled (ignore_index 255, VOC's object "
-        "borders), so " + ", ".join(repr(n) for n in names[1:]) + " would never be learnt. "
-        "Label images hold class indices: masks saved black and white (255 = object) must "
-        "hold 0 and 1, e.g. rewrite each with Image.fromarray((np.array(Image.open(f)) > 127)"
-        ".astype(np.uint8)).save(f)"
+        "borders)"
     )
+    warning = (
+        f"{found}; if 255 marks objects (masks saved black and white), their pixels are read as "
+        f"unlabelled and ignored. {BLACK_AND_WHITE_FIX}"
+        + (" (visionkit check-data decodes every label file)" if sampled else "")
+    )
+    never = ", ".join(repr(n) for n in names[1:])
+    return warning, f"{found}, so {never} would never be learnt. {BLACK_AND_WHITE_FIX}"
 
 
 def ignored_class(value: int, names: list[str], class_source: str, lowest: int = 0) -> str:
@@ -234,3 +251,31 @@ def read_classes_csv(path: Path) -> list[str]:
             "the names one per line in label order in classes.txt beside it"
         )
     return [names[k] for k in range(len(names))]
+
+
+def mask_class_names(root: Path, mask_dir: Path, palette: Palette | None) -> tuple[list[str], str]:
+    """The class names of a mask folder and the file they come from: ``root/classes.txt``
+    (:func:`read_class_names`), else the ``palette``'s, else Roboflow's ``_classes.csv`` (in
+    ``root`` or the label folder ``mask_dir``).
+
+    Raises:
+        DataError: there is none, saying where to write them.
+    """
+    path = root / "classes.txt"
+    if path.is_file():
+        return read_class_names(path), str(path)
+    if palette is not None:
+        return list(palette.names), str(palette.path)
+    for csv_path in (root / ROBOFLOW_CLASSES, mask_dir / ROBOFLOW_CLASSES):
+        if csv_path.is_file():
+            return read_classes_csv(csv_path), str(csv_path)
+    published = published_palette(root)
+    hint = (
+        f", or read the colour labels with their palette file: palette: {published}"
+        if published
+        else ", or give a palette file naming the classes (palette: FILE) for RGB labels"
+    )
+    raise DataError(
+        f"{root}: no class names; write one name per line (label order) in {path}, or set "
+        f"class_names in the dataset config{hint}"
+    )
