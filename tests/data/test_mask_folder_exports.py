@@ -252,3 +252,24 @@ def test_black_and_white_check_of_a_sample_warns_and_spares_validation_sets(tmp_
         (warning,) = val.report.warnings
         assert len(val) == 40 and "never be learnt" not in warning.detail
     assert warning.detail.startswith("no label file holds a class other than 0")
+
+
+def test_split_of_png_images_beside_their_masks_keeps_images_named_like_another(tmp_path, capsys):
+    """``a_2.png`` and ``b-night.png`` were taken for labels of ``a.png`` and ``b.png`` and
+    listed in no split, and, the images being PNGs, the printed entry lacked ``mask_suffix:
+    _mask`` (it read each image as its own label)."""
+    root = tmp_path / "same"
+    root.mkdir()
+    (root / "classes.txt").write_text("background\nobject\n")
+    for stem in ("a", "a_2", "b", "b-night"):
+        Image.fromarray(np.full((8, 8, 3), 60, np.uint8)).save(root / f"{stem}.png")
+        Image.fromarray(np.ones((8, 8), np.uint8)).save(root / f"{stem}_mask.png")
+    code, out, _ = run(["split", root, "--val", "0.5", "--images", ".", "--masks", "."], capsys)
+    assert code == 0 and "images: ., masks: ., mask_suffix: _mask, split: train" in out
+    listed = [(root / "splits" / f"{s}.txt").read_text().split() for s in ("train", "val")]
+    assert sorted(listed[0] + listed[1]) == ["a.png", "a_2.png", "b-night.png", "b.png"]
+    entry = {"images": ".", "masks": ".", "mask_suffix": "_mask"}
+    assert len(MaskFolderDataset(root, split="val", **entry)) == 2
+    # the folder given as a root without images/ and masks/: the settings that read it
+    with pytest.raises(DataError, match="read them with images: ., masks: ., mask_suffix: _mask"):
+        MaskFolderDataset(root)

@@ -64,7 +64,7 @@ def split_masks(
             f"writes a new random train / val split to splits/ instead (splits/ is read first, "
             f"{VOC_SEGMENTATION_LISTS}/ is kept)"
         )
-    ids = _images_only(image_dir, mask_dir)
+    ids, naming = _images_only(image_dir, mask_dir)
     if not ids:
         raise DataError(f"{image_dir} holds no images to split")
     parts = assign(ids, val, test, seed)
@@ -72,7 +72,7 @@ def split_masks(
     refuse_existing(every, overwrite)
     files = write_lists(every, parts)
     folders = (f", images: {images}" if images else "") + (f", masks: {masks}" if masks else "")
-    folders += _label_naming(root, ids[0], mask_dir)
+    folders += _label_naming(root, ids[0], mask_dir, naming)
     report = SplitReport("masks", files, {s: len(parts[s]) for s in files}, folders)
     unlabelled = _without_labels(ids, mask_dir)
     if unlabelled:  # listed all the same: the lists name images, the labels may come later
@@ -86,26 +86,25 @@ def split_masks(
     return report
 
 
-def _images_only(image_dir: Path, mask_dir: Path) -> list[str]:
+def _images_only(image_dir: Path, mask_dir: Path) -> tuple[list[str], list[str] | None]:
     """The images below ``image_dir`` (paths relative to it), less the label files lying among
     them: those of ``mask_dir`` inside it, and, where both are one folder (Roboflow's export:
-    ``a.jpg`` beside ``a_mask.png``), each label file named by another image and a suffix."""
-    from visionkit.data.readers.mask_hints import MASK_EXTENSIONS
+    ``a.jpg`` beside ``a_mask.png``), each file the reader takes for another image's label
+    (``<image stem><mask_suffix><mask_ext>``, the naming that most files follow:
+    :func:`~visionkit.data.readers.mask_hints.beside_images`); and that naming's entry keys
+    (``["mask_suffix: _mask"]``), ``None`` where the folders differ or no file names another."""
+    from visionkit.data.readers.mask_hints import beside_images, label_path, naming_keys
 
     files = [
         p for p in list_files(image_dir) if mask_dir == image_dir or not p.is_relative_to(mask_dir)
     ]
-    ids = [p.relative_to(image_dir).as_posix() for p in files]
-    if mask_dir != image_dir:
-        return ids
-    stems = {i.rsplit(".", 1)[0] for i in ids}
-
-    def is_label(name: str) -> bool:
-        stem = name.rsplit(".", 1)[0]
-        cuts = [k for k in range(1, len(stem)) if stem[k] in "_-."]
-        return Path(name).suffix.lower() in MASK_EXTENSIONS and any(stem[:k] in stems for k in cuts)
-
-    return [i for i in ids if not is_label(i)]
+    found = beside_images(files) if mask_dir == image_dir else None
+    if found is not None:
+        suffix, ext = found[:2]
+        labels = {label_path(p, image_dir, mask_dir, suffix, ext) for p in files} - {None}
+        files = [p for p in files if p not in labels]
+        return [p.relative_to(image_dir).as_posix() for p in files], naming_keys(suffix, ext)
+    return [p.relative_to(image_dir).as_posix() for p in files], None
 
 
 def _reading(root: Path, lists: list[Path]) -> str:
@@ -161,8 +160,9 @@ def _without_labels(ids: list[str], mask_dir: Path) -> list[str]:
     return missing
 
 
-def _label_naming(root: Path, image: str, mask_dir: Path) -> str:
-    """The entry's keys that name the labels as they lie, for the summary's entry: the
+def _label_naming(root: Path, image: str, mask_dir: Path, naming: list[str] | None) -> str:
+    """The entry's keys that name the labels as they lie, for the summary's entry: those of
+    ``naming`` (images and labels in one folder, :func:`_images_only`), else the
     ``mask_suffix`` / ``mask_ext`` of the first image's label file when it is not
     ``<stem>.png`` (CamVid's ``<stem>_L.png``), and a ``palette`` file of
     :data:`~visionkit.data.readers.palette.PALETTE_FILES` in ``root``; ``""`` when neither."""
@@ -170,11 +170,13 @@ def _label_naming(root: Path, image: str, mask_dir: Path) -> str:
     from visionkit.data.readers.palette import published_palette
 
     relative = Path(image)
-    found = None
-    if not (mask_dir / relative.with_suffix(".png")).exists():
-        found = label_file_like(mask_dir / relative.parent, relative.stem)
+    if naming is None:
+        found = None
+        if not (mask_dir / relative.with_suffix(".png")).exists():
+            found = label_file_like(mask_dir / relative.parent, relative.stem)
+        naming = found[1] if found else []
     palette = published_palette(root)
-    keys = [*(found[1] if found else []), *([f"palette: {palette}"] if palette else [])]
+    keys = [*naming, *([f"palette: {palette}"] if palette else [])]
     return "".join(f", {key}" for key in keys)
 
 

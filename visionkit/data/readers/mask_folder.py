@@ -76,6 +76,7 @@ from visionkit.data.readers.mask_hints import (
     black_and_white,
     ignored_class,
     images_beside_labels,
+    label_path,
     label_values_hint,
     mask_class_names,
     missing_label_hint,
@@ -254,15 +255,14 @@ class MaskFolderDataset:
 
     def _mask_path(self, image_path: Path) -> Path | None:
         """The label file of an image (``None`` when its stem lacks ``image_suffix``)."""
-        relative = image_path.relative_to(self.image_dir)
-        stem = relative.stem
-        if self.image_suffix:
-            if not stem.endswith(self.image_suffix):
-                return None
-            stem = stem[: -len(self.image_suffix)]
-        path = self.mask_dir / relative.with_name(f"{stem}{self.mask_suffix}{self.mask_ext}")
-        upper = path.with_suffix(self.mask_ext.upper())  # 0001.PNG, as cameras and Windows name
-        return upper if not path.is_file() and upper.is_file() else path
+        return label_path(
+            image_path,
+            self.image_dir,
+            self.mask_dir,
+            self.mask_suffix,
+            self.mask_ext,
+            self.image_suffix,
+        )
 
     def _check_files(self) -> DataReport:
         """Every image and label file opened (headers); missing, unreadable, mode and size

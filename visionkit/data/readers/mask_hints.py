@@ -9,6 +9,7 @@ import csv
 import difflib
 import glob
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -108,25 +109,76 @@ def missing_label_hint(mask_path: Path, root: Path, mask_suffix: str, mask_ext: 
     return ""
 
 
+def label_path(
+    image: Path,
+    image_dir: Path,
+    mask_dir: Path,
+    mask_suffix: str = "",
+    mask_ext: str = ".png",
+    image_suffix: str = "",
+) -> Path | None:
+    """The label file of ``image`` (below ``image_dir``): ``<stem><mask_suffix><mask_ext>``
+    in the same relative folder of ``mask_dir``, ``<stem>`` the image's name less its
+    extension and less ``image_suffix`` (``None`` when it does not end with it); the
+    extension in upper case where only that file is there (``0001.PNG``, as cameras and
+    Windows name). The reader's rule, which ``visionkit split`` follows too."""
+    relative = image.relative_to(image_dir)
+    stem = relative.stem
+    if image_suffix:
+        if not stem.endswith(image_suffix):
+            return None
+        stem = stem[: -len(image_suffix)]
+    path = mask_dir / relative.with_name(f"{stem}{mask_suffix}{mask_ext}")
+    upper = path.with_suffix(mask_ext.upper())
+    return upper if not path.is_file() and upper.is_file() else path
+
+
+def beside_images(files: list[Path]) -> tuple[str, str, Path, Path] | None:
+    """Where images and their label files share a folder (Roboflow's ``a.jpg`` beside
+    ``a_mask.png``): the ``(mask_suffix, mask_ext)`` by which most of the first 20 of
+    ``files`` name another file there, with one such ``(image, label)``; ``None`` when none
+    does. Every file counts, a label file too (it names none), so ``a.png`` beside ``a_2.png``,
+    ``a_mask.png`` and ``a_2_mask.png`` is read by ``_mask`` (two images), not ``_2``."""
+    counts: Counter[tuple[str, str]] = Counter()
+    pairs: dict[tuple[str, str], tuple[Path, Path]] = {}
+    for image in files[:20]:
+        for other, suffix in _named_like(image.parent, image.stem, MASK_EXTENSIONS):
+            if other != image:
+                key = (suffix, other.suffix.lower())
+                counts[key] += 1
+                pairs.setdefault(key, (image, other))
+    if not counts:
+        return None
+    key = counts.most_common(1)[0][0]  # of equal counts, the first found
+    return (*key, *pairs[key])
+
+
+def naming_keys(mask_suffix: str, mask_ext: str) -> list[str]:
+    """The entry's keys for label files named by ``mask_suffix`` and ``mask_ext`` where they
+    are not the defaults (``["mask_suffix: _mask"]``)."""
+    return [f"mask_suffix: {mask_suffix}"] * bool(mask_suffix) + [f"mask_ext: {mask_ext}"] * (
+        mask_ext != ".png"
+    )
+
+
 def images_beside_labels(root: Path) -> str:
     """For a mask folder without its image and label folders: where ``root`` (or one of its
     sub-folders, Roboflow's ``train/``) holds images beside label files named by them
-    (``a.jpg`` and ``a_mask.png``), the entry that reads them (``"; root/train holds ..."``);
-    ``""`` when it does not."""
+    (``a.jpg`` and ``a_mask.png``, :func:`beside_images`), the entry that reads them (``";
+    root/train holds ..."``); ``""`` when it does not."""
     from visionkit.data.batch import list_files
 
     for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
-        for image in list_files(folder, recursive=False)[:20]:
-            found = label_file_like(folder, image.stem)
-            if found is None or found[0] == image:
-                continue
-            label, keys = found
-            name = "." if folder == root else folder.name
-            return (
-                f"; {folder} holds the images and their label files together "
-                f"({image.name}, {label.name}): read them with images: {name}, masks: {name}, "
-                f"{', '.join(keys)}"
-            )
+        found = beside_images(list_files(folder, recursive=False))
+        if found is None:
+            continue
+        suffix, ext, image, label = found
+        name = "." if folder == root else folder.name
+        return (
+            f"; {folder} holds the images and their label files together "
+            f"({image.name}, {label.name}): read them with "
+            + ", ".join([f"images: {name}", f"masks: {name}", *naming_keys(suffix, ext)])
+        )
     return ""
 
 
