@@ -25,6 +25,19 @@ def test_two_categories_of_one_name_are_a_warning_not_one_class_in_the_counts(tm
     assert run(["check-data", "--strict", "--format", "coco", "--images", tmp_path], capsys)[0]
 
 
+def test_a_category_name_that_is_no_string_is_a_warning_not_a_traceback(tmp_path, capsys):
+    """The duplicate-name check stopped check-data with "TypeError: unhashable type: 'list'"
+    on a category named ``["cat"]``, where it printed its report before."""
+    categories = [{"id": 1, "name": ["cat"]}, {"id": 2, "name": "dog"}, {"id": 3, "name": "dog"}]
+    code, out, _ = check(capsys, make_coco(tmp_path, categories=categories))
+    assert code == 0, out
+    assert (
+        "bad category name: category id 1: name ['cat'] is not a string: the class is named "
+        "\"['cat']\"" in out
+    )
+    assert "duplicate category name: category ids 2, 3: all named 'dog'" in out
+
+
 def test_a_null_width_and_height_are_read_from_the_image_as_missing_ones(tmp_path, capsys):
     def unknown_size(data):
         data["images"][0]["width"] = data["images"][0]["height"] = None  # some exporters

@@ -187,7 +187,16 @@ def valid_categories(
             break
     ids_of = defaultdict(list)
     for cat in valid:
-        ids_of[cat.get("name")].append(cat["id"])
+        name = cat.get("name")
+        if isinstance(name, str):
+            ids_of[name].append(cat["id"])
+        elif name is not None:  # the class is named by its text all the same
+            report.add(
+                "bad category name",
+                f"category id {cat['id']}",
+                f"name {name!r} is not a string: the class is named {str(name)!r}",
+                "warning",
+            )
     for name, ids in ids_of.items():
         if len(ids) > 1:  # two classes to the model, one to every report of them
             report.add(
