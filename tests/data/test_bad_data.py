@@ -760,3 +760,23 @@ def test_the_skip_hint_names_the_entry_that_holds_the_unreadable_image(tmp_path,
     hint = err.strip().splitlines()[-1]
     assert "on_bad_image: skip (e.g. data.val.on_bad_image=skip) trains without" in hint
     assert "data.train.on_bad_image" not in hint
+
+
+def test_the_skip_hint_names_the_part_of_a_mix_that_holds_the_unreadable_image(tmp_path, capsys):
+    """An unreadable photo in part ``b`` of a mixed ``data.train``: the hint said
+    ``data.train.on_bad_image=skip``, an override the config then refuses."""
+    for split in ("a", "b", "val"):
+        for name in ("cat", "dog"):
+            write_image(tmp_path / split / name / "a.jpg", seed=1)
+    (tmp_path / "b" / "dog" / "saved_page.jpg").write_text("<html>404</html>")
+    recipe = Path(__file__).parents[2] / "configs" / "custom" / "classify_r18.yaml"
+    config = yaml.safe_load(recipe.read_text())
+    config["data"]["train"] = {
+        part: {"format": "folder", "root": str(tmp_path / part)} for part in ("a", "b")
+    }
+    config["data"]["val"] = {"format": "folder", "root": str(tmp_path / "val")}
+    (tmp_path / "mix.yaml").write_text(yaml.safe_dump(config))
+    code, _, err = run(["train", "--config", tmp_path / "mix.yaml"], capsys)
+    assert code == 1 and "data.train.b: " in err and "dog/saved_page.jpg: not an image" in err
+    hint = err.strip().splitlines()[-1]
+    assert "on_bad_image: skip (e.g. data.train.b.on_bad_image=skip) trains without" in hint

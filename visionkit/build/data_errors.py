@@ -5,6 +5,7 @@ key (``data.train``, ``data.val.streets``), then what to run or set (``check-dat
 from __future__ import annotations
 
 from collections.abc import Container, Mapping
+from typing import Any
 
 from visionkit.errors import AnnotationError, ConfigError, DataError
 
@@ -31,7 +32,7 @@ LABEL_FILE_KINDS = ("bad annotation file", "missing label file", "bad label file
 def data_errors(failed: Mapping[str, DataError]) -> DataError:
     """One error for the splits that failed (``where`` → error), each named by its config key,
     with :data:`CHECK_DATA_HINT` last (:func:`joined_errors`)."""
-    reports = {where: e.report for where, e in failed.items() if e.report is not None}
+    reports = keyed_reports(failed)
     unreadable = [
         f"{where}.on_bad_image=skip"
         for where, r in reports.items()
@@ -54,10 +55,21 @@ def data_errors(failed: Mapping[str, DataError]) -> DataError:
     return joined_errors(failed, hint)
 
 
+def keyed_reports(failed: Mapping[str, DataError]) -> dict[str, Any]:
+    """The reports of the failed datasets (``where`` → error) by config key, those of a mix's
+    parts (:func:`joined_errors`) by the part's own (``data.train.b``), for the overrides
+    that name them."""
+    reports = {}
+    for where, err in failed.items():
+        parts = getattr(err, "reports", None)
+        reports.update(parts or ({where: err.report} if err.report is not None else {}))
+    return reports
+
+
 def joined_errors(failed: Mapping[str, DataError], last: str | None = None) -> DataError:
     """One error of several datasets' (``where`` → error), each section starting with its
     config key, then ``last``; an :class:`AnnotationError` when each is one, keeping the
-    report of a single one."""
+    report of a single one, and each one's by its key as ``reports``."""
     sections = []
     for where, err in failed.items():
         text = str(err)
@@ -66,6 +78,7 @@ def joined_errors(failed: Mapping[str, DataError], last: str | None = None) -> D
     error = (AnnotationError if each else DataError)("\n".join([*sections, *filter(None, [last])]))
     if len(failed) == 1:
         error.report = next(iter(failed.values())).report
+    error.reports = keyed_reports(failed)
     return error
 
 
