@@ -90,6 +90,14 @@ def test_label_files_with_upper_case_extensions_are_found(tmp_path):
     dataset = MaskFolderDataset(root)
     assert [p.name for p in dataset.mask_paths] == ["0.PNG", "1.PNG", "2.PNG", "3.PNG"]
     assert set(np.unique(dataset[0]["semantic"])) == {0, 1, 2, IGNORE_PIXEL}
+    # a mixed case is not read: the hint says so (it said "set  in the dataset's entry")
+    (root / "masks" / "0.PNG").rename(root / "masks" / "0.Png")
+    with pytest.raises(DataError) as info:
+        MaskFolderDataset(root)
+    assert (
+        "no label PNG for 0.png (masks/0.Png is there: only the case of its extension differs; "
+        "rename it 0.png (or 0.PNG))"
+    ) in str(info.value)
 
 
 def test_cityscapes_read_without_either_suffix_names_both(tmp_path):

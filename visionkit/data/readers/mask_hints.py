@@ -87,6 +87,12 @@ def missing_label_hint(mask_path: Path, root: Path, mask_suffix: str, mask_ext: 
     found = label_file_like(folder, base, mask_suffix, mask_ext)
     if found is not None:
         other, keys = found
+        if not keys:  # the name but for the extension's case: a.Png (a.PNG is read)
+            upper = mask_path.with_suffix(mask_ext.upper()).name
+            return (
+                f" ({where_of(other, root)} is there: only the case of its extension differs; "
+                f"rename it {mask_path.name} (or {upper}))"
+            )
         return f" ({where_of(other, root)} is there: set {', '.join(keys)} in the dataset's entry)"
     jpeg = _named_like(folder, base, JPEG_EXTENSIONS)
     if jpeg:
