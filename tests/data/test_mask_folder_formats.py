@@ -516,3 +516,20 @@ def test_palette_label_pngs_give_their_colours_to_the_model_as_voc_does(tmp_path
             root / "masks" / f"{i}.png"
         )
     assert class_colours_of(MaskFolderDataset(root)) == {}
+
+
+def test_palette_label_pngs_numbered_from_one_give_each_class_its_own_colour(tmp_path):
+    """With ``reduce_zero_label`` (index 0 = "other", index k + 1 = class k), class k was
+    given index k's colour: "other"'s black for the first class, each colour one class off."""
+    from visionkit.data.datasets import class_colours_of
+
+    root = tmp_path / "ade"
+    colours = [[0, 0, 0], [120, 120, 120], [180, 120, 120], [6, 230, 230]]  # other, 3 classes
+    write_image(root / "images" / "0.png", seed=0)
+    (root / "masks").mkdir(parents=True)
+    label = Image.fromarray((label_map(0) + 1).astype(np.uint8), mode="L")
+    label.putpalette([v for c in colours for v in c] + [0, 0, 0] * 252)
+    label.save(root / "masks" / "0.png")
+    (root / "classes.txt").write_text("wall\nbuilding\nsky\n")
+    dataset = MaskFolderDataset(root, reduce_zero_label=True)
+    assert class_colours_of(dataset) == {"semantic": colours[1:]}

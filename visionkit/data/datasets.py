@@ -133,8 +133,9 @@ def class_colours_of(dataset: Any) -> dict[str, list[list[int]]]:
 def label_png_colours(dataset: Any) -> list[list[int]] | None:
     """The class colours of a mask folder whose label PNGs are palette images (index = class,
     the palette giving each its colour: VOC's, CVAT's exports), read from its first label
-    file; ``None`` for other labels, or a palette that is only the grey ramp of the indices
-    (no colours chosen by anyone)."""
+    file (class ``k`` at index ``k + 1`` where the files number the classes from 1,
+    ``reduce_zero_label``); ``None`` for other labels, or a palette that is only the grey ramp
+    of the indices (no colours chosen by anyone)."""
     from PIL import Image
 
     names = (getattr(dataset, "label_names", None) or {}).get("semantic")
@@ -146,10 +147,11 @@ def label_png_colours(dataset: Any) -> list[list[int]] | None:
             flat = label.getpalette() if label.mode == "P" else None
     except OSError:
         return None
-    if not flat or len(flat) < 3 * len(names):
+    lowest = int(bool(getattr(dataset, "reduce_zero_label", False)))  # class 0's index
+    if not flat or len(flat) < 3 * (len(names) + lowest):
         return None
-    colours = [flat[3 * k : 3 * k + 3] for k in range(len(names))]
-    return None if all(c == [k, k, k] for k, c in enumerate(colours)) else colours
+    colours = [flat[3 * k : 3 * k + 3] for k in range(lowest, len(names) + lowest)]
+    return None if all(c == [k, k, k] for k, c in enumerate(colours, lowest)) else colours
 
 
 def gives(dataset: Any, target: str) -> bool:
