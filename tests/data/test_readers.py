@@ -328,6 +328,29 @@ def test_a_validation_class_folder_in_the_other_unicode_form_is_the_same_class(t
     assert dict(val.report.class_counts["class"]) == {composed: 1, "cat": 1}
 
 
+def test_two_class_folders_of_one_name_in_two_unicode_forms_are_refused(tmp_path):
+    """A training root holding "café" in both Unicode forms read as two classes, and a
+    validation folder "café" answered to both: each of its images listed twice, once per
+    label."""
+    import unicodedata
+
+    composed, decomposed = "café", unicodedata.normalize("NFD", "café")
+    for root, names in (("train", (composed, decomposed, "tea")), ("val", (composed, "tea"))):
+        for name in names:
+            (tmp_path / root / name).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(tmp_path / root / name / f"{len(name)}.jpg")
+    with pytest.raises(DataError) as info:
+        ImageFolderDataset(tmp_path / "train")
+    assert (
+        "class folders whose names differ in their Unicode form only (one written with composed "
+        "letters, 'é', one decomposed, 'e' + a combining accent, as macOS writes them; they look "
+        "the same): move each one's images into the other:\n  'cafe\\u0301' and 'caf\\xe9'"
+    ) in str(info.value)
+    # class names of both forms (given): the folder of one's own name is its, none the other's
+    val = ImageFolderDataset(tmp_path / "val", class_names=[decomposed, composed, "tea"])
+    assert [val[i]["class"] for i in range(len(val))] == [1, 2]
+
+
 def test_photos_in_a_linked_sub_folder_of_a_class_are_read(tmp_path):
     """``dog/batch2 -> /elsewhere/dogs``: torchvision's ImageFolder follows the link; the
     reader left its photos out without a word (Python 3.11's rglob does not follow it). A

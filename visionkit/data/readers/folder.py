@@ -77,10 +77,7 @@ class ImageFolderDataset:
         found = class_folders(self.root, exts)
         loose = list_files(self.root, exts, recursive=False)
         names = list(class_names) if class_names is not None else found
-        # a class's folder may spell it in the other Unicode form: macOS writes "café" as
-        # "cafe" + a combining accent, other systems with one "é"; both look the same
-        folder_of = {nfc(f): f for f in found} | {f: f for f in found}
-        folders = [folder_of.get(n, folder_of.get(nfc(n))) for n in names]  # None: no folder
+        folders = folders_of(self.root, names, found)  # None: no folder
         unknown = sorted(set(found) - set(folders))
         if unknown:
             folded = {n.casefold(): n for n in names}
@@ -179,6 +176,33 @@ IGNORED_FOLDERS = frozenset({"__MACOSX"})
 def nfc(name: str) -> str:
     """``name`` in Unicode's composed form (NFC), to match folder names across systems."""
     return unicodedata.normalize("NFC", name)
+
+
+def folders_of(root: Path, names: list[str], found: list[str]) -> list[str | None]:
+    """The folder of each class of ``names`` among the class folders ``found`` in ``root``
+    (``None``: it has none): the folder of its name, else one spelling it in the other Unicode
+    form that no class takes by its own name (macOS writes "café" as "cafe" + a combining
+    accent, other systems with one "é"; both look the same), each folder one class's.
+
+    Raises:
+        DataError: two folders of ``root`` whose names differ in their Unicode form only.
+    """
+    forms: dict[str, list[str]] = {}
+    for folder in found:
+        forms.setdefault(nfc(folder), []).append(folder)
+    twins = [same for same in forms.values() if len(same) > 1]
+    if twins:
+        raise DataError(
+            f"{root}: class folders whose names differ in their Unicode form only (one written "
+            "with composed letters, 'é', one decomposed, 'e' + a combining accent, as macOS "
+            "writes them; they look the same): move each one's images into the other:",
+            [" and ".join(ascii(f) for f in same) for same in twins],
+        )
+    folders: list[str | None] = [n if n in found else None for n in names]
+    free = {nfc(f): f for f in set(found) - set(folders)}
+    return [
+        f if f is not None else free.pop(nfc(n), None) for f, n in zip(folders, names, strict=True)
+    ]
 
 
 def class_folders(root: Path, extensions: tuple[str, ...]) -> list[str]:
