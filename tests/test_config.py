@@ -646,6 +646,26 @@ def test_one_folder_of_photos_without_a_validation_folder_is_told_how_to_hold_ou
     assert "data.val=null trains without validation" in problem
 
 
+def test_a_coco_entry_without_validation_images_is_told_to_split_its_json(tmp_path):
+    """A COCO entry's unset data.val.images was told ``visionkit split DIR --val 0.2``, which
+    splits a folder; a COCO dataset is split by its json."""
+    from tests.helpers import make_coco
+    from visionkit.build.data import build_datasets
+
+    data = make_coco(tmp_path)
+    recipe = ROOT / "configs" / "custom" / "instance_r18.yaml"
+    overrides = [f"data.train.images={data}", f"data.train.annotations={data}/annotations.json"]
+    with pytest.raises(ConfigError) as info:
+        build_datasets(load_config(recipe, overrides).data)
+    (problem,) = info.value.problems
+    assert problem.startswith("data.val.images: not set; give the dataset folder")
+    assert (
+        "(one COCO json, not split yet: visionkit split ANNOTATIONS.json --val 0.2 writes one "
+        "json per part and says how to read each part; data.val=null trains without validation)"
+    ) in problem
+    assert "split DIR" not in problem
+
+
 def test_augmentation_mistakes_are_config_errors_with_their_index():
     problems = problems_of(
         MINIMAL,

@@ -294,12 +294,15 @@ def unset_location(where: str, location: str, entry: Mapping[str, Any] | None = 
     of another format given a COCO json (``annotations=x.json`` on the VOC recipe), how to
     give a COCO entry instead."""
     text = f"{where}.{location}: not set; give the dataset folder, e.g. {where}.{location}=PATH"
-    if where == "data.val":  # a first run on one folder of photos
-        text += (
-            " (one folder, not split yet: visionkit split DIR --val 0.2 holds out a share of "
-            "it and says how to read each part; data.val=null trains without validation)"
-        )
     entry = entry or {}
+    if where == "data.val":  # a first run on one folder of photos, or one COCO json
+        one, split = "folder", "DIR --val 0.2 holds out a share of it"
+        if entry.get("format") == "coco":  # split writes a json per part, images shared
+            one, split = "COCO json", "ANNOTATIONS.json --val 0.2 writes one json per part"
+        text += (
+            f" (one {one}, not split yet: visionkit split {split} and says how to read each "
+            "part; data.val=null trains without validation)"
+        )
     if entry.get("format") != "coco" and str(entry.get("annotations") or "").endswith(".json"):
         text += (
             f" ({where} is format: {entry.get('format')}, whose annotations: is a folder name; "
