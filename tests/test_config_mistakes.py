@@ -182,15 +182,17 @@ def test_a_backbone_argument_of_the_wrong_type_or_range_is_named_not_a_traceback
     assert message.endswith("check each value's type and range")
 
 
-def test_ultralytics_training_arguments_are_translated():
+def test_ultralytics_training_arguments_are_told_the_keys_to_use():
     # time=0.5 was "time: unknown key; did you mean 'optimizer'?"; cos_lr, lrf, mosaic listed
     # every top-level key
-    problems = problems_of(MINIMAL, ["time=0.5", "cos_lr=True", "lrf=0.01", "mosaic=1.0"])
+    problems = problems_of(MINIMAL, ["time=0.5", "cos_lr=False", "lrf=0.01", "mosaic=1.0"])
     assert problems == [
         "time: unknown key; for Ultralytics' time, use trainer.max_time with its unit: time=0.5 "
         "(hours) is trainer.max_time='{hours: 0.5}'",
-        "cos_lr: unknown key; for Ultralytics' cos_lr, use scheduler.name=cosine (the default "
-        "here)",
+        # cos_lr=False (Ultralytics' default, a linear decay) was told scheduler.name=cosine
+        "cos_lr: unknown key; for Ultralytics' cos_lr, use scheduler.name (cosine, the default "
+        "here, for cos_lr=True; there is no linear decay, Ultralytics' cos_lr=False: the others "
+        "are step, onecycle and constant)",
         "lrf: unknown key; for Ultralytics' lrf, use scheduler.min_lr_factor",
         "mosaic: unknown key; for Ultralytics' mosaic, use a first step {name: Mosaic, p: 1.0} "
         "of data.transforms.train",
@@ -227,4 +229,133 @@ def test_a_transform_given_by_its_name_alone_is_shown_as_a_mapping():
     assert problems[0] == (
         "data.transforms.train.0: expected a mapping such as {name: HorizontalFlip}, "
         "got 'HorizontalFlip'"
+    )
+
+
+def test_a_config_written_back_reads_back_the_same(tmp_path: Path):
+    import yaml
+
+    from visionkit.config import load_yaml, save_config, to_yaml
+
+    # name=1e-3 was written bare (name: 1e-3, YAML 1.1's text), which the loader reads as
+    # 0.001: "name: expected a valid string, got 0.001" on --config of the printed file
+    cfg = load_config(MINIMAL, ["name=1e-3", "model.backbone.kwargs={tag: '1e5'}"])
+    text = to_yaml(cfg)
+    assert "name: '1e-3'" in text
+    assert load_yaml(text) == yaml.safe_load(text) == cfg.to_dict()
+    save_config(cfg, tmp_path / "printed.yaml")
+    again = load_config(tmp_path / "printed.yaml")
+    assert (again.name, again.model.backbone.kwargs) == ("1e-3", {"tag": "1e5"})
+
+
+def test_numbers_written_bare_where_text_is_expected_stay_text(tmp_path: Path):
+    from visionkit.engine.run_folder import edited_config_note
+
+    # as earlier versions wrote a run folder's config.yaml: name: 1e-3 was "expected a valid
+    # string, got 0.001", class names [1e5, 2e5] the floats 100000.0 and 200000.0
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    data = {"train": {"format": "folder", "root": str(tmp_path), "class_names": ["1e5", "2e5"]}}
+    (run / "config.yaml").write_text(
+        "model:\n  backbone: {name: simple_cnn}\n" + HEADS + "name: 1e-3\ndata:\n  train:\n"
+        f"    format: folder\n    root: {tmp_path}\n    class_names: [1e5, 2e5]\n"
+    )
+    cfg = load_config(run / "config.yaml")
+    assert (cfg.name, cfg.data.train["class_names"]) == ("1e-3", ["1e5", "2e5"])
+    saved = {**MINIMAL, "data": data}  # the checkpoint's: the same data
+    assert edited_config_note(run / "checkpoints" / "last.ckpt", saved) is None
+    # an override of list items, as of a whole value (name=007)
+    names = ["data.train.format=folder", f"data.train.root={run}"]
+    cfg = load_config(MINIMAL, [*names, "data.train.class_names=[1e5, 2e5]"])
+    assert cfg.data.train["class_names"] == ["1e5", "2e5"]
+    assert load_config(MINIMAL, ["optimizer.lr=1e-3"]).optimizer.lr == 0.001  # a number
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1e5", 1e5), ("1.0e5", 1e5), ("-.5", -0.5), ("1_000.5", 1000.5), ("1_0e1", "1_0e1")],
+)
+def test_exponents_are_read_as_yaml_1_2_reads_them(text, value):
+    from visionkit.config import load_yaml
+
+    # YAML 1.2's core schema takes no "_" in a number: 1_0e1 and 1__0e1 were 100.0
+    assert load_yaml(f"x: {text}") == {"x": value}
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "value"),
+    [
+        ("name=[ablation]lr", "name", "[ablation]lr"),
+        ("name={date}-run", "name", "{date}-run"),
+        ("data.train.root=[2023] photos", "root", "[2023] photos"),
+    ],
+)
+def test_an_override_of_text_starting_with_a_bracket_is_that_text(
+    override, key, value, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # was "name: '[ablation]lr' is not a valid YAML list (...)", as before the check it is text
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "[2023] photos").mkdir()
+    data = {"train": {"format": "folder", "root": "."}}
+    cfg = load_config({**MINIMAL, "data": data}, [override])
+    assert (cfg.data.train if key == "root" else vars(cfg))[key] == value
+
+
+def test_a_base_of_a_config_in_a_linked_folder_is_named_where_it_is_merged_from(tmp_path: Path):
+    (tmp_path / "real" / "a").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "a").symlink_to(tmp_path / "real" / "a")
+    (tmp_path / "real" / "b.yaml").write_text("trainer:\n  max_epoch: 3\n")
+    (tmp_path / "other" / "b.yaml").write_text("# never merged\n\n\n\ntrainer:\n  max_epoch: 3\n")
+    (tmp_path / "real" / "a" / "cfg.yaml").write_text(
+        "base: ../b.yaml\nmodel:\n  backbone: {name: simple_cnn}\n" + HEADS
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "other" / "a" / "cfg.yaml")
+    # was other/b.yaml:6, a file that is not merged ("other/a/.." collapsed as text)
+    assert info.value.locations == [f"{(tmp_path / 'real' / 'b.yaml').resolve()}:2"]
+
+
+def test_a_problem_with_an_item_the_file_leaves_out_is_placed_at_its_key(tmp_path: Path):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model:\n  backbone: {name: simple_cnn}\n"
+        + HEADS
+        + "optimizer:\n  name: adamw\n  betas: [0.9]\n"
+    )
+    with pytest.raises(ConfigError) as info:  # was no file:line
+        load_config(config)
+    assert info.value.problems == ["optimizer.betas.1: required key is missing"]
+    assert info.value.locations == [f"{config}:7"]  # betas: [0.9]
+
+
+def test_an_image_size_with_a_height_of_zero_is_one_line():
+    # was "expected a positive int or [height, width], ..., got [0, 64]" (which it is) and
+    # "data.image_size.0: expected greater than 0, got 0"
+    assert problems_of({**MINIMAL, "data": {"image_size": [0, 64]}}) == [
+        "data.image_size: expected [height, width] whose height is greater than 0, got [0, 64]"
+    ]
+
+
+def test_a_dataset_path_from_the_command_line_is_told_where_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    (tmp_path / "project" / "photos").mkdir(parents=True)
+    config = tmp_path / "project" / "train.yaml"
+    config.write_text("model:\n  backbone: {name: simple_cnn}\n" + HEADS)
+    monkeypatch.chdir(tmp_path)
+    # 'data.train.root=$DATA/photos', single-quoted: was "not expanded in a config file"
+    given = ["data.train.format=folder", "data.train.root=$DATA/photos"]
+    assert problems_of(config, given)[0] == (
+        "data.train.root: $DATA/photos does not exist; the shell expands environment variables "
+        'within double quotes, not single ones, and visionkit does not: give data.train.root="'
+        '$DATA/photos"'
+    )
+    # was "paths in a config are relative ...: write root: project/photos, ..."
+    given = ["data.train.format=folder", "data.train.root=photos"]
+    assert problems_of(config, given)[0] == (
+        f"data.train.root: photos is not in the current folder {tmp_path}, but is beside the "
+        f"config file: {tmp_path}/project/photos; paths on the command line are relative to the "
+        "folder the command runs in, not to the config's: give it with "
+        f"data.train.root={tmp_path}/project/photos, or run the command in {tmp_path}/project"
     )

@@ -51,7 +51,8 @@ ULTRALYTICS_KEYS = {
     "pretrained": "model.backbone.pretrained",
     "amp": "trainer.precision",
     "time": "trainer.max_time with its unit: time=0.5 (hours) is trainer.max_time='{hours: 0.5}'",
-    "cos_lr": "scheduler.name=cosine (the default here)",
+    "cos_lr": "scheduler.name (cosine, the default here, for cos_lr=True; there is no linear "
+    "decay, Ultralytics' cos_lr=False: the others are step, onecycle and constant)",
     "lrf": "scheduler.min_lr_factor",
     "momentum": "optimizer.momentum (sgd), or the first of optimizer.betas (adam, adamw)",
     "save_period": "trainer.checkpoint_every_n_steps (in optimiser steps)",

@@ -4,7 +4,6 @@ the resolved config written back."""
 from __future__ import annotations
 
 import copy
-import datetime
 import difflib
 import io
 import json
@@ -18,52 +17,28 @@ from typing import Any
 import yaml
 
 from visionkit.checkpoint import write_atomic
-from visionkit.config.key_types import declared_default, takes_text_only
+from visionkit.config.key_types import declared_default, kept_texts, takes_text
 from visionkit.config.schema import Config
+from visionkit.config.yaml_rules import (
+    ConfigLoader,
+    dump_yaml,
+    load_with_texts,
+    load_yaml,
+    scalar_texts,
+    text_in_yaml_1_1,
+)
 from visionkit.data.batch import read_from
 from visionkit.errors import ConfigError
 
 
-class ConfigLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` with YAML 1.2's numbers, as JSON has them: ``1e-3`` and ``1e5`` are
-    floats, and ``10:00:00:00`` is text. PyYAML follows YAML 1.1, where a float needs a dot
-    (``1e-3`` was the text ``'1e-3'``, which reached an argument no schema types, such as
-    ``model.backbone.kwargs``, as a string) and digits joined by colons are a number in base
-    60 (``max_time: 10:00:00:00``, ten days, was 2160000). Everything else is
-    ``yaml.safe_load``'s.
-
-    >>> yaml.load("{lr: 1e-3, max_time: 10:00:00:00}", Loader=ConfigLoader)
-    {'lr': 0.001, 'max_time': '10:00:00:00'}
-    """
-
-
-_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
-ConfigLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-ConfigLoader.add_implicit_resolver(  # YAML 1.1's, less base 60
-    _INT,
-    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
-    list("-+0123456789"),
-)
-ConfigLoader.add_implicit_resolver(  # YAML 1.1's, less base 60, with an exponent without a dot
-    _FLOAT,
-    re.compile(
-        r"^(?:[-+]?[0-9][0-9_]*(?:\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)"
-        r"|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-    ),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(text: str) -> Any:
-    """``text`` read as :func:`read_yaml` reads a file (:class:`ConfigLoader`)."""
-    return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader: plain data only
-
-
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Read one YAML mapping with ``yaml.safe_load``'s loader (:class:`ConfigLoader`)."""
+    return _read_with_texts(path)[0]
+
+
+def _read_with_texts(path: str | os.PathLike) -> tuple[dict[str, Any], dict[tuple, str | None]]:
+    """:func:`read_yaml` of ``path``, and the texts its numbers were read from where YAML 1.1
+    reads them as text (:func:`~visionkit.config.yaml_rules.scalar_texts`)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -84,18 +59,20 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
             if node is not None:
                 refuse_duplicate_keys(node)
             data = loader.construct_document(node) if node is not None else None
+            texts = scalar_texts(node) if node is not None else {}
+            texts = {k: t for k, t in texts.items() if t is not None and text_in_yaml_1_1(t)}
         finally:
             loader.dispose()
     except yaml.YAMLError as err:
         tab = "; YAML indents with spaces, never tabs" if "'\\t'" in str(err) else ""
         raise ConfigError(f"not valid YAML: {err}{tab}", str(path)) from None
     if data is None:  # an empty base, or a file the command line's overrides fill
-        return {}
+        return {}, {}
     if not isinstance(data, dict):
         raise ConfigError(
             f"expected a mapping at the top level, got {type(data).__name__}", str(path)
         )
-    return data
+    return data, texts
 
 
 def refuse_duplicate_keys(root: yaml.Node) -> None:
@@ -165,33 +142,47 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def resolve_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a config file and merge its ``base:`` file(s) beneath it (one level only)."""
+    """Read a config file and merge its ``base:`` file(s) beneath it (one level only). A
+    number written bare that YAML 1.1 reads as text is that text where the key (or list
+    item) takes text only: ``name: 1e-3`` and ``class_names: [1e5]``, as ``yaml.safe_dump``
+    wrote the run ``'1e-3'`` and the class ``'1e5'`` in earlier versions
+    (:func:`~visionkit.config.key_types.kept_texts`); ``name: 007`` is still told to quote it."""
     path = Path(path)
-    data = read_yaml(path)
+    data, texts = _read_with_texts(path)
     bases = data.pop("base", None)
     if bases is None:
-        return data
+        return kept_texts(data, texts, data)
     if isinstance(bases, (str, os.PathLike)):
         bases = [bases]
     if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
         raise ConfigError("base: expected a path or a list of paths", str(path))
     merged: dict[str, Any] = {}
+    merged_texts: dict[tuple, str | None] = {}
     for base in bases:
-        base_path = (path.parent / base).resolve()
+        base_path = base_file(path, base)
         if not base_path.is_file():  # said of this file, where the path is written
             raise ConfigError(
                 f"base: {base}: there is no file {base_path} (a base is relative to the folder "
                 f"of the file naming it){_base_hint(base, path)}",
                 str(path),
             )
-        base_data = read_yaml(base_path)
+        base_data, base_texts = _read_with_texts(base_path)
         if "base" in base_data:
             raise ConfigError(
                 f"base: {base_path} has a 'base:' of its own; only one level of base is allowed",
                 str(path),
             )
         merged = deep_merge(merged, base_data)
-    return deep_merge(merged, data)
+        merged_texts.update(base_texts)
+    merged = deep_merge(merged, data)
+    return kept_texts(merged, {**merged_texts, **texts}, merged)
+
+
+def base_file(path: str | os.PathLike, base: str | os.PathLike) -> Path:
+    """The file a ``base:`` of the config file ``path`` names: relative to the folder of
+    ``path``, symbolic links followed before ``..`` (a config in a linked folder,
+    ``other/a -> ../real/a``, with ``base: ../b.yaml`` merges ``real/b.yaml``)."""
+    return (Path(path).parent / base).resolve()
 
 
 def _base_hint(base: str, path: Path) -> str:
@@ -201,7 +192,7 @@ def _base_hint(base: str, path: Path) -> str:
     if Path(base).is_file():
         beside = os.path.relpath(Path(base).resolve(), path.parent.resolve())
         return f"; {base} is a file from the current folder: write base: {beside}"
-    return _missing_config_hint((path.parent / base).resolve())
+    return _missing_config_hint(base_file(path, base))
 
 
 def apply_overrides(
@@ -244,7 +235,11 @@ def _applied(
             values |= {i + 1} if _without_value(item, following) else set()
         if not parts:
             continue
-        if problem := _flow_problem(key, raw):
+        if (
+            named is not None
+            and not takes_text(named, parts)
+            and (problem := _flow_problem(key, raw))
+        ):
             problems.append(problem)
             continue
         value = _override_value(named, parts, raw) if named is not None else _yaml_value(raw)
@@ -287,11 +282,17 @@ def _flow_problem(key: str, raw: str) -> str | None:
 
 
 def _override_value(tree: Mapping[str, Any], parts: Sequence[str | int], raw: str) -> Any:
-    """``raw`` read as YAML, but as written where the key is declared as text and YAML reads
-    a number, a date or a boolean there (``name=007``: the run ``007``, not ``7``)."""
-    value = _yaml_value(raw)
-    read = isinstance(value, (bool, int, float, datetime.date))  # yes, 007, 1e3, 2024-05-01
-    return raw if read and takes_text_only(tree, parts) else value
+    """``raw`` read as YAML, but as written where the key (or an item of a list, or a key of
+    a mapping given whole) is declared as text and YAML reads a number, a date or a boolean
+    there (``name=007``: the run ``007``, not ``7``; ``data.train.class_names=[1e5, 2e5]``:
+    the classes ``'1e5'`` and ``'2e5'``)."""
+    if raw == "":
+        return ""
+    try:
+        value, texts = load_with_texts(raw)
+    except yaml.YAMLError:
+        return raw
+    return kept_texts(value, texts, tree, parts)
 
 
 def _malformed(item: Any, following: Any) -> str:
@@ -448,7 +449,7 @@ def _path_text(parts: Sequence[str | int]) -> str:
 def to_yaml(cfg: Config | Mapping[str, Any]) -> str:
     """The config as YAML text, keys in schema order."""
     data = cfg.to_dict() if isinstance(cfg, Config) else dict(cfg)
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    return dump_yaml(data)  # '1e-3' as text in quotes, which a config file reads back as text
 
 
 def save_config(cfg: Config, path: str | os.PathLike) -> None:

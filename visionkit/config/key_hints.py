@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import functools
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -52,6 +53,37 @@ UNION_KEYS = {
     ("trainer", "max_time"): "a time with its unit: 'DD:HH:MM:SS' ('00:00:10:00' is ten "
     "minutes) or a mapping of days, hours, minutes, seconds ({minutes: 10})",
 }
+
+#: The items of a union key's list form, for a list of the right length with an item out of
+#: range (``data.image_size: [0, 64]``: its height), said in one line of the whole value.
+UNION_ITEMS = {("data", "image_size"): ("[height, width]", ("height", "width"))}
+
+#: pydantic's names of union members (``list[int]``, ``int``, ``constrained-int`` of a PositiveInt)
+_TYPE_TAG = re.compile(
+    r".*\[.*|int|str|float|bool|list|dict|tuple|none|(constrained|function|lax-or-strict|json-or-python).*"
+)
+
+
+def untagged(loc: Sequence[Any]) -> tuple[Any, ...]:
+    """A pydantic error's path without the type names of union members (one error each)."""
+    return tuple(p for p in loc if not (isinstance(p, str) and _TYPE_TAG.fullmatch(p)))
+
+
+def union_item_problem(loc: Sequence[Any], error: Mapping[str, Any], whole: Any) -> str:
+    """The line for pydantic's ``error`` about item ``loc[2]`` of the list form of a key of
+    :data:`UNION_ITEMS`, said of the key and its ``whole`` value.
+
+    >>> union_item_problem(("data", "image_size", 0), {"msg": "Input should be greater than 0",
+    ...     "type": "greater_than", "input": 0}, [0, 64])
+    'data.image_size: expected [height, width] whose height is greater than 0, got [0, 64]'
+    """
+    form, names = UNION_ITEMS[tuple(loc[:2])]
+    index = loc[2]
+    name = names[index] if isinstance(index, int) and index < len(names) else f"item {index}"
+    msg = error["msg"].replace("Input should be ", "")
+    msg = "a whole number" if error["type"] == "int_from_float" else msg
+    whole = error["input"] if whole is None else whole
+    return f"{loc[0]}.{loc[1]}: expected {form} whose {name} is {msg}, got {whole!r}"
 
 
 def unknown_key_hint(root: type[BaseModel], loc: Sequence[Any]) -> str:

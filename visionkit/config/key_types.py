@@ -10,6 +10,7 @@ of the registered components the config names (a head's, the neck's, a dataset's
 
 from __future__ import annotations
 
+import datetime
 import inspect
 import types
 import typing
@@ -38,6 +39,48 @@ def takes_text_only(tree: Mapping[str, Any], parts: Sequence[str | int]) -> bool
     if typing.get_origin(annotation) in (Union, types.UnionType):
         return set(typing.get_args(annotation)) == {str, type(None)}
     return annotation is str
+
+
+def takes_text(tree: Mapping[str, Any], parts: Sequence[str | int]) -> bool:
+    """Whether the key at ``parts`` takes text only (:func:`takes_text_only`), or ``parts``
+    names an item of a list declared as text (``data.train.class_names.0``, of
+    ``list[str] | None``)."""
+    if not parts or not isinstance(parts[-1], int):
+        return takes_text_only(tree, parts)
+    declared = declared_field(tree, parts[:-1])
+    annotation = unwrap_optional(declared[0]) if declared is not None else None
+    origin = typing.get_origin(annotation)
+    if origin not in (list, tuple, Sequence):
+        return False
+    return set(typing.get_args(annotation)) - {Ellipsis} == {str}
+
+
+def kept_texts(
+    value: Any,
+    texts: Mapping[tuple[Any, ...], str | None],
+    tree: Mapping[str, Any],
+    parts: Sequence[str | int] = (),
+) -> Any:
+    """``value`` (set at ``parts`` of the config ``tree``) with each number, boolean or date
+    that YAML read from a plain text (``texts``: :func:`~visionkit.config.yaml_rules.
+    scalar_texts`) taken as that text where the key, or the list item, takes text only
+    (:func:`takes_text`): ``name: 1e-3`` is the run ``'1e-3'``, not 0.001, and
+    ``class_names: [1e5, 2e5]`` the classes ``'1e5'`` and ``'2e5'``.
+
+    >>> kept_texts({"name": 1e-3, "seed": 7}, {("name",): "1e-3", ("seed",): "007"}, {})
+    {'name': '1e-3', 'seed': 7}
+    """
+
+    def kept(item: Any, path: tuple[Any, ...]) -> Any:
+        if isinstance(item, dict):
+            return {k: kept(v, (*path, k)) if isinstance(k, str) else v for k, v in item.items()}
+        if isinstance(item, list):
+            return [kept(v, (*path, i)) for i, v in enumerate(item)]
+        read = isinstance(item, (bool, int, float, datetime.date))  # yes, 007, 1e3, 2024-05-01
+        text = texts.get(path) if read else None
+        return text if text is not None and takes_text(tree, [*parts, *path]) else item
+
+    return kept(value, ())
 
 
 def declared_default(tree: Mapping[str, Any], parts: Sequence[str | int]) -> Any:

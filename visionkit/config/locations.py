@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from visionkit.config.files import ConfigLoader, override_keys
+from visionkit.config.files import ConfigLoader, base_file, override_keys
 
 
 def key_lines(path: str | os.PathLike) -> dict[str, str]:
@@ -29,8 +29,10 @@ def key_lines(path: str | os.PathLike) -> dict[str, str]:
     bases = data.get("base") if isinstance(data, dict) else None
     merged: dict[str, str] = {}
     for base in [bases] if isinstance(bases, str) else bases if isinstance(bases, list) else []:
+        found = base_file(path, str(base))  # the file resolve_file merges
+        written = os.path.normpath(Path(path).parent / str(base))  # as the user names it
         try:
-            lines = _lines_of(os.path.normpath(Path(path).parent / str(base)))[0]
+            lines = _lines_of(written if Path(written).resolve() == found else str(found))[0]
         except (OSError, yaml.YAMLError):
             continue
         merged.update(lines)
@@ -45,13 +47,19 @@ def key_places(
 ) -> list[str | None]:
     """For each of ``problems`` (``"key.path: what"``), the ``"FILE:LINE"`` of its key where
     the config file ``path`` (or a base of it) writes that key and no override of
-    ``overrides`` set it, else ``None``."""
+    ``overrides`` set it; of the nearest key above it that the file writes where it leaves
+    the key itself out (``optimizer.betas.1: required key is missing``: ``optimizer.betas``);
+    else ``None``."""
     lines = key_lines(path)
     given = [_dotted(key) for key in override_keys(overrides)]
     places = []
     for problem in problems:
         key = _dotted(problem.partition(":")[0].strip().split(" ")[0])
-        on_command_line = any(key == g or key.startswith(f"{g}.") for g in given)
+        on_command_line = any(  # the key, a key above it or one under it (a new head)
+            key == g or key.startswith(f"{g}.") or g.startswith(f"{key}.") for g in given
+        )
+        while key not in lines and "." in key:
+            key = key.rpartition(".")[0]
         places.append(None if on_command_line else lines.get(key))
     return places
 

@@ -8,7 +8,7 @@ are, which a config written next to its data does not expect), or one naming ``$
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +53,16 @@ def expand_home(cfg: Any) -> None:
             entry[argument] = os.path.expanduser(entry[argument])
 
 
-def dataset_path_problems(cfg: Any, config_file: str | os.PathLike) -> list[str]:
-    """A problem for each relative dataset path of ``cfg`` (read from ``config_file``) that
-    does not exist in the current folder but does beside the config file: the config was
-    written for its own folder, and would fail later, when the data is read, with "does not
-    exist"; and for each that names an environment variable (``$DATA/photos``), which a config
-    file does not expand. Entries that generate their data (``synthetic``) are left alone."""
+def dataset_path_problems(
+    cfg: Any, config_file: str | os.PathLike, given: Collection[str] = ()
+) -> list[str]:
+    """A problem for each relative dataset path of ``cfg`` (read from ``config_file``, with
+    the keys ``given`` on the command line) that does not exist in the current folder but
+    does beside the config file: the config was written for its own folder, and would fail
+    later, when the data is read, with "does not exist"; and for each that names an
+    environment variable (``$DATA/photos``), which neither a config file nor visionkit
+    expands (on the command line, the shell expands it unless it is in single quotes).
+    Entries that generate their data (``synthetic``) are left alone."""
     folder = Path(config_file).parent
     here = folder.resolve() == Path.cwd().resolve()
     problems = []
@@ -66,22 +70,27 @@ def dataset_path_problems(cfg: Any, config_file: str | os.PathLike) -> list[str]
         value = entry.get(argument)
         if not isinstance(value, str) or not value or entry.get("synthetic"):
             continue
+        typed = any(key == g or key.startswith(f"{g}.") for g in given)  # on the command line
         if "$" in value and not Path(value).exists():  # $DATA/photos, ${DATA}/photos
-            problems.append(
-                f"{key}: {value} does not exist; environment variables are not expanded in a "
-                f"config file: write the path, or give it on the command line, where the shell "
-                f'expands them: {key}="{value}"'
+            where = (
+                "the shell expands environment variables within double quotes, not single "
+                "ones, and visionkit does not: give"
+                if typed
+                else "environment variables are not expanded in a config file: write the path, "
+                "or give it on the command line, where the shell expands them:"
             )
+            problems.append(f'{key}: {value} does not exist; {where} {key}="{value}"')
             continue
         if here or Path(value).is_absolute() or Path(value).exists():
             continue
         if not (folder / value).exists():
             continue
         beside = os.path.normpath(folder / value)
+        write = "" if typed else f"write {argument}: {beside}, "
         problems.append(
             f"{key}: {value} is not in the current folder {Path.cwd()}, but is beside the "
-            f"config file: {beside}; paths in a config are relative to the folder the command "
-            f"runs in, not to the config's: write {argument}: {beside}, give it with "
-            f"{key}={beside}, or run the command in {folder}"
+            f"config file: {beside}; paths {'on the command line' if typed else 'in a config'} "
+            f"are relative to the folder the command runs in, not to the config's: {write}"
+            f"give it with {key}={beside}, or run the command in {folder}"
         )
     return problems

@@ -9,7 +9,6 @@ import difflib
 import inspect
 import logging
 import os
-import re
 from collections.abc import Collection, Mapping, Sequence
 from functools import partial
 from typing import Annotated, Any
@@ -17,8 +16,16 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from visionkit.choices import ULTRALYTICS_KEYS
-from visionkit.config.files import apply_overrides, override_list, resolve_file
-from visionkit.config.key_hints import UNION_KEYS, mapping_hint, quote_hint, unknown_key_hint
+from visionkit.config.files import apply_overrides, override_keys, override_list, resolve_file
+from visionkit.config.key_hints import (
+    UNION_ITEMS,
+    UNION_KEYS,
+    mapping_hint,
+    quote_hint,
+    union_item_problem,
+    unknown_key_hint,
+    untagged,
+)
 from visionkit.config.locations import key_places
 from visionkit.config.override_hints import command_line_note, format_override_hints
 from visionkit.config.paths import (
@@ -78,7 +85,7 @@ def load_config(
             )
     data = apply_overrides(data, overrides)
     try:
-        return validate_config(data, origin)
+        return validate_config(data, origin, override_keys(overrides))
     except ConfigError as err:
         hints = format_override_hints(overrides, err.problems)
         hints += command_line_note(err.problems, overrides) if err.source else []
@@ -88,8 +95,12 @@ def load_config(
         raise ConfigError([*err.problems, *hints], err.source, places) from None
 
 
-def validate_config(data: Mapping[str, Any], source: str | None = None) -> Config:
+def validate_config(
+    data: Mapping[str, Any], source: str | None = None, given: Collection[str] = ()
+) -> Config:
     """Validate a merged config tree; raise one :class:`ConfigError` listing every problem.
+    ``given``: the keys the command line set (the problems of a dataset path say where it
+    was written).
 
     Fixed sections and registered components are checked independently, so a mistake in one
     does not hide mistakes in the other.
@@ -153,7 +164,7 @@ def validate_config(data: Mapping[str, Any], source: str | None = None) -> Confi
     cfg.data.test = splits.get("test")
     expand_home(cfg)
     if source and os.path.isfile(source):  # a dataset path written for the config's folder
-        problems += dataset_path_problems(cfg, source)
+        problems += dataset_path_problems(cfg, source, given)
     if problems:
         raise ConfigError(problems, source)
     return cfg
@@ -426,13 +437,17 @@ def _validate_component(
 
 def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
     lines = []
-    for e in err.errors():
-        loc = tuple(e["loc"])
-        # Unions report one error per member type; keep the path free of the type names.
-        loc = tuple(p for p in loc if not (isinstance(p, str) and _TYPE_TAG.fullmatch(p)))
+    errors = [(untagged(e["loc"]), e) for e in err.errors()]
+    wholes = {loc: e["input"] for loc, e in errors if len(loc) == 2}
+    # a union key given in its list form, with an item out of range ([0, 64]): one line
+    items = {loc[:2] for loc, e in errors if len(loc) == 3 and e["type"] in _OWN_MESSAGE}
+    items &= set(UNION_ITEMS) if root is Config else set()
+    for loc, e in errors:
         path = ".".join(str(p) for p in loc)
         union = UNION_KEYS.get(loc[:2]) if root is Config else None
-        if union and e["type"] not in _OWN_MESSAGE:  # one line, not one per member type
+        if loc[:2] in items:
+            lines += [union_item_problem(loc, e, wholes.get(loc[:2]))] if len(loc) == 3 else []
+        elif union and e["type"] not in _OWN_MESSAGE:  # one line, not one per member type
             if len(loc) == 2:
                 lines.append(f"{path}: expected {union}, got {e['input']!r}")
         elif e["type"] == "extra_forbidden":
@@ -474,11 +489,6 @@ def _first_per_key(lines: Sequence[str], only: str = "") -> list[str]:
 
 #: pydantic's errors that say the problem in the terms of the key, whatever its type
 _OWN_MESSAGE = ("value_error", "int_from_float", "greater_than")
-
-#: pydantic's names of union members (``list[int]``, ``int``, ``constrained-int`` of a PositiveInt)
-_TYPE_TAG = re.compile(
-    r".*\[.*|int|str|float|bool|list|dict|tuple|none|(constrained|function|lax-or-strict|json-or-python).*"
-)
 
 
 ConfigLike = str | os.PathLike | Mapping[str, Any] | Config

@@ -84,7 +84,7 @@ def edited_config_note(
     than the ``config`` saved in the checkpoint, which ``eval`` and ``predict`` use: an edit
     of that file changes nothing, which a user who made it should hear, with the override
     that does change the data. ``None`` when they agree or there is no such file."""
-    from visionkit.config import load_config, load_yaml, override_keys
+    from visionkit.config import load_config, override_keys, resolve_file
     from visionkit.engine.resume import config_changes
     from visionkit.errors import ConfigError
 
@@ -93,7 +93,7 @@ def edited_config_note(
     if folder.name != "checkpoints" or not path.is_file():  # not a run folder's checkpoint
         return None
     try:
-        edited = (load_yaml(path.read_text()) or {}).get("data")
+        edited = resolve_file(path).get("data")  # as a config file: name: '1e5' stays text
         if edited is None:
             return None
         ours = load_config(config).to_dict()["data"]  # both with the defaults filled in

@@ -1,0 +1,135 @@
+"""How visionkit reads and writes the YAML of a config: YAML 1.2's numbers
+(:class:`ConfigLoader`), written back so that they read back the same (:func:`dump_yaml`),
+and the text each number, boolean or date was read from (:func:`load_with_texts`), which a
+key declared as text keeps (:func:`visionkit.config.key_types.kept_texts`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+#: The tags of the values a plain scalar's text is read as, besides text and null.
+READ_TAGS = {_INT, _FLOAT, "tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp"}
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with YAML 1.2's numbers, as JSON has them: ``1e-3``, ``1e5`` and
+    ``1.0e5`` are floats, and ``10:00:00:00`` is text. PyYAML follows YAML 1.1, where a float
+    needs a dot and a signed exponent (``1e-3`` was the text ``'1e-3'``, which reached an
+    argument no schema types, such as ``model.backbone.kwargs``, as a string) and digits
+    joined by colons are a number in base 60 (``max_time: 10:00:00:00``, ten days, was
+    2160000). Digits grouped by ``_`` are numbers where YAML 1.1 reads them so (``1_000``,
+    ``1_000.5``); YAML 1.2 reads no ``_``, so an exponent without a dot takes none
+    (``1_0e1`` is text). Everything else is ``yaml.safe_load``'s.
+
+    >>> yaml.load("{lr: 1e-3, max_time: 10:00:00:00, x: 1_0e1}", Loader=ConfigLoader)
+    {'lr': 0.001, 'max_time': '10:00:00:00', 'x': '1_0e1'}
+    """
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(  # YAML 1.1's, less base 60
+    _INT,
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+ConfigLoader.add_implicit_resolver(  # YAML 1.1's (less base 60) and YAML 1.2's core schema's
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?"  # 1.5, 1_000.5, 1.0e5, 1.
+        r"|[-+]?[0-9]+[eE][-+]?[0-9]+"  # 1e-3, 1e5, 0e0 (YAML 1.2: no "_")
+        r"|[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?"  # .5, -.5 (YAML 1.2), .5e3
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+class ConfigDumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that quotes every string :class:`ConfigLoader` or
+    ``yaml.safe_load`` would read as something else (PyYAML quotes a string its resolvers
+    read as another tag): ``'1e-3'`` is written in quotes, as YAML 1.1 writes it bare, which
+    visionkit read back as the number 0.001; ``'10:30'`` stays quoted for YAML 1.1 readers.
+
+    >>> yaml.dump({"name": "1e-3", "lr": 0.001}, Dumper=ConfigDumper, sort_keys=False)
+    "name: '1e-3'\\nlr: 0.001\\n"
+    """
+
+
+ConfigDumper.yaml_implicit_resolvers = {
+    first: [
+        *ConfigLoader.yaml_implicit_resolvers.get(first, []),
+        *yaml.SafeLoader.yaml_implicit_resolvers.get(first, []),
+    ]
+    for first in {*ConfigLoader.yaml_implicit_resolvers, *yaml.SafeLoader.yaml_implicit_resolvers}
+}
+
+
+_YAML_1_1 = yaml.SafeLoader("")  # its resolver: what yaml.safe_load reads a plain text as
+
+
+def text_in_yaml_1_1(text: str) -> bool:
+    """Whether ``yaml.safe_load`` (YAML 1.1, as visionkit read configs before
+    :class:`ConfigLoader`, and as ``yaml.safe_dump`` wrote them) reads the plain scalar
+    ``text`` as text: ``1e-3`` (written bare for the run ``'1e-3'``), unlike ``0.001``.
+
+    >>> text_in_yaml_1_1("1e-3"), text_in_yaml_1_1("0.001")
+    (True, False)
+    """
+    return _YAML_1_1.resolve(yaml.ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str"
+
+
+def load_yaml(text: str) -> Any:
+    """``text`` read as a config file is read (:class:`ConfigLoader`)."""
+    return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader: plain data only
+
+
+def dump_yaml(data: Any) -> str:
+    """``data`` as YAML that :func:`load_yaml` (and ``yaml.safe_load``) read back as it is."""
+    return yaml.dump(data, Dumper=ConfigDumper, sort_keys=False, default_flow_style=None)
+
+
+def load_with_texts(text: str) -> tuple[Any, dict[tuple[Any, ...], str | None]]:
+    """``text`` read as :func:`load_yaml` reads it, and :func:`scalar_texts` of it.
+
+    >>> load_with_texts("[1e5, 'a']")
+    ([100000.0, 'a'], {(0,): '1e5', (1,): None})
+    """
+    loader = ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+        return data, scalar_texts(node) if node is not None else {}
+    finally:
+        loader.dispose()
+
+
+def scalar_texts(root: yaml.Node) -> dict[tuple[Any, ...], str | None]:
+    """The key path of each scalar of a constructed document (``<<:`` merges flattened, as
+    the constructor leaves the nodes), → the text a number, boolean or date was read from
+    (``"1e5"``), ``None`` for any other scalar (text, null, quoted or tagged values). Keys
+    that are not text, and an alias to a node that contains it, are passed over."""
+    texts: dict[tuple[Any, ...], str | None] = {}
+
+    def walk(node: yaml.Node, path: tuple[Any, ...], above: frozenset[int]) -> None:
+        if id(node) in above:  # a recursive alias
+            return
+        above = above | {id(node)}
+        if isinstance(node, yaml.ScalarNode):
+            texts[path] = node.value if node.style is None and node.tag in READ_TAGS else None
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, i), above)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:  # a later key wins, as the constructor reads them
+                if isinstance(key, yaml.ScalarNode) and key.tag == "tag:yaml.org,2002:str":
+                    walk(value, (*path, key.value), above)
+
+    walk(root, (), frozenset())
+    return texts
