@@ -1,8 +1,9 @@
 """Configuration: YAML files with one ``base:`` level, dotted overrides, and validation.
 
-A config is read with ``yaml.safe_load``; ``base:`` (a path or a list of paths, relative to the
-file) is deep-merged beneath it; ``key.path=value`` overrides from the command line are applied
-on top (values parsed as YAML, so ``trainer.max_epochs=3`` is an int). The whole tree is then
+A config is read with ``yaml_rules.ConfigLoader`` (PyYAML's safe loader, YAML 1.2 floats);
+``base:`` (a path or a list of paths, relative to the file) is deep-merged beneath it;
+``key.path=value`` overrides from the command line are applied on top (values parsed as
+YAML, so ``trainer.max_epochs=3`` is an int). The whole tree is then
 validated before anything is built: fixed sections against typed schemas, and registered
 components (heads, necks, datasets) against the signature of their class's ``__init__`` (or
 builder function). Every problem is reported with its full key path::
