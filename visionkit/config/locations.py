@@ -13,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from visionkit.config.files import ConfigLoader, base_file, override_keys
+from visionkit.config.files import base_file, override_keys
+from visionkit.config.yaml_rules import ConfigLoader, load_yaml
 
 
 def key_lines(path: str | os.PathLike) -> dict[str, str]:
@@ -23,7 +24,7 @@ def key_lines(path: str | os.PathLike) -> dict[str, str]:
     a file that cannot be read: the locations only add to an error already found."""
     try:
         own, mappings = _lines_of(str(path))
-        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=ConfigLoader)
+        data = load_yaml(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return {}
     bases = data.get("base") if isinstance(data, dict) else None

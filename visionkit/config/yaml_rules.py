@@ -87,7 +87,11 @@ def text_in_yaml_1_1(text: str) -> bool:
 
 def load_yaml(text: str) -> Any:
     """``text`` read as a config file is read (:class:`ConfigLoader`)."""
-    return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader: plain data only
+    loader = ConfigLoader(text)  # a SafeLoader: plain data only (yaml.load's own steps)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def dump_yaml(data: Any) -> str:
