@@ -271,6 +271,41 @@ def test_numbers_written_bare_where_text_is_expected_stay_text(tmp_path: Path):
     assert load_config(MINIMAL, ["optimizer.lr=1e-3"]).optimizer.lr == 0.001  # a number
 
 
+def test_a_base_files_kept_text_never_replaces_the_number_a_config_writes(tmp_path: Path):
+    # a base's text of a number was applied to the value the config itself writes there:
+    # name: 2024 over a base's name: 1e-3 was the run '1e-3', class names [1e6, 7] over
+    # [1e5, 2e5] were ['1e6', '2e5']; the config's own numbers are its own (and 2024, 7,
+    # which earlier versions never wrote bare, are told to be quoted, as without a base)
+    (tmp_path / "base.yaml").write_text(
+        "model:\n  backbone: {name: simple_cnn}\n" + HEADS + "name: 1e-3\ndata:\n  train:\n"
+        f"    format: folder\n    root: {tmp_path}\n    class_names: [1e5, 2e5]\n"
+    )
+    (tmp_path / "own.yaml").write_text(
+        "base: base.yaml\ndata:\n  train:\n    class_names: [1e6, 2e6]\n"
+    )
+    cfg = load_config(tmp_path / "own.yaml")
+    assert (cfg.name, cfg.data.train["class_names"]) == ("1e-3", ["1e6", "2e6"])
+    (tmp_path / "main.yaml").write_text("base: base.yaml\nname: 2024\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "main.yaml")
+    assert "name: expected a valid string, got 2024" in str(err.value)
+    (tmp_path / "items.yaml").write_text(
+        "base: base.yaml\ndata:\n  train:\n    class_names: [1e6, 7]\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "items.yaml")
+    assert "data.train.class_names.1: expected a valid string, got 7" in str(err.value)
+
+
+@pytest.mark.parametrize("key", ["data.train.class_names.0", "data.train.class_names[0]"])
+def test_an_override_of_a_text_list_item_is_text_in_either_form(key, tmp_path: Path):
+    # class_names.0=1e5 was "expected a valid string, got 100000.0" where class_names[0]=1e5
+    # was the class '1e5'; both forms are documented
+    names = ["data.train.format=folder", f"data.train.root={tmp_path}"]
+    cfg = load_config(MINIMAL, [*names, "data.train.class_names=[a, b]", f"{key}=1e5"])
+    assert cfg.data.train["class_names"] == ["1e5", "b"]
+
+
 @pytest.mark.parametrize(
     ("text", "value"),
     [("1e5", 1e5), ("1.0e5", 1e5), ("-.5", -0.5), ("1_000.5", 1000.5), ("1_0e1", "1_0e1")],

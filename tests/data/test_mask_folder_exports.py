@@ -262,6 +262,33 @@ def test_black_and_white_check_of_a_sample_warns_and_spares_validation_sets(tmp_
     assert warning.detail.startswith("no label file holds a class other than 0")
 
 
+def test_split_lists_no_label_file_as_an_image_of_either_naming_or_extension_case(
+    tmp_path, capsys, caplog
+):
+    """Label files named two ways as often (``x0_color.png``, ``x0_label.png``): the second
+    naming's files were listed as images; a label of a mixed-case extension (``x3_mask.Png``)
+    was listed as an image too."""
+    two = tmp_path / "two"
+    two.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8, 3), 60, np.uint8)).save(two / f"x{i}.jpg")
+        for suffix in ("_color", "_label"):
+            Image.fromarray(np.ones((8, 8), np.uint8)).save(two / f"x{i}{suffix}.png")
+    code, out, _ = run(["split", two, "--val", "0.5", "--images", ".", "--masks", "."], capsys)
+    listed = [(two / "splits" / f"{s}.txt").read_text().split() for s in ("train", "val")]
+    assert code == 0 and sorted(listed[0] + listed[1]) == [f"x{i}.jpg" for i in range(4)]
+    assert "named two ways (x0_color.png, x0_label.png)" in caplog.text
+    case = tmp_path / "case"
+    case.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8, 3), 60, np.uint8)).save(case / f"x{i}.jpg")
+        ext = ".Png" if i == 3 else ".png"
+        Image.fromarray(np.ones((8, 8), np.uint8)).save(case / f"x{i}_mask{ext}", format="PNG")
+    code, out, _ = run(["split", case, "--val", "0.5", "--images", ".", "--masks", "."], capsys)
+    listed = [(case / "splits" / f"{s}.txt").read_text().split() for s in ("train", "val")]
+    assert code == 0 and sorted(listed[0] + listed[1]) == [f"x{i}.jpg" for i in range(4)]
+
+
 def test_split_of_png_images_beside_their_masks_keeps_images_named_like_another(tmp_path, capsys):
     """``a_2.png`` and ``b-night.png`` were taken for labels of ``a.png`` and ``b.png`` and
     listed in no split, and, the images being PNGs, the printed entry lacked ``mask_suffix:

@@ -156,8 +156,7 @@ def resolve_file(path: str | os.PathLike) -> dict[str, Any]:
         bases = [bases]
     if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
         raise ConfigError("base: expected a path or a list of paths", str(path))
-    merged: dict[str, Any] = {}
-    merged_texts: dict[tuple, str | None] = {}
+    files = []  # (data, texts) of each base, then of this file
     for base in bases:
         base_path = base_file(path, base)
         if not base_path.is_file():  # said of this file, where the path is written
@@ -172,10 +171,15 @@ def resolve_file(path: str | os.PathLike) -> dict[str, Any]:
                 f"base: {base_path} has a 'base:' of its own; only one level of base is allowed",
                 str(path),
             )
-        merged = deep_merge(merged, base_data)
-        merged_texts.update(base_texts)
-    merged = deep_merge(merged, data)
-    return kept_texts(merged, {**merged_texts, **texts}, merged)
+        files.append((base_data, base_texts))
+    files.append((data, texts))
+    tree: dict[str, Any] = {}  # what names the components, whose arguments' types decide
+    for file_data, _ in files:
+        tree = deep_merge(tree, file_data)
+    merged: dict[str, Any] = {}  # each file's texts kept in its own values only
+    for file_data, file_texts in files:
+        merged = deep_merge(merged, kept_texts(file_data, file_texts, tree))
+    return merged
 
 
 def base_file(path: str | os.PathLike, base: str | os.PathLike) -> Path:

@@ -43,11 +43,18 @@ def takes_text_only(tree: Mapping[str, Any], parts: Sequence[str | int]) -> bool
 
 def takes_text(tree: Mapping[str, Any], parts: Sequence[str | int]) -> bool:
     """Whether the key at ``parts`` takes text only (:func:`takes_text_only`), or ``parts``
-    names an item of a list declared as text (``data.train.class_names.0``, of
-    ``list[str] | None``)."""
+    names an item of a list declared as text (``data.train.class_names.0`` or
+    ``class_names[0]``, of ``list[str] | None``)."""
+    if parts and isinstance(parts[-1], str) and parts[-1].isdigit():  # class_names.0=...
+        return _text_items(tree, parts[:-1]) or takes_text_only(tree, parts)
     if not parts or not isinstance(parts[-1], int):
         return takes_text_only(tree, parts)
-    declared = declared_field(tree, parts[:-1])
+    return _text_items(tree, parts[:-1])
+
+
+def _text_items(tree: Mapping[str, Any], parts: Sequence[str | int]) -> bool:
+    """Whether the key at ``parts`` is declared as a list (or tuple) of text."""
+    declared = declared_field(tree, parts)
     annotation = unwrap_optional(declared[0]) if declared is not None else None
     origin = typing.get_origin(annotation)
     if origin not in (list, tuple, Sequence):

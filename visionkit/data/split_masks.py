@@ -8,6 +8,7 @@ split already by ``ImageSets/Segmentation/`` is left as it is unless ``overwrite
 from __future__ import annotations
 
 import bisect
+import logging
 from pathlib import Path
 
 from visionkit.choices import SPLITS
@@ -25,6 +26,8 @@ from visionkit.data.split import (
     write_lists,
 )
 from visionkit.errors import DataError, counted
+
+logger = logging.getLogger(__name__)
 
 
 def is_mask_folder(root: Path, images: str | None) -> bool:
@@ -99,12 +102,36 @@ def _images_only(image_dir: Path, mask_dir: Path) -> tuple[list[str], list[str] 
         p for p in list_files(image_dir) if mask_dir == image_dir or not p.is_relative_to(mask_dir)
     ]
     found = beside_images(files) if mask_dir == image_dir else None
-    if found is not None:
-        suffix, ext = found[:2]
-        labels = {label_path(p, image_dir, mask_dir, suffix, ext) for p in files} - {None}
-        files = [p for p in files if p not in labels]
-        return [p.relative_to(image_dir).as_posix() for p in files], naming_keys(suffix, ext)
-    return [p.relative_to(image_dir).as_posix() for p in files], None
+    if found is None:
+        return [p.relative_to(image_dir).as_posix() for p in files], None
+    suffix, ext = found[:2]
+
+    def labels_of(files: list[Path], suffix: str, ext: str) -> set[tuple[Path, str]]:
+        named = {label_path(p, image_dir, mask_dir, suffix, ext) for p in files} - {None}
+        return {_case_free(p) for p in named} & {_case_free(p) for p in files}
+
+    labels = labels_of(files, suffix, ext)
+    files = [p for p in files if _case_free(p) not in labels]
+    second = beside_images(
+        files, (suffix, ext)
+    )  # x_color.png and x_label.png beside x.jpg: both labels
+    if second is not None and len(others := labels_of(files, *second[:2])) >= len(labels):
+        files = [p for p in files if _case_free(p) not in others]
+        logger.warning(
+            "%s: images beside label files named two ways (%s, %s): neither is listed as an "
+            "image; the entry below reads the first (mask_suffix: %s for the others)",
+            image_dir,
+            found[3].name,
+            second[3].name,
+            second[0],
+        )
+    return [p.relative_to(image_dir).as_posix() for p in files], naming_keys(suffix, ext)
+
+
+def _case_free(path: Path) -> tuple[Path, str]:
+    """``path`` compared as the reader finds a label file: its extension in any case
+    (``x_mask.Png`` is ``x_mask.png``)."""
+    return path.parent, path.stem + path.suffix.lower()
 
 
 def _reading(root: Path, lists: list[Path]) -> str:

@@ -139,18 +139,21 @@ def label_path(
     return upper if not path.is_file() and upper.is_file() else path
 
 
-def beside_images(files: list[Path]) -> tuple[str, str, Path, Path] | None:
+def beside_images(
+    files: list[Path], other_than: tuple[str, str] | None = None
+) -> tuple[str, str, Path, Path] | None:
     """Where images and their label files share a folder (Roboflow's ``a.jpg`` beside
     ``a_mask.png``): the ``(mask_suffix, mask_ext)`` by which most of the first 20 of
     ``files`` name another file there, with one such ``(image, label)``; ``None`` when none
     does. Every file counts, a label file too (it names none), so ``a.png`` beside ``a_2.png``,
-    ``a_mask.png`` and ``a_2_mask.png`` is read by ``_mask`` (two images), not ``_2``."""
+    ``a_mask.png`` and ``a_2_mask.png`` is read by ``_mask`` (two images), not ``_2``.
+    ``other_than``: a naming left out (the second naming of labels named two ways)."""
     counts: Counter[tuple[str, str]] = Counter()
     pairs: dict[tuple[str, str], tuple[Path, Path]] = {}
     for image in files[:20]:
         for other, suffix in _named_like(image.parent, image.stem, MASK_EXTENSIONS):
-            if other != image:
-                key = (suffix, other.suffix.lower())
+            key = (suffix, other.suffix.lower())
+            if other != image and key != other_than:
                 counts[key] += 1
                 pairs.setdefault(key, (image, other))
     if not counts:
