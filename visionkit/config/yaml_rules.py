@@ -25,7 +25,7 @@ class ConfigLoader(yaml.SafeLoader):
     ``1_000.5``); YAML 1.2 reads no ``_``, so an exponent without a dot takes none
     (``1_0e1`` is text). Everything else is ``yaml.safe_load``'s.
 
-    >>> yaml.load("{lr: 1e-3, max_time: 10:00:00:00, x: 1_0e1}", Loader=ConfigLoader)
+    >>> load_yaml("{lr: 1e-3, max_time: 10:00:00:00, x: 1_0e1}")  # read with this loader
     {'lr': 0.001, 'max_time': '10:00:00:00', 'x': '1_0e1'}
     """
 
