@@ -20,11 +20,9 @@ from visionkit.checkpoint import write_atomic
 from visionkit.config.key_types import declared_default, kept_texts, takes_text
 from visionkit.config.schema import Config
 from visionkit.config.yaml_rules import (
-    ConfigLoader,
     dump_yaml,
     load_with_texts,
     load_yaml,
-    scalar_texts,
     text_in_yaml_1_1,
 )
 from visionkit.data.batch import read_from
@@ -32,7 +30,8 @@ from visionkit.errors import ConfigError
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read one YAML mapping with ``yaml.safe_load``'s loader (:class:`ConfigLoader`)."""
+    """Read one YAML mapping with the config loader
+    (:class:`~visionkit.config.yaml_rules.ConfigLoader`)."""
     return _read_with_texts(path)[0]
 
 
@@ -53,16 +52,8 @@ def _read_with_texts(path: str | os.PathLike) -> tuple[dict[str, Any], dict[tupl
     stream = io.StringIO(text)
     stream.name = str(path)  # PyYAML names the file in its errors (else "<unicode string>")
     try:
-        loader = ConfigLoader(stream)  # yaml.safe_load's steps, checked between them
-        try:
-            node = loader.get_single_node()
-            if node is not None:
-                refuse_duplicate_keys(node)
-            data = loader.construct_document(node) if node is not None else None
-            texts = scalar_texts(node) if node is not None else {}
-            texts = {k: t for k, t in texts.items() if t is not None and text_in_yaml_1_1(t)}
-        finally:
-            loader.dispose()
+        data, texts = load_with_texts(stream, check=refuse_duplicate_keys)
+        texts = {k: t for k, t in texts.items() if t is not None and text_in_yaml_1_1(t)}
     except yaml.YAMLError as err:
         tab = "; YAML indents with spaces, never tabs" if "'\\t'" in str(err) else ""
         raise ConfigError(f"not valid YAML: {err}{tab}", str(path)) from None

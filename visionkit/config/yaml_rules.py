@@ -6,7 +6,8 @@ key declared as text keeps (:func:`visionkit.config.key_types.kept_texts`)."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 import yaml
 
@@ -99,8 +100,11 @@ def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=ConfigDumper, sort_keys=False, default_flow_style=None)
 
 
-def load_with_texts(text: str) -> tuple[Any, dict[tuple[Any, ...], str | None]]:
-    """``text`` read as :func:`load_yaml` reads it, and :func:`scalar_texts` of it.
+def load_with_texts(
+    text: str | IO[str], check: Callable[[yaml.Node], None] | None = None
+) -> tuple[Any, dict[tuple[Any, ...], str | None]]:
+    """``text`` (or a stream) read as :func:`load_yaml` reads it, and :func:`scalar_texts` of
+    it; ``check`` sees the composed document before it is constructed (and may raise).
 
     >>> load_with_texts("[1e5, 'a']")
     ([100000.0, 'a'], {(0,): '1e5', (1,): None})
@@ -108,6 +112,8 @@ def load_with_texts(text: str) -> tuple[Any, dict[tuple[Any, ...], str | None]]:
     loader = ConfigLoader(text)
     try:
         node = loader.get_single_node()
+        if node is not None and check is not None:
+            check(node)
         data = loader.construct_document(node) if node is not None else None
         return data, scalar_texts(node) if node is not None else {}
     finally:
