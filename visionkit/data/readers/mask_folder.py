@@ -215,7 +215,8 @@ class MaskFolderDataset:
         self.paths = list_files(self.image_dir)
         # label files among the images (one folder for both, as Roboflow exports a.jpg beside
         # a_mask.png, or masks/ inside the images folder) are no images
-        labels = {m for p in self.paths if (m := self._mask_path(p)) not in (None, p)}
+        masks = {p: self._mask_path(p) for p in self.paths}  # each looked up once
+        labels = {m for p, m in masks.items() if m not in (None, p)}
         self.label_files_listed = len(labels & set(self.paths))
         self.paths = [p for p in self.paths if p not in labels]
         if not self.paths:
@@ -226,7 +227,7 @@ class MaskFolderDataset:
             self.paths = listed_images(
                 self.root, split, self.paths, self.image_dir, self.image_suffix
             )
-        self.mask_paths = [self._mask_path(p) for p in self.paths]
+        self.mask_paths = [masks[p] for p in self.paths]
         self.report = self._check_files()
         self.index_of_id = {i + 1: i for i in range(len(self.paths))}
 
