@@ -38,7 +38,9 @@ def test_the_registries_hold_exactly_the_built_in_names():
         "semantic_fpn",
     ]
     assert NECKS.names() == ["fpn"]
-    assert DATASETS.names() == ["coco", "folder", "identities", "mask_folder", "voc", "yolo"]
+    assert DATASETS.names() == [
+        *("coco", "folder", "identities", "labelme", "mask_folder", "voc", "yolo")
+    ]
     for served in ("resnet18", "timm/resnet18", "torchvision/resnet50"):
         assert served in BACKBONES
     assert sorted(BACKBONES._builders) == ["simple_cnn"]  # the rest come from providers

@@ -376,8 +376,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="SPLIT",
         default="all",
         help="with --config: which split to check, train, val, test or all, e.g. --split "
-        "test (default all: those the config sets); with --format: the split a VOC, YOLO or "
-        "mask folder reads (its split: key: a name, or a list file such as --split "
+        "test (default all: those the config sets); with --format: the split a VOC, YOLO, "
+        "LabelMe or mask folder reads (its split: key: a name, or a list file such as --split "
         "ImageSets/Segmentation/val.txt; an Ultralytics data.yaml without --split: each split "
         "it names)",
     )
@@ -401,8 +401,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--root",
         metavar="DIR",
-        help="with --format folder, identities, mask_folder, voc or yolo: the dataset folder "
-        "(yolo: or its data.yaml), e.g. --root data/pets/train",
+        help="with --format folder, identities, labelme, mask_folder, voc or yolo: the dataset "
+        "folder (yolo: or its data.yaml), e.g. --root data/pets/train",
     )
     p.add_argument(
         "--fast",

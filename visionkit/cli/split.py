@@ -1,6 +1,6 @@
 """``visionkit split SRC [--val F] [--test F] [--seed N] [--overwrite]``: split a VOC folder,
-a YOLO folder, a mask folder, a folder of class folders or a COCO json at random into train / val (/ test) files its reader takes (see
-:mod:`visionkit.data.split`)."""
+a YOLO folder, a mask folder, a LabelMe folder, a folder of class folders or a COCO json at
+random into train / val (/ test) files its reader takes (see :mod:`visionkit.data.split`)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ YOLO folder (images/ + labels/, names in classes.txt or data.yaml): writes Ultra
 Mask folder (images/ + masks/, or --images/--masks): writes SRC/splits/train.txt, val.txt
       (test.txt), one image path (relative to the images folder) per line:
       data.train='{format: mask_folder, root: SRC, split: train}'.
+LabelMe folder (a LabelMe .json file per image, anywhere below SRC): writes
+      SRC/splits/train.txt, val.txt (test.txt), one json file (relative to SRC) per line:
+      data.train='{format: labelme, root: SRC, split: train}'.
 Class folders (SRC/<class>/<image>, for classification): writes SRC/splits/train.txt,
       val.txt (test.txt), one <class>/<image> per line, each class split alike:
       data.train='{format: folder, root: SRC, split: train}'.
@@ -36,6 +39,7 @@ example: visionkit split data/my_masks --val 0.2
 example: visionkit split data/streets --images photos --masks labels --val 0.2
 example: visionkit split data/my_coco/annotations.json --val 0.2
 example: visionkit split data/pets --val 0.2
+example: visionkit split photos --val 0.2   # LabelMe json files beside the photos
 """
 
 
@@ -61,8 +65,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``split`` to the subparsers of the ``visionkit`` command."""
     p = sub.add_parser(
         "split",
-        help="split a VOC, YOLO, mask or class folder or a COCO json into train / val (/ test) "
-        "at random",
+        help="split a VOC, YOLO, mask, LabelMe or class folder or a COCO json into train / val "
+        "(/ test) at random",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -70,8 +74,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "src",
         metavar="SRC",
-        help="the VOC, YOLO or mask folder, the folder of class folders (<class>/<image>), or "
-        "the COCO .json file",
+        help="the VOC, YOLO, mask or LabelMe folder, the folder of class folders "
+        "(<class>/<image>), or the COCO .json file",
     )
     p.add_argument(
         "--val",

@@ -68,6 +68,7 @@ Robustness (see ``RELIABILITY.md``):
 from __future__ import annotations
 
 import functools
+import io
 import os
 import struct
 from typing import IO
@@ -256,8 +257,11 @@ def read_label_image_header(
         return im.mode, (im.size[1], im.size[0])
 
 
-def read_label_image(path: str | os.PathLike[str], colour: bool = False) -> np.ndarray:
-    """Decode a label image: the class index of every pixel, as stored.
+def read_label_image(
+    path: str | os.PathLike[str], colour: bool = False, data: bytes | None = None
+) -> np.ndarray:
+    """Decode a label image: the class index of every pixel, as stored (of the bytes ``data``
+    when given, which ``path`` then names: a mask embedded in an annotation file).
 
     The same decoder as :func:`read_image` (Python's ``open``, the decompression-bomb limit
     from the header, truncated data an error), with an allow-list of its own: only
@@ -278,7 +282,7 @@ def read_label_image(path: str | os.PathLike[str], colour: bool = False) -> np.n
         ImageDecodeError: naming the file and the reason.
     """
     name = os.fspath(path)
-    with _open_file(name) as fp:
+    with _open_file(name) if data is None else io.BytesIO(data) as fp:
         im = _open_label(fp, name, colour)
         try:
             im.load()

@@ -17,8 +17,12 @@ its reader already takes (``visionkit split``):
   (:mod:`visionkit.data.split_masks`);
 * a **folder of class folders** (``<class>/<image>``, what ``format: folder`` reads):
   ``splits/train.txt``, ``val.txt`` (``test.txt``), one ``<class>/<image>`` per line, the
-  classes in the same proportions in each split (stratified, :func:`class_shares`), for
-  ``split: train`` of ``format: folder``;
+  classes in the same proportions in each split (stratified,
+  :func:`~visionkit.data.split_classes.class_shares`), for ``split: train`` of ``format:
+  folder`` (:mod:`visionkit.data.split_classes`);
+* a **LabelMe folder** (one LabelMe json file per image): ``splits/train.txt``, ``val.txt``
+  (``test.txt``), one json file per line relative to the folder, for ``split: train`` of
+  ``format: labelme`` (:mod:`visionkit.data.split_labelme`);
 * a **COCO json**: ``<stem>_train.json``, ``<stem>_val.json`` (``<stem>_test.json``) beside
   it, each with its images, their annotations and every category, for ``annotations:`` of
   ``format: coco``.
@@ -92,7 +96,7 @@ def split_list_file(root: Path, split: str) -> Path:
 class SplitReport:
     """What :func:`split_dataset` wrote: the format, and per split its file and count."""
 
-    kind: str  # "voc", "yolo", "masks", "classes" or "coco"
+    kind: str  # "voc", "yolo", "masks", "classes", "labelme" or "coco"
     files: dict[str, Path] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     folders: str = ""  # the mask folder's sub-folders, as config keys (", images: X, ...")
@@ -121,6 +125,11 @@ class SplitReport:
                 f"read them with format: folder, root: {root}, split: train (split: val for "
                 f"val), e.g. with configs/custom/classify_r18.yaml: data.train.root={root} "
                 f"data.train.split=train data.val.root={root} data.val.split=val"
+            )
+        elif self.kind == "labelme":
+            lines.append(
+                f"read them with format: labelme, root: {root}, split: train (split: val for "
+                f"val), e.g. data.train='{{format: labelme, root: {root}, split: train}}'"
             )
         elif self.kind == "yolo":
             lines.append(
@@ -154,7 +163,7 @@ class SplitReport:
         files' folder)."""
         if self.kind == "voc":
             return self.files["train"].parents[2]
-        if self.kind in ("masks", "classes"):
+        if self.kind in ("masks", "classes", "labelme"):
             return self.files["train"].parents[1]
         return self.files.get("yaml", self.files["train"].parent)
 
@@ -217,12 +226,12 @@ def split_dataset(
     images: str | None = None,
     masks: str | None = None,
 ) -> SplitReport:
-    """Split a VOC folder, a YOLO folder, a mask folder, a folder of class folders or a COCO
-    json at random (see the module docstring).
+    """Split a VOC folder, a YOLO folder, a mask folder, a LabelMe folder, a folder of class
+    folders or a COCO json at random (see the module docstring).
 
     Args:
-        source: the VOC, YOLO or mask folder, the folder of class folders, or the COCO
-            ``.json`` file.
+        source: the VOC, YOLO, mask or LabelMe folder, the folder of class folders, or the
+            COCO ``.json`` file.
         val, test: the fractions of the images for val and test; train takes the rest.
         seed: the shuffle's seed.
         overwrite: replace split files that exist (default: refuse, naming them).
@@ -242,6 +251,10 @@ def split_dataset(
 
     if path.is_dir() and (masks is not None or is_mask_folder(path, images)):
         return split_masks(path, val, test, seed, overwrite, images, masks)
+    from visionkit.data.split_labelme import is_labelme_folder, split_labelme
+
+    if path.is_dir() and is_labelme_folder(path):
+        return split_labelme(path, val, test, seed, overwrite)
     from visionkit.data.convert.darknet import darknet_file
 
     yolo = (path / "labels").is_dir() and (path / "images").is_dir()
@@ -253,8 +266,10 @@ def split_dataset(
         or any(p.suffix.lower() == ".xml" for p in path.iterdir())  # beside images (labelImg)
     ):
         return _split_voc(path, val, test, seed, overwrite, annotations, images)
-    if path.is_dir() and _is_class_folders(path):
-        return _split_classes(path, val, test, seed, overwrite)
+    from visionkit.data.split_classes import is_class_folders, split_classes
+
+    if path.is_dir() and is_class_folders(path):
+        return split_classes(path, val, test, seed, overwrite)
     if not path.exists():
         holds = " (it does not exist)"
     elif path.is_dir():
@@ -280,8 +295,9 @@ def split_dataset(
     raise DataError(
         f"{path}: expected a VOC folder (Annotations/ + JPEGImages/ or annotations/ + images/, "
         "or XML files beside their images), "
-        "a YOLO folder (images/ + labels/), a mask folder (images/ + masks/), a folder of "
-        f"class folders (<class>/<image>) or a COCO .json file{holds}"
+        "a YOLO folder (images/ + labels/), a mask folder (images/ + masks/), a LabelMe folder "
+        "(a json file per image), a folder of class folders (<class>/<image>) or a COCO .json "
+        f"file{holds}"
     )
 
 
@@ -370,94 +386,6 @@ def _split_yolo(root: Path, val: float, test: float, seed: int, overwrite: bool)
     text = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
     write_atomic(described["yaml"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return SplitReport("yolo", described, {s: len(parts[s]) for s in files})
-
-
-def _is_class_folders(root: Path) -> bool:
-    """Two or more visible sub-folders (``splits/`` aside), some holding images, none of them
-    a split (``train/``, ``val/``: split already)."""
-    from visionkit.data.batch import IMAGE_EXTENSIONS, list_files
-    from visionkit.data.readers.folder import SPLIT_FOLDERS, class_folders
-
-    found = class_folders(root, IMAGE_EXTENSIONS)
-    return (
-        len(found) > 1
-        and not {f.lower() for f in found} & SPLIT_FOLDERS
-        and any(list_files(root / f) for f in found)
-    )
-
-
-def _split_classes(root: Path, val: float, test: float, seed: int, overwrite: bool) -> SplitReport:
-    """Each class's images shuffled and cut by :func:`class_shares`; an empty class folder is
-    refused as the reader refuses it."""
-    from visionkit.data.batch import IMAGE_EXTENSIONS, list_files
-    from visionkit.data.readers.folder import check_class_folders, class_folders
-
-    ids = {
-        name: sorted(p.relative_to(root).as_posix() for p in list_files(root / name))
-        for name in class_folders(root, IMAGE_EXTENSIONS)
-    }
-    check_class_folders(root, list(ids), {name: len(v) for name, v in ids.items()})
-    shares = class_shares({name: len(v) for name, v in ids.items()}, val, test)
-    parts: dict[str, list[str]] = {s: [] for s in SPLITS}
-    for name, names in ids.items():
-        random.Random(f"{seed}/{name}").shuffle(names)
-        start = 0
-        for split in SPLITS:
-            parts[split] += sorted(names[start : start + shares[name][split]])
-            start += shares[name][split]
-    every = {s: root / "splits" / f"{s}.txt" for s in SPLITS}
-    refuse_existing(every, overwrite)
-    files = write_lists(every, parts)
-    report = SplitReport("classes", files, {s: len(parts[s]) for s in files})
-    unreadable = _unreadable_images(root, [i for names in ids.values() for i in names])
-    if unreadable:  # listed all the same: the reader names them when it reads them
-        shown = "; ".join(unreadable[:5]) + ("; ..." if len(unreadable) > 5 else "")
-        report.notes.append(
-            f"warning: {counted(len(unreadable), 'image')} cannot be read (image header "
-            f"checked), listed all the same: {shown}; training stops on them unless "
-            f"on_bad_image: skip leaves them out: replace or remove them, then visionkit "
-            f"split {root} --overwrite writes the lists anew"
-        )
-    return report
-
-
-def _unreadable_images(root: Path, ids: list[str]) -> list[str]:
-    """``"<id> (why)"`` of each of the images ``ids`` (paths relative to ``root``) whose
-    header cannot be read: an empty or truncated file."""
-    from visionkit.data.checks import DataReport, ImageFile, check_image_files
-
-    report = DataReport(str(root), "folder")
-    check_image_files([ImageFile(root / i, i) for i in ids], report, "header")
-    return [f"{p.where} ({p.detail})" for p in report.problems if p.kind == "unreadable image"]
-
-
-def class_shares(sizes: dict[str, int], val: float, test: float = 0.0) -> dict[str, dict[str, int]]:
-    """How many images of each class go to each split (stratified): the totals of
-    :func:`split_counts` over every image, shared out in proportion to the classes' sizes
-    (largest remainders first), each class keeping one image for training where it can.
-
-    >>> class_shares({"cat": 10, "dog": 5, "rare": 1}, 0.2)["dog"]
-    {'train': 4, 'val': 1, 'test': 0}
-    >>> sum(s["val"] for s in class_shares({str(c): 5 for c in range(100)}, 0.1).values())
-    50
-    """
-    target = split_counts(sum(sizes.values()), val, test)
-    shares = {c: {"train": n, "val": 0, "test": 0} for c, n in sizes.items()}
-    for split, fraction in (("val", val), ("test", test)):
-        exact = {c: n * fraction for c, n in sizes.items()}
-        for c in sizes:
-            shares[c][split] = min(int(exact[c]), max(shares[c]["train"] - 1, 0))
-            shares[c]["train"] -= shares[c][split]
-        order = sorted(sizes, key=lambda c: exact[c] - shares[c][split], reverse=True)
-        missing = target[split] - sum(s[split] for s in shares.values())
-        largest = sorted(sizes, key=lambda c: shares[c]["train"], reverse=True)
-        for keep, classes in ((1, order), (0, largest)):  # one training image each, if it can
-            for c in classes:
-                if missing and shares[c]["train"] > keep:
-                    shares[c][split] += 1
-                    shares[c]["train"] -= 1
-                    missing -= 1
-    return shares
 
 
 def _split_coco(path: Path, val: float, test: float, seed: int, overwrite: bool) -> SplitReport:

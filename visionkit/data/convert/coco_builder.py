@@ -93,12 +93,13 @@ class CocoBuilder:
         image_id: int,
         label: int,
         bbox: Sequence[float],
-        segmentation: list[list[float]] | None = None,
+        segmentation: list[list[float]] | dict[str, Any] | None = None,
         area: float | None = None,
         iscrowd: int = 0,
         **extra: Any,
     ) -> None:
-        """Add an annotation of 0-based class ``label`` with a COCO ``[x, y, w, h]`` box."""
+        """Add an annotation of 0-based class ``label`` with a COCO ``[x, y, w, h]`` box, and
+        a ``segmentation`` of polygons (rounded) or an RLE (as it is)."""
         x, y, w, h = (round(float(v), 4) for v in bbox)
         ann: dict[str, Any] = {
             "id": len(self.annotations) + 1,
@@ -108,7 +109,9 @@ class CocoBuilder:
             "area": round(float(area), 4) if area is not None else round(w * h, 4),
             "iscrowd": int(iscrowd),
         }
-        if segmentation is not None:
+        if isinstance(segmentation, dict):
+            ann["segmentation"] = segmentation
+        elif segmentation is not None:
             ann["segmentation"] = [[round(float(v), 4) for v in poly] for poly in segmentation]
         ann.update(extra)
         self.annotations.append(ann)

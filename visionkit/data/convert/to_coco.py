@@ -1,5 +1,5 @@
-"""``visionkit convert``: Pascal VOC or YOLO folders to a COCO json file, written next to the
-data and never over it.
+"""``visionkit convert``: Pascal VOC, YOLO or LabelMe folders to a COCO json file, written next
+to the data and never over it.
 
 The source folder is only read. The output must be a ``.json`` file; an existing file inside
 the source folder (or the class names file) is never replaced, and an existing file elsewhere
@@ -23,11 +23,16 @@ from pathlib import Path
 from visionkit.checkpoint import write_atomic
 from visionkit.data.batch import dataset_root, read_from
 from visionkit.data.convert.coco_builder import Conversion, read_class_names
+from visionkit.data.convert.labelme import labelme_to_coco
 from visionkit.data.convert.voc import voc_to_coco
 from visionkit.data.convert.yolo import ultralytics_folder, yolo_to_coco
 from visionkit.errors import DataError, counted
 
-CONVERTERS: dict[str, Callable[..., Conversion]] = {"voc": voc_to_coco, "yolo": yolo_to_coco}
+CONVERTERS: dict[str, Callable[..., Conversion]] = {
+    "voc": voc_to_coco,
+    "yolo": yolo_to_coco,
+    "labelme": labelme_to_coco,
+}
 TARGETS = ("coco",)
 
 
@@ -45,6 +50,7 @@ class ConvertReport:
     images_root: Path | None = None  # the folder file_name entries are relative to
     split: str | None = None
     clipped: list[str] = field(default_factory=list)  # boxes clipped to their image (kept)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (kind, "where: what")
 
     def summary(self) -> str:
         """A few lines for the terminal."""
@@ -65,6 +71,11 @@ class ConvertReport:
             lines += [f"  {s}" for s in self.clipped[:10]]
             if len(self.clipped) > 10:
                 lines.append(f"  ... and {len(self.clipped) - 10} more")
+        if self.warnings:  # of the source: shapes left out, images found by their name, ...
+            lines.append(f"warnings: {len(self.warnings)}")
+            lines += [f"  {kind}: {what}" for kind, what in self.warnings[:10]]
+            if len(self.warnings) > 10:
+                lines.append(f"  ... and {len(self.warnings) - 10} more")
         lines.append(f"wrote {self.output}")
         if self.images_root is not None:
             lines.append(
@@ -84,9 +95,11 @@ def to_coco(
 
     Args:
         src: the source folder (VOC: ``Annotations/``, ``JPEGImages/``; YOLO: ``images/``,
-            ``labels/`` and ``classes.txt`` or ``data.yaml``).
-        source_format: ``"voc"`` or ``"yolo"``.
-        split: VOC: ``ImageSets/Main/<split>.txt``; YOLO: ``images/<split>``, ``labels/<split>``.
+            ``labels/`` and ``classes.txt`` or ``data.yaml``; LabelMe: json files beside their
+            images).
+        source_format: ``"voc"``, ``"yolo"`` or ``"labelme"``.
+        split: VOC: ``ImageSets/Main/<split>.txt``; YOLO: ``images/<split>``, ``labels/<split>``;
+            LabelMe: ``splits/<split>.txt``.
         classes: a class names file (one per line, or a YAML file with ``names``), which sets
             the categories and their order.
     """
@@ -139,6 +152,7 @@ def convert(
         images_root=images_root,
         split=split,
         clipped=conversion.clipped,
+        warnings=conversion.warnings,
     )
 
 

@@ -289,8 +289,16 @@ def read_json(path: Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise AnnotationError(f"annotation file {path} is not valid JSON: {err}") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        from visionkit.data.convert.labelme import is_labelme
+
+        labelme = (
+            f" (a LabelMe file, one per image: read the folder of them with format: labelme, "
+            f"root: {path.parent})"
+            if is_labelme(data)
+            else ""
+        )
         raise AnnotationError(
-            f"annotation file {path}: expected a COCO object with an 'images' list"
+            f"annotation file {path}: expected a COCO object with an 'images' list{labelme}"
         )
     return data
 
@@ -315,13 +323,21 @@ def missing_files_hint(root: Path, names: Sequence[str]) -> str:
 
 
 def _jsons_beside(path: Path) -> str:
-    """For a missing json file, as a hint: the json files of its folder (up to 5); else of
+    """For a missing json file, as a hint: the json files of its folder (up to 5; the
+    LabelMe format when they are LabelMe files); else of
     an ``annotations/`` folder in it or beside it (CVAT's COCO export: ``annotations/`` beside
     ``images/``); else its sub-folders that each hold a default json (Roboflow's split folders).
     """
+    from visionkit.data.convert.labelme import labelme_file
+
     folder = path.parent
     for where in (folder, folder / "annotations", folder.parent / "annotations"):
         found = sorted(p.name for p in where.glob("*.json")) if where.is_dir() else []
+        if found and labelme_file(where / found[0]):
+            return (
+                f" ({where} holds LabelMe files, {found[0]}, ...: read them with format: "
+                f"labelme, root: {where})"
+            )
         if found:
             shown = ", ".join(found[:5]) + (" ..." if len(found) > 5 else "")
             return f" ({where} holds {shown}: give annotations: {where / found[0]})"
