@@ -87,6 +87,29 @@ def test_ground_truth_without_area_or_iscrowd_gets_logged_defaults(trained, tmp_
     assert json.loads(out.strip().splitlines()[-1]) == json.loads(full.strip().splitlines()[-1])
 
 
+def test_ground_truth_with_a_null_text_or_zero_area_is_scored_with_its_own(
+    trained, tmp_path, capsys
+):
+    """Exports write ``"area": null``, ``"area": "64"`` or ``"area": 0`` (Supervisely, CVAT,
+    hand-made converters): check-data said "no problems found", and the first validation
+    after training died in pycocotools with ``TypeError: '<' not supported between instances
+    of 'NoneType' and 'int'`` (or put every object of area 0 in the small range)."""
+
+    def unusable(data):
+        for ann, area in zip(data["annotations"], [None, "64", 0, float("nan")], strict=False):
+            ann["area"] = area
+
+    gt = edited_gt(trained, tmp_path / "areas.json", unusable)
+    code, out, err = run(
+        ["eval", "--checkpoint", trained["ckpt"], f"data.val.annotations={gt}"], capsys
+    )
+    assert code == 0, err[-2000:]
+    assert "Traceback" not in err
+    assert "4 annotations without 'area' or with one that is no number above 0" in err
+    full = run(["eval", "--checkpoint", trained["ckpt"]], capsys)[1]
+    assert json.loads(out.strip().splitlines()[-1]) == json.loads(full.strip().splitlines()[-1])
+
+
 def test_a_category_without_ground_truth_is_not_averaged_as_minus_one(trained, tmp_path):
     def ghost(data):
         data["categories"].append({"id": 3, "name": "ghost"})

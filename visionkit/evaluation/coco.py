@@ -58,9 +58,12 @@ def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = N
     """A quiet ``pycocotools.coco.COCO`` of the ground-truth file, or of ``data`` (a COCO
     object such as a reader's kept ground truth; ``annotations`` then only names it).
 
-    Annotations without ``iscrowd`` get ``0``, those without ``area`` the area of their
+    Annotations without ``iscrowd`` get ``0``, those without ``area`` (or with one that is no
+    number above 0: ``null``, ``"64"``, ``0``, as some exports write it) the area of their
     ``segmentation`` (else of their box, ``w * h``), and those without ``id`` one after the
-    largest id: ``COCO`` and ``COCOeval`` need all three and would fail with a ``KeyError``.
+    largest id: ``COCO`` and ``COCOeval`` need all three and would fail with a ``KeyError``
+    (or a ``TypeError`` comparing ``None`` with the area ranges, or rank an object of area 0
+    small).
     Each fill is counted in one warning. The file is never
     modified (nor is ``data``: the annotations filled are copies).
     """
@@ -79,9 +82,9 @@ def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = N
     filled = fill_gt_defaults(data)
     if any(filled.values()):
         logger.warning(
-            "%s: %d annotations without 'area' (filled with their segmentation's area, else "
-            "the box's w*h), %d without 'iscrowd' (filled with 0), %d without 'id' (numbered "
-            "after the largest id)",
+            "%s: %d annotations without 'area' or with one that is no number above 0 (filled "
+            "with their segmentation's area, else the box's w*h), %d without 'iscrowd' (filled "
+            "with 0), %d without 'id' (numbered after the largest id)",
             annotations,
             filled["area"],
             filled["iscrowd"],
@@ -95,8 +98,9 @@ def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = N
 
 
 def fill_gt_defaults(data: dict[str, Any]) -> dict[str, int]:
-    """Fill ``iscrowd`` (``0``), ``area`` and ``id`` (after the largest id, as a number) of a
-    COCO ground-truth dict in place; returns how many of each were filled. A segmentation is
+    """Fill ``iscrowd`` (``0``), ``area`` (where it is missing or no number above 0) and ``id``
+    (after the largest id, as a number) of a COCO ground-truth dict in place; returns how many
+    of each were filled. A segmentation is
     measured only when
     :func:`~visionkit.data.readers.segmentation_checks.segmentation_problem` accepts it
     (pycocotools can hang or crash on bad geometry); otherwise the box gives the area."""
@@ -115,7 +119,8 @@ def fill_gt_defaults(data: dict[str, Any]) -> dict[str, int]:
         if "iscrowd" not in ann:
             ann["iscrowd"] = 0
             filled["iscrowd"] += 1
-        if "area" in ann:
+        area = ann.get("area")
+        if is_number(area) and math.isfinite(area) and area > 0:
             continue
         filled["area"] += 1
         area = None
