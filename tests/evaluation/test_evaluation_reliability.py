@@ -110,6 +110,25 @@ def test_ground_truth_with_a_null_text_or_zero_area_is_scored_with_its_own(
     assert json.loads(out.strip().splitlines()[-1]) == json.loads(full.strip().splitlines()[-1])
 
 
+def test_ground_truth_with_a_null_iscrowd_is_scored_as_objects(trained, tmp_path, capsys):
+    """``"iscrowd": null`` (a converter's NaN written as null): the reader takes the objects,
+    and the first validation died in pycocotools with ``TypeError: int() argument must be
+    ... not 'NoneType'``."""
+
+    def null(data):
+        for ann in data["annotations"]:
+            ann["iscrowd"] = None
+
+    gt = edited_gt(trained, tmp_path / "crowds.json", null)
+    code, out, err = run(
+        ["eval", "--checkpoint", trained["ckpt"], f"data.val.annotations={gt}"], capsys
+    )
+    assert code == 0, err[-2000:]
+    assert "4 without 'iscrowd' (filled with 0)" in err
+    full = run(["eval", "--checkpoint", trained["ckpt"]], capsys)[1]
+    assert json.loads(out.strip().splitlines()[-1]) == json.loads(full.strip().splitlines()[-1])
+
+
 def test_a_category_without_ground_truth_is_not_averaged_as_minus_one(trained, tmp_path):
     def ghost(data):
         data["categories"].append({"id": 3, "name": "ghost"})

@@ -58,7 +58,7 @@ def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = N
     """A quiet ``pycocotools.coco.COCO`` of the ground-truth file, or of ``data`` (a COCO
     object such as a reader's kept ground truth; ``annotations`` then only names it).
 
-    Annotations without ``iscrowd`` get ``0``, those without ``area`` (or with one that is no
+    Annotations without ``iscrowd`` (or with ``null``) get ``0``, those without ``area`` (or with one that is no
     number above 0: ``null``, ``"64"``, ``0``, as some exports write it) the area of their
     ``segmentation`` (else of their box, ``w * h``), and those without ``id`` one after the
     largest id: ``COCO`` and ``COCOeval`` need all three and would fail with a ``KeyError``
@@ -116,7 +116,7 @@ def fill_gt_defaults(data: dict[str, Any]) -> dict[str, int]:
             next_id += 1
             ann["id"] = next_id
             filled["id"] += 1
-        if "iscrowd" not in ann:
+        if ann.get("iscrowd") is None:  # absent, or null (a converter's NaN): an object
             ann["iscrowd"] = 0
             filled["iscrowd"] += 1
         area = ann.get("area")
