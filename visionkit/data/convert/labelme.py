@@ -213,12 +213,12 @@ def _read(
         builder.skip(f"{where} {at}", what)
     if shapes.left_out:
         kinds = ", ".join(shapes.left_out[:5]) + (", ..." if len(shapes.left_out) > 5 else "")
-        objects = f"{', '.join(OBJECT_SHAPES[:-1])} and {OBJECT_SHAPES[-1]}"
+        objects = f"{', '.join(OBJECT_SHAPES[:-1])} or {OBJECT_SHAPES[-1]}"
         builder.warnings.append(
             (
                 "shape left out",
-                f"{where}: {counted(len(shapes.left_out), 'shape')} left out: {kinds}; objects "
-                f"are {objects} shapes not labelled {IGNORE_LABEL}",
+                f"{where}: {counted(len(shapes.left_out), 'shape')} left out (not a {objects}, "
+                f"or labelled {IGNORE_LABEL}): {kinds}",
             )
         )
     return {"where": where, "image": image, "root": root, "size": (height, width), "shapes": shapes}
