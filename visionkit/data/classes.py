@@ -234,8 +234,9 @@ def merge_classes(
     if problems:
         converted = [n for n, d in parts.items() if getattr(d, "format_name", "coco") != "coco"]
         hints = [
-            f"{', '.join(converted)}: a VOC or YOLO set numbers its classes 1..N in the order "
-            "of its class_names (default: sorted names for VOC, data.yaml's names for YOLO); "
+            f"{', '.join(converted)}: a VOC, YOLO or LabelMe set numbers its classes 1..N in "
+            "the order of its class_names (default: sorted names for VOC and LabelMe, "
+            "data.yaml's names for YOLO); "
             "give class_names in the order of the COCO file's category ids"
         ] * bool(converted)
         raise DataError(
