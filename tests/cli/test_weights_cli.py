@@ -110,3 +110,15 @@ def test_pull_of_a_file_that_is_not_weights_is_an_error_naming_it(
     assert code == 1 and out == ""
     assert f"error: cannot load checkpoint {hub / served.name}: " in err
     assert f"delete the file and run `visionkit weights pull torchvision:{DETECTOR}` again" in err
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("name", ["resnet18.bogus", "timm/resnet18.a1_in1kk"])
+def test_a_timm_name_with_an_unknown_tag_lists_the_tags_without_a_traceback(caches, capsys, name):
+    code, out, err = run(["weights", "pull", name], capsys)
+    assert code == 2 and out == ""
+    assert "Traceback" not in err
+    prefix = name[: -len(name.removeprefix("timm/"))]
+    tag = name.split(".")[1]
+    assert f"error: {name!r}: timm has no pretrained tag {tag!r} for resnet18" in err
+    assert f"{prefix}resnet18.a1_in1k" in err and f"`{prefix}resnet18` alone" in err

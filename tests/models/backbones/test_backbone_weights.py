@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 
 from visionkit.errors import CheckpointError, ConfigError
 from visionkit.models.backbones import BackboneError, WeightsNotCachedError, create_backbone
+from visionkit.registry import UnknownNameError
 
 
 @pytest.fixture
@@ -205,6 +206,15 @@ def test_pretrained_true_reads_the_hf_cache(offline) -> None:
 def test_pretrained_true_for_builtin_without_weights() -> None:
     with pytest.raises(BackboneError, match="no published pretrained weights"):
         create_backbone("simple_cnn", pretrained=True)
+
+
+@pytest.mark.parametrize("pretrained", [False, True])
+def test_an_unknown_timm_tag_is_an_unknown_name_listing_the_tags(offline, pretrained) -> None:
+    with pytest.raises(UnknownNameError) as info:  # timm's RuntimeError before
+        create_backbone("resnet18.a1_in1kk", pretrained=pretrained)
+    message = str(info.value)
+    assert "'resnet18.a1_in1kk': timm has no pretrained tag 'a1_in1kk' for resnet18" in message
+    assert "its tags: resnet18.a1_in1k, " in message  # the closest first
 
 
 def test_torchvision_cached_file_is_used_and_checked(offline) -> None:

@@ -47,7 +47,7 @@ from visionkit.models.backbones.base import (
 )
 from visionkit.models.backbones.pretrained import WeightsSource, fetch
 from visionkit.models.weights import read_weights
-from visionkit.registry import BACKBONES
+from visionkit.registry import BACKBONES, UnknownNameError, close_names
 
 PREFIX = "timm/"
 
@@ -110,6 +110,7 @@ def _resolve(name: str) -> Any:
     model_name = name[len(PREFIX) :] if name.startswith(PREFIX) else name
     if model_name.split(".", 1)[0] not in _name_set():
         return None
+    check_tag(model_name, name)
     build = functools.partial(create_timm_backbone, model_name, name=name)
     build.arguments = functools.partial(timm_arguments, model_name)  # type: ignore[attr-defined]
     return build
@@ -240,6 +241,37 @@ def _levels_note(model_name: str, kwargs: dict[str, Any]) -> str:
     )
 
 
+def check_tag(model_name: str, name: str | None = None) -> None:
+    """Refuse a pretrained tag timm does not know for the architecture (``resnet18.bogus``),
+    listing the tags it has, before timm's own ``RuntimeError`` deep in a build.
+
+    Raises:
+        UnknownNameError: the tag is unknown (the message lists the architecture's tags).
+    """
+    architecture, dot, tag = model_name.partition(".")
+    if not dot:
+        return
+    try:
+        get_pretrained_cfg(model_name)
+        return
+    except RuntimeError:  # timm: "Invalid pretrained tag (...) for ..."
+        pass
+    tags = timm.list_pretrained(f"{architecture}.*")
+    prefix = (name or model_name)[: -len(model_name)]
+    close = close_names(model_name, tags, n=3)
+    shown = [*close, *(t for t in tags if t not in close)][:8]
+    known = (
+        f"its tags: {', '.join(prefix + t for t in shown)}"
+        + (f" (and {len(tags) - len(shown)} more)" if len(tags) > len(shown) else "")
+        if tags
+        else "timm publishes no weights for it"
+    )
+    raise UnknownNameError(
+        f"{name or model_name!r}: timm has no pretrained tag {tag!r} for "
+        f"{architecture} ({known}; `{prefix}{architecture}` alone takes timm's default)"
+    )
+
+
 def weights_source(model_name: str, name: str | None = None) -> WeightsSource:
     """Where timm publishes the pretrained weights of ``model_name`` (tag allowed), as timm
     itself resolves them: the Hugging Face repo when the config names one, else the URL.
@@ -248,6 +280,7 @@ def weights_source(model_name: str, name: str | None = None) -> WeightsSource:
         BackboneError: timm knows the model but publishes no weights for it.
     """
     name = name or model_name
+    check_tag(model_name, name)
     cfg = get_pretrained_cfg(model_name)
     if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
         raise BackboneError(
