@@ -33,7 +33,7 @@ from visionkit.errors import CheckpointError, ConfigError, counted
 from visionkit.evaluation.tasks import label_family, task_of
 from visionkit.models.backbones import create_backbone
 from visionkit.models.model import VisionModel
-from visionkit.models.transfer import load_matching
+from visionkit.models.transfer import load_matching, pretrained_beneath
 from visionkit.models.weights import LIGHTNING_PREFIX
 from visionkit.registry import HEADS, NECKS
 
@@ -241,8 +241,10 @@ def create_model(
     unless ``model.init_from`` is set.
 
     ``model.init_from`` loads the matching tensors of a checkpoint
-    (:func:`visionkit.models.transfer.load_matching`; its report is ``model.transfer_report``), then
-    ``model.freeze`` freezes the named modules. Their names and those of
+    (:func:`visionkit.models.transfer.load_matching`; its report is ``model.transfer_report``);
+    the backbone's ``pretrained`` weights are then read only for the backbone tensors it lacks
+    (:func:`~visionkit.models.transfer.pretrained_beneath`). ``model.freeze`` freezes the
+    named modules. Their names and those of
     ``optimizer.param_groups`` are checked against the built model here.
 
     Args:
@@ -253,8 +255,10 @@ def create_model(
     """
     cfg = resolve_num_classes(load_config(config), label_names)
     b = cfg.model.backbone
+    # init_from replaces what it holds: the pretrained weights go only beneath it, read after
+    beneath = bool(cfg.model.init_from) and b.pretrained is not False
     backbone = create_backbone(
-        b.name, pretrained=b.pretrained, out_indices=b.out_indices, **b.kwargs
+        b.name, pretrained=False if beneath else b.pretrained, out_indices=b.out_indices, **b.kwargs
     )
     neck = None
     if cfg.model.neck is not None:
@@ -317,6 +321,12 @@ def create_model(
         raise ConfigError(problems)
     if cfg.model.init_from:
         model.transfer_report = load_matching(model, cfg.model.init_from)
+        if beneath:
+            pretrained_beneath(
+                model,
+                model.transfer_report,
+                lambda: create_backbone(b.name, b.pretrained, b.out_indices, **b.kwargs),
+            )
     if cfg.model.freeze:
         model.freeze(cfg.model.freeze)
     return model
@@ -336,8 +346,8 @@ def prefix_problems(model: VisionModel, prefixes: Sequence[str], key: str) -> li
 def build_model(cfg: Config, datasets: Mapping[str, Any], resume: bool = False) -> VisionModel:
     """The model of a training run (:func:`~visionkit.build.model.create_model`), sized by
     the datasets' label names and carrying the training set's category ids. A resumed run
-    (``resume``) gets its weights from the checkpoint, so ``model.init_from`` is not loaded;
-    the model's config still records it."""
+    (``resume``) gets its weights from the checkpoint, so neither ``model.init_from`` nor the
+    backbone's ``pretrained`` weights are loaded; the model's config still records both."""
     train = datasets.get("train")
     label_names = label_names_of(datasets)
     if train is not None:  # each head learns from labels some training set has
@@ -353,10 +363,12 @@ def build_model(cfg: Config, datasets: Mapping[str, Any], resume: bool = False) 
     if colours:  # predictions drawn in the dataset's own class colours
         extra["class_colours"] = colours
     build_cfg = cfg.model_copy(deep=True)
-    if resume:
+    if resume:  # every tensor comes from the checkpoint: no pretrained file is read either
         build_cfg.model.init_from = None
+        build_cfg.model.backbone.pretrained = False
     model = create_model(build_cfg, label_names=label_names, extra_meta=extra)
     model.meta["config"]["model"]["init_from"] = cfg.model.init_from
+    model.meta["config"]["model"]["backbone"]["pretrained"] = cfg.model.backbone.pretrained
     return model
 
 

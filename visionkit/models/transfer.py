@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
+import torch
 from torch import Tensor, nn
 
 from visionkit.errors import ConfigError
 from visionkit.models.torchvision_detectors import parse_source, torchvision_weights
-from visionkit.models.weights import LoadReport, load_weights
+from visionkit.models.weights import LoadReport, compress, load_weights
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +72,48 @@ def load_matching(model: nn.Module, source: str | os.PathLike | Mapping[str, Ten
     few = len(report.loaded) < len(model.state_dict()) / 2  # another backbone, say
     logger.log(logging.WARNING if few else logging.INFO, "%s", report.summary())
     return report
+
+
+BACKBONE_PREFIX = "backbone."
+
+
+def pretrained_beneath(
+    model: nn.Module, report: LoadReport, pretrained_backbone: Callable[[], nn.Module]
+) -> list[str]:
+    """Give the backbone tensors that ``model.init_from`` lacked (``report``) the backbone's
+    pretrained weights, built by ``pretrained_backbone`` only when there are such tensors.
+
+    ``model.init_from`` replaces the tensors it holds, so the pretrained weights
+    (``model.backbone.pretrained``) are read only beneath it: a checkpoint that holds the whole
+    backbone (a visionkit run's, torchvision's COCO detector) needs no ImageNet download, and
+    a machine without network access fine-tunes from it. The result is what loading the
+    pretrained weights first and ``init_from`` over them gives. Returns the names filled (in
+    the model's names; empty when ``init_from`` held the whole backbone).
+    """
+    lacking = [
+        name
+        for name in (*report.missing, *report.mismatched, *report.with_layer)
+        if name.startswith(BACKBONE_PREFIX)
+    ]
+    if not lacking:
+        logger.info(
+            "model.backbone.pretrained: not read, model.init_from gave every tensor of the backbone"
+        )
+        return []
+    source = pretrained_backbone().state_dict()
+    own = model.get_submodule("backbone").state_dict()
+    fill = {}
+    for name in lacking:
+        key = name[len(BACKBONE_PREFIX) :]
+        if key in source and source[key].shape == own[key].shape:
+            fill[key] = source[key]
+    with torch.no_grad():
+        model.get_submodule("backbone").load_state_dict(fill, strict=False)
+    universe = [BACKBONE_PREFIX + k for k in own]
+    logger.info(
+        "model.backbone.pretrained: %d backbone tensors model.init_from lacked come from the "
+        "pretrained weights (%s)",
+        len(fill),
+        ", ".join(compress([BACKBONE_PREFIX + k for k in fill], universe)),
+    )
+    return [BACKBONE_PREFIX + k for k in fill]
