@@ -359,6 +359,25 @@ def test_offline_without_the_cached_file_says_how_to_get_it(tmp_path, monkeypatc
     )
 
 
+@pytest.mark.reliability
+def test_a_truncated_published_file_in_the_cache_says_to_delete_it_and_pull_again(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("VISIONKIT_OFFLINE", "1")
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "fcos_resnet50_fpn_coco-99b0c9b7.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save({"backbone.body.conv1.weight": torch.zeros(64, 3, 7, 7)}, cached)
+    cached.write_bytes(cached.read_bytes()[:3000])  # a copy that stopped half-way
+    with pytest.raises(CheckpointError) as err:
+        visionkit.create_model(detector_config("fcos", "torchvision:fcos_resnet50_fpn"))
+    assert str(err.value).startswith(f"cannot load checkpoint {cached}: truncated or corrupt")
+    assert (
+        "delete the file and run `visionkit weights pull torchvision:fcos_resnet50_fpn` again"
+        in str(err.value)
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("detector", ["fcos"], indirect=True)
 def test_the_published_file_is_read_from_torch_hubs_cache(detector, tmp_path, monkeypatch):

@@ -25,7 +25,6 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from visionkit.errors import CheckpointError
 from visionkit.models.backbones import timm_backbones, torchvision_backbones
 from visionkit.models.backbones.pretrained import (
     WeightsNotCachedError,
@@ -33,9 +32,9 @@ from visionkit.models.backbones.pretrained import (
     cached_file,
     fetch,
     hf_cache_dir,
+    read_cached,
     torch_hub_dir,
 )
-from visionkit.models.weights import read_weights
 from visionkit.registry import UnknownNameError
 
 TORCHVISION_PREFIXES = ("torchvision:", "torchvision/")
@@ -114,12 +113,7 @@ def pull(name: str) -> Pulled:
         raise WeightsNotCachedError(
             err.name, err.path, err.reason, err.download_failed, pulling=True
         ) from None
-    try:
-        tensors = read_weights(path)
-    except CheckpointError as err:
-        raise CheckpointError(
-            path, f"{err.reason}; delete the file and run `visionkit weights pull {name}` again"
-        ) from err
+    tensors = read_cached(source, path)
     return Pulled(name, path, path.stat().st_size, len(tensors), already is None)
 
 

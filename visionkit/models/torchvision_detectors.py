@@ -60,10 +60,10 @@ import torch
 from torch import Tensor, nn
 
 from visionkit.errors import CheckpointError, ConfigError
-from visionkit.models.backbones.pretrained import WeightsNotCachedError
+from visionkit.models.backbones.pretrained import WeightsNotCachedError, read_cached
 from visionkit.models.heads.fcos import FCOSHead
 from visionkit.models.heads.retinanet import RetinaNetHead
-from visionkit.models.hub import weights_file
+from visionkit.models.hub import weights_file, weights_source
 from visionkit.models.necks.fpn import FPN
 from visionkit.models.weights import read_weights
 
@@ -180,10 +180,11 @@ def torchvision_weights(
     head_name = check_model(model, source)
     if source.path is not None:
         path, label = source.path, f"{PREFIX}{source.name}={source.path}"
+        tensors = read_weights(path)
     else:
         path = _published_file(source.name)
         label = f"{PREFIX}{source.name} ({path})"
-    tensors = read_weights(path)
+        tensors = read_cached(weights_source(PREFIX + source.name), path)  # says what to do
     found = identify(tensors)
     if found != source.name:
         holds = f"torchvision's {found}" if found else "no torchvision model visionkit knows"

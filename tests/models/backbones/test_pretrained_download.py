@@ -22,6 +22,7 @@ from tests.models.backbones.hub_fakes import (
     isolated_caches,
     serve_torchvision_file,
 )
+from visionkit.errors import CheckpointError
 from visionkit.models.backbones import WeightsNotCachedError, create_backbone, pretrained
 
 TIMM_NAME = "test_convnext"  # 272k parameters; its weights repo is timm/test_convnext.r160_in1k
@@ -104,6 +105,40 @@ def test_torchvision_downloads_the_weights_url_into_torch_hub(
     again = create_backbone(f"torchvision/{TV_NAME}", pretrained=True)
     first = next(iter(body))
     torch.testing.assert_close(again.body.state_dict()[first], body[first])
+
+
+@pytest.mark.reliability
+def test_a_truncated_cached_file_says_what_to_delete_and_how_to_pull_again(
+    caches, monkeypatch, tmp_path, timm_state, tv_state
+):
+    """A copy of the cache that stopped half-way, read offline by ``pretrained: true``."""
+    hf_cache, hub = caches
+    served = tmp_path / "served.safetensors"
+    save_file(timm_state, str(served))
+    fake_hf_hub(monkeypatch, {f"{TIMM_REPO}/model.safetensors": served})
+    tv_served = serve_torchvision_file(monkeypatch, TV_NAME, tv_state, tmp_path / "served")
+    create_backbone(TIMM_NAME, pretrained=True)
+    create_backbone(f"torchvision/{TV_NAME}", pretrained=True)
+    monkeypatch.setenv("VISIONKIT_OFFLINE", "1")
+    repo = hf_cache / "models--timm--test_convnext.r160_in1k"
+    for blob in (*repo.glob("blobs/*"), hub / tv_served.name):
+        blob.write_bytes(blob.read_bytes()[:4000])
+
+    with pytest.raises(CheckpointError) as info:
+        create_backbone(TIMM_NAME, pretrained=True)
+    message = str(info.value)  # the link alone would be linked to the same blob again
+    assert "not a readable safetensors file" in message
+    assert f"delete the folder {repo} and run `visionkit weights pull {TIMM_NAME}` again" in message
+
+    with pytest.raises(CheckpointError) as info:  # was "OSError: [Errno 22] Invalid argument"
+        create_backbone(f"torchvision/{TV_NAME}", pretrained=True)
+    message = str(info.value)
+    assert message.startswith(
+        f"cannot load checkpoint {hub / tv_served.name}: truncated or corrupt"
+    )
+    assert (
+        f"delete the file and run `visionkit weights pull torchvision/{TV_NAME}` again" in message
+    )
 
 
 @pytest.mark.reliability

@@ -32,10 +32,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from visionkit.errors import CheckpointError, VisionkitError
-from visionkit.models.weights import LoadReport, load_weights
+from visionkit.models.weights import LoadReport, load_weights, read_weights
 
 logger = logging.getLogger("visionkit.models.backbones")
 
@@ -178,6 +178,38 @@ def fetch(source: WeightsSource) -> Path:
         else:
             why = "no file to download"
     raise WeightsNotCachedError(source.name, source.expected_at(), why, failed)
+
+
+def read_cached(source: WeightsSource, path: Path) -> dict[str, Tensor]:
+    """The tensors of ``source``'s cached file ``path`` (the one weight loader).
+
+    Raises:
+        CheckpointError: the file is not a readable, safe weights file (a partial download, a
+            truncated copy, a proxy's HTML page): :func:`unreadable_cache`'s advice.
+    """
+    try:
+        return read_weights(path)
+    except CheckpointError as err:
+        raise unreadable_cache(source, path, err.reason) from None
+
+
+def unreadable_cache(source: WeightsSource, path: Path, reason: str) -> CheckpointError:
+    """The error for a cached file of ``source`` that does not load: what to delete so that the
+    next pull downloads it again, and the command. A Hugging Face file is a link to a blob of
+    its repo's folder, and huggingface_hub links an existing blob again rather than download
+    it: the repo's folder is what goes."""
+    if source.file:  # a file timm's config names: not in a cache visionkit pulls into
+        return CheckpointError(path, reason)
+    if source.hf_repo and path.is_relative_to(hf_cache_dir()):
+        repo = source.hf_repo.partition("@")[0]
+        delete = f"delete the folder {hf_cache_dir() / ('models--' + repo.replace('/', '--'))}"
+    else:
+        delete = "delete the file"
+    return CheckpointError(
+        path,
+        f"{reason}; a partial download or a truncated copy? {delete} and run `visionkit "
+        f"weights pull {source.name}` again (or copy it again from a machine where it loads)",
+    )
 
 
 #: Seconds to wait for a connection to the hub (huggingface_hub's own ``HF_HUB_ETAG_TIMEOUT``).

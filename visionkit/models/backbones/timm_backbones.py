@@ -45,8 +45,7 @@ from visionkit.models.backbones.base import (
     library_takes,
     to_rgb_stats,
 )
-from visionkit.models.backbones.pretrained import WeightsSource, fetch
-from visionkit.models.weights import read_weights
+from visionkit.models.backbones.pretrained import WeightsSource, fetch, read_cached
 from visionkit.registry import BACKBONES, UnknownNameError, close_names
 
 PREFIX = "timm/"
@@ -174,7 +173,8 @@ def create_timm_backbone(
         kwargs.setdefault("dynamic_img_size", True)
     if pretrained:
         overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
-        state_dict = read_weights(fetch(weights_source(model_name, name)))
+        source = weights_source(model_name, name)
+        state_dict = read_cached(source, fetch(source))
         overlay.update(state_dict=state_dict, source="timm")
         kwargs["pretrained_cfg_overlay"] = overlay
     if out_indices is not None:

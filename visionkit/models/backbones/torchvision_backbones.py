@@ -55,7 +55,7 @@ from visionkit.models.backbones.pretrained import (
     WeightsSource,
     fetch,
     forced_weights_only,
-    torch_hub_file,
+    read_cached,
 )
 from visionkit.registry import BACKBONES
 
@@ -153,17 +153,19 @@ def create_torchvision_backbone(
         CheckpointError: the cached file is corrupt, truncated or unsafe.
     """
     name = name or PREFIX + model_name
-    weights = None
+    weights = source = None
     if pretrained:
         weights = default_weights(model_name, name)
-        fetch(weights_source(weights, name))  # torchvision's builder then reads the cache
+        source = weights_source(weights, name)
+        path = fetch(source)  # torchvision's builder then reads the cache
     try:
         with forced_weights_only():
             model = torchvision.models.get_model(model_name, weights=weights, **kwargs)
     except Exception as e:  # a corrupt, truncated or unsafe cached file: many error types
-        if weights is None:
+        if source is None:
             raise
-        raise CheckpointError(torch_hub_file(weights.url), f"{type(e).__name__}: {e}") from e
+        read_cached(source, path)  # the loader's diagnosis of the file, with what to do
+        raise CheckpointError(path, f"{type(e).__name__}: {e}") from e
     key = (model_name, repr(sorted(kwargs.items())))
     if key not in _LEVELS:
         _LEVELS[key] = _feature_levels(model_name, kwargs, model)
