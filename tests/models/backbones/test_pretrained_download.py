@@ -5,6 +5,7 @@ is neither cached nor downloadable. No network: a fake Hugging Face hub and ``fi
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -24,6 +25,7 @@ from tests.models.backbones.hub_fakes import (
 )
 from visionkit.errors import CheckpointError
 from visionkit.models.backbones import WeightsNotCachedError, create_backbone, pretrained
+from visionkit.models.backbones.pretrained import CacheNotWritableError
 
 TIMM_NAME = "test_convnext"  # 272k parameters; its weights repo is timm/test_convnext.r160_in1k
 TIMM_REPO = "timm/test_convnext.r160_in1k"
@@ -139,6 +141,43 @@ def test_a_truncated_cached_file_says_what_to_delete_and_how_to_pull_again(
     assert (
         f"delete the file and run `visionkit weights pull torchvision/{TV_NAME}` again" in message
     )
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("name", "variable"), [(TIMM_NAME, "HF_HUB_CACHE"), (f"torchvision/{TV_NAME}", "TORCH_HOME")]
+)
+def test_a_cache_folder_that_cannot_be_written_is_named_not_the_network(
+    caches, monkeypatch, tmp_path, name, variable
+):
+    blocker = tmp_path / "read-only"  # a file where the folder would be: as root, chmod is no bar
+    blocker.write_text("")
+    monkeypatch.setenv(variable, str(blocker / "cache"))
+    forbid_downloads(monkeypatch)
+    with pytest.raises(CacheNotWritableError) as info:  # "the download failed", "no network?"
+        create_backbone(name, pretrained=True)
+    message = str(info.value)
+    folder = blocker / "cache" / ("hub/checkpoints" if variable == "TORCH_HOME" else "")
+    assert f"the cache folder {str(folder).rstrip('/')} cannot be written (NotADirectoryError" in (
+        message
+    )
+    assert f"Point {variable} at a folder you can write (export {variable}=" in message
+    assert "network" not in message and "VISIONKIT_OFFLINE" not in message
+
+
+@pytest.mark.reliability
+def test_a_disk_that_fills_during_the_download_is_not_called_a_network_failure(
+    caches, monkeypatch, tmp_path, tv_state
+):
+    _, hub = caches
+    serve_torchvision_file(monkeypatch, TV_NAME, tv_state, tmp_path / "served")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", full)
+    with pytest.raises(CacheNotWritableError, match=f"the cache folder {hub} cannot be written"):
+        create_backbone(f"torchvision/{TV_NAME}", pretrained=True)
 
 
 @pytest.mark.reliability

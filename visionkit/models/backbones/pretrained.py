@@ -19,12 +19,15 @@ Files are loaded by the one weight loader, :mod:`visionkit.models.weights`: safe
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,6 +94,32 @@ class WeightsNotCachedError(CheckpointError):
         VisionkitError.__init__(self, message)
 
 
+class CacheNotWritableError(CheckpointError):
+    """Weights that are not cached could not be downloaded because the cache folder cannot
+    be written (read-only, another user's, not a folder, the disk full): the message names the
+    folder and the environment variable that puts the cache elsewhere, not the network."""
+
+    def __init__(self, source: WeightsSource, folder: Path, why: str) -> None:
+        self.name, self.path, self.reason = source.name, str(folder), why
+        point = (
+            "HF_HUB_CACHE at a folder you can write (export HF_HUB_CACHE=/path/to/hf-cache)"
+            if source.hf_repo
+            else "TORCH_HOME at a folder you can write (export TORCH_HOME=/path/to/torch; the "
+            "files go to $TORCH_HOME/hub/checkpoints)"
+        )
+        local = (
+            f"init_from: {source.name}=/path/to/{Path(source.url or '').name}"
+            if source.name.startswith("torchvision:")
+            else "`pretrained: /path/to/weights.safetensors` in a config"
+        )
+        VisionkitError.__init__(
+            self,
+            f"cannot download the pretrained weights for {source.name!r}: the cache folder "
+            f"{folder} cannot be written ({why}). Point {point}, or give a local file "
+            f"instead: {local}",
+        )
+
+
 @dataclass(frozen=True)
 class WeightsSource:
     """Where a library publishes one pretrained file, and how the library caches it.
@@ -154,11 +183,16 @@ def fetch(source: WeightsSource) -> Path:
     Raises:
         WeightsNotCachedError: not cached, and offline (:func:`offline_reason`) or the
             download failed (no network, HTTP error, wrong hash); the message says which.
+        CacheNotWritableError: not cached, and the cache folder cannot be written.
     """
     found = cached_file(source)
     if found is not None:
         return found
     why, failed = offline_reason(), False
+    folder = hf_cache_dir() if source.hf_repo else torch_hub_dir()
+    unwritable = None if why or source.file else folder_unwritable(folder)
+    if unwritable:
+        raise CacheNotWritableError(source, folder, unwritable)
     if why is None and source.hf_repo:
         unreachable = host_unreachable(hf_endpoint())
         if unreachable:
@@ -174,10 +208,37 @@ def fetch(source: WeightsSource) -> Path:
         # urllib, httpx and huggingface_hub raise unrelated error types for network
         # failures, and torch hub a RuntimeError for a wrong hash: all mean "not downloaded".
         except Exception as err:
+            if _local_failure(err):  # the disk filled during the download, say
+                raise CacheNotWritableError(source, folder, f"{type(err).__name__}: {err}") from err
             why, failed = f"the download failed ({type(err).__name__}: {err})", True
         else:
             why = "no file to download"
     raise WeightsNotCachedError(source.name, source.expected_at(), why, failed)
+
+
+def folder_unwritable(folder: Path) -> str | None:
+    """Why no file can be made in ``folder`` (created when missing), else ``None``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return f"{type(err).__name__}: {err.strerror or err}"
+    return None
+
+
+#: Errors of the local disk, not of the network, that a download can meet.
+_LOCAL_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+)
+
+
+def _local_failure(err: Exception) -> bool:
+    return (
+        isinstance(err, OSError)
+        and not isinstance(err, (urllib.error.URLError, ConnectionError, socket.gaierror))
+        and err.errno in _LOCAL_ERRNOS
+    )
 
 
 def read_cached(source: WeightsSource, path: Path) -> dict[str, Tensor]:
