@@ -343,6 +343,16 @@ def test_a_bad_torchvision_value_is_a_config_error(value, message):
 
 
 @pytest.mark.reliability
+def test_a_classifiers_file_as_a_torchvision_detector_names_backbone_pretrained(tmp_path):
+    file = tmp_path / "resnet50-11ad3fa6.pth"  # torchvision's ImageNet ResNet-50, say
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.bias": torch.zeros(1000)}, file)
+    with pytest.raises(CheckpointError) as err:
+        visionkit.create_model(detector_config("fcos", f"torchvision:fcos_resnet50_fpn={file}"))
+    assert "the file holds no torchvision model visionkit knows" in str(err.value)
+    assert f"give it as model.backbone.pretrained={file} (and no model.init_from)" in str(err.value)
+
+
+@pytest.mark.reliability
 def test_offline_without_the_cached_file_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("VISIONKIT_OFFLINE", "1")

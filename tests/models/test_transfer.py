@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torchvision
 from safetensors.torch import save_file
 
 import visionkit
@@ -180,6 +181,46 @@ def test_load_matching_reads_plain_and_ddp_state_dicts_and_refuses_strangers(tmp
         load_matching(target, tmp_path / "bad.safetensors")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_matching(target, tmp_path / "absent.safetensors")
+
+
+TV_CLASSIFIER = {"model": {"backbone": {"name": "torchvision/resnet18"}, "heads": {"cls": CLS}}}
+
+
+@pytest.mark.reliability
+def test_a_classifiers_state_dict_as_init_from_names_backbone_pretrained(tmp_path):
+    """torchvision's / timm's ResNet file, given where a whole model's belongs."""
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "resnet18.pth")
+    with pytest.raises(CheckpointError) as err:
+        load_matching(build(TV_CLASSIFIER), tmp_path / "resnet18.pth")
+    assert "none of its 122 tensors matches" in str(err.value)
+    assert (
+        f"give it as model.backbone.pretrained={tmp_path / 'resnet18.pth'} (and no "
+        "model.init_from)" in str(err.value)
+    )
+
+
+@pytest.mark.reliability
+def test_a_torchvision_detector_file_as_a_plain_init_from_warns_its_fpn_and_head_are_not_loaded(
+    tmp_path, caplog
+):
+    """``init_from: fcos.pth`` shares the backbone's names only: the torchvision: form maps the
+    rest (was an INFO line of counts)."""
+    body = torchvision.models.resnet18().state_dict()
+    detector = {f"backbone.body.{k}": v for k, v in body.items() if not k.startswith("fc.")}
+    detector["backbone.fpn.extra_blocks.p6.weight"] = torch.zeros(256, 256, 3, 3)
+    detector["head.regression_head.bbox_reg.weight"] = torch.zeros(4, 256, 3, 3)
+    detector["head.regression_head.bbox_ctrness.weight"] = torch.zeros(1, 256, 3, 3)
+    torch.save(detector, tmp_path / "fcos.pth")
+    with caplog.at_level(logging.INFO, logger="visionkit.models.transfer"):
+        report = load_matching(build(TV_CLASSIFIER), tmp_path / "fcos.pth")
+    assert report.source == str(tmp_path / "fcos.pth")
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        "holds torchvision's fcos_resnet50_fpn" in m
+        and "its FPN and head were not loaded" in m
+        and f"model.init_from: torchvision:fcos_resnet50_fpn={tmp_path / 'fcos.pth'}" in m
+        for m in warned
+    ), warned
 
 
 def test_a_pickle_payload_as_init_from_is_refused_without_running_it(tmp_path):

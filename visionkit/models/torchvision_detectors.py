@@ -65,7 +65,7 @@ from visionkit.models.heads.fcos import FCOSHead
 from visionkit.models.heads.retinanet import RetinaNetHead
 from visionkit.models.hub import weights_file, weights_source
 from visionkit.models.necks.fpn import FPN
-from visionkit.models.weights import read_weights
+from visionkit.models.weights import backbone_hint, read_weights
 
 logger = logging.getLogger("visionkit.models.transfer")
 
@@ -188,7 +188,11 @@ def torchvision_weights(
     found = identify(tensors)
     if found != source.name:
         holds = f"torchvision's {found}" if found else "no torchvision model visionkit knows"
-        hint = f"; write init_from: {PREFIX}{found}={path}" if found else ""
+        hint = (
+            f"; write init_from: {PREFIX}{found}={path}"
+            if found
+            else backbone_hint(tensors, model.state_dict(), path)
+        )
         raise CheckpointError(
             path,
             f"init_from names torchvision's {source.name}, but the file holds {holds} "

@@ -32,8 +32,13 @@ import torch
 from torch import Tensor, nn
 
 from visionkit.errors import ConfigError
-from visionkit.models.torchvision_detectors import parse_source, torchvision_weights
-from visionkit.models.weights import LoadReport, compress, load_weights
+from visionkit.models.torchvision_detectors import (
+    PREFIX,
+    identify,
+    parse_source,
+    torchvision_weights,
+)
+from visionkit.models.weights import LoadReport, compress, load_weights, read_weights
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +68,29 @@ def load_matching(model: nn.Module, source: str | os.PathLike | Mapping[str, Ten
             torchvision = parse_source(source)
         except ValueError as err:
             raise ConfigError(f"model.init_from: {err}, got {source!r}") from None
+    detector = None
     if torchvision is not None:
         weights, label = torchvision_weights(model, torchvision)
-        report = load_weights(model, weights, context="init_from")
-        report.source = label
-    else:
+        report = load_weights(model, weights, context="init_from", label=label)
+    elif isinstance(source, Mapping):
         report = load_weights(model, source, context="init_from")
+    else:
+        tensors = read_weights(source)
+        detector = identify(tensors)  # torchvision's file given as a plain path
+        report = load_weights(model, tensors, context="init_from", label=str(source))
     few = len(report.loaded) < len(model.state_dict()) / 2  # another backbone, say
-    logger.log(logging.WARNING if few else logging.INFO, "%s", report.summary())
+    logger.log(logging.WARNING if few or detector else logging.INFO, "%s", report.summary())
+    if detector:
+        logger.warning(
+            "model.init_from: %s holds torchvision's %s, whose names visionkit's model shares "
+            "for the backbone only (backbone.body.*): its FPN and head were not loaded. "
+            "model.init_from: %s%s=%s maps them too (docs/detection.md)",
+            source,
+            detector,
+            PREFIX,
+            detector,
+            source,
+        )
     return report
 
 

@@ -12,9 +12,11 @@ with ``torch.load(weights_only=True)`` (:func:`visionkit.checkpoint.load_checkpo
 pickled payload is refused, never run.
 
 >>> from torch import nn
->>> report = load_weights(nn.Linear(2, 3), {"weight": torch.zeros(3, 2), "bias": torch.zeros(4)})
->>> report.loaded, report.mismatched, report.shapes["bias"]
-(['weight'], ['bias'], ((4,), (3,)))
+>>> model = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 4))  # a file with 5 classes, not 4:
+>>> file = {"0.weight": torch.zeros(3, 2), "0.bias": torch.zeros(3), "1.bias": torch.zeros(5)}
+>>> report = load_weights(model, file)
+>>> report.loaded, report.mismatched, report.missing, report.shapes["1.bias"]
+(['0.weight', '0.bias'], ['1.bias'], ['1.weight'], ((5,), (4,)))
 """
 
 from __future__ import annotations
@@ -178,11 +180,31 @@ def _tensors_of(obj: Mapping[str, object], path: Path) -> dict[str, Tensor]:
     return tensors
 
 
+#: Where a backbone's own tensor names sit in a model: ``backbone.<name>`` (built-in and
+#: torchvision), ``backbone.body.<name>`` (a library model wrapped by ``FeatureBackbone``).
+BACKBONE_PREFIXES = ("backbone.", "backbone.body.")
+
+
+def backbone_hint(weights: Iterable[str], own: Iterable[str], label: object) -> str:
+    """``"; it holds a backbone's tensors ...: give it as model.backbone.pretrained=..."``
+    when the names of ``weights`` are a backbone's own (``conv1.weight``: a classification
+    model's state dict given where a whole model's was expected), else ``""``."""
+    names, own = list(weights), set(own)
+    if not any(p + k in own for p in BACKBONE_PREFIXES for k in names):
+        return ""
+    return (
+        f"; it holds a classification model's or backbone's tensors ({', '.join(names[:2])}, "
+        f"...): give it as model.backbone.pretrained={label} (and no model.init_from), which "
+        "loads them into the backbone"
+    )
+
+
 def load_weights(
     module: nn.Module,
     source: str | os.PathLike | Mapping[str, Tensor],
     prefixes: tuple[str, ...] = ("",),
     context: str = "load",
+    label: str | None = None,
 ) -> LoadReport:
     """Copy into ``module`` every tensor of ``source`` whose name and shape match.
 
@@ -192,6 +214,8 @@ def load_weights(
         prefixes: candidate prefixes to put in front of the file's names (e.g. ``"body."``
             when a backbone wraps the library model); the one matching most names is used.
         context: what loads the weights, named in the report's summary.
+        label: the source's name in the report and in errors (default: the file, or
+            ``"<state dict>"``).
 
     Returns:
         The :class:`LoadReport` (the caller logs its :meth:`~LoadReport.summary`).
@@ -200,9 +224,9 @@ def load_weights(
         CheckpointError: the file cannot be read safely, or not one of its tensors matches.
     """
     if isinstance(source, Mapping):
-        label, weights = "<state dict>", dict(source)
+        label, weights = label or "<state dict>", dict(source)
     else:
-        label, weights = str(source), read_weights(source)
+        label, weights = label or str(source), read_weights(source)
     own = module.state_dict()
     prefix = max(prefixes, key=lambda p: sum(p + k in own for k in weights))
     report = LoadReport(source=label, context=context)
@@ -234,6 +258,8 @@ def load_weights(
                 "; it holds a whole model (backbone.*): give it as model.init_from, which "
                 "loads the tensors of every part that match"
                 if whole
+                else backbone_hint(weights, own, label)
+                if context == "init_from"
                 else ""
             ),
         )
