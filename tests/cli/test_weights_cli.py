@@ -122,3 +122,34 @@ def test_a_timm_name_with_an_unknown_tag_lists_the_tags_without_a_traceback(cach
     tag = name.split(".")[1]
     assert f"error: {name!r}: timm has no pretrained tag {tag!r} for resnet18" in err
     assert f"{prefix}resnet18.a1_in1k" in err and f"`{prefix}resnet18` alone" in err
+
+
+@pytest.mark.reliability
+def test_torchvisions_own_spelling_pulls_that_member_and_lists_it(
+    caches, monkeypatch, tmp_path, capsys
+):
+    _, hub = caches
+    served = serve_torchvision_file(
+        monkeypatch,
+        "resnet50",
+        {"fc.bias": torch.ones(3)},
+        tmp_path / "served",
+        member="IMAGENET1K_V1",
+    )
+    code, out, err = run(["weights", "pull", "ResNet50_Weights.IMAGENET1K_V1"], capsys)
+    assert code == 0, err  # was "no pretrained weights named ..." with no close name
+    assert out.startswith(f"downloaded ResNet50_Weights.IMAGENET1K_V1: {hub / served.name} (")
+    code, out, _ = run(["weights", "list"], capsys)
+    assert out.splitlines()[1].startswith("torchvision/resnet50 (IMAGENET1K_V1)  ")
+
+    code, _, err = run(["weights", "pull", "ResNet50_Weights.IMAGENET1K_V3"], capsys)
+    assert code == 2
+    assert "'ResNet50_Weights.IMAGENET1K_V3': ResNet50_Weights has no member 'IMAGENET1K_V3'" in err
+    assert "its members: IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT (DEFAULT is IMAGENET1K_V2)" in err
+
+
+@pytest.mark.reliability
+def test_timms_hf_hub_spelling_names_the_name_to_write(caches, capsys):
+    code, _, err = run(["weights", "pull", "hf-hub:timm/resnet18.a1_in1k"], capsys)
+    assert code == 2
+    assert "write 'resnet18.a1_in1k' (or 'timm/resnet18.a1_in1k'), without 'hf-hub:'" in err

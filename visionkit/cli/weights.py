@@ -85,7 +85,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         nargs="+",
         metavar="NAME",
         help="a timm model (resnet18, resnet18.a1_in1k, timm/resnet18), torchvision/<model> "
-        "or torchvision:<model> (the weights enum's DEFAULT file)",
+        "or torchvision:<model> (the weights enum's DEFAULT file), or torchvision's spelling of "
+        "one file (ResNet50_Weights.IMAGENET1K_V1)",
     )
     actions.add_parser(
         "list",

@@ -10,7 +10,10 @@ A name is one of
   as for the detection and segmentation models ``init_from`` can start from
   (``torchvision:fcos_resnet50_fpn``, ``torchvision:retinanet_resnet50_fpn``,
   ``torchvision:retinanet_resnet50_fpn_v2``, ``torchvision:deeplabv3_resnet50``,
-  ``torchvision:fcn_resnet50``), into torch hub's cache.
+  ``torchvision:fcn_resnet50``), into torch hub's cache;
+* torchvision's spelling of one file, ``ResNet50_Weights.IMAGENET1K_V1`` (that member).
+
+timm's ``hf-hub:timm/<name>`` is refused with the name to write instead.
 
 Downloads go through :func:`visionkit.models.backbones.pretrained.fetch` (the libraries' own
 download functions and caches; nothing with ``HF_HUB_OFFLINE=1`` / ``VISIONKIT_OFFLINE=1``),
@@ -71,6 +74,12 @@ def weights_source(name: str) -> WeightsSource:
         UnknownNameError: neither a timm model nor a torchvision model (close names listed).
         BackboneError: the model exists but its library publishes no weights for it.
     """
+    member = torchvision_backbones.weights_member(name)  # ResNet50_Weights.IMAGENET1K_V1
+    if member is not None:
+        return torchvision_backbones.weights_source(member[1], name)
+    spelling = timm_backbones.hf_hub_spelling(name)  # hf-hub:timm/resnet18.a1_in1k
+    if spelling is not None:
+        raise spelling
     for prefix in TORCHVISION_PREFIXES:
         if name.startswith(prefix):
             model = name[len(prefix) :]

@@ -91,10 +91,12 @@ def serve_torchvision_file(
     state: dict[str, torch.Tensor] | bytes,
     served: Path,
     hash_prefix: str | None = None,
+    member: str = "DEFAULT",
 ) -> Path:
     """Save ``state`` (or raw bytes) as ``served/<model>-<sha256 prefix>.pth`` and point the
-    ``DEFAULT`` weights of ``model`` at it through a ``file://`` URL; returns the file.
-    ``hash_prefix`` replaces the true hash prefix in the name (a download that must fail)."""
+    ``member`` weights of ``model`` (``DEFAULT``) at it through a ``file://`` URL; returns the
+    file. ``hash_prefix`` replaces the true hash prefix in the name (a download that must
+    fail)."""
     served.mkdir(parents=True, exist_ok=True)
     tmp = served / "tmp.pth"
     if isinstance(state, bytes):
@@ -104,6 +106,6 @@ def serve_torchvision_file(
     prefix = hash_prefix or hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]
     path = served / f"{model}-{prefix}.pth"
     shutil.move(tmp, path)
-    weights = torchvision.models.get_model_weights(model).DEFAULT
+    weights = torchvision.models.get_model_weights(model)[member]
     monkeypatch.setattr(weights.value, "url", path.as_uri())
     return path

@@ -217,6 +217,22 @@ def test_an_unknown_timm_tag_is_an_unknown_name_listing_the_tags(offline, pretra
     assert "its tags: resnet18.a1_in1k, " in message  # the closest first
 
 
+def test_torchvisions_weights_name_as_pretrained_says_what_to_write(offline) -> None:
+    with pytest.raises(ConfigError) as info:  # was "file does not exist"
+        create_backbone("resnet50", pretrained="ResNet50_Weights.IMAGENET1K_V1")
+    message = str(info.value)
+    path = offline / "torch" / "hub" / "checkpoints" / "resnet50-0676ba61.pth"
+    assert "`visionkit weights pull ResNet50_Weights.IMAGENET1K_V1` downloads it to " in message
+    assert f"then `pretrained: {path}`" in message
+    assert "takes its DEFAULT (ResNet50_Weights.IMAGENET1K_V2)" in message
+
+
+@pytest.mark.reliability
+def test_timms_hf_hub_spelling_as_a_backbone_name_names_the_name_to_write() -> None:
+    with pytest.raises(UnknownNameError, match="write 'resnet18.a1_in1k' \\(or 'timm/"):
+        create_backbone("hf-hub:timm/resnet18.a1_in1k")
+
+
 def test_torchvision_cached_file_is_used_and_checked(offline) -> None:
     url = torchvision.models.get_model_weights("resnet18").DEFAULT.url
     cached = offline / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]

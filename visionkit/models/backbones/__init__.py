@@ -28,7 +28,11 @@ from visionkit.models.backbones.base import (
     refuse_unsafe_kwargs,
     select_levels,
 )
-from visionkit.models.backbones.pretrained import WeightsNotCachedError, load_pretrained_file
+from visionkit.models.backbones.pretrained import (
+    WeightsNotCachedError,
+    load_pretrained_file,
+    torch_hub_file,
+)
 from visionkit.models.weights import LoadReport
 from visionkit.registry import BACKBONES, UnknownNameError
 
@@ -101,6 +105,10 @@ def create_backbone(
             f"pretrained={pretrained!r}: a string names a weights file; for the library's "
             f"weights give {WORDS[said]} (a bool, not a string)"
         )
+    if isinstance(pretrained, str) and not os.path.exists(pretrained):
+        member = torchvision_backbones.weights_member(pretrained)  # ResNet50_Weights.X
+        if member is not None:
+            raise ConfigError(enum_as_pretrained(pretrained, *member))
     if isinstance(pretrained, (str, os.PathLike)):
         weights_file = pretrained
     elif pretrained:
@@ -121,6 +129,19 @@ def create_backbone(
     return backbone
 
 
+def enum_as_pretrained(text: str, model: str, member: Any) -> str:
+    """What to write for ``pretrained: ResNet50_Weights.IMAGENET1K_V1`` (torchvision's name of
+    a weights file, where a file or a bool goes)."""
+    default = type(member).DEFAULT
+    path = torch_hub_file(member.url)
+    return (
+        f"pretrained={text!r} names torchvision's weights, where a file or true goes: "
+        f"`pretrained: true` on backbone torchvision/{model} takes its DEFAULT "
+        f"({type(member).__name__}.{default.name}); for this file, `visionkit weights pull "
+        f"{text}` downloads it to {path}, then `pretrained: {path}`"
+    )
+
+
 def list_backbones(pattern: str | None = None) -> list[str]:
     """Registered backbone names, sorted; ``pattern`` filters with fnmatch (``"resnet*"``)."""
     return BACKBONES.names(pattern)
@@ -137,6 +158,9 @@ def backbone_builder(name: str) -> Any:
     try:
         return BACKBONES.get(name)
     except UnknownNameError as e:
+        spelling = timm_backbones.hf_hub_spelling(name)  # hf-hub:timm/resnet18.a1_in1k
+        if spelling is not None:
+            raise spelling from None
         arch = name.removeprefix(timm_backbones.PREFIX).split(".", 1)[0]
         reason = None
         if name.startswith(torchvision_backbones.PREFIX):

@@ -272,6 +272,27 @@ def check_tag(model_name: str, name: str | None = None) -> None:
     )
 
 
+HF_HUB_PREFIX = "hf-hub:"  # timm.create_model's spelling of a Hugging Face repo
+
+
+def hf_hub_spelling(name: str) -> UnknownNameError | None:
+    """The error for timm's ``hf-hub:timm/<name>`` (a Hugging Face repo id), naming the timm
+    name visionkit takes for it (whose weights are that repo's); ``None`` for other names."""
+    if not name.startswith(HF_HUB_PREFIX):
+        return None
+    repo = name[len(HF_HUB_PREFIX) :]
+    if repo.startswith(PREFIX):
+        return UnknownNameError(
+            f"{name!r}: visionkit names timm's models by their timm name, whose weights are "
+            f"that repo's: write {repo.removeprefix(PREFIX)!r} (or {repo!r}), without "
+            f"{HF_HUB_PREFIX!r}"
+        )
+    return UnknownNameError(
+        f"{name!r}: only timm's own repos (hf-hub:timm/...) are timm names visionkit knows; a "
+        "file of another repo is given as a local file: pretrained: /path/to/model.safetensors"
+    )
+
+
 def weights_source(model_name: str, name: str | None = None) -> WeightsSource:
     """Where timm publishes the pretrained weights of ``model_name`` (tag allowed), as timm
     itself resolves them: the Hugging Face repo when the config names one, else the URL.

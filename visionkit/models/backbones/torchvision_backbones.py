@@ -30,6 +30,7 @@ import fnmatch
 import functools
 import inspect
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,7 +58,7 @@ from visionkit.models.backbones.pretrained import (
     forced_weights_only,
     read_cached,
 )
-from visionkit.registry import BACKBONES
+from visionkit.registry import BACKBONES, UnknownNameError, close_names
 
 PREFIX = "torchvision/"
 
@@ -197,6 +198,39 @@ def default_weights(model_name: str, name: str | None = None) -> Any:
         raise BackboneError(
             f"torchvision publishes no weights for {name or model_name!r}; use pretrained=False"
         ) from e
+
+
+#: torchvision's own spelling of a weights file: ``ResNet50_Weights.IMAGENET1K_V2``.
+ENUM_SPELLING = re.compile(r"^(?:torchvision\.models\.)?(\w+Weights)\.(\w+)$")
+
+
+def weights_member(text: str) -> tuple[str, Any] | None:
+    """``(model, member)`` for torchvision's spelling of a weights file
+    (``ResNet50_Weights.IMAGENET1K_V2`` → ``("resnet50", ResNet50_Weights.IMAGENET1K_V2)``);
+    ``None`` for any other text.
+
+    Raises:
+        UnknownNameError: an enum torchvision lacks, or a member its enum lacks (close names).
+    """
+    match = ENUM_SPELLING.match(text.strip())
+    if match is None:
+        return None
+    enums = {
+        torchvision.models.get_model_weights(m).__name__: m
+        for m in torchvision.models.list_models()
+    }
+    model = enums.get(match[1])
+    if model is None:
+        close = close_names(match[1], list(enums), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownNameError(f"{text!r}: torchvision has no weights enum {match[1]}{hint}")
+    enum = torchvision.models.get_model_weights(model)
+    if match[2] not in enum.__members__:
+        raise UnknownNameError(
+            f"{text!r}: {match[1]} has no member {match[2]!r}; its members: "
+            f"{', '.join(enum.__members__)} (DEFAULT is {enum.DEFAULT.name})"
+        )
+    return model, enum[match[2]]
 
 
 def weights_source(weights: Any, name: str) -> WeightsSource:
