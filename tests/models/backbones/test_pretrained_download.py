@@ -110,6 +110,31 @@ def test_torchvision_downloads_the_weights_url_into_torch_hub(
 
 
 @pytest.mark.reliability
+def test_the_hf_cache_is_found_where_huggingface_hub_puts_it(
+    caches, monkeypatch, tmp_path, timm_state
+):
+    """``HUGGINGFACE_HUB_CACHE`` (the older name, still honoured by huggingface_hub) and
+    ``$VARS`` in ``HF_HOME``: timm's files there are used offline (were "not in the local
+    cache (~/.cache/huggingface/hub/...)")."""
+    monkeypatch.delenv("HF_HUB_CACHE")
+    monkeypatch.setenv("HUGGINGFACE_HUB_CACHE", str(tmp_path / "legacy"))
+    assert pretrained.hf_cache_dir() == tmp_path / "legacy"
+    served = tmp_path / "served.safetensors"
+    save_file(timm_state, str(served))
+    fake_hf_hub(monkeypatch, {f"{TIMM_REPO}/model.safetensors": served})
+    create_backbone(TIMM_NAME, pretrained=True)
+    assert list((tmp_path / "legacy").glob("models--timm--*/snapshots/*/model.safetensors"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    forbid_downloads(monkeypatch)
+    assert_timm_loaded(create_backbone(TIMM_NAME, pretrained=True), timm_state)
+
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE")
+    monkeypatch.setenv("VK_SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.setenv("HF_HOME", "$VK_SCRATCH/hf")  # as huggingface_hub, $VARS expanded
+    assert pretrained.hf_cache_dir() == tmp_path / "scratch" / "hf" / "hub"
+
+
+@pytest.mark.reliability
 def test_a_truncated_cached_file_says_what_to_delete_and_how_to_pull_again(
     caches, monkeypatch, tmp_path, timm_state, tv_state
 ):

@@ -413,13 +413,20 @@ def hf_cached_file(repo_id: str, filenames: list[str]) -> Path | None:
 
 
 def hf_cache_dir() -> Path:
-    """The Hugging Face hub cache folder, as the environment says now."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
+    """The Hugging Face hub cache folder, as the environment says now, by huggingface_hub's
+    own rule (its ``constants``, which it reads once, at import): ``HF_HUB_CACHE``, else the
+    older ``HUGGINGFACE_HUB_CACHE``, else ``$HF_HOME/hub`` (``HF_HOME`` defaulting to
+    ``$XDG_CACHE_HOME/huggingface``, ``~/.cache/huggingface``); ``~`` and ``$VARS`` expanded."""
+
+    def expand(path: str) -> str:
+        return os.path.expandvars(os.path.expanduser(path))
+
+    env = os.environ
+    home = expand(
+        env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
     )
-    return Path(home).expanduser() / "hub"
+    cache = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE") or os.path.join(home, "hub")
+    return Path(expand(cache))
 
 
 def torch_hub_dir() -> Path:
