@@ -254,7 +254,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise CheckpointError(
             path,
             "refused: it holds objects other than tensors and plain types "
-            f"(a pickled {found.group(1)}), and is never unpickled",
+            f"(a pickled {found.group(1)}), and is never unpickled; a model saved whole "
+            "(torch.save(model, ...)) is read where you trust the file and its weights saved "
+            "alone: torch.save(model.state_dict(), 'weights.pth'), then give weights.pth",
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         if "on a CUDA device but torch.cuda.is_available() is False" in str(err):

@@ -217,6 +217,16 @@ def test_an_unknown_timm_tag_is_an_unknown_name_listing_the_tags(offline, pretra
     assert "its tags: resnet18.a1_in1k, " in message  # the closest first
 
 
+@pytest.mark.reliability
+def test_a_model_saved_whole_is_refused_with_how_to_save_its_weights(tmp_path) -> None:
+    torch.save(torchvision.models.resnet18(), tmp_path / "resnet18.pth")  # torch.save(model)
+    with pytest.raises(CheckpointError) as info:
+        create_backbone("resnet18", pretrained=tmp_path / "resnet18.pth")
+    message = str(info.value)
+    assert "(a pickled torchvision.models.resnet.ResNet), and is never unpickled" in message
+    assert "torch.save(model.state_dict(), 'weights.pth'), then give weights.pth" in message
+
+
 def test_torchvisions_weights_name_as_pretrained_says_what_to_write(offline) -> None:
     with pytest.raises(ConfigError) as info:  # was "file does not exist"
         create_backbone("resnet50", pretrained="ResNet50_Weights.IMAGENET1K_V1")
