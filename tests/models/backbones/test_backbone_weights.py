@@ -86,6 +86,29 @@ def test_wrapped_pth_with_module_prefix(resnet18_full, tmp_path, wrapper: str) -
     assert sorted(backbone.load_report.unexpected) == ["fc.bias", "fc.weight"]
 
 
+@pytest.mark.reliability
+@pytest.mark.parametrize("name", ["test_convnext", "test_mambaout", "cspnext_tiny"])
+def test_a_timm_file_loads_whole_where_features_only_renames_modules(tmp_path, name, caplog):
+    """timm's ``features_only`` wrappers name ``stem.0`` ``stem_0`` (ConvNeXt, Swin, DenseNet,
+    RegNet: 451 of the 819 timm backbones) or keep the model as ``model`` (CSPNeXt): a file
+    saved from the timm model loaded none of its tensors, or the stem's only, before."""
+    torch.manual_seed(0)
+    state = timm.create_model(name).state_dict()
+    save_file(state, str(tmp_path / "weights.safetensors"))
+    with caplog.at_level(logging.INFO, logger="visionkit.models.backbones"):
+        backbone = create_backbone(name, pretrained=tmp_path / "weights.safetensors")
+    report = backbone.load_report
+    assert report.ok and len(report.loaded) == len(backbone.body.state_dict())
+    assert all(k.startswith(("head", "norm", "final_conv")) for k in report.unexpected)
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+    reference = timm.create_model(  # timm's own load of the same tensors
+        name, features_only=True, pretrained=True, pretrained_cfg_overlay={"state_dict": state}
+    ).state_dict()
+    assert set(reference) == set(backbone.body.state_dict())
+    for key, value in backbone.body.state_dict().items():
+        torch.testing.assert_close(value, reference[key], rtol=0, atol=0, msg=key)
+
+
 def test_torchvision_classifier_checkpoint(tmp_path) -> None:
     torch.manual_seed(2)
     state = torchvision.models.resnet18().state_dict()

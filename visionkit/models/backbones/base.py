@@ -247,6 +247,23 @@ class FeatureBackbone(nn.Module):
         self.std = tuple(float(s) for s in std)
         self.channels_last = channels_last
 
+    def file_names(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``tensors`` of the library's whole model (a classification file) under the names
+        ``body`` gives them, where they differ: timm's ``features_only`` wrappers flatten the
+        first level of a top-level ``nn.Sequential`` (``stem.0.weight`` → ``stem_0.weight``:
+        ConvNeXt, Swin, DenseNet, RegNet... ), or keep the model as ``model`` / ``body``
+        (``FeatureGetterNet``, ``FeatureHookNet``). Names that match as they are, or that
+        match nothing, are kept, so the loader reports them."""
+        own = set(self.body.state_dict())
+        out = {}
+        for name, value in tensors.items():
+            parts = name.split(".")
+            candidates = [name, "model." + name, "body." + name]
+            if len(parts) > 2:  # timm's _module_list: "a.b.rest" -> "a_b.rest"
+                candidates.insert(1, "_".join(parts[:2]) + "." + ".".join(parts[2:]))
+            out[next((c for c in candidates if c in own), name)] = value  # names in ``body``
+        return out
+
     def forward(self, x: Tensor) -> list[Tensor]:
         """Map images ``[B, 3, H, W]`` to feature maps ``[B, C_i, H / s_i, W / s_i]``."""
         feats = self.body(x)

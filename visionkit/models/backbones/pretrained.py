@@ -387,7 +387,10 @@ def load_pretrained_file(
     :data:`EXPECTED_EXTRA_TENSORS` (a deeper model's weights: ``resnet34`` into ``resnet18``)
     are a WARNING too.
     """
-    report = load_weights(backbone, path, prefixes, context="pretrained")
+    tensors = read_weights(path)
+    if hasattr(backbone, "file_names"):  # a library model's file, named as its wrapper names it
+        tensors = backbone.file_names(tensors)
+    report = load_weights(backbone, tensors, prefixes, context="pretrained", label=str(path))
     quiet = report.ok and len(report.unexpected) <= EXPECTED_EXTRA_TENSORS
     logger.log(logging.INFO if quiet else logging.WARNING, "%s", report.summary())
     backbone.load_report = report
