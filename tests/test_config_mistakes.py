@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from visionkit.config import load_config
 from visionkit.errors import ConfigError
@@ -315,6 +316,29 @@ def test_exponents_are_read_as_yaml_1_2_reads_them(text, value):
 
     # YAML 1.2's core schema takes no "_" in a number: 1_0e1 and 1__0e1 were 100.0
     assert load_yaml(f"x: {text}") == {"x": value}
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("010", 10),
+        ("-010", -10),
+        ("0_10", 10),
+        ("08", 8),
+        ("0o17", 15),
+        ("0x10", 16),
+        ("0x_", "0x_"),
+    ],
+)
+def test_leading_zeros_are_decimal_as_the_docs_say(text, value, tmp_path: Path):
+    from visionkit.config import load_yaml
+
+    # YAML 1.1 read 010 as octal 8 (and 08 as text), in files and overrides alike
+    assert load_yaml(f"x: {text}") == {"x": value}
+    if isinstance(value, int):
+        (tmp_path / "run.yaml").write_text(yaml.safe_dump(MINIMAL) + f"seed: {text}\n")
+        assert load_config(tmp_path / "run.yaml").seed == value
+        assert load_config(MINIMAL, [f"seed={text}"]).seed == value
 
 
 @pytest.mark.parametrize(

@@ -24,20 +24,37 @@ class ConfigLoader(yaml.SafeLoader):
     joined by colons are a number in base 60 (``max_time: 10:00:00:00``, ten days, was
     2160000). Digits grouped by ``_`` are numbers where YAML 1.1 reads them so (``1_000``,
     ``1_000.5``); YAML 1.2 reads no ``_``, so an exponent without a dot takes none
-    (``1_0e1`` is text). Everything else is ``yaml.safe_load``'s.
+    (``1_0e1`` is text). Leading zeros are decimal, as in YAML 1.2 (``seed: 010`` is 10,
+    where YAML 1.1 read octal 8); YAML 1.2's ``0o17`` is octal. Everything else is
+    ``yaml.safe_load``'s.
 
-    >>> load_yaml("{lr: 1e-3, max_time: 10:00:00:00, x: 1_0e1}")  # read with this loader
-    {'lr': 0.001, 'max_time': '10:00:00:00', 'x': '1_0e1'}
+    >>> load_yaml("{lr: 1e-3, max_time: 10:00:00:00, x: 1_0e1, seed: 010}")
+    {'lr': 0.001, 'max_time': '10:00:00:00', 'x': '1_0e1', 'seed': 10}
     """
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        """An int's text as YAML 1.2 reads it: ``010`` is 10 (decimal), ``0o17`` octal;
+        ``0x``, ``0b`` and ``_`` as YAML 1.1 reads them."""
+        text = str(self.construct_scalar(node)).replace("_", "")
+        digits = text.lstrip("+-")
+        if digits[:2] in ("0x", "0b", "0o"):
+            value = int(digits[2:], {"x": 16, "b": 2, "o": 8}[digits[1]])
+            return -value if text.startswith("-") else value
+        return int(text)  # int() reads leading zeros as decimal
+
+
+ConfigLoader.add_constructor(_INT, ConfigLoader.construct_yaml_int)
 
 
 ConfigLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-ConfigLoader.add_implicit_resolver(  # YAML 1.1's, less base 60
+ConfigLoader.add_implicit_resolver(  # YAML 1.1's, less base 60; leading zeros decimal (1.2)
     _INT,
-    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    re.compile(  # a prefix needs a digit after it: "0x_" is text, not int("", 16)'s error
+        r"^[-+]?(?:0b_*[01][01_]*|0o_*[0-7][0-7_]*|[0-9][0-9_]*|0x_*[0-9a-fA-F][0-9a-fA-F_]*)$"
+    ),
     list("-+0123456789"),
 )
 ConfigLoader.add_implicit_resolver(  # YAML 1.1's (less base 60) and YAML 1.2's core schema's
