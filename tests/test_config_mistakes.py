@@ -228,7 +228,7 @@ def test_a_transform_given_by_its_name_alone_is_shown_as_a_mapping():
     # was "expected a mapping, got 'HorizontalFlip'"
     problems = problems_of(MINIMAL, ["data.transforms.train=[HorizontalFlip]"])
     assert problems[0] == (
-        "data.transforms.train.0: expected a mapping such as {name: HorizontalFlip}, "
+        "data.transforms.train[0]: expected a mapping such as {name: HorizontalFlip}, "
         "got 'HorizontalFlip'"
     )
 
@@ -295,7 +295,7 @@ def test_a_base_files_kept_text_never_replaces_the_number_a_config_writes(tmp_pa
     )
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path / "items.yaml")
-    assert "data.train.class_names.1: expected a valid string, got 7" in str(err.value)
+    assert "data.train.class_names[1]: expected a valid string, got 7" in str(err.value)
 
 
 @pytest.mark.parametrize("key", ["data.train.class_names.0", "data.train.class_names[0]"])
@@ -384,7 +384,7 @@ def test_a_problem_with_an_item_the_file_leaves_out_is_placed_at_its_key(tmp_pat
     )
     with pytest.raises(ConfigError) as info:  # was no file:line
         load_config(config)
-    assert info.value.problems == ["optimizer.betas.1: required key is missing"]
+    assert info.value.problems == ["optimizer.betas[1]: required key is missing"]
     assert info.value.locations == [f"{config}:7"]  # betas: [0.9]
 
 
@@ -418,3 +418,20 @@ def test_a_dataset_path_from_the_command_line_is_told_where_it_came_from(
         "folder the command runs in, not to the config's: give it with "
         f"data.train.root={tmp_path}/project/photos, or run the command in {tmp_path}/project"
     )
+
+
+def test_every_error_names_a_list_item_in_brackets_as_overrides_take_it():
+    # one error said "data.transforms.train.1" (pydantic's path) beside "train[0].prob"
+    overrides = [
+        "data.transforms.train=[{name: HorizontalFlip, prob: 1}, 3]",
+        "optimizer.betas=[0.9]",
+    ]
+    with pytest.raises(ConfigError) as info:
+        load_config(MINIMAL, overrides)
+    assert sorted(p.partition(":")[0] for p in info.value.problems) == [
+        "data.transforms.train[0].prob",
+        "data.transforms.train[1]",
+        "optimizer.betas[1]",
+    ]
+    fixed = [f"data.transforms.train[{i}]={{name: HorizontalFlip}}" for i in (0, 1)]
+    assert load_config(MINIMAL, [*overrides, *fixed, "optimizer.betas=[0.9, 0.99]"])

@@ -10,6 +10,19 @@ from collections.abc import Sequence
 from typing import Any
 
 
+def key_path(parts: Sequence[Any]) -> str:
+    """A config key path as every error names it, a list item by its index in brackets, the
+    form overrides take (``data.transforms.train[2].p=1``; ``train.2.p`` too):
+    ``("data", "transforms", "train", 2, "p")`` → ``"data.transforms.train[2].p"``.
+
+    >>> key_path(["optimizer", "betas", 1]), key_path(["a", 0, 1])
+    ('optimizer.betas[1]', 'a[0][1]')
+    """
+    return "".join(
+        f"[{p}]" if isinstance(p, int) and not isinstance(p, bool) else f".{p}" for p in parts
+    ).lstrip(".")
+
+
 def counted(count: int, noun: str) -> str:
     """``count`` and ``noun``, in the plural unless it is one: ``counted(1, "image")`` is
     ``"1 image"``, ``counted(3, "class")`` ``"3 classes"``.

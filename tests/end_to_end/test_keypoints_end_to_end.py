@@ -147,7 +147,7 @@ def test_eval_scores_keypoints_with_the_oks_sigmas_given_on_the_command_line(
         evaluate(best, ["model.heads.pose.kpt_oks_sigmas=[0.2]"])
     with pytest.raises(ConfigError, match="model.heads.<keypoint head>.kpt_oks_sigmas overrides"):
         evaluate(best, ["model.heads.pose.num_keypoints=3"])
-    with pytest.raises(ConfigError, match=r"kpt_oks_sigmas.1: expected a valid number"):
+    with pytest.raises(ConfigError, match=r"kpt_oks_sigmas\[1\]: expected a valid number"):
         evaluate(best, ["model.heads.pose.kpt_oks_sigmas=[0.2,x]"])
     model = visionkit.load(best)  # a model in memory is scored with them once, not changed
     assert evaluate(model, ["model.heads.pose.kpt_oks_sigmas=[0.2,0.2,0.2,0.2,0.2]"]) == scored

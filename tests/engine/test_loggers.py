@@ -116,7 +116,7 @@ def test_tensorboard_without_its_package_is_a_config_error_before_any_data_is_re
     with pytest.raises(ConfigError) as err:
         train(tiny_config)
     assert err.value.problems == [
-        "logger.1: tensorboard needs the 'tensorboard' package, which is not installed: "
+        "logger[1]: tensorboard needs the 'tensorboard' package, which is not installed: "
         "pip install tensorboard (or leave tensorboard out of logger:)"
     ]
     assert not (tmp_path / "runs").exists()
@@ -126,14 +126,14 @@ def test_tensorboard_without_its_package_is_a_config_error_before_any_data_is_re
 @pytest.mark.parametrize("name", ["wandb", "mlflow"])
 def test_wandb_and_mlflow_without_their_package_name_it(tmp_path, monkeypatch, name):
     _without(monkeypatch, name)
-    with pytest.raises(ConfigError, match=rf"logger\.0: {name} needs the '{name}' package.*"):
+    with pytest.raises(ConfigError, match=rf"logger\[0\]: {name} needs the '{name}' package.*"):
         make_loggers(tmp_path, specs=[LoggerConfig(name=name, project="x")])
 
 
 @pytest.mark.reliability
 def test_a_wrong_argument_of_mlflow_names_the_logger(tmp_path):
     pytest.importorskip("mlflow")
-    with pytest.raises(ConfigError, match=r"logger\.0 \(mlflow\): .*unexpected keyword.*projekt"):
+    with pytest.raises(ConfigError, match=r"logger\[0\] \(mlflow\): .*unexpected keyword.*projekt"):
         make_loggers(tmp_path, specs=[LoggerConfig(name="mlflow", projekt="x")])
 
 
@@ -141,9 +141,9 @@ def test_a_wrong_argument_of_mlflow_names_the_logger(tmp_path):
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("tensorbord", "logger.0.name: expected 'csv', 'tensorboard', 'wandb' or 'mlflow'"),
-        ([{"name": "csv", "flush": 1}], "logger.0: csv takes no arguments"),
-        ([{"project": "x"}], "logger.0.name: required key is missing"),
+        ("tensorbord", "logger[0].name: expected 'csv', 'tensorboard', 'wandb' or 'mlflow'"),
+        ([{"name": "csv", "flush": 1}], "logger[0]: csv takes no arguments"),
+        ([{"project": "x"}], "logger[0].name: required key is missing"),
     ],
 )
 def test_a_bad_logger_entry_is_named(value, expected):

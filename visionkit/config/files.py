@@ -26,7 +26,7 @@ from visionkit.config.yaml_rules import (
     text_in_yaml_1_1,
 )
 from visionkit.data.batch import read_from
-from visionkit.errors import ConfigError
+from visionkit.errors import ConfigError, key_path
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -397,7 +397,7 @@ def _set_path(
     ``optimizer.betas.1=0.99``); a problem naming the key otherwise."""
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
-        here = _path_text(parts[:i]) or "the config"
+        here = key_path(parts[:i]) or "the config"
         if isinstance(node, list):
             index = part if isinstance(part, int) else int(part) if _is_index(part) else None
             if index is None:
@@ -419,7 +419,7 @@ def _set_path(
         if last:
             node[part] = value
         elif not isinstance(node.get(part), (dict, list)):
-            path, after = _path_text(parts[: i + 1]), parts[i + 1]
+            path, after = key_path(parts[: i + 1]), parts[i + 1]
             indexed = isinstance(after, int) or _is_index(after)  # n.2.x names a list item too
             if node.get(part) is not None:
                 return f"{path}: is not a {'list' if indexed else 'mapping'}, cannot set {key!r}"
@@ -434,11 +434,6 @@ def _set_path(
 def _is_index(part: str) -> bool:
     """``part`` is a list index: ASCII digits only (``"²"`` is a digit to ``str.isdigit``)."""
     return part.isascii() and part.isdecimal()
-
-
-def _path_text(parts: Sequence[str | int]) -> str:
-    """``["a", "b", 2]`` → ``"a.b[2]"``."""
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
 
 
 def to_yaml(cfg: Config | Mapping[str, Any]) -> str:

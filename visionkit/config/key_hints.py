@@ -47,7 +47,7 @@ NAMED_SECTIONS = {
 
 #: Keys of :class:`Config` that take one of several types, with what they expect: said once,
 #: where pydantic says each member's problem (``data.image_size: expected a valid integer``
-#: and ``data.image_size.1: required key is missing`` for ``[32]``).
+#: and ``data.image_size[1]: required key is missing`` for ``[32]``).
 UNION_KEYS = {
     ("data", "image_size"): "a positive int or [height, width], e.g. 128 or [96, 128]",
     ("trainer", "max_time"): "a time with its unit: 'DD:HH:MM:SS' ('00:00:10:00' is ten "
@@ -133,6 +133,7 @@ def key_places(model: type[BaseModel] = Config, prefix: str = "") -> dict[str, l
 def mapping_hint(path: str, given: Any) -> str:
     """What a string given where a mapping of a named component belongs should have been:
     ``" such as {name: resnet18}"`` for ``model.backbone: resnet18``; ``""`` elsewhere."""
+    path = re.sub(r"\[(\d+)\]", r".\1", path)  # data.transforms.train[0]: train.*
     pattern = path if path in NAMED_SECTIONS else f"{path.rpartition('.')[0]}.*"
     key = NAMED_SECTIONS.get(pattern)
     if not isinstance(given, str) or key is None:

@@ -49,7 +49,7 @@ def key_places(
     """For each of ``problems`` (``"key.path: what"``), the ``"FILE:LINE"`` of its key where
     the config file ``path`` (or a base of it) writes that key and no override of
     ``overrides`` set it; of the nearest key above it that the file writes where it leaves
-    the key itself out (``optimizer.betas.1: required key is missing``: ``optimizer.betas``);
+    the key itself out (``optimizer.betas[1]: required key is missing``: ``optimizer.betas``);
     else ``None``."""
     lines = key_lines(path)
     given = [_dotted(key) for key in override_keys(overrides)]

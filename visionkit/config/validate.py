@@ -45,7 +45,7 @@ from visionkit.data.identity_mixing import IDENTITY_STEPS
 from visionkit.data.image_size import with_image_size
 from visionkit.data.mixing import MULTI_IMAGE, multi_image_problems
 from visionkit.data.transforms import EVAL_GEOMETRY_ALLOWED, build_transform, eval_geometry_problem
-from visionkit.errors import ConfigError
+from visionkit.errors import ConfigError, key_path
 from visionkit.evaluation.tasks import head_class_problems, task_of
 from visionkit.models.backbones import backbone_builder
 from visionkit.registry import DATASETS, HEADS, NECKS, Registry, UnknownNameError
@@ -443,7 +443,7 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
     items = {loc[:2] for loc, e in errors if len(loc) == 3 and e["type"] in _OWN_MESSAGE}
     items &= set(UNION_ITEMS) if root is Config else set()
     for loc, e in errors:
-        path = ".".join(str(p) for p in loc)
+        path = key_path(loc)  # a list item in brackets, as every config error names it
         union = UNION_KEYS.get(loc[:2]) if root is Config else None
         if loc[:2] in items:
             lines += [union_item_problem(loc, e, wholes.get(loc[:2]))] if len(loc) == 3 else []

@@ -55,7 +55,7 @@ from visionkit.data.keypoint_transforms import (
     keypoint_params,
     pixel_index_scaling,
 )
-from visionkit.errors import ConfigError
+from visionkit.errors import ConfigError, key_path
 
 #: albumentations' compositions a config may use: class and the types of its parameters
 #: besides ``transforms`` (the list of nested steps); defaults are albumentations' own.
@@ -120,7 +120,7 @@ def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> Any:
         )
         if isinstance(cause, pydantic.ValidationError):
             raise ConfigError(
-                [f"{where}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in cause.errors()]
+                [f"{key_path([where, *e['loc']])}: {e['msg']}" for e in cause.errors()]
             ) from None
         raise ConfigError(f"{where} ({name}): {err}") from None
 

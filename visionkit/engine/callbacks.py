@@ -299,7 +299,7 @@ def check_logger_packages(specs: Sequence[LoggerConfig] | None) -> None:
         packages = LOGGER_PACKAGES.get(spec.name, ())
         if packages and not any(find_spec(p) is not None for p in packages):
             problems.append(
-                f"logger.{i}: {spec.name} needs the {packages[0]!r} package, which is not "
+                f"logger[{i}]: {spec.name} needs the {packages[0]!r} package, which is not "
                 f"installed: pip install {packages[0]} (or leave {spec.name} out of logger:)"
             )
     if problems:
@@ -353,7 +353,7 @@ def _make_logger(i: int, spec: LoggerConfig, run_dir: Path, run_name: str) -> Lo
         return cls(**{**defaults, **(spec.model_extra or {})})
     except TypeError as err:  # an argument the class does not take
         raise ConfigError(
-            f"logger.{i} ({spec.name}): {err}; expected the keyword arguments of "
+            f"logger[{i}] ({spec.name}): {err}; expected the keyword arguments of "
             f"lightning.pytorch.loggers.{cls.__name__}"
         ) from None
 
