@@ -435,3 +435,26 @@ def test_every_error_names_a_list_item_in_brackets_as_overrides_take_it():
     ]
     fixed = [f"data.transforms.train[{i}]={{name: HorizontalFlip}}" for i in (0, 1)]
     assert load_config(MINIMAL, [*overrides, *fixed, "optimizer.betas=[0.9, 0.99]"])
+
+
+@pytest.mark.parametrize(
+    ("override", "optimizer", "scheduler"),
+    [
+        ("optimizer={name: SGD}", "sgd", "cosine"),
+        ("optimizer.name=AdamW", "adamw", "cosine"),
+        ("scheduler.name=OneCycle", "adamw", "onecycle"),
+    ],
+)
+def test_optimizer_and_scheduler_names_are_taken_in_any_case(override, optimizer, scheduler):
+    # optimizer: SGD was told to write {name: SGD}, which was then refused for its case
+    cfg = load_config(MINIMAL, [override])
+    assert (cfg.optimizer.name, cfg.scheduler.name) == (optimizer, scheduler)
+    assert problems_of_overrides(["optimizer.name=Lion"]) == [
+        "optimizer.name: expected 'sgd', 'adamw' or 'adam', got 'Lion'"
+    ]
+
+
+def problems_of_overrides(overrides: list[str]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(MINIMAL, overrides)
+    return info.value.problems

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PositiveInt,
@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from visionkit.config.max_time import max_time_seconds
 from visionkit.data.image_size import with_image_size
 
 # Arguments of heads and necks the model factory supplies itself; a config never sets them.
@@ -188,36 +189,31 @@ class DataConfig(_Section):
         return self
 
 
-def max_time_seconds(value: str | dict[str, float]) -> float:
-    """``trainer.max_time`` in seconds: ``"DD:HH:MM:SS"`` or ``{minutes: 10, ...}`` (what
-    Lightning's ``Timer`` takes); a ``ValueError`` with an example for anything else.
-
-    >>> max_time_seconds("00:00:10:00"), max_time_seconds({"hours": 1, "minutes": 30})
-    (600, 5400.0)
-    """
-    if isinstance(value, str):
-        if not re.fullmatch(r"\d+:\d\d:\d\d:\d\d", value.strip()):
-            raise ValueError("expected DD:HH:MM:SS, e.g. '00:00:10:00' for ten minutes")
-        parts = value.strip().split(":")
-        return sum(int(p) * f for p, f in zip(parts, (86400, 3600, 60, 1), strict=True))
-    unknown = sorted(set(value) - (units := {"days", "hours", "minutes", "seconds"}))
-    if unknown:
-        raise ValueError(f"unknown unit(s) {unknown}; expected some of {sorted(units)}, e.g. "
-                         "{minutes: 10}")  # fmt: skip
-    return timedelta(**value).total_seconds()
-
-
 class ParamGroupConfig(_Section):
     """``optimizer.param_groups.<module prefix>``."""
 
     lr_mult: float = Field(1.0, ge=0)
 
 
+def any_case(*names: str) -> Any:
+    """``Literal[names]`` (lower-case names) that takes a name written in any case (``SGD``,
+    ``AdamW``, as torch and timm spell them); anything else is refused as it was written."""
+
+    def lowered(value: Any) -> Any:
+        return value.lower() if isinstance(value, str) and value.lower() in names else value
+
+    return Annotated[Literal[names], BeforeValidator(lowered)]
+
+
+OptimizerName = any_case("sgd", "adamw", "adam")
+SchedulerName = any_case("cosine", "step", "onecycle", "constant")
+
+
 class OptimizerConfig(_Section):
     """``optimizer``; ``param_groups`` maps module prefixes of the model (``backbone``,
     ``heads.det``, ...) to learning-rate multipliers, the longest matching prefix winning."""
 
-    name: Literal["sgd", "adamw", "adam"] = "adamw"
+    name: OptimizerName = "adamw"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.9, ge=0)
@@ -237,7 +233,7 @@ class SchedulerConfig(_Section):
     epochs (``warmup_epochs``) or, for a run budgeted in steps (``trainer.max_steps``), in
     optimiser steps (``warmup_steps``), so that it does not depend on the dataset's size."""
 
-    name: Literal["cosine", "step", "onecycle", "constant"] = "cosine"
+    name: SchedulerName = "cosine"
     warmup_epochs: float = Field(0.0, ge=0)
     warmup_steps: int | None = Field(None, ge=0)
     warmup_start_factor: float = Field(0.1, gt=0, le=1)

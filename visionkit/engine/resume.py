@@ -24,7 +24,7 @@ import torch
 
 from visionkit.checkpoint import load_checkpoint, resumable
 from visionkit.config import load_config, override_keys
-from visionkit.config.schema import max_time_seconds
+from visionkit.config.max_time import max_time_seconds
 from visionkit.data.image_size import unused_image_size_note
 from visionkit.errors import CheckpointError, ConfigError
 
