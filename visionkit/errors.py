@@ -1,7 +1,8 @@
 """Typed errors. Each carries what went wrong, where, and what was expected.
 
-The CLI prints these without a traceback and exits non-zero (2 for configuration errors,
-1 otherwise).
+The CLI prints these without a traceback and exits non-zero: 2 for a mistake in what the
+user wrote (configuration errors, a backbone that cannot be built as asked, an unknown name),
+1 otherwise (data, files, the run itself).
 """
 
 from __future__ import annotations

@@ -116,6 +116,42 @@ def test_a_visionkit_error_is_a_message_and_its_exit_code(tmp_path, capsys):
     assert err.startswith("error: ") and str(missing) in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("backbone", "message"),
+    [
+        ("{name: simple_cnn, out_indices: [9]}", "error: out_indices (9,) out of range"),
+        ("{name: simple_cnn, kwargs: {foo: 1}}", "error: model.backbone.kwargs.foo: not an"),
+    ],
+)
+def test_a_backbone_that_cannot_be_built_as_written_exits_2_as_a_config_error(
+    tmp_path, capsys, backbone, message
+):
+    # a BackboneError (bad out_indices or kwargs: what the user wrote) exited 1, where every
+    # other mistake in the config exits 2
+    data = {
+        split: {
+            "format": "coco",
+            "images": str(tmp_path / split),
+            "class_field": "background",
+            "synthetic": {"num_images": 2, "size": 32, "seed": seed},
+        }
+        for seed, split in enumerate(["train", "val"])
+    }
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "output_dir": str(tmp_path / "runs"),
+                "data": {**data, "image_size": 32, "batch_size": 2, "num_workers": 0},
+                "model": {"heads": {"cls": {"name": "linear", "num_classes": 4}}},
+                "trainer": {"max_steps": 1, "accelerator": "cpu"},
+            }
+        )
+    )
+    assert main(["train", "--config", str(config), f"model.backbone={backbone}"]) == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", sorted(subcommands()))
 def test_every_subcommand_help_has_an_example_and_every_option_a_description(name):
     parser = subcommands()[name]

@@ -5,7 +5,8 @@ its subcommand with its options, help text and examples, and ``run(args) -> int`
 does the work and returns the exit status. This module only builds the top-level parser
 (``--debug``, ``--version``), sets up logging and turns errors into exit codes: every
 subcommand prints a :class:`~visionkit.errors.VisionkitError` as a plain message (no
-traceback) and exits non-zero: 2 for configuration errors, 1 for other problems.
+traceback) and exits non-zero: 2 for a mistake in what the user wrote (the config, an
+override, a backbone's arguments, an unknown name), 1 for other problems (:data:`EXIT_STATUS`).
 
 A subcommand module imports torch and the modules built on it inside the functions that use
 them, never at its top: the parser's choices and defaults come from :mod:`visionkit.choices`,
@@ -57,6 +58,14 @@ COMMANDS = (
 )
 
 
+#: What the exit status of every command means (the top-level help's last lines).
+EXIT_STATUS = (
+    "exit status: 0 done; 1 a problem with the data, a file or the run;\n"
+    "2 a mistake in the command line or the config (an unknown key or name, a value or a\n"
+    "backbone argument that cannot be used)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``visionkit`` parser with every subcommand of :data:`COMMANDS`; the parsed
     arguments carry the subcommand's ``run`` as ``args.run``."""
@@ -64,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="visionkit",
         description="Multi-task computer vision: one backbone, interchangeable heads.",
         epilog="example: visionkit train --config configs/quickstart.yaml trainer.max_epochs=1\n"
-        "run 'visionkit COMMAND --help' for the options of each command",
+        "run 'visionkit COMMAND --help' for the options of each command\n\n" + EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

@@ -13,8 +13,8 @@ import sys
 
 
 def run(args: argparse.Namespace) -> int:
-    """What ``visionkit weights`` runs: exit 0, or an error (exit 1) for the first name that
-    cannot be pulled."""
+    """What ``visionkit weights`` runs: exit 0, or an error for the first name that cannot be
+    pulled (exit 2 for a name without weights to pull, 1 for a download or file that fails)."""
     from visionkit.models import hub
     from visionkit.models.backbones.pretrained import hf_cache_dir, torch_hub_dir
 

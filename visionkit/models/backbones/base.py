@@ -20,7 +20,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class BackboneError(VisionkitError):
-    """A backbone cannot be built as asked (bad ``out_indices``, no published weights, ...)."""
+    """A backbone cannot be built as asked (bad ``out_indices``, no published weights, ...):
+    a mistake in what the config or command line wrote, so the command exits 2, as for a
+    :class:`~visionkit.errors.ConfigError`."""
+
+    exit_code = 2
 
 
 #: Builder arguments a config or a checkpoint may never pass: they make timm or torchvision
