@@ -139,3 +139,25 @@ def test_the_draws_of_a_training_mix_name_their_set(pyramid_config, shapes_root)
     captions = [c for c, _ in drawn_samples(cfg, shown_model(cfg, datasets), shown, "train", 8)]
     assert all(c.startswith(f"draw {i} ") for i, c in enumerate(captions))
     assert {c.split()[2] for c in captions} <= {"a:", "b:"}
+
+
+@pytest.mark.reliability
+def test_show_data_says_each_data_warning_once_and_reads_no_split_it_does_not_need(
+    tmp_path, capsys
+):
+    # each warning was logged as well as printed in the report, and --split train read (and
+    # warned of) data.val too
+    def clipped(data: dict) -> None:
+        data["annotations"][0]["bbox"] = [8, 8, 100, 100]  # past the 32x32 image: clipped
+
+    train = make_coco(tmp_path / "train", num_images=2, edit=clipped)
+    val = make_coco(tmp_path / "val", num_images=2, edit=clipped)
+    config = detection_config(tmp_path / "c.yaml", train, val)
+    argv = ["show-data", "--config", config, "--n", "1", "--output-dir"]
+    code, out, err = run([*argv, tmp_path / "a"], capsys)
+    assert code == 0, err[-2000:]
+    assert (out + err).count("box clipped") == 1 and str(val) not in out + err
+    code, out, err = run([*argv, tmp_path / "b", "--split", "val"], capsys)
+    assert code == 0, err[-2000:]
+    assert out.count("box clipped") == 1 and str(val / "annotations.json") not in err
+    assert err.count("box clipped") == 1 and str(train / "annotations.json") in err  # read

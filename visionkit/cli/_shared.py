@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import re
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from visionkit.choices import TTA_MODES, ULTRALYTICS_KEYS
@@ -287,3 +289,17 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the model in bfloat16 (torch.autocast; CPU, or a CUDA GPU with native "
         "bfloat16: Ampere or newer)",
     )
+
+
+@contextlib.contextmanager
+def report_warnings_muted() -> Iterator[None]:
+    """Datasets built here do not log their reports' warnings
+    (:meth:`~visionkit.data.checks.DataReport.log_warnings`): the command prints each report
+    whole, warnings included (``check-data``, ``show-data``), so each is said once."""
+    summary_log = logging.getLogger("visionkit.data.checks")
+    level = summary_log.level
+    summary_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        summary_log.setLevel(level)

@@ -95,27 +95,26 @@ def check_spec(
     ``train`` dataset and checked against its classes) and return ``(report text, number of
     errors, number of warnings, the dataset or None)``."""
     from visionkit.build.data import build_dataset
+    from visionkit.cli._shared import report_warnings_muted
     from visionkit.data.checks import inspect_samples
     from visionkit.data.classes import class_lists, class_source, match_classes
 
     synthetic = spec.get("synthetic")
     spec = {k: v for k, v in spec.items() if k not in ("synthetic", "weight")}
     label_names = getattr(train, "label_names", None)
-    summary_log = logging.getLogger("visionkit.data.checks")  # the report's warnings, logged
-    level = summary_log.level
-    summary_log.setLevel(logging.ERROR)  # the report printed below holds each of them
     try:
-        dataset = build_dataset(
-            spec,
-            split=split,
-            where=where,
-            needs=needs,
-            image_check=image_check,
-            label_names=label_names,
-        )
-        if label_names:  # as training checks data.val against data.train
-            lists = class_lists(label_names, getattr(train, "category_ids", None))
-            match_classes(dataset, lists, (f"data.train ({class_source(train)})", where))
+        with report_warnings_muted():  # the report printed below holds each of them
+            dataset = build_dataset(
+                spec,
+                split=split,
+                where=where,
+                needs=needs,
+                image_check=image_check,
+                label_names=label_names,
+            )
+            if label_names:  # as training checks data.val against data.train
+                lists = class_lists(label_names, getattr(train, "category_ids", None))
+                match_classes(dataset, lists, (f"data.train ({class_source(train)})", where))
     except DataError as err:
         if err.report is not None:
             errors, warnings = len(err.report.errors), len(err.report.warnings)
@@ -130,8 +129,6 @@ def check_spec(
         raise
     except VisionkitError as err:
         return f"{where}: {err}", 1, 0, None
-    finally:
-        summary_log.setLevel(level)
     report = getattr(dataset, "report", None)
     if report is None:  # a reader that does not check itself: read every sample
         report = inspect_samples(dataset, str(spec), spec["format"])

@@ -69,11 +69,13 @@ def output_folder(folder: Path) -> Path:
 
 
 def split_datasets(cfg: Config, split: str, needs: Sequence[str]) -> tuple[dict[str, Any], Any]:
-    """The datasets of the run as training builds them (``train`` and ``val``, for the
-    model's class names), and the datasets of ``split`` (one dataset, or a name → dataset
-    dict for a mix)."""
+    """The datasets the model is built from (the training set, for its class names; without
+    one, the split shown) and the datasets of ``split`` (one dataset, or a name → dataset dict
+    for a mix). No other split is read. The shown split's data warnings are not logged: its
+    report, printed, holds them."""
     from visionkit.build import build_datasets, build_split
     from visionkit.build.data import split_spec
+    from visionkit.cli._shared import report_warnings_muted
     from visionkit.data.classes import class_source
 
     if split == "train" and cfg.data.train is None:
@@ -82,19 +84,22 @@ def split_datasets(cfg: Config, split: str, needs: Sequence[str]) -> tuple[dict[
             "data.train.root=..., or show another split: --split val"
         )
     spec = split_spec(cfg.data, split) if split != "train" else None  # a clear error if unset
-    datasets = build_datasets(cfg.data, needs)
-    if split != "test":
-        return datasets, datasets[split]
-    train = datasets.get("train")
-    test = build_split(
-        spec,
-        split="test",
-        label_names=getattr(train, "label_names", None),
-        needs=needs,
-        category_ids=getattr(train, "category_ids", None),
-        reference=f"data.train ({class_source(train)})",
-    )
-    return datasets, test
+    train_only = cfg.data.model_copy(update={"val": None})
+    if split == "train":
+        with report_warnings_muted():
+            datasets = build_datasets(train_only, needs)
+        return datasets, datasets["train"]
+    train = build_datasets(train_only, needs).get("train")  # its class order
+    with report_warnings_muted():
+        shown = build_split(
+            spec,
+            split=split,
+            label_names=getattr(train, "label_names", None),
+            needs=needs,
+            category_ids=getattr(train, "category_ids", None),
+            reference=f"data.train ({class_source(train)})",
+        )
+    return ({"train": train} if train is not None else {"val": shown}), shown
 
 
 def shown_model(cfg: Config, datasets: Mapping[str, Any]) -> Any:
