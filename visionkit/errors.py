@@ -67,7 +67,10 @@ class ConfigError(VisionkitError):
             f"  {place}: {p}" if place else f"  {p}"
             for p, place in zip(self.problems, self.locations, strict=True)
         )
-        super().__init__(f"invalid configuration{where}:\n{lines}")
+        # a mistake in a command's options (--val 0) is not called one of the config's
+        options = self.problems and all(p.startswith("--") for p in self.problems)
+        what = "invalid command-line option" if options else "invalid configuration"
+        super().__init__(f"{what}{where}:\n{lines}")
 
 
 class DataError(VisionkitError):

@@ -117,16 +117,34 @@ def test_a_yolo_folder_gets_ultralytics_autosplit_lists_and_a_dataset_file(tmp_p
 
 @pytest.mark.reliability
 @pytest.mark.parametrize(
-    ("val", "test", "message"),
+    ("val", "test", "problems"),
     [
-        (0.0, 0.0, "fractions in (0, 1) for val"),
-        (0.6, 0.5, "adding up to less than 1"),
-        (1.2, 0.0, "fractions in (0, 1) for val"),
+        (0.0, 0.0, ["--val 0: the fraction of the images for val must be above 0 and below 1"]),
+        (0.6, 0.5, ["--val 0.6 --test 0.5: val and test take 1.1 of the images, leaving none"]),
+        (1.2, 1.0, ["--val 1.2: the fraction", "--test 1: the fraction of the images for test"]),
     ],
 )
-def test_bad_fractions_are_a_config_error(val, test, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+def test_bad_fractions_are_a_config_error(val, test, problems):
+    with pytest.raises(ConfigError) as info:
         split_counts(10, val, test)
+    assert len(info.value.problems) == len(problems)
+    assert all(p.startswith(q) for p, q in zip(info.value.problems, problems, strict=True))
+
+
+@pytest.mark.reliability
+def test_split_with_no_val_fraction_says_what_value_is_allowed(tmp_path, capsys):
+    # was "invalid configuration: --val 0.0 --test 0.0: fractions in (0, 1) for val and [0, 1)
+    # for test, adding up to less than 1", naming both options for the one at fault
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            Image.new("RGB", (8, 8)).save(tmp_path / name / f"{i}.png")
+    code, out, err = run(["split", tmp_path, "--val", "0"], capsys)
+    assert code == 2 and not out
+    assert err.startswith(
+        "error: invalid command-line option:\n  --val 0: the fraction of the images for val "
+        "must be above 0 and below 1, e.g. --val 0.2"
+    )
 
 
 @pytest.mark.reliability

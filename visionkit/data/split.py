@@ -181,11 +181,25 @@ def split_counts(n: int, val: float, test: float = 0.0) -> dict[str, int]:
         ConfigError: a fraction outside [0, 1), no val fraction, fractions that leave
             nothing to train on, or fewer items than splits.
     """
-    if not 0 < val < 1 or not 0 <= test < 1 or val + test >= 1:
-        raise ConfigError(
-            f"--val {val} --test {test}: fractions in (0, 1) for val and [0, 1) for test, "
-            "adding up to less than 1 (the rest is train)"
+    problems = []
+    if not 0 < val < 1:
+        problems.append(
+            f"--val {val:g}: the fraction of the images for val must be above 0 and below 1, "
+            "e.g. --val 0.2 (a split makes a validation set; to train on every image, use the "
+            "whole folder as data.train and leave data.val out)"
         )
+    if not 0 <= test < 1:
+        problems.append(
+            f"--test {test:g}: the fraction of the images for test must be at least 0 (0: no "
+            "test split) and below 1, e.g. --test 0.1"
+        )
+    if not problems and val + test >= 1:
+        problems.append(
+            f"--val {val:g} --test {test:g}: val and test take {val + test:g} of the images, "
+            "leaving none for train; their sum must be below 1, e.g. --val 0.2 --test 0.1"
+        )
+    if problems:
+        raise ConfigError(problems)
     counts = {s: max(1, round(n * f)) if f > 0 else 0 for s, f in (("val", val), ("test", test))}
     needed = 1 + sum(1 for c in counts.values() if c)
     if n < needed:
