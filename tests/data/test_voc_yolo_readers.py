@@ -53,6 +53,24 @@ def test_voc_reads_any_folder_names_directly(tmp_path, caplog):
     assert ds.report.format == "voc"
 
 
+@pytest.mark.reliability
+def test_a_voc_folder_of_bad_xml_files_says_none_was_read_not_images_0(tmp_path, capsys):
+    # check-data printed "images: 0" beside the errors, as if the folder held no image
+    root = tmp_path / "voc"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    for stem in ("a", "b"):
+        Image.new("RGB", (16, 16)).save(root / "JPEGImages" / f"{stem}.jpg")
+        (root / "Annotations" / f"{stem}.xml").write_text("<annotation><object>")
+    assert main(["check-data", "--format", "voc", "--root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "  images: none read: every annotation file has errors (below)\n" in out
+    assert "images: 0" not in out and out.count("malformed XML") == 2
+    (root / "Annotations" / "a.xml").write_text(voc_xml([], "a.jpg", (16, 16)))
+    assert main(["check-data", "--format", "voc", "--root", str(root)]) == 1
+    assert "  images: 1\n" in capsys.readouterr().out  # one read: counted as before
+
+
 def test_boxes_clipped_or_dropped_by_the_voc_and_yolo_readers_are_warnings(tmp_path, capsys):
     """check-data said "no problems found" for VOC boxes crossing the image's border and a
     YOLO line of zero width (logged at INFO only), where a COCO file's were warnings."""

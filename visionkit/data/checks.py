@@ -43,9 +43,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from visionkit.data.batch import IGNORE_PIXEL
 from visionkit.data.io import read_image, read_image_header
 from visionkit.errors import (
     AnnotationError,
@@ -216,7 +213,10 @@ class DataReport:
         head = f"{self.format} dataset {self.source}" if self.format else str(self.source)
         lines = [head]
         kept = f" ({self.num_kept} kept)" if self.num_kept != self.num_images else ""
-        lines.append(f"  images: {self.num_images}{kept}")
+        if self.num_images or not self.counts_by_kind("error")["bad annotation file"]:
+            lines.append(f"  images: {self.num_images}{kept}")
+        else:  # not "images: 0": every VOC XML / label file naming an image was unusable
+            lines.append("  images: none read: every annotation file has errors (below)")
         if self.boxes_per_image:
             per = self.boxes_per_image
             lines.append(
@@ -259,18 +259,6 @@ def count_unit(family: str) -> str:
     """What ``DataReport.class_counts[family]`` counts: ``"instances"`` (boxes, masks) for
     ``"instances"``, else ``"images"`` (an image's class, the images a class's pixels are in)."""
     return "instances" if family == "instances" else "images"
-
-
-def pixel_shares(pixels: np.ndarray, names: Sequence[str], void: str) -> str:
-    """``"sky 15.8%, building 23.1%, ..., unlabelled (ignore_index 11) 4.9%"``: the share of
-    each class in the pixel counts ``pixels`` (a bincount of label values, ``IGNORE_PIXEL`` for
-    unlabelled pixels), the unlabelled share with ``void`` saying how they are marked."""
-    total = max(int(pixels.sum()), 1)
-    parts = [f"{name} {100 * pixels[k] / total:.1f}%" for k, name in enumerate(names)]
-    unlabelled = int(pixels[IGNORE_PIXEL]) if len(pixels) > IGNORE_PIXEL else 0
-    if unlabelled:
-        parts.append(f"unlabelled ({void}) {100 * unlabelled / total:.1f}%")
-    return ", ".join(parts)
 
 
 @dataclass(frozen=True)

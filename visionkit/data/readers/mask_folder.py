@@ -63,7 +63,6 @@ from visionkit.data.checks import (
     ImageFile,
     Problem,
     check_image_files,
-    pixel_shares,
     policy,
     read_or_skip,
     where_of,
@@ -80,6 +79,7 @@ from visionkit.data.readers.mask_hints import (
     label_values_hint,
     mask_class_names,
     missing_label_hint,
+    pixel_shares,
 )
 from visionkit.data.readers.palette import Palette, read_palette
 from visionkit.data.readers.voc_segmentation import voc_segmentation_folders

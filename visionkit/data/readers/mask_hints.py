@@ -10,10 +10,12 @@ import difflib
 import glob
 import re
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from visionkit.data.batch import IGNORE_PIXEL
 from visionkit.data.readers.palette import Palette, published_palette
 from visionkit.errors import DataError
 
@@ -340,3 +342,15 @@ def mask_class_names(root: Path, mask_dir: Path, palette: Palette | None) -> tup
         f"{root}: no class names; write one name per line (label order) in {path}, or set "
         f"class_names in the dataset config{hint}"
     )
+
+
+def pixel_shares(pixels: np.ndarray, names: Sequence[str], void: str) -> str:
+    """``"sky 15.8%, building 23.1%, ..., unlabelled (ignore_index 11) 4.9%"``: the share of
+    each class in the pixel counts ``pixels`` (a bincount of label values, ``IGNORE_PIXEL`` for
+    unlabelled pixels), the unlabelled share with ``void`` saying how they are marked."""
+    total = max(int(pixels.sum()), 1)
+    parts = [f"{name} {100 * pixels[k] / total:.1f}%" for k, name in enumerate(names)]
+    unlabelled = int(pixels[IGNORE_PIXEL]) if len(pixels) > IGNORE_PIXEL else 0
+    if unlabelled:
+        parts.append(f"unlabelled ({void}) {100 * unlabelled / total:.1f}%")
+    return ", ".join(parts)
