@@ -38,6 +38,43 @@ def test_a_category_name_that_is_no_string_is_a_warning_not_a_traceback(tmp_path
     assert "duplicate category name: category ids 2, 3: all named 'dog'" in out
 
 
+def test_a_null_category_name_and_a_number_beside_its_text_are_warned_of(tmp_path, capsys):
+    # "name": null was the class "None", unwarned; a category named 1 beside one named "1"
+    # were two classes of one name with no duplicate-name warning
+    categories = [{"id": 1, "name": None}, {"id": 2, "name": 1}, {"id": 3, "name": "1"}]
+    code, out, _ = check(capsys, make_coco(tmp_path, categories=categories))
+    assert code == 0, out
+    assert (
+        "bad category name: category id 1: name None is not a string: the class is named '1' "
+        "(its id)" in out
+    )
+    assert "bad category name: category id 2: name 1 is not a string: the class is named '1'" in out
+    assert "duplicate category name: category ids 1, 2, 3: all named '1'" in out
+    assert "None" not in out.split("instances per class")[1].splitlines()[0]
+
+
+def test_text_category_ids_are_one_error_per_category_not_one_per_annotation(tmp_path, capsys):
+    # each annotation naming category "1" was an "unknown category" error of its own, on top
+    # of the categories' own errors
+    def text_ids(data):
+        data["categories"] = [dict(c) for c in data["categories"]]  # not the shared list's
+        for entry in (*data["categories"], *data["annotations"]):
+            key = "id" if "name" in entry else "category_id"
+            entry[key] = str(entry[key])
+
+    code, out, _ = check(capsys, make_coco(tmp_path, num_images=6, edit=text_ids))
+    assert code == 1
+    assert (
+        "bad entry: categories[0]: needs an integer 'id', got '1' (text: write 1, unquoted)" in out
+    )
+    assert out.count("unknown category") == 1
+    assert (
+        "unknown category: 6 annotations (annotation ids 101, 102, 103, 104, 105, ...): "
+        "category_id '1', '2' is text, not an integer id of categories []: write the numbers "
+        "unquoted, here and in categories" in out
+    )
+
+
 def test_a_null_width_and_height_are_read_from_the_image_as_missing_ones(tmp_path, capsys):
     def unknown_size(data):
         data["images"][0]["width"] = data["images"][0]["height"] = None  # some exporters

@@ -41,6 +41,11 @@ from visionkit.data.checks import (
     read_or_skip,
 )
 from visionkit.data.io import read_image
+from visionkit.data.readers.coco_categories import (
+    category_name,
+    report_unknown_categories,
+    valid_categories,
+)
 from visionkit.data.readers.coco_format import (
     clip_boxes,
     decode_segmentation,
@@ -54,7 +59,6 @@ from visionkit.data.readers.coco_format import (
     read_json,
     resolve_paths,
     switched_on,
-    valid_categories,
     valid_images,
 )
 from visionkit.data.readers.coco_identities import read_identities
@@ -194,7 +198,7 @@ class CocoDataset:
         self.category_ids = [int(c["id"]) for c in categories]
         self.cat_to_label = {cid: i for i, cid in enumerate(self.category_ids)}
         self.label_names: dict[str, list[str]] = {
-            "instances": [str(c.get("name", c["id"])) for c in categories]
+            "instances": [category_name(c) for c in categories]
         }
         if semantic:
             self.label_names["semantic"] = ["background", *self.label_names["instances"]]
@@ -285,6 +289,7 @@ class CocoDataset:
         per_image: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         crowds: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         self.boxes_from_segmentation: dict[int, DerivedBox] = {}  # by position in the file
+        unknown: list[tuple[Any, Any, str]] = []  # (category_id, annotation id, where)
         for position, ann in enumerate(annotations):
             if not isinstance(ann, dict):
                 report.add("bad box", f"annotation {str(ann)[:40]}", "not an object")
@@ -295,13 +300,8 @@ class CocoDataset:
                 self.boxes_from_segmentation[position] = derived
                 ann = {**ann, "bbox": derived[0]}
             where = f"annotation id {ann.get('id')} (image id {ann.get('image_id')})"
-            if ann.get("category_id") not in self.cat_to_label:
-                report.add(
-                    "unknown category",
-                    where,
-                    f"category_id {ann.get('category_id')!r} is not in categories "
-                    f"{self.category_ids}",
-                )
+            if ann.get("category_id") not in self.cat_to_label:  # reported once per id, below
+                unknown.append((ann.get("category_id"), ann.get("id"), where))
             elif ann.get("image_id") not in index:
                 if ann.get("image_id") in listed:  # its image's entry is reported already
                     continue
@@ -317,6 +317,7 @@ class CocoDataset:
                 crowds[index[ann["image_id"]]].append((position, ann))
             else:
                 per_image[index[ann["image_id"]]].append((position, ann))
+        report_unknown_categories(unknown, self.category_ids, report)
         report_boxes_from_segmentation(self.boxes_from_segmentation, annotations, report)
         targets = []
         for i, img in enumerate(self.images):

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import posixpath
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -152,62 +151,6 @@ def valid_images(
             continue
         valid.append(img)
     return valid
-
-
-def valid_categories(
-    categories: list[Any], report: DataReport, annotations: Sequence[Any] = ()
-) -> list[dict[str, Any]]:
-    """The entries with an integer ``id``, sorted by it; the others are errors. A placeholder
-    is left out, with a warning: a category no annotation uses whose name every other
-    category gives as its ``supercategory`` (Roboflow's COCO exports start with one, id 0,
-    named after the project), which would be a class the model never sees."""
-    valid = []
-    for i, cat in enumerate(categories):
-        if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
-            report.add("bad entry", f"categories[{i}]", "needs an integer 'id'")
-            continue
-        valid.append(cat)
-    used = {a.get("category_id") for a in annotations if isinstance(a, dict)}
-    for cat in valid:
-        others = [c for c in valid if c is not cat]
-        if (
-            others
-            and cat["id"] not in used
-            and cat.get("name")
-            and all(c.get("supercategory") == cat["name"] for c in others)
-        ):
-            report.add(
-                "placeholder category",
-                f"category id {cat['id']} {cat['name']!r}",
-                "no annotation uses it and it is the supercategory of every other category "
-                "(as Roboflow's exports have): left out of the classes",
-                "warning",
-            )
-            valid.remove(cat)
-            break
-    ids_of = defaultdict(list)
-    for cat in valid:
-        name = cat.get("name")
-        if isinstance(name, str):
-            ids_of[name].append(cat["id"])
-        elif name is not None:  # the class is named by its text all the same
-            report.add(
-                "bad category name",
-                f"category id {cat['id']}",
-                f"name {name!r} is not a string: the class is named {str(name)!r}",
-                "warning",
-            )
-    for name, ids in ids_of.items():
-        if len(ids) > 1:  # two classes to the model, one to every report of them
-            report.add(
-                "duplicate category name",
-                f"category ids {', '.join(map(str, sorted(ids)))}",
-                f"all named {name!r}: separate classes to the model, one name in check-data's "
-                "counts, per-class metrics and drawn predictions (give each its own name, or "
-                "its annotations one category_id)",
-                "warning",
-            )
-    return sorted(valid, key=lambda c: c["id"])
 
 
 def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
