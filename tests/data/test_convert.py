@@ -551,3 +551,25 @@ def test_yolo_lines_with_commas_say_how_a_line_is_written(tmp_path):
         "labels/b.txt line 1: '0 0,5 0,5 0,2 0,2': has commas; fields are separated by spaces "
         "and decimals written with a point (0 0.5 0.5 0.2 0.2)",
     ]
+
+
+@pytest.mark.reliability
+def test_duplicate_yolo_lines_are_removed_with_a_warning_naming_the_file(tmp_path, caplog):
+    # a repeated line was kept silently: two boxes on one object; Ultralytics removes it
+    # ("N duplicate labels removed"), and so do the reader and convert now
+    line = "0 0.5 0.5 0.2 0.2\n"
+    text = line + line + "0 0.50 0.5 0.20 0.2\n0 0.3 0.3 0.1 0.1\n"
+    root = make_yolo(tmp_path / "yolo", {"a.jpg": (64, 32)}, {"a.txt": text}, classes_txt="cat\n")
+    warning = (
+        "duplicate labels removed: labels/a.txt: 2 duplicate labels removed (lines 2, 3: the "
+        "same as an earlier line), as Ultralytics removes them"
+    )
+    report = convert(root, tmp_path / "a.json", "yolo")
+    assert report.per_class == {"cat": 2} and warning in report.summary()
+    from visionkit.build.data import build_dataset
+
+    with caplog.at_level("WARNING"):
+        ds = build_dataset({"format": "yolo", "root": str(root)}, split="train", needs=["boxes"])
+    assert len(ds[0]["boxes"]) == 2
+    assert [f"{p.kind}: {p}" for p in ds.report.warnings] == [warning]
+    assert "labels/a.txt: 2 duplicate labels removed" in caplog.text

@@ -134,12 +134,12 @@ class CocoBuilder:
         problem recorded inside leaves the file's image and objects out, its problems kept
         in :attr:`dropped` instead of :attr:`problems` (``on_bad_label: skip``)."""
         problems, images, annotations = len(self.problems), len(self.images), len(self.annotations)
-        skipped, clipped = len(self.skipped), len(self.clipped)
+        skipped, clipped, warnings = len(self.skipped), len(self.clipped), len(self.warnings)
         yield
         if skip_bad and len(self.problems) > problems:
             self.dropped.append(self.problems[problems:])
             del self.problems[problems:], self.images[images:], self.annotations[annotations:]
-            del self.skipped[skipped:], self.clipped[clipped:]
+            del self.skipped[skipped:], self.clipped[clipped:], self.warnings[warnings:]
 
     def raise_problems(self, what: str, collect: list[str] | None = None) -> None:
         """Raise one :class:`AnnotationError` listing every recorded problem, if any; with a

@@ -57,10 +57,10 @@ from visionkit.data.convert.coco_builder import (
     relative_posix,
 )
 from visionkit.data.convert.darknet import darknet_class_names, darknet_file, darknet_split
-from visionkit.data.convert.yolo_labels import add_label_line, read_label_lines
+from visionkit.data.convert.yolo_labels import add_label_line, read_label_lines, without_duplicates
 from visionkit.data.convert.yolo_pose import POSE_KEYS, PoseFormat, pose_format
 from visionkit.data.io import read_image_size
-from visionkit.errors import DataError, ImageDecodeError
+from visionkit.errors import DataError, ImageDecodeError, counted
 
 NAME_FILES = ("classes.txt", "data.yaml", "data.yml")
 
@@ -350,7 +350,7 @@ def _convert(
         category["keypoints"], category["skeleton"] = list(pose.names), []
         if pose.sigmas is not None:  # the keypoint head's kpt_oks_sigmas (coco_keypoints.py)
             category["kpt_oks_sigmas"] = list(pose.sigmas)
-    warnings = [pose.unpaired] if pose and pose.unpaired else []
+    warnings = [*builder.warnings, *([pose.unpaired] if pose and pose.unpaired else [])]
     return Conversion(
         coco, builder.skipped, builder.dropped, unlabelled, builder.clipped, warnings=warnings
     )
@@ -385,7 +385,16 @@ def _add_image(
     except ImageDecodeError as err:
         builder.problem(where, err.reason)
         return
-    lines = read_label_lines(builder, root, label)
+    lines, removed = without_duplicates(read_label_lines(builder, root, label))
+    if removed:
+        builder.warnings.append(
+            (
+                "duplicate labels removed",
+                f"{relative_posix(label, root)}: {counted(len(removed), 'duplicate label')} "
+                f"removed (line{'s' * (len(removed) > 1)} {', '.join(map(str, removed))}: "
+                "the same as an earlier line), as Ultralytics removes them",
+            )
+        )
     image_id = builder.add_image(where, width, height)
     for number, line in lines:
         where = f"{relative_posix(label, root)} line {number}"

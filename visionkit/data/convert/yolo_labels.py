@@ -8,7 +8,8 @@ Ultralytics checks them, and a polygon's points. A box whose extent reaches past
 image (``0 0.95 0.5 0.2 0.2``) is clipped to it, as Ultralytics clips it, and recorded with
 :meth:`~visionkit.data.convert.coco_builder.CocoBuilder.clip` when it reaches out by more than
 :data:`~visionkit.data.convert.coco_builder.CLIP_TOLERANCE` pixels. A box or polygon of zero
-area is skipped (and reported).
+area is skipped (and reported). A line that repeats an earlier one of its file is removed,
+with a warning per file (:func:`without_duplicates`), as Ultralytics removes it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,29 @@ def read_label_lines(builder: CocoBuilder, root: Path, label: Path) -> list[tupl
         builder.problem(relative_posix(label, root), f"cannot be read ({err})")
         return []
     return [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def without_duplicates(lines: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], list[int]]:
+    """``lines`` (``(line number, text)``) less each that repeats an earlier line's values
+    (``0 0.5 ...`` and ``0 0.50 ...`` alike), and the numbers of those removed: Ultralytics
+    removes duplicate rows of a label file too ("N duplicate labels removed").
+
+    >>> without_duplicates([(1, "0 0.5 0.5 0.2 0.2"), (2, "1 0.5 0.5 0.2 0.2"), (3, "0 .5 .5 .2 .2")])
+    ([(1, '0 0.5 0.5 0.2 0.2'), (2, '1 0.5 0.5 0.2 0.2')], [3])
+    """
+    seen: set[tuple[Any, ...]] = set()
+    kept, removed = [], []
+    for number, line in lines:
+        try:
+            key: tuple[Any, ...] = tuple(float(v) for v in line.split())
+        except ValueError:  # not numbers: an error of add_label_line, compared as text
+            key = tuple(line.split())
+        if key in seen:
+            removed.append(number)
+        else:
+            seen.add(key)
+            kept.append((number, line))
+    return kept, removed
 
 
 def add_label_line(
