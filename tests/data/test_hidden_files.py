@@ -72,3 +72,31 @@ def test_a_class_folder_beside_its_companion_files_is_read_not_refused(tmp_path)
     junk(tmp_path / "._a.jpg")
     junk(tmp_path / "._b.jpg")
     assert len(ImageFolderDataset(tmp_path)) == 1
+
+
+def test_synology_and_other_system_folders_are_neither_classes_nor_images(tmp_path):
+    # a Synology share's @eaDir/ (a thumbnail JPEG per photo) was the class "@eaDir", and the
+    # thumbnails inside each class folder its images; predict read them too
+    for cls in ("cat", "dog"):
+        write_image(tmp_path / cls / "1.jpg")
+        write_image(tmp_path / cls / "@eaDir" / "1.jpg" / "SYNOPHOTO_THUMB_M.jpg")
+        write_image(tmp_path / cls / "#recycle" / "old.jpg")
+    write_image(tmp_path / "@eaDir" / "cat" / "SYNOFILE_THUMB_M.jpg")
+    junk(tmp_path / "__MACOSX" / "cat" / "._1.jpg")
+    write_image(tmp_path / ".ipynb_checkpoints" / "1.jpg")
+    junk(tmp_path / ".DS_Store")
+    dataset = ImageFolderDataset(tmp_path)
+    assert dataset.label_names["class"] == ["cat", "dog"] and len(dataset) == 2
+    assert dataset.report.problems == []
+    photos = [tmp_path / "cat" / "1.jpg", tmp_path / "dog" / "1.jpg"]
+    assert list_files(tmp_path) == photos
+    assert expand_inputs([tmp_path]) == photos
+
+
+def test_a_mask_folder_on_a_synology_share_reads_only_the_pairs(tmp_path):
+    write_image(tmp_path / "images" / "1.png")
+    write_image(tmp_path / "images" / "@eaDir" / "1.png" / "SYNOPHOTO_THUMB_M.png")
+    write_mask_png(tmp_path / "masks" / "1.png", np.zeros((32, 32), np.uint8))
+    (tmp_path / "classes.txt").write_text("background\nthing\n")
+    dataset = MaskFolderDataset(tmp_path)
+    assert [p.name for p in dataset.paths] == ["1.png"]

@@ -59,6 +59,24 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", "
 
 Sample = dict[str, Any]
 
+#: Folders that never hold the user's data, whatever is in them: macOS's zip leftovers
+#: (``__MACOSX``, its ``._*`` resource files), Synology's thumbnails (``@eaDir``, a
+#: ``SYNOPHOTO_THUMB_*.jpg`` per photo) and recycle bin (``#recycle``), Windows' recycle bin
+#: and volume data. No listing reads them, nor hidden files and folders (:func:`skipped_name`).
+SYSTEM_FOLDERS = frozenset(
+    {"__MACOSX", "@eaDir", "#recycle", "$RECYCLE.BIN", "System Volume Information"}
+)
+
+
+def skipped_name(name: str) -> bool:
+    """Whether a file or folder of this name is left out of every listing: hidden
+    (``.DS_Store``, ``._photo.jpg``, ``.ipynb_checkpoints``) or one of :data:`SYSTEM_FOLDERS`.
+
+    >>> [skipped_name(n) for n in (".DS_Store", "@eaDir", "__MACOSX", "cat")]
+    [True, True, True, False]
+    """
+    return name.startswith(".") or name in SYSTEM_FOLDERS
+
 
 def list_files(
     folder: Path,
@@ -68,7 +86,8 @@ def list_files(
 ) -> list[Path]:
     """The files below ``folder`` (sorted) with one of ``extensions`` (case-insensitive; images
     by default). Hidden files and folders (a name starting with ``.``: ``.DS_Store``, macOS
-    ``._photo.jpg`` companions, ``.ipynb_checkpoints/``) are never listed, nor anything inside
+    ``._photo.jpg`` companions, ``.ipynb_checkpoints/``) and :data:`SYSTEM_FOLDERS`
+    (Synology's ``@eaDir/`` thumbnails, ``__MACOSX/``) are never listed, nor anything inside
     the folders ``exclude`` (compared after resolving symbolic links: ``visionkit predict``
     never reads back its own output folder). Symbolic links to folders are followed, as
     torchvision's ``ImageFolder`` follows them, each real folder listed once. The one folder
@@ -82,7 +101,7 @@ def list_files(
         suffix = p.suffix.lower()
         if (
             (suffix in exts or (heif and suffix in HEIF_EXTENSIONS))
-            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+            and not any(map(skipped_name, p.relative_to(folder).parts))
             and p.is_file()
             and not (skipped and is_inside(p, skipped))
         ):
@@ -104,7 +123,8 @@ def list_files(
 def walk_files(folder: Path) -> Iterator[Path]:
     """The files below ``folder``, following symbolic links to folders (``Path.rglob`` of
     Python 3.11 does not: a linked sub-folder's photos were left out without a word); a real
-    folder reached twice (two links, or a link to a folder above it) is listed once."""
+    folder reached twice (two links, or a link to a folder above it) is listed once. Hidden
+    and system sub-folders (:func:`skipped_name`) are not entered."""
     seen = set()
     for parent, folders, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(parent)
@@ -112,6 +132,7 @@ def walk_files(folder: Path) -> Iterator[Path]:
             folders.clear()
             continue
         seen.add(real)
+        folders[:] = [name for name in folders if not skipped_name(name)]
         yield from (Path(parent, name) for name in names)
 
 

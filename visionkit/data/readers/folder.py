@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from visionkit.data.batch import IMAGE_EXTENSIONS, Sample, dataset_root, list_files
+from visionkit.data.batch import IMAGE_EXTENSIONS, Sample, dataset_root, list_files, skipped_name
 from visionkit.data.checks import (
     IMAGE_CHECKS,
     DataReport,
@@ -168,9 +168,6 @@ class ImageFolderDataset:
 
 #: Folder names that are splits, not classes (a root given one level too high).
 SPLIT_FOLDERS = frozenset({"train", "val", "valid", "validation", "test"})
-#: Folders that are never classes: what macOS's zip leaves beside the data (its ``._*``
-#: resource files), as hidden folders are.
-IGNORED_FOLDERS = frozenset({"__MACOSX"})
 
 
 def nfc(name: str) -> str:
@@ -207,13 +204,13 @@ def folders_of(root: Path, names: list[str], found: list[str]) -> list[str | Non
 
 def class_folders(root: Path, extensions: tuple[str, ...]) -> list[str]:
     """The class sub-folders of ``root``, sorted: every visible folder but ``splits/`` holding
-    split lists only (:func:`listed_items`) and :data:`IGNORED_FOLDERS`."""
+    split lists only (:func:`listed_items`), hidden folders and
+    :data:`~visionkit.data.batch.SYSTEM_FOLDERS` (``@eaDir``, ``__MACOSX``)."""
     return sorted(
         d.name
         for d in root.iterdir()
         if d.is_dir()
-        and not d.name.startswith(".")
-        and d.name not in IGNORED_FOLDERS
+        and not skipped_name(d.name)
         and not (d.name == "splits" and not list_files(d, extensions))
     )
 
