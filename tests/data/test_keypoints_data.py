@@ -351,13 +351,39 @@ def test_an_evaluation_set_naming_the_keypoints_in_another_order_is_refused(tmp_
 def test_a_labelled_keypoint_outside_its_image_is_a_warning(tmp_path):
     def outside(data):
         _with_keypoints(data)
-        data["annotations"][0]["keypoints"] = [12, -3, 2, 10, 10, 1, 32, 10, 2]  # 32 px images
+        data["annotations"][0]["keypoints"] = [12, -3, 2, 10, 10, 1, 33, 10, 2]  # 32 px images
 
     ds = CocoDataset(make_coco(tmp_path / "d", edit=outside), keypoints=True)
     assert [str(p) for p in ds.report.warnings] == [
-        "annotation id 101 (image id 1): 'nose' at (12, -3), 'right_eye' at (32, 10) outside "
-        "the 32x32 image (x in 0..31, y in 0..31)"
+        "annotation id 101 (image id 1): 'nose' at (12, -3), 'right_eye' at (33, 10) outside "
+        "the 32x32 image (x in 0..32, y in 0..32)"
     ]
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [],
+        [{"name": "Resize", "height": 64, "width": 48}],
+        [{"name": "HorizontalFlip", "p": 1.0}, {"name": "Resize", "height": 16, "width": 16}],
+    ],
+)
+def test_a_keypoint_on_the_far_edge_of_its_image_is_kept_on_the_last_pixel(tmp_path, steps):
+    # x = W (y = H), the edge as annotators counting pixel edges write it, was dropped in
+    # training (visibility 0: half a pixel past the last pixel centre) and warned of
+    def edge(data):
+        _with_keypoints(data)
+        data["annotations"][0]["keypoints"] = [32, 12, 2, 10, 32, 1, 31.5, 31.5, 2]  # 32 px
+
+    ds = CocoDataset(make_coco(tmp_path / "d", edit=edge), keypoints=True)
+    assert ds.report.warnings == []
+    sample = ds[0]
+    assert sample["keypoints"][0].tolist() == [[31, 12, 2], [10, 31, 1], [31, 31, 2]]
+    out = apply_pipeline(build_pipeline(steps, (0.5,) * 3, (0.5,) * 3), sample)
+    h, w = out["image"].shape[-2:]
+    points = out["keypoints"][0].numpy()
+    assert (points[:, 2] > 0).all()  # none dropped (a flip swaps the eyes)
+    assert (points[:, 0] <= w - 0.5).all() and (points[:, 1] <= h - 0.5).all()  # on the image
 
 
 def test_on_bad_image_skip_leaves_a_missing_image_out_of_a_keypoint_set(tmp_path):

@@ -19,8 +19,10 @@ A dataset returns a *Sample* (before transforms), a dict with:
   - ``semantic`` (uint8 ``[H, W]``): the label map, :data:`IGNORE_PIXEL` where a pixel
     carries no label;
   - ``keypoints`` (float32 ``[N, K, 3]``, one row per box: x, y in pixel indices and the
-    COCO visibility 0 / 1 / 2) with ``keypoint_flip`` (``[K]``, the keypoint each one
-    becomes under a horizontal flip; :mod:`visionkit.data.keypoint_transforms`);
+    COCO visibility 0 / 1 / 2; resized with :func:`scale_about_pixel_centres`, a point on
+    the image's far edge read onto its last pixel, :func:`onto_last_pixel`) with
+    ``keypoint_flip`` (``[K]``, the keypoint each one becomes under a horizontal flip;
+    :mod:`visionkit.data.keypoint_transforms`);
   - ``identities`` (int64 ``[N]``, one per box: its index in the ``identity`` family, ``-1``
     without one; :mod:`visionkit.data.readers.coco_identities`);
 - under ``on_bad_image: skip``, ``skipped``: the ``{"index", "path", "reason"}`` records of
@@ -44,6 +46,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from visionkit.data.io import HEIF_ADVICE, HEIF_EXTENSIONS
@@ -58,6 +61,39 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", "
 
 
 Sample = dict[str, Any]
+
+
+def scale_about_pixel_centres(xy: Any, scale: Any) -> Any:
+    """Pixel-index coordinates ``xy`` (``[..., 2]``: x, y, pixel ``i``'s centre at ``i``, as
+    a Sample's keypoints) in an image resized ``scale`` times (new / old size: a number, or
+    ``(sx, sy)`` as an array or tensor): ``(x + 0.5) * s - 0.5``, so that a point stays on
+    the pixel it labels (``x * s`` moves it ``(s - 1) / 2`` pixels off). The one formula of
+    the pipeline's resizes, a mix's rescaled partner and the predictions mapped back;
+    arrays and tensors alike.
+
+    >>> scale_about_pixel_centres(np.array([[0.0, 3.0]]), 2.0).tolist()
+    [[0.5, 6.5]]
+    """
+    return (xy + 0.5) * scale - 0.5
+
+
+def onto_last_pixel(points: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Keypoints ``points`` (``[..., 3]``: x, y pixel indices, visibility) of an ``(H, W)``
+    image, each labelled one on the image's far edge (``W - 1 < x <= W``, or ``y`` so: the
+    edge as annotators counting pixel edges write it) on the last pixel (``W - 1``), as
+    Ultralytics' pose labels and Detectron2 keep such a point; training dropped it (half a
+    pixel past the last centre). A point further out is left as it is. A copy.
+
+    >>> onto_last_pixel(np.array([[32.0, 31.5, 2], [33.0, 5, 2], [32, 0, 0]]), (32, 32)).tolist()
+    [[31.0, 31.0, 2.0], [33.0, 5.0, 2.0], [32.0, 0.0, 0.0]]
+    """
+    out = np.array(points, dtype=np.float32, copy=True)
+    labelled = out[..., 2] > 0
+    for axis, last in ((0, size[1] - 1), (1, size[0] - 1)):
+        values = out[..., axis]
+        values[labelled & (values > last) & (values <= last + 1)] = last
+    return out
+
 
 #: Folders that never hold the user's data, whatever is in them: macOS's zip leftovers
 #: (``__MACOSX``, its ``._*`` resource files), Synology's thumbnails (``@eaDir``, a

@@ -32,6 +32,8 @@ import albumentations.augmentations.geometric.functional as fgeometric
 import numpy as np
 import torch
 
+from visionkit.data.batch import scale_about_pixel_centres
+
 
 def keypoint_params() -> A.KeypointParams:
     """How keypoints travel: ``xy`` pixel indices, every point kept (visibility is ours)."""
@@ -45,12 +47,10 @@ _STATE = threading.local()  # depth: how many pixel_index_scaling blocks this th
 def _scale(keypoints: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
     """albumentations' ``keypoints_scale``, about pixel centres, ``(x + 0.5) * s - 0.5``, in a
     thread inside :func:`pixel_index_scaling`; the library's own everywhere else."""
-    if not getattr(_STATE, "depth", 0):
-        return _LIBRARY_SCALE(keypoints, scale_x, scale_y)
-    shifted = np.array(keypoints, dtype=np.float32, copy=True)
-    shifted[:, :2] += 0.5
-    scaled = _LIBRARY_SCALE(shifted, scale_x, scale_y)
-    scaled[:, :2] -= 0.5
+    scaled = _LIBRARY_SCALE(keypoints, scale_x, scale_y)  # its other columns (scale) too
+    if getattr(_STATE, "depth", 0):
+        xy = np.asarray(keypoints, np.float32)[:, :2]
+        scaled[:, :2] = scale_about_pixel_centres(xy, np.array([scale_x, scale_y], np.float32))
     return scaled
 
 

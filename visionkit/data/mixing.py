@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import masks_to_boxes
 
+from visionkit.data.batch import scale_about_pixel_centres
 from visionkit.data.keypoint_transforms import pixel_index_scaling
 from visionkit.errors import DataError, SampleError
 
@@ -218,7 +219,7 @@ def resized_like(partner: dict[str, Any], size: Sequence[int]) -> dict[str, Any]
     points = partner.get("keypoints")
     if points is not None and points.numel():  # [N, K, 3]: about pixel centres, as the image
         labelled = points[..., 2:] > 0
-        scaled = (points[..., :2] + 0.5) * torch.tensor([w / pw, h / ph]) - 0.5
+        scaled = scale_about_pixel_centres(points[..., :2], torch.tensor([w / pw, h / ph]))
         out["keypoints"] = torch.cat(
             [torch.where(labelled, scaled, points[..., :2]), points[..., 2:]], -1
         )

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from visionkit.data.batch import onto_last_pixel
 from visionkit.data.checks import DataReport
 
 _SIDE = re.compile(r"left|right|Left|Right|LEFT|RIGHT")
@@ -245,9 +246,11 @@ def attach_keypoints(
         points = []
         for k, ann_id in zip(target["ann_index"], target["ann_ids"], strict=True):
             where = f"annotation id {ann_id} (image id {image_id})"
-            points.append(annotation_keypoints(annotations[k], schema, where, report))
-            if image_sizes is not None:
-                _outside(points[-1], image_sizes[i], schema.names, where, report)
+            found = annotation_keypoints(annotations[k], schema, where, report)
+            if image_sizes is not None:  # a point on the far edge kept, on the last pixel
+                _outside(found, image_sizes[i], schema.names, where, report)
+                found = onto_last_pixel(found, image_sizes[i])
+            points.append(found)
         target["keypoints"] = (
             np.stack(points) if points else np.zeros((0, len(schema.names), 3), np.float32)
         )
@@ -258,16 +261,17 @@ def _outside(
     points: np.ndarray, size: tuple[int, int], names: Sequence[str], where: str, report: DataReport
 ) -> None:
     """A warning naming the labelled points (``v > 0``) of ``points`` ``[K, 3]`` that lie
-    outside the ``(H, W)`` image (pixel indices ``0..W-1``, ``0..H-1``)."""
+    outside the ``(H, W)`` image (pixel indices ``0..W-1``, ``0..H-1``, and its far edge,
+    ``x = W`` or ``y = H``, read on the last pixel: :func:`~visionkit.data.batch.onto_last_pixel`)."""
     h, w = size
     x, y, v = points[:, 0], points[:, 1], points[:, 2]
-    out = np.flatnonzero((v > 0) & ((x < 0) | (y < 0) | (x > w - 1) | (y > h - 1)))
+    out = np.flatnonzero((v > 0) & ((x < 0) | (y < 0) | (x > w) | (y > h)))
     if len(out):
         shown = ", ".join(f"{names[k]!r} at ({x[k]:g}, {y[k]:g})" for k in out)
         report.add(
             "keypoint outside the image",
             where,
-            f"{shown} outside the {w}x{h} image (x in 0..{w - 1}, y in 0..{h - 1})",
+            f"{shown} outside the {w}x{h} image (x in 0..{w}, y in 0..{h})",
             severity="warning",
         )
 

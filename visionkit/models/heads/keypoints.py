@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from visionkit.data.batch import scale_about_pixel_centres
 from visionkit.models.heads._utils import (
     DetectionTargets,
     Sizes,
@@ -259,7 +260,7 @@ class FCOSKeypointsHead(FCOSHead):
             xy = points[index][:, None, :] + offsets[i, index]  # [N, K, 2]
             if originals:  # pixel indices: scaled about pixel centres, as in training
                 (h, w), (oh, ow) = sizes[i], originals[i]
-                xy = (xy + 0.5) * xy.new_tensor([ow / w, oh / h]) - 0.5
+                xy = scale_about_pixel_centres(xy, xy.new_tensor([ow / w, oh / h]))
             prediction["keypoints"] = torch.cat([xy, visible[i, index][..., None]], dim=-1)
             # tuples: not per-detection lists (filters of detections take those apart)
             prediction["keypoint_names"] = tuple(self.keypoint_names)
