@@ -18,7 +18,7 @@ its reader already takes (``visionkit split``):
 * a **folder of class folders** (``<class>/<image>``, what ``format: folder`` reads):
   ``splits/train.txt``, ``val.txt`` (``test.txt``), one ``<class>/<image>`` per line, the
   classes in the same proportions in each split (stratified,
-  :func:`~visionkit.data.split_classes.class_shares`), for ``split: train`` of ``format:
+  :func:`~visionkit.data.split_shares.class_shares`), for ``split: train`` of ``format:
   folder`` (:mod:`visionkit.data.split_classes`);
 * a **LabelMe folder** (one LabelMe json file per image): ``splits/train.txt``, ``val.txt``
   (``test.txt``), one json file per line relative to the folder, for ``split: train`` of
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,9 @@ from visionkit.checkpoint import write_atomic
 from visionkit.choices import SPLITS
 from visionkit.data.convert.voc import ANNOTATION_DIRS
 from visionkit.data.readers.voc_segmentation import VOC_SEGMENTATION_LISTS
-from visionkit.errors import ConfigError, DataError, counted
+from visionkit.data.split_shares import assign
+from visionkit.data.split_shares import split_counts as split_counts
+from visionkit.errors import DataError, counted
 
 
 def read_list(file: Path, root: Path) -> list[str]:
@@ -166,68 +167,6 @@ class SplitReport:
         if self.kind in ("masks", "classes", "labelme"):
             return self.files["train"].parents[1]
         return self.files.get("yaml", self.files["train"].parent)
-
-
-def split_counts(n: int, val: float, test: float = 0.0) -> dict[str, int]:
-    """How many of ``n`` items go to each split: ``round(n * fraction)`` for val and test, at
-    least one each when its fraction is positive; train keeps the rest (at least one).
-
-    >>> split_counts(160, 0.2)
-    {'train': 128, 'val': 32, 'test': 0}
-    >>> split_counts(10, 0.15, 0.1)
-    {'train': 7, 'val': 2, 'test': 1}
-
-    Raises:
-        ConfigError: a fraction outside [0, 1), no val fraction, fractions that leave
-            nothing to train on, or fewer items than splits.
-    """
-    problems = []
-    if not 0 < val < 1:
-        problems.append(
-            f"--val {val:g}: the fraction of the images for val must be above 0 and below 1, "
-            "e.g. --val 0.2 (a split makes a validation set; to train on every image, use the "
-            "whole folder as data.train and leave data.val out)"
-        )
-    if not 0 <= test < 1:
-        problems.append(
-            f"--test {test:g}: the fraction of the images for test must be at least 0 (0: no "
-            "test split) and below 1, e.g. --test 0.1"
-        )
-    if not problems and val + test >= 1:
-        problems.append(
-            f"--val {val:g} --test {test:g}: val and test take {val + test:g} of the images, "
-            "leaving none for train; their sum must be below 1, e.g. --val 0.2 --test 0.1"
-        )
-    if problems:
-        raise ConfigError(problems)
-    counts = {s: max(1, round(n * f)) if f > 0 else 0 for s, f in (("val", val), ("test", test))}
-    needed = 1 + sum(1 for c in counts.values() if c)
-    if n < needed:
-        raise DataError(f"{n} image(s) cannot be split into {needed} non-empty splits")
-    while n - sum(counts.values()) < 1:  # rounding up took the last training item
-        largest = max(counts, key=counts.get)
-        counts[largest] -= 1
-    return {"train": n - sum(counts.values()), **counts}
-
-
-def assign(ids: list[str], val: float, test: float = 0.0, seed: int = 0) -> dict[str, list[str]]:
-    """The ids of each split: the sorted ids shuffled with ``seed`` and cut by
-    :func:`split_counts`; each split's ids are sorted again.
-
-    >>> parts = assign([f"{i:03d}" for i in range(10)], val=0.2, seed=0)
-    >>> [len(parts[s]) for s in ("train", "val", "test")]
-    [8, 2, 0]
-    >>> sorted(parts["train"] + parts["val"]) == [f"{i:03d}" for i in range(10)]
-    True
-    """
-    counts = split_counts(len(ids), val, test)
-    order = sorted(ids)
-    random.Random(seed).shuffle(order)
-    out, start = {}, 0
-    for name in SPLITS:
-        out[name] = sorted(order[start : start + counts[name]])
-        start += counts[name]
-    return out
 
 
 def split_dataset(

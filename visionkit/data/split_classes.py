@@ -10,7 +10,8 @@ import random
 from pathlib import Path
 
 from visionkit.choices import SPLITS
-from visionkit.data.split import SplitReport, refuse_existing, split_counts, write_lists
+from visionkit.data.split import SplitReport, refuse_existing, write_lists
+from visionkit.data.split_shares import class_shares
 from visionkit.errors import counted
 
 
@@ -71,32 +72,3 @@ def unreadable_images(root: Path, ids: list[str]) -> list[str]:
     report = DataReport(str(root), "folder")
     check_image_files([ImageFile(root / i, i) for i in ids], report, "header")
     return [f"{p.where} ({p.detail})" for p in report.problems if p.kind == "unreadable image"]
-
-
-def class_shares(sizes: dict[str, int], val: float, test: float = 0.0) -> dict[str, dict[str, int]]:
-    """How many images of each class go to each split (stratified): the totals of
-    :func:`split_counts` over every image, shared out in proportion to the classes' sizes
-    (largest remainders first), each class keeping one image for training where it can.
-
-    >>> class_shares({"cat": 10, "dog": 5, "rare": 1}, 0.2)["dog"]
-    {'train': 4, 'val': 1, 'test': 0}
-    >>> sum(s["val"] for s in class_shares({str(c): 5 for c in range(100)}, 0.1).values())
-    50
-    """
-    target = split_counts(sum(sizes.values()), val, test)
-    shares = {c: {"train": n, "val": 0, "test": 0} for c, n in sizes.items()}
-    for split, fraction in (("val", val), ("test", test)):
-        exact = {c: n * fraction for c, n in sizes.items()}
-        for c in sizes:
-            shares[c][split] = min(int(exact[c]), max(shares[c]["train"] - 1, 0))
-            shares[c]["train"] -= shares[c][split]
-        order = sorted(sizes, key=lambda c: exact[c] - shares[c][split], reverse=True)
-        missing = target[split] - sum(s[split] for s in shares.values())
-        largest = sorted(sizes, key=lambda c: shares[c]["train"], reverse=True)
-        for keep, classes in ((1, order), (0, largest)):  # one training image each, if it can
-            for c in classes:
-                if missing and shares[c]["train"] > keep:
-                    shares[c][split] += 1
-                    shares[c]["train"] -= 1
-                    missing -= 1
-    return shares

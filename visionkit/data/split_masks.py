@@ -19,12 +19,12 @@ from visionkit.data.readers.voc_segmentation import (
 )
 from visionkit.data.split import (
     SplitReport,
-    assign,
     read_list,
     refuse_existing,
     split_list_file,
     write_lists,
 )
+from visionkit.data.split_shares import assign
 from visionkit.errors import DataError, counted
 
 logger = logging.getLogger(__name__)
