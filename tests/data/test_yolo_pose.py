@@ -217,3 +217,55 @@ def test_a_pose_dataset_without_flip_pairs_is_warned_of(tmp_path, capsys):
     assert "unpaired keypoint" in out and "no flip_idx (nor kpt_names)" in out
     assert "give flip_idx (the keypoint each one becomes), or train without HorizontalFlip" in out
     assert read(data_yaml)[0]["keypoint_flip"] == [0, 1, 2]
+
+
+def test_save_txt_of_a_model_trained_on_x_y_keypoints_writes_x_y_as_ultralytics(tmp_path):
+    """A model trained on a kpt_shape [K, 2] set wrote ``x y v`` per keypoint with
+    ``predict --save-txt``: 5 + 3K numbers a line, which the set's own data.yaml (5 + 2K)
+    refused when the predictions were read back as labels. Ultralytics writes ``x y`` for a
+    [K, 2] model; so does visionkit now (the head's kpt_dims, from the data, kept in the
+    checkpoint's config and by convert's COCO json)."""
+    from tests.data.test_keypoints_data import keypoint_config
+    from visionkit.build import build_datasets, build_model
+    from visionkit.config import load_config
+    from visionkit.inference.predict import predict_files
+
+    line = "0 0.5 0.5 0.6 0.8 0.5 0.5 0.25 0.5 0.75 0.5\n"  # 3 keypoints of x y
+    data_yaml = make_pose(tmp_path / "ds", lines=line, kpt_shape=[3, 2])
+    config = keypoint_config(train={"format": "yolo", "root": str(data_yaml), "split": "train"})
+    cfg = load_config(config)
+    model = build_model(cfg, build_datasets(cfg.data, needs=["boxes", "keypoints"]))
+    assert model.heads["pose"].kpt_dims == 2
+    assert model.meta["config"]["model"]["heads"]["pose"]["kpt_dims"] == 2
+    out = tmp_path / "pred"
+    images = tmp_path / "ds" / "images" / "val"
+    predict_files(model, [images], out, conf=0.0, max_det=2, save_txt=True, progress=False)
+    lines = (out / "labels" / "a.txt").read_text().splitlines()
+    assert lines and all(len(text.split()) == 5 + 2 * 3 for text in lines)
+    # the predictions read back as labels of the same set
+    (tmp_path / "ds" / "labels" / "val" / "a.txt").write_text("\n".join(lines) + "\n")
+    assert read(data_yaml, "val")[0]["keypoints"].shape == (len(lines), 3, 3)
+    # a [K, 3] set's model keeps x y v, and convert's COCO json carries the dims
+    out_json = tmp_path / "train.json"
+    assert (
+        main(["convert", "--from", "yolo", str(data_yaml), str(out_json), "--split", "train"]) == 0
+    )
+    assert json.loads(out_json.read_text())["categories"][0]["kpt_dims"] == 2
+    again = build_dataset(
+        {"format": "coco", "images": str(tmp_path / "ds"), "annotations": str(out_json)}
+        | {"keypoints": True}
+    )
+    assert again.keypoint_schema.dims == 2
+    coco = json.loads(out_json.read_text())
+    coco["categories"][0]["kpt_dims"] = 4
+    out_json.write_text(json.dumps(coco))
+    with pytest.raises(DataError, match=r"kpt_dims 4: expected 2 \(x y per keypoint"):
+        build_dataset(
+            {"format": "coco", "images": str(tmp_path / "ds"), "annotations": str(out_json)}
+            | {"keypoints": True}
+        )
+    three = make_pose(tmp_path / "ds3")
+    config = keypoint_config(train={"format": "yolo", "root": str(three), "split": "train"})
+    cfg = load_config(config)
+    model = build_model(cfg, build_datasets(cfg.data, needs=["boxes", "keypoints"]))
+    assert model.heads["pose"].kpt_dims == 3

@@ -172,10 +172,10 @@ def resolve_num_classes(cfg: Config, label_names: Mapping[str, Sequence[str]] | 
 
 
 def keypoints_of_data(cfg: Config, train: Any) -> Config:
-    """Each keypoint head's ``keypoint_names``, ``num_keypoints``, ``skeleton`` and
-    ``kpt_oks_sigmas`` from the training data's definition (its categories' ``keypoints``,
-    ``skeleton`` and ``kpt_oks_sigmas``) where the config leaves the names out (the skeleton,
-    the sigmas: where it leaves those out); names or a count
+    """Each keypoint head's ``keypoint_names``, ``num_keypoints``, ``skeleton``,
+    ``kpt_oks_sigmas`` and ``kpt_dims`` from the training data's definition (its categories'
+    ``keypoints``, ``skeleton``, ``kpt_oks_sigmas`` and ``kpt_dims``) where the config leaves
+    the names out (the skeleton, the sigmas, the dims: where it leaves those out); names or a count
     that differ from the data's are an error (predictions, drawings and the flip test-time
     augmentation go by them), a count of 17 too: ``num_keypoints`` is null unless set."""
     parts = getattr(train, "parts", None)
@@ -210,6 +210,8 @@ def keypoints_of_data(cfg: Config, train: Any) -> Config:
         takes_sigmas = "kpt_oks_sigmas" in HEADS.signature(spec["name"]).parameters
         if takes_sigmas and spec.get("kpt_oks_sigmas") is None and schema.sigmas is not None:
             spec["kpt_oks_sigmas"] = list(schema.sigmas)  # an Ultralytics file's kpt_oks_sigmas
+        if "kpt_dims" in HEADS.signature(spec["name"]).parameters and spec.get("kpt_dims") is None:
+            spec["kpt_dims"] = schema.dims  # x y (an Ultralytics kpt_shape [K, 2]) or x y v
     if problems:
         raise ConfigError(problems)
     return cfg

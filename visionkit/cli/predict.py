@@ -130,7 +130,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "labels/a/001.txt; a video frame: labels/<stem>_<frame>.txt): YOLO lines "
         "'class cx cy w h' normalised to the image, as Ultralytics writes them (an instance "
         "head's mask outlines, 'class x1 y1 x2 y2 ...'; a keypoint head's with 'x y v' per "
-        "keypoint); for a classifier its five most probable "
+        "keypoint, 'x y' when trained on a kpt_shape [K, 2] set); for a classifier its five most probable "
         "classes, 'score name' lines",
     )
     p.add_argument(

@@ -16,7 +16,7 @@ import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,10 @@ def _save_npy(path: Path, vector: np.ndarray) -> None:
 
 
 def yolo_lines(
-    prediction: dict[str, Any], orig_size: Sequence[int], save_conf: bool = False
+    prediction: dict[str, Any],
+    orig_size: Sequence[int],
+    save_conf: bool = False,
+    kpt_dims: Mapping[str, int] | None = None,
 ) -> dict[str, list[str]]:
     """Each box head's detections as YOLO label lines, ``class cx cy w h`` (and ``conf`` with
     ``save_conf``), normalised by the image's width and height (``orig_size`` = (H, W)),
@@ -164,7 +167,9 @@ def yolo_lines(
     polygons would be read as a polygon of two points). A keypoint head's lines go on with
     ``x y v`` per keypoint (normalised and clipped to 0..1, a point predicted beyond the
     image's edge on its edge; ``v`` the predicted visibility), before ``conf``, as Ultralytics
-    writes a pose model's. A classification head's five most probable classes,
+    writes a pose model's; ``x y`` for a head whose ``kpt_dims`` (``{head: 2}``, the head's
+    own ``kpt_dims``) is 2, trained on an Ultralytics ``kpt_shape: [K, 2]`` set, as
+    Ultralytics writes a ``[K, 2]`` model's, so the lines read back under that set's file. A classification head's five most probable classes,
     ``score name`` (the class index without names), best first, as Ultralytics writes a
     classifier's."""
     h, w = (float(v) for v in orig_size)
@@ -183,6 +188,7 @@ def yolo_lines(
         if points is not None:  # on the image, as Ultralytics clips them: its labels are 0..1
             points = points.float().cpu() / torch.tensor([w, h, 1.0])
             points[..., :2] = points[..., :2].clamp(0.0, 1.0)
+            points = points[..., : (kpt_dims or {}).get(head, 3)]  # x y, or x y v
         masks = result.get("masks")  # [N, H, W] bool, or None
         head_lines = []
         for i, (box, label, score) in enumerate(

@@ -335,6 +335,7 @@ def _predict(
     image_id = 0
     interrupted = False
     has_boxes = bool(box_heads(model))
+    kpt_dims = {n: h.kpt_dims for n, h in model.heads.items() if hasattr(h, "kpt_dims")}
     if save_json and not has_boxes and (out_dir / "predictions.json").exists():
         logger.warning(
             "%s is an earlier run's: this model has no head that predicts boxes and writes "
@@ -363,7 +364,7 @@ def _predict(
                     results += entries
                     records.append(record)
                 if save_txt:
-                    lines = yolo_lines(prediction, image.shape[:2], save_conf)
+                    lines = yolo_lines(prediction, image.shape[:2], save_conf, kpt_dims)
                     write_label_txt(out_dir / "labels", stems[name], lines, frame)
                 if draw:
                     drawn = draw_predictions(image, prediction, legend_all=frame is not None)

@@ -348,6 +348,7 @@ def _convert(
     coco = builder.to_dict(info)
     for category in coco["categories"] if pose else ():
         category["keypoints"], category["skeleton"] = list(pose.names), []
+        category["kpt_dims"] = pose.dims  # x y (kpt_shape [K, 2]) or x y v: predict --save-txt
         if pose.sigmas is not None:  # the keypoint head's kpt_oks_sigmas (coco_keypoints.py)
             category["kpt_oks_sigmas"] = list(pose.sigmas)
     warnings = [*builder.warnings, *([pose.unpaired] if pose and pose.unpaired else [])]

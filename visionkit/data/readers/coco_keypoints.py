@@ -76,6 +76,9 @@ class KeypointSchema:
         sigmas: the OKS sigma of each keypoint when the category gives them
             (``kpt_oks_sigmas``, visionkit's key, written by ``visionkit convert`` from an
             Ultralytics pose file's), else ``None``.
+        dims: the numbers per keypoint of the labels the data came from: 2 for an Ultralytics
+            pose set of ``kpt_shape: [K, 2]`` (``x y``, the category's ``kpt_dims``), else 3
+            (``x y v``); the YOLO lines ``predict --save-txt`` writes follow it.
         categories: the category ids that define keypoints.
         refused: the ids of categories whose definition differs (an error of its own: their
             annotations' keypoints are not reported again).
@@ -85,6 +88,7 @@ class KeypointSchema:
     skeleton: list[list[int]] = field(default_factory=list)
     flip: list[int] = field(default_factory=list)
     sigmas: list[float] | None = None
+    dims: int = 3
     categories: set[int] = field(default_factory=set)
     refused: set[Any] = field(default_factory=set)  # categories of another definition
 
@@ -107,6 +111,7 @@ def keypoint_schema(
             schema = KeypointSchema(list(names), flip=flip_index(names))
             schema.skeleton = _skeleton(cat.get("skeleton") or [], len(names), where, report)
             schema.sigmas = _sigmas(cat.get("kpt_oks_sigmas"), len(names), where, report)
+            schema.dims = _dims(cat.get("kpt_dims", 3), where, report)
             for k, name in enumerate(names):
                 if mirrored(name) != name and schema.flip[k] == k:
                     report.add(
@@ -153,6 +158,18 @@ def _sigmas(sigmas: Any, count: int, where: str, report: DataReport) -> list[flo
         )
         return None
     return [float(v) for v in sigmas]
+
+
+def _dims(dims: Any, where: str, report: DataReport) -> int:
+    if dims in (2, 3) and not isinstance(dims, bool):
+        return int(dims)
+    report.add(
+        "bad keypoints",
+        where,
+        f"kpt_dims {dims!r}: expected 2 (x y per keypoint, an Ultralytics kpt_shape [K, 2]) "
+        "or 3 (x y v)",
+    )
+    return 3
 
 
 def _skeleton(pairs: Any, count: int, where: str, report: DataReport) -> list[list[int]]:

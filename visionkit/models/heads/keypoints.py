@@ -90,6 +90,11 @@ class FCOSKeypointsHead(FCOSHead):
             ``kpt_oks_sigmas``); default :func:`default_sigmas`: COCO's 17 when K is 17,
             else :data:`UNIFORM_SIGMA` each (a config's null: the training data's
             ``kpt_oks_sigmas`` where it gives them).
+        kpt_dims: the numbers per keypoint of the YOLO label lines ``predict --save-txt``
+            writes: 3 (``x y v``, ``v`` the predicted visibility) or 2 (``x y``), as an
+            Ultralytics pose set's ``kpt_shape: [K, D]``, so the lines read back under it;
+            ``None``: the training data's (2 for a ``[K, 2]`` set, else 3). Predictions
+            always carry the visibility.
         kpt_convs: 3x3 convs of the keypoint tower, on the box tower's output.
         kpt_loss_weight: factor of the ``kpt`` loss term.
         vis_loss_weight: factor of the ``kpt_vis`` loss term.
@@ -111,6 +116,7 @@ class FCOSKeypointsHead(FCOSHead):
         keypoint_names: list[str] | None = None,
         skeleton: list[list[int]] | None = None,
         kpt_oks_sigmas: list[float] | None = None,
+        kpt_dims: int | None = None,
         kpt_convs: int = 2,
         kpt_loss_weight: float = 1.0,
         vis_loss_weight: float = 0.5,
@@ -138,6 +144,10 @@ class FCOSKeypointsHead(FCOSHead):
                 f"{name}: skeleton pairs {bad} are not 1-based keypoint indices in "
                 f"1..{num_keypoints}"
             )
+        if kpt_dims not in (None, 2, 3):
+            raise ValueError(
+                f"{name}: kpt_dims must be 2 (x y per keypoint) or 3 (x y v), got {kpt_dims}"
+            )
         sigmas = default_sigmas(num_keypoints) if kpt_oks_sigmas is None else kpt_oks_sigmas
         if len(sigmas) != num_keypoints or any(s <= 0 for s in sigmas):
             raise ValueError(
@@ -147,6 +157,7 @@ class FCOSKeypointsHead(FCOSHead):
         self.keypoint_names = list(keypoint_names or map(str, range(num_keypoints)))
         self.skeleton = [list(p) for p in skeleton or []]
         self.kpt_oks_sigmas = [float(s) for s in sigmas]
+        self.kpt_dims = 3 if kpt_dims is None else int(kpt_dims)
         self.kpt_loss_weight, self.vis_loss_weight = kpt_loss_weight, vis_loss_weight
         self.kpt_tower, self.kpt_pred = self.point_branch(kpt_convs, 3 * num_keypoints)
         self.kpt_scales = nn.Parameter(torch.ones(len(self.strides)))
