@@ -409,3 +409,32 @@ def test_save_txt_lines_of_an_instance_head_are_its_mask_outlines_as_ultralytics
     ]
     outline = np.array([float(v) for v in parts.split()[1:-1]]).reshape(-1, 2) * [100, 40]
     assert outline.min(0).tolist() == [70, 20] and outline.max(0).tolist() == [79, 24]
+
+
+def test_model_predict_gives_a_classifiers_score_and_top5_as_images_json_does(tmp_path):
+    """model.predict() gave a classifier's label, name and scores, but no score nor top5,
+    which images.json of visionkit predict has: the library and the command disagreed, and a
+    script moving from one to the other had to redo the top-k. Both now give the same
+    ``score`` and ``top5`` (the json's rounded), with flip TTA too."""
+    photos = make_photos(tmp_path / "photos")
+    model = seg_model()
+    out = tmp_path / "out"
+    predict_files(model, [photos], out, progress=False)
+    records = {r["file_name"]: r for r in json.loads((out / "images.json").read_text())}
+    for record in records.values():
+        (result,) = model.predict(record["file_name"])
+        cls = result["cls"]
+        assert set(record["cls"]) <= set(cls)
+        assert cls["score"] == pytest.approx(record["cls"]["score"], abs=1e-5)
+        assert [c["label"] for c in cls["top5"]] == [c["label"] for c in record["cls"]["top5"]]
+        assert [c["name"] for c in cls["top5"]] == [c["name"] for c in record["cls"]["top5"]]
+        for ours, written in zip(cls["top5"], record["cls"]["top5"], strict=True):
+            assert ours["score"] == pytest.approx(written["score"], abs=1e-5)
+        assert cls["top5"][0]["label"] == cls["label"] and cls["top5"][0]["name"] == cls["name"]
+        assert cls["score"] == pytest.approx(float(cls["scores"][cls["label"]]))
+    from visionkit.inference.tta import predict_hflip
+
+    (flipped,) = predict_hflip(model, [read_image(photos / "001.png")])
+    top = flipped["cls"]["top5"]
+    assert top[0]["label"] == flipped["cls"]["label"]
+    assert top[0]["score"] == pytest.approx(float(flipped["cls"]["scores"].max()))

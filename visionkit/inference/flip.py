@@ -6,7 +6,7 @@ Every merge takes one head's raw outputs for a batch and for its mirror image (m
 the head's own ``postprocess``:
 
 - classification (:func:`merge_scores`): the class probabilities (``scores``) of both views are
-  averaged; ``label`` and ``name`` follow the average.
+  averaged; the head decodes the average (``label``, ``name``, ``score``, ``top5``).
 - semantic (:func:`merge_dense_logits`): the flipped view's raw ``logits`` are mirrored back
   (each cell resampled at its mirrored centre: an exact column flip when the image width is a
   multiple of the logits' stride, as it always is when the image fills the batch tensor), the
@@ -109,10 +109,10 @@ def merge_scores(
     sizes: Sizes,
     origs: Sizes | None,
 ) -> list[dict[str, Any]]:
-    """Classification: each image's class probabilities averaged over both views."""
-    plain = head.postprocess(outputs, sizes, origs)
-    mirror = head.postprocess(flipped, sizes, origs)
-    return [_average_scores(a, b, head) for a, b in zip(plain, mirror, strict=True)]
+    """Classification: each image's class probabilities averaged over both views, decoded
+    by the head (label, score and top classes follow the average)."""
+    probs = (outputs["logits"].float().softmax(1) + flipped["logits"].float().softmax(1)) / 2
+    return head.postprocess({**outputs, "logits": probs.clamp(min=1e-12).log()}, sizes, origs)
 
 
 def merge_dense_logits(
@@ -152,13 +152,6 @@ def merge_boxes(
         merge_detections(a, hflip_detections(b, w, swap), nms, top)
         for a, b, w in zip(plain, mirror, widths, strict=True)
     ]
-
-
-def _average_scores(first: dict[str, Any], second: dict[str, Any], head: Any) -> dict[str, Any]:
-    scores = (first["scores"].float() + second["scores"].float()) / 2
-    label = int(scores.argmax())
-    names = getattr(head, "class_names", None)
-    return {**first, "scores": scores, "label": label, "name": names[label] if names else None}
 
 
 def merge_embeddings(

@@ -102,7 +102,7 @@ def image_record(
                 "label": int(result["label"]),
                 "name": result.get("name"),
                 "score": round(float(result["scores"][result["label"]]), 5),
-                "top5": top_classes(result["scores"], result.get("names")),
+                "top5": top_classes(result),
             }
         elif "mask" in result:
             label_map = Image.fromarray(result["mask"].cpu().numpy().astype(np.uint8))
@@ -176,7 +176,7 @@ def yolo_lines(
     lines: dict[str, list[str]] = {}
     for head, result in prediction.items():
         if "label" in result and "scores" in result:
-            top = top_classes(result["scores"], result.get("names"))
+            top = top_classes(result)
             lines[head] = [f"{c['score']:.2f} {c['name'] or c['label']}" for c in top]
         if "boxes" not in result:
             continue
@@ -351,12 +351,18 @@ class JsonArrayStream:
         write_atomic(self.path, fail)
 
 
-def top_classes(scores: Any, names: Sequence[str] | None, k: int = 5) -> list[dict[str, Any]]:
-    """The ``k`` most probable classes of a classifier's ``scores`` ``[C]``, best first, each
-    ``{"label", "name", "score"}`` (Ultralytics' ``top5``)."""
-    probs = torch.as_tensor(scores).float()
-    best = probs.topk(min(k, probs.numel()))
-    return [
-        {"label": int(i), "name": names[int(i)] if names else None, "score": round(float(v), 5)}
-        for v, i in zip(best.values, best.indices, strict=True)
-    ]
+def top_classes(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """A classifier's ``top5`` (its five most probable classes, best first, each ``{"label",
+    "name", "score"}``, as the head's ``postprocess`` gives them: Ultralytics' ``top5``) with
+    the scores rounded to 5 decimals, as ``images.json`` writes them; made from ``scores``
+    ``[C]`` for a result without ``top5``."""
+    top = result.get("top5")
+    if top is None:
+        probs = torch.as_tensor(result["scores"]).float()
+        best = probs.topk(min(5, probs.numel()))
+        names = result.get("names")
+        top = [
+            {"label": int(i), "name": names[int(i)] if names else None, "score": float(v)}
+            for v, i in zip(best.values, best.indices, strict=True)
+        ]
+    return [{**c, "label": int(c["label"]), "score": round(float(c["score"]), 5)} for c in top]

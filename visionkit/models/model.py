@@ -245,7 +245,9 @@ class VisionModel(nn.Module):
 
         Returns:
             One dict per image (or video frame), in input order, keyed by head name; e.g.
-            for a classifier ``{"cls": {"label": 2, "name": "noise", "scores": Tensor[C]}}``.
+            for a classifier ``{"cls": {"label": 2, "name": "noise", "score": 0.91, "top5":
+            [{"label": 2, "name": "noise", "score": 0.91}, ...], "scores": Tensor[C]}}``
+            (``images.json`` of ``visionkit predict`` holds the same, rounded).
             A list, or with ``stream=True`` a generator of these dicts.
 
         Raises:

@@ -167,8 +167,10 @@ def test_postprocess_gives_one_prediction_per_image_with_the_documented_keys(nam
     assert len(predictions) == BATCH
     for prediction, (oh, ow) in zip(predictions, ORIG_SIZES, strict=True):
         if head.task == "classification":
-            assert set(prediction) == {"label", "name", "scores", "names"}
+            assert set(prediction) == {"label", "name", "score", "top5", "scores", "names"}
             assert prediction["scores"].shape == (NUM_CLASSES,)
+            assert len(prediction["top5"]) == min(5, NUM_CLASSES)
+            assert prediction["top5"][0]["label"] == prediction["label"]
             assert prediction["name"] == f"c{prediction['label']}"
         elif head.task == "embedding":
             assert set(prediction) == {"embedding"}

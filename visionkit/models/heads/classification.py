@@ -20,6 +20,9 @@ from visionkit.errors import SampleError
 from visionkit.models.heads._utils import resolve_num_classes
 from visionkit.registry import HEADS
 
+#: How many of the most probable classes a prediction lists (``top5``), as Ultralytics.
+TOP_K = 5
+
 
 @HEADS.register("linear")
 class ClassificationHead(nn.Module):
@@ -108,19 +111,32 @@ class ClassificationHead(nn.Module):
         image_sizes: list[tuple[int, int]] | None = None,
         orig_sizes: list[tuple[int, int]] | None = None,
     ) -> list[dict[str, Any]]:
-        """Per image: ``label`` (int), ``name`` (str or None), ``scores`` (probabilities [C])
-        and ``names`` (the C class names, or None)."""
-        probs = outputs["logits"].float().softmax(dim=1)
-        labels = probs.argmax(dim=1).tolist()
-        return [
-            {
-                "label": label,
-                "name": self.class_names[label] if self.class_names else None,
-                "scores": p,
-                "names": self.class_names,
-            }
-            for label, p in zip(labels, probs, strict=False)
-        ]
+        """Per image: ``label`` (int), ``name`` (str or None), ``score`` (the label's
+        probability, a float), ``top5`` (the five most probable classes, best first, each
+        ``{"label", "name", "score"}``, as ``visionkit predict`` writes them in
+        ``images.json``; Ultralytics' ``probs.top5``), ``scores`` (probabilities [C]) and
+        ``names`` (the C class names, or None)."""
+        probs = outputs["logits"].float().softmax(dim=1)  # [B, C]
+        best = probs.topk(min(TOP_K, probs.shape[1]), dim=1)
+        results = []
+        for p, values, indices in zip(
+            probs, best.values.tolist(), best.indices.tolist(), strict=True
+        ):
+            top = [
+                {"label": i, "name": self.class_names[i] if self.class_names else None, "score": v}
+                for v, i in zip(values, indices, strict=True)
+            ]
+            results.append(
+                {
+                    "label": top[0]["label"],
+                    "name": top[0]["name"],
+                    "score": top[0]["score"],
+                    "top5": top,
+                    "scores": p,
+                    "names": self.class_names,
+                }
+            )
+        return results
 
 
 mlp = HEADS.variant(
