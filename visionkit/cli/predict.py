@@ -137,6 +137,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--save-conf", action="store_true", help="with --save-txt: add the score to each line"
     )
     p.add_argument(
+        "--save-crop",
+        action="store_true",
+        help="also write each detection's box cut out of its image, crops/<class>/<stem>_<k>.jpg "
+        "(k: the detection's line in labels/<stem>.txt, from 1), as Ultralytics' save_crop",
+    )
+    p.add_argument(
         "--save-json",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -206,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
         save_json=args.save_json,
         save_txt=args.save_txt,
         save_conf=args.save_conf,
+        save_crop=args.save_crop,
         max_frames=args.max_frames,
         gallery=args.gallery,
         exclude=earlier,
@@ -291,6 +298,7 @@ OUTPUT_KINDS = (
     ("*_pred.png", "drawn image"),
     ("*_pred.mp4", "drawn video"),
     ("labels/*.txt", "YOLO label file"),
+    ("crops/*.jpg", "crop"),
     ("*.npy", "embedding file"),
 )
 

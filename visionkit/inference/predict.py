@@ -37,6 +37,7 @@ from visionkit.build.model import load
 from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE, TTA_MODES
 from visionkit.errors import ConfigError, DataError, ImageDecodeError, VisionkitError, counted
 from visionkit.gallery import Gallery, add_matches
+from visionkit.inference.crops import save_crops
 from visionkit.inference.device import autocast_dtype, resolve_device
 from visionkit.inference.draw import draw_predictions
 from visionkit.inference.options import (
@@ -140,6 +141,7 @@ def predict_files(
     max_frames: int | None = None,
     gallery: Any = None,
     exclude: Sequence[str | os.PathLike] = (),
+    save_crop: bool = False,
 ) -> Path:
     """Predict on every image, video and webcam of ``inputs`` and write, in ``output_dir``:
 
@@ -159,7 +161,9 @@ def predict_files(
       (unless ``draw=False``);
     - with ``save_txt``, ``labels/<stem>.txt`` per image with detections (``<stem>_<frame>.txt``
       per video frame): YOLO lines ``class cx cy w h`` normalised to the image, plus ``conf``
-      with ``save_conf`` (:func:`visionkit.inference.outputs.yolo_lines`).
+      with ``save_conf`` (:func:`visionkit.inference.outputs.yolo_lines`);
+    - with ``save_crop``, ``crops/<class>/<stem>_<k>.jpg``: the ``k``-th detection's box cut
+      out of its image (:func:`visionkit.inference.crops.save_crops`).
 
     ``<name>`` is the input's path relative to the common folder of the inputs, suffix kept
     (:func:`named_inputs`). Files inside ``output_dir`` are never read as input. Every file
@@ -190,6 +194,7 @@ def predict_files(
             device lacks it).
         save_json: write ``predictions.json`` and ``images.json``.
         save_txt, save_conf: write the YOLO label files (with the score).
+        save_crop: write each detection's box cut out of its image (Ultralytics' ``save_crop``).
         max_frames: predict on at most so many frames of each video or webcam.
         gallery: a folder of identities (``root/<name>/<image>``) or a
             :class:`visionkit.Gallery`: each embedding head's result in ``images.json`` gets
@@ -261,6 +266,7 @@ def predict_files(
             save_conf,
             max_frames,
             gallery,
+            save_crop,
         )
     finally:
         if before is not None:  # an ONNX file's model has no weights to move
@@ -313,6 +319,7 @@ def _predict(
     save_conf: bool,
     max_frames: int | None,
     gallery: Gallery | None = None,
+    save_crop: bool = False,
 ) -> Path:
     """The streaming loop of :func:`predict_files`."""
     paths = [path for path, _ in named]
@@ -366,6 +373,8 @@ def _predict(
                 if save_txt:
                     lines = yolo_lines(prediction, image.shape[:2], save_conf, kpt_dims)
                     write_label_txt(out_dir / "labels", stems[name], lines, frame)
+                if save_crop:
+                    save_crops(image, prediction, out_dir / "crops", stems[name], frame)
                 if draw:
                     drawn = draw_predictions(image, prediction, legend_all=frame is not None)
                     if frame is None:
