@@ -100,6 +100,12 @@ def assert_same(got: list[dict], want: list[dict], atol: float = 0.0) -> None:
                     torch.testing.assert_close(g[key], value, atol=atol, rtol=0, msg=key)
                 elif isinstance(value, torch.Tensor):
                     assert torch.equal(g[key], value), (head, key)
+                elif key == "score":  # a classifier's floats
+                    assert g[key] == pytest.approx(value, abs=atol, rel=0), (head, key)
+                elif key == "top5":
+                    assert [c["label"] for c in g[key]] == [c["label"] for c in value]
+                    for g_class, w_class in zip(g[key], value, strict=True):
+                        assert g_class["score"] == pytest.approx(w_class["score"], abs=atol, rel=0)
                 else:
                     assert g[key] == value, (head, key)
 

@@ -34,6 +34,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms
 
 from visionkit.data.readers.coco_keypoints import flip_index
+from visionkit.models.heads.classification import class_results
 
 Sizes = Sequence[tuple[int, int]]
 #: Per-detection tensors that follow their detection through the merge.
@@ -112,7 +113,7 @@ def merge_scores(
     """Classification: each image's class probabilities averaged over both views, decoded
     by the head (label, score and top classes follow the average)."""
     probs = (outputs["logits"].float().softmax(1) + flipped["logits"].float().softmax(1)) / 2
-    return head.postprocess({**outputs, "logits": probs.clamp(min=1e-12).log()}, sizes, origs)
+    return class_results(probs, getattr(head, "class_names", None))
 
 
 def merge_dense_logits(

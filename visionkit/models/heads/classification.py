@@ -24,6 +24,31 @@ from visionkit.registry import HEADS
 TOP_K = 5
 
 
+def class_results(probs: Tensor, class_names: list[str] | None) -> list[dict[str, Any]]:
+    """Per image of ``probs`` (class probabilities ``[B, C]``): ``label``, ``name``,
+    ``score``, ``top5``, ``scores`` and ``names``, as :meth:`ClassificationHead.postprocess`
+    gives them (flip test-time augmentation decodes its averaged probabilities here too)."""
+    best = probs.topk(min(TOP_K, probs.shape[1]), dim=1)
+    results = []
+    for p, values, indices in zip(probs, best.values.tolist(), best.indices.tolist(), strict=True):
+        top = [
+            {"label": i, "name": class_names[i] if class_names else None, "score": v}
+            for v, i in zip(values, indices, strict=True)
+        ]
+        first = top[0]
+        results.append(
+            {
+                "label": first["label"],
+                "name": first["name"],
+                "score": first["score"],
+                "top5": top,
+                "scores": p,
+                "names": class_names,
+            }
+        )
+    return results
+
+
 @HEADS.register("linear")
 class ClassificationHead(nn.Module):
     """Global pool → dropout → linear (with ``hidden_dims``: (dropout → linear → ReLU) per
@@ -116,27 +141,7 @@ class ClassificationHead(nn.Module):
         ``{"label", "name", "score"}``, as ``visionkit predict`` writes them in
         ``images.json``; Ultralytics' ``probs.top5``), ``scores`` (probabilities [C]) and
         ``names`` (the C class names, or None)."""
-        probs = outputs["logits"].float().softmax(dim=1)  # [B, C]
-        best = probs.topk(min(TOP_K, probs.shape[1]), dim=1)
-        results = []
-        for p, values, indices in zip(
-            probs, best.values.tolist(), best.indices.tolist(), strict=True
-        ):
-            top = [
-                {"label": i, "name": self.class_names[i] if self.class_names else None, "score": v}
-                for v, i in zip(values, indices, strict=True)
-            ]
-            results.append(
-                {
-                    "label": top[0]["label"],
-                    "name": top[0]["name"],
-                    "score": top[0]["score"],
-                    "top5": top,
-                    "scores": p,
-                    "names": self.class_names,
-                }
-            )
-        return results
+        return class_results(outputs["logits"].float().softmax(dim=1), self.class_names)
 
 
 mlp = HEADS.variant(
