@@ -77,13 +77,37 @@ def test_draw_predictions_draws_boxes_in_their_place():
 
 
 def test_captions_are_white_on_dark_colours_and_black_on_light_ones():
-    from visionkit.inference.draw import FILLED_CAPTIONS, caption_style
+    from visionkit.inference.draw import text_colour
 
-    style = caption_style([(0, 0, 128), (255, 225, 25)])  # navy, yellow
-    if FILLED_CAPTIONS:  # torchvision >= 0.23
-        assert style == {"fill_labels": True, "label_colors": [(255, 255, 255), (0, 0, 0)]}
-    else:
-        assert style == {}
+    assert text_colour((0, 0, 128)) == (255, 255, 255)  # navy
+    assert text_colour((255, 225, 25)) == (0, 0, 0)  # yellow
+
+
+def test_boxes_and_captions_drawn_on_a_large_photo_grow_with_it():
+    """On a 2400 x 1800 photo the boxes were 2 pixels wide and the captions Pillow's
+    11-pixel font: at a size that shows the whole photo on a screen, neither could be seen
+    (Ultralytics' drawings grow with the image). Both follow the image's size now; a small
+    image is drawn as before."""
+    from visionkit.inference.draw import drawing_sizes
+
+    assert drawing_sizes(64, 64) == (2, 11) and drawing_sizes(480, 640) == (2, 11)
+    assert drawing_sizes(1800, 2400) == (6, 33)
+    image = np.zeros((1800, 2400, 3), np.uint8)
+    box = torch.tensor([[600.0, 900.0, 1400.0, 1500.0]])
+    prediction = {
+        "det": {"boxes": box, "scores": torch.tensor([0.9]), "labels": torch.tensor([1]),
+                "names": ["square"]}
+    }  # fmt: skip
+    drawn = draw_predictions(image, prediction).any(2)
+    left_edge = drawn[1200, 590:620]
+    assert 5 <= left_edge.sum() <= 7  # 6 pixels wide
+    above = drawn[:900, 600:1400]  # the caption sits on the box's top edge, above it
+    rows = np.flatnonzero(above.any(1))
+    assert len(rows) >= 30 and rows.max() == 899
+    assert above.sum() >= 30 * 100  # a filled caption box at least 30 x 100 pixels
+    small = draw_predictions(np.zeros((40, 60, 3), np.uint8), {"det": {**prediction["det"],
+                             "boxes": torch.tensor([[10.0, 15.0, 30.0, 35.0]])}}).any(2)  # fmt: skip
+    assert small[25, 8:13].sum() == 2  # 2 pixels wide
 
 
 def test_coco_results_are_loadable_by_pycocotools_with_masks_as_rle(tmp_path):

@@ -8,32 +8,72 @@ same way (captions without scores).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 from torchvision.utils import draw_bounding_boxes
 
 from visionkit.data.classes import BACKGROUND
 from visionkit.inference.draw_keypoints import draw_skeletons
 
-#: Whether captions can sit on a box of their colour (torchvision >= 0.23; before, the text
-#: alone, in the box's colour).
-FILLED_CAPTIONS = "fill_labels" in inspect.signature(draw_bounding_boxes).parameters
+#: Drawn lines are this share of the image's mean side wide, 2 pixels at least (Ultralytics'
+#: rule: 2 px on a 640 x 480 photo, 4 on a 1920 x 1080 frame, 11 on a 12-megapixel photo).
+LINE_SHARE = 0.003
+#: Caption height in pixels per pixel of line width (11 px at 2 px, as Pillow's own font).
+FONT_PER_LINE = 5.5
 
 
-def caption_style(colours: list[tuple[int, int, int]]) -> dict[str, Any]:
-    """``draw_bounding_boxes`` arguments for captions readable on any photo: on a box of
-    their colour, in white on dark colours and black on light ones."""
-    if not FILLED_CAPTIONS:
-        return {}
-    text = [(255, 255, 255) if 0.299 * r + 0.587 * g + 0.114 * b < 140 else (0, 0, 0)
-            for r, g, b in colours]  # fmt: skip
-    return {"fill_labels": True, "label_colors": text}
+def drawing_sizes(height: int, width: int) -> tuple[int, int]:
+    """``(line width, caption size)`` in pixels for an image of ``height`` x ``width``: both
+    grow with the image, so that boxes and captions stay readable on a phone's photo as on a
+    thumbnail (Ultralytics scales its drawings the same way)."""
+    line = max(round((height + width) / 2 * LINE_SHARE), 2)
+    return line, round(line * FONT_PER_LINE)
+
+
+def caption_font(size: int) -> Any:
+    """Pillow's own font at ``size`` pixels (its fixed 11-pixel bitmap before Pillow 10.1 or
+    without FreeType)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):  # pragma: no cover - old or FreeType-less Pillow
+        return ImageFont.load_default()
+
+
+def text_colour(colour: tuple[int, int, int]) -> tuple[int, int, int]:
+    """White on a dark colour, black on a light one."""
+    r, g, b = colour
+    return (255, 255, 255) if 0.299 * r + 0.587 * g + 0.114 * b < 140 else (0, 0, 0)
+
+
+def draw_captions(
+    canvas: Tensor,
+    boxes: Tensor,
+    captions: Sequence[str],
+    colours: Sequence[tuple[int, int, int]],
+    size: int,
+    inside: bool = False,
+) -> Tensor:
+    """``canvas`` (``uint8 [3, H, W]``) with each caption on a box of its colour at the top-left
+    corner of its box (xyxy): above the box where there is room (inside with ``inside``, or at
+    the image's top), moved left to stay on the image. ``draw_bounding_boxes`` draws captions
+    in one font size only, Pillow's 11 pixels, which a large photo shrinks to nothing."""
+    picture = Image.fromarray(canvas.permute(1, 2, 0).numpy())
+    pen = ImageDraw.Draw(picture)
+    font = caption_font(size)
+    pad = max(size // 8, 1)
+    for box, text, colour in zip(boxes.tolist(), captions, colours, strict=True):
+        left, top, right, bottom = pen.textbbox((0, 0), text, font=font)
+        w, h = right - left + 2 * pad, bottom - top + 2 * pad
+        x = max(min(box[0], picture.width - w), 0)
+        y = box[1] if inside or box[1] < h else box[1] - h
+        pen.rectangle([x, y, x + w - 1, y + h - 1], fill=colour)
+        pen.text((x + pad - left, y + pad - top), text, fill=text_colour(colour), font=font)
+    return torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1).contiguous()
 
 
 #: Sasha Trubetskoy's 20 distinct colours: CamVid's 11 and Cityscapes' 19 classes each get
@@ -93,6 +133,7 @@ def draw_predictions(
     named label map, boxes take the colours after its classes."""
     # a copy: torch warned of a read-only array (np.asarray of a PIL image)
     canvas = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    line, size = drawing_sizes(*canvas.shape[-2:])
     legend: dict[str, tuple[int, int, int]] = {}
     # boxes take the colours after a named label map's classes (a detector's class 0 and
     # CamVid's sky would both be red): the same per model in every picture
@@ -123,16 +164,11 @@ def draw_predictions(
                 if scores is None  # ground truth
                 else [f"{n} {float(s):.2f}" for n, s in zip(names, scores, strict=True)]
             )
-            canvas = draw_bounding_boxes(
-                canvas,
-                result["boxes"].float().cpu(),
-                captions,
-                colors=colours,
-                width=2,
-                **caption_style(colours),
-            )
+            boxes = result["boxes"].float().cpu()
+            canvas = draw_bounding_boxes(canvas, boxes, colors=colours, width=line)
             if result.get("keypoints") is not None:  # fcos_keypoints: skeletons
-                canvas = draw_skeletons(canvas, result, colour_of)
+                canvas = draw_skeletons(canvas, result, colour_of, line)
+            canvas = draw_captions(canvas, boxes, captions, colours, size)
         elif "label" in result:
             h, w = canvas.shape[-2:]
             name = result.get("name") or str(result["label"])
@@ -140,20 +176,22 @@ def draw_predictions(
             caption = name if scores is None else f"{name} {float(scores[result['label']]):.2f}"
             frame = torch.tensor([[0, 0, w - 1, h - 1]], dtype=torch.float)
             colour = colour_of(result["label"])
-            canvas = draw_bounding_boxes(
-                canvas, frame, [caption], colors=[colour], width=2, **caption_style([colour])
-            )
+            canvas = draw_bounding_boxes(canvas, frame, colors=[colour], width=line)
+            canvas = draw_captions(canvas, frame + line, [caption], [colour], size, inside=True)
     drawn = canvas.permute(1, 2, 0).numpy()
-    return _with_legend(drawn, legend) if legend else drawn
+    return _with_legend(drawn, legend, size) if legend else drawn
 
 
-def _with_legend(image: np.ndarray, legend: dict[str, tuple[int, int, int]]) -> np.ndarray:
-    """``image`` with a strip below it: a coloured square and the name of each class."""
-    row = 14
+def _with_legend(
+    image: np.ndarray, legend: dict[str, tuple[int, int, int]], size: int
+) -> np.ndarray:
+    """``image`` with a strip below it: a coloured square and the name of each class, in
+    captions of ``size`` pixels."""
+    row, font = size + 3, caption_font(size)
     strip = Image.new("RGB", (image.shape[1], row * len(legend) + 4), (0, 0, 0))
     draw = ImageDraw.Draw(strip)
     for i, (name, colour) in enumerate(legend.items()):
         y = 2 + i * row
-        draw.rectangle([4, y + 1, 14, y + 11], fill=colour)
-        draw.text((20, y), name, fill=(255, 255, 255))
+        draw.rectangle([4, y + 1, 4 + size - 1, y + size], fill=colour)
+        draw.text((size + 9, y), name, fill=(255, 255, 255), font=font)
     return np.concatenate([image, np.asarray(strip)], axis=0)

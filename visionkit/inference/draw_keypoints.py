@@ -21,9 +21,11 @@ def draw_skeletons(
     canvas: torch.Tensor,
     result: dict[str, Any],
     colour_of: Callable[[int], tuple[int, int, int]],
+    line: int = 2,
 ) -> torch.Tensor:
     """``canvas`` (uint8 ``[3, H, W]``) with ``result["keypoints"]`` (``[N, K, 3]``: x, y,
-    visibility) drawn, joined by ``result["skeleton"]`` (1-based pairs, COCO's)."""
+    visibility) drawn, joined by ``result["skeleton"]`` (1-based pairs, COCO's), in lines and
+    points of ``line`` pixels."""
     points = result["keypoints"].float().cpu()
     if not len(points):
         return canvas
@@ -35,14 +37,14 @@ def draw_skeletons(
             for a, b in pairs:
                 if min(keypoints[a, 2], keypoints[b, 2]) >= VISIBLE:
                     ends = [tuple(keypoints[k, :2].tolist()) for k in (a, b)]
-                    pen.line(ends, fill=colour_of(int(label)), width=2)
+                    pen.line(ends, fill=colour_of(int(label)), width=line)
         canvas = torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1).contiguous()
     for keypoints, label in zip(points, result["labels"], strict=True):
         canvas = draw_keypoints(
             canvas,
             keypoints[None, :, :2],
             colors=colour_of(int(label)),
-            radius=2,
+            radius=line,
             visibility=(keypoints[None, :, 2] >= VISIBLE),
         )
     return canvas
