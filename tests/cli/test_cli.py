@@ -353,6 +353,50 @@ def test_lightning_cli_style_overrides_get_the_plain_form(capsys):
     assert err.rstrip().endswith("unrecognized arguments: --data.x=1")
 
 
+def test_ultralytics_predict_arguments_are_answered(capsys):
+    """``yolo predict``'s ``--vid-stride``, ``--show``, ``--line-width``, ``--save`` and its
+    ``source=DIR conf=0.5`` style were argparse's bare "unrecognized arguments" / "ambiguous
+    option" / "required: --checkpoint, --input", as export's were before they got answers."""
+
+    def error_of(argv: list[str]) -> str:
+        with pytest.raises(SystemExit) as info:
+            main(["predict", *argv])
+        assert info.value.code == 2
+        return capsys.readouterr().err
+
+    base = ["--checkpoint", "x.ckpt", "--input", "photos"]
+    err = error_of([*base, "--vid-stride", "2", "--stream", "--show"])
+    assert err.rstrip().endswith(
+        "unrecognized arguments: --vid-stride 2 --stream --show\n"
+        "--vid_stride (Ultralytics'): --every N (predict on frames 0, N, 2N, ...)\n"
+        "--stream (Ultralytics'): always so here: inputs are read, predicted and written a "
+        "batch at a time (from Python: model.predict(source, stream=True))\n"
+        "--show (Ultralytics'): not offered: the drawn images are written, <name>_pred.png (a "
+        "video's as <name>_pred.mp4)"
+    )
+    err = error_of([*base, "--save"])
+    assert "ambiguous option: --save could match" in err
+    assert err.rstrip().endswith(
+        "--save (Ultralytics'): always so here: the drawn images are written (--no-draw: none)"
+    )
+    err = error_of(["model=runs/x/best.ckpt", "source=photos", "conf=0.5", "save_txt=True",
+                    "vid_stride=2", "show=True", "half=True", "device=0"])  # fmt: skip
+    assert err.rstrip().endswith(
+        "required: --checkpoint, --input\n"
+        "KEY=VALUE arguments (Ultralytics' style) are options here; did you mean:\n"
+        "  visionkit predict --checkpoint runs/x/best.ckpt --input photos --conf 0.5 "
+        "--save-txt --every 2 --half --device 0\n"
+        "left out show (not offered: the drawn images are written, <name>_pred.png (a video's "
+        "as <name>_pred.mp4))"
+    )
+    err = error_of([*base, "conf=0.5", "max_det=3"])
+    assert err.rstrip().endswith(
+        "  visionkit predict --checkpoint x.ckpt --input photos --conf 0.5 --max-det 3"
+    )
+    hint = err.rstrip().splitlines()[-1].split()[2:]
+    assert build_parser().parse_args(["predict", *hint]).max_det == 3
+
+
 def test_ultralytics_export_arguments_are_answered(tmp_path, capsys):
     """``yolo export``'s ``--dynamic --simplify``, ``--format engine`` and its ``format=onnx
     imgsz=640`` style were argparse's bare "unrecognized arguments" / "invalid choice" /

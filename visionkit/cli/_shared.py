@@ -9,7 +9,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from visionkit.choices import TTA_MODES, ULTRALYTICS_KEYS
@@ -253,6 +253,62 @@ def ultralytics_option_hint(
     if not lines:
         return ""
     return "\n" + "\n".join(lines) + "\n(KEY=VALUE overrides, e.g. trainer.max_epochs=3)"
+
+
+#: Values of a ``KEY=VALUE`` argument that switch an option on (Ultralytics' ``half=True``).
+TRUE = ("true", "1", "yes", "on")
+
+
+def ultralytics_argument_lines(message: str, not_offered: Mapping[str, str]) -> list[str]:
+    """For argparse's "unrecognized arguments" (or "ambiguous option") error on another
+    tool's options (``--dynamic``, ``--vid-stride 2``), what each says here
+    (``not_offered``: Ultralytics' name → what to use instead, or why there is none)."""
+    names = []
+    unknown = re.match(r"unrecognized arguments: (.*)", message)
+    names += [a for a in unknown.group(1).split() if a.startswith("--")] if unknown else []
+    ambiguous = re.match(r"ambiguous option: (--\S+) could match", message)
+    names += [ambiguous.group(1)] if ambiguous else []
+    lines = []
+    for arg in names:
+        name = arg.lstrip("-").partition("=")[0].replace("-", "_")
+        if name in not_offered:
+            lines.append(f"--{name} (Ultralytics'): {not_offered[name]}")
+    return lines
+
+
+def key_value_lines(
+    given: Sequence[str],
+    parser: argparse.ArgumentParser,
+    not_offered: Mapping[str, str],
+    renamed: Mapping[str, str],
+) -> list[str]:
+    """For ``KEY=VALUE`` arguments written as Ultralytics' command line takes them
+    (``yolo export format=onnx imgsz=640``, ``yolo predict source=DIR conf=0.5``), the
+    command with options in their place (``renamed``: Ultralytics' key → the option that
+    takes its value here; otherwise ``--key-with-dashes``), and the keys left out
+    (``not_offered``, with why); ``[]`` when there is no ``KEY=VALUE`` argument."""
+    options, dropped, pairs = [], [], 0
+    for arg in given:
+        key, is_pair, value = arg.partition("=")
+        option = renamed.get(key, f"--{key.replace('_', '-')}")
+        pairs += bool(is_pair and not arg.startswith("-"))
+        if not is_pair or arg.startswith("-"):
+            options.append(shlex.quote(arg))
+        elif key in not_offered:
+            dropped.append(f"{key} ({not_offered[key]})")
+        elif option in parser._option_string_actions:
+            takes_value = parser._option_string_actions[option].nargs != 0
+            if takes_value:
+                options.append(f"{option} {shlex.quote(value)}")
+            elif value.lower() in TRUE:
+                options.append(option)
+    if not pairs:
+        return []
+    return [
+        "KEY=VALUE arguments (Ultralytics' style) are options here; did you mean:\n"
+        f"  {parser.prog} {' '.join(options)}",
+        *(f"left out {what}" for what in dropped),
+    ]
 
 
 def add_tta_argument(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from visionkit.choices import (
     ULTRALYTICS_EXPORT_ARGS,
     ULTRALYTICS_EXPORT_FORMATS,
 )
+from visionkit.cli._shared import key_value_lines, ultralytics_argument_lines
 
 DESCRIPTION = """\
 Export a checkpoint written by 'visionkit train' (backbone, neck and every head of the model).
@@ -90,7 +90,6 @@ def default_output(checkpoint: str, format: str) -> Path:
 
 #: Ultralytics' names of the options that have another name here.
 RENAMED = {"model": "--checkpoint", "weights": "--checkpoint", "imgsz": "--imgsz"}
-TRUE = ("true", "1", "yes", "on")
 
 
 def ultralytics_hint(message: str, given: Sequence[str], parser: argparse.ArgumentParser) -> str:
@@ -99,36 +98,11 @@ def ultralytics_hint(message: str, given: Sequence[str], parser: argparse.Argume
     ULTRALYTICS_EXPORT_ARGS`); for ``--format engine`` how to get there
     (:data:`~visionkit.choices.ULTRALYTICS_EXPORT_FORMATS`); for ``KEY=VALUE`` arguments
     (``format=onnx imgsz=640``) the command with options in their place; ``""`` otherwise."""
-    lines = []
-    unknown = re.match(r"unrecognized arguments: (.*)", message)
-    for arg in unknown.group(1).split() if unknown else []:
-        name = arg.lstrip("-").partition("=")[0].replace("-", "_")
-        if arg.startswith("--") and name in ULTRALYTICS_EXPORT_ARGS:
-            lines.append(f"--{name} (Ultralytics'): {ULTRALYTICS_EXPORT_ARGS[name]}")
+    lines = ultralytics_argument_lines(message, ULTRALYTICS_EXPORT_ARGS)
     choice = re.match(r"argument --format: invalid choice: '([^']*)'", message)
     if choice and choice.group(1) in ULTRALYTICS_EXPORT_FORMATS:
         lines.append(f"for {ULTRALYTICS_EXPORT_FORMATS[choice.group(1)]}")
-    options, dropped, pairs = [], [], 0
-    for arg in given:
-        key, is_pair, value = arg.partition("=")
-        option = RENAMED.get(key, f"--{key.replace('_', '-')}")
-        pairs += bool(is_pair and not arg.startswith("-"))
-        if not is_pair or arg.startswith("-"):
-            options.append(shlex.quote(arg))
-        elif key in ULTRALYTICS_EXPORT_ARGS:
-            dropped.append(f"{key} ({ULTRALYTICS_EXPORT_ARGS[key]})")
-        elif option in parser._option_string_actions:
-            takes_value = parser._option_string_actions[option].nargs != 0
-            if takes_value:
-                options.append(f"{option} {shlex.quote(value)}")
-            elif value.lower() in TRUE:
-                options.append(option)
-    if pairs:
-        lines.append(
-            "KEY=VALUE arguments (Ultralytics' style) are options here; did you mean:\n"
-            f"  {parser.prog} {' '.join(options)}"
-        )
-        lines += [f"left out {what}" for what in dropped]
+    lines += key_value_lines(given, parser, ULTRALYTICS_EXPORT_ARGS, RENAMED)
     return "".join(f"\n{line}" for line in lines)
 
 

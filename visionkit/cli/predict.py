@@ -11,8 +11,13 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE
-from visionkit.cli._shared import add_device_arguments, add_tta_argument
+from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE, ULTRALYTICS_PREDICT_ARGS
+from visionkit.cli._shared import (
+    add_device_arguments,
+    add_tta_argument,
+    key_value_lines,
+    ultralytics_argument_lines,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--input photos/ 'more/*.png' --conf 0.4 --classes circle --save-txt --device cuda "
         "--half   # writes runs/quickstart/predict, then predict-2, ...",
     )
+    p.command_hint = ultralytics_hint
     p.add_argument(
         "--checkpoint",
         required=True,
@@ -55,6 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--input",
         required=True,
         nargs="+",
+        action=InputsAction,
         metavar="PATH",
         help="image or video files, folders, glob patterns (quote globs), .txt files listing "
         "those one a line (relative to the current folder, else to the list's), or a webcam "
@@ -169,6 +176,48 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     add_tta_argument(p)
     return p
+
+
+class InputsAction(argparse.Action):
+    """``--input``'s values; an Ultralytics ``KEY=VALUE`` argument after them (``--input
+    photos conf=0.5``), which ``--input`` would take for a file, is refused as an argument
+    the parser does not know (:func:`ultralytics_hint` then gives the command with options):
+    a value that names no file and whose key is an option here or an Ultralytics predict
+    argument."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        options = {action.dest for action in parser._actions}
+        keyed = [
+            v
+            for v in values
+            if "=" in v
+            and not Path(v).exists()
+            and (v.partition("=")[0] in options or v.partition("=")[0] in ULTRALYTICS_PREDICT_ARGS)
+        ]
+        if keyed:
+            parser.error(f"unrecognized arguments: {' '.join(keyed)}")
+        setattr(namespace, self.dest, values)
+
+
+#: Ultralytics' predict keys that take their value in an option of another name here.
+RENAMED = {
+    "source": "--input",
+    "model": "--checkpoint",
+    "weights": "--checkpoint",
+    "vid_stride": "--every",
+    "batch": "--batch-size",
+}
+
+
+def ultralytics_hint(message: str, given: list[str], parser: argparse.ArgumentParser) -> str:
+    """What argparse's error on ``yolo predict``'s arguments adds: for ``--vid-stride``,
+    ``--show``, ``--line-width``, ... the option to use or why there is none
+    (:data:`~visionkit.choices.ULTRALYTICS_PREDICT_ARGS`); for ``KEY=VALUE`` arguments
+    (``source=photos conf=0.5``) the command with options in their place; ``""`` otherwise."""
+    not_offered = {k: v for k, v in ULTRALYTICS_PREDICT_ARGS.items() if k not in RENAMED}
+    lines = ultralytics_argument_lines(message, ULTRALYTICS_PREDICT_ARGS)
+    lines += key_value_lines(given, parser, not_offered, RENAMED)
+    return "".join(f"\n{line}" for line in lines)
 
 
 def output_folder(
