@@ -217,6 +217,10 @@ def _is_torchscript(path: Path) -> bool:
         return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
 
+#: Suffixes of config files, which a checkpoint is not (``--checkpoint runs/x/config.yaml``).
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``; every failure is a :class:`CheckpointError`."""
     path = Path(path)
@@ -229,6 +233,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         )
     if not path.is_file():
         raise CheckpointError(path, "file does not exist")
+    if path.suffix.lower() in CONFIG_SUFFIXES:  # a run's config.yaml, given for its checkpoint
+        found = sorted(path.parent.glob("checkpoints/*.ckpt"))[:3]
+        raise CheckpointError(
+            path,
+            "a config file, not a checkpoint: give the .ckpt that visionkit train wrote"
+            + (
+                f", e.g. {', '.join(map(str, found))}"
+                if found
+                else " (<run>/checkpoints/best.ckpt)"
+            ),
+        )
     if path.suffix.lower() == ".onnx":
         raise CheckpointError(
             path,

@@ -254,3 +254,22 @@ def test_focal_loss_parameters_are_set_from_yaml(tmp_path):
     assert det.loss(out, batch)["cls"] < set_from_yaml
     with pytest.raises(ConfigError, match="focal_gama: unknown key; did you mean 'focal_gamma'"):
         visionkit.load_config(path, ["model.heads.det.focal_gama=1"])
+
+
+def test_a_runs_config_given_as_the_checkpoint_is_named_a_config(tmp_path, capsys):
+    """``visionkit predict --checkpoint runs/x/config.yaml`` (the run's file a first user
+    sees first) said "truncated or corrupt (not a file torch.save wrote)"; it says it is a
+    config, and names the run's checkpoints."""
+    from tests.helpers import run, write_image
+    from tests.inference.detectors import detector, save_checkpoint
+
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    ckpt = save_checkpoint(detector(), tmp_path / "run" / "checkpoints" / "best.ckpt")
+    config = tmp_path / "run" / "config.yaml"
+    config.write_text("name: x\nmodel: {backbone: {name: simple_cnn}}\n")
+    with pytest.raises(CheckpointError, match=rf"a config file, not a checkpoint: .*e\.g\. {ckpt}"):
+        visionkit.load(config)
+    write_image(tmp_path / "a.png", size=(16, 16))
+    argv = ["predict", "--checkpoint", config, "--input", tmp_path / "a.png"]
+    code, _, err = run(argv, capsys)
+    assert code == 1 and f"{config}: a config file, not a checkpoint: give the .ckpt" in err
