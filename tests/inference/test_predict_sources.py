@@ -204,3 +204,27 @@ def test_a_url_is_told_that_only_local_files_are_read(tmp_path):
     (tmp_path / "list.txt").write_text(f"{url}\n")  # in a .txt list too
     with pytest.raises(DataError, match="URLs and streams are not read"):
         sources.named_inputs([tmp_path / "list.txt"])
+
+
+def test_no_images_says_why_for_each_folder_and_pattern(tmp_path):
+    """An empty folder, a folder of other files and a glob that matches nothing all said
+    "no images found in X", leaving the user to guess which and what is read."""
+    from tests.helpers import write_image
+    from visionkit.inference.sources import named_inputs
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.md").write_text("x")
+    write_image(tmp_path / "run" / "predict" / "a.png", size=(8, 8))
+    inputs = [tmp_path / "empty", tmp_path / "notes", str(tmp_path / "*.jpeg")]
+    with pytest.raises(DataError) as info:
+        named_inputs(inputs)
+    said = str(info.value)
+    assert f"{tmp_path / 'empty'} (an empty folder)" in said
+    assert (
+        f"{tmp_path / 'notes'} (no image or video file, e.g. {tmp_path / 'notes' / 'a.md'})" in said
+    )
+    assert f"{tmp_path / '*.jpeg'} (no file)" in said
+    assert "read are the suffixes .jpg .jpeg .png" in said and ".mp4" in said
+    with pytest.raises(DataError, match=r"\(its images are in output folders of predict"):
+        named_inputs([tmp_path / "run"], exclude=[tmp_path / "run" / "predict"])

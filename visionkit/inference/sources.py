@@ -164,7 +164,7 @@ def named_inputs(
         key = f"webcam:{source.index}" if isinstance(source, Webcam) else os.path.abspath(source)
         unique.setdefault(key, (source, root))
     if not unique:
-        raise DataError(f"no images found in {', '.join(map(str, given))}")
+        raise DataError(no_images_message(given))
     files = {key: (s, r) for key, (s, r) in unique.items() if r is not None}
     folders = [os.path.abspath(root) for _, root in files.values()]
     common = os.path.commonpath(folders + [os.path.dirname(a) for a in files]) if files else ""
@@ -174,6 +174,32 @@ def named_inputs(
         else (s, Path(os.path.relpath(key, common)).as_posix())
         for key, (s, _) in unique.items()
     ]
+
+
+def no_images_message(given: Sequence[Any]) -> str:
+    """Why ``given`` (folders, globs) gave no image: an empty folder, files of other suffixes
+    (one named), images in output folders only (never read), a pattern that matches no
+    file; and the suffixes that are read."""
+    known = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+    said = []
+    for item in map(str, given):
+        if Path(item).is_dir():
+            files = [p for p in Path(item).rglob("*") if p.is_file()]
+            other = next((p for p in files if p.suffix.lower() not in known), None)
+            why = (
+                "an empty folder"
+                if not files
+                else f"no image or video file, e.g. {other}"
+                if other
+                else "its images are in output folders of predict, which are not read"
+            )
+            said.append(f"{item} ({why})")
+        elif _magic(item):
+            matched = glob.glob(item, recursive=True)
+            said.append(f"{item} ({'only files of output folders' if matched else 'no file'})")
+        else:
+            said.append(item)
+    return f"no images found in {', '.join(said)}; read are the suffixes {' '.join(known)} (in any case)"
 
 
 def listed_inputs(item: str | os.PathLike | int) -> list[str | os.PathLike | int]:
