@@ -438,3 +438,14 @@ def test_model_predict_gives_a_classifiers_score_and_top5_as_images_json_does(tm
     top = flipped["cls"]["top5"]
     assert top[0]["label"] == flipped["cls"]["label"]
     assert top[0]["score"] == pytest.approx(float(flipped["cls"]["scores"].max()))
+
+
+def test_save_crop_of_a_model_without_box_heads_is_refused_as_classes_is(tmp_path):
+    """--save-crop of a classifier / semantic model wrote nothing and said nothing."""
+    from visionkit.errors import ConfigError
+
+    photos = make_photos(tmp_path / "photos")
+    with pytest.raises(ConfigError, match=r"save_crop \(--save-crop\): the model has no head "
+                       r"that predicts boxes \(its heads: cls, seg\)"):  # fmt: skip
+        predict_files(seg_model(), [photos], tmp_path / "out", save_crop=True, progress=False)
+    assert not (tmp_path / "out").exists()

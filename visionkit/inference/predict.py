@@ -211,7 +211,8 @@ def predict_files(
         TypeError: an input is an image in memory (a numpy array, tensor or PIL image), which
             :meth:`VisionModel.predict` takes.
         ConfigError: a bad option (``every``, ``tta``, a threshold, ``classes``, ``imgsz``,
-            ``device``, ``half`` / ``bf16`` where the device lacks them).
+            ``device``, ``half`` / ``bf16`` where the device lacks them, ``save_crop``
+            without a box head).
         DataError: inputs missing, inside ``output_dir``, or unreadable.
         DiskFullError: the disk filled while writing (the file then is not replaced).
         PredictInterrupted: Ctrl-C; the outputs of the images predicted so far are written.
@@ -247,6 +248,12 @@ def predict_files(
         }
         model.to(target or before)
     resolve_classes(model, classes)  # a bad class fails before any image is read
+    if save_crop and not box_heads(model):
+        heads = ", ".join(model.heads)
+        raise ConfigError(
+            f"save_crop (--save-crop): the model has no head that predicts boxes (its heads: "
+            f"{heads}); crops are cut out of detections"
+        )
     options = {"conf": conf, "iou": iou, "max_det": max_det, "classes": classes}
     if gallery is not None and not isinstance(gallery, Gallery):
         gallery = Gallery.from_folder(model, gallery)
