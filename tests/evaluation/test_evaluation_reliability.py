@@ -87,13 +87,11 @@ def test_ground_truth_without_area_or_iscrowd_gets_logged_defaults(trained, tmp_
     assert json.loads(out.strip().splitlines()[-1]) == json.loads(full.strip().splitlines()[-1])
 
 
-def test_ground_truth_with_a_null_text_or_zero_area_is_scored_with_its_own(
-    trained, tmp_path, capsys
-):
+def test_ground_truth_with_unusable_areas_is_evaluated_by_visionkit_eval(trained, tmp_path, capsys):
     """Exports write ``"area": null``, ``"area": "64"`` or ``"area": 0`` (Supervisely, CVAT,
     hand-made converters): check-data said "no problems found", and the first validation
     after training died in pycocotools with ``TypeError: '<' not supported between instances
-    of 'NoneType' and 'int'`` (or put every object of area 0 in the small range)."""
+    of 'NoneType' and 'int'``. (What the filled areas score: the test below.)"""
 
     def unusable(data):
         for ann, area in zip(data["annotations"], [None, "64", 0, float("nan")], strict=False):
@@ -106,8 +104,62 @@ def test_ground_truth_with_a_null_text_or_zero_area_is_scored_with_its_own(
     assert code == 0, err[-2000:]
     assert "Traceback" not in err
     assert "4 annotations without 'area' or with one that is no number above 0" in err
-    full = run(["eval", "--checkpoint", trained["ckpt"]], capsys)[1]
-    assert json.loads(out.strip().splitlines()[-1]) == json.loads(full.strip().splitlines()[-1])
+
+
+def sized_ground_truth(path: Path, areas: list) -> Path:
+    """One 256x256 image with a small (8 x 8), a medium (40 x 40) and a large (120 x 120)
+    square, their ``area`` written as ``areas``."""
+    boxes = [[4.0, 4.0, 8.0, 8.0], [20.0, 20.0, 40.0, 40.0], [100.0, 100.0, 120.0, 120.0]]
+    annotations = [
+        {
+            "id": k + 1,
+            "image_id": 1,
+            "category_id": 1,
+            "bbox": [x, y, w, h],
+            "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]],
+            "area": area,
+            "iscrowd": 0,
+        }
+        for k, ((x, y, w, h), area) in enumerate(zip(boxes, areas, strict=True))
+    ]
+    data = {
+        "images": [{"id": 1, "file_name": "a.png", "width": 256, "height": 256}],
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "square"}],
+    }
+    path.write_text(json.dumps(data))
+    return path
+
+
+def perfect_scores(gt: Path) -> dict[str, float]:
+    """The metrics of predictions that are the ground-truth boxes."""
+    evaluator = CocoEvaluator("det", gt, [1])
+    boxes = [a["bbox"] for a in json.loads(gt.read_text())["annotations"]]
+    evaluator.process(
+        {"image_ids": torch.tensor([1])},
+        [
+            {
+                "boxes": torch.tensor([[x, y, x + w, y + h] for x, y, w, h in boxes]),
+                "scores": torch.tensor([0.9, 0.8, 0.7]),
+                "labels": torch.tensor([0, 0, 0]),
+            }
+        ],
+    )
+    return evaluator.evaluate()
+
+
+def test_ground_truth_with_a_null_text_or_zero_area_is_scored_with_its_own(tmp_path):
+    """The areas filled for ``null``, ``"1600"`` and ``nan`` are the objects' own: with
+    perfect predictions each size range scores 1.0, as with the file's true areas (an area
+    filled wrongly, 1.0 say, would put every object in the small range: mAP_medium and
+    mAP_large nan)."""
+    true = perfect_scores(sized_ground_truth(tmp_path / "true.json", [64.0, 1600.0, 14400.0]))
+    for k in ("mAP", "mAP_small", "mAP_medium", "mAP_large"):
+        assert true[f"det/{k}"] == pytest.approx(1.0)
+    filled = sized_ground_truth(tmp_path / "bad.json", [None, "1600", float("nan")])
+    assert perfect_scores(filled) == true
+    zero = sized_ground_truth(tmp_path / "zero.json", [0, 0, 0])  # not all small
+    assert perfect_scores(zero) == true
 
 
 def test_ground_truth_with_a_null_iscrowd_is_scored_as_objects(trained, tmp_path, capsys):

@@ -239,6 +239,64 @@ def test_ground_truth_without_area_is_measured_only_from_safe_geometry():
     assert 6.0 <= areas[1] <= 12.0  # the triangle's own area, rasterised by pycocotools
 
 
+def test_filled_areas_are_those_pycocotools_gives_the_annotations():
+    """An area filled for a polygon or an RLE is pycocotools' ``mask.area(annToRLE(ann))``
+    (what COCO's own files hold); a box-only annotation gets ``w * h``, as ``COCO.loadRes``
+    gives a box."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(np.pad(np.ones((5, 7), np.uint8), 3)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    annotations = [
+        {"id": 1, "segmentation": [[1.5, 2.0, 20.25, 3.0, 11.0, 17.5]], "bbox": [1, 2, 19, 15]},
+        {"id": 2, "segmentation": rle, "bbox": [3, 3, 7, 5]},
+        {"id": 3, "segmentation": {"size": [32, 24], "counts": [40, 6, 26, 6, 690]}},
+        {"id": 4, "bbox": [2.5, 4.0, 6.5, 3.0]},
+    ]
+    data = {
+        "images": [{"id": 1, "height": 32, "width": 24}],
+        "annotations": [{"image_id": 1, "category_id": 1, "area": None, **a} for a in annotations],
+        "categories": [{"id": 1, "name": "a"}],
+    }
+    assert fill_gt_defaults(data)["area"] == 4
+    coco = COCO()
+    coco.dataset = {**data, "annotations": [dict(a) for a in data["annotations"]]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    for ann in data["annotations"][:3]:
+        assert ann["area"] == float(mask_utils.area(coco.annToRLE(ann))), ann["id"]
+    assert [a["area"] for a in data["annotations"][:3]] != [0.0, 0.0, 0.0]
+    assert data["annotations"][3]["area"] == 6.5 * 3.0
+
+
+def test_an_iscrowd_that_is_neither_0_nor_1_is_an_error_naming_the_annotation(tmp_path, capsys):
+    """``"iscrowd": NaN`` (a dataframe's missing value) passed check-data, read as a crowd
+    (NaN is true), and the first validation died in pycocotools' ``int(nan)``; ``"1"`` was a
+    crowd to the reader and COCOeval's ignore, yet ``int("0")`` an object to its IoU. The
+    reader and the evaluator read ``iscrowd`` one way (``coco_fields.is_crowd``): 0, 1, true,
+    false, null or absent; anything else is an error naming the annotation."""
+    from tests.helpers import run as cli
+    from visionkit.errors import DataError
+
+    root = write_dataset(tmp_path / "data", num_images=2)
+    data = json.loads((root / "annotations.json").read_text())
+    data["annotations"][0]["iscrowd"] = float("nan")  # annotation 11
+    data["annotations"][2]["iscrowd"] = "0"  # annotation 13
+    data["annotations"][3]["iscrowd"] = True  # annotation 21: a crowd, as 1
+    (root / "annotations.json").write_text(json.dumps(data))  # NaN, as Python's json writes
+    code, out, _ = cli(["check-data", "--format", "coco", "--images", root], capsys)
+    assert code == 1
+    assert "bad iscrowd: annotation id 11 (image id 1): iscrowd is nan; expected 0 (an" in out
+    assert "annotation id 13 (image id 1): iscrowd is '0'; expected 0" in out
+    assert "annotation id 21" not in out
+    with pytest.raises(DataError, match=r"a\.json: 2 annotations with a bad iscrowd: annotation "
+                       r"id 11: iscrowd is nan; expected 0 \(an object\), 1 \(a crowd"):  # fmt: skip
+        load_coco_gt("a.json", data)
+    del data["annotations"][2]["iscrowd"], data["annotations"][0]["iscrowd"]
+    gt = load_coco_gt("a.json", data)  # true is 1, as pycocotools' int() reads it
+    assert [a["iscrowd"] for a in gt.loadAnns([11, 13, 21])] == [0, 0, 1]
+
+
 def test_an_annotation_without_id_is_scored_not_a_key_error(tmp_path, caplog):
     """COCO's createIndex needs every annotation's ``id``: one without it (a hand-written or
     converted json) stopped the first validation with ``KeyError: 'id'``. It gets one after

@@ -72,6 +72,7 @@ ANNOTATION_KINDS = frozenset(
         "duplicate id",
         "unknown category",
         "bad box",
+        "bad iscrowd",
         "bad segmentation",
         "size mismatch",
         "path outside root",

@@ -37,12 +37,13 @@ import torch.distributed as dist
 from torch import nn
 
 from visionkit.checkpoint import write_atomic
+from visionkit.data.readers.coco_fields import bad_crowd_detail, is_crowd, usable_area
 from visionkit.data.readers.segmentation_checks import (
     is_number,
     segmentation_problem,
     segmentation_rle,
 )
-from visionkit.errors import ConfigError, DataError
+from visionkit.errors import ConfigError, DataError, counted
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = N
     """A quiet ``pycocotools.coco.COCO`` of the ground-truth file, or of ``data`` (a COCO
     object such as a reader's kept ground truth; ``annotations`` then only names it).
 
-    Annotations without ``iscrowd`` (or with ``null``) get ``0``, those without ``area`` (or with one that is no
+    Annotations without ``iscrowd`` (or with ``null``) get ``0`` (one that is neither 0 nor
+    1 is refused: :func:`fill_gt_defaults`), those without ``area`` (or with one that is no
     number above 0: ``null``, ``"64"``, ``0``, as some exports write it) the area of their
     ``segmentation`` (else of their box, ``w * h``), and those without ``id`` one after the
     largest id: ``COCO`` and ``COCOeval`` need all three and would fail with a ``KeyError``
@@ -79,7 +81,7 @@ def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = N
             raise DataError(f"cannot read the ground truth {annotations}: {err}") from None
     if not isinstance(data, dict) or not isinstance(data.get("annotations", []), list):
         raise DataError(f"{annotations}: expected a COCO object with an 'annotations' list")
-    filled = fill_gt_defaults(data)
+    filled = fill_gt_defaults(data, str(annotations))
     if any(filled.values()):
         logger.warning(
             "%s: %d annotations without 'area' or with one that is no number above 0 (filled "
@@ -97,17 +99,23 @@ def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = N
     return gt
 
 
-def fill_gt_defaults(data: dict[str, Any]) -> dict[str, int]:
-    """Fill ``iscrowd`` (``0``), ``area`` (where it is missing or no number above 0) and ``id``
-    (after the largest id, as a number) of a COCO ground-truth dict in place; returns how many
-    of each were filled. A segmentation is
-    measured only when
+def fill_gt_defaults(data: dict[str, Any], source: str = "ground truth") -> dict[str, int]:
+    """Fill ``iscrowd`` (``0``; ``true`` / ``1.0`` written 1), ``area`` (where it is not
+    :func:`~visionkit.data.readers.coco_fields.usable_area`) and ``id`` (after the largest id,
+    as a number) of a COCO ground-truth dict in place; returns how many of each were filled.
+    A segmentation is measured only when
     :func:`~visionkit.data.readers.segmentation_checks.segmentation_problem` accepts it
-    (pycocotools can hang or crash on bad geometry); otherwise the box gives the area."""
+    (pycocotools can hang or crash on bad geometry); otherwise the box gives the area.
+
+    Raises:
+        DataError: an ``iscrowd`` that is neither 0 nor 1 (``NaN``, ``2``, ``"1"``; see
+            :mod:`~visionkit.data.readers.coco_fields`), naming ``source`` and the annotations.
+    """
     from pycocotools import mask as mask_utils
 
     sizes = {img.get("id"): (img.get("height"), img.get("width")) for img in data.get("images", [])}
     filled = {"area": 0, "iscrowd": 0, "id": 0}
+    bad: list[str] = []  # iscrowd values that are neither 0 nor 1
     annotations = data.get("annotations", [])
     numbers = [a["id"] for a in annotations if is_number(a.get("id")) and math.isfinite(a["id"])]
     next_id = math.ceil(max(numbers, default=0))  # ids written 1.0, 2.0 are 1 and 2 for COCO
@@ -116,11 +124,13 @@ def fill_gt_defaults(data: dict[str, Any]) -> dict[str, int]:
             next_id += 1
             ann["id"] = next_id
             filled["id"] += 1
-        if ann.get("iscrowd") is None:  # absent, or null (a converter's NaN): an object
-            ann["iscrowd"] = 0
+        crowd = is_crowd(ann.get("iscrowd"))  # read as the reader reads it
+        if crowd is None:  # NaN, 2, "1": pycocotools' int() would raise or disagree
+            bad.append(f"annotation id {ann.get('id')}: {bad_crowd_detail(ann['iscrowd'])}")
+        elif ann.get("iscrowd") is None:  # absent, or null (a converter's NaN): an object
             filled["iscrowd"] += 1
-        area = ann.get("area")
-        if is_number(area) and math.isfinite(area) and area > 0:
+        ann["iscrowd"] = int(bool(crowd))  # 1.0, true as 1
+        if usable_area(ann.get("area")):
             continue
         filled["area"] += 1
         area = None
@@ -140,6 +150,12 @@ def fill_gt_defaults(data: dict[str, Any]) -> dict[str, int]:
             bbox = ann.get("bbox") or [0, 0, 0, 0]
             area = float(max(bbox[2], 0) * max(bbox[3], 0))
         ann["area"] = area
+    if bad:
+        more = f"; {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise DataError(
+            f"{source}: {counted(len(bad), 'annotation')} with a bad iscrowd: "
+            f"{'; '.join(bad[:10])}{more}"
+        )
     return filled
 
 

@@ -46,6 +46,7 @@ from visionkit.data.readers.coco_categories import (
     report_unknown_categories,
     valid_categories,
 )
+from visionkit.data.readers.coco_fields import bad_crowd_detail, is_crowd
 from visionkit.data.readers.coco_format import (
     clip_boxes,
     decode_segmentation,
@@ -313,7 +314,9 @@ class CocoDataset:
                 )
             elif not is_box(ann.get("bbox")):
                 report.add("bad box", where, bad_box_detail(ann, image))
-            elif ann.get("iscrowd", 0) and self.crowds == "ignore":
+            elif (crowd := is_crowd(ann.get("iscrowd"))) is None:  # NaN, 2, "1": not guessed
+                report.add("bad iscrowd", where, bad_crowd_detail(ann.get("iscrowd")))
+            elif crowd and self.crowds == "ignore":
                 crowds[index[ann["image_id"]]].append((position, ann))
             else:
                 per_image[index[ann["image_id"]]].append((position, ann))

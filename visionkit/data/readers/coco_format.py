@@ -18,6 +18,7 @@ from pycocotools import mask as mask_utils
 from visionkit.data.batch import read_from
 from visionkit.data.checks import DataReport
 from visionkit.data.convert.coco_builder import CLIP_TOLERANCE
+from visionkit.data.readers.coco_fields import is_crowd, usable_area
 from visionkit.data.readers.coco_identities import IDENTITY_FIELD
 from visionkit.data.readers.segmentation_checks import segmentation_rle
 from visionkit.errors import AnnotationError
@@ -276,9 +277,10 @@ def _jsons_beside(path: Path) -> str:
     folder = path.parent
     for where in (folder, folder / "annotations", folder.parent / "annotations"):
         found = sorted(p.name for p in where.glob("*.json")) if where.is_dir() else []
-        if found and labelme_file(where / found[0]):
+        labelme = next((name for name in found if labelme_file(where / name)), None)
+        if labelme is not None:  # an annotations.json written beside them may sort first
             return (
-                f" ({where} holds LabelMe files, {found[0]}, ...: read them with format: "
+                f" ({where} holds LabelMe files, {labelme}, ...: read them with format: "
                 f"labelme, root: {where})"
             )
         if found:
@@ -337,12 +339,12 @@ def kept_ground_truth(
                     "file changed since the dataset was read; start again to read it anew"
                 )
             ann = dict(ann)
-            if is_object and ann.get("iscrowd", 0):  # read as an object (crowds: objects)
+            if is_object and is_crowd(ann.get("iscrowd")):  # read as an object (crowds: objects)
                 ann["iscrowd"] = 0
             if k in derived:  # no usable bbox in the file
                 ann["bbox"], area = derived[k]
                 from_segmentation += 1
-                if not (isinstance(ann.get("area"), int | float) and ann["area"] > 0):
+                if not usable_area(ann.get("area")):
                     ann["area"] = area  # the file's, from its zero box, would rank it small
             if segmentations_checked:
                 ann["segmentation"] = seg

@@ -15,6 +15,7 @@ import posixpath
 from typing import Any
 
 from visionkit.data.checks import DataReport
+from visionkit.data.readers.coco_fields import is_crowd
 from visionkit.data.readers.segmentation_checks import is_number
 
 #: The kinds of value an id can be (``None``: absent, said elsewhere).
@@ -66,7 +67,9 @@ def check_ids(data: dict[str, Any], report: DataReport, crowds_are_objects: bool
                 )
                 report.add("duplicate id", f"{what} {value!r}", detail)
     if any(
-        is_number(a.get("id")) and a["id"] == 0 and (crowds_are_objects or not a.get("iscrowd"))
+        is_number(a.get("id"))
+        and a["id"] == 0
+        and (crowds_are_objects or not is_crowd(a.get("iscrowd")))
         for a in dicts(annotations)
     ):
         report.add(

@@ -1,0 +1,55 @@
+"""What an annotation's ``iscrowd`` and ``area`` say, read one way by the COCO reader, the
+ground truth it keeps for evaluation and the evaluator's fills
+(:func:`~visionkit.evaluation.coco.fill_gt_defaults`).
+
+``iscrowd``: ``1`` (``true``, ``1.0``) marks a crowd region, ``0`` (``false``, ``0.0``),
+``null`` or no key an object. Any other value (``NaN``, ``inf``, ``2``, ``-1``, ``"1"``) is
+not guessed: the reader reports it as an error naming the annotation (``bad iscrowd``), and
+the evaluator given such a file refuses it. pycocotools reads ``iscrowd`` twice, as a truth
+value (to ignore detections) and through ``int()`` (the crowd IoU): ``NaN`` is true there and
+``int(nan)`` raises, ``"0"`` is true and ``int("0")`` is 0.
+
+``area``: a finite number above 0 is used as it is; anything else (``null``, ``"64"``, ``0``,
+``NaN``) is filled with the area of the annotation's segmentation (or box) where a fill is
+needed.
+
+>>> [is_crowd(v) for v in (1, True, 1.0, 0, False, None)]
+[True, True, True, False, False, False]
+>>> [is_crowd(v) for v in (float("nan"), 2, "1")]
+[None, None, None]
+>>> [usable_area(v) for v in (64, 0.5, 0, float("nan"), float("inf"), "64", None, True)]
+[True, True, False, False, False, False, False, False]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from visionkit.data.readers.segmentation_checks import is_number
+
+#: What a bad ``iscrowd`` is told to be instead.
+CROWD_VALUES = "0 (an object), 1 (a crowd region, ignored), or no iscrowd key (0)"
+
+
+def is_crowd(value: Any) -> bool | None:
+    """Whether an annotation's ``iscrowd`` value marks a crowd region: ``True`` for 1,
+    ``False`` for 0 or ``None`` (absent, ``null``), ``None`` for any other value (a problem:
+    see the module docstring)."""
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if is_number(value) and value in (0, 1):  # 1.0 as 1; NaN and inf are neither
+        return bool(value)
+    return None
+
+
+def bad_crowd_detail(value: Any) -> str:
+    """Why an ``iscrowd`` value that :func:`is_crowd` does not read is refused."""
+    return f"iscrowd is {value!r}; expected {CROWD_VALUES}"
+
+
+def usable_area(value: Any) -> bool:
+    """Whether an annotation's ``area`` is usable as it is: a finite number above 0."""
+    return is_number(value) and math.isfinite(value) and value > 0
