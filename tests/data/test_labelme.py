@@ -114,8 +114,8 @@ def test_shapes_without_area_are_counted_and_named_with_their_file(tmp_path, cap
     code, out, err = run(["check-data", "--format", "labelme", "--root", str(root)], capsys)
     assert code == 0, out + err
     assert (
-        "shape left out: IMG_0.json: 1 shape left out (not a polygon, rectangle, circle or "
-        "mask, or labelled __ignore__): point 'nose' (shape 5)"
+        "shape left out: IMG_0.json: 1 shape left out (not a polygon, rectangle, "
+        "oriented_rectangle, circle or mask): point 'nose' (shape 5)"
     ) in out
     assert "IMG_9.json: 1 shape left out (not a" in out and "linestrip 'crack' (shape 0)" in out
     assert "crack" not in read({"root": str(root)}).label_names["instances"]

@@ -23,7 +23,9 @@ Mask folder (images/ + masks/, or --images/--masks): writes SRC/splits/train.txt
       data.train='{format: mask_folder, root: SRC, split: train}'.
 LabelMe folder (a LabelMe .json file per image, anywhere below SRC): writes
       SRC/splits/train.txt, val.txt (test.txt), one json file (relative to SRC) per line:
-      data.train='{format: labelme, root: SRC, split: train}'.
+      data.train='{format: labelme, root: SRC, split: train, class_names: [...]}', the
+      labels of every json file (printed) in class_names, so that every split numbers them
+      alike.
 Class folders (SRC/<class>/<image>, for classification): writes SRC/splits/train.txt,
       val.txt (test.txt), one <class>/<image> per line, each class split alike:
       data.train='{format: folder, root: SRC, split: train}'.

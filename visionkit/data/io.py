@@ -238,8 +238,7 @@ def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         ImageDecodeError: the file is missing, not an image of a supported format, or over
             ``PIL.Image.MAX_IMAGE_PIXELS`` pixels.
     """
-    height, width, _ = read_image_header(path)
-    return height, width
+    return read_image_header(path)[:2]
 
 
 def read_label_image_header(
@@ -261,7 +260,8 @@ def read_label_image(
     path: str | os.PathLike[str], colour: bool = False, data: bytes | None = None
 ) -> np.ndarray:
     """Decode a label image: the class index of every pixel, as stored (of the bytes ``data``
-    when given, which ``path`` then names: a mask embedded in an annotation file).
+    when given, which ``path`` then names: a mask embedded in an annotation file, which may
+    also be black-and-white, mode ``1``, read as 0 / 1: LabelMe saves its masks so).
 
     The same decoder as :func:`read_image` (Python's ``open``, the decompression-bomb limit
     from the header, truncated data an error), with an allow-list of its own: only
@@ -283,17 +283,17 @@ def read_label_image(
     """
     name = os.fspath(path)
     with _open_file(name) if data is None else io.BytesIO(data) as fp:
-        im = _open_label(fp, name, colour)
+        im = _open_label(fp, name, colour, ("1",) * (data is not None))
         try:
             im.load()
         except Exception as e:
             raise ImageDecodeError(name, f"corrupt or truncated image data ({_describe(e)})") from e
         if colour and im.mode == "P":
             im = im.convert("RGB")
-        return np.array(im)
+        return np.array(im, np.uint8) if im.mode == "1" else np.array(im)
 
 
-def _open_label(fp: IO[bytes], name: str, colour: bool = False) -> Image.Image:
+def _open_label(fp: IO[bytes], name: str, colour: bool = False, more=()) -> Image.Image:
     im = _open_image(fp, name, LABEL_FORMATS)
     if colour and im.mode not in COLOUR_LABEL_MODES:
         raise ImageDecodeError(
@@ -301,7 +301,7 @@ def _open_label(fp: IO[bytes], name: str, colour: bool = False) -> Image.Image:
             f"a colour-coded label image in mode {im.mode}; expected an RGB (or palette) image "
             "whose colours are those of the palette file",
         )
-    if not colour and im.mode not in LABEL_MODES:
+    if not colour and im.mode not in LABEL_MODES + more:  # more: "1" for embedded masks
         raise ImageDecodeError(
             name,
             f"a label image in mode {im.mode}; expected a palette (P) or single-channel (L, I) "

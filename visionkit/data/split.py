@@ -101,6 +101,7 @@ class SplitReport:
     files: dict[str, Path] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     folders: str = ""  # the mask folder's sub-folders, as config keys (", images: X, ...")
+    classes: list[str] = field(default_factory=list)  # LabelMe: the labels of every file
     notes: list[str] = field(default_factory=list)  # printed last (e.g. images without labels)
 
     def summary(self) -> str:
@@ -127,10 +128,15 @@ class SplitReport:
                 f"val), e.g. with configs/custom/classify_r18.yaml: data.train.root={root} "
                 f"data.train.split=train data.val.root={root} data.val.split=val"
             )
-        elif self.kind == "labelme":
+        elif self.kind == "labelme":  # every label, so that a split lacking one numbers alike
+            from visionkit.config.yaml_rules import dump_yaml  # read back as a config reads it
+
+            names = f", class_names: {dump_yaml(self.classes).strip()}" if self.classes else ""
             lines.append(
                 f"read them with format: labelme, root: {root}, split: train (split: val for "
-                f"val), e.g. data.train='{{format: labelme, root: {root}, split: train}}'"
+                f"val){names} (the labels of every json file, sorted: the same class ids in "
+                f"every split), e.g. data.train='{{format: labelme, root: {root}, split: "
+                f"train{names}}}'"
             )
         elif self.kind == "yolo":
             lines.append(

@@ -45,8 +45,10 @@ class Conversion(NamedTuple):
     """What a converter returns: the COCO object, the objects it left out (with why), under
     ``on_bad_label: skip`` the problems of each source file it left out, (YOLO) the images
     without a label file (``file_name`` of each: read as images without objects), and the
-    boxes it clipped to their image by more than a pixel (with where), and other warnings of
-    the source as ``(kind, "where: what")`` (a pose dataset without flip pairs)."""
+    boxes it clipped to their image by more than a pixel (with where), other warnings of
+    the source as ``(kind, "where: what")`` (a pose dataset without flip pairs), and the
+    annotation file of each image ``file_name`` where a reader's reports should name it
+    (LabelMe's json files)."""
 
     coco: dict[str, Any]
     skipped: list[str]
@@ -54,6 +56,7 @@ class Conversion(NamedTuple):
     unlabelled: list[str] = []
     clipped: list[str] = []
     warnings: list[tuple[str, str]] = []
+    sources: dict[str, str] = {}
 
 
 class CocoBuilder:

@@ -8,23 +8,35 @@ Layout::
 
 Each json file holds ``imagePath`` (relative to the json file's folder; Windows backslashes
 read as ``/``), ``imageHeight``, ``imageWidth`` and ``shapes``
-(:mod:`~visionkit.data.convert.labelme_shapes`: polygons, rectangles, circles and masks are
-objects; shapes of one ``(label, group_id)`` are one instance). ``imageData`` (the image as
-base64, optional) is not read: the image file is. Its image is ``imagePath`` where that is a
-file under ``SRC``, else the file of that name beside the json file (a folder moved from
-another machine, an absolute ``C:\\...`` path), else the image of the json file's own name
-beside it, with a warning naming both; none of them is a problem naming the places looked
-in. A json file that is not a LabelMe file (no ``shapes``: a COCO file written into the
-folder, say) is left out, with a warning.
+(:mod:`~visionkit.data.convert.labelme_shapes`: polygons, rectangles, oriented rectangles,
+circles and masks are objects; shapes of one ``(label, group_id)`` are one instance).
+``imageData`` (the image as base64, optional) is not read: the image file is. Its image is
+``imagePath`` where that is a file under ``SRC``, else the file of that name beside the json
+file (a folder moved from another machine, an absolute ``C:\\...`` path), else the image of
+the json file's own name beside it, with a warning naming both; none of them is a problem
+naming the places looked in. A json file that is not a LabelMe file (no ``shapes``: a COCO
+file written into the folder, say) is left out, with a warning; one that cannot be read as
+json is a problem. Files are read by :func:`read_json_file`, the one reading ``visionkit
+split`` shares (UTF-8, a byte-order mark allowed).
 
 Classes: the labels of the objects, **sorted** (as VOC's object names are): the order does
-not depend on which files a split holds or in what order they are listed, so the same labels
-give the same class ids in every split and on every machine. Give ``class_names`` to fix the
-order (or a subset; a label outside it is then a problem). LabelMe's ``__ignore__`` label is
-left out, as its own ``labelme2coco`` leaves it.
+not depend on the order the files are listed in, so the same labels give the same class ids
+on every machine. A split read alone takes the labels of its own files: give
+``class_names`` (``visionkit split`` prints those of every file under the folder) so that a
+split without some label numbers the others as the other splits do. A label outside given
+``class_names`` is a problem. LabelMe's own ``labels.txt`` may be given as it is: its
+``__ignore__`` and ``_background_`` lines are no classes and are left out, with a log line.
+
+Shapes labelled ``__ignore__`` are **ignore regions** (``labelme2voc`` paints them -1,
+ignored; ``labelme2coco`` leaves them out): each is written as a crowd region
+(``iscrowd: 1``) of every class, read as any COCO crowd is: evaluation ignores the
+detections inside it (COCO ignores a crowd's detections per class, hence one per class), a
+semantic target paints it 255 (ignored), detection and instance heads do not learn it as an
+object.
 
 Each instance's ``bbox`` is the extent of its shapes, clipped to the image (a clip of more than
-a pixel is reported), its ``area`` that of its mask (pycocotools, as ``labelme2coco``); its
+a pixel is reported), its ``area`` that of its mask as pycocotools draws it (see
+:mod:`~visionkit.data.convert.labelme_shapes` for how ``labelme2coco``'s differ); its
 ``segmentation`` its polygons, or an RLE where a ``mask`` shape is part of it.
 
 >>> conversion = labelme_to_coco("photos")  # doctest: +SKIP
@@ -36,8 +48,10 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import posixpath
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +65,7 @@ from visionkit.data.convert.coco_builder import (
 )
 from visionkit.data.convert.labelme_shapes import (
     IGNORE_LABEL,
+    NOT_CLASSES,
     OBJECT_SHAPES,
     instance_rle,
     polygons_extent,
@@ -59,25 +74,38 @@ from visionkit.data.convert.labelme_shapes import (
 from visionkit.data.io import read_image_size
 from visionkit.errors import DataError, ImageDecodeError, counted
 
+logger = logging.getLogger(__name__)
+
 
 def is_labelme(data: Any) -> bool:
     """Whether a json file's content is a LabelMe file (an object with a ``shapes`` list)."""
     return isinstance(data, dict) and isinstance(data.get("shapes"), list)
 
 
+def read_json_file(path: Path) -> tuple[Any, str | None]:
+    """A json file's content and ``None``, or ``None`` and why it cannot be read: the one
+    reading of the reader, the converter and ``visionkit split`` (UTF-8, with or without a
+    byte-order mark, as Windows tools write it)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig")), None
+    except (OSError, ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+        return None, f"not a readable json file ({err})"
+
+
 def labelme_file(path: Path) -> bool:
     """Whether ``path`` is a readable LabelMe json file (for hints: never raises)."""
-    try:
-        return is_labelme(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return False
+    data, why = read_json_file(path)
+    return why is None and is_labelme(data)
 
 
-def labelme_files(root: Path, split: str | None = None) -> list[Path]:
+def labelme_files(
+    root: Path, split: str | None = None, warnings: list[tuple[str, str]] | None = None
+) -> list[Path]:
     """The json files below ``root`` (sorted, hidden ones and ``splits/`` left out), or those
     a ``split`` list names (:func:`~visionkit.data.split.split_list_file`: a name is
     ``root/splits/<split>.txt``; a line is a json file relative to ``root``, ``.json``
-    optional).
+    optional), each once: a file the list names more than once is read once, with a warning
+    appended to ``warnings``.
 
     Raises:
         DataError: no json file, a missing split list, or a line naming no json file.
@@ -108,7 +136,12 @@ def labelme_files(root: Path, split: str | None = None) -> list[Path]:
             f"{list_file}: {counted(len(missing), 'line')} name no json file under {root}: "
             f"{shown} (a line is a json file relative to {root}, as visionkit split writes)"
         )
-    return files
+    repeated = {p: n for p, n in Counter(files).items() if n > 1}
+    if repeated and warnings is not None:
+        each = [f"{relative_posix(p, root)} ({n} times)" for p, n in repeated.items()]
+        shown = ", ".join(each[:5]) + (f", ... ({len(each)} files)" if len(each) > 5 else "")
+        warnings.append(("listed twice", f"{list_file}: each read once: {shown}"))
+    return list(dict.fromkeys(files))
 
 
 def labelme_to_coco(
@@ -140,11 +173,11 @@ def labelme_to_coco(
         AnnotationError: one error listing every unusable file, shape, unknown label and
             missing image.
     """
-    root = dataset_root(root)
+    root = Path(os.path.abspath(dataset_root(root)))  # relative_to between the paths found
     builder = CocoBuilder([])
     records = []
     not_labelme = []
-    for path in labelme_files(root, split):
+    for path in labelme_files(root, split, builder.warnings):
         with builder.one_file(skip_bad):
             record = _read(path, root, builder, not_labelme)
             if record is not None:
@@ -161,7 +194,16 @@ def labelme_to_coco(
     if not records and not builder.problems and not builder.dropped:
         raise DataError(f"{root}: no LabelMe json file (an object with 'shapes') in it")
     if class_names is None:
-        class_names = sorted({i.label for r in records for i in r["shapes"].instances})
+        labels = {i.label for r in records for i in r["shapes"].instances}
+        class_names = sorted(labels - {IGNORE_LABEL})
+    elif set(NOT_CLASSES) & set(class_names):  # LabelMe's labels.txt, as it is
+        logger.info(
+            "%s: class names %s left out: LabelMe's labels.txt lines for ignore regions and "
+            "the background, no classes",
+            root,
+            [n for n in class_names if n in NOT_CLASSES],
+        )
+        class_names = [n for n in class_names if n not in NOT_CLASSES]
     builder.class_names = list(class_names)
     label_of = {name: k for k, name in enumerate(builder.class_names)}
     seen: dict[str, str] = {}  # image file_name -> the json file that named it
@@ -176,6 +218,7 @@ def labelme_to_coco(
         builder.dropped,
         clipped=builder.clipped,
         warnings=builder.warnings,
+        sources=seen,
     )
 
 
@@ -184,10 +227,9 @@ def _read(
 ) -> dict[str, Any] | None:
     """One json file: its image, size and instances, or ``None`` (problems recorded)."""
     where = relative_posix(path, root)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        builder.problem(where, f"not a readable json file ({err})")
+    data, why = read_json_file(path)
+    if why is not None:
+        builder.problem(where, why)
         return None
     if not is_labelme(data):
         not_labelme.append(where)
@@ -217,8 +259,8 @@ def _read(
         builder.warnings.append(
             (
                 "shape left out",
-                f"{where}: {counted(len(shapes.left_out), 'shape')} left out (not a {objects}, "
-                f"or labelled {IGNORE_LABEL}): {kinds}",
+                f"{where}: {counted(len(shapes.left_out), 'shape')} left out (not a {objects}): "
+                f"{kinds}",
             )
         )
     return {"where": where, "image": image, "root": root, "size": (height, width), "shapes": shapes}
@@ -279,7 +321,7 @@ def _add(
 ) -> None:
     where, (height, width) = record["where"], record["size"]
     instances = record["shapes"].instances
-    unknown = [i for i in instances if i.label not in label_of]
+    unknown = [i for i in instances if i.label not in label_of and i.label != IGNORE_LABEL]
     for instance in unknown:
         builder.problem(
             f"{where} {', '.join(instance.shapes)}",
@@ -320,6 +362,7 @@ def _add(
             segmentation: Any = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
         else:
             segmentation = instance.polygons
-        builder.add_annotation(
-            image_id, label_of[instance.label], [x0, y0, x1 - x0, y1 - y0], segmentation, area
-        )
+        ignored = instance.label == IGNORE_LABEL  # a crowd of every class (module docstring)
+        for label in range(len(label_of)) if ignored else [label_of[instance.label]]:
+            box = [x0, y0, x1 - x0, y1 - y0]
+            builder.add_annotation(image_id, label, box, segmentation, area, iscrowd=ignored)

@@ -5,23 +5,31 @@ A LabelMe shape is ``{"label", "points", "shape_type", "group_id", "mask"}``; ``
 ``[x, y]`` pairs in continuous pixel coordinates of the upright image (0 is the left edge of
 the first pixel, as COCO's), which are taken as they are. The shapes that are objects:
 
-* ``polygon`` (also a shape without ``shape_type``, as LabelMe reads one): its points, 3 or
-  more (fewer: the shape is skipped, and reported);
+* ``polygon`` (also a shape without ``shape_type``, as LabelMe reads one) and
+  ``oriented_rectangle`` (a turned box, which LabelMe saves as its 4 corners): its points, 3
+  or more (fewer: the shape is skipped, and reported);
 * ``rectangle``: the box its two corners span (in any order; the extent when a tool writes
-  all four), as a 4-point polygon, so its mask is the box, as LabelMe's own
-  ``labelme2coco`` has it;
+  all four), as a 4-point polygon, the polygon LabelMe's own ``labelme2coco`` writes;
 * ``circle``: centre and a point on the rim, as a polygon whose edges stay within a pixel of
-  the circle (at least 12 points);
+  the circle (at least 12 points), as ``labelme2coco`` writes one;
 * ``mask``: a PNG (base64) of the box its two corners span, LabelMe's ``mask[y1:y2 + 1,
-  x1:x2 + 1]``, decoded by the one label-image decoder; the instance is then an RLE.
+  x1:x2 + 1]`` (black-and-white, mode ``1``, as LabelMe saves it, or grey), decoded by the
+  one label-image decoder; the instance is then an RLE.
+
+Masks and areas are those pycocotools gives the polygons (as COCO evaluation draws them):
+a rectangle from (10, 20) to (30, 40) covers 20 x 20 = 400 pixels.
+``labelme2coco`` writes the same polygons, but takes its ``area`` and ``bbox`` from a mask
+drawn by PIL, which also fills the far edge (441 pixels, 21 wide there).
 
 Shapes with the same ``(label, group_id)`` are one instance (LabelMe's own rule), their
-polygons and masks merged; a shape without ``group_id`` is an instance of its own. The other
-shape types (``point``, ``line``, ``linestrip``, ``points``, and any other) have no area:
-they are left out, counted per file (:func:`read_instances` returns them).
+polygons and masks merged; a shape without ``group_id`` is an instance of its own. Shapes
+labelled :data:`IGNORE_LABEL` are instances too, which the converter writes as ignore
+regions. The other shape types (``point``, ``line``, ``linestrip``, ``points``, and any
+other) have no area: they are left out, counted per file (:func:`read_instances` returns
+them).
 
 >>> circle_polygon(10.0, 10.0, 4.0)[:4]
-[10.0, 14.0, 13.0615, 12.5307]
+[10.0, 14.0, 12.0, 13.4641]
 """
 
 from __future__ import annotations
@@ -35,10 +43,14 @@ from typing import Any, NamedTuple
 import numpy as np
 
 #: The shape types that are objects (with an area).
-OBJECT_SHAPES = ("polygon", "rectangle", "circle", "mask")
+OBJECT_SHAPES = ("polygon", "rectangle", "oriented_rectangle", "circle", "mask")
 
-#: LabelMe's label for regions to leave out (its examples' ``labels.txt`` starts with it).
+#: LabelMe's label for regions to ignore (its examples' ``labels.txt`` starts with it;
+#: ``labelme2voc`` paints them -1, ignored): ignore regions, written as crowd regions.
 IGNORE_LABEL = "__ignore__"
+#: The lines of LabelMe's ``labels.txt`` that are no classes, left out of given class names:
+#: :data:`IGNORE_LABEL` and ``_background_`` (``labelme2voc``'s class 0).
+NOT_CLASSES = (IGNORE_LABEL, "_background_")
 
 
 class Instance(NamedTuple):
@@ -75,14 +87,12 @@ def read_instances(shapes: Any, height: int, width: int) -> Shapes:
         if not isinstance(shape, dict):
             out.problems.append((where, f"is {type(shape).__name__}; expected an object"))
             continue
-        label = shape.get("label")
-        label = label.strip() if isinstance(label, str) else ""
-        kind = shape.get("shape_type") or "polygon"  # LabelMe's default (older files)
+        label, kind = label_and_kind(shape)
         where = f"shape {k} ({kind} {label!r})"
         if not label:
             out.problems.append((where, f"label {shape.get('label')!r}: expected a class name"))
             continue
-        if kind not in OBJECT_SHAPES or label == IGNORE_LABEL:
+        if kind not in OBJECT_SHAPES:
             out.left_out.append(f"{kind} {label!r} (shape {k})")
             continue
         points = _points(shape.get("points"))
@@ -103,6 +113,22 @@ def read_instances(shapes: Any, height: int, width: int) -> Shapes:
         instance.shapes.append(f"shape {k}")
     out.instances.extend(groups.values())
     return out
+
+
+def label_and_kind(shape: dict[str, Any]) -> tuple[str, str]:
+    """A shape's label (stripped; ``""`` when it is no text) and ``shape_type`` (``polygon``
+    when absent, LabelMe's default in older files)."""
+    label = shape.get("label")
+    return label.strip() if isinstance(label, str) else "", shape.get("shape_type") or "polygon"
+
+
+def object_labels(shapes: Any) -> set[str]:
+    """The labels of a LabelMe file's shapes that are objects (:data:`OBJECT_SHAPES`, not
+    ignore regions): the classes it gives, read without its image (``visionkit split``)."""
+    if not isinstance(shapes, list):
+        return set()
+    found = [label_and_kind(s) for s in shapes if isinstance(s, dict)]
+    return {label for label, kind in found if kind in OBJECT_SHAPES} - {"", IGNORE_LABEL}
 
 
 def _points(points: Any) -> np.ndarray | str:
@@ -150,7 +176,8 @@ def _geometry(
 
 def circle_polygon(cx: float, cy: float, radius: float) -> list[float]:
     """A polygon of a circle whose edges stay within a pixel of it (at least 12 points),
-    starting at the bottom (``(cx, cy + r)``), as LabelMe's ``labelme2coco`` draws one."""
+    starting at the bottom (``(cx, cy + r)``), as LabelMe's ``labelme2coco`` writes one (which
+    rounds the number of points down where this rounds it up)."""
     n = 12 if radius <= 1 else max(12, math.ceil(math.pi / math.acos(1 - 1 / radius)))
     angles = 2 * math.pi * np.arange(n) / n
     xy = np.stack([cx + radius * np.sin(angles), cy + radius * np.cos(angles)], axis=1)

@@ -34,13 +34,15 @@ def record_statistics(dataset: Any, keep: list[bool]) -> None:
         report.class_counts["instances"] = count_classes(labels, dataset.label_names["instances"])
         crowds = sum(len(t["crowd_index"]) for t in kept)
         voc = getattr(dataset, "format_name", None) == "voc"  # crowds: <difficult>1 objects
+        labelme = getattr(dataset, "format_name", None) == "labelme"  # __ignore__ regions
         if crowds:  # neither trained on nor counted as objects; scored as COCO ignores them
             note = (
                 f"{crowds} {'difficult object' if voc else 'crowd region'}"
-                f"{'s' if crowds != 1 else ''} ({'<difficult>1, read as ' * voc}iscrowd: 1): "
+                f"{'s' if crowds != 1 else ''} ({'<difficult>1, read as ' * voc}iscrowd: 1"
+                f"{'; __ignore__ shapes, each one per class' * labelme}): "
                 "not boxes to learn; evaluation ignores detections inside them, as COCO does"
             )
-            if crowds >= report.num_annotations and not voc:  # an annotation tool's masks?
+            if crowds >= report.num_annotations and not (voc or labelme):  # a tool's masks?
                 note += (
                     f" ({crowds} of {crowds + report.num_annotations} annotations; if they are "
                     "objects, as CVAT's COCO 1.0 export writes masks drawn with its brush, read "

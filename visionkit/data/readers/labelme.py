@@ -32,13 +32,16 @@ class LabelmeDataset(_ConvertedDataset):
         class_names: the classes in order. Give them whenever the splits are read
             separately: by default each split takes the sorted labels it holds, and a split
             without some label would number the others differently (the training and
-            validation lists are compared when datasets are built).
+            validation lists are compared when datasets are built); ``visionkit split``
+            prints the labels of every file under ``root``. LabelMe's own ``labels.txt``
+            may be given as it is: ``__ignore__`` and ``_background_`` are left out.
         on_bad_label: ``"error"`` (default): an unreadable json file, a bad shape, an unknown
             label or a missing image stops construction, with every such problem listed;
             ``"skip"``: each such file is left out with its image, counted, logged and
             listed by ``check-data`` as a warning.
         **kwargs: the options of :class:`~visionkit.data.readers.coco.CocoDataset`
-            (``on_bad_image``, ``keep_negatives``, ``masks``, ``semantic``, ``crowds``, ...).
+            (``on_bad_image``, ``keep_negatives``, ``masks``, ``semantic``, ...); its crowd
+            regions are the ``__ignore__`` shapes, so ``crowds: objects`` is refused.
     """
 
     location: ClassVar[str] = "root"
@@ -59,6 +62,11 @@ class LabelmeDataset(_ConvertedDataset):
                     f"format labelme takes no {key!r}: give root, the folder of the LabelMe "
                     "json files and their images"
                 )
+        if kwargs.get("crowds") == "objects":
+            raise ConfigError(
+                "format labelme takes no crowds: objects: its crowd regions are the shapes "
+                "labelled __ignore__, regions to ignore (leave crowds out)"
+            )
         self._source = (split, class_names)
         super().__init__(images=root, annotations=str(Path(str(root))), **kwargs)
 

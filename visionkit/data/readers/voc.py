@@ -13,7 +13,7 @@ of the dataset's report (``box dropped``, ``box clipped``), as the COCO reader's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -34,15 +34,26 @@ class _ConvertedDataset(CocoDataset):
     _source_problems: Sequence[str] = ()  # the converter's, set by read_annotations
     _dropped: Sequence[Sequence[str]] = ()  # the problems of each file left out (skip)
     _boxes: Sequence[tuple[str, str]] = ()  # (kind, "where: what"): boxes dropped / clipped, ...
+    _sources: Mapping[str, str] = {}  # image file_name -> the annotation file to name (LabelMe)
 
     def _converted(self, conversion: Conversion) -> dict[str, Any]:
         self._dropped = conversion.dropped
+        self._sources = conversion.sources
         self._boxes = [
             *(("box dropped", s) for s in conversion.skipped),
             *(("box clipped", s) for s in conversion.clipped),
             *conversion.warnings,
         ]
         return conversion.coco
+
+    def _where(self, index: int) -> str:
+        """An image in reports: its annotation file first where that is not the image's own
+        (a LabelMe json: what to fix when its ``imageHeight`` is wrong), then the image."""
+        img = self.images[index]
+        source = self._sources.get(img["file_name"])
+        if source is None:
+            return super()._where(index)
+        return f"{source} (image {img['file_name']}, image id {img['id']})"
 
     def add_source_problems(self, report: Any) -> None:
         """The files the converter could not use, as errors of the report: ``check-data``
