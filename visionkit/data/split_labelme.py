@@ -18,7 +18,8 @@ from visionkit.choices import SPLITS
 from visionkit.data.batch import list_files
 from visionkit.data.convert.labelme import is_labelme, labelme_file, read_json_file
 from visionkit.data.convert.labelme_shapes import object_labels
-from visionkit.data.split import SplitReport, assign, refuse_existing, write_lists
+from visionkit.data.split import SplitReport, refuse_existing, write_lists
+from visionkit.data.split_shares import assign
 from visionkit.errors import DataError, counted
 
 
