@@ -1,16 +1,23 @@
 """Hidden files are never images (issue 18, item 11): macOS ``._photo.jpg`` companions,
-``.DS_Store`` and hidden folders are left out of every folder listing."""
+``.DS_Store`` and hidden folders are left out of every folder listing; so are system folders
+(Synology's ``@eaDir``, ``$RECYCLE.BIN``, ...) in any case, in predict's globs and in the
+exported ``standalone.py`` too."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.helpers import write_image
-from visionkit.data.batch import list_files
+from visionkit.data.batch import SYSTEM_FOLDERS, list_files
 from visionkit.data.readers.folder import ImageFolderDataset
 from visionkit.data.readers.mask_folder import MaskFolderDataset
 from visionkit.data.readers.voc_segmentation import write_mask_png
+from visionkit.errors import DataError
+from visionkit.export import standalone
 from visionkit.inference.predict import expand_inputs
 
 pytestmark = pytest.mark.reliability
@@ -100,3 +107,48 @@ def test_a_mask_folder_on_a_synology_share_reads_only_the_pairs(tmp_path):
     (tmp_path / "classes.txt").write_text("background\nthing\n")
     dataset = MaskFolderDataset(tmp_path)
     assert [p.name for p in dataset.paths] == ["1.png"]
+
+
+def test_system_folders_in_any_case_are_skipped_and_look_alikes_are_classes(tmp_path):
+    # Windows writes $Recycle.Bin, which was the class "$Recycle.Bin"; recycle/ and eaDir/ are
+    # names a user may give a class
+    for cls in ("recycle", "eaDir"):
+        write_image(tmp_path / cls / "1.jpg")
+    write_image(tmp_path / "$Recycle.Bin" / "S-1-5-21" / "$R0.jpg")
+    write_image(tmp_path / "system volume information" / "x.jpg")
+    write_image(tmp_path / "recycle" / "@EADIR" / "1.jpg" / "SYNOPHOTO_THUMB_M.jpg")
+    dataset = ImageFolderDataset(tmp_path)
+    assert dataset.label_names["class"] == ["eaDir", "recycle"] and len(dataset) == 2
+
+
+def test_a_predict_glob_skips_system_folders_unless_it_names_them(tmp_path):
+    # photos/**/*.jpg read cat/@eaDir/1.jpg/SYNOPHOTO_THUMB_M.jpg as a photo
+    write_image(tmp_path / "cat" / "1.jpg")
+    write_image(tmp_path / "cat" / "@eaDir" / "1.jpg" / "SYNOPHOTO_THUMB_M.jpg")
+    write_image(tmp_path / "cat" / "#recycle" / "old.jpg")
+    assert expand_inputs([f"{tmp_path}/**/*.jpg"]) == [tmp_path / "cat" / "1.jpg"]
+    thumb = tmp_path / "cat" / "@eaDir" / "1.jpg" / "SYNOPHOTO_THUMB_M.jpg"
+    assert expand_inputs([f"{tmp_path}/*/@eaDir/*/*.jpg"]) == [thumb]
+    with pytest.raises(DataError, match="only files in system folders"):
+        expand_inputs([f"{tmp_path}/*/*/old.jpg"])  # only the recycle bin's file
+
+
+def test_the_standalone_program_skips_the_same_folders(tmp_path):
+    # standalone.py imports nothing of visionkit: its copy of the names must not drift
+    assert standalone.SYSTEM_FOLDERS == SYSTEM_FOLDERS
+    write_image(tmp_path / "a.jpg")
+    write_image(tmp_path / "@eaDir" / "a.jpg" / "SYNOPHOTO_THUMB_M.jpg")
+    write_image(tmp_path / "$Recycle.Bin" / "b.jpg")
+    write_image(tmp_path / ".thumbnails" / "c.jpg")
+    junk(tmp_path / "._a.jpg")
+    write_image(tmp_path / "recycle" / "d.jpg")
+    assert standalone.image_files([str(tmp_path)]) == [
+        str(tmp_path / "a.jpg"),
+        str(tmp_path / "recycle" / "d.jpg"),
+    ]
+
+
+def test_the_datasets_page_lists_exactly_the_skipped_folders():
+    text = (Path(__file__).parents[2] / "docs" / "datasets.md").read_text(encoding="utf-8")
+    listed = text.split("one sub-folder per class (", 1)[1].split(" ignored", 1)[0]
+    assert set(re.findall(r"`([^`]+)/`", listed)) == SYSTEM_FOLDERS

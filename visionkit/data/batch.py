@@ -99,19 +99,27 @@ def onto_last_pixel(points: np.ndarray, size: Sequence[int]) -> np.ndarray:
 #: (``__MACOSX``, its ``._*`` resource files), Synology's thumbnails (``@eaDir``, a
 #: ``SYNOPHOTO_THUMB_*.jpg`` per photo) and recycle bin (``#recycle``), Windows' recycle bin
 #: and volume data. No listing reads them, nor hidden files and folders (:func:`skipped_name`).
+#: ``export/standalone.py`` keeps a copy (it imports nothing from visionkit).
 SYSTEM_FOLDERS = frozenset(
     {"__MACOSX", "@eaDir", "#recycle", "$RECYCLE.BIN", "System Volume Information"}
 )
+_SYSTEM_FOLDERS_CASEFOLDED = frozenset(name.casefold() for name in SYSTEM_FOLDERS)
 
 
 def skipped_name(name: str) -> bool:
     """Whether a file or folder of this name is left out of every listing: hidden
-    (``.DS_Store``, ``._photo.jpg``, ``.ipynb_checkpoints``) or one of :data:`SYSTEM_FOLDERS`.
+    (``.DS_Store``, ``._photo.jpg``, ``.ipynb_checkpoints``) or one of :data:`SYSTEM_FOLDERS`,
+    in any case (Windows writes ``$Recycle.Bin``); a look-alike (``eaDir``, ``recycle``) is not.
 
-    >>> [skipped_name(n) for n in (".DS_Store", "@eaDir", "__MACOSX", "cat")]
-    [True, True, True, False]
+    >>> [skipped_name(n) for n in (".DS_Store", "@eaDir", "$Recycle.Bin", "recycle", "cat")]
+    [True, True, True, False, False]
     """
-    return name.startswith(".") or name in SYSTEM_FOLDERS
+    return name.startswith(".") or system_folder(name)
+
+
+def system_folder(name: str) -> bool:
+    """Whether ``name`` is one of :data:`SYSTEM_FOLDERS`, in any case."""
+    return name.casefold() in _SYSTEM_FOLDERS_CASEFOLDED
 
 
 def list_files(

@@ -57,6 +57,11 @@ PADS = ("PadIfNeeded", "Pad")
 SUPPORTED = (*RESIZES, "CenterCrop", *PADS)
 #: image files a folder given on the command line is searched for
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: folders never searched, in any case, nor hidden ones: a copy of visionkit's
+#: data.batch.SYSTEM_FOLDERS (this file imports nothing of visionkit; a test keeps them equal)
+SYSTEM_FOLDERS = frozenset(
+    {"__MACOSX", "@eaDir", "#recycle", "$RECYCLE.BIN", "System Volume Information"}
+)
 POSITIONS = ("center", "top_left", "top_right", "bottom_left", "bottom_right")
 
 
@@ -345,14 +350,7 @@ class Predictor:
                 results.append({h: self._head(h, raw, i, size, orig) for h in self.kinds})
         return results
 
-    def _head(
-        self,
-        head: str,
-        raw: dict[str, np.ndarray],
-        i: int,
-        size: Sequence[int],
-        orig: Sequence[int],
-    ) -> dict[str, Any]:
+    def _head(self, head: str, raw: dict[str, np.ndarray], i: int, size: Any, orig: Any) -> Any:
         names = self.class_names.get(head)
         kind = self.kinds[head]
         if kind == "classification":
@@ -367,10 +365,7 @@ class Predictor:
             xs = np.minimum((np.arange(orig[1]) * size[1] / orig[1]).astype(np.int64), size[1] - 1)
             return {"mask": mask[ys][:, xs], "names": names}
         mine = raw[f"{head}.batch_index"] == i
-        scale = np.array(
-            [orig[1] / size[1], orig[0] / size[0], orig[1] / size[1], orig[0] / size[0]],
-            np.float32,
-        )
+        scale = np.array([orig[1] / size[1], orig[0] / size[0]] * 2, np.float32)  # x, y, x, y
         labels = raw[f"{head}.labels"][mine].astype(np.int64)
         result: dict[str, Any] = {
             "boxes": np.clip(  # on the image, not a float's rounding past its edge
@@ -422,13 +417,16 @@ def to_json(result: dict[str, Any]) -> dict[str, Any]:
 
 def image_files(inputs: Sequence[str]) -> list[str]:
     """The image files of ``inputs``: a file as given, a folder's images (by suffix, sorted,
-    sub-folders included)."""
+    sub-folders included, hidden names and :data:`SYSTEM_FOLDERS` left out)."""
+    skip = {name.casefold() for name in SYSTEM_FOLDERS}
     files: list[str] = []
     for item in inputs:
         if os.path.isdir(item):
             found = []
-            for folder, _, names in os.walk(item):
-                found += [os.path.join(folder, n) for n in names if n.lower().endswith(SUFFIXES)]
+            for folder, subs, names in os.walk(item):
+                subs[:] = [d for d in subs if not d.startswith(".") and d.casefold() not in skip]
+                images = [n for n in names if n.lower().endswith(SUFFIXES) and n[0] != "."]
+                found += [os.path.join(folder, n) for n in images]
             files += sorted(found)
         else:
             files.append(item)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from visionkit.data.batch import IMAGE_EXTENSIONS, is_inside, list_files
+from visionkit.data.batch import IMAGE_EXTENSIONS, is_inside, list_files, system_folder
 from visionkit.data.io import read_image
 from visionkit.errors import DataError, ImageDecodeError
 
@@ -126,9 +126,7 @@ def named_inputs(
         elif _magic(text):
             root = Path(*itertools.takewhile(lambda part: not _magic(part), path.parts))
             skip = skipped(root)
-            for match in sorted(glob.glob(text, recursive=True)):
-                if not Path(match).is_file():
-                    continue
+            for match in globbed_files(text):
                 if skip and is_inside(match, skip):
                     globbed_out.append(match)
                 else:
@@ -195,8 +193,15 @@ def no_images_message(given: Sequence[Any]) -> str:
             )
             said.append(f"{item} ({why})")
         elif _magic(item):
-            matched = glob.glob(item, recursive=True)
-            said.append(f"{item} ({'only files of output folders' if matched else 'no file'})")
+            matched = globbed_files(item)
+            why = (
+                "only files of output folders"
+                if matched
+                else "only files in system folders such as @eaDir, which are not read"
+                if any(Path(m).is_file() for m in glob.glob(item, recursive=True))
+                else "no file"
+            )
+            said.append(f"{item} ({why})")
         else:
             said.append(item)
     return f"no images found in {', '.join(said)}; read are the suffixes {' '.join(known)} (in any case)"
@@ -233,6 +238,23 @@ def listed_inputs(item: str | os.PathLike | int) -> list[str | os.PathLike | int
     if missing:
         raise DataError(f"inputs listed in {path} not found:", missing)
     return listed
+
+
+def globbed_files(pattern: str) -> list[str]:
+    """The files ``pattern`` matches (sorted), less those in a system folder
+    (:data:`~visionkit.data.batch.SYSTEM_FOLDERS`: ``photos/**/*.jpg`` does not read Synology's
+    ``@eaDir/1.jpg/SYNOPHOTO_THUMB_M.jpg``) that the pattern does not spell out. Hidden
+    folders are glob's: ``*`` and ``**`` match none."""
+    spelled = pattern.casefold()
+    return [
+        match
+        for match in sorted(glob.glob(pattern, recursive=True))
+        if Path(match).is_file()
+        and not any(
+            system_folder(part) and part.casefold() not in spelled
+            for part in Path(match).parts[:-1]
+        )
+    ]
 
 
 def _magic(text: str) -> bool:
