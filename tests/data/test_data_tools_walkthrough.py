@@ -134,3 +134,35 @@ def test_check_data_of_an_ultralytics_yaml_checks_each_split_it_names(tmp_path, 
         ["check-data", "--format", "yolo", "--root", data_yaml, "--split", "train"], capsys
     )
     assert code == 0 and "check-data: no problems found in 1 dataset" in out
+
+
+def test_a_category_without_a_name_key_is_said_to_lack_it(tmp_path, capsys):
+    # it was warned as "name None is not a string", a value the file does not hold
+    categories = [{"id": 1}, {"id": 2, "name": "dog"}]
+    code, out, _ = check(capsys, make_coco(tmp_path, categories=categories))
+    assert code == 0, out
+    assert (
+        "bad category name: category id 1: has no 'name' key: the class is named '1' (its id)"
+        in out
+    )
+    assert "None" not in out
+
+
+def test_a_text_category_id_is_called_text_only_where_its_number_is_a_category(tmp_path, capsys):
+    # category_id "7" with categories [1, 2] was told "is text ... write the numbers
+    # unquoted, here and in categories", which would leave it unknown and the categories fine
+    def quoted(data):
+        data["annotations"][0]["category_id"] = "7"
+        data["annotations"][1]["category_id"] = "1"
+
+    code, out, _ = check(capsys, make_coco(tmp_path, edit=quoted))
+    assert code == 1
+    assert (
+        "unknown category: annotation id 101 (image id 1): category_id 7 is not in categories [1, 2]"
+        in out
+    )
+    assert (
+        "unknown category: annotation id 102 (image id 2): category_id '1' is text, not an "
+        "integer id of categories [1, 2]: write the numbers unquoted\n" in out
+    )
+    assert "here and in categories" not in out

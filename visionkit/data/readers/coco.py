@@ -43,6 +43,7 @@ from visionkit.data.checks import (
 from visionkit.data.io import read_image
 from visionkit.data.readers.coco_categories import (
     category_name,
+    has_text_ids,
     report_unknown_categories,
     valid_categories,
 )
@@ -196,6 +197,7 @@ class CocoDataset:
         self.images: list[dict[str, Any]] = valid_images(data["images"], report, unread)
         report.num_images = len(data["images"])
         categories = valid_categories(data.get("categories", []), report, annotations_list)
+        self._text_category_ids = has_text_ids(data.get("categories"))  # for the advice
         self.category_ids = [int(c["id"]) for c in categories]
         self.cat_to_label = {cid: i for i, cid in enumerate(self.category_ids)}
         self.label_names: dict[str, list[str]] = {
@@ -320,7 +322,7 @@ class CocoDataset:
                 crowds[index[ann["image_id"]]].append((position, ann))
             else:
                 per_image[index[ann["image_id"]]].append((position, ann))
-        report_unknown_categories(unknown, self.category_ids, report)
+        report_unknown_categories(unknown, self.category_ids, report, self._text_category_ids)
         report_boxes_from_segmentation(self.boxes_from_segmentation, annotations, report)
         targets = []
         for i, img in enumerate(self.images):

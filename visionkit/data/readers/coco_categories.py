@@ -23,8 +23,8 @@ def valid_categories(
     for i, cat in enumerate(categories):
         if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
             given = cat.get("id") if isinstance(cat, dict) else cat
-            text = isinstance(given, str) and given.strip().isdecimal()  # "1": write 1
-            fix = f" (text: write {int(given)}, unquoted)" if text else ""
+            number = text_id(given)  # "1": write 1
+            fix = f" (text: write {number}, unquoted)" if number is not None else ""
             report.add(
                 "bad entry", f"categories[{i}]", f"needs an integer 'id', got {given!r}{fix}"
             )
@@ -53,10 +53,11 @@ def valid_categories(
         name = cat.get("name")
         ids_of[category_name(cat)].append(cat["id"])  # 1 and "1" are one name to a reader
         if not isinstance(name, str):  # the class is named all the same, as it says
+            said = "has no 'name' key" if "name" not in cat else f"name {name!r} is not a string"
             report.add(
                 "bad category name",
                 f"category id {cat['id']}",
-                f"name {name!r} is not a string: the class is named {category_name(cat)!r}"
+                f"{said}: the class is named {category_name(cat)!r}"
                 + (" (its id)" if name is None else ""),
                 "warning",
             )
@@ -80,26 +81,49 @@ def category_name(category: Mapping[str, Any]) -> str:
     return str(category["id"] if name is None else name)
 
 
+def text_id(value: Any) -> int | None:
+    """The number an id written as text stands for (``"1"``: 1), else ``None``.
+
+    >>> text_id(" 7"), text_id(7), text_id("cat")
+    (7, None, None)
+    """
+    return int(value) if isinstance(value, str) and value.strip().isdecimal() else None
+
+
+def has_text_ids(categories: Any) -> bool:
+    """Whether some entry of a file's ``categories`` has a number written as text for ``id``."""
+    entries = categories if isinstance(categories, list) else []
+    return any(isinstance(c, dict) and text_id(c.get("id")) is not None for c in entries)
+
+
 def report_unknown_categories(
-    unknown: Sequence[tuple[Any, Any, str]], known: Sequence[int], report: DataReport
+    unknown: Sequence[tuple[Any, Any, str]],
+    known: Sequence[int],
+    report: DataReport,
+    text_ids: bool = False,
 ) -> None:
     """The annotations of ``unknown`` (``category_id``, annotation id, ``where``), whose
     ``category_id`` names no valid category, as one error per ``category_id`` with their
-    count, and one for all whose ``category_id`` is a number written as text (``"1"``: the
-    categories' own ids are then text too, each a bad entry): they were one error each.
+    count, and one for all whose ``category_id`` is a number written as text that is a known
+    id, or any such number where the categories' ids are text too (``text_ids``: each a bad
+    entry): they were one error each. A text number that is no category is reported as
+    the number (``"7"`` and ``7`` together).
 
     >>> report = DataReport("a.json")
-    >>> report_unknown_categories([("1", 5, "a"), ("2", 6, "b"), (77, 7, "c")], [1, 2], report)
+    >>> unknown = [("1", 5, "a"), ("2", 6, "b"), (77, 7, "c"), ("7", 8, "d")]
+    >>> report_unknown_categories(unknown, [1, 2], report)
     >>> [p.where for p in report.problems]
-    ['2 annotations (annotation ids 5, 6)', 'c']
-    >>> report.problems[1].detail
-    'category_id 77 is not in categories [1, 2]'
+    ['2 annotations (annotation ids 5, 6)', 'c', 'd']
+    >>> [p.detail for p in report.problems][1:]
+    ['category_id 77 is not in categories [1, 2]', 'category_id 7 is not in categories [1, 2]']
     """
     groups: dict[str, list[tuple[Any, Any, str]]] = defaultdict(list)
     for item in unknown:
-        given = item[0]
-        text = isinstance(given, str) and given.strip().isdecimal()
-        groups["text" if text else repr(given)].append(item)
+        number = text_id(item[0])
+        if number is not None and (text_ids or number in known):
+            groups["text"].append(item)
+        else:
+            groups[repr(item[0]) if number is None else str(number)].append(item)
     for key, items in groups.items():
         where = items[0][2]
         if len(items) > 1:
@@ -110,7 +134,7 @@ def report_unknown_categories(
             shown = ", ".join(map(repr, values[:5])) + (", ..." if len(values) > 5 else "")
             detail = (
                 f"category_id {shown} is text, not an integer id of categories {list(known)}: "
-                "write the numbers unquoted, here and in categories"
+                "write the numbers unquoted" + (", here and in categories" if text_ids else "")
             )
         else:
             detail = f"category_id {key} is not in categories {list(known)}"
