@@ -458,3 +458,21 @@ def problems_of_overrides(overrides: list[str]) -> list[str]:
     with pytest.raises(ConfigError) as info:
         load_config(MINIMAL, overrides)
     return info.value.problems
+
+
+def test_an_error_is_headed_a_command_line_option_s_only_where_raised_as_one(capsys):
+    # the heading was guessed from a leading "--": a config problem naming --resume was
+    # "invalid command-line option", and an option error not starting with "--" was not
+    from tests.helpers import run
+    from visionkit.build.data import split_spec
+    from visionkit.data.split_shares import split_counts
+
+    assert str(ConfigError("--resume x: data.image_size=96 ...")).startswith(
+        "invalid configuration"
+    )
+    with pytest.raises(ConfigError, match="^invalid command-line option:\n  --val 0"):
+        split_counts(10, 0.0)
+    with pytest.raises(ConfigError, match="^invalid command-line option:\n  --split"):
+        split_spec(None, "tset")
+    code, _, err = run(["check-data"], capsys)
+    assert code == 2 and "error: invalid command-line option:\n  give --config X.yaml" in err

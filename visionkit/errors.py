@@ -49,7 +49,13 @@ class VisionkitError(Exception):
 class ConfigError(VisionkitError):
     """An invalid configuration: one line per problem, each naming the full key path;
     ``locations`` holds, per problem, the ``FILE:LINE`` that writes its key (or ``None``),
-    which the message puts before it."""
+    which the message puts before it. ``options=True``: the problems are of a command's
+    options (``--val 0``), headed "invalid command-line option", not the config's; said where
+    the error is raised, never guessed from the text (a config problem may name an option).
+
+    >>> str(ConfigError("--n: expected at least 1, got 0", options=True)).splitlines()[0]
+    'invalid command-line option:'
+    """
 
     exit_code = 2
 
@@ -58,17 +64,18 @@ class ConfigError(VisionkitError):
         problems: Sequence[str] | str,
         source: str | None = None,
         locations: Sequence[str | None] = (),
+        *,
+        options: bool = False,
     ) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         self.source = source
+        self.options = options
         self.locations = [*locations, *[None] * len(self.problems)][: len(self.problems)]
         where = f" in {source}" if source else ""
         lines = "\n".join(
             f"  {place}: {p}" if place else f"  {p}"
             for p, place in zip(self.problems, self.locations, strict=True)
         )
-        # a mistake in a command's options (--val 0) is not called one of the config's
-        options = self.problems and all(p.startswith("--") for p in self.problems)
         what = "invalid command-line option" if options else "invalid configuration"
         super().__init__(f"{what}{where}:\n{lines}")
 

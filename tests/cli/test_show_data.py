@@ -122,12 +122,15 @@ def test_show_data_refuses_a_missing_split_and_a_bad_count(multitask_yaml, capsy
     code, out, err = run(["show-data", "--config", multitask_yaml, "--split", "test"], capsys)
     assert code == 2 and not out
     assert (
-        "data.test: not set; give it in the config or as data.test.images=... / "
-        "data.test.root=..." in err
+        "error: invalid configuration:\n  data.test: not set; give it in the config or as "
+        "data.test.images=... / data.test.root=..." in err
     )
     code, out, err = run(["show-data", "--config", multitask_yaml, "--n", "0"], capsys)
     assert code == 2 and not out
-    assert "--n: expected a number of images of at least 1, got 0" in err
+    assert (
+        "error: invalid command-line option:\n  --n: expected a number of images of at least 1, "
+        "got 0" in err
+    )
 
 
 def test_the_draws_of_a_training_mix_name_their_set(pyramid_config, shapes_root):

@@ -607,6 +607,7 @@ def test_a_resume_given_another_image_size_that_reaches_no_step_is_refused(tiny_
     with pytest.raises(ConfigError) as info:
         train(str(saved), overrides, output_dir=run_dir, resume=ckpt)
     text = str(info.value)
+    assert text.startswith("invalid configuration")  # not a command-line option's, as it was
     assert f"--resume {ckpt}: data.image_size=96 reaches no transform" in text
     assert f"model.init_from={ckpt}" in text
     assert saved.read_text() == before

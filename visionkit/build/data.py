@@ -254,7 +254,9 @@ def split_spec(data: DataConfig, split: str) -> dict[str, Any]:
             (the message says how to give it on the command line).
     """
     if split not in EVAL_SPLITS:
-        raise ConfigError(f"--split: expected one of {', '.join(EVAL_SPLITS)}, got {split!r}")
+        raise ConfigError(
+            f"--split: expected one of {', '.join(EVAL_SPLITS)}, got {split!r}", options=True
+        )
     spec = getattr(data, split)
     if spec is None:
         if is_dataset_mix(data.val):  # as data.val: one entry per named dataset

@@ -65,7 +65,7 @@ def dataset_of_options(fmt: str, options: Mapping[str, Any]) -> dict[str, Any]:
     try:
         schema = builder_schema(DATASETS, fmt, injected=DATASET_INJECTED_ARGS)
     except UnknownNameError as err:
-        raise ConfigError(f"--format: {err}") from None
+        raise ConfigError(f"--format: {err}", options=True) from None
     try:
         validated = schema.model_validate(dict(options))
     except ValidationError as err:
@@ -193,7 +193,9 @@ def _parse_values(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"{item!r}: expected KEY=VALUE, e.g. class_field=background")
+            raise ConfigError(
+                f"{item!r}: expected KEY=VALUE, e.g. class_field=background", options=True
+            )
         values[key] = load_yaml(text) if text else None
     return values
 
@@ -201,18 +203,23 @@ def _parse_values(items: Sequence[str]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """What ``visionkit check-data`` runs; returns the exit status."""
     if args.config and args.format:
-        raise ConfigError("give --config or --format, not both")
+        raise ConfigError("give --config or --format, not both", options=True)
     if not args.config and not args.format:
-        raise ConfigError("give --config X.yaml, or --format with the dataset's location")
+        raise ConfigError(
+            "give --config X.yaml, or --format with the dataset's location", options=True
+        )
     if args.config and args.split not in (*SPLITS, "all"):
         raise ConfigError(
-            f"--split: with --config one of {', '.join((*SPLITS, 'all'))}, got {args.split!r}"
+            f"--split: with --config one of {', '.join((*SPLITS, 'all'))}, got {args.split!r}",
+            options=True,
         )
     given = {k: getattr(args, k) for k in LOCATION_OPTIONS if getattr(args, k) is not None}
     if args.config:
         if given:
             flags = ", ".join(f"--{k}" for k in given)
-            raise ConfigError(f"{flags}: only with --format (with --config use data.* overrides)")
+            raise ConfigError(
+                f"{flags}: only with --format (with --config use data.* overrides)", options=True
+            )
         splits = SPLITS if args.split == "all" else (args.split,)
         specs, needs, heads, data = datasets_of_config(args.config, args.pairs, splits)
     else:

@@ -155,7 +155,9 @@ def run(args: argparse.Namespace) -> int:
     from visionkit.evaluation.plots import confusion_conf
 
     if args.matrix_conf is not None and not 0 <= args.matrix_conf <= 1:
-        raise ConfigError(f"--matrix-conf: a score threshold in [0, 1], got {args.matrix_conf}")
+        raise ConfigError(
+            f"--matrix-conf: a score threshold in [0, 1], got {args.matrix_conf}", options=True
+        )
     matrix_conf = confusion_conf(args.conf, args.matrix_conf)
     scored: dict[str, Any] = {}
     # stdout is for the report (or the JSON object) only: progress bars go to stderr.

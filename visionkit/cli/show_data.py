@@ -315,7 +315,9 @@ def run(args: argparse.Namespace) -> int:
     from visionkit.config import load_config
 
     if args.n < 1:
-        raise ConfigError(f"--n: expected a number of images of at least 1, got {args.n}")
+        raise ConfigError(
+            f"--n: expected a number of images of at least 1, got {args.n}", options=True
+        )
     cfg = load_config(args.config, args.overrides)
     needs = targets_needed(cfg)
     datasets, shown = split_datasets(cfg, args.split, needs)

@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         if args.resume is None or args.resume == "auto":
             raise ConfigError(
                 "--config: required (without it, --resume names the checkpoint whose saved "
-                "config the run continues with; 'auto' needs the config to find the run folder)"
+                "config the run continues with; 'auto' needs the config to find the run folder)",
+                options=True,
             )
         config, output_dir = saved_run(args.resume, output_dir)
     if args.print_config:
@@ -112,6 +113,7 @@ def saved_run(checkpoint: str, output_dir: str | None) -> tuple[dict, str]:
     if output_dir is None and Path(checkpoint).parent.name != "checkpoints":
         raise ConfigError(
             f"--resume {checkpoint}: not in a run folder's checkpoints/; give the folder to "
-            "continue the run in with --output-dir"
+            "continue the run in with --output-dir",
+            options=True,
         )
     return meta["config"], output_dir or str(Path(checkpoint).parent.parent)

@@ -42,7 +42,7 @@ def split_counts(n: int, val: float, test: float = 0.0) -> dict[str, int]:
             "leaving none for train; their sum must be below 1, e.g. --val 0.2 --test 0.1"
         )
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, options=True)
     counts = {s: max(1, round(n * f)) if f > 0 else 0 for s, f in (("val", val), ("test", test))}
     needed = 1 + sum(1 for c in counts.values() if c)
     if n < needed:

@@ -307,7 +307,8 @@ def onnx_options(
         raise ConfigError(
             f"{', '.join(refused)}: an ONNX file runs on the CPU in float32 through "
             "onnxruntime, without test-time augmentation or galleries; give the checkpoint "
-            "(.ckpt) it was exported from for these"
+            "(.ckpt) it was exported from for these",
+            options=True,
         )
 
 
