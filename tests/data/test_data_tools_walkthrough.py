@@ -166,3 +166,12 @@ def test_a_text_category_id_is_called_text_only_where_its_number_is_a_category(t
         "integer id of categories [1, 2]: write the numbers unquoted\n" in out
     )
     assert "here and in categories" not in out
+
+
+def test_a_reader_parameter_s_list_item_is_named_in_brackets(tmp_path, capsys):
+    # it was "class_names.1: Input should be a valid string", a key no config has
+    code, _, err = check(capsys, make_coco(tmp_path), "class_names=[cat, 1]")
+    assert code == 2
+    assert "error: invalid configuration:\n  class_names[1]: Input should be a valid string" in err
+    code, _, err = check(capsys, tmp_path, "--root", str(tmp_path))
+    assert code == 2 and "error: invalid command-line option:\n  --root: format coco takes" in err

@@ -21,7 +21,7 @@ from pathlib import PurePath
 from typing import Any
 
 from visionkit.choices import EVAL_SPLITS, SPLITS
-from visionkit.errors import ConfigError, DataError, VisionkitError, counted
+from visionkit.errors import ConfigError, DataError, VisionkitError, counted, key_path
 from visionkit.registry import DATASETS, UnknownNameError
 
 LOCATION_OPTIONS = ("images", "annotations", "root")
@@ -61,6 +61,7 @@ def dataset_of_options(fmt: str, options: Mapping[str, Any]) -> dict[str, Any]:
     from pydantic import ValidationError
 
     from visionkit.config import DATASET_INJECTED_ARGS, builder_schema
+    from visionkit.config.key_hints import untagged
 
     try:
         schema = builder_schema(DATASETS, fmt, injected=DATASET_INJECTED_ARGS)
@@ -69,16 +70,17 @@ def dataset_of_options(fmt: str, options: Mapping[str, Any]) -> dict[str, Any]:
     try:
         validated = schema.model_validate(dict(options))
     except ValidationError as err:
-        problems = []
+        problems, flags = [], []
         for e in err.errors():
-            key = ".".join(str(x) for x in e["loc"])
-            flag = f"--{key}" if key in LOCATION_OPTIONS or key == "split" else key
+            key = key_path(untagged(e["loc"]))  # class_names[1], as every config error
+            flags.append(key in LOCATION_OPTIONS or key == "split")  # an option, not KEY=VALUE
+            flag = f"--{key}" if flags[-1] else key
             if e["type"] == "extra_forbidden":
                 takes = ", ".join(sorted(schema.model_fields))
                 problems.append(f"{flag}: format {fmt} takes no {key} (it takes: {takes})")
             else:
                 problems.append(f"{flag}: {e['msg']} (format {fmt})")
-        raise ConfigError(problems) from None
+        raise ConfigError(problems, options=all(flags)) from None
     return {"format": fmt, **validated.model_dump(mode="json")}
 
 
