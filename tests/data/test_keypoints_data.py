@@ -352,12 +352,20 @@ def test_a_labelled_keypoint_outside_its_image_is_a_warning(tmp_path):
     def outside(data):
         _with_keypoints(data)
         data["annotations"][0]["keypoints"] = [12, -3, 2, 10, 10, 1, 33, 10, 2]  # 32 px images
+        data["annotations"][1]["keypoints"] = [-0.3, 5, 2, 5, -0.5, 2, 31.4, 31.4, 2]  # on it
 
     ds = CocoDataset(make_coco(tmp_path / "d", edit=outside), keypoints=True)
     assert [str(p) for p in ds.report.warnings] == [
         "annotation id 101 (image id 1): 'nose' at (12, -3), 'right_eye' at (33, 10) outside "
-        "the 32x32 image (x in 0..32, y in 0..32)"
+        "the 32x32 image (x in -0.5..32, y in -0.5..32): trained as not labelled (v = 0)"
     ]
+    # x = -0.3 was warned as outside, and trained as labelled: a warned point is one
+    # training leaves out, and a point on the image (pixel 0 reaches to -0.5) is neither
+    for index, labelled in ((0, [False, True, False]), (1, [True, True, True])):
+        sample = apply_pipeline(build_pipeline([], (0.5,) * 3, (0.5,) * 3), ds[index])
+        assert (sample["keypoints"][0, :, 2] > 0).tolist() == labelled
+    expected = [[-0.3, 5, 2], [5, -0.5, 2], [31.4, 31.4, 2]]  # left as they are
+    np.testing.assert_allclose(ds[1]["keypoints"][0], expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -373,12 +381,13 @@ def test_a_keypoint_on_the_far_edge_of_its_image_is_kept_on_the_last_pixel(tmp_p
     # training (visibility 0: half a pixel past the last pixel centre) and warned of
     def edge(data):
         _with_keypoints(data)
-        data["annotations"][0]["keypoints"] = [32, 12, 2, 10, 32, 1, 31.5, 31.5, 2]  # 32 px
+        data["annotations"][0]["keypoints"] = [32, 12, 2, 10, 32, 1, 31.75, 31.5, 2]  # 32 px
 
     ds = CocoDataset(make_coco(tmp_path / "d", edit=edge), keypoints=True)
     assert ds.report.warnings == []
     sample = ds[0]
-    assert sample["keypoints"][0].tolist() == [[31, 12, 2], [10, 31, 1], [31, 31, 2]]
+    # 31.5 is on the last pixel already and stays (31.3 was moved to 31 too)
+    assert sample["keypoints"][0].tolist() == [[31, 12, 2], [10, 31, 1], [31, 31.5, 2]]
     out = apply_pipeline(build_pipeline(steps, (0.5,) * 3, (0.5,) * 3), sample)
     h, w = out["image"].shape[-2:]
     points = out["keypoints"][0].numpy()

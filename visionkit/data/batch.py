@@ -79,19 +79,22 @@ def scale_about_pixel_centres(xy: Any, scale: Any) -> Any:
 
 def onto_last_pixel(points: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """Keypoints ``points`` (``[..., 3]``: x, y pixel indices, visibility) of an ``(H, W)``
-    image, each labelled one on the image's far edge (``W - 1 < x <= W``, or ``y`` so: the
-    edge as annotators counting pixel edges write it) on the last pixel (``W - 1``), as
-    Ultralytics' pose labels and Detectron2 keep such a point; training dropped it (half a
-    pixel past the last centre). A point further out is left as it is. A copy.
+    image, each labelled one past the last pixel but not past the image's far edge
+    (``W - 0.5 < x <= W``, or ``y`` so: the edge as annotators counting pixel edges write it)
+    on the last pixel (``W - 1``), as Ultralytics' pose labels and Detectron2 keep such a
+    point; training drops a point past the last pixel (more than half a pixel beyond its
+    centre). Any other point is left as it is (``W - 0.75`` lies on the last pixel already;
+    one beyond ``W`` is outside). A copy.
 
-    >>> onto_last_pixel(np.array([[32.0, 31.5, 2], [33.0, 5, 2], [32, 0, 0]]), (32, 32)).tolist()
-    [[31.0, 31.0, 2.0], [33.0, 5.0, 2.0], [32.0, 0.0, 0.0]]
+    >>> points = np.array([[32.0, 31.75, 2], [31.25, 31.5, 2], [33.0, 5, 2], [32, 0, 0]])
+    >>> onto_last_pixel(points, (32, 32)).tolist()
+    [[31.0, 31.0, 2.0], [31.25, 31.5, 2.0], [33.0, 5.0, 2.0], [32.0, 0.0, 0.0]]
     """
     out = np.array(points, dtype=np.float32, copy=True)
     labelled = out[..., 2] > 0
-    for axis, last in ((0, size[1] - 1), (1, size[0] - 1)):
+    for axis, extent in ((0, size[1]), (1, size[0])):
         values = out[..., axis]
-        values[labelled & (values > last) & (values <= last + 1)] = last
+        values[labelled & (values > extent - 0.5) & (values <= extent)] = extent - 1
     return out
 
 

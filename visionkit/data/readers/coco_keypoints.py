@@ -278,17 +278,20 @@ def _outside(
     points: np.ndarray, size: tuple[int, int], names: Sequence[str], where: str, report: DataReport
 ) -> None:
     """A warning naming the labelled points (``v > 0``) of ``points`` ``[K, 3]`` that lie
-    outside the ``(H, W)`` image (pixel indices ``0..W-1``, ``0..H-1``, and its far edge,
-    ``x = W`` or ``y = H``, read on the last pixel: :func:`~visionkit.data.batch.onto_last_pixel`)."""
+    outside the ``(H, W)`` image, the points training drops (visibility 0): the pixels of
+    indices ``0..W-1`` reach half a pixel beyond their centres (``x >= -0.5``), and a point up
+    to the far edge (``x <= W``, ``y <= H``) is read on the last pixel
+    (:func:`~visionkit.data.batch.onto_last_pixel`)."""
     h, w = size
     x, y, v = points[:, 0], points[:, 1], points[:, 2]
-    out = np.flatnonzero((v > 0) & ((x < 0) | (y < 0) | (x > w) | (y > h)))
+    out = np.flatnonzero((v > 0) & ((x < -0.5) | (y < -0.5) | (x > w) | (y > h)))
     if len(out):
         shown = ", ".join(f"{names[k]!r} at ({x[k]:g}, {y[k]:g})" for k in out)
         report.add(
             "keypoint outside the image",
             where,
-            f"{shown} outside the {w}x{h} image (x in 0..{w}, y in 0..{h})",
+            f"{shown} outside the {w}x{h} image (x in -0.5..{w}, y in -0.5..{h}): trained as "
+            "not labelled (v = 0)",
             severity="warning",
         )
 
