@@ -453,3 +453,22 @@ def test_images_without_a_label_file_are_told_apart_from_empty_label_files(tmp_p
     assert report.notes == [
         "2 images without a label file, read as images without objects: images/2.jpg, images/3.jpg"
     ]
+
+
+def test_only_yolo_lines_repeating_every_number_are_removed_as_the_docs_say(tmp_path):
+    # datasets.md said lines were removed "as Ultralytics removes duplicate labels", but
+    # Ultralytics compares float32 rows and a polygon by its class and box, removing more
+    from tests.data.test_convert import make_yolo
+
+    square = "0 0.25 0.25 0.75 0.25 0.75 0.75 0.25 0.75\n"
+    diamond = "0 0.5 0.25 0.75 0.5 0.5 0.75 0.25 0.5\n"  # another polygon, the same box
+    text = square + diamond + square + "1 0.5 0.5 0.2 0.2\n1 0.500000001 0.5 0.2 0.2\n"
+    root = make_yolo(tmp_path / "yolo", {"a.jpg": (64, 64)}, {"a.txt": text}, classes_txt="a\nb\n")
+    ds = build_dataset({"format": "yolo", "root": str(root)}, split="train", needs=["boxes"])
+    assert ds[0]["labels"].tolist() == [0, 0, 1, 1]  # the square's repeat (line 3) removed
+    assert "1 duplicate label removed (line 3" in str(ds.report.warnings[0])
+    docs = (Path(__file__).parents[2] / "docs" / "datasets.md").read_text(encoding="utf-8")
+    rule = " ".join(docs.split("- A line that repeats an earlier line")[1].split("\n- ")[0].split())
+    assert "as Ultralytics removes duplicate labels" not in rule
+    for said in ("every one of them", "float32", "class and bounding box", "Changed in session 37"):
+        assert said in rule

@@ -9,7 +9,7 @@ image (``0 0.95 0.5 0.2 0.2``) is clipped to it, as Ultralytics clips it, and re
 :meth:`~visionkit.data.convert.coco_builder.CocoBuilder.clip` when it reaches out by more than
 :data:`~visionkit.data.convert.coco_builder.CLIP_TOLERANCE` pixels. A box or polygon of zero
 area is skipped (and reported). A line that repeats an earlier one of its file is removed,
-with a warning per file (:func:`without_duplicates`), as Ultralytics removes it.
+with a warning per file (:func:`without_duplicates`; Ultralytics removes more).
 """
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ def read_label_lines(builder: CocoBuilder, root: Path, label: Path) -> list[tupl
 
 
 def without_duplicates(lines: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], list[int]]:
-    """``lines`` (``(line number, text)``) less each that repeats an earlier line's values
-    (``0 0.5 ...`` and ``0 0.50 ...`` alike), and the numbers of those removed: Ultralytics
-    removes duplicate rows of a label file too ("N duplicate labels removed").
+    """``lines`` (``(line number, text)``) less each that repeats every value of an earlier
+    line, read as Python floats (``0 0.5 ...`` and ``0 0.50 ...`` alike), and the numbers of
+    those removed. Ultralytics removes duplicate rows of a label file too ("N duplicate
+    labels removed"), but compares float32 rows, and a polygon line by its class and box
+    alone: it removes lines kept here (docs/datasets.md).
 
     >>> without_duplicates([(1, "0 0.5 0.5 0.2 0.2"), (2, "1 0.5 0.5 0.2 0.2"), (3, "0 .5 .5 .2 .2")])
     ([(1, '0 0.5 0.5 0.2 0.2'), (2, '1 0.5 0.5 0.2 0.2')], [3])
