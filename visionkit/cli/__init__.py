@@ -62,7 +62,9 @@ COMMANDS = (
 EXIT_STATUS = (
     "exit status: 0 done; 1 a problem with the data, a file or the run;\n"
     "2 a mistake in the command line or the config (an unknown key or name, a value or a\n"
-    "backbone argument that cannot be used)"
+    "backbone argument that cannot be used);\n"
+    "130 stopped by Ctrl-C (train saves last.ckpt first, predict writes what it predicted);\n"
+    "143 stopped by SIGTERM (train saves last.ckpt first)"
 )
 
 
