@@ -443,6 +443,11 @@ def test_every_error_names_a_list_item_in_brackets_as_overrides_take_it():
         ("optimizer={name: SGD}", "sgd", "cosine"),
         ("optimizer.name=AdamW", "adamw", "cosine"),
         ("scheduler.name=OneCycle", "adamw", "onecycle"),
+        # torch's class names of the same schedules (the docs said names were taken "as torch
+        # writes them", and OneCycleLR was refused)
+        ("scheduler.name=OneCycleLR", "adamw", "onecycle"),
+        ("scheduler.name=CosineAnnealingLR", "adamw", "cosine"),
+        ("scheduler.name=MultiStepLR", "adamw", "step"),
     ],
 )
 def test_optimizer_and_scheduler_names_are_taken_in_any_case(override, optimizer, scheduler):
@@ -452,6 +457,10 @@ def test_optimizer_and_scheduler_names_are_taken_in_any_case(override, optimizer
     assert problems_of_overrides(["optimizer.name=Lion"]) == [
         "optimizer.name: expected 'sgd', 'adamw' or 'adam', got 'Lion'"
     ]
+    for other in ("StepLR", "ConstantLR"):  # torch's schedules of these names are others
+        assert problems_of_overrides([f"scheduler.name={other}"]) == [
+            f"scheduler.name: expected 'cosine', 'step', 'onecycle' or 'constant', got '{other}'"
+        ]
 
 
 def problems_of_overrides(overrides: list[str]) -> list[str]:

@@ -195,18 +195,23 @@ class ParamGroupConfig(_Section):
     lr_mult: float = Field(1.0, ge=0)
 
 
-def any_case(*names: str) -> Any:
+def any_case(*names: str, **aliases: str) -> Any:
     """``Literal[names]`` (lower-case names) that takes a name written in any case (``SGD``,
-    ``AdamW``, as torch and timm spell them); anything else is refused as it was written."""
+    ``AdamW``, as torch and timm spell them), and ``aliases`` (lower-case) for those names;
+    anything else is refused as it was written."""
 
     def lowered(value: Any) -> Any:
-        return value.lower() if isinstance(value, str) and value.lower() in names else value
+        name = aliases.get(value.lower(), value.lower()) if isinstance(value, str) else None
+        return name if name in names else value
 
     return Annotated[Literal[names], BeforeValidator(lowered)]
 
 
 OptimizerName = any_case("sgd", "adamw", "adam")
-SchedulerName = any_case("cosine", "step", "onecycle", "constant")
+SchedulerName = any_case(  # torch's names of these schedules too (StepLR's is another)
+    "cosine", "step", "onecycle", "constant",
+    onecyclelr="onecycle", cosineannealinglr="cosine", multisteplr="step",
+)  # fmt: skip
 
 
 class OptimizerConfig(_Section):
