@@ -497,6 +497,26 @@ def test_yaml_tags_that_would_run_code_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("!!int abc", "'abc' is not an integer, as its tag !!int asks"),
+        ("!!int 0x", "'0x' is not an integer, as its tag !!int asks"),
+        ("!!float abc", "'abc' is not a number, as its tag !!float asks"),
+        ("!!bool maybe", "'maybe' is not true or false, as its tag !!bool asks"),
+        ("2024-13-01", "'2024-13-01' is not a date (2024-01-31) or a time (2024-01-31 10:00:00): "),
+    ],
+)
+def test_a_value_its_tag_cannot_read_is_a_yaml_error_with_its_line(tmp_path, value, said):
+    # seed: !!int abc was a ValueError traceback from inside PyYAML
+    path = tmp_path / "tagged.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL) + f"seed: {value}\n")
+    (line,) = problems_of(path)
+    assert line.startswith(f"not valid YAML: {said}")
+    lines = len(path.read_text().splitlines())
+    assert f'in "{path}", line {lines}, column 7' in line
+
+
+@pytest.mark.parametrize(
     "config",
     sorted(
         str(p.relative_to(ROOT))

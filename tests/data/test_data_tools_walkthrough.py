@@ -175,3 +175,11 @@ def test_a_reader_parameter_s_list_item_is_named_in_brackets(tmp_path, capsys):
     assert "error: invalid configuration:\n  class_names[1]: Input should be a valid string" in err
     code, _, err = check(capsys, tmp_path, "--root", str(tmp_path))
     assert code == 2 and "error: invalid command-line option:\n  --root: format coco takes" in err
+
+
+def test_a_reader_parameter_that_is_not_yaml_is_refused_not_a_traceback(tmp_path, capsys):
+    # strict=!!bool maybe (or strict=[1) was a PyYAML traceback
+    for value in ("!!bool maybe", "[1"):
+        code, _, err = check(capsys, make_coco(tmp_path), f"strict={value}")
+        assert code == 2 and "Traceback" not in err
+        assert "strict: Input should be a valid boolean" in err

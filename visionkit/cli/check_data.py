@@ -189,6 +189,8 @@ def training_classes(spec: Any, needs: Sequence[str]) -> Any:
 
 
 def _parse_values(items: Sequence[str]) -> dict[str, Any]:
+    import yaml
+
     from visionkit.config.files import load_yaml  # as config values are read (1e-3 a float)
 
     values = {}
@@ -198,7 +200,10 @@ def _parse_values(items: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(
                 f"{item!r}: expected KEY=VALUE, e.g. class_field=background", options=True
             )
-        values[key] = load_yaml(text) if text else None
+        try:
+            values[key] = load_yaml(text) if text else None
+        except yaml.YAMLError:  # not YAML ("[1", "!!bool maybe"): as written, as an override's
+            values[key] = text
     return values
 
 

@@ -43,7 +43,45 @@ class ConfigLoader(yaml.SafeLoader):
         return int(text)  # int() reads leading zeros as decimal
 
 
-ConfigLoader.add_constructor(_INT, ConfigLoader.construct_yaml_int)
+#: What a scalar of each tag must be; anything else is a YAML error naming the file and line.
+_EXPECTED = {
+    _INT: "an integer",
+    _FLOAT: "a number",
+    "tag:yaml.org,2002:bool": "true or false",
+    "tag:yaml.org,2002:timestamp": "a date (2024-01-31) or a time (2024-01-31 10:00:00)",
+}
+
+
+def _checked(construct: Callable[[Any, yaml.Node], Any]) -> Callable[[Any, yaml.Node], Any]:
+    """``construct`` raising PyYAML's ``ConstructorError`` (shown with the file and line as a
+    config error) for a scalar its tag cannot read: ``seed: !!int abc`` (or ``!!int 0x``,
+    ``!!bool maybe``, ``2024-13-01``) was a ``ValueError`` traceback from inside PyYAML."""
+
+    def constructed(loader: Any, node: yaml.Node) -> Any:
+        try:
+            return construct(loader, node)
+        except (ValueError, KeyError, AttributeError, OverflowError):
+            plain = node.style is None  # a tag of its own, or what its text resolves to
+            implicit = plain and loader.resolve(yaml.ScalarNode, node.value, (True, False))
+            advice = (
+                ": write it in quotes to give text"
+                if implicit == node.tag
+                else f", as its tag !!{node.tag.rsplit(':', 1)[-1]} asks"
+            )
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} is not {_EXPECTED[node.tag]}{advice}", node.start_mark
+            ) from None
+
+    return constructed
+
+
+for _tag, _construct in (
+    (_INT, ConfigLoader.construct_yaml_int),
+    (_FLOAT, yaml.SafeLoader.construct_yaml_float),
+    ("tag:yaml.org,2002:bool", yaml.SafeLoader.construct_yaml_bool),
+    ("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_timestamp),
+):
+    ConfigLoader.add_constructor(_tag, _checked(_construct))
 
 
 ConfigLoader.yaml_implicit_resolvers = {
