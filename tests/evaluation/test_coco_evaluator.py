@@ -368,3 +368,16 @@ def test_mask_predictions_must_have_masks_of_the_image_size(tmp_path):
     wrong_size = mask_prediction(np.ones((1, 20, 20), bool), [0], [1.0])
     with pytest.raises(DataError, match=r"image_id 1: mask size \[20, 20\], image size \[40, 60\]"):
         run_evaluator(evaluator, {1: wrong_size})
+
+
+def test_save_predictions_of_a_model_without_a_coco_head_is_an_option_error(tmp_path):
+    """``eval --save-predictions`` of a classifier: the option is at fault, headed so."""
+    from visionkit.errors import ConfigError
+    from visionkit.evaluation.coco import save_results
+
+    with pytest.raises(ConfigError) as raised:
+        save_results({"cls": object()}, tmp_path / "p.json")
+    first = str(raised.value).splitlines()[0]
+    assert first.startswith("invalid command-line option"), first
+    assert "--save-predictions" in str(raised.value)
+    assert not (tmp_path / "p.json").exists()

@@ -482,12 +482,13 @@ class CocoEvaluator(nn.Module):
 
 
 def save_results(evaluators: Mapping[str, Any], path: Path) -> None:
-    """Write the exact COCO results each evaluator scored to ``path`` (one evaluator; with
-    several, its name before the suffix; a keypoint evaluator's OKS results beside it,
-    ``<stem>_keypoints.json``): ``eval --save-predictions``."""
+    """``eval --save-predictions``: the exact COCO results each evaluator scored, in ``path``
+    (several: each name before the suffix; OKS results beside, ``<stem>_keypoints.json``)."""
     coco = {n: e for n, e in evaluators.items() if hasattr(e, "results")}
     if not coco:
-        raise ConfigError("--save-predictions: the model has no head evaluated with COCO results")
+        raise ConfigError(
+            "--save-predictions: the model has no head evaluated with COCO results", options=True
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     for name, evaluator in coco.items():
         target = path if len(coco) == 1 else path.with_name(f"{path.stem}_{name}{path.suffix}")
