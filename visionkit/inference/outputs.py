@@ -101,7 +101,7 @@ def image_record(
             record[head] = {
                 "label": int(result["label"]),
                 "name": result.get("name"),
-                "score": round(float(result["scores"][result["label"]]), 5),
+                "score": round(float(result["score"]), 5),
                 "top5": top_classes(result),
             }
         elif "mask" in result:
@@ -354,15 +354,8 @@ class JsonArrayStream:
 def top_classes(result: dict[str, Any]) -> list[dict[str, Any]]:
     """A classifier's ``top5`` (its five most probable classes, best first, each ``{"label",
     "name", "score"}``, as the head's ``postprocess`` gives them: Ultralytics' ``top5``) with
-    the scores rounded to 5 decimals, as ``images.json`` writes them; made from ``scores``
-    ``[C]`` for a result without ``top5``."""
-    top = result.get("top5")
-    if top is None:
-        probs = torch.as_tensor(result["scores"]).float()
-        best = probs.topk(min(5, probs.numel()))
-        names = result.get("names")
-        top = [
-            {"label": int(i), "name": names[int(i)] if names else None, "score": float(v)}
-            for v, i in zip(best.values, best.indices, strict=True)
-        ]
-    return [{**c, "label": int(c["label"]), "score": round(float(c["score"]), 5)} for c in top]
+    the scores rounded to 5 decimals, as ``images.json`` writes them."""
+    return [
+        {**c, "label": int(c["label"]), "score": round(float(c["score"]), 5)}
+        for c in result["top5"]
+    ]

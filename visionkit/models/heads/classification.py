@@ -27,10 +27,16 @@ TOP_K = 5
 def class_results(probs: Tensor, class_names: list[str] | None) -> list[dict[str, Any]]:
     """Per image of ``probs`` (class probabilities ``[B, C]``): ``label``, ``name``,
     ``score``, ``top5``, ``scores`` and ``names``, as :meth:`ClassificationHead.postprocess`
-    gives them (flip test-time augmentation decodes its averaged probabilities here too)."""
-    best = probs.topk(min(TOP_K, probs.shape[1]), dim=1)
+    gives them (flip test-time augmentation decodes its averaged probabilities here too).
+    ``label`` is the argmax (the first index on ties, as ``argmax`` and the exported model's),
+    ``top5`` the five most probable classes, best first, ties in index order."""
+    # A stable sort, not ``topk``: ``topk`` does not keep index order on ties, so its first
+    # entry need not be the argmax (all-zero logits gave label 8, not 0) as export's is.
+    ranked = probs.sort(dim=1, descending=True, stable=True)
+    best_values = ranked.values[:, :TOP_K].tolist()
+    best_indices = ranked.indices[:, :TOP_K].tolist()
     results = []
-    for p, values, indices in zip(probs, best.values.tolist(), best.indices.tolist(), strict=True):
+    for p, values, indices in zip(probs, best_values, best_indices, strict=True):
         top = [
             {"label": i, "name": class_names[i] if class_names else None, "score": v}
             for v, i in zip(values, indices, strict=True)
