@@ -285,7 +285,8 @@ def key_value_lines(
     """For ``KEY=VALUE`` arguments written as Ultralytics' command line takes them
     (``yolo export format=onnx imgsz=640``, ``yolo predict source=DIR conf=0.5``), the
     command with options in their place (``renamed``: Ultralytics' key → the option that
-    takes its value here; otherwise ``--key-with-dashes``), and the keys left out
+    takes its value here; otherwise ``--key-with-dashes``; the values of an option that takes
+    several, ``--input``'s, after its first: ``--input photos more``), and the keys left out
     (``not_offered``, with why); ``[]`` when there is no ``KEY=VALUE`` argument."""
     options, dropped, pairs = [], [], 0
     for arg in given:
@@ -297,9 +298,14 @@ def key_value_lines(
         elif key in not_offered:
             dropped.append(f"{key} ({not_offered[key]})")
         elif option in parser._option_string_actions:
-            takes_value = parser._option_string_actions[option].nargs != 0
-            if takes_value:
-                options.append(f"{option} {shlex.quote(value)}")
+            nargs = parser._option_string_actions[option].nargs
+            if nargs in ("+", "*") and option in options:  # one --input takes them all:
+                end = options.index(option) + 1  # a second would replace the first's
+                while end < len(options) and not options[end].startswith("-"):
+                    end += 1
+                options.insert(end, shlex.quote(value))
+            elif nargs != 0:
+                options += [option, shlex.quote(value)]
             elif value.lower() in TRUE:
                 options.append(option)
     if not pairs:

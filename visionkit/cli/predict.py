@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import glob
 import json
 import logging
 from collections import Counter
@@ -61,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--input",
         required=True,
         nargs="+",
-        action=InputsAction,
+        action=ValuesAction,
         metavar="PATH",
         help="image or video files, folders, glob patterns (quote globs), .txt files listing "
         "those one a line (relative to the current folder, else to the list's), or a webcam "
@@ -117,6 +118,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--classes",
         nargs="+",
+        action=ValuesAction,
         metavar="CLASS",
         help="keep only the detections of these classes: 0-based class indices or class "
         "names (--classes 0 2, --classes circle, --classes 0,2)",
@@ -124,6 +126,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--imgsz",
         nargs="+",
+        action=ValuesAction,
         metavar="SIZE",
         help="inference size: 640 or 480,640 (height,width); the evaluation pipeline's "
         "sizing steps (Resize, LongestMaxSize, PadIfNeeded, ...) use it instead of the "
@@ -178,25 +181,29 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-class InputsAction(argparse.Action):
-    """``--input``'s values; an Ultralytics ``KEY=VALUE`` argument after them (``--input
-    photos conf=0.5``), which ``--input`` would take for a file, is refused as an argument
-    the parser does not know (:func:`ultralytics_hint` then gives the command with options):
-    a value that names no file and whose key is an option here or an Ultralytics predict
-    argument."""
+class ValuesAction(argparse.Action):
+    """The values of ``--input``, ``--classes`` and ``--imgsz``; an Ultralytics ``KEY=VALUE``
+    argument after them (``--input photos conf=0.5``), which the option would take for one of
+    its values, is refused as an argument the parser does not know (:func:`ultralytics_hint`
+    then gives the command with options): a value whose key is an option here or an
+    Ultralytics predict argument and that names no file (:func:`names_no_file`)."""
 
     def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
-        options = {action.dest for action in parser._actions}
-        keyed = [
-            v
-            for v in values
-            if "=" in v
-            and not Path(v).exists()
-            and (v.partition("=")[0] in options or v.partition("=")[0] in ULTRALYTICS_PREDICT_ARGS)
-        ]
+        known = {action.dest for action in parser._actions} | set(ULTRALYTICS_PREDICT_ARGS)
+        keyed = [v for v in values if v.partition("=")[0] in known and names_no_file(v)]
         if keyed:
             parser.error(f"unrecognized arguments: {' '.join(keyed)}")
         setattr(namespace, self.dest, values)
+
+
+def names_no_file(value: str) -> bool:
+    """Whether ``value`` (``KEY=VALUE``) is no file or folder and, as a glob pattern, matches
+    none: ``model=v2/*.png`` in a folder ``model=v2`` holding PNGs is an input."""
+    return (
+        "=" in value
+        and not Path(value).exists()  # a name glob does not match: a folder 'model=[v2]'
+        and not glob.glob(value, recursive=True)
+    )
 
 
 #: Ultralytics' predict keys that take their value in an option of another name here.
