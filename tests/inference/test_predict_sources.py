@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import cv2
 import pytest
@@ -221,10 +222,45 @@ def test_no_images_says_why_for_each_folder_and_pattern(tmp_path):
         named_inputs(inputs)
     said = str(info.value)
     assert f"{tmp_path / 'empty'} (an empty folder)" in said
-    assert (
-        f"{tmp_path / 'notes'} (no image or video file, e.g. {tmp_path / 'notes' / 'a.md'})" in said
-    )
+    assert f"{tmp_path / 'notes'} (other suffixes, e.g. {tmp_path / 'notes' / 'a.md'})" in said
     assert f"{tmp_path / '*.jpeg'} (no file)" in said
     assert "read are the suffixes .jpg .jpeg .png" in said and ".mp4" in said
-    with pytest.raises(DataError, match=r"\(its images are in output folders of predict"):
+    with pytest.raises(DataError) as info:
         named_inputs([tmp_path / "run"], exclude=[tmp_path / "run" / "predict"])
+    out = os.path.realpath(tmp_path / "run" / "predict")
+    assert f"(inside output folder {out}, e.g. {tmp_path / 'run' / 'predict' / 'a.png'})" in str(
+        info.value
+    )
+
+
+def test_no_images_names_what_the_scan_left_out(tmp_path):
+    """The reasons came from their own ``rglob`` walk, not the scanner's: a folder of macOS /
+    Jupyter leftovers was "its images are in output folders", ``data/*`` matching only
+    folders "only files of output folders", a linked folder of notes "an empty folder"."""
+    from tests.helpers import write_image
+    from visionkit.inference.sources import named_inputs
+
+    def reason(*inputs) -> str:
+        with pytest.raises(DataError) as info:
+            named_inputs(list(inputs))
+        return str(info.value)
+
+    junk = tmp_path / "junk"
+    write_image(junk / "._a.jpg", size=(8, 8))
+    write_image(junk / "__MACOSX" / "b.jpg", size=(8, 8))
+    write_image(junk / ".ipynb_checkpoints" / "c.png", size=(8, 8))
+    assert f"{junk} (hidden/system files, e.g. {junk / '._a.jpg'});" in reason(junk)
+    (junk / "._a.jpg").unlink()  # only in folders the scan does not enter
+    assert f"(hidden/system files, e.g. {junk / '.ipynb_checkpoints' / 'c.png'})" in reason(junk)
+    write_image(tmp_path / "data" / "train" / "x.png", size=(8, 8))
+    pattern = str(tmp_path / "data" / "*")
+    assert (
+        f"{pattern} (only folders, e.g. {tmp_path / 'data' / 'train'}: give a folder, or "
+        f"'{pattern}/**' for its files)" in reason(pattern)
+    )
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "notes.md").write_text("x")
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "notes").symlink_to(tmp_path / "notes", target_is_directory=True)
+    said = reason(tmp_path / "linked")
+    assert f"(other suffixes, e.g. {tmp_path / 'linked' / 'notes' / 'notes.md'})" in said

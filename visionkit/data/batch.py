@@ -167,11 +167,12 @@ def list_files(
     return sorted(found)
 
 
-def walk_files(folder: Path) -> Iterator[Path]:
+def walk_files(folder: Path, not_entered: list[Path] | None = None) -> Iterator[Path]:
     """The files below ``folder``, following symbolic links to folders (``Path.rglob`` of
     Python 3.11 does not: a linked sub-folder's photos were left out without a word); a real
     folder reached twice (two links, or a link to a folder above it) is listed once. Hidden
-    and system sub-folders (:func:`skipped_name`) are not entered."""
+    and system sub-folders (:func:`skipped_name`) are not entered (added to ``not_entered``
+    when given)."""
     seen = set()
     for parent, folders, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(parent)
@@ -179,6 +180,8 @@ def walk_files(folder: Path) -> Iterator[Path]:
             folders.clear()
             continue
         seen.add(real)
+        if not_entered is not None:
+            not_entered += [Path(parent, name) for name in folders if skipped_name(name)]
         folders[:] = [name for name in folders if not skipped_name(name)]
         yield from (Path(parent, name) for name in names)
 

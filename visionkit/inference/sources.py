@@ -19,14 +19,21 @@ import glob
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from visionkit.data.batch import IMAGE_EXTENSIONS, is_inside, list_files, system_folder
+from visionkit.data.batch import (
+    IMAGE_EXTENSIONS,
+    is_inside,
+    list_files,
+    skipped_name,
+    system_folder,
+    walk_files,
+)
 from visionkit.data.io import read_image
 from visionkit.errors import DataError, ImageDecodeError
 
@@ -162,7 +169,7 @@ def named_inputs(
         key = f"webcam:{source.index}" if isinstance(source, Webcam) else os.path.abspath(source)
         unique.setdefault(key, (source, root))
     if not unique:
-        raise DataError(no_images_message(given))
+        raise DataError(no_images_message(given, skipped))
     files = {key: (s, r) for key, (s, r) in unique.items() if r is not None}
     folders = [os.path.abspath(root) for _, root in files.values()]
     common = os.path.commonpath(folders + [os.path.dirname(a) for a in files]) if files else ""
@@ -174,37 +181,54 @@ def named_inputs(
     ]
 
 
-def no_images_message(given: Sequence[Any]) -> str:
-    """Why ``given`` (folders, globs) gave no image: an empty folder, files of other suffixes
-    (one named), images in output folders only (never read), a pattern that matches no
-    file; and the suffixes that are read."""
+def no_images_message(
+    given: Sequence[Any], skipped: Callable[[Path], list[Path]] = lambda root: []
+) -> str:
+    """Why ``given`` (folders, globs) gave no image, from the walk :func:`named_inputs` reads
+    them with (:func:`~visionkit.data.batch.walk_files`): an empty folder, or for each kind of
+    file left out one named: hidden/system files, other suffixes, files inside an output
+    folder (``skipped(root)``: the folders never read below ``root``, resolved); a pattern
+    that matches no file, or only folders; and the suffixes that are read."""
     known = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
     said = []
     for item in map(str, given):
-        if Path(item).is_dir():
-            files = [p for p in Path(item).rglob("*") if p.is_file()]
-            other = next((p for p in files if p.suffix.lower() not in known), None)
-            why = (
-                "an empty folder"
-                if not files
-                else f"no image or video file, e.g. {other}"
-                if other
-                else "its images are in output folders of predict, which are not read"
-            )
-            said.append(f"{item} ({why})")
+        path, why = Path(item), []
+        if path.is_dir():
+            hidden: list[Path] = []
+            files = list(walk_files(path, not_entered=hidden))
+            hidden = [f for h in hidden for f in itertools.islice(walk_files(h), 1)]
+            hidden += [f for f in files if any(map(skipped_name, f.relative_to(path).parts))]
+            hidden, files = sorted(hidden), sorted(f for f in files if f not in hidden)
+            other = [f for f in files if f.suffix.lower() not in known]
+            inside = [f for f in files if f not in other]
+            why = _buckets(hidden, other, inside, skipped(path)) or ["an empty folder"]
         elif _magic(item):
-            matched = globbed_files(item)
-            why = (
-                "only files of output folders"
-                if matched
-                else "only files in system folders such as @eaDir, which are not read"
-                if any(Path(m).is_file() for m in glob.glob(item, recursive=True))
-                else "no file"
-            )
-            said.append(f"{item} ({why})")
-        else:
-            said.append(item)
+            matched = sorted(glob.glob(item, recursive=True))
+            files = [m for m in matched if Path(m).is_file()]
+            read = globbed_files(item)
+            hidden = [Path(m) for m in files if m not in read]
+            root = Path(*itertools.takewhile(lambda part: not _magic(part), path.parts))
+            why = _buckets(hidden, [], [Path(m) for m in read], skipped(root))
+            if matched and not files:
+                below = f"{item.rstrip('/' + os.sep)}/**"
+                why = [
+                    f"only folders, e.g. {matched[0]}: give a folder, or '{below}' for its files"
+                ]
+            why = why or ["no file"]
+        said.append(f"{item} ({'; '.join(why)})" if why else item)
     return f"no images found in {', '.join(said)}; read are the suffixes {' '.join(known)} (in any case)"
+
+
+def _buckets(
+    hidden: list[Path], other: list[Path], inside: list[Path], out: list[Path]
+) -> list[str]:
+    """:func:`no_images_message`'s reasons: each kind of file left out, one named."""
+    why = [f"hidden/system files, e.g. {hidden[0]}"] if hidden else []
+    why += [f"other suffixes, e.g. {other[0]}"] if other else []
+    for folder in out:
+        held = [f for f in inside if is_inside(f, [folder])]
+        why += [f"inside output folder {folder}, e.g. {held[0]}"] if held else []
+    return why
 
 
 def listed_inputs(item: str | os.PathLike | int) -> list[str | os.PathLike | int]:
