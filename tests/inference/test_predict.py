@@ -83,6 +83,16 @@ def test_captions_are_white_on_dark_colours_and_black_on_light_ones():
     assert text_colour((255, 225, 25)) == (0, 0, 0)  # yellow
 
 
+def test_the_caption_of_a_box_past_the_top_edge_stays_on_the_image():
+    """A box starting above the image had its caption drawn above the image too: cut off."""
+    from visionkit.inference.draw import draw_captions
+
+    boxes = torch.tensor([[5.0, -30.0, 40.0, 20.0]])
+    canvas = draw_captions(torch.zeros(3, 64, 64, dtype=torch.uint8), boxes, ["x"],
+                           [(255, 255, 255)], 11)  # fmt: skip
+    assert canvas[:, 0, 5:8].all()  # the caption box's top row is the image's
+
+
 def test_boxes_and_captions_drawn_on_a_large_photo_grow_with_it():
     """On a 2400 x 1800 photo the boxes were 2 pixels wide and the captions Pillow's
     11-pixel font: at a size that shows the whole photo on a screen, neither could be seen

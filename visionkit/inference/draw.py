@@ -60,7 +60,7 @@ def draw_captions(
 ) -> Tensor:
     """``canvas`` (``uint8 [3, H, W]``) with each caption on a box of its colour at the top-left
     corner of its box (xyxy): above the box where there is room (inside with ``inside``, or at
-    the image's top), moved left to stay on the image. ``draw_bounding_boxes`` draws captions
+    the image's top), moved left and down or up to stay on the image. ``draw_bounding_boxes`` draws captions
     in one font size only, Pillow's 11 pixels, which a large photo shrinks to nothing."""
     picture = Image.fromarray(canvas.permute(1, 2, 0).numpy())
     pen = ImageDraw.Draw(picture)
@@ -71,6 +71,7 @@ def draw_captions(
         w, h = right - left + 2 * pad, bottom - top + 2 * pad
         x = max(min(box[0], picture.width - w), 0)
         y = box[1] if inside or box[1] < h else box[1] - h
+        y = max(min(y, picture.height - h), 0)  # a box reaching past the top or bottom edge
         pen.rectangle([x, y, x + w - 1, y + h - 1], fill=colour)
         pen.text((x + pad - left, y + pad - top), text, fill=text_colour(colour), font=font)
     return torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1).contiguous()
