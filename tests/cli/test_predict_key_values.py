@@ -50,3 +50,14 @@ def test_a_key_value_after_classes_is_answered(capsys, tmp_path, monkeypatch):
     assert err.rstrip().endswith(
         "  visionkit predict --checkpoint x.ckpt --input photos --classes circle --conf 0.5"
     )
+
+
+def test_line_width_names_a_function_that_takes_a_width(capsys):
+    """``--line-width`` pointed at ``draw_predictions``, which takes no width."""
+    import inspect
+
+    import torchvision.utils
+
+    err = error_of(["--input", "photos", "--line-width", "3"], capsys)
+    assert "torchvision.utils.draw_bounding_boxes(image, boxes, width=N)" in err
+    assert "width" in inspect.signature(torchvision.utils.draw_bounding_boxes).parameters
