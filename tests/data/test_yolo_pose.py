@@ -257,6 +257,13 @@ def test_save_txt_of_a_model_trained_on_x_y_keypoints_writes_x_y_as_ultralytics(
     )
     assert again.keypoint_schema.dims == 2
     coco = json.loads(out_json.read_text())
+    coco["categories"][0]["kpt_dims"] = None  # null: the default, x y v (was bad data)
+    out_json.write_text(json.dumps(coco))
+    again = build_dataset(
+        {"format": "coco", "images": str(tmp_path / "ds"), "annotations": str(out_json)}
+        | {"keypoints": True}
+    )
+    assert again.keypoint_schema.dims == 3
     coco["categories"][0]["kpt_dims"] = 4
     out_json.write_text(json.dumps(coco))
     with pytest.raises(DataError, match=r"kpt_dims 4: expected 2 \(x y per keypoint"):

@@ -111,7 +111,8 @@ def keypoint_schema(
             schema = KeypointSchema(list(names), flip=flip_index(names))
             schema.skeleton = _skeleton(cat.get("skeleton") or [], len(names), where, report)
             schema.sigmas = _sigmas(cat.get("kpt_oks_sigmas"), len(names), where, report)
-            schema.dims = _dims(cat.get("kpt_dims", 3), where, report)
+            dims = cat.get("kpt_dims")  # null, as a json writer puts a missing value: 3
+            schema.dims = 3 if dims is None else _dims(dims, where, report)
             for k, name in enumerate(names):
                 if mirrored(name) != name and schema.flip[k] == k:
                     report.add(
