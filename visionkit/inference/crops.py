@@ -1,11 +1,15 @@
 """``visionkit predict --save-crop``: each detection's box cut out of its image and saved as a
 JPEG under ``crops/<class name>/``, as Ultralytics' ``save_crop`` writes them.
 
-The ``k``-th detection of an image (best score first, counted from 1 over all its classes)
-is ``<stem>_<k>.jpg``: the detection of line ``k`` of ``labels/<stem>.txt`` and the ``k``-th
-entry of the image in ``predictions.json`` (``crops/circle/a/001_1.jpg``,
-``crops/square/a/001_2.jpg``). The names are the same on every run, so a run with
-``--exist-ok`` replaces its own crops instead of adding more, and never collide (Ultralytics
+The ``k``-th detection of an image (best score first, counted from 1 over all the classes of
+its head) is ``<stem>_<k>.jpg``: the detection of line ``k`` of the head's labels file
+(``labels/<stem>.txt``; ``labels/<head>/<stem>.txt`` when more than one head writes labels, a
+classifier included) and the ``k``-th of the image's entries of that head in
+``predictions.json`` (``crops/circle/a/001_1.jpg``, ``crops/square/a/001_2.jpg``). The names
+are the same on every run, so a run with ``--exist-ok`` replaces its own crops instead of
+adding more, and never collide (a video's frames are ``<stem>_<frame>``, and
+:func:`~visionkit.inference.outputs.label_stems` keeps a video's suffix, ``clip.mp4_0``, where
+another input is named so; Ultralytics
 names them ``<stem>.jpg``, ``<stem>2.jpg``, ... as they come: ``0012.jpg`` is then the second
 crop of ``001`` or the first of ``0012``). A crop is the box's pixels, rounded outwards and
 clipped to the image (Ultralytics pads its crops by 2 % and 10 pixels).

@@ -226,12 +226,25 @@ def mask_outline(mask: torch.Tensor) -> np.ndarray | None:
 
 
 def label_stems(names: Sequence[str]) -> dict[str, str]:
-    """Output name → the stem of its ``labels/<stem>.txt``: the name without its suffix
-    (``a/001.jpg`` → ``a/001``, as Ultralytics names label files), or the name itself where
-    two inputs would share that stem (``001.jpg`` and ``001.png``)."""
+    """Output name → the stem of its ``labels/<stem>.txt`` and its crops: the name without its
+    suffix (``a/001.jpg`` → ``a/001``, as Ultralytics names label files), or the name itself
+    where two inputs would share that stem (``001.jpg`` and ``001.png``) or where a video's
+    frames (``<stem>_<frame>``) would take another input's (``clip.mp4`` beside
+    ``clip_0.png``: ``clip.mp4_0.txt``)."""
+    from visionkit.inference.sources import is_video
+
     stems = {name: os.path.splitext(name)[0] for name in names}
     counts = Counter(stems.values())
-    return {name: stem if counts[stem] == 1 else name for name, stem in stems.items()}
+    taken = set(stems.values())
+
+    def frames_collide(name: str) -> bool:
+        head = f"{stems[name]}_"
+        return is_video(name) and any(s[len(head) :].isdigit() for s in taken if s.startswith(head))
+
+    return {
+        name: stem if counts[stem] == 1 and not frames_collide(name) else name
+        for name, stem in stems.items()
+    }
 
 
 def write_label_txt(
