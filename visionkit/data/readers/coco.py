@@ -1,15 +1,13 @@
-"""COCO-format datasets: boxes and labels through an explicit category mapping, instance
-masks and semantic label maps from the annotations' ``segmentation``, and an optional
-image-level class field.
+"""COCO-format datasets: boxes and labels by an explicit category mapping, instance masks and
+semantic label maps from the annotations' ``segmentation``, an optional image-level class field.
 
 Category ids of the file (any integers, e.g. 3, 7, 42) map to contiguous labels ``0..C-1`` in
 ascending id order; ``category_ids[label]`` maps back. That list is stored in every checkpoint.
 
 Semantic label maps (``semantic=True``) use the family ``"semantic"``: ``background`` is
-``0`` and category label ``k`` is ``k + 1``. Where objects overlap, the smaller object (by
-mask area) is painted last and wins, so a small object in front of a large one stays visible;
-``iscrowd`` regions are painted :data:`~visionkit.data.batch.IGNORE_PIXEL` (255), the one value
-the heads and the evaluators ignore.
+``0`` and category label ``k`` is ``k + 1``. Where objects overlap, the smaller (by mask area)
+is painted last and wins, so a small object in front of a large one stays visible; ``iscrowd``
+regions are :data:`~visionkit.data.batch.IGNORE_PIXEL` (255), which heads and evaluators ignore.
 Instance masks (``masks=True``) are ``uint8 [N, H, W]``, one per box, in the same order.
 
 The image-level class (for classification) is read from a per-image field named by
