@@ -157,7 +157,7 @@ def test_an_unknown_backbone_argument_in_a_config_is_an_error_not_a_traceback(
     code, _, err = run(
         ["train", "--config", config, "model.backbone.kwargs.batchnorm=false"], capsys
     )
-    assert code == 1
+    assert code == 2  # what the config wrote: the exit status of config errors
     assert (
         "model.backbone.kwargs.batchnorm: not an argument of backbone 'simple_cnn' (did you mean 'batch_norm'?)"
         in err
