@@ -18,6 +18,7 @@ import os
 import pickle
 import re
 import shutil
+import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -266,12 +267,21 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             raise CheckpointError(
                 path, "truncated or corrupt (not a file torch.save wrote)"
             ) from None
+        what = found.group(1)
+        advice = (
+            "a model saved whole (torch.save(model, ...)) is read where you trust the file and "
+            "its weights saved alone: torch.save(model.state_dict(), 'weights.pth'), then give "
+            "weights.pth"
+            if _names_a_module(what)
+            else "a training checkpoint with pickled extras (its arguments, say) is read where "
+            "you trust the file (torch.load out of its weights-only mode) and its weights "
+            "saved alone: torch.save(checkpoint['state_dict'], 'weights.pth'), then give "
+            "weights.pth"
+        )
         raise CheckpointError(
             path,
             "refused: it holds objects other than tensors and plain types "
-            f"(a pickled {found.group(1)}), and is never unpickled; a model saved whole "
-            "(torch.save(model, ...)) is read where you trust the file and its weights saved "
-            "alone: torch.save(model.state_dict(), 'weights.pth'), then give weights.pth",
+            f"(a pickled {what}), and is never unpickled; {advice}",
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         if "on a CUDA device but torch.cuda.is_available() is False" in str(err):
@@ -291,6 +301,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     if not isinstance(ckpt, dict):
         raise CheckpointError(path, f"expected a dict, found {type(ckpt).__name__}")
     return ckpt
+
+
+#: Modules whose classes are models: a pickled global under one of them is a model saved whole.
+MODEL_MODULES = ("torch.nn.", "timm.models.", "torchvision.models.")
+
+
+def _names_a_module(global_name: str) -> bool:
+    """Whether the pickled global ``global_name`` (``torchvision.models.resnet.ResNet``) is an
+    ``nn.Module`` class: under :data:`MODEL_MODULES`, or a class of a module already imported
+    (a user's ``__main__.Net``) that is one; nothing is imported for the question."""
+    if global_name.startswith(MODEL_MODULES):
+        return True
+    module_name, _, qualname = global_name.rpartition(".")
+    found: Any = sys.modules.get(module_name)
+    for part in qualname.split(".") if found is not None else ():
+        found = getattr(found, part, None)
+    return isinstance(found, type) and issubclass(found, torch.nn.Module)
 
 
 #: What a checkpoint holds only to resume training: the optimiser's and schedulers' state and,

@@ -84,6 +84,17 @@ def test_pull_an_unknown_name_suggests_close_ones(caches, capsys):
 
 
 @pytest.mark.reliability
+@pytest.mark.parametrize("name", ["MyWeights.pth", "ImageNetWeights.pth.tar"])
+def test_pull_of_a_files_name_says_a_file_is_given_as_pretrained(caches, capsys, name):
+    """Was "torchvision has no weights enum MyWeights": read as torchvision's spelling."""
+    code, out, err = run(["weights", "pull", name], capsys)
+    assert code == 2 and out == ""
+    assert f"error: {name!r} is a file's name: `visionkit weights pull` fetches" in err
+    assert f"`pretrained: /path/to/{name}` in a config" in err
+    assert "weights enum" not in err
+
+
+@pytest.mark.reliability
 def test_pull_offline_names_the_cache_path(caches, monkeypatch, capsys):
     _, hub = caches
     monkeypatch.setenv("VISIONKIT_OFFLINE", "1")

@@ -9,12 +9,20 @@ import logging
 
 import pytest
 import torch
+import torchvision
 
 import visionkit
-from tests.models.backbones.hub_fakes import forbid_downloads, isolated_caches
+from tests.models.backbones.hub_fakes import (
+    forbid_downloads,
+    isolated_caches,
+    serve_torchvision_file,
+)
+from visionkit.build import build_model
 from visionkit.checkpoint import load_checkpoint
+from visionkit.config import load_config
 from visionkit.engine.runner import train
-from visionkit.models.backbones import create_backbone
+from visionkit.errors import CheckpointError, ConfigError
+from visionkit.models.backbones import BackboneError, create_backbone
 
 TIMM = "test_convnext"  # a timm name whose pretrained weights are on the Hugging Face hub
 
@@ -88,3 +96,106 @@ def test_a_resumed_run_does_not_read_its_pretrained_file_again(tiny_config, tmp_
 
     saved = load_checkpoint(ckpt)["visionkit"]["config"]["model"]["backbone"]
     assert saved["pretrained"] == str(weights)  # the config still says where the run started
+
+
+@pytest.mark.reliability
+def test_googlenet_is_the_same_function_built_resumed_initialised_and_loaded(tmp_path, monkeypatch):
+    """torchvision's googlenet takes ``transform_input=True`` with its weights: a model built
+    without reading them (a resumed run, ``init_from``, ``visionkit.load``) was built without
+    it, and computed another function of the same weights."""
+    isolated_caches(monkeypatch, tmp_path / "cache")
+    torch.manual_seed(4)
+    published = torchvision.models.googlenet(aux_logits=True, init_weights=False).state_dict()
+    serve_torchvision_file(monkeypatch, "googlenet", published, tmp_path / "served")
+    config = classifier({"name": "torchvision/googlenet", "pretrained": True})
+    built = visionkit.create_model(config).eval()  # reads (downloads) the published file
+    monkeypatch.setenv("VISIONKIT_OFFLINE", "1")
+    forbid_downloads(monkeypatch)
+    weights = tmp_path / "best.pth"
+    torch.save(built.state_dict(), weights)
+    checkpoint = tmp_path / "best.ckpt"
+    state = {f"model.{k}": v for k, v in built.state_dict().items()}
+    torch.save({"state_dict": state, "visionkit": built.meta}, checkpoint)
+
+    initialised = visionkit.create_model(classifier(config["model"]["backbone"], 3, str(weights)))
+    resumed = build_model(load_config(config), {}, resume=True)
+    resumed.load_state_dict(built.state_dict())
+    loaded = visionkit.load(checkpoint)
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = built.backbone(images)
+        for how, model in [("init_from", initialised), ("resume", resumed), ("load", loaded)]:
+            for level, (got, want) in enumerate(
+                zip(model.eval().backbone(images), expected, strict=True)
+            ):
+                torch.testing.assert_close(got, want, msg=f"{how}, level {level}")
+
+
+@pytest.mark.reliability
+def test_tensors_neither_file_holds_are_said_to_stay_as_initialised(tmp_path, caplog):
+    """The pretrained file lacks ``stages.1`` too: its tensors stay random, and were said to
+    "come from the pretrained weights"."""
+    torch.manual_seed(1)
+    pretrained = create_backbone("simple_cnn").state_dict()
+    pretrained_file = tmp_path / "imagenet.pth"
+    torch.save(
+        {k: v for k, v in pretrained.items() if not k.startswith("stages.1.")}, pretrained_file
+    )
+    torch.manual_seed(2)
+    trained = visionkit.create_model(classifier({"name": "simple_cnn"})).state_dict()
+    lacking = ("backbone.stages.0.", "backbone.stages.1.")
+    partial = tmp_path / "partial.pth"
+    torch.save({k: v for k, v in trained.items() if not k.startswith(lacking)}, partial)
+
+    config = classifier({"name": "simple_cnn", "pretrained": str(pretrained_file)}, 3, str(partial))
+    with caplog.at_level(logging.INFO, logger="visionkit.models.transfer"):
+        state = visionkit.create_model(config).state_dict()
+    for name, value in pretrained.items():
+        if name.startswith("stages.0."):
+            torch.testing.assert_close(state["backbone." + name], value, msg=name)
+    (record,) = [r for r in caplog.records if "model.backbone.pretrained:" in r.getMessage()]
+    assert record.levelname == "WARNING"
+    assert "come from the pretrained weights (backbone.stages.0.*)" in record.getMessage()
+    assert "stay as initialised, in neither file (backbone.stages.1.*)" in record.getMessage()
+
+
+@pytest.mark.reliability
+def test_a_checkpoint_without_batch_counts_reads_no_pretrained_weights_offline(
+    tmp_path, monkeypatch, caplog
+):
+    """torchvision's FrozenBatchNorm2d files keep no ``num_batches_tracked``: a checkpoint
+    lacking only those holds the backbone (was a WeightsNotCachedError offline)."""
+    isolated_caches(monkeypatch, tmp_path / "cache")
+    monkeypatch.setenv("VISIONKIT_OFFLINE", "1")
+    forbid_downloads(monkeypatch)
+    trained = visionkit.create_model(classifier({"name": "test_resnet"}, num_classes=2))
+    state = {k: v for k, v in trained.state_dict().items() if "num_batches_tracked" not in k}
+    assert len(state) < len(trained.state_dict())
+    torch.save(state, tmp_path / "frozen_bn.pth")
+    config = classifier(
+        {"name": "test_resnet", "pretrained": True}, 3, str(tmp_path / "frozen_bn.pth")
+    )
+    with caplog.at_level(logging.INFO, logger="visionkit.models.transfer"):
+        visionkit.create_model(config)
+    assert "model.backbone.pretrained: not read, model.init_from gave every tensor" in caplog.text
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("pretrained", "error", "match"),
+    [
+        ("true", ConfigError, "a string names a weights file; for the library's weights give True"),
+        ("imagenet.pth", CheckpointError, "imagenet.pth: file does not exist"),
+        (True, BackboneError, "'simple_cnn' has no published pretrained weights"),
+    ],
+)
+def test_pretrained_beside_init_from_is_checked_though_never_read(
+    tmp_path, monkeypatch, pretrained, error, match
+):
+    """init_from holds the whole backbone, so the pretrained file is not read; what it says
+    was not checked either, and a typo stayed in the run's config unseen."""
+    monkeypatch.chdir(tmp_path)
+    torch.save(visionkit.create_model(classifier({"name": "simple_cnn"})).state_dict(), "run.pth")
+    config = classifier({"name": "simple_cnn", "pretrained": pretrained}, 3, "run.pth")
+    with pytest.raises(error, match=match):
+        visionkit.create_model(config)

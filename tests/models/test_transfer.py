@@ -199,12 +199,24 @@ def test_a_classifiers_state_dict_as_init_from_names_backbone_pretrained(tmp_pat
     )
 
 
+TV_DETECTOR = {
+    "model": {
+        "backbone": {"name": "torchvision/resnet18", "out_indices": [2, 3, 4]},
+        "neck": {"name": "fpn", "out_channels": 16, "min_level": 3, "max_level": 5},
+        "heads": {"det": DET},
+    }
+}
+
+
 @pytest.mark.reliability
+@pytest.mark.parametrize("config", [TV_DETECTOR, TV_CLASSIFIER], ids=["fcos", "classifier"])
 def test_a_torchvision_detector_file_as_a_plain_init_from_warns_its_fpn_and_head_are_not_loaded(
-    tmp_path, caplog
+    tmp_path, caplog, config
 ):
     """``init_from: fcos.pth`` shares the backbone's names only: the torchvision: form maps the
-    rest (was an INFO line of counts)."""
+    rest (was an INFO line of counts). A classifier on its ResNet uses the backbone alone, as
+    it should: no advice to follow into a ConfigError, an INFO line that the FPN and head have
+    no place in it."""
     body = torchvision.models.resnet18().state_dict()
     detector = {f"backbone.body.{k}": v for k, v in body.items() if not k.startswith("fc.")}
     detector["backbone.fpn.extra_blocks.p6.weight"] = torch.zeros(256, 256, 3, 3)
@@ -212,15 +224,21 @@ def test_a_torchvision_detector_file_as_a_plain_init_from_warns_its_fpn_and_head
     detector["head.regression_head.bbox_ctrness.weight"] = torch.zeros(1, 256, 3, 3)
     torch.save(detector, tmp_path / "fcos.pth")
     with caplog.at_level(logging.INFO, logger="visionkit.models.transfer"):
-        report = load_matching(build(TV_CLASSIFIER), tmp_path / "fcos.pth")
+        report = load_matching(build(config), tmp_path / "fcos.pth")
     assert report.source == str(tmp_path / "fcos.pth")
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(
-        "holds torchvision's fcos_resnet50_fpn" in m
-        and "its FPN and head were not loaded" in m
-        and f"model.init_from: torchvision:fcos_resnet50_fpn={tmp_path / 'fcos.pth'}" in m
-        for m in warned
-    ), warned
+    advice = f"model.init_from: torchvision:fcos_resnet50_fpn={tmp_path / 'fcos.pth'}"
+    if config is TV_DETECTOR:
+        assert any(
+            "holds torchvision's fcos_resnet50_fpn" in m
+            and "its FPN and head were not loaded" in m
+            and advice in m
+            for m in warned
+        ), warned
+        return
+    assert not any("torchvision:fcos_resnet50_fpn" in m for m in warned), warned  # was advised
+    said = "holds torchvision's fcos_resnet50_fpn; its FPN and head have no place in this model"
+    assert any(said in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
 
 
 def test_a_pickle_payload_as_init_from_is_refused_without_running_it(tmp_path):

@@ -31,7 +31,7 @@ from visionkit.data.image_size import pipeline_steps
 from visionkit.data.transforms import apply_pipeline, build_pipeline
 from visionkit.errors import CheckpointError, ConfigError, counted
 from visionkit.evaluation.tasks import label_family, task_of
-from visionkit.models.backbones import create_backbone
+from visionkit.models.backbones import check_pretrained, create_backbone
 from visionkit.models.model import VisionModel
 from visionkit.models.transfer import load_matching, pretrained_beneath
 from visionkit.models.weights import LIGHTNING_PREFIX
@@ -238,6 +238,7 @@ def create_model(
     config: ConfigLike,
     label_names: Mapping[str, Sequence[str]] | None = None,
     extra_meta: Mapping[str, Any] | None = None,
+    read_pretrained: bool = True,
 ) -> VisionModel:
     """Build a :class:`VisionModel` from a config path, mapping or :class:`Config`; untrained
     unless ``model.init_from`` is set.
@@ -245,7 +246,8 @@ def create_model(
     ``model.init_from`` loads the matching tensors of a checkpoint
     (:func:`visionkit.models.transfer.load_matching`; its report is ``model.transfer_report``);
     the backbone's ``pretrained`` weights are then read only for the backbone tensors it lacks
-    (:func:`~visionkit.models.transfer.pretrained_beneath`). ``model.freeze`` freezes the
+    (:func:`~visionkit.models.transfer.pretrained_beneath`), after the checks that need no
+    file (:func:`~visionkit.models.backbones.check_pretrained`). ``model.freeze`` freezes the
     named modules. Their names and those of
     ``optimizer.param_groups`` are checked against the built model here.
 
@@ -254,13 +256,22 @@ def create_model(
         label_names: class names per label family (``{"class": [...], "instances": [...]}``),
             usually from the training dataset; fills unset ``num_classes``.
         extra_meta: more plain-type metadata to keep in ``model.meta`` (e.g. category ids).
+        read_pretrained: ``False``: the backbone's pretrained file is not read (the weights
+            come from a checkpoint: a resumed run, :func:`load`), but the backbone is built
+            as reading it builds it (torchvision's googlenet: ``transform_input=True``).
     """
     cfg = resolve_num_classes(load_config(config), label_names)
     b = cfg.model.backbone
     # init_from replaces what it holds: the pretrained weights go only beneath it, read after
-    beneath = bool(cfg.model.init_from) and b.pretrained is not False
+    beneath = read_pretrained and bool(cfg.model.init_from) and b.pretrained is not False
+    if beneath:  # what reading the file would refuse, refused even if it is never read
+        check_pretrained(b.name, b.pretrained)
     backbone = create_backbone(
-        b.name, pretrained=False if beneath else b.pretrained, out_indices=b.out_indices, **b.kwargs
+        b.name,
+        pretrained=b.pretrained,
+        out_indices=b.out_indices,
+        read_pretrained=read_pretrained and not beneath,
+        **b.kwargs,
     )
     neck = None
     if cfg.model.neck is not None:
@@ -349,7 +360,8 @@ def build_model(cfg: Config, datasets: Mapping[str, Any], resume: bool = False) 
     """The model of a training run (:func:`~visionkit.build.model.create_model`), sized by
     the datasets' label names and carrying the training set's category ids. A resumed run
     (``resume``) gets its weights from the checkpoint, so neither ``model.init_from`` nor the
-    backbone's ``pretrained`` weights are loaded; the model's config still records both."""
+    backbone's ``pretrained`` weights are loaded (the backbone built as they build it); the
+    model's config still records both."""
     train = datasets.get("train")
     label_names = label_names_of(datasets)
     if train is not None:  # each head learns from labels some training set has
@@ -367,10 +379,10 @@ def build_model(cfg: Config, datasets: Mapping[str, Any], resume: bool = False) 
     build_cfg = cfg.model_copy(deep=True)
     if resume:  # every tensor comes from the checkpoint: no pretrained file is read either
         build_cfg.model.init_from = None
-        build_cfg.model.backbone.pretrained = False
-    model = create_model(build_cfg, label_names=label_names, extra_meta=extra)
+    model = create_model(
+        build_cfg, label_names=label_names, extra_meta=extra, read_pretrained=not resume
+    )
     model.meta["config"]["model"]["init_from"] = cfg.model.init_from
-    model.meta["config"]["model"]["backbone"]["pretrained"] = cfg.model.backbone.pretrained
     return model
 
 
@@ -400,11 +412,15 @@ def model_from_meta(
             f"format version {meta['format_version']} is newer than this visionkit supports",
         )
     config = copy.deepcopy(dict(meta["config"]))
-    config["model"]["backbone"]["pretrained"] = False  # the weights come from elsewhere
     config["model"]["init_from"] = str(init_from) if init_from is not None else None
     extra = {k: v for k, v in meta.items() if k not in ("config", "label_names", "format_version")}
-    try:
-        return create_model(config, label_names=meta.get("label_names") or None, extra_meta=extra)
+    try:  # the weights come from elsewhere: no pretrained file is read, its architecture built
+        return create_model(
+            config,
+            label_names=meta.get("label_names") or None,
+            extra_meta=extra,
+            read_pretrained=False,
+        )
     except ConfigError as err:  # the user wrote no config here: say whose it is
         from visionkit import __version__
 

@@ -50,8 +50,9 @@ DESCRIPTIONS: dict[str, str] = {
     "model.backbone.pretrained": "`false`: random init; `true`: the library's weights, "
     "downloaded into its cache on first use (only the cache is read with `VISIONKIT_OFFLINE=1` "
     "or `HF_HUB_OFFLINE=1`; docs/pretrained.md); a path: a local `.safetensors` / `.pth` / "
-    "`.pt` / `.bin` state dict. With `model.init_from` or a resumed run, read only for the "
-    "backbone tensors the checkpoint lacks",
+    "`.pt` / `.bin` state dict. With `model.init_from`, read only for the backbone tensors "
+    "the checkpoint lacks (checked all the same); a resumed run never reads it (its checkpoint "
+    "holds every tensor)",
     "model.backbone.out_indices": "feature levels to return (negative allowed; `[-3, -2, -1]`: the last three, strides 8, 16, 32 for most models, whatever their number of levels); `null`: all",
     "model.backbone.kwargs": "architecture arguments (e.g. `drop_path_rate`, `output_stride`): "
     "only those of the model's class (timm's or torchvision's) or of a registered builder "

@@ -38,11 +38,10 @@ from visionkit.models.backbones.pretrained import (
     read_cached,
     torch_hub_dir,
 )
+from visionkit.models.weights import WEIGHTS_FILE_SUFFIXES
 from visionkit.registry import UnknownNameError
 
 TORCHVISION_PREFIXES = ("torchvision:", "torchvision/")
-#: Files of the Hugging Face cache that ``weights list`` shows (a repo's json / README are not).
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".npz", ".tar")
 
 
 @dataclass(frozen=True)
@@ -71,9 +70,16 @@ def weights_source(name: str) -> WeightsSource:
     """Where the library publishes the file of ``name`` (see the module docstring).
 
     Raises:
-        UnknownNameError: neither a timm model nor a torchvision model (close names listed).
+        UnknownNameError: neither a timm model nor a torchvision model (close names listed), or
+            a file's name (``MyWeights.pth``).
         BackboneError: the model exists but its library publishes no weights for it.
     """
+    if name.lower().endswith(WEIGHTS_FILE_SUFFIXES):
+        raise UnknownNameError(
+            f"{name!r} is a file's name: `visionkit weights pull` fetches a library's published "
+            "weights by the model's name (resnet18.a1_in1k, torchvision/resnet50); a file of "
+            f"your own is given as it is, `pretrained: /path/to/{Path(name).name}` in a config"
+        )
     member = torchvision_backbones.weights_member(name)  # ResNet50_Weights.IMAGENET1K_V1
     if member is not None:
         return torchvision_backbones.weights_source(member[1], name)
@@ -92,6 +98,7 @@ def weights_source(name: str) -> WeightsSource:
     model_name = name.removeprefix(timm_backbones.PREFIX)
     if model_name.split(".", 1)[0] not in timm.list_models():
         raise _unknown(name, timm.list_models(pretrained=True))
+    timm_backbones.check_tag(model_name, name)
     return timm_backbones.weights_source(model_name, name)
 
 
@@ -145,7 +152,7 @@ def _hf_cached() -> list[CachedWeights]:
             continue
         for revision in repo.revisions:
             for file in revision.files:
-                if file.file_name.endswith(WEIGHT_SUFFIXES) and file.file_path not in found:
+                if file.file_name.endswith(WEIGHTS_FILE_SUFFIXES) and file.file_path not in found:
                     found[file.file_path] = CachedWeights(
                         repo.repo_id, file.file_path, file.size_on_disk, cache
                     )

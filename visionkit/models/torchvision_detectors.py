@@ -273,6 +273,20 @@ def check_model(model: nn.Module, source: TorchvisionSource) -> str | None:
     return names[0]
 
 
+def has_place_for(model: nn.Module, name: str) -> bool:
+    """Whether ``model`` has the parts of torchvision's detector ``name`` (a key of
+    :data:`ARCHITECTURES` of kind ``fcos`` or ``retinanet``) that its file holds beyond a
+    backbone: an ``fpn`` neck and a head of the detector's kind. Only then is ``init_from:
+    torchvision:<name>=PATH`` advice to give (:func:`check_model` then lists any setting still
+    to change); a classifier on its ResNet-50 uses the backbone alone."""
+    arch = ARCHITECTURES[name]
+    head_class = FCOSHead if arch.kind == "fcos" else RetinaNetHead
+    heads = getattr(model, "heads", {})
+    return isinstance(getattr(model, "neck", None), FPN) and any(
+        isinstance(head, head_class) for head in heads.values()
+    )
+
+
 def _neck_problems(neck: Any, backbone: Any, arch: Architecture, where: str) -> list[str]:
     if not isinstance(neck, FPN):
         return [f"model.neck: {where} needs an fpn neck (got {type(neck).__name__})"]

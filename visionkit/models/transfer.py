@@ -28,17 +28,24 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 
-import torch
 from torch import Tensor, nn
 
-from visionkit.errors import ConfigError
+from visionkit.errors import CheckpointError, ConfigError
 from visionkit.models.torchvision_detectors import (
+    ARCHITECTURES,
     PREFIX,
+    has_place_for,
     identify,
     parse_source,
     torchvision_weights,
 )
-from visionkit.models.weights import LoadReport, compress, load_weights, read_weights
+from visionkit.models.weights import (
+    BACKBONE_PREFIX,
+    LoadReport,
+    compress,
+    load_weights,
+    read_weights,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +83,22 @@ def load_matching(model: nn.Module, source: str | os.PathLike | Mapping[str, Ten
         report = load_weights(model, source, context="init_from")
     else:
         tensors = read_weights(source)
-        detector = identify(tensors)  # torchvision's file given as a plain path
+        detector = identify(tensors)  # torchvision's detector file given as a plain path
+        if detector is not None and ARCHITECTURES[detector].kind == "segmentation":
+            detector = None  # its backbone.* names match none of a visionkit model's
         report = load_weights(model, tensors, context="init_from", label=str(source))
     few = len(report.loaded) < len(model.state_dict()) / 2  # another backbone, say
-    logger.log(logging.WARNING if few or detector else logging.INFO, "%s", report.summary())
-    if detector:
+    fits = detector is not None and has_place_for(model, detector)
+    logger.log(logging.WARNING if few or fits else logging.INFO, "%s", report.summary())
+    if detector is not None and not fits:
+        logger.info(
+            "model.init_from: %s holds torchvision's %s; its FPN and head have no place in this "
+            "model (it has no fpn neck with a %s head): its backbone tensors were loaded",
+            source,
+            detector,
+            ARCHITECTURES[detector].kind,
+        )
+    elif detector is not None:
         logger.warning(
             "model.init_from: %s holds torchvision's %s, whose names visionkit's model shares "
             "for the backbone only (backbone.body.*): its FPN and head were not loaded. "
@@ -94,46 +112,67 @@ def load_matching(model: nn.Module, source: str | os.PathLike | Mapping[str, Ten
     return report
 
 
-BACKBONE_PREFIX = "backbone."
+#: A BatchNorm's count of batches seen: it does not change what the layer computes (except
+#: with ``momentum=None``), so a checkpoint without it (torchvision's FrozenBatchNorm2d
+#: files) holds the backbone all the same.
+BATCH_COUNT = "num_batches_tracked"
 
 
 def pretrained_beneath(
-    model: nn.Module, report: LoadReport, pretrained_backbone: Callable[[], nn.Module]
+    model: nn.Module,
+    report: LoadReport,
+    pretrained_backbone: Callable[[], nn.Module],
+    label: str = "model.backbone.pretrained",
 ) -> list[str]:
     """Give the backbone tensors that ``model.init_from`` lacked (``report``) the backbone's
     pretrained weights, built by ``pretrained_backbone`` only when there are such tensors.
 
     ``model.init_from`` replaces the tensors it holds, so the pretrained weights
     (``model.backbone.pretrained``) are read only beneath it: a checkpoint that holds the whole
-    backbone (a visionkit run's, torchvision's COCO detector) needs no ImageNet download, and
-    a machine without network access fine-tunes from it. The result is what loading the
-    pretrained weights first and ``init_from`` over them gives. Returns the names filled (in
-    the model's names; empty when ``init_from`` held the whole backbone).
+    backbone (a visionkit run's, torchvision's COCO detector; a BatchNorm's
+    ``num_batches_tracked`` is not needed) needs no ImageNet download, and a machine without
+    network access fine-tunes from it. The tensors go through the one weight loader
+    (:func:`~visionkit.models.weights.load_weights`), only those the pretrained file itself
+    held (a local file's ``load_report``), so the result is what loading the pretrained weights
+    first and ``init_from`` over them gives; what neither file held stays as initialised, and
+    the log says so. Returns the names filled (in the model's names; empty when ``init_from``
+    held the whole backbone).
     """
     lacking = [
-        name
+        name[len(BACKBONE_PREFIX) :]
         for name in (*report.missing, *report.mismatched, *report.with_layer)
-        if name.startswith(BACKBONE_PREFIX)
+        if name.startswith(BACKBONE_PREFIX) and name.rpartition(".")[2] != BATCH_COUNT
     ]
     if not lacking:
         logger.info(
             "model.backbone.pretrained: not read, model.init_from gave every tensor of the backbone"
         )
         return []
-    source = pretrained_backbone().state_dict()
-    own = model.get_submodule("backbone").state_dict()
-    fill = {}
-    for name in lacking:
-        key = name[len(BACKBONE_PREFIX) :]
-        if key in source and source[key].shape == own[key].shape:
-            fill[key] = source[key]
-    with torch.no_grad():
-        model.get_submodule("backbone").load_state_dict(fill, strict=False)
-    universe = [BACKBONE_PREFIX + k for k in own]
-    logger.info(
-        "model.backbone.pretrained: %d backbone tensors model.init_from lacked come from the "
-        "pretrained weights (%s)",
-        len(fill),
-        ", ".join(compress([BACKBONE_PREFIX + k for k in fill], universe)),
+    built = pretrained_backbone()
+    source = built.state_dict()
+    held = getattr(built, "load_report", None)  # a local file: the tensors it really held
+    if held is not None:
+        in_file = {held.prefix + name for name in held.loaded}
+        source = {key: value for key, value in source.items() if key in in_file}
+    offered = {key: source[key] for key in lacking if key in source}
+    backbone = model.get_submodule("backbone")
+    filled: list[str] = []
+    if offered:
+        try:
+            filled = load_weights(backbone, offered, context="pretrained", label=label).loaded
+        except CheckpointError:  # not one of them fits (another shape): none filled
+            filled = []
+    stay = [key for key in lacking if key not in set(filled)]
+    universe = [BACKBONE_PREFIX + k for k in backbone.state_dict() if not k.endswith(BATCH_COUNT)]
+
+    def shown(keys: list[str]) -> str:
+        return ", ".join(compress([BACKBONE_PREFIX + key for key in keys], universe))
+
+    message = (
+        f"model.backbone.pretrained: {len(filled)} backbone tensors model.init_from lacked "
+        f"come from the pretrained weights ({shown(filled) or 'none'})"
     )
-    return [BACKBONE_PREFIX + k for k in fill]
+    if stay:
+        message += f"; {len(stay)} stay as initialised, in neither file ({shown(stay)})"
+    logger.log(logging.WARNING if stay else logging.INFO, "%s", message)
+    return [BACKBONE_PREFIX + key for key in filled]

@@ -39,6 +39,9 @@ from visionkit.errors import CheckpointError
 WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "module")
 LIGHTNING_PREFIX = "model."  # VisionSystem keeps the VisionModel as ``self.model``
 DDP_PREFIX = "module."
+#: How weights files end (``weights list`` shows them; a name ending so is a file, not
+#: torchvision's ``ResNet50_Weights.IMAGENET1K_V1``); ``.tar`` covers ``.pth.tar``.
+WEIGHTS_FILE_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".npz", ".tar")
 
 
 @dataclass
@@ -56,6 +59,11 @@ class LoadReport:
         with_layer: names whose shape matches but whose layer has a ``mismatched`` tensor (a
             bias beside a weight of another shape); left as initialised with their layer.
         context: what loaded the weights (``"init_from"``, ``"pretrained"``), for the summary.
+        prefix: the prefix the file's names were matched with (``"body."``): a name ``n`` of
+            the report is the module's ``prefix + n``.
+        unused: the names of ``unexpected`` that are tensors of the library model's layers the
+            backbone does not use (a classifier, the late blocks ``features_only`` drops), as
+            the caller found them; the summary names them so, apart from the others.
     """
 
     source: str
@@ -66,6 +74,8 @@ class LoadReport:
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
     with_layer: list[str] = field(default_factory=list)
     context: str = "load"
+    prefix: str = ""
+    unused: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -101,10 +111,17 @@ class LoadReport:
                 f"initialised {len(self.missing)} not in the file "
                 f"({', '.join(compress(self.missing, module_names))})"
             )
-        if self.unexpected:
+        unused = set(self.unused)
+        lacked = [name for name in self.unexpected if name not in unused]
+        if lacked:
             parts.append(
-                f"ignored {len(self.unexpected)} of the file the model lacks "
-                f"({', '.join(compress(self.unexpected, file_names))})"
+                f"ignored {len(lacked)} of the file the model lacks "
+                f"({', '.join(compress(lacked, file_names))})"
+            )
+        if unused:
+            parts.append(
+                f"ignored {len(unused)} of layers the backbone does not use "
+                f"({', '.join(compress(self.unused, file_names))})"
             )
         return "; ".join(parts)
 
@@ -180,9 +197,11 @@ def _tensors_of(obj: Mapping[str, object], path: Path) -> dict[str, Tensor]:
     return tensors
 
 
-#: Where a backbone's own tensor names sit in a model: ``backbone.<name>`` (built-in and
-#: torchvision), ``backbone.body.<name>`` (a library model wrapped by ``FeatureBackbone``).
-BACKBONE_PREFIXES = ("backbone.", "backbone.body.")
+#: Where the backbone's tensors sit in a model (``backbone.<name>``), and a backbone's own
+#: tensor names: ``backbone.<name>`` (built-in), ``backbone.body.<name>`` (a library model
+#: wrapped by ``FeatureBackbone``).
+BACKBONE_PREFIX = "backbone."
+BACKBONE_PREFIXES = (BACKBONE_PREFIX, BACKBONE_PREFIX + "body.")
 
 
 def backbone_hint(weights: Iterable[str], own: Iterable[str], label: object) -> str:
@@ -229,7 +248,7 @@ def load_weights(
         label, weights = label or str(source), read_weights(source)
     own = module.state_dict()
     prefix = max(prefixes, key=lambda p: sum(p + k in own for k in weights))
-    report = LoadReport(source=label, context=context)
+    report = LoadReport(source=label, context=context, prefix=prefix)
     to_load = {}
     for name, value in weights.items():
         key = prefix + name
@@ -249,7 +268,7 @@ def load_weights(
     renamed = {prefix + name for name in weights}
     report.missing = [key.removeprefix(prefix) for key in own if key not in renamed]
     if not to_load:
-        whole = context != "init_from" and any(k.startswith("backbone.") for k in weights)
+        whole = context != "init_from" and any(k.startswith(BACKBONE_PREFIX) for k in weights)
         raise CheckpointError(
             label,
             f"none of its {len(weights)} tensors matches the model in name and shape "

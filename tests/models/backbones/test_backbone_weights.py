@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import pathlib
@@ -61,7 +62,8 @@ def test_full_classifier_safetensors_loads_into_backbone(resnet18_full, tmp_path
     assert len(report.loaded) == len(backbone.state_dict())
     (line,) = [r.getMessage() for r in caplog.records if r.name == "visionkit.models.backbones"]
     assert line.startswith(f"pretrained {path}: loaded {len(report.loaded)} of ")
-    assert "ignored 2 of the file the model lacks (fc.*)" in line
+    assert "ignored 2 of layers the backbone does not use (fc.*)" in line
+    assert sorted(report.unused) == ["fc.bias", "fc.weight"]
 
 
 def test_a_deeper_models_weights_are_a_warning_though_every_tensor_fits(tmp_path, caplog):
@@ -293,3 +295,72 @@ def test_pretrained_given_as_a_word_is_not_read_as_a_file_name(word):
     """``pretrained="true"`` said "cannot load checkpoint true" (a string names a file)."""
     with pytest.raises(ConfigError, match=rf"pretrained='{word}': a string names a weights file"):
         create_backbone("simple_cnn", pretrained=word)
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("name", ["ghostnet_050", "fastvit_t8"])
+def test_a_timm_file_whose_late_blocks_features_only_drops_is_no_warning(tmp_path, name, caplog):
+    """GhostNet's (and RepGhostNet's) ``features_only`` model ends before its last blocks,
+    FastViT's before its final conv: their tensors in the model's own file were "ignored 114 of
+    the file the model lacks (blocks.*, ...)" at WARNING, as a wrong file's would be."""
+    torch.manual_seed(0)
+    save_file(timm.create_model(name).state_dict(), str(tmp_path / "own.safetensors"))
+    with caplog.at_level(logging.INFO, logger="visionkit.models.backbones"):
+        backbone = create_backbone(name, pretrained=tmp_path / "own.safetensors")
+    report = backbone.load_report
+    assert report.ok and report.unused == report.unexpected and len(report.unused) > 16
+    (record,) = [r for r in caplog.records if r.name == "visionkit.models.backbones"]
+    assert record.levelname == "INFO"
+    assert f"ignored {len(report.unused)} of layers the backbone does not use (" in (
+        record.getMessage()
+    )
+    assert "the model lacks" not in record.getMessage()
+
+
+@pytest.mark.reliability
+def test_a_training_checkpoint_with_pickled_arguments_says_how_to_take_its_weights(tmp_path):
+    """timm's train.py pickles its ``argparse.Namespace`` beside the state dict: not a model
+    saved whole, whose advice (``model.state_dict()``) does not apply."""
+    path = tmp_path / "checkpoint-9.pth.tar"
+    state = torchvision.models.resnet18().state_dict()
+    torch.save({"epoch": 9, "state_dict": state, "args": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(CheckpointError) as info:
+        create_backbone("torchvision/resnet18", pretrained=path)
+    message = str(info.value)
+    assert "(a pickled argparse.Namespace), and is never unpickled" in message
+    assert "a training checkpoint with pickled extras" in message
+    assert "torch.save(checkpoint['state_dict'], 'weights.pth'), then give weights.pth" in message
+    assert "weights_only=False" not in message  # torch's unsafe advice is not passed on
+    assert "a model saved whole" not in message
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("text", ["ImageNetWeights.pth", "MyWeights.safetensors"])
+def test_a_missing_file_named_like_a_weights_enum_is_a_missing_file(tmp_path, monkeypatch, text):
+    """Was "torchvision has no weights enum ImageNetWeights": read as torchvision's spelling."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match="file does not exist"):
+        create_backbone("simple_cnn", pretrained=text)
+
+
+@pytest.mark.parametrize(
+    ("text", "said", "not_said"),
+    [
+        (
+            "FCOS_ResNet50_FPN_Weights.COCO_V1",
+            "a model to start from, not a backbone's weights: write `model.init_from: "
+            "torchvision:fcos_resnet50_fpn`",
+            "torchvision/fcos_resnet50_fpn",  # no such backbone
+        ),
+        (
+            "Swin_T_Weights.IMAGENET1K_V1",
+            "which is not a backbone (stages are NHWC",
+            "torchvision/swin_t",  # excluded
+        ),
+    ],
+)
+def test_torchvision_weights_of_a_model_that_is_no_backbone_as_pretrained(text, said, not_said):
+    with pytest.raises(ConfigError) as info:
+        create_backbone("torchvision/resnet50", pretrained=text)
+    assert said in str(info.value)
+    assert not_said not in str(info.value)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import ssl
 import threading
 import time
 from urllib.parse import urlparse
@@ -24,6 +25,7 @@ from tests.models.backbones.hub_fakes import (
     serve_torchvision_file,
 )
 from visionkit.errors import CheckpointError
+from visionkit.models import hub
 from visionkit.models.backbones import WeightsNotCachedError, create_backbone, pretrained
 from visionkit.models.backbones.pretrained import CacheNotWritableError
 
@@ -384,3 +386,54 @@ def test_the_pull_message_gives_no_advice_that_would_stop_pull():
     assert "`visionkit weights pull` needs network access" in str(failed)
     assert "set VISIONKIT_OFFLINE=1" not in str(failed)
     assert f"`visionkit weights pull {TIMM_NAME}`" not in str(failed)
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("name", "advice"),
+    [
+        ("torchvision:resnet50", "`pretrained: /path/to/resnet50-11ad3fa6.pth` in a config"),
+        ("ResNet50_Weights.IMAGENET1K_V1", "`pretrained: /path/to/resnet50-0676ba61.pth`"),
+        (
+            "torchvision:fcos_resnet50_fpn",
+            "init_from: torchvision:fcos_resnet50_fpn=/path/to/fcos_resnet50_fpn_coco-99b0c9b7.pth",
+        ),
+    ],
+)
+def test_an_unwritable_cache_advises_the_key_that_takes_the_file(
+    caches, monkeypatch, tmp_path, name, advice
+):
+    """`weights pull torchvision:resnet50` was told `init_from: torchvision:resnet50=...`,
+    which init_from refuses (it takes torchvision's detectors only)."""
+    blocker = tmp_path / "read-only"
+    blocker.write_text("")
+    monkeypatch.setenv("TORCH_HOME", str(blocker / "cache"))
+    forbid_downloads(monkeypatch)
+    with pytest.raises(CacheNotWritableError) as info:
+        hub.pull(name)
+    assert advice in str(info.value)
+    if "fcos" not in name:
+        assert "init_from" not in str(info.value)
+
+
+@pytest.mark.reliability
+def test_a_tls_error_mid_download_is_a_failed_download_not_an_unwritable_cache(
+    caches, monkeypatch, tmp_path, tv_state
+):
+    """``ssl.SSLError``'s errno 1 is ``EPERM``'s number: it was "the cache folder cannot be
+    written"."""
+    serve_torchvision_file(monkeypatch, TV_NAME, tv_state, tmp_path / "served")
+
+    def tls(*args, **kwargs):
+        raise ssl.SSLError(1, "[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC] decryption failed")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", tls)
+    with pytest.raises(WeightsNotCachedError, match=r"the download failed \(SSLError: "):
+        create_backbone(f"torchvision/{TV_NAME}", pretrained=True)
+
+    def denied(*args, **kwargs):  # a file of the cache: a local failure still
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "x.partial"))
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", denied)
+    with pytest.raises(CacheNotWritableError, match="cannot be written"):
+        create_backbone(f"torchvision/{TV_NAME}", pretrained=True)

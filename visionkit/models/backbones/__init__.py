@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from visionkit.errors import ConfigError
+from visionkit.errors import CheckpointError, ConfigError
 from visionkit.models.backbones import simple_cnn, timm_backbones, torchvision_backbones
 from visionkit.models.backbones.base import (
     IMAGENET_MEAN,
@@ -49,6 +50,7 @@ def create_backbone(
     name: str,
     pretrained: bool | str | os.PathLike[str] = False,
     out_indices: Sequence[int] | None = None,
+    read_pretrained: bool = True,
     **kwargs: Any,
 ) -> nn.Module:
     """Build the backbone registered as ``name``.
@@ -69,6 +71,11 @@ def create_backbone(
             ``visionkit.models.backbones`` logger.
         out_indices: Feature levels to return, indexing the levels the model exposes
             (negative allowed); ``None`` returns them all.
+        read_pretrained: ``False``: read no weights file, for a model whose weights come from
+            elsewhere (``model.init_from``, a checkpoint), but build the architecture
+            ``pretrained`` builds: torchvision's builders change some with the weights
+            (googlenet's ``transform_input=True``), and the same arguments are given here
+            (:func:`pretrained_arguments`).
         **kwargs: Architecture arguments of the builder; ``None`` values are dropped so the
             builder's defaults apply.
 
@@ -99,16 +106,16 @@ def create_backbone(
     if out_indices is not None:
         kwargs["out_indices"] = out_indices
     weights_file = None
-    said = str(pretrained).strip().lower()
-    if isinstance(pretrained, str) and said in WORDS and not os.path.exists(pretrained):
-        raise ConfigError(
-            f"pretrained={pretrained!r}: a string names a weights file; for the library's "
-            f"weights give {WORDS[said]} (a bool, not a string)"
-        )
-    if isinstance(pretrained, str) and not os.path.exists(pretrained):
-        member = torchvision_backbones.weights_member(pretrained)  # ResNet50_Weights.X
-        if member is not None:
-            raise ConfigError(enum_as_pretrained(pretrained, *member))
+    if not read_pretrained:
+        if pretrained is True:  # the architecture the weights imply, without them
+            try:
+                implied = pretrained_arguments(builder)
+            except BackboneError:  # no published weights (any more): none implied
+                implied = {}
+            for key, value in implied.items():
+                kwargs.setdefault(key, value)
+        pretrained = False
+    check_text(pretrained)
     if isinstance(pretrained, (str, os.PathLike)):
         weights_file = pretrained
     elif pretrained:
@@ -129,13 +136,79 @@ def create_backbone(
     return backbone
 
 
+def pretrained_arguments(builder: Any) -> dict[str, Any]:
+    """The architecture arguments the library's weights imply for the backbone ``builder``
+    builds (``builder.pretrained_arguments()``: torchvision's googlenet takes
+    ``transform_input=True`` with its weights; ``{}`` for a builder that does not say).
+
+    Raises:
+        BackboneError: the library publishes no weights for it (``simple_cnn``).
+    """
+    implied = getattr(builder, "pretrained_arguments", None)
+    return implied() if implied is not None else {}
+
+
+def check_text(pretrained: object) -> None:
+    """Refuse a ``pretrained`` text that is no file and means something else: a bool written
+    as a word (``"true"``), torchvision's name of a weights file
+    (``ResNet50_Weights.IMAGENET1K_V1``).
+
+    Raises:
+        ConfigError: the message says what to write.
+    """
+    if not isinstance(pretrained, str) or os.path.exists(pretrained):
+        return
+    said = pretrained.strip().lower()
+    if said in WORDS:
+        raise ConfigError(
+            f"pretrained={pretrained!r}: a string names a weights file; for the library's "
+            f"weights give {WORDS[said]} (a bool, not a string)"
+        )
+    member = torchvision_backbones.weights_member(pretrained)  # ResNet50_Weights.X
+    if member is not None:
+        raise ConfigError(enum_as_pretrained(pretrained, *member))
+
+
+def check_pretrained(name: str, pretrained: bool | str | os.PathLike[str]) -> None:
+    """What :func:`create_backbone` would refuse of ``pretrained``, checked without reading or
+    downloading a file (``model.init_from`` may hold every backbone tensor, so that the file
+    is never read): a word or torchvision's spelling for a file (:func:`check_text`), a file
+    that does not exist, ``True`` for a backbone whose library publishes no weights.
+
+    Raises:
+        ConfigError, CheckpointError, BackboneError: as :func:`create_backbone` would.
+    """
+    check_text(pretrained)
+    if isinstance(pretrained, (str, os.PathLike)):
+        if not Path(pretrained).expanduser().exists():
+            raise CheckpointError(Path(pretrained).expanduser(), "file does not exist")
+    elif pretrained:
+        pretrained_arguments(backbone_builder(name))
+
+
 def enum_as_pretrained(text: str, model: str, member: Any) -> str:
     """What to write for ``pretrained: ResNet50_Weights.IMAGENET1K_V1`` (torchvision's name of
-    a weights file, where a file or a bool goes)."""
+    a weights file, where a file or a bool goes): for a detector ``init_from`` starts from,
+    ``init_from: torchvision:<model>``; for a model that is not a backbone, why."""
+    from visionkit.models.torchvision_detectors import ARCHITECTURES, PREFIX
+
+    where = f"pretrained={text!r} names torchvision's weights of {model}"
+    if model in ARCHITECTURES:
+        return (
+            f"{where}, a model to start from, not a backbone's weights: write "
+            f"`model.init_from: {PREFIX}{model}` (docs/detection.md) and `pretrained: false`"
+        )
+    if model not in torchvision_backbones.torchvision_backbone_names():
+        reason = torchvision_backbones.excluded_reason(model)
+        return (
+            f"{where}, which is not a backbone"
+            + (f" ({reason})" if reason else " (not a classification model)")
+            + "; see `visionkit list backbones` for those that are"
+        )
     default = type(member).DEFAULT
     path = torch_hub_file(member.url)
     return (
-        f"pretrained={text!r} names torchvision's weights, where a file or true goes: "
+        f"{where}, where a file or true goes: "
         f"`pretrained: true` on backbone torchvision/{model} takes its DEFAULT "
         f"({type(member).__name__}.{default.name}); for this file, `visionkit weights pull "
         f"{text}` downloads it to {path}, then `pretrained: {path}`"

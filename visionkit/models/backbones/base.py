@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
@@ -230,6 +230,9 @@ class FeatureBackbone(nn.Module):
         mean: Normalisation mean for 0..1 inputs.
         std: Normalisation std for 0..1 inputs.
         channels_last: ``body`` returns NHWC maps ``[B, H, W, C]``; they are permuted to NCHW.
+        library_names: gives the state-dict names of the library's whole model (its
+            classifier, and the late blocks ``features_only`` leaves out, included): a file's
+            tensors of layers the backbone does not use are reported as such.
     """
 
     def __init__(
@@ -241,6 +244,7 @@ class FeatureBackbone(nn.Module):
         mean: Sequence[float],
         std: Sequence[float],
         channels_last: bool = False,
+        library_names: Callable[[], Iterable[str]] | None = None,
     ) -> None:
         super().__init__()
         self.body = body
@@ -250,6 +254,7 @@ class FeatureBackbone(nn.Module):
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         self.channels_last = channels_last
+        self.library_names = library_names
 
     def file_names(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
         """``tensors`` of the library's whole model (a classification file) under the names

@@ -23,6 +23,7 @@ import errno
 import logging
 import os
 import socket
+import ssl
 import sys
 import tempfile
 import threading
@@ -107,17 +108,30 @@ class CacheNotWritableError(CheckpointError):
             else "TORCH_HOME at a folder you can write (export TORCH_HOME=/path/to/torch; the "
             "files go to $TORCH_HOME/hub/checkpoints)"
         )
-        local = (
-            f"init_from: {source.name}=/path/to/{Path(source.url or '').name}"
-            if source.name.startswith("torchvision:")
-            else "`pretrained: /path/to/weights.safetensors` in a config"
-        )
+        local = local_file_advice(source)
         VisionkitError.__init__(
             self,
             f"cannot download the pretrained weights for {source.name!r}: the cache folder "
             f"{folder} cannot be written ({why}). Point {point}, or give a local file "
             f"instead: {local}",
         )
+
+
+def local_file_advice(source: WeightsSource) -> str:
+    """How a config gives the file of ``source`` copied by hand: ``init_from:
+    torchvision:<model>=/path/to/<file>`` for the torchvision models ``init_from`` starts from
+    (:data:`~visionkit.models.torchvision_detectors.ARCHITECTURES`), ``pretrained:
+    /path/to/<file>`` for any other (a backbone's weights)."""
+    from visionkit.models.torchvision_detectors import ARCHITECTURES, PREFIX
+
+    if source.hf_repo and source.hf_filenames:  # what the download tries first
+        file = source.hf_filenames[0]
+    else:
+        file = Path(source.url).name if source.url else "weights.pth"
+    model = source.name.removeprefix(PREFIX)
+    if source.name.startswith(PREFIX) and model in ARCHITECTURES:
+        return f"init_from: {source.name}=/path/to/{file}"
+    return f"`pretrained: /path/to/{file}` in a config"
 
 
 @dataclass(frozen=True)
@@ -227,18 +241,21 @@ def folder_unwritable(folder: Path) -> str | None:
     return None
 
 
-#: Errors of the local disk, not of the network, that a download can meet.
-_LOCAL_ERRNOS = frozenset(
-    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
-)
+#: Errors of the local disk, not of the network, that a download can meet: the disk's own,
+#: and those of a file operation (``err.filename`` set) on the cache.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+_FILE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOTDIR})
 
 
 def _local_failure(err: Exception) -> bool:
-    return (
-        isinstance(err, OSError)
-        and not isinstance(err, (urllib.error.URLError, ConnectionError, socket.gaierror))
-        and err.errno in _LOCAL_ERRNOS
-    )
+    """Whether a download failed on the local disk: an ``OSError`` of :data:`_DISK_ERRNOS`, or
+    of :data:`_FILE_ERRNOS` naming a file. A TLS error (``ssl.SSLError``, whose errno 1 is
+    ``EPERM``'s number) and the network's errors are not."""
+    if not isinstance(err, OSError) or isinstance(
+        err, (urllib.error.URLError, ConnectionError, socket.gaierror, ssl.SSLError)
+    ):
+        return False
+    return err.errno in _DISK_ERRNOS or (err.errno in _FILE_ERRNOS and err.filename is not None)
 
 
 def read_cached(source: WeightsSource, path: Path) -> dict[str, Tensor]:
@@ -382,16 +399,22 @@ def load_pretrained_file(
 
     The report is attached as ``backbone.load_report`` and its summary logged on the
     ``visionkit.models.backbones`` logger: INFO when every tensor of the backbone was loaded,
-    WARNING otherwise. A few names of the file that the backbone lacks (a classifier's
-    ``fc.*``, a final norm) are expected and only reported; more than
-    :data:`EXPECTED_EXTRA_TENSORS` (a deeper model's weights: ``resnet34`` into ``resnet18``)
-    are a WARNING too.
+    WARNING otherwise. Names of the file that the backbone lacks are expected, and only
+    reported, when they are the library model's layers the backbone does not use (its
+    classifier, the late blocks ``features_only`` drops: ``backbone.library_names``, the
+    report's ``unused``) or a few (:data:`EXPECTED_EXTRA_TENSORS`: a final norm); others, more
+    than that (a deeper model's weights: ``resnet34`` into ``resnet18``), are a WARNING too.
     """
     tensors = read_weights(path)
     if hasattr(backbone, "file_names"):  # a library model's file, named as its wrapper names it
         tensors = backbone.file_names(tensors)
     report = load_weights(backbone, tensors, prefixes, context="pretrained", label=str(path))
-    quiet = report.ok and len(report.unexpected) <= EXPECTED_EXTRA_TENSORS
+    library_names = getattr(backbone, "library_names", None)
+    if report.unexpected and callable(library_names):
+        whole = set(library_names())
+        report.unused = [name for name in report.unexpected if name in whole]
+    lacked = len(report.unexpected) - len(report.unused)
+    quiet = report.ok and (lacked == 0 or len(report.unexpected) <= EXPECTED_EXTRA_TENSORS)
     logger.log(logging.INFO if quiet else logging.WARNING, "%s", report.summary())
     backbone.load_report = report
     return report
@@ -416,10 +439,12 @@ def hf_cached_file(repo_id: str, filenames: list[str]) -> Path | None:
 
 
 def hf_cache_dir() -> Path:
-    """The Hugging Face hub cache folder, as the environment says now, by huggingface_hub's
-    own rule (its ``constants``, which it reads once, at import): ``HF_HUB_CACHE``, else the
-    older ``HUGGINGFACE_HUB_CACHE``, else ``$HF_HOME/hub`` (``HF_HOME`` defaulting to
-    ``$XDG_CACHE_HOME/huggingface``, ``~/.cache/huggingface``); ``~`` and ``$VARS`` expanded."""
+    """The Hugging Face hub cache folder, as the environment says now (huggingface_hub's
+    ``constants`` read it once, at import): ``HF_HUB_CACHE``, else the older
+    ``HUGGINGFACE_HUB_CACHE``, else ``$HF_HOME/hub`` (``HF_HOME`` defaulting to
+    ``$XDG_CACHE_HOME/huggingface``, ``~/.cache/huggingface``); ``~`` and ``$VARS`` expanded,
+    as huggingface_hub's rule does. One difference: a variable set to the empty string counts
+    as unset here, where huggingface_hub would take it as the current folder."""
 
     def expand(path: str) -> str:
         return os.path.expandvars(os.path.expanduser(path))

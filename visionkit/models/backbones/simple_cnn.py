@@ -6,6 +6,7 @@ download and finish in seconds (about 470k parameters with the default widths).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -95,11 +96,17 @@ class SimpleCNN(nn.Module):
 
 def _create_simple_cnn(name: str, pretrained: bool, **kwargs: object) -> SimpleCNN:
     if pretrained:
-        raise BackboneError(
-            f"{name!r} has no published pretrained weights; use pretrained=False, or pass a "
-            "checkpoint file of your own: pretrained='/path/to/weights.safetensors'"
-        )
+        _no_published_weights(name)
     return SimpleCNN(name=name, **kwargs)  # type: ignore[arg-type]
+
+
+def _no_published_weights(name: str) -> dict[str, object]:
+    """What ``pretrained=True`` implies (``create_backbone``'s ``pretrained_arguments``): an
+    error, there are no such weights."""
+    raise BackboneError(
+        f"{name!r} has no published pretrained weights; use pretrained=False, or pass a "
+        "checkpoint file of your own: pretrained='/path/to/weights.safetensors'"
+    )
 
 
 @BACKBONES.register
@@ -113,3 +120,8 @@ def simple_cnn(
     return _create_simple_cnn(
         "simple_cnn", pretrained, out_indices=out_indices, widths=widths, batch_norm=batch_norm
     )
+
+
+simple_cnn.pretrained_arguments = functools.partial(  # type: ignore[attr-defined]
+    _no_published_weights, "simple_cnn"
+)

@@ -112,7 +112,21 @@ def _resolve(name: str) -> Any:
     check_tag(model_name, name)
     build = functools.partial(create_timm_backbone, model_name, name=name)
     build.arguments = functools.partial(timm_arguments, model_name)  # type: ignore[attr-defined]
+    build.pretrained_arguments = functools.partial(  # type: ignore[attr-defined]
+        pretrained_arguments, model_name, name
+    )
     return build
+
+
+def pretrained_arguments(model_name: str, name: str | None = None) -> dict[str, Any]:
+    """The architecture arguments timm's pretrained weights of ``model_name`` imply: none (its
+    tag names the weights, the architecture is the same), once timm is known to publish them.
+
+    Raises:
+        BackboneError: timm publishes no weights for the model.
+    """
+    weights_source(model_name, name)
+    return {}
 
 
 def timm_arguments(model_name: str) -> Arguments:
@@ -196,6 +210,7 @@ def create_timm_backbone(
             f"timm backbone {name!r} gives strides {strides}, not increasing"
             + _levels_note(model_name, kwargs)
         )
+    whole = {k: v for k, v in kwargs.items() if k not in _FEATURES_ONLY_KWARGS}
     return FeatureBackbone(
         body,
         name=name,
@@ -204,7 +219,23 @@ def create_timm_backbone(
         mean=to_rgb_stats(cfg.get("mean"), IMAGENET_MEAN),
         std=to_rgb_stats(cfg.get("std"), IMAGENET_STD),
         channels_last=getattr(fmt, "value", fmt) == "NHWC",
+        library_names=functools.partial(_library_names, model_name, whole),
     )
+
+
+#: ``timm.create_model`` arguments of the feature extractor, not of the whole model (and the
+#: pretrained state dict, which is not kept).
+_FEATURES_ONLY_KWARGS = ("out_indices", "feature_cls", "feature_cfg", "pretrained_cfg_overlay")
+
+
+def _library_names(model_name: str, kwargs: dict[str, Any]) -> list[str]:
+    """The state-dict names of timm's whole model ``model_name`` built with ``kwargs``
+    (classifier included), built on the meta device; empty when it cannot be built so."""
+    try:
+        with torch.device("meta"):
+            return list(timm.create_model(model_name, **kwargs).state_dict())
+    except Exception:  # a model that needs real tensors to be built: names unknown
+        return []
 
 
 def _features(model_name: str, name: str, pretrained: bool, kwargs: dict[str, Any]) -> Any:
@@ -295,13 +326,14 @@ def hf_hub_spelling(name: str) -> UnknownNameError | None:
 
 def weights_source(model_name: str, name: str | None = None) -> WeightsSource:
     """Where timm publishes the pretrained weights of ``model_name`` (tag allowed), as timm
-    itself resolves them: the Hugging Face repo when the config names one, else the URL.
+    itself resolves them: the Hugging Face repo when the config names one, else the URL. The
+    tag is the caller's to check first (:func:`check_tag`: the registry's lookup of the name,
+    ``visionkit weights pull``).
 
     Raises:
         BackboneError: timm knows the model but publishes no weights for it.
     """
     name = name or model_name
-    check_tag(model_name, name)
     cfg = get_pretrained_cfg(model_name)
     if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
         raise BackboneError(

@@ -31,6 +31,7 @@ import functools
 import inspect
 import math
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,7 +59,8 @@ from visionkit.models.backbones.pretrained import (
     forced_weights_only,
     read_cached,
 )
-from visionkit.registry import BACKBONES, UnknownNameError, close_names
+from visionkit.models.weights import WEIGHTS_FILE_SUFFIXES
+from visionkit.registry import BACKBONES, UnknownNameError
 
 PREFIX = "torchvision/"
 
@@ -104,6 +106,9 @@ def _resolve(name: str) -> Any:
     model_name = name[len(PREFIX) :]
     build = functools.partial(create_torchvision_backbone, model_name, name=name)
     build.arguments = functools.partial(torchvision_arguments, model_name)  # type: ignore[attr-defined]
+    build.pretrained_arguments = functools.partial(  # type: ignore[attr-defined]
+        pretrained_arguments, model_name, name
+    )
     return build
 
 
@@ -167,6 +172,7 @@ def create_torchvision_backbone(
             raise
         read_cached(source, path)  # the loader's diagnosis of the file, with what to do
         raise CheckpointError(path, f"{type(e).__name__}: {e}") from e
+    names = tuple(model.state_dict())  # the whole model's, classifier included
     key = (model_name, repr(sorted(kwargs.items())))
     if key not in _LEVELS:
         _LEVELS[key] = _feature_levels(model_name, kwargs, model)
@@ -182,7 +188,75 @@ def create_torchvision_backbone(
         strides=[s for _, s, _ in picked],
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
+        library_names=functools.partial(tuple, names),
     )
+
+
+class _Built(Exception):
+    """Stops a torchvision builder at its model's constructor, carrying its arguments."""
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        self.kwargs = kwargs
+
+
+_CAPTURE = threading.Lock()
+
+
+@functools.lru_cache(maxsize=64)
+def _weights_implied(model_name: str) -> tuple[tuple[str, Any], ...]:
+    """The keyword arguments torchvision's builder of ``model_name`` gives the model's class
+    when weights are passed and not otherwise (``num_classes``, which only sizes the
+    classifier, left out): googlenet's ``transform_input=True``, ``aux_logits=True``,
+    ``init_weights=False``. Read by stopping the builder at the class's constructor, so no
+    model is built and no file read."""
+    architecture = torchvision_architecture(model_name)
+    own = architecture.__dict__.get("__init__")  # None: inherited
+
+    def stop(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+        raise _Built(kwargs)
+
+    given: list[dict[str, Any]] = []
+    with _CAPTURE:
+        architecture.__init__ = stop  # type: ignore[method-assign]
+        try:
+            for weights in (None, default_weights(model_name)):
+                try:
+                    torchvision.models.get_model(model_name, weights=weights)
+                except _Built as built:
+                    given.append(built.kwargs)
+        finally:
+            if own is None:
+                del architecture.__init__
+            else:
+                architecture.__init__ = own  # type: ignore[method-assign]
+    if len(given) != 2:  # the builder built another class first: nothing read
+        return ()
+    plain, weighted = given
+    return tuple(
+        (key, value)
+        for key, value in weighted.items()
+        if key != "num_classes" and (key not in plain or not _same(plain[key], value))
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a == b``, a ``functools.partial`` (a builder's ``norm_layer``, made anew on each
+    call) compared by what it calls."""
+    if isinstance(a, functools.partial) and isinstance(b, functools.partial):
+        return (a.func, a.args, a.keywords) == (b.func, b.args, b.keywords)
+    return a == b
+
+
+def pretrained_arguments(model_name: str, name: str | None = None) -> dict[str, Any]:
+    """The architecture arguments torchvision's builder implies when it is given the model's
+    ``DEFAULT`` weights (:func:`_weights_implied`): what builds, without reading the weights,
+    the model ``pretrained=True`` builds (a resumed run, ``init_from``, ``visionkit.load``).
+
+    Raises:
+        BackboneError: torchvision publishes no weights for the model.
+    """
+    default_weights(model_name, name)
+    return dict(_weights_implied(model_name))
 
 
 def default_weights(model_name: str, name: str | None = None) -> Any:
@@ -204,26 +278,39 @@ def default_weights(model_name: str, name: str | None = None) -> Any:
 ENUM_SPELLING = re.compile(r"^(?:torchvision\.models\.)?(\w+Weights)\.(\w+)$")
 
 
+@functools.cache
+def _weights_enums() -> dict[str, str]:
+    """torchvision's weights enums by lower-cased name (``resnet50_weights``) → ``(enum name,
+    model)``."""
+    enums = {}
+    for model in torchvision.models.list_models():
+        enum = torchvision.models.get_model_weights(model).__name__
+        enums[enum.lower()] = (enum, model)
+    return enums
+
+
 def weights_member(text: str) -> tuple[str, Any] | None:
     """``(model, member)`` for torchvision's spelling of a weights file
     (``ResNet50_Weights.IMAGENET1K_V2`` → ``("resnet50", ResNet50_Weights.IMAGENET1K_V2)``);
-    ``None`` for any other text.
+    ``None`` for any other text: a file name (``ImageNetWeights.pth``, a suffix of
+    :data:`~visionkit.models.weights.WEIGHTS_FILE_SUFFIXES`) or an enum torchvision lacks.
 
     Raises:
-        UnknownNameError: an enum torchvision lacks, or a member its enum lacks (close names).
+        UnknownNameError: torchvision's enum written in other case (``resnet50_weights``), or a
+            member its enum lacks (the members listed).
     """
-    match = ENUM_SPELLING.match(text.strip())
-    if match is None:
+    text = text.strip()
+    match = ENUM_SPELLING.match(text)
+    if match is None or text.lower().endswith(WEIGHTS_FILE_SUFFIXES):
         return None
-    enums = {
-        torchvision.models.get_model_weights(m).__name__: m
-        for m in torchvision.models.list_models()
-    }
-    model = enums.get(match[1])
-    if model is None:
-        close = close_names(match[1], list(enums), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownNameError(f"{text!r}: torchvision has no weights enum {match[1]}{hint}")
+    found = _weights_enums().get(match[1].lower())
+    if found is None:
+        return None
+    enum_name, model = found
+    if enum_name != match[1]:
+        raise UnknownNameError(
+            f"{text!r}: torchvision's weights enum is spelt {enum_name} ({enum_name}.{match[2]})"
+        )
     enum = torchvision.models.get_model_weights(model)
     if match[2] not in enum.__members__:
         raise UnknownNameError(
