@@ -154,6 +154,25 @@ class CocoBuilder:
             n = len(self.problems)
             raise AnnotationError(f"{what}: {n} problem{'s' if n > 1 else ''}:", self.problems)
 
+    def conversion(
+        self,
+        info: dict[str, Any],
+        unlabelled: Sequence[str] = (),
+        sources: dict[str, str] | None = None,
+    ) -> Conversion:
+        """What the converter returns: :meth:`to_dict` of ``info`` with the objects skipped,
+        the files dropped, the boxes clipped and the warnings recorded (``unlabelled`` and
+        ``sources``: see :class:`Conversion`)."""
+        return Conversion(
+            self.to_dict(info),
+            self.skipped,
+            self.dropped,
+            list(unlabelled),
+            self.clipped,
+            self.warnings,
+            sources if sources is not None else {},
+        )
+
     def to_dict(self, info: dict[str, Any]) -> dict[str, Any]:
         """The COCO object (``info`` gets ``generator`` added)."""
         return {

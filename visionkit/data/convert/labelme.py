@@ -212,14 +212,7 @@ def labelme_to_coco(
             _add(builder, record, label_of, seen)
     builder.raise_problems(f"{root}: cannot convert the LabelMe files", problems)
     info: dict[str, Any] = {"format": "labelme", "source": str(root), "split": split}
-    return Conversion(
-        builder.to_dict(info),
-        builder.skipped,
-        builder.dropped,
-        clipped=builder.clipped,
-        warnings=builder.warnings,
-        sources=seen,
-    )
+    return builder.conversion(info, sources=seen)
 
 
 def _read(

@@ -164,13 +164,7 @@ def voc_to_coco(
                 _add(builder, root, img_dir, xml_path, stems[xml_path], record, label_of, seen)
     builder.raise_problems(f"{root}: cannot convert the VOC annotations", problems)
     info: dict[str, Any] = {"format": "voc", "source": str(root), "split": split}
-    return Conversion(
-        builder.to_dict(info),
-        builder.skipped,
-        builder.dropped,
-        clipped=builder.clipped,
-        warnings=builder.warnings,
-    )
+    return builder.conversion(info)
 
 
 def _warn_case_variants(parsed: list[tuple[Path, dict[str, Any] | None]], root: Path) -> None:

@@ -345,16 +345,15 @@ def _convert(
         with builder.one_file(skip_bad):
             _add_image(builder, root, image, label_of_image[image], pose)
     builder.raise_problems(f"{info['source']}: cannot convert the YOLO labels", problems)
-    coco = builder.to_dict(info)
-    for category in coco["categories"] if pose else ():
+    if pose and pose.unpaired:
+        builder.warnings.append(pose.unpaired)
+    conversion = builder.conversion(info, unlabelled)
+    for category in conversion.coco["categories"] if pose else ():
         category["keypoints"], category["skeleton"] = list(pose.names), []
         category["kpt_dims"] = pose.dims  # x y (kpt_shape [K, 2]) or x y v: predict --save-txt
         if pose.sigmas is not None:  # the keypoint head's kpt_oks_sigmas (coco_keypoints.py)
             category["kpt_oks_sigmas"] = list(pose.sigmas)
-    warnings = [*builder.warnings, *([pose.unpaired] if pose and pose.unpaired else [])]
-    return Conversion(
-        coco, builder.skipped, builder.dropped, unlabelled, builder.clipped, warnings=warnings
-    )
+    return conversion
 
 
 def yolo_class_names(root: str | os.PathLike) -> list[str]:

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from visionkit.data.checks import policy
 from visionkit.data.convert.labelme import labelme_to_coco
 from visionkit.data.readers.voc import _ConvertedDataset
 from visionkit.errors import ConfigError
@@ -44,7 +43,6 @@ class LabelmeDataset(_ConvertedDataset):
             regions are the ``__ignore__`` shapes, so ``crowds: objects`` is refused.
     """
 
-    location: ClassVar[str] = "root"
     format_name: ClassVar[str] = "labelme"
 
     def __init__(
@@ -55,13 +53,9 @@ class LabelmeDataset(_ConvertedDataset):
         on_bad_label: Literal["error", "skip"] = "error",
         **kwargs: Any,
     ) -> None:
-        self.on_bad_label = policy(on_bad_label, "on_bad_label", ("error", "skip"))
-        for key in ("images", "annotations"):  # CocoDataset's, named here by root
-            if kwargs.pop(key, None) is not None:
-                raise ConfigError(
-                    f"format labelme takes no {key!r}: give root, the folder of the LabelMe "
-                    "json files and their images"
-                )
+        self._reader_options(
+            on_bad_label, kwargs, "root, the folder of the LabelMe json files and their images"
+        )
         if kwargs.get("crowds") == "objects":
             raise ConfigError(
                 "format labelme takes no crowds: objects: its crowd regions are the shapes "
@@ -72,12 +66,4 @@ class LabelmeDataset(_ConvertedDataset):
 
     def read_annotations(self) -> dict[str, Any]:
         split, class_names = self._source
-        self._source_problems: list[str] = []  # reported with the image checks
-        conversion = labelme_to_coco(
-            self.root,
-            split,
-            class_names,
-            self._source_problems,
-            skip_bad=self.on_bad_label == "skip",
-        )
-        return self._converted(conversion)
+        return self._converted(self._convert(labelme_to_coco, self.root, split, class_names))

@@ -13,7 +13,7 @@ of the dataset's report (``box dropped``, ``box clipped``), as the COCO reader's
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -29,12 +29,30 @@ from visionkit.registry import DATASETS
 class _ConvertedDataset(CocoDataset):
     """A :class:`CocoDataset` whose COCO object a converter makes from another format."""
 
+    location: ClassVar[str] = "root"
     targets: ClassVar[tuple[str, ...]] = ("boxes", "masks", "semantic")
     path_arguments: ClassVar[tuple[str, ...]] = ("root",)  # annotations, images: names in it
     _source_problems: Sequence[str] = ()  # the converter's, set by read_annotations
     _dropped: Sequence[Sequence[str]] = ()  # the problems of each file left out (skip)
     _boxes: Sequence[tuple[str, str]] = ()  # (kind, "where: what"): boxes dropped / clipped, ...
     _sources: Mapping[str, str] = {}  # image file_name -> the annotation file to name (LabelMe)
+
+    def _reader_options(
+        self, on_bad_label: str, kwargs: dict[str, Any], instead: str | None = None
+    ) -> None:
+        """Check ``on_bad_label``; with ``instead``, refuse :class:`CocoDataset`'s ``images``
+        and ``annotations`` in ``kwargs`` (this reader finds its files itself), saying to give
+        ``instead``."""
+        self.on_bad_label = policy(on_bad_label, "on_bad_label", ("error", "skip"))
+        for key in ("images", "annotations") if instead else ():
+            if kwargs.pop(key, None) is not None:
+                raise ConfigError(f"format {self.format_name} takes no {key!r}: give {instead}")
+
+    def _convert(self, converter: Callable[..., Conversion], *args: Any) -> Conversion:
+        """``converter(*args)`` under ``on_bad_label``, its problems kept for the report."""
+        self._source_problems: list[str] = []  # reported with the image checks
+        skip_bad = self.on_bad_label == "skip"
+        return converter(*args, problems=self._source_problems, skip_bad=skip_bad)
 
     def _converted(self, conversion: Conversion) -> dict[str, Any]:
         self._dropped = conversion.dropped
@@ -97,7 +115,6 @@ class VocDataset(_ConvertedDataset):
             ``masks``, ``semantic``, ...).
     """
 
-    location: ClassVar[str] = "root"
     format_name: ClassVar[str] = "voc"
 
     def __init__(
@@ -110,23 +127,14 @@ class VocDataset(_ConvertedDataset):
         on_bad_label: Literal["error", "skip"] = "error",
         **kwargs: Any,
     ) -> None:
-        self.on_bad_label = policy(on_bad_label, "on_bad_label", ("error", "skip"))
+        self._reader_options(on_bad_label, kwargs)
         self._source = (annotations, images, split, class_names)
         xml_dir, _ = voc_folders(Path(str(root)), annotations, images)
         super().__init__(images=root, annotations=str(xml_dir), **kwargs)
 
     def read_annotations(self) -> dict[str, Any]:
         annotations, images, split, class_names = self._source
-        self._source_problems: list[str] = []  # reported with the image checks
-        conversion = voc_to_coco(
-            self.root,
-            split,
-            class_names,
-            annotations,
-            images,
-            self._source_problems,
-            skip_bad=self.on_bad_label == "skip",
-        )
+        conversion = self._convert(voc_to_coco, self.root, split, class_names, annotations, images)
         return self._converted(conversion)
 
 
@@ -150,7 +158,6 @@ class YoloDataset(_ConvertedDataset):
         **kwargs: the options of :class:`CocoDataset`.
     """
 
-    location: ClassVar[str] = "root"
     format_name: ClassVar[str] = "yolo"
     targets: ClassVar[tuple[str, ...]] = (*_ConvertedDataset.targets, "keypoints")  # pose
 
@@ -162,22 +169,12 @@ class YoloDataset(_ConvertedDataset):
         on_bad_label: Literal["error", "skip"] = "error",
         **kwargs: Any,
     ) -> None:
-        self.on_bad_label = policy(on_bad_label, "on_bad_label", ("error", "skip"))
-        for key in ("images", "annotations"):  # CocoDataset's, named here by root and split
-            if kwargs.pop(key, None) is not None:
-                raise ConfigError(
-                    f"format yolo takes no {key!r}: give root (the YOLO folder or a data.yaml) "
-                    "and split"
-                )
-        self._source_problems: list[str] = []  # reported with the image checks
-        conversion = yolo_to_coco(
-            Path(str(root)),
-            split,
-            class_names,
-            self._source_problems,
-            skip_bad=self.on_bad_label == "skip",
+        self._reader_options(
+            on_bad_label, kwargs, "root (the YOLO folder or a data.yaml) and split"
         )
-        self._conversion = conversion
+        self._conversion = conversion = self._convert(
+            yolo_to_coco, Path(str(root)), split, class_names
+        )
         base = conversion.coco["info"].get("root") or str(root)
         super().__init__(images=base, annotations=str(root), **kwargs)
 
