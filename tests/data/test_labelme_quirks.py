@@ -176,6 +176,25 @@ def test_crowds_objects_is_refused_for_labelme(tmp_path):
         LabelmeDataset(str(with_ignore_region(tmp_path / "photos")), crowds="objects")
 
 
+def test_an_ignore_shape_is_counted_once_not_once_per_class(tmp_path, capsys):
+    """One ``__ignore__`` shape is a crowd region of every class: ``check-data`` said "2 crowd
+    regions" for the one region drawn beside two classes, and ``convert`` counted it in each
+    class ("cat: 2" for one cat drawn)."""
+    root = with_ignore_region(tmp_path / "photos")
+    code, out, _ = run(["check-data", "--format", "labelme", "--root", str(root)], capsys)
+    assert code == 0
+    assert "1 ignore region (__ignore__ shapes, each an iscrowd: 1 of every class)" in out
+    assert "crowd regions" not in out
+    report = convert(root, tmp_path / "out.json", "labelme")
+    summary = report.summary()
+    assert "1 image (0 without annotations), 2 objects and 1 __ignore__ region (written as 2 " in (
+        summary
+    )
+    assert "objects per class:\n  cat: 1\n  dog: 1\n" in summary
+    coco = json.loads((tmp_path / "out.json").read_text())
+    assert sorted(a["category_id"] for a in coco["annotations"] if a["iscrowd"]) == [1, 2]
+
+
 def test_an_oriented_rectangle_is_read_as_its_polygon(tmp_path):
     """LabelMe's turned box (its 4 corners) was left out: the image trained as a negative."""
     root = tmp_path / "photos"

@@ -37,7 +37,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -51,6 +51,17 @@ IGNORE_LABEL = "__ignore__"
 #: The lines of LabelMe's ``labels.txt`` that are no classes, left out of given class names:
 #: :data:`IGNORE_LABEL` and ``_background_`` (``labelme2voc``'s class 0).
 NOT_CLASSES = (IGNORE_LABEL, "_background_")
+
+
+def ignore_regions(crowds: Iterable[tuple[Any, Sequence[float]]]) -> int:
+    """How many :data:`IGNORE_LABEL` shapes crowd regions ``(image id, COCO bbox)`` of a
+    converted LabelMe file are: each shape is written once per class with one box, so what
+    ``check-data`` and ``convert`` count is the shapes drawn, not the classes times them.
+
+    >>> ignore_regions([(1, [48, 24, 15, 23]), (1, [48, 24, 15, 23]), (2, [0, 0, 5, 5])])
+    2
+    """
+    return len({(image, tuple(box)) for image, box in crowds})
 
 
 class Instance(NamedTuple):

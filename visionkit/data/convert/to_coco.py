@@ -24,6 +24,7 @@ from visionkit.checkpoint import write_atomic
 from visionkit.data.batch import dataset_root, read_from
 from visionkit.data.convert.coco_builder import Conversion, read_class_names
 from visionkit.data.convert.labelme import labelme_to_coco
+from visionkit.data.convert.labelme_shapes import ignore_regions
 from visionkit.data.convert.voc import voc_to_coco
 from visionkit.data.convert.yolo import ultralytics_folder, yolo_to_coco
 from visionkit.errors import DataError, counted
@@ -45,21 +46,32 @@ class ConvertReport:
     images: int
     negatives: int
     per_class: dict[str, int]  # annotations per class name, in category order
-    ignored: int  # annotations written with iscrowd 1 (VOC difficult)
+    ignored: int  # annotations written with iscrowd 1 (VOC difficult, LabelMe __ignore__)
     skipped: list[str] = field(default_factory=list)
     images_root: Path | None = None  # the folder file_name entries are relative to
     split: str | None = None
     clipped: list[str] = field(default_factory=list)  # boxes clipped to their image (kept)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (kind, "where: what")
+    # LabelMe: the __ignore__ shapes, each written as `ignored` / classes crowd annotations;
+    # per_class then counts the objects only
+    ignore_regions: int = 0
 
     def summary(self) -> str:
         """A few lines for the terminal."""
         total = sum(self.per_class.values())
+        if self.ignore_regions:
+            counts = (
+                f"{counted(total, 'object')} and {counted(self.ignore_regions, '__ignore__ region')}"
+                f" (written as {self.ignored} crowd annotations: one per class)"
+            )
+        else:
+            counts = counted(total, "annotation") + (
+                f" ({self.ignored} difficult, written as iscrowd 1)" if self.ignored else ""
+            )
         lines = [
             f"converted {self.source_format} -> coco: {counted(self.images, 'image')} "
-            f"({self.negatives} without annotations), {counted(total, 'annotation')}"
-            + (f" ({self.ignored} difficult, written as iscrowd 1)" if self.ignored else ""),
-            "annotations per class:",
+            f"({self.negatives} without annotations), {counts}",
+            f"{'objects' if self.ignore_regions else 'annotations'} per class:",
             *(f"  {name}: {n}" for name, n in self.per_class.items()),
             f"skipped: {len(self.skipped)}",
             *(f"  {s}" for s in self.skipped[:10]),
@@ -139,7 +151,11 @@ def convert(
     coco, skipped = conversion.coco, conversion.skipped
     coco["info"]["source"] = str(source)
     write_atomic(out, lambda tmp: tmp.write_text(json.dumps(coco, ensure_ascii=False), "utf-8"))
-    counts = Counter(a["category_id"] for a in coco["annotations"])
+    labelme = source_format == "labelme"  # its crowds: __ignore__ shapes, one per class each
+    crowds = [(a["image_id"], a["bbox"]) for a in coco["annotations"] if a["iscrowd"]]
+    counts = Counter(
+        a["category_id"] for a in coco["annotations"] if not (labelme and a["iscrowd"])
+    )
     with_annotations = {a["image_id"] for a in coco["annotations"]}
     return ConvertReport(
         output=out,
@@ -147,7 +163,8 @@ def convert(
         images=len(coco["images"]),
         negatives=len(coco["images"]) - len(with_annotations),
         per_class={c["name"]: counts.get(c["id"], 0) for c in coco["categories"]},
-        ignored=sum(1 for a in coco["annotations"] if a["iscrowd"]),
+        ignored=len(crowds),
+        ignore_regions=ignore_regions(crowds) if labelme else 0,
         skipped=skipped,
         images_root=images_root,
         split=split,

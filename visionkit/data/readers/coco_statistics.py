@@ -6,8 +6,10 @@ import logging
 from typing import Any
 
 from visionkit.data.checks import count_classes
+from visionkit.data.convert.labelme_shapes import ignore_regions
 from visionkit.data.readers.coco_identities import identity_statistics
 from visionkit.data.readers.coco_keypoints import keypoint_statistics
+from visionkit.errors import counted
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +37,19 @@ def record_statistics(dataset: Any, keep: list[bool]) -> None:
         crowds = sum(len(t["crowd_index"]) for t in kept)
         voc = getattr(dataset, "format_name", None) == "voc"  # crowds: <difficult>1 objects
         labelme = getattr(dataset, "format_name", None) == "labelme"  # __ignore__ regions
+        if labelme:  # one __ignore__ shape is a crowd region of each class: counted once
+            crowds = ignore_regions((i, b) for i, t in enumerate(kept) for b in t["crowd_boxes"])
         if crowds:  # neither trained on nor counted as objects; scored as COCO ignores them
+            what, read_as = (
+                ("difficult object", "<difficult>1, read as iscrowd: 1")
+                if voc
+                else ("ignore region", "__ignore__ shapes, each an iscrowd: 1 of every class")
+                if labelme
+                else ("crowd region", "iscrowd: 1")
+            )
             note = (
-                f"{crowds} {'difficult object' if voc else 'crowd region'}"
-                f"{'s' if crowds != 1 else ''} ({'<difficult>1, read as ' * voc}iscrowd: 1"
-                f"{'; __ignore__ shapes, each one per class' * labelme}): "
-                "not boxes to learn; evaluation ignores detections inside them, as COCO does"
+                f"{counted(crowds, what)} ({read_as}): not boxes to learn; evaluation ignores "
+                "detections inside them, as COCO does"
             )
             if crowds >= report.num_annotations and not (voc or labelme):  # a tool's masks?
                 note += (
