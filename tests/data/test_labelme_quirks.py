@@ -195,6 +195,25 @@ def test_an_ignore_shape_is_counted_once_not_once_per_class(tmp_path, capsys):
     assert sorted(a["category_id"] for a in coco["annotations"] if a["iscrowd"]) == [1, 2]
 
 
+def test_labels_differing_only_in_case_are_logged_with_their_files(tmp_path, caplog):
+    """``Cat`` in one file beside ``cat`` in the others became two classes silently (the VOC
+    reader warned of its object names so); the log names the file that writes the odd one."""
+    root = photos(tmp_path / "photos", n=3)
+    odd = root / "IMG_1.json"
+    odd.write_text(odd.read_text().replace('"label": "dog"', '"label": "Dog "'))
+    with caplog.at_level(logging.WARNING):
+        ds = read({"root": str(root)})
+    assert ds.label_names["instances"] == ["Dog", "ball", "cat", "dog"]
+    assert (
+        "labels that differ only in case or spaces are separate classes: 'Dog' in 1 file "
+        "(IMG_1.json); 'dog' in 2 files (IMG_0.json, IMG_2.json); fix the files" in caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        read({"root": str(root), "class_names": ["cat", "dog", "Dog", "ball"]})
+    assert "differ only in case" not in caplog.text  # the user's own list: taken as it is
+
+
 def test_an_oriented_rectangle_is_read_as_its_polygon(tmp_path):
     """LabelMe's turned box (its 4 corners) was left out: the image trained as a negative."""
     root = tmp_path / "photos"

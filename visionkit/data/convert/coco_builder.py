@@ -25,6 +25,7 @@ Conventions of every converted file:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -33,7 +34,9 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from visionkit.errors import AnnotationError, DataError
+from visionkit.errors import AnnotationError, DataError, counted
+
+logger = logging.getLogger(__name__)
 
 GENERATOR = "visionkit convert"
 
@@ -238,6 +241,31 @@ def _names_from_yaml(path: Path, text: str) -> list[str]:
     if nc is not None and nc != len(names):
         raise DataError(f"{path}: nc is {nc} but 'names' lists {len(names)} classes")
     return names
+
+
+def warn_case_variants(files: dict[str, set[str]], root: Path, what: str) -> None:
+    """Log names (of ``files``: name -> the files that write it) that differ only in case or
+    spaces (``Raccoon`` beside ``raccoon``), each with the files that write it: they become
+    separate classes, and the class lists of the splits then differ (training stops there,
+    naming the classes but not the files). ``what`` names them (``"object names"``)."""
+    variants: dict[str, list[str]] = {}
+    for name in files:
+        variants.setdefault(name.strip().lower(), []).append(name)
+    for names in variants.values():
+        if len(names) < 2:
+            continue
+        each = "; ".join(
+            f"{n!r} in {counted(len(files[n]), 'file')} ({', '.join(sorted(files[n])[:3])}"
+            f"{', ...' if len(files[n]) > 3 else ''})"
+            for n in sorted(names, key=lambda n: (len(files[n]), n))  # the odd one first
+        )
+        logger.warning(
+            "%s: %s that differ only in case or spaces are separate classes: %s; fix the "
+            "files, or give the classes (class_names: [...]; visionkit convert: --classes)",
+            root,
+            what,
+            each,
+        )
 
 
 def relative_posix(path: Path, root: Path) -> str:

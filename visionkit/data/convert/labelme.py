@@ -62,6 +62,7 @@ from visionkit.data.convert.coco_builder import (
     CocoBuilder,
     Conversion,
     relative_posix,
+    warn_case_variants,
 )
 from visionkit.data.convert.labelme_shapes import (
     IGNORE_LABEL,
@@ -194,8 +195,13 @@ def labelme_to_coco(
     if not records and not builder.problems and not builder.dropped:
         raise DataError(f"{root}: no LabelMe json file (an object with 'shapes') in it")
     if class_names is None:
-        labels = {i.label for r in records for i in r["shapes"].instances}
-        class_names = sorted(labels - {IGNORE_LABEL})
+        files: dict[str, set[str]] = {}  # label -> the json files that write it
+        for record in records:
+            for instance in record["shapes"].instances:
+                if instance.label != IGNORE_LABEL:
+                    files.setdefault(instance.label, set()).add(record["where"])
+        class_names = sorted(files)
+        warn_case_variants(files, root, "labels")
     elif set(NOT_CLASSES) & set(class_names):  # LabelMe's labels.txt, as it is
         logger.info(
             "%s: class names %s left out: LabelMe's labels.txt lines for ignore regions and "

@@ -52,9 +52,10 @@ from visionkit.data.convert.coco_builder import (
     CocoBuilder,
     Conversion,
     relative_posix,
+    warn_case_variants,
 )
 from visionkit.data.io import read_image_size
-from visionkit.errors import DataError, ImageDecodeError, counted
+from visionkit.errors import DataError, ImageDecodeError
 
 logger = logging.getLogger(__name__)
 
@@ -168,31 +169,13 @@ def voc_to_coco(
 
 
 def _warn_case_variants(parsed: list[tuple[Path, dict[str, Any] | None]], root: Path) -> None:
-    """Log object names that differ only in case or spaces (``Raccoon`` beside ``raccoon``),
-    each with the files that write it: they become separate classes, and the class lists of
-    the splits then differ (training stops there, naming the classes but not the files)."""
+    """Log object names that differ only in case or spaces (:func:`warn_case_variants`)."""
     files: dict[str, set[str]] = {}
     for xml_path, record in parsed:
         for obj in record["objects"] if record else ():
             if obj["name"]:
                 files.setdefault(obj["name"], set()).add(relative_posix(xml_path, root))
-    variants: dict[str, list[str]] = {}
-    for name in files:
-        variants.setdefault(name.strip().lower(), []).append(name)
-    for names in variants.values():
-        if len(names) < 2:
-            continue
-        each = "; ".join(
-            f"{n!r} in {counted(len(files[n]), 'file')} ({', '.join(sorted(files[n])[:3])}"
-            f"{', ...' if len(files[n]) > 3 else ''})"
-            for n in sorted(names, key=lambda n: (len(files[n]), n))  # the odd one first
-        )
-        logger.warning(
-            "%s: object names that differ only in case or spaces are separate classes: %s; "
-            "fix the files, or set class_names",
-            root,
-            each,
-        )
+    warn_case_variants(files, root, "object names")
 
 
 def xml_files(ann_dir: Path) -> dict[str, Path]:
