@@ -271,23 +271,22 @@ def test_filled_areas_are_those_pycocotools_gives_the_annotations():
 
 def test_an_iscrowd_that_is_neither_0_nor_1_is_an_error_naming_the_annotation(tmp_path, capsys):
     """``"iscrowd": NaN`` (a dataframe's missing value) passed check-data, read as a crowd
-    (NaN is true), and the first validation died in pycocotools' ``int(nan)``; ``"1"`` was a
-    crowd to the reader and COCOeval's ignore, yet ``int("0")`` an object to its IoU. The
-    reader and the evaluator read ``iscrowd`` one way (``coco_fields.is_crowd``): 0, 1, true,
-    false, null or absent; anything else is an error naming the annotation."""
+    (NaN is true), and the first validation died in pycocotools' ``int(nan)``. The reader and
+    the evaluator read ``iscrowd`` one way (``coco_fields.is_crowd``): 0, 1, true, false, null,
+    absent, the text "0" / "1"; anything else is an error naming the annotation."""
     from tests.helpers import run as cli
     from visionkit.errors import DataError
 
     root = write_dataset(tmp_path / "data", num_images=2)
     data = json.loads((root / "annotations.json").read_text())
     data["annotations"][0]["iscrowd"] = float("nan")  # annotation 11
-    data["annotations"][2]["iscrowd"] = "0"  # annotation 13
+    data["annotations"][2]["iscrowd"] = 2  # annotation 13
     data["annotations"][3]["iscrowd"] = True  # annotation 21: a crowd, as 1
     (root / "annotations.json").write_text(json.dumps(data))  # NaN, as Python's json writes
     code, out, _ = cli(["check-data", "--format", "coco", "--images", root], capsys)
     assert code == 1
     assert "bad iscrowd: annotation id 11 (image id 1): iscrowd is nan; expected 0 (an" in out
-    assert "annotation id 13 (image id 1): iscrowd is '0'; expected 0" in out
+    assert "annotation id 13 (image id 1): iscrowd is 2; expected 0" in out
     assert "annotation id 21" not in out
     with pytest.raises(DataError, match=r"a\.json: 2 annotations with a bad iscrowd: annotation "
                        r"id 11: iscrowd is nan; expected 0 \(an object\), 1 \(a crowd"):  # fmt: skip
@@ -295,6 +294,33 @@ def test_an_iscrowd_that_is_neither_0_nor_1_is_an_error_naming_the_annotation(tm
     del data["annotations"][2]["iscrowd"], data["annotations"][0]["iscrowd"]
     gt = load_coco_gt("a.json", data)  # true is 1, as pycocotools' int() reads it
     assert [a["iscrowd"] for a in gt.loadAnns([11, 13, 21])] == [0, 0, 1]
+
+
+def test_iscrowd_written_as_text_0_or_1_is_read_as_the_number(tmp_path, capsys):
+    """``"iscrowd": "0"`` / ``"1"`` (a table's column exported as text) was a ``bad iscrowd``
+    error. Read as 0 and 1, the evaluation sees the integers (pycocotools given the text would
+    ignore the ``"0"`` object: ``"0"`` is true), as it does on the file with 0 and 1 written."""
+    from tests.helpers import run as cli
+
+    root = write_dataset(tmp_path / "data", num_images=2)
+    data = json.loads((root / "annotations.json").read_text())
+    for ann in data["annotations"]:
+        ann["iscrowd"] = "0"
+    data["annotations"][1]["iscrowd"] = " 1"  # annotation 12: a crowd region
+    (root / "annotations.json").write_text(json.dumps(data))
+    code, out, _ = cli(["check-data", "--format", "coco", "--images", root], capsys)
+    assert code == 0 and "bad iscrowd" not in out
+    assert "1 crowd region (iscrowd: 1)" in out
+    dataset = CocoDataset(root)
+    assert len(dataset[0]["boxes"]) == 2  # annotations 11 and 13: 12 is the crowd
+    evaluator = TASKS["detection"].evaluator("det", None, dataset, None)
+    metrics = run(evaluator, predictions(root))
+    assert [a["iscrowd"] for a in evaluator.coco_gt.loadAnns([11, 12, 13])] == [0, 1, 0]
+    for ann in data["annotations"]:
+        ann["iscrowd"] = int(ann["iscrowd"])
+    (tmp_path / "numbers.json").write_text(json.dumps(data))
+    ours = [metrics[f"det/{k}"] for k in SUMMARY_KEYS]
+    assert same(ours, by_hand(tmp_path / "numbers.json", evaluator.results, "bbox"))
 
 
 def test_an_annotation_without_id_is_scored_not_a_key_error(tmp_path, caplog):

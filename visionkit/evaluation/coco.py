@@ -100,7 +100,7 @@ def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = N
 
 
 def fill_gt_defaults(data: dict[str, Any], source: str = "ground truth") -> dict[str, int]:
-    """Fill ``iscrowd`` (``0``; ``true`` / ``1.0`` written 1), ``area`` (where it is not
+    """Fill ``iscrowd`` (``0``; ``true`` / ``1.0`` / ``"1"`` written 1, ``"0"`` 0), ``area`` (where it is not
     :func:`~visionkit.data.readers.coco_fields.usable_area`) and ``id`` (after the largest id,
     as a number) of a COCO ground-truth dict in place; returns how many of each were filled.
     A segmentation is measured only when
@@ -108,7 +108,7 @@ def fill_gt_defaults(data: dict[str, Any], source: str = "ground truth") -> dict
     (pycocotools can hang or crash on bad geometry); otherwise the box gives the area.
 
     Raises:
-        DataError: an ``iscrowd`` that is neither 0 nor 1 (``NaN``, ``2``, ``"1"``; see
+        DataError: an ``iscrowd`` that is neither 0 nor 1 (``NaN``, ``2``, ``"yes"``; see
             :mod:`~visionkit.data.readers.coco_fields`), naming ``source`` and the annotations.
     """
     from pycocotools import mask as mask_utils
@@ -125,11 +125,11 @@ def fill_gt_defaults(data: dict[str, Any], source: str = "ground truth") -> dict
             ann["id"] = next_id
             filled["id"] += 1
         crowd = is_crowd(ann.get("iscrowd"))  # read as the reader reads it
-        if crowd is None:  # NaN, 2, "1": pycocotools' int() would raise or disagree
+        if crowd is None:  # NaN, 2, "yes": pycocotools' int() would raise or disagree
             bad.append(f"annotation id {ann.get('id')}: {bad_crowd_detail(ann['iscrowd'])}")
         elif ann.get("iscrowd") is None:  # absent, or null (a converter's NaN): an object
             filled["iscrowd"] += 1
-        ann["iscrowd"] = int(bool(crowd))  # 1.0, true as 1
+        ann["iscrowd"] = int(bool(crowd))  # 1.0, true, "1" as 1; "0" as 0 (true to COCOeval)
         if usable_area(ann.get("area")):
             continue
         filled["area"] += 1

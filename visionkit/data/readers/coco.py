@@ -314,7 +314,7 @@ class CocoDataset:
                 )
             elif not is_box(ann.get("bbox")):
                 report.add("bad box", where, bad_box_detail(ann, image))
-            elif (crowd := is_crowd(ann.get("iscrowd"))) is None:  # NaN, 2, "1": not guessed
+            elif (crowd := is_crowd(ann.get("iscrowd"))) is None:  # NaN, 2, "yes": not guessed
                 report.add("bad iscrowd", where, bad_crowd_detail(ann.get("iscrowd")))
             elif crowd and self.crowds == "ignore":
                 crowds[index[ann["image_id"]]].append((position, ann))

@@ -2,21 +2,25 @@
 ground truth it keeps for evaluation and the evaluator's fills
 (:func:`~visionkit.evaluation.coco.fill_gt_defaults`).
 
-``iscrowd``: ``1`` (``true``, ``1.0``) marks a crowd region, ``0`` (``false``, ``0.0``),
-``null`` or no key an object. Any other value (``NaN``, ``inf``, ``2``, ``-1``, ``"1"``) is
-not guessed: the reader reports it as an error naming the annotation (``bad iscrowd``), and
-the evaluator given such a file refuses it. pycocotools reads ``iscrowd`` twice, as a truth
-value (to ignore detections) and through ``int()`` (the crowd IoU): ``NaN`` is true there and
-``int(nan)`` raises, ``"0"`` is true and ``int("0")`` is 0.
+``iscrowd``: ``1`` (``true``, ``1.0``, the text ``"1"``) marks a crowd region, ``0``
+(``false``, ``0.0``, the text ``"0"``), ``null`` or no key an object. Any other value
+(``NaN``, ``inf``, ``2``, ``-1``, ``"yes"``, ``"2"``) is not guessed: the reader reports it
+as an error naming the annotation (``bad iscrowd``), and the evaluator given such a file
+refuses it. pycocotools reads ``iscrowd`` twice, as a truth value (to ignore detections) and
+through ``int()`` (the crowd IoU): ``NaN`` is true there and ``int(nan)`` raises, ``"0"``
+is true and ``int("0")`` is 0. So pycocotools never sees the file's value: the evaluator's
+fill (:func:`~visionkit.evaluation.coco.fill_gt_defaults`) writes every ``iscrowd`` as the
+integer 0 or 1 this module reads, the text ``"0"`` and ``"1"`` that exporters write from a
+table as 0 and 1 (pycocotools on the file as it is would ignore a ``"0"`` object).
 
 ``area``: a finite number above 0 is used as it is; anything else (``null``, ``"64"``, ``0``,
 ``NaN``) is filled with the area of the annotation's segmentation (or box) where a fill is
 needed.
 
->>> [is_crowd(v) for v in (1, True, 1.0, 0, False, None)]
-[True, True, True, False, False, False]
->>> [is_crowd(v) for v in (float("nan"), 2, "1")]
-[None, None, None]
+>>> [is_crowd(v) for v in (1, True, 1.0, "1", 0, False, None, "0")]
+[True, True, True, True, False, False, False, False]
+>>> [is_crowd(v) for v in (float("nan"), 2, "2", "true", "")]
+[None, None, None, None, None]
 >>> [usable_area(v) for v in (64, 0.5, 0, float("nan"), float("inf"), "64", None, True)]
 [True, True, False, False, False, False, False, False]
 """
@@ -33,13 +37,15 @@ CROWD_VALUES = "0 (an object), 1 (a crowd region, ignored), or no iscrowd key (0
 
 
 def is_crowd(value: Any) -> bool | None:
-    """Whether an annotation's ``iscrowd`` value marks a crowd region: ``True`` for 1,
-    ``False`` for 0 or ``None`` (absent, ``null``), ``None`` for any other value (a problem:
-    see the module docstring)."""
+    """Whether an annotation's ``iscrowd`` value marks a crowd region: ``True`` for 1 (or
+    ``"1"``), ``False`` for 0 (or ``"0"``) or ``None`` (absent, ``null``), ``None`` for any
+    other value (a problem: see the module docstring)."""
     if value is None:
         return False
     if isinstance(value, bool):
         return value
+    if isinstance(value, str):  # a table's column written as text: "0" / "1" only
+        return {"0": False, "1": True}.get(value.strip())
     if is_number(value) and value in (0, 1):  # 1.0 as 1; NaN and inf are neither
         return bool(value)
     return None
