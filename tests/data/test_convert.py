@@ -189,7 +189,9 @@ def test_voc_problems_are_reported_together(tmp_path):
     with pytest.raises(AnnotationError) as info:
         to_coco(src, "voc", classes=names)
     message = str(info.value)
-    assert "cannot convert the VOC annotations: 8 problems" in message
+    assert "cannot convert the VOC annotations (errors in 8 of 10 XML files): 8 problems" in (
+        message
+    )
     problems = info.value.problems
     assert any("Annotations/bad_xml.xml: malformed XML" in p for p in problems)
     assert any(
@@ -215,6 +217,21 @@ def test_voc_problems_are_reported_together(tmp_path):
         "Annotations/same_image.xml: image JPEGImages/ok.jpg is also the image of "
         "Annotations/ok.xml" in problems
     )
+
+
+def test_a_voc_folder_of_unreadable_xml_files_says_how_many_and_writes_nothing(tmp_path, capsys):
+    """Every XML file malformed (a tool's interrupted export): the error counted problems only,
+    not how many of the files have them (a file may have several); it says both, lists the
+    first ten reasons, exits 1 and writes no file."""
+    src = make_voc(
+        tmp_path / "voc", {f"{i:02d}": ((16, 16), "<annotation><object>") for i in range(12)}
+    )
+    out = tmp_path / "out.json"
+    assert main(["convert", "--from", "voc", str(src), str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot convert the VOC annotations (errors in 12 of 12 XML files): 12 problems" in err
+    assert "Annotations/00.xml: malformed XML" in err and "... and 2 more" in err
+    assert "Traceback" not in err and not out.exists()
 
 
 # ---------------------------------------------------------------------------------- YOLO

@@ -78,6 +78,8 @@ class CocoBuilder:
         self.clipped: list[str] = []
         self.dropped: list[list[str]] = []
         self.warnings: list[tuple[str, str]] = []  # (kind, "where: what"), see Conversion
+        self.files: set[Any] = set()  # the sources given to one_file
+        self.bad_files: set[Any] = set()  # those with a problem
 
     def add_image(self, file_name: str, width: int, height: int) -> int:
         """Add an image (``file_name`` relative to the source folder, POSIX separators);
@@ -135,13 +137,18 @@ class CocoBuilder:
         self.clipped.append(f"{where}: {what}")
 
     @contextlib.contextmanager
-    def one_file(self, skip_bad: bool) -> Iterator[None]:
+    def one_file(self, skip_bad: bool, source: Any = None) -> Iterator[None]:
         """Convert one source file (an XML or txt file and its image): with ``skip_bad``, a
         problem recorded inside leaves the file's image and objects out, its problems kept
-        in :attr:`dropped` instead of :attr:`problems` (``on_bad_label: skip``)."""
+        in :attr:`dropped` instead of :attr:`problems` (``on_bad_label: skip``). A ``source``
+        (the file) is counted in :attr:`files`, and in :attr:`bad_files` with a problem."""
         problems, images, annotations = len(self.problems), len(self.images), len(self.annotations)
         skipped, clipped, warnings = len(self.skipped), len(self.clipped), len(self.warnings)
         yield
+        if source is not None:
+            self.files.add(source)
+            if len(self.problems) > problems:
+                self.bad_files.add(source)
         if skip_bad and len(self.problems) > problems:
             self.dropped.append(self.problems[problems:])
             del self.problems[problems:], self.images[images:], self.annotations[annotations:]

@@ -55,7 +55,7 @@ from visionkit.data.convert.coco_builder import (
     warn_case_variants,
 )
 from visionkit.data.io import read_image_size
-from visionkit.errors import DataError, ImageDecodeError
+from visionkit.errors import DataError, ImageDecodeError, counted
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def voc_to_coco(
     builder = CocoBuilder([])
     parsed = []
     for path in _xml_files(root, ann_dir, split, builder):
-        with builder.one_file(skip_bad):
+        with builder.one_file(skip_bad, path):
             parsed.append((path, _parse(path, root, builder)))
     stems = {path: path.relative_to(ann_dir).with_suffix("").as_posix() for path, _ in parsed}
     if class_names is None:
@@ -161,9 +161,11 @@ def voc_to_coco(
     seen: dict[str, str] = {}  # image file_name -> the XML file that named it
     for xml_path, record in parsed:
         if record is not None:
-            with builder.one_file(skip_bad):
+            with builder.one_file(skip_bad, xml_path):
                 _add(builder, root, img_dir, xml_path, stems[xml_path], record, label_of, seen)
-    builder.raise_problems(f"{root}: cannot convert the VOC annotations", problems)
+    bad, files = len(builder.bad_files), counted(len(builder.files), "XML file")
+    in_files = f" (errors in {bad} of {files})" if bad else ""
+    builder.raise_problems(f"{root}: cannot convert the VOC annotations{in_files}", problems)
     info: dict[str, Any] = {"format": "voc", "source": str(root), "split": split}
     return builder.conversion(info)
 
