@@ -26,6 +26,7 @@ LabelMe: one LabelMe .json file per image, anywhere below SRC (imagePath relativ
       optional SRC/splits/<split>.txt (one json file per line, as visionkit split writes).
       polygon, rectangle, circle and mask shapes are objects (shapes of one label and
       group_id are one instance); point, line and linestrip shapes are left out, counted.
+      __ignore__ shapes are ignore regions: written as a crowd (iscrowd 1) of every class.
       Classes: the sorted labels (or --classes).
 """
 
