@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from visionkit.build.data_errors import data_errors, joined_errors, keyed
+from visionkit.build.label_settings import label_setting_problems
 from visionkit.choices import EVAL_SPLITS, SPLITS
 from visionkit.config import (
     Config,
@@ -368,6 +369,11 @@ def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any
                 unset.append(unset_location(where, location, entry))
     if unset:  # every split's at once, before any data is read
         raise ConfigError(unset)
+    errors, warnings = label_setting_problems(data)
+    if errors:  # an evaluation split read otherwise than training's labels
+        raise ConfigError(errors)
+    for warning in warnings:
+        logger.warning(warning)
     datasets: dict[str, Any] = {}
     failed: dict[str, DataError] = {}  # every split is read, so that one run shows them all
     if data.train is not None:

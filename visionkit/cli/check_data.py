@@ -288,6 +288,13 @@ def run(args: argparse.Namespace) -> int:
     if note:  # validation on training images: training warns of it too
         print(f"warning: {note}", flush=True)
         warned += 1
+    if data is not None:  # an evaluation split's labels read otherwise than training's
+        from visionkit.build.label_settings import label_setting_problems
+
+        errors, warnings = label_setting_problems(data)
+        for line in [*errors, *(f"warning: {w}" for w in warnings)]:
+            print(line, flush=True)
+        total, warned = total + len(errors), warned + len(warnings)
     if heads and train is not None:  # a head without labels to learn from stops training
         from visionkit.build.model import heads_without_labels
 

@@ -144,6 +144,8 @@ class MaskFolderDataset:
     targets: ClassVar[tuple[str, ...]] = ("semantic",)
     #: Target → flag argument switched on when a head needs it (none: it always has label maps).
     target_flags: ClassVar[Mapping[str, str]] = {}
+    #: How its label files are read: the same in every split (``build/label_settings.py``).
+    label_settings = ("ignore_index", "reduce_zero_label", "palette", "void_color")
 
     def __init__(
         self,
