@@ -68,6 +68,7 @@ from visionkit.data.checks import (
     where_of,
 )
 from visionkit.data.io import read_image, read_label_image, read_label_image_header
+from visionkit.data.readers.lossy_labels import label_file_reason
 from visionkit.data.readers.mask_hints import (
     JPEG_EXTENSIONS,
     JPEG_LABELS,
@@ -383,7 +384,7 @@ class MaskFolderDataset:
         try:
             _, (h, w) = read_label_image_header(mask_path, colour=self.palette is not None)
         except ImageDecodeError as err:
-            return "bad label file", where, err.reason
+            return "bad label file", where, label_file_reason(mask_path, err.reason)
         if (h, w) != size:
             detail = (
                 f"label {kind} is {h}x{w} but its image {image_path.name} is {size[0]}x{size[1]}"
@@ -444,7 +445,7 @@ class MaskFolderDataset:
         try:
             mask = read_label_image(path, colour=self.palette is not None)
         except ImageDecodeError as err:
-            raise AnnotationError(f"{path}: {err.reason}") from None
+            raise AnnotationError(f"{path}: {label_file_reason(path, err.reason)}") from None
         if self.palette is not None:
             return self.palette.labels_of(mask, path)
         num_classes = len(self.label_names["semantic"])

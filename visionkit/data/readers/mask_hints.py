@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from visionkit.data.batch import IGNORE_PIXEL
+from visionkit.data.readers.lossy_labels import LOSSLESS, looks_lossy
 from visionkit.data.readers.palette import Palette, published_palette
 from visionkit.errors import DataError
 
@@ -200,6 +201,9 @@ def label_values_hint(
     0's file value ``lowest``): the ``ignore_index`` of one void value (CamVid's 11, VOC's 255
     borders), ``reduce_zero_label`` where the one value is ``num_classes`` (ADE20K's
     1..150 with 0 = "other"); ``key`` is the dataset's entry (``data.train``)."""
+    classes = list(range(lowest, lowest + num_classes))
+    if looks_lossy(np.array(bad), np.array([*classes, ignore_index, *[0] * lowest])):
+        return f"; {len(bad)} values near the classes' own look like compression noise: {LOSSLESS}"
     void = bad[0]
     # with another ignore_index set, only VOC's 255 borders are hinted at (a stray 7 beside
     # CamVid's 11 is no void: replacing 11 would make every 11 an error)

@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 
 from visionkit.data.batch import IGNORE_PIXEL
+from visionkit.data.readers.lossy_labels import LOSSLESS, looks_lossy
 from visionkit.errors import AnnotationError, ConfigError, DataError, counted
 
 #: Palette entry names (compared in lower case) that mark unlabelled pixels, not a class.
@@ -79,10 +80,18 @@ class Palette:
                 f"{unpack_colour(colours[i])} in {counts[i]} pixels" for i in order.tolist()
             )
             more = f" (and {len(colours) - 10} more)" if len(colours) > 10 else ""
+            fix = (
+                "add them to the palette (an entry named void marks unlabelled pixels) or set "
+                "void_color"
+            )
+            ours = np.array([unpack_colour(c) for c in self.colours])
+            if looks_lossy(np.array([unpack_colour(c) for c in colours]), ours, counts):
+                fix = (
+                    f"they are near the palette's own colours, as compression noise is: {LOSSLESS}"
+                )
             raise AnnotationError(
                 f"{where}: {counted(len(colours), 'colour')} not in the palette {self.path}: "
-                f"{listed}{more}; add them to the palette (an entry named void marks unlabelled "
-                "pixels) or set void_color"
+                f"{listed}{more}; {fix}"
             )
         return self.labels[index]
 
