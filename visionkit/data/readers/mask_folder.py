@@ -120,7 +120,7 @@ class MaskFolderDataset:
             whose stem does not end with it is an error.
         mask_ext: the label files' extension: ``.png`` (default), ``.tif`` or ``.tiff``.
         palette: a file listing the class colours of RGB label images, relative to ``root``
-            or absolute (:func:`~visionkit.data.readers.palette.read_palette`); ``None``: the
+            or absolute, or ``voc`` / ``cityscapes`` (built in; :func:`read_palette`); ``None``: the
             label images hold class indices.
         void_color: ``[R, G, B]`` of unlabelled pixels in RGB label images (with ``palette``;
             a palette entry of that colour is no class).

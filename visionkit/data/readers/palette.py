@@ -41,6 +41,70 @@ PALETTE_FILES = (
 )
 
 
+#: Pascal VOC's 21 classes, in label order.
+VOC_CLASSES = [
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
+
+#: Palettes known by name (``palette: voc``), used where ``root`` holds no file of the name.
+BUILT_IN_PALETTES = ("voc", "cityscapes")
+
+
+def voc_colour(index: int) -> tuple[int, int, int]:
+    """The colour of ``index`` in Pascal VOC's colormap (the bits of the index interleaved
+    into R, G and B from the top bit down: 1 → (128, 0, 0), 255 → (224, 224, 192))."""
+    r = g = b = 0
+    for shift in range(7, -1, -1):
+        r |= ((index >> 0) & 1) << shift
+        g |= ((index >> 1) & 1) << shift
+        b |= ((index >> 2) & 1) << shift
+        index >>= 3
+    return r, g, b
+
+
+def built_in_entries(name: str) -> list[tuple[str, str, tuple[int, int, int]]]:
+    """``(where, name, colour)`` of a built-in palette: ``voc``, VOC's 21 classes and its
+    border colour 255 as void; ``cityscapes``, the 19 classes of its train ids in their order
+    (torchvision's ``Cityscapes.classes``) and the colours of its other labels as void (those
+    sharing a class's colour, polegroup's and license plate's, left to the class)."""
+    if name == "voc":
+        entries = [(f"voc {k}", n, voc_colour(k)) for k, n in enumerate(VOC_CLASSES)]
+        return [*entries, ("voc 255", "void", voc_colour(255))]
+    from torchvision.datasets import Cityscapes
+
+    labels = Cityscapes.classes
+    trained = sorted(
+        (c for c in labels if 0 <= c.train_id < IGNORE_PIXEL), key=lambda c: c.train_id
+    )
+    entries = [(f"cityscapes {c.name}", c.name, tuple(c.color)) for c in trained]
+    used = {colour for _, _, colour in entries}
+    for c in labels:
+        if tuple(c.color) not in used:
+            used.add(tuple(c.color))
+            entries.append((f"cityscapes {c.name}", "void", tuple(c.color)))
+    return entries
+
+
 def published_palette(root: Path) -> str | None:
     """The name of the first of :data:`PALETTE_FILES` in ``root``, or ``None``."""
     return next((name for name in PALETTE_FILES if (root / name).is_file()), None)
@@ -131,16 +195,10 @@ def read_palette(path: str | os.PathLike, void_color: Sequence[int] | None = Non
             position named), a colour is listed twice, or there are more than 255 classes.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"palette {path} does not exist (palette is relative to the root)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"cannot read the palette {path}: {err}") from None
-    if path.suffix.lower() in (".json", ".yaml", ".yml"):
-        entries, problems = _structured_entries(text)
+    if path.name in BUILT_IN_PALETTES and not path.is_file():
+        entries, problems, path = built_in_entries(path.name), [], Path(path.name)
     else:
-        entries, problems = _text_entries(text)
+        entries, problems = _file_entries(path)
     void = None
     if void_color is not None:
         if len(void_color) != 3 or any(not 0 <= int(c) <= 255 for c in void_color):
@@ -175,6 +233,22 @@ def read_palette(path: str | os.PathLike, void_color: Sequence[int] | None = Non
     packed = pack_colours(np.array(colours, np.uint8))
     order = np.argsort(packed)
     return Palette(path, names, packed[order], np.array(labels, np.uint8)[order])
+
+
+def _file_entries(path: Path) -> tuple[list[tuple[str, str, tuple[int, int, int]]], list[str]]:
+    """``(where, name, colour)`` of each entry of a palette file, and the malformed ones."""
+    if not path.is_file():
+        raise DataError(
+            f"palette {path} does not exist (palette is relative to the root, or one of the "
+            f"built-in {', '.join(BUILT_IN_PALETTES)})"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read the palette {path}: {err}") from None
+    if path.suffix.lower() in (".json", ".yaml", ".yml"):
+        return _structured_entries(text)
+    return _text_entries(text)
 
 
 def _text_entries(text: str) -> tuple[list[tuple[str, str, tuple[int, int, int]]], list[str]]:
