@@ -79,15 +79,17 @@ def test_the_validation_folder_is_read_with_the_training_classes(tmp_path, capsy
     code, out, _ = check(capsys, tmp_path, train, val, flags=more)
     assert code == 1
     assert (
-        f"data.val: {val}: class folders not in the given class_names ['cat', 'dog', 'zebra']:"
-        "\n  horse"
+        f"data.val: {val}: class folders not in the class list ['cat', 'dog', 'zebra'] "
+        "(class_names, or for a validation or test set the training set's class folders)"
     ) in out
+    assert "so each of their images would count as an error" in out and "\n  horse" in out
     assert "class folders without images" not in out
     for photo in (val / "horse").iterdir():
         photo.unlink()
     (val / "horse").rmdir()
     code, out, _ = check(capsys, tmp_path, train, val, flags=more)
     assert "images per class (class): cat 2, dog 2, zebra 0" in out
+    assert "class without images: " in out and "no images in the class folders zebra/" in out
     assert "class folders without images" not in out
     assert code == (0 if case == "split val" else 1)  # 1: the truncated training photo
     if case != "split val":

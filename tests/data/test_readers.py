@@ -121,7 +121,7 @@ def test_image_folder_reads_classes_and_converts_modes(tmp_path):
     assert ds.label_names == {"class": ["cat", "dog"]}
     assert [ds[i]["class"] for i in range(2)] == [0, 1]
     assert ds[0]["image"].shape == (10, 20, 3) and ds[1]["image"].shape == (12, 12, 3)
-    with pytest.raises(DataError, match="class folders not in the given class_names"):
+    with pytest.raises(DataError, match="class folders not in the class list"):
         ImageFolderDataset(tmp_path, class_names=["cat"])
     with pytest.raises(DataError) as info:  # a validation folder spelt otherwise
         ImageFolderDataset(tmp_path, class_names=["Cat", "dog"])

@@ -82,7 +82,10 @@ class ImageFolderDataset:
         if unknown:
             folded = {n.casefold(): n for n in names}
             raise DataError(
-                f"{self.root}: class folders not in the given class_names {names}:",
+                f"{self.root}: class folders not in the class list {names} (class_names, or "
+                "for a validation or test set the training set's class folders): the model "
+                "has no output for them, so each of their images would count as an error; "
+                "add their images to the training set, or move them out of this folder:",
                 [
                     u
                     + (
@@ -142,6 +145,17 @@ class ImageFolderDataset:
                 )
         report.num_kept = len(self.items)
         report.class_counts["class"] = count_classes([c for _, c in self.items], names)
+        absent = [n for n in names if not report.class_counts["class"].get(n)]
+        if class_names is not None and absent and self.classes_learned:  # sorted sets refuse
+            report.add(
+                "class without images",
+                str(self.root),
+                f"no images in the class folders {', '.join(n + '/' for n in absent)} (empty "
+                "or missing): in a validation or test set their recall is not measured (nan in "
+                "the per-class table) and top-1 counts the other classes' images only; in a "
+                "training set they are never learnt",
+                severity="warning",
+            )
         report.raise_for_errors()
 
     def path_of(self, index: int) -> str:
