@@ -68,6 +68,10 @@ class ClassificationHead(nn.Module):
         dropout: dropout before each linear layer.
         level: which feature map of the list to pool (default: the last).
         label_smoothing: passed to cross-entropy.
+        class_weights: a weight per class (C values, >= 0, one > 0) multiplying each image's
+            cross-entropy by its class's, the loss normalised by the summed weights (as torch's
+            ``CrossEntropyLoss(weight=...)``); for imbalanced classes, e.g. the inverse of
+            each class's share of the training images. ``None``: all 1.
         class_names: names of the C classes, used in predictions.
     """
 
@@ -83,6 +87,7 @@ class ClassificationHead(nn.Module):
         level: int = -1,
         label_smoothing: float = 0.0,
         class_names: list[str] | None = None,
+        class_weights: list[float] | None = None,
     ) -> None:
         super().__init__()
         num_classes = resolve_num_classes("classification head", num_classes, class_names)
@@ -93,6 +98,20 @@ class ClassificationHead(nn.Module):
                 "1 and learns nothing; it needs two classes or more"
             )
         self.num_classes = num_classes
+        if class_weights is not None and (
+            len(class_weights) != num_classes
+            or any(w < 0 for w in class_weights)
+            or not any(w > 0 for w in class_weights)
+        ):
+            raise ValueError(
+                f"classification head: class_weights must be {num_classes} values (one per "
+                f"class) >= 0 with at least one > 0, got {list(class_weights)}"
+            )
+        self.register_buffer(
+            "class_weights",
+            torch.tensor(class_weights, dtype=torch.float32) if class_weights else None,
+            persistent=False,
+        )
         self.level = level
         self.label_smoothing = label_smoothing
         self.class_names = list(class_names) if class_names else None
@@ -133,7 +152,12 @@ class ClassificationHead(nn.Module):
             label_smoothing=self.label_smoothing,
         )
         # Zero-weighted rather than skipped: every parameter stays in the graph (DDP-safe).
-        loss = (per_image * valid).sum() / valid.sum().clamp(min=1)
+        weight = valid.float()
+        if self.class_weights is not None:  # [B]: each image's class weight
+            weight = weight * self.class_weights.to(logits.device)[labels.clamp(min=0)]
+            loss = (per_image * weight).sum() / weight.sum().clamp(min=1e-12)
+            return {"ce": loss}
+        loss = (per_image * weight).sum() / valid.sum().clamp(min=1)
         return {"ce": loss}
 
     def postprocess(
