@@ -31,9 +31,10 @@ Results per head, like ``VisionModel.predict`` with NumPy arrays: detection ``{"
 float32 [K, 4] xyxy, "scores": [K], "labels": int64 [K], "names": list or None}``, plus
 ``"keypoints"`` float32 ``[K, J, 3]`` (x, y: pixel indices scaled back about pixel centres, visibility
 probability) for a keypoint head and ``"embeddings"`` float32 ``[K, D]`` (unit vectors) for a
-detection + embedding head; classification ``{"label": int, "name": str or None, "scores":
-float32 [C]}``; embedding ``{"embedding": float32 [D]}`` (a unit vector); semantic ``{"mask":
-[H, W] at the original size, "names": list or None}``.
+detection + embedding head; classification ``{"label": int, "name": str or None, "score":
+float, "top5": [{"label", "name", "score"}, ...] (the five most probable classes, best first),
+"scores": float32 [C], "names": list or None}``; embedding ``{"embedding": float32 [D]}`` (a
+unit vector); semantic ``{"mask": [H, W] at the original size, "names": list or None}``.
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ DETECTION_KEYS = ("boxes", "scores", "labels", "batch_index")
 RESIZES = ("Resize", "LongestMaxSize", "SmallestMaxSize")
 PADS = ("PadIfNeeded", "Pad")
 SUPPORTED = (*RESIZES, "CenterCrop", *PADS)
-#: image files a folder given on the command line is searched for
-SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: image files read in folders: visionkit's data.batch.IMAGE_EXTENSIONS (a test keeps them equal)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+#: classes a classification result lists in ``top5``: visionkit's heads.classification.TOP_K
+TOP_K = 5
 #: folders never searched, in any case, nor hidden ones: a copy of visionkit's
 #: data.batch.SYSTEM_FOLDERS (this file imports nothing of visionkit; a test keeps them equal)
 SYSTEM_FOLDERS = frozenset(
@@ -355,8 +358,12 @@ class Predictor:
         kind = self.kinds[head]
         if kind == "classification":
             scores = raw[f"{head}.scores"][i].astype(np.float32)
-            label = int(scores.argmax())
-            return {"label": label, "name": names[label] if names else None, "scores": scores}
+            best = np.argsort(-scores, kind="stable")[:TOP_K]  # ties in index order, as argmax
+            top = [
+                {"label": int(k), "name": names[k] if names else None, "score": float(scores[k])}
+                for k in best
+            ]
+            return {**top[0], "top5": top, "scores": scores, "names": names}
         if kind == "embedding":
             return {"embedding": raw[f"{head}.embedding"][i].astype(np.float32)}
         if kind == "semantic":
@@ -367,12 +374,10 @@ class Predictor:
         mine = raw[f"{head}.batch_index"] == i
         scale = np.array([orig[1] / size[1], orig[0] / size[0]] * 2, np.float32)  # x, y, x, y
         labels = raw[f"{head}.labels"][mine].astype(np.int64)
+        boxes = raw[f"{head}.boxes"][mine].astype(np.float32) * scale
+        edges = np.array([orig[1], orig[0]] * 2, np.float32)
         result: dict[str, Any] = {
-            "boxes": np.clip(  # on the image, not a float's rounding past its edge
-                raw[f"{head}.boxes"][mine].astype(np.float32) * scale,
-                0,
-                np.array([orig[1], orig[0], orig[1], orig[0]], np.float32),
-            ),
+            "boxes": np.clip(boxes, 0, edges),  # on the image, not a float's rounding past it
             "scores": raw[f"{head}.scores"][mine].astype(np.float32),
             "labels": labels,
             "names": [names[k] for k in labels] if names else None,
@@ -388,12 +393,14 @@ class Predictor:
         return result
 
 
-def _floats(value: Any) -> bool:
-    return isinstance(value, np.ndarray) and value.dtype.kind == "f"
-
-
 def _plain(value: Any) -> Any:
-    return value.tolist() if isinstance(value, np.ndarray) else value
+    """``value`` with lists for arrays, its floats rounded to 4 decimals."""
+    value = value.tolist() if isinstance(value, np.ndarray) else value
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return {k: _plain(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
 def to_json(result: dict[str, Any]) -> dict[str, Any]:
@@ -408,10 +415,7 @@ def to_json(result: dict[str, Any]) -> dict[str, Any]:
                 "names": pred["names"],
             }
         else:
-            out[head] = {
-                k: (np.round(v.astype(np.float64), 4).tolist() if _floats(v) else _plain(v))
-                for k, v in pred.items()
-            }
+            out[head] = _plain(pred)
     return out
 
 
@@ -425,7 +429,7 @@ def image_files(inputs: Sequence[str]) -> list[str]:
             found = []
             for folder, subs, names in os.walk(item):
                 subs[:] = [d for d in subs if not d.startswith(".") and d.casefold() not in skip]
-                images = [n for n in names if n.lower().endswith(SUFFIXES) and n[0] != "."]
+                images = [n for n in names if n.lower().endswith(IMAGE_EXTENSIONS) and n[0] != "."]
                 found += [os.path.join(folder, n) for n in images]
             files += sorted(found)
         else:
@@ -476,9 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     files = image_files(args.images)
     if not files:
-        print(
-            f"error: no images ({', '.join(SUFFIXES)}) in {', '.join(args.images)}", file=sys.stderr
-        )
+        suffixes = ", ".join(IMAGE_EXTENSIONS)
+        print(f"error: no images ({suffixes}) in {', '.join(args.images)}", file=sys.stderr)
         return 1
     done = 0
     for start in range(0, len(files), args.batch_size):
