@@ -25,16 +25,16 @@ def test_a_crop_is_clipped_to_the_image_and_a_box_outside_it_writes_none(tmp_pat
 
 
 def test_a_videos_frame_crops_and_labels_never_take_an_images_name(tmp_path):
-    """Frame 0 of clip.mp4 and the image clip_0.png both wrote crops/car/clip_0_1.jpg (and
-    labels/clip_0.txt)."""
-    stems = label_stems(["clip.mp4", "clip_0.png", "a.jpg", "b.mp4", "b_x.png"])
-    assert stems == {"clip.mp4": "clip.mp4", "clip_0.png": "clip_0", "a.jpg": "a",
+    """Frame 0 of clip.mp4 (numbered 1, as Ultralytics) and the image clip_1.png both wrote
+    crops/car/clip_1_1.jpg (and labels/clip_1.txt)."""
+    stems = label_stems(["clip.mp4", "clip_1.png", "a.jpg", "b.mp4", "b_x.png"])
+    assert stems == {"clip.mp4": "clip.mp4", "clip_1.png": "clip_1", "a.jpg": "a",
                      "b.mp4": "b", "b_x.png": "b_x"}  # fmt: skip
     image = np.zeros((20, 20, 3), np.uint8)
     pred = boxes([0.0, 0.0, 10.0, 10.0])
     frame = save_crops(image, pred, tmp_path, stems["clip.mp4"], frame=0)
-    still = save_crops(image, pred, tmp_path, stems["clip_0.png"])
+    still = save_crops(image, pred, tmp_path, stems["clip_1.png"])
     assert [p.relative_to(tmp_path).as_posix() for p in frame + still] == [
-        "car/clip.mp4_0_1.jpg",
-        "car/clip_0_1.jpg",
+        "car/clip.mp4_1_1.jpg",
+        "car/clip_1_1.jpg",
     ]

@@ -264,3 +264,27 @@ def test_no_images_names_what_the_scan_left_out(tmp_path):
     (tmp_path / "linked" / "notes").symlink_to(tmp_path / "notes", target_is_directory=True)
     said = reason(tmp_path / "linked")
     assert f"(other suffixes, e.g. {tmp_path / 'linked' / 'notes' / 'notes.md'})" in said
+
+
+def test_a_videos_label_files_and_crops_number_its_frames_from_1_as_ultralytics(tmp_path):
+    """labels/clip_0.txt was the first frame, where Ultralytics writes clip_1.txt (its loader
+    counts the frames read from 1); the crops follow the label files' names."""
+    write_clip(tmp_path / "clip.mp4", frames=3)
+    out = tmp_path / "out"
+    predict_files(
+        detector(), [tmp_path / "clip.mp4"], out, conf=0.45, save_txt=True, save_crop=True,
+        progress=False,
+    )  # fmt: skip
+    frames = [r["frame"] for r in json.loads((out / "images.json").read_text())]
+    assert frames == [0, 1, 2]
+    labels = sorted(p.name for p in (out / "labels").iterdir())
+    assert labels == ["clip_1.txt", "clip_2.txt", "clip_3.txt"]  # frame + 1
+    crops = {p.stem.rsplit("_", 1)[0] for p in (out / "crops").rglob("*.jpg")}
+    assert crops == {"clip_1", "clip_2", "clip_3"}
+    # --every 2: frames 0 and 2, the frames' own numbers
+    predict_files(
+        detector(), [tmp_path / "clip.mp4"], tmp_path / "every", conf=0.45, every=2,
+        save_txt=True, progress=False,
+    )  # fmt: skip
+    labels = sorted(p.name for p in (tmp_path / "every" / "labels").iterdir())
+    assert labels == ["clip_1.txt", "clip_3.txt"]

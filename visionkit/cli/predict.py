@@ -137,7 +137,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--save-txt",
         action="store_true",
         help="also write labels/<stem>.txt per image with detections (a/001.jpg: "
-        "labels/a/001.txt; a video frame: labels/<stem>_<frame>.txt): YOLO lines "
+        "labels/a/001.txt; a video frame: labels/<stem>_<n>.txt, n counted from 1 as "
+        "Ultralytics does, its frame in images.json + 1): YOLO lines "
         "'class cx cy w h' normalised to the image, as Ultralytics writes them (an instance "
         "head's mask outlines, 'class x1 y1 x2 y2 ...'; a keypoint head's with 'x y v' per "
         "keypoint, 'x y' when trained on a kpt_shape [K, 2] set); for a classifier its five most probable "

@@ -7,8 +7,9 @@ its head) is ``<stem>_<k>.jpg``: the detection of line ``k`` of the head's label
 classifier included) and the ``k``-th of the image's entries of that head in
 ``predictions.json`` (``crops/circle/a/001_1.jpg``, ``crops/square/a/001_2.jpg``). The names
 are the same on every run, so a run with ``--exist-ok`` replaces its own crops instead of
-adding more, and never collide (a video's frames are ``<stem>_<frame>``, and
-:func:`~visionkit.inference.outputs.label_stems` keeps a video's suffix, ``clip.mp4_0``, where
+adding more, and never collide (a video's frames are ``<stem>_<n>``, ``n`` counted from 1 as
+Ultralytics counts them, :func:`~visionkit.inference.outputs.frame_stem`, and
+:func:`~visionkit.inference.outputs.label_stems` keeps a video's suffix, ``clip.mp4_1``, where
 another input is named so; Ultralytics
 names them ``<stem>.jpg``, ``<stem>2.jpg``, ... as they come: ``0012.jpg`` is then the second
 crop of ``001`` or the first of ``0012``). A crop is the box's pixels, rounded outwards and
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from visionkit.checkpoint import write_atomic
+from visionkit.inference.outputs import frame_stem
 
 #: JPEG quality of the crops (OpenCV's default, which Ultralytics writes them with).
 CROP_QUALITY = 95
@@ -52,12 +54,13 @@ def save_crops(
 ) -> list[Path]:
     """Save each detection of each box head of ``prediction`` cut out of ``image`` (``H×W×3
     uint8`` RGB, the image the boxes are in) as ``crops_dir/<class>/<stem>_<k>.jpg``
-    (``<stem>_<frame>`` for a video frame; ``crops_dir/<head>/<class>/...`` when several heads
-    predict boxes). Returns the files written."""
+    (``<stem>_<frame + 1>`` for a video frame, as its label file:
+    :func:`~visionkit.inference.outputs.frame_stem`; ``crops_dir/<head>/<class>/...`` when
+    several heads predict boxes). Returns the files written."""
     from PIL import Image
 
     heads = {name: result for name, result in prediction.items() if "boxes" in result}
-    name = stem if frame is None else f"{stem}_{frame}"
+    name = frame_stem(stem, frame)
     h, w = image.shape[:2]
     written = []
     for head, result in heads.items():

@@ -229,8 +229,8 @@ def label_stems(names: Sequence[str]) -> dict[str, str]:
     """Output name → the stem of its ``labels/<stem>.txt`` and its crops: the name without its
     suffix (``a/001.jpg`` → ``a/001``, as Ultralytics names label files), or the name itself
     where two inputs would share that stem (``001.jpg`` and ``001.png``) or where a video's
-    frames (``<stem>_<frame>``) would take another input's (``clip.mp4`` beside
-    ``clip_0.png``: ``clip.mp4_0.txt``)."""
+    frames (``<stem>_<n>``, :func:`frame_stem`) would take another input's (``clip.mp4``
+    beside ``clip_1.png``: ``clip.mp4_1.txt``)."""
     from visionkit.inference.sources import is_video
 
     stems = {name: os.path.splitext(name)[0] for name in names}
@@ -247,13 +247,23 @@ def label_stems(names: Sequence[str]) -> dict[str, str]:
     }
 
 
+def frame_stem(stem: str, frame: int | None) -> str:
+    """The name of an image's label file and crops without suffix: ``stem``, or for the video
+    frame of index ``frame`` (0 for the first, as ``images.json``'s ``frame``) ``<stem>_<n>``
+    with ``n = frame + 1``, the frame's number counted from 1, as Ultralytics numbers them
+    (``clip_1.txt`` is the first frame). With ``--every N`` the numbers are the frames' own
+    (1, N + 1, 2N + 1, ...), where Ultralytics' ``vid_stride`` counts the predicted frames."""
+    return stem if frame is None else f"{stem}_{frame + 1}"
+
+
 def write_label_txt(
     labels_dir: Path, stem: str, lines: dict[str, list[str]], frame: int | None = None
 ) -> list[Path]:
-    """Write ``labels/<stem>.txt`` (``<stem>_<frame>.txt`` for a video frame) per box head
-    with detections (``labels/<head>/...`` when the model has several box heads); an image
-    without detections gets no file, as in Ultralytics. Returns the files written."""
-    name = stem if frame is None else f"{stem}_{frame}"
+    """Write ``labels/<stem>.txt`` (``<stem>_<frame + 1>.txt`` for a video frame,
+    :func:`frame_stem`) per box head with detections (``labels/<head>/...`` when the model
+    has several box heads); an image without detections gets no file, as in Ultralytics.
+    Returns the files written."""
+    name = frame_stem(stem, frame)
     written = []
     for head, head_lines in lines.items():
         if not head_lines:

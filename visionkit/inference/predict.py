@@ -159,9 +159,10 @@ def predict_files(
       head's label map (pixel value = class index);
     - ``<name>_pred.png`` per image and ``<name>_pred.mp4`` per video: the predictions drawn
       (unless ``draw=False``);
-    - with ``save_txt``, ``labels/<stem>.txt`` per image with detections (``<stem>_<frame>.txt``
-      per video frame): YOLO lines ``class cx cy w h`` normalised to the image, plus ``conf``
-      with ``save_conf`` (:func:`visionkit.inference.outputs.yolo_lines`);
+    - with ``save_txt``, ``labels/<stem>.txt`` per image with detections (``<stem>_<n>.txt``
+      per video frame, ``n = frame + 1``: counted from 1, as Ultralytics): YOLO lines
+      ``class cx cy w h`` normalised to the image, plus ``conf`` with ``save_conf``
+      (:func:`visionkit.inference.outputs.yolo_lines`);
     - with ``save_crop``, ``crops/<class>/<stem>_<k>.jpg``: the ``k``-th detection's box cut
       out of its image (:func:`visionkit.inference.crops.save_crops`).
 
