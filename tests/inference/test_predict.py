@@ -100,8 +100,7 @@ def test_boxes_and_captions_drawn_on_a_large_photo_grow_with_it():
     image is drawn as before."""
     from visionkit.inference.draw import drawing_sizes
 
-    assert drawing_sizes(64, 64) == (2, 11) and drawing_sizes(480, 640) == (2, 11)
-    assert drawing_sizes(1800, 2400) == (6, 33)
+    assert drawing_sizes(480, 640) == (2, 11) and drawing_sizes(1800, 2400) == (6, 33)
     image = np.zeros((1800, 2400, 3), np.uint8)
     box = torch.tensor([[600.0, 900.0, 1400.0, 1500.0]])
     prediction = {
@@ -118,6 +117,28 @@ def test_boxes_and_captions_drawn_on_a_large_photo_grow_with_it():
     small = draw_predictions(np.zeros((40, 60, 3), np.uint8), {"det": {**prediction["det"],
                              "boxes": torch.tensor([[10.0, 15.0, 30.0, 35.0]])}}).any(2)  # fmt: skip
     assert small[25, 8:13].sum() == 2  # 2 pixels wide
+
+
+def test_captions_on_a_thumbnail_stay_small_and_one_that_cannot_fit_is_left_out():
+    """On a 64-pixel image the captions were 11 pixels high (as on a 640-pixel photo) and
+    covered almost half of it; a classifier's caption ran past the right edge. Captions are
+    at most an eighth of the shorter side high, 8 pixels at least, and one wider than the
+    image is not drawn (its box is)."""
+    from visionkit.inference.draw import drawing_sizes
+
+    assert drawing_sizes(64, 64) == (2, 8) and drawing_sizes(64, 400) == (2, 8)
+    assert drawing_sizes(96, 96) == (2, 11) and drawing_sizes(32, 32) == (2, 8)  # the floor
+    grey = np.full((64, 64, 3), 128, np.uint8)
+    boxes = torch.tensor([[20.0, 20.0, 44.0, 44.0], [5.0, 40.0, 25.0, 60.0]])
+    det = {"boxes": boxes, "scores": torch.tensor([0.53, 0.4]), "labels": torch.tensor([2, 1]),
+           "names": ["triangle", "square"]}  # fmt: skip
+    drawn = (draw_predictions(grey, {"det": det}) != 128).any(2)
+    assert drawn.mean() < 0.3  # 0.44 with 11-pixel captions
+    assert drawn[10:20, 20:60].any()  # the caption above the first box is drawn
+    cls = {"label": 1, "name": "noisy_background", "scores": torch.tensor([0.1, 0.9])}
+    framed = (draw_predictions(grey, {"cls": cls}) != 128).any(2)
+    assert framed[0].all() and framed[:, 0].all()  # the frame is drawn
+    assert not framed[4:60, 4:60].any()  # its caption, wider than the image, is not
 
 
 def test_coco_results_are_loadable_by_pycocotools_with_masks_as_rle(tmp_path):

@@ -25,14 +25,22 @@ from visionkit.inference.draw_keypoints import draw_skeletons
 LINE_SHARE = 0.003
 #: Caption height in pixels per pixel of line width (11 px at 2 px, as Pillow's own font).
 FONT_PER_LINE = 5.5
+#: Captions are at most this share of the image's shorter side high (8 px on a 64-pixel
+#: thumbnail, where 11 px captions hid half of it) ...
+CAPTION_SHARE = 0.125
+#: ... and never smaller than this many pixels (still readable).
+CAPTION_FLOOR = 8
 
 
 def drawing_sizes(height: int, width: int) -> tuple[int, int]:
     """``(line width, caption size)`` in pixels for an image of ``height`` x ``width``: both
     grow with the image, so that boxes and captions stay readable on a phone's photo as on a
-    thumbnail (Ultralytics scales its drawings the same way)."""
+    thumbnail (Ultralytics scales its drawings the same way); the caption size is capped at
+    :data:`CAPTION_SHARE` of the shorter side, :data:`CAPTION_FLOOR` at least, so that captions
+    stay small on a thumbnail."""
     line = max(round((height + width) / 2 * LINE_SHARE), 2)
-    return line, round(line * FONT_PER_LINE)
+    cap = round(min(height, width) * CAPTION_SHARE)
+    return line, max(min(round(line * FONT_PER_LINE), cap), CAPTION_FLOOR)
 
 
 def caption_font(size: int) -> Any:
@@ -60,8 +68,9 @@ def draw_captions(
 ) -> Tensor:
     """``canvas`` (``uint8 [3, H, W]``) with each caption on a box of its colour at the top-left
     corner of its box (xyxy): above the box where there is room (inside with ``inside``, or at
-    the image's top), moved left and down or up to stay on the image. ``draw_bounding_boxes`` draws captions
-    in one font size only, Pillow's 11 pixels, which a large photo shrinks to nothing."""
+    the image's top), moved left and down or up to stay on the image; a caption wider or higher
+    than the image is left out (its box is drawn all the same). ``draw_bounding_boxes`` draws
+    captions in one font size only, Pillow's 11 pixels, which a large photo shrinks to nothing."""
     picture = Image.fromarray(canvas.permute(1, 2, 0).numpy())
     pen = ImageDraw.Draw(picture)
     font = caption_font(size)
@@ -69,6 +78,8 @@ def draw_captions(
     for box, text, colour in zip(boxes.tolist(), captions, colours, strict=True):
         left, top, right, bottom = pen.textbbox((0, 0), text, font=font)
         w, h = right - left + 2 * pad, bottom - top + 2 * pad
+        if w > picture.width or h > picture.height:  # it cannot fit: the box alone
+            continue
         x = max(min(box[0], picture.width - w), 0)
         y = box[1] if inside or box[1] < h else box[1] - h
         y = max(min(y, picture.height - h), 0)  # a box reaching past the top or bottom edge
@@ -180,7 +191,9 @@ def draw_predictions(
             canvas = draw_bounding_boxes(canvas, frame, colors=[colour], width=line)
             canvas = draw_captions(canvas, frame + line, [caption], [colour], size, inside=True)
     drawn = canvas.permute(1, 2, 0).numpy()
-    return _with_legend(drawn, legend, size) if legend else drawn
+    # the legend, a strip below the image, hides none of it: its size follows the lines alone
+    legend_size = round(line * FONT_PER_LINE)
+    return _with_legend(drawn, legend, legend_size) if legend else drawn
 
 
 def _with_legend(
