@@ -288,3 +288,19 @@ def test_a_videos_label_files_and_crops_number_its_frames_from_1_as_ultralytics(
     )  # fmt: skip
     labels = sorted(p.name for p in (tmp_path / "every" / "labels").iterdir())
     assert labels == ["clip_1.txt", "clip_3.txt"]
+
+
+def test_a_globs_image_suffix_matches_in_any_case_as_folders_are_read(tmp_path):
+    """photos/*.jpg missed a camera's IMG_1.JPG (glob is case-sensitive), where the folder
+    photos/ reads it: the suffix of a glob is matched in any case, the rest as written."""
+    for name in ("IMG_1.JPG", "b.jpg", "c.Jpg", "d.png", "E.JPEG"):
+        Image.fromarray(photo(0, (8, 8))).save(tmp_path / name)
+    found = [p.name for p in sources.expand_inputs([f"{tmp_path}/*.jpg"])]
+    assert found == ["IMG_1.JPG", "b.jpg", "c.Jpg"]
+    assert [p.name for p in sources.expand_inputs([f"{tmp_path}/*.JPG"])] == found
+    with pytest.raises(DataError, match=r"img_\*\.jpg \(no file\)"):  # the name as written
+        sources.expand_inputs([f"{tmp_path}/img_*.jpg"])
+    assert sources.suffix_any_case("a/*.mp4") == "a/*.[mM][pP]4"
+    assert sources.suffix_any_case("a/*.jp*") == "a/*.jp*"  # not a suffix spelled out
+    with pytest.raises(DataError, match=r"\*\.webp \(no file\)"):
+        sources.expand_inputs([f"{tmp_path}/*.webp"])

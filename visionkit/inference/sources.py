@@ -203,7 +203,7 @@ def no_images_message(
             inside = [f for f in files if f not in other]
             why = _buckets(hidden, other, inside, skipped(path)) or ["an empty folder"]
         elif _magic(item):
-            matched = sorted(glob.glob(item, recursive=True))
+            matched = sorted(glob.glob(suffix_any_case(item), recursive=True))
             files = [m for m in matched if Path(m).is_file()]
             read = globbed_files(item)
             hidden = [Path(m) for m in files if m not in read]
@@ -264,15 +264,28 @@ def listed_inputs(item: str | os.PathLike | int) -> list[str | os.PathLike | int
     return listed
 
 
+def suffix_any_case(pattern: str) -> str:
+    """``pattern`` with its image or video suffix matched in any case, as folders are read:
+    ``photos/*.jpg`` also reads ``IMG_1.JPG`` (``photos/*.[jJ][pP][gG]``); a pattern that ends
+    otherwise (``*.jp*``, ``*``, ``list.txt``) is returned as it is."""
+    head, dot, suffix = pattern.rpartition(".")
+    known = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+    if not dot or f".{suffix.lower()}" not in known or _magic(suffix):
+        return pattern
+    any_case = "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in suffix)
+    return f"{head}.{any_case}"
+
+
 def globbed_files(pattern: str) -> list[str]:
-    """The files ``pattern`` matches (sorted), less those in a system folder
+    """The files ``pattern`` matches (sorted), its image or video suffix in any case
+    (:func:`suffix_any_case`), less those in a system folder
     (:data:`~visionkit.data.batch.SYSTEM_FOLDERS`: ``photos/**/*.jpg`` does not read Synology's
     ``@eaDir/1.jpg/SYNOPHOTO_THUMB_M.jpg``) that the pattern does not spell out. Hidden
     folders are glob's: ``*`` and ``**`` match none."""
     spelled = pattern.casefold()
     return [
         match
-        for match in sorted(glob.glob(pattern, recursive=True))
+        for match in sorted(glob.glob(suffix_any_case(pattern), recursive=True))
         if Path(match).is_file()
         and not any(
             system_folder(part) and part.casefold() not in spelled
