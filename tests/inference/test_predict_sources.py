@@ -304,3 +304,31 @@ def test_a_globs_image_suffix_matches_in_any_case_as_folders_are_read(tmp_path):
     assert sources.suffix_any_case("a/*.jp*") == "a/*.jp*"  # not a suffix spelled out
     with pytest.raises(DataError, match=r"\*\.webp \(no file\)"):
         sources.expand_inputs([f"{tmp_path}/*.webp"])
+
+
+def test_label_masks_beside_their_photos_are_not_predicted_on(tmp_path, caplog):
+    """A Roboflow segmentation export keeps train/a.jpg beside train/a_mask.png: predict on
+    the folder read the masks as photos. They are left out of folders and globs, said once;
+    a mask given by name, or by a glob spelling out _mask, is read."""
+    photos = tmp_path / "train"
+    photos.mkdir()
+    for i, name in enumerate(["a", "b", "c"]):
+        Image.fromarray(photo(i, (16, 16))).save(photos / f"{name}.jpg")
+        Image.fromarray(photo(0, (16, 16))[:, :, 0] // 128).save(photos / f"{name}_mask.png")
+    Image.fromarray(photo(4, (16, 16))).save(photos / "d_mask.png")  # no d.jpg: a photo
+    (tmp_path / "train" / "_classes.csv").write_text("Pixel Value, Class\n0, bg\n1, cat\n")
+    with caplog.at_level("WARNING", logger="visionkit.inference.sources"):
+        found = [p.name for p in sources.expand_inputs([photos])]
+    assert found == ["a.jpg", "b.jpg", "c.jpg", "d_mask.png"]
+    said = [r.getMessage() for r in caplog.records if "label mask" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("left out 3 label masks beside their image")
+    assert [p.name for p in sources.expand_inputs([f"{photos}/[a-d]*"])] == found
+    assert [p.name for p in sources.expand_inputs([f"{photos}/*_mask.png"])] == [
+        "a_mask.png", "b_mask.png", "c_mask.png", "d_mask.png"
+    ]  # fmt: skip
+    assert [p.name for p in sources.expand_inputs([photos / "a_mask.png"])] == ["a_mask.png"]
+    with pytest.raises(DataError, match=r"label masks beside their images, e.g. .*a_mask.png"):
+        sources.expand_inputs([f"{photos}/[abc]*.png"])  # nothing but masks
+    out = predict_files(detector(), [photos], tmp_path / "out", progress=False)
+    records = json.loads((out.parent / "images.json").read_text())
+    assert [r["file_name"].rsplit("/", 1)[-1] for r in records] == found

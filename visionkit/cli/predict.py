@@ -44,9 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "<name> is the input's path relative to the "
         "common folder of the inputs, suffix kept (--input photos/ with photos/a/001.jpg "
         "writes a/001.jpg_pred.png), so two inputs never share an output. Nothing inside "
-        "the output folder is read as input. --conf, --iou, --max-det and --classes apply "
-        "to the detection heads (drawn images and files alike); classification and "
-        "semantic heads are not filtered.",
+        "the output folder is read as input, nor, from folders and globs, the label masks "
+        "beside their photos (a_mask.png beside a.jpg, as Roboflow exports segmentation). "
+        "--conf, --iou, --max-det and --classes apply to the detection heads (drawn images "
+        "and files alike); classification and semantic heads are not filtered.",
         epilog="example: visionkit predict --checkpoint runs/quickstart/checkpoints/best.ckpt "
         "--input photos/ 'more/*.png' --conf 0.4 --classes circle --save-txt --device cuda "
         "--half   # writes runs/quickstart/predict, then predict-2, ...",

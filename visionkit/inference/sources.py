@@ -36,6 +36,7 @@ from visionkit.data.batch import (
 )
 from visionkit.data.io import read_image
 from visionkit.errors import DataError, ImageDecodeError
+from visionkit.inference.label_masks import label_masks, masks_said, spells_mask
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,9 @@ def named_inputs(
     named ``webcam<index>``.
 
     Nothing inside ``output_dir`` is read: folders and globs skip it (a glob's skipped files
-    are logged), and a file or folder input inside it is refused. Folders and globs skip the
+    are logged), and a file or folder input inside it is refused. Folders and globs leave out
+    the label masks beside their images (``a_mask.png`` beside ``a.jpg``:
+    :mod:`~visionkit.inference.label_masks`), logged once. Folders and globs skip the
     folders of ``exclude`` too (earlier output folders) unless they are inside one.
 
     Raises:
@@ -117,7 +120,7 @@ def named_inputs(
         return out + [folder for folder in earlier if not is_inside(root, [folder])]
 
     found: list[tuple[Source, Path | None]] = []  # (source, the folder it was found from)
-    missing, inside, globbed_out = [], [], []
+    missing, inside, globbed_out, masked = [], [], [], []
     known = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
     for item in inputs:
         text = str(item)
@@ -127,17 +130,21 @@ def named_inputs(
         elif (path.is_dir() or path.is_file()) and out and is_inside(path, out):
             inside.append(text)
         elif path.is_dir():
-            found += [(p, path) for p in list_files(path, known, exclude=skipped(path))]
+            listed = list_files(path, known, exclude=skipped(path))
+            masks = set(label_masks(listed))
+            masked += sorted(masks)
+            found += [(p, path) for p in listed if p not in masks]
         elif path.is_file():
             found.append((path, path.parent))
         elif _magic(text):
             root = Path(*itertools.takewhile(lambda part: not _magic(part), path.parts))
             skip = skipped(root)
-            for match in globbed_files(text):
-                if skip and is_inside(match, skip):
-                    globbed_out.append(match)
-                else:
-                    found.append((Path(match), root))
+            matched = [Path(m) for m in globbed_files(text)]
+            globbed_out += [str(m) for m in matched if skip and is_inside(m, skip)]
+            kept = [m for m in matched if not (skip and is_inside(m, skip))]
+            masks = set() if spells_mask(text) else set(label_masks(kept))
+            masked += sorted(masks)
+            found += [(m, root) for m in kept if m not in masks]
         else:
             missing.append(text)
     urls = [m for m in missing if is_url(m)]
@@ -170,6 +177,8 @@ def named_inputs(
         unique.setdefault(key, (source, root))
     if not unique:
         raise DataError(no_images_message(given, skipped))
+    if masked:
+        logger.warning("left out %s", masks_said(masked))
     files = {key: (s, r) for key, (s, r) in unique.items() if r is not None}
     folders = [os.path.abspath(root) for _, root in files.values()]
     common = os.path.commonpath(folders + [os.path.dirname(a) for a in files]) if files else ""
@@ -201,14 +210,16 @@ def no_images_message(
             hidden, files = sorted(hidden), sorted(f for f in files if f not in hidden)
             other = [f for f in files if f.suffix.lower() not in known]
             inside = [f for f in files if f not in other]
-            why = _buckets(hidden, other, inside, skipped(path)) or ["an empty folder"]
+            masks = label_masks(inside)
+            why = _buckets(hidden, other, inside, skipped(path), masks) or ["an empty folder"]
         elif _magic(item):
             matched = sorted(glob.glob(suffix_any_case(item), recursive=True))
             files = [m for m in matched if Path(m).is_file()]
             read = globbed_files(item)
             hidden = [Path(m) for m in files if m not in read]
             root = Path(*itertools.takewhile(lambda part: not _magic(part), path.parts))
-            why = _buckets(hidden, [], [Path(m) for m in read], skipped(root))
+            masks = [] if spells_mask(item) else label_masks(map(Path, read))
+            why = _buckets(hidden, [], [Path(m) for m in read], skipped(root), masks)
             if matched and not files:
                 below = f"{item.rstrip('/' + os.sep)}/**"
                 why = [
@@ -220,11 +231,12 @@ def no_images_message(
 
 
 def _buckets(
-    hidden: list[Path], other: list[Path], inside: list[Path], out: list[Path]
+    hidden: list[Path], other: list[Path], inside: list[Path], out: list[Path], masks: list[Path]
 ) -> list[str]:
     """:func:`no_images_message`'s reasons: each kind of file left out, one named."""
     why = [f"hidden/system files, e.g. {hidden[0]}"] if hidden else []
     why += [f"other suffixes, e.g. {other[0]}"] if other else []
+    why += [f"label masks beside their images, e.g. {masks[0]}"] if masks else []
     for folder in out:
         held = [f for f in inside if is_inside(f, [folder])]
         why += [f"inside output folder {folder}, e.g. {held[0]}"] if held else []
