@@ -61,3 +61,48 @@ def test_line_width_names_a_function_that_takes_a_width(capsys):
     err = error_of(["--input", "photos", "--line-width", "3"], capsys)
     assert "torchvision.utils.draw_bounding_boxes(image, boxes, width=N)" in err
     assert "width" in inspect.signature(torchvision.utils.draw_bounding_boxes).parameters
+
+
+def test_a_key_value_glob_matching_nothing_is_told_so_not_taken_for_the_checkpoint(
+    capsys, tmp_path, monkeypatch
+):
+    """``--input photos model=v2/*.png`` (a folder model=v2 that does not exist) was told
+    "did you mean --checkpoint x.ckpt --input photos --checkpoint 'v2/*.png'": a second
+    checkpoint, which replaces the first, and a glob for it."""
+    monkeypatch.chdir(tmp_path)
+    err = error_of(["--input", "photos", "model=v2/*.png"], capsys)
+    *_, command, left = err.rstrip().splitlines()
+    assert command == "  visionkit predict --checkpoint x.ckpt --input photos"
+    assert left == (
+        "left out model=v2/*.png (--checkpoint is given already; as a file or glob pattern it "
+        "matches nothing)"
+    )
+    with pytest.raises(SystemExit):  # no --checkpoint: a glob is no checkpoint either
+        main(["predict", "--input", "photos", "model=v2/*.png"])
+    *_, command, left = capsys.readouterr().err.rstrip().splitlines()
+    assert command == "  visionkit predict --input photos --checkpoint CHECKPOINT"
+    assert left.startswith("left out model=v2/*.png (a glob is no --checkpoint; ")
+    err = error_of(["--input", "photos", "model=other.ckpt"], capsys)  # a second checkpoint
+    assert err.rstrip().endswith("left out model=other.ckpt (--checkpoint is given already; "
+                                 "as a file or glob pattern it matches nothing)")  # fmt: skip
+
+
+def test_abbreviated_options_are_taken_by_every_subcommand_and_read_by_the_hints(
+    capsys, tmp_path, monkeypatch
+):
+    """``--inp photos source=more`` was told ``--inp photos --input more`` (the second
+    --input replaces the first): the hints did not know --inp is --input. Every subcommand
+    takes unambiguous abbreviations, as argparse does by default."""
+    import argparse
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert parser.allow_abbrev and all(p.allow_abbrev for p in commands.choices.values())
+    monkeypatch.chdir(tmp_path)
+    err = error_of(["--inp", "photos", "source=more"], capsys)
+    assert err.rstrip().endswith("  visionkit predict --checkpoint x.ckpt --inp photos more")
+    parsed = build_parser().parse_args(["predict", "--check", "x.ckpt", "--inp", "a", "b"])
+    assert (parsed.checkpoint, parsed.input) == ("x.ckpt", ["a", "b"])
+    with pytest.raises(SystemExit):  # --chec is --checkpoint: given already
+        main(["predict", "--chec", "x.ckpt", "--input", "photos", "model=y.ckpt"])
+    assert "left out model=y.ckpt (--checkpoint is given already" in capsys.readouterr().err

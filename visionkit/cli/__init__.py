@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="visionkit",
         description="Multi-task computer vision: one backbone, interchangeable heads.",
         epilog="example: visionkit train --config configs/quickstart.yaml trainer.max_epochs=1\n"
-        "run 'visionkit COMMAND --help' for the options of each command\n\n" + EXIT_STATUS,
+        "run 'visionkit COMMAND --help' for the options of each command; any command takes\n"
+        "an option abbreviated where no other option starts so (--inp for --input)\n\n"
+        + EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import logging
 import os
 import re
@@ -122,7 +123,7 @@ def missing_option_hint(message: str, given: Sequence[str], parser: argparse.Arg
     values = 0  # how many of the next arguments are an option's values (-1: all up to an option)
     for i, arg in enumerate(given):
         if arg.startswith("-"):
-            action = parser._option_string_actions.get(arg)
+            action = parser._option_string_actions.get(full_option(parser, arg) or "")
             nargs = 1 if action is None else action.nargs  # an unknown option: one value
             values = nargs if isinstance(nargs, int) else -1 if nargs in ("+", "*") else 1
             values = 0 if "=" in arg else values
@@ -255,6 +256,11 @@ def ultralytics_option_hint(
     return "\n" + "\n".join(lines) + "\n(KEY=VALUE overrides, e.g. trainer.max_epochs=3)"
 
 
+def _magic(text: str) -> bool:
+    """Whether ``text`` holds a glob wildcard."""
+    return any(c in text for c in "*?[")
+
+
 #: Values of a ``KEY=VALUE`` argument that switch an option on (Ultralytics' ``half=True``).
 TRUE = ("true", "1", "yes", "on")
 
@@ -276,6 +282,19 @@ def ultralytics_argument_lines(message: str, not_offered: Mapping[str, str]) -> 
     return lines
 
 
+def full_option(parser: argparse.ArgumentParser, arg: str) -> str | None:
+    """The option of ``parser`` that ``arg`` (``--input``, ``--inp``, ``--inp=a.jpg``) names:
+    itself, or the one option it abbreviates, as argparse reads it (every subcommand takes
+    unambiguous abbreviations: ``allow_abbrev``); ``None`` for no option or several."""
+    name = arg.partition("=")[0]
+    if name in parser._option_string_actions:
+        return name
+    if not (parser.allow_abbrev and name.startswith("--")):
+        return None
+    found = [o for o in parser._option_string_actions if o.startswith(name)]
+    return found[0] if len(found) == 1 else None
+
+
 def key_value_lines(
     given: Sequence[str],
     parser: argparse.ArgumentParser,
@@ -286,30 +305,47 @@ def key_value_lines(
     (``yolo export format=onnx imgsz=640``, ``yolo predict source=DIR conf=0.5``), the
     command with options in their place (``renamed``: Ultralytics' key → the option that
     takes its value here; otherwise ``--key-with-dashes``; the values of an option that takes
-    several, ``--input``'s, after its first: ``--input photos more``), and the keys left out
-    (``not_offered``, with why); ``[]`` when there is no ``KEY=VALUE`` argument."""
-    options, dropped, pairs = [], [], 0
+    several, ``--input``'s, after its first, abbreviated or not: ``--input photos more``), and
+    the arguments left out, with why: the keys ``not_offered``; a key whose option takes one
+    value and is given already (``--checkpoint a.ckpt model=b.ckpt``) or whose value is a
+    glob pattern (``model=v2/*.png``: no file matches it, nor is it a checkpoint); ``[]``
+    when there is no ``KEY=VALUE`` argument."""
+    options, full, dropped, pairs = [], [], [], 0  # full: the option each of options names
     for arg in given:
         key, is_pair, value = arg.partition("=")
         option = renamed.get(key, f"--{key.replace('_', '-')}")
         pairs += bool(is_pair and not arg.startswith("-"))
+        action = parser._option_string_actions.get(option)
         if not is_pair or arg.startswith("-"):
             options.append(shlex.quote(arg))
+            full.append(full_option(parser, arg) if arg.startswith("-") else None)
         elif key in not_offered:
             dropped.append(f"{key} ({not_offered[key]})")
-        elif option in parser._option_string_actions:
-            nargs = parser._option_string_actions[option].nargs
-            if nargs in ("+", "*") and option in options:  # one --input takes them all:
-                end = options.index(option) + 1  # a second would replace the first's
+        elif action is not None:
+            several = action.nargs in ("+", "*")
+            if several and option in full:  # one --input takes them all:
+                end = full.index(option) + 1  # a second would replace the first's
                 while end < len(options) and not options[end].startswith("-"):
                     end += 1
                 options.insert(end, shlex.quote(value))
-            elif nargs != 0:
+                full.insert(end, None)
+            elif action.nargs != 0 and not several and (option in full or _magic(value)):
+                given_already = option in full
+                why = f"{option} is given already" if given_already else f"a glob is no {option}"
+                nothing = not os.path.exists(arg) and not glob.glob(arg, recursive=True)
+                found = "; as a file or glob pattern it matches nothing" if nothing else ""
+                dropped.append(f"{arg} ({why}{found})")
+            elif action.nargs != 0:
                 options += [option, shlex.quote(value)]
+                full += [option, None]
             elif value.lower() in TRUE:
                 options.append(option)
+                full.append(option)
     if not pairs:
         return []
+    for action in parser._actions:  # a required option the pairs did not give: to fill in
+        if action.required and action.option_strings and action.option_strings[0] not in full:
+            options += [action.option_strings[0], _metavar(parser, action.option_strings[0])]
     return [
         "KEY=VALUE arguments (Ultralytics' style) are options here; did you mean:\n"
         f"  {parser.prog} {' '.join(options)}",
