@@ -51,8 +51,8 @@ def test_builder_validation():
         FCOSHead(in_channels=[16, 32], strides=[8, 16], num_classes=2)
     with pytest.raises(ValueError, match="num_classes"):
         FCOSHead(in_channels=[16], strides=[8])
-    with pytest.raises(ValueError, match="norm"):
-        FCOSHead(in_channels=[16], strides=[8], num_classes=1, norm="batch")
+    with pytest.raises(ValueError, match=r"norm must be one of \['group', 'batch', 'none'\]"):
+        FCOSHead(in_channels=[16], strides=[8], num_classes=1, norm="layer")
     head = FCOSHead(in_channels=[16], strides=[8], class_names=["cat", "dog"])
     assert isinstance(head, FCOSHead) and head.num_classes == 2
     with pytest.raises(ValueError, match="features|feature maps"):
@@ -62,6 +62,17 @@ def test_builder_validation():
 def test_group_norm_groups_fit_the_width():
     head = FCOSHead(in_channels=[48], strides=[8], num_classes=1, num_convs=1)
     assert head.cls_tower[1].num_groups == 16
+
+
+@pytest.mark.parametrize("norm, kind", [("batch", torch.nn.BatchNorm2d), ("none", None)])
+def test_tower_norm_batch_or_none(norm, kind):
+    """``norm: batch`` puts BatchNorm after each tower conv, ``none`` nothing; both train."""
+    head = FCOSHead(in_channels=[16], strides=[8], num_classes=1, num_convs=2, norm=norm)
+    layers = [type(m) for m in head.cls_tower]
+    expected = [torch.nn.Conv2d, kind, torch.nn.ReLU] * 2
+    assert layers == [k for k in expected if k is not None]
+    out = head([torch.rand(2, 16, 4, 4)])
+    assert out["cls_logits"].shape == (2, 16, 1)
 
 
 # ---- target assignment -----------------------------------------------------------------------

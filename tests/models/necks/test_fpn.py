@@ -140,3 +140,38 @@ def test_error_when_min_level_below_backbone_smallest_stride():
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FPN(**kwargs)
+
+
+@pytest.mark.parametrize("norm", ["batch", "group"])
+def test_fpn_norm_normalises_each_pyramid_convolution(norm):
+    """``norm: batch`` / ``group`` puts the layer after each of the pyramid's 1x1 and 3x3
+    convolutions (torchvision's norm_layer), the convolutions then without bias; the outputs
+    keep their shapes, and in training mode every output level is normalised."""
+    torch.manual_seed(0)
+    neck = FPN([16, 32], [8, 16], out_channels=16, max_level=5, norm=norm)
+    kind = torch.nn.BatchNorm2d if norm == "batch" else torch.nn.GroupNorm
+    norms = [m for m in neck.modules() if isinstance(m, kind)]
+    assert len(norms) == 4  # two inner (1x1) and two layer (3x3) convolutions
+    assert all(b.bias is None for b in neck.fpn.inner_blocks[0] if isinstance(b, torch.nn.Conv2d))
+    out = neck([torch.rand(4, 16, 8, 8) * 50, torch.rand(4, 32, 4, 4) * 50])
+    assert [tuple(p.shape) for p in out] == [(4, 16, 8, 8), (4, 16, 4, 4), (4, 16, 2, 2)]
+    if norm == "batch":  # the 3x3 outputs are batch-normalised: per channel mean 0, std 1
+        for p in out[:2]:
+            assert p.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+            assert (p.std(dim=(0, 2, 3), unbiased=False) - 1).abs().max() < 1e-2
+
+
+def test_fpn_default_has_no_norm_and_torchvision_keys():
+    """The default (``norm: none``) is torchvision's FPN: convolutions with bias, the same
+    state-dict keys (what init_from torchvision:... maps onto)."""
+    neck = FPN([16, 32], [8, 16], out_channels=16, max_level=4)
+    keys = set(neck.state_dict())
+    assert "fpn.inner_blocks.0.0.bias" in keys and "fpn.layer_blocks.1.0.bias" in keys
+    assert {k.split(".")[3] for k in keys if k.startswith("fpn.")} == {"0"}  # conv only
+
+
+def test_fpn_unknown_norm_is_named():
+    with pytest.raises(
+        ValueError, match=r"fpn: unknown norm 'layer'; choose one of \['group', 'batch', 'none'\]"
+    ):
+        FPN([16, 32], [8, 16], norm="layer")

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes, sigmoid_focal_loss
 
+from visionkit.models.norm import NORMS, norm_layer
+
 Sizes = Tensor | Sequence[Sequence[int]]
 
 
@@ -199,16 +201,16 @@ def select_detections(
 
 
 def conv_tower(in_channels: int, width: int, num_convs: int, norm: str = "group") -> nn.Sequential:
-    """``num_convs`` × (3x3 conv → [GroupNorm] → ReLU), the tower a dense head shares across
-    levels. ``norm="group"`` uses 32 groups, or the largest of 16/8/4/2/1 dividing ``width``."""
-    if norm not in ("group", "none"):
-        raise ValueError(f"norm must be 'group' or 'none', got {norm!r}")
+    """``num_convs`` × (3x3 conv → [norm] → ReLU), the tower a dense head shares across
+    levels; ``norm`` is one of :data:`visionkit.models.norm.NORMS`."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {list(NORMS)}, got {norm!r}")
     layers: list[nn.Module] = []
     for i in range(num_convs):
         layers.append(nn.Conv2d(in_channels if i == 0 else width, width, 3, padding=1))
-        if norm == "group":
-            groups = next(g for g in (32, 16, 8, 4, 2, 1) if width % g == 0)
-            layers.append(nn.GroupNorm(groups, width))
+        layer = norm_layer(norm, width)
+        if layer is not None:
+            layers.append(layer)
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 

@@ -85,8 +85,9 @@ class FCOSHead(nn.Module):
             number of ``class_names``.
         num_convs: 3x3 convs in each tower.
         width: channels of the towers (default ``in_channels``).
-        norm: ``"group"`` (GroupNorm with 32 groups, or the largest of 16/8/4/2/1 that divides
-            ``width``) or ``"none"``.
+        norm: the towers' normalisation (:data:`visionkit.models.norm.NORMS`): ``"group"``
+            (GroupNorm, FCOS's), ``"batch"`` (BatchNorm, cheaper on the CPU; its statistics
+            mix the levels the tower is shared by) or ``"none"``.
         prior_prob: initial foreground probability of the classifier (bias init).
         center_sampling_radius: centre-sampling radius in strides; ``<= 0`` disables.
         score_thresh: minimum detection score ``sqrt(p_cls * p_ctr)`` kept by postprocess.

@@ -119,7 +119,8 @@ class RetinaNetHead(nn.Module):
             number of ``class_names``.
         num_convs: 3x3 convs in each tower.
         width: channels of the towers (default ``in_channels``).
-        norm: ``"none"`` (the paper) or ``"group"`` (GroupNorm, as torchvision's v2).
+        norm: the towers' normalisation (:data:`visionkit.models.norm.NORMS`): ``"none"``
+            (the paper), ``"group"`` (GroupNorm, as torchvision's v2) or ``"batch"``.
         anchor_sizes_per_stride: anchor base size in strides (base size ``= this * stride``).
         scales: anchor scales relative to the base size.
         aspect_ratios: anchor aspect ratios ``h / w``.

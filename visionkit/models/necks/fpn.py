@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
+from visionkit.models.norm import NORMS, norm_layer
 from visionkit.registry import NECKS
 
 #: How levels above the backbone's coarsest one are made (``extra_blocks`` values).
@@ -106,6 +108,11 @@ class FPN(nn.Module):
         min_level: finest output level (stride ``2**min_level``); the backbone must have it.
         max_level: coarsest output level; levels above the backbone's are extra levels.
         extra_blocks: how extra levels are made, one of :data:`EXTRA_BLOCKS`.
+        norm: normalisation after the pyramid's 1x1 and 3x3 convolutions (not the extra
+            levels'), one of :data:`visionkit.models.norm.NORMS`: ``"none"`` (torchvision's
+            and the FPN paper's), ``"batch"`` or ``"group"``; detectors trained from scratch
+            want every layer normalised (He et al. 2019, *Rethinking ImageNet
+            Pre-training*).
 
     Attributes:
         out_channels: channels of each returned map.
@@ -135,6 +142,7 @@ class FPN(nn.Module):
         min_level: int = 3,
         max_level: int = 5,
         extra_blocks: str = "conv_from_p",
+        norm: str = "none",
     ) -> None:
         super().__init__()
         if len(in_channels) != len(strides) or not strides:
@@ -148,6 +156,8 @@ class FPN(nn.Module):
             raise ValueError(
                 f"fpn: unknown extra_blocks {extra_blocks!r}; choose one of {list(EXTRA_BLOCKS)}"
             )
+        if norm not in NORMS:
+            raise ValueError(f"fpn: unknown norm {norm!r}; choose one of {list(NORMS)}")
         levels = []
         for s in strides:
             level = round(math.log2(s)) if s > 0 else -1
@@ -184,6 +194,7 @@ class FPN(nn.Module):
                 if num_extra > 0
                 else None
             ),
+            norm_layer=None if norm == "none" else partial(norm_layer, norm),
         )
         self.min_level = min_level
         self.max_level = max_level
