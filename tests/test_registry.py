@@ -39,7 +39,7 @@ def test_the_registries_hold_exactly_the_built_in_names():
     ]
     assert NECKS.names() == ["fpn"]
     assert DATASETS.names() == [
-        *("coco", "folder", "identities", "labelme", "mask_folder", "voc", "yolo")
+        *("coco", "csv", "folder", "identities", "labelme", "mask_folder", "voc", "yolo")
     ]
     for served in ("resnet18", "timm/resnet18", "torchvision/resnet50"):
         assert served in BACKBONES

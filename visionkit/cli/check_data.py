@@ -24,7 +24,7 @@ from visionkit.choices import EVAL_SPLITS, SPLITS
 from visionkit.errors import ConfigError, DataError, VisionkitError, counted, key_path
 from visionkit.registry import DATASETS, UnknownNameError
 
-LOCATION_OPTIONS = ("images", "annotations", "root")
+LOCATION_OPTIONS = ("images", "annotations", "root", "csv")
 
 
 def datasets_of_config(
@@ -380,6 +380,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "example: visionkit check-data --format coco --images DIR --annotations ann.json "
         "class_field=background\n"
         "example: visionkit check-data --format folder --root data/pets/train\n"
+        "example: visionkit check-data --format csv --csv data/leaves/train.csv --images "
+        "data/leaves/train_images\n"
         "example: visionkit check-data --format yolo --root datasets/coco8.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -408,7 +410,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--images",
         metavar="DIR",
-        help="with --format coco: the image folder, e.g. --images data/shapes/val",
+        help="with --format coco: the image folder, e.g. --images data/shapes/val; with "
+        "--format csv: the folder the CSV's image cells are relative to (default its folder)",
     )
     p.add_argument(
         "--annotations",
@@ -421,6 +424,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="DIR",
         help="with --format folder, identities, labelme, mask_folder, voc or yolo: the dataset "
         "folder (yolo: or its data.yaml), e.g. --root data/pets/train",
+    )
+    p.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="with --format csv: the CSV file of (image, label) rows, e.g. --csv "
+        "data/leaves/train.csv",
     )
     p.add_argument(
         "--fast",

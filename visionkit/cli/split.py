@@ -1,5 +1,5 @@
 """``visionkit split SRC [--val F] [--test F] [--seed N] [--overwrite]``: split a VOC folder,
-a YOLO folder, a mask folder, a LabelMe folder, a folder of class folders or a COCO json at
+a YOLO folder, a mask folder, a LabelMe folder, a folder of class folders, a CSV or a COCO json at
 random into train / val (/ test) files its reader takes (see :mod:`visionkit.data.split`)."""
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ LabelMe folder (a LabelMe .json file per image, anywhere below SRC): writes
 Class folders (SRC/<class>/<image>, for classification): writes SRC/splits/train.txt,
       val.txt (test.txt), one <class>/<image> per line, each class split alike:
       data.train='{format: folder, root: SRC, split: train}'.
+CSV of (image, label) rows (what format: csv reads; the label in its second column): writes
+      <stem>_train.csv, <stem>_val.csv (<stem>_test.csv) beside it, each label split alike,
+      with the source's header and delimiter: data.train='{format: csv, csv: SRC_train.csv}'
+      (--images: the folder of its images, when not the CSV's).
 COCO json: writes <stem>_train.json, <stem>_val.json (<stem>_test.json) beside it, each with
       its images, their annotations and every category: data.train.annotations=...
 """
@@ -41,6 +45,7 @@ example: visionkit split data/my_masks --val 0.2
 example: visionkit split data/streets --images photos --masks labels --val 0.2
 example: visionkit split data/my_coco/annotations.json --val 0.2
 example: visionkit split data/pets --val 0.2
+example: visionkit split data/leaves/train.csv --images data/leaves/train_images --val 0.2
 example: visionkit split photos --val 0.2   # LabelMe json files beside the photos
 """
 
@@ -67,8 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``split`` to the subparsers of the ``visionkit`` command."""
     p = sub.add_parser(
         "split",
-        help="split a VOC, YOLO, mask, LabelMe or class folder or a COCO json into train / val "
-        "(/ test) at random",
+        help="split a VOC, YOLO, mask, LabelMe or class folder, a CSV or a COCO json into train / "
+        "val (/ test) at random",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -77,7 +82,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "src",
         metavar="SRC",
         help="the VOC, YOLO, mask or LabelMe folder, the folder of class folders "
-        "(<class>/<image>), or the COCO .json file",
+        "(<class>/<image>), the .csv of (image, label) rows, or the COCO .json file",
     )
     p.add_argument(
         "--val",
@@ -107,7 +112,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--images",
         metavar="DIR",
-        help="VOC or mask folder: the image sub-folder, when not JPEGImages/ or images/",
+        help="VOC or mask folder: the image sub-folder, when not JPEGImages/ or images/; CSV: "
+        "the folder of its images, when not the CSV's",
     )
     p.add_argument(
         "--masks",

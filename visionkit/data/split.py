@@ -23,6 +23,9 @@ its reader already takes (``visionkit split``):
 * a **LabelMe folder** (one LabelMe json file per image): ``splits/train.txt``, ``val.txt``
   (``test.txt``), one json file per line relative to the folder, for ``split: train`` of
   ``format: labelme`` (:mod:`visionkit.data.split_labelme`);
+* a **CSV** of ``(image, label)`` rows: ``<stem>_train.csv``, ``<stem>_val.csv``
+  (``<stem>_test.csv``) beside it, the labels in the same proportions in each, for ``csv:``
+  of ``format: csv`` (:mod:`visionkit.data.split_csv`);
 * a **COCO json**: ``<stem>_train.json``, ``<stem>_val.json`` (``<stem>_test.json``) beside
   it, each with its images, their annotations and every category, for ``annotations:`` of
   ``format: coco``.
@@ -97,10 +100,12 @@ def split_list_file(root: Path, split: str) -> Path:
 class SplitReport:
     """What :func:`split_dataset` wrote: the format, and per split its file and count."""
 
-    kind: str  # "voc", "yolo", "masks", "classes", "labelme" or "coco"
+    kind: str  # "voc", "yolo", "masks", "classes", "labelme", "csv" or "coco"
     files: dict[str, Path] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
-    folders: str = ""  # the mask folder's sub-folders, as config keys (", images: X, ...")
+    folders: str = (
+        ""  # the mask folder's sub-folders, a CSV's images, as config keys (", images: X")
+    )
     classes: list[str] = field(default_factory=list)  # LabelMe: the labels of every file
     notes: list[str] = field(default_factory=list)  # printed last (e.g. images without labels)
 
@@ -138,6 +143,12 @@ class SplitReport:
                 f"every split), e.g. data.train='{{format: labelme, root: {root}, split: "
                 f"train{names}}}'"
             )
+        elif self.kind == "csv":
+            lines.append(
+                f"read them with format: csv, csv: {self.files['train']} (val: "
+                f"{self.files['val']}){self.folders}, e.g. data.train='{{format: csv, csv: "
+                f"{self.files['train']}{self.folders}}}'"
+            )
         elif self.kind == "yolo":
             lines.append(
                 f"read them with format: yolo, root: {root}, split: train (split: val for "
@@ -161,6 +172,9 @@ class SplitReport:
         command = "visionkit eval --checkpoint runs/NAME/checkpoints/best.ckpt --split test"
         if self.kind == "coco":
             return f"{command} data.test.annotations={self.files['test']} data.test.images=IMAGES"
+        if self.kind == "csv":
+            images = self.folders.replace(", images: ", " data.test.images=")
+            return f"{command} data.test.csv={self.files['test']}{images}"
         return f"{command} data.test.root={self.root}"
 
     @property
@@ -186,15 +200,16 @@ def split_dataset(
     masks: str | None = None,
 ) -> SplitReport:
     """Split a VOC folder, a YOLO folder, a mask folder, a LabelMe folder, a folder of class
-    folders or a COCO json at random (see the module docstring).
+    folders, a CSV of (image, label) rows or a COCO json at random (see the module docstring).
 
     Args:
-        source: the VOC, YOLO, mask or LabelMe folder, the folder of class folders, or the
-            COCO ``.json`` file.
+        source: the VOC, YOLO, mask or LabelMe folder, the folder of class folders, the
+            ``.csv`` file, or the COCO ``.json`` file.
         val, test: the fractions of the images for val and test; train takes the rest.
         seed: the shuffle's seed.
         overwrite: replace split files that exist (default: refuse, naming them).
-        annotations, images: a VOC folder's two sub-folders, when they have other names.
+        annotations, images: a VOC folder's two sub-folders, when they have other names;
+            ``images``: a CSV's image folder (default its own).
         masks: a mask folder's label sub-folder, when not ``masks/`` (with ``images``, when
             not ``images/``); naming it splits ``source`` as a mask folder.
 
@@ -206,6 +221,10 @@ def split_dataset(
     path = Path(source)
     if path.is_file() and path.suffix.lower() == ".json":
         return _split_coco(path, val, test, seed, overwrite)
+    if path.is_file() and path.suffix.lower() in (".csv", ".tsv"):
+        from visionkit.data.split_csv import split_csv
+
+        return split_csv(path, val, test, seed, overwrite, images)
     from visionkit.data.split_masks import is_mask_folder, split_masks
 
     if path.is_dir() and (masks is not None or is_mask_folder(path, images)):
@@ -250,13 +269,13 @@ def split_dataset(
                 "trainannot}' as configs/custom/semseg_r18.yaml does)"
             )
     else:
-        holds = " (a file, not a .json)"
+        holds = " (a file, not a .json or .csv)"
     raise DataError(
         f"{path}: expected a VOC folder (Annotations/ + JPEGImages/ or annotations/ + images/, "
         "or XML files beside their images), "
         "a YOLO folder (images/ + labels/), a mask folder (images/ + masks/), a LabelMe folder "
-        "(a json file per image), a folder of class folders (<class>/<image>) or a COCO .json "
-        f"file{holds}"
+        "(a json file per image), a folder of class folders (<class>/<image>), a .csv of "
+        f"(image, label) rows or a COCO .json file{holds}"
     )
 
 

@@ -1,0 +1,184 @@
+"""``format: csv``: a CSV of (image, label) rows as Kaggle and most classification sets publish
+them (``id,label`` with ids without an extension, ``filename,class``, no header, ``;``, a BOM,
+Windows line ends), its bad rows named by line, missing images counted, ``check-data``,
+``visionkit split`` and a short training run through the config path."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from tests.helpers import run
+from visionkit.data.readers.csv_labels import CsvDataset
+from visionkit.errors import ConfigError, DataError
+
+
+def photos(folder: Path, names: list[str]) -> Path:
+    """Small noisy images of the given file names in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        pixels = np.random.default_rng(i).integers(0, 255, (24, 24, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / name)
+    return folder
+
+
+def kaggle(root: Path, n: int = 6) -> Path:
+    """Kaggle's layout: ``train.csv`` (``id;label``, ids without an extension, integer labels,
+    a BOM, ``\\r\\n``, ``;``) beside ``train_images/<id>.jpg``."""
+    photos(root / "train_images", [f"img{i}.jpg" for i in range(n)])
+    rows = "".join(f"img{i};{i % 3}\r\n" for i in range(n))
+    (root / "train.csv").write_text("\ufeffid;label\r\n" + rows, encoding="utf-8")
+    return root / "train.csv"
+
+
+def test_kaggle_ids_without_extension_bom_crlf_semicolons(tmp_path):
+    csv = kaggle(tmp_path)
+    ds = CsvDataset(str(csv), images=str(tmp_path / "train_images"))
+    assert ds.label_names == {"class": ["0", "1", "2"]}  # 0..N-1: their own indices
+    assert len(ds) == 6 and [ds[i]["class"] for i in range(6)] == [0, 1, 2, 0, 1, 2]
+    sample = ds[1]
+    assert sample["path"].endswith("img1.jpg") and sample["image"].shape == (24, 24, 3)
+    assert sample["image_id"] == 2
+    text = ds.report.render()
+    assert "a header row: sniffed" in text and "';'-delimited" in text
+    assert "image cells without an extension: found as .jpg (6)" in text
+    # the default image folder is the CSV's: the error says where the images are
+    with pytest.raises(DataError) as err:
+        CsvDataset(str(csv))
+    message = str(err.value)
+    assert "missing file: img0 (line 2)" in message and "6 problems" in message
+    assert f"give images: {tmp_path / 'train_images'}" in message
+
+
+def test_names_headers_and_columns(tmp_path):
+    photos(tmp_path, ["a.png", "b.png", "c.png", "d.png"])
+    (tmp_path / "labels.csv").write_text(
+        "filename,class,fold\na.png,dog,0\nb.png,cat,1\nc.png,dog,0\nd.png,cat,1\n"
+    )
+    ds = CsvDataset(str(tmp_path / "labels.csv"))
+    assert ds.label_names["class"] == ["cat", "dog"] and [c for _, c in ds.items] == [1, 0, 1, 0]
+    by_name = CsvDataset(str(tmp_path / "labels.csv"), image_column="filename", label_column=2)
+    assert by_name.label_names["class"] == ["0", "1"]
+    # no header: the first row names an image, so it is one
+    (tmp_path / "plain.csv").write_text("b.png\tcat\na.png\tdog\n")
+    plain = CsvDataset(str(tmp_path / "plain.csv"))
+    assert len(plain) == 2 and "no header row: sniffed" in plain.report.render()
+    assert len(CsvDataset(str(tmp_path / "plain.csv"), header=False)) == 2
+    with pytest.raises(ConfigError, match="label_column: 'kind' names a column, but .* without a"):
+        CsvDataset(str(tmp_path / "plain.csv"), header=False, label_column="kind")
+    with pytest.raises(ConfigError, match=r"no column 'label' in the header .*filename, class"):
+        CsvDataset(str(tmp_path / "labels.csv"), label_column="label")
+    # the training set's class order; an integer label is an index into it
+    (tmp_path / "val.csv").write_text("image,label\na.png,1\nb.png,dog\n")
+    val = CsvDataset(str(tmp_path / "val.csv"), class_names=["cat", "dog"])
+    assert [c for _, c in val.items] == [1, 1]
+    assert "class without images: labels.csv" not in val.report.render()
+    assert "no rows of the classes cat" in val.report.render()
+
+
+def test_bad_rows_are_named_by_line_or_skipped(tmp_path, caplog):
+    photos(tmp_path, ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
+    (tmp_path / "train.csv").write_text(
+        "image,label\na.jpg,cat\nb.jpg\nc.jpg,\nd.jpg,dog\na.jpg,cat\nd.jpg,cat\n../x.jpg,cat\n"
+    )
+    with pytest.raises(DataError) as err:
+        CsvDataset(str(tmp_path / "train.csv"))
+    message = str(err.value)
+    assert "bad row: train.csv, line 3: 1 column (b.jpg), expected at least 2" in message
+    assert "bad row: train.csv, line 4: empty label (c.jpg, )" in message
+    assert "bad row: train.csv, line 7: d.jpg has label 'cat', line 5 'dog'" in message
+    assert "bad row: train.csv, line 8: '../x.jpg' resolves outside" in message
+    assert "line 6" not in message  # a repeated row is a warning
+    with caplog.at_level(logging.WARNING):
+        ds = CsvDataset(str(tmp_path / "train.csv"), on_bad_label="skip")
+    assert [p.name for p, _ in ds.items] == ["a.jpg"]  # d.jpg: two labels, both left out
+    text = ds.report.render()
+    assert "duplicate row: train.csv, line 6: a.jpg,cat repeats line 2: left out" in text
+    assert "warnings (training goes on): 5" in text
+    assert "4 x bad row" in caplog.text
+
+
+def test_missing_images_are_refused_or_counted_and_skipped(tmp_path, caplog):
+    photos(tmp_path, ["a.jpg", "c.jpg"])
+    (tmp_path / "train.csv").write_text("a.jpg,0\nb.jpg,1\nc.jpg,1\nd,0\n")
+    with pytest.raises(DataError) as err:
+        CsvDataset(str(tmp_path / "train.csv"), header=False)
+    assert "missing file: 2" in str(err.value) and "d (line 4)" in str(err.value)
+    assert "looked up with each of .jpg" in str(err.value)
+    with caplog.at_level(logging.WARNING):
+        ds = CsvDataset(str(tmp_path / "train.csv"), on_bad_image="skip")
+    assert len(ds) == 2 and "2 x missing file: b.jpg (line 2)" in caplog.text
+    assert "left out 2 rows whose image is missing (on_bad_image: skip)" in ds.report.render()
+    (tmp_path / "gone.csv").write_text("x.jpg,0\n")
+    with pytest.raises(DataError, match="0 of 1 row kept"):
+        CsvDataset(str(tmp_path / "gone.csv"), on_bad_image="skip")
+
+
+def test_one_hot_labels_are_refused_naming_the_columns(tmp_path):
+    photos(tmp_path, ["a.jpg", "b.jpg"])
+    (tmp_path / "train.csv").write_text("image_id,healthy,rust,scab\na,1,0,0\nb,0,0,1\n")
+    with pytest.raises(DataError, match="label columns healthy, rust, scab hold 0 / 1 values"):
+        CsvDataset(str(tmp_path / "train.csv"))
+    assert len(CsvDataset(str(tmp_path / "train.csv"), label_column="rust")) == 2
+
+
+def test_integer_labels_not_from_zero_say_how_they_are_numbered(tmp_path):
+    photos(tmp_path, ["a.jpg", "b.jpg", "c.jpg"])
+    (tmp_path / "t.csv").write_text("a.jpg,10\nb.jpg,2\nc.jpg,1\n")
+    ds = CsvDataset(str(tmp_path / "t.csv"))
+    assert ds.label_names["class"] == ["1", "2", "10"]  # numeric order
+    assert "integer labels 1..10 are not 0..2" in ds.report.render()
+
+
+def config(tmp_path: Path, csv: Path, images: Path) -> Path:
+    spec = {
+        "name": "csv",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {
+            "backbone": {"name": "simple_cnn"},
+            "heads": {"cls": {"name": "linear", "num_classes": None}},
+        },
+        "data": {
+            "train": {"format": "csv", "csv": str(csv), "images": str(images)},
+            "val": {"format": "csv", "csv": str(csv), "images": str(images)},
+            "image_size": 32,
+            "batch_size": 4,
+            "num_workers": 0,
+        },
+        "trainer": {
+            "max_steps": 3,
+            "accelerator": "cpu",
+            "devices": 1,
+            "enable_progress_bar": False,
+        },
+    }
+    path = tmp_path / "csv.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_check_data_split_and_a_short_training_run(tmp_path, capsys):
+    csv = kaggle(tmp_path, n=12)
+    images = tmp_path / "train_images"
+    code, out, _ = run(["check-data", "--format", "csv", "--csv", csv, "--images", images], capsys)
+    assert code == 0 and "csv dataset" in out and "images per class (class): 0 4, 1 4, 2 4" in out
+    code, out, _ = run(["check-data", "--format", "csv", "--csv", csv], capsys)
+    assert code == 1 and "hint: img0 is in" in out
+    code, out, _ = run(["split", csv, "--images", images, "--val", "0.25"], capsys)
+    assert code == 0 and "format: csv, csv:" in out
+    train, val = tmp_path / "train_train.csv", tmp_path / "train_val.csv"
+    assert val.read_text().splitlines()[0] == "id;label" and len(val.read_text().split()) == 4
+    path = config(tmp_path, train, images)
+    overrides = [f"data.val.csv={val}"]
+    code, out, _ = run(["check-data", "--config", path, *overrides], capsys)
+    assert code == 0, out
+    code, out, err = run(["train", "--config", path, *overrides], capsys)
+    assert code == 0, err[-2000:]
+    saved = yaml.safe_load((tmp_path / "runs" / "csv" / "config.yaml").read_text())
+    assert saved["model"]["heads"]["cls"]["num_classes"] == 3
+    assert (tmp_path / "runs" / "csv" / "checkpoints" / "best.ckpt").is_file()

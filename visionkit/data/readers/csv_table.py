@@ -1,0 +1,221 @@
+"""A CSV of ``(image, label)`` rows as Kaggle and most classification sets publish it, read
+into cells: its delimiter (``,`` ``;`` tab ``|``, found by :class:`csv.Sniffer`), a UTF-8
+byte-order mark and Windows line ends, whether its first row is a header, which columns hold
+the image and the label, and label columns in one-hot form (refused: one label column is
+read). What the rows mean is :mod:`visionkit.data.readers.csv_labels`' business.
+
+>>> table = read_table("train.csv")  # doctest: +SKIP
+>>> table.delimiter, table.rows[0]  # doctest: +SKIP
+(',', (1, ['id', 'label']))
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from visionkit.data.batch import IMAGE_EXTENSIONS, resolve_under_root
+from visionkit.errors import ConfigError, DataError
+
+#: The delimiters a CSV is sniffed for (Excel in a comma-decimal locale writes ``;``).
+DELIMITERS = ",;\t|"
+#: First-row cells that name a column of an image / label table (compared case-folded).
+HEADER_WORDS = frozenset(
+    {
+        *("id", "image", "image_id", "imageid", "img", "image_name", "filename", "file_name"),
+        *("file", "path", "image_path", "filepath", "name", "fname", "label", "labels"),
+        *("class", "class_name", "category", "target", "y", "breed", "species", "diagnosis"),
+    }
+)
+INTEGER = re.compile(r"[+-]?\d+")
+
+
+@dataclass
+class Table:
+    """The cells of a CSV file.
+
+    Attributes:
+        path: the file.
+        rows: ``(line number, cells)`` of each non-blank row, the header row included (the
+            line number is where the row ends, 1-based, as :mod:`csv` counts it).
+        delimiter: the delimiter found.
+    """
+
+    path: Path
+    rows: list[tuple[int, list[str]]]
+    delimiter: str
+
+
+def read_table(path: Path) -> Table:
+    """The rows of the CSV ``path`` (a byte-order mark, ``\\r\\n`` line ends, quoted fields and
+    blank lines read as Excel and pandas read them).
+
+    Raises:
+        DataError: the file is missing, not UTF-8 text, or holds no rows.
+    """
+    if not path.is_file():
+        near = sorted(p.name for p in path.parent.glob("*.csv")) if path.parent.is_dir() else []
+        beside = f" (CSV files in {path.parent}: {', '.join(near[:8])})" if near else ""
+        raise DataError(f"CSV file {path} does not exist{beside}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as CSV UTF-8 "
+            "(Excel: Save As > CSV UTF-8)"
+        ) from None
+    delimiter = sniff_delimiter(text)
+    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
+    rows = []
+    try:
+        for cells in reader:
+            if any(c.strip() for c in cells):  # blank lines (a last empty line) are no rows
+                rows.append((reader.line_num, [c.strip() for c in cells]))
+    except csv.Error as err:
+        raise DataError(f"{path}, line {reader.line_num}: not readable as CSV ({err})") from None
+    if not rows:
+        raise DataError(f"{path}: no rows (expected one row per image: image,label)")
+    return Table(path, rows, delimiter)
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter of a CSV's ``text``: :class:`csv.Sniffer`'s pick among
+    :data:`DELIMITERS` on its first lines, else ``,``."""
+    sample = "\n".join(text.splitlines()[:50])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:  # one column, or nothing it can tell: the common case
+        return ","
+
+
+def sniffed_header(
+    table: Table,
+    columns: Sequence[int],
+    exists: Callable[[str], bool],
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+) -> bool:
+    """Whether the first row of ``table`` is a header, given the image and label
+    ``columns`` and ``exists(cell)`` (an image cell names a file): not when its image cell
+    names a file or ends with one of ``extensions``, nor when it is the only row; yes when its cells are header words (``id``, ``label``, ``filename``,
+    ...), when its image cell is no file while the next rows' are, when its label is not a
+    number while every other label is, or when :meth:`csv.Sniffer.has_header` says so."""
+    first = table.rows[0][1]
+    rest = [cells for _, cells in table.rows[1:21]]
+    image, label = columns
+    if len(table.rows) == 1 or image >= len(first):
+        return False
+    if has_suffix(first[image], extensions) or exists(first[image]):
+        return False
+    if (
+        len(first) > max(columns)
+        and {first[image].casefold(), first[label].casefold()} & HEADER_WORDS
+    ):
+        return True
+    cells = [r for r in rest if len(r) > max(columns)]
+    if cells and sum(exists(r[image]) for r in cells) > len(cells) / 2:
+        return True
+    if (
+        cells
+        and len(first) > label
+        and not INTEGER.fullmatch(first[label])
+        and all(INTEGER.fullmatch(r[label]) for r in cells)
+    ):
+        return True
+    sample = "\n".join(table.delimiter.join(c) for _, c in table.rows[:21])
+    try:
+        return csv.Sniffer().has_header(sample)
+    except csv.Error:
+        return False
+
+
+def column_of(
+    value: int | str | None, default: int, header: list[str] | None, key: str, path: Path
+) -> int:
+    """The 0-based index of the column ``value`` names (a header name, or an index), or
+    ``default`` when it is ``None``.
+
+    Raises:
+        ConfigError: a name without a header, a name the header lacks, a negative index.
+    """
+    if value is None:
+        return default
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ConfigError(f"{key}: {value} is not a column index (0 is the first column)")
+        return value
+    text = str(value)
+    if header is None:
+        raise ConfigError(
+            f"{key}: {text!r} names a column, but {path} is read without a header row (give "
+            f"the column's 0-based index, e.g. {key}: 0, or header: true)"
+        )
+    if text in header:
+        return header.index(text)
+    folded = [h.casefold() for h in header]
+    if text.casefold() in folded:
+        return folded.index(text.casefold())
+    raise ConfigError(
+        f"{key}: no column {text!r} in the header of {path} (its columns: "
+        f"{', '.join(header)}; or give a 0-based index)"
+    )
+
+
+def one_hot_columns(table: Table, start: int, image: int) -> list[int]:
+    """The columns of ``table``'s data rows (from row ``start``) besides ``image`` when they
+    all hold only 0 and 1 and either each row has exactly one 1 across them (a label in
+    one-hot form, Kaggle's ``image_id,healthy,rust,scab``) or there are three or more (a
+    multi-label table); ``[]`` otherwise (``id,label,fold`` with 0/1 labels and folds)."""
+    rows = [cells for _, cells in table.rows[start:]]
+    if not rows:
+        return []
+    width = min(len(r) for r in rows)
+    others = [c for c in range(width) if c != image]
+    if len(others) < 2:
+        return []
+    ones = {"1", "1.0"}
+    one_hot = True
+    for cells in rows:
+        values = [cells[c] for c in others]
+        if any(v not in ("0", "0.0", *ones) for v in values):
+            return []
+        one_hot = one_hot and sum(v in ones for v in values) == 1
+    return others if one_hot or len(others) >= 3 else []
+
+
+class ImageFinder:
+    """``finder(cell)``: the image file an image cell names under ``root`` (with the first of
+    ``extensions`` that exists, in any case, when the cell has none of them: Kaggle's ids), or
+    ``None``; each folder is listed once."""
+
+    def __init__(self, root: Path, extensions: Sequence[str]) -> None:
+        self.root, self.extensions = root, tuple(extensions)
+        self._listings: dict[Path, dict[str, str]] = {}
+
+    def __call__(self, cell: str) -> Path | None:
+        try:
+            path = resolve_under_root(self.root, cell)
+        except ValueError:
+            return None
+        if has_suffix(cell, self.extensions):
+            return path if path.is_file() else None
+        listing = self._listings.get(path.parent)
+        if listing is None:
+            try:
+                names = os.listdir(path.parent)
+            except OSError:
+                names = []
+            listing = self._listings[path.parent] = {n.casefold(): n for n in names}
+        for ext in self.extensions:
+            name = listing.get((path.name + ext).casefold())
+            if name is not None and (path.parent / name).is_file():
+                return path.parent / name
+        return None
+
+
+def has_suffix(cell: str, extensions: Sequence[str]) -> bool:
+    """Whether an image cell ends with one of ``extensions``."""
+    return Path(cell).suffix.lower() in extensions

@@ -1,0 +1,64 @@
+"""``visionkit split`` of a CSV of ``(image, label)`` rows (what ``format: csv`` reads):
+``<stem>_train.csv``, ``<stem>_val.csv`` (``<stem>_test.csv``) beside it, each with the
+header and the delimiter of the source, the labels in the same proportions in each split
+(stratified, :func:`~visionkit.data.split_shares.class_shares`), for ``csv:`` of ``format:
+csv`` (see :mod:`visionkit.data.split`). The label is the second column, as the reader's
+default; the rows are copied as they are, so a bad row reaches the reader, which names it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from pathlib import Path
+
+from visionkit.checkpoint import write_atomic
+from visionkit.choices import SPLITS
+from visionkit.data.batch import IMAGE_EXTENSIONS
+from visionkit.data.readers.csv_table import ImageFinder, read_table, sniffed_header
+from visionkit.data.split import SplitReport, _remove_stale, refuse_existing
+from visionkit.data.split_shares import class_shares
+from visionkit.errors import DataError
+
+
+def split_csv(
+    path: Path, val: float, test: float, seed: int, overwrite: bool, images: str | None = None
+) -> SplitReport:
+    """Each label's rows shuffled and cut by :func:`class_shares`, written beside ``path``;
+    ``images`` (default the CSV's folder) is where the header sniff looks for the images."""
+    table = read_table(path)
+    root = Path(images) if images else path.parent
+    if not root.is_dir():
+        raise DataError(f"--images: {root} is not a folder (the folder of the CSV's images)")
+    finder = ImageFinder(root, IMAGE_EXTENSIONS)
+    header = sniffed_header(table, (0, 1), lambda cell: finder(cell) is not None)
+    rows = table.rows[1:] if header else table.rows
+    if not rows:
+        raise DataError(f"{path}: only a header row, no images to split")
+    by_label: dict[str, list[tuple[int, list[str]]]] = {}
+    for line, cells in rows:
+        by_label.setdefault(cells[1] if len(cells) > 1 else "", []).append((line, cells))
+    shares = class_shares({label: len(r) for label, r in by_label.items()}, val, test)
+    parts: dict[str, list[tuple[int, list[str]]]] = {s: [] for s in SPLITS}
+    for label, labelled in sorted(by_label.items()):
+        random.Random(f"{seed}/{label}").shuffle(labelled)
+        start = 0
+        for split in SPLITS:
+            parts[split] += labelled[start : start + shares[label][split]]
+            start += shares[label][split]
+    every = {s: path.with_name(f"{path.stem}_{s}.csv") for s in SPLITS}
+    refuse_existing(every, overwrite)
+    files = {s: every[s] for s in SPLITS if parts[s]}
+    for split, target in files.items():
+        out = io.StringIO()
+        writer = csv.writer(out, delimiter=table.delimiter, lineterminator="\n")
+        if header:
+            writer.writerow(table.rows[0][1])
+        writer.writerows(cells for _, cells in sorted(parts[split]))  # in file order
+        text = out.getvalue()
+        write_atomic(target, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+    _remove_stale(every, files)
+    report = SplitReport("csv", files, {s: len(parts[s]) for s in files})
+    report.folders = f", images: {images}" if images else ""
+    return report
