@@ -696,7 +696,7 @@ def test_augmentation_mistakes_are_config_errors_with_their_index():
     assert problems == [
         "data.transforms.train[0].name: unknown albumentations transform 'HorizontalFlp'; did you mean 'HorizontalFlip'?",
         "data.transforms.train[1].widht: unknown parameter of Resize; did you mean 'width'?",
-        "data.transforms.train[2].p: Input should be less than or equal to 1",
+        "data.transforms.train[2].p (HorizontalFlip): expected a number from 0 to 1, got 2",
     ]
 
 

@@ -251,8 +251,8 @@ def test_mixing_parameters_are_validated_with_their_key_path():
             }
         )
     assert caught.value.problems == [
-        "data.transforms.train[0].p: Input should be less than or equal to 1",
-        "data.transforms.train[0].alpha: Input should be greater than 0",
+        "data.transforms.train[0].p (MixUp): expected a number from 0 to 1, got 1.5",
+        "data.transforms.train[0].alpha (MixUp): expected a number, above 0, got 0",
         "data.transforms.train[1].prob: unknown parameter of CopyPaste; valid: p",
     ]
 

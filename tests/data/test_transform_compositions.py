@@ -95,7 +95,7 @@ def test_nested_mistakes_are_reported_with_their_key_path():
         "data.transforms.train[2].transforms[1].name: unknown albumentations transform "
         "'Brightnes'; did you mean 'PlasmaBrightnessContrast', 'RandomBrightnessContrast'?"
     ) in problems
-    assert "data.transforms.train[3].p: Input should be less than or equal to 1, got 2" in problems
+    assert "data.transforms.train[3].p (OneOf): expected a number from 0 to 1, got 2" in problems
     assert (
         "data.transforms.train[3].prob: unknown parameter of OneOf; valid: transforms, p"
         in problems

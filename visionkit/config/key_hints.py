@@ -86,6 +86,29 @@ def union_item_problem(loc: Sequence[Any], error: Mapping[str, Any], whole: Any)
     return f"{loc[0]}.{loc[1]}: expected {form} whose {name} is {msg}, got {whole!r}"
 
 
+def mapping_key_problem(loc: Sequence[Any], given: Any) -> str:
+    """The line for a key of a mapping that is not text (pydantic's ``[key]`` error at
+    ``loc``): named as a key (``model.heads.0``, not a list item's ``model.heads[0]``), with
+    what YAML read it as and what to write instead.
+
+    >>> mapping_key_problem(("model", "heads", 0, "[key]"), 0).split(";")[0]
+    "model.heads.0: a head's name is text (letters, digits and _, not starting with a digit)"
+    """
+    parts = [p for p in loc if p != "[key]"]
+    path = ".".join(str(p) for p in parts)
+    kind = "a boolean" if isinstance(given, bool) else "a number"
+    if tuple(parts[:2]) == ("model", "heads"):
+        return (
+            f"{path}: a head's name is text (letters, digits and _, not starting with a "
+            f"digit); YAML reads {given!r} as {kind}; name the head after its task, e.g. det, "
+            "seg, cls (its metrics are named so: det/mAP)"
+        )
+    return (
+        f"{path}: a key here is text, but YAML reads {given!r} as {kind}: write it in quotes "
+        f"('{given}': ...)"
+    )
+
+
 def unknown_key_hint(root: type[BaseModel], loc: Sequence[Any]) -> str:
     """``"; did you mean ...?"`` for the unknown key at ``loc`` of ``root`` (the whole
     :class:`Config`, or a component's schema): the key where it is a key (``max_epochs`` →

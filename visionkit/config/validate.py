@@ -21,6 +21,7 @@ from visionkit.config.key_hints import (
     UNION_ITEMS,
     UNION_KEYS,
     mapping_hint,
+    mapping_key_problem,
     quote_hint,
     union_item_problem,
     unknown_key_hint,
@@ -447,6 +448,8 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
         union = UNION_KEYS.get(loc[:2]) if root is Config else None
         if loc[:2] in items:
             lines += [union_item_problem(loc, e, wholes.get(loc[:2]))] if len(loc) == 3 else []
+        elif e["loc"][-1:] == ("[key]",):  # model.heads.0, not the list item heads[0]
+            lines.append(mapping_key_problem(e["loc"], e.get("input")))
         elif union and e["type"] not in _OWN_MESSAGE:  # one line, not one per member type
             if len(loc) == 2:
                 lines.append(f"{path}: expected {union}, got {e['input']!r}")

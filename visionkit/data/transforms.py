@@ -55,7 +55,8 @@ from visionkit.data.keypoint_transforms import (
     keypoint_params,
     pixel_index_scaling,
 )
-from visionkit.errors import ConfigError, key_path
+from visionkit.data.transform_params import declared_fields, parameter_problems
+from visionkit.errors import ConfigError
 
 #: albumentations' compositions a config may use: class and the types of its parameters
 #: besides ``transforms`` (the list of nested steps); defaults are albumentations' own.
@@ -118,10 +119,9 @@ def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> Any:
         cause = (
             err if isinstance(err, pydantic.ValidationError) else err.__cause__ or err.__context__
         )
-        if isinstance(cause, pydantic.ValidationError):
-            raise ConfigError(
-                [f"{key_path([where, *e['loc']])}: {e['msg']}" for e in cause.errors()]
-            ) from None
+        if isinstance(cause, pydantic.ValidationError):  # in our words, per parameter
+            fields = declared_fields(cls)
+            raise ConfigError(parameter_problems(cause, fields, name, where, params)) from None
         raise ConfigError(f"{where} ({name}): {err}") from None
 
 
@@ -160,7 +160,7 @@ def _build_composition(name: str, params: dict[str, Any], where: str) -> A.BaseC
         try:
             params[key] = pydantic.TypeAdapter(types[key]).validate_python(value)
         except pydantic.ValidationError as err:
-            problems += [f"{where}.{key}: {e['msg']}, got {value!r}" for e in err.errors()]
+            problems += parameter_problems(err, types, name, where, params, key)
     if not isinstance(steps, list) or not steps:
         problems.append(
             f"{where}.transforms: {name} needs a non-empty list of steps "
