@@ -70,3 +70,102 @@ def test_an_integer_head_name_is_a_key_of_the_heads_not_a_list_item(tmp_path: Pa
         "optimizer.param_groups.1: a key here is text, but YAML reads 1 as a number: write it "
         "in quotes ('1': ...)"
     )
+
+
+def write_folder_data(root: Path, classes=("a", "b")) -> Path:
+    """An ImageFolder of 2 tiny images per class."""
+    import numpy as np
+    from PIL import Image
+
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_out_indices_past_the_backbone_names_its_key_line_and_range(tmp_path: Path):
+    # it was "cannot build timm backbone 'resnet18' with {'out_indices': (7,)}: list index out
+    # of range (...)", without the config's file and line, and for simple_cnn "out_indices
+    # (9,) out of range for backbone 'simple_cnn'" without the key
+    from visionkit import create_model
+
+    config = tmp_path / "c.yaml"
+    for backbone, given, name in [
+        ("simple_cnn", "[9]", "simple_cnn"),
+        ("resnet18", "[7]", "resnet18"),
+        ("resnet18", "[-9]", "resnet18"),
+    ]:
+        config.write_text(
+            f"model:\n  backbone:\n    name: {backbone}\n    out_indices: {given}\n" + HEADS
+        )
+        with pytest.raises(ConfigError) as info:
+            create_model(config)
+        level = given.strip("[]")
+        assert info.value.problems == [
+            f"model.backbone.out_indices: {given} picks level {level}, which '{name}' does not "
+            f"have; '{name}' has 5 feature levels, 0..4 (or -5..-1, counted from the last), at "
+            "strides [2, 4, 8, 16, 32]; pick levels of increasing stride: e.g. [2, 3, 4] for "
+            "strides 8, 16, 32"
+        ]
+        assert info.value.locations == [f"{config}:4"]
+        assert str(info.value).startswith(f"invalid configuration in {config}:\n  {config}:4: ")
+    config.write_text("model:\n  backbone: {name: simple_cnn, out_indices: [1, -4]}\n" + HEADS)
+    with pytest.raises(ConfigError, match=r"out_indices: \[1, -4\] picks level 1 twice"):
+        create_model(config)
+
+
+def test_a_check_after_loading_names_the_file_and_line_of_its_key(tmp_path: Path, capsys):
+    # num_classes against the data is checked once the data is read: it said
+    # "invalid configuration:\n  model.heads.cls.num_classes: 3, but the data has 2 classes"
+    # without the file, where every first-pass problem names FILE:LINE
+    from visionkit.cli import main
+
+    data = write_folder_data(tmp_path / "photos")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model:\n  backbone: {name: simple_cnn}\n  heads:\n    cls:\n      name: linear\n"
+        f"      num_classes: 3\ndata:\n  train: {{format: folder, root: {data}}}\n"
+        f"output_dir: {tmp_path / 'runs'}\n"
+    )
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: invalid configuration in {config}:\n  {config}:6: model.heads.cls.num_classes: "
+        "3, but the data has 2 classes (a, b)"
+    ), err
+    # set on the command line: no line of the file is named
+    assert main(["train", "--config", str(config), "model.heads.cls.num_classes=5"]) == 2
+    err = capsys.readouterr().err
+    assert "\n  model.heads.cls.num_classes: 5, but the data has 2" in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("written", "logger", "precision"),
+    [
+        ("logger: CSV\ntrainer: {precision: BF16-mixed}\n", ["csv"], "bf16-mixed"),
+        ("logger: [TensorBoard]\ntrainer: {precision: 16-Mixed}\n", ["tensorboard"], "16-mixed"),
+        ("logger: {name: MLflow}\ntrainer: {precision: 32-True}\n", ["mlflow"], "32-true"),
+    ],
+)
+def test_logger_and_precision_names_are_taken_in_any_case(tmp_path, written, logger, precision):
+    # they were refused for their case ("logger[0].name: expected 'csv', ..., got 'CSV'";
+    # "unknown precision 'BF16-mixed'"), where optimizer: SGD and scheduler: OneCycleLR were not
+    from visionkit.config import save_config
+
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  backbone: {name: simple_cnn}\n" + HEADS + written)
+    cfg = load_config(config)
+    assert [entry.name for entry in cfg.logger] == logger
+    assert cfg.trainer.precision == precision
+    save_config(cfg, tmp_path / "saved.yaml")  # the canonical names are what is saved
+    saved = (tmp_path / "saved.yaml").read_text()
+    assert f"precision: {precision}" in saved and f"name: {logger[0]}" in saved
+    err = error_of(config, ["trainer.precision=fp8", "logger=Comet"])
+    assert err.problems[:2] == [
+        "trainer.precision: expected one of: auto, 64, 32, 16, bf16, 64-true, 32-true, 16-true, "
+        "16-mixed, bf16-true, bf16-mixed, transformer-engine, transformer-engine-float16 (in "
+        "any case), got 'fp8'",
+        "logger[0].name: expected 'csv', 'tensorboard', 'wandb' or 'mlflow', got 'Comet'",
+    ]

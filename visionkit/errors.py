@@ -68,16 +68,23 @@ class ConfigError(VisionkitError):
         options: bool = False,
     ) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
-        self.source = source
         self.options = options
+        self.locate(source, locations)
+
+    def locate(self, source: str | None, locations: Sequence[str | None]) -> ConfigError:
+        """This error said of the config file ``source``, each problem at its ``locations``
+        (``FILE:LINE`` or ``None``): how a check made after the config was loaded (the data
+        against the heads) names the file and line of its key, as the loader's own."""
+        self.source = source
         self.locations = [*locations, *[None] * len(self.problems)][: len(self.problems)]
         where = f" in {source}" if source else ""
         lines = "\n".join(
             f"  {place}: {p}" if place else f"  {p}"
             for p, place in zip(self.problems, self.locations, strict=True)
         )
-        what = "invalid command-line option" if options else "invalid configuration"
-        super().__init__(f"{what}{where}:\n{lines}")
+        what = "invalid command-line option" if self.options else "invalid configuration"
+        self.args = (f"{what}{where}:\n{lines}",)
+        return self
 
 
 class DataError(VisionkitError):

@@ -119,7 +119,10 @@ def test_a_visionkit_error_is_a_message_and_its_exit_code(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("backbone", "message"),
     [
-        ("{name: simple_cnn, out_indices: [9]}", "error: out_indices (9,) out of range"),
+        (
+            "{name: simple_cnn, out_indices: [9]}",
+            "  model.backbone.out_indices: [9] picks level 9, which 'simple_cnn' does not",
+        ),
         ("{name: simple_cnn, kwargs: {foo: 1}}", "error: model.backbone.kwargs.foo: not an"),
     ],
 )

@@ -24,6 +24,7 @@ from visionkit.config import (
     Config,
     ConfigLike,
     load_config,
+    locating,
 )
 from visionkit.data.datasets import class_colours_of, gives, label_names_of
 from visionkit.data.identity_mixing import identity_count
@@ -31,7 +32,7 @@ from visionkit.data.image_size import pipeline_steps
 from visionkit.data.transforms import apply_pipeline, build_pipeline
 from visionkit.errors import CheckpointError, ConfigError, counted
 from visionkit.evaluation.tasks import label_family, task_of
-from visionkit.models.backbones import check_pretrained, create_backbone
+from visionkit.models.backbones import OutIndicesError, check_pretrained, create_backbone
 from visionkit.models.model import VisionModel
 from visionkit.models.transfer import load_matching, pretrained_beneath
 from visionkit.models.weights import LIGHTNING_PREFIX
@@ -234,6 +235,7 @@ def data_identities(head_name: str, args: Mapping[str, Any], label_names: Mappin
     return given
 
 
+@locating  # a check made here (num_classes, freeze, out_indices) names the key's file:line
 def create_model(
     config: ConfigLike,
     label_names: Mapping[str, Sequence[str]] | None = None,
@@ -266,13 +268,16 @@ def create_model(
     beneath = read_pretrained and bool(cfg.model.init_from) and b.pretrained is not False
     if beneath:  # what reading the file would refuse, refused even if it is never read
         check_pretrained(b.name, b.pretrained)
-    backbone = create_backbone(
-        b.name,
-        pretrained=b.pretrained,
-        out_indices=b.out_indices,
-        read_pretrained=read_pretrained and not beneath,
-        **b.kwargs,
-    )
+    try:
+        backbone = create_backbone(
+            b.name,
+            pretrained=b.pretrained,
+            out_indices=b.out_indices,
+            read_pretrained=read_pretrained and not beneath,
+            **b.kwargs,
+        )
+    except OutIndicesError as err:  # the config's key, with its file and line
+        raise ConfigError(f"model.backbone.out_indices: {err.problem}") from None
     neck = None
     if cfg.model.neck is not None:
         args = {k: v for k, v in cfg.model.neck.items() if k != "name"}

@@ -34,6 +34,7 @@ from visionkit.config.files import (
     save_config,
     to_yaml,
 )
+from visionkit.config.locations import located, locating
 from visionkit.config.paths import is_dataset_mix, split_entries
 from visionkit.config.schema import (
     DATASET_INJECTED_ARGS,
@@ -82,6 +83,8 @@ __all__ = [
     "split_entries",
     "load_config",
     "load_yaml",
+    "located",
+    "locating",
     "read_yaml",
     "resolve_file",
     "save_config",

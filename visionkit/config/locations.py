@@ -6,15 +6,20 @@ key that a ``base:`` file gives is named in that file (:attr:`ConfigError.locati
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
 
-from visionkit.config.files import base_file, override_keys
+from visionkit.config.files import base_file, override_keys, override_list
 from visionkit.config.yaml_rules import ConfigLoader, load_yaml
+from visionkit.errors import ConfigError
 
 
 def key_lines(path: str | os.PathLike) -> dict[str, str]:
@@ -63,6 +68,44 @@ def key_places(
             key = key.rpartition(".")[0]
         places.append(None if on_command_line else lines.get(key))
     return places
+
+
+@contextlib.contextmanager
+def located(config: object, overrides: Sequence[str] | str = ()) -> Iterator[None]:
+    """A :class:`ConfigError` raised inside, by a check made after the config file ``config``
+    was loaded (``model.heads.cls.num_classes: 3, but the data has 2 classes``, a backbone's
+    ``out_indices``), gets the file and line of each key it names (:func:`key_places`), as the
+    loader's own problems do; ``config`` not a file (a mapping, a checkpoint's config), an
+    error of command-line options or one already placed: left as it is."""
+    try:
+        yield
+    except ConfigError as err:
+        if err.options or any(err.locations) or not isinstance(config, str | os.PathLike):
+            raise
+        if not os.path.isfile(config):
+            raise
+        places = key_places(err.problems, config, override_list(overrides))
+        if any(places):
+            err.locate(err.source or str(config), places)
+        raise
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def locating(function: F) -> F:
+    """``function(config, overrides=..., ...)`` whose configuration errors are
+    :func:`located` in the config file it was given (:func:`visionkit.engine.runner.train`,
+    :func:`visionkit.create_model`)."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        given = signature.bind_partial(*args, **kwargs).arguments
+        with located(given.get("config"), given.get("overrides", ())):
+            return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _lines_of(shown: str) -> tuple[dict[str, str], set[str]]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PositiveInt,
@@ -22,6 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from visionkit.config.max_time import max_time_seconds
+from visionkit.config.name_case import any_case, canonical
 from visionkit.data.image_size import with_image_size
 
 # Arguments of heads and necks the model factory supplies itself; a config never sets them.
@@ -195,18 +195,6 @@ class ParamGroupConfig(_Section):
     lr_mult: float = Field(1.0, ge=0)
 
 
-def any_case(*names: str, **aliases: str) -> Any:
-    """``Literal[names]`` (lower-case names) that takes a name written in any case (``SGD``,
-    ``AdamW``, as torch and timm spell them), and ``aliases`` (lower-case) for those names;
-    anything else is refused as it was written."""
-
-    def lowered(value: Any) -> Any:
-        name = aliases.get(value.lower(), value.lower()) if isinstance(value, str) else None
-        return name if name in names else value
-
-    return Annotated[Literal[names], BeforeValidator(lowered)]
-
-
 OptimizerName = any_case("sgd", "adamw", "adam")
 SchedulerName = any_case(  # torch's names of these schedules too (StepLR's is another)
     "cosine", "step", "onecycle", "constant",
@@ -351,10 +339,9 @@ class TrainerConfig(_Section):
         what Lightning would refuse only when the Trainer is built."""
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
+        value = canonical(value, PRECISIONS)  # BF16-mixed, as in Lightning's docs
         if isinstance(value, str) and value not in PRECISIONS:
-            raise ValueError(
-                f"unknown precision {value!r}; expected one of: {', '.join(PRECISIONS)}"
-            )
+            raise ValueError(f"expected one of: {', '.join(PRECISIONS)} (in any case)")
         return value
 
     @field_validator(
@@ -446,6 +433,9 @@ class EarlyStoppingConfig(_Section):
     min_delta: float = Field(0.0, ge=0)
 
 
+LoggerName = any_case("csv", "tensorboard", "wandb", "mlflow")  # CSV, TensorBoard too
+
+
 class LoggerConfig(BaseModel):
     """``logger.<i>``: a Lightning logger by name, with its keyword arguments
     (``{name: wandb, project: shapes}``), checked against the logger's class when a run starts.
@@ -453,7 +443,7 @@ class LoggerConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: Literal["csv", "tensorboard", "wandb", "mlflow"]
+    name: LoggerName
 
     @model_validator(mode="after")
     def _csv_takes_nothing(self) -> LoggerConfig:

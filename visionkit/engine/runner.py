@@ -41,6 +41,7 @@ from visionkit.config import (
     Config,
     ConfigLike,
     load_config,
+    locating,
     override_keys,
     override_list,
     save_config,
@@ -139,6 +140,7 @@ def make_datamodule(cfg: Config, datasets: dict[str, Any], model: VisionModel) -
     )
 
 
+@locating  # a config error found after loading (num_classes vs the data) names its file:line
 def train(
     config: ConfigLike,
     overrides: Sequence[str] = (),
@@ -151,17 +153,15 @@ def train(
     """Train from a config; returns the run folder and the final validation metrics.
 
     ``callbacks`` and ``loggers``: Lightning objects added to visionkit's own (the run folder's
-    callbacks; the step log and the loggers of the config's ``logger:`` list), e.g. a
-    ``lightning.pytorch.callbacks.LearningRateMonitor`` or a ``WandbLogger`` set up in code.
+    callbacks; the step log and the config's ``logger:`` list), e.g. a ``LearningRateMonitor``.
 
     The run folder is ``output_dir``, else a resumed checkpoint's, else the config's
     ``<output_dir>/<name>``; one that holds another run gets ``<folder>-2``, ...
     (:func:`choose_run_dir`) unless the run continues there (``resume``: a checkpoint of that
-    folder, or ``auto``) or ``exist_ok`` (default: the config's ``exist_ok``) reuses it.
-
-    The run folder gets ``config.yaml`` (resolved), ``checkpoints/{best,last}.ckpt``,
-    ``metrics.csv`` (per epoch and validation), ``metrics.json`` (validation metrics of ``best.ckpt``, and
-    ``time/train_s`` / ``time/val_s``: this process's wall time of training steps and of the
+    folder, or ``auto``) or ``exist_ok`` (default: the config's ``exist_ok``) reuses it. It
+    gets ``config.yaml`` (resolved), ``checkpoints/{best,last}.ckpt``,
+    ``metrics.csv`` (per epoch and validation), ``metrics.json`` (validation metrics of
+    ``best.ckpt``; ``time/train_s`` / ``time/val_s``: wall time of training steps and of the
     validations between them), ``plots/curves.png`` and ``logs/`` (per-step CSV log).
 
     ``trainer.fit`` runs with :class:`~visionkit.engine.interrupt.CtrlC` installed: a first

@@ -189,10 +189,12 @@ def test_out_indices(name: str, strides: list[int]) -> None:
     assert create_backbone(name, out_indices=(-1, 1)).strides == [4, 32]
     with pytest.raises(BackboneError, match="out_indices"):
         create_backbone(name, out_indices=(9,))
-    with pytest.raises(BackboneError, match="distinct"):
+    with pytest.raises(BackboneError, match=r"\[2, 2\] picks level 2 twice"):
         create_backbone(name, out_indices=(2, 2))
-    with pytest.raises(BackboneError, match="distinct"):  # the same level twice
+    with pytest.raises(BackboneError, match="picks level 4 twice"):  # the same level twice
         create_backbone(name, out_indices=(-1, 4))
+    with pytest.raises(BackboneError, match="picks no level"):
+        create_backbone(name, out_indices=())
 
 
 def test_unknown_name_suggests_close_names() -> None:
@@ -240,8 +242,8 @@ def test_out_indices_past_a_models_levels_says_which_levels_it_has() -> None:
     with pytest.raises(BackboneError) as info:
         create_backbone("convnext_atto", out_indices=(2, 3, 4))
     assert (
-        "'convnext_atto' has 4 feature levels, 0..3, at strides [4, 8, 16, 32]; "
-        "model.backbone.out_indices picks levels of increasing stride: e.g. [1, 2, 3] for "
+        "'convnext_atto' has 4 feature levels, 0..3 (or -4..-1, counted from the last), at "
+        "strides [4, 8, 16, 32]; pick levels of increasing stride: e.g. [1, 2, 3] for "
         "strides 8, 16, 32"
     ) in str(info.value)
     with pytest.raises(BackboneError, match=r"e.g. \[1, 2, 3\] for strides 4, 8, 16"):

@@ -198,25 +198,67 @@ class Backbone(Protocol):
     def forward(self, x: Tensor) -> list[Tensor]: ...
 
 
-def select_levels(num_levels: int, out_indices: Sequence[int] | None, name: str) -> list[int]:
-    """Normalise ``out_indices`` (negative allowed, ``None`` = all) to sorted level indices.
+class OutIndicesError(BackboneError):
+    """``out_indices`` that pick a level the backbone does not have, a level twice, or none;
+    ``problem`` says so without the key, which :func:`visionkit.create_model` puts before it
+    (``model.backbone.out_indices: ...``, a configuration error with its file and line)."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"out_indices {problem}")
+
+
+def levels_note(name: str, strides: Sequence[int]) -> str:
+    """What ``out_indices`` can pick of backbone ``name`` with feature levels at ``strides``:
+    the range (from the start, or from the last) and the levels of strides 8, 16, 32."""
+    n = len(strides)
+    usual = [strides.index(s) for s in (8, 16, 32) if s in strides]
+    pick = (
+        usual
+        if len(usual) == 3
+        else [i for i, s in enumerate(strides) if s not in strides[:i]][-3:]
+    )
+    return (
+        f"{name!r} has {n} feature levels, 0..{n - 1} (or -{n}..-1, counted from the last), at "
+        f"strides {list(strides)}; pick levels of increasing "
+        f"stride: e.g. {pick} for strides {', '.join(str(strides[i]) for i in pick)}"
+    )
+
+
+def out_indices_problem(out_indices: Sequence[int], strides: Sequence[int], name: str) -> str:
+    """Why ``out_indices`` cannot be picked of backbone ``name`` (levels at ``strides``) and
+    what it can pick, or ``""`` when it can."""
+    n, given = len(strides), [int(i) for i in out_indices]
+    outside = [i for i in given if not -n <= i < n]
+    picked = [i % n for i in given if -n <= i < n]
+    twice = sorted({i for i in picked if picked.count(i) > 1})
+    if outside:
+        what = f"{given} picks level {', '.join(map(str, outside))}, which {name!r} does not have"
+    elif twice:
+        what = f"{given} picks level {', '.join(map(str, twice))} twice (negative indices count from the last)"
+    elif not given:
+        what = "[] picks no level (null: all of them)"
+    else:
+        return ""
+    return f"{what}; {levels_note(name, strides)}"
+
+
+def select_levels(
+    num_levels: int, out_indices: Sequence[int] | None, name: str, strides: Sequence[int] = ()
+) -> list[int]:
+    """Normalise ``out_indices`` (negative allowed, ``None`` = all) to sorted level indices;
+    ``strides``: the levels' strides (default: 2, 4, 8, ...), for the message.
 
     Raises:
-        BackboneError: An index is out of range or repeated.
+        OutIndicesError: An index is out of range or repeated, or none is given.
     """
     if out_indices is None:
         return list(range(num_levels))
-    picked = []
-    for i in out_indices:
-        if not -num_levels <= int(i) < num_levels:
-            raise BackboneError(
-                f"out_indices {tuple(out_indices)} out of range for backbone {name!r}, "
-                f"which has {num_levels} feature levels (0..{num_levels - 1})"
-            )
-        picked.append(int(i) % num_levels)
-    if len(set(picked)) != len(picked) or not picked:
-        raise BackboneError(f"out_indices {tuple(out_indices)} must be distinct and non-empty")
-    return sorted(picked)
+    strides = list(strides) or [2 ** (i + 1) for i in range(num_levels)]
+    problem = out_indices_problem(out_indices, strides, name)
+    if problem:
+        raise OutIndicesError(problem)
+    return sorted(int(i) % num_levels for i in out_indices)
 
 
 class FeatureBackbone(nn.Module):

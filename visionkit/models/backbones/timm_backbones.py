@@ -40,9 +40,12 @@ from visionkit.models.backbones.base import (
     Arguments,
     BackboneError,
     FeatureBackbone,
+    OutIndicesError,
     accepted_arguments,
     architecture_class,
+    levels_note,
     library_takes,
+    out_indices_problem,
     to_rgb_stats,
 )
 from visionkit.models.backbones.pretrained import WeightsSource, fetch, read_cached
@@ -198,7 +201,8 @@ def create_timm_backbone(
         levels = len(body.feature_info.info)
         picked = [i % levels for i in kwargs["out_indices"]]  # (-1, 4): level 4 twice
         if len(set(picked)) != len(picked) or not picked:
-            raise BackboneError(f"out_indices {tuple(out_indices)} must be distinct and non-empty")
+            all_strides = [info["reduction"] for info in body.feature_info.info]
+            raise OutIndicesError(out_indices_problem(out_indices, all_strides, model_name))
         if picked != sorted(picked):
             kwargs["out_indices"] = tuple(sorted(picked))
             body = _features(model_name, name, bool(pretrained), kwargs)
@@ -244,32 +248,32 @@ def _features(model_name: str, name: str, pretrained: bool, kwargs: dict[str, An
     try:
         return timm.create_model(model_name, pretrained=pretrained, features_only=True, **kwargs)
     except (AssertionError, IndexError) as e:  # timm checks out_indices with assert / indexing
-        levels = _levels_note(model_name, kwargs) if "out_indices" in kwargs else ""
-        raise BackboneError(
-            f"cannot build timm backbone {name!r} with {kwargs}: {e}{levels}"
-        ) from e
+        strides = _all_strides(model_name, kwargs) if "out_indices" in kwargs else None
+        problem = strides and out_indices_problem(kwargs["out_indices"], strides, model_name)
+        if problem:
+            raise OutIndicesError(problem) from None
+        raise BackboneError(f"cannot build timm backbone {name!r} with {kwargs}: {e}") from e
 
 
-def _levels_note(model_name: str, kwargs: dict[str, Any]) -> str:
-    """What ``out_indices`` can pick for ``model_name`` built with ``kwargs`` (its levels and
-    their strides, with the levels of strides 8, 16, 32), for a message; empty when the model
-    cannot be built without them either."""
+def _all_strides(model_name: str, kwargs: dict[str, Any]) -> list[int] | None:
+    """The strides of every feature level of ``model_name`` built with ``kwargs`` (less its
+    ``out_indices``); ``None`` when the model cannot be built without them either."""
     others = {k: v for k, v in kwargs.items() if k not in ("out_indices", "pretrained_cfg_overlay")}
     try:
         with torch.device("meta"):
-            strides = timm.create_model(
+            return timm.create_model(
                 model_name, features_only=True, **others
             ).feature_info.reduction()
     except Exception:  # the arguments themselves are wrong: the error says so already
-        return ""
-    usual = [strides.index(s) for s in (8, 16, 32) if s in strides]
-    distinct = [i for i, s in enumerate(strides) if s not in strides[:i]][-3:]
-    pick = usual if len(usual) == 3 else distinct
-    return (
-        f" ({model_name!r} has {len(strides)} feature levels, 0..{len(strides) - 1}, at "
-        f"strides {strides}; model.backbone.out_indices picks levels of increasing stride: "
-        f"e.g. {pick} for strides {', '.join(str(strides[i]) for i in pick)})"
-    )
+        return None
+
+
+def _levels_note(model_name: str, kwargs: dict[str, Any]) -> str:
+    """What ``out_indices`` can pick for ``model_name`` built with ``kwargs``, for a message
+    (:func:`~visionkit.models.backbones.base.levels_note`); empty when the model cannot be
+    built without them either."""
+    strides = _all_strides(model_name, kwargs)
+    return f" ({levels_note(model_name, strides)})" if strides else ""
 
 
 def check_tag(model_name: str, name: str | None = None) -> None:

@@ -177,7 +177,9 @@ def create_torchvision_backbone(
     if key not in _LEVELS:
         _LEVELS[key] = _feature_levels(model_name, kwargs, model)
     levels = _LEVELS[key]
-    picked = [levels[i] for i in select_levels(len(levels), out_indices, name)]
+    picked = [
+        levels[i] for i in select_levels(len(levels), out_indices, name, [s for _, s, _ in levels])
+    ]
     body = create_feature_extractor(
         model, return_nodes={node: node for node, _, _ in picked}, suppress_diff_warning=True
     )

@@ -1,0 +1,29 @@
+"""The one rule for the names a config picks from a fixed list (an optimizer, a schedule, a
+logger, a precision): taken in any case, as torch, timm and Lightning spell them (``SGD``,
+``AdamW``, ``CSV``, ``BF16-mixed``), and saved in the canonical (lower-case) spelling.
+
+>>> canonical("BF16-Mixed", ("bf16-mixed", "16-mixed")), canonical("fp8", ("bf16-mixed",))
+('bf16-mixed', 'fp8')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator
+
+
+def canonical(value: Any, names: Collection[str], aliases: Mapping[str, str] | None = None) -> Any:
+    """``value`` as the name of ``names`` it spells in any case (or as the name an alias of
+    ``aliases``, lower-case, stands for); anything else as it was written, to be refused so."""
+    if not isinstance(value, str):
+        return value
+    name = (aliases or {}).get(value.lower(), value.lower())
+    return name if name in names else value
+
+
+def any_case(*names: str, **aliases: str) -> Any:
+    """``Literal[names]`` (lower-case names) that takes a name written in any case, and
+    ``aliases`` (lower-case) for those names (:func:`canonical`)."""
+    return Annotated[Literal[names], BeforeValidator(lambda v: canonical(v, names, aliases))]
