@@ -169,3 +169,33 @@ def test_logger_and_precision_names_are_taken_in_any_case(tmp_path, written, log
         "any case), got 'fp8'",
         "logger[0].name: expected 'csv', 'tensorboard', 'wandb' or 'mlflow', got 'Comet'",
     ]
+
+
+def test_a_mapping_item_without_a_space_after_its_colon_is_told_so(tmp_path: Path):
+    # YAML reads {format:coco,images:x} as two keys set to null: the user was told "data.train:
+    # every named dataset was set to null; give at least one"
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  backbone: {name: simple_cnn}\n" + HEADS)
+    err = error_of(config, ["data.train={format:coco,images:x}"])
+    assert err.problems == [
+        "data.train: YAML reads keys 'format:coco', 'images:x' without a value: an item of a "
+        "mapping needs a space after its colon; write `format: coco` with a space after the "
+        "colon, e.g. 'data.train={format: coco,images: x}'"
+    ]
+    err = error_of(config, ["data.transforms.train=[{name:HorizontalFlip}]"])
+    assert "write `name: HorizontalFlip` with a space after the colon" in err.problems[0]
+    # in a file alike, at its line
+    config.write_text(
+        "model:\n  backbone: {name: simple_cnn}\n" + HEADS + "data:\n  train: {format:coco}\n"
+    )
+    err = error_of(config)
+    assert err.problems == [
+        "data.train: YAML reads the key 'format:coco' without a value: an item of a mapping "
+        "needs a space after its colon; write `format: coco` with a space after the colon"
+    ]
+    assert err.locations == [f"{config}:6"]
+    # a time with colons is a value, not a glued item
+    cfg = load_config(
+        config, ["data.train={format: folder, root: x}", "trainer={max_time: 00:00:10:00}"]
+    )
+    assert cfg.trainer.max_time == "00:00:10:00"

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from visionkit.checkpoint import write_atomic
+from visionkit.config.key_hints import glued_problem
 from visionkit.config.key_types import declared_default, kept_texts, takes_text
 from visionkit.config.schema import Config
 from visionkit.config.yaml_rules import (
@@ -260,8 +261,7 @@ def _flow_problem(key: str, raw: str) -> str | None:
     if not raw.startswith(("{", "[")):
         return None
     try:
-        load_yaml(raw)
-        return None
+        return glued_problem(key, load_yaml(raw), raw)  # {format:coco}: a key "format:coco"
     except yaml.YAMLError as err:
         problem, mark = getattr(err, "problem", None), getattr(err, "problem_mark", None)
     kind = "mapping" if raw.startswith("{") else "list"

@@ -214,3 +214,39 @@ def unwrap_optional(tp: Any) -> Any:
         if len(args) == 1:
             return args[0]
     return tp
+
+
+def glued_problem(key: str, value: Any, raw: str | None = None) -> str | None:
+    """The problem of the value of ``key`` (written ``raw`` on the command line) whose
+    mapping items were written without a space after the colon (``{format:coco,images:x}``):
+    YAML reads ``format:coco`` as a key without a value (so a dataset mix of datasets set to
+    null, "every named dataset was set to null")."""
+    glued = _glued_keys(value)
+    if not glued:
+        return None
+    first, _, given = glued[0].partition(":")
+    what = f"keys {', '.join(map(repr, glued))}" if len(glued) > 1 else f"the key {glued[0]!r}"
+    fixed = raw or ""
+    for item in glued:
+        name, _, text = item.partition(":")
+        fixed = fixed.replace(item, f"{name}: {text}")
+    return (
+        f"{key}: YAML reads {what} without a value: an item of a mapping needs a space after "
+        f"its colon; write `{first}: {given}` with a space after the colon"
+        + (f", e.g. '{key}={fixed}'" if raw else "")
+    )
+
+
+def _glued_keys(value: Any) -> list[str]:
+    """The keys of ``value``'s mappings (nested too) set to null that hold a colon with no
+    space after it: ``key:value`` items, which YAML reads as keys."""
+    if isinstance(value, list):
+        return [k for item in value for k in _glued_keys(item)]
+    if not isinstance(value, Mapping):
+        return []
+    found = [k for k, v in value.items() if v is None and isinstance(k, str) and GLUED.match(k)]
+    return found + [k for v in value.values() for k in _glued_keys(v)]
+
+
+#: ``key:value`` with no space after the colon (``format:coco``), a key read whole by YAML.
+GLUED = re.compile(r"[A-Za-z_]\w*:[^\s:]")

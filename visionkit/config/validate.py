@@ -20,6 +20,7 @@ from visionkit.config.files import apply_overrides, override_keys, override_list
 from visionkit.config.key_hints import (
     UNION_ITEMS,
     UNION_KEYS,
+    glued_problem,
     mapping_hint,
     mapping_key_problem,
     quote_hint,
@@ -334,9 +335,11 @@ def _validate_datasets(
     extra: dict[str, tuple[Any, Any]] = {"synthetic": (SyntheticConfig | None, None)}
     check = partial(_validate_component, DATASETS, key="format", injected=DATASET_INJECTED_ARGS)
     if is_dataset_mix(spec) and None in spec.values():  # data.train.NAME=null drops that set
+        spec_keys = list(spec)
         spec = {name: entry for name, entry in spec.items() if entry is not None}
-        if not spec:
-            problems.append(f"{path}: every named dataset was set to null; give at least one")
+        if not spec:  # {format:coco} in a file: the key "format:coco" set to null
+            glued = glued_problem(path, {k: None for k in spec_keys})
+            problems.append(glued or f"{path}: every named dataset was set to null; give one")
             return {}
     if not is_dataset_mix(spec):
         if isinstance(spec, Mapping) and "weight" in spec:  # a mix's key on one dataset
