@@ -199,3 +199,42 @@ def test_a_mapping_item_without_a_space_after_its_colon_is_told_so(tmp_path: Pat
         config, ["data.train={format: folder, root: x}", "trainer={max_time: 00:00:10:00}"]
     )
     assert cfg.trainer.max_time == "00:00:10:00"
+
+
+def test_a_library_functions_bad_argument_is_headed_as_its_argument(tmp_path: Path, capsys):
+    # model.predict(imgsz="big") said "invalid configuration: imgsz (--imgsz): ...", of a
+    # config the call never had; visionkit predict --conf 3 said so too, of an option
+    import numpy as np
+
+    from visionkit import create_model
+    from visionkit.cli import main
+    from visionkit.engine.runner import train
+
+    heads = {"cls": {"name": "linear", "num_classes": 2}}
+    model = create_model({"model": {"backbone": {"name": "simple_cnn"}, "heads": heads}})
+    image = np.zeros((24, 24, 3), np.uint8)
+    with pytest.raises(ConfigError) as info:
+        model.predict(image, imgsz="big")
+    assert str(info.value).startswith("invalid argument of predict():\n  imgsz (--imgsz): ")
+    with pytest.raises(ConfigError, match=r"^invalid argument of predict\(\):\n  conf "):
+        model.predict(image, conf=2, stream=True)
+    config = {
+        "model": {"backbone": {"name": "simple_cnn"}, "heads": {"cls": {"name": "linear"}}},
+        "data": {"train": {"format": "folder", "root": str(write_folder_data(tmp_path / "d"))}},
+    }
+    with pytest.raises(ConfigError) as info:
+        train(config, output_dir=tmp_path / "run", callbacks=[3])
+    assert str(info.value) == (
+        "invalid argument of train():\n"
+        "  train(callbacks=...)[0]: expected a lightning.pytorch.Callback instance, got int"
+    )
+    # the command line that passes its options on heads them as options
+    out = tmp_path / "predictions"
+    code = main(
+        ["predict", "--checkpoint", "none.ckpt", "--input", str(tmp_path / "d")]
+        + ["--conf", "3", "--output-dir", str(out)]
+    )
+    assert code == 2
+    assert capsys.readouterr().err.startswith(
+        "error: invalid command-line option:\n  conf (--conf): a score threshold in [0, 1), got 3.0"
+    )

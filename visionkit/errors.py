@@ -7,7 +7,8 @@ user wrote (configuration errors, a backbone that cannot be built as asked, an u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 
@@ -52,6 +53,9 @@ class ConfigError(VisionkitError):
     which the message puts before it. ``options=True``: the problems are of a command's
     options (``--val 0``), headed "invalid command-line option", not the config's; said where
     the error is raised, never guessed from the text (a config problem may name an option).
+    ``call``: the problems are of the arguments of that library function (``model.predict(
+    imgsz="big")``), headed "invalid argument of model.predict()" (:func:`arguments_of`); the
+    command line that called it with its options heads them as options.
 
     >>> str(ConfigError("--n: expected at least 1, got 0", options=True)).splitlines()[0]
     'invalid command-line option:'
@@ -66,9 +70,11 @@ class ConfigError(VisionkitError):
         locations: Sequence[str | None] = (),
         *,
         options: bool = False,
+        call: str = "",
     ) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         self.options = options
+        self.call = call
         self.locate(source, locations)
 
     def locate(self, source: str | None, locations: Sequence[str | None]) -> ConfigError:
@@ -83,8 +89,24 @@ class ConfigError(VisionkitError):
             for p, place in zip(self.problems, self.locations, strict=True)
         )
         what = "invalid command-line option" if self.options else "invalid configuration"
+        what = f"invalid argument of {self.call}()" if self.call and not self.options else what
         self.args = (f"{what}{where}:\n{lines}",)
         return self
+
+
+@contextlib.contextmanager
+def arguments_of(call: str) -> Iterator[None]:
+    """A :class:`ConfigError` raised inside (by the checks of a function's arguments, which
+    name each argument: ``imgsz (--imgsz): ...``) is headed as an invalid argument of
+    ``call``, not an invalid configuration; one of options, of a config file or of another
+    call is left as it is."""
+    try:
+        yield
+    except ConfigError as err:
+        if not (err.options or err.source or err.call):
+            err.call = call
+            err.locate(err.source, err.locations)
+        raise
 
 
 class DataError(VisionkitError):

@@ -38,7 +38,7 @@ from visionkit.cli import (
 )
 from visionkit.cli import list as list_command
 from visionkit.cli._shared import ArgumentParser, process_rank
-from visionkit.errors import VisionkitError
+from visionkit.errors import ConfigError, VisionkitError
 from visionkit.registry import UnknownNameError
 
 #: The subcommand modules, in the order ``visionkit --help`` lists them. (Importing the
@@ -158,6 +158,9 @@ def _run(argv: Sequence[str] | None) -> int:
     try:
         return args.run(args)
     except (VisionkitError, UnknownNameError) as err:
+        if isinstance(err, ConfigError) and err.call:  # a function given the options
+            err.options = True
+            err.locate(err.source, err.locations)
         if args.debug:
             traceback.print_exc()
         if not getattr(err, "every_rank", False) or process_rank() == 0:

@@ -175,7 +175,7 @@ def train(
     wrong = _wrong_objects(callbacks, L.Callback, "callbacks", "lightning.pytorch.Callback")
     wrong += _wrong_objects(loggers, Logger, "loggers", "lightning.pytorch.loggers.Logger")
     if wrong:
-        raise ConfigError(wrong)
+        raise ConfigError(wrong, call="train")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     folder = Path(output_dir) if output_dir else Path(cfg.output_dir) / cfg.name
     resume_from = resolve_resume(cfg.resume if resume is None else resume, folder, cfg.trainer)

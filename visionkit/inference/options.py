@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE
-from visionkit.errors import ConfigError
+from visionkit.errors import ConfigError, arguments_of
 
 if TYPE_CHECKING:  # models.model delegates its predict here: no import at run time
     from visionkit.models.model import VisionModel
@@ -354,10 +354,11 @@ def stream_predictions(
     a time. The options are checked now, before the first image is read; the thresholds
     are set around each batch's forward pass only, so the model keeps its own values
     between two ``next()`` calls (and another ``predict`` meanwhile is not affected)."""
-    keep = resolve_classes(model, classes)
-    check_thresholds(conf, iou, max_det, batch_size)
-    if imgsz is not None:
-        loop["preprocess"] = preprocess_at(model, imgsz)
+    with arguments_of("predict"):  # model.predict's (or OnnxPredictor.predict's)
+        keep = resolve_classes(model, classes)
+        check_thresholds(conf, iou, max_det, batch_size)
+        if imgsz is not None:
+            loop["preprocess"] = preprocess_at(model, imgsz)
     items = as_image_list(images)
     caps = {
         name: int(max_det or head.detections_per_img) for name, head in box_heads(model).items()

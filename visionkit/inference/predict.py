@@ -35,7 +35,14 @@ import torch
 
 from visionkit.build.model import load
 from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE, TTA_MODES
-from visionkit.errors import ConfigError, DataError, ImageDecodeError, VisionkitError, counted
+from visionkit.errors import (
+    ConfigError,
+    DataError,
+    ImageDecodeError,
+    VisionkitError,
+    arguments_of,
+    counted,
+)
 from visionkit.gallery import Gallery, add_matches
 from visionkit.inference.crops import save_crops
 from visionkit.inference.device import autocast_dtype, resolve_device
@@ -43,6 +50,7 @@ from visionkit.inference.draw import draw_predictions
 from visionkit.inference.options import (
     box_heads,
     check_thresholds,
+    parse_imgsz,
     predict_images,
     preprocess_at,
     resolve_classes,
@@ -219,18 +227,21 @@ def predict_files(
         PredictInterrupted: Ctrl-C; the outputs of the images predicted so far are written.
     """
     check_file_inputs(inputs)
-    if every < 1:
-        raise ConfigError(f"every (--every): must be at least 1, got {every}")
-    if max_frames is not None and max_frames < 1:
-        raise ConfigError(f"max_frames (--max-frames): must be at least 1, got {max_frames}")
-    if tta is not None and tta not in TTA_MODES:
-        raise ConfigError(
-            f"tta (--tta): unknown test-time augmentation {tta!r}; valid: {', '.join(TTA_MODES)}"
-        )
-    target = None if device is None else resolve_device(device)
-    if target is not None:  # before loading the model: a bad option fails fast
-        autocast_dtype(target, half, bf16)
-    check_thresholds(conf, iou, max_det, batch_size)
+    with arguments_of("predict_files"):  # visionkit predict: its options
+        if every < 1:
+            raise ConfigError(f"every (--every): must be at least 1, got {every}")
+        if max_frames is not None and max_frames < 1:
+            raise ConfigError(f"max_frames (--max-frames): must be at least 1, got {max_frames}")
+        if tta is not None and tta not in TTA_MODES:
+            raise ConfigError(
+                f"tta (--tta): unknown test-time augmentation {tta!r}; valid: "
+                f"{', '.join(TTA_MODES)}"
+            )
+        target = None if device is None else resolve_device(device)
+        if target is not None:  # before loading the model: a bad option fails fast
+            autocast_dtype(target, half, bf16)
+        check_thresholds(conf, iou, max_det, batch_size)
+        parse_imgsz(imgsz)
     named = named_inputs(inputs, output_dir, exclude)
     if is_onnx_file(model):  # onnxruntime on the CPU; the heads' own decoding
         from visionkit.inference.onnx_runtime import OnnxPredictor
@@ -248,13 +259,14 @@ def predict_files(
             "preprocess": preprocess_at(model, imgsz),
         }
         model.to(target or before)
-    resolve_classes(model, classes)  # a bad class fails before any image is read
-    if save_crop and not box_heads(model):
-        heads = ", ".join(model.heads)
-        raise ConfigError(
-            f"save_crop (--save-crop): the model has no head that predicts boxes (its heads: "
-            f"{heads}); crops are cut out of detections"
-        )
+    with arguments_of("predict_files"):
+        resolve_classes(model, classes)  # a bad class fails before any image is read
+        if save_crop and not box_heads(model):
+            heads = ", ".join(model.heads)
+            raise ConfigError(
+                f"save_crop (--save-crop): the model has no head that predicts boxes (its "
+                f"heads: {heads}); crops are cut out of detections"
+            )
     options = {"conf": conf, "iou": iou, "max_det": max_det, "classes": classes}
     if gallery is not None and not isinstance(gallery, Gallery):
         gallery = Gallery.from_folder(model, gallery)
