@@ -77,9 +77,10 @@ def test_json_prints_one_object_with_metrics_per_class_and_summary(detector, cap
     out, err = evaluate(detector, capsys, "--no-plots", "--json", "--device", "cpu")
     report = json.loads(out)  # the whole of stdout is one JSON object
     keys = {"split", "metrics", "per_class", "summary", "confusion", "plots", "left_out"}
-    assert set(report) == keys | {"boxes_from_segmentation"}
+    assert set(report) == keys | {"boxes_from_segmentation", "iscrowd_text"}
     assert report["split"] == "val" and report["left_out"] == {"det": 0}  # nothing dropped
     assert report["boxes_from_segmentation"] == {"det": 0}  # every bbox of the file usable
+    assert report["iscrowd_text"] == {"det": 0}  # every iscrowd of the file a number
     assert report["metrics"] == json.loads(plain.strip().splitlines()[-1])
     assert [row["name"] for row in report["per_class"]["det"]] == ["square", "disc"]
     assert set(report["per_class"]["det"][0]) == {

@@ -233,7 +233,7 @@ def test_ground_truth_without_area_is_measured_only_from_safe_geometry():
             },
         ],
     }
-    assert fill_gt_defaults(data) == {"area": 3, "iscrowd": 3, "id": 0}
+    assert fill_gt_defaults(data) == {"area": 3, "iscrowd": 3, "id": 0, "iscrowd_text": 0}
     areas = [a["area"] for a in data["annotations"]]
     assert areas[0] == 6.0 and areas[2] == 6.0  # the box's w * h
     assert 6.0 <= areas[1] <= 12.0  # the triangle's own area, rasterised by pycocotools
@@ -321,6 +321,47 @@ def test_iscrowd_written_as_text_0_or_1_is_read_as_the_number(tmp_path, capsys):
     (tmp_path / "numbers.json").write_text(json.dumps(data))
     ours = [metrics[f"det/{k}"] for k in SUMMARY_KEYS]
     assert same(ours, by_hand(tmp_path / "numbers.json", evaluator.results, "bbox"))
+
+
+def test_iscrowd_written_as_text_is_said_by_check_data_the_evaluation_and_eval_json(
+    tmp_path, capsys, caplog
+):
+    """Text ``"0"`` / ``"1"`` was read as 0 / 1 without a word, while pycocotools run by hand
+    on the same file reads ``"0"`` as a crowd (ignores those objects: its mAP was -1 where
+    visionkit's was 0.53), and ``eval --json`` said the file was scored as it is. It is still
+    read as 0 / 1, and said: a ``check-data`` warning, a warning of the evaluation, the
+    ``iscrowd_text`` count of ``eval --json`` and the line of the readable report."""
+    from tests.helpers import run as cli
+    from visionkit.cli.evaluate import report, summary_lines
+
+    root = write_dataset(tmp_path / "data", num_images=2)
+    data = json.loads((root / "annotations.json").read_text())
+    for ann in data["annotations"][:4]:  # annotations 11, 12, 13, 21
+        ann["iscrowd"] = "0"
+    data["annotations"][4]["iscrowd"] = "1"  # annotation 22: a crowd region
+    (root / "annotations.json").write_text(json.dumps(data))
+    code, out, _ = cli(["check-data", "--format", "coco", "--images", root], capsys)
+    assert code == 0 and "bad iscrowd" not in out
+    assert (
+        f"iscrowd as text: {root / 'annotations.json'}: 5 annotations with iscrowd written as "
+        "text, read as 0/1; pycocotools on the file as it is treats any non-empty text as crowd"
+    ) in out
+    assert "write integers: annotation ids 11, 12, 13, 21, 22" in out
+    evaluator = TASKS["detection"].evaluator("det", None, CocoDataset(root), None)
+    with caplog.at_level(logging.WARNING):
+        run(evaluator, predictions(root))
+    assert "5 annotations with iscrowd written as text, read as 0/1" in caplog.text
+    assert evaluator.iscrowd_text == 5
+    assert report({}, {"det": evaluator})["iscrowd_text"] == {"det": 5}
+    assert "5 annotations with iscrowd written as text" in summary_lines(evaluator, "det")[0]
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools on the file as it is
+        assert COCO(str(root / "annotations.json")).loadAnns(11)[0]["iscrowd"]  # "0" is true
+    numbers = write_dataset(tmp_path / "numbers", num_images=2)
+    evaluator = TASKS["detection"].evaluator("det", None, CocoDataset(numbers), None)
+    run(evaluator, predictions(numbers))
+    assert evaluator.iscrowd_text == 0 and report({}, {"det": evaluator})["iscrowd_text"] == {
+        "det": 0
+    }
 
 
 def test_an_annotation_without_id_is_scored_not_a_key_error(tmp_path, caplog):

@@ -250,7 +250,8 @@ def summary_lines(evaluator: Any, name: str) -> list[str]:
     """Per iou type of a COCO evaluator, a heading and pycocotools' summary lines (or why there
     are none), each block followed by a blank line."""
     lines = []
-    if evaluator.left_out or evaluator.boxes_from_segmentation:
+    texts = getattr(evaluator, "iscrowd_text", 0)
+    if evaluator.left_out or evaluator.boxes_from_segmentation or texts:
         lines.append(left_out_line(evaluator))
     for iou_type in evaluator.summary_types:
         lines.append(f"COCO {iou_type} summary of `{name}` (pycocotools COCOeval.summarize)")
@@ -265,8 +266,9 @@ def summary_lines(evaluator: Any, name: str) -> list[str]:
 
 def left_out_line(evaluator: Any) -> str:
     """How a COCO evaluator's ground truth differs from its annotation file: the annotations
-    it leaves out, and the boxes taken from segmentations (pycocotools on the file as it is
-    stops with a KeyError on a missing ``bbox`` and never matches one of zero size)."""
+    it leaves out, the boxes taken from segmentations (pycocotools on the file as it is
+    stops with a KeyError on a missing ``bbox`` and never matches one of zero size), and the
+    ``iscrowd`` values written as text (a crowd to pycocotools on the file, ``"0"`` too)."""
     n, derived = evaluator.left_out, evaluator.boxes_from_segmentation
     parts = []
     if n:
@@ -282,6 +284,11 @@ def left_out_line(evaluator: Any) -> str:
             "(`box from segmentation` in the data check); pycocotools on the file as it is stops "
             "with a KeyError on a missing bbox and never matches a zero one"
         )
+    texts = getattr(evaluator, "iscrowd_text", 0)
+    if texts:
+        from visionkit.data.readers.coco_fields import text_crowd_note
+
+        parts.append(text_crowd_note(texts))
     return "scored against the ground truth the reader kept: " + "; ".join(parts)
 
 
@@ -313,7 +320,8 @@ def report(
     PNGs written), ``left_out`` (COCO evaluator key → the annotations of its file that are not
     scored: dropped by the reader, or of an image it skipped: :func:`left_out_line`),
     ``boxes_from_segmentation`` (COCO evaluator key → the boxes the reader took from a
-    segmentation where the file has no usable bbox); ``eval --json``
+    segmentation where the file has no usable bbox), ``iscrowd_text`` (COCO evaluator key → the
+    annotations whose ``iscrowd`` is the text "0" / "1", read as 0 / 1); ``eval --json``
     adds ``split`` (``val`` or ``test``). ``nan`` is written as ``null``."""
     from visionkit.engine.pictures import class_confusion, per_class_table
     from visionkit.evaluation.plots import confusion_conf, detection_confusion
@@ -349,6 +357,9 @@ def report(
                 k: e.boxes_from_segmentation
                 for k, e in evaluators.items()
                 if hasattr(e, "boxes_from_segmentation")
+            },
+            "iscrowd_text": {
+                k: e.iscrowd_text for k, e in evaluators.items() if hasattr(e, "iscrowd_text")
             },
         }
     )

@@ -37,13 +37,9 @@ import torch.distributed as dist
 from torch import nn
 
 from visionkit.checkpoint import write_atomic
-from visionkit.data.readers.coco_fields import bad_crowd_detail, is_crowd, usable_area
-from visionkit.data.readers.segmentation_checks import (
-    is_number,
-    segmentation_problem,
-    segmentation_rle,
-)
-from visionkit.errors import ConfigError, DataError, counted
+from visionkit.data.readers.coco_fields import text_crowd_note
+from visionkit.errors import ConfigError, DataError
+from visionkit.evaluation.coco_fills import fill_gt_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +51,14 @@ SUMMARY_KEYS = (
 IOU_TYPES = {"bbox": "", "segm": "mask_"}  # COCOeval iouType -> prefix of its metric names
 
 
-def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = None) -> Any:
+def load_coco_gt(
+    annotations: str | os.PathLike,
+    data: dict[str, Any] | None = None,
+    filled: dict[str, int] | None = None,
+) -> Any:
     """A quiet ``pycocotools.coco.COCO`` of the ground-truth file, or of ``data`` (a COCO
     object such as a reader's kept ground truth; ``annotations`` then only names it).
+    ``filled``, if given, is updated with the counts of :func:`fill_gt_defaults`.
 
     Annotations without ``iscrowd`` (or with ``null``) get ``0`` (one that is neither 0 nor
     1 is refused: :func:`fill_gt_defaults`), those without ``area`` (or with one that is no
@@ -65,7 +66,8 @@ def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = N
     ``segmentation`` (else of their box, ``w * h``), and those without ``id`` one after the
     largest id: ``COCO`` and ``COCOeval`` need all three and would fail with a ``KeyError``
     (or a ``TypeError`` comparing ``None`` with the area ranges, or rank an object of area 0
-    small).
+    small). An ``iscrowd`` written as the text ``"0"`` / ``"1"`` is read as 0 / 1, in a warning
+    of its own (pycocotools on the file as it is reads any non-empty text as a crowd).
     Each fill is counted in one warning. The file is never
     modified (nor is ``data``: the annotations filled are copies).
     """
@@ -81,7 +83,12 @@ def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = N
             raise DataError(f"cannot read the ground truth {annotations}: {err}") from None
     if not isinstance(data, dict) or not isinstance(data.get("annotations", []), list):
         raise DataError(f"{annotations}: expected a COCO object with an 'annotations' list")
-    filled = fill_gt_defaults(data, str(annotations))
+    counts = fill_gt_defaults(data, str(annotations))
+    if filled is not None:
+        filled.update(counts)
+    if counts["iscrowd_text"]:
+        logger.warning("%s: %s", annotations, text_crowd_note(counts["iscrowd_text"]))
+    filled = {k: n for k, n in counts.items() if k != "iscrowd_text"}
     if any(filled.values()):
         logger.warning(
             "%s: %d annotations without 'area' or with one that is no number above 0 (filled "
@@ -97,66 +104,6 @@ def load_coco_gt(annotations: str | os.PathLike, data: dict[str, Any] | None = N
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
     return gt
-
-
-def fill_gt_defaults(data: dict[str, Any], source: str = "ground truth") -> dict[str, int]:
-    """Fill ``iscrowd`` (``0``; ``true`` / ``1.0`` / ``"1"`` written 1, ``"0"`` 0), ``area`` (where it is not
-    :func:`~visionkit.data.readers.coco_fields.usable_area`) and ``id`` (after the largest id,
-    as a number) of a COCO ground-truth dict in place; returns how many of each were filled.
-    A segmentation is measured only when
-    :func:`~visionkit.data.readers.segmentation_checks.segmentation_problem` accepts it
-    (pycocotools can hang or crash on bad geometry); otherwise the box gives the area.
-
-    Raises:
-        DataError: an ``iscrowd`` that is neither 0 nor 1 (``NaN``, ``2``, ``"yes"``; see
-            :mod:`~visionkit.data.readers.coco_fields`), naming ``source`` and the annotations.
-    """
-    from pycocotools import mask as mask_utils
-
-    sizes = {img.get("id"): (img.get("height"), img.get("width")) for img in data.get("images", [])}
-    filled = {"area": 0, "iscrowd": 0, "id": 0}
-    bad: list[str] = []  # iscrowd values that are neither 0 nor 1
-    annotations = data.get("annotations", [])
-    numbers = [a["id"] for a in annotations if is_number(a.get("id")) and math.isfinite(a["id"])]
-    next_id = math.ceil(max(numbers, default=0))  # ids written 1.0, 2.0 are 1 and 2 for COCO
-    for ann in annotations:
-        if ann.get("id") is None:
-            next_id += 1
-            ann["id"] = next_id
-            filled["id"] += 1
-        crowd = is_crowd(ann.get("iscrowd"))  # read as the reader reads it
-        if crowd is None:  # NaN, 2, "yes": pycocotools' int() would raise or disagree
-            bad.append(f"annotation id {ann.get('id')}: {bad_crowd_detail(ann['iscrowd'])}")
-        elif ann.get("iscrowd") is None:  # absent, or null (a converter's NaN): an object
-            filled["iscrowd"] += 1
-        ann["iscrowd"] = int(bool(crowd))  # 1.0, true, "1" as 1; "0" as 0 (true to COCOeval)
-        if usable_area(ann.get("area")):
-            continue
-        filled["area"] += 1
-        area = None
-        seg = ann.get("segmentation")
-        h, w = sizes.get(ann.get("image_id"), (None, None))
-        if (
-            seg
-            and isinstance(h, int)
-            and isinstance(w, int)
-            and not segmentation_problem(seg, h, w)
-        ):
-            try:
-                area = float(mask_utils.area(segmentation_rle(seg, h, w)))
-            except Exception:  # an unusable segmentation: fall back to the box
-                area = None
-        if area is None:
-            bbox = ann.get("bbox") or [0, 0, 0, 0]
-            area = float(max(bbox[2], 0) * max(bbox[3], 0))
-        ann["area"] = area
-    if bad:
-        more = f"; {len(bad) - 10} more" if len(bad) > 10 else ""
-        raise DataError(
-            f"{source}: {counted(len(bad), 'annotation')} with a bad iscrowd: "
-            f"{'; '.join(bad[:10])}{more}"
-        )
-    return filled
 
 
 def encode_masks(masks: Any) -> list[dict[str, Any]]:
@@ -238,13 +185,14 @@ def coco_evaluate(
     """Run ``COCOeval(iouType=iou_type)`` (``"bbox"`` or ``"segm"``); returns the 12 summary
     numbers (``nan`` where COCO reports -1, e.g. no small objects). No results at all gives
     zeros, not a crash. A result for an image the ground truth lacks is a
-    :class:`~visionkit.errors.DataError`; results of categories it lacks are left out (logged
-    at debug level): a ground truth with a subset of the model's categories scores those. ``"segm"`` scores :func:`segm_results` of ``results``; ``results``
-    itself is never modified. A ``details`` dict receives COCOeval's ``precision`` array
-    (``[T iou, R recall, K category, A area, M max dets]``, ``None`` without results),
-    ``cat_ids`` (the K categories), ``image_ids`` (the images scored), ``recall`` (the R
-    recall points) and ``summary``: the lines ``COCOeval.summarize()`` printed (its 12
-    "Average Precision / Recall" lines, captured, ``None`` without results)."""
+    :class:`~visionkit.errors.DataError`; results of categories it lacks are left out (logged at
+    debug level): a ground truth with a subset of the model's categories scores those.
+    ``"segm"`` scores :func:`segm_results` of ``results``; ``results`` itself is never modified.
+    A ``details`` dict receives COCOeval's ``precision`` array (``[T iou, R recall, K category,
+    A area, M max dets]``, ``None`` without results), ``cat_ids`` (the K categories),
+    ``image_ids`` (the images scored), ``recall`` (the R recall points) and ``summary``: the
+    lines ``COCOeval.summarize()`` printed (its 12 "Average Precision / Recall" lines, captured,
+    ``None`` without results)."""
     from pycocotools.cocoeval import COCOeval
 
     if iou_type not in IOU_TYPES:
@@ -355,6 +303,7 @@ class CocoEvaluator(nn.Module):
         self.details: dict[str, dict[str, Any]] = {}  # per iou type: see coco_evaluate
         self.ground_truth = ground_truth
         self._gt = None
+        self._filled: dict[str, int] = {}  # fill_gt_defaults' counts, once _gt is loaded
 
     def reset(self) -> None:
         self.results = []
@@ -423,8 +372,15 @@ class CocoEvaluator(nn.Module):
     def coco_gt(self) -> Any:
         """The ``pycocotools.coco.COCO`` ground truth scored against (loaded once)."""
         if self._gt is None:
-            self._gt = load_coco_gt(self.annotations, self.ground_truth)
+            self._gt = load_coco_gt(self.annotations, self.ground_truth, self._filled)
         return self._gt
+
+    @property
+    def iscrowd_text(self) -> int:
+        """Annotations of the ground truth scored whose ``iscrowd`` is the text ``"0"`` / ``"1"``,
+        read as 0 / 1 (pycocotools on the file as it is reads any non-empty text as a crowd)."""
+        _ = self.coco_gt  # loaded, and filled, once
+        return self._filled.get("iscrowd_text", 0)
 
     @property
     def summary_types(self) -> tuple[str, ...]:

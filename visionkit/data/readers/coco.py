@@ -45,7 +45,7 @@ from visionkit.data.readers.coco_categories import (
     report_unknown_categories,
     valid_categories,
 )
-from visionkit.data.readers.coco_fields import bad_crowd_detail, is_crowd
+from visionkit.data.readers.coco_fields import bad_crowd_detail, is_crowd, report_text_crowds
 from visionkit.data.readers.coco_format import (
     clip_boxes,
     decode_segmentation,
@@ -95,13 +95,13 @@ class CocoDataset:
         class_field: per-image field holding the image-level class, or ``None``.
         class_names: image-level class order to use (default: from the file).
         instances: whether samples carry ``boxes`` and ``labels``.
-        masks: whether samples carry instance ``masks`` (from ``segmentation``, polygons or
-            RLE; an image with an annotation without a usable one keeps its boxes and gives
-            no masks, with a warning). ``"auto"``: when
-            an annotation of the file has a ``segmentation`` (:func:`~visionkit.data.readers.coco_format.switched_on`). ``None``
-            (the default) is "when a head needs them": :func:`visionkit.build.build_dataset`
-            sets it to ``"auto"`` (see :attr:`target_flags`), so a set without segmentations
-            mixed with one that has them gives boxes only; left ``None``, it is off.
+        masks: whether samples carry instance ``masks`` (from ``segmentation``, polygons or RLE; an
+            image with an annotation without a usable one keeps its boxes and gives no masks, with
+            a warning). ``"auto"``: when an annotation of the file has a ``segmentation``
+            (:func:`~visionkit.data.readers.coco_format.switched_on`). ``None`` (the default) is
+            "when a head needs them": :func:`visionkit.build.build_dataset` sets it to ``"auto"``
+            (see :attr:`target_flags`), so a set without segmentations mixed with one that has them
+            gives boxes only; left ``None``, it is off.
         semantic: whether samples carry a ``semantic`` label map; ``None`` as for ``masks``.
         keypoints, identities: whether samples carry ``keypoints`` (COCO keypoint format) /
             ``identities`` (checked by ``coco_keypoints`` / ``coco_identities``); as ``masks``.
@@ -190,7 +190,7 @@ class CocoDataset:
         self.report = report = DataReport(str(self.ann_path), self.format_name)
         self.add_source_problems(report)
         check_ids(data, report, crowds_are_objects=self.crowds == "objects")
-
+        report_text_crowds(annotations_list, report)  # "0" / "1": read, and said
         unread = fill_missing_sizes(data["images"], self.root, report)
         self.images: list[dict[str, Any]] = valid_images(data["images"], report, unread)
         report.num_images = len(data["images"])
