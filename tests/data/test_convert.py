@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers import run as run_cli
 from visionkit.cli import main
 from visionkit.data.convert.to_coco import convert, to_coco
 from visionkit.data.convert.voc import voc_folders
@@ -234,6 +235,52 @@ def test_a_voc_folder_of_unreadable_xml_files_says_how_many_and_writes_nothing(t
     assert "Traceback" not in err and not out.exists()
 
 
+def test_a_file_left_out_under_skip_bad_is_not_counted_among_the_files_with_errors(tmp_path):
+    """Under ``skip_bad`` (``on_bad_label: skip``) a malformed XML file is left out, its
+    problem moved to ``dropped``; the error about the split list's missing id still said
+    "errors in 1 of 2 XML files", naming the file that was dropped, not at fault."""
+    from visionkit.data.convert.voc import voc_to_coco
+
+    src = make_voc(
+        tmp_path / "voc",
+        {"a": ((32, 32), voc_xml([voc_object("cat", (2, 2, 20, 20))])), "m": ((16, 16), "<a>")},
+    )
+    (src / "ImageSets" / "Main").mkdir(parents=True)
+    (src / "ImageSets" / "Main" / "train.txt").write_text("a\nm\nghost\n")
+    with pytest.raises(AnnotationError) as info:
+        voc_to_coco(src, split="train", skip_bad=True)
+    assert "cannot convert the VOC annotations: 1 problem:" in str(info.value)
+    assert info.value.problems == [
+        "ImageSets/Main/train.txt: id 'ghost': Annotations/ghost.xml is missing"
+    ]
+    with pytest.raises(AnnotationError, match=r"\(errors in 1 of 2 XML files\): 2 problems"):
+        voc_to_coco(src, split="train")  # the malformed file's problem stays: it counts
+    problems: list[str] = []
+    conversion = voc_to_coco(src, split="train", problems=problems, skip_bad=True)
+    assert problems == info.value.problems  # the reader's report: the split list's only
+    assert [p[:32] for p in sum(conversion.dropped, [])] == ["Annotations/m.xml: malformed XML"]
+
+
+def test_convert_counts_images_without_objects_as_check_data_does(tmp_path, capsys):
+    """An image whose only object is ``<difficult>1`` (written as a crowd) was one "with
+    annotations" in ``convert``'s summary, while ``check-data`` lists it among the images
+    without boxes: both say it has no objects."""
+    src = make_voc(
+        tmp_path / "voc",
+        {
+            "a": ((32, 32), voc_xml([voc_object("cat", (2, 2, 20, 20))])),
+            "d": ((32, 32), voc_xml([voc_object("cat", (2, 2, 20, 20), difficult=1)])),
+        },
+    )
+    summary = convert(src, tmp_path / "out.json", "voc").summary()
+    assert summary.splitlines()[0] == (
+        "converted voc -> coco: 2 images (1 without objects), 2 annotations (1 difficult, "
+        "written as iscrowd 1)"
+    )
+    code, out, _ = run_cli(["check-data", "--format", "voc", "--root", str(src)], capsys)
+    assert "images without boxes: 1" in out
+
+
 # ---------------------------------------------------------------------------------- YOLO
 
 
@@ -434,7 +481,7 @@ def test_cli_convert_prints_a_summary_and_reports_errors(tmp_path, capsys):
     out = tmp_path / "coco" / "train.json"
     assert main(["convert", "--from", "yolo", "--to", "coco", str(src), str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "converted yolo -> coco: 3 images (1 without annotations), 3 annotations" in printed
+    assert "converted yolo -> coco: 3 images (1 without objects), 3 annotations" in printed
     assert "  cat: 1\n  dog: 2\nskipped: 0" in printed
     assert f"wrote {out.resolve()}" in printed
     assert json.loads(out.read_text())["info"]["generator"] == "visionkit convert"

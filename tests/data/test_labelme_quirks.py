@@ -187,12 +187,53 @@ def test_an_ignore_shape_is_counted_once_not_once_per_class(tmp_path, capsys):
     assert "crowd regions" not in out
     report = convert(root, tmp_path / "out.json", "labelme")
     summary = report.summary()
-    assert "1 image (0 without annotations), 2 objects and 1 __ignore__ region (written as 2 " in (
+    assert "1 image (0 without objects), 2 objects and 1 __ignore__ region (written as 2 " in (
         summary
     )
     assert "objects per class:\n  cat: 1\n  dog: 1\n" in summary
     coco = json.loads((tmp_path / "out.json").read_text())
     assert sorted(a["category_id"] for a in coco["annotations"] if a["iscrowd"]) == [1, 2]
+
+
+def test_ignore_shapes_sharing_a_box_are_each_a_region_and_an_image_of_them_has_no_objects(
+    tmp_path, capsys
+):
+    """``__ignore__`` regions were counted by (image, box): a rectangle and a triangle over
+    the same box, or a shape drawn twice, were one region, though the converter writes each
+    (the docs say "the shapes drawn"). An image with only ``__ignore__`` shapes was one
+    "with annotations" to ``convert`` while ``check-data`` said "images without boxes: 1";
+    one crowd annotation was "written as 1 crowd annotations"."""
+    root = tmp_path / "photos"
+    region = [[48, 24], [63, 24], [63, 47], [48, 47]]
+    same_box = [[48, 24], [63, 24], [48, 47], [63, 47]]  # a bow tie: the rectangle's extent
+    labelme_image(
+        root,
+        "a",
+        [
+            shape("cat", CAT),
+            shape("dog", [[34, 4], [46, 20]], "rectangle"),
+            shape("__ignore__", region),
+            shape("__ignore__", same_box),
+        ],
+    )
+    labelme_image(root, "b", [shape("__ignore__", region), shape("__ignore__", region)])
+    code, out, _ = run(["check-data", "--format", "labelme", "--root", str(root)], capsys)
+    assert code == 0
+    assert "4 ignore regions (__ignore__ shapes, each an iscrowd: 1 of every class)" in out
+    assert "images without boxes: 1: b.json" in out
+    report = convert(root, tmp_path / "out.json", "labelme")
+    assert report.summary().splitlines()[0] == (
+        "converted labelme -> coco: 2 images (1 without objects), 2 objects and 4 __ignore__ "
+        "regions (written as 8 crowd annotations: one per class)"
+    )
+    coco = json.loads((tmp_path / "out.json").read_text())
+    assert sum(a["iscrowd"] for a in coco["annotations"]) == 8  # 4 regions x 2 classes
+    one = tmp_path / "one"
+    labelme_image(one, "a", [shape("cat", CAT), shape("__ignore__", region)])
+    summary = convert(one, tmp_path / "one.json", "labelme").summary()
+    assert "1 object and 1 __ignore__ region (written as 1 crowd annotation: one per class)" in (
+        summary
+    )
 
 
 def test_labels_differing_only_in_case_are_logged_with_their_files(tmp_path, caplog):

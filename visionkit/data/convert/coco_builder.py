@@ -79,7 +79,7 @@ class CocoBuilder:
         self.dropped: list[list[str]] = []
         self.warnings: list[tuple[str, str]] = []  # (kind, "where: what"), see Conversion
         self.files: set[Any] = set()  # the sources given to one_file
-        self.bad_files: set[Any] = set()  # those with a problem
+        self.bad_files: set[Any] = set()  # those with a problem in self.problems
 
     def add_image(self, file_name: str, width: int, height: int) -> int:
         """Add an image (``file_name`` relative to the source folder, POSIX separators);
@@ -141,13 +141,14 @@ class CocoBuilder:
         """Convert one source file (an XML or txt file and its image): with ``skip_bad``, a
         problem recorded inside leaves the file's image and objects out, its problems kept
         in :attr:`dropped` instead of :attr:`problems` (``on_bad_label: skip``). A ``source``
-        (the file) is counted in :attr:`files`, and in :attr:`bad_files` with a problem."""
+        (the file) is counted in :attr:`files`, and in :attr:`bad_files` with a problem that
+        stays in :attr:`problems` (not one ``skip_bad`` moved to :attr:`dropped`)."""
         problems, images, annotations = len(self.problems), len(self.images), len(self.annotations)
         skipped, clipped, warnings = len(self.skipped), len(self.clipped), len(self.warnings)
         yield
         if source is not None:
             self.files.add(source)
-            if len(self.problems) > problems:
+            if len(self.problems) > problems and not skip_bad:
                 self.bad_files.add(source)
         if skip_bad and len(self.problems) > problems:
             self.dropped.append(self.problems[problems:])

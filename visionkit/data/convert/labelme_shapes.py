@@ -37,7 +37,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -53,15 +53,16 @@ IGNORE_LABEL = "__ignore__"
 NOT_CLASSES = (IGNORE_LABEL, "_background_")
 
 
-def ignore_regions(crowds: Iterable[tuple[Any, Sequence[float]]]) -> int:
-    """How many :data:`IGNORE_LABEL` shapes crowd regions ``(image id, COCO bbox)`` of a
-    converted LabelMe file are: each shape is written once per class with one box, so what
-    ``check-data`` and ``convert`` count is the shapes drawn, not the classes times them.
+def ignore_regions(crowds: int, classes: int) -> int:
+    """How many :data:`IGNORE_LABEL` instances ``crowds`` crowd annotations of a converted
+    LabelMe file of ``classes`` categories are: the converter writes each instance once per
+    class (and none without a class), so what ``check-data`` and ``convert`` count is the
+    instances written, not the classes times them; two shapes with one box are two.
 
-    >>> ignore_regions([(1, [48, 24, 15, 23]), (1, [48, 24, 15, 23]), (2, [0, 0, 5, 5])])
-    2
+    >>> ignore_regions(6, 3), ignore_regions(0, 0)
+    (2, 0)
     """
-    return len({(image, tuple(box)) for image, box in crowds})
+    return crowds // classes if classes else 0
 
 
 class Instance(NamedTuple):

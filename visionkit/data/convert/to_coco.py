@@ -44,7 +44,7 @@ class ConvertReport:
     output: Path
     source_format: str
     images: int
-    negatives: int
+    negatives: int  # images without objects (crowds aside), as check-data counts them
     per_class: dict[str, int]  # annotations per class name, in category order
     ignored: int  # annotations written with iscrowd 1 (VOC difficult, LabelMe __ignore__)
     skipped: list[str] = field(default_factory=list)
@@ -60,9 +60,10 @@ class ConvertReport:
         """A few lines for the terminal."""
         total = sum(self.per_class.values())
         if self.ignore_regions:
+            regions = counted(self.ignore_regions, "__ignore__ region")
             counts = (
-                f"{counted(total, 'object')} and {counted(self.ignore_regions, '__ignore__ region')}"
-                f" (written as {self.ignored} crowd annotations: one per class)"
+                f"{counted(total, 'object')} and {regions} (written as "
+                f"{counted(self.ignored, 'crowd annotation')}: one per class)"
             )
         else:
             counts = counted(total, "annotation") + (
@@ -70,7 +71,7 @@ class ConvertReport:
             )
         lines = [
             f"converted {self.source_format} -> coco: {counted(self.images, 'image')} "
-            f"({self.negatives} without annotations), {counts}",
+            f"({self.negatives} without objects), {counts}",
             f"{'objects' if self.ignore_regions else 'annotations'} per class:",
             *(f"  {name}: {n}" for name, n in self.per_class.items()),
             f"skipped: {len(self.skipped)}",
@@ -152,19 +153,19 @@ def convert(
     coco["info"]["source"] = str(source)
     write_atomic(out, lambda tmp: tmp.write_text(json.dumps(coco, ensure_ascii=False), "utf-8"))
     labelme = source_format == "labelme"  # its crowds: __ignore__ shapes, one per class each
-    crowds = [(a["image_id"], a["bbox"]) for a in coco["annotations"] if a["iscrowd"]]
+    crowds = sum(1 for a in coco["annotations"] if a["iscrowd"])
     counts = Counter(
         a["category_id"] for a in coco["annotations"] if not (labelme and a["iscrowd"])
     )
-    with_annotations = {a["image_id"] for a in coco["annotations"]}
+    with_objects = {a["image_id"] for a in coco["annotations"] if not a["iscrowd"]}
     return ConvertReport(
         output=out,
         source_format=source_format,
         images=len(coco["images"]),
-        negatives=len(coco["images"]) - len(with_annotations),
+        negatives=len(coco["images"]) - len(with_objects),
         per_class={c["name"]: counts.get(c["id"], 0) for c in coco["categories"]},
-        ignored=len(crowds),
-        ignore_regions=ignore_regions(crowds) if labelme else 0,
+        ignored=crowds,
+        ignore_regions=ignore_regions(crowds, len(coco["categories"])) if labelme else 0,
         skipped=skipped,
         images_root=images_root,
         split=split,

@@ -38,7 +38,7 @@ def record_statistics(dataset: Any, keep: list[bool]) -> None:
         voc = getattr(dataset, "format_name", None) == "voc"  # crowds: <difficult>1 objects
         labelme = getattr(dataset, "format_name", None) == "labelme"  # __ignore__ regions
         if labelme:  # one __ignore__ shape is a crowd region of each class: counted once
-            crowds = ignore_regions((i, b) for i, t in enumerate(kept) for b in t["crowd_boxes"])
+            crowds = ignore_regions(crowds, len(dataset.label_names["instances"]))
         if crowds:  # neither trained on nor counted as objects; scored as COCO ignores them
             what, read_as = (
                 ("difficult object", "<difficult>1, read as iscrowd: 1")
