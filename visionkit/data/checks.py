@@ -20,7 +20,7 @@ Two severities:
   area dropped, instances with unusable polygons dropped, images skipped under
   ``on_bad_image: skip``, annotations of images that do not exist.
 
-``check-data`` exits 1 when there is a problem of either severity.
+``check-data`` exits 1 when there is an error, and on warnings too with ``--strict``.
 
 >>> report = DataReport("demo.json")
 >>> report.add("missing file", "images/a.png (image id 3)")
