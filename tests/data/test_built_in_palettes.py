@@ -59,3 +59,44 @@ def test_cityscapes_colours_are_its_19_train_ids(tmp_path, capsys):
 def test_a_palette_file_of_the_name_is_read_instead(tmp_path):
     (tmp_path / "voc").write_text("0 0 0 sea\n255 255 255 land\n")
     assert read_palette(tmp_path / "voc").names == ["sea", "land"]
+
+
+def write_cityscapes_colour(root, alpha=255):
+    """A ``_gtFine_color.png`` as Cityscapes' ``json2labelImg`` writes it: an RGBA image,
+    the background in unlabeled's colour, each polygon filled with its label's colour (a
+    3-tuple, so alpha 255); ``alpha`` below 255 makes the car's pixels see-through."""
+    from PIL import ImageDraw
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    Image.fromarray(np.full((24, 32, 3), 90, np.uint8)).save(
+        root / "images" / "aachen_000000_000019_leftImg8bit.png"
+    )
+    label = Image.new("RGBA", (32, 24), (0, 0, 0))
+    draw = ImageDraw.Draw(label)
+    draw.polygon([(0, 12), (31, 12), (31, 23), (0, 23)], fill=(128, 64, 128))  # road
+    draw.polygon([(4, 4), (14, 4), (14, 11), (4, 11)], fill=(0, 0, 142, alpha))  # car
+    label.save(root / "masks" / "aachen_000000_000019_gtFine_color.png")
+    return dict(image_suffix="_leftImg8bit", mask_suffix="_gtFine_color", palette="cityscapes")
+
+
+def test_cityscapes_rgba_colour_labels_are_read(tmp_path):
+    """Before: every real ``_gtFine_color.png`` was refused ("a colour-coded label image in
+    mode RGBA"); their alpha is 255 everywhere, and it is dropped."""
+    keys = write_cityscapes_colour(tmp_path / "cs")
+    with Image.open(tmp_path / "cs" / "masks" / "aachen_000000_000019_gtFine_color.png") as im:
+        assert im.mode == "RGBA"
+    semantic = MaskFolderDataset(tmp_path / "cs", image_check="decode", **keys)[0]["semantic"]
+    assert semantic[20, 5] == 0 and semantic[6, 6] == 13  # road, car
+    assert semantic[0, 0] == 255  # unlabeled's black: void
+
+
+def test_see_through_colour_labels_are_refused_with_why(tmp_path, capsys):
+    keys = write_cityscapes_colour(tmp_path / "cs", alpha=0)
+    args = [f"{k}={v}" for k, v in keys.items()]
+    code, out, _ = run(
+        ["check-data", "--format", "mask_folder", "--root", tmp_path / "cs", *args], capsys
+    )
+    assert code == 1
+    assert "aachen_000000_000019_gtFine_color.png: an RGBA label image with 88 of 768 pixels" in out
+    assert "not opaque (alpha 0 at least)" in out and "save it as RGB" in out

@@ -97,8 +97,8 @@ LABEL_FORMATS: tuple[str, ...] = ("PNG", "TIFF")
 #: Pixel modes of label images whose values are class indices.
 LABEL_MODES: tuple[str, ...] = ("P", "L", "I;16", "I")
 #: Pixel modes of colour-coded label images (one colour per class, e.g. CamVid's ``_L`` PNGs):
-#: RGB, or a palette image whose entries are those colours.
-COLOUR_LABEL_MODES: tuple[str, ...] = ("RGB", "P")
+#: RGB, RGBA (Cityscapes' ``_gtFine_color``; opaque only) or a palette image of those colours.
+COLOUR_LABEL_MODES: tuple[str, ...] = ("RGB", "RGBA", "P")
 
 #: Photos Pillow cannot decode (an iPhone saves HEIC unless set otherwise): never listed as
 #: images, and named, with what to do, where they are left out.
@@ -276,7 +276,7 @@ def read_label_image(
 
     Returns:
         ``[H, W]`` integer array (``uint8`` for ``P`` / ``L``); with ``colour``, ``uint8
-        [H, W, 3]`` RGB colours.
+        [H, W, 3]`` RGB colours (``[H, W, 4]`` for an RGBA file, alpha kept for the caller).
 
     Raises:
         ImageDecodeError: naming the file and the reason.
@@ -298,7 +298,7 @@ def _open_label(fp: IO[bytes], name: str, colour: bool = False, more=()) -> Imag
     if colour and im.mode not in COLOUR_LABEL_MODES:
         raise ImageDecodeError(
             name,
-            f"a colour-coded label image in mode {im.mode}; expected an RGB (or palette) image "
+            f"a colour-coded label image in mode {im.mode}; expected an RGB(A) or palette image "
             "whose colours are those of the palette file",
         )
     if not colour and im.mode not in LABEL_MODES + more:  # more: "1" for embedded masks

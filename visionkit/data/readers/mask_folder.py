@@ -16,7 +16,7 @@ A label image is a PNG (or a TIFF, ``mask_ext: .tif``) in one of two kinds:
   ``ignore_index`` is the value of the dataset's unlabelled pixels (VOC's 255 object
   boundaries, CamVid's 11 "void").
 * **Colours** (``palette: FILE``): an RGB image with one colour per class, as CamVid's
-  ``_L`` PNGs. The palette file lists the colours in class order (:func:`read_palette`); an
+  ``_L`` PNGs (or an opaque RGBA one, as Cityscapes' ``_gtFine_color``). The palette file lists the colours in class order (:func:`read_palette`); an
   entry named ``void`` (any case), or the colour ``void_color``, marks unlabelled pixels. A
   colour the palette does not list is an error naming the file, the colour and its pixels.
 

@@ -129,11 +129,16 @@ class Palette:
 
     def labels_of(self, rgb: np.ndarray, where: str | os.PathLike) -> np.ndarray:
         """The uint8 ``[H, W]`` label map of an RGB label image ``[H, W, 3]`` (a sorted
-        lookup of the packed colours, no per-pixel Python).
+        lookup of the packed colours, no per-pixel Python). An RGBA one ``[H, W, 4]``
+        (Cityscapes' ``_gtFine_color.png``, written RGBA by its ``json2labelImg``) is read by
+        its colours where every pixel is opaque (alpha 255).
 
         Raises:
-            AnnotationError: colours the palette lacks, each with its pixel count.
+            AnnotationError: colours the palette lacks, each with its pixel count; pixels
+                that are not opaque (a transparent pixel's colour says no class).
         """
+        if rgb.shape[-1] == 4:
+            rgb = _opaque(rgb, where)
         packed = pack_colours(rgb)  # [H, W]
         index = np.minimum(np.searchsorted(self.colours, packed), len(self.colours) - 1)
         known = self.colours[index] == packed
@@ -166,6 +171,19 @@ class Palette:
             list(unpack_colour(self.colours[np.flatnonzero(self.labels == k)[0]]))
             for k in range(len(self.names))
         ]
+
+
+def _opaque(rgba: np.ndarray, where: str | os.PathLike) -> np.ndarray:
+    """The RGB colours of an RGBA label image ``[H, W, 4]`` whose alpha is 255 everywhere."""
+    clear = rgba[..., 3] != 255
+    if clear.any():
+        raise AnnotationError(
+            f"{where}: an RGBA label image with {int(clear.sum())} of {clear.size} pixels not "
+            f"opaque (alpha {int(rgba[..., 3].min())} at least): a colour label image says "
+            "each pixel's class by its colour, which a transparent pixel does not show; save "
+            "it as RGB with every pixel in a palette colour (unlabelled ones in a void colour)"
+        )
+    return rgba[..., :3]
 
 
 def pack_colours(rgb: np.ndarray) -> np.ndarray:
