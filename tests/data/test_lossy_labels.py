@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.data.test_masks import write_void_folder
@@ -61,13 +62,44 @@ def test_wrong_class_counts_are_not_called_noise(tmp_path, capsys):
     assert "label values [3, 4, 5" in out and "compression" not in out
 
 
+def regions_of(values, size=64, seed=0):
+    """A label map of regions (runs of rows and columns, of uneven sizes), one per value, as
+    a scene's label image holds: each value in a whole region, none at class edges only."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(20, 200, len(values))
+    runs = np.repeat(np.asarray(values, np.uint8), sizes)
+    return np.resize(runs, (size, size))
+
+
+@pytest.mark.parametrize(
+    ("values", "names"),
+    [
+        (range(34), 19),  # Cityscapes' raw _labelIds 0..33, read with its 19 train-id names
+        (range(32), 11),  # CamVid's 32 raw values, read with the 11 names of its usual classes
+    ],
+)
+def test_a_class_list_a_few_names_short_is_not_called_noise(tmp_path, capsys, values, names):
+    """Before: every value was within 24 of a class, so the message said "compression noise
+    ... export the labels again as PNG" of label files that were fine; whole regions of each
+    value are no noise, and the plain message (the values, the classes) stays."""
+    root = write_void_folder(tmp_path / "data", void=255, size=64)
+    (root / "classes.txt").write_text("".join(f"c{k}\n" for k in range(names)))
+    Image.fromarray(regions_of(values)).save(root / "masks" / "0.png")
+    code, out, _ = run(["check-data", "--format", "mask_folder", "--root", root], capsys)
+    assert code == 1
+    assert f"masks/0.png: label values [{names}, {names + 1}, " in out
+    assert f"are not classes 0..{names - 1}" in out and "compression" not in out
+
+
 def test_colour_labels_resaved_lossily_are_said_to_be_so(tmp_path, capsys):
-    root = write_void_folder(tmp_path / "data", void=255, n=2, size=48)
+    # 128 pixels: a smaller colour label is mostly class edges, which chroma subsampling
+    # smears into colours far from any class
+    root = write_void_folder(tmp_path / "data", void=255, n=2, size=128)
     (root / "classes.txt").unlink()
     (root / "colours.txt").write_text("0 0 0 sky\n128 0 0 road\n0 128 0 car\n255 255 255 void\n")
     colours = np.array([[0, 0, 0], [128, 0, 0], [0, 128, 0]] + [[0, 0, 0]] * 252 + [[255] * 3])
     for i in range(2):
-        rgb = colours[diagonal_mask()].astype(np.uint8)
+        rgb = colours[diagonal_mask(128)].astype(np.uint8)
         Image.fromarray(rgb if i else jpeg_round_trip(rgb)).save(root / "masks" / f"{i}.png")
     code, out, _ = run(
         ["check-data", "--format", "mask_folder", "--root", root, "palette=colours.txt"], capsys

@@ -77,7 +77,7 @@ from visionkit.data.readers.mask_hints import (
     ignored_class,
     images_beside_labels,
     label_path,
-    label_values_hint,
+    label_values_problem,
     mask_class_names,
     missing_label_hint,
     pixel_shares,
@@ -450,16 +450,10 @@ class MaskFolderDataset:
             return self.palette.labels_of(mask, path)
         num_classes = len(self.label_names["semantic"])
         lowest = int(self.reduce_zero_label)  # the file's value of class 0
-        top = num_classes - 1 + lowest
-        bad = np.unique(mask[(mask > top) & (mask != self.ignore_index)])
-        if bad.size:
-            key = getattr(self, "config_key", "data.train")  # set by build_dataset
-            raise AnnotationError(
-                f"{path}: label values {bad.tolist()[:10]} are not classes {lowest}..{top}"
-                + (" (reduce_zero_label: 0 is no class)" if lowest else "")
-                + f" nor the ignore index {self.ignore_index}"
-                + label_values_hint(bad.tolist(), num_classes, self.ignore_index, key, lowest)
-            )
+        key = getattr(self, "config_key", "data.train")  # set by build_dataset
+        problem = label_values_problem(mask, num_classes, self.ignore_index, key, lowest)
+        if problem:
+            raise AnnotationError(f"{path}: {problem}")
         if not lowest and self.ignore_index == IGNORE_PIXEL:
             return mask.astype(np.uint8)
         void = mask == self.ignore_index  # as the one value samples use for "no label"

@@ -194,15 +194,48 @@ def images_beside_labels(root: Path) -> str:
     return ""
 
 
+def label_values_problem(
+    mask: np.ndarray, num_classes: int, ignore_index: int, key: str, lowest: int
+) -> str:
+    """What is wrong with a label map ``mask`` (as stored) holding values that are no class
+    of ``num_classes`` (class 0's file value ``lowest``) nor ``ignore_index``, with what to
+    set (:func:`label_values_hint`); ``""`` when every value is one of them."""
+    top = num_classes - 1 + lowest
+    values, pixels = np.unique(mask, return_counts=True)
+    off = (values > top) & (values != ignore_index)
+    if not off.any():
+        return ""
+    bad = values[off].tolist()
+    return (
+        f"label values {bad[:10]} are not classes {lowest}..{top}"
+        + (" (reduce_zero_label: 0 is no class)" if lowest else "")
+        + f" nor the ignore index {ignore_index}"
+        + label_values_hint(bad, num_classes, ignore_index, key, lowest, (values, pixels))
+    )
+
+
 def label_values_hint(
-    bad: list[int], num_classes: int, ignore_index: int, key: str, lowest: int
+    bad: list[int],
+    num_classes: int,
+    ignore_index: int,
+    key: str,
+    lowest: int,
+    counts: tuple[np.ndarray, np.ndarray],
 ) -> str:
     """What to set when label values ``bad`` (sorted) are no class of ``num_classes`` (class
     0's file value ``lowest``): the ``ignore_index`` of one void value (CamVid's 11, VOC's 255
     borders), ``reduce_zero_label`` where the one value is ``num_classes`` (ADE20K's
-    1..150 with 0 = "other"); ``key`` is the dataset's entry (``data.train``)."""
-    classes = list(range(lowest, lowest + num_classes))
-    if looks_lossy(np.array(bad), np.array([*classes, ignore_index, *[0] * lowest])):
+    1..150 with 0 = "other"); ``key`` is the dataset's entry (``data.train``). ``counts``:
+    the label map's ``(values, pixels)``, which tell compression noise
+    (:func:`~visionkit.data.readers.lossy_labels.looks_lossy`) from a short class list."""
+    values, pixels = counts
+    off = np.isin(values, bad)
+    inside = (values >= lowest) & (values < lowest + num_classes)
+    class_pixels = np.zeros(num_classes, np.int64)
+    class_pixels[values[inside] - lowest] = pixels[inside]
+    classes = np.arange(lowest, lowest + num_classes)
+    void = [ignore_index, *[0] * lowest]
+    if looks_lossy(values[off], pixels[off], classes, class_pixels, void):
         return f"; {len(bad)} values near the classes' own look like compression noise: {LOSSLESS}"
     void = bad[0]
     # with another ignore_index set, only VOC's 255 borders are hinted at (a stray 7 beside

@@ -153,8 +153,13 @@ class Palette:
                 "add them to the palette (an entry named void marks unlabelled pixels) or set "
                 "void_color"
             )
-            ours = np.array([unpack_colour(c) for c in self.colours])
-            if looks_lossy(np.array([unpack_colour(c) for c in colours]), ours, counts):
+            ours, present = np.unique(packed[known], return_counts=True)
+            pixels = np.zeros(len(self.colours), np.int64)  # of each palette colour
+            pixels[np.searchsorted(self.colours, ours)] = present
+            rgb = np.array([unpack_colour(c) for c in self.colours])
+            void = self.labels == IGNORE_PIXEL
+            off = [unpack_colour(c) for c in colours]
+            if looks_lossy(off, counts, rgb[~void], pixels[~void], rgb[void].reshape(-1, 3)):
                 fix = (
                     f"they are near the palette's own colours, as compression noise is: {LOSSLESS}"
                 )
