@@ -5,11 +5,13 @@ resaved as RGB, Cityscapes' ``_gtFine_color`` PNGs) needed a palette file writte
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.helpers import run
 from visionkit.data.readers.mask_folder import MaskFolderDataset
 from visionkit.data.readers.palette import read_palette, voc_colour
+from visionkit.errors import DataError
 
 
 def write_rgb_folder(root, colours, n=2, size=16):
@@ -44,7 +46,7 @@ def test_voc_colours_are_read_as_voc_classes(tmp_path):
 
 
 def test_cityscapes_colours_are_its_19_train_ids(tmp_path, capsys):
-    palette = read_palette(tmp_path / "cityscapes")
+    palette = read_palette("cityscapes")
     assert palette.names[:3] == ["road", "sidewalk", "building"] and len(palette.names) == 19
     # road, car, and two void colours (unlabeled black, ground)
     colours = [(128, 64, 128), (0, 0, 142), (0, 0, 0), (81, 0, 81)]
@@ -59,6 +61,20 @@ def test_cityscapes_colours_are_its_19_train_ids(tmp_path, capsys):
 def test_a_palette_file_of_the_name_is_read_instead(tmp_path):
     (tmp_path / "voc").write_text("0 0 0 sea\n255 255 255 land\n")
     assert read_palette(tmp_path / "voc").names == ["sea", "land"]
+    root = write_rgb_folder(tmp_path / "data", [(0, 0, 0), (255, 255, 255)])
+    (root / "voc").write_text("0 0 0 sea\n255 255 255 land\n")
+    assert MaskFolderDataset(root, palette="voc").label_names["semantic"] == ["sea", "land"]
+
+
+def test_only_the_bare_name_is_a_built_in_palette(tmp_path):
+    """Before: a palette path that merely ended in ``voc`` (``meta/voc``, a file not there)
+    was read as VOC's colours instead of saying the file does not exist."""
+    with pytest.raises(DataError, match=r"palette /x/nowhere/meta/voc does not exist"):
+        read_palette("/x/nowhere/meta/voc")
+    root = write_rgb_folder(tmp_path / "data", [(0, 0, 0), (128, 0, 0)])
+    with pytest.raises(DataError, match=r"meta/cityscapes does not exist .*exactly the name"):
+        MaskFolderDataset(root, palette="meta/cityscapes")
+    assert len(MaskFolderDataset(root, palette="voc").label_names["semantic"]) == 21
 
 
 def write_cityscapes_colour(root, alpha=255):

@@ -16,7 +16,8 @@ A label image is a PNG (or a TIFF, ``mask_ext: .tif``) in one of two kinds:
   ``ignore_index`` is the value of the dataset's unlabelled pixels (VOC's 255 object
   boundaries, CamVid's 11 "void").
 * **Colours** (``palette: FILE``): an RGB image with one colour per class, as CamVid's
-  ``_L`` PNGs (or an opaque RGBA one, as Cityscapes' ``_gtFine_color``). The palette file lists the colours in class order (:func:`read_palette`); an
+  ``_L`` PNGs (or an opaque RGBA one, as Cityscapes' ``_gtFine_color``). The palette file
+  lists the colours in class order (:func:`read_palette`); an
   entry named ``void`` (any case), or the colour ``void_color``, marks unlabelled pixels. A
   colour the palette does not list is an error naming the file, the colour and its pixels.
 
@@ -82,7 +83,7 @@ from visionkit.data.readers.mask_hints import (
     missing_label_hint,
     pixel_shares,
 )
-from visionkit.data.readers.palette import Palette, read_palette
+from visionkit.data.readers.palette import Palette, palette_source, read_palette
 from visionkit.data.readers.voc_segmentation import voc_segmentation_folders
 from visionkit.data.readers.voc_segmentation import write_mask_png as write_mask_png
 from visionkit.errors import AnnotationError, ConfigError, DataError, ImageDecodeError
@@ -255,7 +256,7 @@ class MaskFolderDataset:
                 "named void: leave ignore_index out of this entry, or set it to null (the "
                 "default, 255)"
             )
-        return read_palette(self.root / palette, void_color)
+        return read_palette(palette_source(self.root, palette), void_color)
 
     def _mask_path(self, image_path: Path) -> Path | None:
         """The label file of an image (``None`` when its stem lacks ``image_suffix``)."""

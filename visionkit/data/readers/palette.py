@@ -66,7 +66,8 @@ VOC_CLASSES = [
     "tvmonitor",
 ]
 
-#: Palettes known by name (``palette: voc``), used where ``root`` holds no file of the name.
+#: Palettes known by name (``palette: voc``, the bare name only), used where ``root`` holds
+#: no file of the name (:func:`palette_source`).
 BUILT_IN_PALETTES = ("voc", "cityscapes")
 
 
@@ -103,6 +104,15 @@ def built_in_entries(name: str) -> list[tuple[str, str, tuple[int, int, int]]]:
             used.add(tuple(c.color))
             entries.append((f"cityscapes {c.name}", "void", tuple(c.color)))
     return entries
+
+
+def palette_source(root: str | os.PathLike, palette: str) -> Path | str:
+    """What a mask folder's ``palette`` names: the file ``root / palette`` (``palette``
+    itself when absolute), or, for exactly a bare built-in name (``voc``) where ``root`` holds
+    no file of that name, the name (:func:`read_palette` reads it as built in). The one
+    reading of the setting, for the reader and for comparing splits."""
+    path = Path(root) / palette
+    return palette if palette in BUILT_IN_PALETTES and not path.is_file() else path
 
 
 def published_palette(root: Path) -> str | None:
@@ -211,16 +221,18 @@ def read_palette(path: str | os.PathLike, void_color: Sequence[int] | None = Non
     "Segmentation mask" export; blank lines and lines starting with ``#`` skipped), or a JSON / YAML
     (``.json``, ``.yaml``, ``.yml``) list of ``{name: ..., color: [R, G, B]}``. An entry named
     ``void`` (any case), or of the colour ``void_color``, marks unlabelled pixels: it is no
-    class, and its pixels become :data:`~visionkit.data.batch.IGNORE_PIXEL`.
+    class, and its pixels become :data:`~visionkit.data.batch.IGNORE_PIXEL`. ``path``
+    exactly ``"voc"`` or ``"cityscapes"`` (a bare name, a ``str``) is the built-in palette
+    (:func:`built_in_entries`); a path ending in that name is a file like any other.
 
     Raises:
         DataError: the file is missing or unreadable, an entry is malformed (its line or
             position named), a colour is listed twice, or there are more than 255 classes.
     """
-    path = Path(path)
-    if path.name in BUILT_IN_PALETTES and not path.is_file():
-        entries, problems, path = built_in_entries(path.name), [], Path(path.name)
+    if isinstance(path, str) and path in BUILT_IN_PALETTES:  # a bare name, never a file's
+        entries, problems, path = built_in_entries(path), [], Path(path)
     else:
+        path = Path(path)
         entries, problems = _file_entries(path)
     void = None
     if void_color is not None:
@@ -262,8 +274,8 @@ def _file_entries(path: Path) -> tuple[list[tuple[str, str, tuple[int, int, int]
     """``(where, name, colour)`` of each entry of a palette file, and the malformed ones."""
     if not path.is_file():
         raise DataError(
-            f"palette {path} does not exist (palette is relative to the root, or one of the "
-            f"built-in {', '.join(BUILT_IN_PALETTES)})"
+            f"palette {path} does not exist (palette is a file relative to the root, or "
+            f"absolute, or exactly the name of a built-in one: {', '.join(BUILT_IN_PALETTES)})"
         )
     try:
         text = path.read_text(encoding="utf-8")
