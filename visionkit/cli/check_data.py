@@ -288,10 +288,11 @@ def run(args: argparse.Namespace) -> int:
     if note:  # validation on training images: training warns of it too
         print(f"warning: {note}", flush=True)
         warned += 1
-    if data is not None:  # an evaluation split's labels read otherwise than training's
+    if data is not None:  # an evaluation split asked for, read otherwise than training's
         from visionkit.build.label_settings import label_setting_problems
 
-        errors, warnings = label_setting_problems(data)
+        asked = [s for s in ("val", "test") if any(split == s for _, split, _ in specs)]
+        errors, warnings = label_setting_problems(data, asked)
         for line in [*errors, *(f"warning: {w}" for w in warnings)]:
             print(line, flush=True)
         total, warned = total + len(errors), warned + len(warnings)

@@ -69,6 +69,7 @@ from visionkit.data.checks import (
     where_of,
 )
 from visionkit.data.io import read_image, read_label_image, read_label_image_header
+from visionkit.data.readers import mask_label_files
 from visionkit.data.readers.lossy_labels import label_file_reason
 from visionkit.data.readers.mask_hints import (
     JPEG_EXTENSIONS,
@@ -148,6 +149,9 @@ class MaskFolderDataset:
     target_flags: ClassVar[Mapping[str, str]] = {}
     #: How its label files are read: the same in every split (``build/label_settings.py``).
     label_settings = ("ignore_index", "reduce_zero_label", "palette", "void_color")
+    #: Which label files an entry reads, and a setting as the reader applies it.
+    label_files = staticmethod(mask_label_files.label_files)
+    label_setting = staticmethod(mask_label_files.label_setting)
 
     def __init__(
         self,
