@@ -60,6 +60,7 @@ from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
 from visionkit.engine.datamodule import SkippedImages, VisionDataModule
 from visionkit.engine.distributed import UnusedParameters, lightning_trainer
 from visionkit.engine.ema import EMACallback
+from visionkit.engine.eval_checks import check_eval_label_settings, check_eval_overrides
 from visionkit.engine.interrupt import CtrlC, SigtermCheckpoint, interrupted_after_training
 from visionkit.engine.monitor import MonitorCheck, check_monitors, monitor_of
 from visionkit.engine.pictures import ValidationPictures
@@ -80,7 +81,7 @@ from visionkit.engine.system import VisionSystem
 from visionkit.engine.time_budget import TimeBudgetSchedule, mixed_budget_note
 from visionkit.errors import ConfigError
 from visionkit.evaluation.coco import save_results
-from visionkit.evaluation.keypoints import SIGMA_OVERRIDE, eval_sigmas, scored_with
+from visionkit.evaluation.keypoints import eval_sigmas, scored_with
 from visionkit.inference.device import (
     autocast_dtype,
     lightning_device,
@@ -350,9 +351,6 @@ def training_callbacks(
     return callbacks
 
 
-EVAL_OVERRIDE_SECTIONS = ("data.", "trainer.")
-
-
 def metrics_json(metrics: dict[str, float], indent: int | None = None) -> str:
     """Metrics as strict JSON: ``nan`` (COCO's "no such objects") and infinities are written
     as ``null``."""
@@ -411,21 +409,7 @@ def evaluate(
             resolution. ``None``: the size the model was trained at.
     """
     overrides = override_list(overrides)
-    bad = [
-        f"{o!r}: eval accepts data.*, trainer.* and model.heads.<keypoint head>.kpt_oks_sigmas "
-        "overrides only"
-        for o, key in zip(overrides, override_keys(overrides), strict=True)
-        if not (o.startswith(EVAL_OVERRIDE_SECTIONS) or SIGMA_OVERRIDE.match(key))
-    ]
-    bad += [
-        f"{o!r}: the evaluation size is given by --imgsz N (or --imgsz H,W), which resizes "
-        "every sizing step of the evaluation pipeline; data.image_size does not reach the "
-        "sizes a checkpoint's config has written into data.transforms.val"
-        for o, key in zip(overrides, override_keys(overrides), strict=True)
-        if key == "data.image_size"
-    ]
-    if bad:
-        raise ConfigError(bad)
+    check_eval_overrides(overrides)
     check_thresholds(conf, iou, max_det)
     size = parse_imgsz(imgsz)
     on_device: dict[str, Any] = {"sync_batchnorm": False}  # Lightning syncs only to fit
@@ -455,6 +439,7 @@ def evaluate(
     label_names = model.meta.get("label_names") or {}
     spec = split_spec(cfg.data, split)
     check_saved_data_paths(spec, split, overrides, checkpoint or "the model")
+    check_eval_label_settings(cfg.data, split, model.meta["config"])
     val = build_split(
         spec,
         split=split,
