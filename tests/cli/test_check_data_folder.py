@@ -215,3 +215,21 @@ def test_training_on_imbalanced_class_folders_warns_with_each_classs_count(tmp_p
     overrides = [f"data.train.root={train}", f"data.val.root={val}", *steps, "--exist-ok"]
     code, _, err = run([*argv, *overrides], capsys)
     assert code == 0 and "imbalanced classes" not in err
+
+
+def test_a_class_left_out_is_told_apart_from_an_empty_folder(tmp_path):
+    """Before: a class whose folder holds images that the split's list leaves out (or that
+    ``on_bad_image: skip`` dropped) was said to be "empty or missing"."""
+    root = pets(tmp_path / "pets", {"cat": 2, "dog": 3, "fox": 1})
+    (root / "emu").mkdir()
+    (root / "fox" / "0.jpg").write_bytes(b"not a jpeg")
+    (root / "splits").mkdir()
+    (root / "splits" / "val.txt").write_text("cat/0.jpg\nfox/0.jpg\n")
+    names = ["cat", "dog", "emu", "fox", "gnu"]
+    dataset = ImageFolderDataset(root, class_names=names, split="val", on_bad_image="skip")
+    text = dataset.report.render()
+    assert (
+        "no images in the class folders dog/ (3 images in it, none listed in splits/val.txt), "
+        "emu/ (empty), fox/ (its 1 image unreadable, left out: on_bad_image: skip), "
+        "gnu/ (missing): in a validation"
+    ) in text

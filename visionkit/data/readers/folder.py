@@ -109,8 +109,10 @@ class ImageFolderDataset:
         if class_names is None:
             counts = Counter(names[index] for _, index in self.items)
             check_class_folders(self.root, found, counts if self.classes_learned else None)
+        held = Counter(index for _, index in self.items)  # per class, in its folder
         if split is not None:
             self.items = listed_items(self.root, split, self.items)
+        listed = Counter(index for _, index in self.items)  # per class, of the split's list
         if not self.items:
             raise DataError(
                 f"no images found under {self.root} (expected root/<class>/<image> with one of "
@@ -145,14 +147,26 @@ class ImageFolderDataset:
                 )
         report.num_kept = len(self.items)
         report.class_counts["class"] = count_classes([c for _, c in self.items], names)
-        absent = [n for n in names if not report.class_counts["class"].get(n)]
+        absent = [k for k, n in enumerate(names) if not report.class_counts["class"].get(n)]
         if class_names is not None and absent and self.classes_learned:  # sorted sets refuse
+            from visionkit.data.split import split_list_file  # split imports the readers
+
+            why = {k: "missing" if folders[k] is None else "empty" for k in absent}
+            for k in (k for k in absent if held[k]):  # the images are there: left out
+                why[k] = (
+                    f"{counted(held[k], 'image')} in it, none listed in "
+                    f"{where_of(split_list_file(self.root, str(split)), self.root)}"
+                    if not listed[k]
+                    else f"its {counted(listed[k], 'image')} unreadable, left out: on_bad_image: "
+                    "skip"
+                )
             report.add(
                 "class without images",
                 str(self.root),
-                f"no images in the class folders {', '.join(n + '/' for n in absent)} (empty "
-                "or missing): in a validation or test set their recall is not measured (nan in "
-                "the per-class table) and top-1 counts the other classes' images only; in a "
+                "no images in the class folders "
+                + ", ".join(f"{names[k]}/ ({why[k]})" for k in absent)
+                + ": in a validation or test set their recall is not measured (nan in the "
+                "per-class table) and top-1 counts the other classes' images only; in a "
                 "training set they are never learnt",
                 severity="warning",
             )
