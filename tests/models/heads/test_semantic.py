@@ -349,6 +349,9 @@ def test_argument_errors(kind):
         make_head(kind, class_names=["a", "b"])
     with pytest.raises(ValueError, match="class_weights"):
         make_head(kind, class_weights=[1.0, 2.0])
+    for bad in (float("nan"), float("inf")):  # session 38: accepted, then a NaN loss
+        with pytest.raises(ValueError, match="class_weights must be finite"):
+            make_head(kind, class_weights=[1.0, bad, 1.0])
     with pytest.raises(ValueError, match="ignore_index"):
         make_head(kind, ignore_index=1)
     with pytest.raises(ValueError, match="dice_weight"):

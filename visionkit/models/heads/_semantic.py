@@ -67,9 +67,10 @@ def check_semantic_args(
             raise ValueError(
                 f"{name}: {len(class_weights)} class_weights for {num_classes} classes"
             )
-        if any(w < 0 for w in class_weights) or not any(w > 0 for w in class_weights):
+        finite = all(math.isfinite(w) and w >= 0 for w in class_weights)
+        if not finite or not any(w > 0 for w in class_weights):
             raise ValueError(
-                f"{name}: class_weights must be >= 0 with at least one > 0, got "
+                f"{name}: class_weights must be finite and >= 0 with at least one > 0, got "
                 f"{list(class_weights)}"
             )
     if channels < 1:

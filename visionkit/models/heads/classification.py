@@ -9,6 +9,7 @@ torch.Size([2, 4])
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -68,10 +69,11 @@ class ClassificationHead(nn.Module):
         dropout: dropout before each linear layer.
         level: which feature map of the list to pool (default: the last).
         label_smoothing: passed to cross-entropy.
-        class_weights: a weight per class (C values, >= 0, one > 0) multiplying each image's
-            cross-entropy by its class's, the loss normalised by the summed weights (as torch's
-            ``CrossEntropyLoss(weight=...)``); for imbalanced classes, e.g. the inverse of
-            each class's share of the training images. ``None``: all 1.
+        class_weights: a weight per class (C values, finite, >= 0, one > 0): the loss is
+            torch's ``CrossEntropyLoss(weight=..., label_smoothing=...)``, each image's term
+            weighted by its class's (the smoothed terms by each class's own), averaged over
+            the images' class weights; for imbalanced classes, e.g. the inverse of each
+            class's share of the training images. ``None``: all 1.
         class_names: names of the C classes, used in predictions.
     """
 
@@ -100,12 +102,12 @@ class ClassificationHead(nn.Module):
         self.num_classes = num_classes
         if class_weights is not None and (
             len(class_weights) != num_classes
-            or any(w < 0 for w in class_weights)
+            or not all(math.isfinite(w) and w >= 0 for w in class_weights)
             or not any(w > 0 for w in class_weights)
         ):
             raise ValueError(
                 f"classification head: class_weights must be {num_classes} values (one per "
-                f"class) >= 0 with at least one > 0, got {list(class_weights)}"
+                f"class), finite and >= 0 with at least one > 0, got {list(class_weights)}"
             )
         self.register_buffer(
             "class_weights",
@@ -145,20 +147,20 @@ class ClassificationHead(nn.Module):
                 f"not classes 0..{self.num_classes - 1} (num_classes {self.num_classes}) nor "
                 f"{IGNORE_CLASS} (no class); check the dataset's class indices"
             )
-        per_image = F.cross_entropy(
+        weights = None if self.class_weights is None else self.class_weights.to(logits.device)
+        per_image = F.cross_entropy(  # [B]; with weights, torch's (the smoothed terms too)
             logits,
             labels.clamp(min=0),
+            weight=weights,
             reduction="none",
             label_smoothing=self.label_smoothing,
         )
         # Zero-weighted rather than skipped: every parameter stays in the graph (DDP-safe).
-        weight = valid.float()
-        if self.class_weights is not None:  # [B]: each image's class weight
-            weight = weight * self.class_weights.to(logits.device)[labels.clamp(min=0)]
-            loss = (per_image * weight).sum() / weight.sum().clamp(min=1e-12)
-            return {"ce": loss}
-        loss = (per_image * weight).sum() / valid.sum().clamp(min=1)
-        return {"ce": loss}
+        per_image = per_image * valid
+        if weights is not None:  # torch's weighted mean: over the images' class weights
+            total = (weights[labels.clamp(min=0)] * valid).sum()
+            return {"ce": per_image.sum() / total.clamp(min=1e-12)}
+        return {"ce": per_image.sum() / valid.sum().clamp(min=1)}
 
     def postprocess(
         self,
