@@ -66,7 +66,9 @@ def test_training_stops_on_it_naming_the_entry(tmp_path, capsys):
 
     root = write_void_folder(tmp_path / "data", void=255)
     config = segmentation_config(tmp_path, root, root)
-    code, _, err = run(["train", "--config", config, "data.train.ignore_index=2"], capsys)
+    # both splits: with data.train's alone, the label settings compared between splits stop it
+    overrides = ["data.train.ignore_index=2", "data.val.ignore_index=2"]
+    code, _, err = run(["train", "--config", config, *overrides], capsys)
     assert code == 1
     assert "data.train: ignore_index 2 is class 2 'car' of" in err
 
