@@ -46,6 +46,7 @@ def test_defaults_are_filled_from_schemas_and_builders():
         "dropout": 0.0,
         "level": -1,
         "label_smoothing": 0.0,
+        "class_weights": None,
         "loss_weight": 1.0,
     }
 
