@@ -2,6 +2,8 @@
 or glob holding ``=`` is read, a ``KEY=VALUE`` after ``--input`` / ``--classes`` is answered
 with the command that works."""
 
+import shlex
+
 import pytest
 
 from visionkit.cli import build_parser, main
@@ -106,3 +108,62 @@ def test_abbreviated_options_are_taken_by_every_subcommand_and_read_by_the_hints
     with pytest.raises(SystemExit):  # --chec is --checkpoint: given already
         main(["predict", "--chec", "x.ckpt", "--input", "photos", "model=y.ckpt"])
     assert "left out model=y.ckpt (--checkpoint is given already" in capsys.readouterr().err
+
+
+def last_command(err: str, command: str) -> list[str]:
+    """The arguments of the suggested command (the line after "did you mean:")."""
+    lines = err.rstrip().splitlines()
+    line = lines[lines.index(next(li for li in lines if li.endswith("did you mean:"))) + 1]
+    assert line.startswith(f"  visionkit {command} ")
+    return shlex.split(line)[2:]
+
+
+def test_an_option_written_with_equals_is_split_to_take_more_values(capsys, tmp_path, monkeypatch):
+    """``--inp=photos source=more`` was told ``--inp=photos more``, which argparse refuses (an
+    ``=`` form takes one value): ``--inp photos more``; ``--input=photos`` likewise."""
+    monkeypatch.chdir(tmp_path)
+    for written in ("--inp", "--input"):
+        with pytest.raises(SystemExit):
+            main(["predict", f"{written}=photos", "source=more", "--checkpoint", "x.ckpt"])
+        hint = last_command(capsys.readouterr().err, "predict")
+        assert hint == [written, "photos", "more", "--checkpoint", "x.ckpt"]
+        parsed = build_parser().parse_args(["predict", *hint])
+        assert parsed.input == ["photos", "more"]
+
+
+def test_list_values_are_written_in_each_options_own_syntax(capsys, tmp_path, monkeypatch):
+    """``imgsz=[320,320]`` (Ultralytics' list) was left out as "a glob is no --imgsz", and
+    ``predict imgsz=[640,480]`` offered ``--imgsz '[640,480]'``, which predict refuses: export
+    takes ``320x320``, predict ``640,480``; a one-value option given a list says so."""
+    from visionkit.inference.options import parse_imgsz
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["export", "--checkpoint", "x.ckpt", "imgsz=[320,320]", "format=onnx"])
+    hint = last_command(capsys.readouterr().err, "export")
+    assert hint == ["--checkpoint", "x.ckpt", "--imgsz", "320x320", "--format", "onnx"]
+    assert build_parser().parse_args(["export", *hint]).image_size == (320, 320)
+    with pytest.raises(SystemExit):
+        main(["export", "--checkpoint", "x.ckpt", "imgsz=320,320", "format=onnx"])
+    assert last_command(capsys.readouterr().err, "export")[3] == "320x320"
+    err = error_of(["--input", "p", "imgsz=[640,480]", "classes=[0,2]", "device=[0,1]"], capsys)
+    hint = last_command(err, "predict")
+    assert hint == ["--checkpoint", "x.ckpt", "--input", "p", "--imgsz", "640,480",
+                    "--classes", "0", "2"]  # fmt: skip
+    parsed = build_parser().parse_args(["predict", *hint])
+    assert parse_imgsz(parsed.imgsz) == (640, 480) and parsed.classes == ["0", "2"]
+    assert err.rstrip().endswith(
+        "left out device=[0,1] (--device takes one value, not a list: e.g. --device 0)"
+    )
+    assert "glob" not in err
+
+
+def test_flags_always_so_here_are_not_in_the_suggested_command(capsys, tmp_path, monkeypatch):
+    """``--save source=more`` was told a command with ``--save``, which is ambiguous here
+    (--save-txt, --save-conf, ...); its line says it is always so, and the command leaves it
+    out."""
+    monkeypatch.chdir(tmp_path)
+    err = error_of(["--input", "photos", "--save", "source=more"], capsys)
+    assert "--save (Ultralytics'): always so here" in err
+    hint = last_command(err, "predict")
+    assert hint == ["--checkpoint", "x.ckpt", "--input", "photos", "more"]

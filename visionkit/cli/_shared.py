@@ -256,11 +256,6 @@ def ultralytics_option_hint(
     return "\n" + "\n".join(lines) + "\n(KEY=VALUE overrides, e.g. trainer.max_epochs=3)"
 
 
-def _magic(text: str) -> bool:
-    """Whether ``text`` holds a glob wildcard."""
-    return any(c in text for c in "*?[")
-
-
 #: Values of a ``KEY=VALUE`` argument that switch an option on (Ultralytics' ``half=True``).
 TRUE = ("true", "1", "yes", "on")
 
@@ -295,60 +290,117 @@ def full_option(parser: argparse.ArgumentParser, arg: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
+#: Options whose value is a path: a ``KEY=VALUE`` glob pattern for one is told as a glob
+#: (``model=v2/*.png``), where ``[`` in any other value starts a list (``imgsz=[640,480]``).
+PATH_OPTIONS = ("--checkpoint", "--input", "--output", "--output-dir", "--gallery", "--config")
+
+
+def _first(parser: argparse.ArgumentParser, option: str | None) -> str | None:
+    """The first name of ``option``'s action (``--image-size`` for ``--imgsz``), ``option``
+    itself where ``parser`` has no such option."""
+    action = parser._option_string_actions.get(option or "")
+    return option if action is None else action.option_strings[0]
+
+
+def list_items(value: str, separator: str | None) -> list[str] | None:
+    """The items of Ultralytics' list syntax, ``[640,480]`` or ``(640, 480)``, or of a
+    comma-separated ``640,480`` where the option writes lists with its own ``separator``
+    (export's ``320x320``); ``None`` for a single value."""
+    found = re.fullmatch(r"\[(.*)\]|\((.*)\)", value.strip())
+    inner = (found.group(1) or found.group(2) or "") if found else value
+    if not found and (separator is None or "," not in value):
+        return None
+    return [item.strip().strip("'\"") for item in inner.split(",") if item.strip()]
+
+
 def key_value_lines(
     given: Sequence[str],
     parser: argparse.ArgumentParser,
     not_offered: Mapping[str, str],
     renamed: Mapping[str, str],
+    separators: Mapping[str, str] | None = None,
 ) -> list[str]:
     """For ``KEY=VALUE`` arguments written as Ultralytics' command line takes them
     (``yolo export format=onnx imgsz=640``, ``yolo predict source=DIR conf=0.5``), the
     command with options in their place (``renamed``: Ultralytics' key → the option that
     takes its value here; otherwise ``--key-with-dashes``; the values of an option that takes
-    several, ``--input``'s, after its first, abbreviated or not: ``--input photos more``), and
-    the arguments left out, with why: the keys ``not_offered``; a key whose option takes one
-    value and is given already (``--checkpoint a.ckpt model=b.ckpt``) or whose value is a
-    glob pattern (``model=v2/*.png``: no file matches it, nor is it a checkpoint); ``[]``
-    when there is no ``KEY=VALUE`` argument."""
-    options, full, dropped, pairs = [], [], [], 0  # full: the option each of options names
+    several, ``--input``'s, after its first, abbreviated or not, ``--inp=photos`` written
+    ``--inp photos more``; a list ``imgsz=[640,480]`` in the option's own syntax:
+    ``separators``' joiner for it, ``--imgsz 640,480`` (export's ``320x320``), else one value
+    each for an option taking several), and the arguments left out, with why: the keys
+    ``not_offered``; a key whose option takes one value and is given already (``--checkpoint
+    a.ckpt model=b.ckpt``), or is given a list (``device=[0,1]``), or a path option
+    (:data:`PATH_OPTIONS`) given a glob pattern (``model=v2/*.png``: no file matches it, nor is
+    it a checkpoint). Ultralytics' flags that are always so here (``--save``, which would be
+    ambiguous) are dropped, their line said already; ``[]`` when there is no ``KEY=VALUE``
+    argument."""
+    separators = separators or {}
+    options: list[str] = []  # the command's arguments, unquoted
+    full: list[str | None] = []  # the option each of options names
+    dropped, pairs = [], 0
     for arg in given:
         key, is_pair, value = arg.partition("=")
-        option = renamed.get(key, f"--{key.replace('_', '-')}")
+        shown = renamed.get(key, f"--{key.replace('_', '-')}")  # as the command writes it
+        option = _first(parser, shown)  # the option's first name: --image-size for --imgsz
         pairs += bool(is_pair and not arg.startswith("-"))
-        action = parser._option_string_actions.get(option)
-        if not is_pair or arg.startswith("-"):
-            options.append(shlex.quote(arg))
-            full.append(full_option(parser, arg) if arg.startswith("-") else None)
+        action = parser._option_string_actions.get(shown)
+        if arg.startswith("-"):
+            name = key.lstrip("-").replace("-", "_")
+            always = not_offered.get(name, "").startswith("always so here")
+            if not (always and full_option(parser, arg) is None):  # --save: said, and ambiguous
+                options.append(arg)
+                full.append(_first(parser, full_option(parser, arg)))
+        elif not is_pair:
+            options.append(arg)
+            full.append(None)
         elif key in not_offered:
             dropped.append(f"{key} ({not_offered[key]})")
-        elif action is not None:
+        elif action is not None and action.nargs != 0:
             several = action.nargs in ("+", "*")
+            is_path = option in PATH_OPTIONS
+            items = None if is_path else list_items(value, separators.get(shown))
+            if items is not None and shown in separators:
+                items = [separators[shown].join(items)]
+            values = [value] if items is None else items
             if several and option in full:  # one --input takes them all:
-                end = full.index(option) + 1  # a second would replace the first's
+                at = full.index(option)  # a second would replace the first's
+                if "=" in options[at]:  # --inp=photos takes one value: --inp photos more
+                    options[at : at + 1] = options[at].split("=", 1)
+                    full.insert(at + 1, None)
+                end = at + 1
                 while end < len(options) and not options[end].startswith("-"):
                     end += 1
-                options.insert(end, shlex.quote(value))
-                full.insert(end, None)
-            elif action.nargs != 0 and not several and (option in full or _magic(value)):
-                given_already = option in full
-                why = f"{option} is given already" if given_already else f"a glob is no {option}"
-                nothing = not os.path.exists(arg) and not glob.glob(arg, recursive=True)
+                options[end:end] = values
+                full[end:end] = [None] * len(values)
+            elif not several and (
+                option in full
+                or len(values) > 1
+                or ("*" in value or "?" in value or (is_path and "[" in value))
+            ):
+                if option in full:
+                    why = f"{shown} is given already"
+                elif len(values) > 1:
+                    why = f"{shown} takes one value, not a list: e.g. {shown} {values[0]}"
+                else:
+                    why = f"a glob is no {shown}"
+                nothing = is_path and not os.path.exists(arg) and not glob.glob(arg, recursive=True)
                 found = "; as a file or glob pattern it matches nothing" if nothing else ""
                 dropped.append(f"{arg} ({why}{found})")
-            elif action.nargs != 0:
-                options += [option, shlex.quote(value)]
-                full += [option, None]
-            elif value.lower() in TRUE:
-                options.append(option)
-                full.append(option)
+            else:
+                options += [shown, *values]
+                full += [option, *[None] * len(values)]
+        elif action is not None and value.lower() in TRUE:
+            options.append(shown)
+            full.append(option)
     if not pairs:
         return []
+    command = [shlex.quote(arg) for arg in options]
     for action in parser._actions:  # a required option the pairs did not give: to fill in
         if action.required and action.option_strings and action.option_strings[0] not in full:
-            options += [action.option_strings[0], _metavar(parser, action.option_strings[0])]
+            command += [action.option_strings[0], _metavar(parser, action.option_strings[0])]
     return [
         "KEY=VALUE arguments (Ultralytics' style) are options here; did you mean:\n"
-        f"  {parser.prog} {' '.join(options)}",
+        f"  {parser.prog} {' '.join(command)}",
         *(f"left out {what}" for what in dropped),
     ]
 

@@ -222,10 +222,11 @@ def ultralytics_hint(message: str, given: list[str], parser: argparse.ArgumentPa
     """What argparse's error on ``yolo predict``'s arguments adds: for ``--vid-stride``,
     ``--show``, ``--line-width``, ... the option to use or why there is none
     (:data:`~visionkit.choices.ULTRALYTICS_PREDICT_ARGS`); for ``KEY=VALUE`` arguments
-    (``source=photos conf=0.5``) the command with options in their place; ``""`` otherwise."""
+    (``source=photos conf=0.5``, ``imgsz=[640,480]``: ``--imgsz 640,480``) the command with
+    options in their place; ``""`` otherwise."""
     not_offered = {k: v for k, v in ULTRALYTICS_PREDICT_ARGS.items() if k not in RENAMED}
     lines = ultralytics_argument_lines(message, ULTRALYTICS_PREDICT_ARGS)
-    lines += key_value_lines(given, parser, not_offered, RENAMED)
+    lines += key_value_lines(given, parser, not_offered, RENAMED, {"--imgsz": ","})
     return "".join(f"\n{line}" for line in lines)
 
 
