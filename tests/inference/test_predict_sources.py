@@ -332,3 +332,42 @@ def test_label_masks_beside_their_photos_are_not_predicted_on(tmp_path, caplog):
     out = predict_files(detector(), [photos], tmp_path / "out", progress=False)
     records = json.loads((out.parent / "images.json").read_text())
     assert [r["file_name"].rsplit("/", 1)[-1] for r in records] == found
+
+
+def test_the_masks_said_left_out_are_those_not_read_each_once(tmp_path, caplog):
+    """``[train, train/a_mask.png]`` warned that a_mask.png was "not predicted on" though it was
+    read; ``[train, "train/"]`` said "left out 4 label masks" of 2."""
+    photos = tmp_path / "train"
+    photos.mkdir()
+    for i, name in enumerate(["a", "b"]):
+        Image.fromarray(photo(i, (16, 16))).save(photos / f"{name}.jpg")
+        Image.fromarray(photo(0, (16, 16))[:, :, 0] // 128).save(photos / f"{name}_mask.png")
+
+    def said(inputs: list) -> list[str]:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="visionkit.inference.sources"):
+            sources.expand_inputs(inputs)
+        return [r.getMessage() for r in caplog.records if "label mask" in r.getMessage()]
+
+    warned = said([photos, photos / "a_mask.png"])
+    assert len(warned) == 1 and warned[0].startswith("left out 1 label mask beside its image")
+    assert "b_mask.png" in warned[0] and "a_mask.png" not in warned[0]
+    warned = said([photos, f"{photos}/"])
+    assert len(warned) == 1 and warned[0].startswith("left out 2 label masks beside their")
+    assert said([photos, photos / "a_mask.png", photos / "b_mask.png"]) == []
+
+
+def test_a_glob_naming_mask_without_its_underscore_reads_the_masks(tmp_path):
+    """``'train/*mask.png'`` was refused "no images found ... (label masks beside their
+    images, ...)": ``mask`` in a glob's file-name part asks for masks; where masks are left
+    out, the reason says how to read them."""
+    photos = tmp_path / "train"
+    photos.mkdir()
+    Image.fromarray(photo(0, (16, 16))).save(photos / "a.jpg")
+    Image.fromarray(photo(0, (16, 16))[:, :, 0] // 128).save(photos / "a_mask.png")
+    found = sources.expand_inputs([f"{photos}/*mask.png"])
+    assert [p.name for p in found] == ["a_mask.png"]
+    with pytest.raises(DataError, match=r"a_mask.png \(spell out _mask in the glob to read them\)"):
+        sources.expand_inputs([f"{photos}/a_*.png"])
+    (photos / "a.jpg").rename(tmp_path / "a.jpg")  # a folder of nothing but a mask: read
+    assert [p.name for p in sources.expand_inputs([photos])] == ["a_mask.png"]

@@ -5,7 +5,8 @@ keeps each photo's label map beside it: ``train/a.jpg`` and ``train/a_mask.png``
 folder (or a glob matching both), ``visionkit predict`` would predict on the masks as if they
 were photos. A file named ``<stem>_mask`` + a label extension (``.png``, ``.tif``, ``.tiff``)
 beside an image ``<stem>.<image extension>`` is left out of folders and globs (counted and
-said once); a file given by name, or a glob that spells out ``_mask``, is read all the same.
+said once); a file given by name, or a glob whose file-name part holds ``mask``
+(``*_mask.png``, ``*mask.png``), is read all the same.
 
 >>> from pathlib import Path
 >>> import tempfile
@@ -52,9 +53,9 @@ def label_masks(paths: Iterable[Path]) -> list[Path]:
 
 
 def spells_mask(pattern: str) -> bool:
-    """Whether a glob ``pattern``'s file names spell out label masks (``photos/*_mask.png``;
-    not ``seg_masks/*``, a folder's name)."""
-    return MASK_SUFFIX in os.path.basename(pattern).casefold()
+    """Whether a glob ``pattern``'s file names ask for label masks: ``mask`` in their part,
+    ``photos/*_mask.png`` or ``photos/*mask.png`` (not ``seg_masks/*``, a folder's name)."""
+    return MASK_SUFFIX[1:] in os.path.basename(pattern).casefold()
 
 
 def masks_said(masks: Sequence[Path]) -> str:

@@ -177,6 +177,8 @@ def named_inputs(
         unique.setdefault(key, (source, root))
     if not unique:
         raise DataError(no_images_message(given, skipped))
+    left_out = {os.path.abspath(m): m for m in masked}  # each once, less those read after all
+    masked = [m for key, m in left_out.items() if key not in unique]
     if masked:
         logger.warning("left out %s", masks_said(masked))
     files = {key: (s, r) for key, (s, r) in unique.items() if r is not None}
@@ -211,7 +213,9 @@ def no_images_message(
             other = [f for f in files if f.suffix.lower() not in known]
             inside = [f for f in files if f not in other]
             masks = label_masks(inside)
-            why = _buckets(hidden, other, inside, skipped(path), masks) or ["an empty folder"]
+            read = f"a glob spelling out _mask reads them: '{path / '**' / '*_mask.png'}'"
+            why = _buckets(hidden, other, inside, skipped(path), masks, read)
+            why = why or ["an empty folder"]
         elif _magic(item):
             matched = sorted(glob.glob(suffix_any_case(item), recursive=True))
             files = [m for m in matched if Path(m).is_file()]
@@ -219,7 +223,8 @@ def no_images_message(
             hidden = [Path(m) for m in files if m not in read]
             root = Path(*itertools.takewhile(lambda part: not _magic(part), path.parts))
             masks = [] if spells_mask(item) else label_masks(map(Path, read))
-            why = _buckets(hidden, [], [Path(m) for m in read], skipped(root), masks)
+            how = "spell out _mask in the glob to read them"
+            why = _buckets(hidden, [], [Path(m) for m in read], skipped(root), masks, how)
             if matched and not files:
                 below = f"{item.rstrip('/' + os.sep)}/**"
                 why = [
@@ -231,12 +236,18 @@ def no_images_message(
 
 
 def _buckets(
-    hidden: list[Path], other: list[Path], inside: list[Path], out: list[Path], masks: list[Path]
+    hidden: list[Path],
+    other: list[Path],
+    inside: list[Path],
+    out: list[Path],
+    masks: list[Path],
+    read_masks: str,
 ) -> list[str]:
-    """:func:`no_images_message`'s reasons: each kind of file left out, one named."""
+    """:func:`no_images_message`'s reasons: each kind of file left out, one named (label
+    masks with ``read_masks``, how to read them)."""
     why = [f"hidden/system files, e.g. {hidden[0]}"] if hidden else []
     why += [f"other suffixes, e.g. {other[0]}"] if other else []
-    why += [f"label masks beside their images, e.g. {masks[0]}"] if masks else []
+    why += [f"label masks beside their images, e.g. {masks[0]} ({read_masks})"] if masks else []
     for folder in out:
         held = [f for f in inside if is_inside(f, [folder])]
         why += [f"inside output folder {folder}, e.g. {held[0]}"] if held else []
