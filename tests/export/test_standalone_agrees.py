@@ -47,12 +47,12 @@ def test_a_classifier_gives_the_fields_of_model_predict(classifier, tmp_path, ca
         assert (ours["label"], ours["name"]) == (ref["label"], ref["name"])
         assert ours["score"] == pytest.approx(ref["score"], abs=1e-5)
         assert ours["names"] == ref["names"] == CLASSES
-    # the command's JSON line: the same fields, floats rounded to 4 decimals
+    # the command's JSON line: the same fields, floats rounded to 5 decimals (as images.json)
     Image.fromarray(images[0]).save(tmp_path / "a.png")
     assert standalone.main([str(path), str(tmp_path / "a.png")]) == 0
     line = json.loads(capsys.readouterr().out)["cls"]
     assert set(line) == {"label", "name", "score", "top5", "scores", "names"}
-    assert line["score"] == round(got[0]["cls"]["score"], 4)
+    assert line["score"] == round(got[0]["cls"]["score"], 5)
     assert line["top5"][0] == {"label": line["label"], "name": line["name"], "score": line["score"]}
 
 
@@ -78,3 +78,43 @@ def test_a_folder_is_searched_for_the_image_files_visionkit_predict_reads(tmp_pa
     assert sorted(found) == sorted(str(tmp_path / f"image{s.upper()}") for s in IMAGE_EXTENSIONS)
     gif = tmp_path / "image.GIF"
     np.testing.assert_array_equal(standalone.read_image(str(gif)), read_image(gif))
+
+
+def test_a_folder_is_read_as_visionkit_predict_reads_it(classifier, tmp_path, capsys):
+    """On one folder the two disagreed: standalone predicted on p0_mask.png beside p0.png,
+    rounded scores to 4 decimals where images.json has 5, and listed a-b.png, a.png, a/1.png
+    where visionkit predict lists a/1.png, a-b.png, a.png (sorted by path parts)."""
+    from visionkit.inference import label_masks, sources
+    from visionkit.inference.predict import predict_files
+
+    assert standalone.MASK_SUFFIX == label_masks.MASK_SUFFIX
+    assert standalone.MASK_EXTENSIONS == label_masks.MASK_EXTENSIONS
+    model, path = classifier
+    folder = tmp_path / "photos"
+    (folder / "a").mkdir(parents=True)
+    names = ["a/1.png", "a-b.png", "a.png", "p0.png", "p0_mask.png", "p1.JPG", "P1_Mask.TIF",
+             "q_mask.png"]  # fmt: skip
+    for i, name in enumerate(names):
+        pixels = np.random.default_rng(i).integers(0, 256, (64, 64, 3), np.uint8)  # no resize
+        Image.fromarray(pixels).save(folder / name, format="TIFF" if name.endswith("TIF") else None)
+    expected = [str(p) for p in sources.expand_inputs([folder])]
+    assert [p.removeprefix(f"{folder}/") for p in expected] == [
+        "a/1.png", "a-b.png", "a.png", "p0.png", "p1.JPG", "q_mask.png"
+    ]  # fmt: skip
+    masks: list[str] = []
+    assert standalone.image_files([str(folder)], masks) == expected
+    assert sorted(masks) == sorted([str(folder / "P1_Mask.TIF"), str(folder / "p0_mask.png")])
+    assert standalone.image_files([str(folder / "p0_mask.png")]) == [str(folder / "p0_mask.png")]
+    assert standalone.main([str(path), str(folder)]) == 0
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert "left out 2 label mask(s) beside their images" in captured.err
+    out = predict_files(model, [folder], tmp_path / "out", progress=False)
+    records = json.loads((out.parent / "images.json").read_text())
+    assert [r["image"] for r in lines] == [r["file_name"] for r in records] == expected
+    for line, record in zip(lines, records, strict=True):
+        ours, theirs = line["cls"], record["cls"]
+        assert (ours["label"], ours["name"]) == (theirs["label"], theirs["name"])
+        assert ours["score"] == round(ours["score"], 5)
+        assert ours["score"] == pytest.approx(theirs["score"], abs=2e-5)  # float32 apart
+        assert [c["label"] for c in ours["top5"]] == [c["label"] for c in theirs["top5"]]

@@ -7,25 +7,24 @@ machine with only ``pip install onnxruntime numpy pillow``::
     python standalone.py model.onnx photo.jpg [more.jpg | folder ...] [--batch-size 8]
     python -m visionkit.export.standalone model.onnx photo.jpg   # where visionkit is installed
 
-It prints one JSON object per image (``{"image": path, "<head>": ...}``), reading a folder's
-images (sub-folders included) and a batch at a time; an unreadable image is skipped and named
-on stderr. From Python::
+It prints one JSON object per image (``{"image": path, "<head>": ...}``, floats to 5 decimals
+as images.json), a batch at a time, a folder's images as ``visionkit predict`` finds them
+(sub-folders included, sorted by path parts, label masks beside their images left out); an
+unreadable image is skipped and named on stderr. From Python::
 
     predictor = Predictor("model.onnx")
     result = predictor.predict([rgb_uint8_array])[0]
     result["det"]["boxes"], result["det"]["scores"], result["det"]["names"]
 
 What it does, from the file's ``visionkit.*`` metadata: the evaluation transforms
-(``Resize``, ``LongestMaxSize``, ``SmallestMaxSize``: bilinear, half-pixel centres, like
-OpenCV's ``INTER_LINEAR`` that albumentations uses, up to rounding of a pixel level;
-``CenterCrop``, ``PadIfNeeded`` and ``Pad`` with a constant fill, exactly as albumentations
-places them), the normalisation with the backbone's mean/std, zero padding at the bottom/right
-to a multiple of 32 per batch; then onnxruntime, and boxes scaled back to the original image
-(``original / content`` per axis, as ``VisionModel.predict``; the content is the resized image
-less the bottom/right padding of ``PadIfNeeded`` / ``Pad``, which detection and segmentation
-pipelines may only add there; ``CenterCrop`` is for classification pipelines). Semantic label
-maps are cropped to the content and resized to the original by nearest neighbour (PyTorch
-resizes the logits bilinearly before the argmax, so pixels along class boundaries may differ).
+(``Resize``, ``LongestMaxSize``, ``SmallestMaxSize``: bilinear, half-pixel centres, as
+albumentations' OpenCV ``INTER_LINEAR`` up to a pixel level; ``CenterCrop``, ``PadIfNeeded``,
+``Pad`` with a constant fill, placed as albumentations places them), the backbone's mean/std,
+zero padding at the bottom/right to a multiple of 32 per batch; onnxruntime; boxes scaled back
+to the original image (``original / content`` per axis, as ``VisionModel.predict``: the content
+is the resized image less the bottom/right padding). Semantic label maps are cropped to the
+content and resized to the original by nearest neighbour (PyTorch resizes the logits before
+the argmax: pixels along class boundaries may differ).
 
 Results per head, like ``VisionModel.predict`` with NumPy arrays: detection ``{"boxes":
 float32 [K, 4] xyxy, "scores": [K], "labels": int64 [K], "names": list or None}``, plus
@@ -66,6 +65,9 @@ SYSTEM_FOLDERS = frozenset(
     {"__MACOSX", "@eaDir", "#recycle", "$RECYCLE.BIN", "System Volume Information"}
 )
 POSITIONS = ("center", "top_left", "top_right", "bottom_left", "bottom_right")
+#: label masks beside their images (a_mask.png by a.jpg) are left out of folders: a copy of
+#: visionkit's inference.label_masks.MASK_SUFFIX, MASK_EXTENSIONS (a test keeps them equal)
+MASK_SUFFIX, MASK_EXTENSIONS = "_mask", (".png", ".tif", ".tiff")
 
 
 def read_image(path: str) -> np.ndarray:
@@ -120,9 +122,7 @@ def target_size(step: dict[str, Any], h: int, w: int) -> tuple[int, int]:
         return int(step["height"]), int(step["width"])
     size = step.get("max_size")
     if not isinstance(size, (int, float)):
-        raise ValueError(
-            f"preprocess step {step}: max_size must be one number for prediction, got {size!r}"
-        )
+        raise ValueError(f"preprocess step {step}: max_size must be one number, got {size!r}")
     scale = size / (max(h, w) if name == "LongestMaxSize" else min(h, w))
     return max(1, round(h * scale)), max(1, round(w * scale))
 
@@ -266,9 +266,7 @@ class Predictor:
         try:  # optional for visionkit (the onnx extra), so imported here
             ort = importlib.import_module("onnxruntime")
         except ImportError:
-            raise ImportError(
-                "the standalone predictor needs onnxruntime: pip install onnxruntime"
-            ) from None
+            raise ImportError("standalone.py needs onnxruntime: pip install onnxruntime") from None
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: file does not exist")
         options = ort.SessionOptions()
@@ -290,8 +288,7 @@ class Predictor:
                 "export with: visionkit export --format onnx --nms"
             )
         e2e = self.metadata["end_to_end"]
-        self.outputs = e2e["outputs"]
-        self.kinds = e2e["kinds"]
+        self.outputs, self.kinds = e2e["outputs"], e2e["kinds"]
         self.class_names = e2e.get("class_names", {})
         self.steps = self.metadata.get("preprocess", [])
         for step in self.steps:
@@ -317,15 +314,12 @@ class Predictor:
         batch = np.zeros((len(inputs), 3, h, w), self.dtype)
         for i, x in enumerate(inputs):
             batch[i, :, : x.shape[1], : x.shape[2]] = x
-        if sizes is None:
-            sizes = [x.shape[1:] for x in inputs]
-        sizes = np.array(sizes, np.int64).reshape(len(inputs), 2)
+        sizes = np.array([x.shape[1:] for x in inputs] if sizes is None else sizes, np.int64)
         names = [o["name"] for o in self.outputs]
         feed = {"images": batch, "image_sizes": sizes}
         # a graph that never reads image_sizes (classification only) may have lost that input
         feed = {i.name: feed[i.name] for i in self.session.get_inputs()}
-        values = self.session.run(names, feed)
-        return dict(zip(names, values, strict=True))
+        return dict(zip(names, self.session.run(names, feed), strict=True))
 
     def predict(
         self,
@@ -334,22 +328,17 @@ class Predictor:
     ) -> list[dict[str, Any]]:
         """One dict per ``H×W×3 uint8`` RGB image or image file (a list, or one), keyed by
         head name (see the module); files are read with :func:`read_image`."""
-        if (isinstance(images, np.ndarray) and images.ndim == 3) or isinstance(
-            images, str | os.PathLike
-        ):
-            images = [images]
+        one = isinstance(images, str | os.PathLike) or getattr(images, "ndim", 0) == 3
+        images = [images] if one else images
         images = [i if isinstance(i, np.ndarray) else read_image(os.fspath(i)) for i in images]
         results: list[dict[str, Any]] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            prepared = [
-                preprocess_with_size(np.asarray(image), self.steps, self.mean, self.std)
-                for image in chunk
-            ]
-            inputs, sizes = [x for x, _ in prepared], [size for _, size in prepared]
+            ready = [preprocess_with_size(m, self.steps, self.mean, self.std) for m in chunk]
+            inputs, sizes = zip(*ready, strict=True)
             raw = self.run(inputs, sizes)
             for i, (image, size) in enumerate(zip(chunk, sizes, strict=True)):
-                orig = np.asarray(image).shape[:2]
+                orig = image.shape[:2]
                 results.append({h: self._head(h, raw, i, size, orig) for h in self.kinds})
         return results
 
@@ -394,10 +383,10 @@ class Predictor:
 
 
 def _plain(value: Any) -> Any:
-    """``value`` with lists for arrays, its floats rounded to 4 decimals."""
+    """``value`` with lists for arrays, its floats rounded to 5 decimals (as images.json)."""
     value = value.tolist() if isinstance(value, np.ndarray) else value
     if isinstance(value, float):
-        return round(value, 4)
+        return round(value, 5)
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return {k: _plain(v) for k, v in value.items()} if isinstance(value, dict) else value
@@ -419,43 +408,50 @@ def to_json(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def image_files(inputs: Sequence[str]) -> list[str]:
-    """The image files of ``inputs``: a file as given, a folder's images (by suffix, sorted,
-    sub-folders included, hidden names and :data:`SYSTEM_FOLDERS` left out)."""
+def is_label_mask(name: str, names: set[str]) -> bool:
+    """Whether the file ``name`` is the label mask of an image in its folder (``names``, in
+    lower case): ``<stem>_mask.png`` (``.tif``, ``.tiff``) beside ``<stem>.<image suffix>``."""
+    stem, ext = os.path.splitext(name.casefold())
+    base = stem.removesuffix(MASK_SUFFIX)
+    mask = base not in ("", stem) and ext in MASK_EXTENSIONS
+    return mask and any(base + e in names for e in IMAGE_EXTENSIONS)
+
+
+def image_files(inputs: Sequence[str], masks: list[str] | None = None) -> list[str]:
+    """The image files of ``inputs`` as ``visionkit predict`` finds them: a file as given, a
+    folder's images (by suffix, sub-folders included, sorted by path parts: ``a/1.jpg``
+    before ``a-b.jpg``; hidden names, :data:`SYSTEM_FOLDERS` and the label masks beside their
+    images left out, the latter added to ``masks``)."""
     skip = {name.casefold() for name in SYSTEM_FOLDERS}
     files: list[str] = []
+    masks = [] if masks is None else masks
     for item in inputs:
-        if os.path.isdir(item):
-            found = []
-            for folder, subs, names in os.walk(item):
-                subs[:] = [d for d in subs if not d.startswith(".") and d.casefold() not in skip]
-                images = [n for n in names if n.lower().endswith(IMAGE_EXTENSIONS) and n[0] != "."]
-                found += [os.path.join(folder, n) for n in images]
-            files += sorted(found)
-        else:
+        if not os.path.isdir(item):
             files.append(item)
+            continue
+        found: list[str] = []
+        for folder, subs, names in os.walk(item):
+            subs[:] = [d for d in subs if not d.startswith(".") and d.casefold() not in skip]
+            listed = {n.casefold() for n in names}
+            for n in names:
+                if n.lower().endswith(IMAGE_EXTENSIONS) and n[0] != ".":
+                    (masks if is_label_mask(n, listed) else found).append(os.path.join(folder, n))
+        files += sorted(found, key=lambda path: path.split(os.sep))
     return files
 
 
-def read_batch(paths: Sequence[str]) -> tuple[list[str], list[np.ndarray], list[str]]:
-    """The readable ``paths`` and their images, and a line for each file that is not."""
+def read_batch(paths: Sequence[str]) -> tuple[list[str], list[np.ndarray]]:
+    """The readable ``paths`` and their images; each file that is not is named on stderr."""
     from PIL import Image
 
-    kept, images, problems = [], [], []
+    kept, images = [], []
     for path in paths:
         try:
             images.append(read_image(path))
             kept.append(path)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            problems.append(f"skipped {path}: {err}")
-    return kept, images, problems
-
-
-def positive(text: str) -> int:
-    """An ``int`` >= 1 (for argparse)."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return int(text)
+            print(f"skipped {path}: {err}", file=sys.stderr)
+    return kept, images
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -470,24 +466,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         "images", nargs="+", help="image files or folders (their images, sub-folders included)"
     )
     parser.add_argument(
-        "--batch-size", type=positive, default=8, help="images read and run at once (default 8)"
+        "--batch-size", type=int, default=8, help="images read and run at once (default 8)"
     )
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"argument --batch-size: expected a whole number >= 1, got {args.batch_size}")
     try:
         predictor = Predictor(args.model)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    files = image_files(args.images)
+    masks: list[str] = []
+    files = image_files(args.images, masks)
+    if masks:
+        said = f"(<name>{MASK_SUFFIX}.png by <name>.jpg), e.g. {masks[0]}: name one to read it"
+        print(f"left out {len(masks)} label mask(s) beside their images {said}", file=sys.stderr)
     if not files:
         suffixes = ", ".join(IMAGE_EXTENSIONS)
         print(f"error: no images ({suffixes}) in {', '.join(args.images)}", file=sys.stderr)
         return 1
     done = 0
     for start in range(0, len(files), args.batch_size):
-        paths, images, problems = read_batch(files[start : start + args.batch_size])
-        for line in problems:
-            print(line, file=sys.stderr)
+        paths, images = read_batch(files[start : start + args.batch_size])
         for path, result in zip(paths, predictor.predict(images, args.batch_size), strict=True):
             print(json.dumps({"image": path, **to_json(result)}), flush=True)
         done += len(paths)
