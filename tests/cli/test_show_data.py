@@ -111,6 +111,8 @@ def test_the_boxes_are_drawn_where_the_training_augmentation_moved_them(
     label = 1  # make_coco: image 1 has category_id 2, the second category
     assert at(20, 8.2) == colour_of(label)  # the top edge of the flipped box: x 16..24
     assert at(12, 8.2) != colour_of(label)  # nothing where the box was before the flip
+    # drawn after enlarging: a 2-pixel line, not a 2-pixel line enlarged to 12 pixels
+    assert at(20, 9.0) != colour_of(label)
     with Image.open(data / "images" / "1.png") as raw:
         original = np.asarray(raw.convert("RGB"))
     drawn, expected = np.array(at(1.5, 28.5)), original[28, 32 - 1 - 1].astype(int)

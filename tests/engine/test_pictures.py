@@ -317,3 +317,35 @@ def test_a_training_run_writes_the_pictures_and_tables(pyramid_config):
 
     grid = Image.open(plots / "val_predictions.png")
     assert grid.height > grid.width  # 8 rows of (prediction, ground truth)
+
+
+def test_small_validation_images_are_enlarged_before_their_predictions_are_drawn(
+    tmp_path, monkeypatch
+):
+    """val_predictions.png drew a 32-pixel image's predictions at 32 pixels (8-pixel captions,
+    cut to a few letters) and enlarged the drawing six times: blurred blocks. The image and
+    its predictions are enlarged first, then drawn at 192 pixels, with readable captions."""
+    from visionkit.engine import pictures
+    from visionkit.inference.draw import enlarged
+
+    drawn = []
+    draw = pictures.draw_predictions
+    monkeypatch.setattr(
+        pictures, "draw_predictions", lambda image, p: drawn.append(image.shape) or draw(image, p)
+    )
+    cls = {"label": 1, "name": "automobile", "scores": torch.tensor([0.1, 0.9])}
+    model = SimpleNamespace(
+        heads={}, meta={}, predict=lambda images, batch_size: [{"cls": cls}] * len(images)
+    )
+    sample = {"image": np.zeros((32, 32, 3), np.uint8), "image_id": 0}
+    pictures.write_prediction_grid(model, [sample], tmp_path / "grid.png")
+    assert drawn == [(192, 192, 3), (192, 192, 3)]  # prediction and ground truth
+    image = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    result = {"boxes": torch.tensor([[0.0, 0.0, 1.0, 2.0]]), "masks": torch.eye(2)[None].bool(),
+              "keypoints": torch.tensor([[[0.0, 1.0, 1.0]]]), "labels": torch.tensor([0])}  # fmt: skip
+    big, grown = enlarged(image, {"det": result, "seg": {"mask": torch.eye(2)}}, 3)
+    assert big.shape == (6, 6, 3) and (big[:3, :3] == image[0, 0]).all()
+    assert grown["det"]["boxes"].tolist() == [[0.0, 0.0, 3.0, 6.0]]
+    assert grown["det"]["keypoints"].tolist() == [[[1.0, 4.0, 1.0]]]  # about pixel centres
+    assert grown["det"]["masks"].shape == (1, 6, 6) and grown["seg"]["mask"].shape == (6, 6)
+    assert grown["det"]["labels"] is result["labels"]

@@ -119,11 +119,11 @@ def test_boxes_and_captions_drawn_on_a_large_photo_grow_with_it():
     assert small[25, 8:13].sum() == 2  # 2 pixels wide
 
 
-def test_captions_on_a_thumbnail_stay_small_and_one_that_cannot_fit_is_left_out():
+def test_captions_on_a_thumbnail_stay_small_and_one_too_wide_is_cut_to_fit():
     """On a 64-pixel image the captions were 11 pixels high (as on a 640-pixel photo) and
     covered almost half of it; a classifier's caption ran past the right edge. Captions are
     at most an eighth of the shorter side high, 8 pixels at least, and one wider than the
-    image is not drawn (its box is)."""
+    image is cut to fit (:func:`fitted`)."""
     from visionkit.inference.draw import drawing_sizes
 
     assert drawing_sizes(64, 64) == (2, 8) and drawing_sizes(64, 400) == (2, 8)
@@ -138,7 +138,34 @@ def test_captions_on_a_thumbnail_stay_small_and_one_that_cannot_fit_is_left_out(
     cls = {"label": 1, "name": "noisy_background", "scores": torch.tensor([0.1, 0.9])}
     framed = (draw_predictions(grey, {"cls": cls}) != 128).any(2)
     assert framed[0].all() and framed[:, 0].all()  # the frame is drawn
-    assert not framed[4:60, 4:60].any()  # its caption, wider than the image, is not
+    assert framed[2:9, 2:60].all()  # its caption, wider than the image, cut to fit
+    assert not framed[12:60, 4:60].any()
+
+
+def test_a_caption_too_wide_loses_its_score_then_is_cut_and_left_out_last():
+    """On CIFAR's 32-pixel and MNIST's 28-pixel images every caption was left out (one at the
+    8-pixel floor is about 33 pixels wide): the score goes first, then the name is cut to fit,
+    ending in "…"; left out only where not even a character and "…" fit."""
+    from PIL import Image, ImageDraw
+
+    from visionkit.inference.draw import caption_font, fitted
+
+    pen, font = ImageDraw.Draw(Image.new("RGB", (8, 8))), caption_font(8)
+    assert fitted(pen, font, "cat", "0.93", 60)[0] == "cat 0.93"
+    assert fitted(pen, font, "cat", "0.93", 28)[0] == "cat"
+    text = fitted(pen, font, "noisy_background", "0.90", 28)[0]
+    assert text.startswith("noisy") and text.endswith("…") and len(text) < 16
+    assert fitted(pen, font, "noisy_background", "0.90", 3) is None
+    for side in (32, 28):
+        grey = np.full((side, side, 3), 128, np.uint8)
+        cls = {"label": 1, "name": "cat", "scores": torch.tensor([0.07, 0.93])}
+        framed = (draw_predictions(grey, {"cls": cls}) != 128).any(2)
+        assert framed[2:9, 2:14].all()  # "cat" on its colour inside the frame
+        assert not framed[12 : side - 2, 2 : side - 2].any()
+        det = {"boxes": torch.tensor([[4.0, 10.0, 20.0, side - 4.0]]), "labels": torch.tensor([0]),
+               "scores": torch.tensor([0.87]), "names": ["person"]}  # fmt: skip
+        boxed = (draw_predictions(grey, {"det": det}) != 128).any(2)
+        assert boxed[3:9, 4:26].all()  # "person" above its box
 
 
 def test_coco_results_are_loadable_by_pycocotools_with_masks_as_rle(tmp_path):

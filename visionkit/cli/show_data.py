@@ -143,7 +143,7 @@ def drawn_samples(
     )
     from visionkit.engine.pictures import ground_truth
     from visionkit.engine.sampling import EpochSampler
-    from visionkit.inference.draw import draw_predictions
+    from visionkit.inference.draw import draw_predictions, enlarged
 
     pipelines = build_pipelines(cfg.data, model.backbone.mean, model.backbone.std)
     drop = dropped_keys(cfg)
@@ -171,7 +171,10 @@ def drawn_samples(
         path = Path(str(data.dataset.path_of(index))) if hasattr(data.dataset, "path_of") else None
         name = f" {path.name}" if path else ""
         caption = f"{label}{name} (id {sample.get('image_id')})"
-        pictures.append((caption, draw_predictions(image, ground_truth(model, sample))))
+        scale = max(1, -(-MIN_SIDE // min(image.shape[:2])))  # small images: enlarged, then drawn
+        pictures.append(
+            (caption, draw_predictions(*enlarged(image, ground_truth(model, sample), scale)))
+        )
     return pictures
 
 

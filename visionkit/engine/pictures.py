@@ -46,7 +46,7 @@ from visionkit.checkpoint import write_atomic
 from visionkit.data.datasets import first_images, set_label, val_sets
 from visionkit.evaluation.plots import draw_matrix, save_image
 from visionkit.evaluation.tasks import TASKS
-from visionkit.inference.draw import draw_predictions
+from visionkit.inference.draw import draw_predictions, enlarged
 
 
 class ValidationPictures(L.Callback):
@@ -156,15 +156,11 @@ def write_prediction_grid(
     for index, (sample, image, prediction, label) in enumerate(
         zip(samples, images, predictions, labels, strict=True)
     ):
-        pair = [
-            draw_predictions(image, confident(prediction, min_score)),
-            draw_predictions(image, ground_truth(model, sample)),
-        ]
-        scale = max(1, -(-min_side // min(image.shape[:2])))  # small images: enlarged
-        pictures = [
-            Image.fromarray(p).resize((p.shape[1] * scale, p.shape[0] * scale), Image.NEAREST)
-            for p in pair
-        ]
+        scale = max(1, -(-min_side // min(image.shape[:2])))  # small images: enlarged, then
+        pictures = []  # drawn, so that their captions are as readable as a large image's
+        for shown in (confident(prediction, min_score), ground_truth(model, sample)):
+            big, shown = enlarged(image, shown, scale)
+            pictures.append(Image.fromarray(draw_predictions(big, shown)))
         height = max(p.height for p in pictures) + caption
         row = Image.new("RGB", (sum(p.width for p in pictures) + gap, height), (255, 255, 255))
         draw = ImageDraw.Draw(row)

@@ -65,20 +65,27 @@ def draw_captions(
     colours: Sequence[tuple[int, int, int]],
     size: int,
     inside: bool = False,
+    scores: Sequence[str] | None = None,
 ) -> Tensor:
-    """``canvas`` (``uint8 [3, H, W]``) with each caption on a box of its colour at the top-left
-    corner of its box (xyxy): above the box where there is room (inside with ``inside``, or at
-    the image's top), moved left and down or up to stay on the image; a caption wider or higher
-    than the image is left out (its box is drawn all the same). ``draw_bounding_boxes`` draws
+    """``canvas`` (``uint8 [3, H, W]``) with each caption (and its entry of ``scores``, the
+    score as written, after a space) on a box of its colour at the top-left corner of its box
+    (xyxy): above the box where there is room (inside with ``inside``, or at the image's top),
+    moved left and down or up to stay on the image. A caption wider than the image loses its
+    score, then is cut to fit, ending in "…" (:func:`fitted`); one where not even a character
+    and "…" fit is left out (its box is drawn all the same). ``draw_bounding_boxes`` draws
     captions in one font size only, Pillow's 11 pixels, which a large photo shrinks to nothing."""
     picture = Image.fromarray(canvas.permute(1, 2, 0).numpy())
     pen = ImageDraw.Draw(picture)
     font = caption_font(size)
     pad = max(size // 8, 1)
-    for box, text, colour in zip(boxes.tolist(), captions, colours, strict=True):
-        left, top, right, bottom = pen.textbbox((0, 0), text, font=font)
+    scores = scores if scores is not None else [""] * len(captions)
+    for box, name, score, colour in zip(boxes.tolist(), captions, scores, colours, strict=True):
+        found = fitted(pen, font, name, score, picture.width - 2 * pad)
+        if found is None:  # not even one character: the box alone
+            continue
+        text, (left, top, right, bottom) = found
         w, h = right - left + 2 * pad, bottom - top + 2 * pad
-        if w > picture.width or h > picture.height:  # it cannot fit: the box alone
+        if h > picture.height:
             continue
         x = max(min(box[0], picture.width - w), 0)
         y = box[1] if inside or box[1] < h else box[1] - h
@@ -86,6 +93,22 @@ def draw_captions(
         pen.rectangle([x, y, x + w - 1, y + h - 1], fill=colour)
         pen.text((x + pad - left, y + pad - top), text, fill=text_colour(colour), font=font)
     return torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1).contiguous()
+
+
+def fitted(
+    pen: ImageDraw.ImageDraw, font: Any, name: str, score: str, width: int
+) -> tuple[str, tuple[int, int, int, int]] | None:
+    """The longest caption of ``name`` (and ``score``) at most ``width`` pixels wide in
+    ``font``, with its ``textbbox``: ``"name score"``, else ``name``, else ``name`` cut and
+    ending in "…" ("..." in Pillow's bitmap font, which has no such character); ``None``
+    when not even one character and "…" fit."""
+    dots = "…" if isinstance(font, ImageFont.FreeTypeFont) else "..."
+    cut = [name[:k].rstrip() + dots for k in range(len(name) - 1, 0, -1)]
+    for text in [f"{name} {score}" if score else name, name, *cut]:
+        bbox = pen.textbbox((0, 0), text, font=font)
+        if bbox[2] - bbox[0] <= width:
+            return text, bbox
+    return None
 
 
 #: Sasha Trubetskoy's 20 distinct colours: CamVid's 11 and Cityscapes' 19 classes each get
@@ -170,30 +193,56 @@ def draw_predictions(
             colours = [colour_of(int(label) + offset) for label in result["labels"]]
             if result.get("masks") is not None and len(result["masks"]):
                 canvas = fill_masks(canvas, result["masks"].cpu().bool(), colours)
-            scores = result.get("scores")
-            captions = (
-                list(names)
-                if scores is None  # ground truth
-                else [f"{n} {float(s):.2f}" for n, s in zip(names, scores, strict=True)]
-            )
+            scores = result.get("scores")  # None: ground truth
+            said = None if scores is None else [f"{float(s):.2f}" for s in scores]
             boxes = result["boxes"].float().cpu()
             canvas = draw_bounding_boxes(canvas, boxes, colors=colours, width=line)
             if result.get("keypoints") is not None:  # fcos_keypoints: skeletons
                 canvas = draw_skeletons(canvas, result, colour_of, line)
-            canvas = draw_captions(canvas, boxes, captions, colours, size)
+            canvas = draw_captions(canvas, boxes, list(names), colours, size, scores=said)
         elif "label" in result:
             h, w = canvas.shape[-2:]
             name = result.get("name") or str(result["label"])
             scores = result.get("scores")
-            caption = name if scores is None else f"{name} {float(scores[result['label']]):.2f}"
+            said = None if scores is None else [f"{float(scores[result['label']]):.2f}"]
             frame = torch.tensor([[0, 0, w - 1, h - 1]], dtype=torch.float)
             colour = colour_of(result["label"])
             canvas = draw_bounding_boxes(canvas, frame, colors=[colour], width=line)
-            canvas = draw_captions(canvas, frame + line, [caption], [colour], size, inside=True)
+            canvas = draw_captions(
+                canvas, frame + line, [name], [colour], size, inside=True, scores=said
+            )
     drawn = canvas.permute(1, 2, 0).numpy()
     # the legend, a strip below the image, hides none of it: its size follows the lines alone
     legend_size = round(line * FONT_PER_LINE)
     return _with_legend(drawn, legend, legend_size) if legend else drawn
+
+
+def enlarged(
+    image: np.ndarray, prediction: dict[str, Any], scale: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """``image`` (``H×W×3``) and ``prediction`` (:func:`draw_predictions`'s) enlarged by a
+    whole ``scale``, pixels repeated (nearest): boxes scaled, keypoints about pixel centres,
+    masks and label maps repeated; drawn afterwards, a small image's captions are readable
+    (drawn first and enlarged, an 8-pixel caption on a 32-pixel image was a blur)."""
+    if scale == 1:
+        return image, prediction
+    big = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+
+    def grow(key: str, value: Any) -> Any:
+        if key == "boxes" and value is not None:
+            return value.float() * scale
+        if key == "keypoints" and value is not None and len(value):
+            value = value.float().clone()
+            value[..., :2] = (value[..., :2] + 0.5) * scale - 0.5
+            return value
+        if key in ("mask", "masks") and value is not None:
+            return value.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+        return value
+
+    return big, {
+        head: {key: grow(key, value) for key, value in result.items()}
+        for head, result in prediction.items()
+    }
 
 
 def _with_legend(
