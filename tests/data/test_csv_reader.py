@@ -182,3 +182,38 @@ def test_check_data_split_and_a_short_training_run(tmp_path, capsys):
     saved = yaml.safe_load((tmp_path / "runs" / "csv" / "config.yaml").read_text())
     assert saved["model"]["heads"]["cls"]["num_classes"] == 3
     assert (tmp_path / "runs" / "csv" / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_an_integer_label_is_an_index_only_when_no_class_is_an_integer(tmp_path):
+    photos(tmp_path, ["a.jpg", "b.jpg", "c.jpg"])
+    (tmp_path / "val.csv").write_text("image,label\na.jpg,3\nb.jpg,0\nc.jpg,4\n")
+    with pytest.raises(DataError) as err:  # not class '5' and class '1' silently
+        CsvDataset(str(tmp_path / "val.csv"), class_names=["1", "2", "4", "5"])
+    message = str(err.value)
+    assert "line 2: a.jpg: label '3' is not one of ['1', '2', '4', '5']" in message
+    assert "line 3: b.jpg: label '0' is not one of" in message and "line 4" not in message
+    ds = CsvDataset(str(tmp_path / "val.csv"), class_names=["cat", "dog", "fox", "owl", "yak"])
+    assert [c for _, c in ds.items] == [3, 0, 4]  # no integer names: indices
+
+
+def test_one_image_in_two_spellings_is_one_image(tmp_path):
+    photos(tmp_path / "train", ["a.jpg", "b.jpg"])
+    (tmp_path / "t.csv").write_text(
+        "image,label\n./train/a.jpg,cat\ntrain/a.jpg,dog\ntrain/b,dog\ntrain//b.jpg,dog\n"
+    )
+    with pytest.raises(DataError) as err:
+        CsvDataset(str(tmp_path / "t.csv"))
+    message = str(err.value)
+    assert "line 3: train/a.jpg has label 'dog', line 2 (./train/a.jpg) 'cat'" in message
+    ds = CsvDataset(str(tmp_path / "t.csv"), on_bad_label="skip")
+    assert [p.name for p, _ in ds.items] == ["b.jpg"]
+    assert "line 5: train//b.jpg,dog repeats line 4 (train/b): left out" in ds.report.render()
+
+
+def test_a_missing_first_image_is_no_header(tmp_path):
+    photos(tmp_path, [f"{i:04d}.jpg" for i in range(1, 6)])  # 0000.jpg is missing
+    (tmp_path / "t.csv").write_text("".join(f"{i:04d},{['cat', 'dog'][i % 2]}\n" for i in range(6)))
+    with pytest.raises(DataError, match=r"missing file: 0000 \(line 1\)"):
+        CsvDataset(str(tmp_path / "t.csv"))
+    ds = CsvDataset(str(tmp_path / "t.csv"), on_bad_image="skip")
+    assert len(ds) == 5 and "no header row: sniffed" in ds.report.render()

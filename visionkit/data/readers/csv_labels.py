@@ -217,9 +217,11 @@ class CsvDataset:
     ) -> list[tuple[int, str, Path | None, str]]:
         """``(line, image cell, file or None, label)`` of each usable row, each image once."""
         need = max(image_col, label_col) + 1
-        first: dict[str, tuple[int, str]] = {}  # image cell → (line, label) of its first row
-        kept: dict[str, tuple[int, str, Path | None, str]] = {}
-        conflicting: set[str] = set()
+        # the image file (``./a.jpg``, ``a.jpg``; ``b``, ``b.jpg``) → (line, cell, label) of its
+        # first row
+        first: dict[Path, tuple[int, str, str]] = {}
+        kept: dict[Path, tuple[int, str, Path | None, str]] = {}
+        conflicting: set[Path] = set()
         guessed: Counter = Counter()
         for line, cells in rows:
             if len(cells) < need:
@@ -235,26 +237,29 @@ class CsvDataset:
                 self._bad_row(line, f"empty {what} ({', '.join(cells)})")
                 continue
             try:
-                resolve_under_root(self.root, image)
+                written = resolve_under_root(self.root, image)
             except ValueError as err:
                 self._bad_row(line, f"{err}; image paths are relative to images: {self.root}")
                 continue
-            key = image.replace("\\", "/")
+            found = self._find(image)
+            key = found or written
             if key in first:
-                line0, label0 = first[key]
+                line0, image0, label0 = first[key]
+                spelt = "" if image0 == image else f" ({image0})"
                 if label0 == label:
                     self.report.add(
                         "duplicate row",
                         f"{self.csv.name}, line {line}",
-                        f"{image},{label} repeats line {line0}: left out",
+                        f"{image},{label} repeats line {line0}{spelt}: left out",
                         severity="warning",
                     )
                 else:
-                    self._bad_row(line, f"{image} has label {label!r}, line {line0} {label0!r}")
+                    self._bad_row(
+                        line, f"{image} has label {label!r}, line {line0}{spelt} {label0!r}"
+                    )
                     conflicting.add(key)
                 continue
-            first[key] = (line, label)
-            found = self._find(image)
+            first[key] = (line, image, label)
             if found is not None and not has_suffix(image, self.extensions):
                 guessed[found.suffix] += 1
             kept[key] = (line, image, found, label)
@@ -269,10 +274,18 @@ class CsvDataset:
         """``(file, class index)`` of each row whose label is a class and whose file exists;
         the others reported (a missing file under ``on_bad_image``)."""
         lookup = {name: i for i, name in enumerate(names)}
+        # an integer label is an index into names only when no name is an integer itself
+        # (names 1, 2, 4, 5: label 3 is no class, not class '5')
+        indices = not any(INTEGER.fullmatch(name) for name in names)
         items, missing = [], []
         for line, image, found, label in rows:
             index = lookup.get(label)
-            if index is None and INTEGER.fullmatch(label) and 0 <= int(label) < len(names):
+            if (
+                index is None
+                and indices
+                and INTEGER.fullmatch(label)
+                and 0 <= int(label) < len(names)
+            ):
                 index = int(label)
             if index is None:
                 self._bad_row(line, f"{image}: label {label!r} is not one of {names} (class_names)")

@@ -100,9 +100,11 @@ def sniffed_header(
 ) -> bool:
     """Whether the first row of ``table`` is a header, given the image and label
     ``columns`` and ``exists(cell)`` (an image cell names a file): not when its image cell
-    names a file or ends with one of ``extensions``, nor when it is the only row; yes when its cells are header words (``id``, ``label``, ``filename``,
-    ...), when its image cell is no file while the next rows' are, when its label is not a
-    number while every other label is, or when :meth:`csv.Sniffer.has_header` says so."""
+    names a file or ends with one of ``extensions``, nor when it is the only row; yes when its
+    cells are header words (``id``, ``label``, ``filename``, ...); not when its label cell is
+    also a label of the next rows (a first row whose image is missing); yes when its image cell
+    is no file while the next rows' are, when its label is not a number while every other label
+    is, or when :meth:`csv.Sniffer.has_header` says so."""
     first = table.rows[0][1]
     rest = [cells for _, cells in table.rows[1:21]]
     image, label = columns
@@ -116,6 +118,8 @@ def sniffed_header(
     ):
         return True
     cells = [r for r in rest if len(r) > max(columns)]
+    if len(first) > label and any(r[label] == first[label] for r in cells):
+        return False  # its label is one of the rows' labels: a row whose image is missing
     if cells and sum(exists(r[image]) for r in cells) > len(cells) / 2:
         return True
     if (
