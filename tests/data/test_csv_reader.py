@@ -217,3 +217,48 @@ def test_a_missing_first_image_is_no_header(tmp_path):
         CsvDataset(str(tmp_path / "t.csv"))
     ds = CsvDataset(str(tmp_path / "t.csv"), on_bad_image="skip")
     assert len(ds) == 5 and "no header row: sniffed" in ds.report.render()
+
+
+def test_the_headers_label_column_is_the_default_in_the_reader_and_split(tmp_path, capsys):
+    photos(tmp_path, [f"{i}.jpg" for i in range(8)])
+    rows = "".join(f"{i},{i % 2},24,24,{['cat', 'dog'][i // 4]}\n" for i in range(8))
+    (tmp_path / "t.csv").write_text("id,fold,width,height,label\n" + rows)
+    ds = CsvDataset(str(tmp_path / "t.csv"))
+    assert ds.label_names["class"] == ["cat", "dog"]  # not the folds 0, 1
+    assert "label column 4 (label): the header's label column" in ds.report.render()
+    (tmp_path / "u.csv").write_text("fold,label,image\n0,cat,a.jpg\n")
+    photos(tmp_path, ["a.jpg"])
+    both = CsvDataset(str(tmp_path / "u.csv"))
+    assert (both.items[0][0].name, both.label_names["class"]) == ("a.jpg", ["cat"])
+    assert "image column 2 (image): the header's image column" in both.report.render()
+    code, out, _ = run(["split", tmp_path / "t.csv", "--val", "0.5"], capsys)
+    assert code == 0, out
+    val = (tmp_path / "t_val.csv").read_text().splitlines()[1:]
+    assert sorted(row[-3:] for row in val) == ["cat", "cat", "dog", "dog"]  # stratified by label
+    (tmp_path / "s.tsv").write_text("id\tlabel\n" + "".join(f"{i}\t{i % 2}\n" for i in range(8)))
+    code, out, _ = run(["split", tmp_path / "s.tsv", "--val", "0.25"], capsys)
+    assert code == 0 and (tmp_path / "s_val.tsv").is_file(), out
+
+
+def test_a_column_beyond_the_file_is_one_config_error(tmp_path):
+    photos(tmp_path, ["a.jpg", "b.jpg"])
+    (tmp_path / "t.csv").write_text("image,label\na.jpg,cat\nb.jpg,dog\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"label_column: column 5 is beyond the columns of .*t\.csv, which has 2 \(0 \(image\), 1 \(label\); 0 is the first\)",
+    ):
+        CsvDataset(str(tmp_path / "t.csv"), label_column=5)
+    (tmp_path / "one.csv").write_text("a.jpg\nb.jpg\n")
+    with pytest.raises(
+        ConfigError, match=r"label_column: column 1 \(the default: give label_column\)"
+    ):
+        CsvDataset(str(tmp_path / "one.csv"))
+
+
+def test_class_mismatch_names_the_csv(tmp_path):
+    from visionkit.data.classes import class_source
+
+    photos(tmp_path / "imgs", ["a.jpg"])
+    (tmp_path / "t.csv").write_text("image,label\na.jpg,cat\n")
+    ds = CsvDataset(str(tmp_path / "t.csv"), images=str(tmp_path / "imgs"))
+    assert class_source(ds) == str(tmp_path / "t.csv")

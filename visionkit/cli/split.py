@@ -29,8 +29,9 @@ LabelMe folder (a LabelMe .json file per image, anywhere below SRC): writes
 Class folders (SRC/<class>/<image>, for classification): writes SRC/splits/train.txt,
       val.txt (test.txt), one <class>/<image> per line, each class split alike:
       data.train='{format: folder, root: SRC, split: train}'.
-CSV of (image, label) rows (what format: csv reads; the label in its second column): writes
-      <stem>_train.csv, <stem>_val.csv (<stem>_test.csv) beside it, each label split alike,
+CSV of (image, label) rows (what format: csv reads; the label in the header's one label
+      column, e.g. label or diagnosis, else the second): writes <stem>_train.csv,
+      <stem>_val.csv (<stem>_test.csv; .tsv for a .tsv) beside it, each label split alike,
       with the source's header and delimiter: data.train='{format: csv, csv: SRC_train.csv}'
       (--images: the folder of its images, when not the CSV's).
 COCO json: writes <stem>_train.json, <stem>_val.json (<stem>_test.json) beside it, each with

@@ -2,8 +2,10 @@
 ``<stem>_train.csv``, ``<stem>_val.csv`` (``<stem>_test.csv``) beside it, each with the
 header and the delimiter of the source, the labels in the same proportions in each split
 (stratified, :func:`~visionkit.data.split_shares.class_shares`), for ``csv:`` of ``format:
-csv`` (see :mod:`visionkit.data.split`). The label is the second column, as the reader's
-default; the rows are copied as they are, so a bad row reaches the reader, which names it.
+csv`` (see :mod:`visionkit.data.split`). The label column is the reader's default
+(:func:`~visionkit.data.readers.csv_table.table_columns`: the header's one label column, such as
+``label`` or ``diagnosis``, else the second); the rows are copied as they are, so a bad row
+reaches the reader, which names it. The files keep the source's suffix (``.tsv``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from pathlib import Path
 from visionkit.checkpoint import write_atomic
 from visionkit.choices import SPLITS
 from visionkit.data.batch import IMAGE_EXTENSIONS
-from visionkit.data.readers.csv_table import ImageFinder, read_table, sniffed_header
+from visionkit.data.readers.csv_table import (
+    ImageFinder,
+    read_table,
+    sniffed_header,
+    table_columns,
+)
 from visionkit.data.split import SplitReport, _remove_stale, refuse_existing
 from visionkit.data.split_shares import class_shares
 from visionkit.errors import DataError
@@ -36,9 +43,10 @@ def split_csv(
     rows = table.rows[1:] if header else table.rows
     if not rows:
         raise DataError(f"{path}: only a header row, no images to split")
+    label = table_columns(table, header, None, None).label
     by_label: dict[str, list[tuple[int, list[str]]]] = {}
     for line, cells in rows:
-        by_label.setdefault(cells[1] if len(cells) > 1 else "", []).append((line, cells))
+        by_label.setdefault(cells[label] if len(cells) > label else "", []).append((line, cells))
     shares = class_shares({label: len(r) for label, r in by_label.items()}, val, test)
     parts: dict[str, list[tuple[int, list[str]]]] = {s: [] for s in SPLITS}
     for label, labelled in sorted(by_label.items()):
@@ -47,7 +55,7 @@ def split_csv(
         for split in SPLITS:
             parts[split] += labelled[start : start + shares[label][split]]
             start += shares[label][split]
-    every = {s: path.with_name(f"{path.stem}_{s}.csv") for s in SPLITS}
+    every = {s: path.with_name(f"{path.stem}_{s}{path.suffix}") for s in SPLITS}
     refuse_existing(every, overwrite)
     files = {s: every[s] for s in SPLITS if parts[s]}
     for split, target in files.items():

@@ -29,11 +29,11 @@ from visionkit.data.io import read_image
 from visionkit.data.readers.csv_table import (
     INTEGER,
     ImageFinder,
-    column_of,
     has_suffix,
     one_hot_columns,
     read_table,
     sniffed_header,
+    table_columns,
 )
 from visionkit.errors import ConfigError, DataError, counted
 from visionkit.registry import DATASETS
@@ -50,21 +50,24 @@ class CsvDataset:
         images: the folder its image cells are relative to (and may not leave); default the
             CSV's folder.
         image_column, label_column: the columns of the image and of the label: a header name
-            or a 0-based index; default the first two columns. Label columns in one-hot
+            or a 0-based index; default the header's one label-word column (``label``,
+            ``class``, ``diagnosis`` ...) and its one image-word column (``image``, ``id``,
+            ``filename`` ...), else the first two columns. Label columns in one-hot
             form (``image_id,healthy,rust,scab``) are refused, naming them.
         class_names: the class order to use (e.g. the training set's, for a validation set);
-            a label is a name of it or an index into it. Default: the sorted distinct labels,
+            a label is a name of it, or an index into it when no name is an integer. Default: the sorted distinct labels,
             integer labels in numeric order (labels ``0..N-1`` are so their own indices).
         header: whether the first row names the columns; default: sniffed (not when its image
-            cell names a file; yes when its cells read ``id`` / ``label`` / ``filename`` ...,
-            or as :meth:`csv.Sniffer.has_header` says).
+            cell names a file; yes when its cells read ``id`` / ``label`` / ``filename`` ...;
+            not when its label is a label of the next rows; else as
+            :meth:`csv.Sniffer.has_header` says).
         extensions: file suffixes counted as images (case-insensitive); an image cell without
             one (Kaggle's ``id``) is the file of that name with the first of them found.
         on_bad_image: ``"error"`` (default): a missing or unreadable image stops
             construction, every one listed; ``"skip"``: such images are left out, counted
             and logged (see :class:`visionkit.data.readers.coco.CocoDataset`).
         on_bad_label: ``"error"`` (default): a bad row (too few columns, an empty image or
-            label cell, a label not in ``class_names``, an image listed with two labels, a
+            label cell, a label not in ``class_names``, an image file listed with two labels, a
             path leaving ``images``) stops construction, every one named by its line;
             ``"skip"``: such rows are left out, counted and logged.
         image_check: ``"header"`` (default) or ``"decode"`` (:data:`~visionkit.data.checks.
@@ -114,8 +117,10 @@ class CsvDataset:
         self._find = ImageFinder(self.root, self.extensions)
         named = any(isinstance(c, str) for c in (image_column, label_column))
         if header is None:
+            width = len(table.rows[0][1])  # an index beyond it is refused below, by name
             guess = [
-                c if isinstance(c, int) else d for c, d in ((image_column, 0), (label_column, 1))
+                c if isinstance(c, int) and c < width else d
+                for c, d in ((image_column, 0), (label_column, 1))
             ]
             header = named or sniffed_header(
                 table, guess, lambda c: self._find(c) is not None, self.extensions
@@ -124,14 +129,14 @@ class CsvDataset:
         else:
             how = f"header: {str(header).lower()}"
         head = table.rows[0][1] if header else None
-        image_col = column_of(image_column, 0, head, "image_column", path)
-        label_col = column_of(label_column, 1 if image_col != 1 else 0, head, "label_column", path)
-        if image_col == label_col:
-            raise ConfigError(
-                f"image_column and label_column: both are column {image_col} of {path}"
-            )
+        chosen = table_columns(table, header, image_column, label_column)
+        image_col, label_col = chosen.image, chosen.label
         start = 1 if header else 0
-        if label_column is None and (hot := one_hot_columns(table, start, image_col)):
+        if (
+            label_column is None
+            and not chosen.from_header
+            and (hot := one_hot_columns(table, start, image_col))
+        ):
             names = [head[c] if head else str(c) for c in hot]
             raise DataError(
                 f"{path}: its label columns {', '.join(names)} hold 0 / 1 values (one-hot or "
@@ -149,6 +154,7 @@ class CsvDataset:
             f"read {columns} ({'a header row' if header else 'no header row'}: {how}"
             f"{delimiter}) from {path}, images under {self.root}"
         )
+        report.notes += chosen.notes
         rows = self._rows(table.rows[start:], image_col, label_col)
         report.num_images = len(table.rows) - start
         if class_names is None:
@@ -163,6 +169,8 @@ class CsvDataset:
         else:
             names = [str(n) for n in class_names]
         self.label_names = {"class": names}
+        #: where the classes come from, for the class-list messages: the CSV, not ``root``
+        self.class_source = str(path)
         self.items = self._classes(rows, names)
         self._check_images(image_check)
         report.num_kept = len(self.items)

@@ -23,14 +23,20 @@ from visionkit.errors import ConfigError, DataError
 
 #: The delimiters a CSV is sniffed for (Excel in a comma-decimal locale writes ``;``).
 DELIMITERS = ",;\t|"
-#: First-row cells that name a column of an image / label table (compared case-folded).
-HEADER_WORDS = frozenset(
+#: Header cells that name the image column (compared case-folded).
+IMAGE_WORDS = frozenset(
     {
         *("id", "image", "image_id", "imageid", "img", "image_name", "filename", "file_name"),
-        *("file", "path", "image_path", "filepath", "name", "fname", "label", "labels"),
-        *("class", "class_name", "category", "target", "y", "breed", "species", "diagnosis"),
+        *("file", "path", "image_path", "filepath", "name", "fname"),
     }
 )
+#: Header cells that name the label column (compared case-folded).
+LABEL_WORDS = frozenset(
+    {"label", "labels", "class", "class_name", "category", "target", "y", "breed", "species"}
+    | {"diagnosis"}
+)
+#: First-row cells that name a column of an image / label table.
+HEADER_WORDS = IMAGE_WORDS | LABEL_WORDS
 INTEGER = re.compile(r"[+-]?\d+")
 
 
@@ -166,6 +172,85 @@ def column_of(
         f"{key}: no column {text!r} in the header of {path} (its columns: "
         f"{', '.join(header)}; or give a 0-based index)"
     )
+
+
+@dataclass
+class Columns:
+    """The image and label columns of a table, and how they were chosen.
+
+    Attributes:
+        image, label: 0-based column indices.
+        notes: which column the header chose, for the report.
+        from_header: the label column is the header's one label-word column.
+    """
+
+    image: int
+    label: int
+    notes: list[str]
+    from_header: bool = False
+
+
+def table_columns(
+    table: Table, header: bool, image_column: int | str | None, label_column: int | str | None
+) -> Columns:
+    """The image and label columns of ``table`` (``header``: its first row names them):
+    ``image_column`` / ``label_column`` (a name or an index); unset, the header's one column
+    named as a label (:data:`LABEL_WORDS`: ``label``, ``class``, ``diagnosis`` ...) and its one
+    column named as an image (:data:`IMAGE_WORDS`: ``image``, ``id``, ``filename`` ...), else the
+    first two columns.
+
+    Raises:
+        ConfigError: a name the header lacks, a name without a header, an index beyond the
+            file's columns, both the same column.
+    """
+    path = table.path
+    head = table.rows[0][1] if header else None
+    notes: list[str] = []
+    fixed_image = (
+        None if image_column is None else column_of(image_column, 0, head, "image_column", path)
+    )
+    fixed_label = (
+        None if label_column is None else column_of(label_column, 0, head, "label_column", path)
+    )
+    image_pick, label_pick = _named(head, IMAGE_WORDS), _named(head, LABEL_WORDS)
+    if fixed_label is None and label_pick is not None and label_pick != fixed_image:
+        fixed_label = label_pick
+        notes.append(
+            f"label column {label_pick} ({head[label_pick]}): the header's label column "
+            "(label_column: to choose another)"
+        )
+    if fixed_image is None and image_pick is not None and image_pick != fixed_label:
+        fixed_image = image_pick
+        if image_pick != 0:
+            notes.append(
+                f"image column {image_pick} ({head[image_pick]}): the header's image column "
+                "(image_column: to choose another)"
+            )
+    image = fixed_image if fixed_image is not None else (0 if fixed_label != 0 else 1)
+    label = fixed_label if fixed_label is not None else (1 if image != 1 else 0)
+    if image == label:
+        raise ConfigError(f"image_column and label_column: both are column {image} of {path}")
+    width = max(len(cells) for _, cells in table.rows)
+    for key, column, given in (
+        ("image_column", image, image_column),
+        ("label_column", label, label_column),
+    ):
+        if column >= width:
+            shown = ", ".join(
+                f"{i} ({name})" if head else str(i) for i, name in enumerate(head or range(width))
+            )
+            default = "" if given is not None else f" (the default: give {key})"
+            raise ConfigError(
+                f"{key}: column {column}{default} is beyond the columns of {path}, which has "
+                f"{width} ({shown}; 0 is the first)"
+            )
+    return Columns(image, label, notes, from_header=label_column is None and label_pick == label)
+
+
+def _named(header: list[str] | None, words: frozenset[str]) -> int | None:
+    """The index of ``header``'s one cell among ``words`` (``None``: none, or several)."""
+    found = [i for i, cell in enumerate(header or []) if cell.casefold() in words]
+    return found[0] if len(found) == 1 else None
 
 
 def one_hot_columns(table: Table, start: int, image: int) -> list[int]:
