@@ -77,7 +77,7 @@ def test_names_headers_and_columns(tmp_path):
     (tmp_path / "val.csv").write_text("image,label\na.png,1\nb.png,dog\n")
     val = CsvDataset(str(tmp_path / "val.csv"), class_names=["cat", "dog"])
     assert [c for _, c in val.items] == [1, 1]
-    assert "class without images: labels.csv" not in val.report.render()
+    assert f"class without images: {tmp_path / 'val.csv'}" in val.report.render()
     assert "no rows of the classes cat" in val.report.render()
 
 
@@ -262,3 +262,13 @@ def test_class_mismatch_names_the_csv(tmp_path):
     (tmp_path / "t.csv").write_text("image,label\na.jpg,cat\n")
     ds = CsvDataset(str(tmp_path / "t.csv"), images=str(tmp_path / "imgs"))
     assert class_source(ds) == str(tmp_path / "t.csv")
+
+
+def test_predict_of_a_csv_asks_for_the_image_folder(tmp_path, capsys):
+    photos(tmp_path / "test_images", ["a.jpg"])
+    (tmp_path / "test.csv").write_text("id,label\na,0\n")
+    code, out, err = run(
+        ["predict", "--input", tmp_path / "test.csv", "--checkpoint", "x.ckpt"], capsys
+    )
+    message = f"{tmp_path / 'test.csv'} is a CSV file: give the image folder, e.g. --input "
+    assert code != 0 and message + f"{tmp_path / 'test_images'}/" in out + err, out + err

@@ -264,6 +264,8 @@ def listed_inputs(item: str | os.PathLike | int) -> list[str | os.PathLike | int
             with its line number).
     """
     path = Path(str(item))
+    if not isinstance(item, int) and path.suffix.lower() in (".csv", ".tsv") and path.is_file():
+        raise DataError(csv_input_message(path))
     if isinstance(item, int) or path.suffix.lower() != LIST_SUFFIX or not path.is_file():
         return [item]
     try:
@@ -285,6 +287,21 @@ def listed_inputs(item: str | os.PathLike | int) -> list[str | os.PathLike | int
     if missing:
         raise DataError(f"inputs listed in {path} not found:", missing)
     return listed
+
+
+def csv_input_message(path: Path) -> str:
+    """What an input that is a CSV (Kaggle's ``test.csv``, ``format: csv``'s table) is told:
+    the images are read, not the table; a folder beside it named after it is suggested."""
+    near = (
+        sorted(p.name for p in path.parent.glob(f"{path.stem}*") if p.is_dir())
+        if path.parent.is_dir()
+        else []
+    )
+    folder = path.parent / (near[0] if near else f"{path.stem}_images")
+    return (
+        f"{path} is a CSV file: give the image folder, e.g. --input {folder}/ (predict reads "
+        "images, videos and .txt lists of them)"
+    )
 
 
 def suffix_any_case(pattern: str) -> str:
