@@ -31,16 +31,20 @@ from visionkit.data.batch import (
     is_inside,
     list_files,
     skipped_name,
-    system_folder,
     walk_files,
 )
 from visionkit.data.io import read_image
 from visionkit.errors import DataError, ImageDecodeError
+from visionkit.inference.input_files import (
+    VIDEO_EXTENSIONS,
+    globbed_files,
+    is_glob,
+    suffix_any_case,
+)
 from visionkit.inference.label_masks import label_masks, masks_said, spells_mask
 
 logger = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 #: an input file with this suffix lists inputs, one a line (Ultralytics' ``source="list.txt"``)
 LIST_SUFFIX = ".txt"
 
@@ -136,8 +140,8 @@ def named_inputs(
             found += [(p, path) for p in listed if p not in masks]
         elif path.is_file():
             found.append((path, path.parent))
-        elif _magic(text):
-            root = Path(*itertools.takewhile(lambda part: not _magic(part), path.parts))
+        elif is_glob(text):
+            root = Path(*itertools.takewhile(lambda part: not is_glob(part), path.parts))
             skip = skipped(root)
             matched = [Path(m) for m in globbed_files(text)]
             globbed_out += [str(m) for m in matched if skip and is_inside(m, skip)]
@@ -216,12 +220,12 @@ def no_images_message(
             read = f"a glob spelling out _mask reads them: '{path / '**' / '*_mask.png'}'"
             why = _buckets(hidden, other, inside, skipped(path), masks, read)
             why = why or ["an empty folder"]
-        elif _magic(item):
+        elif is_glob(item):
             matched = sorted(glob.glob(suffix_any_case(item), recursive=True))
             files = [m for m in matched if Path(m).is_file()]
             read = globbed_files(item)
             hidden = [Path(m) for m in files if m not in read]
-            root = Path(*itertools.takewhile(lambda part: not _magic(part), path.parts))
+            root = Path(*itertools.takewhile(lambda part: not is_glob(part), path.parts))
             masks = [] if spells_mask(item) else label_masks(map(Path, read))
             how = "spell out _mask in the glob to read them"
             why = _buckets(hidden, [], [Path(m) for m in read], skipped(root), masks, how)
@@ -278,7 +282,7 @@ def listed_inputs(item: str | os.PathLike | int) -> list[str | os.PathLike | int
         if not line or line.startswith("#"):
             continue
         beside = Path(os.path.normpath(path.parent / line))
-        if Path(line).exists() or _magic(line) or is_url(line) or webcam_index(line) is not None:
+        if Path(line).exists() or is_glob(line) or is_url(line) or webcam_index(line) is not None:
             listed.append(line)  # a URL is told below what is read; digits: a webcam
         elif beside.exists():
             listed.append(str(beside))
@@ -302,41 +306,6 @@ def csv_input_message(path: Path) -> str:
         f"{path} is a CSV file: give the image folder, e.g. --input {folder}/ (predict reads "
         "images, videos and .txt lists of them)"
     )
-
-
-def suffix_any_case(pattern: str) -> str:
-    """``pattern`` with its image or video suffix matched in any case, as folders are read:
-    ``photos/*.jpg`` also reads ``IMG_1.JPG`` (``photos/*.[jJ][pP][gG]``); a pattern that ends
-    otherwise (``*.jp*``, ``*``, ``list.txt``) is returned as it is."""
-    head, dot, suffix = pattern.rpartition(".")
-    known = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
-    if not dot or f".{suffix.lower()}" not in known or _magic(suffix):
-        return pattern
-    any_case = "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in suffix)
-    return f"{head}.{any_case}"
-
-
-def globbed_files(pattern: str) -> list[str]:
-    """The files ``pattern`` matches (sorted), its image or video suffix in any case
-    (:func:`suffix_any_case`), less those in a system folder
-    (:data:`~visionkit.data.batch.SYSTEM_FOLDERS`: ``photos/**/*.jpg`` does not read Synology's
-    ``@eaDir/1.jpg/SYNOPHOTO_THUMB_M.jpg``) that the pattern does not spell out. Hidden
-    folders are glob's: ``*`` and ``**`` match none."""
-    spelled = pattern.casefold()
-    return [
-        match
-        for match in sorted(glob.glob(suffix_any_case(pattern), recursive=True))
-        if Path(match).is_file()
-        and not any(
-            system_folder(part) and part.casefold() not in spelled
-            for part in Path(match).parts[:-1]
-        )
-    ]
-
-
-def _magic(text: str) -> bool:
-    """Whether ``text`` holds a glob wildcard."""
-    return any(c in text for c in "*?[")
 
 
 def _cv2() -> Any:
