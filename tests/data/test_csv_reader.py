@@ -169,6 +169,8 @@ def test_check_data_split_and_a_short_training_run(tmp_path, capsys):
     assert code == 0 and "csv dataset" in out and "images per class (class): 0 4, 1 4, 2 4" in out
     code, out, _ = run(["check-data", "--format", "csv", "--csv", csv], capsys)
     assert code == 1 and "hint: img0 is in" in out
+    code, out2, _ = run(["check-data", "--csv", csv], capsys)  # --csv implies --format csv
+    assert code == 1 and out2 == out
     code, out, _ = run(["split", csv, "--images", images, "--val", "0.25"], capsys)
     assert code == 0 and "format: csv, csv:" in out
     train, val = tmp_path / "train_train.csv", tmp_path / "train_val.csv"

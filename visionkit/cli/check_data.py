@@ -211,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
     """What ``visionkit check-data`` runs; returns the exit status."""
     if args.config and args.format:
         raise ConfigError("give --config or --format, not both", options=True)
+    if getattr(args, "csv", None) and not args.config and not args.format:
+        args.format = "csv"  # --csv names its format, as --format csv --csv FILE
     if not args.config and not args.format:
         raise ConfigError(
             "give --config X.yaml, or --format with the dataset's location", options=True
@@ -429,7 +431,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--csv",
         metavar="FILE",
-        help="with --format csv: the CSV file of (image, label) rows, e.g. --csv "
+        help="the CSV file of (image, label) rows (--format csv, implied), e.g. --csv "
         "data/leaves/train.csv",
     )
     p.add_argument(
