@@ -135,6 +135,17 @@ def test_integer_labels_not_from_zero_say_how_they_are_numbered(tmp_path):
     assert "integer labels 1..10 are not 0..2" in ds.report.render()
 
 
+def test_one_number_spelled_two_ways_is_warned(tmp_path):
+    """'01' and '1' are two classes (labels are text), said as a warning naming both."""
+    photos(tmp_path, ["a.jpg", "b.jpg", "c.jpg"])
+    (tmp_path / "t.csv").write_text("a.jpg,01\nb.jpg,1\nc.jpg,2\n")
+    ds = CsvDataset(str(tmp_path / "t.csv"))
+    assert ds.label_names["class"] == ["01", "1", "2"]
+    (warning,) = ds.report.warnings
+    assert warning.kind == "labels of one number" and "'01', '1'" in warning.where
+    assert "write 1 one way" in warning.detail
+
+
 def config(tmp_path: Path, csv: Path, images: Path) -> Path:
     spec = {
         "name": "csv",

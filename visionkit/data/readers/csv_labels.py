@@ -166,6 +166,19 @@ class CsvDataset:
                     f"i is the i-th label in numeric order (label {names[0]} is class 0); give "
                     "class_names to number them otherwise"
                 )
+            spellings: dict[int, list[str]] = {}
+            for name in names:
+                if INTEGER.fullmatch(name):
+                    spellings.setdefault(int(name), []).append(name)
+            for number, spelled in spellings.items():
+                if len(spelled) > 1:  # '01' and '1': two classes a reader would take for one
+                    report.add(
+                        "labels of one number",
+                        f"{path.name}: {', '.join(repr(s) for s in spelled)}",
+                        f"{len(spelled)} classes, each spelled as written; write {number} one way "
+                        "(or give class_names)",
+                        severity="warning",
+                    )
         else:
             names = [str(n) for n in class_names]
         self.label_names = {"class": names}
