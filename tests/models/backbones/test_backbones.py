@@ -250,6 +250,18 @@ def test_out_indices_past_a_models_levels_says_which_levels_it_has() -> None:
         create_backbone("resnet18", out_indices=(2, 3, 4), output_stride=16)
 
 
+def test_out_indices_levels_count_a_level_timm_hides_by_default() -> None:
+    """dla34's default out_indices leave out its stride-1 level 0, which timm counts indices
+    over: [6] was told "5 feature levels, 0..4" while [5] (stride 32) works."""
+    with pytest.raises(BackboneError) as info:
+        create_backbone("dla34", pretrained=False, out_indices=[6])
+    assert (
+        "'dla34' has 6 feature levels, 0..5 (or -6..-1, counted from the last), at "
+        "strides [1, 2, 4, 8, 16, 32]"
+    ) in str(info.value)
+    assert create_backbone("dla34", pretrained=False, out_indices=[5]).strides == [32]
+
+
 def test_simple_cnn_size_and_none_kwargs() -> None:
     backbone = create_backbone("simple_cnn", widths=None, batch_norm=None)  # None -> defaults
     assert 100_000 < count_parameters(backbone) < 1_000_000

@@ -261,11 +261,11 @@ def _all_strides(model_name: str, kwargs: dict[str, Any]) -> list[int] | None:
     others = {k: v for k, v in kwargs.items() if k not in ("out_indices", "pretrained_cfg_overlay")}
     try:
         with torch.device("meta"):
-            return timm.create_model(
-                model_name, features_only=True, **others
-            ).feature_info.reduction()
+            info = timm.create_model(model_name, features_only=True, **others).feature_info
     except Exception:  # the arguments themselves are wrong: the error says so already
         return None
+    # every level timm counts out_indices over, not only the default ones (dla hides level 0)
+    return [level["reduction"] for level in info.info]
 
 
 def _levels_note(model_name: str, kwargs: dict[str, Any]) -> str:
