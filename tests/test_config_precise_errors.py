@@ -70,6 +70,12 @@ def test_an_integer_head_name_is_a_key_of_the_heads_not_a_list_item(tmp_path: Pa
         "optimizer.param_groups.1: a key here is text, but YAML reads 1 as a number: write it "
         "in quotes ('1': ...)"
     )
+    # a union key's mapping form ({minutes: 10}) with a number key: its one line, no second
+    # of pydantic's type names (trainer.max_time.dict[str,union[int,float]].1: ...)
+    err = error_of(config, ["model.heads={cls: {name: linear}}", "trainer.max_time={1: 2}"])
+    assert [p.split(":")[0] for p in err.problems if p.startswith("trainer")] == [
+        "trainer.max_time"
+    ]
 
 
 def write_folder_data(root: Path, classes=("a", "b")) -> Path:

@@ -451,11 +451,11 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
         union = UNION_KEYS.get(loc[:2]) if root is Config else None
         if loc[:2] in items:
             lines += [union_item_problem(loc, e, wholes.get(loc[:2]))] if len(loc) == 3 else []
+        elif union and e["type"] not in _OWN_MESSAGE:  # one line, not one per member type
+            if len(loc) == 2:  # ({1: 2}: not a line of its key too, as a mapping's key would)
+                lines.append(f"{path}: expected {union}, got {e['input']!r}")
         elif e["loc"][-1:] == ("[key]",):  # model.heads.0, not the list item heads[0]
             lines.append(mapping_key_problem(e["loc"], e.get("input")))
-        elif union and e["type"] not in _OWN_MESSAGE:  # one line, not one per member type
-            if len(loc) == 2:
-                lines.append(f"{path}: expected {union}, got {e['input']!r}")
         elif e["type"] == "extra_forbidden":
             hint = unknown_key_hint(root, loc)
             lines.append(f"{path}: unknown key{hint}")
