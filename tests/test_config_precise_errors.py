@@ -200,6 +200,28 @@ def test_a_mapping_item_without_a_space_after_its_colon_is_told_so(tmp_path: Pat
         "needs a space after its colon; write `format: coco` with a space after the colon"
     ]
     assert err.locations == [f"{config}:6"]
+    # one glued item beside spaced ones was "unknown key model.backbone.name:resnet18" /
+    # "data.train.images:x: unknown key; did you mean 'images'?"
+    config.write_text(
+        "model:\n  backbone: {name:resnet18}\n"
+        + HEADS
+        + "data:\n  train: {format: coco, images:x}\n"
+    )
+    assert error_of(config).problems == [
+        "model.backbone: YAML reads the key 'name:resnet18' without a value: an item of a "
+        "mapping needs a space after its colon; write `name: resnet18` with a space after the "
+        "colon",
+        "data.train: YAML reads the key 'images:x' without a value: an item of a mapping "
+        "needs a space after its colon; write `images: x` with a space after the colon",
+    ]
+    # block style: the whole value is text, which was told "{format: folder, root: format:coco}"
+    config.write_text(
+        "model:\n  backbone: {name: simple_cnn}\n" + HEADS + "data:\n  train: format:coco\n"
+    )
+    assert error_of(config).problems == [
+        "data.train: expected a mapping such as {format: coco}: an item of a mapping needs a "
+        "space after its colon, got 'format:coco'"
+    ]
     # a time with colons is a value, not a glued item
     cfg = load_config(
         config, ["data.train={format: folder, root: x}", "trainer={max_time: 00:00:10:00}"]

@@ -159,6 +159,10 @@ def mapping_hint(path: str, given: Any) -> str:
     path = re.sub(r"\[(\d+)\]", r".\1", path)  # data.transforms.train[0]: train.*
     pattern = path if path in NAMED_SECTIONS else f"{path.rpartition('.')[0]}.*"
     key = NAMED_SECTIONS.get(pattern)
+    glued = isinstance(given, str) and re.fullmatch(r"([A-Za-z_]\w+):([^\s:/\\][^:]*)", given)
+    if glued:  # format:coco in block style: text, not the item format: coco (C:/x is a path)
+        item = f"{glued[1]}: {glued[2]}"
+        return f" such as {{{item}}}: an item of a mapping needs a space after its colon"
     if not isinstance(given, str) or key is None:
         return ""
     if key == "format":  # a folder: a dataset entry names its format and its folder
@@ -250,3 +254,27 @@ def _glued_keys(value: Any) -> list[str]:
 
 #: ``key:value`` with no space after the colon (``format:coco``), a key read whole by YAML.
 GLUED = re.compile(r"[A-Za-z_]\w*:[^\s:]")
+
+
+def first_per_key(lines: Sequence[str], only: str = "") -> list[str]:
+    """``lines`` less those about a key already spoken of (the text before the first ``:``);
+    with ``only``, less those whose problem starts so and was said of the key already."""
+    said, unique = set(), []
+    for line in lines:
+        key, _, problem = line.partition(":")
+        if problem.startswith(f" {only}"):
+            if key in said:
+                continue
+            said.add(key)
+        unique.append(line)
+    return unique
+
+
+def glued_mappings(errors: Sequence[tuple[tuple, Mapping[str, Any]]]) -> dict[tuple, dict]:
+    """The mappings (by path) among pydantic's untagged ``errors`` whose unknown keys set to
+    null are ``key:value`` items written without a space (:func:`glued_problem`)."""
+    glued: dict[tuple, dict] = {}
+    for loc, e in errors:
+        if e["type"] == "extra_forbidden" and len(loc) > 1 and e["input"] is None:
+            glued.setdefault(loc[:-1], {})[loc[-1]] = None
+    return {at: keys for at, keys in glued.items() if _glued_keys(keys)}

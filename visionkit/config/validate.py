@@ -20,6 +20,8 @@ from visionkit.config.files import apply_overrides, override_keys, override_list
 from visionkit.config.key_hints import (
     UNION_ITEMS,
     UNION_KEYS,
+    first_per_key,
+    glued_mappings,
     glued_problem,
     mapping_hint,
     mapping_key_problem,
@@ -158,7 +160,7 @@ def validate_config(
     )
     problems += _identity_step_problems(raw_data.get("transforms"), heads)
     if problems or cfg is None:  # a head or dataset not a mapping: said by the schema too
-        raise ConfigError(_first_per_key(problems, only="expected a mapping"), source)
+        raise ConfigError(first_per_key(problems, only="expected a mapping"), source)
     cfg.model.heads = heads
     cfg.model.neck = neck
     cfg.data.train = splits.get("train")
@@ -431,6 +433,10 @@ def _validate_component(
         problems.append(f"{path}.{key}: {err}")
         return dict(spec)
     args = {k: v for k, v in spec.items() if k != key}
+    glued = glued_problem(path, {k: None for k, v in args.items() if v is None})
+    if glued:  # {format: coco, images:x}: the key "images:x" set to null
+        problems.append(glued)
+        return dict(spec)
     try:
         validated = schema.model_validate(args)
     except ValidationError as err:
@@ -446,6 +452,7 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
     # a union key given in its list form, with an item out of range ([0, 64]): one line
     items = {loc[:2] for loc, e in errors if len(loc) == 3 and e["type"] in _OWN_MESSAGE}
     items &= set(UNION_ITEMS) if root is Config else set()
+    glued = glued_mappings(errors)  # {format: coco, images:x}: the key "images:x" set to null
     for loc, e in errors:
         path = key_path(loc)  # a list item in brackets, as every config error names it
         union = UNION_KEYS.get(loc[:2]) if root is Config else None
@@ -456,6 +463,8 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
                 lines.append(f"{path}: expected {union}, got {e['input']!r}")
         elif e["loc"][-1:] == ("[key]",):  # model.heads.0, not the list item heads[0]
             lines.append(mapping_key_problem(e["loc"], e.get("input")))
+        elif e["type"] == "extra_forbidden" and loc[:-1] in glued:  # {name:resnet18}
+            lines += [glued_problem(key_path(loc[:-1]), glued.pop(loc[:-1]))]
         elif e["type"] == "extra_forbidden":
             hint = unknown_key_hint(root, loc)
             lines.append(f"{path}: unknown key{hint}")
@@ -476,21 +485,7 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
                 msg = msg.removeprefix("Value error, ")
                 got = "" if isinstance(e.get("input"), Mapping) else got
             lines.append(f"{path}: {msg}{got}{quote_hint(e['type'], e.get('input'))}")
-    return _first_per_key(lines)  # a union yields one line per member
-
-
-def _first_per_key(lines: Sequence[str], only: str = "") -> list[str]:
-    """``lines`` less those about a key already spoken of (the text before the first ``:``);
-    with ``only``, less those whose problem starts so and was said of the key already."""
-    said, unique = set(), []
-    for line in lines:
-        key, _, problem = line.partition(":")
-        if problem.startswith(f" {only}"):
-            if key in said:
-                continue
-            said.add(key)
-        unique.append(line)
-    return unique
+    return first_per_key(lines)  # a union yields one line per member
 
 
 #: pydantic's errors that say the problem in the terms of the key, whatever its type
