@@ -63,6 +63,14 @@ def test_an_integer_head_name_is_a_key_of_the_heads_not_a_list_item(tmp_path: Pa
         "(its metrics are named so: det/mAP)"
     ]
     assert err.locations == [f"{config}:4"]
+    # a head keyed true was "model.heads.1: ... YAML reads True as a boolean", at the heads' line
+    config.write_text(
+        "model:\n  backbone: {name: simple_cnn}\n  heads:\n    true: {name: linear}\n"
+    )
+    err = error_of(config)
+    assert err.problems[0].startswith("model.heads.true: a head's name is text")
+    assert "YAML reads true as a boolean" in err.problems[0]
+    assert err.locations == [f"{config}:4"]
     other = error_of(
         config, ["model.heads={cls: {name: linear}}", "optimizer.param_groups={1: {}}"]
     )

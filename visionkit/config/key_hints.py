@@ -95,17 +95,18 @@ def mapping_key_problem(loc: Sequence[Any], given: Any) -> str:
     "model.heads.0: a head's name is text (letters, digits and _, not starting with a digit)"
     """
     parts = [p for p in loc if p != "[key]"]
-    path = ".".join(str(p) for p in parts)
+    written = str(given).lower() if isinstance(given, bool) else str(given)  # YAML's spelling
+    path = ".".join(str(p) for p in parts[:-1]) + f".{written}"  # pydantic's loc: 1 for True
     kind = "a boolean" if isinstance(given, bool) else "a number"
     if tuple(parts[:2]) == ("model", "heads"):
         return (
             f"{path}: a head's name is text (letters, digits and _, not starting with a "
-            f"digit); YAML reads {given!r} as {kind}; name the head after its task, e.g. det, "
+            f"digit); YAML reads {written} as {kind}; name the head after its task, e.g. det, "
             "seg, cls (its metrics are named so: det/mAP)"
         )
     return (
-        f"{path}: a key here is text, but YAML reads {given!r} as {kind}: write it in quotes "
-        f"('{given}': ...)"
+        f"{path}: a key here is text, but YAML reads {written} as {kind}: write it in quotes "
+        f"('{written}': ...)"
     )
 
 
