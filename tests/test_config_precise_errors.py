@@ -274,3 +274,41 @@ def test_a_library_functions_bad_argument_is_headed_as_its_argument(tmp_path: Pa
     assert capsys.readouterr().err.startswith(
         "error: invalid command-line option:\n  conf (--conf): a score threshold in [0, 1), got 3.0"
     )
+
+
+def test_a_transform_steps_own_check_is_followed_by_what_it_takes_and_a_mapping_in_words(
+    tmp_path: Path,
+):
+    # it was "std_range (GaussNoise): First value should be less than the second value, got
+    # (0.5, 0.1) instead; expected a list of 2 numbers" (the value is one), a check's full
+    # stop kept before the "; ", and Affine's translate_px "expected dict, a number, ..."
+    import pydantic
+
+    from visionkit.data.transform_params import describe, parameter_problems
+
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  backbone: {name: simple_cnn}\n" + HEADS)
+    steps = "[{name: GaussNoise, std_range: [0.5, 0.1]}, {name: Affine, translate_px: abc}]"
+    err = error_of(config, [f"data.transforms.train={steps}"])
+    assert err.problems[:2] == [
+        "data.transforms.train[0].std_range (GaussNoise): First value should be less than the "
+        "second value, got (0.5, 0.1) instead; it takes a list of 2 numbers",
+        "data.transforms.train[1].translate_px (Affine): expected a number, a list of 2 "
+        "numbers, a mapping ({x: ..., y: ...}) or null, got 'abc'",
+    ]
+    assert describe(dict[str, int]) == "a mapping ({x: ..., y: ...})"
+
+    class Step(pydantic.BaseModel):
+        size: int
+
+        @pydantic.field_validator("size")
+        @classmethod
+        def _even(cls, value: int) -> int:
+            raise ValueError("size must be even.")
+
+    with pytest.raises(pydantic.ValidationError) as info:
+        Step(size=3)
+    fields = Step.model_fields
+    assert parameter_problems(info.value, fields, "Step", "t[0]", {"size": 3}) == [
+        "t[0].size (Step): size must be even; it takes a whole number"
+    ]

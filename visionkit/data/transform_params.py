@@ -84,8 +84,9 @@ def parameter_problems(
         expected = describe(field.annotation, field.metadata) if field is not None else ""
         value = given.get(key, e["input"]) if isinstance(key, str) else e["input"]
         if e["type"] == "value_error":
-            own = str(e["msg"]).removeprefix("Value error, ")
-            lines[path] = f"{path} ({name}): {own}" + (f"; expected {expected}" if expected else "")
+            own = str(e["msg"]).removeprefix("Value error, ").rstrip().rstrip(".")
+            # the value may be of the type already ((5, 1) for a list of 2): what it takes
+            lines[path] = f"{path} ({name}): {own}" + (f"; it takes {expected}" if expected else "")
         else:
             expected = expected or _expected_of(e)
             if key in _OPENCV_FLAGS:  # interpolation: 1 is cv2.INTER_LINEAR
@@ -122,6 +123,8 @@ def _type_text(tp: Any) -> str:
         if len(set(args)) == 1:
             return f"a list of {len(args)} {_plural(args[0])}"
         return "a list of " + ", ".join(_type_text(a) for a in args)
+    if origin is dict or tp is dict:  # Affine's translate_px: {x: 4, y: [-2, 2]}
+        return "a mapping ({x: ..., y: ...})"
     if tp in _NAMES:
         return _NAMES[tp][0]
     return getattr(tp, "__name__", str(tp))
