@@ -455,11 +455,11 @@ def test_optimizer_and_scheduler_names_are_taken_in_any_case(override, optimizer
     cfg = load_config(MINIMAL, [override])
     assert (cfg.optimizer.name, cfg.scheduler.name) == (optimizer, scheduler)
     assert problems_of_overrides(["optimizer.name=Lion"]) == [
-        "optimizer.name: expected 'sgd', 'adamw' or 'adam', got 'Lion'"
+        "optimizer.name: expected 'sgd', 'adamw' or 'adam' (in any case), got 'Lion'"
     ]
     for other in ("StepLR", "ConstantLR"):  # torch's schedules of these names are others
         assert problems_of_overrides([f"scheduler.name={other}"]) == [
-            f"scheduler.name: expected 'cosine', 'step', 'onecycle' or 'constant', got '{other}'"
+            f"scheduler.name: expected 'cosine', 'step', 'onecycle' or 'constant' (in any case), got '{other}'"
         ]
 
 

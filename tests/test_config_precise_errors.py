@@ -181,7 +181,7 @@ def test_logger_and_precision_names_are_taken_in_any_case(tmp_path, written, log
         "trainer.precision: expected one of: auto, 64, 32, 16, bf16, 64-true, 32-true, 16-true, "
         "16-mixed, bf16-true, bf16-mixed, transformer-engine, transformer-engine-float16 (in "
         "any case), got 'fp8'",
-        "logger[0].name: expected 'csv', 'tensorboard', 'wandb' or 'mlflow', got 'Comet'",
+        "logger[0].name: expected 'csv', 'tensorboard', 'wandb' or 'mlflow' (in any case), got 'Comet'",
     ]
 
 

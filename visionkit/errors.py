@@ -54,7 +54,7 @@ class ConfigError(VisionkitError):
     options (``--val 0``), headed "invalid command-line option", not the config's; said where
     the error is raised, never guessed from the text (a config problem may name an option).
     ``call``: the problems are of the arguments of that library function (``model.predict(
-    imgsz="big")``), headed "invalid argument of model.predict()" (:func:`arguments_of`); the
+    imgsz="big")``), headed "invalid argument of predict()" (:func:`arguments_of`); the
     command line that called it with its options heads them as options.
 
     >>> str(ConfigError("--n: expected at least 1, got 0", options=True)).splitlines()[0]

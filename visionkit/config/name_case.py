@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 
 
 def canonical(value: Any, names: Collection[str], aliases: Mapping[str, str] | None = None) -> Any:
@@ -26,4 +27,15 @@ def canonical(value: Any, names: Collection[str], aliases: Mapping[str, str] | N
 def any_case(*names: str, **aliases: str) -> Any:
     """``Literal[names]`` (lower-case names) that takes a name written in any case, and
     ``aliases`` (lower-case) for those names (:func:`canonical`)."""
-    return Annotated[Literal[names], BeforeValidator(lambda v: canonical(v, names, aliases))]
+    return Annotated[Literal[names], BeforeValidator(lambda v: _named(v, names, aliases))]
+
+
+def _named(value: Any, names: Collection[str], aliases: Mapping[str, str]) -> str:
+    """:func:`canonical`, refusing another value with the names and "(in any case)", as
+    ``trainer.precision`` is refused."""
+    name = canonical(value, names, aliases)
+    if name not in names:
+        listed = [repr(n) for n in names]
+        expected = ", ".join(listed[:-1]) + f" or {listed[-1]}" if len(listed) > 1 else listed[0]
+        raise PydanticCustomError("name_in_any_case", f"expected {expected} (in any case)")
+    return name
