@@ -152,6 +152,8 @@ def test_a_check_after_loading_names_the_file_and_line_of_its_key(tmp_path: Path
     assert main(["train", "--config", str(config), "model.heads.cls.num_classes=5"]) == 2
     err = capsys.readouterr().err
     assert "\n  model.heads.cls.num_classes: 5, but the data has 2" in err
+    # and said so, as the loader's own errors of an override are
+    assert "\n  (set on the command line, not in the file: model.heads.cls.num_classes=5)" in err
     assert not (tmp_path / "runs").exists()
 
 

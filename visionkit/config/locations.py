@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import yaml
 
 from visionkit.config.files import base_file, override_keys, override_list
+from visionkit.config.override_hints import command_line_note
 from visionkit.config.yaml_rules import ConfigLoader, load_yaml
 from visionkit.errors import ConfigError
 
@@ -84,8 +85,12 @@ def located(config: object, overrides: Sequence[str] | str = ()) -> Iterator[Non
             raise
         if not os.path.isfile(config):
             raise
-        places = key_places(err.problems, config, override_list(overrides))
-        if any(places):
+        given = override_list(overrides)
+        places = key_places(err.problems, config, given)
+        said = any(p.startswith("(set on the command line") for p in err.problems)
+        note = [] if said else command_line_note(err.problems, given)  # as the loader's own
+        if any(places) or note:
+            err.problems = [*err.problems, *note]
             err.locate(err.source or str(config), places)
         raise
 
