@@ -314,3 +314,15 @@ def test_a_transform_steps_own_check_is_followed_by_what_it_takes_and_a_mapping_
     assert parameter_problems(info.value, fields, "Step", "t[0]", {"size": 3}) == [
         "t[0].size (Step): size must be even; it takes a whole number"
     ]
+
+
+def test_someof_with_n_not_a_number_is_a_config_error(tmp_path: Path):
+    # it was a TypeError ('>' not supported between 'str' and 'int') from the n-vs-steps check
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  backbone: {name: simple_cnn}\n" + HEADS)
+    err = error_of(
+        config, ["data.transforms.train=[{name: SomeOf, n: x, transforms: [{name: Blur}]}]"]
+    )
+    assert err.problems[0] == (
+        "data.transforms.train[0].n (SomeOf): expected a whole number, above 0, got 'x'"
+    )

@@ -147,6 +147,7 @@ def _build_composition(name: str, params: dict[str, Any], where: str) -> A.BaseC
     cls, types = COMPOSITIONS[name]
     steps = params.pop("transforms", None)
     problems = []
+    refused: set[str] = set()  # parameters said to be wrong: n: x is no number to compare
     for key, value in params.items():
         if key not in types:
             close = difflib.get_close_matches(key, ["transforms", *types], n=1)
@@ -161,6 +162,7 @@ def _build_composition(name: str, params: dict[str, Any], where: str) -> A.BaseC
             params[key] = pydantic.TypeAdapter(types[key]).validate_python(value)
         except pydantic.ValidationError as err:
             problems += parameter_problems(err, types, name, where, params, key)
+            refused.add(key)
     if not isinstance(steps, list) or not steps:
         problems.append(
             f"{where}.transforms: {name} needs a non-empty list of steps "
@@ -183,7 +185,8 @@ def _build_composition(name: str, params: dict[str, Any], where: str) -> A.BaseC
             built.append(build_transform(step, here))
         except ConfigError as err:
             problems += err.problems
-    if name == "SomeOf" and not params.get("replace") and params.get("n", 1) > len(steps) > 0:
+    checked = name == "SomeOf" and not refused & {"n", "replace"}
+    if checked and not params.get("replace") and params.get("n", 1) > len(steps) > 0:
         problems.append(
             f"{where}.n: {params['n']} steps asked of {len(steps)} (give n <= the number of "
             "transforms, or replace: true)"
