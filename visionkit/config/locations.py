@@ -77,11 +77,14 @@ def located(config: object, overrides: Sequence[str] | str = ()) -> Iterator[Non
     was loaded (``model.heads.cls.num_classes: 3, but the data has 2 classes``, a backbone's
     ``out_indices``), gets the file and line of each key it names (:func:`key_places`), as the
     loader's own problems do; ``config`` not a file (a mapping, a checkpoint's config), an
-    error of command-line options or one already placed: left as it is."""
+    error of command-line options or one already said of a source (the loader's, the
+    command-line overrides') or placed: left as it is."""
     try:
         yield
     except ConfigError as err:
-        if err.options or any(err.locations) or not isinstance(config, str | os.PathLike):
+        if err.options or err.source or any(err.locations):  # options; already said where
+            raise
+        if not isinstance(config, str | os.PathLike):
             raise
         if not os.path.isfile(config):
             raise
@@ -91,7 +94,7 @@ def located(config: object, overrides: Sequence[str] | str = ()) -> Iterator[Non
         note = [] if said else command_line_note(err.problems, given)  # as the loader's own
         if any(places) or note:
             err.problems = [*err.problems, *note]
-            err.locate(err.source or str(config), places)
+            err.locate(str(config), places)
         raise
 
 
