@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from visionkit.data.batch import IMAGE_EXTENSIONS, Sample, dataset_root, resolve_under_root
+from visionkit.data.batch import IMAGE_EXTENSIONS, dataset_root, resolve_under_root
 from visionkit.data.checks import (
     IMAGE_CHECKS,
     DataReport,
@@ -23,9 +23,7 @@ from visionkit.data.checks import (
     check_image_files,
     count_classes,
     policy,
-    read_or_skip,
 )
-from visionkit.data.io import read_image
 from visionkit.data.readers.csv_table import (
     INTEGER,
     ImageFinder,
@@ -35,12 +33,13 @@ from visionkit.data.readers.csv_table import (
     sniffed_header,
     table_columns,
 )
+from visionkit.data.readers.folder import ClassifiedImages
 from visionkit.errors import ConfigError, DataError, counted
 from visionkit.registry import DATASETS
 
 
 @DATASETS.register("csv")
-class CsvDataset:
+class CsvDataset(ClassifiedImages):
     """Images listed in a CSV file with their class, one row per image. Image ids are
     1-based positions of the rows kept, in file order.
 
@@ -206,27 +205,6 @@ class CsvDataset:
                 f"0 of {counted(report.num_images, 'row')} kept ({dropped or 'none listed'})",
             )
         report.raise_for_errors()
-
-    def path_of(self, index: int) -> str:
-        """The image file of sample ``index`` (without reading it)."""
-        return str(self.items[index][0])
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> Sample:
-        return read_or_skip(self._load, index, len(self), self.on_bad_image)
-
-    def _load(self, index: int) -> Sample:
-        path, label = self.items[index]
-        image = read_image(path)
-        return {
-            "image": image,
-            "image_id": index + 1,
-            "orig_size": image.shape[:2],
-            "class": label,
-            "path": str(path),
-        }
 
     def _bad_row(self, line: int, detail: str) -> None:
         """A bad row: an error, or under ``on_bad_label: skip`` a warning (left out)."""

@@ -28,8 +28,38 @@ from visionkit.errors import DataError, counted
 from visionkit.registry import DATASETS
 
 
+class ClassifiedImages:
+    """Samples of an ``items`` list of ``(image file, class index)``, each image decoded when
+    its sample is read (unreadable ones under ``on_bad_image``): what the folder and CSV
+    classification readers share."""
+
+    items: list[tuple[Path, int]]
+    on_bad_image: str
+
+    def path_of(self, index: int) -> str:
+        """The image file of sample ``index`` (without reading it)."""
+        return str(self.items[index][0])
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Sample:
+        return read_or_skip(self._load, index, len(self), self.on_bad_image)
+
+    def _load(self, index: int) -> Sample:
+        path, label = self.items[index]
+        image = read_image(path)
+        return {
+            "image": image,
+            "image_id": index + 1,
+            "orig_size": image.shape[:2],
+            "class": label,
+            "path": str(path),
+        }
+
+
 @DATASETS.register("folder")
-class ImageFolderDataset:
+class ImageFolderDataset(ClassifiedImages):
     """Images in one sub-folder per class. Image ids are 1-based positions in sorted order.
 
     Args:
@@ -171,27 +201,6 @@ class ImageFolderDataset:
                 severity="warning",
             )
         report.raise_for_errors()
-
-    def path_of(self, index: int) -> str:
-        """The image file of sample ``index`` (without reading it)."""
-        return str(self.items[index][0])
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> Sample:
-        return read_or_skip(self._load, index, len(self), self.on_bad_image)
-
-    def _load(self, index: int) -> Sample:
-        path, label = self.items[index]
-        image = read_image(path)
-        return {
-            "image": image,
-            "image_id": index + 1,
-            "orig_size": image.shape[:2],
-            "class": label,
-            "path": str(path),
-        }
 
 
 #: Folder names that are splits, not classes (a root given one level too high).
