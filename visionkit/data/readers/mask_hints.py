@@ -201,11 +201,10 @@ def label_values_problem(
     of ``num_classes`` (class 0's file value ``lowest``) nor ``ignore_index``, with what to
     set (:func:`label_values_hint`); ``""`` when every value is one of them."""
     top = num_classes - 1 + lowest
-    values, pixels = np.unique(mask, return_counts=True)
-    off = (values > top) & (values != ignore_index)
-    if not off.any():
+    if not ((mask > top) & (mask != ignore_index)).any():  # every sample read: no sort
         return ""
-    bad = values[off].tolist()
+    values, pixels = np.unique(mask, return_counts=True)  # counts for the hint only
+    bad = values[(values > top) & (values != ignore_index)].tolist()
     return (
         f"label values {bad[:10]} are not classes {lowest}..{top}"
         + (" (reduce_zero_label: 0 is no class)" if lowest else "")
