@@ -7,8 +7,8 @@
 - ``"batch"``: BatchNorm2d (statistics of the batch; cheaper than GroupNorm on the CPU).
 - ``"none"``: no normalisation (torchvision's FPN, RetinaNet's original head).
 
->>> norm_layer("group", 48)
-GroupNorm(16, 48, eps=1e-05, affine=True)
+>>> norm_layer("group", 48).num_groups  # 48 channels: 16 groups of 3
+16
 >>> norm_layer("none", 48) is None
 True
 """
@@ -21,11 +21,11 @@ from torch import nn
 NORMS = ("group", "batch", "none")
 
 
-def norm_layer(norm: str, channels: int, owner: str = "norm") -> nn.Module | None:
+def norm_layer(norm: str, channels: int) -> nn.Module | None:
     """The normalisation layer ``norm`` (one of :data:`NORMS`) over ``channels``, or ``None``
-    for ``"none"``; ``owner`` names the argument in the error of an unknown value."""
+    for ``"none"``."""
     if norm not in NORMS:
-        raise ValueError(f"{owner} must be one of {list(NORMS)}, got {norm!r}")
+        raise ValueError(f"norm must be one of {list(NORMS)}, got {norm!r}")
     if norm == "group":
         return nn.GroupNorm(next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0), channels)
     if norm == "batch":
