@@ -48,7 +48,7 @@ class UncertaintyWeighting(nn.Module):
 
     >>> balancer = UncertaintyWeighting({"a": 1.0})
     >>> total, weights = balancer({"a": torch.tensor(3.0)})
-    >>> float(total), float(weights["a"])
+    >>> float(total.detach()), float(weights["a"])
     (3.0, 1.0)
     """
 
