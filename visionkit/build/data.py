@@ -28,6 +28,7 @@ from visionkit.config import (
     override_keys,
     split_entries,
 )
+from visionkit.data.annotated_classes import ANNOTATED, describe
 from visionkit.data.batch import folder_like, folders_like, read_from
 from visionkit.data.classes import class_lists, class_source, match_classes
 from visionkit.data.datasets import MixedDataset
@@ -61,9 +62,10 @@ def boxes_needed(cfg: Config) -> bool:
 
 
 def dropped_keys(cfg: Config) -> tuple[str, ...]:
-    """The Sample keys the data module leaves out before the pipeline: boxes, their labels
-    and instance masks when no head learns from boxes (see :func:`boxes_needed`)."""
-    return () if boxes_needed(cfg) else ("boxes", "labels", "masks")
+    """The Sample keys the data module leaves out before the pipeline: boxes, their labels,
+    instance masks and the box classes annotated when no head learns from boxes (see
+    :func:`boxes_needed`)."""
+    return () if boxes_needed(cfg) else ("boxes", "labels", "masks", ANNOTATED)
 
 
 def shapes_arguments(synthetic: Mapping[str, Any]) -> dict[str, Any]:
@@ -317,12 +319,17 @@ def unset_location(where: str, location: str, entry: Mapping[str, Any] | None = 
 
 def mixed_training_set(parts: Mapping[str, Any], spec: Mapping[str, Any]) -> MixedDataset:
     """The training set of a mix: its built ``parts`` (name → dataset) drawn with the
-    ``weight`` of each part's entry of ``spec`` (``data.train``).
+    ``weight`` of each part's entry of ``spec`` (``data.train``). Where the parts annotate
+    different box classes, a log line says which set annotates which (each image's
+    classification loss leaves the others out: :mod:`visionkit.data.annotated_classes`).
 
     Raises:
         DataError: the parts' classes conflict (:class:`MixedDataset`).
     """
-    return MixedDataset(parts, {name: spec[name].get("weight", 1.0) for name in parts})
+    mixed = MixedDataset(parts, {name: spec[name].get("weight", 1.0) for name in parts})
+    if mixed.annotated:
+        logger.info(describe(mixed.annotated, mixed.label_names["instances"], "data.train"))
+    return mixed
 
 
 def check_saved_data_paths(

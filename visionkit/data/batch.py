@@ -25,6 +25,9 @@ A dataset returns a *Sample* (before transforms), a dict with:
     :mod:`visionkit.data.keypoint_transforms`);
   - ``identities`` (int64 ``[N]``, one per box: its index in the ``identity`` family, ``-1``
     without one; :mod:`visionkit.data.readers.coco_identities`);
+  - ``annotated_classes`` (bool ``[C]``): in a training mix whose sets annotate different
+    box classes, the classes this image's set annotates (:mod:`visionkit.data.
+    annotated_classes`); absent: every class;
 - under ``on_bad_image: skip``, ``skipped``: the ``{"index", "path", "reason"}`` records of
   unreadable images this sample replaced (see :func:`visionkit.data.checks.read_or_skip`).
 
@@ -49,6 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from visionkit.data.annotated_classes import ANNOTATED, collate_annotated
 from visionkit.data.io import HEIF_ADVICE, HEIF_EXTENSIONS
 from visionkit.errors import DataError
 
@@ -276,7 +280,8 @@ def collate(samples: Sequence[Sample], size_divisor: int = 32) -> dict[str, Any]
     ``has_masks`` bool ``[B]``, and ``semantic`` int64 ``[B, H, W]`` (padding and images
     without a label map are :data:`IGNORE_PIXEL`) with ``has_semantic`` bool ``[B]``, and
     ``keypoints`` as a per-image list of float ``[N, K, 3]`` (zeros where an image has
-    none) with ``has_keypoints`` bool ``[B]``.
+    none) with ``has_keypoints`` bool ``[B]``, and ``annotated_classes`` bool ``[B, C]``
+    when an image carries it (every class for the images without).
     """
     heights = [s["image"].shape[-2] for s in samples]
     widths = [s["image"].shape[-1] for s in samples]
@@ -319,6 +324,9 @@ def collate(samples: Sequence[Sample], size_divisor: int = 32) -> dict[str, Any]
         batch.update(collate_keypoints(samples))
     if any("identities" in s for s in samples):
         batch["identities"] = collate_identities(samples)
+    annotated = collate_annotated(samples)
+    if annotated is not None:  # a mix of sets annotating different box classes
+        batch[ANNOTATED] = annotated
     skipped = [record for s in samples for record in s.get("skipped", ())]
     if skipped:  # images replaced under on_bad_image: skip (counted by the data module)
         batch["skipped"] = skipped

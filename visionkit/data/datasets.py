@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from visionkit.data import annotated_classes
 from visionkit.data.classes import class_source, merge_classes, relabel
 from visionkit.data.mixing import mix, mosaic_extras
 from visionkit.data.transforms import apply_pipeline
@@ -33,7 +34,11 @@ class MixedDataset(Dataset):
     its labels. The parts' class lists are merged by name (:func:`merge_classes`): a class
     that only some parts have is added, and each part's labels are moved to the merged order
     as its samples are read; parts that give one class two COCO category ids, or one id two
-    names, are refused (:class:`~visionkit.errors.DataError`).
+    names, are refused (:class:`~visionkit.errors.DataError`). Where the parts' box classes
+    differ, each sample of a part with boxes carries the classes its part annotates
+    (``annotated_classes``, bool ``[C]``; ``annotated``: part name → that vector), so that the
+    detection heads do not learn the others as background (:mod:`visionkit.data.
+    annotated_classes`).
 
     Args:
         parts: name → dataset.
@@ -51,6 +56,14 @@ class MixedDataset(Dataset):
             total += len(dataset)
         self.total = total
         self.label_names, self.category_ids, self.mappings = merge_classes(self.parts)
+        self.annotated = annotated_classes.annotated_by_part(
+            {
+                name: dataset.label_names["instances"]
+                for name, dataset in self.parts.items()
+                if "instances" in getattr(dataset, "label_names", {})
+            },
+            self.label_names.get("instances", []),
+        )
         self.class_source = "; ".join(
             f"{name}: {class_source(dataset)}" for name, dataset in self.parts.items()
         )
@@ -62,7 +75,10 @@ class MixedDataset(Dataset):
         if not -self.total <= index < self.total:  # as a list: a for loop stops here
             raise IndexError(f"sample {index} of a dataset of {self.total}")
         name, local = self.part_of(index % self.total)
-        return relabel(self.parts[name][local], self.mappings.get(name, {}))
+        sample = relabel(self.parts[name][local], self.mappings.get(name, {}))
+        if name in self.annotated:
+            sample[annotated_classes.ANNOTATED] = self.annotated[name].copy()
+        return sample
 
     def part_of(self, index: int) -> tuple[str, int]:
         """The name of the part that holds sample ``index``, and the sample's index in it."""

@@ -25,7 +25,9 @@ stream, so training stays reproducible and resumable.
 
 Per-box labels travel with their boxes through all three: ``keypoints`` (``[N, K, 3]``; a
 point that a Mosaic cell crops away gets visibility 0, one that a CopyPaste object covers
-visibility 1, COCO's "labelled but hidden") and ``identities`` (``[N]``).
+visibility 1, COCO's "labelled but hidden") and ``identities`` (``[N]``). A mosaic or a
+MixUp annotates the classes all its images annotate (``annotated_classes``,
+:mod:`visionkit.data.annotated_classes`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import masks_to_boxes
 
+from visionkit.data.annotated_classes import ANNOTATED, intersection
 from visionkit.data.batch import scale_about_pixel_centres
 from visionkit.data.keypoint_transforms import pixel_index_scaling
 from visionkit.errors import DataError, SampleError
@@ -116,6 +119,8 @@ class Mosaic:
         kept = ("image_id", "orig_size", "path", "class", "identity", "keypoint_flip")
         result = {k: sample[k] for k in kept if k in sample}
         result["image"] = image
+        if (annotated := intersection(items)) is not None:  # classes every cell annotates
+            result[ANNOTATED] = annotated
         ids = np.asarray(out["instance_ids"], np.int64).reshape(-1)
         owner, j = ids // max(most, 1), ids % max(most, 1)
         if "keypoints" in keys:
@@ -274,6 +279,8 @@ class MixUp:
         if r < 0.5:
             out.update({k: partner[k] for k in ("semantic", "class", "identity") if k in partner})
         out["image_size"] = tuple(map(max, sample["image_size"], partner["image_size"]))
+        if (annotated := intersection([sample, partner])) is not None:  # what both annotate
+            out[ANNOTATED] = annotated
         return merge_skipped(out, partner)
 
 

@@ -48,6 +48,7 @@ import torch
 from albumentations.pytorch import ToTensorV2
 
 from visionkit.data import mixing
+from visionkit.data.annotated_classes import ANNOTATED
 from visionkit.data.batch import IGNORE_PIXEL, Sample
 from visionkit.data.keypoint_transforms import (
     keypoint_inputs,
@@ -369,7 +370,8 @@ def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
     (the ``(H, W)`` of the image content, top-left: ``[H, W]`` less the bottom/right padding
     of the pipeline's ``Pad`` / ``PadIfNeeded`` steps, see :func:`content_size`), and, when present in the input, ``class``, ``identity``, ``boxes`` (float32 ``[N, 4]`` xyxy in the
     transformed image), ``labels`` (int64 ``[N]``), ``masks`` (uint8 ``[N, H, W]``, one per
-    kept box) and ``semantic`` (int64 ``[H, W]``).
+    kept box), ``semantic`` (int64 ``[H, W]``), ``keypoints``, ``identities`` and
+    ``annotated_classes`` (bool ``[C]``, as it is).
     """
     image = sample["image"]
     if not (
@@ -437,4 +439,6 @@ def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
     if sample.get("identities") is not None:  # [N] per box: the kept boxes' identities
         kept = np.asarray(out["instance_ids"], np.int64).reshape(-1)
         result["identities"] = torch.as_tensor(np.asarray(sample["identities"], np.int64)[kept])
+    if sample.get(ANNOTATED) is not None:  # bool [C]: the classes its set annotates
+        result[ANNOTATED] = torch.as_tensor(np.asarray(sample[ANNOTATED], dtype=bool))
     return result

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes, sigmoid_focal_loss
 
+from visionkit.data.annotated_classes import ANNOTATED
 from visionkit.models.norm import NORMS, norm_layer
 
 Sizes = Tensor | Sequence[Sequence[int]]
@@ -35,17 +36,35 @@ class DetectionTargets:
         boxes: per image, float32 ``[Ni, 4]`` xyxy in the batch tensor's pixels.
         labels: per image, int64 ``[Ni]`` in ``0..C-1``.
         valid: bool ``[B]``; ``False`` where an image carries no box label (zero-weighted).
+        annotated: bool ``[B, C]``, the classes each image's set annotates (a training mix
+            of sets with other box classes, :mod:`visionkit.data.annotated_classes`);
+            ``None``: every class.
     """
 
     boxes: list[Tensor]
     labels: list[Tensor]
     valid: Tensor
+    annotated: Tensor | None = None
+
+    def annotated_classes(self, num_classes: int, name: str) -> Tensor | None:
+        """:attr:`annotated`, checked to be one row of ``num_classes`` per image (``name``:
+        the head, for the error)."""
+        if self.annotated is None:
+            return None
+        expected = (len(self.valid), num_classes)
+        if tuple(self.annotated.shape) != expected:
+            raise ValueError(
+                f"{name}: the batch's {ANNOTATED} has shape {list(self.annotated.shape)}; "
+                f"expected {list(expected)} (one flag per image and class of the head)"
+            )
+        return self.annotated
 
 
 def unpack_targets(
     targets: Mapping[str, Any], batch_size: int, device: torch.device
 ) -> DetectionTargets | None:
-    """Read ``boxes`` / ``labels`` / ``has_boxes`` of a collated batch.
+    """Read ``boxes`` / ``labels`` / ``has_boxes`` (and ``annotated_classes``) of a collated
+    batch.
 
     Returns ``None`` when the batch has no ``boxes`` key at all (no image carries boxes).
     A missing ``has_boxes`` means every image is labelled.
@@ -74,7 +93,10 @@ def unpack_targets(
         if has is None
         else torch.as_tensor(has, dtype=torch.bool, device=device).reshape(batch_size)
     )
-    return DetectionTargets(boxes, labels, valid)
+    annotated = targets.get(ANNOTATED)
+    if annotated is not None:
+        annotated = torch.as_tensor(annotated, dtype=torch.bool, device=device)
+    return DetectionTargets(boxes, labels, valid, annotated)
 
 
 def zero_loss(*tensors: Tensor) -> Tensor:
@@ -222,6 +244,7 @@ def focal_loss(
     normalizer: Tensor,
     alpha: float = 0.25,
     gamma: float = 2.0,
+    annotated: Tensor | None = None,
 ) -> Tensor:
     """Sigmoid focal loss of dense classification, summed and divided by ``normalizer``.
 
@@ -230,10 +253,17 @@ def focal_loss(
         labels: int64 ``[B, N]``; a class in ``0..C-1``, or ``-1`` for background.
         valid: bool ``[B]``; images with ``False`` weigh zero (they stay in the graph).
         normalizer: scalar, usually the number of positives clamped to at least 1.
+        annotated: bool, broadcastable to ``[B, N, C]`` (``[B, 1, C]``: per image), the
+            classes annotated where each location was labelled; the terms of the others are
+            left out, positives aside (a labelled box is its class wherever it came from:
+            an object pasted or mixed in from another set), so they get no gradient (the
+            federated loss). ``None``: every class, the loss of before to the bit.
     """
     one_hot = F.one_hot(labels.clamp(min=0), cls_logits.shape[-1]).to(cls_logits.dtype)
     one_hot = one_hot * (labels >= 0)[..., None]  # [B, N, C]
     loss = sigmoid_focal_loss(cls_logits, one_hot, alpha=alpha, gamma=gamma, reduction="none")
+    if annotated is not None:  # unannotated classes' negatives: no term, no gradient
+        loss = torch.where(annotated | one_hot.bool(), loss, loss.new_zeros(()))
     return (loss.sum(dim=2) * valid.to(loss.dtype)[:, None]).sum() / normalizer
 
 

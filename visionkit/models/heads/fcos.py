@@ -314,8 +314,15 @@ class FCOSHead(nn.Module):
         positive = labels >= 0  # [B, P]; only in valid images
         num_pos = positive.sum().clamp(min=1).float()
 
+        annotated = targets.annotated_classes(cls_logits.shape[-1], self._name)  # [B, C]
         cls_loss = focal_loss(
-            cls_logits, labels, targets.valid, num_pos, self.focal_alpha, self.focal_gamma
+            cls_logits,
+            labels,
+            targets.valid,
+            num_pos,
+            self.focal_alpha,
+            self.focal_gamma,
+            None if annotated is None else annotated[:, None, :],
         )
 
         ctr_target = centerness_targets(ltrb)  # [B, P]

@@ -328,8 +328,17 @@ class RetinaNetHead(nn.Module):
 
         counted = (matches != MATCH_IGNORE) & unpacked.valid[:, None]  # [B, N]: not ignored
         logits, target = cls_logits[counted][None], labels[counted][None]  # one "image" [1, K']
+        annotated = unpacked.annotated_classes(cls_logits.shape[-1], "retinanet")  # [B, C]
+        if annotated is not None:  # each counted anchor's image's row: [1, K', C]
+            annotated = annotated[:, None, :].expand(-1, num_anchors, -1)[counted][None]
         cls_loss = focal_loss(
-            logits, target, counted.new_ones(1), num_pos, self.focal_alpha, self.focal_gamma
+            logits,
+            target,
+            counted.new_ones(1),
+            num_pos,
+            self.focal_alpha,
+            self.focal_gamma,
+            annotated,
         )
 
         gt_boxes = torch.cat(unpacked.boxes)[gt_index]  # [K, 4]
