@@ -41,8 +41,9 @@ def run(args: argparse.Namespace) -> int:
     if not names and args.kind == "backbones" and args.pattern:
         print(
             "visionkit lists the timm / torchvision models that give feature maps at increasing "
-            "strides from any input size; plain ViTs and fixed-size models (MaxViT, LeViT) are left "
-            "out on purpose (model.backbone.name=NAME says why for one)",
+            "strides from any input size (plain ViTs through a simple feature pyramid); MLP-Mixers "
+            "and fixed-size models (MaxViT, LeViT) are left out on purpose "
+            "(model.backbone.name=NAME says why for one)",
             file=sys.stderr,
         )
     return 0 if names or not args.pattern else 1

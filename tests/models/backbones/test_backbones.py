@@ -124,7 +124,7 @@ def test_list_backbones_counts_and_filters() -> None:
     tv = list_backbones("torchvision/*")
     assert {"torchvision/mobilenet_v3_large", "torchvision/efficientnet_b0"} <= set(tv)
     assert not [n for n in tv if n.startswith(("torchvision/vit_", "torchvision/swin_"))]
-    for excluded in ("vit_small_patch16_224", "maxvit_tiny_tf_224", "levit_128s"):
+    for excluded in ("vit_relpos_small_patch16_224", "maxvit_tiny_tf_224", "levit_128s"):
         assert excluded not in names
 
 
@@ -207,7 +207,8 @@ def test_unknown_name_suggests_close_names() -> None:
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("vit_small_patch16_224", "one stride"),
+        ("vit_relpos_small_patch16_224", "one stride"),  # plain ViTs: test_plain_vit.py
+        ("mixer_b16_224", "one stride"),
         ("torchvision/swin_t", "NHWC"),
         ("inception_v3", "not at their strides"),
         ("torchvision/squeezenet1_0", "ceil_mode"),
@@ -220,17 +221,17 @@ def test_existing_but_unsupported_model_says_why(name: str, reason: str) -> None
 
 
 def test_a_config_naming_an_unsupported_model_says_why_not_unknown() -> None:
-    """A ViT in a config was "unknown backbone; did you mean 'tiny_vit_21m_224'"."""
+    """An MLP-Mixer in a config was "unknown backbone; did you mean ..."."""
     with pytest.raises(ConfigError) as info:
         load_config(
             {
                 "model": {
-                    "backbone": {"name": "vit_tiny_patch16_224"},
+                    "backbone": {"name": "mixer_s16_224"},
                     "heads": {"c": {"name": "linear"}},
                 }
             }
         )
-    assert "'vit_tiny_patch16_224' cannot be used as a backbone: all features at one stride" in str(
+    assert "'mixer_s16_224' cannot be used as a backbone: all features at one stride" in str(
         info.value
     )
     assert "unknown" not in str(info.value)

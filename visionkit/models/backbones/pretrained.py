@@ -398,8 +398,9 @@ def load_pretrained_file(
     through the one weight loader (:func:`visionkit.models.weights.load_weights`).
 
     The report is attached as ``backbone.load_report`` and its summary logged on the
-    ``visionkit.models.backbones`` logger: INFO when every tensor of the backbone was loaded,
-    WARNING otherwise. Names of the file that the backbone lacks are expected, and only
+    ``visionkit.models.backbones`` logger: INFO when every tensor of the backbone was loaded
+    (but those of layers visionkit adds to the library model, ``backbone.new_layers``: a plain
+    ViT's pyramid), WARNING otherwise. Names of the file that the backbone lacks are expected, and only
     reported, when they are the library model's layers the backbone does not use (its
     classifier, the late blocks ``features_only`` drops: ``backbone.library_names``, the
     report's ``unused``) or a few (:data:`EXPECTED_EXTRA_TENSORS`: a final norm); others, more
@@ -414,7 +415,13 @@ def load_pretrained_file(
         whole = set(library_names())
         report.unused = [name for name in report.unexpected if name in whole]
     lacked = len(report.unexpected) - len(report.unused)
-    quiet = report.ok and (lacked == 0 or len(report.unexpected) <= EXPECTED_EXTRA_TENSORS)
+    new = getattr(backbone, "new_layers", ())  # layers of visionkit's own (a ViT's pyramid)
+    complete = report.ok or (
+        not report.mismatched
+        and not report.with_layer
+        and all(name.startswith(new) for name in report.missing)
+    )
+    quiet = complete and (lacked == 0 or len(report.unexpected) <= EXPECTED_EXTRA_TENSORS)
     logger.log(logging.INFO if quiet else logging.WARNING, "%s", report.summary())
     backbone.load_report = report
     return report

@@ -10,8 +10,9 @@ built with ``features_only=True`` (pretrained=False) and run on 64x64, 128x96 an
 inputs (timm 1.0.31). Every model builds; the ones below are left out because they break
 the backbone contract, and :data:`EXCLUDED` keeps them as name patterns with the reason:
 
-* features all at one stride (plain ViT / MLP families): the contract needs strictly
-  increasing strides;
+* features all at one stride (MLP families, and the ViTs whose timm class cannot take other
+  input sizes): the contract needs strictly increasing strides; the other plain ViTs are
+  backbones through a simple feature pyramid (:mod:`~visionkit.models.backbones.plain_vit`);
 * a fixed input size (absolute position tables, attention biases sized to one grid, window
   sizes that must divide the feature map, or an internal resize): detection and segmentation
   feed other sizes.
@@ -48,6 +49,7 @@ from visionkit.models.backbones.base import (
     out_indices_problem,
     to_rgb_stats,
 )
+from visionkit.models.backbones.plain_vit import create_plain_vit_backbone, is_plain_vit
 from visionkit.models.backbones.pretrained import WeightsSource, fetch, read_cached
 from visionkit.registry import BACKBONES, UnknownNameError, close_names
 
@@ -55,9 +57,10 @@ PREFIX = "timm/"
 
 #: Name patterns (fnmatch) of timm models that are not backbones, by reason.
 EXCLUDED: dict[str, tuple[str, ...]] = {
-    "all features at one stride (non-hierarchical ViT/MLP); strides must increase. A "
-    "hierarchical transformer is a backbone: swin_tiny_patch4_window7_224, pvt_v2_b0, "
-    "twins_svt_small": (
+    "all features at one stride, and its timm class cannot take other input sizes (a "
+    "non-hierarchical transformer or MLP); strides must increase. Plain ViTs are backbones "
+    "through a simple feature pyramid (vit_small_patch16_224, deit3_small_patch16_224), as "
+    "are hierarchical transformers: swin_tiny_patch4_window7_224, pvt_v2_b0, twins_svt_small": (
         "aimv2*", "beit*", "cait*", "convit*", "convmixer*", "deepseek*", "deit*", "eva*",
         "flexivit*", "gemma*", "gmixer*", "gmlp*", "mixer*", "naflexvit*", "qwen*", "resmlp*",
         "samvit*", "sequencer*", "test_vit*", "tnt*", "vit*", "volo*", "xcit*",
@@ -85,7 +88,10 @@ DYNAMIC_IMG_SIZE = ("swin*",)
 
 
 def excluded_reason(model_name: str) -> str | None:
-    """Why the timm architecture ``model_name`` (no tag) is not a backbone, or ``None``."""
+    """Why the timm architecture ``model_name`` (no tag) is not a backbone, or ``None``
+    (plain ViTs are backbones through a simple feature pyramid: :mod:`.plain_vit`)."""
+    if is_plain_vit(model_name):
+        return None
     for reason, patterns in EXCLUDED.items():
         if any(fnmatch.fnmatchcase(model_name, p) for p in patterns):
             return reason
@@ -110,10 +116,12 @@ def _list_names() -> list[str]:
 
 def _resolve(name: str) -> Any:
     model_name = name[len(PREFIX) :] if name.startswith(PREFIX) else name
-    if model_name.split(".", 1)[0] not in _name_set():
+    architecture = model_name.split(".", 1)[0]
+    if architecture not in _name_set():
         return None
     check_tag(model_name, name)
-    build = functools.partial(create_timm_backbone, model_name, name=name)
+    create = create_plain_vit_backbone if is_plain_vit(architecture) else create_timm_backbone
+    build = functools.partial(create, model_name, name=name)
     build.arguments = functools.partial(timm_arguments, model_name)  # type: ignore[attr-defined]
     build.pretrained_arguments = functools.partial(  # type: ignore[attr-defined]
         pretrained_arguments, model_name, name
