@@ -178,7 +178,9 @@ class ImageFolderDataset(ClassifiedImages):
         report.num_kept = len(self.items)
         report.class_counts["class"] = count_classes([c for _, c in self.items], names)
         absent = [k for k, n in enumerate(names) if not report.class_counts["class"].get(n)]
-        if class_names is not None and absent and self.classes_learned:  # sorted sets refuse
+        # a sorted set's folders all hold images: one it reads none of was left out by the
+        # split's list or by on_bad_image: skip
+        if absent and self.classes_learned:
             from visionkit.data.split import split_list_file  # split imports the readers
 
             why = {k: "missing" if folders[k] is None else "empty" for k in absent}
