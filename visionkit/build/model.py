@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from visionkit.build.class_weights import auto_class_weights
 from visionkit.checkpoint import load_checkpoint
 from visionkit.config import (
     Config,
@@ -376,7 +377,7 @@ def build_model(cfg: Config, datasets: Mapping[str, Any], resume: bool = False) 
         parts = getattr(train, "parts", None) or {}
         for warning in sets_no_head_uses(head_families(cfg.model.heads), parts, "train"):
             logger.warning(warning)
-        cfg = keypoints_of_data(cfg, train)
+        cfg = auto_class_weights(keypoints_of_data(cfg, train), train)
     extra: dict[str, Any] = {"category_ids": list(getattr(train, "category_ids", []) or [])}
     colours = class_colours_of(train) if train is not None else {}
     if colours:  # predictions drawn in the dataset's own class colours

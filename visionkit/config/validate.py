@@ -453,6 +453,8 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
     items = {loc[:2] for loc, e in errors if len(loc) == 3 and e["type"] in _OWN_MESSAGE}
     items &= set(UNION_ITEMS) if root is Config else set()
     glued = glued_mappings(errors)  # {format: coco, images:x}: the key "images:x" set to null
+    # a list or a word (class_weights: list | auto): both said in the list's line
+    words = {loc: e["ctx"]["expected"] for loc, e in errors if e["type"] == "literal_error"}
     for loc, e in errors:
         path = key_path(loc)  # a list item in brackets, as every config error names it
         union = UNION_KEYS.get(loc[:2]) if root is Config else None
@@ -475,6 +477,8 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
         else:
             msg = e["msg"].replace("Input should be", "expected")
             msg = "expected a whole number" if e["type"] == "int_from_float" else msg  # one "got"
+            if e["type"] == "list_type" and loc in words:
+                msg = f"expected a list or {words[loc]}"
             if e["type"] in ("model_type", "dict_type"):  # not pydantic's class names
                 msg = "expected a mapping" + mapping_hint(path, e.get("input"))
             # data=coco8.yaml, or Ultralytics' classify data=DIR

@@ -10,7 +10,7 @@ torch.Size([2, 4])
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -73,7 +73,10 @@ class ClassificationHead(nn.Module):
             torch's ``CrossEntropyLoss(weight=..., label_smoothing=...)``, each image's term
             weighted by its class's (the smoothed terms by each class's own), averaged over
             the images' class weights; for imbalanced classes, e.g. the inverse of each
-            class's share of the training images. ``None``: all 1.
+            class's share of the training images. ``"auto"``: training sets them from the
+            training set's images per class, ``n_images / (C * images of the class)``, as
+            scikit-learn's ``class_weight="balanced"`` (a class without images: an error).
+            ``None``: all 1.
         class_names: names of the C classes, used in predictions.
     """
 
@@ -89,7 +92,7 @@ class ClassificationHead(nn.Module):
         level: int = -1,
         label_smoothing: float = 0.0,
         class_names: list[str] | None = None,
-        class_weights: list[float] | None = None,
+        class_weights: list[float] | Literal["auto"] | None = None,
     ) -> None:
         super().__init__()
         num_classes = resolve_num_classes("classification head", num_classes, class_names)
@@ -100,6 +103,12 @@ class ClassificationHead(nn.Module):
                 "1 and learns nothing; it needs two classes or more"
             )
         self.num_classes = num_classes
+        if class_weights == "auto":  # build_model replaces it by the training set's
+            raise ValueError(
+                "class_weights: auto takes the weights from the training set's images per "
+                "class, which training (visionkit train) counts; without a training set give "
+                f"{num_classes} values, one per class"
+            )
         if class_weights is not None and (
             len(class_weights) != num_classes
             or not all(math.isfinite(w) and w >= 0 for w in class_weights)
