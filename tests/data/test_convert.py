@@ -366,7 +366,7 @@ def test_yolo_problems_are_reported_together(tmp_path):
     )
     with pytest.raises(AnnotationError) as info:
         to_coco(src, "yolo")
-    assert "cannot convert the YOLO labels: 9 problems" in str(info.value)
+    assert "cannot convert the YOLO labels (errors in 2 of 3 files): 9 problems" in str(info.value)
     assert info.value.problems == [
         "labels/orphan.txt: no image for this label file (images/orphan.*)",
         "labels/a.txt line 1: 4 fields; expected 5 (class cx cy w h) or a polygon "

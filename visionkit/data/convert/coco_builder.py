@@ -51,7 +51,8 @@ class Conversion(NamedTuple):
     boxes it clipped to their image by more than a pixel (with where), other warnings of
     the source as ``(kind, "where: what")`` (a pose dataset without flip pairs), and the
     annotation file of each image ``file_name`` where a reader's reports should name it
-    (LabelMe's json files)."""
+    (LabelMe's json files), and how many of the source files had errors
+    (``"errors in 2 of 40 XML files"``; ``""``: none)."""
 
     coco: dict[str, Any]
     skipped: list[str]
@@ -60,6 +61,7 @@ class Conversion(NamedTuple):
     clipped: list[str] = []
     warnings: list[tuple[str, str]] = []
     sources: dict[str, str] = {}
+    errors_in: str = ""
 
 
 class CocoBuilder:
@@ -80,6 +82,7 @@ class CocoBuilder:
         self.warnings: list[tuple[str, str]] = []  # (kind, "where: what"), see Conversion
         self.files: set[Any] = set()  # the sources given to one_file
         self.bad_files: set[Any] = set()  # those with a problem in self.problems
+        self.errors_in = ""  # "errors in N of M files", said by in_files
 
     def add_image(self, file_name: str, width: int, height: int) -> int:
         """Add an image (``file_name`` relative to the source folder, POSIX separators);
@@ -155,6 +158,13 @@ class CocoBuilder:
             del self.problems[problems:], self.images[images:], self.annotations[annotations:]
             del self.skipped[skipped:], self.clipped[clipped:], self.warnings[warnings:]
 
+    def in_files(self, noun: str) -> str:
+        """`` (errors in N of M <noun>s)`` of the sources given to :meth:`one_file`, when some
+        have a problem (kept for :meth:`conversion`); ``""`` otherwise."""
+        bad = len(self.bad_files)
+        self.errors_in = f"errors in {bad} of {counted(len(self.files), noun)}" if bad else ""
+        return f" ({self.errors_in})" if bad else ""
+
     def raise_problems(self, what: str, collect: list[str] | None = None) -> None:
         """Raise one :class:`AnnotationError` listing every recorded problem, if any; with a
         ``collect`` list, append them to it instead (a reader that reports them with the rest
@@ -182,6 +192,7 @@ class CocoBuilder:
             self.clipped,
             self.warnings,
             sources if sources is not None else {},
+            self.errors_in,
         )
 
     def to_dict(self, info: dict[str, Any]) -> dict[str, Any]:

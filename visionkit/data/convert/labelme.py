@@ -179,7 +179,7 @@ def labelme_to_coco(
     records = []
     not_labelme = []
     for path in labelme_files(root, split, builder.warnings):
-        with builder.one_file(skip_bad):
+        with builder.one_file(skip_bad, relative_posix(path, root)):
             record = _read(path, root, builder, not_labelme)
             if record is not None:
                 records.append(record)
@@ -211,14 +211,43 @@ def labelme_to_coco(
         )
         class_names = [n for n in class_names if n not in NOT_CLASSES]
     builder.class_names = list(class_names)
+    _warn_only_ignored(records, root, builder)
     label_of = {name: k for k, name in enumerate(builder.class_names)}
     seen: dict[str, str] = {}  # image file_name -> the json file that named it
     for record in records:
-        with builder.one_file(skip_bad):
+        with builder.one_file(skip_bad, record["where"]):
             _add(builder, record, label_of, seen)
-    builder.raise_problems(f"{root}: cannot convert the LabelMe files", problems)
+    in_files = builder.in_files("json file")
+    builder.raise_problems(f"{root}: cannot convert the LabelMe files{in_files}", problems)
     info: dict[str, Any] = {"format": "labelme", "source": str(root), "split": split}
     return builder.conversion(info, sources=seen)
+
+
+def _warn_only_ignored(records: list[dict[str, Any]], root: Path, builder: CocoBuilder) -> None:
+    """A warning counting the json files whose shapes are all ``__ignore__`` regions: images
+    without objects, their regions written as crowds of every class (none without a class)."""
+    only = [
+        r["where"]
+        for r in records
+        if r["shapes"].instances and all(i.label == IGNORE_LABEL for i in r["shapes"].instances)
+    ]
+    if not only:
+        return
+    shown = ", ".join(only[:5]) + (", ..." if len(only) > 5 else "")
+    written = (
+        "each region written as a crowd annotation of every class, which evaluation ignores"
+        if builder.class_names
+        else "their regions written nowhere: a region is a crowd annotation of each class, "
+        "and no file names a class"
+    )
+    builder.warnings.append(
+        (
+            "only ignore regions",
+            f"{root}: {counted(len(only), 'json file')} held only {IGNORE_LABEL} regions, no "
+            f"object: {shown}; read as images without objects, {written}; label their "
+            "objects, or leave the files out if they hold none",
+        )
+    )
 
 
 def _read(

@@ -89,6 +89,12 @@ class ConvertReport:
             lines += [f"  {kind}: {what}" for kind, what in self.warnings[:10]]
             if len(self.warnings) > 10:
                 lines.append(f"  ... and {len(self.warnings) - 10} more")
+        kinds = len(self.skipped), len(self.clipped), len(self.warnings)
+        if sum(kinds):  # the lines check-data prints of the annotations, counted as it does
+            lines.append(
+                f"check-data counts these as {counted(sum(kinds), 'warning')} (box dropped "
+                "{}, box clipped {}, other {})".format(*kinds)
+            )
         lines.append(f"wrote {self.output}")
         if self.images_root is not None:
             lines.append(

@@ -55,7 +55,7 @@ from visionkit.data.convert.coco_builder import (
     warn_case_variants,
 )
 from visionkit.data.io import read_image_size
-from visionkit.errors import DataError, ImageDecodeError, counted
+from visionkit.errors import DataError, ImageDecodeError
 
 logger = logging.getLogger(__name__)
 
@@ -163,8 +163,7 @@ def voc_to_coco(
         if record is not None:
             with builder.one_file(skip_bad, xml_path):
                 _add(builder, root, img_dir, xml_path, stems[xml_path], record, label_of, seen)
-    bad, files = len(builder.bad_files), counted(len(builder.files), "XML file")
-    in_files = f" (errors in {bad} of {files})" if bad else ""
+    in_files = builder.in_files("XML file")
     builder.raise_problems(f"{root}: cannot convert the VOC annotations{in_files}", problems)
     info: dict[str, Any] = {"format": "voc", "source": str(root), "split": split}
     return builder.conversion(info)

@@ -330,7 +330,7 @@ def _convert(
                 if heif
                 else f"no image for this label file ({relative_posix(stem, root)}.*)"
             )
-            with builder.one_file(skip_bad):
+            with builder.one_file(skip_bad, label):
                 builder.problem(relative_posix(label, root), what)
     unlabelled = [relative_posix(i, root) for i, lbl in label_of_image.items() if not lbl.is_file()]
     if images and len(unlabelled) == len(images):
@@ -341,10 +341,12 @@ def _convert(
             f"{relative_posix(image, root)} is {relative_posix(label, root)} (the last images/ "
             "folder of the path becomes labels/, the suffix .txt)",
         )
-    for image in images:
-        with builder.one_file(skip_bad):
-            _add_image(builder, root, image, label_of_image[image], pose)
-    builder.raise_problems(f"{info['source']}: cannot convert the YOLO labels", problems)
+    for image in images:  # a file: the label file, or an image without one
+        label = label_of_image[image]
+        with builder.one_file(skip_bad, label if label.is_file() else image):
+            _add_image(builder, root, image, label, pose)
+    in_files = builder.in_files("file")
+    builder.raise_problems(f"{info['source']}: cannot convert the YOLO labels{in_files}", problems)
     if pose and pose.unpaired:
         builder.warnings.append(pose.unpaired)
     conversion = builder.conversion(info, unlabelled)

@@ -57,6 +57,7 @@ class _ConvertedDataset(CocoDataset):
     def _converted(self, conversion: Conversion) -> dict[str, Any]:
         self._dropped = conversion.dropped
         self._sources = conversion.sources
+        self._errors_in = conversion.errors_in
         self._boxes = [
             *(("box dropped", s) for s in conversion.skipped),
             *(("box clipped", s) for s in conversion.clipped),
@@ -86,6 +87,8 @@ class _ConvertedDataset(CocoDataset):
         for kind, problem in self._boxes:  # as the COCO reader reports the boxes it changes
             where, _, what = problem.partition(": ")
             report.add(kind, where, what, "warning")
+        if self._source_problems and self._errors_in:  # as convert's error says
+            report.notes.append(f"annotation files: {self._errors_in}")
         if self._dropped:
             files = counted(len(self._dropped), "annotation file")
             report.notes.append(f"left out {files} with problems (on_bad_label: skip)")
