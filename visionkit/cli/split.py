@@ -29,8 +29,8 @@ LabelMe folder (a LabelMe .json file per image, anywhere below SRC): writes
 Class folders (SRC/<class>/<image>, for classification): writes SRC/splits/train.txt,
       val.txt (test.txt), one <class>/<image> per line, each class split alike:
       data.train='{format: folder, root: SRC, split: train}'.
-CSV of (image, label) rows (what format: csv reads; the label in the header's one label
-      column, e.g. label or diagnosis, else the second): writes <stem>_train.csv,
+CSV of (image, label) rows (what format: csv reads; the label in --label-column, else the
+      header's one label column, e.g. label or diagnosis, else the second): writes <stem>_train.csv,
       <stem>_val.csv (<stem>_test.csv; .tsv for a .tsv) beside it, each label split alike,
       with the source's header and delimiter: data.train='{format: csv, csv: SRC_train.csv}'
       (--images: the folder of its images, when not the CSV's).
@@ -47,6 +47,7 @@ example: visionkit split data/streets --images photos --masks labels --val 0.2
 example: visionkit split data/my_coco/annotations.json --val 0.2
 example: visionkit split data/pets --val 0.2
 example: visionkit split data/leaves/train.csv --images data/leaves/train_images --val 0.2
+example: visionkit split data/skin/train.csv --image-column image_name --label-column diagnosis
 example: visionkit split photos --val 0.2   # LabelMe json files beside the photos
 """
 
@@ -64,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         annotations=args.annotations,
         images=args.images,
         masks=args.masks,
+        image_column=args.image_column,
+        label_column=args.label_column,
     )
     print(report.summary())
     return 0
@@ -121,5 +124,18 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="DIR",
         help="mask folder: the label sub-folder, when not masks/ (naming it splits SRC as a "
         "mask folder)",
+    )
+    p.add_argument(
+        "--image-column",
+        metavar="COL",
+        help="CSV: the column of the images, a header name or a 0-based index (default: the "
+        "header's image column, such as image or filename, else the first)",
+    )
+    p.add_argument(
+        "--label-column",
+        metavar="COL",
+        help="CSV: the column of the labels, which each split holds in the same proportions, "
+        "a header name or a 0-based index (default: the header's label column, such as label "
+        "or diagnosis, else the second)",
     )
     return p

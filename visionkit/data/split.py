@@ -198,6 +198,8 @@ def split_dataset(
     annotations: str | None = None,
     images: str | None = None,
     masks: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
 ) -> SplitReport:
     """Split a VOC folder, a YOLO folder, a mask folder, a LabelMe folder, a folder of class
     folders, a CSV of (image, label) rows or a COCO json at random (see the module docstring).
@@ -212,6 +214,8 @@ def split_dataset(
             ``images``: a CSV's image folder (default its own).
         masks: a mask folder's label sub-folder, when not ``masks/`` (with ``images``, when
             not ``images/``); naming it splits ``source`` as a mask folder.
+        image_column, label_column: a CSV's image and label columns (a header name or a
+            0-based index), when its header does not name them.
 
     Raises:
         DataError: ``source`` is neither, or holds nothing to split.
@@ -224,7 +228,12 @@ def split_dataset(
     if path.is_file() and path.suffix.lower() in (".csv", ".tsv"):
         from visionkit.data.split_csv import split_csv
 
-        return split_csv(path, val, test, seed, overwrite, images)
+        return split_csv(path, val, test, seed, overwrite, images, image_column, label_column)
+    if image_column is not None or label_column is not None:
+        raise DataError(
+            f"--image-column / --label-column: only for a CSV of (image, label) rows; {path} is "
+            "not a .csv or .tsv file"
+        )
     from visionkit.data.split_masks import is_mask_folder, split_masks
 
     if path.is_dir() and (masks is not None or is_mask_folder(path, images)):

@@ -2,9 +2,9 @@
 ``<stem>_train.csv``, ``<stem>_val.csv`` (``<stem>_test.csv``) beside it, each with the
 header and the delimiter of the source, the labels in the same proportions in each split
 (stratified, :func:`~visionkit.data.split_shares.class_shares`), for ``csv:`` of ``format:
-csv`` (see :mod:`visionkit.data.split`). The label column is the reader's default
-(:func:`~visionkit.data.readers.csv_table.table_columns`: the header's one label column, such as
-``label`` or ``diagnosis``, else the second); the rows are copied as they are, so a bad row
+csv`` (see :mod:`visionkit.data.split`). The label column is ``--label-column``, else the
+reader's default (:func:`~visionkit.data.readers.csv_table.table_columns`: the header's one
+label column, such as ``label`` or ``diagnosis``, else the second); the rows are copied as they are, so a bad row
 reaches the reader, which names it. The files keep the source's suffix (``.tsv``).
 """
 
@@ -20,7 +20,9 @@ from visionkit.choices import SPLITS
 from visionkit.data.batch import IMAGE_EXTENSIONS
 from visionkit.data.readers.csv_table import (
     ImageFinder,
+    image_column_elsewhere,
     read_table,
+    refuse_image_column,
     sniffed_header,
     table_columns,
 )
@@ -28,22 +30,43 @@ from visionkit.data.split import SplitReport, _remove_stale, refuse_existing
 from visionkit.data.split_shares import class_shares
 from visionkit.errors import DataError
 
+#: How ``visionkit split`` names the two columns.
+FLAGS = ("--image-column", "--label-column")
+
 
 def split_csv(
-    path: Path, val: float, test: float, seed: int, overwrite: bool, images: str | None = None
+    path: Path,
+    val: float,
+    test: float,
+    seed: int,
+    overwrite: bool,
+    images: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
 ) -> SplitReport:
     """Each label's rows shuffled and cut by :func:`class_shares`, written beside ``path``;
-    ``images`` (default the CSV's folder) is where the header sniff looks for the images."""
+    ``images`` (default the CSV's folder) is where the header sniff looks for the images;
+    ``image_column`` / ``label_column``: a header name or a 0-based index, as ``format: csv``
+    takes them (unset: its guess, refused where another column holds the images)."""
     table = read_table(path)
     root = Path(images) if images else path.parent
     if not root.is_dir():
         raise DataError(f"--images: {root} is not a folder (the folder of the CSV's images)")
     finder = ImageFinder(root, IMAGE_EXTENSIONS)
-    header = sniffed_header(table, (0, 1), lambda cell: finder(cell) is not None)
+    exists = lambda cell: finder(cell) is not None  # noqa: E731
+    given = [int(c) if c is not None and c.isdigit() else c for c in (image_column, label_column)]
+    named = any(isinstance(c, str) for c in given)
+    guess = [c if isinstance(c, int) else d for c, d in zip(given, (0, 1), strict=True)]
+    header = named or sniffed_header(table, guess, exists)
     rows = table.rows[1:] if header else table.rows
     if not rows:
         raise DataError(f"{path}: only a header row, no images to split")
-    label = table_columns(table, header, None, None).label
+    columns = table_columns(table, header, *given, keys=FLAGS)
+    if image_column is None:  # a guess: the label column too, unless another holds the images
+        found = image_column_elsewhere(table, columns.image, exists)
+        if found is not None:
+            raise refuse_image_column(table, columns.image, found, root, keys=FLAGS)
+    label = columns.label
     by_label: dict[str, list[tuple[int, list[str]]]] = {}
     for line, cells in rows:
         by_label.setdefault(cells[label] if len(cells) > label else "", []).append((line, cells))
@@ -69,4 +92,7 @@ def split_csv(
     _remove_stale(every, files)
     report = SplitReport("csv", files, {s: len(parts[s]) for s in files})
     report.folders = f", images: {images}" if images else ""
+    for key, value in (("image_column", image_column), ("label_column", label_column)):
+        if value is not None:  # the reader reads the columns the split was made by
+            report.folders += f", {key}: {value}"
     return report

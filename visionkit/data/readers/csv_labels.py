@@ -28,8 +28,10 @@ from visionkit.data.readers.csv_table import (
     INTEGER,
     ImageFinder,
     has_suffix,
+    image_column_elsewhere,
     one_hot_columns,
     read_table,
+    refuse_image_column,
     sniffed_header,
     table_columns,
 )
@@ -144,6 +146,10 @@ class CsvDataset(ClassifiedImages):
                 "df[[...]].idxmax(axis=1)), or name the label column if these are no such "
                 "columns (label_column: NAME)"
             )
+        if image_column is None:  # guessed: refused where another column holds the images
+            found = image_column_elsewhere(table, image_col, lambda c: self._find(c) is not None)
+            if found is not None:
+                raise refuse_image_column(table, image_col, found, self.root)
         self.report = report = DataReport(str(path), "csv")
         columns = f"image column {_name(head, image_col)}, label column {_name(head, label_col)}"
         delimiter = {",": "", ";": "; ';'-delimited", "\t": "; tab-delimited"}.get(

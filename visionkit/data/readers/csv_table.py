@@ -191,7 +191,11 @@ class Columns:
 
 
 def table_columns(
-    table: Table, header: bool, image_column: int | str | None, label_column: int | str | None
+    table: Table,
+    header: bool,
+    image_column: int | str | None,
+    label_column: int | str | None,
+    keys: tuple[str, str] = ("image_column", "label_column"),
 ) -> Columns:
     """The image and label columns of ``table`` (``header``: its first row names them):
     ``image_column`` / ``label_column`` (a name or an index); unset, the header's one column
@@ -201,40 +205,39 @@ def table_columns(
 
     Raises:
         ConfigError: a name the header lacks, a name without a header, an index beyond the
-            file's columns, both the same column.
+            file's columns, both the same column (named as ``keys`` say: ``--image-column``
+            on a command line).
     """
     path = table.path
+    image_key, label_key = keys
     head = table.rows[0][1] if header else None
     notes: list[str] = []
     fixed_image = (
-        None if image_column is None else column_of(image_column, 0, head, "image_column", path)
+        None if image_column is None else column_of(image_column, 0, head, image_key, path)
     )
     fixed_label = (
-        None if label_column is None else column_of(label_column, 0, head, "label_column", path)
+        None if label_column is None else column_of(label_column, 0, head, label_key, path)
     )
     image_pick, label_pick = _named(head, IMAGE_WORDS), _named(head, LABEL_WORDS)
     if fixed_label is None and label_pick is not None and label_pick != fixed_image:
         fixed_label = label_pick
         notes.append(
             f"label column {label_pick} ({head[label_pick]}): the header's label column "
-            "(label_column: to choose another)"
+            f"({label_key}: to choose another)"
         )
     if fixed_image is None and image_pick is not None and image_pick != fixed_label:
         fixed_image = image_pick
         if image_pick != 0:
             notes.append(
                 f"image column {image_pick} ({head[image_pick]}): the header's image column "
-                "(image_column: to choose another)"
+                f"({image_key}: to choose another)"
             )
     image = fixed_image if fixed_image is not None else (0 if fixed_label != 0 else 1)
     label = fixed_label if fixed_label is not None else (1 if image != 1 else 0)
     if image == label:
-        raise ConfigError(f"image_column and label_column: both are column {image} of {path}")
+        raise ConfigError(f"{image_key} and {label_key}: both are column {image} of {path}")
     width = max(len(cells) for _, cells in table.rows)
-    for key, column, given in (
-        ("image_column", image, image_column),
-        ("label_column", label, label_column),
-    ):
+    for key, column, given in ((image_key, image, image_column), (label_key, label, label_column)):
         if column >= width:
             shown = ", ".join(
                 f"{i} ({name})" if head else str(i) for i, name in enumerate(head or range(width))
@@ -273,6 +276,53 @@ def one_hot_columns(table: Table, start: int, image: int) -> list[int]:
             return []
         one_hot = one_hot and sum(v in ones for v in values) == 1
     return others if one_hot or len(others) >= 3 else []
+
+
+def image_column_elsewhere(
+    table: Table, image: int, exists: Callable[[str], bool], rows: int = 20
+) -> int | None:
+    """When no cell of column ``image`` in the first ``rows`` rows names an image
+    (``exists(cell)``), the one other column where most of them do (an index column first,
+    ``,patient,image_name,age,diagnosis``); ``None`` otherwise."""
+    cells = [c for _, c in table.rows[:rows]]
+    if any(len(r) > image and exists(r[image]) for r in cells):
+        return None
+    width = max(len(r) for r in cells)
+    found = [
+        c
+        for c in range(width)
+        if c != image and sum(len(r) > c and exists(r[c]) for r in cells) > len(cells) / 2
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def refuse_image_column(
+    table: Table,
+    image: int,
+    found: int,
+    root: Path,
+    keys: tuple[str, str] = ("image_column", "label_column"),
+) -> ConfigError:
+    """The error of a table whose guessed ``image`` column names no image where column
+    ``found`` does (:func:`image_column_elsewhere`): which columns to name (``keys``)."""
+    rows = [c for _, c in table.rows]
+    head = rows[0] if len(rows) > 1 and len(rows[0]) > found else None
+    named = head is not None and head[found] and not has_suffix(head[found], IMAGE_EXTENSIONS)
+    head = head if named else None
+    width = max(len(r) for r in rows)
+    shown = ", ".join(
+        f"{i} ({head[i]})" if head and i < len(head) and head[i] else str(i) for i in range(width)
+    )
+    which = head[found] if head else found
+    example = next((r[image] for r in rows[1 if head else 0 :] if len(r) > image), "")
+    image_key, label_key = keys
+    say = " " if image_key.startswith("--") else ": "  # a command line's flag, a config's key
+    return ConfigError(
+        f"{table.path}: {image_key} not set, and the first columns were guessed: column "
+        f"{image} names no image under {root} (e.g. {example!r}) where column {found} does; "
+        f"give {image_key}{say}{which} and {label_key}{say}the column of the labels (its columns: "
+        f"{shown}; a name or a 0-based index)"
+    )
 
 
 class ImageFinder:
