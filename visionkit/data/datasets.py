@@ -423,5 +423,6 @@ def imbalance_note(dataset: Any) -> str | None:
     return (
         f"data.train: imbalanced classes: {big} has {most} images, {small} {least} "
         f"({most / least:.0f}x fewer); images per class: {shown}{more}; the model sees the "
-        "small classes rarely: the per-class table of validation and eval shows each one's recall"
+        "small classes rarely: the per-class table of validation and eval shows each one's "
+        "recall; a classification head's class_weights: auto weighs each class by its images"
     )

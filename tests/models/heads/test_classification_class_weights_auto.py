@@ -72,3 +72,11 @@ def test_auto_without_a_training_set_and_a_misspelt_auto_are_refused():
     heads["cls"]["class_weights"] = "balanced"
     with pytest.raises(ConfigError, match=r"class_weights: expected a list or 'auto', got 'bal"):
         create_model(cfg)
+
+
+def test_the_imbalance_warning_points_to_it(tmp_path):
+    from visionkit.data.datasets import imbalance_note
+    from visionkit.data.readers.folder import ImageFolderDataset
+
+    note = imbalance_note(ImageFolderDataset(pets(tmp_path / "pets", {"cat": 10, "dog": 1})))
+    assert "a classification head's class_weights: auto weighs each class by its images" in note
