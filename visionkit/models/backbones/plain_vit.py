@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,8 +82,8 @@ class SimplePyramid(FeatureBackbone):
         """Map images ``[B, 3, H, W]`` to ``[B, C_i, ceil(H / s_i), ceil(W / s_i)]``."""
         feature = self.pyramid_norm(super().forward(x)[-1])
         height, width = x.shape[-2:]
-        return [
-            level(feature)[..., : math.ceil(height / s), : math.ceil(width / s)]
+        return [  # ceil(size / s) in integers: traced (TorchScript) as the input's size
+            level(feature)[..., : (height + s - 1) // s, : (width + s - 1) // s]
             for level, s in zip(self.pyramid, self.strides, strict=True)
         ]
 
