@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from visionkit.build.label_settings import label_setting_problems
+from visionkit.choices import EVAL_SPLITS, TTA_MODES
 from visionkit.config import override_keys
 from visionkit.errors import ConfigError
 from visionkit.evaluation.keypoints import SIGMA_OVERRIDE
@@ -18,6 +19,21 @@ logger = logging.getLogger(__name__)
 
 #: The sections whose keys ``visionkit eval`` overrides (and a keypoint head's OKS sigmas).
 EVAL_OVERRIDE_SECTIONS = ("data.", "trainer.")
+
+
+def check_eval_arguments(split: Any, tta: Any) -> None:
+    """Refuse a ``split`` or ``tta`` that ``evaluate`` does not know, before the checkpoint is
+    loaded, naming the argument and its option (``split (--split)``): an unknown ``tta`` was a
+    ``ValueError`` traceback once the data was read."""
+    problems = []
+    if split not in EVAL_SPLITS:
+        problems.append(f"split (--split): expected one of {', '.join(EVAL_SPLITS)}, got {split!r}")
+    if tta is not None and tta not in TTA_MODES:
+        problems.append(
+            f"tta (--tta): unknown test-time augmentation {tta!r}; valid: {', '.join(TTA_MODES)}"
+        )
+    if problems:
+        raise ConfigError(problems)
 
 
 def check_eval_overrides(overrides: Sequence[str]) -> None:

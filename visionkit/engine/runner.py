@@ -60,7 +60,11 @@ from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
 from visionkit.engine.datamodule import SkippedImages, VisionDataModule
 from visionkit.engine.distributed import UnusedParameters, lightning_trainer
 from visionkit.engine.ema import EMACallback
-from visionkit.engine.eval_checks import check_eval_label_settings, check_eval_overrides
+from visionkit.engine.eval_checks import (
+    check_eval_arguments,
+    check_eval_label_settings,
+    check_eval_overrides,
+)
 from visionkit.engine.interrupt import CtrlC, SigtermCheckpoint, interrupted_after_training
 from visionkit.engine.monitor import MonitorCheck, check_monitors, monitor_of
 from visionkit.engine.pictures import ValidationPictures
@@ -79,7 +83,7 @@ from visionkit.engine.run_folder import (
 )
 from visionkit.engine.system import VisionSystem
 from visionkit.engine.time_budget import TimeBudgetSchedule, mixed_budget_note
-from visionkit.errors import ConfigError
+from visionkit.errors import ConfigError, arguments_of
 from visionkit.evaluation.coco import save_results
 from visionkit.evaluation.keypoints import eval_sigmas, scored_with
 from visionkit.inference.device import (
@@ -410,8 +414,10 @@ def evaluate(
     """
     overrides = override_list(overrides)
     check_eval_overrides(overrides)
-    check_thresholds(conf, iou, max_det)
-    size = parse_imgsz(imgsz)
+    with arguments_of("evaluate"):  # visionkit eval: its options
+        check_eval_arguments(split, tta)
+        check_thresholds(conf, iou, max_det)
+        size = parse_imgsz(imgsz)
     on_device: dict[str, Any] = {"sync_batchnorm": False}  # Lightning syncs only to fit
     if device is not None or half or bf16:
         chosen = resolve_device(device or "auto")
@@ -420,12 +426,13 @@ def evaluate(
     model = checkpoint if isinstance(checkpoint, VisionModel) else load(checkpoint)
     checkpoint = None if model is checkpoint else checkpoint  # a path, or a model in memory
     thresholds = {"conf": conf, "iou": iou, "max_det": max_det}
-    given = [f"--{k.replace('_', '-')}" for k, v in thresholds.items() if v is not None]
+    given = [f"{k} (--{k.replace('_', '-')})" for k, v in thresholds.items() if v is not None]
     if given and not box_heads(model):
         kinds = ", ".join(f"{n} ({type(h).__name__})" for n, h in model.heads.items())
         raise ConfigError(
             f"{' / '.join(given)}: the checkpoint has no detection head (heads: {kinds}); "
-            "these thresholds apply to detection and instance heads"
+            "these thresholds apply to detection and instance heads",
+            call="evaluate",
         )
     config = model.meta["config"]
     if checkpoint and (note := edited_config_note(checkpoint, config, overrides)):

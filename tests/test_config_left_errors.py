@@ -1,0 +1,72 @@
+"""Configuration and argument mistakes a user still met after session 38, each made as a user
+makes it (a library call, a command, a YAML file): the error says what was wrong, where (the
+argument, the key path as written, the file and line) and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from visionkit.config import load_config
+from visionkit.errors import ConfigError
+
+HEADS = "  heads:\n    cls: {name: linear, num_classes: 3}\n"
+MINIMAL = {
+    "model": {"backbone": {"name": "simple_cnn"}, "heads": {"cls": {"name": "linear"}}},
+}
+
+
+def error_of(source, overrides=()) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_config(source, overrides)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("given", "problems"),
+    [
+        ({"conf": 2}, ["conf (--conf): a score threshold in [0, 1), got 2"]),
+        (
+            {"imgsz": -1},
+            ["imgsz (--imgsz): one size (640) or height,width (480,640) in pixels, got -1"],
+        ),
+        ({"split": "train"}, ["split (--split): expected one of val, test, got 'train'"]),
+        ({"tta": "mirror"}, ["tta (--tta): unknown test-time augmentation 'mirror'; valid: flip"]),
+    ],
+)
+def test_a_bad_argument_of_evaluate_is_headed_as_one(tmp_path: Path, given, problems):
+    # evaluate(conf=2) was headed "invalid configuration:", as if the YAML were wrong;
+    # evaluate(split="train") "invalid command-line option: --split ..." of a library call;
+    # evaluate(tta="mirror") a ValueError traceback once the checkpoint and data were read
+    from visionkit.engine.runner import evaluate
+
+    with pytest.raises(ConfigError) as info:
+        evaluate(tmp_path / "never-read.ckpt", **given)
+    assert info.value.problems == problems
+    assert str(info.value).startswith("invalid argument of evaluate():\n  ")
+
+
+def test_thresholds_for_a_model_without_detection_head_name_the_arguments():
+    from visionkit import create_model
+    from visionkit.engine.runner import evaluate
+
+    model = create_model({**MINIMAL, "model": {**MINIMAL["model"], "heads": {"cls": {
+        "name": "linear", "num_classes": 2}}}})  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        evaluate(model, conf=0.3, max_det=5)
+    text = str(info.value)
+    assert text.startswith(
+        "invalid argument of evaluate():\n  conf (--conf) / max_det (--max-det): the checkpoint "
+        "has no detection head (heads: cls (ClassificationHead))"
+    ), text
+
+
+def test_eval_on_the_command_line_still_names_the_option(tmp_path: Path, capsys):
+    from visionkit.cli import main
+
+    assert main(["eval", "--checkpoint", str(tmp_path / "x.ckpt"), "--conf", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "error: invalid command-line option:\n  conf (--conf): a score threshold in [0, 1), got 2.0"
+    ), err
