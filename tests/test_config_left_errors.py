@@ -70,3 +70,24 @@ def test_eval_on_the_command_line_still_names_the_option(tmp_path: Path, capsys)
     assert err.startswith(
         "error: invalid command-line option:\n  conf (--conf): a score threshold in [0, 1), got 2.0"
     ), err
+
+
+def test_check_data_names_the_file_and_line_of_a_config_problem(tmp_path: Path, capsys):
+    # train --config said "c.yaml:6: data.train.root: not set"; check-data --config, run to
+    # find such problems before training, said "invalid configuration:" with no file or line
+    from visionkit.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model:\n  backbone: {name: simple_cnn}\n" + HEADS + "data:\n  train: {format: folder}\n"
+    )
+    assert main(["check-data", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: invalid configuration in {config}:\n  {config}:6: data.train.root: not set"
+    ), err
+    # set on the command line: said so, with no line of the file (as train says it)
+    assert main(["check-data", "--config", str(config), "data.train.root=null"]) == 2
+    err = capsys.readouterr().err
+    assert "\n  data.train.root: not set" in err
+    assert "\n  (set on the command line, not in the file: data.train.root=null)" in err

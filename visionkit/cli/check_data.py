@@ -208,7 +208,16 @@ def _parse_values(items: Sequence[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """What ``visionkit check-data`` runs; returns the exit status."""
+    """What ``visionkit check-data`` runs; returns the exit status. The configuration errors
+    of ``--config`` name the file and line of their keys, as ``train``'s do
+    (:func:`~visionkit.config.located`)."""
+    from visionkit.config import located
+
+    with located(args.config, args.pairs if args.config else ()):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.config and args.format:
         raise ConfigError("give --config or --format, not both", options=True)
     if getattr(args, "csv", None) and not args.config and not args.format:
