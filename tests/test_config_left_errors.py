@@ -91,3 +91,59 @@ def test_check_data_names_the_file_and_line_of_a_config_problem(tmp_path: Path, 
     err = capsys.readouterr().err
     assert "\n  data.train.root: not set" in err
     assert "\n  (set on the command line, not in the file: data.train.root=null)" in err
+
+
+def test_a_key_yaml_reads_as_a_boolean_is_named_as_written(tmp_path: Path):
+    # yes:, NO:, Off:, on: were named true / false ("model.heads.true: ... YAML reads true as
+    # a boolean"), a key the file does not hold, at the line of the mapping above it; a key
+    # of a fixed section was pydantic's "trainer[1]: Keys should be strings, got True"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model:\n"
+        "  backbone: {name: simple_cnn, kwargs: {Off: 1}}\n"
+        "  heads:\n"
+        "    yes: {name: linear, num_classes: 3}\n"
+        "    cls: {name: linear, num_classes: 3}\n"
+        "trainer:\n"
+        "  max_epochs: 1\n"
+        "  on: 2\n"
+    )
+    err = error_of(config)
+    assert err.problems == [
+        "model.backbone.kwargs.Off: a key here is text, but YAML reads Off as a boolean: write "
+        "it in quotes ('Off': ...)",
+        "model.heads.yes: a head's name is text (letters, digits and _, not starting with a "
+        "digit); YAML reads yes as a boolean; name the head after its task, e.g. det, seg, cls "
+        "(its metrics are named so: det/mAP)",
+        "trainer.on: a key here is text, but YAML reads on as a boolean: write it in quotes "
+        "('on': ...)",
+    ]
+    assert err.locations == [f"{config}:{line}" for line in (2, 4, 8)]
+
+
+@pytest.mark.parametrize(
+    ("groups", "problems"),
+    [
+        # a key that is not text: its value's problem was "optimizer.param_groups[1].lr" (a
+        # list item's path) and "did you mean optimizer.lr?", which a group does not take
+        (
+            "{1: {lr: 0.1}}",
+            [
+                "optimizer.param_groups.1: a key here is text, but YAML reads 1 as a number: "
+                "write it in quotes ('1': ...)",
+                "optimizer.param_groups.1.lr: unknown key; valid keys: lr_mult",
+            ],
+        ),
+        (
+            "{backbone: {lr: 0.1}}",
+            ["optimizer.param_groups.backbone.lr: unknown key; valid keys: lr_mult"],
+        ),
+    ],
+)
+def test_a_param_group_key_gets_no_hint_of_another_section(groups, problems):
+    assert error_of(MINIMAL, [f"optimizer.param_groups={groups}"]).problems == problems
+    # a key written in the wrong fixed section still gets the hint
+    assert error_of(MINIMAL, ["trainer.lr=0.1"]).problems == [
+        "trainer.lr: unknown key; did you mean optimizer.lr? (a key of optimizer:)"
+    ]
+

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from visionkit.choices import ULTRALYTICS_KEYS
 from visionkit.config.schema import Config, unknown_trainer_key_help
+from visionkit.errors import key_path
 
 #: Other tools' names of ``base:`` (mmengine's ``_base_``, Hydra's ``defaults``, ...).
 BASE_ALIASES = ("_base_", "__base__", "bases", "defaults", "extends", "inherit", "include")
@@ -95,8 +96,8 @@ def mapping_key_problem(loc: Sequence[Any], given: Any) -> str:
     "model.heads.0: a head's name is text (letters, digits and _, not starting with a digit)"
     """
     parts = [p for p in loc if p != "[key]"]
-    written = str(given).lower() if isinstance(given, bool) else str(given)  # YAML's spelling
-    path = ".".join(str(p) for p in parts[:-1]) + f".{written}"  # pydantic's loc: 1 for True
+    written = written_key(given)
+    path = ".".join([*map(str, parts[:-1]), written])  # pydantic's loc: 1 for True
     kind = "a boolean" if isinstance(given, bool) else "a number"
     if tuple(parts[:2]) == ("model", "heads"):
         return (
@@ -107,6 +108,30 @@ def mapping_key_problem(loc: Sequence[Any], given: Any) -> str:
     return (
         f"{path}: a key here is text, but YAML reads {written} as {kind}: write it in quotes "
         f"('{written}': ...)"
+    )
+
+
+def written_key(given: Any) -> str:
+    """A mapping key that is not text as YAML spells it: ``true`` for ``True``, ``1``."""
+    return str(given).lower() if isinstance(given, bool) else str(given)
+
+
+def path_below_keys(loc: tuple[Any, ...], keys: Mapping[tuple[Any, ...], Any]) -> str:
+    """The key path of ``loc``, a list item in brackets (:func:`~visionkit.errors.key_path`),
+    but below a mapping key that is not text (``keys``: the loc of each → the key as read),
+    that key as YAML spells it: ``optimizer.param_groups.1.lr``, not ``param_groups[1].lr``.
+
+    >>> path_below_keys(("optimizer", "param_groups", 1, "lr"), {("optimizer", "param_groups", 1): 1})
+    'optimizer.param_groups.1.lr'
+    """
+    bad = next((k for k in keys if len(k) < len(loc) and loc[: len(k)] == k), None)
+    if bad is None:
+        return key_path(loc)
+    below = key_path(loc[len(bad) :])
+    return (
+        f"{key_path(bad[:-1])}.{written_key(keys[bad])}"
+        + ("" if below.startswith("[") else ".")
+        + below
     )
 
 
@@ -124,7 +149,10 @@ def unknown_key_hint(root: type[BaseModel], loc: Sequence[Any]) -> str:
     said = ULTRALYTICS_KEYS.get(key)
     if root is Config and said and (len(loc) == 1 or tuple(loc[:-1]) == ("trainer",)):
         return f"; for Ultralytics' {key}, use {said}"  # epochs=3, trainer.epochs=3
-    elsewhere = key_places().get(key, []) if len(key) > 1 else []
+    # a key of another section fits where the user may have misplaced it; not inside a
+    # mapping of their own names (param_groups.<prefix>.lr: the group takes lr_mult)
+    named = _under_own_names(root, loc[:-1])
+    elsewhere = key_places().get(key, []) if len(key) > 1 and not named else []
     if len(elsewhere) == 1:
         section = elsewhere[0].rpartition(".")[0]
         return f"; did you mean {elsewhere[0]}? (a key of {section + ':' if section else 'the top level'})"
@@ -211,6 +239,19 @@ def fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
     return []
 
 
+def _under_own_names(model: type[BaseModel], loc: Sequence[Any]) -> bool:
+    """Whether ``loc`` inside ``model`` passes a mapping whose keys the user names
+    (``optimizer.param_groups.<prefix>``), not a fixed section's."""
+    current: Any = model
+    for part in loc:
+        current = unwrap_optional(current)
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return typing.get_origin(current) in (dict, Mapping)
+        field = current.model_fields.get(part)
+        current = field.annotation if field is not None else None
+    return False
+
+
 def unwrap_optional(tp: Any) -> Any:
     """``X | None`` → ``X``."""
     origin = typing.get_origin(tp)
@@ -258,10 +299,11 @@ GLUED = re.compile(r"[A-Za-z_]\w*:[^\s:]")
 
 
 def first_per_key(lines: Sequence[str], only: str = "") -> list[str]:
-    """``lines`` less those about a key already spoken of (the text before the first ``:``);
-    with ``only``, less those whose problem starts so and was said of the key already."""
+    """``lines`` less those said already (a dataset's key that is not text: by the schema
+    and by the dataset's own check) and, with ``only``, those whose problem starts so and
+    was said of the key (the text before the first ``:``) already."""
     said, unique = set(), []
-    for line in lines:
+    for line in dict.fromkeys(lines):
         key, _, problem = line.partition(":")
         if problem.startswith(f" {only}"):
             if key in said:

@@ -28,25 +28,38 @@ def key_lines(path: str | os.PathLike) -> dict[str, str]:
     :func:`~visionkit.config.files.resolve_file` merges them), ``"trainer.max_epochs"`` or
     ``"data.transforms.train.0.p"`` (list items by their index), → ``"FILE:LINE"``. Empty for
     a file that cannot be read: the locations only add to an error already found."""
+    return _keys_of(path)[0]
+
+
+def written_keys(path: str | os.PathLike) -> dict[str, str]:
+    """The key paths of the config file ``path`` (and its bases) that hold a key YAML 1.1
+    reads as a boolean, as validation names them (``"model.heads.true"``), → as the file
+    writes them (``"model.heads.yes"``): ``yes``, ``no``, ``on``, ``off`` in any case."""
+    return _keys_of(path)[1]
+
+
+def _keys_of(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, str]]:
+    """:func:`key_lines` and :func:`written_keys` of ``path``."""
     try:
-        own, mappings = _lines_of(str(path))
+        own, mappings, renamed = _lines_of(str(path))
         data = load_yaml(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
-        return {}
+        return {}, {}
     bases = data.get("base") if isinstance(data, dict) else None
     merged: dict[str, str] = {}
     for base in [bases] if isinstance(bases, str) else bases if isinstance(bases, list) else []:
         found = base_file(path, str(base))  # the file resolve_file merges
         written = os.path.normpath(Path(path).parent / str(base))  # as the user names it
         try:
-            lines = _lines_of(written if Path(written).resolve() == found else str(found))[0]
+            lines, _, names = _lines_of(written if Path(written).resolve() == found else str(found))
         except (OSError, yaml.YAMLError):
             continue
         merged.update(lines)
+        renamed = {**names, **renamed}
     for key in set(own) - mappings:  # a value, not a mapping, replaces the bases' below it
         for below in [k for k in merged if k.startswith(f"{key}.")]:
             del merged[below]
-    return {**merged, **own}
+    return {**merged, **own}, renamed
 
 
 def key_places(
@@ -69,6 +82,32 @@ def key_places(
             key = key.rpartition(".")[0]
         places.append(None if on_command_line else lines.get(key))
     return places
+
+
+def as_written(
+    problems: Sequence[str], path: str | os.PathLike, overrides: Sequence[str] = ()
+) -> list[str]:
+    """``problems`` with each key YAML 1.1 read as a boolean named as the config file
+    ``path`` writes it (:func:`written_keys`): ``model.heads.yes: ... YAML reads yes as a
+    boolean``, not ``model.heads.true``, which the file does not hold; a key an override of
+    ``overrides`` set is left as validation names it."""
+    renamed = {_bracketed(c): _bracketed(w) for c, w in written_keys(path).items()}
+    given = [_bracketed(key) for key in override_keys(overrides)]
+    out = []
+    for problem in problems:
+        key, sep, rest = problem.partition(":")
+        key, space, after = key.partition(" ")  # "model.heads.x.p (Resize)"
+        inside = [c for c in renamed if key == c or key.startswith((f"{c}.", f"{c}["))]
+        if not sep or not inside or any(key == g or key.startswith(f"{g}.") for g in given):
+            out.append(problem)
+            continue
+        read = max(inside, key=len)
+        if key == read:  # said of the key itself: as written in its text too
+            was, now = read.rpartition(".")[2], renamed[read].rpartition(".")[2]
+            rest = rest.replace(f"reads {was} as", f"reads {now} as")
+            rest = rest.replace(f"('{was}': ...)", f"('{now}': ...)")
+        out.append(f"{renamed[read]}{key[len(read) :]}{space}{after}{sep}{rest}")
+    return out
 
 
 @contextlib.contextmanager
@@ -116,29 +155,48 @@ def locating(function: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _lines_of(shown: str) -> tuple[dict[str, str], set[str]]:
-    """The key paths of one YAML file → ``"shown:LINE"``, and those whose value is a mapping."""
+def _lines_of(shown: str) -> tuple[dict[str, str], set[str], dict[str, str]]:
+    """The key paths of one YAML file → ``"shown:LINE"``, those whose value is a mapping, and
+    the paths of keys read as booleans as validation names them → as written."""
     root = yaml.compose(Path(shown).read_text(encoding="utf-8"), Loader=ConfigLoader)
     lines: dict[str, str] = {}
     mappings: set[str] = set()
-    stack = [(root, "")]
+    renamed: dict[str, str] = {}
+    stack = [(root, "", "")]  # a node, its path as written and as validation names it
     while stack:
-        node, prefix = stack.pop()
+        node, prefix, named = stack.pop()
         if isinstance(node, yaml.MappingNode):
             items = [
-                (key.value, value, key.start_mark)
+                (key.value, _read_as(key), value, key.start_mark)
                 for key, value in node.value
                 if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge"
             ]
             mappings.add(prefix.rstrip("."))
         elif isinstance(node, yaml.SequenceNode):
-            items = [(str(i), value, value.start_mark) for i, value in enumerate(node.value)]
+            items = [
+                (str(i), str(i), value, value.start_mark) for i, value in enumerate(node.value)
+            ]
         else:
             continue
-        for key, value, mark in items:
+        for key, read, value, mark in items:
             lines.setdefault(f"{prefix}{key}", f"{shown}:{mark.line + 1}")
-            stack.append((value, f"{prefix}{key}."))
-    return lines, mappings
+            if read != key:
+                renamed[f"{named}{read}"] = f"{prefix}{key}"
+            stack.append((value, f"{prefix}{key}.", f"{named}{read}."))
+    return lines, mappings, renamed
+
+
+def _read_as(key: yaml.ScalarNode) -> str:
+    """A key as validation names it: ``true`` / ``false`` for one YAML 1.1 reads as a
+    boolean (``yes``, ``Off``), else as written."""
+    if key.tag == "tag:yaml.org,2002:bool" and key.style is None:
+        return str(ConfigLoader.bool_values.get(key.value.lower(), key.value)).lower()
+    return key.value
+
+
+def _bracketed(key: str) -> str:
+    """``"a.train.0.p"`` → ``"a.train[0].p"``: a list item as the problems name it."""
+    return re.sub(r"\.(\d+)(?=[.\[]|$)", r"[\1]", key)
 
 
 def _dotted(key: str) -> str:

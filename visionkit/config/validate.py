@@ -25,12 +25,13 @@ from visionkit.config.key_hints import (
     glued_problem,
     mapping_hint,
     mapping_key_problem,
+    path_below_keys,
     quote_hint,
     union_item_problem,
     unknown_key_hint,
     untagged,
 )
-from visionkit.config.locations import key_places
+from visionkit.config.locations import as_written, key_places
 from visionkit.config.override_hints import command_line_note, format_override_hints
 from visionkit.config.paths import (
     dataset_path_problems,
@@ -91,12 +92,13 @@ def load_config(
     try:
         return validate_config(data, origin, override_keys(overrides))
     except ConfigError as err:
-        hints = format_override_hints(overrides, err.problems)
-        hints += command_line_note(err.problems, overrides) if err.source else []
-        places = key_places(err.problems, origin, overrides) if origin else []
-        if not hints and not any(places):
+        problems = as_written(err.problems, origin, overrides) if origin else err.problems
+        hints = format_override_hints(overrides, problems)
+        hints += command_line_note(problems, overrides) if err.source else []
+        places = key_places(problems, origin, overrides) if origin else []
+        if not hints and not any(places) and problems == err.problems:
             raise
-        raise ConfigError([*err.problems, *hints], err.source, places) from None
+        raise ConfigError([*problems, *hints], err.source, places) from None
 
 
 def validate_config(
@@ -455,8 +457,9 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
     glued = glued_mappings(errors)  # {format: coco, images:x}: the key "images:x" set to null
     # a list or a word (class_weights: list | auto): both said in the list's line
     words = {loc: e["ctx"]["expected"] for loc, e in errors if e["type"] == "literal_error"}
+    keys = {loc: e["input"] for loc, e in errors if e["loc"][-1:] == ("[key]",)}  # not text
     for loc, e in errors:
-        path = key_path(loc)  # a list item in brackets, as every config error names it
+        path = path_below_keys(loc, keys)  # a list item in brackets, a key 1 as .1
         union = UNION_KEYS.get(loc[:2]) if root is Config else None
         if loc[:2] in items:
             lines += [union_item_problem(loc, e, wholes.get(loc[:2]))] if len(loc) == 3 else []
@@ -465,6 +468,8 @@ def _format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
                 lines.append(f"{path}: expected {union}, got {e['input']!r}")
         elif e["loc"][-1:] == ("[key]",):  # model.heads.0, not the list item heads[0]
             lines.append(mapping_key_problem(e["loc"], e.get("input")))
+        elif e["type"] == "invalid_key":  # of a section: trainer.true, not "trainer[1]: Keys"
+            lines.append(mapping_key_problem((*e["loc"], "[key]"), e.get("input")))
         elif e["type"] == "extra_forbidden" and loc[:-1] in glued:  # {name:resnet18}
             lines += [glued_problem(key_path(loc[:-1]), glued.pop(loc[:-1]))]
         elif e["type"] == "extra_forbidden":
