@@ -147,3 +147,14 @@ def test_a_param_group_key_gets_no_hint_of_another_section(groups, problems):
         "trainer.lr: unknown key; did you mean optimizer.lr? (a key of optimizer:)"
     ]
 
+
+def test_a_refused_scheduler_name_lists_every_name_it_takes():
+    # it said "expected 'cosine', 'step', 'onecycle' or 'constant' (in any case)", though
+    # torch's OneCycleLR, CosineAnnealingLR and MultiStepLR are taken too
+    problem = error_of(MINIMAL, ["scheduler.name=StepLR"]).problems[0]
+    assert problem == (
+        "scheduler.name: expected 'cosine', 'step', 'onecycle' or 'constant' (also written "
+        "'CosineAnnealingLR', 'MultiStepLR', 'OneCycleLR'; in any case), got 'StepLR'"
+    )
+    for written, name in [("CosineAnnealingLR", "cosine"), ("multisteplr", "step")]:
+        assert load_config(MINIMAL, [f"scheduler.name={written}"]).scheduler.name == name

@@ -459,7 +459,8 @@ def test_optimizer_and_scheduler_names_are_taken_in_any_case(override, optimizer
     ]
     for other in ("StepLR", "ConstantLR"):  # torch's schedules of these names are others
         assert problems_of_overrides([f"scheduler.name={other}"]) == [
-            f"scheduler.name: expected 'cosine', 'step', 'onecycle' or 'constant' (in any case), got '{other}'"
+            "scheduler.name: expected 'cosine', 'step', 'onecycle' or 'constant' (also written "
+            f"'CosineAnnealingLR', 'MultiStepLR', 'OneCycleLR'; in any case), got '{other}'"
         ]
 
 

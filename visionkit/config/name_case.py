@@ -26,16 +26,23 @@ def canonical(value: Any, names: Collection[str], aliases: Mapping[str, str] | N
 
 def any_case(*names: str, **aliases: str) -> Any:
     """``Literal[names]`` (lower-case names) that takes a name written in any case, and
-    ``aliases`` (lower-case) for those names (:func:`canonical`)."""
+    ``aliases`` (spelt as their library spells them, ``OneCycleLR``) for those names
+    (:func:`canonical`)."""
     return Annotated[Literal[names], BeforeValidator(lambda v: _named(v, names, aliases))]
 
 
 def _named(value: Any, names: Collection[str], aliases: Mapping[str, str]) -> str:
-    """:func:`canonical`, refusing another value with the names and "(in any case)", as
-    ``trainer.precision`` is refused."""
-    name = canonical(value, names, aliases)
+    """:func:`canonical`, refusing another value with every name it takes, the aliases too,
+    and "in any case", as ``trainer.precision`` is refused.
+
+    >>> _named("StepLR", ("cosine", "step"), {"MultiStepLR": "step"})
+    Traceback (most recent call last):
+    pydantic_core._pydantic_core.PydanticCustomError: expected 'cosine' or 'step' (also written 'MultiStepLR'; in any case)
+    """
+    name = canonical(value, names, {alias.lower(): name for alias, name in aliases.items()})
     if name not in names:
         listed = [repr(n) for n in names]
         expected = ", ".join(listed[:-1]) + f" or {listed[-1]}" if len(listed) > 1 else listed[0]
-        raise PydanticCustomError("name_in_any_case", f"expected {expected} (in any case)")
+        also = f"also written {', '.join(map(repr, aliases))}; " if aliases else ""
+        raise PydanticCustomError("name_in_any_case", f"expected {expected} ({also}in any case)")
     return name

@@ -198,7 +198,7 @@ class ParamGroupConfig(_Section):
 OptimizerName = any_case("sgd", "adamw", "adam")
 SchedulerName = any_case(  # torch's names of these schedules too (StepLR's is another)
     "cosine", "step", "onecycle", "constant",
-    onecyclelr="onecycle", cosineannealinglr="cosine", multisteplr="step",
+    CosineAnnealingLR="cosine", MultiStepLR="step", OneCycleLR="onecycle",
 )  # fmt: skip
 
 
