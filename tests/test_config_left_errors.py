@@ -47,6 +47,25 @@ def test_a_bad_argument_of_evaluate_is_headed_as_one(tmp_path: Path, given, prob
     assert str(info.value).startswith("invalid argument of evaluate():\n  ")
 
 
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ({"device": "tpu"}, "device (--device) 'tpu': unknown device; expected auto, cpu, cuda"),
+        ({"device": "cpu", "half": True}, "half (--half): float16 inference needs a CUDA GPU"),
+    ],
+)
+def test_a_bad_device_of_evaluate_is_an_argument_not_a_command_line_option(
+    tmp_path: Path, given, problem
+):
+    # evaluate(device="tpu") was headed "invalid command-line option: --device 'tpu'" in a
+    # library call that has no command line
+    from visionkit.engine.runner import evaluate
+
+    with pytest.raises(ConfigError) as info:
+        evaluate(tmp_path / "never-read.ckpt", **given)
+    assert str(info.value).startswith(f"invalid argument of evaluate():\n  {problem}")
+
+
 def test_thresholds_for_a_model_without_detection_head_name_the_arguments():
     from visionkit import create_model
     from visionkit.engine.runner import evaluate

@@ -150,7 +150,7 @@ def test_thresholds_out_of_range_and_half_on_the_cpu_are_refused(detector, capsy
         ["eval", "--checkpoint", detector["ckpt"], "--device", "cpu", "--half"], capsys
     )
     assert code == 2 and not out.strip()
-    assert "--half: float16 inference needs a CUDA GPU or MPS; the device is the CPU" in err
+    assert "half (--half): float16 inference needs a CUDA GPU or MPS; the device is the CPU" in err
 
 
 def test_plots_go_to_a_new_eval_folder_each_time(detector, capsys):

@@ -165,9 +165,9 @@ def test_device_names_and_precisions(monkeypatch):
     assert devices.resolve_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert devices.resolve_device("auto") == torch.device("cpu")
-    with pytest.raises(ConfigError, match=r"--device cuda:1: no CUDA GPU 1 on this machine"):
+    with pytest.raises(ConfigError, match=r"device \(--device\) cuda:1: no CUDA GPU 1 on this machine"):
         devices.resolve_device("cuda:1")
-    with pytest.raises(ConfigError, match="--device 'tpu': unknown device"):
+    with pytest.raises(ConfigError, match=r"device \(--device\) 'tpu': unknown device"):
         devices.resolve_device("tpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
@@ -176,7 +176,7 @@ def test_device_names_and_precisions(monkeypatch):
     with pytest.raises(ConfigError) as info:
         devices.autocast_dtype(torch.device("cpu"), half=True)
     assert info.value.problems[0].startswith(
-        "--half: float16 inference needs a CUDA GPU or MPS; the device is the CPU"
+        "half (--half): float16 inference needs a CUDA GPU or MPS; the device is the CPU"
     )
     assert devices.autocast_dtype(torch.device("cpu"), bf16=True) is torch.bfloat16
     assert devices.autocast_dtype(torch.device("cuda", 0), half=True) is torch.float16

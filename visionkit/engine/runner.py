@@ -414,15 +414,15 @@ def evaluate(
     """
     overrides = override_list(overrides)
     check_eval_overrides(overrides)
+    on_device: dict[str, Any] = {"sync_batchnorm": False}  # Lightning syncs only to fit
     with arguments_of("evaluate"):  # visionkit eval: its options
         check_eval_arguments(split, tta)
         check_thresholds(conf, iou, max_det)
         size = parse_imgsz(imgsz)
-    on_device: dict[str, Any] = {"sync_batchnorm": False}  # Lightning syncs only to fit
-    if device is not None or half or bf16:
-        chosen = resolve_device(device or "auto")
-        precision = lightning_precision(autocast_dtype(chosen, half, bf16))
-        on_device |= {**lightning_device(chosen), "precision": precision}
+        if device is not None or half or bf16:
+            chosen = resolve_device(device or "auto")
+            precision = lightning_precision(autocast_dtype(chosen, half, bf16))
+            on_device |= {**lightning_device(chosen), "precision": precision}
     model = checkpoint if isinstance(checkpoint, VisionModel) else load(checkpoint)
     checkpoint = None if model is checkpoint else checkpoint  # a path, or a model in memory
     thresholds = {"conf": conf, "iou": iou, "max_det": max_det}

@@ -42,9 +42,8 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     if text == "mps":
         if not (torch.backends.mps.is_available()):
             raise ConfigError(
-                "--device mps: Apple's MPS backend is not available on this machine "
-                f"({_available()})",
-                options=True,
+                "device (--device) mps: Apple's MPS backend is not available on this machine "
+                f"({_available()})"
             )
         return torch.device("mps")
     if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
@@ -52,14 +51,12 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if index >= count:
             raise ConfigError(
-                f"--device {spec}: no CUDA GPU {index} on this machine ({_available()})",
-                options=True,
+                f"device (--device) {spec}: no CUDA GPU {index} on this machine ({_available()})"
             )
         return torch.device("cuda", index)
     raise ConfigError(
-        f"--device {spec!r}: unknown device; expected auto, cpu, cuda, cuda:N, N or mps "
-        "(one device: predict and eval run on one)",
-        options=True,
+        f"device (--device) {spec!r}: unknown device; expected auto, cpu, cuda, cuda:N, N or "
+        "mps (one device: predict and eval run on one)"
     )
 
 
@@ -84,25 +81,23 @@ def autocast_dtype(
         ConfigError: both asked for, or the device lacks the type.
     """
     if half and bf16:
-        raise ConfigError("--half and --bf16: choose one (float16 or bfloat16)", options=True)
+        raise ConfigError("half and bf16 (--half, --bf16): choose one (float16 or bfloat16)")
     if half:
         if device.type == "cpu":
             raise ConfigError(
-                "--half: float16 inference needs a CUDA GPU or MPS; the device is the CPU, "
-                "where PyTorch runs float16 slowly or not at all (use --bf16 on the CPU, or "
-                "--device cuda)",
-                options=True,
+                "half (--half): float16 inference needs a CUDA GPU or MPS; the device is the "
+                "CPU, where PyTorch runs float16 slowly or not at all (use --bf16 on the CPU, "
+                "or --device cuda)"
             )
         return torch.float16
     if bf16:
         if device.type == "mps":
-            raise ConfigError("--bf16: not supported on MPS here; use --half", options=True)
+            raise ConfigError("bf16 (--bf16): not supported on MPS here; use --half")
         if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
             name = torch.cuda.get_device_name(device)
             raise ConfigError(
-                f"--bf16: {name} ({device}) has no native bfloat16 (it needs an Ampere or "
-                "newer GPU); use --half",
-                options=True,
+                f"bf16 (--bf16): {name} ({device}) has no native bfloat16 (it needs an Ampere "
+                "or newer GPU); use --half"
             )
         return torch.bfloat16
     return None

@@ -252,7 +252,8 @@ def predict_files(
     else:
         model = model if isinstance(model, VisionModel) else load(model)
         before = next(model.parameters()).device
-        dtype = autocast_dtype(target or before, half, bf16)
+        with arguments_of("predict_files"):  # --half on the CPU the model is on
+            dtype = autocast_dtype(target or before, half, bf16)
         loop = {
             **tta_steps(model, tta),
             "autocast": dtype,
