@@ -138,6 +138,12 @@ def test_a_key_yaml_reads_as_a_boolean_is_named_as_written(tmp_path: Path):
         "('on': ...)",
     ]
     assert err.locations == [f"{config}:{line}" for line in (2, 4, 8)]
+    # written in an override's value: named so too, with no line of the file
+    err = error_of(MINIMAL, ["optimizer.param_groups={Off: {lr_mult: 2}}"])
+    assert err.problems == [
+        "optimizer.param_groups.Off: a key here is text, but YAML reads Off as a boolean: "
+        "write it in quotes ('Off': ...)"
+    ]
 
 
 @pytest.mark.parametrize(

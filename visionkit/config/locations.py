@@ -85,20 +85,27 @@ def key_places(
 
 
 def as_written(
-    problems: Sequence[str], path: str | os.PathLike, overrides: Sequence[str] = ()
+    problems: Sequence[str], path: str | os.PathLike | None, overrides: Sequence[str] = ()
 ) -> list[str]:
     """``problems`` with each key YAML 1.1 read as a boolean named as the config file
-    ``path`` writes it (:func:`written_keys`): ``model.heads.yes: ... YAML reads yes as a
-    boolean``, not ``model.heads.true``, which the file does not hold; a key an override of
-    ``overrides`` set is left as validation names it."""
-    renamed = {_bracketed(c): _bracketed(w) for c, w in written_keys(path).items()}
-    given = [_bracketed(key) for key in override_keys(overrides)]
+    ``path`` (:func:`written_keys`) or the override of ``overrides`` that set it writes it:
+    ``model.heads.yes: ... YAML reads yes as a boolean``, not ``model.heads.true``, which
+    neither holds."""
+    given = [_dotted(key) for key in override_keys(overrides)]
+    written = {
+        c: w
+        for c, w in (written_keys(path) if path else {}).items()
+        if not any(c == g or c.startswith(f"{g}.") for g in given)  # replaced by an override
+    }
+    renamed = {
+        _bracketed(c): _bracketed(w) for c, w in {**written, **_in_overrides(overrides)}.items()
+    }
     out = []
     for problem in problems:
         key, sep, rest = problem.partition(":")
         key, space, after = key.partition(" ")  # "model.heads.x.p (Resize)"
         inside = [c for c in renamed if key == c or key.startswith((f"{c}.", f"{c}["))]
-        if not sep or not inside or any(key == g or key.startswith(f"{g}.") for g in given):
+        if not sep or not inside:
             out.append(problem)
             continue
         read = max(inside, key=len)
@@ -108,6 +115,22 @@ def as_written(
             rest = rest.replace(f"('{was}': ...)", f"('{now}': ...)")
         out.append(f"{renamed[read]}{key[len(read) :]}{space}{after}{sep}{rest}")
     return out
+
+
+def _in_overrides(overrides: Sequence[str]) -> dict[str, str]:
+    """:func:`written_keys` of the values of ``overrides`` (``model.heads={yes: ...}``)."""
+    renamed: dict[str, str] = {}
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        try:
+            root = yaml.compose(value, Loader=ConfigLoader) if sep else None
+        except yaml.YAMLError:
+            continue
+        names = _walked(root, "")[2] if root is not None else {}
+        renamed |= {
+            f"{_dotted(key.strip())}.{c}": f"{_dotted(key.strip())}.{w}" for c, w in names.items()
+        }
+    return renamed
 
 
 @contextlib.contextmanager
@@ -158,7 +181,13 @@ def locating(function: F) -> F:
 def _lines_of(shown: str) -> tuple[dict[str, str], set[str], dict[str, str]]:
     """The key paths of one YAML file → ``"shown:LINE"``, those whose value is a mapping, and
     the paths of keys read as booleans as validation names them → as written."""
-    root = yaml.compose(Path(shown).read_text(encoding="utf-8"), Loader=ConfigLoader)
+    return _walked(
+        yaml.compose(Path(shown).read_text(encoding="utf-8"), Loader=ConfigLoader), shown
+    )
+
+
+def _walked(root: yaml.Node, shown: str) -> tuple[dict[str, str], set[str], dict[str, str]]:
+    """:func:`_lines_of` of the composed document ``root`` of the file ``shown``."""
     lines: dict[str, str] = {}
     mappings: set[str] = set()
     renamed: dict[str, str] = {}

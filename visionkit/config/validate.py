@@ -92,7 +92,7 @@ def load_config(
     try:
         return validate_config(data, origin, override_keys(overrides))
     except ConfigError as err:
-        problems = as_written(err.problems, origin, overrides) if origin else err.problems
+        problems = as_written(err.problems, origin, overrides)
         hints = format_override_hints(overrides, problems)
         hints += command_line_note(problems, overrides) if err.source else []
         places = key_places(problems, origin, overrides) if origin else []
