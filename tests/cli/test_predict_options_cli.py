@@ -89,7 +89,9 @@ def test_imgsz_reaches_the_pipeline(setup, tmp_path, capsys, monkeypatch):
 def test_device_and_precision_errors_are_plain_messages(setup, tmp_path, capsys, monkeypatch):
     code, printed, _ = predict(capsys, setup, tmp_path / "a", "--device", "cpu", "--half")
     assert code == 2 and "half (--half): float16 inference needs a CUDA GPU or MPS" in printed
-    assert "invalid command-line option:\n  half (--half)" in printed  # said where raised, not guessed
+    assert (
+        "invalid command-line option:\n  half (--half)" in printed
+    )  # said where raised, not guessed
     code, _, bf16 = predict(capsys, setup, tmp_path / "b", "--device", "cpu", "--bf16")
     assert code == 0 and bf16
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)

@@ -165,7 +165,9 @@ def test_device_names_and_precisions(monkeypatch):
     assert devices.resolve_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert devices.resolve_device("auto") == torch.device("cpu")
-    with pytest.raises(ConfigError, match=r"device \(--device\) cuda:1: no CUDA GPU 1 on this machine"):
+    with pytest.raises(
+        ConfigError, match=r"device \(--device\) cuda:1: no CUDA GPU 1 on this machine"
+    ):
         devices.resolve_device("cuda:1")
     with pytest.raises(ConfigError, match=r"device \(--device\) 'tpu': unknown device"):
         devices.resolve_device("tpu")
