@@ -113,6 +113,13 @@ ULTRALYTICS_PREDICT_ARGS = {
     "visualize": "not offered (feature maps)",
 }
 
+#: Ultralytics' arguments above that take a value (``--line-width 3``); the others are
+#: switches (``--show``, ``--dynamic``), whose next argument is theirs only as True / False.
+ULTRALYTICS_VALUE_FLAGS = frozenset(
+    {"source", "model", "weights", "vid_stride", "batch", "project", "name", "line_width"}
+    | {"device", "workspace", "data"}
+)
+
 #: Ultralytics' export formats that visionkit does not write, and how to get there from one it
 #: writes.
 ULTRALYTICS_EXPORT_FORMATS = {

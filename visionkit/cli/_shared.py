@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from visionkit.choices import TTA_MODES, ULTRALYTICS_KEYS
+from visionkit.choices import TTA_MODES, ULTRALYTICS_KEYS, ULTRALYTICS_VALUE_FLAGS
 
 #: The environment variables the launchers (torchrun, Lightning, SLURM, LSF) give a process's
 #: rank in, in the order Lightning reads them before it sets the rank itself.
@@ -258,6 +258,8 @@ def ultralytics_option_hint(
 
 #: Values of a ``KEY=VALUE`` argument that switch an option on (Ultralytics' ``half=True``).
 TRUE = ("true", "1", "yes", "on")
+#: ... and off (``--show False``: a value the flag left out takes with it).
+FALSE = ("false", "0", "no", "off")
 
 
 def ultralytics_argument_lines(message: str, not_offered: Mapping[str, str]) -> list[str]:
@@ -331,14 +333,24 @@ def key_value_lines(
     ``not_offered``; a key whose option takes one value and is given already (``--checkpoint
     a.ckpt model=b.ckpt``), or is given a list (``device=[0,1]``), or a path option
     (:data:`PATH_OPTIONS`) given a glob pattern (``model=v2/*.png``: no file matches it, nor is
-    it a checkpoint). Ultralytics' flags that are always so here (``--save``, which would be
-    ambiguous) are dropped, their line said already; ``[]`` when there is no ``KEY=VALUE``
-    argument."""
+    it a checkpoint); the flags written with dashes that are ``not_offered`` (``--save``,
+    ``--line-width 3``), with their value (the next argument, for one of
+    :data:`~visionkit.choices.ULTRALYTICS_VALUE_FLAGS` or a True / False), so that the
+    command runs; a flag ``renamed`` is given to its option here (``--vid-stride 2``:
+    ``--every 2``). ``[]`` when there is no ``KEY=VALUE`` argument."""
     separators = separators or {}
     options: list[str] = []  # the command's arguments, unquoted
     full: list[str | None] = []  # the option each of options names
     dropped, pairs = [], 0
+    left_out = ""  # another tool's flag just left out: its value (a next argument) goes too
     for arg in given:
+        loose = left_out and not arg.startswith("-") and "=" not in arg
+        if loose and (left_out in ULTRALYTICS_VALUE_FLAGS or arg.lower() in TRUE + FALSE):
+            flag, _, why = dropped[-1].partition(" (")
+            dropped[-1] = f"{flag} {shlex.quote(arg)} ({why}"
+            left_out = ""
+            continue
+        left_out = ""
         key, is_pair, value = arg.partition("=")
         shown = renamed.get(key, f"--{key.replace('_', '-')}")  # as the command writes it
         option = _first(parser, shown)  # the option's first name: --image-size for --imgsz
@@ -346,8 +358,13 @@ def key_value_lines(
         action = parser._option_string_actions.get(shown)
         if arg.startswith("-"):
             name = key.lstrip("-").replace("-", "_")
-            always = not_offered.get(name, "").startswith("always so here")
-            if not (always and full_option(parser, arg) is None):  # --save: said, and ambiguous
+            if name in not_offered and full_option(parser, arg) is None:  # its line said why
+                left_out = "" if is_pair else name  # --line-width 3: the 3 too
+                dropped.append(f"{arg} ({not_offered[name]})")
+            elif name in renamed and full_option(parser, arg) is None:  # --vid-stride 2
+                options += [renamed[name], value] if is_pair else [renamed[name]]
+                full += [_first(parser, renamed[name]), *[None] * bool(is_pair)]
+            else:
                 options.append(arg)
                 full.append(_first(parser, full_option(parser, arg)))
         elif not is_pair:

@@ -99,12 +99,12 @@ def ultralytics_hint(message: str, given: Sequence[str], parser: argparse.Argume
     (:data:`~visionkit.choices.ULTRALYTICS_EXPORT_FORMATS`); for ``KEY=VALUE`` arguments
     (``format=onnx imgsz=640``, ``imgsz=[320,320]``: ``--imgsz 320x320``) the command with
     options in their place; ``""`` otherwise."""
-    lines = ultralytics_argument_lines(message, ULTRALYTICS_EXPORT_ARGS)
+    command = key_value_lines(given, parser, ULTRALYTICS_EXPORT_ARGS, RENAMED, {"--imgsz": "x"})
+    lines = [] if command else ultralytics_argument_lines(message, ULTRALYTICS_EXPORT_ARGS)
     choice = re.match(r"argument --format: invalid choice: '([^']*)'", message)
     if choice and choice.group(1) in ULTRALYTICS_EXPORT_FORMATS:
         lines.append(f"for {ULTRALYTICS_EXPORT_FORMATS[choice.group(1)]}")
-    lines += key_value_lines(given, parser, ULTRALYTICS_EXPORT_ARGS, RENAMED, {"--imgsz": "x"})
-    return "".join(f"\n{line}" for line in lines)
+    return "".join(f"\n{line}" for line in lines + command)
 
 
 def run(args: argparse.Namespace) -> int:

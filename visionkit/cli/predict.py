@@ -225,9 +225,10 @@ def ultralytics_hint(message: str, given: list[str], parser: argparse.ArgumentPa
     (``source=photos conf=0.5``, ``imgsz=[640,480]``: ``--imgsz 640,480``) the command with
     options in their place; ``""`` otherwise."""
     not_offered = {k: v for k, v in ULTRALYTICS_PREDICT_ARGS.items() if k not in RENAMED}
-    lines = ultralytics_argument_lines(message, ULTRALYTICS_PREDICT_ARGS)
-    lines += key_value_lines(given, parser, not_offered, RENAMED, {"--imgsz": ","})
-    return "".join(f"\n{line}" for line in lines)
+    command = key_value_lines(given, parser, not_offered, RENAMED, {"--imgsz": ","})
+    told = {k: v for k, v in ULTRALYTICS_PREDICT_ARGS.items() if k in RENAMED or not command}
+    lines = ultralytics_argument_lines(message, told)  # the command's lines tell the rest
+    return "".join(f"\n{line}" for line in lines + command)
 
 
 def output_folder(
