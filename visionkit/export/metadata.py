@@ -8,7 +8,9 @@ per head its builder, task, outputs and class names.
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,6 +27,53 @@ from visionkit.models.model import VisionModel
 
 META_PREFIX = "visionkit."
 METADATA_VERSION = 1
+
+
+#: Config keys of the training run itself, dropped (set to null) when they name a path.
+RUN_ONLY_KEYS = ("resume",)
+
+
+def machine_path(text: str) -> bool:
+    """Whether ``text`` is a path of one machine: absolute (``/home/...``, ``C:\\...``,
+    ``D:/...``, ``\\\\server\\share``) or in a home folder (``~/...``)."""
+    return text.startswith(("/", "~", "\\\\")) or re.match(r"[A-Za-z]:[\\/]", text) is not None
+
+
+def last_part(path: str) -> str:
+    """The file or folder name ``path`` ends with, ``/`` and ``\\`` both separators."""
+    parts = [part for part in re.split(r"[\\/]+", path) if part and part != "~"]
+    return parts[-1] if parts else "."
+
+
+def shareable_config(config: Any) -> tuple[Any, list[str]]:
+    """A copy of ``config`` without the paths of the machine it was trained on, and the key
+    paths changed (``["output_dir", "data.train.root"]``): an absolute or ``~`` path is
+    stored as its last part (``/home/alice/data/train`` → ``train``; the file part of
+    ``torchvision:<model>=<file>`` so too), ``resume`` as null; relative paths stay. What
+    builds the model (names, sizes, transforms) holds no such path, so
+    :func:`~visionkit.build.model.model_from_meta` builds the same model from it.
+
+    >>> shareable_config({"output_dir": "/home/alice/runs", "data": {"image_size": 64}})
+    ({'output_dir': 'runs', 'data': {'image_size': 64}}, ['output_dir'])
+    """
+    changed: list[str] = []
+
+    def walk(value: Any, where: str) -> Any:
+        if isinstance(value, Mapping):
+            return {k: walk(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [walk(v, f"{where}.{i}") for i, v in enumerate(value)]
+        if not isinstance(value, str):
+            return copy.deepcopy(value)
+        name, equals, file = value.rpartition("=")  # torchvision:<model>=<file>
+        if not (machine_path(value) or (equals and machine_path(file))):
+            return value
+        changed.append(where)
+        if where in RUN_ONLY_KEYS:
+            return None
+        return f"{name}={last_part(file)}" if equals and machine_path(file) else last_part(value)
+
+    return walk(config, ""), changed
 
 
 def input_metadata(dtype: str = "float32") -> dict[str, Any]:
@@ -77,10 +126,12 @@ def export_metadata(
     if "config" not in meta:
         raise ExportError("the model carries no config in its metadata (model.meta['config'])")
     heads = {name: head_metadata(meta, name, head, paths) for name, head in model.heads.items()}
+    config, shortened = shareable_config(meta["config"])  # no path of the training machine
+    meta = {**meta, "config": config}
     values: dict[str, Any] = {
         "metadata_version": METADATA_VERSION,
         "meta": meta,
-        "config": meta["config"],
+        "config": config,
         "label_names": meta.get("label_names", {}),
         "category_ids": meta.get("category_ids", []),
         "mean": [float(v) for v in model.backbone.mean],
@@ -91,6 +142,7 @@ def export_metadata(
         "size_divisor": SIZE_DIVISOR,
         "outputs": [{"name": output_name(p), "head": p[0], "path": list(p)} for p in paths],
         "heads": heads,
+        "shortened_paths": shortened,
     }
     if exporter is not None:
         values["exporter"] = exporter
