@@ -8,32 +8,28 @@ machine with only ``pip install onnxruntime numpy pillow``::
     python -m visionkit.export.standalone model.onnx photo.jpg   # where visionkit is installed
 
 It prints one JSON object per image (``{"image": path, "<head>": ...}``, floats to 5 decimals
-as images.json), a batch at a time, a folder's images as ``visionkit predict`` finds them
-(sub-folders included, sorted by path parts, label masks beside their images left out); an
-unreadable image is skipped and named on stderr. From Python::
+as images.json), a batch at a time, the images ``visionkit predict`` finds (:func:`image_files`);
+an unreadable image is skipped and named on stderr. From Python::
 
     predictor = Predictor("model.onnx")
     result = predictor.predict([rgb_uint8_array])[0]
     result["det"]["boxes"], result["det"]["scores"], result["det"]["names"]
 
-What it does, from the file's ``visionkit.*`` metadata: the evaluation transforms
-(``Resize``, ``LongestMaxSize``, ``SmallestMaxSize``: bilinear, half-pixel centres, as
-albumentations' OpenCV ``INTER_LINEAR`` up to a pixel level; ``CenterCrop``, ``PadIfNeeded``,
-``Pad`` with a constant fill, placed as albumentations places them), the backbone's mean/std,
-zero padding at the bottom/right to a multiple of 32 per batch; onnxruntime; boxes scaled back
-to the original image (``original / content`` per axis, as ``VisionModel.predict``: the content
-is the resized image less the bottom/right padding). Semantic label maps are cropped to the
-content and resized to the original by nearest neighbour (PyTorch resizes the logits before
-the argmax: pixels along class boundaries may differ).
+From the file's ``visionkit.*`` metadata: the evaluation transforms (resizes: bilinear, half-pixel
+centres, as albumentations' OpenCV ``INTER_LINEAR`` up to a pixel level; crops and constant pads
+placed as albumentations places them: :data:`SUPPORTED`), the backbone's mean/std, zero padding at
+the bottom/right to a multiple of 32 per batch; onnxruntime; boxes scaled back to the original
+image (``original / content`` per axis, as ``VisionModel.predict``; content: the resized image less
+its bottom/right padding). Semantic label maps are cropped to the content and resized to the
+original by nearest neighbour (PyTorch resizes logits before the argmax: edges may differ).
 
-Results per head, like ``VisionModel.predict`` with NumPy arrays: detection ``{"boxes":
-float32 [K, 4] xyxy, "scores": [K], "labels": int64 [K], "names": list or None}``, plus
-``"keypoints"`` float32 ``[K, J, 3]`` (x, y: pixel indices scaled back about pixel centres, visibility
-probability) for a keypoint head and ``"embeddings"`` float32 ``[K, D]`` (unit vectors) for a
-detection + embedding head; classification ``{"label": int, "name": str or None, "score":
-float, "top5": [{"label", "name", "score"}, ...] (the five most probable classes, best first),
-"scores": float32 [C], "names": list or None}``; embedding ``{"embedding": float32 [D]}`` (a
-unit vector); semantic ``{"mask": [H, W] at the original size, "names": list or None}``.
+Results per head, like ``VisionModel.predict`` with NumPy arrays: detection ``{"boxes": float32 [K,
+4] xyxy, "scores": [K], "labels": int64 [K], "names": list or None}`` (plus ``"keypoints"`` float32
+``[K, J, 3]``: x, y pixel indices scaled back about pixel centres, visibility probability;
+``"embeddings"`` float32 ``[K, D]``, unit vectors, for such heads); classification ``{"label": int,
+"name": str or None, "score": float, "top5": [{"label", "name", "score"}, ...] (best first),
+"scores": float32 [C], "names": list or None}``; embedding ``{"embedding": float32 [D]}`` (a unit
+vector); semantic ``{"mask": [H, W] at the original size, "names": list or None}``.
 """
 
 from __future__ import annotations
@@ -398,11 +394,9 @@ def to_json(result: dict[str, Any]) -> dict[str, Any]:
     for head, pred in result.items():
         if "mask" in pred:
             values, counts = np.unique(pred["mask"], return_counts=True)
-            out[head] = {
-                "mask_shape": list(pred["mask"].shape),
-                "pixels": {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)},
-                "names": pred["names"],
-            }
+            pixels = {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)}
+            shape = list(pred["mask"].shape)
+            out[head] = {"mask_shape": shape, "pixels": pixels, "names": pred["names"]}
         else:
             out[head] = _plain(pred)
     return out
@@ -418,26 +412,32 @@ def is_label_mask(name: str, names: set[str]) -> bool:
 
 
 def image_files(inputs: Sequence[str], masks: list[str] | None = None) -> list[str]:
-    """The image files of ``inputs`` as ``visionkit predict`` finds them: a file as given, a
-    folder's images (by suffix, sub-folders included, sorted by path parts: ``a/1.jpg``
-    before ``a-b.jpg``; hidden names, :data:`SYSTEM_FOLDERS` and the label masks beside their
+    """The image files of ``inputs`` as ``visionkit predict`` finds them, each once (a file named
+    twice, or inside a folder given too): a file as given, a folder's images (by suffix, in
+    sub-folders and linked folders, each real folder once; sorted by path parts: ``a/1.jpg``
+    before ``a-b.jpg``; hidden names, :data:`SYSTEM_FOLDERS` and label masks beside their
     images left out, the latter added to ``masks``)."""
     skip = {name.casefold() for name in SYSTEM_FOLDERS}
-    files: list[str] = []
+    files: dict[str, str] = {}  # absolute path: the path as found
     masks = [] if masks is None else masks
     for item in inputs:
         if not os.path.isdir(item):
-            files.append(item)
+            files.setdefault(os.path.abspath(item), item)
             continue
-        found: list[str] = []
-        for folder, subs, names in os.walk(item):
+        found, seen = [], set()
+        for folder, subs, names in os.walk(item, followlinks=True):
+            if os.path.realpath(folder) in seen:  # reached again through a link: not read again
+                subs[:], names = [], []
+            seen.add(os.path.realpath(folder))
             subs[:] = [d for d in subs if not d.startswith(".") and d.casefold() not in skip]
             listed = {n.casefold() for n in names}
             for n in names:
                 if n.lower().endswith(IMAGE_EXTENSIONS) and n[0] != ".":
                     (masks if is_label_mask(n, listed) else found).append(os.path.join(folder, n))
-        files += sorted(found, key=lambda path: path.split(os.sep))
-    return files
+        for path in sorted(found, key=lambda path: path.split(os.sep)):
+            files.setdefault(os.path.abspath(path), path)
+    masks[:] = [m for m in dict.fromkeys(masks) if os.path.abspath(m) not in files]
+    return list(files.values())
 
 
 def read_batch(paths: Sequence[str]) -> tuple[list[str], list[np.ndarray]]:
