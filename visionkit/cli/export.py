@@ -26,7 +26,8 @@ DESCRIPTION = """\
 Export a checkpoint written by 'visionkit train' (backbone, neck and every head of the model).
 
 onnx:        one graph; input 'images' float32 [B, 3, H, W], normalised with the backbone's
-             mean/std; B dynamic, H and W any multiple of 32. Outputs are the heads' raw
+             mean/std; B, H and W dynamic (the graph pads H and W with zeros at the
+             bottom/right to multiples of 32, as visionkit does). Outputs are the heads' raw
              outputs named <head>.<key> (cls.logits, det.cls_logits, det.points, ...).
              Post-processing is not in the graph: visionkit.inference.onnx_runtime.OnnxPredictor runs
              the heads' own postprocess on them. The file's metadata (visionkit.*) holds the

@@ -4,8 +4,9 @@ Every format holds the whole model: the backbone, the neck and every head. The O
 the TorchScript module take a normalised batch ``images`` float32 ``[B, 3, H, W]`` and return
 the heads' raw outputs (what ``VisionModel.forward`` returns) as a flat tuple of named tensors,
 ``<head>.<key>`` (e.g. ``cls.logits``, ``det.cls_logits``, ``det.points``). The batch size is
-dynamic, and so are ``H`` and ``W`` (any multiple of :data:`SIZE_DIVISOR`, the padding that
-``visionkit``'s collate applies). Post-processing (decoding, NMS, mask upsampling) is not in
+dynamic, and so are ``H`` and ``W`` (the TorchScript module takes multiples of
+:data:`SIZE_DIVISOR`, the padding that ``visionkit``'s collate applies; the ONNX graph takes any
+size and pads it so itself, :mod:`visionkit.export.input_padding`). Post-processing (decoding, NMS, mask upsampling) is not in
 the graph: :class:`visionkit.inference.onnx_runtime.OnnxPredictor` runs the heads' own
 ``postprocess`` on the outputs, reading what it needs from the model's metadata (config, class
 names, category ids, mean/std, output names).
@@ -47,6 +48,7 @@ from visionkit.choices import DEFAULT_ATOL, DEFAULT_OPSET, EXPORTERS
 from visionkit.choices import EXPORT_FORMATS as FORMATS
 from visionkit.errors import DiskFullError, ExportError
 from visionkit.export.end_to_end import NmsSettings, output_layout
+from visionkit.export.exporter_output import log_beside
 from visionkit.export.graph import (
     INPUT_NAME,
     SIZE_DIVISOR,
@@ -234,7 +236,7 @@ def export(
         )
         if format == "onnx":
             report.exporter, report.notes = export_onnx(
-                model, paths, staging, opset, settings, exporter
+                model, paths, staging, opset, settings, exporter, log_beside(output)
             )
         elif format == "torchscript":
             report.exporter = export_torchscript(model, paths, staging)

@@ -25,6 +25,13 @@ from visionkit.checkpoint import write_atomic
 from visionkit.choices import DYNAMO_MIN_OPSET, EXPORTERS, MIN_OPSET
 from visionkit.errors import ExportError
 from visionkit.export.end_to_end import SIZES_NAME, EndToEndModule, NmsSettings, output_layout
+from visionkit.export.exporter_output import (
+    captured_output,
+    failure_message,
+    keep_log,
+    log_beside,
+    short_reason,
+)
 from visionkit.export.graph import (
     INPUT_NAME,
     SIZE_DIVISOR,
@@ -33,6 +40,7 @@ from visionkit.export.graph import (
     output_name,
     trace_sample,
 )
+from visionkit.export.input_padding import PAD_MIN_OPSET, pad_input
 from visionkit.export.metadata import META_PREFIX, export_metadata, input_metadata
 from visionkit.models.model import VisionModel
 
@@ -89,18 +97,29 @@ def _onnx_torchscript(
                 for i, d in enumerate(out["shape"])
                 if isinstance(d, str)
             }
-    with warnings.catch_warnings():
+    with captured_output() as printed, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter is deprecated
-        torch.onnx.export(
-            module,
-            inputs,
-            str(path),
-            input_names=input_names,
-            output_names=names,
-            opset_version=opset,
-            dynamo=False,
-            dynamic_axes=axes,
-        )
+        try:
+            torch.onnx.export(
+                module,
+                inputs,
+                str(path),
+                input_names=input_names,
+                output_names=names,
+                opset_version=opset,
+                dynamo=False,
+                dynamic_axes=axes,
+            )
+        except Exception as err:  # its graph dump, printed from C++, kept off the terminal
+            raise TorchScriptExportFailed(err, printed) from err
+
+
+class TorchScriptExportFailed(Exception):
+    """The TorchScript-based exporter's exception and what it printed (``printed.text``)."""
+
+    def __init__(self, err: Exception, printed: Any) -> None:
+        super().__init__(short_reason(err))
+        self.err, self.printed = err, printed
 
 
 def require(module: str) -> Any:
@@ -164,6 +183,7 @@ def export_onnx(
     opset: int,
     nms: NmsSettings | None = None,
     exporter: str = "auto",
+    error_log: Path | None = None,
 ) -> tuple[str, list[str]]:
     """Write the ONNX graph of ``model`` (outputs ``paths``) to ``output``, atomically.
 
@@ -174,6 +194,8 @@ def export_onnx(
 
     ``exporter``: ``"auto"`` (the dynamo exporter, the TorchScript-based one when it fails),
     ``"dynamo"`` or ``"torchscript"`` (that one only; the latter is several times faster).
+    When the TorchScript-based one fails, what it printed (its IR graph) goes to ``error_log``
+    (default ``<output>.export-error.txt``), not the terminal.
 
     Returns:
         The exporter used (``"dynamo"``, or ``"torchscript"`` when the first failed or was
@@ -204,8 +226,11 @@ def export_onnx(
                 _onnx_torchscript(module, sample, names, raw, opset)
             else:
                 _onnx_dynamo(module, sample, names, raw, opset)
+        except TorchScriptExportFailed as failed:
+            log = keep_log(error_log or log_beside(output), failed.err, failed.printed.text)
+            raise ExportError(failure_message(failed.err, opset, log)) from failed.err
         except Exception as err:  # the fallback exporter is tried on any failure of the first
-            reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+            reason = f"{type(err).__name__}: {short_reason(err)}"
             if exporter != "auto":
                 raise ExportError(
                     f"ONNX export with the {exporter} exporter failed: {reason}"
@@ -216,11 +241,12 @@ def export_onnx(
             )
             try:
                 _onnx_torchscript(module, sample, names, raw, opset)
-            except Exception as err2:
+            except TorchScriptExportFailed as failed:
+                log = keep_log(error_log or log_beside(output), failed.err, failed.printed.text)
                 raise ExportError(
-                    f"ONNX export failed with both exporters: dynamo: {reason}; TorchScript: "
-                    f"{type(err2).__name__}: {err2}"
-                ) from err2
+                    f"ONNX export failed with both exporters: dynamo: {reason}; "
+                    + failure_message(failed.err, opset, log)
+                ) from failed.err
             exporter = "torchscript"
         exporter = "dynamo" if exporter == "auto" else exporter
         proto = onnx.load(str(raw))
@@ -235,21 +261,57 @@ def export_onnx(
         raise ExportError(
             f"the {exporter} exporter wrote opset {written}, not the {opset} asked for{hint}"
         )
+    padded = opset >= PAD_MIN_OPSET
+    if padded:  # any H, W: padded in the graph, never shifted feature maps
+        pad_input(proto, onnx)
+    else:
+        notes.append(
+            f"opset {opset} is below {PAD_MIN_OPSET}: the graph cannot pad its input, so give "
+            f"it heights and widths that are multiples of {SIZE_DIVISOR} (others give wrong "
+            f"outputs without an error); opset {PAD_MIN_OPSET} or later pads them itself"
+        )
     props = export_metadata(model, paths, exporter)
-    if sample.dtype == torch.float16:
+    half = sample.dtype == torch.float16
+    if half:
         props[META_PREFIX + "half"] = "true"
-        props[META_PREFIX + "input"] = json.dumps(input_metadata("float16"))
+    props[META_PREFIX + "input"] = json.dumps(
+        {**input_metadata("float16" if half else "float32"), **padding_metadata(padded)}
+    )
     what = "raw head outputs"
     if isinstance(module, EndToEndModule):
         what = "final predictions (decoded, NMS); see visionkit.end_to_end"
         props[META_PREFIX + "end_to_end"] = json.dumps(end_to_end_metadata(module, nms))
     onnx.helper.set_model_props(proto, props)
+    sizes = (
+        f"any H, W: padded with zeros at the bottom/right to multiples of {SIZE_DIVISOR} in the "
+        "graph"
+        if padded
+        else f"H, W multiples of {SIZE_DIVISOR}"
+    )
     proto.doc_string = (
-        "visionkit model: normalised images [B, 3, H, W] (H, W multiples of "
-        f"{SIZE_DIVISOR}) -> {what}; see the visionkit.* metadata"
+        f"visionkit model: normalised images [B, 3, H, W] ({sizes}) -> {what}; see the "
+        "visionkit.* metadata"
     )
     write_atomic(output, lambda p: onnx.save(proto, str(p)))
     return exporter, notes
+
+
+def padding_metadata(padded: bool) -> dict[str, Any]:
+    """What the ``input`` entry of an ONNX file says of its height and width."""
+    if padded:
+        return {
+            "size_divisor": SIZE_DIVISOR,
+            "padded_in_graph": True,
+            "sizes": f"any H, W: the graph pads them with zeros at the bottom/right to "
+            f"multiples of {SIZE_DIVISOR} (as visionkit's collate); outputs are those of the "
+            "padded input",
+        }
+    return {
+        "size_divisor": SIZE_DIVISOR,
+        "padded_in_graph": False,
+        "sizes": f"H and W must be multiples of {SIZE_DIVISOR} (pad with zeros at the "
+        "bottom/right): other sizes give wrong outputs without an error",
+    }
 
 
 def end_to_end_metadata(module: EndToEndModule, nms: NmsSettings) -> dict[str, Any]:

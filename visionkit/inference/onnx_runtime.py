@@ -78,7 +78,7 @@ class OnnxPredictor:
 
     def run(self, images: np.ndarray) -> dict[str, dict[str, torch.Tensor]]:
         """Raw outputs per head (as ``VisionModel.forward``) for a normalised float32 batch
-        ``[B, 3, H, W]`` (H, W multiples of 32)."""
+        ``[B, 3, H, W]`` (any H, W: the graph pads them to multiples of 32 as the collate does)."""
         values = self.session.run(
             self.output_names, {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)}
         )
