@@ -14,6 +14,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +232,7 @@ def verify(
             run = lambda x: _run_graph(session, names, {INPUT_NAME: x.numpy()}, path)  # noqa: E731
             what = f"the ONNX export {path}"
         elif format == "torchscript":
-            run, _ = read_torchscript(path)
+            run = partial(_run_traced, read_torchscript(path)[0], path)
             what = f"the TorchScript export {path}"
         else:
             reloaded = model_from_meta(model.meta, init_from=path.resolve(), source=path).eval()
@@ -242,6 +243,23 @@ def verify(
         return report
     finally:
         model.train(was_training)
+
+
+def _run_traced(module: Any, path: Any, images: Tensor) -> Any:
+    """The traced ``module`` on ``images``, its failure an :class:`ExportError`: a model that
+    computes a size in Python (a plain ViT's position table, its patch grid) is traced at one
+    input size and fails at another."""
+    try:
+        return module(images)
+    except RuntimeError as err:
+        shape = "x".join(str(d) for d in images.shape)
+        last = str(err).strip().splitlines()[-1][:300]
+        raise ExportError(
+            f"the TorchScript export {path} cannot run on an input of {shape} ({last}): "
+            "torch.jit.trace kept a size the model computes from its input (a plain ViT's "
+            "patch grid) as a constant; export --format onnx (its sizes stay dynamic) or "
+            "--format safetensors"
+        ) from None
 
 
 def _run_graph(session: Any, names: list[str], feed: dict[str, Any], path: Any) -> list[Any]:
