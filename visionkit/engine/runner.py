@@ -198,16 +198,6 @@ def train(
     resume_step = check_resumed_run(resume_from, model)  # before config.yaml is written
     sized = image_size_note(cfg.data, resume_from, overrides)  # resumed: an error
     cfg = load_config(model.meta["config"])
-    # Made once the data and the model are built: a run that stops on a bad config or bad
-    # data leaves no empty run folder behind (and the next run takes its name).
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if L.pytorch.utilities.rank_zero_only.rank == 0:  # every DDP process runs this
-        save_config(cfg, run_dir / "config.yaml")
-        notes = another_run_note(folder, run_dir), mixed_budget_note(cfg.trainer)
-        notes += sized, shared_images_note(cfg.data, datasets), imbalance_note(datasets["train"])
-        for note in notes:
-            if note:  # not before an error of data or model
-                logger.warning("%s", note)
     if cfg.trainer.compile:
         compile_model(model, cfg.trainer.compile)
 
@@ -261,6 +251,17 @@ def train(
         ],
         **({} if has_val else {"limit_val_batches": 0}),
     )
+    # Made once the data, the model and the trainer are built: a run that stops on a bad
+    # config, bad data or a refused trainer setting (trainer.strategy: ddp_spawn) leaves no
+    # run folder behind (and the next run takes its name).
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if L.pytorch.utilities.rank_zero_only.rank == 0:  # every DDP process runs this
+        save_config(cfg, run_dir / "config.yaml")
+        notes = another_run_note(folder, run_dir), mixed_budget_note(cfg.trainer)
+        notes += sized, shared_images_note(cfg.data, datasets), imbalance_note(datasets["train"])
+        for note in notes:
+            if note:  # not before an error of data or model
+                logger.warning("%s", note)
     metrics = _fit_and_validate_best(
         trainer, system, datamodule, resume_from, sigterm, (checkpoint, last) if has_val else ()
     )
