@@ -10,6 +10,7 @@ The submodules are imported explicitly below; each registers its names when impo
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,8 @@ from visionkit.models.backbones.pretrained import (
 )
 from visionkit.models.weights import LoadReport
 from visionkit.registry import BACKBONES, UnknownNameError
+
+logger = logging.getLogger(__name__)
 
 
 class UnsupportedBackboneError(UnknownNameError, BackboneError):
@@ -67,7 +70,9 @@ def create_backbone(
             :class:`WeightsNotCachedError`, as a failed download does; ``visionkit weights
             pull NAME`` fetches ahead of time); or a path to a local ``.safetensors`` /
             ``.pth`` / ``.pt`` / ``.bin`` state dict (a full classification checkpoint is
-            fine: the classifier's keys are reported as unexpected). Loading a path attaches
+            fine: the classifier's keys are reported as unexpected), built as for the
+            library's weights (googlenet: ``transform_input=True``, unless ``kwargs`` say
+            otherwise; the arguments added are logged). Loading a path attaches
             a :class:`LoadReport` as ``backbone.load_report`` and logs it on the
             ``visionkit.models.backbones`` logger.
         out_indices: Feature levels to return, indexing the levels the model exposes
@@ -107,14 +112,12 @@ def create_backbone(
     if out_indices is not None:
         kwargs["out_indices"] = out_indices
     weights_file = None
+    is_file = isinstance(pretrained, (str, os.PathLike))
+    if (pretrained is True and not read_pretrained) or is_file:
+        # the architecture the library's weights imply, built without reading them, or for
+        # a file of them (a file does not say: googlenet's transform_input is no tensor)
+        _imply_arguments(builder, name, kwargs, pretrained if is_file and read_pretrained else None)
     if not read_pretrained:
-        if pretrained is True:  # the architecture the weights imply, without them
-            try:
-                implied = pretrained_arguments(builder)
-            except BackboneError:  # no published weights (any more): none implied
-                implied = {}
-            for key, value in implied.items():
-                kwargs.setdefault(key, value)
         pretrained = False
     check_text(pretrained)
     if isinstance(pretrained, (str, os.PathLike)):
@@ -135,6 +138,28 @@ def create_backbone(
         prefixes = ("", "body.") if isinstance(backbone, FeatureBackbone) else ("",)
         load_pretrained_file(backbone, weights_file, prefixes)
     return backbone
+
+
+def _imply_arguments(builder: Any, name: str, kwargs: dict[str, Any], file: Any) -> None:
+    """Add to ``kwargs`` the arguments the library's weights imply (:func:`pretrained_arguments`)
+    that are not given; for a weights ``file`` read now, say which (once per build)."""
+    try:
+        implied = pretrained_arguments(builder)
+    except BackboneError:  # no published weights (any more): none implied
+        implied = {}
+    added = {key: value for key, value in implied.items() if key not in kwargs}
+    kwargs.update(added)
+    if added and file is not None:
+        key, value = next(iter(added.items()))
+        logger.info(
+            "%s: built with %s for %s, as for the library's pretrained weights (for weights "
+            "trained otherwise, set model.backbone.kwargs, e.g. {%s: %s})",
+            name,
+            ", ".join(f"{k}={v!r}" for k, v in added.items()),
+            file,
+            key,
+            str(not value).lower() if isinstance(value, bool) else value,
+        )
 
 
 def pretrained_arguments(builder: Any) -> dict[str, Any]:
