@@ -55,6 +55,8 @@ def test_precision_auto_uses_fp16_on_gpus_that_only_emulate_bf16(monkeypatch, na
 
     monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(precision.torch.cuda, "is_bf16_supported", is_bf16_supported)
+    monkeypatch.setattr(precision.torch.cuda, "get_device_name", lambda i=None: "a GPU")
+    monkeypatch.setattr(precision.torch.cuda, "get_device_capability", lambda i=None: (7, 5))
     assert precision.resolve_precision("auto", "gpu") == expected
     assert calls == [False]
 

@@ -26,8 +26,11 @@ def trainer_kwargs(cfg: Config, run_dir: str | Path, **overrides: Any) -> dict[s
     args = {k: getattr(t, k) for k in LIGHTNING_TRAINER_KEYS if getattr(t, k) is not None}
     if t.check_val_every_n_epoch is None:  # validate by steps (val_check_interval) only
         args["check_val_every_n_epoch"] = None
-    args["precision"] = resolve_precision(args["precision"], args["accelerator"])
-    args.update(overrides)
+    args.update(overrides)  # first: precision auto is resolved for the device the run uses
+    if args.get("precision") is not None:
+        args["precision"] = resolve_precision(
+            args["precision"], args.get("accelerator", "auto"), args.get("devices", "auto")
+        )
     return {"default_root_dir": str(run_dir), **args}
 
 
@@ -37,26 +40,70 @@ def cpu_supports_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
-def resolve_precision(precision: str, accelerator: str = "auto") -> str:
+def resolve_precision(
+    precision: str, accelerator: str = "auto", devices: int | str | list[int] = "auto"
+) -> str:
     """Turn ``"auto"`` into a Lightning precision string; any other value is returned as is.
 
     ``auto`` picks ``bf16-mixed`` on a CUDA GPU with native bf16 (Ampere and later),
     ``16-mixed`` on an older GPU that would only emulate bf16 (T4, V100), ``bf16-mixed`` on a CPU
-    with AVX-512 BF16 or AMX, else ``32-true``. The choice is logged.
+    with AVX-512 BF16 or AMX, else ``32-true``. The GPU is the first of ``devices`` that
+    Lightning will use for ``accelerator`` (``auto`` / ``gpu`` / ``cuda`` with CUDA present);
+    the choice is logged with the device (:func:`run_device`).
     """
     if precision != "auto":
         return precision
-    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    if on_gpu:
+    kind, index = run_device(accelerator, devices)
+    if kind == "cuda":
         # T4 / V100 only emulate bf16 (slowly): fp16 mixed precision is their fast path.
-        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        native = _native_bf16(index)
         chosen = "bf16-mixed" if native else "16-mixed"
-        why = "GPU with native bf16" if native else "GPU without native bf16"
+        major, minor = torch.cuda.get_device_capability(index)
+        why = (
+            f"CUDA GPU {index}, {torch.cuda.get_device_name(index)}, compute capability "
+            f"{major}.{minor}: {'native bf16' if native else 'no native bf16'}"
+        )
+    elif kind == "mps":
+        chosen, why = "32-true", "Apple MPS GPU"
     else:
         chosen = "bf16-mixed" if cpu_supports_bf16() else "32-true"
         why = "CPU with AVX-512 BF16/AMX" if chosen != "32-true" else "CPU without native bf16"
+        if kind == "none":
+            why += f"; trainer.accelerator: {accelerator} but this machine has no GPU"
     _say_precision(chosen, why)
     return chosen
+
+
+def run_device(accelerator: str, devices: int | str | list[int] = "auto") -> tuple[str, int]:
+    """The kind of device a run of ``accelerator`` / ``devices`` uses, as Lightning picks it,
+    and (CUDA) the index of its first GPU: ``("cuda", 1)``, ``("mps", 0)``, ``("cpu", 0)``,
+    or ``("none", 0)`` for a GPU asked for where there is none (Lightning then refuses)."""
+    accelerator = str(accelerator).lower()
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "cuda", _first_gpu(devices)
+    if accelerator in ("auto", "gpu", "mps") and torch.backends.mps.is_available():
+        return "mps", 0
+    return ("none" if accelerator in ("gpu", "cuda", "mps") else "cpu"), 0
+
+
+def _first_gpu(devices: int | str | list[int]) -> int:
+    """The first GPU index of Lightning's ``devices`` (``2`` and ``"auto"``: GPU 0;
+    ``[1, 3]`` and ``"1,3"``: GPU 1)."""
+    if isinstance(devices, (list, tuple)) and devices:
+        return int(devices[0])
+    if isinstance(devices, str) and "," in devices:
+        first = devices.split(",")[0].strip()
+        return int(first) if first.isdigit() else 0
+    return 0
+
+
+def _native_bf16(index: int) -> bool:
+    """Whether CUDA GPU ``index`` has native bf16 (torch asks the current device: GPU 0
+    unless set)."""
+    if index == 0:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    with torch.cuda.device(index):
+        return torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 @functools.cache

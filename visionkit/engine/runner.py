@@ -35,7 +35,7 @@ from visionkit.build import (
 )
 from visionkit.build.data import check_saved_data_paths, split_spec
 from visionkit.build.model import load
-from visionkit.build.trainer import resolve_precision, use_tf32_matmuls
+from visionkit.build.trainer import use_tf32_matmuls
 from visionkit.checkpoint import strip_training_state, write_atomic
 from visionkit.config import (
     Config,
@@ -442,8 +442,8 @@ def evaluate(
         config = {**config, "data": data_at(config["data"], size)}
     cfg = load_config(config, overrides)
     sigmas = eval_sigmas(model, cfg.model.heads, override_keys(overrides))  # OKS sigmas given
-    if "accelerator" in on_device and on_device["precision"] is None:
-        on_device["precision"] = resolve_precision(cfg.trainer.precision, on_device["accelerator"])
+    if on_device.get("precision", "") is None:  # the config's, for the device given
+        del on_device["precision"]
     label_names = model.meta.get("label_names") or {}
     spec = split_spec(cfg.data, split)
     check_saved_data_paths(spec, split, overrides, checkpoint or "the model")
