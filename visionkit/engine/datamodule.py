@@ -53,9 +53,10 @@ class SkipCountingLoader(DataLoader):
     :attr:`skipped`, which :class:`SkippedImages` reports at the epoch's end."""
 
     skipped: tuple[str, ...] = ()
+    reported = 0  # how many of ``skipped`` were reported (a run stopped: the rest)
 
     def __iter__(self):
-        self.skipped = []
+        self.skipped, self.reported = [], 0
         for batch in super().__iter__():
             if isinstance(batch, dict):
                 self.skipped += [str(r["path"]) for r in batch.pop("skipped", None) or []]
@@ -65,7 +66,10 @@ class SkipCountingLoader(DataLoader):
 class SkippedImages(L.Callback):
     """At the end of each training and validation epoch, one log line of the images that the
     loaders (:class:`SkipCountingLoader`) skipped under ``on_bad_image: skip``, counted over
-    every process: each rank reads its own share of the data (each logged its own count)."""
+    every process: each rank reads its own share of the data (each logged its own count).
+    A run that stops before an epoch's end (an exception, Ctrl-C, SIGTERM) says what its
+    loaders had skipped and not yet reported; each rank its own, as the others may not be
+    there to gather."""
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.report(trainer, trainer.train_dataloader)
@@ -73,22 +77,48 @@ class SkippedImages(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.report(trainer, trainer.val_dataloaders)
 
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        loaders = [trainer.train_dataloader, *_listed(trainer.val_dataloaders)]
+        skipped = [path for loader in loaders for path in _unreported(loader)]
+        if skipped:
+            rank = f" (rank {trainer.global_rank})" if trainer.world_size > 1 else ""
+            _say(skipped, f"before the run stopped{rank}")
+
     @staticmethod
     def report(trainer: L.Trainer, loaders: Any) -> None:
         """Gathers the ``loaders``' skipped files from every rank (a collective call) and
         logs them on rank 0."""
-        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
-        skipped = [path for loader in loaders for path in getattr(loader, "skipped", ())]
+        skipped = [path for loader in _listed(loaders) for path in _unreported(loader)]
         skipped = [path for part in gather_objects(skipped) for path in part]
         if skipped and trainer.is_global_zero:
-            files = sorted(set(skipped))
-            logger.warning(
-                "on_bad_image: skip: %d unreadable images were skipped this epoch (%d files: %s%s)",
-                len(skipped),
-                len(files),
-                ", ".join(files[:10]),
-                ", ..." if len(files) > 10 else "",
-            )
+            _say(skipped, "this epoch")
+
+
+def _listed(loaders: Any) -> list[Any]:
+    return list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
+
+
+def _unreported(loader: Any) -> list[str]:
+    """The files ``loader`` skipped in its current pass since the last report, now reported."""
+    skipped = list(getattr(loader, "skipped", ()))
+    if not isinstance(loader, SkipCountingLoader):
+        return skipped
+    fresh, loader.reported = skipped[loader.reported :], len(skipped)
+    return fresh
+
+
+def _say(skipped: list[str], when: str) -> None:
+    files = sorted(set(skipped))
+    logger.warning(
+        "on_bad_image: skip: %d unreadable images were skipped %s (%d files: %s%s)",
+        len(skipped),
+        when,
+        len(files),
+        ", ".join(files[:10]),
+        ", ..." if len(files) > 10 else "",
+    )
 
 
 class ResumableLoader(SkipCountingLoader):
