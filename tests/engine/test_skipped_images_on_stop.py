@@ -42,9 +42,11 @@ def bad_config(tiny_config, tmp_path, request):
 
 def test_an_exception_mid_epoch_reports_the_images_skipped_so_far(bad_config, caplog):
     config, bad = bad_config
-    with caplog.at_level(logging.WARNING, logger="visionkit"):
-        with pytest.raises(RuntimeError, match="boom"):
-            train(config, callbacks=[Fail(1, RuntimeError("boom"))])
+    with (
+        caplog.at_level(logging.WARNING, logger="visionkit"),
+        pytest.raises(RuntimeError, match="boom"),
+    ):
+        train(config, callbacks=[Fail(1, RuntimeError("boom"))])
     said = [
         r.getMessage() for r in caplog.records if "unreadable images were skipped" in r.getMessage()
     ]
@@ -57,9 +59,11 @@ def test_what_the_epoch_end_reported_is_not_reported_again(bad_config, caplog):
     """Stopped in the second epoch before any skip of it: nothing more to say."""
     config, _ = bad_config
     config["trainer"].update(max_epochs=2)
-    with caplog.at_level(logging.WARNING, logger="visionkit"):
-        with pytest.raises(RuntimeError, match="boom"):
-            train(config, callbacks=[FailInEpoch(1, RuntimeError("boom"))])
+    with (
+        caplog.at_level(logging.WARNING, logger="visionkit"),
+        pytest.raises(RuntimeError, match="boom"),
+    ):
+        train(config, callbacks=[FailInEpoch(1, RuntimeError("boom"))])
     said = [
         r.getMessage() for r in caplog.records if "unreadable images were skipped" in r.getMessage()
     ]
@@ -86,9 +90,8 @@ class Sigterm(L.Callback):
 @pytest.mark.parametrize("bad_config", [12], indirect=True)  # the first batch skips some
 def test_a_sigterm_mid_epoch_reports_the_images_skipped_so_far(bad_config, caplog):
     config, _ = bad_config
-    with caplog.at_level(logging.WARNING, logger="visionkit"):
-        with pytest.raises(TrainingInterrupted):
-            train(config, callbacks=[Sigterm()])
+    with caplog.at_level(logging.WARNING, logger="visionkit"), pytest.raises(TrainingInterrupted):
+        train(config, callbacks=[Sigterm()])
     said = [
         r.getMessage() for r in caplog.records if "unreadable images were skipped" in r.getMessage()
     ]
