@@ -193,6 +193,7 @@ class TrainingInterrupted(VisionkitError):
         step: int,
         signal: str = "SIGTERM",
         saved: bool = True,
+        during: str = "",
     ) -> None:
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.epoch = epoch
@@ -202,7 +203,9 @@ class TrainingInterrupted(VisionkitError):
         if signal == "SIGINT":
             self.exit_code, what = 130, "Ctrl-C (SIGINT)"  # 128 + SIGINT, as a shell reports
         if saved:
-            text = f"interrupted by {what} at epoch {epoch}, step {step}; saved {self.checkpoint}"
+            text = f"interrupted by {what} at epoch {epoch}, step {step}"
+            text += f" {during}" if during else ""
+            text += f"; saved {self.checkpoint}"
         else:
             text = f"a second {what} at epoch {epoch}, step {step}: ended at once, without saving; "
             text += (

@@ -53,5 +53,24 @@ class EMACallback(WeightAveraging):
         finally:
             pl_module.evaluators = evaluators
 
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_epoch_start(trainer, pl_module)
+        self.swapped = self._average_model is not None
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_epoch_end(trainer, pl_module)
+        self.swapped = False
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        """A run stopped in a validation (SIGTERM after its current batch) holds the averaged
+        weights in the model: they are swapped back before
+        :class:`~visionkit.engine.interrupt.SigtermCheckpoint` (a later callback) saves
+        ``last.ckpt``, which had the raw and the averaged weights the wrong way round."""
+        if getattr(self, "swapped", False):
+            self._swap_models(pl_module)
+            self.swapped = False
+
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "decay": self.decay, "warmup_steps": self.warmup_steps}

@@ -18,8 +18,10 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from visionkit.checkpoint import write_atomic
 from visionkit.errors import TrainingInterrupted
 
 logger = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class SigtermCheckpoint(L.Callback):
         self.saved = False
         self.validating = False  # inside a validation of the run (not its sanity check)
         self.after_validation = False  # a Ctrl-C during a validation: stop once it ends
+        self.during = ""  # saved in a validation: which, for the message
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.validating = not trainer.sanity_checking
@@ -59,12 +62,19 @@ class SigtermCheckpoint(L.Callback):
         # (not in the validation of best.ckpt once training ended: last.ckpt is final, and
         # the validation's model holds best.ckpt's weights)
         if isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING:
+            # (EMACallback, an earlier callback, has swapped the averaged weights back out)
             trainer.save_checkpoint(self.path, weights_only=False)  # all, to resume
             self.saved = True
+            if self.validating:  # SIGTERM: Lightning stopped it after its current batch
+                self.during = (
+                    f"during the validation of epoch {trainer.current_epoch}, which stopped "
+                    "after its current batch (its metrics were not recorded)"
+                )
             logger.warning(
-                "stopped at epoch %d, step %d: saved %s",
+                "stopped at epoch %d, step %d%s: saved %s",
                 trainer.current_epoch,
                 trainer.global_step,
+                f" {self.during}" if self.during else "",
                 self.path,
             )
 
@@ -117,6 +127,7 @@ class CtrlC:
                 self.trainer.current_epoch,
                 self.trainer.global_step,
                 signal="SIGINT" if self.pressed else "SIGTERM",
+                during=self.sigterm.during,
             ) from None
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -160,3 +171,27 @@ def interrupted_after_training(trainer: L.Trainer, last: Path) -> Iterator[None]
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+#: The file of a run folder that says how to continue a stopped run (removed when it does).
+STOPPED_NOTE = "STOPPED.txt"
+_HEADER = "visionkit: this run was stopped"
+
+
+@contextmanager
+def stop_noted(run_dir: Path) -> Iterator[None]:
+    """Around a run's training: a :class:`~visionkit.errors.TrainingInterrupted` writes
+    ``<run_dir>/STOPPED.txt`` (what stopped the run, where, and the command that continues it);
+    a run in the folder (the resumed one) removes the note of before, only a note written
+    here (a file of the user's of that name stays). Rank 0 only."""
+    note = Path(run_dir) / STOPPED_NOTE
+    zero = rank_zero_only.rank == 0
+    if zero and note.is_file() and note.read_text(errors="replace").startswith(_HEADER):
+        note.unlink()
+    try:
+        yield
+    except TrainingInterrupted as stop:
+        if zero and stop.checkpoint is not None:
+            text = f"{_HEADER}: {stop}\n"
+            write_atomic(note, lambda tmp: tmp.write_text(text))
+        raise

@@ -65,7 +65,12 @@ from visionkit.engine.eval_checks import (
     check_eval_label_settings,
     check_eval_overrides,
 )
-from visionkit.engine.interrupt import CtrlC, SigtermCheckpoint, interrupted_after_training
+from visionkit.engine.interrupt import (
+    CtrlC,
+    SigtermCheckpoint,
+    interrupted_after_training,
+    stop_noted,
+)
 from visionkit.engine.monitor import MonitorCheck, check_monitors, monitor_of
 from visionkit.engine.pictures import ValidationPictures
 from visionkit.engine.resume import (
@@ -262,9 +267,10 @@ def train(
         for note in notes:
             if note:  # not before an error of data or model
                 logger.warning("%s", note)
-    metrics = _fit_and_validate_best(
-        trainer, system, datamodule, resume_from, sigterm, (checkpoint, last) if has_val else ()
-    )
+    with stop_noted(run_dir):  # a stopped run's folder says how to continue it
+        metrics = _fit_and_validate_best(
+            trainer, system, datamodule, resume_from, sigterm, (checkpoint, last) if has_val else ()
+        )
     if metrics:
         metrics.update(timer.times())
     if metrics and trainer.is_global_zero:
