@@ -138,3 +138,8 @@ ULTRALYTICS_EXPORT_FORMATS = {
     "paddle": "PaddlePaddle: export --format onnx, then x2paddle",
     "mnn": "MNN: export --format onnx, then MNNConvert -f ONNX",
 }
+
+#: Which weights of a checkpoint trained with ``ema.enabled: true`` are read (``--weights`` of
+#: ``eval`` / ``predict``, ``visionkit.load(..., weights=)``): the averaged ones (default) or
+#: the raw ones.
+WEIGHTS = ("ema", "raw")

@@ -33,6 +33,7 @@ from visionkit.data.image_size import pipeline_steps
 from visionkit.data.transforms import apply_pipeline, build_pipeline
 from visionkit.errors import CheckpointError, ConfigError, counted
 from visionkit.evaluation.tasks import label_family, task_of
+from visionkit.models.averaged_weights import model_tensors, pick_state
 from visionkit.models.backbones import OutIndicesError, check_pretrained, create_backbone
 from visionkit.models.model import VisionModel
 from visionkit.models.transfer import load_matching, pretrained_beneath
@@ -451,13 +452,17 @@ def model_from_meta(
         ) from None
 
 
-def load(path: str | os.PathLike, map_location: str = "cpu") -> VisionModel:
+def load(
+    path: str | os.PathLike, map_location: str = "cpu", weights: str | None = None
+) -> VisionModel:
     """Rebuild a trained model from a checkpoint alone (no config file needed), or from a
     safetensors export (``visionkit export --format safetensors``).
 
     The checkpoint is read with ``torch.load(weights_only=True)``; the resolved config, class
     names and category mapping it carries (a safetensors export: its header) rebuild the
-    model (:func:`model_from_meta`), then the weights are loaded.
+    model (:func:`model_from_meta`), then the weights are loaded. A checkpoint of a run with
+    ``ema.enabled: true`` gives its averaged (EMA) weights, or with ``weights="raw"`` its raw
+    ones (a run's ``last.ckpt``; :mod:`visionkit.models.averaged_weights`); which is logged.
     """
     if Path(path).suffix == ".safetensors" and Path(path).is_file():
         from safetensors.torch import load_file
@@ -466,7 +471,7 @@ def load(path: str | os.PathLike, map_location: str = "cpu") -> VisionModel:
 
         try:
             meta = read_safetensors_metadata(path)["meta"]
-            weights = load_file(str(path))  # into the model's CPU tensors, as torch.load's
+            tensors = load_file(str(path))  # into the model's CPU tensors, as torch.load's
         except Exception as err:  # safetensors' own error, or ExportError: no visionkit header
             raise CheckpointError(
                 path,
@@ -477,11 +482,9 @@ def load(path: str | os.PathLike, map_location: str = "cpu") -> VisionModel:
     else:
         ckpt = load_checkpoint(path, map_location=map_location)
         model = model_from_meta(ckpt.get("visionkit"), source=path)
-        state = ckpt.get("state_dict", {})
-        prefix = LIGHTNING_PREFIX
-        weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        tensors = model_tensors(pick_state(ckpt, path, weights), LIGHTNING_PREFIX)
     try:
-        model.load_state_dict(weights, strict=True)
+        model.load_state_dict(tensors, strict=True)
     except RuntimeError as err:
         raise CheckpointError(
             path, f"weights do not match the model its config builds: {err}"

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from visionkit.choices import TTA_MODES, ULTRALYTICS_KEYS, ULTRALYTICS_VALUE_FLAGS
+from visionkit.choices import TTA_MODES, ULTRALYTICS_KEYS, ULTRALYTICS_VALUE_FLAGS, WEIGHTS
 
 #: The environment variables the launchers (torchrun, Lightning, SLURM, LSF) give a process's
 #: rank in, in the order Lightning reads them before it sets the rank itself.
@@ -455,6 +455,18 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the model in bfloat16 (torch.autocast; CPU, or a CUDA GPU with native "
         "bfloat16: Ampere or newer)",
+    )
+
+
+def add_weights_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--weights ema|raw``: which weights of a checkpoint trained with EMA are read."""
+    parser.add_argument(
+        "--weights",
+        choices=WEIGHTS,
+        default=None,
+        help="of a checkpoint trained with ema.enabled: true, the averaged (EMA) weights "
+        "(default) or the raw ones (raw: a run's last.ckpt; best.ckpt keeps the EMA ones only); "
+        "which were read is logged",
     )
 
 

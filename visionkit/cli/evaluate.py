@@ -35,6 +35,7 @@ from visionkit.cli._shared import (
     DEVICE_HELP,
     add_device_arguments,
     add_tta_argument,
+    add_weights_argument,
     is_global_zero,
 )
 from visionkit.errors import ConfigError
@@ -108,6 +109,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     add_tta_argument(p)
     add_device_arguments(p)
+    add_weights_argument(p)
     for action in p._actions:  # eval's default is the config's trainer settings, not auto
         if "--device" in action.option_strings:
             action.default = None
@@ -176,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
             bf16=args.bf16,
             tta=args.tta,
             imgsz=args.imgsz,
+            weights=args.weights,
         )
     if not is_global_zero():
         return 0

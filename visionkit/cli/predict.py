@@ -16,6 +16,7 @@ from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE, ULTRALYTICS_PREDICT_AR
 from visionkit.cli._shared import (
     add_device_arguments,
     add_tta_argument,
+    add_weights_argument,
     key_value_lines,
     ultralytics_argument_lines,
 )
@@ -134,6 +135,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "training size; boxes are still given in the original image's pixels",
     )
     add_device_arguments(p)
+    add_weights_argument(p)
     p.add_argument(
         "--save-txt",
         action="store_true",
@@ -274,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
         save_conf=args.save_conf,
         save_crop=args.save_crop,
         max_frames=args.max_frames,
+        weights=args.weights,
         gallery=args.gallery,
         exclude=earlier,
     )

@@ -386,6 +386,7 @@ def evaluate(
     bf16: bool = False,
     tta: str | None = None,
     imgsz: int | str | Sequence[int | str] | None = None,
+    weights: str | None = None,
 ) -> dict[str, float]:
     """Evaluate a checkpoint on the validation (or test) data of its own config.
 
@@ -418,6 +419,8 @@ def evaluate(
             sizing steps use it instead of the training size
             (:func:`visionkit.inference.options.data_at`); metrics stay at the original
             resolution. ``None``: the size the model was trained at.
+        weights: ``"raw"``: the raw weights of a checkpoint trained with EMA (``None`` /
+            ``"ema"``: the averaged ones; :func:`visionkit.load`).
     """
     overrides = override_list(overrides)
     check_eval_overrides(overrides)
@@ -430,7 +433,7 @@ def evaluate(
             chosen = resolve_device(device or "auto")
             precision = lightning_precision(autocast_dtype(chosen, half, bf16))
             on_device |= {**lightning_device(chosen), "precision": precision}
-    model = checkpoint if isinstance(checkpoint, VisionModel) else load(checkpoint)
+    model = checkpoint if isinstance(checkpoint, VisionModel) else load(checkpoint, weights=weights)
     checkpoint = None if model is checkpoint else checkpoint  # a path, or a model in memory
     thresholds = {"conf": conf, "iou": iou, "max_det": max_det}
     given = [f"{k} (--{k.replace('_', '-')})" for k, v in thresholds.items() if v is not None]

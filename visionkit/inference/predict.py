@@ -150,6 +150,7 @@ def predict_files(
     gallery: Any = None,
     exclude: Sequence[str | os.PathLike] = (),
     save_crop: bool = False,
+    weights: str | None = None,
 ) -> Path:
     """Predict on every image, video and webcam of ``inputs`` and write, in ``output_dir``:
 
@@ -205,6 +206,8 @@ def predict_files(
         save_txt, save_conf: write the YOLO label files (with the score).
         save_crop: write each detection's box cut out of its image (Ultralytics' ``save_crop``).
         max_frames: predict on at most so many frames of each video or webcam.
+        weights: ``"raw"``: the raw weights of a checkpoint trained with EMA (``None`` /
+            ``"ema"``: the averaged ones; :func:`visionkit.load`).
         gallery: a folder of identities (``root/<name>/<image>``) or a
             :class:`visionkit.Gallery`: each embedding head's result in ``images.json`` gets
             its 5 best ``matches`` (name, cosine similarity). Embedding heads always write
@@ -250,7 +253,7 @@ def predict_files(
         predictor = OnnxPredictor(model)
         model, loop, before = predictor.model, predictor.loop_steps(imgsz), None
     else:
-        model = model if isinstance(model, VisionModel) else load(model)
+        model = model if isinstance(model, VisionModel) else load(model, weights=weights)
         before = next(model.parameters()).device
         with arguments_of("predict_files"):  # --half on the CPU the model is on
             dtype = autocast_dtype(target or before, half, bf16)

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from visionkit.checkpoint import load_checkpoint
 from visionkit.errors import CheckpointError
+from visionkit.models.averaged_weights import pick_state
 
 # Keys under which training frameworks nest the state dict, in order of preference (EMA
 # weights first, as timm does).
@@ -173,6 +174,8 @@ def read_weights(path: str | os.PathLike) -> dict[str, Tensor]:
             raise CheckpointError(path, f"not a readable safetensors file ({err})") from None
     else:
         obj = load_checkpoint(path, map_location="cpu")
+        if isinstance(obj.get("state_dict"), Mapping):  # a run's: which weights, if EMA's
+            pick_state(obj, path)
     return _tensors_of(obj, path)
 
 
