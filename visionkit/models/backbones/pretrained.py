@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from visionkit.errors import CheckpointError, VisionkitError
+from visionkit.models.backbones.hf_snapshots import cache_gap, only_snapshot_file
 from visionkit.models.weights import LoadReport, load_weights, read_weights
 
 logger = logging.getLogger("visionkit.models.backbones")
@@ -227,6 +228,9 @@ def fetch(source: WeightsSource) -> Path:
             why, failed = f"the download failed ({type(err).__name__}: {err})", True
         else:
             why = "no file to download"
+    if source.hf_repo and "@" not in source.hf_repo:  # a copied cache folder, incomplete
+        gap = cache_gap(hf_cache_dir(), source.hf_repo, source.hf_filenames)
+        why += f"; {gap}" if gap else ""
     raise WeightsNotCachedError(source.name, source.expected_at(), why, failed)
 
 
@@ -442,7 +446,7 @@ def hf_cached_file(repo_id: str, filenames: list[str]) -> Path | None:
         )
         if isinstance(found, str) and os.path.isfile(found):
             return Path(found)
-    return None
+    return None if revision else only_snapshot_file(hf_cache_dir(), repo, filenames)
 
 
 def hf_cache_dir() -> Path:
