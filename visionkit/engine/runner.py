@@ -287,8 +287,7 @@ def train(
 
 
 def _wrong_objects(objects: Sequence[Any], kind: type, argument: str, expected: str) -> list[str]:
-    """What is wrong with ``train(callbacks=...)`` / ``train(loggers=...)``: Lightning objects
-    only."""
+    """The non-Lightning objects given to ``train(callbacks=...)`` / ``train(loggers=...)``."""
     return [
         f"train({argument}=...)[{i}]: expected a {expected} instance, got {type(obj).__name__}"
         for i, obj in enumerate(objects)
@@ -495,8 +494,7 @@ def evaluate(
 
 
 def validated_metrics(results: Sequence[Mapping[str, Any]], system: VisionSystem) -> dict:
-    """The metrics of ``trainer.validate``: what every validation loader logged (each set's
-    ``val/loss/<set>`` with several sets) and the evaluators' (``system.last_metrics``)."""
+    """What every validation loader logged (``val/loss/<set>``) and the evaluators' metrics."""
     metrics = {k: float(v) for result in results for k, v in result.items()}
     metrics.update(system.last_metrics)
     return metrics
