@@ -30,7 +30,8 @@ from visionkit.data.datasets import seed_pipeline
 from visionkit.data.synthetic import make_shapes
 from visionkit.data.transforms import build_pipeline
 from visionkit.engine.datamodule import SkipCountingLoader, SkippedImages, unpadded_sampler
-from visionkit.engine.runner import evaluate, make_trainer, metrics_json
+from visionkit.engine.run_folder import metrics_json
+from visionkit.engine.runner import evaluate, make_trainer
 from visionkit.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.helpers import run
-from visionkit.engine.runner import metrics_json
+from visionkit.engine.run_folder import metrics_json
 from visionkit.evaluation.coco import CocoEvaluator
 
 pytestmark = pytest.mark.reliability

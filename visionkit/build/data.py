@@ -22,13 +22,14 @@ from visionkit.build.data_errors import data_errors, joined_errors, keyed
 from visionkit.build.label_settings import label_setting_problems
 from visionkit.choices import EVAL_SPLITS, SPLITS
 from visionkit.config import (
+    MIX_KEYS,
     Config,
     DataConfig,
     is_dataset_mix,
     override_keys,
     split_entries,
 )
-from visionkit.data.annotated_classes import ANNOTATED, describe
+from visionkit.data.annotated_classes import ANNOTATED, describe, unboxed_class_warnings
 from visionkit.data.batch import folder_like, folders_like, read_from
 from visionkit.data.classes import class_lists, class_source, match_classes
 from visionkit.data.datasets import MixedDataset
@@ -59,6 +60,12 @@ def boxes_needed(cfg: Config) -> bool:
     data pipeline leaves the readers' boxes out: carrying them through albumentations costs
     a classifier's loader several times its image work."""
     return "boxes" in targets_needed(cfg)
+
+
+def boxes_learnt(needs: Sequence[str]) -> bool:
+    """Whether a head learns from boxes, from the targets the heads need (:func:`targets_needed`;
+    none given: not known, as for a library caller: taken to)."""
+    return not needs or "boxes" in needs
 
 
 def dropped_keys(cfg: Config) -> tuple[str, ...]:
@@ -113,7 +120,7 @@ def build_dataset(
     where = where or f"data.{split}"
     reader = DATASETS.component_class(spec["format"])
     accepts = DATASETS.signature(spec["format"]).parameters
-    args = {k: v for k, v in spec.items() if k not in ("format", "synthetic", "weight")}
+    args = {k: v for k, v in spec.items() if k not in ("format", *MIX_KEYS)}
     location = reader.location
     if args.get(location) is None:
         raise ConfigError(unset_location(where, location, spec))
@@ -317,19 +324,38 @@ def unset_location(where: str, location: str, entry: Mapping[str, Any] | None = 
     return text
 
 
-def mixed_training_set(parts: Mapping[str, Any], spec: Mapping[str, Any]) -> MixedDataset:
+def mixed_training_set(
+    parts: Mapping[str, Any], spec: Mapping[str, Any], boxes: bool = True
+) -> MixedDataset:
     """The training set of a mix: its built ``parts`` (name → dataset) drawn with the
-    ``weight`` of each part's entry of ``spec`` (``data.train``). Where the parts annotate
-    different box classes, a log line says which set annotates which (each image's
-    classification loss leaves the others out: :mod:`visionkit.data.annotated_classes`).
+    ``weight`` of each part's entry of ``spec`` (``data.train``), each annotating the box
+    classes its entry's ``annotated_classes`` names (else its own class list); ``boxes``:
+    whether a head learns from boxes (without, no sample carries the classes its set
+    annotates). What training says of them: :func:`annotation_notes`.
 
     Raises:
-        DataError: the parts' classes conflict (:class:`MixedDataset`).
+        DataError: the parts' classes conflict, or an ``annotated_classes`` is wrong
+            (:class:`MixedDataset`).
     """
-    mixed = MixedDataset(parts, {name: spec[name].get("weight", 1.0) for name in parts})
-    if mixed.annotated:
-        logger.info(describe(mixed.annotated, mixed.label_names["instances"], "data.train"))
-    return mixed
+    return MixedDataset(
+        parts,
+        {name: spec[name].get("weight", 1.0) for name in parts},
+        {name: spec[name].get(ANNOTATED) for name in parts},
+        boxes=boxes,
+    )
+
+
+def annotation_notes(train: Any) -> tuple[str | None, list[str]]:
+    """What training (on rank 0) and ``check-data`` say of the box classes the sets of a
+    training mix annotate: the line saying which set annotates which, where they differ and
+    a head learns from boxes (``None`` otherwise), and a warning per set that has no box of
+    classes another set has boxes of while it claims to annotate them
+    (:func:`~visionkit.data.annotated_classes.unboxed_class_warnings`)."""
+    if not isinstance(train, MixedDataset) or not train.boxes or len(train.box_classes) < 2:
+        return None, []
+    merged = train.label_names["instances"]
+    info = describe(train.annotated, merged, "data.train") if train.annotated else None
+    return info, unboxed_class_warnings(train.parts, train.box_classes, merged, train.mappings)
 
 
 def check_saved_data_paths(
@@ -387,7 +413,7 @@ def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any
         try:
             train = build_split(data.train, split="train", needs=needs)
             if isinstance(train, dict):
-                train = mixed_training_set(train, data.train)
+                train = mixed_training_set(train, data.train, boxes=boxes_learnt(needs))
             datasets["train"] = train
         except DataError as err:
             failed["data.train"] = err

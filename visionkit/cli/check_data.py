@@ -98,11 +98,12 @@ def check_spec(
     errors, number of warnings, the dataset or None)``."""
     from visionkit.build.data import build_dataset
     from visionkit.cli._shared import report_warnings_muted
+    from visionkit.config import MIX_KEYS
     from visionkit.data.checks import inspect_samples
     from visionkit.data.classes import class_lists, class_source, match_classes
 
     synthetic = spec.get("synthetic")
-    spec = {k: v for k, v in spec.items() if k not in ("synthetic", "weight")}
+    spec = {k: v for k, v in spec.items() if k not in MIX_KEYS}
     label_names = getattr(train, "label_names", None)
     try:
         with report_warnings_muted():  # the report printed below holds each of them
@@ -138,15 +139,18 @@ def check_spec(
     return text, len(report.errors), len(report.warnings), dataset
 
 
-def training_set(built: Mapping[str, Any], specs: Sequence[tuple[str, str, Any]]) -> Any:
+def training_set(
+    built: Mapping[str, Any], specs: Sequence[tuple[str, str, Any]], needs: Sequence[str] = ()
+) -> Any:
     """The training set as training builds it from the datasets of ``data.train`` (one, or a
-    :func:`~visionkit.build.data.mixed_training_set` of a mix's parts), for the evaluation
-    splits' class check; ``None`` when a part failed its own check (or there is none).
+    :func:`~visionkit.build.data.mixed_training_set` of a mix's parts, for a model whose
+    heads need ``needs``), for the evaluation splits' class check; ``None`` when a part
+    failed its own check (or there is none).
 
     Raises:
         DataError: the parts of a mix have conflicting classes (training stops there too).
     """
-    from visionkit.build.data import mixed_training_set
+    from visionkit.build.data import boxes_learnt, mixed_training_set
 
     parts = [(where, spec) for where, split, spec in specs if split == "train"]
     if not parts or any(where not in built for where, _ in parts):
@@ -154,7 +158,8 @@ def training_set(built: Mapping[str, Any], specs: Sequence[tuple[str, str, Any]]
     if len(parts) == 1 and parts[0][0] == "data.train":
         return built["data.train"]
     entries = {where.rsplit(".", 1)[1]: spec for where, spec in parts}
-    return mixed_training_set({name: built[f"data.train.{name}"] for name in entries}, entries)
+    parts = {name: built[f"data.train.{name}"] for name in entries}
+    return mixed_training_set(parts, entries, boxes=boxes_learnt(needs))
 
 
 def training_classes(spec: Any, needs: Sequence[str]) -> Any:
@@ -164,7 +169,7 @@ def training_classes(spec: Any, needs: Sequence[str]) -> Any:
     image): those errors are its own, the classes are the same. An unreadable image is left
     out here (``on_bad_image: skip``); ``None`` when it cannot be read even so (training
     stops at data.train and checks data.val on its own)."""
-    from visionkit.build.data import build_split, mixed_training_set
+    from visionkit.build.data import boxes_learnt, build_split, mixed_training_set
     from visionkit.config import is_dataset_mix
 
     def skipping(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -180,7 +185,7 @@ def training_classes(spec: Any, needs: Sequence[str]) -> Any:
             entries = {n: read(e) for n, e in spec.items()} if mix else read(spec)
             try:
                 train = build_split(entries, split="train", needs=needs)
-                return mixed_training_set(train, spec) if mix else train
+                return mixed_training_set(train, spec, boxes_learnt(needs)) if mix else train
             except VisionkitError:  # as check_spec: any reader's own error
                 continue
         return None
@@ -269,7 +274,7 @@ def _run(args: argparse.Namespace) -> int:
         if split != "train" and not train_built:
             train_built = True
             try:
-                train = training_set(trains, specs)
+                train = training_set(trains, specs, needs)
             except DataError as err:  # a mix whose parts' classes conflict
                 print(f"data.train: {err}", flush=True)
                 total += 1
@@ -291,10 +296,17 @@ def _run(args: argparse.Namespace) -> int:
             (trains if split == "train" else evals)[where] = dataset
     if not train_built and args.config:  # --split train: a mix merged as training does
         try:
-            train = training_set(trains, specs)
+            train = training_set(trains, specs, needs)
         except DataError as err:
             print(f"data.train: {err}", flush=True)
             total += 1
+    if train is not None:  # which set annotates which box classes: training says it too
+        from visionkit.build.data import annotation_notes
+
+        info, unboxed = annotation_notes(train)
+        for line in [info] * bool(info) + [f"warning: {w}" for w in unboxed]:
+            print(line, flush=True)
+        warned += len(unboxed)
     note = shared_note(data, reference, evals) if any(s == "val" for _, s, _ in specs) else None
     if note:  # validation on training images: training warns of it too
         print(f"warning: {note}", flush=True)

@@ -153,7 +153,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """What ``visionkit eval`` runs: evaluates, then (rank 0) writes the plots and prints the
     report (:func:`report_lines`) or, with ``--json``, one JSON object (:func:`report`)."""
-    from visionkit.engine.runner import evaluate, metrics_json
+    from visionkit.engine.run_folder import metrics_json
+    from visionkit.engine.runner import evaluate
     from visionkit.evaluation.plots import confusion_conf
 
     if args.matrix_conf is not None and not 0 <= args.matrix_conf <= 1:

@@ -69,7 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """What ``visionkit train`` runs; prints the run folder and the final metrics (rank 0)."""
     from visionkit.config import load_config, to_yaml
-    from visionkit.engine.runner import metrics_json, train
+    from visionkit.engine.run_folder import metrics_json
+    from visionkit.engine.runner import train
 
     config, output_dir = args.config, args.output_dir
     if config is None:  # --resume alone: the run's own config, in the run's own folder

@@ -35,6 +35,7 @@ from visionkit.config.files import (
     to_yaml,
 )
 from visionkit.config.locations import located, locating
+from visionkit.config.mix_keys import MIX_KEYS
 from visionkit.config.paths import is_dataset_mix, split_entries
 from visionkit.config.schema import (
     DATASET_INJECTED_ARGS,
@@ -65,6 +66,7 @@ __all__ = [
     "EMAConfig",
     "EarlyStoppingConfig",
     "INJECTED_ARGS",
+    "MIX_KEYS",
     "LossBalancingConfig",
     "ModelConfig",
     "OptimizerConfig",

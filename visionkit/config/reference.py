@@ -243,7 +243,11 @@ def render_config_reference() -> str:
                 f"{DESCRIPTIONS.get(path, '')} |\n"
             )
     extra_head = {"loss_weight": (float, 1.0)}
-    extra_data = {"synthetic": (dict | None, None), "weight": (float, 1.0)}
+    extra_data = {
+        "synthetic": (dict | None, None),
+        "weight": (float, 1.0),
+        "annotated_classes": (list | None, None),
+    }
     components = (
         ("Heads", "model.heads.<head>", "name", HEADS, extra_head, INJECTED_ARGS),
         ("Necks", "model.neck", "name", NECKS, None, INJECTED_ARGS),
@@ -272,7 +276,11 @@ def render_config_reference() -> str:
                 + (
                     ": `synthetic` generates the shapes dataset where the folder is empty "
                     "([its keys](#datasplitsynthetic)), `weight` is the sampling weight in a training "
-                    "mix of datasets (data.train only).\n"
+                    "mix of datasets (data.train only), `annotated_classes` the box classes a "
+                    "set of a training mix annotates (class names of the merged list; default: "
+                    "the classes of its own file, every class for a set naming none; the "
+                    "detection loss of its images leaves the others out: "
+                    "[multitask.md](multitask.md#partial-labels)).\n"
                     if key == "format"
                     else ": the head's weight in the total loss.\n"
                 )

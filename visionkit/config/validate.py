@@ -22,6 +22,7 @@ from visionkit.config.key_hints import (
     glued_problem,
 )
 from visionkit.config.locations import as_written, key_places
+from visionkit.config.mix_keys import MIX_ENTRY_KEYS, loose_settings, mix_keys_of_one
 from visionkit.config.override_hints import command_line_note, format_override_hints
 from visionkit.config.paths import (
     dataset_path_problems,
@@ -336,17 +337,13 @@ def _validate_datasets(
             problems.append(glued or f"{path}: every named dataset was set to null; give one")
             return {}
     if not is_dataset_mix(spec):
-        if isinstance(spec, Mapping) and "weight" in spec:  # a mix's key on one dataset
-            problems.append(
-                f"{path}.weight: a sampling weight is a key of a dataset of a mix ({path}: "
-                "{photos: {format: ..., weight: 2}, extra: {format: ...}}); one dataset fills "
-                "every batch (docs/multitask.md)"
-            )
-            spec = {k: v for k, v in spec.items() if k != "weight"}
+        if isinstance(spec, Mapping):  # a mix's keys on one dataset (weight, ...): refused
+            problems += mix_keys_of_one(spec, path)
+            spec = {k: v for k, v in spec.items() if k not in MIX_ENTRY_KEYS}
         return check(spec, path, problems, extra=extra)
     loose = [key for key, value in spec.items() if not isinstance(value, Mapping)]
     if loose:
-        problems.append(_loose_settings(path, loose, data or {}))
+        problems.append(loose_settings(path, loose, data or {}))
         return dict(spec)
     if path != "data.train":  # evaluation reads each set whole: a weight is ignored
         for name in [n for n, e in spec.items() if e.get("weight", 1.0) != 1.0]:  # not refused:
@@ -354,32 +351,20 @@ def _validate_datasets(
                 f"{path}.{name}.weight: a sampling weight applies to data.train only ({path} "
                 "reads every image of each of its datasets once); ignored"
             )
-        spec = {name: {k: v for k, v in e.items() if k != "weight"} for name, e in spec.items()}
+        # the training mix's entries given again (a YAML anchor): each set is scored on the
+        # categories of its own ground truth, so what it annotates changes nothing here
+        drop = MIX_ENTRY_KEYS
+        spec = {name: {k: v for k, v in e.items() if k not in drop} for name, e in spec.items()}
         return {name: check(e, f"{path}.{name}", problems, extra=extra) for name, e in spec.items()}
-    weighted = {**extra, "weight": (Annotated[float, Field(gt=0)], 1.0)}
+    weighted = {
+        **extra,
+        "weight": (Annotated[float, Field(gt=0)], 1.0),
+        "annotated_classes": (Annotated[list[str], Field(min_length=1)] | None, None),
+    }
     return {
         name: check(entry, f"{path}.{name}", problems, extra=weighted)
         for name, entry in spec.items()
     }
-
-
-def _loose_settings(path: str, loose: list[str], data: Mapping[str, Any]) -> str:
-    """The problem of ``path`` given settings (``loose``) without a ``format``: one dataset
-    needs its ``format``; a mix, one mapping per named dataset, as another split's mix."""
-    given = ", ".join(f"{path}.{key}" for key in loose)
-    names = next(
-        (list(v) for k, v in data.items() if is_dataset_mix(v) and f"data.{k}" != path), None
-    )
-    if names:
-        sets = " ".join(f"{path}.{name}.{loose[0]}=..." for name in names)
-        return (
-            f"{given}: the other splits are mixes of named datasets ({', '.join(names)}); "
-            f"give {path} the same way, e.g. {sets}"
-        )
-    return (
-        f"{given}: one dataset needs {path}.format (e.g. {path}.format=coco); a mix gives "
-        f"each named dataset as a mapping ({path}.NAME.format=...)"
-    )
 
 
 def builder_schema(

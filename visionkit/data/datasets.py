@@ -44,9 +44,25 @@ class MixedDataset(Dataset):
         parts: name → dataset.
         weights: name → sampling weight; an epoch draws ``len(self)`` samples with part ``d``
             drawn in proportion to ``weights[d]`` (see :meth:`sample_weights`).
+        annotated: name → the box classes that part annotates (its entry's
+            ``annotated_classes``, class names), overriding its own class list.
+        boxes: whether a head learns from boxes; without one no sample carries
+            ``annotated_classes`` (:attr:`box_classes` is still computed).
+        where: the config path of the mix, for messages (``data.train``).
+
+    Raises:
+        DataError: the parts' classes conflict, or an ``annotated`` list names a class of no
+            part (:func:`~visionkit.data.annotated_classes.annotated_labels`).
     """
 
-    def __init__(self, parts: Mapping[str, Any], weights: Mapping[str, float]) -> None:
+    def __init__(
+        self,
+        parts: Mapping[str, Any],
+        weights: Mapping[str, float],
+        annotated: Mapping[str, Sequence[str] | None] | None = None,
+        boxes: bool = True,
+        where: str = "data.train",
+    ) -> None:
         self.parts = dict(parts)
         self.weights = {name: float(weights.get(name, 1.0)) for name in self.parts}
         self.offsets: list[int] = []
@@ -56,14 +72,16 @@ class MixedDataset(Dataset):
             total += len(dataset)
         self.total = total
         self.label_names, self.category_ids, self.mappings = merge_classes(self.parts)
-        self.annotated = annotated_classes.annotated_by_part(
-            {
-                name: dataset.label_names["instances"]
-                for name, dataset in self.parts.items()
-                if "instances" in getattr(dataset, "label_names", {})
-            },
-            self.label_names.get("instances", []),
+        merged = self.label_names.get("instances", [])
+        labels = annotated_classes.annotated_labels(
+            self.parts, merged, self.mappings, annotated or {}, where
         )
+        vectors = annotated_classes.annotated_by_part(labels, len(merged))
+        #: part giving boxes → bool [C]: the classes it annotates
+        self.box_classes = {n: vectors.get(n, np.ones(len(merged), bool)) for n in labels}
+        #: the same where they differ and a head learns from boxes (what the samples carry)
+        self.annotated = vectors if boxes else {}
+        self.boxes = boxes
         self.class_source = "; ".join(
             f"{name}: {class_source(dataset)}" for name, dataset in self.parts.items()
         )
@@ -79,6 +97,17 @@ class MixedDataset(Dataset):
         if name in self.annotated:
             sample[annotated_classes.ANNOTATED] = self.annotated[name].copy()
         return sample
+
+    def partners_of(self, index: int) -> range:
+        """The samples a multi-image step (``Mosaic``, ``MixUp``) may mix sample ``index``
+        with: those of its own part where the parts annotate different box classes (a mosaic
+        of a ``pets`` photo and a ``roads`` one would annotate no class, and teach no
+        negatives), else every sample."""
+        if not self.annotated:
+            return range(self.total)
+        name, local = self.part_of(int(index) % self.total)
+        start = int(index) % self.total - local
+        return range(start, start + len(self.parts[name]))
 
     def part_of(self, index: int) -> tuple[str, int]:
         """The name of the part that holds sample ``index``, and the sample's index in it."""
@@ -262,7 +291,7 @@ class TransformedDataset(Dataset):
         out = self.transform(index, sample)
         where = f"sample {index} (image id {sample.get('image_id')}, {sample.get('path')})"
         for step in getattr(self.pipeline, "mixing", ()):  # MixUp, CopyPaste
-            out = mix(step, self, out, where)
+            out = mix(step, self, out, where, index)
         return out
 
     def read(self, index: int) -> dict[str, Any]:
@@ -283,7 +312,7 @@ class TransformedDataset(Dataset):
     def transform(self, index: int, sample: dict[str, Any]) -> dict[str, Any]:
         """``sample`` (read at ``index``) through the pipeline, after its ``Mosaic`` when one
         is drawn."""
-        extras = mosaic_extras(self)
+        extras = mosaic_extras(self, index)
         try:
             raw = self.pipeline.mosaic(sample, extras) if extras else sample
             out = apply_pipeline(self.pipeline, raw)

@@ -26,8 +26,8 @@ stream, so training stays reproducible and resumable.
 Per-box labels travel with their boxes through all three: ``keypoints`` (``[N, K, 3]``; a
 point that a Mosaic cell crops away gets visibility 0, one that a CopyPaste object covers
 visibility 1, COCO's "labelled but hidden") and ``identities`` (``[N]``). A mosaic or a
-MixUp annotates the classes all its images annotate (``annotated_classes``,
-:mod:`visionkit.data.annotated_classes`).
+MixUp annotates the classes all its images annotate (``annotated_classes``); its other images
+come from its first image's set where sets annotate other box classes (:func:`draw`).
 """
 
 from __future__ import annotations
@@ -384,21 +384,24 @@ MULTI_IMAGE: dict[str, type] = {
 }  # + SwapHalves and RotateIdentities, added by visionkit.data.identity_mixing
 
 
-def draw(dataset: Any, count: int) -> list[int]:
-    """``count`` indices of ``dataset`` (a :class:`~visionkit.data.datasets.
-    TransformedDataset`), with replacement, from its pipeline's random stream."""
+def draw(dataset: Any, count: int, index: int | None = None) -> list[int]:
+    """``count`` indices of ``dataset`` (a ``TransformedDataset``), with replacement, from its
+    pipeline's random stream: among the partners of sample ``index`` (``MixedDataset.
+    partners_of``: its own set's where sets annotate other box classes), else all."""
     rng = dataset.pipeline.random_generator
-    return [int(i) for i in rng.integers(len(dataset), size=count)]
+    partners_of = getattr(getattr(dataset, "dataset", None), "partners_of", None)
+    among = range(len(dataset)) if index is None or partners_of is None else partners_of(index)
+    return [among.start + int(i) for i in rng.integers(len(among), size=count)]
 
 
-def mosaic_extras(dataset: Any) -> list[dict[str, Any]]:
-    """The other raw samples of ``dataset`` for its pipeline's ``Mosaic`` (``[]`` without
-    one, or when its ``p`` is not drawn); the Mosaic is then seeded from the same stream."""
+def mosaic_extras(dataset: Any, index: int | None = None) -> list[dict[str, Any]]:
+    """The other raw samples of ``dataset`` for its pipeline's ``Mosaic`` of sample ``index``
+    (``[]`` without one, or when its ``p`` is not drawn); then seeded from the same stream."""
     pipeline = dataset.pipeline
     mosaic = getattr(pipeline, "mosaic", None)
     if mosaic is None or pipeline.random_generator.random() >= mosaic.p:
         return []
-    extras = [dataset.read(i) for i in draw(dataset, mosaic.extra)]
+    extras = [dataset.read(i) for i in draw(dataset, mosaic.extra, index)]
     mosaic.compose.set_random_state(pipeline.random_generator, pipeline.py_random)
     return extras
 
@@ -415,10 +418,12 @@ def declares(dataset: Any, target: str) -> bool:
     return target in getattr(type(dataset), "targets", ()) and gives(dataset, target)
 
 
-def mix(step: Any, dataset: Any, sample: dict[str, Any], where: str) -> dict[str, Any]:
-    """``sample`` (``where``: which one, for messages), transformed by ``dataset``'s pipeline,
-    mixed by ``step`` at its ``p`` with another sample of ``dataset`` through the same
-    pipeline. A partner carrying other label keys (a mixed dataset) leaves it as it is.
+def mix(
+    step: Any, dataset: Any, sample: dict[str, Any], where: str, index: int | None = None
+) -> dict[str, Any]:
+    """``sample`` (``where``: which one, for messages; ``index``: its index), transformed by
+    ``dataset``'s pipeline, mixed by ``step`` at its ``p`` with another sample (:func:`draw`)
+    through the same pipeline; a partner carrying other label keys leaves it as it is.
 
     Raises:
         SampleError: ``sample`` cannot be mixed by ``step`` (CopyPaste on a dataset that
@@ -437,7 +442,7 @@ def mix(step: Any, dataset: Any, sample: dict[str, Any], where: str) -> dict[str
         identity_mixing.bind_identities(dataset.pipeline.mixing, len(names))
     other, partner = None, None
     if getattr(step, "partners", 1):  # (RotateIdentities takes none)
-        other = draw(dataset, 1)[0]
+        other = draw(dataset, 1, index)[0]
         partner = dataset.transform(other, dataset.read(other))
         if targets_of(partner) != targets_of(sample):
             return sample

@@ -1,9 +1,12 @@
 """Which folder a training run writes to: its own, or, when that holds another run, the next
 free ``<folder>-2``, ``-3``, ... (a run folder is never overwritten); and what ``eval`` says
-of a run folder's ``config.yaml`` edited after the run (:func:`edited_config_note`)."""
+of a run folder's ``config.yaml`` edited after the run (:func:`edited_config_note`); the
+strict JSON of its ``metrics.json`` (:func:`metrics_json`)."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,3 +113,13 @@ def edited_config_note(
         f"{' ...' if len(changes) > 3 else ''}): the checkpoint's is used; give the change as "
         f"an override (e.g. {first}=...) to evaluate other data"
     )
+
+
+def metrics_json(metrics: dict[str, float], indent: int | None = None) -> str:
+    """Metrics as strict JSON: ``nan`` (COCO's "no such objects") and infinities are written
+    as ``null``."""
+    clean = {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in metrics.items()
+    }
+    return json.dumps(clean, indent=indent, sort_keys=True)

@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -33,7 +31,7 @@ from visionkit.build import (
     targets_needed,
     trainer_kwargs,
 )
-from visionkit.build.data import check_saved_data_paths, split_spec
+from visionkit.build.data import annotation_notes, check_saved_data_paths, split_spec
 from visionkit.build.model import load
 from visionkit.build.trainer import use_tf32_matmuls
 from visionkit.checkpoint import strip_training_state, write_atomic
@@ -84,6 +82,7 @@ from visionkit.engine.run_folder import (
     another_run_note,
     choose_run_dir,
     edited_config_note,
+    metrics_json,
     resumed_folder,
 )
 from visionkit.engine.system import VisionSystem
@@ -264,9 +263,12 @@ def train(
         save_config(cfg, run_dir / "config.yaml")
         notes = another_run_note(folder, run_dir), mixed_budget_note(cfg.trainer)
         notes += sized, shared_images_note(cfg.data, datasets), imbalance_note(datasets["train"])
-        for note in notes:
+        annotated, unboxed = annotation_notes(datasets["train"])  # sets of other box classes
+        for note in [*notes, *unboxed]:
             if note:  # not before an error of data or model
                 logger.warning("%s", note)
+        if annotated:
+            logger.info("%s", annotated)
     with stop_noted(run_dir):  # a stopped run's folder says how to continue it
         metrics = _fit_and_validate_best(
             trainer, system, datamodule, resume_from, sigterm, (checkpoint, last) if has_val else ()
@@ -359,16 +361,6 @@ def training_callbacks(
             )
         )
     return callbacks
-
-
-def metrics_json(metrics: dict[str, float], indent: int | None = None) -> str:
-    """Metrics as strict JSON: ``nan`` (COCO's "no such objects") and infinities are written
-    as ``null``."""
-    clean = {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-        for k, v in metrics.items()
-    }
-    return json.dumps(clean, indent=indent, sort_keys=True)
 
 
 def evaluate(

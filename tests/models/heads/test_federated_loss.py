@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 
+from visionkit.errors import DataError
 from visionkit.models.heads._utils import focal_loss
 from visionkit.registry import HEADS
 
@@ -80,7 +81,10 @@ def test_a_box_of_a_class_its_image_does_not_annotate_still_counts_as_positive()
     assert counted.tolist() == [[[True, False], [False, False], [False, False], [False, True]]]
 
 
-def test_a_vector_of_the_wrong_size_names_the_head_and_the_shape():
+def test_a_vector_of_the_wrong_size_is_a_data_error_naming_the_head_and_the_shape():
+    # a library caller's batch of data with 5 box classes, for a head of 3: a visionkit error
     wrong = {**TARGETS, "annotated_classes": torch.ones(2, 5, dtype=torch.bool)}
-    with pytest.raises(ValueError, match=r"fcos: the batch's annotated_classes has shape \[2, 5\]"):
+    with pytest.raises(DataError, match=r"fcos: the batch's annotated_classes has shape \[2, 5\]"):
         losses_and_grad("fcos", {"num_convs": 1}, wrong)
+    with pytest.raises(DataError, match=r"retinanet: .* the head 3 \(give the head num_classes: 5"):
+        losses_and_grad("retinanet", {"num_convs": 1}, wrong)

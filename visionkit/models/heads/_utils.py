@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes, sigmoid_focal_loss
 
 from visionkit.data.annotated_classes import ANNOTATED
+from visionkit.errors import DataError
 from visionkit.models.norm import NORMS, norm_layer
 
 Sizes = Tensor | Sequence[Sequence[int]]
@@ -48,14 +49,22 @@ class DetectionTargets:
 
     def annotated_classes(self, num_classes: int, name: str) -> Tensor | None:
         """:attr:`annotated`, checked to be one row of ``num_classes`` per image (``name``:
-        the head, for the error)."""
+        the head, for the error).
+
+        Raises:
+            DataError: another shape (a batch of data with other classes than the head's).
+        """
         if self.annotated is None:
             return None
         expected = (len(self.valid), num_classes)
-        if tuple(self.annotated.shape) != expected:
-            raise ValueError(
+        if tuple(self.annotated.shape) != expected:  # a batch of other data (library use)
+            found = self.annotated.shape[-1] if self.annotated.ndim else 0
+            raise DataError(
                 f"{name}: the batch's {ANNOTATED} has shape {list(self.annotated.shape)}; "
-                f"expected {list(expected)} (one flag per image and class of the head)"
+                f"expected {list(expected)}, a flag per image and class of the head: the "
+                f"batch's data has {found} box classes, the head {num_classes} (give the "
+                f"head num_classes: {found}, or "
+                "build the model from the training set it learns from)"
             )
         return self.annotated
 
