@@ -39,6 +39,8 @@ def format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
     glued = glued_mappings(errors)  # {format: coco, images:x}: the key "images:x" set to null
     # a list or a word (class_weights: list | auto): both said in the list's line
     words = {loc: e["ctx"]["expected"] for loc, e in errors if e["type"] == "literal_error"}
+    # ... and a list with a bad item: the item's line only, not "expected 'auto', got [...]"
+    listed = {loc[:-1] for loc, e in errors if loc and isinstance(loc[-1], int)}
     keys = {loc: e["input"] for loc, e in errors if e["loc"][-1:] == ("[key]",)}  # not text
     for loc, e in errors:
         path = path_below_keys(loc, keys)  # a list item in brackets, a key 1 as .1
@@ -59,6 +61,8 @@ def format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
             lines.append(f"{path}: unknown key{hint}")
         elif e["type"] == "missing":
             lines.append(f"{path}: required key is missing")
+        elif e["type"] == "literal_error" and loc in listed:
+            continue
         elif e["type"] == "head_name":  # the key is the problem, not the whole heads mapping
             lines.append(f"{path}.{e['ctx']['name']}: {e['msg']}")
         else:
