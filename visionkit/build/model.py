@@ -363,12 +363,19 @@ def prefix_problems(model: VisionModel, prefixes: Sequence[str], key: str) -> li
     ]
 
 
-def build_model(cfg: Config, datasets: Mapping[str, Any], resume: bool = False) -> VisionModel:
+def build_model(
+    cfg: Config,
+    datasets: Mapping[str, Any],
+    resume: bool = False,
+    stored_weights: Mapping[str, list[float]] | None = None,
+) -> VisionModel:
     """The model of a training run (:func:`~visionkit.build.model.create_model`), sized by
     the datasets' label names and carrying the training set's category ids. A resumed run
     (``resume``) gets its weights from the checkpoint, so neither ``model.init_from`` nor the
     backbone's ``pretrained`` weights are loaded (the backbone built as they build it); the
-    model's config still records both."""
+    model's config still records both. ``stored_weights``: the ``class_weights`` lists of the
+    checkpoint a run resumes, by head (:func:`~visionkit.build.class_weights.
+    stored_class_weights`), which its ``class_weights: auto`` heads keep."""
     train = datasets.get("train")
     label_names = label_names_of(datasets)
     if train is not None:  # each head learns from labels some training set has
@@ -378,7 +385,7 @@ def build_model(cfg: Config, datasets: Mapping[str, Any], resume: bool = False) 
         parts = getattr(train, "parts", None) or {}
         for warning in sets_no_head_uses(head_families(cfg.model.heads), parts, "train"):
             logger.warning(warning)
-        cfg = auto_class_weights(keypoints_of_data(cfg, train), train)
+        cfg = auto_class_weights(keypoints_of_data(cfg, train), train, stored_weights)
     extra: dict[str, Any] = {"category_ids": list(getattr(train, "category_ids", []) or [])}
     colours = class_colours_of(train) if train is not None else {}
     if colours:  # predictions drawn in the dataset's own class colours

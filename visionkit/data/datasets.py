@@ -438,10 +438,12 @@ def _absolute(dataset: Any, index: int) -> str | None:
 IMBALANCE_RATIO = 10
 
 
-def imbalance_note(dataset: Any) -> str | None:
+def imbalance_note(dataset: Any, weighted: bool = False) -> str | None:
     """A warning for a training set of image-level classes (an ImageFolder, a COCO
     ``class_field``) whose largest class holds :data:`IMBALANCE_RATIO` times the images of its
-    smallest, with each class's count; ``None`` otherwise (no report of its classes)."""
+    smallest, with each class's count; ``None`` otherwise (no report of its classes). It
+    points to ``class_weights: auto`` unless the classes are ``weighted`` already (a
+    classification head's ``class_weights`` set)."""
     counts = getattr(getattr(dataset, "report", None), "class_counts", {}).get("class")
     held = sorted(((n, name) for name, n in (counts or {}).items() if n), key=lambda c: -c[0])
     if len(held) < 2 or held[0][0] < IMBALANCE_RATIO * held[-1][0]:
@@ -453,5 +455,10 @@ def imbalance_note(dataset: Any) -> str | None:
         f"data.train: imbalanced classes: {big} has {most} images, {small} {least} "
         f"({most / least:.0f}x fewer); images per class: {shown}{more}; the model sees the "
         "small classes rarely: the per-class table of validation and eval shows each one's "
-        "recall; a classification head's class_weights: auto weighs each class by its images"
+        "recall"
+        + (
+            ""
+            if weighted
+            else "; a classification head's class_weights: auto weighs each class by its images"
+        )
     )

@@ -31,6 +31,7 @@ from visionkit.build import (
     targets_needed,
     trainer_kwargs,
 )
+from visionkit.build.class_weights import stored_class_weights, weighs_classes
 from visionkit.build.data import annotation_notes, check_saved_data_paths, split_spec
 from visionkit.build.model import load
 from visionkit.build.trainer import use_tf32_matmuls
@@ -198,7 +199,8 @@ def train(
     resuming = resume_from is not None
     check_checkpoint_classes(datasets, resume_from or cfg.model.init_from, resume=resuming)
     # A resumed run gets its weights from the checkpoint: model.init_from is not read again.
-    model = build_model(cfg, datasets, resume=resuming)
+    kept = stored_class_weights(resume_from)  # class_weights: auto keeps them
+    model = build_model(cfg, datasets, resume=resuming, stored_weights=kept)
     resume_step = check_resumed_run(resume_from, model)  # before config.yaml is written
     sized = image_size_note(cfg.data, resume_from, overrides)  # resumed: an error
     cfg = load_config(model.meta["config"])
@@ -262,7 +264,11 @@ def train(
     if L.pytorch.utilities.rank_zero_only.rank == 0:  # every DDP process runs this
         save_config(cfg, run_dir / "config.yaml")
         notes = another_run_note(folder, run_dir), mixed_budget_note(cfg.trainer)
-        notes += sized, shared_images_note(cfg.data, datasets), imbalance_note(datasets["train"])
+        notes += (
+            sized,
+            shared_images_note(cfg.data, datasets),
+            imbalance_note(datasets["train"], weighs_classes(cfg)),
+        )
         annotated, unboxed = annotation_notes(datasets["train"])  # sets of other box classes
         for note in [*notes, *unboxed]:
             if note:  # not before an error of data or model
