@@ -2,7 +2,9 @@
 column first: ``idx,site,pic,age,result``), without header words naming them, was read by
 its columns 0 and 1: every image "missing" (``0 (line 2): no such image``); it is now refused
 with the columns to name, and ``visionkit split`` of such a CSV takes ``--image-column`` /
-``--label-column`` (before: no way to name them, the rows split by the second column)."""
+``--label-column`` (before: no way to name them, the rows split by the second column). The
+refusal asks only for the column not given, naming the header's label column where it has one,
+and the split names the label column it stratified by when ``--label-column`` was not given."""
 
 from __future__ import annotations
 
@@ -76,3 +78,41 @@ def test_split_takes_the_label_and_image_columns(tmp_path, capsys):
         split_dataset(tmp_path / "img", label_column="result")
     with pytest.raises(ConfigError, match="--label-column: no column 'nope' in the header"):
         split_dataset(path, label_column="nope", overwrite=True)
+
+
+def test_the_refusal_asks_only_for_what_is_missing_and_names_the_headers_label(tmp_path):
+    path = indexed_csv(tmp_path)
+    # label_column given: before, "give image_column: pic and label_column: the column of..."
+    with pytest.raises(ConfigError) as err:
+        CsvDataset(str(path), label_column="result")
+    assert "; give image_column: pic (its columns: 0 (idx)" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        split_dataset(path, val=0.2, label_column="result")
+    assert "; give --image-column pic (its columns: 0 (idx)" in str(err.value)
+    # a header with a label word (two image words, id and filename: column 0 guessed)
+    path.write_text(
+        path.read_text().replace("idx,site,pic,age,result", "id,site,filename,age,label")
+    )
+    with pytest.raises(ConfigError) as err:
+        CsvDataset(str(path))
+    assert "give image_column: filename and label_column: label (its columns" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        split_dataset(path, val=0.2)
+    assert "give --image-column filename and --label-column label (its" in str(err.value)
+
+
+def test_split_names_the_label_column_it_stratified_by_when_not_given(tmp_path, capsys):
+    path = indexed_csv(tmp_path, header=False)
+    code, out, _ = run(["split", str(path), "--val", "0.2", "--image-column", "2"], capsys)
+    assert code == 0
+    # column 1 (the site) was guessed, and nothing said so
+    assert (
+        "split by the labels of column 1, a guess (3 labels in 10 rows, each split in the same "
+        "proportions); --label-column COL to name another"
+    ) in out
+    path = indexed_csv(tmp_path / "named")
+    path.write_text(path.read_text().replace("result", "label"))
+    report = split_dataset(path, val=0.2, image_column="pic")
+    assert "split by the labels of column 4 (label), the header's label column (2 labels in 10" in (
+        report.summary()
+    )

@@ -30,7 +30,8 @@ Class folders (SRC/<class>/<image>, for classification): writes SRC/splits/train
       val.txt (test.txt), one <class>/<image> per line, each class split alike:
       data.train='{format: folder, root: SRC, split: train}'.
 CSV of (image, label) rows (what format: csv reads; the label in --label-column, else the
-      header's one label column, e.g. label or diagnosis, else the second): writes <stem>_train.csv,
+      header's one label column, e.g. label or diagnosis, else the first other than the
+      images', named in the summary): writes <stem>_train.csv,
       <stem>_val.csv (<stem>_test.csv; .tsv for a .tsv) beside it, each label split alike,
       with the source's header and delimiter: data.train='{format: csv, csv: SRC_train.csv}'
       (--images: the folder of its images, when not the CSV's).
@@ -136,6 +137,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="COL",
         help="CSV: the column of the labels, which each split holds in the same proportions, "
         "a header name or a 0-based index (default: the header's label column, such as label "
-        "or diagnosis, else the second)",
+        "or diagnosis, else the first column that is not the images'; the summary names it)",
     )
     return p

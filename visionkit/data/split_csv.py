@@ -4,8 +4,9 @@ header and the delimiter of the source, the labels in the same proportions in ea
 (stratified, :func:`~visionkit.data.split_shares.class_shares`), for ``csv:`` of ``format:
 csv`` (see :mod:`visionkit.data.split`). The label column is ``--label-column``, else the
 reader's default (:func:`~visionkit.data.readers.csv_table.table_columns`: the header's one
-label column, such as ``label`` or ``diagnosis``, else the second); the rows are copied as they are, so a bad row
-reaches the reader, which names it. The files keep the source's suffix (``.tsv``).
+label column, such as ``label`` or ``diagnosis``, else the first that is not the images', which
+the summary names); the rows are copied as they are, so a bad row reaches the reader, which
+names it. The files keep the source's suffix (``.tsv``).
 """
 
 from __future__ import annotations
@@ -65,7 +66,15 @@ def split_csv(
     if image_column is None:  # a guess: the label column too, unless another holds the images
         found = image_column_elsewhere(table, columns.image, exists)
         if found is not None:
-            raise refuse_image_column(table, columns.image, found, root, keys=FLAGS)
+            raise refuse_image_column(
+                table,
+                columns.image,
+                found,
+                root,
+                keys=FLAGS,
+                label=columns.label if columns.from_header else None,
+                label_given=label_column is not None,
+            )
     label = columns.label
     by_label: dict[str, list[tuple[int, list[str]]]] = {}
     for line, cells in rows:
@@ -95,4 +104,12 @@ def split_csv(
     for key, value in (("image_column", image_column), ("label_column", label_column)):
         if value is not None:  # the reader reads the columns the split was made by
             report.folders += f", {key}: {value}"
+    if label_column is None:  # which column the labels came from, where not given
+        name = f" ({table.rows[0][1][columns.label]})" if header else ""
+        how = "the header's label column" if columns.from_header else "a guess"
+        report.notes.append(
+            f"split by the labels of column {columns.label}{name}, {how} ({len(by_label)} labels in "
+            f"{len(rows)} rows, each split in the same proportions); --label-column COL to "
+            "name another"
+        )
     return report

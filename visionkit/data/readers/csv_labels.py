@@ -149,7 +149,14 @@ class CsvDataset(ClassifiedImages):
         if image_column is None:  # guessed: refused where another column holds the images
             found = image_column_elsewhere(table, image_col, lambda c: self._find(c) is not None)
             if found is not None:
-                raise refuse_image_column(table, image_col, found, self.root)
+                raise refuse_image_column(
+                    table,
+                    image_col,
+                    found,
+                    self.root,
+                    label=label_col if chosen.from_header else None,
+                    label_given=label_column is not None,
+                )
         self.report = report = DataReport(str(path), "csv")
         columns = f"image column {_name(head, image_col)}, label column {_name(head, label_col)}"
         delimiter = {",": "", ";": "; ';'-delimited", "\t": "; tab-delimited"}.get(

@@ -302,9 +302,13 @@ def refuse_image_column(
     found: int,
     root: Path,
     keys: tuple[str, str] = ("image_column", "label_column"),
+    label: int | None = None,
+    label_given: bool = False,
 ) -> ConfigError:
     """The error of a table whose guessed ``image`` column names no image where column
-    ``found`` does (:func:`image_column_elsewhere`): which columns to name (``keys``)."""
+    ``found`` does (:func:`image_column_elsewhere`): which columns to name (``keys``), the
+    label column only where it was not given (``label_given``), by its header name where the
+    header's label word chose it (``label``)."""
     rows = [c for _, c in table.rows]
     head = rows[0] if len(rows) > 1 and len(rows[0]) > found else None
     named = head is not None and head[found] and not has_suffix(head[found], IMAGE_EXTENSIONS)
@@ -317,11 +321,15 @@ def refuse_image_column(
     example = next((r[image] for r in rows[1 if head else 0 :] if len(r) > image), "")
     image_key, label_key = keys
     say = " " if image_key.startswith("--") else ": "  # a command line's flag, a config's key
+    labels = "the column of the labels"
+    if label is not None and label != found and len(rows[0]) > label:
+        labels = rows[0][label]  # the header's label word
+    give = f"{image_key}{say}{which}"
+    give += "" if label_given else f" and {label_key}{say}{labels}"
     return ConfigError(
         f"{table.path}: {image_key} not set, and the first columns were guessed: column "
         f"{image} names no image under {root} (e.g. {example!r}) where column {found} does; "
-        f"give {image_key}{say}{which} and {label_key}{say}the column of the labels (its columns: "
-        f"{shown}; a name or a 0-based index)"
+        f"give {give} (its columns: {shown}; a name or a 0-based index)"
     )
 
 
