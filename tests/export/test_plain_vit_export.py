@@ -1,7 +1,7 @@
 """A model on a plain ViT backbone (timm's ``test_vit`` through the simple feature pyramid)
 exports: ONNX keeps its input size dynamic (checked at two sizes against PyTorch); TorchScript,
-whose trace keeps the patch grid as a constant, is refused with what to use instead and
-writes nothing."""
+whose trace would keep the patch grid as a constant, is refused before tracing with what to
+use instead, and writes nothing."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def test_onnx_export_of_a_plain_vit_runs_at_other_sizes(vit_detector, tmp_path):
     assert report.check.ok and report.check.image_sizes == [(64, 64), (96, 128)]
 
 
-def test_torchscript_export_of_a_plain_vit_says_to_use_onnx(vit_detector, tmp_path):
-    with pytest.raises(ExportError, match=r"cannot run on an input of .*export --format onnx"):
-        export(vit_detector, "torchscript", tmp_path / "vit.torchscript", image_size=64)
-    assert not (tmp_path / "vit.torchscript").exists()
+@pytest.mark.parametrize("check", [True, False])
+def test_torchscript_export_of_a_plain_vit_is_refused_before_tracing(vit_detector, tmp_path, check):
+    with pytest.raises(ExportError, match=r"patch grid of one input size.*export --format onnx"):
+        export(vit_detector, "torchscript", tmp_path / "vit.torchscript", check=check)
+    assert not list(tmp_path.iterdir())  # nothing written, with or without the check

@@ -19,6 +19,7 @@ from visionkit.config import (
     SchedulerConfig,
 )
 from visionkit.errors import ConfigError
+from visionkit.models.model import covers
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,8 @@ def optimizer_param_groups(model: nn.Module, cfg: OptimizerConfig) -> list[dict[
     """The optimiser's parameter groups.
 
     Each parameter goes to the ``cfg.param_groups`` entry whose module prefix (``backbone``,
-    ``heads.det``, ...) is the longest that contains it, or to the ungrouped rest (``name``
+    ``heads.det``, ...) is the longest that contains it (the layers visionkit adds to a
+    pretrained backbone only when named: :func:`~visionkit.models.model.covers`), or to the ungrouped rest (``name``
     ``""``, listed first); each of those is split into weights with more than one dimension
     (``weight_decay``) and the others (biases, norms, loss-balancing log-variances: no decay).
     Frozen parameters (``requires_grad=False``) are left out; empty groups are dropped. Every
@@ -84,11 +86,12 @@ def optimizer_param_groups(model: nn.Module, cfg: OptimizerConfig) -> list[dict[
     if problems:
         raise ConfigError(problems)
     longest_first = sorted(cfg.param_groups, key=len, reverse=True)
+    new_layers = getattr(model, "new_layers", ())  # a plain ViT's pyramid: not "backbone"'s
     buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        group = next((p for p in longest_first if name.startswith(f"{p}.")), "")
+        group = next((p for p in longest_first if covers(p, name, new_layers)), "")
         decay = param.ndim > 1 and not name.startswith("loss_balancer.")
         buckets.setdefault((group, decay), []).append(param)
     if not buckets:

@@ -23,7 +23,19 @@ EXTRA_FILE = "visionkit.json"
 
 def export_torchscript(model: VisionModel, paths: list[OutputPath], output: Path) -> str:
     """Trace ``model`` (outputs ``paths``) and save it to ``output``, atomically; returns the
-    exporter's name."""
+    exporter's name.
+
+    Raises:
+        ExportError: the backbone's size would be traced as a constant (a plain ViT's patch
+            grid: ``traced_size_fixed``); nothing is written.
+    """
+    if getattr(model.backbone, "traced_size_fixed", False):
+        raise ExportError(
+            f"{model.backbone.name}: torch.jit.trace would keep the patch grid of one input size "
+            "as a constant (its position table is interpolated in Python), so a TorchScript "
+            "export would run at that size only; export --format onnx (its sizes stay "
+            "dynamic) or --format safetensors"
+        )
     module = ExportModule(model, paths).eval()
     extra = {EXTRA_FILE: json.dumps(export_metadata(model, paths, EXPORTER))}
     with warnings.catch_warnings(), torch.no_grad():

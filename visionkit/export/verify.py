@@ -256,9 +256,8 @@ def _run_traced(module: Any, path: Any, images: Tensor) -> Any:
         last = str(err).strip().splitlines()[-1][:300]
         raise ExportError(
             f"the TorchScript export {path} cannot run on an input of {shape} ({last}): "
-            "torch.jit.trace kept a size the model computes from its input (a plain ViT's "
-            "patch grid) as a constant; export --format onnx (its sizes stay dynamic) or "
-            "--format safetensors"
+            "torch.jit.trace may have kept a size the model computes from its input as a "
+            "constant; export --format onnx (its sizes stay dynamic) or --format safetensors"
         ) from None
 
 

@@ -15,6 +15,7 @@ torch.Size([2, 3])
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,8 @@ from visionkit.errors import ConfigError
 from visionkit.inference.loop import Predictions
 from visionkit.inference.options import predict_images, stream_predictions
 from visionkit.models.balancing import make_loss_balancer
+
+logger = logging.getLogger(__name__)
 
 
 def loss_terms(name: str, head: nn.Module, terms: Any) -> Mapping[str, Tensor]:
@@ -162,11 +165,28 @@ class VisionModel(nn.Module):
                 f"no such module: {', '.join(map(repr, unknown))}; valid prefixes: "
                 f"{', '.join(self.module_prefixes())} (or a module below them)"
             )
+        spared = set()
         for prefix in prefixes:
-            for param in self.get_submodule(prefix).parameters():
-                param.requires_grad_(False)
+            for name, param in self.named_parameters():
+                if covers(prefix, name, self.new_layers):
+                    param.requires_grad_(False)
+                elif name.startswith(f"{prefix}."):  # a layer the pretrained backbone lacks
+                    spared.add(name.rsplit(".", 1)[0])
+        if spared:
+            logger.info(
+                "freeze: %s stay trainable (layers visionkit adds to the backbone, not "
+                "pretrained; freeze them by name, e.g. backbone.pyramid)",
+                ", ".join(sorted(spared)),
+            )
         self.frozen = list(dict.fromkeys([*self.frozen, *prefixes]))
         self.train(self.training)
+
+    @property
+    def new_layers(self) -> tuple[str, ...]:
+        """Parameter-name prefixes of the layers visionkit adds to a library backbone (a plain
+        ViT's pyramid: ``backbone.pyramid.``): no pretrained file holds them, so ``freeze`` and
+        ``optimizer.param_groups`` of ``backbone`` leave them out (:func:`covers`)."""
+        return tuple(f"backbone.{n}" for n in getattr(self.backbone, "new_layers", ()))
 
     def train(self, mode: bool = True) -> VisionModel:
         """As ``nn.Module.train``, except that frozen modules (:meth:`freeze`) stay in eval mode."""
@@ -293,3 +313,20 @@ class VisionModel(nn.Module):
         return np.stack(
             [np.asarray(p[name]["embedding"].float().cpu(), dtype=np.float32) for p in predictions]
         )
+
+
+def covers(prefix: str, name: str, new_layers: Sequence[str] = ()) -> bool:
+    """Whether the module prefix ``prefix`` (``"backbone"``) covers the parameter ``name``:
+    below it, and not in one of ``new_layers`` (:attr:`VisionModel.new_layers`) unless the
+    prefix itself reaches into that layer (``"backbone.pyramid"``).
+
+    >>> covers("backbone", "backbone.body.conv.weight", ("backbone.pyramid.",))
+    True
+    >>> covers("backbone", "backbone.pyramid.0.weight", ("backbone.pyramid.",))
+    False
+    >>> covers("backbone.pyramid", "backbone.pyramid.0.weight", ("backbone.pyramid.",))
+    True
+    """
+    if not name.startswith(f"{prefix}."):
+        return False
+    return not any(name.startswith(new) and not f"{prefix}.".startswith(new) for new in new_layers)

@@ -14,6 +14,8 @@ import torch
 from safetensors.torch import save_file
 
 from tests.models.backbones.hub_fakes import fake_hf_hub, isolated_caches
+from visionkit.build import create_model, optimizer_param_groups
+from visionkit.config import load_config
 from visionkit.models.backbones import (
     BackboneError,
     OutIndicesError,
@@ -70,7 +72,7 @@ def test_the_families_served_are_listed_and_the_others_still_refused_with_the_re
     assert {"vit_small_patch16_224", "vit_small_patch14_dinov2", "test_vit"} <= names
     assert "deit3_small_patch16_224" in list_backbones("deit*")
     assert not {"vit_relpos_small_patch16_224", "mixer_b16_224"} & set(list_backbones())
-    with pytest.raises(UnsupportedBackboneError, match="cannot take other input sizes"):
+    with pytest.raises(UnsupportedBackboneError, match="takes no dynamic_img_size"):
         create_backbone("vit_relpos_small_patch16_224")
 
 
@@ -105,3 +107,64 @@ def test_pretrained_true_downloads_timm_weights_and_resamples_them_for_other_pat
     # 8-pixel patches from the 16-pixel weights: timm resizes the patch embedding
     finer = create_backbone("test_vit", pretrained=True, out_indices=[-1], patch_size=8)
     assert finer.strides == [16] and finer.body.model.patch_embed.proj.weight.shape[-1] == 8
+
+
+def test_a_file_of_other_patches_is_resized_by_timms_filter_not_reinitialised(tmp_path):
+    """DINOv2's 14-pixel weights given by path with ``patch_size: 16`` (the fix the refusal
+    names): loaded through timm's checkpoint filter, as ``pretrained: true`` is."""
+    whole = timm.create_model("test_vit").state_dict()  # 16-pixel patches, a 10x10 grid
+    path = tmp_path / "vit.safetensors"
+    save_file({k: v.contiguous() for k, v in whole.items()}, str(path))
+    backbone = create_backbone("test_vit", pretrained=str(path), out_indices=[-1], patch_size=8)
+    report = backbone.load_report
+    assert not report.mismatched and not report.with_layer, report.summary()
+    assert "model.patch_embed.proj.weight" in report.loaded and "model.pos_embed" in report.loaded
+    assert backbone.body.model.patch_embed.proj.weight.shape[-1] == 8
+
+
+@pytest.mark.parametrize("name", ["vit_tiny_r_s16_p8_224", "vit_small_r26_s32_224"])
+def test_a_hybrid_vit_takes_sizes_that_are_no_multiple_of_its_stride(name):
+    backbone = create_backbone(name, out_indices=[-1])
+    (stride,) = backbone.strides
+    features = backbone(torch.zeros(1, 3, 100, 130))
+    assert tuple(features[0].shape[-2:]) == (math.ceil(100 / stride), math.ceil(130 / stride))
+
+
+def vit_model(tmp_path, **config):
+    cfg = load_config(
+        {
+            "model": {
+                "backbone": {"name": "test_vit", "out_indices": [-3, -2, -1]},
+                "neck": {"name": "fpn", "out_channels": 16},
+                "heads": {"det": {"name": "fcos", "num_classes": 2, "num_convs": 1}},
+                **config.pop("model", {}),
+            },
+            **config,
+        }
+    )
+    return cfg, create_model(cfg)
+
+
+def test_freezing_the_backbone_leaves_the_new_pyramid_trainable(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="visionkit.models.model"):
+        _, model = vit_model(tmp_path, model={"freeze": ["backbone"]})
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n for n in trainable if n.startswith("backbone.")} == {
+        "backbone.pyramid_norm.weight",
+        "backbone.pyramid_norm.bias",
+        "backbone.pyramid.0.weight",
+        "backbone.pyramid.0.bias",
+    }
+    assert "freeze: backbone.pyramid.0, backbone.pyramid_norm stay trainable" in caplog.text
+    model.freeze(["backbone.pyramid"])  # by name: frozen too
+    assert not model.backbone.pyramid[0].weight.requires_grad
+
+
+def test_a_lower_backbone_learning_rate_spares_the_new_pyramid(tmp_path):
+    cfg, model = vit_model(
+        tmp_path, optimizer={"name": "adamw", "param_groups": {"backbone": {"lr_mult": 0.1}}}
+    )
+    groups = optimizer_param_groups(model, cfg.optimizer)
+    backbone_ids = {id(p) for g in groups if g["name"] == "backbone" for p in g["params"]}
+    assert id(model.backbone.body.model.patch_embed.proj.weight) in backbone_ids
+    assert id(model.backbone.pyramid[0].weight) not in backbone_ids

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import sys
 from collections.abc import Sequence
 from typing import Any
 
+import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 from torch import Tensor, nn
 
@@ -73,15 +75,38 @@ class SimplePyramid(FeatureBackbone):
         strides = [int(stride * SCALES[i]) for i in levels]
         widths = [max(1, int(channels * min(SCALES[i], 1.0))) for i in levels]
         super().__init__(body, name=name, out_channels=widths, strides=strides, **kwargs)
+        self.patch_stride = stride
         self.pyramid_norm = LayerNorm2d(channels)  # the last block's map (the final norm is pruned)
         self.pyramid = nn.ModuleList(rescale(SCALES[i], channels) for i in levels)
         #: parameter-name prefixes no weights file of the library model holds
         self.new_layers = ("pyramid_norm.", "pyramid.")
 
+    #: ``torch.jit.trace`` keeps the patch grid of the traced input size as a constant
+    #: (timm's position-table interpolation): a TorchScript export would run at that size only.
+    traced_size_fixed = True
+
+    def file_names(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A weights file of the whole timm model through timm's own ``checkpoint_filter_fn``
+        first, as ``pretrained: true`` loads it: the patch embedding and position table resized
+        to this model's patches and grid (``patch_size: 16`` for DINOv2's 14), other
+        checkpoints' names (the original DINOv2, CLIP) converted; then the wrapper's names."""
+        vit = self.body.model
+        timm_filter = getattr(sys.modules[type(vit).__module__], "checkpoint_filter_fn", None)
+        if timm_filter is not None:
+            try:
+                tensors = timm_filter(dict(tensors), vit)
+            except Exception as err:  # names the filter does not expect: loaded as they are
+                logger.debug("timm's checkpoint filter left the file as it is: %s", err)
+        return super().file_names(tensors)
+
     def forward(self, x: Tensor) -> list[Tensor]:
         """Map images ``[B, 3, H, W]`` to ``[B, C_i, ceil(H / s_i), ceil(W / s_i)]``."""
-        feature = self.pyramid_norm(super().forward(x)[-1])
         height, width = x.shape[-2:]
+        stride = self.patch_stride  # padded here: a hybrid's CNN stem does not pad as timm does
+        x = F.pad(
+            x, (0, (stride - width % stride) % stride, 0, (stride - height % stride) % stride)
+        )
+        feature = self.pyramid_norm(super().forward(x)[-1])
         return [  # ceil(size / s) in integers: traced (TorchScript) as the input's size
             level(feature)[..., : (height + s - 1) // s, : (width + s - 1) // s]
             for level, s in zip(self.pyramid, self.strides, strict=True)
@@ -138,7 +163,8 @@ def create_plain_vit_backbone(
     if stride < 4 or stride & (stride - 1):
         raise BackboneError(
             f"{name!r} cuts images into {stride}-pixel patches: its feature pyramid needs a "
-            "patch stride that is a power of two; build it with 16-pixel patches, "
+            "patch stride that is a power of two from 4 (the level of s / 4 is a pixel at "
+            "least); build it with 16-pixel patches, "
             "model.backbone.kwargs: {patch_size: 16} (timm resizes the pretrained patch "
             "embedding and position table to them, as FlexiViT does)"
         )

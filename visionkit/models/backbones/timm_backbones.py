@@ -57,8 +57,9 @@ PREFIX = "timm/"
 
 #: Name patterns (fnmatch) of timm models that are not backbones, by reason.
 EXCLUDED: dict[str, tuple[str, ...]] = {
-    "all features at one stride, and its timm class cannot take other input sizes (a "
-    "non-hierarchical transformer or MLP); strides must increase. Plain ViTs are backbones "
+    "all features at one stride, and its timm class takes no dynamic_img_size, which the "
+    "simple feature pyramid visionkit gives plain ViTs needs (a transformer or MLP of another "
+    "kind); strides must increase. Plain ViTs are backbones "
     "through a simple feature pyramid (vit_small_patch16_224, deit3_small_patch16_224), as "
     "are hierarchical transformers: swin_tiny_patch4_window7_224, pvt_v2_b0, twins_svt_small": (
         "aimv2*", "beit*", "cait*", "convit*", "convmixer*", "deepseek*", "deit*", "eva*",
