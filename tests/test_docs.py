@@ -45,6 +45,7 @@ from typing import NamedTuple
 
 import pytest
 
+from visionkit.evaluation.tasks import TASKS
 from visionkit.registry import BACKBONES, DATASETS, HEADS, NECKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +133,7 @@ DOC_FILES = sorted(p for p in [ROOT / "README.md", *DOCS.glob("*.md")] if code_b
 
 
 @pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: p.name)
-def test_examples_run(path, tmp_path, monkeypatch):
+def test_examples_run(path, tmp_path, monkeypatch, request):
     blocks = [b for b in code_blocks(path) if runs_now(b.tag)]
     if not blocks:
         pytest.skip(f"{path.name}: every block is tagged slow or skip")
@@ -144,6 +145,8 @@ def test_examples_run(path, tmp_path, monkeypatch):
     for registry in (BACKBONES, HEADS, NECKS, DATASETS):
         registry.names()  # its built-in names registered first (the home is imported once)
         monkeypatch.setattr(registry, "_builders", dict(registry._builders))
+    tasks = dict(TASKS)  # nor tasks (docs/extending.md registers 'presence')
+    request.addfinalizer(lambda: (TASKS.clear(), TASKS.update(tasks)))
     namespace: dict = {"__name__": f"docs_{path.stem}"}
     for block in blocks:
         where = f"{path.name}:{block.line + 1}"
