@@ -34,7 +34,9 @@ def key_lines(path: str | os.PathLike) -> dict[str, str]:
 def written_keys(path: str | os.PathLike) -> dict[str, str]:
     """The key paths of the config file ``path`` (and its bases) that hold a key YAML 1.1
     reads as a boolean, as validation names them (``"model.heads.true"``), → as the file
-    writes them (``"model.heads.yes"``): ``yes``, ``no``, ``on``, ``off`` in any case."""
+    writes them (``"model.heads.yes"``): ``yes``, ``no``, ``on``, ``off`` in any case. One
+    beside a text key of its name (``'true':`` and ``yes:``) is marked ``"="``
+    (``"=model.heads.yes"``): only a problem said of the key itself is its own."""
     return _keys_of(path)[1]
 
 
@@ -92,29 +94,38 @@ def as_written(
     ``model.heads.yes: ... YAML reads yes as a boolean``, not ``model.heads.true``, which
     neither holds."""
     given = [_dotted(key) for key in override_keys(overrides)]
-    written = {
-        c: w
-        for c, w in (written_keys(path) if path else {}).items()
-        if not any(c == g or c.startswith(f"{g}.") for g in given)  # replaced by an override
+    set_by = lambda key: any(key == g or key.startswith(f"{g}.") for g in given)  # noqa: E731
+    written = {  # less those an override replaced
+        c: w for c, w in (written_keys(path) if path else {}).items() if not set_by(c)
     }
-    renamed = {
-        _bracketed(c): _bracketed(w) for c, w in {**written, **_in_overrides(overrides)}.items()
-    }
+    in_file = {_bracketed(c): _bracketed(w) for c, w in written.items()}
+    in_overrides = {_bracketed(c): _bracketed(w) for c, w in _in_overrides(overrides).items()}
     out = []
     for problem in problems:
         key, sep, rest = problem.partition(":")
         key, space, after = key.partition(" ")  # "model.heads.x.p (Resize)"
+        # a key an override set (or one below it) is not the file's key of that name
+        renamed = in_overrides if set_by(_dotted(key)) else {**in_file, **in_overrides}
         inside = [c for c in renamed if key == c or key.startswith((f"{c}.", f"{c}["))]
+        inside = [c for c in inside if not renamed[c].startswith("=") or _of_itself(key, c, rest)]
         if not sep or not inside:
             out.append(problem)
             continue
         read = max(inside, key=len)
+        renamed = {read: renamed[read].removeprefix("=")}
         if key == read:  # said of the key itself: as written in its text too
             was, now = read.rpartition(".")[2], renamed[read].rpartition(".")[2]
             rest = rest.replace(f"reads {was} as", f"reads {now} as")
             rest = rest.replace(f"('{was}': ...)", f"('{now}': ...)")
         out.append(f"{renamed[read]}{key[len(read) :]}{space}{after}{sep}{rest}")
     return out
+
+
+def _of_itself(key: str, read: str, rest: str) -> bool:
+    """Whether the problem ``rest`` of ``key`` is said of the key ``read`` that YAML read as a
+    boolean, not of a text key of that name beside it (``'true':`` and ``yes:``)."""
+    name = read.rpartition(".")[2]
+    return key == read and f"reads {name} as a boolean" in rest
 
 
 def _in_overrides(overrides: Sequence[str]) -> dict[str, str]:
@@ -207,10 +218,13 @@ def _walked(root: yaml.Node, shown: str) -> tuple[dict[str, str], set[str], dict
             ]
         else:
             continue
+        # a text key 'true' beside yes: (read as true): only the problem said of yes itself
+        # ("YAML reads true as a boolean") is yes's, marked "="; one below either is unknown
+        text = {k for k, r, _, _ in items if k == r}
         for key, read, value, mark in items:
             lines.setdefault(f"{prefix}{key}", f"{shown}:{mark.line + 1}")
             if read != key:
-                renamed[f"{named}{read}"] = f"{prefix}{key}"
+                renamed[f"{named}{read}"] = ("=" if read in text else "") + f"{prefix}{key}"
             stack.append((value, f"{prefix}{key}.", f"{named}{read}."))
     return lines, mappings, renamed
 
