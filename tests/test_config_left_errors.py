@@ -183,3 +183,84 @@ def test_a_refused_scheduler_name_lists_every_name_it_takes():
     )
     for written, name in [("CosineAnnealingLR", "cosine"), ("multisteplr", "step")]:
         assert load_config(MINIMAL, [f"scheduler.name={written}"]).scheduler.name == name
+
+
+GROUP_CONFIG = "model:\n  backbone: {name: simple_cnn}\n" + HEADS + "optimizer:\n  param_groups:\n"
+
+
+def test_an_override_key_is_not_renamed_to_a_boolean_key_of_the_file(tmp_path: Path):
+    # the file's yes: (read as true) and the override's text key "true": the override's
+    # problem was named "c.yaml:7: optimizer.param_groups.yes.lr", a key of the file, without
+    # the note that the command line set it
+    config = tmp_path / "c.yaml"
+    config.write_text(GROUP_CONFIG + "    yes: {lr_mult: 2}\n")
+    err = error_of(config, ["optimizer.param_groups.true.lr=1"])
+    assert err.problems == [
+        "optimizer.param_groups.yes: a key here is text, but YAML reads yes as a boolean: write "
+        "it in quotes ('yes': ...)",
+        "optimizer.param_groups.true.lr: unknown key; valid keys: lr_mult",
+        "(set on the command line, not in the file: optimizer.param_groups.true.lr=1)",
+    ]
+    assert err.locations == [f"{config}:7", None, None]
+
+
+def test_a_quoted_true_key_is_not_renamed_to_a_boolean_key_beside_it(tmp_path: Path):
+    # 'true' (text) and yes (read as true) in one mapping: the problem of 'true' was named
+    # yes, at yes's line
+    config = tmp_path / "c.yaml"
+    config.write_text(GROUP_CONFIG + "    'true': {lr: 0.1}\n    yes: {lr_mult: 2}\n")
+    err = error_of(config)
+    assert sorted(zip(err.locations, err.problems, strict=True)) == [
+        (
+            f"{config}:7",
+            "optimizer.param_groups.true.lr: unknown key; valid keys: lr_mult",
+        ),
+        (
+            f"{config}:8",
+            "optimizer.param_groups.yes: a key here is text, but YAML reads yes as a boolean: "
+            "write it in quotes ('yes': ...)",
+        ),
+    ]
+
+
+def test_a_problem_inside_a_head_named_by_a_boolean_key_is_named_as_written(tmp_path: Path):
+    # it was "c.yaml:3: model.heads.True.num_clases" (Python's True, at the line of heads:)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model:\n  backbone: {name: simple_cnn}\n  heads:\n    yes: {name: linear, num_clases: 3}\n"
+    )
+    err = error_of(config)
+    assert err.problems[1:] == [
+        "model.heads.yes.num_clases: unknown key; did you mean 'num_classes'?"
+    ]
+    assert err.problems[0].startswith("model.heads.yes: a head's name is text")
+    assert err.locations == [f"{config}:4", f"{config}:4"]
+    # beside a named head, one without its name: a TypeError of difflib
+    config.write_text("model:\n  heads:\n    cls: {name: linear}\n    on: {num_classes: 3}\n")
+    assert error_of(config).problems[1:] == [
+        "model.heads.on.name: required; the registered head to build"
+    ]
+
+
+def test_a_boolean_key_in_a_list_item_of_a_section_is_named_as_written(tmp_path: Path):
+    # it was "logger.0.true" (not the key the file writes, and not a list item's path)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model:\n  backbone: {name: simple_cnn}\n" + HEADS + "logger:\n  - {name: csv, On: 1}\n"
+    )
+    err = error_of(config)
+    assert err.problems == [
+        "logger[0].On: a key here is text, but YAML reads On as a boolean: write it in quotes "
+        "('On': ...)"
+    ]
+    assert err.locations == [f"{config}:6"]
+
+
+def test_a_number_key_whose_value_is_wrong_is_named_as_a_key_on_both_lines(tmp_path: Path):
+    # the value's problem was "optimizer.param_groups[1]: expected a mapping" (a list item)
+    config = tmp_path / "c.yaml"
+    config.write_text(GROUP_CONFIG + "    1: 2\n")
+    err = error_of(config)
+    assert [p.partition(":")[0] for p in err.problems] == ["optimizer.param_groups.1"] * 2
+    assert err.problems[1] == "optimizer.param_groups.1: expected a mapping, got 2"
+    assert err.locations == [f"{config}:7"] * 2

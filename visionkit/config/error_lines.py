@@ -30,7 +30,7 @@ def format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
     """pydantic's errors of ``root`` (the whole :class:`Config`, or a component's schema) as
     visionkit's lines: the key path, what was expected, what was given, a hint where one helps
     (a close key, quotes, a glued ``key:value``); one line per key."""
-    lines = []
+    lines, keys_named = [], set()  # a key's own line (not text) and one of its value: both
     errors = [(untagged(e["loc"]), e) for e in err.errors()]
     wholes = {loc: e["input"] for loc, e in errors if len(loc) == 2}
     # a union key given in its list form, with an item out of range ([0, 64]): one line
@@ -52,8 +52,10 @@ def format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
                 lines.append(f"{path}: expected {union}, got {e['input']!r}")
         elif e["loc"][-1:] == ("[key]",):  # model.heads.0, not the list item heads[0]
             lines.append(mapping_key_problem(e["loc"], e.get("input")))
+            keys_named.add(lines[-1])
         elif e["type"] == "invalid_key":  # of a section: trainer.true, not "trainer[1]: Keys"
             lines.append(mapping_key_problem((*e["loc"], "[key]"), e.get("input")))
+            keys_named.add(lines[-1])
         elif e["type"] == "extra_forbidden" and loc[:-1] in glued:  # {name:resnet18}
             lines += [glued_problem(key_path(loc[:-1]), glued.pop(loc[:-1]))]
         elif e["type"] == "extra_forbidden":
@@ -80,7 +82,9 @@ def format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
                 msg = msg.removeprefix("Value error, ")
                 got = "" if isinstance(e.get("input"), Mapping) else got
             lines.append(f"{path}: {msg}{got}{quote_hint(e['type'], e.get('input'))}")
-    return first_per_key(lines)  # a union yields one line per member
+    kept = set(first_per_key([line for line in lines if line not in keys_named]))
+    # a union yields one line per member
+    return [line for line in dict.fromkeys(lines) if line in keys_named or line in kept]
 
 
 #: pydantic's errors that say the problem in the terms of the key, whatever its type

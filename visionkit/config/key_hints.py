@@ -97,7 +97,7 @@ def mapping_key_problem(loc: Sequence[Any], given: Any) -> str:
     """
     parts = [p for p in loc if p != "[key]"]
     written = written_key(given)
-    path = ".".join([*map(str, parts[:-1]), written])  # pydantic's loc: 1 for True
+    path = f"{key_path(parts[:-1])}.{written}".lstrip(".")  # pydantic's loc: 1 for True
     kind = "a boolean" if isinstance(given, bool) else "a number"
     if tuple(parts[:2]) == ("model", "heads"):
         return (
@@ -119,20 +119,23 @@ def written_key(given: Any) -> str:
 def path_below_keys(loc: tuple[Any, ...], keys: Mapping[tuple[Any, ...], Any]) -> str:
     """The key path of ``loc``, a list item in brackets (:func:`~visionkit.errors.key_path`),
     but below a mapping key that is not text (``keys``: the loc of each → the key as read),
-    that key as YAML spells it: ``optimizer.param_groups.1.lr``, not ``param_groups[1].lr``.
+    that key as YAML spells it: ``optimizer.param_groups.1.lr``, not ``param_groups[1].lr``;
+    the key itself too (its value's problem: ``optimizer.param_groups.1: expected a mapping``).
 
     >>> path_below_keys(("optimizer", "param_groups", 1, "lr"), {("optimizer", "param_groups", 1): 1})
     'optimizer.param_groups.1.lr'
+    >>> path_below_keys(("optimizer", "param_groups", 1), {("optimizer", "param_groups", 1): 1})
+    'optimizer.param_groups.1'
     """
-    bad = next((k for k in keys if len(k) < len(loc) and loc[: len(k)] == k), None)
+    bad = next((k for k in keys if len(k) <= len(loc) and loc[: len(k)] == k), None)
     if bad is None:
         return key_path(loc)
     below = key_path(loc[len(bad) :])
     return (
         f"{key_path(bad[:-1])}.{written_key(keys[bad])}"
-        + ("" if below.startswith("[") else ".")
+        + ("" if not below or below.startswith("[") else ".")
         + below
-    )
+    ).lstrip(".")
 
 
 def unknown_key_hint(root: type[BaseModel], loc: Sequence[Any]) -> str:

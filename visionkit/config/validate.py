@@ -20,6 +20,7 @@ from visionkit.config.files import apply_overrides, override_keys, override_list
 from visionkit.config.key_hints import (
     first_per_key,
     glued_problem,
+    written_key,
 )
 from visionkit.config.locations import as_written, key_places
 from visionkit.config.mix_keys import MIX_ENTRY_KEYS, loose_settings, mix_keys_of_one
@@ -114,9 +115,9 @@ def validate_config(
     heads_spec = model.get("heads") if isinstance(model.get("heads"), Mapping) else {}
     unnamed = _unnamed_heads(heads_spec)
     problems += unnamed.values()
-    heads = {
+    heads = {  # a key YAML read as a boolean (yes:) named as YAML spells it: as_written
         name: _validate_component(
-            HEADS, spec, f"model.heads.{name}", problems, extra={"loss_weight": (float, 1.0)}
+            HEADS, spec, _head_path(name), problems, extra={"loss_weight": (float, 1.0)}
         )
         for name, spec in heads_spec.items()
         if name not in unnamed
@@ -128,9 +129,9 @@ def validate_config(
             try:
                 head_class = HEADS.component_class(spec["name"])
             except TypeError as err:  # a builder function that declares no class
-                problems.append(f"model.heads.{name}: {err}")
+                problems.append(f"{_head_path(name)}: {err}")
                 continue
-            problems += head_class_problems(head_class, f"model.heads.{name}")
+            problems += head_class_problems(head_class, _head_path(name))
     backbone = model.get("backbone") if isinstance(model.get("backbone"), Mapping) else {}
     backbone_name = backbone.get("name", BackboneConfig().name)
     if isinstance(backbone_name, str):
@@ -178,6 +179,13 @@ def _without_null_heads(data: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**data, "model": {**model, "heads": kept}}
 
 
+def _head_path(name: Any) -> str:
+    """``model.heads.<name>``, a key that is not text as YAML spells it (``model.heads.true``
+    for ``True``, which :func:`~visionkit.config.locations.as_written` names as the file
+    writes it), not Python's ``True``."""
+    return f"model.heads.{name if isinstance(name, str) else written_key(name)}"
+
+
 def _test_from_val(test: Any, val: Any) -> Any:
     """``data.test`` given as one dataset without ``format`` (``data.test.root=DIR`` on the
     command line) takes the ``format`` of a single ``data.val``. On the same folder as
@@ -211,10 +219,16 @@ def _same_folder(a: Any, b: Any) -> bool:
 
 def _unnamed_heads(specs: Mapping[str, Any]) -> dict[str, str]:
     """Head entries without ``name`` beside named ones, each with its problem: most often a
-    misspelt head in an override (``model.heads.dett.num_convs=1``), not a new head."""
+    misspelt head in an override (``model.heads.dett.num_convs=1``), not a new head. A key
+    that is not text (``yes:``) is left to its own line, which says what to write."""
     named = [k for k, v in specs.items() if isinstance(v, Mapping) and "name" in v]
+    named = [k if isinstance(k, str) else written_key(k) for k in named]
     problems = {}
-    for key in (k for k, v in specs.items() if named and isinstance(v, Mapping) and k not in named):
+    for key in (
+        k
+        for k, v in specs.items()
+        if named and isinstance(k, str) and isinstance(v, Mapping) and k not in named
+    ):
         close = difflib.get_close_matches(key, named, n=1, cutoff=0.5)
         problems[key] = (
             f"model.heads.{key}: not a head of the config (its heads: {', '.join(named)})"
