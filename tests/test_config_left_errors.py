@@ -264,3 +264,42 @@ def test_a_number_key_whose_value_is_wrong_is_named_as_a_key_on_both_lines(tmp_p
     assert [p.partition(":")[0] for p in err.problems] == ["optimizer.param_groups.1"] * 2
     assert err.problems[1] == "optimizer.param_groups.1: expected a mapping, got 2"
     assert err.locations == [f"{config}:7"] * 2
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"half": True}, "half (--half)"),
+        ({"tta": "flip", "bf16": True}, "tta and bf16 (--tta, --bf16)"),
+    ],
+)
+def test_options_an_onnx_file_cannot_take_are_arguments_of_the_call(tmp_path: Path, given, named):
+    # predict_files("m.onnx", ..., half=True) was headed "invalid command-line option: --half"
+    # in a library call, as device errors were before
+    from PIL import Image
+
+    from visionkit.inference.predict import predict_files
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    onnx = tmp_path / "m.onnx"  # refused before the file is read
+    with pytest.raises(ConfigError) as info:
+        predict_files(onnx, [tmp_path / "a.png"], tmp_path / "out", **given)
+    text = str(info.value)
+    assert text == (
+        f"invalid argument of predict_files():\n  {named}: an ONNX file runs on the CPU in "
+        "float32 through onnxruntime, without test-time augmentation or galleries; give the "
+        "checkpoint (.ckpt) it was exported from for these"
+    )
+
+
+def test_visionkit_predict_of_an_onnx_file_still_names_the_option(tmp_path: Path, capsys):
+    from PIL import Image
+
+    from visionkit.cli import main
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    args = ["--checkpoint", str(tmp_path / "m.onnx"), "--input", str(tmp_path / "a.png")]
+    assert main(["predict", *args, "--output-dir", str(tmp_path / "out"), "--tta", "flip"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "error: invalid command-line option:\n  tta (--tta): an ONNX file runs on the CPU"
+    )

@@ -187,7 +187,9 @@ def test_predict_files_takes_an_onnx_file_as_its_model(model, tmp_path, monkeypa
     assert [r["cls"]["name"] for r in records[0]] == [r["cls"]["name"] for r in records[1]]
     drawn = [sorted(p.name for p in (tmp_path / n).glob("*_pred.png")) for n in ("eager", "onnx")]
     assert drawn[0] == drawn[1] == ["0.png_pred.png", "1.png_pred.png", "2.png_pred.png"]
-    with pytest.raises(ConfigError, match="--tta, --bf16: an ONNX file runs on the CPU"):
+    with pytest.raises(
+        ConfigError, match=r"tta and bf16 \(--tta, --bf16\): an ONNX file runs on the CPU"
+    ):
         predict_files(onnx, tmp_path / "in", tmp_path / "no", tta="flip", bf16=True)
     # the command line's default, auto, is the CPU for an ONNX file, with a GPU or without
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -249,7 +249,8 @@ def predict_files(
     if is_onnx_file(model):  # onnxruntime on the CPU; the heads' own decoding
         from visionkit.inference.onnx_runtime import OnnxPredictor
 
-        onnx_options(tta, device, half, bf16, gallery)
+        with arguments_of("predict_files"):  # visionkit predict: its options
+            onnx_options(tta, device, half, bf16, gallery)
         predictor = OnnxPredictor(model)
         model, loop, before = predictor.model, predictor.loop_steps(imgsz), None
     else:
@@ -310,22 +311,24 @@ def onnx_options(
     (the command line's default) is the CPU for an ONNX file, even with a GPU.
 
     Raises:
-        ConfigError: each option given, naming what to use instead.
+        ConfigError: naming each argument given and its option (``tta and bf16 (--tta,
+            --bf16): ...``), and what to use instead; headed by the call that was given them
+            (:func:`~visionkit.errors.arguments_of`) or by the command line.
     """
     given = {
-        "--tta": tta is not None,
-        "--device": str(device) not in ("None", "auto", "cpu"),  # auto: the CPU here
-        "--half": half,
-        "--bf16": bf16,
-        "--gallery": gallery is not None,
+        "tta": tta is not None,
+        "device": str(device) not in ("None", "auto", "cpu"),  # auto: the CPU here
+        "half": half,
+        "bf16": bf16,
+        "gallery": gallery is not None,
     }
-    refused = [flag for flag, on in given.items() if on]
+    refused = [name for name, on in given.items() if on]
     if refused:
+        names = " and ".join([", ".join(refused[:-1]), refused[-1]] if refused[1:] else refused)
         raise ConfigError(
-            f"{', '.join(refused)}: an ONNX file runs on the CPU in float32 through "
-            "onnxruntime, without test-time augmentation or galleries; give the checkpoint "
-            "(.ckpt) it was exported from for these",
-            options=True,
+            f"{names} ({', '.join(f'--{name}' for name in refused)}): an ONNX file runs on the "
+            "CPU in float32 through onnxruntime, without test-time augmentation or galleries; "
+            "give the checkpoint (.ckpt) it was exported from for these"
         )
 
 
