@@ -303,3 +303,37 @@ def test_visionkit_predict_of_an_onnx_file_still_names_the_option(tmp_path: Path
     assert capsys.readouterr().err.startswith(
         "error: invalid command-line option:\n  tta (--tta): an ONNX file runs on the CPU"
     )
+
+
+@pytest.mark.parametrize(
+    ("steps", "key", "problem"),
+    [
+        ("[{name: HorizontalFlip, On: 1}]", "train[0].On", "YAML reads On as a boolean"),
+        ("[{name: HorizontalFlip, 1: 1}]", "train[0].1", "YAML reads 1 as a number"),
+        (  # inside a composition, where the schema (a list of mappings) does not look
+            "[{name: OneOf, transforms: [{name: HorizontalFlip, off: 1}]}]",
+            "train[0].transforms[0].off",
+            "YAML reads off as a boolean",
+        ),
+        (
+            "[{name: OneOf, yes: 1, transforms: [{name: Blur}]}]",
+            "train[0].yes",
+            "YAML reads yes as a boolean",
+        ),
+    ],
+)
+def test_a_key_of_a_transform_step_that_is_not_text_is_a_config_error(
+    tmp_path: Path, steps, key, problem
+):
+    # a TypeError of difflib ("'bool' object is not iterable"), not a config error
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model:\n  backbone: {name: simple_cnn}\n" + HEADS + "data:\n  transforms:\n"
+        f"    train: {steps}\n"
+    )
+    err = error_of(config)
+    assert err.problems == [
+        f"data.transforms.{key}: a key here is text, but {problem}: write it in quotes "
+        f"('{key.rpartition('.')[2]}': ...)"
+    ]
+    assert err.locations == [f"{config}:7"]

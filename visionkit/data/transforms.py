@@ -91,6 +91,7 @@ def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> Any:
     step (:data:`visionkit.data.mixing.MULTI_IMAGE`). Errors name the key
     path, nested steps included (``data.transforms.train[2].transforms[1].name: ...``)."""
     params = dict(spec)
+    _refuse_keys_not_text(params, where)
     name = params.pop("name", None)
     known = name if isinstance(name, str) else ""
     if known in COMPOSITIONS:
@@ -124,6 +125,17 @@ def build_transform(spec: Mapping[str, Any], where: str = "transforms") -> Any:
             fields = declared_fields(cls)
             raise ConfigError(parameter_problems(cause, fields, name, where, params)) from None
         raise ConfigError(f"{where} ({name}): {err}") from None
+
+
+def _refuse_keys_not_text(params: Mapping[Any, Any], where: str) -> None:
+    """Refuse the keys of a step that YAML read as booleans or numbers (``On: 1``, ``1: 1``),
+    in the words of the config's other mappings (the file's spelling is restored by
+    :func:`~visionkit.config.locations.as_written`): no parameter is named so."""
+    from visionkit.config.key_hints import mapping_key_problem  # visionkit.config imports us
+
+    problems = [mapping_key_problem((where, k), k) for k in params if not isinstance(k, str)]
+    if problems:
+        raise ConfigError(problems)
 
 
 def _check_parameters(cls: type, name: str, params: Mapping[str, Any], where: str) -> None:
