@@ -337,3 +337,36 @@ def test_a_key_of_a_transform_step_that_is_not_text_is_a_config_error(
         f"('{key.rpartition('.')[2]}': ...)"
     ]
     assert err.locations == [f"{config}:7"]
+
+
+def test_check_data_refuses_the_class_count_train_refuses(tmp_path: Path, capsys):
+    # check-data --config found "no problems" in a config that train refused at once
+    from PIL import Image
+
+    from visionkit.cli import main
+
+    for cls in ("cat", "dog"):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (16, 16)).save(tmp_path / "train" / cls / f"{i}.png")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model:\n  backbone: {name: simple_cnn}\n  heads:\n    cls: {name: linear, num_classes: 3}\n"
+        f"data:\n  train: {{format: folder, root: {tmp_path / 'train'}}}\n"
+    )
+    problem = (
+        "model.heads.cls.num_classes: 3, but the data has 2 classes (cat, dog); set 2, or null "
+        "to take it from the data"
+    )
+    assert main(["check-data", "--config", str(config)]) == 2
+    out, err = capsys.readouterr()
+    assert "check-data: " in out  # the datasets' report first
+    assert err.startswith(f"error: invalid configuration in {config}:\n  {config}:4: {problem}")
+    # set on the command line: said so, as train says it
+    assert main(["check-data", "--config", str(config), "model.heads.cls.num_classes=4"]) == 2
+    err = capsys.readouterr().err
+    assert "\n  model.heads.cls.num_classes: 4, but the data has 2 classes" in err
+    assert "(set on the command line, not in the file: model.heads.cls.num_classes=4)" in err
+    # right, or left to the data: no problem
+    config.write_text(config.read_text().replace("num_classes: 3", "num_classes: 2"))
+    assert main(["check-data", "--config", str(config)]) == 0

@@ -29,11 +29,11 @@ LOCATION_OPTIONS = ("images", "annotations", "root", "csv")
 
 def datasets_of_config(
     config: str, overrides: Sequence[str], splits: Sequence[str]
-) -> tuple[list[tuple[str, str, dict[str, Any]]], list[str], dict[str, Any], Any]:
+) -> tuple[list[tuple[str, str, dict[str, Any]]], list[str], dict[str, Any], Any, Any]:
     """``(where, split, spec)`` of every dataset of the config's ``splits`` (each entry of a
     mix), the targets its heads need (``masks``, ``semantic``, ...), its heads (the
-    config's ``model.heads``) and its ``data`` section. One evaluation split asked for by
-    name (``--split test``) must be set: a :class:`ConfigError` says how."""
+    config's ``model.heads``), its ``data`` section and the config. One evaluation split
+    asked for by name (``--split test``) must be set: a :class:`ConfigError` says how."""
     from visionkit.build.data import split_spec, targets_needed
     from visionkit.config import is_dataset_mix, load_config
 
@@ -52,7 +52,7 @@ def datasets_of_config(
             found.append((f"data.{split}", split, dict(spec)))
     if not found:
         raise ConfigError(f"data: no {' or '.join(f'data.{s}' for s in splits)} dataset to check")
-    return found, targets_needed(cfg), dict(cfg.model.heads), cfg.data
+    return found, targets_needed(cfg), dict(cfg.model.heads), cfg.data, cfg
 
 
 def dataset_of_options(fmt: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -244,7 +244,7 @@ def _run(args: argparse.Namespace) -> int:
                 f"{flags}: only with --format (with --config use data.* overrides)", options=True
             )
         splits = SPLITS if args.split == "all" else (args.split,)
-        specs, needs, heads, data = datasets_of_config(args.config, args.pairs, splits)
+        specs, needs, heads, data, cfg = datasets_of_config(args.config, args.pairs, splits)
     else:
         split = {} if args.split == "all" else {"split": args.split}  # VOC, YOLO, mask folders
         options = {**given, **split, **_parse_values(args.pairs)}
@@ -261,7 +261,7 @@ def _run(args: argparse.Namespace) -> int:
             # an Ultralytics data.yaml: each split it names, val in train's classes, as training
             names = dataset_file_splits(args.root)
             specs = [(f"data.{s}", s, {**specs[0][2], "split": s}) for s in names] or specs
-        needs, heads, data = [], {}, None
+        needs, heads, data, cfg = [], {}, None, None
     image_check = "header" if args.fast else "decode"
     total = warned = 0  # errors, warnings
     trains: dict[str, Any] = {}  # the training datasets that were built, by config path
@@ -320,11 +320,18 @@ def _run(args: argparse.Namespace) -> int:
             print(line, flush=True)
         total, warned = total + len(errors), warned + len(warnings)
     if heads and train is not None:  # a head without labels to learn from stops training
-        from visionkit.build.model import heads_without_labels
+        from visionkit.build.model import heads_without_labels, resolve_num_classes
+        from visionkit.data.datasets import label_names_of
 
-        for problem in heads_without_labels(heads, train):
+        missing = heads_without_labels(heads, train)
+        for problem in missing:
             print(problem, flush=True)
             total += 1
+        try:  # then each head's num_classes against the data's classes, as training next
+            if not missing and cfg is not None:
+                resolve_num_classes(cfg, label_names_of({"train": train}))
+        except ConfigError as err:  # a configuration error, with its file:line (located)
+            unset += err.problems
     if heads:  # a set of a mix whose labels no head learns from: training warns of it too
         for warning in unused_sets(heads, {**trains, **evals}):
             print(f"warning: {warning}", flush=True)
