@@ -370,3 +370,12 @@ def test_check_data_refuses_the_class_count_train_refuses(tmp_path: Path, capsys
     # right, or left to the data: no problem
     config.write_text(config.read_text().replace("num_classes: 3", "num_classes: 2"))
     assert main(["check-data", "--config", str(config)]) == 0
+
+
+def test_a_boolean_key_under_a_key_of_several_types_has_no_type_name_in_its_path():
+    # trainer.compile takes true or a mapping: the path was trainer.compile.dict[str,any].true
+    problems = error_of(MINIMAL, ["trainer.compile={On: 1}"]).problems
+    assert (
+        "trainer.compile.On: a key here is text, but YAML reads On as a boolean: write it in "
+        "quotes ('On': ...)"
+    ) in problems, problems

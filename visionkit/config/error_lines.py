@@ -51,10 +51,10 @@ def format_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
             if len(loc) == 2:  # ({1: 2}: not a line of its key too, as a mapping's key would)
                 lines.append(f"{path}: expected {union}, got {e['input']!r}")
         elif e["loc"][-1:] == ("[key]",):  # model.heads.0, not the list item heads[0]
-            lines.append(mapping_key_problem(e["loc"], e.get("input")))
+            lines.append(mapping_key_problem(loc, e.get("input")))  # less union members'
             keys_named.add(lines[-1])
         elif e["type"] == "invalid_key":  # of a section: trainer.true, not "trainer[1]: Keys"
-            lines.append(mapping_key_problem((*e["loc"], "[key]"), e.get("input")))
+            lines.append(mapping_key_problem(loc, e.get("input")))
             keys_named.add(lines[-1])
         elif e["type"] == "extra_forbidden" and loc[:-1] in glued:  # {name:resnet18}
             lines += [glued_problem(key_path(loc[:-1]), glued.pop(loc[:-1]))]
