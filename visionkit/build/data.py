@@ -359,34 +359,53 @@ def annotation_notes(train: Any) -> tuple[str | None, list[str]]:
 
 
 def check_saved_data_paths(
-    spec: Mapping[str, Any], split: str, overrides: Sequence[str], checkpoint: str | os.PathLike
+    spec: Mapping[str, Any],
+    split: str,
+    overrides: Sequence[str],
+    checkpoint: str | os.PathLike,
+    meta: Mapping[str, Any] | None = None,
 ) -> None:
     """Before a checkpoint is evaluated on the data of its own config (``spec``, the entry of
     ``data.<split>``): each dataset folder it names that the command line did not override
     must exist. A relative path is read from the current folder, which may not be the one
     training ran in, and data moves; the message says where the path came from and which
-    override gives it anew.
+    override gives it anew. A path an export shortened to its last part (listed in the
+    model's ``meta["shortened_paths"]``: :func:`~visionkit.export.metadata.shareable_config`)
+    is unset: it must be given anew, never read from the current folder (a ``val/`` there is
+    another dataset).
 
     Raises:
-        DataError: a folder of the saved config does not exist.
+        DataError: a folder of the saved config does not exist, or was shortened.
     """
     given = set(override_keys(overrides))
-    problems = []
+    shortened = set((meta or {}).get("shortened_paths") or ())
+    problems, cut = [], 0
     for where, entry in split_entries(spec, f"data.{split}"):
         if entry.get("synthetic") or where in given:  # generated, or given anew whole
             continue
         reader = DATASETS.component_class(entry["format"])
         for argument in getattr(reader, "path_arguments", (reader.location,)):
             value, key = entry.get(argument), f"{where}.{argument}"
-            if value is None or key in given or Path(value).exists():
+            kind = "FILE" if Path(str(value)).suffix else "DIR"
+            if value is None or key in given:
                 continue
-            problems.append(
-                f"{key}: {value} does not exist (the path saved in the checkpoint's config"
-                f"{read_from(value)}); the data moved, or training ran in another folder: give it with "
-                f"{key}={'FILE' if Path(value).suffix else 'DIR'}"
-            )
+            if key in shortened:  # the export kept its last part only: not a path any more
+                cut += 1
+                problems.append(
+                    f"{key}: the export stored only the last part of this path ({value}), "
+                    f"not where the data is; give it with {key}={kind}"
+                )
+            elif not Path(value).exists():
+                problems.append(
+                    f"{key}: {value} does not exist (the path saved in the checkpoint's config"
+                    f"{read_from(value)}); the data moved, or training ran in another folder: "
+                    f"give it with {key}={kind}"
+                )
     if problems:
-        raise DataError(f"{checkpoint}: the data of its config is not where it was:", problems)
+        header = "the data of its config is not where it was:"
+        if cut == len(problems):
+            header = "an export keeps no data paths of its config (visionkit.shortened_paths):"
+        raise DataError(f"{checkpoint}: {header}", problems)
 
 
 def build_datasets(data: DataConfig, needs: Sequence[str] = ()) -> dict[str, Any]:

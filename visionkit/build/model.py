@@ -477,7 +477,9 @@ def load(
         from visionkit.export import read_safetensors_metadata
 
         try:
-            meta = read_safetensors_metadata(path)["meta"]
+            header = read_safetensors_metadata(path)
+            # the config's paths the export cut to their last part: unset for an evaluation
+            meta = {**header["meta"], "shortened_paths": header.get("shortened_paths", [])}
             tensors = load_file(str(path))  # into the model's CPU tensors, as torch.load's
         except Exception as err:  # safetensors' own error, or ExportError: no visionkit header
             raise CheckpointError(

@@ -452,7 +452,7 @@ def evaluate(
         del on_device["precision"]
     label_names = model.meta.get("label_names") or {}
     spec = split_spec(cfg.data, split)
-    check_saved_data_paths(spec, split, overrides, checkpoint or "the model")
+    check_saved_data_paths(spec, split, overrides, checkpoint or "the model", model.meta)
     check_eval_label_settings(cfg.data, split, model.meta["config"])
     val = build_split(
         spec,

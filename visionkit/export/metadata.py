@@ -127,7 +127,9 @@ def export_metadata(
         raise ExportError("the model carries no config in its metadata (model.meta['config'])")
     heads = {name: head_metadata(meta, name, head, paths) for name, head in model.heads.items()}
     config, shortened = shareable_config(meta["config"])  # no path of the training machine
-    meta = {**meta, "config": config}
+    earlier = list(meta.get("shortened_paths") or [])  # a re-export of an export: cut before
+    shortened = earlier + [key for key in shortened if key not in earlier]
+    meta = {k: v for k, v in meta.items() if k != "shortened_paths"} | {"config": config}
     values: dict[str, Any] = {
         "metadata_version": METADATA_VERSION,
         "meta": meta,
