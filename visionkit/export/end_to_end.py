@@ -3,8 +3,8 @@ inside the graph, so that onnxruntime alone gives final predictions.
 
 The graph (:class:`EndToEndModule`) takes two inputs:
 
-- ``images`` float32 ``[B, 3, H, W]``, normalised, ``H`` and ``W`` multiples of 32 (as for the
-  raw export);
+- ``images`` float32 ``[B, 3, H, W]``, normalised, any ``H`` and ``W`` (as for the raw export,
+  the file pads them to multiples of 32: :mod:`~visionkit.export.input_padding`);
 - ``image_sizes`` int64 ``[B, 2]``: ``(h, w)`` of each image inside the padded batch (images
   sit top-left, padded with zeros at the bottom/right). Boxes are clipped to it; pass
   ``[[H, W]] * B`` for an unpadded batch.
@@ -25,7 +25,8 @@ and returns, per head (``<head>.<key>``, in head order):
 - classification heads (``linear``, ``mlp``): ``scores`` float32 ``[B, C]`` (softmax);
 - embedding heads (``embedding``): ``embedding`` float32 ``[B, D]``, each image's unit vector;
 - semantic heads (``semantic_fpn``, ``deeplabv3plus``): ``mask`` ``[B, H, W]`` (uint8 for up
-  to 256 classes, else int64), the argmax of the logits upsampled bilinearly to ``H × W``.
+  to 256 classes, else int64), the argmax of the logits upsampled bilinearly to the padded
+  batch, cut back to the input's ``H × W`` in the file (:data:`PIXEL_KEYS`).
 
 The detection decode is the heads' own ``postprocess`` written with batched tensor ops: the
 best ``topk_candidates`` (point or anchor, class) pairs per level, those above ``conf``,
@@ -61,6 +62,9 @@ from visionkit.models.model import VisionModel
 SIZES_NAME = "image_sizes"
 MIN_BOX_SIZE = 1e-2  # as select_detections' remove_small_boxes
 DETECTION_KEYS = ("boxes", "scores", "labels", "batch_index")
+#: Outputs at the pixels of ``images`` (``[B, H, W]``), cut back to the input's size where the
+#: graph pads it (:func:`~visionkit.export.input_padding.pad_input`).
+PIXEL_KEYS = ("mask",)
 #: The kinds whose graph runs :func:`detect` (and bakes in :class:`NmsSettings`).
 DETECTION_KINDS = ("detection", "keypoints", "detection_embedding")
 OUTPUT_KEYS = {

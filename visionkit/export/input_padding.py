@@ -10,11 +10,15 @@ the padded input (a semantic head's logits cover the padding too, at the bottom 
 
 The nodes are added to the exported graph (``Shape`` → ``Slice`` → ``Mod`` → ``Pad``), so
 both exporters' files get the same; ``Pad`` takes its amounts as an input from opset 11, the
-lowest opset with padding (:data:`PAD_MIN_OPSET`).
+lowest opset with padding (:data:`PAD_MIN_OPSET`). An output at the input's pixels (the
+end-to-end graph's semantic ``mask`` ``[B, H, W]``) is cut back to the input's ``H × W``
+(``Slice`` by the shape taken before the padding), so that it is the size its declared dims
+say.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -37,10 +41,12 @@ def _rename_input(graph: Any, old: str, new: str) -> None:
                     _rename_input(sub, old, new)
 
 
-def pad_input(proto: Any, onnx: Any, divisor: int = SIZE_DIVISOR) -> None:
+def pad_input(proto: Any, onnx: Any, divisor: int = SIZE_DIVISOR, crop: Sequence[str] = ()) -> None:
     """Make ``proto``'s graph (in place) take ``images`` ``[B, 3, H, W]`` of any ``H``, ``W``,
     padded with zeros at the bottom / right to multiples of ``divisor`` before the traced
-    graph reads them; the input's height and width are named ``height`` and ``width``."""
+    graph reads them; the input's height and width are named ``height`` and ``width``. The
+    outputs named in ``crop`` (``[B, H', W']`` at the padded size) are cut to ``[B, H, W]``,
+    their dims named ``height`` and ``width`` too."""
     helper, numpy_helper = onnx.helper, onnx.numpy_helper
     graph = proto.graph
     _rename_input(graph, INPUT_NAME, PADDED_NAME)
@@ -49,6 +55,8 @@ def pad_input(proto: Any, onnx: Any, divisor: int = SIZE_DIVISOR) -> None:
         "starts": np.array([2], np.int64),
         "ends": np.array([4], np.int64),
         "before": np.zeros(6, np.int64),  # B, C, H, W at the start; B, C at the end
+        "origin": np.zeros(2, np.int64),  # where a cropped output starts (row, column)
+        "axes": np.array([1, 2], np.int64),  # a cropped output's H, W
     }
     graph.initializer.extend(
         numpy_helper.from_array(value, _PREFIX + name) for name, value in constants.items()
@@ -72,6 +80,19 @@ def pad_input(proto: Any, onnx: Any, divisor: int = SIZE_DIVISOR) -> None:
     ]
     for i, node in enumerate(nodes):
         graph.node.insert(i, node)
+    for output in crop:  # the traced graph's output at the padded size, then cut to H x W
+        whole = name(f"uncropped_{output}")
+        for node in graph.node:
+            node.output[:] = [whole if out == output else out for out in node.output]
+        _rename_input(graph, output, whole)
+        inputs = [whole, name("origin"), name("hw"), name("axes")]
+        graph.node.append(helper.make_node("Slice", inputs, [output], name=name(f"crop_{output}")))
+        for value in graph.output:
+            if value.name == output:
+                dims = value.type.tensor_type.shape.dim
+                for index, label in ((1, "height"), (2, "width")):
+                    dims[index].Clear()
+                    dims[index].dim_param = label
     for value in graph.input:
         if value.name == INPUT_NAME:
             dims = value.type.tensor_type.shape.dim

@@ -24,7 +24,13 @@ from torch import Tensor
 from visionkit.checkpoint import write_atomic
 from visionkit.choices import DYNAMO_MIN_OPSET, EXPORTERS, MIN_OPSET
 from visionkit.errors import ExportError
-from visionkit.export.end_to_end import SIZES_NAME, EndToEndModule, NmsSettings, output_layout
+from visionkit.export.end_to_end import (
+    PIXEL_KEYS,
+    SIZES_NAME,
+    EndToEndModule,
+    NmsSettings,
+    output_layout,
+)
 from visionkit.export.exporter_output import (
     captured_output,
     failure_message,
@@ -262,8 +268,10 @@ def export_onnx(
             f"the {exporter} exporter wrote opset {written}, not the {opset} asked for{hint}"
         )
     padded = opset >= PAD_MIN_OPSET
+    layout = output_layout(model, nms) if nms is not None else []
+    cropped = [o["name"] for o in layout if o["key"] in PIXEL_KEYS] if padded else []
     if padded:  # any H, W: padded in the graph, never shifted feature maps
-        pad_input(proto, onnx)
+        pad_input(proto, onnx, crop=cropped)  # an end-to-end mask: the input's H x W
     else:
         notes.append(
             f"opset {opset} is below {PAD_MIN_OPSET}: the graph cannot pad its input, so give "
@@ -275,7 +283,7 @@ def export_onnx(
     if half:
         props[META_PREFIX + "half"] = "true"
     props[META_PREFIX + "input"] = json.dumps(
-        {**input_metadata("float16" if half else "float32"), **padding_metadata(padded)}
+        {**input_metadata("float16" if half else "float32"), **padding_metadata(padded, cropped)}
     )
     what = "raw head outputs"
     if isinstance(module, EndToEndModule):
@@ -296,15 +304,17 @@ def export_onnx(
     return exporter, notes
 
 
-def padding_metadata(padded: bool) -> dict[str, Any]:
-    """What the ``input`` entry of an ONNX file says of its height and width."""
+def padding_metadata(padded: bool, cropped: list[str] | None = None) -> dict[str, Any]:
+    """What the ``input`` entry of an ONNX file says of its height and width (``cropped``: the
+    outputs cut back to the input's ``H × W``)."""
     if padded:
+        cut = f" ({', '.join(cropped)}: cut back to the input's H x W)" if cropped else ""
         return {
             "size_divisor": SIZE_DIVISOR,
             "padded_in_graph": True,
             "sizes": f"any H, W: the graph pads them with zeros at the bottom/right to "
             f"multiples of {SIZE_DIVISOR} (as visionkit's collate); outputs are those of the "
-            "padded input",
+            f"padded input{cut}",
         }
     return {
         "size_divisor": SIZE_DIVISOR,
