@@ -21,6 +21,11 @@ from pathlib import Path
 from visionkit.checkpoint import write_atomic
 from visionkit.choices import DEFAULT_OPSET
 
+try:  # POSIX: a copy of a descriptor numbered past 0-2
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 #: Where a message of torch's exporter stops being about the cause.
 _NOISE = re.compile(r"\s*(\[Caused by|Please feel free|\(Occurred when)")
 
@@ -34,27 +39,69 @@ class Captured:
 @contextlib.contextmanager
 def captured_output() -> Iterator[Captured]:
     """Send what is written to file descriptors 1 and 2 (C++ and Python alike) to a temporary
-    file; ``.text`` holds it afterwards."""
+    file; ``.text`` holds it afterwards. A descriptor that is not open (``pythonw``, a daemon
+    without stdio) is left alone, and where the capture cannot be set up (no temporary file,
+    no descriptor left) nothing is captured: an export never fails for it."""
     captured = Captured()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with tempfile.TemporaryFile(mode="w+b") as sink:
+    _flush()
+    with contextlib.ExitStack() as stack:
         try:
-            for fd in saved:
-                os.dup2(sink.fileno(), fd)
+            sink = stack.enter_context(tempfile.TemporaryFile(mode="w+b"))
+        except OSError:
+            sink = None
+        saved = _redirect(sink.fileno()) if sink is not None else {}
+        try:
             with contextlib.redirect_stdout(sys.stderr):  # Python's prints: the same file
                 yield captured
         finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
-            sink.seek(0)
-            captured.text = sink.read().decode("utf-8", "replace")
+            _flush()
+            _restore(saved)
+            if sink is not None:
+                with contextlib.suppress(OSError):
+                    sink.seek(0)
+                    captured.text = sink.read().decode("utf-8", "replace")
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):  # None under pythonw
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def _copy(fd: int) -> int | None:
+    """A copy of the open descriptor ``fd``, numbered 3 or above (so that it never takes the
+    place of a closed 1 or 2); ``None`` when ``fd`` is not open."""
+    try:
+        if fcntl is not None:
+            return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        return os.dup(fd)
+    except OSError:
+        return None
+
+
+def _redirect(sink: int) -> dict[int, int]:
+    """Point descriptors 1 and 2, those open, at ``sink``: descriptor → its saved copy; ``{}``
+    (everything as it was, no copy left open) when that fails."""
+    saved: dict[int, int] = {}
+    try:
+        for fd in (1, 2):
+            copy = _copy(fd)
+            if copy is not None:
+                saved[fd] = copy
+                os.dup2(sink, fd)
+    except OSError:
+        _restore(saved)
+        return {}
+    return saved
+
+
+def _restore(saved: dict[int, int]) -> None:
+    """Put back the descriptors :func:`_redirect` pointed elsewhere, and close the copies."""
+    for fd, copy in saved.items():
+        with contextlib.suppress(OSError):
+            os.dup2(copy, fd)
+        with contextlib.suppress(OSError):
+            os.close(copy)
 
 
 def short_reason(err: BaseException, limit: int = 300) -> str:
