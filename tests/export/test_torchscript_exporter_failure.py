@@ -132,3 +132,15 @@ def test_a_capture_that_cannot_be_set_up_leaves_the_export_alone(model, tmp_path
     report = export(model, "onnx", tmp_path / "b.onnx", exporter="torchscript", check=False)
     assert report.exporter == "torchscript" and (tmp_path / "b.onnx").is_file()
     assert count() == before
+
+
+def test_a_later_success_removes_the_failures_log(model, tmp_path):
+    """``model.onnx.export-error.txt`` of a failed export stayed beside the ``model.onnx`` a
+    later export of the same output wrote, telling of a failure that no longer holds."""
+    output = tmp_path / "model.onnx"
+    with pytest.raises(ExportError):
+        export(model, "onnx", output, opset=9, exporter="torchscript", check=False)
+    log = tmp_path / "model.onnx.export-error.txt"
+    assert log.is_file()
+    export(model, "onnx", output, exporter="torchscript", check=False)
+    assert output.is_file() and not log.exists()

@@ -36,6 +36,7 @@ The modules: :mod:`~visionkit.export.graph` (the input and the flat named output
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import zipfile
@@ -267,6 +268,8 @@ def export(
                 model, format, staging, image_size=image_size, atol=atol, batch_sizes=batch_sizes
             )
         write_atomic(output, lambda tmp: os.replace(staging, tmp))
+        with contextlib.suppress(OSError):  # an earlier failure's log is stale now
+            log_beside(output).unlink(missing_ok=True)
         return report
     except ExportError as err:
         kept = "left as it was" if output.exists() else "not written"
