@@ -56,3 +56,48 @@ def test_export_leaves_out_its_flags_values_too(capsys, tmp_path, monkeypatch):
     err = error_of("export", ["--workspace", "4", "--dynamic", "True", "format=onnx"], capsys)
     hint = last_command(err, "export")
     assert hint == ["--checkpoint", "x.ckpt", "--format", "onnx"]
+
+
+@pytest.mark.parametrize(
+    "command, argv, kept, off",
+    [
+        ("predict", ["source=photos", "--half", "True"], ["--half"], None),
+        ("predict", ["source=photos", "--save-txt", "True"], ["--save-txt"], None),
+        ("predict", ["source=photos", "--save-txt=yes"], ["--save-txt"], None),
+        ("predict", ["source=photos", "--half", "False"], [], "--half False"),
+        ("export", ["format=onnx", "--half", "True"], ["--half"], None),
+        ("export", ["format=onnx", "--half", "no", "--nms"], ["--nms"], "--half no"),
+    ],
+)
+def test_a_switch_offered_here_loses_its_true_or_false(
+    capsys, monkeypatch, tmp_path, command, argv, kept, off
+):
+    """``predict source=photos --half True`` was told ``... --half True``, which does not parse
+    (a switch takes no value): a true value is left out and the switch kept, a false value
+    takes the switch with it."""
+    monkeypatch.chdir(tmp_path)
+    err = error_of(command, argv, capsys)
+    hint = last_command(err, command)
+    given = ["--input", "photos"] if command == "predict" else ["--format", "onnx"]
+    assert hint == ["--checkpoint", "x.ckpt", *given, *kept], err
+    build_parser().parse_args([command, *hint])  # runs as suggested
+    if off is not None:
+        assert f"left out {off} (a switch: off unless given)" in err
+
+
+def test_the_missing_option_hint_does_not_take_a_switchs_true_for_an_input(
+    capsys, monkeypatch, tmp_path
+):
+    """``predict --half True photos`` was told ``--half --input True photos``-like commands:
+    the ``True`` of a switch read as the missing ``--input``."""
+    monkeypatch.chdir(tmp_path)
+    for words, switch in ((["True"], ["--half"]), (["False"], [])):
+        err = error_of("predict", ["--half", *words, "photos"], capsys)
+        assert "'photos' was given without its option" in err, err
+        assert last_command(err, "predict") == [
+            "--checkpoint",
+            "x.ckpt",
+            *switch,
+            "--input",
+            "photos",
+        ]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from visionkit.choices import TTA_MODES, ULTRALYTICS_KEYS, ULTRALYTICS_VALUE_FLAGS, WEIGHTS
+from visionkit.cli.switch_words import FALSE, TRUE, switch_words
 
 #: The environment variables the launchers (torchrun, Lightning, SLURM, LSF) give a process's
 #: rank in, in the order Lightning reads them before it sets the rank itself.
@@ -121,7 +122,10 @@ def missing_option_hint(message: str, given: Sequence[str], parser: argparse.Arg
     loose: list[int] = []  # positions of arguments given without an option
     pairs: dict[int, str] = {}  # position → the missing option it is given to
     values = 0  # how many of the next arguments are an option's values (-1: all up to an option)
+    fixes = switch_words(parser, given)[0]  # --half True: the True is no loose argument
     for i, arg in enumerate(given):
+        if i in fixes:
+            continue
         if arg.startswith("-"):
             action = parser._option_string_actions.get(full_option(parser, arg) or "")
             nargs = 1 if action is None else action.nargs  # an unknown option: one value
@@ -162,8 +166,9 @@ def missing_option_hint(message: str, given: Sequence[str], parser: argparse.Arg
         if i in renamed
         else f"{pairs[i]} {shlex.quote(a)}"
         if i in pairs
-        else shlex.quote(a)
+        else shlex.quote(fixes.get(i, a))
         for i, a in enumerate(given)
+        if fixes.get(i, a) is not None
     )
     still = [f"{o} {_metavar(parser, o)}" for o in missing]  # nothing given for these
     command = " ".join([*fixed, *still])
@@ -256,12 +261,6 @@ def ultralytics_option_hint(
     return "\n" + "\n".join(lines) + "\n(KEY=VALUE overrides, e.g. trainer.max_epochs=3)"
 
 
-#: Values of a ``KEY=VALUE`` argument that switch an option on (Ultralytics' ``half=True``).
-TRUE = ("true", "1", "yes", "on")
-#: ... and off (``--show False``: a value the flag left out takes with it).
-FALSE = ("false", "0", "no", "off")
-
-
 def ultralytics_argument_lines(message: str, not_offered: Mapping[str, str]) -> list[str]:
     """For argparse's "unrecognized arguments" (or "ambiguous option") error on another
     tool's options (``--dynamic``, ``--vid-stride 2``), what each says here
@@ -341,9 +340,10 @@ def key_value_lines(
     separators = separators or {}
     options: list[str] = []  # the command's arguments, unquoted
     full: list[str | None] = []  # the option each of options names
-    dropped, pairs = [], 0
+    fixes, dropped = switch_words(parser, given)  # --half True: --half; --half False: none
+    pairs = 0
     left_out = ""  # another tool's flag just left out: its value (a next argument) goes too
-    for arg in given:
+    for arg in (fixes.get(i, a) for i, a in enumerate(given) if fixes.get(i, a) is not None):
         loose = left_out and not arg.startswith("-") and "=" not in arg
         if loose and (left_out in ULTRALYTICS_VALUE_FLAGS or arg.lower() in TRUE + FALSE):
             flag, _, why = dropped[-1].partition(" (")
