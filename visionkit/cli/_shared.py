@@ -124,7 +124,7 @@ def missing_option_hint(message: str, given: Sequence[str], parser: argparse.Arg
     values = 0  # how many of the next arguments are an option's values (-1: all up to an option)
     fixes = switch_words(parser, given)[0]  # --half True: the True is no loose argument
     for i, arg in enumerate(given):
-        if i in fixes:
+        if i in fixes and fixes[i] is None:  # left out of the command
             continue
         if arg.startswith("-"):
             action = parser._option_string_actions.get(full_option(parser, arg) or "")
