@@ -14,7 +14,7 @@ evaluator) is read from the task table, :data:`visionkit.evaluation.tasks.TASKS`
 reader can produce from the reader class's own declarations (``location``, ``targets``,
 ``target_flags``).
 
-One module per section: :mod:`.model`, :mod:`.data`, :mod:`.evaluators`, :mod:`.optim`,
+One module per section: :mod:`.model`, :mod:`.data`, :mod:`.pipelines`, :mod:`.evaluators`, :mod:`.optim`,
 :mod:`.trainer`; the names below are the ones the rest of visionkit calls.
 """
 
@@ -22,7 +22,6 @@ from visionkit.build.data import (
     boxes_needed,
     build_dataset,
     build_datasets,
-    build_pipelines,
     build_split,
     dropped_keys,
     targets_needed,
@@ -49,6 +48,7 @@ from visionkit.build.optim import (
     optimizer_factory,
     optimizer_param_groups,
 )
+from visionkit.build.pipelines import build_pipelines
 from visionkit.build.trainer import (
     compile_model,
     trainer_kwargs,

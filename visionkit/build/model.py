@@ -21,12 +21,7 @@ import numpy as np
 
 from visionkit.build.class_weights import auto_class_weights
 from visionkit.checkpoint import load_checkpoint
-from visionkit.config import (
-    Config,
-    ConfigLike,
-    load_config,
-    locating,
-)
+from visionkit.config import Config, ConfigLike, load_config, locating
 from visionkit.data.datasets import class_colours_of, gives, label_names_of
 from visionkit.data.identity_mixing import identity_count
 from visionkit.data.image_size import pipeline_steps
