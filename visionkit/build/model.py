@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from visionkit.build.backbone_arguments import write_implied_arguments
 from visionkit.build.class_weights import auto_class_weights
 from visionkit.checkpoint import load_checkpoint
 from visionkit.config import Config, ConfigLike, load_config, locating
@@ -255,12 +256,11 @@ def create_model(
         label_names: class names per label family (``{"class": [...], "instances": [...]}``),
             usually from the training dataset; fills unset ``num_classes``.
         extra_meta: more plain-type metadata to keep in ``model.meta`` (e.g. category ids).
-        read_pretrained: ``False``: the backbone's pretrained file is not read (the weights
-            come from a checkpoint: a resumed run, :func:`load`), but the backbone is built
-            as reading it builds it (torchvision's googlenet: ``transform_input=True``).
+        read_pretrained: ``False``: the backbone's pretrained file is not read (the weights come
+            from a checkpoint); reading one adds what it implies (:mod:`.backbone_arguments`).
     """
     cfg = resolve_num_classes(load_config(config), label_names)
-    b = cfg.model.backbone
+    b = write_implied_arguments(cfg, read_pretrained).model.backbone  # in cfg's meta too
     # init_from replaces what it holds: the pretrained weights go only beneath it, read after
     beneath = read_pretrained and bool(cfg.model.init_from) and b.pretrained is not False
     if beneath:  # what reading the file would refuse, refused even if it is never read

@@ -31,6 +31,7 @@ from visionkit.build import (
     targets_needed,
     trainer_kwargs,
 )
+from visionkit.build.backbone_arguments import resumed_arguments
 from visionkit.build.class_weights import stored_class_weights, weighs_classes
 from visionkit.build.data import annotation_notes, check_saved_data_paths, split_spec
 from visionkit.build.model import load
@@ -200,6 +201,7 @@ def train(
     check_checkpoint_classes(datasets, resume_from or cfg.model.init_from, resume=resuming)
     # A resumed run gets its weights from the checkpoint: model.init_from is not read again.
     kept = stored_class_weights(resume_from)  # class_weights: auto keeps them
+    cfg = resumed_arguments(cfg, resume_from)  # and the architecture its weights file implied
     model = build_model(cfg, datasets, resume=resuming, stored_weights=kept)
     resume_step = check_resumed_run(resume_from, model)  # before config.yaml is written
     sized = image_size_note(cfg.data, resume_from, overrides)  # resumed: an error

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +78,13 @@ def create_backbone(
         out_indices: Feature levels to return, indexing the levels the model exposes
             (negative allowed); ``None`` returns them all.
         read_pretrained: ``False``: read no weights file, for a model whose weights come from
-            elsewhere (``model.init_from``, a checkpoint), but build the architecture
-            ``pretrained`` builds: torchvision's builders change some with the weights
-            (googlenet's ``transform_input=True``), and the same arguments are given here
-            (:func:`pretrained_arguments`).
+            elsewhere (``model.init_from``, a checkpoint). ``pretrained=True`` still builds
+            the architecture the library's weights imply: torchvision's builders change some
+            with them (googlenet's ``transform_input=True``), and the same arguments are
+            given here (:func:`pretrained_arguments`). A path adds none: a run that read it
+            wrote those it added into its config's ``model.backbone.kwargs``
+            (:func:`implied_arguments`), and a checkpoint whose config lacks them was built
+            without them.
         **kwargs: Architecture arguments of the builder; ``None`` values are dropped so the
             builder's defaults apply.
 
@@ -113,13 +116,15 @@ def create_backbone(
         kwargs["out_indices"] = out_indices
     weights_file = None
     is_file = isinstance(pretrained, (str, os.PathLike))
-    if (pretrained is True and not read_pretrained) or is_file:
-        # the architecture the library's weights imply, built without reading them, or for
-        # a file of them (a file does not say: googlenet's transform_input is no tensor)
-        _imply_arguments(builder, name, kwargs, pretrained if is_file and read_pretrained else None)
+    if read_pretrained:
+        check_text(pretrained)
+    if (pretrained is True and not read_pretrained) or (is_file and read_pretrained):
+        # the architecture the library's weights imply, built without reading them, or for a
+        # file of them read now (a file does not say: googlenet's transform_input is no
+        # tensor); a path not read is a checkpoint's, whose kwargs say how it was built
+        kwargs.update(_implied(builder, name, kwargs, pretrained if is_file else None))
     if not read_pretrained:
         pretrained = False
-    check_text(pretrained)
     if isinstance(pretrained, (str, os.PathLike)):
         weights_file = pretrained
     elif pretrained:
@@ -140,26 +145,44 @@ def create_backbone(
     return backbone
 
 
-def _imply_arguments(builder: Any, name: str, kwargs: dict[str, Any], file: Any) -> None:
-    """Add to ``kwargs`` the arguments the library's weights imply (:func:`pretrained_arguments`)
-    that are not given; for a weights ``file`` read now, say which (once per build)."""
+#: Arguments the library's weights imply that change nothing the weights compute (torchvision's
+#: ``aux_logits`` adds a classifier a backbone leaves out, ``init_weights`` only initialises):
+#: the log's way out for weights trained otherwise never names them.
+SAME_FUNCTION = frozenset({"aux_logits", "init_weights"})
+
+
+def implied_arguments(name: str, kwargs: Mapping[str, Any], file: Any = None) -> dict[str, Any]:
+    """The arguments the library's weights of backbone ``name`` imply
+    (:func:`pretrained_arguments`) that ``kwargs`` do not give, as building it with a weights
+    ``file`` (read now) adds them, and says which."""
+    return _implied(backbone_builder(name), name, kwargs, file)
+
+
+def _implied(builder: Any, name: str, kwargs: Mapping[str, Any], file: Any) -> dict[str, Any]:
+    """:func:`implied_arguments` for ``builder``; for a ``file``, logged once per build with
+    the way out of those that change what the weights compute (googlenet's
+    ``transform_input``)."""
     try:
         implied = pretrained_arguments(builder)
     except BackboneError:  # no published weights (any more): none implied
         implied = {}
-    added = {key: value for key, value in implied.items() if key not in kwargs}
-    kwargs.update(added)
+    added = {key: value for key, value in implied.items() if kwargs.get(key) is None}
     if added and file is not None:
-        key, value = next(iter(added.items()))
+        way_out = ", ".join(
+            f"{key}: {str(not value).lower() if isinstance(value, bool) else value}"
+            for key, value in added.items()
+            if key not in SAME_FUNCTION
+        )
         logger.info(
-            "%s: built with %s for %s, as for the library's pretrained weights (for weights "
-            "trained otherwise, set model.backbone.kwargs, e.g. {%s: %s})",
+            "%s: built with %s for %s, as for the library's pretrained weights%s",
             name,
             ", ".join(f"{k}={v!r}" for k, v in added.items()),
             file,
-            key,
-            str(not value).lower() if isinstance(value, bool) else value,
+            f" (for weights trained otherwise, set model.backbone.kwargs: {{{way_out}}})"
+            if way_out
+            else "",
         )
+    return added
 
 
 def pretrained_arguments(builder: Any) -> dict[str, Any]:
