@@ -140,6 +140,6 @@ ULTRALYTICS_EXPORT_FORMATS = {
 }
 
 #: Which weights of a checkpoint trained with ``ema.enabled: true`` are read (``--weights`` of
-#: ``eval`` / ``predict``, ``visionkit.load(..., weights=)``): the averaged ones (default) or
-#: the raw ones.
+#: ``eval`` / ``predict`` / ``export``, ``visionkit.load(..., weights=)``): the averaged ones
+#: (default) or the raw ones.
 WEIGHTS = ("ema", "raw")

@@ -29,7 +29,7 @@ from visionkit.data.image_size import pipeline_steps
 from visionkit.data.transforms import apply_pipeline, build_pipeline
 from visionkit.errors import CheckpointError, ConfigError, counted
 from visionkit.evaluation.tasks import label_family, task_of
-from visionkit.models.averaged_weights import model_tensors, pick_state
+from visionkit.models import averaged_weights as aw
 from visionkit.models.backbones import OutIndicesError, check_pretrained, create_backbone
 from visionkit.models.model import VisionModel
 from visionkit.models.transfer import load_matching, pretrained_beneath
@@ -69,8 +69,7 @@ LABEL_SOURCES = {
 
 
 def missing_labels(head_name: str, family: str) -> str:
-    """The problem of a head whose label ``family`` (or sample target) the training data does
-    not have."""
+    """The problem of a head whose label ``family`` (or sample target) training lacks."""
     return (
         f"model.heads.{head_name}: data.train has no "
         f"{LABEL_SOURCES.get(family, family + ' labels')} for this head to learn from: give "
@@ -99,11 +98,10 @@ def head_families(heads: Mapping[str, Mapping[str, Any]]) -> set[str]:
 
 
 def sets_no_head_uses(families: Collection[str], sets: Mapping[str, Any], split: str) -> list[str]:
-    """The warnings of the named datasets of a mix in ``data.<split>`` (``train``, ``val``
-    or ``test``; ``sets``: name →
-    dataset) that carry labels, none of a family in ``families`` (what the heads learn
-    from): their images teach, or score, no head (a head's name in the data, or a head left
-    out, most likely). One dataset alone is :func:`heads_without_labels`' concern."""
+    """The warnings of the named datasets of a mix in ``data.<split>`` (``train``, ``val`` or
+    ``test``; ``sets``: name → dataset) that carry labels, none of a family in ``families``
+    (what the heads learn from): their images teach, or score, no head (a head's name in the
+    data, or a head left out, most likely). One dataset alone is :func:`heads_without_labels`'."""
     if len(sets) < 2:
         return []
     warnings = []
@@ -248,8 +246,7 @@ def create_model(
     the backbone's ``pretrained`` weights are then read only for the backbone tensors it lacks
     (:func:`~visionkit.models.transfer.pretrained_beneath`), after the checks that need no
     file (:func:`~visionkit.models.backbones.check_pretrained`). ``model.freeze`` freezes the
-    named modules. Their names and those of
-    ``optimizer.param_groups`` are checked against the built model here.
+    named modules; their names and ``optimizer.param_groups``' are checked against the model.
 
     Args:
         config: the configuration (validated here).
@@ -367,10 +364,9 @@ def build_model(
     """The model of a training run (:func:`~visionkit.build.model.create_model`), sized by
     the datasets' label names and carrying the training set's category ids. A resumed run
     (``resume``) gets its weights from the checkpoint, so neither ``model.init_from`` nor the
-    backbone's ``pretrained`` weights are loaded (the backbone built as they build it); the
-    model's config still records both. ``stored_weights``: the ``class_weights`` lists of the
-    checkpoint a run resumes, by head (:func:`~visionkit.build.class_weights.
-    stored_class_weights`), which its ``class_weights: auto`` heads keep."""
+    backbone's ``pretrained`` weights are loaded; the model's config still records both.
+    ``stored_weights``: the ``class_weights`` lists by head of the checkpoint a run resumes
+    (:func:`~visionkit.build.class_weights.stored_class_weights`), which ``auto`` keeps."""
     train = datasets.get("train")
     label_names = label_names_of(datasets)
     if train is not None:  # each head learns from labels some training set has
@@ -464,8 +460,10 @@ def load(
     names and category mapping it carries (a safetensors export: its header) rebuild the
     model (:func:`model_from_meta`), then the weights are loaded. A checkpoint of a run with
     ``ema.enabled: true`` gives its averaged (EMA) weights, or with ``weights="raw"`` its raw
-    ones (a run's ``last.ckpt``; :mod:`visionkit.models.averaged_weights`); which is logged.
+    ones (``last.ckpt``), logged and kept as ``meta["weights"]``; an export holds one set
+    (:mod:`visionkit.models.averaged_weights`).
     """
+    aw.check_weights(weights, call="load")
     if Path(path).suffix == ".safetensors" and Path(path).is_file():
         from safetensors.torch import load_file
 
@@ -482,11 +480,13 @@ def load(
                 f"not a visionkit safetensors export ({str(err).splitlines()[0]}); a file of "
                 "weights alone initialises a model of your config: model.init_from=PATH",
             ) from None
+        aw.one_set(weights, meta, path)
         model = model_from_meta(meta, source=path)
     else:
         ckpt = load_checkpoint(path, map_location=map_location)
         model = model_from_meta(ckpt.get("visionkit"), source=path)
-        tensors = model_tensors(pick_state(ckpt, path, weights), LIGHTNING_PREFIX)
+        tensors = aw.model_tensors(aw.pick_state(ckpt, path, weights), LIGHTNING_PREFIX)
+        model.meta.update(aw.held_weights(ckpt, weights))  # an export of it says which
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as err:

@@ -104,6 +104,7 @@ class ArgumentParser(argparse.ArgumentParser):
         hint = missing_option_hint(message, given, self)
         hint += dashed_override_hint(message, given, self)
         hint += ultralytics_option_hint(message, given, self)
+        hint += weights_file_hint(message, given, self)
         if self.command_hint is not None:  # what one subcommand adds (export: Ultralytics')
             hint += self.command_hint(message, given, self)
         super().error(message + hint)
@@ -173,6 +174,21 @@ def missing_option_hint(message: str, given: Sequence[str], parser: argparse.Arg
     still = [f"{o} {_metavar(parser, o)}" for o in missing]  # nothing given for these
     command = " ".join([*fixed, *still])
     return f"\n{'; '.join(said)}; did you mean:\n  {parser.prog} {command}"
+
+
+def weights_file_hint(message: str, given: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """For ``--weights best.pt`` (Ultralytics' option of the file), which ``--weights ema|raw``
+    refuses: where the file goes, and the command with it there (``""`` otherwise)."""
+    found = re.match(r"argument --weights: invalid choice: '([^']*)'", message)
+    if not found or not Path(found.group(1)).suffix:
+        return ""
+    said = "\n--weights picks which weights of a checkpoint trained with EMA are read (ema, raw)"
+    if "--checkpoint" in given:
+        return said
+    fixed = [re.sub(r"^--weights(?==|$)", "--checkpoint", a) for a in given]
+    return f"{said}; the file goes to --checkpoint; did you mean:\n  {parser.prog} " + " ".join(
+        map(shlex.quote, fixed)
+    )
 
 
 def _accepts(parser: argparse.ArgumentParser, option: str, value: str) -> bool:
@@ -466,7 +482,7 @@ def add_weights_argument(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="of a checkpoint trained with ema.enabled: true, the averaged (EMA) weights "
         "(default) or the raw ones (raw: a run's last.ckpt; best.ckpt keeps the EMA ones only); "
-        "which were read is logged",
+        "which were read is logged; an export holds the one set it was exported with",
     )
 
 

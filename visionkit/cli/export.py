@@ -20,7 +20,7 @@ from visionkit.choices import (
     ULTRALYTICS_EXPORT_ARGS,
     ULTRALYTICS_EXPORT_FORMATS,
 )
-from visionkit.cli._shared import key_value_lines, ultralytics_argument_lines
+from visionkit.cli._shared import add_weights_argument, key_value_lines, ultralytics_argument_lines
 
 DESCRIPTION = """\
 Export a checkpoint written by 'visionkit train' (backbone, neck and every head of the model).
@@ -56,6 +56,7 @@ example: visionkit export --checkpoint best.ckpt --format onnx --nms --conf 0.25
 example: visionkit export --checkpoint best.ckpt --format onnx --nms --exporter torchscript --output model_nms.onnx
 example: visionkit export --checkpoint best.ckpt --format torchscript --output model.pt --image-size 256
 example: visionkit export --checkpoint best.ckpt --format safetensors --output model.safetensors --no-check
+example: visionkit export --checkpoint last.ckpt --format onnx --weights raw --output raw.onnx
 
 From Ultralytics' yolo export: --imgsz is taken; the file is always dynamic (no --dynamic,
 --batch or --simplify); format=onnx is written --format onnx.
@@ -133,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         max_det=args.max_det,
         half=args.half,
         exporter=args.exporter,
+        weights=args.weights,
     )
     print(f"wrote {report.path}")
     if report.exporter:
@@ -179,6 +181,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "runs/x/checkpoints/best.onnx (.pt for torchscript, .safetensors), never over a file "
         "already there",
     )
+    add_weights_argument(p)
     p.add_argument(
         "--image-size",
         "--imgsz",

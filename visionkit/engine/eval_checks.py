@@ -14,6 +14,7 @@ from visionkit.choices import EVAL_SPLITS, TTA_MODES
 from visionkit.config import override_keys
 from visionkit.errors import ConfigError
 from visionkit.evaluation.keypoints import SIGMA_OVERRIDE
+from visionkit.models.averaged_weights import check_weights
 
 logger = logging.getLogger(__name__)
 
@@ -21,10 +22,13 @@ logger = logging.getLogger(__name__)
 EVAL_OVERRIDE_SECTIONS = ("data.", "trainer.")
 
 
-def check_eval_arguments(split: Any, tta: Any) -> None:
+def check_eval_arguments(split: Any, tta: Any, weights: Any = None, model: Any = None) -> None:
     """Refuse a ``split`` or ``tta`` that ``evaluate`` does not know, before the checkpoint is
     loaded, naming the argument and its option (``split (--split)``): an unknown ``tta`` was a
-    ``ValueError`` traceback once the data was read."""
+    ``ValueError`` traceback once the data was read; and ``weights`` that name no set, or one
+    that a ``model`` in memory does not hold (:func:`~visionkit.models.averaged_weights.
+    check_weights`)."""
+    check_weights(weights, source=model)
     problems = []
     if split not in EVAL_SPLITS:
         problems.append(f"split (--split): expected one of {', '.join(EVAL_SPLITS)}, got {split!r}")

@@ -418,14 +418,14 @@ def evaluate(
             sizing steps use it instead of the training size
             (:func:`visionkit.inference.options.data_at`); metrics stay at the original
             resolution. ``None``: the size the model was trained at.
-        weights: ``"raw"``: the raw weights of a checkpoint trained with EMA (``None`` /
-            ``"ema"``: the averaged ones; :func:`visionkit.load`).
+        weights: ``"raw"``: a checkpoint's raw weights of an EMA run (``None`` / ``"ema"``:
+            the averaged ones; :func:`visionkit.load`; a model in memory holds one set).
     """
     overrides = override_list(overrides)
     check_eval_overrides(overrides)
     on_device: dict[str, Any] = {"sync_batchnorm": False}  # Lightning syncs only to fit
     with arguments_of("evaluate"):  # visionkit eval: its options
-        check_eval_arguments(split, tta)
+        check_eval_arguments(split, tta, weights, checkpoint)
         check_thresholds(conf, iou, max_det)
         size = parse_imgsz(imgsz)
         if device is not None or half or bf16:

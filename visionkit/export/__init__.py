@@ -75,6 +75,7 @@ from visionkit.export.verify import (
     verify,
     verify_end_to_end,
 )
+from visionkit.models.averaged_weights import check_weights
 from visionkit.models.model import VisionModel
 
 HALF_ATOL = 2e-2  # float16 keeps about 3 significant digits
@@ -131,6 +132,7 @@ def export(
     max_det: int | None = None,
     half: bool = False,
     exporter: str = "auto",
+    weights: str | None = None,
 ) -> ExportReport:
     """Export a model, then check the file against PyTorch (:func:`verify`).
 
@@ -166,6 +168,10 @@ def export(
         exporter: ONNX only: ``"auto"`` (``torch.onnx.export(dynamo=True)``, the
             TorchScript-based exporter when it fails), ``"dynamo"`` or ``"torchscript"`` (that
             one only: the TorchScript-based exporter traces in about a fifth of the time).
+        weights: of a checkpoint trained with ``ema.enabled: true``, its averaged (EMA)
+            weights (``None`` / ``"ema"``) or its raw ones (``"raw"``: a run's ``last.ckpt``);
+            the export's metadata records which (``meta["weights"]``). A model passed in holds
+            one set: another is an error.
 
     Returns:
         An :class:`ExportReport`; ``report.check.table()`` lists the differences of each output.
@@ -176,6 +182,7 @@ def export(
     """
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
+    check_weights(weights, "export", checkpoint_or_model)
     if atol < 0:
         raise ExportError(f"atol must be >= 0, got {atol}")
     if exporter not in EXPORTERS:
@@ -219,7 +226,7 @@ def export(
             f"replaces only an earlier export of its format); name a new file, e.g. "
             f"{output.with_name(output.stem + '-export' + SUFFIXES[format][0])}, or move it away"
         )
-    model = export_model(checkpoint_or_model)
+    model = export_model(checkpoint_or_model, weights)
     if half:
         model = copy.deepcopy(model).half()
     # staged under a suffix of the format (the output's own when it is one): the check reads

@@ -110,11 +110,14 @@ class ExportModule(nn.Module):
         return tuple(flat)
 
 
-def export_model(checkpoint_or_model: VisionModel | str | os.PathLike) -> VisionModel:
-    """The model to export: a checkpoint loaded by :func:`visionkit.load` (``weights_only``),
-    or the given model, copied to the CPU in float32 when it is elsewhere."""
+def export_model(
+    checkpoint_or_model: VisionModel | str | os.PathLike, weights: str | None = None
+) -> VisionModel:
+    """The model to export: a checkpoint loaded by :func:`visionkit.load` (``weights_only``;
+    ``weights``: which of an EMA run's), or the given model, copied to the CPU in float32
+    when it is elsewhere."""
     if not isinstance(checkpoint_or_model, VisionModel):
-        return load(checkpoint_or_model)
+        return load(checkpoint_or_model, weights=weights)
     model = checkpoint_or_model
     params = list(model.parameters()) + list(model.buffers())
     if any(

@@ -77,6 +77,7 @@ from visionkit.inference.sources import (
     video_frames,
 )
 from visionkit.inference.tta import tta_steps
+from visionkit.models.averaged_weights import check_weights, one_set
 from visionkit.models.model import VisionModel
 
 __all__ = [
@@ -206,8 +207,9 @@ def predict_files(
         save_txt, save_conf: write the YOLO label files (with the score).
         save_crop: write each detection's box cut out of its image (Ultralytics' ``save_crop``).
         max_frames: predict on at most so many frames of each video or webcam.
-        weights: ``"raw"``: the raw weights of a checkpoint trained with EMA (``None`` /
-            ``"ema"``: the averaged ones; :func:`visionkit.load`).
+        weights: ``"raw"``: a checkpoint's raw weights of an EMA run (``None`` / ``"ema"``:
+            the averaged ones; :func:`visionkit.load`; an export or a model in memory holds
+            one set: an error naming it).
         gallery: a folder of identities (``root/<name>/<image>``) or a
             :class:`visionkit.Gallery`: each embedding head's result in ``images.json`` gets
             its 5 best ``matches`` (name, cosine similarity). Embedding heads always write
@@ -245,6 +247,7 @@ def predict_files(
             autocast_dtype(target, half, bf16)
         check_thresholds(conf, iou, max_det, batch_size)
         parse_imgsz(imgsz)
+        check_weights(weights, source=model)
     named = named_inputs(inputs, output_dir, exclude)
     if is_onnx_file(model):  # onnxruntime on the CPU; the heads' own decoding
         from visionkit.inference.onnx_runtime import OnnxPredictor
@@ -252,6 +255,7 @@ def predict_files(
         with arguments_of("predict_files"):  # visionkit predict: its options
             onnx_options(tta, device, half, bf16, gallery)
         predictor = OnnxPredictor(model)
+        one_set(weights, predictor.metadata["meta"], model)
         model, loop, before = predictor.model, predictor.loop_steps(imgsz), None
     else:
         model = model if isinstance(model, VisionModel) else load(model, weights=weights)

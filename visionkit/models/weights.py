@@ -175,7 +175,7 @@ def read_weights(path: str | os.PathLike) -> dict[str, Tensor]:
     else:
         obj = load_checkpoint(path, map_location="cpu")
         if isinstance(obj.get("state_dict"), Mapping):  # a run's: which weights, if EMA's
-            pick_state(obj, path)
+            pick_state(obj, path, offer="those are used (model.init_from takes the EMA ones)")
     return _tensors_of(obj, path)
 
 
