@@ -66,8 +66,9 @@ def test_the_way_out_names_the_argument_that_changes_what_the_weights_compute(tm
     path, _ = googlenet_file(tmp_path)
     with caplog.at_level(logging.INFO, logger="visionkit.models.backbones"):
         create_backbone("torchvision/googlenet", pretrained=str(path))
+    assert "built with transform_input=True for" in caplog.text  # once, and it alone
     assert "set model.backbone.kwargs: {transform_input: false}" in caplog.text
-    assert "aux_logits: false" not in caplog.text and "init_weights: true" not in caplog.text
+    assert "aux_logits" not in caplog.text and "init_weights" not in caplog.text
 
 
 def test_a_path_not_read_adds_nothing_its_checkpoints_config_says(tmp_path):
@@ -97,14 +98,16 @@ def test_a_checkpoint_written_before_loads_as_it_was_built(tmp_path):
 
 @pytest.mark.reliability
 def test_a_run_that_reads_a_weights_file_writes_what_it_implied_into_its_config(
-    tiny_config, tmp_path
+    tiny_config, tmp_path, caplog
 ):
     """config.yaml and the checkpoints hold transform_input: true, so that a checkpoint
     describes itself; a run resumed with the config that did not say it keeps it."""
     path, _ = googlenet_file(tmp_path)
     tiny_config["model"]["backbone"] = {"name": "torchvision/googlenet", "pretrained": str(path)}
     steps = ["trainer.max_epochs=1", "trainer.max_steps=1", "data.batch_size=4"]
-    run_dir, _ = train(tiny_config, steps, output_dir=tmp_path / "run")
+    with caplog.at_level(logging.INFO, logger="visionkit.models.backbones"):
+        run_dir, _ = train(tiny_config, steps, output_dir=tmp_path / "run")
+    assert caplog.text.count("googlenet: built with") == 1  # the added arguments said once
     saved = load_config(run_dir / "config.yaml").model.backbone.kwargs
     assert saved["transform_input"] is True
     last = run_dir / "checkpoints" / "last.ckpt"

@@ -159,28 +159,26 @@ def implied_arguments(name: str, kwargs: Mapping[str, Any], file: Any = None) ->
 
 
 def _implied(builder: Any, name: str, kwargs: Mapping[str, Any], file: Any) -> dict[str, Any]:
-    """:func:`implied_arguments` for ``builder``; for a ``file``, logged once per build with
-    the way out of those that change what the weights compute (googlenet's
-    ``transform_input``)."""
+    """:func:`implied_arguments` for ``builder``; for a ``file``, those that change what the
+    weights compute (googlenet's ``transform_input``, not ``SAME_FUNCTION``'s) are logged,
+    with the way out."""
     try:
         implied = pretrained_arguments(builder)
     except BackboneError:  # no published weights (any more): none implied
         implied = {}
     added = {key: value for key, value in implied.items() if kwargs.get(key) is None}
-    if added and file is not None:
-        way_out = ", ".join(
-            f"{key}: {str(not value).lower() if isinstance(value, bool) else value}"
-            for key, value in added.items()
-            if key not in SAME_FUNCTION
-        )
+    changing = {k: v for k, v in added.items() if k not in SAME_FUNCTION}
+    if changing and file is not None:
         logger.info(
-            "%s: built with %s for %s, as for the library's pretrained weights%s",
+            "%s: built with %s for %s, as for the library's pretrained weights (for weights "
+            "trained otherwise, set model.backbone.kwargs: {%s})",
             name,
-            ", ".join(f"{k}={v!r}" for k, v in added.items()),
+            ", ".join(f"{k}={v!r}" for k, v in changing.items()),
             file,
-            f" (for weights trained otherwise, set model.backbone.kwargs: {{{way_out}}})"
-            if way_out
-            else "",
+            ", ".join(
+                f"{k}: {str(not v).lower() if isinstance(v, bool) else v}"
+                for k, v in changing.items()
+            ),
         )
     return added
 
