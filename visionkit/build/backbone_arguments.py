@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from visionkit.checkpoint import load_checkpoint
 from visionkit.config import Config
@@ -42,18 +43,24 @@ def resumed_arguments(cfg: Config, checkpoint: str | os.PathLike | None) -> Conf
     pretrained_arguments`) that the config of the ``checkpoint`` a run resumes holds and
     ``cfg``'s ``model.backbone.kwargs`` do not give: the resumed model is the checkpoint's,
     which a run that read a weights file built with them (and one from before they were
-    written, without). Changed in place, and returned."""
+    written, without); a copy where any is added."""
     if checkpoint is None:
         return cfg
     try:
-        meta = load_checkpoint(checkpoint).get("visionkit") or {}
+        meta = load_checkpoint(checkpoint).get("visionkit")
         implied = pretrained_arguments(backbone_builder(cfg.model.backbone.name))
     except (CheckpointError, BackboneError, UnknownNameError):  # reported where built, read
         return cfg
-    saved = ((meta.get("config") or {}).get("model") or {}).get("backbone") or {}
+    saved: Any = meta
+    for key in ("config", "model", "backbone"):  # a checkpoint of another tool: none
+        saved = saved.get(key) if isinstance(saved, Mapping) else None
     stored = saved.get("kwargs") if isinstance(saved, Mapping) else None
-    if saved.get("name") != cfg.model.backbone.name or not isinstance(stored, Mapping):
+    if not isinstance(stored, Mapping) or saved.get("name") != cfg.model.backbone.name:
         return cfg
     given = cfg.model.backbone.kwargs
-    given.update({k: stored[k] for k in implied if k in stored and given.get(k) is None})
+    kept = {k: stored[k] for k in implied if k in stored and given.get(k) is None}
+    if not kept:
+        return cfg
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.backbone.kwargs.update(kept)
     return cfg
