@@ -65,6 +65,7 @@ def variant_config(work: Path, new_heads: tuple[str, ...], quick: bool) -> dict[
     under ``work`` (generated there on first use), shrunk when ``quick``."""
     from visionkit.config import load_config
     from visionkit.config.files import apply_overrides
+    from visionkit.config.mix_keys import MIX_ENTRY_KEYS
 
     config = load_config(RECIPE).to_dict()
     if quick:
@@ -82,8 +83,7 @@ def variant_config(work: Path, new_heads: tuple[str, ...], quick: bool) -> dict[
                 keypoints = {"keypoints": True} if name == "shapes" else {}
                 entry["synthetic"] = {**QUICK_DATA[(split, name)], **keypoints}
         if "emb" not in new_heads:  # the shapes set alone: a plain dataset entry
-            entry = dict(parts["shapes"])
-            entry.pop("weight", None)
+            entry = {k: v for k, v in parts["shapes"].items() if k not in MIX_ENTRY_KEYS}
             config["data"][split] = entry
     if "emb" not in new_heads:  # as many shapes images a step as in the mix
         config["data"]["batch_size"] = max(1, round(config["data"]["batch_size"] * shapes_share))

@@ -33,7 +33,7 @@ SUBCOMMANDS = [
     "weights",
 ]
 # Modules of visionkit/cli/ that are not subcommands.
-NOT_COMMANDS = {"__main__", "_shared", "config_docs"}
+NOT_COMMANDS = {"__main__", "_shared", "_switch_words", "config_docs"}
 # tools/*.py that are not wrappers of a visionkit subcommand.
 NOT_WRAPPERS = {"benchmark", "bench_ddp", "gen_config_docs", "gen_cli_docs"}
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from visionkit.choices import TTA_MODES, ULTRALYTICS_KEYS, ULTRALYTICS_VALUE_FLAGS, WEIGHTS
-from visionkit.cli.switch_words import FALSE, TRUE, switch_words
+from visionkit.cli._switch_words import FALSE, TRUE, switch_words
 
 #: The environment variables the launchers (torchrun, Lightning, SLURM, LSF) give a process's
 #: rank in, in the order Lightning reads them before it sets the rank itself.

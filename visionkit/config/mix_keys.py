@@ -23,14 +23,14 @@ def mix_keys_of_one(spec: Mapping[str, Any], path: str) -> list[str]:
     >>> mix_keys_of_one({"format": "coco", "weight": 2}, "data.train")[0][:47]
     'data.train.weight: a sampling weight is a key o'
     """
-    problems = []
-    if "weight" in spec:
+    problems = []  # a key set to null is unset (a mix entry's config written out, then reused)
+    if spec.get("weight") is not None:
         problems.append(
             f"{path}.weight: a sampling weight is a key of a dataset of a mix ({path}: "
             "{photos: {format: ..., weight: 2}, extra: {format: ...}}); one dataset fills "
             "every batch (docs/multitask.md)"
         )
-    if "annotated_classes" in spec:
+    if spec.get("annotated_classes") is not None:
         problems.append(
             f"{path}.annotated_classes: the box classes a set annotates are a key of a dataset "
             f"of a training mix ({path}: {{pets: {{format: ..., annotated_classes: [cat, dog]}}, "
