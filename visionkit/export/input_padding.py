@@ -87,15 +87,16 @@ def pad_input(proto: Any, onnx: Any, divisor: int = SIZE_DIVISOR, crop: Sequence
         _rename_input(graph, output, whole)
         inputs = [whole, name("origin"), name("hw"), name("axes")]
         graph.node.append(helper.make_node("Slice", inputs, [output], name=name(f"crop_{output}")))
-        for value in graph.output:
-            if value.name == output:
-                dims = value.type.tensor_type.shape.dim
-                for index, label in ((1, "height"), (2, "width")):
-                    dims[index].Clear()
-                    dims[index].dim_param = label
-    for value in graph.input:
-        if value.name == INPUT_NAME:
+        _name_height_width(graph.output, output, first=1)
+    _name_height_width(graph.input, INPUT_NAME, first=2)
+
+
+def _name_height_width(values: Any, name: str, first: int) -> None:
+    """Declare dims ``first`` and ``first + 1`` of the graph value ``name`` (among ``values``)
+    as the input's ``height`` and ``width``."""
+    for value in values:
+        if value.name == name:
             dims = value.type.tensor_type.shape.dim
-            for index, label in ((2, "height"), (3, "width")):
+            for index, label in ((first, "height"), (first + 1, "width")):
                 dims[index].Clear()
                 dims[index].dim_param = label
