@@ -42,6 +42,7 @@ ULTRALYTICS_KEYS = {
     "imgsz": "data.image_size",
     "batch": "data.batch_size",
     "workers": "data.num_workers",
+    "cache": "data.cache (ram, or true; false)",
     "device": "trainer.accelerator (cpu, gpu) and trainer.devices (a count or a list)",
     "lr0": "optimizer.lr",
     "patience": "early_stopping.patience",

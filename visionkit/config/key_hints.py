@@ -53,6 +53,8 @@ UNION_KEYS = {
     ("data", "image_size"): "a positive int or [height, width], e.g. 128 or [96, 128]",
     ("trainer", "max_time"): "a time with its unit: 'DD:HH:MM:SS' ('00:00:10:00' is ten "
     "minutes) or a mapping of days, hours, minutes, seconds ({minutes: 10})",
+    ("data", "cache"): "ram (decoded images kept in memory), true (the same) or false",
+    ("trainer", "deterministic"): "true, false or warn",
 }
 
 #: The items of a union key's list form, for a list of the right length with an item out of

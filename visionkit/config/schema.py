@@ -156,6 +156,7 @@ class DataConfig(_Section):
     val_batch_size: int | None = Field(None, gt=0)
     num_workers: int = Field(2, ge=0)
     pin_memory: bool = False
+    cache: bool | Literal["ram"] = False
     transforms: TransformsConfig = Field(default_factory=TransformsConfig)
     sampler: SamplerConfig | None = None
 

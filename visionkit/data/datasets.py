@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from visionkit.data import annotated_classes
 from visionkit.data.classes import class_source, merge_classes, relabel
 from visionkit.data.mixing import mix, mosaic_extras
+from visionkit.data.sample_cache import SampleCache
 from visionkit.data.transforms import apply_pipeline
 from visionkit.errors import DataError, SampleError, VisionkitError
 
@@ -256,7 +257,8 @@ class TransformedDataset(Dataset):
     reaches the main process from a loader worker without the worker's traceback). The
     ``"skipped"`` records of a reader under ``on_bad_image: skip`` travel with the sample.
     The Sample keys in ``drop`` (e.g. ``boxes``, ``labels``, ``masks`` for a model without a
-    box head) are left out before the pipeline.
+    box head) are left out before the pipeline. With a ``cache`` (``data.cache: ram``), each
+    Sample is read once per process and copies of it are transformed after that.
 
     With ``reseed`` (training), the pipeline's random stream is re-seeded before every sample:
     from the index's ``seed_keys`` when it has them (the training sampler's
@@ -273,12 +275,14 @@ class TransformedDataset(Dataset):
         reseed: bool = False,
         rank: int = 0,
         drop: Sequence[str] = (),
+        cache: SampleCache | None = None,
     ) -> None:
         self.dataset = dataset
         self.pipeline = pipeline
         self.reseed = reseed
         self.rank = rank
         self.drop = tuple(drop)
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -295,7 +299,11 @@ class TransformedDataset(Dataset):
         return out
 
     def read(self, index: int) -> dict[str, Any]:
-        """Sample ``index`` from the dataset, less the keys in ``drop``."""
+        """Sample ``index`` from the dataset, less the keys in ``drop`` (a copy of the one read
+        before, with a ``cache``)."""
+        return self.cache.get(index, self._read) if self.cache is not None else self._read(index)
+
+    def _read(self, index: int) -> dict[str, Any]:
         try:
             sample = self.dataset[index]
         except Exception as err:

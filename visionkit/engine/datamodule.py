@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from visionkit.data.batch import collate
 from visionkit.data.datasets import MixedDataset, TransformedDataset, val_sets
+from visionkit.data.sample_cache import SampleCache
 from visionkit.engine.distributed import gather_objects
 from visionkit.engine.identity_sampling import IdentityBatchSampler
 from visionkit.engine.sampling import EpochSampler
@@ -204,6 +205,8 @@ class VisionDataModule(L.LightningDataModule):
         val_batch_size: images per validation batch (default: ``batch_size``).
         num_workers: loader worker processes (persistent when more than 0).
         pin_memory: the loaders' ``pin_memory``.
+        cache: each loader process keeps the Samples it read (``data.cache: ram``,
+            :class:`~visionkit.data.sample_cache.SampleCache`).
         drop: Sample keys left out before the pipeline (:func:`visionkit.build.dropped_keys`:
             the readers' boxes, their labels and instance masks when no head learns from
             boxes; a classifier's loader then runs several times faster).
@@ -221,6 +224,7 @@ class VisionDataModule(L.LightningDataModule):
         val_batch_size: int | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
+        cache: bool = False,
         drop: Sequence[str] = (),
         seed: int = 0,
         sampler: Mapping[str, int] | None = None,
@@ -232,6 +236,7 @@ class VisionDataModule(L.LightningDataModule):
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        self.cache = cache
         self.drop = tuple(drop)
         self.seed = int(seed)
         self.sampler = dict(sampler) if sampler else None
@@ -240,7 +245,12 @@ class VisionDataModule(L.LightningDataModule):
         train = split == "train"
         rank, world_size = self._rank_and_world_size()
         transformed = TransformedDataset(
-            dataset, self.pipelines[split], reseed=train, rank=rank, drop=self.drop
+            dataset,
+            self.pipelines[split],
+            reseed=train,
+            rank=rank,
+            drop=self.drop,
+            cache=SampleCache() if self.cache else None,
         )
         common = {
             "num_workers": self.num_workers,

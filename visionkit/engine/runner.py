@@ -145,6 +145,7 @@ def make_datamodule(cfg: Config, datasets: dict[str, Any], model: VisionModel) -
         val_batch_size=data.val_batch_size,
         num_workers=data.num_workers,
         pin_memory=data.pin_memory,
+        cache=bool(data.cache),
         drop=dropped_keys(cfg),
         seed=cfg.seed,
         sampler=data.sampler.model_dump() if data.sampler else None,
