@@ -9,8 +9,8 @@ would draw without it.
 
 Each process (the main one with ``num_workers: 0``, else each loader worker) fills its own
 cache as it reads, up to its share of the memory available when it starts: a quarter of it,
-divided among the loader's workers (the training and the validation loader each take a
-quarter). The images past that share are decoded each time; that is logged once per process.
+divided among the loader's workers (the training loader and each validation set's loader
+each take a quarter). The images past that share are decoded each time; that is logged once per process.
 """
 
 from __future__ import annotations

@@ -135,8 +135,7 @@ def make_trainer(
 
 
 def make_datamodule(cfg: Config, datasets: dict[str, Any], model: VisionModel) -> VisionDataModule:
-    """The data module of ``datasets`` with the config's loader settings and pipelines
-    (normalised by the model's backbone)."""
+    """``datasets`` with the config's loader settings and pipelines (the backbone's norms)."""
     data = cfg.data
     return VisionDataModule(
         datasets,
