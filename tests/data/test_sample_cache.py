@@ -12,6 +12,7 @@ import torch
 
 from visionkit.build import build_datasets, build_pipelines, targets_needed
 from visionkit.config import load_config
+from visionkit.data import sample_cache
 from visionkit.data.datasets import TransformedDataset
 from visionkit.data.sample_cache import SampleCache
 from visionkit.engine.datamodule import VisionDataModule
@@ -89,9 +90,39 @@ def test_cached_training_batches_are_the_uncached_ones(tiny_config, workers):
 
     for cached, plain in zip(two_epochs(True), two_epochs(False), strict=True):
         assert torch.equal(cached, plain)
+    module = VisionDataModule(datasets, build_pipelines(cfg.data, MEAN, STD), 8, cache=True)
+    loader = module.train_dataloader()
+    next(iter(loader))
+    assert len(loader.dataset.cache.samples) == 8  # the batch's images, read through it
 
 
-@pytest.mark.parametrize(("value", "cached"), [("ram", True), ("true", True), ("false", False)])
+def test_a_machines_ranks_and_validation_sets_share_the_memory(tiny_config, monkeypatch):
+    cfg = load_config(tiny_config)
+    datasets = build_datasets(cfg.data, needs=targets_needed(cfg))
+    pipelines = build_pipelines(cfg.data, MEAN, STD)
+    module = VisionDataModule(datasets, pipelines, 8, cache=True)
+    assert module.train_dataloader().dataset.cache.share == 0.25
+    two_sets = {**datasets, "val": {"a": datasets["val"], "b": datasets["val"]}}
+    loaders = VisionDataModule(two_sets, pipelines, 8, cache=True).val_dataloader()
+    assert [loader.dataset.cache.share for loader in loaders] == [0.125, 0.125]
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # four DDP ranks on this machine
+    assert module.train_dataloader().dataset.cache.share == 0.0625
+
+
+def test_a_containers_limit_caps_the_memory_available(tmp_path, monkeypatch):
+    (tmp_path / "memory.max").write_text("1000000\n")
+    (tmp_path / "memory.current").write_text("400000\n")
+    assert sample_cache.cgroup_room(tmp_path) == 600000
+    monkeypatch.setattr(sample_cache, "cgroup_room", lambda: 600000)
+    assert sample_cache.available_memory() == 600000  # the host's MemAvailable is far more
+    cache = SampleCache(share=0.5)
+    cache.get(0, CountingReader().__getitem__)
+    assert cache.budget == 300000
+
+
+@pytest.mark.parametrize(
+    ("value", "cached"), [("ram", True), ("RAM", True), ("true", True), ("false", False)]
+)
 def test_the_setting_takes_ram_or_a_switch(tiny_config, value, cached):
     assert bool(load_config(tiny_config, [f"data.cache={value}"]).data.cache) is cached
 

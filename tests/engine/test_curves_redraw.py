@@ -12,6 +12,7 @@ import torch
 
 import visionkit
 import visionkit.engine.callbacks as callbacks
+from visionkit.data.batch import collate
 from visionkit.engine.callbacks import RunFolderCallback
 from visionkit.engine.system import VisionSystem
 
@@ -58,3 +59,31 @@ def test_a_zero_interval_draws_at_every_epoch_end_and_not_again_at_the_end(tmp_p
 def test_a_run_stopped_by_an_error_has_its_curves_up_to_its_last_row(tmp_path, monkeypatch):
     drawn, rows = _fit(tmp_path, monkeypatch, plot_every_s=3600, interrupt_at=2)
     assert rows == 3 and drawn == [1, 3]
+
+
+def test_the_last_drawing_has_the_last_epochs_training_loss_beside_its_validation(
+    tmp_path, monkeypatch
+):
+    """Lightning validates at an epoch's end before ``on_train_epoch_end``: the validation's row
+    is drawn, then gets the epoch's training losses; the drawing at the end shows them."""
+    drawn: list[list[set[str]]] = []
+    monkeypatch.setattr(
+        callbacks, "plot_curves", lambda rows, path: drawn.append([set(r) for r in rows])
+    )
+    torch.manual_seed(0)
+    model = visionkit.create_model({"model": {
+        "backbone": {"name": "simple_cnn"}, "heads": {"cls": {"name": "linear", "num_classes": 2}}}})  # fmt: skip
+    samples = [
+        {"image": torch.rand(3, 32, 32), "image_id": i, "orig_size": (32, 32),
+         "image_size": (32, 32), "class": i}
+        for i in range(2)
+    ]  # fmt: skip
+    loader = torch.utils.data.DataLoader([collate(samples)], batch_size=None)
+    L.Trainer(
+        accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False,
+        callbacks=[RunFolderCallback(tmp_path, plot_every_s=3600)], num_sanity_val_steps=0,
+        enable_progress_bar=False, enable_model_summary=False,
+    ).fit(VisionSystem(model, evaluators=[{}]), loader, loader)  # fmt: skip
+    last = drawn[-1]
+    assert len(last) == 3
+    assert all("val/loss" in row and "train/loss_epoch" in row for row in last)

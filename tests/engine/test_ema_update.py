@@ -53,3 +53,20 @@ def test_integer_buffers_are_the_models_counts_not_an_average_of_them():
         average.update_parameters(model)
     assert int(model[1].num_batches_tracked) == 6
     assert int(average.module[1].num_batches_tracked) == 6
+
+
+def test_a_model_converted_after_the_average_was_made_is_averaged_in_the_averages_dtype():
+    """Lightning builds the average before ``trainer.precision: bf16-true`` converts the model:
+    the bf16 weights are averaged into the float32 copy (a foreach lerp refused them)."""
+    model = _model()
+    average = AveragedModel(model, use_buffers=True, multi_avg_fn=ema_multi_avg_fn(0.9, 0))
+    model.to(torch.bfloat16)
+    for _ in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.5)
+        average.update_parameters(model)
+    weight = average.module[0].weight
+    assert weight.dtype == torch.float32
+    # the first update copies (+0.5), then two of decay 0.9: +0.55, +0.645
+    assert torch.allclose(weight, _model()[0].weight + 0.645, atol=0.02)

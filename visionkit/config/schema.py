@@ -160,6 +160,12 @@ class DataConfig(_Section):
     transforms: TransformsConfig = Field(default_factory=TransformsConfig)
     sampler: SamplerConfig | None = None
 
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_any_case(cls, value: Any) -> Any:
+        """``RAM`` as ``ram`` (as the names of choices elsewhere)."""
+        return value.lower() if isinstance(value, str) and value.lower() == "ram" else value
+
     @model_validator(mode="after")
     def _sampler_batch(self) -> DataConfig:
         """With ``sampler``, a training batch is ``p × k`` images: a ``batch_size`` given

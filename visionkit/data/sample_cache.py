@@ -8,13 +8,15 @@ before any transform, and hands out copies, so training draws exactly the augmen
 would draw without it.
 
 Each process (the main one with ``num_workers: 0``, else each loader worker) fills its own
-cache as it reads, up to its share of the memory available when it starts: a quarter of it,
-divided among the loader's workers (the training loader and each validation set's loader
-each take a quarter). The images past that share are decoded each time; that is logged once per process.
+cache as it reads, up to its share of the memory available (a container's limit included)
+when it first reads: the training loader's processes on a machine share a quarter of it
+(divided among the DDP ranks there and each rank's workers), the validation loaders another
+quarter. The images past that share are decoded each time; that is logged once per process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -33,17 +35,48 @@ FALLBACK_BYTES = 2 * 1024**3
 
 def available_memory() -> int | None:
     """Bytes of memory available for new allocations: Linux's ``MemAvailable``, else the free
-    physical pages (``os.sysconf``), else ``None``."""
+    physical pages (``os.sysconf``), else ``None``; no more than a container's memory limit
+    leaves (:func:`cgroup_room`: ``/proc/meminfo`` is the host's)."""
+    machine = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+                machine = int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, OSError, ValueError):
-        return None
+    if machine is None:
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            machine = int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    room = cgroup_room()
+    known = [m for m in (machine, room) if m is not None]
+    return min(known) if known else None
+
+
+def cgroup_room(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The bytes this process's cgroup may still allocate (its limit less its usage: cgroup v2's
+    ``memory.max`` / ``memory.current``, v1's ``memory/memory.limit_in_bytes`` /
+    ``memory.usage_in_bytes``), or ``None`` without a limit.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "memory.max").write_text("1000"), (d / "memory.current").write_text("300")
+    >>> cgroup_room(d)
+    700
+    >>> _ = (d / "memory.max").write_text("max"); print(cgroup_room(d))
+    None
+    """
+    for limit, usage in (
+        ("memory.max", "memory.current"),
+        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"),
+    ):
+        try:
+            text = (root / limit).read_text().strip()
+            if text == "max" or int(text) >= 2**60:  # v1 says "no limit" with a huge number
+                return None
+            return max(0, int(text) - int((root / usage).read_text().strip()))
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def sample_bytes(sample: dict[str, Any]) -> int:
@@ -71,9 +104,11 @@ class SampleCache:
     """The Samples one process has read, by dataset index, within a byte budget.
 
     Args:
-        budget: bytes this process may hold; ``None``: its share of the memory available
-            (:data:`LOADER_SHARE` divided among the loader's workers), read at the first
-            Sample it stores.
+        budget: bytes this process may hold; ``None``: ``share`` of the memory available,
+            divided among the loader's workers, read when the first Sample is read.
+        share: the part of the memory available this loader's processes on this machine may
+            hold together (:data:`LOADER_SHARE`, divided by the datamodule among the local
+            DDP ranks, and among the validation sets).
 
     >>> cache = SampleCache(budget=100)
     >>> read = lambda i: {"image": np.full((3, 3, 3), i, np.uint8)}
@@ -86,15 +121,16 @@ class SampleCache:
     ([1, 2, 3], 1)
     """
 
-    def __init__(self, budget: int | None = None) -> None:
+    def __init__(self, budget: int | None = None, share: float = LOADER_SHARE) -> None:
         self.budget = budget
+        self.share = share
         self.samples: dict[int, dict[str, Any]] = {}
         self.held = 0  # bytes
         self.refused = 0  # Samples read but not stored (over budget)
 
     def __getstate__(self) -> dict[str, Any]:
         """A worker started by pickling (spawn, forkserver) fills a cache of its own."""
-        return {"budget": self.budget, "samples": {}, "held": 0, "refused": 0}
+        return {**self.__dict__, "samples": {}, "held": 0, "refused": 0}
 
     def get(self, index: int, read: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
         """Sample ``index``: a copy of the stored one, or ``read(index)`` (stored if it fits)."""
@@ -105,7 +141,7 @@ class SampleCache:
         sample = read(index)
         size = sample_bytes(sample)
         if self.budget is None:
-            self.budget = self._share()
+            self.budget = self._process_budget()
         if self.held + size <= self.budget or not self.samples:
             self.samples[key] = sample
             self.held += size
@@ -120,8 +156,7 @@ class SampleCache:
         self.refused += 1
         return sample
 
-    @staticmethod
-    def _share() -> int:
+    def _process_budget(self) -> int:
         import torch.utils.data
 
         info = torch.utils.data.get_worker_info()
@@ -129,4 +164,4 @@ class SampleCache:
         available = available_memory()
         if available is None:
             return FALLBACK_BYTES
-        return int(available * LOADER_SHARE / max(1, workers))
+        return int(available * self.share / max(1, workers))

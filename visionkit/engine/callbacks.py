@@ -55,7 +55,8 @@ class RunFolderCallback(L.Callback):
         self.run_dir = Path(run_dir)
         self.rows: list[dict[str, Any]] = []
         self.plot_every_s = plot_every_s
-        self._plotted: tuple[int, float] | None = None  # (rows drawn, time.monotonic() then)
+        self._changes = 0  # rows added or extended (a validation's row gets the epoch's losses)
+        self._plotted: tuple[int, float] | None = None  # (_changes drawn, time.monotonic())
 
     @rank_zero_only
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -113,12 +114,12 @@ class RunFolderCallback(L.Callback):
         self.plot(only_new=True)  # a stopped run's curves up to its last row
 
     def plot(self, only_new: bool = False) -> None:
-        """Redraws ``plots/curves.png`` from the rows (``only_new``: unless it shows them all
-        already)."""
-        if not self.rows or (only_new and self._plotted and self._plotted[0] == len(self.rows)):
+        """Redraws ``plots/curves.png`` from the rows (``only_new``: unless it shows them as
+        they are already)."""
+        if not self.rows or (only_new and self._plotted and self._plotted[0] == self._changes):
             return
         plot_curves(self.rows, self.run_dir / "plots" / "curves.png")
-        self._plotted = (len(self.rows), time.monotonic())
+        self._plotted = (self._changes, time.monotonic())
 
     def _add(
         self, trainer: L.Trainer, wanted: Any, exact: Mapping[str, float] | None = None
@@ -142,6 +143,7 @@ class RunFolderCallback(L.Callback):
             last.update(row)
         else:
             self.rows.append(row)
+        self._changes += 1
         self.write_csv()
 
     def write_csv(self) -> None:

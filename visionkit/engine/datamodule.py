@@ -7,6 +7,7 @@ The datasets and pipelines come from :mod:`visionkit.build` (``build_datasets``,
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from visionkit.data.batch import collate
 from visionkit.data.datasets import MixedDataset, TransformedDataset, val_sets
-from visionkit.data.sample_cache import SampleCache
+from visionkit.data.sample_cache import LOADER_SHARE, SampleCache
 from visionkit.engine.distributed import gather_objects
 from visionkit.engine.identity_sampling import IdentityBatchSampler
 from visionkit.engine.sampling import EpochSampler
@@ -250,7 +251,7 @@ class VisionDataModule(L.LightningDataModule):
             reseed=train,
             rank=rank,
             drop=self.drop,
-            cache=SampleCache() if self.cache else None,
+            cache=self._cache(split, world_size) if self.cache else None,
         )
         common = {
             "num_workers": self.num_workers,
@@ -282,6 +283,14 @@ class VisionDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
             **common,
         )
+
+    def _cache(self, split: str, world_size: int) -> SampleCache:
+        """A loader's cache: the training loaders of this machine's ranks share
+        :data:`LOADER_SHARE` of the memory, the validation sets' another."""
+        nodes = int(getattr(getattr(self, "trainer", None), "num_nodes", 1) or 1)
+        local = int(os.environ.get("LOCAL_WORLD_SIZE") or 0) or max(1, world_size // nodes)
+        sets = 1 if split == "train" else max(1, len(val_sets(self.datasets.get("val"))))
+        return SampleCache(share=LOADER_SHARE / (local * sets))
 
     def _rank_and_world_size(self) -> tuple[int, int]:
         """This process's global rank and the number of processes (``(0, 1)`` outside a

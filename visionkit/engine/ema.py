@@ -32,7 +32,9 @@ def ema_multi_avg_fn(decay: float, warmup_steps: int):
     tensor of one device and dtype moved towards the model's in one ``torch._foreach_lerp_``
     (a loop over the tensors, three operations each, took 46 ms an update for a ResNet-18
     FCOS on 2 CPU cores, the foreach one 7 ms: docs/benchmarks.md). Integer buffers (a
-    BatchNorm's ``num_batches_tracked``) are copied: an average of counts is no count.
+    BatchNorm's ``num_batches_tracked``) are copied: an average of counts is no count. The
+    model's tensors are cast to the average's dtype first: Lightning builds the average before
+    ``trainer.precision: bf16-true`` (or ``16-true``, ``64-true``) converts the model.
 
     >>> import torch
     >>> avg, cur = [torch.zeros(2), torch.tensor(3)], [torch.ones(2), torch.tensor(5)]
@@ -44,6 +46,8 @@ def ema_multi_avg_fn(decay: float, warmup_steps: int):
 
     @torch.no_grad()
     def multi_avg_fn(averaged: list[Tensor], current: list[Tensor], updates: Tensor) -> None:
+        dtype = averaged[0].dtype
+        current = [c if c.dtype == dtype else c.to(dtype) for c in current]
         if averaged[0].is_floating_point() or averaged[0].is_complex():
             weight = 1 - ema_decay(decay, warmup_steps, int(updates))
             torch._foreach_lerp_(averaged, current, weight)
