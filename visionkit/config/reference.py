@@ -80,9 +80,9 @@ DESCRIPTIONS: dict[str, str] = {
     "data.val_batch_size": "validation batch size; `null`: `batch_size`",
     "data.num_workers": "data-loader worker processes",
     "data.pin_memory": "data-loader `pin_memory`",
-    "data.cache": "`ram` (or `true`): each loader process keeps the images it decoded, up to its "
-    "share of a quarter of the memory available, so each is decoded once (Ultralytics' "
-    "`cache=ram`)",
+    "data.cache": "`ram` (or `true`): each loader process keeps the images it decoded, so each is "
+    "decoded once (Ultralytics' `cache=ram`); a machine's training loaders share a quarter of the "
+    "memory available, its validation loaders another",
     "data.sampler": "training batches of `p` identities × `k` images each (metric learning, "
     "`embedding` head); the training batch size is then `p × k`; `null`: shuffled images",
     "data.sampler.p": "identities per training batch",

@@ -156,15 +156,9 @@ class DataConfig(_Section):
     val_batch_size: int | None = Field(None, gt=0)
     num_workers: int = Field(2, ge=0)
     pin_memory: bool = False
-    cache: bool | Literal["ram"] = False
+    cache: bool | any_case("ram") = False  # Ultralytics' cache=ram; RAM too
     transforms: TransformsConfig = Field(default_factory=TransformsConfig)
     sampler: SamplerConfig | None = None
-
-    @field_validator("cache", mode="before")
-    @classmethod
-    def _cache_any_case(cls, value: Any) -> Any:
-        """``RAM`` as ``ram`` (as the names of choices elsewhere)."""
-        return value.lower() if isinstance(value, str) and value.lower() == "ram" else value
 
     @model_validator(mode="after")
     def _sampler_batch(self) -> DataConfig:
