@@ -59,6 +59,8 @@ ULTRALYTICS_KEYS = {
     "save_period": "trainer.checkpoint_every_n_steps (in optimiser steps)",
     "mosaic": "a first step {name: Mosaic, p: 1.0} of data.transforms.train",
     "mixup": "a last step {name: MixUp, p: 0.1} of data.transforms.train",
+    "close_mosaic": "data.close_mixing, a fraction of the schedule's steps: close_mosaic=10 of "
+    "100 epochs is data.close_mixing=0.1",
     "copy_paste": "a last step {name: CopyPaste, p: 0.3} of data.transforms.train",
     "fliplr": "a step {name: HorizontalFlip, p: 0.5} of data.transforms.train",
     "flipud": "a step {name: VerticalFlip, p: 0.5} of data.transforms.train",

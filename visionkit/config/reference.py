@@ -83,6 +83,10 @@ DESCRIPTIONS: dict[str, str] = {
     "data.cache": "`ram` (or `true`): each loader process keeps the images it decoded, so each is "
     "decoded once (Ultralytics' `cache=ram`); a machine's training loaders share a quarter of the "
     "memory available, its validation loaders another",
+    "data.close_mixing": "the last part of the training schedule, as a fraction of its steps "
+    "(`0.2`: the last 20 %), trained without the multi-image steps of `transforms.train` "
+    "(`Mosaic`, `MixUp`, `CopyPaste`, ...), on photos as they are (Ultralytics' `close_mosaic`, "
+    "in epochs); `0`: mixed to the end",
     "data.sampler": "training batches of `p` identities × `k` images each (metric learning, "
     "`embedding` head); the training batch size is then `p × k`; `null`: shuffled images",
     "data.sampler.p": "identities per training batch",

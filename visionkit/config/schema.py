@@ -157,6 +157,7 @@ class DataConfig(_Section):
     num_workers: int = Field(2, ge=0)
     pin_memory: bool = False
     cache: bool | any_case("ram") = False  # Ultralytics' cache=ram; RAM too
+    close_mixing: float = Field(0.0, ge=0, lt=1)  # Ultralytics' close_mosaic, a fraction
     transforms: TransformsConfig = Field(default_factory=TransformsConfig)
     sampler: SamplerConfig | None = None
 

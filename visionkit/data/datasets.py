@@ -292,9 +292,10 @@ class TransformedDataset(Dataset):
         if self.reseed:  # (seed, epoch, draw) from the training sampler, else torch's stream
             keys = getattr(index, "seed_keys", None) or (int(torch.randint(2**62, ())), self.rank)
             seed_pipeline(self.pipeline, *keys)
-        out = self.transform(index, sample)
+        mixing = getattr(index, "mixing", True)  # False: data.close_mixing's last steps
+        out = self.transform(index, sample, mosaic=mixing)
         where = f"sample {index} (image id {sample.get('image_id')}, {sample.get('path')})"
-        for step in getattr(self.pipeline, "mixing", ()):  # MixUp, CopyPaste
+        for step in getattr(self.pipeline, "mixing", ()) if mixing else ():  # MixUp, CopyPaste
             out = mix(step, self, out, where, index)
         return out
 
@@ -317,10 +318,10 @@ class TransformedDataset(Dataset):
             sample = {key: value for key, value in sample.items() if key not in self.drop}
         return sample
 
-    def transform(self, index: int, sample: dict[str, Any]) -> dict[str, Any]:
+    def transform(self, index: int, sample: dict[str, Any], mosaic: bool = True) -> dict[str, Any]:
         """``sample`` (read at ``index``) through the pipeline, after its ``Mosaic`` when one
-        is drawn."""
-        extras = mosaic_extras(self, index)
+        is drawn (never with ``mosaic=False``)."""
+        extras = mosaic_extras(self, index) if mosaic else []
         try:
             raw = self.pipeline.mosaic(sample, extras) if extras else sample
             out = apply_pipeline(self.pipeline, raw)

@@ -270,7 +270,9 @@ class VisionDataModule(L.LightningDataModule):
                 **common,
             )
         weights = dataset.sample_weights() if isinstance(dataset, MixedDataset) else None
-        sampler = EpochSampler(dataset, self.seed, rank, world_size, weights=weights)
+        sampler = EpochSampler(
+            dataset, self.seed, rank, world_size, weights=weights, batch_size=self.batch_size
+        )
         if self.sampler:
             sampler = IdentityBatchSampler(dataset, self.seed, rank, world_size, **self.sampler)
         return ResumableLoader(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 
 from visionkit.build import (
@@ -59,7 +59,6 @@ from visionkit.engine.callbacks import (
 from visionkit.engine.checkpoint import NamedCheckpoint, SafeCheckpointIO
 from visionkit.engine.datamodule import SkippedImages, VisionDataModule
 from visionkit.engine.distributed import UnusedParameters, lightning_trainer
-from visionkit.engine.ema import EMACallback
 from visionkit.engine.eval_checks import (
     check_eval_arguments,
     check_eval_label_settings,
@@ -72,6 +71,7 @@ from visionkit.engine.interrupt import (
     stop_noted,
 )
 from visionkit.engine.monitor import MonitorCheck, check_monitors, monitor_of
+from visionkit.engine.optional_callbacks import training_callbacks
 from visionkit.engine.pictures import ValidationPictures
 from visionkit.engine.resume import (
     LoaderState,
@@ -88,7 +88,7 @@ from visionkit.engine.run_folder import (
     resumed_folder,
 )
 from visionkit.engine.system import VisionSystem
-from visionkit.engine.time_budget import TimeBudgetSchedule, mixed_budget_note
+from visionkit.engine.time_budget import mixed_budget_note
 from visionkit.errors import ConfigError, arguments_of
 from visionkit.evaluation.coco import save_results
 from visionkit.evaluation.keypoints import eval_sigmas, scored_with
@@ -331,44 +331,6 @@ def _fit_and_validate_best(
             system, datamodule=datamodule, ckpt_path=path, verbose=False, weights_only=True
         )
     return validated_metrics(results, system)
-
-
-def training_callbacks(
-    cfg: Config, run_dir: Path, monitor: str, mode: str, has_val: bool
-) -> list[L.Callback]:
-    """The optional callbacks of a config: step checkpoints, EMA, early stopping."""
-    callbacks: list[L.Callback] = []
-    if cfg.trainer.checkpoint_every_n_steps:
-        callbacks.append(
-            NamedCheckpoint(
-                dirpath=run_dir / "checkpoints",
-                filename="step",
-                every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
-                save_top_k=1,
-                enable_version_counter=False,
-            )
-        )
-    if cfg.trainer.max_time is not None:
-        callbacks.append(TimeBudgetSchedule())
-    if cfg.ema.enabled:
-        callbacks.append(EMACallback(cfg.ema.decay, cfg.ema.warmup_steps))
-    stop = cfg.early_stopping
-    if stop.patience is not None:
-        if not has_val and stop.monitor is None:
-            raise ConfigError("early_stopping: needs data.val or early_stopping.monitor")
-        stop_monitor = stop.monitor or monitor
-        stop_mode = ("min" if "loss" in stop_monitor else "max") if stop.monitor else mode
-        callbacks.append(
-            EarlyStopping(
-                monitor=stop_monitor,
-                patience=stop.patience,
-                min_delta=stop.min_delta,
-                mode=stop_mode,
-                check_on_train_epoch_end=not has_val,
-                check_finite=False,  # an undefined main metric (NaN) is not a divergence
-            )
-        )
-    return callbacks
 
 
 def evaluate(

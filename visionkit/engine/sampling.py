@@ -32,17 +32,20 @@ logger = logging.getLogger(__name__)
 class SampleKey(int):
     """A dataset index (an ``int``) that carries the keys its sample's augmentations are seeded
     from: ``seed_keys = (seed, epoch, draw)``, ``draw`` being the sample's place in the epoch's
-    global order (unique across ranks, so no two ranks share augmentations)."""
+    global order (unique across ranks, so no two ranks share augmentations), and ``mixing``:
+    whether its multi-image steps (MixUp, Mosaic, ...) may apply (``data.close_mixing``)."""
 
     seed_keys: tuple[int, ...]
+    mixing: bool
 
-    def __new__(cls, index: int, seed_keys: Sequence[int]) -> SampleKey:
+    def __new__(cls, index: int, seed_keys: Sequence[int], mixing: bool = True) -> SampleKey:
         key = super().__new__(cls, index)
         key.seed_keys = tuple(int(k) for k in seed_keys)
+        key.mixing = bool(mixing)
         return key
 
     def __reduce__(self) -> tuple[Any, ...]:  # to loader workers, through their index queue
-        return (SampleKey, (int(self), self.seed_keys))
+        return (SampleKey, (int(self), self.seed_keys, self.mixing))
 
 
 class EpochSampler(DistributedSampler):
@@ -59,6 +62,8 @@ class EpochSampler(DistributedSampler):
         world_size: the number of processes.
         weights: per-sample weights: an epoch is ``len(dataset)`` draws with replacement in
             proportion to them (a mix's ``sample_weights()``); default: a permutation.
+        batch_size: images per batch of the loader it feeds (:meth:`close_mixing_at` reads
+            which batch, and so which step, a draw goes to).
     """
 
     def __init__(
@@ -68,11 +73,14 @@ class EpochSampler(DistributedSampler):
         rank: int = 0,
         world_size: int = 1,
         weights: Sequence[float] | None = None,
+        batch_size: int = 1,
     ) -> None:
         super().__init__(
             dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False
         )
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+        self.batch_size = int(batch_size)
+        self._closing: tuple[int, int, int] | None = None  # close_mixing_at's arguments
         self.iter_epoch = 0  # the epoch and first draw of the pass that ran last
         self.iter_start = 0
         self._resume: tuple[int, int, str] | None = None
@@ -93,6 +101,28 @@ class EpochSampler(DistributedSampler):
         consumed those draws (``"batch_size 16 -> 8"``), said in a warning when the pass
         does resume mid-epoch."""
         self._resume = (int(epoch), int(draws), changed)
+
+    def close_mixing_at(self, step: int, batches_per_epoch: int, accumulate: int = 1) -> None:
+        """Mark the draws trained on at optimiser step ``step`` or later as not to be mixed
+        (:attr:`SampleKey.mixing` false: ``data.close_mixing``), an epoch being
+        ``batches_per_epoch`` batches and a step ``accumulate`` of them (Lightning steps at the
+        last batch of an epoch too). Read at every draw, so a later call moves the point."""
+        self._closing = (int(step), max(1, int(batches_per_epoch)), max(1, int(accumulate)))
+
+    def mixing(self, epoch: int, draw: int) -> bool:
+        """Whether draw ``draw`` of epoch ``epoch`` is trained on before the step set by
+        :meth:`close_mixing_at` (always, before a call).
+
+        >>> sampler = EpochSampler(range(10), seed=0, batch_size=2)  # 5 batches an epoch
+        >>> sampler.close_mixing_at(7, batches_per_epoch=5)
+        >>> [sampler.mixing(1, draw) for draw in (3, 4, 5)]  # batches 6, 7 and 7 of the run
+        [True, False, False]
+        """
+        if self._closing is None:
+            return True
+        step, batches, accumulate = self._closing
+        batch = draw // (self.batch_size * self.num_replicas)  # this epoch's batch
+        return epoch * math.ceil(batches / accumulate) + batch // accumulate < step
 
     def __iter__(self) -> Iterator[int]:
         start = 0
@@ -121,4 +151,7 @@ class EpochSampler(DistributedSampler):
         seed = self.seed % 2**63
         for j in range(self.rank, total, self.num_replicas):
             # a padded repeat gets its own draw number (>= len(order)): its own augmentations
-            yield SampleKey(order[places[j]], (seed, self.epoch, start + j))
+            draw = start + j
+            yield SampleKey(
+                order[places[j]], (seed, self.epoch, draw), self.mixing(self.epoch, draw)
+            )

@@ -20,11 +20,7 @@ from torch import Tensor, nn
 from visionkit.data.batch import IGNORE_PIXEL
 from visionkit.errors import SampleError
 from visionkit.models.heads._utils import Sizes, as_sizes, zero_loss
-
-
-def _groups(channels: int) -> int:
-    """GroupNorm groups: 32, or the largest of 16/8/4/2/1 that divides ``channels``."""
-    return next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
+from visionkit.models.norm import GroupNorm, group_count
 
 
 def conv_gn_relu(
@@ -36,7 +32,7 @@ def conv_gn_relu(
         nn.Conv2d(
             in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False
         ),
-        nn.GroupNorm(_groups(out_channels), out_channels),
+        GroupNorm(group_count(out_channels), out_channels),
         nn.ReLU(inplace=True),
     )
 
