@@ -16,7 +16,7 @@ from visionkit.config import load_config
 from visionkit.data.datasets import TransformedDataset
 from visionkit.data.image_size import with_image_size
 from visionkit.data.transforms import build_pipeline
-from visionkit.engine.close_mixing import closing_step
+from visionkit.engine.close_mixing import closing_step, has_mixing_steps
 from visionkit.engine.runner import train
 from visionkit.engine.sampling import EpochSampler, SampleKey
 from visionkit.errors import ConfigError
@@ -131,6 +131,23 @@ def test_a_run_mixes_until_the_closing_step_and_says_so(tmp_path, caplog, worker
     ]
 
 
+def test_a_loader_reloaded_at_each_epoch_is_closed_from_its_first_batch(tmp_path):
+    """trainer.reload_dataloaders_every_n_epochs: each epoch's new sampler gets the point
+    before its workers read ahead."""
+    train_root = make_coco(tmp_path / "train", num_images=8)
+    mixup = [{"name": "Resize"}, {"name": "MixUp", "p": 1.0}]
+    data = {"num_workers": 2, "close_mixing": 0.5, "transforms": {"train": mixup}}
+    config = detection_config(tmp_path / "c.yaml", train_root, data=data)
+    record = BoxesPerImage()
+    overrides = [
+        "trainer.limit_train_batches=null",
+        "trainer.max_epochs=3",
+        "trainer.reload_dataloaders_every_n_epochs=1",
+    ]
+    train(config, overrides, output_dir=tmp_path / "run", callbacks=[record])
+    assert record.seen == {s: [2, 2] for s in range(6)} | {s: [1, 1] for s in range(6, 12)}
+
+
 def test_a_run_resumed_after_the_closing_step_does_not_mix(tmp_path):
     """Resumed from its step-6 checkpoint, a run trains its last two steps unmixed, as the
     uninterrupted run did (the loader workers read ahead from the first resumed step on)."""
@@ -150,14 +167,31 @@ def test_a_run_resumed_after_the_closing_step_does_not_mix(tmp_path):
     assert record.seen == {6: [1, 1], 7: [1, 1]}
 
 
-def test_close_mixing_without_a_multi_image_step_is_refused(tiny_config):
-    with pytest.raises(ConfigError) as err:
-        load_config(tiny_config, ["data.close_mixing=0.2"])
-    assert (
-        "data.close_mixing: 0.2 turns the multi-image steps of data.transforms.train off for "
-        "the last part of training, but it has none (Mosaic, MixUp, CopyPaste"
-    ) in str(err.value)
-    assert "add one, or leave data.close_mixing out" in str(err.value)
+def test_close_mixing_without_a_multi_image_step_says_it_does_nothing(caplog):
+    """A recipe's close_mixing with its transforms.train overridden (no MixUp left) trains on;
+    the log says the setting does nothing."""
+    with caplog.at_level(logging.WARNING, logger="visionkit.engine.close_mixing"):
+        assert has_mixing_steps([{"name": "Resize"}, {"name": "MixUp", "p": 0.5}])
+        assert not caplog.records
+        assert not has_mixing_steps([{"name": "Resize"}, {"name": "HorizontalFlip"}])
+        assert not has_mixing_steps(None)  # the default pipeline
+    assert [r.getMessage() for r in caplog.records][0] == (
+        "data.close_mixing: data.transforms.train has no multi-image step (Mosaic, MixUp, "
+        "CopyPaste, SwapHalves, RotateIdentities) to turn off for the end of training, so it "
+        "does nothing"
+    )
+
+
+def test_the_point_never_moves_later_once_a_draw_was_marked_unmixed():
+    """A time budget's projection may grow after the mixing stopped: it stays stopped."""
+    sampler = EpochSampler(range(10), seed=0, batch_size=2)  # 5 batches an epoch
+    assert sampler.close_mixing_at(9, batches_per_epoch=5) == 9
+    assert sampler.close_mixing_at(7, batches_per_epoch=5) == 7  # earlier: before any mark
+    assert sampler.close_mixing_at(8, batches_per_epoch=5) == 8  # later: nothing marked yet
+    assert marks(sampler, 1) == [True] * 6 + [False] * 4  # steps 5-7, then 8 and 9
+    assert sampler.close_mixing_at(12, batches_per_epoch=5) == 8
+    assert marks(sampler, 1) == [True] * 6 + [False] * 4
+    assert sampler.close_mixing_at(6, batches_per_epoch=5) == 6  # earlier still moves
 
 
 @pytest.mark.parametrize("value", ["1", "-0.1", "1.5"])

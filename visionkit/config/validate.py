@@ -153,7 +153,6 @@ def validate_config(
         raw_data.get("transforms"), raw_data.get("image_size"), _spatial_heads(heads)
     )
     problems += _identity_step_problems(raw_data.get("transforms"), heads)
-    problems += _close_mixing_problems(raw_data)
     if problems or cfg is None:  # a head or dataset not a mapping: said by the schema too
         raise ConfigError(first_per_key(problems, only="expected a mapping"), source)
     cfg.model.heads = heads
@@ -252,22 +251,6 @@ def _spatial_heads(heads: Mapping[str, Mapping[str, Any]]) -> list[str]:
         if any(target not in ("class", "identity") for target in task.targets):
             spatial.append(f"{name}: {spec['name']}")
     return spatial
-
-
-def _close_mixing_problems(data: Mapping[str, Any]) -> list[str]:
-    """``data.close_mixing`` set where ``data.transforms.train`` has no multi-image step for it
-    to turn off."""
-    close = data.get("close_mixing")
-    transforms = data.get("transforms")
-    steps = transforms.get("train") if isinstance(transforms, Mapping) else None
-    names = [s.get("name") for s in steps or () if isinstance(s, Mapping)]
-    if not isinstance(close, (int, float)) or not close or any(n in MULTI_IMAGE for n in names):
-        return []
-    return [
-        f"data.close_mixing: {close} turns the multi-image steps of data.transforms.train off "
-        f"for the last part of training, but it has none ({', '.join(MULTI_IMAGE)}); add one, "
-        "or leave data.close_mixing out"
-    ]
 
 
 def _identity_step_problems(transforms: Any, heads: Mapping[str, Mapping[str, Any]]) -> list[str]:

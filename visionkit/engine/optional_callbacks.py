@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 
 from visionkit.config import Config
 from visionkit.engine.checkpoint import NamedCheckpoint
-from visionkit.engine.close_mixing import CloseMixing
+from visionkit.engine.close_mixing import CloseMixing, has_mixing_steps
 from visionkit.engine.ema import EMACallback
 from visionkit.engine.time_budget import TimeBudgetSchedule
 from visionkit.errors import ConfigError
@@ -36,7 +36,7 @@ def training_callbacks(
         )
     if cfg.trainer.max_time is not None:
         callbacks.append(TimeBudgetSchedule())
-    if cfg.data.close_mixing:
+    if cfg.data.close_mixing and has_mixing_steps(cfg.data.transforms.train):
         callbacks.append(CloseMixing(cfg.data.close_mixing))
     if cfg.ema.enabled:
         callbacks.append(EMACallback(cfg.ema.decay, cfg.ema.warmup_steps))

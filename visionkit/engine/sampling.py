@@ -81,6 +81,7 @@ class EpochSampler(DistributedSampler):
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
         self.batch_size = int(batch_size)
         self._closing: tuple[int, int, int] | None = None  # close_mixing_at's arguments
+        self.closed = False  # a draw has been marked unmixed
         self.iter_epoch = 0  # the epoch and first draw of the pass that ran last
         self.iter_start = 0
         self._resume: tuple[int, int, str] | None = None
@@ -102,12 +103,17 @@ class EpochSampler(DistributedSampler):
         does resume mid-epoch."""
         self._resume = (int(epoch), int(draws), changed)
 
-    def close_mixing_at(self, step: int, batches_per_epoch: int, accumulate: int = 1) -> None:
+    def close_mixing_at(self, step: int, batches_per_epoch: int, accumulate: int = 1) -> int:
         """Mark the draws trained on at optimiser step ``step`` or later as not to be mixed
         (:attr:`SampleKey.mixing` false: ``data.close_mixing``), an epoch being
         ``batches_per_epoch`` batches and a step ``accumulate`` of them (Lightning steps at the
-        last batch of an epoch too). Read at every draw, so a later call moves the point."""
+        last batch of an epoch too). Read at every draw, so a later call moves the point, but
+        never later once a draw has been marked unmixed (:attr:`closed`: mixing, once off,
+        stays off). Returns the point in force."""
+        if self._closing is not None and self.closed:
+            step = min(int(step), self._closing[0])
         self._closing = (int(step), max(1, int(batches_per_epoch)), max(1, int(accumulate)))
+        return self._closing[0]
 
     def mixing(self, epoch: int, draw: int) -> bool:
         """Whether draw ``draw`` of epoch ``epoch`` is trained on before the step set by
@@ -122,7 +128,9 @@ class EpochSampler(DistributedSampler):
             return True
         step, batches, accumulate = self._closing
         batch = draw // (self.batch_size * self.num_replicas)  # this epoch's batch
-        return epoch * math.ceil(batches / accumulate) + batch // accumulate < step
+        mixed = epoch * math.ceil(batches / accumulate) + batch // accumulate < step
+        self.closed = self.closed or not mixed
+        return mixed
 
     def __iter__(self) -> Iterator[int]:
         start = 0
