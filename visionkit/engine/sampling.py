@@ -120,7 +120,8 @@ class EpochSampler(DistributedSampler):
         :meth:`close_mixing_at` (always, before a call).
 
         >>> sampler = EpochSampler(range(10), seed=0, batch_size=2)  # 5 batches an epoch
-        >>> sampler.close_mixing_at(7, batches_per_epoch=5)
+        >>> sampler.close_mixing_at(7, batches_per_epoch=5)  # the point in force
+        7
         >>> [sampler.mixing(1, draw) for draw in (3, 4, 5)]  # batches 6, 7 and 7 of the run
         [True, False, False]
         """
