@@ -23,11 +23,6 @@ from torch import nn
 NORMS = ("group", "batch", "none")
 
 
-def group_count(channels: int) -> int:
-    """GroupNorm groups: 32, or the largest of 16/8/4/2/1 that divides ``channels``."""
-    return next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
-
-
 class GroupNorm(nn.GroupNorm):
     """``nn.GroupNorm`` (the same parameters and state dict) that normalises a small
     half-precision channels-last map on the CPU (``trainer.channels_last`` under bf16
@@ -78,7 +73,7 @@ def norm_layer(norm: str, channels: int) -> nn.Module | None:
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {list(NORMS)}, got {norm!r}")
     if norm == "group":
-        return GroupNorm(group_count(channels), channels)
+        return GroupNorm(next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0), channels)
     if norm == "batch":
         return nn.BatchNorm2d(channels)
     return None

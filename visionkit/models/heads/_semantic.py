@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from visionkit.data.batch import IGNORE_PIXEL
 from visionkit.errors import SampleError
 from visionkit.models.heads._utils import Sizes, as_sizes, zero_loss
-from visionkit.models.norm import GroupNorm, group_count
+from visionkit.models.norm import norm_layer
 
 
 def conv_gn_relu(
@@ -32,7 +32,7 @@ def conv_gn_relu(
         nn.Conv2d(
             in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False
         ),
-        GroupNorm(group_count(out_channels), out_channels),
+        norm_layer("group", out_channels),
         nn.ReLU(inplace=True),
     )
 
