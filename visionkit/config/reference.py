@@ -80,8 +80,9 @@ DESCRIPTIONS: dict[str, str] = {
     "data.val_batch_size": "validation batch size; `null`: `batch_size`",
     "data.num_workers": "data-loader worker processes",
     "data.pin_memory": "data-loader `pin_memory`",
-    "data.cache": "`ram` (or `true`): each loader process keeps the images it decoded, so each is "
-    "decoded once (Ultralytics' `cache=ram`); a machine's training loaders share a quarter of the "
+    "data.cache": "`ram` (or `true`): each loader process keeps the images it decoded (after the "
+    "pipeline's first resize to a fixed size), so each is decoded once (Ultralytics' "
+    "`cache=ram`); a machine's training loaders share a quarter of the "
     "memory available, its validation loaders another",
     "data.close_mixing": "the last part of the training schedule, as a fraction of its steps "
     "(`0.2`: the last 20 %), trained without the multi-image steps of `transforms.train` "

@@ -67,6 +67,22 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", "
 Sample = dict[str, Any]
 
 
+def check_image(image: Any) -> None:
+    """Raise ``ValueError`` unless ``image`` is a Sample's image: ``uint8 [H, W, 3]`` RGB."""
+    if not (
+        isinstance(image, np.ndarray)
+        and image.dtype == np.uint8
+        and image.ndim == 3
+        and image.shape[2] == 3
+    ):
+        got = f"{image.dtype} {list(image.shape)}" if hasattr(image, "shape") else type(image)
+        raise ValueError(
+            f"the sample's image is {got}; expected a uint8 [H, W, 3] RGB array (0..255, as "
+            "visionkit.data.io.read_image returns it; floats in 0..1: (x * 255).round()"
+            ".astype(np.uint8))"
+        )
+
+
 def scale_about_pixel_centres(xy: Any, scale: Any) -> Any:
     """Pixel-index coordinates ``xy`` (``[..., 2]``: x, y, pixel ``i``'s centre at ``i``, as
     a Sample's keypoints) in an image resized ``scale`` times (new / old size: a number, or

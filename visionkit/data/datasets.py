@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from visionkit.data import annotated_classes
 from visionkit.data.classes import class_source, merge_classes, relabel
 from visionkit.data.mixing import mix, mosaic_extras
+from visionkit.data.read_resize import resize_sample
 from visionkit.data.sample_cache import SampleCache
 from visionkit.data.transforms import apply_pipeline
 from visionkit.errors import DataError, SampleError, VisionkitError
@@ -257,8 +258,10 @@ class TransformedDataset(Dataset):
     reaches the main process from a loader worker without the worker's traceback). The
     ``"skipped"`` records of a reader under ``on_bad_image: skip`` travel with the sample.
     The Sample keys in ``drop`` (e.g. ``boxes``, ``labels``, ``masks`` for a model without a
-    box head) are left out before the pipeline. With a ``cache`` (``data.cache: ram``), each
-    Sample is read once per process and copies of it are transformed after that.
+    box head) are left out before the pipeline. A pipeline's first resize to a fixed size is
+    done once more as a Sample is read (:mod:`visionkit.data.read_resize`). With a ``cache``
+    (``data.cache: ram``), each Sample is read (and so resized) once per process and copies of
+    it are transformed after that.
 
     With ``reseed`` (training), the pipeline's random stream is re-seeded before every sample:
     from the index's ``seed_keys`` when it has them (the training sampler's
@@ -316,7 +319,16 @@ class TransformedDataset(Dataset):
             raise SampleError(f"{where}: reading failed: {what}{err}") from err
         if self.drop:
             sample = {key: value for key, value in sample.items() if key not in self.drop}
-        return sample
+        resize = getattr(self.pipeline, "resize_on_read", None)
+        if resize is None:
+            return sample
+        try:  # the pipeline's first resize, once, before the cache (data/read_resize.py)
+            return resize_sample(resize, sample)
+        except Exception as err:
+            raise SampleError(
+                f"sample {index} (image id {sample.get('image_id')}, {sample.get('path')}): "
+                f"transform failed: {type(err).__name__}: {err}"
+            ) from err
 
     def transform(self, index: int, sample: dict[str, Any], mosaic: bool = True) -> dict[str, Any]:
         """``sample`` (read at ``index``) through the pipeline, after its ``Mosaic`` when one

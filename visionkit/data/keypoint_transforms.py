@@ -108,12 +108,13 @@ def keypoint_outputs(
     sample: dict[str, Any],
     moved: Any,
     kept: np.ndarray,
-    size: Sequence[int],
+    size: Sequence[int] | None,
 ) -> torch.Tensor:
     """float32 ``[M, K, 3]`` keypoints of the ``kept`` instances after the pipeline
     (``moved``: the pipeline's ``keypoints`` output), swapped by ``keypoint_flip`` when the
     image was mirrored, visibility 0 outside the ``size`` ``(H, W)`` image (beyond the half pixel
-    around its first and last pixel centres)."""
+    around its first and last pixel centres); ``size=None``: every visibility as it was (the
+    steps that decide it are still to come)."""
     before = np.asarray(sample["keypoints"], np.float32)
     count = before.shape[1]
     moved = np.asarray(moved, np.float32).reshape(-1, 2)
@@ -126,6 +127,8 @@ def keypoint_outputs(
         if flip is not None:
             after = after[:, np.asarray(flip, np.int64)]
     after = after[np.asarray(kept, np.int64)]
+    if size is None:
+        return torch.as_tensor(after.reshape(-1, count, 3))
     x, y = after[..., 0], after[..., 1]
     outside = (x < -0.5) | (y < -0.5) | (x > size[1] - 0.5) | (y > size[0] - 0.5)
     after[..., 2] = np.where(outside, 0.0, after[..., 2])

@@ -49,13 +49,14 @@ from albumentations.pytorch import ToTensorV2
 
 from visionkit.data import mixing
 from visionkit.data.annotated_classes import ANNOTATED
-from visionkit.data.batch import IGNORE_PIXEL, Sample
+from visionkit.data.batch import IGNORE_PIXEL, Sample, check_image
 from visionkit.data.keypoint_transforms import (
     keypoint_inputs,
     keypoint_outputs,
     keypoint_params,
     pixel_index_scaling,
 )
+from visionkit.data.read_resize import resize_on_read
 from visionkit.data.transform_params import declared_fields, parameter_problems
 from visionkit.errors import ConfigError
 
@@ -319,7 +320,9 @@ def build_pipeline(
     Multi-image steps travel on the Compose for
     :class:`~visionkit.data.datasets.TransformedDataset` to apply: ``mosaic`` (a
     :class:`visionkit.data.mixing.Mosaic` made of a first ``Mosaic`` step, or ``None``) and
-    ``mixing`` (the ``MixUp`` / ``CopyPaste`` / ``SwapHalves`` steps at the end, in order). A step out of
+    ``mixing`` (the ``MixUp`` / ``CopyPaste`` / ``SwapHalves`` steps at the end, in order), and
+    ``resize_on_read`` (:func:`visionkit.data.read_resize.resize_on_read` of the first step,
+    or ``None``). A step out of
     place (:func:`visionkit.data.mixing.multi_image_problems`) is a :class:`ConfigError`.
     """
     steps = list(steps)
@@ -341,6 +344,8 @@ def build_pipeline(
         save_applied_params=True,
     )
     pipeline.mosaic, pipeline.mixing = mosaic, mixers
+    # a first resize to a fixed size is done once more as Samples are read (data/read_resize.py)
+    pipeline.resize_on_read = resize_on_read(transforms[0]) if mosaic is None else None
     return pipeline
 
 
@@ -385,19 +390,7 @@ def apply_pipeline(pipeline: A.Compose, sample: Sample) -> Sample:
     kept box), ``semantic`` (int64 ``[H, W]``), ``keypoints``, ``identities`` and
     ``annotated_classes`` (bool ``[C]``, as it is).
     """
-    image = sample["image"]
-    if not (
-        isinstance(image, np.ndarray)
-        and image.dtype == np.uint8
-        and image.ndim == 3
-        and image.shape[2] == 3
-    ):
-        got = f"{image.dtype} {list(image.shape)}" if hasattr(image, "shape") else type(image)
-        raise ValueError(
-            f"the sample's image is {got}; expected a uint8 [H, W, 3] RGB array (0..255, as "
-            "visionkit.data.io.read_image returns it; floats in 0..1: (x * 255).round()"
-            ".astype(np.uint8))"
-        )
+    check_image(sample["image"])
     has_boxes = "boxes" in sample
     boxes = np.asarray(sample.get("boxes", np.zeros((0, 4))), dtype=np.float32).reshape(-1, 4)
     labels = np.asarray(sample.get("labels", np.zeros(0)), dtype=np.int64)
