@@ -162,3 +162,38 @@ def test_a_bad_sample_fails_naming_it():
     message = str(info.value)
     assert message.startswith("sample 0 (image id 7, photos/7.jpg): transform failed: ValueError")
     assert "keypoints of shape (2, 2, 3) for 3 boxes" in message
+
+
+def test_a_photo_the_step_would_enlarge_is_kept_as_read():
+    """A 32 px image under SmallestMaxSize(224) kept at 224 px would take 49 times the memory
+    in the cache: it is kept small and enlarged at each draw, as before."""
+    small = {"image": np.zeros((32, 32, 3), np.uint8), "image_id": 1, "orig_size": (32, 32)}
+    pipeline = build_pipeline(
+        [{"name": "SmallestMaxSize", "max_size": 224}], (0.5,) * 3, (0.25,) * 3
+    )
+    cache = SampleCache(budget=10**9)
+    out = TransformedDataset([small], pipeline, cache=cache)[0]
+    assert cache.samples[0]["image"].shape == (32, 32, 3)
+    assert tuple(out["image"].shape) == (3, 224, 224)
+
+
+@pytest.mark.parametrize(("shape", "size"), [((300, 2), 64), ((20, 4000), 192), ((1, 50), 16)])
+def test_a_photo_one_pixel_thin_before_or_after_is_kept_as_read(shape, size):
+    """Keypoints' flips are told by three corner points, which a 1-pixel side puts on one
+    line: such a photo gets the pipeline it got before (the flip pairs swapped or not alike)."""
+    resize = resize_on_read(A.LongestMaxSize(max_size=size))
+    sample = {"image": np.zeros((*shape, 3), np.uint8), "image_id": 1, "orig_size": shape}
+    assert resize_sample(resize, sample) is sample
+
+
+@pytest.mark.parametrize("count", [0, 2, 4])
+def test_instance_masks_that_do_not_match_the_boxes_are_named(count):
+    class Miscounted(Photos):
+        def __getitem__(self, index: int) -> dict:
+            sample = photo()
+            sample["masks"] = np.zeros((count, H, W), np.uint8)
+            return sample
+
+    dataset = TransformedDataset(Miscounted(), build_pipeline(TRAIN, (0.5,) * 3, (0.25,) * 3))
+    with pytest.raises(SampleError, match=f"transform failed: ValueError: {count} instance masks "):
+        dataset[0]

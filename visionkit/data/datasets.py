@@ -303,8 +303,8 @@ class TransformedDataset(Dataset):
         return out
 
     def read(self, index: int) -> dict[str, Any]:
-        """Sample ``index`` from the dataset, less the keys in ``drop`` (a copy of the one read
-        before, with a ``cache``)."""
+        """Sample ``index`` from the dataset, less the keys in ``drop``, through the pipeline's
+        ``resize_on_read`` when it has one (a copy of the one read before, with a ``cache``)."""
         return self.cache.get(index, self._read) if self.cache is not None else self._read(index)
 
     def _read(self, index: int) -> dict[str, Any]:

@@ -4,17 +4,21 @@
 
 A pipeline whose first step is a resize to a fixed size (``Resize``, or ``LongestMaxSize`` /
 ``SmallestMaxSize`` with one ``max_size``, applied always) gives the same result when that
-step runs twice: the second time the image already has its size, and OpenCV copies an image
-resized to its own size. So :class:`~visionkit.data.datasets.TransformedDataset` runs it
-once more where the Sample is read, before the cache; the pipeline is left whole (what every
-other caller of it sees is unchanged) and its own first step finds nothing to do. A pipeline
-that starts with a ``Mosaic`` (whose cells are the photos as read) or anything else keeps
-the photos as read.
+step runs twice: the second time the image already has its size, and albumentations hands an
+image of the size asked for back as it is. So :class:`~visionkit.data.datasets.
+TransformedDataset` runs it once more where the Sample is read, before the cache; the
+pipeline is left whole (what every other caller of it sees is unchanged) and its own first
+step finds nothing to do. A pipeline that starts with a ``Mosaic`` (whose cells are the photos
+as read) or anything else keeps the photos as read, and so does a photo the step would
+enlarge (a 32 px image kept at 224 px would take 49 times the memory) or leave with a side of
+one pixel (the keypoints' flip test needs two).
 
 The Sample keeps its ``orig_size`` (the predictions are still mapped back to the photo as
 published) and its other keys; boxes, instance masks, the label map and keypoints are
-resized with the image by albumentations, as in the pipeline. No box is dropped here (the
-pipeline's own box filter runs on what comes out of it).
+resized with the image by albumentations, as in the pipeline. Only boxes of no area are
+dropped here, as the pipeline drops them; the pipeline's own filter (an area under one pixel)
+runs on what comes out, so a box within float rounding of that limit may fall on the other
+side of it.
 """
 
 from __future__ import annotations
@@ -77,14 +81,18 @@ def resize_sample(resize: A.Compose, sample: Sample) -> Sample:
     """
     image = sample["image"]
     check_image(image)
+    if not shrinks(resize.transforms[0], image.shape[:2]):
+        return sample
     boxes = np.asarray(sample.get("boxes", np.zeros((0, 4))), np.float32).reshape(-1, 4)
     inputs: dict[str, Any] = {
         "image": image,
         "bboxes": boxes,
-        "labels": np.asarray(sample.get("labels", np.zeros(len(boxes))), np.int64),
+        "labels": np.asarray(sample.get("labels", np.zeros(0)), np.int64),
         "instance_ids": np.arange(len(boxes)),
     }
     masks = sample.get("masks")
+    if masks is not None and len(masks) != len(boxes):
+        raise ValueError(f"{len(masks)} instance masks for {len(boxes)} boxes")
     if masks is not None and len(masks):
         inputs["masks"] = np.asarray(masks, np.uint8)
     if sample.get("semantic") is not None:
@@ -100,7 +108,7 @@ def resize_sample(resize: A.Compose, sample: Sample) -> Sample:
     kept = np.asarray(out["instance_ids"], np.int64).reshape(-1)
     if "boxes" in sample:
         result["boxes"] = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
-        result["labels"] = np.asarray(sample["labels"], np.int64).reshape(-1)[kept]
+        result["labels"] = np.asarray(out["labels"], np.int64).reshape(-1)
     if masks is not None:
         resized = np.asarray(out["masks"], np.uint8) if "masks" in inputs else masks
         result["masks"] = resized[kept] if len(kept) else np.zeros((0, *size), np.uint8)
@@ -111,3 +119,22 @@ def resize_sample(resize: A.Compose, sample: Sample) -> Sample:
     if sample.get("identities") is not None:
         result["identities"] = np.asarray(sample["identities"], np.int64)[kept]
     return result
+
+
+def shrinks(step: Any, shape: tuple[int, int]) -> bool:
+    """Whether ``step`` (a resize of :data:`FIXED_RESIZES`) makes an ``(H, W)`` image smaller,
+    by its pixel count, leaving both sides at least two pixels long (the size from the step's
+    own scale, each side rounded as albumentations rounds it).
+
+    >>> shrinks(A.LongestMaxSize(max_size=192), (3024, 4032)), shrinks(A.Resize(64, 64), (32, 32))
+    (True, False)
+    >>> shrinks(A.LongestMaxSize(max_size=192), (20, 4000))  # to 192 x 1
+    False
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if isinstance(step, A.Resize):
+        out_h, out_w = int(step.height), int(step.width)
+    else:
+        scale = step.get_params_dependent_on_data({"shape": (h, w)}, {})["scale"]
+        out_h, out_w = max(1, round(h * scale)), max(1, round(w * scale))
+    return min(h, w, out_h, out_w) >= 2 and out_h * out_w < h * w

@@ -3,9 +3,10 @@ has read, decoded, so that an image is decoded once per process rather than once
 
 A small set's epochs are a few steps long, and decoding its photos is most of what the
 loader does: on 2 CPU cores a 500 × 400 JPEG takes 2.4 ms, about 30 ms of every 8-image
-batch with MixUp's partners (docs/benchmarks.md). The cache holds what the reader returned,
-before any transform, and hands out copies, so training draws exactly the augmentations it
-would draw without it.
+batch with MixUp's partners (docs/benchmarks.md). The cache holds what the reader returned
+(resized already when the pipeline starts with a resize to a fixed size that shrinks it:
+:mod:`visionkit.data.read_resize`), and hands out copies, so training draws exactly the
+augmentations it would draw without it.
 
 Each process (the main one with ``num_workers: 0``, else each loader worker) fills its own
 cache as it reads, up to its share of the memory available (a container's limit included)
