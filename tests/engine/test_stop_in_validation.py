@@ -65,3 +65,18 @@ def test_the_run_folder_says_how_to_continue_until_it_does(ema_config, tmp_path)
     assert f"visionkit train --resume {run_dir / 'checkpoints' / 'last.ckpt'}" in note
     train(ema_config, output_dir=run_dir, resume="auto")
     assert not (run_dir / "STOPPED.txt").exists()  # the run went on: nothing to say any more
+
+
+def test_a_run_continued_in_another_folder_leaves_the_old_one_saying_where(ema_config, tmp_path):
+    """The old folder's note offered to continue the run a second time, from the same
+    checkpoint, after it had gone on elsewhere."""
+    old, new = tmp_path / "run", tmp_path / "run-continued"
+    with pytest.raises(TrainingInterrupted):
+        train(ema_config, output_dir=old, callbacks=[SigtermInValidation()])
+    last = old / "checkpoints" / "last.ckpt"
+    train(ema_config, output_dir=new, resume=str(last))
+    note = (old / "STOPPED.txt").read_text()
+    assert note.startswith("visionkit: this run was stopped: interrupted by SIGTERM at epoch 1")
+    assert f"it went on in {new} (resumed from {last})" in note
+    assert "--resume" not in note  # no command that would continue it twice
+    assert not (new / "STOPPED.txt").exists()

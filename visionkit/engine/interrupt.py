@@ -179,15 +179,21 @@ _HEADER = "visionkit: this run was stopped"
 
 
 @contextmanager
-def stop_noted(run_dir: Path) -> Iterator[None]:
+def stop_noted(run_dir: Path, resumed_from: Path | None = None) -> Iterator[None]:
     """Around a run's training: a :class:`~visionkit.errors.TrainingInterrupted` writes
     ``<run_dir>/STOPPED.txt`` (what stopped the run, where, and the command that continues it);
     a run in the folder (the resumed one) removes the note of before, only a note written
-    here (a file of the user's of that name stays). Rank 0 only."""
+    here (a file of the user's of that name stays). A run resumed in another folder from
+    ``resumed_from`` (``<old run>/checkpoints/last.ckpt``) rewrites the old folder's note to
+    say where it went on, so that it no longer offers to continue it a second time. Rank 0
+    only."""
     note = Path(run_dir) / STOPPED_NOTE
     zero = rank_zero_only.rank == 0
-    if zero and note.is_file() and note.read_text(errors="replace").startswith(_HEADER):
+    if zero and _ours(note):
         note.unlink()
+    old = _run_folder_of(resumed_from)
+    if zero and old is not None and old.resolve() != Path(run_dir).resolve():
+        _note_continued(old / STOPPED_NOTE, Path(run_dir), Path(resumed_from))
     try:
         yield
     except TrainingInterrupted as stop:
@@ -195,3 +201,34 @@ def stop_noted(run_dir: Path) -> Iterator[None]:
             text = f"{_HEADER}: {stop}\n"
             write_atomic(note, lambda tmp: tmp.write_text(text))
         raise
+
+
+def _ours(note: Path) -> bool:
+    """Whether ``note`` is a STOPPED.txt this module wrote."""
+    try:
+        return note.is_file() and note.read_text(errors="replace").startswith(_HEADER)
+    except OSError:
+        return False
+
+
+def _run_folder_of(checkpoint: Path | None) -> Path | None:
+    """The run folder of a ``<run>/checkpoints/*.ckpt`` file, else ``None``."""
+    if checkpoint is None or Path(checkpoint).parent.name != "checkpoints":
+        return None
+    return Path(checkpoint).parent.parent
+
+
+def _note_continued(note: Path, run_dir: Path, checkpoint: Path) -> None:
+    """Rewrite the stopped run's ``note`` (one of ours) to say it went on in ``run_dir`` from
+    ``checkpoint``; a folder that cannot be written keeps its note, logged."""
+    if not _ours(note):
+        return
+    first = note.read_text(errors="replace").splitlines()[0]
+    stopped = first[len(_HEADER) :].lstrip(": ").split("; ")[0]  # "interrupted by ... at ..."
+    text = f"{_HEADER}: {stopped}; it went on in {run_dir} (resumed from {checkpoint})\n"
+    try:
+        write_atomic(note, lambda tmp: tmp.write_text(text))
+    except OSError as err:
+        logger.warning(
+            "%s still says how to continue the run (%s); it went on in %s", note, err, run_dir
+        )

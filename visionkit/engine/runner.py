@@ -277,7 +277,7 @@ def train(
                 logger.warning("%s", note)
         if annotated:
             logger.info("%s", annotated)
-    with stop_noted(run_dir):  # a stopped run's folder says how to continue it
+    with stop_noted(run_dir, resume_from):  # a stopped run's folder says how to continue it
         metrics = _fit_and_validate_best(
             trainer, system, datamodule, resume_from, sigterm, (checkpoint, last) if has_val else ()
         )
