@@ -325,10 +325,7 @@ class TransformedDataset(Dataset):
         try:  # the pipeline's first resize, once, before the cache (data/read_resize.py)
             return resize_sample(resize, sample)
         except Exception as err:
-            raise SampleError(
-                f"sample {index} (image id {sample.get('image_id')}, {sample.get('path')}): "
-                f"transform failed: {type(err).__name__}: {err}"
-            ) from err
+            raise _transform_failed(index, sample, err) from err
 
     def transform(self, index: int, sample: dict[str, Any], mosaic: bool = True) -> dict[str, Any]:
         """``sample`` (read at ``index``) through the pipeline, after its ``Mosaic`` when one
@@ -338,13 +335,19 @@ class TransformedDataset(Dataset):
             raw = self.pipeline.mosaic(sample, extras) if extras else sample
             out = apply_pipeline(self.pipeline, raw)
         except Exception as err:
-            raise SampleError(
-                f"sample {index} (image id {sample.get('image_id')}, {sample.get('path')}): "
-                f"transform failed: {type(err).__name__}: {err}"
-            ) from err
+            raise _transform_failed(index, sample, err) from err
         if raw.get("skipped"):
             out["skipped"] = raw["skipped"]
         return out
+
+
+def _transform_failed(index: int, sample: dict[str, Any], err: Exception) -> SampleError:
+    """The error of sample ``index`` whose transform (the read resize, or the pipeline) raised
+    ``err``: which sample, its image id and file, and what failed."""
+    return SampleError(
+        f"sample {index} (image id {sample.get('image_id')}, {sample.get('path')}): "
+        f"transform failed: {type(err).__name__}: {err}"
+    )
 
 
 def _path_of(dataset: Any, index: int) -> str | None:
