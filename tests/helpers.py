@@ -121,3 +121,15 @@ def detection_config(
     }
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def predict_at_score_thresh(model: Any) -> Any:
+    """``model`` whose predictions keep what its box heads keep for mAP (each head's
+    ``score_thresh``) instead of the default 0.25 of a model that training has not given a
+    threshold of its own (``meta["predict_conf"]``): an untrained head scores under 0.25."""
+    model.meta["predict_conf"] = {
+        name: float(head.score_thresh)
+        for name, head in model.heads.items()
+        if hasattr(head, "score_thresh")
+    }
+    return model

@@ -14,6 +14,12 @@ EVAL_SPLITS = ("val", "test")
 #: are resized to each image) fit a laptop's memory, and larger batches barely speed up a CPU.
 DEFAULT_PREDICT_BATCH_SIZE = 8
 
+#: The score threshold of a box head's predictions when its model keeps none of its own (a
+#: model never validated, or one whose boxes found nothing): Ultralytics' ``conf``. A trained
+#: model keeps the threshold of its best F1 on the validation set (``meta["predict_conf"]``,
+#: :mod:`visionkit.evaluation.confidence`).
+DEFAULT_PREDICT_CONF = 0.25
+
 #: Test-time augmentations (:mod:`visionkit.inference.tta`).
 TTA_MODES = ("flip",)
 

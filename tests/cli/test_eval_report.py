@@ -33,7 +33,12 @@ SUMMARY = [
     (" Average Recall     (AR) @[ IoU=0.50:0.95 | area=medium | maxDets=100 ]", "det/AR_medium"),
     (" Average Recall     (AR) @[ IoU=0.50:0.95 | area= large | maxDets=100 ]", "det/AR_large"),
 ]
-PNGS = ["pr_curve_det.png", "confusion_matrix_det.png", "confusion_matrix_det_normalized.png"]
+PNGS = [
+    "pr_curve_det.png",
+    "f1_curve_det.png",
+    "confusion_matrix_det.png",
+    "confusion_matrix_det_normalized.png",
+]
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +72,16 @@ def test_the_summary_is_pycocotools_own_and_equals_the_metrics(detector, capsys)
         assert line.startswith(start + " = "), line
         value = metrics[key]
         assert line.endswith(" = " + ("-1.000" if value is None else f"{value:.3f}")), line
+    # the boxes' best F1 and where, as the metrics have them (predict's default --conf)
+    assert lines[heading + 14] == (
+        f"Best F1 of `det` (bbox, IoU 0.50, mean over classes): {metrics['det/F1']:.3f} at score "
+        f"{metrics['det/F1_conf']:.2f} (precision {metrics['det/P']:.3f}, recall "
+        f"{metrics['det/R']:.3f}); training keeps this score of its validation set in the "
+        "checkpoint as the default --conf of visionkit predict"
+    )
+    assert 0 < metrics["det/F1"] <= 1
     table = lines.index("| category_id | name | instances | AP | AP50 | AP75 |")
-    assert table > heading + 12  # the per-class table follows the summary
+    assert table > heading + 14  # the per-class table follows the summary
     assert not (detector["run"] / "eval").exists()  # --no-plots
 
 

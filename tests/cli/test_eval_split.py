@@ -323,15 +323,13 @@ def test_eval_tta_flip_scores_the_merged_predictions_of_predict(trained, tmp_pat
     """``eval --tta flip`` evaluates what ``predict --tta flip`` returns: the same merged
     boxes and scores per image, and not the plain model's."""
     import visionkit
-    from visionkit.inference.options import detection_settings
     from visionkit.inference.tta import predict_hflip
 
     flipped = evaluated(trained, tmp_path, capsys, "--tta", "flip")
     plain = evaluated(trained, tmp_path, capsys)
     model = visionkit.load(trained["ckpt"])
     files, images = val_images(trained)
-    with detection_settings(model, conf=0.001):
-        predictions = predict_hflip(model, images)
+    predictions = predict_hflip(model, images, conf=0.001)
     assert sorted(flipped) == [f["id"] for f in files]
     assert all(flipped[f["id"]] for f in files)
     assert_scored_as_predicted(flipped, files, predictions)

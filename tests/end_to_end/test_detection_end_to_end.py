@@ -52,10 +52,16 @@ def test_detection_trains_evaluates_like_pycocotools_and_predicts(
         ours = again[f"det/{key}"]
         assert (math.isnan(ours) and value < 0) or abs(ours - value) <= 1e-9, key
 
+    # the checkpoint keeps its validation's best-F1 score threshold: predict's default conf
+    assert 0 < saved["det/F1"] <= 1 and 0 < saved["det/F1_conf"] < 1
     model = visionkit.load(run_dir / "checkpoints" / "best.ckpt")
+    assert model.meta["predict_conf"] == {"det": max(saved["det/F1_conf"], 0.05)}
     image = read_image(shapes_root / "val" / "images" / "000001.png")
     (pred,) = model.predict([image])
     det = pred["det"]
+    assert (det["scores"] > model.meta["predict_conf"]["det"]).all()
+    (low,) = model.predict([image], conf=0.05)
+    assert len(low["det"]["boxes"]) >= len(det["boxes"])
     assert det["boxes"].shape[1] == 4 and len(det["boxes"]) == len(det["scores"]) == len(
         det["labels"]
     )

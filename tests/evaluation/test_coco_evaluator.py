@@ -17,7 +17,13 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from visionkit.errors import DataError
-from visionkit.evaluation.coco import SUMMARY_KEYS, CocoEvaluator, encode_masks, to_coco_results
+from visionkit.evaluation.coco import (
+    F1_KEYS,
+    SUMMARY_KEYS,
+    CocoEvaluator,
+    encode_masks,
+    to_coco_results,
+)
 
 
 def noisy_predictions(gt_path, category_ids, seed=0):
@@ -63,7 +69,7 @@ def test_metrics_equal_pycocotools_on_the_saved_results(shapes_root, tmp_path):
     gt_path = shapes_root / "val" / "annotations.json"
     evaluator = CocoEvaluator("det", gt_path, [1, 2, 3])
     metrics = run_evaluator(evaluator, noisy_predictions(gt_path, [1, 2, 3]))
-    assert set(metrics) == {f"det/{k}" for k in SUMMARY_KEYS}
+    assert set(metrics) == {f"det/{k}" for k in (*SUMMARY_KEYS, *F1_KEYS.values())}
     assert 0.05 < metrics["det/mAP"] < 0.95
 
     results_path = tmp_path / "preds.json"
@@ -282,7 +288,7 @@ def test_segm_metrics_equal_pycocotools_on_the_saved_results(tmp_path):
     gt_path = make_mask_gt(tmp_path)
     evaluator = CocoEvaluator("inst", gt_path, [1, 2], iou_types=("bbox", "segm"))
     metrics = run_evaluator(evaluator, noisy_mask_predictions(gt_path), batch_size=2)
-    assert set(metrics) == {f"inst/{k}" for k in SUMMARY_KEYS} | {
+    assert set(metrics) == {f"inst/{k}" for k in (*SUMMARY_KEYS, *F1_KEYS.values())} | {
         f"inst/mask_{k}" for k in SUMMARY_KEYS
     }
     assert 0.05 < metrics["inst/mask_mAP"] < 0.95
@@ -307,7 +313,10 @@ def test_segm_only_and_unknown_iou_type(tmp_path):
     gt_path = make_mask_gt(tmp_path)
     evaluator = CocoEvaluator("inst", gt_path, [1, 2], iou_types=("segm",))
     metrics = run_evaluator(evaluator, noisy_mask_predictions(gt_path))
-    assert set(metrics) == {f"inst/mask_{k}" for k in SUMMARY_KEYS}
+    # P, R and F1 of the masks, the head's first (only) type
+    assert set(metrics) == {f"inst/mask_{k}" for k in SUMMARY_KEYS} | {
+        f"inst/{k}" for k in F1_KEYS.values()
+    }
     with pytest.raises(ValueError, match="iou_types"):
         CocoEvaluator("inst", gt_path, [1, 2], iou_types=("keypoints",))
 

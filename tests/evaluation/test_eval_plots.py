@@ -155,7 +155,9 @@ def test_an_instance_evaluator_gets_box_and_mask_curves_and_one_confusion_matrix
     written = write_eval_plots(evaluator, "inst", tmp_path / "eval")
     assert [p.name for p in written] == [
         "pr_curve_inst.png",
+        "f1_curve_inst.png",
         "pr_curve_inst_mask.png",
+        "f1_curve_inst_mask.png",
         "confusion_matrix_inst.png",
         "confusion_matrix_inst_normalized.png",
     ]

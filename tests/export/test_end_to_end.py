@@ -108,6 +108,18 @@ def test_the_graph_holds_nms_and_matches_the_heads_postprocess(exported):
     assert e2e["class_names"]["det"] == LABELS["instances"]
 
 
+def test_without_conf_the_graph_keeps_what_visionkit_predict_keeps(tmp_path):
+    model = tiny_model(HEADS, LABELS)
+    model.meta["predict_conf"] = {"det": 0.4}  # the best F1's threshold that training kept
+    path = export(model, "onnx", tmp_path / "m.onnx", nms=True, exporter="torchscript").path
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(props["visionkit.end_to_end"])["nms"]["det"]["conf"] == 0.4
+    del model.meta["predict_conf"]  # none kept: 0.25, as visionkit predict
+    path = export(model, "onnx", tmp_path / "n.onnx", nms=True, exporter="torchscript").path
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(props["visionkit.end_to_end"])["nms"]["det"]["conf"] == 0.25
+
+
 def test_a_check_that_compared_no_detection_says_so(tmp_path):
     """At --conf 0.99 the random check inputs score nothing: the table of zeros said
     "check passed" as if the boxes had been compared."""

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import visionkit
+from tests.helpers import predict_at_score_thresh
 from visionkit.cli import main
 from visionkit.config import load_config
 from visionkit.errors import CheckpointError, ExportError
@@ -89,7 +90,7 @@ def exported_recipe(recipe: str, tmp_path_factory) -> tuple:
     build the same graph, exported once (an export takes 10-60 s)."""
     key = json.dumps(load_config(ROOT / recipe).model.model_dump(), sort_keys=True, default=str)
     if key not in _EXPORTS:
-        model = spread_weights(recipe_model(recipe))
+        model = predict_at_score_thresh(spread_weights(recipe_model(recipe)))
         out = tmp_path_factory.mktemp("onnx") / f"{Path(recipe).stem}.onnx"
         _EXPORTS[key] = model, export(model, "onnx", out, image_size=SIZE)
     return _EXPORTS[key]

@@ -25,20 +25,3 @@ def test_skeleton_is_drawn_between_visible_points():
     assert drawn[20, 10].any() and drawn[20, 30].any()
     assert not drawn[33, 20].any()  # point 3 is not visible: neither it nor its line
     assert not drawn[27, 15].any()
-
-
-def test_validation_pictures_keep_the_keypoints_of_the_confident_detections():
-    from visionkit.engine.pictures import confident
-
-    result = {
-        "boxes": torch.tensor([[2.0, 2.0, 38.0, 38.0], [1.0, 1.0, 5.0, 5.0]]),
-        "scores": torch.tensor([0.9, 0.1]),
-        "labels": torch.tensor([1, 0]),
-        "names": ["square", "circle"],
-        "keypoints": torch.rand(2, 3, 3),
-        "skeleton": ((1, 2),),
-    }
-    kept = confident({"pose": result}, 0.5)["pose"]
-    assert torch.equal(kept["keypoints"], result["keypoints"][:1])
-    drawn = draw_predictions(np.zeros((40, 40, 3), np.uint8), {"pose": kept})
-    assert drawn.shape == (40, 40, 3)

@@ -16,6 +16,7 @@ from PIL import Image
 
 import visionkit
 import visionkit.inference.loop as loop
+from tests.helpers import predict_at_score_thresh
 from visionkit.inference import tta
 from visionkit.inference.loop import as_rgb_uint8, predict_loop, predict_model
 
@@ -47,7 +48,7 @@ def model() -> visionkit.VisionModel:
                 param.copy_(
                     torch.randn(param.shape, generator=generator) / math.sqrt(param[0].numel())
                 )
-    return model
+    return predict_at_score_thresh(model)
 
 
 def images(count: int = 3) -> list[np.ndarray]:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import visionkit
+from tests.helpers import predict_at_score_thresh
 from visionkit.data.io import read_image
 from visionkit.errors import ConfigError, DataError
 from visionkit.inference.draw import draw_predictions
@@ -306,7 +307,7 @@ def multi_head_model():
     model = visionkit.create_model(config, label_names=names)
     model.heads["det"].score_thresh = 0.0  # untrained: keep some detections to write
     model.heads["det"].detections_per_img = 3
-    return model
+    return predict_at_score_thresh(model)
 
 
 def test_read_video_gives_rgb_frames_and_skips_by_every(tmp_path):

@@ -3,18 +3,23 @@ the device / precision choice of :mod:`visionkit.inference.device`."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torchvision.ops import box_iou
 
-from tests.inference.detectors import CLASSES, detector, photo
+from tests.helpers import run
+from tests.inference.detectors import CLASSES, detector, photo, save_checkpoint
 from visionkit.errors import ConfigError
 from visionkit.inference import device as devices
 from visionkit.inference.options import (
     detection_settings,
     parse_imgsz,
+    prediction_conf,
+    prediction_conf_note,
     preprocess_at,
     resize_steps,
 )
@@ -51,6 +56,65 @@ def test_conf_keeps_fewer_boxes_all_above_it_and_the_head_is_left_as_it_was(mode
         assert (head.score_thresh, head.nms_thresh, head.detections_per_img) == (0.9, 0.1, 2)
         raise RuntimeError("inside")
     assert (head.score_thresh, head.nms_thresh, head.detections_per_img) == (0.05, 0.6, 100)
+
+
+def test_without_conf_predictions_keep_the_threshold_training_kept_else_0_25(model):
+    from visionkit.inference.tta import predict_hflip
+
+    image = photo()
+    assert prediction_conf(model) == {"det": 0.25}  # never validated: Ultralytics' default
+    assert prediction_conf_note(model) == "det 0.25 (the default: no F1 kept)"
+    default = det(model.predict(image))
+    assert torch.equal(default["boxes"], det(model.predict(image, conf=0.25))["boxes"])
+    assert len(default["scores"]) > 0 and float(default["scores"].min()) > 0.25
+    model.meta["predict_conf"] = {"det": 0.5}  # what training keeps: the best F1's threshold
+    try:
+        kept = det(model.predict(image))
+        assert torch.equal(kept["boxes"], det(model.predict(image, conf=0.5))["boxes"])
+        assert 0 < len(kept["scores"]) < len(default["scores"])
+        assert float(kept["scores"].min()) > 0.5
+        assert prediction_conf_note(model) == "det 0.5 (its best F1 on the validation set)"
+        # a conf given wins; the flip TTA and the stream take the same default
+        assert len(det(model.predict(image, conf=0.3))["scores"]) > len(kept["scores"])
+        (flipped,) = predict_hflip(model, [image])
+        assert float(flipped["det"]["scores"].min()) > 0.5
+        (streamed,) = list(model.predict(image, stream=True))
+        assert torch.equal(streamed["det"]["boxes"], kept["boxes"])
+        # the head's own threshold, which evaluation scores at, is left as it was
+        assert model.heads["det"].score_thresh == 0.05
+    finally:
+        del model.meta["predict_conf"]
+
+
+def test_detection_settings_take_one_threshold_per_head(model):
+    head = model.heads["det"]
+    with detection_settings(model, conf={"det": 0.7}, iou=0.3):
+        assert (head.score_thresh, head.nms_thresh) == (0.7, 0.3)
+    with detection_settings(model, conf={"other": 0.7}):  # a head not named keeps its own
+        assert head.score_thresh == 0.05
+    assert (head.score_thresh, head.nms_thresh) == (0.05, 0.6)
+    refused = pytest.raises(ConfigError, match=r"conf \(--conf\): a score threshold in \[0, 1\)")
+    with refused, detection_settings(model, conf={"det": 1.5}):
+        pass
+    assert head.score_thresh == 0.05
+
+
+def test_visionkit_predict_says_which_threshold_it_kept(tmp_path, capsys):
+    model = detector()
+    model.meta["predict_conf"] = {"det": 0.5}
+    checkpoint = save_checkpoint(model, tmp_path / "best.ckpt")
+    (tmp_path / "in").mkdir()
+    Image.fromarray(photo()).save(tmp_path / "in" / "a.png")
+    argv = ["predict", "--checkpoint", checkpoint, "--input", tmp_path / "in", "--no-draw"]
+    code, _, err = run([*argv, "--output-dir", tmp_path / "out"], capsys)
+    assert code == 0
+    assert "conf (--conf) not given: det 0.5 (its best F1 on the validation set)" in err
+    scores = [p["score"] for p in json.loads((tmp_path / "out" / "predictions.json").read_text())]
+    assert scores and min(scores) > 0.5
+    code, _, err = run([*argv, "--output-dir", tmp_path / "low", "--conf", "0.3"], capsys)
+    assert code == 0 and "not given" not in err
+    low = json.loads((tmp_path / "low" / "predictions.json").read_text())
+    assert len(low) > len(scores) and min(p["score"] for p in low) > 0.3
 
 
 def test_max_det_caps_and_iou_sets_the_nms_overlap(model):

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import visionkit
+from tests.helpers import predict_at_score_thresh
 from visionkit.inference.flip import hflip_back_map, hflip_detections
 from visionkit.inference.tta import (
     hflip_images,
@@ -178,6 +179,7 @@ def test_semantic_tta_is_flip_equivariant_and_differs_from_one_view():
 def test_detection_tta_returns_merged_detections_in_the_original_frame(head):
     model = model_with({"det": {"name": head, "num_classes": 3, "num_convs": 1}})
     model.heads["det"].score_thresh = 0.0  # an untrained head: keep every candidate
+    predict_at_score_thresh(model)
     image = random_image()
     (tta,) = predict_tta(model, [image], "flip")
     (plain,) = model.predict([image])
@@ -221,6 +223,7 @@ def test_tta_of_box_heads_with_keypoints_or_embeddings_is_flip_equivariant(head)
     embedding."""
     model = model_with({"det": {**head, "num_classes": 3, "num_convs": 1}})
     model.heads["det"].score_thresh = 0.0  # an untrained head: keep every candidate
+    predict_at_score_thresh(model)
     model.heads["det"].detections_per_img = 20
     image = random_image()
     mirrored = np.ascontiguousarray(image[:, ::-1])

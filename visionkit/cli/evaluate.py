@@ -252,7 +252,9 @@ def write_plots(evaluators: Mapping[str, Any], checkpoint: str, conf: float) -> 
 
 def summary_lines(evaluator: Any, name: str) -> list[str]:
     """Per iou type of a COCO evaluator, a heading and pycocotools' summary lines (or why there
-    are none), each block followed by a blank line."""
+    are none), then the boxes' best F1 and its score threshold
+    (:meth:`~visionkit.evaluation.coco.CocoEvaluator.best_f1`), each block followed by a blank
+    line."""
     lines = []
     texts = getattr(evaluator, "iscrowd_text", 0)
     if evaluator.left_out or evaluator.boxes_from_segmentation or texts:
@@ -265,6 +267,15 @@ def summary_lines(evaluator: Any, name: str) -> list[str]:
         else:
             lines += summary
         lines.append("")
+    best = evaluator.best_f1()
+    if best is not None:
+        lines += [
+            f"Best F1 of `{name}` ({evaluator.iou_types[0]}, IoU 0.50, mean over classes): "
+            f"{best['F1']:.3f} at score {best['conf']:.2f} (precision {best['P']:.3f}, recall "
+            f"{best['R']:.3f}); training keeps this score of its validation set in the "
+            "checkpoint as the default --conf of visionkit predict",
+            "",
+        ]
     return lines
 
 

@@ -231,8 +231,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--conf",
         type=float,
         metavar="SCORE",
-        help="with --nms: the score threshold baked in; default: each detection head's "
-        "score_thresh; e.g. --conf 0.25",
+        help="with --nms: the score threshold baked in; default: the one visionkit predict "
+        "keeps, each detection head's best-F1 score on the validation set (kept in the "
+        "checkpoint by training), else 0.25; e.g. --conf 0.4",
     )
     p.add_argument(
         "--iou",

@@ -100,10 +100,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--conf",
         type=float,
-        default=0.25,
-        help="minimum score of a detection (default 0.25, as Ultralytics; it replaces the "
-        "head's score_thresh, 0.05 by default, which eval uses); the drawn images, "
-        "predictions.json and the label files hold the same detections",
+        help="minimum score of a detection (default: the score of the head's best F1 on the "
+        "validation set, kept in the checkpoint by training, else 0.25 as Ultralytics; it "
+        "replaces the head's score_thresh, 0.05 by default, which eval uses for mAP); the "
+        "drawn images, predictions.json and the label files hold the same detections",
     )
     p.add_argument(
         "--iou",

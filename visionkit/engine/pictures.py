@@ -139,13 +139,14 @@ def write_prediction_grid(
     samples: list[dict[str, Any]],
     path: Path,
     labels: list[str] | None = None,
-    min_score: float = 0.3,
     min_side: int = 192,
 ) -> None:
-    """A PNG with one row per sample: the predictions drawn (left; detections scoring at least
-    ``min_score``) and the ground truth drawn (right), each under a caption that starts with
-    the sample's entry of ``labels`` (its validation set's name); images whose shorter side is
-    under ``min_side`` pixels are enlarged by a whole factor."""
+    """A PNG with one row per sample: the predictions drawn (left; as ``visionkit predict``
+    keeps them: each box head at its best-F1 score threshold of the last validation,
+    :func:`~visionkit.inference.options.prediction_conf`) and the ground truth drawn (right),
+    each under a caption that starts with the sample's entry of ``labels`` (its validation
+    set's name); images whose shorter side is under ``min_side`` pixels are enlarged by a
+    whole factor."""
     from PIL import Image, ImageDraw
 
     images = [np.asarray(s["image"]) for s in samples]
@@ -158,7 +159,7 @@ def write_prediction_grid(
     ):
         scale = max(1, -(-min_side // min(image.shape[:2])))  # small images: enlarged, then
         pictures = []  # drawn, so that their captions are as readable as a large image's
-        for shown in (confident(prediction, min_score), ground_truth(model, sample)):
+        for shown in (prediction, ground_truth(model, sample)):
             big, shown = enlarged(image, shown, scale)
             pictures.append(Image.fromarray(draw_predictions(big, shown)))
         height = max(p.height for p in pictures) + caption
@@ -181,27 +182,6 @@ def write_prediction_grid(
         grid.paste(row, (0, y))
         y += row.height + gap
     save_image(grid, path)
-
-
-def confident(prediction: dict[str, Any], min_score: float) -> dict[str, Any]:
-    """A prediction without the detections scoring below ``min_score``."""
-    out = {}
-    for name, result in prediction.items():
-        if "boxes" in result and result.get("scores") is not None:
-            keep = (result["scores"] >= min_score).nonzero()[:, 0]
-            result = {
-                **result,
-                **{k: result[k][keep] for k in ("boxes", "scores", "labels")},
-                "names": [result["names"][i] for i in keep.tolist()]
-                if result.get("names")
-                else None,
-            }
-            if prediction[name].get("masks") is not None:
-                result["masks"] = prediction[name]["masks"][keep]
-            if prediction[name].get("keypoints") is not None:  # fcos_keypoints
-                result["keypoints"] = prediction[name]["keypoints"][keep]
-        out[name] = result
-    return out
 
 
 def plot_confusion(

@@ -295,6 +295,8 @@ class VisionSystem(L.LightningModule):
             metrics.update(evaluator.evaluate())
             if quiet:
                 evaluator.noted = False
+        if not self.trainer.sanity_checking:
+            self._keep_predict_conf(metrics)
         main = self.headline_metrics()
         headline = [metrics[k] for k in main if metrics.get(k) == metrics.get(k)]
         if len(main) > 1:
@@ -317,6 +319,23 @@ class VisionSystem(L.LightningModule):
                     sync_dist=True,
                     reduce_fx="max",
                 )
+
+    def _keep_predict_conf(self, metrics: Mapping[str, float]) -> None:
+        """Keep each box head's best-F1 score threshold of this validation (on its first
+        validation set) with the model, ``meta["predict_conf"]``: the default ``conf`` of its
+        predictions (:func:`visionkit.inference.options.prediction_conf`); never under the
+        head's ``score_thresh``, below which the validation saw no detection. A head whose
+        boxes found nothing (F1 0) keeps none: 0.25 is its default then."""
+        kept: dict[str, float] = {}
+        for head, key in (pair for per_set in self.evaluators_of_set for pair in per_set):
+            prefix = key.replace("@", "/")
+            if head not in kept and metrics.get(f"{prefix}/F1", 0.0) > 0:
+                floor = float(getattr(self.model.heads[head], "score_thresh", 0.0))
+                kept[head] = max(metrics[f"{prefix}/F1_conf"], floor)
+        if kept:
+            self.model.meta["predict_conf"] = kept
+        else:
+            self.model.meta.pop("predict_conf", None)
 
     def configure_optimizers(self) -> dict[str, Any]:
         # Fused kernels, except under fp16's GradScaler (the optimiser would unscale itself).

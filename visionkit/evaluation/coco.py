@@ -17,6 +17,11 @@ Masks are scored as the COCO ``segm`` result format (and detectron2) has it: wit
 is its mask's, not its box's (``COCO.loadRes`` takes the box area whenever ``bbox`` is
 present). By hand: ``gt.loadRes(segm_results(results))`` with ``iouType="segm"``.
 
+Besides the 12 summary numbers, each evaluation gives the boxes' precision, recall and F1 at
+IoU 0.50 at the score threshold of the best F1 (``<head>/P``, ``<head>/R``, ``<head>/F1``,
+``<head>/F1_conf``: :mod:`visionkit.evaluation.confidence`), as Ultralytics' validation table
+prints P and R.
+
 >>> ev = CocoEvaluator("det", "data/shapes/val/annotations.json", [1, 2, 3])  # doctest: +SKIP
 """
 
@@ -40,6 +45,7 @@ from visionkit.checkpoint import write_atomic
 from visionkit.data.readers.coco_fields import text_crowd_note
 from visionkit.errors import ConfigError, DataError
 from visionkit.evaluation.coco_fills import fill_gt_defaults
+from visionkit.evaluation.confidence import best_conf, f1_curve
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +55,8 @@ SUMMARY_KEYS = (
     "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large",
 )  # fmt: skip
 IOU_TYPES = {"bbox": "", "segm": "mask_"}  # COCOeval iouType -> prefix of its metric names
+#: metric name of each value of confidence.best_conf
+F1_KEYS = {"conf": "F1_conf", "P": "P", "R": "R", "F1": "F1"}
 
 
 def load_coco_gt(
@@ -190,9 +198,10 @@ def coco_evaluate(
     ``"segm"`` scores :func:`segm_results` of ``results``; ``results`` itself is never modified.
     A ``details`` dict receives COCOeval's ``precision`` array (``[T iou, R recall, K category,
     A area, M max dets]``, ``None`` without results), ``cat_ids`` (the K categories),
-    ``image_ids`` (the images scored), ``recall`` (the R recall points) and ``summary``: the
+    ``image_ids`` (the images scored), ``recall`` (the R recall points), ``summary``: the
     lines ``COCOeval.summarize()`` printed (its 12 "Average Precision / Recall" lines, captured,
-    ``None`` without results)."""
+    ``None`` without results), and ``f1``: the F1-confidence curve at IoU 0.50
+    (:func:`~visionkit.evaluation.confidence.f1_curve`; ``None`` without results)."""
     from pycocotools.cocoeval import COCOeval
 
     if iou_type not in IOU_TYPES:
@@ -222,7 +231,7 @@ def coco_evaluate(
             raise DataError("mask predictions must have their image's size (H, W):", bad)
     if details is not None:
         details.update(
-            precision=None, cat_ids=sorted(known_cats), image_ids=image_ids, summary=None
+            precision=None, cat_ids=sorted(known_cats), image_ids=image_ids, summary=None, f1=None
         )
     if not results:
         return {k: 0.0 for k in SUMMARY_KEYS}
@@ -242,6 +251,7 @@ def coco_evaluate(
             recall=ev.params.recThrs,
             cat_ids=list(ev.params.catIds),
             summary=printed.getvalue().splitlines(),
+            f1=f1_curve(ev),
         )
     return {
         k: (float(v) if v >= 0 else math.nan) for k, v in zip(SUMMARY_KEYS, ev.stats, strict=True)
@@ -349,7 +359,19 @@ class CocoEvaluator(nn.Module):
                 ids = [i for i in image_ids if i not in unmasked]
             stats = coco_evaluate(self.coco_gt, scored, ids, iou_type, self.details[iou_type])
             metrics.update({f"{self.head}/{IOU_TYPES[iou_type]}{k}": v for k, v in stats.items()})
+        best = self.best_f1()
+        if best is not None:
+            metrics.update({f"{self.head}/{F1_KEYS[k]}": v for k, v in best.items()})
         return metrics
+
+    def best_f1(self) -> dict[str, float] | None:
+        """The score threshold of the best F1 of the last evaluation and the precision, recall
+        and F1 there (:func:`~visionkit.evaluation.confidence.best_conf`), of the boxes (the
+        first of ``iou_types``); ``None`` before an evaluation or without detections."""
+        curve = self.details.get(self.iou_types[0], {}).get("f1")
+        if curve is None:
+            return None
+        return best_conf(curve["P"], curve["R"], curve["F1"], curve["conf"])
 
     @property
     def left_out(self) -> int:

@@ -1,6 +1,7 @@
-"""The pictures of ``visionkit eval``: precision-recall curves and detection confusion matrices,
-drawn as Ultralytics draws them, and the one heat-map drawer of the package (:func:`draw_matrix`,
-also used for the classification confusion matrices of training, ``engine/pictures.py``).
+"""The pictures of ``visionkit eval``: precision-recall and F1-confidence curves and detection
+confusion matrices, drawn as Ultralytics draws them, and the one heat-map drawer of the package
+(:func:`draw_matrix`, also used for the classification confusion matrices of training,
+``engine/pictures.py``).
 
 - :func:`pr_curves` reads COCOeval's own ``precision`` array (IoU 0.50, area all, 100
   detections per image): the curve of each class and their mean, AP50 per class.
@@ -16,8 +17,10 @@ also used for the classification confusion matrices of training, ``engine/pictur
   evaluator with its class order, as ``visionkit eval --json`` prints it.
 - :func:`eval_dir` picks a new folder of the checkpoint's run for them (``eval``, ``eval-2``,
   ...), and :func:`write_eval_plots` writes, for one COCO evaluator, ``pr_curve_<name>.png`` (and
-  ``pr_curve_<name>_mask.png`` for masks), ``confusion_matrix_<name>.png`` (counts) and
-  ``confusion_matrix_<name>_normalized.png`` (each true column sums to 1).
+  ``pr_curve_<name>_mask.png`` for masks), ``f1_curve_<name>.png`` (F1 against the score
+  threshold: :func:`plot_f1_curve`; ``f1_curve_<name>_mask.png``),
+  ``confusion_matrix_<name>.png`` (counts) and ``confusion_matrix_<name>_normalized.png``
+  (each true column sums to 1).
 
 :func:`pyplot` and :func:`save_figure` are the package's one way to draw with matplotlib (imported
 only when a picture is drawn) and to write a figure (atomically, like every file visionkit
@@ -204,6 +207,34 @@ def plot_pr_curve(
     save_figure(fig, path)
 
 
+def plot_f1_curve(curve: dict[str, Any], names: Sequence[str], path: Path) -> None:
+    """Ultralytics' ``F1_curve.png``: F1 against the score threshold, one thin line per class
+    with ground truth (grey and unlabelled beyond 20 classes; ``names`` per ``curve["cat_ids"]``)
+    and the mean in bold blue, labelled ``all classes <F1> at <score>`` (its best on the
+    smoothed curve: :func:`~visionkit.evaluation.confidence.best_conf`)."""
+    from visionkit.evaluation.confidence import best_conf
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(9, 6), tight_layout=True)
+    many = len(names) > 20
+    for name, f1 in zip(names, curve["F1_per_class"], strict=True):
+        if many:
+            ax.plot(curve["conf"], f1, linewidth=1, color="grey")
+        else:
+            ax.plot(curve["conf"], f1, linewidth=1, label=name)
+    best = best_conf(curve["P"], curve["R"], curve["F1"], curve["conf"])
+    label = f"all classes {best['F1']:.2f} at {best['conf']:.2f}"
+    ax.plot(curve["conf"], curve["F1"], linewidth=3, color="blue", label=label)
+    ax.axvline(best["conf"], color="blue", linewidth=1, linestyle=":")
+    ax.set_xlabel("Confidence")
+    ax.set_ylabel("F1")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left")
+    ax.set_title("F1-Confidence Curve (IoU 0.50)")
+    save_figure(fig, path)
+
+
 def plot_detection_confusion(
     matrix: np.ndarray, names: Sequence[str], path: Path, normalize: bool, title: str = ""
 ) -> None:
@@ -326,6 +357,11 @@ def write_eval_plots(
         path = folder / f"pr_curve_{name}{suffix}.png"
         plot_pr_curve(recall, curves, ap50, names, path)
         written.append(path)
+        if details.get("f1") is not None:
+            f1 = details["f1"]
+            path = folder / f"f1_curve_{name}{suffix}.png"
+            plot_f1_curve(f1, [gt.cats[c].get("name", str(c)) for c in f1["cat_ids"]], path)
+            written.append(path)
     confusion = detection_confusion(evaluator, conf)
     if confusion is None:
         return written

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import os
 import zipfile
 from collections.abc import Sequence
@@ -75,6 +76,7 @@ from visionkit.export.verify import (
     verify,
     verify_end_to_end,
 )
+from visionkit.inference.options import prediction_conf
 from visionkit.models.averaged_weights import check_weights
 from visionkit.models.model import VisionModel
 
@@ -160,8 +162,10 @@ def export(
             NMS, class probabilities, label maps), checked against the heads' own
             ``postprocess``.
         conf, iou, max_det: with ``nms``, the score threshold, NMS IoU threshold and
-            detections per image baked into the graph (default: each head's
-            ``score_thresh``, ``nms_thresh``, ``detections_per_img``).
+            detections per image baked into the graph (default: the threshold of
+            ``visionkit predict`` — each head's best-F1 score at the checkpoint's last
+            validation, else 0.25: :func:`~visionkit.inference.options.prediction_conf` —,
+            each head's ``nms_thresh`` and ``detections_per_img``).
         half: with ``nms``: weights and input ``images`` in float16 (outputs stay float32);
             checked against the float32 model, with ``atol`` at least :data:`HALF_ATOL`
             (:func:`~visionkit.export.verify.verify_end_to_end`).
@@ -227,6 +231,8 @@ def export(
             f"{output.with_name(output.stem + '-export' + SUFFIXES[format][0])}, or move it away"
         )
     model = export_model(checkpoint_or_model, weights)
+    if settings is not None and settings.conf is None:  # what visionkit predict keeps
+        settings = dataclasses.replace(settings, conf=prediction_conf(model))
     if half:
         model = copy.deepcopy(model).half()
     # staged under a suffix of the format (the output's own when it is one): the check reads

@@ -80,25 +80,31 @@ OUTPUT_KEYS = {
 @dataclass(frozen=True)
 class NmsSettings:
     """What a detection head keeps (``None``: the head's own ``score_thresh``,
-    ``nms_thresh``, ``detections_per_img``)."""
+    ``nms_thresh``, ``detections_per_img``); ``conf`` is one threshold, or one per head name
+    (:func:`visionkit.export.export` bakes in :func:`~visionkit.inference.options.
+    prediction_conf` when none is given: what ``visionkit predict`` keeps)."""
 
-    conf: float | None = None
+    conf: float | Mapping[str, float] | None = None
     iou: float | None = None
     max_det: int | None = None
 
     def check(self) -> None:
         """Raise :class:`ExportError` on a value out of range."""
-        if self.conf is not None and not 0.0 <= self.conf < 1.0:
-            raise ExportError(f"--conf must lie in [0, 1), got {self.conf}")
+        confs = self.conf.values() if isinstance(self.conf, Mapping) else [self.conf]
+        for conf in confs:
+            if conf is not None and not 0.0 <= conf < 1.0:
+                raise ExportError(f"--conf must lie in [0, 1), got {conf}")
         if self.iou is not None and not 0.0 < self.iou <= 1.0:
             raise ExportError(f"--iou must lie in (0, 1], got {self.iou}")
         if self.max_det is not None and self.max_det < 1:
             raise ExportError(f"--max-det must be >= 1, got {self.max_det}")
 
-    def of(self, head: nn.Module) -> dict[str, Any]:
-        """The settings baked in for ``head``: these values, else the head's own."""
+    def of(self, name: str, head: nn.Module) -> dict[str, Any]:
+        """The settings baked in for ``head`` (named ``name``): these values, else the head's
+        own."""
+        conf = self.conf.get(name) if isinstance(self.conf, Mapping) else self.conf
         return {
-            "conf": float(head.score_thresh if self.conf is None else self.conf),
+            "conf": float(head.score_thresh if conf is None else conf),
             "iou": float(head.nms_thresh if self.iou is None else self.iou),
             "max_det": int(head.detections_per_img if self.max_det is None else self.max_det),
             "topk_candidates": int(head.topk_candidates),
@@ -292,7 +298,7 @@ class EndToEndModule(nn.Module):
         self.model = model
         self.kinds = {name: head_kind(name, head) for name, head in model.heads.items()}
         self.settings = {
-            name: settings.of(head)
+            name: settings.of(name, head)
             for name, head in model.heads.items()
             if self.kinds[name] in DETECTION_KINDS
         }
@@ -335,7 +341,7 @@ def reference_outputs(model: VisionModel, settings: NmsSettings, images: Tensor)
             masks = [p["mask"] for p in head.postprocess(raw[name], sizes)]
             outputs.append(torch.stack(masks).to(mask_dtype(head)))
         else:
-            baked = settings.of(head)
+            baked = settings.of(name, head)
             saved = head.score_thresh, head.nms_thresh, head.detections_per_img
             head.score_thresh, head.nms_thresh = baked["conf"], baked["iou"]
             head.detections_per_img = baked["max_det"]

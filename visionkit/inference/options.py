@@ -4,7 +4,9 @@ only these classes) and ``imgsz`` (inference size); and the inputs ``model.predi
 (paths of images, folders, globs and videos, PIL images, ``H×W×3 uint8`` RGB arrays, lists
 of them), as a list or streamed one prediction at a time (:func:`stream_predictions`).
 
-The thresholds reach every head that selects detections (the heads with ``score_thresh``,
+``conf`` not given (``None``) is each box head's own prediction threshold
+(:func:`prediction_conf`): the score of its best F1 on the validation set, kept with the model
+by training, else 0.25. The thresholds reach every head that selects detections (the heads with ``score_thresh``,
 ``nms_thresh`` and ``detections_per_img``, which :func:`visionkit.models.heads._utils.
 select_detections` applies) for the duration of one call only (:func:`detection_settings`);
 the model's own values come back afterwards, also after an error. ``classes`` filters the
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE
+from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE, DEFAULT_PREDICT_CONF
 from visionkit.errors import ConfigError, arguments_of
 
 if TYPE_CHECKING:  # models.model delegates its predict here: no import at run time
@@ -51,6 +53,27 @@ def box_heads(model: VisionModel) -> dict[str, Any]:
         for name, head in model.heads.items()
         if hasattr(head, "score_thresh") and hasattr(head, "nms_thresh")
     }
+
+
+def prediction_conf(model: VisionModel) -> dict[str, float]:
+    """The default ``conf`` of each box head's predictions: the score threshold of its best F1
+    at its checkpoint's last validation (``model.meta["predict_conf"]``, written by training:
+    :mod:`visionkit.evaluation.confidence`), else :data:`~visionkit.choices.
+    DEFAULT_PREDICT_CONF` (0.25, Ultralytics' default). Evaluation keeps the heads' own,
+    lower ``score_thresh`` (0.05), which COCO mAP needs."""
+    kept = (getattr(model, "meta", None) or {}).get("predict_conf") or {}
+    return {name: float(kept.get(name, DEFAULT_PREDICT_CONF)) for name in box_heads(model)}
+
+
+def prediction_conf_note(model: VisionModel) -> str:
+    """What :func:`prediction_conf` chose, per box head: ``det 0.43 (its best F1 on the
+    validation set)`` or ``det 0.25 (no validation kept: the default)``."""
+    kept = (getattr(model, "meta", None) or {}).get("predict_conf") or {}
+    return ", ".join(
+        f"{name} {value:g} "
+        + ("(its best F1 on the validation set)" if name in kept else "(the default: no F1 kept)")
+        for name, value in prediction_conf(model).items()
+    )
 
 
 def check_thresholds(
@@ -78,26 +101,31 @@ def check_thresholds(
 @contextlib.contextmanager
 def detection_settings(
     model: VisionModel,
-    conf: float | None = None,
+    conf: float | Mapping[str, float] | None = None,
     iou: float | None = None,
     max_det: int | None = None,
     keep_all: bool = False,
 ) -> Iterator[None]:
     """Inside the block, every box head of ``model`` keeps detections scoring above
-    ``conf``, runs NMS at ``iou`` and keeps ``max_det`` per image (``None``: the head's own
-    value); ``keep_all`` lifts the cap (for a class filter that caps afterwards). The heads'
-    values are restored on leaving, error or not."""
-    check_thresholds(conf, iou, max_det)
+    ``conf`` (one for all, or per head name), runs NMS at ``iou`` and keeps ``max_det`` per
+    image (``None``: the head's own value); ``keep_all`` lifts the cap (for a class filter
+    that caps afterwards). The heads' values are restored on leaving, error or not."""
+    confs = conf if isinstance(conf, Mapping) else None
+    check_thresholds(None if confs is not None else conf, iou, max_det)
+    if confs is not None:
+        for value in confs.values():
+            check_thresholds(value)
     values = {"conf": conf, "iou": iou, "max_det": max_det}
     if keep_all:
         values["max_det"] = 10**9
     saved = []
     try:
-        for head in box_heads(model).values():
+        for name, head in box_heads(model).items():
+            per_head = {**values, "conf": confs.get(name) if confs is not None else conf}
             for option, attribute in THRESHOLDS.items():
-                if values[option] is not None and hasattr(head, attribute):
+                if per_head[option] is not None and hasattr(head, attribute):
                     saved.append((head, attribute, getattr(head, attribute)))
-                    setattr(head, attribute, type(getattr(head, attribute))(values[option]))
+                    setattr(head, attribute, type(getattr(head, attribute))(per_head[option]))
         yield
     finally:
         for head, attribute, value in reversed(saved):
@@ -363,7 +391,12 @@ def stream_predictions(
     caps = {
         name: int(max_det or head.detections_per_img) for name, head in box_heads(model).items()
     }
-    settings = {"conf": conf, "iou": iou, "max_det": max_det, "keep_all": keep is not None}
+    settings = {
+        "conf": prediction_conf(model) if conf is None else conf,
+        "iou": iou,
+        "max_det": max_det,
+        "keep_all": keep is not None,
+    }
     return _stream(model, items, batch_size, settings, keep, caps, loop)
 
 

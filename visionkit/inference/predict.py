@@ -52,6 +52,7 @@ from visionkit.inference.options import (
     check_thresholds,
     parse_imgsz,
     predict_images,
+    prediction_conf_note,
     preprocess_at,
     resolve_classes,
 )
@@ -197,7 +198,8 @@ def predict_files(
         tta: ``None``, or ``"flip"`` for horizontal-flip test-time augmentation
             (:mod:`visionkit.inference.tta`).
         conf, iou, max_det, classes, imgsz: see :mod:`visionkit.inference.options`
-            (``None``: the model's own; the command line's ``--conf`` defaults to 0.25).
+            (``None``: the model's own; ``conf``: each box head's best-F1 threshold of its
+            last validation, else 0.25: :func:`~visionkit.inference.options.prediction_conf`).
         device: ``"auto"``, ``"cpu"``, ``"cuda:0"``, ... (:mod:`visionkit.inference.device`);
             ``None``: where the model is (a checkpoint loads on the CPU). A model passed in
             is moved back to where it was afterwards.
@@ -276,6 +278,8 @@ def predict_files(
                 f"save_crop (--save-crop): the model has no head that predicts boxes (its "
                 f"heads: {heads}); crops are cut out of detections"
             )
+    if conf is None and box_heads(model):
+        logger.info("conf (--conf) not given: %s", prediction_conf_note(model))
     options = {"conf": conf, "iou": iou, "max_det": max_det, "classes": classes}
     if gallery is not None and not isinstance(gallery, Gallery):
         gallery = Gallery.from_folder(model, gallery)

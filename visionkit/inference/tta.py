@@ -27,7 +27,7 @@ from torch import Tensor
 
 from visionkit.choices import DEFAULT_PREDICT_BATCH_SIZE, TTA_MODES
 from visionkit.evaluation.tasks import TASKS
-from visionkit.inference.loop import predict_model
+from visionkit.inference.options import predict_images
 from visionkit.models.model import VisionModel
 
 Sizes = Sequence[tuple[int, int]]
@@ -98,11 +98,14 @@ def predict_hflip(
     model: VisionModel,
     images: Sequence[np.ndarray] | Tensor,
     batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
+    **options: Any,
 ) -> list[dict[str, Any]]:
-    """:meth:`VisionModel.predict` with horizontal-flip test-time augmentation: the one predict
-    loop (:func:`visionkit.inference.loop.predict_model`) whose raw-output step runs the model
-    on each batch and on its mirror, and whose decoding step is :func:`merge_hflip`."""
-    return predict_model(model, images, batch_size, **tta_steps(model, "flip"))
+    """:meth:`VisionModel.predict` with horizontal-flip test-time augmentation, and its
+    ``options`` (``conf``, ``iou``, ``max_det``, ``classes``, ``imgsz``, with the same
+    defaults): the one predict loop (:func:`visionkit.inference.loop.predict_model`) whose
+    raw-output step runs the model on each batch and on its mirror, and whose decoding step is
+    :func:`merge_hflip`."""
+    return predict_images(model, images, batch_size, **options, **tta_steps(model, "flip"))
 
 
 def predict_tta(
@@ -110,11 +113,12 @@ def predict_tta(
     images: Sequence[np.ndarray],
     tta: str | None,
     batch_size: int = DEFAULT_PREDICT_BATCH_SIZE,
+    **options: Any,
 ) -> list[dict[str, Any]]:
-    """``model.predict(images)`` with the test-time augmentation ``tta`` (``None`` or one of
-    :data:`TTA_MODES`)."""
+    """``model.predict(images, **options)`` with the test-time augmentation ``tta`` (``None``
+    or one of :data:`TTA_MODES`)."""
     if tta is None:
-        return model.predict(images, batch_size=batch_size)
+        return model.predict(images, batch_size=batch_size, **options)
     if tta == "flip":
-        return predict_hflip(model, images, batch_size=batch_size)
+        return predict_hflip(model, images, batch_size=batch_size, **options)
     raise ValueError(f"unknown test-time augmentation {tta!r}; valid: {', '.join(TTA_MODES)}")

@@ -252,7 +252,9 @@ class VisionModel(nn.Module):
                 ``[3, H, W]`` or batch ``[B, 3, H, W]``, ``uint8`` or float in 0..1
                 (:func:`visionkit.inference.loop.tensor_images`).
             batch_size: images per forward pass.
-            conf: keep detections scoring above this (default: each head's ``score_thresh``).
+            conf: keep detections scoring above this (default: each box head's threshold of
+                its best F1 at the last validation of training, else 0.25:
+                :func:`visionkit.inference.options.prediction_conf`).
             iou: IoU threshold of the class-wise NMS (default: each head's ``nms_thresh``).
             max_det: detections kept per image (default: each head's ``detections_per_img``).
             classes: keep only the detections of these classes (indices or names; one alone).
