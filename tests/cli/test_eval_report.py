@@ -76,8 +76,7 @@ def test_the_summary_is_pycocotools_own_and_equals_the_metrics(detector, capsys)
     assert lines[heading + 14] == (
         f"Best F1 of `det` (bbox, IoU 0.50, mean over classes): {metrics['det/F1']:.3f} at score "
         f"{metrics['det/F1_conf']:.2f} (precision {metrics['det/P']:.3f}, recall "
-        f"{metrics['det/R']:.3f}); training keeps this score of its validation set in the "
-        "checkpoint as the default --conf of visionkit predict"
+        f"{metrics['det/R']:.3f})"
     )
     assert 0 < metrics["det/F1"] <= 1
     table = lines.index("| category_id | name | instances | AP | AP50 | AP75 |")

@@ -55,7 +55,10 @@ def test_detection_trains_evaluates_like_pycocotools_and_predicts(
     # the checkpoint keeps its validation's best-F1 score threshold: predict's default conf
     assert 0 < saved["det/F1"] <= 1 and 0 < saved["det/F1_conf"] < 1
     model = visionkit.load(run_dir / "checkpoints" / "best.ckpt")
-    assert model.meta["predict_conf"] == {"det": max(saved["det/F1_conf"], 0.05)}
+    assert model.meta["predict_conf"] == {"det": saved["det/F1_conf"]}
+    # an evaluation of the model, at other thresholds too, leaves the kept one as it was
+    evaluate(model, conf=0.6)
+    assert model.meta["predict_conf"] == {"det": saved["det/F1_conf"]}
     image = read_image(shapes_root / "val" / "images" / "000001.png")
     (pred,) = model.predict([image])
     det = pred["det"]

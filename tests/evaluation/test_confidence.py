@@ -180,6 +180,13 @@ def test_best_conf_is_the_peak_of_the_smoothed_mean_curve():
     assert best_conf(separated, separated, separated)["conf"] == 0.38  # 0.01-0.75 smoothed
     flat = np.full(len(CONF_GRID), 0.5)
     assert best_conf(flat, flat, flat)["conf"] == 0.5
+    # under the lowest score evaluated the curve is flat for want of detections: not chosen
+    # (an evaluation at conf 0.5 whose hits all score above 0.7)
+    assert best_conf(separated, separated, separated, lowest=0.5031)["conf"] == 0.62
+    # nothing matched: no threshold
+    zero = np.zeros(len(CONF_GRID))
+    found = best_conf(zero, zero, zero)
+    assert np.isnan(found.pop("conf")) and found == {"P": 0.0, "R": 0.0, "F1": 0.0}
 
 
 def test_the_evaluator_reports_precision_and_recall_at_its_best_f1(tmp_path):
@@ -196,3 +203,9 @@ def test_the_evaluator_reports_precision_and_recall_at_its_best_f1(tmp_path):
     assert 0.5 <= metrics["det/F1_conf"] <= 0.6
     p, r = by_hand(gt_path, evaluator.results, metrics["det/F1_conf"])
     assert (metrics["det/P"], metrics["det/R"]) == pytest.approx((p, r))
+    # boxes on nothing only: F1 0, and no threshold to keep
+    evaluator.reset()
+    miss = {"boxes": boxes[2:], "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}
+    evaluator.process({"image_ids": torch.tensor([1])}, [miss])
+    metrics = evaluator.evaluate()
+    assert metrics["det/F1"] == 0.0 and np.isnan(metrics["det/F1_conf"])

@@ -82,8 +82,14 @@ def test_without_conf_predictions_keep_the_threshold_training_kept_else_0_25(mod
         assert torch.equal(streamed["det"]["boxes"], kept["boxes"])
         # the head's own threshold, which evaluation scores at, is left as it was
         assert model.heads["det"].score_thresh == 0.05
+        # ... and a head configured to keep less is never predicted under it
+        model.heads["det"].score_thresh = 0.55
+        assert prediction_conf(model) == {"det": 0.55}
+        assert prediction_conf_note(model) == "det 0.55 (the head's score_thresh)"
+        assert float(det(model.predict(image))["scores"].min()) > 0.55
     finally:
         del model.meta["predict_conf"]
+        model.heads["det"].score_thresh = 0.05
 
 
 def test_detection_settings_take_one_threshold_per_head(model):

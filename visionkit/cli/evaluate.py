@@ -269,13 +269,15 @@ def summary_lines(evaluator: Any, name: str) -> list[str]:
         lines.append("")
     best = evaluator.best_f1()
     if best is not None:
-        lines += [
-            f"Best F1 of `{name}` ({evaluator.iou_types[0]}, IoU 0.50, mean over classes): "
-            f"{best['F1']:.3f} at score {best['conf']:.2f} (precision {best['P']:.3f}, recall "
-            f"{best['R']:.3f}); training keeps this score of its validation set in the "
-            "checkpoint as the default --conf of visionkit predict",
-            "",
-        ]
+        heading = f"Best F1 of `{name}` ({evaluator.iou_types[0]}, IoU 0.50, mean over classes): "
+        if best["F1"] > 0:
+            line = (
+                f"{best['F1']:.3f} at score {best['conf']:.2f} (precision {best['P']:.3f}, "
+                f"recall {best['R']:.3f})"
+            )
+        else:
+            line = "0: no detection matched a true object"
+        lines += [heading + line, ""]
     return lines
 
 

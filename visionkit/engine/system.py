@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import MeanMetric
 
@@ -295,7 +296,7 @@ class VisionSystem(L.LightningModule):
             metrics.update(evaluator.evaluate())
             if quiet:
                 evaluator.noted = False
-        if not self.trainer.sanity_checking:
+        if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
             self._keep_predict_conf(metrics)
         main = self.headline_metrics()
         headline = [metrics[k] for k in main if metrics.get(k) == metrics.get(k)]
@@ -321,17 +322,20 @@ class VisionSystem(L.LightningModule):
                 )
 
     def _keep_predict_conf(self, metrics: Mapping[str, float]) -> None:
-        """Keep each box head's best-F1 score threshold of this validation (on its first
-        validation set) with the model, ``meta["predict_conf"]``: the default ``conf`` of its
-        predictions (:func:`visionkit.inference.options.prediction_conf`); never under the
-        head's ``score_thresh``, below which the validation saw no detection. A head whose
-        boxes found nothing (F1 0) keeps none: 0.25 is its default then."""
+        """Keep each box head's best-F1 score threshold of this validation of training (on
+        the head's first validation set) with the model, ``meta["predict_conf"]``: the default
+        ``conf`` of its predictions (:func:`visionkit.inference.options.prediction_conf`). A
+        head whose boxes found nothing there (F1 0) keeps none: 0.25 is its default then.
+        Evaluations (``visionkit eval``, :func:`~visionkit.engine.runner.evaluate`) leave the
+        model's as they are."""
         kept: dict[str, float] = {}
+        firsts: dict[str, str] = {}  # head -> its first set's evaluator key
         for head, key in (pair for per_set in self.evaluators_of_set for pair in per_set):
+            firsts.setdefault(head, key)
+        for head, key in firsts.items():
             prefix = key.replace("@", "/")
-            if head not in kept and metrics.get(f"{prefix}/F1", 0.0) > 0:
-                floor = float(getattr(self.model.heads[head], "score_thresh", 0.0))
-                kept[head] = max(metrics[f"{prefix}/F1_conf"], floor)
+            if metrics.get(f"{prefix}/F1", 0.0) > 0:
+                kept[head] = metrics[f"{prefix}/F1_conf"]
         if kept:
             self.model.meta["predict_conf"] = kept
         else:
@@ -392,3 +396,9 @@ class VisionSystem(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.skipped_batches = int(checkpoint.get("visionkit_skipped_batches", 0))
+        # the weights' own prediction thresholds (a resumed run's, best.ckpt's validated again)
+        kept = (checkpoint.get("visionkit") or {}).get("predict_conf")
+        if kept:
+            self.model.meta["predict_conf"] = dict(kept)
+        else:
+            self.model.meta.pop("predict_conf", None)

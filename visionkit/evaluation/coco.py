@@ -371,7 +371,7 @@ class CocoEvaluator(nn.Module):
         curve = self.details.get(self.iou_types[0], {}).get("f1")
         if curve is None:
             return None
-        return best_conf(curve["P"], curve["R"], curve["F1"], curve["conf"])
+        return best_conf(curve["P"], curve["R"], curve["F1"], curve["conf"], curve["lowest"])
 
     @property
     def left_out(self) -> int:

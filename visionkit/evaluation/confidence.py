@@ -24,6 +24,7 @@ of predictions (:func:`~visionkit.inference.options.prediction_conf`).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,8 @@ def f1_curve(ev: Any, conf: np.ndarray = CONF_GRID) -> dict[str, np.ndarray] | N
     ``conf``, at COCOeval's IoU (OKS) threshold 0.50, area "all" and its largest number of
     detections per image; ``None`` when no class has ground truth (or nothing was evaluated).
     Also each of those classes' F1 (``"F1_per_class"`` ``[K, len(conf)]``, of the category ids
-    ``"cat_ids"``).
+    ``"cat_ids"``) and the lowest score of their detections (``"lowest"``; 1 without any):
+    under it the curve is flat for want of detections, not of errors.
 
     ``ev``: a ``pycocotools.cocoeval.COCOeval`` after ``evaluate()`` (boxes, masks or
     keypoints alike: its per-image matches, ``evalImgs``)."""
@@ -50,7 +52,7 @@ def f1_curve(ev: Any, conf: np.ndarray = CONF_GRID) -> dict[str, np.ndarray] | N
     max_det = params.maxDets[-1]
     cats = params.catIds if params.useCats else [-1]
     images, areas = len(params.imgIds), len(params.areaRng)
-    curves, with_truth = [], []
+    curves, with_truth, lowest = [], [], 1.0
     for k in range(len(cats)):
         start = k * areas * images  # evalImgs is ordered [category][area][image]; area 0: all
         entries = [e for e in ev.evalImgs[start : start + images] if e is not None]
@@ -61,6 +63,7 @@ def f1_curve(ev: Any, conf: np.ndarray = CONF_GRID) -> dict[str, np.ndarray] | N
         matched = np.concatenate([e["dtMatches"][t, :max_det] for e in entries] or [[]]) > 0
         ignored = np.concatenate([e["dtIgnore"][t, :max_det] for e in entries] or [[]]) > 0
         scores, matched = scores[~ignored], matched[~ignored]
+        lowest = min(lowest, float(scores.min())) if len(scores) else lowest
         order = np.argsort(-scores, kind="stable")
         scores, hits = scores[order], np.cumsum(matched[order])
         # detections scoring at least c: the first n of the sorted scores
@@ -82,20 +85,31 @@ def f1_curve(ev: Any, conf: np.ndarray = CONF_GRID) -> dict[str, np.ndarray] | N
         "F1": per_class_f1.mean(axis=0),
         "F1_per_class": per_class_f1,
         "cat_ids": with_truth,
+        "lowest": lowest,
     }
 
 
 def best_conf(
-    precision: np.ndarray, recall: np.ndarray, f1: np.ndarray, conf: np.ndarray = CONF_GRID
+    precision: np.ndarray,
+    recall: np.ndarray,
+    f1: np.ndarray,
+    conf: np.ndarray = CONF_GRID,
+    lowest: float = 0.0,
 ) -> dict[str, float]:
     """The threshold of the best F1 on ``f1`` smoothed over ±:data:`SMOOTH_STEPS` grid steps
     (edges repeated), and the unsmoothed precision, recall and F1 there (rounded to 4 places,
     the threshold to the grid's 2). Where the best value holds over a run of thresholds (a
     model whose hits all score above its false positives), the run's middle: the threshold
-    farthest from both."""
+    farthest from both. Thresholds under ``lowest`` (the lowest score evaluated, rounded down
+    to the grid) are not chosen: nothing was scored there. No F1 above 0 (no box matched):
+    ``conf`` is ``nan``, the rest 0."""
+    if not np.any(f1 > 0):
+        return {"conf": math.nan, "P": 0.0, "R": 0.0, "F1": 0.0}
     padded = np.concatenate([np.repeat(f1[:1], SMOOTH_STEPS), f1, np.repeat(f1[-1:], SMOOTH_STEPS)])
     window = np.ones(2 * SMOOTH_STEPS + 1) / (2 * SMOOTH_STEPS + 1)
     smooth = np.convolve(padded, window, mode="valid")
+    below = conf < max(float(conf[0]), math.floor(lowest * 100 + 1e-9) / 100 - 1e-9)
+    smooth[below] = -np.inf
     first = int(np.argmax(smooth))
     last = first
     while last + 1 < len(smooth) and smooth[last + 1] >= smooth[first] - 1e-12:

@@ -222,10 +222,12 @@ def plot_f1_curve(curve: dict[str, Any], names: Sequence[str], path: Path) -> No
             ax.plot(curve["conf"], f1, linewidth=1, color="grey")
         else:
             ax.plot(curve["conf"], f1, linewidth=1, label=name)
-    best = best_conf(curve["P"], curve["R"], curve["F1"], curve["conf"])
-    label = f"all classes {best['F1']:.2f} at {best['conf']:.2f}"
+    best = best_conf(curve["P"], curve["R"], curve["F1"], curve["conf"], curve["lowest"])
+    found = best["F1"] > 0
+    label = f"all classes {best['F1']:.2f}" + (f" at {best['conf']:.2f}" if found else "")
     ax.plot(curve["conf"], curve["F1"], linewidth=3, color="blue", label=label)
-    ax.axvline(best["conf"], color="blue", linewidth=1, linestyle=":")
+    if found:
+        ax.axvline(best["conf"], color="blue", linewidth=1, linestyle=":")
     ax.set_xlabel("Confidence")
     ax.set_ylabel("F1")
     ax.set_xlim(0, 1)

@@ -44,7 +44,8 @@ class OnnxPredictor:
         output_names: the graph's outputs, ``<head>.<key>``.
         model: the model rebuilt from the metadata's config on the ``meta`` device — no
             weights; its heads' ``postprocess`` decodes the outputs, so their settings
-            (``score_thresh``, ``detections_per_img``, ``mask_thresh``) can be changed here.
+            (``nms_thresh``, ``detections_per_img``, ``mask_thresh``; ``score_thresh``, the
+            floor of :meth:`predict`'s default ``conf``) can be changed here.
         preprocess: the evaluation pipeline (transforms of the metadata, then normalisation
             with its mean/std).
     """

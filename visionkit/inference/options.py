@@ -57,23 +57,35 @@ def box_heads(model: VisionModel) -> dict[str, Any]:
 
 def prediction_conf(model: VisionModel) -> dict[str, float]:
     """The default ``conf`` of each box head's predictions: the score threshold of its best F1
-    at its checkpoint's last validation (``model.meta["predict_conf"]``, written by training:
-    :mod:`visionkit.evaluation.confidence`), else :data:`~visionkit.choices.
-    DEFAULT_PREDICT_CONF` (0.25, Ultralytics' default). Evaluation keeps the heads' own,
-    lower ``score_thresh`` (0.05), which COCO mAP needs."""
-    kept = (getattr(model, "meta", None) or {}).get("predict_conf") or {}
-    return {name: float(kept.get(name, DEFAULT_PREDICT_CONF)) for name in box_heads(model)}
+    at the last validation of its training (``model.meta["predict_conf"]``, which training
+    keeps: :mod:`visionkit.evaluation.confidence`), else :data:`~visionkit.choices.
+    DEFAULT_PREDICT_CONF` (0.25, Ultralytics' default); never under the head's own
+    ``score_thresh`` (0.05 unless configured), which is what evaluation keeps for COCO mAP."""
+    return {name: value for name, (value, _) in _prediction_confs(model).items()}
 
 
 def prediction_conf_note(model: VisionModel) -> str:
-    """What :func:`prediction_conf` chose, per box head: ``det 0.43 (its best F1 on the
-    validation set)`` or ``det 0.25 (no validation kept: the default)``."""
-    kept = (getattr(model, "meta", None) or {}).get("predict_conf") or {}
+    """What :func:`prediction_conf` chose and why, per box head: ``det 0.43 (its best F1 on
+    the validation set)``, ``det 0.25 (the default: no F1 kept)`` or ``det 0.5 (the head's
+    score_thresh)``."""
     return ", ".join(
-        f"{name} {value:g} "
-        + ("(its best F1 on the validation set)" if name in kept else "(the default: no F1 kept)")
-        for name, value in prediction_conf(model).items()
+        f"{name} {value:g} ({why})" for name, (value, why) in _prediction_confs(model).items()
     )
+
+
+def _prediction_confs(model: VisionModel) -> dict[str, tuple[float, str]]:
+    kept = (getattr(model, "meta", None) or {}).get("predict_conf") or {}
+    chosen = {}
+    for name, head in box_heads(model).items():
+        value, why = (
+            (float(kept[name]), "its best F1 on the validation set")
+            if name in kept
+            else (DEFAULT_PREDICT_CONF, "the default: no F1 kept")
+        )
+        if float(head.score_thresh) > value:
+            value, why = float(head.score_thresh), "the head's score_thresh"
+        chosen[name] = (value, why)
+    return chosen
 
 
 def check_thresholds(
