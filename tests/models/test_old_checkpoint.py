@@ -36,7 +36,9 @@ def test_loads_and_predicts_as_it_did():
     expected = json.loads((FIXTURES / "checkpoint_v0_1_0_expected.json").read_text())
     model = visionkit.load(CHECKPOINT)
     assert model.heads["det"].focal_alpha == 0.25 and model.heads["det"].focal_gamma == 2.0
-    prediction = model.predict([seeded_image()])[0]
+    # 0.1.0 predicted at the head's score_thresh (0.05); it keeps no threshold of its own
+    assert "predict_conf" not in model.meta
+    prediction = model.predict([seeded_image()], conf=0.05)[0]
 
     scores = prediction["cls"]["scores"]
     np.testing.assert_allclose(scores.numpy(), expected["cls_scores"], rtol=0, atol=1e-5)
