@@ -359,9 +359,10 @@ def test_no_mask_predictions_gives_zeros(tmp_path):
         i: mask_prediction(np.zeros((0, h, w), bool), [], []) for i, (h, w) in SIZES.items()
     }
     metrics = run_evaluator(CocoEvaluator("inst", gt_path, [1, 2], ("bbox", "segm")), predictions)
-    assert len(metrics) == 24
+    assert len(metrics) == 24 + 4  # and P, R, F1 0, no F1 threshold
     assert metrics["inst/mask_mAP"] == 0.0 and metrics["inst/mask_AR100"] == 0.0
-    assert metrics["inst/mAP"] == 0.0
+    assert metrics["inst/mAP"] == 0.0 and metrics["inst/F1"] == 0.0
+    assert math.isnan(metrics["inst/F1_conf"])
 
 
 def test_mask_predictions_must_have_masks_of_the_image_size(tmp_path):

@@ -166,6 +166,11 @@ def test_crowds_and_classes_without_objects_count_nowhere(tmp_path):
     below = curve["conf"] <= 0.9  # above, nothing is kept
     assert set(curve["P"].tolist()) == {1.0} and set(curve["R"][below].tolist()) == {1.0}
     assert f1_curve(evaluated(write_gt(tmp_path, [[]]), [det(1, 1, [0, 0, 9, 9], 0.5)])) is None
+    # a class with objects but no detection at all has precision 0, as Ultralytics' P
+    gt_path = write_gt(tmp_path, [[(1, [0, 0, 20, 20]), (2, [50, 50, 20, 20])]])
+    curve = f1_curve(evaluated(gt_path, [det(1, 1, [0, 0, 20, 20], 0.9)]))
+    assert curve["P"][below].tolist() == [0.5] * int(below.sum())  # (1 + 0) / 2
+    assert curve["R"][below].tolist() == [0.5] * int(below.sum())
 
 
 def test_best_conf_is_the_peak_of_the_smoothed_mean_curve():
@@ -180,9 +185,9 @@ def test_best_conf_is_the_peak_of_the_smoothed_mean_curve():
     assert best_conf(separated, separated, separated)["conf"] == 0.38  # 0.01-0.75 smoothed
     flat = np.full(len(CONF_GRID), 0.5)
     assert best_conf(flat, flat, flat)["conf"] == 0.5
-    # under the lowest score evaluated the curve is flat for want of detections: not chosen
-    # (an evaluation at conf 0.5 whose hits all score above 0.7)
-    assert best_conf(separated, separated, separated, lowest=0.5031)["conf"] == 0.62
+    # under the score the detections were kept at the curve is flat for want of detections:
+    # not chosen (an evaluation at conf 0.5 of a model whose hits all score above 0.8)
+    assert best_conf(separated, separated, separated, floor=0.5)["conf"] == 0.62
     # nothing matched: no threshold
     zero = np.zeros(len(CONF_GRID))
     found = best_conf(zero, zero, zero)
@@ -209,3 +214,30 @@ def test_the_evaluator_reports_precision_and_recall_at_its_best_f1(tmp_path):
     evaluator.process({"image_ids": torch.tensor([1])}, [miss])
     metrics = evaluator.evaluate()
     assert metrics["det/F1"] == 0.0 and np.isnan(metrics["det/F1_conf"])
+    # no detection at all: the same keys (a monitor or a curve of det/F1 finds them)
+    evaluator.reset()
+    nothing = {"boxes": boxes[:0], "scores": torch.zeros(0), "labels": torch.zeros(0).long()}
+    evaluator.process({"image_ids": torch.tensor([1])}, [nothing])
+    metrics = evaluator.evaluate()
+    assert (metrics["det/P"], metrics["det/R"], metrics["det/F1"]) == (0.0, 0.0, 0.0)
+    assert np.isnan(metrics["det/F1_conf"])
+
+
+def test_no_threshold_is_chosen_under_the_score_the_detections_were_kept_at(tmp_path):
+    """A model whose boxes all hit and score 0.7-0.95: every threshold up to 0.7 keeps them
+    all. Scored at 0.05, the middle of that run is chosen; scored at --conf 0.6, the middle of
+    0.6-0.7 (nothing under 0.6 was seen)."""
+    gt_path = write_gt(tmp_path, [[(1, [0, 0, 20, 20]), (2, [50, 50, 30, 30])]] * 4)
+    boxes = torch.tensor([[0, 0, 20, 20], [50, 50, 80, 80]], dtype=torch.float32)
+    chosen = []
+    for floor in (0.05, 0.6):
+        evaluator = CocoEvaluator("det", gt_path, [1, 2])
+        evaluator.score_floor = floor
+        for image_id in range(1, 5):
+            scores = torch.tensor([0.95, 0.7 + 0.01 * image_id])
+            prediction = {"boxes": boxes, "scores": scores, "labels": torch.tensor([0, 1])}
+            evaluator.process({"image_ids": torch.tensor([image_id])}, [prediction])
+        metrics = evaluator.evaluate()
+        assert metrics["det/F1"] == 1.0
+        chosen.append(metrics["det/F1_conf"])
+    assert chosen[0] < 0.5 and 0.6 <= chosen[1] < 0.7

@@ -240,9 +240,12 @@ def _minutes(seconds: float) -> str:
 
 #: Metrics left out of the curves (they stay in metrics.csv), matched on the last part of a
 #: name (``det/AR100``, ``det/<val set>/AR100``): the recall and per-size breakdowns of the COCO
-#: summary, per-class IoUs, and the true-accept rates and threshold of an embedding head's
-#: verification (``id_`` for the identities of detections).
-CURVE_BREAKDOWNS = re.compile(r"(^|_)AR|_(small|medium|large)$|^IoU_|(^|_)tar@|(^|_)threshold$")
+#: summary, per-class IoUs, the true-accept rates and threshold of an embedding head's
+#: verification (``id_`` for the identities of detections), and a box head's best-F1 score
+#: threshold (``F1_conf``, a score, not a quality).
+CURVE_BREAKDOWNS = re.compile(
+    r"(^|_)AR|_(small|medium|large)$|^IoU_|(^|_)tar@|(^|_)threshold$|^F1_conf$"
+)
 #: Learning-rate and momentum columns of Lightning's ``LearningRateMonitor``.
 MONITOR_RATES = ("lr-", "momentum-")
 

@@ -251,8 +251,12 @@ class VisionSystem(L.LightningModule):
             trainer.check_val_every_n_epoch = None  # ... in any epoch
 
     def on_validation_epoch_start(self) -> None:
-        for evaluator in self.evaluators.values():
+        for key, evaluator in self.evaluators.items():
             evaluator.reset()
+            # the threshold the head keeps detections at now (an evaluation's --conf too)
+            head = self.model.heads[key.split("@")[0]]
+            if hasattr(evaluator, "score_floor") and hasattr(head, "score_thresh"):
+                evaluator.score_floor = float(head.score_thresh)
 
     def validation_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0

@@ -45,7 +45,7 @@ from visionkit.checkpoint import write_atomic
 from visionkit.data.readers.coco_fields import text_crowd_note
 from visionkit.errors import ConfigError, DataError
 from visionkit.evaluation.coco_fills import fill_gt_defaults
-from visionkit.evaluation.confidence import best_conf, f1_curve
+from visionkit.evaluation.confidence import NO_F1, best_conf, f1_curve
 
 logger = logging.getLogger(__name__)
 
@@ -291,6 +291,9 @@ class CocoEvaluator(nn.Module):
     """
 
     main_metric: str | None = None
+    #: the score threshold the evaluated detections were kept at (the head's ``score_thresh``
+    #: in the evaluation, set by the training system): no best-F1 threshold is chosen under it
+    score_floor: float = 0.0
 
     def __init__(
         self,
@@ -366,12 +369,17 @@ class CocoEvaluator(nn.Module):
 
     def best_f1(self) -> dict[str, float] | None:
         """The score threshold of the best F1 of the last evaluation and the precision, recall
-        and F1 there (:func:`~visionkit.evaluation.confidence.best_conf`), of the boxes (the
-        first of ``iou_types``); ``None`` before an evaluation or without detections."""
-        curve = self.details.get(self.iou_types[0], {}).get("f1")
-        if curve is None:
+        and F1 there (:func:`~visionkit.evaluation.confidence.best_conf`, not under
+        :attr:`score_floor`), of the boxes (the first of ``iou_types``); without detections
+        :data:`~visionkit.evaluation.confidence.NO_F1` (threshold ``nan``); ``None`` before an
+        evaluation."""
+        details = self.details.get(self.iou_types[0])
+        if details is None:
             return None
-        return best_conf(curve["P"], curve["R"], curve["F1"], curve["conf"], curve["lowest"])
+        curve = details.get("f1")
+        if curve is None:  # nothing detected (or no object to find)
+            return dict(NO_F1)
+        return best_conf(curve["P"], curve["R"], curve["F1"], curve["conf"], self.score_floor)
 
     @property
     def left_out(self) -> int:

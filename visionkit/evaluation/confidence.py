@@ -33,6 +33,8 @@ import numpy as np
 CONF_GRID = np.round(np.arange(1, 100) / 100, 2)
 #: half width of the smoothing of the mean F1 curve, in grid steps (±0.05)
 SMOOTH_STEPS = 5
+#: what :func:`best_conf` gives when no box matched (or nothing was detected)
+NO_F1 = {"conf": math.nan, "P": 0.0, "R": 0.0, "F1": 0.0}
 
 
 def f1_curve(ev: Any, conf: np.ndarray = CONF_GRID) -> dict[str, np.ndarray] | None:
@@ -40,8 +42,8 @@ def f1_curve(ev: Any, conf: np.ndarray = CONF_GRID) -> dict[str, np.ndarray] | N
     ``conf``, at COCOeval's IoU (OKS) threshold 0.50, area "all" and its largest number of
     detections per image; ``None`` when no class has ground truth (or nothing was evaluated).
     Also each of those classes' F1 (``"F1_per_class"`` ``[K, len(conf)]``, of the category ids
-    ``"cat_ids"``) and the lowest score of their detections (``"lowest"``; 1 without any):
-    under it the curve is flat for want of detections, not of errors.
+    ``"cat_ids"``). A class with no detection at all has precision 0 (as Ultralytics' P); one
+    whose detections all score under a threshold, precision 1 there.
 
     ``ev``: a ``pycocotools.cocoeval.COCOeval`` after ``evaluate()`` (boxes, masks or
     keypoints alike: its per-image matches, ``evalImgs``)."""
@@ -52,7 +54,7 @@ def f1_curve(ev: Any, conf: np.ndarray = CONF_GRID) -> dict[str, np.ndarray] | N
     max_det = params.maxDets[-1]
     cats = params.catIds if params.useCats else [-1]
     images, areas = len(params.imgIds), len(params.areaRng)
-    curves, with_truth, lowest = [], [], 1.0
+    curves, with_truth = [], []
     for k in range(len(cats)):
         start = k * areas * images  # evalImgs is ordered [category][area][image]; area 0: all
         entries = [e for e in ev.evalImgs[start : start + images] if e is not None]
@@ -63,13 +65,12 @@ def f1_curve(ev: Any, conf: np.ndarray = CONF_GRID) -> dict[str, np.ndarray] | N
         matched = np.concatenate([e["dtMatches"][t, :max_det] for e in entries] or [[]]) > 0
         ignored = np.concatenate([e["dtIgnore"][t, :max_det] for e in entries] or [[]]) > 0
         scores, matched = scores[~ignored], matched[~ignored]
-        lowest = min(lowest, float(scores.min())) if len(scores) else lowest
         order = np.argsort(-scores, kind="stable")
         scores, hits = scores[order], np.cumsum(matched[order])
         # detections scoring at least c: the first n of the sorted scores
         n = np.searchsorted(-scores, -conf, side="right")
         tp = np.where(n > 0, hits[np.maximum(n - 1, 0)] if len(hits) else 0, 0)
-        precision = np.where(n > 0, tp / np.maximum(n, 1), 1.0)
+        precision = np.where(n > 0, tp / np.maximum(n, 1), 1.0 if len(scores) else 0.0)
         recall = tp / truths
         curves.append((precision, recall))
         with_truth.append(cats[k])
@@ -85,7 +86,6 @@ def f1_curve(ev: Any, conf: np.ndarray = CONF_GRID) -> dict[str, np.ndarray] | N
         "F1": per_class_f1.mean(axis=0),
         "F1_per_class": per_class_f1,
         "cat_ids": with_truth,
-        "lowest": lowest,
     }
 
 
@@ -94,21 +94,21 @@ def best_conf(
     recall: np.ndarray,
     f1: np.ndarray,
     conf: np.ndarray = CONF_GRID,
-    lowest: float = 0.0,
+    floor: float = 0.0,
 ) -> dict[str, float]:
     """The threshold of the best F1 on ``f1`` smoothed over ±:data:`SMOOTH_STEPS` grid steps
     (edges repeated), and the unsmoothed precision, recall and F1 there (rounded to 4 places,
     the threshold to the grid's 2). Where the best value holds over a run of thresholds (a
     model whose hits all score above its false positives), the run's middle: the threshold
-    farthest from both. Thresholds under ``lowest`` (the lowest score evaluated, rounded down
-    to the grid) are not chosen: nothing was scored there. No F1 above 0 (no box matched):
-    ``conf`` is ``nan``, the rest 0."""
+    farthest from both. Thresholds under ``floor`` (the score threshold the evaluated
+    detections were kept at, rounded down to the grid) are not chosen: nothing was scored
+    there. No F1 above 0 (no box matched): ``conf`` is ``nan``, the rest 0 (:data:`NO_F1`)."""
     if not np.any(f1 > 0):
-        return {"conf": math.nan, "P": 0.0, "R": 0.0, "F1": 0.0}
+        return dict(NO_F1)
     padded = np.concatenate([np.repeat(f1[:1], SMOOTH_STEPS), f1, np.repeat(f1[-1:], SMOOTH_STEPS)])
     window = np.ones(2 * SMOOTH_STEPS + 1) / (2 * SMOOTH_STEPS + 1)
     smooth = np.convolve(padded, window, mode="valid")
-    below = conf < max(float(conf[0]), math.floor(lowest * 100 + 1e-9) / 100 - 1e-9)
+    below = conf < max(float(conf[0]), math.floor(floor * 100 + 1e-9) / 100 - 1e-9)
     smooth[below] = -np.inf
     first = int(np.argmax(smooth))
     last = first

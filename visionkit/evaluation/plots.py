@@ -207,11 +207,13 @@ def plot_pr_curve(
     save_figure(fig, path)
 
 
-def plot_f1_curve(curve: dict[str, Any], names: Sequence[str], path: Path) -> None:
+def plot_f1_curve(
+    curve: dict[str, Any], names: Sequence[str], path: Path, floor: float = 0.0
+) -> None:
     """Ultralytics' ``F1_curve.png``: F1 against the score threshold, one thin line per class
     with ground truth (grey and unlabelled beyond 20 classes; ``names`` per ``curve["cat_ids"]``)
     and the mean in bold blue, labelled ``all classes <F1> at <score>`` (its best on the
-    smoothed curve: :func:`~visionkit.evaluation.confidence.best_conf`)."""
+    smoothed curve, not under ``floor``: :func:`~visionkit.evaluation.confidence.best_conf`)."""
     from visionkit.evaluation.confidence import best_conf
 
     plt = pyplot()
@@ -222,7 +224,7 @@ def plot_f1_curve(curve: dict[str, Any], names: Sequence[str], path: Path) -> No
             ax.plot(curve["conf"], f1, linewidth=1, color="grey")
         else:
             ax.plot(curve["conf"], f1, linewidth=1, label=name)
-    best = best_conf(curve["P"], curve["R"], curve["F1"], curve["conf"], curve["lowest"])
+    best = best_conf(curve["P"], curve["R"], curve["F1"], curve["conf"], floor)
     found = best["F1"] > 0
     label = f"all classes {best['F1']:.2f}" + (f" at {best['conf']:.2f}" if found else "")
     ax.plot(curve["conf"], curve["F1"], linewidth=3, color="blue", label=label)
@@ -362,7 +364,8 @@ def write_eval_plots(
         if details.get("f1") is not None:
             f1 = details["f1"]
             path = folder / f"f1_curve_{name}{suffix}.png"
-            plot_f1_curve(f1, [gt.cats[c].get("name", str(c)) for c in f1["cat_ids"]], path)
+            names = [gt.cats[c].get("name", str(c)) for c in f1["cat_ids"]]
+            plot_f1_curve(f1, names, path, evaluator.score_floor)
             written.append(path)
     confusion = detection_confusion(evaluator, conf)
     if confusion is None:
