@@ -198,12 +198,17 @@ def plot_pr_curve(
         mean = curves[defined].mean(0)
         label = f"all classes {ap50[defined].mean():.3f} mAP@0.5"
         ax.plot(recall, mean, linewidth=3, color="blue", label=label)
-    ax.set_xlabel("Recall")
-    ax.set_ylabel("Precision")
+    finish_curve(fig, ax, ("Recall", "Precision"), "Precision-Recall Curve", path)
+
+
+def finish_curve(fig: Any, ax: Any, labels: tuple[str, str], title: str, path: Path) -> None:
+    """Axis labels (x, y), both axes 0-1, the legend beside the plot, the title; saved."""
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left")
-    ax.set_title("Precision-Recall Curve")
+    ax.set_title(title)
     save_figure(fig, path)
 
 
@@ -230,13 +235,7 @@ def plot_f1_curve(
     ax.plot(curve["conf"], curve["F1"], linewidth=3, color="blue", label=label)
     if found:
         ax.axvline(best["conf"], color="blue", linewidth=1, linestyle=":")
-    ax.set_xlabel("Confidence")
-    ax.set_ylabel("F1")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left")
-    ax.set_title("F1-Confidence Curve (IoU 0.50)")
-    save_figure(fig, path)
+    finish_curve(fig, ax, ("Confidence", "F1"), "F1-Confidence Curve (IoU 0.50)", path)
 
 
 def plot_detection_confusion(
