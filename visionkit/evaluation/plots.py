@@ -353,18 +353,20 @@ def write_eval_plots(
     matrix is of boxes, also for an instance head."""
     gt = evaluator.coco_gt
     written = []
+
+    def names_of(cat_ids: Sequence[int]) -> list[str]:
+        return [gt.cats[c].get("name", str(c)) for c in cat_ids]
+
     for iou_type, details in evaluator.details.items():
-        names = [gt.cats[c].get("name", str(c)) for c in details["cat_ids"]]
         recall, curves, ap50 = pr_curves(details)
         suffix = "" if iou_type == "bbox" else "_mask"
         path = folder / f"pr_curve_{name}{suffix}.png"
-        plot_pr_curve(recall, curves, ap50, names, path)
+        plot_pr_curve(recall, curves, ap50, names_of(details["cat_ids"]), path)
         written.append(path)
-        if details.get("f1") is not None:
-            f1 = details["f1"]
+        f1 = details.get("f1")
+        if f1 is not None:
             path = folder / f"f1_curve_{name}{suffix}.png"
-            names = [gt.cats[c].get("name", str(c)) for c in f1["cat_ids"]]
-            plot_f1_curve(f1, names, path, evaluator.score_floor)
+            plot_f1_curve(f1, names_of(f1["cat_ids"]), path, evaluator.score_floor)
             written.append(path)
     confusion = detection_confusion(evaluator, conf)
     if confusion is None:
