@@ -7,7 +7,9 @@ For each task, visionkit's recipe trains first with its own step budget; each ba
 trains for the wall time visionkit's training steps took (validation excluded on both sides),
 with the same precision and threads, and everything is scored the same way: pycocotools'
 mAP@[.5:.95] on the held-out photos (detection), mean IoU over the classes at the original
-resolution, void ignored (segmentation). The raccoon photos have no split of their own: every
+resolution, void ignored (segmentation). A detector sees the photos resized to a longest side:
+visionkit's that of its recipe's evaluation pipeline (``data.val_image_size``), each baseline's
+the better for it of its training size and that one. The raccoon photos have no split of their own: every
 fifth photo (sorted by name) is held out, through ``ImageSets/Main/{train,val}.txt`` written
 beside links to the published folders (the data itself is never touched).
 """
@@ -115,11 +117,15 @@ def run_detection(
     gt_json = baselines.write_json(
         work / "val.json", voc_to_coco(root, "val", class_names=names).coco
     )
-    longest = int(_recipe_image_size(RECIPES["detection"]))
+    longest, scored_at = _recipe_sizes(RECIPES["detection"], extra)
     rows = [_row("visionkit detect_fcos_r18", ours["det/mAP"], seconds, "mAP", our_steps)]
+    rows[0]["scored_at"] = scored_at
     log(f"detection: torchvision FCOS-R18 for {seconds:.0f} s")
-    tv = baselines.train_torchvision_fcos(train_set, val_set, gt_json, seconds, longest, use_bf16)
+    tv = baselines.train_torchvision_fcos(
+        train_set, val_set, gt_json, seconds, longest, use_bf16, eval_sides=[scored_at]
+    )
     rows.append(_row("torchvision FCOS-R18", tv["mAP"], seconds, "mAP", tv["steps"]))
+    rows[-1]["scored_at"] = tv["eval_side"]
     if baselines.ultralytics_installed():
         log(f"detection: Ultralytics YOLOv8n for {seconds:.0f} s")
         data_yaml = yolo_dataset(root, work, train_set, val_set)
@@ -127,9 +133,11 @@ def run_detection(
             (int(val_set[i]["image_id"]), Path(val_set.path_of(i))) for i in range(len(val_set))
         ]
         yolo = baselines.train_yolov8n(
-            data_yaml, val_images, val_set.category_ids, gt_json, seconds, longest, work
-        )
+            data_yaml, val_images, val_set.category_ids, gt_json, seconds, longest, work,
+            eval_sizes=[scored_at],
+        )  # fmt: skip
         rows.append(_row("Ultralytics YOLOv8n", yolo["mAP"], seconds, "mAP"))
+        rows[-1]["scored_at"] = yolo["eval_side"]
     else:
         log("detection: ultralytics is not installed: no YOLOv8n baseline")
     return {"dataset": "raccoon", "train": len(train_set), "val": len(val_set), "rows": rows}
@@ -148,7 +156,7 @@ def run_segmentation(
     val_set = build_dataset({**spec, "images": "val", "masks": "valannot"}, split="val")
     rows = [_row("visionkit semseg_r18", ours["seg/mIoU"], seconds, "mIoU", our_steps)]
     log(f"segmentation: torchvision DeepLabV3-MobileNetV3 for {seconds:.0f} s")
-    longest = int(_recipe_image_size(RECIPES["segmentation"]))
+    longest, _ = _recipe_sizes(RECIPES["segmentation"], extra)
     tv = baselines.train_torchvision_deeplab(train_set, val_set, seconds, 256, longest, use_bf16)
     rows.append(_row("torchvision DeepLabV3-MobileNetV3", tv["mIoU"], seconds, "mIoU", tv["steps"]))
     return {"dataset": "camvid", "train": len(train_set), "val": len(val_set), "rows": rows}
@@ -197,14 +205,16 @@ def real_table(results: dict[str, Any], task: str) -> str:
         f"{task} on {result['dataset']} ({result['train']} training, {result['val']} held-out "
         f"images), from scratch; target: {result['target']}",
         "",
-        f"| model | {metric} | visionkit ÷ model | training s | steps |",
-        "| --- | --- | --- | --- | --- |",
+        f"| model | {metric} | visionkit ÷ model | training s | steps | scored at (longest side) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         ratio = ours / row["score"] if row["score"] > 0 else float("inf")
         steps = row["steps"] if row["steps"] is not None else "recipe"
+        at = f"{row['scored_at']} px" if row.get("scored_at") else "–"
         lines.append(
-            f"| {row['model']} | {row['score']:.3f} | {ratio:.2f}× | {row['train_s']:.0f} | {steps} |"
+            f"| {row['model']} | {row['score']:.3f} | {ratio:.2f}× | {row['train_s']:.0f} | "
+            f"{steps} | {at} |"
         )
     m = results["machine"]
     lines += [
@@ -225,11 +235,15 @@ def _row(model: str, score: float, train_s: float, metric: str, steps: int | Non
     }
 
 
-def _recipe_image_size(recipe: Path) -> int:
+def _recipe_sizes(recipe: Path, overrides: Sequence[str] = ()) -> tuple[int, int]:
+    """The longest side of the recipe's training and evaluation sizes (``data.image_size``,
+    ``data.val_image_size``), with the run's ``overrides``."""
     from visionkit.config import load_config
+    from visionkit.data.image_size import split_image_size
 
-    size = load_config(recipe, ["data.train.root=.", "data.val.root=."]).data.image_size
-    return size if isinstance(size, int) else max(size)
+    data = load_config(recipe, ["data.train.root=.", "data.val.root=.", *overrides]).data
+    train, val = (split_image_size(data, train) for train in (True, False))
+    return tuple(s if isinstance(s, int) else max(s) for s in (train, val))
 
 
 def _precision() -> str:

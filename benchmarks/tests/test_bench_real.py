@@ -71,6 +71,7 @@ def test_real_runs_every_side_and_writes_both_tables(tmp_path, monkeypatch, caps
         "model.backbone.name=simple_cnn",
         "model.backbone.out_indices=null",
         "data.image_size=64",
+        "data.val_image_size=80",
         "data.batch_size=4",
         "data.num_workers=0",
         "scheduler.warmup_steps=1",
@@ -91,6 +92,10 @@ def test_real_runs_every_side_and_writes_both_tables(tmp_path, monkeypatch, caps
         assert 0.0 <= row["score"] <= 1.0 and row["train_s"] > 0
     assert det["rows"][1]["steps"] >= 1 and seg["rows"][1]["steps"] >= 1
     assert det["rows"][0]["steps"] == 2 and seg["rows"][0]["steps"] == 2  # the recipes' own
+    # each detector scored at its better of the training size and the recipe's evaluation size
+    assert det["rows"][0]["scored_at"] == 80 and det["rows"][1]["scored_at"] in (64, 80)
+    assert "| scored at (longest side) |" in TABLES["real-detection"](again)
+    assert "| 80 px |" in TABLES["real-detection"](again)
     table = real.real_table(results, "segmentation")
     assert "| torchvision DeepLabV3-MobileNetV3 |" in table and "visionkit ÷ model" in table
 

@@ -189,7 +189,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="N|HxW",
         help="first image size of the check, rounded up to a multiple of 32 (the second is 32 "
         "taller and 64 wider; the graph takes any size: its height and width are dynamic); "
-        "default: the config's data.image_size; e.g. --image-size 480x640",
+        "default: the config's data.val_image_size, else data.image_size; e.g. --image-size "
+        "480x640",
     )
     p.add_argument(
         "--exporter",

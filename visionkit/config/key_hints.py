@@ -51,6 +51,8 @@ NAMED_SECTIONS = {
 #: and ``data.image_size[1]: required key is missing`` for ``[32]``).
 UNION_KEYS = {
     ("data", "image_size"): "a positive int or [height, width], e.g. 128 or [96, 128]",
+    ("data", "val_image_size"): "a positive int, [height, width] or null (data.image_size), "
+    "e.g. 224 or [192, 256]",
     ("trainer", "max_time"): "a time with its unit: 'DD:HH:MM:SS' ('00:00:10:00' is ten "
     "minutes) or a mapping of days, hours, minutes, seconds ({minutes: 10})",
     ("data", "cache"): "ram (decoded images kept in memory), true (the same) or false",
@@ -59,7 +61,10 @@ UNION_KEYS = {
 
 #: The items of a union key's list form, for a list of the right length with an item out of
 #: range (``data.image_size: [0, 64]``: its height), said in one line of the whole value.
-UNION_ITEMS = {("data", "image_size"): ("[height, width]", ("height", "width"))}
+UNION_ITEMS = {
+    ("data", key): ("[height, width]", ("height", "width"))
+    for key in ("image_size", "val_image_size")
+}
 
 #: pydantic's names of union members (``list[int]``, ``int``, ``constrained-int`` of a PositiveInt)
 _TYPE_TAG = re.compile(

@@ -76,6 +76,9 @@ DESCRIPTIONS: dict[str, str] = {
     "that of `data.val`'s set of its name)",
     "data.image_size": "side, or `[h, w]`, of the default pipelines (when `transforms.*` is null) "
     "and of every sizing transform that leaves its size out (`{name: Resize}`)",
+    "data.val_image_size": "the same for the evaluation pipeline (validation, `eval`, "
+    "`predict`, export): `null`: `image_size`; larger than the training crops can score "
+    "better (the train-test resolution discrepancy; timm's `test_input_size`)",
     "data.batch_size": "training batch size per device",
     "data.val_batch_size": "validation batch size; `null`: `batch_size`",
     "data.num_workers": "data-loader worker processes",

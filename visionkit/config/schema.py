@@ -22,7 +22,7 @@ from pydantic_core import PydanticCustomError
 
 from visionkit.config.max_time import max_time_seconds
 from visionkit.config.name_case import any_case, canonical
-from visionkit.data.image_size import with_image_size
+from visionkit.data.image_size import split_image_size, with_image_size
 
 # Arguments of heads and necks the model factory supplies itself; a config never sets them.
 INJECTED_ARGS = {"in_channels", "strides", "class_names"}
@@ -152,6 +152,8 @@ class DataConfig(_Section):
     val: dict[str, Any] | None = None
     test: dict[str, Any] | None = None
     image_size: PositiveInt | tuple[PositiveInt, PositiveInt] = 128
+    # the evaluation pipeline's (validation, eval, predict, export); null: image_size
+    val_image_size: PositiveInt | tuple[PositiveInt, PositiveInt] | None = None
     batch_size: int = Field(32, gt=0)
     val_batch_size: int | None = Field(None, gt=0)
     num_workers: int = Field(2, ge=0)
@@ -175,18 +177,17 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _sizes_from_image_size(self) -> DataConfig:
-        """A sizing transform without its size (``{name: Resize}``) takes ``image_size``."""
+        """A sizing transform without its size (``{name: Resize}``) takes ``image_size``
+        (an evaluation pipeline's: ``val_image_size`` where it is set)."""
 
         for split in ("train", "val"):
             steps = getattr(self.transforms, split)
+            size = split_image_size(self, train=split == "train")
             if steps:
                 setattr(
                     self.transforms,
                     split,
-                    [
-                        with_image_size(s, self.image_size) if isinstance(s, Mapping) else s
-                        for s in steps
-                    ],
+                    [with_image_size(s, size) if isinstance(s, Mapping) else s for s in steps],
                 )
         return self
 

@@ -39,7 +39,7 @@ from visionkit.config.schema import (
     SyntheticConfig,
 )
 from visionkit.data.identity_mixing import IDENTITY_STEPS
-from visionkit.data.image_size import with_image_size
+from visionkit.data.image_size import split_image_size, with_image_size
 from visionkit.data.mixing import MULTI_IMAGE, multi_image_problems
 from visionkit.data.transforms import EVAL_GEOMETRY_ALLOWED, build_transform, eval_geometry_problem
 from visionkit.errors import ConfigError
@@ -149,9 +149,7 @@ def validate_config(
             spec = _test_from_val(spec, raw_data.get("val"))
         if spec is not None:
             splits[split] = _validate_datasets(spec, f"data.{split}", problems, raw_data)
-    problems += _transform_problems(
-        raw_data.get("transforms"), raw_data.get("image_size"), _spatial_heads(heads)
-    )
+    problems += _transform_problems(raw_data, _spatial_heads(heads))
     problems += _identity_step_problems(raw_data.get("transforms"), heads)
     if problems or cfg is None:  # a head or dataset not a mapping: said by the schema too
         raise ConfigError(first_per_key(problems, only="expected a mapping"), source)
@@ -281,12 +279,11 @@ def _identity_step_problems(transforms: Any, heads: Mapping[str, Mapping[str, An
     ]
 
 
-def _transform_problems(
-    transforms: Any, image_size: Any = None, spatial_heads: Sequence[str] = ()
-) -> list[str]:
-    """Build every albumentations transform of ``data.transforms`` once, so that a wrong name
-    or parameter is reported with the rest of the config, before any data is touched (sizes
-    left out are filled from ``image_size`` first, as :class:`DataConfig` does).
+def _transform_problems(data: Mapping[str, Any], spatial_heads: Sequence[str] = ()) -> list[str]:
+    """Build every albumentations transform of ``data.transforms`` (``data``: the raw
+    ``data`` section) once, so that a wrong name or parameter is reported with the rest of the
+    config, before any data is touched (sizes left out are filled from ``data.image_size`` /
+    ``data.val_image_size`` first, as :class:`DataConfig` does).
 
     With ``spatial_heads``, each step of the evaluation pipeline (``val``: validation,
     ``eval``, ``predict``, export) must also keep the geometry that the heads' postprocess
@@ -294,13 +291,14 @@ def _transform_problems(
     Training pipelines are free.
     """
 
-    if image_size is None:
-        image_size = DataConfig.model_fields["image_size"].default
-    elif not _is_size(image_size):
-        image_size = 1  # the schema reports the bad size; no follow-up errors about the steps
-
+    transforms = data.get("transforms")
     problems = []
     for split in ("train", "val"):
+        image_size = split_image_size(data, train=split == "train")
+        if image_size is None:
+            image_size = DataConfig.model_fields["image_size"].default
+        elif not _is_size(image_size):
+            image_size = 1  # the schema reports the bad size; no follow-up errors about steps
         steps = transforms.get(split) if isinstance(transforms, Mapping) else None
         # multi-image steps: training only, Mosaic first, MixUp / CopyPaste last
         problems += multi_image_problems(steps, f"data.transforms.{split}", split == "train")

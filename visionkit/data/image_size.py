@@ -32,11 +32,26 @@ def pipeline_steps(data: Any, train: bool) -> list[dict[str, Any]]:
     """
     if isinstance(data, Mapping):
         steps = (data.get("transforms") or {}).get("train" if train else "val")
-        image_size = data.get("image_size")
     else:
         steps = getattr(data.transforms, "train" if train else "val")
-        image_size = data.image_size
-    return [dict(s) for s in steps] if steps else default_transforms(image_size, train=train)
+    size = split_image_size(data, train)
+    return [dict(s) for s in steps] if steps else default_transforms(size, train=train)
+
+
+def split_image_size(data: Any, train: bool) -> int | Sequence[int]:
+    """The size the training (``train=True``) or evaluation pipeline's sizing steps take
+    where they leave theirs out: ``data.image_size``, and for evaluation (validation,
+    ``eval``, ``predict``, export) ``data.val_image_size`` where it is set. ``data``: the
+    ``data`` section, validated or as the plain dict a checkpoint carries.
+
+    >>> split_image_size({"image_size": 192, "val_image_size": 224}, train=False)
+    224
+    >>> split_image_size({"image_size": 192}, train=False)
+    192
+    """
+    get = data.get if isinstance(data, Mapping) else lambda key: getattr(data, key, None)
+    val_size = None if train else get("val_image_size")
+    return val_size if val_size is not None else get("image_size")
 
 
 def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) -> dict[str, Any]:
@@ -111,11 +126,12 @@ def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) ->
 SIZE_KEYS = ("height", "width", "size", "max_size", "max_size_hw", "min_height", "min_width")
 
 
-def unused_image_size_note(data: Any) -> str | None:
-    """A warning for a ``data`` section whose ``image_size`` reaches no step of its
-    pipelines (compositions' steps included) and is none of the sizes they give (a recipe
-    with its own sizes, given ``data.image_size=96``: it would train at the recipe's size);
-    ``None`` when it is used. Training asks only where ``image_size`` was set.
+def unused_image_size_note(data: Any, key: str = "image_size") -> str | None:
+    """A warning for a ``data`` section whose ``image_size`` (``key="val_image_size"``: the
+    evaluation pipeline's size) reaches no step of the pipelines it sizes (compositions'
+    steps included) and is none of the sizes they give (a recipe with its own sizes, given
+    ``data.image_size=96``: it would train at the recipe's size); ``None`` when it is used or
+    not set. Training asks only where the size was set.
 
     >>> data = {"image_size": 96, "transforms": {
     ...     "train": [{"name": "RandomResizedCrop", "size": [224, 224]}],
@@ -128,10 +144,16 @@ def unused_image_size_note(data: Any) -> str | None:
     >>> unused_image_size_note(data) is None
     True
     """
-    image_size = data.get("image_size") if isinstance(data, Mapping) else data.image_size
+    get = data.get if isinstance(data, Mapping) else lambda name: getattr(data, name, None)
+    image_size = get(key)
+    if image_size is None:
+        return None
     sizes = {int(image_size)} if isinstance(image_size, int) else set(map(int, image_size))
+    splits = [("val", False)] if key == "val_image_size" else [("train", True)]
+    if key == "image_size" and get("val_image_size") is None:
+        splits.append(("val", False))
     given, follows = [], False
-    for split, train in (("train", True), ("val", False)):
+    for split, train in splits:
         for where, step in _sizing_steps(pipeline_steps(data, train), f"data.transforms.{split}"):
             follows |= with_image_size(step, image_size) != step
             own = {k: step[k] for k in SIZE_KEYS if step.get(k) is not None}
@@ -142,10 +164,49 @@ def unused_image_size_note(data: Any) -> str | None:
     if follows or not given or sizes & numbers:
         return None
     return (
-        f"data.image_size={image_size} reaches no transform: each gives its own size "
+        f"data.{key}={_text(image_size)} reaches no transform: each gives its own size "
         f"({'; '.join(where for where, _ in given)}); leave a size out to follow "
-        "data.image_size, or change it"
+        f"data.{key}, or change it"
     )
+
+
+def smaller_eval_size_note(data: Any) -> str | None:
+    """A warning for a ``data.val_image_size`` smaller than ``data.image_size`` on either
+    side (a recipe's 224 kept while ``data.image_size=320`` raised the training size):
+    validation, ``eval`` and ``predict`` would see smaller images than training did.
+
+    >>> print(smaller_eval_size_note({"image_size": 320, "val_image_size": 224}))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    data.val_image_size=224 is smaller than data.image_size=320: validation, eval and predict
+    would see smaller images than training; raise it with data.image_size (e.g.
+    data.val_image_size=373, 7/6 of it as in the detection recipe) or set it to null to follow
+    data.image_size
+    >>> smaller_eval_size_note({"image_size": 192, "val_image_size": 224}) is None
+    True
+    """
+    get = data.get if isinstance(data, Mapping) else lambda name: getattr(data, name, None)
+    train, val = get("image_size"), get("val_image_size")
+    if val is None or train is None:
+        return None
+    (th, tw), (vh, vw) = (_pair(train), _pair(val))
+    if vh >= th and vw >= tw:
+        return None
+    larger = train * 7 // 6 if isinstance(train, int) else [th * 7 // 6, tw * 7 // 6]
+    return (
+        f"data.val_image_size={_text(val)} is smaller than data.image_size={_text(train)}: "
+        "validation, eval and predict would see smaller images than training; raise it with "
+        f"data.image_size (e.g. data.val_image_size={_text(larger)}, 7/6 of it as in the "
+        "detection recipe) or set it to null to follow data.image_size"
+    )
+
+
+def _pair(size: Any) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _text(size: Any) -> str:
+    """A size as an override writes it: ``224`` or ``[192, 256]``."""
+    return str(size) if isinstance(size, int) else f"[{int(size[0])}, {int(size[1])}]"
 
 
 def _sizing_steps(steps: list[Any], where: str) -> list[tuple[str, dict[str, Any]]]:

@@ -42,7 +42,7 @@ def check_eval_arguments(split: Any, tta: Any, weights: Any = None, model: Any =
 
 def check_eval_overrides(overrides: Sequence[str]) -> None:
     """Refuse overrides ``evaluate`` does not take: other sections than ``data.`` and
-    ``trainer.`` (but a keypoint head's ``kpt_oks_sigmas``), and ``data.image_size``."""
+    ``trainer.`` (but a keypoint head's ``kpt_oks_sigmas``), and the data's image sizes."""
     bad = [
         f"{o!r}: eval accepts data.*, trainer.* and model.heads.<keypoint head>.kpt_oks_sigmas "
         "overrides only"
@@ -51,10 +51,10 @@ def check_eval_overrides(overrides: Sequence[str]) -> None:
     ]
     bad += [
         f"{o!r}: the evaluation size is given by --imgsz N (or --imgsz H,W), which resizes "
-        "every sizing step of the evaluation pipeline; data.image_size does not reach the "
+        f"every sizing step of the evaluation pipeline; {key} does not reach the "
         "sizes a checkpoint's config has written into data.transforms.val"
         for o, key in zip(overrides, override_keys(overrides), strict=True)
-        if key == "data.image_size"
+        if key in ("data.image_size", "data.val_image_size")
     ]
     if bad:
         raise ConfigError(bad)

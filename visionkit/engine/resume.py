@@ -25,7 +25,7 @@ import torch
 from visionkit.checkpoint import load_checkpoint, resumable
 from visionkit.config import load_config, override_keys
 from visionkit.config.max_time import max_time_seconds
-from visionkit.data.image_size import unused_image_size_note
+from visionkit.data.image_size import smaller_eval_size_note, unused_image_size_note
 from visionkit.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -358,22 +358,25 @@ def budget_spent(checkpoint: str | os.PathLike, trainer: Any) -> tuple[str, str]
 
 
 def image_size_note(data: Any, checkpoint: Path | None, overrides: Any = ()) -> str | None:
-    """The warning of a ``data.image_size`` set in the config that reaches no step
-    (:func:`~visionkit.data.image_size.unused_image_size_note`). A run resumed from
-    ``checkpoint`` has its own (a saved config names every key): an error where ``overrides``
-    give another (its run folder's config.yaml has the size written into its steps, so the
-    new one would be recorded and not used), else nothing to say."""
-    note = unused_image_size_note(data) if "image_size" in data.model_fields_set else None
-    given = "data.image_size" in override_keys(overrides)
-    if checkpoint is not None and not given:
-        return None
-    if checkpoint is not None and note:
+    """The warning of a ``data.image_size`` or ``data.val_image_size`` set in the config that
+    reaches no step (:func:`~visionkit.data.image_size.unused_image_size_note`), and for a new
+    run that of an evaluation size under the training one (``smaller_eval_size_note``). A run
+    resumed from ``checkpoint`` has its own (a saved config names every key): an error where
+    ``overrides`` give another (its run folder's config.yaml has the size written into its
+    steps, so the new one would be recorded and not used), else nothing to say."""
+    keys = [k for k in ("image_size", "val_image_size") if k in data.model_fields_set]
+    if checkpoint is not None:
+        keys = [k for k in keys if f"data.{k}" in override_keys(overrides)]
+    notes = [n for n in (unused_image_size_note(data, key) for key in keys) if n]
+    if checkpoint is not None and notes:
         raise ConfigError(
-            f"--resume {checkpoint}: {note}: the run's config.yaml wrote data.image_size into "
-            "the steps' sizes, and a resumed run continues at them; resume without it, or start "
-            f"a new run at another size from these weights with model.init_from={checkpoint}"
+            f"--resume {checkpoint}: {'; '.join(notes)}: the run's config.yaml wrote the size "
+            "into the steps' sizes, and a resumed run continues at them; resume without it, or "
+            f"start a new run at another size from these weights with model.init_from={checkpoint}"
         )
-    return note
+    if checkpoint is None:
+        notes.append(smaller_eval_size_note(data))
+    return "; ".join(n for n in notes if n) or None
 
 
 #: Config entries a resumed run may change without effect on what the checkpoint restores.

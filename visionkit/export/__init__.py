@@ -149,9 +149,9 @@ def export(
             differs leaves a previous ``output`` as it was. It may not be the checkpoint,
             nor an existing file other than an export of ``format`` (a ``last.ckpt``, a state
             dict ``model.pth``, a ``.yaml``: refused, the file kept).
-        image_size: first image size of the check (default: the config's
-            ``data.image_size``), rounded up to a multiple of :data:`SIZE_DIVISOR`; the second
-            is one divisor taller and two wider.
+        image_size: first image size of the check (default: the config's evaluation size,
+            ``data.val_image_size`` or ``data.image_size``), rounded up to a multiple of
+            :data:`SIZE_DIVISOR`; the second is one divisor taller and two wider.
         opset: ONNX opset version, from 7 to the newest the installed onnx knows; below 18,
             ``exporter="auto"`` uses the TorchScript-based exporter (the dynamo exporter writes
             18 and above), and a file of another opset than asked is an ``ExportError``.

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from visionkit.build.model import load
+from visionkit.data.image_size import split_image_size
 from visionkit.errors import ExportError
 from visionkit.models.model import VisionModel
 
@@ -143,8 +144,10 @@ def round_up(size: int | Sequence[int], divisor: int = SIZE_DIVISOR) -> tuple[in
 
 
 def config_image_size(meta: Mapping[str, Any]) -> tuple[int, int]:
-    """``data.image_size`` of the config in ``meta`` as ``(H, W)`` (default 128)."""
-    return _pair(meta["config"].get("data", {}).get("image_size", DEFAULT_IMAGE_SIZE))
+    """The evaluation size of the config in ``meta`` as ``(H, W)``: ``data.val_image_size``,
+    else ``data.image_size`` (default 128)."""
+    data = {"image_size": DEFAULT_IMAGE_SIZE, **meta["config"].get("data", {})}
+    return _pair(split_image_size(data, train=False))
 
 
 def check_sizes(image_size: int | Sequence[int]) -> list[tuple[int, int]]:
@@ -157,7 +160,7 @@ def check_sizes(image_size: int | Sequence[int]) -> list[tuple[int, int]]:
 def check_sizes_of(
     model: VisionModel, image_size: int | Sequence[int] | None
 ) -> list[tuple[int, int]]:
-    """:func:`check_sizes` of ``image_size``, by default the config's ``data.image_size``."""
+    """:func:`check_sizes` of ``image_size``, by default the config's evaluation size."""
     config = model.meta.get("config", {})
     return check_sizes(image_size or config.get("data", {}).get("image_size", DEFAULT_IMAGE_SIZE))
 

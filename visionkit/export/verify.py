@@ -204,7 +204,7 @@ def verify(
 ) -> CheckReport:
     """Compare an exported file with the model it came from (what :func:`export` runs after
     writing): the same random inputs at ``batch_sizes`` × two image sizes (see
-    :func:`check_sizes`; the first defaults to the config's ``data.image_size``).
+    :func:`check_sizes`; the first defaults to the config's evaluation size).
 
     ONNX runs in onnxruntime (CPU), TorchScript with ``torch.jit.load``; a safetensors file is
     loaded through ``model.init_from`` into a freshly built model of the same config.
