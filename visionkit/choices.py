@@ -45,7 +45,8 @@ ULTRALYTICS_KEYS = {
     "for a classify folder DIR of train/ and val/: data.train.root=DIR/train data.val.root=DIR/val",
     "epochs": "trainer.max_epochs (a recipe's trainer.max_steps / max_time end it first: "
     "trainer.max_steps=-1 trainer.max_time=null)",
-    "imgsz": "data.image_size",
+    "imgsz": "data.image_size (and data.val_image_size where the config sets one: validation, "
+    "eval and predict)",
     "batch": "data.batch_size",
     "workers": "data.num_workers",
     "cache": "data.cache (ram, or true; false)",

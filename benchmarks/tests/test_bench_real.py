@@ -94,10 +94,38 @@ def test_real_runs_every_side_and_writes_both_tables(tmp_path, monkeypatch, caps
     assert det["rows"][0]["steps"] == 2 and seg["rows"][0]["steps"] == 2  # the recipes' own
     # each detector scored at its better of the training size and the recipe's evaluation size
     assert det["rows"][0]["scored_at"] == 80 and det["rows"][1]["scored_at"] in (64, 80)
-    assert "| scored at (longest side) |" in TABLES["real-detection"](again)
-    assert "| 80 px |" in TABLES["real-detection"](again)
+    detection = TABLES["real-detection"](again)
+    assert "| steps | scored at |" in detection and "| 2 | longest side 80 px |" in detection
     table = real.real_table(results, "segmentation")
     assert "| torchvision DeepLabV3-MobileNetV3 |" in table and "visionkit ÷ model" in table
+    assert "scored at" not in table  # every model at the photos' own size
+
+
+def test_the_fcos_baseline_is_scored_at_its_better_size(monkeypatch):
+    """torchvision FCOS trains at the recipe's training size and is scored there and at the
+    recipe's evaluation size: the table gives it the better of the two."""
+    seen = []
+
+    def detections(model, val_set, use_bf16):
+        seen.append((model.transform.min_size, model.transform.max_size))
+        return [model.transform.max_size]
+
+    monkeypatch.setattr(real_baselines, "train_for", lambda *args: 3)
+    monkeypatch.setattr(real_baselines, "fcos_detections", detections)
+    monkeypatch.setattr(
+        real_baselines, "coco_map", lambda gt, results: {64: 0.3, 80: 0.2}[results[0]]
+    )
+    train_set = type(
+        "Set", (), {"label_names": {"instances": ["raccoon"]}, "__len__": lambda s: 4}
+    )()
+    out = real_baselines.train_torchvision_fcos(train_set, None, None, 1.0, 64, False, [80])
+    assert seen == [((64,), 64), ((80,), 80)]
+    assert (out["mAP"], out["eval_side"], out["steps"]) == (0.3, 64, 3)
+    monkeypatch.setattr(
+        real_baselines, "coco_map", lambda gt, results: {64: 0.3, 80: 0.4}[results[0]]
+    )
+    out = real_baselines.train_torchvision_fcos(train_set, None, None, 1.0, 64, False, [80, 64])
+    assert (out["mAP"], out["eval_side"]) == (0.4, 80) and len(seen) == 4
 
 
 def test_the_command_names_the_option(capsys):

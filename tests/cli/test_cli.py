@@ -491,7 +491,9 @@ def test_ultralytics_training_arguments_are_told_their_keys(capsys):
         main(["train", "--config", "x.yaml", "--epochs", "3", "--imgsz", "128", "--batch", "4"])
     err = capsys.readouterr().err
     assert "for Ultralytics' --epochs, use trainer.max_epochs (a recipe's" in err
-    assert "for Ultralytics' --imgsz, use data.image_size\n" in err
+    assert (
+        "for Ultralytics' --imgsz, use data.image_size (and data.val_image_size where the " in err
+    )
     assert "for Ultralytics' --batch, use data.batch_size\n" in err
     export = ["export", "--checkpoint", "a.ckpt", "--format", "onnx", "--imgsz", "320"]
     assert build_parser().parse_args(export).image_size == 320  # as predict and eval

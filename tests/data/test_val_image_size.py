@@ -121,22 +121,52 @@ def test_eval_refuses_val_image_size_and_names_imgsz():
     ]
 
 
-def test_training_at_a_larger_size_than_the_recipes_evaluation_is_warned_of():
-    """``data.image_size=320`` on the detection recipe (its advice for small objects) leaves
-    its ``val_image_size: 224``: said when the run starts, with the size to give."""
+def test_an_evaluation_size_far_from_the_training_size_is_warned_of():
+    """``data.image_size=320`` on the detection recipe (its advice for small objects), or
+    ``=128``, leaves its ``val_image_size: 224``: said when the run starts, with a size to
+    give (7/6 of the training size, up to a multiple of 32, as the recipe's 224 for 192)."""
     cfg = load_config(RECIPE, [*PATHS, "data.image_size=320"])
-    note = image_size_note(cfg.data, None, ["data.image_size=320"])
-    assert note.startswith(
+    assert image_size_note(cfg.data, None, ["data.image_size=320"]) == (
         "data.val_image_size=224 is smaller than data.image_size=320: validation, eval and "
-        "predict would see smaller images than training; raise it with data.image_size "
-        "(e.g. data.val_image_size=373"
+        "predict would see the objects at other sizes than training; change it with "
+        "data.image_size (e.g. data.val_image_size=384, about 7/6 of it as in the detection "
+        "recipe) or set it to null to follow data.image_size"
     )
-    assert image_size_note(load_config(RECIPE, PATHS).data, None) is None
+    cfg = load_config(RECIPE, [*PATHS, "data.image_size=128"])
+    assert image_size_note(cfg.data, None).startswith(
+        "data.val_image_size=224 is over 1.4 times data.image_size=128: validation, eval and "
+        "predict would see the objects at other sizes than training; change it with "
+        "data.image_size (e.g. data.val_image_size=160,"
+    )
+    assert image_size_note(load_config(RECIPE, PATHS).data, None) is None  # 224 for 192
+    unset = load_config(RECIPE, [*PATHS, "data.image_size=320", "data.val_image_size=null"])
+    assert image_size_note(unset.data, None) is None
+    tall = config({"image_size": [96, 128], "val_image_size": [112, 112]})
+    assert image_size_note(tall.data, None).startswith(
+        "data.val_image_size=[112, 112] is smaller than data.image_size=[96, 128]: "
+    )
+    assert "(e.g. data.val_image_size=[128, 160]," in image_size_note(tall.data, None)
+    # a resumed run was told when it started
     assert (
-        image_size_note(load_config(RECIPE, [*PATHS, "data.val_image_size=null"]).data, None)
+        image_size_note(load_config(RECIPE, [*PATHS, "data.image_size=320"]).data, Path("x"))
         is None
     )
-    tall = config({"image_size": [96, 128], "val_image_size": [112, 112]})
-    assert "data.val_image_size=[112, 112] is smaller than data.image_size=[96, 128]" in (
-        image_size_note(tall.data, None)
-    )
+
+
+def test_export_checks_and_imgsz_take_the_evaluation_size():
+    from types import SimpleNamespace
+
+    from visionkit.export.graph import check_sizes_of
+    from visionkit.inference.options import data_at
+
+    model = SimpleNamespace(meta={"config": {"data": {"image_size": 192, "val_image_size": 224}}})
+    assert check_sizes_of(model, None) == [(224, 224), (256, 288)]  # not 192's
+    assert check_sizes_of(model, 96)[0] == (96, 96)
+    old = SimpleNamespace(meta={"config": {"data": {"image_size": 160}}})  # before the key
+    assert check_sizes_of(old, None)[0] == (160, 160)
+    # --imgsz: every evaluation step at the size given, and the config says that size
+    data = load_config(RECIPE, PATHS).model_dump()["data"]
+    at = data_at(data, (320, 320))
+    assert at["transforms"]["val"] == [{"name": "LongestMaxSize", "max_size": 320}]
+    assert (at["image_size"], at["val_image_size"]) == (320, None)
+    assert split_image_size(at, train=False) == 320

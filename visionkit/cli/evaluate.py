@@ -104,8 +104,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="evaluate at this size: 640 or 480,640 (height,width, one argument: the "
         "KEY=VALUE overrides follow); the evaluation "
         "pipeline's sizing steps (Resize, LongestMaxSize, PadIfNeeded, ...) use it instead "
-        "of the training size; metrics are still computed at the original resolution "
-        "(default: the size the model was trained at)",
+        "of the model's; metrics are still computed at the original resolution (default: "
+        "the size the model was validated at in training, data.val_image_size, else "
+        "data.image_size)",
     )
     add_tta_argument(p)
     add_device_arguments(p)

@@ -132,7 +132,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="SIZE",
         help="inference size: 640 or 480,640 (height,width); the evaluation pipeline's "
         "sizing steps (Resize, LongestMaxSize, PadIfNeeded, ...) use it instead of the "
-        "training size; boxes are still given in the original image's pixels",
+        "model's evaluation size (data.val_image_size, else data.image_size); boxes are "
+        "still given in the original image's pixels",
     )
     add_device_arguments(p)
     add_weights_argument(p)

@@ -75,7 +75,8 @@ DESCRIPTIONS: dict[str, str] = {
     "and `check-data`; one dataset without `format` takes `data.val`'s (each set of a mix, "
     "that of `data.val`'s set of its name)",
     "data.image_size": "side, or `[h, w]`, of the default pipelines (when `transforms.*` is null) "
-    "and of every sizing transform that leaves its size out (`{name: Resize}`)",
+    "and of every sizing transform that leaves its size out (`{name: Resize}`); the evaluation "
+    "pipeline's where `val_image_size` is null",
     "data.val_image_size": "the same for the evaluation pipeline (validation, `eval`, "
     "`predict`, export): `null`: `image_size`; larger than the training crops can score "
     "better (the train-test resolution discrepancy; timm's `test_input_size`)",
@@ -100,7 +101,7 @@ DESCRIPTIONS: dict[str, str] = {
     "data.transforms.train": "training pipeline; `null`: `Resize` to `image_size` + "
     "`HorizontalFlip(p=0.5)`",
     "data.transforms.val": "evaluation pipeline (also used by `predict`); `null`: `Resize` to "
-    "`image_size`",
+    "`val_image_size`, else `image_size`",
     "optimizer": "the optimiser",
     "optimizer.name": "optimiser class",
     "optimizer.lr": "peak learning rate",

@@ -1,6 +1,7 @@
-"""How ``data.image_size`` reaches the pipelines: the default pipeline, the configured steps
-with the sizes they leave out filled in from it (:func:`with_image_size`: so one override
-changes every step that follows it), and a warning when nothing follows it."""
+"""How ``data.image_size`` (and the evaluation pipeline's ``data.val_image_size``) reaches the
+pipelines: the default pipeline, the configured steps with the sizes they leave out filled in
+from it (:func:`with_image_size`: so one override changes every step that follows it), and
+the warnings of a size nothing follows and of an evaluation size far from the training one."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def default_transforms(image_size: int | Sequence[int], train: bool) -> list[dic
 def pipeline_steps(data: Any, train: bool) -> list[dict[str, Any]]:
     """The steps of the training (``train=True``) or evaluation pipeline: the configured
     ``data.transforms.train`` / ``data.transforms.val``, else :func:`default_transforms` at
-    ``data.image_size``. The one rule for training, validation, prediction and export.
+    :func:`split_image_size`. The one rule for training, validation, prediction and export.
 
     ``data`` is the ``data`` section, as a validated ``DataConfig`` or as its plain dict (the
     resolved config a checkpoint carries).
@@ -170,32 +171,42 @@ def unused_image_size_note(data: Any, key: str = "image_size") -> str | None:
     )
 
 
-def smaller_eval_size_note(data: Any) -> str | None:
-    """A warning for a ``data.val_image_size`` smaller than ``data.image_size`` on either
-    side (a recipe's 224 kept while ``data.image_size=320`` raised the training size):
-    validation, ``eval`` and ``predict`` would see smaller images than training did.
+#: Evaluation sizes up to this many times the training size are not warned of: the detection
+#: recipe's 224 for 192 (7/6) scores best; its models fall apart at 1.5x (docs/benchmarks.md).
+LARGEST_EVAL_RATIO = 1.4
 
-    >>> print(smaller_eval_size_note({"image_size": 320, "val_image_size": 224}))
+
+def eval_size_note(data: Any) -> str | None:
+    """A warning for a ``data.val_image_size`` under ``data.image_size`` on either side, or
+    more than :data:`LARGEST_EVAL_RATIO` times it (a recipe's 224 kept while
+    ``data.image_size=320`` or ``=128`` changed the training size): validation, ``eval`` and
+    ``predict`` would see objects at other sizes than training did.
+
+    >>> print(eval_size_note({"image_size": 320, "val_image_size": 224}))
     ... # doctest: +NORMALIZE_WHITESPACE
     data.val_image_size=224 is smaller than data.image_size=320: validation, eval and predict
-    would see smaller images than training; raise it with data.image_size (e.g.
-    data.val_image_size=373, 7/6 of it as in the detection recipe) or set it to null to follow
-    data.image_size
-    >>> smaller_eval_size_note({"image_size": 192, "val_image_size": 224}) is None
+    would see the objects at other sizes than training; change it with data.image_size (e.g.
+    data.val_image_size=384, about 7/6 of it as in the detection recipe) or set it to null to
+    follow data.image_size
+    >>> eval_size_note({"image_size": 192, "val_image_size": 224}) is None
     True
+    >>> eval_size_note({"image_size": 128, "val_image_size": 224})[:61]
+    'data.val_image_size=224 is over 1.4 times data.image_size=128'
     """
     get = data.get if isinstance(data, Mapping) else lambda name: getattr(data, name, None)
     train, val = get("image_size"), get("val_image_size")
     if val is None or train is None:
         return None
-    (th, tw), (vh, vw) = (_pair(train), _pair(val))
-    if vh >= th and vw >= tw:
+    pairs = list(zip(_pair(train), _pair(val), strict=True))
+    if all(t <= v <= LARGEST_EVAL_RATIO * t for t, v in pairs):
         return None
-    larger = train * 7 // 6 if isinstance(train, int) else [th * 7 // 6, tw * 7 // 6]
+    how = "smaller than" if any(v < t for t, v in pairs) else f"over {LARGEST_EVAL_RATIO} times"
+    larger = [-(-t * 7 // (6 * 32)) * 32 for t, _ in pairs]  # 7/6, up to a multiple of 32
+    larger = larger[0] if isinstance(train, int) else larger
     return (
-        f"data.val_image_size={_text(val)} is smaller than data.image_size={_text(train)}: "
-        "validation, eval and predict would see smaller images than training; raise it with "
-        f"data.image_size (e.g. data.val_image_size={_text(larger)}, 7/6 of it as in the "
+        f"data.val_image_size={_text(val)} is {how} data.image_size={_text(train)}: validation, "
+        "eval and predict would see the objects at other sizes than training; change it with "
+        f"data.image_size (e.g. data.val_image_size={_text(larger)}, about 7/6 of it as in the "
         "detection recipe) or set it to null to follow data.image_size"
     )
 

@@ -25,7 +25,7 @@ import torch
 from visionkit.checkpoint import load_checkpoint, resumable
 from visionkit.config import load_config, override_keys
 from visionkit.config.max_time import max_time_seconds
-from visionkit.data.image_size import smaller_eval_size_note, unused_image_size_note
+from visionkit.data.image_size import eval_size_note, unused_image_size_note
 from visionkit.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -360,7 +360,7 @@ def budget_spent(checkpoint: str | os.PathLike, trainer: Any) -> tuple[str, str]
 def image_size_note(data: Any, checkpoint: Path | None, overrides: Any = ()) -> str | None:
     """The warning of a ``data.image_size`` or ``data.val_image_size`` set in the config that
     reaches no step (:func:`~visionkit.data.image_size.unused_image_size_note`), and for a new
-    run that of an evaluation size under the training one (``smaller_eval_size_note``). A run
+    run that of an evaluation size far from the training one (``eval_size_note``). A run
     resumed from ``checkpoint`` has its own (a saved config names every key): an error where
     ``overrides`` give another (its run folder's config.yaml has the size written into its
     steps, so the new one would be recorded and not used), else nothing to say."""
@@ -375,7 +375,7 @@ def image_size_note(data: Any, checkpoint: Path | None, overrides: Any = ()) -> 
             f"start a new run at another size from these weights with model.init_from={checkpoint}"
         )
     if checkpoint is None:
-        notes.append(smaller_eval_size_note(data))
+        notes.append(eval_size_note(data))
     return "; ".join(n for n in notes if n) or None
 
 

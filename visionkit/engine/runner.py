@@ -377,9 +377,9 @@ def evaluate(
         tta: ``None``, or ``"flip"``: every batch and its mirror image, merged per head as
             ``visionkit predict --tta flip`` does (:mod:`visionkit.inference.tta`).
         imgsz: evaluate at this size, ``320`` or ``(240, 320)``: the evaluation pipeline's
-            sizing steps use it instead of the training size
+            sizing steps use it instead of the model's evaluation size
             (:func:`visionkit.inference.options.data_at`); metrics stay at the original
-            resolution. ``None``: the size the model was trained at.
+            resolution. ``None``: the size the model was validated at in training.
         weights: ``"raw"``: a checkpoint's raw weights of an EMA run (``None`` / ``"ema"``:
             the averaged ones; :func:`visionkit.load`; a model in memory holds one set).
     """

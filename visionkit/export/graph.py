@@ -161,8 +161,7 @@ def check_sizes_of(
     model: VisionModel, image_size: int | Sequence[int] | None
 ) -> list[tuple[int, int]]:
     """:func:`check_sizes` of ``image_size``, by default the config's evaluation size."""
-    config = model.meta.get("config", {})
-    return check_sizes(image_size or config.get("data", {}).get("image_size", DEFAULT_IMAGE_SIZE))
+    return check_sizes(image_size or config_image_size({"config": model.meta.get("config", {})}))
 
 
 def largest_stride(model: VisionModel) -> int:
