@@ -125,7 +125,7 @@ def run_detection(
         train_set, val_set, gt_json, seconds, longest, use_bf16, eval_sides=[scored_at]
     )
     rows.append(_row("torchvision FCOS-R18", tv["mAP"], seconds, "mAP", tv["steps"]))
-    rows[-1]["scored_at"] = tv["eval_side"]
+    rows[-1].update(scored_at=tv["eval_side"], scores=tv["scores"])
     if baselines.ultralytics_installed():
         log(f"detection: Ultralytics YOLOv8n for {seconds:.0f} s")
         data_yaml = yolo_dataset(root, work, train_set, val_set)
@@ -137,7 +137,7 @@ def run_detection(
             eval_sizes=[scored_at],
         )  # fmt: skip
         rows.append(_row("Ultralytics YOLOv8n", yolo["mAP"], seconds, "mAP"))
-        rows[-1]["scored_at"] = yolo["eval_side"]
+        rows[-1].update(scored_at=yolo["eval_side"], scores=yolo["scores"])
     else:
         log("detection: ultralytics is not installed: no YOLOv8n baseline")
     return {"dataset": "raccoon", "train": len(train_set), "val": len(val_set), "rows": rows}
@@ -243,8 +243,8 @@ def _recipe_sizes(recipe: Path, overrides: Sequence[str] = ()) -> tuple[int, int
     from visionkit.data.image_size import split_image_size
 
     data = load_config(recipe, ["data.train.root=.", "data.val.root=.", *overrides]).data
-    train, val = (split_image_size(data, train) for train in (True, False))
-    return tuple(s if isinstance(s, int) else max(s) for s in (train, val))
+    sizes = (split_image_size(data, train=split == "train") for split in ("train", "val"))
+    return tuple(s if isinstance(s, int) else max(s) for s in sizes)
 
 
 def _precision() -> str:

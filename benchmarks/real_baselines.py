@@ -129,7 +129,8 @@ def train_torchvision_fcos(
 ) -> dict[str, float]:
     """FCOS-R18 trained for ``seconds`` at ``longest_side``; COCO mAP of its detections on
     ``val_set``, the better of those at ``longest_side`` and at each of ``eval_sides`` (the
-    recipe's evaluation size: the baseline is scored at it too), with ``eval_side``."""
+    recipe's evaluation size: the baseline is scored at it too), with ``eval_side`` and every
+    side's mAP (``scores``)."""
     num_classes = len(train_set.label_names["instances"])
     model = torchvision_fcos_r18(num_classes, longest_side)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
@@ -158,7 +159,9 @@ def train_torchvision_fcos(
         model.transform.min_size, model.transform.max_size = (side,), side
         scored[side] = coco_map(gt_json, fcos_detections(model, val_set, use_bf16))
     side = max(scored, key=scored.get)
-    return {"mAP": scored[side], "eval_side": side, "steps": steps, "train_s": seconds}
+    return {
+        "mAP": scored[side], "eval_side": side, "scores": scored, "steps": steps, "train_s": seconds
+    }  # fmt: skip
 
 
 def fcos_detections(model: nn.Module, val_set: Any, use_bf16: bool) -> list[dict[str, Any]]:
@@ -217,7 +220,7 @@ def train_yolov8n(
     """YOLOv8n from scratch with Ultralytics' own recipe for ``seconds`` (its ``time``
     argument, which also fits its schedule to the budget); COCO mAP by pycocotools of its
     predictions (conf 0.001, as Ultralytics validates), the better of those at ``image_size``
-    and at each of ``eval_sizes``, with ``eval_side``."""
+    and at each of ``eval_sizes``, with ``eval_side`` and every size's mAP (``scores``)."""
     from ultralytics import YOLO
 
     model = YOLO("yolov8n.yaml")
@@ -260,7 +263,7 @@ def train_yolov8n(
                 )
         scored[size] = coco_map(gt_json, results)
     size = max(scored, key=scored.get)
-    return {"mAP": scored[size], "eval_side": size, "train_s": seconds}
+    return {"mAP": scored[size], "eval_side": size, "scores": scored, "train_s": seconds}
 
 
 # --------------------------------------------------------------------------- segmentation

@@ -132,3 +132,61 @@ def test_the_command_names_the_option(capsys):
     with pytest.raises(SystemExit):
         main(["--real-tasks", "keypoints"])
     assert "--real-tasks" in capsys.readouterr().err
+
+
+def test_the_recipe_sizes_follow_the_runs_overrides():
+    assert real._recipe_sizes(real.RECIPES["detection"]) == (192, 224)
+    assert real._recipe_sizes(real.RECIPES["detection"], ["data.val_image_size=null"]) == (192, 192)
+    assert real._recipe_sizes(real.RECIPES["detection"], ["data.image_size=[96, 128]"]) == (
+        128,
+        224,
+    )
+
+
+def test_yolov8n_is_scored_at_its_better_size(monkeypatch, tmp_path):
+    """Ultralytics is never a dependency: a stand-in ``YOLO`` records the sizes it predicts
+    at and scores the larger one higher."""
+    import sys
+    import types
+
+    import torch
+
+    asked = []
+
+    class Boxes:
+        def __init__(self, size):
+            self.xyxy = torch.tensor([[0.0, 0.0, size / 10, size / 10]])
+            self.conf, self.cls = torch.tensor([0.9]), torch.tensor([0.0])
+
+    class YOLO:
+        def __init__(self, cfg):
+            assert cfg == "yolov8n.yaml"
+
+        def train(self, **kwargs):
+            assert kwargs["imgsz"] == 192 and kwargs["pretrained"] is False
+
+        def predict(self, source, imgsz, **kwargs):
+            asked.append(imgsz)
+            return [types.SimpleNamespace(boxes=Boxes(imgsz))]
+
+    monkeypatch.setitem(sys.modules, "ultralytics", types.SimpleNamespace(YOLO=YOLO))
+    monkeypatch.setattr(real_baselines, "coco_map", lambda gt, results: results[0]["bbox"][2] / 100)
+    images = [(1, tmp_path / "a.jpg"), (2, tmp_path / "b.jpg")]
+    out = real_baselines.train_yolov8n(
+        tmp_path / "d.yaml", images, [7], None, 1.0, 192, tmp_path, [224]
+    )
+    assert asked == [192, 192, 224, 224]
+    assert out["eval_side"] == 224 and out["mAP"] == pytest.approx(0.224)
+    assert out["scores"] == {192: pytest.approx(0.192), 224: pytest.approx(0.224)}
+
+
+def test_a_table_of_an_earlier_run_has_no_scored_at_column():
+    """``--from-json`` of a run before session 44 (rows without ``scored_at``)."""
+    rows = [real._row("visionkit detect_fcos_r18", 0.377, 598, "mAP", 1447)]
+    rows.append(real._row("torchvision FCOS-R18", 0.196, 598, "mAP", 737))
+    machine = {"cpu": "AMD EPYC", "threads": 2, "precision": "bf16", "torch": "2.14"}
+    machine["load_average_start"] = [1.0]
+    result = {"dataset": "raccoon", "train": 128, "val": 32, "target": "t", "rows": rows}
+    table = real.real_table({"real": {"detection": result}, "machine": machine}, "detection")
+    assert "| steps |\n" in table and "scored at" not in table
+    assert "| torchvision FCOS-R18 | 0.196 | 1.92× | 598 | 737 |" in table

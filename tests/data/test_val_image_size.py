@@ -170,3 +170,17 @@ def test_export_checks_and_imgsz_take_the_evaluation_size():
     assert at["transforms"]["val"] == [{"name": "LongestMaxSize", "max_size": 320}]
     assert (at["image_size"], at["val_image_size"]) == (320, None)
     assert split_image_size(at, train=False) == 320
+
+
+def test_the_suggested_evaluation_size_is_never_warned_of_itself():
+    from visionkit.data.image_size import eval_size_note
+
+    for side in range(16, 1025):
+        note = eval_size_note({"image_size": side, "val_image_size": side * 2})
+        suggested = int(note.split("data.val_image_size=")[2].split(",")[0])
+        assert eval_size_note({"image_size": side, "val_image_size": suggested}) is None, side
+    # the bounds: the training size itself and 1.4 times it are not said
+    assert eval_size_note({"image_size": 100, "val_image_size": 100}) is None
+    assert eval_size_note({"image_size": 100, "val_image_size": 140}) is None
+    assert eval_size_note({"image_size": 100, "val_image_size": 141}) is not None
+    assert eval_size_note({"image_size": 100, "val_image_size": 99}) is not None

@@ -201,7 +201,7 @@ def eval_size_note(data: Any) -> str | None:
     if all(t <= v <= LARGEST_EVAL_RATIO * t for t, v in pairs):
         return None
     how = "smaller than" if any(v < t for t, v in pairs) else f"over {LARGEST_EVAL_RATIO} times"
-    larger = [-(-t * 7 // (6 * 32)) * 32 for t, _ in pairs]  # 7/6, up to a multiple of 32
+    larger = [_eval_size_for(t) for t, _ in pairs]
     larger = larger[0] if isinstance(train, int) else larger
     return (
         f"data.val_image_size={_text(val)} is {how} data.image_size={_text(train)}: validation, "
@@ -209,6 +209,13 @@ def eval_size_note(data: Any) -> str | None:
         f"data.image_size (e.g. data.val_image_size={_text(larger)}, about 7/6 of it as in the "
         "detection recipe) or set it to null to follow data.image_size"
     )
+
+
+def _eval_size_for(train: int) -> int:
+    """About 7/6 of a training side (the recipe's 224 for 192), up to a multiple of 32 where
+    that stays within :data:`LARGEST_EVAL_RATIO` of it."""
+    rounded = -(-train * 7 // (6 * 32)) * 32
+    return rounded if rounded <= LARGEST_EVAL_RATIO * train else -(-train * 7 // 6)
 
 
 def _pair(size: Any) -> tuple[int, int]:
