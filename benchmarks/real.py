@@ -9,8 +9,8 @@ with the same precision and threads, and everything is scored the same way: pyco
 mAP@[.5:.95] on the held-out photos (detection), mean IoU over the classes at the original
 resolution, void ignored (segmentation). A detector sees the photos resized to a longest side:
 visionkit's that of its recipe's evaluation pipeline (``data.val_image_size``), each baseline's
-the better for it of its training size and that one. The raccoon photos have no split of their own: every
-fifth photo (sorted by name) is held out, through ``ImageSets/Main/{train,val}.txt`` written
+the better for it of its training size and that one. The raccoon photos have no split of their
+own: every fifth photo (sorted by name) is held out, through ``ImageSets/Main/{train,val}.txt`` written
 beside links to the published folders (the data itself is never touched).
 """
 

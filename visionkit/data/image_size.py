@@ -16,7 +16,7 @@ from visionkit.data.transforms import COMPOSITIONS
 
 def default_transforms(image_size: int | Sequence[int], train: bool) -> list[dict[str, Any]]:
     """Resize to ``image_size`` (and a horizontal flip when training)."""
-    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    h, w = size_pair(image_size)
     steps: list[dict[str, Any]] = [{"name": "Resize", "height": h, "width": w}]
     if train:
         steps.append({"name": "HorizontalFlip", "p": 0.5})
@@ -50,9 +50,13 @@ def split_image_size(data: Any, train: bool) -> int | Sequence[int]:
     >>> split_image_size({"image_size": 192}, train=False)
     192
     """
-    get = data.get if isinstance(data, Mapping) else lambda key: getattr(data, key, None)
-    val_size = None if train else get("val_image_size")
-    return val_size if val_size is not None else get("image_size")
+    val_size = None if train else _field(data, "val_image_size")
+    return val_size if val_size is not None else _field(data, "image_size")
+
+
+def _field(data: Any, key: str) -> Any:
+    """``data[key]`` of a plain dict, ``data.key`` of a ``DataConfig``; ``None`` if absent."""
+    return data.get(key) if isinstance(data, Mapping) else getattr(data, key, None)
 
 
 def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) -> dict[str, Any]:
@@ -93,14 +97,14 @@ def with_image_size(spec: Mapping[str, Any], image_size: int | Sequence[int]) ->
         ]
         return out
     if name == "Mosaic":
-        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+        h, w = size_pair(image_size)
         out.setdefault("target_size", [int(h), int(w)])
         out.setdefault("cell_shape", out["target_size"])
         return out
     cls = getattr(A, name, None)
     if not (inspect.isclass(cls) and issubclass(cls, A.BasicTransform)):
         return out  # build_transform reports it
-    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    h, w = size_pair(image_size)
     params = inspect.signature(cls.__init__).parameters
 
     def required(key: str) -> bool:
@@ -145,13 +149,12 @@ def unused_image_size_note(data: Any, key: str = "image_size") -> str | None:
     >>> unused_image_size_note(data) is None
     True
     """
-    get = data.get if isinstance(data, Mapping) else lambda name: getattr(data, name, None)
-    image_size = get(key)
+    image_size = _field(data, key)
     if image_size is None:
         return None
     sizes = {int(image_size)} if isinstance(image_size, int) else set(map(int, image_size))
     splits = [("val", False)] if key == "val_image_size" else [("train", True)]
-    if key == "image_size" and get("val_image_size") is None:
+    if key == "image_size" and _field(data, "val_image_size") is None:
         splits.append(("val", False))
     given, follows = [], False
     for split, train in splits:
@@ -193,11 +196,10 @@ def eval_size_note(data: Any) -> str | None:
     >>> eval_size_note({"image_size": 128, "val_image_size": 224})[:61]
     'data.val_image_size=224 is over 1.4 times data.image_size=128'
     """
-    get = data.get if isinstance(data, Mapping) else lambda name: getattr(data, name, None)
-    train, val = get("image_size"), get("val_image_size")
+    train, val = _field(data, "image_size"), _field(data, "val_image_size")
     if val is None or train is None:
         return None
-    pairs = list(zip(_pair(train), _pair(val), strict=True))
+    pairs = list(zip(size_pair(train), size_pair(val), strict=True))
     if all(t <= v <= LARGEST_EVAL_RATIO * t for t, v in pairs):
         return None
     how = "smaller than" if any(v < t for t, v in pairs) else f"over {LARGEST_EVAL_RATIO} times"
@@ -218,7 +220,8 @@ def _eval_size_for(train: int) -> int:
     return rounded if rounded <= LARGEST_EVAL_RATIO * train else -(-train * 7 // 6)
 
 
-def _pair(size: Any) -> tuple[int, int]:
+def size_pair(size: int | Sequence[int]) -> tuple[int, int]:
+    """``(height, width)`` of a size given as one side or as ``[height, width]``."""
     return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 

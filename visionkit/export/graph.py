@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from visionkit.build.model import load
-from visionkit.data.image_size import split_image_size
+from visionkit.data.image_size import size_pair, split_image_size
 from visionkit.errors import ExportError
 from visionkit.models.model import VisionModel
 
@@ -130,16 +130,9 @@ def export_model(
 
 
 # ---- sizes --------------------------------------------------------------------------------------
-def _pair(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    h, w = size
-    return int(h), int(w)
-
-
 def round_up(size: int | Sequence[int], divisor: int = SIZE_DIVISOR) -> tuple[int, int]:
     """``(H, W)`` rounded up to multiples of ``divisor`` (what the collate pads to)."""
-    h, w = _pair(size)
+    h, w = size_pair(size)
     return math.ceil(h / divisor) * divisor, math.ceil(w / divisor) * divisor
 
 
@@ -147,7 +140,7 @@ def config_image_size(meta: Mapping[str, Any]) -> tuple[int, int]:
     """The evaluation size of the config in ``meta`` as ``(H, W)``: ``data.val_image_size``,
     else ``data.image_size`` (default 128)."""
     data = {"image_size": DEFAULT_IMAGE_SIZE, **meta["config"].get("data", {})}
-    return _pair(split_image_size(data, train=False))
+    return size_pair(split_image_size(data, train=False))
 
 
 def check_sizes(image_size: int | Sequence[int]) -> list[tuple[int, int]]:

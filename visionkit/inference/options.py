@@ -282,7 +282,8 @@ def preprocess_at(model: VisionModel, imgsz: int | str | Sequence[Any] | None) -
 def data_at(data: Mapping[str, Any], size: tuple[int, int]) -> dict[str, Any]:
     """A copy of a config's ``data`` section (plain dict) whose evaluation pipeline runs at
     ``size`` (H, W): ``transforms.val`` is :func:`resize_steps` of its evaluation steps and
-    ``image_size`` is ``size`` (``val_image_size`` null: it follows). What ``predict --imgsz`` and ``eval --imgsz`` evaluate with.
+    ``image_size`` is ``size`` (``val_image_size`` null: it follows). What ``predict --imgsz``
+    and ``eval --imgsz`` evaluate with.
 
     >>> data = {"image_size": 192, "transforms": {"val": [{"name": "LongestMaxSize", "max_size": 192}]}}
     >>> data_at(data, (320, 320))["transforms"]["val"]
